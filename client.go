@@ -1,0 +1,365 @@
+package redpipe
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/pool"
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// Client is a handle to one Redis server. It is safe for concurrent use and
+// meant to be long-lived: make one and share it.
+//
+// Plain calls share one connection: calls made at the same time by many
+// goroutines go out in one write and their replies are handed back in order
+// (auto-pipelining). WATCH sessions, blocking commands and large pipelines
+// get a connection of their own from a bounded pool.
+type Client struct {
+	cmds
+
+	opt     Options
+	connOpt conn.Options
+
+	// shared is the connection plain calls use; replaced under dialMu when
+	// it fails. Read without a lock on every call.
+	shared atomic.Pointer[conn.Conn]
+	dialMu sync.Mutex
+
+	pool *pool.Pool[*dedicated]
+
+	decMu    sync.Mutex                         // serialises SetDecoder
+	decoders atomic.Pointer[map[string]Decoder] // copy-on-write, read on every reply
+
+	mu     sync.Mutex // guards live and closed
+	live   map[*conn.Conn]struct{}
+	closed bool
+}
+
+// NewClient makes a Client. It checks the options but does not connect:
+// the first call does. Use Connect to fail fast on a bad address or
+// password.
+func NewClient(opt Options) (*Client, error) {
+	opt = opt.defaults()
+	if err := opt.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		opt: opt,
+		connOpt: conn.Options{Limits: resp.Limits{
+			MaxBulkLen:  opt.MaxReplyBytes,
+			MaxArrayLen: opt.MaxReplyElems,
+			MaxDepth:    opt.MaxReplyDepth,
+		}},
+		live: make(map[*conn.Conn]struct{}),
+	}
+	c.cmds = cmds{r: c}
+	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)
+	return c, nil
+}
+
+// Connect parses a URL (see ParseURL), makes a Client and checks that it
+// can connect and authenticate.
+func Connect(ctx context.Context, rawURL string) (*Client, error) {
+	opt, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewClient(opt)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.sharedConn(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Options returns the client's options with defaults filled in.
+func (c *Client) Options() Options { return c.opt }
+
+// Do runs any command given as its words, such as
+// c.Do(ctx, "OBJECT", "ENCODING", "k"), including commands redpipe has no
+// typed method for. Arguments may be strings, []byte, integers, floats and
+// bools. A command the server's table knows is checked for its number of
+// arguments before it is sent.
+func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	w.do(args)
+	return c.run(ctx, w)
+}
+
+// run sends one encoded command and returns its reply; it owns w.
+func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
+	defer putBuf(w)
+	if w.err != nil {
+		return Value{}, w.err
+	}
+	if ci := w.cmds[0].info; ci != nil {
+		if ci.has(flagConnState) {
+			return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
+		}
+		if ci.has(flagBlocking) {
+			return c.runDedicated(ctx, w)
+		}
+	}
+	cn, err := c.sharedConn(ctx)
+	if err != nil {
+		return Value{}, err
+	}
+	v, err := cn.DoOne(ctx, w.buf)
+	return c.decode(w, Value{v}, err)
+}
+
+// decode applies a registered Decoder to the reply of a single command;
+// a decoder's failure becomes the call's error.
+func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
+	if err != nil || c.decoders.Load() == nil || v.Err() != nil {
+		return v, err
+	}
+	name := w.cmds[0].Name()
+	if d := c.decoder(name); d != nil {
+		decodeInto(&v, d)
+		if _, derr := v.Decoded(); derr != nil {
+			return v, &DecodeError{Command: name, Err: derr}
+		}
+	}
+	return v, nil
+}
+
+func connStateHint(name string) string {
+	switch name {
+	case "WATCH", "UNWATCH", "MULTI", "EXEC", "DISCARD":
+		return "use Client.Watch, Client.Transaction or a Pipeline"
+	case "SELECT":
+		return "set Options.DB or use one Client per database"
+	case "AUTH", "HELLO":
+		return "set Options.Username and Options.Password"
+	}
+	return "it is not supported"
+}
+
+// runDedicated runs a blocking command on a connection of its own, so it
+// does not hold up the shared one.
+func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
+	d, err := c.pool.Get(ctx)
+	if err != nil {
+		return Value{}, err
+	}
+	v, err := d.DoOne(ctx, w.buf)
+	// A call abandoned on ctx leaves its reply unread: Put sees the
+	// connection is not idle and closes it.
+	c.pool.Put(d, err == nil)
+	return c.decode(w, Value{v}, err)
+}
+
+// sharedConn returns the connection for plain calls, dialling a new one if
+// there is none or the last one failed.
+func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+		return cn, nil
+	}
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+		return cn, nil
+	}
+	cn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if old := c.shared.Swap(cn); old != nil {
+		c.closeConn(old)
+	}
+	return cn, nil
+}
+
+// dedicated is a connection lent by the pool.
+type dedicated struct {
+	*conn.Conn
+	c *Client
+}
+
+func (d *dedicated) Close() error { return d.c.closeConn(d.Conn) }
+
+func (c *Client) dialDedicated(ctx context.Context) (*dedicated, error) {
+	cn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &dedicated{Conn: cn, c: c}, nil
+}
+
+// dial opens, registers and handshakes a connection.
+func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
+	defer cancel()
+	nc, err := c.dialNet(ctx)
+	if err != nil {
+		return nil, &DialError{Addr: c.opt.Addr, Err: err}
+	}
+	cn := conn.New(nc, c.connOpt)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		cn.Close()
+		return nil, ErrClosed
+	}
+	c.live[cn] = struct{}{}
+	c.mu.Unlock()
+	if err := c.handshake(ctx, cn); err != nil {
+		c.closeConn(cn)
+		return nil, err
+	}
+	return cn, nil
+}
+
+func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
+	if c.opt.Dialer != nil {
+		return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr)
+	}
+	if c.opt.TLSConfig != nil {
+		d := tls.Dialer{Config: c.opt.TLSConfig}
+		return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+}
+
+// handshake prepares a new connection: HELLO 3 with AUTH and SETNAME, or on
+// a server without HELLO (or with Protocol 2) AUTH and CLIENT SETNAME; then
+// SELECT.
+func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
+	o := &c.opt
+	w := getBuf()
+	defer putBuf(w)
+	exchange := func(args ...any) error {
+		w.reset()
+		w.do(args)
+		if w.err != nil {
+			return w.err
+		}
+		v, err := cn.DoOne(ctx, w.buf)
+		if err != nil {
+			return err
+		}
+		return Value{v}.Err()
+	}
+
+	resp2 := o.Protocol == 2
+	if !resp2 {
+		args := []any{"HELLO", "3"}
+		if o.Password != "" {
+			user := o.Username
+			if user == "" {
+				user = "default"
+			}
+			args = append(args, "AUTH", user, o.Password)
+		}
+		if o.ClientName != "" {
+			args = append(args, "SETNAME", o.ClientName)
+		}
+		err := exchange(args...)
+		var se *Error
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && o.Protocol == 0 && helloUnknown(se):
+			resp2 = true
+		default:
+			return handshakeError("HELLO", err)
+		}
+	}
+	if resp2 {
+		if o.Password != "" {
+			args := []any{"AUTH", o.Password}
+			if o.Username != "" {
+				args = []any{"AUTH", o.Username, o.Password}
+			}
+			if err := exchange(args...); err != nil {
+				return handshakeError("AUTH", err)
+			}
+		}
+		if o.ClientName != "" {
+			if err := exchange("CLIENT", "SETNAME", o.ClientName); err != nil {
+				return handshakeError("CLIENT SETNAME", err)
+			}
+		}
+	}
+	if o.DB != 0 {
+		if err := exchange("SELECT", o.DB); err != nil {
+			return handshakeError("SELECT", err)
+		}
+	}
+	return nil
+}
+
+// helloUnknown tells a server that predates HELLO (or has it renamed away)
+// from one that refused our credentials.
+func helloUnknown(e *Error) bool {
+	return e.Prefix == "NOPROTO" || (e.Prefix == "ERR" && strings.Contains(strings.ToLower(e.Msg), "unknown command"))
+}
+
+// HandshakeError is a failure to prepare a new connection: a wrong
+// password, a missing ACL permission, a database that does not exist.
+type HandshakeError struct {
+	Step string // HELLO, AUTH, CLIENT SETNAME or SELECT
+	Err  error
+}
+
+func (e *HandshakeError) Error() string {
+	return "redpipe: connection setup failed at " + e.Step + ": " + e.Err.Error()
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+func handshakeError(step string, err error) error {
+	return &HandshakeError{Step: step, Err: err}
+}
+
+// DialError is a failure to open a connection.
+type DialError struct {
+	Addr string
+	Err  error
+}
+
+func (e *DialError) Error() string { return fmt.Sprintf("redpipe: dial %s: %v", e.Addr, e.Err) }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// closeConn closes a connection and forgets it.
+func (c *Client) closeConn(cn *conn.Conn) error {
+	c.mu.Lock()
+	delete(c.live, cn)
+	c.mu.Unlock()
+	return cn.Close()
+}
+
+// Close closes every connection of the client, failing the calls in flight
+// with ErrClosed, and waits for their goroutines to end. Calls after Close
+// fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	live := make([]*conn.Conn, 0, len(c.live))
+	for cn := range c.live {
+		live = append(live, cn)
+	}
+	clear(c.live)
+	c.mu.Unlock()
+	c.pool.Close()
+	for _, cn := range live {
+		cn.Close()
+	}
+	return nil
+}

@@ -1,0 +1,436 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// newTestClient starts a real redis-server for the test and returns a
+// client for it; both are closed when the test ends.
+func newTestClient(t testing.TB, opt Options, serverArgs ...string) (*Client, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t, serverArgs...)
+	opt.Addr = srv.Addr
+	c, err := NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, srv
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestTypedCommandsAndDo(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Get(ctx, "k"); err != nil || s != "v" {
+		t.Fatalf("Get = %q, %v; want v", s, err)
+	}
+	if _, err := c.Get(ctx, "missing"); !errors.Is(err, ErrNil) {
+		t.Fatalf("Get of a missing key: err = %v, want ErrNil", err)
+	}
+	if n, err := c.Incr(ctx, "n"); err != nil || n != 1 {
+		t.Fatalf("Incr = %d, %v", n, err)
+	}
+	if n, err := c.SAdd(ctx, "s", "a", "b", "c"); err != nil || n != 3 {
+		t.Fatalf("SAdd = %d, %v", n, err)
+	}
+	if n, err := c.HSet(ctx, "h", "f1", "v1", "f2", 2); err != nil || n != 2 {
+		t.Fatalf("HSet = %d, %v", n, err)
+	}
+	// A command with no typed wrapper goes through Do.
+	v, err := c.Do(ctx, "OBJECT", "ENCODING", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := v.Text(); s != "int" {
+		t.Fatalf("OBJECT ENCODING = %v, want int", v)
+	}
+	// Do also runs typed commands, spelled in any case.
+	v, err = c.Do(ctx, "get", "k")
+	if s, _ := v.Text(); err != nil || s != "v" {
+		t.Fatalf("Do get = %v, %v", v, err)
+	}
+	// A server error is an *Error with its prefix.
+	_, err = c.Incr(ctx, "s")
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "WRONGTYPE" {
+		t.Fatalf("Incr on a set: err = %v, want a WRONGTYPE *Error", err)
+	}
+}
+
+func TestArityRefusedBeforeSending(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	_, err := c.Do(ctx, "GET")
+	var ae *ArityError
+	if !errors.As(err, &ae) || ae.Command != "GET" || ae.Arity != 2 {
+		t.Fatalf("Do(GET) err = %v, want *ArityError for GET arity 2", err)
+	}
+	if !strings.Contains(err.Error(), "GET") || !strings.Contains(err.Error(), "arity 2") {
+		t.Fatalf("error %q does not name the command and its arity", err)
+	}
+	_, err = c.Del(ctx)
+	if !errors.As(err, &ae) || ae.Command != "DEL" || ae.Arity != -2 {
+		t.Fatalf("Del() err = %v, want *ArityError for DEL", err)
+	}
+	_, err = c.Do(ctx, "CONFIG", "GET")
+	if !errors.As(err, &ae) || ae.Command != "CONFIG GET" {
+		t.Fatalf("CONFIG GET with no parameter: err = %v, want *ArityError for CONFIG GET", err)
+	}
+	// Nothing was sent: the connection still answers in step.
+	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("Ping after refused commands = %q, %v", s, err)
+	}
+}
+
+// TestRESP3Types reads every RESP3 reply type through the accessors, and the
+// same calls under a forced RESP2, where the server sends other types.
+func TestRESP3Types(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, proto := range []int{3, 2} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := ctxT(t)
+			if _, err := c.Do(ctx, "FLUSHDB"); err != nil {
+				t.Fatal(err)
+			}
+			hello, err := c.Do(ctx, "CLIENT", "INFO")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info, _ := hello.Text(); !strings.Contains(info, fmt.Sprintf("resp=%d", proto)) {
+				t.Fatalf("connection is not RESP%d: %s", proto, info)
+			}
+
+			// map: HGETALL
+			c.HSet(ctx, "h", "a", "1", "b", "2")
+			v, _ := c.Do(ctx, "HGETALL", "h")
+			wantKind := Map
+			if proto == 2 {
+				wantKind = Array
+			}
+			if v.Kind() != wantKind {
+				t.Fatalf("HGETALL kind = %v, want %v", v.Kind(), wantKind)
+			}
+			m, err := v.StringMap()
+			if err != nil || m["a"] != "1" || m["b"] != "2" || len(m) != 2 {
+				t.Fatalf("HGETALL = %v, %v", m, err)
+			}
+			if hm, err := c.HGetAll(ctx, "h"); err != nil || hm["b"] != "2" {
+				t.Fatalf("HGetAll = %v, %v", hm, err)
+			}
+
+			// set: SMEMBERS
+			c.SAdd(ctx, "s", "x", "y")
+			v, _ = c.Do(ctx, "SMEMBERS", "s")
+			if proto == 3 && v.Kind() != Set {
+				t.Fatalf("SMEMBERS kind = %v, want set", v.Kind())
+			}
+			if ss, err := v.Strings(); err != nil || len(ss) != 2 {
+				t.Fatalf("SMEMBERS = %v, %v", ss, err)
+			}
+
+			// double: ZSCORE, and inf
+			c.ZAdd(ctx, "z", 1.5, "m", "+inf", "top")
+			v, _ = c.Do(ctx, "ZSCORE", "z", "m")
+			if proto == 3 && v.Kind() != Double {
+				t.Fatalf("ZSCORE kind = %v, want double", v.Kind())
+			}
+			if f, err := v.Float64(); err != nil || f != 1.5 {
+				t.Fatalf("ZSCORE = %v, %v", f, err)
+			}
+			if f, err := c.ZScore(ctx, "z", "top"); err != nil || !math.IsInf(f, 1) {
+				t.Fatalf("ZScore of +inf = %v, %v", f, err)
+			}
+
+			// big number, booleans, null through DEBUG PROTOCOL
+			v, err = c.Do(ctx, "DEBUG", "PROTOCOL", "bignum")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if proto == 3 && v.Kind() != BigNumber {
+				t.Fatalf("bignum kind = %v", v.Kind())
+			}
+			if s, err := v.Text(); err != nil || s != "1234567999999999999999999999999999999" {
+				t.Fatalf("bignum = %q, %v", s, err)
+			}
+			for _, b := range []bool{true, false} {
+				v, err = c.Do(ctx, "DEBUG", "PROTOCOL", fmt.Sprint(b))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if proto == 3 && v.Kind() != Boolean {
+					t.Fatalf("boolean kind = %v", v.Kind())
+				}
+				if got, err := v.Bool(); err != nil || got != b {
+					t.Fatalf("DEBUG PROTOCOL %v = %v, %v", b, got, err)
+				}
+			}
+			v, err = c.Do(ctx, "DEBUG", "PROTOCOL", "null")
+			if err != nil || !v.IsNil() {
+				t.Fatalf("null = %v, %v", v, err)
+			}
+			if _, err := v.Text(); !errors.Is(err, ErrNil) {
+				t.Fatalf("Text of null: %v, want ErrNil", err)
+			}
+			v, err = c.Do(ctx, "DEBUG", "PROTOCOL", "double")
+			if f, ferr := v.Float64(); err != nil || ferr != nil || f != 3.141 {
+				t.Fatalf("double = %v (%v, %v)", v, err, ferr)
+			}
+			v, err = c.Do(ctx, "DEBUG", "PROTOCOL", "verbatim")
+			if s, serr := v.Text(); err != nil || serr != nil || !strings.Contains(s, "verbatim") {
+				t.Fatalf("verbatim = %v (%v, %v)", v, err, serr)
+			}
+			// A wrong-type access is an error, not a panic.
+			if _, err := v.Int64(); err == nil {
+				t.Fatal("Int64 of a text reply succeeded")
+			}
+			var te *TypeError
+			if _, err := (NewValue([]any{"a"})).Int64(); !errors.As(err, &te) {
+				t.Fatalf("Int64 of an array: %v, want *TypeError", err)
+			}
+		})
+	}
+}
+
+func TestACLAndWrongPassword(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">s3cret", "~app:*", "+@all")
+	ctx := ctxT(t)
+
+	c, err := Connect(ctx, "redis://app:s3cret@"+srv.Addr)
+	if err != nil {
+		t.Fatalf("connect as app: %v", err)
+	}
+	defer c.Close()
+	who, err := c.Do(ctx, "ACL", "WHOAMI")
+	if s, _ := who.Text(); err != nil || s != "app" {
+		t.Fatalf("ACL WHOAMI = %v, %v", who, err)
+	}
+	if err := c.Set(ctx, "app:x", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = Connect(ctx, "redis://app:wrong@"+srv.Addr)
+	var he *HandshakeError
+	var se *Error
+	if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "WRONGPASS" {
+		t.Fatalf("wrong password: err = %v, want a HandshakeError with WRONGPASS", err)
+	}
+	if strings.Contains(err.Error(), "wrong") && strings.Contains(err.Error(), ":wrong@") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+func TestSelectIsolatesKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	c0, err := Connect(ctx, "redis://"+srv.Addr+"/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c0.Close()
+	c3, err := Connect(ctx, "redis://"+srv.Addr+"/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := c3.Set(ctx, "only-in-3", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c0.Get(ctx, "only-in-3"); !errors.Is(err, ErrNil) {
+		t.Fatalf("db 0 sees db 3's key: %v", err)
+	}
+	if s, err := c3.Get(ctx, "only-in-3"); err != nil || s != "x" {
+		t.Fatalf("db 3 Get = %q, %v", s, err)
+	}
+	if n, _ := c3.DBSize(ctx); n != 1 {
+		t.Fatalf("db 3 size = %d", n)
+	}
+	// Dedicated connections select the database too.
+	tx, err := c3.Watch(ctx, "only-in-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if s, err := tx.Get(ctx, "only-in-3"); err != nil || s != "x" {
+		t.Fatalf("Tx on db 3: Get = %q, %v", s, err)
+	}
+}
+
+// TestManyCallersGetTheirOwnReplies: 1000 goroutines × 100 commands on one
+// client, each with unique values, every reply checked against its call.
+func TestManyCallersGetTheirOwnReplies(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const goroutines, perG = 1000, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perG {
+				want := fmt.Sprintf("g%d-i%d", g, i)
+				// ECHO proves the reply is this call's own.
+				got, err := c.Echo(ctx, want)
+				if err != nil || got != want {
+					errs <- fmt.Errorf("ECHO %s = %q, %v", want, got, err)
+					return
+				}
+				if i%10 == 0 {
+					if err := c.Set(ctx, want, want); err != nil {
+						errs <- err
+						return
+					}
+					if v, err := c.Get(ctx, want); err != nil || v != want {
+						errs <- fmt.Errorf("GET %s = %q, %v", want, v, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestCancelledCallDoesNotShiftReplies cancels a call whose reply is stuck
+// behind another caller's DEBUG SLEEP; it returns at once, and the calls
+// after it get their own replies.
+func TestCancelledCallDoesNotShiftReplies(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "a", "A"); err != nil {
+		t.Fatal(err)
+	}
+	sleepDone := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, "DEBUG", "SLEEP", "0.2")
+		sleepDone <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let DEBUG SLEEP go first on the shared connection
+
+	cctx, cancel := context.WithCancel(ctx)
+	got := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Get(cctx, "a")
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	err := <-got
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Get: err = %v, want context.Canceled", err)
+	}
+	if waited := time.Since(start); waited > 150*time.Millisecond {
+		// Not a speed assertion: returning after the sleep ends would mean
+		// the call waited for its reply instead of leaving on cancel.
+		t.Fatalf("cancelled Get returned after %v, i.e. not at cancellation", waited)
+	}
+	if err := <-sleepDone; err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		want := fmt.Sprint("after-", i)
+		if got, err := c.Echo(ctx, want); err != nil || got != want {
+			t.Fatalf("call after the cancelled one: ECHO %s = %q, %v", want, got, err)
+		}
+	}
+	if s, err := c.Get(ctx, "a"); err != nil || s != "A" {
+		t.Fatalf("Get a = %q, %v", s, err)
+	}
+}
+
+func TestClosedClient(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A call in flight when Close comes fails with ErrClosed.
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, "DEBUG", "SLEEP", "0.3")
+		inflight <- err
+	}()
+	time.Sleep(30 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-inflight; !errors.Is(err, ErrClosed) {
+		t.Fatalf("call in flight at Close: %v, want ErrClosed", err)
+	}
+	if _, err := c.Ping(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Ping after Close: %v, want ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestStateCommandsRefusedOnSharedConnection(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for _, cmd := range [][]any{{"WATCH", "k"}, {"MULTI"}, {"SELECT", 1}, {"SUBSCRIBE", "ch"}} {
+		_, err := c.Do(ctx, cmd...)
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Fatalf("Do(%v) err = %v, want *UsageError", cmd, err)
+		}
+	}
+	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("Ping = %q, %v", s, err)
+	}
+}
+
+func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	res := make(chan []Value, 1)
+	go func() {
+		v, err := c.BLPop(ctx, 2, "queue")
+		if err != nil {
+			t.Error(err)
+		}
+		res <- v
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// The shared connection is not held up by BLPOP.
+	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("Ping while BLPOP waits = %q, %v", s, err)
+	}
+	if _, err := c.RPush(ctx, "queue", "job"); err != nil {
+		t.Fatal(err)
+	}
+	v := <-res
+	if len(v) != 2 || v[1].String() != "job" {
+		t.Fatalf("BLPOP = %v", v)
+	}
+}

@@ -1,0 +1,348 @@
+package redpipe
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+//go:generate go run ./internal/cmdgen -spec internal/cmdgen/spec -out .
+
+// cmdFlags are the command flags of the server's COMMAND INFO that the
+// client acts on.
+type cmdFlags uint32
+
+const (
+	flagWrite cmdFlags = 1 << iota
+	flagReadonly
+	flagBlocking
+	flagAdmin
+	flagPubSub
+	flagNoScript
+	flagLoading
+	flagStale
+	flagFast
+	flagNoMulti
+	flagMovableKeys
+	flagNoAuth
+
+	// flagConnState marks commands that change or depend on the state of
+	// one connection (transactions, database, auth, subscriptions). They
+	// never run on a shared connection. Set at init, not by the server.
+	flagConnState
+)
+
+// connStateCommands are the commands given flagConnState.
+var connStateCommands = []string{
+	"WATCH", "UNWATCH", "MULTI", "EXEC", "DISCARD", "SELECT", "AUTH", "HELLO",
+	"QUIT", "RESET", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
+	"PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", "REPLCONF",
+	"CLIENT REPLY", "CLIENT TRACKING", "CLIENT SETNAME", "CLIENT NO-EVICT",
+	"CLIENT CACHING", "READONLY", "READWRITE", "ASKING",
+}
+
+// commandInfo describes one command (or subcommand) as the server's
+// COMMAND INFO does. The generated table holds one per command.
+type commandInfo struct {
+	Name     string // upper case, subcommands with a space: "GET", "CONFIG GET"
+	Arity    int    // n: exactly n words; -n: at least n (the name counts)
+	Flags    cmdFlags
+	FirstKey int // position of the first key, 0 if none
+	LastKey  int // position of the last key, negative counts from the end
+	Step     int
+	Group    string
+
+	wire []byte // the name already encoded as bulk strings, filled in at init
+}
+
+func (ci *commandInfo) has(f cmdFlags) bool { return ci.Flags&f != 0 }
+
+// words is how many words of a command line make up the name.
+func (ci *commandInfo) words() int { return strings.Count(ci.Name, " ") + 1 }
+
+func init() {
+	for _, name := range connStateCommands {
+		if ci := commandTable[name]; ci != nil {
+			ci.Flags |= flagConnState
+		}
+	}
+	for _, ci := range commandTable {
+		for _, w := range strings.Fields(ci.Name) {
+			ci.wire = resp.AppendBulkString(ci.wire, w)
+		}
+	}
+}
+
+// lookupCommand finds the table entry for a command line given as its first
+// words, without allocating for names of ordinary length. Containers such
+// as CONFIG resolve to their subcommand when one is given.
+func lookupCommand(name, sub string) *commandInfo {
+	var buf [48]byte
+	key := appendUpper(buf[:0], name)
+	ci := commandTable[string(key)]
+	if ci == nil || sub == "" {
+		return ci
+	}
+	key = append(key, ' ')
+	key = appendUpper(key, sub)
+	if sc := commandTable[string(key)]; sc != nil {
+		return sc
+	}
+	return ci
+}
+
+func appendUpper(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// cmdMeta records one encoded command of a cmdBuf.
+type cmdMeta struct {
+	info *commandInfo // nil for a command the table does not know
+	name string       // upper-case name when info is nil
+	end  int          // offset in buf just past the command
+}
+
+// Name is the command's upper-case name.
+func (m *cmdMeta) Name() string {
+	if m.info != nil {
+		return m.info.Name
+	}
+	return m.name
+}
+
+// cmdBuf accumulates encoded commands: one for a plain call, many for a
+// pipeline. Every command builder, generated or Do, writes into one, so a
+// command is defined once and runs on a Client, a Pipeline and a Tx alike.
+// The first error (arity, argument type) is kept and the batch refused.
+type cmdBuf struct {
+	buf  []byte
+	cmds []cmdMeta
+	err  error
+
+	// state of the command being encoded
+	want, got int
+}
+
+// start begins a command of n words (the name included) described by ci.
+func (w *cmdBuf) start(ci *commandInfo, n int) {
+	w.checkArity(ci, n)
+	w.buf = resp.AppendArrayLen(w.buf, n)
+	w.buf = append(w.buf, ci.wire...)
+	w.cmds = append(w.cmds, cmdMeta{info: ci})
+	w.want, w.got = n, ci.words()
+}
+
+func (w *cmdBuf) checkArity(ci *commandInfo, n int) {
+	if w.err != nil {
+		return
+	}
+	if (ci.Arity > 0 && n != ci.Arity) || (ci.Arity < 0 && n < -ci.Arity) {
+		w.err = &ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}
+	}
+}
+
+// end closes the current command.
+func (w *cmdBuf) end() {
+	if w.got != w.want && w.err == nil {
+		// A builder miscounted: refuse rather than send a corrupt stream.
+		w.err = &UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
+			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}
+	}
+	w.cmds[len(w.cmds)-1].end = len(w.buf)
+}
+
+func (w *cmdBuf) key(s string) { w.buf = resp.AppendBulkString(w.buf, s); w.got++ }
+func (w *cmdBuf) str(s string) { w.buf = resp.AppendBulkString(w.buf, s); w.got++ }
+func (w *cmdBuf) int(i int64)  { w.buf = resp.AppendBulkInt(w.buf, i); w.got++ }
+func (w *cmdBuf) float(f float64) {
+	w.buf = resp.AppendBulkFloat(w.buf, f)
+	w.got++
+}
+
+func (w *cmdBuf) arg(a any) {
+	w.got++
+	b, err := resp.AppendArg(w.buf, a)
+	if err != nil {
+		if w.err == nil {
+			w.err = &ArgError{Command: w.cmds[len(w.cmds)-1].Name(), Index: w.got - 1, Err: err}
+		}
+		// Keep the stream well formed in case the buffer is inspected;
+		// it is never sent while err is set.
+		b = resp.AppendBulkString(w.buf, "")
+	}
+	w.buf = b
+}
+
+func (w *cmdBuf) strs(ss []string) {
+	for _, s := range ss {
+		w.str(s)
+	}
+}
+
+func (w *cmdBuf) args(as []any) {
+	for _, a := range as {
+		w.arg(a)
+	}
+}
+
+// do encodes a command given as words, looking it up in the table for its
+// arity and flags. Commands the table does not know are sent as they are:
+// the server judges them.
+func (w *cmdBuf) do(args []any) {
+	if len(args) == 0 {
+		if w.err == nil {
+			w.err = &UsageError{Msg: "Do needs a command name"}
+		}
+		return
+	}
+	name, ok := args[0].(string)
+	if !ok {
+		if w.err == nil {
+			w.err = &UsageError{Msg: "the first argument of Do must be the command name as a string"}
+		}
+		return
+	}
+	sub := ""
+	if len(args) > 1 {
+		sub, _ = args[1].(string)
+	}
+	ci := lookupCommand(name, sub)
+	if ci == nil {
+		w.buf = resp.AppendArrayLen(w.buf, len(args))
+		w.cmds = append(w.cmds, cmdMeta{name: strings.ToUpper(name)})
+		w.want, w.got = len(args), 0
+		w.args(args)
+		w.end()
+		return
+	}
+	// The caller's spelling of the name is sent as given; the table only
+	// tells the arity and flags.
+	w.checkArity(ci, len(args))
+	w.buf = resp.AppendArrayLen(w.buf, len(args))
+	w.cmds = append(w.cmds, cmdMeta{info: ci})
+	w.want, w.got = len(args), 0
+	w.args(args)
+	w.end()
+}
+
+// reset empties the buffer for reuse.
+func (w *cmdBuf) reset() {
+	w.buf = w.buf[:0]
+	w.cmds = w.cmds[:0]
+	w.err = nil
+	w.want, w.got = 0, 0
+}
+
+// bufPool recycles the buffers of single commands. Buffers that grew large
+// are dropped so one huge value does not pin memory forever.
+var bufPool = sync.Pool{New: func() any { return &cmdBuf{buf: make([]byte, 0, 256), cmds: make([]cmdMeta, 0, 1)} }}
+
+func getBuf() *cmdBuf { return bufPool.Get().(*cmdBuf) }
+
+func putBuf(w *cmdBuf) {
+	if cap(w.buf) > 64<<10 || cap(w.cmds) > 64 {
+		return
+	}
+	w.reset()
+	bufPool.Put(w)
+}
+
+// runner executes one encoded command and returns its reply: a Client on
+// its shared connections, a Tx on its own connection.
+type runner interface {
+	run(ctx context.Context, w *cmdBuf) (Value, error)
+}
+
+// cmds carries the typed command methods of Client and Tx. They are
+// generated from the server's command table (commands_gen.go).
+type cmds struct{ r runner }
+
+// Reply conversions used by the generated methods. Each passes a transport
+// error through, then a server error, then converts.
+
+func okReply(v Value, err error) error {
+	if err != nil {
+		return err
+	}
+	return v.check()
+}
+
+func statusReply(v Value, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return v.Text()
+}
+
+func textReply(v Value, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return v.Text()
+}
+
+func intReply(v Value, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return v.Int64()
+}
+
+func boolReply(v Value, err error) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	return v.Bool()
+}
+
+func floatReply(v Value, err error) (float64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return v.Float64()
+}
+
+func stringsReply(v Value, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.Strings()
+}
+
+func int64sReply(v Value, err error) ([]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.Int64s()
+}
+
+func valuesReply(v Value, err error) ([]Value, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.Slice()
+}
+
+func stringMapReply(v Value, err error) (map[string]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.StringMap()
+}
+
+func valueReply(v Value, err error) (Value, error) {
+	if err != nil {
+		return v, err
+	}
+	return v, v.Err()
+}

@@ -1,0 +1,151 @@
+package redpipe
+
+import (
+	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// encode runs one generated encoder on a fresh buffer.
+func encode(f func(w *cmdBuf)) *cmdBuf {
+	w := &cmdBuf{}
+	f(w)
+	return w
+}
+
+// wire builds the RESP2 request for a command line, the form every
+// encoder must produce.
+func wire(words ...string) string {
+	var b strings.Builder
+	b.WriteString("*" + strconv.Itoa(len(words)) + "\r\n")
+	for _, w := range words {
+		b.WriteString("$" + strconv.Itoa(len(w)) + "\r\n" + w + "\r\n")
+	}
+	return b.String()
+}
+
+func TestGeneratedEncoders(t *testing.T) {
+	tests := []struct {
+		name string
+		enc  func(w *cmdBuf)
+		want string
+	}{
+		{"GET", func(w *cmdBuf) { encGet(w, "k") }, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"},
+		{"SET EX", func(w *cmdBuf) { encSet(w, "k", "v", "EX", 10) }, wire("SET", "k", "v", "EX", "10")},
+		{"SET int value", func(w *cmdBuf) { encSet(w, "k", 42) }, wire("SET", "k", "42")},
+		{"DEL", func(w *cmdBuf) { encDel(w, "a", "b", "c") }, wire("DEL", "a", "b", "c")},
+		{"CONFIG GET", func(w *cmdBuf) { encConfigGet(w, "maxmemory") }, wire("CONFIG", "GET", "maxmemory")},
+		{"LINSERT", func(w *cmdBuf) { encLInsert(w, "l", "BEFORE", "x", 7) }, wire("LINSERT", "l", "BEFORE", "x", "7")},
+		{"ZADD", func(w *cmdBuf) { encZAdd(w, "z", "NX", 1.5, "a", 2, "b") }, wire("ZADD", "z", "NX", "1.5", "a", "2", "b")},
+		// The keys go first on the wire though they come last in Go.
+		{"BLPOP", func(w *cmdBuf) { encBLPop(w, 0.5, "a", "b") }, wire("BLPOP", "a", "b", "0.5")},
+		{"INCRBYFLOAT", func(w *cmdBuf) { encIncrByFloat(w, "k", 2.25) }, wire("INCRBYFLOAT", "k", "2.25")},
+		{"HSET", func(w *cmdBuf) { encHSet(w, "h", "f", "v", "g", 1) }, wire("HSET", "h", "f", "v", "g", "1")},
+		{"XREADGROUP", func(w *cmdBuf) { encXReadGroup(w, "g", "c", "STREAMS", "s", ">") }, wire("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">")},
+		{"ZRANGE WITHSCORES", func(w *cmdBuf) { encZRangeWithScores(w, "z", 0, -1) }, wire("ZRANGE", "z", "0", "-1", "WITHSCORES")},
+		{"LPOP count", func(w *cmdBuf) { encLPopCount(w, "l", 3) }, wire("LPOP", "l", "3")},
+		{"OBJECT ENCODING", func(w *cmdBuf) { encObjectEncoding(w, "k") }, wire("OBJECT", "ENCODING", "k")},
+		{"PING", func(w *cmdBuf) { encPing(w) }, wire("PING")},
+	}
+	for _, tt := range tests {
+		w := encode(tt.enc)
+		if w.err != nil {
+			t.Errorf("%s: %v", tt.name, w.err)
+			continue
+		}
+		if got := string(w.buf); got != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
+		}
+		if len(w.cmds) != 1 || w.cmds[0].end != len(w.buf) {
+			t.Errorf("%s: command records %+v for %d bytes", tt.name, w.cmds, len(w.buf))
+		}
+	}
+}
+
+func TestGeneratedEncoderArity(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		enc  func(w *cmdBuf)
+	}{
+		{"DEL", func(w *cmdBuf) { encDel(w) }},
+		{"HSET", func(w *cmdBuf) { encHSet(w, "h") }},
+		{"CONFIG GET", func(w *cmdBuf) { encConfigGet(w) }},
+		{"BLPOP", func(w *cmdBuf) { encBLPop(w, 0) }},
+	} {
+		w := encode(tt.enc)
+		var ae *ArityError
+		if !errors.As(w.err, &ae) {
+			t.Errorf("%s with too few arguments: err = %v, want an *ArityError", tt.name, w.err)
+			continue
+		}
+		if ae.Command != tt.name {
+			t.Errorf("ArityError.Command = %q, want %q", ae.Command, tt.name)
+		}
+	}
+}
+
+// TestGeneratedWordCounts checks every encoder's fixed word count against
+// the table's arity, and that no typed method reaches a command the client
+// refuses to run on a shared connection.
+func TestGeneratedWordCounts(t *testing.T) {
+	byVar := map[string]*commandInfo{}
+	for name, ci := range commandTable {
+		v := "cmd"
+		for _, w := range strings.FieldsFunc(strings.ToLower(name), func(r rune) bool { return r == ' ' || r == '-' || r == '_' }) {
+			v += strings.ToUpper(w[:1]) + w[1:]
+		}
+		byVar[v] = ci
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), "commands_gen.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		call, ok := node.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || sel.Sel.Name != "start" || len(call.Args) != 2 {
+			return true
+		}
+		n++
+		id := call.Args[0].(*ast.Ident)
+		ci := byVar[id.Name]
+		if ci == nil {
+			t.Errorf("%s is not in commandTable", id.Name)
+			return false
+		}
+		// The count is a literal, plus len() terms for variadic arguments.
+		count := call.Args[1]
+		variable := false
+		if b, ok := count.(*ast.BinaryExpr); ok {
+			for ; ok; b, ok = count.(*ast.BinaryExpr) {
+				count = b.X
+			}
+			variable = true
+		}
+		fixed, err := strconv.Atoi(count.(*ast.BasicLit).Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case ci.Arity > 0 && !variable && fixed != ci.Arity,
+			ci.Arity > 0 && variable && fixed > ci.Arity,
+			ci.Arity < 0 && !variable && fixed < -ci.Arity:
+			t.Errorf("%s: encoder writes %d words (variable: %v), arity %d", ci.Name, fixed, variable, ci.Arity)
+		}
+		if ci.has(flagConnState) {
+			t.Errorf("%s has a typed method but cannot run on a shared connection", ci.Name)
+		}
+		return false
+	})
+	if n < 200 {
+		t.Errorf("found %d encoders, want the generated set", n)
+	}
+}

@@ -1,0 +1,113 @@
+package redpipe
+
+import (
+	"bufio"
+	"fmt"
+	"strings"
+)
+
+// Decoder turns the reply of one command into a Go value of the caller's
+// choosing, as redis-py's response callbacks do. Register one per command
+// name on a Client (SetDecoder) or on one Pipeline (WithDecoder); the
+// decoded value is then available from the reply's Decoded method. A
+// decoder runs only on replies that are not errors.
+type Decoder func(Value) (any, error)
+
+// DecodeError is a reply a Decoder could not decode.
+type DecodeError struct {
+	Command string
+	Err     error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("redpipe: decoding the reply of %s: %v", e.Command, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// SetDecoder registers d for the replies of command (any case) on every
+// call and pipeline of the client; nil removes it. Register decoders before
+// sharing the client between goroutines.
+func (c *Client) SetDecoder(command string, d Decoder) {
+	c.decMu.Lock()
+	defer c.decMu.Unlock()
+	m := make(map[string]Decoder, len(c.decoderMap())+1)
+	for k, v := range c.decoderMap() {
+		m[k] = v
+	}
+	name := strings.ToUpper(command)
+	if d == nil {
+		delete(m, name)
+	} else {
+		m[name] = d
+	}
+	c.decoders.Store(&m)
+}
+
+func (c *Client) decoderMap() map[string]Decoder {
+	if m := c.decoders.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+func (c *Client) decoder(name string) Decoder {
+	if m := c.decoders.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
+}
+
+// decodeInto runs d on *v and keeps the result (or the failure) in it.
+func decodeInto(v *Value, d Decoder) {
+	x, err := d(*v)
+	if err != nil {
+		v.v.Extra = decodeFailure{err}
+		return
+	}
+	v.v.Extra = x
+}
+
+// decodeFailure marks a decoder's error kept in a reply.
+type decodeFailure struct{ err error }
+
+// Decoded returns what the command's registered Decoder made of the reply,
+// or nil and no error when no decoder ran.
+func (v Value) Decoded() (any, error) {
+	if f, ok := v.v.Extra.(decodeFailure); ok {
+		return nil, f.err
+	}
+	return v.v.Extra, nil
+}
+
+// DecodeInfo is a Decoder for INFO: it returns the reply as a
+// map[string]map[string]string of sections ("server", "memory", ...) to
+// their fields, with section names in lower case.
+func DecodeInfo(v Value) (any, error) {
+	text, err := v.Text()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]string)
+	section := ""
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "# "):
+			section = strings.ToLower(strings.TrimPrefix(line, "# "))
+			out[section] = make(map[string]string)
+		default:
+			k, val, ok := strings.Cut(line, ":")
+			if !ok {
+				return nil, fmt.Errorf("INFO line %q has no colon", clip(line))
+			}
+			if out[section] == nil {
+				out[section] = make(map[string]string)
+			}
+			out[section][k] = val
+		}
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,109 @@
+// Package redpipe is a Redis client built around pipelines and
+// transactions.
+//
+// # Connecting
+//
+// A Client is made once and shared; it is safe for concurrent use.
+//
+//	c, err := redpipe.Connect(ctx, "redis://localhost:6379/0")
+//	if err != nil { ... }
+//	defer c.Close()
+//
+// Connect takes a URL (redis://, rediss:// for TLS, unix://); NewClient
+// takes Options, whose zero value means the documented defaults. Every new
+// connection says HELLO 3 (with AUTH and SETNAME when configured), falling
+// back to RESP2 on servers without HELLO, then SELECTs the database.
+//
+// # Commands
+//
+// Every command of the server's table has a typed method, generated from
+// the server's own COMMAND DOCS and COMMAND INFO, that returns a Go value:
+//
+//	err := c.Set(ctx, "k", "v")
+//	n, err := c.Incr(ctx, "counter")
+//	s, err := c.Get(ctx, "k")         // ErrNil if k does not exist
+//
+// Do runs any command, typed or not, and returns the raw reply as a Value:
+//
+//	v, err := c.Do(ctx, "OBJECT", "ENCODING", "k")
+//
+// A command with the wrong number of arguments is refused before it is sent
+// with an *ArityError that names it.
+//
+// # Replies
+//
+// A Value is one reply. Its accessors (Text, Bytes, Int64, Float64, Bool,
+// Slice, Strings, Map, StringMap, IsNil, Err) convert it without type
+// assertions and return an error instead of panicking on a reply of another
+// type. A nil reply is ErrNil for the command that got it. A server error is
+// an *Error, whose Prefix (ERR, WRONGTYPE, NOSCRIPT, MOVED...) says what
+// happened:
+//
+//	var se *redpipe.Error
+//	if errors.As(err, &se) && se.Prefix == "WRONGTYPE" { ... }
+//
+// # Pipelines
+//
+// A Pipeline buffers commands and sends them in one write; calls chain:
+//
+//	replies, err := c.Pipeline().Set("foo", "bar").SAdd("faz", "baz").Incr("n").Exec(ctx)
+//
+// A pipeline is a transaction by default: Exec wraps it in MULTI/EXEC in
+// the same write. c.Pipeline(redpipe.NoTransaction) makes a plain batch.
+// Exec returns one reply per command, in order; each command's error and
+// nil stay in its own reply, and Exec also returns the first command error
+// (a *CommandError naming its position) unless the pipeline was made with
+// ErrorsInReplies. The pipeline is empty after Exec and can be reused.
+//
+// # Transactions and optimistic locking
+//
+// Watch binds a connection and sends WATCH; commands on the returned Tx run
+// immediately, Multi starts the buffered part, and its Exec fails with an
+// error matching ErrWatch if a watched key changed:
+//
+//	tx, err := c.Watch(ctx, "balance")
+//	if err != nil { ... }
+//	defer tx.Close() // UNWATCH if needed, and back to the pool
+//	bal, err := tx.Get(ctx, "balance")
+//	...
+//	_, err = tx.Multi().Set("balance", newBal).Exec(ctx)
+//	if errors.Is(err, redpipe.ErrWatch) { /* retry */ }
+//
+// Client.Transaction runs that loop for you, retrying on ErrWatch with a
+// bound on attempts, jittered backoff and the context's deadline.
+// TransactionValue returns the value the function computed.
+//
+// Every error that means a transaction was certainly not applied matches
+// ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
+// names each refused command), a connection lost before EXEC was sent. A
+// connection lost after EXEC was sent gives an *OutcomeError that says the
+// outcome is unknown.
+//
+// # Concurrency and connections
+//
+// Plain calls from many goroutines share one connection: commands issued at
+// the same time go out in one write, and a reader hands each reply to the
+// call that is first in line. A call whose context ends returns at once;
+// its reply is read later and dropped, never given to another call. Any
+// read, write or protocol error ends the connection and fails the calls in
+// line with it; the next call dials a new one.
+//
+// WATCH sessions, blocking commands (BLPOP and the like) and large
+// pipelines run on dedicated connections from a bounded pool
+// (Options.PoolSize); a caller waiting for one honours its context. A
+// connection goes back to the pool only clean: no reply still due, no
+// WATCH armed, no MULTI open. Otherwise it is closed.
+//
+// # Scripts and decoders
+//
+// A Script runs by EVALSHA and falls back to EVAL on NOSCRIPT; in a
+// pipeline or transaction it is loaded in the same write first, so it never
+// fails with NOSCRIPT. A Decoder registered for a command (Client.SetDecoder,
+// or WithDecoder on one pipeline) turns its replies into the Go value of
+// your choosing, available from Value.Decoded; DecodeInfo is one for INFO.
+//
+// # Testing
+//
+// Package redistest starts real redis-server processes on free loopback
+// ports for tests, and stops them when the test ends.
+package redpipe

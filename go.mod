@@ -1,0 +1,3 @@
+module github.com/redpipe/redpipe
+
+go 1.26

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// goSig renders a signature as the Go parameter list and the encoder's
+// wire steps, which is what the generated code is made of.
+func goSig(s *signature) (params, steps string) {
+	var ps, ss []string
+	for _, p := range s.Params {
+		if p.Variadic {
+			ps = append(ps, p.Name+" ..."+p.Type)
+		} else {
+			ps = append(ps, p.Name+" "+p.Type)
+		}
+	}
+	if s.HasRest {
+		ps = append(ps, "args ...any")
+	}
+	for _, st := range s.Steps {
+		if st.IsLit {
+			ss = append(ss, st.Lit)
+		} else {
+			ss = append(ss, st.P.Enc+"("+st.P.Name+")")
+		}
+	}
+	return strings.Join(ps, ", "), strings.Join(ss, " ")
+}
+
+func TestDerive(t *testing.T) {
+	cmds, _, err := loadSpec("spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cmd    string
+		picks  []string
+		params string
+		steps  string
+	}{
+		{"SET", nil, "key string, value any, args ...any", "key(key) arg(value)"},
+		{"DEL", nil, "keys ...string", "key(keys)"},
+		{"LINSERT", nil, "key string, where string, pivot any, element any", "key(key) str(where) arg(pivot) arg(element)"},
+		{"HSET", nil, "key string, args ...any", "key(key)"},
+		{"ZADD", nil, "key string, args ...any", "key(key)"},
+		{"GETRANGE", nil, "key string, start int64, end int64", "key(key) int(start) int(end)"},
+		{"ZCOUNT", nil, "key string, min any, max any", "key(key) arg(min) arg(max)"},
+		// Keys are variadic only when what follows them moves to the front.
+		{"BLPOP", nil, "timeout float64, keys ...string", "key(keys) float(timeout)"},
+		// A required block is written out, its token first.
+		{"XREADGROUP", nil, "group string, consumer string, args ...any", "GROUP str(group) str(consumer)"},
+		// A choice between a token and a plain value is a string.
+		{"XGROUP CREATE", nil, "key string, groupname string, id string, args ...any", "key(key) str(groupname) str(id)"},
+		// [section [section ...]] at the end is variadic, not args.
+		{"INFO", nil, "sections ...string", "str(sections)"},
+		// The docs list no arguments but the arity wants some.
+		{"COMMAND GETKEYS", nil, "args ...any", ""},
+		{"LPOP", []string{"key", "count"}, "key string, count int64", "key(key) int(count)"},
+		{"ZRANGE", []string{"key", "start", "stop", "withscores", "..."}, "key string, start any, stop any, args ...any", "key(key) arg(start) arg(stop) WITHSCORES"},
+		{"FUNCTION LOAD", []string{"replace", "function-code"}, "functionCode string", "REPLACE str(functionCode)"},
+	}
+	for _, tt := range tests {
+		c := cmds[tt.cmd]
+		if c == nil {
+			t.Fatalf("%s not in the spec", tt.cmd)
+		}
+		s, err := derive(c, tt.picks, nil)
+		if err != nil {
+			t.Errorf("%s: %v", tt.cmd, err)
+			continue
+		}
+		params, steps := goSig(s)
+		if params != tt.params || steps != tt.steps {
+			t.Errorf("%s %v:\n got (%s) [%s]\nwant (%s) [%s]", tt.cmd, tt.picks, params, steps, tt.params, tt.steps)
+		}
+	}
+}
+
+func TestSyntax(t *testing.T) {
+	cmds, _, err := loadSpec("spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cmd, want := range map[string]string{
+		"SET":     "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]",
+		"LINSERT": "key <BEFORE | AFTER> pivot element",
+		"HSET":    "key field value [field value ...]",
+		"SORT":    "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]",
+	} {
+		if got := syntax(cmds[cmd].Args); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", cmd, got, want)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for summary, want := range map[string]string{
+		"Get the value of a key": "returns the value of a key",
+		"Remove and get the first element in a list, or block until one is available": "removes and returns the first element in a list, or blocks until one is available",
+		"Incrementally iterate the keys space":                                        "incrementally iterates the keys space",
+		"Echo the given string":                                                       "echoes the given string",
+		"Modify or create the rules for a specific ACL user.":                         "modifies or creates the rules for a specific ACL user",
+	} {
+		if got := describe(summary); got != want {
+			t.Errorf("describe(%q) = %q, want %q", summary, got, want)
+		}
+	}
+}
+
+func TestLowerCamel(t *testing.T) {
+	for _, tt := range []struct {
+		doc    string
+		plural bool
+		want   string
+	}{
+		{"unix-time-seconds", false, "unixTimeSeconds"},
+		{"client-id", true, "clientIDs"},
+		{"destination-db", false, "destinationDB"},
+		{"key", true, "keys"},
+		{"ip:port", false, "ipPort"},
+	} {
+		if got := lowerCamel(tt.doc, tt.plural); got != tt.want {
+			t.Errorf("lowerCamel(%q, %v) = %q, want %q", tt.doc, tt.plural, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,455 @@
+// Package conn runs one connection to a Redis server: callers append
+// encoded commands, a writer goroutine sends them, a reader goroutine reads
+// the replies and hands each to the call that is first in line.
+//
+// Replies are matched to calls by order alone, so the connection keeps one
+// rule above all: a reply either reaches its own call or the connection
+// dies. A call whose caller gave up stays in line, and its reply is read and
+// dropped. Any read, write or protocol error is sticky: it fails every call
+// in line and closes the socket, and the owner replaces the connection.
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// ErrClosed fails the calls of a connection closed by its owner.
+var ErrClosed = errors.New("redpipe: closed")
+
+// Error is a failure of the connection itself: every call in line fails
+// with one. Unsent tells the call's bytes never reached the socket, so the
+// server cannot have run it.
+type Error struct {
+	Op     string // "read", "write", "close", or "send" for a call whose context ended before it was put in line
+	Err    error
+	Unsent bool
+}
+
+func (e *Error) Error() string {
+	switch e.Op {
+	case "close":
+		return e.Err.Error()
+	case "send":
+		return "not sent: " + e.Err.Error()
+	}
+	return "connection " + e.Op + " failed: " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Options tune a connection.
+type Options struct {
+	Limits resp.Limits
+	// ReadBuffer is the size of the read buffer; 0 means 32 KiB.
+	ReadBuffer int
+	// MaxPending is how many bytes may wait for the writer before a large
+	// send waits for it to drain; 0 means 1 MiB. Small sends never wait.
+	MaxPending int
+	// OnPush receives RESP3 push messages (invalidations and the like).
+	// They are dropped when nil. It runs on the reader goroutine.
+	OnPush func(resp.Value)
+}
+
+// call states
+const (
+	waiting int32 = iota
+	finished
+	abandoned
+)
+
+// call is one request in line for replies: a single command or a batch.
+type call struct {
+	// Written under Conn.mu at enqueue; read by fail.
+	start int64 // stream offset of the call's first byte
+
+	// Owned by the reader goroutine until the call finishes, then by the
+	// caller (or, if abandoned, by the reader, which recycles it).
+	replies []resp.Value
+	got     int
+	err     error
+
+	one   [1]resp.Value // storage for single-command calls
+	state atomic.Int32
+	done  chan struct{} // capacity 1: the reader's completion signal
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func getCall() *call {
+	c := callPool.Get().(*call)
+	c.state.Store(waiting)
+	return c
+}
+
+func putCall(c *call) {
+	c.replies, c.got, c.err = nil, 0, nil
+	c.one[0] = resp.Value{}
+	callPool.Put(c)
+}
+
+// Conn is one connection. It is safe for concurrent use: concurrent calls
+// are written together (auto-pipelining) and their replies handed back in
+// order.
+type Conn struct {
+	nc  net.Conn
+	rd  *resp.Reader // owned by the reader goroutine
+	opt Options
+
+	// sendMu serialises the callers that append to wbuf, so that a large
+	// send written in parts is never interleaved with other commands.
+	sendMu sync.Mutex
+
+	mu     sync.Mutex // guards the fields below it
+	wbuf   []byte     // appended by callers, taken by the writer
+	queue  []*call    // calls in line for replies, in write order
+	head   int        // index of the first call in queue
+	err    error      // sticky failure; no call is accepted once set
+	offset int64      // stream offset of the end of wbuf
+	taken  int64      // stream offset up to which the writer has taken bytes
+
+	spare  []byte        // owned by the writer: the buffer it last wrote
+	kick   chan struct{} // capacity 1: wbuf has data for the writer
+	space  chan struct{} // capacity 1: the writer drained wbuf
+	closed chan struct{} // closed on failure, stops the writer
+	dead   atomic.Bool   // set with err, read without the lock on every call
+	wg     sync.WaitGroup
+}
+
+// New starts the reader and writer of a connection on nc, which the Conn
+// then owns.
+func New(nc net.Conn, opt Options) *Conn {
+	if opt.ReadBuffer <= 0 {
+		opt.ReadBuffer = 32 << 10
+	}
+	if opt.MaxPending <= 0 {
+		opt.MaxPending = 1 << 20
+	}
+	c := &Conn{
+		nc:     nc,
+		rd:     resp.NewReaderSize(nc, opt.ReadBuffer, opt.Limits),
+		opt:    opt,
+		wbuf:   make([]byte, 0, 4096),
+		spare:  make([]byte, 0, 4096),
+		kick:   make(chan struct{}, 1),
+		space:  make(chan struct{}, 1),
+		closed: make(chan struct{}),
+	}
+	c.wg.Add(2)
+	go c.writeLoop()
+	go c.readLoop()
+	return c
+}
+
+// Err returns the sticky error that ended the connection, or nil while it
+// is usable.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Alive reports whether the connection has not failed. It is cheap enough
+// to check before every call.
+func (c *Conn) Alive() bool { return !c.dead.Load() }
+
+// Idle reports whether the connection is usable and has nothing in flight:
+// no unsent bytes and no call in line, abandoned ones included. Only an
+// idle connection may go back to a pool.
+func (c *Conn) Idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil && len(c.wbuf) == 0 && c.head == len(c.queue)
+}
+
+// Pending returns the number of calls in line for replies.
+func (c *Conn) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) - c.head
+}
+
+// RemoteAddr is the server's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr is the connection's own address, which CLIENT LIST shows.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// Close fails every call in line with ErrClosed, closes the socket and
+// waits for the reader and writer to stop.
+func (c *Conn) Close() error {
+	c.fail(&Error{Op: "close", Err: ErrClosed})
+	c.wg.Wait()
+	return nil
+}
+
+// DoOne sends one encoded command and waits for its reply.
+func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
+	cl := getCall()
+	cl.replies = cl.one[:]
+	if err := c.send(ctx, cl, cmd); err != nil {
+		putCall(cl)
+		return resp.Value{}, err
+	}
+	if err := c.wait(ctx, cl); err != nil {
+		return resp.Value{}, err
+	}
+	v := cl.one[0]
+	putCall(cl)
+	return v, nil
+}
+
+// Do sends cmds, the encoding of len(replies) commands, and waits for their
+// replies, which it stores in replies. If ctx ends first Do returns its error
+// at once; the reader may still store into replies afterwards, so the caller
+// must not reuse the slice then.
+func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error {
+	if len(replies) == 0 {
+		return nil
+	}
+	cl := getCall()
+	cl.replies = replies
+	if err := c.send(ctx, cl, cmds); err != nil {
+		putCall(cl)
+		return err
+	}
+	if err := c.wait(ctx, cl); err != nil {
+		return err
+	}
+	putCall(cl)
+	return nil
+}
+
+// send puts cl in line and hands its bytes to the writer. A send larger
+// than MaxPending is handed over in parts as the writer drains, so memory
+// stays bounded; if ctx ends between parts the stream is cut mid-command
+// and the connection has to die.
+func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: "send", Err: err, Unsent: true}
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	part := b
+	if len(part) > c.opt.MaxPending {
+		part = part[:c.opt.MaxPending]
+	}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return unsent(err)
+	}
+	cl.start = c.offset
+	c.queue = append(c.queue, cl)
+	c.appendLocked(part)
+	c.mu.Unlock()
+	c.wake()
+
+	for b = b[len(part):]; len(b) > 0; b = b[len(part):] {
+		select {
+		case <-c.space:
+		case <-c.closed:
+			return nil // the call has been failed with the connection's error
+		case <-ctx.Done():
+			c.fail(&Error{Op: "write", Err: fmt.Errorf("send cut short: %w", ctx.Err())})
+			return nil
+		}
+		part = b
+		if len(part) > c.opt.MaxPending {
+			part = part[:c.opt.MaxPending]
+		}
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return nil
+		}
+		c.appendLocked(part)
+		c.mu.Unlock()
+		c.wake()
+	}
+	return nil
+}
+
+func (c *Conn) appendLocked(b []byte) {
+	c.wbuf = append(c.wbuf, b...)
+	c.offset += int64(len(b))
+}
+
+func (c *Conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until cl finishes or ctx ends. On ctx's end the call is
+// abandoned: it stays in line and the reader drops its replies.
+func (c *Conn) wait(ctx context.Context, cl *call) error {
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		if cl.state.CompareAndSwap(waiting, abandoned) {
+			return ctx.Err()
+		}
+		<-cl.done // finished meanwhile: take the result
+	}
+	if cl.err != nil {
+		err := cl.err
+		putCall(cl)
+		return err
+	}
+	return nil
+}
+
+// finish hands a call its outcome.
+func finish(cl *call, err error) {
+	cl.err = err
+	if cl.state.CompareAndSwap(waiting, finished) {
+		cl.done <- struct{}{}
+		return
+	}
+	// Abandoned: its caller is gone and nobody else holds it.
+	putCall(cl)
+}
+
+func (c *Conn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.kick:
+		case <-c.closed:
+			return
+		}
+		for {
+			c.mu.Lock()
+			if c.err != nil {
+				c.mu.Unlock()
+				return
+			}
+			buf := c.wbuf
+			if len(buf) == 0 {
+				c.mu.Unlock()
+				break
+			}
+			c.wbuf = c.spare[:0]
+			c.taken = c.offset
+			c.mu.Unlock()
+
+			if _, err := c.nc.Write(buf); err != nil {
+				c.fail(&Error{Op: "write", Err: err})
+				return
+			}
+			if cap(buf) > 4*c.opt.MaxPending {
+				buf = make([]byte, 0, 4096) // let a one-off burst be collected
+			}
+			c.spare = buf[:0]
+			select {
+			case c.space <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (c *Conn) readLoop() {
+	defer c.wg.Done()
+	for {
+		head := c.front()
+		var v resp.Value
+		var err error
+		if head != nil && head.state.Load() == abandoned {
+			err = c.rd.Skip()
+		} else {
+			v, err = c.rd.ReadValue()
+		}
+		if err != nil {
+			c.fail(&Error{Op: "read", Err: err})
+			return
+		}
+		if v.Kind == resp.Push {
+			if c.opt.OnPush != nil {
+				c.opt.OnPush(v)
+			}
+			continue
+		}
+		if head == nil {
+			// The call may have been put in line after the peek; its
+			// reply cannot come before its bytes were appended.
+			if head = c.front(); head == nil {
+				c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+					Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
+				return
+			}
+		}
+		if head.got < len(head.replies) && head.state.Load() != abandoned {
+			head.replies[head.got] = v
+		}
+		head.got++
+		if head.got == len(head.replies) {
+			c.mu.Lock()
+			c.queue[c.head] = nil
+			c.head++
+			if c.head == len(c.queue) {
+				c.queue, c.head = c.queue[:0], 0
+			} else if c.head > 1024 && c.head*2 > len(c.queue) {
+				n := copy(c.queue, c.queue[c.head:])
+				clear(c.queue[n:])
+				c.queue, c.head = c.queue[:n], 0
+			}
+			c.mu.Unlock()
+			finish(head, nil)
+		}
+	}
+}
+
+func (c *Conn) front() *call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == len(c.queue) {
+		return nil
+	}
+	return c.queue[c.head]
+}
+
+// fail makes err the connection's sticky error, closes the socket and fails
+// every call in line. Calls whose bytes the writer never took are marked
+// unsent; the rest may or may not have run.
+func (c *Conn) fail(err *Error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	c.dead.Store(true)
+	calls := c.queue[c.head:]
+	c.queue, c.head = nil, 0
+	taken := c.taken
+	c.wbuf = nil
+	c.mu.Unlock()
+
+	close(c.closed)
+	c.nc.Close()
+	for _, cl := range calls {
+		e := *err
+		e.Unsent = cl.start >= taken
+		finish(cl, &e)
+	}
+}
+
+func unsent(err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		e := *ce
+		e.Unsent = true
+		return &e
+	}
+	return err
+}

@@ -1,0 +1,186 @@
+// Package resp reads and writes the Redis serialization protocol, versions 2
+// and 3. It works on byte streams and byte slices only; connection handling
+// lives elsewhere.
+package resp
+
+import (
+	"math"
+	"strconv"
+)
+
+// Kind is the RESP type byte of a value.
+type Kind byte
+
+// The RESP2 and RESP3 type bytes.
+const (
+	SimpleString Kind = '+'
+	Error        Kind = '-' // simple error
+	Integer      Kind = ':'
+	BulkString   Kind = '$'
+	Array        Kind = '*'
+	Null         Kind = '_' // RESP3 null; RESP2 "$-1\r\n" and "*-1\r\n" decode as this too
+	Boolean      Kind = '#'
+	Double       Kind = ','
+	BigNumber    Kind = '('
+	BulkError    Kind = '!'
+	Verbatim     Kind = '='
+	Map          Kind = '%'
+	Set          Kind = '~'
+	Attribute    Kind = '|' // never the Kind of a returned Value: attributes are attached to the value that follows
+	Push         Kind = '>'
+)
+
+// String returns the spec's name for the kind, e.g. "bulk string".
+func (k Kind) String() string {
+	switch k {
+	case SimpleString:
+		return "simple string"
+	case Error:
+		return "error"
+	case Integer:
+		return "integer"
+	case BulkString:
+		return "bulk string"
+	case Array:
+		return "array"
+	case Null:
+		return "null"
+	case Boolean:
+		return "boolean"
+	case Double:
+		return "double"
+	case BigNumber:
+		return "big number"
+	case BulkError:
+		return "bulk error"
+	case Verbatim:
+		return "verbatim string"
+	case Map:
+		return "map"
+	case Set:
+		return "set"
+	case Attribute:
+		return "attribute"
+	case Push:
+		return "push"
+	}
+	return "kind(" + quoteByte(byte(k)) + ")"
+}
+
+// Value is one decoded reply.
+type Value struct {
+	Kind Kind
+	// Str holds the text of SimpleString, Error, BulkError (the whole text,
+	// e.g. "ERR bad thing"), BulkString, Verbatim (the text after the
+	// "txt:" prefix) and BigNumber (the digits, with any sign). It is empty
+	// for the other kinds.
+	Str string
+	// Int holds an Integer, or a Boolean as 1 or 0.
+	Int int64
+	// Float holds a Double, including ±Inf and NaN.
+	Float float64
+	// Elems holds the elements of an Array, Set or Push, and the keys and
+	// values of a Map interleaved as k0, v0, k1, v1, ...
+	Elems []Value
+	// Attrs holds the attribute map that preceded this value, interleaved
+	// like a Map. It is nil when there was none.
+	Attrs []Value
+	// Format is the 3-byte format of a Verbatim string, e.g. "txt" or "mkd".
+	Format string
+	// Extra is not part of the protocol: the reader leaves it nil, and the
+	// client keeps what a reply decoder made of the value here.
+	Extra any
+}
+
+// Equal reports whether v and w are the same reply. Unlike ==, it compares
+// the elements and attributes, and it treats two NaN doubles as equal
+// because a NaN from the wire is one value, not an absence of one. A nil
+// and an empty slice are equal.
+func (v Value) Equal(w Value) bool {
+	if v.Kind != w.Kind || v.Str != w.Str || v.Int != w.Int || v.Format != w.Format {
+		return false
+	}
+	if v.Float != w.Float && !(math.IsNaN(v.Float) && math.IsNaN(w.Float)) {
+		return false
+	}
+	return equalValues(v.Elems, w.Elems) && equalValues(v.Attrs, w.Attrs)
+}
+
+func equalValues(a, b []Value) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ProtocolError is malformed input. After one, the stream position is
+// undefined and the connection should be discarded.
+type ProtocolError struct {
+	Offset   int64  // byte offset in the stream where the problem is
+	Expected string // what the reader expected
+	Found    string // what it found (quoted and short), may be ""
+}
+
+func (e *ProtocolError) Error() string {
+	s := "resp: malformed reply at byte " + strconv.FormatInt(e.Offset, 10) + ": expected " + e.Expected
+	if e.Found != "" {
+		s += ", found " + e.Found
+	}
+	return s
+}
+
+// LimitError is input that is well formed but over a configured limit.
+// Like a ProtocolError it leaves the stream position undefined.
+type LimitError struct {
+	Offset int64
+	What   string // "bulk string length", "array length", "nesting depth", "line length"
+	Size   int64
+	Limit  int64
+}
+
+func (e *LimitError) Error() string {
+	return "resp: " + e.What + " " + strconv.FormatInt(e.Size, 10) + " at byte " +
+		strconv.FormatInt(e.Offset, 10) + " exceeds the limit of " + strconv.FormatInt(e.Limit, 10)
+}
+
+// ArgError is a command argument whose Go type has no RESP encoding.
+type ArgError struct {
+	Type string // the Go type, as fmt's %T prints it
+}
+
+func (e *ArgError) Error() string {
+	return "resp: cannot encode argument of type " + e.Type
+}
+
+// quoteByte renders one byte for an error message, escaping anything that
+// is not printable ASCII so that binary garbage stays readable.
+func quoteByte(c byte) string {
+	switch {
+	case c == '\'' || c == '\\':
+		return `'\` + string(rune(c)) + `'`
+	case c >= 0x20 && c < 0x7f:
+		return "'" + string(rune(c)) + "'"
+	case c == '\r':
+		return `'\r'`
+	case c == '\n':
+		return `'\n'`
+	case c == '\t':
+		return `'\t'`
+	}
+	const hex = "0123456789abcdef"
+	return `'\x` + string([]byte{hex[c>>4], hex[c&15]}) + "'"
+}
+
+// quoteBytes renders a short excerpt of b for an error message.
+func quoteBytes(b []byte) string {
+	const max = 24
+	if len(b) > max {
+		return strconv.Quote(string(b[:max])) + "..."
+	}
+	return strconv.Quote(string(b))
+}

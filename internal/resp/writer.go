@@ -1,0 +1,269 @@
+package resp
+
+import (
+	"encoding"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// The Append functions add the encoding to dst and return the extended
+// slice. They allocate only when dst lacks capacity.
+
+// AppendArrayLen appends an array header "*<n>\r\n".
+func AppendArrayLen(dst []byte, n int) []byte {
+	return appendHeader(dst, '*', int64(n))
+}
+
+// AppendBulk appends b as a bulk string.
+func AppendBulk(dst []byte, b []byte) []byte {
+	dst = appendHeader(dst, '$', int64(len(b)))
+	dst = append(dst, b...)
+	return append(dst, '\r', '\n')
+}
+
+// AppendBulkString appends s as a bulk string.
+func AppendBulkString(dst []byte, s string) []byte {
+	dst = appendHeader(dst, '$', int64(len(s)))
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}
+
+// AppendBulkInt appends the decimal text of i as a bulk string.
+func AppendBulkInt(dst []byte, i int64) []byte {
+	var tmp [20]byte
+	return AppendBulk(dst, strconv.AppendInt(tmp[:0], i, 10))
+}
+
+// AppendBulkUint appends the decimal text of u as a bulk string.
+func AppendBulkUint(dst []byte, u uint64) []byte {
+	var tmp [20]byte
+	return AppendBulk(dst, strconv.AppendUint(tmp[:0], u, 10))
+}
+
+// AppendBulkFloat appends f as a bulk string holding the shortest decimal
+// that parses back to f, without an exponent, since that is what Redis
+// commands such as INCRBYFLOAT accept. Infinities are "inf" and "-inf",
+// NaN is "nan".
+func AppendBulkFloat(dst []byte, f float64) []byte {
+	return appendBulkFloat(dst, f, 64)
+}
+
+func appendBulkFloat(dst []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsInf(f, 1):
+		return append(dst, "$3\r\ninf\r\n"...)
+	case math.IsInf(f, -1):
+		return append(dst, "$4\r\n-inf\r\n"...)
+	case math.IsNaN(f):
+		return append(dst, "$3\r\nnan\r\n"...)
+	}
+	// The longest 'f' form of a float64 is the smallest subnormal:
+	// "-0." then 323 zeros and a 5, 327 bytes.
+	var tmp [328]byte
+	return AppendBulk(dst, strconv.AppendFloat(tmp[:0], f, 'f', -1, bits))
+}
+
+// AppendBulkBool appends "1" or "0" as a bulk string.
+func AppendBulkBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, "$1\r\n1\r\n"...)
+	}
+	return append(dst, "$1\r\n0\r\n"...)
+}
+
+// AppendArg encodes one command argument as a bulk string. It accepts
+// string, []byte, int, int8 to int64, uint, uint8 to uint64, float32,
+// float64, bool and encoding.BinaryMarshaler (encoded by its bytes). nil
+// and any other type give an *ArgError naming the Go type; an error from
+// MarshalBinary is returned wrapped. On error dst is returned unchanged.
+//
+// Named types such as `type ID int64` are not unwrapped, because that
+// would need reflection; convert them at the call site.
+func AppendArg(dst []byte, arg any) ([]byte, error) {
+	switch a := arg.(type) {
+	case string:
+		return AppendBulkString(dst, a), nil
+	case []byte:
+		return AppendBulk(dst, a), nil
+	case int:
+		return AppendBulkInt(dst, int64(a)), nil
+	case int64:
+		return AppendBulkInt(dst, a), nil
+	case int32:
+		return AppendBulkInt(dst, int64(a)), nil
+	case int16:
+		return AppendBulkInt(dst, int64(a)), nil
+	case int8:
+		return AppendBulkInt(dst, int64(a)), nil
+	case uint:
+		return AppendBulkUint(dst, uint64(a)), nil
+	case uint64:
+		return AppendBulkUint(dst, a), nil
+	case uint32:
+		return AppendBulkUint(dst, uint64(a)), nil
+	case uint16:
+		return AppendBulkUint(dst, uint64(a)), nil
+	case uint8:
+		return AppendBulkUint(dst, uint64(a)), nil
+	case float64:
+		return appendBulkFloat(dst, a, 64), nil
+	case float32:
+		// Formatting at 32 bits keeps float32(0.1) as "0.1" rather than
+		// the float64 expansion of its binary value.
+		return appendBulkFloat(dst, float64(a), 32), nil
+	case bool:
+		return AppendBulkBool(dst, a), nil
+	case nil:
+		return dst, &ArgError{Type: "nil"}
+	case encoding.BinaryMarshaler:
+		b, err := a.MarshalBinary()
+		if err != nil {
+			return dst, fmt.Errorf("resp: encode argument of type %T: %w", arg, err)
+		}
+		return AppendBulk(dst, b), nil
+	}
+	return dst, &ArgError{Type: fmt.Sprintf("%T", arg)}
+}
+
+// AppendValue encodes v in RESP3, attributes first. It is meant for test
+// servers and round-trip checks, so it trusts v: a SimpleString, Error or
+// BigNumber must not contain CR or LF. A Verbatim Format that is not three
+// bytes is written as "txt"; a Map with an odd number of Elems gets a null
+// for the missing last value; a Kind that is not a RESP3 value type
+// (including Attribute) is written as null.
+func AppendValue(dst []byte, v Value) []byte {
+	if v.Attrs != nil {
+		dst = appendPairs(dst, '|', v.Attrs, AppendValue)
+	}
+	switch v.Kind {
+	case SimpleString, Error, BigNumber:
+		return appendLine(dst, byte(v.Kind), v.Str)
+	case Integer:
+		return appendHeader(dst, ':', v.Int)
+	case BulkString, BulkError:
+		dst = appendHeader(dst, byte(v.Kind), int64(len(v.Str)))
+		dst = append(dst, v.Str...)
+		return append(dst, '\r', '\n')
+	case Verbatim:
+		format := v.Format
+		if len(format) != 3 {
+			format = "txt"
+		}
+		dst = appendHeader(dst, '=', int64(len(v.Str)+4))
+		dst = append(dst, format...)
+		dst = append(dst, ':')
+		dst = append(dst, v.Str...)
+		return append(dst, '\r', '\n')
+	case Boolean:
+		if v.Int != 0 {
+			return append(dst, "#t\r\n"...)
+		}
+		return append(dst, "#f\r\n"...)
+	case Double:
+		dst = append(dst, ',')
+		dst = appendDouble(dst, v.Float)
+		return append(dst, '\r', '\n')
+	case Array, Set, Push:
+		dst = appendHeader(dst, byte(v.Kind), int64(len(v.Elems)))
+		for _, e := range v.Elems {
+			dst = AppendValue(dst, e)
+		}
+		return dst
+	case Map:
+		return appendPairs(dst, '%', v.Elems, AppendValue)
+	}
+	return append(dst, "_\r\n"...)
+}
+
+// AppendValue2 encodes v in RESP2, mapping each RESP3-only type to the form
+// Redis itself uses for RESP2 clients: Null becomes "$-1", Map a flat array,
+// Set and Push arrays, Boolean an integer, Double, BigNumber and Verbatim
+// bulk strings, and BulkError a simple error (with CR and LF turned into
+// spaces, which a simple error cannot hold). Attributes are dropped.
+func AppendValue2(dst []byte, v Value) []byte {
+	switch v.Kind {
+	case SimpleString, Error:
+		return appendLine(dst, byte(v.Kind), v.Str)
+	case BulkError:
+		dst = append(dst, '-')
+		for i := 0; i < len(v.Str); i++ {
+			c := v.Str[i]
+			if c == '\r' || c == '\n' {
+				c = ' '
+			}
+			dst = append(dst, c)
+		}
+		return append(dst, '\r', '\n')
+	case Integer:
+		return appendHeader(dst, ':', v.Int)
+	case Boolean:
+		if v.Int != 0 {
+			return append(dst, ":1\r\n"...)
+		}
+		return append(dst, ":0\r\n"...)
+	case BulkString, BigNumber, Verbatim:
+		return AppendBulkString(dst, v.Str)
+	case Double:
+		var tmp [32]byte
+		return AppendBulk(dst, appendDouble(tmp[:0], v.Float))
+	case Array, Set, Push:
+		dst = appendHeader(dst, '*', int64(len(v.Elems)))
+		for _, e := range v.Elems {
+			dst = AppendValue2(dst, e)
+		}
+		return dst
+	case Map:
+		return appendPairs(dst, '*', v.Elems, AppendValue2)
+	}
+	return append(dst, "$-1\r\n"...)
+}
+
+// appendPairs writes a map-like aggregate of interleaved keys and values.
+// With the '*' type byte it writes the RESP2 flat array, counting elements
+// instead of pairs.
+func appendPairs(dst []byte, typ byte, kv []Value, enc func([]byte, Value) []byte) []byte {
+	pairs := (len(kv) + 1) / 2
+	if typ == '*' {
+		dst = appendHeader(dst, typ, int64(2*pairs))
+	} else {
+		dst = appendHeader(dst, typ, int64(pairs))
+	}
+	for _, e := range kv {
+		dst = enc(dst, e)
+	}
+	if len(kv)%2 == 1 {
+		dst = enc(dst, Value{Kind: Null})
+	}
+	return dst
+}
+
+// appendDouble writes the shortest text that parses back to f, in the
+// spellings RESP3 uses for the special values.
+func appendDouble(dst []byte, f float64) []byte {
+	switch {
+	case math.IsInf(f, 1):
+		return append(dst, "inf"...)
+	case math.IsInf(f, -1):
+		return append(dst, "-inf"...)
+	case math.IsNaN(f):
+		return append(dst, "nan"...)
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, 64)
+}
+
+func appendLine(dst []byte, typ byte, s string) []byte {
+	dst = append(dst, typ)
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}
+
+func appendHeader(dst []byte, typ byte, n int64) []byte {
+	dst = append(dst, typ)
+	if uint64(n) < 10 {
+		dst = append(dst, byte('0'+n))
+	} else {
+		dst = strconv.AppendInt(dst, n, 10)
+	}
+	return append(dst, '\r', '\n')
+}

@@ -1,0 +1,271 @@
+package redpipe
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options configure a Client. The zero value of every field means the
+// default documented beside it, so Options{} connects to localhost:6379.
+type Options struct {
+	// Network is "tcp" (default) or "unix".
+	Network string
+	// Addr is host:port for tcp (default "localhost:6379") or the socket
+	// path for unix.
+	Addr string
+
+	// Username and Password authenticate with HELLO (or AUTH). With a
+	// Password and no Username the server's default user is used.
+	Username string
+	Password string
+	// DB is selected on every connection (default 0).
+	DB int
+	// ClientName is set on every connection with HELLO SETNAME (or CLIENT
+	// SETNAME), as CLIENT LIST shows it. Empty means none.
+	ClientName string
+
+	// Protocol is the RESP version: 0 (default) tries RESP3 and falls back
+	// to RESP2 on servers without HELLO; 2 forces RESP2; 3 requires RESP3.
+	Protocol int
+
+	// TLSConfig turns on TLS when non-nil.
+	TLSConfig *tls.Config
+	// DialTimeout bounds one dial and handshake (default 5s). The call's
+	// context can only shorten it.
+	DialTimeout time.Duration
+	// Dialer, when set, replaces the default net.Dialer (and TLS).
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// PoolSize bounds the dedicated connections lent for WATCH, blocking
+	// commands and large pipelines (default 10 per CPU). Shared connections
+	// for plain calls are not counted.
+	PoolSize int
+	// MaxIdle is how many dedicated connections stay open while unused
+	// (default PoolSize).
+	MaxIdle int
+
+	// MaxReplyBytes bounds one bulk string in a reply, a guard against a
+	// broken or hostile server (default 512 MiB, the server's own limit).
+	MaxReplyBytes int64
+	// MaxReplyElems bounds the elements of one aggregate reply (default
+	// 2^32-1).
+	MaxReplyElems int64
+	// MaxReplyDepth bounds the nesting of aggregate replies (default 128).
+	MaxReplyDepth int
+
+	// Tx bounds the retries of Client.Transaction (see TxOptions).
+	Tx TxOptions
+}
+
+// defaults returns o with zero fields set to their defaults. It does not
+// validate; validate does.
+func (o Options) defaults() Options {
+	if o.Network == "" {
+		o.Network = "tcp"
+	}
+	if o.Addr == "" && o.Network == "tcp" {
+		o.Addr = "localhost:6379"
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.PoolSize == 0 {
+		o.PoolSize = 10 * runtime.GOMAXPROCS(0)
+	}
+	if o.MaxIdle == 0 {
+		o.MaxIdle = o.PoolSize
+	}
+	return o
+}
+
+// validate checks o after defaults and names the first field that is wrong.
+func (o Options) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &OptionError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch o.Network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return bad("Network", "must be tcp or unix, not %q", o.Network)
+	}
+	if o.Addr == "" {
+		return bad("Addr", "is required for network %s", o.Network)
+	}
+	if strings.HasPrefix(o.Network, "tcp") {
+		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+			return bad("Addr", "%q is not host:port", o.Addr)
+		}
+	}
+	if o.DB < 0 {
+		return bad("DB", "must be 0 or more, not %d", o.DB)
+	}
+	if o.Protocol != 0 && o.Protocol != 2 && o.Protocol != 3 {
+		return bad("Protocol", "must be 0 (auto), 2 or 3, not %d", o.Protocol)
+	}
+	if o.DialTimeout < 0 {
+		return bad("DialTimeout", "must not be negative, not %v", o.DialTimeout)
+	}
+	if o.PoolSize < 0 {
+		return bad("PoolSize", "must not be negative, not %d", o.PoolSize)
+	}
+	if o.MaxIdle < 0 || o.MaxIdle > o.PoolSize {
+		return bad("MaxIdle", "must be between 0 and PoolSize (%d), not %d", o.PoolSize, o.MaxIdle)
+	}
+	if o.MaxReplyBytes < 0 {
+		return bad("MaxReplyBytes", "must not be negative, not %d", o.MaxReplyBytes)
+	}
+	if o.MaxReplyElems < 0 {
+		return bad("MaxReplyElems", "must not be negative, not %d", o.MaxReplyElems)
+	}
+	if o.MaxReplyDepth < 0 {
+		return bad("MaxReplyDepth", "must not be negative, not %d", o.MaxReplyDepth)
+	}
+	if strings.ContainsAny(o.ClientName, " \r\n") {
+		return bad("ClientName", "must not contain spaces or newlines: %q", o.ClientName)
+	}
+	return nil
+}
+
+// String describes the options with the password hidden, so Options can be
+// logged.
+func (o Options) String() string {
+	pw := ""
+	if o.Password != "" {
+		pw = "xxxxx"
+	}
+	return fmt.Sprintf("redpipe.Options{Network:%q Addr:%q Username:%q Password:%q DB:%d ClientName:%q Protocol:%d TLS:%t DialTimeout:%v PoolSize:%d MaxIdle:%d}",
+		o.Network, o.Addr, o.Username, pw, o.DB, o.ClientName, o.Protocol, o.TLSConfig != nil, o.DialTimeout, o.PoolSize, o.MaxIdle)
+}
+
+// OptionError is an invalid option or URL.
+type OptionError struct {
+	Field string // the Options field, or the URL part
+	Msg   string
+}
+
+func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " " + e.Msg }
+
+// ParseURL turns a URL into Options:
+//
+//	redis://[[user]:password@]host[:port][/db][?option=value&...]
+//	rediss://...                  the same over TLS
+//	unix://[[user]:password@]/path/to/socket[?db=N&...]
+//
+// The port defaults to 6379. Query options: db, protocol (2 or 3),
+// client_name, dial_timeout (a Go duration such as 500ms), pool_size,
+// max_idle. An unknown option is an error, so a typo is not silently
+// ignored. The password never appears in an error.
+func ParseURL(rawURL string) (Options, error) {
+	var o Options
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return o, &OptionError{Field: "URL", Msg: "cannot be parsed: " + redactURLError(err, rawURL)}
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		o.Network = "tcp"
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host = "localhost"
+		}
+		if port == "" {
+			port = "6379"
+		}
+		o.Addr = net.JoinHostPort(host, port)
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			db, err := strconv.Atoi(p)
+			if err != nil {
+				return o, &OptionError{Field: "URL path", Msg: fmt.Sprintf("must be a database number, not %q", p)}
+			}
+			o.DB = db
+		}
+		if u.Scheme == "rediss" {
+			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		}
+	case "unix":
+		o.Network = "unix"
+		o.Addr = u.Path
+		if o.Addr == "" {
+			return o, &OptionError{Field: "URL path", Msg: "must be the socket path in a unix URL"}
+		}
+	default:
+		return o, &OptionError{Field: "URL scheme", Msg: fmt.Sprintf("must be redis, rediss or unix, not %q", u.Scheme)}
+	}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+		if _, ok := u.User.Password(); !ok {
+			// redis://secret@host is the common short form for a password.
+			o.Username, o.Password = "", u.User.Username()
+		}
+	}
+	for key, vals := range u.Query() {
+		val := vals[len(vals)-1]
+		field := "URL option " + key
+		bad := func(what string) error {
+			return &OptionError{Field: field, Msg: fmt.Sprintf("must be %s, not %q", what, val)}
+		}
+		switch key {
+		case "db":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return o, bad("a database number")
+			}
+			o.DB = n
+		case "protocol":
+			n, err := strconv.Atoi(val)
+			if err != nil || (n != 2 && n != 3) {
+				return o, bad("2 or 3")
+			}
+			o.Protocol = n
+		case "client_name":
+			o.ClientName = val
+		case "dial_timeout":
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				return o, bad("a duration such as 2s")
+			}
+			o.DialTimeout = d
+		case "pool_size":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return o, bad("a number")
+			}
+			o.PoolSize = n
+		case "max_idle":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return o, bad("a number")
+			}
+			o.MaxIdle = n
+		default:
+			return o, &OptionError{Field: field, Msg: "is not known (known: db, protocol, client_name, dial_timeout, pool_size, max_idle)"}
+		}
+	}
+	return o, nil
+}
+
+// redactURLError renders a url.Parse error without the URL, which may hold
+// a password.
+func redactURLError(err error, raw string) string {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), raw, "<url>")
+}
+
+// RedactURL returns the URL with its password replaced, for logs.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparsable url>"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,297 @@
+package redpipe
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// largePipeline is the encoded size above which a client pipeline runs on a
+// dedicated connection instead of the shared one: it would hold up the
+// other callers' replies, and a cancelled large send has to end its
+// connection, which must not be one that others use.
+const largePipeline = 256 << 10
+
+// Pre-encoded MULTI and EXEC, which wrap every transactional batch.
+var (
+	multiCmd = resp.AppendBulkString(resp.AppendArrayLen(nil, 1), "MULTI")
+	execCmd  = resp.AppendBulkString(resp.AppendArrayLen(nil, 1), "EXEC")
+)
+
+// Pipeline buffers commands and sends them in one write when Exec is
+// called. Its command methods queue a command and return the Pipeline, so
+// calls chain:
+//
+//	replies, err := c.Pipeline().Set("foo", "bar").SAdd("faz", "baz").Incr("n").Exec(ctx)
+//
+// A Pipeline is transactional by default: Exec wraps the commands in
+// MULTI/EXEC, in the same write. Make one with NoTransaction for a plain
+// batch. After Exec or Discard the Pipeline is empty and can be used again.
+// A Pipeline is not safe for concurrent use.
+type Pipeline struct {
+	c  *Client
+	tx *Tx // set for a pipeline made by a Tx: it runs on the Tx's connection
+	w  cmdBuf
+
+	transaction     bool
+	errorsInReplies bool
+	decoders        map[string]Decoder
+	scripts         []*Script // scripts to load before the batch
+	multi           bool      // made by Tx.Multi: always sends MULTI/EXEC, even empty
+}
+
+// PipelineOption changes how a Pipeline runs.
+type PipelineOption func(*Pipeline)
+
+// NoTransaction makes a plain batch: the commands are sent together but not
+// wrapped in MULTI/EXEC, so other clients' commands may run between them.
+func NoTransaction(p *Pipeline) { p.transaction = false }
+
+// ErrorsInReplies makes Exec leave each command's error in its reply only,
+// as redis-py's raise_on_error=False does. Exec then returns an error only
+// when the batch as a whole failed: a lost connection, a watch conflict, a
+// transaction the server refused.
+func ErrorsInReplies(p *Pipeline) { p.errorsInReplies = true }
+
+// WithDecoder registers a reply decoder for one command on this pipeline,
+// overriding one registered on the Client. See Decoder.
+func WithDecoder(command string, d Decoder) PipelineOption {
+	return func(p *Pipeline) {
+		if p.decoders == nil {
+			p.decoders = make(map[string]Decoder)
+		}
+		p.decoders[strings.ToUpper(command)] = d
+	}
+}
+
+// Pipeline returns a new transactional pipeline, or a plain batch with the
+// NoTransaction option.
+func (c *Client) Pipeline(opts ...PipelineOption) *Pipeline {
+	p := &Pipeline{c: c, transaction: true}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Len reports how many commands are queued.
+func (p *Pipeline) Len() int { return len(p.w.cmds) }
+
+// Do queues any command given as its words, such as
+// p.Do("OBJECT", "ENCODING", "k"), including commands with no typed method.
+func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
+
+// Discard empties the pipeline without sending anything.
+func (p *Pipeline) Discard() {
+	p.reset()
+	if p.multi {
+		p.tx.multi = nil
+	}
+}
+
+func (p *Pipeline) reset() {
+	p.w.reset()
+	p.scripts = p.scripts[:0]
+}
+
+// Exec sends the queued commands in one write and returns their replies in
+// order, one Value per command; the pipeline is empty again afterwards,
+// whatever happens. An empty pipeline makes no round trip.
+//
+// A nil reply stays with its command (Value.IsNil) and is never an error of
+// the batch. A command's own error (WRONGTYPE...) stays in its reply, and
+// Exec also returns the first such error as a *CommandError naming the
+// command's position, unless the pipeline was made with ErrorsInReplies.
+//
+// A transaction returns either every reply of EXEC, or an error that says
+// nothing was applied (errors.Is(err, ErrNotApplied)): a watch conflict
+// (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
+// If the connection fails after the batch was written, the outcome is
+// unknown and the error says so.
+func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
+	defer p.reset()
+	if p.multi {
+		defer func() { p.tx.multi = nil }()
+	}
+	n := len(p.w.cmds)
+	if n == 0 && !p.multi {
+		return nil, nil
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	out, err := p.send(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var results []resp.Value
+	if p.transaction {
+		results, err = p.execResult(out, n)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		results = out
+	}
+	replies := values(results)
+	if len(replies) != n {
+		return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
+	}
+	return replies, p.finish(replies)
+}
+
+// check refuses a batch with an encoding error or a command that would
+// change the connection's state under the pipeline.
+func (p *Pipeline) check() error {
+	if p.w.err != nil {
+		return &CommandError{Index: len(p.w.cmds) - 1, Command: p.w.cmds[len(p.w.cmds)-1].Name(), In: p.kind(), Err: p.w.err}
+	}
+	for i := range p.w.cmds {
+		if ci := p.w.cmds[i].info; ci != nil && ci.has(flagConnState) {
+			return &CommandError{Index: i, Command: ci.Name, In: p.kind(),
+				Err: &UsageError{Msg: ci.Name + " cannot be queued in a pipeline; " + connStateHint(ci.Name)}}
+		}
+	}
+	if p.tx != nil {
+		return p.tx.usable()
+	}
+	return nil
+}
+
+func (p *Pipeline) kind() string {
+	if p.transaction {
+		return "transaction"
+	}
+	return "pipeline"
+}
+
+// send writes the whole batch (script loads, MULTI, the commands, EXEC) and
+// returns the replies that follow the script loads.
+func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
+	n := len(p.w.cmds)
+	buf := p.w.buf
+	extra := 0
+	if len(p.scripts) > 0 || p.transaction {
+		// The rare case copies; the hot path sends the buffer as it is
+		// except for MULTI and EXEC, which are cheap to add around it.
+		b := make([]byte, 0, len(buf)+len(multiCmd)+len(execCmd)+64*len(p.scripts))
+		seen := make(map[*Script]bool, len(p.scripts))
+		for _, s := range p.scripts {
+			if !seen[s] {
+				seen[s] = true
+				b = resp.AppendArrayLen(b, 3)
+				b = resp.AppendBulkString(b, "SCRIPT")
+				b = resp.AppendBulkString(b, "LOAD")
+				b = resp.AppendBulkString(b, s.src)
+				extra++
+			}
+		}
+		if p.transaction {
+			b = append(b, multiCmd...)
+		}
+		b = append(b, buf...)
+		if p.transaction {
+			b = append(b, execCmd...)
+		}
+		buf = b
+	}
+	total := extra + n
+	if p.transaction {
+		total += 2
+	}
+	replies := make([]resp.Value, total)
+
+	var err error
+	switch {
+	case p.tx != nil:
+		err = p.tx.do(ctx, buf, replies)
+	case len(buf) > largePipeline:
+		var d *dedicated
+		if d, err = p.c.pool.Get(ctx); err == nil {
+			err = d.Do(ctx, buf, replies)
+			p.c.pool.Put(d, err == nil)
+		}
+	default:
+		var cn interface {
+			Do(context.Context, []byte, []resp.Value) error
+		}
+		if cn, err = p.c.sharedConn(ctx); err == nil {
+			err = cn.Do(ctx, buf, replies)
+		}
+	}
+	if err != nil {
+		if p.transaction {
+			return nil, txSendError(err)
+		}
+		return nil, err
+	}
+	for i := 0; i < extra; i++ {
+		if e := (Value{replies[i]}).Err(); e != nil {
+			return nil, fmt.Errorf("redpipe: loading a script before the %s: %w", p.kind(), e)
+		}
+	}
+	return replies[extra:], nil
+}
+
+// execResult reads the replies of MULTI, the queued commands and EXEC.
+func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
+	if err := (Value{out[0]}).Err(); err != nil {
+		return nil, fmt.Errorf("redpipe: MULTI refused: %w", err)
+	}
+	queued, exec := out[1:1+n], Value{out[1+n]}
+	if p.tx != nil {
+		p.tx.watching = false // EXEC ends every WATCH, whatever its outcome
+	}
+	if e := exec.Err(); e != nil {
+		se := e.(*Error)
+		if se.Prefix == "EXECABORT" {
+			ae := &ExecAbortError{Err: se}
+			for i, q := range values(queued) {
+				if qe := q.Err(); qe != nil {
+					ae.Failed = append(ae.Failed, CommandError{Index: i, Command: p.w.cmds[i].Name(), In: "transaction", Err: qe})
+				}
+			}
+			return nil, ae
+		}
+		return nil, fmt.Errorf("redpipe: EXEC failed, transaction not applied: %w", e)
+	}
+	if exec.IsNil() {
+		return nil, ErrWatch
+	}
+	if exec.v.Kind != resp.Array {
+		return nil, fmt.Errorf("redpipe: EXEC replied with a %s", exec.Kind())
+	}
+	return exec.v.Elems, nil
+}
+
+// finish applies the reply decoders and picks the batch's first error.
+func (p *Pipeline) finish(replies []Value) error {
+	var first error
+	for i := range replies {
+		name := p.w.cmds[i].Name()
+		if d := p.decoder(name); d != nil && replies[i].Err() == nil {
+			decodeInto(&replies[i], d)
+		}
+		if first != nil || p.errorsInReplies {
+			continue
+		}
+		if err := replies[i].Err(); err != nil {
+			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
+		} else if _, err := replies[i].Decoded(); err != nil {
+			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: &DecodeError{Command: name, Err: err}}
+		}
+	}
+	return first
+}
+
+func (p *Pipeline) decoder(name string) Decoder {
+	if d := p.decoders[name]; d != nil {
+		return d
+	}
+	if p.c != nil {
+		return p.c.decoder(name)
+	}
+	return nil
+}

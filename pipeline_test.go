@@ -1,0 +1,372 @@
+package redpipe
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// cmdCalls reads how many times the server ran a command, from INFO
+// commandstats, over a connection of its own.
+func cmdCalls(t *testing.T, srv *redistest.Server, name string) int {
+	t.Helper()
+	v, err := srv.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(v.(string), "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+func texts(t *testing.T, vs []Value) []string {
+	t.Helper()
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.String()
+	}
+	return out
+}
+
+func TestPipelineBasics(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "bing", "baz"); err != nil {
+		t.Fatal(err)
+	}
+	p := c.Pipeline()
+	p.Set("foo", "bar")
+	p.Get("bing")
+	if p.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", p.Len())
+	}
+	multis := cmdCalls(t, srv, "multi")
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, replies); fmt.Sprint(got) != "[OK baz]" {
+		t.Fatalf("replies = %v, want [OK baz]", got)
+	}
+	if cmdCalls(t, srv, "multi") != multis+1 {
+		t.Fatal("a default pipeline did not run in MULTI/EXEC")
+	}
+	// Empty again, and reusable, with chained calls.
+	if p.Len() != 0 {
+		t.Fatalf("Len after Exec = %d", p.Len())
+	}
+	replies, err = p.Set("foo", "bar").SAdd("faz", "baz").Incr("auto_number").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := replies[2].Int64(); n != 1 || replies[1].String() != "1" {
+		t.Fatalf("chained replies = %v", replies)
+	}
+	// Discard empties without sending.
+	p.Set("never", "sent").Discard()
+	if p.Len() != 0 {
+		t.Fatal("Discard left commands queued")
+	}
+	if replies, err := p.Exec(ctx); err != nil || replies != nil {
+		t.Fatalf("Exec after Discard = %v, %v", replies, err)
+	}
+	if _, err := c.Get(ctx, "never"); !errors.Is(err, ErrNil) {
+		t.Fatal("a discarded command was sent")
+	}
+}
+
+func TestEmptyExecMakesNoRoundTrip(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.Ping(ctx)
+	before := cmdCalls(t, srv, "ping") + cmdCalls(t, srv, "multi") + cmdCalls(t, srv, "exec")
+	for _, p := range []*Pipeline{c.Pipeline(), c.Pipeline(NoTransaction)} {
+		if replies, err := p.Exec(ctx); err != nil || replies != nil {
+			t.Fatalf("empty Exec = %v, %v", replies, err)
+		}
+	}
+	c.Close()
+	// Even on a closed client an empty Exec has nothing to do.
+	if _, err := c.Pipeline().Exec(ctx); err != nil {
+		t.Fatalf("empty Exec on a closed client: %v", err)
+	}
+	if after := cmdCalls(t, srv, "ping") + cmdCalls(t, srv, "multi") + cmdCalls(t, srv, "exec"); after != before {
+		t.Fatalf("empty Exec reached the server (%d -> %d commands)", before, after)
+	}
+}
+
+func TestNoTransactionStillBatches(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	multis := cmdCalls(t, srv, "multi")
+	p := c.Pipeline(NoTransaction)
+	for i := range 100 {
+		p.Set(fmt.Sprint("k", i), i)
+	}
+	p.Get("k42")
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) != 101 || replies[100].String() != "42" {
+		t.Fatalf("got %d replies, last %v", len(replies), replies[len(replies)-1])
+	}
+	if cmdCalls(t, srv, "multi") != multis {
+		t.Fatal("NoTransaction pipeline sent MULTI")
+	}
+}
+
+func TestPipelineErrorsStayWithTheirCommand(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.LPush(ctx, "list", "x")
+	for _, opts := range [][]PipelineOption{nil, {NoTransaction}} {
+		replies, err := c.Pipeline(opts...).Set("a", "1").Get("missing").Incr("list").Incr("a").Exec(ctx)
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Index != 2 || ce.Command != "INCR" {
+			t.Fatalf("batch error = %v, want the INCR at index 2", err)
+		}
+		if !strings.HasPrefix(err.Error(), "command 3 (INCR) of ") || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Fatalf("batch error text = %q", err)
+		}
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "WRONGTYPE" {
+			t.Fatalf("batch error does not unwrap to the server's error: %v", err)
+		}
+		if len(replies) != 4 {
+			t.Fatalf("replies = %v", replies)
+		}
+		if !replies[1].IsNil() {
+			t.Fatalf("GET missing = %v, want nil", replies[1])
+		}
+		if replies[2].Err() == nil {
+			t.Fatal("INCR on a list has no error in its reply")
+		}
+		if n, err := replies[3].Int64(); err != nil || n < 2 {
+			t.Fatalf("INCR a = %d, %v: the commands after the error must run", n, err)
+		}
+		c.Set(ctx, "a", "0")
+	}
+	// A nil reply alone is never the batch's error.
+	if _, err := c.Pipeline().Get("missing").Get("missing2").Exec(ctx); err != nil {
+		t.Fatalf("nil replies gave a batch error: %v", err)
+	}
+	// ErrorsInReplies: only the replies carry the error.
+	replies, err := c.Pipeline(ErrorsInReplies).Incr("list").Incr("a").Exec(ctx)
+	if err != nil {
+		t.Fatalf("ErrorsInReplies still returned %v", err)
+	}
+	if replies[0].Err() == nil || replies[1].Err() != nil {
+		t.Fatalf("replies = %v", replies)
+	}
+}
+
+func TestExecAbortAppliesNothing(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	_, err := c.Pipeline().Set("x", "1").Do("NOSUCHCOMMAND", "arg").Incr("y").Exec(ctx)
+	if !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("err = %v, want one matching ErrNotApplied", err)
+	}
+	var ae *ExecAbortError
+	if !errors.As(err, &ae) {
+		t.Fatalf("err = %T %v, want *ExecAbortError", err, err)
+	}
+	if len(ae.Failed) != 1 || ae.Failed[0].Index != 1 || ae.Failed[0].Command != "NOSUCHCOMMAND" ||
+		!strings.Contains(ae.Failed[0].Err.Error(), "unknown command") {
+		t.Fatalf("Failed = %+v", ae.Failed)
+	}
+	if !strings.Contains(err.Error(), "command 2 (NOSUCHCOMMAND)") || !strings.Contains(err.Error(), "not applied") {
+		t.Fatalf("error text %q does not name the refused command", err)
+	}
+	for _, k := range []string{"x", "y"} {
+		if _, err := c.Get(ctx, k); !errors.Is(err, ErrNil) {
+			t.Fatalf("key %s exists after EXECABORT: %v", k, err)
+		}
+	}
+}
+
+func TestRuntimeErrorInsideExec(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.RPush(ctx, "list", "a")
+	replies, err := c.Pipeline().Set("before", "1").Incr("list").Set("after", "2").Exec(ctx)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 || ce.In != "transaction" {
+		t.Fatalf("err = %v, want the INCR at index 1 of the transaction", err)
+	}
+	if errors.Is(err, ErrNotApplied) {
+		t.Fatal("a runtime error inside EXEC is reported as not applied, but the rest was applied")
+	}
+	if replies[0].String() != "OK" || replies[1].Err() == nil || replies[2].String() != "OK" {
+		t.Fatalf("replies = %v", replies)
+	}
+	for _, k := range []string{"before", "after"} {
+		if _, err := c.Get(ctx, k); err != nil {
+			t.Fatalf("%s not applied: %v", k, err)
+		}
+	}
+}
+
+func TestLargePipelineOnDedicatedConnection(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const n = 50000
+	for _, opts := range [][]PipelineOption{nil, {NoTransaction}} {
+		p := c.Pipeline(opts...)
+		for range n {
+			p.Incr("big")
+		}
+		p.Get("big")
+		replies, err := p.Exec(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(replies) != n+1 {
+			t.Fatalf("%d replies", len(replies))
+		}
+		for i := range n {
+			if v, _ := replies[i].Int64(); (v-1)%n != int64(i) {
+				t.Fatalf("reply %d = %v", i, replies[i])
+			}
+		}
+	}
+	if v, _ := c.Get(ctx, "big"); v != strconv.Itoa(2*n) {
+		t.Fatalf("big = %s", v)
+	}
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("pool open=%d idle=%d: the large batches did not use a dedicated connection", open, idle)
+	}
+}
+
+func TestScripts(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	s := NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	// Not loaded yet: EVALSHA answers NOSCRIPT and Run falls back to EVAL.
+	v, err := s.Run(ctx, c, []string{"sc"}, 5)
+	if n, _ := v.Int64(); err != nil || n != 5 {
+		t.Fatalf("Run = %v, %v", v, err)
+	}
+	if v, err = s.Run(ctx, c, []string{"sc"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	// In a pipeline and a transaction, after a SCRIPT FLUSH, never NOSCRIPT.
+	for _, opts := range [][]PipelineOption{nil, {NoTransaction}} {
+		if err := c.ScriptFlush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		replies, err := c.Pipeline(opts...).RunScript(s, []string{"sc"}, 10).RunScript(s, []string{"sc"}, 100).Exec(ctx)
+		if err != nil {
+			t.Fatalf("pipeline with a script the server has not seen: %v", err)
+		}
+		if a, _ := replies[1].Int64(); a-must(replies[0].Int64()) != 100 {
+			t.Fatalf("replies = %v", replies)
+		}
+	}
+	// On a Tx too.
+	c.ScriptFlush(ctx)
+	tx, err := c.Watch(ctx, "sc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := s.Run(ctx, tx, []string{"sc"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Get(ctx, "sc"); got != "227" {
+		t.Fatalf("sc = %s, want 227", got)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+type user struct {
+	Name string
+	Age  int
+}
+
+func TestDecoders(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.SetDecoder("info", DecodeInfo)
+	v, err := c.Do(ctx, "INFO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := v.Decoded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := d.(map[string]map[string]string)
+	if !strings.HasPrefix(sections["server"]["redis_version"], "7.") || sections["memory"]["used_memory"] == "" {
+		t.Fatalf("INFO decoded to %v", sections)
+	}
+
+	c.HSet(ctx, "user:1", "name", "ada", "age", 36)
+	decodeUser := func(v Value) (any, error) {
+		m, err := v.StringMap()
+		if err != nil {
+			return nil, err
+		}
+		age, err := strconv.Atoi(m["age"])
+		if err != nil {
+			return nil, fmt.Errorf("age: %w", err)
+		}
+		return user{Name: m["name"], Age: age}, nil
+	}
+	replies, err := c.Pipeline(WithDecoder("HGETALL", decodeUser)).HGetAll("user:1").Info("server").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := replies[0].Decoded(); err != nil || u != (user{"ada", 36}) {
+		t.Fatalf("HGETALL decoded to %v, %v", u, err)
+	}
+	if d, _ := replies[1].Decoded(); d == nil {
+		t.Fatal("the client's INFO decoder did not run in the pipeline")
+	}
+	// A decoder's failure is the command's error.
+	c.HSet(ctx, "user:2", "name", "bob", "age", "old")
+	_, err = c.Pipeline(WithDecoder("HGETALL", decodeUser)).HGetAll("user:2").Exec(ctx)
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Command != "HGETALL" {
+		t.Fatalf("err = %v, want a DecodeError for HGETALL", err)
+	}
+	// Client.SetDecoder(name, nil) removes it.
+	c.SetDecoder("INFO", nil)
+	if v, _ := c.Do(ctx, "INFO"); must(v.Decoded()) != nil {
+		t.Fatal("decoder still runs after removal")
+	}
+}
+
+func TestPipelineRefusesStateCommands(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	_, err := c.Pipeline(NoTransaction).Set("a", 1).Do("MULTI").Exec(ctx)
+	var ce *CommandError
+	var ue *UsageError
+	if !errors.As(err, &ce) || ce.Index != 1 || !errors.As(err, &ue) {
+		t.Fatalf("err = %v, want a usage error for command 2", err)
+	}
+	if _, err := c.Get(ctx, "a"); !errors.Is(err, ErrNil) {
+		t.Fatal("a refused batch was partly sent")
+	}
+	_, err = c.Pipeline().Get("a").Do("GET").Exec(ctx)
+	var ae *ArityError
+	if !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 1 {
+		t.Fatalf("err = %v, want the arity error of command 2", err)
+	}
+}

@@ -1,0 +1,38 @@
+// Package redistest starts real redis-server processes for tests, benchmarks
+// and demos.
+//
+// Tests of a Redis client are only convincing against a real server: mocks
+// agree with whatever the client believes the protocol to be. This package
+// makes a real server as cheap to get as a temporary directory:
+//
+//	func TestSomething(t *testing.T) {
+//		srv := redistest.Start(t) // stopped by t.Cleanup
+//		// point the code under test at srv.Addr or srv.URL()
+//		...
+//	}
+//
+// Every server listens on 127.0.0.1 on a port picked free at start, has its
+// own temporary working directory, and persists nothing (no RDB snapshots,
+// no AOF), so tests can run in parallel without sharing state. Extra
+// arguments are handed to redis-server as they are, which is how a test asks
+// for a password, ACL rules or renamed commands:
+//
+//	srv := redistest.Start(t, "--requirepass", "secret")
+//
+// Servers are always real processes. When redis-server is not installed,
+// Start fails the test with a message saying how to install it rather than
+// skipping it: a skipped client test looks like a passing one.
+//
+// Fault tests can crash a server with Kill and bring it back on the same
+// port with Restart. StartCluster builds a three-master Redis Cluster,
+// optionally with replicas, without needing redis-cli.
+//
+// Server.Do and Server.Pipeline speak just enough RESP to prepare a server
+// (ACL SETUSER, CONFIG SET, seeding keys) and to check what a client under
+// test did. The package deliberately does not import the client it helps to
+// test, so that client's own tests can import this package.
+//
+// Processes are stopped by t.Cleanup, including when a start fails halfway.
+// On Linux each child is also tied to the test binary with a parent-death
+// signal, so killing a hung test binary does not leave servers behind.
+package redistest

@@ -1,0 +1,63 @@
+package redistest_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// Outside a test, StartServer returns a server that the caller stops.
+// This example runs a real redis-server.
+func ExampleStartServer() {
+	srv, err := redistest.StartServer("--maxmemory", "64mb")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop()
+
+	reply, err := srv.Do("PING")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply)
+	// Output: PONG
+}
+
+// Commands that depend on connection state, such as AUTH, go in one
+// Pipeline call. Error replies come back as ReplyError values.
+func ExampleServer_Pipeline() {
+	srv, err := redistest.StartServer("--requirepass", "secret")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop()
+
+	reply, _ := srv.Do("GET", "k")
+	if e, ok := reply.(redistest.ReplyError); ok {
+		fmt.Println(e.Prefix())
+	}
+	replies, err := srv.Pipeline(
+		[]string{"AUTH", "secret"},
+		[]string{"SET", "k", "v"},
+		[]string{"GET", "k"},
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(replies...)
+	// Output:
+	// NOAUTH
+	// OK OK v
+}
+
+// A cluster for a demo program; tests use StartCluster, which stops the
+// nodes by itself. This example is compiled but not run.
+func ExampleNewCluster() {
+	cluster, err := redistest.NewCluster(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Stop()
+	fmt.Println("seed nodes:", cluster.Addrs())
+}

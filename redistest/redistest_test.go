@@ -1,0 +1,422 @@
+package redistest_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+func TestStartAnswersPing(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	if got, want := s.Addr, "127.0.0.1:"+strconv.Itoa(s.Port); got != want {
+		t.Errorf("Addr = %q, want %q", got, want)
+	}
+	if got, want := s.URL(), "redis://"+s.Addr; got != want {
+		t.Errorf("URL() = %q, want %q", got, want)
+	}
+	if s.Pid() <= 0 {
+		t.Errorf("Pid() = %d", s.Pid())
+	}
+	if fi, err := os.Stat(s.Dir); err != nil || !fi.IsDir() {
+		t.Errorf("Dir %q: %v", s.Dir, err)
+	}
+	if v, err := s.Do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("PING = %#v, %v; want PONG", v, err)
+	}
+	// Persistence must be off so tests leave nothing on disk and start empty.
+	v := s.MustDo(t, "CONFIG", "GET", "appendonly")
+	if got, ok := v.([]any); !ok || len(got) != 2 || got[1] != "no" {
+		t.Errorf("CONFIG GET appendonly = %#v", v)
+	}
+	if v := s.MustDo(t, "CONFIG", "GET", "save"); fmt.Sprint(v) != "[save ]" {
+		t.Errorf("CONFIG GET save = %#v", v)
+	}
+}
+
+func TestDoDecodesReplies(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	s.MustDo(t, "RPUSH", "list", "a", "", "c")
+	cases := []struct {
+		args []string
+		want any
+	}{
+		{[]string{"SET", "k", "v\r\nwith\x00bytes"}, "OK"},
+		{[]string{"GET", "k"}, "v\r\nwith\x00bytes"},
+		{[]string{"GET", "missing"}, nil},
+		{[]string{"INCR", "n"}, int64(1)},
+		{[]string{"LRANGE", "list", "0", "-1"}, []any{"a", "", "c"}},
+	}
+	for _, c := range cases {
+		v, err := s.Do(c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if fmt.Sprintf("%#v", v) != fmt.Sprintf("%#v", c.want) {
+			t.Errorf("%v = %#v, want %#v", c.args, v, c.want)
+		}
+	}
+	v, err := s.Do("NO-SUCH-COMMAND")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := v.(redistest.ReplyError); !ok || e.Prefix() != "ERR" {
+		t.Errorf("unknown command = %#v, want a ReplyError with prefix ERR", v)
+	}
+	if _, err := s.Do(); err == nil {
+		t.Error("Do() with no arguments succeeded")
+	}
+}
+
+func TestExtraArgsArePassed(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, "--requirepass", "secret")
+	v, err := s.Do("PING")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := v.(redistest.ReplyError); !ok || e.Prefix() != "NOAUTH" {
+		t.Fatalf("PING without AUTH = %#v, want a NOAUTH error", v)
+	}
+	replies, err := s.Pipeline([]string{"AUTH", "secret"}, []string{"PING"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(replies) != "[OK PONG]" {
+		t.Errorf("AUTH, PING = %#v", replies)
+	}
+}
+
+func TestEmptyArgAndOverride(t *testing.T) {
+	t.Parallel()
+	// The empty string must reach redis-server as an empty argument, and
+	// the caller's options must win over the package's defaults.
+	s := redistest.Start(t, "--rename-command", "HELLO", "", "--loglevel", "notice")
+	v, err := s.Do("HELLO", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := v.(redistest.ReplyError); !ok || !strings.Contains(string(e), "unknown command") {
+		t.Errorf("HELLO after renaming it away = %#v, want unknown command", v)
+	}
+	if v := s.MustDo(t, "CONFIG", "GET", "loglevel"); fmt.Sprint(v) != "[loglevel notice]" {
+		t.Errorf("CONFIG GET loglevel = %#v, want notice", v)
+	}
+}
+
+func TestReservedOptionsAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, opt := range []string{"--port", "--bind", "--daemonize", "--BIND"} {
+		s, err := redistest.StartServer(opt, "yes")
+		if err == nil {
+			s.Stop()
+			t.Errorf("StartServer(%s) succeeded", opt)
+		}
+	}
+}
+
+func TestStartFailureShowsServerOutput(t *testing.T) {
+	t.Parallel()
+	_, err := redistest.StartServer("--no-such-directive", "x")
+	if err == nil {
+		t.Fatal("StartServer with a bad directive succeeded")
+	}
+	if !strings.Contains(err.Error(), "Bad directive") {
+		t.Errorf("error does not show the server's complaint: %v", err)
+	}
+}
+
+func TestStopKillsAndIsIdempotent(t *testing.T) {
+	t.Parallel()
+	s, err := redistest.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := s.Pid()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("process %d still running after Stop", pid)
+	}
+	if conn, err := net.Dial("tcp", s.Addr); err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Stop", s.Addr)
+	}
+	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Dir %s still exists after Stop: %v", s.Dir, err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestKillThenRestartOnSamePort(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	port, pid := s.Port, s.Pid()
+	s.MustDo(t, "SET", "k", "v")
+
+	if err := s.Kill(); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("process %d still running after Kill", pid)
+	}
+	if _, err := s.Do("PING"); err == nil {
+		t.Error("PING answered after Kill")
+	}
+	if _, err := os.Stat(s.Dir); err != nil {
+		t.Errorf("Kill removed Dir: %v", err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Errorf("second Kill: %v", err)
+	}
+
+	if err := s.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if s.Port != port || s.Pid() == pid {
+		t.Errorf("after Restart: port %d pid %d, was port %d pid %d", s.Port, s.Pid(), port, pid)
+	}
+	if v, err := s.Do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("PING after Restart = %#v, %v", v, err)
+	}
+	if v := s.MustDo(t, "GET", "k"); v != nil {
+		t.Errorf("GET k after Restart = %#v; nothing should persist", v)
+	}
+	if err := s.Restart(); err == nil {
+		t.Error("Restart of a running server succeeded")
+	}
+}
+
+func TestRestartAfterStop(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, "--requirepass", "secret")
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatalf("Restart after Stop: %v", err)
+	}
+	// The same arguments come back with it.
+	v, err := s.Do("PING")
+	if e, ok := v.(redistest.ReplyError); err != nil || !ok || e.Prefix() != "NOAUTH" {
+		t.Errorf("PING after Restart = %#v, %v; want NOAUTH", v, err)
+	}
+}
+
+func TestServersGetDistinctPorts(t *testing.T) {
+	t.Parallel()
+	// Started concurrently, as parallel tests do, so that port choices race.
+	servers := make([]*redistest.Server, 4)
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Go(func() { servers[i], errs[i] = redistest.StartServer() })
+	}
+	wg.Wait()
+	seen := map[int]bool{}
+	for i, s := range servers {
+		if errs[i] != nil {
+			t.Error(errs[i])
+			continue
+		}
+		t.Cleanup(func() { s.Stop() })
+		if seen[s.Port] {
+			t.Errorf("port %d handed out twice", s.Port)
+		}
+		seen[s.Port] = true
+	}
+}
+
+func TestLookPathWithoutRedis(t *testing.T) {
+	t.Setenv("PATH", "")
+	_, err := redistest.LookPath()
+	if err == nil || !strings.Contains(err.Error(), "apt-get install") {
+		t.Fatalf("LookPath() error = %v, want the install hint", err)
+	}
+	if !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("LookPath() error %v does not wrap exec.ErrNotFound", err)
+	}
+	if _, err := redistest.StartServer(); err == nil || !strings.Contains(err.Error(), "apt-get install") {
+		t.Errorf("StartServer() error = %v, want the install hint", err)
+	}
+
+	// Start must fail the test with the hint rather than skip it.
+	ft := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		redistest.Start(ft)
+	}()
+	<-done
+	if !strings.Contains(ft.fatal, "apt-get install") {
+		t.Errorf("Start reported %q, want the install hint", ft.fatal)
+	}
+}
+
+// fakeTB records a fatal failure instead of failing the real test.
+type fakeTB struct {
+	testing.TB
+	fatal string
+}
+
+func (f *fakeTB) Helper() {}
+
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (f *fakeTB) Skip(...any)          { panic("redistest must not skip") }
+func (f *fakeTB) Skipf(string, ...any) { panic("redistest must not skip") }
+func (f *fakeTB) SkipNow()             { panic("redistest must not skip") }
+func (f *fakeTB) Cleanup(func())       { panic("nothing was started, nothing to clean up") }
+
+func TestClusterServesKeysOnTheRightMaster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 0)
+	if len(c.Masters) != 3 || len(c.Replicas) != 0 || len(c.Addrs()) != 3 {
+		t.Fatalf("cluster has %d masters, %d replicas, addrs %v", len(c.Masters), len(c.Replicas), c.Addrs())
+	}
+	for _, s := range c.Masters {
+		info, _ := s.MustDo(t, "CLUSTER", "INFO").(string)
+		if !strings.Contains(info, "cluster_state:ok") {
+			t.Errorf("%s: CLUSTER INFO = %q", s.Addr, info)
+		}
+	}
+
+	const key = "user:1000"
+	owner := slotOwner(t, c, key)
+	if v := owner.MustDo(t, "SET", key, "alice"); v != "OK" {
+		t.Fatalf("SET on the owner = %#v", v)
+	}
+	if v := owner.MustDo(t, "GET", key); v != "alice" {
+		t.Errorf("GET on the owner = %#v", v)
+	}
+	for _, s := range c.Masters {
+		if s == owner {
+			continue
+		}
+		v, err := s.Do("GET", key)
+		if e, ok := v.(redistest.ReplyError); err != nil || !ok || e.Prefix() != "MOVED" || !strings.HasSuffix(string(e), owner.Addr) {
+			t.Errorf("GET on %s = %#v, %v; want MOVED to %s", s.Addr, v, err, owner.Addr)
+		}
+	}
+}
+
+func TestClusterWithReplicas(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 1)
+	if len(c.Masters) != 3 || len(c.Replicas) != 3 {
+		t.Fatalf("cluster has %d masters and %d replicas", len(c.Masters), len(c.Replicas))
+	}
+	for i, r := range c.Replicas {
+		info, _ := r.MustDo(t, "INFO", "replication").(string)
+		master := c.Masters[i]
+		if !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_port:"+strconv.Itoa(master.Port)) {
+			t.Errorf("replica %s does not replicate %s:\n%s", r.Addr, master.Addr, info)
+		}
+	}
+
+	const key = "greeting"
+	owner := slotOwner(t, c, key)
+	owner.MustDo(t, "SET", key, "hello")
+	if v := owner.MustDo(t, "WAIT", "1", "5000"); v != int64(1) {
+		t.Fatalf("WAIT = %#v, want 1 replica", v)
+	}
+	replica := c.Replicas[indexOf(c.Masters, owner)]
+	replies, err := replica.Pipeline([]string{"READONLY"}, []string{"GET", key})
+	if err != nil || fmt.Sprint(replies) != "[OK hello]" {
+		t.Errorf("READONLY, GET on the replica = %#v, %v", replies, err)
+	}
+}
+
+// slotOwner finds the master serving key with CLUSTER KEYSLOT and CLUSTER
+// SLOTS, the way a cluster client does.
+func slotOwner(t *testing.T, c *redistest.Cluster, key string) *redistest.Server {
+	t.Helper()
+	slot, ok := c.Masters[0].MustDo(t, "CLUSTER", "KEYSLOT", key).(int64)
+	if !ok {
+		t.Fatal("CLUSTER KEYSLOT did not return an integer")
+	}
+	ranges, _ := c.Masters[0].MustDo(t, "CLUSTER", "SLOTS").([]any)
+	for _, r := range ranges {
+		r, _ := r.([]any)
+		if len(r) < 3 {
+			continue
+		}
+		lo, _ := r[0].(int64)
+		hi, _ := r[1].(int64)
+		node, _ := r[2].([]any)
+		if slot < lo || slot > hi || len(node) < 2 {
+			continue
+		}
+		port, _ := node[1].(int64)
+		for _, m := range c.Masters {
+			if int64(m.Port) == port {
+				return m
+			}
+		}
+		t.Fatalf("slot %d is served by port %d, which is no master of the cluster", slot, port)
+	}
+	t.Fatalf("no master serves slot %d; CLUSTER SLOTS = %#v", slot, ranges)
+	return nil
+}
+
+func indexOf(servers []*redistest.Server, s *redistest.Server) int {
+	for i, x := range servers {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// alive reports whether pid is a running process. A zombie counts as gone:
+// it no longer serves anything, and whether it is reaped depends on the
+// init process of the machine, not on this package.
+func alive(pid int) bool {
+	if runtime.GOOS == "linux" {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return false
+		}
+		// The state follows the parenthesised command name.
+		s := string(stat)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+			return s[i+2] != 'Z'
+		}
+		return true
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	return p.Signal(syscall.Signal(0)) == nil
+}
+
+// waitGone waits up to timeout for pid to exit.
+func waitGone(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}

@@ -1,0 +1,520 @@
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	// readyTimeout bounds the wait for a new process to answer. A fresh
+	// redis-server with nothing to load answers within milliseconds; the
+	// margin is for loaded CI machines and the race detector.
+	readyTimeout = 10 * time.Second
+	readyPoll    = 10 * time.Millisecond
+	// stopTimeout is how long Stop lets the server shut down cleanly before
+	// killing it.
+	stopTimeout = 5 * time.Second
+	// startAttempts bounds the retries when the chosen port is taken
+	// between finding it free and redis-server binding it.
+	startAttempts = 5
+	// outputLimit bounds the server output kept in memory; only the tail is
+	// ever shown, in error messages.
+	outputLimit = 64 << 10
+	outputLines = 20
+)
+
+const installHint = "redistest: redis-server not found in PATH; install it with `apt-get update && apt-get install -y redis-server` (Debian/Ubuntu) or run `make test`, which installs it"
+
+// errPortTaken marks a start that failed only because another process got
+// the port first, which is worth retrying on another port.
+var errPortTaken = errors.New("port already in use")
+
+// notFoundError keeps the cause from exec.LookPath reachable with errors.Is
+// while the message stays the install hint, which is what a reader of a
+// failed test needs.
+type notFoundError struct{ err error }
+
+func (e *notFoundError) Error() string { return installHint }
+func (e *notFoundError) Unwrap() error { return e.err }
+
+// LookPath returns the path of redis-server, or an error that says how to
+// install it.
+func LookPath() (string, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", &notFoundError{err}
+	}
+	return path, nil
+}
+
+// Server is one redis-server process listening on a loopback port.
+type Server struct {
+	Addr string // "127.0.0.1:PORT"
+	Port int
+	// BusPort is the cluster bus port of a node started by StartCluster,
+	// and 0 for other servers.
+	BusPort int
+	Dir     string // its working directory (a temporary directory)
+
+	bin   string   // redis-server resolved once, so Restart ignores later PATH changes
+	extra []string // the caller's arguments, replayed by Restart
+	out   *tailBuffer
+
+	mu      sync.Mutex
+	proc    *process // the current or last process; nil before the first start
+	dirGone bool     // Stop removed Dir
+}
+
+// process is one run of redis-server. done is closed once the process has
+// exited and been reaped, and its output fully copied.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // the result of Wait; read only after done is closed
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill kills the process and waits until it is reaped, so that its port is
+// free and no zombie is left when it returns.
+func (p *process) kill() error {
+	err := p.cmd.Process.Kill()
+	<-p.done
+	if errors.Is(err, os.ErrProcessDone) {
+		err = nil
+	}
+	return err
+}
+
+// Start starts a redis-server for the test and stops it in t.Cleanup.
+// Extra args are passed to redis-server as they are, after the package's
+// own options so that they can override them, for example
+// "--requirepass", "secret" or "--rename-command", "HELLO", "". The options
+// that decide where the server listens and whether it stays a child
+// process (--port, --bind, --daemonize, --cluster-port) are refused.
+//
+// If redis-server is not installed, or does not start, Start fails the test
+// with t.Fatalf; it never skips.
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	s, err := StartServer(args...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	stopAtCleanup(t, s)
+	return s
+}
+
+// stopAtCleanup registers s.Stop with t. A failure to stop is reported but
+// does not abort other cleanups.
+func stopAtCleanup(t testing.TB, s *Server) {
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("redistest: stopping redis-server on %s: %v", s.Addr, err)
+		}
+	})
+}
+
+// StartServer is Start without a testing.TB, for programs and benchmarks
+// that manage lifetimes themselves: the caller must call Stop. On error no
+// process is left running and no directory is left behind.
+func StartServer(args ...string) (*Server, error) {
+	return startServer(args, false)
+}
+
+// startServer starts a server, as a cluster node with a cluster bus port
+// of its own if cluster is set.
+func startServer(args []string, cluster bool) (*Server, error) {
+	if err := checkArgs(args); err != nil {
+		return nil, err
+	}
+	bin, err := LookPath()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	s := &Server{Dir: dir, bin: bin, extra: slices.Clone(args), out: newTailBuffer(outputLimit)}
+
+	nports := 1
+	if cluster {
+		nports = 2
+	}
+	for range startAttempts {
+		var ports []int
+		ports, err = freePorts(nports)
+		if err != nil {
+			break
+		}
+		s.Port = ports[0]
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		if cluster {
+			s.BusPort = ports[1]
+		}
+		s.mu.Lock()
+		err = s.launch()
+		s.mu.Unlock()
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, err
+}
+
+// reservedOptions are the options the package has to control itself: it
+// can only wait for, address and stop a server whose port it knows, that
+// listens on loopback alone and that stays its child process.
+var reservedOptions = []string{"--port", "--bind", "--daemonize", "--cluster-port"}
+
+func checkArgs(args []string) error {
+	for _, a := range args {
+		for _, r := range reservedOptions {
+			if strings.EqualFold(a, r) {
+				return fmt.Errorf("redistest: option %s is set by redistest and cannot be overridden", r)
+			}
+		}
+	}
+	return nil
+}
+
+// freePorts asks the kernel for n distinct free loopback ports. The
+// listeners are held until all ports are known so that the ports differ,
+// then closed so that redis-server can bind them. Another process may take
+// a port in between; startServer retries when that happens.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("redistest: finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// commandArgs returns the redis-server command line. Persistence is off so
+// tests start empty and leave nothing behind, and logs go to stdout, which
+// is captured for error messages. DEBUG is allowed from loopback clients
+// because fault tests use it (DEBUG SLEEP, DEBUG SEGFAULT). A master starts
+// a full sync at once instead of waiting 5 s for more replicas to batch
+// with, which would otherwise dominate the time to set up a replica.
+func (s *Server) commandArgs() []string {
+	args := []string{
+		"--port", strconv.Itoa(s.Port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.Dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+		"--logfile", "",
+		"--enable-debug-command", "local",
+		"--repl-diskless-sync-delay", "0",
+	}
+	if s.BusPort != 0 {
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000",
+			"--cluster-port", strconv.Itoa(s.BusPort),
+		)
+	}
+	return append(args, s.extra...)
+}
+
+// launch starts a process on s.Port and waits until it answers. On failure
+// the process has exited when launch returns. s.mu must be held.
+func (s *Server) launch() error {
+	fmt.Fprintf(s.out, "redistest: starting redis-server on %s\n", s.Addr)
+	mark := s.out.mark()
+
+	cmd := exec.Command(s.bin, s.commandArgs()...)
+	cmd.Dir = s.Dir
+	// One writer for both streams, so exec uses a single pipe and the
+	// lines stay in the order the server wrote them.
+	cmd.Stdout = s.out
+	cmd.Stderr = s.out
+	// A fork of the server (BGSAVE, replication) inherits the output pipe;
+	// without a delay bound, Wait would also wait for such a child.
+	cmd.WaitDelay = time.Second
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redistest: starting %s: %w", s.bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	s.proc = p
+
+	if err := s.waitReady(p, mark); err != nil {
+		p.kill()
+		return err
+	}
+	return nil
+}
+
+// waitReady polls the port until the server answers, the process exits, or
+// readyTimeout passes.
+func (s *Server) waitReady(p *process, mark int64) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if p.exited() {
+			out := s.out.since(mark)
+			if strings.Contains(out, "Address already in use") {
+				return fmt.Errorf("redistest: redis-server could not listen on %s: %w%s", s.Addr, errPortTaken, formatOutput(out))
+			}
+			return fmt.Errorf("redistest: redis-server on %s exited before it was ready (%v)%s", s.Addr, p.err, formatOutput(out))
+		}
+		if answersPing(s.Addr) {
+			ours, err := s.isOurs(p)
+			if err != nil {
+				return err
+			}
+			if ours {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redistest: redis-server on %s did not answer PING within %v%s", s.Addr, readyTimeout, formatOutput(s.out.since(mark)))
+		}
+		time.Sleep(readyPoll)
+	}
+}
+
+// answersPing reports whether something on addr answers an inline PING with
+// a reply line. Any reply counts: a server with a password answers -NOAUTH,
+// one still loading -LOADING, and both are up.
+func answersPing(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && len(line) > 2
+}
+
+// isOurs checks that the server that answered is the process just started.
+// The port was found free, but another process can bind it before
+// redis-server does; that process would answer the PING while ours dies
+// with "Address already in use". When INFO is refused (a password, a
+// renamed command) there is no way to ask, and the answer is taken as ours
+// as long as our process is alive.
+func (s *Server) isOurs(p *process) (bool, error) {
+	v, err := s.Do("INFO", "server")
+	if err != nil {
+		return false, nil // not answering after all; keep polling
+	}
+	info, ok := v.(string)
+	if !ok {
+		return !p.exited(), nil
+	}
+	if pid := infoField(info, "process_id"); pid != strconv.Itoa(p.cmd.Process.Pid) {
+		return false, fmt.Errorf("redistest: %s is answered by another process (pid %s): %w", s.Addr, pid, errPortTaken)
+	}
+	return true, nil
+}
+
+// infoField returns the value of a "key:value" line of an INFO or CLUSTER
+// INFO reply, or "" if it is absent.
+func infoField(info, key string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimRight(v, "\r\n")
+		}
+	}
+	return ""
+}
+
+// Stop stops the server: SIGTERM, then SIGKILL if it has not exited within
+// 5 seconds. It then removes Dir. Stop may be called more than once, and on
+// a server that was killed or crashed.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if p := s.proc; p != nil && !p.exited() {
+		if err := terminate(p.cmd.Process); err != nil {
+			p.cmd.Process.Kill()
+		}
+		select {
+		case <-p.done:
+		case <-time.After(stopTimeout):
+			if err := p.kill(); err != nil {
+				errs = append(errs, fmt.Errorf("redistest: killing redis-server: %w", err))
+			}
+		}
+	}
+	if !s.dirGone {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("redistest: %w", err))
+		} else {
+			s.dirGone = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Kill kills the server with SIGKILL at once, as in a crash, and waits
+// until it has exited. It keeps Dir, so a cluster node comes back from
+// Restart with its cluster configuration. Killing a server that is not
+// running does nothing.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return nil
+	}
+	if err := s.proc.kill(); err != nil {
+		return fmt.Errorf("redistest: killing redis-server on %s: %w", s.Addr, err)
+	}
+	return nil
+}
+
+// Restart starts the server again, on the same port and with the same
+// arguments, after Kill, Stop or a crash, and waits until it answers. Data
+// is not kept: nothing is persisted. A server started by Start is still
+// stopped by its cleanup.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil && !s.proc.exited() {
+		return fmt.Errorf("redistest: redis-server on %s is still running; Kill or Stop it before Restart", s.Addr)
+	}
+	if s.dirGone {
+		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+			return fmt.Errorf("redistest: %w", err)
+		}
+		s.dirGone = false
+	}
+	return s.launch()
+}
+
+// URL returns the server's address as a redis:// URL.
+func (s *Server) URL() string {
+	return "redis://" + s.Addr
+}
+
+// Pid returns the process id of the current or, once it has exited, the
+// last redis-server process.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// Output returns the tail of what the server has printed across all its
+// runs, for a test that wants to show or check it.
+func (s *Server) Output() string {
+	return s.out.String()
+}
+
+// tailBuffer keeps the last max bytes written to it. The server's output is
+// copied into it from a goroutine of exec.Cmd while error paths read it,
+// hence the lock.
+type tailBuffer struct {
+	mu    sync.Mutex
+	buf   []byte
+	max   int
+	total int64 // bytes ever written, so callers can mark a position
+}
+
+func newTailBuffer(max int) *tailBuffer {
+	return &tailBuffer{max: max}
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.total += int64(len(p))
+	if len(p) >= b.max {
+		b.buf = append(b.buf[:0], p[len(p)-b.max:]...)
+		return len(p), nil
+	}
+	if over := len(b.buf) + len(p) - b.max; over > 0 {
+		n := copy(b.buf, b.buf[over:])
+		b.buf = b.buf[:n]
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// mark returns the current write position, for since.
+func (b *tailBuffer) mark() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
+}
+
+// since returns what was written after mark, as far as it is still kept.
+func (b *tailBuffer) since(mark int64) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := mark - (b.total - int64(len(b.buf)))
+	if start < 0 {
+		start = 0
+	}
+	return string(b.buf[start:])
+}
+
+func (b *tailBuffer) String() string {
+	return b.since(0)
+}
+
+// formatOutput renders the last lines of server output for an error
+// message, where they usually say why the server did not start.
+func formatOutput(out string) string {
+	var lines []string
+	for line := range strings.Lines(out) {
+		if line = strings.TrimRight(line, "\r\n"); strings.TrimSpace(line) != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		return "; redis-server printed nothing"
+	}
+	if len(lines) > outputLines {
+		lines = lines[len(lines)-outputLines:]
+	}
+	return "\nredis-server output (last lines):\n\t" + strings.Join(lines, "\n\t")
+}

@@ -1,0 +1,68 @@
+package redpipe
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+)
+
+// Script is a Lua script run by its SHA1 digest (EVALSHA), so its text
+// crosses the network only when the server does not have it yet.
+type Script struct {
+	src string
+	sha string
+}
+
+// NewScript prepares a script. It does not contact the server.
+func NewScript(src string) *Script {
+	sum := sha1.Sum([]byte(src))
+	return &Script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// Hash is the script's SHA1 digest in hex, as EVALSHA and SCRIPT EXISTS
+// take it.
+func (s *Script) Hash() string { return s.sha }
+
+// Source is the script's text.
+func (s *Script) Source() string { return s.src }
+
+// Doer runs a command given as words: a *Client or a *Tx.
+type Doer interface {
+	Do(ctx context.Context, args ...any) (Value, error)
+}
+
+// Run runs the script with EVALSHA on a Client or a Tx, and with EVAL
+// (which also caches it on the server) if the server answers NOSCRIPT.
+func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
+	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
+	if err == nil {
+		err = v.Err()
+	}
+	var se *Error
+	if errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
+		v, err = on.Do(ctx, s.words("EVAL", s.src, keys, args)...)
+		if err == nil {
+			err = v.Err()
+		}
+	}
+	return v, err
+}
+
+func (s *Script) words(cmd, body string, keys []string, args []any) []any {
+	words := make([]any, 0, 3+len(keys)+len(args))
+	words = append(words, cmd, body, len(keys))
+	for _, k := range keys {
+		words = append(words, k)
+	}
+	return append(words, args...)
+}
+
+// RunScript queues the script. Exec loads it (SCRIPT LOAD, in the same
+// write, before MULTI) and runs it with EVALSHA, so a pipeline or
+// transaction never fails with NOSCRIPT on a server that has not seen it.
+func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
+	p.scripts = append(p.scripts, s)
+	p.w.do(s.words("EVALSHA", s.sha, keys, args))
+	return p
+}

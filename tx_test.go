@@ -1,0 +1,455 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clientID is the server's id of the connection a Tx holds.
+func clientID(t *testing.T, ctx context.Context, tx *Tx) int64 {
+	t.Helper()
+	v, err := tx.Do(ctx, "CLIENT", "ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return must(v.Int64())
+}
+
+// assertCleanConnection takes a connection from the pool and shows it has
+// no WATCH armed and no MULTI open: a write to key by another client does
+// not make its next transaction fail, and a command runs at once instead of
+// being QUEUED.
+func assertCleanConnection(t *testing.T, ctx context.Context, c *Client, key string) {
+	t.Helper()
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	info, err := tx.Do(ctx, "CLIENT", "INFO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := info.String(); !strings.Contains(s, " multi=-1 ") || strings.Contains(s, "flags=x") {
+		t.Fatalf("pooled connection is inside MULTI: %s", s)
+	}
+	if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("PING on the pooled connection = %q, %v", s, err)
+	}
+	if err := c.Set(ctx, key, "changed-by-another-client"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Multi().Set("clean-check", "1").Exec(ctx); err != nil {
+		t.Fatalf("a stale WATCH on %s survived on the pooled connection: %v", key, err)
+	}
+}
+
+func TestWatchImmediateThenMulti(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	c.Set(ctx, "OUR-SEQUENCE-KEY", "41")
+	tx, err := c.Watch(ctx, "OUR-SEQUENCE-KEY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	id := clientID(t, ctx, tx)
+	// Immediate: the reply is here before any Exec.
+	cur, err := tx.Get(ctx, "OUR-SEQUENCE-KEY")
+	if err != nil || cur != "41" {
+		t.Fatalf("Get = %q, %v", cur, err)
+	}
+	// A plain batch of reads on the same connection before MULTI.
+	reads, err := tx.Pipeline().Get("OUR-SEQUENCE-KEY").Do("CLIENT", "ID").Exec(ctx)
+	if err != nil || reads[0].String() != "41" || must(reads[1].Int64()) != id {
+		t.Fatalf("read batch = %v, %v", reads, err)
+	}
+	next := must(strconv.Atoi(cur)) + 1
+	replies, err := tx.Multi().Set("OUR-SEQUENCE-KEY", next).Do("CLIENT", "ID").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replies[0].String() != "OK" || must(replies[1].Int64()) != id {
+		t.Fatalf("EXEC replies %v: MULTI did not run on the watched connection %d", replies, id)
+	}
+	if v, _ := c.Get(ctx, "OUR-SEQUENCE-KEY"); v != "42" {
+		t.Fatalf("value = %s", v)
+	}
+}
+
+func TestWatchConflict(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	c.Set(ctx, "k", "1")
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Get(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	// A second client changes the key between WATCH and EXEC.
+	other, err := Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Set(ctx, "k", "2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Multi().Set("k", "from-tx").Set("side", "effect").Exec(ctx)
+	if !errors.Is(err, ErrWatch) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Exec after a conflicting write: %v, want ErrWatch", err)
+	}
+	if v, _ := c.Get(ctx, "k"); v != "2" {
+		t.Fatalf("k = %s: the transaction was applied", v)
+	}
+	if _, err := c.Get(ctx, "side"); !errors.Is(err, ErrNil) {
+		t.Fatal("half of a failed transaction was applied")
+	}
+	tx.Close()
+	assertCleanConnection(t, ctx, c, "k")
+}
+
+func TestUnwatch(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := tx.Unwatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "k", "changed")
+	if _, err := tx.Multi().Set("k2", "v").Exec(ctx); err != nil {
+		t.Fatalf("Exec after Unwatch failed: %v", err)
+	}
+}
+
+// TestInsufficientFundsBranch is seed 004's branch: read, decide not to
+// write, UNWATCH, and give the connection back clean.
+func TestInsufficientFundsBranch(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	c.Set(ctx, "account_a", 5)
+	tx, err := c.Watch(ctx, "account_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal := must(strconv.Atoi(must(tx.Get(ctx, "account_a"))))
+	if bal >= 10 {
+		t.Fatal("setup")
+	}
+	if err := tx.Unwatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tx.Close()
+	assertCleanConnection(t, ctx, c, "account_a")
+}
+
+func TestTxMisuse(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tx.Multi().Set("k", 1)
+	var ue *UsageError
+	// Nested MULTI.
+	if _, err := tx.Multi().Set("k", 2).Exec(ctx); !errors.As(err, &ue) || !strings.Contains(err.Error(), "MULTI inside MULTI") {
+		t.Fatalf("nested Multi: %v", err)
+	}
+	// WATCH after MULTI.
+	if err := tx.Watch(ctx, "other"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "WATCH after MULTI") {
+		t.Fatalf("Watch after Multi: %v", err)
+	}
+	if _, err := tx.Do(ctx, "WATCH", "other"); !errors.As(err, &ue) {
+		t.Fatalf("Do(WATCH) after Multi: %v", err)
+	}
+	if _, err := tx.Do(ctx, "MULTI"); !errors.As(err, &ue) {
+		t.Fatalf("Do(MULTI) on a Tx: %v", err)
+	}
+	// The first Multi still works after the refusals.
+	if replies, err := first.Exec(ctx); err != nil || replies[0].String() != "OK" {
+		t.Fatalf("first Multi Exec = %v, %v", replies, err)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := tx.Reset(); err != nil {
+		t.Fatalf("Reset after Close: %v", err)
+	}
+	// Use after Close.
+	if _, err := tx.Get(ctx, "k"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "after Close") {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if _, err := tx.Multi().Set("k", 3).Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Multi Exec after Close: %v", err)
+	}
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("pool open=%d idle=%d after Close, want the connection back", open, idle)
+	}
+}
+
+func TestConnectionLostWhileWatching(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	id := clientID(t, ctx, tx)
+	if _, err := srv.Do("CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// The next read finds the connection gone.
+	if _, err := tx.Get(ctx, "k"); err == nil {
+		t.Fatal("Get on a killed connection succeeded")
+	}
+	_, err = tx.Multi().Set("k", "v").Exec(ctx)
+	if !errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), "not applied") {
+		t.Fatalf("Exec after the connection died: %v, want a not-applied error", err)
+	}
+	tx.Close()
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, ErrNil) {
+		t.Fatal("k was written")
+	}
+	assertCleanConnection(t, ctx, c, "k")
+}
+
+func TestPoolNeverReusesDirtyConnection(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	wire := func(d *dedicated, args ...any) Value {
+		w := getBuf()
+		defer putBuf(w)
+		w.do(args)
+		v, err := d.DoOne(ctx, w.buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Value{v}
+	}
+	id := func(d *dedicated) int64 { return must(wire(d, "CLIENT", "ID").Int64()) }
+
+	d, err := c.pool.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := id(d)
+	c.pool.Put(d, true)
+	d, _ = c.pool.Get(ctx)
+	if id(d) != first {
+		t.Fatal("a clean connection was not reused")
+	}
+	// Armed WATCH: the owner says it is not reusable, so it is closed.
+	wire(d, "WATCH", "k")
+	c.pool.Put(d, false)
+	d, _ = c.pool.Get(ctx)
+	second := id(d)
+	if second == first {
+		t.Fatal("a connection with an armed WATCH was reused")
+	}
+	// Open MULTI.
+	wire(d, "MULTI")
+	c.pool.Put(d, false)
+	d, _ = c.pool.Get(ctx)
+	third := id(d)
+	if third == second {
+		t.Fatal("a connection with an open MULTI was reused")
+	}
+	// A reply still due: even when the owner claims it clean, the pool sees
+	// the call in flight and closes it.
+	slow, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	w := getBuf()
+	w.do([]any{"DEBUG", "SLEEP", "0.2"})
+	if _, err := d.DoOne(slow, w.buf); !errors.Is(err, context.Canceled) {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	putBuf(w)
+	c.pool.Put(d, true)
+	d, _ = c.pool.Get(ctx)
+	if id(d) == third {
+		t.Fatal("a connection with a reply still due was reused")
+	}
+	c.pool.Put(d, true)
+	// Through the public API: a Tx closed with a WATCH armed returns its
+	// connection clean (UNWATCH), checked by behaviour.
+	tx, _ := c.Watch(ctx, "k")
+	tx.Close()
+	assertCleanConnection(t, ctx, c, "k")
+}
+
+func TestTransactionHelperContended(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 8})
+	ctx := ctxT(t)
+	const workers, each = 8, 250
+	var calls, retries atomic.Int64
+	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { retries.Add(1) }}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				_, err := c.TransactionWith(ctx, opts, func(tx *Tx) error {
+					calls.Add(1)
+					cur, err := tx.Get(ctx, "counter")
+					if err != nil && !errors.Is(err, ErrNil) {
+						return err
+					}
+					n, _ := strconv.Atoi(cur)
+					tx.Multi().Set("counter", n+1)
+					return nil
+				}, "counter")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v, _ := c.Get(ctx, "counter"); v != "2000" {
+		t.Fatalf("counter = %s, want 2000", v)
+	}
+	if calls.Load() != workers*each+retries.Load() {
+		t.Fatalf("fn ran %d times for %d transactions and %d retries", calls.Load(), workers*each, retries.Load())
+	}
+	t.Logf("2000 transactions, %d retries on watch conflicts", retries.Load())
+}
+
+func TestTransactionHelperGivesUp(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	attempts := 0
+	// Every attempt is spoiled by a write from another connection.
+	fn := func(tx *Tx) error {
+		attempts++
+		if _, err := srv.Do("INCR", "hot"); err != nil {
+			return err
+		}
+		tx.Multi().Set("hot", 0)
+		return nil
+	}
+	_, err := c.TransactionWith(ctx, TxOptions{MaxAttempts: 3, MinBackoff: time.Millisecond}, fn, "hot")
+	var re *TxRetryError
+	if !errors.As(err, &re) || re.Attempts != 3 || attempts != 3 || !errors.Is(err, ErrWatch) {
+		t.Fatalf("err = %v (attempts %d), want a TxRetryError after 3 attempts matching ErrWatch", err, attempts)
+	}
+	if !strings.Contains(err.Error(), "3 attempts") {
+		t.Fatalf("error %q does not say how many attempts", err)
+	}
+	// The context's deadline stops it before MaxAttempts.
+	attempts = 0
+	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = c.TransactionWith(dctx, TxOptions{MaxAttempts: 1 << 20, WatchDelay: 20 * time.Millisecond}, fn, "hot")
+	if !errors.As(err, &re) || !errors.Is(err, ErrWatch) || attempts > 4 || attempts < 1 {
+		t.Fatalf("with a deadline: err = %v after %d attempts", err, attempts)
+	}
+	assertCleanConnection(t, ctx, c, "hot")
+}
+
+func TestTransactionValue(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.Set(ctx, "balance", 100)
+	got, err := TransactionValue(ctx, c, func(tx *Tx) (int, error) {
+		bal, err := strconv.Atoi(must(tx.Get(ctx, "balance")))
+		if err != nil {
+			return 0, err
+		}
+		tx.Multi().DecrBy("balance", 30)
+		return bal - 30, nil
+	}, "balance")
+	if err != nil || got != 70 {
+		t.Fatalf("TransactionValue = %d, %v", got, err)
+	}
+	if v, _ := c.Get(ctx, "balance"); v != "70" {
+		t.Fatalf("balance = %s", v)
+	}
+	// An error from fn ends the loop with it and applies nothing.
+	boom := errors.New("boom")
+	if _, err := c.Transaction(ctx, func(tx *Tx) error { tx.Multi().Set("balance", 0); return boom }, "balance"); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want fn's error", err)
+	}
+	if v, _ := c.Get(ctx, "balance"); v != "70" {
+		t.Fatalf("balance = %s after fn failed", v)
+	}
+}
+
+// TestCleanAfterEveryFailure: after a watch conflict, an EXECABORT, a
+// cancelled context while watching and a panic inside fn, the next
+// connection from the pool has no WATCH and no MULTI, and the panic
+// reaches the caller.
+func TestCleanAfterEveryFailure(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+
+	// watch conflict
+	_, err := c.TransactionWith(ctx, TxOptions{MaxAttempts: 1}, func(tx *Tx) error {
+		srv.Do("SET", "w", "x")
+		tx.Multi().Set("w", "y")
+		return nil
+	}, "w")
+	if !errors.Is(err, ErrWatch) {
+		t.Fatalf("watch conflict: %v", err)
+	}
+	assertCleanConnection(t, ctx, c, "w")
+
+	// EXECABORT inside a watched transaction
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		tx.Multi().Set("a", 1).Do("NOSUCH")
+		return nil
+	}, "a")
+	var ae *ExecAbortError
+	if !errors.As(err, &ae) {
+		t.Fatalf("EXECABORT: %v", err)
+	}
+	assertCleanConnection(t, ctx, c, "a")
+
+	// cancelled context while watching (the cancel lands during a slow call)
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = c.Transaction(cctx, func(tx *Tx) error {
+		go func() { time.Sleep(30 * time.Millisecond); cancel() }()
+		_, err := tx.Do(cctx, "DEBUG", "SLEEP", "0.1")
+		return err
+	}, "c")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	assertCleanConnection(t, ctx, c, "c")
+
+	// panic inside fn
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want the panic to propagate", r)
+			}
+		}()
+		c.Transaction(ctx, func(tx *Tx) error {
+			tx.Multi().Set("p", 1)
+			panic("boom")
+		}, "p")
+		t.Fatal("Transaction returned after fn panicked")
+	}()
+	if _, err := c.Get(ctx, "p"); !errors.Is(err, ErrNil) {
+		t.Fatal("the panicking transaction was applied")
+	}
+	assertCleanConnection(t, ctx, c, "p")
+}

@@ -1,0 +1,425 @@
+package redpipe
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// Kind is the RESP type of a reply.
+type Kind byte
+
+// The kinds of reply. RESP2 servers only produce SimpleString, ErrorReply,
+// Integer, BulkString, Array and Null; the rest are RESP3.
+const (
+	SimpleString Kind = Kind(resp.SimpleString)
+	ErrorReply   Kind = Kind(resp.Error) // both simple and bulk errors
+	Integer      Kind = Kind(resp.Integer)
+	BulkString   Kind = Kind(resp.BulkString)
+	Array        Kind = Kind(resp.Array)
+	Null         Kind = Kind(resp.Null)
+	Boolean      Kind = Kind(resp.Boolean)
+	Double       Kind = Kind(resp.Double)
+	BigNumber    Kind = Kind(resp.BigNumber)
+	Verbatim     Kind = Kind(resp.Verbatim)
+	Map          Kind = Kind(resp.Map)
+	Set          Kind = Kind(resp.Set)
+	Push         Kind = Kind(resp.Push)
+)
+
+func (k Kind) String() string { return resp.Kind(k).String() }
+
+// Value is one reply from the server. Its accessors convert it to Go types
+// and return an error rather than panic when the reply is of another type:
+// the server's own error (*Error) if the reply is an error, ErrNil if it is
+// nil, or a *TypeError.
+//
+// The zero Value is a nil reply.
+type Value struct {
+	v resp.Value
+}
+
+// values views decoded replies as Values without copying; Value has the
+// same layout as resp.Value by construction.
+func values(vs []resp.Value) []Value {
+	if len(vs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*Value)(unsafe.Pointer(unsafe.SliceData(vs))), len(vs))
+}
+
+// Kind tells the type of the reply. A RESP3 bulk error reports ErrorReply.
+func (v Value) Kind() Kind {
+	switch v.v.Kind {
+	case 0:
+		return Null
+	case resp.BulkError:
+		return ErrorReply
+	}
+	return Kind(v.v.Kind)
+}
+
+// IsNil reports whether the reply is nil (RESP3 null, or a RESP2 nil bulk
+// string or nil array).
+func (v Value) IsNil() bool { return v.v.Kind == resp.Null || v.v.Kind == 0 }
+
+// Err returns the server's error if the reply is one, as an *Error, and nil
+// otherwise. A nil reply is not an error here; see ErrNil.
+func (v Value) Err() error {
+	if v.v.Kind == resp.Error || v.v.Kind == resp.BulkError {
+		return newError(v.v.Str)
+	}
+	return nil
+}
+
+// check returns the error an accessor reports before converting.
+func (v Value) check() error {
+	switch v.v.Kind {
+	case resp.Error, resp.BulkError:
+		return newError(v.v.Str)
+	case resp.Null, 0:
+		return ErrNil
+	}
+	return nil
+}
+
+func (v Value) typeErr(want string) error {
+	return &TypeError{Want: want, Got: v.Kind().String()}
+}
+
+// Text returns a string, bulk string, verbatim string or big number reply
+// as a string; an integer, double or boolean reply as its decimal text.
+func (v Value) Text() (string, error) {
+	if err := v.check(); err != nil {
+		return "", err
+	}
+	switch v.v.Kind {
+	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
+		return v.v.Str, nil
+	case resp.Integer:
+		return strconv.FormatInt(v.v.Int, 10), nil
+	case resp.Double:
+		return formatDouble(v.v.Float), nil
+	case resp.Boolean:
+		return strconv.FormatBool(v.v.Int != 0), nil
+	}
+	return "", v.typeErr("string")
+}
+
+// Bytes is Text as a byte slice, a copy the caller owns.
+func (v Value) Bytes() ([]byte, error) {
+	s, err := v.Text()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
+
+// Int64 returns an integer reply, or a string reply that holds a decimal
+// integer (GET of a counter).
+func (v Value) Int64() (int64, error) {
+	if err := v.check(); err != nil {
+		return 0, err
+	}
+	switch v.v.Kind {
+	case resp.Integer:
+		return v.v.Int, nil
+	case resp.Boolean:
+		return v.v.Int, nil
+	case resp.SimpleString, resp.BulkString, resp.BigNumber:
+		n, err := strconv.ParseInt(v.v.Str, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("redpipe: reply %q is not an integer", clip(v.v.Str))
+		}
+		return n, nil
+	case resp.Double:
+		if f := v.v.Float; f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return int64(f), nil
+		}
+		return 0, fmt.Errorf("redpipe: reply %v is not an integer", v.v.Float)
+	}
+	return 0, v.typeErr("int64")
+}
+
+// Float64 returns a double or integer reply, or a string reply holding a
+// number (ZSCORE under RESP2, INCRBYFLOAT).
+func (v Value) Float64() (float64, error) {
+	if err := v.check(); err != nil {
+		return 0, err
+	}
+	switch v.v.Kind {
+	case resp.Double:
+		return v.v.Float, nil
+	case resp.Integer:
+		return float64(v.v.Int), nil
+	case resp.SimpleString, resp.BulkString, resp.BigNumber:
+		f, err := parseDouble(v.v.Str)
+		if err != nil {
+			return 0, fmt.Errorf("redpipe: reply %q is not a number", clip(v.v.Str))
+		}
+		return f, nil
+	}
+	return 0, v.typeErr("float64")
+}
+
+// Bool returns a boolean reply, an integer reply as non-zero, or an OK
+// status as true: the forms Redis uses for yes/no answers.
+func (v Value) Bool() (bool, error) {
+	if err := v.check(); err != nil {
+		return false, err
+	}
+	switch v.v.Kind {
+	case resp.Boolean, resp.Integer:
+		return v.v.Int != 0, nil
+	case resp.SimpleString:
+		if v.v.Str == "OK" {
+			return true, nil
+		}
+	}
+	return false, v.typeErr("bool")
+}
+
+// Slice returns the elements of an array, set or push reply. A map reply
+// gives its keys and values interleaved.
+func (v Value) Slice() ([]Value, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	switch v.v.Kind {
+	case resp.Array, resp.Set, resp.Push, resp.Map:
+		return values(v.v.Elems), nil
+	}
+	return nil, v.typeErr("slice")
+}
+
+// Len returns the number of elements of an aggregate reply (pairs, for a
+// map) and 0 for any other reply.
+func (v Value) Len() int {
+	switch v.v.Kind {
+	case resp.Map:
+		return len(v.v.Elems) / 2
+	case resp.Array, resp.Set, resp.Push:
+		return len(v.v.Elems)
+	}
+	return 0
+}
+
+// Strings returns an array or set of strings. A nil or error element is an
+// error that names its position.
+func (v Value) Strings() ([]string, error) {
+	elems, err := v.Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(elems))
+	for i, e := range elems {
+		s, err := e.Text()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: element %d: %w", i, err)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// Int64s returns an array of integers.
+func (v Value) Int64s() ([]int64, error) {
+	elems, err := v.Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(elems))
+	for i, e := range elems {
+		n, err := e.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: element %d: %w", i, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// pairs returns the key/value elements of a RESP3 map or of a RESP2 flat
+// array of alternating keys and values, which is how RESP2 sends maps.
+func (v Value) pairs() ([]Value, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	switch v.v.Kind {
+	case resp.Map:
+		return values(v.v.Elems), nil
+	case resp.Array:
+		if len(v.v.Elems)%2 != 0 {
+			return nil, fmt.Errorf("redpipe: array of %d elements is not a list of pairs", len(v.v.Elems))
+		}
+		return values(v.v.Elems), nil
+	}
+	return nil, v.typeErr("map")
+}
+
+// Map returns a map reply (or a RESP2 array of alternating keys and
+// values) keyed by the keys' text.
+func (v Value) Map() (map[string]Value, error) {
+	kv, err := v.pairs()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Value, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, err := kv[i].Text()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: map key %d: %w", i/2, err)
+		}
+		out[k] = kv[i+1]
+	}
+	return out, nil
+}
+
+// StringMap is Map with every value read as text (HGETALL, CONFIG GET).
+func (v Value) StringMap() (map[string]string, error) {
+	kv, err := v.pairs()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, err := kv[i].Text()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: map key %d: %w", i/2, err)
+		}
+		s, err := kv[i+1].Text()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: map value of %q: %w", clip(k), err)
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+// Attrs returns the RESP3 attributes the server sent with this reply, keys
+// and values interleaved, or nil.
+func (v Value) Attrs() []Value { return values(v.v.Attrs) }
+
+// String formats the reply for people, roughly as redis-cli does: strings
+// as they are, nil as "nil", errors with an "(error)" mark, aggregates in
+// brackets. It is not a conversion: use Text for that.
+func (v Value) String() string {
+	var b strings.Builder
+	v.format(&b)
+	return b.String()
+}
+
+func (v Value) format(b *strings.Builder) {
+	switch v.v.Kind {
+	case resp.Null, 0:
+		b.WriteString("nil")
+	case resp.Error, resp.BulkError:
+		b.WriteString("(error) ")
+		b.WriteString(v.v.Str)
+	case resp.Integer:
+		b.WriteString(strconv.FormatInt(v.v.Int, 10))
+	case resp.Boolean:
+		b.WriteString(strconv.FormatBool(v.v.Int != 0))
+	case resp.Double:
+		b.WriteString(formatDouble(v.v.Float))
+	case resp.Array, resp.Set, resp.Push:
+		b.WriteByte('[')
+		for i, e := range values(v.v.Elems) {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			e.format(b)
+		}
+		b.WriteByte(']')
+	case resp.Map:
+		b.WriteString("map[")
+		for i, e := range values(v.v.Elems) {
+			switch {
+			case i == 0:
+			case i%2 == 1:
+				b.WriteByte(':')
+			default:
+				b.WriteByte(' ')
+			}
+			e.format(b)
+		}
+		b.WriteByte(']')
+	default:
+		b.WriteString(v.v.Str)
+	}
+}
+
+// NewValue makes a Value from a Go value, for tests and reply decoders:
+// nil, string, []byte, integers, float64, bool, error, []Value and
+// []any. Other types panic, as this is meant for literals.
+func NewValue(x any) Value {
+	switch x := x.(type) {
+	case nil:
+		return Value{resp.Value{Kind: resp.Null}}
+	case Value:
+		return x
+	case string:
+		return Value{resp.Value{Kind: resp.BulkString, Str: x}}
+	case []byte:
+		return Value{resp.Value{Kind: resp.BulkString, Str: string(x)}}
+	case int:
+		return Value{resp.Value{Kind: resp.Integer, Int: int64(x)}}
+	case int64:
+		return Value{resp.Value{Kind: resp.Integer, Int: x}}
+	case float64:
+		return Value{resp.Value{Kind: resp.Double, Float: x}}
+	case bool:
+		var n int64
+		if x {
+			n = 1
+		}
+		return Value{resp.Value{Kind: resp.Boolean, Int: n}}
+	case error:
+		return Value{resp.Value{Kind: resp.Error, Str: x.Error()}}
+	case []Value:
+		elems := make([]resp.Value, len(x))
+		for i, e := range x {
+			elems[i] = e.v
+		}
+		return Value{resp.Value{Kind: resp.Array, Elems: elems}}
+	case []any:
+		elems := make([]resp.Value, len(x))
+		for i, e := range x {
+			elems[i] = NewValue(e).v
+		}
+		return Value{resp.Value{Kind: resp.Array, Elems: elems}}
+	}
+	panic(fmt.Sprintf("redpipe: NewValue of unsupported type %T", x))
+}
+
+func formatDouble(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+func parseDouble(s string) (float64, error) {
+	switch strings.ToLower(s) {
+	case "inf", "+inf":
+		return math.Inf(1), nil
+	case "-inf":
+		return math.Inf(-1), nil
+	}
+	return strconv.ParseFloat(s, 64)
+}
+
+// clip shortens a reply quoted in an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
