@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/redpipe/redpipe/internal/conn"
 	"fmt"
+	"github.com/redpipe/redpipe/internal/conn"
 	"strings"
 )
 

@@ -13,6 +13,10 @@ import (
 // Limits bound what the reader accepts. Zero or negative fields mean the
 // defaults: MaxBulkLen 512 MiB, MaxArrayLen 1<<32 - 1, MaxDepth 128.
 //
+// Lines (simple strings, simple errors, headers) may be up to
+// max(MaxBulkLen, 64 KiB) bytes; a longer one is a LimitError with What
+// "line length".
+//
 // Whatever the limits, the reader never allocates much more than the bytes
 // that have actually arrived: a huge length in a header is only trusted as
 // the payload comes in.
@@ -154,7 +158,7 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 			return err
 		}
 		if keep && v.Attrs == nil {
-			v.Attrs = make([]Value, 0, r.prealloc(2*n))
+			v.Attrs = make([]Value, 0, r.prealloc(2*n, depth))
 		}
 		if v.Attrs, err = r.readElems(v.Attrs, 2*n, depth+1, keep); err != nil {
 			return err
@@ -175,7 +179,7 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 			v.Str = string(line[1:])
 		}
 	case Integer:
-		if v.Int, err = r.parseInt(line, 1, "integer"); err != nil {
+		if v.Int, err = r.parseInt(line, "integer"); err != nil {
 			return err
 		}
 	case Null:
@@ -216,7 +220,7 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 		if len(line) > 1 && line[1] == '?' {
 			return r.lineErr(line, 1, "a length (streamed types are not supported)")
 		}
-		n, err := r.parseInt(line, 1, "length")
+		n, err := r.parseInt(line, "length")
 		if err != nil {
 			return err
 		}
@@ -254,7 +258,7 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 		}
 		var elems []Value
 		if keep {
-			elems = make([]Value, 0, r.prealloc(n))
+			elems = make([]Value, 0, r.prealloc(n, depth))
 		}
 		if v.Elems, err = r.readElems(elems, n, depth+1, keep); err != nil {
 			return err
@@ -276,7 +280,7 @@ func (r *Reader) aggLen(line []byte, depth int, null bool) (int, error) {
 	if len(line) > 1 && line[1] == '?' {
 		return 0, r.lineErr(line, 1, "a length (streamed types are not supported)")
 	}
-	n, err := r.parseInt(line, 1, "length")
+	n, err := r.parseInt(line, "length")
 	if err != nil {
 		return 0, err
 	}
@@ -295,12 +299,14 @@ func (r *Reader) aggLen(line []byte, depth int, null bool) (int, error) {
 	return int(n), nil
 }
 
-// prealloc is the capacity to reserve for n elements. It trusts n only as
-// far as the bytes already buffered could hold that many elements (each
-// takes at least 3), so nested headers of huge aggregates cost little until
-// their data arrives.
-func (r *Reader) prealloc(n int) int {
-	return min(n, maxPreallocElems, max(minPreallocElems, (r.w-r.r)/3))
+// prealloc is the capacity to reserve for n elements of an aggregate below
+// depth. Beyond a small floor it trusts n only as far as the bytes already
+// buffered could hold that many elements (each takes at least 3). Nested
+// aggregates share those bytes, so each level gets a share that shrinks with
+// depth; otherwise a short run of nested huge headers would reserve the
+// buffer's worth of elements once per level.
+func (r *Reader) prealloc(n, depth int) int {
+	return min(n, maxPreallocElems, max(minPreallocElems, (r.w-r.r)/(3*(depth+1))))
 }
 
 // readElems appends n values read at depth to dst. The slice grows as the
@@ -347,9 +353,10 @@ func (r *Reader) lineErr(line []byte, i int, expected string) error {
 	return &ProtocolError{Offset: r.lineOff + int64(i), Expected: expected, Found: quoteByte(c)}
 }
 
-// parseInt parses line[start:] as a signed decimal int64. what names the
-// number in error messages.
-func (r *Reader) parseInt(line []byte, start int, what string) (int64, error) {
+// parseInt parses the line after its type byte as a signed decimal int64.
+// what names the number in error messages.
+func (r *Reader) parseInt(line []byte, what string) (int64, error) {
+	start := 1
 	b := line[start:]
 	neg := false
 	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
@@ -371,7 +378,7 @@ func (r *Reader) parseInt(line []byte, start int, what string) (int64, error) {
 			return 0, r.lineErr(line, start+i, "digit in "+what)
 		}
 		if u > (limit-d)/10 {
-			return 0, &ProtocolError{Offset: r.lineOff + 1, Expected: "an " + what + " in the int64 range", Found: quoteBytes(line[1:])}
+			return 0, &ProtocolError{Offset: r.lineOff + 1, Expected: what + " in the int64 range", Found: quoteBytes(line[1:])}
 		}
 		u = u*10 + d
 	}

@@ -384,7 +384,7 @@ func TestHugeHeadersDoNotPreallocate(t *testing.T) {
 		if err != io.ErrUnexpectedEOF {
 			t.Errorf("%.20q: got %v, want io.ErrUnexpectedEOF", input, err)
 		}
-		if grew := ms1.total - ms0.total; grew > 4<<20 {
+		if grew := ms1.total - ms0.total; grew > 2<<20 {
 			t.Errorf("%.20q: allocated %d bytes", input, grew)
 		}
 	}

@@ -79,7 +79,9 @@ func AppendBulkBool(dst []byte, b bool) []byte {
 // MarshalBinary is returned wrapped. On error dst is returned unchanged.
 //
 // Named types such as `type ID int64` are not unwrapped, because that
-// would need reflection; convert them at the call site.
+// would need reflection; convert them at the call site. Boxing a
+// non-constant string or slice into arg costs the caller an allocation, so
+// hot paths should use the typed Append functions.
 func AppendArg(dst []byte, arg any) ([]byte, error) {
 	switch a := arg.(type) {
 	case string:

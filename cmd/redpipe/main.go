@@ -1,0 +1,98 @@
+// Command redpipe shows the redpipe client at work against a real Redis
+// server.
+//
+//	redpipe demo    walk through the pipeline and transaction scenarios
+//	redpipe help    print usage
+//
+// demo uses the server in REDIS_URL, or starts a throwaway redis-server
+// when REDIS_URL is not set.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+const usage = `usage: redpipe <command>
+
+commands:
+  demo   walk through pipelines, transactions and optimistic locking,
+         printing every command with its reply; ends with 100,000 INCRs
+         sent one by one and then in one pipeline
+  help   print this text
+
+environment:
+  REDIS_URL   server for demo, such as redis://localhost:6379/0. Without it,
+              demo starts a throwaway redis-server and stops it at the end.
+              On your own server, demo only touches keys under redpipe:demo:
+              and never flushes the database.
+`
+
+// exitInterrupted is the shell's convention for a program ended by SIGINT.
+const exitInterrupted = 130
+
+func main() {
+	// SIGINT and SIGTERM cancel the context instead of killing the process,
+	// so that the deferred cleanup (stopping a throwaway server, deleting
+	// demo keys) still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit code; main is only the
+// process glue around it, so tests call run directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "demo":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "redpipe demo: unexpected argument %q\n\n%s", args[1], usage)
+			return 2
+		}
+		err := runDemo(ctx, demoConfig{
+			URL:         getenv("REDIS_URL"),
+			Incrs:       100_000,
+			Out:         stdout,
+			Progress:    stderr,
+			ProgressTTY: isTerminal(stderr),
+		})
+		switch {
+		case err == nil:
+			return 0
+		case ctx.Err() != nil:
+			// Whatever failed first, an interrupt is why. From a terminal,
+			// Ctrl-C also reaches a throwaway redis-server in our process
+			// group, so the error may be its closed connection rather than
+			// the cancelled context.
+			fmt.Fprintln(stderr, "redpipe demo: interrupted")
+			return exitInterrupted
+		default:
+			fmt.Fprintf(stderr, "redpipe demo: %v\n", err)
+			return 1
+		}
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "redpipe: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

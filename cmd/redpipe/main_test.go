@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// checkHeadings fails the test unless every section heading appears in
+// out, in order.
+func checkHeadings(t *testing.T, out string) {
+	t.Helper()
+	rest := out
+	for i, h := range sections {
+		j := strings.Index(rest, h)
+		if j < 0 {
+			t.Errorf("heading %d %q missing or out of order", i+1, h)
+			continue
+		}
+		rest = rest[j+len(h):]
+	}
+}
+
+// The full demo on a server that is ours to flush, with the seed's 100,000
+// INCRs, as `redpipe demo` runs without REDIS_URL.
+func TestDemo(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c, err := redpipe.Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	var out, progress bytes.Buffer
+	d := &demo{c: c, w: &out, disposable: true, cfg: demoConfig{
+		Incrs: 100_000, Out: &out, Progress: &progress,
+	}}
+	if err := d.run(ctx); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	checkHeadings(t, got)
+	if n := strings.Count(got, "Increment value:  100000\n"); n != 2 {
+		t.Errorf("want 2 lines %q, got %d:\n%s", "Increment value:  100000", n, got)
+	}
+	for _, want := range []string{
+		"Without pipeline\n================\nTime taken:  ",
+		"With pipeline\n=============\nTime taken:  ",
+		"Speedup: ",
+		"replies: [OK baz]",
+		"replies: [OK 1 1]",
+		"FLUSHDB",
+		"[redpipe:demo:bar redpipe:demo:foo]",
+		"round 2: EXEC  ->  [OK]",
+		"Transaction executed. Results: [90 60]",
+		"Insufficient funds. Transaction aborted.",
+		"Value of redpipe:demo:key_pipe_999: value_999",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	// Without a terminal the bar still reports, one plain line at a time.
+	if p := progress.String(); strings.Contains(p, "\r") || !strings.Contains(p, "100000/100000") {
+		t.Errorf("progress output on a non-terminal: %q", p)
+	}
+}
+
+// On a server given by REDIS_URL the demo must leave other data alone:
+// no FLUSHDB, and none of its own keys left behind.
+func TestDemoOnUserServer(t *testing.T) {
+	srv := redistest.Start(t)
+	if _, err := srv.Do("SET", "user:data", "precious"); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := runDemo(context.Background(), demoConfig{
+		URL: srv.URL(), Incrs: 1000, Out: &out, Progress: &bytes.Buffer{},
+	})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	checkHeadings(t, got)
+	if strings.Contains(got, "1) FLUSHDB") {
+		t.Errorf("demo flushed a server it did not start:\n%s", got)
+	}
+	if !strings.Contains(got, "no FLUSHDB, DEL of the demo keys instead") {
+		t.Errorf("demo does not say it skipped FLUSHDB:\n%s", got)
+	}
+	if n := strings.Count(got, "Increment value:  1000\n"); n != 2 {
+		t.Errorf("want 2 increment lines of 1000, got %d:\n%s", n, got)
+	}
+	if v, err := srv.Do("GET", "user:data"); err != nil || v != "precious" {
+		t.Errorf("user key after the demo: %v, %v", v, err)
+	}
+	if v, err := srv.Do("KEYS", prefix+"*"); err != nil || len(v.([]any)) != 0 {
+		t.Errorf("demo keys left behind: %v, %v", v, err)
+	}
+}
+
+// Without REDIS_URL the demo starts its own server and stops it again.
+func TestDemoThrowawayServerStops(t *testing.T) {
+	var out bytes.Buffer
+	err := runDemo(context.Background(), demoConfig{Incrs: 1000, Out: &out, Progress: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	_, rest, ok := strings.Cut(got, "throwaway redis-server at redis://")
+	addr, _, _ := strings.Cut(rest, ",")
+	if !ok || addr == "" {
+		t.Fatalf("no server address in the output:\n%s", got)
+	}
+	if !strings.Contains(got, "1) FLUSHDB") || !strings.HasSuffix(got, "Stopped the throwaway redis-server.\n") {
+		t.Errorf("unexpected output:\n%s", got)
+	}
+	if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		nc.Close()
+		t.Errorf("the throwaway server at %s still accepts connections", addr)
+	}
+}
+
+// An interrupt (a cancelled context) during the slow loop ends the demo
+// with the interrupt's exit code, and the throwaway server is still stopped.
+func TestDemoInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The progress bar writes to stderr only once the slow INCR loop runs,
+	// so the first write to stderr is the moment to interrupt.
+	var stderr bytes.Buffer
+	interrupt := writerFunc(func(p []byte) (int, error) {
+		cancel()
+		return stderr.Write(p)
+	})
+	var out bytes.Buffer
+	start := time.Now()
+	code := run(ctx, []string{"demo"}, func(string) string { return "" }, &out, interrupt)
+	if code != exitInterrupted {
+		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitInterrupted, stderr.String())
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the interrupted demo took %v", d)
+	}
+	if !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr does not say the demo was interrupted:\n%s", stderr.String())
+	}
+	got := out.String()
+	_, rest, _ := strings.Cut(got, "throwaway redis-server at redis://")
+	addr, _, _ := strings.Cut(rest, ",")
+	if !strings.HasSuffix(got, "Stopped the throwaway redis-server.\n") {
+		t.Errorf("the server was not stopped:\n%s", got)
+	}
+	if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		nc.Close()
+		t.Errorf("the throwaway server at %s still accepts connections", addr)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestDispatch(t *testing.T) {
+	getenv := func(string) string { return "" }
+	for _, tc := range []struct {
+		args       []string
+		code       int
+		wantStdout string
+		wantStderr string
+	}{
+		{nil, 2, "", "usage: redpipe"},
+		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{[]string{"demo", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"help"}, 0, "usage: redpipe", ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, getenv, &stdout, &stderr)
+		if code != tc.code {
+			t.Errorf("run(%q) = %d, want %d", tc.args, code, tc.code)
+		}
+		if !strings.Contains(stdout.String(), tc.wantStdout) || (tc.wantStdout == "" && stdout.Len() > 0) {
+			t.Errorf("run(%q) stdout %q, want %q", tc.args, stdout.String(), tc.wantStdout)
+		}
+		if !strings.Contains(stderr.String(), tc.wantStderr) || (tc.wantStderr == "" && stderr.Len() > 0) {
+			t.Errorf("run(%q) stderr %q, want %q", tc.args, stderr.String(), tc.wantStderr)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+func encode(args ...string) []byte {
+	b := resp.AppendArrayLen(nil, len(args))
+	for _, a := range args {
+		b = resp.AppendBulkString(b, a)
+	}
+	return b
+}
+
+func dialReal(t *testing.T, opt Options) (*Conn, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	nc, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(nc, opt)
+	t.Cleanup(func() { c.Close() })
+	return c, srv
+}
+
+// fakeServer is a scripted stand-in for what a real server cannot be made
+// to do: it reads commands and answers with whatever script returns.
+func fakeServer(t *testing.T, script func(r *resp.Reader, w io.Writer)) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		script(resp.NewReader(sc, resp.Limits{}), sc)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close(); <-done })
+	return nc
+}
+
+// readCommand consumes one RESP command from the fake server's input.
+func readCommand(rd *resp.Reader) ([]string, error) {
+	v, err := rd.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range v.Elems {
+		out = append(out, e.Str)
+	}
+	return out, nil
+}
+
+func TestRepliesInOrderUnderConcurrency(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				want := fmt.Sprintf("%d/%d", g, i)
+				v, err := c.DoOne(ctx, encode("ECHO", want))
+				if err != nil || v.Str != want {
+					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestLargeSendInParts(t *testing.T) {
+	// A tiny MaxPending forces the batch through the writer in many parts.
+	c, _ := dialReal(t, Options{MaxPending: 1 << 10})
+	ctx := context.Background()
+	const n = 20000
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("ECHO", fmt.Sprint(i))...)
+	}
+	replies := make([]resp.Value, n)
+	if err := c.Do(ctx, batch, replies); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range replies {
+		if v.Str != fmt.Sprint(i) {
+			t.Fatalf("reply %d = %q", i, v.Str)
+		}
+	}
+	if !c.Idle() {
+		t.Fatal("connection not idle after the batch")
+	}
+}
+
+func TestAbandonedCallKeepsOrder(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	go c.DoOne(ctx, encode("DEBUG", "SLEEP", "0.1"))
+	time.Sleep(10 * time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := c.DoOne(cctx, encode("ECHO", "abandoned")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if c.Idle() {
+		t.Fatal("connection idle while a reply is still due")
+	}
+	v, err := c.DoOne(ctx, encode("ECHO", "mine"))
+	if err != nil || v.Str != "mine" {
+		t.Fatalf("next call got %q, %v", v.Str, err)
+	}
+	if !c.Idle() {
+		t.Fatal("connection not idle once every reply arrived")
+	}
+}
+
+func TestProtocolErrorIsSticky(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		readCommand(r)
+		io.WriteString(w, "+OK\r\n?garbage\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.DoOne(ctx, encode("PING"))
+		}()
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	var ok, failed int
+	for _, err := range errs {
+		var pe *resp.ProtocolError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &pe):
+			failed++
+			if !strings.Contains(err.Error(), "byte 5") {
+				t.Fatalf("protocol error does not name the offset: %v", err)
+			}
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 || failed != 1 {
+		t.Fatalf("ok=%d failed=%d, want the first call answered and the second failed", ok, failed)
+	}
+	// Sticky: the next call fails at once, marked as never sent.
+	_, err := c.DoOne(ctx, encode("PING"))
+	var ce *Error
+	if !errors.As(err, &ce) || !ce.Unsent || c.Alive() {
+		t.Fatalf("call after the failure: %v (alive %v), want an unsent *Error", err, c.Alive())
+	}
+}
+
+func TestUnsolicitedReplyKillsConnection(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		io.WriteString(w, "+SURPRISE\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	err := c.Err()
+	if err == nil || !strings.Contains(err.Error(), "no command was waiting") {
+		t.Fatalf("err = %v, want a protocol error about a reply nobody asked for", err)
+	}
+}
+
+func TestServerClosingFailsEveryCall(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 3 {
+			readCommand(r)
+		}
+		// Hang up with three calls in line.
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.DoOne(context.Background(), encode("PING"))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Op != "read" || ce.Unsent {
+				t.Errorf("err = %v, want a read *Error whose outcome is unknown", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestCloseFailsPendingAndStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		drain(r) // never answers
+	})
+	c := New(nc, Options{})
+	res := make(chan error, 1)
+	go func() {
+		_, err := c.DoOne(context.Background(), encode("PING"))
+		res <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	if err := <-res; !errors.Is(err, ErrClosed) {
+		t.Fatalf("pending call: %v, want ErrClosed", err)
+	}
+	// The reader, writer and the test's own goroutine are gone; the fake
+	// server's goroutine ends at cleanup.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before+1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+1 {
+		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	}
+}
+
+// drain reads commands until the client hangs up.
+func drain(r *resp.Reader) {
+	for {
+		if err := r.Skip(); err != nil {
+			return
+		}
+	}
+}
