@@ -97,26 +97,35 @@ func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
 	return c.run(ctx, w)
 }
 
-// run sends one encoded command and returns its reply; it owns w.
+// run sends one encoded command and returns its reply; it owns w. A
+// connection failure is retried (see retryable) up to MaxRetries times.
 func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	defer putBuf(w)
 	if w.err != nil {
 		return Value{}, w.err
 	}
-	if ci := w.cmds[0].info; ci != nil {
-		if ci.has(flagConnState) {
-			return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
-		}
-		if ci.has(flagBlocking) {
-			return c.runDedicated(ctx, w)
-		}
+	ci := w.cmds[0].info
+	if ci != nil && ci.has(flagConnState) {
+		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
+	}
+	var v Value
+	err := c.retry(ctx, ci != nil && ci.has(flagReadonly), func() (err error) {
+		v, err = c.runOnce(ctx, w, ci)
+		return err
+	})
+	return c.decode(w, v, err)
+}
+
+func (c *Client) runOnce(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
+	if ci != nil && ci.has(flagBlocking) {
+		return c.runDedicated(ctx, w)
 	}
 	cn, err := c.sharedConn(ctx)
 	if err != nil {
 		return Value{}, err
 	}
 	v, err := cn.DoOne(ctx, w.buf)
-	return c.decode(w, Value{v}, err)
+	return Value{v}, err
 }
 
 // decode applies a registered Decoder to the reply of a single command;
@@ -150,7 +159,7 @@ func connStateHint(name string) string {
 // runDedicated runs a blocking command on a connection of its own, so it
 // does not hold up the shared one.
 func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
-	d, err := c.pool.Get(ctx)
+	d, err := c.getDedicated(ctx)
 	if err != nil {
 		return Value{}, err
 	}
@@ -158,7 +167,7 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 	// A call abandoned on ctx leaves its reply unread: Put sees the
 	// connection is not idle and closes it.
 	c.pool.Put(d, err == nil)
-	return c.decode(w, Value{v}, err)
+	return Value{v}, err
 }
 
 // sharedConn returns the connection for plain calls, dialling a new one if
@@ -172,7 +181,7 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	if cn := c.shared.Load(); cn != nil && cn.Alive() {
 		return cn, nil
 	}
-	cn, err := c.dial(ctx)
+	cn, err := c.dial(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -191,33 +200,49 @@ type dedicated struct {
 func (d *dedicated) Close() error { return d.c.closeConn(d.Conn) }
 
 func (c *Client) dialDedicated(ctx context.Context) (*dedicated, error) {
-	cn, err := c.dial(ctx)
+	cn, err := c.dial(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	return &dedicated{Conn: cn, c: c}, nil
 }
 
-// dial opens, registers and handshakes a connection.
-func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
+// getDedicated lends a pooled connection; its failures are marked not sent.
+func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
+	d, err := c.pool.Get(ctx)
+	if errors.Is(err, pool.ErrClosed) {
+		err = ErrClosed
+	}
+	return d, notSent(err)
+}
+
+// dial opens, registers and handshakes a connection. A shared connection
+// gets the stall guard; a dedicated one, which may wait on a blocking
+// command for as long as its caller likes, does not. Errors are marked not
+// sent: no command has been written yet.
+func (c *Client) dial(ctx context.Context, shared bool) (*conn.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
 	defer cancel()
 	nc, err := c.dialNet(ctx)
 	if err != nil {
-		return nil, &DialError{Addr: c.opt.Addr, Err: err}
+		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: err})
 	}
-	cn := conn.New(nc, c.connOpt)
+	opt := c.connOpt
+	if shared && c.opt.ReplyTimeout > 0 {
+		opt.StallTimeout = c.opt.ReplyTimeout
+	}
+	cn := conn.New(nc, opt)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		cn.Close()
-		return nil, ErrClosed
+		return nil, notSent(ErrClosed)
 	}
 	c.live[cn] = struct{}{}
 	c.mu.Unlock()
 	if err := c.handshake(ctx, cn); err != nil {
 		c.closeConn(cn)
-		return nil, err
+		return nil, notSent(err)
 	}
 	return cn, nil
 }

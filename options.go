@@ -60,6 +60,20 @@ type Options struct {
 	// MaxReplyDepth bounds the nesting of aggregate replies (default 128).
 	MaxReplyDepth int
 
+	// ReplyTimeout ends a shared connection when replies are due on it and
+	// no byte has arrived for this long (default 10s; -1 means never), so a
+	// stalled server or network cannot hold the client's calls forever.
+	// Each call still returns at its own context's deadline. Dedicated
+	// connections (blocking commands, Tx) rely on the caller's context.
+	ReplyTimeout time.Duration
+
+	// MaxRetries bounds how many times a call is sent again after a
+	// connection failure (default 3; -1 means never). Only what cannot
+	// apply twice is resent: calls certainly not sent, reads, and calls
+	// whose context is marked with Idempotent. Failed dials are retried
+	// the same way, with jittered backoff, within the call's context.
+	MaxRetries int
+
 	// Tx bounds the retries of Client.Transaction (see TxOptions).
 	Tx TxOptions
 }
@@ -81,6 +95,18 @@ func (o Options) defaults() Options {
 	}
 	if o.MaxIdle == 0 {
 		o.MaxIdle = o.PoolSize
+	}
+	switch o.ReplyTimeout {
+	case 0:
+		o.ReplyTimeout = 10 * time.Second
+	case -1:
+		o.ReplyTimeout = 0
+	}
+	switch o.MaxRetries {
+	case 0:
+		o.MaxRetries = 3
+	case -1:
+		o.MaxRetries = 0
 	}
 	return o
 }
@@ -117,6 +143,12 @@ func (o Options) validate() error {
 	}
 	if o.MaxIdle < 0 || o.MaxIdle > o.PoolSize {
 		return bad("MaxIdle", "must be between 0 and PoolSize (%d), not %d", o.PoolSize, o.MaxIdle)
+	}
+	if o.ReplyTimeout < 0 {
+		return bad("ReplyTimeout", "must be positive, or -1 for none, not %v", o.ReplyTimeout)
+	}
+	if o.MaxRetries < 0 {
+		return bad("MaxRetries", "must be 0 or more, or -1 for none, not %d", o.MaxRetries)
 	}
 	if o.MaxReplyBytes < 0 {
 		return bad("MaxReplyBytes", "must not be negative, not %d", o.MaxReplyBytes)

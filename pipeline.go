@@ -204,22 +204,10 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 	replies := make([]resp.Value, total)
 
 	var err error
-	switch {
-	case p.tx != nil:
+	if p.tx != nil {
 		err = p.tx.do(ctx, buf, replies)
-	case len(buf) > largePipeline:
-		var d *dedicated
-		if d, err = p.c.pool.Get(ctx); err == nil {
-			err = d.Do(ctx, buf, replies)
-			p.c.pool.Put(d, err == nil)
-		}
-	default:
-		var cn interface {
-			Do(context.Context, []byte, []resp.Value) error
-		}
-		if cn, err = p.c.sharedConn(ctx); err == nil {
-			err = cn.Do(ctx, buf, replies)
-		}
+	} else {
+		err = p.c.retry(ctx, p.readonly(), func() error { return p.c.sendBatch(ctx, buf, replies) })
 	}
 	if err != nil {
 		if p.transaction {
@@ -233,6 +221,36 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 		}
 	}
 	return replies[extra:], nil
+}
+
+// readonly reports whether every queued command only reads, so that a
+// batch whose outcome is unknown may be sent again.
+func (p *Pipeline) readonly() bool {
+	for i := range p.w.cmds {
+		if ci := p.w.cmds[i].info; ci == nil || !ci.has(flagReadonly) {
+			return false
+		}
+	}
+	return true
+}
+
+// sendBatch sends a client pipeline's bytes on the shared connection, or on
+// a dedicated one when the batch is large.
+func (c *Client) sendBatch(ctx context.Context, buf []byte, replies []resp.Value) error {
+	if len(buf) > largePipeline {
+		d, err := c.getDedicated(ctx)
+		if err != nil {
+			return err
+		}
+		err = d.Do(ctx, buf, replies)
+		c.pool.Put(d, err == nil)
+		return err
+	}
+	cn, err := c.sharedConn(ctx)
+	if err != nil {
+		return err
+	}
+	return cn.Do(ctx, buf, replies)
 }
 
 // execResult reads the replies of MULTI, the queued commands and EXEC.

@@ -35,7 +35,11 @@ type Tx struct {
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
 // the session. With no keys it just binds the connection.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
-	d, err := c.pool.Get(ctx)
+	var d *dedicated
+	err := c.retry(ctx, false, func() (err error) {
+		d, err = c.getDedicated(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/resp"
 )
@@ -55,6 +57,11 @@ type Options struct {
 	// OnPush receives RESP3 push messages (invalidations and the like).
 	// They are dropped when nil. It runs on the reader goroutine.
 	OnPush func(resp.Value)
+	// StallTimeout ends the connection when replies are due and no byte
+	// has arrived for this long: a stalled server or network would
+	// otherwise hold every later call hostage. Zero means no limit, which
+	// suits a connection lent for blocking commands.
+	StallTimeout time.Duration
 }
 
 // call states
@@ -122,6 +129,33 @@ type Conn struct {
 	wg     sync.WaitGroup
 }
 
+// stallGuard sits between the socket and the RESP reader. Before each read
+// of the socket (once per buffer fill, not per reply) it arms a read
+// deadline if replies are due and clears it if none are, so an idle
+// connection may stay quiet forever but a stalled one fails. The sender
+// arms it too when a call joins an empty line, since the reader may
+// already be blocked in a read with no deadline. Both happen under Conn.mu
+// so neither can undo the other's decision.
+type stallGuard struct{ c *Conn }
+
+func (g stallGuard) Read(p []byte) (int, error) {
+	c := g.c
+	if c.opt.StallTimeout > 0 {
+		c.mu.Lock()
+		if c.head < len(c.queue) {
+			c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
+		} else {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		c.mu.Unlock()
+	}
+	n, err := c.nc.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no reply for %v while replies were due: %w", c.opt.StallTimeout, err)
+	}
+	return n, err
+}
+
 // New starts the reader and writer of a connection on nc, which the Conn
 // then owns.
 func New(nc net.Conn, opt Options) *Conn {
@@ -133,7 +167,6 @@ func New(nc net.Conn, opt Options) *Conn {
 	}
 	c := &Conn{
 		nc:     nc,
-		rd:     resp.NewReaderSize(nc, opt.ReadBuffer, opt.Limits),
 		opt:    opt,
 		wbuf:   make([]byte, 0, 4096),
 		spare:  make([]byte, 0, 4096),
@@ -141,6 +174,7 @@ func New(nc net.Conn, opt Options) *Conn {
 		space:  make(chan struct{}, 1),
 		closed: make(chan struct{}),
 	}
+	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
 	c.wg.Add(2)
 	go c.writeLoop()
 	go c.readLoop()
@@ -247,6 +281,9 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 		return unsent(err)
 	}
 	cl.start = c.offset
+	if c.head == len(c.queue) && c.opt.StallTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
+	}
 	c.queue = append(c.queue, cl)
 	c.appendLocked(part)
 	c.mu.Unlock()
@@ -361,10 +398,11 @@ func (c *Conn) writeLoop() {
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
 	for {
-		head := c.front()
+		// Peek only to choose between decoding and skipping; the reply is
+		// matched to its call below, under the lock.
 		var v resp.Value
 		var err error
-		if head != nil && head.state.Load() == abandoned {
+		if head := c.front(); head != nil && head.state.Load() == abandoned {
 			err = c.rd.Skip()
 		} else {
 			v, err = c.rd.ReadValue()
@@ -379,21 +417,27 @@ func (c *Conn) readLoop() {
 			}
 			continue
 		}
-		if head == nil {
-			// The call may have been put in line after the peek; its
-			// reply cannot come before its bytes were appended.
-			if head = c.front(); head == nil {
-				c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-					Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
-				return
-			}
+		// Storing the reply and taking the call out of line happen under
+		// the lock, so a concurrent fail either sees the call still in
+		// line or not at all, never half done.
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return
 		}
-		if head.got < len(head.replies) && head.state.Load() != abandoned {
+		if c.head == len(c.queue) {
+			c.mu.Unlock()
+			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
+			return
+		}
+		head := c.queue[c.head]
+		if head.state.Load() != abandoned {
 			head.replies[head.got] = v
 		}
 		head.got++
-		if head.got == len(head.replies) {
-			c.mu.Lock()
+		done := head.got == len(head.replies)
+		if done {
 			c.queue[c.head] = nil
 			c.head++
 			if c.head == len(c.queue) {
@@ -403,7 +447,9 @@ func (c *Conn) readLoop() {
 				clear(c.queue[n:])
 				c.queue, c.head = c.queue[:n], 0
 			}
-			c.mu.Unlock()
+		}
+		c.mu.Unlock()
+		if done {
 			finish(head, nil)
 		}
 	}
