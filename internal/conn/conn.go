@@ -121,7 +121,12 @@ type Conn struct {
 	offset int64      // stream offset of the end of wbuf
 	taken  int64      // stream offset up to which the writer has taken bytes
 
-	spare  []byte        // owned by the writer: the buffer it last wrote
+	// writing is held by whoever writes to the socket: the writer
+	// goroutine, or a caller writing its own small command inline when the
+	// writer is idle, which saves a goroutine hand-off per call. spare, the
+	// buffer last written, belongs to the holder; both are guarded by mu.
+	writing bool
+	spare   []byte
 	kick   chan struct{} // capacity 1: wbuf has data for the writer
 	space  chan struct{} // capacity 1: the writer drained wbuf
 	closed chan struct{} // closed on failure, stops the writer
@@ -286,6 +291,12 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	}
 	c.queue = append(c.queue, cl)
 	c.appendLocked(part)
+	// A lone caller (nothing else in line) writes inline; under
+	// concurrency the writer goroutine gathers many callers into one write.
+	if !c.writing && c.head == len(c.queue)-1 && len(part) == len(b) && len(c.wbuf) <= inlineMax {
+		c.writeInline(ctx)
+		return nil
+	}
 	c.mu.Unlock()
 	c.wake()
 
@@ -312,6 +323,60 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 		c.wake()
 	}
 	return nil
+}
+
+// inlineMax bounds what a caller writes itself: a small write goes straight
+// into the socket buffer, so the caller is not held up.
+const inlineMax = 16 << 10
+
+// writeInline is called with mu held and the write role free; it takes the
+// role, writes what is pending and releases mu. If the caller's context has
+// a deadline the write is bounded by it, since the caller, unlike the
+// writer goroutine, must not block past it; a write cut short ends the
+// connection, as any partial write must.
+func (c *Conn) writeInline(ctx context.Context) {
+	c.writing = true
+	buf := c.takeLocked()
+	c.mu.Unlock()
+	dl, hasDL := ctx.Deadline()
+	if hasDL {
+		c.nc.SetWriteDeadline(dl)
+	}
+	_, err := c.nc.Write(buf)
+	if hasDL {
+		c.nc.SetWriteDeadline(time.Time{})
+	}
+	more := c.release(buf)
+	if err != nil {
+		c.fail(&Error{Op: "write", Err: err})
+		return
+	}
+	if more {
+		c.wake()
+	}
+}
+
+// takeLocked takes the pending bytes for writing; mu is held.
+func (c *Conn) takeLocked() []byte {
+	buf := c.wbuf
+	c.wbuf = c.spare[:0]
+	c.spare = nil
+	c.taken = c.offset
+	return buf
+}
+
+// release gives up the write role after buf was written and reports
+// whether more is pending.
+func (c *Conn) release(buf []byte) bool {
+	if cap(buf) > 4*c.opt.MaxPending {
+		buf = make([]byte, 0, 4096) // let a one-off burst be collected
+	}
+	c.mu.Lock()
+	c.spare = buf[:0]
+	c.writing = false
+	more := len(c.wbuf) > 0
+	c.mu.Unlock()
+	return more
 }
 
 func (c *Conn) appendLocked(b []byte) {
@@ -370,23 +435,21 @@ func (c *Conn) writeLoop() {
 				c.mu.Unlock()
 				return
 			}
-			buf := c.wbuf
-			if len(buf) == 0 {
+			if c.writing || len(c.wbuf) == 0 {
+				// Nothing to do, or a caller is writing inline and will
+				// kick again if more comes meanwhile.
 				c.mu.Unlock()
 				break
 			}
-			c.wbuf = c.spare[:0]
-			c.taken = c.offset
+			c.writing = true
+			buf := c.takeLocked()
 			c.mu.Unlock()
 
 			if _, err := c.nc.Write(buf); err != nil {
 				c.fail(&Error{Op: "write", Err: err})
 				return
 			}
-			if cap(buf) > 4*c.opt.MaxPending {
-				buf = make([]byte, 0, 4096) // let a one-off burst be collected
-			}
-			c.spare = buf[:0]
+			c.release(buf)
 			select {
 			case c.space <- struct{}{}:
 			default:

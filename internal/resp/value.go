@@ -154,7 +154,8 @@ type ArgError struct {
 }
 
 func (e *ArgError) Error() string {
-	return "resp: cannot encode argument of type " + e.Type
+	return "resp: cannot encode argument of type " + e.Type +
+		" (use string, []byte, an integer, a float or a bool; for a type with MarshalBinary or String, pass their result)"
 }
 
 // quoteByte renders one byte for an error message, escaping anything that

@@ -1,9 +1,8 @@
 package resp
 
 import (
-	"encoding"
-	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 )
 
@@ -74,14 +73,15 @@ func AppendBulkBool(dst []byte, b bool) []byte {
 
 // AppendArg encodes one command argument as a bulk string. It accepts
 // string, []byte, int, int8 to int64, uint, uint8 to uint64, float32,
-// float64, bool and encoding.BinaryMarshaler (encoded by its bytes). nil
-// and any other type give an *ArgError naming the Go type; an error from
-// MarshalBinary is returned wrapped. On error dst is returned unchanged.
+// float64 and bool. nil and any other type give an *ArgError naming the Go
+// type. On error dst is returned unchanged.
 //
-// Named types such as `type ID int64` are not unwrapped, because that
-// would need reflection; convert them at the call site. Boxing a
-// non-constant string or slice into arg costs the caller an allocation, so
-// hot paths should use the typed Append functions.
+// arg does not escape, so boxing a string or slice into it costs the
+// caller no allocation. That is why types with their own encoding
+// (encoding.BinaryMarshaler, fmt.Stringer) are refused rather than called:
+// an interface method call would make every argument escape to the heap.
+// Named types such as `type ID int64` are not unwrapped either, which would
+// need reflection; convert them at the call site.
 func AppendArg(dst []byte, arg any) ([]byte, error) {
 	switch a := arg.(type) {
 	case string:
@@ -118,14 +118,8 @@ func AppendArg(dst []byte, arg any) ([]byte, error) {
 		return AppendBulkBool(dst, a), nil
 	case nil:
 		return dst, &ArgError{Type: "nil"}
-	case encoding.BinaryMarshaler:
-		b, err := a.MarshalBinary()
-		if err != nil {
-			return dst, fmt.Errorf("resp: encode argument of type %T: %w", arg, err)
-		}
-		return AppendBulk(dst, b), nil
 	}
-	return dst, &ArgError{Type: fmt.Sprintf("%T", arg)}
+	return dst, &ArgError{Type: reflect.TypeOf(arg).String()}
 }
 
 // AppendValue encodes v in RESP3, attributes first. It is meant for test

@@ -1,0 +1,172 @@
+package redpipe
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// repeater is an endless stream of one reply, for decoding benchmarks.
+type repeater struct {
+	b   []byte
+	off int
+}
+
+func (r *repeater) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.b[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.b)
+	}
+	return n, nil
+}
+
+// encodeSetDecodeOK is the hot path of a SET: its encoding into a reused
+// buffer and the decoding of its +OK.
+func encodeSetDecodeOK(w *cmdBuf, rd *resp.Reader, key, val string) error {
+	w.reset()
+	encSet(w, key, val)
+	if w.err != nil {
+		return w.err
+	}
+	v, err := rd.ReadValue()
+	if err != nil {
+		return err
+	}
+	return okReply(Value{v}, nil)
+}
+
+func TestEncodeSetDecodeReplyAllocatesNothing(t *testing.T) {
+	w := &cmdBuf{}
+	rd := resp.NewReader(&repeater{b: []byte("+OK\r\n")}, resp.Limits{})
+	key, val := strconv.Itoa(12345), fmt.Sprint("value-", 1)
+	if err := encodeSetDecodeOK(w, rd, key, val); err != nil {
+		t.Fatal(err)
+	}
+	if string(w.buf) != "*3\r\n$3\r\nSET\r\n$5\r\n12345\r\n$7\r\nvalue-1\r\n" {
+		t.Fatalf("encoded %q", w.buf)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := encodeSetDecodeOK(w, rd, key, val); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("encoding a SET and decoding its reply allocated %v times", allocs)
+	}
+}
+
+func BenchmarkEncodeSetDecodeReply(b *testing.B) {
+	w := &cmdBuf{}
+	rd := resp.NewReader(&repeater{b: []byte("+OK\r\n")}, resp.Limits{})
+	key, val := "key:000001", "0123456789abcdef"
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := encodeSetDecodeOK(w, rd, key, val); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, tc := range []struct{ name, wire string }{
+		{"status", "+OK\r\n"},
+		{"int", ":123456\r\n"},
+		{"bulk16", "$16\r\n0123456789abcdef\r\n"},
+		{"null", "_\r\n"},
+		{"double", ",3.25\r\n"},
+		{"array3", "*3\r\n$1\r\na\r\n:1\r\n+OK\r\n"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			rd := resp.NewReader(&repeater{b: []byte(tc.wire)}, resp.Limits{})
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := rd.ReadValue(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	w := &cmdBuf{}
+	b.ReportAllocs()
+	key, val := "key:000001", "0123456789abcdef"
+	for b.Loop() {
+		w.reset()
+		encSet(w, key, val, "EX", 60)
+		encIncrBy(w, key, 42)
+		encHGet(w, key, "field")
+	}
+}
+
+// BenchmarkPipeline1000 is one round trip of 1000 SETs with every reply
+// checked, on a real server; allocs/op divided by 1000 is per command.
+func BenchmarkPipeline1000(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []PipelineOption
+	}{{"plain", []PipelineOption{NoTransaction}}, {"multi", nil}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, _ := newTestClient(b, Options{})
+			ctx := context.Background()
+			keys := make([]string, 1000)
+			for i := range keys {
+				keys[i] = "key:" + strconv.Itoa(i)
+			}
+			val := "0123456789abcdef"
+			p := c.Pipeline(tc.opts...)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, k := range keys {
+					p.Set(k, val)
+				}
+				replies, err := p.Exec(ctx)
+				if err != nil || len(replies) != len(keys) {
+					b.Fatal(len(replies), err)
+				}
+				for _, r := range replies {
+					if err := okReply(r, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/cmd")
+		})
+	}
+}
+
+// BenchmarkSequential is one caller waiting for each reply in turn: the
+// latency of the path through the connection engine.
+func BenchmarkSequential(b *testing.B) {
+	c, _ := newTestClient(b, Options{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Incr(ctx, "n"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAutoPipelined is many goroutines sharing the client: their
+// commands are written together.
+func BenchmarkAutoPipelined(b *testing.B) {
+	c, _ := newTestClient(b, Options{})
+	ctx := context.Background()
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := fmt.Sprintf("k%p", pb)
+		for pb.Next() {
+			if err := c.Set(ctx, key, "v"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
