@@ -127,11 +127,11 @@ type Conn struct {
 	// buffer last written, belongs to the holder; both are guarded by mu.
 	writing bool
 	spare   []byte
-	kick   chan struct{} // capacity 1: wbuf has data for the writer
-	space  chan struct{} // capacity 1: the writer drained wbuf
-	closed chan struct{} // closed on failure, stops the writer
-	dead   atomic.Bool   // set with err, read without the lock on every call
-	wg     sync.WaitGroup
+	kick    chan struct{} // capacity 1: wbuf has data for the writer
+	space   chan struct{} // capacity 1: the writer drained wbuf
+	closed  chan struct{} // closed on failure, stops the writer
+	dead    atomic.Bool   // set with err, read without the lock on every call
+	wg      sync.WaitGroup
 }
 
 // stallGuard sits between the socket and the RESP reader. Before each read
