@@ -63,7 +63,16 @@ func (ci *commandInfo) has(f cmdFlags) bool { return ci.Flags&f != 0 }
 // words is how many words of a command line make up the name.
 func (ci *commandInfo) words() int { return strings.Count(ci.Name, " ") + 1 }
 
+// blockingCommands may hold their connection for as long as their timeout
+// says without being flagged blocking in the server's table.
+var blockingCommands = []string{"WAIT"}
+
 func init() {
+	for _, name := range blockingCommands {
+		if ci := commandTable[name]; ci != nil {
+			ci.Flags |= flagBlocking
+		}
+	}
 	for _, name := range connStateCommands {
 		if ci := commandTable[name]; ci != nil {
 			ci.Flags |= flagConnState

@@ -73,6 +73,7 @@ func (c *Client) Pipeline(opts ...PipelineOption) *Pipeline {
 	for _, o := range opts {
 		o(p)
 	}
+	p.reset()
 	return p
 }
 
@@ -91,8 +92,14 @@ func (p *Pipeline) Discard() {
 	}
 }
 
+// reset empties the pipeline. A transactional one starts its buffer with
+// MULTI, so Exec can send the buffer as it is, with EXEC appended, instead
+// of copying the whole batch around them.
 func (p *Pipeline) reset() {
 	p.w.reset()
+	if p.transaction {
+		p.w.buf = append(p.w.buf, multiCmd...)
+	}
 	p.scripts = p.scripts[:0]
 }
 
@@ -172,11 +179,13 @@ func (p *Pipeline) kind() string {
 func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
+	if p.transaction {
+		buf = append(buf, execCmd...)
+	}
 	extra := 0
-	if len(p.scripts) > 0 || p.transaction {
-		// The rare case copies; the hot path sends the buffer as it is
-		// except for MULTI and EXEC, which are cheap to add around it.
-		b := make([]byte, 0, len(buf)+len(multiCmd)+len(execCmd)+64*len(p.scripts))
+	if len(p.scripts) > 0 {
+		// The rare case copies: the script loads go before MULTI.
+		b := make([]byte, 0, len(buf)+64*len(p.scripts))
 		seen := make(map[*Script]bool, len(p.scripts))
 		for _, s := range p.scripts {
 			if !seen[s] {
@@ -188,14 +197,7 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 				extra++
 			}
 		}
-		if p.transaction {
-			b = append(b, multiCmd...)
-		}
-		b = append(b, buf...)
-		if p.transaction {
-			b = append(b, execCmd...)
-		}
-		buf = b
+		buf = append(b, buf...)
 	}
 	total := extra + n
 	if p.transaction {

@@ -89,6 +89,7 @@ func (t *Tx) Unwatch(ctx context.Context) error {
 // reported by the second pipeline's Exec.
 func (t *Tx) Multi() *Pipeline {
 	p := &Pipeline{c: t.c, tx: t, transaction: true, multi: true}
+	p.reset()
 	if t.multi != nil {
 		p.w.err = &UsageError{Msg: "MULTI inside MULTI: Exec or Discard the first Multi pipeline before starting another"}
 		p.multi = false // its Exec must not close the first one
@@ -285,7 +286,12 @@ func (c *Client) TransactionWith(ctx context.Context, o TxOptions, fn func(*Tx) 
 // TransactionValue is Transaction for an fn that computes a value, which it
 // returns once the transaction is applied (redis-py's value_from_callable).
 func TransactionValue[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys ...string) (T, error) {
-	v, _, err := transact(ctx, c, c.opt.Tx, fn, keys)
+	return TransactionValueWith(ctx, c, c.opt.Tx, fn, keys...)
+}
+
+// TransactionValueWith is TransactionValue with its own retry options.
+func TransactionValueWith[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (T, error), keys ...string) (T, error) {
+	v, _, err := transact(ctx, c, o, fn, keys)
 	return v, err
 }
 
