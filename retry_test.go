@@ -1,0 +1,85 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/conn"
+)
+
+func TestOutcomeOf(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want Outcome
+		safe bool
+	}{
+		{"dial", notSent(&DialError{Addr: "x", Err: io.EOF}), NotSent, true},
+		{"handshake", notSent(&HandshakeError{Step: "HELLO", Err: newError("WRONGPASS no")}), NotSent, true},
+		{"conn failed before the bytes were taken", &conn.Error{Op: "read", Err: io.EOF, Unsent: true}, NotSent, true},
+		{"conn failed after", &conn.Error{Op: "read", Err: io.EOF}, Unknown, false},
+		{"context ended before sending", &conn.Error{Op: "send", Err: context.Canceled, Unsent: true}, NotSent, true},
+		{"context ended while waiting", context.Canceled, Unknown, false},
+		{"arity", &ArityError{Command: "GET", Arity: 2, Got: 1}, NotSent, true},
+		{"usage", &UsageError{Msg: "x"}, NotSent, true},
+		{"watch conflict", ErrWatch, NotApplied, true},
+		{"watch conflict, retries exhausted", &TxRetryError{Attempts: 3, Err: ErrWatch}, NotApplied, true},
+		{"execabort", &ExecAbortError{Err: newError("EXECABORT x")}, NotApplied, true},
+		{"tx lost before EXEC", &OutcomeError{NotApplied: true, Err: io.EOF}, NotApplied, true},
+		{"tx lost after EXEC", &OutcomeError{Err: io.EOF}, Unknown, false},
+		{"server refused before running", newError("LOADING Redis is loading"), NotApplied, true},
+		{"server error of a script", newError("ERR Error running script"), Unknown, false},
+		{"command error in a batch", &CommandError{Index: 1, Command: "INCR", Err: newError("WRONGTYPE x")}, Unknown, false},
+		{"wrapped", fmt.Errorf("outer: %w", &conn.Error{Op: "write", Err: io.EOF, Unsent: true}), NotSent, true},
+	}
+	for _, tc := range cases {
+		if got := OutcomeOf(tc.err); got != tc.want {
+			t.Errorf("%s: OutcomeOf = %v, want %v", tc.name, got, tc.want)
+		}
+		if got := SafeToRetry(tc.err); got != tc.safe {
+			t.Errorf("%s: SafeToRetry = %v, want %v", tc.name, got, tc.safe)
+		}
+	}
+	if SafeToRetry(nil) {
+		t.Error("SafeToRetry(nil) = true")
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	ctx := context.Background()
+	unsent := &conn.Error{Op: "write", Err: io.EOF, Unsent: true}
+	unknown := &conn.Error{Op: "read", Err: io.EOF}
+	cases := []struct {
+		name     string
+		ctx      context.Context
+		err      error
+		readonly bool
+		want     bool
+	}{
+		{"unsent write", ctx, unsent, false, true},
+		{"write of unknown outcome", ctx, unknown, false, false},
+		{"read of unknown outcome", ctx, unknown, true, true},
+		{"idempotent write of unknown outcome", Idempotent(ctx), unknown, false, true},
+		{"failed dial", ctx, notSent(&DialError{Addr: "x", Err: io.EOF}), false, true},
+		{"wrong password", ctx, notSent(&HandshakeError{Step: "HELLO", Err: newError("WRONGPASS x")}), false, false},
+		{"server loading", ctx, notSent(&HandshakeError{Step: "HELLO", Err: newError("LOADING x")}), false, true},
+		{"client closed", ctx, &conn.Error{Op: "close", Err: conn.ErrClosed, Unsent: true}, true, false},
+		{"server error", ctx, newError("ERR x"), true, false},
+	}
+	for _, tc := range cases {
+		if got := retryable(tc.ctx, tc.err, tc.readonly); got != tc.want {
+			t.Errorf("%s: retryable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if retryable(done, unsent, true) {
+		t.Error("retried after the caller's context ended")
+	}
+	if !errors.Is(ErrWatch, ErrNotApplied) {
+		t.Error("ErrWatch does not match ErrNotApplied")
+	}
+}
