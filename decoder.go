@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"strings"
+
+	"github.com/redpipe/redpipe/internal/resp"
 )
 
 // Decoder turns the reply of one command into a Go value of the caller's
@@ -62,10 +64,26 @@ func (c *Client) decoder(name string) Decoder {
 func decodeInto(v *Value, d Decoder) {
 	x, err := d(*v)
 	if err != nil {
-		v.v.Extra = decodeFailure{err}
+		setExtra(v, decodeFailure{err})
 		return
 	}
-	v.v.Extra = x
+	setExtra(v, x)
+}
+
+// setExtra keeps x in v's Aux. The Aux may be shared with copies of the
+// reply (the decoder itself may have kept one), so it is replaced by a
+// modified copy rather than changed in place. A nil result on a reply
+// without an Aux needs no Aux at all, which saves the allocation.
+func setExtra(v *Value, x any) {
+	if x == nil && v.v.Aux == nil {
+		return
+	}
+	var aux resp.Aux
+	if v.v.Aux != nil {
+		aux = *v.v.Aux
+	}
+	aux.Extra = x
+	v.v.Aux = &aux
 }
 
 // decodeFailure marks a decoder's error kept in a reply.
@@ -74,10 +92,13 @@ type decodeFailure struct{ err error }
 // Decoded returns what the command's registered Decoder made of the reply,
 // or nil and no error when no decoder ran.
 func (v Value) Decoded() (any, error) {
-	if f, ok := v.v.Extra.(decodeFailure); ok {
+	if v.v.Aux == nil {
+		return nil, nil
+	}
+	if f, ok := v.v.Aux.Extra.(decodeFailure); ok {
 		return nil, f.err
 	}
-	return v.v.Extra, nil
+	return v.v.Aux.Extra, nil
 }
 
 // DecodeInfo is a Decoder for INFO: it returns the reply as a

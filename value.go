@@ -103,7 +103,7 @@ func (v Value) Text() (string, error) {
 	case resp.Integer:
 		return strconv.FormatInt(v.v.Int, 10), nil
 	case resp.Double:
-		return formatDouble(v.v.Float), nil
+		return formatDouble(v.v.Float()), nil
 	case resp.Boolean:
 		return strconv.FormatBool(v.v.Int != 0), nil
 	}
@@ -137,10 +137,10 @@ func (v Value) Int64() (int64, error) {
 		}
 		return n, nil
 	case resp.Double:
-		if f := v.v.Float; f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+		if f := v.v.Float(); f == math.Trunc(f) && math.Abs(f) < 1<<63 {
 			return int64(f), nil
 		}
-		return 0, fmt.Errorf("redpipe: reply %v is not an integer", v.v.Float)
+		return 0, fmt.Errorf("redpipe: reply %v is not an integer", v.v.Float())
 	}
 	return 0, v.typeErr("int64")
 }
@@ -153,7 +153,7 @@ func (v Value) Float64() (float64, error) {
 	}
 	switch v.v.Kind {
 	case resp.Double:
-		return v.v.Float, nil
+		return v.v.Float(), nil
 	case resp.Integer:
 		return float64(v.v.Int), nil
 	case resp.SimpleString, resp.BulkString, resp.BigNumber:
@@ -302,7 +302,7 @@ func (v Value) StringMap() (map[string]string, error) {
 
 // Attrs returns the RESP3 attributes the server sent with this reply, keys
 // and values interleaved, or nil.
-func (v Value) Attrs() []Value { return values(v.v.Attrs) }
+func (v Value) Attrs() []Value { return values(v.v.Attrs()) }
 
 // String formats the reply for people, roughly as redis-cli does: strings
 // as they are, nil as "nil", errors with an "(error)" mark, aggregates in
@@ -325,7 +325,7 @@ func (v Value) format(b *strings.Builder) {
 	case resp.Boolean:
 		b.WriteString(strconv.FormatBool(v.v.Int != 0))
 	case resp.Double:
-		b.WriteString(formatDouble(v.v.Float))
+		b.WriteString(formatDouble(v.v.Float()))
 	case resp.Array, resp.Set, resp.Push:
 		b.WriteByte('[')
 		for i, e := range values(v.v.Elems) {
@@ -371,7 +371,7 @@ func NewValue(x any) Value {
 	case int64:
 		return Value{resp.Value{Kind: resp.Integer, Int: x}}
 	case float64:
-		return Value{resp.Value{Kind: resp.Double, Float: x}}
+		return Value{resp.DoubleValue(x)}
 	case bool:
 		var n int64
 		if x {

@@ -495,6 +495,14 @@ func (c *Conn) readLoop() {
 			return
 		}
 		head := c.queue[c.head]
+		if head.start >= c.taken {
+			// Its bytes have not even been handed to the socket: this
+			// reply answers something else, which no call may take.
+			c.mu.Unlock()
+			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+				Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
+			return
+		}
 		if head.state.Load() != abandoned {
 			head.replies[head.got] = v
 		}
@@ -511,9 +519,22 @@ func (c *Conn) readLoop() {
 				c.queue, c.head = c.queue[:n], 0
 			}
 		}
+		// Bytes already here while no call is in line were sent unasked:
+		// a reply can only follow its command into the line. Push
+		// messages are the exception the protocol makes.
+		stray := false
+		if c.head == len(c.queue) {
+			k, ok := c.rd.PeekKind()
+			stray = ok && k != resp.Push
+		}
 		c.mu.Unlock()
 		if done {
 			finish(head, nil)
+		}
+		if stray {
+			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: "more data"}})
+			return
 		}
 	}
 }

@@ -42,9 +42,13 @@ func benchmarkRead(b *testing.B, input string) {
 	}
 }
 
-func BenchmarkReadOK(b *testing.B)   { benchmarkRead(b, "+OK\r\n") }
-func BenchmarkReadInt(b *testing.B)  { benchmarkRead(b, ":1234567\r\n") }
-func BenchmarkReadBulk(b *testing.B) { benchmarkRead(b, "$16\r\n0123456789abcdef\r\n") }
+func BenchmarkReadOK(b *testing.B)     { benchmarkRead(b, "+OK\r\n") }
+func BenchmarkReadInt(b *testing.B)    { benchmarkRead(b, ":1234567\r\n") }
+func BenchmarkReadBulk(b *testing.B)   { benchmarkRead(b, "$16\r\n0123456789abcdef\r\n") }
+func BenchmarkReadDouble(b *testing.B) { benchmarkRead(b, ",3.14159\r\n") }
+func BenchmarkReadVerbatim(b *testing.B) {
+	benchmarkRead(b, "=15\r\ntxt:Some string\r\n")
+}
 func BenchmarkReadArray10(b *testing.B) {
 	benchmarkRead(b, "*10\r\n$1\r\n0\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n$1\r\n6\r\n$1\r\n7\r\n$1\r\n8\r\n$1\r\n9\r\n")
 }

@@ -112,6 +112,16 @@ func (r *Reader) Offset() int64 { return r.base + int64(r.r) }
 // not yet consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
+// PeekKind returns the type byte of the next value if it is already
+// buffered, without reading from the stream; ok is false when nothing is
+// buffered.
+func (r *Reader) PeekKind() (k Kind, ok bool) {
+	if r.w == r.r {
+		return 0, false
+	}
+	return Kind(r.buf[r.r]), true
+}
+
 // ReadValue reads one whole value. It returns io.EOF only when the stream
 // ends cleanly between values; a stream that ends inside a value gives
 // io.ErrUnexpectedEOF.
@@ -157,11 +167,19 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 		if err != nil {
 			return err
 		}
-		if keep && v.Attrs == nil {
-			v.Attrs = make([]Value, 0, r.prealloc(2*n, depth))
-		}
-		if v.Attrs, err = r.readElems(v.Attrs, 2*n, depth+1, keep); err != nil {
-			return err
+		if !keep {
+			if _, err = r.readElems(nil, 2*n, depth+1, false); err != nil {
+				return err
+			}
+		} else {
+			// Several attribute maps before one value accumulate in one
+			// list.
+			if v.Aux == nil {
+				v.Aux = &Aux{Attrs: make([]Value, 0, r.prealloc(2*n, depth))}
+			}
+			if v.Aux.Attrs, err = r.readElems(v.Aux.Attrs, 2*n, depth+1, true); err != nil {
+				return err
+			}
 		}
 		if line, err = r.readLine(); err != nil {
 			return err
@@ -197,9 +215,11 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 			v.Int = 1
 		}
 	case Double:
-		if v.Float, err = r.parseDouble(line); err != nil {
+		f, err := r.parseDouble(line)
+		if err != nil {
 			return err
 		}
+		v.Int = int64(math.Float64bits(f))
 	case BigNumber:
 		i := 1
 		if len(line) > 1 && (line[1] == '-' || line[1] == '+') {
@@ -240,7 +260,13 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 				return err
 			}
 			if keep && k == Verbatim {
-				v.Format, s = s[:3], s[4:]
+				// The only allocation beyond the payload: verbatim
+				// strings are too rare to give the format a field of
+				// its own in every Value.
+				if v.Aux == nil {
+					v.Aux = &Aux{}
+				}
+				v.Aux.Format, s = s[:3], s[4:]
 			}
 			v.Str = s
 		}

@@ -68,6 +68,7 @@ func FuzzReader(f *testing.F) {
 			if v.Kind == Attribute || v.Kind == 0 {
 				t.Fatalf("returned kind %v", v.Kind)
 			}
+			checkAux(t, v)
 
 			enc = AppendValue(enc[:0], v)
 			r := again
@@ -94,6 +95,29 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkAux checks that the reader attaches an Aux only to a value that
+// needs one, so that common replies stay free of the extra allocation, and
+// that it never fills Extra, which belongs to the client.
+func checkAux(t *testing.T, v Value) {
+	t.Helper()
+	if a := v.Aux; a != nil {
+		if a.Extra != nil || (a.Attrs == nil && v.Kind != Verbatim) {
+			t.Fatalf("unexpected Aux %#v on a %v", *a, v.Kind)
+		}
+		if (a.Format != "") != (v.Kind == Verbatim) {
+			t.Fatalf("format %q on a %v", a.Format, v.Kind)
+		}
+		for _, e := range a.Attrs {
+			checkAux(t, e)
+		}
+	} else if v.Kind == Verbatim {
+		t.Fatal("verbatim string without a format")
+	}
+	for _, e := range v.Elems {
+		checkAux(t, e)
+	}
 }
 
 func checkErrorClass(t *testing.T, err error) {

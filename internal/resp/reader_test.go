@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -57,19 +58,19 @@ func TestReadValue(t *testing.T) {
 		{"null", "_\r\n", Value{Kind: Null}},
 		{"true", "#t\r\n", Value{Kind: Boolean, Int: 1}},
 		{"false", "#f\r\n", Value{Kind: Boolean}},
-		{"double", ",1.23\r\n", Value{Kind: Double, Float: 1.23}},
-		{"double int", ",10\r\n", Value{Kind: Double, Float: 10}},
-		{"double neg exp", ",-1.5e-3\r\n", Value{Kind: Double, Float: -1.5e-3}},
-		{"double exp plus", ",1E+2\r\n", Value{Kind: Double, Float: 100}},
-		{"double fraction only", ",.5\r\n", Value{Kind: Double, Float: 0.5}},
-		{"double inf", ",inf\r\n", Value{Kind: Double, Float: math.Inf(1)}},
-		{"double -inf", ",-inf\r\n", Value{Kind: Double, Float: math.Inf(-1)}},
-		{"double overflow", ",1e400\r\n", Value{Kind: Double, Float: math.Inf(1)}},
+		{"double", ",1.23\r\n", DoubleValue(1.23)},
+		{"double int", ",10\r\n", DoubleValue(10)},
+		{"double neg exp", ",-1.5e-3\r\n", DoubleValue(-1.5e-3)},
+		{"double exp plus", ",1E+2\r\n", DoubleValue(100)},
+		{"double fraction only", ",.5\r\n", DoubleValue(0.5)},
+		{"double inf", ",inf\r\n", DoubleValue(math.Inf(1))},
+		{"double -inf", ",-inf\r\n", DoubleValue(math.Inf(-1))},
+		{"double overflow", ",1e400\r\n", DoubleValue(math.Inf(1))},
 		{"big number", "(3492890328409238509324850943850943825024385\r\n", str(BigNumber, "3492890328409238509324850943850943825024385")},
 		{"big number neg", "(-1\r\n", str(BigNumber, "-1")},
 		{"bulk error", "!21\r\nSYNTAX invalid syntax\r\n", str(BulkError, "SYNTAX invalid syntax")},
-		{"verbatim", "=15\r\ntxt:Some string\r\n", Value{Kind: Verbatim, Format: "txt", Str: "Some string"}},
-		{"verbatim empty", "=4\r\nmkd:\r\n", Value{Kind: Verbatim, Format: "mkd", Str: ""}},
+		{"verbatim", "=15\r\ntxt:Some string\r\n", Value{Kind: Verbatim, Str: "Some string", Aux: &Aux{Format: "txt"}}},
+		{"verbatim empty", "=4\r\nmkd:\r\n", Value{Kind: Verbatim, Str: "", Aux: &Aux{Format: "mkd"}}},
 		{"array", "*2\r\n$3\r\nfoo\r\n:1\r\n", agg(Array, str(BulkString, "foo"), num(1))},
 		{"array empty", "*0\r\n", agg(Array)},
 		{"array with null", "*3\r\n$-1\r\n_\r\n*-1\r\n", agg(Array, Value{Kind: Null}, Value{Kind: Null}, Value{Kind: Null})},
@@ -81,15 +82,15 @@ func TestReadValue(t *testing.T) {
 		{"nested map in array", "*2\r\n%1\r\n+k\r\n*1\r\n:1\r\n~0\r\n",
 			agg(Array, agg(Map, str(SimpleString, "k"), agg(Array, num(1))), agg(Set))},
 		{"attribute", "|1\r\n+key-popularity\r\n%2\r\n$1\r\na\r\n,0.1923\r\n$1\r\nb\r\n,0.0012\r\n*2\r\n:2039123\r\n:9543892\r\n",
-			Value{Kind: Array, Elems: []Value{num(2039123), num(9543892)}, Attrs: []Value{
+			Value{Kind: Array, Elems: []Value{num(2039123), num(9543892)}, Aux: &Aux{Attrs: []Value{
 				str(SimpleString, "key-popularity"),
-				agg(Map, str(BulkString, "a"), Value{Kind: Double, Float: 0.1923}, str(BulkString, "b"), Value{Kind: Double, Float: 0.0012}),
-			}}},
+				agg(Map, str(BulkString, "a"), DoubleValue(0.1923), str(BulkString, "b"), DoubleValue(0.0012)),
+			}}}},
 		{"attribute on element", "*2\r\n:1\r\n|1\r\n+ttl\r\n:3\r\n:2\r\n",
-			agg(Array, num(1), Value{Kind: Integer, Int: 2, Attrs: []Value{str(SimpleString, "ttl"), num(3)}})},
+			agg(Array, num(1), Value{Kind: Integer, Int: 2, Aux: &Aux{Attrs: []Value{str(SimpleString, "ttl"), num(3)}}})},
 		{"attributes merged", "|1\r\n+a\r\n:1\r\n|1\r\n+b\r\n:2\r\n_\r\n",
-			Value{Kind: Null, Attrs: []Value{str(SimpleString, "a"), num(1), str(SimpleString, "b"), num(2)}}},
-		{"attribute empty", "|0\r\n+OK\r\n", Value{Kind: SimpleString, Str: "OK", Attrs: []Value{}}},
+			Value{Kind: Null, Aux: &Aux{Attrs: []Value{str(SimpleString, "a"), num(1), str(SimpleString, "b"), num(2)}}}},
+		{"attribute empty", "|0\r\n+OK\r\n", Value{Kind: SimpleString, Str: "OK", Aux: &Aux{Attrs: []Value{}}}},
 	}
 	for _, tt := range tests {
 		for how, r := range readerKinds(tt.input + ":99\r\n") {
@@ -123,7 +124,7 @@ func TestReadValue(t *testing.T) {
 func TestReadNaN(t *testing.T) {
 	for _, in := range []string{",nan\r\n", ",-nan\r\n", ",NaN\r\n"} {
 		v, err := NewReader(strings.NewReader(in), Limits{}).ReadValue()
-		if err != nil || v.Kind != Double || !math.IsNaN(v.Float) {
+		if err != nil || v.Kind != Double || !math.IsNaN(v.Float()) {
 			t.Errorf("%q: got %#v, %v", in, v, err)
 		}
 	}
@@ -399,13 +400,13 @@ func TestTruncated(t *testing.T) {
 		str(BulkString, ""),
 		{Kind: Null},
 		{Kind: Boolean, Int: 1},
-		{Kind: Double, Float: -2.5e-10},
+		DoubleValue(-2.5e-10),
 		str(BigNumber, "123456789012345678901234567890"),
 		str(BulkError, "ERR long"),
-		{Kind: Verbatim, Format: "txt", Str: "text"},
+		{Kind: Verbatim, Str: "text", Aux: &Aux{Format: "txt"}},
 		agg(Array, num(1), agg(Map, str(SimpleString, "k"), str(BulkString, "v")), agg(Set)),
 		agg(Push, str(BulkString, "message")),
-		{Kind: Integer, Int: 7, Attrs: []Value{str(SimpleString, "a"), agg(Array, num(1))}},
+		{Kind: Integer, Int: 7, Aux: &Aux{Attrs: []Value{str(SimpleString, "a"), agg(Array, num(1))}}},
 	}
 	var stream []byte
 	ends := map[int]bool{0: true}
@@ -493,17 +494,17 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: Null},
 		{Kind: Boolean, Int: 1},
 		{Kind: Boolean},
-		{Kind: Double, Float: 0},
-		{Kind: Double, Float: math.Copysign(0, -1)},
-		{Kind: Double, Float: math.Pi},
-		{Kind: Double, Float: 1e-320},
-		{Kind: Double, Float: math.MaxFloat64},
-		{Kind: Double, Float: math.Inf(1)},
-		{Kind: Double, Float: math.Inf(-1)},
-		{Kind: Double, Float: math.NaN()},
+		DoubleValue(0),
+		DoubleValue(math.Copysign(0, -1)),
+		DoubleValue(math.Pi),
+		DoubleValue(1e-320),
+		DoubleValue(math.MaxFloat64),
+		DoubleValue(math.Inf(1)),
+		DoubleValue(math.Inf(-1)),
+		DoubleValue(math.NaN()),
 		str(BigNumber, "-98765432109876543210"),
 		str(BulkError, "ERR multi\r\nline"),
-		{Kind: Verbatim, Format: "mkd", Str: "# title\r\n"},
+		{Kind: Verbatim, Str: "# title\r\n", Aux: &Aux{Format: "mkd"}},
 		agg(Array),
 		agg(Map),
 		agg(Set),
@@ -511,8 +512,8 @@ func TestRoundTrip(t *testing.T) {
 		agg(Array, agg(Array, agg(Array, num(1))), Value{Kind: Null}),
 		agg(Map, str(BulkString, "k"), agg(Set, num(1), num(2)), num(3), Value{Kind: Boolean, Int: 1}),
 		agg(Push, str(BulkString, "invalidate"), agg(Array, str(BulkString, "key"))),
-		{Kind: Array, Elems: []Value{{Kind: Integer, Int: 1, Attrs: []Value{str(SimpleString, "x"), {Kind: Null}}}},
-			Attrs: []Value{str(BulkString, "meta"), agg(Map)}},
+		{Kind: Array, Elems: []Value{{Kind: Integer, Int: 1, Aux: &Aux{Attrs: []Value{str(SimpleString, "x"), {Kind: Null}}}}},
+			Aux: &Aux{Attrs: []Value{str(BulkString, "meta"), agg(Map)}}},
 	}
 	var stream []byte
 	for _, v := range values {
@@ -527,8 +528,8 @@ func TestRoundTrip(t *testing.T) {
 		if !got.Equal(want) {
 			t.Errorf("value %d: got %#v, want %#v", i, got, want)
 		}
-		if want.Kind == Double && math.Signbit(want.Float) != math.Signbit(got.Float) && !math.IsNaN(want.Float) {
-			t.Errorf("value %d: sign of %v lost", i, want.Float)
+		if want.Kind == Double && math.Signbit(want.Float()) != math.Signbit(got.Float()) && !math.IsNaN(want.Float()) {
+			t.Errorf("value %d: sign of %v lost", i, want.Float())
 		}
 	}
 	if _, err := r.ReadValue(); err != io.EOF {
@@ -537,16 +538,16 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestValueEqual(t *testing.T) {
-	a := agg(Array, num(1), Value{Kind: Double, Float: math.NaN()})
-	b := agg(Array, num(1), Value{Kind: Double, Float: math.NaN()})
+	a := agg(Array, num(1), DoubleValue(math.NaN()))
+	b := agg(Array, num(1), DoubleValue(math.NaN()))
 	if !a.Equal(b) {
 		t.Error("NaN elements should be equal")
 	}
 	for _, c := range []Value{
-		agg(Array, num(2), Value{Kind: Double, Float: math.NaN()}),
-		agg(Set, num(1), Value{Kind: Double, Float: math.NaN()}),
+		agg(Array, num(2), DoubleValue(math.NaN())),
+		agg(Set, num(1), DoubleValue(math.NaN())),
 		agg(Array, num(1)),
-		{Kind: Array, Elems: a.Elems, Attrs: []Value{num(1), num(2)}},
+		{Kind: Array, Elems: a.Elems, Aux: &Aux{Attrs: []Value{num(1), num(2)}}},
 	} {
 		if a.Equal(c) {
 			t.Errorf("%#v should differ from %#v", a, c)
@@ -554,6 +555,66 @@ func TestValueEqual(t *testing.T) {
 	}
 	if !(Value{Kind: Array}).Equal(agg(Array)) {
 		t.Error("nil and empty Elems should be equal")
+	}
+}
+
+func TestValueEqualAux(t *testing.T) {
+	for _, c := range []struct {
+		a, b Value
+		want bool
+	}{
+		{Value{Kind: Null}, Value{Kind: Null, Aux: &Aux{}}, true},
+		{Value{Kind: Null}, Value{Kind: Null, Aux: &Aux{Attrs: []Value{}}}, true},
+		{num(1), Value{Kind: Integer, Int: 1, Aux: &Aux{Extra: "decoded"}}, true},
+		{num(1), Value{Kind: Integer, Int: 1, Aux: &Aux{Attrs: []Value{num(1), num(2)}}}, false},
+		{Value{Kind: Verbatim, Str: "x", Aux: &Aux{Format: "txt"}}, Value{Kind: Verbatim, Str: "x", Aux: &Aux{Format: "mkd"}}, false},
+		{Value{Kind: Verbatim, Str: "x", Aux: &Aux{Format: "txt"}}, Value{Kind: Verbatim, Str: "x"}, false},
+		{DoubleValue(0), DoubleValue(math.Copysign(0, -1)), true},
+		{DoubleValue(math.NaN()), DoubleValue(-math.NaN()), true},
+		{DoubleValue(math.NaN()), DoubleValue(math.Inf(1)), false},
+		{DoubleValue(1), num(int64(math.Float64bits(1))), false},
+	} {
+		if got := c.a.Equal(c.b); got != c.want {
+			t.Errorf("%#v.Equal(%#v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+		if got := c.b.Equal(c.a); got != c.want {
+			t.Errorf("%#v.Equal(%#v) = %v, want %v", c.b, c.a, got, c.want)
+		}
+	}
+}
+
+func TestValueAccessors(t *testing.T) {
+	for _, f := range []float64{0, math.Copysign(0, -1), -1.5, math.Pi, math.SmallestNonzeroFloat64, math.MaxFloat64, math.Inf(1), math.Inf(-1)} {
+		got := DoubleValue(f).Float()
+		if got != f || math.Signbit(got) != math.Signbit(f) {
+			t.Errorf("DoubleValue(%v).Float() = %v", f, got)
+		}
+	}
+	if !math.IsNaN(DoubleValue(math.NaN()).Float()) {
+		t.Error("DoubleValue(NaN).Float() is not NaN")
+	}
+	if f := num(int64(math.Float64bits(2))).Float(); f != 0 {
+		t.Errorf("Float of an integer = %v, want 0", f)
+	}
+	var zero Value
+	if zero.Attrs() != nil || zero.Format() != "" || zero.Float() != 0 {
+		t.Errorf("zero Value: Attrs %v, Format %q, Float %v", zero.Attrs(), zero.Format(), zero.Float())
+	}
+	v := Value{Kind: Verbatim, Str: "x", Aux: &Aux{Format: "mkd", Attrs: []Value{num(1), num(2)}}}
+	if v.Format() != "mkd" || len(v.Attrs()) != 2 {
+		t.Errorf("Format %q, Attrs %v", v.Format(), v.Attrs())
+	}
+}
+
+// TestValueSize pins the size of Value: a pipeline holds one per command,
+// so every byte here is multiplied by the pipeline length. The root package
+// also relies on its Value having exactly this layout.
+func TestValueSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the size is pinned for 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(Value{}); n != 64 {
+		t.Errorf("unsafe.Sizeof(Value{}) = %d, want 64", n)
 	}
 }
 
@@ -589,7 +650,9 @@ func TestReaderAllocs(t *testing.T) {
 		{",-inf\r\n", 0},
 		{"$0\r\n\r\n", 0},
 		{"$5\r\nhello\r\n", 1},
-		{"=15\r\ntxt:Some string\r\n", 1},
+		{",nan\r\n", 0},
+		{"=15\r\ntxt:Some string\r\n", 2}, // payload and Aux for the format
+		{"|1\r\n+a\r\n:1\r\n:2\r\n", 2},   // Aux and its attribute list
 		{"*3\r\n:1\r\n:2\r\n:3\r\n", 1},
 		{"*2\r\n$2\r\nab\r\n$2\r\ncd\r\n", 3},
 	}

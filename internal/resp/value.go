@@ -68,6 +68,11 @@ func (k Kind) String() string {
 }
 
 // Value is one decoded reply.
+//
+// A pipeline keeps one Value per command until the caller is done with the
+// replies, so the struct is kept to 64 bytes: the payload of the common
+// kinds lives inline, and the fields only a few rare replies need are
+// behind the Aux pointer, which is nil for almost every reply.
 type Value struct {
 	Kind Kind
 	// Str holds the text of SimpleString, Error, BulkError (the whole text,
@@ -75,14 +80,24 @@ type Value struct {
 	// "txt:" prefix) and BigNumber (the digits, with any sign). It is empty
 	// for the other kinds.
 	Str string
-	// Int holds an Integer, or a Boolean as 1 or 0.
+	// Int holds an Integer, a Boolean as 1 or 0, or the IEEE 754 bits of a
+	// Double (math.Float64bits; read it with Float, build one with
+	// DoubleValue). A Double shares this field rather than having its own
+	// because no reply is both.
 	Int int64
-	// Float holds a Double, including ±Inf and NaN.
-	Float float64
 	// Elems holds the elements of an Array, Set or Push, and the keys and
 	// values of a Map interleaved as k0, v0, k1, v1, ...
 	Elems []Value
-	// Attrs holds the attribute map that preceded this value, interleaved
+	// Aux holds what only a few replies carry: attributes, a Verbatim
+	// format, the client's decoded result. It is nil when there is none.
+	Aux *Aux
+}
+
+// Aux is the rarely used part of a Value. Copying a Value copies the
+// pointer, so an Aux may be shared by several Values: once it is attached,
+// treat it as read-only, and to change a field attach a modified copy.
+type Aux struct {
+	// Attrs holds the attribute map that preceded the value, interleaved
 	// like a Map. It is nil when there was none.
 	Attrs []Value
 	// Format is the 3-byte format of a Verbatim string, e.g. "txt" or "mkd".
@@ -92,18 +107,56 @@ type Value struct {
 	Extra any
 }
 
+// DoubleValue returns a Double holding f.
+func DoubleValue(f float64) Value {
+	return Value{Kind: Double, Int: int64(math.Float64bits(f))}
+}
+
+// Float returns the value of a Double, including ±Inf and NaN, and 0 for
+// any other kind.
+func (v Value) Float() float64 {
+	if v.Kind != Double {
+		return 0
+	}
+	return math.Float64frombits(uint64(v.Int))
+}
+
+// Attrs returns the attributes that preceded the value, interleaved like a
+// Map, or nil.
+func (v Value) Attrs() []Value {
+	if v.Aux == nil {
+		return nil
+	}
+	return v.Aux.Attrs
+}
+
+// Format returns the format of a Verbatim string, e.g. "txt", or "".
+func (v Value) Format() string {
+	if v.Aux == nil {
+		return ""
+	}
+	return v.Aux.Format
+}
+
 // Equal reports whether v and w are the same reply. Unlike ==, it compares
 // the elements and attributes, and it treats two NaN doubles as equal
-// because a NaN from the wire is one value, not an absence of one. A nil
-// and an empty slice are equal.
+// because a NaN from the wire is one value, not an absence of one. Doubles
+// compare as numbers, so 0 equals -0. A nil and an empty slice are equal,
+// and so are a nil Aux and an empty one; Extra is not compared, as it is
+// not part of the reply.
 func (v Value) Equal(w Value) bool {
-	if v.Kind != w.Kind || v.Str != w.Str || v.Int != w.Int || v.Format != w.Format {
+	if v.Kind != w.Kind || v.Str != w.Str || v.Format() != w.Format() {
 		return false
 	}
-	if v.Float != w.Float && !(math.IsNaN(v.Float) && math.IsNaN(w.Float)) {
+	if v.Kind == Double {
+		f, g := v.Float(), w.Float()
+		if f != g && !(math.IsNaN(f) && math.IsNaN(g)) {
+			return false
+		}
+	} else if v.Int != w.Int {
 		return false
 	}
-	return equalValues(v.Elems, w.Elems) && equalValues(v.Attrs, w.Attrs)
+	return equalValues(v.Elems, w.Elems) && equalValues(v.Attrs(), w.Attrs())
 }
 
 func equalValues(a, b []Value) bool {

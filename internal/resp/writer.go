@@ -124,13 +124,13 @@ func AppendArg(dst []byte, arg any) ([]byte, error) {
 
 // AppendValue encodes v in RESP3, attributes first. It is meant for test
 // servers and round-trip checks, so it trusts v: a SimpleString, Error or
-// BigNumber must not contain CR or LF. A Verbatim Format that is not three
+// BigNumber must not contain CR or LF. A Verbatim format that is not three
 // bytes is written as "txt"; a Map with an odd number of Elems gets a null
 // for the missing last value; a Kind that is not a RESP3 value type
 // (including Attribute) is written as null.
 func AppendValue(dst []byte, v Value) []byte {
-	if v.Attrs != nil {
-		dst = appendPairs(dst, '|', v.Attrs, AppendValue)
+	if attrs := v.Attrs(); attrs != nil {
+		dst = appendPairs(dst, '|', attrs, AppendValue)
 	}
 	switch v.Kind {
 	case SimpleString, Error, BigNumber:
@@ -142,7 +142,7 @@ func AppendValue(dst []byte, v Value) []byte {
 		dst = append(dst, v.Str...)
 		return append(dst, '\r', '\n')
 	case Verbatim:
-		format := v.Format
+		format := v.Format()
 		if len(format) != 3 {
 			format = "txt"
 		}
@@ -158,7 +158,7 @@ func AppendValue(dst []byte, v Value) []byte {
 		return append(dst, "#f\r\n"...)
 	case Double:
 		dst = append(dst, ',')
-		dst = appendDouble(dst, v.Float)
+		dst = appendDouble(dst, v.Float())
 		return append(dst, '\r', '\n')
 	case Array, Set, Push:
 		dst = appendHeader(dst, byte(v.Kind), int64(len(v.Elems)))
@@ -202,7 +202,7 @@ func AppendValue2(dst []byte, v Value) []byte {
 		return AppendBulkString(dst, v.Str)
 	case Double:
 		var tmp [32]byte
-		return AppendBulk(dst, appendDouble(tmp[:0], v.Float))
+		return AppendBulk(dst, appendDouble(tmp[:0], v.Float()))
 	case Array, Set, Push:
 		dst = appendHeader(dst, '*', int64(len(v.Elems)))
 		for _, e := range v.Elems {
