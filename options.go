@@ -96,17 +96,13 @@ func (o Options) defaults() Options {
 	if o.MaxIdle == 0 {
 		o.MaxIdle = o.PoolSize
 	}
-	switch o.ReplyTimeout {
-	case 0:
+	// -1 ("none") is kept as it is, so that Options() given back to
+	// NewClient means the same thing again.
+	if o.ReplyTimeout == 0 {
 		o.ReplyTimeout = 10 * time.Second
-	case -1:
-		o.ReplyTimeout = 0
 	}
-	switch o.MaxRetries {
-	case 0:
+	if o.MaxRetries == 0 {
 		o.MaxRetries = 3
-	case -1:
-		o.MaxRetries = 0
 	}
 	return o
 }
@@ -125,8 +121,15 @@ func (o Options) validate() error {
 		return bad("Addr", "is required for network %s", o.Network)
 	}
 	if strings.HasPrefix(o.Network, "tcp") {
-		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+		host, port, err := net.SplitHostPort(o.Addr)
+		if err != nil {
 			return bad("Addr", "%q is not host:port", o.Addr)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return bad("Addr", "port %q must be a number from 1 to 65535", port)
+		}
+		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+			return bad("Addr", "host %q is neither a name nor an IP address", host)
 		}
 	}
 	if o.DB < 0 {
@@ -144,10 +147,10 @@ func (o Options) validate() error {
 	if o.MaxIdle < 0 || o.MaxIdle > o.PoolSize {
 		return bad("MaxIdle", "must be between 0 and PoolSize (%d), not %d", o.PoolSize, o.MaxIdle)
 	}
-	if o.ReplyTimeout < 0 {
+	if o.ReplyTimeout < 0 && o.ReplyTimeout != -1 {
 		return bad("ReplyTimeout", "must be positive, or -1 for none, not %v", o.ReplyTimeout)
 	}
-	if o.MaxRetries < 0 {
+	if o.MaxRetries < -1 {
 		return bad("MaxRetries", "must be 0 or more, or -1 for none, not %d", o.MaxRetries)
 	}
 	if o.MaxReplyBytes < 0 {
@@ -209,6 +212,12 @@ func ParseURL(rawURL string) (Options, error) {
 		}
 		if port == "" {
 			port = "6379"
+		}
+		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+			return o, &OptionError{Field: "URL port", Msg: fmt.Sprintf("must appear once after the host, not in %q", u.Host)}
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return o, &OptionError{Field: "URL port", Msg: fmt.Sprintf("must be a number from 1 to 65535, not %q", port)}
 		}
 		o.Addr = net.JoinHostPort(host, port)
 		if p := strings.Trim(u.Path, "/"); p != "" {
@@ -298,6 +307,14 @@ func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<unparsable url>"
+	}
+	if u.User != nil {
+		if _, hasPW := u.User.Password(); !hasPW && u.User.Username() != "" {
+			// redis://secret@host: ParseURL reads the lone name as the
+			// password, so it is hidden too.
+			u.User = url.User("xxxxx")
+			return u.String()
+		}
 	}
 	return u.Redacted()
 }

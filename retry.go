@@ -165,7 +165,7 @@ func backoff(ctx context.Context, n int) error {
 func (c *Client) retry(ctx context.Context, readonly bool, f func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if err == nil || attempt > c.opt.MaxRetries || !retryable(ctx, err, readonly) || backoff(ctx, attempt) != nil {
+		if err == nil || attempt > max(c.opt.MaxRetries, 0) || !retryable(ctx, err, readonly) || backoff(ctx, attempt) != nil {
 			return err
 		}
 	}
