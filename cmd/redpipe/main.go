@@ -2,10 +2,11 @@
 // server.
 //
 //	redpipe demo    walk through the pipeline and transaction scenarios
+//	redpipe bench   measure INCR/s against the pipeline depth, with a chart
 //	redpipe help    print usage
 //
-// demo uses the server in REDIS_URL, or starts a throwaway redis-server
-// when REDIS_URL is not set.
+// demo and bench use the server in REDIS_URL, or start a throwaway
+// redis-server when REDIS_URL is not set.
 package main
 
 import (
@@ -25,13 +26,16 @@ commands:
   demo   walk through pipelines, transactions and optimistic locking,
          printing every command with its reply; ends with 100,000 INCRs
          sent one by one and then in one pipeline
+  bench  time the same comparison, then sweep the pipeline depth with and
+         without MULTI/EXEC; prints a table and writes a chart
+         (redpipe bench -h for its flags)
   help   print this text
 
 environment:
-  REDIS_URL   server for demo, such as redis://localhost:6379/0. Without it,
-              demo starts a throwaway redis-server and stops it at the end.
-              On your own server, demo only touches keys under redpipe:demo:
-              and never flushes the database.
+  REDIS_URL   server for demo and bench, such as redis://localhost:6379/0.
+              Without it, they start a throwaway redis-server and stop it at
+              the end. On your own server, they only touch keys under
+              redpipe:demo: and redpipe:bench:, and never flush the database.
 `
 
 // exitInterrupted is the shell's convention for a program ended by SIGINT.
@@ -83,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintf(stderr, "redpipe demo: %v\n", err)
 			return 1
 		}
+	case "bench":
+		return runBenchCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
