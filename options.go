@@ -104,6 +104,15 @@ func (o Options) defaults() Options {
 	if o.MaxRetries == 0 {
 		o.MaxRetries = 3
 	}
+	if o.MaxReplyBytes == 0 {
+		o.MaxReplyBytes = 512 << 20
+	}
+	if o.MaxReplyElems == 0 {
+		o.MaxReplyElems = 1<<32 - 1
+	}
+	if o.MaxReplyDepth == 0 {
+		o.MaxReplyDepth = 128
+	}
 	return o
 }
 

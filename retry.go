@@ -2,11 +2,13 @@ package redpipe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/resp"
 )
 
 // Outcome is what an error says about whether its command or batch took
@@ -136,14 +138,24 @@ func retryable(ctx context.Context, err error, readonly bool) bool {
 		if errors.As(err, &se) {
 			return se.Prefix == "LOADING"
 		}
-		return !errors.Is(err, ErrClosed)
+		var cv *tls.CertificateVerificationError
+		return !errors.Is(err, ErrClosed) && !errors.As(err, &cv) && !brokenServer(err)
 	case errors.As(err, &ce):
-		if ce.Op == "send" || errors.Is(err, conn.ErrClosed) {
+		if ce.Op == "send" || errors.Is(err, conn.ErrClosed) || brokenServer(err) {
 			return false
 		}
 		return ce.Unsent || readonly || isIdempotent(ctx)
 	}
 	return false
+}
+
+// brokenServer tells a reply the server should never have sent (malformed,
+// or over the configured limits): sending the command again would get the
+// same answer.
+func brokenServer(err error) bool {
+	var pe *resp.ProtocolError
+	var le *resp.LimitError
+	return errors.As(err, &pe) || errors.As(err, &le)
 }
 
 // backoff waits before retry number n (from 1), jittered, within ctx.

@@ -2,12 +2,14 @@ package redpipe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"testing"
 
 	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/resp"
 )
 
 func TestOutcomeOf(t *testing.T) {
@@ -68,6 +70,9 @@ func TestRetryable(t *testing.T) {
 		{"server loading", ctx, notSent(&HandshakeError{Step: "HELLO", Err: newError("LOADING x")}), false, true},
 		{"client closed", ctx, &conn.Error{Op: "close", Err: conn.ErrClosed, Unsent: true}, true, false},
 		{"server error", ctx, newError("ERR x"), true, false},
+		{"reply over a limit", ctx, &conn.Error{Op: "read", Err: &resp.LimitError{What: "bulk string length"}}, true, false},
+		{"malformed reply", ctx, &conn.Error{Op: "read", Err: &resp.ProtocolError{Expected: "CRLF"}}, true, false},
+		{"untrusted certificate", ctx, notSent(&DialError{Addr: "x", Err: &tls.CertificateVerificationError{Err: io.EOF}}), true, false},
 	}
 	for _, tc := range cases {
 		if got := retryable(tc.ctx, tc.err, tc.readonly); got != tc.want {

@@ -1,0 +1,570 @@
+package redpipe
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+func TestParseURLValid(t *testing.T) {
+	cases := []struct {
+		url  string
+		want Options // TLSConfig is checked through wantTLS
+		// wantTLS is the ServerName expected in TLSConfig, or "" for none.
+		wantTLS string
+	}{
+		{url: "redis://", want: Options{Network: "tcp", Addr: "localhost:6379"}},
+		{url: "redis://h", want: Options{Network: "tcp", Addr: "h:6379"}},
+		{url: "redis://h:7000", want: Options{Network: "tcp", Addr: "h:7000"}},
+		{url: "redis://:pw@h:1/3", want: Options{Network: "tcp", Addr: "h:1", Password: "pw", DB: 3}},
+		{url: "redis://user:pw@h", want: Options{Network: "tcp", Addr: "h:6379", Username: "user", Password: "pw"}},
+		{url: "redis://pw@h", want: Options{Network: "tcp", Addr: "h:6379", Password: "pw"}},
+		{url: "redis://:p%40ss%3Aw%2Frd@h", want: Options{Network: "tcp", Addr: "h:6379", Password: "p@ss:w/rd"}},
+		{url: "redis://h/", want: Options{Network: "tcp", Addr: "h:6379"}},
+		{url: "redis://h/15", want: Options{Network: "tcp", Addr: "h:6379", DB: 15}},
+		{url: "redis://[::1]:7000/1", want: Options{Network: "tcp", Addr: "[::1]:7000", DB: 1}},
+		{url: "redis://127.0.0.1:6380", want: Options{Network: "tcp", Addr: "127.0.0.1:6380"}},
+		{url: "rediss://h", want: Options{Network: "tcp", Addr: "h:6379"}, wantTLS: "h"},
+		{url: "rediss://u:pw@cache.example:6380/2", want: Options{Network: "tcp", Addr: "cache.example:6380", Username: "u", Password: "pw", DB: 2}, wantTLS: "cache.example"},
+		{url: "rediss://127.0.0.1:6380", want: Options{Network: "tcp", Addr: "127.0.0.1:6380"}, wantTLS: "127.0.0.1"},
+		{url: "unix:///tmp/x.sock", want: Options{Network: "unix", Addr: "/tmp/x.sock"}},
+		{url: "unix:///tmp/x.sock?db=2", want: Options{Network: "unix", Addr: "/tmp/x.sock", DB: 2}},
+		{url: "unix://:pw@/tmp/x.sock", want: Options{Network: "unix", Addr: "/tmp/x.sock", Password: "pw"}},
+		{url: "redis://h?db=4", want: Options{Network: "tcp", Addr: "h:6379", DB: 4}},
+		{url: "redis://h?protocol=2", want: Options{Network: "tcp", Addr: "h:6379", Protocol: 2}},
+		{url: "redis://h?protocol=3", want: Options{Network: "tcp", Addr: "h:6379", Protocol: 3}},
+		{url: "redis://h?client_name=app-1", want: Options{Network: "tcp", Addr: "h:6379", ClientName: "app-1"}},
+		{url: "redis://h?dial_timeout=500ms", want: Options{Network: "tcp", Addr: "h:6379", DialTimeout: 500 * time.Millisecond}},
+		{url: "redis://h?pool_size=4&max_idle=2", want: Options{Network: "tcp", Addr: "h:6379", PoolSize: 4, MaxIdle: 2}},
+		{
+			url:  "redis://u:pw@h:1?db=2&protocol=2&client_name=worker&dial_timeout=2s&pool_size=8&max_idle=3",
+			want: Options{Network: "tcp", Addr: "h:1", Username: "u", Password: "pw", DB: 2, Protocol: 2, ClientName: "worker", DialTimeout: 2 * time.Second, PoolSize: 8, MaxIdle: 3},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.url, func(t *testing.T) {
+			got, err := ParseURL(tc.url)
+			if err != nil {
+				t.Fatalf("ParseURL: %v", err)
+			}
+			switch {
+			case tc.wantTLS == "" && got.TLSConfig != nil:
+				t.Errorf("TLSConfig = %+v, want none", got.TLSConfig)
+			case tc.wantTLS != "" && got.TLSConfig == nil:
+				t.Errorf("no TLSConfig, want one for %s", tc.wantTLS)
+			case tc.wantTLS != "":
+				if got.TLSConfig.ServerName != tc.wantTLS {
+					t.Errorf("TLSConfig.ServerName = %q, want %q", got.TLSConfig.ServerName, tc.wantTLS)
+				}
+				if got.TLSConfig.MinVersion < tls.VersionTLS12 {
+					t.Errorf("TLSConfig.MinVersion = %x, want TLS 1.2 or later", got.TLSConfig.MinVersion)
+				}
+				if got.TLSConfig.InsecureSkipVerify {
+					t.Error("rediss:// turned off certificate verification")
+				}
+			}
+			got.TLSConfig = nil
+			if optionFields(got) != optionFields(tc.want) {
+				t.Errorf("ParseURL(%q)\n got %+v\nwant %+v", tc.url, optionFields(got), optionFields(tc.want))
+			}
+			// Every valid URL here also makes a valid client.
+			if _, err := NewClient(got); err != nil {
+				t.Errorf("NewClient: %v", err)
+			}
+		})
+	}
+}
+
+// optionFields prints every field, the password included, which String
+// would hide. Options holds funcs, so it cannot be compared with ==; two
+// Options without funcs are equal when this prints them the same.
+func optionFields(o Options) string {
+	type plain Options
+	return fmt.Sprintf("%+v", plain(o))
+}
+
+// TestParseURLInvalid: every bad URL is an *OptionError whose Field names
+// the culprit. A URL that parses but holds a bad value is caught by
+// NewClient's checks instead, so each case goes through both.
+func TestParseURLInvalid(t *testing.T) {
+	cases := []struct {
+		url       string
+		field     string // the Field: alternatives split by |, each exact or, ending in *, a prefix
+		mentioned string // something the message must mention
+	}{
+		{"http://h", "URL scheme", `"http"`},
+		{"h:6379", "URL scheme", `"h"`},
+		{"localhost", "URL scheme", `""`},
+		{"redis://h:abc", "URL", "port"},
+		{"redis://h:6379:1", "URL*|Addr", "h:6379"},
+		{"redis://h:99999", "URL*", "99999"},
+		{"redis://h:-1", "URL", "port"},
+		{"redis://[::1", "URL", "]"},
+		{"redis://h/abc", "URL path", `"abc"`},
+		{"redis://h/1/2", "URL path", `"1/2"`},
+		{"redis://h/-1", "DB", "-1"},
+		{"unix://", "URL path", "socket"},
+		{"unix://h", "URL path", "socket"},
+		{"redis://h?db=x", "URL option db", `"x"`},
+		{"redis://h?db=-2", "DB", "-2"},
+		{"redis://h?nosuch=1", "URL option nosuch", "not known"},
+		{"redis://h?DB=1", "URL option DB", "not known"},
+		{"redis://h?protocol=4", "URL option protocol", "2 or 3"},
+		{"redis://h?protocol=three", "URL option protocol", "2 or 3"},
+		{"redis://h?dial_timeout=5", "URL option dial_timeout", "duration"},
+		{"redis://h?dial_timeout=-1s", "DialTimeout", "negative"},
+		{"redis://h?pool_size=many", "URL option pool_size", `"many"`},
+		{"redis://h?pool_size=-1", "PoolSize", "-1"},
+		{"redis://h?max_idle=x", "URL option max_idle", `"x"`},
+		{"redis://h?pool_size=2&max_idle=5", "MaxIdle", "PoolSize"},
+		{"redis://h?client_name=a%20b", "ClientName", "space"},
+		{"redis://h?client_name=a%0Db", "ClientName", "newline"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.url, func(t *testing.T) {
+			opt, err := ParseURL(tc.url)
+			if err == nil {
+				_, err = NewClient(opt)
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) {
+				t.Fatalf("err = %v, want an *OptionError", err)
+			}
+			if !fieldMatches(oe.Field, tc.field) {
+				t.Errorf("Field = %q, want %q (%v)", oe.Field, tc.field, err)
+			}
+			if !strings.Contains(err.Error(), tc.mentioned) {
+				t.Errorf("error %q does not mention %s", err, tc.mentioned)
+			}
+			if OutcomeOf(err) != NotSent {
+				t.Errorf("OutcomeOf = %v, want not sent", OutcomeOf(err))
+			}
+		})
+	}
+}
+
+// fieldMatches reports whether field is one of the alternatives of want,
+// split by |, each exact or, ending in *, a prefix.
+func fieldMatches(field, want string) bool {
+	for _, alt := range strings.Split(want, "|") {
+		if prefix, ok := strings.CutSuffix(alt, "*"); ok && strings.HasPrefix(field, prefix) || field == alt {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOptionsInvalid(t *testing.T) {
+	cases := []struct {
+		name  string
+		opt   Options
+		field string
+	}{
+		{"negative DB", Options{DB: -1}, "DB"},
+		{"MaxIdle over PoolSize", Options{PoolSize: 2, MaxIdle: 3}, "MaxIdle"},
+		{"negative MaxIdle", Options{MaxIdle: -1}, "MaxIdle"},
+		{"negative PoolSize", Options{PoolSize: -1}, "PoolSize"},
+		{"bad Network", Options{Network: "udp"}, "Network"},
+		{"Network in capitals", Options{Network: "TCP"}, "Network"},
+		{"unix without a path", Options{Network: "unix"}, "Addr"},
+		{"Addr without a port", Options{Addr: "localhost"}, "Addr"},
+		{"ClientName with a space", Options{ClientName: "my app"}, "ClientName"},
+		{"ClientName with a newline", Options{ClientName: "app\n"}, "ClientName"},
+		{"ReplyTimeout -5s", Options{ReplyTimeout: -5 * time.Second}, "ReplyTimeout"},
+		{"negative DialTimeout", Options{DialTimeout: -time.Second}, "DialTimeout"},
+		{"Protocol 4", Options{Protocol: 4}, "Protocol"},
+		{"Protocol 1", Options{Protocol: 1}, "Protocol"},
+		{"MaxRetries -2", Options{MaxRetries: -2}, "MaxRetries"},
+		{"negative MaxReplyBytes", Options{MaxReplyBytes: -1}, "MaxReplyBytes"},
+		{"negative MaxReplyElems", Options{MaxReplyElems: -1}, "MaxReplyElems"},
+		{"negative MaxReplyDepth", Options{MaxReplyDepth: -1}, "MaxReplyDepth"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewClient(tc.opt)
+			if err == nil {
+				c.Close()
+				t.Fatalf("NewClient(%s) succeeded", tc.opt)
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Field != tc.field {
+				t.Fatalf("err = %v, want an *OptionError for %s", err, tc.field)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error %q does not name %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestOptionsDefaults: the zero Options means the defaults the Options
+// documentation gives.
+func TestOptionsDefaults(t *testing.T) {
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := c.Options()
+	want := Options{
+		Network:      "tcp",
+		Addr:         "localhost:6379",
+		DialTimeout:  5 * time.Second,
+		PoolSize:     10 * runtime.GOMAXPROCS(0),
+		MaxIdle:      10 * runtime.GOMAXPROCS(0),
+		ReplyTimeout: 10 * time.Second,
+		MaxRetries:   3,
+	}
+	// The reply limits are applied by the reader, which treats 0 as its
+	// default; Options shows them either as 0 or as the documented value.
+	for _, f := range []struct {
+		name     string
+		got, def int64
+	}{
+		{"MaxReplyBytes", got.MaxReplyBytes, 512 << 20},
+		{"MaxReplyElems", got.MaxReplyElems, 1<<32 - 1},
+		{"MaxReplyDepth", int64(got.MaxReplyDepth), 128},
+	} {
+		if f.got != 0 && f.got != f.def {
+			t.Errorf("%s = %d, want the default %d", f.name, f.got, f.def)
+		}
+	}
+	got.MaxReplyBytes, got.MaxReplyElems, got.MaxReplyDepth = 0, 0, 0
+	if optionFields(got) != optionFields(want) {
+		t.Errorf("defaults\n got %+v\nwant %+v", optionFields(got), optionFields(want))
+	}
+	// The same for a unix socket, whose Addr has no default.
+	c2, err := NewClient(Options{Network: "unix", Addr: "/tmp/r.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Close()
+	if o := c2.Options(); o.Addr != "/tmp/r.sock" || o.DialTimeout != 5*time.Second {
+		t.Errorf("unix defaults: %+v", optionFields(o))
+	}
+}
+
+// TestOptionsRoundTrip: Options returns what the client runs with, so a
+// client made from it behaves the same. In particular the -1 that means
+// "never" for ReplyTimeout and MaxRetries must survive, not turn back into
+// the defaults (10s, 3 retries).
+func TestOptionsRoundTrip(t *testing.T) {
+	c1, err := NewClient(Options{Addr: "127.0.0.1:1", ReplyTimeout: -1, MaxRetries: -1, DB: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := NewClient(c1.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	o1, o2 := c1.Options(), c2.Options()
+	if optionFields(o1) != optionFields(o2) {
+		t.Errorf("NewClient(c.Options()).Options() differs from c.Options():\n   c: %s\nnew: %s", optionFields(o1), optionFields(o2))
+	}
+	if c2.opt.MaxRetries != c1.opt.MaxRetries || c2.opt.ReplyTimeout != c1.opt.ReplyTimeout {
+		t.Errorf("a client made from Options() of a client with no retries and no reply timeout has MaxRetries %d (was %d) and ReplyTimeout %v (was %v)",
+			c2.opt.MaxRetries, c1.opt.MaxRetries, c2.opt.ReplyTimeout, c1.opt.ReplyTimeout)
+	}
+}
+
+func TestOptionsStringHidesPassword(t *testing.T) {
+	o := Options{Addr: "h:1", Username: "u", Password: "pw-in-string-test", ClientName: "n"}
+	s := o.String()
+	if strings.Contains(s, "pw-in-string-test") {
+		t.Fatalf("String shows the password: %s", s)
+	}
+	for _, want := range []string{`Addr:"h:1"`, `Username:"u"`, `ClientName:"n"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("String %s does not show %s", s, want)
+		}
+	}
+	// No password, nothing to hide: the placeholder is not shown either.
+	if s := (Options{}).String(); strings.Contains(s, "xxxxx") {
+		t.Errorf("String of Options without a password shows a placeholder: %s", s)
+	}
+}
+
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"redis://",
+		"redis://h",
+		"redis://:pw@h:1/3",
+		"redis://user:pw@h",
+		"redis://pw@h",
+		"redis://user:@h",
+		"redis://:p%40ss@h",
+		"rediss://u:secret@cache.example:6380/2?client_name=x",
+		"unix:///tmp/x.sock?db=2",
+		"unix://:pw@/tmp/x.sock",
+		"redis://h?db=2&protocol=3&client_name=a&dial_timeout=1s&pool_size=3&max_idle=1",
+		"redis://:pw@h:abc",
+		"redis://:pw@h/notadb",
+		"redis://:pw@h?nosuch=pw",
+		"redis://:pw@h?protocol=4",
+		"redis://:pw@[::1]:6379",
+		"redis://:pw@h?dial_timeout=-1s",
+		"redis://:secret@h/secret",
+		"redis://%zz@h",
+		"http://h",
+		"",
+		"::",
+		"redis://:xxx@h",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		opt, err := ParseURL(raw)
+		if err != nil {
+			var oe *OptionError
+			if !errors.As(err, &oe) {
+				t.Fatalf("ParseURL(%q) error %T %v is not an *OptionError", raw, err, err)
+			}
+			if oe.Field == "" {
+				t.Fatalf("ParseURL(%q): OptionError with no Field: %v", raw, err)
+			}
+		} else if c, cerr := NewClient(opt); cerr == nil {
+			c.Close()
+		} else {
+			var oe *OptionError
+			if !errors.As(cerr, &oe) {
+				t.Fatalf("NewClient(ParseURL(%q)) error %T %v is not an *OptionError", raw, cerr, cerr)
+			}
+			err = cerr
+		}
+
+		pw, ok := fuzzPassword(raw)
+		if !ok {
+			return
+		}
+		// What the output would be with no password at all: anything the
+		// password shares with it is not a leak.
+		ref := fuzzReference(raw)
+		leaks := func(what, out string) {
+			for _, form := range []string{pw, strings.Trim(fmt.Sprintf("%q", pw), `"`)} {
+				if strings.Contains(out, form) && !strings.Contains(ref, form) {
+					t.Fatalf("%s for %q shows the password %q: %s", what, raw, pw, out)
+				}
+			}
+		}
+		if err != nil {
+			leaks("the error", err.Error())
+			return
+		}
+		leaks("Options.String", opt.String())
+		leaks("Options %+v", fmt.Sprintf("%+v", opt))
+	})
+}
+
+// fuzzPassword returns the password ParseURL would take from raw: the
+// password of the user info, or the user name alone in the short form.
+func fuzzPassword(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return "", false
+	}
+	pw, ok := u.User.Password()
+	if !ok {
+		pw = u.User.Username()
+	}
+	return pw, pw != ""
+}
+
+// fuzzReference renders what ParseURL and NewClient print for raw with its
+// user info taken out, plus the placeholder String shows for a password.
+func fuzzReference(raw string) string {
+	u, _ := url.Parse(raw)
+	var b strings.Builder
+	// The user name is shown by design, and the other parts of the URL
+	// may be echoed by an error.
+	if _, ok := u.User.Password(); ok {
+		b.WriteString(u.User.Username() + "\x00")
+	}
+	for _, s := range []string{u.Scheme, u.Opaque, u.Host, u.Path, u.RawPath, u.RawQuery, u.Fragment} {
+		b.WriteString(s + "\x00")
+	}
+	for k, vs := range u.Query() {
+		b.WriteString(k + "\x00" + strings.Join(vs, "\x00") + "\x00")
+	}
+	u.User = nil
+	if opt, err := ParseURL(u.String()); err != nil {
+		b.WriteString(err.Error() + "\x00")
+	} else {
+		if _, err := NewClient(opt); err != nil {
+			b.WriteString(err.Error() + "\x00")
+		}
+		opt.Password = "xxxxx"
+		b.WriteString(opt.String() + "\x00" + fmt.Sprintf("%+v", opt) + "\x00")
+	}
+	return b.String()
+}
+
+// unixTestServer starts a server that also listens on a unix socket in a
+// directory of the test, and returns the socket's path.
+func unixTestServer(t *testing.T, args ...string) (*redistest.Server, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "r.sock")
+	srv := redistest.Start(t, append([]string{"--unixsocket", sock, "--unixsocketperm", "700"}, args...)...)
+	return srv, sock
+}
+
+func TestUnixSocket(t *testing.T) {
+	_, sock := unixTestServer(t)
+	ctx := ctxT(t)
+	c, err := Connect(ctx, "unix://"+sock+"?db=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if o := c.Options(); o.Network != "unix" || o.Addr != sock || o.DB != 2 {
+		t.Fatalf("options from the unix URL: %s", o)
+	}
+	if err := c.Set(ctx, "over-unix", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Get(ctx, "over-unix"); err != nil || s != "yes" {
+		t.Fatalf("Get over the unix socket = %q, %v", s, err)
+	}
+	info := clientInfoLine(t, c)
+	if !infoHas(info, "db=2") {
+		t.Fatalf("CLIENT INFO = %q, want db=2", info)
+	}
+	// Dedicated connections use the socket too.
+	tx, err := c.Watch(ctx, "over-unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if s, err := tx.Get(ctx, "over-unix"); err != nil || s != "yes" {
+		t.Fatalf("Tx over the unix socket: Get = %q, %v", s, err)
+	}
+}
+
+// infoHas reports whether a CLIENT INFO line has every field given, as
+// "name=value".
+func infoHas(info string, fields ...string) bool {
+	have := strings.Fields(info)
+	for _, f := range fields {
+		if !slices.Contains(have, f) {
+			return false
+		}
+	}
+	return true
+}
+
+func clientInfoLine(t *testing.T, c *Client) string {
+	t.Helper()
+	v, err := c.Do(ctxT(t), "CLIENT", "INFO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := v.Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestFallbackToRESP2 runs against a server with HELLO renamed away, as a
+// server older than Redis 6 has none.
+func TestFallbackToRESP2(t *testing.T) {
+	ctx := ctxT(t)
+	t.Run("no password", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{ClientName: "fallback-client"}, "--rename-command", "HELLO", "")
+		if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+			t.Fatalf("Ping = %q, %v", s, err)
+		}
+		info := clientInfoLine(t, c)
+		if !infoHas(info, "resp=2") {
+			t.Fatalf("CLIENT INFO = %q, want resp=2", info)
+		}
+		if !infoHas(info, "name=fallback-client") {
+			t.Errorf("CLIENT INFO = %q, want name=fallback-client set by CLIENT SETNAME", info)
+		}
+		m, err := c.HSet(ctx, "h", "a", "1")
+		if err != nil || m != 1 {
+			t.Fatalf("HSet = %d, %v", m, err)
+		}
+		if hm, err := c.HGetAll(ctx, "h"); err != nil || hm["a"] != "1" {
+			t.Fatalf("HGetAll over RESP2 = %v, %v", hm, err)
+		}
+	})
+	t.Run("password", func(t *testing.T) {
+		srv := redistest.Start(t, "--rename-command", "HELLO", "", "--requirepass", "fallback-pw")
+		c, err := NewClient(Options{Addr: srv.Addr, Password: "fallback-pw", DB: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Set(ctx, "k", "v"); err != nil {
+			t.Fatalf("Set after AUTH on a server without HELLO: %v", err)
+		}
+		info := clientInfoLine(t, c)
+		if !infoHas(info, "resp=2", "db=1", "user=default") {
+			t.Fatalf("CLIENT INFO = %q, want resp=2 db=1 user=default", info)
+		}
+		// A wrong password is still refused, at AUTH.
+		bad, err := NewClient(Options{Addr: srv.Addr, Password: "wrong", MaxRetries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bad.Close()
+		_, err = bad.Ping(ctx)
+		var he *HandshakeError
+		var se *Error
+		if !errors.As(err, &he) || he.Step != "AUTH" || !errors.As(err, &se) || se.Prefix != "WRONGPASS" {
+			t.Fatalf("wrong password without HELLO: err = %v, want a *HandshakeError at AUTH with WRONGPASS", err)
+		}
+	})
+	t.Run("Protocol 3 required", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{Protocol: 3, MaxRetries: -1}, "--rename-command", "HELLO", "")
+		_, err := c.Ping(ctx)
+		var he *HandshakeError
+		if !errors.As(err, &he) || he.Step != "HELLO" {
+			t.Fatalf("Protocol 3 on a server without HELLO: err = %v, want a *HandshakeError at HELLO", err)
+		}
+		if !strings.Contains(err.Error(), "HELLO") || !strings.Contains(strings.ToLower(err.Error()), "unknown command") {
+			t.Errorf("error %q does not say the server does not know HELLO", err)
+		}
+		t.Logf("error: %v", err)
+	})
+}
+
+func TestClientNameShown(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	for _, proto := range []int{3, 2} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			name := fmt.Sprintf("named-resp%d", proto)
+			c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto, ClientName: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			info := clientInfoLine(t, c)
+			if !infoHas(info, "name="+name, fmt.Sprintf("resp=%d", proto)) {
+				t.Fatalf("CLIENT INFO = %q, want name=%s resp=%d", info, name, proto)
+			}
+			// Dedicated connections carry the name too.
+			tx, err := c.Watch(ctx, "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			v, err := tx.Do(ctx, "CLIENT", "GETNAME")
+			if s, _ := v.Text(); err != nil || s != name {
+				t.Fatalf("CLIENT GETNAME on a dedicated connection = %v, %v", v, err)
+			}
+		})
+	}
+}

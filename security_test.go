@@ -1,0 +1,685 @@
+package redpipe
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// testPKI is a throwaway certificate authority and a server certificate it
+// signed, written as PEM files for redis-server, plus an unrelated CA that
+// signed nothing the server presents.
+type testPKI struct {
+	certFile, keyFile, caFile string
+	roots                     *x509.CertPool // holds the CA that signed the server's certificate
+	otherRoots                *x509.CertPool // holds only the unrelated CA
+}
+
+// newTestPKI makes the certificates. They are valid for an hour: long
+// enough for any test, short enough to be worthless if they ever leaked.
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caCert, caKey := newTestCA(t, "redpipe test CA")
+	otherCert, _ := newTestCA(t, "redpipe unrelated CA")
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: testSerial(t),
+		Subject:      pkix.Name{CommonName: "redpipe test server"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPKI{
+		certFile:   filepath.Join(dir, "server.crt"),
+		keyFile:    filepath.Join(dir, "server.key"),
+		caFile:     filepath.Join(dir, "ca.crt"),
+		roots:      x509.NewCertPool(),
+		otherRoots: x509.NewCertPool(),
+	}
+	writePEM(t, p.certFile, "CERTIFICATE", der)
+	writePEM(t, p.keyFile, "PRIVATE KEY", keyDER)
+	writePEM(t, p.caFile, "CERTIFICATE", caCert.Raw)
+	p.roots.AddCert(caCert)
+	p.otherRoots.AddCert(otherCert)
+	return p
+}
+
+func newTestCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          testSerial(t),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func testSerial(t *testing.T) *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeLoopbackPort returns a port nothing listened on a moment ago.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startTLSServer starts redis-server with TLS on a port of its own and
+// returns it with that port's address. redistest needs the plain port to
+// see that the server is up, so the server keeps it; the tests below only
+// use the TLS port.
+func startTLSServer(t *testing.T, p testPKI) (*redistest.Server, string) {
+	t.Helper()
+	var lastErr error
+	// The TLS port is found free here but bound later by the server; if
+	// something takes it in between, the server fails to start and another
+	// port is tried.
+	for range 3 {
+		port := freeLoopbackPort(t)
+		srv, err := redistest.StartServer(
+			"--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", p.certFile,
+			"--tls-key-file", p.keyFile,
+			"--tls-ca-cert-file", p.caFile,
+			"--tls-auth-clients", "no",
+		)
+		if err == nil {
+			t.Cleanup(func() { srv.Stop() })
+			return srv, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		}
+		lastErr = err
+	}
+	t.Fatalf("starting redis-server with TLS: %v", lastErr)
+	return nil, ""
+}
+
+func TestTLS(t *testing.T) {
+	p := newTestPKI(t)
+	_, tlsAddr := startTLSServer(t, p)
+
+	t.Run("Options", func(t *testing.T) {
+		// Counting verified handshakes proves the connection is TLS and
+		// that the server's certificate was checked against our CA.
+		var handshakes atomic.Int32
+		c, err := NewClient(Options{Addr: tlsAddr, TLSConfig: &tls.Config{
+			RootCAs: p.roots,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				handshakes.Add(1)
+				return nil
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		if err := c.Set(ctx, "tls:k", "over tls"); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c.Get(ctx, "tls:k"); err != nil || s != "over tls" {
+			t.Fatalf("Get over TLS = %q, %v", s, err)
+		}
+		if n := handshakes.Load(); n != 1 {
+			t.Fatalf("%d verified TLS handshakes, want 1", n)
+		}
+	})
+
+	t.Run("rediss URL", func(t *testing.T) {
+		opt, err := ParseURL("rediss://" + tlsAddr + "/2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opt.TLSConfig == nil || opt.TLSConfig.ServerName != "127.0.0.1" {
+			t.Fatalf("rediss URL gave TLSConfig %+v, want one with ServerName 127.0.0.1", opt.TLSConfig)
+		}
+		// The system roots do not hold the test CA.
+		opt.TLSConfig.RootCAs = p.roots
+		c, err := NewClient(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		if err := c.Set(ctx, "tls:url", "yes"); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c.Get(ctx, "tls:url"); err != nil || s != "yes" {
+			t.Fatalf("Get over rediss = %q, %v", s, err)
+		}
+		info, err := c.Do(ctx, "CLIENT", "INFO")
+		if s, _ := info.Text(); err != nil || !strings.Contains(s, " db=2 ") {
+			t.Fatalf("CLIENT INFO over rediss://.../2 = %q, %v; want db=2", s, err)
+		}
+	})
+
+	t.Run("wrong CA", func(t *testing.T) {
+		c, err := NewClient(Options{Addr: tlsAddr, DialTimeout: 2 * time.Second, TLSConfig: &tls.Config{RootCAs: p.otherRoots}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err = c.Ping(ctx)
+		took := time.Since(start)
+		t.Logf("after %v: %v", took, err)
+		var unknownCA x509.UnknownAuthorityError
+		if !errors.As(err, &unknownCA) || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("Ping with the wrong CA: err = %v, want an x509.UnknownAuthorityError that mentions the certificate", err)
+		}
+		var de *DialError
+		if !errors.As(err, &de) || de.Addr != tlsAddr {
+			t.Errorf("err = %v, want a *DialError naming %s", err, tlsAddr)
+		}
+		if took > 5*time.Second {
+			t.Errorf("a certificate the client cannot trust took %v to refuse", took)
+		}
+	})
+
+	t.Run("plain client on the TLS port", func(t *testing.T) {
+		const dialTimeout = 2 * time.Second
+		c, err := NewClient(Options{Addr: tlsAddr, DialTimeout: dialTimeout, MaxRetries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err = c.Ping(ctx)
+		took := time.Since(start)
+		t.Logf("after %v: %v", took, err)
+		if err == nil {
+			t.Fatal("a client without TLS got a reply from the TLS port")
+		}
+		var he *HandshakeError
+		var de *DialError
+		if !errors.As(err, &he) && !errors.As(err, &de) {
+			t.Errorf("err = %T %v, want a *HandshakeError or *DialError that says the connection could not be set up", err, err)
+		}
+		if took > dialTimeout+time.Second {
+			t.Errorf("failing took %v, more than DialTimeout (%v)", took, dialTimeout)
+		}
+	})
+}
+
+// clientIDsOf returns the ids of the connections of user, as the server's
+// CLIENT LIST shows them.
+func clientIDsOf(t *testing.T, srv *redistest.Server, user string) []string {
+	t.Helper()
+	list, ok := srv.MustDo(t, "CLIENT", "LIST").(string)
+	if !ok {
+		t.Fatal("CLIENT LIST did not reply with text")
+	}
+	var ids []string
+	for line := range strings.Lines(list) {
+		fields := strings.Fields(line)
+		if !slices.Contains(fields, "user="+user) {
+			continue
+		}
+		for _, f := range fields {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+func TestACLLimitedUser(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "limited", "on", ">limited-pw", "~app:*", "+get", "+set")
+	ctx := ctxT(t)
+	c, err := Connect(ctx, "redis://limited:limited-pw@"+srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "app:1", "one"); err != nil {
+		t.Fatal(err)
+	}
+	before := clientIDsOf(t, srv, "limited")
+	if len(before) != 1 {
+		t.Fatalf("the limited user has connections %v, want exactly one", before)
+	}
+	shared := c.shared.Load()
+
+	expectNoperm := func(what string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "NOPERM" {
+			t.Fatalf("%s: err = %v, want an *Error with prefix NOPERM", what, err)
+		}
+		if OutcomeOf(err) != NotApplied {
+			t.Errorf("%s: OutcomeOf = %v, want not applied", what, OutcomeOf(err))
+		}
+	}
+	_, err = c.Del(ctx, "app:1")
+	expectNoperm("DEL, a command the user may not run", err)
+	_, err = c.Get(ctx, "other:1")
+	expectNoperm("GET of a key outside ~app:*", err)
+	expectNoperm("SET of a key outside ~app:*", c.Set(ctx, "other:1", "x"))
+
+	// The refusals were replies like any other: the connection is intact.
+	if s, err := c.Get(ctx, "app:1"); err != nil || s != "one" {
+		t.Fatalf("GET of an allowed key after the refusals = %q, %v", s, err)
+	}
+	if after := clientIDsOf(t, srv, "limited"); !slices.Equal(after, before) {
+		t.Fatalf("the limited user's connections went from %v to %v; the refusals must not cost the connection", before, after)
+	}
+	if c.shared.Load() != shared {
+		t.Fatal("the client replaced its shared connection after a NOPERM reply")
+	}
+}
+
+func TestACLWrongAndMissingPassword(t *testing.T) {
+	ctx := ctxT(t)
+	t.Run("wrong password", func(t *testing.T) {
+		srv := redistest.Start(t)
+		srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">right-pw", "+@all", "~*")
+		_, err := Connect(ctx, "redis://app:wrong-pw@"+srv.Addr)
+		var he *HandshakeError
+		var se *Error
+		if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "WRONGPASS" {
+			t.Fatalf("err = %v, want a *HandshakeError wrapping a WRONGPASS *Error", err)
+		}
+		if he.Step != "HELLO" {
+			t.Errorf("HandshakeError.Step = %q, want HELLO", he.Step)
+		}
+		t.Logf("error: %v", err)
+	})
+	t.Run("missing password", func(t *testing.T) {
+		srv := redistest.Start(t, "--requirepass", "required-pw")
+		c, err := NewClient(Options{Addr: srv.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		_, err = c.Ping(ctx)
+		var he *HandshakeError
+		var se *Error
+		if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "NOAUTH" {
+			t.Fatalf("err = %v, want a *HandshakeError wrapping a NOAUTH *Error", err)
+		}
+		if !strings.Contains(err.Error(), "NOAUTH") {
+			t.Errorf("error %q does not say authentication is required", err)
+		}
+		// A server that wants a password will want it next time too.
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("the refusal took %v: was it retried?", took)
+		}
+		t.Logf("error: %v", err)
+	})
+}
+
+// TestSecretsStayOutOfErrorsAndLogs runs every path that handles a
+// password and checks that none of it shows up in an error, a printed
+// Options, a redacted URL or the log.
+func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
+	const secret = "hunter2-SECRET"
+	var logged bytes.Buffer
+	prevOut, prevFlags := log.Writer(), log.Flags()
+	log.SetOutput(&logged)
+	t.Cleanup(func() {
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+	})
+
+	var texts []string
+	check := func(what, s string) {
+		t.Helper()
+		texts = append(texts, what)
+		if strings.Contains(s, secret) || strings.Contains(s, "SECRET") {
+			t.Errorf("%s shows the password: %s", what, s)
+		}
+	}
+	checkErr := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s: no error", what)
+			return
+		}
+		check(what, err.Error())
+		check(what+" (%+v)", fmt.Sprintf("%+v", err))
+		check(what+" (%#v)", fmt.Sprintf("%#v", err))
+	}
+
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">the-right-one", "+@all", "~*")
+	ctx := ctxT(t)
+
+	_, err := Connect(ctx, "redis://app:"+secret+"@"+srv.Addr)
+	checkErr("Connect with a wrong password in the URL", err)
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "app", Password: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Ping(ctx)
+	checkErr("Ping with a wrong password in Options", err)
+	check("Client.Options().String()", c.Options().String())
+	c.Close()
+
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	_, err = Connect(ctx, "redis://:"+secret+"@"+closed)
+	checkErr("Connect to a closed port", err)
+	c, err = NewClient(Options{Addr: closed, Password: secret, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Ping(ctx)
+	checkErr("Ping on a closed port", err)
+	c.Close()
+
+	for _, u := range []string{
+		"redis://:" + secret + "@127.0.0.1:badport",
+		"redis://user:" + secret + "@127.0.0.1:6379/notadb",
+		"redis://" + secret + "@127.0.0.1:6379/notadb",
+		"redis://:" + secret + "@127.0.0.1?nosuch=1",
+		"redis://:" + secret + "@127.0.0.1?protocol=4",
+		"redis://:" + secret + "@127.0.0.1:6379%zz",
+		"rediss://:" + secret + "@[::1",
+		"unix://:" + secret + "@",
+		"ftp://:" + secret + "@127.0.0.1",
+		"redis://:" + secret + "@127.0.0.1\x7f",
+	} {
+		_, err := ParseURL(u)
+		checkErr(fmt.Sprintf("ParseURL(%q)", strings.ReplaceAll(u, secret, "<pw>")), err)
+	}
+	_, err = NewClient(Options{Password: secret, DB: -1})
+	checkErr("NewClient with a bad DB", err)
+
+	opts := []Options{{Password: secret}, {Username: "u", Password: secret, TLSConfig: &tls.Config{}}}
+	if o, err := ParseURL("redis://" + secret + "@127.0.0.1"); err == nil {
+		opts = append(opts, o)
+	} else {
+		t.Error(err)
+	}
+	for i, o := range opts {
+		check(fmt.Sprintf("Options %d String()", i), o.String())
+		check(fmt.Sprintf("Options %d %%v", i), fmt.Sprintf("%v", o))
+		check(fmt.Sprintf("Options %d %%+v", i), fmt.Sprintf("%+v", o))
+		check(fmt.Sprintf("Options %d %%s", i), fmt.Sprintf("%s", o))
+		check(fmt.Sprintf("*Options %d %%v", i), fmt.Sprintf("%v", &o))
+	}
+
+	for _, u := range []string{
+		"redis://user:" + secret + "@127.0.0.1:6379/0",
+		"redis://:" + secret + "@127.0.0.1",
+		"rediss://u:" + secret + "@localhost:6380?db=1",
+		"unix://:" + secret + "@/tmp/redis.sock",
+		"redis://:" + secret + "@127.0.0.1:badport",
+	} {
+		check(fmt.Sprintf("RedactURL(%q)", strings.ReplaceAll(u, secret, "<pw>")), RedactURL(u))
+	}
+	// redis://secret@host is the password-only short form ParseURL
+	// accepts, so the user part is the password and must be hidden too.
+	t.Run("RedactURL short form", func(t *testing.T) {
+		got := RedactURL("redis://" + secret + "@127.0.0.1:6379/0")
+		if strings.Contains(got, secret) {
+			t.Errorf("RedactURL of the password-only form redis://<pw>@host shows the password: %s", got)
+		}
+	})
+
+	check("the log output", logged.String())
+	t.Logf("checked %d texts", len(texts))
+}
+
+func TestSizeLimitBytes(t *testing.T) {
+	c, _ := newTestClient(t, Options{MaxReplyBytes: 1024})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "big", strings.Repeat("b", 2000)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Get(ctx, "big")
+	var le *resp.LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("GET of a 2000-byte value with MaxReplyBytes 1024: err = %v, want a *resp.LimitError", err)
+	}
+	if le.Size != 2000 || le.Limit != 1024 || !strings.Contains(err.Error(), "1024") || !strings.Contains(err.Error(), "bulk string length") {
+		t.Errorf("LimitError %+v (%q) does not name the size, the limit and what is limited", le, err)
+	}
+	// The connection is gone; a new one serves the next call.
+	if err := c.Set(ctx, "small", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Get(ctx, "small"); err != nil || s != "s" {
+		t.Fatalf("GET of a small value after the limit = %q, %v", s, err)
+	}
+	if s, err := c.Get(ctx, "missing"); !errors.Is(err, ErrNil) {
+		t.Fatalf("GET of a missing key after the limit = %q, %v", s, err)
+	}
+}
+
+func TestSizeLimitElems(t *testing.T) {
+	c, _ := newTestClient(t, Options{MaxReplyElems: 50})
+	ctx := ctxT(t)
+	items := make([]any, 100)
+	for i := range items {
+		items[i] = i
+	}
+	if _, err := c.RPush(ctx, "list", items...); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.LRange(ctx, "list", 0, -1)
+	var le *resp.LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("LRANGE of 100 elements with MaxReplyElems 50: err = %v, want a *resp.LimitError", err)
+	}
+	if le.Size != 100 || le.Limit != 50 || !strings.Contains(err.Error(), "array length") {
+		t.Errorf("LimitError %+v (%q) does not name the size, the limit and what is limited", le, err)
+	}
+	got, err := c.LRange(ctx, "list", 0, 9)
+	if err != nil || len(got) != 10 || got[9] != "9" {
+		t.Fatalf("LRANGE of 10 elements after the limit = %v, %v", got, err)
+	}
+}
+
+func TestSizeLimitDepth(t *testing.T) {
+	c, _ := newTestClient(t, Options{MaxReplyDepth: 5})
+	ctx := ctxT(t)
+	nested := func(depth int) string {
+		return "return " + strings.Repeat("{", depth) + "1" + strings.Repeat("}", depth)
+	}
+	_, err := c.Eval(ctx, nested(10), 0)
+	var le *resp.LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("EVAL returning tables nested 10 deep with MaxReplyDepth 5: err = %v, want a *resp.LimitError", err)
+	}
+	if le.What != "nesting depth" || le.Limit != 5 || !strings.Contains(err.Error(), "nesting depth") {
+		t.Errorf("LimitError %+v (%q) does not name the nesting depth and its limit", le, err)
+	}
+	v, err := c.Eval(ctx, nested(3), 0)
+	if err != nil {
+		t.Fatalf("EVAL nested 3 deep after the limit: %v", err)
+	}
+	for range 3 {
+		elems, err := v.Slice()
+		if err != nil || len(elems) != 1 {
+			t.Fatalf("EVAL nested 3 deep = %v, %v", v, err)
+		}
+		v = elems[0]
+	}
+	if n, err := v.Int64(); err != nil || n != 1 {
+		t.Fatalf("innermost element = %v, %v; want 1", v, err)
+	}
+}
+
+// TestBinarySafety sends keys and values that hold protocol bytes, NULs,
+// invalid UTF-8 and reply lookalikes through every path that carries them,
+// and checks they come back byte for byte.
+func TestBinarySafety(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	big := make([]byte, 1<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	samples := []string{
+		"line\r\nbreak",
+		"\r\n",
+		"nul\x00inside\x00",
+		"\x00",
+		"\xff\xfe invalid utf-8 \xc3\x28",
+		"$5\r\nhello\r\n",
+		"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+		"+OK\r\n",
+		"-ERR not an error\r\n",
+		":1\r\n",
+		"%1\r\n+a\r\n+b\r\n",
+		"",
+		string(big),
+	}
+	name := func(i int) string { return fmt.Sprintf("sample %d (%q)", i, clip(samples[i])) }
+	key := func(s string) string { return "bin:" + s }
+
+	t.Run("Set and Get", func(t *testing.T) {
+		for i, s := range samples {
+			if err := c.Set(ctx, key(s), s); err != nil {
+				t.Fatalf("%s: %v", name(i), err)
+			}
+			got, err := c.Get(ctx, key(s))
+			if err != nil || got != s {
+				t.Fatalf("%s: Get = %q (len %d), %v", name(i), clip(got), len(got), err)
+			}
+		}
+	})
+	t.Run("byte slices", func(t *testing.T) {
+		for i, s := range samples {
+			if err := c.Set(ctx, key(s)+"b", []byte(s)); err != nil {
+				t.Fatalf("%s: %v", name(i), err)
+			}
+			v, err := c.Do(ctx, "GET", []byte(key(s)+"b"))
+			if err != nil {
+				t.Fatalf("%s: %v", name(i), err)
+			}
+			got, err := v.Bytes()
+			if err != nil || !bytes.Equal(got, []byte(s)) {
+				t.Fatalf("%s: GET = %q (len %d), %v", name(i), clip(string(got)), len(got), err)
+			}
+		}
+	})
+	for _, opts := range [][]PipelineOption{{NoTransaction}, nil} {
+		kind := "transaction"
+		if opts != nil {
+			kind = "pipeline"
+		}
+		t.Run(kind, func(t *testing.T) {
+			p := c.Pipeline(opts...)
+			for _, s := range samples {
+				p.Set(key(s)+kind, s).Get(key(s) + kind)
+			}
+			replies, err := p.Exec(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(replies) != 2*len(samples) {
+				t.Fatalf("%d replies for %d commands", len(replies), 2*len(samples))
+			}
+			for i, s := range samples {
+				got, err := replies[2*i+1].Text()
+				if err != nil || got != s {
+					t.Fatalf("%s: GET in a %s = %q (len %d), %v", name(i), kind, clip(got), len(got), err)
+				}
+			}
+		})
+	}
+	t.Run("hash", func(t *testing.T) {
+		var args []any
+		want := map[string]string{}
+		for i, s := range samples {
+			field := s
+			if len(field) > 1024 {
+				field = fmt.Sprint("big field ", i) // one 1 MiB value is enough
+			}
+			args = append(args, field, s)
+			want[field] = s
+		}
+		if _, err := c.HSet(ctx, "bin:hash", args...); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.HGetAll(ctx, "bin:hash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("HGETALL has %d fields, want %d", len(got), len(want))
+		}
+		for f, v := range want {
+			if got[f] != v {
+				t.Fatalf("HGETALL[%q] = %q (len %d), want %q (len %d)", clip(f), clip(got[f]), len(got[f]), clip(v), len(v))
+			}
+		}
+	})
+}
