@@ -3,11 +3,10 @@
 # come through the module proxy.
 
 GO      ?= go
-FUZZTIME ?= 20s
 # Modules with their own go.mod: the core stays free of third-party code.
 MODULES := . cmd/redpipe
 
-.PHONY: all deps demo test check fmt vet unit fuzz
+.PHONY: all deps demo test check fmt vet unit fuzz fuzz-short fault fault-short soak
 
 all: test
 
@@ -23,7 +22,7 @@ deps:
 demo: deps
 	cd cmd/redpipe && $(GO) run . demo
 
-test: deps check unit fuzz
+test: deps check unit fuzz-short fault-short
 
 check: fmt vet
 
@@ -37,5 +36,31 @@ vet:
 unit:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 
+# make test fuzzes briefly; make fuzz for a minute per target.
+fuzz-short:
+	scripts/fuzz.sh ./internal/resp/ FuzzReader 20s
+	scripts/fuzz.sh . FuzzParseURL 10s
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./internal/resp/
+	scripts/fuzz.sh ./internal/resp/ FuzzReader 60s
+	scripts/fuzz.sh . FuzzParseURL 60s
+
+# bench compares redpipe with go-redis and rueidis on a throwaway
+# redis-server and writes bench/RESULTS.md and bench/results.json. The bench
+# module is separate so that the core keeps no third-party dependencies.
+.PHONY: bench
+bench: deps
+	cd bench && $(GO) run . -reps 5 -md RESULTS.md -json results.json
+
+# The fault suite: the client through a fault-injecting proxy, with the
+# server killed every few seconds. Its last line counts the anomalies.
+fault: deps
+	$(GO) run ./internal/faultsuite -duration 90s
+
+fault-short: deps
+	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000
+
+# Many goroutines against one server for two minutes: invariants, errors,
+# heap and RSS growth.
+soak: deps
+	$(GO) run ./internal/soak -duration 120s
