@@ -30,8 +30,13 @@ type Client struct {
 
 	// shared is the connection plain calls use; replaced under dialMu when
 	// it fails. Read without a lock on every call.
-	shared atomic.Pointer[conn.Conn]
-	dialMu sync.Mutex
+	shared  atomic.Pointer[conn.Conn]
+	dialMu  sync.Mutex   // guards dialing
+	dialing *pendingDial // the dial of a new shared connection, or nil
+
+	// life ends when the client is closed, cutting short dials in flight.
+	life    context.Context
+	endLife context.CancelFunc
 
 	pool *pool.Pool[*dedicated]
 
@@ -61,6 +66,7 @@ func NewClient(opt Options) (*Client, error) {
 		live: make(map[*conn.Conn]struct{}),
 	}
 	c.cmds = cmds{r: c}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)
 	return c, nil
 }
@@ -170,25 +176,56 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 	return Value{v}, err
 }
 
-// sharedConn returns the connection for plain calls, dialling a new one if
-// there is none or the last one failed.
+// sharedConn returns the connection for plain calls. If there is none, or
+// the last one failed, one dial starts and every caller waits for it, each
+// for no longer than its own context allows.
 func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	if cn := c.shared.Load(); cn != nil && cn.Alive() {
 		return cn, nil
 	}
 	c.dialMu.Lock()
-	defer c.dialMu.Unlock()
 	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+		c.dialMu.Unlock()
 		return cn, nil
 	}
-	cn, err := c.dial(ctx, true)
-	if err != nil {
-		return nil, err
+	pd := c.dialing
+	if pd == nil {
+		pd = &pendingDial{done: make(chan struct{})}
+		c.dialing = pd
+		go c.dialShared(pd)
 	}
-	if old := c.shared.Swap(cn); old != nil {
+	c.dialMu.Unlock()
+	select {
+	case <-pd.done:
+		return pd.cn, pd.err
+	case <-ctx.Done():
+		return nil, notSent(ctx.Err())
+	}
+}
+
+// pendingDial is a dial of the shared connection that callers wait for.
+type pendingDial struct {
+	done chan struct{} // closed when cn and err are set
+	cn   *conn.Conn
+	err  error
+}
+
+// dialShared dials on behalf of every waiter, so it is bounded by
+// DialTimeout and the client's life, not by the first caller's context.
+func (c *Client) dialShared(pd *pendingDial) {
+	cn, err := c.dial(c.life, true)
+	var old *conn.Conn
+	c.dialMu.Lock()
+	if err == nil {
+		old = c.shared.Swap(cn)
+	}
+	c.dialing = nil
+	c.dialMu.Unlock()
+	if old != nil {
 		c.closeConn(old)
 	}
-	return cn, nil
+	pd.cn, pd.err = cn, err
+	close(pd.done)
 }
 
 // dedicated is a connection lent by the pool.
@@ -221,6 +258,12 @@ func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 // command for as long as its caller likes, does not. Errors are marked not
 // sent: no command has been written yet.
 func (c *Client) dial(ctx context.Context, shared bool) (*conn.Conn, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, notSent(ErrClosed)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
 	defer cancel()
 	nc, err := c.dialNet(ctx)
@@ -376,6 +419,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.endLife()
 	live := make([]*conn.Conn, 0, len(c.live))
 	for cn := range c.live {
 		live = append(live, cn)

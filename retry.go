@@ -80,13 +80,15 @@ func OutcomeOf(err error) Outcome {
 	switch {
 	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
 		return NotSent
+	case errors.Is(err, ErrNotApplied):
+		// Before the connection's own verdict: a transaction lost while
+		// watching wraps an earlier failure, yet its EXEC was never sent.
+		return NotApplied
 	case errors.As(err, &ce):
 		if ce.Unsent {
 			return NotSent
 		}
 		return Unknown
-	case errors.Is(err, ErrNotApplied):
-		return NotApplied
 	case errors.As(err, &cmd):
 		// One command of a batch failed; the others ran.
 		return Unknown

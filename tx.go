@@ -180,7 +180,12 @@ func (t *Tx) lost(err error) {
 // connection goes back to the pool, or is closed if anything is left on it
 // (a reply still due, a failed connection). Calling Close again does
 // nothing.
-func (t *Tx) Close() error {
+func (t *Tx) Close() error { return t.closeWith(context.Background()) }
+
+// closeWith is Close bounded by ctx: a caller whose context has ended does
+// not wait for UNWATCH; its connection is closed instead, which ends the
+// WATCH as surely.
+func (t *Tx) closeWith(ctx context.Context) error {
 	if t.closed {
 		return nil
 	}
@@ -188,12 +193,15 @@ func (t *Tx) Close() error {
 		t.multi.reset()
 		t.multi = nil
 	}
-	clean := t.broken == nil
+	clean := t.broken == nil && t.d.Idle()
 	if clean && t.watching {
-		ctx, cancel := context.WithTimeout(context.Background(), t.c.opt.DialTimeout)
-		err := t.Unwatch(ctx)
-		cancel()
-		clean = err == nil
+		if ctx.Err() != nil {
+			clean = false
+		} else {
+			uctx, cancel := context.WithTimeout(ctx, t.c.opt.DialTimeout)
+			clean = t.Unwatch(uctx) == nil
+			cancel()
+		}
 	}
 	t.closed = true
 	t.c.pool.Put(t.d, clean && !t.watching)
@@ -336,7 +344,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	if err != nil {
 		return zero, nil, err
 	}
-	defer t.Close()
+	defer t.closeWith(ctx)
 	v, err := fn(t)
 	if err != nil {
 		return zero, nil, err

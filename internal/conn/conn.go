@@ -294,7 +294,7 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	// A lone caller (nothing else in line) writes inline; under
 	// concurrency the writer goroutine gathers many callers into one write.
 	if !c.writing && c.head == len(c.queue)-1 && len(part) == len(b) && len(c.wbuf) <= inlineMax {
-		c.writeInline(ctx)
+		c.writeInline()
 		return nil
 	}
 	c.mu.Unlock()
@@ -330,22 +330,16 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 const inlineMax = 16 << 10
 
 // writeInline is called with mu held and the write role free; it takes the
-// role, writes what is pending and releases mu. If the caller's context has
-// a deadline the write is bounded by it, since the caller, unlike the
-// writer goroutine, must not block past it; a write cut short ends the
-// connection, as any partial write must.
-func (c *Conn) writeInline(ctx context.Context) {
+// role, writes what is pending and releases mu. It sets no write deadline:
+// a lone caller's small command lands in an emptied socket buffer at once,
+// and on a stalled connection the stall guard ends it, which unblocks the
+// write. A deadline here would turn the caller's own timeout into a failure
+// of a connection other callers share.
+func (c *Conn) writeInline() {
 	c.writing = true
 	buf := c.takeLocked()
 	c.mu.Unlock()
-	dl, hasDL := ctx.Deadline()
-	if hasDL {
-		c.nc.SetWriteDeadline(dl)
-	}
 	_, err := c.nc.Write(buf)
-	if hasDL {
-		c.nc.SetWriteDeadline(time.Time{})
-	}
 	more := c.release(buf)
 	if err != nil {
 		c.fail(&Error{Op: "write", Err: err})

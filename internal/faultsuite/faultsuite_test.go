@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestFaultsShort runs the suite for a few seconds, long enough for every
+// kind of fault and a kill of the server, and wants no anomaly.
+func TestFaultsShort(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Duration = 8 * time.Second
+	cfg.Workers = 16
+	cfg.Seed = rand.Uint64()
+	cfg.MinFaults = 10
+	cfg.MinCommands = 1000
+	cfg.Log = t.Logf
+	res, err := run(cfg)
+	if err != nil {
+		t.Fatalf("the suite could not run: %v", err)
+	}
+	t.Log(res)
+	for _, p := range res.problems(cfg) {
+		t.Error(p)
+	}
+}
+
+// TestCheckerCatches feeds the epoch checker a log and a server state that
+// disagree in every way it must notice, so that a clean run means the
+// client was clean and not that the checker looked away.
+func TestCheckerCatches(t *testing.T) {
+	srv := redistest.Start(t)
+	s := &suite{cfg: defaultConfig(), srv: srv, start: time.Now()}
+	s.cfg.Log = t.Logf
+	if err := s.openEpoch(1); err != nil {
+		t.Fatal(err)
+	}
+	srv.MustDo(t, "MSET",
+		"in:ok", "1", "in:twice", "2", "in:unsent", "1",
+		"tx:full:a", "v", "tx:full:b", "v", "tx:full:n", "1",
+		"tx:half:a", "v",
+		"xf:refused", "1",
+		accountKey(1, 0), "990") // 10 gone from the accounts' sum
+	s.incrs = []incrEntry{
+		{key: "in:ok", out: applied},
+		{key: "in:twice", out: unknown},  // duplicated
+		{key: "in:unsent", out: notSent}, // duplicated
+		{key: "in:lost", out: applied},   // misaligned: its reply was not its own
+		{key: "in:maybe", out: unknown},  // fine either way
+		{key: "in:gone", out: applied},   // misaligned too
+	}
+	s.txs = []txEntry{
+		{prefix: "tx:full", val: "v", out: applied},
+		{prefix: "tx:half", val: "v", out: unknown}, // half-applied
+		{prefix: "tx:none", val: "v", out: notApplied},
+	}
+	s.xfers = []xferEntry{{marker: "xf:refused", out: notApplied}} // duplicated
+	if err := s.checkEpoch(1); err != nil {
+		t.Fatal(err)
+	}
+	r := s.result()
+	if r.Duplicated != 3 || r.Misaligned != 2 || r.HalfApplied != 2 {
+		t.Errorf("checker found %d duplicated, %d misaligned, %d half-applied; want 3, 2, 2", r.Duplicated, r.Misaligned, r.HalfApplied)
+	}
+	if want := int64(6 + 3*3 + 3); r.Checked != want {
+		t.Errorf("checked %d commands, want %d", r.Checked, want)
+	}
+	// Entries of a closed epoch are dropped, not checked against the next
+	// server.
+	s.record(1, func() { t.Error("recorded into a closed epoch") })
+}
+
+// TestTransactionReturnsByDeadline: Client.Transaction must return by its
+// context's deadline (give or take the hung margin) even when the server
+// stops answering in the middle of it. The fault suite's hung counter
+// finds this only when a stall outlasts DialTimeout; here it is forced.
+func TestTransactionReturnsByDeadline(t *testing.T) {
+	srv := redistest.Start(t)
+	p := redistest.StartProxy(t, srv.Addr)
+	// A DialTimeout well above the margin makes an overrun unmistakable.
+	c, err := redpipe.NewClient(redpipe.Options{Addr: p.Addr, DialTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const deadline = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Transaction(ctx, func(tx *redpipe.Tx) error {
+		if _, err := tx.Do(ctx, "GET", "k"); err != nil {
+			return err
+		}
+		p.Stall(redistest.ServerToClient, true) // EXEC's reply never comes
+		tx.Multi().Set("k", "v")
+		return nil
+	}, "k")
+	elapsed := time.Since(start)
+	p.Reset()
+	if err == nil {
+		t.Fatal("the transaction succeeded with its reply stalled")
+	}
+	if elapsed > deadline+hungAfter {
+		t.Errorf("Transaction returned %v after a %v deadline (%v)", elapsed.Round(time.Millisecond), deadline, err)
+	}
+}
+
+// TestDeadlineErrorsAreContextErrors: a call that runs out of time on a
+// healthy connection must fail with an error matching the context's, and
+// must not take the shared connection, and the other calls on it, down.
+func TestDeadlineErrorsAreContextErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := redpipe.NewClient(redpipe.Options{Addr: srv.Addr, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do(context.Background(), "PING"); err != nil {
+		t.Fatal(err)
+	}
+	var timedOut, other int
+	start := time.Now()
+	// Deadlines of a few microseconds end some calls before they are put
+	// in line, some while they are written and some while they wait.
+	for i := 0; i < 20000 && other < 5 && time.Since(start) < 10*time.Second; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%40)*time.Microsecond)
+		_, err := c.Do(ctx, "PING")
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded):
+			timedOut++
+		default:
+			other++
+			t.Errorf("a call that ran out of time failed with %q (outcome %v), which is not the context's error", err, redpipe.OutcomeOf(err))
+		}
+	}
+	t.Logf("%d calls ran out of time", timedOut)
+}
+
+// TestDialWaitHonoursContext: a call that finds no usable shared
+// connection waits for the one being dialled by another call, and must
+// stop waiting when its own context ends.
+func TestDialWaitHonoursContext(t *testing.T) {
+	srv := redistest.Start(t)
+	p := redistest.StartProxy(t, srv.Addr)
+	c, err := redpipe.NewClient(redpipe.Options{Addr: p.Addr, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The handshake's reply never comes, so the first call holds the dial
+	// for as long as its context allows.
+	p.Stall(redistest.ServerToClient, true)
+	defer p.Reset()
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := c.Do(ctx, "PING")
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let it start dialling
+	const deadline = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Do(ctx, "PING")
+	elapsed := time.Since(start)
+	if elapsed > deadline+hungAfter {
+		t.Errorf("a call with a %v deadline returned after %v (%v), waiting for another call's dial", deadline, elapsed.Round(time.Millisecond), err)
+	}
+	p.Reset()
+	<-first
+}
+
+// TestOutcomeAgreesWithErrNotApplied: an error that matches ErrNotApplied
+// says the transaction certainly did not run, so OutcomeOf must not call
+// it unknown. Exec on a Tx whose connection was lost while watching is
+// such an error.
+func TestOutcomeAgreesWithErrNotApplied(t *testing.T) {
+	srv := redistest.Start(t)
+	p := redistest.StartProxy(t, srv.Addr)
+	c, err := redpipe.NewClient(redpipe.Options{Addr: p.Addr, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	p.Cut(redistest.CutRST)
+	if _, err := tx.Do(ctx, "GET", "k"); err == nil {
+		t.Fatal("GET succeeded on a reset connection")
+	}
+	_, err = tx.Multi().Set("k", "v").Exec(ctx)
+	if !errors.Is(err, redpipe.ErrNotApplied) {
+		t.Fatalf("Exec after the connection was lost: %v, want an error matching ErrNotApplied", err)
+	}
+	if o := redpipe.OutcomeOf(err); o != redpipe.NotApplied {
+		t.Errorf("OutcomeOf(%q) = %v, but the error matches ErrNotApplied", err, o)
+	}
+	if v := srv.MustDo(t, "GET", "k"); v != nil {
+		t.Errorf("the transaction ran: k = %v", v)
+	}
+}
