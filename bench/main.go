@@ -1,9 +1,240 @@
+// Command bench measures redpipe side by side with go-redis v9 and rueidis
+// on a redis-server of its own, with redis-benchmark on the same server as
+// the limit any client could reach.
+//
+//	go run . [-scenario S1,S3] [-reps N] [-json FILE] [-md FILE]
+//
+// It prints a markdown report and exits non-zero if any client returned a
+// wrong answer, whatever its speed.
 package main
 
 import (
-	_ "github.com/redis/go-redis/v9"
-	_ "github.com/redis/rueidis"
-	_ "github.com/redpipe/redpipe"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
-func main() {}
+func main() {
+	// The S6 child is this same binary; the flag is kept out of -help.
+	if len(os.Args) > 1 && os.Args[1] == "-child" {
+		os.Exit(childMain(os.Args[1:]))
+	}
+	scen := flag.String("scenario", "", "comma-separated scenarios to run, from "+strings.Join(scenarioNames, ",")+" (default all)")
+	reps := flag.Int("reps", 5, "repetitions of every case, at least 1")
+	jsonOut := flag.String("json", "", "write the records as JSON to this file")
+	mdOut := flag.String("md", "", "write the markdown report to this file")
+	flag.Parse()
+
+	cfg := fullConfig()
+	cfg.reps = *reps
+	if err := benchMain(cfg, *scen, *jsonOut, *mdOut); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func benchMain(cfg config, scen, jsonOut, mdOut string) error {
+	if cfg.reps < 1 {
+		return fmt.Errorf("-reps must be at least 1")
+	}
+	selected, err := parseScenarios(scen)
+	if err != nil {
+		return err
+	}
+	if cfg.exe, err = os.Executable(); err != nil {
+		return err
+	}
+	// An interrupt cancels the run so that the server is still stopped.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rp, err := run(ctx, cfg, selected, os.Stderr)
+	if err != nil {
+		return err
+	}
+	md := rp.markdown()
+	fmt.Print(md)
+	if mdOut != "" {
+		if err := os.WriteFile(mdOut, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(rp.Records, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseScenarios(s string) ([]string, error) {
+	if s == "" {
+		return scenarioNames, nil
+	}
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.ToUpper(strings.TrimSpace(name))
+		if !slices.Contains(scenarioNames, name) {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", name, strings.Join(scenarioNames, ","))
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	// Run in the canonical order whatever order they were given in.
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(scenarioNames, a) - slices.Index(scenarioNames, b) })
+	return out, nil
+}
+
+// run starts the server, runs the scenarios and stops the server.
+// Progress goes to logw, one line per measured run.
+func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (rp *report, err error) {
+	srv, err := redistest.StartServer()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := srv.Stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	e := &env{cfg: cfg, srv: srv}
+	rp = &report{Started: time.Now(), Reps: cfg.reps}
+	info, err := e.do("INFO", "server")
+	if err != nil {
+		return nil, err
+	}
+	rp.Machine = describeMachine(infoField(fmt.Sprint(info), "redis_version"))
+
+	var clients []client
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for _, name := range libraries {
+		c, err := openClient(ctx, name, srv.Addr)
+		if err != nil {
+			return nil, err
+		}
+		clients = append(clients, c)
+		if err := c.Set(ctx, "bench:warmup", "1"); err != nil {
+			return nil, fmt.Errorf("%s: first command: %w", name, err)
+		}
+	}
+
+	for _, name := range scenarios {
+		if name == "S7" {
+			recs, err := runS7(ctx, e, logw)
+			if err != nil {
+				return nil, err
+			}
+			rp.Records = append(rp.Records, recs...)
+			continue
+		}
+		for _, bc := range cases(name, cfg) {
+			recs, err := runCase(ctx, e, clients, bc, logw)
+			if err != nil {
+				return nil, err
+			}
+			rp.Records = append(rp.Records, recs...)
+		}
+	}
+	addSpeedups(rp.Records)
+	rp.Elapsed = time.Since(rp.Started)
+	rp.Machine.LoadAfter = loadAvg()
+	return rp, nil
+}
+
+// runCase runs one case for every client and every repetition. Each
+// repetition starts with a different client, so that none always runs
+// first after a flush or last on a warmed-up machine.
+func runCase(ctx context.Context, e *env, clients []client, bc benchCase, logw io.Writer) ([]record, error) {
+	names := make([]string, len(clients))
+	for i, c := range clients {
+		names[i] = c.Name()
+	}
+	samples := make([][]sample, e.cfg.reps)
+	for rep := range samples {
+		samples[rep] = make([]sample, len(clients))
+		for k := range clients {
+			i := (rep + k) % len(clients)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err := e.flush(); err != nil {
+				return nil, err
+			}
+			s, err := bc.run(ctx, e, clients[i])
+			if err == nil && (s.ops <= 0 || s.dur <= 0) {
+				err = fmt.Errorf("measured %d ops in %v", s.ops, s.dur)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s %s, %s, repetition %d: %w", bc.scenario, bc.name, names[i], rep+1, err)
+			}
+			samples[rep][i] = s
+			fmt.Fprintf(logw, "%s %-15s %-9s rep %d/%d: %s ops/s\n", bc.scenario, bc.name, names[i], rep+1, e.cfg.reps,
+				grouped(float64(s.ops)/s.dur.Seconds()))
+		}
+	}
+	return aggregate(bc.scenario, bc.name, names, samples), nil
+}
+
+// runS7 runs redis-benchmark at every depth, the repetitions interleaved
+// across depths, and reports each test at each depth as its own case.
+func runS7(ctx context.Context, e *env, logw io.Writer) ([]record, error) {
+	depths := make([]int, 0, len(e.cfg.s7N))
+	for d := range e.cfg.s7N {
+		depths = append(depths, d)
+	}
+	slices.Sort(depths)
+	samples := make(map[string][][]sample)
+	for rep := range e.cfg.reps {
+		for _, d := range depths {
+			if err := e.flush(); err != nil {
+				return nil, err
+			}
+			n := e.cfg.s7N[d]
+			rps, err := runBenchmarkTool(ctx, e, d, n)
+			if err != nil {
+				return nil, fmt.Errorf("S7, repetition %d: %w", rep+1, err)
+			}
+			for _, t := range benchmarkTests {
+				name := fmt.Sprintf("%s-P%d", t, d)
+				dur := time.Duration(float64(n) / rps[t] * float64(time.Second))
+				samples[name] = append(samples[name], []sample{{ops: n, dur: dur}})
+				fmt.Fprintf(logw, "S7 %-15s redis-benchmark rep %d/%d: %s ops/s\n", name, rep+1, e.cfg.reps, grouped(rps[t]))
+			}
+		}
+	}
+	var recs []record
+	for _, d := range depths {
+		for _, t := range benchmarkTests {
+			name := fmt.Sprintf("%s-P%d", t, d)
+			recs = append(recs, aggregate("S7", name, []string{"redis-benchmark"}, samples[name])...)
+		}
+	}
+	return recs, nil
+}
+
+// infoField picks one "key:value" line out of an INFO reply.
+func infoField(info, key string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
+			return v
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestMain lets the test binary stand in for the bench binary when S6
+// re-executes itself as a child.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-child" {
+		os.Exit(childMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func testConfig(t *testing.T) config {
+	cfg := tinyConfig()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.exe = exe
+	return cfg
+}
+
+// TestEveryScenarioTiny runs every scenario once, at small sizes, for all
+// three libraries and redis-benchmark, so that the verification of each
+// case is itself exercised against correct clients.
+func TestEveryScenarioTiny(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	rp, err := run(ctx, testConfig(t), scenarioNames, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string][]string)
+	for _, r := range rp.Records {
+		k := r.Scenario + " " + r.Case
+		seen[k] = append(seen[k], r.Client)
+		if !(r.OpsPerSec > 0) || !(r.NsPerOp > 0) || r.Reps != 1 {
+			t.Errorf("%s %s: bad record %+v", k, r.Client, r)
+		}
+		if r.Client == "redis-benchmark" {
+			continue
+		}
+		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.RatioVsBestPeer == nil {
+			t.Errorf("%s %s: missing allocations or ratio: %+v", k, r.Client, r)
+		}
+		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {
+			t.Errorf("%s %s: peak RSS is %v", k, r.Client, r.PeakRSSMiB)
+		}
+		if (r.Case == "watch-contended") != (r.Retries != nil) {
+			t.Errorf("%s %s: retries is %v", k, r.Client, r.Retries)
+		}
+	}
+	want := map[string]int{"S1 seq": 3, "S1 pipelined": 3, "S2 no-pipeline": 3, "S2 pipeline": 3,
+		"S3 depth-10": 3, "S3 depth-100": 3, "S4 multi-10": 3, "S4 watch-contended": 3,
+		"S5 g4": 3, "S5 g16": 3, "S6 pipeline-1m": 3,
+		"S7 set-P1": 1, "S7 get-P1": 1, "S7 incr-P1": 1, "S7 set-P16": 1, "S7 get-P16": 1, "S7 incr-P16": 1}
+	for k, n := range want {
+		if len(seen[k]) != n {
+			t.Errorf("%s: records for %v, want %d clients", k, seen[k], n)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("cases %v, want %d of them", seen, len(want))
+	}
+	md := rp.markdown()
+	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "redis-server 7."} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
+	}
+}
+
+// liar is a client that is fast because it is wrong: it skips work or
+// returns made-up answers. Every case must catch it.
+type liar struct{ client }
+
+func (l liar) Incr(ctx context.Context, key string) (int64, error) {
+	v, err := l.client.Incr(ctx, key)
+	if v > 3 {
+		v++ // right at first, wrong later
+	}
+	return v, err
+}
+
+func (l liar) Get(ctx context.Context, key string) (string, error) {
+	v, err := l.client.Get(ctx, key)
+	return strings.ToUpper(v), err
+}
+
+func (l liar) PipelineIncr(ctx context.Context, key string, n int) (int64, error) {
+	return int64(n), nil
+}
+func (l liar) PipelineSetGet(ctx context.Context, keys, vals []string) error { return nil }
+func (l liar) PipelineSet(ctx context.Context, keys []string, val string) error {
+	return l.client.PipelineSet(ctx, keys[:len(keys)-1], val)
+}
+func (l liar) MultiIncr(ctx context.Context, key string, n int) (int64, error) {
+	return l.client.MultiIncr(ctx, key, n-1)
+}
+func (l liar) WatchIncr(ctx context.Context, key string) (int, error) { return 0, nil }
+func (l liar) Concurrent() (client, error)                            { return l, nil }
+
+func TestVerificationCatchesWrongAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := redistest.Start(t)
+	e := &env{cfg: testConfig(t), srv: srv}
+	c, err := openClient(ctx, "redpipe", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, name := range []string{"S1", "S2", "S3", "S4", "S5"} {
+		for _, bc := range cases(name, e.cfg) {
+			if err := e.flush(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bc.run(ctx, e, liar{c}); err == nil {
+				t.Errorf("%s %s: a lying client passed", bc.scenario, bc.name)
+			} else {
+				t.Logf("%s %s: %v", bc.scenario, bc.name, err)
+			}
+		}
+	}
+}
+
+func TestAggregateRatiosAndSpread(t *testing.T) {
+	s := func(ops int, ms int) sample {
+		return sample{ops: ops, dur: time.Duration(ms) * time.Millisecond, hasMem: true, allocs: uint64(2 * ops)}
+	}
+	// Three repetitions of two clients; b is twice as fast in each, while
+	// the machine's speed changes between repetitions.
+	recs := aggregate("SX", "c", []string{"a", "b"}, [][]sample{
+		{s(100, 100), s(200, 100)},
+		{s(100, 50), s(200, 50)},
+		{s(100, 200), s(200, 200)},
+	})
+	a, b := recs[0], recs[1]
+	if a.OpsPerSec != 1000 || a.MinOpsPerSec != 500 || a.MaxOpsPerSec != 2000 {
+		t.Errorf("a: %+v", a)
+	}
+	if *a.RatioVsBestPeer != 0.5 || *b.RatioVsBestPeer != 2 || *a.AllocsPerOp != 2 {
+		t.Errorf("ratios %v %v, allocs %v", *a.RatioVsBestPeer, *b.RatioVsBestPeer, *a.AllocsPerOp)
+	}
+	js, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(js, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"scenario", "case", "client", "ops_per_sec", "ns_per_op", "allocs_per_op",
+		"bytes_per_op", "peak_rss_mib", "ratio_vs_best_peer"} {
+		if _, ok := fields[f]; !ok {
+			t.Errorf("JSON record lacks %q: %s", f, js)
+		}
+	}
+	if median([]float64{3, 1, 2, 10}) != 2.5 || !slices.Equal(mustParse(t, "s3,S1"), []string{"S1", "S3"}) {
+		t.Error("median or scenario parsing is off")
+	}
+}
+
+func mustParse(t *testing.T, s string) []string {
+	t.Helper()
+	out, err := parseScenarios(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

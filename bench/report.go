@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// record is one line of results.json: the medians over the repetitions of
+// one case run by one client. Fields that do not apply (allocations of
+// redis-benchmark, RSS outside S6, a ratio with no peer) are null.
+type record struct {
+	Scenario        string   `json:"scenario"`
+	Case            string   `json:"case"`
+	Client          string   `json:"client"`
+	OpsPerSec       float64  `json:"ops_per_sec"`
+	NsPerOp         float64  `json:"ns_per_op"`
+	AllocsPerOp     *float64 `json:"allocs_per_op"`
+	BytesPerOp      *float64 `json:"bytes_per_op"`
+	PeakRSSMiB      *float64 `json:"peak_rss_mib"`
+	RatioVsBestPeer *float64 `json:"ratio_vs_best_peer"`
+
+	MinOpsPerSec float64  `json:"min_ops_per_sec"`
+	MaxOpsPerSec float64  `json:"max_ops_per_sec"`
+	Reps         int      `json:"reps"`
+	Ops          float64  `json:"ops"` // operations in one repetition (median)
+	Retries      *float64 `json:"retries,omitempty"`
+	BaseRSSMiB   *float64 `json:"base_rss_mib,omitempty"`
+	SpeedupVsSeq *float64 `json:"speedup_vs_seq,omitempty"`
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// aggregate turns samples[rep][client] into one record per client. The
+// ratio to the best peer is taken within each repetition, where the
+// clients ran back to back under the same machine load, and then the
+// median of those ratios is reported.
+func aggregate(scenario, name string, clients []string, samples [][]sample) []record {
+	var out []record
+	for ci, cl := range clients {
+		var ops, ns, allocs, bytes, ratios, retries, rss, base, count []float64
+		for _, rep := range samples {
+			s := rep[ci]
+			rate := float64(s.ops) / s.dur.Seconds()
+			ops = append(ops, rate)
+			ns = append(ns, float64(s.dur.Nanoseconds())/float64(s.ops))
+			count = append(count, float64(s.ops))
+			if s.hasMem {
+				allocs = append(allocs, float64(s.allocs)/float64(s.ops))
+				bytes = append(bytes, float64(s.bytes)/float64(s.ops))
+			}
+			if s.hasRet {
+				retries = append(retries, float64(s.retries))
+			}
+			if s.peakRSS > 0 {
+				rss = append(rss, s.peakRSS)
+				base = append(base, s.baseRSS)
+			}
+			if len(clients) > 1 {
+				best := 0.0
+				for cj := range clients {
+					if cj != ci {
+						best = max(best, float64(rep[cj].ops)/rep[cj].dur.Seconds())
+					}
+				}
+				ratios = append(ratios, rate/best)
+			}
+		}
+		r := record{
+			Scenario: scenario, Case: name, Client: cl,
+			OpsPerSec: median(ops), NsPerOp: median(ns), Ops: median(count),
+			MinOpsPerSec: slices.Min(ops), MaxOpsPerSec: slices.Max(ops), Reps: len(ops),
+		}
+		opt := func(xs []float64) *float64 {
+			if len(xs) == 0 {
+				return nil
+			}
+			return ptr(median(xs))
+		}
+		r.AllocsPerOp, r.BytesPerOp = opt(allocs), opt(bytes)
+		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
+		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
+		out = append(out, r)
+	}
+	return out
+}
+
+// addSpeedups sets, on each client's S1 pipelined record, how many times
+// faster it was than the same client's one-by-one run.
+func addSpeedups(recs []record) {
+	seq := make(map[string]float64)
+	for _, r := range recs {
+		if r.Scenario == "S1" && r.Case == "seq" {
+			seq[r.Client] = r.OpsPerSec
+		}
+	}
+	for i, r := range recs {
+		if r.Scenario == "S1" && r.Case == "pipelined" && seq[r.Client] > 0 {
+			recs[i].SpeedupVsSeq = ptr(r.OpsPerSec / seq[r.Client])
+		}
+	}
+}
+
+// machine describes where the numbers were taken.
+type machine struct {
+	CPUs       int
+	GOMAXPROCS int
+	CPUModel   string
+	Kernel     string
+	GoVersion  string
+	Redis      string
+	Libraries  []string
+	LoadBefore string // /proc/loadavg when the run started
+	LoadAfter  string
+}
+
+func describeMachine(redisVersion string) machine {
+	m := machine{
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPUModel: cpuModel(), GoVersion: runtime.Version(), Redis: redisVersion,
+	}
+	m.Kernel = firstLine("/proc/sys/kernel/osrelease")
+	m.LoadBefore = loadAvg()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/redis/go-redis/v9", "github.com/redis/rueidis":
+				m.Libraries = append(m.Libraries, d.Path+" "+d.Version)
+			}
+		}
+	}
+	return m
+}
+
+func firstLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return line
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages: on a shared machine
+// they say how much the numbers were disturbed.
+func loadAvg() string {
+	f := strings.Fields(firstLine("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// report is everything the markdown and JSON outputs are made from.
+type report struct {
+	Started time.Time
+	Elapsed time.Duration
+	Reps    int
+	Machine machine
+	Records []record
+}
+
+// grouped formats a rate with thousands separators, which is how the
+// tables stay readable across six orders of magnitude.
+func grouped(v float64) string {
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func fmtOpt(v *float64, format string) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf(format, *v)
+}
+
+func fmtNs(v float64) string {
+	if v >= 100 {
+		return grouped(v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func (rp *report) markdown() string {
+	var b strings.Builder
+	m := rp.Machine
+	fmt.Fprintf(&b, "# redpipe benchmarks\n\n")
+	fmt.Fprintf(&b, "- date: %s (took %s)\n", rp.Started.UTC().Format("2006-01-02 15:04 UTC"), rp.Elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), GOMAXPROCS %d, %s, Linux %s; shared with other work (load average %s at the start, %s at the end)\n",
+		m.CPUs, m.GOMAXPROCS, m.CPUModel, m.Kernel, m.LoadBefore, m.LoadAfter)
+	fmt.Fprintf(&b, "- software: %s, redis-server %s, %s\n", m.GoVersion, m.Redis, strings.Join(m.Libraries, ", "))
+	fmt.Fprintf(&b, "- repetitions: %d per case, clients in rotating order; values are medians, spread is the min–max of ops/s over the repetitions\n", rp.Reps)
+	b.WriteString(methodNotes)
+
+	b.WriteString("\n## Results\n\n")
+	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rp.Records {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s |\n",
+			r.Scenario, r.Case, r.Client, grouped(r.OpsPerSec), grouped(r.MinOpsPerSec), grouped(r.MaxOpsPerSec),
+			fmtNs(r.NsPerOp), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
+			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
+	}
+
+	var speedups []record
+	for _, r := range rp.Records {
+		if r.SpeedupVsSeq != nil {
+			speedups = append(speedups, r)
+		}
+	}
+	if len(speedups) > 0 {
+		b.WriteString("\n## S1: one pipeline against one call per INCR\n\n")
+		b.WriteString("| client | seq ops/s | pipelined ops/s | speedup |\n| --- | ---: | ---: | ---: |\n")
+		for _, r := range speedups {
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f× |\n", r.Client, grouped(r.OpsPerSec / *r.SpeedupVsSeq), grouped(r.OpsPerSec), *r.SpeedupVsSeq)
+		}
+	}
+
+	fmt.Fprintf(&b, "\n## Where redpipe is behind\n\nThroughput below %.2f× the best peer, or allocations, bytes or RSS over 5%% above the leanest peer.\n\n", tieRatio)
+	behind := rp.behind()
+	if len(behind) == 0 {
+		b.WriteString("Nowhere: redpipe is within noise of the best peer or ahead in throughput, allocations and memory in every case.\n")
+	}
+	for _, s := range behind {
+		b.WriteString("- " + s + "\n")
+	}
+	return b.String()
+}
+
+const methodNotes = `
+Method: one redis-server (redistest, persistence off) on a loopback port;
+FLUSHDB before every client run; every reply and the final state are
+checked, through a separate connection, and a wrong answer fails the run.
+ops/s counts commands, except S4 watch-contended (committed transactions)
+and S7 (requests as redis-benchmark counts them). allocs/op and B/op are
+runtime.MemStats deltas over the run divided by ops (for S6, in the child
+process that ran it). "vs best peer" is the client's ops/s over the best
+other client's in the same repetition, median over repetitions (so it
+can fall below 1 for a client whose median ops/s is the highest). S6 runs
+each library in a child process and reports its VmHWM; the million
+prebuilt key strings are part of every child's baseline. For many
+goroutines (S5) go-redis uses its (experimental) AutoPipeline, as its
+README advises; redpipe and rueidis batch concurrent calls by default.
+S7 is redis-benchmark (50 connections) on the same server: the server's
+limit, not a client.
+`
+
+// tieRatio is how far below the best peer redpipe's throughput must fall
+// to be listed as behind: on a shared machine a few percent is noise.
+const tieRatio = 0.97
+
+// behind lists every case where redpipe falls short of its best peer:
+// a throughput ratio below tieRatio, or more allocations, bytes or RSS
+// than the leanest peer by over 5% and a margin that matters.
+func (rp *report) behind() []string {
+	byCase := make(map[string][]record)
+	var order []string
+	for _, r := range rp.Records {
+		if r.Client == "redis-benchmark" {
+			continue
+		}
+		k := r.Scenario + " " + r.Case
+		if byCase[k] == nil {
+			order = append(order, k)
+		}
+		byCase[k] = append(byCase[k], r)
+	}
+	metrics := []struct {
+		label, format string
+		margin        float64
+		get           func(record) *float64
+	}{
+		{"allocs/op", "%.2f", 0.05, func(r record) *float64 { return r.AllocsPerOp }},
+		{"B/op", "%.0f", 16, func(r record) *float64 { return r.BytesPerOp }},
+		{"peak RSS MiB", "%.0f", 8, func(r record) *float64 { return r.PeakRSSMiB }},
+	}
+	var out []string
+	for _, k := range order {
+		var me *record
+		var peers, all []string
+		for i, r := range byCase[k] {
+			all = append(all, r.Client+" "+grouped(r.OpsPerSec))
+			if r.Client == "redpipe" {
+				me = &byCase[k][i]
+			} else {
+				peers = append(peers, r.Client)
+			}
+		}
+		if me == nil || len(peers) == 0 {
+			continue
+		}
+		var what []string
+		if r := me.RatioVsBestPeer; r != nil && *r < tieRatio {
+			what = append(what, fmt.Sprintf("throughput %.2f× the best peer (median ops/s: %s)", *r, strings.Join(all, ", ")))
+		}
+		for _, m := range metrics {
+			mine := m.get(*me)
+			if mine == nil {
+				continue
+			}
+			best, who := math.Inf(1), ""
+			for _, p := range byCase[k] {
+				if v := m.get(p); p.Client != "redpipe" && v != nil && *v < best {
+					best, who = *v, p.Client
+				}
+			}
+			if *mine > best*1.05 && *mine-best >= m.margin {
+				what = append(what, fmt.Sprintf("%s "+m.format+" vs "+m.format+" (%s)", m.label, *mine, best, who))
+			}
+		}
+		if len(what) > 0 {
+			out = append(out, k+": "+strings.Join(what, "; "))
+		}
+	}
+	return out
+}

@@ -1,0 +1,557 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// config sizes every scenario. fullConfig is what the command runs;
+// tests use tinyConfig so that the verification code runs in seconds.
+type config struct {
+	reps     int
+	minDur   time.Duration // S2, S3 and S4's multi cases repeat until this long
+	s1Ops    int
+	s2Pairs  int
+	s3Depths []int
+	s4Depths []int
+	watchG   int // goroutines contending in watch-contended
+	watchN   int // increments per goroutine
+	s5Gs     []int
+	s5Ops    int
+	s6Ops    int
+	s7N      map[int]int // redis-benchmark -n for each -P depth
+	exe      string      // the binary S6 re-executes as its child
+}
+
+func fullConfig() config {
+	return config{
+		reps:     5,
+		minDur:   300 * time.Millisecond,
+		s1Ops:    100000,
+		s2Pairs:  1000,
+		s3Depths: []int{10, 100, 1000, 10000},
+		s4Depths: []int{10, 100},
+		watchG:   8,
+		watchN:   250,
+		s5Gs:     []int{64, 512},
+		s5Ops:    200000,
+		s6Ops:    1000000,
+		s7N:      map[int]int{1: 100000, 16: 500000, 100: 1000000, 1000: 1000000},
+	}
+}
+
+func tinyConfig() config {
+	return config{
+		reps:     1,
+		minDur:   5 * time.Millisecond,
+		s1Ops:    500,
+		s2Pairs:  20,
+		s3Depths: []int{10, 100},
+		s4Depths: []int{10},
+		watchG:   4,
+		watchN:   10,
+		s5Gs:     []int{4, 16},
+		s5Ops:    800,
+		s6Ops:    2000,
+		s7N:      map[int]int{1: 1000, 16: 2000},
+	}
+}
+
+// scenarioNames lists every scenario in the order they run.
+var scenarioNames = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
+
+// sample is one measured run of one case by one client.
+type sample struct {
+	ops     int
+	dur     time.Duration
+	allocs  uint64 // heap allocations during the run
+	bytes   uint64 // heap bytes allocated during the run
+	hasMem  bool   // allocs and bytes were measured (not for redis-benchmark)
+	retries int
+	hasRet  bool
+	peakRSS float64 // MiB, S6 only
+	baseRSS float64 // MiB before the pipeline was built, S6 only
+}
+
+// benchCase is one named measurement that every library runs. run gets
+// a freshly flushed database, measures itself and checks the outcome
+// against the server afterwards.
+type benchCase struct {
+	scenario, name string
+	run            func(ctx context.Context, e *env, c client) (sample, error)
+}
+
+// env is what cases share: the sizes and the server, reached for checks
+// through redistest's own small RESP client so that a client's bug cannot
+// also hide in its own verification.
+type env struct {
+	cfg config
+	srv *redistest.Server
+}
+
+func (e *env) do(args ...string) (any, error) {
+	v, err := e.srv.Do(args...)
+	if err != nil {
+		return nil, err
+	}
+	if re, ok := v.(redistest.ReplyError); ok {
+		return nil, fmt.Errorf("%s: %v", args[0], re)
+	}
+	return v, nil
+}
+
+func (e *env) flush() error {
+	_, err := e.do("FLUSHDB")
+	return err
+}
+
+func (e *env) expectGet(key, want string) error {
+	v, err := e.do("GET", key)
+	if err != nil {
+		return err
+	}
+	if v != want {
+		return fmt.Errorf("server has %s = %v, want %q", key, v, want)
+	}
+	return nil
+}
+
+func (e *env) expectDBSize(want int) error {
+	v, err := e.do("DBSIZE")
+	if err != nil {
+		return err
+	}
+	if v != int64(want) {
+		return fmt.Errorf("server holds %v keys, want %d", v, want)
+	}
+	return nil
+}
+
+// expectValues checks many keys in one round trip.
+func (e *env) expectValues(keys []string, want func(i int) string) error {
+	cmds := make([][]string, len(keys))
+	for i, k := range keys {
+		cmds[i] = []string{"GET", k}
+	}
+	got, err := e.srv.Pipeline(cmds...)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		if got[i] != want(i) {
+			return fmt.Errorf("server has %s = %v, want %q", k, got[i], want(i))
+		}
+	}
+	return nil
+}
+
+// measure times fn and counts the heap allocations of the whole process
+// while it runs, after a collection so that earlier garbage is not charged
+// to it. Background goroutines of idle clients are counted too; they are
+// quiet between calls, so their share is noise.
+func measure(fn func() (ops int, err error)) (sample, error) {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	ops, err := fn()
+	d := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return sample{
+		ops: ops, dur: d, hasMem: true,
+		allocs: after.Mallocs - before.Mallocs,
+		bytes:  after.TotalAlloc - before.TotalAlloc,
+	}, err
+}
+
+// repeatFor calls fn with an increasing iteration number until at least min
+// has passed, and sums the operations it reports. Short cases repeat so
+// that timer resolution and scheduling noise stay small against the run.
+func repeatFor(min time.Duration, fn func(iter int) (int, error)) (iters, ops int, err error) {
+	start := time.Now()
+	for iters == 0 || time.Since(start) < min {
+		n, err := fn(iters)
+		ops += n
+		iters++
+		if err != nil {
+			return iters, ops, err
+		}
+	}
+	return iters, ops, nil
+}
+
+func keyList(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = prefix + strconv.Itoa(i)
+	}
+	return keys
+}
+
+// Two 16-byte values that runs alternate between, so that a reply left
+// over from an earlier iteration cannot pass for a fresh one.
+var values16 = [2]string{"0123456789abcdef", "fedcba9876543210"}
+
+// cases returns the cases of one of the scenarios S1 to S6.
+func cases(name string, cfg config) []benchCase {
+	switch name {
+	case "S1":
+		return []benchCase{
+			{"S1", "seq", runS1Seq},
+			{"S1", "pipelined", runS1Pipelined},
+		}
+	case "S2":
+		return []benchCase{
+			{"S2", "no-pipeline", runS2(false)},
+			{"S2", "pipeline", runS2(true)},
+		}
+	case "S3":
+		var cs []benchCase
+		for _, d := range cfg.s3Depths {
+			cs = append(cs, benchCase{"S3", fmt.Sprintf("depth-%d", d), runS3(d)})
+		}
+		return cs
+	case "S4":
+		var cs []benchCase
+		for _, d := range cfg.s4Depths {
+			cs = append(cs, benchCase{"S4", fmt.Sprintf("multi-%d", d), runS4Multi(d)})
+		}
+		return append(cs, benchCase{"S4", "watch-contended", runS4Watch})
+	case "S5":
+		var cs []benchCase
+		for _, g := range cfg.s5Gs {
+			cs = append(cs, benchCase{"S5", fmt.Sprintf("g%d", g), runS5(g)})
+		}
+		return cs
+	case "S6":
+		return []benchCase{{"S6", "pipeline-1m", runS6}}
+	}
+	return nil
+}
+
+// S1: a counter incremented one call at a time against the same number of
+// increments in a single pipeline.
+const s1Key = "s1:counter"
+
+func runS1Seq(ctx context.Context, e *env, c client) (sample, error) {
+	n := e.cfg.s1Ops
+	s, err := measure(func() (int, error) {
+		for i := 1; i <= n; i++ {
+			v, err := c.Incr(ctx, s1Key)
+			if err != nil {
+				return i - 1, err
+			}
+			if v != int64(i) {
+				return i - 1, fmt.Errorf("INCR #%d returned %d", i, v)
+			}
+		}
+		return n, nil
+	})
+	if err != nil {
+		return s, err
+	}
+	return s, e.expectGet(s1Key, strconv.Itoa(n))
+}
+
+func runS1Pipelined(ctx context.Context, e *env, c client) (sample, error) {
+	n := e.cfg.s1Ops
+	s, err := measure(func() (int, error) {
+		last, err := c.PipelineIncr(ctx, s1Key, n)
+		if err != nil {
+			return 0, err
+		}
+		if last != int64(n) {
+			return 0, fmt.Errorf("GET after %d INCR returned %d", n, last)
+		}
+		return n, nil
+	})
+	if err != nil {
+		return s, err
+	}
+	return s, e.expectGet(s1Key, strconv.Itoa(n))
+}
+
+// S2: SET then GET of the same key, one round trip per command or all of
+// them in one pipeline. Every GET must return the value just set.
+func runS2(pipelined bool) func(context.Context, *env, client) (sample, error) {
+	return func(ctx context.Context, e *env, c client) (sample, error) {
+		n := e.cfg.s2Pairs
+		keys := keyList("s2:key_", n)
+		var vals [2][]string
+		for i := range n {
+			vals[0] = append(vals[0], "value_"+strconv.Itoa(i))
+			vals[1] = append(vals[1], "value'_"+strconv.Itoa(i))
+		}
+		var iters int
+		s, err := measure(func() (ops int, err error) {
+			iters, ops, err = repeatFor(e.cfg.minDur, func(iter int) (int, error) {
+				vs := vals[iter%2]
+				if pipelined {
+					return 2 * n, c.PipelineSetGet(ctx, keys, vs)
+				}
+				for i, k := range keys {
+					if err := c.Set(ctx, k, vs[i]); err != nil {
+						return 2 * i, err
+					}
+					got, err := c.Get(ctx, k)
+					if err := checkValue(i, got, err, vs[i]); err != nil {
+						return 2 * i, err
+					}
+				}
+				return 2 * n, nil
+			})
+			return ops, err
+		})
+		if err != nil {
+			return s, err
+		}
+		if err := e.expectDBSize(n); err != nil {
+			return s, err
+		}
+		last := vals[(iters-1)%2]
+		return s, e.expectValues(keys, func(i int) string { return last[i] })
+	}
+}
+
+// S3: plain pipelines of SETs at several depths.
+func runS3(depth int) func(context.Context, *env, client) (sample, error) {
+	return func(ctx context.Context, e *env, c client) (sample, error) {
+		keys := keyList("s3:", depth)
+		var iters int
+		s, err := measure(func() (ops int, err error) {
+			iters, ops, err = repeatFor(e.cfg.minDur, func(iter int) (int, error) {
+				return depth, c.PipelineSet(ctx, keys, values16[iter%2])
+			})
+			return ops, err
+		})
+		if err != nil {
+			return s, err
+		}
+		if err := e.expectDBSize(depth); err != nil {
+			return s, err
+		}
+		last := values16[(iters-1)%2]
+		return s, e.expectValues(keys, func(int) string { return last })
+	}
+}
+
+// S4: transactions. ops count INCRs for the multi cases, so that depths
+// compare with the plain pipelines, and committed transactions for
+// watch-contended.
+const s4Key = "s4:counter"
+
+func runS4Multi(depth int) func(context.Context, *env, client) (sample, error) {
+	return func(ctx context.Context, e *env, c client) (sample, error) {
+		var total int64
+		s, err := measure(func() (ops int, err error) {
+			_, ops, err = repeatFor(e.cfg.minDur, func(int) (int, error) {
+				last, err := c.MultiIncr(ctx, s4Key, depth)
+				if err != nil {
+					return 0, err
+				}
+				total += int64(depth)
+				if last != total {
+					return depth, fmt.Errorf("MULTI of %d INCR ended at %d, want %d", depth, last, total)
+				}
+				return depth, nil
+			})
+			return ops, err
+		})
+		if err != nil {
+			return s, err
+		}
+		return s, e.expectGet(s4Key, strconv.FormatInt(total, 10))
+	}
+}
+
+func runS4Watch(ctx context.Context, e *env, c client) (sample, error) {
+	g, each := e.cfg.watchG, e.cfg.watchN
+	var retries atomic.Int64
+	s, err := measure(func() (int, error) {
+		err := fanOut(ctx, g, func(ctx context.Context, _ int) error {
+			for range each {
+				r, err := c.WatchIncr(ctx, s4Key)
+				retries.Add(int64(r))
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return g * each, err
+	})
+	s.retries, s.hasRet = int(retries.Load()), true
+	if err != nil {
+		return s, err
+	}
+	return s, e.expectGet(s4Key, strconv.Itoa(g*each))
+}
+
+// fanOut runs fn in g goroutines and returns the first error, cancelling
+// the others' context when one fails.
+func fanOut(ctx context.Context, g int, fn func(ctx context.Context, id int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for id := range g {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx, id); err != nil {
+				once.Do(func() { first = fmt.Errorf("goroutine %d: %w", id, err); cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// S5: many goroutines sharing one client, each setting its own key and
+// reading it back. Values differ per goroutine and alternate per
+// iteration, so a reply handed to the wrong caller is caught.
+func runS5(g int) func(context.Context, *env, client) (sample, error) {
+	return func(ctx context.Context, e *env, c client) (sample, error) {
+		cc, err := c.Concurrent()
+		if err != nil {
+			return sample{}, err
+		}
+		per := (e.cfg.s5Ops/2 + g - 1) / g
+		keys := keyList("s5:", g)
+		vals := make([][2]string, g)
+		for i := range vals {
+			vals[i] = [2]string{"a:" + strconv.Itoa(i), "b:" + strconv.Itoa(i)}
+		}
+		s, err := measure(func() (int, error) {
+			err := fanOut(ctx, g, func(ctx context.Context, id int) error {
+				for i := range per {
+					v := vals[id][i%2]
+					if err := cc.Set(ctx, keys[id], v); err != nil {
+						return err
+					}
+					got, err := cc.Get(ctx, keys[id])
+					if err := checkValue(i, got, err, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			return 2 * g * per, err
+		})
+		if err != nil {
+			return s, err
+		}
+		if err := e.expectDBSize(g); err != nil {
+			return s, err
+		}
+		return s, e.expectValues(keys, func(id int) string { return vals[id][(per-1)%2] })
+	}
+}
+
+// S6: one pipeline of a million SETs, run by a child process per library
+// so that each peak RSS belongs to one library alone.
+func runS6(ctx context.Context, e *env, c client) (sample, error) {
+	n := e.cfg.s6Ops
+	r, err := runChild(ctx, e.cfg.exe, c.Name(), e.srv.Addr, n)
+	if err != nil {
+		return sample{}, err
+	}
+	s := sample{
+		ops: r.Ops, dur: time.Duration(r.Nanos), hasMem: true,
+		allocs: r.Allocs, bytes: r.Bytes,
+		peakRSS: float64(r.PeakRSSKiB) / 1024, baseRSS: float64(r.BaseRSSKiB) / 1024,
+	}
+	if r.Ops != n {
+		return s, fmt.Errorf("child ran %d SETs, want %d", r.Ops, n)
+	}
+	if err := e.expectDBSize(n); err != nil {
+		return s, err
+	}
+	probe := []int{0, 1, n / 2, n - 2, n - 1}
+	keys := make([]string, len(probe))
+	for i, j := range probe {
+		keys[i] = s6Key(j)
+	}
+	return s, e.expectValues(keys, func(int) string { return values16[0] })
+}
+
+// S7: redis-benchmark against the same server, as the ceiling a client
+// could reach. Its INCR test increments one counter exactly -n times,
+// which is checked, so a run that lost requests does not count.
+func runBenchmarkTool(ctx context.Context, e *env, depth, n int) (map[string]float64, error) {
+	cmd := exec.CommandContext(ctx, "redis-benchmark",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(e.srv.Port),
+		"-P", strconv.Itoa(depth), "-t", "set,get,incr", "-n", strconv.Itoa(n), "--csv")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("redis-benchmark -P %d: %w: %s", depth, err, strings.TrimSpace(stderr.String()))
+	}
+	rows, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("redis-benchmark -P %d: reading its CSV: %w", depth, err)
+	}
+	rps := make(map[string]float64)
+	for _, row := range rows[min(1, len(rows)):] {
+		if len(row) < 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(row[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("redis-benchmark -P %d: rps %q: %w", depth, row[1], err)
+		}
+		rps[strings.ToLower(row[0])] = v
+	}
+	for _, t := range benchmarkTests {
+		if rps[t] <= 0 {
+			return nil, fmt.Errorf("redis-benchmark -P %d reported no %s rate in %q", depth, t, out)
+		}
+	}
+	if err := e.expectGet("counter:__rand_int__", strconv.Itoa(n)); err != nil {
+		return nil, fmt.Errorf("redis-benchmark -P %d: %w", depth, err)
+	}
+	return rps, nil
+}
+
+var benchmarkTests = []string{"set", "get", "incr"}
+
+// childReport is what an S6 child prints on stdout.
+type childReport struct {
+	Ops        int    `json:"ops"`
+	Nanos      int64  `json:"ns"`
+	Allocs     uint64 `json:"allocs"`
+	Bytes      uint64 `json:"bytes"`
+	PeakRSSKiB int64  `json:"peak_rss_kib"`
+	BaseRSSKiB int64  `json:"base_rss_kib"`
+}
+
+func runChild(ctx context.Context, exe, name, addr string, n int) (childReport, error) {
+	var r childReport
+	cmd := exec.CommandContext(ctx, exe, "-child", "S6", "-client", name, "-addr", addr, "-n", strconv.Itoa(n))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return r, fmt.Errorf("child: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("child printed %q: %w", out, err)
+	}
+	return r, nil
+}
