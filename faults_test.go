@@ -1,0 +1,173 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// proxiedClient puts a fault proxy between a new client and a real server.
+func proxiedClient(t *testing.T, opt Options) (*Client, *redistest.Proxy, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	opt.Addr = px.Addr
+	c, err := NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, px, srv
+}
+
+// cutWhileInFlight runs call while the server's replies are held back,
+// then resets the connection under it.
+func cutWhileInFlight(t *testing.T, px *redistest.Proxy, call func() error) error {
+	t.Helper()
+	px.Stall(redistest.ServerToClient, true)
+	res := make(chan error, 1)
+	go func() { res <- call() }()
+	time.Sleep(100 * time.Millisecond) // the command reaches the server; its reply waits in the proxy
+	px.Cut(redistest.CutRST)
+	px.Reset()
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("call still waiting 10s after its connection was cut")
+		return nil
+	}
+}
+
+// TestReadsRetriedWritesNot: a connection dies with a command in flight.
+// A read is sent again on a new connection and succeeds; a write, whose
+// outcome is unknown, is not resent and says so; a write marked
+// Idempotent is resent.
+func TestReadsRetriedWritesNot(t *testing.T) {
+	c, px, srv := proxiedClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	var got string
+	err := cutWhileInFlight(t, px, func() (err error) { got, err = c.Get(ctx, "k"); return err })
+	if err != nil || got != "v" {
+		t.Fatalf("GET across a cut connection = %q, %v; want it retried", got, err)
+	}
+
+	err = cutWhileInFlight(t, px, func() error { _, err := c.Incr(ctx, "n"); return err })
+	if err == nil || OutcomeOf(err) != Unknown || SafeToRetry(err) {
+		t.Fatalf("INCR across a cut connection: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+	}
+	if v, _ := srv.Do("GET", "n"); v != "1" {
+		t.Fatalf("n = %v: the INCR ran %v times, want exactly once (it reached the server, and was not resent)", v, v)
+	}
+
+	err = cutWhileInFlight(t, px, func() error { return c.Set(Idempotent(ctx), "fixed", "x") })
+	if err != nil {
+		t.Fatalf("idempotent SET across a cut connection: %v, want it retried", err)
+	}
+}
+
+// TestDialRetriedWithinContext: a server that is down when the call starts
+// and back a moment later is reached by retrying the dial; a server that
+// stays down gives a dial error, marked not sent, by the call's deadline.
+func TestDialRetriedWithinContext(t *testing.T) {
+	srv := redistest.Start(t)
+	c2, err := NewClient(Options{Addr: srv.Addr, MaxRetries: 10, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	ctx := ctxT(t)
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		srv.Restart()
+	}()
+	if s, err := c2.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("Ping while the server restarts = %q, %v", s, err)
+	}
+	srv.Kill()
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c2.Ping(dctx)
+	if !SafeToRetry(err) || OutcomeOf(err) != NotSent {
+		t.Fatalf("Ping to a dead server: %v (outcome %v), want not sent", err, OutcomeOf(err))
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Fatalf("gave up after %v, long past its 300ms deadline", waited)
+	}
+}
+
+// TestPoolExhaustion: with every dedicated connection lent, a waiter
+// leaves at its deadline; when they come back, many contending
+// transactions all finish, and nothing deadlocks.
+func TestPoolExhaustion(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	a, err := c.Watch(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Watch(ctx, "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Watch(short, "z"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Watch on an exhausted pool: %v, want DeadlineExceeded", err)
+	}
+	if _, err := c.BLPop(short, 1, "q"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("BLPOP on an exhausted pool: %v, want DeadlineExceeded", err)
+	}
+	// Plain calls do not need the pool.
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b.Close()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				_, err := c.Transaction(ctx, func(tx *Tx) error {
+					n, err := tx.Get(ctx, "ctr")
+					if err != nil && !errors.Is(err, ErrNil) {
+						return err
+					}
+					tx.Multi().Set("ctr", len(n)+1).Incr("total")
+					return nil
+				}, "ctr")
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, _ := c.Get(ctx, "total"); n != "320" {
+		t.Fatalf("total = %s, want 320", n)
+	}
+	if open, _ := c.pool.Stats(); open > 2 {
+		t.Fatalf("%d dedicated connections, the pool holds 2", open)
+	}
+}
