@@ -24,7 +24,9 @@
 // skipping it: a skipped client test looks like a passing one.
 //
 // Fault tests can crash a server with Kill and bring it back on the same
-// port with Restart. StartCluster builds a three-master Redis Cluster,
+// port with Restart, and put a Proxy between client and server that stalls
+// either direction, adds latency, cuts connections with a reset or a FIN,
+// passes only the first N bytes, or drops every connection at once. StartCluster builds a three-master Redis Cluster,
 // optionally with replicas, without needing redis-cli.
 //
 // Server.Do and Server.Pipeline speak just enough RESP to prepare a server
