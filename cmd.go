@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redpipe/redpipe/internal/resp"
 )
@@ -114,19 +115,38 @@ func appendUpper(dst []byte, s string) []byte {
 	return dst
 }
 
-// cmdMeta records one encoded command of a cmdBuf.
+// cmdMeta records one encoded command of a cmdBuf. It is kept small: a
+// pipeline of a million commands keeps a million of them.
 type cmdMeta struct {
-	info *commandInfo // nil for a command the table does not know
-	name string       // upper-case name when info is nil
+	info *commandInfo // never nil: unknown commands get one of their own
 	end  int          // offset in buf just past the command
 }
 
 // Name is the command's upper-case name.
-func (m *cmdMeta) Name() string {
-	if m.info != nil {
-		return m.info.Name
+func (m *cmdMeta) Name() string { return m.info.Name }
+
+// unknownCommands caches the entries made for commands the table does not
+// know (module commands, newer servers), bounded so that arbitrary names
+// cannot grow it forever.
+var unknownCommands sync.Map // upper-case name -> *commandInfo
+
+const maxUnknownCommands = 1024
+
+var unknownCount atomic.Int32
+
+func unknownCommand(name string) *commandInfo {
+	name = strings.ToUpper(name)
+	if ci, ok := unknownCommands.Load(name); ok {
+		return ci.(*commandInfo)
 	}
-	return m.name
+	ci := &commandInfo{Name: name}
+	if unknownCount.Load() < maxUnknownCommands {
+		if prev, loaded := unknownCommands.LoadOrStore(name, ci); loaded {
+			return prev.(*commandInfo)
+		}
+		unknownCount.Add(1)
+	}
+	return ci
 }
 
 // cmdBuf accumulates encoded commands: one for a plain call, many for a
@@ -228,7 +248,7 @@ func (w *cmdBuf) do(args []any) {
 	ci := lookupCommand(name, sub)
 	if ci == nil {
 		w.buf = resp.AppendArrayLen(w.buf, len(args))
-		w.cmds = append(w.cmds, cmdMeta{name: strings.ToUpper(name)})
+		w.cmds = append(w.cmds, cmdMeta{info: unknownCommand(name)})
 		w.want, w.got = len(args), 0
 		w.args(args)
 		w.end()

@@ -69,11 +69,28 @@ func WithDecoder(command string, d Decoder) PipelineOption {
 // Pipeline returns a new transactional pipeline, or a plain batch with the
 // NoTransaction option.
 func (c *Client) Pipeline(opts ...PipelineOption) *Pipeline {
-	p := &Pipeline{c: c, transaction: true}
+	p := newPipeline(c, nil, true)
 	for _, o := range opts {
 		o(p)
 	}
 	p.reset()
+	return p
+}
+
+// pipelineStorage holds a new Pipeline together with room for a short
+// batch, so that making a pipeline per batch, the common pattern, costs one
+// allocation rather than one per doubling of its buffers.
+type pipelineStorage struct {
+	p    Pipeline
+	buf  [512]byte
+	cmds [16]cmdMeta
+}
+
+func newPipeline(c *Client, tx *Tx, transaction bool) *Pipeline {
+	s := &pipelineStorage{}
+	p := &s.p
+	p.c, p.tx, p.transaction = c, tx, transaction
+	p.w.buf, p.w.cmds = s.buf[:0], s.cmds[:0]
 	return p
 }
 

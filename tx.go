@@ -88,7 +88,8 @@ func (t *Tx) Unwatch(ctx context.Context) error {
 // write. Calling Multi again before that Exec (or Discard) is an error,
 // reported by the second pipeline's Exec.
 func (t *Tx) Multi() *Pipeline {
-	p := &Pipeline{c: t.c, tx: t, transaction: true, multi: true}
+	p := newPipeline(t.c, t, true)
+	p.multi = true
 	p.reset()
 	if t.multi != nil {
 		p.w.err = &UsageError{Msg: "MULTI inside MULTI: Exec or Discard the first Multi pipeline before starting another"}
@@ -102,7 +103,7 @@ func (t *Tx) Multi() *Pipeline {
 // Pipeline returns a plain (non-transactional) batch on this connection,
 // for reading many watched values in one round trip before Multi.
 func (t *Tx) Pipeline(opts ...PipelineOption) *Pipeline {
-	p := &Pipeline{c: t.c, tx: t}
+	p := newPipeline(t.c, t, false)
 	for _, o := range opts {
 		o(p)
 	}

@@ -454,12 +454,15 @@ func (c *Conn) writeLoop() {
 
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
+	// skip tells the next reply belongs to an abandoned call, as seen when
+	// the last reply was stored; it only chooses between decoding and
+	// skipping, and saves a lock per reply over looking again. The reply
+	// is matched to its call below, under the lock.
+	skip := false
 	for {
-		// Peek only to choose between decoding and skipping; the reply is
-		// matched to its call below, under the lock.
 		var v resp.Value
 		var err error
-		if head := c.front(); head != nil && head.state.Load() == abandoned {
+		if skip {
 			err = c.rd.Skip()
 		} else {
 			v, err = c.rd.ReadValue()
@@ -517,9 +520,12 @@ func (c *Conn) readLoop() {
 		// a reply can only follow its command into the line. Push
 		// messages are the exception the protocol makes.
 		stray := false
+		skip = false
 		if c.head == len(c.queue) {
 			k, ok := c.rd.PeekKind()
 			stray = ok && k != resp.Push
+		} else {
+			skip = c.queue[c.head].state.Load() == abandoned
 		}
 		c.mu.Unlock()
 		if done {
@@ -531,15 +537,6 @@ func (c *Conn) readLoop() {
 			return
 		}
 	}
-}
-
-func (c *Conn) front() *call {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.head == len(c.queue) {
-		return nil
-	}
-	return c.queue[c.head]
 }
 
 // fail makes err the connection's sticky error, closes the socket and fails
