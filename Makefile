@@ -4,7 +4,7 @@
 
 GO      ?= go
 # Modules with their own go.mod: the core stays free of third-party code.
-MODULES := . cmd/redpipe
+MODULES := . cmd/redpipe bench
 
 .PHONY: all deps demo test check fmt vet unit fuzz fuzz-short fault fault-short soak
 
