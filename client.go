@@ -34,9 +34,11 @@ type Client struct {
 	dialMu  sync.Mutex   // guards dialing
 	dialing *pendingDial // the dial of a new shared connection, or nil
 
-	// life ends when the client is closed, cutting short dials in flight.
+	// life ends when the client is closed, cutting short dials in flight;
+	// Close waits for them with dials.
 	life    context.Context
 	endLife context.CancelFunc
+	dials   sync.WaitGroup
 
 	pool *pool.Pool[*dedicated]
 
@@ -123,7 +125,9 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 }
 
 func (c *Client) runOnce(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
-	if ci != nil && ci.has(flagBlocking) {
+	// A command that may block, or one large enough to hold up the shared
+	// connection while it is written, gets a connection of its own.
+	if w.blocks(0) || len(w.buf) > largePipeline {
 		return c.runDedicated(ctx, w)
 	}
 	cn, err := c.sharedConn(ctx)
@@ -192,6 +196,7 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	if pd == nil {
 		pd = &pendingDial{done: make(chan struct{})}
 		c.dialing = pd
+		c.dials.Add(1)
 		go c.dialShared(pd)
 	}
 	c.dialMu.Unlock()
@@ -213,6 +218,7 @@ type pendingDial struct {
 // dialShared dials on behalf of every waiter, so it is bounded by
 // DialTimeout and the client's life, not by the first caller's context.
 func (c *Client) dialShared(pd *pendingDial) {
+	defer c.dials.Done()
 	cn, err := c.dial(c.life, true)
 	var old *conn.Conn
 	c.dialMu.Lock()
@@ -428,6 +434,12 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.pool.Close()
 	for _, cn := range live {
+		cn.Close()
+	}
+	c.dials.Wait()
+	// A dial that finished as Close began registered its connection after
+	// the list above was taken.
+	if cn := c.shared.Swap(nil); cn != nil {
 		cn.Close()
 	}
 	return nil

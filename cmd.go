@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -154,9 +155,10 @@ func unknownCommand(name string) *commandInfo {
 // command is defined once and runs on a Client, a Pipeline and a Tx alike.
 // The first error (arity, argument type) is kept and the batch refused.
 type cmdBuf struct {
-	buf  []byte
-	cmds []cmdMeta
-	err  error
+	buf    []byte
+	cmds   []cmdMeta
+	err    error
+	errIdx int // index of the command err belongs to
 
 	// state of the command being encoded
 	want, got int
@@ -176,18 +178,74 @@ func (w *cmdBuf) checkArity(ci *commandInfo, n int) {
 		return
 	}
 	if (ci.Arity > 0 && n != ci.Arity) || (ci.Arity < 0 && n < -ci.Arity) {
-		w.err = &ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}
+		w.setErr(&ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}, len(w.cmds))
 	}
 }
 
 // end closes the current command.
 func (w *cmdBuf) end() {
-	if w.got != w.want && w.err == nil {
+	if w.got != w.want {
 		// A builder miscounted: refuse rather than send a corrupt stream.
-		w.err = &UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
-			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}
+		w.setErr(&UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
+			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}, len(w.cmds)-1)
 	}
 	w.cmds[len(w.cmds)-1].end = len(w.buf)
+}
+
+// blocks reports whether command i may block the connection it runs on:
+// BLPOP and the like always, XREAD and XREADGROUP only with BLOCK, which
+// the server's table cannot tell apart.
+func (w *cmdBuf) blocks(i int) bool {
+	ci := w.cmds[i].info
+	if !ci.has(flagBlocking) {
+		return false
+	}
+	if ci.Name != "XREAD" && ci.Name != "XREADGROUP" {
+		return true
+	}
+	start := 0
+	if i > 0 {
+		start = w.cmds[i-1].end
+	}
+	return hasWord(w.buf[start:w.cmds[i].end], "BLOCK")
+}
+
+// hasWord reports whether an encoded command (an array of bulk strings,
+// as cmdBuf writes them) holds word as one of its words, in any case.
+func hasWord(cmd []byte, word string) bool {
+	i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
+	for i < len(cmd) && cmd[i] == '$' {
+		eol := bytes.IndexByte(cmd[i:], '\r')
+		if eol < 0 {
+			return false
+		}
+		n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
+		start := i + eol + 2
+		if err != nil || start+n > len(cmd) {
+			return false
+		}
+		if bytes.EqualFold(cmd[start:start+n], []byte(word)) {
+			return true
+		}
+		i = start + n + 2
+	}
+	return false
+}
+
+// setErr keeps the first encoding error and the index of its command.
+func (w *cmdBuf) setErr(err error, idx int) {
+	if w.err == nil {
+		w.err, w.errIdx = err, idx
+	}
+}
+
+// errCommand names the command the encoding error belongs to, or "" when
+// it came before any command was named.
+func (w *cmdBuf) errCommand() string {
+	if w.errIdx >= 0 && w.errIdx < len(w.cmds) {
+		return w.cmds[w.errIdx].Name()
+	}
+	return ""
 }
 
 func (w *cmdBuf) key(s string) { w.buf = resp.AppendBulkString(w.buf, s); w.got++ }
@@ -202,9 +260,7 @@ func (w *cmdBuf) arg(a any) {
 	w.got++
 	b, err := resp.AppendArg(w.buf, a)
 	if err != nil {
-		if w.err == nil {
-			w.err = &ArgError{Command: w.cmds[len(w.cmds)-1].Name(), Index: w.got - 1, Err: err}
-		}
+		w.setErr(&ArgError{Command: w.cmds[len(w.cmds)-1].Name(), Index: w.got - 1, Err: err}, len(w.cmds)-1)
 		// Keep the stream well formed in case the buffer is inspected;
 		// it is never sent while err is set.
 		b = resp.AppendBulkString(w.buf, "")
@@ -229,21 +285,25 @@ func (w *cmdBuf) args(as []any) {
 // the server judges them.
 func (w *cmdBuf) do(args []any) {
 	if len(args) == 0 {
-		if w.err == nil {
-			w.err = &UsageError{Msg: "Do needs a command name"}
-		}
+		w.setErr(&UsageError{Msg: "Do needs a command name"}, len(w.cmds))
 		return
 	}
 	name, ok := args[0].(string)
 	if !ok {
-		if w.err == nil {
-			w.err = &UsageError{Msg: "the first argument of Do must be the command name as a string"}
-		}
+		w.setErr(&UsageError{Msg: "the first argument of Do must be the command name as a string"}, len(w.cmds))
 		return
 	}
+	// The subcommand decides the flags of a container command (CLIENT
+	// REPLY is refused on shared connections, CLIENT ID is not), so it is
+	// read whatever its Go type.
 	sub := ""
 	if len(args) > 1 {
-		sub, _ = args[1].(string)
+		switch a := args[1].(type) {
+		case string:
+			sub = a
+		case []byte:
+			sub = string(a)
+		}
 	}
 	ci := lookupCommand(name, sub)
 	if ci == nil {
@@ -268,7 +328,7 @@ func (w *cmdBuf) do(args []any) {
 func (w *cmdBuf) reset() {
 	w.buf = w.buf[:0]
 	w.cmds = w.cmds[:0]
-	w.err = nil
+	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
 }
 

@@ -149,3 +149,18 @@ func TestGeneratedWordCounts(t *testing.T) {
 		t.Errorf("found %d encoders, want the generated set", n)
 	}
 }
+
+func TestBlocksOnlyWhenItMayBlock(t *testing.T) {
+	w := &cmdBuf{}
+	w.do([]any{"XREAD", "COUNT", 1, "STREAMS", "s", "0"})
+	w.do([]any{"xread", "block", 10, "STREAMS", "s", "$"})
+	w.do([]any{"BLPOP", "q", 1})
+	w.do([]any{"GET", "block"})
+	w.do([]any{"XREADGROUP", "GROUP", "g", "c", "STREAMS", "blocks", ">"})
+	want := []bool{false, true, true, false, false}
+	for i, wb := range want {
+		if got := w.blocks(i); got != wb {
+			t.Errorf("command %d (%s): blocks = %v, want %v", i, w.cmds[i].Name(), got, wb)
+		}
+	}
+}

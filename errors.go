@@ -168,7 +168,11 @@ func (e *OutcomeError) Is(target error) bool { return target == ErrNotApplied &&
 // txSendError classifies a failure to run a transactional batch.
 func txSendError(err error) error {
 	var ce *conn.Error
-	if errors.As(err, &ce) {
+	var ns *notSentError
+	switch {
+	case errors.As(err, &ns):
+		return &OutcomeError{NotApplied: true, Err: err}
+	case errors.As(err, &ce):
 		return &OutcomeError{NotApplied: ce.Unsent, Err: err}
 	}
 	// A context that ended while waiting: the batch may have run.

@@ -40,6 +40,7 @@ type Pipeline struct {
 	decoders        map[string]Decoder
 	scripts         []*Script // scripts to load before the batch
 	multi           bool      // made by Tx.Multi: always sends MULTI/EXEC, even empty
+	broken          error     // a misuse that no reset clears: a nested or finished Multi
 }
 
 // PipelineOption changes how a Pipeline runs.
@@ -104,7 +105,19 @@ func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 // Discard empties the pipeline without sending anything.
 func (p *Pipeline) Discard() {
 	p.reset()
-	if p.multi {
+	p.endMulti()
+}
+
+// endMulti closes the Multi of a Tx after its Exec or Discard: the Tx may
+// start another, and this pipeline is finished (using it again is an
+// error, not a second transaction on the same watch).
+func (p *Pipeline) endMulti() {
+	if !p.multi {
+		return
+	}
+	p.multi = false
+	p.broken = &UsageError{Msg: "this Multi pipeline was already executed or discarded; call Multi again"}
+	if p.tx.multi == p {
 		p.tx.multi = nil
 	}
 }
@@ -135,16 +148,15 @@ func (p *Pipeline) reset() {
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
+	multi := p.multi
+	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()
-	if p.multi {
-		defer func() { p.tx.multi = nil }()
-	}
-	n := len(p.w.cmds)
-	if n == 0 && !p.multi {
-		return nil, nil
-	}
 	if err := p.check(); err != nil {
 		return nil, err
+	}
+	n := len(p.w.cmds)
+	if n == 0 && !multi {
+		return nil, nil
 	}
 	out, err := p.send(ctx)
 	if err != nil {
@@ -169,8 +181,15 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 // check refuses a batch with an encoding error or a command that would
 // change the connection's state under the pipeline.
 func (p *Pipeline) check() error {
+	if p.broken != nil {
+		return p.broken
+	}
 	if p.w.err != nil {
-		return &CommandError{Index: len(p.w.cmds) - 1, Command: p.w.cmds[len(p.w.cmds)-1].Name(), In: p.kind(), Err: p.w.err}
+		name := p.w.errCommand()
+		if name == "" {
+			return p.w.err
+		}
+		return &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
 	}
 	for i := range p.w.cmds {
 		if ci := p.w.cmds[i].info; ci != nil && ci.has(flagConnState) {
@@ -226,7 +245,11 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 	if p.tx != nil {
 		err = p.tx.do(ctx, buf, replies)
 	} else {
-		err = p.c.retry(ctx, p.readonly(), func() error { return p.c.sendBatch(ctx, buf, replies) })
+		blocking := false
+		for i := range p.w.cmds {
+			blocking = blocking || p.w.blocks(i)
+		}
+		err = p.c.retry(ctx, p.readonly(), func() error { return p.c.sendBatch(ctx, buf, replies, blocking) })
 	}
 	if err != nil {
 		if p.transaction {
@@ -236,7 +259,8 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 	}
 	for i := 0; i < extra; i++ {
 		if e := (Value{replies[i]}).Err(); e != nil {
-			return nil, fmt.Errorf("redpipe: loading a script before the %s: %w", p.kind(), e)
+			// The batch behind the load ran all the same.
+			return nil, &uncertainError{msg: "redpipe: loading a script before the " + p.kind() + " failed, and the batch ran", err: e}
 		}
 	}
 	return replies[extra:], nil
@@ -255,8 +279,8 @@ func (p *Pipeline) readonly() bool {
 
 // sendBatch sends a client pipeline's bytes on the shared connection, or on
 // a dedicated one when the batch is large.
-func (c *Client) sendBatch(ctx context.Context, buf []byte, replies []resp.Value) error {
-	if len(buf) > largePipeline {
+func (c *Client) sendBatch(ctx context.Context, buf []byte, replies []resp.Value, blocking bool) error {
+	if blocking || len(buf) > largePipeline {
 		d, err := c.getDedicated(ctx)
 		if err != nil {
 			return err
@@ -275,7 +299,8 @@ func (c *Client) sendBatch(ctx context.Context, buf []byte, replies []resp.Value
 // execResult reads the replies of MULTI, the queued commands and EXEC.
 func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	if err := (Value{out[0]}).Err(); err != nil {
-		return nil, fmt.Errorf("redpipe: MULTI refused: %w", err)
+		// The server then ran each command on its own as it arrived.
+		return nil, &uncertainError{msg: "redpipe: MULTI was refused, so the commands behind it ran outside a transaction", err: err}
 	}
 	queued, exec := out[1:1+n], Value{out[1+n]}
 	if p.tx != nil {
@@ -292,7 +317,7 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 			}
 			return nil, ae
 		}
-		return nil, fmt.Errorf("redpipe: EXEC failed, transaction not applied: %w", e)
+		return nil, &OutcomeError{NotApplied: true, Err: fmt.Errorf("EXEC failed: %w", e)}
 	}
 	if exec.IsNil() {
 		return nil, ErrWatch
@@ -324,8 +349,8 @@ func (p *Pipeline) finish(replies []Value) error {
 }
 
 func (p *Pipeline) decoder(name string) Decoder {
-	if d := p.decoders[name]; d != nil {
-		return d
+	if d, ok := p.decoders[name]; ok {
+		return d // nil here turns off the client's decoder
 	}
 	if p.c != nil {
 		return p.c.decoder(name)

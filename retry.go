@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"strings"
 	"math/rand/v2"
 	"time"
 
@@ -50,6 +52,18 @@ func notSent(err error) error {
 	return &notSentError{err}
 }
 
+// uncertainError marks a failure after which some commands may have run
+// even though the error inside says otherwise: a MULTI refused while the
+// commands behind it ran on their own, an error raised by a script halfway
+// through its writes. OutcomeOf reports Unknown for it, whatever it wraps.
+type uncertainError struct {
+	msg string
+	err error
+}
+
+func (e *uncertainError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *uncertainError) Unwrap() error { return e.err }
+
 // refusedFirst are the server errors given before a command runs, so the
 // command had no effect.
 var refusedFirst = map[string]bool{
@@ -77,7 +91,10 @@ func OutcomeOf(err error) Outcome {
 		se  *Error
 		cmd *CommandError
 	)
+	var ce2 *uncertainError
 	switch {
+	case errors.As(err, &ce2):
+		return Unknown
 	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
 		return NotSent
 	case errors.Is(err, ErrNotApplied):
@@ -93,7 +110,9 @@ func OutcomeOf(err error) Outcome {
 		// One command of a batch failed; the others ran.
 		return Unknown
 	case errors.As(err, &se):
-		if refusedFirst[se.Prefix] {
+		// A script reports the error of the command that stopped it, after
+		// the writes it made before; Redis tags those with "script:".
+		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") {
 			return NotApplied
 		}
 	}
@@ -177,9 +196,18 @@ func backoff(ctx context.Context, n int) error {
 // retry runs f until it succeeds or fails in a way retryable does not
 // allow, at most 1+MaxRetries times, with backoff between attempts.
 func (c *Client) retry(ctx context.Context, readonly bool, f func() error) error {
+	var earlier error // an attempt that may have run
 	for attempt := 1; ; attempt++ {
 		err := f()
+		if err != nil && earlier == nil && OutcomeOf(err) == Unknown {
+			earlier = err
+		}
 		if err == nil || attempt > max(c.opt.MaxRetries, 0) || !retryable(ctx, err, readonly) || backoff(ctx, attempt) != nil {
+			if err != nil && earlier != nil && earlier != err {
+				// The last attempt was not sent, but an earlier one may
+				// have run: the caller must not take it as not applied.
+				return &uncertainError{msg: fmt.Sprintf("redpipe: an earlier attempt may have run (%v)", earlier), err: err}
+			}
 			return err
 		}
 	}

@@ -35,6 +35,9 @@ type Doer interface {
 // Run runs the script with EVALSHA on a Client or a Tx, and with EVAL
 // (which also caches it on the server) if the server answers NOSCRIPT.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
+	if s == nil || on == nil {
+		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
+	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
 	if err == nil {
 		err = v.Err()
@@ -62,6 +65,10 @@ func (s *Script) words(cmd, body string, keys []string, args []any) []any {
 // write, before MULTI) and runs it with EVALSHA, so a pipeline or
 // transaction never fails with NOSCRIPT on a server that has not seen it.
 func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
+	if s == nil {
+		p.w.setErr(&UsageError{Msg: "RunScript of a nil *Script"}, len(p.w.cmds))
+		return p
+	}
 	p.scripts = append(p.scripts, s)
 	p.w.do(s.words("EVALSHA", s.sha, keys, args))
 	return p

@@ -64,8 +64,7 @@ func (t *Tx) Watch(ctx context.Context, keys ...string) error {
 	w.strs(keys)
 	w.end()
 	t.watching = true // set before sending: a failed send may still have armed it
-	_, err := t.run(ctx, w)
-	return err
+	return okReply(t.run(ctx, w))
 }
 
 // Unwatch forgets every watched key.
@@ -76,7 +75,7 @@ func (t *Tx) Unwatch(ctx context.Context) error {
 	w := getBuf()
 	w.start(cmdUnwatch, 1)
 	w.end()
-	_, err := t.run(ctx, w)
+	err := okReply(t.run(ctx, w))
 	if err == nil {
 		t.watching = false
 	}
@@ -92,7 +91,7 @@ func (t *Tx) Multi() *Pipeline {
 	p.multi = true
 	p.reset()
 	if t.multi != nil {
-		p.w.err = &UsageError{Msg: "MULTI inside MULTI: Exec or Discard the first Multi pipeline before starting another"}
+		p.broken = &UsageError{Msg: "MULTI inside MULTI: Exec or Discard the first Multi pipeline before starting another"}
 		p.multi = false // its Exec must not close the first one
 		return p
 	}
@@ -288,6 +287,9 @@ func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...st
 
 // TransactionWith is Transaction with its own retry options.
 func (c *Client) TransactionWith(ctx context.Context, o TxOptions, fn func(*Tx) error, keys ...string) ([]Value, error) {
+	if fn == nil {
+		return nil, &UsageError{Msg: "Transaction needs a function"}
+	}
 	_, replies, err := transact(ctx, c, o, func(t *Tx) (struct{}, error) { return struct{}{}, fn(t) }, keys)
 	return replies, err
 }
@@ -307,6 +309,9 @@ func TransactionValueWith[T any](ctx context.Context, c *Client, o TxOptions, fn
 func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
 	o = o.defaults()
 	var zero T
+	if fn == nil {
+		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
+	}
 	var last error
 	for attempt := 1; ; attempt++ {
 		v, replies, err := attemptTx(ctx, c, fn, keys)

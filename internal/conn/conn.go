@@ -109,9 +109,11 @@ type Conn struct {
 	rd  *resp.Reader // owned by the reader goroutine
 	opt Options
 
-	// sendMu serialises the callers that append to wbuf, so that a large
-	// send written in parts is never interleaved with other commands.
-	sendMu sync.Mutex
+	// sendSem (capacity 1) serialises the callers that append to wbuf, so
+	// that a large send written in parts is never interleaved with other
+	// commands. It is a channel so that a caller waiting behind a large send
+	// can leave when its context ends.
+	sendSem chan struct{}
 
 	mu     sync.Mutex // guards the fields below it
 	wbuf   []byte     // appended by callers, taken by the writer
@@ -171,13 +173,14 @@ func New(nc net.Conn, opt Options) *Conn {
 		opt.MaxPending = 1 << 20
 	}
 	c := &Conn{
-		nc:     nc,
-		opt:    opt,
-		wbuf:   make([]byte, 0, 4096),
-		spare:  make([]byte, 0, 4096),
-		kick:   make(chan struct{}, 1),
-		space:  make(chan struct{}, 1),
-		closed: make(chan struct{}),
+		nc:      nc,
+		opt:     opt,
+		wbuf:    make([]byte, 0, 4096),
+		spare:   make([]byte, 0, 4096),
+		kick:    make(chan struct{}, 1),
+		sendSem: make(chan struct{}, 1),
+		space:   make(chan struct{}, 1),
+		closed:  make(chan struct{}),
 	}
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
 	c.wg.Add(2)
@@ -270,11 +273,15 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 // stays bounded; if ctx ends between parts the stream is cut mid-command
 // and the connection has to die.
 func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
+	select {
+	case c.sendSem <- struct{}{}:
+	case <-ctx.Done():
+		return &Error{Op: "send", Err: ctx.Err(), Unsent: true}
+	}
+	defer func() { <-c.sendSem }()
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: "send", Err: err, Unsent: true}
 	}
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
 	part := b
 	if len(part) > c.opt.MaxPending {
 		part = part[:c.opt.MaxPending]
@@ -454,19 +461,11 @@ func (c *Conn) writeLoop() {
 
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
-	// skip tells the next reply belongs to an abandoned call, as seen when
-	// the last reply was stored; it only chooses between decoding and
-	// skipping, and saves a lock per reply over looking again. The reply
-	// is matched to its call below, under the lock.
-	skip := false
 	for {
-		var v resp.Value
-		var err error
-		if skip {
-			err = c.rd.Skip()
-		} else {
-			v, err = c.rd.ReadValue()
-		}
+		// Every value is decoded, even one whose call was abandoned: only
+		// its kind tells a push message, which belongs to no call, from a
+		// reply, and miscounting one would shift every later reply.
+		v, err := c.rd.ReadValue()
 		if err != nil {
 			c.fail(&Error{Op: "read", Err: err})
 			return
@@ -520,12 +519,9 @@ func (c *Conn) readLoop() {
 		// a reply can only follow its command into the line. Push
 		// messages are the exception the protocol makes.
 		stray := false
-		skip = false
 		if c.head == len(c.queue) {
 			k, ok := c.rd.PeekKind()
 			stray = ok && k != resp.Push
-		} else {
-			skip = c.queue[c.head].state.Load() == abandoned
 		}
 		c.mu.Unlock()
 		if done {

@@ -265,3 +265,39 @@ func drain(r *resp.Reader) {
 		}
 	}
 }
+
+// TestPushBetweenRepliesOfAbandonedCall: a push message arriving while the
+// call at the head of the line has been abandoned is not taken for that
+// call's reply, which would hand every later reply to the wrong call.
+func TestPushBetweenRepliesOfAbandonedCall(t *testing.T) {
+	ready := make(chan struct{})
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 3 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+		}
+		<-ready // the second call has been abandoned
+		io.WriteString(w, "+A\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+B\r\n+C\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	ctx := context.Background()
+	first, third := make(chan string, 1), make(chan string, 1)
+	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "A")); first <- v.Str }()
+	time.Sleep(10 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { _, err := c.DoOne(short, encode("ECHO", "B")); second <- err }()
+	time.Sleep(10 * time.Millisecond) // in line after the first, before the third
+	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "C")); third <- v.Str }()
+	if err := <-second; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second call: %v", err)
+	}
+	close(ready)
+	if a, c3 := <-first, <-third; a != "A" || c3 != "C" {
+		t.Fatalf("first got %q, third got %q; want A and C", a, c3)
+	}
+}

@@ -1,0 +1,179 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+func TestStateSubcommandAsBytesRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var ue *UsageError
+	if _, err := c.Do(ctx, "CLIENT", []byte("REPLY"), "SKIP"); !errors.As(err, &ue) {
+		t.Fatalf("CLIENT REPLY given as []byte: %v, want a usage error", err)
+	}
+	if _, err := c.Pipeline(NoTransaction).Do("client", []byte("tracking"), "on").Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("CLIENT TRACKING in a pipeline: %v, want a usage error", err)
+	}
+	if s, err := c.Echo(ctx, "still in step"); err != nil || s != "still in step" {
+		t.Fatalf("Echo = %q, %v", s, err)
+	}
+}
+
+func TestRefusedWatchIsAnError(t *testing.T) {
+	srv := newACLServer(t, "app", "pw", "+@all", "-watch")
+	c, err := Connect(ctxT(t), "redis://app:pw@"+srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var se *Error
+	if _, err := c.Watch(ctxT(t), "k"); !errors.As(err, &se) || se.Prefix != "NOPERM" {
+		t.Fatalf("Watch refused by ACL: %v, want NOPERM", err)
+	}
+}
+
+func TestRefusedMultiIsUncertain(t *testing.T) {
+	srv := newACLServer(t, "app", "pw", "+@all", "-multi")
+	ctx := ctxT(t)
+	c, err := Connect(ctx, "redis://app:pw@"+srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Pipeline().Set("mr", "applied").Exec(ctx)
+	if err == nil || OutcomeOf(err) != Unknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+		t.Fatalf("MULTI refused: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+	}
+	if v, _ := c.Get(ctx, "mr"); v != "applied" {
+		t.Fatalf("mr = %q; the test expects the command to have run without MULTI", v)
+	}
+}
+
+func newACLServer(t *testing.T, user, pw string, rules ...string) *redistest.Server {
+	t.Helper()
+	srv := redistest.Start(t)
+	args := append([]string{"ACL", "SETUSER", user, "on", ">" + pw, "~*", "&*"}, rules...)
+	srv.MustDo(t, args...)
+	return srv
+}
+
+func TestRetryKeepsTheWorstOutcome(t *testing.T) {
+	c, err := NewClient(Options{Addr: "127.0.0.1:1", MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	attempts := 0
+	err = c.retry(context.Background(), true, func() error {
+		attempts++
+		if attempts == 1 {
+			return &conn.Error{Op: "read", Err: io.EOF} // sent, outcome unknown
+		}
+		return notSent(&DialError{Addr: "x", Err: io.EOF})
+	})
+	if attempts != 4 || OutcomeOf(err) != Unknown || SafeToRetry(err) {
+		t.Fatalf("after %d attempts: %v (outcome %v), want unknown: the first attempt may have run", attempts, err, OutcomeOf(err))
+	}
+}
+
+func TestScriptErrorsAreUncertain(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.Set(ctx, "str", "x")
+	// The script increments, then fails on a key of the wrong type: the
+	// increment stays.
+	_, err := c.Eval(ctx, `redis.call('INCR', KEYS[1]); return redis.call('LPUSH', KEYS[2], 'v')`, 2, "ctr", "str")
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "WRONGTYPE" {
+		t.Fatalf("err = %v, want WRONGTYPE from inside the script", err)
+	}
+	if OutcomeOf(err) != Unknown || SafeToRetry(err) {
+		t.Fatalf("a script's error is classified %v; it ran part of its writes", OutcomeOf(err))
+	}
+	if v, _ := c.Get(ctx, "ctr"); v != "1" {
+		t.Fatalf("ctr = %q", v)
+	}
+}
+
+func TestBlockingAndLargeCommandsLeaveTheSharedConnection(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if _, err := c.Pipeline(NoTransaction).Do("BLPOP", "nothing", 0.05).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := c.pool.Stats(); open != 1 {
+		t.Fatalf("a pipeline with BLPOP used %d dedicated connections, want 1", open)
+	}
+	big := strings.Repeat("x", largePipeline+1)
+	if err := c.Set(ctx, "big", big); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "big"); err != nil || len(v) != len(big) {
+		t.Fatalf("GET big: %d bytes, %v", len(v), err)
+	}
+	if _, idle := c.pool.Stats(); idle != 1 {
+		t.Fatalf("the large SET did not go through the pool (idle %d)", idle)
+	}
+}
+
+func TestPipelineMisuseGivesErrors(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	var ue *UsageError
+	if _, err := c.Pipeline().Do().Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Do() with no words: %v", err)
+	}
+	if _, err := c.Pipeline().Do(42, "x").Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Do(42): %v", err)
+	}
+	var ce *CommandError
+	if _, err := c.Pipeline().Do("GET").Set("a", 1).Exec(ctx); !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "GET" {
+		t.Fatalf("arity error of the first command blamed on %v", err)
+	}
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := tx.Multi().Do().Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Multi().Do(): %v", err)
+	}
+	m := tx.Multi()
+	m.Set("k", 1).Discard()
+	if _, err := m.Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Exec of a discarded Multi: %v, want a usage error", err)
+	}
+	m2 := tx.Multi()
+	if _, err := m2.Set("k", 2).Exec(ctx); err != nil {
+		t.Fatalf("a new Multi after Discard: %v", err)
+	}
+	if _, err := m2.Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("a second Exec of one Multi: %v, want a usage error", err)
+	}
+	if _, err := (*Script)(nil).Run(ctx, c, nil); !errors.As(err, &ue) {
+		t.Fatalf("nil Script: %v", err)
+	}
+	if _, err := c.Transaction(ctx, nil, "k"); !errors.As(err, &ue) {
+		t.Fatalf("nil fn: %v", err)
+	}
+}
+
+func TestPipelineDecoderNilOverridesClient(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.SetDecoder("INFO", DecodeInfo)
+	replies, err := c.Pipeline(WithDecoder("INFO", nil)).Info("server").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := replies[0].Decoded(); d != nil {
+		t.Fatal("WithDecoder(INFO, nil) did not turn off the client's decoder")
+	}
+}
