@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,6 +333,15 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	return nil
 }
 
+// coalesceBelow is the pending size under which the writer yields once
+// before writing, when other calls are in line, to gather more callers.
+const coalesceBelow = 16 << 10
+
+// maxYields bounds those yields. One gathers most of what there is to
+// gather; measured with 32 and 512 callers, more yields made fewer but
+// later writes and lower throughput.
+const maxYields = 1
+
 // inlineMax bounds what a caller writes itself: a small write goes straight
 // into the socket buffer, so the caller is not held up.
 const inlineMax = 16 << 10
@@ -431,6 +441,21 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		for {
+			// Under concurrency, callers woken by their replies are about
+			// to send their next commands: letting them run first turns a
+			// trickle of small writes into one larger one. A lone caller
+			// writes inline and never waits here.
+			for i, last := 0, -1; i < maxYields; i++ {
+				c.mu.Lock()
+				n := len(c.wbuf)
+				busy := n > last && n < coalesceBelow && len(c.queue)-c.head > 1
+				c.mu.Unlock()
+				if !busy {
+					break
+				}
+				last = n
+				runtime.Gosched()
+			}
 			c.mu.Lock()
 			if c.err != nil {
 				c.mu.Unlock()

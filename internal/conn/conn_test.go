@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +300,50 @@ func TestPushBetweenRepliesOfAbandonedCall(t *testing.T) {
 	close(ready)
 	if a, c3 := <-first, <-third; a != "A" || c3 != "C" {
 		t.Fatalf("first got %q, third got %q; want A and C", a, c3)
+	}
+}
+
+// countingConn counts the writes that reach the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestConcurrentCallsShareWrites: commands from many goroutines at once
+// go out together, in far fewer writes than there are commands.
+func TestConcurrentCallsShareWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	nc, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{Conn: nc}
+	c := New(cc, Options{})
+	defer c.Close()
+	const goroutines, each = 200, 20
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				want := fmt.Sprint(g, ":", i)
+				if v, err := c.DoOne(context.Background(), encode("ECHO", want)); err != nil || v.Str != want {
+					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	writes := cc.writes.Load()
+	t.Logf("%d commands in %d writes", goroutines*each, writes)
+	if writes > goroutines*each/4 {
+		t.Fatalf("%d commands took %d writes: concurrent calls were not coalesced", goroutines*each, writes)
 	}
 }
