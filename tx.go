@@ -35,21 +35,26 @@ type Tx struct {
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
 // the session. With no keys it just binds the connection.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
-	var d *dedicated
-	err := c.retry(ctx, false, func() (err error) {
-		d, err = c.getDedicated(ctx)
-		return err
+	var t *Tx
+	// WATCH changes no data, so a connection that turns out dead (closed by
+	// the server while idle in the pool) is retried like a read.
+	err := c.retry(ctx, true, func() error {
+		d, err := c.getDedicated(ctx)
+		if err != nil {
+			return err
+		}
+		t = &Tx{c: c, d: d}
+		t.cmds = cmds{r: t}
+		if len(keys) > 0 {
+			if err := t.Watch(ctx, keys...); err != nil {
+				t.closeWith(ctx)
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	t := &Tx{c: c, d: d}
-	t.cmds = cmds{r: t}
-	if len(keys) > 0 {
-		if err := t.Watch(ctx, keys...); err != nil {
-			t.Close()
-			return nil, err
-		}
 	}
 	return t, nil
 }
