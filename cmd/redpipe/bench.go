@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe"
-	"github.com/redpipe/redpipe/redistest"
 	"github.com/schollz/progressbar/v3"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -180,18 +179,16 @@ func chartFormat(path string) (string, error) {
 // starts and always stops.
 func runBench(ctx context.Context, cfg benchConfig) (err error) {
 	w := cfg.Out
-	rawURL := cfg.URL
-	if rawURL == "" {
-		srv, err := redistest.StartServer()
-		if err != nil {
-			return err
+	rawURL, throwaway, stop, err := serverURL(cfg.URL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
 		}
-		defer func() {
-			if serr := srv.Stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}()
-		rawURL = srv.URL()
+	}()
+	if throwaway {
 		fmt.Fprintf(w, "REDIS_URL is not set: using a throwaway redis-server at %s.\n", rawURL)
 	} else {
 		fmt.Fprintf(w, "Using REDIS_URL=%s. Only %s is written, and deleted at the end.\n", redact(rawURL), benchKey)

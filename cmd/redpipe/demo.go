@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe"
-	"github.com/redpipe/redpipe/redistest"
 	"github.com/schollz/progressbar/v3"
 )
 
@@ -53,19 +52,19 @@ type demoConfig struct {
 func runDemo(ctx context.Context, cfg demoConfig) (err error) {
 	w := cfg.Out
 	fmt.Fprintln(w, "redpipe demo: pipelines and transactions against a real Redis server")
-	rawURL, disposable := cfg.URL, false
-	if rawURL == "" {
-		srv, err := redistest.StartServer()
-		if err != nil {
-			return err
+	rawURL, disposable, stop, err := serverURL(cfg.URL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
 		}
-		defer func() {
-			if serr := srv.Stop(); serr != nil && err == nil {
-				err = serr
-			}
+		if disposable {
 			fmt.Fprintln(w, "Stopped the throwaway redis-server.")
-		}()
-		rawURL, disposable = srv.URL(), true
+		}
+	}()
+	if disposable {
 		fmt.Fprintf(w, "REDIS_URL is not set: started a throwaway redis-server at %s, stopped at the end.\n", rawURL)
 	} else {
 		fmt.Fprintf(w, "Using REDIS_URL=%s. Only keys under %s are touched; the database is never flushed.\n", redact(rawURL), prefix)
