@@ -256,7 +256,7 @@ func TestScripts(t *testing.T) {
 	if n, _ := v.Int64(); err != nil || n != 5 {
 		t.Fatalf("Run = %v, %v", v, err)
 	}
-	if v, err = s.Run(ctx, c, []string{"sc"}, 1); err != nil {
+	if _, err = s.Run(ctx, c, []string{"sc"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	// In a pipeline and a transaction, after a SCRIPT FLUSH, never NOSCRIPT.

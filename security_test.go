@@ -470,7 +470,7 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 		check(fmt.Sprintf("Options %d String()", i), o.String())
 		check(fmt.Sprintf("Options %d %%v", i), fmt.Sprintf("%v", o))
 		check(fmt.Sprintf("Options %d %%+v", i), fmt.Sprintf("%+v", o))
-		check(fmt.Sprintf("Options %d %%s", i), fmt.Sprintf("%s", o))
+		check(fmt.Sprintf("Options %d %%s", i), fmt.Sprint(o)) // the %s verb, through String
 		check(fmt.Sprintf("*Options %d %%v", i), fmt.Sprintf("%v", &o))
 	}
 

@@ -109,7 +109,6 @@ type demo struct {
 	w          io.Writer
 	cfg        demoConfig
 	disposable bool // the server is ours to flush
-	section    int
 }
 
 func (d *demo) run(ctx context.Context) error {
