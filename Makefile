@@ -6,7 +6,7 @@ GO      ?= go
 # Modules with their own go.mod: the core stays free of third-party code.
 MODULES := . cmd/redpipe bench
 
-.PHONY: all deps demo test check fmt vet unit fuzz fuzz-short fault fault-short soak
+.PHONY: all deps demo test check fmt vet staticcheck unit fuzz fuzz-short fault fault-short soak
 
 all: test
 
@@ -24,7 +24,7 @@ demo: deps
 
 test: deps check unit fuzz-short fault-short
 
-check: fmt vet
+check: fmt vet staticcheck
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,6 +32,12 @@ fmt:
 
 vet:
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+
+# Pinned, and run without touching any module's requirements.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+staticcheck:
+	@for m in $(MODULES); do (cd $$m && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 unit:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
