@@ -113,18 +113,18 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		return Value{}, w.err
 	}
 	ci := w.cmds[0].info
-	if ci != nil && ci.has(flagConnState) {
+	if ci.has(flagConnState) {
 		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
 	}
 	var v Value
-	err := c.retry(ctx, ci != nil && ci.has(flagReadonly), func() (err error) {
-		v, err = c.runOnce(ctx, w, ci)
+	err := c.retry(ctx, ci.has(flagReadonly), func() (err error) {
+		v, err = c.runOnce(ctx, w)
 		return err
 	})
 	return c.decode(w, v, err)
 }
 
-func (c *Client) runOnce(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
+func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 	// A command that may block, or one large enough to hold up the shared
 	// connection while it is written, gets a connection of its own.
 	if w.blocks(0) || len(w.buf) > largePipeline {

@@ -151,14 +151,15 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	multi := p.multi
 	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()
-	if err := p.check(); err != nil {
+	traits, err := p.check()
+	if err != nil {
 		return nil, err
 	}
 	n := len(p.w.cmds)
 	if n == 0 && !multi {
 		return nil, nil
 	}
-	out, err := p.send(ctx)
+	out, err := p.send(ctx, traits)
 	if err != nil {
 		return nil, err
 	}
@@ -178,29 +179,40 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	return replies, p.finish(replies)
 }
 
+// batchTraits are what one look over a batch's commands tells the sending
+// of it.
+type batchTraits struct {
+	readonly bool // every command only reads: a batch of unknown outcome may be resent
+	blocking bool // some command may block: the batch needs its own connection
+}
+
 // check refuses a batch with an encoding error or a command that would
-// change the connection's state under the pipeline.
-func (p *Pipeline) check() error {
+// change the connection's state under the pipeline, and tells its traits.
+func (p *Pipeline) check() (batchTraits, error) {
+	t := batchTraits{readonly: true}
 	if p.broken != nil {
-		return p.broken
+		return t, p.broken
 	}
 	if p.w.err != nil {
 		name := p.w.errCommand()
 		if name == "" {
-			return p.w.err
+			return t, p.w.err
 		}
-		return &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
+		return t, &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
 	}
 	for i := range p.w.cmds {
-		if ci := p.w.cmds[i].info; ci != nil && ci.has(flagConnState) {
-			return &CommandError{Index: i, Command: ci.Name, In: p.kind(),
+		ci := p.w.cmds[i].info
+		if ci.has(flagConnState) {
+			return t, &CommandError{Index: i, Command: ci.Name, In: p.kind(),
 				Err: &UsageError{Msg: ci.Name + " cannot be queued in a pipeline; " + connStateHint(ci.Name)}}
 		}
+		t.readonly = t.readonly && ci.has(flagReadonly)
+		t.blocking = t.blocking || p.w.blocks(i)
 	}
 	if p.tx != nil {
-		return p.tx.usable()
+		return t, p.tx.usable()
 	}
-	return nil
+	return t, nil
 }
 
 func (p *Pipeline) kind() string {
@@ -212,7 +224,7 @@ func (p *Pipeline) kind() string {
 
 // send writes the whole batch (script loads, MULTI, the commands, EXEC) and
 // returns the replies that follow the script loads.
-func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
+func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
 	if p.transaction {
@@ -245,11 +257,7 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 	if p.tx != nil {
 		err = p.tx.do(ctx, buf, replies)
 	} else {
-		blocking := false
-		for i := range p.w.cmds {
-			blocking = blocking || p.w.blocks(i)
-		}
-		err = p.c.retry(ctx, p.readonly(), func() error { return p.c.sendBatch(ctx, buf, replies, blocking) })
+		err = p.c.retry(ctx, traits.readonly, func() error { return p.c.sendBatch(ctx, buf, replies, traits.blocking) })
 	}
 	if err != nil {
 		if p.transaction {
@@ -264,17 +272,6 @@ func (p *Pipeline) send(ctx context.Context) ([]resp.Value, error) {
 		}
 	}
 	return replies[extra:], nil
-}
-
-// readonly reports whether every queued command only reads, so that a
-// batch whose outcome is unknown may be sent again.
-func (p *Pipeline) readonly() bool {
-	for i := range p.w.cmds {
-		if ci := p.w.cmds[i].info; ci == nil || !ci.has(flagReadonly) {
-			return false
-		}
-	}
-	return true
 }
 
 // sendBatch sends a client pipeline's bytes on the shared connection, or on
@@ -333,16 +330,17 @@ func (p *Pipeline) finish(replies []Value) error {
 	var first error
 	for i := range replies {
 		name := p.w.cmds[i].Name()
-		if d := p.decoder(name); d != nil && replies[i].Err() == nil {
-			decodeInto(&replies[i], d)
+		err := replies[i].Err()
+		if err == nil {
+			if d := p.decoder(name); d != nil {
+				decodeInto(&replies[i], d)
+				if _, derr := replies[i].Decoded(); derr != nil {
+					err = &DecodeError{Command: name, Err: derr}
+				}
+			}
 		}
-		if first != nil || p.errorsInReplies {
-			continue
-		}
-		if err := replies[i].Err(); err != nil {
+		if err != nil && first == nil && !p.errorsInReplies {
 			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
-		} else if _, err := replies[i].Decoded(); err != nil {
-			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: &DecodeError{Command: name, Err: err}}
 		}
 	}
 	return first
