@@ -162,6 +162,10 @@ type cmdBuf struct {
 
 	// state of the command being encoded
 	want, got int
+
+	// full, when set, is called after a command once buf holds
+	// streamChunk bytes or more: a Stream sends them then.
+	full func()
 }
 
 // start begins a command of n words (the name included) described by ci.
@@ -190,6 +194,9 @@ func (w *cmdBuf) end() {
 			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}, len(w.cmds)-1)
 	}
 	w.cmds[len(w.cmds)-1].end = len(w.buf)
+	if w.full != nil && len(w.buf) >= streamChunk {
+		w.full()
+	}
 }
 
 // blocks reports whether command i may block the connection it runs on:

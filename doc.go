@@ -55,6 +55,13 @@
 // (a *CommandError naming its position) unless the pipeline was made with
 // ErrorsInReplies. The pipeline is empty after Exec and can be reused.
 //
+// A batch too large to hold in memory (a bulk load of millions of
+// commands) goes through c.Stream(ctx, each) instead: it sends chunks of
+// commands while they are still being queued, on a connection of its own,
+// and hands every reply to each in order rather than keeping it, so its
+// memory stays at a few chunks and the server works while the caller
+// encodes. A stream is never a transaction.
+//
 // # Transactions and optimistic locking
 //
 // Watch binds a connection and sends WATCH; commands on the returned Tx run

@@ -380,3 +380,33 @@ func ExampleScript() {
 	// 5
 	// [15 15]
 }
+
+// A Stream is for a batch too large to hold: a bulk load, say. It sends
+// its commands in chunks while they are being queued and hands each reply
+// to a function instead of keeping it, so memory stays small however many
+// commands there are.
+func ExampleClient_Stream() {
+	ctx := context.Background()
+	srv := must(redistest.StartServer()) // in real code, Connect to your own URL
+	defer srv.Stop()
+	c := must(redpipe.Connect(ctx, srv.URL()))
+	defer c.Close()
+
+	added := 0
+	s := c.Stream(ctx, func(i int, v redpipe.Value) error {
+		n, err := v.Int64() // SADD's reply: how many members were new
+		added += int(n)
+		return err
+	})
+	for i := range 100_000 {
+		s.SAdd("seen", strconv.Itoa(i%50_000)) // half of them repeat
+	}
+	if _, err := s.Exec(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("new members:", added)
+	fmt.Println("set size:", must(c.SCard(ctx, "seen")))
+	// Output:
+	// new members: 50000
+	// set size: 50000
+}

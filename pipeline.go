@@ -41,6 +41,7 @@ type Pipeline struct {
 	scripts         []*Script // scripts to load before the batch
 	multi           bool      // made by Tx.Multi: always sends MULTI/EXEC, even empty
 	broken          error     // a misuse that no reset clears: a nested or finished Multi
+	stream          *stream   // set for a pipeline made by Client.Stream
 }
 
 // PipelineOption changes how a Pipeline runs.
@@ -95,15 +96,27 @@ func newPipeline(c *Client, tx *Tx, transaction bool) *Pipeline {
 	return p
 }
 
-// Len reports how many commands are queued.
-func (p *Pipeline) Len() int { return len(p.w.cmds) }
+// Len reports how many commands are queued. For a Stream it counts those
+// already sent too, up to Exec.
+func (p *Pipeline) Len() int {
+	if p.stream != nil {
+		return p.stream.sent + len(p.w.cmds)
+	}
+	return len(p.w.cmds)
+}
 
 // Do queues any command given as its words, such as
 // p.Do("OBJECT", "ENCODING", "k"), including commands with no typed method.
 func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 
-// Discard empties the pipeline without sending anything.
+// Discard empties the pipeline without sending anything. A Stream drops
+// what it has not sent yet and waits for the replies of what it has, with
+// the context it was made with, to give its connection back.
 func (p *Pipeline) Discard() {
+	if p.stream != nil {
+		p.stream.finish(p.stream.ctx, false)
+		return
+	}
 	p.reset()
 	p.endMulti()
 }
@@ -148,6 +161,9 @@ func (p *Pipeline) reset() {
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
+	if p.stream != nil {
+		return nil, p.stream.finish(ctx, true)
+	}
 	multi := p.multi
 	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()

@@ -26,6 +26,10 @@ type client interface {
 	// PipelineSet sends SET k val for every key in one plain pipeline and
 	// checks that each replied OK.
 	PipelineSet(ctx context.Context, keys []string, val string) error
+	// BulkSet is PipelineSet for a batch too large to want in memory at
+	// once (S6), in the form the library offers for that: a library with
+	// no such form uses its pipeline.
+	BulkSet(ctx context.Context, keys []string, val string) error
 	// MultiIncr runs MULTI, n INCR key, EXEC, checks that the replies count
 	// up by one, and returns the last.
 	MultiIncr(ctx context.Context, key string, n int) (int64, error)

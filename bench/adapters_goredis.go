@@ -183,3 +183,9 @@ func (g *goRedisClient) WatchIncr(ctx context.Context, key string) (int, error) 
 	}
 	return maxWatchAttempts, fmt.Errorf("gave up after %d conflicts", maxWatchAttempts)
 }
+
+// BulkSet is PipelineSet: the library has no form of pipeline that sends
+// while it is being built.
+func (g *goRedisClient) BulkSet(ctx context.Context, keys []string, val string) error {
+	return g.PipelineSet(ctx, keys, val)
+}

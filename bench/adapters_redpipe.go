@@ -112,6 +112,31 @@ func (r *redpipeClient) PipelineSet(ctx context.Context, keys []string, val stri
 	return err
 }
 
+// BulkSet uses a Stream, which the documentation gives for batches too
+// large to hold: it sends chunks as they fill and hands each reply to a
+// callback instead of keeping it. Every reply is still checked.
+func (r *redpipeClient) BulkSet(ctx context.Context, keys []string, val string) error {
+	seen := 0
+	s := r.c.Stream(ctx, func(i int, v redpipe.Value) error {
+		s, err := v.Text()
+		if err := checkOK(i, s, err); err != nil {
+			return err
+		}
+		if i != seen {
+			return fmt.Errorf("reply %d came when %d was due", i, seen)
+		}
+		seen++
+		return nil
+	})
+	for _, k := range keys {
+		s.Set(k, val)
+	}
+	if _, err := s.Exec(ctx); err != nil {
+		return err
+	}
+	return replyCount(seen, len(keys))
+}
+
 func (r *redpipeClient) WatchIncr(ctx context.Context, key string) (int, error) {
 	retries := 0
 	// Only the attempt bound is raised, to the figure the other adapters

@@ -166,3 +166,9 @@ func (r *rueidisClient) WatchIncr(ctx context.Context, key string) (int, error) 
 	}
 	return maxWatchAttempts, fmt.Errorf("gave up after %d conflicts", maxWatchAttempts)
 }
+
+// BulkSet is PipelineSet: the library has no form of pipeline that sends
+// while it is being built.
+func (r *rueidisClient) BulkSet(ctx context.Context, keys []string, val string) error {
+	return r.PipelineSet(ctx, keys, val)
+}

@@ -106,6 +106,9 @@ func (l liar) PipelineSetGet(ctx context.Context, keys, vals []string) error { r
 func (l liar) PipelineSet(ctx context.Context, keys []string, val string) error {
 	return l.client.PipelineSet(ctx, keys[:len(keys)-1], val)
 }
+func (l liar) BulkSet(ctx context.Context, keys []string, val string) error {
+	return l.client.BulkSet(ctx, keys[1:], val)
+}
 func (l liar) MultiIncr(ctx context.Context, key string, n int) (int64, error) {
 	return l.client.MultiIncr(ctx, key, n-1)
 }

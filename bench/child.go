@@ -64,7 +64,7 @@ func childS6(ctx context.Context, name, addr string, n int) (childReport, error)
 	}
 	r.BaseRSSKiB = procStatusKiB("VmRSS")
 	s, err := measure(func() (int, error) {
-		return n, c.PipelineSet(ctx, keys, values16[0])
+		return n, c.BulkSet(ctx, keys, values16[0])
 	})
 	if err != nil {
 		return r, err

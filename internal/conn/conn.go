@@ -253,19 +253,48 @@ func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 // at once; the reader may still store into replies afterwards, so the caller
 // must not reuse the slice then.
 func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error {
+	p, err := c.Start(ctx, cmds, replies)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}
+
+// Pending is a batch handed to the connection by Start whose replies are
+// still to come. Wait must be called once.
+type Pending struct {
+	c  *Conn
+	cl *call
+}
+
+// Start is the first half of Do: it puts the batch in line and returns once
+// its bytes are with the writer, so cmds may be reused at once. The reader
+// fills replies meanwhile; they belong to the caller only after Wait
+// returns nil. Sending one batch while the previous one is answered keeps
+// the socket busy in both directions.
+func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
 	if len(replies) == 0 {
-		return nil
+		return Pending{}, nil
 	}
 	cl := getCall()
 	cl.replies = replies
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
+		return Pending{}, err
+	}
+	return Pending{c, cl}, nil
+}
+
+// Wait blocks until the batch's replies are in, or ctx ends (the call is
+// then abandoned, as in Do).
+func (p Pending) Wait(ctx context.Context) error {
+	if p.cl == nil {
+		return nil
+	}
+	if err := p.c.wait(ctx, p.cl); err != nil {
 		return err
 	}
-	if err := c.wait(ctx, cl); err != nil {
-		return err
-	}
-	putCall(cl)
+	putCall(p.cl)
 	return nil
 }
 

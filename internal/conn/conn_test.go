@@ -347,3 +347,41 @@ func TestConcurrentCallsShareWrites(t *testing.T) {
 		t.Fatalf("%d commands took %d writes: concurrent calls were not coalesced", goroutines*each, writes)
 	}
 }
+
+// TestStartThenWait: batches handed over with Start are answered in order
+// while the caller goes on, the buffer given to Start may be overwritten as
+// soon as it returns, and each batch's replies are its own.
+func TestStartThenWait(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	buf := make([]byte, 0, 1024)
+	var pend []Pending
+	var replies [][]resp.Value
+	for i := range 50 {
+		buf = buf[:0]
+		for j := range 10 {
+			buf = append(buf, encode("SET", fmt.Sprintf("k%d", i*10+j), fmt.Sprintf("v%d", i*10+j))...)
+		}
+		buf = append(buf, encode("GET", fmt.Sprintf("k%d", i*10))...)
+		r := make([]resp.Value, 11)
+		p, err := c.Start(ctx, buf, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range buf {
+			buf[k] = 'X' // the connection must have its own copy by now
+		}
+		pend, replies = append(pend, p), append(replies, r)
+	}
+	for i, p := range pend {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := replies[i][10].Str, fmt.Sprintf("v%d", i*10); got != want {
+			t.Fatalf("batch %d: GET = %q, want %q", i, got, want)
+		}
+	}
+	if !c.Idle() {
+		t.Fatal("connection not idle after every batch was waited for")
+	}
+}

@@ -1,0 +1,305 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// dbsize asks the server, over a connection of its own, how many keys it
+// holds.
+func dbsize(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	v, err := srv.Do("DBSIZE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(v.(int64))
+}
+
+// TestStreamSendsWhileQueueing: a stream of 200,000 SETs hands every reply
+// to each, in order and exactly once, sends chunks before Exec (the server
+// holds keys and each has run while commands are still being queued), and
+// its buffers stay at a few chunks, where a plain pipeline's would hold
+// the whole batch.
+func TestStreamSendsWhileQueueing(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const n = 200_000
+	next := 0
+	var bad error
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if i != next && bad == nil {
+			bad = fmt.Errorf("reply %d handed out when %d was due", i, next)
+		}
+		next = i + 1
+		if txt, err := v.Text(); (txt != "OK" || err != nil) && bad == nil {
+			bad = fmt.Errorf("reply %d = %q, %v", i, txt, err)
+		}
+		return nil
+	})
+	maxBuf, maxInflight, maxReplies := 0, 0, 0
+	for i := range n {
+		s.Set("s:"+strconv.Itoa(i), "v"+strconv.Itoa(i))
+		maxBuf = max(maxBuf, cap(s.w.buf))
+		maxInflight = max(maxInflight, len(s.stream.inflight))
+		for _, ch := range append(s.stream.inflight, s.stream.free...) {
+			maxReplies = max(maxReplies, cap(ch.replies))
+		}
+		if i == n/2 {
+			if next == 0 {
+				t.Fatal("halfway through queueing, no reply has been handed out: the stream is not sending")
+			}
+			if got := dbsize(t, srv); got < next {
+				t.Fatalf("halfway through queueing the server holds %d keys, fewer than the %d replies seen", got, next)
+			}
+		}
+	}
+	if s.Len() != n {
+		t.Fatalf("Len = %d, want %d", s.Len(), n)
+	}
+	replies, err := s.Exec(ctx)
+	if err != nil || replies != nil {
+		t.Fatalf("Exec = %v, %v; want nil, nil", replies, err)
+	}
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if next != n {
+		t.Fatalf("each saw %d replies, want %d", next, n)
+	}
+	if got := dbsize(t, srv); got != n {
+		t.Fatalf("server holds %d keys, want %d", got, n)
+	}
+	for _, i := range []int{0, 1, n / 3, n - 1} {
+		if v, err := c.Get(ctx, "s:"+strconv.Itoa(i)); err != nil || v != "v"+strconv.Itoa(i) {
+			t.Fatalf("GET s:%d = %q, %v", i, v, err)
+		}
+	}
+	// A plain pipeline of the same batch would grow to several MiB of
+	// encoding and n replies.
+	if maxBuf > 2*streamChunk || maxInflight > 2 || maxReplies > streamChunk/16 {
+		t.Fatalf("stream held up to %d bytes of encoding, %d chunks in flight, %d replies per chunk", maxBuf, maxInflight, maxReplies)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("Len after Exec = %d, want 0", s.Len())
+	}
+	// The stream is empty and usable again, counting from 0.
+	first := -1
+	s2 := c.Stream(ctx, func(i int, v Value) error { first = i; return nil })
+	s2.Incr("after")
+	if _, err := s2.Exec(ctx); err != nil || first != 0 {
+		t.Fatalf("a second stream: %v, each saw index %d", err, first)
+	}
+	s.Incr("after")
+	next = 0
+	if _, err := s.Exec(ctx); err != nil || next != 1 {
+		t.Fatalf("the stream used again: %v, each saw %d replies", err, next)
+	}
+	if v, _ := c.Get(ctx, "after"); v != "2" {
+		t.Fatalf("after = %q, want 2", v)
+	}
+}
+
+// TestStreamErrors: a command's error stays with its reply and Exec names
+// it by its place in the whole stream; ErrorsInReplies leaves it there;
+// an error from each stops the calls but not the reading; the connection
+// goes back to the pool clean after all of them (PoolSize 1 would make
+// the next stream wait forever otherwise).
+func TestStreamErrors(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "str", "x"); err != nil {
+		t.Fatal(err)
+	}
+	const n, bad = 30_000, 20_000
+	queue := func(s *Pipeline) {
+		for i := range n {
+			if i == bad {
+				s.Incr("str")
+			} else {
+				s.Set("e:"+strconv.Itoa(i), "v")
+			}
+		}
+	}
+	errAt := -1
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if v.Err() != nil && errAt < 0 {
+			errAt = i
+		}
+		return nil
+	})
+	queue(s)
+	_, err := s.Exec(ctx)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != bad || ce.Command != "INCR" || errAt != bad {
+		t.Fatalf("Exec = %v (index %v), each saw the error at %d; want INCR at %d", err, ce, errAt, bad)
+	}
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "ERR" {
+		t.Fatalf("the command's error is not the server's: %v", err)
+	}
+
+	s = c.Stream(ctx, nil, ErrorsInReplies)
+	queue(s)
+	if _, err := s.Exec(ctx); err != nil {
+		t.Fatalf("with ErrorsInReplies Exec = %v, want nil", err)
+	}
+
+	stop := errors.New("enough")
+	calls := 0
+	s = c.Stream(ctx, func(i int, v Value) error {
+		calls++
+		if i == 100 {
+			return stop
+		}
+		return nil
+	})
+	for range n {
+		s.Incr("counted")
+	}
+	if _, err := s.Exec(ctx); !errors.Is(err, stop) || calls != 101 {
+		t.Fatalf("Exec = %v after %d calls of each; want the error of each after 101", err, calls)
+	}
+	if v, _ := c.Get(ctx, "counted"); v != strconv.Itoa(n) {
+		t.Fatalf("counted = %q: every command of the stream should have run", v)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s = c.Stream(short, nil)
+	if _, err := s.Incr("counted").Exec(short); err != nil {
+		t.Fatalf("a stream after the others (pool of 1): %v", err)
+	}
+}
+
+// TestStreamRefusals: a command that cannot be queued stops the stream at
+// its chunk: what went before ran, nothing after, and the error says the
+// outcome is unknown once something was sent.
+func TestStreamRefusals(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	s := c.Stream(ctx, nil)
+	for i := range 10_000 {
+		s.Set("r:"+strconv.Itoa(i), "v")
+	}
+	sent := s.stream.sent
+	if sent == 0 {
+		t.Fatal("nothing sent after 10,000 commands")
+	}
+	s.Do("SET", "only-key")
+	for i := 10_000; i < 20_000; i++ {
+		s.Set("r:"+strconv.Itoa(i), "v")
+	}
+	_, err := s.Exec(ctx)
+	var ae *ArityError
+	var ce *CommandError
+	if !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 10_000 {
+		t.Fatalf("Exec = %v; want an arity error of command 10000", err)
+	}
+	if OutcomeOf(err) != Unknown {
+		t.Fatalf("OutcomeOf = %v, want Unknown: %d commands had run", OutcomeOf(err), sent)
+	}
+	if got := dbsize(t, srv); got < sent || got > 10_000 {
+		t.Fatalf("server holds %d keys; want the %d sent, up to the 10,000 before the bad command", got, sent)
+	}
+
+	s = c.Stream(ctx, nil)
+	s.Do("SELECT", 2)
+	if _, err := s.Exec(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != NotSent {
+		t.Fatalf("SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
+	}
+	s = c.Stream(ctx, nil)
+	s.RunScript(NewScript("return 1"), nil)
+	if _, err := s.Exec(ctx); !errors.As(err, new(*UsageError)) {
+		t.Fatalf("RunScript in a stream: %v; want a usage error", err)
+	}
+}
+
+// TestStreamDiscard: Discard keeps what was sent (it ran) and drops the
+// rest; the connection goes back to the pool.
+func TestStreamDiscard(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	s := c.Stream(ctx, nil)
+	for i := range 10_000 {
+		s.Set("d:"+strconv.Itoa(i), "v")
+	}
+	sent := s.stream.sent
+	s.Discard()
+	if got := dbsize(t, srv); got != sent || sent == 0 || sent == 10_000 {
+		t.Fatalf("after Discard the server holds %d keys; %d were sent of 10,000", got, sent)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.Stream(short, nil).Incr("n").Exec(short); err != nil {
+		t.Fatalf("a stream after Discard (pool of 1): %v", err)
+	}
+}
+
+// TestStreamConnectionLost: the connection dies with chunks in flight;
+// Exec returns, the outcome is unknown, and the client goes on.
+func TestStreamConnectionLost(t *testing.T) {
+	c, px, _ := proxiedClient(t, Options{})
+	ctx := ctxT(t)
+	s := c.Stream(ctx, nil)
+	for i := range 5_000 {
+		s.Set("l:"+strconv.Itoa(i), "v")
+	}
+	px.Stall(redistest.ServerToClient, true)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 20_000 {
+			s.Set("l:"+strconv.Itoa(i), "v")
+		}
+		_, err := s.Exec(ctx)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	px.Cut(redistest.CutRST)
+	px.Reset()
+	select {
+	case err := <-done:
+		if err == nil || OutcomeOf(err) != Unknown {
+			t.Fatalf("Exec after the cut = %v (%v); want an error of unknown outcome", err, OutcomeOf(err))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream still waiting 10s after its connection was cut")
+	}
+	if err := c.Set(ctx, "after", "1"); err != nil {
+		t.Fatalf("client after a lost stream: %v", err)
+	}
+}
+
+// TestStreamCancelled: the stream's context ends while commands are being
+// queued; Exec reports it and the connection, with replies unread, is not
+// lent again.
+func TestStreamCancelled(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	sctx, cancel := context.WithCancel(ctx)
+	s := c.Stream(sctx, nil)
+	for i := range 5_000 {
+		s.Set("c:"+strconv.Itoa(i), "v")
+	}
+	cancel()
+	for i := range 5_000 {
+		s.Set("c:"+strconv.Itoa(i), "v")
+	}
+	if _, err := s.Exec(sctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Exec = %v, want context.Canceled", err)
+	}
+	if _, idle := c.pool.Stats(); idle != 0 {
+		t.Fatalf("%d idle connections after a cancelled stream; its connection must be closed", idle)
+	}
+	if _, err := c.Stream(ctx, nil).Incr("n").Exec(ctx); err != nil {
+		t.Fatalf("a stream after a cancelled one: %v", err)
+	}
+	if got := dbsize(t, srv); got > 10_001 {
+		t.Fatalf("server holds %d keys", got)
+	}
+}
