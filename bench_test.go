@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/resp"
 )
@@ -142,15 +143,23 @@ func BenchmarkPipeline1000(b *testing.B) {
 }
 
 // BenchmarkSequential is one caller waiting for each reply in turn: the
-// latency of the path through the connection engine.
+// latency of the path through the connection engine, with the reader
+// polling the socket (the default) and sleeping in the runtime's poller.
 func BenchmarkSequential(b *testing.B) {
-	c, _ := newTestClient(b, Options{})
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Incr(ctx, "n"); err != nil {
-			b.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name string
+		poll time.Duration
+	}{{"poll", 0}, {"nopoll", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, _ := newTestClient(b, Options{PollWait: tc.poll})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Incr(ctx, "n"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -277,6 +277,9 @@ func (c *Client) dial(ctx context.Context, shared bool) (*conn.Conn, error) {
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: err})
 	}
 	opt := c.connOpt
+	if c.opt.PollWait > 0 && c.opt.Dialer == nil {
+		opt.Poll = c.opt.PollWait
+	}
 	if shared && c.opt.ReplyTimeout > 0 {
 		opt.StallTimeout = c.opt.ReplyTimeout
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -430,5 +431,40 @@ func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
 	v := <-res
 	if len(v) != 2 || v[1].String() != "job" {
 		t.Fatalf("BLPOP = %v", v)
+	}
+}
+
+// TestPollWaitChoosesPolling: the shared connection polls its socket by
+// default; PollWait -1 turns that off, and a custom Dialer's connection,
+// whose Read may be more than the socket's, is never polled.
+func TestPollWaitChoosesPolling(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	var d net.Dialer
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		want bool
+	}{
+		{"default", Options{}, true},
+		{"PollWait -1", Options{PollWait: -1}, false},
+		{"custom Dialer", Options{Dialer: d.DialContext}, false},
+	} {
+		tc.opt.Addr = srv.Addr
+		c, err := NewClient(tc.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn, err := c.sharedConn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cn.Polls(); got != tc.want {
+			t.Errorf("%s: polls %v, want %v", tc.name, got, tc.want)
+		}
+		if n, err := c.Incr(ctx, "poll"); err != nil || n < 1 {
+			t.Errorf("%s: INCR = %d, %v", tc.name, n, err)
+		}
+		c.Close()
 	}
 }

@@ -96,6 +96,16 @@ func TestDialRetriedWithinContext(t *testing.T) {
 		t.Fatalf("Ping while the server restarts = %q, %v", s, err)
 	}
 	srv.Kill()
+	// The server's end of the shared connection closed with it; once the
+	// client has read that, the next call dials (the case under test)
+	// instead of writing into a socket whose reply cannot come, which is
+	// of unknown outcome.
+	for i := 0; i < 200; i++ {
+		if cn := c2.shared.Load(); cn == nil || !cn.Alive() {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -67,6 +67,17 @@ type Options struct {
 	// connections (blocking commands, Tx) rely on the caller's context.
 	ReplyTimeout time.Duration
 
+	// PollWait is how long a connection keeps reading its socket without
+	// sleeping while it waits for a reply (default 100µs; -1 means never),
+	// before it waits in Go's network poller. On a fast link a reply comes
+	// back within that time, and taking it without a thread wake-up cuts
+	// the latency of a round trip by as much as half on a virtual machine.
+	// The polling yields to other goroutines between reads, and stops
+	// early on a link whose replies take longer. It spends CPU time for
+	// latency; -1 gives the time back. It applies to plain TCP and Unix
+	// sockets, not to TLS or a custom Dialer.
+	PollWait time.Duration
+
 	// MaxRetries bounds how many times a call is sent again after a
 	// connection failure (default 3; -1 means never). Only what cannot
 	// apply twice is resent: calls certainly not sent, reads, and calls
@@ -103,6 +114,9 @@ func (o Options) defaults() Options {
 	}
 	if o.MaxRetries == 0 {
 		o.MaxRetries = 3
+	}
+	if o.PollWait == 0 {
+		o.PollWait = 100 * time.Microsecond
 	}
 	if o.MaxReplyBytes == 0 {
 		o.MaxReplyBytes = 512 << 20
@@ -158,6 +172,12 @@ func (o Options) validate() error {
 	}
 	if o.ReplyTimeout < 0 && o.ReplyTimeout != -1 {
 		return bad("ReplyTimeout", "must be positive, or -1 for none, not %v", o.ReplyTimeout)
+	}
+	if o.PollWait < 0 && o.PollWait != -1 {
+		return bad("PollWait", "must be positive, or -1 for none, not %v", o.PollWait)
+	}
+	if o.PollWait > time.Second {
+		return bad("PollWait", "must be at most 1s, not %v: it is time spent polling without sleeping", o.PollWait)
 	}
 	if o.MaxRetries < -1 {
 		return bad("MaxRetries", "must be 0 or more, or -1 for none, not %d", o.MaxRetries)

@@ -180,6 +180,8 @@ func TestOptionsInvalid(t *testing.T) {
 		{"ClientName with a space", Options{ClientName: "my app"}, "ClientName"},
 		{"ClientName with a newline", Options{ClientName: "app\n"}, "ClientName"},
 		{"ReplyTimeout -5s", Options{ReplyTimeout: -5 * time.Second}, "ReplyTimeout"},
+		{"PollWait -5µs", Options{PollWait: -5 * time.Microsecond}, "PollWait"},
+		{"PollWait 2s", Options{PollWait: 2 * time.Second}, "PollWait"},
 		{"negative DialTimeout", Options{DialTimeout: -time.Second}, "DialTimeout"},
 		{"Protocol 4", Options{Protocol: 4}, "Protocol"},
 		{"Protocol 1", Options{Protocol: 1}, "Protocol"},
@@ -222,6 +224,7 @@ func TestOptionsDefaults(t *testing.T) {
 		PoolSize:     10 * runtime.GOMAXPROCS(0),
 		MaxIdle:      10 * runtime.GOMAXPROCS(0),
 		ReplyTimeout: 10 * time.Second,
+		PollWait:     100 * time.Microsecond,
 		MaxRetries:   3,
 	}
 	// The reply limits are applied by the reader, which treats 0 as its
@@ -258,7 +261,7 @@ func TestOptionsDefaults(t *testing.T) {
 // "never" for ReplyTimeout and MaxRetries must survive, not turn back into
 // the defaults (10s, 3 retries).
 func TestOptionsRoundTrip(t *testing.T) {
-	c1, err := NewClient(Options{Addr: "127.0.0.1:1", ReplyTimeout: -1, MaxRetries: -1, DB: 2})
+	c1, err := NewClient(Options{Addr: "127.0.0.1:1", ReplyTimeout: -1, MaxRetries: -1, PollWait: -1, DB: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +274,9 @@ func TestOptionsRoundTrip(t *testing.T) {
 	o1, o2 := c1.Options(), c2.Options()
 	if optionFields(o1) != optionFields(o2) {
 		t.Errorf("NewClient(c.Options()).Options() differs from c.Options():\n   c: %s\nnew: %s", optionFields(o1), optionFields(o2))
+	}
+	if c2.opt.PollWait != -1 {
+		t.Errorf("a client made from Options() of a client that does not poll has PollWait %v", c2.opt.PollWait)
 	}
 	if c2.opt.MaxRetries != c1.opt.MaxRetries || c2.opt.ReplyTimeout != c1.opt.ReplyTimeout {
 		t.Errorf("a client made from Options() of a client with no retries and no reply timeout has MaxRetries %d (was %d) and ReplyTimeout %v (was %v)",

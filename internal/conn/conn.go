@@ -63,6 +63,10 @@ type Options struct {
 	// otherwise hold every later call hostage. Zero means no limit, which
 	// suits a connection lent for blocking commands.
 	StallTimeout time.Duration
+	// Poll is how long the reader reads the socket without sleeping
+	// before it waits in the runtime's poller (see poller); zero or less
+	// turns polling off.
+	Poll time.Duration
 }
 
 // call states
@@ -106,9 +110,10 @@ func putCall(c *call) {
 // are written together (auto-pipelining) and their replies handed back in
 // order.
 type Conn struct {
-	nc  net.Conn
-	rd  *resp.Reader // owned by the reader goroutine
-	opt Options
+	nc   net.Conn
+	rd   *resp.Reader // owned by the reader goroutine
+	poll *poller      // owned by the reader goroutine; nil when not polling
+	opt  Options
 
 	// sendSem (capacity 1) serialises the callers that append to wbuf, so
 	// that a large send written in parts is never interleaved with other
@@ -148,6 +153,11 @@ type stallGuard struct{ c *Conn }
 
 func (g stallGuard) Read(p []byte) (int, error) {
 	c := g.c
+	if c.poll != nil {
+		if n, err, ok := c.poll.read(p); ok {
+			return n, err
+		}
+	}
 	if c.opt.StallTimeout > 0 {
 		c.mu.Lock()
 		if c.head < len(c.queue) {
@@ -183,6 +193,7 @@ func New(nc net.Conn, opt Options) *Conn {
 		space:   make(chan struct{}, 1),
 		closed:  make(chan struct{}),
 	}
+	c.poll = newPoller(nc, opt.Poll, c.due)
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
 	c.wg.Add(2)
 	go c.writeLoop()
@@ -209,6 +220,16 @@ func (c *Conn) Idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err == nil && len(c.wbuf) == 0 && c.head == len(c.queue)
+}
+
+// Polls reports whether the reader polls the socket (Options.Poll).
+func (c *Conn) Polls() bool { return c.poll != nil }
+
+// due reports whether replies are due: some call is in line.
+func (c *Conn) due() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.head < len(c.queue)
 }
 
 // Pending returns the number of calls in line for replies.

@@ -1,0 +1,136 @@
+package conn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// poller reads the socket without sleeping for a short while before the
+// reader goroutine falls back to the runtime's poller.
+//
+// Why: on a fast link (loopback, a rack, most cloud VMs) a reply comes back
+// in tens of microseconds, and most of that is the cost of waking a thread
+// that went to sleep waiting for it: the runtime's poller, the kernel's
+// scheduler and, on a virtual machine, the hypervisor waking an idle vCPU.
+// Reading with a non-blocking syscall in a loop for a moment keeps the
+// thread awake, so the reply is taken as soon as the kernel has it. The
+// loop yields to other goroutines between attempts, so a caller woken by
+// the previous reply runs on the same thread and writes its next command
+// while the reader waits, and the loop never holds up work the process has.
+//
+// It only works on a socket whose bytes are the protocol itself (plain TCP
+// or a Unix socket); a TLS connection, or a connection from a custom
+// Dialer, is read through its own Read. A poll that ends empty while
+// replies were due makes the next ones shorter-lived, so that a slow link,
+// where replies take longer than the budget, does not pay for polling it
+// never profits from.
+type poller struct {
+	raw            syscall.RawConn
+	budget, linger time.Duration
+	due            func() bool // whether a reply is due
+
+	// misses counts consecutive polls that ended empty while replies were
+	// due; skip is how many more reads go straight to the runtime's poller.
+	misses, skip int
+
+	// stats, read by tests once the reader has stopped
+	hits, emptyDue uint64
+
+	// The read callback and its results, set up once so that a poll does
+	// not allocate a closure per attempt. Used by the reader goroutine only.
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// maxSkip bounds how many reads in a row go without polling after misses:
+// the link may become fast again (a failover to a nearby server).
+const maxSkip = 64
+
+// pollLinger is how long a reader with no reply due stays awake: long
+// enough for a caller woken by the last reply to send its next command.
+const pollLinger = 20 * time.Microsecond
+
+func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
+	if budget <= 0 {
+		return nil
+	}
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	p := &poller{raw: raw, budget: budget, linger: min(pollLinger, budget), due: due}
+	p.fn = func(fd uintptr) bool {
+		p.n, p.err = syscall.Read(int(fd), p.p)
+		return true // never wait: the loop decides
+	}
+	return p
+}
+
+// read polls while a reply is due, for up to the budget from when one
+// was first seen due, and for up to linger while none is: a caller that
+// just got its reply usually sends its next command within microseconds,
+// and a reader still awake then takes that reply at once too. ok is false
+// when nothing came, and the caller should then make a blocking read.
+func (p *poller) read(b []byte) (n int, err error, ok bool) {
+	if p.skip > 0 {
+		p.skip--
+		return 0, nil, false
+	}
+	p.p = b
+	defer func() { p.p = nil }()
+	var start, dueSince time.Time
+	for {
+		if rerr := p.raw.Read(p.fn); rerr != nil {
+			if errors.Is(rerr, os.ErrDeadlineExceeded) {
+				// The stall guard's deadline, armed earlier, has passed:
+				// the blocking read re-arms it or clears it.
+				return 0, nil, false
+			}
+			return 0, rerr, true // the socket is closed
+		}
+		switch {
+		case p.n > 0:
+			p.misses = 0
+			p.hits++
+			return p.n, nil, true
+		case p.err == nil:
+			return 0, io.EOF, true
+		case !errors.Is(p.err, syscall.EAGAIN) && !errors.Is(p.err, syscall.EINTR):
+			return 0, os.NewSyscallError("read", p.err), true
+		}
+		now := time.Now()
+		if start.IsZero() {
+			start = now
+		}
+		if dueSince.IsZero() && p.due() {
+			dueSince = now
+		}
+		if dueSince.IsZero() {
+			if now.Sub(start) > p.linger {
+				return 0, nil, false
+			}
+		} else if now.Sub(dueSince) > p.budget {
+			p.misses++
+			p.emptyDue++
+			p.skip = min(1<<min(p.misses, 16)-1, maxSkip)
+			return 0, nil, false
+		}
+		runtime.Gosched()
+	}
+}

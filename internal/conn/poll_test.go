@@ -1,0 +1,149 @@
+package conn
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// TestPollTakesSequentialReplies: a caller sending one command after
+// another gets its replies from the polling read, not from a thread
+// wake-up, and gets the right ones.
+func TestPollTakesSequentialReplies(t *testing.T) {
+	// A generous budget, so that a loaded machine does not turn the
+	// count below into a measure of its load.
+	c, _ := dialReal(t, Options{Poll: 5 * time.Millisecond})
+	ctx := context.Background()
+	const n = 200
+	for i := 1; i <= n; i++ {
+		v, err := c.DoOne(ctx, encode("INCR", "seq"))
+		if err != nil || v.Int != int64(i) {
+			t.Fatalf("INCR %d = %v, %v", i, v.Int, err)
+		}
+	}
+	c.Close()
+	if c.poll == nil {
+		t.Fatal("no poller on a TCP connection")
+	}
+	if c.poll.hits < n*3/4 {
+		t.Fatalf("%d of %d replies were taken by polling; want nearly all", c.poll.hits, n)
+	}
+}
+
+// TestPollBacksOffOnSlowLink: when replies take longer than the budget,
+// polling stops paying: after a few empty polls most reads go straight to
+// the runtime's poller.
+func TestPollBacksOffOnSlowLink(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+			if _, err := io.WriteString(w, "+PONG\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	c := New(nc, Options{Poll: 100 * time.Microsecond})
+	ctx := context.Background()
+	const n = 100
+	for i := range n {
+		v, err := c.DoOne(ctx, encode("PING"))
+		if err != nil || v.Str != "PONG" {
+			t.Fatalf("PING %d = %v, %v", i, v, err)
+		}
+	}
+	c.Close()
+	// Empty polls come at calls 1, 3, 7, 15, 31, 63 and then every 65th.
+	if c.poll.emptyDue > 10 {
+		t.Fatalf("%d of %d waits polled in vain; want a handful", c.poll.emptyDue, n)
+	}
+	if c.poll.emptyDue == 0 {
+		t.Fatal("no poll ended empty, though every reply took 2ms")
+	}
+}
+
+// TestPollLeavesDeadlineToStallGuard: a read deadline armed by the stall
+// guard long ago may pass while replies are still flowing through polls.
+// The poll then hands over to the blocking read, which re-arms it, rather
+// than failing the connection with a timeout that is not a stall.
+func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if _, err := sc.Write([]byte("+OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	p := newPoller(nc, time.Second, func() bool { return true })
+	buf := make([]byte, 16)
+	n, err, ok := p.read(buf)
+	if !ok || err != nil || string(buf[:n]) != "+OK\r\n" {
+		t.Fatalf("poll = %q, %v, %v; want +OK", buf[:n], err, ok)
+	}
+	sc.Write([]byte("+OK\r\n"))
+	nc.SetReadDeadline(time.Now().Add(-time.Second))
+	if n, err, ok := p.read(buf); ok {
+		t.Fatalf("poll past the deadline = %q, %v; want it to hand over to the blocking read", buf[:n], err)
+	}
+}
+
+// TestPollOnlyPlainSockets: polling reads the socket under the Conn's
+// net.Conn, so it is only done where that is the whole protocol: plain
+// TCP and Unix sockets, not wrappers (TLS, a custom Dialer's conn).
+func TestPollOnlyPlainSockets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tcp, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	sock := filepath.Join(t.TempDir(), "s")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uln.Close()
+	unix, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close()
+	due := func() bool { return false }
+	for _, tc := range []struct {
+		name   string
+		nc     net.Conn
+		budget time.Duration
+		want   bool
+	}{
+		{"tcp", tcp, time.Millisecond, true},
+		{"unix", unix, time.Millisecond, true},
+		{"wrapped tcp", struct{ net.Conn }{tcp}, time.Millisecond, false},
+		{"tcp with polling off", tcp, 0, false},
+	} {
+		if got := newPoller(tc.nc, tc.budget, due) != nil; got != tc.want {
+			t.Errorf("%s: polling %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
