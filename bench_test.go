@@ -110,9 +110,10 @@ func BenchmarkEncode(b *testing.B) {
 // checked, on a real server; allocs/op divided by 1000 is per command.
 func BenchmarkPipeline1000(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		opts []PipelineOption
-	}{{"plain", []PipelineOption{NoTransaction}}, {"multi", nil}} {
+		name  string
+		opts  []PipelineOption
+		fresh bool // a new pipeline per batch, or one used again
+	}{{"plain", []PipelineOption{NoTransaction}, false}, {"plain-new", []PipelineOption{NoTransaction}, true}, {"multi", nil, false}} {
 		b.Run(tc.name, func(b *testing.B) {
 			c, _ := newTestClient(b, Options{})
 			ctx := context.Background()
@@ -124,6 +125,9 @@ func BenchmarkPipeline1000(b *testing.B) {
 			p := c.Pipeline(tc.opts...)
 			b.ReportAllocs()
 			for b.Loop() {
+				if tc.fresh {
+					p = c.Pipeline(tc.opts...)
+				}
 				for _, k := range keys {
 					p.Set(k, val)
 				}
@@ -202,4 +206,31 @@ func BenchmarkStream(b *testing.B) {
 			b.Fatal(n, err)
 		}
 	}
+}
+
+// BenchmarkPipelineIncr100k is seed 002's pipeline: 100,000 INCRs and a
+// GET in one plain pipeline, every reply checked; ns/cmd is per command.
+func BenchmarkPipelineIncr100k(b *testing.B) {
+	c, _ := newTestClient(b, Options{})
+	ctx := context.Background()
+	const n = 100_000
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Del(ctx, "n")
+		p := c.Pipeline(NoTransaction)
+		for range n {
+			p.Incr("n")
+		}
+		p.Get("n")
+		replies, err := p.Exec(ctx)
+		if err != nil || len(replies) != n+1 {
+			b.Fatal(len(replies), err)
+		}
+		for i := range n {
+			if v, err := replies[i].Int64(); err != nil || v != int64(i+1) {
+				b.Fatal(i, v, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/cmd")
 }

@@ -57,13 +57,11 @@ type commandInfo struct {
 	Step     int
 	Group    string
 
-	wire []byte // the name already encoded as bulk strings, filled in at init
+	wire   []byte // the name already encoded as bulk strings, filled in at init
+	nwords int    // how many words of a command line make up the name
 }
 
 func (ci *commandInfo) has(f cmdFlags) bool { return ci.Flags&f != 0 }
-
-// words is how many words of a command line make up the name.
-func (ci *commandInfo) words() int { return strings.Count(ci.Name, " ") + 1 }
 
 // blockingCommands may hold their connection for as long as their timeout
 // says without being flagged blocking in the server's table.
@@ -83,6 +81,7 @@ func init() {
 	for _, ci := range commandTable {
 		for _, w := range strings.Fields(ci.Name) {
 			ci.wire = resp.AppendBulkString(ci.wire, w)
+			ci.nwords++
 		}
 	}
 }
@@ -166,15 +165,24 @@ type cmdBuf struct {
 	// full, when set, is called after a command once buf holds
 	// streamChunk bytes or more: a Stream sends them then.
 	full func()
+
+	// pooled is set for a pipeline's buffer, which grows through the
+	// buffer pools and falls back to firstBuf and firstCmds, the storage
+	// it was made with, when reset (see bufpool.go).
+	pooled            bool
+	firstBuf          []byte
+	firstCmds         []cmdMeta
+	lastBuf, lastCmds int // the sizes the last batch needed
 }
 
 // start begins a command of n words (the name included) described by ci.
 func (w *cmdBuf) start(ci *commandInfo, n int) {
+	w.room()
 	w.checkArity(ci, n)
 	w.buf = resp.AppendArrayLen(w.buf, n)
 	w.buf = append(w.buf, ci.wire...)
 	w.cmds = append(w.cmds, cmdMeta{info: ci})
-	w.want, w.got = n, ci.words()
+	w.want, w.got = n, ci.nwords
 }
 
 func (w *cmdBuf) checkArity(ci *commandInfo, n int) {
@@ -312,6 +320,7 @@ func (w *cmdBuf) do(args []any) {
 			sub = string(a)
 		}
 	}
+	w.room()
 	ci := lookupCommand(name, sub)
 	if ci == nil {
 		w.buf = resp.AppendArrayLen(w.buf, len(args))

@@ -93,6 +93,7 @@ func newPipeline(c *Client, tx *Tx, transaction bool) *Pipeline {
 	p := &s.p
 	p.c, p.tx, p.transaction = c, tx, transaction
 	p.w.buf, p.w.cmds = s.buf[:0], s.cmds[:0]
+	p.w.pooled, p.w.firstBuf, p.w.firstCmds = true, s.buf[:0], s.cmds[:0]
 	return p
 }
 
@@ -139,6 +140,7 @@ func (p *Pipeline) endMulti() {
 // MULTI, so Exec can send the buffer as it is, with EXEC appended, instead
 // of copying the whole batch around them.
 func (p *Pipeline) reset() {
+	p.w.release()
 	p.w.reset()
 	if p.transaction {
 		p.w.buf = append(p.w.buf, multiCmd...)

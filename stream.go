@@ -42,6 +42,7 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 		o(p)
 	}
 	p.transaction = false
+	p.w.pooled = false // it never holds more than a chunk
 	p.stream = &stream{p: p, ctx: ctx, each: each}
 	p.w.full = p.stream.flush
 	p.reset()

@@ -53,9 +53,10 @@ type poller struct {
 // the link may become fast again (a failover to a nearby server).
 const maxSkip = 64
 
-// pollLinger is how long a reader with no reply due stays awake: long
-// enough for a caller woken by the last reply to send its next command.
-const pollLinger = 20 * time.Microsecond
+// lingerShare is the part of the budget a reader with no reply due stays
+// awake (20µs of the default 100µs): long enough for a caller woken by the
+// last reply to send its next command.
+const lingerShare = 5
 
 func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
 	if budget <= 0 {
@@ -74,7 +75,7 @@ func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
 	if err != nil {
 		return nil
 	}
-	p := &poller{raw: raw, budget: budget, linger: min(pollLinger, budget), due: due}
+	p := &poller{raw: raw, budget: budget, linger: budget / lingerShare, due: due}
 	p.fn = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides

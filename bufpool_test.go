@@ -1,0 +1,119 @@
+package redpipe
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// TestGrownKeepsContentsAndClasses: a grown buffer holds what the old one
+// held, has at least twice its room and at least the hint, and comes in
+// a size its pool class promises; a recycled buffer is handed out again.
+func TestGrownKeepsContentsAndClasses(t *testing.T) {
+	var pools [pooledClasses]sync.Pool
+	const min = 16
+	b := []byte("0123456789")
+	for range 8 {
+		old := cap(b)
+		before := string(b)
+		b = grown(&pools, b, min, 0)
+		if string(b) != before {
+			t.Fatalf("grown lost the contents: %q, want %q", b, before)
+		}
+		if cap(b) < 2*old || cap(b) < min {
+			t.Fatalf("grown from room for %d to %d", old, cap(b))
+		}
+		if c := cap(b); c&(c-1) != 0 || c < min {
+			t.Fatalf("a class buffer of %d, not a power of two times %d", c, min)
+		}
+		b = append(b, bytes.Repeat([]byte{'x'}, cap(b)-len(b))...)
+	}
+	if h := grown(&pools, []byte("a"), min, 1000); cap(h) < 1000 || string(h) != "a" {
+		t.Fatalf("grown with a hint of 1000 gave room for %d (%q)", cap(h), h)
+	}
+	// A buffer given back serves the next request of its class. (The race
+	// detector makes pools drop some of what they are given, so it is
+	// given a few chances.)
+	var fresh [pooledClasses]sync.Pool
+	reused := false
+	for range 10 {
+		big := make([]byte, 0, 4*min)
+		recycle(&fresh, big, min)
+		got := grown(&fresh, make([]byte, 0, 2*min), min, 0)
+		if cap(got) != 4*min {
+			t.Fatalf("grown from room for %d gave %d, want %d", 2*min, cap(got), 4*min)
+		}
+		reused = reused || &got[:1][0] == &big[:1][0]
+	}
+	if !reused {
+		t.Fatal("a recycled buffer was never handed out again")
+	}
+	// Below the smallest class nothing is pooled.
+	recycle(&fresh, make([]byte, 0, min-1), min)
+	if p := fresh[0].Get(); p != nil {
+		t.Fatalf("a buffer below the smallest class was pooled: %v", p)
+	}
+}
+
+// TestPipelinesShareRecycledBuffers: pipelines made one after another
+// reuse each other's buffers, and each still sends exactly its own
+// commands, used again or new, plain or transactional.
+func TestPipelinesShareRecycledBuffers(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	check := func(p *Pipeline, round, n int) {
+		t.Helper()
+		for i := range n {
+			p.Set("k"+strconv.Itoa(i), strconv.Itoa(round*n+i))
+		}
+		p.Get("k0")
+		replies, err := p.Exec(ctx)
+		if err != nil || len(replies) != n+1 {
+			t.Fatalf("round %d: %d replies, %v", round, len(replies), err)
+		}
+		if s, _ := replies[n].Text(); s != strconv.Itoa(round*n) {
+			t.Fatalf("round %d: GET k0 = %q, want %d", round, s, round*n)
+		}
+	}
+	reused := c.Pipeline(NoTransaction)
+	for round, n := range []int{5000, 300, 20000, 5000, 1} {
+		check(c.Pipeline(), 2*round, n)
+		check(reused, 2*round+1, n)
+		if v, _ := c.Get(ctx, "k"+strconv.Itoa(n-1)); v != strconv.Itoa((2*round+1)*n+n-1) {
+			t.Fatalf("round %d: last key = %q", round, v)
+		}
+	}
+}
+
+// TestPipelineAllocations: a new pipeline of 1000 SETs, executed and its
+// replies checked, allocates a few times per batch, not per command (the
+// issue's bound is one per command).
+func TestPipelineAllocations(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := context.Background()
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "key:" + strconv.Itoa(i)
+	}
+	run := func() {
+		p := c.Pipeline(NoTransaction)
+		for _, k := range keys {
+			p.Set(k, "0123456789abcdef")
+		}
+		replies, err := p.Exec(ctx)
+		if err != nil || len(replies) != len(keys) {
+			t.Fatal(len(replies), err)
+		}
+		for _, r := range replies {
+			if err := okReply(r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(50, run); n > 50 {
+		t.Fatalf("a pipeline of %d SETs allocated %v times", len(keys), n)
+	}
+}
