@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/pool"
@@ -45,6 +46,11 @@ type Client struct {
 	decMu    sync.Mutex                         // serialises SetDecoder
 	decoders atomic.Pointer[map[string]Decoder] // copy-on-write, read on every reply
 
+	// txTurns let this client's own transactions on the same keys take
+	// turns (see txturn.go): a token in a channel is a turn taken.
+	txTurns  [txStripes]chan struct{}
+	turnWait time.Duration
+
 	mu     sync.Mutex // guards live and closed
 	live   map[*conn.Conn]struct{}
 	closed bool
@@ -68,6 +74,10 @@ func NewClient(opt Options) (*Client, error) {
 		live: make(map[*conn.Conn]struct{}),
 	}
 	c.cmds = cmds{r: c}
+	for i := range c.txTurns {
+		c.txTurns[i] = make(chan struct{}, 1)
+	}
+	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)
 	return c, nil

@@ -273,7 +273,7 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, 
 
 	var err error
 	if p.tx != nil {
-		err = p.tx.do(ctx, buf, replies)
+		err = p.tx.do(ctx, buf, replies, p.transaction)
 	} else {
 		err = p.c.retry(ctx, traits.readonly, func() error { return p.c.sendBatch(ctx, buf, replies, traits.blocking) })
 	}

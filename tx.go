@@ -29,7 +29,8 @@ type Tx struct {
 	watching bool      // a WATCH may be armed on the connection
 	multi    *Pipeline // the open Multi pipeline, until Exec or Discard
 	closed   bool
-	broken   error // the connection failed: the Tx can only be closed
+	broken   error         // the connection failed: the Tx can only be closed
+	turn     chan struct{} // a Transaction's turn on its keys, given back once EXEC is written
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
@@ -161,9 +162,17 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	return t.c.decode(w, Value{v}, nil)
 }
 
-// do runs a batch on the session's connection.
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value) error {
-	err := t.d.Do(ctx, buf, replies)
+// do runs a batch on the session's connection. The batch of a transaction
+// (exec) gives the session's turn away once it is written: the next
+// transaction on the same keys may read while this one's EXEC runs.
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool) error {
+	p, err := t.d.Start(ctx, buf, replies)
+	if exec {
+		t.releaseTurn()
+	}
+	if err == nil {
+		err = p.Wait(ctx)
+	}
 	if err != nil {
 		t.lost(err)
 	}
@@ -198,6 +207,7 @@ func (t *Tx) closeWith(ctx context.Context) error {
 		t.multi.reset()
 		t.multi = nil
 	}
+	t.releaseTurn()
 	clean := t.broken == nil && t.d.Idle()
 	if clean && t.watching {
 		if ctx.Err() != nil {
@@ -222,9 +232,12 @@ type TxOptions struct {
 	// MaxAttempts is how many times fn runs at most (default 16). The
 	// context's deadline may stop it sooner.
 	MaxAttempts int
-	// MinBackoff and MaxBackoff bound the pause before a retry, which
-	// doubles with each attempt and is jittered (defaults 1ms and 100ms),
-	// so that contending clients spread out instead of colliding again.
+	// MinBackoff and MaxBackoff bound the pause before a retry (defaults
+	// 100µs and 100ms). The pause starts at the failed attempt's own
+	// duration, or MinBackoff if that is longer, doubles with each further
+	// attempt up to 16 times that, and is jittered, so that contending
+	// clients spread out instead of colliding again, on a fast local link
+	// and a slow remote one alike.
 	MinBackoff, MaxBackoff time.Duration
 	// WatchDelay, when set, replaces the backoff with this fixed pause, as
 	// redis-py's watch_delay does.
@@ -239,7 +252,7 @@ func (o TxOptions) defaults() TxOptions {
 		o.MaxAttempts = 16
 	}
 	if o.MinBackoff <= 0 {
-		o.MinBackoff = time.Millisecond
+		o.MinBackoff = 100 * time.Microsecond
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 100 * time.Millisecond
@@ -250,12 +263,20 @@ func (o TxOptions) defaults() TxOptions {
 	return o
 }
 
-// pause is the wait before retry number attempt (from 1).
-func (o TxOptions) pause(attempt int) time.Duration {
+// maxBackoffDoublings bounds how far the pause grows with the attempts: a
+// contender that waits many times longer than an attempt takes leaves the
+// keys idle rather than easing the contention.
+const maxBackoffDoublings = 4
+
+// pause is the wait before retry number attempt (from 1), after an
+// attempt that took took. A conflict means another client committed
+// within about one attempt's time, so the pause is measured in attempts:
+// it suits a fast local link and a slow remote one alike.
+func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 	if o.WatchDelay > 0 {
 		return o.WatchDelay
 	}
-	d := o.MinBackoff << min(attempt-1, 20)
+	d := max(o.MinBackoff, took) << min(attempt-1, maxBackoffDoublings)
 	if d > o.MaxBackoff || d <= 0 {
 		d = o.MaxBackoff
 	}
@@ -286,6 +307,12 @@ func (e *TxRetryError) Unwrap() error { return e.Err }
 // should not call Exec itself, but may (an ErrWatch it returns is retried
 // too). Any other error from fn ends the loop with that error. A panic in
 // fn closes the session cleanly and goes on up.
+//
+// Transactions of one Client on the same keys (the same keys in the same
+// order) take turns: the next one starts once the last has written its
+// EXEC, rather than spoiling each other's WATCH, and a turn is not waited
+// for longer than 50ms (a slow fn, a Transaction nested in fn). Other
+// clients still meet WATCH, the retries and the backoff.
 func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...string) ([]Value, error) {
 	return c.TransactionWith(ctx, c.opt.Tx, fn, keys...)
 }
@@ -319,7 +346,9 @@ func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (
 	}
 	var last error
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		v, replies, err := attemptTx(ctx, c, fn, keys)
+		took := time.Since(start)
 		if err == nil {
 			return v, replies, nil
 		}
@@ -333,7 +362,7 @@ func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (
 		if o.OnRetry != nil {
 			o.OnRetry(attempt, err)
 		}
-		pause := o.pause(attempt)
+		pause := o.pause(attempt, took)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause {
 			return zero, nil, &TxRetryError{Attempts: attempt, Err: fmt.Errorf("%w (the context's deadline leaves no time to retry)", last)}
 		}
@@ -351,10 +380,18 @@ func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (
 // panics, so the connection never goes back with a WATCH armed.
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
 	var zero T
-	t, err := c.Watch(ctx, keys...)
+	turn, err := c.takeTurn(ctx, keys)
 	if err != nil {
 		return zero, nil, err
 	}
+	t, err := c.Watch(ctx, keys...)
+	if err != nil {
+		if turn != nil {
+			<-turn
+		}
+		return zero, nil, err
+	}
+	t.turn = turn
 	defer t.closeWith(ctx)
 	v, err := fn(t)
 	if err != nil {

@@ -294,15 +294,28 @@ func TestPoolNeverReusesDirtyConnection(t *testing.T) {
 	assertCleanConnection(t, ctx, c, "k")
 }
 
+// TestTransactionHelperContended: 8 goroutines on two clients increment
+// one counter 250 times each. Within a client transactions take turns;
+// between the two they meet WATCH conflicts and retry. No increment is
+// lost or doubled.
 func TestTransactionHelperContended(t *testing.T) {
-	c, _ := newTestClient(t, Options{PoolSize: 8})
+	c, srv := newTestClient(t, Options{PoolSize: 8})
+	c2, err := NewClient(Options{Addr: srv.Addr, PoolSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
 	ctx := ctxT(t)
 	const workers, each = 8, 250
 	var calls, retries atomic.Int64
 	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { retries.Add(1) }}
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
+		c := c
+		if w%2 == 1 {
+			c = c2
+		}
 		go func() {
 			defer wg.Done()
 			for range each {
@@ -452,4 +465,175 @@ func TestCleanAfterEveryFailure(t *testing.T) {
 		t.Fatal("the panicking transaction was applied")
 	}
 	assertCleanConnection(t, ctx, c, "p")
+}
+
+// TestTransactionsTakeTurns: while one Transaction of a client is between
+// its WATCH and its EXEC, the next one on the same keys waits for it
+// instead of spoiling it, and neither has to retry; a transaction on other
+// keys does not wait; a context that ends while waiting gives a not-sent
+// error.
+func TestTransactionsTakeTurns(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	c.turnWait = time.Minute // only the turn order is under test here
+	ctx := ctxT(t)
+	var retries atomic.Int64
+	opts := TxOptions{OnRetry: func(int, error) { retries.Add(1) }}
+	incr := func(key string, inside func()) func(*Tx) error {
+		return func(tx *Tx) error {
+			cur, err := tx.Get(ctx, key)
+			if err != nil && !errors.Is(err, ErrNil) {
+				return err
+			}
+			inside()
+			n, _ := strconv.Atoi(cur)
+			tx.Multi().Set(key, n+1)
+			return nil
+		}
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.TransactionWith(ctx, opts, incr("turn", func() { close(entered); <-release }), "turn")
+		first <- err
+	}()
+	<-entered
+
+	var secondIn atomic.Bool
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.TransactionWith(ctx, opts, incr("turn", func() { secondIn.Store(true) }), "turn")
+		second <- err
+	}()
+	other := "other"
+	for i := 0; txStripe([]string{other}) == txStripe([]string{"turn"}); i++ {
+		other = "other" + strconv.Itoa(i)
+	}
+	if _, err := c.TransactionWith(ctx, opts, incr(other, func() {}), other); err != nil {
+		t.Fatalf("a transaction on other keys: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err := c.Transaction(short, incr("turn", func() {}), "turn")
+	if !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != NotSent {
+		t.Fatalf("waiting for a turn past the deadline: %v (%v); want DeadlineExceeded, not sent", err, OutcomeOf(err))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if secondIn.Load() {
+		t.Fatal("a second transaction on the same keys ran while the first was between WATCH and EXEC")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(ctx, "turn"); v != "2" || retries.Load() != 0 {
+		t.Fatalf("turn = %s after %d retries; want 2 with none", v, retries.Load())
+	}
+}
+
+// TestNestedTransactionDoesNotDeadlock: a Transaction inside fn on the same
+// keys cannot get the turn its caller holds; it goes ahead after the
+// bounded wait, and its write makes the outer one retry, as WATCH says.
+func TestNestedTransactionDoesNotDeadlock(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	c.turnWait = 20 * time.Millisecond
+	ctx := ctxT(t)
+	attempts := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		if _, err := tx.Get(ctx, "nest"); err != nil && !errors.Is(err, ErrNil) {
+			return err
+		}
+		if attempts == 1 {
+			if _, err := c.Transaction(ctx, func(inner *Tx) error {
+				inner.Multi().Set("nest", "inner")
+				return nil
+			}, "nest"); err != nil {
+				return err
+			}
+		}
+		tx.Multi().Set("nest", "outer")
+		return nil
+	}, "nest")
+	if err != nil || attempts != 2 {
+		t.Fatalf("outer transaction: %v after %d attempts; want success on the second", err, attempts)
+	}
+	if v, _ := c.Get(ctx, "nest"); v != "outer" {
+		t.Fatalf("nest = %q, want outer", v)
+	}
+}
+
+// TestTxPause: the pause before a retry starts at the failed attempt's
+// own duration (or MinBackoff, whichever is longer), doubles for a few
+// attempts and then stays, is jittered within its upper half, and never
+// passes MaxBackoff; WatchDelay replaces it.
+func TestTxPause(t *testing.T) {
+	o := TxOptions{}.defaults()
+	for _, tc := range []struct {
+		attempt int
+		took    time.Duration
+		want    time.Duration // the upper bound; the pause is in (want/2, want]
+	}{
+		{1, 10 * time.Microsecond, 100 * time.Microsecond}, // MinBackoff
+		{1, time.Millisecond, time.Millisecond},
+		{2, time.Millisecond, 2 * time.Millisecond},
+		{5, time.Millisecond, 16 * time.Millisecond},
+		{9, time.Millisecond, 16 * time.Millisecond},       // stops doubling
+		{3, 50 * time.Millisecond, 100 * time.Millisecond}, // MaxBackoff
+	} {
+		for range 50 {
+			p := o.pause(tc.attempt, tc.took)
+			if p < tc.want/2 || p > tc.want {
+				t.Fatalf("pause(%d, %v) = %v, want within [%v, %v]", tc.attempt, tc.took, p, tc.want/2, tc.want)
+			}
+		}
+	}
+	o.WatchDelay = 3 * time.Millisecond
+	if p := o.pause(4, time.Second); p != 3*time.Millisecond {
+		t.Fatalf("pause with WatchDelay = %v, want 3ms", p)
+	}
+}
+
+// TestTurnsAvoidRetriesWithinAClient: goroutines of one client contending
+// on one key hardly ever conflict, as they take turns; the count is exact.
+func TestTurnsAvoidRetriesWithinAClient(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 8})
+	ctx := ctxT(t)
+	const workers, each = 8, 100
+	var retries atomic.Int64
+	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { retries.Add(1) }}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				_, err := c.TransactionWith(ctx, opts, func(tx *Tx) error {
+					cur, err := tx.Get(ctx, "one")
+					if err != nil && !errors.Is(err, ErrNil) {
+						return err
+					}
+					n, _ := strconv.Atoi(cur)
+					tx.Multi().Set("one", n+1)
+					return nil
+				}, "one")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v, _ := c.Get(ctx, "one"); v != strconv.Itoa(workers*each) {
+		t.Fatalf("one = %s, want %d", v, workers*each)
+	}
+	// Only an EXEC that the server reaches after the next transaction's
+	// WATCH makes one retry; without turns most attempts conflict.
+	if r := retries.Load(); r > workers*each/10 {
+		t.Fatalf("%d retries for %d transactions of one client", r, workers*each)
+	}
+	t.Logf("%d transactions, %d retries", workers*each, retries.Load())
 }
