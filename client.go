@@ -122,7 +122,7 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	if w.err != nil {
 		return Value{}, w.err
 	}
-	ci := w.cmds[0].info
+	ci := w.cmds[0].info()
 	if ci.has(flagConnState) {
 		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
 	}

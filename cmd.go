@@ -3,6 +3,7 @@ package redpipe
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type commandInfo struct {
 
 	wire   []byte // the name already encoded as bulk strings, filled in at init
 	nwords int    // how many words of a command line make up the name
+	id     uint32 // its number, for cmdMeta
 }
 
 func (ci *commandInfo) has(f cmdFlags) bool { return ci.Flags&f != 0 }
@@ -78,12 +80,25 @@ func init() {
 			ci.Flags |= flagConnState
 		}
 	}
-	for _, ci := range commandTable {
+	names := make([]string, 0, len(commandTable))
+	for name, ci := range commandTable {
+		names = append(names, name)
 		for _, w := range strings.Fields(ci.Name) {
 			ci.wire = resp.AppendBulkString(ci.wire, w)
 			ci.nwords++
 		}
 	}
+	slices.Sort(names)
+	for _, name := range names {
+		ci := commandTable[name]
+		ci.id = uint32(len(knownCommands))
+		knownCommands = append(knownCommands, ci)
+	}
+	extraCommands.Store(&[]*commandInfo{})
+	unknownMu.Lock()
+	// Nameless, so that no command by a name can take it.
+	unlistedCommand = addCommand(&commandInfo{})
+	unknownMu.Unlock()
 }
 
 // lookupCommand finds the table entry for a command line given as its first
@@ -115,36 +130,71 @@ func appendUpper(dst []byte, s string) []byte {
 	return dst
 }
 
-// cmdMeta records one encoded command of a cmdBuf. It is kept small: a
-// pipeline of a million commands keeps a million of them.
+// cmdMeta records one encoded command of a cmdBuf. A pipeline of a
+// million commands keeps a million of them, so it is small and holds no
+// pointer, which spares the garbage collector from scanning them: the
+// command's table entry is found by its id.
 type cmdMeta struct {
-	info *commandInfo // never nil: unknown commands get one of their own
-	end  int          // offset in buf just past the command
+	id    uint32 // commandInfo.id
+	block bool   // the command may block its connection (see cmdBuf.blocks)
 }
 
+func (m *cmdMeta) info() *commandInfo { return commandByID(m.id) }
+
 // Name is the command's upper-case name.
-func (m *cmdMeta) Name() string { return m.info.Name }
+func (m *cmdMeta) Name() string { return m.info().Name }
+
+// The command entries by id: those of the generated table, numbered at
+// init and read-only after, then those made for unknown commands.
+var (
+	knownCommands []*commandInfo
+	unknownMu     sync.Mutex                     // serialises additions to extraCommands
+	extraCommands atomic.Pointer[[]*commandInfo] // copy-on-write
+)
+
+func commandByID(id uint32) *commandInfo {
+	if int(id) < len(knownCommands) {
+		return knownCommands[id]
+	}
+	return (*extraCommands.Load())[int(id)-len(knownCommands)]
+}
 
 // unknownCommands caches the entries made for commands the table does not
 // know (module commands, newer servers), bounded so that arbitrary names
-// cannot grow it forever.
+// cannot grow it forever: past the bound they share one entry.
 var unknownCommands sync.Map // upper-case name -> *commandInfo
 
-const maxUnknownCommands = 1024
+// maxUnknownCommands is the bound (a variable for tests).
+var maxUnknownCommands = 4096
 
-var unknownCount atomic.Int32
+// unlistedCommand is the entry of unknown commands past the bound.
+var unlistedCommand *commandInfo
 
 func unknownCommand(name string) *commandInfo {
 	name = strings.ToUpper(name)
 	if ci, ok := unknownCommands.Load(name); ok {
 		return ci.(*commandInfo)
 	}
-	ci := &commandInfo{Name: name}
-	if unknownCount.Load() < maxUnknownCommands {
-		if prev, loaded := unknownCommands.LoadOrStore(name, ci); loaded {
-			return prev.(*commandInfo)
-		}
-		unknownCount.Add(1)
+	unknownMu.Lock()
+	defer unknownMu.Unlock()
+	if ci, ok := unknownCommands.Load(name); ok {
+		return ci.(*commandInfo)
+	}
+	if len(*extraCommands.Load()) >= maxUnknownCommands {
+		return unlistedCommand
+	}
+	return addCommand(&commandInfo{Name: name})
+}
+
+// addCommand numbers an entry made after init and publishes it; the
+// caller holds unknownMu.
+func addCommand(ci *commandInfo) *commandInfo {
+	old := *extraCommands.Load()
+	ci.id = uint32(len(knownCommands) + len(old))
+	extra := append(old[:len(old):len(old)], ci)
+	extraCommands.Store(&extra)
+	if ci.Name != "" {
+		unknownCommands.Store(ci.Name, ci)
 	}
 	return ci
 }
@@ -161,6 +211,7 @@ type cmdBuf struct {
 
 	// state of the command being encoded
 	want, got int
+	begin     int // offset in buf of its first byte
 
 	// full, when set, is called after a command once buf holds
 	// streamChunk bytes or more: a Stream sends them then.
@@ -179,9 +230,10 @@ type cmdBuf struct {
 func (w *cmdBuf) start(ci *commandInfo, n int) {
 	w.room()
 	w.checkArity(ci, n)
+	w.begin = len(w.buf)
 	w.buf = resp.AppendArrayLen(w.buf, n)
 	w.buf = append(w.buf, ci.wire...)
-	w.cmds = append(w.cmds, cmdMeta{info: ci})
+	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
 	w.want, w.got = n, ci.nwords
 }
 
@@ -201,28 +253,27 @@ func (w *cmdBuf) end() {
 		w.setErr(&UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
 			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}, len(w.cmds)-1)
 	}
-	w.cmds[len(w.cmds)-1].end = len(w.buf)
+	m := &w.cmds[len(w.cmds)-1]
+	m.block = blocks(m.info(), w.buf[w.begin:])
 	if w.full != nil && len(w.buf) >= streamChunk {
 		w.full()
 	}
 }
 
-// blocks reports whether command i may block the connection it runs on:
-// BLPOP and the like always, XREAD and XREADGROUP only with BLOCK, which
-// the server's table cannot tell apart.
-func (w *cmdBuf) blocks(i int) bool {
-	ci := w.cmds[i].info
+// blocks reports whether command i may block the connection it runs on.
+func (w *cmdBuf) blocks(i int) bool { return w.cmds[i].block }
+
+// blocks reports whether a command, encoded as cmd, may block: BLPOP and
+// the like always, XREAD and XREADGROUP only with BLOCK, which the
+// server's table cannot tell apart.
+func blocks(ci *commandInfo, cmd []byte) bool {
 	if !ci.has(flagBlocking) {
 		return false
 	}
 	if ci.Name != "XREAD" && ci.Name != "XREADGROUP" {
 		return true
 	}
-	start := 0
-	if i > 0 {
-		start = w.cmds[i-1].end
-	}
-	return hasWord(w.buf[start:w.cmds[i].end], "BLOCK")
+	return hasWord(cmd, "BLOCK")
 }
 
 // hasWord reports whether an encoded command (an array of bulk strings,
@@ -322,9 +373,10 @@ func (w *cmdBuf) do(args []any) {
 	}
 	w.room()
 	ci := lookupCommand(name, sub)
+	w.begin = len(w.buf)
 	if ci == nil {
 		w.buf = resp.AppendArrayLen(w.buf, len(args))
-		w.cmds = append(w.cmds, cmdMeta{info: unknownCommand(name)})
+		w.cmds = append(w.cmds, cmdMeta{id: unknownCommand(name).id})
 		w.want, w.got = len(args), 0
 		w.args(args)
 		w.end()
@@ -334,7 +386,7 @@ func (w *cmdBuf) do(args []any) {
 	// tells the arity and flags.
 	w.checkArity(ci, len(args))
 	w.buf = resp.AppendArrayLen(w.buf, len(args))
-	w.cmds = append(w.cmds, cmdMeta{info: ci})
+	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
 	w.want, w.got = len(args), 0
 	w.args(args)
 	w.end()

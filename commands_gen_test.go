@@ -60,8 +60,13 @@ func TestGeneratedEncoders(t *testing.T) {
 		if got := string(w.buf); got != tt.want {
 			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
 		}
-		if len(w.cmds) != 1 || w.cmds[0].end != len(w.buf) {
-			t.Errorf("%s: command records %+v for %d bytes", tt.name, w.cmds, len(w.buf))
+		first := strings.Fields(tt.name)[0]
+		if len(w.cmds) != 1 || !strings.HasPrefix(w.cmds[0].Name(), first) {
+			t.Errorf("%s: command records %+v for one %s", tt.name, w.cmds, first)
+			continue
+		}
+		if block := w.blocks(0); block != (first == "BLPOP") {
+			t.Errorf("%s: recorded as blocking: %v", tt.name, block)
 		}
 	}
 }
@@ -162,5 +167,36 @@ func TestBlocksOnlyWhenItMayBlock(t *testing.T) {
 		if got := w.blocks(i); got != wb {
 			t.Errorf("command %d (%s): blocks = %v, want %v", i, w.cmds[i].Name(), got, wb)
 		}
+	}
+}
+
+// TestUnknownCommandEntries: a command the table does not know gets an
+// entry of its own, found again by its name in any case, whose name
+// errors carry; past the bound, new names share one nameless entry
+// instead of growing the registry.
+func TestUnknownCommandEntries(t *testing.T) {
+	a := unknownCommand("my.module.cmd")
+	if b := unknownCommand("MY.MODULE.CMD"); a != b || a.Name != "MY.MODULE.CMD" || commandByID(a.id) != a {
+		t.Fatalf("entries %+v and %+v for one unknown command", a, b)
+	}
+	var w cmdBuf
+	w.do([]any{"my.module.cmd", "x"})
+	if w.err != nil || w.cmds[0].Name() != "MY.MODULE.CMD" {
+		t.Fatalf("Do of an unknown command recorded %q (%v)", w.cmds[0].Name(), w.err)
+	}
+	defer func(n int) { maxUnknownCommands = n }(maxUnknownCommands)
+	maxUnknownCommands = len(*extraCommands.Load()) + 2
+	var got []*commandInfo
+	for i := range 4 {
+		got = append(got, unknownCommand("bound.test."+strconv.Itoa(i)))
+	}
+	if got[0].Name != "BOUND.TEST.0" || got[1].Name != "BOUND.TEST.1" {
+		t.Fatalf("below the bound: %q, %q", got[0].Name, got[1].Name)
+	}
+	if got[2] != unlistedCommand || got[3] != unlistedCommand || unlistedCommand.Name != "" {
+		t.Fatalf("past the bound: %+v, %+v; want the shared entry", got[2], got[3])
+	}
+	if n := len(*extraCommands.Load()); n != maxUnknownCommands {
+		t.Fatalf("the registry grew to %d past its bound of %d", n, maxUnknownCommands)
 	}
 }

@@ -219,7 +219,7 @@ func (p *Pipeline) check() (batchTraits, error) {
 		return t, &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
 	}
 	for i := range p.w.cmds {
-		ci := p.w.cmds[i].info
+		ci := p.w.cmds[i].info()
 		if ci.has(flagConnState) {
 			return t, &CommandError{Index: i, Command: ci.Name, In: p.kind(),
 				Err: &UsageError{Msg: ci.Name + " cannot be queued in a pipeline; " + connStateHint(ci.Name)}}

@@ -130,7 +130,7 @@ func (s *stream) refuse() error {
 		return &UsageError{Msg: "RunScript is not available on a Stream; use Do with EVALSHA or EVAL"}
 	}
 	for i := range w.cmds {
-		if ci := w.cmds[i].info; ci.has(flagConnState) {
+		if ci := w.cmds[i].info(); ci.has(flagConnState) {
 			return &CommandError{Index: s.sent + i, Command: ci.Name, In: "stream",
 				Err: &UsageError{Msg: ci.Name + " cannot be queued in a stream; " + connStateHint(ci.Name)}}
 		}

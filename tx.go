@@ -142,7 +142,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	if err := t.usable(); err != nil {
 		return Value{}, err
 	}
-	if ci := w.cmds[0].info; ci.has(flagConnState) {
+	if ci := w.cmds[0].info(); ci.has(flagConnState) {
 		switch ci.Name {
 		case "WATCH":
 			if t.multi != nil {
