@@ -78,7 +78,10 @@
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline.
-// TransactionValue returns the value the function computed.
+// TransactionValue returns the value the function computed. Transactions
+// of one Client on the same keys take turns, each starting as the last
+// writes its EXEC, so the goroutines of one process do not spoil each
+// other's WATCH; other clients still meet WATCH and the retries.
 //
 // Every error that means a transaction was certainly not applied matches
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
@@ -94,6 +97,14 @@
 // its reply is read later and dropped, never given to another call. Any
 // read, write or protocol error ends the connection and fails the calls in
 // line with it; the next call dials a new one.
+//
+// While a reply is due, a connection reads its socket without sleeping
+// for up to Options.PollWait (100µs by default) before it waits in Go's
+// network poller: on a fast link the reply arrives within that time and
+// is taken without the thread wake-up that otherwise costs as much as the
+// round trip itself, notably on virtual machines. It spends CPU time for
+// latency, backs off on links slower than the wait, and PollWait -1 turns
+// it off.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool

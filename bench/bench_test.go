@@ -65,7 +65,8 @@ func TestEveryScenarioTiny(t *testing.T) {
 	want := map[string]int{"S1 seq": 3, "S1 pipelined": 3, "S2 no-pipeline": 3, "S2 pipeline": 3,
 		"S3 depth-10": 3, "S3 depth-100": 3, "S4 multi-10": 3, "S4 watch-contended": 3,
 		"S5 g4": 3, "S5 g16": 3, "S6 pipeline-1m": 3,
-		"S7 set-P1": 1, "S7 get-P1": 1, "S7 incr-P1": 1, "S7 set-P16": 1, "S7 get-P16": 1, "S7 incr-P16": 1}
+		"S7 set-P1": 1, "S7 get-P1": 1, "S7 incr-P1": 1, "S7 set-P16": 1, "S7 get-P16": 1, "S7 incr-P16": 1,
+		"S7 set-P100-c1": 1, "S7 get-P100-c1": 1, "S7 incr-P100-c1": 1}
 	for k, n := range want {
 		if len(seen[k]) != n {
 			t.Errorf("%s: records for %v, want %d clients", k, seen[k], n)

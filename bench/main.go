@@ -192,38 +192,53 @@ func runCase(ctx context.Context, e *env, clients []client, bc benchCase, logw i
 	return aggregate(bc.scenario, bc.name, names, samples), nil
 }
 
-// runS7 runs redis-benchmark at every depth, the repetitions interleaved
-// across depths, and reports each test at each depth as its own case.
+// runS7 runs redis-benchmark at every depth, with 50 connections and
+// with one, the repetitions interleaved across depths, and reports each
+// test at each depth as its own case ("set-P1000", "set-P1000-c1").
 func runS7(ctx context.Context, e *env, logw io.Writer) ([]record, error) {
-	depths := make([]int, 0, len(e.cfg.s7N))
-	for d := range e.cfg.s7N {
-		depths = append(depths, d)
+	type run struct{ depth, n, conns int }
+	var runs []run
+	for _, m := range []struct {
+		ns    map[int]int
+		conns int
+	}{{e.cfg.s7N, 50}, {e.cfg.s7OneN, 1}} {
+		depths := make([]int, 0, len(m.ns))
+		for d := range m.ns {
+			depths = append(depths, d)
+		}
+		slices.Sort(depths)
+		for _, d := range depths {
+			runs = append(runs, run{d, m.ns[d], m.conns})
+		}
 	}
-	slices.Sort(depths)
+	name := func(test string, r run) string {
+		if r.conns == 1 {
+			return fmt.Sprintf("%s-P%d-c1", test, r.depth)
+		}
+		return fmt.Sprintf("%s-P%d", test, r.depth)
+	}
 	samples := make(map[string][][]sample)
 	for rep := range e.cfg.reps {
-		for _, d := range depths {
+		for _, r := range runs {
 			if err := e.flush(); err != nil {
 				return nil, err
 			}
-			n := e.cfg.s7N[d]
-			rps, err := runBenchmarkTool(ctx, e, d, n)
+			rps, err := runBenchmarkTool(ctx, e, r.depth, r.n, r.conns)
 			if err != nil {
 				return nil, fmt.Errorf("S7, repetition %d: %w", rep+1, err)
 			}
 			for _, t := range benchmarkTests {
-				name := fmt.Sprintf("%s-P%d", t, d)
-				dur := time.Duration(float64(n) / rps[t] * float64(time.Second))
-				samples[name] = append(samples[name], []sample{{ops: n, dur: dur}})
-				fmt.Fprintf(logw, "S7 %-15s redis-benchmark rep %d/%d: %s ops/s\n", name, rep+1, e.cfg.reps, grouped(rps[t]))
+				k := name(t, r)
+				dur := time.Duration(float64(r.n) / rps[t] * float64(time.Second))
+				samples[k] = append(samples[k], []sample{{ops: r.n, dur: dur}})
+				fmt.Fprintf(logw, "S7 %-15s redis-benchmark rep %d/%d: %s ops/s\n", k, rep+1, e.cfg.reps, grouped(rps[t]))
 			}
 		}
 	}
 	var recs []record
-	for _, d := range depths {
+	for _, r := range runs {
 		for _, t := range benchmarkTests {
-			name := fmt.Sprintf("%s-P%d", t, d)
-			recs = append(recs, aggregate("S7", name, []string{"redis-benchmark"}, samples[name])...)
+			recs = append(recs, aggregate("S7", name(t, r), []string{"redis-benchmark"}, samples[name(t, r)])...)
 		}
 	}
 	return recs, nil

@@ -282,8 +282,9 @@ each library in a child process and reports its VmHWM; the million
 prebuilt key strings are part of every child's baseline. For many
 goroutines (S5) go-redis uses its (experimental) AutoPipeline, as its
 README advises; redpipe and rueidis batch concurrent calls by default.
-S7 is redis-benchmark (50 connections) on the same server: the server's
-limit, not a client.
+S7 is redis-benchmark on the same server: with 50 connections, the
+server's limit, not a client; with one (-c1), one batch of -P commands
+at a time, as S3's pipelines are sent, which is the limit for them.
 `
 
 // tieRatio is how far below the best peer redpipe's throughput must fall

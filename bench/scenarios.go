@@ -32,6 +32,7 @@ type config struct {
 	s5Ops    int
 	s6Ops    int
 	s7N      map[int]int // redis-benchmark -n for each -P depth
+	s7OneN   map[int]int // the same with one connection (-c 1)
 	exe      string      // the binary S6 re-executes as its child
 }
 
@@ -49,6 +50,7 @@ func fullConfig() config {
 		s5Ops:    200000,
 		s6Ops:    1000000,
 		s7N:      map[int]int{1: 100000, 16: 500000, 100: 1000000, 1000: 1000000},
+		s7OneN:   map[int]int{1000: 1000000, 10000: 2000000},
 	}
 }
 
@@ -66,6 +68,7 @@ func tinyConfig() config {
 		s5Ops:    800,
 		s6Ops:    2000,
 		s7N:      map[int]int{1: 1000, 16: 2000},
+		s7OneN:   map[int]int{100: 2000},
 	}
 }
 
@@ -493,9 +496,14 @@ func runS6(ctx context.Context, e *env, c client) (sample, error) {
 // S7: redis-benchmark against the same server, as the ceiling a client
 // could reach. Its INCR test increments one counter exactly -n times,
 // which is checked, so a run that lost requests does not count.
-func runBenchmarkTool(ctx context.Context, e *env, depth, n int) (map[string]float64, error) {
+//
+// With conns 1 it is one connection sending a batch of depth commands and
+// waiting for its replies before the next, as a client's pipelines in S3
+// do: the limit for them, where the server's time per batch and its
+// wake-ups count as much as the client's.
+func runBenchmarkTool(ctx context.Context, e *env, depth, n, conns int) (map[string]float64, error) {
 	cmd := exec.CommandContext(ctx, "redis-benchmark",
-		"-h", "127.0.0.1", "-p", strconv.Itoa(e.srv.Port),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(e.srv.Port), "-c", strconv.Itoa(conns),
 		"-P", strconv.Itoa(depth), "-t", "set,get,incr", "-n", strconv.Itoa(n), "--csv")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
