@@ -19,9 +19,11 @@ const (
 	minPooledBytes = 4 << 10
 	minPooledMetas = 256
 	pooledClasses  = 18 // the largest holds 512 MiB of encoded commands
-	// roomBytes is the space a pipeline makes sure of before each command;
-	// a larger command grows the buffer by append.
-	roomBytes = 1 << 10
+	// roomBytes is the space a pipeline makes sure of before each command
+	// (smallRoomBytes while in its first storage); a larger command grows
+	// the buffer by append.
+	roomBytes      = 1 << 10
+	smallRoomBytes = 64
 )
 
 var (
@@ -35,7 +37,12 @@ var (
 // a third of its final size on the way there when the pools are empty
 // (after a collection), against as much again growing twofold.
 func grown[T any](pools *[pooledClasses]sync.Pool, b []T, min, hint int) []T {
-	want := max(4*cap(b), min, hint)
+	want := max(4*cap(b), min)
+	if cap(b) >= min {
+		// The hint is for a batch that has shown it is large: a short one
+		// after a long one does not take a buffer of the long one's size.
+		want = max(want, hint)
+	}
 	k := bits.Len(uint((want - 1) / min)) // the smallest class that holds want
 	var nb []T
 	if k < pooledClasses {
@@ -73,7 +80,11 @@ func (w *cmdBuf) room() {
 	if !w.pooled {
 		return
 	}
-	if cap(w.buf)-len(w.buf) < roomBytes {
+	room := roomBytes
+	if cap(w.buf) < minPooledBytes {
+		room = smallRoomBytes // the first storage is used up before the pools
+	}
+	if cap(w.buf)-len(w.buf) < room {
 		w.buf = grown(&bytePools, w.buf, minPooledBytes, w.lastBuf)
 	}
 	if len(w.cmds) == cap(w.cmds) {

@@ -30,8 +30,12 @@ func TestGrownKeepsContentsAndClasses(t *testing.T) {
 		}
 		b = append(b, bytes.Repeat([]byte{'x'}, cap(b)-len(b))...)
 	}
-	if h := grown(&pools, []byte("a"), min, 1000); cap(h) < 1000 || string(h) != "a" {
+	// The hint counts once the buffer is of the smallest class.
+	if h := grown(&pools, append(make([]byte, 0, min), 'a'), min, 1000); cap(h) < 1000 || string(h) != "a" {
 		t.Fatalf("grown with a hint of 1000 gave room for %d (%q)", cap(h), h)
+	}
+	if h := grown(&pools, []byte("a"), min, 1000); cap(h) >= 1000 {
+		t.Fatalf("a buffer below the smallest class grew to the hint, %d", cap(h))
 	}
 	// A buffer given back serves the next request of its class. (The race
 	// detector makes pools drop some of what they are given, so it is
@@ -116,4 +120,29 @@ func TestPipelineAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(50, run); n > 50 {
 		t.Fatalf("a pipeline of %d SETs allocated %v times", len(keys), n)
 	}
+}
+
+// TestPipelineBufferSizes: a short batch stays in the pipeline's own
+// storage, and a short batch after a long one on the same pipeline does
+// not take a buffer of the long one's size.
+func TestPipelineBufferSizes(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	p := c.Pipeline(NoTransaction)
+	p.Incr("n")
+	if cap(p.w.buf) != cap(p.w.firstBuf) {
+		t.Fatalf("one INCR moved the pipeline to a buffer of %d bytes", cap(p.w.buf))
+	}
+	for range 50_000 {
+		p.Incr("n")
+	}
+	if _, err := p.Exec(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		p.Incr("n")
+	}
+	if got := cap(p.w.buf); got > 16*minPooledBytes {
+		t.Fatalf("100 INCRs after 50,000 took a buffer of %d bytes", got)
+	}
+	p.Discard()
 }

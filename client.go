@@ -46,9 +46,9 @@ type Client struct {
 	decMu    sync.Mutex                         // serialises SetDecoder
 	decoders atomic.Pointer[map[string]Decoder] // copy-on-write, read on every reply
 
-	// txTurns let this client's own transactions on the same keys take
-	// turns (see txturn.go): a token in a channel is a turn taken.
-	txTurns  [txStripes]chan struct{}
+	// turns let this client's own transactions on the same keys take
+	// turns (see txturn.go), each waiting for at most turnWait.
+	turns    turns
 	turnWait time.Duration
 
 	mu     sync.Mutex // guards live and closed
@@ -74,9 +74,6 @@ func NewClient(opt Options) (*Client, error) {
 		live: make(map[*conn.Conn]struct{}),
 	}
 	c.cmds = cmds{r: c}
-	for i := range c.txTurns {
-		c.txTurns[i] = make(chan struct{}, 1)
-	}
 	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)

@@ -181,7 +181,7 @@ func TestOptionsInvalid(t *testing.T) {
 		{"ClientName with a newline", Options{ClientName: "app\n"}, "ClientName"},
 		{"ReplyTimeout -5s", Options{ReplyTimeout: -5 * time.Second}, "ReplyTimeout"},
 		{"PollWait -5µs", Options{PollWait: -5 * time.Microsecond}, "PollWait"},
-		{"PollWait 2s", Options{PollWait: 2 * time.Second}, "PollWait"},
+		{"PollWait 2ms", Options{PollWait: 2 * time.Millisecond}, "PollWait"},
 		{"negative DialTimeout", Options{DialTimeout: -time.Second}, "DialTimeout"},
 		{"Protocol 4", Options{Protocol: 4}, "Protocol"},
 		{"Protocol 1", Options{Protocol: 1}, "Protocol"},

@@ -29,8 +29,8 @@ type Tx struct {
 	watching bool      // a WATCH may be armed on the connection
 	multi    *Pipeline // the open Multi pipeline, until Exec or Discard
 	closed   bool
-	broken   error         // the connection failed: the Tx can only be closed
-	turn     chan struct{} // a Transaction's turn on its keys, given back once EXEC is written
+	broken   error // the connection failed: the Tx can only be closed
+	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
@@ -346,9 +346,7 @@ func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (
 	}
 	var last error
 	for attempt := 1; ; attempt++ {
-		start := time.Now()
-		v, replies, err := attemptTx(ctx, c, fn, keys)
-		took := time.Since(start)
+		v, replies, took, err := attemptTx(ctx, c, fn, keys)
 		if err == nil {
 			return v, replies, nil
 		}
@@ -378,31 +376,36 @@ func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (
 
 // attemptTx is one round of the loop; the deferred Close also runs when fn
 // panics, so the connection never goes back with a WATCH armed.
-func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
-	var zero T
-	turn, err := c.takeTurn(ctx, keys)
+func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
+	turn, err := c.turns.take(ctx, keys, c.turnWait)
 	if err != nil {
-		return zero, nil, err
+		return v, nil, 0, err
 	}
+	// The attempt's time, which the pause after a conflict is measured
+	// in, runs from WATCH to EXEC: a wait for the turn is not part of it.
+	start := time.Now()
+	defer func() { took = time.Since(start) }()
 	t, err := c.Watch(ctx, keys...)
 	if err != nil {
 		if turn != nil {
-			<-turn
+			c.turns.give(turn)
 		}
-		return zero, nil, err
+		return v, nil, 0, err
 	}
 	t.turn = turn
 	defer t.closeWith(ctx)
-	v, err := fn(t)
+	v, err = fn(t)
 	if err != nil {
-		return zero, nil, err
+		var zero T
+		return zero, nil, 0, err
 	}
 	if t.multi == nil {
-		return v, nil, nil
+		return v, nil, 0, nil
 	}
-	replies, err := t.multi.Exec(ctx)
+	replies, err = t.multi.Exec(ctx)
 	if err != nil {
-		return zero, nil, err
+		var zero T
+		return zero, nil, 0, err
 	}
-	return v, replies, nil
+	return v, replies, 0, nil
 }

@@ -504,12 +504,18 @@ func TestTransactionsTakeTurns(t *testing.T) {
 		_, err := c.TransactionWith(ctx, opts, incr("turn", func() { secondIn.Store(true) }), "turn")
 		second <- err
 	}()
-	other := "other"
-	for i := 0; txStripe([]string{other}) == txStripe([]string{"turn"}); i++ {
-		other = "other" + strconv.Itoa(i)
-	}
-	if _, err := c.TransactionWith(ctx, opts, incr(other, func() {}), other); err != nil {
-		t.Fatalf("a transaction on other keys: %v", err)
+	// Transactions on other key sets, a set that includes "turn" among
+	// them, do not wait for the turn on "turn" alone (which is held for
+	// a minute's wait, so that waiting would show).
+	for i := range 200 {
+		other := "other" + strconv.Itoa(i)
+		keys := []string{other}
+		if i%2 == 1 {
+			keys = append(keys, "turn")
+		}
+		if _, err := c.TransactionWith(ctx, opts, incr(other, func() {}), keys...); err != nil {
+			t.Fatalf("a transaction on other keys: %v", err)
+		}
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
@@ -530,6 +536,11 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	}
 	if v, _ := c.Get(ctx, "turn"); v != "2" || retries.Load() != 0 {
 		t.Fatalf("turn = %s after %d retries; want 2 with none", v, retries.Load())
+	}
+	c.turns.mu.Lock()
+	defer c.turns.mu.Unlock()
+	if len(c.turns.set) != 0 {
+		t.Fatalf("turns kept for key sets no transaction holds: %v", c.turns.set)
 	}
 }
 

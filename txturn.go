@@ -2,7 +2,8 @@ package redpipe
 
 import (
 	"context"
-	"hash/maphash"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,58 +19,85 @@ import (
 // fn, or a Transaction nested in another's fn, delays the next one by at
 // most that.
 
-// txStripes is how many turns a Client keeps: key sets that hash to the
-// same stripe share one, which costs them at most a wait.
-const txStripes = 128
-
 // defaultTurnWait bounds the wait for a turn.
 const defaultTurnWait = 50 * time.Millisecond
 
-var txSeed = maphash.MakeSeed()
-
-// txStripe picks the turn of a key set. The set is taken as given: the
-// same keys in another order are another set.
-func txStripe(keys []string) int {
-	var h maphash.Hash
-	h.SetSeed(txSeed)
-	for _, k := range keys {
-		h.WriteString(k)
-		h.WriteByte(0)
-	}
-	return int(h.Sum64() % txStripes)
+// turns holds a turn for every key set that some Transaction of the client
+// holds or waits for, and forgets it when none does.
+type turns struct {
+	mu  sync.Mutex
+	set map[string]*turn // by the keys, joined with NUL
 }
 
-// takeTurn waits until no other Transaction of this client on the same
-// keys is between its WATCH and the writing of its EXEC, for at most
-// turnWait. It returns the turn to give back, or nil when there are no
-// keys or the wait ran out.
-func (c *Client) takeTurn(ctx context.Context, keys []string) (chan struct{}, error) {
+type turn struct {
+	token chan struct{} // capacity 1: a token in it is the turn taken
+	users int           // holders and waiters; guarded by turns.mu
+	key   string
+}
+
+// take waits until no other Transaction of this client on the same keys is
+// between its WATCH and the writing of its EXEC, for at most wait. It
+// returns the turn to give back, or nil when there are no keys or the wait
+// ran out.
+func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration) (*turn, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	turn := c.txTurns[txStripe(keys)]
+	key := keys[0]
+	if len(keys) > 1 {
+		key = strings.Join(keys, "\x00")
+	}
+	ts.mu.Lock()
+	if ts.set == nil {
+		ts.set = make(map[string]*turn)
+	}
+	t := ts.set[key]
+	if t == nil {
+		t = &turn{token: make(chan struct{}, 1), key: key}
+		ts.set[key] = t
+	}
+	t.users++
+	ts.mu.Unlock()
+
 	select {
-	case turn <- struct{}{}:
-		return turn, nil
+	case t.token <- struct{}{}:
+		return t, nil
 	default:
 	}
-	timer := time.NewTimer(c.turnWait)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
-	case turn <- struct{}{}:
-		return turn, nil
+	case t.token <- struct{}{}:
+		return t, nil
 	case <-timer.C:
+		ts.leave(t)
 		return nil, nil
 	case <-ctx.Done():
+		ts.leave(t)
 		return nil, notSent(ctx.Err())
 	}
+}
+
+// give gives a turn taken by take back to the next Transaction on its keys.
+func (ts *turns) give(t *turn) {
+	<-t.token
+	ts.leave(t)
+}
+
+func (ts *turns) leave(t *turn) {
+	ts.mu.Lock()
+	t.users--
+	if t.users == 0 {
+		delete(ts.set, t.key)
+	}
+	ts.mu.Unlock()
 }
 
 // releaseTurn gives the session's turn to the next Transaction on its
 // keys; it does nothing once given.
 func (t *Tx) releaseTurn() {
 	if t.turn != nil {
-		<-t.turn
+		t.c.turns.give(t.turn)
 		t.turn = nil
 	}
 }

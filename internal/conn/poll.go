@@ -1,3 +1,5 @@
+//go:build unix
+
 package conn
 
 import (
@@ -31,6 +33,7 @@ import (
 // never profits from.
 type poller struct {
 	raw            syscall.RawConn
+	nc             net.Conn // for the addresses in errors
 	budget, linger time.Duration
 	due            func() bool // whether a reply is due
 
@@ -54,9 +57,13 @@ type poller struct {
 const maxSkip = 64
 
 // lingerShare is the part of the budget a reader with no reply due stays
-// awake (20µs of the default 100µs): long enough for a caller woken by the
-// last reply to send its next command.
-const lingerShare = 5
+// awake (20µs of the default 100µs), up to maxLinger: long enough for a
+// caller woken by the last reply to send its next command, short enough
+// that an idle connection soon sleeps.
+const (
+	lingerShare = 5
+	maxLinger   = 200 * time.Microsecond
+)
 
 func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
 	if budget <= 0 {
@@ -75,7 +82,7 @@ func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
 	if err != nil {
 		return nil
 	}
-	p := &poller{raw: raw, budget: budget, linger: budget / lingerShare, due: due}
+	p := &poller{raw: raw, budget: budget, linger: min(budget/lingerShare, maxLinger), due: due, nc: nc}
 	p.fn = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides
@@ -113,7 +120,9 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 		case p.err == nil:
 			return 0, io.EOF, true
 		case !errors.Is(p.err, syscall.EAGAIN) && !errors.Is(p.err, syscall.EINTR):
-			return 0, os.NewSyscallError("read", p.err), true
+			// As the blocking read reports it, addresses and all.
+			return 0, &net.OpError{Op: "read", Net: p.nc.LocalAddr().Network(),
+				Source: p.nc.LocalAddr(), Addr: p.nc.RemoteAddr(), Err: os.NewSyscallError("read", p.err)}, true
 		}
 		now := time.Now()
 		if start.IsZero() {
