@@ -211,7 +211,8 @@ type cmdBuf struct {
 
 	// state of the command being encoded
 	want, got int
-	begin     int // offset in buf of its first byte
+	begin     int          // offset in buf of its first byte
+	cur       *commandInfo // its table entry
 
 	// full, when set, is called after a command once buf holds
 	// streamChunk bytes or more: a Stream sends them then.
@@ -230,7 +231,7 @@ type cmdBuf struct {
 func (w *cmdBuf) start(ci *commandInfo, n int) {
 	w.room()
 	w.checkArity(ci, n)
-	w.begin = len(w.buf)
+	w.begin, w.cur = len(w.buf), ci
 	w.buf = resp.AppendArrayLen(w.buf, n)
 	w.buf = append(w.buf, ci.wire...)
 	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
@@ -253,8 +254,9 @@ func (w *cmdBuf) end() {
 		w.setErr(&UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
 			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}, len(w.cmds)-1)
 	}
-	m := &w.cmds[len(w.cmds)-1]
-	m.block = blocks(m.info(), w.buf[w.begin:])
+	if w.cur.has(flagBlocking) {
+		w.cmds[len(w.cmds)-1].block = blocks(w.cur, w.buf[w.begin:])
+	}
 	if w.full != nil && len(w.buf) >= streamChunk {
 		w.full()
 	}
@@ -375,8 +377,9 @@ func (w *cmdBuf) do(args []any) {
 	ci := lookupCommand(name, sub)
 	w.begin = len(w.buf)
 	if ci == nil {
+		w.cur = unknownCommand(name)
 		w.buf = resp.AppendArrayLen(w.buf, len(args))
-		w.cmds = append(w.cmds, cmdMeta{id: unknownCommand(name).id})
+		w.cmds = append(w.cmds, cmdMeta{id: w.cur.id})
 		w.want, w.got = len(args), 0
 		w.args(args)
 		w.end()
@@ -385,6 +388,7 @@ func (w *cmdBuf) do(args []any) {
 	// The caller's spelling of the name is sent as given; the table only
 	// tells the arity and flags.
 	w.checkArity(ci, len(args))
+	w.cur = ci
 	w.buf = resp.AppendArrayLen(w.buf, len(args))
 	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
 	w.want, w.got = len(args), 0

@@ -62,6 +62,7 @@ type stream struct {
 	inflight []*chunk // sent, replies not yet handed out; oldest first
 	free     []*chunk // chunks to reuse
 	err      error    // sticky: a failed send or wait, or a refused command
+	broken   bool     // err is the connection's: replies in flight will not come
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
 }
@@ -105,6 +106,7 @@ func (s *stream) send(ctx context.Context) {
 	if err != nil {
 		s.free = append(s.free, ch)
 		s.fail(err)
+		s.broken = true
 		return
 	}
 	ch.pending = pending
@@ -138,9 +140,12 @@ func (s *stream) refuse() error {
 	return nil
 }
 
-// fail makes err the stream's error. Once a chunk went out, part of the
-// stream has run, whatever err itself says.
+// fail makes err the stream's error, unless it has one. Once a chunk went
+// out, part of the stream has run, whatever err itself says.
 func (s *stream) fail(err error) {
+	if s.err != nil {
+		return // the first error stands
+	}
 	if s.sent > 0 {
 		err = &uncertainError{msg: "redpipe: stream stopped after " + strconv.Itoa(s.sent) + " commands were sent", err: err}
 	}
@@ -169,6 +174,7 @@ func (s *stream) deliver(ctx context.Context) {
 	if err := ch.pending.Wait(ctx); err != nil {
 		// The reader may still write into replies: the chunk is dropped.
 		s.fail(err)
+		s.broken = true
 		return
 	}
 	p := s.p
@@ -204,13 +210,16 @@ func (s *stream) finish(ctx context.Context, send bool) error {
 		s.send(ctx)
 	}
 	s.p.w.reset()
-	for len(s.inflight) > 0 && s.err == nil {
+	// What was sent is waited for even after a refused command, so that
+	// it has all run when Exec returns and the connection stays clean;
+	// only a failed connection leaves its replies behind.
+	for len(s.inflight) > 0 && !s.broken {
 		s.deliver(ctx)
 	}
 	if s.d != nil {
-		// A stream that failed, or left replies unread, is not reused:
-		// Put also asks the connection whether it is idle.
-		s.p.c.pool.Put(s.d, s.err == nil && len(s.inflight) == 0)
+		// A stream whose connection failed, or left replies unread, is not
+		// reused: Put also asks the connection whether it is idle.
+		s.p.c.pool.Put(s.d, !s.broken && len(s.inflight) == 0)
 		s.d = nil
 	}
 	err := s.err
@@ -220,6 +229,6 @@ func (s *stream) finish(ctx context.Context, send bool) error {
 	if err == nil {
 		err = s.cmdErr
 	}
-	s.sent, s.inflight, s.err, s.eachErr, s.cmdErr = 0, s.inflight[:0], nil, nil, nil
+	s.sent, s.inflight, s.err, s.broken, s.eachErr, s.cmdErr = 0, s.inflight[:0], nil, false, nil, nil
 	return err
 }

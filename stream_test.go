@@ -207,6 +207,10 @@ func TestStreamRefusals(t *testing.T) {
 	if got := dbsize(t, srv); got < sent || got > 10_000 {
 		t.Fatalf("server holds %d keys; want the %d sent, up to the 10,000 before the bad command", got, sent)
 	}
+	// Exec waited for what was sent, so the connection went back clean.
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("after a refused command the pool has %d connections, %d idle; want the stream's back", open, idle)
+	}
 
 	s = c.Stream(ctx, nil)
 	s.Do("SELECT", 2)

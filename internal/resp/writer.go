@@ -255,11 +255,14 @@ func appendLine(dst []byte, typ byte, s string) []byte {
 }
 
 func appendHeader(dst []byte, typ byte, n int64) []byte {
-	dst = append(dst, typ)
-	if uint64(n) < 10 {
-		dst = append(dst, byte('0'+n))
-	} else {
-		dst = strconv.AppendInt(dst, n, 10)
+	// Most words of most commands are shorter than 100 bytes.
+	switch {
+	case uint64(n) < 10:
+		return append(dst, typ, byte('0'+n), '\r', '\n')
+	case uint64(n) < 100:
+		return append(dst, typ, byte('0'+n/10), byte('0'+n%10), '\r', '\n')
 	}
+	dst = append(dst, typ)
+	dst = strconv.AppendInt(dst, n, 10)
 	return append(dst, '\r', '\n')
 }
