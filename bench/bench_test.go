@@ -52,7 +52,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 		if r.Client == "redis-benchmark" {
 			continue
 		}
-		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.RatioVsBestPeer == nil {
+		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || r.RatioVsBestPeer == nil {
 			t.Errorf("%s %s: missing allocations or ratio: %+v", k, r.Client, r)
 		}
 		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {

@@ -71,6 +71,7 @@ func childS6(ctx context.Context, name, addr string, n int) (childReport, error)
 	}
 	r.PeakRSSKiB = procStatusKiB("VmHWM")
 	r.Ops, r.Nanos, r.Allocs, r.Bytes = s.ops, int64(s.dur/time.Nanosecond), s.allocs, s.bytes
+	r.CPUNanos = int64(s.cpu / time.Nanosecond)
 	runtime.KeepAlive(keys)
 	return r, nil
 }

@@ -24,6 +24,7 @@ type record struct {
 	NsPerOp         float64  `json:"ns_per_op"`
 	AllocsPerOp     *float64 `json:"allocs_per_op"`
 	BytesPerOp      *float64 `json:"bytes_per_op"`
+	CPUNsPerOp      *float64 `json:"cpu_ns_per_op"`
 	PeakRSSMiB      *float64 `json:"peak_rss_mib"`
 	RatioVsBestPeer *float64 `json:"ratio_vs_best_peer"`
 
@@ -57,7 +58,7 @@ func ptr(v float64) *float64 { return &v }
 func aggregate(scenario, name string, clients []string, samples [][]sample) []record {
 	var out []record
 	for ci, cl := range clients {
-		var ops, ns, allocs, bytes, ratios, retries, rss, base, count []float64
+		var ops, ns, allocs, bytes, cpu, ratios, retries, rss, base, count []float64
 		for _, rep := range samples {
 			s := rep[ci]
 			rate := float64(s.ops) / s.dur.Seconds()
@@ -67,6 +68,9 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 			if s.hasMem {
 				allocs = append(allocs, float64(s.allocs)/float64(s.ops))
 				bytes = append(bytes, float64(s.bytes)/float64(s.ops))
+			}
+			if s.cpu > 0 {
+				cpu = append(cpu, float64(s.cpu.Nanoseconds())/float64(s.ops))
 			}
 			if s.hasRet {
 				retries = append(retries, float64(s.retries))
@@ -96,7 +100,7 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 			}
 			return ptr(median(xs))
 		}
-		r.AllocsPerOp, r.BytesPerOp = opt(allocs), opt(bytes)
+		r.AllocsPerOp, r.BytesPerOp, r.CPUNsPerOp = opt(allocs), opt(bytes), opt(cpu)
 		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
 		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
 		out = append(out, r)
@@ -234,12 +238,12 @@ func (rp *report) markdown() string {
 	b.WriteString(methodNotes)
 
 	b.WriteString("\n## Results\n\n")
-	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rp.Records {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Case, r.Client, grouped(r.OpsPerSec), grouped(r.MinOpsPerSec), grouped(r.MaxOpsPerSec),
-			fmtNs(r.NsPerOp), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
+			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
 			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
 	}
 
@@ -257,7 +261,7 @@ func (rp *report) markdown() string {
 		}
 	}
 
-	fmt.Fprintf(&b, "\n## Where redpipe is behind\n\nThroughput below %.2f× the best peer, or allocations, bytes or RSS over 5%% above the leanest peer.\n\n", tieRatio)
+	fmt.Fprintf(&b, "\n## Where redpipe is behind\n\nThroughput below %.2f× the best peer, or allocations, bytes, CPU time or RSS over 5%% above the leanest peer.\n\n", tieRatio)
 	behind := rp.behind()
 	if len(behind) == 0 {
 		b.WriteString("Nowhere: redpipe is within noise of the best peer or ahead in throughput, allocations and memory in every case.\n")
@@ -275,7 +279,9 @@ checked, through a separate connection, and a wrong answer fails the run.
 ops/s counts commands, except S4 watch-contended (committed transactions)
 and S7 (requests as redis-benchmark counts them). allocs/op and B/op are
 runtime.MemStats deltas over the run divided by ops (for S6, in the child
-process that ran it). "vs best peer" is the client's ops/s over the best
+process that ran it); CPU ns/op is the process's user and system CPU time
+over the run (getrusage) divided by ops, which counts time a client spends
+polling its socket for replies. "vs best peer" is the client's ops/s over the best
 other client's in the same repetition, median over repetitions (so it
 can fall below 1 for a client whose median ops/s is the highest). S6 runs
 each library in a child process and reports its VmHWM; the million
@@ -314,6 +320,7 @@ func (rp *report) behind() []string {
 	}{
 		{"allocs/op", "%.2f", 0.05, func(r record) *float64 { return r.AllocsPerOp }},
 		{"B/op", "%.0f", 16, func(r record) *float64 { return r.BytesPerOp }},
+		{"CPU ns/op", "%.0f", 100, func(r record) *float64 { return r.CPUNsPerOp }},
 		{"peak RSS MiB", "%.0f", 8, func(r record) *float64 { return r.PeakRSSMiB }},
 	}
 	var out []string

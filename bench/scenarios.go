@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redpipe/redpipe/redistest"
@@ -79,9 +80,10 @@ var scenarioNames = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
 type sample struct {
 	ops     int
 	dur     time.Duration
-	allocs  uint64 // heap allocations during the run
-	bytes   uint64 // heap bytes allocated during the run
-	hasMem  bool   // allocs and bytes were measured (not for redis-benchmark)
+	allocs  uint64        // heap allocations during the run
+	cpu     time.Duration // the process's CPU time during the run
+	bytes   uint64        // heap bytes allocated during the run
+	hasMem  bool          // allocs and bytes were measured (not for redis-benchmark)
 	retries int
 	hasRet  bool
 	peakRSS float64 // MiB, S6 only
@@ -168,15 +170,26 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := cpuTime()
 	start := time.Now()
 	ops, err := fn()
 	d := time.Since(start)
+	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&after)
 	return sample{
-		ops: ops, dur: d, hasMem: true,
+		ops: ops, dur: d, hasMem: true, cpu: cpu,
 		allocs: after.Mallocs - before.Mallocs,
 		bytes:  after.TotalAlloc - before.TotalAlloc,
 	}, err
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // repeatFor calls fn with an increasing iteration number until at least min
@@ -476,7 +489,7 @@ func runS6(ctx context.Context, e *env, c client) (sample, error) {
 	}
 	s := sample{
 		ops: r.Ops, dur: time.Duration(r.Nanos), hasMem: true,
-		allocs: r.Allocs, bytes: r.Bytes,
+		allocs: r.Allocs, bytes: r.Bytes, cpu: time.Duration(r.CPUNanos),
 		peakRSS: float64(r.PeakRSSKiB) / 1024, baseRSS: float64(r.BaseRSSKiB) / 1024,
 	}
 	if r.Ops != n {
@@ -545,6 +558,7 @@ type childReport struct {
 	Nanos      int64  `json:"ns"`
 	Allocs     uint64 `json:"allocs"`
 	Bytes      uint64 `json:"bytes"`
+	CPUNanos   int64  `json:"cpu_ns"`
 	PeakRSSKiB int64  `json:"peak_rss_kib"`
 	BaseRSSKiB int64  `json:"base_rss_kib"`
 }
