@@ -307,28 +307,40 @@ func TestTransactionHelperContended(t *testing.T) {
 	defer c2.Close()
 	ctx := ctxT(t)
 	const workers, each = 8, 250
-	var calls, retries atomic.Int64
-	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { retries.Add(1) }}
+	calls, retries := incrementConcurrently(t, ctx, []*Client{c, c2}, "counter", workers, each)
+	if v, _ := c.Get(ctx, "counter"); v != "2000" {
+		t.Fatalf("counter = %s, want 2000", v)
+	}
+	if calls != workers*each+retries {
+		t.Fatalf("fn ran %d times for %d transactions and %d retries", calls, workers*each, retries)
+	}
+	t.Logf("2000 transactions, %d retries on watch conflicts", retries)
+}
+
+// incrementConcurrently runs workers goroutines, worker w on clients[w %
+// len(clients)], each making each Transactions that add one to key, and
+// returns how many times their fns ran and how many retries there were.
+func incrementConcurrently(t *testing.T, ctx context.Context, clients []*Client, key string, workers, each int) (calls, retries int64) {
+	t.Helper()
+	var nCalls, nRetries atomic.Int64
+	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { nRetries.Add(1) }}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
-		c := c
-		if w%2 == 1 {
-			c = c2
-		}
+		c := clients[w%len(clients)]
 		go func() {
 			defer wg.Done()
 			for range each {
 				_, err := c.TransactionWith(ctx, opts, func(tx *Tx) error {
-					calls.Add(1)
-					cur, err := tx.Get(ctx, "counter")
+					nCalls.Add(1)
+					cur, err := tx.Get(ctx, key)
 					if err != nil && !errors.Is(err, ErrNil) {
 						return err
 					}
 					n, _ := strconv.Atoi(cur)
-					tx.Multi().Set("counter", n+1)
+					tx.Multi().Set(key, n+1)
 					return nil
-				}, "counter")
+				}, key)
 				if err != nil {
 					t.Error(err)
 					return
@@ -337,13 +349,7 @@ func TestTransactionHelperContended(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if v, _ := c.Get(ctx, "counter"); v != "2000" {
-		t.Fatalf("counter = %s, want 2000", v)
-	}
-	if calls.Load() != workers*each+retries.Load() {
-		t.Fatalf("fn ran %d times for %d transactions and %d retries", calls.Load(), workers*each, retries.Load())
-	}
-	t.Logf("2000 transactions, %d retries on watch conflicts", retries.Load())
+	return nCalls.Load(), nRetries.Load()
 }
 
 func TestTransactionHelperGivesUp(t *testing.T) {
@@ -613,38 +619,14 @@ func TestTurnsAvoidRetriesWithinAClient(t *testing.T) {
 	c, _ := newTestClient(t, Options{PoolSize: 8})
 	ctx := ctxT(t)
 	const workers, each = 8, 100
-	var retries atomic.Int64
-	opts := TxOptions{MaxAttempts: 1000, OnRetry: func(int, error) { retries.Add(1) }}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				_, err := c.TransactionWith(ctx, opts, func(tx *Tx) error {
-					cur, err := tx.Get(ctx, "one")
-					if err != nil && !errors.Is(err, ErrNil) {
-						return err
-					}
-					n, _ := strconv.Atoi(cur)
-					tx.Multi().Set("one", n+1)
-					return nil
-				}, "one")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	_, retries := incrementConcurrently(t, ctx, []*Client{c}, "one", workers, each)
 	if v, _ := c.Get(ctx, "one"); v != strconv.Itoa(workers*each) {
 		t.Fatalf("one = %s, want %d", v, workers*each)
 	}
 	// Only an EXEC that the server reaches after the next transaction's
 	// WATCH makes one retry; without turns most attempts conflict.
-	if r := retries.Load(); r > workers*each/10 {
-		t.Fatalf("%d retries for %d transactions of one client", r, workers*each)
+	if retries > workers*each/10 {
+		t.Fatalf("%d retries for %d transactions of one client", retries, workers*each)
 	}
-	t.Logf("%d transactions, %d retries", workers*each, retries.Load())
+	t.Logf("%d transactions, %d retries", workers*each, retries)
 }

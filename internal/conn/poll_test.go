@@ -4,9 +4,11 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,21 +78,7 @@ func TestPollBacksOffOnSlowLink(t *testing.T) {
 // The poll then hands over to the blocking read, which re-arms it, rather
 // than failing the connection with a timeout that is not a stall.
 func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
 	if _, err := sc.Write([]byte("+OK\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -111,27 +99,8 @@ func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
 // net.Conn, so it is only done where that is the whole protocol: plain
 // TCP and Unix sockets, not wrappers (TLS, a custom Dialer's conn).
 func TestPollOnlyPlainSockets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	tcp, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tcp.Close()
-	sock := filepath.Join(t.TempDir(), "s")
-	uln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uln.Close()
-	unix, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close()
+	tcp, _ := socketPair(t, "tcp", "127.0.0.1:0")
+	unix, _ := socketPair(t, "unix", filepath.Join(t.TempDir(), "s"))
 	due := func() bool { return false }
 	for _, tc := range []struct {
 		name   string
@@ -148,4 +117,48 @@ func TestPollOnlyPlainSockets(t *testing.T) {
 			t.Errorf("%s: polling %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestPollReportsEndAndReset: a poll tells a closed stream (io.EOF) from a
+// reset one, which it reports as the blocking read would, as a read
+// *net.OpError that matches ECONNRESET.
+func TestPollReportsEndAndReset(t *testing.T) {
+	due := func() bool { return true }
+	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
+	sc.Close()
+	p := newPoller(nc, time.Second, due)
+	if _, err, ok := p.read(make([]byte, 16)); !ok || err != io.EOF {
+		t.Fatalf("poll of a closed stream = %v, %v; want io.EOF", err, ok)
+	}
+
+	nc, sc = socketPair(t, "tcp", "127.0.0.1:0")
+	sc.(*net.TCPConn).SetLinger(0) // close with a reset
+	sc.Close()
+	p = newPoller(nc, time.Second, due)
+	_, err, ok := p.read(make([]byte, 16))
+	var oe *net.OpError
+	if !ok || !errors.As(err, &oe) || oe.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("poll of a reset stream = %v (%T), %v; want a read *net.OpError matching ECONNRESET", err, err, ok)
+	}
+}
+
+// socketPair connects to a listener of its own and returns both ends,
+// closed when the test ends.
+func socketPair(t *testing.T, network, addr string) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
 }
