@@ -345,10 +345,16 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 
 // finish applies the reply decoders and picks the batch's first error.
 func (p *Pipeline) finish(replies []Value) error {
+	// Most batches have no decoder and no error: then each reply is only
+	// looked at for its kind.
+	decoding := p.decoders != nil || (p.c != nil && p.c.decoders.Load() != nil)
 	var first error
 	for i := range replies {
-		name := p.w.cmds[i].Name()
 		err := replies[i].Err()
+		if err == nil && !decoding {
+			continue
+		}
+		name := p.w.cmds[i].Name()
 		if err == nil {
 			if d := p.decoder(name); d != nil {
 				decodeInto(&replies[i], d)
