@@ -94,6 +94,47 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkReplyAccessors is the cost of reading typed replies out of a
+// batch's Values, which every caller checking a pipeline's replies pays
+// once per command; ns/op is per reply.
+func BenchmarkReplyAccessors(b *testing.B) {
+	const n = 1024
+	ints := make([]Value, n)
+	oks := make([]Value, n)
+	bulks := make([]Value, n)
+	for i := range n {
+		ints[i] = Value{resp.Value{Kind: resp.Integer, Int: int64(i)}}
+		oks[i] = Value{resp.Value{Kind: resp.SimpleString, Str: "OK"}}
+		bulks[i] = Value{resp.Value{Kind: resp.BulkString, Str: "0123456789abcdef"}}
+	}
+	b.Run("Int64", func(b *testing.B) {
+		for b.Loop() {
+			for i := range ints {
+				if v, err := ints[i].Int64(); err != nil || v != int64(i) {
+					b.Fatal(i, v, err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reply")
+	})
+	for _, tc := range []struct {
+		name string
+		vs   []Value
+		want string
+	}{{"Text-status", oks, "OK"}, {"Text-bulk", bulks, "0123456789abcdef"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				for i := range tc.vs {
+					if s, err := tc.vs[i].Text(); err != nil || s != tc.want {
+						b.Fatal(i, s, err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reply")
+		})
+	}
+}
+
 func BenchmarkEncode(b *testing.B) {
 	w := &cmdBuf{}
 	b.ReportAllocs()
