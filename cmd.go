@@ -209,6 +209,12 @@ type cmdBuf struct {
 	err    error
 	errIdx int // index of the command err belongs to
 
+	// What the commands encoded so far add up to, kept by end() so that a
+	// large batch is not walked again before it is sent.
+	writes   bool // some command is not flagged read-only
+	blocking bool // some command may block its connection
+	stateAt  int  // 1 + the index of the first connection-state command; 0 if none
+
 	// state of the command being encoded
 	want, got int
 	begin     int          // offset in buf of its first byte
@@ -254,8 +260,17 @@ func (w *cmdBuf) end() {
 		w.setErr(&UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
 			" encoded " + strconv.Itoa(w.got) + " of " + strconv.Itoa(w.want) + " words"}, len(w.cmds)-1)
 	}
-	if w.cur.has(flagBlocking) {
-		w.cmds[len(w.cmds)-1].block = blocks(w.cur, w.buf[w.begin:])
+	// One test of the flags for the common command, which only writes or
+	// only reads.
+	if f := w.cur.Flags; f&(flagReadonly|flagBlocking|flagConnState) != flagReadonly {
+		w.writes = w.writes || f&flagReadonly == 0
+		if f&flagBlocking != 0 && blocks(w.cur, w.buf[w.begin:]) {
+			w.cmds[len(w.cmds)-1].block = true
+			w.blocking = true
+		}
+		if f&flagConnState != 0 && w.stateAt == 0 {
+			w.stateAt = len(w.cmds)
+		}
 	}
 	if w.full != nil && len(w.buf) >= streamChunk {
 		w.full()
@@ -402,6 +417,7 @@ func (w *cmdBuf) reset() {
 	w.cmds = w.cmds[:0]
 	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
+	w.writes, w.blocking, w.stateAt = false, false, 0
 }
 
 // bufPool recycles the buffers of single commands. Buffers that grew large

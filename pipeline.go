@@ -218,15 +218,13 @@ func (p *Pipeline) check() (batchTraits, error) {
 		}
 		return t, &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
 	}
-	for i := range p.w.cmds {
-		ci := p.w.cmds[i].info()
-		if ci.has(flagConnState) {
-			return t, &CommandError{Index: i, Command: ci.Name, In: p.kind(),
-				Err: &UsageError{Msg: ci.Name + " cannot be queued in a pipeline; " + connStateHint(ci.Name)}}
-		}
-		t.readonly = t.readonly && ci.has(flagReadonly)
-		t.blocking = t.blocking || p.w.blocks(i)
+	if i := p.w.stateAt - 1; i >= 0 {
+		name := p.w.cmds[i].Name()
+		return t, &CommandError{Index: i, Command: name, In: p.kind(),
+			Err: &UsageError{Msg: name + " cannot be queued in a pipeline; " + connStateHint(name)}}
 	}
+	t.readonly = !p.w.writes
+	t.blocking = p.w.blocking
 	if p.tx != nil {
 		return t, p.tx.usable()
 	}

@@ -370,3 +370,55 @@ func TestPipelineRefusesStateCommands(t *testing.T) {
 		t.Fatalf("err = %v, want the arity error of command 2", err)
 	}
 }
+
+// TestBatchTraitsKeptWhileEncoding: what a batch's sending depends on
+// (whether every command reads only, whether one may block, the first
+// command that cannot be queued) is gathered as commands are encoded, and
+// starts afresh with the next batch.
+func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	p := c.Pipeline(NoTransaction)
+	traits := func(want batchTraits) {
+		t.Helper()
+		got, err := p.check()
+		if err != nil || got != want {
+			t.Fatalf("check = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	traits(batchTraits{readonly: true})
+	p.Get("a").Do("mget", "a", "b")
+	traits(batchTraits{readonly: true})
+	p.Do("XREAD", "STREAMS", "s", "0")
+	traits(batchTraits{readonly: true})
+	p.Set("a", 1)
+	traits(batchTraits{})
+	p.Do("xread", "block", 10, "STREAMS", "s", "0")
+	traits(batchTraits{blocking: true})
+	p.Discard()
+	traits(batchTraits{readonly: true})
+
+	// The first state command is named, however many follow.
+	p.Get("a").Get("b").Do("select", 1).Do("MULTI")
+	_, err := p.check()
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 2 || ce.Command != "SELECT" {
+		t.Fatalf("check = %v; want SELECT, command 2, refused", err)
+	}
+	p.Discard()
+	traits(batchTraits{readonly: true})
+
+	// In a stream, the index counts the commands sent in earlier chunks.
+	ctx := ctxT(t)
+	s := c.Stream(ctx, nil)
+	for i := range 10_000 {
+		s.Set("k"+strconv.Itoa(i), "v")
+	}
+	sent := s.stream.sent
+	if sent == 0 {
+		t.Fatal("nothing sent after 10,000 commands")
+	}
+	s.Do("WATCH", "k1")
+	if _, err := s.Exec(ctx); !errors.As(err, &ce) || ce.Index != 10_000 || ce.Command != "WATCH" {
+		t.Fatalf("Exec = %v; want WATCH, command 10000, refused", err)
+	}
+}

@@ -131,11 +131,10 @@ func (s *stream) refuse() error {
 	if len(p.scripts) > 0 {
 		return &UsageError{Msg: "RunScript is not available on a Stream; use Do with EVALSHA or EVAL"}
 	}
-	for i := range w.cmds {
-		if ci := w.cmds[i].info(); ci.has(flagConnState) {
-			return &CommandError{Index: s.sent + i, Command: ci.Name, In: "stream",
-				Err: &UsageError{Msg: ci.Name + " cannot be queued in a stream; " + connStateHint(ci.Name)}}
-		}
+	if i := w.stateAt - 1; i >= 0 {
+		name := w.cmds[i].Name()
+		return &CommandError{Index: s.sent + i, Command: name, In: "stream",
+			Err: &UsageError{Msg: name + " cannot be queued in a stream; " + connStateHint(name)}}
 	}
 	return nil
 }
