@@ -63,6 +63,11 @@ type Options struct {
 	// otherwise hold every later call hostage. Zero means no limit, which
 	// suits a connection lent for blocking commands.
 	StallTimeout time.Duration
+	// DirectWrite is the size from which a send is written from the
+	// caller's buffer when nothing else waits for the writer, instead of
+	// being copied for the writer goroutine first; 0 means 16 KiB, and
+	// a negative size turns it off.
+	DirectWrite int
 	// Poll is how long the reader reads the socket without sleeping
 	// before it waits in the runtime's poller (see poller); zero or less
 	// turns polling off.
@@ -182,6 +187,9 @@ func New(nc net.Conn, opt Options) *Conn {
 	}
 	if opt.MaxPending <= 0 {
 		opt.MaxPending = 1 << 20
+	}
+	if opt.DirectWrite == 0 {
+		opt.DirectWrite = inlineMax
 	}
 	c := &Conn{
 		nc:      nc,
@@ -319,10 +327,11 @@ func (p Pending) Wait(ctx context.Context) error {
 	return nil
 }
 
-// send puts cl in line and hands its bytes to the writer. A send larger
-// than MaxPending is handed over in parts as the writer drains, so memory
-// stays bounded; if ctx ends between parts the stream is cut mid-command
-// and the connection has to die.
+// send puts cl in line and hands its bytes to the writer. A large send
+// with nothing ahead of it is written by the caller (writeDirect). Else a
+// send larger than MaxPending is handed over in parts as the writer
+// drains, so memory stays bounded; if ctx ends between parts the stream is
+// cut mid-command and the connection has to die.
 func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	select {
 	case c.sendSem <- struct{}{}:
@@ -348,6 +357,16 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 		c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
 	}
 	c.queue = append(c.queue, cl)
+	if c.opt.DirectWrite > 0 && len(b) >= c.opt.DirectWrite && !c.writing && len(c.wbuf) == 0 {
+		// Nothing is waiting to be written ahead of b: the caller takes
+		// the write role and writes b itself.
+		c.writing = true
+		c.offset += int64(len(b))
+		c.taken = c.offset
+		c.mu.Unlock()
+		c.writeDirect(ctx, b)
+		return nil
+	}
 	c.appendLocked(part)
 	// A lone caller (nothing else in line) writes inline; under
 	// concurrency the writer goroutine gathers many callers into one write.
@@ -409,6 +428,51 @@ func (c *Conn) writeInline() {
 	_, err := c.nc.Write(buf)
 	more := c.release(buf)
 	if err != nil {
+		c.fail(&Error{Op: "write", Err: err})
+		return
+	}
+	if more {
+		c.wake()
+	}
+}
+
+// writeDirect writes a large send from the caller's buffer; the caller
+// holds the write role. Why: copying a batch of megabytes for the writer
+// goroutine costs about as much as the kernel's own copy of it, and the
+// caller has nothing to do but wait for its replies anyway. Callers that
+// come meanwhile queue their bytes for the writer, which is kicked after.
+//
+// If ctx ends mid-write, a deadline in the past cuts the write short, and
+// the connection dies: the stream stopped inside a command.
+func (c *Conn) writeDirect(ctx context.Context, b []byte) {
+	var fired chan struct{}
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		fired = make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			defer close(fired)
+			c.nc.SetWriteDeadline(time.Unix(1, 0))
+		})
+	}
+	_, err := c.nc.Write(b)
+	cut := false
+	if !stop() {
+		// ctx ended: the deadline is set, or about to be. A write that
+		// still went through whole leaves the connection as it was.
+		<-fired
+		cut = err != nil
+		if err == nil {
+			c.nc.SetWriteDeadline(time.Time{})
+		}
+	}
+	c.mu.Lock()
+	c.writing = false
+	more := len(c.wbuf) > 0
+	c.mu.Unlock()
+	if err != nil {
+		if cut {
+			err = fmt.Errorf("send cut short: %w", ctx.Err())
+		}
 		c.fail(&Error{Op: "write", Err: err})
 		return
 	}

@@ -99,8 +99,9 @@ func TestRepliesInOrderUnderConcurrency(t *testing.T) {
 }
 
 func TestLargeSendInParts(t *testing.T) {
-	// A tiny MaxPending forces the batch through the writer in many parts.
-	c, _ := dialReal(t, Options{MaxPending: 1 << 10})
+	// A tiny MaxPending forces the batch through the writer in many parts;
+	// without DirectWrite the caller would write it all at once.
+	c, _ := dialReal(t, Options{MaxPending: 1 << 10, DirectWrite: -1})
 	ctx := context.Background()
 	const n = 20000
 	var batch []byte
@@ -383,5 +384,96 @@ func TestStartThenWait(t *testing.T) {
 	}
 	if !c.Idle() {
 		t.Fatal("connection not idle after every batch was waited for")
+	}
+}
+
+// TestLargeSendWrittenDirect: a large send with nothing ahead of it is
+// written from the caller's buffer, never copied for the writer, and
+// callers that come meanwhile keep their order.
+func TestLargeSendWrittenDirect(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	const n = 40000
+	val := strings.Repeat("v", 100)
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("ECHO", val+fmt.Sprint(i))...)
+	}
+	if len(batch) < 4*(1<<20) {
+		t.Fatalf("batch of %d bytes is not larger than MaxPending several times", len(batch))
+	}
+	replies := make([]resp.Value, n)
+	if err := c.Do(ctx, batch, replies); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range replies {
+		if v.Str != val+fmt.Sprint(i) {
+			t.Fatalf("reply %d = %q", i, v.Str)
+		}
+	}
+	c.mu.Lock()
+	held := max(cap(c.wbuf), cap(c.spare))
+	c.mu.Unlock()
+	if held >= 1<<20 {
+		t.Fatalf("the writer's buffers grew to %d bytes: the batch was copied", held)
+	}
+
+	// Small callers alongside large sends: every reply to its caller.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if g == 0 && i%20 == 0 {
+					got := make([]resp.Value, n)
+					if err := c.Do(ctx, batch, got); err != nil || got[n-1].Str != val+fmt.Sprint(n-1) {
+						t.Errorf("large send: last reply %q, %v", got[n-1].Str, err)
+						return
+					}
+					continue
+				}
+				want := fmt.Sprintf("%d/%d", g, i)
+				if v, err := c.DoOne(ctx, encode("ECHO", want)); err != nil || v.Str != want {
+					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if !c.Idle() {
+		t.Fatal("connection not idle after the sends")
+	}
+}
+
+// TestDirectWriteCutByContext: a server that reads nothing (a fake: a real
+// one always reads) stalls a large write; the caller's context ends it, and
+// the connection, cut inside a command, dies.
+func TestDirectWriteCutByContext(t *testing.T) {
+	stop := make(chan struct{})
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) { <-stop })
+	t.Cleanup(func() { close(stop) })
+	c := New(nc, Options{})
+	defer c.Close()
+	batch := make([]byte, 64<<20) // more than loopback's socket buffers hold
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Do(ctx, batch, make([]resp.Value, 1)) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a stalled write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write was not cut by its context")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "send cut short") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("connection error = %v; want the send cut short by the deadline", err)
 	}
 }
