@@ -55,6 +55,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || r.RatioVsBestPeer == nil {
 			t.Errorf("%s %s: missing allocations or ratio: %+v", k, r.Client, r)
 		}
+		if b := r.ServerBusyPct; b == nil || !(*b > 0 && *b <= 150) {
+			t.Errorf("%s %s: server busy %v, want a share of the run's time", k, r.Client, fmtOpt(b, "%.1f%%"))
+		}
 		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {
 			t.Errorf("%s %s: peak RSS is %v", k, r.Client, r.PeakRSSMiB)
 		}

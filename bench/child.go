@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // childMain runs one S6 measurement in this process, which was started by
@@ -31,6 +33,7 @@ func childMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "child: want -child S6 -client NAME -addr HOST:PORT -n N, got %q\n", args)
 		return 2
 	}
+	benchServer = &redistest.Server{Addr: *addr}
 	r, err := childS6(context.Background(), *name, *addr, *n)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child %s: %v\n", *name, err)
@@ -72,6 +75,10 @@ func childS6(ctx context.Context, name, addr string, n int) (childReport, error)
 	r.PeakRSSKiB = procStatusKiB("VmHWM")
 	r.Ops, r.Nanos, r.Allocs, r.Bytes = s.ops, int64(s.dur/time.Nanosecond), s.allocs, s.bytes
 	r.CPUNanos = int64(s.cpu / time.Nanosecond)
+	r.SrvCPUNs = -1
+	if s.hasSrv {
+		r.SrvCPUNs = int64(s.srvCPU / time.Nanosecond)
+	}
 	runtime.KeepAlive(keys)
 	return r, nil
 }

@@ -111,6 +111,7 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 		}
 	}()
 	e := &env{cfg: cfg, srv: srv}
+	benchServer = srv
 	rp = &report{Started: time.Now(), Reps: cfg.reps}
 	info, err := e.do("INFO", "server")
 	if err != nil {

@@ -25,6 +25,7 @@ type record struct {
 	AllocsPerOp     *float64 `json:"allocs_per_op"`
 	BytesPerOp      *float64 `json:"bytes_per_op"`
 	CPUNsPerOp      *float64 `json:"cpu_ns_per_op"`
+	ServerBusyPct   *float64 `json:"server_busy_pct"` // the server's CPU time over the run's, in percent
 	PeakRSSMiB      *float64 `json:"peak_rss_mib"`
 	RatioVsBestPeer *float64 `json:"ratio_vs_best_peer"`
 
@@ -58,7 +59,7 @@ func ptr(v float64) *float64 { return &v }
 func aggregate(scenario, name string, clients []string, samples [][]sample) []record {
 	var out []record
 	for ci, cl := range clients {
-		var ops, ns, allocs, bytes, cpu, ratios, retries, rss, base, count []float64
+		var ops, ns, allocs, bytes, cpu, srv, ratios, retries, rss, base, count []float64
 		for _, rep := range samples {
 			s := rep[ci]
 			rate := float64(s.ops) / s.dur.Seconds()
@@ -71,6 +72,9 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 			}
 			if s.cpu > 0 {
 				cpu = append(cpu, float64(s.cpu.Nanoseconds())/float64(s.ops))
+			}
+			if s.hasSrv {
+				srv = append(srv, s.srvCPU.Seconds()/s.dur.Seconds())
 			}
 			if s.hasRet {
 				retries = append(retries, float64(s.retries))
@@ -101,6 +105,9 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 			return ptr(median(xs))
 		}
 		r.AllocsPerOp, r.BytesPerOp, r.CPUNsPerOp = opt(allocs), opt(bytes), opt(cpu)
+		if s := opt(srv); s != nil {
+			r.ServerBusyPct = ptr(*s * 100)
+		}
 		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
 		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
 		out = append(out, r)
@@ -238,12 +245,12 @@ func (rp *report) markdown() string {
 	b.WriteString(methodNotes)
 
 	b.WriteString("\n## Results\n\n")
-	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | server busy | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rp.Records {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Case, r.Client, grouped(r.OpsPerSec), grouped(r.MinOpsPerSec), grouped(r.MaxOpsPerSec),
-			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
+			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.ServerBusyPct, "%.0f%%"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
 			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
 	}
 
@@ -281,7 +288,9 @@ and S7 (requests as redis-benchmark counts them). allocs/op and B/op are
 runtime.MemStats deltas over the run divided by ops (for S6, in the child
 process that ran it); CPU ns/op is the process's user and system CPU time
 over the run (getrusage) divided by ops, which counts time a client spends
-polling its socket for replies. "vs best peer" is the client's ops/s over the best
+polling its socket for replies. "server busy" is the CPU time of the
+server's main thread (INFO cpu) over the run's time: near 100% the server
+was the limit, and no client could have been much faster. "vs best peer" is the client's ops/s over the best
 other client's in the same repetition, median over repetitions (so it
 can fall below 1 for a client whose median ops/s is the highest). S6 runs
 each library in a child process and reports its VmHWM; the million

@@ -86,8 +86,10 @@ type sample struct {
 	hasMem  bool          // allocs and bytes were measured (not for redis-benchmark)
 	retries int
 	hasRet  bool
-	peakRSS float64 // MiB, S6 only
-	baseRSS float64 // MiB before the pipeline was built, S6 only
+	srvCPU  time.Duration // the server's main thread's CPU time during the run
+	hasSrv  bool          // srvCPU was measured
+	peakRSS float64       // MiB, S6 only
+	baseRSS float64       // MiB before the pipeline was built, S6 only
 }
 
 // benchCase is one named measurement that every library runs. run gets
@@ -168,6 +170,7 @@ func (e *env) expectValues(keys []string, want func(i int) string) error {
 // quiet between calls, so their share is noise.
 func measure(fn func() (ops int, err error)) (sample, error) {
 	runtime.GC()
+	srv0, ok0 := serverCPU()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cpu0 := cpuTime()
@@ -176,11 +179,42 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 	d := time.Since(start)
 	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&after)
+	srv1, ok1 := serverCPU()
 	return sample{
 		ops: ops, dur: d, hasMem: true, cpu: cpu,
 		allocs: after.Mallocs - before.Mallocs,
 		bytes:  after.TotalAlloc - before.TotalAlloc,
+		srvCPU: srv1 - srv0, hasSrv: ok0 && ok1,
 	}, err
+}
+
+// benchServer is the server measured, for serverCPU; set once before the
+// first measurement (by run, or by a child from its -addr).
+var benchServer *redistest.Server
+
+// serverCPU is the CPU time the server's main thread, which runs every
+// command, has used so far (INFO cpu). Over a run, against the run's
+// time, it tells how busy the client kept the server: near 100% the
+// server is the limit and no client could go much faster. The INFO round
+// trip is taken outside the timed part.
+func serverCPU() (time.Duration, bool) {
+	if benchServer == nil {
+		return 0, false
+	}
+	v, err := benchServer.Do("INFO", "cpu")
+	info, ok := v.(string)
+	if err != nil || !ok {
+		return 0, false
+	}
+	var total float64
+	for _, field := range []string{"used_cpu_sys_main_thread", "used_cpu_user_main_thread"} {
+		f, err := strconv.ParseFloat(infoField(info, field), 64)
+		if err != nil {
+			return 0, false
+		}
+		total += f
+	}
+	return time.Duration(total * float64(time.Second)), true
 }
 
 // cpuTime is the user and system CPU time this process has used.
@@ -490,6 +524,7 @@ func runS6(ctx context.Context, e *env, c client) (sample, error) {
 	s := sample{
 		ops: r.Ops, dur: time.Duration(r.Nanos), hasMem: true,
 		allocs: r.Allocs, bytes: r.Bytes, cpu: time.Duration(r.CPUNanos),
+		srvCPU: time.Duration(r.SrvCPUNs), hasSrv: r.SrvCPUNs >= 0,
 		peakRSS: float64(r.PeakRSSKiB) / 1024, baseRSS: float64(r.BaseRSSKiB) / 1024,
 	}
 	if r.Ops != n {
@@ -559,6 +594,7 @@ type childReport struct {
 	Allocs     uint64 `json:"allocs"`
 	Bytes      uint64 `json:"bytes"`
 	CPUNanos   int64  `json:"cpu_ns"`
+	SrvCPUNs   int64  `json:"server_cpu_ns"` // -1 when not measured
 	PeakRSSKiB int64  `json:"peak_rss_kib"`
 	BaseRSSKiB int64  `json:"base_rss_kib"`
 }
