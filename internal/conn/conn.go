@@ -442,8 +442,12 @@ func (c *Conn) writeInline() {
 // caller has nothing to do but wait for its replies anyway. Callers that
 // come meanwhile queue their bytes for the writer, which is kicked after.
 //
-// If ctx ends mid-write, a deadline in the past cuts the write short, and
-// the connection dies: the stream stopped inside a command.
+// If ctx ends mid-write, a deadline in the past stops the write, so that
+// the caller is not held by a slow socket. What is left of b then goes to
+// the writer, ahead of the bytes queued meanwhile, as a copied send would
+// have: one caller's context does not end a connection others share. Only
+// a remainder larger than MaxPending, which a copied send would have cut
+// as well, ends the connection, since the stream stopped inside a command.
 func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 	var fired chan struct{}
 	stop := func() bool { return true }
@@ -454,15 +458,16 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 			c.nc.SetWriteDeadline(time.Unix(1, 0))
 		})
 	}
-	_, err := c.nc.Write(b)
-	cut := false
+	n, err := c.nc.Write(b)
 	if !stop() {
-		// ctx ended: the deadline is set, or about to be. A write that
-		// still went through whole leaves the connection as it was.
 		<-fired
-		cut = err != nil
-		if err == nil {
-			c.nc.SetWriteDeadline(time.Time{})
+		c.nc.SetWriteDeadline(time.Time{})
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			if rest := b[n:]; len(rest) <= c.opt.MaxPending {
+				c.handOver(rest)
+				return
+			}
+			err = fmt.Errorf("send cut short: %w", ctx.Err())
 		}
 	}
 	c.mu.Lock()
@@ -470,15 +475,26 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 	more := len(c.wbuf) > 0
 	c.mu.Unlock()
 	if err != nil {
-		if cut {
-			err = fmt.Errorf("send cut short: %w", ctx.Err())
-		}
 		c.fail(&Error{Op: "write", Err: err})
 		return
 	}
 	if more {
 		c.wake()
 	}
+}
+
+// handOver gives the unwritten end of a direct write to the writer, ahead
+// of whatever was queued meanwhile, and gives up the write role.
+func (c *Conn) handOver(rest []byte) {
+	c.mu.Lock()
+	if c.err == nil {
+		buf := make([]byte, 0, len(rest)+len(c.wbuf))
+		buf = append(append(buf, rest...), c.wbuf...)
+		c.wbuf = buf
+	}
+	c.writing = false
+	c.mu.Unlock()
+	c.wake()
 }
 
 // takeLocked takes the pending bytes for writing; mu is held.

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -449,7 +450,8 @@ func TestLargeSendWrittenDirect(t *testing.T) {
 
 // TestDirectWriteCutByContext: a server that reads nothing (a fake: a real
 // one always reads) stalls a large write; the caller's context ends it, and
-// the connection, cut inside a command, dies.
+// the connection, cut inside a command with more than MaxPending left,
+// dies.
 func TestDirectWriteCutByContext(t *testing.T) {
 	stop := make(chan struct{})
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) { <-stop })
@@ -475,5 +477,66 @@ func TestDirectWriteCutByContext(t *testing.T) {
 	}
 	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "send cut short") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("connection error = %v; want the send cut short by the deadline", err)
+	}
+}
+
+// TestDirectWriteStoppedByContextKeepsConnection: when the caller's context
+// stops a direct write with no more than MaxPending left, the rest goes to
+// the writer, so the stream stays whole and the connection usable. The
+// fake server reads nothing until released (a real one cannot be held).
+func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
+	release := make(chan struct{})
+	seen := make(chan int, 1)
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second):
+			return
+		}
+		bw := bufio.NewWriter(w)
+		for i := 0; ; i++ {
+			cmd, err := readCommand(r)
+			if err != nil {
+				return
+			}
+			if cmd[0] == "PING" {
+				bw.WriteString("+PONG\r\n")
+				bw.Flush()
+				seen <- i
+				return
+			}
+			bw.WriteString("+OK\r\n")
+		}
+	})
+	c := New(nc, Options{MaxPending: 64 << 20})
+	defer c.Close()
+	const n = 32 << 10
+	val := strings.Repeat("v", 1000)
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("SET", fmt.Sprint(i), val)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Do(ctx, batch, make([]resp.Value, n)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Do = %v, want the context's deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write was not stopped by its context")
+	}
+	if !c.Alive() {
+		t.Fatalf("connection ended: %v", c.Err())
+	}
+	close(release)
+	v, err := c.DoOne(context.Background(), encode("PING"))
+	if err != nil || v.Str != "PONG" {
+		t.Fatalf("PING after the stopped write = %q, %v", v.Str, err)
+	}
+	if got := <-seen; got != n {
+		t.Fatalf("server read %d commands before PING, want all %d", got, n)
 	}
 }
