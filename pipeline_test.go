@@ -409,14 +409,7 @@ func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
 
 	// In a stream, the index counts the commands sent in earlier chunks.
 	ctx := ctxT(t)
-	s := c.Stream(ctx, nil)
-	for i := range 10_000 {
-		s.Set("k"+strconv.Itoa(i), "v")
-	}
-	sent := s.stream.sent
-	if sent == 0 {
-		t.Fatal("nothing sent after 10,000 commands")
-	}
+	s, _ := streamUnderWay(t, c, ctx, "k")
 	s.Do("WATCH", "k1")
 	if _, err := s.Exec(ctx); !errors.As(err, &ce) || ce.Index != 10_000 || ce.Command != "WATCH" {
 		t.Fatalf("Exec = %v; want WATCH, command 10000, refused", err)

@@ -177,20 +177,29 @@ func TestStreamErrors(t *testing.T) {
 	}
 }
 
+// streamUnderWay starts a stream and queues 10,000 SETs of keys with the
+// given prefix, so that some chunks have gone out; it returns the stream
+// and how many commands were sent.
+func streamUnderWay(t *testing.T, c *Client, ctx context.Context, prefix string) (*Pipeline, int) {
+	t.Helper()
+	s := c.Stream(ctx, nil)
+	for i := range 10_000 {
+		s.Set(prefix+strconv.Itoa(i), "v")
+	}
+	sent := s.stream.sent
+	if sent == 0 {
+		t.Fatal("nothing sent after 10,000 commands")
+	}
+	return s, sent
+}
+
 // TestStreamRefusals: a command that cannot be queued stops the stream at
 // its chunk: what went before ran, nothing after, and the error says the
 // outcome is unknown once something was sent.
 func TestStreamRefusals(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
-	s := c.Stream(ctx, nil)
-	for i := range 10_000 {
-		s.Set("r:"+strconv.Itoa(i), "v")
-	}
-	sent := s.stream.sent
-	if sent == 0 {
-		t.Fatal("nothing sent after 10,000 commands")
-	}
+	s, sent := streamUnderWay(t, c, ctx, "r:")
 	s.Do("SET", "only-key")
 	for i := 10_000; i < 20_000; i++ {
 		s.Set("r:"+strconv.Itoa(i), "v")
