@@ -267,13 +267,16 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, 
 	if p.transaction {
 		total += 2
 	}
-	replies := make([]resp.Value, total)
-
+	var replies []resp.Value
 	var err error
 	if p.tx != nil {
+		replies = make([]resp.Value, total)
 		err = p.tx.do(ctx, buf, replies, p.transaction)
 	} else {
-		err = p.c.retry(ctx, traits.readonly, func() error { return p.c.sendBatch(ctx, buf, replies, traits.blocking) })
+		err = p.c.retry(ctx, traits.readonly, func() (err error) {
+			replies, err = p.c.sendBatch(ctx, buf, total, traits.blocking)
+			return err
+		})
 	}
 	if err != nil {
 		if p.transaction {
@@ -290,23 +293,24 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, 
 	return replies[extra:], nil
 }
 
-// sendBatch sends a client pipeline's bytes on the shared connection, or on
-// a dedicated one when the batch is large.
-func (c *Client) sendBatch(ctx context.Context, buf []byte, replies []resp.Value, blocking bool) error {
+// sendBatch sends a client pipeline's bytes, n commands, on the shared
+// connection, or on a dedicated one when the batch is large, and returns
+// their replies.
+func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, blocking bool) ([]resp.Value, error) {
 	if blocking || len(buf) > largePipeline {
 		d, err := c.getDedicated(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		err = d.Do(ctx, buf, replies)
+		replies, err := d.DoN(ctx, buf, n)
 		c.pool.Put(d, err == nil)
-		return err
+		return replies, err
 	}
 	cn, err := c.sharedConn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return cn.Do(ctx, buf, replies)
+	return cn.DoN(ctx, buf, n)
 }
 
 // execResult reads the replies of MULTI, the queued commands and EXEC.

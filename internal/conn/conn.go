@@ -89,6 +89,7 @@ type call struct {
 	// Owned by the reader goroutine until the call finishes, then by the
 	// caller (or, if abandoned, by the reader, which recycles it).
 	replies []resp.Value
+	n       int // how many replies are due; replies is made on the first if nil
 	got     int
 	err     error
 
@@ -106,7 +107,7 @@ func getCall() *call {
 }
 
 func putCall(c *call) {
-	c.replies, c.got, c.err = nil, 0, nil
+	c.replies, c.n, c.got, c.err = nil, 0, 0, nil
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -264,7 +265,7 @@ func (c *Conn) Close() error {
 // DoOne sends one encoded command and waits for its reply.
 func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 	cl := getCall()
-	cl.replies = cl.one[:]
+	cl.replies, cl.n = cl.one[:], 1
 	if err := c.send(ctx, cl, cmd); err != nil {
 		putCall(cl)
 		return resp.Value{}, err
@@ -289,6 +290,29 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 	return p.Wait(ctx)
 }
 
+// DoN sends cmds, the encoding of n commands, and returns their replies.
+// The reader makes the slice for them when the first arrives. Why: for a
+// large batch that is a large allocation, which then happens while the
+// server works through the batch rather than before the batch is sent.
+// If ctx ends first DoN returns its error at once.
+func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) ([]resp.Value, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	cl := getCall()
+	cl.n = n
+	if err := c.send(ctx, cl, cmds); err != nil {
+		putCall(cl)
+		return nil, err
+	}
+	if err := c.wait(ctx, cl); err != nil {
+		return nil, err
+	}
+	replies := cl.replies
+	putCall(cl)
+	return replies, nil
+}
+
 // Pending is a batch handed to the connection by Start whose replies are
 // still to come. Wait must be called once.
 type Pending struct {
@@ -306,7 +330,7 @@ func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pe
 		return Pending{}, nil
 	}
 	cl := getCall()
-	cl.replies = replies
+	cl.replies, cl.n = replies, len(replies)
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return Pending{}, err
@@ -655,10 +679,13 @@ func (c *Conn) readLoop() {
 			return
 		}
 		if head.state.Load() != abandoned {
+			if head.replies == nil {
+				head.replies = make([]resp.Value, head.n)
+			}
 			head.replies[head.got] = v
 		}
 		head.got++
-		done := head.got == len(head.replies)
+		done := head.got == head.n
 		if done {
 			c.queue[c.head] = nil
 			c.head++

@@ -126,8 +126,13 @@ func TestLargeSendInParts(t *testing.T) {
 func TestAbandonedCallKeepsOrder(t *testing.T) {
 	c, _ := dialReal(t, Options{})
 	ctx := context.Background()
-	go c.DoOne(ctx, encode("DEBUG", "SLEEP", "0.1"))
-	time.Sleep(10 * time.Millisecond)
+	// Started first, the sleep is in line ahead of the ECHO, which
+	// therefore cannot be answered before its deadline.
+	sleep, err := c.Start(ctx, encode("DEBUG", "SLEEP", "0.1"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sleep.Wait(ctx)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
 	if _, err := c.DoOne(cctx, encode("ECHO", "abandoned")); !errors.Is(err, context.DeadlineExceeded) {
@@ -538,5 +543,48 @@ func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
 	}
 	if got := <-seen; got != n {
 		t.Fatalf("server read %d commands before PING, want all %d", got, n)
+	}
+}
+
+// TestDoN: the reader makes the replies' slice itself, one per command, in
+// order; an abandoned DoN keeps the line in order, as Do does.
+func TestDoN(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	if r, err := c.DoN(ctx, nil, 0); r != nil || err != nil {
+		t.Fatalf("DoN of nothing = %v, %v", r, err)
+	}
+	const n = 5000
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("ECHO", fmt.Sprint(i))...)
+	}
+	replies, err := c.DoN(ctx, batch, n)
+	if err != nil || len(replies) != n {
+		t.Fatalf("DoN = %d replies, %v", len(replies), err)
+	}
+	for i, v := range replies {
+		if v.Str != fmt.Sprint(i) {
+			t.Fatalf("reply %d = %q", i, v.Str)
+		}
+	}
+
+	// Started first, the sleep is in line ahead of the batch, which
+	// therefore cannot be answered before its deadline.
+	sleep, err := c.Start(ctx, encode("DEBUG", "SLEEP", "0.1"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := c.DoN(cctx, batch, n); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DoN past its deadline = %v", err)
+	}
+	v, err := c.DoOne(ctx, encode("ECHO", "mine"))
+	if err != nil || v.Str != "mine" {
+		t.Fatalf("next call got %q, %v", v.Str, err)
+	}
+	if err := sleep.Wait(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
