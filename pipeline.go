@@ -177,12 +177,13 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if n == 0 && !multi {
 		return nil, nil
 	}
-	out, err := p.send(ctx, traits)
+	out, errs, err := p.send(ctx, traits)
 	if err != nil {
 		return nil, err
 	}
 	var results []resp.Value
 	if p.transaction {
+		errs = -1 // EXEC's elements were not counted
 		results, err = p.execResult(out, n)
 		if err != nil {
 			return nil, err
@@ -194,7 +195,7 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if len(replies) != n {
 		return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
 	}
-	return replies, p.finish(replies)
+	return replies, p.finish(replies, errs)
 }
 
 // batchTraits are what one look over a batch's commands tells the sending
@@ -240,7 +241,9 @@ func (p *Pipeline) kind() string {
 
 // send writes the whole batch (script loads, MULTI, the commands, EXEC) and
 // returns the replies that follow the script loads.
-func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, error) {
+//
+// errs is how many of the replies are errors, or -1 when that is not known.
+func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value, errs int, _ error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
 	if p.transaction {
@@ -269,46 +272,47 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) ([]resp.Value, 
 	}
 	var replies []resp.Value
 	var err error
+	errs = -1
 	if p.tx != nil {
 		replies = make([]resp.Value, total)
 		err = p.tx.do(ctx, buf, replies, p.transaction)
 	} else {
 		err = p.c.retry(ctx, traits.readonly, func() (err error) {
-			replies, err = p.c.sendBatch(ctx, buf, total, traits.blocking)
+			replies, errs, err = p.c.sendBatch(ctx, buf, total, traits.blocking)
 			return err
 		})
 	}
 	if err != nil {
 		if p.transaction {
-			return nil, txSendError(err)
+			return nil, 0, txSendError(err)
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	for i := 0; i < extra; i++ {
 		if e := (Value{replies[i]}).Err(); e != nil {
 			// The batch behind the load ran all the same.
-			return nil, &uncertainError{msg: "redpipe: loading a script before the " + p.kind() + " failed, and the batch ran", err: e}
+			return nil, 0, &uncertainError{msg: "redpipe: loading a script before the " + p.kind() + " failed, and the batch ran", err: e}
 		}
 	}
-	return replies[extra:], nil
+	return replies[extra:], errs, nil
 }
 
 // sendBatch sends a client pipeline's bytes, n commands, on the shared
 // connection, or on a dedicated one when the batch is large, and returns
-// their replies.
-func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, blocking bool) ([]resp.Value, error) {
+// their replies and how many are errors.
+func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, blocking bool) ([]resp.Value, int, error) {
 	if blocking || len(buf) > largePipeline {
 		d, err := c.getDedicated(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		replies, err := d.DoN(ctx, buf, n)
+		replies, errs, err := d.DoN(ctx, buf, n)
 		c.pool.Put(d, err == nil)
-		return replies, err
+		return replies, errs, err
 	}
 	cn, err := c.sharedConn(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	return cn.DoN(ctx, buf, n)
 }
@@ -345,11 +349,16 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	return exec.v.Elems, nil
 }
 
-// finish applies the reply decoders and picks the batch's first error.
-func (p *Pipeline) finish(replies []Value) error {
+// finish applies the reply decoders and picks the batch's first error;
+// errs is how many replies are errors, or -1 if not known.
+func (p *Pipeline) finish(replies []Value, errs int) error {
 	// Most batches have no decoder and no error: then each reply is only
-	// looked at for its kind.
+	// looked at for its kind, or not at all when none is known to be an
+	// error.
 	decoding := p.decoders != nil || (p.c != nil && p.c.decoders.Load() != nil)
+	if errs == 0 && !decoding {
+		return nil
+	}
 	var first error
 	for i := range replies {
 		err := replies[i].Err()

@@ -91,6 +91,7 @@ type call struct {
 	replies []resp.Value
 	n       int // how many replies are due; replies is made on the first if nil
 	got     int
+	errs    int // how many of them are errors
 	err     error
 
 	one   [1]resp.Value // storage for single-command calls
@@ -107,7 +108,7 @@ func getCall() *call {
 }
 
 func putCall(c *call) {
-	c.replies, c.n, c.got, c.err = nil, 0, 0, nil
+	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -290,27 +291,29 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 	return p.Wait(ctx)
 }
 
-// DoN sends cmds, the encoding of n commands, and returns their replies.
+// DoN sends cmds, the encoding of n commands, and returns their replies
+// and how many of them are error replies, so that a caller looking for
+// errors need not go through a large batch again when there is none.
 // The reader makes the slice for them when the first arrives. Why: for a
 // large batch that is a large allocation, which then happens while the
 // server works through the batch rather than before the batch is sent.
 // If ctx ends first DoN returns its error at once.
-func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) ([]resp.Value, error) {
+func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
 	if n <= 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	cl := getCall()
 	cl.n = n
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
-		return nil, err
+		return nil, 0, err
 	}
 	if err := c.wait(ctx, cl); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	replies := cl.replies
+	replies, errs = cl.replies, cl.errs
 	putCall(cl)
-	return replies, nil
+	return replies, errs, nil
 }
 
 // Pending is a batch handed to the connection by Start whose replies are
@@ -683,6 +686,9 @@ func (c *Conn) readLoop() {
 				head.replies = make([]resp.Value, head.n)
 			}
 			head.replies[head.got] = v
+			if v.Kind == resp.Error || v.Kind == resp.BulkError {
+				head.errs++
+			}
 		}
 		head.got++
 		done := head.got == head.n

@@ -551,17 +551,17 @@ func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
 func TestDoN(t *testing.T) {
 	c, _ := dialReal(t, Options{})
 	ctx := context.Background()
-	if r, err := c.DoN(ctx, nil, 0); r != nil || err != nil {
-		t.Fatalf("DoN of nothing = %v, %v", r, err)
+	if r, errs, err := c.DoN(ctx, nil, 0); r != nil || errs != 0 || err != nil {
+		t.Fatalf("DoN of nothing = %v, %d, %v", r, errs, err)
 	}
 	const n = 5000
 	var batch []byte
 	for i := range n {
 		batch = append(batch, encode("ECHO", fmt.Sprint(i))...)
 	}
-	replies, err := c.DoN(ctx, batch, n)
-	if err != nil || len(replies) != n {
-		t.Fatalf("DoN = %d replies, %v", len(replies), err)
+	replies, errs, err := c.DoN(ctx, batch, n)
+	if err != nil || len(replies) != n || errs != 0 {
+		t.Fatalf("DoN = %d replies, %d errors, %v", len(replies), errs, err)
 	}
 	for i, v := range replies {
 		if v.Str != fmt.Sprint(i) {
@@ -577,7 +577,7 @@ func TestDoN(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
-	if _, err := c.DoN(cctx, batch, n); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := c.DoN(cctx, batch, n); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("DoN past its deadline = %v", err)
 	}
 	v, err := c.DoOne(ctx, encode("ECHO", "mine"))
@@ -586,5 +586,34 @@ func TestDoN(t *testing.T) {
 	}
 	if err := sleep.Wait(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDoNCountsErrors: DoN counts the error replies of a batch, simple and
+// RESP3 bulk errors alike (a fake server: a real one is not made to send
+// a bulk error at will).
+func TestDoNCountsErrors(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 4 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+		}
+		io.WriteString(w, "-ERR one\r\n+OK\r\n!7\r\nERR two\r\n*1\r\n-ERR nested\r\n")
+		readCommand(r) // until the client is done
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	var batch []byte
+	for range 4 {
+		batch = append(batch, encode("PING")...)
+	}
+	replies, errs, err := c.DoN(context.Background(), batch, 4)
+	if err != nil || len(replies) != 4 {
+		t.Fatalf("DoN = %d replies, %v", len(replies), err)
+	}
+	// The error inside the array is its element's, not a reply's.
+	if errs != 2 {
+		t.Fatalf("DoN counted %d errors, want 2: %+v", errs, replies)
 	}
 }
