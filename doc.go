@@ -106,11 +106,12 @@
 // latency, backs off on links slower than the wait, and PollWait -1 turns
 // it off.
 //
-// A large batch with nothing queued ahead of it is written by its caller
-// straight from the pipeline's buffer, not copied for the writer first.
-// If the caller's context ends while the socket is full, the write stops
-// and the rest of the batch is left to the writer, so the connection, and
-// every call sharing it, carries on.
+// On a plain TCP or Unix socket, a large batch with nothing queued ahead
+// of it is written by its caller straight from the pipeline's buffer, not
+// copied for the writer first (over TLS it is copied). If the caller's
+// context ends while the socket is full, the write stops and the rest of
+// the batch is left to the writer, so the connection, and every call
+// sharing it, carries on.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool

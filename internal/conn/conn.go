@@ -66,7 +66,10 @@ type Options struct {
 	// DirectWrite is the size from which a send is written from the
 	// caller's buffer when nothing else waits for the writer, instead of
 	// being copied for the writer goroutine first; 0 means 16 KiB, and
-	// a negative size turns it off.
+	// a negative size turns it off. It applies only to a plain TCP or Unix
+	// socket: a write there that a deadline stops has sent exactly what it
+	// reports and leaves the socket usable, which a TLS connection does
+	// not promise (its state is corrupt after a timed-out write).
 	DirectWrite int
 	// Poll is how long the reader reads the socket without sleeping
 	// before it waits in the runtime's poller (see poller); zero or less
@@ -190,8 +193,13 @@ func New(nc net.Conn, opt Options) *Conn {
 	if opt.MaxPending <= 0 {
 		opt.MaxPending = 1 << 20
 	}
-	if opt.DirectWrite == 0 {
-		opt.DirectWrite = inlineMax
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		if opt.DirectWrite == 0 {
+			opt.DirectWrite = inlineMax
+		}
+	default:
+		opt.DirectWrite = -1
 	}
 	c := &Conn{
 		nc:      nc,
@@ -365,7 +373,12 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	case <-ctx.Done():
 		return &Error{Op: "send", Err: ctx.Err(), Unsent: true}
 	}
-	defer func() { <-c.sendSem }()
+	held := true
+	defer func() {
+		if held {
+			<-c.sendSem
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: "send", Err: err, Unsent: true}
 	}
@@ -386,11 +399,14 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	c.queue = append(c.queue, cl)
 	if c.opt.DirectWrite > 0 && len(b) >= c.opt.DirectWrite && !c.writing && len(c.wbuf) == 0 {
 		// Nothing is waiting to be written ahead of b: the caller takes
-		// the write role and writes b itself.
+		// the write role and writes b itself. Other callers may queue
+		// behind it meanwhile; the writer sends their bytes after.
 		c.writing = true
 		c.offset += int64(len(b))
 		c.taken = c.offset
 		c.mu.Unlock()
+		<-c.sendSem
+		held = false
 		c.writeDirect(ctx, b)
 		return nil
 	}
@@ -683,7 +699,20 @@ func (c *Conn) readLoop() {
 		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
-				head.replies = make([]resp.Value, head.n)
+				// A large batch's slice is a large allocation: it is made
+				// without the lock, which senders and the stall guard take
+				// meanwhile. Only this goroutine takes calls out of line,
+				// so head is still first after, unless the connection
+				// failed meanwhile.
+				n := head.n
+				c.mu.Unlock()
+				r := make([]resp.Value, n)
+				c.mu.Lock()
+				if c.err != nil {
+					c.mu.Unlock()
+					return
+				}
+				head.replies = r
 			}
 			head.replies[head.got] = v
 			if v.Kind == resp.Error || v.Kind == resp.BulkError {

@@ -3,9 +3,16 @@ package conn
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"runtime"
 	"strings"
@@ -487,44 +494,111 @@ func TestDirectWriteCutByContext(t *testing.T) {
 
 // TestDirectWriteStoppedByContextKeepsConnection: when the caller's context
 // stops a direct write with no more than MaxPending left, the rest goes to
-// the writer, so the stream stays whole and the connection usable. The
-// fake server reads nothing until released (a real one cannot be held).
+// the writer, so the stream stays whole and the connection usable, and a
+// caller that came meanwhile is queued behind it. The fake server reads
+// nothing until released (a real one cannot be held).
 func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
-	release := make(chan struct{})
-	seen := make(chan int, 1)
-	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, seen := heldServer(t, ln)
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedWriteKeepsConnection(t, nc, release, seen)
+}
+
+// TestStoppedWriteKeepsTLSConnection: the same over TLS, where a write
+// stopped by a deadline would corrupt the connection's state, so sends
+// are copied for the writer rather than written directly.
+func TestStoppedWriteKeepsTLSConnection(t *testing.T) {
+	cert := selfSignedCert(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, seen := heldServer(t, ln)
+	nc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedWriteKeepsConnection(t, nc, release, seen)
+}
+
+// heldServer serves one connection from ln (a fake: a real server cannot
+// be held): it reads nothing until release is closed, then answers OK to
+// every command and PONG to PING, and reports the names it read.
+func heldServer(t *testing.T, ln net.Listener) (release chan struct{}, seen chan []string) {
+	t.Helper()
+	release, seen = make(chan struct{}), make(chan []string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		if tc, ok := sc.(*tls.Conn); ok && tc.Handshake() != nil {
+			return
+		}
 		select {
 		case <-release:
 		case <-time.After(20 * time.Second):
 			return
 		}
-		bw := bufio.NewWriter(w)
-		for i := 0; ; i++ {
+		r, bw := resp.NewReader(sc, resp.Limits{}), bufio.NewWriter(sc)
+		var names []string
+		for {
 			cmd, err := readCommand(r)
 			if err != nil {
 				return
 			}
+			names = append(names, cmd[0])
 			if cmd[0] == "PING" {
 				bw.WriteString("+PONG\r\n")
 				bw.Flush()
-				seen <- i
+				seen <- names
 				return
 			}
 			bw.WriteString("+OK\r\n")
 		}
-	})
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return release, seen
+}
+
+func stoppedWriteKeepsConnection(t *testing.T, nc net.Conn, release chan struct{}, seen chan []string) {
+	t.Helper()
 	c := New(nc, Options{MaxPending: 64 << 20})
 	defer c.Close()
-	const n = 32 << 10
+	const n = 32 << 10 // 32 MiB: more than the socket buffers of a peer that reads nothing
 	val := strings.Repeat("v", 1000)
 	var batch []byte
 	for i := range n {
 		batch = append(batch, encode("SET", fmt.Sprint(i), val)...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Do(ctx, batch, make([]resp.Value, n)) }()
+	// While the batch is being written, another caller queues behind it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		writing := c.writing
+		c.mu.Unlock()
+		if writing || time.Now().After(deadline) {
+			break
+		}
+	}
+	ectx, ecancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer ecancel()
+	if _, err := c.DoOne(ectx, encode("ECHO", "behind")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ECHO behind the batch = %v, want its deadline", err)
+	}
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -539,11 +613,33 @@ func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
 	close(release)
 	v, err := c.DoOne(context.Background(), encode("PING"))
 	if err != nil || v.Str != "PONG" {
-		t.Fatalf("PING after the stopped write = %q, %v", v.Str, err)
+		t.Fatalf("PING after the stopped write = %q, %v (connection: %v)", v.Str, err, c.Err())
 	}
-	if got := <-seen; got != n {
-		t.Fatalf("server read %d commands before PING, want all %d", got, n)
+	names := <-seen
+	if len(names) != n+2 || names[n-1] != "SET" || names[n] != "ECHO" {
+		t.Fatalf("server read %d commands, with %q after the batch; want the %d SETs, the ECHO queued behind them, then PING",
+			len(names), names[min(n, len(names)-1)], n)
 	}
+}
+
+// selfSignedCert makes a throwaway certificate for a loopback TLS server.
+func selfSignedCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // TestDoN: the reader makes the replies' slice itself, one per command, in

@@ -20,8 +20,8 @@ import (
 // wake-up, and gets the right ones.
 func TestPollTakesSequentialReplies(t *testing.T) {
 	// A generous budget, so that a loaded machine does not turn the
-	// count below into a measure of its load.
-	c, _ := dialReal(t, Options{Poll: 5 * time.Millisecond})
+	// count below into a measure of its load: without polling it is 0.
+	c, _ := dialReal(t, Options{Poll: 20 * time.Millisecond})
 	ctx := context.Background()
 	const n = 200
 	for i := 1; i <= n; i++ {
@@ -34,8 +34,8 @@ func TestPollTakesSequentialReplies(t *testing.T) {
 	if c.poll == nil {
 		t.Fatal("no poller on a TCP connection")
 	}
-	if c.poll.hits < n*3/4 {
-		t.Fatalf("%d of %d replies were taken by polling; want nearly all", c.poll.hits, n)
+	if c.poll.hits < n/2 {
+		t.Fatalf("%d of %d replies were taken by polling; want most", c.poll.hits, n)
 	}
 }
 
