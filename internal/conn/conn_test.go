@@ -53,6 +53,18 @@ func fakeServer(t *testing.T, script func(r *resp.Reader, w io.Writer)) net.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveOne(t, ln, func(sc net.Conn) { script(resp.NewReader(sc, resp.Limits{}), sc) })
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() }) // before serveOne's, which waits for the script
+	return nc
+}
+
+// serveOne hands the first connection ln accepts to handle, in a goroutine
+// that the test's cleanup waits for after closing ln.
+func serveOne(t *testing.T, ln net.Listener, handle func(sc net.Conn)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -62,14 +74,9 @@ func fakeServer(t *testing.T, script func(r *resp.Reader, w io.Writer)) net.Conn
 			return
 		}
 		defer sc.Close()
-		script(resp.NewReader(sc, resp.Limits{}), sc)
+		handle(sc)
 	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); <-done })
-	return nc
+	t.Cleanup(func() { ln.Close(); <-done })
 }
 
 // readCommand consumes one RESP command from the fake server's input.
@@ -533,15 +540,7 @@ func TestStoppedWriteKeepsTLSConnection(t *testing.T) {
 func heldServer(t *testing.T, ln net.Listener) (release chan struct{}, seen chan []string) {
 	t.Helper()
 	release, seen = make(chan struct{}), make(chan []string, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
-		}
-		defer sc.Close()
+	serveOne(t, ln, func(sc net.Conn) {
 		if tc, ok := sc.(*tls.Conn); ok && tc.Handshake() != nil {
 			return
 		}
@@ -566,8 +565,7 @@ func heldServer(t *testing.T, ln net.Listener) (release chan struct{}, seen chan
 			}
 			bw.WriteString("+OK\r\n")
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	})
 	return release, seen
 }
 
