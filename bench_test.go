@@ -158,10 +158,7 @@ func BenchmarkPipeline1000(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			c, _ := newTestClient(b, Options{})
 			ctx := context.Background()
-			keys := make([]string, 1000)
-			for i := range keys {
-				keys[i] = "key:" + strconv.Itoa(i)
-			}
+			keys := testKeys(1000)
 			val := "0123456789abcdef"
 			p := c.Pipeline(tc.opts...)
 			b.ReportAllocs()
@@ -169,18 +166,7 @@ func BenchmarkPipeline1000(b *testing.B) {
 				if tc.fresh {
 					p = c.Pipeline(tc.opts...)
 				}
-				for _, k := range keys {
-					p.Set(k, val)
-				}
-				replies, err := p.Exec(ctx)
-				if err != nil || len(replies) != len(keys) {
-					b.Fatal(len(replies), err)
-				}
-				for _, r := range replies {
-					if err := okReply(r, nil); err != nil {
-						b.Fatal(err)
-					}
-				}
+				execSets(b, ctx, p, keys, val)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/cmd")
 		})
@@ -231,10 +217,7 @@ func BenchmarkAutoPipelined(b *testing.B) {
 func BenchmarkStream(b *testing.B) {
 	c, _ := newTestClient(b, Options{})
 	ctx := context.Background()
-	keys := make([]string, 100_000)
-	for i := range keys {
-		keys[i] = "key:" + strconv.Itoa(i)
-	}
+	keys := testKeys(100_000)
 	val := "0123456789abcdef"
 	b.ReportAllocs()
 	for b.Loop() {

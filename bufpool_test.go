@@ -91,31 +91,41 @@ func TestPipelinesShareRecycledBuffers(t *testing.T) {
 	}
 }
 
+// testKeys returns n distinct key names.
+func testKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "key:" + strconv.Itoa(i)
+	}
+	return keys
+}
+
+// execSets queues SET k val for every key on p, runs it and checks that
+// every reply is OK.
+func execSets(tb testing.TB, ctx context.Context, p *Pipeline, keys []string, val string) {
+	tb.Helper()
+	for _, k := range keys {
+		p.Set(k, val)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil || len(replies) != len(keys) {
+		tb.Fatal(len(replies), err)
+	}
+	for _, r := range replies {
+		if err := okReply(r, nil); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // TestPipelineAllocations: a new pipeline of 1000 SETs, executed and its
 // replies checked, allocates a few times per batch, not per command (the
 // issue's bound is one per command).
 func TestPipelineAllocations(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := context.Background()
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = "key:" + strconv.Itoa(i)
-	}
-	run := func() {
-		p := c.Pipeline(NoTransaction)
-		for _, k := range keys {
-			p.Set(k, "0123456789abcdef")
-		}
-		replies, err := p.Exec(ctx)
-		if err != nil || len(replies) != len(keys) {
-			t.Fatal(len(replies), err)
-		}
-		for _, r := range replies {
-			if err := okReply(r, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	keys := testKeys(1000)
+	run := func() { execSets(t, ctx, c.Pipeline(NoTransaction), keys, "0123456789abcdef") }
 	run()
 	if n := testing.AllocsPerRun(50, run); n > 50 {
 		t.Fatalf("a pipeline of %d SETs allocated %v times", len(keys), n)
