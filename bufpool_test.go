@@ -3,22 +3,24 @@ package redpipe
 import (
 	"bytes"
 	"context"
+	"math/bits"
+	"runtime"
 	"strconv"
-	"sync"
 	"testing"
+	"time"
 )
 
 // TestGrownKeepsContentsAndClasses: a grown buffer holds what the old one
 // held, has four times its room and at least the hint, and comes in
 // a size its pool class promises; a recycled buffer is handed out again.
 func TestGrownKeepsContentsAndClasses(t *testing.T) {
-	var pools [pooledClasses]sync.Pool
 	const min = 16
+	pools := classPools[byte]{min: min, keepFor: time.Minute}
 	b := []byte("0123456789")
 	for range 8 {
 		old := cap(b)
 		before := string(b)
-		b = grown(&pools, b, min, 0)
+		b = grown(&pools, b, 0)
 		if string(b) != before {
 			t.Fatalf("grown lost the contents: %q, want %q", b, before)
 		}
@@ -31,21 +33,21 @@ func TestGrownKeepsContentsAndClasses(t *testing.T) {
 		b = append(b, bytes.Repeat([]byte{'x'}, cap(b)-len(b))...)
 	}
 	// The hint counts once the buffer is of the smallest class.
-	if h := grown(&pools, append(make([]byte, 0, min), 'a'), min, 1000); cap(h) < 1000 || string(h) != "a" {
+	if h := grown(&pools, append(make([]byte, 0, min), 'a'), 1000); cap(h) < 1000 || string(h) != "a" {
 		t.Fatalf("grown with a hint of 1000 gave room for %d (%q)", cap(h), h)
 	}
-	if h := grown(&pools, []byte("a"), min, 1000); cap(h) >= 1000 {
+	if h := grown(&pools, []byte("a"), 1000); cap(h) >= 1000 {
 		t.Fatalf("a buffer below the smallest class grew to the hint, %d", cap(h))
 	}
 	// A buffer given back serves the next request of its class. (The race
 	// detector makes pools drop some of what they are given, so it is
 	// given a few chances.)
-	var fresh [pooledClasses]sync.Pool
+	fresh := classPools[byte]{min: min, keepFor: time.Minute}
 	reused := false
 	for range 10 {
 		big := make([]byte, 0, 8*min)
-		recycle(&fresh, big, min)
-		got := grown(&fresh, make([]byte, 0, 2*min), min, 0)
+		recycle(&fresh, big)
+		got := grown(&fresh, make([]byte, 0, 2*min), 0)
 		if cap(got) != 8*min {
 			t.Fatalf("grown from room for %d gave %d, want %d", 2*min, cap(got), 8*min)
 		}
@@ -55,8 +57,8 @@ func TestGrownKeepsContentsAndClasses(t *testing.T) {
 		t.Fatal("a recycled buffer was never handed out again")
 	}
 	// Below the smallest class nothing is pooled.
-	recycle(&fresh, make([]byte, 0, min-1), min)
-	if p := fresh[0].Get(); p != nil {
+	recycle(&fresh, make([]byte, 0, min-1))
+	if p, ok := fresh.get(0); ok {
 		t.Fatalf("a buffer below the smallest class was pooled: %v", p)
 	}
 }
@@ -155,4 +157,79 @@ func TestPipelineBufferSizes(t *testing.T) {
 		t.Fatalf("100 INCRs after 50,000 took a buffer of %d bytes", got)
 	}
 	p.Discard()
+}
+
+// TestLargeBuffersOutliveCollections: a buffer of a kept class given back
+// is handed out again after collections that empty the pools; one below
+// the kept sizes is not held past them.
+func TestLargeBuffersOutliveCollections(t *testing.T) {
+	pools := classPools[byte]{min: minPooledBytes, keepFor: time.Minute}
+	kept := bits.Len(uint(minKeptBytes/minPooledBytes)) - 1 // the smallest kept class
+	if !pools.keeps(kept) || pools.keeps(kept-1) || pools.keeps(kept+bits.Len(uint(maxKeptBytes/minKeptBytes))) {
+		t.Fatalf("classes %d.. are kept, want from %d (%d bytes) up to %d bytes", kept, kept, minKeptBytes, maxKeptBytes)
+	}
+	big := make([]byte, 0, minKeptBytes)
+	small := make([]byte, 0, minKeptBytes/2)
+	recycle(&pools, big)
+	recycle(&pools, small)
+	runtime.GC()
+	runtime.GC()
+	got, ok := pools.get(kept)
+	if !ok || cap(got) != cap(big) || &got[:1][0] != &big[:1][0] {
+		t.Fatalf("after two collections class %d gave %v (room for %d), want the buffer given back", kept, ok, cap(got))
+	}
+	if _, ok := pools.get(kept - 1); ok {
+		t.Fatalf("a buffer of %d bytes was held past two collections", cap(small))
+	}
+	if _, ok := pools.get(kept); ok {
+		t.Fatal("one kept buffer was handed out twice")
+	}
+}
+
+// TestKeptBuffersExpire: a kept buffer goes back to its pool keepFor after
+// its class was last given a buffer back, not before, and from there is
+// dropped by collections like any pooled one; a class in use keeps its
+// buffer.
+func TestKeptBuffersExpire(t *testing.T) {
+	const keep = 100 * time.Millisecond
+	pools := classPools[byte]{min: minPooledBytes, keepFor: keep}
+	idle := bits.Len(uint(minKeptBytes/minPooledBytes)) - 1
+	busy := idle + 2
+	isKept := func(k int) bool {
+		pools.mu.Lock()
+		defer pools.mu.Unlock()
+		return pools.kept[k] != nil
+	}
+	recycle(&pools, make([]byte, 0, minKeptBytes))
+	idleSince := time.Now()
+	recycle(&pools, make([]byte, 0, 4*minKeptBytes))
+	busySince := time.Now()
+	// Class busy is given a buffer back every keep/4, for 3*keep.
+	for end := time.Now().Add(3 * keep); time.Now().Before(end); {
+		time.Sleep(keep / 4)
+		if !isKept(busy) && time.Since(busySince) < keep {
+			t.Fatalf("a buffer given back %v ago was let go", time.Since(busySince))
+		}
+		if !isKept(idle) && time.Since(idleSince) < keep {
+			t.Fatalf("a buffer given back %v ago was let go", time.Since(idleSince))
+		}
+		if b, ok := pools.get(busy); ok {
+			recycle(&pools, b)
+			busySince = time.Now()
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pools.keptBuffers() > 0 && time.Now().Before(deadline) {
+		time.Sleep(keep / 4)
+	}
+	if n := pools.keptBuffers(); n != 0 {
+		t.Fatalf("%d buffers still kept 5s after their last use", n)
+	}
+	runtime.GC()
+	runtime.GC()
+	for _, k := range []int{idle, busy} {
+		if _, ok := pools.get(k); ok {
+			t.Fatalf("class %d still had a buffer two collections after it expired", k)
+		}
+	}
 }
