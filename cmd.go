@@ -133,13 +133,16 @@ func appendUpper(dst []byte, s string) []byte {
 // cmdMeta records one encoded command of a cmdBuf. A pipeline of a
 // million commands keeps a million of them, so it is small and holds no
 // pointer, which spares the garbage collector from scanning them: the
-// command's table entry is found by its id.
-type cmdMeta struct {
-	id    uint32 // commandInfo.id
-	block bool   // the command may block its connection (see cmdBuf.blocks)
-}
+// command's table entry is found by its id. It is the id (commandInfo.id)
+// with metaBlocks set when the command may block its connection (see
+// cmdBuf.blocks): four bytes a command.
+type cmdMeta uint32
 
-func (m *cmdMeta) info() *commandInfo { return commandByID(m.id) }
+const metaBlocks cmdMeta = 1 << 31
+
+func metaOf(ci *commandInfo) cmdMeta { return cmdMeta(ci.id) }
+
+func (m *cmdMeta) info() *commandInfo { return commandByID(uint32(*m &^ metaBlocks)) }
 
 // Name is the command's upper-case name.
 func (m *cmdMeta) Name() string { return m.info().Name }
@@ -240,7 +243,7 @@ func (w *cmdBuf) start(ci *commandInfo, n int) {
 	w.begin, w.cur = len(w.buf), ci
 	w.buf = resp.AppendArrayLen(w.buf, n)
 	w.buf = append(w.buf, ci.wire...)
-	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
+	w.cmds = append(w.cmds, metaOf(ci))
 	w.want, w.got = n, ci.nwords
 }
 
@@ -265,7 +268,7 @@ func (w *cmdBuf) end() {
 	if f := w.cur.Flags; f&(flagReadonly|flagBlocking|flagConnState) != flagReadonly {
 		w.writes = w.writes || f&flagReadonly == 0
 		if f&flagBlocking != 0 && blocks(w.cur, w.buf[w.begin:]) {
-			w.cmds[len(w.cmds)-1].block = true
+			w.cmds[len(w.cmds)-1] |= metaBlocks
 			w.blocking = true
 		}
 		if f&flagConnState != 0 && w.stateAt == 0 {
@@ -278,7 +281,7 @@ func (w *cmdBuf) end() {
 }
 
 // blocks reports whether command i may block the connection it runs on.
-func (w *cmdBuf) blocks(i int) bool { return w.cmds[i].block }
+func (w *cmdBuf) blocks(i int) bool { return w.cmds[i]&metaBlocks != 0 }
 
 // blocks reports whether a command, encoded as cmd, may block: BLPOP and
 // the like always, XREAD and XREADGROUP only with BLOCK, which the
@@ -394,7 +397,7 @@ func (w *cmdBuf) do(args []any) {
 	if ci == nil {
 		w.cur = unknownCommand(name)
 		w.buf = resp.AppendArrayLen(w.buf, len(args))
-		w.cmds = append(w.cmds, cmdMeta{id: w.cur.id})
+		w.cmds = append(w.cmds, metaOf(w.cur))
 		w.want, w.got = len(args), 0
 		w.args(args)
 		w.end()
@@ -405,7 +408,7 @@ func (w *cmdBuf) do(args []any) {
 	w.checkArity(ci, len(args))
 	w.cur = ci
 	w.buf = resp.AppendArrayLen(w.buf, len(args))
-	w.cmds = append(w.cmds, cmdMeta{id: ci.id})
+	w.cmds = append(w.cmds, metaOf(ci))
 	w.want, w.got = len(args), 0
 	w.args(args)
 	w.end()
