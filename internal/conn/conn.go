@@ -243,11 +243,28 @@ func (c *Conn) Idle() bool {
 // Polls reports whether the reader polls the socket (Options.Poll).
 func (c *Conn) Polls() bool { return c.poll != nil }
 
-// due reports whether replies are due: some call is in line.
-func (c *Conn) due() bool {
+// due tells the poller what the connection waits for.
+type due int
+
+const (
+	dueNone  due = iota // no reply is due
+	dueSoon             // the first call in line waits for a few replies: poll
+	dueLater            // it waits for many, which come over a long time: do not poll
+)
+
+// due reports whether replies are due, some call being in line, and
+// whether the first call waits for more than maxSoon of them. Called by
+// the reader goroutine only, which owns the call's count of replies.
+func (c *Conn) due(maxSoon int) due {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.head < len(c.queue)
+	if c.head == len(c.queue) {
+		return dueNone
+	}
+	if h := c.queue[c.head]; h.n-h.got > maxSoon {
+		return dueLater
+	}
+	return dueSoon
 }
 
 // Pending returns the number of calls in line for replies.

@@ -35,7 +35,8 @@ type poller struct {
 	raw            syscall.RawConn
 	nc             net.Conn // for the addresses in errors
 	budget, linger time.Duration
-	due            func() bool // whether a reply is due
+	due            func(maxSoon int) due // whether replies are due, and how soon
+	maxSoon        int                   // replies the server sends within the budget
 
 	// misses counts consecutive polls that ended empty while replies were
 	// due; skip is how many more reads go straight to the runtime's poller.
@@ -65,7 +66,16 @@ const (
 	maxLinger   = 200 * time.Microsecond
 )
 
-func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
+// replyCost is about the least time the server takes per command of a
+// batch (a SET or INCR on loopback takes 0.4 to 0.6µs). A call that still
+// waits for more replies than fit in the budget at that rate gets them
+// over longer than the budget: polling between its chunks of replies only
+// burns a CPU the server may need (measured: the server's time per SET in
+// batches of 1000 went up 6% while the reader polled), and the reader
+// polls again once the call's last replies are near.
+const replyCost = 500 * time.Nanosecond
+
+func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *poller {
 	if budget <= 0 {
 		return nil
 	}
@@ -82,7 +92,8 @@ func newPoller(nc net.Conn, budget time.Duration, due func() bool) *poller {
 	if err != nil {
 		return nil
 	}
-	p := &poller{raw: raw, budget: budget, linger: min(budget/lingerShare, maxLinger), due: due, nc: nc}
+	p := &poller{raw: raw, budget: budget, linger: min(budget/lingerShare, maxLinger), due: due, nc: nc,
+		maxSoon: max(1, int(budget/replyCost))}
 	p.fn = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides
@@ -128,8 +139,13 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 		if start.IsZero() {
 			start = now
 		}
-		if dueSince.IsZero() && p.due() {
-			dueSince = now
+		if dueSince.IsZero() {
+			switch p.due(p.maxSoon) {
+			case dueSoon:
+				dueSince = now
+			case dueLater:
+				return 0, nil, false
+			}
 		}
 		if dueSince.IsZero() {
 			if now.Sub(start) > p.linger {

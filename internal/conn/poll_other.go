@@ -11,6 +11,6 @@ import (
 // poller.
 type poller struct{ hits, emptyDue uint64 }
 
-func newPoller(net.Conn, time.Duration, func() bool) *poller { return nil }
+func newPoller(net.Conn, time.Duration, func(int) due) *poller { return nil }
 
 func (p *poller) read([]byte) (int, error, bool) { return 0, nil, false }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,61 @@ func TestPollBacksOffOnSlowLink(t *testing.T) {
 	}
 }
 
+// TestPollWaitsOutLargeBatches: while the first call in line still waits
+// for more replies than the server sends within the budget, the reader
+// waits in the runtime's poller instead of polling between the chunks of
+// replies; a single command is polled for. The fake server sends a batch's
+// 1000 replies in four chunks 5ms apart, far longer than the budget, so a
+// poll between them would end empty.
+func TestPollWaitsOutLargeBatches(t *testing.T) {
+	const n, chunks = 1000, 4
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range n {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+		}
+		for range chunks {
+			time.Sleep(5 * time.Millisecond)
+			if _, err := io.WriteString(w, strings.Repeat("+PONG\r\n", n/chunks)); err != nil {
+				return
+			}
+		}
+	})
+	c := New(nc, Options{Poll: 100 * time.Microsecond})
+	ctx := context.Background()
+	var cmds []byte
+	for range n {
+		cmds = append(cmds, encode("PING")...)
+	}
+	replies := make([]resp.Value, n)
+	pending, err := c.Start(ctx, cmds, replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.due(c.poll.maxSoon); d != dueLater {
+		t.Fatalf("with %d replies due the poller is told %d, want dueLater", n, d)
+	}
+	if err := pending.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range replies {
+		if v.Str != "PONG" {
+			t.Fatalf("reply %d = %+v", i, v)
+		}
+	}
+	if d := c.due(c.poll.maxSoon); d != dueNone {
+		t.Fatalf("with no call in line the poller is told %d, want dueNone", d)
+	}
+	c.Close()
+	if c.poll.maxSoon != 200 {
+		t.Fatalf("a 100µs budget counts %d replies as soon, want 200", c.poll.maxSoon)
+	}
+	if c.poll.emptyDue != 0 {
+		t.Fatalf("%d polls ended empty between the chunks of a large batch", c.poll.emptyDue)
+	}
+}
+
 // TestPollLeavesDeadlineToStallGuard: a read deadline armed by the stall
 // guard long ago may pass while replies are still flowing through polls.
 // The poll then hands over to the blocking read, which re-arms it, rather
@@ -82,7 +138,7 @@ func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
 	if _, err := sc.Write([]byte("+OK\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	p := newPoller(nc, time.Second, func() bool { return true })
+	p := newPoller(nc, time.Second, func(int) due { return dueSoon })
 	buf := make([]byte, 16)
 	n, err, ok := p.read(buf)
 	if !ok || err != nil || string(buf[:n]) != "+OK\r\n" {
@@ -101,7 +157,7 @@ func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
 func TestPollOnlyPlainSockets(t *testing.T) {
 	tcp, _ := socketPair(t, "tcp", "127.0.0.1:0")
 	unix, _ := socketPair(t, "unix", filepath.Join(t.TempDir(), "s"))
-	due := func() bool { return false }
+	due := func(int) due { return dueNone }
 	for _, tc := range []struct {
 		name   string
 		nc     net.Conn
@@ -123,7 +179,7 @@ func TestPollOnlyPlainSockets(t *testing.T) {
 // reset one, which it reports as the blocking read would, as a read
 // *net.OpError that matches ECONNRESET.
 func TestPollReportsEndAndReset(t *testing.T) {
-	due := func() bool { return true }
+	due := func(int) due { return dueSoon }
 	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
 	sc.Close()
 	p := newPoller(nc, time.Second, due)
