@@ -26,9 +26,9 @@ import (
 // encoding itself. So each class from minKeptBytes to maxKeptBytes also
 // keeps one buffer outside its pool, for keepFor after a buffer of that
 // class was last given back; then it goes to the pool like the others.
-// At most one buffer of each of those classes is kept, just under twice
-// maxKeptBytes for each kind of buffer, and only while large batches keep
-// coming.
+// At most one buffer of each of those classes is kept, of exactly the
+// class's size: just under twice maxKeptBytes for each kind of buffer,
+// and only while large batches keep coming.
 const (
 	minPooledBytes = 4 << 10
 	minPooledMetas = 256
@@ -86,10 +86,12 @@ func (p *classPools[T]) get(k int) ([]T, bool) {
 	return nil, false
 }
 
-// put gives back b, a buffer of class k.
+// put gives back b, a buffer of class k. Only a buffer of exactly the
+// class's size is kept, which bounds what is kept: one grown past it by
+// append (a large argument) may be nearly twice that.
 func (p *classPools[T]) put(k int, b []T) {
 	b = b[:0]
-	if p.keeps(k) {
+	if p.keeps(k) && cap(b) == p.min<<k {
 		p.mu.Lock()
 		p.used[k] = time.Now()
 		if p.kept[k] == nil {

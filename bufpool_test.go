@@ -168,8 +168,18 @@ func TestLargeBuffersOutliveCollections(t *testing.T) {
 	if !pools.keeps(kept) || pools.keeps(kept-1) || pools.keeps(kept+bits.Len(uint(maxKeptBytes/minKeptBytes))) {
 		t.Fatalf("classes %d.. are kept, want from %d (%d bytes) up to %d bytes", kept, kept, minKeptBytes, maxKeptBytes)
 	}
+	if top := bits.Len(uint(maxKeptBytes/minPooledBytes)) - 1; !pools.keeps(top) || pools.keeps(top+1) {
+		t.Fatalf("class %d (%d bytes) should be the largest kept", top, maxKeptBytes)
+	}
 	big := make([]byte, 0, minKeptBytes)
 	small := make([]byte, 0, minKeptBytes/2)
+	// Grown past its class by append (a large argument): not kept, so that
+	// what is kept stays within the classes' sizes.
+	oversized := make([]byte, 0, 4*minKeptBytes-1)
+	recycle(&pools, oversized)
+	if n := pools.keptBuffers(); n != 0 {
+		t.Fatalf("a buffer of %d bytes, past its class, was kept", cap(oversized))
+	}
 	recycle(&pools, big)
 	recycle(&pools, small)
 	runtime.GC()

@@ -104,10 +104,11 @@
 // is taken without the thread wake-up that otherwise costs as much as the
 // round trip itself, notably on virtual machines. It spends CPU time for
 // latency, backs off on links slower than the wait, and PollWait -1 turns
-// it off. While the first batch in line still waits for more replies than
-// the server sends within PollWait (one per 0.5µs), the connection waits
-// asleep: those replies come over a longer time, and a CPU kept busy
-// polling between their chunks is one the server may need.
+// it off. While the first batch in line still waits for more than
+// PollWait/0.5µs replies (200 at the default; 0.5µs is about the least a
+// server takes per command), the connection waits asleep: those replies
+// come over a longer time, and a CPU kept busy polling between their
+// chunks is one the server may need.
 //
 // On a plain TCP or Unix socket, a large batch with nothing queued ahead
 // of it is written by its caller straight from the pipeline's buffer, not

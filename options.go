@@ -74,8 +74,9 @@ type Options struct {
 	// wake-up cuts the latency of a round trip by as much as half on a
 	// virtual machine. The polling yields to other goroutines between
 	// reads, and stops early on a link whose replies take longer. A batch
-	// still waiting for more replies than the server sends in that time
-	// (one per 0.5µs) is not polled for until its last ones are near. It
+	// still waiting for more than PollWait/0.5µs replies (200 at the
+	// default; 0.5µs is about the least a server takes per command) is not
+	// polled for until its last ones are near. It
 	// spends CPU time for latency; -1 gives the time back. It applies to
 	// plain TCP and Unix sockets on Unix systems, not to TLS or a custom
 	// Dialer.

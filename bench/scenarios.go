@@ -40,7 +40,7 @@ type config struct {
 func fullConfig() config {
 	return config{
 		reps:     5,
-		minDur:   300 * time.Millisecond,
+		minDur:   time.Second,
 		s1Ops:    100000,
 		s2Pairs:  1000,
 		s3Depths: []int{10, 100, 1000, 10000},

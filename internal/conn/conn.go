@@ -253,8 +253,9 @@ const (
 )
 
 // due reports whether replies are due, some call being in line, and
-// whether the first call waits for more than maxSoon of them. Called by
-// the reader goroutine only, which owns the call's count of replies.
+// whether the first call waits for more than maxSoon of them. A call's n
+// is set before it joins the line and its got is counted under mu, so the
+// lock is all this needs.
 func (c *Conn) due(maxSoon int) due {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -127,6 +127,17 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 	if c.poll.emptyDue != 0 {
 		t.Fatalf("%d polls ended empty between the chunks of a large batch", c.poll.emptyDue)
 	}
+
+	// One command is polled for: its server never answers, so it stays due.
+	nc1, _ := socketPair(t, "tcp", "127.0.0.1:0")
+	c1 := New(nc1, Options{Poll: 100 * time.Microsecond})
+	defer c1.Close()
+	if _, err := c1.Start(ctx, encode("PING"), replies[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if d := c1.due(c1.poll.maxSoon); d != dueSoon {
+		t.Fatalf("with one reply due the poller is told %d, want dueSoon", d)
+	}
 }
 
 // TestPollLeavesDeadlineToStallGuard: a read deadline armed by the stall
