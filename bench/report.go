@@ -290,9 +290,10 @@ process that ran it); CPU ns/op is the process's user and system CPU time
 over the run (getrusage) divided by ops, which counts time a client spends
 polling its socket for replies. "server busy" is the CPU time of the
 server's main thread (INFO cpu) over the run's time: near 100% the server
-was the limit, and no client could have been much faster. S2, S3 and
-S4's MULTI cases repeat their batch for at least a second per run, so
-that a burst of other work on the machine weighs less in one run. "vs
+was the limit, and no client could have been much faster. S1's
+pipelined case, S2, S3 and S4's MULTI cases repeat their batch for at
+least a second per run, so that a burst of other work on the machine
+weighs less in one run. "vs
 best peer" is the client's ops/s over the best other client's in the
 same repetition, median over repetitions (so it
 can fall below 1 for a client whose median ops/s is the highest). S6 runs
