@@ -137,6 +137,59 @@ func TestLargeSendInParts(t *testing.T) {
 	}
 }
 
+// Small sends skip the send semaphore, so this checks that none of them
+// lands between two parts of a large send, which would cut a command in
+// the stream: every reply, the batch's and the single ECHOs', must be its
+// own.
+func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
+	c, _ := dialReal(t, Options{MaxPending: 1 << 10, DirectWrite: -1})
+	ctx := context.Background()
+	const n, rounds = 2000, 20
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("ECHO", fmt.Sprint("batch-", i))...)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var singles atomic.Int64
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1_000_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				want := fmt.Sprintf("one-%d-%d", g, i)
+				v, err := c.DoOne(ctx, encode("ECHO", want))
+				if err != nil || v.Str != want {
+					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
+					return
+				}
+				singles.Add(1)
+			}
+		}()
+	}
+	replies := make([]resp.Value, n)
+	for r := range rounds {
+		if err := c.Do(ctx, batch, replies); err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		for i, v := range replies {
+			if want := fmt.Sprint("batch-", i); v.Str != want {
+				t.Fatalf("round %d: reply %d = %q, want %q", r, i, v.Str, want)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if singles.Load() == 0 {
+		t.Fatal("no single command ran beside the large sends")
+	}
+}
+
 func TestAbandonedCallKeepsOrder(t *testing.T) {
 	c, _ := dialReal(t, Options{})
 	ctx := context.Background()
