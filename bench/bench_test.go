@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -57,6 +58,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 		}
 		if b := r.ServerBusyPct; b == nil || !(*b > 0 && *b <= 150) {
 			t.Errorf("%s %s: server busy %v, want a share of the run's time", k, r.Client, fmtOpt(b, "%.1f%%"))
+		}
+		if w := r.ServerWaitPct; runtime.GOOS == "linux" && (w == nil || !(*w >= 0 && *w+*r.ServerBusyPct <= 150)) {
+			t.Errorf("%s %s: server waiting %v, want a share of the run's time", k, r.Client, fmtOpt(w, "%.1f%%"))
 		}
 		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {
 			t.Errorf("%s %s: peak RSS is %v", k, r.Client, r.PeakRSSMiB)

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -88,6 +89,8 @@ type sample struct {
 	hasRet  bool
 	srvCPU  time.Duration // the server's main thread's CPU time during the run
 	hasSrv  bool          // srvCPU was measured
+	srvWait time.Duration // how long that thread was ready to run but had no CPU
+	hasWait bool          // srvWait was measured
 	peakRSS float64       // MiB, S6 only
 	baseRSS float64       // MiB before the pipeline was built, S6 only
 }
@@ -171,6 +174,7 @@ func (e *env) expectValues(keys []string, want func(i int) string) error {
 func measure(fn func() (ops int, err error)) (sample, error) {
 	runtime.GC()
 	srv0, ok0 := serverCPU()
+	wait0, okw0 := serverWait()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cpu0 := cpuTime()
@@ -179,12 +183,14 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 	d := time.Since(start)
 	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&after)
+	wait1, okw1 := serverWait()
 	srv1, ok1 := serverCPU()
 	return sample{
 		ops: ops, dur: d, hasMem: true, cpu: cpu,
 		allocs: after.Mallocs - before.Mallocs,
 		bytes:  after.TotalAlloc - before.TotalAlloc,
 		srvCPU: srv1 - srv0, hasSrv: ok0 && ok1,
+		srvWait: wait1 - wait0, hasWait: okw0 && okw1,
 	}, err
 }
 
@@ -215,6 +221,47 @@ func serverCPU() (time.Duration, bool) {
 		total += f
 	}
 	return time.Duration(total * float64(time.Second)), true
+}
+
+// serverPid is the server's process id, from INFO server, read once; 0
+// when unknown.
+var serverPid = sync.OnceValue(func() int {
+	if benchServer == nil {
+		return 0
+	}
+	v, err := benchServer.Do("INFO", "server")
+	info, ok := v.(string)
+	if err != nil || !ok {
+		return 0
+	}
+	pid, _ := strconv.Atoi(infoField(info, "process_id"))
+	return pid
+})
+
+// serverWait is how long the server's main thread has so far been ready
+// to run but waiting for a CPU (the second field of its schedstat, Linux
+// only). Over a run it splits the time the server was not busy: waiting
+// means the machine had no core free for it (the client's own threads, or
+// other work), and what is left is time the client kept it idle. The
+// server must run on this machine, as redistest's does.
+func serverWait() (time.Duration, bool) {
+	pid := serverPid()
+	if pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, pid))
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(ns), true
 }
 
 // cpuTime is the user and system CPU time this process has used.
@@ -533,6 +580,7 @@ func runS6(ctx context.Context, e *env, c client) (sample, error) {
 		ops: r.Ops, dur: time.Duration(r.Nanos), hasMem: true,
 		allocs: r.Allocs, bytes: r.Bytes, cpu: time.Duration(r.CPUNanos),
 		srvCPU: time.Duration(r.SrvCPUNs), hasSrv: r.SrvCPUNs >= 0,
+		srvWait: time.Duration(r.SrvWaitNs), hasWait: r.SrvWaitNs >= 0,
 		peakRSS: float64(r.PeakRSSKiB) / 1024, baseRSS: float64(r.BaseRSSKiB) / 1024,
 	}
 	if r.Ops != n {
@@ -602,7 +650,8 @@ type childReport struct {
 	Allocs     uint64 `json:"allocs"`
 	Bytes      uint64 `json:"bytes"`
 	CPUNanos   int64  `json:"cpu_ns"`
-	SrvCPUNs   int64  `json:"server_cpu_ns"` // -1 when not measured
+	SrvCPUNs   int64  `json:"server_cpu_ns"`  // -1 when not measured
+	SrvWaitNs  int64  `json:"server_wait_ns"` // -1 when not measured
 	PeakRSSKiB int64  `json:"peak_rss_kib"`
 	BaseRSSKiB int64  `json:"base_rss_kib"`
 }
