@@ -62,6 +62,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 		if w := r.ServerWaitPct; runtime.GOOS == "linux" && (w == nil || !(*w >= 0 && *w+*r.ServerBusyPct <= 150)) {
 			t.Errorf("%s %s: server waiting %v, want a share of the run's time", k, r.Client, fmtOpt(w, "%.1f%%"))
 		}
+		if st := r.StealPct; runtime.GOOS == "linux" && (st == nil || !(*st >= 0 && *st <= 100)) {
+			t.Errorf("%s %s: steal %v, want a share of the run's time", k, r.Client, fmtOpt(st, "%.1f%%"))
+		}
 		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {
 			t.Errorf("%s %s: peak RSS is %v", k, r.Client, r.PeakRSSMiB)
 		}

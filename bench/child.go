@@ -75,7 +75,10 @@ func childS6(ctx context.Context, name, addr string, n int) (childReport, error)
 	r.PeakRSSKiB = procStatusKiB("VmHWM")
 	r.Ops, r.Nanos, r.Allocs, r.Bytes = s.ops, int64(s.dur/time.Nanosecond), s.allocs, s.bytes
 	r.CPUNanos = int64(s.cpu / time.Nanosecond)
-	r.SrvCPUNs, r.SrvWaitNs = -1, -1
+	r.SrvCPUNs, r.SrvWaitNs, r.StealNs = -1, -1, -1
+	if s.hasStl {
+		r.StealNs = int64(s.steal / time.Nanosecond)
+	}
 	if s.hasSrv {
 		r.SrvCPUNs = int64(s.srvCPU / time.Nanosecond)
 	}

@@ -27,6 +27,7 @@ type record struct {
 	CPUNsPerOp      *float64 `json:"cpu_ns_per_op"`
 	ServerBusyPct   *float64 `json:"server_busy_pct"` // the server's CPU time over the run's, in percent
 	ServerWaitPct   *float64 `json:"server_wait_pct"` // the server's time ready to run without a CPU, likewise
+	StealPct        *float64 `json:"steal_pct"`       // CPU time the hypervisor took, over the run's time times the CPUs
 	PeakRSSMiB      *float64 `json:"peak_rss_mib"`
 	RatioVsBestPeer *float64 `json:"ratio_vs_best_peer"`
 
@@ -60,7 +61,7 @@ func ptr(v float64) *float64 { return &v }
 func aggregate(scenario, name string, clients []string, samples [][]sample) []record {
 	var out []record
 	for ci, cl := range clients {
-		var ops, ns, allocs, bytes, cpu, srv, wait, ratios, retries, rss, base, count []float64
+		var ops, ns, allocs, bytes, cpu, srv, wait, steal, ratios, retries, rss, base, count []float64
 		for _, rep := range samples {
 			s := rep[ci]
 			rate := float64(s.ops) / s.dur.Seconds()
@@ -79,6 +80,9 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 			}
 			if s.hasWait {
 				wait = append(wait, s.srvWait.Seconds()/s.dur.Seconds())
+			}
+			if s.hasStl {
+				steal = append(steal, s.steal.Seconds()/(s.dur.Seconds()*float64(runtime.NumCPU())))
 			}
 			if s.hasRet {
 				retries = append(retries, float64(s.retries))
@@ -114,6 +118,9 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 		}
 		if w := opt(wait); w != nil {
 			r.ServerWaitPct = ptr(*w * 100)
+		}
+		if st := opt(steal); st != nil {
+			r.StealPct = ptr(*st * 100)
 		}
 		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
 		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
@@ -252,12 +259,12 @@ func (rp *report) markdown() string {
 	b.WriteString(methodNotes)
 
 	b.WriteString("\n## Results\n\n")
-	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | server busy | server waiting | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | server busy | server waiting | steal | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rp.Records {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Case, r.Client, grouped(r.OpsPerSec), grouped(r.MinOpsPerSec), grouped(r.MaxOpsPerSec),
-			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.ServerBusyPct, "%.0f%%"), fmtOpt(r.ServerWaitPct, "%.0f%%"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
+			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.ServerBusyPct, "%.0f%%"), fmtOpt(r.ServerWaitPct, "%.0f%%"), fmtOpt(r.StealPct, "%.1f%%"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
 			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
 	}
 
@@ -300,8 +307,12 @@ server's main thread (INFO cpu) over the run's time: near 100% the server
 was the limit, and no client could have been much faster. "server
 waiting" is the time that thread was ready to run but had no CPU (its
 schedstat) over the run's time: the machine's two cores were taken, by
-the client or by other work. What busy and waiting leave of 100% is time
-the client kept the server idle. S1's
+the client or by other work. "steal" is the CPU time the hypervisor gave
+to other machines while this one had work (/proc/stat), as a share of
+both CPUs over the run: a kernel that accounts steal time leaves it out
+of the other two, so a busy host shows there and not as a slower client. What busy and waiting leave
+of 100%, less the server's share of steal, is time the client kept the
+server idle. S1's
 pipelined case, S2, S3 and S4's MULTI cases repeat their batch for at
 least a second per run, so that a burst of other work on the machine
 weighs less in one run. "vs best peer" is the client's ops/s over the

@@ -91,6 +91,8 @@ type sample struct {
 	hasSrv  bool          // srvCPU was measured
 	srvWait time.Duration // how long that thread was ready to run but had no CPU
 	hasWait bool          // srvWait was measured
+	steal   time.Duration // CPU time the hypervisor took from this machine, all CPUs
+	hasStl  bool          // steal was measured
 	peakRSS float64       // MiB, S6 only
 	baseRSS float64       // MiB before the pipeline was built, S6 only
 }
@@ -175,6 +177,7 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 	runtime.GC()
 	srv0, ok0 := serverCPU()
 	wait0, okw0 := serverWait()
+	steal0, oks0 := stealTime()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cpu0 := cpuTime()
@@ -183,6 +186,7 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 	d := time.Since(start)
 	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&after)
+	steal1, oks1 := stealTime()
 	wait1, okw1 := serverWait()
 	srv1, ok1 := serverCPU()
 	return sample{
@@ -191,6 +195,7 @@ func measure(fn func() (ops int, err error)) (sample, error) {
 		bytes:  after.TotalAlloc - before.TotalAlloc,
 		srvCPU: srv1 - srv0, hasSrv: ok0 && ok1,
 		srvWait: wait1 - wait0, hasWait: okw0 && okw1,
+		steal: steal1 - steal0, hasStl: oks0 && oks1,
 	}, err
 }
 
@@ -263,6 +268,33 @@ func serverWait() (time.Duration, bool) {
 	}
 	return time.Duration(ns), true
 }
+
+// stealTime is the CPU time, summed over the CPUs, that the hypervisor
+// has so far given to others while this virtual machine had work (the
+// steal field of /proc/stat, Linux only). A kernel that accounts steal
+// time leaves it out of the server's and the client's CPU times, so
+// without it a run on a host short of CPUs looks like one where the client
+// kept the server idle.
+func stealTime() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	ticks, err := strconv.ParseInt(f[8], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(ticks) * time.Second / userHZ, true
+}
+
+// userHZ is the unit of /proc/stat, which Linux fixes at 100 per second
+// for every architecture it reports to user space.
+const userHZ = 100
 
 // cpuTime is the user and system CPU time this process has used.
 func cpuTime() time.Duration {
@@ -581,6 +613,7 @@ func runS6(ctx context.Context, e *env, c client) (sample, error) {
 		allocs: r.Allocs, bytes: r.Bytes, cpu: time.Duration(r.CPUNanos),
 		srvCPU: time.Duration(r.SrvCPUNs), hasSrv: r.SrvCPUNs >= 0,
 		srvWait: time.Duration(r.SrvWaitNs), hasWait: r.SrvWaitNs >= 0,
+		steal: time.Duration(r.StealNs), hasStl: r.StealNs >= 0,
 		peakRSS: float64(r.PeakRSSKiB) / 1024, baseRSS: float64(r.BaseRSSKiB) / 1024,
 	}
 	if r.Ops != n {
@@ -652,6 +685,7 @@ type childReport struct {
 	CPUNanos   int64  `json:"cpu_ns"`
 	SrvCPUNs   int64  `json:"server_cpu_ns"`  // -1 when not measured
 	SrvWaitNs  int64  `json:"server_wait_ns"` // -1 when not measured
+	StealNs    int64  `json:"steal_ns"`       // -1 when not measured
 	PeakRSSKiB int64  `json:"peak_rss_kib"`
 	BaseRSSKiB int64  `json:"base_rss_kib"`
 }
