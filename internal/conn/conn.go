@@ -474,7 +474,7 @@ func (c *Conn) sendParts(ctx context.Context, cl *call, b []byte) error {
 		<-c.sendSem
 		return err
 	}
-	if c.opt.DirectWrite > 0 && !c.writing && len(c.wbuf) == 0 {
+	if c.opt.DirectWrite > 0 && len(b) >= c.opt.DirectWrite && !c.writing && len(c.wbuf) == 0 {
 		c.writing = true
 		c.offset += int64(len(b))
 		c.taken = c.offset

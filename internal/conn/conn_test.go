@@ -142,7 +142,9 @@ func TestLargeSendInParts(t *testing.T) {
 // the stream: every reply, the batch's and the single ECHOs', must be its
 // own.
 func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
-	c, _ := dialReal(t, Options{MaxPending: 1 << 10, DirectWrite: -1})
+	// The stall timeout bounds a run in which a cut command left the
+	// server owing fewer replies than there are calls.
+	c, _ := dialReal(t, Options{MaxPending: 1 << 10, DirectWrite: -1, StallTimeout: 10 * time.Second})
 	ctx := context.Background()
 	const n, rounds = 2000, 20
 	var batch []byte
@@ -172,6 +174,7 @@ func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
 			}
 		}()
 	}
+	defer func() { close(stop); wg.Wait() }()
 	replies := make([]resp.Value, n)
 	for r := range rounds {
 		if err := c.Do(ctx, batch, replies); err != nil {
@@ -183,8 +186,6 @@ func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
 	if singles.Load() == 0 {
 		t.Fatal("no single command ran beside the large sends")
 	}
