@@ -436,19 +436,28 @@ func (c *Conn) enqueueLocked(cl *call) error {
 	return nil
 }
 
+// takeDirectLocked reports whether the caller is to write b itself, and
+// if so gives it the write role and counts b as taken; mu is held. That is
+// when b is large and nothing is waiting to be written ahead of it. Other
+// callers may queue behind it meanwhile; the writer sends their bytes
+// after.
+func (c *Conn) takeDirectLocked(b []byte) bool {
+	if c.opt.DirectWrite <= 0 || len(b) < c.opt.DirectWrite || c.writing || len(c.wbuf) > 0 {
+		return false
+	}
+	c.writing = true
+	c.offset += int64(len(b))
+	c.taken = c.offset
+	return true
+}
+
 // sendLocked sends b, which fits in one part, with mu held, and releases
 // mu.
 func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 	if err := c.enqueueLocked(cl); err != nil {
 		return err
 	}
-	if c.opt.DirectWrite > 0 && len(b) >= c.opt.DirectWrite && !c.writing && len(c.wbuf) == 0 {
-		// Nothing is waiting to be written ahead of b: the caller takes
-		// the write role and writes b itself. Other callers may queue
-		// behind it meanwhile; the writer sends their bytes after.
-		c.writing = true
-		c.offset += int64(len(b))
-		c.taken = c.offset
+	if c.takeDirectLocked(b) {
 		c.mu.Unlock()
 		c.writeDirect(ctx, b)
 		return nil
@@ -474,10 +483,7 @@ func (c *Conn) sendParts(ctx context.Context, cl *call, b []byte) error {
 		<-c.sendSem
 		return err
 	}
-	if c.opt.DirectWrite > 0 && len(b) >= c.opt.DirectWrite && !c.writing && len(c.wbuf) == 0 {
-		c.writing = true
-		c.offset += int64(len(b))
-		c.taken = c.offset
+	if c.takeDirectLocked(b) {
 		c.mu.Unlock()
 		<-c.sendSem
 		c.writeDirect(ctx, b)
