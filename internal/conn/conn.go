@@ -129,9 +129,9 @@ type Conn struct {
 	// other command lands between its parts, and by whoever waits for one
 	// to end. A send that fits in one part appends under mu alone unless
 	// inParts says such a send is under way: taking a channel per command
-	// cost 512 concurrent callers about a tenth of their throughput. It is
-	// a channel so that a caller waiting behind a large send can leave when
-	// its context ends.
+	// cost 64 to 512 concurrent callers 5 to 13% of their throughput. It
+	// is a channel so that a caller waiting behind a large send can leave
+	// when its context ends.
 	sendSem chan struct{}
 
 	mu      sync.Mutex // guards the fields below it
