@@ -310,10 +310,10 @@ schedstat) over the run's time: the machine's two cores were taken, by
 the client or by other work. "steal" is the CPU time the hypervisor gave
 to other machines while this one had work (/proc/stat), as a share of
 both CPUs over the run: a kernel that accounts steal time leaves it out
-of the other two, so a busy host shows there and not as a slower client. What busy and waiting leave
-of 100%, less the server's share of steal, is time the client kept the
-server idle. S1's
-pipelined case, S2, S3 and S4's MULTI cases repeat their batch for at
+of the other two, so a busy host shows there and not as a slower
+client. What busy and waiting leave of 100%, less the server's share of
+steal, is time the client kept the server idle. S1's pipelined case,
+S2, S3 and S4's MULTI cases repeat their batch for at
 least a second per run, so that a burst of other work on the machine
 weighs less in one run. "vs best peer" is the client's ops/s over the
 best other client's in the same repetition, median over repetitions (so

@@ -254,19 +254,8 @@ func serverWait() (time.Duration, bool) {
 	if pid <= 0 {
 		return 0, false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, pid))
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, false
-	}
-	ns, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(ns), true
+	ns, ok := procNumber(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, pid), "", 1)
+	return time.Duration(ns), ok
 }
 
 // stealTime is the CPU time, summed over the CPUs, that the hypervisor
@@ -276,20 +265,24 @@ func serverWait() (time.Duration, bool) {
 // without it a run on a host short of CPUs looks like one where the client
 // kept the server idle.
 func stealTime() (time.Duration, bool) {
-	b, err := os.ReadFile("/proc/stat")
+	ticks, ok := procNumber("/proc/stat", "cpu", 8)
+	return time.Duration(ticks) * time.Second / userHZ, ok
+}
+
+// procNumber reads field i (from 0) of the first line of a /proc file,
+// a line of numbers after an optional name, which must then be name.
+func procNumber(path, name string, i int) (int64, bool) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
+	if len(f) <= i || (name != "" && f[0] != name) {
 		return 0, false
 	}
-	ticks, err := strconv.ParseInt(f[8], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(ticks) * time.Second / userHZ, true
+	n, err := strconv.ParseInt(f[i], 10, 64)
+	return n, err == nil
 }
 
 // userHZ is the unit of /proc/stat, which Linux fixes at 100 per second
