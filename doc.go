@@ -76,6 +76,16 @@
 //	_, err = tx.Multi().Set("balance", newBal).Exec(ctx)
 //	if errors.Is(err, redpipe.ErrWatch) { /* retry */ }
 //
+// Once Multi is open the Tx runs nothing itself: a command, Watch or a
+// second Multi on it is refused with a *UsageError before anything is
+// sent, and the open transaction is refused with it until Discarded, so a
+// transaction is never applied without a command meant for it. Discard
+// empties the Multi pipeline and leaves it open; after its Exec it is
+// finished, since EXEC ends the watch. tx.Reset drops an open Multi, sends
+// UNWATCH and leaves the Tx ready for another Watch, for code that loops
+// on one session as redis-py's reset() does; Close ends it, and any call
+// after Close fails with an error matching ErrClosed.
+//
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline.
 // TransactionValue returns the value the function computed. Transactions
@@ -83,9 +93,14 @@
 // writes its EXEC, so the goroutines of one process do not spoil each
 // other's WATCH; other clients still meet WATCH and the retries.
 //
+// The Tx that Transaction hands to fn refuses writes: one there would run
+// at once, outside the transaction, and again on every retry.
+//
 // Every error that means a transaction was certainly not applied matches
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
-// names each refused command), a connection lost before EXEC was sent. A
+// names each refused command), a transaction refused before it was sent
+// (a wrong number of arguments, a misuse), a connection lost before EXEC
+// was sent. A
 // connection lost after EXEC was sent gives an *OutcomeError that says the
 // outcome is unknown.
 //

@@ -88,9 +88,14 @@ func (e *TypeError) Error() string {
 
 // UsageError is a call the API refuses because of how it is used: a command
 // that would break a shared connection, MULTI inside MULTI, use after Close.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg string
+	Err error // a sentinel it also matches, such as ErrClosed; may be nil
+}
 
 func (e *UsageError) Error() string { return "redpipe: " + e.Msg }
+
+func (e *UsageError) Unwrap() error { return e.Err }
 
 // ErrNotApplied is matched (errors.Is) by every error that means a
 // transaction was certainly not applied: a watch conflict (ErrWatch), an

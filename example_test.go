@@ -137,6 +137,43 @@ func ExampleTx() {
 	// 42
 }
 
+// Reset leaves one session reusable for the next round of the loop, the
+// way redis-py code calls pipe.reset() in a finally and watch() again.
+func ExampleTx_Reset() {
+	ctx := context.Background()
+	srv := must(redistest.StartServer()) // in real code, Connect to your own URL
+	defer srv.Stop()
+	c := must(redpipe.Connect(ctx, srv.URL()))
+	defer c.Close()
+
+	const key = "OUR-SEQUENCE-KEY"
+	if err := c.Set(ctx, key, 41); err != nil {
+		log.Fatal(err)
+	}
+	tx := must(c.Watch(ctx)) // a session with nothing watched yet
+	defer tx.Close()
+	for {
+		if err := tx.Watch(ctx, key); err != nil {
+			log.Fatal(err)
+		}
+		n := must(strconv.Atoi(must(tx.Get(ctx, key))))
+		p := tx.Multi()
+		// Commands go on the Multi pipeline; tx.Set here would be refused.
+		_, err := p.Set(key, n+1).Exec(ctx)
+		tx.Reset() // UNWATCH if still armed; Watch may be called again
+		if errors.Is(err, redpipe.ErrWatch) {
+			continue
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		break
+	}
+	fmt.Println(must(c.Get(ctx, key)), tx.Watching())
+	// Output:
+	// 42 false
+}
+
 // Transaction runs the WATCH loop of the Tx example for you: it calls the
 // function, executes what it queued after Multi, and retries on ErrWatch.
 func ExampleClient_Transaction() {

@@ -44,27 +44,39 @@ type Pipeline struct {
 	stream          *stream   // set for a pipeline made by Client.Stream
 }
 
-// PipelineOption changes how a Pipeline runs.
-type PipelineOption func(*Pipeline)
+// PipelineOption changes how a Pipeline runs. Options are given when the
+// pipeline is made and cannot be applied to it afterwards: whether a batch
+// is a transaction is settled before its first command is queued.
+type PipelineOption struct{ apply func(*Pipeline) }
 
 // NoTransaction makes a plain batch: the commands are sent together but not
 // wrapped in MULTI/EXEC, so other clients' commands may run between them.
-func NoTransaction(p *Pipeline) { p.transaction = false }
+var NoTransaction = PipelineOption{func(p *Pipeline) { p.transaction = false }}
 
 // ErrorsInReplies makes Exec leave each command's error in its reply only,
 // as redis-py's raise_on_error=False does. Exec then returns an error only
 // when the batch as a whole failed: a lost connection, a watch conflict, a
 // transaction the server refused.
-func ErrorsInReplies(p *Pipeline) { p.errorsInReplies = true }
+var ErrorsInReplies = PipelineOption{func(p *Pipeline) { p.errorsInReplies = true }}
 
 // WithDecoder registers a reply decoder for one command on this pipeline,
 // overriding one registered on the Client. See Decoder.
 func WithDecoder(command string, d Decoder) PipelineOption {
-	return func(p *Pipeline) {
+	return PipelineOption{func(p *Pipeline) {
 		if p.decoders == nil {
 			p.decoders = make(map[string]Decoder)
 		}
 		p.decoders[strings.ToUpper(command)] = d
+	}}
+}
+
+// applyOptions applies opts to a pipeline being made; a zero option does
+// nothing.
+func (p *Pipeline) applyOptions(opts []PipelineOption) {
+	for _, o := range opts {
+		if o.apply != nil {
+			o.apply(p)
+		}
 	}
 }
 
@@ -72,9 +84,7 @@ func WithDecoder(command string, d Decoder) PipelineOption {
 // NoTransaction option.
 func (c *Client) Pipeline(opts ...PipelineOption) *Pipeline {
 	p := newPipeline(c, nil, true)
-	for _, o := range opts {
-		o(p)
-	}
+	p.applyOptions(opts)
 	p.reset()
 	return p
 }
@@ -110,30 +120,46 @@ func (p *Pipeline) Len() int {
 // p.Do("OBJECT", "ENCODING", "k"), including commands with no typed method.
 func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 
-// Discard empties the pipeline without sending anything. A Stream drops
-// what it has not sent yet and waits for the replies of what it has, with
-// the context it was made with, to give its connection back.
+// Discard empties the pipeline without sending anything. A Tx's Multi
+// pipeline stays open, so commands queued after Discard are the
+// transaction. A Stream drops what it has not sent yet and waits for the
+// replies of what it has, with the context it was made with, to give its
+// connection back.
 func (p *Pipeline) Discard() {
 	if p.stream != nil {
 		p.stream.finish(p.stream.ctx, false)
 		return
 	}
 	p.reset()
-	p.endMulti()
+	if p.multi {
+		p.broken = nil // a refusal on the Tx is discarded with what it would have joined
+	}
 }
 
-// endMulti closes the Multi of a Tx after its Exec or Discard: the Tx may
-// start another, and this pipeline is finished (using it again is an
-// error, not a second transaction on the same watch).
+// endMulti finishes the Multi of a Tx after its Exec, or when its Tx is
+// reset or closed: the Tx may start another, and this pipeline is done
+// (using it again is an error, not a second transaction on a watch that
+// EXEC has ended).
 func (p *Pipeline) endMulti() {
 	if !p.multi {
 		return
 	}
 	p.multi = false
-	p.broken = &UsageError{Msg: "this Multi pipeline was already executed or discarded; call Multi again"}
+	p.broken = &UsageError{Msg: "this Multi pipeline is finished (executed, or its Tx reset or closed); call Multi again"}
 	if p.tx.multi == p {
 		p.tx.multi = nil
+		p.tx.spent = append(p.tx.spent, p)
 	}
+}
+
+// Commands lists the names of the commands queued and not yet sent, in
+// order, upper case: "SET", "CONFIG GET".
+func (p *Pipeline) Commands() []string {
+	names := make([]string, len(p.w.cmds))
+	for i := range p.w.cmds {
+		names[i] = p.w.cmds[i].Name()
+	}
+	return names
 }
 
 // reset empties the pipeline. A transactional one starts its buffer with
@@ -171,6 +197,10 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	defer p.reset()
 	traits, err := p.check()
 	if err != nil {
+		if p.transaction {
+			// Refused before a byte was sent: certainly not applied.
+			return nil, &OutcomeError{NotApplied: true, Err: err}
+		}
 		return nil, err
 	}
 	n := len(p.w.cmds)
@@ -226,10 +256,16 @@ func (p *Pipeline) check() (batchTraits, error) {
 	}
 	t.readonly = !p.w.writes
 	t.blocking = p.w.blocking
-	if p.tx != nil {
+	switch {
+	case p.tx == nil:
+		return t, nil
+	case p.multi || p.transaction:
 		return t, p.tx.usable()
+	case p.tx.retried && p.w.writes:
+		return t, &UsageError{Msg: "a write in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
+			"and again on every retry: queue it on the Pipeline that Multi returns"}
 	}
-	return t, nil
+	return t, p.tx.immediate("Exec of a Tx's Pipeline")
 }
 
 func (p *Pipeline) kind() string {

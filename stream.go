@@ -38,9 +38,7 @@ const streamChunk = 64 << 10
 // with Do("EVALSHA", ...) or Do("EVAL", ...).
 func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, opts ...PipelineOption) *Pipeline {
 	p := newPipeline(c, nil, false)
-	for _, o := range opts {
-		o(p)
-	}
+	p.applyOptions(opts)
 	p.transaction = false
 	p.w.pooled = false // it never holds more than a chunk
 	p.stream = &stream{p: p, ctx: ctx, each: each}

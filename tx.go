@@ -18,19 +18,28 @@ import (
 // MULTI ... EXEC on the same connection. If a watched key changed in
 // between, Exec fails with ErrWatch and nothing is applied.
 //
+// While a Multi pipeline is open (from Multi until its Exec), the Tx
+// itself runs nothing: a command, Watch, Unwatch, Pipeline or a second
+// Multi on the Tx is refused with a *UsageError and sends nothing, and the
+// open transaction is refused too (its Exec fails, not applied) until it is
+// Discarded. Queue the transaction's commands on the Pipeline Multi
+// returned.
+//
 // Always Close a Tx (defer tx.Close()): it sends UNWATCH if a watch may
-// still be armed and gives the connection back to the pool. A Tx is not
-// safe for concurrent use.
+// still be armed and gives the connection back to the pool. Reset instead
+// leaves it ready for another Watch. A Tx is not safe for concurrent use.
 type Tx struct {
 	cmds
 	c *Client
-	d *dedicated
+	d *dedicated // nil once Reset let a failed connection go: the next call lends another
 
-	watching bool      // a WATCH may be armed on the connection
-	multi    *Pipeline // the open Multi pipeline, until Exec or Discard
+	watching bool        // a WATCH may be armed on the connection
+	multi    *Pipeline   // the open Multi pipeline, until its Exec
+	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	broken   error // the connection failed: the Tx can only be closed
+	broken   error // the connection failed: the Tx can only be closed or reset
 	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
+	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
@@ -60,45 +69,42 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 	return t, nil
 }
 
-// Watch adds keys to the watched set. It is an error once Multi was called.
+// Watch adds keys to the watched set. It is refused while a Multi pipeline
+// is open.
 func (t *Tx) Watch(ctx context.Context, keys ...string) error {
-	if t.multi != nil {
-		return &UsageError{Msg: "WATCH after MULTI: watch every key before calling Multi"}
-	}
 	w := getBuf()
 	w.start(cmdWatch, 1+len(keys))
 	w.strs(keys)
 	w.end()
-	t.watching = true // set before sending: a failed send may still have armed it
 	return okReply(t.run(ctx, w))
 }
 
-// Unwatch forgets every watched key.
+// Unwatch forgets every watched key. It is refused while a Multi pipeline
+// is open: Discard that instead.
 func (t *Tx) Unwatch(ctx context.Context) error {
-	if t.multi != nil {
-		return &UsageError{Msg: "UNWATCH after MULTI: call Discard on the Multi pipeline first"}
-	}
 	w := getBuf()
 	w.start(cmdUnwatch, 1)
 	w.end()
-	err := okReply(t.run(ctx, w))
-	if err == nil {
-		t.watching = false
-	}
-	return err
+	return okReply(t.run(ctx, w))
 }
+
+// Watching reports whether a WATCH may be armed on the session: from a
+// WATCH the server accepted until EXEC, UNWATCH, Reset or Close.
+func (t *Tx) Watching() bool { return t.watching }
 
 // Multi starts the transaction: the returned Pipeline buffers commands, and
 // its Exec sends MULTI, the commands and EXEC on this connection in one
-// write. Calling Multi again before that Exec (or Discard) is an error,
-// reported by the second pipeline's Exec.
+// write. Discard empties it and leaves it open; after its Exec it is
+// finished, since EXEC ends the watch, and Multi starts the next one.
+// Calling Multi again while one is open is refused: the second pipeline's
+// Exec reports it, and the open one is refused too until it is Discarded.
 func (t *Tx) Multi() *Pipeline {
 	p := newPipeline(t.c, t, true)
 	p.multi = true
 	p.reset()
 	if t.multi != nil {
-		p.broken = &UsageError{Msg: "MULTI inside MULTI: Exec or Discard the first Multi pipeline before starting another"}
-		p.multi = false // its Exec must not close the first one
+		p.broken = t.refuse("MULTI")
+		p.multi = false // its Exec must not close the open one
 		return p
 	}
 	t.multi = p
@@ -109,9 +115,7 @@ func (t *Tx) Multi() *Pipeline {
 // for reading many watched values in one round trip before Multi.
 func (t *Tx) Pipeline(opts ...PipelineOption) *Pipeline {
 	p := newPipeline(t.c, t, false)
-	for _, o := range opts {
-		o(p)
-	}
+	p.applyOptions(opts)
 	p.transaction = false
 	return p
 }
@@ -127,10 +131,47 @@ func (t *Tx) Do(ctx context.Context, args ...any) (Value, error) {
 func (t *Tx) usable() error {
 	switch {
 	case t.closed:
-		return &UsageError{Msg: "Tx used after Close"}
+		return &UsageError{Msg: "Tx used after Close", Err: ErrClosed}
 	case t.broken != nil:
 		return &OutcomeError{NotApplied: true, Err: fmt.Errorf("the connection was lost while watching: %w", t.broken)}
 	}
+	return nil
+}
+
+// immediate tells why the session cannot run what, a command outside the
+// open Multi pipeline, if it cannot.
+func (t *Tx) immediate(what string) error {
+	if err := t.usable(); err != nil {
+		return err
+	}
+	if t.multi != nil {
+		return t.refuse(what)
+	}
+	return nil
+}
+
+// refuse turns down what, run on the Tx while a Multi pipeline is open, and
+// refuses that open transaction as well: it was meant to include what, and
+// applying it without would be applying half of it.
+func (t *Tx) refuse(what string) error {
+	err := &UsageError{Msg: what + " on a Tx while its Multi pipeline is open: queue commands on the Pipeline that Multi returned; " +
+		"that transaction is now refused unless Discarded"}
+	if t.multi.broken == nil {
+		t.multi.broken = err
+	}
+	return err
+}
+
+// connect lends the session a connection if Reset let its last one go.
+func (t *Tx) connect(ctx context.Context) error {
+	if t.d != nil {
+		return nil
+	}
+	d, err := t.c.getDedicated(ctx)
+	if err != nil {
+		return err
+	}
+	t.d = d
 	return nil
 }
 
@@ -139,33 +180,50 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	if w.err != nil {
 		return Value{}, w.err
 	}
-	if err := t.usable(); err != nil {
+	ci := w.cmds[0].info()
+	if err := t.immediate(ci.Name); err != nil {
 		return Value{}, err
 	}
-	if ci := w.cmds[0].info(); ci.has(flagConnState) {
-		switch ci.Name {
-		case "WATCH":
-			if t.multi != nil {
-				return Value{}, &UsageError{Msg: "WATCH after MULTI: watch every key before calling Multi"}
-			}
-			t.watching = true
-		case "UNWATCH":
-		default:
-			return Value{}, &UsageError{Msg: ci.Name + " cannot run on a Tx; use its Multi, Exec and Close methods"}
-		}
+	watch := ci.Name == "WATCH"
+	switch {
+	case ci.has(flagConnState) && !watch && ci.Name != "UNWATCH":
+		return Value{}, &UsageError{Msg: ci.Name + " cannot run on a Tx; use its Multi, Exec and Close methods"}
+	case t.retried && ci.has(flagWrite):
+		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction would run at once, outside the transaction, " +
+			"and again on every retry: queue it on the Pipeline that Multi returns"}
+	}
+	if err := t.connect(ctx); err != nil {
+		return Value{}, err
+	}
+	armed := t.watching
+	if watch {
+		t.watching = true // before sending: a call abandoned on its context may still arm it
 	}
 	v, err := t.d.DoOne(ctx, w.buf)
 	if err != nil {
 		t.lost(err)
+		if OutcomeOf(err) == NotSent {
+			t.watching = armed
+		}
 		return Value{}, err
 	}
-	return t.c.decode(w, Value{v}, nil)
+	r := Value{v}
+	switch {
+	case r.Err() != nil:
+		t.watching = armed // refused: a WATCH the server turned down arms nothing
+	case ci.Name == "UNWATCH":
+		t.watching = false
+	}
+	return t.c.decode(w, r, nil)
 }
 
 // do runs a batch on the session's connection. The batch of a transaction
 // (exec) gives the session's turn away once it is written: the next
 // transaction on the same keys may read while this one's EXEC runs.
 func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool) error {
+	if err := t.connect(ctx); err != nil {
+		return err
+	}
 	p, err := t.d.Start(ctx, buf, replies)
 	if exec {
 		t.releaseTurn()
@@ -180,9 +238,9 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool
 }
 
 // lost records a connection failure, after which the session can only be
-// closed: whatever was watched is gone with the connection. A call
-// abandoned on its context is not one: the connection drops its late reply
-// and stays in step, and Close sends UNWATCH after it.
+// closed or reset: whatever was watched is gone with the connection. A
+// call abandoned on its context is not one: the connection drops its late
+// reply and stays in step, and Close sends UNWATCH after it.
 func (t *Tx) lost(err error) {
 	var ce *conn.Error
 	if t.broken == nil && errors.As(err, &ce) && ce.Op != "send" {
@@ -192,8 +250,9 @@ func (t *Tx) lost(err error) {
 
 // Close ends the session: UNWATCH if a watch may be armed, then the
 // connection goes back to the pool, or is closed if anything is left on it
-// (a reply still due, a failed connection). Calling Close again does
-// nothing.
+// (a reply still due, a failed connection). An open Multi pipeline is
+// dropped unsent. Calling Close again does nothing; any other call after
+// Close fails with an error matching ErrClosed.
 func (t *Tx) Close() error { return t.closeWith(context.Background()) }
 
 // closeWith is Close bounded by ctx: a caller whose context has ended does
@@ -203,11 +262,47 @@ func (t *Tx) closeWith(ctx context.Context) error {
 	if t.closed {
 		return nil
 	}
-	if t.multi != nil {
-		t.multi.reset()
-		t.multi = nil
+	clean := t.settle(ctx)
+	t.closed = true
+	if t.d != nil {
+		t.c.pool.Put(t.d, clean)
+		t.d = nil
 	}
+	return nil
+}
+
+// Reset leaves the session as Client.Watch with no keys makes it, ready for
+// another Watch, as redis-py's reset() does: an open Multi pipeline is
+// dropped unsent, UNWATCH is sent if a watch may be armed, and a connection
+// that failed or still has a reply due is let go (the next call lends
+// another). Close still ends the session. Reset after Close fails with an
+// error matching ErrClosed.
+func (t *Tx) Reset() error {
+	if t.closed {
+		return t.usable()
+	}
+	if !t.settle(context.Background()) && t.d != nil {
+		t.c.pool.Put(t.d, false)
+		t.d = nil
+	}
+	t.broken = nil
+	return nil
+}
+
+// settle ends what the session has under way: it drops an open Multi,
+// gives back a turn, and sends UNWATCH, bounded by ctx, if a watch may be
+// armed. It reports whether the connection is clean: usable, nothing in
+// flight, no watch armed.
+func (t *Tx) settle(ctx context.Context) bool {
+	if p := t.multi; p != nil {
+		p.reset()
+		p.endMulti()
+	}
+	t.spent = nil
 	t.releaseTurn()
+	if t.d == nil {
+		return false
+	}
 	clean := t.broken == nil && t.d.Idle()
 	if clean && t.watching {
 		if ctx.Err() != nil {
@@ -218,13 +313,8 @@ func (t *Tx) closeWith(ctx context.Context) error {
 			cancel()
 		}
 	}
-	t.closed = true
-	t.c.pool.Put(t.d, clean && !t.watching)
-	return nil
+	return clean && !t.watching
 }
-
-// Reset is Close, by the name redis-py users know.
-func (t *Tx) Reset() error { return t.Close() }
 
 // TxOptions bound the retries of Client.Transaction. The zero value means
 // the documented defaults.
@@ -392,12 +482,19 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		}
 		return v, nil, 0, err
 	}
-	t.turn = turn
+	t.turn, t.retried = turn, true
 	defer t.closeWith(ctx)
 	v, err = fn(t)
 	if err != nil {
 		var zero T
 		return zero, nil, 0, err
+	}
+	if n := t.unsent(); n > 0 {
+		// fn ran its own Exec and then queued more, which nothing will
+		// send. That Exec may have applied: no retry is safe.
+		var zero T
+		return zero, nil, 0, &uncertainError{msg: "redpipe: fn ran Exec on its Multi pipeline itself",
+			err: &UsageError{Msg: fmt.Sprintf("%d commands queued on a Multi pipeline after its Exec were not sent; call Multi again for another transaction", n)}}
 	}
 	if t.multi == nil {
 		return v, nil, 0, nil
@@ -408,4 +505,13 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		return zero, nil, 0, err
 	}
 	return v, replies, 0, nil
+}
+
+// unsent counts the commands queued on Multi pipelines after their Exec.
+func (t *Tx) unsent() int {
+	n := 0
+	for _, p := range t.spent {
+		n += p.Len()
+	}
+	return n
 }

@@ -165,11 +165,11 @@ func TestTxMisuse(t *testing.T) {
 	first := tx.Multi().Set("k", 1)
 	var ue *UsageError
 	// Nested MULTI.
-	if _, err := tx.Multi().Set("k", 2).Exec(ctx); !errors.As(err, &ue) || !strings.Contains(err.Error(), "MULTI inside MULTI") {
+	if _, err := tx.Multi().Set("k", 2).Exec(ctx); !errors.As(err, &ue) || !strings.Contains(err.Error(), "MULTI on a Tx while its Multi pipeline is open") {
 		t.Fatalf("nested Multi: %v", err)
 	}
 	// WATCH after MULTI.
-	if err := tx.Watch(ctx, "other"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "WATCH after MULTI") {
+	if err := tx.Watch(ctx, "other"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "WATCH on a Tx while its Multi pipeline is open") {
 		t.Fatalf("Watch after Multi: %v", err)
 	}
 	if _, err := tx.Do(ctx, "WATCH", "other"); !errors.As(err, &ue) {
@@ -178,8 +178,9 @@ func TestTxMisuse(t *testing.T) {
 	if _, err := tx.Do(ctx, "MULTI"); !errors.As(err, &ue) {
 		t.Fatalf("Do(MULTI) on a Tx: %v", err)
 	}
-	// The first Multi still works after the refusals.
-	if replies, err := first.Exec(ctx); err != nil || replies[0].String() != "OK" {
+	// The refusals refused the open Multi too, until it is discarded.
+	first.Discard()
+	if replies, err := first.Set("k", 1).Exec(ctx); err != nil || replies[0].String() != "OK" {
 		t.Fatalf("first Multi Exec = %v, %v", replies, err)
 	}
 	if err := tx.Close(); err != nil {
@@ -188,8 +189,8 @@ func TestTxMisuse(t *testing.T) {
 	if err := tx.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := tx.Reset(); err != nil {
-		t.Fatalf("Reset after Close: %v", err)
+	if err := tx.Reset(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Reset after Close: %v, want ErrClosed", err)
 	}
 	// Use after Close.
 	if _, err := tx.Get(ctx, "k"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "after Close") {

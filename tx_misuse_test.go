@@ -1,0 +1,471 @@
+package redpipe
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// exists reads whether key exists, over a connection of the server's own.
+func exists(t *testing.T, srv *redistest.Server, key string) bool {
+	t.Helper()
+	v, err := srv.Do("EXISTS", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(int64) == 1
+}
+
+// Once Multi is open, the Tx runs nothing: every way of sending on it is
+// refused before a byte goes out, and the open transaction is refused
+// with it, since it was meant to include what was refused.
+func TestTxCallsWhileMultiOpenAreRefused(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	p := tx.Multi().Set("k", "in")
+
+	var ue *UsageError
+	calls := map[string]func() error{
+		"Set":      func() error { return tx.Set(ctx, "outside", "x") },
+		"Get":      func() error { _, err := tx.Get(ctx, "k"); return err },
+		"Do":       func() error { _, err := tx.Do(ctx, "SET", "outside", "x"); return err },
+		"Watch":    func() error { return tx.Watch(ctx, "other") },
+		"Unwatch":  func() error { return tx.Unwatch(ctx) },
+		"Pipeline": func() error { _, err := tx.Pipeline().Set("outside", "x").Exec(ctx); return err },
+		"Multi":    func() error { _, err := tx.Multi().Set("outside", "x").Exec(ctx); return err },
+		"Script":   func() error { _, err := NewScript("return 1").Run(ctx, tx, nil); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.As(err, &ue) || !strings.Contains(err.Error(), "Multi") {
+			t.Errorf("%s while Multi is open = %v, want a *UsageError", name, err)
+		}
+		if SafeToRetry(call()) != true {
+			t.Errorf("%s while Multi is open is not reported as certainly not sent", name)
+		}
+	}
+	for _, cmd := range []string{"set", "get", "watch", "unwatch", "evalsha", "eval", "multi"} {
+		if n := cmdCalls(t, srv, cmd); n != 0 {
+			t.Errorf("the server ran %s %d times while the Tx should have sent nothing", cmd, n)
+		}
+	}
+	if !tx.Watching() {
+		t.Fatal("a refused Unwatch cleared Watching")
+	}
+
+	// The open transaction now fails, certainly not applied.
+	_, err = p.Exec(ctx)
+	if !errors.Is(err, ErrNotApplied) || !errors.As(err, &ue) {
+		t.Fatalf("Exec of the transaction the Tx was refused beside = %v, want a usage error matching ErrNotApplied", err)
+	}
+	if exists(t, srv, "k") || exists(t, srv, "outside") {
+		t.Fatal("a refused transaction wrote")
+	}
+
+	// A Discard clears the refusal along with the commands.
+	p2 := tx.Multi().Set("k", "a")
+	if _, err := tx.Get(ctx, "k"); !errors.As(err, &ue) {
+		t.Fatalf("Get while the second Multi is open = %v", err)
+	}
+	p2.Discard()
+	if replies, err := p2.Set("k", "b").Exec(ctx); err != nil || len(replies) != 1 {
+		t.Fatalf("Exec after Discard = %v, %v", replies, err)
+	}
+	if v, _ := srv.Do("GET", "k"); v != "b" {
+		t.Fatalf("k = %v, want b", v)
+	}
+}
+
+// Inside Transaction the same misuse ends the call with an error that is
+// true: nothing ran, on any attempt, whether fn returns the refusal or
+// ignores it.
+func TestTransactionCommandOnTxAfterMulti(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	for _, ignore := range []bool{false, true} {
+		attempts := 0
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			attempts++
+			tx.Multi().Set("a", "1")
+			err := tx.Set(ctx, "b", "2")
+			if ignore {
+				return nil
+			}
+			return err
+		}, "a")
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Fatalf("ignore=%v: Transaction = %v, want the *UsageError", ignore, err)
+		}
+		if ignore && !errors.Is(err, ErrNotApplied) {
+			t.Fatalf("Transaction whose fn ignored the refusal = %v, want ErrNotApplied", err)
+		}
+		if attempts != 1 {
+			t.Fatalf("fn ran %d times for a usage error", attempts)
+		}
+	}
+	if exists(t, srv, "a") || exists(t, srv, "b") {
+		t.Fatal("a refused transaction wrote")
+	}
+	if n := cmdCalls(t, srv, "set"); n != 0 {
+		t.Fatalf("the server ran SET %d times", n)
+	}
+}
+
+// A write on the Tx of a Transaction runs at once and again on every
+// retry, so it is refused; reads are what the Tx is for.
+func TestTransactionRefusesWritesOutsideMulti(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "n", "1")
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	var ue *UsageError
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		if _, err := tx.Get(ctx, "n"); err != nil {
+			return err
+		}
+		if _, err := tx.Pipeline().Get("n").Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.Pipeline().Incr("n").Exec(ctx); !errors.As(err, &ue) {
+			t.Errorf("a write in the Tx's Pipeline = %v, want a *UsageError", err)
+		}
+		return tx.Set(ctx, "n", "2")
+	}, "n")
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "every retry") {
+		t.Fatalf("Transaction with a write on its Tx = %v", err)
+	}
+	if n := cmdCalls(t, srv, "set") + cmdCalls(t, srv, "incr"); n != 0 {
+		t.Fatalf("the server ran %d writes", n)
+	}
+	// A Tx from Watch is the caller's to drive: a write runs, as documented.
+	tx, err := c.Watch(ctx, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := tx.Set(ctx, "n", "3"); err != nil {
+		t.Fatalf("a write on a Watch session: %v", err)
+	}
+}
+
+// A Multi pipeline may be discarded and used again, as the Pipeline docs
+// promise; inside Transaction what comes after the Discard is the
+// transaction, never dropped.
+func TestMultiDiscardThenExec(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	p := tx.Multi()
+	p.Set("k", "1").Discard()
+	replies, err := p.Set("k", "2").Exec(ctx)
+	if err != nil || len(replies) != 1 || replies[0].String() != "OK" {
+		t.Fatalf("Set, Discard, Set, Exec = %v, %v; want one OK", replies, err)
+	}
+	if v, _ := srv.Do("GET", "k"); v != "2" {
+		t.Fatalf("k = %v, want 2", v)
+	}
+
+	replies, err = c.Transaction(ctx, func(tx *Tx) error {
+		p := tx.Multi().Set("a", "1")
+		p.Discard()
+		p.Set("b", "2").Incr("n")
+		return nil
+	}, "b")
+	if err != nil || len(replies) != 2 || replies[1].String() != "1" {
+		t.Fatalf("Transaction with a Discard = %v, %v; want the two commands after it", replies, err)
+	}
+	if exists(t, srv, "a") || !exists(t, srv, "b") {
+		t.Fatal("the Discard did not drop a, or b was lost")
+	}
+
+	// After its Exec a Multi pipeline is finished: EXEC ended the watch.
+	var ue *UsageError
+	if _, err := p.Set("k", "3").Exec(ctx); !errors.As(err, &ue) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("a second Exec of one Multi = %v, want a usage error", err)
+	}
+}
+
+// Commands queued after fn's own Exec would go nowhere: the call fails, and
+// since that Exec may have applied, it does not claim otherwise.
+func TestTransactionCommandsAfterOwnExec(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	attempts := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		p := tx.Multi().Set("first", "1")
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		p.Set("second", "2")
+		return nil
+	}, "first")
+	var ue *UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not sent") {
+		t.Fatalf("Transaction = %v, want a usage error about the unsent command", err)
+	}
+	if errors.Is(err, ErrNotApplied) || SafeToRetry(err) || OutcomeOf(err) != Unknown {
+		t.Fatalf("the error claims nothing applied, yet fn's own Exec did: %v (%v)", err, OutcomeOf(err))
+	}
+	if attempts != 1 || !exists(t, srv, "first") || exists(t, srv, "second") {
+		t.Fatalf("attempts=%d first=%v second=%v", attempts, exists(t, srv, "first"), exists(t, srv, "second"))
+	}
+}
+
+// Reset leaves the session reusable, as redis-py users loop with it:
+// watch, read, multi, exec or fail, reset, and again.
+func TestTxResetReusesSession(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	srv.MustDo(t, "SET", "seq", "0")
+	for i := 1; i <= 3; i++ {
+		if err := tx.Watch(ctx, "seq"); err != nil {
+			t.Fatalf("turn %d: Watch after Reset: %v", i, err)
+		}
+		if !tx.Watching() {
+			t.Fatalf("turn %d: Watching false after WATCH", i)
+		}
+		cur := must(tx.Get(ctx, "seq"))
+		if cur != strconv.Itoa(i-1) {
+			t.Fatalf("turn %d: seq = %s", i, cur)
+		}
+		if _, err := tx.Multi().Set("seq", strconv.Itoa(i)).Exec(ctx); err != nil {
+			t.Fatalf("turn %d: %v", i, err)
+		}
+		if err := tx.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Reset drops an open Multi unsent and UNWATCHes: a change to the key
+	// it watched no longer spoils the next transaction.
+	if err := tx.Watch(ctx, "seq"); err != nil {
+		t.Fatal(err)
+	}
+	dropped := tx.Multi().Set("dropped", "1")
+	if err := tx.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if tx.Watching() {
+		t.Fatal("Watching after Reset")
+	}
+	srv.MustDo(t, "SET", "seq", "by-another-client")
+	if _, err := tx.Multi().Set("after-reset", "1").Exec(ctx); err != nil {
+		t.Fatalf("a transaction after Reset met the old watch: %v", err)
+	}
+	var ue *UsageError
+	if _, err := dropped.Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("Exec of the Multi a Reset dropped = %v, want a usage error", err)
+	}
+	if exists(t, srv, "dropped") {
+		t.Fatal("Reset sent the open Multi")
+	}
+
+	// A session whose connection failed comes back to life on a new one.
+	id := clientID(t, ctx, tx)
+	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	if _, err := tx.Get(ctx, "seq"); err == nil {
+		t.Fatal("Get on a killed connection succeeded")
+	}
+	if err := tx.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Watch(ctx, "seq"); err != nil {
+		t.Fatalf("Watch after resetting a failed session: %v", err)
+	}
+	if id2 := clientID(t, ctx, tx); id2 == id {
+		t.Fatal("the failed connection was kept")
+	}
+	if open, _ := c.pool.Stats(); open != 1 {
+		t.Fatalf("%d pooled connections open, want the one the session holds", open)
+	}
+
+	// Close still ends it.
+	tx.Close()
+	if err := tx.Reset(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Reset after Close = %v, want ErrClosed", err)
+	}
+}
+
+// Every call on a closed Tx fails with an error matching ErrClosed that
+// still says what was misused.
+func TestClosedTxMatchesErrClosed(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := tx.Multi().Set("k", "1")
+	tx.Close()
+	errs := map[string]error{
+		"Get":   func() error { _, err := tx.Get(ctx, "k"); return err }(),
+		"Watch": tx.Watch(ctx, "k"),
+		"Multi": func() error { _, err := tx.Multi().Set("k", "1").Exec(ctx); return err }(),
+		"open":  func() error { _, err := open.Exec(ctx); return err }(),
+		"Pipeline": func() error {
+			_, err := tx.Pipeline().Get("k").Exec(ctx)
+			return err
+		}(),
+	}
+	for name, err := range errs {
+		if !errors.Is(err, ErrClosed) && name != "open" {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%s after Close = %v, want a *UsageError", name, err)
+		}
+		if name != "Multi" && name != "open" && !strings.Contains(err.Error(), "after Close") {
+			t.Errorf("%s after Close = %q, want the usage message", name, err)
+		}
+	}
+}
+
+// Every transaction refused before sending is certainly not applied, and
+// says so.
+func TestTransactionRefusedBeforeSendingIsNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	check := func(name string, err error) {
+		t.Helper()
+		var ae *ArityError
+		if !errors.Is(err, ErrNotApplied) || !errors.As(err, &ae) || OutcomeOf(err) != NotSent {
+			t.Errorf("%s = %v (%v), want an *ArityError matching ErrNotApplied, not sent", name, err, OutcomeOf(err))
+		}
+	}
+	_, err := c.Pipeline().Set("k", "1").Do("GET").Exec(ctx)
+	check("client transaction", err)
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Multi().Set("k", "1").Do("GET", "a", "b").Exec(ctx)
+	check("Multi", err)
+	tx.Close()
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		tx.Multi().Set("k", "1").Do("INCR")
+		return nil
+	}, "k")
+	check("Transaction", err)
+	if n := cmdCalls(t, srv, "multi") + cmdCalls(t, srv, "set"); n != 0 {
+		t.Fatalf("refused transactions sent %d commands", n)
+	}
+	// A plain batch is no transaction, and says nothing of one.
+	if _, err := c.Pipeline(NoTransaction).Do("GET").Exec(ctx); errors.Is(err, ErrNotApplied) {
+		t.Fatalf("a refused plain batch matches ErrNotApplied: %v", err)
+	}
+}
+
+// A WATCH the server refused arms nothing, so no UNWATCH follows it.
+func TestFailedWatchSendsNoUnwatch(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "limited", "on", ">pw", "~allowed:*", "+@all")
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "limited", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	var se *Error
+	if _, err := c.Watch(ctx, "forbidden"); !errors.As(err, &se) || se.Prefix != "NOPERM" {
+		t.Fatalf("Watch of a forbidden key = %v, want NOPERM", err)
+	}
+	if n := cmdCalls(t, srv, "unwatch"); n != 0 {
+		t.Fatalf("UNWATCH sent %d times after a refused WATCH", n)
+	}
+
+	// A refused WATCH leaves an armed one armed: Close still UNWATCHes.
+	tx, err := c.Watch(ctx, "allowed:k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Watch(ctx, "forbidden"); !errors.As(err, &se) {
+		t.Fatalf("second Watch = %v, want NOPERM", err)
+	}
+	if !tx.Watching() {
+		t.Fatal("a refused WATCH disarmed the one before it")
+	}
+	tx.Close()
+	if n := cmdCalls(t, srv, "unwatch"); n != 1 {
+		t.Fatalf("UNWATCH sent %d times on Close with a watch armed, want 1", n)
+	}
+}
+
+// Pipeline options are values given when a pipeline is made; none can be
+// applied to one already made, where MULTI may already be in its buffer.
+func TestPipelineOptionsOnlyAtConstruction(t *testing.T) {
+	for name, o := range map[string]any{"NoTransaction": NoTransaction, "ErrorsInReplies": ErrorsInReplies, "WithDecoder": WithDecoder("GET", nil)} {
+		if reflect.TypeOf(o).Kind() == reflect.Func {
+			t.Errorf("%s is a function a caller can apply to a made Pipeline", name)
+		}
+	}
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	replies, err := c.Pipeline(NoTransaction, ErrorsInReplies, PipelineOption{}).Set("k", "v").Incr("k").Exec(ctx)
+	if err != nil || len(replies) != 2 || replies[1].Err() == nil {
+		t.Fatalf("plain batch with errors in replies = %v, %v", replies, err)
+	}
+	if n := cmdCalls(t, srv, "multi"); n != 0 {
+		t.Fatalf("a NoTransaction pipeline sent MULTI %d times", n)
+	}
+}
+
+func TestTxWatchingAndPipelineCommands(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if tx.Watching() {
+		t.Fatal("Watching with no keys watched")
+	}
+	tx.Watch(ctx, "k")
+	if !tx.Watching() {
+		t.Fatal("not Watching after WATCH")
+	}
+	p := tx.Multi().Set("k", "1").ConfigGet("maxmemory").Do("get", "k")
+	if got, want := p.Commands(), []string{"SET", "CONFIG GET", "GET"}; !slices.Equal(got, want) {
+		t.Fatalf("Commands() = %q, want %q", got, want)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tx.Watching() {
+		t.Fatal("Watching after EXEC, which ends every watch")
+	}
+	if len(p.Commands()) != 0 {
+		t.Fatal("Commands() not empty after Exec")
+	}
+	tx.Watch(ctx, "k")
+	tx.Unwatch(ctx)
+	if tx.Watching() {
+		t.Fatal("Watching after UNWATCH")
+	}
+}
