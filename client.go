@@ -76,7 +76,11 @@ func NewClient(opt Options) (*Client, error) {
 	c.cmds = cmds{r: c}
 	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)
+	c.pool = pool.New(pool.Config[*dedicated]{
+		Dial:    c.dialDedicated,
+		Size:    opt.PoolSize,
+		MaxIdle: opt.MaxIdle,
+	})
 	return c, nil
 }
 
