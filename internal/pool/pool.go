@@ -47,8 +47,8 @@ type Config[C Conn] struct {
 	// back or is taken from the idle ones, never lent again.
 	MaxAge time.Duration
 	// Check, when set, is run with the borrower's context on a connection
-	// idle for CheckAfter or longer before it is lent. A connection that
-	// fails it is closed, and Get looks for another.
+	// idle for CheckAfter or longer (0: every time) before it is lent. A
+	// connection that fails it is closed, and Get looks for another.
 	Check      func(context.Context, C) error
 	CheckAfter time.Duration
 	// Now is the clock (time.Now when nil); tests set their own.
