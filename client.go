@@ -76,7 +76,17 @@ func NewClient(opt Options) (*Client, error) {
 	c.cmds = cmds{r: c}
 	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.pool = pool.New(opt.PoolSize, opt.MaxIdle, c.dialDedicated)
+	pc := pool.Config[*dedicated]{
+		Dial:        c.dialDedicated,
+		Size:        opt.PoolSize,
+		MaxIdle:     max(opt.MaxIdle, 0),     // -1: none
+		MaxIdleTime: max(opt.MaxIdleTime, 0), // -1: never
+		MaxAge:      opt.MaxConnAge,
+	}
+	if opt.IdleCheckAfter >= 0 {
+		pc.Check, pc.CheckAfter = pingDedicated, opt.IdleCheckAfter
+	}
+	c.pool = pool.New(pc)
 	return c, nil
 }
 
@@ -255,6 +265,20 @@ func (c *Client) dialDedicated(ctx context.Context) (*dedicated, error) {
 		return nil, err
 	}
 	return &dedicated{Conn: cn, c: c}, nil
+}
+
+// pingCmd is PING, encoded.
+var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
+
+// pingDedicated is the pool's check of a connection that has been idle
+// for Options.IdleCheckAfter: one PING round trip, under the borrower's
+// context.
+func pingDedicated(ctx context.Context, d *dedicated) error {
+	v, err := d.DoOne(ctx, pingCmd)
+	if err != nil {
+		return err
+	}
+	return Value{v}.Err()
 }
 
 // getDedicated lends a pooled connection; its failures are marked not sent.

@@ -144,7 +144,12 @@
 // pipelines run on dedicated connections from a bounded pool
 // (Options.PoolSize); a caller waiting for one honours its context. A
 // connection goes back to the pool only clean: no reply still due, no
-// WATCH armed, no MULTI open. Otherwise it is closed.
+// WATCH armed, no MULTI open. Otherwise it is closed. At most
+// Options.MaxIdle stay open while unused (-1 keeps none). One left unused
+// for Options.MaxIdleTime, or open for Options.MaxConnAge, is closed rather
+// than lent; one unused for Options.IdleCheckAfter is checked with a PING
+// first, under the caller's context, and replaced if it does not answer, so
+// a connection that died unseen while idle does not fail the caller.
 //
 // # Scripts and decoders
 //

@@ -48,8 +48,28 @@ type Options struct {
 	// for plain calls are not counted.
 	PoolSize int
 	// MaxIdle is how many dedicated connections stay open while unused
-	// (default PoolSize).
+	// (default PoolSize; -1 keeps none, closing each as it comes back).
 	MaxIdle int
+	// MaxIdleTime closes a dedicated connection left unused for this long
+	// instead of lending it again (default 30m; -1 means never). The pool
+	// has no timer of its own: it closes such connections the next time
+	// one is taken from it or given back, or at Close.
+	MaxIdleTime time.Duration
+	// MaxConnAge closes a dedicated connection once it has been open this
+	// long (default 0: no limit): when it comes back to the pool, or when
+	// it is next taken from the idle ones; it is never lent again. A
+	// session that holds it is not cut short. It lets connections move, in
+	// time, to whichever server a DNS name or load balancer at Addr points
+	// to now.
+	MaxConnAge time.Duration
+	// IdleCheckAfter: a dedicated connection idle for this long is checked
+	// with a PING, under the caller's context, before it is lent (default
+	// 5s; -1 means never; 1ns checks every time). One that fails the check is closed and another is lent or dialed, so a
+	// connection that died while idle without the client being told (a
+	// NAT or firewall that forgot it, a host gone without a word) costs a
+	// round trip, not an error. A connection the server closed in the
+	// ordinary way is seen closed without a check.
+	IdleCheckAfter time.Duration
 
 	// MaxReplyBytes bounds one bulk string in a reply, a guard against a
 	// broken or hostile server (default 512 MiB, the server's own limit).
@@ -111,6 +131,12 @@ func (o Options) defaults() Options {
 	if o.MaxIdle == 0 {
 		o.MaxIdle = o.PoolSize
 	}
+	if o.MaxIdleTime == 0 {
+		o.MaxIdleTime = 30 * time.Minute
+	}
+	if o.IdleCheckAfter == 0 {
+		o.IdleCheckAfter = 5 * time.Second
+	}
 	// -1 ("none") is kept as it is, so that Options() given back to
 	// NewClient means the same thing again.
 	if o.ReplyTimeout == 0 {
@@ -171,8 +197,17 @@ func (o Options) validate() error {
 	if o.PoolSize < 0 {
 		return bad("PoolSize", "must not be negative, not %d", o.PoolSize)
 	}
-	if o.MaxIdle < 0 || o.MaxIdle > o.PoolSize {
-		return bad("MaxIdle", "must be between 0 and PoolSize (%d), not %d", o.PoolSize, o.MaxIdle)
+	if o.MaxIdle < -1 || o.MaxIdle > o.PoolSize {
+		return bad("MaxIdle", "must be between 0 and PoolSize (%d), or -1 for none, not %d", o.PoolSize, o.MaxIdle)
+	}
+	if o.MaxIdleTime < 0 && o.MaxIdleTime != -1 {
+		return bad("MaxIdleTime", "must be positive, or -1 for never, not %v", o.MaxIdleTime)
+	}
+	if o.MaxConnAge < 0 {
+		return bad("MaxConnAge", "must not be negative (0 means no limit), not %v", o.MaxConnAge)
+	}
+	if o.IdleCheckAfter < 0 && o.IdleCheckAfter != -1 {
+		return bad("IdleCheckAfter", "must be positive, or -1 for never, not %v", o.IdleCheckAfter)
 	}
 	if o.ReplyTimeout < 0 && o.ReplyTimeout != -1 {
 		return bad("ReplyTimeout", "must be positive, or -1 for none, not %v", o.ReplyTimeout)
@@ -228,8 +263,9 @@ func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " "
 //
 // The port defaults to 6379. Query options: db, protocol (2 or 3),
 // client_name, dial_timeout (a Go duration such as 500ms), pool_size,
-// max_idle. An unknown option is an error, so a typo is not silently
-// ignored. The password never appears in an error.
+// max_idle, max_idle_time, max_conn_age, idle_check_after (durations, and
+// -1 where the option takes it). An unknown option is an error, so a typo
+// is not silently ignored. The password never appears in an error.
 func ParseURL(rawURL string) (Options, error) {
 	var o Options
 	u, err := url.Parse(rawURL)
@@ -319,8 +355,24 @@ func ParseURL(rawURL string) (Options, error) {
 				return o, bad("a number")
 			}
 			o.MaxIdle = n
+		case "max_idle_time", "max_conn_age", "idle_check_after":
+			d, err := time.ParseDuration(val)
+			if val == "-1" {
+				d, err = -1, nil
+			}
+			if err != nil {
+				return o, bad("a duration such as 10m, or -1")
+			}
+			switch key {
+			case "max_idle_time":
+				o.MaxIdleTime = d
+			case "max_conn_age":
+				o.MaxConnAge = d
+			default:
+				o.IdleCheckAfter = d
+			}
 		default:
-			return o, &OptionError{Field: field, Msg: "is not known (known: db, protocol, client_name, dial_timeout, pool_size, max_idle)"}
+			return o, &OptionError{Field: field, Msg: "is not known (known: db, protocol, client_name, dial_timeout, pool_size, max_idle, max_idle_time, max_conn_age, idle_check_after)"}
 		}
 	}
 	return o, nil

@@ -45,6 +45,13 @@ func TestParseURLValid(t *testing.T) {
 		{url: "redis://h?client_name=app-1", want: Options{Network: "tcp", Addr: "h:6379", ClientName: "app-1"}},
 		{url: "redis://h?dial_timeout=500ms", want: Options{Network: "tcp", Addr: "h:6379", DialTimeout: 500 * time.Millisecond}},
 		{url: "redis://h?pool_size=4&max_idle=2", want: Options{Network: "tcp", Addr: "h:6379", PoolSize: 4, MaxIdle: 2}},
+		{url: "redis://h?max_idle=-1", want: Options{Network: "tcp", Addr: "h:6379", MaxIdle: -1}},
+		{
+			url:  "redis://h?max_idle_time=10m&max_conn_age=1h30m&idle_check_after=500ms",
+			want: Options{Network: "tcp", Addr: "h:6379", MaxIdleTime: 10 * time.Minute, MaxConnAge: 90 * time.Minute, IdleCheckAfter: 500 * time.Millisecond},
+		},
+		{url: "redis://h?max_idle_time=-1&idle_check_after=-1", want: Options{Network: "tcp", Addr: "h:6379", MaxIdleTime: -1, IdleCheckAfter: -1}},
+		{url: "redis://h?max_conn_age=0", want: Options{Network: "tcp", Addr: "h:6379"}},
 		{
 			url:  "redis://u:pw@h:1?db=2&protocol=2&client_name=worker&dial_timeout=2s&pool_size=8&max_idle=3",
 			want: Options{Network: "tcp", Addr: "h:1", Username: "u", Password: "pw", DB: 2, Protocol: 2, ClientName: "worker", DialTimeout: 2 * time.Second, PoolSize: 8, MaxIdle: 3},
@@ -126,6 +133,13 @@ func TestParseURLInvalid(t *testing.T) {
 		{"redis://h?pool_size=-1", "PoolSize", "-1"},
 		{"redis://h?max_idle=x", "URL option max_idle", `"x"`},
 		{"redis://h?pool_size=2&max_idle=5", "MaxIdle", "PoolSize"},
+		{"redis://h?max_idle=-2", "MaxIdle", "-2"},
+		{"redis://h?max_idle_time=5", "URL option max_idle_time", "duration"},
+		{"redis://h?max_idle_time=-5s", "MaxIdleTime", "-5s"},
+		{"redis://h?max_conn_age=forever", "URL option max_conn_age", `"forever"`},
+		{"redis://h?max_conn_age=-1", "MaxConnAge", "negative"},
+		{"redis://h?idle_check_after=1", "URL option idle_check_after", "duration"},
+		{"redis://h?idle_check_after=-1ms", "IdleCheckAfter", "-1ms"},
 		{"redis://h?client_name=a%20b", "ClientName", "space"},
 		{"redis://h?client_name=a%0Db", "ClientName", "newline"},
 	}
@@ -171,7 +185,10 @@ func TestOptionsInvalid(t *testing.T) {
 	}{
 		{"negative DB", Options{DB: -1}, "DB"},
 		{"MaxIdle over PoolSize", Options{PoolSize: 2, MaxIdle: 3}, "MaxIdle"},
-		{"negative MaxIdle", Options{MaxIdle: -1}, "MaxIdle"},
+		{"MaxIdle -2", Options{MaxIdle: -2}, "MaxIdle"},
+		{"MaxIdleTime -1m", Options{MaxIdleTime: -time.Minute}, "MaxIdleTime"},
+		{"negative MaxConnAge", Options{MaxConnAge: -1}, "MaxConnAge"},
+		{"IdleCheckAfter -1s", Options{IdleCheckAfter: -time.Second}, "IdleCheckAfter"},
 		{"negative PoolSize", Options{PoolSize: -1}, "PoolSize"},
 		{"bad Network", Options{Network: "udp"}, "Network"},
 		{"Network in capitals", Options{Network: "TCP"}, "Network"},
@@ -218,14 +235,16 @@ func TestOptionsDefaults(t *testing.T) {
 	defer c.Close()
 	got := c.Options()
 	want := Options{
-		Network:      "tcp",
-		Addr:         "localhost:6379",
-		DialTimeout:  5 * time.Second,
-		PoolSize:     10 * runtime.GOMAXPROCS(0),
-		MaxIdle:      10 * runtime.GOMAXPROCS(0),
-		ReplyTimeout: 10 * time.Second,
-		PollWait:     100 * time.Microsecond,
-		MaxRetries:   3,
+		Network:        "tcp",
+		Addr:           "localhost:6379",
+		DialTimeout:    5 * time.Second,
+		PoolSize:       10 * runtime.GOMAXPROCS(0),
+		MaxIdle:        10 * runtime.GOMAXPROCS(0),
+		MaxIdleTime:    30 * time.Minute,
+		IdleCheckAfter: 5 * time.Second,
+		ReplyTimeout:   10 * time.Second,
+		PollWait:       100 * time.Microsecond,
+		MaxRetries:     3,
 	}
 	// The reply limits are applied by the reader, which treats 0 as its
 	// default; Options shows them either as 0 or as the documented value.
@@ -259,9 +278,11 @@ func TestOptionsDefaults(t *testing.T) {
 // TestOptionsRoundTrip: Options returns what the client runs with, so a
 // client made from it behaves the same. In particular the -1 that means
 // "never" for ReplyTimeout and MaxRetries must survive, not turn back into
-// the defaults (10s, 3 retries).
+// the defaults (10s, 3 retries), and so must the -1 of MaxIdle, MaxIdleTime
+// and IdleCheckAfter.
 func TestOptionsRoundTrip(t *testing.T) {
-	c1, err := NewClient(Options{Addr: "127.0.0.1:1", ReplyTimeout: -1, MaxRetries: -1, PollWait: -1, DB: 2})
+	c1, err := NewClient(Options{Addr: "127.0.0.1:1", ReplyTimeout: -1, MaxRetries: -1, PollWait: -1, DB: 2,
+		MaxIdle: -1, MaxIdleTime: -1, IdleCheckAfter: -1, MaxConnAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +302,10 @@ func TestOptionsRoundTrip(t *testing.T) {
 	if c2.opt.MaxRetries != c1.opt.MaxRetries || c2.opt.ReplyTimeout != c1.opt.ReplyTimeout {
 		t.Errorf("a client made from Options() of a client with no retries and no reply timeout has MaxRetries %d (was %d) and ReplyTimeout %v (was %v)",
 			c2.opt.MaxRetries, c1.opt.MaxRetries, c2.opt.ReplyTimeout, c1.opt.ReplyTimeout)
+	}
+	if o := c2.opt; o.MaxIdle != -1 || o.MaxIdleTime != -1 || o.IdleCheckAfter != -1 || o.MaxConnAge != time.Hour {
+		t.Errorf("a client made from Options() of a client that keeps no idle connection, with no idle limit, no check and MaxConnAge 1h has MaxIdle %d, MaxIdleTime %v, IdleCheckAfter %v, MaxConnAge %v",
+			o.MaxIdle, o.MaxIdleTime, o.IdleCheckAfter, o.MaxConnAge)
 	}
 }
 

@@ -5,12 +5,19 @@
 // returns one says so through Put's reusable argument, and the pool also
 // asks the connection (Idle) before keeping it: a connection with replies in
 // flight, an armed WATCH or an open MULTI is closed, never lent again.
+//
+// Time is the other reason to let a connection go: one idle for
+// MaxIdleTime, or open for MaxAge, is closed rather than lent, and one idle
+// for CheckAfter is checked before it is lent. The pool has no goroutine of
+// its own: it looks at its idle connections whenever one is taken or given
+// back.
 package pool
 
 import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by Get on a closed pool.
@@ -24,70 +31,138 @@ type Conn interface {
 	Close() error
 }
 
-// Pool lends at most Size connections at once, counting idle ones.
-type Pool[C Conn] struct {
-	dial  func(context.Context) (C, error)
-	slots chan struct{} // one token per connection that exists or is being dialed
-
-	mu      sync.Mutex // guards the fields below
-	idle    []C
-	closed  bool
-	maxIdle int
-	wake    chan struct{} // closed by Put to wake waiting Gets; nil when none waits
+// Config sets up a pool. The zero value of each time limit means none.
+type Config[C Conn] struct {
+	// Dial makes a new connection.
+	Dial func(context.Context) (C, error)
+	// Size bounds the connections that exist at once, lent or idle (at
+	// least 1).
+	Size int
+	// MaxIdle bounds the connections kept open while unused, at most Size;
+	// 0 keeps none.
+	MaxIdle int
+	// MaxIdleTime: a connection idle for this long is closed, not lent.
+	MaxIdleTime time.Duration
+	// MaxAge: a connection dialed this long ago is closed when it comes
+	// back or is taken from the idle ones, never lent again.
+	MaxAge time.Duration
+	// Check, when set, is run with the borrower's context on a connection
+	// idle for CheckAfter or longer (0: every time) before it is lent. A
+	// connection that fails it is closed, and Get looks for another.
+	Check      func(context.Context, C) error
+	CheckAfter time.Duration
+	// Now is the clock (time.Now when nil); tests set their own.
+	Now func() time.Time
 }
 
-// New makes a pool of at most size connections, keeping at most maxIdle of
-// them open while unused, made by dial.
-func New[C Conn](size, maxIdle int, dial func(context.Context) (C, error)) *Pool[C] {
-	if size < 1 {
-		size = 1
+// Pool lends at most Size connections at once, counting idle ones.
+type Pool[C Conn] struct {
+	cfg   Config[C]     // read-only after New
+	slots chan struct{} // one token per connection that exists or is being dialed
+
+	mu     sync.Mutex      // guards the fields below
+	idle   []idleConn[C]   // oldest first: Put appends, Get takes the last
+	born   map[C]time.Time // when each open connection was dialed; only with MaxAge
+	closed bool
+	wake   chan struct{} // closed by Put to wake waiting Gets; nil when none waits
+}
+
+// idleConn is a connection waiting in the pool, and when it came back.
+type idleConn[C Conn] struct {
+	c     C
+	since time.Time
+}
+
+// New makes a pool as cfg says.
+func New[C Conn](cfg Config[C]) *Pool[C] {
+	cfg.Size = max(cfg.Size, 1)
+	cfg.MaxIdle = min(max(cfg.MaxIdle, 0), cfg.Size)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	if maxIdle < 0 || maxIdle > size {
-		maxIdle = size
+	p := &Pool[C]{cfg: cfg, slots: make(chan struct{}, cfg.Size)}
+	if cfg.MaxAge > 0 {
+		p.born = make(map[C]time.Time)
 	}
-	return &Pool[C]{dial: dial, slots: make(chan struct{}, size), maxIdle: maxIdle}
+	return p
 }
 
 // Get lends a connection: an idle one, or a new one if the pool is below
 // its size. When every connection is lent it waits for one to come back,
-// for as long as ctx allows.
+// for as long as ctx allows. An idle connection that is too old, or fails
+// its check, is closed and another is looked for, so its failure is not
+// the caller's; only ctx ending during a check is.
 func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 	var zero C
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
 	for {
+		now := p.cfg.Now()
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return zero, ErrClosed
 		}
-		for len(p.idle) > 0 {
-			c := p.idle[len(p.idle)-1]
-			p.idle[len(p.idle)-1] = zero
+		stale := p.expireLocked(now)
+		var (
+			c     C
+			since time.Time
+			found bool
+		)
+		for len(p.idle) > 0 && !found {
+			e := p.idle[len(p.idle)-1]
+			p.idle[len(p.idle)-1] = idleConn[C]{}
 			p.idle = p.idle[:len(p.idle)-1]
-			if c.Idle() {
-				p.mu.Unlock()
-				return c, nil
+			if e.c.Idle() && !p.tooOldLocked(e.c, now) {
+				c, since, found = e.c, e.since, true
+				break
 			}
-			// Died while idle (server closed it): drop it and its slot.
-			c.Close()
-			<-p.slots
+			// Died while idle (the server closed it), or too old.
+			p.forgetLocked(e.c)
+			stale = append(stale, e.c)
 		}
 		// Take the wake channel under the same lock that saw no idle
 		// connection, so a Put right after cannot be missed.
-		if p.wake == nil {
-			p.wake = make(chan struct{})
+		var wake chan struct{}
+		if !found {
+			if p.wake == nil {
+				p.wake = make(chan struct{})
+			}
+			wake = p.wake
 		}
-		wake := p.wake
 		p.mu.Unlock()
+		p.discard(stale...)
+
+		if found {
+			if p.cfg.Check == nil || now.Sub(since) < p.cfg.CheckAfter {
+				return c, nil
+			}
+			err := p.cfg.Check(ctx, c)
+			if err == nil {
+				return c, nil
+			}
+			p.mu.Lock()
+			p.forgetLocked(c)
+			p.mu.Unlock()
+			p.discard(c)
+			if err := ctx.Err(); err != nil {
+				return zero, err
+			}
+			continue
+		}
 
 		select {
 		case p.slots <- struct{}{}:
-			c, err := p.dial(ctx)
+			c, err := p.cfg.Dial(ctx)
 			if err != nil {
 				<-p.slots
 				return zero, err
+			}
+			if p.born != nil {
+				p.mu.Lock()
+				p.born[c] = p.cfg.Now()
+				p.mu.Unlock()
 			}
 			return c, nil
 		case <-ctx.Done():
@@ -99,22 +174,77 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 }
 
 // Put gives a connection back. It is kept only if reusable is true, the
-// connection is idle and the pool has room for idle ones; otherwise it is
-// closed and its slot freed.
+// connection is idle and not too old, and the pool has room for idle ones;
+// otherwise it is closed and its slot freed.
 func (p *Pool[C]) Put(c C, reusable bool) {
 	p.mu.Lock()
-	keep := reusable && !p.closed && len(p.idle) < p.maxIdle && c.Idle()
+	now := p.cfg.Now() // under the lock, so that idle stays oldest first
+	stale := p.expireLocked(now)
+	keep := reusable && !p.closed && len(p.idle) < p.cfg.MaxIdle && c.Idle() && !p.tooOldLocked(c, now)
 	if keep {
-		p.idle = append(p.idle, c)
+		p.idle = append(p.idle, idleConn[C]{c: c, since: now})
+	} else {
+		p.forgetLocked(c)
 	}
 	if p.wake != nil {
 		close(p.wake)
 		p.wake = nil
 	}
 	p.mu.Unlock()
+	// The freed slots are seen by waiters selecting on slots.
+	p.discard(stale...)
 	if !keep {
+		p.discard(c)
+	}
+}
+
+// expireLocked takes the connections idle for MaxIdleTime or longer off
+// the idle list and returns them, to be discarded.
+func (p *Pool[C]) expireLocked(now time.Time) []C {
+	if p.cfg.MaxIdleTime <= 0 {
+		return nil
+	}
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].since) >= p.cfg.MaxIdleTime {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	stale := make([]C, n)
+	for i, e := range p.idle[:n] {
+		stale[i] = e.c
+		p.forgetLocked(e.c)
+	}
+	m := copy(p.idle, p.idle[n:])
+	clear(p.idle[m:])
+	p.idle = p.idle[:m]
+	return stale
+}
+
+// tooOldLocked reports whether c has been open for MaxAge or longer.
+func (p *Pool[C]) tooOldLocked(c C, now time.Time) bool {
+	if p.born == nil {
+		return false
+	}
+	born, ok := p.born[c]
+	return !ok || now.Sub(born) >= p.cfg.MaxAge
+}
+
+// forgetLocked drops what the pool knows of c, which is being closed.
+func (p *Pool[C]) forgetLocked(c C) {
+	if p.born != nil {
+		delete(p.born, c)
+	}
+}
+
+// discard closes connections taken off the pool's books and frees their
+// slots. It is called without the lock: closing waits for a connection's
+// goroutines.
+func (p *Pool[C]) discard(cs ...C) {
+	for _, c := range cs {
 		c.Close()
-		<-p.slots // the freed slot is seen by waiters selecting on slots
+		<-p.slots
 	}
 }
 
@@ -130,15 +260,16 @@ func (p *Pool[C]) Stats() (open, idle int) {
 func (p *Pool[C]) Close() {
 	p.mu.Lock()
 	p.closed = true
-	idle := p.idle
+	idle := make([]C, len(p.idle))
+	for i, e := range p.idle {
+		idle[i] = e.c
+		p.forgetLocked(e.c)
+	}
 	p.idle = nil
 	if p.wake != nil {
 		close(p.wake)
 		p.wake = nil
 	}
 	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
-		<-p.slots
-	}
+	p.discard(idle...)
 }

@@ -21,9 +21,9 @@ func (c *testConn) Close() error { c.closed.Store(true); return nil }
 
 func newTestPool(size int) (*Pool[*testConn], *atomic.Int64) {
 	var dials atomic.Int64
-	p := New(size, size, func(ctx context.Context) (*testConn, error) {
+	p := New(Config[*testConn]{Size: size, MaxIdle: size, Dial: func(ctx context.Context) (*testConn, error) {
 		return &testConn{id: int(dials.Add(1))}, nil
-	})
+	}})
 	return p, &dials
 }
 
@@ -115,5 +115,213 @@ func TestClosedPool(t *testing.T) {
 	p.Put(a, true) // lent at Close: closed on return
 	if !a.closed.Load() {
 		t.Fatal("a connection returned to a closed pool was kept")
+	}
+}
+
+// clock is a settable time source for the pool, so expiry is tested
+// without waiting for it.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newTimedPool makes a pool of testConns as cfg says, on clk, and closes
+// it when the test ends.
+func newTimedPool(t *testing.T, clk *clock, cfg Config[*testConn]) (*Pool[*testConn], *atomic.Int64) {
+	var dials atomic.Int64
+	cfg.Dial = func(ctx context.Context) (*testConn, error) {
+		return &testConn{id: int(dials.Add(1))}, nil
+	}
+	cfg.Now = clk.Now
+	p := New(cfg)
+	t.Cleanup(p.Close)
+	return p, &dials
+}
+
+func mustGet(t *testing.T, p *Pool[*testConn]) *testConn {
+	t.Helper()
+	c, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return c
+}
+
+func TestMaxIdleTime(t *testing.T) {
+	clk := newClock()
+	p, dials := newTimedPool(t, clk, Config[*testConn]{Size: 2, MaxIdle: 2, MaxIdleTime: time.Minute})
+
+	a := mustGet(t, p)
+	p.Put(a, true)
+	clk.Advance(time.Minute - time.Nanosecond)
+	if b := mustGet(t, p); b != a || a.closed.Load() {
+		t.Fatal("a connection idle for less than MaxIdleTime was not lent again")
+	}
+	p.Put(a, true)
+	clk.Advance(time.Minute)
+	b := mustGet(t, p)
+	if b == a || !a.closed.Load() || dials.Load() != 2 {
+		t.Fatalf("a connection idle for MaxIdleTime was lent (%v) or left open (closed %v); %d dials", b == a, a.closed.Load(), dials.Load())
+	}
+
+	// Expired connections are closed when another comes back, too, not
+	// only when one is taken.
+	c := mustGet(t, p)
+	p.Put(b, true)
+	clk.Advance(time.Minute)
+	p.Put(c, true)
+	if !b.closed.Load() || c.closed.Load() {
+		t.Fatalf("Put after MaxIdleTime: expired one closed %v, returned one closed %v", b.closed.Load(), c.closed.Load())
+	}
+	if open, idle := p.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("open=%d idle=%d, want 1 and 1", open, idle)
+	}
+}
+
+func TestMaxAge(t *testing.T) {
+	clk := newClock()
+	p, dials := newTimedPool(t, clk, Config[*testConn]{Size: 1, MaxIdle: 1, MaxAge: time.Hour})
+
+	a := mustGet(t, p)
+	clk.Advance(time.Hour - time.Minute)
+	p.Put(a, true)
+	if _, idle := p.Stats(); idle != 1 {
+		t.Fatal("a connection younger than MaxAge was not kept")
+	}
+	// It reaches MaxAge while idle: taking it closes it, and a new one is
+	// dialed in its place.
+	clk.Advance(time.Minute)
+	b := mustGet(t, p)
+	if b == a || !a.closed.Load() || dials.Load() != 2 {
+		t.Fatalf("a connection of MaxAge was lent (%v) or left open (closed %v)", b == a, a.closed.Load())
+	}
+	// It reaches MaxAge while lent: it is closed as it comes back.
+	clk.Advance(time.Hour)
+	p.Put(b, true)
+	if !b.closed.Load() {
+		t.Fatal("a connection of MaxAge was kept when it came back")
+	}
+	if open, idle := p.Stats(); open != 0 || idle != 0 {
+		t.Fatalf("open=%d idle=%d, want none", open, idle)
+	}
+	// Age is counted from the dial, not from the last return.
+	c := mustGet(t, p)
+	for range 3 {
+		clk.Advance(30 * time.Minute)
+		p.Put(c, true)
+		if c.closed.Load() {
+			break
+		}
+		c = mustGet(t, p)
+	}
+	if !c.closed.Load() {
+		t.Fatal("a connection lent and given back often outlived MaxAge")
+	}
+}
+
+// TestCheckBeforeLend: a connection idle for CheckAfter is checked before
+// it is lent; one that fails is closed and the caller gets another, with
+// no error.
+func TestCheckBeforeLend(t *testing.T) {
+	clk := newClock()
+	var checked []int // ids, in order; only the test's goroutine runs Check
+	silent := map[*testConn]bool{}
+	check := func(ctx context.Context, c *testConn) error {
+		checked = append(checked, c.id)
+		if silent[c] {
+			return errors.New("no reply to the check")
+		}
+		return nil
+	}
+	p, dials := newTimedPool(t, clk, Config[*testConn]{Size: 2, MaxIdle: 2, Check: check, CheckAfter: 5 * time.Second})
+
+	a := mustGet(t, p)
+	if len(checked) != 0 {
+		t.Fatal("a new connection was checked")
+	}
+	p.Put(a, true)
+	clk.Advance(5*time.Second - time.Nanosecond)
+	if mustGet(t, p) != a || len(checked) != 0 {
+		t.Fatalf("a connection idle for less than CheckAfter: checked %v", checked)
+	}
+	p.Put(a, true)
+	clk.Advance(5 * time.Second)
+	if mustGet(t, p) != a || len(checked) != 1 {
+		t.Fatalf("a healthy connection idle for CheckAfter: checked %v, want it checked once and lent", checked)
+	}
+
+	// It dies while idle in a way it cannot see (Idle still says yes):
+	// the check finds out, and a new connection is dialed.
+	p.Put(a, true)
+	silent[a] = true
+	clk.Advance(5 * time.Second)
+	b := mustGet(t, p)
+	if b == a || !a.closed.Load() || dials.Load() != 2 || len(checked) != 2 {
+		t.Fatalf("after a failed check: lent the same %v, closed %v, %d dials, checked %v", b == a, a.closed.Load(), dials.Load(), checked)
+	}
+
+	// With another idle connection behind it, that one is lent instead.
+	c := mustGet(t, p)
+	p.Put(c, true)
+	p.Put(b, true) // taken first
+	silent[b] = true
+	clk.Advance(5 * time.Second)
+	checked = nil
+	if got := mustGet(t, p); got != c || !b.closed.Load() || dials.Load() != 3 {
+		t.Fatalf("lent %d, want %d; closed the silent one %v; %d dials", got.id, c.id, b.closed.Load(), dials.Load())
+	}
+	if len(checked) != 2 || checked[0] != b.id || checked[1] != c.id {
+		t.Fatalf("checked %v, want %d then %d", checked, b.id, c.id)
+	}
+	p.Put(c, true)
+	if open, idle := p.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("open=%d idle=%d, want 1 and 1", open, idle)
+	}
+}
+
+// TestCheckHonoursContext: the check runs under the borrower's context;
+// when that ends, Get returns its error and the connection, whose reply
+// may still be due, is closed.
+func TestCheckHonoursContext(t *testing.T) {
+	clk := newClock()
+	started := make(chan struct{})
+	check := func(ctx context.Context, c *testConn) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	p, dials := newTimedPool(t, clk, Config[*testConn]{Size: 1, MaxIdle: 1, Check: check, CheckAfter: time.Second})
+	a := mustGet(t, p)
+	p.Put(a, true)
+	clk.Advance(time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-started
+		cancel()
+	}()
+	if _, err := p.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get whose context ended during the check: %v, want Canceled", err)
+	}
+	if !a.closed.Load() || dials.Load() != 1 {
+		t.Fatalf("closed %v, %d dials: want the checked connection closed and none dialed", a.closed.Load(), dials.Load())
+	}
+	if open, idle := p.Stats(); open != 0 || idle != 0 {
+		t.Fatalf("open=%d idle=%d, want none", open, idle)
 	}
 }
