@@ -64,11 +64,12 @@ type Options struct {
 	MaxConnAge time.Duration
 	// IdleCheckAfter: a dedicated connection idle for this long is checked
 	// with a PING, under the caller's context, before it is lent (default
-	// 5s; -1 means never; 1ns checks every time). One that fails the check is closed and another is lent or dialed, so a
-	// connection that died while idle without the client being told (a
-	// NAT or firewall that forgot it, a host gone without a word) costs a
-	// round trip, not an error. A connection the server closed in the
-	// ordinary way is seen closed without a check.
+	// 5s; -1 means never; 1ns checks every time). One that fails the check
+	// is closed and another is lent or dialed, so a connection that died
+	// while idle without the client being told (a NAT or firewall that
+	// forgot it, a host gone without a word) costs a round trip, not an
+	// error. A connection the server closed in the ordinary way is seen
+	// closed without a check.
 	IdleCheckAfter time.Duration
 
 	// MaxReplyBytes bounds one bulk string in a reply, a guard against a
