@@ -24,8 +24,6 @@ import (
 // (auto-pipelining). WATCH sessions, blocking commands and large pipelines
 // get a connection of their own from a bounded pool.
 type Client struct {
-	cmds
-
 	opt     Options
 	connOpt conn.Options
 
@@ -73,7 +71,6 @@ func NewClient(opt Options) (*Client, error) {
 		}},
 		live: make(map[*conn.Conn]struct{}),
 	}
-	c.cmds = cmds{r: c}
 	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
 	pc := pool.Config[*dedicated]{

@@ -2,7 +2,6 @@ package redpipe
 
 import (
 	"bytes"
-	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -436,16 +435,6 @@ func putBuf(w *cmdBuf) {
 	w.reset()
 	bufPool.Put(w)
 }
-
-// runner executes one encoded command and returns its reply: a Client on
-// its shared connections, a Tx on its own connection.
-type runner interface {
-	run(ctx context.Context, w *cmdBuf) (Value, error)
-}
-
-// cmds carries the typed command methods of Client and Tx. They are
-// generated from the server's command table (commands_gen.go).
-type cmds struct{ r runner }
 
 // Reply conversions used by the generated methods. Each passes a transport
 // error through, then a server error, then converts.

@@ -16,10 +16,21 @@ func encACLCat(w *cmdBuf, args ...any) {
 //	ACL CAT [categoryname]
 //
 // args holds the optional categoryname, if any.
-func (c cmds) ACLCat(ctx context.Context, args ...any) ([]string, error) {
+func (c *Client) ACLCat(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encACLCat(w, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ACLCat lists the ACL categories or the commands inside a category.
+//
+//	ACL CAT [categoryname]
+//
+// args holds the optional categoryname, if any.
+func (t *Tx) ACLCat(ctx context.Context, args ...any) ([]string, error) {
+	w := getBuf()
+	encACLCat(w, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ACLCat queues ACL CAT followed by args. Its reply comes from Exec.
@@ -38,10 +49,19 @@ func encACLDelUser(w *cmdBuf, usernames ...string) {
 // ACLDelUser removes the specified ACL users and the associated rules.
 //
 //	ACL DELUSER username [username ...]
-func (c cmds) ACLDelUser(ctx context.Context, usernames ...string) (int64, error) {
+func (c *Client) ACLDelUser(ctx context.Context, usernames ...string) (int64, error) {
 	w := getBuf()
 	encACLDelUser(w, usernames...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ACLDelUser removes the specified ACL users and the associated rules.
+//
+//	ACL DELUSER username [username ...]
+func (t *Tx) ACLDelUser(ctx context.Context, usernames ...string) (int64, error) {
+	w := getBuf()
+	encACLDelUser(w, usernames...)
+	return intReply(t.run(ctx, w))
 }
 
 // ACLDelUser queues ACL DELUSER username [username ...]. Its reply comes
@@ -64,10 +84,20 @@ func encACLDryRun(w *cmdBuf, username, command string, args ...any) {
 // executing the command.
 //
 //	ACL DRYRUN username command [arg [arg ...]]
-func (c cmds) ACLDryRun(ctx context.Context, username, command string, args ...any) (string, error) {
+func (c *Client) ACLDryRun(ctx context.Context, username, command string, args ...any) (string, error) {
 	w := getBuf()
 	encACLDryRun(w, username, command, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ACLDryRun returns whether the user can execute the given command without
+// executing the command.
+//
+//	ACL DRYRUN username command [arg [arg ...]]
+func (t *Tx) ACLDryRun(ctx context.Context, username, command string, args ...any) (string, error) {
+	w := getBuf()
+	encACLDryRun(w, username, command, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // ACLDryRun queues ACL DRYRUN username command arg [arg ...]. Its reply
@@ -89,10 +119,21 @@ func encACLGenPass(w *cmdBuf, args ...any) {
 //	ACL GENPASS [bits]
 //
 // args holds the optional bits, if any.
-func (c cmds) ACLGenPass(ctx context.Context, args ...any) (string, error) {
+func (c *Client) ACLGenPass(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encACLGenPass(w, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ACLGenPass generates a pseudorandom secure password to use for ACL users.
+//
+//	ACL GENPASS [bits]
+//
+// args holds the optional bits, if any.
+func (t *Tx) ACLGenPass(ctx context.Context, args ...any) (string, error) {
+	w := getBuf()
+	encACLGenPass(w, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // ACLGenPass queues ACL GENPASS followed by args. Its reply comes from
@@ -113,10 +154,20 @@ func encACLGetUser(w *cmdBuf, username string) {
 // when the user does not exist.
 //
 //	ACL GETUSER username
-func (c cmds) ACLGetUser(ctx context.Context, username string) (Value, error) {
+func (c *Client) ACLGetUser(ctx context.Context, username string) (Value, error) {
 	w := getBuf()
 	encACLGetUser(w, username)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ACLGetUser returns the rules for a specific ACL user. The reply is nil
+// when the user does not exist.
+//
+//	ACL GETUSER username
+func (t *Tx) ACLGetUser(ctx context.Context, username string) (Value, error) {
+	w := getBuf()
+	encACLGetUser(w, username)
+	return valueReply(t.run(ctx, w))
 }
 
 // ACLGetUser queues ACL GETUSER username. Its reply comes from Exec.
@@ -134,10 +185,19 @@ func encACLList(w *cmdBuf) {
 // ACLList lists the current ACL rules in ACL config file format.
 //
 //	ACL LIST
-func (c cmds) ACLList(ctx context.Context) ([]string, error) {
+func (c *Client) ACLList(ctx context.Context) ([]string, error) {
 	w := getBuf()
 	encACLList(w)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ACLList lists the current ACL rules in ACL config file format.
+//
+//	ACL LIST
+func (t *Tx) ACLList(ctx context.Context) ([]string, error) {
+	w := getBuf()
+	encACLList(w)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ACLList queues ACL LIST. Its reply comes from Exec.
@@ -155,10 +215,19 @@ func encACLLoad(w *cmdBuf) {
 // ACLLoad reloads the ACLs from the configured ACL file.
 //
 //	ACL LOAD
-func (c cmds) ACLLoad(ctx context.Context) error {
+func (c *Client) ACLLoad(ctx context.Context) error {
 	w := getBuf()
 	encACLLoad(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ACLLoad reloads the ACLs from the configured ACL file.
+//
+//	ACL LOAD
+func (t *Tx) ACLLoad(ctx context.Context) error {
+	w := getBuf()
+	encACLLoad(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ACLLoad queues ACL LOAD. Its reply comes from Exec.
@@ -179,10 +248,21 @@ func encACLLog(w *cmdBuf, args ...any) {
 //	ACL LOG [count | RESET]
 //
 // args holds the arguments of that syntax, such as "RESET".
-func (c cmds) ACLLog(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) ACLLog(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encACLLog(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ACLLog lists latest events denied because of ACLs in place.
+//
+//	ACL LOG [count | RESET]
+//
+// args holds the arguments of that syntax, such as "RESET".
+func (t *Tx) ACLLog(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encACLLog(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ACLLog queues ACL LOG followed by args. Its reply comes from Exec.
@@ -200,10 +280,19 @@ func encACLSave(w *cmdBuf) {
 // ACLSave saves the current ACL rules in the configured ACL file.
 //
 //	ACL SAVE
-func (c cmds) ACLSave(ctx context.Context) error {
+func (c *Client) ACLSave(ctx context.Context) error {
 	w := getBuf()
 	encACLSave(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ACLSave saves the current ACL rules in the configured ACL file.
+//
+//	ACL SAVE
+func (t *Tx) ACLSave(ctx context.Context) error {
+	w := getBuf()
+	encACLSave(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ACLSave queues ACL SAVE. Its reply comes from Exec.
@@ -223,10 +312,19 @@ func encACLSetUser(w *cmdBuf, username string, rules ...string) {
 // ACLSetUser modifies or creates the rules for a specific ACL user.
 //
 //	ACL SETUSER username [rule [rule ...]]
-func (c cmds) ACLSetUser(ctx context.Context, username string, rules ...string) error {
+func (c *Client) ACLSetUser(ctx context.Context, username string, rules ...string) error {
 	w := getBuf()
 	encACLSetUser(w, username, rules...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ACLSetUser modifies or creates the rules for a specific ACL user.
+//
+//	ACL SETUSER username [rule [rule ...]]
+func (t *Tx) ACLSetUser(ctx context.Context, username string, rules ...string) error {
+	w := getBuf()
+	encACLSetUser(w, username, rules...)
+	return okReply(t.run(ctx, w))
 }
 
 // ACLSetUser queues ACL SETUSER username rule [rule ...]. Its reply comes
@@ -245,10 +343,19 @@ func encACLUsers(w *cmdBuf) {
 // ACLUsers lists the username of all the configured ACL rules.
 //
 //	ACL USERS
-func (c cmds) ACLUsers(ctx context.Context) ([]string, error) {
+func (c *Client) ACLUsers(ctx context.Context) ([]string, error) {
 	w := getBuf()
 	encACLUsers(w)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ACLUsers lists the username of all the configured ACL rules.
+//
+//	ACL USERS
+func (t *Tx) ACLUsers(ctx context.Context) ([]string, error) {
+	w := getBuf()
+	encACLUsers(w)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ACLUsers queues ACL USERS. Its reply comes from Exec.
@@ -267,10 +374,20 @@ func encACLWhoAmI(w *cmdBuf) {
 // connection.
 //
 //	ACL WHOAMI
-func (c cmds) ACLWhoAmI(ctx context.Context) (string, error) {
+func (c *Client) ACLWhoAmI(ctx context.Context) (string, error) {
 	w := getBuf()
 	encACLWhoAmI(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ACLWhoAmI returns the name of the user associated to the current
+// connection.
+//
+//	ACL WHOAMI
+func (t *Tx) ACLWhoAmI(ctx context.Context) (string, error) {
+	w := getBuf()
+	encACLWhoAmI(w)
+	return textReply(t.run(ctx, w))
 }
 
 // ACLWhoAmI queues ACL WHOAMI. Its reply comes from Exec.
@@ -290,10 +407,19 @@ func encAppend(w *cmdBuf, key string, value any) {
 // Append appends a value to a key.
 //
 //	APPEND key value
-func (c cmds) Append(ctx context.Context, key string, value any) (int64, error) {
+func (c *Client) Append(ctx context.Context, key string, value any) (int64, error) {
 	w := getBuf()
 	encAppend(w, key, value)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Append appends a value to a key.
+//
+//	APPEND key value
+func (t *Tx) Append(ctx context.Context, key string, value any) (int64, error) {
+	w := getBuf()
+	encAppend(w, key, value)
+	return intReply(t.run(ctx, w))
 }
 
 // Append queues APPEND key value. Its reply comes from Exec.
@@ -311,10 +437,19 @@ func encBgRewriteAOF(w *cmdBuf) {
 // BgRewriteAOF asynchronously rewrites the append-only file.
 //
 //	BGREWRITEAOF
-func (c cmds) BgRewriteAOF(ctx context.Context) (string, error) {
+func (c *Client) BgRewriteAOF(ctx context.Context) (string, error) {
 	w := getBuf()
 	encBgRewriteAOF(w)
-	return statusReply(c.r.run(ctx, w))
+	return statusReply(c.run(ctx, w))
+}
+
+// BgRewriteAOF asynchronously rewrites the append-only file.
+//
+//	BGREWRITEAOF
+func (t *Tx) BgRewriteAOF(ctx context.Context) (string, error) {
+	w := getBuf()
+	encBgRewriteAOF(w)
+	return statusReply(t.run(ctx, w))
 }
 
 // BgRewriteAOF queues BGREWRITEAOF. Its reply comes from Exec.
@@ -335,10 +470,21 @@ func encBgSave(w *cmdBuf, args ...any) {
 //	BGSAVE [SCHEDULE]
 //
 // args holds the arguments of that syntax, such as "SCHEDULE".
-func (c cmds) BgSave(ctx context.Context, args ...any) (string, error) {
+func (c *Client) BgSave(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encBgSave(w, args...)
-	return statusReply(c.r.run(ctx, w))
+	return statusReply(c.run(ctx, w))
+}
+
+// BgSave asynchronously saves the dataset to disk.
+//
+//	BGSAVE [SCHEDULE]
+//
+// args holds the arguments of that syntax, such as "SCHEDULE".
+func (t *Tx) BgSave(ctx context.Context, args ...any) (string, error) {
+	w := getBuf()
+	encBgSave(w, args...)
+	return statusReply(t.run(ctx, w))
 }
 
 // BgSave queues BGSAVE followed by args. Its reply comes from Exec.
@@ -360,10 +506,21 @@ func encBitCount(w *cmdBuf, key string, args ...any) {
 //	BITCOUNT key [start end [BYTE | BIT]]
 //
 // args holds what follows key in that syntax.
-func (c cmds) BitCount(ctx context.Context, key string, args ...any) (int64, error) {
+func (c *Client) BitCount(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encBitCount(w, key, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// BitCount counts set bits in a string.
+//
+//	BITCOUNT key [start end [BYTE | BIT]]
+//
+// args holds what follows key in that syntax.
+func (t *Tx) BitCount(ctx context.Context, key string, args ...any) (int64, error) {
+	w := getBuf()
+	encBitCount(w, key, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // BitCount queues BITCOUNT key followed by args. Its reply comes from Exec.
@@ -385,10 +542,21 @@ func encBitField(w *cmdBuf, key string, args ...any) {
 //	BITFIELD key [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> ...]]
 //
 // args holds what follows key in that syntax, such as "INCRBY", "u8", 0, 1.
-func (c cmds) BitField(ctx context.Context, key string, args ...any) ([]int64, error) {
+func (c *Client) BitField(ctx context.Context, key string, args ...any) ([]int64, error) {
 	w := getBuf()
 	encBitField(w, key, args...)
-	return int64sReply(c.r.run(ctx, w))
+	return int64sReply(c.run(ctx, w))
+}
+
+// BitField performs arbitrary bitfield integer operations on strings.
+//
+//	BITFIELD key [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> ...]]
+//
+// args holds what follows key in that syntax, such as "INCRBY", "u8", 0, 1.
+func (t *Tx) BitField(ctx context.Context, key string, args ...any) ([]int64, error) {
+	w := getBuf()
+	encBitField(w, key, args...)
+	return int64sReply(t.run(ctx, w))
 }
 
 // BitField queues BITFIELD key followed by args. Its reply comes from Exec.
@@ -411,10 +579,22 @@ func encBitFieldRO(w *cmdBuf, key string, args ...any) {
 //	BITFIELD_RO key [GET encoding offset [GET encoding offset ...]]
 //
 // args holds what follows key in that syntax, such as "GET", "u8", 0.
-func (c cmds) BitFieldRO(ctx context.Context, key string, args ...any) ([]int64, error) {
+func (c *Client) BitFieldRO(ctx context.Context, key string, args ...any) ([]int64, error) {
 	w := getBuf()
 	encBitFieldRO(w, key, args...)
-	return int64sReply(c.r.run(ctx, w))
+	return int64sReply(c.run(ctx, w))
+}
+
+// BitFieldRO performs arbitrary bitfield integer operations on strings.
+// Read-only variant of BITFIELD.
+//
+//	BITFIELD_RO key [GET encoding offset [GET encoding offset ...]]
+//
+// args holds what follows key in that syntax, such as "GET", "u8", 0.
+func (t *Tx) BitFieldRO(ctx context.Context, key string, args ...any) ([]int64, error) {
+	w := getBuf()
+	encBitFieldRO(w, key, args...)
+	return int64sReply(t.run(ctx, w))
 }
 
 // BitFieldRO queues BITFIELD_RO key followed by args. Its reply comes from
@@ -438,10 +618,19 @@ func encBitOp(w *cmdBuf, operation, destkey string, keys ...string) {
 // BitOp performs bitwise operations between strings.
 //
 //	BITOP operation destkey key [key ...]
-func (c cmds) BitOp(ctx context.Context, operation, destkey string, keys ...string) (int64, error) {
+func (c *Client) BitOp(ctx context.Context, operation, destkey string, keys ...string) (int64, error) {
 	w := getBuf()
 	encBitOp(w, operation, destkey, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// BitOp performs bitwise operations between strings.
+//
+//	BITOP operation destkey key [key ...]
+func (t *Tx) BitOp(ctx context.Context, operation, destkey string, keys ...string) (int64, error) {
+	w := getBuf()
+	encBitOp(w, operation, destkey, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // BitOp queues BITOP operation destkey key [key ...]. Its reply comes from
@@ -465,10 +654,21 @@ func encBitPos(w *cmdBuf, key string, bit int64, args ...any) {
 //	BITPOS key bit [start [end [BYTE | BIT]]]
 //
 // args holds what follows bit in that syntax.
-func (c cmds) BitPos(ctx context.Context, key string, bit int64, args ...any) (int64, error) {
+func (c *Client) BitPos(ctx context.Context, key string, bit int64, args ...any) (int64, error) {
 	w := getBuf()
 	encBitPos(w, key, bit, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// BitPos finds first bit set or clear in a string.
+//
+//	BITPOS key bit [start [end [BYTE | BIT]]]
+//
+// args holds what follows bit in that syntax.
+func (t *Tx) BitPos(ctx context.Context, key string, bit int64, args ...any) (int64, error) {
+	w := getBuf()
+	encBitPos(w, key, bit, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // BitPos queues BITPOS key bit followed by args. Its reply comes from Exec.
@@ -493,10 +693,21 @@ func encBLMove(w *cmdBuf, source, destination, wherefrom, whereto string, timeou
 // passed.
 //
 //	BLMOVE source destination <LEFT | RIGHT> <LEFT | RIGHT> timeout
-func (c cmds) BLMove(ctx context.Context, source, destination, wherefrom, whereto string, timeout float64) (string, error) {
+func (c *Client) BLMove(ctx context.Context, source, destination, wherefrom, whereto string, timeout float64) (string, error) {
 	w := getBuf()
 	encBLMove(w, source, destination, wherefrom, whereto, timeout)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// BLMove pops an element from a list, pushes it to another list and returns
+// it; or blocks until one is available. It returns ErrNil when the timeout
+// passed.
+//
+//	BLMOVE source destination <LEFT | RIGHT> <LEFT | RIGHT> timeout
+func (t *Tx) BLMove(ctx context.Context, source, destination, wherefrom, whereto string, timeout float64) (string, error) {
+	w := getBuf()
+	encBLMove(w, source, destination, wherefrom, whereto, timeout)
+	return textReply(t.run(ctx, w))
 }
 
 // BLMove queues BLMOVE source destination wherefrom whereto timeout. Its
@@ -521,10 +732,22 @@ func encBLMPop(w *cmdBuf, timeout float64, numkeys int64, args ...any) {
 //	BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
 // args holds what follows numkeys in that syntax, such as "COUNT", 10.
-func (c cmds) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
+func (c *Client) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBLMPop(w, timeout, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// BLMPop pops elements from a list, or blocks until one is available. The
+// reply is nil when the timeout passed.
+//
+//	BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
+//
+// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+func (t *Tx) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encBLMPop(w, timeout, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // BLMPop queues BLMPOP timeout numkeys followed by args. Its reply comes
@@ -551,10 +774,23 @@ func encBLPop(w *cmdBuf, timeout float64, keys ...string) {
 //
 // The keys come last here, unlike on the wire, so that they can be
 // variadic.
-func (c cmds) BLPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+func (c *Client) BLPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
 	w := getBuf()
 	encBLPop(w, timeout, keys...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// BLPop removes and returns the first element in a list, or blocks until
+// one is available. It returns ErrNil when the timeout passed.
+//
+//	BLPOP key [key ...] timeout
+//
+// The keys come last here, unlike on the wire, so that they can be
+// variadic.
+func (t *Tx) BLPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+	w := getBuf()
+	encBLPop(w, timeout, keys...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // BLPop queues BLPOP key [key ...] timeout. Its reply comes from Exec.
@@ -580,10 +816,23 @@ func encBRPop(w *cmdBuf, timeout float64, keys ...string) {
 //
 // The keys come last here, unlike on the wire, so that they can be
 // variadic.
-func (c cmds) BRPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+func (c *Client) BRPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
 	w := getBuf()
 	encBRPop(w, timeout, keys...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// BRPop removes and returns the last element in a list, or blocks until one
+// is available. It returns ErrNil when the timeout passed.
+//
+//	BRPOP key [key ...] timeout
+//
+// The keys come last here, unlike on the wire, so that they can be
+// variadic.
+func (t *Tx) BRPop(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+	w := getBuf()
+	encBRPop(w, timeout, keys...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // BRPop queues BRPOP key [key ...] timeout. Its reply comes from Exec.
@@ -606,10 +855,21 @@ func encBRPopLPush(w *cmdBuf, source, destination string, timeout float64) {
 // timeout passed.
 //
 //	BRPOPLPUSH source destination timeout
-func (c cmds) BRPopLPush(ctx context.Context, source, destination string, timeout float64) (string, error) {
+func (c *Client) BRPopLPush(ctx context.Context, source, destination string, timeout float64) (string, error) {
 	w := getBuf()
 	encBRPopLPush(w, source, destination, timeout)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// BRPopLPush pops an element from a list, pushes it to another list and
+// returns it; or blocks until one is available. It returns ErrNil when the
+// timeout passed.
+//
+//	BRPOPLPUSH source destination timeout
+func (t *Tx) BRPopLPush(ctx context.Context, source, destination string, timeout float64) (string, error) {
+	w := getBuf()
+	encBRPopLPush(w, source, destination, timeout)
+	return textReply(t.run(ctx, w))
 }
 
 // BRPopLPush queues BRPOPLPUSH source destination timeout. Its reply comes
@@ -634,10 +894,22 @@ func encBZMPop(w *cmdBuf, timeout float64, numkeys int64, args ...any) {
 //	BZMPOP timeout numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
 // args holds what follows numkeys in that syntax, such as "COUNT", 10.
-func (c cmds) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
+func (c *Client) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBZMPop(w, timeout, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// BZMPop removes and returns members with scores in a sorted set or blocks
+// until one is available. The reply is nil when the timeout passed.
+//
+//	BZMPOP timeout numkeys key [key ...] <MIN | MAX> [COUNT count]
+//
+// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+func (t *Tx) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encBZMPop(w, timeout, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // BZMPop queues BZMPOP timeout numkeys followed by args. Its reply comes
@@ -665,10 +937,24 @@ func encBZPopMax(w *cmdBuf, timeout float64, keys ...string) {
 //
 // The keys come last here, unlike on the wire, so that they can be
 // variadic.
-func (c cmds) BZPopMax(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+func (c *Client) BZPopMax(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
 	w := getBuf()
 	encBZPopMax(w, timeout, keys...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// BZPopMax removes and returns the member with the highest score from one
+// or more sorted sets, or blocks until one is available. It returns ErrNil
+// when the timeout passed.
+//
+//	BZPOPMAX key [key ...] timeout
+//
+// The keys come last here, unlike on the wire, so that they can be
+// variadic.
+func (t *Tx) BZPopMax(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+	w := getBuf()
+	encBZPopMax(w, timeout, keys...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // BZPopMax queues BZPOPMAX key [key ...] timeout. Its reply comes from
@@ -696,10 +982,24 @@ func encBZPopMin(w *cmdBuf, timeout float64, keys ...string) {
 //
 // The keys come last here, unlike on the wire, so that they can be
 // variadic.
-func (c cmds) BZPopMin(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+func (c *Client) BZPopMin(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
 	w := getBuf()
 	encBZPopMin(w, timeout, keys...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// BZPopMin removes and returns the member with the lowest score from one or
+// more sorted sets, or blocks until one is available. It returns ErrNil
+// when the timeout passed.
+//
+//	BZPOPMIN key [key ...] timeout
+//
+// The keys come last here, unlike on the wire, so that they can be
+// variadic.
+func (t *Tx) BZPopMin(ctx context.Context, timeout float64, keys ...string) ([]Value, error) {
+	w := getBuf()
+	encBZPopMin(w, timeout, keys...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // BZPopMin queues BZPOPMIN key [key ...] timeout. Its reply comes from
@@ -719,10 +1019,20 @@ func encClientGetName(w *cmdBuf) {
 // the connection has no name.
 //
 //	CLIENT GETNAME
-func (c cmds) ClientGetName(ctx context.Context) (string, error) {
+func (c *Client) ClientGetName(ctx context.Context) (string, error) {
 	w := getBuf()
 	encClientGetName(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ClientGetName returns the current connection name. It returns ErrNil when
+// the connection has no name.
+//
+//	CLIENT GETNAME
+func (t *Tx) ClientGetName(ctx context.Context) (string, error) {
+	w := getBuf()
+	encClientGetName(w)
+	return textReply(t.run(ctx, w))
 }
 
 // ClientGetName queues CLIENT GETNAME. Its reply comes from Exec.
@@ -741,10 +1051,20 @@ func encClientGetRedir(w *cmdBuf) {
 // any.
 //
 //	CLIENT GETREDIR
-func (c cmds) ClientGetRedir(ctx context.Context) (int64, error) {
+func (c *Client) ClientGetRedir(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encClientGetRedir(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ClientGetRedir returns tracking notifications redirection client ID if
+// any.
+//
+//	CLIENT GETREDIR
+func (t *Tx) ClientGetRedir(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encClientGetRedir(w)
+	return intReply(t.run(ctx, w))
 }
 
 // ClientGetRedir queues CLIENT GETREDIR. Its reply comes from Exec.
@@ -762,10 +1082,19 @@ func encClientID(w *cmdBuf) {
 // ClientID returns the client ID for the current connection.
 //
 //	CLIENT ID
-func (c cmds) ClientID(ctx context.Context) (int64, error) {
+func (c *Client) ClientID(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encClientID(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ClientID returns the client ID for the current connection.
+//
+//	CLIENT ID
+func (t *Tx) ClientID(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encClientID(w)
+	return intReply(t.run(ctx, w))
 }
 
 // ClientID queues CLIENT ID. Its reply comes from Exec.
@@ -783,10 +1112,19 @@ func encClientInfo(w *cmdBuf) {
 // ClientInfo returns information about the current client connection.
 //
 //	CLIENT INFO
-func (c cmds) ClientInfo(ctx context.Context) (string, error) {
+func (c *Client) ClientInfo(ctx context.Context) (string, error) {
 	w := getBuf()
 	encClientInfo(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ClientInfo returns information about the current client connection.
+//
+//	CLIENT INFO
+func (t *Tx) ClientInfo(ctx context.Context) (string, error) {
+	w := getBuf()
+	encClientInfo(w)
+	return textReply(t.run(ctx, w))
 }
 
 // ClientInfo queues CLIENT INFO. Its reply comes from Exec.
@@ -807,10 +1145,21 @@ func encClientKill(w *cmdBuf, args ...any) {
 //	CLIENT KILL <ip:port | <[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]> [<[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]> ...]>
 //
 // args holds the arguments of that syntax, such as "ID", 42.
-func (c cmds) ClientKill(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) ClientKill(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encClientKill(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ClientKill kills the connection of a client.
+//
+//	CLIENT KILL <ip:port | <[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]> [<[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]> ...]>
+//
+// args holds the arguments of that syntax, such as "ID", 42.
+func (t *Tx) ClientKill(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encClientKill(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ClientKill queues CLIENT KILL followed by args. Its reply comes from
@@ -832,10 +1181,21 @@ func encClientList(w *cmdBuf, args ...any) {
 //	CLIENT LIST [TYPE <NORMAL | MASTER | REPLICA | PUBSUB>] [ID client-id [client-id ...]]
 //
 // args holds the arguments of that syntax, such as "NORMAL".
-func (c cmds) ClientList(ctx context.Context, args ...any) (string, error) {
+func (c *Client) ClientList(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encClientList(w, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ClientList returns the list of client connections.
+//
+//	CLIENT LIST [TYPE <NORMAL | MASTER | REPLICA | PUBSUB>] [ID client-id [client-id ...]]
+//
+// args holds the arguments of that syntax, such as "NORMAL".
+func (t *Tx) ClientList(ctx context.Context, args ...any) (string, error) {
+	w := getBuf()
+	encClientList(w, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // ClientList queues CLIENT LIST followed by args. Its reply comes from
@@ -858,10 +1218,21 @@ func encClientPause(w *cmdBuf, timeout int64, args ...any) {
 //	CLIENT PAUSE timeout [WRITE | ALL]
 //
 // args holds what follows timeout in that syntax, such as "WRITE".
-func (c cmds) ClientPause(ctx context.Context, timeout int64, args ...any) error {
+func (c *Client) ClientPause(ctx context.Context, timeout int64, args ...any) error {
 	w := getBuf()
 	encClientPause(w, timeout, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ClientPause stops processing commands from clients for some time.
+//
+//	CLIENT PAUSE timeout [WRITE | ALL]
+//
+// args holds what follows timeout in that syntax, such as "WRITE".
+func (t *Tx) ClientPause(ctx context.Context, timeout int64, args ...any) error {
+	w := getBuf()
+	encClientPause(w, timeout, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ClientPause queues CLIENT PAUSE timeout followed by args. Its reply comes
@@ -881,10 +1252,20 @@ func encClientTrackingInfo(w *cmdBuf) {
 // caching for the current connection.
 //
 //	CLIENT TRACKINGINFO
-func (c cmds) ClientTrackingInfo(ctx context.Context) (Value, error) {
+func (c *Client) ClientTrackingInfo(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encClientTrackingInfo(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ClientTrackingInfo returns information about server assisted client side
+// caching for the current connection.
+//
+//	CLIENT TRACKINGINFO
+func (t *Tx) ClientTrackingInfo(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encClientTrackingInfo(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // ClientTrackingInfo queues CLIENT TRACKINGINFO. Its reply comes from Exec.
@@ -907,10 +1288,22 @@ func encClientUnblock(w *cmdBuf, clientID int64, args ...any) {
 //	CLIENT UNBLOCK client-id [TIMEOUT | ERROR]
 //
 // args holds what follows client-id in that syntax, such as "TIMEOUT".
-func (c cmds) ClientUnblock(ctx context.Context, clientID int64, args ...any) (bool, error) {
+func (c *Client) ClientUnblock(ctx context.Context, clientID int64, args ...any) (bool, error) {
 	w := getBuf()
 	encClientUnblock(w, clientID, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// ClientUnblock unblocks a client blocked in a blocking command from a
+// different connection.
+//
+//	CLIENT UNBLOCK client-id [TIMEOUT | ERROR]
+//
+// args holds what follows client-id in that syntax, such as "TIMEOUT".
+func (t *Tx) ClientUnblock(ctx context.Context, clientID int64, args ...any) (bool, error) {
+	w := getBuf()
+	encClientUnblock(w, clientID, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // ClientUnblock queues CLIENT UNBLOCK client-id followed by args. Its reply
@@ -929,10 +1322,19 @@ func encClientUnpause(w *cmdBuf) {
 // ClientUnpause resumes processing of clients that were paused.
 //
 //	CLIENT UNPAUSE
-func (c cmds) ClientUnpause(ctx context.Context) error {
+func (c *Client) ClientUnpause(ctx context.Context) error {
 	w := getBuf()
 	encClientUnpause(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ClientUnpause resumes processing of clients that were paused.
+//
+//	CLIENT UNPAUSE
+func (t *Tx) ClientUnpause(ctx context.Context) error {
+	w := getBuf()
+	encClientUnpause(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ClientUnpause queues CLIENT UNPAUSE. Its reply comes from Exec.
@@ -950,10 +1352,19 @@ func encCommandCount(w *cmdBuf) {
 // CommandCount returns total number of Redis commands.
 //
 //	COMMAND COUNT
-func (c cmds) CommandCount(ctx context.Context) (int64, error) {
+func (c *Client) CommandCount(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encCommandCount(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// CommandCount returns total number of Redis commands.
+//
+//	COMMAND COUNT
+func (t *Tx) CommandCount(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encCommandCount(w)
+	return intReply(t.run(ctx, w))
 }
 
 // CommandCount queues COMMAND COUNT. Its reply comes from Exec.
@@ -972,10 +1383,19 @@ func encCommandDocs(w *cmdBuf, commandNames ...string) {
 // CommandDocs returns array of specific Redis command documentation.
 //
 //	COMMAND DOCS [command-name [command-name ...]]
-func (c cmds) CommandDocs(ctx context.Context, commandNames ...string) (Value, error) {
+func (c *Client) CommandDocs(ctx context.Context, commandNames ...string) (Value, error) {
 	w := getBuf()
 	encCommandDocs(w, commandNames...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// CommandDocs returns array of specific Redis command documentation.
+//
+//	COMMAND DOCS [command-name [command-name ...]]
+func (t *Tx) CommandDocs(ctx context.Context, commandNames ...string) (Value, error) {
+	w := getBuf()
+	encCommandDocs(w, commandNames...)
+	return valueReply(t.run(ctx, w))
 }
 
 // CommandDocs queues COMMAND DOCS command-name [command-name ...]. Its
@@ -998,10 +1418,22 @@ func encCommandGetKeys(w *cmdBuf, args ...any) {
 //
 // args holds the arguments after the command name; the server's
 // documentation does not list them.
-func (c cmds) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) {
+func (c *Client) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandGetKeys(w, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// CommandGetKeys extracts keys given a full Redis command.
+//
+//	COMMAND GETKEYS
+//
+// args holds the arguments after the command name; the server's
+// documentation does not list them.
+func (t *Tx) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) {
+	w := getBuf()
+	encCommandGetKeys(w, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // CommandGetKeys queues COMMAND GETKEYS followed by args. Its reply comes
@@ -1026,10 +1458,23 @@ func encCommandGetKeysAndFlags(w *cmdBuf, args ...any) {
 //
 // args holds the arguments after the command name; the server's
 // documentation does not list them.
-func (c cmds) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encCommandGetKeysAndFlags(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// CommandGetKeysAndFlags extracts keys and access flags given a full Redis
+// command.
+//
+//	COMMAND GETKEYSANDFLAGS
+//
+// args holds the arguments after the command name; the server's
+// documentation does not list them.
+func (t *Tx) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encCommandGetKeysAndFlags(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // CommandGetKeysAndFlags queues COMMAND GETKEYSANDFLAGS followed by args.
@@ -1050,10 +1495,20 @@ func encCommandInfo(w *cmdBuf, commandNames ...string) {
 // no argument is given.
 //
 //	COMMAND INFO [command-name [command-name ...]]
-func (c cmds) CommandInfo(ctx context.Context, commandNames ...string) (Value, error) {
+func (c *Client) CommandInfo(ctx context.Context, commandNames ...string) (Value, error) {
 	w := getBuf()
 	encCommandInfo(w, commandNames...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// CommandInfo returns array of specific Redis command details, or all when
+// no argument is given.
+//
+//	COMMAND INFO [command-name [command-name ...]]
+func (t *Tx) CommandInfo(ctx context.Context, commandNames ...string) (Value, error) {
+	w := getBuf()
+	encCommandInfo(w, commandNames...)
+	return valueReply(t.run(ctx, w))
 }
 
 // CommandInfo queues COMMAND INFO command-name [command-name ...]. Its
@@ -1075,10 +1530,21 @@ func encCommandList(w *cmdBuf, args ...any) {
 //	COMMAND LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>]
 //
 // args holds the arguments of that syntax, such as "MODULE", "module-name".
-func (c cmds) CommandList(ctx context.Context, args ...any) ([]string, error) {
+func (c *Client) CommandList(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandList(w, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// CommandList returns an array of Redis command names.
+//
+//	COMMAND LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>]
+//
+// args holds the arguments of that syntax, such as "MODULE", "module-name".
+func (t *Tx) CommandList(ctx context.Context, args ...any) ([]string, error) {
+	w := getBuf()
+	encCommandList(w, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // CommandList queues COMMAND LIST followed by args. Its reply comes from
@@ -1098,10 +1564,19 @@ func encConfigGet(w *cmdBuf, parameters ...string) {
 // ConfigGet returns the values of configuration parameters.
 //
 //	CONFIG GET parameter [parameter ...]
-func (c cmds) ConfigGet(ctx context.Context, parameters ...string) (map[string]string, error) {
+func (c *Client) ConfigGet(ctx context.Context, parameters ...string) (map[string]string, error) {
 	w := getBuf()
 	encConfigGet(w, parameters...)
-	return stringMapReply(c.r.run(ctx, w))
+	return stringMapReply(c.run(ctx, w))
+}
+
+// ConfigGet returns the values of configuration parameters.
+//
+//	CONFIG GET parameter [parameter ...]
+func (t *Tx) ConfigGet(ctx context.Context, parameters ...string) (map[string]string, error) {
+	w := getBuf()
+	encConfigGet(w, parameters...)
+	return stringMapReply(t.run(ctx, w))
 }
 
 // ConfigGet queues CONFIG GET parameter [parameter ...]. Its reply comes
@@ -1120,10 +1595,19 @@ func encConfigResetStat(w *cmdBuf) {
 // ConfigResetStat resets the stats returned by INFO.
 //
 //	CONFIG RESETSTAT
-func (c cmds) ConfigResetStat(ctx context.Context) error {
+func (c *Client) ConfigResetStat(ctx context.Context) error {
 	w := getBuf()
 	encConfigResetStat(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ConfigResetStat resets the stats returned by INFO.
+//
+//	CONFIG RESETSTAT
+func (t *Tx) ConfigResetStat(ctx context.Context) error {
+	w := getBuf()
+	encConfigResetStat(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ConfigResetStat queues CONFIG RESETSTAT. Its reply comes from Exec.
@@ -1142,10 +1626,20 @@ func encConfigRewrite(w *cmdBuf) {
 // configuration.
 //
 //	CONFIG REWRITE
-func (c cmds) ConfigRewrite(ctx context.Context) error {
+func (c *Client) ConfigRewrite(ctx context.Context) error {
 	w := getBuf()
 	encConfigRewrite(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ConfigRewrite rewrites the configuration file with the in memory
+// configuration.
+//
+//	CONFIG REWRITE
+func (t *Tx) ConfigRewrite(ctx context.Context) error {
+	w := getBuf()
+	encConfigRewrite(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ConfigRewrite queues CONFIG REWRITE. Its reply comes from Exec.
@@ -1166,10 +1660,21 @@ func encConfigSet(w *cmdBuf, args ...any) {
 //	CONFIG SET parameter value [parameter value ...]
 //
 // args holds the arguments of that syntax, such as "maxmemory", "100mb".
-func (c cmds) ConfigSet(ctx context.Context, args ...any) error {
+func (c *Client) ConfigSet(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encConfigSet(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ConfigSet sets configuration parameters to the given values.
+//
+//	CONFIG SET parameter value [parameter value ...]
+//
+// args holds the arguments of that syntax, such as "maxmemory", "100mb".
+func (t *Tx) ConfigSet(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encConfigSet(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ConfigSet queues CONFIG SET followed by args. Its reply comes from Exec.
@@ -1192,10 +1697,21 @@ func encCopy(w *cmdBuf, source, destination string, args ...any) {
 //	COPY source destination [DB destination-db] [REPLACE]
 //
 // args holds what follows destination in that syntax, such as "DB", 10.
-func (c cmds) Copy(ctx context.Context, source, destination string, args ...any) (bool, error) {
+func (c *Client) Copy(ctx context.Context, source, destination string, args ...any) (bool, error) {
 	w := getBuf()
 	encCopy(w, source, destination, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// Copy copies a key.
+//
+//	COPY source destination [DB destination-db] [REPLACE]
+//
+// args holds what follows destination in that syntax, such as "DB", 10.
+func (t *Tx) Copy(ctx context.Context, source, destination string, args ...any) (bool, error) {
+	w := getBuf()
+	encCopy(w, source, destination, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // Copy queues COPY source destination followed by args. Its reply comes
@@ -1214,10 +1730,19 @@ func encDBSize(w *cmdBuf) {
 // DBSize returns the number of keys in the selected database.
 //
 //	DBSIZE
-func (c cmds) DBSize(ctx context.Context) (int64, error) {
+func (c *Client) DBSize(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encDBSize(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// DBSize returns the number of keys in the selected database.
+//
+//	DBSIZE
+func (t *Tx) DBSize(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encDBSize(w)
+	return intReply(t.run(ctx, w))
 }
 
 // DBSize queues DBSIZE. Its reply comes from Exec.
@@ -1236,10 +1761,19 @@ func encDecr(w *cmdBuf, key string) {
 // Decr decrements the integer value of a key by one.
 //
 //	DECR key
-func (c cmds) Decr(ctx context.Context, key string) (int64, error) {
+func (c *Client) Decr(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encDecr(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Decr decrements the integer value of a key by one.
+//
+//	DECR key
+func (t *Tx) Decr(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encDecr(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // Decr queues DECR key. Its reply comes from Exec.
@@ -1259,10 +1793,19 @@ func encDecrBy(w *cmdBuf, key string, decrement int64) {
 // DecrBy decrements the integer value of a key by the given number.
 //
 //	DECRBY key decrement
-func (c cmds) DecrBy(ctx context.Context, key string, decrement int64) (int64, error) {
+func (c *Client) DecrBy(ctx context.Context, key string, decrement int64) (int64, error) {
 	w := getBuf()
 	encDecrBy(w, key, decrement)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// DecrBy decrements the integer value of a key by the given number.
+//
+//	DECRBY key decrement
+func (t *Tx) DecrBy(ctx context.Context, key string, decrement int64) (int64, error) {
+	w := getBuf()
+	encDecrBy(w, key, decrement)
+	return intReply(t.run(ctx, w))
 }
 
 // DecrBy queues DECRBY key decrement. Its reply comes from Exec.
@@ -1283,10 +1826,19 @@ func encDel(w *cmdBuf, keys ...string) {
 // Del deletes a key.
 //
 //	DEL key [key ...]
-func (c cmds) Del(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) Del(ctx context.Context, keys ...string) (int64, error) {
 	w := getBuf()
 	encDel(w, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Del deletes a key.
+//
+//	DEL key [key ...]
+func (t *Tx) Del(ctx context.Context, keys ...string) (int64, error) {
+	w := getBuf()
+	encDel(w, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // Del queues DEL key [key ...]. Its reply comes from Exec.
@@ -1306,10 +1858,20 @@ func encDump(w *cmdBuf, key string) {
 // key. It returns ErrNil when the key does not exist.
 //
 //	DUMP key
-func (c cmds) Dump(ctx context.Context, key string) (string, error) {
+func (c *Client) Dump(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encDump(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// Dump returns a serialized version of the value stored at the specified
+// key. It returns ErrNil when the key does not exist.
+//
+//	DUMP key
+func (t *Tx) Dump(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encDump(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // Dump queues DUMP key. Its reply comes from Exec.
@@ -1328,10 +1890,19 @@ func encEcho(w *cmdBuf, message any) {
 // Echo echoes the given string.
 //
 //	ECHO message
-func (c cmds) Echo(ctx context.Context, message any) (string, error) {
+func (c *Client) Echo(ctx context.Context, message any) (string, error) {
 	w := getBuf()
 	encEcho(w, message)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// Echo echoes the given string.
+//
+//	ECHO message
+func (t *Tx) Echo(ctx context.Context, message any) (string, error) {
+	w := getBuf()
+	encEcho(w, message)
+	return textReply(t.run(ctx, w))
 }
 
 // Echo queues ECHO message. Its reply comes from Exec.
@@ -1354,10 +1925,21 @@ func encEval(w *cmdBuf, script string, numkeys int64, args ...any) {
 //	EVAL script numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1", "ada".
-func (c cmds) Eval(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) Eval(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEval(w, script, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// Eval executes a Lua script server side.
+//
+//	EVAL script numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1", "ada".
+func (t *Tx) Eval(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encEval(w, script, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // Eval queues EVAL script numkeys followed by args. Its reply comes from
@@ -1381,10 +1963,21 @@ func encEvalSha(w *cmdBuf, sha1 string, numkeys int64, args ...any) {
 //	EVALSHA sha1 numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1", "ada".
-func (c cmds) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEvalSha(w, sha1, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// EvalSha executes a Lua script server side.
+//
+//	EVALSHA sha1 numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1", "ada".
+func (t *Tx) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encEvalSha(w, sha1, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // EvalSha queues EVALSHA sha1 numkeys followed by args. Its reply comes
@@ -1408,10 +2001,21 @@ func encEvalShaRO(w *cmdBuf, sha1 string, numkeys int64, args ...any) {
 //	EVALSHA_RO sha1 numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1".
-func (c cmds) EvalShaRO(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) EvalShaRO(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEvalShaRO(w, sha1, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// EvalShaRO executes a read-only Lua script server side.
+//
+//	EVALSHA_RO sha1 numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1".
+func (t *Tx) EvalShaRO(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encEvalShaRO(w, sha1, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // EvalShaRO queues EVALSHA_RO sha1 numkeys followed by args. Its reply
@@ -1435,10 +2039,21 @@ func encEvalRO(w *cmdBuf, script string, numkeys int64, args ...any) {
 //	EVAL_RO script numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1".
-func (c cmds) EvalRO(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) EvalRO(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEvalRO(w, script, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// EvalRO executes a read-only Lua script server side.
+//
+//	EVAL_RO script numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1".
+func (t *Tx) EvalRO(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encEvalRO(w, script, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // EvalRO queues EVAL_RO script numkeys followed by args. Its reply comes
@@ -1460,10 +2075,19 @@ func encExists(w *cmdBuf, keys ...string) {
 // Exists determines if a key exists.
 //
 //	EXISTS key [key ...]
-func (c cmds) Exists(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) Exists(ctx context.Context, keys ...string) (int64, error) {
 	w := getBuf()
 	encExists(w, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Exists determines if a key exists.
+//
+//	EXISTS key [key ...]
+func (t *Tx) Exists(ctx context.Context, keys ...string) (int64, error) {
+	w := getBuf()
+	encExists(w, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // Exists queues EXISTS key [key ...]. Its reply comes from Exec.
@@ -1486,10 +2110,21 @@ func encExpire(w *cmdBuf, key string, seconds int64, args ...any) {
 //	EXPIRE key seconds [NX | XX | GT | LT]
 //
 // args holds what follows seconds in that syntax, such as "NX".
-func (c cmds) Expire(ctx context.Context, key string, seconds int64, args ...any) (bool, error) {
+func (c *Client) Expire(ctx context.Context, key string, seconds int64, args ...any) (bool, error) {
 	w := getBuf()
 	encExpire(w, key, seconds, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// Expire sets a key's time to live in seconds.
+//
+//	EXPIRE key seconds [NX | XX | GT | LT]
+//
+// args holds what follows seconds in that syntax, such as "NX".
+func (t *Tx) Expire(ctx context.Context, key string, seconds int64, args ...any) (bool, error) {
+	w := getBuf()
+	encExpire(w, key, seconds, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // Expire queues EXPIRE key seconds followed by args. Its reply comes from
@@ -1513,10 +2148,21 @@ func encExpireAt(w *cmdBuf, key string, unixTimeSeconds int64, args ...any) {
 //	EXPIREAT key unix-time-seconds [NX | XX | GT | LT]
 //
 // args holds what follows unix-time-seconds in that syntax, such as "NX".
-func (c cmds) ExpireAt(ctx context.Context, key string, unixTimeSeconds int64, args ...any) (bool, error) {
+func (c *Client) ExpireAt(ctx context.Context, key string, unixTimeSeconds int64, args ...any) (bool, error) {
 	w := getBuf()
 	encExpireAt(w, key, unixTimeSeconds, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// ExpireAt sets the expiration for a key as a UNIX timestamp.
+//
+//	EXPIREAT key unix-time-seconds [NX | XX | GT | LT]
+//
+// args holds what follows unix-time-seconds in that syntax, such as "NX".
+func (t *Tx) ExpireAt(ctx context.Context, key string, unixTimeSeconds int64, args ...any) (bool, error) {
+	w := getBuf()
+	encExpireAt(w, key, unixTimeSeconds, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // ExpireAt queues EXPIREAT key unix-time-seconds followed by args. Its
@@ -1536,10 +2182,19 @@ func encExpireTime(w *cmdBuf, key string) {
 // ExpireTime returns the expiration Unix timestamp for a key.
 //
 //	EXPIRETIME key
-func (c cmds) ExpireTime(ctx context.Context, key string) (int64, error) {
+func (c *Client) ExpireTime(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encExpireTime(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ExpireTime returns the expiration Unix timestamp for a key.
+//
+//	EXPIRETIME key
+func (t *Tx) ExpireTime(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encExpireTime(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // ExpireTime queues EXPIRETIME key. Its reply comes from Exec.
@@ -1561,10 +2216,22 @@ func encFailover(w *cmdBuf, args ...any) {
 //	FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT milliseconds]
 //
 // args holds the arguments of that syntax, such as "TIMEOUT", 10.
-func (c cmds) Failover(ctx context.Context, args ...any) error {
+func (c *Client) Failover(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encFailover(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Failover starts a coordinated failover between this server and one of its
+// replicas.
+//
+//	FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT milliseconds]
+//
+// args holds the arguments of that syntax, such as "TIMEOUT", 10.
+func (t *Tx) Failover(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encFailover(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // Failover queues FAILOVER followed by args. Its reply comes from Exec.
@@ -1587,10 +2254,21 @@ func encFCall(w *cmdBuf, function string, numkeys int64, args ...any) {
 //	FCALL function numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1", "ada".
-func (c cmds) FCall(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) FCall(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encFCall(w, function, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// FCall invokes a function.
+//
+//	FCALL function numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1", "ada".
+func (t *Tx) FCall(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encFCall(w, function, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // FCall queues FCALL function numkeys followed by args. Its reply comes
@@ -1614,10 +2292,21 @@ func encFCallRO(w *cmdBuf, function string, numkeys int64, args ...any) {
 //	FCALL_RO function numkeys [key [key ...]] [arg [arg ...]]
 //
 // args holds what follows numkeys in that syntax, such as "user:1".
-func (c cmds) FCallRO(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
+func (c *Client) FCallRO(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encFCallRO(w, function, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// FCallRO invokes a read-only function.
+//
+//	FCALL_RO function numkeys [key [key ...]] [arg [arg ...]]
+//
+// args holds what follows numkeys in that syntax, such as "user:1".
+func (t *Tx) FCallRO(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encFCallRO(w, function, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // FCallRO queues FCALL_RO function numkeys followed by args. Its reply
@@ -1639,10 +2328,21 @@ func encFlushAll(w *cmdBuf, args ...any) {
 //	FLUSHALL [ASYNC | SYNC]
 //
 // args holds the arguments of that syntax, such as "ASYNC".
-func (c cmds) FlushAll(ctx context.Context, args ...any) error {
+func (c *Client) FlushAll(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encFlushAll(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FlushAll removes all keys from all databases.
+//
+//	FLUSHALL [ASYNC | SYNC]
+//
+// args holds the arguments of that syntax, such as "ASYNC".
+func (t *Tx) FlushAll(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encFlushAll(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // FlushAll queues FLUSHALL followed by args. Its reply comes from Exec.
@@ -1663,10 +2363,21 @@ func encFlushDB(w *cmdBuf, args ...any) {
 //	FLUSHDB [ASYNC | SYNC]
 //
 // args holds the arguments of that syntax, such as "ASYNC".
-func (c cmds) FlushDB(ctx context.Context, args ...any) error {
+func (c *Client) FlushDB(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encFlushDB(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FlushDB removes all keys from the current database.
+//
+//	FLUSHDB [ASYNC | SYNC]
+//
+// args holds the arguments of that syntax, such as "ASYNC".
+func (t *Tx) FlushDB(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encFlushDB(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // FlushDB queues FLUSHDB followed by args. Its reply comes from Exec.
@@ -1685,10 +2396,19 @@ func encFunctionDelete(w *cmdBuf, libraryName string) {
 // FunctionDelete deletes a function by name.
 //
 //	FUNCTION DELETE library-name
-func (c cmds) FunctionDelete(ctx context.Context, libraryName string) error {
+func (c *Client) FunctionDelete(ctx context.Context, libraryName string) error {
 	w := getBuf()
 	encFunctionDelete(w, libraryName)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FunctionDelete deletes a function by name.
+//
+//	FUNCTION DELETE library-name
+func (t *Tx) FunctionDelete(ctx context.Context, libraryName string) error {
+	w := getBuf()
+	encFunctionDelete(w, libraryName)
+	return okReply(t.run(ctx, w))
 }
 
 // FunctionDelete queues FUNCTION DELETE library-name. Its reply comes from
@@ -1707,10 +2427,19 @@ func encFunctionDump(w *cmdBuf) {
 // FunctionDump dumps all functions into a serialized binary payload.
 //
 //	FUNCTION DUMP
-func (c cmds) FunctionDump(ctx context.Context) (string, error) {
+func (c *Client) FunctionDump(ctx context.Context) (string, error) {
 	w := getBuf()
 	encFunctionDump(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// FunctionDump dumps all functions into a serialized binary payload.
+//
+//	FUNCTION DUMP
+func (t *Tx) FunctionDump(ctx context.Context) (string, error) {
+	w := getBuf()
+	encFunctionDump(w)
+	return textReply(t.run(ctx, w))
 }
 
 // FunctionDump queues FUNCTION DUMP. Its reply comes from Exec.
@@ -1731,10 +2460,21 @@ func encFunctionFlush(w *cmdBuf, args ...any) {
 //	FUNCTION FLUSH [ASYNC | SYNC]
 //
 // args holds the arguments of that syntax, such as "ASYNC".
-func (c cmds) FunctionFlush(ctx context.Context, args ...any) error {
+func (c *Client) FunctionFlush(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encFunctionFlush(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FunctionFlush deletes all functions.
+//
+//	FUNCTION FLUSH [ASYNC | SYNC]
+//
+// args holds the arguments of that syntax, such as "ASYNC".
+func (t *Tx) FunctionFlush(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encFunctionFlush(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // FunctionFlush queues FUNCTION FLUSH followed by args. Its reply comes
@@ -1753,10 +2493,19 @@ func encFunctionKill(w *cmdBuf) {
 // FunctionKill kills the function currently in execution.
 //
 //	FUNCTION KILL
-func (c cmds) FunctionKill(ctx context.Context) error {
+func (c *Client) FunctionKill(ctx context.Context) error {
 	w := getBuf()
 	encFunctionKill(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FunctionKill kills the function currently in execution.
+//
+//	FUNCTION KILL
+func (t *Tx) FunctionKill(ctx context.Context) error {
+	w := getBuf()
+	encFunctionKill(w)
+	return okReply(t.run(ctx, w))
 }
 
 // FunctionKill queues FUNCTION KILL. Its reply comes from Exec.
@@ -1778,10 +2527,22 @@ func encFunctionList(w *cmdBuf, args ...any) {
 //
 // args holds the arguments of that syntax, such as "LIBRARYNAME",
 // "library-name-pattern".
-func (c cmds) FunctionList(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) FunctionList(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encFunctionList(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// FunctionList lists information about all the functions.
+//
+//	FUNCTION LIST [LIBRARYNAME library-name-pattern] [WITHCODE]
+//
+// args holds the arguments of that syntax, such as "LIBRARYNAME",
+// "library-name-pattern".
+func (t *Tx) FunctionList(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encFunctionList(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // FunctionList queues FUNCTION LIST followed by args. Its reply comes from
@@ -1802,10 +2563,20 @@ func encFunctionLoad(w *cmdBuf, functionCode string) {
 // description).
 //
 //	FUNCTION LOAD function-code
-func (c cmds) FunctionLoad(ctx context.Context, functionCode string) (string, error) {
+func (c *Client) FunctionLoad(ctx context.Context, functionCode string) (string, error) {
 	w := getBuf()
 	encFunctionLoad(w, functionCode)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// FunctionLoad creates a function with the given arguments (name, code,
+// description).
+//
+//	FUNCTION LOAD function-code
+func (t *Tx) FunctionLoad(ctx context.Context, functionCode string) (string, error) {
+	w := getBuf()
+	encFunctionLoad(w, functionCode)
+	return textReply(t.run(ctx, w))
 }
 
 // FunctionLoad queues FUNCTION LOAD function-code. Its reply comes from
@@ -1827,10 +2598,20 @@ func encFunctionLoadReplace(w *cmdBuf, functionCode string) {
 // code, description).
 //
 //	FUNCTION LOAD REPLACE function-code
-func (c cmds) FunctionLoadReplace(ctx context.Context, functionCode string) (string, error) {
+func (c *Client) FunctionLoadReplace(ctx context.Context, functionCode string) (string, error) {
 	w := getBuf()
 	encFunctionLoadReplace(w, functionCode)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// FunctionLoadReplace creates a function with the given arguments (name,
+// code, description).
+//
+//	FUNCTION LOAD REPLACE function-code
+func (t *Tx) FunctionLoadReplace(ctx context.Context, functionCode string) (string, error) {
+	w := getBuf()
+	encFunctionLoadReplace(w, functionCode)
+	return textReply(t.run(ctx, w))
 }
 
 // FunctionLoadReplace queues FUNCTION LOAD REPLACE function-code. Its reply
@@ -1854,10 +2635,21 @@ func encFunctionRestore(w *cmdBuf, serializedValue string, args ...any) {
 //	FUNCTION RESTORE serialized-value [FLUSH | APPEND | REPLACE]
 //
 // args holds what follows serialized-value in that syntax, such as "FLUSH".
-func (c cmds) FunctionRestore(ctx context.Context, serializedValue string, args ...any) error {
+func (c *Client) FunctionRestore(ctx context.Context, serializedValue string, args ...any) error {
 	w := getBuf()
 	encFunctionRestore(w, serializedValue, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// FunctionRestore restores all the functions on the given payload.
+//
+//	FUNCTION RESTORE serialized-value [FLUSH | APPEND | REPLACE]
+//
+// args holds what follows serialized-value in that syntax, such as "FLUSH".
+func (t *Tx) FunctionRestore(ctx context.Context, serializedValue string, args ...any) error {
+	w := getBuf()
+	encFunctionRestore(w, serializedValue, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // FunctionRestore queues FUNCTION RESTORE serialized-value followed by
@@ -1877,10 +2669,20 @@ func encFunctionStats(w *cmdBuf) {
 // (name, description, duration).
 //
 //	FUNCTION STATS
-func (c cmds) FunctionStats(ctx context.Context) (Value, error) {
+func (c *Client) FunctionStats(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encFunctionStats(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// FunctionStats returns information about the function currently running
+// (name, description, duration).
+//
+//	FUNCTION STATS
+func (t *Tx) FunctionStats(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encFunctionStats(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // FunctionStats queues FUNCTION STATS. Its reply comes from Exec.
@@ -1904,10 +2706,23 @@ func encGeoAdd(w *cmdBuf, key string, args ...any) {
 //
 // args holds what follows key in that syntax, such as 13.361389, 38.115556,
 // "Palermo".
-func (c cmds) GeoAdd(ctx context.Context, key string, args ...any) (int64, error) {
+func (c *Client) GeoAdd(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encGeoAdd(w, key, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// GeoAdd adds one or more geospatial items in the geospatial index
+// represented using a sorted set.
+//
+//	GEOADD key [NX | XX] [CH] longitude latitude member [longitude latitude member ...]
+//
+// args holds what follows key in that syntax, such as 13.361389, 38.115556,
+// "Palermo".
+func (t *Tx) GeoAdd(ctx context.Context, key string, args ...any) (int64, error) {
+	w := getBuf()
+	encGeoAdd(w, key, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // GeoAdd queues GEOADD key followed by args. Its reply comes from Exec.
@@ -1932,10 +2747,22 @@ func encGeoDist(w *cmdBuf, key string, member1, member2 any, args ...any) {
 //	GEODIST key member1 member2 [M | KM | FT | MI]
 //
 // args holds what follows member2 in that syntax, such as "M".
-func (c cmds) GeoDist(ctx context.Context, key string, member1, member2 any, args ...any) (float64, error) {
+func (c *Client) GeoDist(ctx context.Context, key string, member1, member2 any, args ...any) (float64, error) {
 	w := getBuf()
 	encGeoDist(w, key, member1, member2, args...)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// GeoDist returns the distance between two members of a geospatial index.
+// It returns ErrNil when one of the members does not exist.
+//
+//	GEODIST key member1 member2 [M | KM | FT | MI]
+//
+// args holds what follows member2 in that syntax, such as "M".
+func (t *Tx) GeoDist(ctx context.Context, key string, member1, member2 any, args ...any) (float64, error) {
+	w := getBuf()
+	encGeoDist(w, key, member1, member2, args...)
+	return floatReply(t.run(ctx, w))
 }
 
 // GeoDist queues GEODIST key member1 member2 followed by args. Its reply
@@ -1957,10 +2784,20 @@ func encGeoHash(w *cmdBuf, key string, members ...any) {
 // strings.
 //
 //	GEOHASH key member [member ...]
-func (c cmds) GeoHash(ctx context.Context, key string, members ...any) ([]Value, error) {
+func (c *Client) GeoHash(ctx context.Context, key string, members ...any) ([]Value, error) {
 	w := getBuf()
 	encGeoHash(w, key, members...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// GeoHash returns members of a geospatial index as standard geohash
+// strings.
+//
+//	GEOHASH key member [member ...]
+func (t *Tx) GeoHash(ctx context.Context, key string, members ...any) ([]Value, error) {
+	w := getBuf()
+	encGeoHash(w, key, members...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // GeoHash queues GEOHASH key member [member ...]. Its reply comes from
@@ -1981,10 +2818,19 @@ func encGeoPos(w *cmdBuf, key string, members ...any) {
 // GeoPos returns longitude and latitude of members of a geospatial index.
 //
 //	GEOPOS key member [member ...]
-func (c cmds) GeoPos(ctx context.Context, key string, members ...any) ([]Value, error) {
+func (c *Client) GeoPos(ctx context.Context, key string, members ...any) ([]Value, error) {
 	w := getBuf()
 	encGeoPos(w, key, members...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// GeoPos returns longitude and latitude of members of a geospatial index.
+//
+//	GEOPOS key member [member ...]
+func (t *Tx) GeoPos(ctx context.Context, key string, members ...any) ([]Value, error) {
+	w := getBuf()
+	encGeoPos(w, key, members...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // GeoPos queues GEOPOS key member [member ...]. Its reply comes from Exec.
@@ -2008,10 +2854,23 @@ func encGeoSearch(w *cmdBuf, key string, args ...any) {
 //
 // args holds what follows key in that syntax, such as "FROMLONLAT", 15, 37,
 // "BYRADIUS", 200, "km".
-func (c cmds) GeoSearch(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) GeoSearch(ctx context.Context, key string, args ...any) (Value, error) {
 	w := getBuf()
 	encGeoSearch(w, key, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// GeoSearch queries a sorted set representing a geospatial index to fetch
+// members inside an area of a box or a circle.
+//
+//	GEOSEARCH key <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]
+//
+// args holds what follows key in that syntax, such as "FROMLONLAT", 15, 37,
+// "BYRADIUS", 200, "km".
+func (t *Tx) GeoSearch(ctx context.Context, key string, args ...any) (Value, error) {
+	w := getBuf()
+	encGeoSearch(w, key, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // GeoSearch queues GEOSEARCH key followed by args. Its reply comes from
@@ -2039,10 +2898,24 @@ func encGeoSearchStore(w *cmdBuf, destination, source string, args ...any) {
 //
 // args holds what follows source in that syntax, such as "FROMMEMBER",
 // "member".
-func (c cmds) GeoSearchStore(ctx context.Context, destination, source string, args ...any) (int64, error) {
+func (c *Client) GeoSearchStore(ctx context.Context, destination, source string, args ...any) (int64, error) {
 	w := getBuf()
 	encGeoSearchStore(w, destination, source, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// GeoSearchStore queries a sorted set representing a geospatial index to
+// fetch members inside an area of a box or a circle, and stores the result
+// in another key.
+//
+//	GEOSEARCHSTORE destination source <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [STOREDIST]
+//
+// args holds what follows source in that syntax, such as "FROMMEMBER",
+// "member".
+func (t *Tx) GeoSearchStore(ctx context.Context, destination, source string, args ...any) (int64, error) {
+	w := getBuf()
+	encGeoSearchStore(w, destination, source, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // GeoSearchStore queues GEOSEARCHSTORE destination source followed by args.
@@ -2063,10 +2936,20 @@ func encGet(w *cmdBuf, key string) {
 // exist.
 //
 //	GET key
-func (c cmds) Get(ctx context.Context, key string) (string, error) {
+func (c *Client) Get(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encGet(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// Get returns the value of a key. It returns ErrNil when the key does not
+// exist.
+//
+//	GET key
+func (t *Tx) Get(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encGet(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // Get queues GET key. Its reply comes from Exec.
@@ -2086,10 +2969,19 @@ func encGetBit(w *cmdBuf, key string, offset int64) {
 // GetBit returns the bit value at offset in the string value stored at key.
 //
 //	GETBIT key offset
-func (c cmds) GetBit(ctx context.Context, key string, offset int64) (int64, error) {
+func (c *Client) GetBit(ctx context.Context, key string, offset int64) (int64, error) {
 	w := getBuf()
 	encGetBit(w, key, offset)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// GetBit returns the bit value at offset in the string value stored at key.
+//
+//	GETBIT key offset
+func (t *Tx) GetBit(ctx context.Context, key string, offset int64) (int64, error) {
+	w := getBuf()
+	encGetBit(w, key, offset)
+	return intReply(t.run(ctx, w))
 }
 
 // GetBit queues GETBIT key offset. Its reply comes from Exec.
@@ -2109,10 +3001,20 @@ func encGetDel(w *cmdBuf, key string) {
 // when the key does not exist.
 //
 //	GETDEL key
-func (c cmds) GetDel(ctx context.Context, key string) (string, error) {
+func (c *Client) GetDel(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encGetDel(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// GetDel returns the value of a key and deletes the key. It returns ErrNil
+// when the key does not exist.
+//
+//	GETDEL key
+func (t *Tx) GetDel(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encGetDel(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // GetDel queues GETDEL key. Its reply comes from Exec.
@@ -2135,10 +3037,22 @@ func encGetEx(w *cmdBuf, key string, args ...any) {
 //	GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]
 //
 // args holds what follows key in that syntax, such as "EX", 60.
-func (c cmds) GetEx(ctx context.Context, key string, args ...any) (string, error) {
+func (c *Client) GetEx(ctx context.Context, key string, args ...any) (string, error) {
 	w := getBuf()
 	encGetEx(w, key, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// GetEx returns the value of a key and optionally sets its expiration. It
+// returns ErrNil when the key does not exist.
+//
+//	GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]
+//
+// args holds what follows key in that syntax, such as "EX", 60.
+func (t *Tx) GetEx(ctx context.Context, key string, args ...any) (string, error) {
+	w := getBuf()
+	encGetEx(w, key, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // GetEx queues GETEX key followed by args. Its reply comes from Exec.
@@ -2159,10 +3073,19 @@ func encGetRange(w *cmdBuf, key string, start, end int64) {
 // GetRange returns a substring of the string stored at a key.
 //
 //	GETRANGE key start end
-func (c cmds) GetRange(ctx context.Context, key string, start, end int64) (string, error) {
+func (c *Client) GetRange(ctx context.Context, key string, start, end int64) (string, error) {
 	w := getBuf()
 	encGetRange(w, key, start, end)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// GetRange returns a substring of the string stored at a key.
+//
+//	GETRANGE key start end
+func (t *Tx) GetRange(ctx context.Context, key string, start, end int64) (string, error) {
+	w := getBuf()
+	encGetRange(w, key, start, end)
+	return textReply(t.run(ctx, w))
 }
 
 // GetRange queues GETRANGE key start end. Its reply comes from Exec.
@@ -2183,10 +3106,20 @@ func encGetSet(w *cmdBuf, key string, value any) {
 // returns ErrNil when the key did not exist.
 //
 //	GETSET key value
-func (c cmds) GetSet(ctx context.Context, key string, value any) (string, error) {
+func (c *Client) GetSet(ctx context.Context, key string, value any) (string, error) {
 	w := getBuf()
 	encGetSet(w, key, value)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// GetSet sets the string value of a key and returns its old value. It
+// returns ErrNil when the key did not exist.
+//
+//	GETSET key value
+func (t *Tx) GetSet(ctx context.Context, key string, value any) (string, error) {
+	w := getBuf()
+	encGetSet(w, key, value)
+	return textReply(t.run(ctx, w))
 }
 
 // GetSet queues GETSET key value. Its reply comes from Exec.
@@ -2206,10 +3139,19 @@ func encHDel(w *cmdBuf, key string, fields ...string) {
 // HDel deletes one or more hash fields.
 //
 //	HDEL key field [field ...]
-func (c cmds) HDel(ctx context.Context, key string, fields ...string) (int64, error) {
+func (c *Client) HDel(ctx context.Context, key string, fields ...string) (int64, error) {
 	w := getBuf()
 	encHDel(w, key, fields...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// HDel deletes one or more hash fields.
+//
+//	HDEL key field [field ...]
+func (t *Tx) HDel(ctx context.Context, key string, fields ...string) (int64, error) {
+	w := getBuf()
+	encHDel(w, key, fields...)
+	return intReply(t.run(ctx, w))
 }
 
 // HDel queues HDEL key field [field ...]. Its reply comes from Exec.
@@ -2229,10 +3171,19 @@ func encHExists(w *cmdBuf, key, field string) {
 // HExists determines if a hash field exists.
 //
 //	HEXISTS key field
-func (c cmds) HExists(ctx context.Context, key, field string) (bool, error) {
+func (c *Client) HExists(ctx context.Context, key, field string) (bool, error) {
 	w := getBuf()
 	encHExists(w, key, field)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// HExists determines if a hash field exists.
+//
+//	HEXISTS key field
+func (t *Tx) HExists(ctx context.Context, key, field string) (bool, error) {
+	w := getBuf()
+	encHExists(w, key, field)
+	return boolReply(t.run(ctx, w))
 }
 
 // HExists queues HEXISTS key field. Its reply comes from Exec.
@@ -2253,10 +3204,20 @@ func encHGet(w *cmdBuf, key, field string) {
 // or the key does not exist.
 //
 //	HGET key field
-func (c cmds) HGet(ctx context.Context, key, field string) (string, error) {
+func (c *Client) HGet(ctx context.Context, key, field string) (string, error) {
 	w := getBuf()
 	encHGet(w, key, field)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// HGet returns the value of a hash field. It returns ErrNil when the field
+// or the key does not exist.
+//
+//	HGET key field
+func (t *Tx) HGet(ctx context.Context, key, field string) (string, error) {
+	w := getBuf()
+	encHGet(w, key, field)
+	return textReply(t.run(ctx, w))
 }
 
 // HGet queues HGET key field. Its reply comes from Exec.
@@ -2275,10 +3236,19 @@ func encHGetAll(w *cmdBuf, key string) {
 // HGetAll returns all the fields and values in a hash.
 //
 //	HGETALL key
-func (c cmds) HGetAll(ctx context.Context, key string) (map[string]string, error) {
+func (c *Client) HGetAll(ctx context.Context, key string) (map[string]string, error) {
 	w := getBuf()
 	encHGetAll(w, key)
-	return stringMapReply(c.r.run(ctx, w))
+	return stringMapReply(c.run(ctx, w))
+}
+
+// HGetAll returns all the fields and values in a hash.
+//
+//	HGETALL key
+func (t *Tx) HGetAll(ctx context.Context, key string) (map[string]string, error) {
+	w := getBuf()
+	encHGetAll(w, key)
+	return stringMapReply(t.run(ctx, w))
 }
 
 // HGetAll queues HGETALL key. Its reply comes from Exec.
@@ -2299,10 +3269,19 @@ func encHIncrBy(w *cmdBuf, key, field string, increment int64) {
 // HIncrBy increments the integer value of a hash field by the given number.
 //
 //	HINCRBY key field increment
-func (c cmds) HIncrBy(ctx context.Context, key, field string, increment int64) (int64, error) {
+func (c *Client) HIncrBy(ctx context.Context, key, field string, increment int64) (int64, error) {
 	w := getBuf()
 	encHIncrBy(w, key, field, increment)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// HIncrBy increments the integer value of a hash field by the given number.
+//
+//	HINCRBY key field increment
+func (t *Tx) HIncrBy(ctx context.Context, key, field string, increment int64) (int64, error) {
+	w := getBuf()
+	encHIncrBy(w, key, field, increment)
+	return intReply(t.run(ctx, w))
 }
 
 // HIncrBy queues HINCRBY key field increment. Its reply comes from Exec.
@@ -2324,10 +3303,20 @@ func encHIncrByFloat(w *cmdBuf, key, field string, increment float64) {
 // amount.
 //
 //	HINCRBYFLOAT key field increment
-func (c cmds) HIncrByFloat(ctx context.Context, key, field string, increment float64) (float64, error) {
+func (c *Client) HIncrByFloat(ctx context.Context, key, field string, increment float64) (float64, error) {
 	w := getBuf()
 	encHIncrByFloat(w, key, field, increment)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// HIncrByFloat increments the float value of a hash field by the given
+// amount.
+//
+//	HINCRBYFLOAT key field increment
+func (t *Tx) HIncrByFloat(ctx context.Context, key, field string, increment float64) (float64, error) {
+	w := getBuf()
+	encHIncrByFloat(w, key, field, increment)
+	return floatReply(t.run(ctx, w))
 }
 
 // HIncrByFloat queues HINCRBYFLOAT key field increment. Its reply comes
@@ -2347,10 +3336,19 @@ func encHKeys(w *cmdBuf, key string) {
 // HKeys returns all the fields in a hash.
 //
 //	HKEYS key
-func (c cmds) HKeys(ctx context.Context, key string) ([]string, error) {
+func (c *Client) HKeys(ctx context.Context, key string) ([]string, error) {
 	w := getBuf()
 	encHKeys(w, key)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// HKeys returns all the fields in a hash.
+//
+//	HKEYS key
+func (t *Tx) HKeys(ctx context.Context, key string) ([]string, error) {
+	w := getBuf()
+	encHKeys(w, key)
+	return stringsReply(t.run(ctx, w))
 }
 
 // HKeys queues HKEYS key. Its reply comes from Exec.
@@ -2369,10 +3367,19 @@ func encHLen(w *cmdBuf, key string) {
 // HLen returns the number of fields in a hash.
 //
 //	HLEN key
-func (c cmds) HLen(ctx context.Context, key string) (int64, error) {
+func (c *Client) HLen(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encHLen(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// HLen returns the number of fields in a hash.
+//
+//	HLEN key
+func (t *Tx) HLen(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encHLen(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // HLen queues HLEN key. Its reply comes from Exec.
@@ -2392,10 +3399,19 @@ func encHMGet(w *cmdBuf, key string, fields ...string) {
 // HMGet returns the values of all the given hash fields.
 //
 //	HMGET key field [field ...]
-func (c cmds) HMGet(ctx context.Context, key string, fields ...string) ([]Value, error) {
+func (c *Client) HMGet(ctx context.Context, key string, fields ...string) ([]Value, error) {
 	w := getBuf()
 	encHMGet(w, key, fields...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// HMGet returns the values of all the given hash fields.
+//
+//	HMGET key field [field ...]
+func (t *Tx) HMGet(ctx context.Context, key string, fields ...string) ([]Value, error) {
+	w := getBuf()
+	encHMGet(w, key, fields...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // HMGet queues HMGET key field [field ...]. Its reply comes from Exec.
@@ -2418,10 +3434,22 @@ func encHMSet(w *cmdBuf, key string, args ...any) {
 //
 // args holds what follows key in that syntax, such as "name", "ada",
 // "born", 1815.
-func (c cmds) HMSet(ctx context.Context, key string, args ...any) error {
+func (c *Client) HMSet(ctx context.Context, key string, args ...any) error {
 	w := getBuf()
 	encHMSet(w, key, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// HMSet sets multiple hash fields to multiple values.
+//
+//	HMSET key field value [field value ...]
+//
+// args holds what follows key in that syntax, such as "name", "ada",
+// "born", 1815.
+func (t *Tx) HMSet(ctx context.Context, key string, args ...any) error {
+	w := getBuf()
+	encHMSet(w, key, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // HMSet queues HMSET key followed by args. Its reply comes from Exec.
@@ -2441,10 +3469,19 @@ func encHRandField(w *cmdBuf, key string, count int64) {
 // HRandField returns one or multiple random fields from a hash.
 //
 //	HRANDFIELD key count
-func (c cmds) HRandField(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) HRandField(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encHRandField(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// HRandField returns one or multiple random fields from a hash.
+//
+//	HRANDFIELD key count
+func (t *Tx) HRandField(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encHRandField(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // HRandField queues HRANDFIELD key count. Its reply comes from Exec.
@@ -2465,10 +3502,19 @@ func encHRandFieldWithValues(w *cmdBuf, key string, count int64) {
 // HRandFieldWithValues returns one or multiple random fields from a hash.
 //
 //	HRANDFIELD key count WITHVALUES
-func (c cmds) HRandFieldWithValues(ctx context.Context, key string, count int64) (Value, error) {
+func (c *Client) HRandFieldWithValues(ctx context.Context, key string, count int64) (Value, error) {
 	w := getBuf()
 	encHRandFieldWithValues(w, key, count)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// HRandFieldWithValues returns one or multiple random fields from a hash.
+//
+//	HRANDFIELD key count WITHVALUES
+func (t *Tx) HRandFieldWithValues(ctx context.Context, key string, count int64) (Value, error) {
+	w := getBuf()
+	encHRandFieldWithValues(w, key, count)
+	return valueReply(t.run(ctx, w))
 }
 
 // HRandFieldWithValues queues HRANDFIELD key count WITHVALUES. Its reply
@@ -2493,10 +3539,22 @@ func encHScan(w *cmdBuf, key string, cursor int64, args ...any) {
 //
 // args holds what follows cursor in that syntax, such as "MATCH", "a*",
 // "COUNT", 100.
-func (c cmds) HScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+func (c *Client) HScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
 	w := getBuf()
 	encHScan(w, key, cursor, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// HScan incrementally iterates hash fields and associated values.
+//
+//	HSCAN key cursor [MATCH pattern] [COUNT count]
+//
+// args holds what follows cursor in that syntax, such as "MATCH", "a*",
+// "COUNT", 100.
+func (t *Tx) HScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+	w := getBuf()
+	encHScan(w, key, cursor, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // HScan queues HSCAN key cursor followed by args. Its reply comes from
@@ -2520,10 +3578,22 @@ func encHSet(w *cmdBuf, key string, args ...any) {
 //
 // args holds what follows key in that syntax, such as "name", "ada",
 // "born", 1815.
-func (c cmds) HSet(ctx context.Context, key string, args ...any) (int64, error) {
+func (c *Client) HSet(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encHSet(w, key, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// HSet sets the string value of a hash field.
+//
+//	HSET key field value [field value ...]
+//
+// args holds what follows key in that syntax, such as "name", "ada",
+// "born", 1815.
+func (t *Tx) HSet(ctx context.Context, key string, args ...any) (int64, error) {
+	w := getBuf()
+	encHSet(w, key, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // HSet queues HSET key followed by args. Its reply comes from Exec.
@@ -2544,10 +3614,19 @@ func encHSetNX(w *cmdBuf, key, field string, value any) {
 // HSetNX sets the value of a hash field, only if the field does not exist.
 //
 //	HSETNX key field value
-func (c cmds) HSetNX(ctx context.Context, key, field string, value any) (bool, error) {
+func (c *Client) HSetNX(ctx context.Context, key, field string, value any) (bool, error) {
 	w := getBuf()
 	encHSetNX(w, key, field, value)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// HSetNX sets the value of a hash field, only if the field does not exist.
+//
+//	HSETNX key field value
+func (t *Tx) HSetNX(ctx context.Context, key, field string, value any) (bool, error) {
+	w := getBuf()
+	encHSetNX(w, key, field, value)
+	return boolReply(t.run(ctx, w))
 }
 
 // HSetNX queues HSETNX key field value. Its reply comes from Exec.
@@ -2567,10 +3646,19 @@ func encHStrLen(w *cmdBuf, key, field string) {
 // HStrLen returns the length of the value of a hash field.
 //
 //	HSTRLEN key field
-func (c cmds) HStrLen(ctx context.Context, key, field string) (int64, error) {
+func (c *Client) HStrLen(ctx context.Context, key, field string) (int64, error) {
 	w := getBuf()
 	encHStrLen(w, key, field)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// HStrLen returns the length of the value of a hash field.
+//
+//	HSTRLEN key field
+func (t *Tx) HStrLen(ctx context.Context, key, field string) (int64, error) {
+	w := getBuf()
+	encHStrLen(w, key, field)
+	return intReply(t.run(ctx, w))
 }
 
 // HStrLen queues HSTRLEN key field. Its reply comes from Exec.
@@ -2589,10 +3677,19 @@ func encHVals(w *cmdBuf, key string) {
 // HVals returns all the values in a hash.
 //
 //	HVALS key
-func (c cmds) HVals(ctx context.Context, key string) ([]string, error) {
+func (c *Client) HVals(ctx context.Context, key string) ([]string, error) {
 	w := getBuf()
 	encHVals(w, key)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// HVals returns all the values in a hash.
+//
+//	HVALS key
+func (t *Tx) HVals(ctx context.Context, key string) ([]string, error) {
+	w := getBuf()
+	encHVals(w, key)
+	return stringsReply(t.run(ctx, w))
 }
 
 // HVals queues HVALS key. Its reply comes from Exec.
@@ -2611,10 +3708,19 @@ func encIncr(w *cmdBuf, key string) {
 // Incr increments the integer value of a key by one.
 //
 //	INCR key
-func (c cmds) Incr(ctx context.Context, key string) (int64, error) {
+func (c *Client) Incr(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encIncr(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Incr increments the integer value of a key by one.
+//
+//	INCR key
+func (t *Tx) Incr(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encIncr(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // Incr queues INCR key. Its reply comes from Exec.
@@ -2634,10 +3740,19 @@ func encIncrBy(w *cmdBuf, key string, increment int64) {
 // IncrBy increments the integer value of a key by the given amount.
 //
 //	INCRBY key increment
-func (c cmds) IncrBy(ctx context.Context, key string, increment int64) (int64, error) {
+func (c *Client) IncrBy(ctx context.Context, key string, increment int64) (int64, error) {
 	w := getBuf()
 	encIncrBy(w, key, increment)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// IncrBy increments the integer value of a key by the given amount.
+//
+//	INCRBY key increment
+func (t *Tx) IncrBy(ctx context.Context, key string, increment int64) (int64, error) {
+	w := getBuf()
+	encIncrBy(w, key, increment)
+	return intReply(t.run(ctx, w))
 }
 
 // IncrBy queues INCRBY key increment. Its reply comes from Exec.
@@ -2657,10 +3772,19 @@ func encIncrByFloat(w *cmdBuf, key string, increment float64) {
 // IncrByFloat increments the float value of a key by the given amount.
 //
 //	INCRBYFLOAT key increment
-func (c cmds) IncrByFloat(ctx context.Context, key string, increment float64) (float64, error) {
+func (c *Client) IncrByFloat(ctx context.Context, key string, increment float64) (float64, error) {
 	w := getBuf()
 	encIncrByFloat(w, key, increment)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// IncrByFloat increments the float value of a key by the given amount.
+//
+//	INCRBYFLOAT key increment
+func (t *Tx) IncrByFloat(ctx context.Context, key string, increment float64) (float64, error) {
+	w := getBuf()
+	encIncrByFloat(w, key, increment)
+	return floatReply(t.run(ctx, w))
 }
 
 // IncrByFloat queues INCRBYFLOAT key increment. Its reply comes from Exec.
@@ -2679,10 +3803,19 @@ func encInfo(w *cmdBuf, sections ...string) {
 // Info returns information and statistics about the server.
 //
 //	INFO [section [section ...]]
-func (c cmds) Info(ctx context.Context, sections ...string) (string, error) {
+func (c *Client) Info(ctx context.Context, sections ...string) (string, error) {
 	w := getBuf()
 	encInfo(w, sections...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// Info returns information and statistics about the server.
+//
+//	INFO [section [section ...]]
+func (t *Tx) Info(ctx context.Context, sections ...string) (string, error) {
+	w := getBuf()
+	encInfo(w, sections...)
+	return textReply(t.run(ctx, w))
 }
 
 // Info queues INFO section [section ...]. Its reply comes from Exec.
@@ -2701,10 +3834,19 @@ func encKeys(w *cmdBuf, pattern string) {
 // Keys finds all keys matching the given pattern.
 //
 //	KEYS pattern
-func (c cmds) Keys(ctx context.Context, pattern string) ([]string, error) {
+func (c *Client) Keys(ctx context.Context, pattern string) ([]string, error) {
 	w := getBuf()
 	encKeys(w, pattern)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// Keys finds all keys matching the given pattern.
+//
+//	KEYS pattern
+func (t *Tx) Keys(ctx context.Context, pattern string) ([]string, error) {
+	w := getBuf()
+	encKeys(w, pattern)
+	return stringsReply(t.run(ctx, w))
 }
 
 // Keys queues KEYS pattern. Its reply comes from Exec.
@@ -2722,10 +3864,19 @@ func encLastSave(w *cmdBuf) {
 // LastSave returns the UNIX time stamp of the last successful save to disk.
 //
 //	LASTSAVE
-func (c cmds) LastSave(ctx context.Context) (int64, error) {
+func (c *Client) LastSave(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encLastSave(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LastSave returns the UNIX time stamp of the last successful save to disk.
+//
+//	LASTSAVE
+func (t *Tx) LastSave(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encLastSave(w)
+	return intReply(t.run(ctx, w))
 }
 
 // LastSave queues LASTSAVE. Its reply comes from Exec.
@@ -2743,10 +3894,19 @@ func encLatencyDoctor(w *cmdBuf) {
 // LatencyDoctor returns a human readable latency analysis report.
 //
 //	LATENCY DOCTOR
-func (c cmds) LatencyDoctor(ctx context.Context) (string, error) {
+func (c *Client) LatencyDoctor(ctx context.Context) (string, error) {
 	w := getBuf()
 	encLatencyDoctor(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// LatencyDoctor returns a human readable latency analysis report.
+//
+//	LATENCY DOCTOR
+func (t *Tx) LatencyDoctor(ctx context.Context) (string, error) {
+	w := getBuf()
+	encLatencyDoctor(w)
+	return textReply(t.run(ctx, w))
 }
 
 // LatencyDoctor queues LATENCY DOCTOR. Its reply comes from Exec.
@@ -2765,10 +3925,19 @@ func encLatencyGraph(w *cmdBuf, event string) {
 // LatencyGraph returns a latency graph for the event.
 //
 //	LATENCY GRAPH event
-func (c cmds) LatencyGraph(ctx context.Context, event string) (string, error) {
+func (c *Client) LatencyGraph(ctx context.Context, event string) (string, error) {
 	w := getBuf()
 	encLatencyGraph(w, event)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// LatencyGraph returns a latency graph for the event.
+//
+//	LATENCY GRAPH event
+func (t *Tx) LatencyGraph(ctx context.Context, event string) (string, error) {
+	w := getBuf()
+	encLatencyGraph(w, event)
+	return textReply(t.run(ctx, w))
 }
 
 // LatencyGraph queues LATENCY GRAPH event. Its reply comes from Exec.
@@ -2788,10 +3957,20 @@ func encLatencyHistogram(w *cmdBuf, commands ...string) {
 // subset of commands or all.
 //
 //	LATENCY HISTOGRAM [command [command ...]]
-func (c cmds) LatencyHistogram(ctx context.Context, commands ...string) (Value, error) {
+func (c *Client) LatencyHistogram(ctx context.Context, commands ...string) (Value, error) {
 	w := getBuf()
 	encLatencyHistogram(w, commands...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LatencyHistogram returns the cumulative distribution of latencies of a
+// subset of commands or all.
+//
+//	LATENCY HISTOGRAM [command [command ...]]
+func (t *Tx) LatencyHistogram(ctx context.Context, commands ...string) (Value, error) {
+	w := getBuf()
+	encLatencyHistogram(w, commands...)
+	return valueReply(t.run(ctx, w))
 }
 
 // LatencyHistogram queues LATENCY HISTOGRAM command [command ...]. Its
@@ -2811,10 +3990,19 @@ func encLatencyHistory(w *cmdBuf, event string) {
 // LatencyHistory returns timestamp-latency samples for the event.
 //
 //	LATENCY HISTORY event
-func (c cmds) LatencyHistory(ctx context.Context, event string) (Value, error) {
+func (c *Client) LatencyHistory(ctx context.Context, event string) (Value, error) {
 	w := getBuf()
 	encLatencyHistory(w, event)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LatencyHistory returns timestamp-latency samples for the event.
+//
+//	LATENCY HISTORY event
+func (t *Tx) LatencyHistory(ctx context.Context, event string) (Value, error) {
+	w := getBuf()
+	encLatencyHistory(w, event)
+	return valueReply(t.run(ctx, w))
 }
 
 // LatencyHistory queues LATENCY HISTORY event. Its reply comes from Exec.
@@ -2832,10 +4020,19 @@ func encLatencyLatest(w *cmdBuf) {
 // LatencyLatest returns the latest latency samples for all events.
 //
 //	LATENCY LATEST
-func (c cmds) LatencyLatest(ctx context.Context) (Value, error) {
+func (c *Client) LatencyLatest(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encLatencyLatest(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LatencyLatest returns the latest latency samples for all events.
+//
+//	LATENCY LATEST
+func (t *Tx) LatencyLatest(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encLatencyLatest(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // LatencyLatest queues LATENCY LATEST. Its reply comes from Exec.
@@ -2854,10 +4051,19 @@ func encLatencyReset(w *cmdBuf, events ...string) {
 // LatencyReset resets latency data for one or more events.
 //
 //	LATENCY RESET [event [event ...]]
-func (c cmds) LatencyReset(ctx context.Context, events ...string) (int64, error) {
+func (c *Client) LatencyReset(ctx context.Context, events ...string) (int64, error) {
 	w := getBuf()
 	encLatencyReset(w, events...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LatencyReset resets latency data for one or more events.
+//
+//	LATENCY RESET [event [event ...]]
+func (t *Tx) LatencyReset(ctx context.Context, events ...string) (int64, error) {
+	w := getBuf()
+	encLatencyReset(w, events...)
+	return intReply(t.run(ctx, w))
 }
 
 // LatencyReset queues LATENCY RESET event [event ...]. Its reply comes from
@@ -2881,10 +4087,21 @@ func encLCS(w *cmdBuf, key1, key2 string, args ...any) {
 //	LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
 //
 // args holds what follows key2 in that syntax, such as "MINMATCHLEN", 10.
-func (c cmds) LCS(ctx context.Context, key1, key2 string, args ...any) (Value, error) {
+func (c *Client) LCS(ctx context.Context, key1, key2 string, args ...any) (Value, error) {
 	w := getBuf()
 	encLCS(w, key1, key2, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LCS finds longest common substring.
+//
+//	LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
+//
+// args holds what follows key2 in that syntax, such as "MINMATCHLEN", 10.
+func (t *Tx) LCS(ctx context.Context, key1, key2 string, args ...any) (Value, error) {
+	w := getBuf()
+	encLCS(w, key1, key2, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // LCS queues LCS key1 key2 followed by args. Its reply comes from Exec.
@@ -2905,10 +4122,20 @@ func encLIndex(w *cmdBuf, key string, index int64) {
 // when the index is out of range.
 //
 //	LINDEX key index
-func (c cmds) LIndex(ctx context.Context, key string, index int64) (string, error) {
+func (c *Client) LIndex(ctx context.Context, key string, index int64) (string, error) {
 	w := getBuf()
 	encLIndex(w, key, index)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// LIndex returns an element from a list by its index. It returns ErrNil
+// when the index is out of range.
+//
+//	LINDEX key index
+func (t *Tx) LIndex(ctx context.Context, key string, index int64) (string, error) {
+	w := getBuf()
+	encLIndex(w, key, index)
+	return textReply(t.run(ctx, w))
 }
 
 // LIndex queues LINDEX key index. Its reply comes from Exec.
@@ -2930,10 +4157,19 @@ func encLInsert(w *cmdBuf, key, where string, pivot, element any) {
 // LInsert inserts an element before or after another element in a list.
 //
 //	LINSERT key <BEFORE | AFTER> pivot element
-func (c cmds) LInsert(ctx context.Context, key, where string, pivot, element any) (int64, error) {
+func (c *Client) LInsert(ctx context.Context, key, where string, pivot, element any) (int64, error) {
 	w := getBuf()
 	encLInsert(w, key, where, pivot, element)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LInsert inserts an element before or after another element in a list.
+//
+//	LINSERT key <BEFORE | AFTER> pivot element
+func (t *Tx) LInsert(ctx context.Context, key, where string, pivot, element any) (int64, error) {
+	w := getBuf()
+	encLInsert(w, key, where, pivot, element)
+	return intReply(t.run(ctx, w))
 }
 
 // LInsert queues LINSERT key where pivot element. Its reply comes from
@@ -2953,10 +4189,19 @@ func encLLen(w *cmdBuf, key string) {
 // LLen returns the length of a list.
 //
 //	LLEN key
-func (c cmds) LLen(ctx context.Context, key string) (int64, error) {
+func (c *Client) LLen(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encLLen(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LLen returns the length of a list.
+//
+//	LLEN key
+func (t *Tx) LLen(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encLLen(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // LLen queues LLEN key. Its reply comes from Exec.
@@ -2979,10 +4224,20 @@ func encLMove(w *cmdBuf, source, destination, wherefrom, whereto string) {
 // it. It returns ErrNil when the source list is empty.
 //
 //	LMOVE source destination <LEFT | RIGHT> <LEFT | RIGHT>
-func (c cmds) LMove(ctx context.Context, source, destination, wherefrom, whereto string) (string, error) {
+func (c *Client) LMove(ctx context.Context, source, destination, wherefrom, whereto string) (string, error) {
 	w := getBuf()
 	encLMove(w, source, destination, wherefrom, whereto)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// LMove pops an element from a list, pushes it to another list and returns
+// it. It returns ErrNil when the source list is empty.
+//
+//	LMOVE source destination <LEFT | RIGHT> <LEFT | RIGHT>
+func (t *Tx) LMove(ctx context.Context, source, destination, wherefrom, whereto string) (string, error) {
+	w := getBuf()
+	encLMove(w, source, destination, wherefrom, whereto)
+	return textReply(t.run(ctx, w))
 }
 
 // LMove queues LMOVE source destination wherefrom whereto. Its reply comes
@@ -3006,10 +4261,22 @@ func encLMPop(w *cmdBuf, numkeys int64, args ...any) {
 //	LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
 // args holds what follows numkeys in that syntax, such as "COUNT", 10.
-func (c cmds) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
+func (c *Client) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encLMPop(w, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LMPop pops elements from a list. The reply is nil when all the lists are
+// empty.
+//
+//	LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
+//
+// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+func (t *Tx) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encLMPop(w, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // LMPop queues LMPOP numkeys followed by args. Its reply comes from Exec.
@@ -3030,10 +4297,21 @@ func encLolwut(w *cmdBuf, args ...any) {
 //	LOLWUT [VERSION version]
 //
 // args holds the arguments of that syntax, such as "VERSION", 10.
-func (c cmds) Lolwut(ctx context.Context, args ...any) (string, error) {
+func (c *Client) Lolwut(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encLolwut(w, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// Lolwut displays some computer art and the Redis version.
+//
+//	LOLWUT [VERSION version]
+//
+// args holds the arguments of that syntax, such as "VERSION", 10.
+func (t *Tx) Lolwut(ctx context.Context, args ...any) (string, error) {
+	w := getBuf()
+	encLolwut(w, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // Lolwut queues LOLWUT followed by args. Its reply comes from Exec.
@@ -3053,10 +4331,20 @@ func encLPop(w *cmdBuf, key string) {
 // when the list is empty.
 //
 //	LPOP key
-func (c cmds) LPop(ctx context.Context, key string) (string, error) {
+func (c *Client) LPop(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encLPop(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// LPop removes and returns the first elements in a list. It returns ErrNil
+// when the list is empty.
+//
+//	LPOP key
+func (t *Tx) LPop(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encLPop(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // LPop queues LPOP key. Its reply comes from Exec.
@@ -3077,10 +4365,20 @@ func encLPopCount(w *cmdBuf, key string, count int64) {
 // ErrNil when the list is empty.
 //
 //	LPOP key count
-func (c cmds) LPopCount(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) LPopCount(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encLPopCount(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// LPopCount removes and returns the first elements in a list. It returns
+// ErrNil when the list is empty.
+//
+//	LPOP key count
+func (t *Tx) LPopCount(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encLPopCount(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // LPopCount queues LPOP key count. Its reply comes from Exec.
@@ -3104,10 +4402,22 @@ func encLPos(w *cmdBuf, key string, element any, args ...any) {
 //	LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]
 //
 // args holds what follows element in that syntax, such as "RANK", 10.
-func (c cmds) LPos(ctx context.Context, key string, element any, args ...any) (Value, error) {
+func (c *Client) LPos(ctx context.Context, key string, element any, args ...any) (Value, error) {
 	w := getBuf()
 	encLPos(w, key, element, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// LPos returns the index of matching elements on a list. The reply is nil
+// when no element matches and COUNT is not given.
+//
+//	LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]
+//
+// args holds what follows element in that syntax, such as "RANK", 10.
+func (t *Tx) LPos(ctx context.Context, key string, element any, args ...any) (Value, error) {
+	w := getBuf()
+	encLPos(w, key, element, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // LPos queues LPOS key element followed by args. Its reply comes from Exec.
@@ -3127,10 +4437,19 @@ func encLPush(w *cmdBuf, key string, elements ...any) {
 // LPush prepends one or multiple elements to a list.
 //
 //	LPUSH key element [element ...]
-func (c cmds) LPush(ctx context.Context, key string, elements ...any) (int64, error) {
+func (c *Client) LPush(ctx context.Context, key string, elements ...any) (int64, error) {
 	w := getBuf()
 	encLPush(w, key, elements...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LPush prepends one or multiple elements to a list.
+//
+//	LPUSH key element [element ...]
+func (t *Tx) LPush(ctx context.Context, key string, elements ...any) (int64, error) {
+	w := getBuf()
+	encLPush(w, key, elements...)
+	return intReply(t.run(ctx, w))
 }
 
 // LPush queues LPUSH key element [element ...]. Its reply comes from Exec.
@@ -3150,10 +4469,19 @@ func encLPushX(w *cmdBuf, key string, elements ...any) {
 // LPushX prepends an element to a list, only if the list exists.
 //
 //	LPUSHX key element [element ...]
-func (c cmds) LPushX(ctx context.Context, key string, elements ...any) (int64, error) {
+func (c *Client) LPushX(ctx context.Context, key string, elements ...any) (int64, error) {
 	w := getBuf()
 	encLPushX(w, key, elements...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LPushX prepends an element to a list, only if the list exists.
+//
+//	LPUSHX key element [element ...]
+func (t *Tx) LPushX(ctx context.Context, key string, elements ...any) (int64, error) {
+	w := getBuf()
+	encLPushX(w, key, elements...)
+	return intReply(t.run(ctx, w))
 }
 
 // LPushX queues LPUSHX key element [element ...]. Its reply comes from
@@ -3175,10 +4503,19 @@ func encLRange(w *cmdBuf, key string, start, stop int64) {
 // LRange returns a range of elements from a list.
 //
 //	LRANGE key start stop
-func (c cmds) LRange(ctx context.Context, key string, start, stop int64) ([]string, error) {
+func (c *Client) LRange(ctx context.Context, key string, start, stop int64) ([]string, error) {
 	w := getBuf()
 	encLRange(w, key, start, stop)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// LRange returns a range of elements from a list.
+//
+//	LRANGE key start stop
+func (t *Tx) LRange(ctx context.Context, key string, start, stop int64) ([]string, error) {
+	w := getBuf()
+	encLRange(w, key, start, stop)
+	return stringsReply(t.run(ctx, w))
 }
 
 // LRange queues LRANGE key start stop. Its reply comes from Exec.
@@ -3199,10 +4536,19 @@ func encLRem(w *cmdBuf, key string, count int64, element any) {
 // LRem removes elements from a list.
 //
 //	LREM key count element
-func (c cmds) LRem(ctx context.Context, key string, count int64, element any) (int64, error) {
+func (c *Client) LRem(ctx context.Context, key string, count int64, element any) (int64, error) {
 	w := getBuf()
 	encLRem(w, key, count, element)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// LRem removes elements from a list.
+//
+//	LREM key count element
+func (t *Tx) LRem(ctx context.Context, key string, count int64, element any) (int64, error) {
+	w := getBuf()
+	encLRem(w, key, count, element)
+	return intReply(t.run(ctx, w))
 }
 
 // LRem queues LREM key count element. Its reply comes from Exec.
@@ -3223,10 +4569,19 @@ func encLSet(w *cmdBuf, key string, index int64, element any) {
 // LSet sets the value of an element in a list by its index.
 //
 //	LSET key index element
-func (c cmds) LSet(ctx context.Context, key string, index int64, element any) error {
+func (c *Client) LSet(ctx context.Context, key string, index int64, element any) error {
 	w := getBuf()
 	encLSet(w, key, index, element)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// LSet sets the value of an element in a list by its index.
+//
+//	LSET key index element
+func (t *Tx) LSet(ctx context.Context, key string, index int64, element any) error {
+	w := getBuf()
+	encLSet(w, key, index, element)
+	return okReply(t.run(ctx, w))
 }
 
 // LSet queues LSET key index element. Its reply comes from Exec.
@@ -3247,10 +4602,19 @@ func encLTrim(w *cmdBuf, key string, start, stop int64) {
 // LTrim trims a list to the specified range.
 //
 //	LTRIM key start stop
-func (c cmds) LTrim(ctx context.Context, key string, start, stop int64) error {
+func (c *Client) LTrim(ctx context.Context, key string, start, stop int64) error {
 	w := getBuf()
 	encLTrim(w, key, start, stop)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// LTrim trims a list to the specified range.
+//
+//	LTRIM key start stop
+func (t *Tx) LTrim(ctx context.Context, key string, start, stop int64) error {
+	w := getBuf()
+	encLTrim(w, key, start, stop)
+	return okReply(t.run(ctx, w))
 }
 
 // LTrim queues LTRIM key start stop. Its reply comes from Exec.
@@ -3268,10 +4632,19 @@ func encMemoryDoctor(w *cmdBuf) {
 // MemoryDoctor outputs memory problems report.
 //
 //	MEMORY DOCTOR
-func (c cmds) MemoryDoctor(ctx context.Context) (string, error) {
+func (c *Client) MemoryDoctor(ctx context.Context) (string, error) {
 	w := getBuf()
 	encMemoryDoctor(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// MemoryDoctor outputs memory problems report.
+//
+//	MEMORY DOCTOR
+func (t *Tx) MemoryDoctor(ctx context.Context) (string, error) {
+	w := getBuf()
+	encMemoryDoctor(w)
+	return textReply(t.run(ctx, w))
 }
 
 // MemoryDoctor queues MEMORY DOCTOR. Its reply comes from Exec.
@@ -3289,10 +4662,19 @@ func encMemoryMallocStats(w *cmdBuf) {
 // MemoryMallocStats shows allocator internal stats.
 //
 //	MEMORY MALLOC-STATS
-func (c cmds) MemoryMallocStats(ctx context.Context) (string, error) {
+func (c *Client) MemoryMallocStats(ctx context.Context) (string, error) {
 	w := getBuf()
 	encMemoryMallocStats(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// MemoryMallocStats shows allocator internal stats.
+//
+//	MEMORY MALLOC-STATS
+func (t *Tx) MemoryMallocStats(ctx context.Context) (string, error) {
+	w := getBuf()
+	encMemoryMallocStats(w)
+	return textReply(t.run(ctx, w))
 }
 
 // MemoryMallocStats queues MEMORY MALLOC-STATS. Its reply comes from Exec.
@@ -3310,10 +4692,19 @@ func encMemoryPurge(w *cmdBuf) {
 // MemoryPurge asks the allocator to release memory.
 //
 //	MEMORY PURGE
-func (c cmds) MemoryPurge(ctx context.Context) error {
+func (c *Client) MemoryPurge(ctx context.Context) error {
 	w := getBuf()
 	encMemoryPurge(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// MemoryPurge asks the allocator to release memory.
+//
+//	MEMORY PURGE
+func (t *Tx) MemoryPurge(ctx context.Context) error {
+	w := getBuf()
+	encMemoryPurge(w)
+	return okReply(t.run(ctx, w))
 }
 
 // MemoryPurge queues MEMORY PURGE. Its reply comes from Exec.
@@ -3331,10 +4722,19 @@ func encMemoryStats(w *cmdBuf) {
 // MemoryStats shows memory usage details.
 //
 //	MEMORY STATS
-func (c cmds) MemoryStats(ctx context.Context) (Value, error) {
+func (c *Client) MemoryStats(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encMemoryStats(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// MemoryStats shows memory usage details.
+//
+//	MEMORY STATS
+func (t *Tx) MemoryStats(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encMemoryStats(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // MemoryStats queues MEMORY STATS. Its reply comes from Exec.
@@ -3357,10 +4757,22 @@ func encMemoryUsage(w *cmdBuf, key string, args ...any) {
 //	MEMORY USAGE key [SAMPLES count]
 //
 // args holds what follows key in that syntax, such as "SAMPLES", 10.
-func (c cmds) MemoryUsage(ctx context.Context, key string, args ...any) (int64, error) {
+func (c *Client) MemoryUsage(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encMemoryUsage(w, key, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// MemoryUsage estimates the memory usage of a key. It returns ErrNil when
+// the key does not exist.
+//
+//	MEMORY USAGE key [SAMPLES count]
+//
+// args holds what follows key in that syntax, such as "SAMPLES", 10.
+func (t *Tx) MemoryUsage(ctx context.Context, key string, args ...any) (int64, error) {
+	w := getBuf()
+	encMemoryUsage(w, key, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // MemoryUsage queues MEMORY USAGE key followed by args. Its reply comes
@@ -3382,10 +4794,19 @@ func encMGet(w *cmdBuf, keys ...string) {
 // MGet returns the values of all the given keys.
 //
 //	MGET key [key ...]
-func (c cmds) MGet(ctx context.Context, keys ...string) ([]Value, error) {
+func (c *Client) MGet(ctx context.Context, keys ...string) ([]Value, error) {
 	w := getBuf()
 	encMGet(w, keys...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// MGet returns the values of all the given keys.
+//
+//	MGET key [key ...]
+func (t *Tx) MGet(ctx context.Context, keys ...string) ([]Value, error) {
+	w := getBuf()
+	encMGet(w, keys...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // MGet queues MGET key [key ...]. Its reply comes from Exec.
@@ -3413,10 +4834,22 @@ func encMigrate(w *cmdBuf, host string, port int64, keyOrEmptyString string, des
 //
 // args holds what follows timeout in that syntax, such as "AUTH",
 // "password".
-func (c cmds) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
+func (c *Client) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
 	w := getBuf()
 	encMigrate(w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
-	return statusReply(c.r.run(ctx, w))
+	return statusReply(c.run(ctx, w))
+}
+
+// Migrate atomically transfers a key from a Redis instance to another one.
+//
+//	MIGRATE host port <key | ""> destination-db timeout [COPY] [REPLACE] [[AUTH password] | [AUTH2 username password]] [KEYS key [key ...]]
+//
+// args holds what follows timeout in that syntax, such as "AUTH",
+// "password".
+func (t *Tx) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
+	w := getBuf()
+	encMigrate(w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
+	return statusReply(t.run(ctx, w))
 }
 
 // Migrate queues MIGRATE host port key_or_empty_string destination-db
@@ -3435,10 +4868,19 @@ func encModuleList(w *cmdBuf) {
 // ModuleList lists all modules loaded by the server.
 //
 //	MODULE LIST
-func (c cmds) ModuleList(ctx context.Context) (Value, error) {
+func (c *Client) ModuleList(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encModuleList(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ModuleList lists all modules loaded by the server.
+//
+//	MODULE LIST
+func (t *Tx) ModuleList(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encModuleList(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // ModuleList queues MODULE LIST. Its reply comes from Exec.
@@ -3458,10 +4900,19 @@ func encModuleLoad(w *cmdBuf, path string, args ...any) {
 // ModuleLoad loads a module.
 //
 //	MODULE LOAD path [arg [arg ...]]
-func (c cmds) ModuleLoad(ctx context.Context, path string, args ...any) error {
+func (c *Client) ModuleLoad(ctx context.Context, path string, args ...any) error {
 	w := getBuf()
 	encModuleLoad(w, path, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ModuleLoad loads a module.
+//
+//	MODULE LOAD path [arg [arg ...]]
+func (t *Tx) ModuleLoad(ctx context.Context, path string, args ...any) error {
+	w := getBuf()
+	encModuleLoad(w, path, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ModuleLoad queues MODULE LOAD path arg [arg ...]. Its reply comes from
@@ -3484,10 +4935,21 @@ func encModuleLoadEx(w *cmdBuf, path string, args ...any) {
 //	MODULE LOADEX path [CONFIG name value [CONFIG name value ...]] [ARGS arg [arg ...]]
 //
 // args holds what follows path in that syntax, such as "ARGS", "arg".
-func (c cmds) ModuleLoadEx(ctx context.Context, path string, args ...any) error {
+func (c *Client) ModuleLoadEx(ctx context.Context, path string, args ...any) error {
 	w := getBuf()
 	encModuleLoadEx(w, path, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ModuleLoadEx loads a module with extended parameters.
+//
+//	MODULE LOADEX path [CONFIG name value [CONFIG name value ...]] [ARGS arg [arg ...]]
+//
+// args holds what follows path in that syntax, such as "ARGS", "arg".
+func (t *Tx) ModuleLoadEx(ctx context.Context, path string, args ...any) error {
+	w := getBuf()
+	encModuleLoadEx(w, path, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ModuleLoadEx queues MODULE LOADEX path followed by args. Its reply comes
@@ -3507,10 +4969,19 @@ func encModuleUnload(w *cmdBuf, name string) {
 // ModuleUnload unloads a module.
 //
 //	MODULE UNLOAD name
-func (c cmds) ModuleUnload(ctx context.Context, name string) error {
+func (c *Client) ModuleUnload(ctx context.Context, name string) error {
 	w := getBuf()
 	encModuleUnload(w, name)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ModuleUnload unloads a module.
+//
+//	MODULE UNLOAD name
+func (t *Tx) ModuleUnload(ctx context.Context, name string) error {
+	w := getBuf()
+	encModuleUnload(w, name)
+	return okReply(t.run(ctx, w))
 }
 
 // ModuleUnload queues MODULE UNLOAD name. Its reply comes from Exec.
@@ -3530,10 +5001,19 @@ func encMove(w *cmdBuf, key string, db int64) {
 // Move moves a key to another database.
 //
 //	MOVE key db
-func (c cmds) Move(ctx context.Context, key string, db int64) (bool, error) {
+func (c *Client) Move(ctx context.Context, key string, db int64) (bool, error) {
 	w := getBuf()
 	encMove(w, key, db)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// Move moves a key to another database.
+//
+//	MOVE key db
+func (t *Tx) Move(ctx context.Context, key string, db int64) (bool, error) {
+	w := getBuf()
+	encMove(w, key, db)
+	return boolReply(t.run(ctx, w))
 }
 
 // Move queues MOVE key db. Its reply comes from Exec.
@@ -3554,10 +5034,21 @@ func encMSet(w *cmdBuf, args ...any) {
 //	MSET key value [key value ...]
 //
 // args holds the arguments of that syntax, such as "k1", "v1", "k2", "v2".
-func (c cmds) MSet(ctx context.Context, args ...any) error {
+func (c *Client) MSet(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encMSet(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// MSet sets multiple keys to multiple values.
+//
+//	MSET key value [key value ...]
+//
+// args holds the arguments of that syntax, such as "k1", "v1", "k2", "v2".
+func (t *Tx) MSet(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encMSet(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // MSet queues MSET followed by args. Its reply comes from Exec.
@@ -3579,10 +5070,22 @@ func encMSetNX(w *cmdBuf, args ...any) {
 //	MSETNX key value [key value ...]
 //
 // args holds the arguments of that syntax, such as "k1", "v1", "k2", "v2".
-func (c cmds) MSetNX(ctx context.Context, args ...any) (bool, error) {
+func (c *Client) MSetNX(ctx context.Context, args ...any) (bool, error) {
 	w := getBuf()
 	encMSetNX(w, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// MSetNX sets multiple keys to multiple values, only if none of the keys
+// exist.
+//
+//	MSETNX key value [key value ...]
+//
+// args holds the arguments of that syntax, such as "k1", "v1", "k2", "v2".
+func (t *Tx) MSetNX(ctx context.Context, args ...any) (bool, error) {
+	w := getBuf()
+	encMSetNX(w, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // MSetNX queues MSETNX followed by args. Its reply comes from Exec.
@@ -3602,10 +5105,20 @@ func encObjectEncoding(w *cmdBuf, key string) {
 // returns ErrNil when the key does not exist.
 //
 //	OBJECT ENCODING key
-func (c cmds) ObjectEncoding(ctx context.Context, key string) (string, error) {
+func (c *Client) ObjectEncoding(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encObjectEncoding(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ObjectEncoding inspects the internal encoding of a Redis object. It
+// returns ErrNil when the key does not exist.
+//
+//	OBJECT ENCODING key
+func (t *Tx) ObjectEncoding(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encObjectEncoding(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // ObjectEncoding queues OBJECT ENCODING key. Its reply comes from Exec.
@@ -3625,10 +5138,20 @@ func encObjectFreq(w *cmdBuf, key string) {
 // object. It returns ErrNil when the key does not exist.
 //
 //	OBJECT FREQ key
-func (c cmds) ObjectFreq(ctx context.Context, key string) (int64, error) {
+func (c *Client) ObjectFreq(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encObjectFreq(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ObjectFreq returns the logarithmic access frequency counter of a Redis
+// object. It returns ErrNil when the key does not exist.
+//
+//	OBJECT FREQ key
+func (t *Tx) ObjectFreq(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encObjectFreq(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // ObjectFreq queues OBJECT FREQ key. Its reply comes from Exec.
@@ -3648,10 +5171,20 @@ func encObjectIdleTime(w *cmdBuf, key string) {
 // It returns ErrNil when the key does not exist.
 //
 //	OBJECT IDLETIME key
-func (c cmds) ObjectIdleTime(ctx context.Context, key string) (int64, error) {
+func (c *Client) ObjectIdleTime(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encObjectIdleTime(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ObjectIdleTime returns the time since a Redis object was last accessed.
+// It returns ErrNil when the key does not exist.
+//
+//	OBJECT IDLETIME key
+func (t *Tx) ObjectIdleTime(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encObjectIdleTime(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // ObjectIdleTime queues OBJECT IDLETIME key. Its reply comes from Exec.
@@ -3671,10 +5204,20 @@ func encObjectRefCount(w *cmdBuf, key string) {
 // It returns ErrNil when the key does not exist.
 //
 //	OBJECT REFCOUNT key
-func (c cmds) ObjectRefCount(ctx context.Context, key string) (int64, error) {
+func (c *Client) ObjectRefCount(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encObjectRefCount(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ObjectRefCount returns the number of references to the value of the key.
+// It returns ErrNil when the key does not exist.
+//
+//	OBJECT REFCOUNT key
+func (t *Tx) ObjectRefCount(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encObjectRefCount(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // ObjectRefCount queues OBJECT REFCOUNT key. Its reply comes from Exec.
@@ -3693,10 +5236,19 @@ func encPersist(w *cmdBuf, key string) {
 // Persist removes the expiration from a key.
 //
 //	PERSIST key
-func (c cmds) Persist(ctx context.Context, key string) (bool, error) {
+func (c *Client) Persist(ctx context.Context, key string) (bool, error) {
 	w := getBuf()
 	encPersist(w, key)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// Persist removes the expiration from a key.
+//
+//	PERSIST key
+func (t *Tx) Persist(ctx context.Context, key string) (bool, error) {
+	w := getBuf()
+	encPersist(w, key)
+	return boolReply(t.run(ctx, w))
 }
 
 // Persist queues PERSIST key. Its reply comes from Exec.
@@ -3719,10 +5271,21 @@ func encPExpire(w *cmdBuf, key string, milliseconds int64, args ...any) {
 //	PEXPIRE key milliseconds [NX | XX | GT | LT]
 //
 // args holds what follows milliseconds in that syntax, such as "NX".
-func (c cmds) PExpire(ctx context.Context, key string, milliseconds int64, args ...any) (bool, error) {
+func (c *Client) PExpire(ctx context.Context, key string, milliseconds int64, args ...any) (bool, error) {
 	w := getBuf()
 	encPExpire(w, key, milliseconds, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// PExpire sets a key's time to live in milliseconds.
+//
+//	PEXPIRE key milliseconds [NX | XX | GT | LT]
+//
+// args holds what follows milliseconds in that syntax, such as "NX".
+func (t *Tx) PExpire(ctx context.Context, key string, milliseconds int64, args ...any) (bool, error) {
+	w := getBuf()
+	encPExpire(w, key, milliseconds, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // PExpire queues PEXPIRE key milliseconds followed by args. Its reply comes
@@ -3749,10 +5312,23 @@ func encPExpireAt(w *cmdBuf, key string, unixTimeMilliseconds int64, args ...any
 //
 // args holds what follows unix-time-milliseconds in that syntax, such as
 // "NX".
-func (c cmds) PExpireAt(ctx context.Context, key string, unixTimeMilliseconds int64, args ...any) (bool, error) {
+func (c *Client) PExpireAt(ctx context.Context, key string, unixTimeMilliseconds int64, args ...any) (bool, error) {
 	w := getBuf()
 	encPExpireAt(w, key, unixTimeMilliseconds, args...)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// PExpireAt sets the expiration for a key as a UNIX timestamp specified in
+// milliseconds.
+//
+//	PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]
+//
+// args holds what follows unix-time-milliseconds in that syntax, such as
+// "NX".
+func (t *Tx) PExpireAt(ctx context.Context, key string, unixTimeMilliseconds int64, args ...any) (bool, error) {
+	w := getBuf()
+	encPExpireAt(w, key, unixTimeMilliseconds, args...)
+	return boolReply(t.run(ctx, w))
 }
 
 // PExpireAt queues PEXPIREAT key unix-time-milliseconds followed by args.
@@ -3773,10 +5349,20 @@ func encPExpireTime(w *cmdBuf, key string) {
 // milliseconds.
 //
 //	PEXPIRETIME key
-func (c cmds) PExpireTime(ctx context.Context, key string) (int64, error) {
+func (c *Client) PExpireTime(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encPExpireTime(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// PExpireTime returns the expiration Unix timestamp for a key in
+// milliseconds.
+//
+//	PEXPIRETIME key
+func (t *Tx) PExpireTime(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encPExpireTime(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // PExpireTime queues PEXPIRETIME key. Its reply comes from Exec.
@@ -3796,10 +5382,19 @@ func encPfAdd(w *cmdBuf, key string, elements ...any) {
 // PfAdd adds the specified elements to the specified HyperLogLog.
 //
 //	PFADD key [element [element ...]]
-func (c cmds) PfAdd(ctx context.Context, key string, elements ...any) (int64, error) {
+func (c *Client) PfAdd(ctx context.Context, key string, elements ...any) (int64, error) {
 	w := getBuf()
 	encPfAdd(w, key, elements...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// PfAdd adds the specified elements to the specified HyperLogLog.
+//
+//	PFADD key [element [element ...]]
+func (t *Tx) PfAdd(ctx context.Context, key string, elements ...any) (int64, error) {
+	w := getBuf()
+	encPfAdd(w, key, elements...)
+	return intReply(t.run(ctx, w))
 }
 
 // PfAdd queues PFADD key element [element ...]. Its reply comes from Exec.
@@ -3821,10 +5416,20 @@ func encPfCount(w *cmdBuf, keys ...string) {
 // the HyperLogLog at key(s).
 //
 //	PFCOUNT key [key ...]
-func (c cmds) PfCount(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) PfCount(ctx context.Context, keys ...string) (int64, error) {
 	w := getBuf()
 	encPfCount(w, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// PfCount returns the approximated cardinality of the set(s) observed by
+// the HyperLogLog at key(s).
+//
+//	PFCOUNT key [key ...]
+func (t *Tx) PfCount(ctx context.Context, keys ...string) (int64, error) {
+	w := getBuf()
+	encPfCount(w, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // PfCount queues PFCOUNT key [key ...]. Its reply comes from Exec.
@@ -3846,10 +5451,19 @@ func encPfMerge(w *cmdBuf, destkey string, sourcekeys ...string) {
 // PfMerge merges N different HyperLogLogs into a single one.
 //
 //	PFMERGE destkey sourcekey [sourcekey ...]
-func (c cmds) PfMerge(ctx context.Context, destkey string, sourcekeys ...string) error {
+func (c *Client) PfMerge(ctx context.Context, destkey string, sourcekeys ...string) error {
 	w := getBuf()
 	encPfMerge(w, destkey, sourcekeys...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// PfMerge merges N different HyperLogLogs into a single one.
+//
+//	PFMERGE destkey sourcekey [sourcekey ...]
+func (t *Tx) PfMerge(ctx context.Context, destkey string, sourcekeys ...string) error {
+	w := getBuf()
+	encPfMerge(w, destkey, sourcekeys...)
+	return okReply(t.run(ctx, w))
 }
 
 // PfMerge queues PFMERGE destkey sourcekey [sourcekey ...]. Its reply comes
@@ -3871,10 +5485,21 @@ func encPing(w *cmdBuf, args ...any) {
 //	PING [message]
 //
 // args holds the optional message, if any.
-func (c cmds) Ping(ctx context.Context, args ...any) (string, error) {
+func (c *Client) Ping(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encPing(w, args...)
-	return statusReply(c.r.run(ctx, w))
+	return statusReply(c.run(ctx, w))
+}
+
+// Ping pes the server.
+//
+//	PING [message]
+//
+// args holds the optional message, if any.
+func (t *Tx) Ping(ctx context.Context, args ...any) (string, error) {
+	w := getBuf()
+	encPing(w, args...)
+	return statusReply(t.run(ctx, w))
 }
 
 // Ping queues PING followed by args. Its reply comes from Exec.
@@ -3895,10 +5520,19 @@ func encPSetEx(w *cmdBuf, key string, milliseconds int64, value any) {
 // PSetEx sets the value and expiration in milliseconds of a key.
 //
 //	PSETEX key milliseconds value
-func (c cmds) PSetEx(ctx context.Context, key string, milliseconds int64, value any) error {
+func (c *Client) PSetEx(ctx context.Context, key string, milliseconds int64, value any) error {
 	w := getBuf()
 	encPSetEx(w, key, milliseconds, value)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// PSetEx sets the value and expiration in milliseconds of a key.
+//
+//	PSETEX key milliseconds value
+func (t *Tx) PSetEx(ctx context.Context, key string, milliseconds int64, value any) error {
+	w := getBuf()
+	encPSetEx(w, key, milliseconds, value)
+	return okReply(t.run(ctx, w))
 }
 
 // PSetEx queues PSETEX key milliseconds value. Its reply comes from Exec.
@@ -3917,10 +5551,19 @@ func encPTTL(w *cmdBuf, key string) {
 // PTTL returns the time to live for a key in milliseconds.
 //
 //	PTTL key
-func (c cmds) PTTL(ctx context.Context, key string) (int64, error) {
+func (c *Client) PTTL(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encPTTL(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// PTTL returns the time to live for a key in milliseconds.
+//
+//	PTTL key
+func (t *Tx) PTTL(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encPTTL(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // PTTL queues PTTL key. Its reply comes from Exec.
@@ -3940,10 +5583,19 @@ func encPublish(w *cmdBuf, channel string, message any) {
 // Publish posts a message to a channel.
 //
 //	PUBLISH channel message
-func (c cmds) Publish(ctx context.Context, channel string, message any) (int64, error) {
+func (c *Client) Publish(ctx context.Context, channel string, message any) (int64, error) {
 	w := getBuf()
 	encPublish(w, channel, message)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Publish posts a message to a channel.
+//
+//	PUBLISH channel message
+func (t *Tx) Publish(ctx context.Context, channel string, message any) (int64, error) {
+	w := getBuf()
+	encPublish(w, channel, message)
+	return intReply(t.run(ctx, w))
 }
 
 // Publish queues PUBLISH channel message. Its reply comes from Exec.
@@ -3964,10 +5616,21 @@ func encPubSubChannels(w *cmdBuf, args ...any) {
 //	PUBSUB CHANNELS [pattern]
 //
 // args holds the optional pattern, if any.
-func (c cmds) PubSubChannels(ctx context.Context, args ...any) ([]string, error) {
+func (c *Client) PubSubChannels(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encPubSubChannels(w, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// PubSubChannels lists active channels.
+//
+//	PUBSUB CHANNELS [pattern]
+//
+// args holds the optional pattern, if any.
+func (t *Tx) PubSubChannels(ctx context.Context, args ...any) ([]string, error) {
+	w := getBuf()
+	encPubSubChannels(w, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // PubSubChannels queues PUBSUB CHANNELS followed by args. Its reply comes
@@ -3986,10 +5649,19 @@ func encPubSubNumPat(w *cmdBuf) {
 // PubSubNumPat returns the count of unique patterns pattern subscriptions.
 //
 //	PUBSUB NUMPAT
-func (c cmds) PubSubNumPat(ctx context.Context) (int64, error) {
+func (c *Client) PubSubNumPat(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encPubSubNumPat(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// PubSubNumPat returns the count of unique patterns pattern subscriptions.
+//
+//	PUBSUB NUMPAT
+func (t *Tx) PubSubNumPat(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encPubSubNumPat(w)
+	return intReply(t.run(ctx, w))
 }
 
 // PubSubNumPat queues PUBSUB NUMPAT. Its reply comes from Exec.
@@ -4008,10 +5680,19 @@ func encPubSubNumSub(w *cmdBuf, channels ...string) {
 // PubSubNumSub returns the count of subscribers for channels.
 //
 //	PUBSUB NUMSUB [channel [channel ...]]
-func (c cmds) PubSubNumSub(ctx context.Context, channels ...string) (Value, error) {
+func (c *Client) PubSubNumSub(ctx context.Context, channels ...string) (Value, error) {
 	w := getBuf()
 	encPubSubNumSub(w, channels...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// PubSubNumSub returns the count of subscribers for channels.
+//
+//	PUBSUB NUMSUB [channel [channel ...]]
+func (t *Tx) PubSubNumSub(ctx context.Context, channels ...string) (Value, error) {
+	w := getBuf()
+	encPubSubNumSub(w, channels...)
+	return valueReply(t.run(ctx, w))
 }
 
 // PubSubNumSub queues PUBSUB NUMSUB channel [channel ...]. Its reply comes
@@ -4033,10 +5714,21 @@ func encPubSubShardChannels(w *cmdBuf, args ...any) {
 //	PUBSUB SHARDCHANNELS [pattern]
 //
 // args holds the optional pattern, if any.
-func (c cmds) PubSubShardChannels(ctx context.Context, args ...any) ([]string, error) {
+func (c *Client) PubSubShardChannels(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encPubSubShardChannels(w, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// PubSubShardChannels lists active shard channels.
+//
+//	PUBSUB SHARDCHANNELS [pattern]
+//
+// args holds the optional pattern, if any.
+func (t *Tx) PubSubShardChannels(ctx context.Context, args ...any) ([]string, error) {
+	w := getBuf()
+	encPubSubShardChannels(w, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // PubSubShardChannels queues PUBSUB SHARDCHANNELS followed by args. Its
@@ -4057,10 +5749,19 @@ func encPubSubShardNumSub(w *cmdBuf, shardchannels ...string) {
 // PubSubShardNumSub returns the count of subscribers for shard channels.
 //
 //	PUBSUB SHARDNUMSUB [shardchannel [shardchannel ...]]
-func (c cmds) PubSubShardNumSub(ctx context.Context, shardchannels ...string) (Value, error) {
+func (c *Client) PubSubShardNumSub(ctx context.Context, shardchannels ...string) (Value, error) {
 	w := getBuf()
 	encPubSubShardNumSub(w, shardchannels...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// PubSubShardNumSub returns the count of subscribers for shard channels.
+//
+//	PUBSUB SHARDNUMSUB [shardchannel [shardchannel ...]]
+func (t *Tx) PubSubShardNumSub(ctx context.Context, shardchannels ...string) (Value, error) {
+	w := getBuf()
+	encPubSubShardNumSub(w, shardchannels...)
+	return valueReply(t.run(ctx, w))
 }
 
 // PubSubShardNumSub queues PUBSUB SHARDNUMSUB shardchannel [shardchannel
@@ -4080,10 +5781,20 @@ func encRandomKey(w *cmdBuf) {
 // the database is empty.
 //
 //	RANDOMKEY
-func (c cmds) RandomKey(ctx context.Context) (string, error) {
+func (c *Client) RandomKey(ctx context.Context) (string, error) {
 	w := getBuf()
 	encRandomKey(w)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// RandomKey returns a random key from the keyspace. It returns ErrNil when
+// the database is empty.
+//
+//	RANDOMKEY
+func (t *Tx) RandomKey(ctx context.Context) (string, error) {
+	w := getBuf()
+	encRandomKey(w)
+	return textReply(t.run(ctx, w))
 }
 
 // RandomKey queues RANDOMKEY. Its reply comes from Exec.
@@ -4103,10 +5814,19 @@ func encRename(w *cmdBuf, key, newkey string) {
 // Rename renames a key.
 //
 //	RENAME key newkey
-func (c cmds) Rename(ctx context.Context, key, newkey string) error {
+func (c *Client) Rename(ctx context.Context, key, newkey string) error {
 	w := getBuf()
 	encRename(w, key, newkey)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Rename renames a key.
+//
+//	RENAME key newkey
+func (t *Tx) Rename(ctx context.Context, key, newkey string) error {
+	w := getBuf()
+	encRename(w, key, newkey)
+	return okReply(t.run(ctx, w))
 }
 
 // Rename queues RENAME key newkey. Its reply comes from Exec.
@@ -4126,10 +5846,19 @@ func encRenameNX(w *cmdBuf, key, newkey string) {
 // RenameNX renames a key, only if the new key does not exist.
 //
 //	RENAMENX key newkey
-func (c cmds) RenameNX(ctx context.Context, key, newkey string) (bool, error) {
+func (c *Client) RenameNX(ctx context.Context, key, newkey string) (bool, error) {
 	w := getBuf()
 	encRenameNX(w, key, newkey)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// RenameNX renames a key, only if the new key does not exist.
+//
+//	RENAMENX key newkey
+func (t *Tx) RenameNX(ctx context.Context, key, newkey string) (bool, error) {
+	w := getBuf()
+	encRenameNX(w, key, newkey)
+	return boolReply(t.run(ctx, w))
 }
 
 // RenameNX queues RENAMENX key newkey. Its reply comes from Exec.
@@ -4151,10 +5880,22 @@ func encReplicaOf(w *cmdBuf, args ...any) {
 //	REPLICAOF <host port | NO ONE>
 //
 // args holds the arguments of that syntax, such as "NO", "ONE".
-func (c cmds) ReplicaOf(ctx context.Context, args ...any) error {
+func (c *Client) ReplicaOf(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encReplicaOf(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ReplicaOf makes the server a replica of another instance, or promotes it
+// as master.
+//
+//	REPLICAOF <host port | NO ONE>
+//
+// args holds the arguments of that syntax, such as "NO", "ONE".
+func (t *Tx) ReplicaOf(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encReplicaOf(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ReplicaOf queues REPLICAOF followed by args. Its reply comes from Exec.
@@ -4180,10 +5921,23 @@ func encRestore(w *cmdBuf, key string, ttl int64, serializedValue string, args .
 //
 // args holds what follows serialized-value in that syntax, such as
 // "IDLETIME", 10.
-func (c cmds) Restore(ctx context.Context, key string, ttl int64, serializedValue string, args ...any) error {
+func (c *Client) Restore(ctx context.Context, key string, ttl int64, serializedValue string, args ...any) error {
 	w := getBuf()
 	encRestore(w, key, ttl, serializedValue, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Restore creates a key using the provided serialized value, previously
+// obtained using DUMP.
+//
+//	RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]
+//
+// args holds what follows serialized-value in that syntax, such as
+// "IDLETIME", 10.
+func (t *Tx) Restore(ctx context.Context, key string, ttl int64, serializedValue string, args ...any) error {
+	w := getBuf()
+	encRestore(w, key, ttl, serializedValue, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // Restore queues RESTORE key ttl serialized-value followed by args. Its
@@ -4202,10 +5956,19 @@ func encRole(w *cmdBuf) {
 // Role returns the role of the instance in the context of replication.
 //
 //	ROLE
-func (c cmds) Role(ctx context.Context) (Value, error) {
+func (c *Client) Role(ctx context.Context) (Value, error) {
 	w := getBuf()
 	encRole(w)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// Role returns the role of the instance in the context of replication.
+//
+//	ROLE
+func (t *Tx) Role(ctx context.Context) (Value, error) {
+	w := getBuf()
+	encRole(w)
+	return valueReply(t.run(ctx, w))
 }
 
 // Role queues ROLE. Its reply comes from Exec.
@@ -4225,10 +5988,20 @@ func encRPop(w *cmdBuf, key string) {
 // when the list is empty.
 //
 //	RPOP key
-func (c cmds) RPop(ctx context.Context, key string) (string, error) {
+func (c *Client) RPop(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encRPop(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// RPop removes and returns the last elements in a list. It returns ErrNil
+// when the list is empty.
+//
+//	RPOP key
+func (t *Tx) RPop(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encRPop(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // RPop queues RPOP key. Its reply comes from Exec.
@@ -4249,10 +6022,20 @@ func encRPopCount(w *cmdBuf, key string, count int64) {
 // ErrNil when the list is empty.
 //
 //	RPOP key count
-func (c cmds) RPopCount(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) RPopCount(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encRPopCount(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// RPopCount removes and returns the last elements in a list. It returns
+// ErrNil when the list is empty.
+//
+//	RPOP key count
+func (t *Tx) RPopCount(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encRPopCount(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // RPopCount queues RPOP key count. Its reply comes from Exec.
@@ -4273,10 +6056,20 @@ func encRPopLPush(w *cmdBuf, source, destination string) {
 // and returns it. It returns ErrNil when the source list is empty.
 //
 //	RPOPLPUSH source destination
-func (c cmds) RPopLPush(ctx context.Context, source, destination string) (string, error) {
+func (c *Client) RPopLPush(ctx context.Context, source, destination string) (string, error) {
 	w := getBuf()
 	encRPopLPush(w, source, destination)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// RPopLPush removes the last element in a list, prepends it to another list
+// and returns it. It returns ErrNil when the source list is empty.
+//
+//	RPOPLPUSH source destination
+func (t *Tx) RPopLPush(ctx context.Context, source, destination string) (string, error) {
+	w := getBuf()
+	encRPopLPush(w, source, destination)
+	return textReply(t.run(ctx, w))
 }
 
 // RPopLPush queues RPOPLPUSH source destination. Its reply comes from Exec.
@@ -4296,10 +6089,19 @@ func encRPush(w *cmdBuf, key string, elements ...any) {
 // RPush appends one or multiple elements to a list.
 //
 //	RPUSH key element [element ...]
-func (c cmds) RPush(ctx context.Context, key string, elements ...any) (int64, error) {
+func (c *Client) RPush(ctx context.Context, key string, elements ...any) (int64, error) {
 	w := getBuf()
 	encRPush(w, key, elements...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// RPush appends one or multiple elements to a list.
+//
+//	RPUSH key element [element ...]
+func (t *Tx) RPush(ctx context.Context, key string, elements ...any) (int64, error) {
+	w := getBuf()
+	encRPush(w, key, elements...)
+	return intReply(t.run(ctx, w))
 }
 
 // RPush queues RPUSH key element [element ...]. Its reply comes from Exec.
@@ -4319,10 +6121,19 @@ func encRPushX(w *cmdBuf, key string, elements ...any) {
 // RPushX appends an element to a list, only if the list exists.
 //
 //	RPUSHX key element [element ...]
-func (c cmds) RPushX(ctx context.Context, key string, elements ...any) (int64, error) {
+func (c *Client) RPushX(ctx context.Context, key string, elements ...any) (int64, error) {
 	w := getBuf()
 	encRPushX(w, key, elements...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// RPushX appends an element to a list, only if the list exists.
+//
+//	RPUSHX key element [element ...]
+func (t *Tx) RPushX(ctx context.Context, key string, elements ...any) (int64, error) {
+	w := getBuf()
+	encRPushX(w, key, elements...)
+	return intReply(t.run(ctx, w))
 }
 
 // RPushX queues RPUSHX key element [element ...]. Its reply comes from
@@ -4343,10 +6154,19 @@ func encSAdd(w *cmdBuf, key string, members ...any) {
 // SAdd adds one or more members to a set.
 //
 //	SADD key member [member ...]
-func (c cmds) SAdd(ctx context.Context, key string, members ...any) (int64, error) {
+func (c *Client) SAdd(ctx context.Context, key string, members ...any) (int64, error) {
 	w := getBuf()
 	encSAdd(w, key, members...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SAdd adds one or more members to a set.
+//
+//	SADD key member [member ...]
+func (t *Tx) SAdd(ctx context.Context, key string, members ...any) (int64, error) {
+	w := getBuf()
+	encSAdd(w, key, members...)
+	return intReply(t.run(ctx, w))
 }
 
 // SAdd queues SADD key member [member ...]. Its reply comes from Exec.
@@ -4364,10 +6184,19 @@ func encSave(w *cmdBuf) {
 // Save synchronously saves the dataset to disk.
 //
 //	SAVE
-func (c cmds) Save(ctx context.Context) error {
+func (c *Client) Save(ctx context.Context) error {
 	w := getBuf()
 	encSave(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Save synchronously saves the dataset to disk.
+//
+//	SAVE
+func (t *Tx) Save(ctx context.Context) error {
+	w := getBuf()
+	encSave(w)
+	return okReply(t.run(ctx, w))
 }
 
 // Save queues SAVE. Its reply comes from Exec.
@@ -4390,10 +6219,22 @@ func encScan(w *cmdBuf, cursor int64, args ...any) {
 //
 // args holds what follows cursor in that syntax, such as "MATCH", "user:*",
 // "COUNT", 100.
-func (c cmds) Scan(ctx context.Context, cursor int64, args ...any) (Value, error) {
+func (c *Client) Scan(ctx context.Context, cursor int64, args ...any) (Value, error) {
 	w := getBuf()
 	encScan(w, cursor, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// Scan incrementally iterates the keys space.
+//
+//	SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+//
+// args holds what follows cursor in that syntax, such as "MATCH", "user:*",
+// "COUNT", 100.
+func (t *Tx) Scan(ctx context.Context, cursor int64, args ...any) (Value, error) {
+	w := getBuf()
+	encScan(w, cursor, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // Scan queues SCAN cursor followed by args. Its reply comes from Exec.
@@ -4412,10 +6253,19 @@ func encSCard(w *cmdBuf, key string) {
 // SCard returns the number of members in a set.
 //
 //	SCARD key
-func (c cmds) SCard(ctx context.Context, key string) (int64, error) {
+func (c *Client) SCard(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encSCard(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SCard returns the number of members in a set.
+//
+//	SCARD key
+func (t *Tx) SCard(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encSCard(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // SCard queues SCARD key. Its reply comes from Exec.
@@ -4434,10 +6284,19 @@ func encScriptExists(w *cmdBuf, sha1s ...string) {
 // ScriptExists checks existence of scripts in the script cache.
 //
 //	SCRIPT EXISTS sha1 [sha1 ...]
-func (c cmds) ScriptExists(ctx context.Context, sha1s ...string) ([]int64, error) {
+func (c *Client) ScriptExists(ctx context.Context, sha1s ...string) ([]int64, error) {
 	w := getBuf()
 	encScriptExists(w, sha1s...)
-	return int64sReply(c.r.run(ctx, w))
+	return int64sReply(c.run(ctx, w))
+}
+
+// ScriptExists checks existence of scripts in the script cache.
+//
+//	SCRIPT EXISTS sha1 [sha1 ...]
+func (t *Tx) ScriptExists(ctx context.Context, sha1s ...string) ([]int64, error) {
+	w := getBuf()
+	encScriptExists(w, sha1s...)
+	return int64sReply(t.run(ctx, w))
 }
 
 // ScriptExists queues SCRIPT EXISTS sha1 [sha1 ...]. Its reply comes from
@@ -4459,10 +6318,21 @@ func encScriptFlush(w *cmdBuf, args ...any) {
 //	SCRIPT FLUSH [ASYNC | SYNC]
 //
 // args holds the arguments of that syntax, such as "ASYNC".
-func (c cmds) ScriptFlush(ctx context.Context, args ...any) error {
+func (c *Client) ScriptFlush(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encScriptFlush(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ScriptFlush removes all the scripts from the script cache.
+//
+//	SCRIPT FLUSH [ASYNC | SYNC]
+//
+// args holds the arguments of that syntax, such as "ASYNC".
+func (t *Tx) ScriptFlush(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encScriptFlush(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // ScriptFlush queues SCRIPT FLUSH followed by args. Its reply comes from
@@ -4481,10 +6351,19 @@ func encScriptKill(w *cmdBuf) {
 // ScriptKill kills the script currently in execution.
 //
 //	SCRIPT KILL
-func (c cmds) ScriptKill(ctx context.Context) error {
+func (c *Client) ScriptKill(ctx context.Context) error {
 	w := getBuf()
 	encScriptKill(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// ScriptKill kills the script currently in execution.
+//
+//	SCRIPT KILL
+func (t *Tx) ScriptKill(ctx context.Context) error {
+	w := getBuf()
+	encScriptKill(w)
+	return okReply(t.run(ctx, w))
 }
 
 // ScriptKill queues SCRIPT KILL. Its reply comes from Exec.
@@ -4503,10 +6382,19 @@ func encScriptLoad(w *cmdBuf, script string) {
 // ScriptLoad loads the specified Lua script into the script cache.
 //
 //	SCRIPT LOAD script
-func (c cmds) ScriptLoad(ctx context.Context, script string) (string, error) {
+func (c *Client) ScriptLoad(ctx context.Context, script string) (string, error) {
 	w := getBuf()
 	encScriptLoad(w, script)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// ScriptLoad loads the specified Lua script into the script cache.
+//
+//	SCRIPT LOAD script
+func (t *Tx) ScriptLoad(ctx context.Context, script string) (string, error) {
+	w := getBuf()
+	encScriptLoad(w, script)
+	return textReply(t.run(ctx, w))
 }
 
 // ScriptLoad queues SCRIPT LOAD script. Its reply comes from Exec.
@@ -4527,10 +6415,19 @@ func encSDiff(w *cmdBuf, keys ...string) {
 // SDiff subtracts multiple sets.
 //
 //	SDIFF key [key ...]
-func (c cmds) SDiff(ctx context.Context, keys ...string) ([]string, error) {
+func (c *Client) SDiff(ctx context.Context, keys ...string) ([]string, error) {
 	w := getBuf()
 	encSDiff(w, keys...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SDiff subtracts multiple sets.
+//
+//	SDIFF key [key ...]
+func (t *Tx) SDiff(ctx context.Context, keys ...string) ([]string, error) {
+	w := getBuf()
+	encSDiff(w, keys...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SDiff queues SDIFF key [key ...]. Its reply comes from Exec.
@@ -4552,10 +6449,19 @@ func encSDiffStore(w *cmdBuf, destination string, keys ...string) {
 // SDiffStore subtracts multiple sets and stores the resulting set in a key.
 //
 //	SDIFFSTORE destination key [key ...]
-func (c cmds) SDiffStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+func (c *Client) SDiffStore(ctx context.Context, destination string, keys ...string) (int64, error) {
 	w := getBuf()
 	encSDiffStore(w, destination, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SDiffStore subtracts multiple sets and stores the resulting set in a key.
+//
+//	SDIFFSTORE destination key [key ...]
+func (t *Tx) SDiffStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+	w := getBuf()
+	encSDiffStore(w, destination, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // SDiffStore queues SDIFFSTORE destination key [key ...]. Its reply comes
@@ -4580,10 +6486,22 @@ func encSet(w *cmdBuf, key string, value any, args ...any) {
 //	SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
 // args holds what follows value in that syntax, such as "EX", 10.
-func (c cmds) Set(ctx context.Context, key string, value any, args ...any) error {
+func (c *Client) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Set sets the string value of a key. It returns ErrNil when NX or XX kept
+// the key from being set, or GET found no old value.
+//
+//	SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
+//
+// args holds what follows value in that syntax, such as "EX", 10.
+func (t *Tx) Set(ctx context.Context, key string, value any, args ...any) error {
+	w := getBuf()
+	encSet(w, key, value, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // Set queues SET key value followed by args. Its reply comes from Exec.
@@ -4608,10 +6526,22 @@ func encSetGet(w *cmdBuf, key string, value any, args ...any) {
 //	SET key value GET [NX | XX] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
 // args holds what follows GET in that syntax, such as "EX", 10.
-func (c cmds) SetGet(ctx context.Context, key string, value any, args ...any) (string, error) {
+func (c *Client) SetGet(ctx context.Context, key string, value any, args ...any) (string, error) {
 	w := getBuf()
 	encSetGet(w, key, value, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// SetGet sets the string value of a key. It returns ErrNil when there was
+// no old value, or NX or XX kept the key from being set.
+//
+//	SET key value GET [NX | XX] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
+//
+// args holds what follows GET in that syntax, such as "EX", 10.
+func (t *Tx) SetGet(ctx context.Context, key string, value any, args ...any) (string, error) {
+	w := getBuf()
+	encSetGet(w, key, value, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // SetGet queues SET key value GET followed by args. Its reply comes from
@@ -4634,10 +6564,20 @@ func encSetBit(w *cmdBuf, key string, offset, value int64) {
 // key.
 //
 //	SETBIT key offset value
-func (c cmds) SetBit(ctx context.Context, key string, offset, value int64) (int64, error) {
+func (c *Client) SetBit(ctx context.Context, key string, offset, value int64) (int64, error) {
 	w := getBuf()
 	encSetBit(w, key, offset, value)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SetBit sets or clears the bit at offset in the string value stored at
+// key.
+//
+//	SETBIT key offset value
+func (t *Tx) SetBit(ctx context.Context, key string, offset, value int64) (int64, error) {
+	w := getBuf()
+	encSetBit(w, key, offset, value)
+	return intReply(t.run(ctx, w))
 }
 
 // SetBit queues SETBIT key offset value. Its reply comes from Exec.
@@ -4658,10 +6598,19 @@ func encSetEx(w *cmdBuf, key string, seconds int64, value any) {
 // SetEx sets the value and expiration of a key.
 //
 //	SETEX key seconds value
-func (c cmds) SetEx(ctx context.Context, key string, seconds int64, value any) error {
+func (c *Client) SetEx(ctx context.Context, key string, seconds int64, value any) error {
 	w := getBuf()
 	encSetEx(w, key, seconds, value)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// SetEx sets the value and expiration of a key.
+//
+//	SETEX key seconds value
+func (t *Tx) SetEx(ctx context.Context, key string, seconds int64, value any) error {
+	w := getBuf()
+	encSetEx(w, key, seconds, value)
+	return okReply(t.run(ctx, w))
 }
 
 // SetEx queues SETEX key seconds value. Its reply comes from Exec.
@@ -4681,10 +6630,19 @@ func encSetNX(w *cmdBuf, key string, value any) {
 // SetNX sets the value of a key, only if the key does not exist.
 //
 //	SETNX key value
-func (c cmds) SetNX(ctx context.Context, key string, value any) (bool, error) {
+func (c *Client) SetNX(ctx context.Context, key string, value any) (bool, error) {
 	w := getBuf()
 	encSetNX(w, key, value)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// SetNX sets the value of a key, only if the key does not exist.
+//
+//	SETNX key value
+func (t *Tx) SetNX(ctx context.Context, key string, value any) (bool, error) {
+	w := getBuf()
+	encSetNX(w, key, value)
+	return boolReply(t.run(ctx, w))
 }
 
 // SetNX queues SETNX key value. Its reply comes from Exec.
@@ -4706,10 +6664,20 @@ func encSetRange(w *cmdBuf, key string, offset int64, value any) {
 // offset.
 //
 //	SETRANGE key offset value
-func (c cmds) SetRange(ctx context.Context, key string, offset int64, value any) (int64, error) {
+func (c *Client) SetRange(ctx context.Context, key string, offset int64, value any) (int64, error) {
 	w := getBuf()
 	encSetRange(w, key, offset, value)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SetRange overwrites part of a string at key starting at the specified
+// offset.
+//
+//	SETRANGE key offset value
+func (t *Tx) SetRange(ctx context.Context, key string, offset int64, value any) (int64, error) {
+	w := getBuf()
+	encSetRange(w, key, offset, value)
+	return intReply(t.run(ctx, w))
 }
 
 // SetRange queues SETRANGE key offset value. Its reply comes from Exec.
@@ -4731,10 +6699,22 @@ func encShutdown(w *cmdBuf, args ...any) {
 //	SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]
 //
 // args holds the arguments of that syntax, such as "NOSAVE".
-func (c cmds) Shutdown(ctx context.Context, args ...any) error {
+func (c *Client) Shutdown(ctx context.Context, args ...any) error {
 	w := getBuf()
 	encShutdown(w, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// Shutdown synchronously saves the dataset to disk and then shuts down the
+// server.
+//
+//	SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]
+//
+// args holds the arguments of that syntax, such as "NOSAVE".
+func (t *Tx) Shutdown(ctx context.Context, args ...any) error {
+	w := getBuf()
+	encShutdown(w, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // Shutdown queues SHUTDOWN followed by args. Its reply comes from Exec.
@@ -4755,10 +6735,19 @@ func encSInter(w *cmdBuf, keys ...string) {
 // SInter intersects multiple sets.
 //
 //	SINTER key [key ...]
-func (c cmds) SInter(ctx context.Context, keys ...string) ([]string, error) {
+func (c *Client) SInter(ctx context.Context, keys ...string) ([]string, error) {
 	w := getBuf()
 	encSInter(w, keys...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SInter intersects multiple sets.
+//
+//	SINTER key [key ...]
+func (t *Tx) SInter(ctx context.Context, keys ...string) ([]string, error) {
+	w := getBuf()
+	encSInter(w, keys...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SInter queues SINTER key [key ...]. Its reply comes from Exec.
@@ -4781,10 +6770,22 @@ func encSInterCard(w *cmdBuf, numkeys int64, args ...any) {
 //	SINTERCARD numkeys key [key ...] [LIMIT limit]
 //
 // args holds what follows numkeys in that syntax, such as "LIMIT", 10.
-func (c cmds) SInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
+func (c *Client) SInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encSInterCard(w, numkeys, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SInterCard intersects multiple sets and returns the cardinality of the
+// result.
+//
+//	SINTERCARD numkeys key [key ...] [LIMIT limit]
+//
+// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+func (t *Tx) SInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
+	w := getBuf()
+	encSInterCard(w, numkeys, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // SInterCard queues SINTERCARD numkeys followed by args. Its reply comes
@@ -4808,10 +6809,20 @@ func encSInterStore(w *cmdBuf, destination string, keys ...string) {
 // key.
 //
 //	SINTERSTORE destination key [key ...]
-func (c cmds) SInterStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+func (c *Client) SInterStore(ctx context.Context, destination string, keys ...string) (int64, error) {
 	w := getBuf()
 	encSInterStore(w, destination, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SInterStore intersects multiple sets and stores the resulting set in a
+// key.
+//
+//	SINTERSTORE destination key [key ...]
+func (t *Tx) SInterStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+	w := getBuf()
+	encSInterStore(w, destination, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // SInterStore queues SINTERSTORE destination key [key ...]. Its reply comes
@@ -4832,10 +6843,19 @@ func encSIsMember(w *cmdBuf, key string, member any) {
 // SIsMember determines if a given value is a member of a set.
 //
 //	SISMEMBER key member
-func (c cmds) SIsMember(ctx context.Context, key string, member any) (bool, error) {
+func (c *Client) SIsMember(ctx context.Context, key string, member any) (bool, error) {
 	w := getBuf()
 	encSIsMember(w, key, member)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// SIsMember determines if a given value is a member of a set.
+//
+//	SISMEMBER key member
+func (t *Tx) SIsMember(ctx context.Context, key string, member any) (bool, error) {
+	w := getBuf()
+	encSIsMember(w, key, member)
+	return boolReply(t.run(ctx, w))
 }
 
 // SIsMember queues SISMEMBER key member. Its reply comes from Exec.
@@ -4856,10 +6876,21 @@ func encSlowLogGet(w *cmdBuf, args ...any) {
 //	SLOWLOG GET [count]
 //
 // args holds the optional count, if any.
-func (c cmds) SlowLogGet(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) SlowLogGet(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encSlowLogGet(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// SlowLogGet returns the slow log's entries.
+//
+//	SLOWLOG GET [count]
+//
+// args holds the optional count, if any.
+func (t *Tx) SlowLogGet(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encSlowLogGet(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // SlowLogGet queues SLOWLOG GET followed by args. Its reply comes from
@@ -4878,10 +6909,19 @@ func encSlowLogLen(w *cmdBuf) {
 // SlowLogLen returns the slow log's length.
 //
 //	SLOWLOG LEN
-func (c cmds) SlowLogLen(ctx context.Context) (int64, error) {
+func (c *Client) SlowLogLen(ctx context.Context) (int64, error) {
 	w := getBuf()
 	encSlowLogLen(w)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SlowLogLen returns the slow log's length.
+//
+//	SLOWLOG LEN
+func (t *Tx) SlowLogLen(ctx context.Context) (int64, error) {
+	w := getBuf()
+	encSlowLogLen(w)
+	return intReply(t.run(ctx, w))
 }
 
 // SlowLogLen queues SLOWLOG LEN. Its reply comes from Exec.
@@ -4899,10 +6939,19 @@ func encSlowLogReset(w *cmdBuf) {
 // SlowLogReset clears all entries from the slow log.
 //
 //	SLOWLOG RESET
-func (c cmds) SlowLogReset(ctx context.Context) error {
+func (c *Client) SlowLogReset(ctx context.Context) error {
 	w := getBuf()
 	encSlowLogReset(w)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// SlowLogReset clears all entries from the slow log.
+//
+//	SLOWLOG RESET
+func (t *Tx) SlowLogReset(ctx context.Context) error {
+	w := getBuf()
+	encSlowLogReset(w)
+	return okReply(t.run(ctx, w))
 }
 
 // SlowLogReset queues SLOWLOG RESET. Its reply comes from Exec.
@@ -4921,10 +6970,19 @@ func encSMembers(w *cmdBuf, key string) {
 // SMembers returns all the members in a set.
 //
 //	SMEMBERS key
-func (c cmds) SMembers(ctx context.Context, key string) ([]string, error) {
+func (c *Client) SMembers(ctx context.Context, key string) ([]string, error) {
 	w := getBuf()
 	encSMembers(w, key)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SMembers returns all the members in a set.
+//
+//	SMEMBERS key
+func (t *Tx) SMembers(ctx context.Context, key string) ([]string, error) {
+	w := getBuf()
+	encSMembers(w, key)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SMembers queues SMEMBERS key. Its reply comes from Exec.
@@ -4945,10 +7003,20 @@ func encSMIsMember(w *cmdBuf, key string, members ...any) {
 // a set.
 //
 //	SMISMEMBER key member [member ...]
-func (c cmds) SMIsMember(ctx context.Context, key string, members ...any) ([]int64, error) {
+func (c *Client) SMIsMember(ctx context.Context, key string, members ...any) ([]int64, error) {
 	w := getBuf()
 	encSMIsMember(w, key, members...)
-	return int64sReply(c.r.run(ctx, w))
+	return int64sReply(c.run(ctx, w))
+}
+
+// SMIsMember returns the membership associated with the given elements for
+// a set.
+//
+//	SMISMEMBER key member [member ...]
+func (t *Tx) SMIsMember(ctx context.Context, key string, members ...any) ([]int64, error) {
+	w := getBuf()
+	encSMIsMember(w, key, members...)
+	return int64sReply(t.run(ctx, w))
 }
 
 // SMIsMember queues SMISMEMBER key member [member ...]. Its reply comes
@@ -4970,10 +7038,19 @@ func encSMove(w *cmdBuf, source, destination string, member any) {
 // SMove moves a member from one set to another.
 //
 //	SMOVE source destination member
-func (c cmds) SMove(ctx context.Context, source, destination string, member any) (bool, error) {
+func (c *Client) SMove(ctx context.Context, source, destination string, member any) (bool, error) {
 	w := getBuf()
 	encSMove(w, source, destination, member)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// SMove moves a member from one set to another.
+//
+//	SMOVE source destination member
+func (t *Tx) SMove(ctx context.Context, source, destination string, member any) (bool, error) {
+	w := getBuf()
+	encSMove(w, source, destination, member)
+	return boolReply(t.run(ctx, w))
 }
 
 // SMove queues SMOVE source destination member. Its reply comes from Exec.
@@ -4995,10 +7072,21 @@ func encSort(w *cmdBuf, key string, args ...any) {
 //	SORT key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]
 //
 // args holds what follows key in that syntax, such as "BY", "pattern".
-func (c cmds) Sort(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) Sort(ctx context.Context, key string, args ...any) (Value, error) {
 	w := getBuf()
 	encSort(w, key, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// Sort sorts the elements in a list, sets or sorted set.
+//
+//	SORT key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]
+//
+// args holds what follows key in that syntax, such as "BY", "pattern".
+func (t *Tx) Sort(ctx context.Context, key string, args ...any) (Value, error) {
+	w := getBuf()
+	encSort(w, key, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // Sort queues SORT key followed by args. Its reply comes from Exec.
@@ -5021,10 +7109,22 @@ func encSortRO(w *cmdBuf, key string, args ...any) {
 //	SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]
 //
 // args holds what follows key in that syntax, such as "BY", "pattern".
-func (c cmds) SortRO(ctx context.Context, key string, args ...any) ([]Value, error) {
+func (c *Client) SortRO(ctx context.Context, key string, args ...any) ([]Value, error) {
 	w := getBuf()
 	encSortRO(w, key, args...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// SortRO sorts the elements in a list, sets or sorted set. Read-only
+// variant of SORT.
+//
+//	SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]
+//
+// args holds what follows key in that syntax, such as "BY", "pattern".
+func (t *Tx) SortRO(ctx context.Context, key string, args ...any) ([]Value, error) {
+	w := getBuf()
+	encSortRO(w, key, args...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // SortRO queues SORT_RO key followed by args. Its reply comes from Exec.
@@ -5044,10 +7144,20 @@ func encSPop(w *cmdBuf, key string) {
 // returns ErrNil when the set is empty.
 //
 //	SPOP key
-func (c cmds) SPop(ctx context.Context, key string) (string, error) {
+func (c *Client) SPop(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encSPop(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// SPop removes and returns one or multiple random members from a set. It
+// returns ErrNil when the set is empty.
+//
+//	SPOP key
+func (t *Tx) SPop(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encSPop(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // SPop queues SPOP key. Its reply comes from Exec.
@@ -5067,10 +7177,19 @@ func encSPopN(w *cmdBuf, key string, count int64) {
 // SPopN removes and returns one or multiple random members from a set.
 //
 //	SPOP key count
-func (c cmds) SPopN(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) SPopN(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encSPopN(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SPopN removes and returns one or multiple random members from a set.
+//
+//	SPOP key count
+func (t *Tx) SPopN(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encSPopN(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SPopN queues SPOP key count. Its reply comes from Exec.
@@ -5090,10 +7209,19 @@ func encSPublish(w *cmdBuf, shardchannel string, message any) {
 // SPublish posts a message to a shard channel.
 //
 //	SPUBLISH shardchannel message
-func (c cmds) SPublish(ctx context.Context, shardchannel string, message any) (int64, error) {
+func (c *Client) SPublish(ctx context.Context, shardchannel string, message any) (int64, error) {
 	w := getBuf()
 	encSPublish(w, shardchannel, message)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SPublish posts a message to a shard channel.
+//
+//	SPUBLISH shardchannel message
+func (t *Tx) SPublish(ctx context.Context, shardchannel string, message any) (int64, error) {
+	w := getBuf()
+	encSPublish(w, shardchannel, message)
+	return intReply(t.run(ctx, w))
 }
 
 // SPublish queues SPUBLISH shardchannel message. Its reply comes from Exec.
@@ -5113,10 +7241,20 @@ func encSRandMember(w *cmdBuf, key string) {
 // ErrNil when the set is empty.
 //
 //	SRANDMEMBER key
-func (c cmds) SRandMember(ctx context.Context, key string) (string, error) {
+func (c *Client) SRandMember(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encSRandMember(w, key)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// SRandMember returns one or multiple random members from a set. It returns
+// ErrNil when the set is empty.
+//
+//	SRANDMEMBER key
+func (t *Tx) SRandMember(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encSRandMember(w, key)
+	return textReply(t.run(ctx, w))
 }
 
 // SRandMember queues SRANDMEMBER key. Its reply comes from Exec.
@@ -5136,10 +7274,19 @@ func encSRandMemberN(w *cmdBuf, key string, count int64) {
 // SRandMemberN returns one or multiple random members from a set.
 //
 //	SRANDMEMBER key count
-func (c cmds) SRandMemberN(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) SRandMemberN(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encSRandMemberN(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SRandMemberN returns one or multiple random members from a set.
+//
+//	SRANDMEMBER key count
+func (t *Tx) SRandMemberN(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encSRandMemberN(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SRandMemberN queues SRANDMEMBER key count. Its reply comes from Exec.
@@ -5159,10 +7306,19 @@ func encSRem(w *cmdBuf, key string, members ...any) {
 // SRem removes one or more members from a set.
 //
 //	SREM key member [member ...]
-func (c cmds) SRem(ctx context.Context, key string, members ...any) (int64, error) {
+func (c *Client) SRem(ctx context.Context, key string, members ...any) (int64, error) {
 	w := getBuf()
 	encSRem(w, key, members...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SRem removes one or more members from a set.
+//
+//	SREM key member [member ...]
+func (t *Tx) SRem(ctx context.Context, key string, members ...any) (int64, error) {
+	w := getBuf()
+	encSRem(w, key, members...)
+	return intReply(t.run(ctx, w))
 }
 
 // SRem queues SREM key member [member ...]. Its reply comes from Exec.
@@ -5186,10 +7342,22 @@ func encSScan(w *cmdBuf, key string, cursor int64, args ...any) {
 //
 // args holds what follows cursor in that syntax, such as "MATCH", "a*",
 // "COUNT", 100.
-func (c cmds) SScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+func (c *Client) SScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
 	w := getBuf()
 	encSScan(w, key, cursor, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// SScan incrementally iterates Set elements.
+//
+//	SSCAN key cursor [MATCH pattern] [COUNT count]
+//
+// args holds what follows cursor in that syntax, such as "MATCH", "a*",
+// "COUNT", 100.
+func (t *Tx) SScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+	w := getBuf()
+	encSScan(w, key, cursor, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // SScan queues SSCAN key cursor followed by args. Its reply comes from
@@ -5209,10 +7377,19 @@ func encStrLen(w *cmdBuf, key string) {
 // StrLen returns the length of the value stored in a key.
 //
 //	STRLEN key
-func (c cmds) StrLen(ctx context.Context, key string) (int64, error) {
+func (c *Client) StrLen(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encStrLen(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// StrLen returns the length of the value stored in a key.
+//
+//	STRLEN key
+func (t *Tx) StrLen(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encStrLen(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // StrLen queues STRLEN key. Its reply comes from Exec.
@@ -5233,10 +7410,19 @@ func encSUnion(w *cmdBuf, keys ...string) {
 // SUnion adds multiple sets.
 //
 //	SUNION key [key ...]
-func (c cmds) SUnion(ctx context.Context, keys ...string) ([]string, error) {
+func (c *Client) SUnion(ctx context.Context, keys ...string) ([]string, error) {
 	w := getBuf()
 	encSUnion(w, keys...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// SUnion adds multiple sets.
+//
+//	SUNION key [key ...]
+func (t *Tx) SUnion(ctx context.Context, keys ...string) ([]string, error) {
+	w := getBuf()
+	encSUnion(w, keys...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // SUnion queues SUNION key [key ...]. Its reply comes from Exec.
@@ -5258,10 +7444,19 @@ func encSUnionStore(w *cmdBuf, destination string, keys ...string) {
 // SUnionStore adds multiple sets and stores the resulting set in a key.
 //
 //	SUNIONSTORE destination key [key ...]
-func (c cmds) SUnionStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+func (c *Client) SUnionStore(ctx context.Context, destination string, keys ...string) (int64, error) {
 	w := getBuf()
 	encSUnionStore(w, destination, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// SUnionStore adds multiple sets and stores the resulting set in a key.
+//
+//	SUNIONSTORE destination key [key ...]
+func (t *Tx) SUnionStore(ctx context.Context, destination string, keys ...string) (int64, error) {
+	w := getBuf()
+	encSUnionStore(w, destination, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // SUnionStore queues SUNIONSTORE destination key [key ...]. Its reply comes
@@ -5282,10 +7477,19 @@ func encSwapDB(w *cmdBuf, index1, index2 int64) {
 // SwapDB swaps two Redis databases.
 //
 //	SWAPDB index1 index2
-func (c cmds) SwapDB(ctx context.Context, index1, index2 int64) error {
+func (c *Client) SwapDB(ctx context.Context, index1, index2 int64) error {
 	w := getBuf()
 	encSwapDB(w, index1, index2)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// SwapDB swaps two Redis databases.
+//
+//	SWAPDB index1 index2
+func (t *Tx) SwapDB(ctx context.Context, index1, index2 int64) error {
+	w := getBuf()
+	encSwapDB(w, index1, index2)
+	return okReply(t.run(ctx, w))
 }
 
 // SwapDB queues SWAPDB index1 index2. Its reply comes from Exec.
@@ -5303,10 +7507,19 @@ func encTime(w *cmdBuf) {
 // Time returns the current server time.
 //
 //	TIME
-func (c cmds) Time(ctx context.Context) ([]string, error) {
+func (c *Client) Time(ctx context.Context) ([]string, error) {
 	w := getBuf()
 	encTime(w)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// Time returns the current server time.
+//
+//	TIME
+func (t *Tx) Time(ctx context.Context) ([]string, error) {
+	w := getBuf()
+	encTime(w)
+	return stringsReply(t.run(ctx, w))
 }
 
 // Time queues TIME. Its reply comes from Exec.
@@ -5328,10 +7541,20 @@ func encTouch(w *cmdBuf, keys ...string) {
 // existing keys specified.
 //
 //	TOUCH key [key ...]
-func (c cmds) Touch(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) Touch(ctx context.Context, keys ...string) (int64, error) {
 	w := getBuf()
 	encTouch(w, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Touch alters the last access time of a key(s). Returns the number of
+// existing keys specified.
+//
+//	TOUCH key [key ...]
+func (t *Tx) Touch(ctx context.Context, keys ...string) (int64, error) {
+	w := getBuf()
+	encTouch(w, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // Touch queues TOUCH key [key ...]. Its reply comes from Exec.
@@ -5350,10 +7573,19 @@ func encTTL(w *cmdBuf, key string) {
 // TTL returns the time to live for a key in seconds.
 //
 //	TTL key
-func (c cmds) TTL(ctx context.Context, key string) (int64, error) {
+func (c *Client) TTL(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encTTL(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// TTL returns the time to live for a key in seconds.
+//
+//	TTL key
+func (t *Tx) TTL(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encTTL(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // TTL queues TTL key. Its reply comes from Exec.
@@ -5372,10 +7604,19 @@ func encType(w *cmdBuf, key string) {
 // Type determines the type stored at key.
 //
 //	TYPE key
-func (c cmds) Type(ctx context.Context, key string) (string, error) {
+func (c *Client) Type(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encType(w, key)
-	return statusReply(c.r.run(ctx, w))
+	return statusReply(c.run(ctx, w))
+}
+
+// Type determines the type stored at key.
+//
+//	TYPE key
+func (t *Tx) Type(ctx context.Context, key string) (string, error) {
+	w := getBuf()
+	encType(w, key)
+	return statusReply(t.run(ctx, w))
 }
 
 // Type queues TYPE key. Its reply comes from Exec.
@@ -5397,10 +7638,20 @@ func encUnlink(w *cmdBuf, keys ...string) {
 // just as DEL, but non blocking.
 //
 //	UNLINK key [key ...]
-func (c cmds) Unlink(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) Unlink(ctx context.Context, keys ...string) (int64, error) {
 	w := getBuf()
 	encUnlink(w, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Unlink deletes a key asynchronously in another thread. Otherwise it is
+// just as DEL, but non blocking.
+//
+//	UNLINK key [key ...]
+func (t *Tx) Unlink(ctx context.Context, keys ...string) (int64, error) {
+	w := getBuf()
+	encUnlink(w, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // Unlink queues UNLINK key [key ...]. Its reply comes from Exec.
@@ -5421,10 +7672,20 @@ func encWait(w *cmdBuf, numreplicas, timeout int64) {
 // in the context of the current connection.
 //
 //	WAIT numreplicas timeout
-func (c cmds) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error) {
+func (c *Client) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error) {
 	w := getBuf()
 	encWait(w, numreplicas, timeout)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// Wait waits for the synchronous replication of all the write commands sent
+// in the context of the current connection.
+//
+//	WAIT numreplicas timeout
+func (t *Tx) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error) {
+	w := getBuf()
+	encWait(w, numreplicas, timeout)
+	return intReply(t.run(ctx, w))
 }
 
 // Wait queues WAIT numreplicas timeout. Its reply comes from Exec.
@@ -5448,10 +7709,22 @@ func encXAck(w *cmdBuf, key, group string, ids ...string) {
 // the IDs we were actually able to resolve in the PEL.
 //
 //	XACK key group id [id ...]
-func (c cmds) XAck(ctx context.Context, key, group string, ids ...string) (int64, error) {
+func (c *Client) XAck(ctx context.Context, key, group string, ids ...string) (int64, error) {
 	w := getBuf()
 	encXAck(w, key, group, ids...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XAck marks a pending message as correctly processed, effectively removing
+// it from the pending entries list of the consumer group. Return value of
+// the command is the number of messages successfully acknowledged, that is,
+// the IDs we were actually able to resolve in the PEL.
+//
+//	XACK key group id [id ...]
+func (t *Tx) XAck(ctx context.Context, key, group string, ids ...string) (int64, error) {
+	w := getBuf()
+	encXAck(w, key, group, ids...)
+	return intReply(t.run(ctx, w))
 }
 
 // XAck queues XACK key group id [id ...]. Its reply comes from Exec.
@@ -5474,10 +7747,22 @@ func encXAdd(w *cmdBuf, key string, args ...any) {
 //	XADD key [NOMKSTREAM] [<MAXLEN | MINID> [= | ~] threshold [LIMIT count]] <* | id> field value [field value ...]
 //
 // args holds what follows key in that syntax, such as "*", "name", "ada".
-func (c cmds) XAdd(ctx context.Context, key string, args ...any) (string, error) {
+func (c *Client) XAdd(ctx context.Context, key string, args ...any) (string, error) {
 	w := getBuf()
 	encXAdd(w, key, args...)
-	return textReply(c.r.run(ctx, w))
+	return textReply(c.run(ctx, w))
+}
+
+// XAdd appends a new entry to a stream. It returns ErrNil when NOMKSTREAM
+// is given and the stream does not exist.
+//
+//	XADD key [NOMKSTREAM] [<MAXLEN | MINID> [= | ~] threshold [LIMIT count]] <* | id> field value [field value ...]
+//
+// args holds what follows key in that syntax, such as "*", "name", "ada".
+func (t *Tx) XAdd(ctx context.Context, key string, args ...any) (string, error) {
+	w := getBuf()
+	encXAdd(w, key, args...)
+	return textReply(t.run(ctx, w))
 }
 
 // XAdd queues XADD key followed by args. Its reply comes from Exec.
@@ -5505,10 +7790,22 @@ func encXAutoClaim(w *cmdBuf, key, group, consumer, minIdleTime string, start an
 //	XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 //
 // args holds what follows start in that syntax, such as "COUNT", 10.
-func (c cmds) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime string, start any, args ...any) (Value, error) {
+func (c *Client) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime string, start any, args ...any) (Value, error) {
 	w := getBuf()
 	encXAutoClaim(w, key, group, consumer, minIdleTime, start, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XAutoClaim changes (or acquires) ownership of messages in a consumer
+// group, as if the messages were delivered to the specified consumer.
+//
+//	XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
+//
+// args holds what follows start in that syntax, such as "COUNT", 10.
+func (t *Tx) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime string, start any, args ...any) (Value, error) {
+	w := getBuf()
+	encXAutoClaim(w, key, group, consumer, minIdleTime, start, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XAutoClaim queues XAUTOCLAIM key group consumer min-idle-time start
@@ -5536,10 +7833,22 @@ func encXClaim(w *cmdBuf, key, group, consumer, minIdleTime string, args ...any)
 //	XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]
 //
 // args holds what follows min-idle-time in that syntax, such as "IDLE", 10.
-func (c cmds) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
+func (c *Client) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
 	w := getBuf()
 	encXClaim(w, key, group, consumer, minIdleTime, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XClaim changes (or acquires) ownership of a message in a consumer group,
+// as if the message was delivered to the specified consumer.
+//
+//	XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]
+//
+// args holds what follows min-idle-time in that syntax, such as "IDLE", 10.
+func (t *Tx) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
+	w := getBuf()
+	encXClaim(w, key, group, consumer, minIdleTime, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XClaim queues XCLAIM key group consumer min-idle-time followed by args.
@@ -5562,10 +7871,21 @@ func encXDel(w *cmdBuf, key string, ids ...string) {
 // passed in case certain IDs do not exist.
 //
 //	XDEL key id [id ...]
-func (c cmds) XDel(ctx context.Context, key string, ids ...string) (int64, error) {
+func (c *Client) XDel(ctx context.Context, key string, ids ...string) (int64, error) {
 	w := getBuf()
 	encXDel(w, key, ids...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XDel removes the specified entries from the stream. Returns the number of
+// items actually deleted, that may be different from the number of IDs
+// passed in case certain IDs do not exist.
+//
+//	XDEL key id [id ...]
+func (t *Tx) XDel(ctx context.Context, key string, ids ...string) (int64, error) {
+	w := getBuf()
+	encXDel(w, key, ids...)
+	return intReply(t.run(ctx, w))
 }
 
 // XDel queues XDEL key id [id ...]. Its reply comes from Exec.
@@ -5589,10 +7909,21 @@ func encXGroupCreate(w *cmdBuf, key, groupname, id string, args ...any) {
 //	XGROUP CREATE key groupname <id | $> [MKSTREAM] [ENTRIESREAD entries_read]
 //
 // args holds what follows id in that syntax, such as "ENTRIESREAD", 10.
-func (c cmds) XGroupCreate(ctx context.Context, key, groupname, id string, args ...any) error {
+func (c *Client) XGroupCreate(ctx context.Context, key, groupname, id string, args ...any) error {
 	w := getBuf()
 	encXGroupCreate(w, key, groupname, id, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// XGroupCreate creates a consumer group.
+//
+//	XGROUP CREATE key groupname <id | $> [MKSTREAM] [ENTRIESREAD entries_read]
+//
+// args holds what follows id in that syntax, such as "ENTRIESREAD", 10.
+func (t *Tx) XGroupCreate(ctx context.Context, key, groupname, id string, args ...any) error {
+	w := getBuf()
+	encXGroupCreate(w, key, groupname, id, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // XGroupCreate queues XGROUP CREATE key groupname id followed by args. Its
@@ -5615,10 +7946,19 @@ func encXGroupCreateConsumer(w *cmdBuf, key, groupname, consumername string) {
 // XGroupCreateConsumer creates a consumer in a consumer group.
 //
 //	XGROUP CREATECONSUMER key groupname consumername
-func (c cmds) XGroupCreateConsumer(ctx context.Context, key, groupname, consumername string) (bool, error) {
+func (c *Client) XGroupCreateConsumer(ctx context.Context, key, groupname, consumername string) (bool, error) {
 	w := getBuf()
 	encXGroupCreateConsumer(w, key, groupname, consumername)
-	return boolReply(c.r.run(ctx, w))
+	return boolReply(c.run(ctx, w))
+}
+
+// XGroupCreateConsumer creates a consumer in a consumer group.
+//
+//	XGROUP CREATECONSUMER key groupname consumername
+func (t *Tx) XGroupCreateConsumer(ctx context.Context, key, groupname, consumername string) (bool, error) {
+	w := getBuf()
+	encXGroupCreateConsumer(w, key, groupname, consumername)
+	return boolReply(t.run(ctx, w))
 }
 
 // XGroupCreateConsumer queues XGROUP CREATECONSUMER key groupname
@@ -5641,10 +7981,19 @@ func encXGroupDelConsumer(w *cmdBuf, key, groupname, consumername string) {
 // XGroupDelConsumer deletes a consumer from a consumer group.
 //
 //	XGROUP DELCONSUMER key groupname consumername
-func (c cmds) XGroupDelConsumer(ctx context.Context, key, groupname, consumername string) (int64, error) {
+func (c *Client) XGroupDelConsumer(ctx context.Context, key, groupname, consumername string) (int64, error) {
 	w := getBuf()
 	encXGroupDelConsumer(w, key, groupname, consumername)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XGroupDelConsumer deletes a consumer from a consumer group.
+//
+//	XGROUP DELCONSUMER key groupname consumername
+func (t *Tx) XGroupDelConsumer(ctx context.Context, key, groupname, consumername string) (int64, error) {
+	w := getBuf()
+	encXGroupDelConsumer(w, key, groupname, consumername)
+	return intReply(t.run(ctx, w))
 }
 
 // XGroupDelConsumer queues XGROUP DELCONSUMER key groupname consumername.
@@ -5665,10 +8014,19 @@ func encXGroupDestroy(w *cmdBuf, key, groupname string) {
 // XGroupDestroy destroys a consumer group.
 //
 //	XGROUP DESTROY key groupname
-func (c cmds) XGroupDestroy(ctx context.Context, key, groupname string) (int64, error) {
+func (c *Client) XGroupDestroy(ctx context.Context, key, groupname string) (int64, error) {
 	w := getBuf()
 	encXGroupDestroy(w, key, groupname)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XGroupDestroy destroys a consumer group.
+//
+//	XGROUP DESTROY key groupname
+func (t *Tx) XGroupDestroy(ctx context.Context, key, groupname string) (int64, error) {
+	w := getBuf()
+	encXGroupDestroy(w, key, groupname)
+	return intReply(t.run(ctx, w))
 }
 
 // XGroupDestroy queues XGROUP DESTROY key groupname. Its reply comes from
@@ -5694,10 +8052,22 @@ func encXGroupSetID(w *cmdBuf, key, groupname, id string, args ...any) {
 //	XGROUP SETID key groupname <id | $> [ENTRIESREAD entries_read]
 //
 // args holds what follows id in that syntax, such as "ENTRIESREAD", 10.
-func (c cmds) XGroupSetID(ctx context.Context, key, groupname, id string, args ...any) error {
+func (c *Client) XGroupSetID(ctx context.Context, key, groupname, id string, args ...any) error {
 	w := getBuf()
 	encXGroupSetID(w, key, groupname, id, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// XGroupSetID sets a consumer group to an arbitrary last delivered ID
+// value.
+//
+//	XGROUP SETID key groupname <id | $> [ENTRIESREAD entries_read]
+//
+// args holds what follows id in that syntax, such as "ENTRIESREAD", 10.
+func (t *Tx) XGroupSetID(ctx context.Context, key, groupname, id string, args ...any) error {
+	w := getBuf()
+	encXGroupSetID(w, key, groupname, id, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // XGroupSetID queues XGROUP SETID key groupname id followed by args. Its
@@ -5718,10 +8088,19 @@ func encXInfoConsumers(w *cmdBuf, key, groupname string) {
 // XInfoConsumers lists the consumers in a consumer group.
 //
 //	XINFO CONSUMERS key groupname
-func (c cmds) XInfoConsumers(ctx context.Context, key, groupname string) (Value, error) {
+func (c *Client) XInfoConsumers(ctx context.Context, key, groupname string) (Value, error) {
 	w := getBuf()
 	encXInfoConsumers(w, key, groupname)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XInfoConsumers lists the consumers in a consumer group.
+//
+//	XINFO CONSUMERS key groupname
+func (t *Tx) XInfoConsumers(ctx context.Context, key, groupname string) (Value, error) {
+	w := getBuf()
+	encXInfoConsumers(w, key, groupname)
+	return valueReply(t.run(ctx, w))
 }
 
 // XInfoConsumers queues XINFO CONSUMERS key groupname. Its reply comes from
@@ -5741,10 +8120,19 @@ func encXInfoGroups(w *cmdBuf, key string) {
 // XInfoGroups lists the consumer groups of a stream.
 //
 //	XINFO GROUPS key
-func (c cmds) XInfoGroups(ctx context.Context, key string) (Value, error) {
+func (c *Client) XInfoGroups(ctx context.Context, key string) (Value, error) {
 	w := getBuf()
 	encXInfoGroups(w, key)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XInfoGroups lists the consumer groups of a stream.
+//
+//	XINFO GROUPS key
+func (t *Tx) XInfoGroups(ctx context.Context, key string) (Value, error) {
+	w := getBuf()
+	encXInfoGroups(w, key)
+	return valueReply(t.run(ctx, w))
 }
 
 // XInfoGroups queues XINFO GROUPS key. Its reply comes from Exec.
@@ -5766,10 +8154,21 @@ func encXInfoStream(w *cmdBuf, key string, args ...any) {
 //	XINFO STREAM key [FULL [COUNT count]]
 //
 // args holds what follows key in that syntax.
-func (c cmds) XInfoStream(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) XInfoStream(ctx context.Context, key string, args ...any) (Value, error) {
 	w := getBuf()
 	encXInfoStream(w, key, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XInfoStream returns information about a stream.
+//
+//	XINFO STREAM key [FULL [COUNT count]]
+//
+// args holds what follows key in that syntax.
+func (t *Tx) XInfoStream(ctx context.Context, key string, args ...any) (Value, error) {
+	w := getBuf()
+	encXInfoStream(w, key, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XInfoStream queues XINFO STREAM key followed by args. Its reply comes
@@ -5789,10 +8188,19 @@ func encXLen(w *cmdBuf, key string) {
 // XLen returns the number of entries in a stream.
 //
 //	XLEN key
-func (c cmds) XLen(ctx context.Context, key string) (int64, error) {
+func (c *Client) XLen(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encXLen(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XLen returns the number of entries in a stream.
+//
+//	XLEN key
+func (t *Tx) XLen(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encXLen(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // XLen queues XLEN key. Its reply comes from Exec.
@@ -5816,10 +8224,22 @@ func encXPending(w *cmdBuf, key, group string, args ...any) {
 //	XPENDING key group [[IDLE min-idle-time] start end count [consumer]]
 //
 // args holds what follows group in that syntax.
-func (c cmds) XPending(ctx context.Context, key, group string, args ...any) (Value, error) {
+func (c *Client) XPending(ctx context.Context, key, group string, args ...any) (Value, error) {
 	w := getBuf()
 	encXPending(w, key, group, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XPending returns information and entries from a stream consumer group
+// pending entries list, that are messages fetched but never acknowledged.
+//
+//	XPENDING key group [[IDLE min-idle-time] start end count [consumer]]
+//
+// args holds what follows group in that syntax.
+func (t *Tx) XPending(ctx context.Context, key, group string, args ...any) (Value, error) {
+	w := getBuf()
+	encXPending(w, key, group, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XPending queues XPENDING key group followed by args. Its reply comes from
@@ -5845,10 +8265,22 @@ func encXRange(w *cmdBuf, key string, start, end any, args ...any) {
 //	XRANGE key start end [COUNT count]
 //
 // args holds what follows end in that syntax, such as "COUNT", 10.
-func (c cmds) XRange(ctx context.Context, key string, start, end any, args ...any) (Value, error) {
+func (c *Client) XRange(ctx context.Context, key string, start, end any, args ...any) (Value, error) {
 	w := getBuf()
 	encXRange(w, key, start, end, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XRange returns a range of elements in a stream, with IDs matching the
+// specified IDs interval.
+//
+//	XRANGE key start end [COUNT count]
+//
+// args holds what follows end in that syntax, such as "COUNT", 10.
+func (t *Tx) XRange(ctx context.Context, key string, start, end any, args ...any) (Value, error) {
+	w := getBuf()
+	encXRange(w, key, start, end, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XRange queues XRANGE key start end followed by args. Its reply comes from
@@ -5873,10 +8305,24 @@ func encXRead(w *cmdBuf, args ...any) {
 //
 // args holds the arguments of that syntax, such as "COUNT", 10, "STREAMS",
 // "events", "0".
-func (c cmds) XRead(ctx context.Context, args ...any) (Value, error) {
+func (c *Client) XRead(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encXRead(w, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XRead returns never seen elements in multiple streams, with IDs greater
+// than the ones reported by the caller for each stream. Can block. The
+// reply is nil when BLOCK is given and no entry came in time.
+//
+//	XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]
+//
+// args holds the arguments of that syntax, such as "COUNT", 10, "STREAMS",
+// "events", "0".
+func (t *Tx) XRead(ctx context.Context, args ...any) (Value, error) {
+	w := getBuf()
+	encXRead(w, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XRead queues XREAD followed by args. Its reply comes from Exec.
@@ -5903,10 +8349,24 @@ func encXReadGroup(w *cmdBuf, group, consumer string, args ...any) {
 //
 // args holds what follows consumer in that syntax, such as "COUNT", 10,
 // "STREAMS", "events", ">".
-func (c cmds) XReadGroup(ctx context.Context, group, consumer string, args ...any) (Value, error) {
+func (c *Client) XReadGroup(ctx context.Context, group, consumer string, args ...any) (Value, error) {
 	w := getBuf()
 	encXReadGroup(w, group, consumer, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XReadGroup returns new entries from a stream using a consumer group, or
+// access the history of the pending entries for a given consumer. Can
+// block. The reply is nil when BLOCK is given and no entry came in time.
+//
+//	XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]
+//
+// args holds what follows consumer in that syntax, such as "COUNT", 10,
+// "STREAMS", "events", ">".
+func (t *Tx) XReadGroup(ctx context.Context, group, consumer string, args ...any) (Value, error) {
+	w := getBuf()
+	encXReadGroup(w, group, consumer, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XReadGroup queues XREADGROUP GROUP group consumer followed by args. Its
@@ -5933,10 +8393,23 @@ func encXRevRange(w *cmdBuf, key string, end, start any, args ...any) {
 //	XREVRANGE key end start [COUNT count]
 //
 // args holds what follows start in that syntax, such as "COUNT", 10.
-func (c cmds) XRevRange(ctx context.Context, key string, end, start any, args ...any) (Value, error) {
+func (c *Client) XRevRange(ctx context.Context, key string, end, start any, args ...any) (Value, error) {
 	w := getBuf()
 	encXRevRange(w, key, end, start, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// XRevRange returns a range of elements in a stream, with IDs matching the
+// specified IDs interval, in reverse order (from greater to smaller IDs)
+// compared to XRANGE.
+//
+//	XREVRANGE key end start [COUNT count]
+//
+// args holds what follows start in that syntax, such as "COUNT", 10.
+func (t *Tx) XRevRange(ctx context.Context, key string, end, start any, args ...any) (Value, error) {
+	w := getBuf()
+	encXRevRange(w, key, end, start, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // XRevRange queues XREVRANGE key end start followed by args. Its reply
@@ -5961,10 +8434,22 @@ func encXSetID(w *cmdBuf, key, lastID string, args ...any) {
 //
 // args holds what follows last-id in that syntax, such as "ENTRIESADDED",
 // 10.
-func (c cmds) XSetID(ctx context.Context, key, lastID string, args ...any) error {
+func (c *Client) XSetID(ctx context.Context, key, lastID string, args ...any) error {
 	w := getBuf()
 	encXSetID(w, key, lastID, args...)
-	return okReply(c.r.run(ctx, w))
+	return okReply(c.run(ctx, w))
+}
+
+// XSetID is an internal command for replicating stream values.
+//
+//	XSETID key last-id [ENTRIESADDED entries_added] [MAXDELETEDID max_deleted_entry_id]
+//
+// args holds what follows last-id in that syntax, such as "ENTRIESADDED",
+// 10.
+func (t *Tx) XSetID(ctx context.Context, key, lastID string, args ...any) error {
+	w := getBuf()
+	encXSetID(w, key, lastID, args...)
+	return okReply(t.run(ctx, w))
 }
 
 // XSetID queues XSETID key last-id followed by args. Its reply comes from
@@ -5989,10 +8474,22 @@ func encXTrim(w *cmdBuf, key, strategy string, args ...any) {
 //	XTRIM key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]
 //
 // args holds what follows strategy in that syntax, such as "LIMIT", 10.
-func (c cmds) XTrim(ctx context.Context, key, strategy string, args ...any) (int64, error) {
+func (c *Client) XTrim(ctx context.Context, key, strategy string, args ...any) (int64, error) {
 	w := getBuf()
 	encXTrim(w, key, strategy, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// XTrim trims the stream to (approximately if '~' is passed) a certain
+// size.
+//
+//	XTRIM key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]
+//
+// args holds what follows strategy in that syntax, such as "LIMIT", 10.
+func (t *Tx) XTrim(ctx context.Context, key, strategy string, args ...any) (int64, error) {
+	w := getBuf()
+	encXTrim(w, key, strategy, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // XTrim queues XTRIM key strategy followed by args. Its reply comes from
@@ -6016,10 +8513,22 @@ func encZAdd(w *cmdBuf, key string, args ...any) {
 //	ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]
 //
 // args holds what follows key in that syntax, such as 1.5, "ada", 2, "bob".
-func (c cmds) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
+func (c *Client) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encZAdd(w, key, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZAdd adds one or more members to a sorted set, or updates its score if it
+// already exists.
+//
+//	ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]
+//
+// args holds what follows key in that syntax, such as 1.5, "ada", 2, "bob".
+func (t *Tx) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
+	w := getBuf()
+	encZAdd(w, key, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZAdd queues ZADD key followed by args. Its reply comes from Exec.
@@ -6044,10 +8553,23 @@ func encZAddIncr(w *cmdBuf, key string, args ...any) {
 //	ZADD key INCR [NX | XX] [GT | LT] [CH] score member [score member ...]
 //
 // args holds what follows INCR in that syntax, such as 1.5, "ada".
-func (c cmds) ZAddIncr(ctx context.Context, key string, args ...any) (float64, error) {
+func (c *Client) ZAddIncr(ctx context.Context, key string, args ...any) (float64, error) {
 	w := getBuf()
 	encZAddIncr(w, key, args...)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// ZAddIncr adds one or more members to a sorted set, or updates its score
+// if it already exists. It returns ErrNil when NX, XX, GT or LT kept the
+// score from changing.
+//
+//	ZADD key INCR [NX | XX] [GT | LT] [CH] score member [score member ...]
+//
+// args holds what follows INCR in that syntax, such as 1.5, "ada".
+func (t *Tx) ZAddIncr(ctx context.Context, key string, args ...any) (float64, error) {
+	w := getBuf()
+	encZAddIncr(w, key, args...)
+	return floatReply(t.run(ctx, w))
 }
 
 // ZAddIncr queues ZADD key INCR followed by args. Its reply comes from
@@ -6067,10 +8589,19 @@ func encZCard(w *cmdBuf, key string) {
 // ZCard returns the number of members in a sorted set.
 //
 //	ZCARD key
-func (c cmds) ZCard(ctx context.Context, key string) (int64, error) {
+func (c *Client) ZCard(ctx context.Context, key string) (int64, error) {
 	w := getBuf()
 	encZCard(w, key)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZCard returns the number of members in a sorted set.
+//
+//	ZCARD key
+func (t *Tx) ZCard(ctx context.Context, key string) (int64, error) {
+	w := getBuf()
+	encZCard(w, key)
+	return intReply(t.run(ctx, w))
 }
 
 // ZCard queues ZCARD key. Its reply comes from Exec.
@@ -6092,10 +8623,20 @@ func encZCount(w *cmdBuf, key string, min, max any) {
 // values.
 //
 //	ZCOUNT key min max
-func (c cmds) ZCount(ctx context.Context, key string, min, max any) (int64, error) {
+func (c *Client) ZCount(ctx context.Context, key string, min, max any) (int64, error) {
 	w := getBuf()
 	encZCount(w, key, min, max)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZCount counts the members in a sorted set with scores within the given
+// values.
+//
+//	ZCOUNT key min max
+func (t *Tx) ZCount(ctx context.Context, key string, min, max any) (int64, error) {
+	w := getBuf()
+	encZCount(w, key, min, max)
+	return intReply(t.run(ctx, w))
 }
 
 // ZCount queues ZCOUNT key min max. Its reply comes from Exec.
@@ -6117,10 +8658,21 @@ func encZDiff(w *cmdBuf, numkeys int64, args ...any) {
 //	ZDIFF numkeys key [key ...] [WITHSCORES]
 //
 // args holds what follows numkeys in that syntax, such as "WITHSCORES".
-func (c cmds) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+func (c *Client) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZDiff(w, numkeys, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZDiff subtracts multiple sorted sets.
+//
+//	ZDIFF numkeys key [key ...] [WITHSCORES]
+//
+// args holds what follows numkeys in that syntax, such as "WITHSCORES".
+func (t *Tx) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+	w := getBuf()
+	encZDiff(w, numkeys, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZDiff queues ZDIFF numkeys followed by args. Its reply comes from Exec.
@@ -6144,10 +8696,20 @@ func encZDiffStore(w *cmdBuf, destination string, numkeys int64, keys ...string)
 // set in a new key.
 //
 //	ZDIFFSTORE destination numkeys key [key ...]
-func (c cmds) ZDiffStore(ctx context.Context, destination string, numkeys int64, keys ...string) (int64, error) {
+func (c *Client) ZDiffStore(ctx context.Context, destination string, numkeys int64, keys ...string) (int64, error) {
 	w := getBuf()
 	encZDiffStore(w, destination, numkeys, keys...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZDiffStore subtracts multiple sorted sets and stores the resulting sorted
+// set in a new key.
+//
+//	ZDIFFSTORE destination numkeys key [key ...]
+func (t *Tx) ZDiffStore(ctx context.Context, destination string, numkeys int64, keys ...string) (int64, error) {
+	w := getBuf()
+	encZDiffStore(w, destination, numkeys, keys...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZDiffStore queues ZDIFFSTORE destination numkeys key [key ...]. Its reply
@@ -6169,10 +8731,19 @@ func encZIncrBy(w *cmdBuf, key string, increment float64, member any) {
 // ZIncrBy increments the score of a member in a sorted set.
 //
 //	ZINCRBY key increment member
-func (c cmds) ZIncrBy(ctx context.Context, key string, increment float64, member any) (float64, error) {
+func (c *Client) ZIncrBy(ctx context.Context, key string, increment float64, member any) (float64, error) {
 	w := getBuf()
 	encZIncrBy(w, key, increment, member)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// ZIncrBy increments the score of a member in a sorted set.
+//
+//	ZINCRBY key increment member
+func (t *Tx) ZIncrBy(ctx context.Context, key string, increment float64, member any) (float64, error) {
+	w := getBuf()
+	encZIncrBy(w, key, increment, member)
+	return floatReply(t.run(ctx, w))
 }
 
 // ZIncrBy queues ZINCRBY key increment member. Its reply comes from Exec.
@@ -6194,10 +8765,21 @@ func encZInter(w *cmdBuf, numkeys int64, args ...any) {
 //	ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
 // args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
-func (c cmds) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+func (c *Client) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZInter(w, numkeys, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZInter intersects multiple sorted sets.
+//
+//	ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
+//
+// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+func (t *Tx) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+	w := getBuf()
+	encZInter(w, numkeys, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZInter queues ZINTER numkeys followed by args. Its reply comes from Exec.
@@ -6220,10 +8802,22 @@ func encZInterCard(w *cmdBuf, numkeys int64, args ...any) {
 //	ZINTERCARD numkeys key [key ...] [LIMIT limit]
 //
 // args holds what follows numkeys in that syntax, such as "LIMIT", 10.
-func (c cmds) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
+func (c *Client) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterCard(w, numkeys, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZInterCard intersects multiple sorted sets and returns the cardinality of
+// the result.
+//
+//	ZINTERCARD numkeys key [key ...] [LIMIT limit]
+//
+// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+func (t *Tx) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
+	w := getBuf()
+	encZInterCard(w, numkeys, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZInterCard queues ZINTERCARD numkeys followed by args. Its reply comes
@@ -6248,10 +8842,22 @@ func encZInterStore(w *cmdBuf, destination string, numkeys int64, args ...any) {
 //	ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
 // args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
-func (c cmds) ZInterStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
+func (c *Client) ZInterStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterStore(w, destination, numkeys, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZInterStore intersects multiple sorted sets and stores the resulting
+// sorted set in a new key.
+//
+//	ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
+//
+// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+func (t *Tx) ZInterStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
+	w := getBuf()
+	encZInterStore(w, destination, numkeys, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZInterStore queues ZINTERSTORE destination numkeys followed by args. Its
@@ -6274,10 +8880,20 @@ func encZLexCount(w *cmdBuf, key string, min, max any) {
 // lexicographical range.
 //
 //	ZLEXCOUNT key min max
-func (c cmds) ZLexCount(ctx context.Context, key string, min, max any) (int64, error) {
+func (c *Client) ZLexCount(ctx context.Context, key string, min, max any) (int64, error) {
 	w := getBuf()
 	encZLexCount(w, key, min, max)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZLexCount counts the number of members in a sorted set between a given
+// lexicographical range.
+//
+//	ZLEXCOUNT key min max
+func (t *Tx) ZLexCount(ctx context.Context, key string, min, max any) (int64, error) {
+	w := getBuf()
+	encZLexCount(w, key, min, max)
+	return intReply(t.run(ctx, w))
 }
 
 // ZLexCount queues ZLEXCOUNT key min max. Its reply comes from Exec.
@@ -6300,10 +8916,22 @@ func encZMPop(w *cmdBuf, numkeys int64, args ...any) {
 //	ZMPOP numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
 // args holds what follows numkeys in that syntax, such as "COUNT", 10.
-func (c cmds) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
+func (c *Client) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encZMPop(w, numkeys, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZMPop removes and returns members with scores in a sorted set. The reply
+// is nil when all the sorted sets are empty.
+//
+//	ZMPOP numkeys key [key ...] <MIN | MAX> [COUNT count]
+//
+// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+func (t *Tx) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
+	w := getBuf()
+	encZMPop(w, numkeys, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZMPop queues ZMPOP numkeys followed by args. Its reply comes from Exec.
@@ -6324,10 +8952,20 @@ func encZMScore(w *cmdBuf, key string, members ...any) {
 // set.
 //
 //	ZMSCORE key member [member ...]
-func (c cmds) ZMScore(ctx context.Context, key string, members ...any) ([]Value, error) {
+func (c *Client) ZMScore(ctx context.Context, key string, members ...any) ([]Value, error) {
 	w := getBuf()
 	encZMScore(w, key, members...)
-	return valuesReply(c.r.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
+}
+
+// ZMScore returns the score associated with the given members in a sorted
+// set.
+//
+//	ZMSCORE key member [member ...]
+func (t *Tx) ZMScore(ctx context.Context, key string, members ...any) ([]Value, error) {
+	w := getBuf()
+	encZMScore(w, key, members...)
+	return valuesReply(t.run(ctx, w))
 }
 
 // ZMScore queues ZMSCORE key member [member ...]. Its reply comes from
@@ -6351,10 +8989,22 @@ func encZPopMax(w *cmdBuf, key string, args ...any) {
 //	ZPOPMAX key [count]
 //
 // args holds the optional count, if any.
-func (c cmds) ZPopMax(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) ZPopMax(ctx context.Context, key string, args ...any) (Value, error) {
 	w := getBuf()
 	encZPopMax(w, key, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZPopMax removes and returns members with the highest scores in a sorted
+// set.
+//
+//	ZPOPMAX key [count]
+//
+// args holds the optional count, if any.
+func (t *Tx) ZPopMax(ctx context.Context, key string, args ...any) (Value, error) {
+	w := getBuf()
+	encZPopMax(w, key, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZPopMax queues ZPOPMAX key followed by args. Its reply comes from Exec.
@@ -6377,10 +9027,22 @@ func encZPopMin(w *cmdBuf, key string, args ...any) {
 //	ZPOPMIN key [count]
 //
 // args holds the optional count, if any.
-func (c cmds) ZPopMin(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) ZPopMin(ctx context.Context, key string, args ...any) (Value, error) {
 	w := getBuf()
 	encZPopMin(w, key, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZPopMin removes and returns members with the lowest scores in a sorted
+// set.
+//
+//	ZPOPMIN key [count]
+//
+// args holds the optional count, if any.
+func (t *Tx) ZPopMin(ctx context.Context, key string, args ...any) (Value, error) {
+	w := getBuf()
+	encZPopMin(w, key, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZPopMin queues ZPOPMIN key followed by args. Its reply comes from Exec.
@@ -6400,10 +9062,19 @@ func encZRandMember(w *cmdBuf, key string, count int64) {
 // ZRandMember returns one or multiple random elements from a sorted set.
 //
 //	ZRANDMEMBER key count
-func (c cmds) ZRandMember(ctx context.Context, key string, count int64) ([]string, error) {
+func (c *Client) ZRandMember(ctx context.Context, key string, count int64) ([]string, error) {
 	w := getBuf()
 	encZRandMember(w, key, count)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRandMember returns one or multiple random elements from a sorted set.
+//
+//	ZRANDMEMBER key count
+func (t *Tx) ZRandMember(ctx context.Context, key string, count int64) ([]string, error) {
+	w := getBuf()
+	encZRandMember(w, key, count)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRandMember queues ZRANDMEMBER key count. Its reply comes from Exec.
@@ -6425,10 +9096,20 @@ func encZRandMemberWithScores(w *cmdBuf, key string, count int64) {
 // sorted set.
 //
 //	ZRANDMEMBER key count WITHSCORES
-func (c cmds) ZRandMemberWithScores(ctx context.Context, key string, count int64) (Value, error) {
+func (c *Client) ZRandMemberWithScores(ctx context.Context, key string, count int64) (Value, error) {
 	w := getBuf()
 	encZRandMemberWithScores(w, key, count)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZRandMemberWithScores returns one or multiple random elements from a
+// sorted set.
+//
+//	ZRANDMEMBER key count WITHSCORES
+func (t *Tx) ZRandMemberWithScores(ctx context.Context, key string, count int64) (Value, error) {
+	w := getBuf()
+	encZRandMemberWithScores(w, key, count)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZRandMemberWithScores queues ZRANDMEMBER key count WITHSCORES. Its reply
@@ -6454,10 +9135,22 @@ func encZRange(w *cmdBuf, key string, start, stop any, args ...any) {
 //
 // args holds what follows stop in that syntax, such as "BYSCORE", "LIMIT",
 // 0, 10.
-func (c cmds) ZRange(ctx context.Context, key string, start, stop any, args ...any) ([]string, error) {
+func (c *Client) ZRange(ctx context.Context, key string, start, stop any, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRange(w, key, start, stop, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRange returns a range of members in a sorted set.
+//
+//	ZRANGE key start stop [BYSCORE | BYLEX] [REV] [LIMIT offset count] [WITHSCORES]
+//
+// args holds what follows stop in that syntax, such as "BYSCORE", "LIMIT",
+// 0, 10.
+func (t *Tx) ZRange(ctx context.Context, key string, start, stop any, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRange(w, key, start, stop, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRange queues ZRANGE key start stop followed by args. Its reply comes
@@ -6485,10 +9178,22 @@ func encZRangeWithScores(w *cmdBuf, key string, start, stop any, args ...any) {
 //
 // args holds what follows WITHSCORES in that syntax, such as "BYSCORE",
 // "LIMIT", 0, 10.
-func (c cmds) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) (Value, error) {
+func (c *Client) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) (Value, error) {
 	w := getBuf()
 	encZRangeWithScores(w, key, start, stop, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZRangeWithScores returns a range of members in a sorted set.
+//
+//	ZRANGE key start stop WITHSCORES [BYSCORE | BYLEX] [REV] [LIMIT offset count]
+//
+// args holds what follows WITHSCORES in that syntax, such as "BYSCORE",
+// "LIMIT", 0, 10.
+func (t *Tx) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) (Value, error) {
+	w := getBuf()
+	encZRangeWithScores(w, key, start, stop, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZRangeWithScores queues ZRANGE key start stop WITHSCORES followed by
@@ -6514,10 +9219,22 @@ func encZRangeByLex(w *cmdBuf, key string, min, max any, args ...any) {
 //	ZRANGEBYLEX key min max [LIMIT offset count]
 //
 // args holds what follows max in that syntax.
-func (c cmds) ZRangeByLex(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
+func (c *Client) ZRangeByLex(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRangeByLex(w, key, min, max, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRangeByLex returns a range of members in a sorted set, by
+// lexicographical range.
+//
+//	ZRANGEBYLEX key min max [LIMIT offset count]
+//
+// args holds what follows max in that syntax.
+func (t *Tx) ZRangeByLex(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRangeByLex(w, key, min, max, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRangeByLex queues ZRANGEBYLEX key min max followed by args. Its reply
@@ -6542,10 +9259,21 @@ func encZRangeByScore(w *cmdBuf, key string, min, max any, args ...any) {
 //	ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]
 //
 // args holds what follows max in that syntax, such as "WITHSCORES".
-func (c cmds) ZRangeByScore(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
+func (c *Client) ZRangeByScore(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRangeByScore(w, key, min, max, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRangeByScore returns a range of members in a sorted set, by score.
+//
+//	ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]
+//
+// args holds what follows max in that syntax, such as "WITHSCORES".
+func (t *Tx) ZRangeByScore(ctx context.Context, key string, min, max any, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRangeByScore(w, key, min, max, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRangeByScore queues ZRANGEBYSCORE key min max followed by args. Its
@@ -6573,10 +9301,22 @@ func encZRangeByScoreWithScores(w *cmdBuf, key string, min, max any, args ...any
 //	ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (c cmds) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) (Value, error) {
+func (c *Client) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) (Value, error) {
 	w := getBuf()
 	encZRangeByScoreWithScores(w, key, min, max, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZRangeByScoreWithScores returns a range of members in a sorted set, by
+// score.
+//
+//	ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]
+//
+// args holds what follows WITHSCORES in that syntax.
+func (t *Tx) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) (Value, error) {
+	w := getBuf()
+	encZRangeByScoreWithScores(w, key, min, max, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZRangeByScoreWithScores queues ZRANGEBYSCORE key min max WITHSCORES
@@ -6602,10 +9342,21 @@ func encZRangeStore(w *cmdBuf, dst, src string, min, max any, args ...any) {
 //	ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]
 //
 // args holds what follows max in that syntax, such as "BYSCORE".
-func (c cmds) ZRangeStore(ctx context.Context, dst, src string, min, max any, args ...any) (int64, error) {
+func (c *Client) ZRangeStore(ctx context.Context, dst, src string, min, max any, args ...any) (int64, error) {
 	w := getBuf()
 	encZRangeStore(w, dst, src, min, max, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRangeStore stores a range of members from sorted set into another key.
+//
+//	ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]
+//
+// args holds what follows max in that syntax, such as "BYSCORE".
+func (t *Tx) ZRangeStore(ctx context.Context, dst, src string, min, max any, args ...any) (int64, error) {
+	w := getBuf()
+	encZRangeStore(w, dst, src, min, max, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRangeStore queues ZRANGESTORE dst src min max followed by args. Its
@@ -6627,10 +9378,20 @@ func encZRank(w *cmdBuf, key string, member any) {
 // when the member or the key does not exist.
 //
 //	ZRANK key member
-func (c cmds) ZRank(ctx context.Context, key string, member any) (int64, error) {
+func (c *Client) ZRank(ctx context.Context, key string, member any) (int64, error) {
 	w := getBuf()
 	encZRank(w, key, member)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRank determines the index of a member in a sorted set. It returns ErrNil
+// when the member or the key does not exist.
+//
+//	ZRANK key member
+func (t *Tx) ZRank(ctx context.Context, key string, member any) (int64, error) {
+	w := getBuf()
+	encZRank(w, key, member)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRank queues ZRANK key member. Its reply comes from Exec.
@@ -6650,10 +9411,19 @@ func encZRem(w *cmdBuf, key string, members ...any) {
 // ZRem removes one or more members from a sorted set.
 //
 //	ZREM key member [member ...]
-func (c cmds) ZRem(ctx context.Context, key string, members ...any) (int64, error) {
+func (c *Client) ZRem(ctx context.Context, key string, members ...any) (int64, error) {
 	w := getBuf()
 	encZRem(w, key, members...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRem removes one or more members from a sorted set.
+//
+//	ZREM key member [member ...]
+func (t *Tx) ZRem(ctx context.Context, key string, members ...any) (int64, error) {
+	w := getBuf()
+	encZRem(w, key, members...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRem queues ZREM key member [member ...]. Its reply comes from Exec.
@@ -6675,10 +9445,20 @@ func encZRemRangeByLex(w *cmdBuf, key string, min, max any) {
 // lexicographical range.
 //
 //	ZREMRANGEBYLEX key min max
-func (c cmds) ZRemRangeByLex(ctx context.Context, key string, min, max any) (int64, error) {
+func (c *Client) ZRemRangeByLex(ctx context.Context, key string, min, max any) (int64, error) {
 	w := getBuf()
 	encZRemRangeByLex(w, key, min, max)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRemRangeByLex removes all members in a sorted set between the given
+// lexicographical range.
+//
+//	ZREMRANGEBYLEX key min max
+func (t *Tx) ZRemRangeByLex(ctx context.Context, key string, min, max any) (int64, error) {
+	w := getBuf()
+	encZRemRangeByLex(w, key, min, max)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRemRangeByLex queues ZREMRANGEBYLEX key min max. Its reply comes from
@@ -6701,10 +9481,20 @@ func encZRemRangeByRank(w *cmdBuf, key string, start, stop int64) {
 // indexes.
 //
 //	ZREMRANGEBYRANK key start stop
-func (c cmds) ZRemRangeByRank(ctx context.Context, key string, start, stop int64) (int64, error) {
+func (c *Client) ZRemRangeByRank(ctx context.Context, key string, start, stop int64) (int64, error) {
 	w := getBuf()
 	encZRemRangeByRank(w, key, start, stop)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRemRangeByRank removes all members in a sorted set within the given
+// indexes.
+//
+//	ZREMRANGEBYRANK key start stop
+func (t *Tx) ZRemRangeByRank(ctx context.Context, key string, start, stop int64) (int64, error) {
+	w := getBuf()
+	encZRemRangeByRank(w, key, start, stop)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRemRangeByRank queues ZREMRANGEBYRANK key start stop. Its reply comes
@@ -6727,10 +9517,20 @@ func encZRemRangeByScore(w *cmdBuf, key string, min, max any) {
 // scores.
 //
 //	ZREMRANGEBYSCORE key min max
-func (c cmds) ZRemRangeByScore(ctx context.Context, key string, min, max any) (int64, error) {
+func (c *Client) ZRemRangeByScore(ctx context.Context, key string, min, max any) (int64, error) {
 	w := getBuf()
 	encZRemRangeByScore(w, key, min, max)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRemRangeByScore removes all members in a sorted set within the given
+// scores.
+//
+//	ZREMRANGEBYSCORE key min max
+func (t *Tx) ZRemRangeByScore(ctx context.Context, key string, min, max any) (int64, error) {
+	w := getBuf()
+	encZRemRangeByScore(w, key, min, max)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRemRangeByScore queues ZREMRANGEBYSCORE key min max. Its reply comes
@@ -6756,10 +9556,22 @@ func encZRevRange(w *cmdBuf, key string, start, stop int64, args ...any) {
 //	ZREVRANGE key start stop [WITHSCORES]
 //
 // args holds what follows stop in that syntax, such as "WITHSCORES".
-func (c cmds) ZRevRange(ctx context.Context, key string, start, stop int64, args ...any) ([]string, error) {
+func (c *Client) ZRevRange(ctx context.Context, key string, start, stop int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRevRange(w, key, start, stop, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRevRange returns a range of members in a sorted set, by index, with
+// scores ordered from high to low.
+//
+//	ZREVRANGE key start stop [WITHSCORES]
+//
+// args holds what follows stop in that syntax, such as "WITHSCORES".
+func (t *Tx) ZRevRange(ctx context.Context, key string, start, stop int64, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRevRange(w, key, start, stop, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRevRange queues ZREVRANGE key start stop followed by args. Its reply
@@ -6783,10 +9595,20 @@ func encZRevRangeWithScores(w *cmdBuf, key string, start, stop int64) {
 // with scores ordered from high to low.
 //
 //	ZREVRANGE key start stop WITHSCORES
-func (c cmds) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) (Value, error) {
+func (c *Client) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) (Value, error) {
 	w := getBuf()
 	encZRevRangeWithScores(w, key, start, stop)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZRevRangeWithScores returns a range of members in a sorted set, by index,
+// with scores ordered from high to low.
+//
+//	ZREVRANGE key start stop WITHSCORES
+func (t *Tx) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) (Value, error) {
+	w := getBuf()
+	encZRevRangeWithScores(w, key, start, stop)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZRevRangeWithScores queues ZREVRANGE key start stop WITHSCORES. Its reply
@@ -6812,10 +9634,22 @@ func encZRevRangeByLex(w *cmdBuf, key string, max, min any, args ...any) {
 //	ZREVRANGEBYLEX key max min [LIMIT offset count]
 //
 // args holds what follows min in that syntax.
-func (c cmds) ZRevRangeByLex(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
+func (c *Client) ZRevRangeByLex(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRevRangeByLex(w, key, max, min, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRevRangeByLex returns a range of members in a sorted set, by
+// lexicographical range, ordered from higher to lower strings.
+//
+//	ZREVRANGEBYLEX key max min [LIMIT offset count]
+//
+// args holds what follows min in that syntax.
+func (t *Tx) ZRevRangeByLex(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRevRangeByLex(w, key, max, min, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRevRangeByLex queues ZREVRANGEBYLEX key max min followed by args. Its
@@ -6842,10 +9676,22 @@ func encZRevRangeByScore(w *cmdBuf, key string, max, min any, args ...any) {
 //	ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]
 //
 // args holds what follows min in that syntax, such as "WITHSCORES".
-func (c cmds) ZRevRangeByScore(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
+func (c *Client) ZRevRangeByScore(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
 	w := getBuf()
 	encZRevRangeByScore(w, key, max, min, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZRevRangeByScore returns a range of members in a sorted set, by score,
+// with scores ordered from high to low.
+//
+//	ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]
+//
+// args holds what follows min in that syntax, such as "WITHSCORES".
+func (t *Tx) ZRevRangeByScore(ctx context.Context, key string, max, min any, args ...any) ([]string, error) {
+	w := getBuf()
+	encZRevRangeByScore(w, key, max, min, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZRevRangeByScore queues ZREVRANGEBYSCORE key max min followed by args.
@@ -6873,10 +9719,22 @@ func encZRevRangeByScoreWithScores(w *cmdBuf, key string, max, min any, args ...
 //	ZREVRANGEBYSCORE key max min WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (c cmds) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) (Value, error) {
+func (c *Client) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) (Value, error) {
 	w := getBuf()
 	encZRevRangeByScoreWithScores(w, key, max, min, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZRevRangeByScoreWithScores returns a range of members in a sorted set, by
+// score, with scores ordered from high to low.
+//
+//	ZREVRANGEBYSCORE key max min WITHSCORES [LIMIT offset count]
+//
+// args holds what follows WITHSCORES in that syntax.
+func (t *Tx) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) (Value, error) {
+	w := getBuf()
+	encZRevRangeByScoreWithScores(w, key, max, min, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZRevRangeByScoreWithScores queues ZREVRANGEBYSCORE key max min WITHSCORES
@@ -6899,10 +9757,21 @@ func encZRevRank(w *cmdBuf, key string, member any) {
 // does not exist.
 //
 //	ZREVRANK key member
-func (c cmds) ZRevRank(ctx context.Context, key string, member any) (int64, error) {
+func (c *Client) ZRevRank(ctx context.Context, key string, member any) (int64, error) {
 	w := getBuf()
 	encZRevRank(w, key, member)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZRevRank determines the index of a member in a sorted set, with scores
+// ordered from high to low. It returns ErrNil when the member or the key
+// does not exist.
+//
+//	ZREVRANK key member
+func (t *Tx) ZRevRank(ctx context.Context, key string, member any) (int64, error) {
+	w := getBuf()
+	encZRevRank(w, key, member)
+	return intReply(t.run(ctx, w))
 }
 
 // ZRevRank queues ZREVRANK key member. Its reply comes from Exec.
@@ -6926,10 +9795,22 @@ func encZScan(w *cmdBuf, key string, cursor int64, args ...any) {
 //
 // args holds what follows cursor in that syntax, such as "MATCH", "a*",
 // "COUNT", 100.
-func (c cmds) ZScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+func (c *Client) ZScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
 	w := getBuf()
 	encZScan(w, key, cursor, args...)
-	return valueReply(c.r.run(ctx, w))
+	return valueReply(c.run(ctx, w))
+}
+
+// ZScan incrementally iterates sorted sets elements and associated scores.
+//
+//	ZSCAN key cursor [MATCH pattern] [COUNT count]
+//
+// args holds what follows cursor in that syntax, such as "MATCH", "a*",
+// "COUNT", 100.
+func (t *Tx) ZScan(ctx context.Context, key string, cursor int64, args ...any) (Value, error) {
+	w := getBuf()
+	encZScan(w, key, cursor, args...)
+	return valueReply(t.run(ctx, w))
 }
 
 // ZScan queues ZSCAN key cursor followed by args. Its reply comes from
@@ -6951,10 +9832,20 @@ func encZScore(w *cmdBuf, key string, member any) {
 // set. It returns ErrNil when the member or the key does not exist.
 //
 //	ZSCORE key member
-func (c cmds) ZScore(ctx context.Context, key string, member any) (float64, error) {
+func (c *Client) ZScore(ctx context.Context, key string, member any) (float64, error) {
 	w := getBuf()
 	encZScore(w, key, member)
-	return floatReply(c.r.run(ctx, w))
+	return floatReply(c.run(ctx, w))
+}
+
+// ZScore returns the score associated with the given member in a sorted
+// set. It returns ErrNil when the member or the key does not exist.
+//
+//	ZSCORE key member
+func (t *Tx) ZScore(ctx context.Context, key string, member any) (float64, error) {
+	w := getBuf()
+	encZScore(w, key, member)
+	return floatReply(t.run(ctx, w))
 }
 
 // ZScore queues ZSCORE key member. Its reply comes from Exec.
@@ -6976,10 +9867,21 @@ func encZUnion(w *cmdBuf, numkeys int64, args ...any) {
 //	ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
 // args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
-func (c cmds) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+func (c *Client) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZUnion(w, numkeys, args...)
-	return stringsReply(c.r.run(ctx, w))
+	return stringsReply(c.run(ctx, w))
+}
+
+// ZUnion adds multiple sorted sets.
+//
+//	ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
+//
+// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+func (t *Tx) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
+	w := getBuf()
+	encZUnion(w, numkeys, args...)
+	return stringsReply(t.run(ctx, w))
 }
 
 // ZUnion queues ZUNION numkeys followed by args. Its reply comes from Exec.
@@ -7003,10 +9905,22 @@ func encZUnionStore(w *cmdBuf, destination string, numkeys int64, args ...any) {
 //	ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
 // args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
-func (c cmds) ZUnionStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
+func (c *Client) ZUnionStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZUnionStore(w, destination, numkeys, args...)
-	return intReply(c.r.run(ctx, w))
+	return intReply(c.run(ctx, w))
+}
+
+// ZUnionStore adds multiple sorted sets and stores the resulting sorted set
+// in a new key.
+//
+//	ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
+//
+// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+func (t *Tx) ZUnionStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
+	w := getBuf()
+	encZUnionStore(w, destination, numkeys, args...)
+	return intReply(t.run(ctx, w))
 }
 
 // ZUnionStore queues ZUNIONSTORE destination numkeys followed by args. Its

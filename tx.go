@@ -29,7 +29,6 @@ import (
 // still be armed and gives the connection back to the pool. Reset instead
 // leaves it ready for another Watch. A Tx is not safe for concurrent use.
 type Tx struct {
-	cmds
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
 
@@ -54,7 +53,6 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 			return err
 		}
 		t = &Tx{c: c, d: d}
-		t.cmds = cmds{r: t}
 		if len(keys) > 0 {
 			if err := t.Watch(ctx, keys...); err != nil {
 				t.closeWith(ctx)

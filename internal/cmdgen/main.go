@@ -406,6 +406,11 @@ func genMethods(header string, cmds map[string]*command, ws []*wrapper) ([]byte,
 	return b.Bytes(), nil
 }
 
+// runners are the receivers of the typed methods that run a command at
+// once. Each type has a method run(ctx, *cmdBuf) (Value, error): a Client
+// on its shared connections, a Tx on its own connection.
+var runners = []string{"c *Client", "t *Tx"}
+
 func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 	enc := "enc" + w.GoName
 	kind := replyKinds[w.Kind]
@@ -483,10 +488,11 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 	}
 	b.WriteString("\tw.end()\n}\n")
 
-	// Method for Client and Tx.
-	b.WriteString("\n")
-	writeDoc(b, w.GoName+" "+describe(c.Summary)+"."+nilNote(w))
-	fmt.Fprintf(b, "//\n//\t%s\n", strings.TrimSpace(c.Name+" "+syntax(s.Shown)))
+	// Methods for Client and Tx: the same doc and body, each calling its
+	// own run.
+	var doc bytes.Buffer
+	writeDoc(&doc, w.GoName+" "+describe(c.Summary)+"."+nilNote(w))
+	fmt.Fprintf(&doc, "//\n//\t%s\n", strings.TrimSpace(c.Name+" "+syntax(s.Shown)))
 	var notes []string
 	if s.Reordered {
 		v := s.variadic()
@@ -496,18 +502,22 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 		notes = append(notes, restNote(s, w))
 	}
 	if len(notes) > 0 {
-		b.WriteString("//\n")
-		writeDoc(b, strings.Join(notes, " "))
+		doc.WriteString("//\n")
+		writeDoc(&doc, strings.Join(notes, " "))
 	}
-	fmt.Fprintf(b, "func (c cmds) %s(ctx context.Context", w.GoName)
-	if params != "" {
-		b.WriteString(", " + params)
+	for _, recv := range runners {
+		b.WriteString("\n")
+		b.Write(doc.Bytes())
+		fmt.Fprintf(b, "func (%s) %s(ctx context.Context", recv, w.GoName)
+		if params != "" {
+			b.WriteString(", " + params)
+		}
+		fmt.Fprintf(b, ") %s {\n\tw := getBuf()\n\t%s(w", kind.results, enc)
+		if args != "" {
+			b.WriteString(", " + args)
+		}
+		fmt.Fprintf(b, ")\n\treturn %s(%s.run(ctx, w))\n}\n", kind.conv, strings.Fields(recv)[0])
 	}
-	fmt.Fprintf(b, ") %s {\n\tw := getBuf()\n\t%s(w", kind.results, enc)
-	if args != "" {
-		b.WriteString(", " + args)
-	}
-	fmt.Fprintf(b, ")\n\treturn %s(c.r.run(ctx, w))\n}\n", kind.conv)
 
 	// Method for Pipeline.
 	b.WriteString("\n")

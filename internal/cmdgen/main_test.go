@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -123,6 +126,65 @@ func TestLowerCamel(t *testing.T) {
 	} {
 		if got := lowerCamel(tt.doc, tt.plural); got != tt.want {
 			t.Errorf("lowerCamel(%q, %v) = %q, want %q", tt.doc, tt.plural, got, tt.want)
+		}
+	}
+}
+
+// TestGeneratedUpToDate: the generated files in the repository are what
+// the generator writes now from the stored spec (go generate leaves them
+// unchanged).
+func TestGeneratedUpToDate(t *testing.T) {
+	out := t.TempDir()
+	if err := run("spec", out, "wrappers.txt"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"commands_gen.go", "commands_table_gen.go"} {
+		want, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join("..", "..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is not what the generator writes: run go generate in the repository root", name)
+		}
+	}
+}
+
+// TestMethodsOnEveryRunner: each typed command is a method of *Client and
+// of *Tx alike (not of a helper type they embed), running the command
+// through that receiver's own run, besides the *Pipeline method that
+// queues it.
+func TestMethodsOnEveryRunner(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "commands_gen.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(src), "\n") {
+		if recv, ok := strings.CutPrefix(line, "func ("); ok {
+			recv, _, _ = strings.Cut(recv, ")")
+			counts[recv]++
+		}
+	}
+	n := counts["p *Pipeline"]
+	if n < 200 {
+		t.Fatalf("%d Pipeline methods, want the generated set (receivers: %v)", n, counts)
+	}
+	want := map[string]int{"c *Client": n, "t *Tx": n, "p *Pipeline": n}
+	if len(counts) != len(want) {
+		t.Errorf("receivers %v, want %v", counts, want)
+	}
+	for recv, w := range want {
+		if counts[recv] != w {
+			t.Errorf("%d methods on (%s), want %d", counts[recv], recv, w)
+		}
+	}
+	for _, body := range []string{"c.run(ctx, w)", "t.run(ctx, w)"} {
+		if got := strings.Count(string(src), body); got != n {
+			t.Errorf("%q appears %d times, want %d", body, got, n)
 		}
 	}
 }
