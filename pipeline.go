@@ -268,8 +268,12 @@ func (p *Pipeline) check() (batchTraits, error) {
 	return t, p.tx.immediate("Exec of a Tx's Pipeline")
 }
 
+// kind names the batch in errors.
 func (p *Pipeline) kind() string {
-	if p.transaction {
+	switch {
+	case p.stream != nil:
+		return "stream"
+	case p.transaction:
 		return "transaction"
 	}
 	return "pipeline"
@@ -397,24 +401,25 @@ func (p *Pipeline) finish(replies []Value, errs int) error {
 	}
 	var first error
 	for i := range replies {
-		err := replies[i].Err()
-		if err == nil && !decoding {
-			continue
-		}
-		name := p.w.cmds[i].Name()
-		if err == nil {
-			if d := p.decoder(name); d != nil {
-				decodeInto(&replies[i], d)
-				if _, derr := replies[i].Decoded(); derr != nil {
-					err = &DecodeError{Command: name, Err: derr}
-				}
-			}
-		}
-		if err != nil && first == nil && !p.errorsInReplies {
-			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
+		if decoding || replies[i].isErr() {
+			p.checkReply(&replies[i], i, p.w.cmds[i].Name(), &first)
 		}
 	}
 	return first
+}
+
+// checkReply applies the decoder of command name to its reply v, unless v
+// is an error, and makes the reply's error (the server's or the decoder's)
+// the batch's *first, as a *CommandError for command i, if there is none
+// yet and the pipeline does not leave errors in replies.
+func (p *Pipeline) checkReply(v *Value, i int, name string, first *error) {
+	err := v.Err()
+	if err == nil {
+		err = decodeReply(v, name, p.decoder(name))
+	}
+	if err != nil && *first == nil && !p.errorsInReplies {
+		*first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
+	}
 }
 
 func (p *Pipeline) decoder(name string) Decoder {

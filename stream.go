@@ -177,18 +177,7 @@ func (s *stream) deliver(ctx context.Context) {
 	p := s.p
 	for i, v := range values(ch.replies) {
 		name := ch.cmds[i].Name()
-		err := v.Err()
-		if err == nil {
-			if d := p.decoder(name); d != nil {
-				decodeInto(&v, d)
-				if _, derr := v.Decoded(); derr != nil {
-					err = &DecodeError{Command: name, Err: derr}
-				}
-			}
-		}
-		if err != nil && s.cmdErr == nil && !p.errorsInReplies {
-			s.cmdErr = &CommandError{Index: ch.base + i, Command: name, In: "stream", Err: err}
-		}
+		p.checkReply(&v, ch.base+i, name, &s.cmdErr)
 		if s.eachErr == nil && s.each != nil {
 			if e := s.each(ch.base+i, v); e != nil {
 				s.eachErr = fmt.Errorf("redpipe: stream reply %d (%s): %w", ch.base+i, name, e)

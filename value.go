@@ -70,11 +70,14 @@ func (v Value) IsNil() bool { return v.v.Kind == resp.Null || v.v.Kind == 0 }
 // Err returns the server's error if the reply is one, as an *Error, and nil
 // otherwise. A nil reply is not an error here; see ErrNil.
 func (v Value) Err() error {
-	if v.v.Kind == resp.Error || v.v.Kind == resp.BulkError {
+	if v.isErr() {
 		return newError(v.v.Str)
 	}
 	return nil
 }
+
+// isErr reports whether the reply is an error, without making one.
+func (v Value) isErr() bool { return v.v.Kind == resp.Error || v.v.Kind == resp.BulkError }
 
 // check returns the error an accessor reports before converting.
 func (v Value) check() error {
