@@ -514,13 +514,6 @@ func okReply(v Value, err error) error {
 	return v.check()
 }
 
-func statusReply(v Value, err error) (string, error) {
-	if err != nil {
-		return "", err
-	}
-	return v.Text()
-}
-
 func textReply(v Value, err error) (string, error) {
 	if err != nil {
 		return "", err

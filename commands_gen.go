@@ -314,7 +314,7 @@ func encBgRewriteAOF(w *cmdBuf) {
 func (c cmds) BgRewriteAOF(ctx context.Context) (string, error) {
 	w := getBuf()
 	encBgRewriteAOF(w)
-	return statusReply(c.r.run(ctx, w))
+	return textReply(c.r.run(ctx, w))
 }
 
 // BgRewriteAOF queues BGREWRITEAOF. Its reply comes from Exec.
@@ -338,7 +338,7 @@ func encBgSave(w *cmdBuf, args ...any) {
 func (c cmds) BgSave(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encBgSave(w, args...)
-	return statusReply(c.r.run(ctx, w))
+	return textReply(c.r.run(ctx, w))
 }
 
 // BgSave queues BGSAVE followed by args. Its reply comes from Exec.
@@ -3416,7 +3416,7 @@ func encMigrate(w *cmdBuf, host string, port int64, keyOrEmptyString string, des
 func (c cmds) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
 	w := getBuf()
 	encMigrate(w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
-	return statusReply(c.r.run(ctx, w))
+	return textReply(c.r.run(ctx, w))
 }
 
 // Migrate queues MIGRATE host port key_or_empty_string destination-db
@@ -3874,7 +3874,7 @@ func encPing(w *cmdBuf, args ...any) {
 func (c cmds) Ping(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encPing(w, args...)
-	return statusReply(c.r.run(ctx, w))
+	return textReply(c.r.run(ctx, w))
 }
 
 // Ping queues PING followed by args. Its reply comes from Exec.
@@ -5375,7 +5375,7 @@ func encType(w *cmdBuf, key string) {
 func (c cmds) Type(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encType(w, key)
-	return statusReply(c.r.run(ctx, w))
+	return textReply(c.r.run(ctx, w))
 }
 
 // Type queues TYPE key. Its reply comes from Exec.
