@@ -15,9 +15,9 @@
 // batch causes collections itself (its replies alone are 64 bytes per
 // command), so a program that sends one every second or so would get its
 // buffers fresh from the heap each time: zeroed and, once the runtime has
-// given the pages back to the system, faulted in again. For 100,000 INCRs
-// that is 1.5 to 5ms before the first byte is sent, against 2ms for the
-// encoding itself. So each class from minKeptBytes to maxKeptBytes also
+// given the pages back to the system, faulted in again, all before the
+// first byte is sent, which can take as long as encoding the batch (see
+// "Figures behind design choices" in bench/RESULTS.md). So each class from minKeptBytes to maxKeptBytes also
 // keeps one buffer outside its pool, for keepFor after a buffer of that
 // class was last given back; then it goes to the pool like the others.
 // At most one buffer of each of those classes is kept, of exactly the
