@@ -383,23 +383,9 @@ const sweepStepUnits = 100
 // commands: how many INCRs a point sends is only known once it ran. Like
 // the demo's bar, it redraws in place only on a terminal.
 func newSweepProgress(w io.Writer, tty bool, depths int) *progressbar.ProgressBar {
-	opts := []progressbar.Option{
+	return newBar(w, tty, depths*sweepStepUnits,
 		progressbar.OptionSetDescription("depth sweep"),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionSetPredictTime(true),
-	}
-	if tty {
-		opts = append(opts,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
-	} else {
-		opts = append(opts,
-			progressbar.OptionSetWriter(&lineWriter{w: w}),
-			progressbar.OptionSetTheme(progressbar.ThemeASCII),
-			progressbar.OptionThrottle(2*time.Second))
-	}
-	return progressbar.NewOptions(depths*sweepStepUnits, opts...)
+		progressbar.OptionSetPredictTime(true))
 }
 
 // printSweep prints the sweep as a table. Speedups are against the

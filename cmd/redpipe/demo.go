@@ -589,17 +589,21 @@ func (d *demo) incrComparison(ctx context.Context) error {
 	return nil
 }
 
-// newProgress makes the bar shown while the slow loop runs. A terminal gets
-// a bar redrawn in place; anything else (a pipe, a log file, CI) gets a
-// plain line every few seconds, since carriage returns would pile up there.
+// newProgress makes the bar shown while the slow loop runs.
 func newProgress(w io.Writer, tty bool, max int, desc string) *progressbar.ProgressBar {
-	opts := []progressbar.Option{
+	return newBar(w, tty, max,
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSetWidth(30),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("INCR"),
-	}
+		progressbar.OptionSetItsString("INCR"))
+}
+
+// newBar makes a progress bar of max steps on w with opts. A terminal (tty)
+// gets a bar redrawn in place; anything else (a pipe, a log file, CI) gets
+// a plain line every few seconds, since carriage returns would pile up
+// there.
+func newBar(w io.Writer, tty bool, max int, opts ...progressbar.Option) *progressbar.ProgressBar {
+	opts = append(opts, progressbar.OptionSetWidth(30))
 	if tty {
 		opts = append(opts,
 			progressbar.OptionSetWriter(w),
