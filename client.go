@@ -155,17 +155,11 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 // decode applies a registered Decoder to the reply of a single command;
 // a decoder's failure becomes the call's error.
 func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
-	if err != nil || c.decoders.Load() == nil || v.Err() != nil {
+	if err != nil || c.decoders.Load() == nil || v.isErr() {
 		return v, err
 	}
 	name := w.cmds[0].Name()
-	if d := c.decoder(name); d != nil {
-		decodeInto(&v, d)
-		if _, derr := v.Decoded(); derr != nil {
-			return v, &DecodeError{Command: name, Err: derr}
-		}
-	}
-	return v, nil
+	return v, decodeReply(&v, name, c.decoder(name))
 }
 
 func connStateHint(name string) string {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/redpipe/redpipe/internal/bufpool"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -228,7 +229,7 @@ type cmdBuf struct {
 
 	// pooled is set for a pipeline's buffer, which grows through the
 	// buffer pools and falls back to firstBuf and firstCmds, the storage
-	// it was made with, when reset (see bufpool.go).
+	// it was made with, when reset (see room and release).
 	pooled            bool
 	firstBuf          []byte
 	firstCmds         []cmdMeta
@@ -422,6 +423,62 @@ func (w *cmdBuf) reset() {
 	w.writes, w.blocking, w.stateAt = false, false, 0
 }
 
+// A pipeline's buffers grow through pools of recycled ones once they are
+// large (see internal/bufpool): from minPooledBytes of encoded commands and
+// minPooledMetas command records. Smaller ones grow by append as usual.
+const (
+	minPooledBytes = 4 << 10
+	minPooledMetas = 256
+	// roomBytes is the space a pipeline makes sure of before each command
+	// (smallRoomBytes while in its first storage); a larger command grows
+	// the buffer by append.
+	roomBytes      = 1 << 10
+	smallRoomBytes = 64
+)
+
+var (
+	bytePools = bufpool.New[byte](minPooledBytes)
+	metaPools = bufpool.New[cmdMeta](minPooledMetas)
+)
+
+// room makes sure a pipeline's buffers have space for the next command
+// once they are large enough to come from the pools.
+func (w *cmdBuf) room() {
+	if !w.pooled {
+		return
+	}
+	room := roomBytes
+	if cap(w.buf) < minPooledBytes {
+		room = smallRoomBytes // the first storage is used up before the pools
+	}
+	if cap(w.buf)-len(w.buf) < room {
+		w.buf = bytePools.Grow(w.buf, w.lastBuf)
+	}
+	if len(w.cmds) == cap(w.cmds) {
+		w.cmds = metaPools.Grow(w.cmds, w.lastCmds)
+	}
+}
+
+// release empties a pipeline's buffers, giving pooled ones back and
+// returning to the pipeline's first storage. The sizes it had are kept as
+// hints: a pipeline used again for a batch like the last one takes
+// buffers of that size at once instead of growing into them.
+func (w *cmdBuf) release() {
+	if !w.pooled {
+		return
+	}
+	if cap(w.buf) > cap(w.firstBuf) {
+		w.lastBuf = len(w.buf) + roomBytes
+		bytePools.Recycle(w.buf)
+		w.buf = w.firstBuf[:0]
+	}
+	if cap(w.cmds) > cap(w.firstCmds) {
+		w.lastCmds = len(w.cmds) + 1
+		metaPools.Recycle(w.cmds)
+		w.cmds = w.firstCmds[:0]
+	}
+}
+
 // bufPool recycles the buffers of single commands. Buffers that grew large
 // are dropped so one huge value does not pin memory forever.
 var bufPool = sync.Pool{New: func() any { return &cmdBuf{buf: make([]byte, 0, 256), cmds: make([]cmdMeta, 0, 1)} }}
@@ -444,13 +501,6 @@ func okReply(v Value, err error) error {
 		return err
 	}
 	return v.check()
-}
-
-func statusReply(v Value, err error) (string, error) {
-	if err != nil {
-		return "", err
-	}
-	return v.Text()
 }
 
 func textReply(v Value, err error) (string, error) {

@@ -440,7 +440,7 @@ func encBgRewriteAOF(w *cmdBuf) {
 func (c *Client) BgRewriteAOF(ctx context.Context) (string, error) {
 	w := getBuf()
 	encBgRewriteAOF(w)
-	return statusReply(c.run(ctx, w))
+	return textReply(c.run(ctx, w))
 }
 
 // BgRewriteAOF asynchronously rewrites the append-only file.
@@ -449,7 +449,7 @@ func (c *Client) BgRewriteAOF(ctx context.Context) (string, error) {
 func (t *Tx) BgRewriteAOF(ctx context.Context) (string, error) {
 	w := getBuf()
 	encBgRewriteAOF(w)
-	return statusReply(t.run(ctx, w))
+	return textReply(t.run(ctx, w))
 }
 
 // BgRewriteAOF queues BGREWRITEAOF. Its reply comes from Exec.
@@ -473,7 +473,7 @@ func encBgSave(w *cmdBuf, args ...any) {
 func (c *Client) BgSave(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encBgSave(w, args...)
-	return statusReply(c.run(ctx, w))
+	return textReply(c.run(ctx, w))
 }
 
 // BgSave asynchronously saves the dataset to disk.
@@ -484,7 +484,7 @@ func (c *Client) BgSave(ctx context.Context, args ...any) (string, error) {
 func (t *Tx) BgSave(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encBgSave(w, args...)
-	return statusReply(t.run(ctx, w))
+	return textReply(t.run(ctx, w))
 }
 
 // BgSave queues BGSAVE followed by args. Its reply comes from Exec.
@@ -4837,7 +4837,7 @@ func encMigrate(w *cmdBuf, host string, port int64, keyOrEmptyString string, des
 func (c *Client) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
 	w := getBuf()
 	encMigrate(w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
-	return statusReply(c.run(ctx, w))
+	return textReply(c.run(ctx, w))
 }
 
 // Migrate atomically transfers a key from a Redis instance to another one.
@@ -4849,7 +4849,7 @@ func (c *Client) Migrate(ctx context.Context, host string, port int64, keyOrEmpt
 func (t *Tx) Migrate(ctx context.Context, host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) (string, error) {
 	w := getBuf()
 	encMigrate(w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
-	return statusReply(t.run(ctx, w))
+	return textReply(t.run(ctx, w))
 }
 
 // Migrate queues MIGRATE host port key_or_empty_string destination-db
@@ -5488,7 +5488,7 @@ func encPing(w *cmdBuf, args ...any) {
 func (c *Client) Ping(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encPing(w, args...)
-	return statusReply(c.run(ctx, w))
+	return textReply(c.run(ctx, w))
 }
 
 // Ping pes the server.
@@ -5499,7 +5499,7 @@ func (c *Client) Ping(ctx context.Context, args ...any) (string, error) {
 func (t *Tx) Ping(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encPing(w, args...)
-	return statusReply(t.run(ctx, w))
+	return textReply(t.run(ctx, w))
 }
 
 // Ping queues PING followed by args. Its reply comes from Exec.
@@ -7607,7 +7607,7 @@ func encType(w *cmdBuf, key string) {
 func (c *Client) Type(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encType(w, key)
-	return statusReply(c.run(ctx, w))
+	return textReply(c.run(ctx, w))
 }
 
 // Type determines the type stored at key.
@@ -7616,7 +7616,7 @@ func (c *Client) Type(ctx context.Context, key string) (string, error) {
 func (t *Tx) Type(ctx context.Context, key string) (string, error) {
 	w := getBuf()
 	encType(w, key)
-	return statusReply(t.run(ctx, w))
+	return textReply(t.run(ctx, w))
 }
 
 // Type queues TYPE key. Its reply comes from Exec.

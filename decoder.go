@@ -60,14 +60,20 @@ func (c *Client) decoder(name string) Decoder {
 	return nil
 }
 
-// decodeInto runs d on *v and keeps the result (or the failure) in it.
-func decodeInto(v *Value, d Decoder) {
+// decodeReply runs d, command's decoder, on *v, a reply that is not an
+// error, and keeps the result (or the failure) in it for Decoded. A
+// failure is also returned, as a *DecodeError. A nil d does nothing.
+func decodeReply(v *Value, command string, d Decoder) error {
+	if d == nil {
+		return nil
+	}
 	x, err := d(*v)
 	if err != nil {
 		setExtra(v, decodeFailure{err})
-		return
+		return &DecodeError{Command: command, Err: err}
 	}
 	setExtra(v, x)
+	return nil
 }
 
 // setExtra keeps x in v's Aux. The Aux may be shared with copies of the

@@ -116,8 +116,8 @@
 // While a reply is due, a connection reads its socket without sleeping
 // for up to Options.PollWait (100µs by default) before it waits in Go's
 // network poller: on a fast link the reply arrives within that time and
-// is taken without the thread wake-up that otherwise costs as much as the
-// round trip itself, notably on virtual machines. It spends CPU time for
+// is taken without the thread wake-up that otherwise takes much of the
+// round trip's time, notably on virtual machines. It spends CPU time for
 // latency, backs off on links slower than the wait, and PollWait -1 turns
 // it off. While the first batch in line still waits for more than
 // PollWait/0.5µs replies (200 at the default; 0.5µs is about the least a

@@ -92,12 +92,13 @@ type Options struct {
 	// sleeping while it waits for a reply (default 100µs, at most 1ms; -1
 	// means never), before it waits in Go's network poller. On a fast link
 	// a reply comes back within that time, and taking it without a thread
-	// wake-up cuts the latency of a round trip by as much as half on a
-	// virtual machine. The polling yields to other goroutines between
-	// reads, and stops early on a link whose replies take longer. A batch
-	// still waiting for more than PollWait/0.5µs replies (200 at the
-	// default; 0.5µs is about the least a server takes per command) is not
-	// polled for until its last ones are near. It
+	// wake-up, which is much of a round trip's time there and more so on a
+	// virtual machine, cuts the round trip's latency (see "Figures behind
+	// design choices" in bench/RESULTS.md). The polling yields to other
+	// goroutines between reads, and stops early on a link whose replies
+	// take longer. A batch still waiting for more than PollWait/0.5µs
+	// replies (200 at the default; 0.5µs is about the least a server takes
+	// per command) is not polled for until its last ones are near. It
 	// spends CPU time for latency; -1 gives the time back. It applies to
 	// plain TCP and Unix sockets on Unix systems, not to TLS or a custom
 	// Dialer.

@@ -235,24 +235,12 @@ type batchTraits struct {
 	blocking bool // some command may block: the batch needs its own connection
 }
 
-// check refuses a batch with an encoding error or a command that would
-// change the connection's state under the pipeline, and tells its traits.
+// check refuses a batch that cannot be sent (see refusal), or that its Tx
+// cannot run now, and tells its traits.
 func (p *Pipeline) check() (batchTraits, error) {
 	t := batchTraits{readonly: true}
-	if p.broken != nil {
-		return t, p.broken
-	}
-	if p.w.err != nil {
-		name := p.w.errCommand()
-		if name == "" {
-			return t, p.w.err
-		}
-		return t, &CommandError{Index: p.w.errIdx, Command: name, In: p.kind(), Err: p.w.err}
-	}
-	if i := p.w.stateAt - 1; i >= 0 {
-		name := p.w.cmds[i].Name()
-		return t, &CommandError{Index: i, Command: name, In: p.kind(),
-			Err: &UsageError{Msg: name + " cannot be queued in a pipeline; " + connStateHint(name)}}
+	if err := p.refusal(); err != nil {
+		return t, err
 	}
 	t.readonly = !p.w.writes
 	t.blocking = p.w.blocking
@@ -268,8 +256,43 @@ func (p *Pipeline) check() (batchTraits, error) {
 	return t, p.tx.immediate("Exec of a Tx's Pipeline")
 }
 
+// refusal tells why the queued commands cannot be sent, or returns nil:
+// a misuse of a Multi, an encoding error, a script on a stream, or a
+// command that would change the connection's state under the batch. A
+// stream numbers its commands from the first it sent.
+func (p *Pipeline) refusal() error {
+	if p.broken != nil {
+		return p.broken
+	}
+	w := &p.w
+	base, queue := 0, "pipeline"
+	if p.stream != nil {
+		base, queue = p.stream.sent, "stream"
+	}
+	if w.err != nil {
+		name := w.errCommand()
+		if name == "" {
+			return w.err
+		}
+		return &CommandError{Index: base + w.errIdx, Command: name, In: p.kind(), Err: w.err}
+	}
+	if p.stream != nil && len(p.scripts) > 0 {
+		return &UsageError{Msg: "RunScript is not available on a Stream; use Do with EVALSHA or EVAL"}
+	}
+	if i := w.stateAt - 1; i >= 0 {
+		name := w.cmds[i].Name()
+		return &CommandError{Index: base + i, Command: name, In: p.kind(),
+			Err: &UsageError{Msg: name + " cannot be queued in a " + queue + "; " + connStateHint(name)}}
+	}
+	return nil
+}
+
+// kind names the batch in errors.
 func (p *Pipeline) kind() string {
-	if p.transaction {
+	switch {
+	case p.stream != nil:
+		return "stream"
+	case p.transaction:
 		return "transaction"
 	}
 	return "pipeline"
@@ -397,24 +420,25 @@ func (p *Pipeline) finish(replies []Value, errs int) error {
 	}
 	var first error
 	for i := range replies {
-		err := replies[i].Err()
-		if err == nil && !decoding {
-			continue
-		}
-		name := p.w.cmds[i].Name()
-		if err == nil {
-			if d := p.decoder(name); d != nil {
-				decodeInto(&replies[i], d)
-				if _, derr := replies[i].Decoded(); derr != nil {
-					err = &DecodeError{Command: name, Err: derr}
-				}
-			}
-		}
-		if err != nil && first == nil && !p.errorsInReplies {
-			first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
+		if decoding || replies[i].isErr() {
+			p.checkReply(&replies[i], i, p.w.cmds[i].Name(), &first)
 		}
 	}
 	return first
+}
+
+// checkReply applies the decoder of command name to its reply v, unless v
+// is an error, and makes the reply's error (the server's or the decoder's)
+// the batch's *first, as a *CommandError for command i, if there is none
+// yet and the pipeline does not leave errors in replies.
+func (p *Pipeline) checkReply(v *Value, i int, name string, first *error) {
+	err := v.Err()
+	if err == nil {
+		err = decodeReply(v, name, p.decoder(name))
+	}
+	if err != nil && *first == nil && !p.errorsInReplies {
+		*first = &CommandError{Index: i, Command: name, In: p.kind(), Err: err}
+	}
 }
 
 func (p *Pipeline) decoder(name string) Decoder {

@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -414,4 +415,100 @@ func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
 	if _, err := s.Exec(ctx); !errors.As(err, &ce) || ce.Index != 10_000 || ce.Command != "WATCH" {
 		t.Fatalf("Exec = %v; want WATCH, command 10000, refused", err)
 	}
+}
+
+// TestPipelinesShareRecycledBuffers: pipelines made one after another
+// reuse each other's buffers, and each still sends exactly its own
+// commands, used again or new, plain or transactional.
+func TestPipelinesShareRecycledBuffers(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	check := func(p *Pipeline, round, n int) {
+		t.Helper()
+		for i := range n {
+			p.Set("k"+strconv.Itoa(i), strconv.Itoa(round*n+i))
+		}
+		p.Get("k0")
+		replies, err := p.Exec(ctx)
+		if err != nil || len(replies) != n+1 {
+			t.Fatalf("round %d: %d replies, %v", round, len(replies), err)
+		}
+		if s, _ := replies[n].Text(); s != strconv.Itoa(round*n) {
+			t.Fatalf("round %d: GET k0 = %q, want %d", round, s, round*n)
+		}
+	}
+	reused := c.Pipeline(NoTransaction)
+	for round, n := range []int{5000, 300, 20000, 5000, 1} {
+		check(c.Pipeline(), 2*round, n)
+		check(reused, 2*round+1, n)
+		if v, _ := c.Get(ctx, "k"+strconv.Itoa(n-1)); v != strconv.Itoa((2*round+1)*n+n-1) {
+			t.Fatalf("round %d: last key = %q", round, v)
+		}
+	}
+}
+
+// testKeys returns n distinct key names.
+func testKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "key:" + strconv.Itoa(i)
+	}
+	return keys
+}
+
+// execSets queues SET k val for every key on p, runs it and checks that
+// every reply is OK.
+func execSets(tb testing.TB, ctx context.Context, p *Pipeline, keys []string, val string) {
+	tb.Helper()
+	for _, k := range keys {
+		p.Set(k, val)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil || len(replies) != len(keys) {
+		tb.Fatal(len(replies), err)
+	}
+	for _, r := range replies {
+		if err := okReply(r, nil); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// TestPipelineAllocations: a new pipeline of 1000 SETs, executed and its
+// replies checked, allocates a few times per batch, not per command (the
+// issue's bound is one per command).
+func TestPipelineAllocations(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := context.Background()
+	keys := testKeys(1000)
+	run := func() { execSets(t, ctx, c.Pipeline(NoTransaction), keys, "0123456789abcdef") }
+	run()
+	if n := testing.AllocsPerRun(50, run); n > 50 {
+		t.Fatalf("a pipeline of %d SETs allocated %v times", len(keys), n)
+	}
+}
+
+// TestPipelineBufferSizes: a short batch stays in the pipeline's own
+// storage, and a short batch after a long one on the same pipeline does
+// not take a buffer of the long one's size.
+func TestPipelineBufferSizes(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	p := c.Pipeline(NoTransaction)
+	p.Incr("n")
+	if cap(p.w.buf) != cap(p.w.firstBuf) {
+		t.Fatalf("one INCR moved the pipeline to a buffer of %d bytes", cap(p.w.buf))
+	}
+	for range 50_000 {
+		p.Incr("n")
+	}
+	if _, err := p.Exec(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		p.Incr("n")
+	}
+	if got := cap(p.w.buf); got > 16*minPooledBytes {
+		t.Fatalf("100 INCRs after 50,000 took a buffer of %d bytes", got)
+	}
+	p.Discard()
 }

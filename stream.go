@@ -85,7 +85,7 @@ func (s *stream) send(ctx context.Context) {
 	if s.err != nil || len(w.cmds) == 0 && w.err == nil {
 		return
 	}
-	if err := s.refuse(); err != nil {
+	if err := p.refusal(); err != nil {
 		s.fail(err)
 		return
 	}
@@ -113,28 +113,6 @@ func (s *stream) send(ctx context.Context) {
 	for len(s.inflight) > 1 && s.err == nil {
 		s.deliver(ctx)
 	}
-}
-
-// refuse checks the queued commands as Pipeline.check does for a batch.
-func (s *stream) refuse() error {
-	p := s.p
-	w := &p.w
-	if w.err != nil {
-		name := w.errCommand()
-		if name == "" {
-			return w.err
-		}
-		return &CommandError{Index: s.sent + w.errIdx, Command: name, In: "stream", Err: w.err}
-	}
-	if len(p.scripts) > 0 {
-		return &UsageError{Msg: "RunScript is not available on a Stream; use Do with EVALSHA or EVAL"}
-	}
-	if i := w.stateAt - 1; i >= 0 {
-		name := w.cmds[i].Name()
-		return &CommandError{Index: s.sent + i, Command: name, In: "stream",
-			Err: &UsageError{Msg: name + " cannot be queued in a stream; " + connStateHint(name)}}
-	}
-	return nil
 }
 
 // fail makes err the stream's error, unless it has one. Once a chunk went
@@ -177,18 +155,7 @@ func (s *stream) deliver(ctx context.Context) {
 	p := s.p
 	for i, v := range values(ch.replies) {
 		name := ch.cmds[i].Name()
-		err := v.Err()
-		if err == nil {
-			if d := p.decoder(name); d != nil {
-				decodeInto(&v, d)
-				if _, derr := v.Decoded(); derr != nil {
-					err = &DecodeError{Command: name, Err: derr}
-				}
-			}
-		}
-		if err != nil && s.cmdErr == nil && !p.errorsInReplies {
-			s.cmdErr = &CommandError{Index: ch.base + i, Command: name, In: "stream", Err: err}
-		}
+		p.checkReply(&v, ch.base+i, name, &s.cmdErr)
 		if s.eachErr == nil && s.each != nil {
 			if e := s.each(ch.base+i, v); e != nil {
 				s.eachErr = fmt.Errorf("redpipe: stream reply %d (%s): %w", ch.base+i, name, e)

@@ -70,11 +70,14 @@ func (v Value) IsNil() bool { return v.v.Kind == resp.Null || v.v.Kind == 0 }
 // Err returns the server's error if the reply is one, as an *Error, and nil
 // otherwise. A nil reply is not an error here; see ErrNil.
 func (v Value) Err() error {
-	if v.v.Kind == resp.Error || v.v.Kind == resp.BulkError {
+	if v.isErr() {
 		return newError(v.v.Str)
 	}
 	return nil
 }
+
+// isErr reports whether the reply is an error, without making one.
+func (v Value) isErr() bool { return v.v.Kind == resp.Error || v.v.Kind == resp.BulkError }
 
 // check returns the error an accessor reports before converting.
 func (v Value) check() error {
@@ -230,35 +233,25 @@ func (v Value) Len() int {
 
 // Strings returns an array or set of strings. A nil or error element is an
 // error that names its position.
-func (v Value) Strings() ([]string, error) {
-	elems, err := v.Slice()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(elems))
-	for i, e := range elems {
-		s, err := e.Text()
-		if err != nil {
-			return nil, fmt.Errorf("redpipe: element %d: %w", i, err)
-		}
-		out[i] = s
-	}
-	return out, nil
-}
+func (v Value) Strings() ([]string, error) { return elemsOf(v, Value.Text) }
 
 // Int64s returns an array of integers.
-func (v Value) Int64s() ([]int64, error) {
+func (v Value) Int64s() ([]int64, error) { return elemsOf(v, Value.Int64) }
+
+// elemsOf converts every element of an array or set reply with conv; an
+// element it refuses is an error that names its position.
+func elemsOf[T any](v Value, conv func(Value) (T, error)) ([]T, error) {
 	elems, err := v.Slice()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]int64, len(elems))
+	out := make([]T, len(elems))
 	for i, e := range elems {
-		n, err := e.Int64()
+		x, err := conv(e)
 		if err != nil {
 			return nil, fmt.Errorf("redpipe: element %d: %w", i, err)
 		}
-		out[i] = n
+		out[i] = x
 	}
 	return out, nil
 }

@@ -86,7 +86,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 		t.Errorf("cases %v, want %d of them", seen, len(want))
 	}
 	md := rp.markdown()
-	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "redis-server 7."} {
+	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "## Figures behind design choices", "redis-server 7."} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}

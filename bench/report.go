@@ -290,6 +290,7 @@ func (rp *report) markdown() string {
 	for _, s := range behind {
 		b.WriteString("- " + s + "\n")
 	}
+	b.WriteString(designFigures)
 	return b.String()
 }
 
@@ -325,6 +326,37 @@ README advises; redpipe and rueidis batch concurrent calls by default.
 S7 is redis-benchmark on the same server: with 50 connections, the
 server's limit, not a client; with one (-c1), one batch of -P commands
 at a time, as S3's pipelines are sent, which is the limit for them.
+`
+
+// designFigures are the figures behind design choices that the code's
+// comments point to, rather than holding numbers that go stale. They are
+// not measured by a run: each says which benchmark measures it again.
+const designFigures = `
+## Figures behind design choices
+
+Not measured by this run: the figures that comments in the code point to,
+measured when each choice was made (2026-12), and the benchmark that
+measures them again where there is one.
+
+- Polling for replies (Options.PollWait): polling the socket instead of
+  sleeping until the runtime's poller wakes the reader cut a sequential
+  round trip by as much as half on a virtual machine.
+  BenchmarkSequential in the root module times it with polling (poll) and
+  without (nopoll).
+- The least a server takes per command, 0.5µs (internal/conn replyCost):
+  a SET or INCR in a deep pipeline took the server 0.4 to 0.6µs on
+  loopback, as S7's -P1000 cases above show it at the server's limit.
+  It sets how many replies the poll wait covers.
+- Not polling between a large batch's chunks of replies: while the reader
+  polled, the server's CPU time per SET in batches of 1000 went up 6%, the
+  reader taking a CPU the server needed.
+- Buffers kept across collections (internal/bufpool): a 100,000-INCR
+  pipeline made after two collections, with no buffer kept, spent 1.5 to
+  5ms getting fresh buffers (zeroed, and faulted in again once the runtime
+  had given the pages back) before its first byte was sent, against 2ms
+  for encoding the commands. BenchmarkPipelineIncr100k in the root module
+  times that batch after collections (after-collections) and without
+  (back-to-back).
 `
 
 // tieRatio is how far below the best peer redpipe's throughput must fall

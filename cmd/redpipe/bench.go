@@ -87,19 +87,7 @@ func runBenchCmd(ctx context.Context, args []string, getenv func(string) string,
 	cfg.Out = stdout
 	cfg.Progress = stderr
 	cfg.ProgressTTY = isTerminal(stderr)
-	err = runBench(ctx, cfg)
-	switch {
-	case err == nil:
-		return 0
-	case ctx.Err() != nil:
-		// As for the demo: Ctrl-C may reach a throwaway server first, so
-		// the error may be a closed connection rather than the context.
-		fmt.Fprintln(stderr, "redpipe bench: interrupted")
-		return exitInterrupted
-	default:
-		fmt.Fprintf(stderr, "redpipe bench: %v\n", err)
-		return 1
-	}
+	return exitCode(ctx, "bench", runBench(ctx, cfg), stderr)
 }
 
 // parseBenchFlags reads the command line into a benchConfig. Every mistake
@@ -177,28 +165,17 @@ func chartFormat(path string) (string, error) {
 
 // runBench runs the bench against cfg.URL, or against a redis-server it
 // starts and always stops.
-func runBench(ctx context.Context, cfg benchConfig) (err error) {
-	w := cfg.Out
-	rawURL, throwaway, stop, err := serverURL(cfg.URL)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	if throwaway {
-		fmt.Fprintf(w, "REDIS_URL is not set: using a throwaway redis-server at %s.\n", rawURL)
-	} else {
-		fmt.Fprintf(w, "Using REDIS_URL=%s. Only %s is written, and deleted at the end.\n", redact(rawURL), benchKey)
-	}
+func runBench(ctx context.Context, cfg benchConfig) error {
+	return withServer(ctx, cfg.URL, cfg.Out, serverNotes{
+		throwaway: "REDIS_URL is not set: using a throwaway redis-server at %s.\n",
+		user:      "Using REDIS_URL=%s. Only " + benchKey + " is written, and deleted at the end.\n",
+	}, func(c *redpipe.Client, _ bool) error { return bench(ctx, c, cfg) })
+}
 
-	c, err := redpipe.Connect(ctx, rawURL)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+// bench runs the comparison and the sweep on c and draws the chart; it
+// deletes the counter at the end.
+func bench(ctx context.Context, c *redpipe.Client, cfg benchConfig) (err error) {
+	w := cfg.Out
 	defer func() {
 		// The run's context may be why we are here; deleting the counter
 		// still deserves a few seconds.
@@ -406,23 +383,9 @@ const sweepStepUnits = 100
 // commands: how many INCRs a point sends is only known once it ran. Like
 // the demo's bar, it redraws in place only on a terminal.
 func newSweepProgress(w io.Writer, tty bool, depths int) *progressbar.ProgressBar {
-	opts := []progressbar.Option{
+	return newBar(w, tty, depths*sweepStepUnits,
 		progressbar.OptionSetDescription("depth sweep"),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionSetPredictTime(true),
-	}
-	if tty {
-		opts = append(opts,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
-	} else {
-		opts = append(opts,
-			progressbar.OptionSetWriter(&lineWriter{w: w}),
-			progressbar.OptionSetTheme(progressbar.ThemeASCII),
-			progressbar.OptionThrottle(2*time.Second))
-	}
-	return progressbar.NewOptions(depths*sweepStepUnits, opts...)
+		progressbar.OptionSetPredictTime(true))
 }
 
 // printSweep prints the sweep as a table. Speedups are against the

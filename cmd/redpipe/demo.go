@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,59 +48,32 @@ type demoConfig struct {
 
 // runDemo runs the demo against cfg.URL, or against a redis-server it
 // starts and always stops, even when the demo fails or is interrupted.
-func runDemo(ctx context.Context, cfg demoConfig) (err error) {
-	w := cfg.Out
-	fmt.Fprintln(w, "redpipe demo: pipelines and transactions against a real Redis server")
-	rawURL, disposable, stop, err := serverURL(cfg.URL)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-		if disposable {
-			fmt.Fprintln(w, "Stopped the throwaway redis-server.")
-		}
-	}()
-	if disposable {
-		fmt.Fprintf(w, "REDIS_URL is not set: started a throwaway redis-server at %s, stopped at the end.\n", rawURL)
-	} else {
-		fmt.Fprintf(w, "Using REDIS_URL=%s. Only keys under %s are touched; the database is never flushed.\n", redact(rawURL), prefix)
-	}
-
-	c, err := redpipe.Connect(ctx, rawURL)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	d := &demo{c: c, w: w, cfg: cfg, disposable: disposable}
-	if !disposable {
-		// Leftovers of an interrupted run would change replies such as
-		// SADD's, so start from a clean namespace, and leave one behind.
-		if err := d.cleanup(ctx, "Deleted %d demo keys left by an earlier run.\n"); err != nil {
-			return err
-		}
-		defer func() {
-			// The run's context may be the reason we are here; cleaning up
-			// still deserves a few seconds.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if cerr := d.cleanup(cctx, "Deleted the %d demo keys.\n"); cerr != nil && err == nil {
-				err = cerr
+func runDemo(ctx context.Context, cfg demoConfig) error {
+	fmt.Fprintln(cfg.Out, "redpipe demo: pipelines and transactions against a real Redis server")
+	return withServer(ctx, cfg.URL, cfg.Out, serverNotes{
+		throwaway: "REDIS_URL is not set: started a throwaway redis-server at %s, stopped at the end.\n",
+		user:      "Using REDIS_URL=%s. Only keys under " + prefix + " are touched; the database is never flushed.\n",
+		stopped:   "Stopped the throwaway redis-server.\n",
+	}, func(c *redpipe.Client, disposable bool) (err error) {
+		d := &demo{c: c, w: cfg.Out, cfg: cfg, disposable: disposable}
+		if !disposable {
+			// Leftovers of an interrupted run would change replies such as
+			// SADD's, so start from a clean namespace, and leave one behind.
+			if err := d.cleanup(ctx, "Deleted %d demo keys left by an earlier run.\n"); err != nil {
+				return err
 			}
-		}()
-	}
-	return d.run(ctx)
-}
-
-// redact hides the password of a URL shown to the user.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(the URL in REDIS_URL)"
-	}
-	return u.Redacted()
+			defer func() {
+				// The run's context may be the reason we are here; cleaning up
+				// still deserves a few seconds.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if cerr := d.cleanup(cctx, "Deleted the %d demo keys.\n"); cerr != nil && err == nil {
+					err = cerr
+				}
+			}()
+		}
+		return d.run(ctx)
+	})
 }
 
 type demo struct {
@@ -617,17 +589,21 @@ func (d *demo) incrComparison(ctx context.Context) error {
 	return nil
 }
 
-// newProgress makes the bar shown while the slow loop runs. A terminal gets
-// a bar redrawn in place; anything else (a pipe, a log file, CI) gets a
-// plain line every few seconds, since carriage returns would pile up there.
+// newProgress makes the bar shown while the slow loop runs.
 func newProgress(w io.Writer, tty bool, max int, desc string) *progressbar.ProgressBar {
-	opts := []progressbar.Option{
+	return newBar(w, tty, max,
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSetWidth(30),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("INCR"),
-	}
+		progressbar.OptionSetItsString("INCR"))
+}
+
+// newBar makes a progress bar of max steps on w with opts. A terminal (tty)
+// gets a bar redrawn in place; anything else (a pipe, a log file, CI) gets
+// a plain line every few seconds, since carriage returns would pile up
+// there.
+func newBar(w io.Writer, tty bool, max int, opts ...progressbar.Option) *progressbar.ProgressBar {
+	opts = append(opts, progressbar.OptionSetWidth(30))
 	if tty {
 		opts = append(opts,
 			progressbar.OptionSetWriter(w),

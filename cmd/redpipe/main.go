@@ -73,20 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Progress:    stderr,
 			ProgressTTY: isTerminal(stderr),
 		})
-		switch {
-		case err == nil:
-			return 0
-		case ctx.Err() != nil:
-			// Whatever failed first, an interrupt is why. From a terminal,
-			// Ctrl-C also reaches a throwaway redis-server in our process
-			// group, so the error may be its closed connection rather than
-			// the cancelled context.
-			fmt.Fprintln(stderr, "redpipe demo: interrupted")
-			return exitInterrupted
-		default:
-			fmt.Fprintf(stderr, "redpipe demo: %v\n", err)
-			return 1
-		}
+		return exitCode(ctx, "demo", err, stderr)
 	case "bench":
 		return runBenchCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":

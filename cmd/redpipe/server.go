@@ -1,17 +1,80 @@
 package main
 
-import "github.com/redpipe/redpipe/redistest"
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
 
-// serverURL returns the server a subcommand runs against: rawURL when the
-// user gave one, or a throwaway redis-server started now. stop ends the
-// throwaway server and does nothing for the user's; throwaway tells which.
-func serverURL(rawURL string) (url string, throwaway bool, stop func() error, err error) {
-	if rawURL != "" {
-		return rawURL, false, func() error { return nil }, nil
+	"github.com/redpipe/redpipe"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// serverNotes are what a subcommand tells the user about the server it
+// runs against.
+type serverNotes struct {
+	throwaway string // the server was started for the run; %s is its URL
+	user      string // the server is REDIS_URL's; %s is it, password hidden
+	stopped   string // said after a throwaway server stopped, if not empty
+}
+
+// withServer runs fn with a client of the server a subcommand runs
+// against: the one at rawURL when the user gave one, or a throwaway
+// redis-server started now and always stopped afterwards, which fn is
+// told it may flush. It tells w which, with notes, before connecting.
+func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNotes,
+	fn func(c *redpipe.Client, throwaway bool) error) (err error) {
+	throwaway := rawURL == ""
+	if throwaway {
+		srv, serr := redistest.StartServer()
+		if serr != nil {
+			return serr
+		}
+		defer func() {
+			if serr := srv.Stop(); serr != nil && err == nil {
+				err = serr
+			}
+			if notes.stopped != "" {
+				fmt.Fprint(w, notes.stopped)
+			}
+		}()
+		rawURL = srv.URL()
+		fmt.Fprintf(w, notes.throwaway, rawURL)
+	} else {
+		fmt.Fprintf(w, notes.user, redact(rawURL))
 	}
-	srv, err := redistest.StartServer()
+	c, err := redpipe.Connect(ctx, rawURL)
 	if err != nil {
-		return "", false, nil, err
+		return err
 	}
-	return srv.URL(), true, srv.Stop, nil
+	defer c.Close()
+	return fn(c, throwaway)
+}
+
+// redact hides the password of a URL shown to the user.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(the URL in REDIS_URL)"
+	}
+	return u.Redacted()
+}
+
+// exitCode reports how a subcommand ended on stderr and returns the exit
+// code for it.
+func exitCode(ctx context.Context, cmd string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return 0
+	case ctx.Err() != nil:
+		// Whatever failed first, an interrupt is why. From a terminal,
+		// Ctrl-C also reaches a throwaway redis-server in our process
+		// group, so the error may be its closed connection rather than
+		// the cancelled context.
+		fmt.Fprintf(stderr, "redpipe %s: interrupted\n", cmd)
+		return exitInterrupted
+	default:
+		fmt.Fprintf(stderr, "redpipe %s: %v\n", cmd, err)
+		return 1
+	}
 }

@@ -75,7 +75,7 @@ var forbidden = map[string]bool{
 // method and the conversion that produces them.
 var replyKinds = map[string]struct{ results, conv string }{
 	"ok":        {"error", "okReply"},
-	"status":    {"(string, error)", "statusReply"},
+	"status":    {"(string, error)", "textReply"},
 	"text":      {"(string, error)", "textReply"},
 	"int":       {"(int64, error)", "intReply"},
 	"bool":      {"(bool, error)", "boolReply"},

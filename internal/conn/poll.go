@@ -67,12 +67,12 @@ const (
 )
 
 // replyCost is about the least time the server takes per command of a
-// batch (a SET or INCR on loopback takes 0.4 to 0.6µs). A call that still
-// waits for more replies than fit in the budget at that rate gets them
-// over longer than the budget: polling between its chunks of replies only
-// burns a CPU the server may need (measured: the server's time per SET in
-// batches of 1000 went up 6% while the reader polled), and the reader
-// polls again once the call's last replies are near.
+// batch, its pace when it is the limit (see "Figures behind design
+// choices" in bench/RESULTS.md). A call that still waits for more replies
+// than fit in the budget at that pace gets them over longer than the
+// budget: polling between its chunks of replies only burns a CPU the
+// server may need to make them, slowing it down, and the reader polls
+// again once the call's last replies are near.
 const replyCost = 500 * time.Nanosecond
 
 func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *poller {

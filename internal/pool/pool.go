@@ -186,10 +186,7 @@ func (p *Pool[C]) Put(c C, reusable bool) {
 	} else {
 		p.forgetLocked(c)
 	}
-	if p.wake != nil {
-		close(p.wake)
-		p.wake = nil
-	}
+	p.wakeLocked()
 	p.mu.Unlock()
 	// The freed slots are seen by waiters selecting on slots.
 	p.discard(stale...)
@@ -231,6 +228,15 @@ func (p *Pool[C]) tooOldLocked(c C, now time.Time) bool {
 	return !ok || now.Sub(born) >= p.cfg.MaxAge
 }
 
+// wakeLocked wakes every Get waiting for an idle connection or a free
+// slot; the next to wait makes a new channel. The caller holds mu.
+func (p *Pool[C]) wakeLocked() {
+	if p.wake != nil {
+		close(p.wake)
+		p.wake = nil
+	}
+}
+
 // forgetLocked drops what the pool knows of c, which is being closed.
 func (p *Pool[C]) forgetLocked(c C) {
 	if p.born != nil {
@@ -266,10 +272,7 @@ func (p *Pool[C]) Close() {
 		p.forgetLocked(e.c)
 	}
 	p.idle = nil
-	if p.wake != nil {
-		close(p.wake)
-		p.wake = nil
-	}
+	p.wakeLocked()
 	p.mu.Unlock()
 	p.discard(idle...)
 }
