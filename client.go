@@ -320,9 +320,11 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 
 // handshake prepares a new connection: HELLO 3 with AUTH and SETNAME, or on
 // a server without HELLO (or with Protocol 2) AUTH and CLIENT SETNAME; then
-// SELECT.
+// SELECT. A Username always authenticates, even with an empty Password:
+// leaving it out would run the connection as the default user.
 func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	o := &c.opt
+	auth := o.Username != "" || o.Password != ""
 	w := getBuf()
 	defer putBuf(w)
 	exchange := func(args ...any) error {
@@ -341,7 +343,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	resp2 := o.Protocol == 2
 	if !resp2 {
 		args := []any{"HELLO", "3"}
-		if o.Password != "" {
+		if auth {
 			user := o.Username
 			if user == "" {
 				user = "default"
@@ -362,7 +364,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 		}
 	}
 	if resp2 {
-		if o.Password != "" {
+		if auth {
 			args := []any{"AUTH", o.Password}
 			if o.Username != "" {
 				args = []any{"AUTH", o.Username, o.Password}

@@ -21,8 +21,13 @@ type Options struct {
 	// path for unix.
 	Addr string
 
-	// Username and Password authenticate with HELLO (or AUTH). With a
-	// Password and no Username the server's default user is used.
+	// Username and Password authenticate every connection with HELLO (or
+	// AUTH). With a Username the connection always logs in as that user,
+	// with the Password as given, even empty: an ACL user marked nopass
+	// accepts that, and a user with a password refuses it with a
+	// *HandshakeError. With a Password and no Username the server's
+	// default user is used. With neither, nothing is sent and the
+	// connection runs as the default user.
 	Username string
 	Password string
 	// DB is selected on every connection (default 0).
