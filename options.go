@@ -231,6 +231,11 @@ func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " "
 //	rediss://...                  the same over TLS
 //	unix://[[user]:password@]/path/to/socket[?db=N&...]
 //
+// A user without a password is written with the colon, as in
+// redis://user:@host, and logs in as that user with an empty password. A
+// name alone, as in redis://secret@host, is the short form of
+// redis://:secret@host: a password for the default user.
+//
 // The port defaults to 6379. Query options: db, protocol (2 or 3),
 // client_name, dial_timeout (a Go duration such as 500ms), pool_size,
 // max_idle. An unknown option is an error, so a typo is not silently
