@@ -103,9 +103,13 @@ func (c *Client) Options() Options { return c.opt }
 
 // Do runs any command given as its words, such as
 // c.Do(ctx, "OBJECT", "ENCODING", "k"), including commands redpipe has no
-// typed method for. Arguments may be strings, []byte, integers, floats and
-// bools. A command the server's table knows is checked for its number of
-// arguments before it is sent.
+// typed method for. Arguments may be strings, []byte, integers, floats,
+// bools, time.Time (sent as RFC 3339 text) and values with a MarshalBinary,
+// MarshalText or String method, tried in that order; a time.Duration, a nil
+// pointer, a Value, another type or a failing marshaler is refused with an
+// *ArgError and nothing is sent (see the package documentation). A command
+// the server's table knows is checked for its number of arguments before it
+// is sent.
 func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	w.do(args)
