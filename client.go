@@ -110,9 +110,13 @@ func (c *Client) Options() Options { return c.opt }
 
 // Do runs any command given as its words, such as
 // c.Do(ctx, "OBJECT", "ENCODING", "k"), including commands redpipe has no
-// typed method for. Arguments may be strings, []byte, integers, floats and
-// bools. A command the server's table knows is checked for its number of
-// arguments before it is sent.
+// typed method for. Arguments may be strings, []byte, integers, floats,
+// bools, time.Time (sent as RFC 3339 text) and values with a MarshalBinary,
+// MarshalText or String method, tried in that order; a time.Duration, a nil
+// pointer, a Value, another type or a failing marshaler is refused with an
+// *ArgError and nothing is sent (see the package documentation). A command
+// the server's table knows is checked for its number of arguments before it
+// is sent.
 func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	w.do(args)
@@ -335,9 +339,11 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 
 // handshake prepares a new connection: HELLO 3 with AUTH and SETNAME, or on
 // a server without HELLO (or with Protocol 2) AUTH and CLIENT SETNAME; then
-// SELECT.
+// SELECT. A Username always authenticates, even with an empty Password:
+// leaving it out would run the connection as the default user.
 func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	o := &c.opt
+	auth := o.Username != "" || o.Password != ""
 	w := getBuf()
 	defer putBuf(w)
 	exchange := func(args ...any) error {
@@ -356,7 +362,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	resp2 := o.Protocol == 2
 	if !resp2 {
 		args := []any{"HELLO", "3"}
-		if o.Password != "" {
+		if auth {
 			user := o.Username
 			if user == "" {
 				user = "default"
@@ -377,7 +383,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 		}
 	}
 	if resp2 {
-		if o.Password != "" {
+		if auth {
 			args := []any{"AUTH", o.Password}
 			if o.Username != "" {
 				args = []any{"AUTH", o.Username, o.Password}

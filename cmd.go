@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,23 +300,49 @@ func blocks(ci *commandInfo, cmd []byte) bool {
 // hasWord reports whether an encoded command (an array of bulk strings,
 // as cmdBuf writes them) holds word as one of its words, in any case.
 func hasWord(cmd []byte, word string) bool {
-	i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
-	for i < len(cmd) && cmd[i] == '$' {
-		eol := bytes.IndexByte(cmd[i:], '\r')
-		if eol < 0 {
+	p := bytes.IndexByte(cmd, '\n') + 1 // past the array header
+	for {
+		w, next, ok := nextWord(cmd, p)
+		if !ok {
 			return false
 		}
-		n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
-		start := i + eol + 2
-		if err != nil || start+n > len(cmd) {
-			return false
-		}
-		if bytes.EqualFold(cmd[start:start+n], []byte(word)) {
+		if bytes.EqualFold(w, []byte(word)) {
 			return true
 		}
-		i = start + n + 2
+		p = next
 	}
-	return false
+}
+
+// wordAt returns word i (0 for the first) of an encoded command, or nil if
+// it has fewer.
+func wordAt(cmd []byte, i int) []byte {
+	p := bytes.IndexByte(cmd, '\n') + 1
+	for {
+		w, next, ok := nextWord(cmd, p)
+		if !ok || i == 0 {
+			return w
+		}
+		i, p = i-1, next
+	}
+}
+
+// nextWord reads the bulk string at offset p of an encoded command and
+// returns its contents and the offset past it; ok is false at the end of
+// cmd or if what is there is not a bulk string.
+func nextWord(cmd []byte, p int) (word []byte, next int, ok bool) {
+	if p >= len(cmd) || cmd[p] != '$' {
+		return nil, 0, false
+	}
+	eol := bytes.IndexByte(cmd[p:], '\r')
+	if eol < 0 {
+		return nil, 0, false
+	}
+	n, err := strconv.Atoi(string(cmd[p+1 : p+eol]))
+	start := p + eol + 2
+	if err != nil || n < 0 || start+n > len(cmd) {
+		return nil, 0, false
+	}
+	return cmd[start : start+n], start + n + 2, true
 }
 
 // setErr keeps the first encoding error and the index of its command.
@@ -344,15 +371,37 @@ func (w *cmdBuf) float(f float64) {
 
 func (w *cmdBuf) arg(a any) {
 	w.got++
-	b, err := resp.AppendArg(w.buf, a)
-	if err != nil {
-		w.setErr(&ArgError{Command: w.cmds[len(w.cmds)-1].Name(), Index: w.got - 1, Err: err}, len(w.cmds)-1)
-		// Keep the stream well formed in case the buffer is inspected;
-		// it is never sent while err is set.
-		b = resp.AppendBulkString(w.buf, "")
+	if b, ok := resp.AppendBuiltin(w.buf, a); ok {
+		w.buf = b
+		return
 	}
-	w.buf = b
+	w.marshal(a)
 }
+
+// marshal encodes an argument of a type without a built-in encoding (see
+// resp.AppendMarshaled), apart from the common path of arg. Calling the
+// argument's methods makes it escape, so an argument boxed at the call of
+// a command, rather than a constant, costs an allocation whatever its type.
+func (w *cmdBuf) marshal(a any) {
+	var err error
+	switch a.(type) {
+	case Value, *Value:
+		// Its String method is for people ("nil", "(error) ...").
+		err = errValueArg
+	default:
+		var b []byte
+		if b, err = resp.AppendMarshaled(w.buf, a); err == nil {
+			w.buf = b
+			return
+		}
+	}
+	w.setErr(&ArgError{Command: w.cmds[len(w.cmds)-1].Name(), Index: w.got - 1, Err: err}, len(w.cmds)-1)
+	// Keep the stream well formed in case the buffer is inspected; it is
+	// never sent while err is set.
+	w.buf = resp.AppendBulkString(w.buf, "")
+}
+
+var errValueArg = errors.New("a Value is a reply, not an argument: pass what its Text, Bytes, Int64 or Float64 returns")
 
 func (w *cmdBuf) strs(ss []string) {
 	for _, s := range ss {
@@ -381,14 +430,17 @@ func (w *cmdBuf) do(args []any) {
 	}
 	// The subcommand decides the flags of a container command (CLIENT
 	// REPLY is refused on shared connections, CLIENT ID is not), so it is
-	// read whatever its Go type.
-	sub := ""
+	// read whatever its Go type: a string or []byte here, anything else
+	// from its encoding, which may be a marshaler's text.
+	sub, encodedSub := "", false
 	if len(args) > 1 {
 		switch a := args[1].(type) {
 		case string:
 			sub = a
 		case []byte:
 			sub = string(a)
+		default:
+			encodedSub = true
 		}
 	}
 	w.room()
@@ -411,6 +463,13 @@ func (w *cmdBuf) do(args []any) {
 	w.cmds = append(w.cmds, metaOf(ci))
 	w.want, w.got = len(args), 0
 	w.args(args)
+	if encodedSub {
+		if sc := lookupCommand(name, string(wordAt(w.buf[w.begin:], 1))); sc != ci {
+			w.cur = sc
+			w.cmds[len(w.cmds)-1] = metaOf(sc)
+			w.checkArity(sc, len(args))
+		}
+	}
 	w.end()
 }
 

@@ -30,6 +30,26 @@
 // A command with the wrong number of arguments is refused before it is sent
 // with an *ArityError that names it.
 //
+// Arguments of type any (those of Do, the values of typed methods and the
+// options after them, such as "EX", 10) may be strings, []byte, integers,
+// floats, bools and time.Time, which is sent as RFC 3339 text with
+// nanoseconds (time.RFC3339Nano). A value of any other type is sent as what
+// the first of its methods MarshalBinary, MarshalText and String returns
+// (encoding.BinaryMarshaler, encoding.TextMarshaler, fmt.Stringer). A
+// time.Duration is refused, as its String form ("1.5s") is not what any
+// command takes: pass d.Milliseconds() or d.Seconds(), as the command
+// wants. So are a nil pointer, a Value (a reply: pass what its Text or
+// Bytes returns), a type with none of those methods and a value whose
+// marshaler fails, each with an *ArgError naming the command and the
+// argument's position, which wraps the marshaler's error if there is one.
+// A refused command is not sent, nor is the pipeline holding it (a Stream
+// stops before the chunk holding it).
+//
+// Because an argument's methods may be called, an argument of type any
+// escapes to the heap: one that is not a constant costs at most one small
+// allocation (its interface box, not a copy of its bytes) when it is
+// passed. Arguments typed string or int64 cost nothing.
+//
 // # Replies
 //
 // A Value is one reply. Its accessors (Text, Bytes, Int64, Float64, Bool,

@@ -62,7 +62,10 @@ func (e *ArityError) Error() string {
 func nameWords(cmd string) int { return strings.Count(cmd, " ") + 1 }
 
 // ArgError is a command refused before it was sent because one of its
-// arguments cannot be encoded.
+// arguments cannot be encoded: its type has no encoding or is refused (a
+// time.Duration, a nil pointer, a Value), or its MarshalBinary or
+// MarshalText failed, in which case errors.Is and errors.As reach the
+// marshaler's error through Err.
 type ArgError struct {
 	Command string // upper case command name
 	Index   int    // position of the argument, 1 being the first after the name

@@ -21,8 +21,13 @@ type Options struct {
 	// path for unix.
 	Addr string
 
-	// Username and Password authenticate with HELLO (or AUTH). With a
-	// Password and no Username the server's default user is used.
+	// Username and Password authenticate every connection with HELLO (or
+	// AUTH). With a Username the connection always logs in as that user,
+	// with the Password as given, even empty: an ACL user marked nopass
+	// accepts that, and a user with a password refuses it with a
+	// *HandshakeError. With a Password and no Username the server's
+	// default user is used. With neither, nothing is sent and the
+	// connection runs as the default user.
 	Username string
 	Password string
 	// DB is selected on every connection (default 0).
@@ -262,6 +267,11 @@ func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " "
 //	redis://[[user]:password@]host[:port][/db][?option=value&...]
 //	rediss://...                  the same over TLS
 //	unix://[[user]:password@]/path/to/socket[?db=N&...]
+//
+// A user without a password is written with the colon, as in
+// redis://user:@host, and logs in as that user with an empty password. A
+// name alone, as in redis://secret@host, is the short form of
+// redis://:secret@host: a password for the default user.
 //
 // The port defaults to 6379. Query options: db, protocol (2 or 3),
 // client_name, dial_timeout (a Go duration such as 500ms), pool_size,

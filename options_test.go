@@ -28,6 +28,8 @@ func TestParseURLValid(t *testing.T) {
 		{url: "redis://:pw@h:1/3", want: Options{Network: "tcp", Addr: "h:1", Password: "pw", DB: 3}},
 		{url: "redis://user:pw@h", want: Options{Network: "tcp", Addr: "h:6379", Username: "user", Password: "pw"}},
 		{url: "redis://pw@h", want: Options{Network: "tcp", Addr: "h:6379", Password: "pw"}},
+		{url: "redis://user:@h", want: Options{Network: "tcp", Addr: "h:6379", Username: "user"}},
+		{url: "redis://:@h", want: Options{Network: "tcp", Addr: "h:6379"}},
 		{url: "redis://:p%40ss%3Aw%2Frd@h", want: Options{Network: "tcp", Addr: "h:6379", Password: "p@ss:w/rd"}},
 		{url: "redis://h/", want: Options{Network: "tcp", Addr: "h:6379"}},
 		{url: "redis://h/15", want: Options{Network: "tcp", Addr: "h:6379", DB: 15}},

@@ -384,6 +384,89 @@ func TestACLWrongAndMissingPassword(t *testing.T) {
 	})
 }
 
+// TestUsernameWithoutPassword: a Username given without a Password still
+// logs in as that user, with an empty password, rather than leaving the
+// connection to the default user and its rights.
+func TestUsernameWithoutPassword(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "ro", "on", "nopass", "~*", "+@read")
+	srv.MustDo(t, "ACL", "SETUSER", "pw", "on", ">pw-only-pw", "~*", "+@all")
+	srv.MustDo(t, "SET", "k", "v")
+	ctx := ctxT(t)
+
+	fromURL := func(raw string) func(t *testing.T) Options {
+		return func(t *testing.T) Options {
+			o, err := ParseURL(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}
+	}
+	fromOptions := func(o Options) func(t *testing.T) Options {
+		return func(*testing.T) Options {
+			o.Addr = srv.Addr
+			return o
+		}
+	}
+	newClient := func(t *testing.T, opt func(t *testing.T) Options) *Client {
+		t.Helper()
+		c, err := NewClient(opt(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	for _, tc := range []struct {
+		name string
+		opt  func(t *testing.T) Options
+	}{
+		{"Options", fromOptions(Options{Username: "ro"})},
+		{"Options RESP2", fromOptions(Options{Username: "ro", Protocol: 2})},
+		{"URL", fromURL("redis://ro:@" + srv.Addr)},
+		{"URL RESP2", fromURL("redis://ro:@" + srv.Addr + "?protocol=2")},
+	} {
+		t.Run("nopass user/"+tc.name, func(t *testing.T) {
+			c := newClient(t, tc.opt)
+			if s, err := c.Get(ctx, "k"); err != nil || s != "v" {
+				t.Fatalf("GET as ro = %q, %v; want \"v\"", s, err)
+			}
+			var se *Error
+			if err := c.Set(ctx, "written", "w"); !errors.As(err, &se) || se.Prefix != "NOPERM" {
+				t.Fatalf("SET as ro: err = %v, want an *Error with prefix NOPERM: the connection does not run as ro", err)
+			}
+			if ids := clientIDsOf(t, srv, "ro"); len(ids) != 1 {
+				t.Errorf("the server has connections %v as ro, want exactly one", ids)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		opt  func(t *testing.T) Options
+		step string
+	}{
+		{"Options", fromOptions(Options{Username: "pw", MaxRetries: -1}), "HELLO"},
+		{"Options RESP2", fromOptions(Options{Username: "pw", Protocol: 2, MaxRetries: -1}), "AUTH"},
+		{"URL", fromURL("redis://pw:@" + srv.Addr), "HELLO"},
+	} {
+		t.Run("user with a password/"+tc.name, func(t *testing.T) {
+			c := newClient(t, tc.opt)
+			_, err := c.Ping(ctx)
+			var he *HandshakeError
+			var se *Error
+			if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "WRONGPASS" {
+				t.Fatalf("PING as pw without its password: err = %v, want a *HandshakeError wrapping a WRONGPASS *Error", err)
+			}
+			if he.Step != tc.step {
+				t.Errorf("HandshakeError.Step = %q, want %s", he.Step, tc.step)
+			}
+		})
+	}
+}
+
 // TestSecretsStayOutOfErrorsAndLogs runs every path that handles a
 // password and checks that none of it shows up in an error, a printed
 // Options, a redacted URL or the log.

@@ -1,6 +1,10 @@
 package resp
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+	"time"
+)
 
 // repeatReader endlessly returns its pattern, so that reader benchmarks
 // measure decoding rather than input setup.
@@ -29,6 +33,37 @@ func BenchmarkAppendSet(b *testing.B) {
 		buf = AppendBulkString(buf, "value")
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// BenchmarkAppendArg encodes one argument boxed in an any, as Do and the
+// typed methods' value arguments pass it. "const" boxes a constant, which
+// needs no allocation wherever the argument goes; the others box values
+// known only at run time. "binary" (a MarshalBinary returning a slice it
+// holds) and "time" take the path of types without a built-in encoding.
+func BenchmarkAppendArg(b *testing.B) {
+	s := strconv.Itoa(1234567890)
+	bs := []byte(s)
+	n := len(s) * 100003
+	tm := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name string
+		arg  func([]byte) ([]byte, error)
+	}{
+		{"const", func(dst []byte) ([]byte, error) { return AppendArg(dst, "0123456789") }},
+		{"string", func(dst []byte) ([]byte, error) { return AppendArg(dst, s) }},
+		{"bytes", func(dst []byte) ([]byte, error) { return AppendArg(dst, bs) }},
+		{"int", func(dst []byte) ([]byte, error) { return AppendArg(dst, n) }},
+		{"binary", func(dst []byte) ([]byte, error) { return AppendArg(dst, marshaler{b: bs}) }},
+		{"time", func(dst []byte) ([]byte, error) { return AppendArg(dst, tm) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, 0, 64)
+			for b.Loop() {
+				buf, _ = tc.arg(buf[:0])
+			}
+		})
+	}
 }
 
 func benchmarkRead(b *testing.B, input string) {

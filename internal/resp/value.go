@@ -201,15 +201,29 @@ func (e *LimitError) Error() string {
 		strconv.FormatInt(e.Offset, 10) + " exceeds the limit of " + strconv.FormatInt(e.Limit, 10)
 }
 
-// ArgError is a command argument whose Go type has no RESP encoding.
+// ArgError is a command argument that cannot be encoded: its Go type has
+// no encoding, the type is refused for the reason Why, or its own encoding
+// method failed with Err.
 type ArgError struct {
-	Type string // the Go type, as fmt's %T prints it
+	Type   string // the Go type, as fmt's %T prints it
+	Why    string // why a type that could be encoded is refused, if it is
+	Method string // the encoding method that failed, with Err
+	Err    error
 }
 
 func (e *ArgError) Error() string {
+	switch {
+	case e.Err != nil:
+		return "resp: " + e.Method + " of " + e.Type + " failed: " + e.Err.Error()
+	case e.Why != "":
+		return "resp: cannot encode argument of type " + e.Type + ": " + e.Why
+	}
 	return "resp: cannot encode argument of type " + e.Type +
-		" (use string, []byte, an integer, a float or a bool; for a type with MarshalBinary or String, pass their result)"
+		" (use string, []byte, an integer, a float, a bool, time.Time, or a type with a MarshalBinary, MarshalText or String method)"
 }
+
+// Unwrap returns the error of the encoding method that failed, if one did.
+func (e *ArgError) Unwrap() error { return e.Err }
 
 // quoteByte renders one byte for an error message, escaping anything that
 // is not printable ASCII so that binary garbage stays readable.

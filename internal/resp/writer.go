@@ -1,9 +1,12 @@
 package resp
 
 import (
+	"encoding"
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
+	"time"
 )
 
 // The Append functions add the encoding to dst and return the extended
@@ -71,55 +74,129 @@ func AppendBulkBool(dst []byte, b bool) []byte {
 	return append(dst, "$1\r\n0\r\n"...)
 }
 
-// AppendArg encodes one command argument as a bulk string. It accepts
-// string, []byte, int, int8 to int64, uint, uint8 to uint64, float32,
-// float64 and bool. nil and any other type give an *ArgError naming the Go
-// type. On error dst is returned unchanged.
-//
-// arg does not escape, so boxing a string or slice into it costs the
-// caller no allocation. That is why types with their own encoding
-// (encoding.BinaryMarshaler, fmt.Stringer) are refused rather than called:
-// an interface method call would make every argument escape to the heap.
-// Named types such as `type ID int64` are not unwrapped either, which would
-// need reflection; convert them at the call site.
+// AppendArg encodes one command argument as a bulk string: a value of a
+// built-in type as AppendBuiltin does, anything else as AppendMarshaled
+// does. On error dst is returned unchanged.
 func AppendArg(dst []byte, arg any) ([]byte, error) {
+	if b, ok := AppendBuiltin(dst, arg); ok {
+		return b, nil
+	}
+	return AppendMarshaled(dst, arg)
+}
+
+// AppendBuiltin encodes arg as a bulk string if it is a string, []byte,
+// int, int8 to int64, uint, uint8 to uint64, float32, float64 or bool, and
+// reports whether it was. For any other type it returns dst unchanged and
+// false. Named types such as `type ID int64` are not unwrapped, which would
+// need reflection; they are encoded by their methods if they have any (see
+// AppendMarshaled).
+//
+// arg does not escape here, as nothing calls a method of it.
+func AppendBuiltin(dst []byte, arg any) ([]byte, bool) {
 	switch a := arg.(type) {
 	case string:
-		return AppendBulkString(dst, a), nil
+		return AppendBulkString(dst, a), true
 	case []byte:
-		return AppendBulk(dst, a), nil
+		return AppendBulk(dst, a), true
 	case int:
-		return AppendBulkInt(dst, int64(a)), nil
+		return AppendBulkInt(dst, int64(a)), true
 	case int64:
-		return AppendBulkInt(dst, a), nil
+		return AppendBulkInt(dst, a), true
 	case int32:
-		return AppendBulkInt(dst, int64(a)), nil
+		return AppendBulkInt(dst, int64(a)), true
 	case int16:
-		return AppendBulkInt(dst, int64(a)), nil
+		return AppendBulkInt(dst, int64(a)), true
 	case int8:
-		return AppendBulkInt(dst, int64(a)), nil
+		return AppendBulkInt(dst, int64(a)), true
 	case uint:
-		return AppendBulkUint(dst, uint64(a)), nil
+		return AppendBulkUint(dst, uint64(a)), true
 	case uint64:
-		return AppendBulkUint(dst, a), nil
+		return AppendBulkUint(dst, a), true
 	case uint32:
-		return AppendBulkUint(dst, uint64(a)), nil
+		return AppendBulkUint(dst, uint64(a)), true
 	case uint16:
-		return AppendBulkUint(dst, uint64(a)), nil
+		return AppendBulkUint(dst, uint64(a)), true
 	case uint8:
-		return AppendBulkUint(dst, uint64(a)), nil
+		return AppendBulkUint(dst, uint64(a)), true
 	case float64:
-		return appendBulkFloat(dst, a, 64), nil
+		return appendBulkFloat(dst, a, 64), true
 	case float32:
 		// Formatting at 32 bits keeps float32(0.1) as "0.1" rather than
 		// the float64 expansion of its binary value.
-		return appendBulkFloat(dst, float64(a), 32), nil
+		return appendBulkFloat(dst, float64(a), 32), true
 	case bool:
-		return AppendBulkBool(dst, a), nil
+		return AppendBulkBool(dst, a), true
+	}
+	return dst, false
+}
+
+// AppendMarshaled encodes, as a bulk string, an argument of a type
+// AppendBuiltin does not take:
+//
+//   - time.Time (or a non-nil *time.Time) as RFC 3339 text with
+//     nanoseconds, time.RFC3339Nano, rather than by its methods: its binary
+//     form is opaque;
+//   - a value with a method MarshalBinary (encoding.BinaryMarshaler),
+//     MarshalText (encoding.TextMarshaler) or String (fmt.Stringer) by the
+//     first of them it has, in that order.
+//
+// It refuses with an *ArgError, leaving dst unchanged, nil, a
+// time.Duration (its String form, "1.5s", is not what any command takes),
+// a nil pointer (a method called through it could panic), a marshaler
+// that fails (Err holds its error) and any other type.
+//
+// Calling a method of arg makes arg escape, so a caller passing a value
+// boxed in an any for the call, rather than a constant, has it allocated
+// on the heap; callers that can settle built-in types first should (see
+// AppendBuiltin).
+func AppendMarshaled(dst []byte, arg any) ([]byte, error) {
+	switch a := arg.(type) {
 	case nil:
 		return dst, &ArgError{Type: "nil"}
+	case time.Time:
+		return appendTime(dst, a), nil
+	case *time.Time:
+		if a == nil {
+			return dst, &ArgError{Type: "*time.Time", Why: whyNilPointer}
+		}
+		return appendTime(dst, *a), nil
+	case time.Duration, *time.Duration:
+		return dst, &ArgError{Type: reflect.TypeOf(arg).String(), Why: "Redis takes a number of seconds or milliseconds, as the command says, not a duration such as \"1.5s\"; pass d.Milliseconds() or d.Seconds()"}
+	case encoding.BinaryMarshaler, encoding.TextMarshaler, fmt.Stringer:
+		// A method of T reached through a nil *T panics, and one of *T
+		// might.
+		if v := reflect.ValueOf(arg); v.Kind() == reflect.Pointer && v.IsNil() {
+			return dst, &ArgError{Type: v.Type().String(), Why: whyNilPointer}
+		}
+	default:
+		return dst, &ArgError{Type: reflect.TypeOf(arg).String()}
 	}
-	return dst, &ArgError{Type: reflect.TypeOf(arg).String()}
+	var (
+		b      []byte
+		err    error
+		method string
+	)
+	switch a := arg.(type) {
+	case encoding.BinaryMarshaler:
+		b, err = a.MarshalBinary()
+		method = "MarshalBinary"
+	case encoding.TextMarshaler:
+		b, err = a.MarshalText()
+		method = "MarshalText"
+	case fmt.Stringer:
+		return AppendBulkString(dst, a.String()), nil
+	}
+	if err != nil {
+		return dst, &ArgError{Type: reflect.TypeOf(arg).String(), Method: method, Err: err}
+	}
+	return AppendBulk(dst, b), nil
+}
+
+const whyNilPointer = "it is a nil pointer"
+
+func appendTime(dst []byte, t time.Time) []byte {
+	var tmp [64]byte
+	return AppendBulk(dst, t.AppendFormat(tmp[:0], time.RFC3339Nano))
 }
 
 // AppendValue encodes v in RESP3, attributes first. It is meant for test

@@ -3,6 +3,7 @@ package resp
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,12 +66,30 @@ func TestAppendBulkFloatExtremes(t *testing.T) {
 	}
 }
 
-type marshaler struct {
-	b   []byte
-	err error
-}
+// Types with their own encodings, each method giving away which it is.
+type (
+	marshaler struct {
+		b   []byte
+		err error
+	}
+	texter   struct{ s string }
+	stringer int
+	// binText has both marshalers, textStringer a marshaler and String:
+	// the first in the order Binary, Text, String is used.
+	binText      struct{}
+	textStringer struct{}
+	// ptrStringer has its method on the pointer.
+	ptrStringer struct{ s string }
+)
 
 func (m marshaler) MarshalBinary() ([]byte, error) { return m.b, m.err }
+func (t texter) MarshalText() ([]byte, error)      { return []byte("text:" + t.s), nil }
+func (s stringer) String() string                  { return "str:" + strconv.Itoa(int(s)) }
+func (binText) MarshalBinary() ([]byte, error)     { return []byte("binary"), nil }
+func (binText) MarshalText() ([]byte, error)       { return []byte("text"), nil }
+func (textStringer) MarshalText() ([]byte, error)  { return []byte("text"), nil }
+func (textStringer) String() string                { return "string" }
+func (p *ptrStringer) String() string              { return "ptr:" + p.s }
 
 func TestAppendArg(t *testing.T) {
 	tests := []struct {
@@ -109,31 +128,97 @@ func TestAppendArg(t *testing.T) {
 	}
 }
 
-// TestAppendArgRefusesMethods: a type that could encode itself is refused,
-// because calling its method would make every argument escape.
-func TestAppendArgRefusesMethods(t *testing.T) {
-	for _, arg := range []any{time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC), marshaler{b: []byte("bin")}} {
-		got, err := AppendArg([]byte("pre"), arg)
-		var ae *ArgError
-		if !errors.As(err, &ae) || string(got) != "pre" || !strings.Contains(err.Error(), "MarshalBinary") {
-			t.Errorf("%T: got %q, %v", arg, got, err)
+// TestAppendArgMarshalers: a type without a built-in encoding is encoded by
+// its MarshalBinary, MarshalText or String, the first it has in that order;
+// time.Time as RFC 3339 text whatever its methods.
+func TestAppendArgMarshalers(t *testing.T) {
+	tm := time.Date(2024, 5, 6, 7, 8, 9, 10, time.FixedZone("", 2*3600))
+	tests := []struct {
+		arg  any
+		want string
+	}{
+		{marshaler{b: []byte("bin\r\n\x00")}, "$6\r\nbin\r\n\x00\r\n"},
+		{marshaler{}, "$0\r\n\r\n"},
+		{&marshaler{b: []byte("p")}, "$1\r\np\r\n"},
+		{texter{"x"}, "$6\r\ntext:x\r\n"},
+		{stringer(42), "$6\r\nstr:42\r\n"},
+		{binText{}, "$6\r\nbinary\r\n"},
+		{textStringer{}, "$4\r\ntext\r\n"},
+		{&ptrStringer{"y"}, "$5\r\nptr:y\r\n"},
+		{tm, "$34\r\n2024-05-06T07:08:09.00000001+02:00\r\n"},
+		{&tm, "$34\r\n2024-05-06T07:08:09.00000001+02:00\r\n"},
+		{time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC), "$20\r\n2024-05-06T07:08:09Z\r\n"},
+	}
+	for _, tt := range tests {
+		got, err := AppendArg([]byte("pre"), tt.arg)
+		if err != nil || string(got) != "pre"+tt.want {
+			t.Errorf("%T: got %q, %v; want %q", tt.arg, got, err, "pre"+tt.want)
 		}
 	}
 }
 
-// TestAppendArgDoesNotAllocate: a non-constant string or slice boxed into
-// the argument stays on the caller's stack.
-func TestAppendArgDoesNotAllocate(t *testing.T) {
+// TestAppendArgRefusesMarshalers: a time.Duration, whose String form is
+// not what commands take, a nil pointer and a failing marshaler are
+// refused, and nothing is appended.
+func TestAppendArgRefusesMarshalers(t *testing.T) {
+	boom := errors.New("boom")
+	d := 1500 * time.Millisecond
+	tests := []struct {
+		arg  any
+		text string
+	}{
+		{d, "resp: cannot encode argument of type time.Duration: Redis takes a number of seconds or milliseconds"},
+		{&d, "resp: cannot encode argument of type *time.Duration: Redis takes"},
+		{(*marshaler)(nil), "resp: cannot encode argument of type *resp.marshaler: it is a nil pointer"},
+		{(*ptrStringer)(nil), "resp: cannot encode argument of type *resp.ptrStringer: it is a nil pointer"},
+		{(*time.Time)(nil), "resp: cannot encode argument of type *time.Time: it is a nil pointer"},
+		{marshaler{err: boom}, "resp: MarshalBinary of resp.marshaler failed: boom"},
+	}
+	for _, tt := range tests {
+		got, err := AppendArg([]byte("pre"), tt.arg)
+		var ae *ArgError
+		if !errors.As(err, &ae) || string(got) != "pre" || !strings.HasPrefix(err.Error(), tt.text) {
+			t.Errorf("%T: got %q, %v; want an *ArgError starting %q", tt.arg, got, err, tt.text)
+		}
+	}
+	if _, err := AppendArg(nil, marshaler{err: boom}); !errors.Is(err, boom) {
+		t.Errorf("the marshaler's error is not reachable from %v", err)
+	}
+	if _, err := AppendArg(nil, d); !strings.Contains(err.Error(), "d.Milliseconds() or d.Seconds()") {
+		t.Errorf("the error for a time.Duration does not say what to pass: %v", err)
+	}
+}
+
+// TestAppendArgAllocations: the built-in types are encoded without moving
+// the argument to the heap, so a string or slice boxed for the call costs
+// nothing. AppendArg calls methods of the types it does not know, so
+// whatever is boxed for it escapes: one allocation (the box, not the
+// bytes) for each argument that is not a constant. Constants cost nothing
+// (TestWriterAllocs).
+func TestAppendArgAllocations(t *testing.T) {
 	buf := make([]byte, 0, 256)
 	s := strings.Repeat("v", 16)
 	b := []byte(s)
+	n := len(s) * 1000 // past the integers Go boxes without allocating
 	allocs := testing.AllocsPerRun(100, func() {
-		buf, _ = AppendArg(buf[:0], s)
-		buf, _ = AppendArg(buf, b)
-		buf, _ = AppendArg(buf, len(s))
+		var ok bool
+		buf, ok = AppendBuiltin(buf[:0], s)
+		buf, _ = AppendBuiltin(buf, b)
+		buf, _ = AppendBuiltin(buf, n)
+		if !ok {
+			t.Fatal("AppendBuiltin refused a string")
+		}
 	})
 	if allocs != 0 {
-		t.Fatalf("AppendArg allocated %v times", allocs)
+		t.Errorf("AppendBuiltin allocated %v times", allocs)
+	}
+	allocs = testing.AllocsPerRun(100, func() {
+		buf, _ = AppendArg(buf[:0], s)
+		buf, _ = AppendArg(buf, b)
+		buf, _ = AppendArg(buf, n)
+	})
+	if allocs > 3 {
+		t.Errorf("AppendArg of 3 arguments boxed at run time allocated %v times, want at most one each", allocs)
 	}
 }
 
