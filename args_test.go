@@ -161,7 +161,7 @@ func TestStateSubcommandAsStringerRefused(t *testing.T) {
 	if _, err := c.Pipeline(NoTransaction).Do("client", wordArg("tracking"), "on").Exec(ctx); !errors.As(err, &ue) {
 		t.Fatalf("CLIENT TRACKING in a pipeline: %v, want a usage error", err)
 	}
-	if id, err := c.Do(ctx, "CLIENT", wordArg("ID")); err != nil || id.Kind() != Integer {
+	if id, err := c.Do(ctx, "CLIENT", wordArg("ID")); err != nil || id.Kind() != KindInteger {
 		t.Fatalf("CLIENT ID given as a Stringer = %v, %v", id, err)
 	}
 	if s, err := c.Echo(ctx, "still in step"); err != nil || s != "still in step" {

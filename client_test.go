@@ -128,9 +128,9 @@ func TestRESP3Types(t *testing.T) {
 			// map: HGETALL
 			c.HSet(ctx, "h", "a", "1", "b", "2")
 			v, _ := c.Do(ctx, "HGETALL", "h")
-			wantKind := Map
+			wantKind := KindMap
 			if proto == 2 {
-				wantKind = Array
+				wantKind = KindArray
 			}
 			if v.Kind() != wantKind {
 				t.Fatalf("HGETALL kind = %v, want %v", v.Kind(), wantKind)
@@ -146,7 +146,7 @@ func TestRESP3Types(t *testing.T) {
 			// set: SMEMBERS
 			c.SAdd(ctx, "s", "x", "y")
 			v, _ = c.Do(ctx, "SMEMBERS", "s")
-			if proto == 3 && v.Kind() != Set {
+			if proto == 3 && v.Kind() != KindSet {
 				t.Fatalf("SMEMBERS kind = %v, want set", v.Kind())
 			}
 			if ss, err := v.Strings(); err != nil || len(ss) != 2 {
@@ -156,7 +156,7 @@ func TestRESP3Types(t *testing.T) {
 			// double: ZSCORE, and inf
 			c.ZAdd(ctx, "z", 1.5, "m", "+inf", "top")
 			v, _ = c.Do(ctx, "ZSCORE", "z", "m")
-			if proto == 3 && v.Kind() != Double {
+			if proto == 3 && v.Kind() != KindDouble {
 				t.Fatalf("ZSCORE kind = %v, want double", v.Kind())
 			}
 			if f, err := v.Float64(); err != nil || f != 1.5 {
@@ -171,7 +171,7 @@ func TestRESP3Types(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if proto == 3 && v.Kind() != BigNumber {
+			if proto == 3 && v.Kind() != KindBigNumber {
 				t.Fatalf("bignum kind = %v", v.Kind())
 			}
 			if s, err := v.Text(); err != nil || s != "1234567999999999999999999999999999999" {
@@ -182,7 +182,7 @@ func TestRESP3Types(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if proto == 3 && v.Kind() != Boolean {
+				if proto == 3 && v.Kind() != KindBoolean {
 					t.Fatalf("boolean kind = %v", v.Kind())
 				}
 				if got, err := v.Bool(); err != nil || got != b {

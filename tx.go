@@ -391,43 +391,55 @@ func (e *TxRetryError) Unwrap() error { return e.Err }
 // pausing between attempts, and never past ctx's deadline. It returns
 // EXEC's replies; nil if fn opened no Multi.
 //
-// fn reads through the Tx, then calls tx.Multi() and queues the writes; it
-// should not call Exec itself, but may (an ErrWatch it returns is retried
-// too). Any other error from fn ends the loop with that error. A panic in
-// fn closes the session cleanly and goes on up.
+// fn reads through the Tx, then calls tx.Multi() and queues the writes; a
+// write on the Tx itself is refused, since it would run outside the
+// transaction and again on every retry. fn should not call Exec itself,
+// but may (an ErrWatch it returns is retried too). Any other error from fn
+// ends the loop with that error. A panic in fn closes the session cleanly
+// and goes on up.
 //
 // Transactions of one Client on the same keys (the same keys in the same
 // order) take turns: the next one starts once the last has written its
 // EXEC, rather than spoiling each other's WATCH, and a turn is not waited
 // for longer than 50ms (a slow fn, a Transaction nested in fn). Other
 // clients still meet WATCH, the retries and the backoff.
+//
+// The retries follow Options.Tx, or the TxOptions that WithTxOptions put
+// on ctx for this call.
 func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...string) ([]Value, error) {
-	return c.TransactionWith(ctx, c.opt.Tx, fn, keys...)
-}
-
-// TransactionWith is Transaction with its own retry options.
-func (c *Client) TransactionWith(ctx context.Context, o TxOptions, fn func(*Tx) error, keys ...string) ([]Value, error) {
 	if fn == nil {
 		return nil, &UsageError{Msg: "Transaction needs a function"}
 	}
-	_, replies, err := transact(ctx, c, o, func(t *Tx) (struct{}, error) { return struct{}{}, fn(t) }, keys)
+	_, replies, err := transact(ctx, c, func(t *Tx) (struct{}, error) { return struct{}{}, fn(t) }, keys)
 	return replies, err
 }
 
 // TransactionValue is Transaction for an fn that computes a value, which it
 // returns once the transaction is applied (redis-py's value_from_callable).
 func TransactionValue[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys ...string) (T, error) {
-	return TransactionValueWith(ctx, c, c.opt.Tx, fn, keys...)
-}
-
-// TransactionValueWith is TransactionValue with its own retry options.
-func TransactionValueWith[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (T, error), keys ...string) (T, error) {
-	v, _, err := transact(ctx, c, o, fn, keys)
+	v, _, err := transact(ctx, c, fn, keys)
 	return v, err
 }
 
-func transact[T any](ctx context.Context, c *Client, o TxOptions, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
-	o = o.defaults()
+type txOptionsKey struct{}
+
+// WithTxOptions returns a context under which Transaction and
+// TransactionValue retry by o instead of the client's Options.Tx, as
+// Idempotent marks the calls made under a context.
+func WithTxOptions(ctx context.Context, o TxOptions) context.Context {
+	return context.WithValue(ctx, txOptionsKey{}, o)
+}
+
+// txOptions are the retry options for a Transaction under ctx.
+func (c *Client) txOptions(ctx context.Context) TxOptions {
+	if o, ok := ctx.Value(txOptionsKey{}).(TxOptions); ok {
+		return o.defaults()
+	}
+	return c.opt.Tx.defaults()
+}
+
+func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
+	o := c.txOptions(ctx)
 	var zero T
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}

@@ -332,7 +332,7 @@ func incrementConcurrently(t *testing.T, ctx context.Context, clients []*Client,
 		go func() {
 			defer wg.Done()
 			for range each {
-				_, err := c.TransactionWith(ctx, opts, func(tx *Tx) error {
+				_, err := c.Transaction(WithTxOptions(ctx, opts), func(tx *Tx) error {
 					nCalls.Add(1)
 					cur, err := tx.Get(ctx, key)
 					if err != nil && !errors.Is(err, ErrNil) {
@@ -366,7 +366,7 @@ func TestTransactionHelperGivesUp(t *testing.T) {
 		tx.Multi().Set("hot", 0)
 		return nil
 	}
-	_, err := c.TransactionWith(ctx, TxOptions{MaxAttempts: 3, MinBackoff: time.Millisecond}, fn, "hot")
+	_, err := c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: 3, MinBackoff: time.Millisecond}), fn, "hot")
 	var re *TxRetryError
 	if !errors.As(err, &re) || re.Attempts != 3 || attempts != 3 || !errors.Is(err, ErrWatch) {
 		t.Fatalf("err = %v (attempts %d), want a TxRetryError after 3 attempts matching ErrWatch", err, attempts)
@@ -378,7 +378,7 @@ func TestTransactionHelperGivesUp(t *testing.T) {
 	attempts = 0
 	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err = c.TransactionWith(dctx, TxOptions{MaxAttempts: 1 << 20, WatchDelay: 20 * time.Millisecond}, fn, "hot")
+	_, err = c.Transaction(WithTxOptions(dctx, TxOptions{MaxAttempts: 1 << 20, WatchDelay: 20 * time.Millisecond}), fn, "hot")
 	if !errors.As(err, &re) || !errors.Is(err, ErrWatch) || attempts > 4 || attempts < 1 {
 		t.Fatalf("with a deadline: err = %v after %d attempts", err, attempts)
 	}
@@ -422,7 +422,7 @@ func TestCleanAfterEveryFailure(t *testing.T) {
 	ctx := ctxT(t)
 
 	// watch conflict
-	_, err := c.TransactionWith(ctx, TxOptions{MaxAttempts: 1}, func(tx *Tx) error {
+	_, err := c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: 1}), func(tx *Tx) error {
 		srv.Do("SET", "w", "x")
 		tx.Multi().Set("w", "y")
 		return nil
@@ -500,7 +500,7 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
 	go func() {
-		_, err := c.TransactionWith(ctx, opts, incr("turn", func() { close(entered); <-release }), "turn")
+		_, err := c.Transaction(WithTxOptions(ctx, opts), incr("turn", func() { close(entered); <-release }), "turn")
 		first <- err
 	}()
 	<-entered
@@ -508,7 +508,7 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	var secondIn atomic.Bool
 	second := make(chan error, 1)
 	go func() {
-		_, err := c.TransactionWith(ctx, opts, incr("turn", func() { secondIn.Store(true) }), "turn")
+		_, err := c.Transaction(WithTxOptions(ctx, opts), incr("turn", func() { secondIn.Store(true) }), "turn")
 		second <- err
 	}()
 	// Transactions on other key sets, a set that includes "turn" among
@@ -520,7 +520,7 @@ func TestTransactionsTakeTurns(t *testing.T) {
 		if i%2 == 1 {
 			keys = append(keys, "turn")
 		}
-		if _, err := c.TransactionWith(ctx, opts, incr(other, func() {}), keys...); err != nil {
+		if _, err := c.Transaction(WithTxOptions(ctx, opts), incr(other, func() {}), keys...); err != nil {
 			t.Fatalf("a transaction on other keys: %v", err)
 		}
 	}

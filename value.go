@@ -13,22 +13,23 @@ import (
 // Kind is the RESP type of a reply.
 type Kind byte
 
-// The kinds of reply. RESP2 servers only produce SimpleString, ErrorReply,
-// Integer, BulkString, Array and Null; the rest are RESP3.
+// The kinds of reply. RESP2 servers only produce KindSimpleString,
+// KindError, KindInteger, KindBulkString, KindArray and KindNull; the rest
+// are RESP3.
 const (
-	SimpleString Kind = Kind(resp.SimpleString)
-	ErrorReply   Kind = Kind(resp.Error) // both simple and bulk errors
-	Integer      Kind = Kind(resp.Integer)
-	BulkString   Kind = Kind(resp.BulkString)
-	Array        Kind = Kind(resp.Array)
-	Null         Kind = Kind(resp.Null)
-	Boolean      Kind = Kind(resp.Boolean)
-	Double       Kind = Kind(resp.Double)
-	BigNumber    Kind = Kind(resp.BigNumber)
-	Verbatim     Kind = Kind(resp.Verbatim)
-	Map          Kind = Kind(resp.Map)
-	Set          Kind = Kind(resp.Set)
-	Push         Kind = Kind(resp.Push)
+	KindSimpleString Kind = Kind(resp.SimpleString)
+	KindError        Kind = Kind(resp.Error) // both simple and bulk errors
+	KindInteger      Kind = Kind(resp.Integer)
+	KindBulkString   Kind = Kind(resp.BulkString)
+	KindArray        Kind = Kind(resp.Array)
+	KindNull         Kind = Kind(resp.Null)
+	KindBoolean      Kind = Kind(resp.Boolean)
+	KindDouble       Kind = Kind(resp.Double)
+	KindBigNumber    Kind = Kind(resp.BigNumber)
+	KindVerbatim     Kind = Kind(resp.Verbatim)
+	KindMap          Kind = Kind(resp.Map)
+	KindSet          Kind = Kind(resp.Set)
+	KindPush         Kind = Kind(resp.Push)
 )
 
 func (k Kind) String() string { return resp.Kind(k).String() }
@@ -52,13 +53,13 @@ func values(vs []resp.Value) []Value {
 	return unsafe.Slice((*Value)(unsafe.Pointer(unsafe.SliceData(vs))), len(vs))
 }
 
-// Kind tells the type of the reply. A RESP3 bulk error reports ErrorReply.
+// Kind tells the type of the reply. A RESP3 bulk error reports KindError.
 func (v Value) Kind() Kind {
 	switch v.v.Kind {
 	case 0:
-		return Null
+		return KindNull
 	case resp.BulkError:
-		return ErrorReply
+		return KindError
 	}
 	return Kind(v.v.Kind)
 }

@@ -13,7 +13,7 @@ import (
 // redpipeClient uses redpipe as its documentation shows: plain calls on the
 // shared client (which batches concurrent callers by itself),
 // Pipeline(NoTransaction) for plain batches, Pipeline() for MULTI/EXEC and
-// TransactionWith for the optimistic-locking loop with its jittered backoff.
+// Transaction for the optimistic-locking loop with its jittered backoff.
 type redpipeClient struct {
 	c *redpipe.Client
 }
@@ -145,7 +145,7 @@ func (r *redpipeClient) WatchIncr(ctx context.Context, key string) (int, error) 
 		MaxAttempts: maxWatchAttempts,
 		OnRetry:     func(int, error) { retries++ },
 	}
-	replies, err := r.c.TransactionWith(ctx, opt, func(tx *redpipe.Tx) error {
+	replies, err := r.c.Transaction(redpipe.WithTxOptions(ctx, opt), func(tx *redpipe.Tx) error {
 		cur, err := tx.Get(ctx, key)
 		if err != nil && !errors.Is(err, redpipe.ErrNil) {
 			return err

@@ -351,11 +351,11 @@ func (d *demo) transactionHelper(ctx context.Context) error {
 	opts := redpipe.TxOptions{OnRetry: func(n int, err error) {
 		fmt.Fprintf(d.w, "  attempt %d: %v; retrying\n", n, err)
 	}}
-	replies, err := d.c.TransactionWith(ctx, opts, clientSideIncr, key)
+	replies, err := d.c.Transaction(redpipe.WithTxOptions(ctx, opts), clientSideIncr, key)
 	if err != nil {
 		return err
 	}
-	d.say("c.TransactionWith(ctx, opts, clientSideIncr, "+strconv.Quote(key)+")", replies)
+	d.say("c.Transaction(redpipe.WithTxOptions(ctx, opts), clientSideIncr, "+strconv.Quote(key)+")", replies)
 	v, err := d.c.Get(ctx, key)
 	if err != nil {
 		return err

@@ -118,7 +118,7 @@ func (w *worker) serverLost(c *call) bool { return w.s.kills.Load() != c.kills }
 
 func isStr(v redpipe.Value, want string) bool {
 	switch v.Kind() {
-	case redpipe.BulkString, redpipe.SimpleString, redpipe.Verbatim:
+	case redpipe.KindBulkString, redpipe.KindSimpleString, redpipe.KindVerbatim:
 		s, err := v.Text()
 		return err == nil && s == want
 	}
@@ -127,7 +127,7 @@ func isStr(v redpipe.Value, want string) bool {
 
 func isInt(v redpipe.Value, want int64) bool {
 	n, err := v.Int64()
-	return v.Kind() == redpipe.Integer && err == nil && n == want
+	return v.Kind() == redpipe.KindInteger && err == nil && n == want
 }
 
 func (w *worker) misaligned(format string, args ...any) {
@@ -362,7 +362,7 @@ func (w *worker) balance(ctx context.Context, tx *redpipe.Tx, key string) (int, 
 	if v.IsNil() {
 		return 0, errMissing
 	}
-	if v.Kind() == redpipe.BulkString {
+	if v.Kind() == redpipe.KindBulkString {
 		s, _ := v.Text()
 		if n, err := strconv.Atoi(s); err == nil {
 			return n, nil

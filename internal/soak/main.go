@@ -404,7 +404,7 @@ func (s *soak) step(ctx context.Context, rng *rand.Rand, kv string, seq int64) {
 		a := rng.IntN(accounts)
 		b := (a + 1 + rng.IntN(accounts-1)) % accounts
 		amount := 1 + rng.IntN(20)
-		_, err := c.TransactionWith(ctx, unlimited, func(tx *redpipe.Tx) error {
+		_, err := c.Transaction(redpipe.WithTxOptions(ctx, unlimited), func(tx *redpipe.Tx) error {
 			va, err := tx.Get(ctx, accountKey(a))
 			if err != nil {
 				return err
