@@ -107,7 +107,8 @@
 // after Close fails with an error matching ErrClosed.
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
-// bound on attempts, jittered backoff and the context's deadline.
+// bound on attempts, jittered backoff and the context's deadline, as
+// Options.Tx says, or WithTxOptions(ctx, o) for one call.
 // TransactionValue returns the value the function computed. Transactions
 // of one Client on the same keys take turns, each starting as the last
 // writes its EXEC, so the goroutines of one process do not spoil each
