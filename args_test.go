@@ -150,7 +150,7 @@ func TestRefusedMarshaledArguments(t *testing.T) {
 
 // TestStateSubcommandAsStringerRefused: a subcommand given as a type with
 // a String method is read from its encoding, so CLIENT REPLY is refused on
-// the shared connections as it is when given as a string.
+// the shared connection as it is when given as a string.
 func TestStateSubcommandAsStringerRefused(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)

@@ -132,7 +132,7 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	}
 	ci := w.cmds[0].info()
 	if ci.has(flagConnState) {
-		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connections; " + connStateHint(ci.Name)}
+		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connection; " + connStateHint(ci.Name)}
 	}
 	var v Value
 	err := c.retry(ctx, ci.has(flagReadonly), func() (err error) {

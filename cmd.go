@@ -429,7 +429,7 @@ func (w *cmdBuf) do(args []any) {
 		return
 	}
 	// The subcommand decides the flags of a container command (CLIENT
-	// REPLY is refused on shared connections, CLIENT ID is not), so it is
+	// REPLY is refused on the shared connection, CLIENT ID is not), so it is
 	// read whatever its Go type: a string or []byte here, anything else
 	// from its encoding, which may be a marshaler's text.
 	sub, encodedSub := "", false

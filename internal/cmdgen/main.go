@@ -408,7 +408,7 @@ func genMethods(header string, cmds map[string]*command, ws []*wrapper) ([]byte,
 
 // runners are the receivers of the typed methods that run a command at
 // once. Each type has a method run(ctx, *cmdBuf) (Value, error): a Client
-// on its shared connections, a Tx on its own connection.
+// on its shared connection, a Tx on its own connection.
 var runners = []string{"c *Client", "t *Tx"}
 
 func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
