@@ -257,7 +257,7 @@ func BenchmarkStream(b *testing.B) {
 		for _, k := range keys {
 			s.Set(k, val)
 		}
-		if _, err := s.Exec(ctx); err != nil || n != len(keys) {
+		if _, err := s.Close(ctx); err != nil || n != len(keys) {
 			b.Fatal(n, err)
 		}
 	}

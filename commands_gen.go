@@ -39,6 +39,13 @@ func (p *Pipeline) ACLCat(args ...any) *Pipeline {
 	return p
 }
 
+// ACLCat queues ACL CAT followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) ACLCat(args ...any) *Stream {
+	encACLCat(&s.p.w, args...)
+	return s
+}
+
 // encACLDelUser encodes ACL DELUSER username [username ...].
 func encACLDelUser(w *cmdBuf, usernames ...string) {
 	w.start(cmdAclDeluser, 2+len(usernames))
@@ -69,6 +76,13 @@ func (t *Tx) ACLDelUser(ctx context.Context, usernames ...string) (int64, error)
 func (p *Pipeline) ACLDelUser(usernames ...string) *Pipeline {
 	encACLDelUser(&p.w, usernames...)
 	return p
+}
+
+// ACLDelUser queues ACL DELUSER username [username ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) ACLDelUser(usernames ...string) *Stream {
+	encACLDelUser(&s.p.w, usernames...)
+	return s
 }
 
 // encACLDryRun encodes ACL DRYRUN username command arg [arg ...].
@@ -107,6 +121,13 @@ func (p *Pipeline) ACLDryRun(username, command string, args ...any) *Pipeline {
 	return p
 }
 
+// ACLDryRun queues ACL DRYRUN username command arg [arg ...]. Its reply
+// goes to the stream's function.
+func (s *Stream) ACLDryRun(username, command string, args ...any) *Stream {
+	encACLDryRun(&s.p.w, username, command, args...)
+	return s
+}
+
 // encACLGenPass encodes ACL GENPASS followed by args.
 func encACLGenPass(w *cmdBuf, args ...any) {
 	w.start(cmdAclGenpass, 2+len(args))
@@ -143,6 +164,13 @@ func (p *Pipeline) ACLGenPass(args ...any) *Pipeline {
 	return p
 }
 
+// ACLGenPass queues ACL GENPASS followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ACLGenPass(args ...any) *Stream {
+	encACLGenPass(&s.p.w, args...)
+	return s
+}
+
 // encACLGetUser encodes ACL GETUSER username.
 func encACLGetUser(w *cmdBuf, username string) {
 	w.start(cmdAclGetuser, 3)
@@ -176,6 +204,13 @@ func (p *Pipeline) ACLGetUser(username string) *Pipeline {
 	return p
 }
 
+// ACLGetUser queues ACL GETUSER username. Its reply goes to the stream's
+// function.
+func (s *Stream) ACLGetUser(username string) *Stream {
+	encACLGetUser(&s.p.w, username)
+	return s
+}
+
 // encACLList encodes ACL LIST.
 func encACLList(w *cmdBuf) {
 	w.start(cmdAclList, 2)
@@ -206,6 +241,12 @@ func (p *Pipeline) ACLList() *Pipeline {
 	return p
 }
 
+// ACLList queues ACL LIST. Its reply goes to the stream's function.
+func (s *Stream) ACLList() *Stream {
+	encACLList(&s.p.w)
+	return s
+}
+
 // encACLLoad encodes ACL LOAD.
 func encACLLoad(w *cmdBuf) {
 	w.start(cmdAclLoad, 2)
@@ -234,6 +275,12 @@ func (t *Tx) ACLLoad(ctx context.Context) error {
 func (p *Pipeline) ACLLoad() *Pipeline {
 	encACLLoad(&p.w)
 	return p
+}
+
+// ACLLoad queues ACL LOAD. Its reply goes to the stream's function.
+func (s *Stream) ACLLoad() *Stream {
+	encACLLoad(&s.p.w)
+	return s
 }
 
 // encACLLog encodes ACL LOG followed by args.
@@ -271,6 +318,13 @@ func (p *Pipeline) ACLLog(args ...any) *Pipeline {
 	return p
 }
 
+// ACLLog queues ACL LOG followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) ACLLog(args ...any) *Stream {
+	encACLLog(&s.p.w, args...)
+	return s
+}
+
 // encACLSave encodes ACL SAVE.
 func encACLSave(w *cmdBuf) {
 	w.start(cmdAclSave, 2)
@@ -299,6 +353,12 @@ func (t *Tx) ACLSave(ctx context.Context) error {
 func (p *Pipeline) ACLSave() *Pipeline {
 	encACLSave(&p.w)
 	return p
+}
+
+// ACLSave queues ACL SAVE. Its reply goes to the stream's function.
+func (s *Stream) ACLSave() *Stream {
+	encACLSave(&s.p.w)
+	return s
 }
 
 // encACLSetUser encodes ACL SETUSER username rule [rule ...].
@@ -334,6 +394,13 @@ func (p *Pipeline) ACLSetUser(username string, rules ...string) *Pipeline {
 	return p
 }
 
+// ACLSetUser queues ACL SETUSER username rule [rule ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) ACLSetUser(username string, rules ...string) *Stream {
+	encACLSetUser(&s.p.w, username, rules...)
+	return s
+}
+
 // encACLUsers encodes ACL USERS.
 func encACLUsers(w *cmdBuf) {
 	w.start(cmdAclUsers, 2)
@@ -362,6 +429,12 @@ func (t *Tx) ACLUsers(ctx context.Context) ([]string, error) {
 func (p *Pipeline) ACLUsers() *Pipeline {
 	encACLUsers(&p.w)
 	return p
+}
+
+// ACLUsers queues ACL USERS. Its reply goes to the stream's function.
+func (s *Stream) ACLUsers() *Stream {
+	encACLUsers(&s.p.w)
+	return s
 }
 
 // encACLWhoAmI encodes ACL WHOAMI.
@@ -396,6 +469,12 @@ func (p *Pipeline) ACLWhoAmI() *Pipeline {
 	return p
 }
 
+// ACLWhoAmI queues ACL WHOAMI. Its reply goes to the stream's function.
+func (s *Stream) ACLWhoAmI() *Stream {
+	encACLWhoAmI(&s.p.w)
+	return s
+}
+
 // encAppend encodes APPEND key value.
 func encAppend(w *cmdBuf, key string, value any) {
 	w.start(cmdAppend, 3)
@@ -428,6 +507,12 @@ func (p *Pipeline) Append(key string, value any) *Pipeline {
 	return p
 }
 
+// Append queues APPEND key value. Its reply goes to the stream's function.
+func (s *Stream) Append(key string, value any) *Stream {
+	encAppend(&s.p.w, key, value)
+	return s
+}
+
 // encBgRewriteAOF encodes BGREWRITEAOF.
 func encBgRewriteAOF(w *cmdBuf) {
 	w.start(cmdBgrewriteaof, 1)
@@ -456,6 +541,13 @@ func (t *Tx) BgRewriteAOF(ctx context.Context) (string, error) {
 func (p *Pipeline) BgRewriteAOF() *Pipeline {
 	encBgRewriteAOF(&p.w)
 	return p
+}
+
+// BgRewriteAOF queues BGREWRITEAOF. Its reply goes to the stream's
+// function.
+func (s *Stream) BgRewriteAOF() *Stream {
+	encBgRewriteAOF(&s.p.w)
+	return s
 }
 
 // encBgSave encodes BGSAVE followed by args.
@@ -491,6 +583,13 @@ func (t *Tx) BgSave(ctx context.Context, args ...any) (string, error) {
 func (p *Pipeline) BgSave(args ...any) *Pipeline {
 	encBgSave(&p.w, args...)
 	return p
+}
+
+// BgSave queues BGSAVE followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) BgSave(args ...any) *Stream {
+	encBgSave(&s.p.w, args...)
+	return s
 }
 
 // encBitCount encodes BITCOUNT key followed by args.
@@ -529,6 +628,13 @@ func (p *Pipeline) BitCount(key string, args ...any) *Pipeline {
 	return p
 }
 
+// BitCount queues BITCOUNT key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) BitCount(key string, args ...any) *Stream {
+	encBitCount(&s.p.w, key, args...)
+	return s
+}
+
 // encBitField encodes BITFIELD key followed by args.
 func encBitField(w *cmdBuf, key string, args ...any) {
 	w.start(cmdBitfield, 2+len(args))
@@ -563,6 +669,13 @@ func (t *Tx) BitField(ctx context.Context, key string, args ...any) ([]int64, er
 func (p *Pipeline) BitField(key string, args ...any) *Pipeline {
 	encBitField(&p.w, key, args...)
 	return p
+}
+
+// BitField queues BITFIELD key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) BitField(key string, args ...any) *Stream {
+	encBitField(&s.p.w, key, args...)
+	return s
 }
 
 // encBitFieldRO encodes BITFIELD_RO key followed by args.
@@ -604,6 +717,13 @@ func (p *Pipeline) BitFieldRO(key string, args ...any) *Pipeline {
 	return p
 }
 
+// BitFieldRO queues BITFIELD_RO key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) BitFieldRO(key string, args ...any) *Stream {
+	encBitFieldRO(&s.p.w, key, args...)
+	return s
+}
+
 // encBitOp encodes BITOP operation destkey key [key ...].
 func encBitOp(w *cmdBuf, operation, destkey string, keys ...string) {
 	w.start(cmdBitop, 3+len(keys))
@@ -638,6 +758,13 @@ func (t *Tx) BitOp(ctx context.Context, operation, destkey string, keys ...strin
 func (p *Pipeline) BitOp(operation, destkey string, keys ...string) *Pipeline {
 	encBitOp(&p.w, operation, destkey, keys...)
 	return p
+}
+
+// BitOp queues BITOP operation destkey key [key ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) BitOp(operation, destkey string, keys ...string) *Stream {
+	encBitOp(&s.p.w, operation, destkey, keys...)
+	return s
 }
 
 // encBitPos encodes BITPOS key bit followed by args.
@@ -675,6 +802,13 @@ func (t *Tx) BitPos(ctx context.Context, key string, bit int64, args ...any) (in
 func (p *Pipeline) BitPos(key string, bit int64, args ...any) *Pipeline {
 	encBitPos(&p.w, key, bit, args...)
 	return p
+}
+
+// BitPos queues BITPOS key bit followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) BitPos(key string, bit int64, args ...any) *Stream {
+	encBitPos(&s.p.w, key, bit, args...)
+	return s
 }
 
 // encBLMove encodes BLMOVE source destination wherefrom whereto timeout.
@@ -717,6 +851,13 @@ func (p *Pipeline) BLMove(source, destination, wherefrom, whereto string, timeou
 	return p
 }
 
+// BLMove queues BLMOVE source destination wherefrom whereto timeout. Its
+// reply goes to the stream's function.
+func (s *Stream) BLMove(source, destination, wherefrom, whereto string, timeout float64) *Stream {
+	encBLMove(&s.p.w, source, destination, wherefrom, whereto, timeout)
+	return s
+}
+
 // encBLMPop encodes BLMPOP timeout numkeys followed by args.
 func encBLMPop(w *cmdBuf, timeout float64, numkeys int64, args ...any) {
 	w.start(cmdBlmpop, 3+len(args))
@@ -755,6 +896,13 @@ func (t *Tx) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ..
 func (p *Pipeline) BLMPop(timeout float64, numkeys int64, args ...any) *Pipeline {
 	encBLMPop(&p.w, timeout, numkeys, args...)
 	return p
+}
+
+// BLMPop queues BLMPOP timeout numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) BLMPop(timeout float64, numkeys int64, args ...any) *Stream {
+	encBLMPop(&s.p.w, timeout, numkeys, args...)
+	return s
 }
 
 // encBLPop encodes BLPOP key [key ...] timeout.
@@ -799,6 +947,13 @@ func (p *Pipeline) BLPop(timeout float64, keys ...string) *Pipeline {
 	return p
 }
 
+// BLPop queues BLPOP key [key ...] timeout. Its reply goes to the stream's
+// function.
+func (s *Stream) BLPop(timeout float64, keys ...string) *Stream {
+	encBLPop(&s.p.w, timeout, keys...)
+	return s
+}
+
 // encBRPop encodes BRPOP key [key ...] timeout.
 func encBRPop(w *cmdBuf, timeout float64, keys ...string) {
 	w.start(cmdBrpop, 2+len(keys))
@@ -841,6 +996,13 @@ func (p *Pipeline) BRPop(timeout float64, keys ...string) *Pipeline {
 	return p
 }
 
+// BRPop queues BRPOP key [key ...] timeout. Its reply goes to the stream's
+// function.
+func (s *Stream) BRPop(timeout float64, keys ...string) *Stream {
+	encBRPop(&s.p.w, timeout, keys...)
+	return s
+}
+
 // encBRPopLPush encodes BRPOPLPUSH source destination timeout.
 func encBRPopLPush(w *cmdBuf, source, destination string, timeout float64) {
 	w.start(cmdBrpoplpush, 4)
@@ -877,6 +1039,13 @@ func (t *Tx) BRPopLPush(ctx context.Context, source, destination string, timeout
 func (p *Pipeline) BRPopLPush(source, destination string, timeout float64) *Pipeline {
 	encBRPopLPush(&p.w, source, destination, timeout)
 	return p
+}
+
+// BRPopLPush queues BRPOPLPUSH source destination timeout. Its reply goes
+// to the stream's function.
+func (s *Stream) BRPopLPush(source, destination string, timeout float64) *Stream {
+	encBRPopLPush(&s.p.w, source, destination, timeout)
+	return s
 }
 
 // encBZMPop encodes BZMPOP timeout numkeys followed by args.
@@ -917,6 +1086,13 @@ func (t *Tx) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ..
 func (p *Pipeline) BZMPop(timeout float64, numkeys int64, args ...any) *Pipeline {
 	encBZMPop(&p.w, timeout, numkeys, args...)
 	return p
+}
+
+// BZMPop queues BZMPOP timeout numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) BZMPop(timeout float64, numkeys int64, args ...any) *Stream {
+	encBZMPop(&s.p.w, timeout, numkeys, args...)
+	return s
 }
 
 // encBZPopMax encodes BZPOPMAX key [key ...] timeout.
@@ -964,6 +1140,13 @@ func (p *Pipeline) BZPopMax(timeout float64, keys ...string) *Pipeline {
 	return p
 }
 
+// BZPopMax queues BZPOPMAX key [key ...] timeout. Its reply goes to the
+// stream's function.
+func (s *Stream) BZPopMax(timeout float64, keys ...string) *Stream {
+	encBZPopMax(&s.p.w, timeout, keys...)
+	return s
+}
+
 // encBZPopMin encodes BZPOPMIN key [key ...] timeout.
 func encBZPopMin(w *cmdBuf, timeout float64, keys ...string) {
 	w.start(cmdBzpopmin, 2+len(keys))
@@ -1009,6 +1192,13 @@ func (p *Pipeline) BZPopMin(timeout float64, keys ...string) *Pipeline {
 	return p
 }
 
+// BZPopMin queues BZPOPMIN key [key ...] timeout. Its reply goes to the
+// stream's function.
+func (s *Stream) BZPopMin(timeout float64, keys ...string) *Stream {
+	encBZPopMin(&s.p.w, timeout, keys...)
+	return s
+}
+
 // encClientGetName encodes CLIENT GETNAME.
 func encClientGetName(w *cmdBuf) {
 	w.start(cmdClientGetname, 2)
@@ -1039,6 +1229,13 @@ func (t *Tx) ClientGetName(ctx context.Context) (string, error) {
 func (p *Pipeline) ClientGetName() *Pipeline {
 	encClientGetName(&p.w)
 	return p
+}
+
+// ClientGetName queues CLIENT GETNAME. Its reply goes to the stream's
+// function.
+func (s *Stream) ClientGetName() *Stream {
+	encClientGetName(&s.p.w)
+	return s
 }
 
 // encClientGetRedir encodes CLIENT GETREDIR.
@@ -1073,6 +1270,13 @@ func (p *Pipeline) ClientGetRedir() *Pipeline {
 	return p
 }
 
+// ClientGetRedir queues CLIENT GETREDIR. Its reply goes to the stream's
+// function.
+func (s *Stream) ClientGetRedir() *Stream {
+	encClientGetRedir(&s.p.w)
+	return s
+}
+
 // encClientID encodes CLIENT ID.
 func encClientID(w *cmdBuf) {
 	w.start(cmdClientId, 2)
@@ -1103,6 +1307,12 @@ func (p *Pipeline) ClientID() *Pipeline {
 	return p
 }
 
+// ClientID queues CLIENT ID. Its reply goes to the stream's function.
+func (s *Stream) ClientID() *Stream {
+	encClientID(&s.p.w)
+	return s
+}
+
 // encClientInfo encodes CLIENT INFO.
 func encClientInfo(w *cmdBuf) {
 	w.start(cmdClientInfo, 2)
@@ -1131,6 +1341,12 @@ func (t *Tx) ClientInfo(ctx context.Context) (string, error) {
 func (p *Pipeline) ClientInfo() *Pipeline {
 	encClientInfo(&p.w)
 	return p
+}
+
+// ClientInfo queues CLIENT INFO. Its reply goes to the stream's function.
+func (s *Stream) ClientInfo() *Stream {
+	encClientInfo(&s.p.w)
+	return s
 }
 
 // encClientKill encodes CLIENT KILL followed by args.
@@ -1169,6 +1385,13 @@ func (p *Pipeline) ClientKill(args ...any) *Pipeline {
 	return p
 }
 
+// ClientKill queues CLIENT KILL followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ClientKill(args ...any) *Stream {
+	encClientKill(&s.p.w, args...)
+	return s
+}
+
 // encClientList encodes CLIENT LIST followed by args.
 func encClientList(w *cmdBuf, args ...any) {
 	w.start(cmdClientList, 2+len(args))
@@ -1203,6 +1426,13 @@ func (t *Tx) ClientList(ctx context.Context, args ...any) (string, error) {
 func (p *Pipeline) ClientList(args ...any) *Pipeline {
 	encClientList(&p.w, args...)
 	return p
+}
+
+// ClientList queues CLIENT LIST followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ClientList(args ...any) *Stream {
+	encClientList(&s.p.w, args...)
+	return s
 }
 
 // encClientPause encodes CLIENT PAUSE timeout followed by args.
@@ -1242,6 +1472,13 @@ func (p *Pipeline) ClientPause(timeout int64, args ...any) *Pipeline {
 	return p
 }
 
+// ClientPause queues CLIENT PAUSE timeout followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) ClientPause(timeout int64, args ...any) *Stream {
+	encClientPause(&s.p.w, timeout, args...)
+	return s
+}
+
 // encClientTrackingInfo encodes CLIENT TRACKINGINFO.
 func encClientTrackingInfo(w *cmdBuf) {
 	w.start(cmdClientTrackinginfo, 2)
@@ -1272,6 +1509,13 @@ func (t *Tx) ClientTrackingInfo(ctx context.Context) (Value, error) {
 func (p *Pipeline) ClientTrackingInfo() *Pipeline {
 	encClientTrackingInfo(&p.w)
 	return p
+}
+
+// ClientTrackingInfo queues CLIENT TRACKINGINFO. Its reply goes to the
+// stream's function.
+func (s *Stream) ClientTrackingInfo() *Stream {
+	encClientTrackingInfo(&s.p.w)
+	return s
 }
 
 // encClientUnblock encodes CLIENT UNBLOCK client-id followed by args.
@@ -1313,6 +1557,13 @@ func (p *Pipeline) ClientUnblock(clientID int64, args ...any) *Pipeline {
 	return p
 }
 
+// ClientUnblock queues CLIENT UNBLOCK client-id followed by args. Its reply
+// goes to the stream's function.
+func (s *Stream) ClientUnblock(clientID int64, args ...any) *Stream {
+	encClientUnblock(&s.p.w, clientID, args...)
+	return s
+}
+
 // encClientUnpause encodes CLIENT UNPAUSE.
 func encClientUnpause(w *cmdBuf) {
 	w.start(cmdClientUnpause, 2)
@@ -1341,6 +1592,13 @@ func (t *Tx) ClientUnpause(ctx context.Context) error {
 func (p *Pipeline) ClientUnpause() *Pipeline {
 	encClientUnpause(&p.w)
 	return p
+}
+
+// ClientUnpause queues CLIENT UNPAUSE. Its reply goes to the stream's
+// function.
+func (s *Stream) ClientUnpause() *Stream {
+	encClientUnpause(&s.p.w)
+	return s
 }
 
 // encCommandCount encodes COMMAND COUNT.
@@ -1373,6 +1631,13 @@ func (p *Pipeline) CommandCount() *Pipeline {
 	return p
 }
 
+// CommandCount queues COMMAND COUNT. Its reply goes to the stream's
+// function.
+func (s *Stream) CommandCount() *Stream {
+	encCommandCount(&s.p.w)
+	return s
+}
+
 // encCommandDocs encodes COMMAND DOCS command-name [command-name ...].
 func encCommandDocs(w *cmdBuf, commandNames ...string) {
 	w.start(cmdCommandDocs, 2+len(commandNames))
@@ -1403,6 +1668,13 @@ func (t *Tx) CommandDocs(ctx context.Context, commandNames ...string) (Value, er
 func (p *Pipeline) CommandDocs(commandNames ...string) *Pipeline {
 	encCommandDocs(&p.w, commandNames...)
 	return p
+}
+
+// CommandDocs queues COMMAND DOCS command-name [command-name ...]. Its
+// reply goes to the stream's function.
+func (s *Stream) CommandDocs(commandNames ...string) *Stream {
+	encCommandDocs(&s.p.w, commandNames...)
+	return s
 }
 
 // encCommandGetKeys encodes COMMAND GETKEYS followed by args.
@@ -1441,6 +1713,13 @@ func (t *Tx) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) 
 func (p *Pipeline) CommandGetKeys(args ...any) *Pipeline {
 	encCommandGetKeys(&p.w, args...)
 	return p
+}
+
+// CommandGetKeys queues COMMAND GETKEYS followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) CommandGetKeys(args ...any) *Stream {
+	encCommandGetKeys(&s.p.w, args...)
+	return s
 }
 
 // encCommandGetKeysAndFlags encodes COMMAND GETKEYSANDFLAGS followed by
@@ -1484,6 +1763,13 @@ func (p *Pipeline) CommandGetKeysAndFlags(args ...any) *Pipeline {
 	return p
 }
 
+// CommandGetKeysAndFlags queues COMMAND GETKEYSANDFLAGS followed by args.
+// Its reply goes to the stream's function.
+func (s *Stream) CommandGetKeysAndFlags(args ...any) *Stream {
+	encCommandGetKeysAndFlags(&s.p.w, args...)
+	return s
+}
+
 // encCommandInfo encodes COMMAND INFO command-name [command-name ...].
 func encCommandInfo(w *cmdBuf, commandNames ...string) {
 	w.start(cmdCommandInfo, 2+len(commandNames))
@@ -1516,6 +1802,13 @@ func (t *Tx) CommandInfo(ctx context.Context, commandNames ...string) (Value, er
 func (p *Pipeline) CommandInfo(commandNames ...string) *Pipeline {
 	encCommandInfo(&p.w, commandNames...)
 	return p
+}
+
+// CommandInfo queues COMMAND INFO command-name [command-name ...]. Its
+// reply goes to the stream's function.
+func (s *Stream) CommandInfo(commandNames ...string) *Stream {
+	encCommandInfo(&s.p.w, commandNames...)
+	return s
 }
 
 // encCommandList encodes COMMAND LIST followed by args.
@@ -1554,6 +1847,13 @@ func (p *Pipeline) CommandList(args ...any) *Pipeline {
 	return p
 }
 
+// CommandList queues COMMAND LIST followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) CommandList(args ...any) *Stream {
+	encCommandList(&s.p.w, args...)
+	return s
+}
+
 // encConfigGet encodes CONFIG GET parameter [parameter ...].
 func encConfigGet(w *cmdBuf, parameters ...string) {
 	w.start(cmdConfigGet, 2+len(parameters))
@@ -1586,6 +1886,13 @@ func (p *Pipeline) ConfigGet(parameters ...string) *Pipeline {
 	return p
 }
 
+// ConfigGet queues CONFIG GET parameter [parameter ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) ConfigGet(parameters ...string) *Stream {
+	encConfigGet(&s.p.w, parameters...)
+	return s
+}
+
 // encConfigResetStat encodes CONFIG RESETSTAT.
 func encConfigResetStat(w *cmdBuf) {
 	w.start(cmdConfigResetstat, 2)
@@ -1614,6 +1921,13 @@ func (t *Tx) ConfigResetStat(ctx context.Context) error {
 func (p *Pipeline) ConfigResetStat() *Pipeline {
 	encConfigResetStat(&p.w)
 	return p
+}
+
+// ConfigResetStat queues CONFIG RESETSTAT. Its reply goes to the stream's
+// function.
+func (s *Stream) ConfigResetStat() *Stream {
+	encConfigResetStat(&s.p.w)
+	return s
 }
 
 // encConfigRewrite encodes CONFIG REWRITE.
@@ -1646,6 +1960,13 @@ func (t *Tx) ConfigRewrite(ctx context.Context) error {
 func (p *Pipeline) ConfigRewrite() *Pipeline {
 	encConfigRewrite(&p.w)
 	return p
+}
+
+// ConfigRewrite queues CONFIG REWRITE. Its reply goes to the stream's
+// function.
+func (s *Stream) ConfigRewrite() *Stream {
+	encConfigRewrite(&s.p.w)
+	return s
 }
 
 // encConfigSet encodes CONFIG SET followed by args.
@@ -1681,6 +2002,13 @@ func (t *Tx) ConfigSet(ctx context.Context, args ...any) error {
 func (p *Pipeline) ConfigSet(args ...any) *Pipeline {
 	encConfigSet(&p.w, args...)
 	return p
+}
+
+// ConfigSet queues CONFIG SET followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ConfigSet(args ...any) *Stream {
+	encConfigSet(&s.p.w, args...)
+	return s
 }
 
 // encCopy encodes COPY source destination followed by args.
@@ -1721,6 +2049,13 @@ func (p *Pipeline) Copy(source, destination string, args ...any) *Pipeline {
 	return p
 }
 
+// Copy queues COPY source destination followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) Copy(source, destination string, args ...any) *Stream {
+	encCopy(&s.p.w, source, destination, args...)
+	return s
+}
+
 // encDBSize encodes DBSIZE.
 func encDBSize(w *cmdBuf) {
 	w.start(cmdDbsize, 1)
@@ -1749,6 +2084,12 @@ func (t *Tx) DBSize(ctx context.Context) (int64, error) {
 func (p *Pipeline) DBSize() *Pipeline {
 	encDBSize(&p.w)
 	return p
+}
+
+// DBSize queues DBSIZE. Its reply goes to the stream's function.
+func (s *Stream) DBSize() *Stream {
+	encDBSize(&s.p.w)
+	return s
 }
 
 // encDecr encodes DECR key.
@@ -1782,6 +2123,12 @@ func (p *Pipeline) Decr(key string) *Pipeline {
 	return p
 }
 
+// Decr queues DECR key. Its reply goes to the stream's function.
+func (s *Stream) Decr(key string) *Stream {
+	encDecr(&s.p.w, key)
+	return s
+}
+
 // encDecrBy encodes DECRBY key decrement.
 func encDecrBy(w *cmdBuf, key string, decrement int64) {
 	w.start(cmdDecrby, 3)
@@ -1812,6 +2159,13 @@ func (t *Tx) DecrBy(ctx context.Context, key string, decrement int64) (int64, er
 func (p *Pipeline) DecrBy(key string, decrement int64) *Pipeline {
 	encDecrBy(&p.w, key, decrement)
 	return p
+}
+
+// DecrBy queues DECRBY key decrement. Its reply goes to the stream's
+// function.
+func (s *Stream) DecrBy(key string, decrement int64) *Stream {
+	encDecrBy(&s.p.w, key, decrement)
+	return s
 }
 
 // encDel encodes DEL key [key ...].
@@ -1847,6 +2201,12 @@ func (p *Pipeline) Del(keys ...string) *Pipeline {
 	return p
 }
 
+// Del queues DEL key [key ...]. Its reply goes to the stream's function.
+func (s *Stream) Del(keys ...string) *Stream {
+	encDel(&s.p.w, keys...)
+	return s
+}
+
 // encDump encodes DUMP key.
 func encDump(w *cmdBuf, key string) {
 	w.start(cmdDump, 2)
@@ -1880,6 +2240,12 @@ func (p *Pipeline) Dump(key string) *Pipeline {
 	return p
 }
 
+// Dump queues DUMP key. Its reply goes to the stream's function.
+func (s *Stream) Dump(key string) *Stream {
+	encDump(&s.p.w, key)
+	return s
+}
+
 // encEcho encodes ECHO message.
 func encEcho(w *cmdBuf, message any) {
 	w.start(cmdEcho, 2)
@@ -1909,6 +2275,12 @@ func (t *Tx) Echo(ctx context.Context, message any) (string, error) {
 func (p *Pipeline) Echo(message any) *Pipeline {
 	encEcho(&p.w, message)
 	return p
+}
+
+// Echo queues ECHO message. Its reply goes to the stream's function.
+func (s *Stream) Echo(message any) *Stream {
+	encEcho(&s.p.w, message)
+	return s
 }
 
 // encEval encodes EVAL script numkeys followed by args.
@@ -1949,6 +2321,13 @@ func (p *Pipeline) Eval(script string, numkeys int64, args ...any) *Pipeline {
 	return p
 }
 
+// Eval queues EVAL script numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) Eval(script string, numkeys int64, args ...any) *Stream {
+	encEval(&s.p.w, script, numkeys, args...)
+	return s
+}
+
 // encEvalSha encodes EVALSHA sha1 numkeys followed by args.
 func encEvalSha(w *cmdBuf, sha1 string, numkeys int64, args ...any) {
 	w.start(cmdEvalsha, 3+len(args))
@@ -1985,6 +2364,13 @@ func (t *Tx) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...an
 func (p *Pipeline) EvalSha(sha1 string, numkeys int64, args ...any) *Pipeline {
 	encEvalSha(&p.w, sha1, numkeys, args...)
 	return p
+}
+
+// EvalSha queues EVALSHA sha1 numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) EvalSha(sha1 string, numkeys int64, args ...any) *Stream {
+	encEvalSha(&s.p.w, sha1, numkeys, args...)
+	return s
 }
 
 // encEvalShaRO encodes EVALSHA_RO sha1 numkeys followed by args.
@@ -2025,6 +2411,13 @@ func (p *Pipeline) EvalShaRO(sha1 string, numkeys int64, args ...any) *Pipeline 
 	return p
 }
 
+// EvalShaRO queues EVALSHA_RO sha1 numkeys followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) EvalShaRO(sha1 string, numkeys int64, args ...any) *Stream {
+	encEvalShaRO(&s.p.w, sha1, numkeys, args...)
+	return s
+}
+
 // encEvalRO encodes EVAL_RO script numkeys followed by args.
 func encEvalRO(w *cmdBuf, script string, numkeys int64, args ...any) {
 	w.start(cmdEvalRo, 3+len(args))
@@ -2063,6 +2456,13 @@ func (p *Pipeline) EvalRO(script string, numkeys int64, args ...any) *Pipeline {
 	return p
 }
 
+// EvalRO queues EVAL_RO script numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) EvalRO(script string, numkeys int64, args ...any) *Stream {
+	encEvalRO(&s.p.w, script, numkeys, args...)
+	return s
+}
+
 // encExists encodes EXISTS key [key ...].
 func encExists(w *cmdBuf, keys ...string) {
 	w.start(cmdExists, 1+len(keys))
@@ -2094,6 +2494,13 @@ func (t *Tx) Exists(ctx context.Context, keys ...string) (int64, error) {
 func (p *Pipeline) Exists(keys ...string) *Pipeline {
 	encExists(&p.w, keys...)
 	return p
+}
+
+// Exists queues EXISTS key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) Exists(keys ...string) *Stream {
+	encExists(&s.p.w, keys...)
+	return s
 }
 
 // encExpire encodes EXPIRE key seconds followed by args.
@@ -2134,6 +2541,13 @@ func (p *Pipeline) Expire(key string, seconds int64, args ...any) *Pipeline {
 	return p
 }
 
+// Expire queues EXPIRE key seconds followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) Expire(key string, seconds int64, args ...any) *Stream {
+	encExpire(&s.p.w, key, seconds, args...)
+	return s
+}
+
 // encExpireAt encodes EXPIREAT key unix-time-seconds followed by args.
 func encExpireAt(w *cmdBuf, key string, unixTimeSeconds int64, args ...any) {
 	w.start(cmdExpireat, 3+len(args))
@@ -2172,6 +2586,13 @@ func (p *Pipeline) ExpireAt(key string, unixTimeSeconds int64, args ...any) *Pip
 	return p
 }
 
+// ExpireAt queues EXPIREAT key unix-time-seconds followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ExpireAt(key string, unixTimeSeconds int64, args ...any) *Stream {
+	encExpireAt(&s.p.w, key, unixTimeSeconds, args...)
+	return s
+}
+
 // encExpireTime encodes EXPIRETIME key.
 func encExpireTime(w *cmdBuf, key string) {
 	w.start(cmdExpiretime, 2)
@@ -2201,6 +2622,13 @@ func (t *Tx) ExpireTime(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) ExpireTime(key string) *Pipeline {
 	encExpireTime(&p.w, key)
 	return p
+}
+
+// ExpireTime queues EXPIRETIME key. Its reply goes to the stream's
+// function.
+func (s *Stream) ExpireTime(key string) *Stream {
+	encExpireTime(&s.p.w, key)
+	return s
 }
 
 // encFailover encodes FAILOVER followed by args.
@@ -2238,6 +2666,13 @@ func (t *Tx) Failover(ctx context.Context, args ...any) error {
 func (p *Pipeline) Failover(args ...any) *Pipeline {
 	encFailover(&p.w, args...)
 	return p
+}
+
+// Failover queues FAILOVER followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Failover(args ...any) *Stream {
+	encFailover(&s.p.w, args...)
+	return s
 }
 
 // encFCall encodes FCALL function numkeys followed by args.
@@ -2278,6 +2713,13 @@ func (p *Pipeline) FCall(function string, numkeys int64, args ...any) *Pipeline 
 	return p
 }
 
+// FCall queues FCALL function numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) FCall(function string, numkeys int64, args ...any) *Stream {
+	encFCall(&s.p.w, function, numkeys, args...)
+	return s
+}
+
 // encFCallRO encodes FCALL_RO function numkeys followed by args.
 func encFCallRO(w *cmdBuf, function string, numkeys int64, args ...any) {
 	w.start(cmdFcallRo, 3+len(args))
@@ -2316,6 +2758,13 @@ func (p *Pipeline) FCallRO(function string, numkeys int64, args ...any) *Pipelin
 	return p
 }
 
+// FCallRO queues FCALL_RO function numkeys followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) FCallRO(function string, numkeys int64, args ...any) *Stream {
+	encFCallRO(&s.p.w, function, numkeys, args...)
+	return s
+}
+
 // encFlushAll encodes FLUSHALL followed by args.
 func encFlushAll(w *cmdBuf, args ...any) {
 	w.start(cmdFlushall, 1+len(args))
@@ -2349,6 +2798,13 @@ func (t *Tx) FlushAll(ctx context.Context, args ...any) error {
 func (p *Pipeline) FlushAll(args ...any) *Pipeline {
 	encFlushAll(&p.w, args...)
 	return p
+}
+
+// FlushAll queues FLUSHALL followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) FlushAll(args ...any) *Stream {
+	encFlushAll(&s.p.w, args...)
+	return s
 }
 
 // encFlushDB encodes FLUSHDB followed by args.
@@ -2386,6 +2842,13 @@ func (p *Pipeline) FlushDB(args ...any) *Pipeline {
 	return p
 }
 
+// FlushDB queues FLUSHDB followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) FlushDB(args ...any) *Stream {
+	encFlushDB(&s.p.w, args...)
+	return s
+}
+
 // encFunctionDelete encodes FUNCTION DELETE library-name.
 func encFunctionDelete(w *cmdBuf, libraryName string) {
 	w.start(cmdFunctionDelete, 3)
@@ -2418,6 +2881,13 @@ func (p *Pipeline) FunctionDelete(libraryName string) *Pipeline {
 	return p
 }
 
+// FunctionDelete queues FUNCTION DELETE library-name. Its reply goes to the
+// stream's function.
+func (s *Stream) FunctionDelete(libraryName string) *Stream {
+	encFunctionDelete(&s.p.w, libraryName)
+	return s
+}
+
 // encFunctionDump encodes FUNCTION DUMP.
 func encFunctionDump(w *cmdBuf) {
 	w.start(cmdFunctionDump, 2)
@@ -2446,6 +2916,13 @@ func (t *Tx) FunctionDump(ctx context.Context) (string, error) {
 func (p *Pipeline) FunctionDump() *Pipeline {
 	encFunctionDump(&p.w)
 	return p
+}
+
+// FunctionDump queues FUNCTION DUMP. Its reply goes to the stream's
+// function.
+func (s *Stream) FunctionDump() *Stream {
+	encFunctionDump(&s.p.w)
+	return s
 }
 
 // encFunctionFlush encodes FUNCTION FLUSH followed by args.
@@ -2484,6 +2961,13 @@ func (p *Pipeline) FunctionFlush(args ...any) *Pipeline {
 	return p
 }
 
+// FunctionFlush queues FUNCTION FLUSH followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) FunctionFlush(args ...any) *Stream {
+	encFunctionFlush(&s.p.w, args...)
+	return s
+}
+
 // encFunctionKill encodes FUNCTION KILL.
 func encFunctionKill(w *cmdBuf) {
 	w.start(cmdFunctionKill, 2)
@@ -2512,6 +2996,13 @@ func (t *Tx) FunctionKill(ctx context.Context) error {
 func (p *Pipeline) FunctionKill() *Pipeline {
 	encFunctionKill(&p.w)
 	return p
+}
+
+// FunctionKill queues FUNCTION KILL. Its reply goes to the stream's
+// function.
+func (s *Stream) FunctionKill() *Stream {
+	encFunctionKill(&s.p.w)
+	return s
 }
 
 // encFunctionList encodes FUNCTION LIST followed by args.
@@ -2552,6 +3043,13 @@ func (p *Pipeline) FunctionList(args ...any) *Pipeline {
 	return p
 }
 
+// FunctionList queues FUNCTION LIST followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) FunctionList(args ...any) *Stream {
+	encFunctionList(&s.p.w, args...)
+	return s
+}
+
 // encFunctionLoad encodes FUNCTION LOAD function-code.
 func encFunctionLoad(w *cmdBuf, functionCode string) {
 	w.start(cmdFunctionLoad, 3)
@@ -2584,6 +3082,13 @@ func (t *Tx) FunctionLoad(ctx context.Context, functionCode string) (string, err
 func (p *Pipeline) FunctionLoad(functionCode string) *Pipeline {
 	encFunctionLoad(&p.w, functionCode)
 	return p
+}
+
+// FunctionLoad queues FUNCTION LOAD function-code. Its reply goes to the
+// stream's function.
+func (s *Stream) FunctionLoad(functionCode string) *Stream {
+	encFunctionLoad(&s.p.w, functionCode)
+	return s
 }
 
 // encFunctionLoadReplace encodes FUNCTION LOAD REPLACE function-code.
@@ -2619,6 +3124,13 @@ func (t *Tx) FunctionLoadReplace(ctx context.Context, functionCode string) (stri
 func (p *Pipeline) FunctionLoadReplace(functionCode string) *Pipeline {
 	encFunctionLoadReplace(&p.w, functionCode)
 	return p
+}
+
+// FunctionLoadReplace queues FUNCTION LOAD REPLACE function-code. Its reply
+// goes to the stream's function.
+func (s *Stream) FunctionLoadReplace(functionCode string) *Stream {
+	encFunctionLoadReplace(&s.p.w, functionCode)
+	return s
 }
 
 // encFunctionRestore encodes FUNCTION RESTORE serialized-value followed by
@@ -2659,6 +3171,13 @@ func (p *Pipeline) FunctionRestore(serializedValue string, args ...any) *Pipelin
 	return p
 }
 
+// FunctionRestore queues FUNCTION RESTORE serialized-value followed by
+// args. Its reply goes to the stream's function.
+func (s *Stream) FunctionRestore(serializedValue string, args ...any) *Stream {
+	encFunctionRestore(&s.p.w, serializedValue, args...)
+	return s
+}
+
 // encFunctionStats encodes FUNCTION STATS.
 func encFunctionStats(w *cmdBuf) {
 	w.start(cmdFunctionStats, 2)
@@ -2689,6 +3208,13 @@ func (t *Tx) FunctionStats(ctx context.Context) (Value, error) {
 func (p *Pipeline) FunctionStats() *Pipeline {
 	encFunctionStats(&p.w)
 	return p
+}
+
+// FunctionStats queues FUNCTION STATS. Its reply goes to the stream's
+// function.
+func (s *Stream) FunctionStats() *Stream {
+	encFunctionStats(&s.p.w)
+	return s
 }
 
 // encGeoAdd encodes GEOADD key followed by args.
@@ -2729,6 +3255,13 @@ func (t *Tx) GeoAdd(ctx context.Context, key string, args ...any) (int64, error)
 func (p *Pipeline) GeoAdd(key string, args ...any) *Pipeline {
 	encGeoAdd(&p.w, key, args...)
 	return p
+}
+
+// GeoAdd queues GEOADD key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) GeoAdd(key string, args ...any) *Stream {
+	encGeoAdd(&s.p.w, key, args...)
+	return s
 }
 
 // encGeoDist encodes GEODIST key member1 member2 followed by args.
@@ -2772,6 +3305,13 @@ func (p *Pipeline) GeoDist(key string, member1, member2 any, args ...any) *Pipel
 	return p
 }
 
+// GeoDist queues GEODIST key member1 member2 followed by args. Its reply
+// goes to the stream's function.
+func (s *Stream) GeoDist(key string, member1, member2 any, args ...any) *Stream {
+	encGeoDist(&s.p.w, key, member1, member2, args...)
+	return s
+}
+
 // encGeoHash encodes GEOHASH key member [member ...].
 func encGeoHash(w *cmdBuf, key string, members ...any) {
 	w.start(cmdGeohash, 2+len(members))
@@ -2807,6 +3347,13 @@ func (p *Pipeline) GeoHash(key string, members ...any) *Pipeline {
 	return p
 }
 
+// GeoHash queues GEOHASH key member [member ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) GeoHash(key string, members ...any) *Stream {
+	encGeoHash(&s.p.w, key, members...)
+	return s
+}
+
 // encGeoPos encodes GEOPOS key member [member ...].
 func encGeoPos(w *cmdBuf, key string, members ...any) {
 	w.start(cmdGeopos, 2+len(members))
@@ -2837,6 +3384,13 @@ func (t *Tx) GeoPos(ctx context.Context, key string, members ...any) ([]Value, e
 func (p *Pipeline) GeoPos(key string, members ...any) *Pipeline {
 	encGeoPos(&p.w, key, members...)
 	return p
+}
+
+// GeoPos queues GEOPOS key member [member ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) GeoPos(key string, members ...any) *Stream {
+	encGeoPos(&s.p.w, key, members...)
+	return s
 }
 
 // encGeoSearch encodes GEOSEARCH key followed by args.
@@ -2878,6 +3432,13 @@ func (t *Tx) GeoSearch(ctx context.Context, key string, args ...any) (Value, err
 func (p *Pipeline) GeoSearch(key string, args ...any) *Pipeline {
 	encGeoSearch(&p.w, key, args...)
 	return p
+}
+
+// GeoSearch queues GEOSEARCH key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) GeoSearch(key string, args ...any) *Stream {
+	encGeoSearch(&s.p.w, key, args...)
+	return s
 }
 
 // encGeoSearchStore encodes GEOSEARCHSTORE destination source followed by
@@ -2925,6 +3486,13 @@ func (p *Pipeline) GeoSearchStore(destination, source string, args ...any) *Pipe
 	return p
 }
 
+// GeoSearchStore queues GEOSEARCHSTORE destination source followed by args.
+// Its reply goes to the stream's function.
+func (s *Stream) GeoSearchStore(destination, source string, args ...any) *Stream {
+	encGeoSearchStore(&s.p.w, destination, source, args...)
+	return s
+}
+
 // encGet encodes GET key.
 func encGet(w *cmdBuf, key string) {
 	w.start(cmdGet, 2)
@@ -2956,6 +3524,12 @@ func (t *Tx) Get(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) Get(key string) *Pipeline {
 	encGet(&p.w, key)
 	return p
+}
+
+// Get queues GET key. Its reply goes to the stream's function.
+func (s *Stream) Get(key string) *Stream {
+	encGet(&s.p.w, key)
+	return s
 }
 
 // encGetBit encodes GETBIT key offset.
@@ -2990,6 +3564,12 @@ func (p *Pipeline) GetBit(key string, offset int64) *Pipeline {
 	return p
 }
 
+// GetBit queues GETBIT key offset. Its reply goes to the stream's function.
+func (s *Stream) GetBit(key string, offset int64) *Stream {
+	encGetBit(&s.p.w, key, offset)
+	return s
+}
+
 // encGetDel encodes GETDEL key.
 func encGetDel(w *cmdBuf, key string) {
 	w.start(cmdGetdel, 2)
@@ -3021,6 +3601,12 @@ func (t *Tx) GetDel(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) GetDel(key string) *Pipeline {
 	encGetDel(&p.w, key)
 	return p
+}
+
+// GetDel queues GETDEL key. Its reply goes to the stream's function.
+func (s *Stream) GetDel(key string) *Stream {
+	encGetDel(&s.p.w, key)
+	return s
 }
 
 // encGetEx encodes GETEX key followed by args.
@@ -3061,6 +3647,13 @@ func (p *Pipeline) GetEx(key string, args ...any) *Pipeline {
 	return p
 }
 
+// GetEx queues GETEX key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) GetEx(key string, args ...any) *Stream {
+	encGetEx(&s.p.w, key, args...)
+	return s
+}
+
 // encGetRange encodes GETRANGE key start end.
 func encGetRange(w *cmdBuf, key string, start, end int64) {
 	w.start(cmdGetrange, 4)
@@ -3092,6 +3685,13 @@ func (t *Tx) GetRange(ctx context.Context, key string, start, end int64) (string
 func (p *Pipeline) GetRange(key string, start, end int64) *Pipeline {
 	encGetRange(&p.w, key, start, end)
 	return p
+}
+
+// GetRange queues GETRANGE key start end. Its reply goes to the stream's
+// function.
+func (s *Stream) GetRange(key string, start, end int64) *Stream {
+	encGetRange(&s.p.w, key, start, end)
+	return s
 }
 
 // encGetSet encodes GETSET key value.
@@ -3128,6 +3728,12 @@ func (p *Pipeline) GetSet(key string, value any) *Pipeline {
 	return p
 }
 
+// GetSet queues GETSET key value. Its reply goes to the stream's function.
+func (s *Stream) GetSet(key string, value any) *Stream {
+	encGetSet(&s.p.w, key, value)
+	return s
+}
+
 // encHDel encodes HDEL key field [field ...].
 func encHDel(w *cmdBuf, key string, fields ...string) {
 	w.start(cmdHdel, 2+len(fields))
@@ -3160,6 +3766,13 @@ func (p *Pipeline) HDel(key string, fields ...string) *Pipeline {
 	return p
 }
 
+// HDel queues HDEL key field [field ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) HDel(key string, fields ...string) *Stream {
+	encHDel(&s.p.w, key, fields...)
+	return s
+}
+
 // encHExists encodes HEXISTS key field.
 func encHExists(w *cmdBuf, key, field string) {
 	w.start(cmdHexists, 3)
@@ -3190,6 +3803,13 @@ func (t *Tx) HExists(ctx context.Context, key, field string) (bool, error) {
 func (p *Pipeline) HExists(key, field string) *Pipeline {
 	encHExists(&p.w, key, field)
 	return p
+}
+
+// HExists queues HEXISTS key field. Its reply goes to the stream's
+// function.
+func (s *Stream) HExists(key, field string) *Stream {
+	encHExists(&s.p.w, key, field)
+	return s
 }
 
 // encHGet encodes HGET key field.
@@ -3226,6 +3846,12 @@ func (p *Pipeline) HGet(key, field string) *Pipeline {
 	return p
 }
 
+// HGet queues HGET key field. Its reply goes to the stream's function.
+func (s *Stream) HGet(key, field string) *Stream {
+	encHGet(&s.p.w, key, field)
+	return s
+}
+
 // encHGetAll encodes HGETALL key.
 func encHGetAll(w *cmdBuf, key string) {
 	w.start(cmdHgetall, 2)
@@ -3255,6 +3881,12 @@ func (t *Tx) HGetAll(ctx context.Context, key string) (map[string]string, error)
 func (p *Pipeline) HGetAll(key string) *Pipeline {
 	encHGetAll(&p.w, key)
 	return p
+}
+
+// HGetAll queues HGETALL key. Its reply goes to the stream's function.
+func (s *Stream) HGetAll(key string) *Stream {
+	encHGetAll(&s.p.w, key)
+	return s
 }
 
 // encHIncrBy encodes HINCRBY key field increment.
@@ -3288,6 +3920,13 @@ func (t *Tx) HIncrBy(ctx context.Context, key, field string, increment int64) (i
 func (p *Pipeline) HIncrBy(key, field string, increment int64) *Pipeline {
 	encHIncrBy(&p.w, key, field, increment)
 	return p
+}
+
+// HIncrBy queues HINCRBY key field increment. Its reply goes to the
+// stream's function.
+func (s *Stream) HIncrBy(key, field string, increment int64) *Stream {
+	encHIncrBy(&s.p.w, key, field, increment)
+	return s
 }
 
 // encHIncrByFloat encodes HINCRBYFLOAT key field increment.
@@ -3326,6 +3965,13 @@ func (p *Pipeline) HIncrByFloat(key, field string, increment float64) *Pipeline 
 	return p
 }
 
+// HIncrByFloat queues HINCRBYFLOAT key field increment. Its reply goes to
+// the stream's function.
+func (s *Stream) HIncrByFloat(key, field string, increment float64) *Stream {
+	encHIncrByFloat(&s.p.w, key, field, increment)
+	return s
+}
+
 // encHKeys encodes HKEYS key.
 func encHKeys(w *cmdBuf, key string) {
 	w.start(cmdHkeys, 2)
@@ -3355,6 +4001,12 @@ func (t *Tx) HKeys(ctx context.Context, key string) ([]string, error) {
 func (p *Pipeline) HKeys(key string) *Pipeline {
 	encHKeys(&p.w, key)
 	return p
+}
+
+// HKeys queues HKEYS key. Its reply goes to the stream's function.
+func (s *Stream) HKeys(key string) *Stream {
+	encHKeys(&s.p.w, key)
+	return s
 }
 
 // encHLen encodes HLEN key.
@@ -3388,6 +4040,12 @@ func (p *Pipeline) HLen(key string) *Pipeline {
 	return p
 }
 
+// HLen queues HLEN key. Its reply goes to the stream's function.
+func (s *Stream) HLen(key string) *Stream {
+	encHLen(&s.p.w, key)
+	return s
+}
+
 // encHMGet encodes HMGET key field [field ...].
 func encHMGet(w *cmdBuf, key string, fields ...string) {
 	w.start(cmdHmget, 2+len(fields))
@@ -3418,6 +4076,13 @@ func (t *Tx) HMGet(ctx context.Context, key string, fields ...string) ([]Value, 
 func (p *Pipeline) HMGet(key string, fields ...string) *Pipeline {
 	encHMGet(&p.w, key, fields...)
 	return p
+}
+
+// HMGet queues HMGET key field [field ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) HMGet(key string, fields ...string) *Stream {
+	encHMGet(&s.p.w, key, fields...)
+	return s
 }
 
 // encHMSet encodes HMSET key followed by args.
@@ -3458,6 +4123,13 @@ func (p *Pipeline) HMSet(key string, args ...any) *Pipeline {
 	return p
 }
 
+// HMSet queues HMSET key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) HMSet(key string, args ...any) *Stream {
+	encHMSet(&s.p.w, key, args...)
+	return s
+}
+
 // encHRandField encodes HRANDFIELD key count.
 func encHRandField(w *cmdBuf, key string, count int64) {
 	w.start(cmdHrandfield, 3)
@@ -3488,6 +4160,13 @@ func (t *Tx) HRandField(ctx context.Context, key string, count int64) ([]string,
 func (p *Pipeline) HRandField(key string, count int64) *Pipeline {
 	encHRandField(&p.w, key, count)
 	return p
+}
+
+// HRandField queues HRANDFIELD key count. Its reply goes to the stream's
+// function.
+func (s *Stream) HRandField(key string, count int64) *Stream {
+	encHRandField(&s.p.w, key, count)
+	return s
 }
 
 // encHRandFieldWithValues encodes HRANDFIELD key count WITHVALUES.
@@ -3522,6 +4201,13 @@ func (t *Tx) HRandFieldWithValues(ctx context.Context, key string, count int64) 
 func (p *Pipeline) HRandFieldWithValues(key string, count int64) *Pipeline {
 	encHRandFieldWithValues(&p.w, key, count)
 	return p
+}
+
+// HRandFieldWithValues queues HRANDFIELD key count WITHVALUES. Its reply
+// goes to the stream's function.
+func (s *Stream) HRandFieldWithValues(key string, count int64) *Stream {
+	encHRandFieldWithValues(&s.p.w, key, count)
+	return s
 }
 
 // encHScan encodes HSCAN key cursor followed by args.
@@ -3564,6 +4250,13 @@ func (p *Pipeline) HScan(key string, cursor int64, args ...any) *Pipeline {
 	return p
 }
 
+// HScan queues HSCAN key cursor followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) HScan(key string, cursor int64, args ...any) *Stream {
+	encHScan(&s.p.w, key, cursor, args...)
+	return s
+}
+
 // encHSet encodes HSET key followed by args.
 func encHSet(w *cmdBuf, key string, args ...any) {
 	w.start(cmdHset, 2+len(args))
@@ -3602,6 +4295,13 @@ func (p *Pipeline) HSet(key string, args ...any) *Pipeline {
 	return p
 }
 
+// HSet queues HSET key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) HSet(key string, args ...any) *Stream {
+	encHSet(&s.p.w, key, args...)
+	return s
+}
+
 // encHSetNX encodes HSETNX key field value.
 func encHSetNX(w *cmdBuf, key, field string, value any) {
 	w.start(cmdHsetnx, 4)
@@ -3633,6 +4333,13 @@ func (t *Tx) HSetNX(ctx context.Context, key, field string, value any) (bool, er
 func (p *Pipeline) HSetNX(key, field string, value any) *Pipeline {
 	encHSetNX(&p.w, key, field, value)
 	return p
+}
+
+// HSetNX queues HSETNX key field value. Its reply goes to the stream's
+// function.
+func (s *Stream) HSetNX(key, field string, value any) *Stream {
+	encHSetNX(&s.p.w, key, field, value)
+	return s
 }
 
 // encHStrLen encodes HSTRLEN key field.
@@ -3667,6 +4374,13 @@ func (p *Pipeline) HStrLen(key, field string) *Pipeline {
 	return p
 }
 
+// HStrLen queues HSTRLEN key field. Its reply goes to the stream's
+// function.
+func (s *Stream) HStrLen(key, field string) *Stream {
+	encHStrLen(&s.p.w, key, field)
+	return s
+}
+
 // encHVals encodes HVALS key.
 func encHVals(w *cmdBuf, key string) {
 	w.start(cmdHvals, 2)
@@ -3698,6 +4412,12 @@ func (p *Pipeline) HVals(key string) *Pipeline {
 	return p
 }
 
+// HVals queues HVALS key. Its reply goes to the stream's function.
+func (s *Stream) HVals(key string) *Stream {
+	encHVals(&s.p.w, key)
+	return s
+}
+
 // encIncr encodes INCR key.
 func encIncr(w *cmdBuf, key string) {
 	w.start(cmdIncr, 2)
@@ -3727,6 +4447,12 @@ func (t *Tx) Incr(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) Incr(key string) *Pipeline {
 	encIncr(&p.w, key)
 	return p
+}
+
+// Incr queues INCR key. Its reply goes to the stream's function.
+func (s *Stream) Incr(key string) *Stream {
+	encIncr(&s.p.w, key)
+	return s
 }
 
 // encIncrBy encodes INCRBY key increment.
@@ -3761,6 +4487,13 @@ func (p *Pipeline) IncrBy(key string, increment int64) *Pipeline {
 	return p
 }
 
+// IncrBy queues INCRBY key increment. Its reply goes to the stream's
+// function.
+func (s *Stream) IncrBy(key string, increment int64) *Stream {
+	encIncrBy(&s.p.w, key, increment)
+	return s
+}
+
 // encIncrByFloat encodes INCRBYFLOAT key increment.
 func encIncrByFloat(w *cmdBuf, key string, increment float64) {
 	w.start(cmdIncrbyfloat, 3)
@@ -3791,6 +4524,13 @@ func (t *Tx) IncrByFloat(ctx context.Context, key string, increment float64) (fl
 func (p *Pipeline) IncrByFloat(key string, increment float64) *Pipeline {
 	encIncrByFloat(&p.w, key, increment)
 	return p
+}
+
+// IncrByFloat queues INCRBYFLOAT key increment. Its reply goes to the
+// stream's function.
+func (s *Stream) IncrByFloat(key string, increment float64) *Stream {
+	encIncrByFloat(&s.p.w, key, increment)
+	return s
 }
 
 // encInfo encodes INFO section [section ...].
@@ -3824,6 +4564,13 @@ func (p *Pipeline) Info(sections ...string) *Pipeline {
 	return p
 }
 
+// Info queues INFO section [section ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) Info(sections ...string) *Stream {
+	encInfo(&s.p.w, sections...)
+	return s
+}
+
 // encKeys encodes KEYS pattern.
 func encKeys(w *cmdBuf, pattern string) {
 	w.start(cmdKeys, 2)
@@ -3853,6 +4600,12 @@ func (t *Tx) Keys(ctx context.Context, pattern string) ([]string, error) {
 func (p *Pipeline) Keys(pattern string) *Pipeline {
 	encKeys(&p.w, pattern)
 	return p
+}
+
+// Keys queues KEYS pattern. Its reply goes to the stream's function.
+func (s *Stream) Keys(pattern string) *Stream {
+	encKeys(&s.p.w, pattern)
+	return s
 }
 
 // encLastSave encodes LASTSAVE.
@@ -3885,6 +4638,12 @@ func (p *Pipeline) LastSave() *Pipeline {
 	return p
 }
 
+// LastSave queues LASTSAVE. Its reply goes to the stream's function.
+func (s *Stream) LastSave() *Stream {
+	encLastSave(&s.p.w)
+	return s
+}
+
 // encLatencyDoctor encodes LATENCY DOCTOR.
 func encLatencyDoctor(w *cmdBuf) {
 	w.start(cmdLatencyDoctor, 2)
@@ -3913,6 +4672,13 @@ func (t *Tx) LatencyDoctor(ctx context.Context) (string, error) {
 func (p *Pipeline) LatencyDoctor() *Pipeline {
 	encLatencyDoctor(&p.w)
 	return p
+}
+
+// LatencyDoctor queues LATENCY DOCTOR. Its reply goes to the stream's
+// function.
+func (s *Stream) LatencyDoctor() *Stream {
+	encLatencyDoctor(&s.p.w)
+	return s
 }
 
 // encLatencyGraph encodes LATENCY GRAPH event.
@@ -3944,6 +4710,13 @@ func (t *Tx) LatencyGraph(ctx context.Context, event string) (string, error) {
 func (p *Pipeline) LatencyGraph(event string) *Pipeline {
 	encLatencyGraph(&p.w, event)
 	return p
+}
+
+// LatencyGraph queues LATENCY GRAPH event. Its reply goes to the stream's
+// function.
+func (s *Stream) LatencyGraph(event string) *Stream {
+	encLatencyGraph(&s.p.w, event)
+	return s
 }
 
 // encLatencyHistogram encodes LATENCY HISTOGRAM command [command ...].
@@ -3980,6 +4753,13 @@ func (p *Pipeline) LatencyHistogram(commands ...string) *Pipeline {
 	return p
 }
 
+// LatencyHistogram queues LATENCY HISTOGRAM command [command ...]. Its
+// reply goes to the stream's function.
+func (s *Stream) LatencyHistogram(commands ...string) *Stream {
+	encLatencyHistogram(&s.p.w, commands...)
+	return s
+}
+
 // encLatencyHistory encodes LATENCY HISTORY event.
 func encLatencyHistory(w *cmdBuf, event string) {
 	w.start(cmdLatencyHistory, 3)
@@ -4009,6 +4789,13 @@ func (t *Tx) LatencyHistory(ctx context.Context, event string) (Value, error) {
 func (p *Pipeline) LatencyHistory(event string) *Pipeline {
 	encLatencyHistory(&p.w, event)
 	return p
+}
+
+// LatencyHistory queues LATENCY HISTORY event. Its reply goes to the
+// stream's function.
+func (s *Stream) LatencyHistory(event string) *Stream {
+	encLatencyHistory(&s.p.w, event)
+	return s
 }
 
 // encLatencyLatest encodes LATENCY LATEST.
@@ -4041,6 +4828,13 @@ func (p *Pipeline) LatencyLatest() *Pipeline {
 	return p
 }
 
+// LatencyLatest queues LATENCY LATEST. Its reply goes to the stream's
+// function.
+func (s *Stream) LatencyLatest() *Stream {
+	encLatencyLatest(&s.p.w)
+	return s
+}
+
 // encLatencyReset encodes LATENCY RESET event [event ...].
 func encLatencyReset(w *cmdBuf, events ...string) {
 	w.start(cmdLatencyReset, 2+len(events))
@@ -4071,6 +4865,13 @@ func (t *Tx) LatencyReset(ctx context.Context, events ...string) (int64, error) 
 func (p *Pipeline) LatencyReset(events ...string) *Pipeline {
 	encLatencyReset(&p.w, events...)
 	return p
+}
+
+// LatencyReset queues LATENCY RESET event [event ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) LatencyReset(events ...string) *Stream {
+	encLatencyReset(&s.p.w, events...)
+	return s
 }
 
 // encLCS encodes LCS key1 key2 followed by args.
@@ -4110,6 +4911,13 @@ func (p *Pipeline) LCS(key1, key2 string, args ...any) *Pipeline {
 	return p
 }
 
+// LCS queues LCS key1 key2 followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) LCS(key1, key2 string, args ...any) *Stream {
+	encLCS(&s.p.w, key1, key2, args...)
+	return s
+}
+
 // encLIndex encodes LINDEX key index.
 func encLIndex(w *cmdBuf, key string, index int64) {
 	w.start(cmdLindex, 3)
@@ -4142,6 +4950,12 @@ func (t *Tx) LIndex(ctx context.Context, key string, index int64) (string, error
 func (p *Pipeline) LIndex(key string, index int64) *Pipeline {
 	encLIndex(&p.w, key, index)
 	return p
+}
+
+// LIndex queues LINDEX key index. Its reply goes to the stream's function.
+func (s *Stream) LIndex(key string, index int64) *Stream {
+	encLIndex(&s.p.w, key, index)
+	return s
 }
 
 // encLInsert encodes LINSERT key where pivot element.
@@ -4179,6 +4993,13 @@ func (p *Pipeline) LInsert(key, where string, pivot, element any) *Pipeline {
 	return p
 }
 
+// LInsert queues LINSERT key where pivot element. Its reply goes to the
+// stream's function.
+func (s *Stream) LInsert(key, where string, pivot, element any) *Stream {
+	encLInsert(&s.p.w, key, where, pivot, element)
+	return s
+}
+
 // encLLen encodes LLEN key.
 func encLLen(w *cmdBuf, key string) {
 	w.start(cmdLlen, 2)
@@ -4208,6 +5029,12 @@ func (t *Tx) LLen(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) LLen(key string) *Pipeline {
 	encLLen(&p.w, key)
 	return p
+}
+
+// LLen queues LLEN key. Its reply goes to the stream's function.
+func (s *Stream) LLen(key string) *Stream {
+	encLLen(&s.p.w, key)
+	return s
 }
 
 // encLMove encodes LMOVE source destination wherefrom whereto.
@@ -4245,6 +5072,13 @@ func (t *Tx) LMove(ctx context.Context, source, destination, wherefrom, whereto 
 func (p *Pipeline) LMove(source, destination, wherefrom, whereto string) *Pipeline {
 	encLMove(&p.w, source, destination, wherefrom, whereto)
 	return p
+}
+
+// LMove queues LMOVE source destination wherefrom whereto. Its reply goes
+// to the stream's function.
+func (s *Stream) LMove(source, destination, wherefrom, whereto string) *Stream {
+	encLMove(&s.p.w, source, destination, wherefrom, whereto)
+	return s
 }
 
 // encLMPop encodes LMPOP numkeys followed by args.
@@ -4285,6 +5119,13 @@ func (p *Pipeline) LMPop(numkeys int64, args ...any) *Pipeline {
 	return p
 }
 
+// LMPop queues LMPOP numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) LMPop(numkeys int64, args ...any) *Stream {
+	encLMPop(&s.p.w, numkeys, args...)
+	return s
+}
+
 // encLolwut encodes LOLWUT followed by args.
 func encLolwut(w *cmdBuf, args ...any) {
 	w.start(cmdLolwut, 1+len(args))
@@ -4320,6 +5161,13 @@ func (p *Pipeline) Lolwut(args ...any) *Pipeline {
 	return p
 }
 
+// Lolwut queues LOLWUT followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Lolwut(args ...any) *Stream {
+	encLolwut(&s.p.w, args...)
+	return s
+}
+
 // encLPop encodes LPOP key.
 func encLPop(w *cmdBuf, key string) {
 	w.start(cmdLpop, 2)
@@ -4351,6 +5199,12 @@ func (t *Tx) LPop(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) LPop(key string) *Pipeline {
 	encLPop(&p.w, key)
 	return p
+}
+
+// LPop queues LPOP key. Its reply goes to the stream's function.
+func (s *Stream) LPop(key string) *Stream {
+	encLPop(&s.p.w, key)
+	return s
 }
 
 // encLPopCount encodes LPOP key count.
@@ -4385,6 +5239,12 @@ func (t *Tx) LPopCount(ctx context.Context, key string, count int64) ([]string, 
 func (p *Pipeline) LPopCount(key string, count int64) *Pipeline {
 	encLPopCount(&p.w, key, count)
 	return p
+}
+
+// LPopCount queues LPOP key count. Its reply goes to the stream's function.
+func (s *Stream) LPopCount(key string, count int64) *Stream {
+	encLPopCount(&s.p.w, key, count)
+	return s
 }
 
 // encLPos encodes LPOS key element followed by args.
@@ -4426,6 +5286,13 @@ func (p *Pipeline) LPos(key string, element any, args ...any) *Pipeline {
 	return p
 }
 
+// LPos queues LPOS key element followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) LPos(key string, element any, args ...any) *Stream {
+	encLPos(&s.p.w, key, element, args...)
+	return s
+}
+
 // encLPush encodes LPUSH key element [element ...].
 func encLPush(w *cmdBuf, key string, elements ...any) {
 	w.start(cmdLpush, 2+len(elements))
@@ -4456,6 +5323,13 @@ func (t *Tx) LPush(ctx context.Context, key string, elements ...any) (int64, err
 func (p *Pipeline) LPush(key string, elements ...any) *Pipeline {
 	encLPush(&p.w, key, elements...)
 	return p
+}
+
+// LPush queues LPUSH key element [element ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) LPush(key string, elements ...any) *Stream {
+	encLPush(&s.p.w, key, elements...)
+	return s
 }
 
 // encLPushX encodes LPUSHX key element [element ...].
@@ -4491,6 +5365,13 @@ func (p *Pipeline) LPushX(key string, elements ...any) *Pipeline {
 	return p
 }
 
+// LPushX queues LPUSHX key element [element ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) LPushX(key string, elements ...any) *Stream {
+	encLPushX(&s.p.w, key, elements...)
+	return s
+}
+
 // encLRange encodes LRANGE key start stop.
 func encLRange(w *cmdBuf, key string, start, stop int64) {
 	w.start(cmdLrange, 4)
@@ -4522,6 +5403,13 @@ func (t *Tx) LRange(ctx context.Context, key string, start, stop int64) ([]strin
 func (p *Pipeline) LRange(key string, start, stop int64) *Pipeline {
 	encLRange(&p.w, key, start, stop)
 	return p
+}
+
+// LRange queues LRANGE key start stop. Its reply goes to the stream's
+// function.
+func (s *Stream) LRange(key string, start, stop int64) *Stream {
+	encLRange(&s.p.w, key, start, stop)
+	return s
 }
 
 // encLRem encodes LREM key count element.
@@ -4557,6 +5445,13 @@ func (p *Pipeline) LRem(key string, count int64, element any) *Pipeline {
 	return p
 }
 
+// LRem queues LREM key count element. Its reply goes to the stream's
+// function.
+func (s *Stream) LRem(key string, count int64, element any) *Stream {
+	encLRem(&s.p.w, key, count, element)
+	return s
+}
+
 // encLSet encodes LSET key index element.
 func encLSet(w *cmdBuf, key string, index int64, element any) {
 	w.start(cmdLset, 4)
@@ -4588,6 +5483,13 @@ func (t *Tx) LSet(ctx context.Context, key string, index int64, element any) err
 func (p *Pipeline) LSet(key string, index int64, element any) *Pipeline {
 	encLSet(&p.w, key, index, element)
 	return p
+}
+
+// LSet queues LSET key index element. Its reply goes to the stream's
+// function.
+func (s *Stream) LSet(key string, index int64, element any) *Stream {
+	encLSet(&s.p.w, key, index, element)
+	return s
 }
 
 // encLTrim encodes LTRIM key start stop.
@@ -4623,6 +5525,13 @@ func (p *Pipeline) LTrim(key string, start, stop int64) *Pipeline {
 	return p
 }
 
+// LTrim queues LTRIM key start stop. Its reply goes to the stream's
+// function.
+func (s *Stream) LTrim(key string, start, stop int64) *Stream {
+	encLTrim(&s.p.w, key, start, stop)
+	return s
+}
+
 // encMemoryDoctor encodes MEMORY DOCTOR.
 func encMemoryDoctor(w *cmdBuf) {
 	w.start(cmdMemoryDoctor, 2)
@@ -4651,6 +5560,13 @@ func (t *Tx) MemoryDoctor(ctx context.Context) (string, error) {
 func (p *Pipeline) MemoryDoctor() *Pipeline {
 	encMemoryDoctor(&p.w)
 	return p
+}
+
+// MemoryDoctor queues MEMORY DOCTOR. Its reply goes to the stream's
+// function.
+func (s *Stream) MemoryDoctor() *Stream {
+	encMemoryDoctor(&s.p.w)
+	return s
 }
 
 // encMemoryMallocStats encodes MEMORY MALLOC-STATS.
@@ -4683,6 +5599,13 @@ func (p *Pipeline) MemoryMallocStats() *Pipeline {
 	return p
 }
 
+// MemoryMallocStats queues MEMORY MALLOC-STATS. Its reply goes to the
+// stream's function.
+func (s *Stream) MemoryMallocStats() *Stream {
+	encMemoryMallocStats(&s.p.w)
+	return s
+}
+
 // encMemoryPurge encodes MEMORY PURGE.
 func encMemoryPurge(w *cmdBuf) {
 	w.start(cmdMemoryPurge, 2)
@@ -4713,6 +5636,12 @@ func (p *Pipeline) MemoryPurge() *Pipeline {
 	return p
 }
 
+// MemoryPurge queues MEMORY PURGE. Its reply goes to the stream's function.
+func (s *Stream) MemoryPurge() *Stream {
+	encMemoryPurge(&s.p.w)
+	return s
+}
+
 // encMemoryStats encodes MEMORY STATS.
 func encMemoryStats(w *cmdBuf) {
 	w.start(cmdMemoryStats, 2)
@@ -4741,6 +5670,12 @@ func (t *Tx) MemoryStats(ctx context.Context) (Value, error) {
 func (p *Pipeline) MemoryStats() *Pipeline {
 	encMemoryStats(&p.w)
 	return p
+}
+
+// MemoryStats queues MEMORY STATS. Its reply goes to the stream's function.
+func (s *Stream) MemoryStats() *Stream {
+	encMemoryStats(&s.p.w)
+	return s
 }
 
 // encMemoryUsage encodes MEMORY USAGE key followed by args.
@@ -4782,6 +5717,13 @@ func (p *Pipeline) MemoryUsage(key string, args ...any) *Pipeline {
 	return p
 }
 
+// MemoryUsage queues MEMORY USAGE key followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) MemoryUsage(key string, args ...any) *Stream {
+	encMemoryUsage(&s.p.w, key, args...)
+	return s
+}
+
 // encMGet encodes MGET key [key ...].
 func encMGet(w *cmdBuf, keys ...string) {
 	w.start(cmdMget, 1+len(keys))
@@ -4813,6 +5755,12 @@ func (t *Tx) MGet(ctx context.Context, keys ...string) ([]Value, error) {
 func (p *Pipeline) MGet(keys ...string) *Pipeline {
 	encMGet(&p.w, keys...)
 	return p
+}
+
+// MGet queues MGET key [key ...]. Its reply goes to the stream's function.
+func (s *Stream) MGet(keys ...string) *Stream {
+	encMGet(&s.p.w, keys...)
+	return s
 }
 
 // encMigrate encodes MIGRATE host port key_or_empty_string destination-db
@@ -4859,6 +5807,13 @@ func (p *Pipeline) Migrate(host string, port int64, keyOrEmptyString string, des
 	return p
 }
 
+// Migrate queues MIGRATE host port key_or_empty_string destination-db
+// timeout followed by args. Its reply goes to the stream's function.
+func (s *Stream) Migrate(host string, port int64, keyOrEmptyString string, destinationDB, timeout int64, args ...any) *Stream {
+	encMigrate(&s.p.w, host, port, keyOrEmptyString, destinationDB, timeout, args...)
+	return s
+}
+
 // encModuleList encodes MODULE LIST.
 func encModuleList(w *cmdBuf) {
 	w.start(cmdModuleList, 2)
@@ -4887,6 +5842,12 @@ func (t *Tx) ModuleList(ctx context.Context) (Value, error) {
 func (p *Pipeline) ModuleList() *Pipeline {
 	encModuleList(&p.w)
 	return p
+}
+
+// ModuleList queues MODULE LIST. Its reply goes to the stream's function.
+func (s *Stream) ModuleList() *Stream {
+	encModuleList(&s.p.w)
+	return s
 }
 
 // encModuleLoad encodes MODULE LOAD path arg [arg ...].
@@ -4920,6 +5881,13 @@ func (t *Tx) ModuleLoad(ctx context.Context, path string, args ...any) error {
 func (p *Pipeline) ModuleLoad(path string, args ...any) *Pipeline {
 	encModuleLoad(&p.w, path, args...)
 	return p
+}
+
+// ModuleLoad queues MODULE LOAD path arg [arg ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) ModuleLoad(path string, args ...any) *Stream {
+	encModuleLoad(&s.p.w, path, args...)
+	return s
 }
 
 // encModuleLoadEx encodes MODULE LOADEX path followed by args.
@@ -4959,6 +5927,13 @@ func (p *Pipeline) ModuleLoadEx(path string, args ...any) *Pipeline {
 	return p
 }
 
+// ModuleLoadEx queues MODULE LOADEX path followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) ModuleLoadEx(path string, args ...any) *Stream {
+	encModuleLoadEx(&s.p.w, path, args...)
+	return s
+}
+
 // encModuleUnload encodes MODULE UNLOAD name.
 func encModuleUnload(w *cmdBuf, name string) {
 	w.start(cmdModuleUnload, 3)
@@ -4988,6 +5963,13 @@ func (t *Tx) ModuleUnload(ctx context.Context, name string) error {
 func (p *Pipeline) ModuleUnload(name string) *Pipeline {
 	encModuleUnload(&p.w, name)
 	return p
+}
+
+// ModuleUnload queues MODULE UNLOAD name. Its reply goes to the stream's
+// function.
+func (s *Stream) ModuleUnload(name string) *Stream {
+	encModuleUnload(&s.p.w, name)
+	return s
 }
 
 // encMove encodes MOVE key db.
@@ -5020,6 +6002,12 @@ func (t *Tx) Move(ctx context.Context, key string, db int64) (bool, error) {
 func (p *Pipeline) Move(key string, db int64) *Pipeline {
 	encMove(&p.w, key, db)
 	return p
+}
+
+// Move queues MOVE key db. Its reply goes to the stream's function.
+func (s *Stream) Move(key string, db int64) *Stream {
+	encMove(&s.p.w, key, db)
+	return s
 }
 
 // encMSet encodes MSET followed by args.
@@ -5055,6 +6043,13 @@ func (t *Tx) MSet(ctx context.Context, args ...any) error {
 func (p *Pipeline) MSet(args ...any) *Pipeline {
 	encMSet(&p.w, args...)
 	return p
+}
+
+// MSet queues MSET followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) MSet(args ...any) *Stream {
+	encMSet(&s.p.w, args...)
+	return s
 }
 
 // encMSetNX encodes MSETNX followed by args.
@@ -5094,6 +6089,13 @@ func (p *Pipeline) MSetNX(args ...any) *Pipeline {
 	return p
 }
 
+// MSetNX queues MSETNX followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) MSetNX(args ...any) *Stream {
+	encMSetNX(&s.p.w, args...)
+	return s
+}
+
 // encObjectEncoding encodes OBJECT ENCODING key.
 func encObjectEncoding(w *cmdBuf, key string) {
 	w.start(cmdObjectEncoding, 3)
@@ -5125,6 +6127,13 @@ func (t *Tx) ObjectEncoding(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) ObjectEncoding(key string) *Pipeline {
 	encObjectEncoding(&p.w, key)
 	return p
+}
+
+// ObjectEncoding queues OBJECT ENCODING key. Its reply goes to the stream's
+// function.
+func (s *Stream) ObjectEncoding(key string) *Stream {
+	encObjectEncoding(&s.p.w, key)
+	return s
 }
 
 // encObjectFreq encodes OBJECT FREQ key.
@@ -5160,6 +6169,13 @@ func (p *Pipeline) ObjectFreq(key string) *Pipeline {
 	return p
 }
 
+// ObjectFreq queues OBJECT FREQ key. Its reply goes to the stream's
+// function.
+func (s *Stream) ObjectFreq(key string) *Stream {
+	encObjectFreq(&s.p.w, key)
+	return s
+}
+
 // encObjectIdleTime encodes OBJECT IDLETIME key.
 func encObjectIdleTime(w *cmdBuf, key string) {
 	w.start(cmdObjectIdletime, 3)
@@ -5191,6 +6207,13 @@ func (t *Tx) ObjectIdleTime(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) ObjectIdleTime(key string) *Pipeline {
 	encObjectIdleTime(&p.w, key)
 	return p
+}
+
+// ObjectIdleTime queues OBJECT IDLETIME key. Its reply goes to the stream's
+// function.
+func (s *Stream) ObjectIdleTime(key string) *Stream {
+	encObjectIdleTime(&s.p.w, key)
+	return s
 }
 
 // encObjectRefCount encodes OBJECT REFCOUNT key.
@@ -5226,6 +6249,13 @@ func (p *Pipeline) ObjectRefCount(key string) *Pipeline {
 	return p
 }
 
+// ObjectRefCount queues OBJECT REFCOUNT key. Its reply goes to the stream's
+// function.
+func (s *Stream) ObjectRefCount(key string) *Stream {
+	encObjectRefCount(&s.p.w, key)
+	return s
+}
+
 // encPersist encodes PERSIST key.
 func encPersist(w *cmdBuf, key string) {
 	w.start(cmdPersist, 2)
@@ -5255,6 +6285,12 @@ func (t *Tx) Persist(ctx context.Context, key string) (bool, error) {
 func (p *Pipeline) Persist(key string) *Pipeline {
 	encPersist(&p.w, key)
 	return p
+}
+
+// Persist queues PERSIST key. Its reply goes to the stream's function.
+func (s *Stream) Persist(key string) *Stream {
+	encPersist(&s.p.w, key)
+	return s
 }
 
 // encPExpire encodes PEXPIRE key milliseconds followed by args.
@@ -5293,6 +6329,13 @@ func (t *Tx) PExpire(ctx context.Context, key string, milliseconds int64, args .
 func (p *Pipeline) PExpire(key string, milliseconds int64, args ...any) *Pipeline {
 	encPExpire(&p.w, key, milliseconds, args...)
 	return p
+}
+
+// PExpire queues PEXPIRE key milliseconds followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) PExpire(key string, milliseconds int64, args ...any) *Stream {
+	encPExpire(&s.p.w, key, milliseconds, args...)
+	return s
 }
 
 // encPExpireAt encodes PEXPIREAT key unix-time-milliseconds followed by
@@ -5338,6 +6381,13 @@ func (p *Pipeline) PExpireAt(key string, unixTimeMilliseconds int64, args ...any
 	return p
 }
 
+// PExpireAt queues PEXPIREAT key unix-time-milliseconds followed by args.
+// Its reply goes to the stream's function.
+func (s *Stream) PExpireAt(key string, unixTimeMilliseconds int64, args ...any) *Stream {
+	encPExpireAt(&s.p.w, key, unixTimeMilliseconds, args...)
+	return s
+}
+
 // encPExpireTime encodes PEXPIRETIME key.
 func encPExpireTime(w *cmdBuf, key string) {
 	w.start(cmdPexpiretime, 2)
@@ -5371,6 +6421,13 @@ func (p *Pipeline) PExpireTime(key string) *Pipeline {
 	return p
 }
 
+// PExpireTime queues PEXPIRETIME key. Its reply goes to the stream's
+// function.
+func (s *Stream) PExpireTime(key string) *Stream {
+	encPExpireTime(&s.p.w, key)
+	return s
+}
+
 // encPfAdd encodes PFADD key element [element ...].
 func encPfAdd(w *cmdBuf, key string, elements ...any) {
 	w.start(cmdPfadd, 2+len(elements))
@@ -5401,6 +6458,13 @@ func (t *Tx) PfAdd(ctx context.Context, key string, elements ...any) (int64, err
 func (p *Pipeline) PfAdd(key string, elements ...any) *Pipeline {
 	encPfAdd(&p.w, key, elements...)
 	return p
+}
+
+// PfAdd queues PFADD key element [element ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) PfAdd(key string, elements ...any) *Stream {
+	encPfAdd(&s.p.w, key, elements...)
+	return s
 }
 
 // encPfCount encodes PFCOUNT key [key ...].
@@ -5438,6 +6502,13 @@ func (p *Pipeline) PfCount(keys ...string) *Pipeline {
 	return p
 }
 
+// PfCount queues PFCOUNT key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) PfCount(keys ...string) *Stream {
+	encPfCount(&s.p.w, keys...)
+	return s
+}
+
 // encPfMerge encodes PFMERGE destkey sourcekey [sourcekey ...].
 func encPfMerge(w *cmdBuf, destkey string, sourcekeys ...string) {
 	w.start(cmdPfmerge, 2+len(sourcekeys))
@@ -5471,6 +6542,13 @@ func (t *Tx) PfMerge(ctx context.Context, destkey string, sourcekeys ...string) 
 func (p *Pipeline) PfMerge(destkey string, sourcekeys ...string) *Pipeline {
 	encPfMerge(&p.w, destkey, sourcekeys...)
 	return p
+}
+
+// PfMerge queues PFMERGE destkey sourcekey [sourcekey ...]. Its reply goes
+// to the stream's function.
+func (s *Stream) PfMerge(destkey string, sourcekeys ...string) *Stream {
+	encPfMerge(&s.p.w, destkey, sourcekeys...)
+	return s
 }
 
 // encPing encodes PING followed by args.
@@ -5508,6 +6586,13 @@ func (p *Pipeline) Ping(args ...any) *Pipeline {
 	return p
 }
 
+// Ping queues PING followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Ping(args ...any) *Stream {
+	encPing(&s.p.w, args...)
+	return s
+}
+
 // encPSetEx encodes PSETEX key milliseconds value.
 func encPSetEx(w *cmdBuf, key string, milliseconds int64, value any) {
 	w.start(cmdPsetex, 4)
@@ -5541,6 +6626,13 @@ func (p *Pipeline) PSetEx(key string, milliseconds int64, value any) *Pipeline {
 	return p
 }
 
+// PSetEx queues PSETEX key milliseconds value. Its reply goes to the
+// stream's function.
+func (s *Stream) PSetEx(key string, milliseconds int64, value any) *Stream {
+	encPSetEx(&s.p.w, key, milliseconds, value)
+	return s
+}
+
 // encPTTL encodes PTTL key.
 func encPTTL(w *cmdBuf, key string) {
 	w.start(cmdPttl, 2)
@@ -5570,6 +6662,12 @@ func (t *Tx) PTTL(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) PTTL(key string) *Pipeline {
 	encPTTL(&p.w, key)
 	return p
+}
+
+// PTTL queues PTTL key. Its reply goes to the stream's function.
+func (s *Stream) PTTL(key string) *Stream {
+	encPTTL(&s.p.w, key)
+	return s
 }
 
 // encPublish encodes PUBLISH channel message.
@@ -5602,6 +6700,13 @@ func (t *Tx) Publish(ctx context.Context, channel string, message any) (int64, e
 func (p *Pipeline) Publish(channel string, message any) *Pipeline {
 	encPublish(&p.w, channel, message)
 	return p
+}
+
+// Publish queues PUBLISH channel message. Its reply goes to the stream's
+// function.
+func (s *Stream) Publish(channel string, message any) *Stream {
+	encPublish(&s.p.w, channel, message)
+	return s
 }
 
 // encPubSubChannels encodes PUBSUB CHANNELS followed by args.
@@ -5640,6 +6745,13 @@ func (p *Pipeline) PubSubChannels(args ...any) *Pipeline {
 	return p
 }
 
+// PubSubChannels queues PUBSUB CHANNELS followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) PubSubChannels(args ...any) *Stream {
+	encPubSubChannels(&s.p.w, args...)
+	return s
+}
+
 // encPubSubNumPat encodes PUBSUB NUMPAT.
 func encPubSubNumPat(w *cmdBuf) {
 	w.start(cmdPubsubNumpat, 2)
@@ -5668,6 +6780,13 @@ func (t *Tx) PubSubNumPat(ctx context.Context) (int64, error) {
 func (p *Pipeline) PubSubNumPat() *Pipeline {
 	encPubSubNumPat(&p.w)
 	return p
+}
+
+// PubSubNumPat queues PUBSUB NUMPAT. Its reply goes to the stream's
+// function.
+func (s *Stream) PubSubNumPat() *Stream {
+	encPubSubNumPat(&s.p.w)
+	return s
 }
 
 // encPubSubNumSub encodes PUBSUB NUMSUB channel [channel ...].
@@ -5700,6 +6819,13 @@ func (t *Tx) PubSubNumSub(ctx context.Context, channels ...string) (Value, error
 func (p *Pipeline) PubSubNumSub(channels ...string) *Pipeline {
 	encPubSubNumSub(&p.w, channels...)
 	return p
+}
+
+// PubSubNumSub queues PUBSUB NUMSUB channel [channel ...]. Its reply goes
+// to the stream's function.
+func (s *Stream) PubSubNumSub(channels ...string) *Stream {
+	encPubSubNumSub(&s.p.w, channels...)
+	return s
 }
 
 // encPubSubShardChannels encodes PUBSUB SHARDCHANNELS followed by args.
@@ -5738,6 +6864,13 @@ func (p *Pipeline) PubSubShardChannels(args ...any) *Pipeline {
 	return p
 }
 
+// PubSubShardChannels queues PUBSUB SHARDCHANNELS followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) PubSubShardChannels(args ...any) *Stream {
+	encPubSubShardChannels(&s.p.w, args...)
+	return s
+}
+
 // encPubSubShardNumSub encodes PUBSUB SHARDNUMSUB shardchannel
 // [shardchannel ...].
 func encPubSubShardNumSub(w *cmdBuf, shardchannels ...string) {
@@ -5769,6 +6902,13 @@ func (t *Tx) PubSubShardNumSub(ctx context.Context, shardchannels ...string) (Va
 func (p *Pipeline) PubSubShardNumSub(shardchannels ...string) *Pipeline {
 	encPubSubShardNumSub(&p.w, shardchannels...)
 	return p
+}
+
+// PubSubShardNumSub queues PUBSUB SHARDNUMSUB shardchannel [shardchannel
+// ...]. Its reply goes to the stream's function.
+func (s *Stream) PubSubShardNumSub(shardchannels ...string) *Stream {
+	encPubSubShardNumSub(&s.p.w, shardchannels...)
+	return s
 }
 
 // encRandomKey encodes RANDOMKEY.
@@ -5803,6 +6943,12 @@ func (p *Pipeline) RandomKey() *Pipeline {
 	return p
 }
 
+// RandomKey queues RANDOMKEY. Its reply goes to the stream's function.
+func (s *Stream) RandomKey() *Stream {
+	encRandomKey(&s.p.w)
+	return s
+}
+
 // encRename encodes RENAME key newkey.
 func encRename(w *cmdBuf, key, newkey string) {
 	w.start(cmdRename, 3)
@@ -5835,6 +6981,12 @@ func (p *Pipeline) Rename(key, newkey string) *Pipeline {
 	return p
 }
 
+// Rename queues RENAME key newkey. Its reply goes to the stream's function.
+func (s *Stream) Rename(key, newkey string) *Stream {
+	encRename(&s.p.w, key, newkey)
+	return s
+}
+
 // encRenameNX encodes RENAMENX key newkey.
 func encRenameNX(w *cmdBuf, key, newkey string) {
 	w.start(cmdRenamenx, 3)
@@ -5865,6 +7017,13 @@ func (t *Tx) RenameNX(ctx context.Context, key, newkey string) (bool, error) {
 func (p *Pipeline) RenameNX(key, newkey string) *Pipeline {
 	encRenameNX(&p.w, key, newkey)
 	return p
+}
+
+// RenameNX queues RENAMENX key newkey. Its reply goes to the stream's
+// function.
+func (s *Stream) RenameNX(key, newkey string) *Stream {
+	encRenameNX(&s.p.w, key, newkey)
+	return s
 }
 
 // encReplicaOf encodes REPLICAOF followed by args.
@@ -5902,6 +7061,13 @@ func (t *Tx) ReplicaOf(ctx context.Context, args ...any) error {
 func (p *Pipeline) ReplicaOf(args ...any) *Pipeline {
 	encReplicaOf(&p.w, args...)
 	return p
+}
+
+// ReplicaOf queues REPLICAOF followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ReplicaOf(args ...any) *Stream {
+	encReplicaOf(&s.p.w, args...)
+	return s
 }
 
 // encRestore encodes RESTORE key ttl serialized-value followed by args.
@@ -5947,6 +7113,13 @@ func (p *Pipeline) Restore(key string, ttl int64, serializedValue string, args .
 	return p
 }
 
+// Restore queues RESTORE key ttl serialized-value followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) Restore(key string, ttl int64, serializedValue string, args ...any) *Stream {
+	encRestore(&s.p.w, key, ttl, serializedValue, args...)
+	return s
+}
+
 // encRole encodes ROLE.
 func encRole(w *cmdBuf) {
 	w.start(cmdRole, 1)
@@ -5975,6 +7148,12 @@ func (t *Tx) Role(ctx context.Context) (Value, error) {
 func (p *Pipeline) Role() *Pipeline {
 	encRole(&p.w)
 	return p
+}
+
+// Role queues ROLE. Its reply goes to the stream's function.
+func (s *Stream) Role() *Stream {
+	encRole(&s.p.w)
+	return s
 }
 
 // encRPop encodes RPOP key.
@@ -6008,6 +7187,12 @@ func (t *Tx) RPop(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) RPop(key string) *Pipeline {
 	encRPop(&p.w, key)
 	return p
+}
+
+// RPop queues RPOP key. Its reply goes to the stream's function.
+func (s *Stream) RPop(key string) *Stream {
+	encRPop(&s.p.w, key)
+	return s
 }
 
 // encRPopCount encodes RPOP key count.
@@ -6044,6 +7229,12 @@ func (p *Pipeline) RPopCount(key string, count int64) *Pipeline {
 	return p
 }
 
+// RPopCount queues RPOP key count. Its reply goes to the stream's function.
+func (s *Stream) RPopCount(key string, count int64) *Stream {
+	encRPopCount(&s.p.w, key, count)
+	return s
+}
+
 // encRPopLPush encodes RPOPLPUSH source destination.
 func encRPopLPush(w *cmdBuf, source, destination string) {
 	w.start(cmdRpoplpush, 3)
@@ -6078,6 +7269,13 @@ func (p *Pipeline) RPopLPush(source, destination string) *Pipeline {
 	return p
 }
 
+// RPopLPush queues RPOPLPUSH source destination. Its reply goes to the
+// stream's function.
+func (s *Stream) RPopLPush(source, destination string) *Stream {
+	encRPopLPush(&s.p.w, source, destination)
+	return s
+}
+
 // encRPush encodes RPUSH key element [element ...].
 func encRPush(w *cmdBuf, key string, elements ...any) {
 	w.start(cmdRpush, 2+len(elements))
@@ -6108,6 +7306,13 @@ func (t *Tx) RPush(ctx context.Context, key string, elements ...any) (int64, err
 func (p *Pipeline) RPush(key string, elements ...any) *Pipeline {
 	encRPush(&p.w, key, elements...)
 	return p
+}
+
+// RPush queues RPUSH key element [element ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) RPush(key string, elements ...any) *Stream {
+	encRPush(&s.p.w, key, elements...)
+	return s
 }
 
 // encRPushX encodes RPUSHX key element [element ...].
@@ -6143,6 +7348,13 @@ func (p *Pipeline) RPushX(key string, elements ...any) *Pipeline {
 	return p
 }
 
+// RPushX queues RPUSHX key element [element ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) RPushX(key string, elements ...any) *Stream {
+	encRPushX(&s.p.w, key, elements...)
+	return s
+}
+
 // encSAdd encodes SADD key member [member ...].
 func encSAdd(w *cmdBuf, key string, members ...any) {
 	w.start(cmdSadd, 2+len(members))
@@ -6175,6 +7387,13 @@ func (p *Pipeline) SAdd(key string, members ...any) *Pipeline {
 	return p
 }
 
+// SAdd queues SADD key member [member ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) SAdd(key string, members ...any) *Stream {
+	encSAdd(&s.p.w, key, members...)
+	return s
+}
+
 // encSave encodes SAVE.
 func encSave(w *cmdBuf) {
 	w.start(cmdSave, 1)
@@ -6203,6 +7422,12 @@ func (t *Tx) Save(ctx context.Context) error {
 func (p *Pipeline) Save() *Pipeline {
 	encSave(&p.w)
 	return p
+}
+
+// Save queues SAVE. Its reply goes to the stream's function.
+func (s *Stream) Save() *Stream {
+	encSave(&s.p.w)
+	return s
 }
 
 // encScan encodes SCAN cursor followed by args.
@@ -6243,6 +7468,13 @@ func (p *Pipeline) Scan(cursor int64, args ...any) *Pipeline {
 	return p
 }
 
+// Scan queues SCAN cursor followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Scan(cursor int64, args ...any) *Stream {
+	encScan(&s.p.w, cursor, args...)
+	return s
+}
+
 // encSCard encodes SCARD key.
 func encSCard(w *cmdBuf, key string) {
 	w.start(cmdScard, 2)
@@ -6272,6 +7504,12 @@ func (t *Tx) SCard(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) SCard(key string) *Pipeline {
 	encSCard(&p.w, key)
 	return p
+}
+
+// SCard queues SCARD key. Its reply goes to the stream's function.
+func (s *Stream) SCard(key string) *Stream {
+	encSCard(&s.p.w, key)
+	return s
 }
 
 // encScriptExists encodes SCRIPT EXISTS sha1 [sha1 ...].
@@ -6304,6 +7542,13 @@ func (t *Tx) ScriptExists(ctx context.Context, sha1s ...string) ([]int64, error)
 func (p *Pipeline) ScriptExists(sha1s ...string) *Pipeline {
 	encScriptExists(&p.w, sha1s...)
 	return p
+}
+
+// ScriptExists queues SCRIPT EXISTS sha1 [sha1 ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) ScriptExists(sha1s ...string) *Stream {
+	encScriptExists(&s.p.w, sha1s...)
+	return s
 }
 
 // encScriptFlush encodes SCRIPT FLUSH followed by args.
@@ -6342,6 +7587,13 @@ func (p *Pipeline) ScriptFlush(args ...any) *Pipeline {
 	return p
 }
 
+// ScriptFlush queues SCRIPT FLUSH followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ScriptFlush(args ...any) *Stream {
+	encScriptFlush(&s.p.w, args...)
+	return s
+}
+
 // encScriptKill encodes SCRIPT KILL.
 func encScriptKill(w *cmdBuf) {
 	w.start(cmdScriptKill, 2)
@@ -6370,6 +7622,12 @@ func (t *Tx) ScriptKill(ctx context.Context) error {
 func (p *Pipeline) ScriptKill() *Pipeline {
 	encScriptKill(&p.w)
 	return p
+}
+
+// ScriptKill queues SCRIPT KILL. Its reply goes to the stream's function.
+func (s *Stream) ScriptKill() *Stream {
+	encScriptKill(&s.p.w)
+	return s
 }
 
 // encScriptLoad encodes SCRIPT LOAD script.
@@ -6401,6 +7659,13 @@ func (t *Tx) ScriptLoad(ctx context.Context, script string) (string, error) {
 func (p *Pipeline) ScriptLoad(script string) *Pipeline {
 	encScriptLoad(&p.w, script)
 	return p
+}
+
+// ScriptLoad queues SCRIPT LOAD script. Its reply goes to the stream's
+// function.
+func (s *Stream) ScriptLoad(script string) *Stream {
+	encScriptLoad(&s.p.w, script)
+	return s
 }
 
 // encSDiff encodes SDIFF key [key ...].
@@ -6436,6 +7701,13 @@ func (p *Pipeline) SDiff(keys ...string) *Pipeline {
 	return p
 }
 
+// SDiff queues SDIFF key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) SDiff(keys ...string) *Stream {
+	encSDiff(&s.p.w, keys...)
+	return s
+}
+
 // encSDiffStore encodes SDIFFSTORE destination key [key ...].
 func encSDiffStore(w *cmdBuf, destination string, keys ...string) {
 	w.start(cmdSdiffstore, 2+len(keys))
@@ -6469,6 +7741,13 @@ func (t *Tx) SDiffStore(ctx context.Context, destination string, keys ...string)
 func (p *Pipeline) SDiffStore(destination string, keys ...string) *Pipeline {
 	encSDiffStore(&p.w, destination, keys...)
 	return p
+}
+
+// SDiffStore queues SDIFFSTORE destination key [key ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) SDiffStore(destination string, keys ...string) *Stream {
+	encSDiffStore(&s.p.w, destination, keys...)
+	return s
 }
 
 // encSet encodes SET key value followed by args.
@@ -6508,6 +7787,13 @@ func (t *Tx) Set(ctx context.Context, key string, value any, args ...any) error 
 func (p *Pipeline) Set(key string, value any, args ...any) *Pipeline {
 	encSet(&p.w, key, value, args...)
 	return p
+}
+
+// Set queues SET key value followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Set(key string, value any, args ...any) *Stream {
+	encSet(&s.p.w, key, value, args...)
+	return s
 }
 
 // encSetGet encodes SET key value GET followed by args.
@@ -6551,6 +7837,13 @@ func (p *Pipeline) SetGet(key string, value any, args ...any) *Pipeline {
 	return p
 }
 
+// SetGet queues SET key value GET followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) SetGet(key string, value any, args ...any) *Stream {
+	encSetGet(&s.p.w, key, value, args...)
+	return s
+}
+
 // encSetBit encodes SETBIT key offset value.
 func encSetBit(w *cmdBuf, key string, offset, value int64) {
 	w.start(cmdSetbit, 4)
@@ -6586,6 +7879,13 @@ func (p *Pipeline) SetBit(key string, offset, value int64) *Pipeline {
 	return p
 }
 
+// SetBit queues SETBIT key offset value. Its reply goes to the stream's
+// function.
+func (s *Stream) SetBit(key string, offset, value int64) *Stream {
+	encSetBit(&s.p.w, key, offset, value)
+	return s
+}
+
 // encSetEx encodes SETEX key seconds value.
 func encSetEx(w *cmdBuf, key string, seconds int64, value any) {
 	w.start(cmdSetex, 4)
@@ -6619,6 +7919,13 @@ func (p *Pipeline) SetEx(key string, seconds int64, value any) *Pipeline {
 	return p
 }
 
+// SetEx queues SETEX key seconds value. Its reply goes to the stream's
+// function.
+func (s *Stream) SetEx(key string, seconds int64, value any) *Stream {
+	encSetEx(&s.p.w, key, seconds, value)
+	return s
+}
+
 // encSetNX encodes SETNX key value.
 func encSetNX(w *cmdBuf, key string, value any) {
 	w.start(cmdSetnx, 3)
@@ -6649,6 +7956,12 @@ func (t *Tx) SetNX(ctx context.Context, key string, value any) (bool, error) {
 func (p *Pipeline) SetNX(key string, value any) *Pipeline {
 	encSetNX(&p.w, key, value)
 	return p
+}
+
+// SetNX queues SETNX key value. Its reply goes to the stream's function.
+func (s *Stream) SetNX(key string, value any) *Stream {
+	encSetNX(&s.p.w, key, value)
+	return s
 }
 
 // encSetRange encodes SETRANGE key offset value.
@@ -6684,6 +7997,13 @@ func (t *Tx) SetRange(ctx context.Context, key string, offset int64, value any) 
 func (p *Pipeline) SetRange(key string, offset int64, value any) *Pipeline {
 	encSetRange(&p.w, key, offset, value)
 	return p
+}
+
+// SetRange queues SETRANGE key offset value. Its reply goes to the stream's
+// function.
+func (s *Stream) SetRange(key string, offset int64, value any) *Stream {
+	encSetRange(&s.p.w, key, offset, value)
+	return s
 }
 
 // encShutdown encodes SHUTDOWN followed by args.
@@ -6723,6 +8043,13 @@ func (p *Pipeline) Shutdown(args ...any) *Pipeline {
 	return p
 }
 
+// Shutdown queues SHUTDOWN followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Shutdown(args ...any) *Stream {
+	encShutdown(&s.p.w, args...)
+	return s
+}
+
 // encSInter encodes SINTER key [key ...].
 func encSInter(w *cmdBuf, keys ...string) {
 	w.start(cmdSinter, 1+len(keys))
@@ -6754,6 +8081,13 @@ func (t *Tx) SInter(ctx context.Context, keys ...string) ([]string, error) {
 func (p *Pipeline) SInter(keys ...string) *Pipeline {
 	encSInter(&p.w, keys...)
 	return p
+}
+
+// SInter queues SINTER key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) SInter(keys ...string) *Stream {
+	encSInter(&s.p.w, keys...)
+	return s
 }
 
 // encSInterCard encodes SINTERCARD numkeys followed by args.
@@ -6795,6 +8129,13 @@ func (p *Pipeline) SInterCard(numkeys int64, args ...any) *Pipeline {
 	return p
 }
 
+// SInterCard queues SINTERCARD numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) SInterCard(numkeys int64, args ...any) *Stream {
+	encSInterCard(&s.p.w, numkeys, args...)
+	return s
+}
+
 // encSInterStore encodes SINTERSTORE destination key [key ...].
 func encSInterStore(w *cmdBuf, destination string, keys ...string) {
 	w.start(cmdSinterstore, 2+len(keys))
@@ -6832,6 +8173,13 @@ func (p *Pipeline) SInterStore(destination string, keys ...string) *Pipeline {
 	return p
 }
 
+// SInterStore queues SINTERSTORE destination key [key ...]. Its reply goes
+// to the stream's function.
+func (s *Stream) SInterStore(destination string, keys ...string) *Stream {
+	encSInterStore(&s.p.w, destination, keys...)
+	return s
+}
+
 // encSIsMember encodes SISMEMBER key member.
 func encSIsMember(w *cmdBuf, key string, member any) {
 	w.start(cmdSismember, 3)
@@ -6862,6 +8210,13 @@ func (t *Tx) SIsMember(ctx context.Context, key string, member any) (bool, error
 func (p *Pipeline) SIsMember(key string, member any) *Pipeline {
 	encSIsMember(&p.w, key, member)
 	return p
+}
+
+// SIsMember queues SISMEMBER key member. Its reply goes to the stream's
+// function.
+func (s *Stream) SIsMember(key string, member any) *Stream {
+	encSIsMember(&s.p.w, key, member)
+	return s
 }
 
 // encSlowLogGet encodes SLOWLOG GET followed by args.
@@ -6900,6 +8255,13 @@ func (p *Pipeline) SlowLogGet(args ...any) *Pipeline {
 	return p
 }
 
+// SlowLogGet queues SLOWLOG GET followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) SlowLogGet(args ...any) *Stream {
+	encSlowLogGet(&s.p.w, args...)
+	return s
+}
+
 // encSlowLogLen encodes SLOWLOG LEN.
 func encSlowLogLen(w *cmdBuf) {
 	w.start(cmdSlowlogLen, 2)
@@ -6928,6 +8290,12 @@ func (t *Tx) SlowLogLen(ctx context.Context) (int64, error) {
 func (p *Pipeline) SlowLogLen() *Pipeline {
 	encSlowLogLen(&p.w)
 	return p
+}
+
+// SlowLogLen queues SLOWLOG LEN. Its reply goes to the stream's function.
+func (s *Stream) SlowLogLen() *Stream {
+	encSlowLogLen(&s.p.w)
+	return s
 }
 
 // encSlowLogReset encodes SLOWLOG RESET.
@@ -6960,6 +8328,13 @@ func (p *Pipeline) SlowLogReset() *Pipeline {
 	return p
 }
 
+// SlowLogReset queues SLOWLOG RESET. Its reply goes to the stream's
+// function.
+func (s *Stream) SlowLogReset() *Stream {
+	encSlowLogReset(&s.p.w)
+	return s
+}
+
 // encSMembers encodes SMEMBERS key.
 func encSMembers(w *cmdBuf, key string) {
 	w.start(cmdSmembers, 2)
@@ -6989,6 +8364,12 @@ func (t *Tx) SMembers(ctx context.Context, key string) ([]string, error) {
 func (p *Pipeline) SMembers(key string) *Pipeline {
 	encSMembers(&p.w, key)
 	return p
+}
+
+// SMembers queues SMEMBERS key. Its reply goes to the stream's function.
+func (s *Stream) SMembers(key string) *Stream {
+	encSMembers(&s.p.w, key)
+	return s
 }
 
 // encSMIsMember encodes SMISMEMBER key member [member ...].
@@ -7026,6 +8407,13 @@ func (p *Pipeline) SMIsMember(key string, members ...any) *Pipeline {
 	return p
 }
 
+// SMIsMember queues SMISMEMBER key member [member ...]. Its reply goes to
+// the stream's function.
+func (s *Stream) SMIsMember(key string, members ...any) *Stream {
+	encSMIsMember(&s.p.w, key, members...)
+	return s
+}
+
 // encSMove encodes SMOVE source destination member.
 func encSMove(w *cmdBuf, source, destination string, member any) {
 	w.start(cmdSmove, 4)
@@ -7057,6 +8445,13 @@ func (t *Tx) SMove(ctx context.Context, source, destination string, member any) 
 func (p *Pipeline) SMove(source, destination string, member any) *Pipeline {
 	encSMove(&p.w, source, destination, member)
 	return p
+}
+
+// SMove queues SMOVE source destination member. Its reply goes to the
+// stream's function.
+func (s *Stream) SMove(source, destination string, member any) *Stream {
+	encSMove(&s.p.w, source, destination, member)
+	return s
 }
 
 // encSort encodes SORT key followed by args.
@@ -7093,6 +8488,13 @@ func (t *Tx) Sort(ctx context.Context, key string, args ...any) (Value, error) {
 func (p *Pipeline) Sort(key string, args ...any) *Pipeline {
 	encSort(&p.w, key, args...)
 	return p
+}
+
+// Sort queues SORT key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) Sort(key string, args ...any) *Stream {
+	encSort(&s.p.w, key, args...)
+	return s
 }
 
 // encSortRO encodes SORT_RO key followed by args.
@@ -7133,6 +8535,13 @@ func (p *Pipeline) SortRO(key string, args ...any) *Pipeline {
 	return p
 }
 
+// SortRO queues SORT_RO key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) SortRO(key string, args ...any) *Stream {
+	encSortRO(&s.p.w, key, args...)
+	return s
+}
+
 // encSPop encodes SPOP key.
 func encSPop(w *cmdBuf, key string) {
 	w.start(cmdSpop, 2)
@@ -7164,6 +8573,12 @@ func (t *Tx) SPop(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) SPop(key string) *Pipeline {
 	encSPop(&p.w, key)
 	return p
+}
+
+// SPop queues SPOP key. Its reply goes to the stream's function.
+func (s *Stream) SPop(key string) *Stream {
+	encSPop(&s.p.w, key)
+	return s
 }
 
 // encSPopN encodes SPOP key count.
@@ -7198,6 +8613,12 @@ func (p *Pipeline) SPopN(key string, count int64) *Pipeline {
 	return p
 }
 
+// SPopN queues SPOP key count. Its reply goes to the stream's function.
+func (s *Stream) SPopN(key string, count int64) *Stream {
+	encSPopN(&s.p.w, key, count)
+	return s
+}
+
 // encSPublish encodes SPUBLISH shardchannel message.
 func encSPublish(w *cmdBuf, shardchannel string, message any) {
 	w.start(cmdSpublish, 3)
@@ -7228,6 +8649,13 @@ func (t *Tx) SPublish(ctx context.Context, shardchannel string, message any) (in
 func (p *Pipeline) SPublish(shardchannel string, message any) *Pipeline {
 	encSPublish(&p.w, shardchannel, message)
 	return p
+}
+
+// SPublish queues SPUBLISH shardchannel message. Its reply goes to the
+// stream's function.
+func (s *Stream) SPublish(shardchannel string, message any) *Stream {
+	encSPublish(&s.p.w, shardchannel, message)
+	return s
 }
 
 // encSRandMember encodes SRANDMEMBER key.
@@ -7263,6 +8691,13 @@ func (p *Pipeline) SRandMember(key string) *Pipeline {
 	return p
 }
 
+// SRandMember queues SRANDMEMBER key. Its reply goes to the stream's
+// function.
+func (s *Stream) SRandMember(key string) *Stream {
+	encSRandMember(&s.p.w, key)
+	return s
+}
+
 // encSRandMemberN encodes SRANDMEMBER key count.
 func encSRandMemberN(w *cmdBuf, key string, count int64) {
 	w.start(cmdSrandmember, 3)
@@ -7295,6 +8730,13 @@ func (p *Pipeline) SRandMemberN(key string, count int64) *Pipeline {
 	return p
 }
 
+// SRandMemberN queues SRANDMEMBER key count. Its reply goes to the stream's
+// function.
+func (s *Stream) SRandMemberN(key string, count int64) *Stream {
+	encSRandMemberN(&s.p.w, key, count)
+	return s
+}
+
 // encSRem encodes SREM key member [member ...].
 func encSRem(w *cmdBuf, key string, members ...any) {
 	w.start(cmdSrem, 2+len(members))
@@ -7325,6 +8767,13 @@ func (t *Tx) SRem(ctx context.Context, key string, members ...any) (int64, error
 func (p *Pipeline) SRem(key string, members ...any) *Pipeline {
 	encSRem(&p.w, key, members...)
 	return p
+}
+
+// SRem queues SREM key member [member ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) SRem(key string, members ...any) *Stream {
+	encSRem(&s.p.w, key, members...)
+	return s
 }
 
 // encSScan encodes SSCAN key cursor followed by args.
@@ -7367,6 +8816,13 @@ func (p *Pipeline) SScan(key string, cursor int64, args ...any) *Pipeline {
 	return p
 }
 
+// SScan queues SSCAN key cursor followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) SScan(key string, cursor int64, args ...any) *Stream {
+	encSScan(&s.p.w, key, cursor, args...)
+	return s
+}
+
 // encStrLen encodes STRLEN key.
 func encStrLen(w *cmdBuf, key string) {
 	w.start(cmdStrlen, 2)
@@ -7396,6 +8852,12 @@ func (t *Tx) StrLen(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) StrLen(key string) *Pipeline {
 	encStrLen(&p.w, key)
 	return p
+}
+
+// StrLen queues STRLEN key. Its reply goes to the stream's function.
+func (s *Stream) StrLen(key string) *Stream {
+	encStrLen(&s.p.w, key)
+	return s
 }
 
 // encSUnion encodes SUNION key [key ...].
@@ -7429,6 +8891,13 @@ func (t *Tx) SUnion(ctx context.Context, keys ...string) ([]string, error) {
 func (p *Pipeline) SUnion(keys ...string) *Pipeline {
 	encSUnion(&p.w, keys...)
 	return p
+}
+
+// SUnion queues SUNION key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) SUnion(keys ...string) *Stream {
+	encSUnion(&s.p.w, keys...)
+	return s
 }
 
 // encSUnionStore encodes SUNIONSTORE destination key [key ...].
@@ -7466,6 +8935,13 @@ func (p *Pipeline) SUnionStore(destination string, keys ...string) *Pipeline {
 	return p
 }
 
+// SUnionStore queues SUNIONSTORE destination key [key ...]. Its reply goes
+// to the stream's function.
+func (s *Stream) SUnionStore(destination string, keys ...string) *Stream {
+	encSUnionStore(&s.p.w, destination, keys...)
+	return s
+}
+
 // encSwapDB encodes SWAPDB index1 index2.
 func encSwapDB(w *cmdBuf, index1, index2 int64) {
 	w.start(cmdSwapdb, 3)
@@ -7498,6 +8974,13 @@ func (p *Pipeline) SwapDB(index1, index2 int64) *Pipeline {
 	return p
 }
 
+// SwapDB queues SWAPDB index1 index2. Its reply goes to the stream's
+// function.
+func (s *Stream) SwapDB(index1, index2 int64) *Stream {
+	encSwapDB(&s.p.w, index1, index2)
+	return s
+}
+
 // encTime encodes TIME.
 func encTime(w *cmdBuf) {
 	w.start(cmdTime, 1)
@@ -7526,6 +9009,12 @@ func (t *Tx) Time(ctx context.Context) ([]string, error) {
 func (p *Pipeline) Time() *Pipeline {
 	encTime(&p.w)
 	return p
+}
+
+// Time queues TIME. Its reply goes to the stream's function.
+func (s *Stream) Time() *Stream {
+	encTime(&s.p.w)
+	return s
 }
 
 // encTouch encodes TOUCH key [key ...].
@@ -7563,6 +9052,13 @@ func (p *Pipeline) Touch(keys ...string) *Pipeline {
 	return p
 }
 
+// Touch queues TOUCH key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) Touch(keys ...string) *Stream {
+	encTouch(&s.p.w, keys...)
+	return s
+}
+
 // encTTL encodes TTL key.
 func encTTL(w *cmdBuf, key string) {
 	w.start(cmdTtl, 2)
@@ -7594,6 +9090,12 @@ func (p *Pipeline) TTL(key string) *Pipeline {
 	return p
 }
 
+// TTL queues TTL key. Its reply goes to the stream's function.
+func (s *Stream) TTL(key string) *Stream {
+	encTTL(&s.p.w, key)
+	return s
+}
+
 // encType encodes TYPE key.
 func encType(w *cmdBuf, key string) {
 	w.start(cmdType, 2)
@@ -7623,6 +9125,12 @@ func (t *Tx) Type(ctx context.Context, key string) (string, error) {
 func (p *Pipeline) Type(key string) *Pipeline {
 	encType(&p.w, key)
 	return p
+}
+
+// Type queues TYPE key. Its reply goes to the stream's function.
+func (s *Stream) Type(key string) *Stream {
+	encType(&s.p.w, key)
+	return s
 }
 
 // encUnlink encodes UNLINK key [key ...].
@@ -7660,6 +9168,13 @@ func (p *Pipeline) Unlink(keys ...string) *Pipeline {
 	return p
 }
 
+// Unlink queues UNLINK key [key ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) Unlink(keys ...string) *Stream {
+	encUnlink(&s.p.w, keys...)
+	return s
+}
+
 // encWait encodes WAIT numreplicas timeout.
 func encWait(w *cmdBuf, numreplicas, timeout int64) {
 	w.start(cmdWait, 3)
@@ -7692,6 +9207,13 @@ func (t *Tx) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error
 func (p *Pipeline) Wait(numreplicas, timeout int64) *Pipeline {
 	encWait(&p.w, numreplicas, timeout)
 	return p
+}
+
+// Wait queues WAIT numreplicas timeout. Its reply goes to the stream's
+// function.
+func (s *Stream) Wait(numreplicas, timeout int64) *Stream {
+	encWait(&s.p.w, numreplicas, timeout)
+	return s
 }
 
 // encXAck encodes XACK key group id [id ...].
@@ -7733,6 +9255,13 @@ func (p *Pipeline) XAck(key, group string, ids ...string) *Pipeline {
 	return p
 }
 
+// XAck queues XACK key group id [id ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) XAck(key, group string, ids ...string) *Stream {
+	encXAck(&s.p.w, key, group, ids...)
+	return s
+}
+
 // encXAdd encodes XADD key followed by args.
 func encXAdd(w *cmdBuf, key string, args ...any) {
 	w.start(cmdXadd, 2+len(args))
@@ -7769,6 +9298,13 @@ func (t *Tx) XAdd(ctx context.Context, key string, args ...any) (string, error) 
 func (p *Pipeline) XAdd(key string, args ...any) *Pipeline {
 	encXAdd(&p.w, key, args...)
 	return p
+}
+
+// XAdd queues XADD key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) XAdd(key string, args ...any) *Stream {
+	encXAdd(&s.p.w, key, args...)
+	return s
 }
 
 // encXAutoClaim encodes XAUTOCLAIM key group consumer min-idle-time start
@@ -7815,6 +9351,13 @@ func (p *Pipeline) XAutoClaim(key, group, consumer, minIdleTime string, start an
 	return p
 }
 
+// XAutoClaim queues XAUTOCLAIM key group consumer min-idle-time start
+// followed by args. Its reply goes to the stream's function.
+func (s *Stream) XAutoClaim(key, group, consumer, minIdleTime string, start any, args ...any) *Stream {
+	encXAutoClaim(&s.p.w, key, group, consumer, minIdleTime, start, args...)
+	return s
+}
+
 // encXClaim encodes XCLAIM key group consumer min-idle-time followed by
 // args.
 func encXClaim(w *cmdBuf, key, group, consumer, minIdleTime string, args ...any) {
@@ -7858,6 +9401,13 @@ func (p *Pipeline) XClaim(key, group, consumer, minIdleTime string, args ...any)
 	return p
 }
 
+// XClaim queues XCLAIM key group consumer min-idle-time followed by args.
+// Its reply goes to the stream's function.
+func (s *Stream) XClaim(key, group, consumer, minIdleTime string, args ...any) *Stream {
+	encXClaim(&s.p.w, key, group, consumer, minIdleTime, args...)
+	return s
+}
+
 // encXDel encodes XDEL key id [id ...].
 func encXDel(w *cmdBuf, key string, ids ...string) {
 	w.start(cmdXdel, 2+len(ids))
@@ -7892,6 +9442,13 @@ func (t *Tx) XDel(ctx context.Context, key string, ids ...string) (int64, error)
 func (p *Pipeline) XDel(key string, ids ...string) *Pipeline {
 	encXDel(&p.w, key, ids...)
 	return p
+}
+
+// XDel queues XDEL key id [id ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) XDel(key string, ids ...string) *Stream {
+	encXDel(&s.p.w, key, ids...)
+	return s
 }
 
 // encXGroupCreate encodes XGROUP CREATE key groupname id followed by args.
@@ -7933,6 +9490,13 @@ func (p *Pipeline) XGroupCreate(key, groupname, id string, args ...any) *Pipelin
 	return p
 }
 
+// XGroupCreate queues XGROUP CREATE key groupname id followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) XGroupCreate(key, groupname, id string, args ...any) *Stream {
+	encXGroupCreate(&s.p.w, key, groupname, id, args...)
+	return s
+}
+
 // encXGroupCreateConsumer encodes XGROUP CREATECONSUMER key groupname
 // consumername.
 func encXGroupCreateConsumer(w *cmdBuf, key, groupname, consumername string) {
@@ -7966,6 +9530,13 @@ func (t *Tx) XGroupCreateConsumer(ctx context.Context, key, groupname, consumern
 func (p *Pipeline) XGroupCreateConsumer(key, groupname, consumername string) *Pipeline {
 	encXGroupCreateConsumer(&p.w, key, groupname, consumername)
 	return p
+}
+
+// XGroupCreateConsumer queues XGROUP CREATECONSUMER key groupname
+// consumername. Its reply goes to the stream's function.
+func (s *Stream) XGroupCreateConsumer(key, groupname, consumername string) *Stream {
+	encXGroupCreateConsumer(&s.p.w, key, groupname, consumername)
+	return s
 }
 
 // encXGroupDelConsumer encodes XGROUP DELCONSUMER key groupname
@@ -8003,6 +9574,13 @@ func (p *Pipeline) XGroupDelConsumer(key, groupname, consumername string) *Pipel
 	return p
 }
 
+// XGroupDelConsumer queues XGROUP DELCONSUMER key groupname consumername.
+// Its reply goes to the stream's function.
+func (s *Stream) XGroupDelConsumer(key, groupname, consumername string) *Stream {
+	encXGroupDelConsumer(&s.p.w, key, groupname, consumername)
+	return s
+}
+
 // encXGroupDestroy encodes XGROUP DESTROY key groupname.
 func encXGroupDestroy(w *cmdBuf, key, groupname string) {
 	w.start(cmdXgroupDestroy, 4)
@@ -8034,6 +9612,13 @@ func (t *Tx) XGroupDestroy(ctx context.Context, key, groupname string) (int64, e
 func (p *Pipeline) XGroupDestroy(key, groupname string) *Pipeline {
 	encXGroupDestroy(&p.w, key, groupname)
 	return p
+}
+
+// XGroupDestroy queues XGROUP DESTROY key groupname. Its reply goes to the
+// stream's function.
+func (s *Stream) XGroupDestroy(key, groupname string) *Stream {
+	encXGroupDestroy(&s.p.w, key, groupname)
+	return s
 }
 
 // encXGroupSetID encodes XGROUP SETID key groupname id followed by args.
@@ -8077,6 +9662,13 @@ func (p *Pipeline) XGroupSetID(key, groupname, id string, args ...any) *Pipeline
 	return p
 }
 
+// XGroupSetID queues XGROUP SETID key groupname id followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) XGroupSetID(key, groupname, id string, args ...any) *Stream {
+	encXGroupSetID(&s.p.w, key, groupname, id, args...)
+	return s
+}
+
 // encXInfoConsumers encodes XINFO CONSUMERS key groupname.
 func encXInfoConsumers(w *cmdBuf, key, groupname string) {
 	w.start(cmdXinfoConsumers, 4)
@@ -8110,6 +9702,13 @@ func (p *Pipeline) XInfoConsumers(key, groupname string) *Pipeline {
 	return p
 }
 
+// XInfoConsumers queues XINFO CONSUMERS key groupname. Its reply goes to
+// the stream's function.
+func (s *Stream) XInfoConsumers(key, groupname string) *Stream {
+	encXInfoConsumers(&s.p.w, key, groupname)
+	return s
+}
+
 // encXInfoGroups encodes XINFO GROUPS key.
 func encXInfoGroups(w *cmdBuf, key string) {
 	w.start(cmdXinfoGroups, 3)
@@ -8139,6 +9738,13 @@ func (t *Tx) XInfoGroups(ctx context.Context, key string) (Value, error) {
 func (p *Pipeline) XInfoGroups(key string) *Pipeline {
 	encXInfoGroups(&p.w, key)
 	return p
+}
+
+// XInfoGroups queues XINFO GROUPS key. Its reply goes to the stream's
+// function.
+func (s *Stream) XInfoGroups(key string) *Stream {
+	encXInfoGroups(&s.p.w, key)
+	return s
 }
 
 // encXInfoStream encodes XINFO STREAM key followed by args.
@@ -8178,6 +9784,13 @@ func (p *Pipeline) XInfoStream(key string, args ...any) *Pipeline {
 	return p
 }
 
+// XInfoStream queues XINFO STREAM key followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) XInfoStream(key string, args ...any) *Stream {
+	encXInfoStream(&s.p.w, key, args...)
+	return s
+}
+
 // encXLen encodes XLEN key.
 func encXLen(w *cmdBuf, key string) {
 	w.start(cmdXlen, 2)
@@ -8207,6 +9820,12 @@ func (t *Tx) XLen(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) XLen(key string) *Pipeline {
 	encXLen(&p.w, key)
 	return p
+}
+
+// XLen queues XLEN key. Its reply goes to the stream's function.
+func (s *Stream) XLen(key string) *Stream {
+	encXLen(&s.p.w, key)
+	return s
 }
 
 // encXPending encodes XPENDING key group followed by args.
@@ -8247,6 +9866,13 @@ func (t *Tx) XPending(ctx context.Context, key, group string, args ...any) (Valu
 func (p *Pipeline) XPending(key, group string, args ...any) *Pipeline {
 	encXPending(&p.w, key, group, args...)
 	return p
+}
+
+// XPending queues XPENDING key group followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) XPending(key, group string, args ...any) *Stream {
+	encXPending(&s.p.w, key, group, args...)
+	return s
 }
 
 // encXRange encodes XRANGE key start end followed by args.
@@ -8290,6 +9916,13 @@ func (p *Pipeline) XRange(key string, start, end any, args ...any) *Pipeline {
 	return p
 }
 
+// XRange queues XRANGE key start end followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) XRange(key string, start, end any, args ...any) *Stream {
+	encXRange(&s.p.w, key, start, end, args...)
+	return s
+}
+
 // encXRead encodes XREAD followed by args.
 func encXRead(w *cmdBuf, args ...any) {
 	w.start(cmdXread, 1+len(args))
@@ -8329,6 +9962,13 @@ func (t *Tx) XRead(ctx context.Context, args ...any) (Value, error) {
 func (p *Pipeline) XRead(args ...any) *Pipeline {
 	encXRead(&p.w, args...)
 	return p
+}
+
+// XRead queues XREAD followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) XRead(args ...any) *Stream {
+	encXRead(&s.p.w, args...)
+	return s
 }
 
 // encXReadGroup encodes XREADGROUP GROUP group consumer followed by args.
@@ -8376,6 +10016,13 @@ func (p *Pipeline) XReadGroup(group, consumer string, args ...any) *Pipeline {
 	return p
 }
 
+// XReadGroup queues XREADGROUP GROUP group consumer followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) XReadGroup(group, consumer string, args ...any) *Stream {
+	encXReadGroup(&s.p.w, group, consumer, args...)
+	return s
+}
+
 // encXRevRange encodes XREVRANGE key end start followed by args.
 func encXRevRange(w *cmdBuf, key string, end, start any, args ...any) {
 	w.start(cmdXrevrange, 4+len(args))
@@ -8419,6 +10066,13 @@ func (p *Pipeline) XRevRange(key string, end, start any, args ...any) *Pipeline 
 	return p
 }
 
+// XRevRange queues XREVRANGE key end start followed by args. Its reply goes
+// to the stream's function.
+func (s *Stream) XRevRange(key string, end, start any, args ...any) *Stream {
+	encXRevRange(&s.p.w, key, end, start, args...)
+	return s
+}
+
 // encXSetID encodes XSETID key last-id followed by args.
 func encXSetID(w *cmdBuf, key, lastID string, args ...any) {
 	w.start(cmdXsetid, 3+len(args))
@@ -8457,6 +10111,13 @@ func (t *Tx) XSetID(ctx context.Context, key, lastID string, args ...any) error 
 func (p *Pipeline) XSetID(key, lastID string, args ...any) *Pipeline {
 	encXSetID(&p.w, key, lastID, args...)
 	return p
+}
+
+// XSetID queues XSETID key last-id followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) XSetID(key, lastID string, args ...any) *Stream {
+	encXSetID(&s.p.w, key, lastID, args...)
+	return s
 }
 
 // encXTrim encodes XTRIM key strategy followed by args.
@@ -8499,6 +10160,13 @@ func (p *Pipeline) XTrim(key, strategy string, args ...any) *Pipeline {
 	return p
 }
 
+// XTrim queues XTRIM key strategy followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) XTrim(key, strategy string, args ...any) *Stream {
+	encXTrim(&s.p.w, key, strategy, args...)
+	return s
+}
+
 // encZAdd encodes ZADD key followed by args.
 func encZAdd(w *cmdBuf, key string, args ...any) {
 	w.start(cmdZadd, 2+len(args))
@@ -8535,6 +10203,13 @@ func (t *Tx) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
 func (p *Pipeline) ZAdd(key string, args ...any) *Pipeline {
 	encZAdd(&p.w, key, args...)
 	return p
+}
+
+// ZAdd queues ZADD key followed by args. Its reply goes to the stream's
+// function.
+func (s *Stream) ZAdd(key string, args ...any) *Stream {
+	encZAdd(&s.p.w, key, args...)
+	return s
 }
 
 // encZAddIncr encodes ZADD key INCR followed by args.
@@ -8579,6 +10254,13 @@ func (p *Pipeline) ZAddIncr(key string, args ...any) *Pipeline {
 	return p
 }
 
+// ZAddIncr queues ZADD key INCR followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZAddIncr(key string, args ...any) *Stream {
+	encZAddIncr(&s.p.w, key, args...)
+	return s
+}
+
 // encZCard encodes ZCARD key.
 func encZCard(w *cmdBuf, key string) {
 	w.start(cmdZcard, 2)
@@ -8608,6 +10290,12 @@ func (t *Tx) ZCard(ctx context.Context, key string) (int64, error) {
 func (p *Pipeline) ZCard(key string) *Pipeline {
 	encZCard(&p.w, key)
 	return p
+}
+
+// ZCard queues ZCARD key. Its reply goes to the stream's function.
+func (s *Stream) ZCard(key string) *Stream {
+	encZCard(&s.p.w, key)
+	return s
 }
 
 // encZCount encodes ZCOUNT key min max.
@@ -8645,6 +10333,13 @@ func (p *Pipeline) ZCount(key string, min, max any) *Pipeline {
 	return p
 }
 
+// ZCount queues ZCOUNT key min max. Its reply goes to the stream's
+// function.
+func (s *Stream) ZCount(key string, min, max any) *Stream {
+	encZCount(&s.p.w, key, min, max)
+	return s
+}
+
 // encZDiff encodes ZDIFF numkeys followed by args.
 func encZDiff(w *cmdBuf, numkeys int64, args ...any) {
 	w.start(cmdZdiff, 2+len(args))
@@ -8679,6 +10374,13 @@ func (t *Tx) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, e
 func (p *Pipeline) ZDiff(numkeys int64, args ...any) *Pipeline {
 	encZDiff(&p.w, numkeys, args...)
 	return p
+}
+
+// ZDiff queues ZDIFF numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZDiff(numkeys int64, args ...any) *Stream {
+	encZDiff(&s.p.w, numkeys, args...)
+	return s
 }
 
 // encZDiffStore encodes ZDIFFSTORE destination numkeys key [key ...].
@@ -8719,6 +10421,13 @@ func (p *Pipeline) ZDiffStore(destination string, numkeys int64, keys ...string)
 	return p
 }
 
+// ZDiffStore queues ZDIFFSTORE destination numkeys key [key ...]. Its reply
+// goes to the stream's function.
+func (s *Stream) ZDiffStore(destination string, numkeys int64, keys ...string) *Stream {
+	encZDiffStore(&s.p.w, destination, numkeys, keys...)
+	return s
+}
+
 // encZIncrBy encodes ZINCRBY key increment member.
 func encZIncrBy(w *cmdBuf, key string, increment float64, member any) {
 	w.start(cmdZincrby, 4)
@@ -8750,6 +10459,13 @@ func (t *Tx) ZIncrBy(ctx context.Context, key string, increment float64, member 
 func (p *Pipeline) ZIncrBy(key string, increment float64, member any) *Pipeline {
 	encZIncrBy(&p.w, key, increment, member)
 	return p
+}
+
+// ZIncrBy queues ZINCRBY key increment member. Its reply goes to the
+// stream's function.
+func (s *Stream) ZIncrBy(key string, increment float64, member any) *Stream {
+	encZIncrBy(&s.p.w, key, increment, member)
+	return s
 }
 
 // encZInter encodes ZINTER numkeys followed by args.
@@ -8786,6 +10502,13 @@ func (t *Tx) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, 
 func (p *Pipeline) ZInter(numkeys int64, args ...any) *Pipeline {
 	encZInter(&p.w, numkeys, args...)
 	return p
+}
+
+// ZInter queues ZINTER numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZInter(numkeys int64, args ...any) *Stream {
+	encZInter(&s.p.w, numkeys, args...)
+	return s
 }
 
 // encZInterCard encodes ZINTERCARD numkeys followed by args.
@@ -8825,6 +10548,13 @@ func (t *Tx) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64,
 func (p *Pipeline) ZInterCard(numkeys int64, args ...any) *Pipeline {
 	encZInterCard(&p.w, numkeys, args...)
 	return p
+}
+
+// ZInterCard queues ZINTERCARD numkeys followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) ZInterCard(numkeys int64, args ...any) *Stream {
+	encZInterCard(&s.p.w, numkeys, args...)
+	return s
 }
 
 // encZInterStore encodes ZINTERSTORE destination numkeys followed by args.
@@ -8867,6 +10597,13 @@ func (p *Pipeline) ZInterStore(destination string, numkeys int64, args ...any) *
 	return p
 }
 
+// ZInterStore queues ZINTERSTORE destination numkeys followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ZInterStore(destination string, numkeys int64, args ...any) *Stream {
+	encZInterStore(&s.p.w, destination, numkeys, args...)
+	return s
+}
+
 // encZLexCount encodes ZLEXCOUNT key min max.
 func encZLexCount(w *cmdBuf, key string, min, max any) {
 	w.start(cmdZlexcount, 4)
@@ -8900,6 +10637,13 @@ func (t *Tx) ZLexCount(ctx context.Context, key string, min, max any) (int64, er
 func (p *Pipeline) ZLexCount(key string, min, max any) *Pipeline {
 	encZLexCount(&p.w, key, min, max)
 	return p
+}
+
+// ZLexCount queues ZLEXCOUNT key min max. Its reply goes to the stream's
+// function.
+func (s *Stream) ZLexCount(key string, min, max any) *Stream {
+	encZLexCount(&s.p.w, key, min, max)
+	return s
 }
 
 // encZMPop encodes ZMPOP numkeys followed by args.
@@ -8940,6 +10684,13 @@ func (p *Pipeline) ZMPop(numkeys int64, args ...any) *Pipeline {
 	return p
 }
 
+// ZMPop queues ZMPOP numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZMPop(numkeys int64, args ...any) *Stream {
+	encZMPop(&s.p.w, numkeys, args...)
+	return s
+}
+
 // encZMScore encodes ZMSCORE key member [member ...].
 func encZMScore(w *cmdBuf, key string, members ...any) {
 	w.start(cmdZmscore, 2+len(members))
@@ -8973,6 +10724,13 @@ func (t *Tx) ZMScore(ctx context.Context, key string, members ...any) ([]Value, 
 func (p *Pipeline) ZMScore(key string, members ...any) *Pipeline {
 	encZMScore(&p.w, key, members...)
 	return p
+}
+
+// ZMScore queues ZMSCORE key member [member ...]. Its reply goes to the
+// stream's function.
+func (s *Stream) ZMScore(key string, members ...any) *Stream {
+	encZMScore(&s.p.w, key, members...)
+	return s
 }
 
 // encZPopMax encodes ZPOPMAX key followed by args.
@@ -9013,6 +10771,13 @@ func (p *Pipeline) ZPopMax(key string, args ...any) *Pipeline {
 	return p
 }
 
+// ZPopMax queues ZPOPMAX key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZPopMax(key string, args ...any) *Stream {
+	encZPopMax(&s.p.w, key, args...)
+	return s
+}
+
 // encZPopMin encodes ZPOPMIN key followed by args.
 func encZPopMin(w *cmdBuf, key string, args ...any) {
 	w.start(cmdZpopmin, 2+len(args))
@@ -9051,6 +10816,13 @@ func (p *Pipeline) ZPopMin(key string, args ...any) *Pipeline {
 	return p
 }
 
+// ZPopMin queues ZPOPMIN key followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZPopMin(key string, args ...any) *Stream {
+	encZPopMin(&s.p.w, key, args...)
+	return s
+}
+
 // encZRandMember encodes ZRANDMEMBER key count.
 func encZRandMember(w *cmdBuf, key string, count int64) {
 	w.start(cmdZrandmember, 3)
@@ -9081,6 +10853,13 @@ func (t *Tx) ZRandMember(ctx context.Context, key string, count int64) ([]string
 func (p *Pipeline) ZRandMember(key string, count int64) *Pipeline {
 	encZRandMember(&p.w, key, count)
 	return p
+}
+
+// ZRandMember queues ZRANDMEMBER key count. Its reply goes to the stream's
+// function.
+func (s *Stream) ZRandMember(key string, count int64) *Stream {
+	encZRandMember(&s.p.w, key, count)
+	return s
 }
 
 // encZRandMemberWithScores encodes ZRANDMEMBER key count WITHSCORES.
@@ -9117,6 +10896,13 @@ func (t *Tx) ZRandMemberWithScores(ctx context.Context, key string, count int64)
 func (p *Pipeline) ZRandMemberWithScores(key string, count int64) *Pipeline {
 	encZRandMemberWithScores(&p.w, key, count)
 	return p
+}
+
+// ZRandMemberWithScores queues ZRANDMEMBER key count WITHSCORES. Its reply
+// goes to the stream's function.
+func (s *Stream) ZRandMemberWithScores(key string, count int64) *Stream {
+	encZRandMemberWithScores(&s.p.w, key, count)
+	return s
 }
 
 // encZRange encodes ZRANGE key start stop followed by args.
@@ -9158,6 +10944,13 @@ func (t *Tx) ZRange(ctx context.Context, key string, start, stop any, args ...an
 func (p *Pipeline) ZRange(key string, start, stop any, args ...any) *Pipeline {
 	encZRange(&p.w, key, start, stop, args...)
 	return p
+}
+
+// ZRange queues ZRANGE key start stop followed by args. Its reply goes to
+// the stream's function.
+func (s *Stream) ZRange(key string, start, stop any, args ...any) *Stream {
+	encZRange(&s.p.w, key, start, stop, args...)
+	return s
 }
 
 // encZRangeWithScores encodes ZRANGE key start stop WITHSCORES followed by
@@ -9203,6 +10996,13 @@ func (p *Pipeline) ZRangeWithScores(key string, start, stop any, args ...any) *P
 	return p
 }
 
+// ZRangeWithScores queues ZRANGE key start stop WITHSCORES followed by
+// args. Its reply goes to the stream's function.
+func (s *Stream) ZRangeWithScores(key string, start, stop any, args ...any) *Stream {
+	encZRangeWithScores(&s.p.w, key, start, stop, args...)
+	return s
+}
+
 // encZRangeByLex encodes ZRANGEBYLEX key min max followed by args.
 func encZRangeByLex(w *cmdBuf, key string, min, max any, args ...any) {
 	w.start(cmdZrangebylex, 4+len(args))
@@ -9244,6 +11044,13 @@ func (p *Pipeline) ZRangeByLex(key string, min, max any, args ...any) *Pipeline 
 	return p
 }
 
+// ZRangeByLex queues ZRANGEBYLEX key min max followed by args. Its reply
+// goes to the stream's function.
+func (s *Stream) ZRangeByLex(key string, min, max any, args ...any) *Stream {
+	encZRangeByLex(&s.p.w, key, min, max, args...)
+	return s
+}
+
 // encZRangeByScore encodes ZRANGEBYSCORE key min max followed by args.
 func encZRangeByScore(w *cmdBuf, key string, min, max any, args ...any) {
 	w.start(cmdZrangebyscore, 4+len(args))
@@ -9281,6 +11088,13 @@ func (t *Tx) ZRangeByScore(ctx context.Context, key string, min, max any, args .
 func (p *Pipeline) ZRangeByScore(key string, min, max any, args ...any) *Pipeline {
 	encZRangeByScore(&p.w, key, min, max, args...)
 	return p
+}
+
+// ZRangeByScore queues ZRANGEBYSCORE key min max followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ZRangeByScore(key string, min, max any, args ...any) *Stream {
+	encZRangeByScore(&s.p.w, key, min, max, args...)
+	return s
 }
 
 // encZRangeByScoreWithScores encodes ZRANGEBYSCORE key min max WITHSCORES
@@ -9326,6 +11140,13 @@ func (p *Pipeline) ZRangeByScoreWithScores(key string, min, max any, args ...any
 	return p
 }
 
+// ZRangeByScoreWithScores queues ZRANGEBYSCORE key min max WITHSCORES
+// followed by args. Its reply goes to the stream's function.
+func (s *Stream) ZRangeByScoreWithScores(key string, min, max any, args ...any) *Stream {
+	encZRangeByScoreWithScores(&s.p.w, key, min, max, args...)
+	return s
+}
+
 // encZRangeStore encodes ZRANGESTORE dst src min max followed by args.
 func encZRangeStore(w *cmdBuf, dst, src string, min, max any, args ...any) {
 	w.start(cmdZrangestore, 5+len(args))
@@ -9366,6 +11187,13 @@ func (p *Pipeline) ZRangeStore(dst, src string, min, max any, args ...any) *Pipe
 	return p
 }
 
+// ZRangeStore queues ZRANGESTORE dst src min max followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ZRangeStore(dst, src string, min, max any, args ...any) *Stream {
+	encZRangeStore(&s.p.w, dst, src, min, max, args...)
+	return s
+}
+
 // encZRank encodes ZRANK key member.
 func encZRank(w *cmdBuf, key string, member any) {
 	w.start(cmdZrank, 3)
@@ -9400,6 +11228,12 @@ func (p *Pipeline) ZRank(key string, member any) *Pipeline {
 	return p
 }
 
+// ZRank queues ZRANK key member. Its reply goes to the stream's function.
+func (s *Stream) ZRank(key string, member any) *Stream {
+	encZRank(&s.p.w, key, member)
+	return s
+}
+
 // encZRem encodes ZREM key member [member ...].
 func encZRem(w *cmdBuf, key string, members ...any) {
 	w.start(cmdZrem, 2+len(members))
@@ -9430,6 +11264,13 @@ func (t *Tx) ZRem(ctx context.Context, key string, members ...any) (int64, error
 func (p *Pipeline) ZRem(key string, members ...any) *Pipeline {
 	encZRem(&p.w, key, members...)
 	return p
+}
+
+// ZRem queues ZREM key member [member ...]. Its reply goes to the stream's
+// function.
+func (s *Stream) ZRem(key string, members ...any) *Stream {
+	encZRem(&s.p.w, key, members...)
+	return s
 }
 
 // encZRemRangeByLex encodes ZREMRANGEBYLEX key min max.
@@ -9468,6 +11309,13 @@ func (p *Pipeline) ZRemRangeByLex(key string, min, max any) *Pipeline {
 	return p
 }
 
+// ZRemRangeByLex queues ZREMRANGEBYLEX key min max. Its reply goes to the
+// stream's function.
+func (s *Stream) ZRemRangeByLex(key string, min, max any) *Stream {
+	encZRemRangeByLex(&s.p.w, key, min, max)
+	return s
+}
+
 // encZRemRangeByRank encodes ZREMRANGEBYRANK key start stop.
 func encZRemRangeByRank(w *cmdBuf, key string, start, stop int64) {
 	w.start(cmdZremrangebyrank, 4)
@@ -9504,6 +11352,13 @@ func (p *Pipeline) ZRemRangeByRank(key string, start, stop int64) *Pipeline {
 	return p
 }
 
+// ZRemRangeByRank queues ZREMRANGEBYRANK key start stop. Its reply goes to
+// the stream's function.
+func (s *Stream) ZRemRangeByRank(key string, start, stop int64) *Stream {
+	encZRemRangeByRank(&s.p.w, key, start, stop)
+	return s
+}
+
 // encZRemRangeByScore encodes ZREMRANGEBYSCORE key min max.
 func encZRemRangeByScore(w *cmdBuf, key string, min, max any) {
 	w.start(cmdZremrangebyscore, 4)
@@ -9538,6 +11393,13 @@ func (t *Tx) ZRemRangeByScore(ctx context.Context, key string, min, max any) (in
 func (p *Pipeline) ZRemRangeByScore(key string, min, max any) *Pipeline {
 	encZRemRangeByScore(&p.w, key, min, max)
 	return p
+}
+
+// ZRemRangeByScore queues ZREMRANGEBYSCORE key min max. Its reply goes to
+// the stream's function.
+func (s *Stream) ZRemRangeByScore(key string, min, max any) *Stream {
+	encZRemRangeByScore(&s.p.w, key, min, max)
+	return s
 }
 
 // encZRevRange encodes ZREVRANGE key start stop followed by args.
@@ -9581,6 +11443,13 @@ func (p *Pipeline) ZRevRange(key string, start, stop int64, args ...any) *Pipeli
 	return p
 }
 
+// ZRevRange queues ZREVRANGE key start stop followed by args. Its reply
+// goes to the stream's function.
+func (s *Stream) ZRevRange(key string, start, stop int64, args ...any) *Stream {
+	encZRevRange(&s.p.w, key, start, stop, args...)
+	return s
+}
+
 // encZRevRangeWithScores encodes ZREVRANGE key start stop WITHSCORES.
 func encZRevRangeWithScores(w *cmdBuf, key string, start, stop int64) {
 	w.start(cmdZrevrange, 5)
@@ -9616,6 +11485,13 @@ func (t *Tx) ZRevRangeWithScores(ctx context.Context, key string, start, stop in
 func (p *Pipeline) ZRevRangeWithScores(key string, start, stop int64) *Pipeline {
 	encZRevRangeWithScores(&p.w, key, start, stop)
 	return p
+}
+
+// ZRevRangeWithScores queues ZREVRANGE key start stop WITHSCORES. Its reply
+// goes to the stream's function.
+func (s *Stream) ZRevRangeWithScores(key string, start, stop int64) *Stream {
+	encZRevRangeWithScores(&s.p.w, key, start, stop)
+	return s
 }
 
 // encZRevRangeByLex encodes ZREVRANGEBYLEX key max min followed by args.
@@ -9659,6 +11535,13 @@ func (p *Pipeline) ZRevRangeByLex(key string, max, min any, args ...any) *Pipeli
 	return p
 }
 
+// ZRevRangeByLex queues ZREVRANGEBYLEX key max min followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ZRevRangeByLex(key string, max, min any, args ...any) *Stream {
+	encZRevRangeByLex(&s.p.w, key, max, min, args...)
+	return s
+}
+
 // encZRevRangeByScore encodes ZREVRANGEBYSCORE key max min followed by
 // args.
 func encZRevRangeByScore(w *cmdBuf, key string, max, min any, args ...any) {
@@ -9699,6 +11582,13 @@ func (t *Tx) ZRevRangeByScore(ctx context.Context, key string, max, min any, arg
 func (p *Pipeline) ZRevRangeByScore(key string, max, min any, args ...any) *Pipeline {
 	encZRevRangeByScore(&p.w, key, max, min, args...)
 	return p
+}
+
+// ZRevRangeByScore queues ZREVRANGEBYSCORE key max min followed by args.
+// Its reply goes to the stream's function.
+func (s *Stream) ZRevRangeByScore(key string, max, min any, args ...any) *Stream {
+	encZRevRangeByScore(&s.p.w, key, max, min, args...)
+	return s
 }
 
 // encZRevRangeByScoreWithScores encodes ZREVRANGEBYSCORE key max min
@@ -9744,6 +11634,13 @@ func (p *Pipeline) ZRevRangeByScoreWithScores(key string, max, min any, args ...
 	return p
 }
 
+// ZRevRangeByScoreWithScores queues ZREVRANGEBYSCORE key max min WITHSCORES
+// followed by args. Its reply goes to the stream's function.
+func (s *Stream) ZRevRangeByScoreWithScores(key string, max, min any, args ...any) *Stream {
+	encZRevRangeByScoreWithScores(&s.p.w, key, max, min, args...)
+	return s
+}
+
 // encZRevRank encodes ZREVRANK key member.
 func encZRevRank(w *cmdBuf, key string, member any) {
 	w.start(cmdZrevrank, 3)
@@ -9778,6 +11675,13 @@ func (t *Tx) ZRevRank(ctx context.Context, key string, member any) (int64, error
 func (p *Pipeline) ZRevRank(key string, member any) *Pipeline {
 	encZRevRank(&p.w, key, member)
 	return p
+}
+
+// ZRevRank queues ZREVRANK key member. Its reply goes to the stream's
+// function.
+func (s *Stream) ZRevRank(key string, member any) *Stream {
+	encZRevRank(&s.p.w, key, member)
+	return s
 }
 
 // encZScan encodes ZSCAN key cursor followed by args.
@@ -9820,6 +11724,13 @@ func (p *Pipeline) ZScan(key string, cursor int64, args ...any) *Pipeline {
 	return p
 }
 
+// ZScan queues ZSCAN key cursor followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZScan(key string, cursor int64, args ...any) *Stream {
+	encZScan(&s.p.w, key, cursor, args...)
+	return s
+}
+
 // encZScore encodes ZSCORE key member.
 func encZScore(w *cmdBuf, key string, member any) {
 	w.start(cmdZscore, 3)
@@ -9852,6 +11763,12 @@ func (t *Tx) ZScore(ctx context.Context, key string, member any) (float64, error
 func (p *Pipeline) ZScore(key string, member any) *Pipeline {
 	encZScore(&p.w, key, member)
 	return p
+}
+
+// ZScore queues ZSCORE key member. Its reply goes to the stream's function.
+func (s *Stream) ZScore(key string, member any) *Stream {
+	encZScore(&s.p.w, key, member)
+	return s
 }
 
 // encZUnion encodes ZUNION numkeys followed by args.
@@ -9888,6 +11805,13 @@ func (t *Tx) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, 
 func (p *Pipeline) ZUnion(numkeys int64, args ...any) *Pipeline {
 	encZUnion(&p.w, numkeys, args...)
 	return p
+}
+
+// ZUnion queues ZUNION numkeys followed by args. Its reply goes to the
+// stream's function.
+func (s *Stream) ZUnion(numkeys int64, args ...any) *Stream {
+	encZUnion(&s.p.w, numkeys, args...)
+	return s
 }
 
 // encZUnionStore encodes ZUNIONSTORE destination numkeys followed by args.
@@ -9928,4 +11852,11 @@ func (t *Tx) ZUnionStore(ctx context.Context, destination string, numkeys int64,
 func (p *Pipeline) ZUnionStore(destination string, numkeys int64, args ...any) *Pipeline {
 	encZUnionStore(&p.w, destination, numkeys, args...)
 	return p
+}
+
+// ZUnionStore queues ZUNIONSTORE destination numkeys followed by args. Its
+// reply goes to the stream's function.
+func (s *Stream) ZUnionStore(destination string, numkeys int64, args ...any) *Stream {
+	encZUnionStore(&s.p.w, destination, numkeys, args...)
+	return s
 }

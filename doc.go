@@ -80,7 +80,9 @@
 // commands while they are still being queued, on a connection of its own,
 // and hands every reply to each in order rather than keeping it, so its
 // memory stays at a few chunks and the server works while the caller
-// encodes. A stream is never a transaction.
+// encodes. s.Close(ctx) sends the rest, waits for every reply and returns
+// how many commands were sent and the first error. A stream is never a
+// transaction.
 //
 // # Transactions and optimistic locking
 //

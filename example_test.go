@@ -438,12 +438,15 @@ func ExampleClient_Stream() {
 	for i := range 100_000 {
 		s.SAdd("seen", strconv.Itoa(i%50_000)) // half of them repeat
 	}
-	if _, err := s.Exec(ctx); err != nil {
+	sent, err := s.Close(ctx) // sends the rest and waits for every reply
+	if err != nil {
 		log.Fatal(err)
 	}
+	fmt.Println("sent:", sent)
 	fmt.Println("new members:", added)
 	fmt.Println("set size:", must(c.SCard(ctx, "seen")))
 	// Output:
+	// sent: 100000
 	// new members: 50000
 	// set size: 50000
 }

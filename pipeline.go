@@ -41,7 +41,7 @@ type Pipeline struct {
 	scripts         []*Script // scripts to load before the batch
 	multi           bool      // made by Tx.Multi: always sends MULTI/EXEC, even empty
 	broken          error     // a misuse that no reset clears: a nested or finished Multi
-	stream          *stream   // set for a pipeline made by Client.Stream
+	stream          *Stream   // set for the queue of a Stream
 }
 
 // PipelineOption changes how a Pipeline runs. Options are given when the
@@ -107,14 +107,8 @@ func newPipeline(c *Client, tx *Tx, transaction bool) *Pipeline {
 	return p
 }
 
-// Len reports how many commands are queued. For a Stream it counts those
-// already sent too, up to Exec.
-func (p *Pipeline) Len() int {
-	if p.stream != nil {
-		return p.stream.sent + len(p.w.cmds)
-	}
-	return len(p.w.cmds)
-}
+// Len reports how many commands are queued.
+func (p *Pipeline) Len() int { return len(p.w.cmds) }
 
 // Do queues any command given as its words, such as
 // p.Do("OBJECT", "ENCODING", "k"), including commands with no typed method.
@@ -122,14 +116,8 @@ func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 
 // Discard empties the pipeline without sending anything. A Tx's Multi
 // pipeline stays open, so commands queued after Discard are the
-// transaction. A Stream drops what it has not sent yet and waits for the
-// replies of what it has, with the context it was made with, to give its
-// connection back.
+// transaction.
 func (p *Pipeline) Discard() {
-	if p.stream != nil {
-		p.stream.finish(p.stream.ctx, false)
-		return
-	}
 	p.reset()
 	if p.multi {
 		p.broken = nil // a refusal on the Tx is discarded with what it would have joined
@@ -189,9 +177,6 @@ func (p *Pipeline) reset() {
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
-	if p.stream != nil {
-		return nil, p.stream.finish(ctx, true)
-	}
 	multi := p.multi
 	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()
@@ -257,7 +242,7 @@ func (p *Pipeline) check() (batchTraits, error) {
 }
 
 // refusal tells why the queued commands cannot be sent, or returns nil:
-// a misuse of a Multi, an encoding error, a script on a stream, or a
+// a misuse of a Multi, an encoding error, or a
 // command that would change the connection's state under the batch. A
 // stream numbers its commands from the first it sent.
 func (p *Pipeline) refusal() error {
@@ -275,9 +260,6 @@ func (p *Pipeline) refusal() error {
 			return w.err
 		}
 		return &CommandError{Index: base + w.errIdx, Command: name, In: p.kind(), Err: w.err}
-	}
-	if p.stream != nil && len(p.scripts) > 0 {
-		return &UsageError{Msg: "RunScript is not available on a Stream; use Do with EVALSHA or EVAL"}
 	}
 	if i := w.stateAt - 1; i >= 0 {
 		name := w.cmds[i].Name()

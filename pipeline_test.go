@@ -412,8 +412,8 @@ func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
 	ctx := ctxT(t)
 	s, _ := streamUnderWay(t, c, ctx, "k")
 	s.Do("WATCH", "k1")
-	if _, err := s.Exec(ctx); !errors.As(err, &ce) || ce.Index != 10_000 || ce.Command != "WATCH" {
-		t.Fatalf("Exec = %v; want WATCH, command 10000, refused", err)
+	if _, err := s.Close(ctx); !errors.As(err, &ce) || ce.Index != 10_000 || ce.Command != "WATCH" {
+		t.Fatalf("Close = %v; want WATCH, command 10000, refused", err)
 	}
 }
 

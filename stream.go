@@ -14,44 +14,18 @@ import (
 // data; much larger ones leave the server idle while the caller encodes.
 const streamChunk = 64 << 10
 
-// Stream returns a plain pipeline for batches too large to hold in memory:
-// a bulk load of millions of commands, say. It sends its commands in
-// chunks while they are still being queued, on a connection of its own,
-// and hands every reply to each, in order, instead of keeping it; each's
-// i counts from 0 over the whole stream. Memory stays at a few chunks
-// whatever the length, and the server works while the caller is still
-// encoding.
+// Stream is a batch too large to hold in memory: a bulk load of millions
+// of commands, say. Its command methods queue a command and return the
+// Stream, as a Pipeline's do, but it sends its commands in chunks while
+// they are still being queued, on a connection of its own, and hands every
+// reply to the function it was made with, in order, instead of keeping it.
+// Memory stays at a few chunks whatever the length, and the server works
+// while the caller is still encoding.
 //
-// ctx bounds the sending done while commands are queued; Exec(ctx) sends
-// the rest, waits for every reply and returns the connection. Exec's
-// replies are always nil: each has had them. Its error is the first of: a
-// failure of the connection or a command that could not be queued, an
-// error returned by each (after which each is not called again, though
-// the replies are still read), and the first command's error as a
-// *CommandError unless the option ErrorsInReplies is given. Exec or
-// Discard must be called to give the connection back.
-//
-// A stream is not a transaction, and what it sent has run: Discard drops
-// only what is not sent yet, and when a stream fails part way the error's
-// outcome (OutcomeOf) is Unknown once any chunk went out. Commands that
-// change the connection's state and RunScript are refused; run a script
-// with Do("EVALSHA", ...) or Do("EVAL", ...).
-func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, opts ...PipelineOption) *Pipeline {
-	p := newPipeline(c, nil, false)
-	p.applyOptions(opts)
-	p.transaction = false
-	p.w.pooled = false // it never holds more than a chunk
-	p.stream = &stream{p: p, ctx: ctx, each: each}
-	p.w.full = p.stream.flush
-	p.reset()
-	return p
-}
-
-// stream is the state of a pipeline made by Client.Stream. The chunk just
-// sent is in flight while the one before it is answered and handed to
-// each, so at most two chunks of replies are ever held.
-type stream struct {
-	p    *Pipeline
+// A stream is not a transaction, and what it sent has run. It is not safe
+// for concurrent use.
+type Stream struct {
+	p    *Pipeline // the queue: commands encoded and not yet sent
 	ctx  context.Context
 	each func(int, Value) error
 	d    *dedicated
@@ -63,6 +37,75 @@ type stream struct {
 	broken   bool     // err is the connection's: replies in flight will not come
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
+	closed   bool
+}
+
+// Stream starts a stream. each receives every reply with its index, i
+// counting from 0 over the whole stream, on the caller's goroutine: from
+// within the command methods, as earlier chunks are answered, and from
+// Close. A nil each drops the replies, keeping only the first error.
+//
+// The rule for contexts: ctx bounds the sends and waits that the command
+// methods make while commands are queued; Close(ctx) bounds its own. Close
+// or Discard must be called to give the connection back.
+//
+// Commands that change the connection's state are refused; scripts run
+// with Do("EVALSHA", ...) or Do("EVAL", ...).
+func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, opts ...PipelineOption) *Stream {
+	p := newPipeline(c, nil, false)
+	p.applyOptions(opts)
+	p.transaction = false
+	p.w.pooled = false // it never holds more than a chunk
+	s := &Stream{p: p, ctx: ctx, each: each}
+	p.stream = s
+	p.w.full = s.flush
+	p.reset()
+	return s
+}
+
+// Do queues any command given as its words, such as
+// s.Do("OBJECT", "ENCODING", "k"), including commands with no typed method.
+func (s *Stream) Do(args ...any) *Stream { s.p.w.do(args); return s }
+
+// Len reports how many commands the stream has taken: those sent and those
+// still queued.
+func (s *Stream) Len() int { return s.sent + len(s.p.w.cmds) }
+
+// Err returns the error that has stopped the stream, if any: a failed
+// connection, a command that could not be queued, or an error returned by
+// each. A loader may check it to stop queueing early; Close returns it
+// too. A command's own error reply does not stop the stream and is not
+// reported here.
+func (s *Stream) Err() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.eachErr
+}
+
+// Close sends what is still queued, waits for every reply, bounded by
+// ctx, and gives the connection back. It returns how many commands were
+// sent in all, and the first of: a failure of the connection or a command
+// that could not be queued, an error returned by each (after which each
+// is not called again, though the replies are still read), and the first
+// command's error as a *CommandError unless the option ErrorsInReplies was
+// given. When the stream failed part way, the error's outcome (OutcomeOf)
+// is Unknown once any chunk went out. After Close the stream is finished:
+// a second Close reports ErrClosed.
+func (s *Stream) Close(ctx context.Context) (int, error) {
+	if s.closed {
+		return 0, &UsageError{Msg: "Stream used after Close", Err: ErrClosed}
+	}
+	return s.finish(ctx, true)
+}
+
+// Discard drops the commands not sent yet, waits for the replies of those
+// sent, with the context the stream was made with, and gives the
+// connection back. It finishes the stream as Close does.
+func (s *Stream) Discard() {
+	if !s.closed {
+		s.finish(s.ctx, false)
+	}
 }
 
 // chunk is one sent part of a stream.
@@ -75,13 +118,16 @@ type chunk struct {
 
 // flush sends what is queued as one chunk, then hands out the replies of
 // the chunk sent before it. It runs from the encoder whenever the buffer
-// reaches streamChunk, with ctx the stream's; Exec runs it with its own.
-func (s *stream) flush() { s.send(s.ctx) }
+// reaches streamChunk, with ctx the stream's; Close runs it with its own.
+func (s *Stream) flush() { s.send(s.ctx) }
 
-func (s *stream) send(ctx context.Context) {
+func (s *Stream) send(ctx context.Context) {
 	p := s.p
 	w := &p.w
 	defer w.reset()
+	if s.closed {
+		return // what is queued after Close is dropped; Close said so
+	}
 	if s.err != nil || len(w.cmds) == 0 && w.err == nil {
 		return
 	}
@@ -117,7 +163,7 @@ func (s *stream) send(ctx context.Context) {
 
 // fail makes err the stream's error, unless it has one. Once a chunk went
 // out, part of the stream has run, whatever err itself says.
-func (s *stream) fail(err error) {
+func (s *Stream) fail(err error) {
 	if s.err != nil {
 		return // the first error stands
 	}
@@ -128,7 +174,7 @@ func (s *stream) fail(err error) {
 }
 
 // chunk returns a chunk with room for n replies.
-func (s *stream) chunk(n int) *chunk {
+func (s *Stream) chunk(n int) *chunk {
 	var ch *chunk
 	if k := len(s.free); k > 0 {
 		ch, s.free = s.free[k-1], s.free[:k-1]
@@ -143,7 +189,7 @@ func (s *stream) chunk(n int) *chunk {
 }
 
 // deliver waits for the oldest chunk in flight and hands its replies out.
-func (s *stream) deliver(ctx context.Context) {
+func (s *Stream) deliver(ctx context.Context) {
 	ch := s.inflight[0]
 	s.inflight = s.inflight[1:]
 	if err := ch.pending.Wait(ctx); err != nil {
@@ -168,14 +214,14 @@ func (s *stream) deliver(ctx context.Context) {
 }
 
 // finish sends the rest (unless discarding), waits for every reply, gives
-// the connection back and readies the stream for reuse.
-func (s *stream) finish(ctx context.Context, send bool) error {
+// the connection back and closes the stream.
+func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
 	if send {
 		s.send(ctx)
 	}
 	s.p.w.reset()
 	// What was sent is waited for even after a refused command, so that
-	// it has all run when Exec returns and the connection stays clean;
+	// it has all run when Close returns and the connection stays clean;
 	// only a failed connection leaves its replies behind.
 	for len(s.inflight) > 0 && !s.broken {
 		s.deliver(ctx)
@@ -186,6 +232,7 @@ func (s *stream) finish(ctx context.Context, send bool) error {
 		s.p.c.pool.Put(s.d, !s.broken && len(s.inflight) == 0)
 		s.d = nil
 	}
+	s.closed = true
 	err := s.err
 	if err == nil {
 		err = s.eachErr
@@ -193,6 +240,6 @@ func (s *stream) finish(ctx context.Context, send bool) error {
 	if err == nil {
 		err = s.cmdErr
 	}
-	s.sent, s.inflight, s.err, s.broken, s.eachErr, s.cmdErr = 0, s.inflight[:0], nil, false, nil, nil
-	return err
+	s.inflight, s.free = nil, nil
+	return s.sent, err
 }

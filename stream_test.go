@@ -23,7 +23,7 @@ func dbsize(t *testing.T, srv *redistest.Server) int {
 }
 
 // TestStreamSendsWhileQueueing: a stream of 200,000 SETs hands every reply
-// to each, in order and exactly once, sends chunks before Exec (the server
+// to each, in order and exactly once, sends chunks before Close (the server
 // holds keys and each has run while commands are still being queued), and
 // its buffers stay at a few chunks, where a plain pipeline's would hold
 // the whole batch.
@@ -46,9 +46,9 @@ func TestStreamSendsWhileQueueing(t *testing.T) {
 	maxBuf, maxInflight, maxReplies := 0, 0, 0
 	for i := range n {
 		s.Set("s:"+strconv.Itoa(i), "v"+strconv.Itoa(i))
-		maxBuf = max(maxBuf, cap(s.w.buf))
-		maxInflight = max(maxInflight, len(s.stream.inflight))
-		for _, ch := range append(s.stream.inflight, s.stream.free...) {
+		maxBuf = max(maxBuf, cap(s.p.w.buf))
+		maxInflight = max(maxInflight, len(s.inflight))
+		for _, ch := range append(s.inflight, s.free...) {
 			maxReplies = max(maxReplies, cap(ch.replies))
 		}
 		if i == n/2 {
@@ -63,9 +63,9 @@ func TestStreamSendsWhileQueueing(t *testing.T) {
 	if s.Len() != n {
 		t.Fatalf("Len = %d, want %d", s.Len(), n)
 	}
-	replies, err := s.Exec(ctx)
-	if err != nil || replies != nil {
-		t.Fatalf("Exec = %v, %v; want nil, nil", replies, err)
+	sent, err := s.Close(ctx)
+	if err != nil || sent != n {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, n)
 	}
 	if bad != nil {
 		t.Fatal(bad)
@@ -86,27 +86,25 @@ func TestStreamSendsWhileQueueing(t *testing.T) {
 	if maxBuf > 2*streamChunk || maxInflight > 2 || maxReplies > streamChunk/16 {
 		t.Fatalf("stream held up to %d bytes of encoding, %d chunks in flight, %d replies per chunk", maxBuf, maxInflight, maxReplies)
 	}
-	if s.Len() != 0 {
-		t.Fatalf("Len after Exec = %d, want 0", s.Len())
+	// A closed stream sends nothing more and says so.
+	next = 0
+	s.Incr("after")
+	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) || next != 0 {
+		t.Fatalf("Close of a closed stream = %v, each saw %d replies; want ErrClosed and none", err, next)
 	}
-	// The stream is empty and usable again, counting from 0.
+	// Another stream counts from 0.
 	first := -1
 	s2 := c.Stream(ctx, func(i int, v Value) error { first = i; return nil })
 	s2.Incr("after")
-	if _, err := s2.Exec(ctx); err != nil || first != 0 {
+	if _, err := s2.Close(ctx); err != nil || first != 0 {
 		t.Fatalf("a second stream: %v, each saw index %d", err, first)
 	}
-	s.Incr("after")
-	next = 0
-	if _, err := s.Exec(ctx); err != nil || next != 1 {
-		t.Fatalf("the stream used again: %v, each saw %d replies", err, next)
-	}
-	if v, _ := c.Get(ctx, "after"); v != "2" {
-		t.Fatalf("after = %q, want 2", v)
+	if v, _ := c.Get(ctx, "after"); v != "1" {
+		t.Fatalf("after = %q, want 1", v)
 	}
 }
 
-// TestStreamErrors: a command's error stays with its reply and Exec names
+// TestStreamErrors: a command's error stays with its reply and Close names
 // it by its place in the whole stream; ErrorsInReplies leaves it there;
 // an error from each stops the calls but not the reading; the connection
 // goes back to the pool clean after all of them (PoolSize 1 would make
@@ -118,7 +116,7 @@ func TestStreamErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n, bad = 30_000, 20_000
-	queue := func(s *Pipeline) {
+	queue := func(s *Stream) {
 		for i := range n {
 			if i == bad {
 				s.Incr("str")
@@ -135,10 +133,13 @@ func TestStreamErrors(t *testing.T) {
 		return nil
 	})
 	queue(s)
-	_, err := s.Exec(ctx)
+	if s.Err() != nil {
+		t.Fatalf("Err = %v: a command's own error does not stop a stream", s.Err())
+	}
+	_, err := s.Close(ctx)
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Index != bad || ce.Command != "INCR" || errAt != bad {
-		t.Fatalf("Exec = %v (index %v), each saw the error at %d; want INCR at %d", err, ce, errAt, bad)
+		t.Fatalf("Close = %v (index %v), each saw the error at %d; want INCR at %d", err, ce, errAt, bad)
 	}
 	var se *Error
 	if !errors.As(err, &se) || se.Prefix != "ERR" {
@@ -147,8 +148,8 @@ func TestStreamErrors(t *testing.T) {
 
 	s = c.Stream(ctx, nil, ErrorsInReplies)
 	queue(s)
-	if _, err := s.Exec(ctx); err != nil {
-		t.Fatalf("with ErrorsInReplies Exec = %v, want nil", err)
+	if _, err := s.Close(ctx); err != nil {
+		t.Fatalf("with ErrorsInReplies Close = %v, want nil", err)
 	}
 
 	stop := errors.New("enough")
@@ -163,8 +164,11 @@ func TestStreamErrors(t *testing.T) {
 	for range n {
 		s.Incr("counted")
 	}
-	if _, err := s.Exec(ctx); !errors.Is(err, stop) || calls != 101 {
-		t.Fatalf("Exec = %v after %d calls of each; want the error of each after 101", err, calls)
+	if !errors.Is(s.Err(), stop) {
+		t.Fatalf("Err = %v while queueing after each failed; want the error of each", s.Err())
+	}
+	if sent, err := s.Close(ctx); !errors.Is(err, stop) || calls != 101 || sent != n {
+		t.Fatalf("Close = %d, %v after %d calls of each; want %d sent and the error of each after 101", sent, err, calls, n)
 	}
 	if v, _ := c.Get(ctx, "counted"); v != strconv.Itoa(n) {
 		t.Fatalf("counted = %q: every command of the stream should have run", v)
@@ -172,7 +176,7 @@ func TestStreamErrors(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	s = c.Stream(short, nil)
-	if _, err := s.Incr("counted").Exec(short); err != nil {
+	if _, err := s.Incr("counted").Close(short); err != nil {
 		t.Fatalf("a stream after the others (pool of 1): %v", err)
 	}
 }
@@ -180,13 +184,13 @@ func TestStreamErrors(t *testing.T) {
 // streamUnderWay starts a stream and queues 10,000 SETs of keys with the
 // given prefix, so that some chunks have gone out; it returns the stream
 // and how many commands were sent.
-func streamUnderWay(t *testing.T, c *Client, ctx context.Context, prefix string) (*Pipeline, int) {
+func streamUnderWay(t *testing.T, c *Client, ctx context.Context, prefix string) (*Stream, int) {
 	t.Helper()
 	s := c.Stream(ctx, nil)
 	for i := range 10_000 {
 		s.Set(prefix+strconv.Itoa(i), "v")
 	}
-	sent := s.stream.sent
+	sent := s.sent
 	if sent == 0 {
 		t.Fatal("nothing sent after 10,000 commands")
 	}
@@ -204,11 +208,11 @@ func TestStreamRefusals(t *testing.T) {
 	for i := 10_000; i < 20_000; i++ {
 		s.Set("r:"+strconv.Itoa(i), "v")
 	}
-	_, err := s.Exec(ctx)
+	_, err := s.Close(ctx)
 	var ae *ArityError
 	var ce *CommandError
 	if !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 10_000 {
-		t.Fatalf("Exec = %v; want an arity error of command 10000", err)
+		t.Fatalf("Close = %v; want an arity error of command 10000", err)
 	}
 	if OutcomeOf(err) != Unknown {
 		t.Fatalf("OutcomeOf = %v, want Unknown: %d commands had run", OutcomeOf(err), sent)
@@ -216,20 +220,15 @@ func TestStreamRefusals(t *testing.T) {
 	if got := dbsize(t, srv); got < sent || got > 10_000 {
 		t.Fatalf("server holds %d keys; want the %d sent, up to the 10,000 before the bad command", got, sent)
 	}
-	// Exec waited for what was sent, so the connection went back clean.
+	// Close waited for what was sent, so the connection went back clean.
 	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
 		t.Fatalf("after a refused command the pool has %d connections, %d idle; want the stream's back", open, idle)
 	}
 
 	s = c.Stream(ctx, nil)
 	s.Do("SELECT", 2)
-	if _, err := s.Exec(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != NotSent {
+	if _, err := s.Close(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != NotSent {
 		t.Fatalf("SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
-	}
-	s = c.Stream(ctx, nil)
-	s.RunScript(NewScript("return 1"), nil)
-	if _, err := s.Exec(ctx); !errors.As(err, new(*UsageError)) {
-		t.Fatalf("RunScript in a stream: %v; want a usage error", err)
 	}
 }
 
@@ -242,20 +241,23 @@ func TestStreamDiscard(t *testing.T) {
 	for i := range 10_000 {
 		s.Set("d:"+strconv.Itoa(i), "v")
 	}
-	sent := s.stream.sent
+	sent := s.sent
 	s.Discard()
 	if got := dbsize(t, srv); got != sent || sent == 0 || sent == 10_000 {
 		t.Fatalf("after Discard the server holds %d keys; %d were sent of 10,000", got, sent)
 	}
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := c.Stream(short, nil).Incr("n").Exec(short); err != nil {
+	if _, err := c.Stream(short, nil).Incr("n").Close(short); err != nil {
 		t.Fatalf("a stream after Discard (pool of 1): %v", err)
+	}
+	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Close after Discard = %v, want ErrClosed", err)
 	}
 }
 
 // TestStreamConnectionLost: the connection dies with chunks in flight;
-// Exec returns, the outcome is unknown, and the client goes on.
+// Close returns, the outcome is unknown, and the client goes on.
 func TestStreamConnectionLost(t *testing.T) {
 	c, px, _ := proxiedClient(t, Options{})
 	ctx := ctxT(t)
@@ -269,7 +271,7 @@ func TestStreamConnectionLost(t *testing.T) {
 		for i := range 20_000 {
 			s.Set("l:"+strconv.Itoa(i), "v")
 		}
-		_, err := s.Exec(ctx)
+		_, err := s.Close(ctx)
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -278,7 +280,7 @@ func TestStreamConnectionLost(t *testing.T) {
 	select {
 	case err := <-done:
 		if err == nil || OutcomeOf(err) != Unknown {
-			t.Fatalf("Exec after the cut = %v (%v); want an error of unknown outcome", err, OutcomeOf(err))
+			t.Fatalf("Close after the cut = %v (%v); want an error of unknown outcome", err, OutcomeOf(err))
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("stream still waiting 10s after its connection was cut")
@@ -289,7 +291,7 @@ func TestStreamConnectionLost(t *testing.T) {
 }
 
 // TestStreamCancelled: the stream's context ends while commands are being
-// queued; Exec reports it and the connection, with replies unread, is not
+// queued; Close reports it and the connection, with replies unread, is not
 // lent again.
 func TestStreamCancelled(t *testing.T) {
 	c, srv := newTestClient(t, Options{PoolSize: 1})
@@ -303,13 +305,16 @@ func TestStreamCancelled(t *testing.T) {
 	for i := range 5_000 {
 		s.Set("c:"+strconv.Itoa(i), "v")
 	}
-	if _, err := s.Exec(sctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Exec = %v, want context.Canceled", err)
+	if !errors.Is(s.Err(), context.Canceled) {
+		t.Fatalf("Err = %v after the stream's context ended, want context.Canceled", s.Err())
+	}
+	if _, err := s.Close(sctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close = %v, want context.Canceled", err)
 	}
 	if _, idle := c.pool.Stats(); idle != 0 {
 		t.Fatalf("%d idle connections after a cancelled stream; its connection must be closed", idle)
 	}
-	if _, err := c.Stream(ctx, nil).Incr("n").Exec(ctx); err != nil {
+	if _, err := c.Stream(ctx, nil).Incr("n").Close(ctx); err != nil {
 		t.Fatalf("a stream after a cancelled one: %v", err)
 	}
 	if got := dbsize(t, srv); got > 10_001 {

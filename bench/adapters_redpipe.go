@@ -131,7 +131,7 @@ func (r *redpipeClient) BulkSet(ctx context.Context, keys []string, val string) 
 	for _, k := range keys {
 		s.Set(k, val)
 	}
-	if _, err := s.Exec(ctx); err != nil {
+	if _, err := s.Close(ctx); err != nil {
 		return err
 	}
 	return replyCount(seen, len(keys))

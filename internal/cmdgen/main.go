@@ -527,6 +527,15 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 		b.WriteString(", " + args)
 	}
 	b.WriteString(")\n\treturn p\n}\n")
+
+	// Method for Stream.
+	b.WriteString("\n")
+	writeDoc(b, fmt.Sprintf("%s queues %s. Its reply goes to the stream's function.", w.GoName, shortLine))
+	fmt.Fprintf(b, "func (s *Stream) %s(%s) *Stream {\n\t%s(&s.p.w", w.GoName, params, enc)
+	if args != "" {
+		b.WriteString(", " + args)
+	}
+	b.WriteString(")\n\treturn s\n}\n")
 }
 
 // restNote tells what the final args parameter holds.

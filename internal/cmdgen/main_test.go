@@ -155,8 +155,8 @@ func TestGeneratedUpToDate(t *testing.T) {
 
 // TestMethodsOnEveryRunner: each typed command is a method of *Client and
 // of *Tx alike (not of a helper type they embed), running the command
-// through that receiver's own run, besides the *Pipeline method that
-// queues it.
+// through that receiver's own run, besides the *Pipeline and *Stream
+// methods that queue it.
 func TestMethodsOnEveryRunner(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join("..", "..", "commands_gen.go"))
 	if err != nil {
@@ -173,7 +173,7 @@ func TestMethodsOnEveryRunner(t *testing.T) {
 	if n < 200 {
 		t.Fatalf("%d Pipeline methods, want the generated set (receivers: %v)", n, counts)
 	}
-	want := map[string]int{"c *Client": n, "t *Tx": n, "p *Pipeline": n}
+	want := map[string]int{"c *Client": n, "t *Tx": n, "p *Pipeline": n, "s *Stream": n}
 	if len(counts) != len(want) {
 		t.Errorf("receivers %v, want %v", counts, want)
 	}
