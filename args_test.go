@@ -121,8 +121,8 @@ func TestRefusedMarshaledArguments(t *testing.T) {
 		if !errors.As(err, &ae) || ae.Command != "SET" || ae.Index != index || !strings.Contains(err.Error(), tc.text) {
 			t.Errorf("%s, %s: %v; want an *ArgError for argument %d of SET saying %q", tc.name, what, err, index, tc.text)
 		}
-		if OutcomeOf(err) != NotSent {
-			t.Errorf("%s, %s: OutcomeOf = %v, want NotSent", tc.name, what, OutcomeOf(err))
+		if OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s, %s: OutcomeOf = %v, want not sent", tc.name, what, OutcomeOf(err))
 		}
 		if tc.name == "failing marshaler" && !errors.Is(err, errMarshal) {
 			t.Errorf("%s, %s: the marshaler's error is not reachable from %v", tc.name, what, err)

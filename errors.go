@@ -154,16 +154,18 @@ func (e *ExecAbortError) Unwrap() error { return e.Err }
 
 func (e *ExecAbortError) Is(target error) bool { return target == ErrNotApplied }
 
-// OutcomeError wraps a connection failure during a transaction and says
-// whether it was applied: NotApplied when the connection failed before any
-// byte of EXEC could reach the server, otherwise the outcome is unknown.
+// OutcomeError is a transaction that failed before the server could rule
+// on it (a lost connection, a refusal before sending) and says what became
+// of it: OutcomeNotApplied when it certainly did not run, and then it
+// matches ErrNotApplied, or OutcomeUnknown when the connection failed after
+// EXEC may have reached the server.
 type OutcomeError struct {
-	NotApplied bool
-	Err        error
+	Outcome Outcome
+	Err     error
 }
 
 func (e *OutcomeError) Error() string {
-	if e.NotApplied {
+	if e.Outcome != OutcomeUnknown {
 		return "redpipe: transaction not applied: " + e.Err.Error()
 	}
 	return "redpipe: transaction outcome unknown (the connection failed after it was sent): " + e.Err.Error()
@@ -171,7 +173,13 @@ func (e *OutcomeError) Error() string {
 
 func (e *OutcomeError) Unwrap() error { return e.Err }
 
-func (e *OutcomeError) Is(target error) bool { return target == ErrNotApplied && e.NotApplied }
+func (e *OutcomeError) Is(target error) bool {
+	return target == ErrNotApplied && e.Outcome != OutcomeUnknown
+}
+
+// notAppliedTx marks err as the failure of a transaction that certainly
+// did not run.
+func notAppliedTx(err error) error { return &OutcomeError{Outcome: OutcomeNotApplied, Err: err} }
 
 // txSendError classifies a failure to run a transactional batch.
 func txSendError(err error) error {
@@ -179,13 +187,16 @@ func txSendError(err error) error {
 	var ns *notSentError
 	switch {
 	case errors.As(err, &ns):
-		return &OutcomeError{NotApplied: true, Err: err}
+		return notAppliedTx(err)
 	case errors.As(err, &ce):
-		return &OutcomeError{NotApplied: ce.Unsent, Err: err}
+		if ce.Unsent {
+			return notAppliedTx(err)
+		}
+		return &OutcomeError{Outcome: OutcomeUnknown, Err: err}
 	}
 	// A context that ended while waiting: the batch may have run.
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &OutcomeError{Err: err}
+		return &OutcomeError{Outcome: OutcomeUnknown, Err: err}
 	}
 	return err
 }

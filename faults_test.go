@@ -61,7 +61,7 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 	}
 
 	err = cutWhileInFlight(t, px, func() error { _, err := c.Incr(ctx, "n"); return err })
-	if err == nil || OutcomeOf(err) != Unknown || SafeToRetry(err) {
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
 		t.Fatalf("INCR across a cut connection: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
 	}
 	if v, _ := srv.Do("GET", "n"); v != "1" {
@@ -110,7 +110,7 @@ func TestDialRetriedWithinContext(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err = c2.Ping(dctx)
-	if !SafeToRetry(err) || OutcomeOf(err) != NotSent {
+	if !SafeToRetry(err) || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("Ping to a dead server: %v (outcome %v), want not sent", err, OutcomeOf(err))
 	}
 	if waited := time.Since(start); waited > 3*time.Second {

@@ -161,7 +161,7 @@ func TestParseURLInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.mentioned) {
 				t.Errorf("error %q does not mention %s", err, tc.mentioned)
 			}
-			if OutcomeOf(err) != NotSent {
+			if OutcomeOf(err) != OutcomeNotSent {
 				t.Errorf("OutcomeOf = %v, want not sent", OutcomeOf(err))
 			}
 		})

@@ -184,7 +184,7 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if err != nil {
 		if p.transaction {
 			// Refused before a byte was sent: certainly not applied.
-			return nil, &OutcomeError{NotApplied: true, Err: err}
+			return nil, notAppliedTx(err)
 		}
 		return nil, err
 	}
@@ -379,7 +379,7 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 			}
 			return nil, ae
 		}
-		return nil, &OutcomeError{NotApplied: true, Err: fmt.Errorf("EXEC failed: %w", e)}
+		return nil, notAppliedTx(fmt.Errorf("EXEC failed: %w", e))
 	}
 	if exec.IsNil() {
 		return nil, ErrWatch

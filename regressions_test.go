@@ -48,7 +48,7 @@ func TestRefusedMultiIsUncertain(t *testing.T) {
 	}
 	defer c.Close()
 	_, err = c.Pipeline().Set("mr", "applied").Exec(ctx)
-	if err == nil || OutcomeOf(err) != Unknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
 		t.Fatalf("MULTI refused: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
 	}
 	if v, _ := c.Get(ctx, "mr"); v != "applied" {
@@ -78,7 +78,7 @@ func TestRetryKeepsTheWorstOutcome(t *testing.T) {
 		}
 		return notSent(&DialError{Addr: "x", Err: io.EOF})
 	})
-	if attempts != 4 || OutcomeOf(err) != Unknown || SafeToRetry(err) {
+	if attempts != 4 || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
 		t.Fatalf("after %d attempts: %v (outcome %v), want unknown: the first attempt may have run", attempts, err, OutcomeOf(err))
 	}
 }
@@ -94,7 +94,7 @@ func TestScriptErrorsAreUncertain(t *testing.T) {
 	if !errors.As(err, &se) || se.Prefix != "WRONGTYPE" {
 		t.Fatalf("err = %v, want WRONGTYPE from inside the script", err)
 	}
-	if OutcomeOf(err) != Unknown || SafeToRetry(err) {
+	if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
 		t.Fatalf("a script's error is classified %v; it ran part of its writes", OutcomeOf(err))
 	}
 	if v, _ := c.Get(ctx, "ctr"); v != "1" {

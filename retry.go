@@ -18,21 +18,21 @@ import (
 type Outcome int
 
 const (
-	// Unknown: the command may or may not have run. The connection failed
+	// OutcomeUnknown: the command may or may not have run. The connection failed
 	// after it was written, or the caller stopped waiting for its reply.
-	Unknown Outcome = iota
-	// NotSent: no byte of it reached the server. It had no effect.
-	NotSent
-	// NotApplied: it reached the server, which certainly did not apply it
+	OutcomeUnknown Outcome = iota
+	// OutcomeNotSent: no byte of it reached the server. It had no effect.
+	OutcomeNotSent
+	// OutcomeNotApplied: it reached the server, which certainly did not apply it
 	// (a watch conflict, an EXECABORT, a command refused before it ran).
-	NotApplied
+	OutcomeNotApplied
 )
 
 func (o Outcome) String() string {
 	switch o {
-	case NotSent:
+	case OutcomeNotSent:
 		return "not sent"
-	case NotApplied:
+	case OutcomeNotApplied:
 		return "not applied"
 	}
 	return "unknown"
@@ -55,7 +55,7 @@ func notSent(err error) error {
 // uncertainError marks a failure after which some commands may have run
 // even though the error inside says otherwise: a MULTI refused while the
 // commands behind it ran on their own, an error raised by a script halfway
-// through its writes. OutcomeOf reports Unknown for it, whatever it wraps.
+// through its writes. OutcomeOf reports OutcomeUnknown for it, whatever it wraps.
 type uncertainError struct {
 	msg string
 	err error
@@ -76,10 +76,10 @@ var refusedFirst = map[string]bool{
 
 // OutcomeOf tells from an error returned by redpipe whether the command or
 // batch was certainly not sent, certainly not applied, or may have run.
-// A nil error is not an outcome and reports Unknown.
+// A nil error is not an outcome and reports OutcomeUnknown.
 func OutcomeOf(err error) Outcome {
 	if err == nil {
-		return Unknown
+		return OutcomeUnknown
 	}
 	var (
 		ns  *notSentError
@@ -94,36 +94,36 @@ func OutcomeOf(err error) Outcome {
 	var ce2 *uncertainError
 	switch {
 	case errors.As(err, &ce2):
-		return Unknown
+		return OutcomeUnknown
 	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
-		return NotSent
+		return OutcomeNotSent
 	case errors.Is(err, ErrNotApplied):
 		// Before the connection's own verdict: a transaction lost while
 		// watching wraps an earlier failure, yet its EXEC was never sent.
-		return NotApplied
+		return OutcomeNotApplied
 	case errors.As(err, &ce):
 		if ce.Unsent {
-			return NotSent
+			return OutcomeNotSent
 		}
-		return Unknown
+		return OutcomeUnknown
 	case errors.As(err, &cmd):
 		// One command of a batch failed; the others ran.
-		return Unknown
+		return OutcomeUnknown
 	case errors.As(err, &se):
 		// A script reports the error of the command that stopped it, after
 		// the writes it made before; Redis tags those with "script:".
 		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") {
-			return NotApplied
+			return OutcomeNotApplied
 		}
 	}
-	return Unknown
+	return OutcomeUnknown
 }
 
 // SafeToRetry reports whether the command or batch behind err certainly had
 // no effect, so sending it again cannot apply it twice.
 func SafeToRetry(err error) bool {
 	o := OutcomeOf(err)
-	return err != nil && (o == NotSent || o == NotApplied)
+	return err != nil && (o == OutcomeNotSent || o == OutcomeNotApplied)
 }
 
 type idempotentKey struct{}
@@ -199,7 +199,7 @@ func (c *Client) retry(ctx context.Context, readonly bool, f func() error) error
 	var earlier error // an attempt that may have run
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if err != nil && earlier == nil && OutcomeOf(err) == Unknown {
+		if err != nil && earlier == nil && OutcomeOf(err) == OutcomeUnknown {
 			earlier = err
 		}
 		if err == nil || attempt > max(c.opt.MaxRetries, 0) || !retryable(ctx, err, readonly) || backoff(ctx, attempt) != nil {

@@ -321,7 +321,7 @@ func TestACLLimitedUser(t *testing.T) {
 		if !errors.As(err, &se) || se.Prefix != "NOPERM" {
 			t.Fatalf("%s: err = %v, want an *Error with prefix NOPERM", what, err)
 		}
-		if OutcomeOf(err) != NotApplied {
+		if OutcomeOf(err) != OutcomeNotApplied {
 			t.Errorf("%s: OutcomeOf = %v, want not applied", what, OutcomeOf(err))
 		}
 	}

@@ -90,7 +90,7 @@ func (s *Stream) Err() error {
 // is not called again, though the replies are still read), and the first
 // command's error as a *CommandError unless the option ErrorsInReplies was
 // given. When the stream failed part way, the error's outcome (OutcomeOf)
-// is Unknown once any chunk went out. After Close the stream is finished:
+// is OutcomeUnknown once any chunk went out. After Close the stream is finished:
 // a second Close reports ErrClosed.
 func (s *Stream) Close(ctx context.Context) (int, error) {
 	if s.closed {

@@ -214,7 +214,7 @@ func TestStreamRefusals(t *testing.T) {
 	if !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 10_000 {
 		t.Fatalf("Close = %v; want an arity error of command 10000", err)
 	}
-	if OutcomeOf(err) != Unknown {
+	if OutcomeOf(err) != OutcomeUnknown {
 		t.Fatalf("OutcomeOf = %v, want Unknown: %d commands had run", OutcomeOf(err), sent)
 	}
 	if got := dbsize(t, srv); got < sent || got > 10_000 {
@@ -227,7 +227,7 @@ func TestStreamRefusals(t *testing.T) {
 
 	s = c.Stream(ctx, nil)
 	s.Do("SELECT", 2)
-	if _, err := s.Close(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != NotSent {
+	if _, err := s.Close(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
 	}
 }
@@ -279,7 +279,7 @@ func TestStreamConnectionLost(t *testing.T) {
 	px.Reset()
 	select {
 	case err := <-done:
-		if err == nil || OutcomeOf(err) != Unknown {
+		if err == nil || OutcomeOf(err) != OutcomeUnknown {
 			t.Fatalf("Close after the cut = %v (%v); want an error of unknown outcome", err, OutcomeOf(err))
 		}
 	case <-time.After(10 * time.Second):

@@ -131,7 +131,7 @@ func (t *Tx) usable() error {
 	case t.closed:
 		return &UsageError{Msg: "Tx used after Close", Err: ErrClosed}
 	case t.broken != nil:
-		return &OutcomeError{NotApplied: true, Err: fmt.Errorf("the connection was lost while watching: %w", t.broken)}
+		return notAppliedTx(fmt.Errorf("the connection was lost while watching: %w", t.broken))
 	}
 	return nil
 }
@@ -200,7 +200,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	v, err := t.d.DoOne(ctx, w.buf)
 	if err != nil {
 		t.lost(err)
-		if OutcomeOf(err) == NotSent {
+		if OutcomeOf(err) == OutcomeNotSent {
 			t.watching = armed
 		}
 		return Value{}, err

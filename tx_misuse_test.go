@@ -220,7 +220,7 @@ func TestTransactionCommandsAfterOwnExec(t *testing.T) {
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not sent") {
 		t.Fatalf("Transaction = %v, want a usage error about the unsent command", err)
 	}
-	if errors.Is(err, ErrNotApplied) || SafeToRetry(err) || OutcomeOf(err) != Unknown {
+	if errors.Is(err, ErrNotApplied) || SafeToRetry(err) || OutcomeOf(err) != OutcomeUnknown {
 		t.Fatalf("the error claims nothing applied, yet fn's own Exec did: %v (%v)", err, OutcomeOf(err))
 	}
 	if attempts != 1 || !exists(t, srv, "first") || exists(t, srv, "second") {
@@ -352,7 +352,7 @@ func TestTransactionRefusedBeforeSendingIsNotApplied(t *testing.T) {
 	check := func(name string, err error) {
 		t.Helper()
 		var ae *ArityError
-		if !errors.Is(err, ErrNotApplied) || !errors.As(err, &ae) || OutcomeOf(err) != NotSent {
+		if !errors.Is(err, ErrNotApplied) || !errors.As(err, &ae) || OutcomeOf(err) != OutcomeNotSent {
 			t.Errorf("%s = %v (%v), want an *ArityError matching ErrNotApplied, not sent", name, err, OutcomeOf(err))
 		}
 	}

@@ -527,7 +527,7 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	_, err := c.Transaction(short, incr("turn", func() {}), "turn")
-	if !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != NotSent {
+	if !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("waiting for a turn past the deadline: %v (%v); want DeadlineExceeded, not sent", err, OutcomeOf(err))
 	}
 	time.Sleep(50 * time.Millisecond)

@@ -207,7 +207,7 @@ func TestOutcomeAgreesWithErrNotApplied(t *testing.T) {
 	if !errors.Is(err, redpipe.ErrNotApplied) {
 		t.Fatalf("Exec after the connection was lost: %v, want an error matching ErrNotApplied", err)
 	}
-	if o := redpipe.OutcomeOf(err); o != redpipe.NotApplied {
+	if o := redpipe.OutcomeOf(err); o != redpipe.OutcomeNotApplied {
 		t.Errorf("OutcomeOf(%q) = %v, but the error matches ErrNotApplied", err, o)
 	}
 	if v := srv.MustDo(t, "GET", "k"); v != nil {

@@ -109,9 +109,9 @@ func outcomeOf(err error) outcome {
 		return applied
 	}
 	switch redpipe.OutcomeOf(err) {
-	case redpipe.NotSent:
+	case redpipe.OutcomeNotSent:
 		return notSent
-	case redpipe.NotApplied:
+	case redpipe.OutcomeNotApplied:
 		return notApplied
 	}
 	return unknown
