@@ -7,6 +7,7 @@ import (
 	"log"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -449,4 +450,42 @@ func ExampleClient_Stream() {
 	// sent: 100000
 	// new members: 50000
 	// set size: 50000
+}
+
+// A read whose connection fails after it was sent is sent again on a new
+// connection, as MaxRetries allows. A write is not, unless its context is
+// marked Idempotent: its error says the outcome is unknown, and here the
+// write had in fact run. A proxy stands in for a network that drops the
+// replies of the connection in use.
+func ExampleOutcomeOf() {
+	ctx := context.Background()
+	srv := must(redistest.StartServer())
+	defer srv.Stop()
+	px := must(redistest.NewProxy(srv.Addr))
+	defer px.Close()
+	c := must(redpipe.NewClient(redpipe.Options{Addr: px.Addr, ReplyTimeout: 200 * time.Millisecond}))
+	defer c.Close()
+	if err := c.Set(ctx, "greeting", "hello"); err != nil {
+		log.Fatal(err)
+	}
+	// No reply comes back on the connection in use; new ones work.
+	loseReplies := func() { px.Hold(redistest.ServerToClient) }
+
+	loseReplies()
+	v, err := c.Get(ctx, "greeting") // a read: sent again on a new connection
+	fmt.Println(v, err)
+
+	loseReplies()
+	_, err = c.Incr(ctx, "visits") // a write: not sent again
+	fmt.Println(redpipe.OutcomeOf(err), redpipe.SafeToRetry(err))
+	fmt.Println(must(c.Get(ctx, "visits"))) // it had run all the same
+
+	loseReplies()
+	err = c.Set(redpipe.Idempotent(ctx), "greeting", "hi") // safe to run twice
+	fmt.Println(err, must(c.Get(ctx, "greeting")))
+	// Output:
+	// hello <nil>
+	// unknown false
+	// 1
+	// <nil> hi
 }

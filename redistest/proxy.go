@@ -380,6 +380,23 @@ func (p *Proxy) PassBytes(n int64, dir Direction) {
 	p.broadcastLocked()
 }
 
+// Hold stops forwarding dir on every current connection, keeping its
+// sockets open, and leaves connections made afterwards alone: the network
+// of one connection fails silently while a new one would work. Reset
+// lifts it and delivers what was held back.
+func (p *Proxy) Hold(dir Direction) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.limit {
+		if dir.has(i) {
+			for pc := range p.conns {
+				pc.budget[i] = 0
+			}
+		}
+	}
+	p.broadcastLocked()
+}
+
 // DropAll closes every current connection at once.
 func (p *Proxy) DropAll() {
 	for _, pc := range p.snapshot() {
