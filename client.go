@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -412,31 +411,9 @@ func helloUnknown(e *Error) bool {
 	return e.Prefix == "NOPROTO" || (e.Prefix == "ERR" && strings.Contains(strings.ToLower(e.Msg), "unknown command"))
 }
 
-// HandshakeError is a failure to prepare a new connection: a wrong
-// password, a missing ACL permission, a database that does not exist.
-type HandshakeError struct {
-	Step string // HELLO, AUTH, CLIENT SETNAME or SELECT
-	Err  error
-}
-
-func (e *HandshakeError) Error() string {
-	return "redpipe: connection setup failed at " + e.Step + ": " + e.Err.Error()
-}
-
-func (e *HandshakeError) Unwrap() error { return e.Err }
-
 func handshakeError(step string, err error) error {
 	return &HandshakeError{Step: step, Err: err}
 }
-
-// DialError is a failure to open a connection.
-type DialError struct {
-	Addr string
-	Err  error
-}
-
-func (e *DialError) Error() string { return fmt.Sprintf("redpipe: dial %s: %v", e.Addr, e.Err) }
-func (e *DialError) Unwrap() error { return e.Err }
 
 // closeConn closes a connection and forgets it.
 func (c *Client) closeConn(cn *conn.Conn) error {

@@ -15,18 +15,6 @@ import (
 // decoder runs only on replies that are not errors.
 type Decoder func(Value) (any, error)
 
-// DecodeError is a reply a Decoder could not decode.
-type DecodeError struct {
-	Command string
-	Err     error
-}
-
-func (e *DecodeError) Error() string {
-	return fmt.Sprintf("redpipe: decoding the reply of %s: %v", e.Command, e.Err)
-}
-
-func (e *DecodeError) Unwrap() error { return e.Err }
-
 // SetDecoder registers d for the replies of command (any case) on every
 // call and pipeline of the client; nil removes it. Register decoders before
 // sharing the client between goroutines.

@@ -3,10 +3,10 @@ package redpipe
 import (
 	"context"
 	"errors"
-
 	"fmt"
-	"github.com/redpipe/redpipe/internal/conn"
 	"strings"
+
+	"github.com/redpipe/redpipe/internal/conn"
 )
 
 // ErrNil is the error of a command whose reply is nil: GET of a missing key,
@@ -199,4 +199,146 @@ func txSendError(err error) error {
 		return &OutcomeError{Outcome: OutcomeUnknown, Err: err}
 	}
 	return err
+}
+
+// HandshakeError is a failure to prepare a new connection: a wrong
+// password, a missing ACL permission, a database that does not exist.
+type HandshakeError struct {
+	Step string // HELLO, AUTH, CLIENT SETNAME or SELECT
+	Err  error
+}
+
+func (e *HandshakeError) Error() string {
+	return "redpipe: connection setup failed at " + e.Step + ": " + e.Err.Error()
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// DialError is a failure to open a connection.
+type DialError struct {
+	Addr string
+	Err  error
+}
+
+func (e *DialError) Error() string { return fmt.Sprintf("redpipe: dial %s: %v", e.Addr, e.Err) }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// DecodeError is a reply a Decoder could not decode.
+type DecodeError struct {
+	Command string
+	Err     error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("redpipe: decoding the reply of %s: %v", e.Command, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// OptionError is an invalid option or URL.
+type OptionError struct {
+	Field string // the Options field, or the URL part
+	Msg   string
+}
+
+func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " " + e.Msg }
+
+// TxRetryError is the error of a Transaction that gave up on watch
+// conflicts. It matches ErrWatch.
+type TxRetryError struct {
+	Attempts int
+	Err      error // the last attempt's error
+}
+
+func (e *TxRetryError) Error() string {
+	return fmt.Sprintf("redpipe: transaction gave up after %d attempts: %v", e.Attempts, e.Err)
+}
+
+func (e *TxRetryError) Unwrap() error { return e.Err }
+
+// Outcome is what an error says about whether its command or batch took
+// effect on the server.
+type Outcome int
+
+const (
+	// OutcomeUnknown: the command may or may not have run. The connection failed
+	// after it was written, or the caller stopped waiting for its reply.
+	OutcomeUnknown Outcome = iota
+	// OutcomeNotSent: no byte of it reached the server. It had no effect.
+	OutcomeNotSent
+	// OutcomeNotApplied: it reached the server, which certainly did not apply it
+	// (a watch conflict, an EXECABORT, a command refused before it ran).
+	OutcomeNotApplied
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeNotSent:
+		return "not sent"
+	case OutcomeNotApplied:
+		return "not applied"
+	}
+	return "unknown"
+}
+
+// refusedFirst are the server errors given before a command runs, so the
+// command had no effect.
+var refusedFirst = map[string]bool{
+	"LOADING": true, "BUSY": true, "TRYAGAIN": true, "CLUSTERDOWN": true,
+	"MASTERDOWN": true, "MOVED": true, "ASK": true, "NOSCRIPT": true,
+	"NOAUTH": true, "NOPERM": true, "READONLY": true, "OOM": true,
+	"MISCONF": true, "NOREPLICAS": true, "WRONGTYPE": true, "EXECABORT": true,
+	"CROSSSLOT": true,
+}
+
+// OutcomeOf tells from an error returned by redpipe whether the command or
+// batch was certainly not sent, certainly not applied, or may have run.
+// A nil error is not an outcome and reports OutcomeUnknown.
+func OutcomeOf(err error) Outcome {
+	if err == nil {
+		return OutcomeUnknown
+	}
+	var (
+		ns  *notSentError
+		ce  *conn.Error
+		ue  *UsageError
+		ae  *ArityError
+		ge  *ArgError
+		oe  *OptionError
+		se  *Error
+		cmd *CommandError
+	)
+	var ce2 *uncertainError
+	switch {
+	case errors.As(err, &ce2):
+		return OutcomeUnknown
+	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
+		return OutcomeNotSent
+	case errors.Is(err, ErrNotApplied):
+		// Before the connection's own verdict: a transaction lost while
+		// watching wraps an earlier failure, yet its EXEC was never sent.
+		return OutcomeNotApplied
+	case errors.As(err, &ce):
+		if ce.Unsent {
+			return OutcomeNotSent
+		}
+		return OutcomeUnknown
+	case errors.As(err, &cmd):
+		// One command of a batch failed; the others ran.
+		return OutcomeUnknown
+	case errors.As(err, &se):
+		// A script reports the error of the command that stopped it, after
+		// the writes it made before; Redis tags those with "script:".
+		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") {
+			return OutcomeNotApplied
+		}
+	}
+	return OutcomeUnknown
+}
+
+// SafeToRetry reports whether the command or batch behind err certainly had
+// no effect, so sending it again cannot apply it twice.
+func SafeToRetry(err error) bool {
+	o := OutcomeOf(err)
+	return err != nil && (o == OutcomeNotSent || o == OutcomeNotApplied)
 }

@@ -254,14 +254,6 @@ func (o Options) String() string {
 		o.Network, o.Addr, o.Username, pw, o.DB, o.ClientName, o.Protocol, o.TLSConfig != nil, o.DialTimeout, o.PoolSize, o.MaxIdle)
 }
 
-// OptionError is an invalid option or URL.
-type OptionError struct {
-	Field string // the Options field, or the URL part
-	Msg   string
-}
-
-func (e *OptionError) Error() string { return "redpipe: option " + e.Field + " " + e.Msg }
-
 // ParseURL turns a URL into Options:
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value&...]

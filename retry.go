@@ -6,37 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
 )
-
-// Outcome is what an error says about whether its command or batch took
-// effect on the server.
-type Outcome int
-
-const (
-	// OutcomeUnknown: the command may or may not have run. The connection failed
-	// after it was written, or the caller stopped waiting for its reply.
-	OutcomeUnknown Outcome = iota
-	// OutcomeNotSent: no byte of it reached the server. It had no effect.
-	OutcomeNotSent
-	// OutcomeNotApplied: it reached the server, which certainly did not apply it
-	// (a watch conflict, an EXECABORT, a command refused before it ran).
-	OutcomeNotApplied
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case OutcomeNotSent:
-		return "not sent"
-	case OutcomeNotApplied:
-		return "not applied"
-	}
-	return "unknown"
-}
 
 // notSentError marks a failure that happened before anything was written:
 // a dial, a handshake, a wait for a pooled connection.
@@ -63,68 +37,6 @@ type uncertainError struct {
 
 func (e *uncertainError) Error() string { return e.msg + ": " + e.err.Error() }
 func (e *uncertainError) Unwrap() error { return e.err }
-
-// refusedFirst are the server errors given before a command runs, so the
-// command had no effect.
-var refusedFirst = map[string]bool{
-	"LOADING": true, "BUSY": true, "TRYAGAIN": true, "CLUSTERDOWN": true,
-	"MASTERDOWN": true, "MOVED": true, "ASK": true, "NOSCRIPT": true,
-	"NOAUTH": true, "NOPERM": true, "READONLY": true, "OOM": true,
-	"MISCONF": true, "NOREPLICAS": true, "WRONGTYPE": true, "EXECABORT": true,
-	"CROSSSLOT": true,
-}
-
-// OutcomeOf tells from an error returned by redpipe whether the command or
-// batch was certainly not sent, certainly not applied, or may have run.
-// A nil error is not an outcome and reports OutcomeUnknown.
-func OutcomeOf(err error) Outcome {
-	if err == nil {
-		return OutcomeUnknown
-	}
-	var (
-		ns  *notSentError
-		ce  *conn.Error
-		ue  *UsageError
-		ae  *ArityError
-		ge  *ArgError
-		oe  *OptionError
-		se  *Error
-		cmd *CommandError
-	)
-	var ce2 *uncertainError
-	switch {
-	case errors.As(err, &ce2):
-		return OutcomeUnknown
-	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
-		return OutcomeNotSent
-	case errors.Is(err, ErrNotApplied):
-		// Before the connection's own verdict: a transaction lost while
-		// watching wraps an earlier failure, yet its EXEC was never sent.
-		return OutcomeNotApplied
-	case errors.As(err, &ce):
-		if ce.Unsent {
-			return OutcomeNotSent
-		}
-		return OutcomeUnknown
-	case errors.As(err, &cmd):
-		// One command of a batch failed; the others ran.
-		return OutcomeUnknown
-	case errors.As(err, &se):
-		// A script reports the error of the command that stopped it, after
-		// the writes it made before; Redis tags those with "script:".
-		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") {
-			return OutcomeNotApplied
-		}
-	}
-	return OutcomeUnknown
-}
-
-// SafeToRetry reports whether the command or batch behind err certainly had
-// no effect, so sending it again cannot apply it twice.
-func SafeToRetry(err error) bool {
-	o := OutcomeOf(err)
-	return err != nil && (o == OutcomeNotSent || o == OutcomeNotApplied)
-}
 
 type idempotentKey struct{}
 

@@ -372,19 +372,6 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// TxRetryError is the error of a Transaction that gave up on watch
-// conflicts. It matches ErrWatch.
-type TxRetryError struct {
-	Attempts int
-	Err      error // the last attempt's error
-}
-
-func (e *TxRetryError) Error() string {
-	return fmt.Sprintf("redpipe: transaction gave up after %d attempts: %v", e.Attempts, e.Err)
-}
-
-func (e *TxRetryError) Unwrap() error { return e.Err }
-
 // Transaction runs the optimistic-locking loop: WATCH keys, call fn with
 // the session, and Exec the pipeline fn opened with Multi. When a watched
 // key changed (ErrWatch) it runs fn again, up to the options' attempts,
