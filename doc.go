@@ -123,9 +123,8 @@
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
 // names each refused command), a transaction refused before it was sent
 // (a wrong number of arguments, a misuse), a connection lost before EXEC
-// was sent. A
-// connection lost after EXEC was sent gives an *OutcomeError that says the
-// outcome is unknown.
+// was sent. A connection lost after EXEC was sent gives an *OutcomeError
+// that says the outcome is unknown.
 //
 // # Concurrency and connections
 //
@@ -136,32 +135,10 @@
 // read, write or protocol error ends the connection and fails the calls in
 // line with it; the next call dials a new one.
 //
-// While a reply is due, a connection reads its socket without sleeping
-// for up to Options.PollWait (100µs by default) before it waits in Go's
-// network poller: on a fast link the reply arrives within that time and
-// is taken without the thread wake-up that otherwise takes much of the
-// round trip's time, notably on virtual machines. It spends CPU time for
-// latency, backs off on links slower than the wait, and PollWait -1 turns
-// it off. While the first batch in line still waits for more than
-// PollWait/0.5µs replies (200 at the default; 0.5µs is about the least a
-// server takes per command), the connection waits asleep: those replies
-// come over a longer time, and a CPU kept busy polling between their
-// chunks is one the server may need.
-//
-// On a plain TCP or Unix socket, a large batch with nothing queued ahead
-// of it is written by its caller straight from the pipeline's buffer, not
-// copied for the writer first (over TLS it is copied). If the caller's
-// context ends while the socket is full, the write stops and the rest of
-// the batch is left to the writer, so the connection, and every call
-// sharing it, carries on.
-//
-// A pipeline's buffers come from pools shared by all pipelines. One buffer
-// of each size from 64 KiB to 16 MiB is kept across garbage collections
-// for 10 seconds after a buffer of that size was last given back: without
-// it, a batch of 100,000 commands sent every few seconds would get fresh,
-// zeroed memory each time, a few milliseconds of work before anything is
-// sent. What is kept is bounded (under 32 MiB for encoded commands, as
-// much for their records) and goes back to the ordinary pools once unused.
+// While a reply is due, a connection briefly polls its socket before it
+// sleeps, which spends some CPU time for latency (Options.PollWait; -1
+// turns it off). How the engine writes, reads and keeps its buffers is
+// described in docs/engine.md.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool
