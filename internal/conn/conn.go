@@ -27,8 +27,8 @@ import (
 var ErrClosed = errors.New("redpipe: closed")
 
 // Error is a failure of the connection itself: every call in line fails
-// with one. Unsent tells the call's bytes never reached the socket, so the
-// server cannot have run it.
+// with one. Unsent tells that no byte of the call was accepted by the
+// socket, so the server cannot have run it.
 type Error struct {
 	Op     string // "read", "write", "close", or "send" for a call whose context ended before it was put in line
 	Err    error
@@ -141,7 +141,8 @@ type Conn struct {
 	head    int        // index of the first call in queue
 	err     error      // sticky failure; no call is accepted once set
 	offset  int64      // stream offset of the end of wbuf
-	taken   int64      // stream offset up to which the writer has taken bytes
+	taken   int64      // stream offset up to which bytes were handed to a writer
+	written int64      // stream offset up to which the socket accepted them
 
 	// writing is held by whoever writes to the socket: the writer
 	// goroutine, or a caller writing its own small command inline when the
@@ -548,13 +549,12 @@ func (c *Conn) writeInline() {
 	c.writing = true
 	buf := c.takeLocked()
 	c.mu.Unlock()
-	_, err := c.nc.Write(buf)
-	more := c.release(buf)
+	n, err := c.nc.Write(buf)
 	if err != nil {
-		c.fail(&Error{Op: "write", Err: err})
+		c.failWrite(n, err)
 		return
 	}
-	if more {
+	if c.release(buf) {
 		c.wake()
 	}
 }
@@ -587,29 +587,32 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 		c.nc.SetWriteDeadline(time.Time{})
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			if rest := b[n:]; len(rest) <= c.opt.MaxPending {
-				c.handOver(rest)
+				c.handOver(n, rest)
 				return
 			}
 			err = fmt.Errorf("send cut short: %w", ctx.Err())
 		}
 	}
+	if err != nil {
+		c.failWrite(n, err)
+		return
+	}
 	c.mu.Lock()
+	c.written += int64(n)
 	c.writing = false
 	more := len(c.wbuf) > 0
 	c.mu.Unlock()
-	if err != nil {
-		c.fail(&Error{Op: "write", Err: err})
-		return
-	}
 	if more {
 		c.wake()
 	}
 }
 
-// handOver gives the unwritten end of a direct write to the writer, ahead
-// of whatever was queued meanwhile, and gives up the write role.
-func (c *Conn) handOver(rest []byte) {
+// handOver gives the unwritten end of a direct write, of which the socket
+// took n bytes, to the writer, ahead of whatever was queued meanwhile, and
+// gives up the write role.
+func (c *Conn) handOver(n int, rest []byte) {
 	c.mu.Lock()
+	c.written += int64(n)
 	if c.err == nil {
 		buf := make([]byte, 0, len(rest)+len(c.wbuf))
 		buf = append(append(buf, rest...), c.wbuf...)
@@ -629,13 +632,15 @@ func (c *Conn) takeLocked() []byte {
 	return buf
 }
 
-// release gives up the write role after buf was written and reports
+// release gives up the write role after buf was written whole and reports
 // whether more is pending.
 func (c *Conn) release(buf []byte) bool {
+	n := len(buf)
 	if cap(buf) > 4*c.opt.MaxPending {
 		buf = make([]byte, 0, 4096) // let a one-off burst be collected
 	}
 	c.mu.Lock()
+	c.written += int64(n)
 	c.spare = buf[:0]
 	c.writing = false
 	more := len(c.wbuf) > 0
@@ -728,8 +733,8 @@ func (c *Conn) writeLoop() {
 			buf := c.takeLocked()
 			c.mu.Unlock()
 
-			if _, err := c.nc.Write(buf); err != nil {
-				c.fail(&Error{Op: "write", Err: err})
+			if n, err := c.nc.Write(buf); err != nil {
+				c.failWrite(n, err)
 				return
 			}
 			c.release(buf)
@@ -837,10 +842,26 @@ func (c *Conn) readLoop() {
 }
 
 // fail makes err the connection's sticky error, closes the socket and fails
-// every call in line. Calls whose bytes the writer never took are marked
-// unsent; the rest may or may not have run.
+// every call in line. Calls none of whose bytes the socket accepted are
+// marked unsent; the rest may or may not have run.
 func (c *Conn) fail(err *Error) {
 	c.mu.Lock()
+	c.failLocked(err)
+}
+
+// failWrite is fail for the holder of the write role, whose write ended in
+// err after the socket accepted n bytes of it: the calls from there on were
+// not sent. It gives up the role and fails the connection in one hold of
+// mu, so that nobody writes after the failed write.
+func (c *Conn) failWrite(n int, err error) {
+	c.mu.Lock()
+	c.written += int64(n)
+	c.writing = false
+	c.failLocked(&Error{Op: "write", Err: err})
+}
+
+// failLocked is fail with mu held; it releases mu.
+func (c *Conn) failLocked(err *Error) {
 	if c.err != nil {
 		c.mu.Unlock()
 		return
@@ -849,7 +870,11 @@ func (c *Conn) fail(err *Error) {
 	c.dead.Store(true)
 	calls := c.queue[c.head:]
 	c.queue, c.head = nil, 0
-	taken := c.taken
+	// A write under way may have put any of the bytes it took on the wire.
+	sent := c.written
+	if c.writing {
+		sent = c.taken
+	}
 	c.wbuf = nil
 	c.mu.Unlock()
 
@@ -857,7 +882,7 @@ func (c *Conn) fail(err *Error) {
 	c.nc.Close()
 	for _, cl := range calls {
 		e := *err
-		e.Unsent = cl.start >= taken
+		e.Unsent = cl.start >= sent
 		finish(cl, &e)
 	}
 }
