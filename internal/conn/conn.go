@@ -5,8 +5,10 @@
 // Replies are matched to calls by order alone, so the connection keeps one
 // rule above all: a reply either reaches its own call or the connection
 // dies. A call whose caller gave up stays in line, and its reply is read and
-// dropped. Any read, write or protocol error is sticky: it fails every call
-// in line and closes the socket, and the owner replaces the connection.
+// dropped, unless none of its bytes had been handed to the socket yet: then
+// it leaves the line and its bytes are never written. Any read, write or
+// protocol error is sticky: it fails every call in line and closes the
+// socket, and the owner replaces the connection.
 package conn
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +32,13 @@ var ErrClosed = errors.New("redpipe: closed")
 // Error is a failure of the connection itself: every call in line fails
 // with one. Unsent tells that no byte of the call was accepted by the
 // socket, so the server cannot have run it.
+//
+// Op "send" is the failure of a single call whose context ended before any
+// of its bytes were handed to the socket: before it was put in line, while
+// it waited for room in the queue, or while its bytes waited there. Such a
+// call is never written, and the connection carries on.
 type Error struct {
-	Op     string // "read", "write", "close", or "send" for a call whose context ended before it was put in line
+	Op     string // "read", "write", "close" or "send"
 	Err    error
 	Unsent bool
 }
@@ -52,8 +60,16 @@ type Options struct {
 	Limits resp.Limits
 	// ReadBuffer is the size of the read buffer; 0 means 32 KiB.
 	ReadBuffer int
-	// MaxPending is how many bytes may wait for the writer before a large
-	// send waits for it to drain; 0 means 1 MiB. Small sends never wait.
+	// MaxPending is the size of the parts in which a larger send is
+	// handed to the writer, each once the writer has drained the one
+	// before; 0 means 1 MiB. It also bounds the bytes that wait for the
+	// writer: once a send would take them past queuedPerPending times
+	// MaxPending (4 MiB by default), it waits for the writer to take them
+	// or for its context to end, and then fails as not sent. Without that
+	// bound a server that stops reading would let the queue, and memory,
+	// grow with every call made meanwhile. (A direct write stopped by its
+	// context gives back what it could not write, which may add up to
+	// MaxPending on top.)
 	MaxPending int
 	// OnPush receives RESP3 push messages (invalidations and the like).
 	// They are dropped when nil. It runs on the reader goroutine.
@@ -77,17 +93,27 @@ type Options struct {
 	Poll time.Duration
 }
 
+// queuedPerPending is how many times MaxPending may wait for the writer.
+// Why four: the writer takes all that waits at once, so under load the
+// queue refills while the last take is written, and a bound of one part
+// would make callers wait on every other write; four keeps writes large
+// and the queue a few MiB.
+const queuedPerPending = 4
+
 // call states
 const (
 	waiting int32 = iota
 	finished
-	abandoned
+	abandoned // its caller left; it stays in line and its replies are dropped
+	dropped   // its caller left before any of its bytes were taken; they never will be
 )
 
 // call is one request in line for replies: a single command or a batch.
 type call struct {
-	// Written under Conn.mu at enqueue; read by fail.
+	// Written under Conn.mu at enqueue (start moves back when the bytes
+	// of dropped calls ahead of it leave wbuf); read under it.
 	start int64 // stream offset of the call's first byte
+	size  int64 // how many bytes it has
 
 	// Owned by the reader goroutine until the call finishes, then by the
 	// caller (or, if abandoned, by the reader, which recycles it).
@@ -136,13 +162,22 @@ type Conn struct {
 
 	mu      sync.Mutex // guards the fields below it
 	inParts bool       // a send is being handed to the writer in parts
-	wbuf    []byte     // appended by callers, taken by the writer
+	wbuf    []byte     // appended by callers, taken by the writer: the stream from taken to offset
 	queue   []*call    // calls in line for replies, in write order
 	head    int        // index of the first call in queue
 	err     error      // sticky failure; no call is accepted once set
 	offset  int64      // stream offset of the end of wbuf
 	taken   int64      // stream offset up to which bytes were handed to a writer
 	written int64      // stream offset up to which the socket accepted them
+
+	// Calls in line whose callers left before any of their bytes were
+	// taken, and those bytes, still in wbuf until sweepLocked takes both
+	// out (always before the writer takes wbuf).
+	dropped      int
+	droppedBytes int64
+
+	maxQueued int           // queuedPerPending * MaxPending
+	room      chan struct{} // closed when wbuf shrinks; made by a sender waiting for room, nil if none waits
 
 	// writing is held by whoever writes to the socket: the writer
 	// goroutine, or a caller writing its own small command inline when the
@@ -207,14 +242,15 @@ func New(nc net.Conn, opt Options) *Conn {
 		opt.DirectWrite = -1
 	}
 	c := &Conn{
-		nc:      nc,
-		opt:     opt,
-		wbuf:    make([]byte, 0, 4096),
-		spare:   make([]byte, 0, 4096),
-		kick:    make(chan struct{}, 1),
-		sendSem: make(chan struct{}, 1),
-		space:   make(chan struct{}, 1),
-		closed:  make(chan struct{}),
+		nc:        nc,
+		opt:       opt,
+		maxQueued: queuedPerPending * opt.MaxPending,
+		wbuf:      make([]byte, 0, 4096),
+		spare:     make([]byte, 0, 4096),
+		kick:      make(chan struct{}, 1),
+		sendSem:   make(chan struct{}, 1),
+		space:     make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 	c.poll = newPoller(nc, opt.Poll, c.due)
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
@@ -390,46 +426,117 @@ func (p Pending) Wait(ctx context.Context) error {
 // send larger than MaxPending is handed over in parts as the writer
 // drains, so memory stays bounded; if ctx ends between parts the stream is
 // cut mid-command and the connection has to die. A send of one part waits
-// only while such a send is under way.
+// only while such a send is under way, or while the queue is full (see
+// Options.MaxPending).
 func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
-	if len(b) <= c.opt.MaxPending {
-		// One part: appending it under mu keeps it whole, so only a send
-		// in parts that is under way has to be waited for.
-		if err := ctx.Err(); err != nil {
-			return &Error{Op: "send", Err: err, Unsent: true}
-		}
-		c.mu.Lock()
-		if !c.inParts {
-			return c.sendLocked(ctx, cl, b)
-		}
-		c.mu.Unlock()
+	if len(b) > c.opt.MaxPending {
+		return c.sendLarge(ctx, cl, b)
 	}
+	if err := ctx.Err(); err != nil {
+		return notSent(err)
+	}
+	c.mu.Lock()
+	for {
+		switch {
+		case c.err != nil || !c.inParts && c.roomLocked(len(b)):
+			// One part: appending it under mu keeps it whole.
+			return c.sendLocked(ctx, cl, b)
+		case c.inParts:
+			// The send in parts holds sendSem until its last part is in.
+			c.mu.Unlock()
+			select {
+			case c.sendSem <- struct{}{}:
+			case <-ctx.Done():
+				return notSent(ctx.Err())
+			}
+			if err := ctx.Err(); err != nil {
+				<-c.sendSem
+				return notSent(err)
+			}
+			c.mu.Lock()
+			<-c.sendSem // with mu held, no other send in parts can start meanwhile
+		default:
+			if err := c.awaitRoomLocked(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendLarge sends b, larger than MaxPending: it waits for the sends in
+// parts ahead of it and for room for its first part.
+func (c *Conn) sendLarge(ctx context.Context, cl *call, b []byte) error {
 	select {
 	case c.sendSem <- struct{}{}:
 	case <-ctx.Done():
-		return &Error{Op: "send", Err: ctx.Err(), Unsent: true}
+		return notSent(ctx.Err())
 	}
 	if err := ctx.Err(); err != nil {
 		<-c.sendSem
-		return &Error{Op: "send", Err: err, Unsent: true}
+		return notSent(err)
 	}
 	c.mu.Lock()
-	if len(b) <= c.opt.MaxPending {
-		<-c.sendSem
-		return c.sendLocked(ctx, cl, b)
+	for c.err == nil && !c.roomLocked(c.opt.MaxPending) {
+		if err := c.awaitRoomLocked(ctx); err != nil {
+			<-c.sendSem
+			return err
+		}
 	}
 	return c.sendParts(ctx, cl, b)
 }
 
-// enqueueLocked puts cl in line; mu is held. It reports the connection's
-// sticky error instead when there is one, and then releases mu.
-func (c *Conn) enqueueLocked(cl *call) error {
+// roomLocked reports whether n more bytes may join the queue: the bytes
+// waiting for the writer stay within maxQueued, unless none wait. mu is
+// held.
+func (c *Conn) roomLocked(n int) bool {
+	return len(c.wbuf) == 0 || len(c.wbuf)+n <= c.maxQueued
+}
+
+// awaitRoomLocked waits, with mu held and released meanwhile, until the
+// queue shrinks or the connection fails, and returns with mu held. If ctx
+// ends first it returns a not-sent error with mu released.
+func (c *Conn) awaitRoomLocked(ctx context.Context) error {
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	room := c.room
+	c.mu.Unlock()
+	select {
+	case <-room:
+	case <-c.closed:
+	case <-ctx.Done():
+	}
+	if err := ctx.Err(); err != nil {
+		return notSent(err)
+	}
+	c.mu.Lock()
+	return nil
+}
+
+// roomMadeLocked wakes the senders waiting for room; mu is held.
+func (c *Conn) roomMadeLocked() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
+// notSent is the error of a call that leaves before any of its bytes were
+// handed to the socket because ctx ended.
+func notSent(err error) error {
+	return &Error{Op: "send", Err: err, Unsent: true}
+}
+
+// enqueueLocked puts cl, of size bytes, in line; mu is held. It reports
+// the connection's sticky error instead when there is one, and then
+// releases mu.
+func (c *Conn) enqueueLocked(cl *call, size int) error {
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
 		return unsent(err)
 	}
-	cl.start = c.offset
+	cl.start, cl.size = c.offset, int64(size)
 	if c.head == len(c.queue) && c.opt.StallTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
 	}
@@ -455,7 +562,7 @@ func (c *Conn) takeDirectLocked(b []byte) bool {
 // sendLocked sends b, which fits in one part, with mu held, and releases
 // mu.
 func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
-	if err := c.enqueueLocked(cl); err != nil {
+	if err := c.enqueueLocked(cl, len(b)); err != nil {
 		return err
 	}
 	if c.takeDirectLocked(b) {
@@ -480,7 +587,7 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 // otherwise b goes to the writer a part at a time, and inParts keeps other
 // sends out until the last part is in.
 func (c *Conn) sendParts(ctx context.Context, cl *call, b []byte) error {
-	if err := c.enqueueLocked(cl); err != nil {
+	if err := c.enqueueLocked(cl, len(b)); err != nil {
 		<-c.sendSem
 		return err
 	}
@@ -609,7 +716,8 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 
 // handOver gives the unwritten end of a direct write, of which the socket
 // took n bytes, to the writer, ahead of whatever was queued meanwhile, and
-// gives up the write role.
+// gives up the write role. The rest counts as not taken again, so that
+// wbuf still holds the stream from taken on.
 func (c *Conn) handOver(n int, rest []byte) {
 	c.mu.Lock()
 	c.written += int64(n)
@@ -617,18 +725,24 @@ func (c *Conn) handOver(n int, rest []byte) {
 		buf := make([]byte, 0, len(rest)+len(c.wbuf))
 		buf = append(append(buf, rest...), c.wbuf...)
 		c.wbuf = buf
+		c.taken -= int64(len(rest))
 	}
 	c.writing = false
 	c.mu.Unlock()
 	c.wake()
 }
 
-// takeLocked takes the pending bytes for writing; mu is held.
+// takeLocked takes the pending bytes for writing; mu is held. The bytes
+// of dropped calls go first, so that they are never written.
 func (c *Conn) takeLocked() []byte {
+	if c.dropped > 0 {
+		c.sweepLocked()
+	}
 	buf := c.wbuf
 	c.wbuf = c.spare[:0]
 	c.spare = nil
 	c.taken = c.offset
+	c.roomMadeLocked()
 	return buf
 }
 
@@ -660,8 +774,10 @@ func (c *Conn) wake() {
 	}
 }
 
-// wait blocks until cl finishes or ctx ends. On ctx's end the call is
-// abandoned: it stays in line and the reader drops its replies.
+// wait blocks until cl finishes or ctx ends. On ctx's end a call none of
+// whose bytes were taken leaves the line (drop) and fails as not sent;
+// any other is abandoned: it stays in line and the reader drops its
+// replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
 	if done := ctx.Done(); done == nil {
 		<-cl.done // a receive alone costs less than a select
@@ -669,6 +785,9 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		select {
 		case <-cl.done:
 		case <-done:
+			if c.drop(cl) {
+				return notSent(ctx.Err())
+			}
 			if cl.state.CompareAndSwap(waiting, abandoned) {
 				return ctx.Err()
 			}
@@ -681,6 +800,67 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		return err
 	}
 	return nil
+}
+
+// drop marks cl, whose caller is leaving, as dropped if no writer has
+// taken any of its bytes, and reports whether it did. Its bytes then wait
+// in wbuf for sweepLocked, which runs at once when they are half of what
+// waits there or more, so a sweep always frees at least as much as it
+// moves, and at the latest before the writer takes wbuf. Taking both the
+// call and its bytes out under mu is what keeps every later reply with
+// its own call: the call never reaches the socket, so no reply answers it.
+func (c *Conn) drop(cl *call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// With no error yet, a call not taken is still in line: the reader
+	// takes out only calls whose bytes were taken, and fail all of them.
+	// A call of no bytes is left alone: it may be overtaken by a direct
+	// write, and the sweep only looks past what was taken.
+	if c.err != nil || cl.start < c.taken || cl.size == 0 || !cl.state.CompareAndSwap(waiting, dropped) {
+		return false
+	}
+	c.dropped++
+	c.droppedBytes += cl.size
+	if 2*c.droppedBytes >= int64(len(c.wbuf)) {
+		c.sweepLocked()
+	}
+	return true
+}
+
+// sweepLocked takes the dropped calls out of line and their bytes out of
+// wbuf, moving up the bytes of the calls behind them and the calls' start
+// offsets with them; mu is held. The calls in line cover the stream one
+// after another, in order, and wbuf holds it from taken on: the dropped
+// calls and those behind them start at taken or later (a send in parts may
+// have put only some of its bytes in yet, and is last in line).
+func (c *Conn) sweepLocked() {
+	q := c.queue
+	i := c.head + sort.Search(len(q)-c.head, func(k int) bool { return q[c.head+k].start >= c.taken })
+	kept, cut := i, int64(0)
+	for _, cl := range q[i:] {
+		if cl.state.Load() == dropped {
+			cut += cl.size
+			putCall(cl)
+			continue
+		}
+		if cut > 0 {
+			from := cl.start - c.taken
+			to := min(from+cl.size, int64(len(c.wbuf)))
+			copy(c.wbuf[from-cut:], c.wbuf[from:to])
+			cl.start -= cut
+		}
+		q[kept] = cl
+		kept++
+	}
+	clear(q[kept:])
+	c.queue = q[:kept]
+	c.wbuf = c.wbuf[:int64(len(c.wbuf))-cut]
+	c.offset -= cut
+	c.dropped, c.droppedBytes = 0, 0
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0
+	}
+	c.roomMadeLocked()
 }
 
 // finish hands a call its outcome.
@@ -722,6 +902,9 @@ func (c *Conn) writeLoop() {
 			if c.err != nil {
 				c.mu.Unlock()
 				return
+			}
+			if c.dropped > 0 {
+				c.sweepLocked() // there may be nothing left to write
 			}
 			if c.writing || len(c.wbuf) == 0 {
 				// Nothing to do, or a caller is writing inline and will
