@@ -3,12 +3,15 @@ package redpipe
 import (
 	"bytes"
 	"context"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -214,9 +217,10 @@ type cmdBuf struct {
 
 	// What the commands encoded so far add up to, kept by end() so that a
 	// large batch is not walked again before it is sent.
-	writes   bool // some command is not flagged read-only
-	blocking bool // some command may block its connection
-	stateAt  int  // 1 + the index of the first connection-state command; 0 if none
+	writes   bool       // some command is not flagged read-only
+	blocking bool       // some command may block its connection
+	grace    conn.Grace // the longest a blocking command may keep the server quiet
+	stateAt  int        // 1 + the index of the first connection-state command; 0 if none
 
 	// state of the command being encoded
 	want, got int
@@ -270,6 +274,7 @@ func (w *cmdBuf) end() {
 		if f&flagBlocking != 0 && blocks(w.cur, w.buf[w.begin:]) {
 			w.cmds[len(w.cmds)-1] |= metaBlocks
 			w.blocking = true
+			w.grace = longerGrace(w.grace, blockGrace(w.cur, w.buf[w.begin:]))
 		}
 		if f&flagConnState != 0 && w.stateAt == 0 {
 			w.stateAt = len(w.cmds)
@@ -296,26 +301,94 @@ func blocks(ci *commandInfo, cmd []byte) bool {
 	return hasWord(cmd, "BLOCK")
 }
 
-// hasWord reports whether an encoded command (an array of bulk strings,
-// as cmdBuf writes them) holds word as one of its words, in any case.
+// hasWord reports whether an encoded command holds word as one of its
+// words, in any case.
 func hasWord(cmd []byte, word string) bool {
-	i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
-	for i < len(cmd) && cmd[i] == '$' {
-		eol := bytes.IndexByte(cmd[i:], '\r')
-		if eol < 0 {
-			return false
-		}
-		n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
-		start := i + eol + 2
-		if err != nil || start+n > len(cmd) {
-			return false
-		}
-		if bytes.EqualFold(cmd[start:start+n], []byte(word)) {
+	for w := range words(cmd) {
+		if bytes.EqualFold(w, []byte(word)) {
 			return true
 		}
-		i = start + n + 2
 	}
 	return false
+}
+
+// words yields the words of an encoded command (an array of bulk strings,
+// as cmdBuf writes them), its name first.
+func words(cmd []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
+		for i < len(cmd) && cmd[i] == '$' {
+			eol := bytes.IndexByte(cmd[i:], '\r')
+			if eol < 0 {
+				return
+			}
+			n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
+			start := i + eol + 2
+			if err != nil || n < 0 || start+n > len(cmd) || !yield(cmd[start:start+n]) {
+				return
+			}
+			i = start + n + 2
+		}
+	}
+}
+
+// blockGrace is how long a blocking command, encoded as cmd, may keep the
+// server from answering: the timeout it gives. A timeout of 0 waits for
+// ever, and one that cannot be read (which the server refuses at once) or
+// a blocking command not known here may too: those get conn.NoStallLimit.
+// XREAD and XREADGROUP without BLOCK before STREAMS do not block.
+func blockGrace(ci *commandInfo, cmd []byte) conn.Grace {
+	ws := slices.Collect(words(cmd))
+	timeout := func(i int, unit time.Duration) conn.Grace {
+		if i < 1 || i >= len(ws) {
+			return conn.NoStallLimit
+		}
+		return timeoutGrace(ws[i], unit)
+	}
+	switch ci.Name {
+	case "BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX", "BRPOPLPUSH", "BLMOVE":
+		return timeout(len(ws)-1, time.Second)
+	case "BLMPOP", "BZMPOP":
+		return timeout(1, time.Second)
+	case "WAIT":
+		return timeout(len(ws)-1, time.Millisecond)
+	case "XREAD", "XREADGROUP":
+		first := 1
+		if ci.Name == "XREADGROUP" {
+			first = 4 // past GROUP group consumer, names that may read BLOCK
+		}
+		for i := first; i < len(ws); i++ {
+			switch {
+			case bytes.EqualFold(ws[i], []byte("STREAMS")):
+				return 0
+			case bytes.EqualFold(ws[i], []byte("BLOCK")):
+				return timeout(i+1, time.Millisecond)
+			}
+		}
+		return 0
+	}
+	return conn.NoStallLimit
+}
+
+// maxGrace bounds a readable timeout (about 146 years), so that adding
+// the stall timeout to it cannot overflow.
+const maxGrace = 1 << 62
+
+// timeoutGrace reads a timeout argument given in unit.
+func timeoutGrace(arg []byte, unit time.Duration) conn.Grace {
+	f, err := strconv.ParseFloat(string(arg), 64)
+	if err != nil || !(f > 0) || f*float64(unit) >= maxGrace {
+		return conn.NoStallLimit
+	}
+	return conn.Grace(f * float64(unit))
+}
+
+// longerGrace is the Grace of a batch holding commands of grace a and b.
+func longerGrace(a, b conn.Grace) conn.Grace {
+	if a == conn.NoStallLimit || b == conn.NoStallLimit {
+		return conn.NoStallLimit
+	}
+	return max(a, b)
 }
 
 // setErr keeps the first encoding error and the index of its command.
@@ -420,7 +493,7 @@ func (w *cmdBuf) reset() {
 	w.cmds = w.cmds[:0]
 	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
-	w.writes, w.blocking, w.stateAt = false, false, 0
+	w.writes, w.blocking, w.grace, w.stateAt = false, false, 0, 0
 }
 
 // bufPool recycles the buffers of single commands. Buffers that grew large

@@ -103,7 +103,9 @@
 // The bytes waiting to be written on one connection are bounded (4 MiB):
 // when the server stops reading, callers wait for room or for their
 // context, whose end then fails them as not sent, instead of queueing
-// without limit.
+// without limit. Options.ReplyTimeout ends a connection whose server
+// stays silent while replies are due, blocking commands being allowed
+// their own timeout on top.
 //
 // While a reply is due, a connection reads its socket without sleeping
 // for up to Options.PollWait (100µs by default) before it waits in Go's

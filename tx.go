@@ -154,7 +154,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 			return Value{}, &UsageError{Msg: ci.Name + " cannot run on a Tx; use its Multi, Exec and Close methods"}
 		}
 	}
-	v, err := t.d.DoOne(ctx, w.buf)
+	v, err := t.d.WithGrace(w.grace).DoOne(ctx, w.buf)
 	if err != nil {
 		t.lost(err)
 		return Value{}, err
@@ -162,11 +162,12 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	return t.c.decode(w, Value{v}, nil)
 }
 
-// do runs a batch on the session's connection. The batch of a transaction
+// do runs a batch on the session's connection; grace is how long its
+// blocking commands may keep the server quiet. The batch of a transaction
 // (exec) gives the session's turn away once it is written: the next
 // transaction on the same keys may read while this one's EXEC runs.
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool) error {
-	p, err := t.d.Start(ctx, buf, replies)
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool, grace conn.Grace) error {
+	p, err := t.d.WithGrace(grace).Start(ctx, buf, replies)
 	if exec {
 		t.releaseTurn()
 	}

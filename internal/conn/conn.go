@@ -76,8 +76,9 @@ type Options struct {
 	OnPush func(resp.Value)
 	// StallTimeout ends the connection when replies are due and no byte
 	// has arrived for this long: a stalled server or network would
-	// otherwise hold every later call hostage. Zero means no limit, which
-	// suits a connection lent for blocking commands.
+	// otherwise hold every later call hostage. The first call in line may
+	// extend it with its Grace, the time a blocking command may keep the
+	// server quiet, or lift it with NoStallLimit. Zero means no limit.
 	StallTimeout time.Duration
 	// DirectWrite is the size from which a send is written from the
 	// caller's buffer when nothing else waits for the writer, instead of
@@ -100,6 +101,15 @@ type Options struct {
 // and the queue a few MiB.
 const queuedPerPending = 4
 
+// Grace is how much longer than Options.StallTimeout the replies of a call
+// may keep the connection quiet: the time the server may wait on a blocking
+// command before it answers. NoStallLimit lifts the limit for the call.
+type Grace time.Duration
+
+// NoStallLimit is the Grace of a call that may keep the server quiet for
+// ever (BLPOP with a timeout of 0).
+const NoStallLimit Grace = -1
+
 // call states
 const (
 	waiting int32 = iota
@@ -114,6 +124,7 @@ type call struct {
 	// of dropped calls ahead of it leave wbuf); read under it.
 	start int64 // stream offset of the call's first byte
 	size  int64 // how many bytes it has
+	grace Grace // set before it is sent
 
 	// Owned by the reader goroutine until the call finishes, then by the
 	// caller (or, if abandoned, by the reader, which recycles it).
@@ -138,6 +149,7 @@ func getCall() *call {
 
 func putCall(c *call) {
 	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
+	c.grace = 0
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -178,6 +190,7 @@ type Conn struct {
 
 	maxQueued int           // queuedPerPending * MaxPending
 	room      chan struct{} // closed when wbuf shrinks; made by a sender waiting for room, nil if none waits
+	armedFor  time.Duration // the stall limit last armed, for its error
 
 	// writing is held by whoever writes to the socket: the writer
 	// goroutine, or a caller writing its own small command inline when the
@@ -210,18 +223,31 @@ func (g stallGuard) Read(p []byte) (int, error) {
 	}
 	if c.opt.StallTimeout > 0 {
 		c.mu.Lock()
-		if c.head < len(c.queue) {
-			c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
-		} else {
-			c.nc.SetReadDeadline(time.Time{})
-		}
+		c.armLocked()
 		c.mu.Unlock()
 	}
 	n, err := c.nc.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("no reply for %v while replies were due: %w", c.opt.StallTimeout, err)
+		c.mu.Lock()
+		limit := c.armedFor
+		c.mu.Unlock()
+		err = fmt.Errorf("no reply for %v while replies were due: %w", limit, err)
 	}
 	return n, err
+}
+
+// armLocked sets the read deadline that the first call in line allows:
+// StallTimeout and the call's Grace from now. It clears it when no call
+// is in line or the first one may wait without limit. mu is held.
+func (c *Conn) armLocked() {
+	if c.head < len(c.queue) {
+		if g := c.queue[c.head].grace; g >= 0 {
+			c.armedFor = c.opt.StallTimeout + time.Duration(g)
+			c.nc.SetReadDeadline(time.Now().Add(c.armedFor))
+			return
+		}
+	}
+	c.nc.SetReadDeadline(time.Time{})
 }
 
 // New starts the reader and writer of a connection on nc, which the Conn
@@ -332,18 +358,7 @@ func (c *Conn) Close() error {
 
 // DoOne sends one encoded command and waits for its reply.
 func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
-	cl := getCall()
-	cl.replies, cl.n = cl.one[:], 1
-	if err := c.send(ctx, cl, cmd); err != nil {
-		putCall(cl)
-		return resp.Value{}, err
-	}
-	if err := c.wait(ctx, cl); err != nil {
-		return resp.Value{}, err
-	}
-	v := cl.one[0]
-	putCall(cl)
-	return v, nil
+	return Graced{c, 0}.DoOne(ctx, cmd)
 }
 
 // Do sends cmds, the encoding of len(replies) commands, and waits for their
@@ -366,11 +381,53 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 // server works through the batch rather than before the batch is sent.
 // If ctx ends first DoN returns its error at once.
 func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
+	return Graced{c, 0}.DoN(ctx, cmds, n)
+}
+
+// Start is the first half of Do: it puts the batch in line and returns once
+// its bytes are with the writer, so cmds may be reused at once. The reader
+// fills replies meanwhile; they belong to the caller only after Wait
+// returns nil. Sending one batch while the previous one is answered keeps
+// the socket busy in both directions.
+func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
+	return Graced{c, 0}.Start(ctx, cmds, replies)
+}
+
+// WithGrace returns the connection for calls whose replies may take g
+// longer than Options.StallTimeout: calls with blocking commands.
+func (c *Conn) WithGrace(g Grace) Graced { return Graced{c, g} }
+
+// Graced makes calls that carry a Grace. Its methods are those of Conn.
+type Graced struct {
+	c     *Conn
+	grace Grace
+}
+
+// DoOne is Conn.DoOne for a call with the Grace.
+func (k Graced) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
+	c := k.c
+	cl := getCall()
+	cl.replies, cl.n, cl.grace = cl.one[:], 1, k.grace
+	if err := c.send(ctx, cl, cmd); err != nil {
+		putCall(cl)
+		return resp.Value{}, err
+	}
+	if err := c.wait(ctx, cl); err != nil {
+		return resp.Value{}, err
+	}
+	v := cl.one[0]
+	putCall(cl)
+	return v, nil
+}
+
+// DoN is Conn.DoN for a call with the Grace.
+func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
 	if n <= 0 {
 		return nil, 0, nil
 	}
+	c := k.c
 	cl := getCall()
-	cl.n = n
+	cl.n, cl.grace = n, k.grace
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return nil, 0, err
@@ -383,29 +440,26 @@ func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Valu
 	return replies, errs, nil
 }
 
-// Pending is a batch handed to the connection by Start whose replies are
-// still to come. Wait must be called once.
-type Pending struct {
-	c  *Conn
-	cl *call
-}
-
-// Start is the first half of Do: it puts the batch in line and returns once
-// its bytes are with the writer, so cmds may be reused at once. The reader
-// fills replies meanwhile; they belong to the caller only after Wait
-// returns nil. Sending one batch while the previous one is answered keeps
-// the socket busy in both directions.
-func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
+// Start is Conn.Start for a call with the Grace.
+func (k Graced) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
 	if len(replies) == 0 {
 		return Pending{}, nil
 	}
+	c := k.c
 	cl := getCall()
-	cl.replies, cl.n = replies, len(replies)
+	cl.replies, cl.n, cl.grace = replies, len(replies), k.grace
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return Pending{}, err
 	}
 	return Pending{c, cl}, nil
+}
+
+// Pending is a batch handed to the connection by Start whose replies are
+// still to come. Wait must be called once.
+type Pending struct {
+	c  *Conn
+	cl *call
 }
 
 // Wait blocks until the batch's replies are in, or ctx ends (the call is
@@ -537,10 +591,10 @@ func (c *Conn) enqueueLocked(cl *call, size int) error {
 		return unsent(err)
 	}
 	cl.start, cl.size = c.offset, int64(size)
-	if c.head == len(c.queue) && c.opt.StallTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
-	}
 	c.queue = append(c.queue, cl)
+	if c.head == len(c.queue)-1 && c.opt.StallTimeout > 0 {
+		c.armLocked()
+	}
 	return nil
 }
 
