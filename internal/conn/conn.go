@@ -867,7 +867,8 @@ func (c *Conn) drop(cl *call) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// With no error yet, a call not taken is still in line: the reader
-	// takes out only calls whose bytes were taken, and fail all of them.
+	// takes out only calls whose bytes were taken, and only fail takes out
+	// the rest, setting the error first.
 	// A call of no bytes is left alone: it may be overtaken by a direct
 	// write, and the sweep only looks past what was taken.
 	if c.err != nil || cl.start < c.taken || cl.size == 0 || !cl.state.CompareAndSwap(waiting, dropped) {
