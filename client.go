@@ -177,14 +177,15 @@ func connStateHint(name string) string {
 	return "it is not supported"
 }
 
-// runDedicated runs a blocking command on a connection of its own, so it
-// does not hold up the shared one.
+// runDedicated runs a blocking command, or a large one, on a connection of
+// its own, so it does not hold up the shared one. A blocking command's own
+// timeout is added to the stall guard's.
 func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 	d, err := c.getDedicated(ctx)
 	if err != nil {
 		return Value{}, err
 	}
-	v, err := d.DoOne(ctx, w.buf)
+	v, err := d.WithGrace(w.grace).DoOne(ctx, w.buf)
 	// A call abandoned on ctx leaves its reply unread: Put sees the
 	// connection is not idle and closes it.
 	c.pool.Put(d, err == nil)
@@ -230,7 +231,7 @@ type pendingDial struct {
 // DialTimeout and the client's life, not by the first caller's context.
 func (c *Client) dialShared(pd *pendingDial) {
 	defer c.dials.Done()
-	cn, err := c.dial(c.life, true)
+	cn, err := c.dial(c.life)
 	var old *conn.Conn
 	c.dialMu.Lock()
 	if err == nil {
@@ -254,7 +255,7 @@ type dedicated struct {
 func (d *dedicated) Close() error { return d.c.closeConn(d.Conn) }
 
 func (c *Client) dialDedicated(ctx context.Context) (*dedicated, error) {
-	cn, err := c.dial(ctx, false)
+	cn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -284,11 +285,11 @@ func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 	return d, notSent(err)
 }
 
-// dial opens, registers and handshakes a connection. A shared connection
-// gets the stall guard; a dedicated one, which may wait on a blocking
-// command for as long as its caller likes, does not. Errors are marked not
-// sent: no command has been written yet.
-func (c *Client) dial(ctx context.Context, shared bool) (*conn.Conn, error) {
+// dial opens, registers and handshakes a connection. Every connection,
+// shared or dedicated, gets the stall guard (ReplyTimeout); a call with a
+// blocking command carries its own timeout on top of it. Errors are marked
+// not sent: no command has been written yet.
+func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -305,7 +306,7 @@ func (c *Client) dial(ctx context.Context, shared bool) (*conn.Conn, error) {
 	if c.opt.PollWait > 0 && c.opt.Dialer == nil {
 		opt.Poll = c.opt.PollWait
 	}
-	if shared && c.opt.ReplyTimeout > 0 {
+	if c.opt.ReplyTimeout > 0 {
 		opt.StallTimeout = c.opt.ReplyTimeout
 	}
 	cn := conn.New(nc, opt)

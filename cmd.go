@@ -3,13 +3,16 @@ package redpipe
 import (
 	"bytes"
 	"errors"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/bufpool"
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -215,9 +218,10 @@ type cmdBuf struct {
 
 	// What the commands encoded so far add up to, kept by end() so that a
 	// large batch is not walked again before it is sent.
-	writes   bool // some command is not flagged read-only
-	blocking bool // some command may block its connection
-	stateAt  int  // 1 + the index of the first connection-state command; 0 if none
+	writes   bool       // some command is not flagged read-only
+	blocking bool       // some command may block its connection
+	grace    conn.Grace // the longest a blocking command may keep the server quiet
+	stateAt  int        // 1 + the index of the first connection-state command; 0 if none
 
 	// state of the command being encoded
 	want, got int
@@ -271,6 +275,7 @@ func (w *cmdBuf) end() {
 		if f&flagBlocking != 0 && blocks(w.cur, w.buf[w.begin:]) {
 			w.cmds[len(w.cmds)-1] |= metaBlocks
 			w.blocking = true
+			w.grace = longerGrace(w.grace, blockGrace(w.cur, w.buf[w.begin:]))
 		}
 		if f&flagConnState != 0 && w.stateAt == 0 {
 			w.stateAt = len(w.cmds)
@@ -297,52 +302,106 @@ func blocks(ci *commandInfo, cmd []byte) bool {
 	return hasWord(cmd, "BLOCK")
 }
 
-// hasWord reports whether an encoded command (an array of bulk strings,
-// as cmdBuf writes them) holds word as one of its words, in any case.
+// hasWord reports whether an encoded command holds word as one of its
+// words, in any case.
 func hasWord(cmd []byte, word string) bool {
-	p := bytes.IndexByte(cmd, '\n') + 1 // past the array header
-	for {
-		w, next, ok := nextWord(cmd, p)
-		if !ok {
-			return false
-		}
+	for w := range words(cmd) {
 		if bytes.EqualFold(w, []byte(word)) {
 			return true
 		}
-		p = next
 	}
+	return false
 }
 
 // wordAt returns word i (0 for the first) of an encoded command, or nil if
 // it has fewer.
 func wordAt(cmd []byte, i int) []byte {
-	p := bytes.IndexByte(cmd, '\n') + 1
-	for {
-		w, next, ok := nextWord(cmd, p)
-		if !ok || i == 0 {
+	for w := range words(cmd) {
+		if i == 0 {
 			return w
 		}
-		i, p = i-1, next
+		i--
+	}
+	return nil
+}
+
+// words yields the words of an encoded command (an array of bulk strings,
+// as cmdBuf writes them), its name first.
+func words(cmd []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
+		for i < len(cmd) && cmd[i] == '$' {
+			eol := bytes.IndexByte(cmd[i:], '\r')
+			if eol < 0 {
+				return
+			}
+			n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
+			start := i + eol + 2
+			if err != nil || n < 0 || start+n > len(cmd) || !yield(cmd[start:start+n]) {
+				return
+			}
+			i = start + n + 2
+		}
 	}
 }
 
-// nextWord reads the bulk string at offset p of an encoded command and
-// returns its contents and the offset past it; ok is false at the end of
-// cmd or if what is there is not a bulk string.
-func nextWord(cmd []byte, p int) (word []byte, next int, ok bool) {
-	if p >= len(cmd) || cmd[p] != '$' {
-		return nil, 0, false
+// blockGrace is how long a blocking command, encoded as cmd, may keep the
+// server from answering: the timeout it gives. A timeout of 0 waits for
+// ever, and one that cannot be read (which the server refuses at once) or
+// a blocking command not known here may too: those get conn.NoStallLimit.
+// XREAD and XREADGROUP without BLOCK before STREAMS do not block.
+func blockGrace(ci *commandInfo, cmd []byte) conn.Grace {
+	ws := slices.Collect(words(cmd))
+	timeout := func(i int, unit time.Duration) conn.Grace {
+		if i < 1 || i >= len(ws) {
+			return conn.NoStallLimit
+		}
+		return timeoutGrace(ws[i], unit)
 	}
-	eol := bytes.IndexByte(cmd[p:], '\r')
-	if eol < 0 {
-		return nil, 0, false
+	switch ci.Name {
+	case "BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX", "BRPOPLPUSH", "BLMOVE":
+		return timeout(len(ws)-1, time.Second)
+	case "BLMPOP", "BZMPOP":
+		return timeout(1, time.Second)
+	case "WAIT":
+		return timeout(len(ws)-1, time.Millisecond)
+	case "XREAD", "XREADGROUP":
+		first := 1
+		if ci.Name == "XREADGROUP" {
+			first = 4 // past GROUP group consumer, names that may read BLOCK
+		}
+		for i := first; i < len(ws); i++ {
+			switch {
+			case bytes.EqualFold(ws[i], []byte("STREAMS")):
+				return 0
+			case bytes.EqualFold(ws[i], []byte("BLOCK")):
+				return timeout(i+1, time.Millisecond)
+			}
+		}
+		return 0
 	}
-	n, err := strconv.Atoi(string(cmd[p+1 : p+eol]))
-	start := p + eol + 2
-	if err != nil || n < 0 || start+n > len(cmd) {
-		return nil, 0, false
+	return conn.NoStallLimit
+}
+
+// maxGrace bounds a readable timeout (about 146 years), so that adding
+// the stall timeout to it cannot overflow.
+const maxGrace = 1 << 62
+
+// timeoutGrace reads a timeout argument given in unit.
+func timeoutGrace(arg []byte, unit time.Duration) conn.Grace {
+	f, err := strconv.ParseFloat(string(arg), 64)
+	if err != nil || !(f > 0) || f*float64(unit) >= maxGrace {
+		return conn.NoStallLimit
 	}
-	return cmd[start : start+n], start + n + 2, true
+	return conn.Grace(f * float64(unit))
+}
+
+// longerGrace is the Grace of a batch holding commands of grace a and b.
+func longerGrace(a, b conn.Grace) conn.Grace {
+	if a == conn.NoStallLimit || b == conn.NoStallLimit {
+		return conn.NoStallLimit
+	}
+	return max(a, b)
 }
 
 // setErr keeps the first encoding error and the index of its command.
@@ -479,7 +538,7 @@ func (w *cmdBuf) reset() {
 	w.cmds = w.cmds[:0]
 	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
-	w.writes, w.blocking, w.stateAt = false, false, 0
+	w.writes, w.blocking, w.grace, w.stateAt = false, false, 0, 0
 }
 
 // A pipeline's buffers grow through pools of recycled ones once they are

@@ -131,9 +131,18 @@
 // Plain calls from many goroutines share one connection: commands issued at
 // the same time go out in one write, and a reader hands each reply to the
 // call that is first in line. A call whose context ends returns at once;
-// its reply is read later and dropped, never given to another call. Any
-// read, write or protocol error ends the connection and fails the calls in
-// line with it; the next call dials a new one.
+// its reply is read later and dropped, never given to another call. A call
+// whose context ends before any of its bytes were handed to the socket is
+// taken out of line and never written, and its error says it was not sent
+// (OutcomeOf). Any read, write or protocol error ends the connection and
+// fails the calls in line with it; the next call dials a new one.
+//
+// The bytes waiting to be written on one connection are bounded (4 MiB):
+// when the server stops reading, callers wait for room or for their
+// context, whose end then fails them as not sent, instead of queueing
+// without limit. Options.ReplyTimeout ends a connection whose server
+// stays silent while replies are due, blocking commands being allowed
+// their own timeout on top.
 //
 // While a reply is due, a connection briefly polls its socket before it
 // sleeps, which spends some CPU time for latency (Options.PollWait; -1

@@ -1,9 +1,15 @@
 package redpipe
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,5 +185,145 @@ func TestPoolExhaustion(t *testing.T) {
 	}
 	if open, _ := c.pool.Stats(); open > 2 {
 		t.Fatalf("%d dedicated connections, the pool holds 2", open)
+	}
+}
+
+// refusingConn is a connection whose socket refuses the first write that
+// holds marker after accepting keep(len) bytes of it, as a socket whose
+// peer reset the connection does: the bytes it accepted reach the server,
+// the rest never do. armed is shared by every connection of one Dialer, so
+// only one write in all is refused.
+type refusingConn struct {
+	net.Conn
+	marker []byte
+	keep   func(n int) int
+	armed  *atomic.Bool
+}
+
+func (rc *refusingConn) Write(p []byte) (int, error) {
+	if !bytes.Contains(p, rc.marker) || !rc.armed.CompareAndSwap(true, false) {
+		return rc.Conn.Write(p)
+	}
+	n, err := rc.Conn.Write(p[:rc.keep(len(p))])
+	if err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// refusingDialer dials connections whose first write holding marker is
+// refused after keep(len) of its bytes.
+func refusingDialer(marker string, keep func(n int) int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	armed := new(atomic.Bool)
+	armed.Store(true)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &refusingConn{Conn: nc, marker: []byte(marker), keep: keep, armed: armed}, nil
+	}
+}
+
+// TestWriteRefusedIsNotSent: a write the socket refused without taking a
+// byte of it sent nothing. A plain call, a pipeline and a transaction each
+// say so (OutcomeNotSent; for a transaction, not applied), and the first three
+// are sent again on a new connection when retries are allowed, where they
+// succeed once (a Tx's EXEC is not: its WATCH went with the connection). A
+// write refused after part of it was taken may have reached the server:
+// its outcome is unknown, and a write is not sent again.
+func TestWriteRefusedIsNotSent(t *testing.T) {
+	srv := redistest.Start(t)
+	none := func(int) int { return 0 }
+	half := func(n int) int { return n / 2 }
+	cases := []struct {
+		name    string
+		retried bool // sent again by the client when retries are allowed
+		run     func(ctx context.Context, c *Client, key string) error
+	}{
+		{"call", true, func(ctx context.Context, c *Client, key string) error {
+			_, err := c.Incr(ctx, key)
+			return err
+		}},
+		{"pipeline", true, func(ctx context.Context, c *Client, key string) error {
+			_, err := c.Pipeline(NoTransaction).Incr(key).Incr(key + ":other").Exec(ctx)
+			return err
+		}},
+		{"large pipeline", true, func(ctx context.Context, c *Client, key string) error {
+			// Too large for the shared connection, and for a write inline:
+			// the writer goroutine of a dedicated connection writes it.
+			p := c.Pipeline(NoTransaction).Incr(key)
+			for i := range 1000 {
+				p.Set(key+":"+strconv.Itoa(i), strings.Repeat("v", 300))
+			}
+			_, err := p.Exec(ctx)
+			return err
+		}},
+		{"transaction", true, func(ctx context.Context, c *Client, key string) error {
+			_, err := c.Pipeline().Incr(key).Incr(key + ":other").Exec(ctx)
+			return err
+		}},
+		{"tx exec", false, func(ctx context.Context, c *Client, key string) error {
+			tx, err := c.Watch(ctx, "watched") // not the marker: WATCH goes through
+			if err != nil {
+				return err
+			}
+			defer tx.Close()
+			_, err = tx.Multi().Incr(key).Exec(ctx)
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			newClient := func(marker string, keep func(int) int, retries int) *Client {
+				c, err := NewClient(Options{Addr: srv.Addr, MaxRetries: retries, Dialer: refusingDialer(marker, keep)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			count := func(key string) string {
+				v, _ := srv.Do("GET", key)
+				s, _ := v.(string)
+				return s
+			}
+
+			key := "refused:" + tc.name + ":once"
+			err := tc.run(ctx, newClient(key, none, -1), key)
+			t.Logf("refused, no retry: %v", err)
+			if err == nil || OutcomeOf(err) == OutcomeUnknown || !SafeToRetry(err) {
+				t.Fatalf("refused write: %v (outcome %v), want an error that says it had no effect", err, OutcomeOf(err))
+			}
+			if tc.name == "transaction" || tc.name == "tx exec" {
+				if !errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeNotApplied {
+					t.Fatalf("refused transaction: %v (outcome %v), want ErrNotApplied", err, OutcomeOf(err))
+				}
+			} else if OutcomeOf(err) != OutcomeNotSent {
+				t.Fatalf("refused write: outcome %v, want OutcomeNotSent", OutcomeOf(err))
+			}
+			if n := count(key); n != "" {
+				t.Fatalf("%s = %q after a refused write", key, n)
+			}
+
+			if tc.retried {
+				key = "refused:" + tc.name + ":retried"
+				if err := tc.run(ctx, newClient(key, none, 3), key); err != nil {
+					t.Fatalf("refused write with retries: %v, want it sent again and applied", err)
+				}
+				if n := count(key); n != "1" {
+					t.Fatalf("%s = %q after the retried write, want 1", key, n)
+				}
+			}
+
+			key = "refused:" + tc.name + ":half"
+			err = tc.run(ctx, newClient(key, half, 3), key)
+			t.Logf("refused after half, retries allowed: %v", err)
+			if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+				t.Fatalf("write refused halfway: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+			}
+		})
 	}
 }

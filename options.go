@@ -86,11 +86,17 @@ type Options struct {
 	// MaxReplyDepth bounds the nesting of aggregate replies (default 128).
 	MaxReplyDepth int
 
-	// ReplyTimeout ends a shared connection when replies are due on it and
-	// no byte has arrived for this long (default 10s; -1 means never), so a
-	// stalled server or network cannot hold the client's calls forever.
-	// Each call still returns at its own context's deadline. Dedicated
-	// connections (blocking commands, Tx) rely on the caller's context.
+	// ReplyTimeout ends a connection when replies are due on it and no
+	// byte has arrived for this long (default 10s; -1 means never), so a
+	// stalled server or network cannot hold the client's calls forever,
+	// even calls made with no deadline. It applies to every connection:
+	// the shared one, and the dedicated ones of large pipelines, Tx
+	// sessions and Streams. A blocking command (BLPOP, XREAD BLOCK, WAIT
+	// and the like) is allowed its own timeout on top of it, since the
+	// server is quiet while it waits; one whose timeout is 0, which may
+	// wait for ever, is not limited. The connection's failure fails every
+	// call in line with it. Each call still returns at its own context's
+	// deadline.
 	ReplyTimeout time.Duration
 
 	// PollWait is how long a connection keeps reading its socket without

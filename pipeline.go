@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -216,8 +217,9 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 // batchTraits are what one look over a batch's commands tells the sending
 // of it.
 type batchTraits struct {
-	readonly bool // every command only reads: a batch of unknown outcome may be resent
-	blocking bool // some command may block: the batch needs its own connection
+	readonly bool       // every command only reads: a batch of unknown outcome may be resent
+	blocking bool       // some command may block: the batch needs its own connection
+	grace    conn.Grace // how long its blocking commands may keep the server quiet
 }
 
 // check refuses a batch that cannot be sent (see refusal), or that its Tx
@@ -229,6 +231,10 @@ func (p *Pipeline) check() (batchTraits, error) {
 	}
 	t.readonly = !p.w.writes
 	t.blocking = p.w.blocking
+	if !p.transaction {
+		// Inside MULTI a blocking command does not block.
+		t.grace = p.w.grace
+	}
 	switch {
 	case p.tx == nil:
 		return t, nil
@@ -316,10 +322,10 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value
 	errs = -1
 	if p.tx != nil {
 		replies = make([]resp.Value, total)
-		err = p.tx.do(ctx, buf, replies, p.transaction)
+		err = p.tx.do(ctx, buf, replies, p.transaction, traits.grace)
 	} else {
 		err = p.c.retry(ctx, traits.readonly, func() (err error) {
-			replies, errs, err = p.c.sendBatch(ctx, buf, total, traits.blocking)
+			replies, errs, err = p.c.sendBatch(ctx, buf, total, traits)
 			return err
 		})
 	}
@@ -339,15 +345,15 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value
 }
 
 // sendBatch sends a client pipeline's bytes, n commands, on the shared
-// connection, or on a dedicated one when the batch is large, and returns
-// their replies and how many are errors.
-func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, blocking bool) ([]resp.Value, int, error) {
-	if blocking || len(buf) > largePipeline {
+// connection, or on a dedicated one when the batch is large or may block,
+// and returns their replies and how many are errors.
+func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, traits batchTraits) ([]resp.Value, int, error) {
+	if traits.blocking || len(buf) > largePipeline {
 		d, err := c.getDedicated(ctx)
 		if err != nil {
 			return nil, 0, err
 		}
-		replies, errs, err := d.DoN(ctx, buf, n)
+		replies, errs, err := d.WithGrace(traits.grace).DoN(ctx, buf, n)
 		c.pool.Put(d, err == nil)
 		return replies, errs, err
 	}

@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -373,8 +375,8 @@ func TestPipelineRefusesStateCommands(t *testing.T) {
 }
 
 // TestBatchTraitsKeptWhileEncoding: what a batch's sending depends on
-// (whether every command reads only, whether one may block, the first
-// command that cannot be queued) is gathered as commands are encoded, and
+// (whether every command reads only, whether one may block and for how
+// long, the first command that cannot be queued) is gathered as commands are encoded, and
 // starts afresh with the next batch.
 func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
@@ -394,7 +396,9 @@ func TestBatchTraitsKeptWhileEncoding(t *testing.T) {
 	p.Set("a", 1)
 	traits(batchTraits{})
 	p.Do("xread", "block", 10, "STREAMS", "s", "0")
-	traits(batchTraits{blocking: true})
+	traits(batchTraits{blocking: true, grace: conn.Grace(10 * time.Millisecond)})
+	p.BLPop(0, "q")
+	traits(batchTraits{blocking: true, grace: conn.NoStallLimit})
 	p.Discard()
 	traits(batchTraits{readonly: true})
 
@@ -535,4 +539,56 @@ func TestPipelineBufferSizes(t *testing.T) {
 		t.Fatalf("100 INCRs after 50,000 took a buffer of %d bytes", got)
 	}
 	p.Discard()
+}
+
+// TestBlockGrace: how long a blocking command may keep the server quiet is
+// read from its own timeout, in the unit the command takes; a timeout of
+// 0 (for ever), or one that cannot be read, lifts the stall limit; a batch
+// gets the longest of its commands'.
+func TestBlockGrace(t *testing.T) {
+	const never = conn.NoStallLimit
+	ms := func(n float64) conn.Grace { return conn.Grace(n * float64(time.Millisecond)) }
+	for _, tc := range []struct {
+		args []any
+		want conn.Grace
+	}{
+		{[]any{"BLPOP", "a", "b", "1.5"}, ms(1500)},
+		{[]any{"brpop", "a", "0"}, never},
+		{[]any{"BZPOPMIN", "z", 2}, ms(2000)},
+		{[]any{"BRPOPLPUSH", "a", "b", "0.25"}, ms(250)},
+		{[]any{"BLMOVE", "a", "b", "LEFT", "RIGHT", 3}, ms(3000)},
+		{[]any{"BLMPOP", 0.5, 2, "a", "b", "LEFT"}, ms(500)},
+		{[]any{"BZMPOP", 0, 1, "z", "MIN"}, never},
+		{[]any{"WAIT", 1, 250}, ms(250)},
+		{[]any{"WAIT", 1, 0}, never},
+		{[]any{"XREAD", "COUNT", 5, "BLOCK", 100, "STREAMS", "s", "$"}, ms(100)},
+		{[]any{"XREAD", "block", 0, "STREAMS", "s", "$"}, never},
+		{[]any{"XREADGROUP", "GROUP", "block", "BLOCK", "BLOCK", 40, "STREAMS", "s", ">"}, ms(40)},
+		{[]any{"BLPOP", "a", "soon"}, never},
+		{[]any{"BLPOP", "a", "-1"}, never},
+		// Not blocking at all: no grace.
+		{[]any{"XREAD", "STREAMS", "block", "0"}, 0},
+		{[]any{"GET", "a"}, 0},
+	} {
+		var w cmdBuf
+		w.do(tc.args)
+		if w.err != nil {
+			t.Fatalf("%v: %v", tc.args, w.err)
+		}
+		if w.grace != tc.want {
+			t.Errorf("%v: grace %v, want %v", tc.args, time.Duration(w.grace), time.Duration(tc.want))
+		}
+	}
+	var w cmdBuf
+	w.do([]any{"BLPOP", "a", 2})
+	w.do([]any{"XREAD", "BLOCK", 3000, "STREAMS", "s", "$"})
+	w.do([]any{"WAIT", 1, 10})
+	if w.grace != ms(3000) {
+		t.Fatalf("batch grace %v, want the longest, 3s", time.Duration(w.grace))
+	}
+	w.do([]any{"BLPOP", "a", 0})
+	w.do([]any{"BLPOP", "a", 1})
+	if w.grace != never {
+		t.Fatalf("batch grace %v, want no limit once a command may block for ever", time.Duration(w.grace))
+	}
 }

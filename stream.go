@@ -146,7 +146,7 @@ func (s *Stream) send(ctx context.Context) {
 	ch := s.chunk(len(w.cmds))
 	ch.base = s.sent
 	ch.cmds, w.cmds = w.cmds, ch.cmds[:0]
-	pending, err := s.d.Start(ctx, w.buf, ch.replies)
+	pending, err := s.d.WithGrace(w.grace).Start(ctx, w.buf, ch.replies)
 	if err != nil {
 		s.free = append(s.free, ch)
 		s.fail(err)

@@ -197,7 +197,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	if watch {
 		t.watching = true // before sending: a call abandoned on its context may still arm it
 	}
-	v, err := t.d.DoOne(ctx, w.buf)
+	v, err := t.d.WithGrace(w.grace).DoOne(ctx, w.buf)
 	if err != nil {
 		t.lost(err)
 		if OutcomeOf(err) == OutcomeNotSent {
@@ -215,14 +215,15 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	return t.c.decode(w, r, nil)
 }
 
-// do runs a batch on the session's connection. The batch of a transaction
+// do runs a batch on the session's connection; grace is how long its
+// blocking commands may keep the server quiet. The batch of a transaction
 // (exec) gives the session's turn away once it is written: the next
 // transaction on the same keys may read while this one's EXEC runs.
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool) error {
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool, grace conn.Grace) error {
 	if err := t.connect(ctx); err != nil {
 		return err
 	}
-	p, err := t.d.Start(ctx, buf, replies)
+	p, err := t.d.WithGrace(grace).Start(ctx, buf, replies)
 	if exec {
 		t.releaseTurn()
 	}

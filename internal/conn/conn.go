@@ -5,8 +5,10 @@
 // Replies are matched to calls by order alone, so the connection keeps one
 // rule above all: a reply either reaches its own call or the connection
 // dies. A call whose caller gave up stays in line, and its reply is read and
-// dropped. Any read, write or protocol error is sticky: it fails every call
-// in line and closes the socket, and the owner replaces the connection.
+// dropped, unless none of its bytes had been handed to the socket yet: then
+// it leaves the line and its bytes are never written. Any read, write or
+// protocol error is sticky: it fails every call in line and closes the
+// socket, and the owner replaces the connection.
 package conn
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +30,15 @@ import (
 var ErrClosed = errors.New("redpipe: closed")
 
 // Error is a failure of the connection itself: every call in line fails
-// with one. Unsent tells the call's bytes never reached the socket, so the
-// server cannot have run it.
+// with one. Unsent tells that no byte of the call was accepted by the
+// socket, so the server cannot have run it.
+//
+// Op "send" is the failure of a single call whose context ended before any
+// of its bytes were handed to the socket: before it was put in line, while
+// it waited for room in the queue, or while its bytes waited there. Such a
+// call is never written, and the connection carries on.
 type Error struct {
-	Op     string // "read", "write", "close", or "send" for a call whose context ended before it was put in line
+	Op     string // "read", "write", "close" or "send"
 	Err    error
 	Unsent bool
 }
@@ -52,16 +60,25 @@ type Options struct {
 	Limits resp.Limits
 	// ReadBuffer is the size of the read buffer; 0 means 32 KiB.
 	ReadBuffer int
-	// MaxPending is how many bytes may wait for the writer before a large
-	// send waits for it to drain; 0 means 1 MiB. Small sends never wait.
+	// MaxPending is the size of the parts in which a larger send is
+	// handed to the writer, each once the writer has drained the one
+	// before; 0 means 1 MiB. It also bounds the bytes that wait for the
+	// writer: once a send would take them past queuedPerPending times
+	// MaxPending (4 MiB by default), it waits for the writer to take them
+	// or for its context to end, and then fails as not sent. Without that
+	// bound a server that stops reading would let the queue, and memory,
+	// grow with every call made meanwhile. (A direct write stopped by its
+	// context gives back what it could not write, which may add up to
+	// MaxPending on top.)
 	MaxPending int
 	// OnPush receives RESP3 push messages (invalidations and the like).
 	// They are dropped when nil. It runs on the reader goroutine.
 	OnPush func(resp.Value)
 	// StallTimeout ends the connection when replies are due and no byte
 	// has arrived for this long: a stalled server or network would
-	// otherwise hold every later call hostage. Zero means no limit, which
-	// suits a connection lent for blocking commands.
+	// otherwise hold every later call hostage. The first call in line may
+	// extend it with its Grace, the time a blocking command may keep the
+	// server quiet, or lift it with NoStallLimit. Zero means no limit.
 	StallTimeout time.Duration
 	// DirectWrite is the size from which a send is written from the
 	// caller's buffer when nothing else waits for the writer, instead of
@@ -77,17 +94,37 @@ type Options struct {
 	Poll time.Duration
 }
 
+// queuedPerPending is how many times MaxPending may wait for the writer.
+// Why four: the writer takes all that waits at once, so under load the
+// queue refills while the last take is written, and a bound of one part
+// would make callers wait on every other write; four keeps writes large
+// and the queue a few MiB.
+const queuedPerPending = 4
+
+// Grace is how much longer than Options.StallTimeout the replies of a call
+// may keep the connection quiet: the time the server may wait on a blocking
+// command before it answers. NoStallLimit lifts the limit for the call.
+type Grace time.Duration
+
+// NoStallLimit is the Grace of a call that may keep the server quiet for
+// ever (BLPOP with a timeout of 0).
+const NoStallLimit Grace = -1
+
 // call states
 const (
 	waiting int32 = iota
 	finished
-	abandoned
+	abandoned // its caller left; it stays in line and its replies are dropped
+	dropped   // its caller left before any of its bytes were taken; they never will be
 )
 
 // call is one request in line for replies: a single command or a batch.
 type call struct {
-	// Written under Conn.mu at enqueue; read by fail.
+	// Written under Conn.mu at enqueue (start moves back when the bytes
+	// of dropped calls ahead of it leave wbuf); read under it.
 	start int64 // stream offset of the call's first byte
+	size  int64 // how many bytes it has
+	grace Grace // set before it is sent
 
 	// Owned by the reader goroutine until the call finishes, then by the
 	// caller (or, if abandoned, by the reader, which recycles it).
@@ -112,6 +149,7 @@ func getCall() *call {
 
 func putCall(c *call) {
 	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
+	c.grace = 0
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -136,12 +174,23 @@ type Conn struct {
 
 	mu      sync.Mutex // guards the fields below it
 	inParts bool       // a send is being handed to the writer in parts
-	wbuf    []byte     // appended by callers, taken by the writer
+	wbuf    []byte     // appended by callers, taken by the writer: the stream from taken to offset
 	queue   []*call    // calls in line for replies, in write order
 	head    int        // index of the first call in queue
 	err     error      // sticky failure; no call is accepted once set
 	offset  int64      // stream offset of the end of wbuf
-	taken   int64      // stream offset up to which the writer has taken bytes
+	taken   int64      // stream offset up to which bytes were handed to a writer
+	written int64      // stream offset up to which the socket accepted them
+
+	// Calls in line whose callers left before any of their bytes were
+	// taken, and those bytes, still in wbuf until sweepLocked takes both
+	// out (always before the writer takes wbuf).
+	dropped      int
+	droppedBytes int64
+
+	maxQueued int           // queuedPerPending * MaxPending
+	room      chan struct{} // closed when wbuf shrinks; made by a sender waiting for room, nil if none waits
+	armedFor  time.Duration // the stall limit last armed, for its error
 
 	// writing is held by whoever writes to the socket: the writer
 	// goroutine, or a caller writing its own small command inline when the
@@ -174,18 +223,31 @@ func (g stallGuard) Read(p []byte) (int, error) {
 	}
 	if c.opt.StallTimeout > 0 {
 		c.mu.Lock()
-		if c.head < len(c.queue) {
-			c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
-		} else {
-			c.nc.SetReadDeadline(time.Time{})
-		}
+		c.armLocked()
 		c.mu.Unlock()
 	}
 	n, err := c.nc.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("no reply for %v while replies were due: %w", c.opt.StallTimeout, err)
+		c.mu.Lock()
+		limit := c.armedFor
+		c.mu.Unlock()
+		err = fmt.Errorf("no reply for %v while replies were due: %w", limit, err)
 	}
 	return n, err
+}
+
+// armLocked sets the read deadline that the first call in line allows:
+// StallTimeout and the call's Grace from now. It clears it when no call
+// is in line or the first one may wait without limit. mu is held.
+func (c *Conn) armLocked() {
+	if c.head < len(c.queue) {
+		if g := c.queue[c.head].grace; g >= 0 {
+			c.armedFor = c.opt.StallTimeout + time.Duration(g)
+			c.nc.SetReadDeadline(time.Now().Add(c.armedFor))
+			return
+		}
+	}
+	c.nc.SetReadDeadline(time.Time{})
 }
 
 // New starts the reader and writer of a connection on nc, which the Conn
@@ -206,14 +268,15 @@ func New(nc net.Conn, opt Options) *Conn {
 		opt.DirectWrite = -1
 	}
 	c := &Conn{
-		nc:      nc,
-		opt:     opt,
-		wbuf:    make([]byte, 0, 4096),
-		spare:   make([]byte, 0, 4096),
-		kick:    make(chan struct{}, 1),
-		sendSem: make(chan struct{}, 1),
-		space:   make(chan struct{}, 1),
-		closed:  make(chan struct{}),
+		nc:        nc,
+		opt:       opt,
+		maxQueued: queuedPerPending * opt.MaxPending,
+		wbuf:      make([]byte, 0, 4096),
+		spare:     make([]byte, 0, 4096),
+		kick:      make(chan struct{}, 1),
+		sendSem:   make(chan struct{}, 1),
+		space:     make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 	c.poll = newPoller(nc, opt.Poll, c.due)
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
@@ -295,18 +358,7 @@ func (c *Conn) Close() error {
 
 // DoOne sends one encoded command and waits for its reply.
 func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
-	cl := getCall()
-	cl.replies, cl.n = cl.one[:], 1
-	if err := c.send(ctx, cl, cmd); err != nil {
-		putCall(cl)
-		return resp.Value{}, err
-	}
-	if err := c.wait(ctx, cl); err != nil {
-		return resp.Value{}, err
-	}
-	v := cl.one[0]
-	putCall(cl)
-	return v, nil
+	return Graced{c, 0}.DoOne(ctx, cmd)
 }
 
 // Do sends cmds, the encoding of len(replies) commands, and waits for their
@@ -329,11 +381,53 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 // server works through the batch rather than before the batch is sent.
 // If ctx ends first DoN returns its error at once.
 func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
+	return Graced{c, 0}.DoN(ctx, cmds, n)
+}
+
+// Start is the first half of Do: it puts the batch in line and returns once
+// its bytes are with the writer, so cmds may be reused at once. The reader
+// fills replies meanwhile; they belong to the caller only after Wait
+// returns nil. Sending one batch while the previous one is answered keeps
+// the socket busy in both directions.
+func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
+	return Graced{c, 0}.Start(ctx, cmds, replies)
+}
+
+// WithGrace returns the connection for calls whose replies may take g
+// longer than Options.StallTimeout: calls with blocking commands.
+func (c *Conn) WithGrace(g Grace) Graced { return Graced{c, g} }
+
+// Graced makes calls that carry a Grace. Its methods are those of Conn.
+type Graced struct {
+	c     *Conn
+	grace Grace
+}
+
+// DoOne is Conn.DoOne for a call with the Grace.
+func (k Graced) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
+	c := k.c
+	cl := getCall()
+	cl.replies, cl.n, cl.grace = cl.one[:], 1, k.grace
+	if err := c.send(ctx, cl, cmd); err != nil {
+		putCall(cl)
+		return resp.Value{}, err
+	}
+	if err := c.wait(ctx, cl); err != nil {
+		return resp.Value{}, err
+	}
+	v := cl.one[0]
+	putCall(cl)
+	return v, nil
+}
+
+// DoN is Conn.DoN for a call with the Grace.
+func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
 	if n <= 0 {
 		return nil, 0, nil
 	}
+	c := k.c
 	cl := getCall()
-	cl.n = n
+	cl.n, cl.grace = n, k.grace
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return nil, 0, err
@@ -346,29 +440,26 @@ func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Valu
 	return replies, errs, nil
 }
 
-// Pending is a batch handed to the connection by Start whose replies are
-// still to come. Wait must be called once.
-type Pending struct {
-	c  *Conn
-	cl *call
-}
-
-// Start is the first half of Do: it puts the batch in line and returns once
-// its bytes are with the writer, so cmds may be reused at once. The reader
-// fills replies meanwhile; they belong to the caller only after Wait
-// returns nil. Sending one batch while the previous one is answered keeps
-// the socket busy in both directions.
-func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
+// Start is Conn.Start for a call with the Grace.
+func (k Graced) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
 	if len(replies) == 0 {
 		return Pending{}, nil
 	}
+	c := k.c
 	cl := getCall()
-	cl.replies, cl.n = replies, len(replies)
+	cl.replies, cl.n, cl.grace = replies, len(replies), k.grace
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return Pending{}, err
 	}
 	return Pending{c, cl}, nil
+}
+
+// Pending is a batch handed to the connection by Start whose replies are
+// still to come. Wait must be called once.
+type Pending struct {
+	c  *Conn
+	cl *call
 }
 
 // Wait blocks until the batch's replies are in, or ctx ends (the call is
@@ -389,50 +480,121 @@ func (p Pending) Wait(ctx context.Context) error {
 // send larger than MaxPending is handed over in parts as the writer
 // drains, so memory stays bounded; if ctx ends between parts the stream is
 // cut mid-command and the connection has to die. A send of one part waits
-// only while such a send is under way.
+// only while such a send is under way, or while the queue is full (see
+// Options.MaxPending).
 func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
-	if len(b) <= c.opt.MaxPending {
-		// One part: appending it under mu keeps it whole, so only a send
-		// in parts that is under way has to be waited for.
-		if err := ctx.Err(); err != nil {
-			return &Error{Op: "send", Err: err, Unsent: true}
-		}
-		c.mu.Lock()
-		if !c.inParts {
-			return c.sendLocked(ctx, cl, b)
-		}
-		c.mu.Unlock()
+	if len(b) > c.opt.MaxPending {
+		return c.sendLarge(ctx, cl, b)
 	}
+	if err := ctx.Err(); err != nil {
+		return notSent(err)
+	}
+	c.mu.Lock()
+	for {
+		switch {
+		case c.err != nil || !c.inParts && c.roomLocked(len(b)):
+			// One part: appending it under mu keeps it whole.
+			return c.sendLocked(ctx, cl, b)
+		case c.inParts:
+			// The send in parts holds sendSem until its last part is in.
+			c.mu.Unlock()
+			select {
+			case c.sendSem <- struct{}{}:
+			case <-ctx.Done():
+				return notSent(ctx.Err())
+			}
+			if err := ctx.Err(); err != nil {
+				<-c.sendSem
+				return notSent(err)
+			}
+			c.mu.Lock()
+			<-c.sendSem // with mu held, no other send in parts can start meanwhile
+		default:
+			if err := c.awaitRoomLocked(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendLarge sends b, larger than MaxPending: it waits for the sends in
+// parts ahead of it and for room for its first part.
+func (c *Conn) sendLarge(ctx context.Context, cl *call, b []byte) error {
 	select {
 	case c.sendSem <- struct{}{}:
 	case <-ctx.Done():
-		return &Error{Op: "send", Err: ctx.Err(), Unsent: true}
+		return notSent(ctx.Err())
 	}
 	if err := ctx.Err(); err != nil {
 		<-c.sendSem
-		return &Error{Op: "send", Err: err, Unsent: true}
+		return notSent(err)
 	}
 	c.mu.Lock()
-	if len(b) <= c.opt.MaxPending {
-		<-c.sendSem
-		return c.sendLocked(ctx, cl, b)
+	for c.err == nil && !c.roomLocked(c.opt.MaxPending) {
+		if err := c.awaitRoomLocked(ctx); err != nil {
+			<-c.sendSem
+			return err
+		}
 	}
 	return c.sendParts(ctx, cl, b)
 }
 
-// enqueueLocked puts cl in line; mu is held. It reports the connection's
-// sticky error instead when there is one, and then releases mu.
-func (c *Conn) enqueueLocked(cl *call) error {
+// roomLocked reports whether n more bytes may join the queue: the bytes
+// waiting for the writer stay within maxQueued, unless none wait. mu is
+// held.
+func (c *Conn) roomLocked(n int) bool {
+	return len(c.wbuf) == 0 || len(c.wbuf)+n <= c.maxQueued
+}
+
+// awaitRoomLocked waits, with mu held and released meanwhile, until the
+// queue shrinks or the connection fails, and returns with mu held. If ctx
+// ends first it returns a not-sent error with mu released.
+func (c *Conn) awaitRoomLocked(ctx context.Context) error {
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	room := c.room
+	c.mu.Unlock()
+	select {
+	case <-room:
+	case <-c.closed:
+	case <-ctx.Done():
+	}
+	if err := ctx.Err(); err != nil {
+		return notSent(err)
+	}
+	c.mu.Lock()
+	return nil
+}
+
+// roomMadeLocked wakes the senders waiting for room; mu is held.
+func (c *Conn) roomMadeLocked() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
+// notSent is the error of a call that leaves before any of its bytes were
+// handed to the socket because ctx ended.
+func notSent(err error) error {
+	return &Error{Op: "send", Err: err, Unsent: true}
+}
+
+// enqueueLocked puts cl, of size bytes, in line; mu is held. It reports
+// the connection's sticky error instead when there is one, and then
+// releases mu.
+func (c *Conn) enqueueLocked(cl *call, size int) error {
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
 		return unsent(err)
 	}
-	cl.start = c.offset
-	if c.head == len(c.queue) && c.opt.StallTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.opt.StallTimeout))
-	}
+	cl.start, cl.size = c.offset, int64(size)
 	c.queue = append(c.queue, cl)
+	if c.head == len(c.queue)-1 && c.opt.StallTimeout > 0 {
+		c.armLocked()
+	}
 	return nil
 }
 
@@ -454,7 +616,7 @@ func (c *Conn) takeDirectLocked(b []byte) bool {
 // sendLocked sends b, which fits in one part, with mu held, and releases
 // mu.
 func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
-	if err := c.enqueueLocked(cl); err != nil {
+	if err := c.enqueueLocked(cl, len(b)); err != nil {
 		return err
 	}
 	if c.takeDirectLocked(b) {
@@ -479,7 +641,7 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 // otherwise b goes to the writer a part at a time, and inParts keeps other
 // sends out until the last part is in.
 func (c *Conn) sendParts(ctx context.Context, cl *call, b []byte) error {
-	if err := c.enqueueLocked(cl); err != nil {
+	if err := c.enqueueLocked(cl, len(b)); err != nil {
 		<-c.sendSem
 		return err
 	}
@@ -548,13 +710,12 @@ func (c *Conn) writeInline() {
 	c.writing = true
 	buf := c.takeLocked()
 	c.mu.Unlock()
-	_, err := c.nc.Write(buf)
-	more := c.release(buf)
+	n, err := c.nc.Write(buf)
 	if err != nil {
-		c.fail(&Error{Op: "write", Err: err})
+		c.failWrite(n, err)
 		return
 	}
-	if more {
+	if c.release(buf) {
 		c.wake()
 	}
 }
@@ -587,55 +748,67 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 		c.nc.SetWriteDeadline(time.Time{})
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			if rest := b[n:]; len(rest) <= c.opt.MaxPending {
-				c.handOver(rest)
+				c.handOver(n, rest)
 				return
 			}
 			err = fmt.Errorf("send cut short: %w", ctx.Err())
 		}
 	}
+	if err != nil {
+		c.failWrite(n, err)
+		return
+	}
 	c.mu.Lock()
+	c.written += int64(n)
 	c.writing = false
 	more := len(c.wbuf) > 0
 	c.mu.Unlock()
-	if err != nil {
-		c.fail(&Error{Op: "write", Err: err})
-		return
-	}
 	if more {
 		c.wake()
 	}
 }
 
-// handOver gives the unwritten end of a direct write to the writer, ahead
-// of whatever was queued meanwhile, and gives up the write role.
-func (c *Conn) handOver(rest []byte) {
+// handOver gives the unwritten end of a direct write, of which the socket
+// took n bytes, to the writer, ahead of whatever was queued meanwhile, and
+// gives up the write role. The rest counts as not taken again, so that
+// wbuf still holds the stream from taken on.
+func (c *Conn) handOver(n int, rest []byte) {
 	c.mu.Lock()
+	c.written += int64(n)
 	if c.err == nil {
 		buf := make([]byte, 0, len(rest)+len(c.wbuf))
 		buf = append(append(buf, rest...), c.wbuf...)
 		c.wbuf = buf
+		c.taken -= int64(len(rest))
 	}
 	c.writing = false
 	c.mu.Unlock()
 	c.wake()
 }
 
-// takeLocked takes the pending bytes for writing; mu is held.
+// takeLocked takes the pending bytes for writing; mu is held. The bytes
+// of dropped calls go first, so that they are never written.
 func (c *Conn) takeLocked() []byte {
+	if c.dropped > 0 {
+		c.sweepLocked()
+	}
 	buf := c.wbuf
 	c.wbuf = c.spare[:0]
 	c.spare = nil
 	c.taken = c.offset
+	c.roomMadeLocked()
 	return buf
 }
 
-// release gives up the write role after buf was written and reports
+// release gives up the write role after buf was written whole and reports
 // whether more is pending.
 func (c *Conn) release(buf []byte) bool {
+	n := len(buf)
 	if cap(buf) > 4*c.opt.MaxPending {
 		buf = make([]byte, 0, 4096) // let a one-off burst be collected
 	}
 	c.mu.Lock()
+	c.written += int64(n)
 	c.spare = buf[:0]
 	c.writing = false
 	more := len(c.wbuf) > 0
@@ -655,8 +828,10 @@ func (c *Conn) wake() {
 	}
 }
 
-// wait blocks until cl finishes or ctx ends. On ctx's end the call is
-// abandoned: it stays in line and the reader drops its replies.
+// wait blocks until cl finishes or ctx ends. On ctx's end a call none of
+// whose bytes were taken leaves the line (drop) and fails as not sent;
+// any other is abandoned: it stays in line and the reader drops its
+// replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
 	if done := ctx.Done(); done == nil {
 		<-cl.done // a receive alone costs less than a select
@@ -664,6 +839,9 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		select {
 		case <-cl.done:
 		case <-done:
+			if c.drop(cl) {
+				return notSent(ctx.Err())
+			}
 			if cl.state.CompareAndSwap(waiting, abandoned) {
 				return ctx.Err()
 			}
@@ -676,6 +854,68 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		return err
 	}
 	return nil
+}
+
+// drop marks cl, whose caller is leaving, as dropped if no writer has
+// taken any of its bytes, and reports whether it did. Its bytes then wait
+// in wbuf for sweepLocked, which runs at once when they are half of what
+// waits there or more, so a sweep always frees at least as much as it
+// moves, and at the latest before the writer takes wbuf. Taking both the
+// call and its bytes out under mu is what keeps every later reply with
+// its own call: the call never reaches the socket, so no reply answers it.
+func (c *Conn) drop(cl *call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// With no error yet, a call not taken is still in line: the reader
+	// takes out only calls whose bytes were taken, and only fail takes out
+	// the rest, setting the error first.
+	// A call of no bytes is left alone: it may be overtaken by a direct
+	// write, and the sweep only looks past what was taken.
+	if c.err != nil || cl.start < c.taken || cl.size == 0 || !cl.state.CompareAndSwap(waiting, dropped) {
+		return false
+	}
+	c.dropped++
+	c.droppedBytes += cl.size
+	if 2*c.droppedBytes >= int64(len(c.wbuf)) {
+		c.sweepLocked()
+	}
+	return true
+}
+
+// sweepLocked takes the dropped calls out of line and their bytes out of
+// wbuf, moving up the bytes of the calls behind them and the calls' start
+// offsets with them; mu is held. The calls in line cover the stream one
+// after another, in order, and wbuf holds it from taken on: the dropped
+// calls and those behind them start at taken or later (a send in parts may
+// have put only some of its bytes in yet, and is last in line).
+func (c *Conn) sweepLocked() {
+	q := c.queue
+	i := c.head + sort.Search(len(q)-c.head, func(k int) bool { return q[c.head+k].start >= c.taken })
+	kept, cut := i, int64(0)
+	for _, cl := range q[i:] {
+		if cl.state.Load() == dropped {
+			cut += cl.size
+			putCall(cl)
+			continue
+		}
+		if cut > 0 {
+			from := cl.start - c.taken
+			to := min(from+cl.size, int64(len(c.wbuf)))
+			copy(c.wbuf[from-cut:], c.wbuf[from:to])
+			cl.start -= cut
+		}
+		q[kept] = cl
+		kept++
+	}
+	clear(q[kept:])
+	c.queue = q[:kept]
+	c.wbuf = c.wbuf[:int64(len(c.wbuf))-cut]
+	c.offset -= cut
+	c.dropped, c.droppedBytes = 0, 0
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0
+	}
+	c.roomMadeLocked()
 }
 
 // finish hands a call its outcome.
@@ -718,6 +958,9 @@ func (c *Conn) writeLoop() {
 				c.mu.Unlock()
 				return
 			}
+			if c.dropped > 0 {
+				c.sweepLocked() // there may be nothing left to write
+			}
 			if c.writing || len(c.wbuf) == 0 {
 				// Nothing to do, or a caller is writing inline and will
 				// kick again if more comes meanwhile.
@@ -728,8 +971,8 @@ func (c *Conn) writeLoop() {
 			buf := c.takeLocked()
 			c.mu.Unlock()
 
-			if _, err := c.nc.Write(buf); err != nil {
-				c.fail(&Error{Op: "write", Err: err})
+			if n, err := c.nc.Write(buf); err != nil {
+				c.failWrite(n, err)
 				return
 			}
 			c.release(buf)
@@ -837,10 +1080,26 @@ func (c *Conn) readLoop() {
 }
 
 // fail makes err the connection's sticky error, closes the socket and fails
-// every call in line. Calls whose bytes the writer never took are marked
-// unsent; the rest may or may not have run.
+// every call in line. Calls none of whose bytes the socket accepted are
+// marked unsent; the rest may or may not have run.
 func (c *Conn) fail(err *Error) {
 	c.mu.Lock()
+	c.failLocked(err)
+}
+
+// failWrite is fail for the holder of the write role, whose write ended in
+// err after the socket accepted n bytes of it: the calls from there on were
+// not sent. It gives up the role and fails the connection in one hold of
+// mu, so that nobody writes after the failed write.
+func (c *Conn) failWrite(n int, err error) {
+	c.mu.Lock()
+	c.written += int64(n)
+	c.writing = false
+	c.failLocked(&Error{Op: "write", Err: err})
+}
+
+// failLocked is fail with mu held; it releases mu.
+func (c *Conn) failLocked(err *Error) {
 	if c.err != nil {
 		c.mu.Unlock()
 		return
@@ -849,7 +1108,11 @@ func (c *Conn) fail(err *Error) {
 	c.dead.Store(true)
 	calls := c.queue[c.head:]
 	c.queue, c.head = nil, 0
-	taken := c.taken
+	// A write under way may have put any of the bytes it took on the wire.
+	sent := c.written
+	if c.writing {
+		sent = c.taken
+	}
 	c.wbuf = nil
 	c.mu.Unlock()
 
@@ -857,7 +1120,7 @@ func (c *Conn) fail(err *Error) {
 	c.nc.Close()
 	for _, cl := range calls {
 		e := *err
-		e.Unsent = cl.start >= taken
+		e.Unsent = cl.start >= sent
 		finish(cl, &e)
 	}
 }

@@ -555,9 +555,10 @@ func TestDirectWriteCutByContext(t *testing.T) {
 
 // TestDirectWriteStoppedByContextKeepsConnection: when the caller's context
 // stops a direct write with no more than MaxPending left, the rest goes to
-// the writer, so the stream stays whole and the connection usable, and a
-// caller that came meanwhile is queued behind it. The fake server reads
-// nothing until released (a real one cannot be held).
+// the writer, so the stream stays whole and the connection usable; a
+// caller that came meanwhile is queued behind it, and one that left
+// meanwhile is not written at all. The fake server reads nothing until
+// released (a real one cannot be held).
 func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -633,28 +634,40 @@ func stoppedWriteKeepsConnection(t *testing.T, nc net.Conn, release chan struct{
 	for i := range n {
 		batch = append(batch, encode("SET", fmt.Sprint(i), val)...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// Ended by hand once the batch is being written: a batch whose context
+	// ends before it is taken for writing is never written at all.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Do(ctx, batch, make([]resp.Value, n)) }()
-	// While the batch is being written, another caller queues behind it.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		c.mu.Lock()
 		writing := c.writing
 		c.mu.Unlock()
-		if writing || time.Now().After(deadline) {
+		if writing {
 			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch was not being written after 10s")
+		}
 	}
-	ectx, ecancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer ecancel()
-	if _, err := c.DoOne(ectx, encode("ECHO", "behind")); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("ECHO behind the batch = %v, want its deadline", err)
+	// While the batch is being written, two callers queue behind it: one
+	// waits for its reply, the other leaves first and is never sent.
+	behind, err := c.Start(context.Background(), encode("ECHO", "behind"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
 	}
+	gctx, gcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer gcancel()
+	_, err = c.DoOne(gctx, encode("GET", "left"))
+	if ce := (*Error)(nil); !errors.As(err, &ce) || ce.Op != "send" || !ce.Unsent || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GET that left behind the batch = %v, want a not-sent error for its deadline", err)
+	}
+	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Do = %v, want the context's deadline", err)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Do = %v, want the context's cancellation", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write was not stopped by its context")
@@ -666,6 +679,9 @@ func stoppedWriteKeepsConnection(t *testing.T, nc net.Conn, release chan struct{
 	v, err := c.DoOne(context.Background(), encode("PING"))
 	if err != nil || v.Str != "PONG" {
 		t.Fatalf("PING after the stopped write = %q, %v (connection: %v)", v.Str, err, c.Err())
+	}
+	if err := behind.Wait(context.Background()); err != nil {
+		t.Fatalf("ECHO queued behind the batch: %v", err)
 	}
 	names := <-seen
 	if len(names) != n+2 || names[n-1] != "SET" || names[n] != "ECHO" {
@@ -763,5 +779,259 @@ func TestDoNCountsErrors(t *testing.T) {
 	// The error inside the array is its element's, not a reply's.
 	if errs != 2 {
 		t.Fatalf("DoN counted %d errors, want 2: %+v", errs, replies)
+	}
+}
+
+// untilWriting waits until a write holds the connection's write role: a
+// large send to a peer that reads nothing blocks there.
+func untilWriting(t *testing.T, c *Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		writing := c.writing
+		c.mu.Unlock()
+		if writing {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write under way after 10s")
+		}
+	}
+}
+
+// bigSet is a single SET of a 32 MiB value: more than the socket buffers
+// of a peer that reads nothing hold, so writing it blocks.
+func bigSet() []byte {
+	return encode("SET", "big", strings.Repeat("v", 32<<20))
+}
+
+// isNotSent reports whether err is the error of a call that left, for its
+// context, before any of its bytes were handed to the socket.
+func isNotSent(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce) && ce.Op == "send" && ce.Unsent && errors.Is(err, context.DeadlineExceeded)
+}
+
+// TestLeftCallIsNeverWritten: calls queue behind a write the peer does not
+// read; the one whose context ends while its bytes wait is taken out of
+// line and its bytes are never written, while the calls around it are
+// written in order and answered. Written from the caller's buffer or by
+// the writer goroutine alike. The fake server reads nothing until released
+// (a real one cannot be held).
+func TestLeftCallIsNeverWritten(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  Options
+	}{
+		{"direct", Options{}},
+		{"writer", Options{DirectWrite: -1, MaxPending: 64 << 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			release, seen := heldServer(t, ln)
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := New(nc, tc.opt)
+			defer c.Close()
+			ctx := context.Background()
+			big := make(chan error, 1)
+			go func() { _, err := c.DoOne(ctx, bigSet()); big <- err }()
+			untilWriting(t, c)
+
+			before, err := c.Start(ctx, encode("ECHO", "before"), make([]resp.Value, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			if _, err := c.DoOne(short, encode("GET", "left")); !isNotSent(err) {
+				t.Fatalf("GET whose context ended in the queue = %v, want a not-sent error", err)
+			}
+			after, err := c.Start(ctx, encode("INCR", "after"), make([]resp.Value, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			// The fake server sends its replies when it reads PING.
+			if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "PONG" {
+				t.Fatalf("PING = %q, %v", v.Str, err)
+			}
+			if err := <-big; err != nil {
+				t.Fatalf("the large SET: %v", err)
+			}
+			if err := before.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := after.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if names := <-seen; strings.Join(names, " ") != "SET ECHO INCR PING" {
+				t.Fatalf("the server read %q, want SET ECHO INCR PING: the GET was written", names)
+			}
+		})
+	}
+}
+
+// TestQueueBounded: with the socket full (the peer reads nothing), many
+// callers keep sending; the bytes waiting for the writer never pass the
+// bound, every caller leaves by its deadline with a not-sent error, and
+// none of their commands is written. Bounded in callers, sends and time.
+func TestQueueBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, seen := heldServer(t, ln)
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxPending = 64 << 10
+	c := New(nc, Options{MaxPending: maxPending})
+	defer c.Close()
+	bound := queuedPerPending * maxPending
+	ctx := context.Background()
+	big := make(chan error, 1)
+	go func() { _, err := c.DoOne(ctx, bigSet()); big <- err }()
+	untilWriting(t, c)
+
+	stop := make(chan struct{})
+	var most atomic.Int64
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		for {
+			c.mu.Lock()
+			n := int64(len(c.wbuf))
+			c.mu.Unlock()
+			if n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
+	const callers, each, timeout, slack = 64, 200, 10 * time.Millisecond, 2 * time.Second
+	val := strings.Repeat("x", 4<<10)
+	end := time.Now().Add(500 * time.Millisecond)
+	var wg sync.WaitGroup
+	var sends atomic.Int64
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each && time.Now().Before(end); i++ {
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				start := time.Now()
+				_, err := c.DoOne(cctx, encode("SET", fmt.Sprint(g, "/", i), val))
+				took := time.Since(start)
+				cancel()
+				sends.Add(1)
+				if !isNotSent(err) {
+					t.Errorf("send %d/%d = %v, want a not-sent error", g, i, err)
+					return
+				}
+				if took > timeout+slack {
+					t.Errorf("send %d/%d returned after %v, its deadline was %v", g, i, took, timeout)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	watch.Wait()
+	t.Logf("%d sends; at most %d bytes waited for the writer (bound %d)", sends.Load(), most.Load(), bound)
+	if most.Load() > int64(bound) {
+		t.Fatalf("%d bytes waited for the writer, more than the bound of %d", most.Load(), bound)
+	}
+	close(release)
+	// The fake server sends its replies when it reads PING.
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "PONG" {
+		t.Fatalf("PING = %q, %v", v.Str, err)
+	}
+	if err := <-big; err != nil {
+		t.Fatalf("the large SET: %v", err)
+	}
+	if names := <-seen; len(names) != 2 {
+		t.Fatalf("the server read %d commands, want the large SET and PING: sends that left were written", len(names))
+	}
+}
+
+// TestLeftCallsKeepRepliesInOrder: through a proxy that holds the client's
+// bytes back, callers that leave early (taken out of line, their bytes cut
+// from the queue) mix with callers that wait; once the proxy lets go,
+// every caller that waited gets its own reply. A real server, so the
+// replies are real ECHOs. Bounded in callers, sends and time.
+func TestLeftCallsKeepRepliesInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	nc, err := net.Dial("tcp", px.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(nc, Options{MaxPending: 64 << 10, StallTimeout: 20 * time.Second})
+	defer c.Close()
+	ctx := context.Background()
+	px.Stall(redistest.ClientToServer, true)
+	big := make(chan error, 1)
+	go func() { _, err := c.DoOne(ctx, bigSet()); big <- err }()
+	untilWriting(t, c)
+
+	const callers, rounds = 32, 40
+	var wg sync.WaitGroup
+	var left, kept atomic.Int64
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				want := fmt.Sprintf("%d/%d/%s", g, i, strings.Repeat("e", (g*7+i*13)%3000))
+				// Mostly short deadlines; now and then one that outlasts
+				// the stall. After the stall, both kinds meet a server
+				// that answers.
+				d := time.Duration(1+(g+i)%5) * time.Millisecond
+				if (g+i)%7 == 0 {
+					d = 30 * time.Second
+				}
+				cctx, cancel := context.WithTimeout(ctx, d)
+				v, err := c.DoOne(cctx, encode("ECHO", want))
+				cancel()
+				switch {
+				case err == nil && v.Str == want:
+					kept.Add(1)
+				case err == nil:
+					t.Errorf("ECHO %.20s got %.20q: another call's reply", want, v.Str)
+					return
+				case errors.Is(err, context.DeadlineExceeded) && d < time.Second:
+					left.Add(1)
+				default:
+					t.Errorf("ECHO %.20s: %v", want, err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	px.Stall(redistest.ClientToServer, false)
+	wg.Wait()
+	if err := <-big; err != nil {
+		t.Fatalf("the large SET: %v", err)
+	}
+	t.Logf("%d calls answered, %d left early", kept.Load(), left.Load())
+	if kept.Load() == 0 || left.Load() == 0 {
+		t.Fatalf("%d calls answered and %d left: the test needs both", kept.Load(), left.Load())
+	}
+	if v, err := c.DoOne(ctx, encode("ECHO", "last")); err != nil || v.Str != "last" {
+		t.Fatalf("ECHO after the rest = %q, %v", v.Str, err)
 	}
 }
