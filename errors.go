@@ -19,6 +19,21 @@ var ErrNil = errors.New("redpipe: nil reply")
 // and of calls in flight when it was.
 var ErrClosed = conn.ErrClosed
 
+// ConnError is a failure of a connection: every call in line on it fails
+// with one, and the connection is replaced. Its fields:
+//
+//   - Op is "read", "write" or "close" for a failure of the connection,
+//     and "send" for one call whose context ended before any of its bytes
+//     reached the socket, or that found no room in the connection's queue
+//     before then (the connection carries on).
+//   - Err is the cause: an I/O error, a protocol error, a context's error,
+//     ErrClosed.
+//   - Unsent is true when none of the call's bytes reached the socket, so
+//     the server cannot have run it.
+//
+// OutcomeOf reads Unsent; most callers need nothing else.
+type ConnError = conn.Error
+
 // Error is an error reply from the server, such as
 // "WRONGTYPE Operation against a key holding the wrong kind of value".
 // Every server error is of this one type; reach it with errors.As and

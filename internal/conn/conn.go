@@ -48,9 +48,9 @@ func (e *Error) Error() string {
 	case "close":
 		return e.Err.Error()
 	case "send":
-		return "not sent: " + e.Err.Error()
+		return "redpipe: not sent: " + e.Err.Error()
 	}
-	return "connection " + e.Op + " failed: " + e.Err.Error()
+	return "redpipe: connection " + e.Op + " failed: " + e.Err.Error()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
