@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,23 @@ func dbsize(t *testing.T, srv *redistest.Server) int {
 		t.Fatal(err)
 	}
 	return int(v.(int64))
+}
+
+// setCalls asks the server how many SETs it has run (INFO commandstats).
+func setCalls(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	info, _ := srv.MustDo(t, "INFO", "commandstats").(string)
+	for line := range strings.Lines(info) {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_set:calls="); ok {
+			calls, _, _ := strings.Cut(rest, ",")
+			n, err := strconv.Atoi(calls)
+			if err != nil {
+				t.Fatalf("INFO commandstats: %q", line)
+			}
+			return n
+		}
+	}
+	return 0
 }
 
 // TestStreamSendsWhileQueueing: a stream of 200,000 SETs hands every reply
@@ -259,13 +277,14 @@ func TestStreamDiscard(t *testing.T) {
 // TestStreamConnectionLost: the connection dies with chunks in flight;
 // Close returns, the outcome is unknown, and the client goes on.
 func TestStreamConnectionLost(t *testing.T) {
-	c, px, _ := proxiedClient(t, Options{})
+	c, px, srv := proxiedClient(t, Options{})
 	ctx := ctxT(t)
 	s := c.Stream(ctx, nil)
 	for i := range 5_000 {
 		s.Set("l:"+strconv.Itoa(i), "v")
 	}
 	px.Stall(redistest.ServerToClient, true)
+	sent := s.sent
 	done := make(chan error, 1)
 	go func() {
 		for i := range 20_000 {
@@ -274,7 +293,12 @@ func TestStreamConnectionLost(t *testing.T) {
 		_, err := s.Close(ctx)
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Once the server has run more SETs than were sent before the stall,
+	// a chunk sent since is in flight: its replies are held in the proxy.
+	waitForServer(t, ctx, "a chunk sent after the stall to reach the server", func() (bool, string) {
+		n := setCalls(t, srv)
+		return n > sent, fmt.Sprintf("the server ran %d SETs, %d were sent before the stall", n, sent)
+	})
 	px.Cut(redistest.CutRST)
 	px.Reset()
 	select {

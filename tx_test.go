@@ -3,12 +3,16 @@ package redpipe
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // clientID is the server's id of the connection a Tx holds.
@@ -19,6 +23,26 @@ func clientID(t *testing.T, ctx context.Context, tx *Tx) int64 {
 		t.Fatal(err)
 	}
 	return must(v.Int64())
+}
+
+// waitBlockedIn waits until the server shows a connection blocked in cmd
+// (CLIENT LIST: cmd=cmd, flags with b), the one with the given id unless
+// id is empty, so that a test can act while that call is in flight.
+func waitBlockedIn(t *testing.T, ctx context.Context, srv *redistest.Server, cmd, id string) {
+	t.Helper()
+	waitForServer(t, ctx, "a connection blocked in "+cmd, func() (bool, string) {
+		var seen []string
+		for _, cl := range serverClients(t, srv) {
+			if id != "" && cl["id"] != id {
+				continue
+			}
+			if cl["cmd"] == cmd && strings.Contains(cl["flags"], "b") {
+				return true, ""
+			}
+			seen = append(seen, "id="+cl["id"]+" cmd="+cl["cmd"]+" flags="+cl["flags"])
+		}
+		return false, strings.Join(seen, "; ")
+	})
 }
 
 // assertCleanConnection takes a connection from the pool and shows it has
@@ -232,7 +256,7 @@ func TestConnectionLostWhileWatching(t *testing.T) {
 }
 
 func TestPoolNeverReusesDirtyConnection(t *testing.T) {
-	c, _ := newTestClient(t, Options{PoolSize: 1})
+	c, srv := newTestClient(t, Options{PoolSize: 1})
 	ctx := ctxT(t)
 	wire := func(d *dedicated, args ...any) Value {
 		w := getBuf()
@@ -273,13 +297,21 @@ func TestPoolNeverReusesDirtyConnection(t *testing.T) {
 		t.Fatal("a connection with an open MULTI was reused")
 	}
 	// A reply still due: even when the owner claims it clean, the pool sees
-	// the call in flight and closes it.
+	// the call in flight and closes it. The call is abandoned while the
+	// server holds it blocked, so its reply is certainly still due.
 	slow, cancel := context.WithCancel(ctx)
-	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	defer cancel()
 	w := getBuf()
-	w.do([]any{"DEBUG", "SLEEP", "0.2"})
-	if _, err := d.DoOne(slow, w.buf); !errors.Is(err, context.Canceled) {
-		t.Fatalf("DEBUG SLEEP: %v", err)
+	w.do([]any{"BLPOP", "never-pushed", "10"})
+	blpop := make(chan error, 1)
+	go func() {
+		_, err := d.DoOne(slow, w.buf)
+		blpop <- err
+	}()
+	waitBlockedIn(t, ctx, srv, "blpop", strconv.FormatInt(third, 10))
+	cancel()
+	if err := <-blpop; !errors.Is(err, context.Canceled) {
+		t.Fatalf("BLPOP: %v", err)
 	}
 	putBuf(w)
 	c.pool.Put(d, true)
@@ -443,14 +475,21 @@ func TestCleanAfterEveryFailure(t *testing.T) {
 	}
 	assertCleanConnection(t, ctx, c, "a")
 
-	// cancelled context while watching (the cancel lands during a slow call)
+	// cancelled context while watching: the cancel lands while a call of
+	// fn's is blocked on the server
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = c.Transaction(cctx, func(tx *Tx) error {
-		go func() { time.Sleep(30 * time.Millisecond); cancel() }()
-		_, err := tx.Do(cctx, "DEBUG", "SLEEP", "0.1")
-		return err
-	}, "c")
-	if !errors.Is(err, context.Canceled) {
+	defer cancel()
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(cctx, func(tx *Tx) error {
+			_, err := tx.Do(cctx, "XREAD", "BLOCK", "10000", "STREAMS", "never-added", "$")
+			return err
+		}, "c")
+		cancelled <- err
+	}()
+	waitBlockedIn(t, ctx, srv, "xread", "")
+	cancel()
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	assertCleanConnection(t, ctx, c, "c")
@@ -505,10 +544,18 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	}()
 	<-entered
 
+	// secondIn: the second ran fn while the first, not yet released, was
+	// certainly between its WATCH and its EXEC.
 	var secondIn atomic.Bool
 	second := make(chan error, 1)
 	go func() {
-		_, err := c.Transaction(WithTxOptions(ctx, opts), incr("turn", func() { secondIn.Store(true) }), "turn")
+		_, err := c.Transaction(WithTxOptions(ctx, opts), incr("turn", func() {
+			select {
+			case <-release:
+			default:
+				secondIn.Store(true)
+			}
+		}), "turn")
 		second <- err
 	}()
 	// Transactions on other key sets, a set that includes "turn" among
@@ -530,7 +577,18 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("waiting for a turn past the deadline: %v (%v); want DeadlineExceeded, not sent", err, OutcomeOf(err))
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The second is waiting for the turn: blocked in take, with the short
+	// one gone, so that it and the first are all that hold or wait for it.
+	waitForServer(t, ctx, "the second transaction to wait for the turn", func() (bool, string) {
+		c.turns.mu.Lock()
+		users := 0
+		if tr := c.turns.set["turn"]; tr != nil {
+			users = tr.users
+		}
+		c.turns.mu.Unlock()
+		blocked := blockedTakingTurns()
+		return users == 2 && blocked == 1, fmt.Sprintf("%d transactions hold or wait for the turn, %d blocked waiting", users, blocked)
+	})
 	if secondIn.Load() {
 		t.Fatal("a second transaction on the same keys ran while the first was between WATCH and EXEC")
 	}
@@ -541,6 +599,9 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
+	if secondIn.Load() {
+		t.Fatal("a second transaction on the same keys ran while the first was between WATCH and EXEC")
+	}
 	if v, _ := c.Get(ctx, "turn"); v != "2" || retries.Load() != 0 {
 		t.Fatalf("turn = %s after %d retries; want 2 with none", v, retries.Load())
 	}
@@ -549,6 +610,28 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	if len(c.turns.set) != 0 {
 		t.Fatalf("turns kept for key sets no transaction holds: %v", c.turns.set)
 	}
+}
+
+// blockedTakingTurns counts the goroutines blocked in turns.take, waiting
+// for a turn, from a dump of every goroutine's stack.
+func blockedTakingTurns() int {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	blocked := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "[select") && strings.Contains(g, "redpipe.(*turns).take(") {
+			blocked++
+		}
+	}
+	return blocked
 }
 
 // TestNestedTransactionDoesNotDeadlock: a Transaction inside fn on the same

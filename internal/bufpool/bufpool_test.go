@@ -105,8 +105,19 @@ func TestLargeBuffersOutliveCollections(t *testing.T) {
 // its class was last given a buffer back, not before, and from there is
 // dropped by collections like any pooled one; a class in use keeps its
 // buffer.
+//
+// The pools expire buffers on a timer of their own, with no clock to set,
+// so the test polls for what the timer does, and judges each buffer let go
+// by the time since its class was last given one back. Those times are
+// taken before the buffer is given back, so that a slow test can only see
+// more time pass, never less: a buffer seen let go less than keepFor after
+// one of them was let go too early.
 func TestKeptBuffersExpire(t *testing.T) {
-	const keep = 100 * time.Millisecond
+	const (
+		keep  = 100 * time.Millisecond
+		poll  = keep / 20
+		limit = 5 * time.Second
+	)
 	pools := Pools[byte]{min: minBytes, keepFor: keep}
 	idle := bits.Len(uint(minKeptBytes/minBytes)) - 1
 	busy := idle + 2
@@ -115,30 +126,45 @@ func TestKeptBuffersExpire(t *testing.T) {
 		defer pools.mu.Unlock()
 		return pools.kept[k] != nil
 	}
-	pools.Recycle(make([]byte, 0, minKeptBytes))
 	idleSince := time.Now()
-	pools.Recycle(make([]byte, 0, 4*minKeptBytes))
+	pools.Recycle(make([]byte, 0, minKeptBytes))
 	busySince := time.Now()
-	// Class busy is given a buffer back every keep/4, for 3*keep.
-	for end := time.Now().Add(3 * keep); time.Now().Before(end); {
-		time.Sleep(keep / 4)
+	pools.Recycle(make([]byte, 0, 4*minKeptBytes))
+	// Until class idle's buffer is let go, class busy is given its buffer
+	// back at every poll, and keeps it through that expiry.
+	deadline := time.Now().Add(limit)
+	for isKept(idle) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a buffer still kept %v after it was given back, with keepFor %v", limit, keep)
+		}
 		if !isKept(busy) && time.Since(busySince) < keep {
 			t.Fatalf("a buffer given back %v ago was let go", time.Since(busySince))
 		}
-		if !isKept(idle) && time.Since(idleSince) < keep {
-			t.Fatalf("a buffer given back %v ago was let go", time.Since(idleSince))
-		}
 		if b, ok := pools.get(busy); ok {
-			pools.Recycle(b)
 			busySince = time.Now()
+			pools.Recycle(b)
 		}
+		time.Sleep(poll)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for pools.keptBuffers() > 0 && time.Now().Before(deadline) {
-		time.Sleep(keep / 4)
+	if since := time.Since(idleSince); since < keep {
+		t.Fatalf("a buffer given back %v ago was let go", since)
+	}
+	if !isKept(busy) && time.Since(busySince) < keep {
+		t.Fatalf("a buffer given back %v ago was let go along with one given back %v ago", time.Since(busySince), time.Since(idleSince))
+	}
+	// Left alone, class busy's buffer goes too, keepFor after its last use.
+	deadline = time.Now().Add(limit)
+	for isKept(busy) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a buffer still kept %v after its last use, with keepFor %v", limit, keep)
+		}
+		time.Sleep(poll)
+	}
+	if since := time.Since(busySince); since < keep {
+		t.Fatalf("a buffer given back %v ago was let go", since)
 	}
 	if n := pools.keptBuffers(); n != 0 {
-		t.Fatalf("%d buffers still kept 5s after their last use", n)
+		t.Fatalf("%d buffers still kept after their classes expired", n)
 	}
 	runtime.GC()
 	runtime.GC()

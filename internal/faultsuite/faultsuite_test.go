@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,7 +167,17 @@ func TestDialWaitHonoursContext(t *testing.T) {
 		_, err := c.Do(ctx, "PING")
 		first <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // let it start dialling
+	// Its dial is under way once its HELLO has reached the server: the
+	// reply is what the proxy holds back.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		list, _ := srv.MustDo(t, "CLIENT", "LIST").(string)
+		if strings.Contains(list, " cmd=hello ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first call's HELLO did not reach the server within 5s; CLIENT LIST:\n%s", list)
+		}
+	}
 	const deadline = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()

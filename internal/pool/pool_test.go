@@ -27,6 +27,26 @@ func newTestPool(size int) (*Pool[*testConn], *atomic.Int64) {
 	return p, &dials
 }
 
+// waitCtx is a context that tells when a Get starts waiting on it: Get
+// asks for Done only when it has found nothing to lend and is about to
+// block, and by then it has taken the channel that Put and Close close to
+// wake it, so what happens next cannot pass it by.
+type waitCtx struct {
+	context.Context
+	once sync.Once
+	wait func()
+}
+
+// onWait returns ctx, calling wait the first time a Get waits on it.
+func onWait(ctx context.Context, wait func()) context.Context {
+	return &waitCtx{Context: ctx, wait: wait}
+}
+
+func (c *waitCtx) Done() <-chan struct{} {
+	c.once.Do(c.wait)
+	return c.Context.Done()
+}
+
 func TestReuseOnlyClean(t *testing.T) {
 	p, dials := newTestPool(2)
 	ctx := context.Background()
@@ -69,24 +89,32 @@ func TestExhaustedPoolWaitersHonourContext(t *testing.T) {
 	// in turn, and nothing deadlocks.
 	const waiters = 20
 	var wg sync.WaitGroup
-	var served atomic.Int64
+	var served, waiting atomic.Int64
+	allWaiting := make(chan struct{})
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
+	defer func() { wcancel(); wg.Wait() }()
 	for range waiters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.Get(wctx)
+			c, err := p.Get(onWait(wctx, func() {
+				if waiting.Add(1) == waiters {
+					close(allWaiting)
+				}
+			}))
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			served.Add(1)
-			time.Sleep(time.Millisecond)
 			p.Put(c, true)
 		}()
 	}
-	time.Sleep(10 * time.Millisecond)
+	select {
+	case <-allWaiting:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%d of %d Gets waiting on an exhausted pool after 5s", waiting.Load(), waiters)
+	}
 	p.Put(a, true)
 	p.Put(b, false) // one comes back dirty: its slot must still be usable
 	wg.Wait()
@@ -100,17 +128,28 @@ func TestExhaustedPoolWaitersHonourContext(t *testing.T) {
 
 func TestClosedPool(t *testing.T) {
 	p, _ := newTestPool(1)
+	defer p.Close() // ends the waiter if the test fails before Close
 	ctx := context.Background()
 	a, _ := p.Get(ctx)
+	waits := make(chan struct{})
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := p.Get(ctx)
+		_, err := p.Get(onWait(ctx, func() { close(waits) }))
 		waiting <- err
 	}()
-	time.Sleep(10 * time.Millisecond)
+	select {
+	case <-waits:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Get on an exhausted pool did not wait within 5s")
+	}
 	p.Close()
-	if err := <-waiting; !errors.Is(err, ErrClosed) {
-		t.Fatalf("waiter at Close: %v, want ErrClosed", err)
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("waiter at Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Get waiting at Close still waits 5s later")
 	}
 	p.Put(a, true) // lent at Close: closed on return
 	if !a.closed.Load() {
