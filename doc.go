@@ -126,6 +126,47 @@
 // was sent. A connection lost after EXEC was sent gives an *OutcomeError
 // that says the outcome is unknown.
 //
+// # Errors, timeouts and retries
+//
+// Errors are values of the types below, reached with errors.As, or match
+// the sentinels, tested with errors.Is. OutcomeOf(err) says whether what
+// failed may have run: OutcomeNotSent (no byte of it reached the server),
+// OutcomeNotApplied (the server certainly did not apply it) or
+// OutcomeUnknown; SafeToRetry(err) is true for the first two.
+//
+//	error              when                                            may it have run?
+//	*Error             the server's error reply: WRONGTYPE, NOPERM...   no, if refused before running
+//	ErrNil             a nil reply: GET of a missing key                (a reply, not a failure)
+//	*CommandError      one command of a batch failed; wraps its cause   the others ran
+//	*ExecAbortError    the server refused a queued command at EXEC      no; matches ErrNotApplied
+//	ErrWatch           a watched key changed before EXEC                no; matches ErrNotApplied
+//	*TxRetryError      Transaction gave up; wraps the last attempt's    no
+//	*OutcomeError      a transaction failed before the server ruled     as its Outcome says
+//	*ArityError        wrong number of arguments, refused unsent        no
+//	*ArgError          an argument that cannot be encoded, unsent       no
+//	*UsageError        a misuse of the API, refused unsent              no
+//	*OptionError       a bad option or URL                              (nothing was tried)
+//	*DialError         a connection could not be opened                 no
+//	*HandshakeError    HELLO, AUTH or SELECT refused on a new one       no
+//	*ConnError         the connection failed; Unsent says if before     unknown, unless Unsent
+//	ErrClosed          the Client, Tx or Stream was closed              no, or unknown if in flight
+//	*DecodeError       a registered Decoder failed on a reply           yes
+//	*TypeError         a Value accessor asked for another type          (a reply, not a failure)
+//
+// Every call honours its context: when it ends, the call returns at once
+// with the context's error (its reply, if one comes, is read and dropped,
+// never given to another call). Options.DialTimeout bounds a dial and
+// handshake. Options.ReplyTimeout ends a connection on which replies are
+// due and no byte has come for that long, so a stalled server or network
+// fails the calls instead of holding them; a blocking command is allowed
+// its own timeout on top.
+//
+// A call whose connection fails is sent again, up to Options.MaxRetries
+// times with jittered backoff within its context, only when that cannot
+// apply it twice: it certainly was not sent, it only reads, or its context
+// is marked with Idempotent. A transaction is never sent again once EXEC
+// may have reached the server. See the OutcomeOf example.
+//
 // # Concurrency and connections
 //
 // Plain calls from many goroutines share one connection: commands issued at
