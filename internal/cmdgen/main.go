@@ -519,23 +519,23 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 		fmt.Fprintf(b, ")\n\treturn %s(%s.run(ctx, w))\n}\n", kind.conv, strings.Fields(recv)[0])
 	}
 
-	// Method for Pipeline.
-	b.WriteString("\n")
-	writeDoc(b, fmt.Sprintf("%s queues %s. Its reply comes from Exec.", w.GoName, shortLine))
-	fmt.Fprintf(b, "func (p *Pipeline) %s(%s) *Pipeline {\n\t%s(&p.w", w.GoName, params, enc)
-	if args != "" {
-		b.WriteString(", " + args)
+	for _, q := range queues {
+		b.WriteString("\n")
+		writeDoc(b, fmt.Sprintf("%s queues %s. %s", w.GoName, shortLine, q.reply))
+		fmt.Fprintf(b, "func (%s %s) %s(%s) %s {\n\t%s(&%s", q.name, q.typ, w.GoName, params, q.typ, enc, q.buf)
+		if args != "" {
+			b.WriteString(", " + args)
+		}
+		fmt.Fprintf(b, ")\n\treturn %s\n}\n", q.name)
 	}
-	b.WriteString(")\n\treturn p\n}\n")
+}
 
-	// Method for Stream.
-	b.WriteString("\n")
-	writeDoc(b, fmt.Sprintf("%s queues %s. Its reply goes to the stream's function.", w.GoName, shortLine))
-	fmt.Fprintf(b, "func (s *Stream) %s(%s) *Stream {\n\t%s(&s.p.w", w.GoName, params, enc)
-	if args != "" {
-		b.WriteString(", " + args)
-	}
-	b.WriteString(")\n\treturn s\n}\n")
+// queues are the receivers of the typed methods that queue a command
+// instead of running it: their receiver, its type, the cmdBuf they encode
+// into and where the reply goes.
+var queues = []struct{ name, typ, buf, reply string }{
+	{"p", "*Pipeline", "p.w", "Its reply comes from Exec."},
+	{"s", "*Stream", "s.p.w", "Its reply goes to the stream's function."},
 }
 
 // restNote tells what the final args parameter holds.
