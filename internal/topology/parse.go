@@ -168,6 +168,9 @@ func parseShardNode(v resp.Value, origin string) (*Node, error) {
 			var h string
 			h, err = text(val)
 			n.Health = Health(h)
+			if h == "fail" { // Redis 7.0's spelling
+				n.Health = HealthFailed
+			}
 		}
 		if err != nil {
 			return nil, wrap(err, name)

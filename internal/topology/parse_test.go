@@ -86,7 +86,7 @@ func TestParseShardsEdgeCases(t *testing.T) {
 				o("slots", arr(), "nodes", arr(
 					o("id", "m2", "port", 7002, "ip", "", "endpoint", "", "role", "master", "replication-offset", 0, "health", "online"),
 					o("id", "r2", "port", 7005, "ip", "::1", "endpoint", null, "role", "replica", "health", "online"),
-					o("id", "r3", "port", 7006, "ip", "::1", "endpoint", "::1", "role", "replica", "health", "online"),
+					o("id", "r3", "port", 7006, "ip", "::1", "endpoint", "::1", "role", "replica", "health", "fail"), // Redis 7.0's "failed"
 				)),
 				// A single slot, and a shard with no master.
 				o("slots", slots(100, 100), "nodes", arr(
@@ -104,7 +104,7 @@ func TestParseShardsEdgeCases(t *testing.T) {
 shard 1 slots []
   master {ID:m2 Addr:seed.example:7002 Endpoint: IP: Hostname: Port:7002 TLSPort:0 Master:true ReplOffset:0 Health:online}
   replica {ID:r2 Addr:seed.example:7005 Endpoint: IP:::1 Hostname: Port:7005 TLSPort:0 Master:false ReplOffset:0 Health:online}
-  replica {ID:r3 Addr:[::1]:7006 Endpoint:::1 IP:::1 Hostname: Port:7006 TLSPort:0 Master:false ReplOffset:0 Health:online}
+  replica {ID:r3 Addr:[::1]:7006 Endpoint:::1 IP:::1 Hostname: Port:7006 TLSPort:0 Master:false ReplOffset:0 Health:failed}
 shard 2 slots [{100 100}]
   replica {ID:r4 Addr:10.0.0.7:7007 Endpoint:10.0.0.7 IP:10.0.0.7 Hostname: Port:7007 TLSPort:0 Master:false ReplOffset:0 Health:online}
 `

@@ -44,7 +44,10 @@ const (
 	// does not report it.
 	HealthUnknown Health = ""
 	HealthOnline  Health = "online"
-	HealthFailed  Health = "failed"
+	// HealthFailed is the health of a node the cluster has marked as
+	// failed. Redis 7.0 writes it "fail", later versions "failed", as the
+	// documentation has it; both parse as HealthFailed.
+	HealthFailed Health = "failed"
 	// HealthLoading marks a node that cannot serve yet but may soon. Redis
 	// 7.0 also reports it for a replica whose replication offset is 0,
 	// which is every replica of a master that has had no write yet.
