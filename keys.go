@@ -12,8 +12,8 @@ import "strings"
 type keyStatus uint8
 
 const (
-	// keysFound: the positions returned are all the command's keys, and
-	// none is a command without keys.
+	// keysFound: the positions returned are all the command's keys; none
+	// means a command without keys, which may go to any master.
 	keysFound keyStatus = iota
 	// keysUnknown: neither the table nor a rule here knows where the keys
 	// are (a command the table does not know, an unknown subcommand, a
@@ -45,9 +45,14 @@ var containerCommands = func() map[string]bool {
 // 2 or later; they come in increasing order. With a dst of enough capacity
 // it does not allocate.
 //
-// The positions are those COMMAND GETKEYS gives, which is what the server
-// itself checks a command's slot with: shard channels (SPUBLISH) count as
-// keys, the patterns of SORT BY and GET do not.
+// The positions are those COMMAND GETKEYS gives, which is how the server
+// itself finds the slot of a command, with one exception: the shard
+// channels of SPUBLISH, SSUBSCRIBE and SUNSUBSCRIBE count as keys here, as
+// the cluster routes them by their slot, while GETKEYS says these
+// commands have no keys. The patterns of SORT BY and GET are not keys.
+// GEORADIUS with both STORE and STOREDIST has both destinations as keys,
+// as for the server. On any status but keysFound, dst comes back as it
+// was given.
 func commandKeys(dst []int, ci *commandInfo, cmd []byte) ([]int, keyStatus) {
 	keys, st := findKeys(dst, ci, cmd)
 	if st != keysFound {
@@ -56,6 +61,7 @@ func commandKeys(dst []int, ci *commandInfo, cmd []byte) ([]int, keyStatus) {
 	return keys, st
 }
 
+// findKeys is commandKeys, leaving in dst what it found before it gave up.
 func findKeys(dst []int, ci *commandInfo, cmd []byte) ([]int, keyStatus) {
 	ws, ok := newWords(cmd)
 	if !ok {
