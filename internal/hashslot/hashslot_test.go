@@ -3,6 +3,7 @@ package hashslot
 import (
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redpipe/redpipe/redistest"
@@ -121,6 +122,29 @@ func TestSlotMatchesServer(t *testing.T) {
 		}
 		if got := SlotBytes([]byte(k)); int64(got) != want {
 			t.Errorf("SlotBytes(%q) = %d, server says %d", k, got, want)
+		}
+	}
+
+	// Shard channels live in the slot of their name too: a master that
+	// does not serve it redirects SPUBLISH there.
+	for _, ch := range []string{"news", "{user:1}:events", "a{}{b}"} {
+		want := "MOVED " + strconv.Itoa(int(Slot(ch))) + " "
+		served := 0
+		for _, m := range c.Masters {
+			v, err := m.Do("SPUBLISH", ch, "hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, ok := v.(redistest.ReplyError); ok && strings.HasPrefix(string(e), want) {
+				continue
+			}
+			if v != int64(0) {
+				t.Errorf("SPUBLISH %s on %s = %#v, want 0 or %s...", ch, m.Addr, v, want)
+			}
+			served++
+		}
+		if served != 1 {
+			t.Errorf("SPUBLISH %s was served by %d masters, want 1", ch, served)
 		}
 	}
 }
