@@ -50,6 +50,7 @@ fuzz-short:
 fuzz:
 	scripts/fuzz.sh ./internal/resp/ FuzzReader 60s
 	scripts/fuzz.sh . FuzzParseURL 60s
+	scripts/fuzz.sh ./internal/topology/ FuzzParse 60s
 
 # bench compares redpipe with go-redis and rueidis on a throwaway
 # redis-server and writes bench/RESULTS.md and bench/results.json. The bench

@@ -61,6 +61,12 @@ type commandInfo struct {
 	LastKey  int // position of the last key, negative counts from the end
 	Step     int
 	Group    string
+	// RequestPolicy and ResponsePolicy are the command's request_policy
+	// and response_policy tips: which nodes of a cluster it goes to, and
+	// how their replies make one (see policy.go). Zero is the default
+	// policy of a command without the tip.
+	RequestPolicy  requestPolicy
+	ResponsePolicy responsePolicy
 
 	wire   []byte // the name already encoded as bulk strings, filled in at init
 	nwords int    // how many words of a command line make up the name

@@ -1,11 +1,12 @@
 package redistest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,14 +21,35 @@ const (
 )
 
 // Cluster is a local Redis Cluster of real redis-server processes: three
-// masters, each with the same number of replicas. Masters[i] serves the
-// i-th third of the hash slots; Replicas[i*replicas+j] replicates
-// Masters[i]. Every node has cluster-enabled yes, its own cluster-config-file
-// in its Dir, cluster-node-timeout 2000 and a cluster bus port of its own
-// (Server.BusPort).
+// masters, each with the same number of replicas. As started, Masters[i]
+// serves the i-th third of the hash slots and Replicas[i*replicas+j]
+// replicates Masters[i]. Every node has cluster-enabled yes, its own
+// cluster-config-file in its Dir, cluster-node-timeout 2000 and a cluster
+// bus port of its own (Server.BusPort).
+//
+// Tests change the cluster as production does: MoveSlots and
+// BeginMigration reshard it, Failover and KillMaster promote a replica,
+// AddMaster grows it, Rejoin brings a killed master back. Each waits until
+// the cluster has settled, and Masters and Replicas always hold the nodes
+// in their current roles: Failover swaps a master and its replica, so the
+// index rule above still holds after it; KillMaster and AddMaster change
+// the counts, after which ReplicasOf says who replicates whom.
+//
+// The methods that change membership or roles (Failover, KillMaster,
+// Rejoin, AddMaster) write Masters and Replicas: they must not run while
+// another method of the Cluster runs or another goroutine reads those
+// fields. Clients of the cluster may run throughout.
 type Cluster struct {
 	Masters  []*Server
 	Replicas []*Server
+
+	// started hands each node the Cluster starts to the test's cleanup;
+	// nil for NewCluster, whose caller calls Stop.
+	started func(*Server)
+
+	mu   sync.Mutex
+	ids  map[*Server]string // node ids, kept once a node is gone too
+	gone []*Server          // masters killed by KillMaster and not rejoined
 }
 
 // StartCluster starts a cluster with replicas replicas per master, waits
@@ -60,7 +82,7 @@ func startCluster(replicas int, started func(*Server)) (c *Cluster, err error) {
 	if replicas < 0 {
 		return nil, fmt.Errorf("redistest: negative number of replicas %d", replicas)
 	}
-	c = &Cluster{}
+	c = &Cluster{started: started, ids: map[*Server]string{}}
 	if started == nil {
 		defer func() {
 			if err != nil {
@@ -114,14 +136,41 @@ func (c *Cluster) Servers() []*Server {
 	return append(all, c.Replicas...)
 }
 
-// Stop stops every node. Clusters from StartCluster are stopped by the
-// test's cleanup and need not call it.
+// Stop stops every node, those killed by KillMaster included. Clusters
+// from StartCluster are stopped by the test's cleanup and need not call it.
 func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	gone := slices.Clone(c.gone)
+	c.mu.Unlock()
 	var errs []error
-	for _, s := range c.Servers() {
+	for _, s := range append(c.Servers(), gone...) {
 		errs = append(errs, s.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// NodeID returns the cluster node id of s, or "" if s is not a node of
+// the cluster. It asks no server: ids are noted when nodes join.
+func (c *Cluster) NodeID(s *Server) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ids[s]
+}
+
+// noteID asks s for its node id and keeps it.
+func (c *Cluster) noteID(s *Server) (string, error) {
+	v, err := s.doChecked("CLUSTER", "MYID")
+	if err != nil {
+		return "", err
+	}
+	id, ok := v.(string)
+	if !ok || id == "" {
+		return "", fmt.Errorf("redistest: CLUSTER MYID on %s: unexpected reply %#v", s.Addr, v)
+	}
+	c.mu.Lock()
+	c.ids[s] = id
+	c.mu.Unlock()
+	return id, nil
 }
 
 // form builds the cluster the way redis-cli --cluster create does, with
@@ -149,21 +198,14 @@ func (c *Cluster) form(perMaster int) error {
 		}
 	}
 
-	ids := make([]string, len(c.Masters))
-	for i, m := range c.Masters {
-		v, err := m.doChecked("CLUSTER", "MYID")
-		if err != nil {
+	for _, s := range c.Servers() {
+		if _, err := c.noteID(s); err != nil {
 			return err
 		}
-		id, ok := v.(string)
-		if !ok || id == "" {
-			return fmt.Errorf("redistest: CLUSTER MYID on %s: unexpected reply %#v", m.Addr, v)
-		}
-		ids[i] = id
 	}
 
 	for k, r := range c.Replicas {
-		id := ids[k/perMaster]
+		id := c.NodeID(c.Masters[k/perMaster])
 		// REPLICATE fails with "Unknown node" until gossip has told the
 		// replica about its master, so it is retried.
 		err := waitFor("replica "+r.Addr+" to accept CLUSTER REPLICATE", func() (bool, string) {
@@ -180,84 +222,11 @@ func (c *Cluster) form(perMaster int) error {
 			return err
 		}
 	}
-	for _, r := range c.Replicas {
-		err := waitFor("replica "+r.Addr+" to report master_link_status:up", func() (bool, string) {
-			v, err := r.Do("INFO", "replication")
-			if err != nil {
-				return false, err.Error()
-			}
-			info, _ := v.(string)
-			st := infoField(info, "master_link_status")
-			return st == "up", "master_link_status:" + st
-		})
-		if err != nil {
-			return err
-		}
-	}
-
-	for _, s := range c.Servers() {
-		err := waitFor("node "+s.Addr+" to see the whole cluster", func() (bool, string) {
-			return c.settledOn(s)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// settledOn reports whether node s has cluster_state:ok and sees every node
-// as a healthy member in its intended role, so a client test sees the same
-// topology whichever node it asks. The string describes what is missing.
-func (c *Cluster) settledOn(s *Server) (bool, string) {
-	v, err := s.Do("CLUSTER", "INFO")
-	if err != nil {
-		return false, err.Error()
-	}
-	info, _ := v.(string)
-	if st := infoField(info, "cluster_state"); st != "ok" {
-		return false, "cluster_state:" + st
-	}
-	v, err = s.Do("CLUSTER", "NODES")
-	if err != nil {
-		return false, err.Error()
-	}
-	nodes, _ := v.(string)
-	var total, replicas int
-	for line := range strings.Lines(nodes) {
-		fields := strings.Fields(line)
-		if len(fields) < 8 {
-			continue
-		}
-		total++
-		flags := strings.Split(fields[2], ",")
-		for _, bad := range []string{"handshake", "noaddr", "fail", "fail?"} {
-			if slices.Contains(flags, bad) {
-				return false, "node " + fields[1] + " has flags " + fields[2]
-			}
-		}
-		if slices.Contains(flags, "slave") && fields[3] != "-" {
-			replicas++
-		}
-	}
-	if want := len(c.Masters) + len(c.Replicas); total != want || replicas != len(c.Replicas) {
-		return false, fmt.Sprintf("sees %d nodes (%d replicas), want %d (%d replicas)", total, replicas, want, len(c.Replicas))
-	}
-	return true, ""
+	return c.waitSettled(context.Background(), "the new cluster to settle", nil)
 }
 
 // waitFor polls cond until it holds or clusterTimeout passes; cond's string
 // describes the last state seen, for the error.
 func waitFor(what string, cond func() (bool, string)) error {
-	deadline := time.Now().Add(clusterTimeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redistest: timed out after %v waiting for %s; last state: %s", clusterTimeout, what, state)
-		}
-		time.Sleep(clusterPoll)
-	}
+	return waitCtx(context.Background(), what, cond)
 }

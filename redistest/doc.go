@@ -26,8 +26,25 @@
 // Fault tests can crash a server with Kill and bring it back on the same
 // port with Restart, and put a Proxy between client and server that stalls
 // either direction, adds latency, cuts connections with a reset or a FIN,
-// passes only the first N bytes, or drops every connection at once. StartCluster builds a three-master Redis Cluster,
-// optionally with replicas, without needing redis-cli.
+// passes only the first N bytes, or drops every connection at once.
+//
+// StartCluster builds a three-master Redis Cluster, optionally with
+// replicas, without needing redis-cli. Tests then put it through what
+// production does, while their clients run:
+//
+//   - MoveSlots reshards: slots and their keys move from one master to
+//     another with CLUSTER SETSLOT IMPORTING and MIGRATING, MIGRATE ...
+//     KEYS, and CLUSTER SETSLOT NODE;
+//   - BeginMigration, Migration.MoveKeys and Migration.Finish do the same
+//     in steps, leaving slots half-migrated in between, where clients get
+//     ASK redirections;
+//   - Failover promotes a replica with CLUSTER FAILOVER, KillMaster kills a
+//     master and waits for the election of a replica, and Rejoin brings
+//     the killed master back as a replica;
+//   - AddMaster adds an empty master.
+//
+// Each returns once every node agrees on the new state, or fails with an
+// error saying what did not happen in time.
 //
 // Server.Do and Server.Pipeline speak just enough RESP to prepare a server
 // (ACL SETUSER, CONFIG SET, seeding keys) and to check what a client under

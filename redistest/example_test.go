@@ -1,6 +1,7 @@
 package redistest_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
@@ -60,4 +61,40 @@ func ExampleNewCluster() {
 	}
 	defer cluster.Stop()
 	fmt.Println("seed nodes:", cluster.Addrs())
+}
+
+// Resharding and failing over a cluster while the code under test runs
+// against it. This example is compiled but not run.
+func ExampleCluster_MoveSlots() {
+	cluster, err := redistest.NewCluster(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Stop()
+	ctx := context.Background()
+
+	// Move the first 100 slots from the first master to the second.
+	from, to := cluster.Masters[0], cluster.Masters[1]
+	if err := cluster.MoveSlots(ctx, from, to, redistest.SlotRange(0, 99)...); err != nil {
+		log.Fatal(err)
+	}
+
+	// Leave slot 100 half-migrated, for ASK redirections, then finish.
+	m, err := cluster.BeginMigration(ctx, from, to, 100)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.MoveKeys(ctx, 10); err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Finish(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// Crash the second master: its replica takes over.
+	promoted, err := cluster.KillMaster(ctx, to)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("now serving slots 0-100:", promoted.Addr)
 }

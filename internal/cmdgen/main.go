@@ -36,6 +36,11 @@ type command struct {
 	DocFlags  []string
 	Args      []*arg
 	Container bool // has subcommands
+	// RequestPolicy and ResponsePolicy are the values of the
+	// request_policy and response_policy tips of COMMAND INFO, "" when
+	// the command has none.
+	RequestPolicy  string
+	ResponsePolicy string
 }
 
 func (c *command) words() int { return strings.Count(c.Name, " ") + 1 }
@@ -48,6 +53,23 @@ var flagConsts = map[string]string{
 	"loading": "flagLoading", "stale": "flagStale", "fast": "flagFast",
 	"no_multi": "flagNoMulti", "movablekeys": "flagMovableKeys", "no_auth": "flagNoAuth",
 }
+
+// The constants of the request_policy and response_policy tips, by their
+// value in COMMAND INFO. A tip not listed here stops the generator, so
+// that a policy a newer server brings is not silently treated as the
+// default.
+var (
+	requestPolicies = map[string]string{
+		"all_nodes": "requestAllNodes", "all_shards": "requestAllShards",
+		"multi_shard": "requestMultiShard", "special": "requestSpecial",
+	}
+	responsePolicies = map[string]string{
+		"one_succeeded": "responseOneSucceeded", "all_succeeded": "responseAllSucceeded",
+		"agg_logical_and": "responseAggLogicalAnd", "agg_logical_or": "responseAggLogicalOr",
+		"agg_min": "responseAggMin", "agg_max": "responseAggMax", "agg_sum": "responseAggSum",
+		"special": "responseSpecial",
+	}
+)
 
 // wrappedGroups are the groups whose commands should all have a line in
 // wrappers.txt, as a wrapper or as a deliberate skip.
@@ -185,6 +207,13 @@ func loadSpec(dir string) (map[string]*command, string, error) {
 		if err := json.Unmarshal(f[9], &subs); err != nil {
 			return fmt.Errorf("command-info.json: %s: subcommands: %v", name, err)
 		}
+		var tips []string
+		if err := json.Unmarshal(f[7], &tips); err != nil {
+			return fmt.Errorf("command-info.json: %s: tips: %v", name, err)
+		}
+		if err := c.setPolicies(tips); err != nil {
+			return fmt.Errorf("command-info.json: %s: %v", name, err)
+		}
 		d := flat[name]
 		if d == nil {
 			return fmt.Errorf("command-docs.json has no entry for %q", name)
@@ -209,6 +238,33 @@ func loadSpec(dir string) (map[string]*command, string, error) {
 		return nil, "", fmt.Errorf("COMMAND INFO describes %d commands but COMMAND DOCS %d", len(cmds), len(flat))
 	}
 	return cmds, version, nil
+}
+
+// setPolicies takes the request and response policies from a command's
+// tips ("request_policy:all_shards"). Other tips, such as
+// nondeterministic_output, are of no use to the client.
+func (c *command) setPolicies(tips []string) error {
+	for _, tip := range tips {
+		kind, value, _ := strings.Cut(tip, ":")
+		var known map[string]string
+		var dst *string
+		switch kind {
+		case "request_policy":
+			known, dst = requestPolicies, &c.RequestPolicy
+		case "response_policy":
+			known, dst = responsePolicies, &c.ResponsePolicy
+		default:
+			continue
+		}
+		if known[value] == "" {
+			return fmt.Errorf("unknown tip %q: add it to the generator and to policy.go", tip)
+		}
+		if *dst != "" {
+			return fmt.Errorf("two %s tips", kind)
+		}
+		*dst = value
+	}
+	return nil
 }
 
 func readJSON(path string, v any) error {
@@ -378,7 +434,14 @@ func genTable(header string, cmds map[string]*command) ([]byte, error) {
 		if c.FirstKey != 0 {
 			fmt.Fprintf(&b, ", FirstKey: %d, LastKey: %d, Step: %d", c.FirstKey, c.LastKey, c.Step)
 		}
-		fmt.Fprintf(&b, ", Group: %q}\n", c.Group)
+		fmt.Fprintf(&b, ", Group: %q", c.Group)
+		if c.RequestPolicy != "" {
+			fmt.Fprintf(&b, ", RequestPolicy: %s", requestPolicies[c.RequestPolicy])
+		}
+		if c.ResponsePolicy != "" {
+			fmt.Fprintf(&b, ", ResponsePolicy: %s", responsePolicies[c.ResponsePolicy])
+		}
+		b.WriteString("}\n")
 	}
 	b.WriteString(")\n\n")
 	b.WriteString("// commandTable holds every command and subcommand of the server the\n")

@@ -188,3 +188,37 @@ func TestMethodsOnEveryRunner(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicies(t *testing.T) {
+	cmds, _, err := loadSpec("spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]string{
+		"DBSIZE":        {"all_shards", "agg_sum"},
+		"KEYS":          {"all_shards", ""},
+		"MGET":          {"multi_shard", ""},
+		"CONFIG SET":    {"all_nodes", "all_succeeded"},
+		"SCRIPT EXISTS": {"all_shards", "agg_logical_and"},
+		"GET":           {"", ""},
+	} {
+		c := cmds[name]
+		if got := [2]string{c.RequestPolicy, c.ResponsePolicy}; got != want {
+			t.Errorf("%s: policies %q, want %q", name, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		tips []string
+		err  string
+	}{
+		{[]string{"nondeterministic_output", "request_policy:all_shards"}, ""},
+		{[]string{"request_policy:everywhere"}, `unknown tip "request_policy:everywhere"`},
+		{[]string{"response_policy:agg_avg"}, `unknown tip "response_policy:agg_avg"`},
+		{[]string{"response_policy:agg_sum", "response_policy:agg_min"}, "two response_policy tips"},
+	} {
+		err := (&command{}).setPolicies(tt.tips)
+		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("setPolicies(%q) = %v, want %q", tt.tips, err, tt.err)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+// Package hashslot maps keys to Redis Cluster hash slots.
+//
+// A key's slot is CRC16(key) mod 16384, where CRC16 is the XMODEM variant
+// the cluster specification names (polynomial 0x1021, initial value 0, no
+// reflection, no final XOR). If the key holds a hash tag, only the tag is
+// hashed, so that keys such as "{user:1}:name" and "{user:1}:mail" share a
+// slot. The tag is what lies between the first '{' of the key and the first
+// '}' after it, provided that is not empty; otherwise the whole key is
+// hashed:
+//
+//	"{user:1}:name"  hashes "user:1"
+//	"foo{}{bar}"     hashes the whole key (the first tag is empty)
+//	"foo{{bar}}"     hashes "{bar"
+//	"foo{bar}{zap}"  hashes "bar"
+//
+// Nothing here allocates.
+package hashslot
+
+// Count is the number of hash slots of a Redis Cluster.
+const Count = 16384
+
+// table holds the CRC16 of each byte value, for a byte-at-a-time update.
+var table = func() (t [256]uint16) {
+	const poly = 0x1021
+	for i := range t {
+		crc := uint16(i) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ poly
+			} else {
+				crc <<= 1
+			}
+		}
+		t[i] = crc
+	}
+	return t
+}()
+
+// CRC16 returns the CRC-16/XMODEM checksum of b.
+func CRC16(b []byte) uint16 { return crc16(b) }
+
+func crc16[T string | []byte](b T) uint16 {
+	var crc uint16
+	for i := 0; i < len(b); i++ {
+		crc = crc<<8 ^ table[byte(crc>>8)^b[i]]
+	}
+	return crc
+}
+
+// Slot returns the hash slot of key.
+func Slot(key string) uint16 { return slot(key) }
+
+// SlotBytes returns the hash slot of key.
+func SlotBytes(key []byte) uint16 { return slot(key) }
+
+func slot[T string | []byte](key T) uint16 {
+	return crc16(Tag(key)) & (Count - 1)
+}
+
+// Tag returns the part of key that is hashed: its hash tag if it has a
+// non-empty one, else the whole key.
+func Tag[T string | []byte](key T) T {
+	for i := 0; i < len(key); i++ {
+		if key[i] != '{' {
+			continue
+		}
+		for j := i + 1; j < len(key); j++ {
+			if key[j] == '}' {
+				if j == i+1 {
+					return key // an empty tag: the whole key counts
+				}
+				return key[i+1 : j]
+			}
+		}
+		return key // no '}' after the first '{'
+	}
+	return key
+}

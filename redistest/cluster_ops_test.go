@@ -1,0 +1,461 @@
+package redistest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// opTimeout bounds each cluster operation of these tests; the operations
+// bound their own waits too.
+const opTimeout = 30 * time.Second
+
+func opContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// tagFor returns a hash tag that puts keys in slot.
+func tagFor(slot int) string {
+	for i := 0; ; i++ {
+		tag := "t" + strconv.Itoa(i)
+		if int(hashslot.Slot(tag)) == slot {
+			return "{" + tag + "}"
+		}
+	}
+}
+
+// fill writes n keys, {tag}:0 to {tag}:n-1, to s, with their index as
+// value, and returns them.
+func fill(t *testing.T, s *redistest.Server, slot, n int) []string {
+	t.Helper()
+	tag := tagFor(slot)
+	var keys []string
+	var cmds [][]string
+	for i := range n {
+		k := tag + ":" + strconv.Itoa(i)
+		keys = append(keys, k)
+		cmds = append(cmds, []string{"SET", k, strconv.Itoa(i)})
+	}
+	if n == 0 {
+		return nil
+	}
+	replies, err := s.Pipeline(cmds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range replies {
+		if r != "OK" {
+			t.Fatalf("SET %s on %s: %v", keys[i], s.Addr, r)
+		}
+	}
+	return keys
+}
+
+func countKeys(t *testing.T, s *redistest.Server, slot int) int64 {
+	t.Helper()
+	n, _ := s.MustDo(t, "CLUSTER", "COUNTKEYSINSLOT", strconv.Itoa(slot)).(int64)
+	return n
+}
+
+func wantOwner(t *testing.T, c *redistest.Cluster, slot int, want *redistest.Server) {
+	t.Helper()
+	got, err := c.SlotOwner(slot)
+	if err != nil || got != want {
+		t.Errorf("slot %d is served by %v (%v), want %s", slot, got, err, want.Addr)
+	}
+}
+
+// wantRedirect checks that GET key on s is redirected with kind (MOVED
+// or ASK) to the address to.
+func wantRedirect(t *testing.T, s *redistest.Server, key, kind string, to *redistest.Server) {
+	t.Helper()
+	v, err := s.Do("GET", key)
+	e, ok := v.(redistest.ReplyError)
+	want := fmt.Sprintf("%s %d %s", kind, hashslot.Slot(key), to.Addr)
+	if err != nil || !ok || string(e) != want {
+		t.Errorf("GET %s on %s = %#v, %v; want %q", key, s.Addr, v, err, want)
+	}
+}
+
+// TestReshard moves slots between the masters of one cluster, with keys
+// and without, in one go and in two steps, while clients write, and to a
+// master added for the purpose.
+func TestReshard(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 0)
+	m0, m1, m2 := c.Masters[0], c.Masters[1], c.Masters[2]
+
+	t.Run("MoveSlots", func(t *testing.T) {
+		// Slots 0, 1 and 2 are the first master's: one with more keys
+		// than one MIGRATE moves, one with a few, one with none.
+		many, few := fill(t, m0, 0, 250), fill(t, m0, 1, 10)
+		if err := c.MoveSlots(opContext(t), m0, m1, 0, 1, 2); err != nil {
+			t.Fatal(err)
+		}
+		for slot, n := range map[int]int64{0: 250, 1: 10, 2: 0} {
+			wantOwner(t, c, slot, m1)
+			if got := countKeys(t, m1, slot); got != n {
+				t.Errorf("slot %d has %d keys on the target, want %d", slot, got, n)
+			}
+			if got := countKeys(t, m0, slot); got != 0 {
+				t.Errorf("slot %d still has %d keys on the source", slot, got)
+			}
+		}
+		for _, k := range []string{many[0], many[249], few[9]} {
+			want := k[strings.LastIndexByte(k, ':')+1:]
+			if v := m1.MustDo(t, "GET", k); v != want {
+				t.Errorf("GET %s on the target = %#v, want %q", k, v, want)
+			}
+			wantRedirect(t, m0, k, "MOVED", m1)
+			wantRedirect(t, m2, k, "MOVED", m1)
+		}
+	})
+
+	t.Run("HalfMigration", func(t *testing.T) {
+		keys := make([]string, 250)
+		for i := range keys {
+			keys[i] = tagFor(0) + ":" + strconv.Itoa(i)
+		}
+		ctx := opContext(t)
+		mig, err := c.BeginMigration(ctx, m1, m2, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved, err := mig.MoveKeys(ctx, 100)
+		if err != nil || moved != 100 {
+			t.Fatalf("MoveKeys(100) = %d, %v", moved, err)
+		}
+		if a, b := countKeys(t, m1, 0), countKeys(t, m2, 0); a != 150 || b != 100 {
+			t.Fatalf("half-migrated slot: %d keys on the source, %d on the target; want 150 and 100", a, b)
+		}
+		// Some key has moved and some has not: the source serves those it
+		// still has and sends the others on with ASK, which the target
+		// serves only after ASKING.
+		var movedKey, keptKey string
+		for _, k := range keys {
+			v, _ := m1.Do("EXISTS", k)
+			if e, ok := v.(redistest.ReplyError); ok && e.Prefix() == "ASK" && movedKey == "" {
+				movedKey = k
+			} else if v == int64(1) && keptKey == "" {
+				keptKey = k
+			}
+		}
+		if movedKey == "" || keptKey == "" {
+			t.Fatalf("no key on each side: moved %q, kept %q", movedKey, keptKey)
+		}
+		wantRedirect(t, m1, movedKey, "ASK", m2)
+		wantRedirect(t, m2, movedKey, "MOVED", m1)
+		if v := m1.MustDo(t, "GET", keptKey); v == nil {
+			t.Errorf("GET %s on the source = nil", keptKey)
+		}
+		r, err := m2.Pipeline([]string{"ASKING"}, []string{"GET", movedKey})
+		if err != nil || r[0] != "OK" || r[1] == nil {
+			t.Errorf("ASKING, GET %s on the target = %#v, %v", movedKey, r, err)
+		}
+		// A new key of the slot belongs on the target already.
+		v, _ := m1.Do("SET", tagFor(0)+":new", "x")
+		if e, ok := v.(redistest.ReplyError); !ok || e.Prefix() != "ASK" {
+			t.Errorf("SET of a new key on the source = %#v, want ASK", v)
+		}
+		if err := mig.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wantOwner(t, c, 0, m2)
+		if a, b := countKeys(t, m1, 0), countKeys(t, m2, 0); a != 0 || b != 250 {
+			t.Errorf("after Finish: %d keys on the source, %d on the target; want 0 and 250", a, b)
+		}
+	})
+
+	t.Run("UnderLoad", func(t *testing.T) {
+		testMoveUnderLoad(t, c)
+	})
+
+	t.Run("AddMaster", func(t *testing.T) {
+		ctx := opContext(t)
+		n, err := c.AddMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Masters) != 4 || c.Masters[3] != n || c.NodeID(n) == "" {
+			t.Fatalf("Masters after AddMaster: %d, last %v, id %q", len(c.Masters), c.Masters[3].Addr, c.NodeID(n))
+		}
+		for _, s := range c.Servers() {
+			nodes, _ := s.MustDo(t, "CLUSTER", "NODES").(string)
+			if !strings.Contains(nodes, c.NodeID(n)) {
+				t.Errorf("%s does not know the new master:\n%s", s.Addr, nodes)
+			}
+		}
+		if err := c.MoveSlots(ctx, m2, n, 0); err != nil {
+			t.Fatal(err)
+		}
+		wantOwner(t, c, 0, n)
+		if got := countKeys(t, n, 0); got != 250 {
+			t.Errorf("the new master has %d keys of slot 0, want 250", got)
+		}
+	})
+
+	t.Run("Refused", func(t *testing.T) {
+		ctx := opContext(t)
+		for _, tt := range []struct {
+			from, to *redistest.Server
+			slots    []int
+			want     string
+		}{
+			{m0, m1, []int{0}, "slot 0 is served by " + c.Masters[3].Addr + ", not by " + m0.Addr},
+			{m0, m0, []int{100}, "to itself"},
+			{m0, m1, []int{16384}, "slot 16384 is out of range"},
+			{m0, m1, []int{5, 5}, "given twice"},
+			{m0, m1, nil, "no slot"},
+		} {
+			if err := c.MoveSlots(ctx, tt.from, tt.to, tt.slots...); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("MoveSlots(%s, %s, %v) = %v, want an error saying %q", tt.from.Addr, tt.to.Addr, tt.slots, err, tt.want)
+			}
+		}
+	})
+}
+
+// testMoveUnderLoad moves a range of slots back and forth while writers
+// increment counters in them through a client that follows redirections,
+// then checks that every acknowledged increment is there.
+func testMoveUnderLoad(t *testing.T, c *redistest.Cluster) {
+	m0, m1 := c.Masters[0], c.Masters[1]
+	slots := redistest.SlotRange(100, 109)
+	for _, s := range slots {
+		fill(t, m0, s, 30) // keys for MIGRATE to move besides the counters
+	}
+	const writers = 4
+	var (
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+		acked [writers]map[string]int64
+		cls   [writers]*followingClient
+		errs  = make(chan error, writers)
+	)
+	for w := range writers {
+		acked[w] = map[string]int64{}
+		cls[w] = &followingClient{c: c}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := cls[w]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("%s:w%d:%d", tagFor(slots[i%len(slots)]), w, i%7)
+				v, err := cl.do("INCR", k)
+				if err != nil {
+					errs <- fmt.Errorf("INCR %s: %w", k, err)
+					return
+				}
+				if _, ok := v.(int64); !ok {
+					errs <- fmt.Errorf("INCR %s = %#v", k, v)
+					return
+				}
+				acked[w][k]++
+			}
+		}()
+	}
+	ctx := opContext(t)
+	from, to := m0, m1
+	for range 4 {
+		if err := c.MoveSlots(ctx, from, to, slots...); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		from, to = to, from
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	total := int64(0)
+	for w := range writers {
+		for k, n := range acked[w] {
+			total += n
+			if v := m0.MustDo(t, "GET", k); v != strconv.FormatInt(n, 10) {
+				t.Errorf("%s = %#v after %d acknowledged increments", k, v, n)
+			}
+		}
+	}
+	redirects := map[string]int{}
+	for _, cl := range cls {
+		for k, n := range cl.redirects {
+			redirects[k] += n
+		}
+	}
+	if total == 0 || redirects["MOVED"] == 0 {
+		t.Errorf("%d increments and %d MOVED redirections during the moves; want some of both", total, redirects["MOVED"])
+	}
+	t.Logf("%d increments during 4 moves of %d slots, redirections %v", total, len(slots), redirects)
+}
+
+// followingClient sends single commands to a cluster the way a cluster
+// client does: to the node that serves the key's slot as far as it knows,
+// following MOVED, ASK (with ASKING) and retrying TRYAGAIN.
+type followingClient struct {
+	c         *redistest.Cluster
+	nodes     map[string]*redistest.Server // by address
+	owner     map[uint16]*redistest.Server
+	redirects map[string]int // by kind: MOVED, ASK, TRYAGAIN
+}
+
+func (f *followingClient) do(args ...string) (any, error) {
+	if f.nodes == nil {
+		f.nodes, f.owner, f.redirects = map[string]*redistest.Server{}, map[uint16]*redistest.Server{}, map[string]int{}
+		for _, s := range f.c.Servers() {
+			f.nodes[s.Addr] = s
+		}
+	}
+	slot := hashslot.Slot(args[1])
+	s := f.owner[slot]
+	if s == nil {
+		s = f.c.Masters[0]
+	}
+	asking := false
+	for range 50 {
+		var v any
+		if asking {
+			r, err := s.Pipeline([]string{"ASKING"}, args)
+			if err != nil {
+				return nil, err
+			}
+			v = r[1]
+		} else {
+			var err error
+			if v, err = s.Do(args...); err != nil {
+				return nil, err
+			}
+		}
+		e, ok := v.(redistest.ReplyError)
+		if !ok {
+			return v, nil
+		}
+		asking = false
+		f.redirects[e.Prefix()]++
+		switch e.Prefix() {
+		case "MOVED", "ASK":
+			// MOVED <slot> <addr> or ASK <slot> <addr>
+			parts := strings.Fields(string(e))
+			next := f.nodes[parts[len(parts)-1]]
+			if next == nil {
+				return nil, fmt.Errorf("redirected to a node the cluster does not have: %v", e)
+			}
+			if e.Prefix() == "MOVED" {
+				f.owner[slot] = next
+			}
+			s, asking = next, e.Prefix() == "ASK"
+		case "TRYAGAIN":
+		default:
+			return nil, e
+		}
+	}
+	return nil, errors.New("too many redirections")
+}
+
+// TestFailover promotes replicas gracefully and by killing their master,
+// then brings the killed master back as a replica.
+func TestFailover(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 1)
+	m0, m1 := c.Masters[0], c.Masters[1]
+	r0 := c.Replicas[0]
+	k0, k1 := tagFor(0)+":k", tagFor(6000)+":k"
+	m0.MustDo(t, "SET", k0, "v0")
+	m1.MustDo(t, "SET", k1, "v1")
+	for _, m := range []*redistest.Server{m0, m1} {
+		if v := m.MustDo(t, "WAIT", "1", "5000"); v != int64(1) {
+			t.Fatalf("WAIT on %s = %#v", m.Addr, v)
+		}
+	}
+
+	t.Run("Failover", func(t *testing.T) {
+		p, err := c.Failover(opContext(t), m0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != r0 || c.Masters[0] != r0 || c.Replicas[0] != m0 {
+			t.Fatalf("Failover promoted %s; Masters[0] %s, Replicas[0] %s; want %s and %s", p.Addr, c.Masters[0].Addr, c.Replicas[0].Addr, r0.Addr, m0.Addr)
+		}
+		wantRole(t, r0, "master")
+		wantRole(t, m0, "slave")
+		wantOwner(t, c, 0, r0)
+		if v := r0.MustDo(t, "GET", k0); v != "v0" {
+			t.Errorf("GET %s on the promoted replica = %#v", k0, v)
+		}
+		wantRedirect(t, m0, k0, "MOVED", r0)
+		if rs, err := c.ReplicasOf(r0); err != nil || len(rs) != 1 || rs[0] != m0 {
+			t.Errorf("ReplicasOf(promoted) = %v, %v; want the old master", rs, err)
+		}
+	})
+
+	t.Run("KillMaster", func(t *testing.T) {
+		r1 := c.Replicas[1]
+		start := time.Now()
+		p, err := c.KillMaster(opContext(t), m1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("a replica took over %v after the kill", time.Since(start).Round(time.Millisecond))
+		if p != r1 || c.Masters[1] != r1 || len(c.Masters) != 3 || len(c.Replicas) != 2 || slices.Contains(c.Servers(), m1) {
+			t.Fatalf("KillMaster promoted %s; Masters %v, Replicas %v", p.Addr, c.Masters, c.Replicas)
+		}
+		if _, err := m1.Do("PING"); err == nil {
+			t.Errorf("the killed master still answers")
+		}
+		wantOwner(t, c, 6000, r1)
+		if v := r1.MustDo(t, "GET", k1); v != "v1" {
+			t.Errorf("GET %s on the promoted replica = %#v", k1, v)
+		}
+		// The promoted replica has no replica of its own left.
+		if _, err := c.KillMaster(opContext(t), r1); err == nil || !strings.Contains(err.Error(), "has no replica") {
+			t.Errorf("KillMaster of a master without replicas = %v", err)
+		}
+	})
+
+	t.Run("Rejoin", func(t *testing.T) {
+		if err := c.Rejoin(opContext(t), m1); err != nil {
+			t.Fatal(err)
+		}
+		wantRole(t, m1, "slave")
+		if rs, err := c.ReplicasOf(c.Masters[1]); err != nil || len(rs) != 1 || rs[0] != m1 {
+			t.Errorf("ReplicasOf(%s) = %v, %v; want the rejoined node", c.Masters[1].Addr, rs, err)
+		}
+		if len(c.Replicas) != 3 || c.Replicas[2] != m1 {
+			t.Errorf("Replicas after Rejoin: %v", c.Replicas)
+		}
+	})
+
+	t.Run("Refused", func(t *testing.T) {
+		if _, err := c.Failover(opContext(t), c.Replicas[0]); err == nil || !strings.Contains(err.Error(), "not a master") {
+			t.Errorf("Failover of a replica = %v", err)
+		}
+		if err := c.Rejoin(opContext(t), c.Masters[0]); err == nil || !strings.Contains(err.Error(), "not a node killed by KillMaster") {
+			t.Errorf("Rejoin of a live master = %v", err)
+		}
+	})
+}
+
+func wantRole(t *testing.T, s *redistest.Server, role string) {
+	t.Helper()
+	info, _ := s.MustDo(t, "INFO", "replication").(string)
+	if !strings.Contains(info, "role:"+role+"\r\n") {
+		t.Errorf("%s is not a %s:\n%s", s.Addr, role, info)
+	}
+}

@@ -1,0 +1,201 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// ReplicasOf returns the replicas of master, as master sees them, in the
+// order of Replicas.
+func (c *Cluster) ReplicasOf(master *Server) ([]*Server, error) {
+	if !slices.Contains(c.Masters, master) {
+		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
+	}
+	v, err := fetchView(master)
+	if err != nil {
+		return nil, err
+	}
+	id := c.NodeID(master)
+	var out []*Server
+	for _, r := range c.Replicas {
+		if n := v.nodes[c.NodeID(r)]; n != nil && n.master == id {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Failover hands master's slots to one of its replicas the graceful way,
+// with CLUSTER FAILOVER on the replica: the master stops taking writes,
+// the replica catches up with it, takes over its slots and the master
+// becomes its replica. Failover waits until the cluster has settled in the
+// new roles, puts the promoted replica in master's place in Masters and
+// master in the replica's place in Replicas, and returns the promoted
+// replica.
+func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error) {
+	i := slices.Index(c.Masters, master)
+	if i < 0 {
+		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
+	}
+	replicas, err := c.ReplicasOf(master)
+	if err != nil {
+		return nil, err
+	}
+	if len(replicas) == 0 {
+		return nil, fmt.Errorf("redistest: master %s has no replica to fail over to", master.Addr)
+	}
+	r := replicas[0]
+	if _, err := r.doChecked("CLUSTER", "FAILOVER"); err != nil {
+		return nil, err
+	}
+	err = waitCtx(ctx, "replica "+r.Addr+" to take over from "+master.Addr+" after CLUSTER FAILOVER", func() (bool, string) {
+		return hasRoles(map[*Server]string{r: "master", master: "slave"})
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Masters[i] = r
+	c.Replicas[slices.Index(c.Replicas, r)] = master
+	if err := c.waitSettled(ctx, "the cluster to settle after "+r.Addr+" took over from "+master.Addr, nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// KillMaster kills master with Kill, as in a crash, and waits until one of
+// its replicas has been elected in its place and the cluster has settled:
+// every other node sees master as failed and the promoted replica serving
+// its slots. The promoted replica takes master's place in Masters and
+// leaves Replicas; master leaves the cluster's lists until Rejoin. It
+// returns the promoted replica.
+//
+// Failure detection and the election take a few seconds: the cluster
+// node timeout (2 s), then the replica's election delay.
+func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, error) {
+	i := slices.Index(c.Masters, master)
+	if i < 0 {
+		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
+	}
+	replicas, err := c.ReplicasOf(master)
+	if err != nil {
+		return nil, err
+	}
+	if len(replicas) == 0 {
+		return nil, fmt.Errorf("redistest: master %s has no replica to take over if it is killed", master.Addr)
+	}
+	if err := master.Kill(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.gone = append(c.gone, master)
+	c.mu.Unlock()
+	c.Masters = slices.Delete(c.Masters, i, i+1)
+
+	var promoted *Server
+	err = waitCtx(ctx, "a replica of the killed master "+master.Addr+" to be promoted", func() (bool, string) {
+		state := ""
+		for _, r := range replicas {
+			role, err := roleOf(r)
+			if err != nil {
+				return false, err.Error()
+			}
+			if role == "master" {
+				promoted = r
+				return true, ""
+			}
+			state += r.Addr + " has role " + role + "; "
+		}
+		return false, state
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Masters = slices.Insert(c.Masters, i, promoted)
+	c.Replicas = slices.DeleteFunc(c.Replicas, func(s *Server) bool { return s == promoted })
+	if err := c.waitSettled(ctx, "the cluster to settle after "+promoted.Addr+" replaced the killed "+master.Addr, nil); err != nil {
+		return nil, err
+	}
+	return promoted, nil
+}
+
+// Rejoin restarts a master killed by KillMaster. It comes back with its
+// cluster configuration but none of its data, finds its slots served by
+// the replica promoted in its place, and becomes a replica of that node.
+// Rejoin waits until the cluster has settled with it, and appends it to
+// Replicas.
+func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
+	c.mu.Lock()
+	i := slices.Index(c.gone, s)
+	c.mu.Unlock()
+	if i < 0 {
+		return fmt.Errorf("redistest: %s is not a node killed by KillMaster", s.Addr)
+	}
+	if err := s.Restart(); err != nil {
+		return err
+	}
+	err := waitCtx(ctx, "the restarted "+s.Addr+" to become a replica", func() (bool, string) {
+		return hasRoles(map[*Server]string{s: "slave"})
+	})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.gone = slices.Delete(c.gone, i, i+1)
+	c.mu.Unlock()
+	c.Replicas = append(c.Replicas, s)
+	return c.waitSettled(ctx, "the cluster to settle with "+s.Addr+" back as a replica", nil)
+}
+
+// AddMaster starts a new node, introduces it to the cluster with CLUSTER
+// MEET, and waits until every node knows it and it knows the whole
+// cluster. It serves no slot: give it some with MoveSlots. It is appended
+// to Masters and returned.
+func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
+	s, err := startServer(nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("redistest: starting a cluster node: %w", err)
+	}
+	if c.started != nil {
+		c.started(s)
+	}
+	// From here on s is in Masters, so that Stop stops it whatever fails.
+	c.Masters = append(c.Masters, s)
+	if _, err := c.noteID(s); err != nil {
+		return nil, err
+	}
+	first := c.Masters[0]
+	if _, err := s.doChecked("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(first.Port), strconv.Itoa(first.BusPort)); err != nil {
+		return nil, err
+	}
+	if err := c.waitSettled(ctx, "every node to know the new master "+s.Addr, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// roleOf returns the role INFO replication gives s: "master" or "slave".
+func roleOf(s *Server) (string, error) {
+	v, err := s.doChecked("INFO", "replication")
+	if err != nil {
+		return "", err
+	}
+	info, _ := v.(string)
+	return infoField(info, "role"), nil
+}
+
+// hasRoles reports whether each server has the role given, and if not
+// which does not.
+func hasRoles(want map[*Server]string) (bool, string) {
+	for s, role := range want {
+		got, err := roleOf(s)
+		if err != nil {
+			return false, err.Error()
+		}
+		if got != role {
+			return false, s.Addr + " has role " + got
+		}
+	}
+	return true, ""
+}
