@@ -335,18 +335,12 @@ func wordAt(cmd []byte, i int) []byte {
 // as cmdBuf writes them), its name first.
 func words(cmd []byte) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
-		i := bytes.IndexByte(cmd, '\n') + 1 // past the array header
-		for i < len(cmd) && cmd[i] == '$' {
-			eol := bytes.IndexByte(cmd[i:], '\r')
-			if eol < 0 {
+		ws, ok := newWords(cmd)
+		for ok {
+			var w []byte
+			if w, ok = ws.next(); ok && !yield(w) {
 				return
 			}
-			n, err := strconv.Atoi(string(cmd[i+1 : i+eol]))
-			start := i + eol + 2
-			if err != nil || n < 0 || start+n > len(cmd) || !yield(cmd[start:start+n]) {
-				return
-			}
-			i = start + n + 2
 		}
 	}
 }

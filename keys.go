@@ -114,7 +114,7 @@ func findKeys(dst []int, ci *commandInfo, cmd []byte) ([]int, keyStatus) {
 // numKeys reads the keys of a command whose word at i is the number of
 // keys that follow it. zero tells whether that number may be 0 (a script
 // without keys) rather than at least 1.
-func numKeys(dst []int, ws words, i int, zero bool) ([]int, keyStatus) {
+func numKeys(dst []int, ws wordReader, i int, zero bool) ([]int, keyStatus) {
 	w, ok := ws.at(i)
 	if !ok {
 		return dst, keysInvalid
@@ -133,7 +133,7 @@ func numKeys(dst []int, ws words, i int, zero bool) ([]int, keyStatus) {
 // the keys, then as many IDs. The words before STREAMS are options, some
 // with arguments that are skipped, so that a group or consumer named
 // "streams" is not taken for the keyword.
-func streamsKeys(dst []int, ws words) ([]int, keyStatus) {
+func streamsKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 	ws.next() // the command name
 	for ws.i < ws.n {
 		w, _ := ws.next()
@@ -160,7 +160,7 @@ func streamsKeys(dst []int, ws words) ([]int, keyStatus) {
 // [COPY] [REPLACE] [AUTH password | AUTH2 username password] [KEYS key
 // ...]: the key at 3, or with KEYS (and an empty key at 3) the words after
 // it.
-func migrateKeys(dst []int, ws words) ([]int, keyStatus) {
+func migrateKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 	if ws.n < 6 {
 		return dst, keysInvalid
 	}
@@ -191,7 +191,7 @@ func migrateKeys(dst []int, ws words) ([]int, keyStatus) {
 // options before it are read with their arguments, so that a pattern or
 // a limit spelt "store" is not taken for the keyword; given twice, the
 // last STORE counts, as for the server.
-func sortStoreKey(dst []int, ws words) ([]int, keyStatus) {
+func sortStoreKey(dst []int, ws wordReader) ([]int, keyStatus) {
 	ws.skip(2) // SORT key
 	store := 0
 	for ws.i < ws.n {
@@ -220,7 +220,7 @@ func sortStoreKey(dst []int, ws words) ([]int, keyStatus) {
 // word after the first STOREDIST. The server finds them that way, both
 // when both are given (it checks the slot of each, though only the last
 // one is written).
-func geoStoreKeys(dst []int, ws words, i int) ([]int, keyStatus) {
+func geoStoreKeys(dst []int, ws wordReader, i int) ([]int, keyStatus) {
 	ws.skip(i)
 	store, storedist := 0, 0
 	for ws.i < ws.n {
@@ -266,8 +266,8 @@ func appendKeys(dst [][]byte, cmd []byte, pos []int) [][]byte {
 	return dst
 }
 
-// words walks the words of an encoded command.
-type words struct {
+// wordReader walks the words of an encoded command.
+type wordReader struct {
 	cmd []byte
 	n   int // the number of words, from the array header
 	i   int // the index of the next word
@@ -275,20 +275,20 @@ type words struct {
 }
 
 // newWords reads the array header of cmd.
-func newWords(cmd []byte) (words, bool) {
+func newWords(cmd []byte) (wordReader, bool) {
 	if len(cmd) == 0 || cmd[0] != '*' {
-		return words{}, false
+		return wordReader{}, false
 	}
 	n, p, ok := parseLen(cmd, 1)
 	if !ok {
-		return words{}, false
+		return wordReader{}, false
 	}
-	return words{cmd: cmd, n: n, p: p}, true
+	return wordReader{cmd: cmd, n: n, p: p}, true
 }
 
 // next returns the next word; ok is false past the last one or when what
 // is there is not a well-formed bulk string, which then ends the walk.
-func (ws *words) next() (w []byte, ok bool) {
+func (ws *wordReader) next() (w []byte, ok bool) {
 	if ws.i >= ws.n || ws.p >= len(ws.cmd) || ws.cmd[ws.p] != '$' {
 		ws.i = ws.n
 		return nil, false
@@ -304,14 +304,14 @@ func (ws *words) next() (w []byte, ok bool) {
 }
 
 // skip passes over k words.
-func (ws *words) skip(k int) {
+func (ws *wordReader) skip(k int) {
 	for ; k > 0 && ws.i < ws.n; k-- {
 		ws.next()
 	}
 }
 
 // at returns word i, which must not be before the next one.
-func (ws words) at(i int) ([]byte, bool) {
+func (ws wordReader) at(i int) ([]byte, bool) {
 	ws.skip(i - ws.i)
 	return ws.next()
 }
