@@ -35,16 +35,9 @@ func (c *Cluster) ReplicasOf(master *Server) ([]*Server, error) {
 // master in the replica's place in Replicas, and returns the promoted
 // replica.
 func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error) {
-	i := slices.Index(c.Masters, master)
-	if i < 0 {
-		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
-	}
-	replicas, err := c.ReplicasOf(master)
+	i, replicas, err := c.masterWithReplicas(master, "to fail over to")
 	if err != nil {
 		return nil, err
-	}
-	if len(replicas) == 0 {
-		return nil, fmt.Errorf("redistest: master %s has no replica to fail over to", master.Addr)
 	}
 	r := replicas[0]
 	if _, err := r.doChecked("CLUSTER", "FAILOVER"); err != nil {
@@ -74,16 +67,9 @@ func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error)
 // Failure detection and the election take a few seconds: the cluster
 // node timeout (2 s), then the replica's election delay.
 func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, error) {
-	i := slices.Index(c.Masters, master)
-	if i < 0 {
-		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
-	}
-	replicas, err := c.ReplicasOf(master)
+	i, replicas, err := c.masterWithReplicas(master, "to take over if it is killed")
 	if err != nil {
 		return nil, err
-	}
-	if len(replicas) == 0 {
-		return nil, fmt.Errorf("redistest: master %s has no replica to take over if it is killed", master.Addr)
 	}
 	if err := master.Kill(); err != nil {
 		return nil, err
@@ -198,4 +184,22 @@ func hasRoles(want map[*Server]string) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// masterWithReplicas finds master's place in Masters and its replicas, or
+// says why it cannot be failed over: it is not a master, or it has no
+// replica (for what).
+func (c *Cluster) masterWithReplicas(master *Server, what string) (int, []*Server, error) {
+	i := slices.Index(c.Masters, master)
+	if i < 0 {
+		return 0, nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
+	}
+	replicas, err := c.ReplicasOf(master)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(replicas) == 0 {
+		return 0, nil, fmt.Errorf("redistest: master %s has no replica %s", master.Addr, what)
+	}
+	return i, replicas, nil
 }
