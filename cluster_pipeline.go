@@ -344,16 +344,20 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 
 // ranOut ends a pipeline whose redirections ran out: the replies are
 // returned with the last error of each command that did not get through,
-// and the error says so.
+// and the error, a *CommandError for the first of them, says so.
 func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, rounds int, last error) ([]Value, error) {
 	replies := make([]Value, n)
+	first := -1
 	for i := range legs {
+		if !legs[i].done && (first < 0 || legs[i].cmd < first) {
+			first = legs[i].cmd
+		}
 		if legs[i].reply.Kind != 0 {
 			replies[legs[i].cmd] = Value{legs[i].reply}
 		}
 	}
-	p.finish(replies, -1)
-	return replies, r.gaveUp(rounds, last)
+	name := p.w.cmds[first].Name()
+	return replies, &CommandError{Index: first, Command: name, In: "pipeline", Err: r.gaveUp(rounds, last)}
 }
 
 // sortLegs orders legs by their place in the pipeline.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -371,5 +372,81 @@ func testClusterRefusals(t *testing.T, c *Client) {
 	}
 	if _, err := ConnectCluster(ctx, "redis://localhost:1/2"); err == nil {
 		t.Error("a URL with database 2 accepted on a cluster")
+	}
+}
+
+func TestClusterSeedDown(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	// The first seed refuses connections: the next one is asked.
+	c, err := ConnectCluster(ctx, "redis://127.0.0.1:1", "redis://"+cl.Masters[1].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "seed", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Options().DB; got != 0 {
+		t.Errorf("Options().DB = %d", got)
+	}
+	if _, err := ConnectCluster(ctx, "redis://127.0.0.1:1"); err == nil {
+		t.Error("ConnectCluster succeeded with no node to ask")
+	}
+}
+
+func TestClusterCombine(t *testing.T) {
+	ints := func(ns ...int64) []resp.Value {
+		vs := make([]resp.Value, len(ns))
+		for i, n := range ns {
+			vs[i] = resp.Value{Kind: resp.Integer, Int: n}
+		}
+		return vs
+	}
+	errV := resp.Value{Kind: resp.Error, Str: "ERR no"}
+	arr := func(ns ...int64) resp.Value { return resp.Value{Kind: resp.Array, Elems: ints(ns...)} }
+	for _, tc := range []struct {
+		p    responsePolicy
+		in   []resp.Value
+		want string
+	}{
+		{responseAggSum, ints(1, 2, 3), "6"},
+		{responseAggMin, ints(4, 2, 3), "2"},
+		{responseAggMax, ints(4, 2, 9), "9"},
+		{responseAggLogicalAnd, []resp.Value{arr(1, 1), arr(1, 0)}, "[1 0]"},
+		{responseAggLogicalOr, []resp.Value{arr(0, 0), arr(1, 0)}, "[1 0]"},
+		{responseAggSum, []resp.Value{ints(1)[0], errV}, "ERR no"},
+		{responseAllSucceeded, []resp.Value{{Kind: resp.SimpleString, Str: "OK"}, errV}, "ERR no"},
+		{responseOneSucceeded, []resp.Value{errV, {Kind: resp.SimpleString, Str: "OK"}}, "OK"},
+		{responseDefault, []resp.Value{arr(1), arr(2, 3)}, "[1 2 3]"},
+	} {
+		got := Value{combine(tc.p, tc.in)}
+		s := got.String()
+		if e := got.Err(); e != nil {
+			s = e.Error()
+		}
+		if s != tc.want {
+			t.Errorf("%v of %v = %s, want %s", tc.p, tc.in, s, tc.want)
+		}
+	}
+}
+
+func TestParseRedirect(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want redirect
+		ok   bool
+	}{
+		{"MOVED 3999 127.0.0.1:6381", redirect{"MOVED", 3999, "127.0.0.1:6381"}, true},
+		{"ASK 12 :7001", redirect{"ASK", 12, "10.0.0.9:7001"}, true},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", redirect{"TRYAGAIN", -1, ""}, true},
+		{"CLUSTERDOWN The cluster is down", redirect{"CLUSTERDOWN", -1, ""}, true},
+		{"MOVED x 127.0.0.1:1", redirect{}, false},
+		{"ERR wrong", redirect{}, false},
+	} {
+		got, ok := parseRedirect(tc.msg, "10.0.0.9:7000")
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRedirect(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
+		}
 	}
 }
