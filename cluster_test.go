@@ -450,3 +450,49 @@ func TestParseRedirect(t *testing.T) {
 		}
 	}
 }
+
+// A master that dies is found out by the refused connection, not by a
+// timer: the next call refreshes the layout and reaches the replica that
+// took over.
+func TestClusterMasterKilled(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dead := cl.Masters[0]
+	slot := 7 // the first master's
+	keys := []string{keyIn(slot, "kill:a"), keyIn(slot, "kill:b")}
+	for _, k := range keys {
+		if err := c.Set(ctx, k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The replica must have the keys before its master dies.
+	if _, err := c.Do(ctx, "WAIT", 1, 5000); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.cluster.refreshes.Load()
+	replies, err := c.Pipeline(NoTransaction).Get(keys[0]).Get(keys[1]).Set("kill:other", 1).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replies[0].String() != keys[0] || replies[1].String() != keys[1] {
+		t.Errorf("replies after the failover: %v", replies)
+	}
+	if got := c.cluster.owner(slot).opt.Addr; got != promoted.Addr {
+		t.Errorf("slot %d routed to %s, want the promoted %s", slot, got, promoted.Addr)
+	}
+	if c.cluster.refreshes.Load() == before {
+		t.Error("no refresh after the master died")
+	}
+	if v, err := c.Get(ctx, keys[0]); err != nil || v != keys[0] {
+		t.Errorf("Get after the failover = %q, %v", v, err)
+	}
+}
