@@ -48,6 +48,11 @@ type Client struct {
 	turns    turns
 	turnWait time.Duration
 
+	// cluster routes the calls of a client of a Redis Cluster to the
+	// clients of its nodes (cluster*.go); nil for a single node.
+	// Set when the client is made.
+	cluster *clusterRouter
+
 	mu     sync.Mutex // guards live and closed
 	live   map[*conn.Conn]struct{}
 	closed bool
@@ -132,6 +137,10 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	ci := w.cmds[0].info()
 	if ci.has(flagConnState) {
 		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connection; " + connStateHint(ci.Name)}
+	}
+	if c.cluster != nil {
+		v, err := c.cluster.run(ctx, w, ci)
+		return c.decode(w, v, err)
 	}
 	var v Value
 	err := c.retry(ctx, ci.has(flagReadonly), func() (err error) {
@@ -428,6 +437,9 @@ func (c *Client) closeConn(cn *conn.Conn) error {
 // with ErrClosed, and waits for their goroutines to end. Calls after Close
 // fail with ErrClosed.
 func (c *Client) Close() error {
+	if c.cluster != nil {
+		return c.cluster.close()
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

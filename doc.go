@@ -209,6 +209,50 @@
 // or WithDecoder on one pipeline) turns its replies into the Go value of
 // your choosing, available from Value.Decoded; DecodeInfo is one for INFO.
 //
+// # Cluster
+//
+// A Redis Cluster is used through the same Client; only how it is made
+// changes:
+//
+//	c, err := redpipe.ConnectCluster(ctx, "redis://10.0.0.1:7000", "redis://10.0.0.2:7000")
+//	// or redpipe.NewClusterClient(redpipe.ClusterOptions{Addrs: seeds, Options: opt})
+//	replies, err := c.Pipeline(redpipe.NoTransaction).Set("a", 1).Incr("b").Get("a").Exec(ctx)
+//
+// The client learns which master serves each of the 16384 hash slots
+// (CLUSTER SHARDS, or CLUSTER SLOTS on older servers) and sends each
+// command to the master of its keys' slot, over one single-node client per
+// node, with the Options given for all of them. Keys sharing a {hash tag}
+// ({user1}:cart, {user1}:total) are in one slot.
+//
+//   - A command whose keys are in different slots (RENAME a b, MGET a b)
+//     is refused before it is sent with a *CrossSlotError; give the keys a
+//     common hash tag. Commands without keys go to any master; those the
+//     server documents as running on every shard (DBSIZE, KEYS, FLUSHALL,
+//     PING, SCRIPT LOAD) go to every master and their replies are combined
+//     (DBSIZE sums, KEYS concatenates, FLUSHALL fails if any master does).
+//     Commands meant for every node, replicas too, go to the masters only.
+//   - A NoTransaction pipeline is split by node; every node's part is sent
+//     at once and the replies come back in the caller's order. Commands of
+//     one slot keep their order.
+//   - MOVED updates the slot at once and starts one refresh of the layout
+//     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
+//     and CLUSTERDOWN are retried with backoff within the context. Only
+//     the redirected commands of a pipeline are sent again, as a pipeline,
+//     in their order. A node that cannot be reached also refreshes the
+//     layout. ClusterOptions.MaxRedirects bounds the redirections of a
+//     call; running out gives an error that says so and wraps the last.
+//     A connection failure is retried by the single-node rules
+//     (SafeToRetry, Idempotent), never blindly.
+//   - A transaction (a default Pipeline, Watch, Transaction) must touch one
+//     slot: otherwise it is refused before any byte is sent with a
+//     *CrossSlotError, which matches ErrNotApplied. It runs on the slot's
+//     master; when the block is redirected, the whole block moves (with
+//     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
+//     master; Transaction starts again on the new master when its slot
+//     moved, and waits out a migration in progress.
+//   - Not yet: Stream (refused with a *UsageError), splitting multi-key
+//     commands by slot, reading from replicas.
+//
 // # Testing
 //
 // Package redistest starts real redis-server processes on free loopback

@@ -193,6 +193,9 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if n == 0 && !multi {
 		return nil, nil
 	}
+	if p.c != nil && p.c.cluster != nil && p.tx == nil {
+		return p.c.cluster.exec(ctx, p, traits)
+	}
 	out, errs, err := p.send(ctx, traits)
 	if err != nil {
 		return nil, err
@@ -291,15 +294,22 @@ func (p *Pipeline) kind() string {
 //
 // errs is how many of the replies are errors, or -1 when that is not known.
 func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value, errs int, _ error) {
+	return p.sendOn(ctx, traits, p.c, false)
+}
+
+// sendOn is send on the client c, which is p's own or, on a cluster, the
+// client of the node the batch goes to; asking puts ASKING before MULTI
+// (after any script loads), on the same connection.
+func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, asking bool) (_ []resp.Value, errs int, _ error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
 	if p.transaction {
 		buf = append(buf, execCmd...)
 	}
 	extra := 0
-	if len(p.scripts) > 0 {
+	if len(p.scripts) > 0 || asking {
 		// The rare case copies: the script loads go before MULTI.
-		b := make([]byte, 0, len(buf)+64*len(p.scripts))
+		b := make([]byte, 0, len(buf)+64*len(p.scripts)+len(askingCmd))
 		seen := make(map[*Script]bool, len(p.scripts))
 		for _, s := range p.scripts {
 			if !seen[s] {
@@ -311,9 +321,16 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value
 				extra++
 			}
 		}
+		if asking {
+			b = append(b, askingCmd...)
+		}
 		buf = append(b, buf...)
 	}
-	total := extra + n
+	skip := extra // replies before the batch's own
+	if asking {
+		skip++
+	}
+	total := skip + n
 	if p.transaction {
 		total += 2
 	}
@@ -324,8 +341,8 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value
 		replies = make([]resp.Value, total)
 		err = p.tx.do(ctx, buf, replies, p.transaction, traits.grace)
 	} else {
-		err = p.c.retry(ctx, traits.readonly, func() (err error) {
-			replies, errs, err = p.c.sendBatch(ctx, buf, total, traits)
+		err = c.retry(ctx, traits.readonly, func() (err error) {
+			replies, errs, err = c.sendBatch(ctx, buf, total, traits)
 			return err
 		})
 	}
@@ -341,7 +358,7 @@ func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value
 			return nil, 0, &uncertainError{msg: "redpipe: loading a script before the " + p.kind() + " failed, and the batch ran", err: e}
 		}
 	}
-	return replies[extra:], errs, nil
+	return replies[skip:], errs, nil
 }
 
 // sendBatch sends a client pipeline's bytes, n commands, on the shared

@@ -60,6 +60,9 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 	p.stream = s
 	p.w.full = s.flush
 	p.reset()
+	if c.cluster != nil {
+		s.err = clusterStreamError
+	}
 	return s
 }
 

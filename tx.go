@@ -44,6 +44,9 @@ type Tx struct {
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
 // the session. With no keys it just binds the connection.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
+	if c.cluster != nil {
+		return c.cluster.watch(ctx, keys)
+	}
 	var t *Tx
 	// WATCH changes no data, so a connection that turns out dead (closed by
 	// the server while idle in the pool) is retried like a read.
@@ -427,6 +430,9 @@ func (c *Client) txOptions(ctx context.Context) TxOptions {
 }
 
 func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
+	if c.cluster != nil {
+		return clusterTransact(ctx, c.cluster, fn, keys)
+	}
 	o := c.txOptions(ctx)
 	var zero T
 	if fn == nil {

@@ -1,0 +1,617 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/internal/topology"
+)
+
+// ClusterOptions configure a client of a Redis Cluster (see
+// NewClusterClient).
+type ClusterOptions struct {
+	// Addrs are seed nodes, host:port, asked for the cluster's layout
+	// until one answers. One is enough; more survive a seed that is down.
+	Addrs []string
+
+	// Options apply to the connections to every node (auth, TLS,
+	// timeouts, pool sizes, retries). Addr is ignored and DB must be 0:
+	// a cluster has only database 0.
+	Options
+
+	// MaxRedirects bounds how many times one command, or one round of a
+	// pipeline, follows MOVED or ASK or a node that cannot be reached
+	// before the call gives up with an error that wraps the last one
+	// (default 5).
+	MaxRedirects int
+}
+
+// NewClusterClient makes a Client of a Redis Cluster. It checks the
+// options but does not connect: the first call discovers the cluster's
+// layout from the seeds (CLUSTER SHARDS, or CLUSTER SLOTS on servers
+// without it). Use ConnectCluster to fail fast.
+//
+// The Client has the same methods as one of a single node; see the
+// package documentation, section Cluster, for what differs.
+func NewClusterClient(opt ClusterOptions) (*Client, error) {
+	if len(opt.Addrs) == 0 {
+		return nil, &OptionError{Field: "Addrs", Msg: "needs at least one seed node"}
+	}
+	if opt.DB != 0 {
+		return nil, &OptionError{Field: "DB", Msg: fmt.Sprintf("must be 0 on a cluster, not %d", opt.DB)}
+	}
+	if opt.MaxRedirects < 0 {
+		return nil, &OptionError{Field: "MaxRedirects", Msg: fmt.Sprintf("must be 0 or more, not %d", opt.MaxRedirects)}
+	}
+	if opt.MaxRedirects == 0 {
+		opt.MaxRedirects = 5
+	}
+	node := opt.Options
+	for _, a := range opt.Addrs {
+		node.Addr = a
+		if err := node.defaults().validate(); err != nil {
+			return nil, err
+		}
+	}
+	node.Addr = opt.Addrs[0]
+	node = node.defaults()
+	r := &clusterRouter{
+		opt:   opt,
+		node:  node,
+		seeds: slices.Clone(opt.Addrs),
+		nodes: make(map[string]*Client),
+	}
+	r.life, r.endLife = context.WithCancel(context.Background())
+	return &Client{opt: node, cluster: r, live: nil, turnWait: defaultTurnWait}, nil
+}
+
+// ConnectCluster parses the URL of one or more seed nodes (see ParseURL),
+// makes a Client of their cluster and loads its layout. The URLs must
+// agree on everything but the host and port; the database must be 0.
+func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
+	if len(urls) == 0 {
+		return nil, &OptionError{Field: "URL", Msg: "needs at least one seed node"}
+	}
+	var opt ClusterOptions
+	for i, u := range urls {
+		o, err := ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		if o.DB != 0 {
+			return nil, &OptionError{Field: "URL database", Msg: fmt.Sprintf("must be 0 on a cluster, not %d", o.DB)}
+		}
+		addr := o.Addr
+		if i == 0 {
+			opt.Options = o
+		} else {
+			first := opt.Options
+			first.Addr, o.Addr = "", ""
+			if first.Network != o.Network || first.Username != o.Username || first.Password != o.Password ||
+				(first.TLSConfig == nil) != (o.TLSConfig == nil) || first.Protocol != o.Protocol || first.ClientName != o.ClientName {
+				return nil, &OptionError{Field: "URL", Msg: fmt.Sprintf("%d differs from the first in more than its host and port", i+1)}
+			}
+		}
+		opt.Addrs = append(opt.Addrs, addr)
+	}
+	c, err := NewClusterClient(opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cluster.ready(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Cluster timing: a refresh waits a random time up to refreshJitter, and
+// at least refreshCooldown after the last one started, so that the
+// MOVED replies of many calls at once cause one.
+var (
+	refreshJitter   = 20 * time.Millisecond
+	refreshCooldown = 100 * time.Millisecond
+)
+
+// maxTryAgain bounds the retries of TRYAGAIN and CLUSTERDOWN, which go on
+// until the call's context ends, for a context without a deadline.
+const maxTryAgain = 50
+
+// clusterRouter routes the commands of a cluster Client to the single-node
+// Clients of its nodes. Everything slot-related lives here; the node
+// Clients know nothing of the cluster.
+type clusterRouter struct {
+	opt   ClusterOptions
+	node  Options  // per-node options; Addr set for each node
+	seeds []string // read-only
+
+	life    context.Context // ends at Close, cutting short a refresh
+	endLife context.CancelFunc
+	wg      sync.WaitGroup // the refresh goroutine
+
+	mu      sync.RWMutex // guards the fields below
+	slots   [hashslot.Count]*Client
+	masters []*Client          // masters serving slots, in the map's order
+	known   []string           // every node address of the last map
+	nodes   map[string]*Client // node clients by address, kept until Close
+	loaded  bool               // a map has been applied
+	closed  bool
+
+	refMu       sync.Mutex    // guards the refresh state below
+	refreshing  chan struct{} // closed when the refresh in flight ends; nil if none
+	lastRefresh time.Time     // when the last refresh started
+	refreshErr  error         // the last refresh's failure, nil on success
+
+	refreshes atomic.Int64 // refreshes run, for tests
+}
+
+// ready loads the layout if no refresh has yet succeeded.
+func (r *clusterRouter) ready(ctx context.Context) error {
+	r.mu.RLock()
+	loaded := r.loaded
+	r.mu.RUnlock()
+	if loaded {
+		return nil
+	}
+	if err := r.awaitRefresh(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// awaitRefresh starts a refresh, or joins the one in flight, and waits
+// for it within ctx. It returns the refresh's error.
+func (r *clusterRouter) awaitRefresh(ctx context.Context) error {
+	ch := r.triggerRefresh()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return notSent(ctx.Err())
+	}
+	r.refMu.Lock()
+	defer r.refMu.Unlock()
+	return r.refreshErr
+}
+
+// triggerRefresh starts a refresh unless one is in flight, and returns the
+// channel closed when it ends.
+func (r *clusterRouter) triggerRefresh() <-chan struct{} {
+	r.refMu.Lock()
+	defer r.refMu.Unlock()
+	if r.refreshing != nil {
+		return r.refreshing
+	}
+	ch := make(chan struct{})
+	r.mu.RLock()
+	closed, loaded := r.closed, r.loaded
+	r.mu.RUnlock()
+	if closed {
+		r.refreshErr = notSent(ErrClosed)
+		close(ch)
+		return ch
+	}
+	r.refreshing = ch
+	var delay time.Duration
+	if loaded {
+		delay = rand.N(refreshJitter + 1)
+		if wait := time.Until(r.lastRefresh.Add(refreshCooldown)); wait > delay {
+			delay = wait
+		}
+	}
+	r.wg.Add(1)
+	go r.refresh(ch, delay)
+	return ch
+}
+
+// refresh loads the layout after delay, asking the known nodes, then the
+// seeds, in turn until one answers.
+func (r *clusterRouter) refresh(ch chan struct{}, delay time.Duration) {
+	defer r.wg.Done()
+	err := notSent(ErrClosed)
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+		err = r.load()
+	case <-r.life.Done():
+		t.Stop()
+	}
+	r.refMu.Lock()
+	r.refreshErr, r.refreshing = err, nil
+	r.refMu.Unlock()
+	close(ch)
+}
+
+func (r *clusterRouter) load() error {
+	r.refMu.Lock()
+	r.lastRefresh = time.Now()
+	r.refMu.Unlock()
+	r.refreshes.Add(1)
+	r.mu.RLock()
+	known := slices.Clone(r.known)
+	r.mu.RUnlock()
+	rand.Shuffle(len(known), func(i, j int) { known[i], known[j] = known[j], known[i] })
+	var errs []error
+	seen := map[string]bool{}
+	for _, addr := range append(known, r.seeds...) {
+		if seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		m, err := r.fetch(addr)
+		if err == nil {
+			err = r.apply(m)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if r.life.Err() != nil {
+			break
+		}
+	}
+	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node answered: %w", errors.Join(errs...)))
+}
+
+// Encoded CLUSTER SHARDS, CLUSTER SLOTS and ASKING.
+var (
+	clusterShardsCmd = encodeWords("CLUSTER", "SHARDS")
+	clusterSlotsCmd  = encodeWords("CLUSTER", "SLOTS")
+	askingCmd        = encodeWords("ASKING")
+)
+
+func encodeWords(ws ...string) []byte {
+	b := resp.AppendArrayLen(nil, len(ws))
+	for _, w := range ws {
+		b = resp.AppendBulkString(b, w)
+	}
+	return b
+}
+
+// fetch asks one node for the layout: CLUSTER SHARDS, or CLUSTER SLOTS
+// when the node does not know it.
+func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
+	node, err := r.nodeAt(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.life, r.node.DialTimeout+r.node.ReplyTimeout)
+	defer cancel()
+	v, err := node.doRaw(ctx, clusterShardsCmd, true)
+	if err != nil {
+		return nil, err
+	}
+	if e := (Value{v}).Err(); e != nil {
+		if se := e.(*Error); se.Prefix != "ERR" {
+			return nil, e
+		}
+		v, err = node.doRaw(ctx, clusterSlotsCmd, true)
+		if err != nil {
+			return nil, err
+		}
+		return topology.ParseSlots(v, addr)
+	}
+	return topology.ParseShards(v, addr)
+}
+
+// apply makes m the slot map.
+func (r *clusterRouter) apply(m *topology.Map) error {
+	if m.Served() == 0 {
+		return errors.New("redpipe: the cluster serves no slot")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return notSent(ErrClosed)
+	}
+	var slots [hashslot.Count]*Client
+	var masters []*Client
+	var known []string
+	for _, s := range m.Shards {
+		for _, n := range append([]*topology.Node{s.Master}, s.Replicas...) {
+			if n != nil && n.Addr != "" && n.Health != topology.HealthFailed {
+				known = append(known, n.Addr)
+			}
+		}
+		if s.Master == nil || s.Master.Addr == "" || len(s.Slots) == 0 {
+			continue
+		}
+		node, err := r.nodeLocked(s.Master.Addr)
+		if err != nil {
+			return err
+		}
+		masters = append(masters, node)
+		for _, rg := range s.Slots {
+			for i := int(rg.First); i <= int(rg.Last); i++ {
+				slots[i] = node
+			}
+		}
+	}
+	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
+	return nil
+}
+
+// nodeAt returns the client of the node at addr, making it if needed.
+func (r *clusterRouter) nodeAt(addr string) (*Client, error) {
+	r.mu.RLock()
+	node := r.nodes[addr]
+	r.mu.RUnlock()
+	if node != nil {
+		return node, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nodeLocked(addr)
+}
+
+func (r *clusterRouter) nodeLocked(addr string) (*Client, error) {
+	if node := r.nodes[addr]; node != nil {
+		return node, nil
+	}
+	if r.closed {
+		return nil, notSent(ErrClosed)
+	}
+	opt := r.node
+	opt.Addr = addr
+	node, err := NewClient(opt)
+	if err != nil {
+		return nil, notSent(err)
+	}
+	r.nodes[addr] = node
+	return node, nil
+}
+
+// owner returns the client of the master serving slot, or of any master
+// for a slot below 0 (a command without keys); nil if none is known.
+func (r *clusterRouter) owner(slot int) *Client {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.ownerLocked(slot)
+}
+
+func (r *clusterRouter) ownerLocked(slot int) *Client {
+	if slot >= 0 {
+		return r.slots[slot]
+	}
+	if len(r.masters) == 0 {
+		return nil
+	}
+	return r.masters[rand.N(len(r.masters))]
+}
+
+// route returns the owner of slot, waiting for a refresh when none is
+// known.
+func (r *clusterRouter) route(ctx context.Context, slot int) (*Client, error) {
+	if node := r.owner(slot); node != nil {
+		return node, nil
+	}
+	if err := r.awaitRefresh(ctx); err != nil {
+		return nil, err
+	}
+	if node := r.owner(slot); node != nil {
+		return node, nil
+	}
+	return nil, notSent(&Error{Prefix: "CLUSTERDOWN", Msg: fmt.Sprintf("CLUSTERDOWN no node serves hash slot %d", slot)})
+}
+
+// moved records that slot is served by addr, as a MOVED reply said, and
+// starts a refresh to learn what else changed.
+func (r *clusterRouter) moved(slot int, addr string) (*Client, error) {
+	node, err := r.nodeAt(addr)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if slot >= 0 && slot < hashslot.Count {
+		r.slots[slot] = node
+	}
+	r.mu.Unlock()
+	r.triggerRefresh()
+	return node, nil
+}
+
+// close closes every node client and stops the refresh.
+func (r *clusterRouter) close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	nodes := make([]*Client, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		nodes = append(nodes, n)
+	}
+	r.mu.Unlock()
+	r.endLife()
+	r.wg.Wait()
+	for _, n := range nodes {
+		n.Close()
+	}
+	return nil
+}
+
+// doRaw runs one encoded command on a node client, retried by its rules.
+func (c *Client) doRaw(ctx context.Context, cmd []byte, readonly bool) (resp.Value, error) {
+	var out []resp.Value
+	err := c.retry(ctx, readonly, func() (err error) {
+		out, _, err = c.sendBatch(ctx, cmd, 1, batchTraits{readonly: readonly})
+		return err
+	})
+	if err != nil {
+		return resp.Value{}, err
+	}
+	return out[0], nil
+}
+
+// redirect is what a cluster error reply tells a client to do.
+type redirect struct {
+	kind string // MOVED, ASK, TRYAGAIN or CLUSTERDOWN
+	slot int
+	addr string // for MOVED and ASK
+}
+
+// redirectOf reads a reply that redirects a command; ok is false for any
+// other reply. from is the address of the node that replied, whose host
+// stands for an empty one in the reply.
+func redirectOf(v resp.Value, from string) (rd redirect, ok bool) {
+	if v.Kind != resp.Error && v.Kind != resp.BulkError {
+		return rd, false
+	}
+	return parseRedirect(v.Str, from)
+}
+
+func parseRedirect(msg, from string) (rd redirect, ok bool) {
+	f := strings.Fields(msg)
+	if len(f) == 0 {
+		return rd, false
+	}
+	switch f[0] {
+	case "TRYAGAIN", "CLUSTERDOWN":
+		return redirect{kind: f[0], slot: -1}, true
+	case "MOVED", "ASK":
+		if len(f) < 3 {
+			return rd, false
+		}
+		var slot int
+		if _, err := fmt.Sscan(f[1], &slot); err != nil {
+			return rd, false
+		}
+		host, port, err := net.SplitHostPort(f[2])
+		if err != nil {
+			return rd, false
+		}
+		if host == "" {
+			host, _, _ = net.SplitHostPort(from)
+		}
+		return redirect{kind: f[0], slot: slot, addr: net.JoinHostPort(host, port)}, true
+	}
+	return rd, false
+}
+
+// follow applies a redirect: it returns the node to send to next and
+// whether ASKING goes first, waiting (TRYAGAIN, CLUSTERDOWN) as needed.
+// slot is the command's slot, -1 for none; try counts TRYAGAIN and
+// CLUSTERDOWN replies so far.
+func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) (*Client, bool, error) {
+	switch rd.kind {
+	case "MOVED":
+		node, err := r.moved(rd.slot, rd.addr)
+		return node, false, err
+	case "ASK":
+		node, err := r.nodeAt(rd.addr)
+		return node, true, err
+	case "CLUSTERDOWN":
+		r.triggerRefresh()
+	}
+	if err := backoff(ctx, try); err != nil {
+		return nil, false, err
+	}
+	node, err := r.route(ctx, slot)
+	return node, false, err
+}
+
+// unreachable tells a failure to reach a node (refused, unknown, timed out
+// before anything was sent) after which a refresh may find another route.
+func unreachable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && OutcomeOf(err) == OutcomeNotSent && !errors.Is(err, ErrClosed)
+}
+
+// CrossSlotError is a command, transaction or WATCH refused before
+// anything was sent because its keys are in different hash slots of a
+// cluster, which a single node cannot serve together. It matches
+// ErrNotApplied.
+type CrossSlotError struct {
+	In    string   // "command GET", "transaction", "WATCH"
+	Keys  []string // keys of different slots (up to a few)
+	Slots []int    // the slot of each of Keys
+}
+
+func (e *CrossSlotError) Error() string {
+	var b strings.Builder
+	b.WriteString("redpipe: the keys of the ")
+	b.WriteString(e.In)
+	b.WriteString(" are in different hash slots (")
+	for i, k := range e.Keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q in %d", k, e.Slots[i])
+	}
+	b.WriteString("), and a cluster serves one slot per command or transaction: give keys used together a common {hash tag}, " +
+		"such as {user1}:cart and {user1}:total")
+	if e.In == "transaction" {
+		b.WriteString(", or use a NoTransaction pipeline")
+	}
+	b.WriteString("; nothing was sent")
+	return b.String()
+}
+
+func (e *CrossSlotError) Is(target error) bool { return target == ErrNotApplied }
+
+// maxCrossSlotKeys bounds the keys a CrossSlotError names.
+const maxCrossSlotKeys = 4
+
+// slotOfKeys returns the slot shared by keys, -1 for none, or a
+// *CrossSlotError naming keys of different slots.
+func slotOfKeys[K string | []byte](in string, keys []K) (int, error) {
+	slot := -1
+	var e *CrossSlotError
+	seen := map[int]bool{}
+	for _, k := range keys {
+		s := int(hashslot.Slot(string(k)))
+		if slot < 0 {
+			slot = s
+			seen[s] = true
+			e = &CrossSlotError{In: in, Keys: []string{string(k)}, Slots: []int{s}}
+			continue
+		}
+		if !seen[s] && len(e.Keys) < maxCrossSlotKeys {
+			seen[s] = true
+			e.Keys, e.Slots = append(e.Keys, string(k)), append(e.Slots, s)
+		}
+	}
+	if len(seen) > 1 {
+		return -1, e
+	}
+	return slot, nil
+}
+
+// commandSlot returns the slot of one encoded command, -1 when it has no
+// keys or they cannot be told (the server then redirects it), or a
+// *CrossSlotError.
+func commandSlot(ci *commandInfo, cmd []byte, in string) (int, error) {
+	var pos [8]int
+	keys, st := commandKeys(pos[:0], ci, cmd)
+	if st != keysFound || len(keys) == 0 {
+		return -1, nil
+	}
+	ws, ok := newWords(cmd)
+	if !ok {
+		return -1, nil
+	}
+	var kb [8][]byte
+	words := kb[:0]
+	for i := 0; len(words) < len(keys); i++ {
+		w, ok := ws.next()
+		if !ok {
+			break
+		}
+		if i == keys[len(words)] {
+			words = append(words, w)
+		}
+	}
+	if len(words) == 1 {
+		return int(hashslot.SlotBytes(words[0])), nil
+	}
+	return slotOfKeys(in, words)
+}

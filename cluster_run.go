@@ -1,0 +1,230 @@
+package redpipe
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// run routes one command: by the slot of its keys, or to every master for
+// a command whose request_policy says so, following redirections.
+func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
+	if err := r.ready(ctx); err != nil {
+		return Value{}, err
+	}
+	switch ci.RequestPolicy {
+	case requestAllShards, requestAllNodes:
+		v, err := r.fanOut(ctx, w, ci)
+		return Value{v}, err
+	}
+	slot, err := commandSlot(ci, w.buf, "command "+ci.Name)
+	if err != nil {
+		return Value{}, err
+	}
+	v, err := r.runSlot(ctx, w, ci, slot)
+	return Value{v}, err
+}
+
+// runSlot sends one command to the owner of slot and follows MOVED, ASK,
+// TRYAGAIN and CLUSTERDOWN, and a node that cannot be reached.
+func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo, slot int) (resp.Value, error) {
+	node, err := r.route(ctx, slot)
+	if err != nil {
+		return resp.Value{}, err
+	}
+	asking := false
+	var last error
+	redirects, tries := 0, 0
+	for {
+		v, err := r.send1(ctx, node, w, ci, asking)
+		asking = false
+		rd, isRedirect := redirectOf(v, node.opt.Addr)
+		switch {
+		case err != nil && unreachable(ctx, err):
+			last = err
+			redirects++
+			if redirects > r.opt.MaxRedirects {
+				return resp.Value{}, r.gaveUp(redirects-1, last)
+			}
+			if err := r.awaitRefresh(ctx); err != nil {
+				return resp.Value{}, fmt.Errorf("%w (after %w)", err, last)
+			}
+			if node, err = r.route(ctx, slot); err != nil {
+				return resp.Value{}, err
+			}
+			continue
+		case err != nil:
+			return resp.Value{}, err
+		case !isRedirect:
+			return v, nil
+		}
+		last = newError(v.Str)
+		if rd.kind == "MOVED" || rd.kind == "ASK" {
+			redirects++
+			if redirects > r.opt.MaxRedirects {
+				return resp.Value{}, r.gaveUp(redirects-1, last)
+			}
+		} else {
+			tries++
+			if tries > maxTryAgain {
+				return resp.Value{}, r.gaveUp(tries-1, last)
+			}
+		}
+		node, asking, err = r.follow(ctx, rd, slot, tries)
+		if err != nil {
+			return resp.Value{}, fmt.Errorf("%w (after %w)", err, last)
+		}
+	}
+}
+
+func (r *clusterRouter) gaveUp(n int, last error) error {
+	return fmt.Errorf("redpipe: cluster: gave up after %d redirections or retries (MaxRedirects %d): %w", n, r.opt.MaxRedirects, last)
+}
+
+// send1 runs one command on a node client, by that client's retry rules,
+// with ASKING before it on the same connection when asking.
+func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *commandInfo, asking bool) (resp.Value, error) {
+	readonly := ci.has(flagReadonly)
+	if !asking {
+		var v Value
+		err := node.retry(ctx, readonly, func() (err error) {
+			v, err = node.runOnce(ctx, w)
+			return err
+		})
+		return v.v, err
+	}
+	buf := make([]byte, 0, len(askingCmd)+len(w.buf))
+	buf = append(append(buf, askingCmd...), w.buf...)
+	traits := batchTraits{readonly: readonly, blocking: w.blocks(0), grace: w.grace}
+	var out []resp.Value
+	err := node.retry(ctx, readonly, func() (err error) {
+		out, _, err = node.sendBatch(ctx, buf, 2, traits)
+		return err
+	})
+	if err != nil {
+		return resp.Value{}, err
+	}
+	return out[1], nil
+}
+
+// fanOut sends a command to every master at once and combines their
+// replies by its response_policy. A command for all nodes (SCRIPT LOAD,
+// CONFIG SET) goes to the masters only for now.
+func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
+	r.mu.RLock()
+	masters := r.masters
+	r.mu.RUnlock()
+	replies := make([]resp.Value, len(masters))
+	errs := make([]error, len(masters))
+	var wg sync.WaitGroup
+	for i, node := range masters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i], errs[i] = r.send1(ctx, node, w, ci, false)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			if i > 0 || len(masters) > 1 {
+				// Other masters may have run it.
+				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " failed on " + masters[i].opt.Addr, err: err}
+			}
+			return resp.Value{}, err
+		}
+	}
+	return combine(ci.ResponsePolicy, replies), nil
+}
+
+// combine makes one reply of those of several nodes, by a response
+// policy.
+func combine(p responsePolicy, vs []resp.Value) resp.Value {
+	if len(vs) == 0 {
+		return resp.Value{Kind: resp.Null}
+	}
+	firstErr := -1
+	for i := range vs {
+		if isErrValue(vs[i]) {
+			firstErr = i
+			break
+		}
+	}
+	switch p {
+	case responseOneSucceeded:
+		for _, v := range vs {
+			if !isErrValue(v) {
+				return v
+			}
+		}
+		return vs[0]
+	case responseAllSucceeded, responseSpecial:
+		if firstErr >= 0 {
+			return vs[firstErr]
+		}
+		return vs[0]
+	case responseAggSum, responseAggMin, responseAggMax, responseAggLogicalAnd, responseAggLogicalOr:
+		if firstErr >= 0 {
+			return vs[firstErr]
+		}
+		return aggregate(p, vs)
+	}
+	// The default for a command without keys: the arrays concatenated
+	// (KEYS), or the first reply.
+	if firstErr >= 0 {
+		return vs[firstErr]
+	}
+	var all []resp.Value
+	for _, v := range vs {
+		if v.Kind != resp.Array && v.Kind != resp.Set {
+			return vs[0]
+		}
+		all = append(all, v.Elems...)
+	}
+	return resp.Value{Kind: vs[0].Kind, Elems: all}
+}
+
+func isErrValue(v resp.Value) bool { return v.Kind == resp.Error || v.Kind == resp.BulkError }
+
+// aggregate combines integer replies, or arrays of them element by
+// element.
+func aggregate(p responsePolicy, vs []resp.Value) resp.Value {
+	out := vs[0]
+	if out.Kind == resp.Array {
+		out.Elems = append([]resp.Value(nil), out.Elems...)
+	}
+	op := func(a, b int64) int64 {
+		switch p {
+		case responseAggMin:
+			return min(a, b)
+		case responseAggMax:
+			return max(a, b)
+		case responseAggLogicalAnd:
+			if a != 0 && b != 0 {
+				return 1
+			}
+			return 0
+		case responseAggLogicalOr:
+			if a != 0 || b != 0 {
+				return 1
+			}
+			return 0
+		}
+		return a + b
+	}
+	for _, v := range vs[1:] {
+		switch {
+		case out.Kind == resp.Integer && v.Kind == resp.Integer:
+			out.Int = op(out.Int, v.Int)
+		case out.Kind == resp.Array && v.Kind == resp.Array && len(v.Elems) == len(out.Elems):
+			for i := range out.Elems {
+				if out.Elems[i].Kind == resp.Integer && v.Elems[i].Kind == resp.Integer {
+					out.Elems[i].Int = op(out.Elems[i].Int, v.Elems[i].Int)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,498 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// The cluster tests share one cluster of three masters, run in turn:
+// those that move slots leave the cluster consistent for the next.
+func TestCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Run("Routing", func(t *testing.T) { testClusterRouting(t, cl, c) })
+	t.Run("AllShards", func(t *testing.T) { testClusterAllShards(t, cl, c) })
+	t.Run("Pipeline", func(t *testing.T) { testClusterPipeline(t, c) })
+	t.Run("CrossSlot", func(t *testing.T) { testClusterCrossSlot(t, cl, c) })
+	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
+	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
+	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
+	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
+}
+
+func clusterCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// keyIn returns a key of the given slot, made of prefix and a number.
+func keyIn(slot int, prefix string) string {
+	for i := 0; ; i++ {
+		k := prefix + strconv.Itoa(i)
+		if int(hashslot.Slot(k)) == slot {
+			return k
+		}
+	}
+}
+
+func testClusterRouting(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := 0; i < n; i++ {
+		if err := c.Set(ctx, "route:"+strconv.Itoa(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perNode := map[*redistest.Server]int64{}
+	for i := 0; i < n; i += 7 {
+		k := "route:" + strconv.Itoa(i)
+		slot := cl.Masters[0].MustDo(t, "CLUSTER", "KEYSLOT", k).(int64)
+		owner, err := cl.SlotOwner(int(slot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := owner.MustDo(t, "GET", k); got != strconv.Itoa(i) {
+			t.Errorf("GET %s on the owner of slot %d = %#v", k, slot, got)
+		}
+		if v, err := c.Get(ctx, k); err != nil || v != strconv.Itoa(i) {
+			t.Errorf("Get(%s) = %q, %v", k, v, err)
+		}
+	}
+	for _, m := range cl.Masters {
+		perNode[m] = m.MustDo(t, "DBSIZE").(int64)
+		if perNode[m] == 0 {
+			t.Errorf("master %s got no key", m.Addr)
+		}
+	}
+	if got := perNode[cl.Masters[0]] + perNode[cl.Masters[1]] + perNode[cl.Masters[2]]; got != n {
+		t.Errorf("the masters hold %d keys, want %d", got, n)
+	}
+}
+
+func testClusterAllShards(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := c.Set(ctx, "all:"+strconv.Itoa(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.DBSize(ctx); err != nil || n != 50 {
+		t.Errorf("DBSize = %d, %v; want 50 (the sum over the masters)", n, err)
+	}
+	keys, err := c.Keys(ctx, "all:*")
+	if err != nil || len(keys) != 50 {
+		t.Errorf("Keys = %d keys, %v; want 50", len(keys), err)
+	}
+	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+		t.Errorf("Ping = %q, %v", s, err)
+	}
+	sha, err := c.ScriptLoad(ctx, "return 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cl.Masters {
+		if v := m.MustDo(t, "SCRIPT", "EXISTS", sha); fmt.Sprint(v) != "[1]" {
+			t.Errorf("SCRIPT EXISTS on %s = %v", m.Addr, v)
+		}
+	}
+	replies, err := c.Pipeline(NoTransaction).Do("DBSIZE").Set("all:x", 1).Do("DBSIZE").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := replies[0].String(), replies[2].String(); a != "50" || b != "51" {
+		t.Errorf("DBSIZE in a pipeline = %s and %s, want 50 and 51", a, b)
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.DBSize(ctx); err != nil || n != 0 {
+		t.Errorf("DBSize after FlushAll = %d, %v", n, err)
+	}
+}
+
+func testClusterPipeline(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	p := c.Pipeline(NoTransaction)
+	const keys = 3334 // three commands each: 10,002 commands
+	for i := 0; i < keys; i++ {
+		k := "seq:" + strconv.Itoa(i)
+		p.Set(k, i).Incr(k).Get(k)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) != 3*keys {
+		t.Fatalf("%d replies, want %d", len(replies), 3*keys)
+	}
+	slots := map[uint16]bool{}
+	for i := 0; i < keys; i++ {
+		slots[hashslot.Slot("seq:"+strconv.Itoa(i))] = true
+		set, incr, get := replies[3*i].String(), replies[3*i+1].String(), replies[3*i+2].String()
+		if set != "OK" || incr != strconv.Itoa(i+1) || get != strconv.Itoa(i+1) {
+			t.Fatalf("key %d: replies %s, %s, %s; want OK, %d, %d", i, set, incr, get, i+1, i+1)
+		}
+	}
+	if len(slots) < 3000 {
+		t.Errorf("the keys cover only %d slots", len(slots))
+	}
+}
+
+func testClusterCrossSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	for _, m := range cl.Masters {
+		m.MustDo(t, "CONFIG", "RESETSTAT")
+	}
+	_, err := c.Pipeline().Set("cross:a", 1).Incr("cross:b").Exec(ctx)
+	var cs *CrossSlotError
+	if !errors.As(err, &cs) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("cross-slot transaction: %v (%T), want a *CrossSlotError matching ErrNotApplied", err, err)
+	}
+	if !slices.Equal(cs.Keys, []string{"cross:a", "cross:b"}) || cs.Slots[0] != int(hashslot.Slot("cross:a")) || cs.Slots[1] != int(hashslot.Slot("cross:b")) {
+		t.Errorf("error names %v in %v", cs.Keys, cs.Slots)
+	}
+	for _, want := range []string{"{hash tag}", "NoTransaction", `"cross:a" in `} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if _, err := c.Watch(ctx, "cross:a", "cross:b"); !errors.As(err, &cs) {
+		t.Errorf("Watch across slots: %v", err)
+	}
+	if _, err := c.Transaction(ctx, func(*Tx) error { return nil }, "cross:a", "cross:b"); !errors.As(err, &cs) {
+		t.Errorf("Transaction across slots: %v", err)
+	}
+	if _, err := c.Do(ctx, "RENAME", "cross:a", "cross:b"); !errors.As(err, &cs) {
+		t.Errorf("RENAME across slots: %v", err)
+	}
+	for _, m := range cl.Masters {
+		stats := m.MustDo(t, "INFO", "commandstats").(string)
+		for _, cmd := range []string{"cmdstat_multi", "cmdstat_set", "cmdstat_incr", "cmdstat_exec", "cmdstat_watch", "cmdstat_rename"} {
+			if strings.Contains(stats, cmd+":") {
+				t.Errorf("%s reached %s:\n%s", cmd, m.Addr, stats)
+			}
+		}
+	}
+}
+
+func testClusterTransaction(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	replies, err := c.Pipeline().Set("{user1}:name", "ann").Incr("{user1}:visits").Get("{user1}:name").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(replies); got != "[OK 1 ann]" {
+		t.Errorf("replies %s", got)
+	}
+	for i := 0; i < 3; i++ {
+		_, err = c.Transaction(ctx, func(tx *Tx) error {
+			n, err := tx.Get(ctx, "{user1}:visits")
+			if err != nil {
+				return err
+			}
+			v, _ := strconv.Atoi(n)
+			tx.Multi().Set("{user1}:visits", v*10).Set("{user1}:seen", 1)
+			return nil
+		}, "{user1}:visits", "{user1}:name")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := c.Get(ctx, "{user1}:visits"); err != nil || v != "1000" {
+		t.Errorf("visits = %q, %v; want 1000", v, err)
+	}
+}
+
+// waitRefreshed waits for the refresh in flight, if any, to end.
+func waitRefreshed(t *testing.T, r *clusterRouter) {
+	t.Helper()
+	r.refMu.Lock()
+	ch := r.refreshing
+	r.refMu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the topology refresh did not end")
+	}
+}
+
+func testClusterMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	from := cl.Masters[0]
+	to := cl.Masters[1]
+	slot := 42
+	if owner, err := cl.SlotOwner(slot); err != nil || owner != from {
+		t.Fatalf("slot %d is not the first master's: %v", slot, err)
+	}
+	keys := make([]string, 20)
+	for i := range keys {
+		keys[i] = keyIn(slot, "moved:"+strconv.Itoa(i)+":")
+		if err := c.Set(ctx, keys[i], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.MoveSlots(ctx, from, to, slot); err != nil {
+		t.Fatal(err)
+	}
+	waitRefreshed(t, c.cluster)
+	before := c.cluster.refreshes.Load()
+	p := c.Pipeline(NoTransaction)
+	for i, k := range keys {
+		p.Incr(k).Set("other:"+strconv.Itoa(i), i).Get(k)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if a, b := replies[3*i].String(), replies[3*i+2].String(); a != strconv.Itoa(i+1) || b != a {
+			t.Errorf("key %d: INCR %s, GET %s; want %d", i, a, b, i+1)
+		}
+	}
+	waitRefreshed(t, c.cluster)
+	if got := c.cluster.refreshes.Load() - before; got != 1 {
+		t.Errorf("%d refreshes after the pipeline met MOVED, want 1", got)
+	}
+	if c.cluster.owner(slot).opt.Addr != to.Addr {
+		t.Errorf("slot %d is routed to %s, want %s", slot, c.cluster.owner(slot).opt.Addr, to.Addr)
+	}
+	// A transaction on the moved slot, by a client that has not heard.
+	c2, err := NewClusterClient(ClusterOptions{Addrs: []string{from.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Get(ctx, "warm"); !errors.Is(err, ErrNil) {
+		t.Fatal(err)
+	}
+	c2.cluster.mu.Lock()
+	c2.cluster.slots[slot], _ = c2.cluster.nodeLocked(from.Addr)
+	c2.cluster.mu.Unlock()
+	replies, err = c2.Pipeline().Incr(keys[0]).Get(keys[0]).Exec(ctx)
+	if err != nil || fmt.Sprint(replies) != "[2 2]" {
+		t.Errorf("transaction after MOVED: %v, %v", replies, err)
+	}
+}
+
+func testClusterAsk(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	from, to := cl.Masters[2], cl.Masters[0]
+	slot := int(hashslot.Slot("{ask}"))
+	if owner, err := cl.SlotOwner(slot); err != nil || owner != from {
+		t.Fatalf("slot %d is not the third master's: %v", slot, err)
+	}
+	keys := make([]string, 20)
+	set := c.Pipeline(NoTransaction)
+	for i := range keys {
+		keys[i] = "{ask}:" + strconv.Itoa(i)
+		set.Set(keys[i], i)
+	}
+	if _, err := set.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cl.BeginMigration(ctx, from, to, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.MoveKeys(ctx, 10); err != nil || n != 10 {
+		t.Fatalf("MoveKeys: %d, %v", n, err)
+	}
+	p := c.Pipeline(NoTransaction)
+	for _, k := range keys {
+		p.Get(k)
+	}
+	p.Set("{ask}:new", "x").Incr("{ask}:n").Incr("{ask}:n").Get("{ask}:new")
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if replies[i].String() != strconv.Itoa(i) {
+			t.Errorf("GET %s = %s during the migration", keys[i], replies[i])
+		}
+	}
+	if got := fmt.Sprint(replies[len(keys):]); got != "[OK 1 2 x]" {
+		t.Errorf("new keys during the migration: %s", got)
+	}
+	// A transaction on keys the source no longer has goes whole to the
+	// target, ASKING before MULTI.
+	replies, err = c.Pipeline().Set("{ask}:tx", 5).Incr("{ask}:tx").Exec(ctx)
+	if err != nil || fmt.Sprint(replies) != "[OK 6]" {
+		t.Errorf("transaction during the migration: %v, %v", replies, err)
+	}
+	if v, err := c.Get(ctx, "{ask}:tx"); err != nil || v != "6" {
+		t.Errorf("Get during the migration = %q, %v", v, err)
+	}
+	if err := m.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if v, err := c.Get(ctx, k); err != nil || v != strconv.Itoa(i) {
+			t.Errorf("Get(%s) after the migration = %q, %v", k, v, err)
+		}
+	}
+}
+
+func testClusterRefusals(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	s := c.Stream(ctx, nil)
+	s.Do("SET", "k", "v")
+	if _, err := s.Close(ctx); !errors.Is(err, clusterStreamError) {
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Errorf("Stream on a cluster: %v", err)
+		}
+	}
+	if _, err := NewClusterClient(ClusterOptions{Addrs: []string{"localhost:1"}, Options: Options{DB: 1}}); err == nil {
+		t.Error("DB 1 accepted on a cluster")
+	}
+	if _, err := ConnectCluster(ctx, "redis://localhost:1/2"); err == nil {
+		t.Error("a URL with database 2 accepted on a cluster")
+	}
+}
+
+func TestClusterSeedDown(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	// The first seed refuses connections: the next one is asked.
+	c, err := ConnectCluster(ctx, "redis://127.0.0.1:1", "redis://"+cl.Masters[1].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "seed", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Options().DB; got != 0 {
+		t.Errorf("Options().DB = %d", got)
+	}
+	if _, err := ConnectCluster(ctx, "redis://127.0.0.1:1"); err == nil {
+		t.Error("ConnectCluster succeeded with no node to ask")
+	}
+}
+
+func TestClusterCombine(t *testing.T) {
+	ints := func(ns ...int64) []resp.Value {
+		vs := make([]resp.Value, len(ns))
+		for i, n := range ns {
+			vs[i] = resp.Value{Kind: resp.Integer, Int: n}
+		}
+		return vs
+	}
+	errV := resp.Value{Kind: resp.Error, Str: "ERR no"}
+	arr := func(ns ...int64) resp.Value { return resp.Value{Kind: resp.Array, Elems: ints(ns...)} }
+	for _, tc := range []struct {
+		p    responsePolicy
+		in   []resp.Value
+		want string
+	}{
+		{responseAggSum, ints(1, 2, 3), "6"},
+		{responseAggMin, ints(4, 2, 3), "2"},
+		{responseAggMax, ints(4, 2, 9), "9"},
+		{responseAggLogicalAnd, []resp.Value{arr(1, 1), arr(1, 0)}, "[1 0]"},
+		{responseAggLogicalOr, []resp.Value{arr(0, 0), arr(1, 0)}, "[1 0]"},
+		{responseAggSum, []resp.Value{ints(1)[0], errV}, "ERR no"},
+		{responseAllSucceeded, []resp.Value{{Kind: resp.SimpleString, Str: "OK"}, errV}, "ERR no"},
+		{responseOneSucceeded, []resp.Value{errV, {Kind: resp.SimpleString, Str: "OK"}}, "OK"},
+		{responseDefault, []resp.Value{arr(1), arr(2, 3)}, "[1 2 3]"},
+	} {
+		got := Value{combine(tc.p, tc.in)}
+		s := got.String()
+		if e := got.Err(); e != nil {
+			s = e.Error()
+		}
+		if s != tc.want {
+			t.Errorf("%v of %v = %s, want %s", tc.p, tc.in, s, tc.want)
+		}
+	}
+}
+
+func TestParseRedirect(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want redirect
+		ok   bool
+	}{
+		{"MOVED 3999 127.0.0.1:6381", redirect{"MOVED", 3999, "127.0.0.1:6381"}, true},
+		{"ASK 12 :7001", redirect{"ASK", 12, "10.0.0.9:7001"}, true},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", redirect{"TRYAGAIN", -1, ""}, true},
+		{"CLUSTERDOWN The cluster is down", redirect{"CLUSTERDOWN", -1, ""}, true},
+		{"MOVED x 127.0.0.1:1", redirect{}, false},
+		{"ERR wrong", redirect{}, false},
+	} {
+		got, ok := parseRedirect(tc.msg, "10.0.0.9:7000")
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRedirect(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// A master that dies is found out by the refused connection, not by a
+// timer: the next call refreshes the layout and reaches the replica that
+// took over.
+func TestClusterMasterKilled(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dead := cl.Masters[0]
+	slot := 7 // the first master's
+	keys := []string{keyIn(slot, "kill:a"), keyIn(slot, "kill:b")}
+	for _, k := range keys {
+		if err := c.Set(ctx, k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The replica must have the keys before its master dies.
+	if _, err := c.Do(ctx, "WAIT", 1, 5000); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.cluster.refreshes.Load()
+	replies, err := c.Pipeline(NoTransaction).Get(keys[0]).Get(keys[1]).Set("kill:other", 1).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replies[0].String() != keys[0] || replies[1].String() != keys[1] {
+		t.Errorf("replies after the failover: %v", replies)
+	}
+	if got := c.cluster.owner(slot).opt.Addr; got != promoted.Addr {
+		t.Errorf("slot %d routed to %s, want the promoted %s", slot, got, promoted.Addr)
+	}
+	if c.cluster.refreshes.Load() == before {
+		t.Error("no refresh after the master died")
+	}
+	if v, err := c.Get(ctx, keys[0]); err != nil || v != keys[0] {
+		t.Errorf("Get after the failover = %q, %v", v, err)
+	}
+}

@@ -1,0 +1,118 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// clusterStreamError is the error of a Stream on a cluster client.
+var clusterStreamError = &UsageError{Msg: "Stream is not supported on a cluster client yet; use a Pipeline with NoTransaction, in batches"}
+
+// watch binds a Tx to the owner of the keys' one slot: the Tx is that
+// node's own.
+func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
+	if err := r.ready(ctx); err != nil {
+		return nil, err
+	}
+	slot, err := slotOfKeys("WATCH", keys)
+	if err != nil {
+		return nil, err
+	}
+	node, err := r.route(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	redirects, tries := 0, 0
+	for {
+		t, err := node.Watch(ctx, keys...)
+		rd, ok := clusterRedirectErr(err, node.opt.Addr)
+		if !ok {
+			return t, err
+		}
+		if node, err = r.followTx(ctx, rd, slot, &redirects, &tries, err); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// clusterTransact is Transaction on a cluster: it runs on the owner of
+// the keys' one slot, as on a single node, and when an attempt met MOVED,
+// ASK, TRYAGAIN or CLUSTERDOWN (nothing then was applied), it starts
+// again where the slot now is.
+func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
+	var zero T
+	if fn == nil {
+		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
+	}
+	if err := r.ready(ctx); err != nil {
+		return zero, nil, err
+	}
+	slot, err := slotOfKeys("transaction", keys)
+	if err != nil {
+		return zero, nil, err
+	}
+	node, err := r.route(ctx, slot)
+	if err != nil {
+		return zero, nil, err
+	}
+	redirects, tries := 0, 0
+	for {
+		v, replies, err := transact(ctx, node, fn, keys)
+		rd, ok := clusterRedirectErr(err, node.opt.Addr)
+		if !ok {
+			return v, replies, err
+		}
+		if node, err = r.followTx(ctx, rd, slot, &redirects, &tries, err); err != nil {
+			return zero, nil, err
+		}
+	}
+}
+
+// followTx is follow for a WATCH session, which cannot send ASKING before
+// its commands: ASK waits for the migration to end, as TRYAGAIN does.
+func (r *clusterRouter) followTx(ctx context.Context, rd redirect, slot int, redirects, tries *int, last error) (*Client, error) {
+	if rd.kind == "MOVED" {
+		*redirects++
+		if *redirects > r.opt.MaxRedirects {
+			return nil, r.gaveUp(*redirects-1, last)
+		}
+		return r.moved(rd.slot, rd.addr)
+	}
+	*tries++
+	if *tries > maxTryAgain {
+		return nil, r.gaveUp(*tries-1, last)
+	}
+	rd.kind = "TRYAGAIN"
+	node, _, err := r.follow(ctx, rd, slot, *tries)
+	if err != nil {
+		return nil, fmt.Errorf("%w (after %w)", err, last)
+	}
+	return node, nil
+}
+
+// clusterRedirectErr finds the redirection behind the error of a WATCH
+// session or a transaction: a command's own reply, EXEC's, or the cause
+// of an EXECABORT.
+func clusterRedirectErr(err error, from string) (redirect, bool) {
+	if err == nil {
+		return redirect{}, false
+	}
+	var ae *ExecAbortError
+	if errors.As(err, &ae) {
+		for _, f := range ae.Failed {
+			var se *Error
+			if errors.As(f.Err, &se) {
+				if rd, ok := parseRedirect(se.Msg, from); ok {
+					return rd, true
+				}
+			}
+		}
+		return redirect{}, false
+	}
+	var se *Error
+	if errors.As(err, &se) {
+		return parseRedirect(se.Msg, from)
+	}
+	return redirect{}, false
+}
