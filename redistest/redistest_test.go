@@ -341,7 +341,10 @@ func TestClusterWithReplicas(t *testing.T) {
 	replica := c.Replicas[indexOf(c.Masters, owner)]
 	replies, err := replica.Pipeline([]string{"READONLY"}, []string{"GET", key})
 	if err != nil || fmt.Sprint(replies) != "[OK hello]" {
-		t.Errorf("READONLY, GET on the replica = %#v, %v", replies, err)
+		info, _ := replica.Do("INFO", "replication")
+		minfo, _ := owner.Do("INFO", "replication")
+		slots, _ := replica.Do("CLUSTER", "NODES")
+		t.Errorf("READONLY, GET on the replica = %#v, %v\nreplica %s:\n%v\nowner %s:\n%v\n%v", replies, err, replica.Addr, info, owner.Addr, minfo, slots)
 	}
 }
 
