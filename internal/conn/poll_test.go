@@ -208,24 +208,3 @@ func TestPollReportsEndAndReset(t *testing.T) {
 		t.Fatalf("poll of a reset stream = %v (%T), %v; want a read *net.OpError matching ECONNRESET", err, err, ok)
 	}
 }
-
-// socketPair connects to a listener of its own and returns both ends,
-// closed when the test ends.
-func socketPair(t *testing.T, network, addr string) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
