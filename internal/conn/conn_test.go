@@ -69,7 +69,7 @@ func TestCloseFailsPendingAndStopsGoroutines(t *testing.T) {
 		_, err := c.DoOne(context.Background(), encode("PING"))
 		res <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitPending(t, c, 1)
 	c.Close()
 	if err := <-res; !errors.Is(err, ErrClosed) {
 		t.Fatalf("pending call: %v, want ErrClosed", err)

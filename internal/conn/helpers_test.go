@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -213,4 +214,39 @@ func socketPair(t *testing.T, network, addr string) (client, server net.Conn) {
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// waitFor checks cond until it holds, failing the test after 10s with what
+// cond last saw.
+func waitFor(t *testing.T, what string, cond func() (ok bool, seen string)) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: not so after 10s; last seen: %s", what, seen)
+		}
+	}
+}
+
+// waitPending waits until n calls are in line on c.
+func waitPending(t *testing.T, c *Conn, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d calls in line", n), func() (bool, string) {
+		got := c.Pending()
+		return got == n, fmt.Sprintf("%d calls in line", got)
+	})
+}
+
+// signalled waits for a signal on ch, failing the test if none comes
+// within 10s.
+func signalled(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("waiting for %s: not so after 10s", what)
+	}
 }

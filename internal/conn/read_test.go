@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -40,9 +41,14 @@ func TestAbandonedCallKeepsOrder(t *testing.T) {
 }
 
 func TestProtocolErrorIsSticky(t *testing.T) {
+	read := make(chan struct{}, 2) // the server read a command
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-		readCommand(r)
-		readCommand(r)
+		for range 2 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			read <- struct{}{}
+		}
 		io.WriteString(w, "+OK\r\n?garbage\r\n")
 		drain(r)
 	})
@@ -57,26 +63,18 @@ func TestProtocolErrorIsSticky(t *testing.T) {
 			defer wg.Done()
 			_, errs[i] = c.DoOne(ctx, encode("PING"))
 		}()
-		time.Sleep(10 * time.Millisecond)
+		signalled(t, read, fmt.Sprintf("the server to read command %d", i+1))
 	}
 	wg.Wait()
-	var ok, failed int
-	for _, err := range errs {
-		var pe *resp.ProtocolError
-		switch {
-		case err == nil:
-			ok++
-		case errors.As(err, &pe):
-			failed++
-			if !strings.Contains(err.Error(), "byte 5") {
-				t.Fatalf("protocol error does not name the offset: %v", err)
-			}
-		default:
-			t.Fatalf("unexpected error %v", err)
-		}
+	if errs[0] != nil {
+		t.Fatalf("first call: %v, want it answered", errs[0])
 	}
-	if ok != 1 || failed != 1 {
-		t.Fatalf("ok=%d failed=%d, want the first call answered and the second failed", ok, failed)
+	var pe *resp.ProtocolError
+	if !errors.As(errs[1], &pe) {
+		t.Fatalf("second call: %v, want a protocol error", errs[1])
+	}
+	if !strings.Contains(errs[1].Error(), "byte 5") {
+		t.Fatalf("protocol error does not name the offset: %v", errs[1])
 	}
 	// Sticky: the next call fails at once, marked as never sent.
 	_, err := c.DoOne(ctx, encode("PING"))
@@ -107,12 +105,16 @@ func TestUnsolicitedReplyKillsConnection(t *testing.T) {
 // call at the head of the line has been abandoned is not taken for that
 // call's reply, which would hand every later reply to the wrong call.
 func TestPushBetweenRepliesOfAbandonedCall(t *testing.T) {
+	read := make(chan struct{}, 3) // the server read a command
 	ready := make(chan struct{})
+	release := sync.OnceFunc(func() { close(ready) })
+	defer release() // a failed test does not leave the server waiting
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
 		for range 3 {
 			if _, err := readCommand(r); err != nil {
 				return
 			}
+			read <- struct{}{}
 		}
 		<-ready // the second call has been abandoned
 		io.WriteString(w, "+A\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+B\r\n+C\r\n")
@@ -123,17 +125,21 @@ func TestPushBetweenRepliesOfAbandonedCall(t *testing.T) {
 	ctx := context.Background()
 	first, third := make(chan string, 1), make(chan string, 1)
 	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "A")); first <- v.Str }()
-	time.Sleep(10 * time.Millisecond)
-	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	signalled(t, read, "the server to read the first command")
+	short, cancel := context.WithCancel(ctx)
 	defer cancel()
 	second := make(chan error, 1)
 	go func() { _, err := c.DoOne(short, encode("ECHO", "B")); second <- err }()
-	time.Sleep(10 * time.Millisecond) // in line after the first, before the third
+	// In line after the first, before the third, and sent: when its
+	// context ends it can only be abandoned.
+	signalled(t, read, "the server to read the second command")
 	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "C")); third <- v.Str }()
-	if err := <-second; !errors.Is(err, context.DeadlineExceeded) {
+	signalled(t, read, "the server to read the third command")
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
 		t.Fatalf("second call: %v", err)
 	}
-	close(ready)
+	release()
 	if a, c3 := <-first, <-third; a != "A" || c3 != "C" {
 		t.Fatalf("first got %q, third got %q; want A and C", a, c3)
 	}

@@ -500,7 +500,7 @@ func TestLeftCallsKeepRepliesInOrder(t *testing.T) {
 
 	const callers, rounds = 32, 40
 	var wg sync.WaitGroup
-	var left, kept atomic.Int64
+	var left, kept, parked atomic.Int64
 	for g := range callers {
 		wg.Add(1)
 		go func() {
@@ -508,15 +508,20 @@ func TestLeftCallsKeepRepliesInOrder(t *testing.T) {
 			for i := range rounds {
 				want := fmt.Sprintf("%d/%d/%s", g, i, strings.Repeat("e", (g*7+i*13)%3000))
 				// Mostly short deadlines; now and then one that outlasts
-				// the stall. After the stall, both kinds meet a server
-				// that answers.
+				// the stall, which parks the caller until the stall ends.
+				// After the stall, both kinds meet a server that answers.
 				d := time.Duration(1+(g+i)%5) * time.Millisecond
-				if (g+i)%7 == 0 {
+				long := (g+i)%7 == 0
+				if long {
 					d = 30 * time.Second
+					parked.Add(1)
 				}
 				cctx, cancel := context.WithTimeout(ctx, d)
 				v, err := c.DoOne(cctx, encode("ECHO", want))
 				cancel()
+				if long {
+					parked.Add(-1)
+				}
 				switch {
 				case err == nil && v.Str == want:
 					kept.Add(1)
@@ -532,7 +537,14 @@ func TestLeftCallsKeepRepliesInOrder(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Once every caller waits on a call that outlasts the stall, the
+	// others have left calls before theirs (each caller's first long call
+	// comes after up to six short ones) and nothing changes until the
+	// stall ends.
+	waitFor(t, "every caller to wait on a call that outlasts the stall", func() (bool, string) {
+		n := parked.Load()
+		return n == callers, fmt.Sprintf("%d of %d callers waiting, %d calls left", n, callers, left.Load())
+	})
 	px.Stall(redistest.ClientToServer, false)
 	wg.Wait()
 	if err := <-big; err != nil {
