@@ -45,7 +45,7 @@ func dialReal(t *testing.T, opt Options) (*Conn, *redistest.Server) {
 
 // fakeServer is a scripted stand-in for what a real server cannot be made
 // to do: it reads commands and answers with whatever script returns.
-func fakeServer(t *testing.T, script func(r *resp.Reader, w io.Writer)) net.Conn {
+func fakeServer(t testing.TB, script func(r *resp.Reader, w io.Writer)) net.Conn {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +62,7 @@ func fakeServer(t *testing.T, script func(r *resp.Reader, w io.Writer)) net.Conn
 
 // serveOne hands the first connection ln accepts to handle, in a goroutine
 // that the test's cleanup waits for after closing ln.
-func serveOne(t *testing.T, ln net.Listener, handle func(sc net.Conn)) {
+func serveOne(t testing.TB, ln net.Listener, handle func(sc net.Conn)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
