@@ -95,37 +95,59 @@ func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
 	}
 }
 
-// TestConcurrentCallsShareWrites: commands from many goroutines at once
-// go out together, in far fewer writes than there are commands.
+// TestConcurrentCallsShareWrites: calls made while the writer is busy
+// writing wait for it, then go out together in its next write: the large
+// SET in one write, the 20 ECHOs and the PING queued behind it in one
+// more. (How many commands a write carries when many goroutines call at
+// once is BenchmarkConcurrentCalls'.) The fake server reads nothing until
+// released, so the large write blocks (a real one cannot be held).
 func TestConcurrentCallsShareWrites(t *testing.T) {
-	srv := redistest.Start(t)
-	nc, err := net.Dial("tcp", srv.Addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := &countingConn{Conn: nc}
-	c := New(cc, Options{})
-	defer c.Close()
-	const goroutines, each = 200, 20
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				want := fmt.Sprint(g, ":", i)
-				if v, err := c.DoOne(context.Background(), encode("ECHO", want)); err != nil || v.Str != want {
-					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
-					return
-				}
-			}
-		}()
+	release, seen := heldServer(t, ln)
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	writes := cc.writes.Load()
-	t.Logf("%d commands in %d writes", goroutines*each, writes)
-	if writes > goroutines*each/4 {
-		t.Fatalf("%d commands took %d writes: concurrent calls were not coalesced", goroutines*each, writes)
+	// Not a plain socket: every send goes through the writer goroutine.
+	// The large SET is one part.
+	cc := &countingConn{Conn: nc}
+	c := New(cc, Options{MaxPending: 64 << 20})
+	defer c.Close()
+	ctx := context.Background()
+	big := make(chan error, 1)
+	go func() { _, err := c.DoOne(ctx, bigSet()); big <- err }()
+	untilWriting(t, c)
+
+	const callers = 20
+	var pend []Pending
+	for i := range callers + 1 {
+		cmd := encode("ECHO", fmt.Sprint(i))
+		if i == callers {
+			cmd = encode("PING") // the fake server answers once it reads PING
+		}
+		p, err := c.Start(ctx, cmd, make([]resp.Value, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pend = append(pend, p)
+	}
+	close(release)
+	if err := <-big; err != nil {
+		t.Fatalf("the large SET: %v", err)
+	}
+	for i, p := range pend {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if names := <-seen; len(names) != callers+2 {
+		t.Fatalf("the server read %d commands, want %d", len(names), callers+2)
+	}
+	if w := cc.writes.Load(); w != 2 {
+		t.Fatalf("%d writes; want 2: the large SET, then the %d calls queued behind it together", w, callers+1)
 	}
 }
 
