@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -321,40 +322,97 @@ func TestManyCallersGetTheirOwnReplies(t *testing.T) {
 	}
 }
 
+// sharedID is the server's id of the client's shared connection.
+func sharedID(t *testing.T, ctx context.Context, c *Client) string {
+	t.Helper()
+	v, err := c.Do(ctx, "CLIENT", "ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatInt(must(v.Int64()), 10)
+}
+
+// pauseWrites has the server hold every write command it reads (CLIENT
+// PAUSE WRITE) until unpause is called or the test ends: a connection in a
+// held command stays busy with it, and CLIENT LIST, which is no write,
+// still answers meanwhile (a DEBUG SLEEP would hold the whole server).
+func pauseWrites(t *testing.T, srv *redistest.Server) (unpause func()) {
+	t.Helper()
+	srv.MustDo(t, "CLIENT", "PAUSE", "30000", "WRITE")
+	unpause = sync.OnceFunc(func() { srv.Do("CLIENT", "UNPAUSE") })
+	t.Cleanup(unpause)
+	return unpause
+}
+
 // TestCancelledCallDoesNotShiftReplies cancels a call whose reply is stuck
-// behind another caller's DEBUG SLEEP; it returns at once, and the calls
-// after it get their own replies.
+// behind another caller's command on the shared connection, a SET the
+// server holds; it returns at once, the call queued behind it gets its own
+// reply, and so do the calls after, on the same connection.
 func TestCancelledCallDoesNotShiftReplies(t *testing.T) {
-	c, _ := newTestClient(t, Options{})
+	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	if err := c.Set(ctx, "a", "A"); err != nil {
 		t.Fatal(err)
 	}
-	sleepDone := make(chan error, 1)
-	go func() {
-		_, err := c.Do(ctx, "DEBUG", "SLEEP", "0.2")
-		sleepDone <- err
-	}()
-	time.Sleep(20 * time.Millisecond) // let DEBUG SLEEP go first on the shared connection
+	id := sharedID(t, ctx, c)
+	shared := c.shared.Load()
+	// unread is how many bytes of the shared connection the server holds
+	// unread behind the SET.
+	unread := func() (int, string) {
+		for _, cl := range serverClients(t, srv) {
+			if cl["id"] == id {
+				n, _ := strconv.Atoi(cl["qbuf"])
+				return n, "qbuf=" + cl["qbuf"] + " cmd=" + cl["cmd"] + " flags=" + cl["flags"]
+			}
+		}
+		return 0, "no connection with id " + id
+	}
+	unpause := pauseWrites(t, srv)
+	setDone := make(chan error, 1)
+	go func() { setDone <- c.Set(ctx, "b", "B") }()
+	waitBlockedIn(t, ctx, srv, "set", id) // the SET goes first on the shared connection
 
 	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	got := make(chan error, 1)
-	start := time.Now()
 	go func() {
 		_, err := c.Get(cctx, "a")
 		got <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// The GET is on the server, unread behind the held SET: it was sent,
+	// and its reply will come.
+	var held int
+	waitForServer(t, ctx, "the GET to reach the server behind the SET", func() (bool, string) {
+		n, seen := unread()
+		held = n
+		return n > 0, seen
+	})
 	cancel()
 	err := <-got
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Get: err = %v, want context.Canceled", err)
 	}
 	// Had the call waited for its reply, it would have returned "A" with
-	// no error: the reply comes only after the sleep.
-	t.Logf("cancelled Get returned after %v", time.Since(start))
-	if err := <-sleepDone; err != nil {
+	// no error: the reply comes only after the SET. A call queued behind
+	// it before the reply comes must not get it.
+	next := make(chan string, 1)
+	go func() {
+		got, err := c.Echo(ctx, "next")
+		if err != nil {
+			got = err.Error()
+		}
+		next <- got
+	}()
+	waitForServer(t, ctx, "the ECHO to reach the server behind the GET", func() (bool, string) {
+		n, seen := unread()
+		return n > held, seen
+	})
+	unpause()
+	if err := <-setDone; err != nil {
 		t.Fatal(err)
+	}
+	if got := <-next; got != "next" {
+		t.Fatalf("ECHO queued behind the cancelled Get = %q, want its own reply", got)
 	}
 	for i := range 50 {
 		want := fmt.Sprint("after-", i)
@@ -365,21 +423,24 @@ func TestCancelledCallDoesNotShiftReplies(t *testing.T) {
 	if s, err := c.Get(ctx, "a"); err != nil || s != "A" {
 		t.Fatalf("Get a = %q, %v", s, err)
 	}
+	if c.shared.Load() != shared || !shared.Alive() {
+		t.Fatalf("the shared connection did not survive the cancelled call: %v", shared.Err())
+	}
 }
 
 func TestClosedClient(t *testing.T) {
-	c, _ := newTestClient(t, Options{})
+	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// A call in flight when Close comes fails with ErrClosed.
+	// A call in flight when Close comes fails with ErrClosed: a SET the
+	// server holds.
+	id := sharedID(t, ctx, c)
+	pauseWrites(t, srv)
 	inflight := make(chan error, 1)
-	go func() {
-		_, err := c.Do(ctx, "DEBUG", "SLEEP", "0.3")
-		inflight <- err
-	}()
-	time.Sleep(30 * time.Millisecond)
+	go func() { inflight <- c.Set(ctx, "held", "v") }()
+	waitBlockedIn(t, ctx, srv, "set", id)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +471,7 @@ func TestStateCommandsRefusedOnSharedConnection(t *testing.T) {
 }
 
 func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
-	c, _ := newTestClient(t, Options{})
+	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	res := make(chan []Value, 1)
 	go func() {
@@ -420,7 +481,7 @@ func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
 		}
 		res <- v
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitBlockedIn(t, ctx, srv, "blpop", "")
 	// The shared connection is not held up by BLPOP.
 	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
 		t.Fatalf("Ping while BLPOP waits = %q, %v", s, err)

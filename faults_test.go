@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -30,14 +31,20 @@ func proxiedClient(t *testing.T, opt Options) (*Client, *redistest.Proxy, *redis
 	return c, px, srv
 }
 
-// cutWhileInFlight runs call while the server's replies are held back,
-// then resets the connection under it.
-func cutWhileInFlight(t *testing.T, px *redistest.Proxy, call func() error) error {
+// cutWhileInFlight runs call, which sends the command named cmd (in lower
+// case), while the server's replies are held back, then resets the
+// connection under it once the server has run the command (INFO
+// commandstats): its reply waits in the proxy.
+func cutWhileInFlight(t *testing.T, px *redistest.Proxy, srv *redistest.Server, cmd string, call func() error) error {
 	t.Helper()
+	ran := commandCalls(t, srv, cmd)
 	px.Stall(redistest.ServerToClient, true)
 	res := make(chan error, 1)
 	go func() { res <- call() }()
-	time.Sleep(100 * time.Millisecond) // the command reaches the server; its reply waits in the proxy
+	waitForServer(t, ctxT(t), "the "+cmd+" to reach the server", func() (bool, string) {
+		n := commandCalls(t, srv, cmd)
+		return n > ran, fmt.Sprintf("the server ran %s %d times, %d before the call", cmd, n, ran)
+	})
 	px.Cut(redistest.CutRST)
 	px.Reset()
 	select {
@@ -61,12 +68,12 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 	}
 
 	var got string
-	err := cutWhileInFlight(t, px, func() (err error) { got, err = c.Get(ctx, "k"); return err })
+	err := cutWhileInFlight(t, px, srv, "get", func() (err error) { got, err = c.Get(ctx, "k"); return err })
 	if err != nil || got != "v" {
 		t.Fatalf("GET across a cut connection = %q, %v; want it retried", got, err)
 	}
 
-	err = cutWhileInFlight(t, px, func() error { _, err := c.Incr(ctx, "n"); return err })
+	err = cutWhileInFlight(t, px, srv, "incr", func() error { _, err := c.Incr(ctx, "n"); return err })
 	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
 		t.Fatalf("INCR across a cut connection: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
 	}
@@ -74,7 +81,12 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 		t.Fatalf("n = %v: the INCR ran %v times, want exactly once (it reached the server, and was not resent)", v, v)
 	}
 
-	err = cutWhileInFlight(t, px, func() error { return c.Set(Idempotent(ctx), "fixed", "x") })
+	// The INCR's connection is gone: the next is dialed before the stall,
+	// so that what the cut finds in flight is the SET, not the handshake.
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = cutWhileInFlight(t, px, srv, "set", func() error { return c.Set(Idempotent(ctx), "fixed", "x") })
 	if err != nil {
 		t.Fatalf("idempotent SET across a cut connection: %v, want it retried", err)
 	}
@@ -85,7 +97,20 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 // stays down gives a dial error, marked not sent, by the call's deadline.
 func TestDialRetriedWithinContext(t *testing.T) {
 	srv := redistest.Start(t)
-	c2, err := NewClient(Options{Addr: srv.Addr, MaxRetries: 10, DialTimeout: time.Second})
+	// The default dial, which also tells when a dial failed.
+	failed := make(chan struct{}, 1)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}
+		return nc, err
+	}
+	c2, err := NewClient(Options{Addr: srv.Addr, MaxRetries: 10, DialTimeout: time.Second, Dialer: dial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,24 +119,35 @@ func TestDialRetriedWithinContext(t *testing.T) {
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	pinged := make(chan error, 1)
 	go func() {
-		time.Sleep(100 * time.Millisecond)
-		srv.Restart()
+		s, err := c2.Ping(ctx)
+		if err == nil && s != "PONG" {
+			err = errors.New("reply " + s)
+		}
+		pinged <- err
 	}()
-	if s, err := c2.Ping(ctx); err != nil || s != "PONG" {
-		t.Fatalf("Ping while the server restarts = %q, %v", s, err)
+	// The server comes back once the call's first dial has failed.
+	select {
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal("no dial failed while the server was down")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pinged; err != nil {
+		t.Fatalf("Ping while the server restarts: %v", err)
 	}
 	srv.Kill()
 	// The server's end of the shared connection closed with it; once the
 	// client has read that, the next call dials (the case under test)
 	// instead of writing into a socket whose reply cannot come, which is
 	// of unknown outcome.
-	for i := 0; i < 200; i++ {
-		if cn := c2.shared.Load(); cn == nil || !cn.Alive() {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForServer(t, ctx, "the client to see its shared connection end", func() (bool, string) {
+		cn := c2.shared.Load()
+		return cn == nil || !cn.Alive(), "the shared connection is alive"
+	})
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -273,7 +273,7 @@ func TestReplyTimeoutAllowsBlockingCommands(t *testing.T) {
 
 	t.Run("answered", func(t *testing.T) {
 		const rt = 300 * time.Millisecond
-		c, _ := newTestClient(t, Options{ReplyTimeout: rt, MaxRetries: -1})
+		c, srv := newTestClient(t, Options{ReplyTimeout: rt, MaxRetries: -1})
 		ctx := ctxT(t)
 		if _, err := c.BLPop(bg, 1, "empty"); !errors.Is(err, ErrNil) {
 			t.Fatalf("BLPOP 1 on an empty list = %v, want ErrNil after its own timeout", err)
@@ -292,7 +292,14 @@ func TestReplyTimeoutAllowsBlockingCommands(t *testing.T) {
 			}
 			got <- err
 		}()
-		time.Sleep(4 * rt)
+		// Once it is blocked on the server, it stays so for four times
+		// ReplyTimeout without being cut.
+		waitBlockedIn(t, ctx, srv, "blpop", "")
+		select {
+		case err := <-got:
+			t.Fatalf("BLPOP 0 returned before anything was pushed: %v", err)
+		case <-time.After(4 * rt):
+		}
 		if _, err := c.RPush(ctx, "later", "pushed"); err != nil {
 			t.Fatal(err)
 		}

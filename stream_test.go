@@ -23,12 +23,13 @@ func dbsize(t *testing.T, srv *redistest.Server) int {
 	return int(v.(int64))
 }
 
-// setCalls asks the server how many SETs it has run (INFO commandstats).
-func setCalls(t *testing.T, srv *redistest.Server) int {
+// commandCalls asks the server how many times it has run the command
+// named cmd, in lower case (INFO commandstats).
+func commandCalls(t *testing.T, srv *redistest.Server, cmd string) int {
 	t.Helper()
 	info, _ := srv.MustDo(t, "INFO", "commandstats").(string)
 	for line := range strings.Lines(info) {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_set:calls="); ok {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
 			calls, _, _ := strings.Cut(rest, ",")
 			n, err := strconv.Atoi(calls)
 			if err != nil {
@@ -296,7 +297,7 @@ func TestStreamConnectionLost(t *testing.T) {
 	// Once the server has run more SETs than were sent before the stall,
 	// a chunk sent since is in flight: its replies are held in the proxy.
 	waitForServer(t, ctx, "a chunk sent after the stall to reach the server", func() (bool, string) {
-		n := setCalls(t, srv)
+		n := commandCalls(t, srv, "set")
 		return n > sent, fmt.Sprintf("the server ran %d SETs, %d were sent before the stall", n, sent)
 	})
 	px.Cut(redistest.CutRST)

@@ -46,3 +46,32 @@ func BenchmarkLargeBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConcurrentCalls: 100 goroutines per core call at once through
+// one connection to a real server; cmds/write is how many commands each
+// write to the socket carried on average (the writer gathers the callers'
+// commands: TestConcurrentCallsShareWrites), writes/op its inverse.
+func BenchmarkConcurrentCalls(b *testing.B) {
+	srv := redistest.Start(b)
+	nc, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc := &countingConn{Conn: nc}
+	c := New(cc, Options{})
+	defer c.Close()
+	ctx := context.Background()
+	cmd := encode("ECHO", "hello")
+	b.SetParallelism(100)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if v, err := c.DoOne(ctx, cmd); err != nil || v.Str != "hello" {
+				b.Errorf("ECHO = %q, %v", v.Str, err)
+				return
+			}
+		}
+	})
+	writes := float64(cc.writes.Load())
+	b.ReportMetric(float64(b.N)/writes, "cmds/write")
+	b.ReportMetric(writes/float64(b.N), "writes/op")
+}

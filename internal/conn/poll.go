@@ -42,7 +42,7 @@ type poller struct {
 	// due; skip is how many more reads go straight to the runtime's poller.
 	misses, skip int
 
-	// stats, read by tests once the reader has stopped
+	// stats, read by benchmarks once the reader has stopped
 	hits, emptyDue uint64
 
 	// The read callback and its results, set up once so that a poll does

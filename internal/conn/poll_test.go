@@ -5,24 +5,28 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // TestPollTakesSequentialReplies: a caller sending one command after
-// another gets its replies from the polling read, not from a thread
-// wake-up, and gets the right ones.
+// another on a polled TCP connection gets the right replies. How many of
+// them the polling read takes is BenchmarkPollSequentialReplies'.
 func TestPollTakesSequentialReplies(t *testing.T) {
-	// A generous budget, so that a loaded machine does not turn the
-	// count below into a measure of its load: without polling it is 0.
 	c, _ := dialReal(t, Options{Poll: 20 * time.Millisecond})
+	if c.poll == nil {
+		t.Fatal("no poller on a TCP connection")
+	}
 	ctx := context.Background()
 	const n = 200
 	for i := 1; i <= n; i++ {
@@ -31,71 +35,88 @@ func TestPollTakesSequentialReplies(t *testing.T) {
 			t.Fatalf("INCR %d = %v, %v", i, v.Int, err)
 		}
 	}
-	c.Close()
-	if c.poll == nil {
-		t.Fatal("no poller on a TCP connection")
-	}
-	if c.poll.hits < n/2 {
-		t.Fatalf("%d of %d replies were taken by polling; want most", c.poll.hits, n)
-	}
 }
 
-// TestPollBacksOffOnSlowLink: when replies take longer than the budget,
-// polling stops paying: after a few empty polls most reads go straight to
-// the runtime's poller.
+// TestPollBacksOffOnSlowLink: a poll that ends empty while a reply is due
+// sends the next reads straight to the runtime's poller, without touching
+// the socket, twice as many after each such poll in a row (1, 3, 7, ... up
+// to maxSkip), so that a slow link, where replies take longer than the
+// budget, does not pay for polling it never profits from; a poll that
+// takes a reply ends the back-off. How often polls end empty on such a
+// link is BenchmarkPollSlowLink's.
 func TestPollBacksOffOnSlowLink(t *testing.T) {
-	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-		for {
-			if _, err := readCommand(r); err != nil {
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-			if _, err := io.WriteString(w, "+PONG\r\n"); err != nil {
-				return
-			}
+	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
+	p := newPoller(nc, time.Millisecond, func(int) due { return dueSoon })
+	buf := make([]byte, 16)
+	emptyPoll := func(k int) {
+		t.Helper()
+		if n, err, ok := p.read(buf); ok {
+			t.Fatalf("poll %d with nothing to read = %q, %v; want it to hand over to the blocking read", k, buf[:n], err)
 		}
-	})
-	c := New(nc, Options{Poll: 100 * time.Microsecond})
-	ctx := context.Background()
-	const n = 100
-	for i := range n {
-		v, err := c.DoOne(ctx, encode("PING"))
-		if err != nil || v.Str != "PONG" {
-			t.Fatalf("PING %d = %v, %v", i, v, err)
+		if want := min(1<<k-1, maxSkip); p.misses != k || p.skip != want {
+			t.Fatalf("after %d empty polls in a row: misses %d, skip %d; want %d, %d", k, p.misses, p.skip, k, want)
 		}
 	}
-	c.Close()
-	// Empty polls come at calls 1, 3, 7, 15, 31, 63 and then every 65th.
-	if c.poll.emptyDue > 10 {
-		t.Fatalf("%d of %d waits polled in vain; want a handful", c.poll.emptyDue, n)
+	skipped := func() {
+		t.Helper()
+		for p.skip > 0 {
+			if n, err, ok := p.read(buf); ok {
+				t.Fatalf("a read to be skipped polled: %q, %v", buf[:n], err)
+			}
+		}
 	}
-	if c.poll.emptyDue == 0 {
-		t.Fatal("no poll ended empty, though every reply took 2ms")
+
+	emptyPoll(1)
+	if _, err := sc.Write([]byte("+OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	skipped() // leaves the reply waiting
+	p.budget = 10 * time.Second
+	if n, err, ok := p.read(buf); !ok || err != nil || string(buf[:n]) != "+OK\r\n" {
+		t.Fatalf("poll after the skipped read = %q, %v, %v; want the +OK it left waiting", buf[:n], err, ok)
+	}
+	if p.misses != 0 || p.skip != 0 {
+		t.Fatalf("after a poll took a reply: misses %d, skip %d; want the back-off ended", p.misses, p.skip)
+	}
+	p.budget = time.Millisecond
+	for k := 1; k <= 8; k++ {
+		emptyPoll(k)
+		skipped()
 	}
 }
 
 // TestPollWaitsOutLargeBatches: while the first call in line still waits
-// for more replies than the server sends within the budget, the reader
-// waits in the runtime's poller instead of polling between the chunks of
-// replies; a single command is polled for. The fake server sends a batch's
-// 1000 replies in four chunks 5ms apart, far longer than the budget, so a
-// poll between them would end empty.
+// for more replies than the server sends within the budget, the poller is
+// told so (dueLater) and hands the read to the runtime's poller at once,
+// counting no empty poll, rather than polling between the chunks of
+// replies; once the call's last replies are near it is told to poll
+// (dueSoon), and with no call in line that none are due. How many polls
+// end empty on such a batch is BenchmarkPollLargeBatch's.
 func TestPollWaitsOutLargeBatches(t *testing.T) {
-	const n, chunks = 1000, 4
+	const n, last = 1000, 100
+	sendFirst, sendLast := make(chan struct{}), make(chan struct{})
+	releaseFirst := sync.OnceFunc(func() { close(sendFirst) })
+	releaseLast := sync.OnceFunc(func() { close(sendLast) })
+	defer releaseFirst() // a failed test does not leave the server waiting
+	defer releaseLast()
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
 		for range n {
 			if _, err := readCommand(r); err != nil {
 				return
 			}
 		}
-		for range chunks {
-			time.Sleep(5 * time.Millisecond)
-			if _, err := io.WriteString(w, strings.Repeat("+PONG\r\n", n/chunks)); err != nil {
-				return
-			}
+		<-sendFirst
+		if _, err := io.WriteString(w, strings.Repeat("+PONG\r\n", n-last)); err != nil {
+			return
 		}
+		<-sendLast
+		io.WriteString(w, strings.Repeat("+PONG\r\n", last))
 	})
 	c := New(nc, Options{Poll: 100 * time.Microsecond})
+	defer c.Close()
+	if c.poll.maxSoon != 200 {
+		t.Fatalf("a 100µs budget counts %d replies as soon, want 200", c.poll.maxSoon)
+	}
 	ctx := context.Background()
 	var cmds []byte
 	for range n {
@@ -109,6 +130,17 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 	if d := c.due(c.poll.maxSoon); d != dueLater {
 		t.Fatalf("with %d replies due the poller is told %d, want dueLater", n, d)
 	}
+	releaseFirst()
+	waitFor(t, fmt.Sprintf("the first %d replies to be read", n-last), func() (bool, string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		got := c.queue[c.head].got
+		return got == n-last, fmt.Sprintf("%d read", got)
+	})
+	if d := c.due(c.poll.maxSoon); d != dueSoon {
+		t.Fatalf("with %d replies due the poller is told %d, want dueSoon", last, d)
+	}
+	releaseLast()
 	if err := pending.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +151,6 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 	}
 	if d := c.due(c.poll.maxSoon); d != dueNone {
 		t.Fatalf("with no call in line the poller is told %d, want dueNone", d)
-	}
-	c.Close()
-	if c.poll.maxSoon != 200 {
-		t.Fatalf("a 100µs budget counts %d replies as soon, want 200", c.poll.maxSoon)
-	}
-	if c.poll.emptyDue != 0 {
-		t.Fatalf("%d polls ended empty between the chunks of a large batch", c.poll.emptyDue)
 	}
 
 	// One command is polled for: its server never answers, so it stays due.
@@ -138,6 +163,111 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 	if d := c1.due(c1.poll.maxSoon); d != dueSoon {
 		t.Fatalf("with one reply due the poller is told %d, want dueSoon", d)
 	}
+
+	// Told dueLater, a poll hands over at once, and an empty one is not
+	// counted against the link.
+	nc2, _ := socketPair(t, "tcp", "127.0.0.1:0")
+	p := newPoller(nc2, time.Second, func(int) due { return dueLater })
+	if n, err, ok := p.read(make([]byte, 16)); ok {
+		t.Fatalf("poll told dueLater = %d bytes, %v; want it to hand over to the blocking read", n, err)
+	}
+	if p.misses != 0 || p.skip != 0 {
+		t.Fatalf("poll told dueLater counted as empty: misses %d, skip %d", p.misses, p.skip)
+	}
+}
+
+// BenchmarkPollSequentialReplies: one caller sends one PING after another
+// to a real server; polled/op is the share of replies that the polling
+// read took, the rest waking the reader from the runtime's poller. It
+// depends on the cores free for the reader besides the server and the
+// caller, which is why it is measured here rather than asserted by a test.
+func BenchmarkPollSequentialReplies(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, budget := range []time.Duration{100 * time.Microsecond, 20 * time.Millisecond} {
+		b.Run(budget.String(), func(b *testing.B) {
+			nc, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := New(nc, Options{Poll: budget})
+			ctx := context.Background()
+			cmd := encode("PING")
+			for b.Loop() {
+				if v, err := c.DoOne(ctx, cmd); err != nil || v.Str != "PONG" {
+					b.Fatalf("PING = %v, %v", v, err)
+				}
+			}
+			c.Close() // the stats are the reader's until it stops
+			b.ReportMetric(float64(c.poll.hits)/float64(b.N), "polled/op")
+		})
+	}
+}
+
+// BenchmarkPollSlowLink: every reply takes 2ms, far longer than the 100µs
+// budget; emptypolls/op is how many polls per call ended empty while the
+// reply was due. With the back-off (TestPollBacksOffOnSlowLink) they come
+// at calls 1, 3, 7, 15, 31, 63 and then every 65th: about 0.015/op over
+// a long run, against 1/op without it.
+func BenchmarkPollSlowLink(b *testing.B) {
+	nc := fakeServer(b, func(r *resp.Reader, w io.Writer) {
+		for {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // the slow link
+			if _, err := io.WriteString(w, "+PONG\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	c := New(nc, Options{Poll: 100 * time.Microsecond})
+	ctx := context.Background()
+	cmd := encode("PING")
+	for b.Loop() {
+		if v, err := c.DoOne(ctx, cmd); err != nil || v.Str != "PONG" {
+			b.Fatalf("PING = %v, %v", v, err)
+		}
+	}
+	c.Close()
+	b.ReportMetric(float64(c.poll.emptyDue)/float64(b.N), "emptypolls/op")
+}
+
+// BenchmarkPollLargeBatch: a batch of 1000 PINGs whose replies the fake
+// server sends in four chunks 5ms apart, far longer than the 100µs budget;
+// emptypolls/op is how many polls per batch ended empty between the
+// chunks: 0 when the reader waits the batch out in the runtime's poller,
+// as due tells it to (TestPollWaitsOutLargeBatches).
+func BenchmarkPollLargeBatch(b *testing.B) {
+	const n, chunks = 1000, 4
+	nc := fakeServer(b, func(r *resp.Reader, w io.Writer) {
+		for {
+			for range n {
+				if _, err := readCommand(r); err != nil {
+					return
+				}
+			}
+			for range chunks {
+				time.Sleep(5 * time.Millisecond) // the server's pace
+				if _, err := io.WriteString(w, strings.Repeat("+PONG\r\n", n/chunks)); err != nil {
+					return
+				}
+			}
+		}
+	})
+	c := New(nc, Options{Poll: 100 * time.Microsecond})
+	ctx := context.Background()
+	var cmds []byte
+	for range n {
+		cmds = append(cmds, encode("PING")...)
+	}
+	replies := make([]resp.Value, n)
+	for b.Loop() {
+		if err := c.Do(ctx, cmds, replies); err != nil || replies[n-1].Str != "PONG" {
+			b.Fatalf("last reply %+v, %v", replies[n-1], err)
+		}
+	}
+	c.Close()
+	b.ReportMetric(float64(c.poll.emptyDue)/float64(b.N), "emptypolls/op")
 }
 
 // TestPollLeavesDeadlineToStallGuard: a read deadline armed by the stall
@@ -207,25 +337,4 @@ func TestPollReportsEndAndReset(t *testing.T) {
 	if !ok || !errors.As(err, &oe) || oe.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("poll of a reset stream = %v (%T), %v; want a read *net.OpError matching ECONNRESET", err, err, ok)
 	}
-}
-
-// socketPair connects to a listener of its own and returns both ends,
-// closed when the test ends.
-func socketPair(t *testing.T, network, addr string) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }

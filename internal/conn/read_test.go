@@ -1,0 +1,175 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+func TestAbandonedCallKeepsOrder(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx := context.Background()
+	// Started first, the sleep is in line ahead of the ECHO, which
+	// therefore cannot be answered before its deadline.
+	sleep, err := c.Start(ctx, encode("DEBUG", "SLEEP", "0.1"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sleep.Wait(ctx)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := c.DoOne(cctx, encode("ECHO", "abandoned")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if c.Idle() {
+		t.Fatal("connection idle while a reply is still due")
+	}
+	v, err := c.DoOne(ctx, encode("ECHO", "mine"))
+	if err != nil || v.Str != "mine" {
+		t.Fatalf("next call got %q, %v", v.Str, err)
+	}
+	if !c.Idle() {
+		t.Fatal("connection not idle once every reply arrived")
+	}
+}
+
+func TestProtocolErrorIsSticky(t *testing.T) {
+	read := make(chan struct{}, 2) // the server read a command
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 2 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			read <- struct{}{}
+		}
+		io.WriteString(w, "+OK\r\n?garbage\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.DoOne(ctx, encode("PING"))
+		}()
+		signalled(t, read, fmt.Sprintf("the server to read command %d", i+1))
+	}
+	wg.Wait()
+	if errs[0] != nil {
+		t.Fatalf("first call: %v, want it answered", errs[0])
+	}
+	var pe *resp.ProtocolError
+	if !errors.As(errs[1], &pe) {
+		t.Fatalf("second call: %v, want a protocol error", errs[1])
+	}
+	if !strings.Contains(errs[1].Error(), "byte 5") {
+		t.Fatalf("protocol error does not name the offset: %v", errs[1])
+	}
+	// Sticky: the next call fails at once, marked as never sent.
+	_, err := c.DoOne(ctx, encode("PING"))
+	var ce *Error
+	if !errors.As(err, &ce) || !ce.Unsent || c.Alive() {
+		t.Fatalf("call after the failure: %v (alive %v), want an unsent *Error", err, c.Alive())
+	}
+}
+
+func TestUnsolicitedReplyKillsConnection(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		io.WriteString(w, "+SURPRISE\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	err := c.Err()
+	if err == nil || !strings.Contains(err.Error(), "no command was waiting") {
+		t.Fatalf("err = %v, want a protocol error about a reply nobody asked for", err)
+	}
+}
+
+// TestPushBetweenRepliesOfAbandonedCall: a push message arriving while the
+// call at the head of the line has been abandoned is not taken for that
+// call's reply, which would hand every later reply to the wrong call.
+func TestPushBetweenRepliesOfAbandonedCall(t *testing.T) {
+	read := make(chan struct{}, 3) // the server read a command
+	ready := make(chan struct{})
+	release := sync.OnceFunc(func() { close(ready) })
+	defer release() // a failed test does not leave the server waiting
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 3 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			read <- struct{}{}
+		}
+		<-ready // the second call has been abandoned
+		io.WriteString(w, "+A\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+B\r\n+C\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	ctx := context.Background()
+	first, third := make(chan string, 1), make(chan string, 1)
+	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "A")); first <- v.Str }()
+	signalled(t, read, "the server to read the first command")
+	short, cancel := context.WithCancel(ctx)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { _, err := c.DoOne(short, encode("ECHO", "B")); second <- err }()
+	// In line after the first, before the third, and sent: when its
+	// context ends it can only be abandoned.
+	signalled(t, read, "the server to read the second command")
+	go func() { v, _ := c.DoOne(ctx, encode("ECHO", "C")); third <- v.Str }()
+	signalled(t, read, "the server to read the third command")
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("second call: %v", err)
+	}
+	release()
+	if a, c3 := <-first, <-third; a != "A" || c3 != "C" {
+		t.Fatalf("first got %q, third got %q; want A and C", a, c3)
+	}
+}
+
+// TestDoNCountsErrors: DoN counts the error replies of a batch, simple and
+// RESP3 bulk errors alike (a fake server: a real one is not made to send
+// a bulk error at will).
+func TestDoNCountsErrors(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 4 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+		}
+		io.WriteString(w, "-ERR one\r\n+OK\r\n!7\r\nERR two\r\n*1\r\n-ERR nested\r\n")
+		readCommand(r) // until the client is done
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	var batch []byte
+	for range 4 {
+		batch = append(batch, encode("PING")...)
+	}
+	replies, errs, err := c.DoN(context.Background(), batch, 4)
+	if err != nil || len(replies) != 4 {
+		t.Fatalf("DoN = %d replies, %v", len(replies), err)
+	}
+	// The error inside the array is its element's, not a reply's.
+	if errs != 2 {
+		t.Fatalf("DoN counted %d errors, want 2: %+v", errs, replies)
+	}
+}
