@@ -33,14 +33,8 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 		case c.inParts:
 			// The send in parts holds sendSem until its last part is in.
 			c.mu.Unlock()
-			select {
-			case c.sendSem <- struct{}{}:
-			case <-ctx.Done():
-				return notSent(ctx.Err())
-			}
-			if err := ctx.Err(); err != nil {
-				<-c.sendSem
-				return notSent(err)
+			if err := c.takeSendSem(ctx); err != nil {
+				return err
 			}
 			c.mu.Lock()
 			<-c.sendSem // with mu held, no other send in parts can start meanwhile
@@ -52,9 +46,10 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	}
 }
 
-// sendLarge sends b, larger than MaxPending: it waits for the sends in
-// parts ahead of it and for room for its first part.
-func (c *Conn) sendLarge(ctx context.Context, cl *call, b []byte) error {
+// takeSendSem waits for sendSem, which a send in parts holds until its
+// last part is in, for as long as ctx allows; a caller whose context ended
+// meanwhile gets a not-sent error and does not hold it.
+func (c *Conn) takeSendSem(ctx context.Context) error {
 	select {
 	case c.sendSem <- struct{}{}:
 	case <-ctx.Done():
@@ -63,6 +58,15 @@ func (c *Conn) sendLarge(ctx context.Context, cl *call, b []byte) error {
 	if err := ctx.Err(); err != nil {
 		<-c.sendSem
 		return notSent(err)
+	}
+	return nil
+}
+
+// sendLarge sends b, larger than MaxPending: it waits for the sends in
+// parts ahead of it and for room for its first part.
+func (c *Conn) sendLarge(ctx context.Context, cl *call, b []byte) error {
+	if err := c.takeSendSem(ctx); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	for c.err == nil && !c.roomLocked(c.opt.MaxPending) {
