@@ -526,38 +526,6 @@ func unreachable(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && OutcomeOf(err) == OutcomeNotSent && !errors.Is(err, ErrClosed)
 }
 
-// CrossSlotError is a command, transaction or WATCH refused before
-// anything was sent because its keys are in different hash slots of a
-// cluster, which a single node cannot serve together. It matches
-// ErrNotApplied.
-type CrossSlotError struct {
-	In    string   // "command GET", "transaction", "WATCH"
-	Keys  []string // keys of different slots (up to a few)
-	Slots []int    // the slot of each of Keys
-}
-
-func (e *CrossSlotError) Error() string {
-	var b strings.Builder
-	b.WriteString("redpipe: the keys of the ")
-	b.WriteString(e.In)
-	b.WriteString(" are in different hash slots (")
-	for i, k := range e.Keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%q in %d", k, e.Slots[i])
-	}
-	b.WriteString("), and a cluster serves one slot per command or transaction: give keys used together a common {hash tag}, " +
-		"such as {user1}:cart and {user1}:total")
-	if e.In == "transaction" {
-		b.WriteString(", or use a NoTransaction pipeline")
-	}
-	b.WriteString("; nothing was sent")
-	return b.String()
-}
-
-func (e *CrossSlotError) Is(target error) bool { return target == ErrNotApplied }
-
 // maxCrossSlotKeys bounds the keys a CrossSlotError names.
 const maxCrossSlotKeys = 4
 

@@ -149,6 +149,7 @@
 //	*DialError         a connection could not be opened                 no
 //	*HandshakeError    HELLO, AUTH or SELECT refused on a new one       no
 //	*ConnError         the connection failed; Unsent says if before     unknown, unless Unsent
+//	*CrossSlotError    keys of one call in different cluster slots      no; matches ErrNotApplied
 //	ErrClosed          the Client, Tx or Stream was closed              no, or unknown if in flight
 //	*DecodeError       a registered Decoder failed on a reply           yes
 //	*TypeError         a Value accessor asked for another type          (a reply, not a failure)
@@ -214,7 +215,7 @@
 // A Redis Cluster is used through the same Client; only how it is made
 // changes:
 //
-//	c, err := redpipe.ConnectCluster(ctx, "redis://10.0.0.1:7000", "redis://10.0.0.2:7000")
+//	c, err := redpipe.ConnectCluster(ctx, "redis://node1:7000", "redis://node2:7000")
 //	// or redpipe.NewClusterClient(redpipe.ClusterOptions{Addrs: seeds, Options: opt})
 //	replies, err := c.Pipeline(redpipe.NoTransaction).Set("a", 1).Incr("b").Get("a").Exec(ctx)
 //
