@@ -110,6 +110,21 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// dialHeld starts a heldServer on a loopback TCP port and connects to it.
+func dialHeld(t *testing.T) (nc net.Conn, release chan struct{}, seen chan []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, seen = heldServer(t, ln)
+	nc, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, release, seen
+}
+
 // heldServer serves one connection from ln (a fake: a real server cannot
 // be held): it reads nothing until release is closed, then answers OK to
 // every command and PONG to PING, and reports the names it read.

@@ -102,15 +102,7 @@ func TestSmallSendsStayOutOfLargeSendParts(t *testing.T) {
 // once is BenchmarkConcurrentCalls'.) The fake server reads nothing until
 // released, so the large write blocks (a real one cannot be held).
 func TestConcurrentCallsShareWrites(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, seen := heldServer(t, ln)
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, release, seen := dialHeld(t)
 	// Not a plain socket: every send goes through the writer goroutine.
 	// The large SET is one part.
 	cc := &countingConn{Conn: nc}
@@ -250,15 +242,7 @@ func TestDirectWriteCutByContext(t *testing.T) {
 // meanwhile is not written at all. The fake server reads nothing until
 // released (a real one cannot be held).
 func TestDirectWriteStoppedByContextKeepsConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, seen := heldServer(t, ln)
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, release, seen := dialHeld(t)
 	stoppedWriteKeepsConnection(t, nc, release, seen)
 }
 
@@ -360,15 +344,7 @@ func TestLeftCallIsNeverWritten(t *testing.T) {
 		{"writer", Options{DirectWrite: -1, MaxPending: 64 << 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			release, seen := heldServer(t, ln)
-			nc, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			nc, release, seen := dialHeld(t)
 			c := New(nc, tc.opt)
 			defer c.Close()
 			ctx := context.Background()
@@ -415,15 +391,7 @@ func TestLeftCallIsNeverWritten(t *testing.T) {
 // bound, every caller leaves by its deadline with a not-sent error, and
 // none of their commands is written. Bounded in callers, sends and time.
 func TestQueueBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, seen := heldServer(t, ln)
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, release, seen := dialHeld(t)
 	const maxPending = 64 << 10
 	c := New(nc, Options{MaxPending: maxPending})
 	defer c.Close()
