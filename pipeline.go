@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -183,7 +184,7 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	defer p.reset()
 	traits, err := p.check()
 	if err != nil {
-		if p.transaction {
+		if p.transaction && !errors.Is(err, ErrNotApplied) {
 			// Refused before a byte was sent: certainly not applied.
 			return nil, notAppliedTx(err)
 		}
