@@ -252,6 +252,13 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					continue
 				}
 				l.reply = v
+				if overtaken(p, buf, offs, pt, j) {
+					// Sent again, it would run after a later command on
+					// its keys: it keeps the redirection as its reply
+					// (nothing of it ran) instead.
+					l.done, l.asking = true, false
+					continue
+				}
 				last = newError(v.Str)
 				l.asking = false
 				switch rd.kind {
@@ -358,6 +365,52 @@ func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, rounds int, last 
 	}
 	name := p.w.cmds[first].Name()
 	return replies, &CommandError{Index: first, Command: name, In: "pipeline", Err: r.gaveUp(rounds, last)}
+}
+
+// overtaken reports whether a later command of the j-th leg's slot in the
+// same part ran (its reply is no redirection) and shares a key with it, as
+// when a multi-key command gets TRYAGAIN on a slot whose keys are split
+// between two nodes while a later command on one of its keys is served.
+func overtaken(p *Pipeline, buf []byte, offs []int, pt *part, j int) bool {
+	l := pt.legs[j]
+	if l.slot < 0 {
+		return false
+	}
+	var keys [][]byte
+	for k := j + 1; k < len(pt.legs); k++ {
+		later := pt.legs[k]
+		if later.slot != l.slot {
+			continue
+		}
+		if _, redirected := redirectOf(pt.replies[k], pt.node.opt.Addr); redirected {
+			continue
+		}
+		if keys == nil {
+			var ok bool
+			if keys, ok = legKeys(p, buf, offs, l); !ok {
+				return true
+			}
+		}
+		theirs, ok := legKeys(p, buf, offs, later)
+		if !ok {
+			return true
+		}
+		for _, a := range keys {
+			for _, b := range theirs {
+				if string(a) == string(b) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// legKeys returns the keys of a leg's command; ok is false when they
+// cannot be told.
+func legKeys(p *Pipeline, buf []byte, offs []int, l *leg) ([][]byte, bool) {
+	keys, ok := appendKeyWords(make([][]byte, 0, 4), p.w.cmds[l.cmd].info(), buf[offs[l.cmd]:offs[l.cmd+1]])
+	return keys, ok
 }
 
 // sortLegs orders legs by their place in the pipeline.

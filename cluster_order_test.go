@@ -1,0 +1,120 @@
+package redpipe
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// Pipelines that meet a slot half-migrated keep the order of the commands
+// on each key: a command the server turned away is not sent again once a
+// later command on its keys has run.
+func TestClusterRedirectOrder(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Run("TryAgainOvertaken", func(t *testing.T) { testTryAgainOvertaken(t, cl, c) })
+}
+
+// splitSlot starts moving the slot of tag to another master and moves the
+// key moved there, leaving stay on the source: a multi-key command on both
+// then gets TRYAGAIN, and one on moved alone ASK. Both keys are set to 0
+// first.
+func splitSlot(t *testing.T, cl *redistest.Cluster, c *Client, stay, moved string) (*redistest.Server, *redistest.Migration) {
+	t.Helper()
+	ctx := clusterCtx(t)
+	slot := int(hashslot.Slot(stay))
+	if int(hashslot.Slot(moved)) != slot {
+		t.Fatalf("%s and %s are in different slots", stay, moved)
+	}
+	if err := c.MSet(ctx, stay, 0, moved, 0); err != nil {
+		t.Fatal(err)
+	}
+	from, err := cl.SlotOwner(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := cl.Masters[0]
+	if to == from {
+		to = cl.Masters[1]
+	}
+	m, err := cl.BeginMigration(ctx, from, to, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from.MustDo(t, "MIGRATE", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "KEYS", moved)
+	from.MustDo(t, "CONFIG", "RESETSTAT")
+	return from, m
+}
+
+// tryAgains counts the TRYAGAIN replies s has sent since its last
+// CONFIG RESETSTAT.
+func tryAgains(t *testing.T, s *redistest.Server) int {
+	info := s.MustDo(t, "INFO", "errorstats").(string)
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "errorstat_TRYAGAIN:count="); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// execAround runs p while a migration is open, and finishes the migration
+// once the source has sent at least n TRYAGAIN replies, so that a client
+// that retries a command turned away gets it through in the end.
+func execAround(t *testing.T, p *Pipeline, from *redistest.Server, m *redistest.Migration, n int) ([]Value, error) {
+	t.Helper()
+	ctx := clusterCtx(t)
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); tryAgains(t, from) < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s sent no more than %d TRYAGAIN replies within 10s", from.Addr, tryAgains(t, from))
+		}
+	}
+	if err := m.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	return res.replies, res.err
+}
+
+// An MSET turned away with TRYAGAIN while a later SET of one of its keys
+// ran: sending the MSET again would undo the SET.
+func testTryAgainOvertaken(t *testing.T, cl *redistest.Cluster, c *Client) {
+	a, b := "{ord1}:a", "{ord1}:b"
+	from, m := splitSlot(t, cl, c, a, b)
+	p := c.Pipeline(NoTransaction, ErrorsInReplies).MSet(a, 1, b, 1).Set(a, 2).Get(a)
+	replies, err := execAround(t, p, from, m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *Error
+	if e := replies[0].Err(); !errors.As(e, &se) || se.Prefix != "TRYAGAIN" {
+		t.Errorf("MSET replied %v, want its TRYAGAIN: a later SET of its key ran", replies[0])
+	} else if OutcomeOf(e) != OutcomeNotApplied {
+		t.Errorf("OutcomeOf(%v) = %v", e, OutcomeOf(e))
+	}
+	if replies[1].String() != "OK" || replies[2].String() != "2" {
+		t.Errorf("SET and GET replied %v and %v, want OK and 2", replies[1], replies[2])
+	}
+	if v, err := c.Get(clusterCtx(t), a); err != nil || v != "2" {
+		t.Errorf("%s = %q, %v after the pipeline; want the later SET's 2", a, v, err)
+	}
+}
