@@ -13,7 +13,8 @@ import (
 
 // Pipelines that meet a slot half-migrated keep the order of the commands
 // on each key: a command the server turned away is not sent again once a
-// later command on its keys has run.
+// later command on its keys has run, and commands of a slot redirected to
+// different nodes go one node at a time, in their order.
 func TestClusterRedirectOrder(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -22,6 +23,7 @@ func TestClusterRedirectOrder(t *testing.T) {
 	}
 	defer c.Close()
 	t.Run("TryAgainOvertaken", func(t *testing.T) { testTryAgainOvertaken(t, cl, c) })
+	t.Run("TryAgainBeforeAsk", func(t *testing.T) { testTryAgainBeforeAsk(t, cl, c) })
 }
 
 // splitSlot starts moving the slot of tag to another master and moves the
@@ -116,5 +118,24 @@ func testTryAgainOvertaken(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	if v, err := c.Get(clusterCtx(t), a); err != nil || v != "2" {
 		t.Errorf("%s = %q, %v after the pipeline; want the later SET's 2", a, v, err)
+	}
+}
+
+// An MSET turned away with TRYAGAIN by the source, and a later SET of one
+// of its keys sent by ASK to the target: the SET waits for the MSET, which
+// gets through once the migration ends, rather than run first.
+func testTryAgainBeforeAsk(t *testing.T, cl *redistest.Cluster, c *Client) {
+	a, b := "{ord2}:a", "{ord2}:b"
+	from, m := splitSlot(t, cl, c, a, b)
+	p := c.Pipeline(NoTransaction, ErrorsInReplies).MSet(a, 3, b, 3).Set(b, 4).Get(b)
+	replies, err := execAround(t, p, from, m, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{replies[0].String(), replies[1].String(), replies[2].String()}; strings.Join(got, " ") != "OK OK 4" {
+		t.Errorf("MSET, SET, GET replied %v, want OK OK 4", got)
+	}
+	if v, err := c.Get(clusterCtx(t), b); err != nil || v != "4" {
+		t.Errorf("%s = %q, %v after the pipeline; want the later SET's 4", b, v, err)
 	}
 }

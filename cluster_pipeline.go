@@ -220,14 +220,19 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	redirects, tries := 0, 0
 	var last error
 	ran := false // some part has been sent
-	for len(pending) > 0 {
-		parts, err := r.sendParts(ctx, p, buf, offs, pending, traits)
+	for round := 1; len(pending) > 0; round++ {
+		send, held := pending, []*leg(nil)
+		if round > 1 {
+			// The first round sends each slot's commands to one node.
+			send, held = holdBack(pending)
+		}
+		parts, err := r.sendParts(ctx, p, buf, offs, send, traits)
 		if err != nil {
 			return nil, err
 		}
 		var unreached error
 		moved, again := false, false
-		next := pending[:0]
+		next := append(pending[:0:0], held...)
 		for _, pt := range parts {
 			if pt.err != nil {
 				if !unreachable(ctx, pt.err) {
@@ -411,6 +416,36 @@ func overtaken(p *Pipeline, buf []byte, offs []int, pt *part, j int) bool {
 func legKeys(p *Pipeline, buf []byte, offs []int, l *leg) ([][]byte, bool) {
 	keys, ok := appendKeyWords(make([][]byte, 0, 4), p.w.cmds[l.cmd].info(), buf[offs[l.cmd]:offs[l.cmd+1]])
 	return keys, ok
+}
+
+// holdBack splits the pending legs into those sent in this round and
+// those held for a later one: the legs of a slot after the first that goes
+// to another node than the slot's first pending leg. Then no command runs
+// on one node before an earlier command of its slot, redirected elsewhere,
+// has run: a TRYAGAIN from the source of a migration and an ASK to its
+// target for a later command on the same key would otherwise let the later
+// one run first.
+func holdBack(pending []*leg) (send, held []*leg) {
+	first := map[int]*Client{}
+	blocked := map[int]bool{}
+	send = make([]*leg, 0, len(pending))
+	for _, l := range pending {
+		if l.slot < 0 {
+			send = append(send, l)
+			continue
+		}
+		node, seen := first[l.slot]
+		switch {
+		case !seen:
+			first[l.slot] = l.node
+		case blocked[l.slot] || node != l.node:
+			blocked[l.slot] = true
+			held = append(held, l)
+			continue
+		}
+		send = append(send, l)
+	}
+	return send, held
 }
 
 // sortLegs orders legs by their place in the pipeline.
