@@ -228,20 +228,28 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		}
 		parts, err := r.sendParts(ctx, p, buf, offs, send, traits)
 		if err != nil {
-			return nil, err
+			return r.stopped(p, n, legs, ran, err)
 		}
-		var unreached error
+		var unreached, unsent error
 		moved, again := false, false
 		next := append(pending[:0:0], held...)
 		for _, pt := range parts {
-			if pt.err != nil {
-				if !unreachable(ctx, pt.err) {
-					if ran || len(parts) > 1 {
-						return nil, &uncertainError{msg: "redpipe: part of the pipeline failed on " + pt.node.opt.Addr + " while other parts may have run", err: pt.err}
-					}
-					return nil, pt.err
+			if pt.err != nil && !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
+				if ran || len(parts) > 1 {
+					return nil, &uncertainError{msg: "redpipe: part of the pipeline failed on " + pt.node.opt.Addr + " while other parts may have run", err: pt.err}
 				}
-				unreached = pt.err
+				return nil, pt.err
+			}
+		}
+		for _, pt := range parts {
+			if pt.err != nil {
+				if unreachable(ctx, pt.err) {
+					unreached = pt.err
+				} else {
+					// Not sent, but no refresh will help: the context
+					// ended, or the client was closed.
+					unsent = pt.err
+				}
 				for _, l := range pt.legs {
 					l.asking = false
 					next = append(next, l)
@@ -271,14 +279,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					moved = true
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
-						return nil, err
+						return r.stopped(p, n, legs, ran, err)
 					}
 					l.node = node
 				case "ASK":
 					moved = true
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
-						return nil, err
+						return r.stopped(p, n, legs, ran, err)
 					}
 					l.node, l.asking = node, true
 				default:
@@ -296,6 +304,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if len(pending) == 0 {
 			break
 		}
+		if unsent != nil {
+			return r.stopped(p, n, legs, ran, unsent)
+		}
 		if unreached != nil {
 			last = unreached
 		}
@@ -306,16 +317,16 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			tries++
 		}
 		if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
-			return r.ranOut(p, n, legs, redirects+tries-1, last)
+			return r.ranOut(p, n, legs, ran, redirects+tries-1, last)
 		}
 		if unreached != nil {
 			if err := r.awaitRefresh(ctx); err != nil {
-				return nil, fmt.Errorf("%w (after %w)", err, unreached)
+				return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, unreached))
 			}
 		}
 		if again {
 			if err := backoff(ctx, tries); err != nil {
-				return nil, fmt.Errorf("%w (after %w)", err, last)
+				return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, last))
 			}
 		}
 		if unreached != nil || again {
@@ -354,22 +365,52 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	return replies, p.finish(replies, -1)
 }
 
-// ranOut ends a pipeline whose redirections ran out: the replies are
-// returned with the last error of each command that did not get through,
-// and the error, a *CommandError for the first of them, says so.
-func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, rounds int, last error) ([]Value, error) {
+// ranOut ends a pipeline whose redirections ran out (see partial).
+func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, ran bool, rounds int, last error) ([]Value, error) {
+	return partial(p, n, legs, ran, r.gaveUp(rounds, last))
+}
+
+// stopped ends a pipeline that err stopped before every command got
+// through: the context ended, or no route could be found. If some part
+// ran, the caller learns which commands did (see partial); otherwise err
+// says what became of the whole.
+func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, error) {
+	if !ran {
+		return nil, err
+	}
+	return partial(p, n, legs, ran, err)
+}
+
+// partial returns the replies of a pipeline that stopped, for err, before
+// every command got through. Each command that did not keeps the last
+// redirection it got as its reply, or, if no node answered it, a
+// CLUSTERDOWN error reply that says it was not sent; both tell
+// OutcomeNotApplied. The error is a *CommandError for the first of them
+// and wraps err; if some part ran it tells OutcomeUnknown, since the
+// others did run.
+func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, error) {
 	replies := make([]Value, n)
 	first := -1
+	var unsent resp.Value
 	for i := range legs {
-		if !legs[i].done && (first < 0 || legs[i].cmd < first) {
-			first = legs[i].cmd
+		l := &legs[i]
+		if !l.done && (first < 0 || l.cmd < first) {
+			first = l.cmd
 		}
-		if legs[i].reply.Kind != 0 {
-			replies[legs[i].cmd] = Value{legs[i].reply}
+		switch {
+		case l.reply.Kind != 0:
+			replies[l.cmd] = Value{l.reply}
+		case !l.done:
+			if unsent.Kind == 0 {
+				unsent = resp.Value{Kind: resp.Error, Str: "CLUSTERDOWN redpipe: not sent before the pipeline stopped: " + err.Error()}
+			}
+			replies[l.cmd] = Value{unsent}
 		}
 	}
-	name := p.w.cmds[first].Name()
-	return replies, &CommandError{Index: first, Command: name, In: "pipeline", Err: r.gaveUp(rounds, last)}
+	if ran {
+		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
+	}
+	return replies, &CommandError{Index: first, Command: p.w.cmds[first].Name(), In: "pipeline", Err: err}
 }
 
 // overtaken reports whether a later command of the j-th leg's slot in the

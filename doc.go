@@ -233,8 +233,11 @@
 //     (DBSIZE sums, KEYS concatenates, FLUSHALL fails if any master does).
 //     Commands meant for every node, replicas too, go to the masters only.
 //   - A NoTransaction pipeline is split by node; every node's part is sent
-//     at once and the replies come back in the caller's order. Commands of
-//     one slot keep their order.
+//     at once and the replies come back in the caller's order. Commands on
+//     one key keep their order, retries included: a command turned away
+//     (TRYAGAIN, while its slot's keys are split between two nodes) is not
+//     sent again once a later command on its keys has run, and keeps the
+//     redirection as its reply.
 //   - MOVED updates the slot at once and starts one refresh of the layout
 //     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
 //     and CLUSTERDOWN are retried with backoff within the context. Only
@@ -242,6 +245,12 @@
 //     in their order. A node that cannot be reached also refreshes the
 //     layout. ClusterOptions.MaxRedirects bounds the redirections of a
 //     call; running out gives an error that says so and wraps the last.
+//     A pipeline that stops before every command got through (out of
+//     redirections, or its context ended) returns the replies of those
+//     that did; each other command has the redirection it last got, or a
+//     CLUSTERDOWN error reply saying it was not sent, and the error is a
+//     *CommandError for the first of them, of unknown outcome once any
+//     command ran.
 //     A connection failure is retried by the single-node rules
 //     (SafeToRetry, Idempotent), never blindly.
 //   - A transaction (a default Pipeline, Watch, Transaction) must touch one

@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -14,8 +15,9 @@ import (
 // Pipelines that meet a slot half-migrated keep the order of the commands
 // on each key: a command the server turned away is not sent again once a
 // later command on its keys has run, and commands of a slot redirected to
-// different nodes go one node at a time, in their order.
-func TestClusterRedirectOrder(t *testing.T) {
+// different nodes go one node at a time, in their order. A pipeline that
+// stops before every command got through says which did.
+func TestClusterRedirects(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
@@ -24,6 +26,9 @@ func TestClusterRedirectOrder(t *testing.T) {
 	defer c.Close()
 	t.Run("TryAgainOvertaken", func(t *testing.T) { testTryAgainOvertaken(t, cl, c) })
 	t.Run("TryAgainBeforeAsk", func(t *testing.T) { testTryAgainBeforeAsk(t, cl, c) })
+	t.Run("StoppedAfterSomeRan", func(t *testing.T) { testStoppedAfterSomeRan(t, cl, c) })
+	// Last: it kills a master.
+	t.Run("UnreachableAfterSomeRan", func(t *testing.T) { testUnreachableAfterSomeRan(t, cl) })
 }
 
 // splitSlot starts moving the slot of tag to another master and moves the
@@ -138,4 +143,74 @@ func testTryAgainBeforeAsk(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if v, err := c.Get(clusterCtx(t), b); err != nil || v != "4" {
 		t.Errorf("%s = %q, %v after the pipeline; want the later SET's 4", b, v, err)
 	}
+}
+
+// checkStopped checks the replies and error of a pipeline of two
+// commands of which the first, an INCR of a fresh key, ran and the second
+// did not get through.
+func checkStopped(t *testing.T, replies []Value, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("the pipeline succeeded: %v", replies)
+	}
+	if o := OutcomeOf(err); o != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("OutcomeOf(%v) = %v, though the first command ran", err, o)
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 {
+		t.Fatalf("error %v (%T), want a *CommandError for the second command", err, err)
+	}
+	if len(replies) != 2 || replies[0].String() != "1" {
+		t.Fatalf("replies %v, want the first INCR's 1 and an error", replies)
+	}
+	if e := replies[1].Err(); e == nil || OutcomeOf(e) != OutcomeNotApplied {
+		t.Errorf("the second command replied %v (outcome %v), want an error saying it did not run", replies[1], OutcomeOf(e))
+	}
+}
+
+// A pipeline whose context ends while it waits to send again a command
+// turned away with TRYAGAIN, after another command ran.
+func testStoppedAfterSomeRan(t *testing.T, cl *redistest.Cluster, c *Client) {
+	a, b := "{ord3}:a", "{ord3}:b"
+	_, m := splitSlot(t, cl, c, a, b)
+	defer func() {
+		if err := m.Finish(clusterCtx(t)); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(clusterCtx(t), 300*time.Millisecond)
+	defer cancel()
+	replies, err := c.Pipeline(NoTransaction).Incr("{stop}:n").MSet(a, 1, b, 1).Exec(ctx)
+	checkStopped(t, replies, err)
+}
+
+// A pipeline that runs out of redirections on a node that cannot be
+// reached, after its part on another node ran.
+func testUnreachableAfterSomeRan(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	live, dead := cl.Masters[0], cl.Masters[2]
+	liveKey, deadKey := keyIn(100, "live:"), keyIn(16000, "dead:")
+	for slot, want := range map[int]*redistest.Server{100: live, 16000: dead} {
+		if owner, err := cl.SlotOwner(slot); err != nil || owner != want {
+			t.Fatalf("slot %d is not served by %s (%v)", slot, want.Addr, err)
+		}
+	}
+	// The others must not find the dead master failed, and the cluster
+	// down, while the pipeline runs.
+	for _, m := range cl.Masters {
+		m.MustDo(t, "CONFIG", "SET", "cluster-node-timeout", "60000")
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), MaxRedirects: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctx, liveKey); !errors.Is(err, ErrNil) {
+		t.Fatal(err)
+	}
+	if err := dead.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	replies, err := c.Pipeline(NoTransaction).Incr(liveKey).Incr(deadKey).Exec(ctx)
+	checkStopped(t, replies, err)
 }
