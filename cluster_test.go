@@ -474,12 +474,38 @@ func TestClusterMasterKilled(t *testing.T) {
 	if _, err := c.Do(ctx, "WAIT", 1, 5000); err != nil {
 		t.Fatal(err)
 	}
+	// A client that knows the layout from before and runs only
+	// transactions, which no pipeline of its own sets right.
+	txc, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txc.Close()
+	if v, err := txc.Get(ctx, keys[0]); err != nil || v != keys[0] {
+		t.Fatalf("Get before the failover = %q, %v", v, err)
+	}
 	promoted, err := cl.KillMaster(ctx, dead)
 	if err != nil {
 		t.Fatal(err)
 	}
+	counter := keyIn(slot, "kill:n")
+	replies, err := txc.Transaction(ctx, func(tx *Tx) error {
+		tx.Multi().Incr(counter)
+		return nil
+	}, counter)
+	if err != nil || fmt.Sprint(replies) != "[1]" {
+		t.Fatalf("Transaction after the failover: %v, %v", replies, err)
+	}
+	tx, err := txc.Watch(ctx, keys[0])
+	if err != nil {
+		t.Fatalf("Watch after the failover: %v", err)
+	}
+	if addr := tx.c.opt.Addr; addr != promoted.Addr {
+		t.Errorf("Watch after the failover bound to %s, want the promoted %s", addr, promoted.Addr)
+	}
+	tx.Close()
 	before := c.cluster.refreshes.Load()
-	replies, err := c.Pipeline(NoTransaction).Get(keys[0]).Get(keys[1]).Set("kill:other", 1).Exec(ctx)
+	replies, err = c.Pipeline(NoTransaction).Get(keys[0]).Get(keys[1]).Set("kill:other", 1).Exec(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

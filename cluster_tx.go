@@ -26,6 +26,12 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 	redirects, tries := 0, 0
 	for {
 		t, err := node.Watch(ctx, keys...)
+		if err != nil && unreachable(ctx, err) {
+			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		rd, ok := clusterRedirectErr(err, node.opt.Addr)
 		if !ok {
 			return t, err
@@ -38,8 +44,8 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 
 // clusterTransact is Transaction on a cluster: it runs on the owner of
 // the keys' one slot, as on a single node, and when an attempt met MOVED,
-// ASK, TRYAGAIN or CLUSTERDOWN (nothing then was applied), it starts
-// again where the slot now is.
+// ASK, TRYAGAIN or CLUSTERDOWN (nothing then was applied), or could not
+// reach the node, it starts again where the slot now is.
 func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
 	var zero T
 	if fn == nil {
@@ -59,6 +65,13 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	redirects, tries := 0, 0
 	for {
 		v, replies, err := transact(ctx, node, fn, keys)
+		if err != nil && unreachable(ctx, err) {
+			// Its WATCH was not sent: nothing of fn's ran on the server.
+			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {
+				return zero, nil, err
+			}
+			continue
+		}
 		rd, ok := clusterRedirectErr(err, node.opt.Addr)
 		if !ok {
 			return v, replies, err
@@ -67,6 +80,19 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 			return zero, nil, err
 		}
 	}
+}
+
+// reroute finds the slot's owner again after its node could not be
+// reached, as a refresh sees it; it counts as a redirection.
+func (r *clusterRouter) reroute(ctx context.Context, slot int, redirects *int, last error) (*Client, error) {
+	*redirects++
+	if *redirects > r.opt.MaxRedirects {
+		return nil, r.gaveUp(*redirects-1, last)
+	}
+	if err := r.awaitRefresh(ctx); err != nil {
+		return nil, fmt.Errorf("%w (after %w)", err, last)
+	}
+	return r.route(ctx, slot)
 }
 
 // followTx is follow for a WATCH session, which cannot send ASKING before
