@@ -1,0 +1,9 @@
+package clusterload
+
+import (
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
