@@ -62,12 +62,16 @@ bench: deps
 	cd bench && $(GO) run . -reps 9 -md RESULTS.md -json results.json
 
 # The fault suite: the client through a fault-injecting proxy, with the
-# server killed every few seconds. Its last line counts the anomalies.
+# server killed every few seconds; then the cluster client while slots move
+# between masters and masters fail over. Each phase's last line counts its
+# anomalies.
 fault: deps
 	$(GO) run ./internal/faultsuite -duration 90s
+	$(GO) run ./internal/faultsuite -phase cluster -duration 60s
 
 fault-short: deps
 	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000
+	$(GO) run ./internal/faultsuite -phase cluster -duration 15s -failover-every 5s -min-reshards 5 -min-failovers 2 -min-commands 20000
 
 # Many goroutines against one server for two minutes: invariants, errors,
 # heap and RSS growth.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,30 @@ func TestFaultsShort(t *testing.T) {
 	t.Log(res)
 	for _, p := range res.problems(cfg) {
 		t.Error(p)
+	}
+}
+
+// TestClusterPhaseShort runs the cluster phase for a few seconds, long
+// enough for reshards of both kinds and a graceful failover, and wants no
+// anomaly and the last line in its documented form.
+func TestClusterPhaseShort(t *testing.T) {
+	cfg := defaultClusterConfig()
+	cfg.Duration = 6 * time.Second
+	cfg.FailoverEvery = 3 * time.Second
+	cfg.Seed = rand.Uint64()
+	cfg.MinReshards, cfg.MinFailovers, cfg.MinCommands = 2, 1, 1000
+	cfg.Log = t.Logf
+	res, err := runCluster(cfg)
+	if err != nil {
+		t.Fatalf("the cluster phase could not run: %v", err)
+	}
+	t.Log(res)
+	for _, p := range res.problems(cfg) {
+		t.Error(p)
+	}
+	line := regexp.MustCompile(`^cluster faults: \d+ reshards, \d+ failovers, \d+ commands checked, 0 misordered, 0 lost, 0 duplicated, 0 hung$`)
+	if !line.MatchString(res.String()) {
+		t.Errorf("last line %q is not of the documented form", res)
 	}
 }
 

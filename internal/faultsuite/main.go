@@ -1,8 +1,11 @@
-// Command faultsuite runs redpipe against a real redis-server behind a
-// fault-injecting proxy and checks that no fault makes the client hand a
-// command another command's reply, apply a command twice, apply half a
-// transaction, hang past a caller's deadline or leak goroutines or
-// connections.
+// Command faultsuite runs redpipe against real redis-server processes
+// under faults and checks that no fault makes the client hand a command
+// another command's reply, apply a command twice, apply half a
+// transaction, lose an acknowledged write, hang past a caller's deadline
+// or leak goroutines or connections.
+//
+// The single-node phase (the default) puts a fault-injecting proxy between
+// the client and one server, and kills the server every few seconds:
 //
 //	go run ./internal/faultsuite -duration 60s
 //
@@ -13,6 +16,21 @@
 // and it exits non-zero unless a to e are all zero and N and M reach the
 // minimums (by default 100 faults and 200,000 commands for runs of 60s or
 // more, none for shorter runs).
+//
+// The cluster phase runs a cluster client against three masters with a
+// replica each, moving slots between the masters all along and failing
+// over a master every -failover-every, by turns gracefully and by killing
+// it (it then rejoins as a replica):
+//
+//	go run ./internal/faultsuite -phase cluster -duration 60s
+//
+// Its last line is always
+//
+//	cluster faults: N reshards, M failovers, K commands checked, a misordered, b lost, c duplicated, d hung
+//
+// and it exits non-zero unless a to d are all zero and N, M and K reach
+// the minimums (by default 20 reshards, 4 failovers and 100,000 commands
+// for runs of 60s or more, none for shorter runs).
 package main
 
 import (
@@ -24,40 +42,77 @@ import (
 
 func main() {
 	cfg := defaultConfig()
+	ccfg := defaultClusterConfig()
+	phase := flag.String("phase", "single", "single: one server behind a fault proxy; cluster: reshards and failovers of a cluster")
 	flag.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long the workload runs under faults")
-	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent workers")
+	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent workers (default 8 for the cluster phase)")
 	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "random seed, printed so a run can be repeated")
 	minFaults := flag.Int64("min-faults", -1, "faults that must be injected (default: 100 when -duration is 60s or more, else 0)")
-	minCommands := flag.Int64("min-commands", -1, "commands that must be checked (default: 200000 when -duration is 60s or more, else 0)")
+	minCommands := flag.Int64("min-commands", -1, "commands that must be checked (default: 200000, or 100000 for the cluster phase, when -duration is 60s or more, else 0)")
+	flag.DurationVar(&ccfg.FailoverEvery, "failover-every", ccfg.FailoverEvery, "cluster phase: time between two failovers")
+	minReshards := flag.Int64("min-reshards", -1, "cluster phase: reshards that must be done (default: 20 when -duration is 60s or more, else 0)")
+	minFailovers := flag.Int64("min-failovers", -1, "cluster phase: failovers that must be done (default: 4 when -duration is 60s or more, else 0)")
 	flag.Parse()
+	logf := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
-	cfg.MinFaults, cfg.MinCommands = *minFaults, *minCommands
-	if cfg.Duration >= 60*time.Second {
-		if cfg.MinFaults < 0 {
-			cfg.MinFaults = 100
+	var last fmt.Stringer
+	var problems []string
+	var err error
+	switch *phase {
+	case "single":
+		cfg.MinFaults, cfg.MinCommands = *minFaults, *minCommands
+		if cfg.Duration >= 60*time.Second {
+			cfg.MinFaults = orDefault(cfg.MinFaults, 100)
+			cfg.MinCommands = orDefault(cfg.MinCommands, 200000)
 		}
-		if cfg.MinCommands < 0 {
-			cfg.MinCommands = 200000
+		cfg.MinFaults, cfg.MinCommands = max(cfg.MinFaults, 0), max(cfg.MinCommands, 0)
+		cfg.Log = logf
+		var res result
+		res, err = run(cfg)
+		last, problems = res, res.problems(cfg)
+	case "cluster":
+		ccfg.Duration, ccfg.Seed, ccfg.Log = cfg.Duration, cfg.Seed, logf
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "workers" {
+				ccfg.Workers = cfg.Workers
+			}
+		})
+		ccfg.MinReshards, ccfg.MinFailovers, ccfg.MinCommands = *minReshards, *minFailovers, *minCommands
+		if ccfg.Duration >= 60*time.Second {
+			ccfg.MinReshards = orDefault(ccfg.MinReshards, 20)
+			ccfg.MinFailovers = orDefault(ccfg.MinFailovers, 4)
+			ccfg.MinCommands = orDefault(ccfg.MinCommands, 100000)
 		}
+		ccfg.MinReshards, ccfg.MinFailovers, ccfg.MinCommands = max(ccfg.MinReshards, 0), max(ccfg.MinFailovers, 0), max(ccfg.MinCommands, 0)
+		var res clusterResult
+		res, err = runCluster(ccfg)
+		last, problems = res, res.problems(ccfg)
+	default:
+		fmt.Fprintf(os.Stderr, "faultsuite: -phase must be single or cluster, not %q\n", *phase)
+		os.Exit(2)
 	}
-	cfg.MinFaults, cfg.MinCommands = max(cfg.MinFaults, 0), max(cfg.MinCommands, 0)
-	cfg.Log = func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
-
-	res, err := run(cfg)
 	failed := false
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "faultsuite: %v\n", err)
 		failed = true
 	}
-	for _, p := range res.problems(cfg) {
+	for _, p := range problems {
 		fmt.Fprintf(os.Stderr, "faultsuite: FAIL: %s\n", p)
 		failed = true
 	}
 	// Flushed after the problems so that it stays the last line when both
 	// streams go to one terminal or file.
 	os.Stderr.Sync()
-	fmt.Println(res)
+	fmt.Println(last)
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// orDefault is n, or def when n was not given (negative).
+func orDefault(n, def int64) int64 {
+	if n < 0 {
+		return def
+	}
+	return n
 }

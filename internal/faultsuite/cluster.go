@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redpipe/redpipe"
+	"github.com/redpipe/redpipe/internal/clusterload"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// clusterConfig is one run of the cluster phase: a cluster of three
+// masters with a replica each, whose hot slots move from master to master
+// all along while a checked workload runs on them, and whose masters are
+// failed over every FailoverEvery, by turns gracefully (CLUSTER FAILOVER)
+// and by a kill, after which the killed master rejoins as a replica.
+type clusterConfig struct {
+	Duration      time.Duration
+	FailoverEvery time.Duration
+	Workers       int
+	Seed          uint64
+	MinReshards   int64
+	MinFailovers  int64
+	MinCommands   int64
+	Log           func(format string, args ...any)
+}
+
+func defaultClusterConfig() clusterConfig {
+	return clusterConfig{
+		Duration:      60 * time.Second,
+		FailoverEvery: 10 * time.Second,
+		Workers:       8,
+		Log:           func(string, ...any) {},
+	}
+}
+
+const (
+	// stepPause bounds each pause of a step-by-step migration, with the
+	// slots' keys split between two nodes.
+	stepPause = 200 * time.Millisecond
+	// resumeWithin bounds how long after a failover the client may take
+	// to serve the failed master's slots again before it counts as hung.
+	resumeWithin = 10 * time.Second
+	// clusterOpTimeout bounds one reshard or failover, waits for the
+	// cluster to settle included.
+	clusterOpTimeout = time.Minute
+)
+
+// hotGroups are the hot slots, in groups that move together; each starts
+// on another master.
+var hotGroups = [][]int{{10, 11, 12, 13}, {4000, 4001}, {6000, 6001, 6002}, {12000, 12001, 12002}}
+
+// clusterResult is what the cluster phase's last line reports.
+type clusterResult struct {
+	Reshards, Failovers, Checked       int64
+	Misordered, Lost, Duplicated, Hung int64
+}
+
+func (r clusterResult) String() string {
+	return fmt.Sprintf("cluster faults: %d reshards, %d failovers, %d commands checked, %d misordered, %d lost, %d duplicated, %d hung",
+		r.Reshards, r.Failovers, r.Checked, r.Misordered, r.Lost, r.Duplicated, r.Hung)
+}
+
+// problems says why the run fails, if it does.
+func (r clusterResult) problems(cfg clusterConfig) []string {
+	var out []string
+	if n := r.Misordered + r.Lost + r.Duplicated + r.Hung; n > 0 {
+		out = append(out, fmt.Sprintf("%d anomalies", n))
+	}
+	if r.Reshards < cfg.MinReshards {
+		out = append(out, fmt.Sprintf("only %d reshards, want at least %d", r.Reshards, cfg.MinReshards))
+	}
+	if r.Failovers < cfg.MinFailovers {
+		out = append(out, fmt.Sprintf("only %d failovers, want at least %d", r.Failovers, cfg.MinFailovers))
+	}
+	if r.Checked < cfg.MinCommands {
+		out = append(out, fmt.Sprintf("only %d commands checked, want at least %d", r.Checked, cfg.MinCommands))
+	}
+	return out
+}
+
+// clusterPhase is the state of one run.
+type clusterPhase struct {
+	cfg   clusterConfig
+	cl    *redistest.Cluster
+	load  *clusterload.Load
+	rng   *rand.Rand
+	start time.Time
+
+	reshards, failovers, hung int64
+}
+
+// runCluster runs the cluster phase and returns its counts; an error means
+// it could not run to the end (no cluster, a failover the cluster did not
+// complete), and the counts are partial.
+func runCluster(cfg clusterConfig) (res clusterResult, err error) {
+	if cfg.Workers < 1 || cfg.Duration <= 0 || cfg.FailoverEvery <= 0 {
+		return res, fmt.Errorf("bad configuration: %+v", cfg)
+	}
+	ph := &clusterPhase{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 1<<33)), start: time.Now()}
+	defer func() { res = ph.result() }()
+	ph.cl, err = redistest.NewCluster(1)
+	if err != nil {
+		return res, err
+	}
+	defer ph.cl.Stop()
+	cfg.Log("faultsuite: cluster phase: seed %d, %d workers, %v, failovers every %v, nodes %v",
+		cfg.Seed, cfg.Workers, cfg.Duration, cfg.FailoverEvery, ph.cl.Addrs())
+
+	client, err := redpipe.NewClusterClient(redpipe.ClusterOptions{
+		Addrs:   ph.cl.Addrs(),
+		Options: redpipe.Options{ReplyTimeout: time.Second, DialTimeout: time.Second},
+	})
+	if err != nil {
+		return res, err
+	}
+	defer client.Close()
+	var hot []int
+	for _, g := range hotGroups {
+		hot = append(hot, g...)
+	}
+	ph.load, err = clusterload.Start(clusterload.Config{
+		Client: client, Workers: cfg.Workers, Slots: hot, Seed: cfg.Seed,
+		Log: cfg.Log,
+	})
+	if err != nil {
+		return res, err
+	}
+	runErr := ph.drive()
+	if !ph.load.Stop(workersStopWithin) {
+		ph.cfg.Log("faultsuite: the cluster workload did not stop within %v", workersStopWithin)
+	}
+	if runErr != nil {
+		return res, runErr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
+	defer cancel()
+	if err := ph.load.Check(ctx, ph.cl); err != nil {
+		return res, err
+	}
+	cfg.Log("[%5.1fs] done: %d reshards, %d failovers; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.load.Counts())
+	return res, nil
+}
+
+func (ph *clusterPhase) result() clusterResult {
+	r := clusterResult{Reshards: ph.reshards, Failovers: ph.failovers, Hung: ph.hung}
+	if ph.load != nil {
+		n := ph.load.Counts()
+		r.Checked, r.Misordered, r.Lost, r.Duplicated = n.Checked, n.Misordered, n.Lost, n.Duplicated
+		r.Hung += n.Hung
+	}
+	return r
+}
+
+// drive reshards and fails over until the run's duration is over. Only it
+// changes the cluster, one change at a time.
+func (ph *clusterPhase) drive() error {
+	deadline := ph.start.Add(ph.cfg.Duration)
+	nextFailover := ph.start.Add(ph.cfg.FailoverEvery)
+	nextProgress := ph.start.Add(5 * time.Second)
+	// The bound on iterations is a backstop: each step takes a few
+	// milliseconds at least, and the deadline ends the loop.
+	for i := 0; time.Now().Before(deadline) && i < 1<<20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
+		var err error
+		if time.Now().After(nextFailover) {
+			err = ph.failover(ctx)
+			nextFailover = time.Now().Add(ph.cfg.FailoverEvery)
+		} else {
+			err = ph.reshard(ctx, i)
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+		if now := time.Now(); now.After(nextProgress) {
+			ph.cfg.Log("[%5.1fs] %d reshards, %d failovers; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.load.Counts())
+			nextProgress = now.Add(5 * time.Second)
+		}
+	}
+	return nil
+}
+
+// reshard moves one group of hot slots to another master, every other
+// time step by step.
+func (ph *clusterPhase) reshard(ctx context.Context, i int) error {
+	g := hotGroups[ph.rng.IntN(len(hotGroups))]
+	if _, _, err := clusterload.Move(ctx, ph.cl, g, ph.rng, i%2 == 1, stepPause); err != nil {
+		return fmt.Errorf("moving slots %v: %w", g, err)
+	}
+	ph.reshards++
+	return nil
+}
+
+// failover fails over a master that has a replica, by turns gracefully and
+// by killing it, and checks that the client serves its slots again soon.
+func (ph *clusterPhase) failover(ctx context.Context) error {
+	var candidates []*redistest.Server
+	for _, m := range ph.cl.Masters {
+		if rs, err := ph.cl.ReplicasOf(m); err == nil && len(rs) > 0 {
+			candidates = append(candidates, m)
+		}
+	}
+	if len(candidates) == 0 {
+		return fmt.Errorf("no master has a replica to fail over to")
+	}
+	m := candidates[ph.rng.IntN(len(candidates))]
+	slots := ph.servedBy(m)
+	kill := ph.failovers%2 == 1
+	start := time.Now()
+	var promoted *redistest.Server
+	var promotedAt time.Time
+	how := "graceful failover"
+	if kill {
+		how = "kill"
+		// Commands on its slots succeed again once the promoted replica
+		// serves them, noted from the kill on.
+		k, err := clusterload.KillMaster(ctx, ph.cl, m, ph.load.Arm)
+		if err != nil {
+			return fmt.Errorf("killing master %s: %w", m.Addr, err)
+		}
+		promoted, promotedAt = k.Promoted, k.PromotedAt
+	} else {
+		// The master hands over without a gap; what is measured is how
+		// soon the client serves its slots once the cluster has settled.
+		r, err := ph.cl.Failover(ctx, m)
+		if err != nil {
+			return fmt.Errorf("failing over master %s: %w", m.Addr, err)
+		}
+		promoted, promotedAt = r, time.Now()
+		ph.load.Arm()
+	}
+	ph.failovers++
+	resumed := ph.waitResumed(slots, promotedAt)
+	ph.cfg.Log("[%5.1fs] %s of %s (hot slots %v): %s took over after %v; traffic on them resumed %s",
+		time.Since(ph.start).Seconds(), how, m.Addr, slots, promoted.Addr, promotedAt.Sub(start).Round(time.Millisecond), resumed)
+	if kill {
+		if err := ph.cl.Rejoin(ctx, m); err != nil {
+			return fmt.Errorf("rejoining %s: %w", m.Addr, err)
+		}
+	}
+	return nil
+}
+
+// servedBy returns the hot slots m serves.
+func (ph *clusterPhase) servedBy(m *redistest.Server) []int {
+	var out []int
+	for _, g := range hotGroups {
+		if owner, err := ph.cl.SlotOwner(g[0]); err == nil && owner == m {
+			out = append(out, g...)
+		}
+	}
+	return out
+}
+
+// waitResumed waits until a command on slots succeeds after the failover,
+// and describes how long after the promotion that was; a client that
+// takes longer than resumeWithin counts as hung.
+func (ph *clusterPhase) waitResumed(slots []int, promotedAt time.Time) string {
+	if len(slots) == 0 {
+		return "(none served)"
+	}
+	for i := 0; i < 10000; i++ {
+		if first := ph.load.FirstSuccess(slots); !first.IsZero() {
+			return fmt.Sprintf("%v after", max(first.Sub(promotedAt), 0).Round(time.Millisecond))
+		}
+		if time.Since(promotedAt) > resumeWithin {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ph.hung++
+	ph.cfg.Log("ANOMALY hung: no command on slots %v succeeded within %v of the failover", slots, resumeWithin)
+	return "never"
+}
