@@ -261,7 +261,9 @@ func (l *Load) Counts() Counts {
 }
 
 // Arm starts noting, for each hot slot, the first command on it to
-// succeed from now on (see FirstSuccess).
+// succeed in a call made from now on (see FirstSuccess). A call made
+// earlier may be answered earlier and have its reply looked at later,
+// when a busy machine gets round to it.
 func (l *Load) Arm() {
 	for i := range l.firstOK {
 		l.firstOK[i].Store(0)
@@ -270,7 +272,7 @@ func (l *Load) Arm() {
 }
 
 // FirstSuccess returns when the first command on any of slots succeeded
-// since the last Arm, or the zero time if none has.
+// in a call made since the last Arm, or the zero time if none has.
 func (l *Load) FirstSuccess(slots []int) time.Time {
 	var first int64
 	for i, s := range l.cfg.Slots {
@@ -288,14 +290,12 @@ func (l *Load) FirstSuccess(slots []int) time.Time {
 	return time.Unix(0, first)
 }
 
-// succeeded notes a success on hot slot i for FirstSuccess.
-func (l *Load) succeeded(i int) {
+// succeeded notes a success on hot slot i, in a call made at start, for
+// FirstSuccess.
+func (l *Load) succeeded(i int, start time.Time) {
 	at := l.armedAt.Load()
-	if at == 0 {
-		return
-	}
-	if now := time.Now().UnixNano(); now > at {
-		l.firstOK[i].CompareAndSwap(0, now)
+	if at != 0 && start.UnixNano() > at {
+		l.firstOK[i].CompareAndSwap(0, time.Now().UnixNano())
 	}
 }
 
@@ -460,6 +460,7 @@ func (w *worker) loop() {
 type call struct {
 	ctx    context.Context
 	cancel context.CancelFunc
+	start  time.Time
 	end    time.Time
 }
 
@@ -467,7 +468,8 @@ func (w *worker) newCall() *call {
 	cfg := &w.l.cfg
 	d := cfg.MinTimeout + time.Duration(w.rng.Int64N(int64(cfg.MaxTimeout-cfg.MinTimeout)+1))
 	ctx, cancel := context.WithTimeout(context.Background(), d)
-	return &call{ctx: ctx, cancel: cancel, end: time.Now().Add(d)}
+	now := time.Now()
+	return &call{ctx: ctx, cancel: cancel, start: now, end: now.Add(d)}
 }
 
 // done ends a call and checks that it returned in time.
@@ -565,16 +567,16 @@ func (w *worker) pipeline() bool {
 		if out != ok {
 			allOK = false
 		}
-		w.check(o, out, v)
+		w.check(o, out, v, c.start)
 	}
 	return allOK
 }
 
 // check applies what the client said of one command of a pipeline.
-func (w *worker) check(o op, out outcome, v redpipe.Value) {
+func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 	l := w.l
 	if out == ok {
-		l.succeeded(o.slot)
+		l.succeeded(o.slot, start)
 		l.checked.Add(1)
 	}
 	switch o.kind {
@@ -666,7 +668,7 @@ func (w *worker) transaction() bool {
 	sc := &l.shared[s]
 	switch out {
 	case ok:
-		l.succeeded(s)
+		l.succeeded(s, c.start)
 		l.checked.Add(1)
 		var r int64
 		if len(replies) == 1 {

@@ -222,6 +222,7 @@ func (ph *clusterPhase) failover(ctx context.Context) error {
 			return fmt.Errorf("killing master %s: %w", m.Addr, err)
 		}
 		promoted, promotedAt = k.Promoted, k.PromotedAt
+		start = k.Died
 	} else {
 		// The master hands over without a gap; what is measured is how
 		// soon the client serves its slots once the cluster has settled.
@@ -264,7 +265,7 @@ func (ph *clusterPhase) waitResumed(slots []int, promotedAt time.Time) string {
 	}
 	for i := 0; i < 10000; i++ {
 		if first := ph.load.FirstSuccess(slots); !first.IsZero() {
-			return fmt.Sprintf("%v after", max(first.Sub(promotedAt), 0).Round(time.Millisecond))
+			return fmt.Sprintf("%v after", first.Sub(promotedAt).Round(time.Millisecond))
 		}
 		if time.Since(promotedAt) > resumeWithin {
 			break
