@@ -111,29 +111,62 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 
 // fanOut sends a command to every master at once and combines their
 // replies by its response_policy. A command for all nodes (SCRIPT LOAD,
-// CONFIG SET) goes to the masters only for now.
+// CONFIG SET) goes to the masters only for now. Masters that cannot be
+// reached (a master that died) send the call through a refresh, after
+// which it goes to the masters that have not answered yet: the replica
+// promoted in a dead master's place.
 func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
-	r.mu.RLock()
-	masters := r.masters
-	r.mu.RUnlock()
-	replies := make([]resp.Value, len(masters))
-	errs := make([]error, len(masters))
-	var wg sync.WaitGroup
-	for i, node := range masters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			replies[i], errs[i] = r.send1(ctx, node, w, ci, false)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			if i > 0 || len(masters) > 1 {
+	var replies []resp.Value
+	answered := map[*Client]bool{}
+	for redirects := 0; ; redirects++ {
+		r.mu.RLock()
+		var masters []*Client
+		for _, m := range r.masters {
+			if !answered[m] {
+				masters = append(masters, m)
+			}
+		}
+		r.mu.RUnlock()
+		got := make([]resp.Value, len(masters))
+		errs := make([]error, len(masters))
+		var wg sync.WaitGroup
+		for i, node := range masters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = r.send1(ctx, node, w, ci, false)
+			}()
+		}
+		wg.Wait()
+		var unreached error
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				answered[masters[i]] = true
+				replies = append(replies, got[i])
+			case unreachable(ctx, err):
+				unreached = err
+			case len(replies) > 0 || len(masters) > 1:
 				// Other masters may have run it.
 				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " failed on " + masters[i].opt.Addr, err: err}
+			default:
+				return resp.Value{}, err
+			}
+		}
+		if unreached == nil {
+			break
+		}
+		fail := func(err error) (resp.Value, error) {
+			if len(replies) > 0 {
+				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " ran on some masters only", err: err}
 			}
 			return resp.Value{}, err
+		}
+		if redirects >= r.opt.MaxRedirects {
+			return fail(r.gaveUp(redirects, unreached))
+		}
+		if err := r.awaitRefresh(ctx); err != nil {
+			return fail(fmt.Errorf("%w (after %w)", err, unreached))
 		}
 	}
 	return combine(ci.ResponsePolicy, replies), nil

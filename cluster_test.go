@@ -484,9 +484,21 @@ func TestClusterMasterKilled(t *testing.T) {
 	if v, err := txc.Get(ctx, keys[0]); err != nil || v != keys[0] {
 		t.Fatalf("Get before the failover = %q, %v", v, err)
 	}
+	// And one that only sends commands for every master, a health check.
+	pc, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
 	promoted, err := cl.KillMaster(ctx, dead)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s, err := pc.Ping(ctx); err != nil || s != "PONG" {
+		t.Errorf("Ping after the failover = %q, %v; want it sent to the promoted replica", s, err)
 	}
 	counter := keyIn(slot, "kill:n")
 	replies, err := txc.Transaction(ctx, func(tx *Tx) error {
