@@ -259,7 +259,8 @@
 //     master; when the block is redirected, the whole block moves (with
 //     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
 //     master; Transaction starts again on the new master when its slot
-//     moved, and waits out a migration in progress.
+//     moved or its master could not be reached (a replica promoted in its
+//     place), and waits out a migration in progress.
 //   - Not yet: Stream (refused with a *UsageError), splitting multi-key
 //     commands by slot, reading from replicas.
 //
