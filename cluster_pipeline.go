@@ -1,7 +1,6 @@
 package redpipe
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -172,6 +171,8 @@ type leg struct {
 	node   *Client
 	asking bool // send ASKING before it
 	fixed  bool // a leg of a command for every master: it stays on its node
+	wait   bool // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
+	probe  bool // it waited: it goes alone of its slot's until it gets through
 	done   bool
 	reply  resp.Value
 }
@@ -218,21 +219,35 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		pending = append(pending, &legs[i])
 	}
 	redirects, tries := 0, 0
-	var last error
-	ran := false // some part has been sent
-	for round := 1; len(pending) > 0; round++ {
-		send, held := pending, []*leg(nil)
-		if round > 1 {
-			// The first round sends each slot's commands to one node.
-			send, held = holdBack(pending)
+	var last, unreached error
+	again := false // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
+	ran := false   // some part has been sent
+	for len(pending) > 0 {
+		send := pick(pending)
+		if len(send) == 0 {
+			// Every pending leg waits, or is held behind one that does:
+			// pause, then send them again where the layout now says.
+			if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
+				return r.ranOut(p, n, legs, ran, redirects+tries-1, last)
+			}
+			if unreached != nil {
+				if err := r.awaitRefresh(ctx); err != nil {
+					return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, unreached))
+				}
+			}
+			if again {
+				if err := backoff(ctx, tries); err != nil {
+					return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, last))
+				}
+			}
+			r.readyAgain(pending)
+			unreached, again = nil, false
+			continue
 		}
 		parts, err := r.sendParts(ctx, p, buf, offs, send, traits)
 		if err != nil {
 			return r.stopped(p, n, legs, ran, err)
 		}
-		var unreached, unsent error
-		moved, again := false, false
-		next := append(pending[:0:0], held...)
 		for _, pt := range parts {
 			if pt.err != nil && !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
 				if ran || len(parts) > 1 {
@@ -241,18 +256,20 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				return nil, pt.err
 			}
 		}
+		var unsent error
+		moved, waited, unreachedNow := false, false, false
 		for _, pt := range parts {
 			if pt.err != nil {
-				if unreachable(ctx, pt.err) {
-					unreached = pt.err
-				} else {
+				if !unreachable(ctx, pt.err) {
 					// Not sent, but no refresh will help: the context
 					// ended, or the client was closed.
 					unsent = pt.err
+					continue
 				}
+				unreached, last, unreachedNow = pt.err, pt.err, true
+				r.triggerRefresh()
 				for _, l := range pt.legs {
-					l.asking = false
-					next = append(next, l)
+					l.asking, l.wait = false, true
 				}
 				continue
 			}
@@ -261,7 +278,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				v := pt.replies[j]
 				rd, isRedirect := redirectOf(v, pt.node.opt.Addr)
 				if !isRedirect {
-					l.reply, l.done, l.asking = v, true, false
+					l.reply, l.done, l.asking, l.probe = v, true, false, false
 					continue
 				}
 				l.reply = v
@@ -290,53 +307,28 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					}
 					l.node, l.asking = node, true
 				default:
-					again = true
+					waited, again, l.wait = true, true, true
 					if rd.kind == "CLUSTERDOWN" {
 						r.triggerRefresh()
 					}
 				}
-				next = append(next, l)
 			}
 		}
-		// The legs go out again in their first order, whatever part they
-		// were in, so that commands of a slot keep theirs.
-		pending = sortLegs(next)
+		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {
 			break
 		}
 		if unsent != nil {
 			return r.stopped(p, n, legs, ran, unsent)
 		}
-		if unreached != nil {
-			last = unreached
-		}
-		if moved || unreached != nil {
+		if moved || unreachedNow {
 			redirects++
 		}
-		if again {
+		if waited {
 			tries++
 		}
 		if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
 			return r.ranOut(p, n, legs, ran, redirects+tries-1, last)
-		}
-		if unreached != nil {
-			if err := r.awaitRefresh(ctx); err != nil {
-				return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, unreached))
-			}
-		}
-		if again {
-			if err := backoff(ctx, tries); err != nil {
-				return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, last))
-			}
-		}
-		if unreached != nil || again {
-			r.mu.RLock()
-			for _, l := range pending {
-				if !l.asking && !l.fixed && !l.done {
-					l.node = r.ownerLocked(l.slot)
-				}
-			}
-			r.mu.RUnlock()
 		}
 	}
 	replies := make([]Value, n)
@@ -459,40 +451,68 @@ func legKeys(p *Pipeline, buf []byte, offs []int, l *leg) ([][]byte, bool) {
 	return keys, ok
 }
 
-// holdBack splits the pending legs into those sent in this round and
-// those held for a later one: the legs of a slot after the first that goes
-// to another node than the slot's first pending leg. Then no command runs
-// on one node before an earlier command of its slot, redirected elsewhere,
-// has run: a TRYAGAIN from the source of a migration and an ASK to its
-// target for a later command on the same key would otherwise let the later
-// one run first.
-func holdBack(pending []*leg) (send, held []*leg) {
-	first := map[int]*Client{}
-	blocked := map[int]bool{}
-	send = make([]*leg, 0, len(pending))
+// pick returns the pending legs to send now, in their order: of each
+// slot's, those up to the first that waits for a pause (TRYAGAIN,
+// CLUSTERDOWN, a node that could not be reached) or goes to another node
+// than the slot's first. So no command runs before an earlier command of
+// its slot, sent elsewhere or waiting, has run: a TRYAGAIN from the source
+// of a migration and an ASK to its target for a later command on the same
+// key would otherwise let the later one run first. Legs redirected by ASK
+// go out at once, in the round after the redirection, never after a
+// pause, when the migration the ASK was about may be over and another
+// under way.
+func pick(pending []*leg) []*leg {
+	type slotState struct {
+		node    *Client
+		blocked bool
+	}
+	var state map[int]*slotState
+	send := make([]*leg, 0, len(pending))
 	for _, l := range pending {
 		if l.slot < 0 {
-			send = append(send, l)
+			if !l.wait {
+				send = append(send, l)
+			}
 			continue
 		}
-		node, seen := first[l.slot]
+		if state == nil {
+			state = map[int]*slotState{}
+		}
+		st := state[l.slot]
 		switch {
-		case !seen:
-			first[l.slot] = l.node
-		case blocked[l.slot] || node != l.node:
-			blocked[l.slot] = true
-			held = append(held, l)
-			continue
+		case st == nil:
+			st = &slotState{node: l.node, blocked: l.wait}
+			state[l.slot] = st
+			if l.probe && !l.wait {
+				send = append(send, l)
+				st.blocked = true
+				continue
+			}
+		case !st.blocked && (l.wait || l.node != st.node):
+			st.blocked = true
 		}
-		send = append(send, l)
+		if !st.blocked {
+			send = append(send, l)
+		}
 	}
-	return send, held
+	return send
 }
 
-// sortLegs orders legs by their place in the pipeline.
-func sortLegs(ls []*leg) []*leg {
-	slices.SortStableFunc(ls, func(a, b *leg) int { return cmp.Compare(a.cmd, b.cmd) })
-	return ls
+// readyAgain readies the pending legs after a pause: each goes where the
+// layout now says, without ASKING, unless it is a leg of a command for
+// every master, which stays on its node. A leg that waited goes first and
+// alone of its slot's, so that the slot's later commands are not sent, to
+// be redirected again, as long as it meets TRYAGAIN.
+func (r *clusterRouter) readyAgain(pending []*leg) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, l := range pending {
+		l.probe, l.wait = l.wait, false
+		if !l.fixed {
+			l.asking = false
+			l.node = r.ownerLocked(l.slot)
+		}
+	}
 }
 
 // sendParts groups the pending legs by node and sends every node its part

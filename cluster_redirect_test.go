@@ -3,6 +3,7 @@ package redpipe
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,4 +214,57 @@ func testUnreachableAfterSomeRan(t *testing.T, cl *redistest.Cluster) {
 	}
 	replies, err := c.Pipeline(NoTransaction).Incr(liveKey).Incr(deadKey).Exec(ctx)
 	checkStopped(t, replies, err)
+}
+
+// pick sends no command of a slot before an earlier one that waits or goes
+// to another node, and a pause ends every ASK: after it, each command goes
+// where the layout says, the one that waited first and alone of its slot.
+func TestPickKeepsSlotOrder(t *testing.T) {
+	a, err := NewClient(Options{Addr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewClient(Options{Addr: "127.0.0.1:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	r := &clusterRouter{}
+	r.slots[5], r.slots[7] = a, a
+	legs := []*leg{
+		{cmd: 0, slot: 5, node: a, wait: true},   // TRYAGAIN from the source
+		{cmd: 1, slot: 5, node: b, asking: true}, // ASK to the target
+		{cmd: 2, slot: 7, node: a},
+		{cmd: 3, slot: 7, node: b, asking: true},
+		{cmd: 4, slot: 7, node: a},
+		{cmd: 5, slot: -1, node: b},
+	}
+	cmds := func(ls []*leg) []int {
+		var out []int
+		for _, l := range ls {
+			out = append(out, l.cmd)
+		}
+		return out
+	}
+	if got := cmds(pick(legs)); !slices.Equal(got, []int{2, 5}) {
+		t.Errorf("first pick sends %v, want [2 5]: nothing of slot 5 behind the one that waits, nothing of slot 7 after the one for another node", got)
+	}
+	legs[2].done = true
+	pending := slices.DeleteFunc(slices.Clone(legs), func(l *leg) bool { return l.done })
+	if got := cmds(pick(pending)); !slices.Equal(got, []int{3, 5}) {
+		t.Errorf("second pick sends %v, want [3 5]", got)
+	}
+	r.readyAgain(pending)
+	for _, l := range pending {
+		if l.asking || l.wait {
+			t.Errorf("command %d still has asking %v, wait %v after a pause", l.cmd, l.asking, l.wait)
+		}
+	}
+	if pending[1].node != a {
+		t.Errorf("command 1 goes to %s after a pause, want the slot's owner %s", pending[1].node.opt.Addr, a.opt.Addr)
+	}
+	if got := cmds(pick(pending)); !slices.Equal(got, []int{0, 3, 4, 5}) {
+		t.Errorf("pick after the pause sends %v, want [0 3 4 5]: the command that waited alone of slot 5", got)
+	}
 }
