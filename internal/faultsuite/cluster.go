@@ -167,7 +167,12 @@ func (ph *clusterPhase) drive() error {
 		var err error
 		if time.Now().After(nextFailover) {
 			err = ph.failover(ctx)
-			nextFailover = time.Now().Add(ph.cfg.FailoverEvery)
+			// On the schedule, unless the failover took longer than it:
+			// then reshards get some time before the next.
+			nextFailover = nextFailover.Add(ph.cfg.FailoverEvery)
+			if soonest := time.Now().Add(ph.cfg.FailoverEvery / 2); nextFailover.Before(soonest) {
+				nextFailover = soonest
+			}
 		} else {
 			err = ph.reshard(ctx, i)
 		}
@@ -194,14 +199,21 @@ func (ph *clusterPhase) reshard(ctx context.Context, i int) error {
 	return nil
 }
 
-// failover fails over a master that has a replica, by turns gracefully and
-// by killing it, and checks that the client serves its slots again soon.
+// failover fails over a master that has a replica, one that serves hot
+// slots if there is one, by turns gracefully and by killing it, and checks
+// that the client serves its slots again soon.
 func (ph *clusterPhase) failover(ctx context.Context) error {
-	var candidates []*redistest.Server
+	var candidates, hot []*redistest.Server
 	for _, m := range ph.cl.Masters {
 		if rs, err := ph.cl.ReplicasOf(m); err == nil && len(rs) > 0 {
 			candidates = append(candidates, m)
+			if len(ph.servedBy(m)) > 0 {
+				hot = append(hot, m)
+			}
 		}
+	}
+	if len(hot) > 0 {
+		candidates = hot
 	}
 	if len(candidates) == 0 {
 		return fmt.Errorf("no master has a replica to fail over to")
