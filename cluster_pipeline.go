@@ -274,15 +274,20 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			ran = true
+			rds := make([]redirect, len(pt.legs))
+			redirected := make([]bool, len(pt.legs))
+			for j := range pt.legs {
+				rds[j], redirected[j] = redirectOf(pt.replies[j], pt.node.opt.Addr)
+			}
+			ot := overtakers{p: p, buf: buf, offs: offs, pt: pt, redirected: redirected}
 			for j, l := range pt.legs {
-				v := pt.replies[j]
-				rd, isRedirect := redirectOf(v, pt.node.opt.Addr)
-				if !isRedirect {
+				v, rd := pt.replies[j], rds[j]
+				if !redirected[j] {
 					l.reply, l.done, l.asking, l.probe = v, true, false, false
 					continue
 				}
 				l.reply = v
-				if overtaken(p, buf, offs, pt, j) {
+				if ot.overtaken(j) {
 					// Sent again, it would run after a later command on
 					// its keys: it keeps the redirection as its reply
 					// (nothing of it ran) instead.
@@ -405,40 +410,67 @@ func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, erro
 	return replies, &CommandError{Index: first, Command: p.w.cmds[first].Name(), In: "pipeline", Err: err}
 }
 
-// overtaken reports whether a later command of the j-th leg's slot in the
-// same part ran (its reply is no redirection) and shares a key with it, as
-// when a multi-key command gets TRYAGAIN on a slot whose keys are split
-// between two nodes while a later command on one of its keys is served.
-func overtaken(p *Pipeline, buf []byte, offs []int, pt *part, j int) bool {
-	l := pt.legs[j]
+// overtakers tells, among the legs of one part, those that a later
+// command of their slot that ran (its reply is no redirection) overtook:
+// it shares a key with them, as when a multi-key command gets TRYAGAIN on
+// a slot whose keys are split between two nodes while a later command on
+// one of its keys is served. It looks at the keys of the legs that ran
+// only when some redirected leg has a later one of its slot that ran, and
+// then once.
+type overtakers struct {
+	p          *Pipeline
+	buf        []byte
+	offs       []int
+	pt         *part
+	redirected []bool
+
+	lastBySlot map[int]int    // slot: the last leg of it that ran
+	lastByKey  map[string]int // key: the last leg that ran on it
+	lastBlind  map[int]int    // slot: the last leg of it that ran, whose keys cannot be told
+}
+
+func (o *overtakers) overtaken(j int) bool {
+	l := o.pt.legs[j]
 	if l.slot < 0 {
 		return false
 	}
-	var keys [][]byte
-	for k := j + 1; k < len(pt.legs); k++ {
-		later := pt.legs[k]
-		if later.slot != l.slot {
-			continue
-		}
-		if _, redirected := redirectOf(pt.replies[k], pt.node.opt.Addr); redirected {
-			continue
-		}
-		if keys == nil {
-			var ok bool
-			if keys, ok = legKeys(p, buf, offs, l); !ok {
-				return true
+	if o.lastBySlot == nil {
+		o.lastBySlot = map[int]int{}
+		for k, lk := range o.pt.legs {
+			if !o.redirected[k] && lk.slot >= 0 {
+				o.lastBySlot[lk.slot] = k
 			}
 		}
-		theirs, ok := legKeys(p, buf, offs, later)
-		if !ok {
+	}
+	if last, ok := o.lastBySlot[l.slot]; !ok || last < j {
+		return false
+	}
+	if o.lastByKey == nil {
+		o.lastByKey, o.lastBlind = map[string]int{}, map[int]int{}
+		for k, lk := range o.pt.legs {
+			if o.redirected[k] || lk.slot < 0 {
+				continue
+			}
+			keys, ok := legKeys(o.p, o.buf, o.offs, lk)
+			if !ok {
+				o.lastBlind[lk.slot] = k
+				continue
+			}
+			for _, key := range keys {
+				o.lastByKey[string(key)] = k
+			}
+		}
+	}
+	if last, ok := o.lastBlind[l.slot]; ok && last > j {
+		return true
+	}
+	keys, ok := legKeys(o.p, o.buf, o.offs, l)
+	if !ok {
+		return true
+	}
+	for _, key := range keys {
+		if last, ok := o.lastByKey[string(key)]; ok && last > j {
 			return true
-		}
-		for _, a := range keys {
-			for _, b := range theirs {
-				if string(a) == string(b) {
-					return true
-				}
-			}
 		}
 	}
 	return false
