@@ -179,7 +179,7 @@ func testStoppedAfterSomeRan(t *testing.T, cl *redistest.Cluster, c *Client) {
 			t.Error(err)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(clusterCtx(t), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(clusterCtx(t), time.Second)
 	defer cancel()
 	replies, err := c.Pipeline(NoTransaction).Incr("{stop}:n").MSet(a, 1, b, 1).Exec(ctx)
 	checkStopped(t, replies, err)
