@@ -514,7 +514,7 @@ func (d *clusterDemo) taggedTransaction(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.batchLines("c.Pipeline().SAdd(...).IncrBy(...).Exec(ctx), sent as MULTI ... EXEC",
+	printBatch(d.w, "c.Pipeline().SAdd(...).IncrBy(...).Exec(ctx), sent as MULTI ... EXEC",
 		[]string{line("SADD", cartKey, "apple", "pear"), line("INCRBY", totalKey, 7)}, texts(replies))
 	fmt.Fprintf(d.w, "  EXEC counted by each master (INFO commandstats)%s:\n", d.otherTraffic())
 	for _, m := range d.nodes {
@@ -651,8 +651,4 @@ func (d *clusterDemo) server(addr string) *redistest.Server {
 
 func (d *clusterDemo) say(cmd string, reply any) {
 	fmt.Fprintf(d.w, "  %s  ->  %v\n", cmd, reply)
-}
-
-func (d *clusterDemo) batchLines(title string, cmds, replies []string) {
-	(&demo{w: d.w}).batch(title, cmds, replies)
 }
