@@ -9,7 +9,8 @@ import (
 )
 
 // run routes one command: by the slot of its keys, or to every master for
-// a command whose request_policy says so, following redirections.
+// a command whose request_policy says so, or split by slot (MGET, DEL...),
+// following redirections.
 func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
 	if err := r.ready(ctx); err != nil {
 		return Value{}, err
@@ -18,6 +19,15 @@ func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Va
 	case requestAllShards, requestAllNodes:
 		v, err := r.fanOut(ctx, w, ci)
 		return Value{v}, err
+	case requestMultiShard:
+		if splittable(ci) {
+			slot, shared := sharedSlot(ci, w.buf)
+			if !shared {
+				return r.runSplit(ctx, w, ci)
+			}
+			v, err := r.runSlot(ctx, w, ci, slot)
+			return Value{v}, err
+		}
 	}
 	slot, err := commandSlot(ci, w.buf, "command "+ci.Name)
 	if err != nil {
