@@ -99,31 +99,21 @@ func (r *redpipeCluster) PipelineSetGet(ctx context.Context, keys, vals []string
 	return (&redpipeClient{c: r.c}).PipelineSetGet(ctx, keys, vals)
 }
 
-// MGet sends one MGET per slot in a plain pipeline, grouping the keys by
-// slot itself: the cluster client refuses a cross-slot MGET until it
-// splits multi-key commands by slot, which is when this becomes
-// r.c.MGet(ctx, keys...).
+// MGet is the client's MGet, which splits keys of many slots into one
+// MGET per slot, sends them as one plain pipeline and puts the values
+// back in the order of the keys.
 func (r *redpipeCluster) MGet(ctx context.Context, keys []string) ([]string, error) {
-	groups := groupBySlot(keys)
-	p := r.c.Pipeline(redpipe.NoTransaction)
-	for _, g := range groups {
-		p.MGet(g.keys...)
-	}
-	replies, err := execAll(ctx, p)
+	vals, err := r.c.MGet(ctx, keys...)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(keys))
-	for i, g := range groups {
-		vals, err := replies[i].Strings()
-		if err != nil {
-			return nil, fmt.Errorf("MGET %d: %w", i, err)
-		}
-		if err := replyCount(len(vals), len(g.keys)); err != nil {
-			return nil, fmt.Errorf("MGET %d: %w", i, err)
-		}
-		for j, at := range g.at {
-			out[at] = vals[j]
+	if err := replyCount(len(vals), len(keys)); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		if out[i], err = v.Text(); err != nil {
+			return nil, fmt.Errorf("value %d: %w", i, err)
 		}
 	}
 	return out, nil
@@ -136,9 +126,10 @@ type slotGroup struct {
 }
 
 // groupBySlot groups keys by hash slot, groups in the order of their
-// first key. The slot function is redpipe's, which the server's CLUSTER
-// KEYSLOT is tested against; a wrong slot would show as a CROSSSLOT or
-// MOVED error, not as a wrong value.
+// first key, for a library that leaves that to its caller. The slot
+// function is redpipe's, which is tested against the server's CLUSTER
+// KEYSLOT; a wrong slot would show as a CROSSSLOT or MOVED error, not as
+// a wrong value.
 func groupBySlot(keys []string) []slotGroup {
 	var groups []slotGroup
 	index := make(map[uint16]int, len(keys))

@@ -453,11 +453,11 @@ are spread over the slots, which every client splits per master
 rueidis's DoMulti), repeated for at least a second. C2 is S5 on the
 cluster (go-redis through the ClusterClient's AutoPipeline). C3 is one
 caller reading keys in many slots at once, repeated for at least a
-second; ops count keys read. rueidis.MGet groups the keys by slot and
-sends one MGET per slot with DoMulti; go-redis's ClusterClient.MGet
-refuses keys of several slots (CROSSSLOT), so its adapter sends one MGET
-per slot in a Pipelined; redpipe sends one MGET per slot in a
-NoTransaction pipeline until its MGet splits by slot. "server busy" and
+second; ops count keys read. redpipe's MGet and the rueidis.MGet helper
+split the keys by slot themselves and send one MGET per slot in one
+pipeline; go-redis's ClusterClient.MGet refuses keys of several slots
+(CROSSSLOT), so its adapter groups them by slot (with redpipe's slot
+function) and sends one MGET per slot in a Pipelined. "server busy" and
 "server waiting" add up the three masters' main threads, so they can
 pass 100%.
 `

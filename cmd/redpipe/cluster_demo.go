@@ -21,6 +21,7 @@ import (
 var clusterSections = []string{
 	"The cluster: its masters and their hash slots",
 	"A NoTransaction pipeline split across the masters",
+	"MGET of keys in many slots, split by slot",
 	"A transaction on keys with a common {hash tag}",
 	"A cross-slot transaction, refused before sending",
 	"A slot moves: MOVED, followed once",
@@ -141,6 +142,7 @@ func (d *clusterDemo) run(ctx context.Context) error {
 	steps := []func(context.Context) error{
 		d.layout,
 		d.splitPipeline,
+		d.splitMGet,
 		d.taggedTransaction,
 		d.crossSlotTransaction,
 		d.moved,
@@ -155,14 +157,10 @@ func (d *clusterDemo) run(ctx context.Context) error {
 	return nil
 }
 
-// cleanup deletes the walkthrough's keys, one DEL per key: they are in
-// different slots.
+// cleanup deletes the walkthrough's keys. They are in many slots: the
+// client splits the DEL by slot.
 func (d *clusterDemo) cleanup(ctx context.Context) error {
-	p := d.c.Pipeline(redpipe.NoTransaction)
-	for _, key := range clusterDemoKeys() {
-		p.Del(key)
-	}
-	_, err := p.Exec(ctx)
+	_, err := d.c.Del(ctx, clusterDemoKeys()...)
 	return err
 }
 
@@ -481,6 +479,57 @@ func (d *clusterDemo) splitPipeline(ctx context.Context) error {
 		fmt.Fprintf(tw, "    %s\tslots %s\t%d commands by slot, %d counted by the node\n", n.addr, n.slotRanges(), predicted[n], got)
 		if d.cl != nil && got != predicted[n] {
 			return fmt.Errorf("%s ran %d SETs and GETs, its keys' slots say %d", n.addr, got, predicted[n])
+		}
+	}
+	tw.Flush()
+	return nil
+}
+
+// splitMGet reads the pipeline's keys with one MGET, which the client
+// splits into one MGET per slot, and shows how many each master ran.
+func (d *clusterDemo) splitMGet(ctx context.Context) error {
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = u.key
+	}
+	slots, err := d.keySlots(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	before, err := d.counts(ctx)
+	if err != nil {
+		return err
+	}
+	vals, err := d.c.MGet(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	after, err := d.counts(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "  c.MGet(ctx, %q, ..., %q):\n", keys[0], keys[len(keys)-1])
+	fmt.Fprintf(d.w, "    ->  %v\n", vals)
+	for i, u := range users {
+		if got := vals[i].String(); got != u.name {
+			return fmt.Errorf("MGET value %d is %q, want %q", i, got, u.name)
+		}
+	}
+	bySlot := map[*demoNode]map[int]bool{}
+	for _, s := range slots {
+		n := d.owner(s)
+		if bySlot[n] == nil {
+			bySlot[n] = map[int]bool{}
+		}
+		bySlot[n][s] = true
+	}
+	fmt.Fprintf(d.w, "  One MGET per slot, the values put back in the order of the keys. MGETs per master, from the keys' slots and as each master counted them (INFO commandstats)%s:\n", d.otherTraffic())
+	tw := tabwriter.NewWriter(d.w, 0, 0, 2, ' ', 0)
+	for _, n := range d.nodes {
+		got := delta(before, after, n, "mget").calls
+		fmt.Fprintf(tw, "    %s\t%d MGETs by slot, %d counted by the node\n", n.addr, len(bySlot[n]), got)
+		if d.cl != nil && got != len(bySlot[n]) {
+			return fmt.Errorf("%s ran %d MGETs, the keys' slots say %d", n.addr, got, len(bySlot[n]))
 		}
 	}
 	tw.Flush()

@@ -32,6 +32,9 @@ func checkClusterHeadings(t *testing.T, out string) {
 // batchLine is a master's line in the split pipeline's section.
 var batchLine = regexp.MustCompile(`(?m)^    (\S+)\s+slots \S+\s+(\d+) commands by slot, (\d+) counted by the node$`)
 
+// mgetLine is a master's line in the split MGET's section.
+var mgetLine = regexp.MustCompile(`(?m)^    \S+\s+(\d+) MGETs by slot, (\d+) counted by the node$`)
+
 // checkBatches checks that the pipeline reached every one of the three
 // masters, each with as many commands as its keys' slots say, and
 // returns the masters' addresses.
@@ -75,6 +78,7 @@ func TestClusterDemo(t *testing.T) {
 		"18) GET redpipe:demo:user:9  ",
 		"SADD redpipe:demo:{user1}:cart apple pear  ->  2",
 		"INCRBY redpipe:demo:{user1}:total 7        ->  7",
+		"->  [Ada Grace Alan Edsger Barbara Donald Frances John Margaret]\n",
 		`error: redpipe: the keys of the transaction are in different hash slots ("redpipe:demo:user:1" in 9279, "redpipe:demo:user:2" in 5212)`,
 		"; nothing was sent\n",
 		`errors.As(err, &crossSlot): keys ["redpipe:demo:user:1" "redpipe:demo:user:2"] in slots [9279 5212]`,
@@ -88,6 +92,14 @@ func TestClusterDemo(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
+	}
+	for _, m := range mgetLine.FindAllStringSubmatch(got, -1) {
+		if m[1] != m[2] || m[1] == "0" {
+			t.Errorf("MGETs by slot and counted differ: %q", m[0])
+		}
+	}
+	if n := len(mgetLine.FindAllString(got, -1)); n != 3 {
+		t.Errorf("%d MGET lines, want one per master:\n%s", n, got)
 	}
 	if strings.Contains(got, "other clients' commands") {
 		t.Errorf("the throwaway cluster's counts are qualified as shared:\n%s", got)

@@ -34,12 +34,13 @@ commands:
          sent one by one and then in one pipeline
   demo -cluster [seed-url ...]
          walk through a Redis Cluster: a pipeline split across the
-         masters with each master's batch size, a transaction on keys
-         with a common {hash tag}, a cross-slot transaction refused with
-         its error, and a MOVED followed after a slot moves. Without seed
-         URLs it starts a throwaway cluster of three masters; with them
-         (redis://host:port, one or more) it uses that cluster, touches
-         only keys under redpipe:demo: and moves no slot
+         masters with each master's batch size, an MGET split by slot,
+         a transaction on keys with a common {hash tag}, a cross-slot
+         transaction refused with its error, and a MOVED followed after
+         a slot moves. Without seed URLs it starts a throwaway cluster
+         of three masters; with them (redis://host:port, one or more) it
+         uses that cluster, touches only keys under redpipe:demo: and
+         moves no slot
   bench  time the same comparison, then sweep the pipeline depth with and
          without MULTI/EXEC; prints a table and writes a chart
          (redpipe bench -h for its flags)
