@@ -47,15 +47,17 @@ type ClusterOptions struct {
 	//
 	// Replicas apply writes after their master has acknowledged them: a
 	// read from a replica may miss a write that has just succeeded, even
-	// the caller's own. Leave this off where a read must see the latest
-	// write, or have the writer wait for the replicas (WAIT).
+	// the caller's own (no read-your-writes), and may see older data than
+	// a read before it. Leave this off where a read must see the latest
+	// write, or read in a transaction, which runs on the master.
 	//
 	// Only the replicas the cluster reports healthy are read from; one
 	// still syncing with its master is left out until a refresh finds it
 	// ready, and while some replica is left out the layout is refreshed
 	// every few seconds. A read whose replica cannot be reached, fails, or
-	// answers LOADING or MASTERDOWN is sent to the master instead, the
-	// replica is left out for a few seconds, and the layout is refreshed.
+	// answers LOADING, MASTERDOWN or CLUSTERDOWN is sent to the master
+	// instead and the replica is left out for a few seconds; a failure
+	// also refreshes the layout. A replica's MOVED is followed as any.
 	ReadFromReplicas bool
 
 	// SelectReplica, with ReadFromReplicas, chooses the replica a read

@@ -89,6 +89,10 @@ func (r *clusterRouter) replicaLocked(addr string) (*Client, error) {
 	}
 	opt := r.node
 	opt.Addr = addr
+	// A read that fails on a replica goes to the master at once, which
+	// is its retry: retrying the replica would hold it up, a dial timeout
+	// each time when the replica is unreachable.
+	opt.MaxRetries = -1
 	node, err := NewClient(opt)
 	if err != nil {
 		return nil, notSent(err)
@@ -101,7 +105,7 @@ func (r *clusterRouter) replicaLocked(addr string) (*Client, error) {
 // isReplica tells whether node is the client of a replica, one that
 // serves reads only.
 func (r *clusterRouter) isReplica(node *Client) bool {
-	if r.readers == nil || node == nil {
+	if !r.opt.ReadFromReplicas || node == nil {
 		return false
 	}
 	r.mu.RLock()
@@ -113,7 +117,7 @@ func (r *clusterRouter) isReplica(node *Client) bool {
 // or nil when it goes to the master: replica reads are off, the slot has
 // no replica that may serve it, or SelectReplica chose the master.
 func (r *clusterRouter) readNode(slot int) *Client {
-	if r.readers == nil || slot < 0 || slot >= len(r.readers) {
+	if !r.opt.ReadFromReplicas || slot < 0 || slot >= hashslot.Count {
 		return nil
 	}
 	r.mu.RLock()
@@ -179,7 +183,7 @@ func (r *clusterRouter) routeRead(ctx context.Context, slot int, read bool) (nod
 // its master, so that they run in their order; so does every slot when
 // the pipeline may write where its keys cannot be told.
 func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
-	if r.readers == nil {
+	if !r.opt.ReadFromReplicas {
 		return
 	}
 	var written map[int]bool
@@ -217,10 +221,11 @@ func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
 // offReplica tells whether a read sent to the replica node goes to the
 // master instead, given its reply v or failure err: the replica could not
 // be reached or failed (anything but the caller's context or Close: a read
-// may be sent again), or it cannot serve yet (LOADING, or MASTERDOWN when
-// it is cut off from its master and set not to serve stale data). The
-// replica is then left out of reads for replicaPause, and a failure starts
-// a refresh of the layout.
+// may be sent again), or it cannot serve for now: LOADING, MASTERDOWN (cut
+// off from its master and set not to serve stale data), CLUSTERDOWN (it
+// may be the one cut off: the master has the last word). The replica is
+// then left out of reads for replicaPause, and a failure starts a refresh
+// of the layout.
 func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Value, err error) bool {
 	switch {
 	case err != nil:
@@ -229,7 +234,9 @@ func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Val
 		}
 		r.triggerRefresh()
 	case isErrValue(v):
-		if p := newError(v.Str).Prefix; p != "LOADING" && p != "MASTERDOWN" {
+		switch newError(v.Str).Prefix {
+		case "LOADING", "MASTERDOWN", "CLUSTERDOWN":
+		default:
 			return false
 		}
 	default:

@@ -39,6 +39,9 @@ var (
 // The replica tests share one cluster of three masters with one replica
 // each, run in turn; the last ones fail a master over and kill a replica.
 func TestClusterReplicas(t *testing.T) {
+	// Set before any client of this test runs; restored after the last.
+	defer func(d time.Duration) { replicaRecheck = d }(replicaRecheck)
+	replicaRecheck = 300 * time.Millisecond
 	cl := redistest.StartCluster(t, 1)
 	seedReplicaKeys(t, cl, append(slices.Clone(replicaKeys), replicaOneSlot...), "v:", 0)
 	if masters := ownersOf(t, cl, replicaKeys); len(masters) != 3 {
@@ -49,6 +52,8 @@ func TestClusterReplicas(t *testing.T) {
 	t.Run("MixedPipeline", func(t *testing.T) { testReplicaMixedPipeline(t, cl) })
 	t.Run("Selector", func(t *testing.T) { testReplicaSelector(t, cl) })
 	t.Run("Off", func(t *testing.T) { testReplicaOff(t, cl) })
+	t.Run("Moved", func(t *testing.T) { testReplicaMoved(t, cl) })
+	t.Run("Concurrent", func(t *testing.T) { testReplicaConcurrent(t, cl) })
 	t.Run("Loading", func(t *testing.T) { testReplicaLoading(t, cl) })
 	t.Run("Failover", func(t *testing.T) { testReplicaFailover(t, cl) })
 	t.Run("Killed", func(t *testing.T) { testReplicaKilled(t, cl) })
@@ -164,20 +169,28 @@ func resetStats(t *testing.T, servers ...*redistest.Server) {
 // INFO commandstats.
 func calls(t *testing.T, s *redistest.Server, cmd string) int64 {
 	t.Helper()
+	return cmdStat(t, s, cmd, "calls")
+}
+
+// cmdStat returns one field of cmd's line in INFO commandstats, 0 if
+// there is none.
+func cmdStat(t *testing.T, s *redistest.Server, cmd, field string) int64 {
+	t.Helper()
 	info, _ := s.MustDo(t, "INFO", "commandstats").(string)
 	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls=")
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
 		if !ok {
 			continue
 		}
-		if i := strings.IndexByte(rest, ','); i >= 0 {
-			rest = rest[:i]
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, field+"="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatalf("INFO commandstats on %s: %q", s.Addr, line)
+				}
+				return n
+			}
 		}
-		n, err := strconv.ParseInt(rest, 10, 64)
-		if err != nil {
-			t.Fatalf("INFO commandstats on %s: %q", s.Addr, line)
-		}
-		return n
 	}
 	return 0
 }
@@ -238,6 +251,40 @@ func testReplicaReads(t *testing.T, cl *redistest.Cluster) {
 	}
 	if got != gets || gotM != mgets {
 		t.Errorf("the replicas ran %d GET and %d MGET, want %d and %d", got, gotM, gets, mgets)
+	}
+
+	// A script that may write, and a read that may block, go to the
+	// master; their read-only forms to a replica.
+	k := replicaOneSlot[0]
+	master := ownerOfKey(t, cl, k)
+	replica := replicaOf(t, cl, master)
+	resetStats(t, cl.Servers()...)
+	for _, cmd := range [][]any{
+		{"EVAL_RO", "return redis.call('GET', KEYS[1])", 1, k},
+		{"EVAL", "return redis.call('GET', KEYS[1])", 1, k},
+		{"XREAD", "STREAMS", k + "s", "0"},
+		{"XREAD", "BLOCK", 10, "STREAMS", k + "s", "$"},
+	} {
+		if _, err := c.Do(ctx, cmd...); err != nil {
+			t.Errorf("%v: %v", cmd[0], err)
+		}
+	}
+	for _, want := range []struct {
+		s       *redistest.Server
+		cmd     string
+		n       int64
+		comment string
+	}{
+		{replica, "eval_ro", 1, "EVAL_RO on the replica"},
+		{master, "eval_ro", 0, "EVAL_RO on the master"},
+		{master, "eval", 1, "EVAL on the master"},
+		{replica, "eval", 0, "EVAL on the replica"},
+		{replica, "xread", 1, "XREAD on the replica"},
+		{master, "xread", 1, "XREAD BLOCK on the master"},
+	} {
+		if n := calls(t, want.s, want.cmd); n != want.n {
+			t.Errorf("%s: %d, want %d", want.comment, n, want.n)
+		}
 	}
 }
 
@@ -567,7 +614,9 @@ func testReplicaFailover(t *testing.T, cl *redistest.Cluster) {
 	}
 }
 
-// A replica that is gone: reads of its slots go to their master.
+// A replica that is gone: reads of its slots go to their master. Once the
+// cluster reports it failed, the layout leaves it out and is looked at
+// again until it is back.
 func testReplicaKilled(t *testing.T, cl *redistest.Cluster) {
 	ctx := clusterCtx(t)
 	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true})
@@ -596,5 +645,152 @@ func testReplicaKilled(t *testing.T, cl *redistest.Cluster) {
 	r.mu.RUnlock()
 	if !down {
 		t.Error("the killed replica is not left out of reads")
+	}
+
+	// Reads go on; one after replicaPause fails again and refreshes the
+	// layout, which soon has the replica failed.
+	slot := int(hashslot.Slot(k))
+	readsFrom := func() []string {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		if set := r.readers[slot]; set != nil {
+			return set.addrs
+		}
+		return nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(readsFrom()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s the layout still reads slot %d from %v", slot, readsFrom())
+		}
+		if v, err := c.Get(ctx, k); err != nil || v != "v:"+k {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Left out for its health: the layout is refreshed without any call,
+	// and the replica, back, serves reads again once its pause is over.
+	before := r.refreshes.Load()
+	if err := replica.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	seedReplicaKeys(t, cl, replicaKeys, "v:", 0)
+	for !slices.Equal(readsFrom(), []string{replica.Addr}) || r.readNode(slot) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s the layout reads slot %d from %v, want %s back", slot, readsFrom(), replica.Addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.refreshes.Load() == before {
+		t.Error("no refresh brought the replica back")
+	}
+	resetStats(t, replica)
+	if v, err := c.Get(ctx, k); err != nil || v != "v:"+k {
+		t.Errorf("Get = %q, %v", v, err)
+	}
+	if n := calls(t, replica, "get"); n != 1 {
+		t.Errorf("the replica back ran %d GET, want 1", n)
+	}
+}
+
+// Reads from many goroutines while the layout is refreshed again and
+// again: every read gets its value (and -race sees the sharing).
+func testReplicaConcurrent(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true})
+	stop := make(chan struct{})
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		for i := 0; i < 50; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			c.cluster.triggerRefresh()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				k := replicaKeys[(g+i)%len(replicaKeys)]
+				v, err := c.Get(ctx, k)
+				if err == nil && v != "v:"+k {
+					err = fmt.Errorf("Get(%s) = %q", k, v)
+				}
+				if err == nil {
+					var replies []Value
+					replies, err = c.Pipeline(NoTransaction).Get(k).MGet(replicaOneSlot...).Exec(ctx)
+					if err == nil && replies[0].String() != "v:"+k {
+						err = fmt.Errorf("pipeline Get(%s) = %v", k, replies[0])
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-refreshed
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// A replica asked for a slot its master no longer serves answers MOVED,
+// which the read follows to the slot's new master.
+func testReplicaMoved(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true})
+	k := replicaKeys[5]
+	slot := int(hashslot.Slot(k))
+	from := ownerOfKey(t, cl, k)
+	var to *redistest.Server
+	for _, m := range cl.Masters {
+		if m != from {
+			to = m
+			break
+		}
+	}
+	fromReplica := replicaOf(t, cl, from)
+	r := c.cluster
+	r.mu.RLock()
+	master, set := r.slots[slot], r.readers[slot]
+	r.mu.RUnlock()
+	if set == nil || !slices.Equal(set.addrs, []string{fromReplica.Addr}) {
+		t.Fatalf("the client does not read slot %d from %s", slot, fromReplica.Addr)
+	}
+	mctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.MoveSlots(mctx, from, to, slot); err != nil {
+		t.Fatal(err)
+	}
+	seedReplicaKeys(t, cl, []string{k}, "v:", 0) // for WAIT on to
+	// The layout as it was before the move, should a refresh have come
+	// in between.
+	r.mu.Lock()
+	r.slots[slot], r.readers[slot] = master, set
+	r.mu.Unlock()
+	resetStats(t, cl.Servers()...)
+	if v, err := c.Get(ctx, k); err != nil || v != "v:"+k {
+		t.Fatalf("Get after the slot moved = %q, %v", v, err)
+	}
+	if n := cmdStat(t, fromReplica, "get", "rejected_calls"); n != 1 {
+		t.Errorf("the replica of the former master rejected %d GET, want 1 (MOVED)", n)
+	}
+	if n := calls(t, fromReplica, "get"); n != 0 {
+		t.Errorf("the replica of the former master ran %d GET", n)
+	}
+	if n := calls(t, to, "get"); n != 1 {
+		t.Errorf("the new master ran %d GET, want 1", n)
 	}
 }
