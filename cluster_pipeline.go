@@ -222,6 +222,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		legs = append(legs, leg{cmd: i, slot: slot, node: r.ownerLocked(slot)})
 	}
 	r.mu.RUnlock()
+	r.pickReplicas(p, legs)
 
 	pending := make([]*leg, 0, len(legs))
 	for i := range legs {
@@ -243,7 +244,16 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		moved, again := false, false
 		next := pending[:0]
 		for _, pt := range parts {
+			onReplica := r.isReplica(pt.node)
 			if pt.err != nil {
+				if onReplica && r.offReplica(ctx, pt.node, resp.Value{}, pt.err) {
+					// Reads, sent again to the masters.
+					for _, l := range pt.legs {
+						l.node = nil
+						next = append(next, l)
+					}
+					continue
+				}
 				if !unreachable(ctx, pt.err) {
 					if ran || len(parts) > 1 {
 						return nil, &uncertainError{msg: "redpipe: the part of the batch sent to " + pt.node.opt.Addr + " failed while other parts may have run", err: pt.err}
@@ -260,6 +270,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			ran = true
 			for j, l := range pt.legs {
 				v := pt.replies[j]
+				if onReplica && r.offReplica(ctx, pt.node, v, nil) {
+					l.node = nil
+					next = append(next, l)
+					continue
+				}
 				rd, isRedirect := redirectOf(v, pt.node.opt.Addr)
 				if !isRedirect {
 					l.reply, l.done, l.asking = v, true, false

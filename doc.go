@@ -265,7 +265,18 @@
 //     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
 //     master; Transaction starts again on the new master when its slot
 //     moved, and waits out a migration in progress.
-//   - Not yet: Stream (refused with a *UsageError), reading from replicas.
+//   - Reads go to masters unless ClusterOptions.ReadFromReplicas is set.
+//     Then read-only commands with keys (GET, HGETALL, MGET of one slot,
+//     EVAL_RO) go to a healthy replica of their slot's master, chosen at
+//     random or by ClusterOptions.SelectReplica, over connections that
+//     send READONLY; a pipeline may mix replicas and masters, but a slot
+//     it writes to keeps all its commands on the master, in order.
+//     Writes, transactions, Watch, Transaction, scripts run by Script and
+//     blocking reads always go to masters. A read whose replica cannot be
+//     reached, fails or is still loading goes to the master instead. A
+//     replica lags behind its master: a read from one may not see a write
+//     that has just succeeded, even the caller's own.
+//   - Not yet: Stream (refused with a *UsageError).
 //
 // # Testing
 //
