@@ -85,8 +85,8 @@ func TestEveryScenarioTiny(t *testing.T) {
 		"S4 " + watchProcsCase(cfg): 3}
 	for _, sp := range costSpecs(cfg.cost) {
 		want["S8 "+sp.name] = 3
-		if sp.every > 0 {
-			want["S8 "+sp.name]++ // the pacing-only run
+		if sp.every > 0 || sp.idle {
+			want["S8 "+sp.name]++ // the run with no client
 		}
 	}
 	for k, n := range want {
@@ -99,7 +99,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 	}
 	md := rp.markdown()
 	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "## Figures behind design choices", "redis-server 7.",
-		"## S8: client CPU time and latency per call", "| every-1ms | pacing-only |", "## S4 watch-3proc", "## S6: bound by the server", "S8 runs every library"} {
+		"## S8: client CPU time and latency per call", "| every-1ms | no-client |", "## S4 watch-3proc", "## S6: bound by the server", "S8 runs every library"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}

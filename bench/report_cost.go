@@ -94,9 +94,10 @@ p99.9 are medians over repetitions of each repetition's quantile, and
 p99.9 of a case with about a thousand calls is close to its maximum.
 The harness's own work is in every figure alike: two clock readings and
 a histogram count per call, and in paced cases a time.Ticker per caller
-that wakes it for each call; the pacing-only lines run the same tickers,
+that wakes it for each call; the no-client lines run the same tickers,
 readings and counts with no client, so their CPU time per tick is the
-part of a paced figure that no library can save. Paced callers start
+part of a paced figure that no library can save, and under the idle case
+a Go process that only sleeps, the floor of any client's idle figure. Paced callers start
 spread evenly over the first interval, as independent requests arrive;
 one whose call overruns its interval loses ticks rather than catching up,
 so the calls column shows what was made. Many callers back to back use
@@ -197,7 +198,7 @@ func (rp *report) costSections() string {
 	}
 	if len(s8) > 0 {
 		b.WriteString("\n## S8: client CPU time and latency per call\n\n")
-		b.WriteString("GET of a 16-byte value; CPU µs/op is the client process's alone. The paced cases' figures include the pacing's own cost, which the pacing-only line under each measures with no client; an idle line's figure is for its whole interval. ")
+		b.WriteString("GET of a 16-byte value; CPU µs/op is the client process's alone. The paced cases' figures include the pacing's own cost, which the no-client line under each measures; an idle line's figure is for its whole interval, and its no-client line is a Go process that only sleeps. ")
 		fmt.Fprintf(&b, "Targets for redpipe: CPU ≤ 1.1× the best peer back to back with one caller, ≤ 0.8× with many, ≤ 1.0× paced, where p50 and p99 must also be ≤ the best peer's; idle CPU ≤ %v per 10 s.\n\n", s8IdleBudgetPer10s)
 		b.WriteString("| case | client | calls | CPU µs/op | CPU vs best peer | p50 µs | p99 µs | p99.9 µs | p50 vs best peer | p99 vs best peer | server busy | redpipe's target |\n")
 		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
@@ -274,5 +275,5 @@ func s8Verdict(r record) string {
 }
 
 // isReference tells a record of something other than a library compared
-// (redis-benchmark, the pacing-only runs), which has no peers.
+// (redis-benchmark, the no-client runs), which has no peers.
 func isReference(client string) bool { return !slices.Contains(libraries, client) }

@@ -86,10 +86,11 @@ func costSpecs(cfg costConfig) []costSpec {
 	}
 }
 
-// pacingOnly names the runs of a paced case with no client: the ticker,
-// the clock readings and the bookkeeping alone, whose CPU time every
-// library's paced figure includes.
-const pacingOnly = "pacing-only"
+// noClient names the runs of a case with the harness alone: for a paced
+// case the tickers, clock readings and bookkeeping, whose CPU time every
+// library's figure includes; for the idle case a Go process that only
+// sleeps, the floor under any client's idle figure.
+const noClient = "no-client"
 
 // concurrent tells whether the case uses the library's form for many
 // goroutines (as S5 does): when many callers go back to back. Paced
@@ -114,7 +115,7 @@ func s8Keys(callers int) (keys, vals []string) {
 }
 
 // runS8 runs every S8 case for every library, each in a child process,
-// and after each paced case the same pacing with no client.
+// and after each paced or idle case the same with no client.
 func runS8(ctx context.Context, e *env, clients []client, logw io.Writer) ([]record, error) {
 	var recs []record
 	for _, sp := range costSpecs(e.cfg.cost) {
@@ -123,20 +124,20 @@ func runS8(ctx context.Context, e *env, clients []client, logw io.Writer) ([]rec
 			return nil, err
 		}
 		recs = append(recs, rs...)
-		if sp.every == 0 {
+		if sp.every == 0 && !sp.idle {
 			continue
 		}
 		samples := make([][]sample, e.cfg.reps)
 		for rep := range samples {
-			s, err := runCostChild(ctx, e, pacingOnly, sp)
+			s, err := runCostChild(ctx, e, noClient, sp)
 			if err != nil {
-				return nil, fmt.Errorf("S8 %s, %s, repetition %d: %w", sp.name, pacingOnly, rep+1, err)
+				return nil, fmt.Errorf("S8 %s, %s, repetition %d: %w", sp.name, noClient, rep+1, err)
 			}
 			samples[rep] = []sample{s}
-			fmt.Fprintf(logw, "S8 %-15s %-9s rep %d/%d: %.1f µs CPU per tick\n", sp.name, pacingOnly, rep+1, e.cfg.reps,
+			fmt.Fprintf(logw, "S8 %-15s %-9s rep %d/%d: %.1f µs CPU per op\n", sp.name, noClient, rep+1, e.cfg.reps,
 				float64(s.cpu.Nanoseconds())/float64(s.ops)/1e3)
 		}
-		recs = append(recs, aggregate("S8", sp.name, []string{pacingOnly}, samples)...)
+		recs = append(recs, aggregate("S8", sp.name, []string{noClient}, samples)...)
 	}
 	return recs, nil
 }
@@ -189,7 +190,7 @@ func runChildJSON(ctx context.Context, exe string, args []string, out any) error
 // child reports it, and the calls' latency quantiles.
 type costReport struct {
 	childReport
-	Latency bool  `json:"latency"` // the quantiles were measured (not for idle or pacing-only runs)
+	Latency bool  `json:"latency"` // the quantiles were measured (not for idle runs or those with no client)
 	P50Ns   int64 `json:"p50_ns"`
 	P99Ns   int64 `json:"p99_ns"`
 	P999Ns  int64 `json:"p999_ns"`
@@ -235,7 +236,7 @@ var childModes = map[string]func(args []string) int{
 func costChildMain(args []string) int {
 	fs := flag.NewFlagSet("child S8", flag.ContinueOnError)
 	fs.String("child", "", "S8")
-	name := fs.String("client", "", "the library, or "+pacingOnly)
+	name := fs.String("client", "", "the library, or "+noClient)
 	addr := fs.String("addr", "", "the server's host:port")
 	var sp costSpec
 	fs.IntVar(&sp.callers, "callers", 1, "how many goroutines call")
@@ -245,7 +246,7 @@ func costChildMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *addr == "" || sp.callers < 1 || sp.dur <= 0 || sp.every < 0 || (*name == pacingOnly && sp.every == 0) {
+	if *addr == "" || sp.callers < 1 || sp.dur <= 0 || sp.every < 0 || (*name == noClient && sp.every == 0 && !sp.idle) {
 		fmt.Fprintf(os.Stderr, "child: want -child S8 -client NAME -addr HOST:PORT -callers N -every D -dur D [-idle], got %q\n", args)
 		return 2
 	}
@@ -265,7 +266,7 @@ func costChild(ctx context.Context, name, addr string, sp costSpec) (costReport,
 	var r costReport
 	var c client
 	keys, vals := s8Keys(sp.callers)
-	if name != pacingOnly {
+	if name != noClient {
 		var err error
 		if c, err = openClient(ctx, name, addr); err != nil {
 			return r, err
