@@ -26,6 +26,7 @@ func TestClusterStream(t *testing.T) {
 	}
 	defer c.Close()
 	t.Run("Order", func(t *testing.T) { testClusterStreamOrder(t, cl, c) })
+	t.Run("Memory", func(t *testing.T) { testClusterStreamMemory(t, c) })
 	t.Run("Moves", func(t *testing.T) { testClusterStreamMoves(t, cl, c) })
 	t.Run("TryAgain", func(t *testing.T) { testClusterStreamTryAgain(t, cl, c) })
 	t.Run("Stalled", func(t *testing.T) { testClusterStreamStalled(t, cl, c) })
@@ -215,6 +216,37 @@ func testClusterStreamOrder(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	l.verify(t, ctx, c)
 	idle(t, c)
+}
+
+// testClusterStreamMemory: a stream of 100 MB of SETs (100,000 values of
+// 1 KB) keeps the heap within a few MiB of where it started, sampled as
+// it goes, where holding the batch would take all 100 MB.
+func testClusterStreamMemory(t *testing.T, c *Client) {
+	ctx := streamCtx(t)
+	const n, limit = 100_000, 24 << 20
+	value := strings.Repeat("x", 1000)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapInuse, uint64(0)
+	s := c.Stream(ctx, nil)
+	var b streamBounds
+	for i := range n {
+		s.Set("mem:"+strconv.Itoa(i%1000), value)
+		if i%5000 == 0 {
+			b.note(s)
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse-min(ms.HeapInuse, base))
+		}
+	}
+	if sent, err := s.Close(ctx); err != nil || sent != n {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, n)
+	}
+	b.check(t, s)
+	t.Logf("heap grew by up to %d KiB over the stream", peak>>10)
+	if peak > limit {
+		t.Fatalf("the heap grew by %d MiB over a stream of %d MB", peak>>20, n*len(value)>>20)
+	}
 }
 
 // testClusterStreamMoves runs a stream like that of the Order test while

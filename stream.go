@@ -58,7 +58,8 @@ type Stream struct {
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
-// or Discard must be called to give the connection back.
+// or Discard must be called to give the connection back (on a cluster,
+// the connection of each node).
 //
 // Commands that change the connection's state are refused; scripts run
 // with Do("EVALSHA", ...) or Do("EVAL", ...).
