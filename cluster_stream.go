@@ -110,6 +110,7 @@ type clusterStream struct {
 
 	written  int  // commands written at least once
 	draining bool // finishing: replies are taken as they come, none is sent again
+	busy     bool // in a pass, which each may be called from
 
 	redirected streamRedirects // for tests
 }
@@ -204,6 +205,11 @@ func fansOut(ci *commandInfo) bool {
 func (cs *clusterStream) flush(ctx context.Context, all bool) {
 	s := cs.s
 	w := &s.p.w
+	if cs.busy {
+		// A command queued by each, from within a pass: it goes with the
+		// next one.
+		return
+	}
 	if s.closed || s.err != nil || len(w.cmds) == 0 && w.err == nil {
 		w.reset() // what is queued after Close or a failure is dropped
 		return
@@ -218,12 +224,17 @@ func (cs *clusterStream) flush(ctx context.Context, all bool) {
 	if !all && len(w.buf) < cs.flushAt {
 		return
 	}
-	defer w.reset()
+	cs.busy = true
+	defer func() { cs.busy = false }()
 	if err := s.p.refusal(); err != nil {
 		cs.fail(err)
+		w.reset()
 		return
 	}
-	if !cs.take(ctx) {
+	taken := cs.take(ctx)
+	// The chunks and the held commands have their own copies.
+	w.reset()
+	if !taken {
 		return
 	}
 	cs.release(ctx)
@@ -231,6 +242,7 @@ func (cs *clusterStream) flush(ctx context.Context, all bool) {
 	for s.err == nil && cs.over() {
 		cs.progress(ctx)
 	}
+	cs.deliver()
 }
 
 // start loads the layout, if no call has yet, and sizes the stream by the
@@ -589,7 +601,7 @@ func (cs *clusterStream) progress(ctx context.Context) {
 }
 
 // poll takes in the replies of the chunks already answered, without
-// waiting for any, and hands out those due. Why before every pass: a
+// waiting for any. Why before every pass: a
 // redirection must be known before more of its slot is written behind
 // it. A slot that left a node may come back to it (resharding back and
 // forth); a command written there behind one that was redirected, and
@@ -603,7 +615,6 @@ func (cs *clusterStream) poll(ctx context.Context) {
 		}
 	}
 	cs.release(ctx)
-	cs.deliver()
 }
 
 // awaited returns the chunk whose replies e waits for: its own, or, for
@@ -872,17 +883,24 @@ func (cs *clusterStream) drain(ctx context.Context) {
 // reply, gives the connections back and closes the stream.
 func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 	s := cs.s
-	if send {
-		cs.flush(ctx, true)
+	w := &s.p.w
+	if !send {
+		w.reset()
 	}
-	s.p.w.reset()
-	for !s.broken && cs.count > 0 {
+	for !s.broken {
+		if len(w.cmds) > 0 || w.err != nil {
+			cs.flush(ctx, true) // the rest, and what each queued meanwhile
+		}
+		if cs.count == 0 {
+			break
+		}
 		if s.err != nil || !send {
 			cs.drain(ctx)
 			break
 		}
 		cs.progress(ctx)
 	}
+	w.reset()
 	for _, nd := range cs.list {
 		if nd.d != nil {
 			// A connection with replies unread is closed: Put asks it

@@ -664,6 +664,30 @@ func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
 		}
 	}
 
+	// each may queue more commands: they go with the next pass, or with
+	// Close, and their replies come to each in their turn.
+	var follow *Stream
+	calls, last := 0, int64(0)
+	var bad error
+	follow = c.Stream(ctx, func(i int, v Value) error {
+		calls++
+		if v.String() == "OK" {
+			follow.Incr("m:follow")
+		} else if n, _ := v.Int64(); n != last+1 && bad == nil {
+			bad = fmt.Errorf("reply %d: INCR = %v after %d", i, v, last)
+		} else {
+			last = n
+		}
+		return nil
+	})
+	for range 20_000 {
+		follow.Set("m:lead", 1)
+	}
+	if sent, err := follow.Close(ctx); err != nil || bad != nil || sent != 40_000 || calls != 40_000 || last != 20_000 {
+		t.Fatalf("Close = %d, %v after %d calls of each (%v), the last INCR %d; want 40000 sent and seen, the last INCR 20000",
+			sent, err, calls, bad, last)
+	}
+
 	// A command's own error stays with its reply; Close names it by its
 	// place in the whole stream.
 	s = c.Stream(ctx, nil)
