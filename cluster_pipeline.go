@@ -165,7 +165,8 @@ func txRedirect(out []resp.Value, n int, from string) (redirect, error, bool) {
 }
 
 // leg is one command of a plain pipeline on its way to one node; a
-// command for every master has a leg for each.
+// command for every master has a leg for each, and a multi-key command
+// split by slot one for each slot (cluster_multikey.go).
 type leg struct {
 	cmd    int // its index in the pipeline
 	slot   int // -1 for none
@@ -173,6 +174,7 @@ type leg struct {
 	asking bool // send ASKING before it
 	fixed  bool // a leg of a command for every master: it stays on its node
 	done   bool
+	sub    *subCommand // the part of a split command it sends; nil for the whole command
 	reply  resp.Value
 }
 
@@ -204,6 +206,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			continue
 		}
+		if ci.RequestPolicy == requestMultiShard {
+			var ok bool
+			before := len(legs)
+			if legs, ok = r.appendMultiKeyLegs(legs, i, ci, buf[offs[i]:offs[i+1]]); ok {
+				fanned = fanned || len(legs)-before > 1
+				continue
+			}
+		}
 		slot, err := commandSlot(ci, buf[offs[i]:offs[i+1]], "command "+ci.Name)
 		if err != nil {
 			r.mu.RUnlock()
@@ -212,6 +222,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		legs = append(legs, leg{cmd: i, slot: slot, node: r.ownerLocked(slot)})
 	}
 	r.mu.RUnlock()
+	r.pickReplicas(p, legs)
 
 	pending := make([]*leg, 0, len(legs))
 	for i := range legs {
@@ -220,19 +231,32 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	redirects, tries := 0, 0
 	var last error
 	ran := false // some part has been sent
+	var held []*leg
 	for len(pending) > 0 {
+		if ran {
+			pending, held = holdBack(pending, held[:0])
+		}
 		parts, err := r.sendParts(ctx, p, buf, offs, pending, traits)
 		if err != nil {
-			return nil, err
+			return nil, stopped(ran, err)
 		}
 		var unreached error
 		moved, again := false, false
 		next := pending[:0]
 		for _, pt := range parts {
+			onReplica := r.isReplica(pt.node)
 			if pt.err != nil {
+				if onReplica && r.offReplica(ctx, pt.node, resp.Value{}, pt.err) {
+					// Reads, sent again to the masters.
+					for _, l := range pt.legs {
+						l.node = nil
+						next = append(next, l)
+					}
+					continue
+				}
 				if !unreachable(ctx, pt.err) {
 					if ran || len(parts) > 1 {
-						return nil, &uncertainError{msg: "redpipe: part of the pipeline failed on " + pt.node.opt.Addr + " while other parts may have run", err: pt.err}
+						return nil, &uncertainError{msg: "redpipe: the part of the batch sent to " + pt.node.opt.Addr + " failed while other parts may have run", err: pt.err}
 					}
 					return nil, pt.err
 				}
@@ -246,6 +270,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			ran = true
 			for j, l := range pt.legs {
 				v := pt.replies[j]
+				if onReplica && r.offReplica(ctx, pt.node, v, nil) {
+					l.node = nil
+					next = append(next, l)
+					continue
+				}
 				rd, isRedirect := redirectOf(v, pt.node.opt.Addr)
 				if !isRedirect {
 					l.reply, l.done, l.asking = v, true, false
@@ -259,14 +288,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					moved = true
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
-						return nil, err
+						return nil, stopped(ran, err)
 					}
 					l.node = node
 				case "ASK":
 					moved = true
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
-						return nil, err
+						return nil, stopped(ran, err)
 					}
 					l.node, l.asking = node, true
 				default:
@@ -280,7 +309,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		}
 		// The legs go out again in their first order, whatever part they
 		// were in, so that commands of a slot keep theirs.
-		pending = sortLegs(next)
+		pending = sortLegs(append(next, held...))
 		if len(pending) == 0 {
 			break
 		}
@@ -298,7 +327,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		}
 		if unreached != nil {
 			if err := r.awaitRefresh(ctx); err != nil {
-				return nil, fmt.Errorf("%w (after %w)", err, unreached)
+				return nil, stopped(ran, fmt.Errorf("%w (after %w)", err, unreached))
 			}
 		}
 		if again {
@@ -329,6 +358,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			if j-i == 1 && !legs[i].fixed {
 				replies[legs[i].cmd] = Value{legs[i].reply}
+			} else if legs[i].sub != nil {
+				replies[legs[i].cmd] = Value{joinSplit(p.w.cmds[legs[i].cmd].info(), legs[i:j], nil)}
 			} else {
 				vs := make([]resp.Value, j-i)
 				for k := range vs {
@@ -356,8 +387,20 @@ func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, rounds int, last 
 			replies[legs[i].cmd] = Value{legs[i].reply}
 		}
 	}
+	err := r.gaveUp(rounds, last)
+	joinSplits(p, legs, replies, err)
 	name := p.w.cmds[first].Name()
-	return replies, &CommandError{Index: first, Command: name, In: "pipeline", Err: r.gaveUp(rounds, last)}
+	return replies, &CommandError{Index: first, Command: name, In: "pipeline", Err: err}
+}
+
+// stopped is the error of a plain pipeline that stopped on err: once some
+// part has run, whatever err says, the caller must not take the batch as
+// not sent.
+func stopped(ran bool, err error) error {
+	if !ran {
+		return err
+	}
+	return &uncertainError{msg: "redpipe: stopped after other commands, or other parts of a split command, had run", err: err}
 }
 
 // sortLegs orders legs by their place in the pipeline.
@@ -387,7 +430,7 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 		}
 		pt.legs = append(pt.legs, l)
 	}
-	if len(parts) == 1 && len(p.scripts) == 0 && len(parts[0].legs) == len(offs)-1 && !slices.ContainsFunc(parts[0].legs, func(l *leg) bool { return l.asking }) {
+	if len(parts) == 1 && len(p.scripts) == 0 && len(parts[0].legs) == len(offs)-1 && !slices.ContainsFunc(parts[0].legs, func(l *leg) bool { return l.asking || l.sub != nil }) {
 		// The whole pipeline for one node, as it is.
 		pt := parts[0]
 		pt.replies, pt.err = r.sendPart(ctx, pt.node, buf, len(pt.legs), traits)
@@ -411,7 +454,7 @@ func (r *clusterRouter) runPart(ctx context.Context, p *Pipeline, buf []byte, of
 	size := 0
 	readonly := true
 	for _, l := range pt.legs {
-		size += offs[l.cmd+1] - offs[l.cmd]
+		size += len(legBytes(buf, offs, l))
 		if l.asking {
 			size += len(askingCmd)
 		}
@@ -433,7 +476,7 @@ func (r *clusterRouter) runPart(ctx context.Context, p *Pipeline, buf []byte, of
 			b = append(b, askingCmd...)
 			total++
 		}
-		b = append(b, buf[offs[l.cmd]:offs[l.cmd+1]]...)
+		b = append(b, legBytes(buf, offs, l)...)
 		total++
 	}
 	t := traits

@@ -225,16 +225,30 @@
 // node, with the Options given for all of them. Keys sharing a {hash tag}
 // ({user1}:cart, {user1}:total) are in one slot.
 //
-//   - A command whose keys are in different slots (RENAME a b, MGET a b)
-//     is refused before it is sent with a *CrossSlotError; give the keys a
-//     common hash tag. Commands without keys go to any master; those the
+//   - A command whose keys are in different slots (RENAME a b) is refused
+//     before it is sent with a *CrossSlotError; give the keys a common hash
+//     tag. Commands without keys go to any master; those the
 //     server documents as running on every shard (DBSIZE, KEYS, FLUSHALL,
 //     PING, SCRIPT LOAD) go to every master and their replies are combined
 //     (DBSIZE sums, KEYS concatenates, FLUSHALL fails if any master does).
 //     Commands meant for every node, replicas too, go to the masters only.
+//   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
+//     slots are split by slot, as plain calls and in NoTransaction
+//     pipelines: one part per slot, holding that slot's keys in the
+//     caller's order, each routed and redirected as any command, and the
+//     replies joined as one node would give them (MGET's values in the
+//     order of the keys, the counts summed, OK when every MSET part
+//     succeeded). A split command is not atomic across slots: other clients
+//     may see some parts before others, and when a part of a write fails
+//     while others ran, the error names the failed part and says the
+//     others ran, and OutcomeOf reports OutcomeUnknown for it. MSETNX,
+//     all or nothing, is never split: across slots it is refused with a
+//     *CrossSlotError, and so is any cross-slot transaction.
 //   - A NoTransaction pipeline is split by node; every node's part is sent
 //     at once and the replies come back in the caller's order. Commands of
-//     one slot keep their order.
+//     one slot keep their order, retries included: a command refused with
+//     TRYAGAIN during a migration is sent again before the commands of its
+//     slot that were redirected behind it.
 //   - MOVED updates the slot at once and starts one refresh of the layout
 //     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
 //     and CLUSTERDOWN are retried with backoff within the context. Only
@@ -251,6 +265,17 @@
 //     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
 //     master; Transaction starts again on the new master when its slot
 //     moved, and waits out a migration in progress.
+//   - Reads go to masters unless ClusterOptions.ReadFromReplicas is set.
+//     Then read-only commands with keys (GET, HGETALL, MGET of one slot,
+//     EVAL_RO) go to a healthy replica of their slot's master, chosen at
+//     random or by ClusterOptions.SelectReplica, over connections that
+//     send READONLY; a pipeline may mix replicas and masters, but a slot
+//     it writes to keeps all its commands on the master, in order.
+//     Writes, transactions, Watch, Transaction, scripts run by Script and
+//     blocking reads always go to masters. A read whose replica cannot be
+//     reached, fails or is still loading goes to the master instead. A
+//     replica lags behind its master: a read from one may not see a write
+//     that has just succeeded, even the caller's own.
 //   - A Stream bulk-loads every master at once: each command goes to the
 //     master of its slot, over one connection per node for the whole
 //     stream, each node's share sent in chunks while the caller goes on
@@ -272,8 +297,6 @@
 //     layout, and its commands go where the new one says. A command that
 //     runs out of redirections, or whose keys are in different slots,
 //     stops the stream with a *CommandError naming it.
-//   - Not yet: splitting multi-key commands by slot, reading from
-//     replicas.
 //
 // # Testing
 //

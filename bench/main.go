@@ -1,6 +1,7 @@
 // Command bench measures redpipe side by side with go-redis v9 and rueidis
 // on a redis-server of its own, with redis-benchmark on the same server as
-// the limit any client could reach.
+// the limit any client could reach, and then (C1 to C3) on a Redis Cluster
+// of three masters of its own.
 //
 //	go run . [-scenario S1,S3] [-reps N] [-json FILE] [-md FILE]
 //
@@ -137,6 +138,9 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 	}
 
 	for _, name := range scenarios {
+		if isClusterScenario(name) {
+			continue // below, on a cluster of their own
+		}
 		if name == "S7" {
 			recs, err := runS7(ctx, e, logw)
 			if err != nil {
@@ -153,6 +157,11 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 			rp.Records = append(rp.Records, recs...)
 		}
 	}
+	recs, err := runClusterScenarios(ctx, cfg, scenarios, logw)
+	if err != nil {
+		return nil, err
+	}
+	rp.Records = append(rp.Records, recs...)
 	addSpeedups(rp.Records)
 	rp.Elapsed = time.Since(rp.Started)
 	rp.Machine.LoadAfter = loadAvg()

@@ -268,6 +268,8 @@ func (rp *report) markdown() string {
 			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
 	}
 
+	b.WriteString(clusterNotes(rp.Records))
+
 	var speedups []record
 	for _, r := range rp.Records {
 		if r.SpeedupVsSeq != nil {

@@ -36,6 +36,7 @@ type config struct {
 	s7N      map[int]int // redis-benchmark -n for each -P depth
 	s7OneN   map[int]int // the same with one connection (-c 1)
 	exe      string      // the binary S6 re-executes as its child
+	cluster  clusterConfig
 }
 
 func fullConfig() config {
@@ -53,6 +54,7 @@ func fullConfig() config {
 		s6Ops:    1000000,
 		s7N:      map[int]int{1: 100000, 16: 500000, 100: 1000000, 1000: 1000000},
 		s7OneN:   map[int]int{1000: 1000000, 10000: 2000000},
+		cluster:  fullClusterConfig(),
 	}
 }
 
@@ -71,11 +73,13 @@ func tinyConfig() config {
 		s6Ops:    2000,
 		s7N:      map[int]int{1: 1000, 16: 2000},
 		s7OneN:   map[int]int{100: 2000},
+		cluster:  tinyClusterConfig(),
 	}
 }
 
-// scenarioNames lists every scenario in the order they run.
-var scenarioNames = []string{"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
+// scenarioNames lists every scenario in the order they run; the cluster
+// ones run last, on a cluster of their own.
+var scenarioNames = append([]string{"S1", "S2", "S3", "S4", "S5", "S6", "S7"}, clusterScenarioNames...)
 
 // sample is one measured run of one case by one client.
 type sample struct {
