@@ -55,6 +55,11 @@ import (
 // even then. (A slot that leaves a node and comes back to it is the
 // other case; see poll.)
 //
+// Multi-key commands whose keys are in several slots (MGET, MSET, DEL,
+// EXISTS ...) are split by slot as in a pipeline (cluster_multikey.go):
+// each part is a command of its slot for all of the above, and the
+// command's reply is the parts' joined once the last has come.
+//
 // Failures. A connection that fails, or a wait that the context ends,
 // stops the stream as it stops a single-node one: the commands in flight
 // may or may not have run, so nothing is sent again, and the error's
@@ -101,11 +106,13 @@ type clusterStream struct {
 	flight  []slotFlight         // per slot; made with the first pass
 	held    map[int]*heldSlot    // slots with held commands; -1 for keyless ones
 	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
+	splits  map[int]*splitCmd    // the commands split by slot, by index
 	touched []int                // slots whose held commands may be free to go
 	ready   []int                // scratch of release
 
-	offs    []int // scratch of take: the bounds of the queued commands
-	slotsOf []int // scratch of take: their slots
+	offs    []int                // scratch of take: the bounds of the queued commands
+	slotsOf []int                // scratch of take: their slots, or slotFan or slotSplit
+	subsOf  map[int][]subCommand // scratch of take: the parts of the commands split
 	free    []*nodeChunk
 
 	written  int  // commands written at least once
@@ -126,7 +133,7 @@ type streamCmd struct {
 	slot      int32      // -1 for none
 	size      int32      // encoded bytes (a command is at most 512 MiB)
 	meta      cmdMeta
-	legs      int32 // replies still due of a command for every master
+	legs      int32 // replies still due of a command for every master, or split by slot
 	redirects int32 // MOVED, ASK and unreachable nodes so far
 	tries     int16 // TRYAGAIN and CLUSTERDOWN so far
 	written   bool
@@ -147,12 +154,33 @@ type heldSlot struct {
 	queued bool // in release's list
 }
 
-// heldCmd is a command held back: its index, its encoding, and the node
-// an ASK sent it to, which it is sent to once, after ASKING.
+// heldCmd is a command held back (or the part of one split by slot): its
+// index, its encoding, and the node an ASK sent it to, which it is sent to
+// once, after ASKING. again marks one that is sent again for TRYAGAIN or
+// CLUSTERDOWN: the server may refuse it once more, so nothing of its slot
+// goes out behind it until it has been answered.
 type heldCmd struct {
-	i   int
-	b   []byte
-	ask *Client
+	i     int
+	leg   int // the part of a command split by slot; -1 for a whole command
+	b     []byte
+	ask   *Client
+	again bool
+}
+
+// splitCmd is a multi-key command whose keys are in several slots, split
+// into one part per slot (see splitBySlot), each sent, redirected and
+// answered as a command of its own; its reply is theirs joined (see
+// joinSplit) once the last has come.
+type splitCmd struct{ legs []splitLeg }
+
+// splitLeg is one part of a splitCmd.
+type splitLeg struct {
+	sub       subCommand
+	reply     resp.Value
+	node      *Client // the node that answered it
+	done      bool
+	redirects int32
+	tries     int16
 }
 
 // streamNode is one node's part of a cluster stream.
@@ -175,9 +203,11 @@ type nodeChunk struct {
 	replies []resp.Value
 }
 
-// chunkCmd is one command of a chunk: its index and where it is in buf.
+// chunkCmd is one command of a chunk, or a part of one split by slot: its
+// index and where it is in buf.
 type chunkCmd struct {
 	i          int
+	leg        int // the part; -1 for a whole command
 	start, end int
 	asking     bool // after ASKING
 }
@@ -198,6 +228,13 @@ var streamStores sync.Pool // of *streamStore
 func fansOut(ci *commandInfo) bool {
 	return ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes
 }
+
+// What take finds in place of a slot for a command that goes to every
+// master, or that is split by slot.
+const (
+	slotFan   = -2
+	slotSplit = -3
+)
 
 // flush routes what is queued and writes it, once the queue holds flushAt
 // bytes, or now when all is set (Close); then, while the window is full,
@@ -285,10 +322,11 @@ func (cs *clusterStream) fail(err error) {
 	s.err = err
 }
 
-// take moves the queued commands into the window and places each: in the
-// chunk of the node that serves its slot, or among its slot's held
-// commands. A command that cannot be routed (keys in different slots)
-// stops the stream before any command of the queue is placed. The replies
+// take moves the queued commands into the window and places each (or
+// each of its parts, for one split by slot): in the chunk of the node
+// that serves its slot, or among its slot's held commands. A command that
+// cannot be routed (keys in different slots, and not split) stops the
+// stream before any command of the queue is placed. The replies
 // already in are taken in first (see poll).
 func (cs *clusterStream) take(ctx context.Context) bool {
 	s, w := cs.s, &cs.s.p.w
@@ -299,10 +337,24 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 		ci := w.cmds[k].info()
 		end := cmdEnd(w.buf, offs[k])
 		offs = append(offs, end)
-		slot := -1
-		if !fansOut(ci) {
+		cmd := w.buf[offs[k]:end]
+		slot := slotFan
+		switch {
+		case fansOut(ci):
+		case splittable(ci):
+			var shared bool
+			if slot, shared = sharedSlot(ci, cmd); !shared {
+				if subs := splitBySlot(ci, cmd); subs != nil {
+					if cs.subsOf == nil {
+						cs.subsOf = map[int][]subCommand{}
+					}
+					cs.subsOf[k], slot = subs, slotSplit
+				}
+			}
+		default:
 			var err error
-			if slot, err = streamSlot(ci, w.buf[offs[k]:end]); err != nil {
+			if slot, err = streamSlot(ci, cmd); err != nil {
+				clear(cs.subsOf)
 				cs.fail(&CommandError{Index: s.sent + k, Command: ci.Name, In: "stream", Err: err})
 				return false
 			}
@@ -320,17 +372,34 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 	for k := 0; k < n; k++ {
 		i := s.sent + k
 		b := w.buf[offs[k]:offs[k+1]]
-		cs.push(streamCmd{slot: int32(slots[k]), size: int32(len(b)), meta: w.cmds[k]})
+		slot := slots[k]
+		cs.push(streamCmd{slot: int32(max(slot, -1)), size: int32(len(b)), meta: w.cmds[k]})
 		cs.kept += len(b)
-		if fansOut(w.cmds[k].info()) && len(r.masters) > 0 {
+		switch {
+		case slot == slotFan && len(r.masters) > 0:
 			for _, m := range r.masters {
-				cs.put(cs.node(m), i, b, false)
+				cs.put(cs.node(m), i, -1, b, false)
 				cs.entry(i).legs++
 			}
-			continue
+		case slot == slotSplit:
+			subs := cs.subsOf[k]
+			sc := &splitCmd{legs: make([]splitLeg, len(subs))}
+			if cs.splits == nil {
+				cs.splits = map[int]*splitCmd{}
+			}
+			cs.splits[i] = sc
+			cs.entry(i).legs = int32(len(subs))
+			for leg := range subs {
+				sc.legs[leg].sub = subs[leg]
+				// The part's encoding is its own: held, it needs no copy.
+				cs.place(i, leg, subs[leg].slot, subs[leg].cmd, false, r.ownerLocked(subs[leg].slot))
+			}
+		default:
+			slot = max(slot, -1)
+			cs.place(i, -1, slot, b, true, r.ownerLocked(slot))
 		}
-		cs.place(i, slots[k], b, r.ownerLocked(slots[k]))
 	}
+	clear(cs.subsOf)
 	s.sent += n
 	return true
 }
@@ -366,26 +435,46 @@ func cmdEnd(buf []byte, off int) int {
 	return off + ws.p
 }
 
-// place puts new command i, of slot and encoding b, in the chunk of owner,
-// the node serving the slot, or holds it back (see the order of a slot).
-func (cs *clusterStream) place(i, slot int, b []byte, owner *Client) {
-	if slot < 0 {
-		if owner == nil {
-			cs.hold(slot, heldCmd{i: i, b: slices.Clone(b)})
-			return
-		}
-		cs.put(cs.node(owner), i, b, false)
-		return
+// place puts new command i (or its part leg), of slot and encoding b, in
+// the chunk of owner, the node serving the slot, or holds it back (see
+// the order of a slot), with a copy of b when clone is set.
+func (cs *clusterStream) place(i, leg, slot int, b []byte, clone bool, owner *Client) {
+	var f *slotFlight
+	if slot >= 0 {
+		f = &cs.flight[slot]
 	}
-	f := &cs.flight[slot]
-	if cs.held[slot] != nil || owner == nil || f.n > 0 && cs.list[f.node-1].c != owner {
-		cs.hold(slot, heldCmd{i: i, b: slices.Clone(b)})
+	if owner == nil || f != nil && (cs.held[slot] != nil || f.n > 0 && cs.list[f.node-1].c != owner) {
+		if clone {
+			b = slices.Clone(b)
+		}
+		cs.hold(slot, heldCmd{i: i, leg: leg, b: b})
 		return
 	}
 	to := cs.node(owner)
-	cs.put(to, i, b, false)
-	f.n++
-	f.node = to.id
+	cs.put(to, i, leg, b, false)
+	if f != nil {
+		f.n++
+		f.node = to.id
+	}
+}
+
+// unitSlot returns the slot of command i, or of its part leg.
+func (cs *clusterStream) unitSlot(i, leg int) int {
+	if leg >= 0 {
+		return cs.splits[i].legs[leg].sub.slot
+	}
+	return int(cs.entry(i).slot)
+}
+
+// counters returns the redirections and retries so far of command i, or
+// of its part leg.
+func (cs *clusterStream) counters(i, leg int) (redirects *int32, tries *int16) {
+	if leg >= 0 {
+		l := &cs.splits[i].legs[leg]
+		return &l.redirects, &l.tries
+	}
+	e := cs.entry(i)
+	return &e.redirects, &e.tries
 }
 
 // hold adds h to the held commands of slot, in its place by index.
@@ -416,9 +505,9 @@ func (cs *clusterStream) node(c *Client) *streamNode {
 	return nd
 }
 
-// put appends command i, encoded as b, to the chunk nd gets in this
-// pass, after ASKING when asking.
-func (cs *clusterStream) put(nd *streamNode, i int, b []byte, asking bool) {
+// put appends command i (or its part leg), encoded as b, to the chunk nd
+// gets in this pass, after ASKING when asking.
+func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) {
 	ch := nd.out
 	if ch == nil {
 		ch = cs.chunk(nd)
@@ -430,7 +519,7 @@ func (cs *clusterStream) put(nd *streamNode, i int, b []byte, asking bool) {
 	}
 	start := len(ch.buf)
 	ch.buf = append(ch.buf, b...)
-	ch.cmds = append(ch.cmds, chunkCmd{i: i, start: start, end: len(ch.buf), asking: asking})
+	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
 	cs.entry(i).ch = ch
 }
 
@@ -545,7 +634,7 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 // fanned tells a chunk holding a leg of a command for every master.
 func (cs *clusterStream) fanned(ch *nodeChunk) bool {
 	for _, cc := range ch.cmds {
-		if cs.entry(cc.i).legs > 0 {
+		if cc.leg < 0 && cs.entry(cc.i).legs > 0 {
 			return true
 		}
 	}
@@ -564,15 +653,16 @@ func (cs *clusterStream) drop(ch *nodeChunk) {
 // among the held ones, each counting a redirection.
 func (cs *clusterStream) rehold(ch *nodeChunk, cause error) {
 	for _, cc := range ch.cmds {
-		e := cs.entry(cc.i)
-		if e.slot >= 0 {
-			cs.flight[e.slot].n--
+		slot := cs.unitSlot(cc.i, cc.leg)
+		if slot >= 0 {
+			cs.flight[slot].n--
 		}
-		e.redirects++
-		if int(e.redirects) > cs.r.opt.MaxRedirects {
-			cs.fail(&CommandError{Index: cc.i, Command: e.meta.Name(), In: "stream", Err: cs.r.gaveUp(int(e.redirects)-1, cause)})
+		redirects, _ := cs.counters(cc.i, cc.leg)
+		*redirects++
+		if int(*redirects) > cs.r.opt.MaxRedirects {
+			cs.fail(&CommandError{Index: cc.i, Command: cs.entry(cc.i).meta.Name(), In: "stream", Err: cs.r.gaveUp(int(*redirects)-1, cause)})
 		}
-		cs.hold(int(e.slot), heldCmd{i: cc.i, b: slices.Clone(ch.buf[cc.start:cc.end])})
+		cs.hold(slot, heldCmd{i: cc.i, leg: cc.leg, b: slices.Clone(ch.buf[cc.start:cc.end])})
 	}
 	cs.recycle(ch)
 }
@@ -582,10 +672,18 @@ func (cs *clusterStream) rehold(ch *nodeChunk, cause error) {
 // replies that are then due in order.
 func (cs *clusterStream) progress(ctx context.Context) {
 	if e := &cs.win[cs.head]; !e.final {
-		ch := cs.awaited(e)
+		ch := cs.awaited(cs.done, e)
 		if ch == nil {
 			// Held with nothing in flight ahead of it: it goes now.
-			cs.touched = append(cs.touched, int(e.slot))
+			if sc := cs.splits[cs.done]; sc != nil {
+				for leg := range sc.legs {
+					if !sc.legs[leg].done {
+						cs.touched = append(cs.touched, sc.legs[leg].sub.slot)
+					}
+				}
+			} else {
+				cs.touched = append(cs.touched, int(e.slot))
+			}
 			cs.release(ctx)
 			cs.writeOut(ctx)
 			if cs.s.err == nil && cs.win[cs.head].ch == nil {
@@ -617,19 +715,36 @@ func (cs *clusterStream) poll(ctx context.Context) {
 	cs.release(ctx)
 }
 
-// awaited returns the chunk whose replies e waits for: its own, or, for
-// a held command, the oldest of the node its slot is in flight on; nil
-// when nothing is in flight ahead of it.
-func (cs *clusterStream) awaited(e *streamCmd) *nodeChunk {
+// awaited returns the chunk whose replies command i, e, waits for: its
+// own, or, for a held command, the oldest of the node its slot is in
+// flight on; nil when nothing is in flight ahead of it. A command split by
+// slot waits for its parts in turn.
+func (cs *clusterStream) awaited(i int, e *streamCmd) *nodeChunk {
 	if e.ch != nil {
 		return e.ch
 	}
-	if e.slot >= 0 {
-		if f := cs.flight[e.slot]; f.n > 0 {
-			if nd := cs.list[f.node-1]; len(nd.inflight) > 0 {
-				return nd.inflight[0]
+	behind := func(slot int) *nodeChunk {
+		if slot >= 0 {
+			if f := cs.flight[slot]; f.n > 0 {
+				if nd := cs.list[f.node-1]; len(nd.inflight) > 0 {
+					return nd.inflight[0]
+				}
 			}
 		}
+		return nil
+	}
+	if sc := cs.splits[i]; sc != nil {
+		for leg := range sc.legs {
+			if l := &sc.legs[leg]; !l.done {
+				if ch := behind(l.sub.slot); ch != nil {
+					return ch
+				}
+			}
+		}
+		return nil
+	}
+	if ch := behind(int(e.slot)); ch != nil {
+		return ch
 	}
 	if e.legs > 0 {
 		for _, nd := range cs.list {
@@ -682,21 +797,44 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 		if e.ch == ch {
 			e.ch = nil
 		}
-		if e.legs > 0 {
+		if cc.leg < 0 && e.legs > 0 {
 			cs.fanReply(cc.i, e, v)
 			continue
 		}
-		if e.slot >= 0 {
-			cs.flight[e.slot].n--
-			cs.touched = append(cs.touched, int(e.slot))
+		if slot := cs.unitSlot(cc.i, cc.leg); slot >= 0 {
+			cs.flight[slot].n--
+			cs.touched = append(cs.touched, slot)
 		}
 		rd, isRedirect := redirectOf(v, ch.node.c.opt.Addr)
 		if !isRedirect || s.err != nil || cs.draining {
-			cs.answer(e, v)
+			cs.settle(cc.i, cc.leg, e, v, ch.node.c)
 			continue
 		}
-		cs.redirect(cc.i, e, ch.buf[cc.start:cc.end], rd, v)
+		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v)
 	}
+}
+
+// settle makes v, from node, the reply of command i, e, or of its part
+// part; the last part's reply makes that of the command, the parts'
+// joined.
+func (cs *clusterStream) settle(i, part int, e *streamCmd, v resp.Value, node *Client) {
+	if part < 0 {
+		cs.answer(e, v)
+		return
+	}
+	sc := cs.splits[i]
+	l := &sc.legs[part]
+	l.reply, l.node, l.done = v, node, true
+	if e.legs--; e.legs > 0 {
+		return
+	}
+	legs := make([]leg, len(sc.legs))
+	for k := range sc.legs {
+		l := &sc.legs[k]
+		legs[k] = leg{cmd: i, slot: l.sub.slot, node: l.node, done: true, sub: &l.sub, reply: l.reply}
+	}
+	delete(cs.splits, i)
+	cs.answer(e, joinSplit(e.meta.info(), legs, nil))
 }
 
 // answer makes v the reply of e.
@@ -721,26 +859,27 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 	cs.answer(e, combine(e.meta.info().ResponsePolicy, vs))
 }
 
-// redirect holds back command i, encoded as b, which the reply v
-// redirected as rd: MOVED updates the slot's owner, ASK sends it to the
-// node named, once, after ASKING; TRYAGAIN and CLUSTERDOWN send it again
-// after a backoff.
-func (cs *clusterStream) redirect(i int, e *streamCmd, b []byte, rd redirect, v resp.Value) {
+// redirect holds back command i, e, or its part leg, encoded as b, which
+// the reply v redirected as rd: MOVED updates the slot's owner, ASK sends
+// it to the node named, once, after ASKING; TRYAGAIN and CLUSTERDOWN send
+// it again after a backoff.
+func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirect, v resp.Value) {
 	r := cs.r
 	last := newError(v.Str)
+	redirects, tries := cs.counters(i, leg)
 	gaveUp := func(n int) {
 		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: r.gaveUp(n, last)})
-		cs.answer(e, v)
+		cs.settle(i, leg, e, v, nil)
 	}
-	h := heldCmd{i: i, b: slices.Clone(b)}
+	h := heldCmd{i: i, leg: leg, b: slices.Clone(b)}
 	switch rd.kind {
 	case "MOVED", "ASK":
-		e.redirects++
-		if int(e.redirects) > r.opt.MaxRedirects {
-			gaveUp(int(e.redirects) - 1)
+		*redirects++
+		if int(*redirects) > r.opt.MaxRedirects {
+			gaveUp(int(*redirects) - 1)
 			return
 		}
-		if e.slot < 0 && rd.slot >= 0 && rd.slot < hashslot.Count {
+		if leg < 0 && e.slot < 0 && rd.slot >= 0 && rd.slot < hashslot.Count {
 			e.slot = int32(rd.slot) // keys the client could not tell: the server did
 		}
 		var err error
@@ -753,22 +892,23 @@ func (cs *clusterStream) redirect(i int, e *streamCmd, b []byte, rd redirect, v 
 		}
 		if err != nil {
 			cs.fail(err)
-			cs.answer(e, v)
+			cs.settle(i, leg, e, v, nil)
 			return
 		}
-		cs.hold(int(e.slot), h)
+		cs.hold(cs.unitSlot(i, leg), h)
 	default:
-		e.tries++
-		if e.tries > maxTryAgain {
-			gaveUp(int(e.tries) - 1)
+		*tries++
+		if *tries > maxTryAgain {
+			gaveUp(int(*tries) - 1)
 			return
 		}
 		cs.redirected.again++
 		if rd.kind == "CLUSTERDOWN" {
 			r.triggerRefresh()
 		}
-		hs := cs.hold(int(e.slot), h)
-		hs.tries = max(hs.tries, int(e.tries))
+		h.again = true
+		hs := cs.hold(cs.unitSlot(i, leg), h)
+		hs.tries = max(hs.tries, int(*tries))
 	}
 }
 
@@ -838,7 +978,11 @@ func (cs *clusterStream) sendHeld(ctx context.Context, slot int) {
 				break
 			}
 		}
-		cs.put(nd, h.i, h.b, h.ask != nil)
+		cs.put(nd, h.i, h.leg, h.b, h.ask != nil)
+		if h.again && slot >= 0 {
+			k++ // nothing of the slot behind a command the server may refuse again
+			break
+		}
 	}
 	if slot >= 0 {
 		f := &cs.flight[slot]
@@ -919,5 +1063,6 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 		streamStores.Put(&streamStore{win: cs.win, flight: cs.flight, free: cs.free})
 	}
 	cs.win, cs.held, cs.flight, cs.free, cs.count = nil, nil, nil, nil, 0
+	cs.splits, cs.fans = nil, nil
 	return cs.written, s.result()
 }

@@ -28,6 +28,7 @@ func TestClusterStream(t *testing.T) {
 	t.Run("Order", func(t *testing.T) { testClusterStreamOrder(t, cl, c) })
 	t.Run("Memory", func(t *testing.T) { testClusterStreamMemory(t, c) })
 	t.Run("Moves", func(t *testing.T) { testClusterStreamMoves(t, cl, c) })
+	t.Run("Split", func(t *testing.T) { testClusterStreamSplit(t, cl, c) })
 	t.Run("TryAgain", func(t *testing.T) { testClusterStreamTryAgain(t, cl, c) })
 	t.Run("Stalled", func(t *testing.T) { testClusterStreamStalled(t, cl, c) })
 	t.Run("ConnectionLost", func(t *testing.T) { testClusterStreamConnectionLost(t, cl, c) })
@@ -272,13 +273,7 @@ func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
 		to = cl.Masters[1]
 	}
 	// A range of a's slots without the migrated one.
-	waitRefreshed(t, c.cluster)
-	var moving []int
-	for s := 0; len(moving) < 300 && s < hashslot.Count; s++ {
-		if owner := c.cluster.owner(s); owner != nil && owner.opt.Addr == a.Addr && s != mig {
-			moving = append(moving, s)
-		}
-	}
+	moving := movingSlots(t, c, a, 300, mig)
 	keys := keysOver("moves:", 10_000)
 	for i := range 100 {
 		keys = append(keys, "{mig}:"+strconv.Itoa(i))
@@ -303,35 +298,8 @@ func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
 	// move is done, the next rounds meet MOVED for the range, and the
 	// moves after come at any time.
 	stop := make(chan struct{})
-	firstMove := make(chan struct{})
-	moveErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		src, dst := a, b
-		for k := range 6 {
-			if err := cl.MoveSlots(ctx, src, dst, moving...); err != nil {
-				moveErr <- err
-				if k == 0 {
-					close(firstMove)
-				}
-				return
-			}
-			if k == 0 {
-				close(firstMove)
-			}
-			src, dst = dst, src
-			select {
-			case <-stop:
-				if src == a {
-					return
-				}
-			default:
-			}
-		}
-	}()
-	<-firstMove
+	first, wait := mover(ctx, cl, a, b, moving, 6, stop)
+	<-first
 	rounds(5, 8)
 	// The migration ends: MOVED for the slot.
 	if err := m.Finish(ctx); err != nil {
@@ -340,11 +308,8 @@ func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
 	rounds(8, l.rounds)
 	close(stop)
 	sent, err := s.Close(ctx)
-	wg.Wait()
-	select {
-	case err := <-moveErr:
+	if err := wait(); err != nil {
 		t.Fatal(err)
-	default:
 	}
 	if err != nil || sent != l.len() {
 		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, l.len())
@@ -361,6 +326,141 @@ func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
 		t.Fatalf("the moving slots ended on %v (%v), want them back on the first master", owner, err)
 	}
 	l.verify(t, ctx, c)
+	idle(t, c)
+}
+
+// movingSlots returns up to n slots that c routes to the master m.
+func movingSlots(t *testing.T, c *Client, m *redistest.Server, n int, except ...int) []int {
+	t.Helper()
+	waitRefreshed(t, c.cluster)
+	var slots []int
+	for s := 0; len(slots) < n && s < hashslot.Count; s++ {
+		if owner := c.cluster.owner(s); owner != nil && owner.opt.Addr == m.Addr && !slices.Contains(except, s) {
+			slots = append(slots, s)
+		}
+	}
+	return slots
+}
+
+// mover moves slots from a to b and back, times times, in a goroutine,
+// ending early (with the slots back on a) once stop is closed. first is
+// closed once the first move is done; wait waits for the goroutine and
+// returns its error.
+func mover(ctx context.Context, cl *redistest.Cluster, a, b *redistest.Server, slots []int, times int, stop <-chan struct{}) (first <-chan struct{}, wait func() error) {
+	firstDone := make(chan struct{})
+	var once sync.Once
+	errc := make(chan error, 1)
+	go func() {
+		defer once.Do(func() { close(firstDone) })
+		src, dst := a, b
+		for k := range times {
+			if err := cl.MoveSlots(ctx, src, dst, slots...); err != nil {
+				errc <- err
+				return
+			}
+			if k == 0 {
+				once.Do(func() { close(firstDone) })
+			}
+			src, dst = dst, src
+			select {
+			case <-stop:
+				if src == a {
+					errc <- nil
+					return
+				}
+			default:
+			}
+		}
+		errc <- nil
+	}()
+	return firstDone, func() error { return <-errc }
+}
+
+// testClusterStreamSplit: multi-key commands whose keys are in several
+// slots (MSET, MGET, EXISTS, DEL) are split by slot in a stream, and
+// their parts keep the order of their slots while slots move: an MGET
+// queued after a round of INCRs of its keys sees every one of them, and
+// none of the next round.
+func testClusterStreamSplit(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const groups, size, rounds = 500, 8, 8
+	keys := keysOver("split:", groups*size)
+	group := func(g int) []string { return keys[g*size : (g+1)*size] }
+	anys := func(ks []string) []any {
+		out := make([]any, len(ks))
+		for i, k := range ks {
+			out[i] = k
+		}
+		return out
+	}
+	repeat := func(v string) string { return "[" + strings.TrimSpace(strings.Repeat(v+" ", size)) + "]" }
+	var want []string
+	next := 0
+	var bad error
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if bad == nil && (i != next || v.String() != want[i]) {
+			bad = fmt.Errorf("reply %d (handed out when %d was due) = %s, want %s", i, next, v, want[i])
+		}
+		next = i + 1
+		return nil
+	})
+	round := func(r int) {
+		for g := range groups {
+			switch r {
+			case 0:
+				var kv []any
+				for _, k := range group(g) {
+					kv = append(kv, k, 0)
+				}
+				s.MSet(kv...)
+				want = append(want, "OK")
+			case rounds:
+				s.Del(group(g)...)
+				s.MGet(group(g)...)
+				want = append(want, strconv.Itoa(size), repeat("nil"))
+			default:
+				for _, k := range group(g) {
+					s.Incr(k)
+					want = append(want, strconv.Itoa(r))
+				}
+				s.MGet(group(g)...)
+				s.Do(append([]any{"EXISTS"}, anys(group(g))...)...)
+				want = append(want, repeat(strconv.Itoa(r)), strconv.Itoa(size))
+			}
+		}
+	}
+	round(0)
+	round(1)
+	stop := make(chan struct{})
+	first, wait := mover(ctx, cl, cl.Masters[0], cl.Masters[1], movingSlots(t, c, cl.Masters[0], 300), 6, stop)
+	<-first
+	for r := 2; r <= rounds; r++ {
+		round(r)
+	}
+	close(stop)
+	sent, err := s.Close(ctx)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || sent != len(want) {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, len(want))
+	}
+	if bad != nil || next != len(want) {
+		t.Fatalf("each saw %d replies (%v), want %d", next, bad, len(want))
+	}
+	if len(s.cl.splits) != 0 {
+		t.Errorf("%d split commands left behind", len(s.cl.splits))
+	}
+	t.Logf("redirections: %+v", s.cl.redirected)
+	if s.cl.redirected.moved == 0 {
+		t.Error("no part met MOVED; the test means the slots to move under the stream")
+	}
+	if n, err := c.DBSize(ctx); err != nil || n != 0 {
+		t.Fatalf("DBSIZE after the DELs = %d, %v", n, err)
+	}
 	idle(t, c)
 }
 
@@ -731,6 +831,13 @@ func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	if n, _ := c.Do(ctx, "EXISTS", "m:x:29999"); n.String() != "0" {
 		t.Fatal("a command queued after the refused one was sent")
+	}
+
+	// MSETNX sets all of its keys or none: it is not split.
+	s = c.Stream(ctx, nil)
+	s.MSetNX("m:nx:a", 1, "m:nx:b", 2)
+	if _, err := s.Close(ctx); !errors.As(err, &cs) || OutcomeOf(err) == OutcomeUnknown {
+		t.Fatalf("MSETNX across slots: %v; want a *CrossSlotError, nothing sent", err)
 	}
 
 	// SELECT cannot be queued, before anything is sent.

@@ -294,9 +294,13 @@
 //     stops the stream as on one node: nothing is sent again, and the
 //     outcome of what was in flight is unknown (OutcomeOf). A node that
 //     cannot be reached before anything was written to it refreshes the
-//     layout, and its commands go where the new one says. A command that
-//     runs out of redirections, or whose keys are in different slots,
-//     stops the stream with a *CommandError naming it.
+//     layout, and its commands go where the new one says. Multi-key
+//     commands are split by slot as in a pipeline, each part keeping the
+//     order of its slot; one whose keys are in different slots and that
+//     is not split (RENAME a b, MSETNX) stops the stream with a
+//     *CommandError wrapping a *CrossSlotError, before any command of its
+//     chunk is sent, and so does a command that runs out of redirections.
+//     A Stream sends every command to a master, reads included.
 //
 // # Testing
 //
