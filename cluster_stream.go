@@ -45,7 +45,9 @@ import (
 // slot's owner). A redirected command (MOVED, ASK, TRYAGAIN, CLUSTERDOWN)
 // is held too, in its place by index. Held commands go out only when none
 // of their slot is in flight, in order, as many of them as go to the same
-// node (the first of them's); the rest wait for those to be answered. So a
+// node (the first of them's) and none behind one sent again for TRYAGAIN
+// or CLUSTERDOWN, which may be refused again; the rest wait for those to
+// be answered. So a
 // command never runs before an earlier command of its slot that the
 // cluster will run at all, except as the server itself decides within a
 // migrating slot: there a command behind one that was refused (ASK for a
@@ -74,8 +76,10 @@ import (
 // streamWindowCmds bounds the window of a cluster stream in commands;
 // its commands' encodings are bounded too, to four passes (see
 // clusterStream.flushAt). Past either, the queuing call waits for the
-// oldest replies. A variable for tests.
-var streamWindowCmds = 16 << 10
+// oldest replies. Why 16Ki: a few passes of small commands over three
+// masters, enough to keep each busy while the caller encodes; the window
+// costs about 100 bytes a command besides the replies.
+const streamWindowCmds = 16 << 10
 
 // clusterFlushMax bounds the queue a cluster stream gathers before a
 // pass: streamChunk per master, so that each gets about a chunk, up to
