@@ -368,6 +368,7 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 	cs.offs, cs.slotsOf = offs, slots
 	cs.grace = longerGrace(cs.grace, w.grace)
 	if cs.poll(ctx); s.err != nil {
+		clear(cs.subsOf)
 		return false
 	}
 	r := cs.r
@@ -708,8 +709,10 @@ func (cs *clusterStream) progress(ctx context.Context) {
 // it. A slot that left a node may come back to it (resharding back and
 // forth); a command written there behind one that was redirected, and
 // not yet seen to be, would then run before it. Taking replies in as they
-// come narrows that to a command written within a round trip of the
-// redirection, which two migrations of the slot cannot fit in.
+// come narrows that to a command written within about a round trip of
+// the redirection: the slot would have to move away and back again in
+// that time, two migrations that each take several round trips between
+// the nodes.
 func (cs *clusterStream) poll(ctx context.Context) {
 	for _, nd := range cs.list {
 		for len(nd.inflight) > 0 && nd.inflight[0].pending.Ready() && !cs.s.broken {
