@@ -276,7 +276,31 @@
 //     reached, fails or is still loading goes to the master instead. A
 //     replica lags behind its master: a read from one may not see a write
 //     that has just succeeded, even the caller's own.
-//   - Not yet: Stream (refused with a *UsageError).
+//   - A Stream bulk-loads every master at once: each command goes to the
+//     master of its slot, over one connection per node for the whole
+//     stream, each node's share sent in chunks while the caller goes on
+//     queueing; each still gets every reply once, in the stream's order.
+//     Commands of one slot run in the order they were queued, redirections
+//     included: once a slot has moved, its new commands wait until those
+//     still on their way to the old node have come back and been sent on,
+//     in order. (Within a slot being migrated the server itself may run a
+//     command that was already on its way behind one it redirected, ASK
+//     for a key already moved or TRYAGAIN for a multi-key command whose
+//     keys are split, if that command's own keys have not moved yet;
+//     single-key commands on one key keep their order even then.) Memory
+//     stays bounded: the replies of a fast node wait for those of a slow
+//     one, up to a bound, and then the queuing call waits, within the
+//     stream's context. A connection that fails, or a context that ends,
+//     stops the stream as on one node: nothing is sent again, and the
+//     outcome of what was in flight is unknown (OutcomeOf). A node that
+//     cannot be reached before anything was written to it refreshes the
+//     layout, and its commands go where the new one says. Multi-key
+//     commands are split by slot as in a pipeline, each part keeping the
+//     order of its slot; one whose keys are in different slots and that
+//     is not split (RENAME a b, MSETNX) stops the stream with a
+//     *CommandError wrapping a *CrossSlotError, before any command of its
+//     chunk is sent, and so does a command that runs out of redirections.
+//     A Stream sends every command to a master, reads included.
 //
 // # Testing
 //
