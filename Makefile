@@ -1,4 +1,4 @@
-# redpipe: `make demo` runs the walkthrough, `make test` runs every test.
+# redpipe: `make demo` runs the walkthroughs, `make test` runs every test.
 # Both install redis-server (Debian packages) when it is missing; Go modules
 # come through the module proxy.
 
@@ -6,7 +6,7 @@ GO      ?= go
 # Modules with their own go.mod: the core stays free of third-party code.
 MODULES := . cmd/redpipe bench
 
-.PHONY: all deps demo test check fmt vet staticcheck unit fuzz fuzz-short fault fault-short soak
+.PHONY: all deps demo demo-cluster test check fmt vet staticcheck unit fuzz fuzz-short fault fault-short soak
 
 all: test
 
@@ -19,8 +19,13 @@ deps:
 	fi
 	@redis-server --version
 
+# The single-node walkthrough, then the cluster one on a throwaway cluster
+# of three masters.
 demo: deps
-	cd cmd/redpipe && $(GO) run . demo
+	cd cmd/redpipe && $(GO) run . demo && $(GO) run . demo -cluster
+
+demo-cluster: deps
+	cd cmd/redpipe && $(GO) run . demo -cluster
 
 test: deps check unit fuzz-short fault-short
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -52,6 +53,11 @@ type Client struct {
 	// clients of its nodes (cluster*.go); nil for a single node.
 	// Set when the client is made.
 	cluster *clusterRouter
+
+	// onConnect are commands sent on every new connection after the
+	// handshake, before any call's: READONLY on the client of a cluster
+	// replica that serves reads. Set when the client is made.
+	onConnect [][]any
 
 	mu     sync.Mutex // guards live and closed
 	live   map[*conn.Conn]struct{}
@@ -348,8 +354,9 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 
 // handshake prepares a new connection: HELLO 3 with AUTH and SETNAME, or on
 // a server without HELLO (or with Protocol 2) AUTH and CLIENT SETNAME; then
-// SELECT. A Username always authenticates, even with an empty Password:
-// leaving it out would run the connection as the default user.
+// SELECT, then the client's onConnect commands. A Username always
+// authenticates, even with an empty Password: leaving it out would run the
+// connection as the default user.
 func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	o := &c.opt
 	auth := o.Username != "" || o.Password != ""
@@ -410,6 +417,11 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 	if o.DB != 0 {
 		if err := exchange("SELECT", o.DB); err != nil {
 			return handshakeError("SELECT", err)
+		}
+	}
+	for _, args := range c.onConnect {
+		if err := exchange(args...); err != nil {
+			return handshakeError(fmt.Sprint(args[0]), err)
 		}
 	}
 	return nil

@@ -34,6 +34,41 @@ type ClusterOptions struct {
 	// before the call gives up with an error that wraps the last one
 	// (default 5).
 	MaxRedirects int
+
+	// ReadFromReplicas sends read-only commands to replicas (default off:
+	// every command goes to a master). A command goes to a replica when
+	// the server's command table flags it read-only, it has keys and it
+	// cannot block (GET, MGET of one slot, HGETALL, EVAL_RO; not XREAD
+	// with BLOCK), in plain calls and NoTransaction pipelines; a pipeline
+	// that writes to a slot keeps all that slot's commands on its master,
+	// in order. Transactions, Watch, writes, scripts run by Script (EVALSHA
+	// may write), commands without keys and those for every shard always
+	// go to masters. Connections to replicas send READONLY first.
+	//
+	// Replicas apply writes after their master has acknowledged them: a
+	// read from a replica may miss a write that has just succeeded, even
+	// the caller's own (no read-your-writes), and may see older data than
+	// a read before it. Leave this off where a read must see the latest
+	// write, or read in a transaction, which runs on the master.
+	//
+	// Only the replicas the cluster reports healthy are read from; one
+	// still syncing with its master is left out until a refresh finds it
+	// ready, and while some replica is left out the layout is refreshed
+	// every few seconds. A read whose replica cannot be reached, fails, or
+	// answers LOADING, MASTERDOWN or CLUSTERDOWN is sent to the master
+	// instead and the replica is left out for a few seconds; a failure
+	// also refreshes the layout. A replica's MOVED is followed as any.
+	ReadFromReplicas bool
+
+	// SelectReplica, with ReadFromReplicas, chooses the replica a read
+	// goes to: it gets the read's hash slot and the addresses (host:port)
+	// of the slot's replicas that may serve it, at least one, in the
+	// layout's order, and returns the index of the one to use. An index
+	// out of range, -1 say, sends the read to the master. Nil picks a
+	// replica at random. It is called for every read, from many
+	// goroutines at once: it must be quick and safe for concurrent use,
+	// and must neither change nor keep the slice.
+	SelectReplica func(slot int, replicas []string) int
 }
 
 // NewClusterClient makes a Client of a Redis Cluster. It checks the
@@ -56,6 +91,9 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 	if opt.MaxRedirects == 0 {
 		opt.MaxRedirects = 5
 	}
+	if opt.SelectReplica != nil && !opt.ReadFromReplicas {
+		return nil, &OptionError{Field: "SelectReplica", Msg: "is set but ReadFromReplicas is off"}
+	}
 	node := opt.Options
 	for _, a := range opt.Addrs {
 		node.Addr = a
@@ -70,6 +108,11 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 		node:  node,
 		seeds: slices.Clone(opt.Addrs),
 		nodes: make(map[string]*Client),
+	}
+	if opt.ReadFromReplicas {
+		r.readers = new([hashslot.Count]*replicaSet)
+		r.replicas = make(map[string]*Client)
+		r.down = make(map[*Client]time.Time)
 	}
 	r.life, r.endLife = context.WithCancel(context.Background())
 	return &Client{opt: node, cluster: r, live: nil, turnWait: defaultTurnWait}, nil
@@ -147,10 +190,19 @@ type clusterRouter struct {
 	loaded  bool               // a map has been applied
 	closed  bool
 
+	// Replica reads (cluster_replicas.go); all nil without
+	// ReadFromReplicas. Commands routed by readers are read-only: a
+	// write is routed by slots alone.
+	readers  *[hashslot.Count]*replicaSet // the replicas reads of a slot may go to; nil entry for none
+	replicas map[string]*Client           // replica clients by address (READONLY on every connection), kept until Close
+	down     map[*Client]time.Time        // replicas left out of reads until then, after a failure
+	leftOut  bool                         // the last map has replicas not read from for their health
+
 	refMu       sync.Mutex    // guards the refresh state below
 	refreshing  chan struct{} // closed when the refresh in flight ends; nil if none
 	lastRefresh time.Time     // when the last refresh started
 	refreshErr  error         // the last refresh's failure, nil on success
+	recheck     *time.Timer   // the next refresh to look at replicas left out, if one is due
 
 	refreshes atomic.Int64 // refreshes run, for tests
 }
@@ -228,6 +280,7 @@ func (r *clusterRouter) refresh(ch chan struct{}, delay time.Duration) {
 	r.refMu.Lock()
 	r.refreshErr, r.refreshing = err, nil
 	r.refMu.Unlock()
+	r.recheckReplicas()
 	close(ch)
 }
 
@@ -336,6 +389,11 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 			}
 		}
 	}
+	if r.readers != nil {
+		if err := r.applyReplicasLocked(m); err != nil {
+			return err
+		}
+	}
 	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
 	return nil
 }
@@ -413,6 +471,10 @@ func (r *clusterRouter) moved(slot int, addr string) (*Client, error) {
 	r.mu.Lock()
 	if slot >= 0 && slot < hashslot.Count {
 		r.slots[slot] = node
+		if r.readers != nil {
+			// The replicas were those of the slot's former master.
+			r.readers[slot] = nil
+		}
 	}
 	r.mu.Unlock()
 	r.triggerRefresh()
@@ -427,11 +489,19 @@ func (r *clusterRouter) close() error {
 		return nil
 	}
 	r.closed = true
-	nodes := make([]*Client, 0, len(r.nodes))
+	nodes := make([]*Client, 0, len(r.nodes)+len(r.replicas))
 	for _, n := range r.nodes {
 		nodes = append(nodes, n)
 	}
+	for _, n := range r.replicas {
+		nodes = append(nodes, n)
+	}
 	r.mu.Unlock()
+	r.refMu.Lock()
+	if r.recheck != nil {
+		r.recheck.Stop()
+	}
+	r.refMu.Unlock()
 	r.endLife()
 	r.wg.Wait()
 	for _, n := range nodes {

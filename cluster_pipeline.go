@@ -164,7 +164,8 @@ func txRedirect(out []resp.Value, n int, from string) (redirect, error, bool) {
 }
 
 // leg is one command of a plain pipeline on its way to one node; a
-// command for every master has a leg for each.
+// command for every master has a leg for each, and a multi-key command
+// split by slot one for each slot (cluster_multikey.go).
 type leg struct {
 	cmd    int // its index in the pipeline
 	slot   int // -1 for none
@@ -174,6 +175,7 @@ type leg struct {
 	wait   bool // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
 	probe  bool // it waited: it goes alone of its slot's until it gets through
 	done   bool
+	sub    *subCommand // the part of a split command it sends; nil for the whole command
 	reply  resp.Value
 }
 
@@ -205,6 +207,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			continue
 		}
+		if ci.RequestPolicy == requestMultiShard {
+			var ok bool
+			before := len(legs)
+			if legs, ok = r.appendMultiKeyLegs(legs, i, ci, buf[offs[i]:offs[i+1]]); ok {
+				fanned = fanned || len(legs)-before > 1
+				continue
+			}
+		}
 		slot, err := commandSlot(ci, buf[offs[i]:offs[i+1]], "command "+ci.Name)
 		if err != nil {
 			r.mu.RUnlock()
@@ -213,6 +223,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		legs = append(legs, leg{cmd: i, slot: slot, node: r.ownerLocked(slot)})
 	}
 	r.mu.RUnlock()
+	r.pickReplicas(p, legs)
 
 	pending := make([]*leg, 0, len(legs))
 	for i := range legs {
@@ -248,17 +259,34 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if err != nil {
 			return r.stopped(p, n, legs, ran, err)
 		}
-		for _, pt := range parts {
-			if pt.err != nil && !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
+		// A part that failed sending reads to a replica goes to the
+		// masters; one that may have run on a master ends the pipeline.
+		offReplica := make([]bool, len(parts))
+		for i, pt := range parts {
+			if pt.err == nil {
+				continue
+			}
+			if r.isReplica(pt.node) && r.offReplica(ctx, pt.node, resp.Value{}, pt.err) {
+				offReplica[i] = true
+				continue
+			}
+			if !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
 				if ran || len(parts) > 1 {
-					return nil, &uncertainError{msg: "redpipe: part of the pipeline failed on " + pt.node.opt.Addr + " while other parts may have run", err: pt.err}
+					return nil, &uncertainError{msg: "redpipe: the part of the batch sent to " + pt.node.opt.Addr + " failed while other parts may have run", err: pt.err}
 				}
 				return nil, pt.err
 			}
 		}
 		var unsent error
 		moved, waited, unreachedNow := false, false, false
-		for _, pt := range parts {
+		for i, pt := range parts {
+			if offReplica[i] {
+				// Reads, sent again to the masters.
+				for _, l := range pt.legs {
+					l.node, l.asking = nil, false
+				}
+				continue
+			}
 			if pt.err != nil {
 				if !unreachable(ctx, pt.err) {
 					// Not sent, but no refresh will help: the context
@@ -274,14 +302,24 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			ran = true
+			onReplica := r.isReplica(pt.node)
 			rds := make([]redirect, len(pt.legs))
-			redirected := make([]bool, len(pt.legs))
+			redirected := make([]bool, len(pt.legs)) // or sent back from a replica: it did not run
+			back := make([]bool, len(pt.legs))
 			for j := range pt.legs {
+				if onReplica && r.offReplica(ctx, pt.node, pt.replies[j], nil) {
+					back[j], redirected[j] = true, true
+					continue
+				}
 				rds[j], redirected[j] = redirectOf(pt.replies[j], pt.node.opt.Addr)
 			}
 			ot := overtakers{p: p, buf: buf, offs: offs, pt: pt, redirected: redirected}
 			for j, l := range pt.legs {
 				v, rd := pt.replies[j], rds[j]
+				if back[j] {
+					l.node, l.asking = nil, false
+					continue
+				}
 				if !redirected[j] {
 					l.reply, l.done, l.asking, l.probe = v, true, false, false
 					continue
@@ -349,6 +387,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			if j-i == 1 && !legs[i].fixed {
 				replies[legs[i].cmd] = Value{legs[i].reply}
+			} else if legs[i].sub != nil {
+				replies[legs[i].cmd] = Value{joinSplit(p.w.cmds[legs[i].cmd].info(), legs[i:j], nil)}
 			} else {
 				vs := make([]resp.Value, j-i)
 				for k := range vs {
@@ -380,11 +420,12 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, ran bool, err er
 
 // partial returns the replies of a pipeline that stopped, for err, before
 // every command got through. Each command that did not keeps the last
-// redirection it got as its reply, or, if no node answered it, a
-// CLUSTERDOWN error reply that says it was not sent; both tell
-// OutcomeNotApplied. The error is a *CommandError for the first of them
-// and wraps err; if some part ran it tells OutcomeUnknown, since the
-// others did run.
+// redirection it got as its reply (OutcomeNotApplied), or, if no node
+// answered it, an error reply whose Err says it was not sent
+// (OutcomeNotSent); a command split by slot has its parts' replies
+// joined (joinSplit). The error is a *CommandError for the first command
+// that did not get through and wraps err; if some part ran it tells
+// OutcomeUnknown, since the others did run.
 func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, error) {
 	replies := make([]Value, n)
 	first := -1
@@ -399,11 +440,12 @@ func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, erro
 			replies[l.cmd] = Value{l.reply}
 		case !l.done:
 			if unsent.Kind == 0 {
-				unsent = resp.Value{Kind: resp.Error, Str: "CLUSTERDOWN redpipe: not sent before the pipeline stopped: " + err.Error()}
+				unsent = madeErrorValue(notSent(fmt.Errorf("redpipe: not sent before the pipeline stopped: %w", err)))
 			}
 			replies[l.cmd] = Value{unsent}
 		}
 	}
+	joinSplits(p, legs, replies, err)
 	if ran {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}
@@ -479,7 +521,7 @@ func (o *overtakers) overtaken(j int) bool {
 // legKeys returns the keys of a leg's command; ok is false when they
 // cannot be told.
 func legKeys(p *Pipeline, buf []byte, offs []int, l *leg) ([][]byte, bool) {
-	keys, ok := appendKeyWords(make([][]byte, 0, 4), p.w.cmds[l.cmd].info(), buf[offs[l.cmd]:offs[l.cmd+1]])
+	keys, ok := appendKeyWords(make([][]byte, 0, 4), p.w.cmds[l.cmd].info(), legBytes(buf, offs, l))
 	return keys, ok
 }
 
@@ -568,7 +610,7 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 		}
 		pt.legs = append(pt.legs, l)
 	}
-	if len(parts) == 1 && len(p.scripts) == 0 && len(parts[0].legs) == len(offs)-1 && !slices.ContainsFunc(parts[0].legs, func(l *leg) bool { return l.asking }) {
+	if len(parts) == 1 && len(p.scripts) == 0 && len(parts[0].legs) == len(offs)-1 && !slices.ContainsFunc(parts[0].legs, func(l *leg) bool { return l.asking || l.sub != nil }) {
 		// The whole pipeline for one node, as it is.
 		pt := parts[0]
 		pt.replies, pt.err = r.sendPart(ctx, pt.node, buf, len(pt.legs), traits)
@@ -592,7 +634,7 @@ func (r *clusterRouter) runPart(ctx context.Context, p *Pipeline, buf []byte, of
 	size := 0
 	readonly := true
 	for _, l := range pt.legs {
-		size += offs[l.cmd+1] - offs[l.cmd]
+		size += len(legBytes(buf, offs, l))
 		if l.asking {
 			size += len(askingCmd)
 		}
@@ -614,7 +656,7 @@ func (r *clusterRouter) runPart(ctx context.Context, p *Pipeline, buf []byte, of
 			b = append(b, askingCmd...)
 			total++
 		}
-		b = append(b, buf[offs[l.cmd]:offs[l.cmd+1]]...)
+		b = append(b, legBytes(buf, offs, l)...)
 		total++
 	}
 	t := traits

@@ -9,7 +9,8 @@ import (
 )
 
 // run routes one command: by the slot of its keys, or to every master for
-// a command whose request_policy says so, following redirections.
+// a command whose request_policy says so, or split by slot (MGET, DEL...),
+// following redirections.
 func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
 	if err := r.ready(ctx); err != nil {
 		return Value{}, err
@@ -18,6 +19,15 @@ func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Va
 	case requestAllShards, requestAllNodes:
 		v, err := r.fanOut(ctx, w, ci)
 		return Value{v}, err
+	case requestMultiShard:
+		if splittable(ci) {
+			slot, shared := sharedSlot(ci, w.buf)
+			if !shared {
+				return r.runSplit(ctx, w, ci)
+			}
+			v, err := r.runSlot(ctx, w, ci, slot)
+			return Value{v}, err
+		}
 	}
 	slot, err := commandSlot(ci, w.buf, "command "+ci.Name)
 	if err != nil {
@@ -27,10 +37,11 @@ func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Va
 	return Value{v}, err
 }
 
-// runSlot sends one command to the owner of slot and follows MOVED, ASK,
-// TRYAGAIN and CLUSTERDOWN, and a node that cannot be reached.
+// runSlot sends one command to the owner of slot, or a read to one of its
+// replicas, and follows MOVED, ASK, TRYAGAIN and CLUSTERDOWN, and a node
+// that cannot be reached.
 func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo, slot int) (resp.Value, error) {
-	node, err := r.route(ctx, slot)
+	node, onReplica, err := r.routeRead(ctx, slot, ci.has(flagReadonly) && !w.blocks(0))
 	if err != nil {
 		return resp.Value{}, err
 	}
@@ -40,6 +51,16 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 	for {
 		v, err := r.send1(ctx, node, w, ci, asking)
 		asking = false
+		if onReplica {
+			// Whatever comes next goes to a master.
+			onReplica = false
+			if r.offReplica(ctx, node, v, err) {
+				if node, err = r.route(ctx, slot); err != nil {
+					return resp.Value{}, err
+				}
+				continue
+			}
+		}
 		rd, isRedirect := redirectOf(v, node.opt.Addr)
 		switch {
 		case err != nil && unreachable(ctx, err):

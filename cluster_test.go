@@ -359,14 +359,6 @@ func testClusterAsk(t *testing.T, cl *redistest.Cluster, c *Client) {
 
 func testClusterRefusals(t *testing.T, c *Client) {
 	ctx := clusterCtx(t)
-	s := c.Stream(ctx, nil)
-	s.Do("SET", "k", "v")
-	if _, err := s.Close(ctx); !errors.Is(err, clusterStreamError) {
-		var ue *UsageError
-		if !errors.As(err, &ue) {
-			t.Errorf("Stream on a cluster: %v", err)
-		}
-	}
 	if _, err := NewClusterClient(ClusterOptions{Addrs: []string{"localhost:1"}, Options: Options{DB: 1}}); err == nil {
 		t.Error("DB 1 accepted on a cluster")
 	}

@@ -6,9 +6,6 @@ import (
 	"fmt"
 )
 
-// clusterStreamError is the error of a Stream on a cluster client.
-var clusterStreamError = &UsageError{Msg: "Stream is not supported on a cluster client yet; use a Pipeline with NoTransaction, in batches"}
-
 // watch binds a Tx to the owner of the keys' one slot: the Tx is that
 // node's own.
 func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {

@@ -89,8 +89,11 @@ func (v Value) Decoded() (any, error) {
 	if v.v.Aux == nil {
 		return nil, nil
 	}
-	if f, ok := v.v.Aux.Extra.(decodeFailure); ok {
-		return nil, f.err
+	switch x := v.v.Aux.Extra.(type) {
+	case decodeFailure:
+		return nil, x.err
+	case madeErr:
+		return nil, nil // an error reply: no decoder ran
 	}
 	return v.v.Aux.Extra, nil
 }

@@ -225,19 +225,33 @@
 // node, with the Options given for all of them. Keys sharing a {hash tag}
 // ({user1}:cart, {user1}:total) are in one slot.
 //
-//   - A command whose keys are in different slots (RENAME a b, MGET a b)
-//     is refused before it is sent with a *CrossSlotError; give the keys a
-//     common hash tag. Commands without keys go to any master; those the
+//   - A command whose keys are in different slots (RENAME a b) is refused
+//     before it is sent with a *CrossSlotError; give the keys a common hash
+//     tag. Commands without keys go to any master; those the
 //     server documents as running on every shard (DBSIZE, KEYS, FLUSHALL,
 //     PING, SCRIPT LOAD) go to every master and their replies are combined
 //     (DBSIZE sums, KEYS concatenates, FLUSHALL fails if any master does).
 //     Commands meant for every node, replicas too, go to the masters only.
+//   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
+//     slots are split by slot, as plain calls and in NoTransaction
+//     pipelines: one part per slot, holding that slot's keys in the
+//     caller's order, each routed and redirected as any command, and the
+//     replies joined as one node would give them (MGET's values in the
+//     order of the keys, the counts summed, OK when every MSET part
+//     succeeded). A split command is not atomic across slots: other clients
+//     may see some parts before others, and when a part of a write fails
+//     while others ran, the error names the failed part and says the
+//     others ran, and OutcomeOf reports OutcomeUnknown for it. MSETNX,
+//     all or nothing, is never split: across slots it is refused with a
+//     *CrossSlotError, and so is any cross-slot transaction.
 //   - A NoTransaction pipeline is split by node; every node's part is sent
-//     at once and the replies come back in the caller's order. Commands on
-//     one key keep their order, retries included: a command turned away
-//     (TRYAGAIN, while its slot's keys are split between two nodes) is not
-//     sent again once a later command on its keys has run, and keeps the
-//     redirection as its reply.
+//     at once and the replies come back in the caller's order. Commands of
+//     one slot keep their order, retries included: those behind a command
+//     sent again for TRYAGAIN, or redirected to another node, wait for it;
+//     a command turned away (TRYAGAIN, while its slot's keys are split
+//     between two nodes) is not sent again once a later command on its
+//     keys has run, and keeps the redirection as its reply; and an ASK is
+//     followed at once or not at all, never after a pause.
 //   - MOVED updates the slot at once and starts one refresh of the layout
 //     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
 //     and CLUSTERDOWN are retried with backoff within the context. Only
@@ -247,8 +261,8 @@
 //     call; running out gives an error that says so and wraps the last.
 //     A pipeline that stops before every command got through (out of
 //     redirections, or its context ended) returns the replies of those
-//     that did; each other command has the redirection it last got, or a
-//     CLUSTERDOWN error reply saying it was not sent, and the error is a
+//     that did; each other command has the redirection it last got, or an
+//     error reply whose Err says it was not sent, and the error is a
 //     *CommandError for the first of them, of unknown outcome once any
 //     command ran.
 //     A connection failure is retried by the single-node rules
@@ -261,8 +275,42 @@
 //     master; Transaction starts again on the new master when its slot
 //     moved or its master could not be reached (a replica promoted in its
 //     place), and waits out a migration in progress.
-//   - Not yet: Stream (refused with a *UsageError), splitting multi-key
-//     commands by slot, reading from replicas.
+//   - Reads go to masters unless ClusterOptions.ReadFromReplicas is set.
+//     Then read-only commands with keys (GET, HGETALL, MGET of one slot,
+//     EVAL_RO) go to a healthy replica of their slot's master, chosen at
+//     random or by ClusterOptions.SelectReplica, over connections that
+//     send READONLY; a pipeline may mix replicas and masters, but a slot
+//     it writes to keeps all its commands on the master, in order.
+//     Writes, transactions, Watch, Transaction, scripts run by Script and
+//     blocking reads always go to masters. A read whose replica cannot be
+//     reached, fails or is still loading goes to the master instead. A
+//     replica lags behind its master: a read from one may not see a write
+//     that has just succeeded, even the caller's own.
+//   - A Stream bulk-loads every master at once: each command goes to the
+//     master of its slot, over one connection per node for the whole
+//     stream, each node's share sent in chunks while the caller goes on
+//     queueing; each still gets every reply once, in the stream's order.
+//     Commands of one slot run in the order they were queued, redirections
+//     included: once a slot has moved, its new commands wait until those
+//     still on their way to the old node have come back and been sent on,
+//     in order. (Within a slot being migrated the server itself may run a
+//     command that was already on its way behind one it redirected, ASK
+//     for a key already moved or TRYAGAIN for a multi-key command whose
+//     keys are split, if that command's own keys have not moved yet;
+//     single-key commands on one key keep their order even then.) Memory
+//     stays bounded: the replies of a fast node wait for those of a slow
+//     one, up to a bound, and then the queuing call waits, within the
+//     stream's context. A connection that fails, or a context that ends,
+//     stops the stream as on one node: nothing is sent again, and the
+//     outcome of what was in flight is unknown (OutcomeOf). A node that
+//     cannot be reached before anything was written to it refreshes the
+//     layout, and its commands go where the new one says. Multi-key
+//     commands are split by slot as in a pipeline, each part keeping the
+//     order of its slot; one whose keys are in different slots and that
+//     is not split (RENAME a b, MSETNX) stops the stream with a
+//     *CommandError wrapping a *CrossSlotError, before any command of its
+//     chunk is sent, and so does a command that runs out of redirections.
+//     A Stream sends every command to a master, reads included.
 //
 // # Testing
 //

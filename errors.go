@@ -36,8 +36,9 @@ type ConnError = conn.Error
 
 // CrossSlotError is a command, transaction or WATCH refused before
 // anything was sent because its keys are in different hash slots of a
-// cluster, which a single node cannot serve together. It matches
-// ErrNotApplied.
+// cluster, which a single node cannot serve together. (MGET, MSET, DEL,
+// UNLINK, EXISTS and TOUCH outside a transaction are split by slot
+// instead; MSETNX is refused.) It matches ErrNotApplied.
 type CrossSlotError struct {
 	In    string   // "command GET", "transaction", "WATCH"
 	Keys  []string // keys of different slots (up to a few)
@@ -57,8 +58,13 @@ func (e *CrossSlotError) Error() string {
 	}
 	b.WriteString("), and a cluster serves one slot per command or transaction: give keys used together a common {hash tag}, " +
 		"such as {user1}:cart and {user1}:total")
-	if e.In == "transaction" {
+	switch e.In {
+	case "transaction":
 		b.WriteString(", or use a NoTransaction pipeline")
+	case "command MSETNX":
+		// MGET, MSET, DEL and the like are split by slot instead.
+		b.WriteString(", or use MSET; MSETNX is not split by slot, because it sets all of its keys or none, " +
+			"which parts run on different nodes could not promise")
 	}
 	b.WriteString("; nothing was sent")
 	return b.String()

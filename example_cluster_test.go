@@ -3,6 +3,8 @@ package redpipe_test
 import (
 	"context"
 	"fmt"
+	"log"
+	"strconv"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -33,4 +35,34 @@ func ExampleNewClusterClient() {
 	// [OK 6 OK 7 OK 7]
 	// true
 	// [OK 2]
+}
+
+// On a cluster a Stream loads every master at once, each over a
+// connection of its own; each still gets the replies in the order of the
+// commands, and the commands of one key run in their order.
+func ExampleClient_Stream_cluster() {
+	ctx := context.Background()
+	cl := must(redistest.NewCluster(0)) // three masters; in real code, your own seeds
+	defer cl.Stop()
+	c := must(redpipe.NewClusterClient(redpipe.ClusterOptions{Addrs: cl.Addrs()}))
+	defer c.Close()
+
+	next, inOrder := 0, true
+	s := c.Stream(ctx, func(i int, v redpipe.Value) error {
+		inOrder = inOrder && i == next
+		next++
+		return v.Err()
+	})
+	for i := range 100_000 {
+		s.Incr("page:" + strconv.Itoa(i%1000)) // 1000 keys, over every master
+	}
+	sent, err := s.Close(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("sent:", sent, "in order:", inOrder)
+	fmt.Println(must(c.Get(ctx, "page:7")), must(c.DBSize(ctx)))
+	// Output:
+	// sent: 100000 in order: true
+	// 100 1000
 }

@@ -24,13 +24,22 @@ const streamChunk = 64 << 10
 //
 // A stream is not a transaction, and what it sent has run. It is not safe
 // for concurrent use.
+//
+// On a cluster Client a stream loads every master at once: each command
+// goes to the master of its slot, over one connection per node, and the
+// replies are still handed out in the stream's order. Commands of one
+// slot run in the order they were queued, across MOVED and ASK
+// redirections too, which are followed as in a pipeline; the replies a
+// fast node gives ahead of a slow one wait, up to a bound, after which
+// the queuing call waits for the slow node. See the package
+// documentation, section Cluster.
 type Stream struct {
 	p    *Pipeline // the queue: commands encoded and not yet sent
 	ctx  context.Context
 	each func(int, Value) error
 	d    *dedicated
 
-	sent     int      // commands handed to the connection
+	sent     int      // commands handed to the connection (on a cluster, routed)
 	inflight []*chunk // sent, replies not yet handed out; oldest first
 	free     []*chunk // chunks to reuse
 	err      error    // sticky: a failed send or wait, or a refused command
@@ -38,6 +47,8 @@ type Stream struct {
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
 	closed   bool
+
+	cl *clusterStream // set on a cluster Client: the routing, per node, of what is queued
 }
 
 // Stream starts a stream. each receives every reply with its index, i
@@ -47,7 +58,8 @@ type Stream struct {
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
-// or Discard must be called to give the connection back.
+// or Discard must be called to give the connection back (on a cluster,
+// the connection of each node).
 //
 // Commands that change the connection's state are refused; scripts run
 // with Do("EVALSHA", ...) or Do("EVAL", ...).
@@ -61,7 +73,7 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 	p.w.full = s.flush
 	p.reset()
 	if c.cluster != nil {
-		s.err = clusterStreamError
+		s.cl = &clusterStream{s: s, r: c.cluster}
 	}
 	return s
 }
@@ -122,7 +134,13 @@ type chunk struct {
 // flush sends what is queued as one chunk, then hands out the replies of
 // the chunk sent before it. It runs from the encoder whenever the buffer
 // reaches streamChunk, with ctx the stream's; Close runs it with its own.
-func (s *Stream) flush() { s.send(s.ctx) }
+func (s *Stream) flush() {
+	if s.cl != nil {
+		s.cl.flush(s.ctx, false)
+		return
+	}
+	s.send(s.ctx)
+}
 
 func (s *Stream) send(ctx context.Context) {
 	p := s.p
@@ -201,24 +219,43 @@ func (s *Stream) deliver(ctx context.Context) {
 		s.broken = true
 		return
 	}
-	p := s.p
 	for i, v := range values(ch.replies) {
-		name := ch.cmds[i].Name()
-		p.checkReply(&v, ch.base+i, name, &s.cmdErr)
-		if s.eachErr == nil && s.each != nil {
-			if e := s.each(ch.base+i, v); e != nil {
-				s.eachErr = fmt.Errorf("redpipe: stream reply %d (%s): %w", ch.base+i, name, e)
-			}
-		}
+		s.hand(ch.base+i, ch.cmds[i].Name(), v)
 	}
 	clear(ch.replies)
 	ch.cmds = ch.cmds[:0]
 	s.free = append(s.free, ch)
 }
 
+// hand applies the decoder of command i, named name, to its reply v,
+// notes the reply's error, and gives v to each, unless each has failed.
+func (s *Stream) hand(i int, name string, v Value) {
+	s.p.checkReply(&v, i, name, &s.cmdErr)
+	if s.eachErr == nil && s.each != nil {
+		if e := s.each(i, v); e != nil {
+			s.eachErr = fmt.Errorf("redpipe: stream reply %d (%s): %w", i, name, e)
+		}
+	}
+}
+
+// result is the error Close returns: the stream's, then that of each,
+// then the first command's.
+func (s *Stream) result() error {
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.eachErr != nil:
+		return s.eachErr
+	}
+	return s.cmdErr
+}
+
 // finish sends the rest (unless discarding), waits for every reply, gives
 // the connection back and closes the stream.
 func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
+	if s.cl != nil {
+		return s.cl.finish(ctx, send)
+	}
 	if send {
 		s.send(ctx)
 	}
@@ -236,13 +273,6 @@ func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
 		s.d = nil
 	}
 	s.closed = true
-	err := s.err
-	if err == nil {
-		err = s.eachErr
-	}
-	if err == nil {
-		err = s.cmdErr
-	}
 	s.inflight, s.free = nil, nil
-	return s.sent, err
+	return s.sent, s.result()
 }

@@ -69,10 +69,12 @@ func (v Value) Kind() Kind {
 func (v Value) IsNil() bool { return v.v.Kind == resp.Null || v.v.Kind == 0 }
 
 // Err returns the server's error if the reply is one, as an *Error, and nil
-// otherwise. A nil reply is not an error here; see ErrNil.
+// otherwise. A nil reply is not an error here; see ErrNil. The reply of a
+// cluster command split by slot one of whose parts failed may hold an
+// error that wraps the part's *Error and says what became of the rest.
 func (v Value) Err() error {
 	if v.isErr() {
-		return newError(v.v.Str)
+		return v.replyErr()
 	}
 	return nil
 }
@@ -80,11 +82,32 @@ func (v Value) Err() error {
 // isErr reports whether the reply is an error, without making one.
 func (v Value) isErr() bool { return v.v.Kind == resp.Error || v.v.Kind == resp.BulkError }
 
+// replyErr is the error of an error reply: the one the client kept in a
+// reply it made (madeErrorValue), or an *Error of the server's text.
+func (v Value) replyErr() error {
+	if v.v.Aux != nil {
+		if m, ok := v.v.Aux.Extra.(madeErr); ok {
+			return m.err
+		}
+	}
+	return newError(v.v.Str)
+}
+
+// madeErr is kept in the Aux of an error reply that the client made
+// rather than read, such as the reply of a split cluster command one of
+// whose parts failed; Err and the accessors return its err.
+type madeErr struct{ err error }
+
+// madeErrorValue makes an error reply that stands for err.
+func madeErrorValue(err error) resp.Value {
+	return resp.Value{Kind: resp.Error, Str: err.Error(), Aux: &resp.Aux{Extra: madeErr{err}}}
+}
+
 // check returns the error an accessor reports before converting.
 func (v Value) check() error {
 	switch v.v.Kind {
 	case resp.Error, resp.BulkError:
-		return newError(v.v.Str)
+		return v.replyErr()
 	case resp.Null, 0:
 		return ErrNil
 	}

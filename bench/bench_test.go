@@ -37,9 +37,10 @@ func testConfig(t *testing.T) config {
 // three libraries and redis-benchmark, so that the verification of each
 // case is itself exercised against correct clients.
 func TestEveryScenarioTiny(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rp, err := run(ctx, testConfig(t), scenarioNames, io.Discard)
+	cfg := testConfig(t)
+	rp, err := run(ctx, cfg, scenarioNames, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,25 +51,35 @@ func TestEveryScenarioTiny(t *testing.T) {
 		if !(r.OpsPerSec > 0) || !(r.NsPerOp > 0) || r.Reps != 1 {
 			t.Errorf("%s %s: bad record %+v", k, r.Client, r)
 		}
+		if r.Scenario == "S8" {
+			checkCostRecord(t, r)
+			continue
+		}
 		if r.Client == "redis-benchmark" {
 			continue
 		}
-		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || r.RatioVsBestPeer == nil {
+		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || (r.RatioVsBestPeer == nil) != (r.Scenario == "S6") {
 			t.Errorf("%s %s: missing allocations or ratio: %+v", k, r.Client, r)
 		}
-		if b := r.ServerBusyPct; b == nil || !(*b > 0 && *b <= 150) {
+		// A share of the run's time per server, with room for the
+		// granularity of the counters; the C scenarios add up three.
+		limit := 150.0
+		if isClusterScenario(r.Scenario) {
+			limit *= 3
+		}
+		if b := r.ServerBusyPct; b == nil || !(*b > 0 && *b <= limit) {
 			t.Errorf("%s %s: server busy %v, want a share of the run's time", k, r.Client, fmtOpt(b, "%.1f%%"))
 		}
-		if w := r.ServerWaitPct; runtime.GOOS == "linux" && (w == nil || !(*w >= 0 && *w+*r.ServerBusyPct <= 150)) {
+		if w := r.ServerWaitPct; runtime.GOOS == "linux" && (w == nil || !(*w >= 0 && *w+*r.ServerBusyPct <= limit)) {
 			t.Errorf("%s %s: server waiting %v, want a share of the run's time", k, r.Client, fmtOpt(w, "%.1f%%"))
 		}
 		if st := r.StealPct; runtime.GOOS == "linux" && (st == nil || !(*st >= 0 && *st <= 100)) {
 			t.Errorf("%s %s: steal %v, want a share of the run's time", k, r.Client, fmtOpt(st, "%.1f%%"))
 		}
-		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) {
-			t.Errorf("%s %s: peak RSS is %v", k, r.Client, r.PeakRSSMiB)
+		if (r.Scenario == "S6") != (r.PeakRSSMiB != nil) || (r.Scenario == "S6") != (r.RSSVsBestPeer != nil) {
+			t.Errorf("%s %s: peak RSS is %v, against the best peer %v", k, r.Client, r.PeakRSSMiB, r.RSSVsBestPeer)
 		}
-		if (r.Case == "watch-contended") != (r.Retries != nil) {
+		if (r.Case == "watch-contended" || r.Case == watchProcsCase(cfg)) != (r.Retries != nil) {
 			t.Errorf("%s %s: retries is %v", k, r.Client, r.Retries)
 		}
 	}
@@ -76,7 +87,15 @@ func TestEveryScenarioTiny(t *testing.T) {
 		"S3 depth-10": 3, "S3 depth-100": 3, "S4 multi-10": 3, "S4 watch-contended": 3,
 		"S5 g4": 3, "S5 g16": 3, "S6 pipeline-1m": 3,
 		"S7 set-P1": 1, "S7 get-P1": 1, "S7 incr-P1": 1, "S7 set-P16": 1, "S7 get-P16": 1, "S7 incr-P16": 1,
-		"S7 set-P100-c1": 1, "S7 get-P100-c1": 1, "S7 incr-P100-c1": 1}
+		"S7 set-P100-c1": 1, "S7 get-P100-c1": 1, "S7 incr-P100-c1": 1,
+		"S4 " + watchProcsCase(cfg): 3,
+		"C1 pipeline-100":           3, "C2 g16": 3, "C3 mget-20": 3}
+	for _, sp := range costSpecs(cfg.cost) {
+		want["S8 "+sp.name] = 3
+		if sp.every > 0 || sp.idle {
+			want["S8 "+sp.name]++ // the run with no client
+		}
+	}
 	for k, n := range want {
 		if len(seen[k]) != n {
 			t.Errorf("%s: records for %v, want %d clients", k, seen[k], n)
@@ -86,7 +105,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 		t.Errorf("cases %v, want %d of them", seen, len(want))
 	}
 	md := rp.markdown()
-	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "## Figures behind design choices", "redis-server 7."} {
+	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "## Figures behind design choices", "redis-server 7.",
+		"## S8: client CPU time and latency per call", "| every-1ms | no-client |", "## S4 watch-3proc", "## S6: bound by the server", "S8 runs every library",
+		"| C1 | pipeline-100 | redpipe |", "## Cluster scenarios (C1–C3)", "| C3 | mget-20 | "} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
@@ -138,6 +159,9 @@ func TestVerificationCatchesWrongAnswers(t *testing.T) {
 	defer c.Close()
 	for _, name := range []string{"S1", "S2", "S3", "S4", "S5"} {
 		for _, bc := range cases(name, e.cfg) {
+			if bc.name == watchProcsCase(e.cfg) {
+				continue // its processes have clients of their own: TestWatchProcsCheck
+			}
 			if err := e.flush(); err != nil {
 				t.Fatal(err)
 			}

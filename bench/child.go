@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -19,8 +18,14 @@ import (
 // the parent with -child as its first argument, and prints a childReport.
 // A process of its own per library is what makes the peak RSS (VmHWM)
 // mean something: a shared process never gives memory back to a clean
-// high-water mark.
+// high-water mark. Other scenarios' children (childModes) are handed
+// their arguments as they are.
 func childMain(args []string) int {
+	if len(args) > 1 {
+		if child, ok := childModes[args[1]]; ok {
+			return child(args)
+		}
+	}
 	fs := flag.NewFlagSet("child", flag.ContinueOnError)
 	scenario := fs.String("child", "", "the scenario to run (S6)")
 	name := fs.String("client", "", "the library")
@@ -72,19 +77,9 @@ func childS6(ctx context.Context, name, addr string, n int) (childReport, error)
 	if err != nil {
 		return r, err
 	}
-	r.PeakRSSKiB = procStatusKiB("VmHWM")
-	r.Ops, r.Nanos, r.Allocs, r.Bytes = s.ops, int64(s.dur/time.Nanosecond), s.allocs, s.bytes
-	r.CPUNanos = int64(s.cpu / time.Nanosecond)
-	r.SrvCPUNs, r.SrvWaitNs, r.StealNs = -1, -1, -1
-	if s.hasStl {
-		r.StealNs = int64(s.steal / time.Nanosecond)
-	}
-	if s.hasSrv {
-		r.SrvCPUNs = int64(s.srvCPU / time.Nanosecond)
-	}
-	if s.hasWait {
-		r.SrvWaitNs = int64(s.srvWait / time.Nanosecond)
-	}
+	base := r.BaseRSSKiB
+	r = s.childReport()
+	r.PeakRSSKiB, r.BaseRSSKiB = procStatusKiB("VmHWM"), base
 	runtime.KeepAlive(keys)
 	return r, nil
 }

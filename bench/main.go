@@ -1,8 +1,9 @@
 // Command bench measures redpipe side by side with go-redis v9 and rueidis
 // on a redis-server of its own, with redis-benchmark on the same server as
-// the limit any client could reach.
+// the limit any client could reach, and then (C1 to C3) on a Redis Cluster
+// of three masters of its own.
 //
-//	go run . [-scenario S1,S3] [-reps N] [-json FILE] [-md FILE]
+//	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-json FILE] [-md FILE]
 //
 // It prints a markdown report and exits non-zero if any client returned a
 // wrong answer, whatever its speed.
@@ -24,18 +25,26 @@ import (
 )
 
 func main() {
-	// The S6 child is this same binary; the flag is kept out of -help.
+	// The children (S6, S8, S4's processes) are this same binary; the
+	// flag is kept out of -help.
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		os.Exit(childMain(os.Args[1:]))
 	}
-	scen := flag.String("scenario", "", "comma-separated scenarios to run, from "+strings.Join(scenarioNames, ",")+" (default all)")
+	scen := flag.String("scenarios", "", "comma-separated scenarios to run, from "+strings.Join(scenarioNames, ",")+" (default all)")
+	flag.StringVar(scen, "scenario", "", "the same as -scenarios")
 	reps := flag.Int("reps", 5, "repetitions of every case, at least 1")
 	jsonOut := flag.String("json", "", "write the records as JSON to this file")
 	mdOut := flag.String("md", "", "write the markdown report to this file")
+	s8Scale := flag.Float64("s8-scale", 1, "multiply S8's durations (3s, 10s and the idle 10s) by this")
 	flag.Parse()
 
 	cfg := fullConfig()
 	cfg.reps = *reps
+	if !(*s8Scale > 0) {
+		fmt.Fprintln(os.Stderr, "bench: -s8-scale must be above 0")
+		os.Exit(2)
+	}
+	cfg.cost = cfg.cost.scaled(*s8Scale)
 	if err := benchMain(cfg, *scen, *jsonOut, *mdOut); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -137,8 +146,19 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 	}
 
 	for _, name := range scenarios {
+		if isClusterScenario(name) {
+			continue // below, on a cluster of their own
+		}
 		if name == "S7" {
 			recs, err := runS7(ctx, e, logw)
+			if err != nil {
+				return nil, err
+			}
+			rp.Records = append(rp.Records, recs...)
+			continue
+		}
+		if name == "S8" {
+			recs, err := runS8(ctx, e, clients, logw)
 			if err != nil {
 				return nil, err
 			}
@@ -153,6 +173,11 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 			rp.Records = append(rp.Records, recs...)
 		}
 	}
+	recs, err := runClusterScenarios(ctx, cfg, scenarios, logw)
+	if err != nil {
+		return nil, err
+	}
+	rp.Records = append(rp.Records, recs...)
 	addSpeedups(rp.Records)
 	rp.Elapsed = time.Since(rp.Started)
 	rp.Machine.LoadAfter = loadAvg()

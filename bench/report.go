@@ -38,6 +38,8 @@ type record struct {
 	Retries      *float64 `json:"retries,omitempty"`
 	BaseRSSMiB   *float64 `json:"base_rss_mib,omitempty"`
 	SpeedupVsSeq *float64 `json:"speedup_vs_seq,omitempty"`
+
+	costFields
 }
 
 func median(xs []float64) float64 {
@@ -124,6 +126,10 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 		}
 		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
 		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
+		r.costFields = costFieldsOf(ci, samples)
+		if rateNotCompared(samples) {
+			r.RatioVsBestPeer = nil
+		}
 		out = append(out, r)
 	}
 	return out
@@ -257,6 +263,7 @@ func (rp *report) markdown() string {
 	fmt.Fprintf(&b, "- software: %s, redis-server %s, %s\n", m.GoVersion, m.Redis, strings.Join(m.Libraries, ", "))
 	fmt.Fprintf(&b, "- repetitions: %d per case, clients in rotating order; values are medians, spread is the min–max of ops/s over the repetitions\n", rp.Reps)
 	b.WriteString(methodNotes)
+	b.WriteString(costMethodNotes)
 
 	b.WriteString("\n## Results\n\n")
 	b.WriteString("| scenario | case | client | ops/s | spread (min–max) | ns/op | CPU ns/op | server busy | server waiting | steal | allocs/op | B/op | peak RSS MiB | vs best peer | retries |\n")
@@ -267,6 +274,8 @@ func (rp *report) markdown() string {
 			fmtNs(r.NsPerOp), fmtOpt(r.CPUNsPerOp, "%.0f"), fmtOpt(r.ServerBusyPct, "%.0f%%"), fmtOpt(r.ServerWaitPct, "%.0f%%"), fmtOpt(r.StealPct, "%.1f%%"), fmtOpt(r.AllocsPerOp, "%.2f"), fmtOpt(r.BytesPerOp, "%.1f"),
 			fmtOpt(r.PeakRSSMiB, "%.0f"), fmtOpt(r.RatioVsBestPeer, "%.2f×"), fmtOpt(r.Retries, "%.0f"))
 	}
+
+	b.WriteString(clusterNotes(rp.Records))
 
 	var speedups []record
 	for _, r := range rp.Records {
@@ -282,7 +291,9 @@ func (rp *report) markdown() string {
 		}
 	}
 
-	fmt.Fprintf(&b, "\n## Where redpipe is behind\n\nThroughput below %.2f× the best peer, or allocations, bytes, CPU time or RSS over 5%% above the leanest peer.\n\n", tieRatio)
+	b.WriteString(rp.costSections())
+
+	fmt.Fprintf(&b, "\n## Where redpipe is behind\n\nThroughput below %.2f× the best peer, or allocations, bytes, CPU time, RSS or latency over 5%% above the leanest peer.\n\n", tieRatio)
 	behind := rp.behind()
 	if len(behind) == 0 {
 		b.WriteString("Nowhere: redpipe is within noise of the best peer or ahead in throughput, allocations and memory in every case.\n")
@@ -370,7 +381,7 @@ func (rp *report) behind() []string {
 	byCase := make(map[string][]record)
 	var order []string
 	for _, r := range rp.Records {
-		if r.Client == "redis-benchmark" {
+		if isReference(r.Client) {
 			continue
 		}
 		k := r.Scenario + " " + r.Case
@@ -388,6 +399,8 @@ func (rp *report) behind() []string {
 		{"B/op", "%.0f", 16, func(r record) *float64 { return r.BytesPerOp }},
 		{"CPU ns/op", "%.0f", 100, func(r record) *float64 { return r.CPUNsPerOp }},
 		{"peak RSS MiB", "%.0f", 8, func(r record) *float64 { return r.PeakRSSMiB }},
+		{"p50 µs", "%.1f", 2, func(r record) *float64 { return r.P50Us }},
+		{"p99 µs", "%.1f", 5, func(r record) *float64 { return r.P99Us }},
 	}
 	var out []string
 	for _, k := range order {

@@ -348,6 +348,63 @@ func TestClusterWithReplicas(t *testing.T) {
 	}
 }
 
+// NewCluster is for programs (the demo, the bench) that stop the cluster
+// themselves: Stop must end every node, free its port and remove its
+// directory, and may be called again.
+func TestNewClusterStop(t *testing.T) {
+	t.Parallel()
+	c, err := redistest.NewCluster(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			c.Stop()
+		}
+	}()
+	if len(c.Masters) != 3 || len(c.Replicas) != 0 {
+		t.Fatalf("cluster has %d masters and %d replicas", len(c.Masters), len(c.Replicas))
+	}
+	var pids []int
+	for _, s := range c.Masters {
+		info, _ := s.MustDo(t, "CLUSTER", "INFO").(string)
+		if !strings.Contains(info, "cluster_state:ok") {
+			t.Errorf("%s: CLUSTER INFO = %q", s.Addr, info)
+		}
+		pids = append(pids, s.Pid())
+	}
+	stopped = true
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for i, s := range c.Masters {
+		if alive(pids[i]) {
+			t.Errorf("node %s (pid %d) still running after Stop", s.Addr, pids[i])
+		}
+		if conn, err := net.Dial("tcp", s.Addr); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts connections after Stop", s.Addr)
+		}
+		if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Dir %s still exists after Stop: %v", s.Dir, err)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestNewClusterRefusesNegativeReplicas(t *testing.T) {
+	t.Parallel()
+	if c, err := redistest.NewCluster(-1); err == nil {
+		c.Stop()
+		t.Fatal("NewCluster(-1) succeeded")
+	} else if !strings.Contains(err.Error(), "negative number of replicas") {
+		t.Errorf("NewCluster(-1): %v", err)
+	}
+}
+
 // slotOwner finds the master serving key with CLUSTER KEYSLOT and CLUSTER
 // SLOTS, the way a cluster client does.
 func slotOwner(t *testing.T, c *redistest.Cluster, key string) *redistest.Server {

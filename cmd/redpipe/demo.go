@@ -114,8 +114,12 @@ func (d *demo) say(cmd string, reply any) {
 
 // batch prints the commands of a pipeline, each with its reply.
 func (d *demo) batch(title string, cmds []string, replies []string) {
-	fmt.Fprintf(d.w, "  %s:\n", title)
-	tw := tabwriter.NewWriter(d.w, 0, 0, 2, ' ', 0)
+	printBatch(d.w, title, cmds, replies)
+}
+
+func printBatch(w io.Writer, title string, cmds []string, replies []string) {
+	fmt.Fprintf(w, "  %s:\n", title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for i, c := range cmds {
 		fmt.Fprintf(tw, "    %d) %s\t->  %s\n", i+1, c, replies[i])
 	}

@@ -2,15 +2,21 @@
 // server.
 //
 //	redpipe demo    walk through the pipeline and transaction scenarios
+//	redpipe demo -cluster [seed-url ...]
+//	                the same for a Redis Cluster: a pipeline split per node,
+//	                a transaction on one slot, a cross-slot one refused
 //	redpipe bench   measure INCR/s against the pipeline depth, with a chart
 //	redpipe help    print usage
 //
 // demo and bench use the server in REDIS_URL, or start a throwaway
-// redis-server when REDIS_URL is not set.
+// redis-server when REDIS_URL is not set; demo -cluster uses the cluster
+// of the seed URLs given, or starts a throwaway one.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +32,15 @@ commands:
   demo   walk through pipelines, transactions and optimistic locking,
          printing every command with its reply; ends with 100,000 INCRs
          sent one by one and then in one pipeline
+  demo -cluster [seed-url ...]
+         walk through a Redis Cluster: a pipeline split across the
+         masters with each master's batch size, an MGET split by slot,
+         a transaction on keys with a common {hash tag}, a cross-slot
+         transaction refused with its error, and a MOVED followed after
+         a slot moves. Without seed URLs it starts a throwaway cluster
+         of three masters; with them (redis://host:port, one or more) it
+         uses that cluster, touches only keys under redpipe:demo: and
+         moves no slot
   bench  time the same comparison, then sweep the pipeline depth with and
          without MULTI/EXEC; prints a table and writes a chart
          (redpipe bench -h for its flags)
@@ -36,6 +51,7 @@ environment:
               Without it, they start a throwaway redis-server and stop it at
               the end. On your own server, they only touch keys under
               redpipe:demo: and redpipe:bench:, and never flush the database.
+              demo -cluster does not read it: it takes seed URLs instead.
 `
 
 // exitInterrupted is the shell's convention for a program ended by SIGINT.
@@ -62,8 +78,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "demo":
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "redpipe demo: unexpected argument %q\n\n%s", args[1], usage)
+		fs := flag.NewFlagSet("redpipe demo", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.Usage = func() { fmt.Fprint(stderr, usage) }
+		cluster := fs.Bool("cluster", false, "walk through a Redis Cluster")
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if *cluster {
+			err := runClusterDemo(ctx, clusterDemoConfig{Seeds: fs.Args(), Out: stdout})
+			return exitCode(ctx, "demo -cluster", err, stderr)
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "redpipe demo: unexpected argument %q\n\n%s", fs.Arg(0), usage)
 			return 2
 		}
 		err := runDemo(ctx, demoConfig{

@@ -179,6 +179,7 @@ func TestDispatch(t *testing.T) {
 		{nil, 2, "", "usage: redpipe"},
 		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
 		{[]string{"demo", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"demo", "-nope"}, 2, "", "flag provided but not defined: -nope"},
 		{[]string{"help"}, 0, "usage: redpipe", ""},
 	} {
 		var stdout, stderr bytes.Buffer

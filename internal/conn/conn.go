@@ -401,6 +401,13 @@ func (p Pending) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether the batch's replies are in (or its connection has
+// failed), so that Wait would return at once. It lets a caller with many
+// batches in flight take in those answered without waiting on the others.
+func (p Pending) Ready() bool {
+	return p.cl == nil || p.cl.state.Load() == finished
+}
+
 // fail makes err the connection's sticky error, closes the socket and fails
 // every call in line. Calls none of whose bytes the socket accepted are
 // marked unsent; the rest may or may not have run.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,5 +164,61 @@ func TestDoN(t *testing.T) {
 	}
 	if err := sleep.Wait(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPendingReady: a batch whose reply the server holds (CLIENT PAUSE
+// WRITE holds the SET) is not ready, nor is one behind it; once the
+// server answers, both become ready without a Wait, and Wait then returns
+// their replies.
+func TestPendingReady(t *testing.T) {
+	c, srv := dialReal(t, Options{})
+	ctx := context.Background()
+	if (Pending{}).Ready() != true {
+		t.Fatal("an empty Pending is not ready")
+	}
+	srv.MustDo(t, "CLIENT", "PAUSE", "30000", "WRITE")
+	unpaused := false
+	defer func() {
+		if !unpaused {
+			srv.Do("CLIENT", "UNPAUSE")
+		}
+	}()
+	set, err := c.Start(ctx, encode("SET", "k", "v"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoed := make([]resp.Value, 1)
+	echo, err := c.Start(ctx, encode("ECHO", "behind"), echoed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The SET is held on the server once it shows in CLIENT LIST.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(fmt.Sprint(srv.MustDo(t, "CLIENT", "LIST")), "cmd=set") {
+		if time.Now().After(deadline) {
+			t.Fatal("the SET never reached the server")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if set.Ready() || echo.Ready() {
+		t.Fatalf("ready while the server holds the SET: %v, %v", set.Ready(), echo.Ready())
+	}
+	srv.MustDo(t, "CLIENT", "UNPAUSE")
+	unpaused = true
+	for !echo.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("the ECHO behind the SET never became ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !set.Ready() {
+		t.Fatal("the ECHO is ready before the SET ahead of it")
+	}
+	if err := set.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo.Wait(ctx); err != nil || echoed[0].Str != "behind" {
+		t.Fatalf("ECHO = %q, %v", echoed[0].Str, err)
 	}
 }

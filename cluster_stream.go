@@ -1,0 +1,1075 @@
+package redpipe
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// A Stream on a cluster Client routes every command it takes from its
+// queue by the slot of its keys, as a plain pipeline does, but a pass at a
+// time: once the queue holds about a chunk per master, it is split by
+// node, and each node's share goes to that node's connection (one
+// dedicated connection per node, for the whole stream) at once, so that
+// every master works while the caller goes on queueing. The replies come
+// back from each node at its own pace and are handed to each in the
+// stream's order, which holds back those of a fast node until a slower
+// one has answered what came before.
+//
+// What it keeps, all on the caller's goroutine (a cluster stream starts no
+// goroutine of its own): the window, every command taken from the queue
+// whose reply has not yet been handed to each, with its reply once it has
+// come; and every such command's encoding until its reply has come, so
+// that a redirected command can be sent again. The window is bounded (see
+// streamWindowCmds): once full, the queuing call waits, within the
+// stream's context, for the oldest replies.
+//
+// The order of a slot. Commands of one slot are written to one
+// connection in their order, and a connection runs them in that order. A
+// redirection breaks that: once slot S has moved from A to B, the
+// commands of S still in flight on A will come back MOVED one by one, and
+// a new command of S sent to B at once would overtake them. So a command
+// of S goes out only when every earlier command of S has either been
+// answered or been written before it to the same connection. Concretely,
+// per slot: the commands in flight and the node they are on
+// (slotFlight), and the commands held back (heldSlot), in the stream's
+// order. A command is held when its slot already has held commands, or
+// when commands of the slot are in flight on another node than the one it
+// would go to (a redirection, or a refresh of the layout, changed the
+// slot's owner). A redirected command (MOVED, ASK, TRYAGAIN, CLUSTERDOWN)
+// is held too, in its place by index. Held commands go out only when none
+// of their slot is in flight, in order, as many of them as go to the same
+// node (the first of them's) and none behind one sent again for TRYAGAIN
+// or CLUSTERDOWN, which may be refused again; the rest wait for those to
+// be answered. So a
+// command never runs before an earlier command of its slot that the
+// cluster will run at all, except as the server itself decides within a
+// migrating slot: there a command behind one that was refused (ASK for a
+// key already moved, TRYAGAIN for a multi-key command whose keys are split
+// between the nodes) runs if it was already on its way and the source
+// still holds its keys. Single-key commands on one key keep their order
+// even then. (A slot that leaves a node and comes back to it is the
+// other case; see poll.)
+//
+// Multi-key commands whose keys are in several slots (MGET, MSET, DEL,
+// EXISTS ...) are split by slot as in a pipeline (cluster_multikey.go):
+// each part is a command of its slot for all of the above, and the
+// command's reply is the parts' joined once the last has come.
+//
+// Failures. A connection that fails, or a wait that the context ends,
+// stops the stream as it stops a single-node one: the commands in flight
+// may or may not have run, so nothing is sent again, and the error's
+// outcome is unknown once anything was written. A node that cannot be
+// reached before anything was written to it (a refused dial) refreshes
+// the layout, and its commands go where the new layout says, as a
+// redirection. A command redirected more than ClusterOptions.MaxRedirects
+// times (or retried on TRYAGAIN and CLUSTERDOWN more than a few dozen)
+// stops the stream with a *CommandError naming it: going on without it
+// would run later commands of its slot before it.
+
+// streamWindowCmds bounds the window of a cluster stream in commands;
+// its commands' encodings are bounded too, to four passes (see
+// clusterStream.flushAt). Past either, the queuing call waits for the
+// oldest replies. Why 16Ki: a few passes of small commands over three
+// masters, enough to keep each busy while the caller encodes; the window
+// costs about 100 bytes a command besides the replies.
+const streamWindowCmds = 16 << 10
+
+// clusterFlushMax bounds the queue a cluster stream gathers before a
+// pass: streamChunk per master, so that each gets about a chunk, up to
+// this.
+const clusterFlushMax = 1 << 20
+
+// clusterStream is the cluster half of a Stream. Owned by the Stream's
+// caller, as the Stream is.
+type clusterStream struct {
+	s *Stream
+	r *clusterRouter
+
+	flushAt int        // queued bytes that start a pass; 0 until the layout is known
+	maxKept int        // the bound on kept
+	grace   conn.Grace // the longest grace of the blocking commands queued
+
+	nodes map[*Client]*streamNode
+	list  []*streamNode // the nodes in the order first used; a node's id is its index + 1
+
+	// The window is a ring of count commands from win[head], whose
+	// length is a power of two, grown when full.
+	win   []streamCmd
+	head  int
+	count int
+	done  int // commands handed to each: the index of win[head]
+	kept  int // encoded bytes of the commands of the window not yet answered
+
+	flight  []slotFlight         // per slot; made with the first pass
+	held    map[int]*heldSlot    // slots with held commands; -1 for keyless ones
+	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
+	splits  map[int]*splitCmd    // the commands split by slot, by index
+	touched []int                // slots whose held commands may be free to go
+	ready   []int                // scratch of release
+
+	offs    []int                // scratch of take: the bounds of the queued commands
+	slotsOf []int                // scratch of take: their slots, or slotFan or slotSplit
+	subsOf  map[int][]subCommand // scratch of take: the parts of the commands split
+	free    []*nodeChunk
+
+	written  int  // commands written at least once
+	draining bool // finishing: replies are taken as they come, none is sent again
+	busy     bool // in a pass, which each may be called from
+
+	redirected streamRedirects // for tests
+}
+
+// streamRedirects counts what a cluster stream met.
+type streamRedirects struct{ moved, ask, again, unreached int }
+
+// streamCmd is one command of the window. The window holds thousands,
+// so it is kept small.
+type streamCmd struct {
+	reply     resp.Value
+	ch        *nodeChunk // the chunk it is in flight in; nil when it is not
+	slot      int32      // -1 for none
+	size      int32      // encoded bytes (a command is at most 512 MiB)
+	meta      cmdMeta
+	legs      int32 // replies still due of a command for every master, or split by slot
+	redirects int32 // MOVED, ASK and unreachable nodes so far
+	tries     int16 // TRYAGAIN and CLUSTERDOWN so far
+	written   bool
+	final     bool // reply is its answer
+}
+
+// slotFlight is how many commands of a slot are in flight, and on which
+// node (its id): never more than one.
+type slotFlight struct {
+	n    int32
+	node int32
+}
+
+// heldSlot is the held commands of a slot, in the stream's order.
+type heldSlot struct {
+	cmds   []heldCmd
+	tries  int  // the most TRYAGAIN or CLUSTERDOWN replies of one of them: the backoff before they go
+	queued bool // in release's list
+}
+
+// heldCmd is a command held back (or the part of one split by slot): its
+// index, its encoding, and the node an ASK sent it to, which it is sent to
+// once, after ASKING. again marks one that is sent again for TRYAGAIN or
+// CLUSTERDOWN: the server may refuse it once more, so nothing of its slot
+// goes out behind it until it has been answered.
+type heldCmd struct {
+	i     int
+	leg   int // the part of a command split by slot; -1 for a whole command
+	b     []byte
+	ask   *Client
+	again bool
+}
+
+// splitCmd is a multi-key command whose keys are in several slots, split
+// into one part per slot (see splitBySlot), each sent, redirected and
+// answered as a command of its own; its reply is theirs joined (see
+// joinSplit) once the last has come.
+type splitCmd struct{ legs []splitLeg }
+
+// splitLeg is one part of a splitCmd.
+type splitLeg struct {
+	sub       subCommand
+	reply     resp.Value
+	node      *Client // the node that answered it
+	done      bool
+	redirects int32
+	tries     int16
+}
+
+// streamNode is one node's part of a cluster stream.
+type streamNode struct {
+	c        *Client
+	id       int32
+	d        *dedicated   // its connection, dialed when first written to
+	inflight []*nodeChunk // written, not yet answered; oldest first
+	out      *nodeChunk   // being filled by a pass
+	broken   bool         // its connection failed, or a wait on it ended: replies may be unread
+}
+
+// nodeChunk is what one node gets in one pass.
+type nodeChunk struct {
+	node    *streamNode
+	pending conn.Pending
+	buf     []byte
+	cmds    []chunkCmd
+	asks    int // ASKING commands in buf, each with a reply of its own
+	replies []resp.Value
+}
+
+// chunkCmd is one command of a chunk, or a part of one split by slot: its
+// index and where it is in buf.
+type chunkCmd struct {
+	i          int
+	leg        int // the part; -1 for a whole command
+	start, end int
+	asking     bool // after ASKING
+}
+
+// streamStore is what a cluster stream allocates in proportion to its
+// window, kept for the next stream: bulk loads tend to come one after
+// another, and making it again (the window's ring is some MiB) would cost
+// as much as the rest of a stream of a few hundred thousand commands.
+type streamStore struct {
+	win    []streamCmd
+	flight []slotFlight
+	free   []*nodeChunk
+}
+
+var streamStores sync.Pool // of *streamStore
+
+// fansOut tells a command that goes to every master.
+func fansOut(ci *commandInfo) bool {
+	return ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes
+}
+
+// What take finds in place of a slot for a command that goes to every
+// master, or that is split by slot.
+const (
+	slotFan   = -2
+	slotSplit = -3
+)
+
+// flush routes what is queued and writes it, once the queue holds flushAt
+// bytes, or now when all is set (Close); then, while the window is full,
+// it waits for the oldest replies and hands them out.
+func (cs *clusterStream) flush(ctx context.Context, all bool) {
+	s := cs.s
+	w := &s.p.w
+	if cs.busy {
+		// A command queued by each, from within a pass: it goes with the
+		// next one.
+		return
+	}
+	if s.closed || s.err != nil || len(w.cmds) == 0 && w.err == nil {
+		w.reset() // what is queued after Close or a failure is dropped
+		return
+	}
+	if cs.flushAt == 0 {
+		if err := cs.start(ctx); err != nil {
+			cs.fail(err)
+			w.reset()
+			return
+		}
+	}
+	if !all && len(w.buf) < cs.flushAt {
+		return
+	}
+	cs.busy = true
+	defer func() { cs.busy = false }()
+	if err := s.p.refusal(); err != nil {
+		cs.fail(err)
+		w.reset()
+		return
+	}
+	taken := cs.take(ctx)
+	// The chunks and the held commands have their own copies.
+	w.reset()
+	if !taken {
+		return
+	}
+	cs.release(ctx)
+	cs.writeOut(ctx)
+	for s.err == nil && cs.over() {
+		cs.progress(ctx)
+	}
+	cs.deliver()
+}
+
+// start loads the layout, if no call has yet, and sizes the stream by the
+// number of masters.
+func (cs *clusterStream) start(ctx context.Context) error {
+	r := cs.r
+	if err := r.ready(ctx); err != nil {
+		return err
+	}
+	r.mu.RLock()
+	n := len(r.masters)
+	r.mu.RUnlock()
+	cs.flushAt = min(max(n, 1)*streamChunk, clusterFlushMax)
+	cs.maxKept = 4 * cs.flushAt
+	if st, ok := streamStores.Get().(*streamStore); ok {
+		cs.win, cs.flight, cs.free = st.win, st.flight, st.free
+	} else {
+		cs.flight = make([]slotFlight, hashslot.Count)
+	}
+	cs.held = map[int]*heldSlot{}
+	cs.nodes = map[*Client]*streamNode{}
+	return nil
+}
+
+// over tells a window past its bounds.
+func (cs *clusterStream) over() bool {
+	return cs.count > 0 && (cs.count > streamWindowCmds || cs.kept > cs.maxKept)
+}
+
+// fail makes err the stream's error, unless it has one. Once a command
+// was written, part of the stream has run, whatever err itself says.
+func (cs *clusterStream) fail(err error) {
+	s := cs.s
+	if s.err != nil {
+		return
+	}
+	if cs.written > 0 {
+		err = &uncertainError{msg: "redpipe: stream stopped after " + strconv.Itoa(cs.written) + " commands were sent", err: err}
+	}
+	s.err = err
+}
+
+// take moves the queued commands into the window and places each (or
+// each of its parts, for one split by slot): in the chunk of the node
+// that serves its slot, or among its slot's held commands. A command that
+// cannot be routed (keys in different slots, and not split) stops the
+// stream before any command of the queue is placed. The replies
+// already in are taken in first (see poll).
+func (cs *clusterStream) take(ctx context.Context) bool {
+	s, w := cs.s, &cs.s.p.w
+	n := len(w.cmds)
+	offs := append(cs.offs[:0], 0)
+	slots := cs.slotsOf[:0]
+	for k := 0; k < n; k++ {
+		ci := w.cmds[k].info()
+		end := cmdEnd(w.buf, offs[k])
+		offs = append(offs, end)
+		cmd := w.buf[offs[k]:end]
+		slot := slotFan
+		switch {
+		case fansOut(ci):
+		case splittable(ci):
+			var shared bool
+			if slot, shared = sharedSlot(ci, cmd); !shared {
+				if subs := splitBySlot(ci, cmd); subs != nil {
+					if cs.subsOf == nil {
+						cs.subsOf = map[int][]subCommand{}
+					}
+					cs.subsOf[k], slot = subs, slotSplit
+				}
+			}
+		default:
+			var err error
+			if slot, err = streamSlot(ci, cmd); err != nil {
+				clear(cs.subsOf)
+				cs.fail(&CommandError{Index: s.sent + k, Command: ci.Name, In: "stream", Err: err})
+				return false
+			}
+		}
+		slots = append(slots, slot)
+	}
+	cs.offs, cs.slotsOf = offs, slots
+	cs.grace = longerGrace(cs.grace, w.grace)
+	if cs.poll(ctx); s.err != nil {
+		clear(cs.subsOf)
+		return false
+	}
+	r := cs.r
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for k := 0; k < n; k++ {
+		i := s.sent + k
+		b := w.buf[offs[k]:offs[k+1]]
+		slot := slots[k]
+		cs.push(streamCmd{slot: int32(max(slot, -1)), size: int32(len(b)), meta: w.cmds[k]})
+		cs.kept += len(b)
+		switch {
+		case slot == slotFan && len(r.masters) > 0:
+			for _, m := range r.masters {
+				cs.put(cs.node(m), i, -1, b, false)
+				cs.entry(i).legs++
+			}
+		case slot == slotSplit:
+			subs := cs.subsOf[k]
+			sc := &splitCmd{legs: make([]splitLeg, len(subs))}
+			if cs.splits == nil {
+				cs.splits = map[int]*splitCmd{}
+			}
+			cs.splits[i] = sc
+			cs.entry(i).legs = int32(len(subs))
+			for leg := range subs {
+				sc.legs[leg].sub = subs[leg]
+				// The part's encoding is its own: held, it needs no copy.
+				cs.place(i, leg, subs[leg].slot, subs[leg].cmd, false, r.ownerLocked(subs[leg].slot))
+			}
+		default:
+			slot = max(slot, -1)
+			cs.place(i, -1, slot, b, true, r.ownerLocked(slot))
+		}
+	}
+	clear(cs.subsOf)
+	s.sent += n
+	return true
+}
+
+// streamSlot is commandSlot for a command of a stream, without the cost
+// of naming it for an error in the common case of one key.
+func streamSlot(ci *commandInfo, cmd []byte) (int, error) {
+	var pos [8]int
+	if keys, st := commandKeys(pos[:0], ci, cmd); st == keysFound && len(keys) <= 1 {
+		if len(keys) == 0 {
+			return -1, nil
+		}
+		if ws, ok := newWords(cmd); ok {
+			if w, ok := ws.at(keys[0]); ok {
+				return int(hashslot.SlotBytes(w)), nil
+			}
+		}
+	}
+	return commandSlot(ci, cmd, "command "+ci.Name)
+}
+
+// cmdEnd returns the end of the encoded command that starts at buf[off].
+func cmdEnd(buf []byte, off int) int {
+	ws, ok := newWords(buf[off:])
+	if !ok {
+		panic("redpipe: internal: a stream's buffer does not hold its commands")
+	}
+	for {
+		if _, ok := ws.next(); !ok {
+			break
+		}
+	}
+	return off + ws.p
+}
+
+// place puts new command i (or its part leg), of slot and encoding b, in
+// the chunk of owner, the node serving the slot, or holds it back (see
+// the order of a slot), with a copy of b when clone is set.
+func (cs *clusterStream) place(i, leg, slot int, b []byte, clone bool, owner *Client) {
+	var f *slotFlight
+	if slot >= 0 {
+		f = &cs.flight[slot]
+	}
+	if owner == nil || f != nil && (cs.held[slot] != nil || f.n > 0 && cs.list[f.node-1].c != owner) {
+		if clone {
+			b = slices.Clone(b)
+		}
+		cs.hold(slot, heldCmd{i: i, leg: leg, b: b})
+		return
+	}
+	to := cs.node(owner)
+	cs.put(to, i, leg, b, false)
+	if f != nil {
+		f.n++
+		f.node = to.id
+	}
+}
+
+// unitSlot returns the slot of command i, or of its part leg.
+func (cs *clusterStream) unitSlot(i, leg int) int {
+	if leg >= 0 {
+		return cs.splits[i].legs[leg].sub.slot
+	}
+	return int(cs.entry(i).slot)
+}
+
+// counters returns the redirections and retries so far of command i, or
+// of its part leg.
+func (cs *clusterStream) counters(i, leg int) (redirects *int32, tries *int16) {
+	if leg >= 0 {
+		l := &cs.splits[i].legs[leg]
+		return &l.redirects, &l.tries
+	}
+	e := cs.entry(i)
+	return &e.redirects, &e.tries
+}
+
+// hold adds h to the held commands of slot, in its place by index.
+func (cs *clusterStream) hold(slot int, h heldCmd) *heldSlot {
+	hs := cs.held[slot]
+	if hs == nil {
+		hs = &heldSlot{}
+		cs.held[slot] = hs
+	}
+	k := len(hs.cmds)
+	for k > 0 && hs.cmds[k-1].i > h.i {
+		k--
+	}
+	hs.cmds = slices.Insert(hs.cmds, k, h)
+	cs.touched = append(cs.touched, slot)
+	cs.entry(h.i).ch = nil
+	return hs
+}
+
+// node returns the stream's part for the node client c.
+func (cs *clusterStream) node(c *Client) *streamNode {
+	if nd := cs.nodes[c]; nd != nil {
+		return nd
+	}
+	nd := &streamNode{c: c, id: int32(len(cs.list) + 1)}
+	cs.nodes[c] = nd
+	cs.list = append(cs.list, nd)
+	return nd
+}
+
+// put appends command i (or its part leg), encoded as b, to the chunk nd
+// gets in this pass, after ASKING when asking.
+func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) {
+	ch := nd.out
+	if ch == nil {
+		ch = cs.chunk(nd)
+		nd.out = ch
+	}
+	if asking {
+		ch.buf = append(ch.buf, askingCmd...)
+		ch.asks++
+	}
+	start := len(ch.buf)
+	ch.buf = append(ch.buf, b...)
+	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
+	cs.entry(i).ch = ch
+}
+
+// chunk returns an empty chunk for nd.
+func (cs *clusterStream) chunk(nd *streamNode) *nodeChunk {
+	var ch *nodeChunk
+	if k := len(cs.free); k > 0 {
+		ch, cs.free = cs.free[k-1], cs.free[:k-1]
+	} else {
+		// A node's share of a pass is about a chunk.
+		ch = &nodeChunk{buf: make([]byte, 0, streamChunk+streamChunk/2)}
+	}
+	ch.node = nd
+	return ch
+}
+
+// recycle keeps an answered chunk for reuse; one whose buffer grew past a
+// few chunks (a huge command) is left to the collector. The chunks kept
+// are no more than the window has held at once.
+func (cs *clusterStream) recycle(ch *nodeChunk) {
+	if cap(ch.buf) > 4*streamChunk {
+		return
+	}
+	clear(ch.replies)
+	*ch = nodeChunk{buf: ch.buf[:0], cmds: ch.cmds[:0], replies: ch.replies[:0]}
+	cs.free = append(cs.free, ch)
+}
+
+// push appends e to the window, growing its ring when full: the ring
+// stays within twice the largest window.
+func (cs *clusterStream) push(e streamCmd) {
+	if cs.count == len(cs.win) {
+		w := make([]streamCmd, max(2*len(cs.win), 1<<10))
+		n := copy(w, cs.win[cs.head:])
+		copy(w[n:], cs.win[:cs.head])
+		cs.win, cs.head = w, 0
+	}
+	cs.win[(cs.head+cs.count)&(len(cs.win)-1)] = e
+	cs.count++
+}
+
+// entry returns command i of the window.
+func (cs *clusterStream) entry(i int) *streamCmd {
+	return &cs.win[(cs.head+i-cs.done)&(len(cs.win)-1)]
+}
+
+// writeOut writes every node's chunk of the pass. A node that cannot be
+// reached, before anything was written to it, refreshes the layout, and
+// its commands go back among the held ones, to go where the new layout
+// says.
+func (cs *clusterStream) writeOut(ctx context.Context) {
+	s := cs.s
+	for {
+		var unreached error
+		for _, nd := range cs.list {
+			ch := nd.out
+			if ch == nil {
+				continue
+			}
+			nd.out = nil
+			if s.err != nil {
+				cs.drop(ch)
+				continue
+			}
+			if nd.d == nil {
+				d, err := nd.c.getDedicated(ctx)
+				if err != nil {
+					if !unreachable(ctx, err) || cs.fanned(ch) {
+						cs.drop(ch)
+						cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
+						continue
+					}
+					unreached = err
+					cs.redirected.unreached++
+					cs.rehold(ch, err)
+					continue
+				}
+				nd.d = d
+			}
+			n := len(ch.cmds) + ch.asks
+			if cap(ch.replies) < n {
+				ch.replies = make([]resp.Value, n)
+			}
+			ch.replies = ch.replies[:n]
+			pending, err := nd.d.WithGrace(cs.grace).Start(ctx, ch.buf, ch.replies)
+			if err != nil {
+				nd.broken, s.broken = true, true
+				cs.drop(ch)
+				cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
+				continue
+			}
+			ch.pending = pending
+			nd.inflight = append(nd.inflight, ch)
+			for _, cc := range ch.cmds {
+				if e := cs.entry(cc.i); !e.written {
+					e.written = true
+					cs.written++
+				}
+			}
+		}
+		if unreached == nil || s.err != nil {
+			return
+		}
+		if err := cs.r.awaitRefresh(ctx); err != nil {
+			cs.fail(fmt.Errorf("%w (after %w)", err, unreached))
+			return
+		}
+		cs.release(ctx)
+	}
+}
+
+// fanned tells a chunk holding a leg of a command for every master.
+func (cs *clusterStream) fanned(ch *nodeChunk) bool {
+	for _, cc := range ch.cmds {
+		if cc.leg < 0 && cs.entry(cc.i).legs > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// drop forgets a chunk that will not be written: the stream has failed.
+func (cs *clusterStream) drop(ch *nodeChunk) {
+	for _, cc := range ch.cmds {
+		cs.entry(cc.i).ch = nil
+	}
+	cs.recycle(ch)
+}
+
+// rehold puts the commands of a chunk that could not be written back
+// among the held ones, each counting a redirection.
+func (cs *clusterStream) rehold(ch *nodeChunk, cause error) {
+	for _, cc := range ch.cmds {
+		slot := cs.unitSlot(cc.i, cc.leg)
+		if slot >= 0 {
+			cs.flight[slot].n--
+		}
+		redirects, _ := cs.counters(cc.i, cc.leg)
+		*redirects++
+		if int(*redirects) > cs.r.opt.MaxRedirects {
+			cs.fail(&CommandError{Index: cc.i, Command: cs.entry(cc.i).meta.Name(), In: "stream", Err: cs.r.gaveUp(int(*redirects)-1, cause)})
+		}
+		cs.hold(slot, heldCmd{i: cc.i, leg: cc.leg, b: slices.Clone(ch.buf[cc.start:cc.end])})
+	}
+	cs.recycle(ch)
+}
+
+// progress makes the oldest command of the window answered, waiting for
+// the chunk it (or what it is held behind) is in, and hands out the
+// replies that are then due in order.
+func (cs *clusterStream) progress(ctx context.Context) {
+	if e := &cs.win[cs.head]; !e.final {
+		ch := cs.awaited(cs.done, e)
+		if ch == nil {
+			// Held with nothing in flight ahead of it: it goes now.
+			if sc := cs.splits[cs.done]; sc != nil {
+				for leg := range sc.legs {
+					if !sc.legs[leg].done {
+						cs.touched = append(cs.touched, sc.legs[leg].sub.slot)
+					}
+				}
+			} else {
+				cs.touched = append(cs.touched, int(e.slot))
+			}
+			cs.release(ctx)
+			cs.writeOut(ctx)
+			if cs.s.err == nil && cs.win[cs.head].ch == nil {
+				cs.fail(fmt.Errorf("redpipe: internal: stream command %d has nowhere to go", cs.done))
+			}
+			return
+		}
+		cs.await(ctx, ch)
+		cs.release(ctx)
+		cs.writeOut(ctx)
+	}
+	cs.deliver()
+}
+
+// poll takes in the replies of the chunks already answered, without
+// waiting for any. Why before every pass: a
+// redirection must be known before more of its slot is written behind
+// it. A slot that left a node may come back to it (resharding back and
+// forth); a command written there behind one that was redirected, and
+// not yet seen to be, would then run before it. Taking replies in as they
+// come narrows that to a command written within about a round trip of
+// the redirection: the slot would have to move away and back again in
+// that time, two migrations that each take several round trips between
+// the nodes.
+func (cs *clusterStream) poll(ctx context.Context) {
+	for _, nd := range cs.list {
+		for len(nd.inflight) > 0 && nd.inflight[0].pending.Ready() && !cs.s.broken {
+			cs.await(ctx, nd.inflight[0])
+		}
+	}
+	cs.release(ctx)
+}
+
+// awaited returns the chunk whose replies command i, e, waits for: its
+// own, or, for a held command, the oldest of the node its slot is in
+// flight on; nil when nothing is in flight ahead of it. A command split by
+// slot waits for its parts in turn.
+func (cs *clusterStream) awaited(i int, e *streamCmd) *nodeChunk {
+	if e.ch != nil {
+		return e.ch
+	}
+	behind := func(slot int) *nodeChunk {
+		if slot >= 0 {
+			if f := cs.flight[slot]; f.n > 0 {
+				if nd := cs.list[f.node-1]; len(nd.inflight) > 0 {
+					return nd.inflight[0]
+				}
+			}
+		}
+		return nil
+	}
+	if sc := cs.splits[i]; sc != nil {
+		for leg := range sc.legs {
+			if l := &sc.legs[leg]; !l.done {
+				if ch := behind(l.sub.slot); ch != nil {
+					return ch
+				}
+			}
+		}
+		return nil
+	}
+	if ch := behind(int(e.slot)); ch != nil {
+		return ch
+	}
+	if e.legs > 0 {
+		for _, nd := range cs.list {
+			if len(nd.inflight) > 0 {
+				return nd.inflight[0]
+			}
+		}
+	}
+	return nil
+}
+
+// await waits for the replies of the chunks of ch's node up to ch, in
+// order, and takes them in.
+func (cs *clusterStream) await(ctx context.Context, ch *nodeChunk) {
+	nd := ch.node
+	for len(nd.inflight) > 0 {
+		c0 := nd.inflight[0]
+		nd.inflight[0] = nil
+		nd.inflight = nd.inflight[1:]
+		if err := c0.pending.Wait(ctx); err != nil {
+			// The reader may still write into its replies: the chunk is
+			// dropped, not reused, and the connection is not lent again.
+			nd.broken, cs.s.broken = true, true
+			for _, cc := range c0.cmds {
+				cs.entry(cc.i).ch = nil
+			}
+			cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
+			return
+		}
+		cs.take1(c0)
+		cs.recycle(c0)
+		if c0 == ch {
+			return
+		}
+	}
+}
+
+// take1 takes in the replies of an answered chunk: an answer becomes its
+// command's reply; a redirection holds the command back to be sent again.
+func (cs *clusterStream) take1(ch *nodeChunk) {
+	s := cs.s
+	j := 0
+	for _, cc := range ch.cmds {
+		if cc.asking {
+			j++ // ASKING's own reply
+		}
+		v := ch.replies[j]
+		j++
+		e := cs.entry(cc.i)
+		if e.ch == ch {
+			e.ch = nil
+		}
+		if cc.leg < 0 && e.legs > 0 {
+			cs.fanReply(cc.i, e, v)
+			continue
+		}
+		if slot := cs.unitSlot(cc.i, cc.leg); slot >= 0 {
+			cs.flight[slot].n--
+			cs.touched = append(cs.touched, slot)
+		}
+		rd, isRedirect := redirectOf(v, ch.node.c.opt.Addr)
+		if !isRedirect || s.err != nil || cs.draining {
+			cs.settle(cc.i, cc.leg, e, v, ch.node.c)
+			continue
+		}
+		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v)
+	}
+}
+
+// settle makes v, from node, the reply of command i, e, or of its part
+// part; the last part's reply makes that of the command, the parts'
+// joined.
+func (cs *clusterStream) settle(i, part int, e *streamCmd, v resp.Value, node *Client) {
+	if part < 0 {
+		cs.answer(e, v)
+		return
+	}
+	sc := cs.splits[i]
+	l := &sc.legs[part]
+	l.reply, l.node, l.done = v, node, true
+	if e.legs--; e.legs > 0 {
+		return
+	}
+	legs := make([]leg, len(sc.legs))
+	for k := range sc.legs {
+		l := &sc.legs[k]
+		legs[k] = leg{cmd: i, slot: l.sub.slot, node: l.node, done: true, sub: &l.sub, reply: l.reply}
+	}
+	delete(cs.splits, i)
+	cs.answer(e, joinSplit(e.meta.info(), legs, nil))
+}
+
+// answer makes v the reply of e.
+func (cs *clusterStream) answer(e *streamCmd, v resp.Value) {
+	e.reply, e.final = v, true
+	cs.kept -= int(e.size)
+}
+
+// fanReply takes in one master's reply to command i, which went to every
+// master; with the last, the replies are combined by its response policy.
+func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
+	e.legs--
+	if cs.fans == nil {
+		cs.fans = map[int][]resp.Value{}
+	}
+	vs := append(cs.fans[i], v)
+	if e.legs > 0 {
+		cs.fans[i] = vs
+		return
+	}
+	delete(cs.fans, i)
+	cs.answer(e, combine(e.meta.info().ResponsePolicy, vs))
+}
+
+// redirect holds back command i, e, or its part leg, encoded as b, which
+// the reply v redirected as rd: MOVED updates the slot's owner, ASK sends
+// it to the node named, once, after ASKING; TRYAGAIN and CLUSTERDOWN send
+// it again after a backoff.
+func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirect, v resp.Value) {
+	r := cs.r
+	last := newError(v.Str)
+	redirects, tries := cs.counters(i, leg)
+	gaveUp := func(n int) {
+		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: r.gaveUp(n, last)})
+		cs.settle(i, leg, e, v, nil)
+	}
+	h := heldCmd{i: i, leg: leg, b: slices.Clone(b)}
+	switch rd.kind {
+	case "MOVED", "ASK":
+		*redirects++
+		if int(*redirects) > r.opt.MaxRedirects {
+			gaveUp(int(*redirects) - 1)
+			return
+		}
+		if leg < 0 && e.slot < 0 && rd.slot >= 0 && rd.slot < hashslot.Count {
+			e.slot = int32(rd.slot) // keys the client could not tell: the server did
+		}
+		var err error
+		if rd.kind == "MOVED" {
+			cs.redirected.moved++
+			_, err = r.moved(rd.slot, rd.addr)
+		} else {
+			cs.redirected.ask++
+			h.ask, err = r.nodeAt(rd.addr)
+		}
+		if err != nil {
+			cs.fail(err)
+			cs.settle(i, leg, e, v, nil)
+			return
+		}
+		cs.hold(cs.unitSlot(i, leg), h)
+	default:
+		*tries++
+		if *tries > maxTryAgain {
+			gaveUp(int(*tries) - 1)
+			return
+		}
+		cs.redirected.again++
+		if rd.kind == "CLUSTERDOWN" {
+			r.triggerRefresh()
+		}
+		h.again = true
+		hs := cs.hold(cs.unitSlot(i, leg), h)
+		hs.tries = max(hs.tries, int(*tries))
+	}
+}
+
+// release sends the held commands of the touched slots that nothing of
+// their slot in flight holds back any more (see the order of a slot),
+// after a backoff if TRYAGAIN or CLUSTERDOWN held some of them.
+func (cs *clusterStream) release(ctx context.Context) {
+	if len(cs.touched) == 0 {
+		return
+	}
+	if cs.s.err != nil || cs.draining || len(cs.held) == 0 {
+		cs.touched = cs.touched[:0]
+		return
+	}
+	ready := cs.ready[:0]
+	tries := 0
+	for _, slot := range cs.touched {
+		hs := cs.held[slot]
+		if hs == nil || hs.queued || slot >= 0 && cs.flight[slot].n > 0 {
+			continue
+		}
+		hs.queued = true
+		ready = append(ready, slot)
+		tries = max(tries, hs.tries)
+	}
+	cs.touched = cs.touched[:0]
+	cs.ready = ready
+	if len(ready) == 0 {
+		return
+	}
+	if tries > 0 {
+		if err := backoff(ctx, tries); err != nil {
+			cs.fail(err)
+			return
+		}
+	}
+	for _, slot := range ready {
+		cs.held[slot].queued = false
+		if cs.s.err == nil {
+			cs.sendHeld(ctx, slot)
+		}
+	}
+}
+
+// sendHeld puts held commands of slot, none of whose commands is in
+// flight, in the chunks of the pass: for a slot, the first and those
+// after it that go to the same node; every keyless one.
+func (cs *clusterStream) sendHeld(ctx context.Context, slot int) {
+	hs := cs.held[slot]
+	owner, err := cs.r.route(ctx, slot)
+	if err != nil {
+		cs.fail(err)
+		return
+	}
+	var to *streamNode
+	k := 0
+	for ; k < len(hs.cmds); k++ {
+		h := hs.cmds[k]
+		nd := cs.node(owner)
+		if h.ask != nil {
+			nd = cs.node(h.ask)
+		}
+		if slot >= 0 {
+			if to == nil {
+				to = nd
+			} else if nd != to {
+				break
+			}
+		}
+		cs.put(nd, h.i, h.leg, h.b, h.ask != nil)
+		if h.again && slot >= 0 {
+			k++ // nothing of the slot behind a command the server may refuse again
+			break
+		}
+	}
+	if slot >= 0 {
+		f := &cs.flight[slot]
+		f.n += int32(k)
+		f.node = to.id
+	}
+	clear(hs.cmds[:k])
+	hs.cmds = hs.cmds[k:]
+	hs.tries = 0
+	if len(hs.cmds) == 0 {
+		delete(cs.held, slot)
+	}
+}
+
+// deliver hands the answered commands at the head of the window to each,
+// in order.
+func (cs *clusterStream) deliver() {
+	for cs.count > 0 && cs.win[cs.head].final {
+		e := &cs.win[cs.head]
+		cs.s.hand(cs.done, e.meta.Name(), Value{e.reply})
+		*e = streamCmd{}
+		cs.head = (cs.head + 1) & (len(cs.win) - 1)
+		cs.count--
+		cs.done++
+	}
+}
+
+// drain waits for every chunk in flight and takes in its replies as they
+// are, redirections included, and hands out what it can in order: the
+// end of a stream that failed or was discarded.
+func (cs *clusterStream) drain(ctx context.Context) {
+	cs.draining = true
+	for _, nd := range cs.list {
+		if n := len(nd.inflight); n > 0 && !cs.s.broken {
+			cs.await(ctx, nd.inflight[n-1])
+		}
+	}
+	cs.deliver()
+}
+
+// finish routes and sends the rest (unless discarding), waits for every
+// reply, gives the connections back and closes the stream.
+func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
+	s := cs.s
+	w := &s.p.w
+	if !send {
+		w.reset()
+	}
+	for !s.broken {
+		if len(w.cmds) > 0 || w.err != nil {
+			cs.flush(ctx, true) // the rest, and what each queued meanwhile
+		}
+		if cs.count == 0 {
+			break
+		}
+		if s.err != nil || !send {
+			cs.drain(ctx)
+			break
+		}
+		cs.progress(ctx)
+	}
+	w.reset()
+	for _, nd := range cs.list {
+		if nd.d != nil {
+			// A connection with replies unread is closed: Put asks it
+			// whether it is idle.
+			nd.c.pool.Put(nd.d, !nd.broken && len(nd.inflight) == 0)
+			nd.d = nil
+		}
+		nd.inflight, nd.out = nil, nil
+	}
+	s.closed = true
+	if cs.flight != nil {
+		// Chunks still in flight on a broken connection are not among
+		// the free ones: its reader may still write into them.
+		clear(cs.win)
+		clear(cs.flight)
+		streamStores.Put(&streamStore{win: cs.win, flight: cs.flight, free: cs.free})
+	}
+	cs.win, cs.held, cs.flight, cs.free, cs.count = nil, nil, nil, nil, 0
+	cs.splits, cs.fans = nil, nil
+	return cs.written, s.result()
+}

@@ -1,0 +1,925 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// The cluster stream tests share one cluster of three masters, run in
+// turn; those that move slots leave it consistent for the next.
+func TestClusterStream(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Run("Order", func(t *testing.T) { testClusterStreamOrder(t, cl, c) })
+	t.Run("Memory", func(t *testing.T) { testClusterStreamMemory(t, c) })
+	t.Run("Moves", func(t *testing.T) { testClusterStreamMoves(t, cl, c) })
+	t.Run("Split", func(t *testing.T) { testClusterStreamSplit(t, cl, c) })
+	t.Run("TryAgain", func(t *testing.T) { testClusterStreamTryAgain(t, cl, c) })
+	t.Run("Stalled", func(t *testing.T) { testClusterStreamStalled(t, cl, c) })
+	t.Run("ConnectionLost", func(t *testing.T) { testClusterStreamConnectionLost(t, cl, c) })
+	t.Run("Unreachable", func(t *testing.T) { testClusterStreamUnreachable(t, cl) })
+	t.Run("Misuse", func(t *testing.T) { testClusterStreamMisuse(t, cl, c) })
+}
+
+// streamCtx is the context of one cluster stream test.
+func streamCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// counters is a load of per-key sequences: for each of keys, in rounds
+// over all of them, SET k 0, then INCR k rounds-2 times, then GET k. The
+// reply of every command tells whether the key's commands ran in their
+// order, each once: INCR number r answers r, GET answers rounds-2.
+type counters struct {
+	keys   []string
+	rounds int
+}
+
+func (l counters) len() int { return len(l.keys) * l.rounds }
+
+// queue queues commands from (inclusive) to to (exclusive) of the load.
+func (l counters) queue(s *Stream, from, to int) {
+	for i := from; i < to; i++ {
+		k := l.keys[i%len(l.keys)]
+		switch r := i / len(l.keys); r {
+		case 0:
+			s.Set(k, 0)
+		case l.rounds - 1:
+			s.Get(k)
+		default:
+			s.Incr(k)
+		}
+	}
+}
+
+// check tells what is wrong with reply v of command i, or returns nil.
+func (l counters) check(i int, v Value) error {
+	k, r := l.keys[i%len(l.keys)], i/len(l.keys)
+	want := strconv.Itoa(r)
+	switch r {
+	case 0:
+		want = "OK"
+	case l.rounds - 1:
+		want = strconv.Itoa(l.rounds - 2)
+	}
+	if got := v.String(); got != want {
+		return fmt.Errorf("reply %d (round %d of %s) = %s, want %s", i, r, k, got, want)
+	}
+	return nil
+}
+
+// checker returns the each of a stream of the load, which checks that
+// every index comes once, in order, with its right reply, and a function
+// that returns how many came and the first fault.
+func (l counters) checker() (func(int, Value) error, func() (int, error)) {
+	next := 0
+	var bad error
+	each := func(i int, v Value) error {
+		if i != next && bad == nil {
+			bad = fmt.Errorf("reply %d handed out when %d was due", i, next)
+		}
+		next = i + 1
+		if err := l.check(i, v); err != nil && bad == nil {
+			bad = err
+		}
+		return nil
+	}
+	return each, func() (int, error) { return next, bad }
+}
+
+// verify checks the final values in the servers: every key holds
+// rounds-2.
+func (l counters) verify(t *testing.T, ctx context.Context, c *Client) {
+	t.Helper()
+	p := c.Pipeline(NoTransaction)
+	for _, k := range l.keys {
+		p.Get(k)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range replies {
+		if got, want := v.String(), strconv.Itoa(l.rounds-2); got != want {
+			t.Fatalf("after the stream %s = %s, want %s", l.keys[i], got, want)
+		}
+	}
+}
+
+// streamBounds records the largest window and kept encoding a cluster
+// stream reached.
+type streamBounds struct{ window, kept, winCap int }
+
+func (b *streamBounds) note(s *Stream) {
+	cs := s.cl
+	b.window = max(b.window, cs.count)
+	b.kept = max(b.kept, cs.kept)
+	b.winCap = max(b.winCap, len(cs.win))
+}
+
+// check fails the test if the stream held more than its bounds allow: the
+// window, plus the commands of one pass.
+func (b *streamBounds) check(t *testing.T, s *Stream) {
+	t.Helper()
+	cs := s.cl
+	pass := cs.flushAt / 16 // the most commands a pass can take: none is shorter than 16 bytes
+	if b.window > streamWindowCmds+pass || b.kept > cs.maxKept+cs.flushAt+streamChunk || b.winCap > 2*(streamWindowCmds+pass) {
+		t.Fatalf("the stream held up to %d commands, %d bytes of encoding, a window of %d; bounds %d, %d, %d",
+			b.window, b.kept, b.winCap, streamWindowCmds+pass, cs.maxKept+cs.flushAt+streamChunk, 2*(streamWindowCmds+pass))
+	}
+}
+
+// keysOver returns n keys spread over the slots.
+func keysOver(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = prefix + strconv.Itoa(i)
+	}
+	return keys
+}
+
+// idle fails the test unless every node client of c has all its
+// connections idle in its pool: a stream gave its connections back.
+func idle(t *testing.T, c *Client) {
+	t.Helper()
+	c.cluster.mu.RLock()
+	defer c.cluster.mu.RUnlock()
+	for addr, n := range c.cluster.nodes {
+		if open, idle := n.pool.Stats(); open != idle {
+			t.Errorf("node %s: %d pooled connections open, %d idle", addr, open, idle)
+		}
+	}
+}
+
+// testClusterStreamOrder: a stream of 200,000 commands over keys in
+// nearly every slot hands every reply to each once, in order, while it is
+// still being queued; every key's commands ran in order, each once; the
+// window stays within its bounds.
+func testClusterStreamOrder(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := counters{keys: keysOver("order:", 40_000), rounds: 5}
+	slots := map[uint16]bool{}
+	for _, k := range l.keys {
+		slots[hashslot.Slot(k)] = true
+	}
+	if len(slots) < hashslot.Count*3/4 {
+		t.Fatalf("the keys cover only %d slots", len(slots))
+	}
+	each, seen := l.checker()
+	s := c.Stream(ctx, each)
+	var b streamBounds
+	n := l.len()
+	for i := 0; i < n; i += 100 {
+		l.queue(s, i, i+100)
+		b.note(s)
+		if i == n/2 {
+			if got, _ := seen(); got == 0 {
+				t.Fatal("halfway through queueing, no reply has been handed out")
+			}
+		}
+	}
+	if s.Len() != n {
+		t.Fatalf("Len = %d, want %d", s.Len(), n)
+	}
+	sent, err := s.Close(ctx)
+	if err != nil || sent != n {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, n)
+	}
+	if got, bad := seen(); bad != nil || got != n {
+		t.Fatalf("each saw %d replies (%v), want %d", got, bad, n)
+	}
+	b.check(t, s)
+	if len(s.cl.list) != len(cl.Masters) {
+		t.Errorf("the stream used %d nodes, want every master (%d)", len(s.cl.list), len(cl.Masters))
+	}
+	if r := s.cl.redirected; r != (streamRedirects{}) {
+		t.Errorf("redirections in a stable cluster: %+v", r)
+	}
+	l.verify(t, ctx, c)
+	idle(t, c)
+}
+
+// testClusterStreamMemory: a stream of 100 MB of SETs (100,000 values of
+// 1 KB) keeps the heap within a few MiB of where it started, sampled as
+// it goes, where holding the batch would take all 100 MB.
+func testClusterStreamMemory(t *testing.T, c *Client) {
+	ctx := streamCtx(t)
+	const n, limit = 100_000, 24 << 20
+	value := strings.Repeat("x", 1000)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapInuse, uint64(0)
+	s := c.Stream(ctx, nil)
+	var b streamBounds
+	for i := range n {
+		s.Set("mem:"+strconv.Itoa(i%1000), value)
+		if i%5000 == 0 {
+			b.note(s)
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse-min(ms.HeapInuse, base))
+		}
+	}
+	if sent, err := s.Close(ctx); err != nil || sent != n {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, n)
+	}
+	b.check(t, s)
+	t.Logf("heap grew by up to %d KiB over the stream", peak>>10)
+	if peak > limit {
+		t.Fatalf("the heap grew by %d MiB over a stream of %d MB", peak>>20, n*len(value)>>20)
+	}
+}
+
+// testClusterStreamMoves runs a stream like that of the Order test while
+// slots move under it: a range of slots moves between two masters and
+// back in a goroutine, and one slot is half-migrated (some of its keys
+// moved) while a part of the stream is queued, then finished while the
+// next part is. MOVED and ASK both come back mid-stream; every INCR still
+// answers its number and every key ends with its count: nothing lost,
+// nothing run twice, nothing out of order.
+func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, b := cl.Masters[0], cl.Masters[1]
+	mig := int(hashslot.Slot("{mig}"))
+	from, err := cl.SlotOwner(mig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := cl.Masters[0]
+	if to == from {
+		to = cl.Masters[1]
+	}
+	// A range of a's slots without the migrated one.
+	moving := movingSlots(t, c, a, 300, mig)
+	keys := keysOver("moves:", 10_000)
+	for i := range 100 {
+		keys = append(keys, "{mig}:"+strconv.Itoa(i))
+	}
+	l := counters{keys: keys, rounds: 12}
+	each, seen := l.checker()
+	s := c.Stream(ctx, each)
+	rounds := func(from, to int) { l.queue(s, from*len(keys), to*len(keys)) }
+
+	rounds(0, 2)
+	// The half-migrated slot: ASK for the keys already moved.
+	m, err := cl.BeginMigration(ctx, from, to, mig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.MoveKeys(ctx, 50); err != nil || n != 50 {
+		t.Fatalf("MoveKeys: %d, %v", n, err)
+	}
+	rounds(2, 5)
+	// The range moves from a to b and back in a goroutine. The client
+	// has met no MOVED yet, so its map is the first one: once the first
+	// move is done, the next rounds meet MOVED for the range, and the
+	// moves after come at any time.
+	stop := make(chan struct{})
+	first, wait := mover(ctx, cl, a, b, moving, 6, stop)
+	<-first
+	rounds(5, 8)
+	// The migration ends: MOVED for the slot.
+	if err := m.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rounds(8, l.rounds)
+	close(stop)
+	sent, err := s.Close(ctx)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || sent != l.len() {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, l.len())
+	}
+	if got, bad := seen(); bad != nil || got != l.len() {
+		t.Fatalf("each saw %d replies (%v), want %d", got, bad, l.len())
+	}
+	r := s.cl.redirected
+	t.Logf("redirections: %+v", r)
+	if r.moved == 0 || r.ask == 0 {
+		t.Errorf("the stream met %d MOVED and %d ASK; the test means it to meet both", r.moved, r.ask)
+	}
+	if owner, err := cl.SlotOwner(moving[0]); err != nil || owner != a {
+		t.Fatalf("the moving slots ended on %v (%v), want them back on the first master", owner, err)
+	}
+	l.verify(t, ctx, c)
+	idle(t, c)
+}
+
+// movingSlots returns up to n slots that c routes to the master m.
+func movingSlots(t *testing.T, c *Client, m *redistest.Server, n int, except ...int) []int {
+	t.Helper()
+	waitRefreshed(t, c.cluster)
+	var slots []int
+	for s := 0; len(slots) < n && s < hashslot.Count; s++ {
+		if owner := c.cluster.owner(s); owner != nil && owner.opt.Addr == m.Addr && !slices.Contains(except, s) {
+			slots = append(slots, s)
+		}
+	}
+	return slots
+}
+
+// mover moves slots from a to b and back, times times, in a goroutine,
+// ending early (with the slots back on a) once stop is closed. first is
+// closed once the first move is done; wait waits for the goroutine and
+// returns its error.
+func mover(ctx context.Context, cl *redistest.Cluster, a, b *redistest.Server, slots []int, times int, stop <-chan struct{}) (first <-chan struct{}, wait func() error) {
+	firstDone := make(chan struct{})
+	var once sync.Once
+	errc := make(chan error, 1)
+	go func() {
+		defer once.Do(func() { close(firstDone) })
+		src, dst := a, b
+		for k := range times {
+			if err := cl.MoveSlots(ctx, src, dst, slots...); err != nil {
+				errc <- err
+				return
+			}
+			if k == 0 {
+				once.Do(func() { close(firstDone) })
+			}
+			src, dst = dst, src
+			select {
+			case <-stop:
+				if src == a {
+					errc <- nil
+					return
+				}
+			default:
+			}
+		}
+		errc <- nil
+	}()
+	return firstDone, func() error { return <-errc }
+}
+
+// testClusterStreamSplit: multi-key commands whose keys are in several
+// slots (MSET, MGET, EXISTS, DEL) are split by slot in a stream, and
+// their parts keep the order of their slots while slots move: an MGET
+// queued after a round of INCRs of its keys sees every one of them, and
+// none of the next round.
+func testClusterStreamSplit(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const groups, size, rounds = 500, 8, 8
+	keys := keysOver("split:", groups*size)
+	group := func(g int) []string { return keys[g*size : (g+1)*size] }
+	anys := func(ks []string) []any {
+		out := make([]any, len(ks))
+		for i, k := range ks {
+			out[i] = k
+		}
+		return out
+	}
+	repeat := func(v string) string { return "[" + strings.TrimSpace(strings.Repeat(v+" ", size)) + "]" }
+	var want []string
+	next := 0
+	var bad error
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if bad == nil && (i != next || v.String() != want[i]) {
+			bad = fmt.Errorf("reply %d (handed out when %d was due) = %s, want %s", i, next, v, want[i])
+		}
+		next = i + 1
+		return nil
+	})
+	round := func(r int) {
+		for g := range groups {
+			switch r {
+			case 0:
+				var kv []any
+				for _, k := range group(g) {
+					kv = append(kv, k, 0)
+				}
+				s.MSet(kv...)
+				want = append(want, "OK")
+			case rounds:
+				s.Del(group(g)...)
+				s.MGet(group(g)...)
+				want = append(want, strconv.Itoa(size), repeat("nil"))
+			default:
+				for _, k := range group(g) {
+					s.Incr(k)
+					want = append(want, strconv.Itoa(r))
+				}
+				s.MGet(group(g)...)
+				s.Do(append([]any{"EXISTS"}, anys(group(g))...)...)
+				want = append(want, repeat(strconv.Itoa(r)), strconv.Itoa(size))
+			}
+		}
+	}
+	round(0)
+	round(1)
+	stop := make(chan struct{})
+	first, wait := mover(ctx, cl, cl.Masters[0], cl.Masters[1], movingSlots(t, c, cl.Masters[0], 300), 6, stop)
+	<-first
+	for r := 2; r <= rounds; r++ {
+		round(r)
+	}
+	close(stop)
+	sent, err := s.Close(ctx)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || sent != len(want) {
+		t.Fatalf("Close = %d, %v; want %d, nil", sent, err, len(want))
+	}
+	if bad != nil || next != len(want) {
+		t.Fatalf("each saw %d replies (%v), want %d", next, bad, len(want))
+	}
+	if len(s.cl.splits) != 0 {
+		t.Errorf("%d split commands left behind", len(s.cl.splits))
+	}
+	t.Logf("redirections: %+v", s.cl.redirected)
+	if s.cl.redirected.moved == 0 {
+		t.Error("no part met MOVED; the test means the slots to move under the stream")
+	}
+	if n, err := c.DBSize(ctx); err != nil || n != 0 {
+		t.Fatalf("DBSIZE after the DELs = %d, %v", n, err)
+	}
+	idle(t, c)
+}
+
+// testClusterStreamTryAgain: a multi-key command of a half-migrated slot
+// whose keys are split between the nodes gets TRYAGAIN; the stream sends
+// it again after a backoff, holding the commands of its slot behind it,
+// until the migration ends.
+func testClusterStreamTryAgain(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	slot := int(hashslot.Slot("{try}"))
+	from, err := cl.SlotOwner(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := cl.Masters[2]
+	if to == from {
+		to = cl.Masters[0]
+	}
+	from.MustDo(t, "CONFIG", "RESETSTAT")
+	if err := c.MSet(ctx, "{try}:a", "a0", "{try}:b", "b0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Del(ctx, "{try}:n"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cl.BeginMigration(ctx, from, to, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One of the two keys moves: MIGRATE takes the keys GETKEYSINSLOT
+	// lists first.
+	if n, err := m.MoveKeys(ctx, 1); err != nil || n != 1 {
+		t.Fatalf("MoveKeys: %d, %v", n, err)
+	}
+	// The migration ends once the source has refused an MSET.
+	var wg sync.WaitGroup
+	finished := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			info, _ := from.Do("INFO", "errorstats")
+			if s, _ := info.(string); strings.Contains(s, "errorstat_TRYAGAIN:") {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		finished <- m.Finish(ctx)
+	}()
+	var got []string
+	s := c.Stream(ctx, func(i int, v Value) error {
+		got = append(got, v.String())
+		return nil
+	})
+	s.Incr("{try}:n")
+	s.MSet("{try}:a", "a1", "{try}:b", "b1")
+	s.Incr("{try}:n")
+	_, err = s.Close(ctx)
+	wg.Wait()
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1", "OK", "2"}; !slices.Equal(got, want) {
+		t.Fatalf("replies %v, want %v", got, want)
+	}
+	for k, want := range map[string]string{"{try}:a": "a1", "{try}:b": "b1", "{try}:n": "2"} {
+		if v, err := c.Get(ctx, k); err != nil || v != want {
+			t.Errorf("%s = %q, %v; want %s", k, v, err, want)
+		}
+	}
+	if s.cl.redirected.again == 0 {
+		t.Errorf("no TRYAGAIN met: %+v", s.cl.redirected)
+	}
+	t.Logf("redirections: %+v", s.cl.redirected)
+	from.MustDo(t, "CONFIG", "RESETSTAT")
+}
+
+// testClusterStreamStalled: one master holds every write (CLIENT PAUSE
+// WRITE). The queuing call blocks once the window is full, instead of
+// taking ever more commands, and returns when the stream's context ends;
+// the heap stays small meanwhile. Close reports the context's end, and
+// the client works once the master does.
+func testClusterStreamStalled(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.Set(ctx, "warm", 1); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+
+	unpause := pauseWrites(t, cl.Masters[1])
+	const wait = 2 * time.Second
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	start := time.Now()
+	s := c.Stream(sctx, nil)
+	var b streamBounds
+	const most = 2_000_000
+	value := strings.Repeat("v", 100)
+	i := 0
+	for ; i < most && s.Err() == nil; i++ {
+		s.Set("stall:"+strconv.Itoa(i), value)
+		if i%1000 == 0 {
+			b.note(s)
+		}
+	}
+	took := time.Since(start)
+	runtime.ReadMemStats(&ms)
+	grown := int64(ms.HeapInuse) - int64(base)
+	if !errors.Is(s.Err(), context.DeadlineExceeded) {
+		t.Fatalf("after %d commands Err = %v, want the context's end", i, s.Err())
+	}
+	if took < wait {
+		t.Fatalf("queueing stopped after %v, before the stream's context ended", took)
+	}
+	if took > wait+10*time.Second {
+		t.Fatalf("queueing went on %v after the stream's context ended", took-wait)
+	}
+	b.check(t, s)
+	if limit := streamWindowCmds + s.cl.flushAt/16 + 2*s.cl.flushAt/100; s.Len() > limit {
+		t.Fatalf("the stream took %d commands while a master held them all; its bound is %d", s.Len(), limit)
+	}
+	if grown > 64<<20 {
+		t.Fatalf("the heap grew by %d MiB while the stream waited", grown>>20)
+	}
+	t.Logf("took %d commands in %v, heap grew %d KiB", s.Len(), took, grown>>10)
+	if _, err := s.Close(sctx); !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Close = %v (%v); want the context's end, outcome unknown", err, OutcomeOf(err))
+	}
+	unpause()
+	if _, err := c.Stream(ctx, nil).Set("stall:after", 1).Close(ctx); err != nil {
+		t.Fatalf("a stream once the master works again: %v", err)
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
+// testClusterStreamConnectionLost: the stream's connection to one master
+// is killed with commands in flight on it: Close returns an error of
+// unknown outcome naming the node, nothing is sent again, and the client
+// goes on.
+func testClusterStreamConnectionLost(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	node := cl.Masters[2]
+	unpause := pauseWrites(t, node)
+	done := make(chan error, 1)
+	go func() {
+		s := c.Stream(ctx, nil)
+		for i := range 50_000 {
+			s.Set("lost:"+strconv.Itoa(i), "v")
+		}
+		_, err := s.Close(ctx)
+		done <- err
+	}()
+	waitForServer(t, ctx, "a SET of the stream held by the paused master", func() (bool, string) {
+		var seen []string
+		for _, cli := range serverClients(t, node) {
+			if cli["cmd"] == "set" {
+				return true, ""
+			}
+			seen = append(seen, cli["cmd"])
+		}
+		return false, fmt.Sprint("commands: ", seen)
+	})
+	node.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+	unpause()
+	select {
+	case err := <-done:
+		if err == nil || OutcomeOf(err) != OutcomeUnknown || !strings.Contains(err.Error(), node.Addr) {
+			t.Fatalf("Close after the kill = %v (%v); want an error of unknown outcome naming %s", err, OutcomeOf(err), node.Addr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("stream still running 20s after its connection was killed")
+	}
+	if err := c.Set(ctx, "lost:after", 1); err != nil {
+		t.Fatalf("client after a lost stream: %v", err)
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
+// testClusterStreamUnreachable: the client's map sends a slot to a node
+// that refuses connections. Nothing was written there, so the stream
+// refreshes the layout and sends the slot's commands, in order, to the
+// master that serves it.
+func testClusterStreamUnreachable(t *testing.T, cl *redistest.Cluster) {
+	ctx := streamCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Del(ctx, "{gone}:n"); err != nil {
+		t.Fatal(err)
+	}
+	slot := int(hashslot.Slot("{gone}"))
+	c.cluster.mu.Lock()
+	c.cluster.slots[slot], err = c.cluster.nodeLocked("127.0.0.1:1")
+	c.cluster.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if i%2 == 1 {
+			got = append(got, v.String())
+		}
+		return nil
+	})
+	for i := range 5 {
+		s.Set("gone:other:"+strconv.Itoa(i), i)
+		s.Incr("{gone}:n")
+	}
+	if _, err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1", "2", "3", "4", "5"}; !slices.Equal(got, want) {
+		t.Fatalf("INCR replies %v, want %v", got, want)
+	}
+	if s.cl.redirected.unreached == 0 {
+		t.Errorf("the unreachable node went unnoticed: %+v", s.cl.redirected)
+	}
+	if owner := c.cluster.owner(slot); owner == nil || owner.opt.Addr == "127.0.0.1:1" {
+		t.Errorf("slot %d still routed to the unreachable node", slot)
+	}
+	idle(t, c)
+}
+
+// testClusterStreamMisuse: what a stream refuses or reports, on a
+// cluster as on one node.
+func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Close twice; commands after Close are dropped.
+	calls := 0
+	s := c.Stream(ctx, func(int, Value) error { calls++; return nil })
+	s.Set("m:a", 1).Incr("m:a")
+	if sent, err := s.Close(ctx); sent != 2 || err != nil || calls != 2 {
+		t.Fatalf("Close = %d, %v after %d replies; want 2, nil, 2", sent, err, calls)
+	}
+	s.Incr("m:a")
+	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) || calls != 2 {
+		t.Fatalf("second Close = %v after %d replies; want ErrClosed and no more replies", err, calls)
+	}
+	if v, _ := c.Get(ctx, "m:a"); v != "2" {
+		t.Fatalf("m:a = %q, want 2: nothing queued after Close is sent", v)
+	}
+
+	// Discard: what was sent ran, the rest is dropped, the connections
+	// go back; Close after it reports ErrClosed.
+	s = c.Stream(ctx, nil)
+	for i := range 30_000 {
+		s.Set("m:d:"+strconv.Itoa(i), "v")
+	}
+	written := s.cl.written
+	s.Discard()
+	n, err := c.DBSize(ctx)
+	if err != nil || n != int64(written)+1 || written == 0 || written == 30_000 {
+		t.Fatalf("after Discard the cluster holds %d keys (%v); %d of 30,000 were sent", n, err, written)
+	}
+	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Close after Discard = %v, want ErrClosed", err)
+	}
+	idle(t, c)
+
+	// An error from each: each is not called again, every command still
+	// runs, Close and Err report it.
+	stop := errors.New("enough")
+	calls = 0
+	s = c.Stream(ctx, func(i int, v Value) error {
+		calls++
+		if i == 100 {
+			return stop
+		}
+		return nil
+	})
+	const incrs = 30_000
+	for i := range incrs {
+		s.Incr("m:n:" + strconv.Itoa(i%50))
+	}
+	if !errors.Is(s.Err(), stop) {
+		t.Fatalf("Err = %v while queueing after each failed", s.Err())
+	}
+	if sent, err := s.Close(ctx); !errors.Is(err, stop) || calls != 101 || sent != incrs {
+		t.Fatalf("Close = %d, %v after %d calls of each; want %d, the error of each, 101 calls", sent, err, calls, incrs)
+	}
+	for i := range 50 {
+		if v, _ := c.Get(ctx, "m:n:"+strconv.Itoa(i)); v != strconv.Itoa(incrs/50) {
+			t.Fatalf("m:n:%d = %q, want %d: every command runs", i, v, incrs/50)
+		}
+	}
+
+	// each may queue more commands: they go with the next pass, or with
+	// Close, and their replies come to each in their turn.
+	var follow *Stream
+	calls, last := 0, int64(0)
+	var bad error
+	follow = c.Stream(ctx, func(i int, v Value) error {
+		calls++
+		if v.String() == "OK" {
+			follow.Incr("m:follow")
+		} else if n, _ := v.Int64(); n != last+1 && bad == nil {
+			bad = fmt.Errorf("reply %d: INCR = %v after %d", i, v, last)
+		} else {
+			last = n
+		}
+		return nil
+	})
+	for range 20_000 {
+		follow.Set("m:lead", 1)
+	}
+	if sent, err := follow.Close(ctx); err != nil || bad != nil || sent != 40_000 || calls != 40_000 || last != 20_000 {
+		t.Fatalf("Close = %d, %v after %d calls of each (%v), the last INCR %d; want 40000 sent and seen, the last INCR 20000",
+			sent, err, calls, bad, last)
+	}
+
+	// A command's own error stays with its reply; Close names it by its
+	// place in the whole stream.
+	s = c.Stream(ctx, nil)
+	for i := range 20_000 {
+		if i == 15_000 {
+			s.Incr("m:a:str")
+		} else {
+			s.Set("m:a:"+strconv.Itoa(i%10), "x")
+		}
+	}
+	s.Set("m:a:str", "text") // after the INCR, in order: the INCR found no key
+	_, err = s.Close(ctx)
+	var ce *CommandError
+	if err != nil {
+		t.Fatalf("Close = %v; the INCR ran before the SET of its key", err)
+	}
+	s = c.Stream(ctx, nil)
+	s.Incr("m:a:str")
+	if _, err := s.Close(ctx); !errors.As(err, &ce) || ce.Index != 0 || ce.In != "stream" {
+		t.Fatalf("INCR of text: %v; want a *CommandError for index 0", err)
+	}
+
+	// A command whose keys are in different slots stops the stream before
+	// any command of its pass is sent.
+	s = c.Stream(ctx, nil)
+	for i := range 20_000 {
+		s.Set("m:x:"+strconv.Itoa(i), "v")
+	}
+	s.Do("RENAME", "m:x:1", "m:x:2")
+	for i := 20_000; i < 30_000; i++ {
+		s.Set("m:x:"+strconv.Itoa(i), "v")
+	}
+	written = s.cl.written
+	_, err = s.Close(ctx)
+	var cs *CrossSlotError
+	if !errors.As(err, &ce) || !errors.As(err, &cs) || ce.Index != 20_000 || ce.Command != "RENAME" {
+		t.Fatalf("RENAME across slots: %v; want a *CommandError of index 20000 wrapping a *CrossSlotError", err)
+	}
+	if OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("OutcomeOf = %v, want unknown: %d commands had been sent", OutcomeOf(err), written)
+	}
+	if n, _ := c.Do(ctx, "EXISTS", "m:x:29999"); n.String() != "0" {
+		t.Fatal("a command queued after the refused one was sent")
+	}
+
+	// MSETNX sets all of its keys or none: it is not split.
+	s = c.Stream(ctx, nil)
+	s.MSetNX("m:nx:a", 1, "m:nx:b", 2)
+	if _, err := s.Close(ctx); !errors.As(err, &cs) || OutcomeOf(err) == OutcomeUnknown {
+		t.Fatalf("MSETNX across slots: %v; want a *CrossSlotError, nothing sent", err)
+	}
+
+	// SELECT cannot be queued, before anything is sent.
+	s = c.Stream(ctx, nil)
+	s.Do("SELECT", 2)
+	if _, err := s.Close(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
+	}
+
+	// A command for every master goes to each, its replies combined.
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []string
+	s = c.Stream(ctx, func(i int, v Value) error {
+		if i%11 == 10 {
+			sizes = append(sizes, v.String())
+		}
+		return nil
+	})
+	for i := range 100 {
+		s.Set("m:f:"+strconv.Itoa(i), 1)
+		if i%10 == 9 {
+			s.DBSize()
+		}
+	}
+	if _, err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10", "20", "30", "40", "50", "60", "70", "80", "90", "100"}; !slices.Equal(sizes, want) {
+		t.Fatalf("DBSIZE in a stream: %v, want %v", sizes, want)
+	}
+	idle(t, c)
+}
+
+// BenchmarkClusterStream is a bulk load of 100,000 SETs over a cluster of
+// three masters, every reply checked: through a Stream, and through plain
+// pipelines of 10,000 commands, one after another, for comparison. ns/cmd
+// is per command; B/op shows what each holds.
+func BenchmarkClusterStream(b *testing.B) {
+	cl := redistest.StartCluster(b, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	keys := testKeys(100_000)
+	val := "0123456789abcdef"
+	b.Run("stream", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n := 0
+			s := c.Stream(ctx, func(i int, v Value) error { n++; return okReply(v, nil) })
+			for _, k := range keys {
+				s.Set(k, val)
+			}
+			if _, err := s.Close(ctx); err != nil || n != len(keys) {
+				b.Fatal(n, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/cmd")
+	})
+	b.Run("pipelines-10k", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for batch := range slices.Chunk(keys, 10_000) {
+				p := c.Pipeline(NoTransaction)
+				for _, k := range batch {
+					p.Set(k, val)
+				}
+				replies, err := p.Exec(ctx)
+				if err != nil || len(replies) != len(batch) {
+					b.Fatal(len(replies), err)
+				}
+				for _, v := range replies {
+					if err := okReply(v, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/cmd")
+	})
+}
