@@ -19,6 +19,8 @@
 //     before it in the worker's order or a later one whose outcome was
 //     unknown: never an older one (lost), never one queued after the GET
 //     (misordered), never one the client said had no effect (duplicated).
+//     An MGET of two registers in different slots, which the client splits
+//     by slot, finds the same of each.
 //   - A transaction reads the slot's shared counter under WATCH and queues
 //     INCR: its reply is the value read plus one, no two transactions get
 //     the same reply, and the counter ends between the number that
@@ -500,9 +502,11 @@ func (w *worker) anomaly(kind, format string, args ...any) {
 
 // op is one command of a pipeline.
 type op struct {
-	kind byte  // 's' SET, 'm' MSET, 'g' GET, 'i' INCR
-	slot int   // index of its hot slot
-	seq  int64 // a write's number; for a GET, the last write queued before it
+	kind  byte  // 's' SET, 'm' MSET, 'g' GET, 'i' INCR, 'M' MGET of two slots
+	slot  int   // index of its hot slot
+	seq   int64 // a write's number; for a read, the last write queued before it
+	slot2 int   // MGET's second slot
+	seq2  int64 // the last write of its register queued before the MGET
 }
 
 func (o op) String() string {
@@ -513,6 +517,8 @@ func (o op) String() string {
 		return "MSET"
 	case 'g':
 		return "GET"
+	case 'M':
+		return "MGET"
 	}
 	return "INCR"
 }
@@ -539,6 +545,15 @@ func (w *worker) pipeline() bool {
 		case r < 40:
 			ops[i] = op{kind: 'm', slot: s, seq: reg.queue()}
 			p.Do("MSET", l.key(s, "r", w.id), ops[i].seq, l.key(s, "m", w.id), ops[i].seq)
+		case r < 62:
+			ops[i] = op{kind: 'g', slot: s, seq: reg.issued}
+			p.Get(l.key(s, "r", w.id))
+		case r < 70 && len(picks) > 1 && picks[0] != picks[1]:
+			// Split by slot into a part for each, each in its slot's
+			// order.
+			a, b := picks[0], picks[1]
+			ops[i] = op{kind: 'M', slot: a, seq: w.regs[a].issued, slot2: b, seq2: w.regs[b].issued}
+			p.MGet(l.key(a, "r", w.id), l.key(b, "r", w.id))
 		case r < 70:
 			ops[i] = op{kind: 'g', slot: s, seq: reg.issued}
 			p.Get(l.key(s, "r", w.id))
@@ -577,6 +592,9 @@ func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 	l := w.l
 	if out == ok {
 		l.succeeded(o.slot, start)
+		if o.kind == 'M' {
+			l.succeeded(o.slot2, start)
+		}
 		l.checked.Add(1)
 	}
 	switch o.kind {
@@ -596,6 +614,28 @@ func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 		}
 		if kind, msg := w.regs[o.slot].read(got, o.seq, w.batches); kind != "" {
 			w.anomaly(kind, "GET %s in a pipeline %s", l.key(o.slot, "r", w.id), msg)
+		}
+	case 'M':
+		if out != ok {
+			return
+		}
+		vs, err := v.Slice()
+		if err != nil || len(vs) != 2 {
+			w.anomaly("misordered", "MGET %s %s replied %s", l.key(o.slot, "r", w.id), l.key(o.slot2, "r", w.id), v)
+			return
+		}
+		for k, x := range []struct {
+			slot int
+			seq  int64
+		}{{o.slot, o.seq}, {o.slot2, o.seq2}} {
+			got, good := regValue(vs[k])
+			if !good {
+				w.anomaly("misordered", "MGET %s replied %s for it", l.key(x.slot, "r", w.id), vs[k])
+				continue
+			}
+			if kind, msg := w.regs[x.slot].read(got, x.seq, w.batches); kind != "" {
+				w.anomaly(kind, "MGET %s in a pipeline %s", l.key(x.slot, "r", w.id), msg)
+			}
 		}
 	case 'i':
 		var r int64
