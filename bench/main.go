@@ -184,15 +184,22 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 	return rp, nil
 }
 
-// runCase runs one case for every client and every repetition. Each
-// repetition starts with a different client, so that none always runs
-// first after a flush or last on a warmed-up machine.
+// runCase runs one case for every client and every repetition.
 func runCase(ctx context.Context, e *env, clients []client, bc benchCase, logw io.Writer) ([]record, error) {
+	return runReps(ctx, e, e.cfg.reps, clients, bc.scenario, bc.name, bc.run, logw)
+}
+
+// runReps runs a case for every client and every repetition, on one
+// server or on the cluster. Each repetition starts with a different
+// client, so that none always runs first after a flush or last on a
+// warmed-up machine.
+func runReps[E interface{ flush() error }, C interface{ Name() string }](ctx context.Context, e E, reps int, clients []C,
+	scenario, name string, run func(context.Context, E, C) (sample, error), logw io.Writer) ([]record, error) {
 	names := make([]string, len(clients))
 	for i, c := range clients {
 		names[i] = c.Name()
 	}
-	samples := make([][]sample, e.cfg.reps)
+	samples := make([][]sample, reps)
 	for rep := range samples {
 		samples[rep] = make([]sample, len(clients))
 		for k := range clients {
@@ -203,19 +210,19 @@ func runCase(ctx context.Context, e *env, clients []client, bc benchCase, logw i
 			if err := e.flush(); err != nil {
 				return nil, err
 			}
-			s, err := bc.run(ctx, e, clients[i])
+			s, err := run(ctx, e, clients[i])
 			if err == nil && (s.ops <= 0 || s.dur <= 0) {
 				err = fmt.Errorf("measured %d ops in %v", s.ops, s.dur)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("%s %s, %s, repetition %d: %w", bc.scenario, bc.name, names[i], rep+1, err)
+				return nil, fmt.Errorf("%s %s, %s, repetition %d: %w", scenario, name, names[i], rep+1, err)
 			}
 			samples[rep][i] = s
-			fmt.Fprintf(logw, "%s %-15s %-9s rep %d/%d: %s ops/s\n", bc.scenario, bc.name, names[i], rep+1, e.cfg.reps,
+			fmt.Fprintf(logw, "%s %-15s %-9s rep %d/%d: %s ops/s\n", scenario, name, names[i], rep+1, reps,
 				grouped(float64(s.ops)/s.dur.Seconds()))
 		}
 	}
-	return aggregate(bc.scenario, bc.name, names, samples), nil
+	return aggregate(scenario, name, names, samples), nil
 }
 
 // runS7 runs redis-benchmark at every depth, with 50 connections and

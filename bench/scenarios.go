@@ -572,36 +572,51 @@ func runS5(g int) func(context.Context, *env, client) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		per := (e.cfg.s5Ops/2 + g - 1) / g
-		keys := keyList("s5:", g)
-		vals := make([][2]string, g)
-		for i := range vals {
-			vals[i] = [2]string{"a:" + strconv.Itoa(i), "b:" + strconv.Itoa(i)}
-		}
-		s, err := measure(func() (int, error) {
-			err := fanOut(ctx, g, func(ctx context.Context, id int) error {
-				for i := range per {
-					v := vals[id][i%2]
-					if err := cc.Set(ctx, keys[id], v); err != nil {
-						return err
-					}
-					got, err := cc.Get(ctx, keys[id])
-					if err := checkValue(i, got, err, v); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			return 2 * g * per, err
-		})
+		s, keys, last, err := setGetRounds(ctx, cc, g, e.cfg.s5Ops, "s5:", measure)
 		if err != nil {
 			return s, err
 		}
 		if err := e.expectDBSize(g); err != nil {
 			return s, err
 		}
-		return s, e.expectValues(keys, func(id int) string { return vals[id][(per-1)%2] })
+		return s, e.expectValues(keys, last)
 	}
+}
+
+// setGetter is what S5 and C2 need of a client.
+type setGetter interface {
+	Get(ctx context.Context, key string) (string, error)
+	Set(ctx context.Context, key, val string) error
+}
+
+// setGetRounds runs S5's loop: g goroutines sharing cc, each setting its
+// own key and reading it back, about ops commands in all, timed by
+// measure. It returns the keys and what each should hold afterwards.
+func setGetRounds(ctx context.Context, cc setGetter, g, ops int, prefix string,
+	measure func(func() (int, error)) (sample, error)) (sample, []string, func(int) string, error) {
+	per := (ops/2 + g - 1) / g
+	keys := keyList(prefix, g)
+	vals := make([][2]string, g)
+	for i := range vals {
+		vals[i] = [2]string{"a:" + strconv.Itoa(i), "b:" + strconv.Itoa(i)}
+	}
+	s, err := measure(func() (int, error) {
+		err := fanOut(ctx, g, func(ctx context.Context, id int) error {
+			for i := range per {
+				v := vals[id][i%2]
+				if err := cc.Set(ctx, keys[id], v); err != nil {
+					return err
+				}
+				got, err := cc.Get(ctx, keys[id])
+				if err := checkValue(i, got, err, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return 2 * g * per, err
+	})
+	return s, keys, func(id int) string { return vals[id][(per-1)%2] }, err
 }
 
 // S6: one pipeline of a million SETs, run by a child process per library

@@ -264,7 +264,7 @@ func runClusterScenarios(ctx context.Context, cfg config, scenarios []string, lo
 	}
 	for _, name := range names {
 		for _, bc := range clusterCases(name, cfg) {
-			r, err := runClusterCase(ctx, e, clients, bc, logw)
+			r, err := runReps(ctx, e, e.cfg.reps, clients, bc.scenario, bc.name, bc.run, logw)
 			if err != nil {
 				return nil, err
 			}
@@ -272,38 +272,6 @@ func runClusterScenarios(ctx context.Context, cfg config, scenarios []string, lo
 		}
 	}
 	return recs, nil
-}
-
-// runClusterCase is runCase on the cluster.
-func runClusterCase(ctx context.Context, e *clusterEnv, clients []clusterClient, bc clusterCase, logw io.Writer) ([]record, error) {
-	names := make([]string, len(clients))
-	for i, c := range clients {
-		names[i] = c.Name()
-	}
-	samples := make([][]sample, e.cfg.reps)
-	for rep := range samples {
-		samples[rep] = make([]sample, len(clients))
-		for k := range clients {
-			i := (rep + k) % len(clients)
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if err := e.flush(); err != nil {
-				return nil, err
-			}
-			s, err := bc.run(ctx, e, clients[i])
-			if err == nil && (s.ops <= 0 || s.dur <= 0) {
-				err = fmt.Errorf("measured %d ops in %v", s.ops, s.dur)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s %s, %s, repetition %d: %w", bc.scenario, bc.name, names[i], rep+1, err)
-			}
-			samples[rep][i] = s
-			fmt.Fprintf(logw, "%s %-15s %-9s rep %d/%d: %s ops/s\n", bc.scenario, bc.name, names[i], rep+1, e.cfg.reps,
-				grouped(float64(s.ops)/s.dur.Seconds()))
-		}
-	}
-	return aggregate(bc.scenario, bc.name, names, samples), nil
 }
 
 // C1: a plain pipeline of SET and GET pairs across the slots, sent again
@@ -342,27 +310,8 @@ func runC2(ctx context.Context, e *clusterEnv, c clusterClient) (sample, error) 
 		return sample{}, err
 	}
 	g := e.cfg.cluster.c2G
-	per := (e.cfg.cluster.c2Ops/2 + g - 1) / g
-	keys := keyList("c2:", g)
-	vals := make([][2]string, g)
-	for i := range vals {
-		vals[i] = [2]string{"a:" + strconv.Itoa(i), "b:" + strconv.Itoa(i)}
-	}
-	s, err := measureCluster(e, func() (int, error) {
-		err := fanOut(ctx, g, func(ctx context.Context, id int) error {
-			for i := range per {
-				v := vals[id][i%2]
-				if err := cc.Set(ctx, keys[id], v); err != nil {
-					return err
-				}
-				got, err := cc.Get(ctx, keys[id])
-				if err := checkValue(i, got, err, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		return 2 * g * per, err
+	s, keys, last, err := setGetRounds(ctx, cc, g, e.cfg.cluster.c2Ops, "c2:", func(fn func() (int, error)) (sample, error) {
+		return measureCluster(e, fn)
 	})
 	if err != nil {
 		return s, err
@@ -370,7 +319,7 @@ func runC2(ctx context.Context, e *clusterEnv, c clusterClient) (sample, error) 
 	if err := e.expectDBSize(g); err != nil {
 		return s, err
 	}
-	return s, e.expectValues(keys, func(id int) string { return vals[id][(per-1)%2] })
+	return s, e.expectValues(keys, last)
 }
 
 // C3: one caller reading the same keys, in many slots, again and again
