@@ -61,6 +61,15 @@ var users = []struct{ key, name string }{
 	{k("user:7"), "Frances"}, {k("user:8"), "John"}, {k("user:9"), "Margaret"},
 }
 
+// userKeys returns the keys of users, in order.
+func userKeys() []string {
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = u.key
+	}
+	return keys
+}
+
 // The two keys of the transaction share the hash tag {user1}: only
 // "user1" is hashed, so they are in one slot.
 var (
@@ -429,10 +438,7 @@ func (d *clusterDemo) layout(ctx context.Context) error {
 // over the masters, and shows each master's share twice: predicted from
 // the keys' slots, and counted by the master itself.
 func (d *clusterDemo) splitPipeline(ctx context.Context) error {
-	keys := make([]string, len(users))
-	for i, u := range users {
-		keys[i] = u.key
-	}
+	keys := userKeys()
 	slots, err := d.keySlots(ctx, keys...)
 	if err != nil {
 		return err
@@ -488,10 +494,7 @@ func (d *clusterDemo) splitPipeline(ctx context.Context) error {
 // splitMGet reads the pipeline's keys with one MGET, which the client
 // splits into one MGET per slot, and shows how many each master ran.
 func (d *clusterDemo) splitMGet(ctx context.Context) error {
-	keys := make([]string, len(users))
-	for i, u := range users {
-		keys[i] = u.key
-	}
+	keys := userKeys()
 	slots, err := d.keySlots(ctx, keys...)
 	if err != nil {
 		return err
