@@ -2,6 +2,7 @@ package redpipe_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"strconv"
@@ -35,6 +36,44 @@ func ExampleNewClusterClient() {
 	// [OK 6 OK 7 OK 7]
 	// true
 	// [OK 2]
+}
+
+// On a cluster a transaction runs on the master of its keys' one slot:
+// keys that change together share a {hash tag}. One whose keys are in
+// several slots is refused before anything is sent.
+func ExampleClient_Transaction_cluster() {
+	ctx := context.Background()
+	cl := must(redistest.NewCluster(0)) // three masters; in real code, your own seeds
+	defer cl.Stop()
+	c := must(redpipe.NewClusterClient(redpipe.ClusterOptions{Addrs: cl.Addrs()}))
+	defer c.Close()
+
+	from, to := "{alice}:checking", "{alice}:savings" // one slot: only "alice" is hashed
+	if err := c.Set(ctx, from, 100); err != nil {
+		log.Fatal(err)
+	}
+	move := func(from, to string, amount int) func(*redpipe.Tx) error {
+		return func(tx *redpipe.Tx) error {
+			balance, err := tx.Get(ctx, from)
+			if err != nil {
+				return err
+			}
+			if n, _ := strconv.Atoi(balance); n < amount {
+				return fmt.Errorf("%s holds %d, less than %d", from, n, amount)
+			}
+			tx.Multi().DecrBy(from, int64(amount)).IncrBy(to, int64(amount))
+			return nil
+		}
+	}
+	replies, err := c.Transaction(ctx, move(from, to, 30), from, to)
+	fmt.Println(replies, err)
+
+	_, err = c.Transaction(ctx, move(from, "bob:savings", 30), from, "bob:savings")
+	var cross *redpipe.CrossSlotError
+	fmt.Println(errors.As(err, &cross), errors.Is(err, redpipe.ErrNotApplied), cross.Keys)
+	// Output:
+	// [70 30] <nil>
+	// true true [{alice}:checking bob:savings]
 }
 
 // On a cluster a Stream loads every master at once, each over a
