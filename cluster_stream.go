@@ -3,9 +3,11 @@ package redpipe
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/hashslot"
@@ -46,16 +48,39 @@ import (
 // is held too, in its place by index. Held commands go out only when none
 // of their slot is in flight, in order, as many of them as go to the same
 // node (the first of them's) and none behind one sent again for TRYAGAIN
-// or CLUSTERDOWN, which may be refused again; the rest wait for those to
-// be answered. So a
+// or CLUSTERDOWN, which may be refused again, nor that one before its
+// backoff is over; the rest wait for those to be answered. So a
 // command never runs before an earlier command of its slot that the
 // cluster will run at all, except as the server itself decides within a
 // migrating slot: there a command behind one that was refused (ASK for a
 // key already moved, TRYAGAIN for a multi-key command whose keys are split
 // between the nodes) runs if it was already on its way and the source
-// still holds its keys. Single-key commands on one key keep their order
-// even then. (A slot that leaves a node and comes back to it is the
-// other case; see poll.)
+// still holds its keys. The refused command is then not sent again if
+// that later one shares a key with it: it keeps its redirection as its
+// reply, and nothing of it runs (see overtake), as in a pipeline. So
+// commands on one key keep their order even then. (A slot that leaves a
+// node and comes back to it is the other case; see poll.)
+//
+// An ASK is followed at once or not at all. The command goes to the
+// node named, after ASKING, in the release that follows the reading of
+// its reply (see release), or never: one that has to wait there (held
+// behind an earlier command of its slot, or behind a pause: a backoff or
+// a refresh of the layout) forgets the ASK and goes to the slot's owner
+// by the map once it may go, to be redirected afresh if its key is still
+// on the target. ASKING makes a node that imports a slot take a command
+// on any key of it, whether or not the source still holds the key; after
+// a wait, the migration the ASK was about may be over and another one to
+// the same node under way, and the command would make a second copy of a
+// key the source still holds. Nor does an ASK wait for the later
+// commands of its slot still on their way to the source (in a busy
+// stream there always are some, and the command would go back to the
+// source and be redirected again until it ran out of redirections): it
+// goes at once, and the slot's next commands wait for both (see
+// slotFlight). That changes no order: those later commands were written
+// before the ASK was read, and run on the source, or not, whatever
+// becomes of it. A backoff holds back only the commands of its slot from
+// the one that waits for it on: the rest of the stream goes on
+// meanwhile.
 //
 // Multi-key commands whose keys are in several slots (MGET, MSET, DEL,
 // EXISTS ...) are split by slot as in a pipeline (cluster_multikey.go):
@@ -112,7 +137,9 @@ type clusterStream struct {
 	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
 	splits  map[int]*splitCmd    // the commands split by slot, by index
 	touched []int                // slots whose held commands may be free to go
-	ready   []int                // scratch of release
+	asked   []int                // slots whose held commands follow an ASK just read
+	waiting []int                // slots whose held commands wait for the end of a backoff
+	gen     int                  // releases so far
 
 	offs    []int                // scratch of take: the bounds of the queued commands
 	slotsOf []int                // scratch of take: their slots, or slotFan or slotSplit
@@ -127,7 +154,7 @@ type clusterStream struct {
 }
 
 // streamRedirects counts what a cluster stream met.
-type streamRedirects struct{ moved, ask, again, unreached int }
+type streamRedirects struct{ moved, ask, again, unreached, overtaken int }
 
 // streamCmd is one command of the window. The window holds thousands,
 // so it is kept small.
@@ -145,30 +172,39 @@ type streamCmd struct {
 }
 
 // slotFlight is how many commands of a slot are in flight, and on which
-// node (its id): never more than one.
+// nodes (their ids): node, and ask, the node that commands redirected by
+// ASK were sent to at once while later commands of the slot were still
+// on node (0 for none). While ask is set, the slot's next commands are
+// held, as they are while its commands are on another node than the
+// owner: they wait for both.
 type slotFlight struct {
 	n    int32
 	node int32
+	ask  int32
 }
 
 // heldSlot is the held commands of a slot, in the stream's order.
 type heldSlot struct {
-	cmds   []heldCmd
-	tries  int  // the most TRYAGAIN or CLUSTERDOWN replies of one of them: the backoff before they go
-	queued bool // in release's list
+	cmds    []heldCmd
+	after   time.Time // the end of the backoff their TRYAGAIN and CLUSTERDOWN replies call for
+	asked   bool      // some follow an ASK just read: the slot is in clusterStream.asked
+	waiting bool      // some wait for the end of the backoff: the slot is in clusterStream.waiting
+	gen     int       // the last release that went through them
 }
 
 // heldCmd is a command held back (or the part of one split by slot): its
-// index, its encoding, and the node an ASK sent it to, which it is sent to
-// once, after ASKING. again marks one that is sent again for TRYAGAIN or
-// CLUSTERDOWN: the server may refuse it once more, so nothing of its slot
-// goes out behind it until it has been answered.
+// index, its encoding, and the node an ASK just sent it to, which it is
+// sent to, after ASKING, by the release that follows the reading of the
+// ASK, or never (see the rule of an ASK). again marks one that is sent
+// again for TRYAGAIN or CLUSTERDOWN: the server may refuse it once more,
+// so nothing of its slot goes out behind it until it has been answered.
 type heldCmd struct {
-	i     int
-	leg   int // the part of a command split by slot; -1 for a whole command
-	b     []byte
-	ask   *Client
-	again bool
+	i       int
+	leg     int // the part of a command split by slot; -1 for a whole command
+	b       []byte
+	ask     *Client
+	again   bool
+	refusal string // the redirection that sent it back; "" for one not written
 }
 
 // splitCmd is a multi-key command whose keys are in several slots, split
@@ -448,7 +484,7 @@ func (cs *clusterStream) place(i, leg, slot int, b []byte, clone bool, owner *Cl
 	if slot >= 0 {
 		f = &cs.flight[slot]
 	}
-	if owner == nil || f != nil && (cs.held[slot] != nil || f.n > 0 && cs.list[f.node-1].c != owner) {
+	if owner == nil || f != nil && (cs.held[slot] != nil || f.n > 0 && (f.ask != 0 || cs.list[f.node-1].c != owner)) {
 		if clone {
 			b = slices.Clone(b)
 		}
@@ -459,7 +495,7 @@ func (cs *clusterStream) place(i, leg, slot int, b []byte, clone bool, owner *Cl
 	cs.put(to, i, leg, b, false)
 	if f != nil {
 		f.n++
-		f.node = to.id
+		f.node, f.ask = to.id, 0
 	}
 }
 
@@ -679,15 +715,29 @@ func (cs *clusterStream) progress(ctx context.Context) {
 	if e := &cs.win[cs.head]; !e.final {
 		ch := cs.awaited(cs.done, e)
 		if ch == nil {
-			// Held with nothing in flight ahead of it: it goes now.
+			// Held with nothing in flight ahead of it: it goes now, or
+			// once the backoff it waits for is over.
+			var until time.Time
+			touch := func(slot int) {
+				cs.touched = append(cs.touched, slot)
+				if hs := cs.held[slot]; hs != nil && len(hs.cmds) > 0 && hs.cmds[0].again && hs.after.After(until) {
+					until = hs.after
+				}
+			}
 			if sc := cs.splits[cs.done]; sc != nil {
 				for leg := range sc.legs {
 					if !sc.legs[leg].done {
-						cs.touched = append(cs.touched, sc.legs[leg].sub.slot)
+						touch(sc.legs[leg].sub.slot)
 					}
 				}
 			} else {
-				cs.touched = append(cs.touched, int(e.slot))
+				touch(int(e.slot))
+			}
+			if !until.IsZero() {
+				if err := sleepUntil(ctx, until); err != nil {
+					cs.fail(err)
+					return
+				}
 			}
 			cs.release(ctx)
 			cs.writeOut(ctx)
@@ -731,11 +781,19 @@ func (cs *clusterStream) awaited(i int, e *streamCmd) *nodeChunk {
 		return e.ch
 	}
 	behind := func(slot int) *nodeChunk {
-		if slot >= 0 {
-			if f := cs.flight[slot]; f.n > 0 {
-				if nd := cs.list[f.node-1]; len(nd.inflight) > 0 {
-					return nd.inflight[0]
-				}
+		if slot < 0 {
+			return nil
+		}
+		f := cs.flight[slot]
+		if f.n == 0 {
+			return nil
+		}
+		for _, id := range [2]int32{f.ask, f.node} {
+			if id == 0 {
+				continue
+			}
+			if nd := cs.list[id-1]; len(nd.inflight) > 0 {
+				return nd.inflight[0]
 			}
 		}
 		return nil
@@ -808,17 +866,76 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 			cs.fanReply(cc.i, e, v)
 			continue
 		}
-		if slot := cs.unitSlot(cc.i, cc.leg); slot >= 0 {
+		slot := cs.unitSlot(cc.i, cc.leg)
+		if slot >= 0 {
 			cs.flight[slot].n--
 			cs.touched = append(cs.touched, slot)
 		}
 		rd, isRedirect := redirectOf(v, ch.node.c.opt.Addr)
 		if !isRedirect || s.err != nil || cs.draining {
+			if !isRedirect && slot >= 0 && len(cs.held) > 0 {
+				if hs := cs.held[slot]; hs != nil && hs.cmds[0].i < cc.i {
+					cs.overtake(slot, hs, cc.i, e, ch.buf[cc.start:cc.end])
+				}
+			}
 			cs.settle(cc.i, cc.leg, e, v, ch.node.c)
 			continue
 		}
 		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v)
 	}
+}
+
+// overtake settles the held commands of slot, hs, earlier than command
+// i, e, encoded as cmd, that a redirection sent back and that i, which
+// ran, shares a key with (or whose keys cannot be told): sent again, they
+// would run after it. Each keeps its redirection as its reply, as in a
+// pipeline: nothing of it ran. So goes a multi-key command refused with
+// TRYAGAIN while its slot's keys are split between two nodes, when a
+// later command on one of its keys, already on its way to the source,
+// is served there; retried, it would undo that command's write, or a
+// read would have missed it.
+func (cs *clusterStream) overtake(slot int, hs *heldSlot, i int, e *streamCmd, cmd []byte) {
+	var keys [][]byte
+	known, parsed := false, false
+	for k := 0; k < len(hs.cmds) && hs.cmds[k].i < i; {
+		h := hs.cmds[k]
+		if h.refusal == "" {
+			k++ // never written
+			continue
+		}
+		if !parsed {
+			keys, known = appendKeyWords(nil, e.meta.info(), cmd)
+			parsed = true
+		}
+		he := cs.entry(h.i)
+		if known && !sharesKey(keys, he.meta.info(), h.b) {
+			k++
+			continue
+		}
+		hs.cmds = slices.Delete(hs.cmds, k, k+1)
+		cs.redirected.overtaken++
+		cs.settle(h.i, h.leg, he, resp.Value{Kind: resp.Error, Str: h.refusal}, nil)
+	}
+	if len(hs.cmds) == 0 {
+		delete(cs.held, slot)
+	}
+}
+
+// sharesKey tells whether the command of ci encoded as cmd has one of
+// keys, or keys that cannot be told.
+func sharesKey(keys [][]byte, ci *commandInfo, cmd []byte) bool {
+	theirs, ok := appendKeyWords(nil, ci, cmd)
+	if !ok {
+		return true
+	}
+	for _, a := range theirs {
+		for _, b := range keys {
+			if string(a) == string(b) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // settle makes v, from node, the reply of command i, e, or of its part
@@ -868,8 +985,8 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 
 // redirect holds back command i, e, or its part leg, encoded as b, which
 // the reply v redirected as rd: MOVED updates the slot's owner, ASK sends
-// it to the node named, once, after ASKING; TRYAGAIN and CLUSTERDOWN send
-// it again after a backoff.
+// it to the node named, after ASKING, in the release that follows or
+// never; TRYAGAIN and CLUSTERDOWN send it again after a backoff.
 func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirect, v resp.Value) {
 	r := cs.r
 	last := newError(v.Str)
@@ -878,7 +995,7 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: r.gaveUp(n, last)})
 		cs.settle(i, leg, e, v, nil)
 	}
-	h := heldCmd{i: i, leg: leg, b: slices.Clone(b)}
+	h := heldCmd{i: i, leg: leg, b: slices.Clone(b), refusal: v.Str}
 	switch rd.kind {
 	case "MOVED", "ASK":
 		*redirects++
@@ -902,7 +1019,11 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 			cs.settle(i, leg, e, v, nil)
 			return
 		}
-		cs.hold(cs.unitSlot(i, leg), h)
+		slot := cs.unitSlot(i, leg)
+		if hs := cs.hold(slot, h); h.ask != nil && !hs.asked {
+			hs.asked = true
+			cs.asked = append(cs.asked, slot)
+		}
 	default:
 		*tries++
 		if *tries > maxTryAgain {
@@ -915,93 +1036,214 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 		}
 		h.again = true
 		hs := cs.hold(cs.unitSlot(i, leg), h)
-		hs.tries = max(hs.tries, int(*tries))
+		if after := time.Now().Add(streamPause(int(*tries))); after.After(hs.after) {
+			hs.after = after
+		}
 	}
 }
 
-// release sends the held commands of the touched slots that nothing of
-// their slot in flight holds back any more (see the order of a slot),
-// after a backoff if TRYAGAIN or CLUSTERDOWN held some of them.
-func (cs *clusterStream) release(ctx context.Context) {
-	if len(cs.touched) == 0 {
-		return
+// streamPause is the backoff before a command refused n times with
+// TRYAGAIN or CLUSTERDOWN goes again: backoff's, as a time to wait for
+// rather than a sleep, so that the rest of the stream goes on meanwhile.
+func streamPause(n int) time.Duration {
+	d := time.Millisecond << min(n, 8) // 2ms .. 256ms
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepUntil waits until t, or until ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
 	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release sends the held commands of the touched slots, and of the slots
+// whose backoff is over, that may go (see heldFront). Then every held
+// command still holding an ASK forgets it: it was not followed at once.
+// A slot whose owner is not known waits for a refresh of the layout, and
+// goes after the ASKs are forgotten.
+func (cs *clusterStream) release(ctx context.Context) {
+	defer cs.forgetAsks()
 	if cs.s.err != nil || cs.draining || len(cs.held) == 0 {
 		cs.touched = cs.touched[:0]
 		return
 	}
-	ready := cs.ready[:0]
-	tries := 0
-	for _, slot := range cs.touched {
-		hs := cs.held[slot]
-		if hs == nil || hs.queued || slot >= 0 && cs.flight[slot].n > 0 {
-			continue
-		}
-		hs.queued = true
-		ready = append(ready, slot)
-		tries = max(tries, hs.tries)
+	now := time.Now()
+	if len(cs.waiting) > 0 {
+		cs.waiting = slices.DeleteFunc(cs.waiting, func(slot int) bool {
+			hs := cs.held[slot]
+			if hs == nil || !hs.waiting {
+				return true
+			}
+			if hs.after.After(now) {
+				return false
+			}
+			hs.waiting = false
+			cs.touched = append(cs.touched, slot)
+			return true
+		})
 	}
-	cs.touched = cs.touched[:0]
-	cs.ready = ready
-	if len(ready) == 0 {
+	if len(cs.touched) == 0 {
 		return
 	}
-	if tries > 0 {
-		if err := backoff(ctx, tries); err != nil {
-			cs.fail(err)
-			return
+	cs.gen++
+	var unrouted []int
+	for _, slot := range cs.touched {
+		hs := cs.held[slot]
+		if hs == nil || hs.gen == cs.gen {
+			continue
+		}
+		hs.gen = cs.gen
+		if !cs.sendHeld(slot, hs, now) {
+			unrouted = append(unrouted, slot)
 		}
 	}
-	for _, slot := range ready {
-		cs.held[slot].queued = false
-		if cs.s.err == nil {
-			cs.sendHeld(ctx, slot)
+	cs.touched = cs.touched[:0]
+	if len(unrouted) == 0 {
+		return
+	}
+	// Waiting for the layout is a pause.
+	cs.forgetAsks()
+	if err := cs.r.awaitRefresh(ctx); err != nil {
+		cs.fail(err)
+		return
+	}
+	for _, slot := range unrouted {
+		hs := cs.held[slot]
+		if hs == nil || cs.s.err != nil {
+			continue
+		}
+		if !cs.sendHeld(slot, hs, time.Now()) {
+			cs.fail(notSent(&Error{Prefix: "CLUSTERDOWN", Msg: fmt.Sprintf("CLUSTERDOWN no node serves hash slot %d", slot)}))
 		}
 	}
 }
 
-// sendHeld puts held commands of slot, none of whose commands is in
-// flight, in the chunks of the pass: for a slot, the first and those
-// after it that go to the same node; every keyless one.
-func (cs *clusterStream) sendHeld(ctx context.Context, slot int) {
-	hs := cs.held[slot]
-	owner, err := cs.r.route(ctx, slot)
-	if err != nil {
-		cs.fail(err)
-		return
-	}
-	var to *streamNode
-	k := 0
-	for ; k < len(hs.cmds); k++ {
-		h := hs.cmds[k]
-		nd := cs.node(owner)
-		if h.ask != nil {
-			nd = cs.node(h.ask)
-		}
-		if slot >= 0 {
-			if to == nil {
-				to = nd
-			} else if nd != to {
-				break
+// forgetAsks makes the held commands that hold an ASK forget it: they go
+// to the owner of their slot by the map once they may go.
+func (cs *clusterStream) forgetAsks() {
+	for _, slot := range cs.asked {
+		if hs := cs.held[slot]; hs != nil && hs.asked {
+			hs.asked = false
+			for k := range hs.cmds {
+				hs.cmds[k].ask = nil
 			}
 		}
-		cs.put(nd, h.i, h.leg, h.b, h.ask != nil)
-		if h.again && slot >= 0 {
-			k++ // nothing of the slot behind a command the server may refuse again
-			break
-		}
 	}
-	if slot >= 0 {
+	cs.asked = cs.asked[:0]
+}
+
+// sendHeld puts the held commands of slot, hs, that may go now in the
+// chunks of the pass (see heldFront); for the keyless ones, every one,
+// short of those sent again for TRYAGAIN or CLUSTERDOWN before the
+// backoff is over. A slot whose commands wait for the backoff joins the
+// waiting ones. It reports false when nothing went because the slot's
+// owner is not known.
+func (cs *clusterStream) sendHeld(slot int, hs *heldSlot, now time.Time) bool {
+	owner := cs.r.owner(slot)
+	paused := hs.after.After(now)
+	k, again := 0, false
+	if slot < 0 {
+		for ; k < len(hs.cmds); k++ {
+			h := hs.cmds[k]
+			to := h.ask
+			if to == nil {
+				to = owner
+			}
+			if to == nil || h.again && paused {
+				break
+			}
+			cs.put(cs.node(to), h.i, h.leg, h.b, h.ask != nil)
+			again = again || h.again
+		}
+	} else {
 		f := &cs.flight[slot]
-		f.n += int32(k)
-		f.node = to.id
+		var askTo *Client
+		if f.n > 0 && f.ask != 0 {
+			askTo = cs.list[f.ask-1].c
+		}
+		var to *Client
+		k, to = heldFront(hs.cmds, owner, f.n > 0, askTo, paused)
+		if k > 0 {
+			nd := cs.node(to)
+			for _, h := range hs.cmds[:k] {
+				cs.put(nd, h.i, h.leg, h.b, h.ask != nil)
+				again = again || h.again
+			}
+			if f.n > 0 {
+				f.ask = nd.id
+			} else {
+				f.node, f.ask = nd.id, 0
+			}
+			f.n += int32(k)
+		}
 	}
 	clear(hs.cmds[:k])
 	hs.cmds = hs.cmds[k:]
-	hs.tries = 0
+	if again {
+		hs.after = time.Time{}
+	}
 	if len(hs.cmds) == 0 {
 		delete(cs.held, slot)
+		return true
 	}
+	first := hs.cmds[0]
+	if paused && first.again && !hs.waiting {
+		hs.waiting = true
+		cs.waiting = append(cs.waiting, slot)
+	}
+	if k > 0 || owner != nil {
+		return true
+	}
+	// Nothing went: for want of an owner, unless the first waits anyway.
+	return first.ask != nil || slot >= 0 && cs.flight[slot].n > 0 || first.again && paused
+}
+
+// heldFront decides which of the held commands of a slot, cmds, go out
+// now: the first n, all to the node to. owner is the slot's master by the
+// map, nil when not known; inFlight tells that commands of the slot are
+// in flight, and askTo the node some of them were sent to after ASK (nil
+// for none); paused, that the backoff of the commands sent again for
+// TRYAGAIN or CLUSTERDOWN is not over.
+//
+// With nothing of the slot in flight, the first command goes, and those
+// after it that go to the same node: each to the node an ASK just named,
+// or else to the owner; none behind a command sent again for TRYAGAIN or
+// CLUSTERDOWN, which may be refused again, nor that one while paused.
+// With commands of the slot in flight, only those at the front that an
+// ASK just named one node for go, at once: every command of the slot in
+// flight then is a later one, already on its way to the source, or one
+// that went earlier to the same node after ASK, written before them on
+// the same connection. Any other held command that holds an ASK is
+// behind one that waits, and will have forgotten the ASK once it goes.
+func heldFront(cmds []heldCmd, owner *Client, inFlight bool, askTo *Client, paused bool) (n int, to *Client) {
+	for _, h := range cmds {
+		node := h.ask
+		if inFlight && (node == nil || askTo != nil && node != askTo) {
+			break
+		}
+		if node == nil {
+			node = owner
+		}
+		if node == nil || to != nil && node != to || h.again && paused {
+			break
+		}
+		to = node
+		n++
+		if h.again {
+			break
+		}
+	}
+	return n, to
 }
 
 // deliver hands the answered commands at the head of the window to each,
@@ -1070,6 +1312,7 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 		streamStores.Put(&streamStore{win: cs.win, flight: cs.flight, free: cs.free})
 	}
 	cs.win, cs.held, cs.flight, cs.free, cs.count = nil, nil, nil, nil, 0
+	cs.asked, cs.waiting = nil, nil
 	cs.splits, cs.fans = nil, nil
 	return cs.written, s.result()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -922,4 +923,291 @@ func BenchmarkClusterStream(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/cmd")
 	})
+}
+
+// heldRig drives the redirections of a cluster stream by hand: its
+// nodes are clients of addresses nothing listens on, never dialed; a
+// chunk goes "in flight" by being moved to its node's list, and is
+// answered with the replies the test gives. Slot 5's owner by the map is
+// a; b imports it.
+type heldRig struct {
+	t    *testing.T
+	cs   *clusterStream
+	a, b *Client
+}
+
+const rigSlot = 5
+
+func newHeldRig(t *testing.T) *heldRig {
+	t.Helper()
+	a, err := NewClient(Options{Addr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := NewClient(Options{Addr: "127.0.0.1:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	r := &clusterRouter{opt: ClusterOptions{MaxRedirects: 5}, nodes: map[string]*Client{a.opt.Addr: a, b.opt.Addr: b}}
+	r.slots[rigSlot], r.slots[rigSlot+2] = a, a
+	cs := &clusterStream{
+		s:      &Stream{},
+		r:      r,
+		held:   map[int]*heldSlot{},
+		nodes:  map[*Client]*streamNode{},
+		flight: make([]slotFlight, hashslot.Count),
+	}
+	cs.node(a) // a is node 1, b node 2
+	cs.node(b)
+	return &heldRig{t: t, cs: cs, a: a, b: b}
+}
+
+// queue takes a new command of slot into the stream, as take does, and
+// returns its index: words, or INCR of a key of its own.
+func (hr *heldRig) queue(slot int, words ...string) int {
+	cs := hr.cs
+	i := cs.done + cs.count
+	if len(words) == 0 {
+		words = []string{"INCR", "n" + strconv.Itoa(i)}
+	}
+	b := encodeWords(words...)
+	cs.push(streamCmd{slot: int32(slot), size: int32(len(b)), meta: metaOf(lookupCommand(words[0], ""))})
+	cs.place(i, -1, slot, b, true, cs.r.owner(slot))
+	return i
+}
+
+// write puts every node's chunk of the pass in flight.
+func (hr *heldRig) write() {
+	for _, nd := range hr.cs.list {
+		if ch := nd.out; ch != nil {
+			nd.out = nil
+			nd.inflight = append(nd.inflight, ch)
+		}
+	}
+}
+
+// answer answers the oldest chunk in flight on c with replies, one a
+// command (ASKING's own OK is added), and releases what that frees.
+func (hr *heldRig) answer(c *Client, replies ...string) {
+	hr.t.Helper()
+	nd := hr.cs.nodes[c]
+	if len(nd.inflight) == 0 {
+		hr.t.Fatalf("nothing in flight on %s", c.opt.Addr)
+	}
+	ch := nd.inflight[0]
+	nd.inflight = nd.inflight[1:]
+	if len(ch.cmds) != len(replies) {
+		hr.t.Fatalf("the chunk on %s holds %v, answered with %d replies", c.opt.Addr, sent(ch), len(replies))
+	}
+	ch.replies = ch.replies[:0]
+	for k, r := range replies {
+		if ch.cmds[k].asking {
+			ch.replies = append(ch.replies, resp.Value{Kind: resp.SimpleString, Str: "OK"})
+		}
+		v := resp.Value{Kind: resp.SimpleString, Str: r}
+		if f := strings.Fields(r); f[0] == "ASK" || f[0] == "MOVED" || f[0] == "TRYAGAIN" {
+			v.Kind = resp.Error
+		}
+		ch.replies = append(ch.replies, v)
+	}
+	hr.cs.take1(ch)
+	hr.cs.release(context.Background())
+}
+
+// out describes what goes to c in this pass: each command's index, with
+// a star when after ASKING.
+func (hr *heldRig) out(c *Client) []string {
+	if ch := hr.cs.nodes[c].out; ch != nil {
+		return sent(ch)
+	}
+	return nil
+}
+
+func sent(ch *nodeChunk) []string {
+	var out []string
+	for _, cc := range ch.cmds {
+		s := strconv.Itoa(cc.i)
+		if cc.asking {
+			s += "*"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// until releases, a millisecond apart, until command i goes to c in this
+// pass, and returns what goes there: a command sent again for TRYAGAIN
+// goes after a backoff.
+func (hr *heldRig) until(c *Client, i int) []string {
+	hr.t.Helper()
+	for range 2000 {
+		if out := hr.out(c); slices.Contains(out, strconv.Itoa(i)) {
+			return out
+		}
+		hr.cs.touched = append(hr.cs.touched, rigSlot, rigSlot+2)
+		hr.cs.release(context.Background())
+		time.Sleep(time.Millisecond)
+	}
+	hr.t.Fatalf("command %d did not go to %s; %v did", i, c.opt.Addr, hr.out(c))
+	return nil
+}
+
+const (
+	askB = "ASK 5 127.0.0.1:2"
+	try  = "TRYAGAIN Multiple keys request during rehashing of slot"
+)
+
+// A command that an ASK redirected, held behind an earlier command of its
+// slot sent again for TRYAGAIN, forgets the ASK: once the earlier one has
+// been answered, after a backoff, it goes to the slot's owner without
+// ASKING. Sent with ASKING then, it could reach a node importing the slot
+// in a later migration, which would take a key the source still holds.
+func TestClusterStreamAskBehindTryAgain(t *testing.T) {
+	hr := newHeldRig(t)
+	hr.queue(rigSlot) // 0: refused with TRYAGAIN
+	hr.queue(rigSlot) // 1: redirected by ASK
+	hr.write()
+	hr.answer(hr.a, try, askB)
+	if got := hr.out(hr.b); got != nil {
+		t.Fatalf("%v went to the importing node ahead of command 0, which waits", got)
+	}
+	if got := hr.until(hr.a, 0); !slices.Equal(got, []string{"0"}) {
+		t.Fatalf("after the backoff, %v went to the owner; want command 0 alone", got)
+	}
+	hr.write()
+	hr.answer(hr.a, "1")
+	if got := hr.out(hr.b); got != nil {
+		t.Errorf("%v went to the importing node after a wait", got)
+	}
+	if got := hr.out(hr.a); !slices.Equal(got, []string{"1"}) {
+		t.Errorf("%v went to the owner; want command 1, without ASKING", got)
+	}
+}
+
+// A command that an ASK redirected goes at once, after ASKING, though
+// later commands of its slot are still on their way to the source; the
+// slot's next commands wait for both, and go to the owner once every one
+// has been answered. Waiting for the source's replies would keep the ASK
+// through a wait; forgetting it then would send the command back to the
+// source to be redirected again, and again as long as the stream keeps
+// the slot busy.
+func TestClusterStreamAskAtOnce(t *testing.T) {
+	hr := newHeldRig(t)
+	hr.queue(rigSlot) // 0
+	hr.write()
+	hr.queue(rigSlot) // 1, in a later chunk on the source
+	hr.write()
+	hr.answer(hr.a, askB)
+	if got := hr.out(hr.b); !slices.Equal(got, []string{"0*"}) {
+		t.Fatalf("%v went to the importing node; want command 0 at once, after ASKING", got)
+	}
+	hr.queue(rigSlot) // 2: waits for 1 on a and 0 on b
+	if got := hr.out(hr.a); got != nil {
+		t.Fatalf("%v went to the owner while commands of the slot are on two nodes", got)
+	}
+	hr.write()
+	hr.answer(hr.a, askB)
+	if got := hr.out(hr.b); !slices.Equal(got, []string{"1*"}) {
+		t.Fatalf("%v went to the importing node; want command 1 at once, behind 0", got)
+	}
+	hr.write()
+	hr.answer(hr.b, "1")
+	if got := hr.out(hr.a); got != nil {
+		t.Fatalf("%v went to the owner while command 1 is in flight", got)
+	}
+	hr.answer(hr.b, "2")
+	if got := hr.out(hr.a); !slices.Equal(got, []string{"2"}) {
+		t.Fatalf("%v went to the owner; want command 2, once the slot's commands were answered", got)
+	}
+	if f := hr.cs.flight[rigSlot]; f.n != 1 || f.ask != 0 {
+		t.Errorf("slot in flight %+v, want one command on the owner alone", f)
+	}
+}
+
+// A backoff holds back the commands of its slot, not an ASK of another
+// one: that goes at once, the refused command after the backoff.
+func TestClusterStreamAskBesideTryAgain(t *testing.T) {
+	hr := newHeldRig(t)
+	hr.queue(rigSlot + 2) // 0: refused with TRYAGAIN
+	hr.queue(rigSlot)     // 1: redirected by ASK
+	hr.write()
+	hr.answer(hr.a, try, askB)
+	if got := hr.out(hr.b); !slices.Equal(got, []string{"1*"}) {
+		t.Fatalf("%v went to the importing node; want command 1 at once, after ASKING", got)
+	}
+	if got := hr.until(hr.a, 0); !slices.Equal(got, []string{"0"}) {
+		t.Fatalf("after the backoff %v went to the owner; want command 0", got)
+	}
+}
+
+// A multi-key command refused with TRYAGAIN is not sent again once a
+// later command on one of its keys, already on its way, has run: it
+// keeps its TRYAGAIN as its reply (nothing of it ran). Sent again, it
+// would overwrite that command's write, or a read would have missed it.
+// A later command on other keys does not stop it.
+func TestClusterStreamOvertaken(t *testing.T) {
+	hr := newHeldRig(t)
+	hr.queue(rigSlot, "MSET", "x", "1", "y", "1")   // 0: refused
+	hr.queue(rigSlot, "GET", "z")                   // 1: other keys
+	hr.queue(rigSlot, "MSET", "u", "2", "v", "2")   // 2: refused
+	hr.queue(rigSlot, "SET", "v", "3")              // 3: on one of its keys
+	hr.queue(rigSlot+2, "MSET", "x", "4", "y", "4") // 4: refused, in another slot
+	hr.queue(rigSlot+2, "GET", "z")                 // 5
+	hr.write()
+	hr.answer(hr.a, try, "z", try, "OK", try, "z")
+	cs := hr.cs
+	if e := cs.entry(2); !e.final || e.reply.Kind != resp.Error || !strings.HasPrefix(e.reply.Str, "TRYAGAIN") {
+		t.Fatalf("command 2, overtaken, has reply %+v (final %v); want its TRYAGAIN", e.reply, e.final)
+	}
+	for _, i := range []int{0, 4} {
+		if e := cs.entry(i); e.final {
+			t.Errorf("command %d has reply %+v; want it sent again", i, e.reply)
+		}
+	}
+	hr.until(hr.a, 0)
+	hr.until(hr.a, 4)
+	if got := hr.out(hr.a); slices.Contains(got, "2") {
+		t.Errorf("after the backoff %v went to the owner; want commands 0 and 4, not 2", got)
+	}
+}
+
+// heldFront, the decision of what of a slot's held commands goes now.
+func TestHeldFront(t *testing.T) {
+	a, b, c := &Client{}, &Client{}, &Client{}
+	names := map[*Client]string{a: "a", b: "b", c: "c", nil: "-"}
+	asked := func(to *Client) heldCmd { return heldCmd{ask: to} }
+	plain := heldCmd{}
+	again := heldCmd{again: true}
+	for _, tc := range []struct {
+		name     string
+		cmds     []heldCmd
+		owner    *Client
+		inFlight bool
+		askTo    *Client
+		paused   bool
+		n        int
+		to       *Client
+	}{
+		{"those for the owner", []heldCmd{plain, plain, asked(b), plain}, a, false, nil, false, 2, a},
+		{"those of the ASK", []heldCmd{asked(b), asked(b), plain}, a, false, nil, false, 2, b},
+		{"an ASK behind one for the owner waits", []heldCmd{plain, asked(b)}, a, false, nil, false, 1, a},
+		{"nothing behind one sent again", []heldCmd{again, plain}, a, false, nil, false, 1, a},
+		{"not that one before its backoff", []heldCmd{plain, again, plain}, a, false, nil, true, 1, a},
+		{"nor alone", []heldCmd{again, asked(b)}, a, false, nil, true, 0, nil},
+		{"no owner known", []heldCmd{plain}, nil, false, nil, false, 0, nil},
+		{"an ASK needs no owner", []heldCmd{asked(b), plain}, nil, false, nil, false, 1, b},
+		{"in flight: only ASKs at the front", []heldCmd{asked(b), asked(b), plain}, a, true, nil, false, 2, b},
+		{"in flight: nothing for the owner", []heldCmd{plain, asked(b)}, a, true, nil, false, 0, nil},
+		{"in flight: not before one sent again", []heldCmd{again, asked(b)}, a, true, nil, false, 0, nil},
+		{"in flight: behind earlier ASKs to the same node", []heldCmd{asked(b)}, a, true, b, false, 1, b},
+		{"in flight: not to another node than earlier ASKs", []heldCmd{asked(c)}, a, true, b, false, 0, nil},
+		{"in flight: one node at a time", []heldCmd{asked(b), asked(c)}, a, true, nil, false, 1, b},
+	} {
+		n, to := heldFront(tc.cmds, tc.owner, tc.inFlight, tc.askTo, tc.paused)
+		if n != tc.n || to != tc.to {
+			t.Errorf("%s: %d to %s, want %d to %s", tc.name, n, names[to], tc.n, names[tc.to])
+		}
+	}
 }

@@ -296,8 +296,11 @@
 //     in order. (Within a slot being migrated the server itself may run a
 //     command that was already on its way behind one it redirected, ASK
 //     for a key already moved or TRYAGAIN for a multi-key command whose
-//     keys are split, if that command's own keys have not moved yet;
-//     single-key commands on one key keep their order even then.) Memory
+//     keys are split, if that command's own keys have not moved yet; the
+//     redirected one is then not sent again if they share a key, and keeps
+//     its redirection as its reply, so commands on one key keep their order
+//     even then.) An ASK is followed at once or not at all, as in a
+//     pipeline, and a backoff for TRYAGAIN holds back only its slot. Memory
 //     stays bounded: the replies of a fast node wait for those of a slow
 //     one, up to a bound, and then the queuing call waits, within the
 //     stream's context. A connection that fails, or a context that ends,

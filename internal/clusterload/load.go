@@ -6,7 +6,11 @@
 // Every key lives in one of a few hot slots, the slots the caller moves
 // and fails over. Each worker owns a counter and a register in every hot
 // slot, and all workers increment one shared counter per slot in
-// transactions. What must hold:
+// transactions. The workers' counters and registers are written and read
+// by plain pipelines, and (by the first worker) by streams
+// (redpipe.Stream) of hundreds of the same commands and large padding
+// writes, which go out in several passes, so that commands of a slot are
+// still on their way when others of it are redirected. What must hold:
 //
 //   - A worker's INCR of its own counter that succeeded replies more than
 //     the last one that succeeded, by one plus at most the INCRs of unknown
@@ -19,6 +23,8 @@
 //     before it in the worker's order or a later one whose outcome was
 //     unknown: never an older one (lost), never one queued after the GET
 //     (misordered), never one the client said had no effect (duplicated).
+//     A stream is checked as a pipeline is: every reply in its order, and
+//     the commands it did not answer (it stopped) by what Close said.
 //     An MGET of two registers in different slots, which the client splits
 //     by slot, finds the same of each.
 //   - A transaction reads the slot's shared counter under WATCH and queues
@@ -38,6 +44,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -405,7 +412,7 @@ func (r *register) saw(seq, batch int64) {
 func (r *register) read(got, before, batch int64) (kind, msg string) {
 	switch {
 	case got < r.acked && r.ackedIn == batch:
-		kind, msg = "misordered", fmt.Sprintf("found write %d, though write %d queued before it in the same pipeline was applied", got, r.acked)
+		kind, msg = "misordered", fmt.Sprintf("found write %d, though write %d queued before it in the same batch was applied", got, r.acked)
 	case got < r.acked:
 		kind, msg = "lost", fmt.Sprintf("found write %d, but write %d was applied before", got, r.acked)
 	case got > before:
@@ -430,7 +437,8 @@ type worker struct {
 	rng     *rand.Rand
 	ctrs    []counter  // per hot slot
 	regs    []register // per hot slot
-	batches int64      // pipelines run, numbering them from 1
+	batches int64      // pipelines and streams run, numbering them from 1
+	kind    string     // of the batch being checked: "pipeline" or "stream"
 }
 
 // maxCalls is a backstop on one worker's calls; Stop ends the loop long
@@ -445,9 +453,15 @@ func (w *worker) loop() {
 		default:
 		}
 		var good bool
-		if w.rng.IntN(4) == 0 {
+		switch r := w.rng.IntN(4); {
+		case r == 0:
 			good = w.transaction()
-		} else {
+		case r == 1 && w.id == 0:
+			// One worker runs streams: each carries the commands of
+			// dozens of pipelines, and more would slow the cluster's
+			// moves on a busy machine.
+			good = w.stream()
+		default:
 			good = w.pipeline()
 		}
 		if !good {
@@ -502,7 +516,7 @@ func (w *worker) anomaly(kind, format string, args ...any) {
 
 // op is one command of a pipeline.
 type op struct {
-	kind  byte  // 's' SET, 'm' MSET, 'g' GET, 'i' INCR, 'M' MGET of two slots
+	kind  byte  // 's' SET, 'm' MSET, 'g' GET, 'i' INCR, 'M' MGET of two slots, 'p' SET of padding
 	slot  int   // index of its hot slot
 	seq   int64 // a write's number; for a read, the last write queued before it
 	slot2 int   // MGET's second slot
@@ -519,21 +533,20 @@ func (o op) String() string {
 		return "GET"
 	case 'M':
 		return "MGET"
+	case 'p':
+		return "SET"
 	}
 	return "INCR"
 }
 
-// pipeline runs a plain batch of writes and reads of the worker's own
-// keys in a few hot slots, and checks each reply in the batch's order.
-func (w *worker) pipeline() bool {
-	l := w.l
-	n := 4 + w.rng.IntN(20)
+// newOps draws n commands of a batch: writes and reads of the worker's
+// own keys in a few hot slots.
+func (w *worker) newOps(n int) []op {
 	// A few slots per batch, so that a slot's commands meet each other.
 	picks := make([]int, 1+w.rng.IntN(3))
 	for i := range picks {
-		picks[i] = w.rng.IntN(len(l.tags))
+		picks[i] = w.rng.IntN(len(w.l.tags))
 	}
-	p := l.cfg.Client.Pipeline(redpipe.NoTransaction)
 	ops := make([]op, n)
 	for i := range ops {
 		s := picks[w.rng.IntN(len(picks))]
@@ -541,28 +554,62 @@ func (w *worker) pipeline() bool {
 		switch r := w.rng.IntN(100); {
 		case r < 25:
 			ops[i] = op{kind: 's', slot: s, seq: reg.queue()}
-			p.Set(l.key(s, "r", w.id), ops[i].seq)
 		case r < 40:
 			ops[i] = op{kind: 'm', slot: s, seq: reg.queue()}
-			p.Do("MSET", l.key(s, "r", w.id), ops[i].seq, l.key(s, "m", w.id), ops[i].seq)
 		case r < 62:
 			ops[i] = op{kind: 'g', slot: s, seq: reg.issued}
-			p.Get(l.key(s, "r", w.id))
 		case r < 70 && len(picks) > 1 && picks[0] != picks[1]:
 			// Split by slot into a part for each, each in its slot's
 			// order.
 			a, b := picks[0], picks[1]
 			ops[i] = op{kind: 'M', slot: a, seq: w.regs[a].issued, slot2: b, seq2: w.regs[b].issued}
-			p.MGet(l.key(a, "r", w.id), l.key(b, "r", w.id))
 		case r < 70:
 			ops[i] = op{kind: 'g', slot: s, seq: reg.issued}
-			p.Get(l.key(s, "r", w.id))
 		default:
 			ops[i] = op{kind: 'i', slot: s}
-			p.Incr(l.key(s, "c", w.id))
 		}
 	}
-	w.batches++
+	return ops
+}
+
+// batch is what commands are queued on: a Pipeline or a Stream.
+type batch[B any] interface {
+	Set(key string, value any, args ...any) B
+	Do(args ...any) B
+	Get(key string) B
+	MGet(keys ...string) B
+	Incr(key string) B
+}
+
+// queueOps queues the commands of ops, of worker w, on b.
+func queueOps[B batch[B]](b B, l *Load, w int, ops []op) {
+	for _, o := range ops {
+		switch o.kind {
+		case 's':
+			b.Set(l.key(o.slot, "r", w), o.seq)
+		case 'm':
+			b.Do("MSET", l.key(o.slot, "r", w), o.seq, l.key(o.slot, "m", w), o.seq)
+		case 'g':
+			b.Get(l.key(o.slot, "r", w))
+		case 'M':
+			b.MGet(l.key(o.slot, "r", w), l.key(o.slot2, "r", w))
+		case 'p':
+			b.Set(l.key(o.slot, "p", w), padding)
+		default:
+			b.Incr(l.key(o.slot, "c", w))
+		}
+	}
+}
+
+// pipeline runs a plain batch of writes and reads of the worker's own
+// keys in a few hot slots, and checks each reply in the batch's order.
+func (w *worker) pipeline() bool {
+	l := w.l
+	n := 4 + w.rng.IntN(20)
+	ops := w.newOps(n)
+	p := l.cfg.Client.Pipeline(redpipe.NoTransaction)
+	queueOps(p, l, w.id, ops)
+	w.batches, w.kind = w.batches+1, "pipeline"
 	c := w.newCall()
 	replies, err := p.Exec(c.ctx)
 	batch := w.done(c, "pipeline", err)
@@ -570,21 +617,78 @@ func (w *worker) pipeline() bool {
 		w.anomaly("misordered", "a pipeline of %d commands got %d replies", n, len(replies))
 		replies = nil
 	}
+	return w.checkAll(ops, replies, len(ops), batch, c.start)
+}
+
+// checkAll checks the replies of a batch of ops in its order: the first
+// answered ones by their replies, the rest by the batch's outcome.
+func (w *worker) checkAll(ops []op, replies []redpipe.Value, answered int, batch outcome, start time.Time) bool {
 	allOK := true
 	for i, o := range ops {
 		out := batch
 		var v redpipe.Value
-		if replies != nil {
+		if replies != nil && i < answered {
 			v = replies[i]
 			out = outcomeOf(v.Err())
 		}
-		l.outcomes[out].Add(1)
+		w.l.outcomes[out].Add(1)
 		if out != ok {
 			allOK = false
 		}
-		w.check(o, out, v, c.start)
+		w.check(o, out, v, start)
 	}
 	return allOK
+}
+
+// The commands of a stream, a quarter of them SETs of a padding key of
+// the slot with a value of padSize bytes: some hundreds of KiB, a few
+// passes of a stream over three masters (a pass is sent once about 64
+// KiB a master are queued), in few enough commands to be through within
+// the calls' deadlines on a busy machine.
+const (
+	streamMin, streamMax = 300, 1200
+	padSize              = 2000
+)
+
+var padding = strings.Repeat("p", padSize)
+
+// stream runs a Stream of thousands of commands of the pipelines' mix,
+// and checks each reply in the stream's order, those the stream did not
+// hand out (it stopped) by what Close said.
+func (w *worker) stream() bool {
+	l := w.l
+	ops := w.newOps(streamMin + w.rng.IntN(streamMax-streamMin+1))
+	for i := range ops {
+		if w.rng.IntN(4) == 0 && ops[i].kind != 's' && ops[i].kind != 'm' {
+			ops[i] = op{kind: 'p', slot: ops[i].slot}
+		}
+	}
+	w.batches, w.kind = w.batches+1, "stream"
+	c := w.newCall()
+	replies := make([]redpipe.Value, 0, len(ops))
+	skipped, due := -1, 0 // the first index handed out of order, and the one due then
+	s := l.cfg.Client.Stream(c.ctx, func(i int, v redpipe.Value) error {
+		if i != len(replies) && skipped < 0 {
+			skipped, due = i, len(replies)
+		}
+		replies = append(replies, v)
+		return nil
+	}, redpipe.ErrorsInReplies)
+	queueOps(s, l, w.id, ops)
+	_, err := s.Close(c.ctx)
+	out := w.done(c, "stream", err)
+	switch {
+	case skipped >= 0:
+		w.anomaly("misordered", "a stream of %d commands handed out reply %d when %d was due", len(ops), skipped, due)
+		return w.checkAll(ops, nil, 0, unknown, c.start)
+	case len(replies) > len(ops):
+		w.anomaly("misordered", "a stream of %d commands handed out %d replies", len(ops), len(replies))
+		return w.checkAll(ops, nil, 0, unknown, c.start)
+	case err == nil && len(replies) < len(ops):
+		w.anomaly("lost", "a stream of %d commands closed without error after %d replies", len(ops), len(replies))
+		out = unknown
+	}
+	return w.checkAll(ops, replies, len(replies), out, c.start)
 }
 
 // check applies what the client said of one command of a pipeline.
@@ -598,6 +702,10 @@ func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 		l.checked.Add(1)
 	}
 	switch o.kind {
+	case 'p':
+		if out == ok && !isStr(v, "OK") {
+			w.anomaly("misordered", "SET %s replied %s", l.key(o.slot, "p", w.id), v)
+		}
 	case 's', 'm':
 		if out == ok && !isStr(v, "OK") {
 			w.anomaly("misordered", "%s %s = %d replied %s", o, l.key(o.slot, "r", w.id), o.seq, v)
@@ -613,7 +721,7 @@ func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 			return
 		}
 		if kind, msg := w.regs[o.slot].read(got, o.seq, w.batches); kind != "" {
-			w.anomaly(kind, "GET %s in a pipeline %s", l.key(o.slot, "r", w.id), msg)
+			w.anomaly(kind, "GET %s in a %s %s", l.key(o.slot, "r", w.id), w.kind, msg)
 		}
 	case 'M':
 		if out != ok {
@@ -634,7 +742,7 @@ func (w *worker) check(o op, out outcome, v redpipe.Value, start time.Time) {
 				continue
 			}
 			if kind, msg := w.regs[x.slot].read(got, x.seq, w.batches); kind != "" {
-				w.anomaly(kind, "MGET %s in a pipeline %s", l.key(x.slot, "r", w.id), msg)
+				w.anomaly(kind, "MGET %s in a %s %s", l.key(x.slot, "r", w.id), w.kind, msg)
 			}
 		}
 	case 'i':
