@@ -3,7 +3,6 @@ package redpipe
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -1036,33 +1035,9 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 		}
 		h.again = true
 		hs := cs.hold(cs.unitSlot(i, leg), h)
-		if after := time.Now().Add(streamPause(int(*tries))); after.After(hs.after) {
+		if after := time.Now().Add(backoffDelay(int(*tries))); after.After(hs.after) {
 			hs.after = after
 		}
-	}
-}
-
-// streamPause is the backoff before a command refused n times with
-// TRYAGAIN or CLUSTERDOWN goes again: backoff's, as a time to wait for
-// rather than a sleep, so that the rest of the stream goes on meanwhile.
-func streamPause(n int) time.Duration {
-	d := time.Millisecond << min(n, 8) // 2ms .. 256ms
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleepUntil waits until t, or until ctx ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

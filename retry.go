@@ -93,12 +93,26 @@ func brokenServer(err error) bool {
 
 // backoff waits before retry number n (from 1), jittered, within ctx.
 func backoff(ctx context.Context, n int) error {
+	return sleepUntil(ctx, time.Now().Add(backoffDelay(n)))
+}
+
+// backoffDelay is the pause before the nth retry: it doubles with n, and
+// is jittered so that callers that failed together do not retry together.
+func backoffDelay(n int) time.Duration {
 	d := time.Millisecond << min(n, 8) // 2ms .. 256ms
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepUntil waits until t, or until ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
 	select {
-	case <-t.C:
+	case <-tm.C:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
