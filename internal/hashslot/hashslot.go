@@ -53,6 +53,9 @@ func Slot(key string) uint16 { return slot(key) }
 // SlotBytes returns the hash slot of key.
 func SlotBytes(key []byte) uint16 { return slot(key) }
 
+// Of returns the hash slot of key, a string or bytes alike.
+func Of[T string | []byte](key T) uint16 { return slot(key) }
+
 func slot[T string | []byte](key T) uint16 {
 	return crc16(Tag(key)) & (Count - 1)
 }
