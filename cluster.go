@@ -182,6 +182,10 @@ type clusterRouter struct {
 	endLife context.CancelFunc
 	wg      sync.WaitGroup // the refresh goroutine
 
+	// everLoaded is set, and never cleared, when a map is first applied
+	// (loaded below), so that calls need not take mu to tell.
+	everLoaded atomic.Bool
+
 	mu      sync.RWMutex // guards the fields below
 	slots   [hashslot.Count]*Client
 	masters []*Client          // masters serving slots, in the map's order
@@ -209,10 +213,7 @@ type clusterRouter struct {
 
 // ready loads the layout if no refresh has yet succeeded.
 func (r *clusterRouter) ready(ctx context.Context) error {
-	r.mu.RLock()
-	loaded := r.loaded
-	r.mu.RUnlock()
-	if loaded {
+	if r.everLoaded.Load() {
 		return nil
 	}
 	if err := r.awaitRefresh(ctx); err != nil {
@@ -395,6 +396,7 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 		}
 	}
 	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
+	r.everLoaded.Store(true)
 	return nil
 }
 

@@ -451,7 +451,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 func scanCommand(ci *commandInfo, buf []byte, off int, hash bool) (end, slot int, known bool) {
 	ws, ok := newWords(buf[off:])
 	if !ok {
-		panic("redpipe: internal: a pipeline's buffer does not hold its commands")
+		panic("redpipe: internal: a command buffer does not hold whole commands")
 	}
 	first, last, step := -1, -1, 1
 	known = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redpipe/redpipe/redistest"
@@ -126,5 +127,44 @@ func BenchmarkClusterPipeline10k(b *testing.B) {
 				}
 			}
 		}
+	})
+}
+
+// BenchmarkClusterParallel is many goroutines sharing a cluster client,
+// each setting its own key and reading it back: plain calls routed one by
+// one; allocs/op is per call.
+func BenchmarkClusterParallel(b *testing.B) {
+	cl := redistest.StartCluster(b, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Set(ctx, "warm", "1"); err != nil {
+		b.Fatal(err)
+	}
+	// The cluster is started once, for every b.N the sub-benchmark runs.
+	b.Run("SetGet", func(b *testing.B) {
+		var id atomic.Int64
+		b.SetParallelism(64)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			key := "par:" + strconv.FormatInt(id.Add(1), 10)
+			val := "v:" + key
+			for i := 0; pb.Next(); i++ {
+				if i%2 == 0 {
+					if err := c.Set(ctx, key, val); err != nil {
+						b.Error(err)
+						return
+					}
+					continue
+				}
+				if s, err := c.Get(ctx, key); err != nil || s != val {
+					b.Error(s, err)
+					return
+				}
+			}
+		})
 	})
 }
