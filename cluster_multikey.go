@@ -152,7 +152,13 @@ func (r *clusterRouter) appendMultiKeyLegs(legs []leg, i int, ci *commandInfo, c
 	if subs == nil {
 		return append(legs, leg{cmd: i, at: len(legs), slot: slot, node: r.ownerLocked(slot)})
 	}
-	legs = slices.Grow(legs, len(subs))
+	if cap(legs)-len(legs) < len(subs) {
+		// From the pools, which legs came from (see execPlain).
+		grown := append(legPools.Take(2*len(legs)+len(subs)), legs...)
+		clear(legs)
+		legPools.Recycle(legs)
+		legs = grown
+	}
 	for k := range subs {
 		s := &subs[k]
 		legs = append(legs, leg{cmd: i, at: len(legs), slot: s.slot, node: r.ownerLocked(s.slot), sub: s})

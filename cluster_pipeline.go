@@ -210,8 +210,18 @@ type part struct {
 func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batchTraits) ([]Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
-	offs := make([]int, n+1)
-	legs := make([]leg, 0, n)
+	// Scratch of this call: where each command is in buf, the legs, the
+	// pending ones and those of a round's parts, from pools.
+	offs := offsPools.Take(n + 1)[:n+1]
+	legs := legPools.Take(n)
+	var refs []*leg
+	defer func() {
+		offsPools.Recycle(offs)
+		clear(legs) // what they point to may be large: a split command's parts
+		legPools.Recycle(legs)
+		clear(refs)
+		refPools.Recycle(refs)
+	}()
 	fanned := false
 	off := 0
 	r.mu.RLock()
@@ -249,7 +259,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	// The legs' replies. Without fan-out or split commands every command
 	// has one leg, at its own index, and this is what the caller gets.
 	vals := make([]resp.Value, len(legs))
-	pending := make([]*leg, len(legs))
+	refs = refPools.Take(2 * len(legs))[:2*len(legs)]
+	pending, scratch := refs[:len(legs)], refs[len(legs):]
 	for i := range legs {
 		pending[i] = &legs[i]
 	}
@@ -288,7 +299,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			unreached, again = nil, false
 			continue
 		}
-		parts, err := r.sendParts(ctx, p, buf, offs, send, traits)
+		parts, err := r.sendParts(ctx, p, buf, offs, send, scratch, traits)
 		if err != nil {
 			return r.stopped(p, n, legs, vals, ran, err)
 		}
@@ -720,18 +731,25 @@ func (s *partSet) of(node *Client) *part {
 	return pt
 }
 
-// Pools of the replies of parts, apart from those the caller gets.
-const minPooledReplies = 64
-
-var replyPools = bufpool.New[resp.Value](minPooledReplies)
+// Pools of the scratch of cluster pipelines: the replies of parts, apart
+// from those the caller gets, and the legs of commands with what goes with
+// them. A pipeline of ten thousand commands would otherwise make a
+// megabyte of them each time.
+var (
+	replyPools = bufpool.New[resp.Value](64)
+	legPools   = bufpool.New[leg](64)
+	refPools   = bufpool.New[*leg](128)
+	offsPools  = bufpool.New[int](128)
+)
 
 // sendParts groups the legs to send by node and sends every node its part
 // at once, then waits for their replies; a part's failure is in its err.
+// The parts' lists of legs are made in scratch, as long as send.
 // Parts go out on their nodes' shared connections from this goroutine,
 // one after the other, each written while the nodes answer those before;
 // a part that needs a connection of its own, or a new one, or a retry,
 // is sent from a goroutine of its own.
-func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send []*leg, traits batchTraits) ([]*part, error) {
+func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) ([]*part, error) {
 	var set partSet
 	for _, l := range send {
 		if l.node == nil {
@@ -744,10 +762,9 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 		set.of(l.node).total++ // the count of its legs, for now
 	}
 	parts := set.parts
-	slots := make([]*leg, len(send))
 	k := 0
 	for _, pt := range parts {
-		pt.legs = slots[k : k : k+pt.total]
+		pt.legs = scratch[k : k : k+pt.total]
 		k += pt.total
 		pt.total = 0
 	}
@@ -849,13 +866,25 @@ func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTrait
 	}
 	pt.loads = len(loads)
 	pt.total = len(loads)
-	for _, l := range pt.legs {
+	for i := 0; i < len(pt.legs); {
+		l := pt.legs[i]
 		if l.asking {
 			b = append(b, askingCmd...)
 			pt.total++
 		}
-		b = append(b, legBytes(buf, offs, l)...)
-		pt.total++
+		if l.sub != nil {
+			b = append(b, l.sub.cmd...)
+			pt.total, i = pt.total+1, i+1
+			continue
+		}
+		// Commands that follow one another in buf go in one copy.
+		j, end := i+1, offs[l.cmd+1]
+		for j < len(pt.legs) && !pt.legs[j].asking && pt.legs[j].sub == nil && offs[pt.legs[j].cmd] == end {
+			end = offs[pt.legs[j].cmd+1]
+			j++
+		}
+		b = append(b, buf[offs[l.cmd]:end]...)
+		pt.total, i = pt.total+j-i, j
 	}
 	pt.b = b
 }
