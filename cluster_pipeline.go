@@ -182,11 +182,13 @@ type leg struct {
 	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
 	probe  bool        // it waited: it goes alone of its slot's until it gets through
 	done   bool
+	part   uint16 // the index of its part in the round that sent it last
 }
 
 // part is what one node gets in a round.
 type part struct {
 	node    *Client
+	index   uint16 // among the round's parts; the index of parts past maxMerged wraps
 	legs    []*leg
 	replies []resp.Value // of legs, in their order
 	err     error
@@ -201,6 +203,9 @@ type part struct {
 	pending conn.Pending
 	started bool // sent by Start on the node's shared connection
 	pooled  struct{ b, out bool }
+
+	clean bool // every leg ran: the replies are taken in the legs' order
+	next  int  // the next of replies to take
 }
 
 // execPlain runs a plain pipeline: split by node, every node's part sent
@@ -347,12 +352,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			ran = true
 			onReplica := r.isReplica(pt.node)
-			if !onReplica && !hasErrors(pt.replies) {
-				// The common part: every command ran.
-				for j, l := range pt.legs {
-					vals[l.at] = pt.replies[j]
-					l.done, l.asking, l.probe = true, false, false
-				}
+			if !onReplica && !hasErrors(pt.replies) && len(parts) <= maxMerged {
+				// The common part: every command ran (see below).
+				pt.clean = true
 				continue
 			}
 			errs = -1
@@ -408,6 +410,16 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 						r.triggerRefresh()
 					}
 				}
+			}
+		}
+		// The replies of the parts every command of which ran, in the
+		// order of the legs, which send keeps, so that vals is filled
+		// from the start to the end rather than in a pass per part.
+		for _, l := range send {
+			if pt := parts[l.part]; pt.clean {
+				vals[l.at] = pt.replies[pt.next]
+				pt.next++
+				l.done, l.asking, l.probe = true, false, false
 			}
 		}
 		recycleParts(parts)
@@ -691,6 +703,10 @@ func (r *clusterRouter) readyAgain(pending []*leg) {
 	}
 }
 
+// maxMerged bounds the parts of a round whose replies are taken in the
+// order of the legs (see execPlain), so that a leg can tell its part.
+const maxMerged = 1 << 16
+
 // partSet groups the legs of a round by node.
 type partSet struct {
 	parts  []*part
@@ -715,7 +731,7 @@ func (s *partSet) of(node *Client) *part {
 		}
 	}
 	if pt == nil {
-		pt = &part{node: node}
+		pt = &part{node: node, index: uint16(len(s.parts))}
 		s.parts = append(s.parts, pt)
 		switch {
 		case s.byNode != nil:
@@ -771,6 +787,7 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 	for _, l := range send {
 		pt := set.of(l.node)
 		pt.legs = append(pt.legs, l)
+		l.part = pt.index
 	}
 	// The whole pipeline for one node goes as it is.
 	whole := len(parts) == 1 && len(p.scripts) == 0 && len(send) == len(offs)-1 &&
