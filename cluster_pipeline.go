@@ -201,7 +201,8 @@ type part struct {
 	asking  bool         // some leg goes after an ASKING
 	out     []resp.Value // the replies to b
 	pending conn.Pending
-	started bool // sent by Start on the node's shared connection
+	size    int  // the bytes of its legs
+	inline  bool // handed to the writer by the caller of sendParts, who waits for it
 	pooled  struct{ b, out bool }
 
 	clean bool // every leg ran: the replies are taken in the legs' order
@@ -761,10 +762,15 @@ var (
 // sendParts groups the legs to send by node and sends every node its part
 // at once, then waits for their replies; a part's failure is in its err.
 // The parts' lists of legs are made in scratch, as long as send.
-// Parts go out on their nodes' shared connections from this goroutine,
-// one after the other, each written while the nodes answer those before;
-// a part that needs a connection of its own, or a new one, or a retry,
-// is sent from a goroutine of its own.
+//
+// Small parts go out on their nodes' shared connections from this
+// goroutine, one after the other, each written while the nodes answer
+// those before. A large part goes from a goroutine of its own, which
+// encodes it too: its write may fill the socket's buffers and wait for the
+// node to read, which should not hold up the other nodes' parts. So does a
+// part that needs a connection of its own (blocking commands, a part over
+// largePipeline) or a new one, and the retry of a part whose first attempt
+// failed.
 func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) ([]*part, error) {
 	var set partSet
 	for _, l := range send {
@@ -775,7 +781,9 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 			}
 			l.node = node
 		}
-		set.of(l.node).total++ // the count of its legs, for now
+		pt := set.of(l.node)
+		pt.total++ // the count of its legs, for now
+		pt.size += len(legBytes(buf, offs, l))
 	}
 	parts := set.parts
 	k := 0
@@ -794,35 +802,40 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 		!slices.ContainsFunc(send, func(l *leg) bool { return l.asking || l.sub != nil })
 	var wg sync.WaitGroup
 	for _, pt := range parts {
-		encodePart(p, buf, offs, pt, traits, whole)
 		cn := pt.node.liveShared()
-		if traits.blocking || len(pt.b) > largePipeline || cn == nil {
+		switch {
+		case traits.blocking || pt.size > largePipeline || cn == nil:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				encodePart(p, buf, offs, pt, traits, whole)
 				pt.out, pt.err = r.sendPart(ctx, pt.node, pt.b, pt.total, pt.traits)
 			}()
-			continue
-		}
-		pt.out, pt.pooled.out = replyPools.Take(pt.total)[:pt.total], true
-		pt.pending, pt.err = cn.Start(ctx, pt.b, pt.out)
-		pt.started = true
-	}
-	for _, pt := range parts {
-		if !pt.started {
-			continue
-		}
-		if pt.err == nil {
-			pt.err = pt.pending.Wait(ctx)
-		}
-		if pt.err != nil {
-			// The reader may still fill out.
-			pt.out, pt.pooled.out = nil, false
-			first := pt.err
+		case pt.size > maxInlinePart && len(parts) > 1:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				pt.out, pt.err = r.resendPart(ctx, pt, first)
+				encodePart(p, buf, offs, pt, traits, whole)
+				startPart(ctx, pt, cn)
+				if err := waitPart(ctx, pt); err != nil {
+					pt.out, pt.err = r.resendPart(ctx, pt, err)
+				}
+			}()
+		default:
+			encodePart(p, buf, offs, pt, traits, whole)
+			startPart(ctx, pt, cn)
+			pt.inline = true
+		}
+	}
+	for _, pt := range parts {
+		if !pt.inline {
+			continue
+		}
+		if err := waitPart(ctx, pt); err != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pt.out, pt.err = r.resendPart(ctx, pt, err)
 			}()
 		}
 	}
@@ -835,6 +848,32 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 		partReplies(pt)
 	}
 	return parts, nil
+}
+
+// maxInlinePart is the size above which a part of a round of several is
+// sent from a goroutine of its own (see sendParts): about what the socket
+// buffers of a loopback connection take in at once.
+const maxInlinePart = 32 << 10
+
+// startPart hands an encoded part to the writer of its node's shared
+// connection cn, with pooled room for its replies.
+func startPart(ctx context.Context, pt *part, cn *conn.Conn) {
+	pt.out, pt.pooled.out = replyPools.Take(pt.total)[:pt.total], true
+	pt.pending, pt.err = cn.Start(ctx, pt.b, pt.out)
+}
+
+// waitPart waits for the replies of a part that startPart handed over,
+// and returns the failure of that attempt, for a retry.
+func waitPart(ctx context.Context, pt *part) error {
+	err := pt.err
+	if err == nil {
+		err = pt.pending.Wait(ctx)
+	}
+	if err != nil {
+		// The reader may still fill out.
+		pt.out, pt.pooled.out = nil, false
+	}
+	return err
 }
 
 // liveShared returns the client's shared connection if it has one that
