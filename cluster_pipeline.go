@@ -262,9 +262,10 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	r.mu.RUnlock()
 	r.pickReplicas(p, legs)
 
-	// The legs' replies. Without fan-out or split commands every command
-	// has one leg, at its own index, and this is what the caller gets.
-	vals := make([]resp.Value, len(legs))
+	// The legs' replies, made once the first round is on its way (see
+	// below). Without fan-out or split commands every command has one
+	// leg, at its own index, and this is what the caller gets.
+	var vals []resp.Value
 	refs = refPools.Take(2 * len(legs))[:2*len(legs)]
 	pending, scratch := refs[:len(legs)], refs[len(legs):]
 	for i := range legs {
@@ -305,10 +306,15 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			unreached, again = nil, false
 			continue
 		}
-		parts, err := r.sendParts(ctx, p, buf, offs, send, scratch, traits)
+		rd, err := r.sendParts(ctx, p, buf, offs, send, scratch, traits)
 		if err != nil {
 			return r.stopped(p, n, legs, vals, ran, err)
 		}
+		if vals == nil {
+			// Zeroed while the nodes work.
+			vals = make([]resp.Value, len(legs))
+		}
+		parts := r.awaitParts(ctx, rd)
 		// A part that failed sending reads to a replica goes to the
 		// masters; one that may have run on a master ends the pipeline.
 		offReplica := make([]bool, len(parts))
@@ -760,8 +766,8 @@ var (
 )
 
 // sendParts groups the legs to send by node and sends every node its part
-// at once, then waits for their replies; a part's failure is in its err.
-// The parts' lists of legs are made in scratch, as long as send.
+// at once; awaitParts waits for their replies. The parts' lists of legs
+// are made in scratch, as long as send.
 //
 // Small parts go out on their nodes' shared connections from this
 // goroutine, one after the other, each written while the nodes answer
@@ -771,7 +777,7 @@ var (
 // part that needs a connection of its own (blocking commands, a part over
 // largePipeline) or a new one, and the retry of a part whose first attempt
 // failed.
-func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) ([]*part, error) {
+func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) (*round, error) {
 	var set partSet
 	for _, l := range send {
 		if l.node == nil {
@@ -800,21 +806,21 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 	// The whole pipeline for one node goes as it is.
 	whole := len(parts) == 1 && len(p.scripts) == 0 && len(send) == len(offs)-1 &&
 		!slices.ContainsFunc(send, func(l *leg) bool { return l.asking || l.sub != nil })
-	var wg sync.WaitGroup
+	rd := &round{parts: parts}
 	for _, pt := range parts {
 		cn := pt.node.liveShared()
 		switch {
 		case traits.blocking || pt.size > largePipeline || cn == nil:
-			wg.Add(1)
+			rd.wg.Add(1)
 			go func() {
-				defer wg.Done()
+				defer rd.wg.Done()
 				encodePart(p, buf, offs, pt, traits, whole)
 				pt.out, pt.err = r.sendPart(ctx, pt.node, pt.b, pt.total, pt.traits)
 			}()
 		case pt.size > maxInlinePart && len(parts) > 1:
-			wg.Add(1)
+			rd.wg.Add(1)
 			go func() {
-				defer wg.Done()
+				defer rd.wg.Done()
 				encodePart(p, buf, offs, pt, traits, whole)
 				startPart(ctx, pt, cn)
 				if err := waitPart(ctx, pt); err != nil {
@@ -827,27 +833,41 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 			pt.inline = true
 		}
 	}
-	for _, pt := range parts {
+	return rd, nil
+}
+
+// round is the parts of a round on their way (see sendParts); the
+// goroutines sending some of them are in wg.
+type round struct {
+	parts []*part
+	wg    sync.WaitGroup
+}
+
+// awaitParts waits for the replies of a round's parts, retrying as their
+// nodes' rules allow those that the caller of sendParts handed over, and
+// returns the parts, each with its replies or its failure.
+func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
+	for _, pt := range rd.parts {
 		if !pt.inline {
 			continue
 		}
 		if err := waitPart(ctx, pt); err != nil {
-			wg.Add(1)
+			rd.wg.Add(1)
 			go func() {
-				defer wg.Done()
+				defer rd.wg.Done()
 				pt.out, pt.err = r.resendPart(ctx, pt, err)
 			}()
 		}
 	}
-	wg.Wait()
-	for _, pt := range parts {
+	rd.wg.Wait()
+	for _, pt := range rd.parts {
 		if pt.pooled.b {
 			bytePools.Recycle(pt.b)
 		}
 		pt.b, pt.pooled.b = nil, false
 		partReplies(pt)
 	}
-	return parts, nil
+	return rd.parts
 }
 
 // maxInlinePart is the size above which a part of a round of several is
