@@ -1,7 +1,6 @@
 package redpipe
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,50 +89,58 @@ func splitBySlot(ci *commandInfo, cmd []byte) []subCommand {
 	ws, _ := newWords(cmd)
 	n, first, step := ws.n, ci.FirstKey, max(ci.Step, 1)
 	nkeys := (n - first) / step
-	starts := make([]int32, n+1) // where each word begins, and the end
-	slots := make([]uint16, nkeys)
+	// order holds each key's slot and index, packed so that sorting them
+	// puts the keys in the order of their slots and, within a slot, in
+	// the caller's; at, where each key's group of words begins in cmd,
+	// and the end of the last.
+	scratch := make([]uint64, 2*nkeys+1)
+	order, at := scratch[:nkeys], scratch[nkeys:]
+	hdr, prefixEnd := ws.p, 0
 	for i := 0; i < n; i++ {
-		starts[i] = int32(ws.p)
+		p := ws.p
 		w, ok := ws.next()
 		if !ok {
 			return nil
 		}
-		if i >= first && (i-first)%step == 0 {
-			slots[(i-first)/step] = hashslot.SlotBytes(w)
+		switch {
+		case i == first:
+			prefixEnd = p
+			fallthrough
+		case i > first && (i-first)%step == 0:
+			k := (i - first) / step
+			order[k] = uint64(hashslot.SlotBytes(w))<<32 | uint64(k)
+			at[k] = uint64(p)
 		}
 	}
-	starts[n] = int32(ws.p)
-	order := make([]int32, nkeys)
-	for k := range order {
-		order[k] = int32(k)
-	}
-	slices.SortFunc(order, func(a, b int32) int {
-		return cmp.Or(cmp.Compare(slots[a], slots[b]), cmp.Compare(a, b))
-	})
+	at[nkeys] = uint64(ws.p)
+	slices.Sort(order)
 	parts := 1
 	for k := 1; k < nkeys; k++ {
-		if slots[order[k]] != slots[order[k-1]] {
+		if order[k]>>32 != order[k-1]>>32 {
 			parts++
 		}
 	}
-	prefix := cmd[starts[0]:starts[first]] // the name and any words before the keys
+	prefix := cmd[hdr:prefixEnd] // the name and any words before the keys
+	keys := make([]int32, nkeys)
+	for k, o := range order {
+		keys[k] = int32(uint32(o))
+	}
 	// An array header takes at most 13 bytes.
 	buf := make([]byte, 0, len(cmd)+parts*(len(prefix)+13))
 	subs := make([]subCommand, 0, parts)
 	for lo := 0; lo < nkeys; {
-		slot := slots[order[lo]]
+		slot := order[lo] >> 32
 		hi := lo + 1
-		for hi < nkeys && slots[order[hi]] == slot {
+		for hi < nkeys && order[hi]>>32 == slot {
 			hi++
 		}
 		begin := len(buf)
 		buf = resp.AppendArrayLen(buf, first+(hi-lo)*step)
 		buf = append(buf, prefix...)
-		for _, k := range order[lo:hi] {
-			w := first + int(k)*step
-			buf = append(buf, cmd[starts[w]:starts[w+step]]...)
+		for _, k := range keys[lo:hi] {
+			buf = append(buf, cmd[at[k]:at[k+1]]...)
 		}
-		subs = append(subs, subCommand{cmd: buf[begin:len(buf):len(buf)], slot: int(slot), keys: order[lo:hi:hi]})
+		subs = append(subs, subCommand{cmd: buf[begin:len(buf):len(buf)], slot: int(slot), keys: keys[lo:hi:hi]})
 		lo = hi
 	}
 	return subs

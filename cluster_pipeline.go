@@ -221,14 +221,19 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	offs := offsPools.Take(n + 1)[:n+1]
 	legs := legPools.Take(n)
 	var refs []*leg
+	var vals []resp.Value // the legs' replies (see below)
+	fanned := false
 	defer func() {
+		if fanned && vals != nil {
+			clear(vals)
+			replyPools.Recycle(vals)
+		}
 		offsPools.Recycle(offs)
 		clear(legs) // what they point to may be large: a split command's parts
 		legPools.Recycle(legs)
 		clear(refs)
 		refPools.Recycle(refs)
 	}()
-	fanned := false
 	off := 0
 	r.mu.RLock()
 	for i := 0; i < n; i++ {
@@ -262,10 +267,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	r.mu.RUnlock()
 	r.pickReplicas(p, legs)
 
-	// The legs' replies, made once the first round is on its way (see
-	// below). Without fan-out or split commands every command has one
-	// leg, at its own index, and this is what the caller gets.
-	var vals []resp.Value
+	// The legs' replies are made once the first round is on its way.
+	// Without fan-out or split commands every command has one leg, at
+	// its own index, and they are what the caller gets.
 	refs = refPools.Take(2 * len(legs))[:2*len(legs)]
 	pending, scratch := refs[:len(legs)], refs[len(legs):]
 	for i := range legs {
@@ -311,8 +315,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			return r.stopped(p, n, legs, vals, ran, err)
 		}
 		if vals == nil {
-			// Zeroed while the nodes work.
-			vals = make([]resp.Value, len(legs))
+			// Zeroed while the nodes work. The replies of split and
+			// fan-out commands' legs are joined into others: theirs
+			// are scratch.
+			if fanned {
+				vals = replyPools.Take(len(legs))[:len(legs)]
+			} else {
+				vals = make([]resp.Value, len(legs))
+			}
 		}
 		parts := r.awaitParts(ctx, rd)
 		// A part that failed sending reads to a replica goes to the
