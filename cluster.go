@@ -182,6 +182,10 @@ type clusterRouter struct {
 	endLife context.CancelFunc
 	wg      sync.WaitGroup // the refresh goroutine
 
+	// everLoaded is set, and never cleared, when a map is first applied
+	// (loaded below), so that calls need not take mu to tell.
+	everLoaded atomic.Bool
+
 	mu      sync.RWMutex // guards the fields below
 	slots   [hashslot.Count]*Client
 	masters []*Client          // masters serving slots, in the map's order
@@ -209,10 +213,7 @@ type clusterRouter struct {
 
 // ready loads the layout if no refresh has yet succeeded.
 func (r *clusterRouter) ready(ctx context.Context) error {
-	r.mu.RLock()
-	loaded := r.loaded
-	r.mu.RUnlock()
-	if loaded {
+	if r.everLoaded.Load() {
 		return nil
 	}
 	if err := r.awaitRefresh(ctx); err != nil {
@@ -395,6 +396,7 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 		}
 	}
 	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
+	r.everLoaded.Store(true)
 	return nil
 }
 
@@ -602,11 +604,30 @@ const maxCrossSlotKeys = 4
 // slotOfKeys returns the slot shared by keys, -1 for none, or a
 // *CrossSlotError naming keys of different slots.
 func slotOfKeys[K string | []byte](in string, keys []K) (int, error) {
+	if len(keys) == 0 {
+		return -1, nil
+	}
+	slot := int(hashslot.Of(keys[0]))
+	shared := true
+	for _, k := range keys[1:] {
+		if int(hashslot.Of(k)) != slot {
+			shared = false
+			break
+		}
+	}
+	if shared {
+		return slot, nil
+	}
+	return -1, crossSlot(in, keys)
+}
+
+// crossSlot names some of keys of different slots, for slotOfKeys.
+func crossSlot[K string | []byte](in string, keys []K) *CrossSlotError {
 	slot := -1
 	var e *CrossSlotError
 	seen := map[int]bool{}
 	for _, k := range keys {
-		s := int(hashslot.Slot(string(k)))
+		s := int(hashslot.Of(k))
 		if slot < 0 {
 			slot = s
 			seen[s] = true
@@ -618,10 +639,18 @@ func slotOfKeys[K string | []byte](in string, keys []K) (int, error) {
 			e.Keys, e.Slots = append(e.Keys, string(k)), append(e.Slots, s)
 		}
 	}
-	if len(seen) > 1 {
-		return -1, e
+	return e
+}
+
+// cmdSlot is commandSlot for one command of a call or a plain pipeline,
+// which a *CrossSlotError names "command NAME". The name is put together
+// only for the error.
+func cmdSlot(ci *commandInfo, cmd []byte) (int, error) {
+	slot, err := commandSlot(ci, cmd, "")
+	if e, ok := err.(*CrossSlotError); ok {
+		e.In = "command " + ci.Name
 	}
-	return slot, nil
+	return slot, err
 }
 
 // commandSlot returns the slot of one encoded command, -1 when it has no

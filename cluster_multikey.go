@@ -1,7 +1,6 @@
 package redpipe
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,77 +89,88 @@ func splitBySlot(ci *commandInfo, cmd []byte) []subCommand {
 	ws, _ := newWords(cmd)
 	n, first, step := ws.n, ci.FirstKey, max(ci.Step, 1)
 	nkeys := (n - first) / step
-	starts := make([]int32, n+1) // where each word begins, and the end
-	slots := make([]uint16, nkeys)
+	// order holds each key's slot and index, packed so that sorting them
+	// puts the keys in the order of their slots and, within a slot, in
+	// the caller's; at, where each key's group of words begins in cmd,
+	// and the end of the last.
+	scratch := make([]uint64, 2*nkeys+1)
+	order, at := scratch[:nkeys], scratch[nkeys:]
+	hdr, prefixEnd := ws.p, 0
 	for i := 0; i < n; i++ {
-		starts[i] = int32(ws.p)
+		p := ws.p
 		w, ok := ws.next()
 		if !ok {
 			return nil
 		}
-		if i >= first && (i-first)%step == 0 {
-			slots[(i-first)/step] = hashslot.SlotBytes(w)
+		switch {
+		case i == first:
+			prefixEnd = p
+			fallthrough
+		case i > first && (i-first)%step == 0:
+			k := (i - first) / step
+			order[k] = uint64(hashslot.SlotBytes(w))<<32 | uint64(k)
+			at[k] = uint64(p)
 		}
 	}
-	starts[n] = int32(ws.p)
-	order := make([]int32, nkeys)
-	for k := range order {
-		order[k] = int32(k)
-	}
-	slices.SortFunc(order, func(a, b int32) int {
-		return cmp.Or(cmp.Compare(slots[a], slots[b]), cmp.Compare(a, b))
-	})
+	at[nkeys] = uint64(ws.p)
+	slices.Sort(order)
 	parts := 1
 	for k := 1; k < nkeys; k++ {
-		if slots[order[k]] != slots[order[k-1]] {
+		if order[k]>>32 != order[k-1]>>32 {
 			parts++
 		}
 	}
-	prefix := cmd[starts[0]:starts[first]] // the name and any words before the keys
+	prefix := cmd[hdr:prefixEnd] // the name and any words before the keys
+	keys := make([]int32, nkeys)
+	for k, o := range order {
+		keys[k] = int32(uint32(o))
+	}
 	// An array header takes at most 13 bytes.
 	buf := make([]byte, 0, len(cmd)+parts*(len(prefix)+13))
 	subs := make([]subCommand, 0, parts)
 	for lo := 0; lo < nkeys; {
-		slot := slots[order[lo]]
+		slot := order[lo] >> 32
 		hi := lo + 1
-		for hi < nkeys && slots[order[hi]] == slot {
+		for hi < nkeys && order[hi]>>32 == slot {
 			hi++
 		}
 		begin := len(buf)
 		buf = resp.AppendArrayLen(buf, first+(hi-lo)*step)
 		buf = append(buf, prefix...)
-		for _, k := range order[lo:hi] {
-			w := first + int(k)*step
-			buf = append(buf, cmd[starts[w]:starts[w+step]]...)
+		for _, k := range keys[lo:hi] {
+			buf = append(buf, cmd[at[k]:at[k+1]]...)
 		}
-		subs = append(subs, subCommand{cmd: buf[begin:len(buf):len(buf)], slot: int(slot), keys: order[lo:hi:hi]})
+		subs = append(subs, subCommand{cmd: buf[begin:len(buf):len(buf)], slot: int(slot), keys: keys[lo:hi:hi]})
 		lo = hi
 	}
 	return subs
 }
 
 // appendMultiKeyLegs appends to legs those of command i of a plain
-// pipeline, a multi_shard command encoded as cmd: one leg when its keys
-// share a slot, else one leg per slot carrying its sub-command. ok is
-// false for a command that is not split (MSETNX), which the caller routes
-// as any other. The caller holds r.mu for reading.
-func (r *clusterRouter) appendMultiKeyLegs(legs []leg, i int, ci *commandInfo, cmd []byte) (_ []leg, ok bool) {
-	if !splittable(ci) {
-		return legs, false
-	}
+// pipeline, a splittable command encoded as cmd: one leg when its keys
+// share a slot, else one leg per slot carrying its sub-command. The
+// caller holds r.mu for reading.
+func (r *clusterRouter) appendMultiKeyLegs(legs []leg, i int, ci *commandInfo, cmd []byte) []leg {
 	slot, shared := sharedSlot(ci, cmd)
 	var subs []subCommand
 	if !shared {
 		subs = splitBySlot(ci, cmd)
 	}
 	if subs == nil {
-		return append(legs, leg{cmd: i, slot: slot, node: r.ownerLocked(slot)}), true
+		return append(legs, leg{cmd: i, at: len(legs), slot: slot, node: r.ownerLocked(slot)})
+	}
+	if cap(legs)-len(legs) < len(subs) {
+		// From the pools, which legs came from (see execPlain).
+		grown := append(legPools.Take(2*len(legs)+len(subs)), legs...)
+		clear(legs)
+		legPools.Recycle(legs)
+		legs = grown
 	}
 	for k := range subs {
 		s := &subs[k]
-		legs = append(legs, leg{cmd: i, slot: s.slot, node: r.ownerLocked(s.slot), sub: s})
+		legs = append(legs, leg{cmd: i, at: len(legs), slot: s.slot, node: r.ownerLocked(s.slot), sub: s})
 	}
-	return legs, true
+	return legs
 }
 
 // legBytes returns what a leg sends: its sub-command, or its whole
@@ -198,9 +208,9 @@ func (r *clusterRouter) runSplit(ctx context.Context, w *cmdBuf, ci *commandInfo
 }
 
 // joinSplit makes the reply of a split command, ci, from those of its
-// legs, all of them in the order they were made. A leg that did not get
-// through has a redirection or nothing as its reply, and gaveUp, if not
-// nil, is why.
+// legs, all of them in the order they were made, and vals, their replies.
+// A leg that did not get through has a redirection or nothing as its
+// reply, and gaveUp, if not nil, is why.
 //
 // When a part failed: a read, or a write none of whose parts ran, has
 // that part's error as its reply, as the command would on one node. A
@@ -208,23 +218,22 @@ func (r *clusterRouter) runSplit(ctx context.Context, w *cmdBuf, ci *commandInfo
 // and says the others ran; OutcomeOf reports OutcomeUnknown for it, since
 // a caller who took it as not applied and ran the command again would
 // apply those parts twice (MSET) or count differently (DEL).
-func joinSplit(ci *commandInfo, legs []leg, gaveUp error) resp.Value {
-	var failed *leg
+func joinSplit(ci *commandInfo, legs []leg, vals []resp.Value, gaveUp error) resp.Value {
+	failed := -1
 	succeeded := 0
 	for k := range legs {
-		l := &legs[k]
-		if !l.done || l.reply.Kind == 0 || isErrValue(l.reply) {
-			if failed == nil {
-				failed = l
+		if !legs[k].done || vals[k].Kind == 0 || isErrValue(vals[k]) {
+			if failed < 0 {
+				failed = k
 			}
 			continue
 		}
 		succeeded++
 	}
 	others := len(legs) - succeeded - 1 // failed parts but the first
-	if failed != nil {
-		v, cause := failed.reply, error(nil)
-		if !failed.done && gaveUp != nil {
+	if failed >= 0 {
+		v, cause := vals[failed], error(nil)
+		if !legs[failed].done && gaveUp != nil {
 			cause = gaveUp
 		}
 		if v.Kind == 0 || !isErrValue(v) {
@@ -239,13 +248,12 @@ func joinSplit(ci *commandInfo, legs []leg, gaveUp error) resp.Value {
 		if cause == nil {
 			cause = Value{v}.replyErr()
 		}
-		return madeErrorValue(&uncertainError{msg: partFailure(ci, failed, succeeded, others), err: cause})
+		return madeErrorValue(&uncertainError{msg: partFailure(ci, &legs[failed], succeeded, others), err: cause})
 	}
 	switch ci.ResponsePolicy {
 	case responseAggSum:
 		sum := int64(0)
-		for k := range legs {
-			v := legs[k].reply
+		for _, v := range vals {
 			if v.Kind != resp.Integer {
 				return madeErrorValue(fmt.Errorf("redpipe: %s: a part replied with a %s, not an integer", ci.Name, v.Kind))
 			}
@@ -260,7 +268,7 @@ func joinSplit(ci *commandInfo, legs []leg, gaveUp error) resp.Value {
 		}
 		elems := make([]resp.Value, total)
 		for k := range legs {
-			v, keys := legs[k].reply, legs[k].sub.keys
+			v, keys := vals[k], legs[k].sub.keys
 			if v.Kind != resp.Array || len(v.Elems) != len(keys) {
 				return madeErrorValue(fmt.Errorf("redpipe: %s: a part of %d keys replied with a %s of %d elements", ci.Name, len(keys), v.Kind, len(v.Elems)))
 			}
@@ -271,20 +279,20 @@ func joinSplit(ci *commandInfo, legs []leg, gaveUp error) resp.Value {
 		return resp.Value{Kind: resp.Array, Elems: elems}
 	}
 	// all_succeeded (MSET): every part said OK.
-	return legs[0].reply
+	return vals[0]
 }
 
 // joinSplits puts in replies the joined reply of every split command of
-// a pipeline that ran out of redirections; gaveUp says why its stuck legs
-// did not get through.
-func joinSplits(p *Pipeline, legs []leg, replies []Value, gaveUp error) {
+// a pipeline that ran out of redirections, from its legs and vals, their
+// replies; gaveUp says why its stuck legs did not get through.
+func joinSplits(p *Pipeline, legs []leg, vals []resp.Value, replies []Value, gaveUp error) {
 	for i := 0; i < len(legs); {
 		j := i + 1
 		for j < len(legs) && legs[j].cmd == legs[i].cmd {
 			j++
 		}
 		if legs[i].sub != nil {
-			replies[legs[i].cmd] = Value{joinSplit(p.w.cmds[legs[i].cmd].info(), legs[i:j], gaveUp)}
+			replies[legs[i].cmd] = Value{joinSplit(p.w.cmds[legs[i].cmd].info(), legs[i:j], vals[i:j], gaveUp)}
 		}
 		i = j
 	}

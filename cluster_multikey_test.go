@@ -750,39 +750,44 @@ func TestJoinSplit(t *testing.T) {
 		w.do(args)
 		return &subCommand{cmd: w.buf, keys: keys, slot: int(keys[0])}
 	}
-	legs := func(replies ...resp.Value) []leg {
-		out := make([]leg, len(replies))
-		for i, r := range replies {
-			out[i] = leg{sub: sub(int32(i)), reply: r, done: true, slot: i}
+	legs := func(n int) []leg {
+		out := make([]leg, n)
+		for i := range out {
+			out[i] = leg{sub: sub(int32(i)), at: i, done: true, slot: i}
 		}
 		return out
 	}
+	// join joins the legs of a command that replied replies.
+	join := func(ci *commandInfo, replies ...resp.Value) resp.Value {
+		return joinSplit(ci, legs(len(replies)), replies, nil)
+	}
 	// MGET: values in the places of their keys, twins included.
 	l := []leg{
-		{sub: &subCommand{keys: []int32{0, 3}}, reply: arr(str("a"), str("a")), done: true},
-		{sub: &subCommand{keys: []int32{1}}, reply: arr(resp.Value{Kind: resp.Null}), done: true},
-		{sub: &subCommand{keys: []int32{2}}, reply: arr(str("c")), done: true},
+		{sub: &subCommand{keys: []int32{0, 3}}, done: true},
+		{sub: &subCommand{keys: []int32{1}}, at: 1, done: true},
+		{sub: &subCommand{keys: []int32{2}}, at: 2, done: true},
 	}
-	if got := (Value{joinSplit(cmdMget, l, nil)}).String(); got != "[a nil c a]" {
+	vals := []resp.Value{arr(str("a"), str("a")), arr(resp.Value{Kind: resp.Null}), arr(str("c"))}
+	if got := (Value{joinSplit(cmdMget, l, vals, nil)}).String(); got != "[a nil c a]" {
 		t.Errorf("MGET joined = %s", got)
 	}
-	if got := (Value{joinSplit(cmdDel, legs(num(2), num(0), num(3)), nil)}).String(); got != "5" {
+	if got := (Value{join(cmdDel, num(2), num(0), num(3))}).String(); got != "5" {
 		t.Errorf("DEL joined = %s", got)
 	}
 	ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
-	if got := (Value{joinSplit(cmdMset, legs(ok, ok), nil)}).String(); got != "OK" {
+	if got := (Value{join(cmdMset, ok, ok)}).String(); got != "OK" {
 		t.Errorf("MSET joined = %s", got)
 	}
 	// A read's failed part is its reply.
-	if e := (Value{joinSplit(cmdExists, legs(num(1), nope), nil)}).Err(); e == nil || e.Error() != "NOPERM no" || OutcomeOf(e) != OutcomeNotApplied {
+	if e := (Value{join(cmdExists, num(1), nope)}).Err(); e == nil || e.Error() != "NOPERM no" || OutcomeOf(e) != OutcomeNotApplied {
 		t.Errorf("EXISTS with a failed part: %v", e)
 	}
 	// A write none of whose parts ran has the first failure.
-	if e := (Value{joinSplit(cmdDel, legs(nope, nope), nil)}).Err(); e == nil || e.Error() != "NOPERM no" {
+	if e := (Value{join(cmdDel, nope, nope)}).Err(); e == nil || e.Error() != "NOPERM no" {
 		t.Errorf("DEL with every part failed: %v", e)
 	}
 	// A write some parts of which ran: the outcome is unknown.
-	e := (Value{joinSplit(cmdDel, legs(num(1), nope, num(1)), nil)}).Err()
+	e := (Value{join(cmdDel, num(1), nope, num(1))}).Err()
 	var se *Error
 	if OutcomeOf(e) != OutcomeUnknown || SafeToRetry(e) || !errors.As(e, &se) || se.Prefix != "NOPERM" {
 		t.Errorf("DEL with a failed part: %v, OutcomeOf %v", e, OutcomeOf(e))
@@ -790,20 +795,20 @@ func TestJoinSplit(t *testing.T) {
 	if want := `redpipe: DEL was split by slot; its part for slot 1 ("k1") failed, while 2 other parts ran: NOPERM no`; e.Error() != want {
 		t.Errorf("DEL with a failed part:\n%s\nwant\n%s", e, want)
 	}
-	e = (Value{joinSplit(cmdMset, legs(nope, ok, nope, nope), nil)}).Err()
+	e = (Value{join(cmdMset, nope, ok, nope, nope)}).Err()
 	if want := `redpipe: MSET was split by slot; its part for slot 0 ("k0") failed, as did 2 more, while 1 other part ran: NOPERM no`; e == nil || e.Error() != want {
 		t.Errorf("MSET with failed parts:\n%v\nwant\n%s", e, want)
 	}
 	// A part that ran out of redirections: the write says so.
-	stuck := legs(num(1), resp.Value{Kind: resp.Error, Str: "MOVED 1 127.0.0.1:1"})
+	stuck := legs(2)
 	stuck[1].done = false
 	gaveUp := errors.New("gave up")
-	e = (Value{joinSplit(cmdDel, stuck, gaveUp)}).Err()
+	e = (Value{joinSplit(cmdDel, stuck, []resp.Value{num(1), {Kind: resp.Error, Str: "MOVED 1 127.0.0.1:1"}}, gaveUp)}).Err()
 	if !errors.Is(e, gaveUp) || OutcomeOf(e) != OutcomeUnknown {
 		t.Errorf("DEL with a stuck part: %v", e)
 	}
 	// A reply of the wrong shape is an error, not a panic.
-	if e := (Value{joinSplit(cmdMget, legs(arr(str("a")), num(1)), nil)}).Err(); e == nil {
+	if e := (Value{join(cmdMget, arr(str("a")), num(1))}).Err(); e == nil {
 		t.Error("MGET with a part that replied with an integer joined without error")
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/redpipe/redpipe/internal/bufpool"
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -165,26 +168,45 @@ func txRedirect(out []resp.Value, n int, from string) (redirect, error, bool) {
 
 // leg is one command of a plain pipeline on its way to one node; a
 // command for every master has a leg for each, and a multi-key command
-// split by slot one for each slot (cluster_multikey.go).
+// split by slot one for each slot (cluster_multikey.go). Its reply is kept
+// apart from it, at index at of a slice of the pipeline's (see execPlain),
+// which for most pipelines is the slice of replies the caller gets.
 type leg struct {
-	cmd    int // its index in the pipeline
-	slot   int // -1 for none
 	node   *Client
-	asking bool // send ASKING before it
-	fixed  bool // a leg of a command for every master: it stays on its node
-	wait   bool // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
-	probe  bool // it waited: it goes alone of its slot's until it gets through
-	done   bool
 	sub    *subCommand // the part of a split command it sends; nil for the whole command
-	reply  resp.Value
+	cmd    int         // its command's index in the pipeline
+	at     int         // its own index among the pipeline's legs, and of its reply
+	slot   int         // -1 for none
+	asking bool        // send ASKING before it
+	fixed  bool        // a leg of a command for every master: it stays on its node
+	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
+	probe  bool        // it waited: it goes alone of its slot's until it gets through
+	done   bool
+	part   uint16 // the index of its part in the round that sent it last
 }
 
 // part is what one node gets in a round.
 type part struct {
 	node    *Client
+	index   uint16 // among the round's parts; the index of parts past maxMerged wraps
 	legs    []*leg
-	replies []resp.Value
+	replies []resp.Value // of legs, in their order
 	err     error
+
+	// The sending of the part (see sendParts).
+	traits  batchTraits
+	b       []byte       // the encoded commands
+	total   int          // how many commands b holds: script loads, ASKING and legs
+	loads   int          // script loads before the legs
+	asking  bool         // some leg goes after an ASKING
+	out     []resp.Value // the replies to b
+	pending conn.Pending
+	size    int  // the bytes of its legs
+	inline  bool // handed to the writer by the caller of sendParts, who waits for it
+	pooled  struct{ b, out bool }
+
+	clean bool // every leg ran: the replies are taken in the legs' order
+	next  int  // the next of replies to take
 }
 
 // execPlain runs a plain pipeline: split by node, every node's part sent
@@ -194,71 +216,115 @@ type part struct {
 func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batchTraits) ([]Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
-	offs := cmdBounds(buf, 0, n)
-	legs := make([]leg, 0, n)
+	// Scratch of this call: where each command is in buf, the legs, the
+	// pending ones and those of a round's parts, from pools.
+	offs := offsPools.Take(n + 1)[:n+1]
+	legs := legPools.Take(n)
+	var refs []*leg
+	var vals []resp.Value // the legs' replies (see below)
 	fanned := false
+	defer func() {
+		if fanned && vals != nil {
+			clear(vals)
+			replyPools.Recycle(vals)
+		}
+		offsPools.Recycle(offs)
+		clear(legs) // what they point to may be large: a split command's parts
+		legPools.Recycle(legs)
+		clear(refs)
+		refPools.Recycle(refs)
+	}()
+	off := 0
 	r.mu.RLock()
 	for i := 0; i < n; i++ {
 		ci := p.w.cmds[i].info()
-		if ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes {
+		split := ci.RequestPolicy == requestMultiShard && splittable(ci)
+		end, slot, known := scanCommand(ci, buf, off, !split)
+		cmd := buf[off:end]
+		offs[i], offs[i+1], off = off, end, end
+		switch {
+		case ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes:
 			fanned = true
 			for _, m := range r.masters {
-				legs = append(legs, leg{cmd: i, slot: -1, node: m, fixed: true})
+				legs = append(legs, leg{cmd: i, at: len(legs), slot: -1, node: m, fixed: true})
 			}
 			continue
-		}
-		if ci.RequestPolicy == requestMultiShard {
-			var ok bool
+		case split:
 			before := len(legs)
-			if legs, ok = r.appendMultiKeyLegs(legs, i, ci, buf[offs[i]:offs[i+1]]); ok {
-				fanned = fanned || len(legs)-before > 1
-				continue
+			legs = r.appendMultiKeyLegs(legs, i, ci, cmd)
+			fanned = fanned || len(legs)-before > 1
+			continue
+		}
+		if !known {
+			var err error
+			if slot, err = cmdSlot(ci, cmd); err != nil {
+				r.mu.RUnlock()
+				return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
 			}
 		}
-		slot, err := commandSlot(ci, buf[offs[i]:offs[i+1]], "command "+ci.Name)
-		if err != nil {
-			r.mu.RUnlock()
-			return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
-		}
-		legs = append(legs, leg{cmd: i, slot: slot, node: r.ownerLocked(slot)})
+		legs = append(legs, leg{cmd: i, at: len(legs), slot: slot, node: r.ownerLocked(slot)})
 	}
 	r.mu.RUnlock()
 	r.pickReplicas(p, legs)
 
-	pending := make([]*leg, 0, len(legs))
+	// The legs' replies are made once the first round is on its way.
+	// Without fan-out or split commands every command has one leg, at
+	// its own index, and they are what the caller gets.
+	refs = refPools.Take(2 * len(legs))[:2*len(legs)]
+	pending, scratch := refs[:len(legs)], refs[len(legs):]
 	for i := range legs {
-		pending = append(pending, &legs[i])
+		pending[i] = &legs[i]
 	}
+	// Routed under one hold of the lock, every leg of a slot goes to the
+	// same node and none waits, so the first round sends them all (see
+	// pick); replica reads may spread a slot's legs over its replicas.
+	all := !r.opt.ReadFromReplicas
+	errs := 0 // replies that are errors, -1 once some part had any
 	redirects, tries := 0, 0
 	var last, unreached error
 	again := false // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
 	ran := false   // some part has been sent
 	for len(pending) > 0 {
-		send := pick(pending)
+		send := pending
+		if !all {
+			send = pick(pending)
+		}
+		all = false
 		if len(send) == 0 {
 			// Every pending leg waits, or is held behind one that does:
 			// pause, then send them again where the layout now says.
 			if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
-				return r.ranOut(p, n, legs, ran, redirects+tries-1, last)
+				return r.ranOut(p, n, legs, vals, ran, redirects+tries-1, last)
 			}
 			if unreached != nil {
 				if err := r.awaitRefresh(ctx); err != nil {
-					return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, unreached))
+					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, unreached))
 				}
 			}
 			if again {
 				if err := backoff(ctx, tries); err != nil {
-					return r.stopped(p, n, legs, ran, fmt.Errorf("%w (after %w)", err, last))
+					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, last))
 				}
 			}
 			r.readyAgain(pending)
 			unreached, again = nil, false
 			continue
 		}
-		parts, err := r.sendParts(ctx, p, buf, offs, send, traits)
+		rd, err := r.sendParts(ctx, p, buf, offs, send, scratch, traits)
 		if err != nil {
-			return r.stopped(p, n, legs, ran, err)
+			return r.stopped(p, n, legs, vals, ran, err)
 		}
+		if vals == nil {
+			// Zeroed while the nodes work. The replies of split and
+			// fan-out commands' legs are joined into others: theirs
+			// are scratch.
+			if fanned {
+				vals = replyPools.Take(len(legs))[:len(legs)]
+			} else {
+				vals = make([]resp.Value, len(legs))
+			}
+		}
+		parts := r.awaitParts(ctx, rd)
 		// A part that failed sending reads to a replica goes to the
 		// masters; one that may have run on a master ends the pipeline.
 		offReplica := make([]bool, len(parts))
@@ -303,6 +369,12 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			ran = true
 			onReplica := r.isReplica(pt.node)
+			if !onReplica && !hasErrors(pt.replies) && len(parts) <= maxMerged {
+				// The common part: every command ran (see below).
+				pt.clean = true
+				continue
+			}
+			errs = -1
 			rds := make([]redirect, len(pt.legs))
 			redirected := make([]bool, len(pt.legs)) // or sent back from a replica: it did not run
 			back := make([]bool, len(pt.legs))
@@ -320,11 +392,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					l.node, l.asking = nil, false
 					continue
 				}
+				vals[l.at] = v
 				if !redirected[j] {
-					l.reply, l.done, l.asking, l.probe = v, true, false, false
+					l.done, l.asking, l.probe = true, false, false
 					continue
 				}
-				l.reply = v
 				if ot.overtaken(j) {
 					// Sent again, it would run after a later command on
 					// its keys: it keeps the redirection as its reply
@@ -339,14 +411,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					moved = true
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
-						return r.stopped(p, n, legs, ran, err)
+						return r.stopped(p, n, legs, vals, ran, err)
 					}
 					l.node = node
 				case "ASK":
 					moved = true
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
-						return r.stopped(p, n, legs, ran, err)
+						return r.stopped(p, n, legs, vals, ran, err)
 					}
 					l.node, l.asking = node, true
 				default:
@@ -357,12 +429,23 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				}
 			}
 		}
+		// The replies of the parts every command of which ran, in the
+		// order of the legs, which send keeps, so that vals is filled
+		// from the start to the end rather than in a pass per part.
+		for _, l := range send {
+			if pt := parts[l.part]; pt.clean {
+				vals[l.at] = pt.replies[pt.next]
+				pt.next++
+				l.done, l.asking, l.probe = true, false, false
+			}
+		}
+		recycleParts(parts)
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {
 			break
 		}
 		if unsent != nil {
-			return r.stopped(p, n, legs, ran, unsent)
+			return r.stopped(p, n, legs, vals, ran, unsent)
 		}
 		if moved || unreachedNow {
 			redirects++
@@ -371,62 +454,112 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			tries++
 		}
 		if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
-			return r.ranOut(p, n, legs, ran, redirects+tries-1, last)
+			return r.ranOut(p, n, legs, vals, ran, redirects+tries-1, last)
 		}
 	}
-	replies := make([]Value, n)
 	if !fanned {
-		for i := range legs {
-			replies[legs[i].cmd] = Value{legs[i].reply}
+		replies := values(vals)
+		return replies, p.finish(replies, errs)
+	}
+	replies := make([]Value, n)
+	for i := 0; i < len(legs); {
+		j := i + 1
+		for j < len(legs) && legs[j].cmd == legs[i].cmd {
+			j++
 		}
-	} else {
-		for i := 0; i < len(legs); {
-			j := i + 1
-			for j < len(legs) && legs[j].cmd == legs[i].cmd {
-				j++
-			}
-			if j-i == 1 && !legs[i].fixed {
-				replies[legs[i].cmd] = Value{legs[i].reply}
-			} else if legs[i].sub != nil {
-				replies[legs[i].cmd] = Value{joinSplit(p.w.cmds[legs[i].cmd].info(), legs[i:j], nil)}
-			} else {
-				vs := make([]resp.Value, j-i)
-				for k := range vs {
-					vs[k] = legs[i+k].reply
-				}
-				replies[legs[i].cmd] = Value{combine(p.w.cmds[legs[i].cmd].info().ResponsePolicy, vs)}
-			}
-			i = j
+		ci := p.w.cmds[legs[i].cmd].info()
+		switch {
+		case j-i == 1 && !legs[i].fixed:
+			replies[legs[i].cmd] = Value{vals[i]}
+		case legs[i].sub != nil:
+			replies[legs[i].cmd] = Value{joinSplit(ci, legs[i:j], vals[i:j], nil)}
+		default:
+			replies[legs[i].cmd] = Value{combine(ci.ResponsePolicy, vals[i:j])}
 		}
+		i = j
 	}
 	return replies, p.finish(replies, -1)
 }
 
+// scanCommand walks the encoded command at off in buf, a pipeline's
+// buffer: it returns where the command ends and, in the same walk, the
+// slot of its keys, -1 for none. known is false when the slot is left to
+// cmdSlot: keys that move with the arguments, keys in different slots
+// (cmdSlot names them), or hash false (a command to be split by slot).
+// The keys are those commandKeys finds for a command with fixed key
+// positions; the table's container entries (CONFIG, OBJECT...) have none.
+func scanCommand(ci *commandInfo, buf []byte, off int, hash bool) (end, slot int, known bool) {
+	ws, ok := newWords(buf[off:])
+	if !ok {
+		panic("redpipe: internal: a command buffer does not hold whole commands")
+	}
+	first, last, step := -1, -1, 1
+	known = true
+	switch {
+	case !hash || ci.has(flagMovableKeys):
+		known = false
+	case ci.FirstKey > 0 && int(ci.id) < len(knownCommands):
+		first, last, step = ci.FirstKey, ci.LastKey, max(ci.Step, 1)
+		if last < 0 {
+			last += ws.n
+		}
+	}
+	slot = -1
+	for i := 0; ; i++ {
+		w, ok := ws.next()
+		if !ok {
+			break
+		}
+		if i < first || i > last || (i-first)%step != 0 {
+			continue
+		}
+		if s := int(hashslot.SlotBytes(w)); slot < 0 {
+			slot = s
+		} else if s != slot {
+			known = false
+		}
+	}
+	return off + ws.p, slot, known
+}
+
+// hasErrors tells whether some reply is an error.
+func hasErrors(vs []resp.Value) bool {
+	for i := range vs {
+		if isErrValue(vs[i]) {
+			return true
+		}
+	}
+	return false
+}
+
 // ranOut ends a pipeline whose redirections ran out (see partial).
-func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, ran bool, rounds int, last error) ([]Value, error) {
-	return partial(p, n, legs, ran, r.gaveUp(rounds, last))
+func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, rounds int, last error) ([]Value, error) {
+	return partial(p, n, legs, vals, ran, r.gaveUp(rounds, last))
 }
 
 // stopped ends a pipeline that err stopped before every command got
 // through: the context ended, or no route could be found. If some part
 // ran, the caller learns which commands did (see partial); otherwise err
 // says what became of the whole.
-func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, error) {
+func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
 	if !ran {
 		return nil, err
 	}
-	return partial(p, n, legs, ran, err)
+	return partial(p, n, legs, vals, ran, err)
 }
 
 // partial returns the replies of a pipeline that stopped, for err, before
-// every command got through. Each command that did not keeps the last
-// redirection it got as its reply (OutcomeNotApplied), or, if no node
-// answered it, an error reply whose Err says it was not sent
-// (OutcomeNotSent); a command split by slot has its parts' replies
-// joined (joinSplit). The error is a *CommandError for the first command
-// that did not get through and wraps err; if some part ran it tells
-// OutcomeUnknown, since the others did run.
-func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, error) {
+// every command got through; vals are its legs' replies. Each command
+// that did not get through keeps the last redirection it got as its reply
+// (OutcomeNotApplied), or, if no node answered it, an error reply whose
+// Err says it was not sent (OutcomeNotSent); a command split by slot has
+// its parts' replies joined (joinSplit). The error is a *CommandError for
+// the first command that did not get through and wraps err; if some part
+// ran it tells OutcomeUnknown, since the others did run.
+func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
+	if vals == nil {
+		vals = make([]resp.Value, len(legs)) // nothing was sent
+	}
 	replies := make([]Value, n)
 	first := -1
 	var unsent resp.Value
@@ -436,8 +569,8 @@ func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, erro
 			first = l.cmd
 		}
 		switch {
-		case l.reply.Kind != 0:
-			replies[l.cmd] = Value{l.reply}
+		case vals[i].Kind != 0:
+			replies[l.cmd] = Value{vals[i]}
 		case !l.done:
 			if unsent.Kind == 0 {
 				unsent = madeErrorValue(notSent(fmt.Errorf("redpipe: not sent before the pipeline stopped: %w", err)))
@@ -445,7 +578,7 @@ func partial(p *Pipeline, n int, legs []leg, ran bool, err error) ([]Value, erro
 			replies[l.cmd] = Value{unsent}
 		}
 	}
-	joinSplits(p, legs, replies, err)
+	joinSplits(p, legs, vals, replies, err)
 	if ran {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}
@@ -540,7 +673,7 @@ func pick(pending []*leg) []*leg {
 		node    *Client
 		blocked bool
 	}
-	var state map[int]*slotState
+	var state map[int]slotState
 	send := make([]*leg, 0, len(pending))
 	for _, l := range pending {
 		if l.slot < 0 {
@@ -550,20 +683,21 @@ func pick(pending []*leg) []*leg {
 			continue
 		}
 		if state == nil {
-			state = map[int]*slotState{}
+			state = map[int]slotState{}
 		}
-		st := state[l.slot]
+		st, seen := state[l.slot]
 		switch {
-		case st == nil:
-			st = &slotState{node: l.node, blocked: l.wait}
+		case !seen && l.probe && !l.wait:
+			// It goes alone of its slot's.
+			state[l.slot] = slotState{node: l.node, blocked: true}
+			send = append(send, l)
+			continue
+		case !seen:
+			st = slotState{node: l.node, blocked: l.wait}
 			state[l.slot] = st
-			if l.probe && !l.wait {
-				send = append(send, l)
-				st.blocked = true
-				continue
-			}
 		case !st.blocked && (l.wait || l.node != st.node):
 			st.blocked = true
+			state[l.slot] = st
 		}
 		if !st.blocked {
 			send = append(send, l)
@@ -589,12 +723,76 @@ func (r *clusterRouter) readyAgain(pending []*leg) {
 	}
 }
 
-// sendParts groups the pending legs by node and sends every node its part
-// at once; a part's failure is in its err.
-func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, pending []*leg, traits batchTraits) ([]*part, error) {
-	byNode := map[*Client]*part{}
-	var parts []*part
-	for _, l := range pending {
+// maxMerged bounds the parts of a round whose replies are taken in the
+// order of the legs (see execPlain), so that a leg can tell its part.
+const maxMerged = 1 << 16
+
+// partSet groups the legs of a round by node.
+type partSet struct {
+	parts  []*part
+	byNode map[*Client]*part // once there are more than a few parts
+	last   *part
+}
+
+// of returns the part of node, made if new.
+func (s *partSet) of(node *Client) *part {
+	if s.last != nil && s.last.node == node {
+		return s.last
+	}
+	var pt *part
+	if s.byNode != nil {
+		pt = s.byNode[node]
+	} else {
+		for _, q := range s.parts {
+			if q.node == node {
+				pt = q
+				break
+			}
+		}
+	}
+	if pt == nil {
+		pt = &part{node: node, index: uint16(len(s.parts))}
+		s.parts = append(s.parts, pt)
+		switch {
+		case s.byNode != nil:
+			s.byNode[node] = pt
+		case len(s.parts) > 8:
+			s.byNode = make(map[*Client]*part, 2*len(s.parts))
+			for _, q := range s.parts {
+				s.byNode[q.node] = q
+			}
+		}
+	}
+	s.last = pt
+	return pt
+}
+
+// Pools of the scratch of cluster pipelines: the replies of parts, apart
+// from those the caller gets, and the legs of commands with what goes with
+// them. A pipeline of ten thousand commands would otherwise make a
+// megabyte of them each time.
+var (
+	replyPools = bufpool.New[resp.Value](64)
+	legPools   = bufpool.New[leg](64)
+	refPools   = bufpool.New[*leg](128)
+	offsPools  = bufpool.New[int](128)
+)
+
+// sendParts groups the legs to send by node and sends every node its part
+// at once; awaitParts waits for their replies. The parts' lists of legs
+// are made in scratch, as long as send.
+//
+// Small parts go out on their nodes' shared connections from this
+// goroutine, one after the other, each written while the nodes answer
+// those before. A large part goes from a goroutine of its own, which
+// encodes it too: its write may fill the socket's buffers and wait for the
+// node to read, which should not hold up the other nodes' parts. So does a
+// part that needs a connection of its own (blocking commands, a part over
+// largePipeline) or a new one, and the retry of a part whose first attempt
+// failed.
+func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) (*round, error) {
+	var set partSet
+	for _, l := range send {
 		if l.node == nil {
 			node, err := r.route(ctx, l.slot)
 			if err != nil {
@@ -602,84 +800,236 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 			}
 			l.node = node
 		}
-		pt := byNode[l.node]
-		if pt == nil {
-			pt = &part{node: l.node}
-			byNode[l.node] = pt
-			parts = append(parts, pt)
-		}
-		pt.legs = append(pt.legs, l)
+		pt := set.of(l.node)
+		pt.total++ // the count of its legs, for now
+		pt.size += len(legBytes(buf, offs, l))
 	}
-	if len(parts) == 1 && len(p.scripts) == 0 && len(parts[0].legs) == len(offs)-1 && !slices.ContainsFunc(parts[0].legs, func(l *leg) bool { return l.asking || l.sub != nil }) {
-		// The whole pipeline for one node, as it is.
-		pt := parts[0]
-		pt.replies, pt.err = r.sendPart(ctx, pt.node, buf, len(pt.legs), traits)
-		return parts, nil
-	}
-	var wg sync.WaitGroup
+	parts := set.parts
+	k := 0
 	for _, pt := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.runPart(ctx, p, buf, offs, pt, traits)
-		}()
+		pt.legs = scratch[k : k : k+pt.total]
+		k += pt.total
+		pt.total = 0
 	}
-	wg.Wait()
-	return parts, nil
+	for _, l := range send {
+		pt := set.of(l.node)
+		pt.legs = append(pt.legs, l)
+		l.part = pt.index
+	}
+	// The whole pipeline for one node goes as it is.
+	whole := len(parts) == 1 && len(p.scripts) == 0 && len(send) == len(offs)-1 &&
+		!slices.ContainsFunc(send, func(l *leg) bool { return l.asking || l.sub != nil })
+	rd := &round{parts: parts}
+	for _, pt := range parts {
+		cn := pt.node.liveShared()
+		switch {
+		case traits.blocking || pt.size > largePipeline || cn == nil:
+			rd.wg.Add(1)
+			go func() {
+				defer rd.wg.Done()
+				encodePart(p, buf, offs, pt, traits, whole)
+				pt.out, pt.err = r.sendPart(ctx, pt.node, pt.b, pt.total, pt.traits)
+			}()
+		case pt.size > maxInlinePart && len(parts) > 1:
+			rd.wg.Add(1)
+			go func() {
+				defer rd.wg.Done()
+				encodePart(p, buf, offs, pt, traits, whole)
+				startPart(ctx, pt, cn)
+				if err := waitPart(ctx, pt); err != nil {
+					pt.out, pt.err = r.resendPart(ctx, pt, err)
+				}
+			}()
+		default:
+			encodePart(p, buf, offs, pt, traits, whole)
+			startPart(ctx, pt, cn)
+			pt.inline = true
+		}
+	}
+	return rd, nil
 }
 
-// runPart encodes and sends one node's part: script loads first, then
-// each command, with ASKING before those redirected by ASK.
-func (r *clusterRouter) runPart(ctx context.Context, p *Pipeline, buf []byte, offs []int, pt *part, traits batchTraits) {
+// round is the parts of a round on their way (see sendParts); the
+// goroutines sending some of them are in wg.
+type round struct {
+	parts []*part
+	wg    sync.WaitGroup
+}
+
+// awaitParts waits for the replies of a round's parts, retrying as their
+// nodes' rules allow those that the caller of sendParts handed over, and
+// returns the parts, each with its replies or its failure.
+func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
+	for _, pt := range rd.parts {
+		if !pt.inline {
+			continue
+		}
+		if err := waitPart(ctx, pt); err != nil {
+			rd.wg.Add(1)
+			go func() {
+				defer rd.wg.Done()
+				pt.out, pt.err = r.resendPart(ctx, pt, err)
+			}()
+		}
+	}
+	rd.wg.Wait()
+	for _, pt := range rd.parts {
+		if pt.pooled.b {
+			bytePools.Recycle(pt.b)
+		}
+		pt.b, pt.pooled.b = nil, false
+		partReplies(pt)
+	}
+	return rd.parts
+}
+
+// maxInlinePart is the size above which a part of a round of several is
+// sent from a goroutine of its own (see sendParts): about what the socket
+// buffers of a loopback connection take in at once.
+const maxInlinePart = 32 << 10
+
+// startPart hands an encoded part to the writer of its node's shared
+// connection cn, with pooled room for its replies.
+func startPart(ctx context.Context, pt *part, cn *conn.Conn) {
+	pt.out, pt.pooled.out = replyPools.Take(pt.total)[:pt.total], true
+	pt.pending, pt.err = cn.Start(ctx, pt.b, pt.out)
+}
+
+// waitPart waits for the replies of a part that startPart handed over,
+// and returns the failure of that attempt, for a retry.
+func waitPart(ctx context.Context, pt *part) error {
+	err := pt.err
+	if err == nil {
+		err = pt.pending.Wait(ctx)
+	}
+	if err != nil {
+		// The reader may still fill out.
+		pt.out, pt.pooled.out = nil, false
+	}
+	return err
+}
+
+// liveShared returns the client's shared connection if it has one that
+// has not failed, without dialing.
+func (c *Client) liveShared() *conn.Conn {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+		return cn
+	}
+	return nil
+}
+
+// encodePart encodes one node's part: script loads first, then each
+// command, with ASKING before those redirected by ASK. whole says the
+// part is the pipeline's every command, as they are in buf.
+func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTraits, whole bool) {
 	size := 0
 	readonly := true
 	for _, l := range pt.legs {
 		size += len(legBytes(buf, offs, l))
 		if l.asking {
 			size += len(askingCmd)
+			pt.asking = true
 		}
 		readonly = readonly && p.w.cmds[l.cmd].info().has(flagReadonly)
 	}
-	b := make([]byte, 0, size)
-	total := 0
+	pt.traits = traits
+	pt.traits.readonly = readonly
+	if whole {
+		pt.b, pt.total = buf, len(pt.legs)
+		return
+	}
+	var loads [][]byte
 	seen := map[*Script]bool{}
 	for _, s := range p.scripts {
 		if !seen[s] {
 			seen[s] = true
-			b = append(b, encodeWords("SCRIPT", "LOAD", s.src)...)
-			total++
+			load := encodeWords("SCRIPT", "LOAD", s.src)
+			loads = append(loads, load)
+			size += len(load)
 		}
 	}
-	loads := total
-	for _, l := range pt.legs {
+	b := bytePools.Take(size)
+	pt.pooled.b = cap(b) >= minPooledBytes
+	for _, load := range loads {
+		b = append(b, load...)
+	}
+	pt.loads = len(loads)
+	pt.total = len(loads)
+	for i := 0; i < len(pt.legs); {
+		l := pt.legs[i]
 		if l.asking {
 			b = append(b, askingCmd...)
-			total++
+			pt.total++
 		}
-		b = append(b, legBytes(buf, offs, l)...)
-		total++
+		if l.sub != nil {
+			b = append(b, l.sub.cmd...)
+			pt.total, i = pt.total+1, i+1
+			continue
+		}
+		// Commands that follow one another in buf go in one copy.
+		j, end := i+1, offs[l.cmd+1]
+		for j < len(pt.legs) && !pt.legs[j].asking && pt.legs[j].sub == nil && offs[pt.legs[j].cmd] == end {
+			end = offs[pt.legs[j].cmd+1]
+			j++
+		}
+		b = append(b, buf[offs[l.cmd]:end]...)
+		pt.total, i = pt.total+j-i, j
 	}
-	t := traits
-	t.readonly = readonly
-	out, err := r.sendPart(ctx, pt.node, b, total, t)
-	if err != nil {
-		pt.err = err
+	pt.b = b
+}
+
+// resendPart sends a part again, by its node's retry rules, after its
+// first attempt, sent by sendParts, failed with err.
+func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]resp.Value, error) {
+	tried := false
+	var out []resp.Value
+	e := pt.node.retry(ctx, pt.traits.readonly, func() (err2 error) {
+		if !tried {
+			tried = true
+			return err
+		}
+		out, _, err2 = pt.node.sendBatch(ctx, pt.b, pt.total, pt.traits)
+		return err2
+	})
+	return out, e
+}
+
+// partReplies takes the replies of a part's legs from those of its
+// commands, past the script loads and ASKING's.
+func partReplies(pt *part) {
+	if pt.err != nil {
 		return
 	}
-	for i := 0; i < loads; i++ {
-		if e := (Value{out[i]}).Err(); e != nil {
+	for i := 0; i < pt.loads; i++ {
+		if e := (Value{pt.out[i]}).Err(); e != nil {
 			pt.err = &uncertainError{msg: "redpipe: loading a script before the pipeline failed on " + pt.node.opt.Addr + ", and the batch ran", err: e}
 			return
 		}
 	}
+	if !pt.asking {
+		pt.replies = pt.out[pt.loads:]
+		return
+	}
 	pt.replies = make([]resp.Value, 0, len(pt.legs))
-	k := loads
+	k := pt.loads
 	for _, l := range pt.legs {
 		if l.asking {
 			k++
 		}
-		pt.replies = append(pt.replies, out[k])
+		pt.replies = append(pt.replies, pt.out[k])
 		k++
+	}
+}
+
+// recycleParts gives back the pooled replies of a round's parts, once
+// the legs' own are copied out of them.
+func recycleParts(parts []*part) {
+	for _, pt := range parts {
+		if pt.pooled.out {
+			clear(pt.out)
+			replyPools.Recycle(pt.out)
+		}
+		pt.out, pt.replies, pt.pooled.out = nil, nil, false
 	}
 }
 

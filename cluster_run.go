@@ -29,9 +29,12 @@ func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Va
 			return Value{v}, err
 		}
 	}
-	slot, err := commandSlot(ci, w.buf, "command "+ci.Name)
-	if err != nil {
-		return Value{}, err
+	_, slot, known := scanCommand(ci, w.buf, 0, true)
+	if !known {
+		var err error
+		if slot, err = cmdSlot(ci, w.buf); err != nil {
+			return Value{}, err
+		}
 	}
 	v, err := r.runSlot(ctx, w, ci, slot)
 	return Value{v}, err

@@ -952,12 +952,14 @@ func (cs *clusterStream) settle(i, part int, e *streamCmd, v resp.Value, node *C
 		return
 	}
 	legs := make([]leg, len(sc.legs))
+	vals := make([]resp.Value, len(sc.legs))
 	for k := range sc.legs {
 		l := &sc.legs[k]
-		legs[k] = leg{cmd: i, slot: l.sub.slot, node: l.node, done: true, sub: &l.sub, reply: l.reply}
+		legs[k] = leg{cmd: i, at: k, slot: l.sub.slot, node: l.node, done: true, sub: &l.sub}
+		vals[k] = l.reply
 	}
 	delete(cs.splits, i)
-	cs.answer(e, joinSplit(e.meta.info(), legs, nil))
+	cs.answer(e, joinSplit(e.meta.info(), legs, vals, nil))
 }
 
 // answer makes v the reply of e.

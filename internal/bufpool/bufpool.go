@@ -173,6 +173,25 @@ func (p *Pools[T]) Grow(b []T, hint int) []T {
 	return nb
 }
 
+// Take returns an empty buffer with room for at least n elements: one
+// given back earlier when the pools have one of the smallest class that
+// holds n, else a new one. A request below the smallest class gets a
+// buffer of that class, so that a caller recycling what it takes need not
+// tell small requests apart.
+func (p *Pools[T]) Take(n int) []T {
+	k := 0
+	if n > p.min {
+		k = bits.Len(uint((n - 1) / p.min))
+	}
+	if k >= classes {
+		return make([]T, 0, n)
+	}
+	if b, ok := p.get(k); ok {
+		return b
+	}
+	return make([]T, 0, p.min<<k)
+}
+
 // Recycle gives b to the pool of the largest class it serves. Buffers
 // below the smallest class, a pipeline's own first storage among them,
 // are left alone.

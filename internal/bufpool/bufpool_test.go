@@ -174,3 +174,36 @@ func TestKeptBuffersExpire(t *testing.T) {
 		}
 	}
 }
+
+// TestTake: a buffer taken has room for what was asked, in a class's
+// size, and one recycled is taken again by a request of its class.
+func TestTake(t *testing.T) {
+	const min = 16
+	pools := Pools[int]{min: min, keepFor: time.Minute}
+	for _, n := range []int{0, 1, min, min + 1, 3 * min, 100 * min} {
+		b := pools.Take(n)
+		if len(b) != 0 || cap(b) < n || cap(b) < min || cap(b)&(cap(b)-1) != 0 {
+			t.Fatalf("Take(%d) gave len %d, cap %d", n, len(b), cap(b))
+		}
+		if n > min && cap(b) >= 2*n {
+			t.Fatalf("Take(%d) gave room for %d, more than its class", n, cap(b))
+		}
+	}
+	reused := false
+	for range 10 {
+		b := make([]int, 5, 4*min)
+		pools.Recycle(b)
+		got := pools.Take(3*min + 1)
+		if len(got) != 0 || cap(got) != 4*min {
+			t.Fatalf("Take(%d) after a recycle gave len %d, cap %d", 3*min+1, len(got), cap(got))
+		}
+		reused = reused || &got[:1][0] == &b[0]
+	}
+	if !reused {
+		t.Fatal("a recycled buffer was never taken again")
+	}
+	one := Pools[byte]{min: 1, keepFor: time.Minute}
+	if n := 1<<classes + 1; cap(one.Take(n)) < n {
+		t.Fatalf("a request past the largest class gave room for %d, want %d", cap(one.Take(n)), n)
+	}
+}

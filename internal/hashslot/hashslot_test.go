@@ -24,6 +24,37 @@ func TestCRC16(t *testing.T) {
 	}
 }
 
+// The CRC of eight bytes at a time is that of one byte at a time, for
+// every length and some of every byte value.
+func TestCRC16ByteAtATime(t *testing.T) {
+	bytewise := func(b []byte) uint16 {
+		var crc uint16
+		for _, c := range b {
+			crc ^= uint16(c) << 8
+			for range 8 {
+				if crc&0x8000 != 0 {
+					crc = crc<<1 ^ 0x1021
+				} else {
+					crc <<= 1
+				}
+			}
+		}
+		return crc
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n <= 70; n++ {
+		for range 20 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(rng.UintN(256))
+			}
+			if got, want := CRC16(b), bytewise(b); got != want {
+				t.Fatalf("CRC16(%x) = %#04x, want %#04x", b, got, want)
+			}
+		}
+	}
+}
+
 func TestTag(t *testing.T) {
 	for _, tt := range []struct{ key, tag string }{
 		{"", ""},
@@ -163,8 +194,11 @@ func TestSlotAllocations(t *testing.T) {
 }
 
 func BenchmarkSlot(b *testing.B) {
-	key := "user:{1000}:following"
-	for b.Loop() {
-		Slot(key)
+	for _, key := range []string{"user:{1000}:following", "c1:key_1234", "session:7f3a9c2e-41d8-4b6a-9e0f"} {
+		b.Run(strconv.Itoa(len(Tag(key))), func(b *testing.B) {
+			for b.Loop() {
+				Slot(key)
+			}
+		})
 	}
 }
