@@ -557,6 +557,9 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 // the first command that did not get through and wraps err; if some part
 // ran it tells OutcomeUnknown, since the others did run.
 func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
+	if vals == nil {
+		vals = make([]resp.Value, len(legs)) // nothing was sent
+	}
 	replies := make([]Value, n)
 	first := -1
 	var unsent resp.Value
