@@ -240,7 +240,17 @@ type nodeChunk struct {
 	cmds    []chunkCmd
 	asks    int // ASKING commands in buf, each with a reply of its own
 	replies []resp.Value
+	sent    time.Time // when it was handed to the connection
 }
+
+// askFreshFor is how old an ASK may be and still be followed. A stream
+// reads its replies only when the caller queues or closes, so an ASK may
+// be read long after the server sent it; by then the migration may have
+// ended and another begun, with the named node importing the slot again
+// while the key still lives on its source, and ASKING there would make a
+// second copy of the key. A stale ASK is not followed: the command goes
+// to the slot's owner by the map and meets a fresh redirection there.
+const askFreshFor = 100 * time.Millisecond
 
 // chunkCmd is one command of a chunk, or a part of one split by slot: its
 // index and where it is in buf.
@@ -644,6 +654,7 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 				ch.replies = make([]resp.Value, n)
 			}
 			ch.replies = ch.replies[:n]
+			ch.sent = time.Now()
 			pending, err := nd.d.WithGrace(cs.grace).Start(ctx, ch.buf, ch.replies)
 			if err != nil {
 				nd.broken, s.broken = true, true
@@ -880,7 +891,8 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 			cs.settle(cc.i, cc.leg, e, v, ch.node.c)
 			continue
 		}
-		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v)
+		stale := rd.kind == "ASK" && time.Since(ch.sent) > askFreshFor
+		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v, stale)
 	}
 }
 
@@ -987,8 +999,8 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 // redirect holds back command i, e, or its part leg, encoded as b, which
 // the reply v redirected as rd: MOVED updates the slot's owner, ASK sends
 // it to the node named, after ASKING, in the release that follows or
-// never; TRYAGAIN and CLUSTERDOWN send it again after a backoff.
-func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirect, v resp.Value) {
+// never (and never when stale, see askFreshFor); TRYAGAIN and CLUSTERDOWN send it again after a backoff.
+func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirect, v resp.Value, stale bool) {
 	r := cs.r
 	last := newError(v.Str)
 	redirects, tries := cs.counters(i, leg)
@@ -1011,8 +1023,7 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 		if rd.kind == "MOVED" {
 			cs.redirected.moved++
 			_, err = r.moved(rd.slot, rd.addr)
-		} else {
-			cs.redirected.ask++
+		} else if cs.redirected.ask++; !stale {
 			h.ask, err = r.nodeAt(rd.addr)
 		}
 		if err != nil {

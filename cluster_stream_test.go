@@ -982,7 +982,7 @@ func (hr *heldRig) queue(slot int, words ...string) int {
 func (hr *heldRig) write() {
 	for _, nd := range hr.cs.list {
 		if ch := nd.out; ch != nil {
-			nd.out = nil
+			nd.out, ch.sent = nil, time.Now()
 			nd.inflight = append(nd.inflight, ch)
 		}
 	}
@@ -1123,6 +1123,23 @@ func TestClusterStreamAskAtOnce(t *testing.T) {
 	}
 	if f := hr.cs.flight[rigSlot]; f.n != 1 || f.ask != 0 {
 		t.Errorf("slot in flight %+v, want one command on the owner alone", f)
+	}
+}
+
+// An ASK read long after its command was sent is not followed: the
+// migration it names may have ended, and another begun with the node it
+// names importing the slot again. The command goes to the slot's owner.
+func TestClusterStreamStaleAsk(t *testing.T) {
+	hr := newHeldRig(t)
+	hr.queue(rigSlot) // 0
+	hr.write()
+	hr.cs.nodes[hr.a].inflight[0].sent = time.Now().Add(-2 * askFreshFor)
+	hr.answer(hr.a, askB)
+	if got := hr.out(hr.b); got != nil {
+		t.Fatalf("%v went to the importing node after a stale ASK", got)
+	}
+	if got := hr.out(hr.a); !slices.Equal(got, []string{"0"}) {
+		t.Fatalf("%v went to the owner; want command 0, without ASKING", got)
 	}
 }
 
