@@ -729,9 +729,14 @@ func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	written := s.cl.written
 	s.Discard()
+	// A command written and then redirected (the layout the client had
+	// may be stale after the subtests before) is not sent again once the
+	// stream is discarded: it did not run.
+	r := s.cl.redirected
+	dropped := int64(r.moved + r.ask + r.again)
 	n, err := c.DBSize(ctx)
-	if err != nil || n != int64(written)+1 || written == 0 || written == 30_000 {
-		t.Fatalf("after Discard the cluster holds %d keys (%v); %d of 30,000 were sent", n, err, written)
+	if err != nil || n > int64(written)+1 || n < int64(written)+1-dropped || written == 0 || written == 30_000 {
+		t.Fatalf("after Discard the cluster holds %d keys (%v); %d of 30,000 were sent (redirected: %+v)", n, err, written, s.cl.redirected)
 	}
 	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Close after Discard = %v, want ErrClosed", err)
