@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/redpipe/redpipe"
 )
@@ -18,9 +20,44 @@ type redpipeClient struct {
 	c *redpipe.Client
 }
 
+// pollWaitEnv, when set, is redpipe's Options.PollWait for this run (a Go
+// duration, or -1 for none): main sets it from -pollwait, and the child
+// processes inherit it, so that one policy can be measured against
+// another on the same host. Unset, redpipe runs with its defaults.
+const pollWaitEnv = "REDPIPE_BENCH_POLLWAIT"
+
+// parsePollWait reads a -pollwait value: "" for the default, -1 (or
+// "off") for none, or a duration.
+func parsePollWait(s string) (time.Duration, error) {
+	switch s {
+	case "":
+		return 0, nil
+	case "-1", "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("-pollwait must be a positive duration, or -1 for none, not %q", s)
+	}
+	return d, nil
+}
+
 func newRedpipe(ctx context.Context, addr string) (client, error) {
-	c, err := redpipe.Connect(ctx, "redis://"+addr+"/0")
+	opt, err := redpipe.ParseURL("redis://" + addr + "/0")
 	if err != nil {
+		return nil, err
+	}
+	if opt.PollWait, err = parsePollWait(os.Getenv(pollWaitEnv)); err != nil {
+		return nil, err
+	}
+	c, err := redpipe.NewClient(opt)
+	if err != nil {
+		return nil, err
+	}
+	// As Connect does: the first connection is made now, so that a
+	// wrong address fails here rather than in the first measured call.
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return &redpipeClient{c: c}, nil

@@ -3,7 +3,7 @@
 // the limit any client could reach, and then (C1 to C3) on a Redis Cluster
 // of three masters of its own.
 //
-//	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-json FILE] [-md FILE]
+//	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-pollwait D] [-json FILE] [-md FILE]
 //
 // It prints a markdown report and exits non-zero if any client returned a
 // wrong answer, whatever its speed.
@@ -36,15 +36,28 @@ func main() {
 	jsonOut := flag.String("json", "", "write the records as JSON to this file")
 	mdOut := flag.String("md", "", "write the markdown report to this file")
 	s8Scale := flag.Float64("s8-scale", 1, "multiply S8's durations (3s, 10s and the idle 10s) by this")
+	pollWait := flag.String("pollwait", "", "redpipe's Options.PollWait for this run, a duration or -1 for none (default redpipe's own), to compare polling policies")
 	flag.Parse()
 
 	cfg := fullConfig()
 	cfg.reps = *reps
+	cfg.pollWait = *pollWait
 	if !(*s8Scale > 0) {
 		fmt.Fprintln(os.Stderr, "bench: -s8-scale must be above 0")
 		os.Exit(2)
 	}
 	cfg.cost = cfg.cost.scaled(*s8Scale)
+	if _, err := parsePollWait(*pollWait); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if *pollWait != "" {
+		// The children read it from their environment, as the parent's
+		// own clients do.
+		os.Setenv(pollWaitEnv, *pollWait)
+	} else {
+		os.Unsetenv(pollWaitEnv)
+	}
 	if err := benchMain(cfg, *scen, *jsonOut, *mdOut); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -121,7 +134,7 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 	}()
 	e := &env{cfg: cfg, srv: srv}
 	benchServer = srv
-	rp = &report{Started: time.Now(), Reps: cfg.reps}
+	rp = &report{Started: time.Now(), Reps: cfg.reps, PollWait: cfg.pollWait}
 	info, err := e.do("INFO", "server")
 	if err != nil {
 		return nil, err

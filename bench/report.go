@@ -223,6 +223,8 @@ type report struct {
 	Reps    int
 	Machine machine
 	Records []record
+
+	PollWait string // redpipe's PollWait if -pollwait set it, else ""
 }
 
 // grouped formats a rate with thousands separators, which is how the
@@ -261,6 +263,9 @@ func (rp *report) markdown() string {
 	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), GOMAXPROCS %d, %s, Linux %s; shared with other work (load average %s at the start, %s at the end)\n",
 		m.CPUs, m.GOMAXPROCS, m.CPUModel, m.Kernel, m.LoadBefore, m.LoadAfter)
 	fmt.Fprintf(&b, "- software: %s, redis-server %s, %s\n", m.GoVersion, m.Redis, strings.Join(m.Libraries, ", "))
+	if rp.PollWait != "" {
+		fmt.Fprintf(&b, "- redpipe's Options.PollWait set to %s for this run (-pollwait)\n", rp.PollWait)
+	}
 	fmt.Fprintf(&b, "- repetitions: %d per case, clients in rotating order; values are medians, spread is the min–max of ops/s over the repetitions\n", rp.Reps)
 	b.WriteString(methodNotes)
 	b.WriteString(costMethodNotes)

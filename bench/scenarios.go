@@ -22,6 +22,7 @@ import (
 // tests use tinyConfig so that the verification code runs in seconds.
 type config struct {
 	reps     int
+	pollWait string        // -pollwait, for the report; the clients read it from pollWaitEnv
 	minDur   time.Duration // S1 pipelined, S2, S3 and S4's multi cases repeat until this long
 	s1Ops    int
 	s2Pairs  int
