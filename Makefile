@@ -66,6 +66,13 @@ fuzz:
 bench: deps
 	cd bench && $(GO) run . -reps 9 -md RESULTS.md -json results.json
 
+# bench-pinned runs the sequential cases with the client and the server on
+# one CPU (taskset), where a thread wakes fast: the other state a host can
+# be in, which RESULTS.md may not show.
+.PHONY: bench-pinned
+bench-pinned: deps
+	cd bench && $(GO) run -exec 'taskset -c 0' . -scenarios S1,S2 -reps 9 -md RESULTS-pinned.md -json results-pinned.json
+
 # The fault suite: the client through a fault-injecting proxy, with the
 # server killed every few seconds; then the cluster client while slots move
 # between masters and masters fail over. Each phase's last line counts its

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
@@ -75,12 +76,19 @@ type redpipeCluster struct {
 }
 
 func newRedpipeCluster(ctx context.Context, addrs []string) (clusterClient, error) {
-	urls := make([]string, len(addrs))
-	for i, a := range addrs {
-		urls[i] = "redis://" + a
+	opt := redpipe.ClusterOptions{Addrs: addrs}
+	var err error
+	if opt.PollWait, err = parsePollWait(os.Getenv(pollWaitEnv)); err != nil {
+		return nil, err
 	}
-	c, err := redpipe.ConnectCluster(ctx, urls...)
+	c, err := redpipe.NewClusterClient(opt)
 	if err != nil {
+		return nil, err
+	}
+	// As ConnectCluster does: the layout is loaded now, so that a wrong
+	// address fails here rather than in the first measured call.
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return &redpipeCluster{c: c}, nil

@@ -219,3 +219,36 @@ func mustParse(t *testing.T, s string) []string {
 	}
 	return out
 }
+
+func TestPollWaitFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "-1": -1, "off": -1, "50us": 50 * time.Microsecond} {
+		if got, err := parsePollWait(in); err != nil || got != want {
+			t.Errorf("parsePollWait(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-5ms", "fast"} {
+		if _, err := parsePollWait(in); err == nil || !strings.Contains(err.Error(), "-pollwait") {
+			t.Errorf("parsePollWait(%q) = %v, want an error naming -pollwait", in, err)
+		}
+	}
+}
+
+func TestReportSaysWhenPinned(t *testing.T) {
+	if n := onlineCPUs(); n < runtime.NumCPU() {
+		t.Errorf("onlineCPUs() = %d, fewer than the %d this process may use", n, runtime.NumCPU())
+	}
+	for _, tc := range []struct {
+		cpus, all int
+		pollWait  string
+		pinned    bool
+	}{{1, 2, "", true}, {2, 2, "-1", false}} {
+		rp := &report{Machine: machine{CPUs: tc.cpus, AllCPUs: tc.all}, PollWait: tc.pollWait}
+		md := rp.markdown()
+		if got := strings.Contains(md, "- pinned: "); got != tc.pinned {
+			t.Errorf("%d of %d CPUs: pinned line %v, want %v", tc.cpus, tc.all, got, tc.pinned)
+		}
+		if got := strings.Contains(md, "PollWait set to -1"); got != (tc.pollWait != "") {
+			t.Errorf("-pollwait %q: PollWait line %v", tc.pollWait, got)
+		}
+	}
+}

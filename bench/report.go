@@ -84,7 +84,7 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 				wait = append(wait, s.srvWait.Seconds()/s.dur.Seconds())
 			}
 			if s.hasStl {
-				steal = append(steal, s.steal.Seconds()/(s.dur.Seconds()*float64(runtime.NumCPU())))
+				steal = append(steal, s.steal.Seconds()/(s.dur.Seconds()*float64(onlineCPUs())))
 			}
 			if s.hasRet {
 				retries = append(retries, float64(s.retries))
@@ -153,7 +153,8 @@ func addSpeedups(recs []record) {
 
 // machine describes where the numbers were taken.
 type machine struct {
-	CPUs       int
+	CPUs       int // those this process may run on (taskset narrows them)
+	AllCPUs    int // those the machine has online
 	GOMAXPROCS int
 	CPUModel   string
 	Kernel     string
@@ -166,7 +167,7 @@ type machine struct {
 
 func describeMachine(redisVersion string) machine {
 	m := machine{
-		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPUs: runtime.NumCPU(), AllCPUs: onlineCPUs(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		CPUModel: cpuModel(), GoVersion: runtime.Version(), Redis: redisVersion,
 	}
 	m.Kernel = firstLine("/proc/sys/kernel/osrelease")
@@ -180,6 +181,22 @@ func describeMachine(redisVersion string) machine {
 		}
 	}
 	return m
+}
+
+// onlineCPUs counts the machine's CPUs in /proc/stat, whatever this
+// process's affinity; runtime.NumCPU if it cannot be read.
+func onlineCPUs() int {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if len(line) > 3 && strings.HasPrefix(line, "cpu") && line[3] >= '0' && line[3] <= '9' {
+			n++
+		}
+	}
+	return max(n, runtime.NumCPU())
 }
 
 func firstLine(path string) string {
@@ -263,6 +280,10 @@ func (rp *report) markdown() string {
 	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), GOMAXPROCS %d, %s, Linux %s; shared with other work (load average %s at the start, %s at the end)\n",
 		m.CPUs, m.GOMAXPROCS, m.CPUModel, m.Kernel, m.LoadBefore, m.LoadAfter)
 	fmt.Fprintf(&b, "- software: %s, redis-server %s, %s\n", m.GoVersion, m.Redis, strings.Join(m.Libraries, ", "))
+	if m.CPUs < m.AllCPUs {
+		fmt.Fprintf(&b, "- pinned: this run, the servers included, could use only %d of the machine's %d CPUs (taskset), so client and server take turns on one CPU and a thread wakes without an idle CPU to start; see `make bench-pinned`\n",
+			m.CPUs, m.AllCPUs)
+	}
 	if rp.PollWait != "" {
 		fmt.Fprintf(&b, "- redpipe's Options.PollWait set to %s for this run (-pollwait)\n", rp.PollWait)
 	}
@@ -342,6 +363,14 @@ README advises; redpipe and rueidis batch concurrent calls by default.
 S7 is redis-benchmark on the same server: with 50 connections, the
 server's limit, not a client; with one (-c1), one batch of -P commands
 at a time, as S3's pipelines are sent, which is the limit for them.
+A host is in one of two states, and the sequential cases (S1 seq, S2
+no-pipeline, S8 seq) depend on which: when a thread that waits for a
+reply sleeps and the CPU it slept on goes idle, waking it costs about
+as much as the round trip itself (on a virtual machine, the hypervisor
+restarts the idle CPU); when the CPUs stay busy, or client and server
+share one, wake-ups are fast. RESULTS.md is taken as the host comes;
+RESULTS-pinned.md (make bench-pinned) runs S1 and S2 with every
+process on one CPU, the fast state.
 `
 
 // designFigures are the figures behind design choices that the code's
