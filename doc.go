@@ -187,8 +187,9 @@
 // their own timeout on top.
 //
 // While a reply is due, a connection briefly polls its socket before it
-// sleeps, which spends some CPU time for latency (Options.PollWait; -1
-// turns it off). How the engine writes, reads and keeps its buffers is
+// sleeps, which spends CPU time for latency: it pays where threads are
+// slow to wake, as on most virtual machines, and buys little where they
+// are fast (Options.PollWait says when; -1 turns it off). How the engine writes, reads and keeps its buffers is
 // described in docs/engine.md.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large

@@ -101,18 +101,28 @@ type Options struct {
 
 	// PollWait is how long a connection keeps reading its socket without
 	// sleeping while it waits for a reply (default 100µs, at most 1ms; -1
-	// means never), before it waits in Go's network poller. On a fast link
-	// a reply comes back within that time, and taking it without a thread
-	// wake-up, which is much of a round trip's time there and more so on a
-	// virtual machine, cuts the round trip's latency (see "Figures behind
-	// design choices" in bench/RESULTS.md). The polling yields to other
-	// goroutines between reads, and stops early on a link whose replies
-	// take longer. A batch still waiting for more than PollWait/0.5µs
-	// replies (200 at the default; 0.5µs is about the least a server takes
-	// per command) is not polled for until its last ones are near. It
-	// spends CPU time for latency; -1 gives the time back. It applies to
-	// plain TCP and Unix sockets on Unix systems, not to TLS or a custom
-	// Dialer.
+	// means never), before it waits in Go's network poller.
+	//
+	// Polling trades CPU time for latency, and what it buys depends on the
+	// host. Where a thread that sleeps is slow to wake (a virtual machine,
+	// whose idle CPU the hypervisor must start again), a reply taken by a
+	// reader still awake comes sooner, and a caller calling back to back
+	// spends less CPU time per call than the wake-ups would cost. Where
+	// wake-ups are fast (CPUs kept busy by other work, or a server sharing
+	// the client's CPU) it buys little, and the reader keeps a CPU busy for
+	// the whole wait. Calls paced far apart pay for one poll each. The S8
+	// table in bench/RESULTS.md (#s8-client-cpu-time-and-latency-per-call)
+	// gives the CPU time and latency per call of each case, paced and back
+	// to back, beside other clients, and bench/RESULTS-pinned.md the
+	// sequential cases where wake-ups are fast. Set -1 where CPU time
+	// counts for more than a round trip's latency.
+	//
+	// The polling yields to other goroutines between reads, and backs off
+	// on a link whose replies take longer than PollWait. A batch still
+	// waiting for more than PollWait/0.5µs replies (200 at the default;
+	// 0.5µs is about the least a server takes per command) is not polled
+	// for until its last ones are near. It applies to plain TCP and Unix
+	// sockets on Unix systems, not to TLS or a custom Dialer.
 	PollWait time.Duration
 
 	// MaxRetries bounds how many times a call is sent again after a
