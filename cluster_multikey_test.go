@@ -858,10 +858,14 @@ func BenchmarkClusterMultiKey(b *testing.B) {
 	ctx := context.Background()
 	oneSlot := []string{"{b}1", "{b}2", "{b}3", "{b}4", "{b}5", "{b}6", "{b}7", "{b}8", "{b}9", "{b}10"}
 	spread := []string{"b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"}
+	var wide []string // as bench's C3: about one slot per key
+	for i := range 100 {
+		wide = append(wide, fmt.Sprintf("c3:%d", i))
+	}
 	for _, tc := range []struct {
 		name string
 		keys []string
-	}{{"MGet10OneSlot", oneSlot}, {"MGet10Split", spread}} {
+	}{{"MGet10OneSlot", oneSlot}, {"MGet10Split", spread}, {"MGet100Split", wide}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
