@@ -30,7 +30,9 @@ import (
 // Dialer, is read through its own Read. A poll that ends empty while
 // replies were due makes the next ones shorter-lived, so that a slow link,
 // where replies take longer than the budget, does not pay for polling it
-// never profits from.
+// never profits from. Likewise a linger that no call came to end makes
+// the next idle reads sleep at once, so that callers who pace their calls
+// (one every millisecond, say) do not pay for a linger after every reply.
 type poller struct {
 	raw            syscall.RawConn
 	nc             net.Conn // for the addresses in errors
@@ -42,8 +44,13 @@ type poller struct {
 	// due; skip is how many more reads go straight to the runtime's poller.
 	misses, skip int
 
+	// idleMisses counts consecutive lingers that no call came to end;
+	// idleSkip is how many more reads with no reply due sleep at once (see
+	// "Figures behind design choices" in bench/RESULTS.md).
+	idleMisses, idleSkip int
+
 	// stats, read by benchmarks once the reader has stopped
-	hits, emptyDue uint64
+	hits, emptyDue, emptyLinger uint64
 
 	// The read callback and its results, set up once so that a poll does
 	// not allocate a closure per attempt. Used by the reader goroutine only.
@@ -104,8 +111,11 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 // read polls while a reply is due, for up to the budget from when one
 // was first seen due, and for up to linger while none is: a caller that
 // just got its reply usually sends its next command within microseconds,
-// and a reader still awake then takes that reply at once too. ok is false
-// when nothing came, and the caller should then make a blocking read.
+// and a reader still awake then takes that reply at once too. A caller
+// that does not (lingers ending empty) makes the next idle reads skip the
+// linger, 1, 3, 7, ... up to maxSkip of them, as empty polls do for all
+// reads. ok is false when nothing came, and the caller should then make a
+// blocking read.
 func (p *poller) read(b []byte) (n int, err error, ok bool) {
 	if p.skip > 0 {
 		p.skip--
@@ -136,19 +146,30 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 				Source: p.nc.LocalAddr(), Addr: p.nc.RemoteAddr(), Err: os.NewSyscallError("read", p.err)}, true
 		}
 		now := time.Now()
-		if start.IsZero() {
+		first := start.IsZero()
+		if first {
 			start = now
 		}
 		if dueSince.IsZero() {
 			switch p.due(p.maxSoon) {
 			case dueSoon:
 				dueSince = now
+				if !first {
+					p.idleMisses = 0 // a call came while lingering
+				}
 			case dueLater:
 				return 0, nil, false
 			}
 		}
 		if dueSince.IsZero() {
+			if first && p.idleSkip > 0 {
+				p.idleSkip--
+				return 0, nil, false
+			}
 			if now.Sub(start) > p.linger {
+				p.idleMisses++
+				p.emptyLinger++
+				p.idleSkip = min(1<<min(p.idleMisses, 16)-1, maxSkip)
 				return 0, nil, false
 			}
 		} else if now.Sub(dueSince) > p.budget {

@@ -9,7 +9,7 @@ import (
 
 // poller is not available here: connections always wait in the runtime's
 // poller.
-type poller struct{ hits, emptyDue uint64 }
+type poller struct{ hits, emptyDue, emptyLinger uint64 }
 
 func newPoller(net.Conn, time.Duration, func(int) due) *poller { return nil }
 

@@ -85,6 +85,82 @@ func TestPollBacksOffOnSlowLink(t *testing.T) {
 	}
 }
 
+// TestPollLingerBacksOffWhenIdle: a linger that no call comes to end (a
+// caller pacing its calls, or none at all) makes the next reads with no
+// reply due go straight to the runtime's poller, twice as many after each
+// such linger in a row (1, 3, 7, ... up to maxSkip), while a read with a
+// reply due still polls; a call that comes while the reader lingers ends
+// the back-off. What lingering costs a paced caller is bench's S8.
+func TestPollLingerBacksOffWhenIdle(t *testing.T) {
+	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
+	var (
+		asked   int       // calls of due in this read
+		callAt  = -1      // the call of due at which a call joins the line
+		pending = dueNone // what due says from then on
+	)
+	p := newPoller(nc, time.Millisecond, func(int) due {
+		asked++
+		if asked == callAt {
+			if _, err := sc.Write([]byte("+OK\r\n")); err != nil {
+				t.Error(err)
+			}
+			pending = dueSoon
+		}
+		return pending
+	})
+	buf := make([]byte, 16)
+	read := func(call int) (string, bool) {
+		t.Helper()
+		asked, callAt, pending = 0, call, dueNone
+		n, err, ok := p.read(buf)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return string(buf[:n]), ok
+	}
+	emptyLinger := func(k int) {
+		t.Helper()
+		before := p.emptyLinger
+		if got, ok := read(-1); ok {
+			t.Fatalf("linger %d with nothing to read = %q; want it to hand over to the blocking read", k, got)
+		}
+		if want := min(1<<k-1, maxSkip); p.emptyLinger != before+1 || p.idleMisses != k || p.idleSkip != want {
+			t.Fatalf("after %d empty lingers in a row: %d more, misses %d, skip %d; want 1, %d, %d",
+				k, p.emptyLinger-before, p.idleMisses, p.idleSkip, k, want)
+		}
+	}
+	skipped := func() {
+		t.Helper()
+		for p.idleSkip > 0 {
+			before, skip := p.emptyLinger, p.idleSkip
+			if got, ok := read(-1); ok || p.emptyLinger != before || p.idleSkip != skip-1 {
+				t.Fatalf("an idle read to be skipped: %q, %v, lingered %d, skip %d -> %d",
+					got, ok, p.emptyLinger-before, skip, p.idleSkip)
+			}
+		}
+	}
+
+	emptyLinger(1)
+	// While idle reads are skipped, one with a reply due still polls.
+	p.idleSkip = 3
+	if got, ok := read(1); !ok || got != "+OK\r\n" || p.idleSkip != 3 {
+		t.Fatalf("read with a call in line while idle reads are skipped = %q, %v, skip %d; want +OK, skip still 3", got, ok, p.idleSkip)
+	}
+	p.idleSkip = 1
+	skipped()
+	emptyLinger(2)
+	skipped()
+	// A call that comes while the reader lingers ends the back-off.
+	if got, ok := read(2); !ok || got != "+OK\r\n" || p.idleMisses != 0 || p.idleSkip != 0 {
+		t.Fatalf("read with a call coming during the linger = %q, %v, misses %d, skip %d; want +OK and the back-off ended",
+			got, ok, p.idleMisses, p.idleSkip)
+	}
+	for k := 1; k <= 8; k++ {
+		emptyLinger(k)
+		skipped()
+	}
+}
+
 // TestPollWaitsOutLargeBatches: while the first call in line still waits
 // for more replies than the server sends within the budget, the poller is
 // told so (dueLater) and hands the read to the runtime's poller at once,
