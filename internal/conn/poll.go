@@ -64,6 +64,10 @@ type poller struct {
 // the link may become fast again (a failover to a nearby server).
 const maxSkip = 64
 
+// skipAfter is how many reads go without polling after misses empty polls
+// (or lingers) in a row: twice as many after each, up to maxSkip.
+func skipAfter(misses int) int { return min(1<<min(misses, 16)-1, maxSkip) }
+
 // lingerShare is the part of the budget a reader with no reply due stays
 // awake (20µs of the default 100µs), up to maxLinger: long enough for a
 // caller woken by the last reply to send its next command, short enough
@@ -169,13 +173,13 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 			if now.Sub(start) > p.linger {
 				p.idleMisses++
 				p.emptyLinger++
-				p.idleSkip = min(1<<min(p.idleMisses, 16)-1, maxSkip)
+				p.idleSkip = skipAfter(p.idleMisses)
 				return 0, nil, false
 			}
 		} else if now.Sub(dueSince) > p.budget {
 			p.misses++
 			p.emptyDue++
-			p.skip = min(1<<min(p.misses, 16)-1, maxSkip)
+			p.skip = skipAfter(p.misses)
 			return 0, nil, false
 		}
 		runtime.Gosched()
