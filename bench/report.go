@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -184,8 +185,11 @@ func describeMachine(redisVersion string) machine {
 }
 
 // onlineCPUs counts the machine's CPUs in /proc/stat, whatever this
-// process's affinity; runtime.NumCPU if it cannot be read.
-func onlineCPUs() int {
+// process's affinity; runtime.NumCPU if it cannot be read. Read once:
+// every sample's steal share is over them.
+var onlineCPUs = sync.OnceValue(countOnlineCPUs)
+
+func countOnlineCPUs() int {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return runtime.NumCPU()
