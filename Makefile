@@ -50,10 +50,12 @@ unit:
 # make test fuzzes briefly; make fuzz for a minute per target.
 fuzz-short:
 	scripts/fuzz.sh ./internal/resp/ FuzzReader 20s
+	scripts/fuzz.sh ./internal/resp/ FuzzHasValue 10s
 	scripts/fuzz.sh . FuzzParseURL 10s
 
 fuzz:
 	scripts/fuzz.sh ./internal/resp/ FuzzReader 60s
+	scripts/fuzz.sh ./internal/resp/ FuzzHasValue 60s
 	scripts/fuzz.sh . FuzzParseURL 60s
 	scripts/fuzz.sh ./internal/topology/ FuzzParse 60s
 

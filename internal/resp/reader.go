@@ -75,6 +75,7 @@ type Reader struct {
 	lim     Limits
 	maxLine int
 	lineOff int64 // stream offset of the last line returned by readLine
+	probe   bool  // a view for HasValue: never reads, moves or grows buf
 }
 
 // NewReader returns a Reader with a 32 KiB buffer.
@@ -499,6 +500,9 @@ func (r *Reader) readLine() ([]byte, error) {
 			return nil, r.lineLimit(scanned - 1)
 		}
 		if r.w == len(r.buf) {
+			if r.probe {
+				return nil, errProbe
+			}
 			if r.r > 0 {
 				r.compact()
 			} else {
@@ -611,6 +615,9 @@ func (r *Reader) verbatimErr(i int) error {
 func (r *Reader) ensure(n int) error {
 	for r.w-r.r < n {
 		if r.r+n > len(r.buf) {
+			if r.probe {
+				return errProbe
+			}
 			r.compact()
 		}
 		if err := r.fill(); err != nil {
@@ -629,6 +636,9 @@ func (r *Reader) compact() {
 
 // fill reads once into the free space at the end of the buffer.
 func (r *Reader) fill() error {
+	if r.probe {
+		return errProbe
+	}
 	n, err := r.readRaw(r.buf[r.w:])
 	r.w += n
 	return err
