@@ -187,10 +187,11 @@
 // their own timeout on top.
 //
 // While a reply is due, a connection briefly polls its socket before it
-// sleeps, which spends CPU time for latency: it pays where threads are
-// slow to wake, as on most virtual machines, and buys little where they
-// are fast (Options.PollWait says when; -1 turns it off). How the engine writes, reads and keeps its buffers is
-// described in docs/engine.md.
+// sleeps (the caller of a call alone in line polls for its own reply),
+// which spends CPU time for latency: it pays where threads are slow to
+// wake, as on most virtual machines, and buys little where they are fast
+// (Options.PollWait says when; -1 turns it off). How the engine writes,
+// reads and keeps its buffers is described in docs/engine.md.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool

@@ -106,11 +106,15 @@ type Options struct {
 	// Polling trades CPU time for latency, and what it buys depends on the
 	// host. Where a thread that sleeps is slow to wake (a virtual machine,
 	// whose idle CPU the hypervisor must start again), a reply taken by a
-	// reader still awake comes sooner, and a caller calling back to back
+	// thread still awake comes sooner, and a caller calling back to back
 	// spends less CPU time per call than the wake-ups would cost. Where
 	// wake-ups are fast (CPUs kept busy by other work, or a server sharing
-	// the client's CPU) it buys little, and the reader keeps a CPU busy for
-	// the whole wait. Calls paced far apart pay for one poll each. The S8
+	// the client's CPU) it buys little, and the poll keeps a CPU busy for
+	// the whole wait. Only calls that follow others within PollWait are
+	// polled for: a caller who paces its calls further apart sleeps on
+	// each reply at once, as a poll per call would cost it more than the
+	// wake-up it saves. (A call alone in line is read by its own caller,
+	// polling or asleep, so no other goroutine has to hand it over.) The S8
 	// table in bench/RESULTS.md (#s8-client-cpu-time-and-latency-per-call)
 	// gives the CPU time and latency per call of each case, paced and back
 	// to back, beside other clients, and bench/RESULTS-pinned.md the

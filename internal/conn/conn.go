@@ -1,6 +1,8 @@
 // Package conn runs one connection to a Redis server: callers append
 // encoded commands, a writer goroutine sends them, a reader goroutine reads
-// the replies and hands each to the call that is first in line.
+// the replies and hands each to the call that is first in line. (A lone
+// caller may write its command and read its reply itself; see
+// Conn.reading.)
 //
 // Replies are matched to calls by order alone, so the connection keeps one
 // rule above all: a reply either reaches its own call or the connection
@@ -84,9 +86,10 @@ type Options struct {
 	// reports and leaves the socket usable, which a TLS connection does
 	// not promise (its state is corrupt after a timed-out write).
 	DirectWrite int
-	// Poll is how long the reader reads the socket without sleeping
-	// before it waits in the runtime's poller (see poller); zero or less
-	// turns polling off.
+	// Poll is how long the reader, or a caller reading its own reply,
+	// reads the socket without sleeping before it waits in the runtime's
+	// poller (see poller); zero or less turns polling off, and with it
+	// callers reading their own replies.
 	Poll time.Duration
 }
 
@@ -122,8 +125,8 @@ type call struct {
 	size  int64 // how many bytes it has
 	grace Grace // set before it is sent
 
-	// Owned by the reader goroutine until the call finishes, then by the
-	// caller (or, if abandoned, by the reader, which recycles it).
+	// Owned by the holder of the read role until the call finishes, then
+	// by the caller (or, if abandoned, by the reader, which recycles it).
 	replies []resp.Value
 	n       int // how many replies are due; replies is made on the first if nil
 	got     int
@@ -132,7 +135,13 @@ type call struct {
 
 	one   [1]resp.Value // storage for single-command calls
 	state atomic.Int32
-	done  chan struct{} // capacity 1: the reader's completion signal
+
+	// own is set by callers that wait for the call as soon as it is sent,
+	// and so may read its replies themselves; self says that the caller
+	// holds the read role for it (see Conn.reading), and poll that it
+	// polls before it sleeps. They belong to the caller.
+	own, self, poll bool
+	done            chan struct{} // capacity 1: the reader's completion signal
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -146,6 +155,7 @@ func getCall() *call {
 func putCall(c *call) {
 	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
 	c.grace = 0
+	c.own, c.self, c.poll = false, false, false
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -155,8 +165,8 @@ func putCall(c *call) {
 // order.
 type Conn struct {
 	nc   net.Conn
-	rd   *resp.Reader // owned by the reader goroutine
-	poll *poller      // owned by the reader goroutine; nil when not polling
+	rd   *resp.Reader // owned by the holder of the read role (reading)
+	poll *poller      // likewise; nil when not polling
 	opt  Options
 
 	// sendSem (capacity 1) is held by a send written in parts, so that no
@@ -194,11 +204,37 @@ type Conn struct {
 	// buffer last written, belongs to the holder; both are guarded by mu.
 	writing bool
 	spare   []byte
-	kick    chan struct{} // capacity 1: wbuf has data for the writer
-	space   chan struct{} // capacity 1: the writer drained wbuf
-	closed  chan struct{} // closed on failure, stops the writer
-	dead    atomic.Bool   // set with err, read without the lock on every call
-	wg      sync.WaitGroup
+	// reading is held by whoever reads the socket: the reader goroutine,
+	// or a caller that sent a lone call and polls for its reply itself,
+	// which saves handing each reply from one goroutine to another, and
+	// on a host slow to wake threads, the wake-up of a sleeping reader.
+	// Only the holder touches rd and poll. When the line empties the
+	// holder gives the role up, and the next caller takes it; a caller
+	// that cannot poll for its replies hands it to the reader goroutine
+	// through readTurn. Without selfRead the reader goroutine always
+	// holds it and reads without pause (push messages need a reader that
+	// is always there). Guarded by mu.
+	reading  bool
+	selfRead bool
+	readTurn chan struct{} // capacity 1
+	ownReads uint64        // values callers read for their own calls, for tests
+	claimed  time.Time     // when a caller last took the role
+
+	// A caller asleep in the socket's read for its own reply (sleepRead)
+	// is woken when its context ends by a read deadline in the past, set
+	// by a context.AfterFunc: sleeper is the Done channel it sleeps for,
+	// and cut says the deadline was set for it. The AfterFunc stays
+	// registered for the last Done channel seen (watched, unwatch), so
+	// that a caller whose calls share one context registers it once.
+	sleeper, watched <-chan struct{}
+	cut              bool
+	unwatch          func() bool
+
+	kick   chan struct{} // capacity 1: wbuf has data for the writer
+	space  chan struct{} // capacity 1: the writer drained wbuf
+	closed chan struct{} // closed on failure, stops the writer
+	dead   atomic.Bool   // set with err, read without the lock on every call
+	wg     sync.WaitGroup
 }
 
 // New starts the reader and writer of a connection on nc, which the Conn
@@ -228,8 +264,11 @@ func New(nc net.Conn, opt Options) *Conn {
 		sendSem:   make(chan struct{}, 1),
 		space:     make(chan struct{}, 1),
 		closed:    make(chan struct{}),
+		readTurn:  make(chan struct{}, 1),
 	}
 	c.poll = newPoller(nc, opt.Poll, c.due)
+	c.selfRead = c.poll != nil && opt.OnPush == nil
+	c.reading = !c.selfRead
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
 	c.wg.Add(2)
 	go c.writeLoop()
@@ -333,7 +372,7 @@ type Graced struct {
 func (k Graced) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 	c := k.c
 	cl := getCall()
-	cl.replies, cl.n, cl.grace = cl.one[:], 1, k.grace
+	cl.replies, cl.n, cl.grace, cl.own = cl.one[:], 1, k.grace, true
 	if err := c.send(ctx, cl, cmd); err != nil {
 		putCall(cl)
 		return resp.Value{}, err
@@ -353,7 +392,7 @@ func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Val
 	}
 	c := k.c
 	cl := getCall()
-	cl.n, cl.grace = n, k.grace
+	cl.n, cl.grace, cl.own = n, k.grace, true
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return nil, 0, err
@@ -435,6 +474,10 @@ func (c *Conn) failLocked(err *Error) {
 	}
 	c.err = err
 	c.dead.Store(true)
+	if c.unwatch != nil {
+		c.unwatch()
+		c.watched, c.unwatch = nil, nil
+	}
 	calls := c.queue[c.head:]
 	c.queue, c.head = nil, 0
 	// A write under way may have put any of the bytes it took on the wire.

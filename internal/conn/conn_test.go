@@ -14,25 +14,49 @@ import (
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
+// TestRepliesInOrderUnderConcurrency runs with the reader goroutine alone
+// and with callers polling for their own replies, which then hand the read
+// role back and forth with it as the line fills and empties.
 func TestRepliesInOrderUnderConcurrency(t *testing.T) {
-	c, _ := dialReal(t, Options{})
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	for g := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 200 {
-				want := fmt.Sprintf("%d/%d", g, i)
-				v, err := c.DoOne(ctx, encode("ECHO", want))
-				if err != nil || v.Str != want {
-					t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
-					return
+	for _, poll := range []time.Duration{0, 100 * time.Microsecond} {
+		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) {
+			c, _ := dialReal(t, Options{Poll: poll})
+			bg := context.Background()
+			cctx, cancel := context.WithCancel(bg)
+			defer cancel()
+			var wg sync.WaitGroup
+			for g := range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx := bg
+					if g%2 == 1 {
+						ctx = cctx // a Done channel to watch while polling
+					}
+					for i := range 200 {
+						want := fmt.Sprintf("%d/%d", g, i)
+						if i%10 == 9 {
+							replies, _, err := c.DoN(ctx, append(encode("ECHO", want), encode("ECHO", want+"b")...), 2)
+							if err != nil || len(replies) != 2 || replies[0].Str != want || replies[1].Str != want+"b" {
+								t.Errorf("pipeline %s = %v, %v", want, replies, err)
+								return
+							}
+							continue
+						}
+						v, err := c.DoOne(ctx, encode("ECHO", want))
+						if err != nil || v.Str != want {
+							t.Errorf("ECHO %s = %q, %v", want, v.Str, err)
+							return
+						}
+					}
+				}()
+				if g%10 == 0 {
+					time.Sleep(time.Millisecond) // let the line empty now and then
 				}
 			}
-		}()
+			wg.Wait()
+		})
 	}
-	wg.Wait()
 }
 
 func TestServerClosingFailsEveryCall(t *testing.T) {

@@ -13,7 +13,8 @@ import (
 )
 
 // poller reads the socket without sleeping for a short while before the
-// reader goroutine falls back to the runtime's poller.
+// reader goroutine falls back to the runtime's poller, or before a caller
+// polling for its own reply leaves it to the reader goroutine.
 //
 // Why: on a fast link (loopback, a rack, most cloud VMs) a reply comes back
 // in tens of microseconds, and most of that is the cost of waking a thread
@@ -54,10 +55,10 @@ type poller struct {
 
 	// The read callback and its results, set up once so that a poll does
 	// not allocate a closure per attempt. Used by the reader goroutine only.
-	p   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
+	p          []byte
+	n          int
+	err        error
+	fn, fnWait func(fd uintptr) bool
 }
 
 // maxSkip bounds how many reads in a row go without polling after misses:
@@ -109,6 +110,10 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides
 	}
+	p.fnWait = func(fd uintptr) bool {
+		p.n, p.err = syscall.Read(int(fd), p.p)
+		return p.err != syscall.EAGAIN && p.err != syscall.EINTR
+	}
 	return p
 }
 
@@ -121,6 +126,23 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 // reads. ok is false when nothing came, and the caller should then make a
 // blocking read.
 func (p *poller) read(b []byte) (n int, err error, ok bool) {
+	return p.readFor(b, nil)
+}
+
+// mayPoll reports whether a read may poll, for a caller about to read its
+// own reply; a read it turns away after empty polls counts as one skipped,
+// as it does in read.
+func (p *poller) mayPoll() bool {
+	if p.skip > 0 {
+		p.skip--
+		return false
+	}
+	return true
+}
+
+// readFor is read for a caller polling for its own reply: it also gives up
+// once stop, the caller's context's Done channel, is closed.
+func (p *poller) readFor(b []byte, stop <-chan struct{}) (n int, err error, ok bool) {
 	if p.skip > 0 {
 		p.skip--
 		return 0, nil, false
@@ -145,9 +167,7 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 		case p.err == nil:
 			return 0, io.EOF, true
 		case !errors.Is(p.err, syscall.EAGAIN) && !errors.Is(p.err, syscall.EINTR):
-			// As the blocking read reports it, addresses and all.
-			return 0, &net.OpError{Op: "read", Net: p.nc.LocalAddr().Network(),
-				Source: p.nc.LocalAddr(), Addr: p.nc.RemoteAddr(), Err: os.NewSyscallError("read", p.err)}, true
+			return 0, p.readErr(), true
 		}
 		now := time.Now()
 		first := start.IsZero()
@@ -182,6 +202,61 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 			p.skip = skipAfter(p.misses)
 			return 0, nil, false
 		}
+		if stop != nil {
+			select {
+			case <-stop:
+				return 0, nil, false
+			default:
+			}
+		}
 		runtime.Gosched()
 	}
+}
+
+// readNow makes one read that does not wait: n is 0 and err nil when the
+// socket has nothing. A deadline that has passed is cleared first: no
+// call is in line, so it was armed for one answered since.
+func (p *poller) readNow(b []byte) (n int, err error) {
+	p.p = b
+	defer func() { p.p = nil }()
+	rerr := p.raw.Read(p.fn)
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		p.nc.SetReadDeadline(time.Time{})
+		rerr = p.raw.Read(p.fn)
+	}
+	switch {
+	case rerr != nil:
+		return 0, rerr
+	case p.n > 0:
+		return p.n, nil
+	case p.err == nil:
+		return 0, io.EOF
+	case errors.Is(p.err, syscall.EAGAIN) || errors.Is(p.err, syscall.EINTR):
+		return 0, nil
+	}
+	return 0, p.readErr()
+}
+
+// waitRead reads into b, sleeping in the runtime's poller until the socket
+// has something, or its read deadline passes (os.ErrDeadlineExceeded).
+func (p *poller) waitRead(b []byte) (n int, err error) {
+	p.p = b
+	defer func() { p.p = nil }()
+	if err := p.raw.Read(p.fnWait); err != nil {
+		return 0, err
+	}
+	switch {
+	case p.n > 0:
+		return p.n, nil
+	case p.err == nil:
+		return 0, io.EOF
+	}
+	return 0, p.readErr()
+}
+
+// readErr is the error of a failed read syscall, as the blocking read
+// reports it, addresses and all.
+func (p *poller) readErr() error {
+	return &net.OpError{Op: "read", Net: p.nc.LocalAddr().Network(),
+		Source: p.nc.LocalAddr(), Addr: p.nc.RemoteAddr(), Err: os.NewSyscallError("read", p.err)}
 }

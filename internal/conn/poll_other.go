@@ -9,8 +9,20 @@ import (
 
 // poller is not available here: connections always wait in the runtime's
 // poller.
-type poller struct{ hits, emptyDue, emptyLinger uint64 }
+type poller struct {
+	hits, emptyDue, emptyLinger uint64
+	budget                      time.Duration
+	maxSoon                     int
+}
 
 func newPoller(net.Conn, time.Duration, func(int) due) *poller { return nil }
 
 func (p *poller) read([]byte) (int, error, bool) { return 0, nil, false }
+
+func (p *poller) readFor([]byte, <-chan struct{}) (int, error, bool) { return 0, nil, false }
+
+func (p *poller) mayPoll() bool { return false }
+
+func (p *poller) readNow([]byte) (int, error) { return 0, nil }
+
+func (p *poller) waitRead([]byte) (int, error) { return 0, nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -34,11 +35,16 @@ func (g stallGuard) Read(p []byte) (int, error) {
 	n, err := c.nc.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.mu.Lock()
-		limit := c.armedFor
+		err = c.stalledLocked(err)
 		c.mu.Unlock()
-		err = fmt.Errorf("no reply for %v while replies were due: %w", limit, err)
 	}
 	return n, err
+}
+
+// stalledLocked is the error of a read that the stall guard's deadline
+// ended; mu is held.
+func (c *Conn) stalledLocked(err error) error {
+	return fmt.Errorf("no reply for %v while replies were due: %w", c.armedFor, err)
 }
 
 // armLocked sets the read deadline that the first call in line allows:
@@ -85,6 +91,9 @@ func (c *Conn) due(maxSoon int) due {
 // any other is abandoned: it stays in line and the reader drops its
 // replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
+	if cl.self {
+		c.readOwn(ctx, cl)
+	}
 	if done := ctx.Done(); done == nil {
 		<-cl.done // a receive alone costs less than a select
 	} else {
@@ -119,97 +128,279 @@ func finish(cl *call, err error) {
 	putCall(cl)
 }
 
+// readLoop is the reader goroutine. With selfRead it reads only while it
+// holds the read role, which it is handed through readTurn and gives up
+// when the line empties; without, it reads for as long as the connection
+// lives.
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
 	for {
-		// Every value is decoded, even one whose call was abandoned: only
-		// its kind tells a push message, which belongs to no call, from a
-		// reply, and miscounting one would shift every later reply.
-		v, err := c.rd.ReadValue()
-		if err != nil {
-			c.fail(&Error{Op: "read", Err: err})
-			return
+		if c.selfRead {
+			select {
+			case <-c.readTurn:
+			case <-c.closed:
+				return
+			}
 		}
-		if v.Kind == resp.Push {
-			if c.opt.OnPush != nil {
-				c.opt.OnPush(v)
+		for {
+			// Every value is decoded, even one whose call was abandoned:
+			// only its kind tells a push message, which belongs to no
+			// call, from a reply, and miscounting one would shift every
+			// later reply.
+			v, err := c.rd.ReadValue()
+			if err != nil {
+				c.fail(&Error{Op: "read", Err: err})
+				return
+			}
+			ok, idle := c.take(v)
+			if !ok {
+				return
+			}
+			if idle {
+				break
+			}
+		}
+	}
+}
+
+// readOwn reads the replies of cl, whose caller holds the read role: it
+// polls for them first if cl.poll says so, then sleeps on the socket. It
+// stops when ctx ends, or when a reply does not fit the buffer, and then
+// gives the role on to the reader goroutine, which reads what cl still
+// waits for. It decodes only a value that is wholly buffered, so that
+// leaving never cuts one in half. Once cl is answered the role is given up
+// if the line is empty, or else on to the reader goroutine.
+func (c *Conn) readOwn(ctx context.Context, cl *call) {
+	cl.self = false
+	stop := ctx.Done()
+	for cl.state.Load() == waiting {
+		if c.rd.HasValue() {
+			v, err := c.rd.ReadValue()
+			if err != nil {
+				c.fail(&Error{Op: "read", Err: err})
+				return
+			}
+			c.ownReads++
+			ok, idle := c.take(v)
+			if !ok || idle {
+				return
 			}
 			continue
 		}
-		// Storing the reply and taking the call out of line happen under
-		// the lock, so a concurrent fail either sees the call still in
-		// line or not at all, never half done.
+		b := c.rd.Spare()
+		if len(b) == 0 {
+			break // a value larger than the buffer, which the reader grows
+		}
+		var n int
+		var err error
+		if cl.poll {
+			var ok bool
+			if n, err, ok = c.poll.readFor(b, stop); !ok {
+				cl.poll = false // the budget passed, or ctx ended
+				continue
+			}
+		} else {
+			var cut bool
+			if n, err, cut = c.sleepRead(ctx, b); cut {
+				c.rd.Commit(n)
+				break
+			}
+		}
+		if err != nil {
+			if err == io.EOF && c.rd.Buffered() > 0 {
+				err = io.ErrUnexpectedEOF // as the decoder says of a stream that ends inside a value
+			}
+			c.fail(&Error{Op: "read", Err: err})
+			return
+		}
+		c.rd.Commit(n)
+	}
+	c.readTurn <- struct{}{}
+}
+
+// sleepRead reads into b for a caller reading its own reply, sleeping
+// until the socket has something. cut reports that ctx ended first (n
+// bytes may have come all the same). A read deadline that passes is the
+// stall guard's, armed for the call when it joined the line and again
+// whenever bytes come.
+func (c *Conn) sleepRead(ctx context.Context, b []byte) (n int, err error, cut bool) {
+	done := ctx.Done()
+	if done != nil {
 		c.mu.Lock()
-		if c.err != nil {
+		select {
+		case <-done:
 			c.mu.Unlock()
-			return
+			return 0, nil, true
+		default:
 		}
-		if c.head == len(c.queue) {
-			c.mu.Unlock()
-			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
-			return
-		}
-		head := c.queue[c.head]
-		if head.start >= c.taken {
-			// Its bytes have not even been handed to the socket: this
-			// reply answers something else, which no call may take.
-			c.mu.Unlock()
-			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-				Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
-			return
-		}
-		if head.state.Load() != abandoned {
-			if head.replies == nil {
-				// A large batch's slice is a large allocation: it is made
-				// without the lock, which senders and the stall guard take
-				// meanwhile. Only this goroutine takes calls out of line,
-				// so head is still first after, unless the connection
-				// failed meanwhile.
-				n := head.n
-				c.mu.Unlock()
-				r := make([]resp.Value, n)
-				c.mu.Lock()
-				if c.err != nil {
-					c.mu.Unlock()
-					return
-				}
-				head.replies = r
+		if c.watched != done {
+			if c.unwatch != nil {
+				c.unwatch()
 			}
-			head.replies[head.got] = v
-			if v.Kind == resp.Error || v.Kind == resp.BulkError {
-				head.errs++
-			}
+			c.watched, c.unwatch = done, context.AfterFunc(ctx, func() { c.cutSleep(done) })
 		}
-		head.got++
-		done := head.got == head.n
-		if done {
-			c.queue[c.head] = nil
-			c.head++
-			if c.head == len(c.queue) {
-				c.queue, c.head = c.queue[:0], 0
-			} else if c.head > 1024 && c.head*2 > len(c.queue) {
-				n := copy(c.queue, c.queue[c.head:])
-				clear(c.queue[n:])
-				c.queue, c.head = c.queue[:n], 0
-			}
-		}
-		// Bytes already here while no call is in line were sent unasked:
-		// a reply can only follow its command into the line. Push
-		// messages are the exception the protocol makes.
-		stray := false
-		if c.head == len(c.queue) {
-			k, ok := c.rd.PeekKind()
-			stray = ok && k != resp.Push
-		}
+		c.sleeper = done
 		c.mu.Unlock()
-		if done {
-			finish(head, nil)
+	}
+	n, err = c.poll.waitRead(b)
+	if done == nil && c.opt.StallTimeout <= 0 {
+		return n, err, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sleeper = nil
+	if c.cut {
+		c.cut = false
+		if c.opt.StallTimeout > 0 {
+			c.armLocked()
+		} else {
+			c.nc.SetReadDeadline(time.Time{})
 		}
-		if stray {
-			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: "more data"}})
-			return
+		return n, nil, true
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, c.stalledLocked(err), false
+	}
+	if n > 0 && c.opt.StallTimeout > 0 {
+		c.armLocked()
+	}
+	return n, err, false
+}
+
+// cutSleep wakes the caller asleep in sleepRead for done, if there is one.
+func (c *Conn) cutSleep(done <-chan struct{}) {
+	c.mu.Lock()
+	if c.sleeper == done && !c.cut {
+		c.cut = true
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.mu.Unlock()
+}
+
+// checkIdleLocked reads, without waiting, what the socket got while nobody
+// read it, before a call that takes the read role joins the line: the
+// server may have closed the connection (an idle timeout, CLIENT KILL),
+// and a call written after that could not be told from one that ran; or
+// it may have sent something no command asked for, which must not pass
+// for that call's reply. Push messages stay buffered for the reader. mu is
+// held, and the read role is free.
+func (c *Conn) checkIdleLocked() *Error {
+	n, err := c.poll.readNow(c.rd.Spare())
+	c.rd.Commit(n)
+	if err != nil {
+		return &Error{Op: "read", Err: err}
+	}
+	if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
+		return &Error{Op: "read", Err: &resp.ProtocolError{
+			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: k.String()}}
+	}
+	return nil
+}
+
+// take hands v, a value just read by the holder of the read role, to the
+// first call in line, or to OnPush. ok is false when the connection failed
+// and reading must stop. idle is true when, with selfRead, the line and
+// the buffer were empty after v and the role has been given up.
+func (c *Conn) take(v resp.Value) (ok, idle bool) {
+	if v.Kind == resp.Push {
+		if c.opt.OnPush != nil {
+			c.opt.OnPush(v)
+		}
+		if !c.selfRead {
+			return true, false
+		}
+		c.mu.Lock()
+		idle = c.releaseIdleLocked()
+		c.mu.Unlock()
+		return true, idle
+	}
+	// Storing the reply and taking the call out of line happen under the
+	// lock, so a concurrent fail either sees the call still in line or not
+	// at all, never half done.
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return false, false
+	}
+	if c.head == len(c.queue) {
+		c.mu.Unlock()
+		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
+		return false, false
+	}
+	head := c.queue[c.head]
+	if head.start >= c.taken {
+		// Its bytes have not even been handed to the socket: this reply
+		// answers something else, which no call may take.
+		c.mu.Unlock()
+		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+			Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
+		return false, false
+	}
+	if head.state.Load() != abandoned {
+		if head.replies == nil {
+			// A large batch's slice is a large allocation: it is made
+			// without the lock, which senders and the stall guard take
+			// meanwhile. Only the holder of the read role takes calls out
+			// of line, so head is still first after, unless the
+			// connection failed meanwhile.
+			n := head.n
+			c.mu.Unlock()
+			r := make([]resp.Value, n)
+			c.mu.Lock()
+			if c.err != nil {
+				c.mu.Unlock()
+				return false, false
+			}
+			head.replies = r
+		}
+		head.replies[head.got] = v
+		if v.Kind == resp.Error || v.Kind == resp.BulkError {
+			head.errs++
 		}
 	}
+	head.got++
+	done := head.got == head.n
+	if done {
+		c.queue[c.head] = nil
+		c.head++
+		if c.head == len(c.queue) {
+			c.queue, c.head = c.queue[:0], 0
+		} else if c.head > 1024 && c.head*2 > len(c.queue) {
+			n := copy(c.queue, c.queue[c.head:])
+			clear(c.queue[n:])
+			c.queue, c.head = c.queue[:n], 0
+		}
+	}
+	// Bytes already here while no call is in line were sent unasked: a
+	// reply can only follow its command into the line. Push messages are
+	// the exception the protocol makes.
+	stray := false
+	if c.head == len(c.queue) {
+		k, ok := c.rd.PeekKind()
+		stray = ok && k != resp.Push
+	}
+	if !stray && c.selfRead {
+		idle = c.releaseIdleLocked()
+	}
+	c.mu.Unlock()
+	if done {
+		finish(head, nil)
+	}
+	if stray {
+		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: "more data"}})
+		return false, false
+	}
+	return true, idle
+}
+
+// releaseIdleLocked gives up the read role if no call is in line and
+// nothing is buffered, and reports whether it did; mu is held.
+func (c *Conn) releaseIdleLocked() bool {
+	if c.err != nil || c.head < len(c.queue) || c.rd.Buffered() > 0 {
+		return false
+	}
+	c.reading = false
+	return true
 }

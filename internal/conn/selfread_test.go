@@ -1,0 +1,241 @@
+//go:build unix
+
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
+)
+
+// TestCallerReadsOwnReply: with polling, a lone call's caller reads its
+// reply itself, and a call sent with Start, which is waited for later,
+// leaves it to the reader goroutine.
+func TestCallerReadsOwnReply(t *testing.T) {
+	c, _ := dialReal(t, Options{Poll: time.Millisecond})
+	ctx := context.Background()
+	const calls = 200
+	// As after empty polls: the next reads go without polling, and then
+	// polling resumes.
+	c.poll.skip = 3
+	for i := range calls {
+		want := fmt.Sprint(i)
+		v, err := c.DoOne(ctx, encode("ECHO", want))
+		if err != nil || v.Str != want {
+			t.Fatalf("ECHO %s = %q, %v", want, v.Str, err)
+		}
+	}
+	replies, _, err := c.DoN(ctx, append(encode("INCR", "n"), encode("INCR", "n")...), 2)
+	if err != nil || replies[0].Int != 1 || replies[1].Int != 2 {
+		t.Fatalf("pipeline = %v, %v", replies, err)
+	}
+	own := c.ownReads
+	p, err := c.Start(ctx, encode("INCR", "n"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.ownReads != own {
+		t.Fatalf("a Start call was read by its caller (%d own reads, %d before)", c.ownReads, own)
+	}
+	if own != calls+2 {
+		t.Fatalf("callers read %d of %d replies themselves", own, calls+2)
+	}
+	// Calls back to back poll for their replies; a poll may come up empty
+	// on a busy machine, but most find theirs.
+	if c.poll.hits < calls/2 {
+		t.Fatalf("%d of %d calls back to back found their replies polling", c.poll.hits, calls)
+	}
+}
+
+// TestOwnReadLeavesWhenContextEnds: a caller reading its own reply, asleep
+// on the socket or polling it (the poll budget being far longer), stops
+// when its context ends, and the reader goroutine then takes the late
+// reply, so the next call gets its own.
+func TestOwnReadLeavesWhenContextEnds(t *testing.T) {
+	for _, poll := range []bool{false, true} {
+		for _, partial := range []bool{false, true} {
+			t.Run(fmt.Sprintf("poll=%v/partial=%v", poll, partial), func(t *testing.T) {
+				release := make(chan struct{})
+				nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+					if poll {
+						readCommand(r)
+						io.WriteString(w, "+warm\r\n")
+					}
+					readCommand(r)
+					if partial {
+						io.WriteString(w, "$10\r\nhello") // half a reply: nothing to decode yet
+					}
+					<-release
+					if partial {
+						io.WriteString(w, "world\r\n")
+					} else {
+						io.WriteString(w, "+late\r\n")
+					}
+					readCommand(r)
+					io.WriteString(w, "+mine\r\n")
+					drain(r)
+				})
+				// A call that follows another within the budget polls; the
+				// first sleeps.
+				const budget = 10 * time.Second
+				c := New(nc, Options{Poll: budget})
+				defer c.Close()
+				if poll {
+					if v, err := c.DoOne(context.Background(), encode("GET", "w")); err != nil || v.Str != "warm" {
+						t.Fatalf("first call = %q, %v", v.Str, err)
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				if _, err := c.DoOne(ctx, encode("GET", "k")); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("err = %v, want the context's", err)
+				}
+				if took := time.Since(start); took >= budget {
+					t.Fatalf("the call returned after %v, once the poll budget had run out, not when its context ended", took)
+				}
+				close(release)
+				v, err := c.DoOne(context.Background(), encode("GET", "j"))
+				if err != nil || v.Str != "mine" {
+					t.Fatalf("next call = %q, %v; want its own reply", v.Str, err)
+				}
+			})
+		}
+	}
+}
+
+// TestOwnReadStall: a caller asleep on the socket for its own reply ends
+// the connection when nothing comes for the stall limit, as the reader
+// goroutine would.
+func TestOwnReadStall(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		io.WriteString(w, "$10\r\nhello") // then nothing
+		drain(r)
+	})
+	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: 50 * time.Millisecond})
+	defer c.Close()
+	_, err := c.DoOne(context.Background(), encode("GET", "k"))
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Op != "read" || ce.Unsent || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v, want a read *Error for the stall", err)
+	}
+	if c.Alive() {
+		t.Fatal("connection alive after a stall")
+	}
+}
+
+// TestOwnReadWholeReplyInParts: a reply that arrives in parts, the rest
+// after the caller's poll budget, is finished by the reader goroutine.
+func TestOwnReadWholeReplyInParts(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		io.WriteString(w, "*2\r\n$5\r\nhel")
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, "lo\r\n:7\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{Poll: time.Millisecond})
+	defer c.Close()
+	v, err := c.DoOne(context.Background(), encode("X"))
+	if err != nil || len(v.Elems) != 2 || v.Elems[0].Str != "hello" || v.Elems[1].Int != 7 {
+		t.Fatalf("reply = %v, %v", v, err)
+	}
+}
+
+// TestIdleSocketCheckedBeforeCall: while no call is in line nobody reads
+// the socket, so the next call looks at what came meanwhile before it is
+// written. A connection the server closed fails it as not sent, bytes no
+// command asked for fail it with a protocol error instead of passing for
+// its reply, and a push message is left for the reader.
+func TestIdleSocketCheckedBeforeCall(t *testing.T) {
+	cases := []struct {
+		name, after string // what the server sends after its first reply
+		hangUp      bool
+		check       func(t *testing.T, v resp.Value, err error)
+	}{
+		{name: "closed", hangUp: true, check: func(t *testing.T, v resp.Value, err error) {
+			var ce *Error
+			if !errors.As(err, &ce) || !ce.Unsent || !errors.Is(err, io.EOF) {
+				t.Fatalf("call after the server hung up = %v, %v; want an unsent *Error for io.EOF", v, err)
+			}
+		}},
+		{name: "stray", after: "+stray\r\n", check: func(t *testing.T, v resp.Value, err error) {
+			var ce *Error
+			var pe *resp.ProtocolError
+			if !errors.As(err, &ce) || !ce.Unsent || !errors.As(err, &pe) {
+				t.Fatalf("call after a stray reply = %q, %v; want an unsent protocol error", v.Str, err)
+			}
+		}},
+		{name: "push", after: ">2\r\n+invalidate\r\n*0\r\n", check: func(t *testing.T, v resp.Value, err error) {
+			if err != nil || v.Str != "second" {
+				t.Fatalf("call after a push = %q, %v; want its own reply", v.Str, err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			answered, sent := make(chan struct{}), make(chan struct{})
+			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+				readCommand(r)
+				io.WriteString(w, "+first\r\n")
+				<-answered
+				io.WriteString(w, tc.after)
+				if tc.hangUp {
+					w.(io.Closer).Close()
+				}
+				close(sent)
+				if _, err := readCommand(r); err == nil {
+					io.WriteString(w, "+second\r\n")
+				}
+				drain(r)
+			})
+			const budget = 100 * time.Microsecond
+			c := New(nc, Options{Poll: budget})
+			defer c.Close()
+			ctx := context.Background()
+			if v, err := c.DoOne(ctx, encode("GET", "a")); err != nil || v.Str != "first" {
+				t.Fatalf("first call = %q, %v", v.Str, err)
+			}
+			close(answered)
+			signalled(t, sent, "the server's bytes after the first reply")
+			waitFor(t, "the bytes to arrive", func() (bool, string) {
+				n, end := peekSocket(t, nc)
+				return n > 0 || end, fmt.Sprintf("%d bytes", n)
+			})
+			// A call within the poll budget of the last skips the check.
+			time.Sleep(10 * budget)
+			v, err := c.DoOne(ctx, encode("GET", "b"))
+			tc.check(t, v, err)
+		})
+	}
+}
+
+// peekSocket reports how many bytes nc has for reading, up to 64, without
+// taking them, and whether the peer has hung up with none left.
+func peekSocket(t *testing.T, nc net.Conn) (n int, end bool) {
+	raw, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [64]byte
+	var rerr error
+	raw.Control(func(fd uintptr) {
+		n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	if rerr != nil {
+		return 0, false
+	}
+	return n, n == 0
+}
