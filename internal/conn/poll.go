@@ -54,7 +54,8 @@ type poller struct {
 	hits, emptyDue, emptyLinger uint64
 
 	// The read callback and its results, set up once so that a poll does
-	// not allocate a closure per attempt. Used by the reader goroutine only.
+	// not allocate a closure per attempt. Used by the holder of the read
+	// role only.
 	p          []byte
 	n          int
 	err        error
