@@ -402,8 +402,9 @@ measures them again where there is one.
   1.76× to 1.73× and 1.69× the best peer, and S2 without a pipeline from
   1.57× and 1.56× to 1.65× and 1.68× (two rounds, three repetitions each,
   the two builds taking turns); with every process on one CPU (taskset),
-  from 0.97× to 1.07× and from 0.94× to 0.96×, and S8 seq's client CPU
-  time per call from 0.87× to 0.72× the best peer's. Checking the socket
+  from 0.97× to 1.07× and from 0.94× to 0.96× (within the noise: nine
+  repetitions of the new build gave 0.97× and 0.95×), and S8 seq's client
+  CPU time per call from 0.87× to 0.72× the best peer's. Checking the socket
   before every call, not only after a pause longer than PollWait, cost
   the one-CPU sequential cases about 5%. BenchmarkSequential in the root
   module times it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // ReplicasOf returns the replicas of master, as master sees them, in the
@@ -27,6 +28,14 @@ func (c *Cluster) ReplicasOf(master *Server) ([]*Server, error) {
 	return out, nil
 }
 
+// manualFailoverWait is how long one CLUSTER FAILOVER is given, past the
+// server's own 5s limit on a manual failover; manualFailoverAttempts
+// bounds how often it is asked.
+const (
+	manualFailoverWait     = 8 * time.Second
+	manualFailoverAttempts = 3
+)
+
 // Failover hands master's slots to one of its replicas the graceful way,
 // with CLUSTER FAILOVER on the replica: the master stops taking writes,
 // the replica catches up with it, takes over its slots and the master
@@ -40,14 +49,24 @@ func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error)
 		return nil, err
 	}
 	r := replicas[0]
-	if _, err := r.doChecked("CLUSTER", "FAILOVER"); err != nil {
-		return nil, err
-	}
-	err = waitCtx(ctx, "replica "+r.Addr+" to take over from "+master.Addr+" after CLUSTER FAILOVER", func() (bool, string) {
-		return hasRoles(map[*Server]string{r: "master", master: "slave"})
-	})
-	if err != nil {
-		return nil, err
+	// The server abandons a manual failover that has not completed within
+	// its own timeout (5s), as when the replica is slow to catch up on a
+	// busy machine; it is then asked again.
+	for attempt := 1; ; attempt++ {
+		if _, err := r.doChecked("CLUSTER", "FAILOVER"); err != nil {
+			return nil, err
+		}
+		actx, cancel := context.WithTimeout(ctx, manualFailoverWait)
+		err = waitCtx(actx, "replica "+r.Addr+" to take over from "+master.Addr+" after CLUSTER FAILOVER", func() (bool, string) {
+			return hasRoles(map[*Server]string{r: "master", master: "slave"})
+		})
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || attempt == manualFailoverAttempts {
+			return nil, err
+		}
 	}
 	c.Masters[i] = r
 	c.Replicas[slices.Index(c.Replicas, r)] = master
