@@ -173,6 +173,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) readOwn(ctx context.Context, cl *call) {
 	cl.self = false
 	stop := ctx.Done()
+	came := false // bytes came since the call joined the line
 	for cl.state.Load() == waiting {
 		if c.rd.HasValue() {
 			v, err := c.rd.ReadValue()
@@ -201,7 +202,7 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 			}
 		} else {
 			var cut bool
-			if n, err, cut = c.sleepRead(ctx, b); cut {
+			if n, err, cut = c.sleepRead(ctx, b, came); cut {
 				c.rd.Commit(n)
 				break
 			}
@@ -214,6 +215,7 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 			return
 		}
 		c.rd.Commit(n)
+		came = came || n > 0
 	}
 	c.readTurn <- struct{}{}
 }
@@ -221,29 +223,36 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 // sleepRead reads into b for a caller reading its own reply, sleeping
 // until the socket has something. cut reports that ctx ended first (n
 // bytes may have come all the same). A read deadline that passes is the
-// stall guard's, armed for the call when it joined the line and again
-// whenever bytes come.
-func (c *Conn) sleepRead(ctx context.Context, b []byte) (n int, err error, cut bool) {
+// stall guard's, armed for the call when it joined the line, and armed
+// again here when bytes came since (came), so that it ends only a
+// connection where no byte came for its length.
+func (c *Conn) sleepRead(ctx context.Context, b []byte, came bool) (n int, err error, cut bool) {
 	done := ctx.Done()
-	if done != nil {
+	rearm := came && c.opt.StallTimeout > 0
+	if done != nil || rearm {
 		c.mu.Lock()
-		select {
-		case <-done:
-			c.mu.Unlock()
-			return 0, nil, true
-		default:
-		}
-		if c.watched != done {
-			if c.unwatch != nil {
-				c.unwatch()
+		if done != nil {
+			select {
+			case <-done:
+				c.mu.Unlock()
+				return 0, nil, true
+			default:
 			}
-			c.watched, c.unwatch = done, context.AfterFunc(ctx, func() { c.cutSleep(done) })
+			if c.watched != done {
+				if c.unwatch != nil {
+					c.unwatch()
+				}
+				c.watched, c.unwatch = done, context.AfterFunc(ctx, func() { c.cutSleep(done) })
+			}
+			c.sleeper = done
 		}
-		c.sleeper = done
+		if rearm {
+			c.armLocked()
+		}
 		c.mu.Unlock()
 	}
 	n, err = c.poll.waitRead(b)
-	if done == nil && c.opt.StallTimeout <= 0 {
+	if done == nil && (err == nil || !errors.Is(err, os.ErrDeadlineExceeded)) {
 		return n, err, false
 	}
 	c.mu.Lock()
@@ -260,9 +269,6 @@ func (c *Conn) sleepRead(ctx context.Context, b []byte) (n int, err error, cut b
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, c.stalledLocked(err), false
-	}
-	if n > 0 && c.opt.StallTimeout > 0 {
-		c.armLocked()
 	}
 	return n, err, false
 }

@@ -136,6 +136,26 @@ func TestOwnReadStall(t *testing.T) {
 	}
 }
 
+// TestOwnReadStallCountsFromLastByte: a reply that comes in parts, each
+// within the stall limit of the last but the whole over a longer time,
+// does not end the connection of a caller asleep on it.
+func TestOwnReadStallCountsFromLastByte(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		for _, part := range []string{"$6\r\nab", "cd", "ef\r\n"} {
+			io.WriteString(w, part)
+			time.Sleep(150 * time.Millisecond)
+		}
+		drain(r)
+	})
+	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: 250 * time.Millisecond})
+	defer c.Close()
+	v, err := c.DoOne(context.Background(), encode("GET", "k"))
+	if err != nil || v.Str != "abcdef" {
+		t.Fatalf("reply = %q, %v", v.Str, err)
+	}
+}
+
 // TestOwnReadWholeReplyInParts: a reply that arrives in parts, the rest
 // after the caller's poll budget, is finished by the reader goroutine.
 func TestOwnReadWholeReplyInParts(t *testing.T) {
