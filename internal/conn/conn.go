@@ -167,6 +167,8 @@ type Conn struct {
 	nc   net.Conn
 	rd   *resp.Reader // owned by the holder of the read role (reading)
 	poll *poller      // likewise; nil when not polling
+	vals []resp.Value // likewise: scratch for the values take hands out together
+	fin  []*call      // likewise: scratch for the calls they answer
 	opt  Options
 
 	// sendSem (capacity 1) is held by a send written in parts, so that no

@@ -152,7 +152,7 @@ func (c *Conn) readLoop() {
 				c.fail(&Error{Op: "read", Err: err})
 				return
 			}
-			ok, idle := c.take(v)
+			ok, idle := c.takeBuffered(v, false)
 			if !ok {
 				return
 			}
@@ -161,6 +161,35 @@ func (c *Conn) readLoop() {
 			}
 		}
 	}
+}
+
+// maxBatch bounds the values handed out under one hold of mu. Why: under
+// concurrency a read brings the replies of many callers, and taking the
+// lock once per reply, against the senders who take it to join the line,
+// cost more than the decoding.
+const maxBatch = 128
+
+// takeBuffered hands out v, the value just read by the holder of the read
+// role, together with the whole values buffered behind it (see take). own
+// says that the holder is a caller reading its own reply.
+func (c *Conn) takeBuffered(v resp.Value, own bool) (ok, idle bool) {
+	vals := append(c.vals[:0], v)
+	var err error
+	for ok := true; ok && len(vals) < maxBatch; {
+		if v, ok, err = c.rd.ReadBuffered(); ok {
+			vals = append(vals, v)
+		}
+	}
+	c.vals = vals
+	if own {
+		c.ownReads += uint64(len(vals))
+	}
+	ok, idle = c.take(vals)
+	if ok && err != nil {
+		c.fail(&Error{Op: "read", Err: err})
+		return false, false
+	}
+	return ok, idle
 }
 
 // readOwn reads the replies of cl, whose caller holds the read role: it
@@ -175,14 +204,12 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 	stop := ctx.Done()
 	came := false // bytes came since the call joined the line
 	for cl.state.Load() == waiting {
-		if c.rd.HasValue() {
-			v, err := c.rd.ReadValue()
+		if v, ok, err := c.rd.ReadBuffered(); ok || err != nil {
 			if err != nil {
 				c.fail(&Error{Op: "read", Err: err})
 				return
 			}
-			c.ownReads++
-			ok, idle := c.take(v)
+			ok, idle := c.takeBuffered(v, true)
 			if !ok || idle {
 				return
 			}
@@ -303,102 +330,130 @@ func (c *Conn) checkIdleLocked() *Error {
 	return nil
 }
 
-// take hands v, a value just read by the holder of the read role, to the
-// first call in line, or to OnPush. ok is false when the connection failed
-// and reading must stop. idle is true when, with selfRead, the line and
-// the buffer were empty after v and the role has been given up.
-func (c *Conn) take(v resp.Value) (ok, idle bool) {
-	if v.Kind == resp.Push {
-		if c.opt.OnPush != nil {
-			c.opt.OnPush(v)
-		}
-		if !c.selfRead {
-			return true, false
-		}
-		c.mu.Lock()
-		idle = c.releaseIdleLocked()
-		c.mu.Unlock()
-		return true, idle
-	}
-	// Storing the reply and taking the call out of line happen under the
+// take hands vals, values just read by the holder of the read role, in
+// order, each to the first call in line, or to OnPush.
+// ok is false when the connection failed and reading must stop. idle is
+// true when, with selfRead, the line and the buffer were empty after the
+// last and the role has been given up.
+func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
+	// Storing a reply and taking its call out of line happen under the
 	// lock, so a concurrent fail either sees the call still in line or not
-	// at all, never half done.
+	// at all, never half done. The calls answered are told after the lock
+	// is released (fin), and always: once out of line no fail reaches
+	// them. vals and fin are the role's scratch, done with before the role
+	// is given up.
+	fin := c.fin[:0]
 	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		return false, false
-	}
-	if c.head == len(c.queue) {
-		c.mu.Unlock()
-		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
-		return false, false
-	}
-	head := c.queue[c.head]
-	if head.start >= c.taken {
-		// Its bytes have not even been handed to the socket: this reply
-		// answers something else, which no call may take.
-		c.mu.Unlock()
-		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-			Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
-		return false, false
-	}
-	if head.state.Load() != abandoned {
-		if head.replies == nil {
-			// A large batch's slice is a large allocation: it is made
-			// without the lock, which senders and the stall guard take
-			// meanwhile. Only the holder of the read role takes calls out
-			// of line, so head is still first after, unless the
-			// connection failed meanwhile.
-			n := head.n
-			c.mu.Unlock()
-			r := make([]resp.Value, n)
-			c.mu.Lock()
-			if c.err != nil {
+	for _, v := range vals {
+		if v.Kind == resp.Push {
+			if c.opt.OnPush != nil {
+				// A push is handled after the replies before it are
+				// handed out and before those after it: an invalidation
+				// must not pass the reply it precedes.
 				c.mu.Unlock()
-				return false, false
+				fin = finishAll(fin)
+				c.opt.OnPush(v)
+				c.mu.Lock()
 			}
-			head.replies = r
+			continue
 		}
-		head.replies[head.got] = v
-		if v.Kind == resp.Error || v.Kind == resp.BulkError {
-			head.errs++
+		if c.err != nil {
+			c.mu.Unlock()
+			c.fin = finishAll(fin)
+			return false, false
 		}
-	}
-	head.got++
-	done := head.got == head.n
-	if done {
-		c.queue[c.head] = nil
-		c.head++
 		if c.head == len(c.queue) {
-			c.queue, c.head = c.queue[:0], 0
-		} else if c.head > 1024 && c.head*2 > len(c.queue) {
-			n := copy(c.queue, c.queue[c.head:])
-			clear(c.queue[n:])
-			c.queue, c.head = c.queue[:n], 0
+			c.mu.Unlock()
+			c.fin = finishAll(fin)
+			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
+			return false, false
+		}
+		head := c.queue[c.head]
+		if head.start >= c.taken {
+			// Its bytes have not even been handed to the socket: this reply
+			// answers something else, which no call may take.
+			c.mu.Unlock()
+			c.fin = finishAll(fin)
+			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
+				Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
+			return false, false
+		}
+		if head.state.Load() != abandoned {
+			if head.replies == nil {
+				// A large batch's slice is a large allocation: it is made
+				// without the lock, which senders and the stall guard take
+				// meanwhile. Only the holder of the read role takes calls
+				// out of line, so head is still first after, unless the
+				// connection failed meanwhile.
+				n := head.n
+				c.mu.Unlock()
+				r := make([]resp.Value, n)
+				c.mu.Lock()
+				if c.err != nil {
+					c.mu.Unlock()
+					c.fin = finishAll(fin)
+					return false, false
+				}
+				head.replies = r
+			}
+			head.replies[head.got] = v
+			if v.Kind == resp.Error || v.Kind == resp.BulkError {
+				head.errs++
+			}
+		}
+		head.got++
+		if head.got == head.n {
+			fin = append(fin, head)
+			c.queue[c.head] = nil
+			c.head++
+			if c.head == len(c.queue) {
+				c.queue, c.head = c.queue[:0], 0
+			} else if c.head > 1024 && c.head*2 > len(c.queue) {
+				n := copy(c.queue, c.queue[c.head:])
+				clear(c.queue[n:])
+				c.queue, c.head = c.queue[:n], 0
+			}
 		}
 	}
+	clear(vals) // the calls hold their replies now (a failed connection's scratch is left as it is)
+	failed := c.err != nil
 	// Bytes already here while no call is in line were sent unasked: a
 	// reply can only follow its command into the line. Push messages are
 	// the exception the protocol makes.
 	stray := false
-	if c.head == len(c.queue) {
+	if !failed && c.head == len(c.queue) {
 		k, ok := c.rd.PeekKind()
 		stray = ok && k != resp.Push
 	}
-	if !stray && c.selfRead {
-		idle = c.releaseIdleLocked()
-	}
+	mayIdle := !failed && !stray && c.selfRead && c.head == len(c.queue) && c.rd.Buffered() == 0
 	c.mu.Unlock()
-	if done {
-		finish(head, nil)
-	}
+	c.fin = finishAll(fin)
 	if stray {
 		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
 			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: "more data"}})
+	}
+	if failed || stray {
 		return false, false
 	}
+	if mayIdle {
+		// The role is given up only now that its scratch is done with;
+		// a call that joined the line meanwhile keeps it here.
+		c.mu.Lock()
+		idle = c.releaseIdleLocked()
+		c.mu.Unlock()
+	}
 	return true, idle
+}
+
+// finishAll tells the calls in fin, all answered, that they are, and
+// returns fin emptied for reuse.
+func finishAll(fin []*call) []*call {
+	for _, cl := range fin {
+		finish(cl, nil)
+	}
+	clear(fin)
+	return fin[:0]
 }
 
 // releaseIdleLocked gives up the read role if no call is in line and

@@ -173,3 +173,49 @@ func TestDoNCountsErrors(t *testing.T) {
 		t.Fatalf("DoN counted %d errors, want 2: %+v", errs, replies)
 	}
 }
+
+// TestPushHandledBetweenItsNeighbours: replies and a push message that
+// arrive in one read are handed out in stream order: the push after the
+// reply before it has reached its call and before the reply after it has.
+// A client-side cache depends on this, since an invalidation must not pass
+// the read it precedes.
+func TestPushHandledBetweenItsNeighbours(t *testing.T) {
+	ready := make(chan struct{})
+	release := sync.OnceFunc(func() { close(ready) })
+	defer release()
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for range 2 {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+		}
+		<-ready
+		io.WriteString(w, "+A\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+B\r\n")
+		drain(r)
+	})
+	var first, second Pending
+	seen := make(chan [2]bool, 1)
+	c := New(nc, Options{OnPush: func(resp.Value) {
+		seen <- [2]bool{first.Ready(), second.Ready()}
+	}})
+	defer c.Close()
+	ctx := context.Background()
+	a, b := make([]resp.Value, 1), make([]resp.Value, 1)
+	var err error
+	if first, err = c.Start(ctx, encode("ECHO", "A"), a); err != nil {
+		t.Fatal(err)
+	}
+	if second, err = c.Start(ctx, encode("ECHO", "B"), b); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if err := first.Wait(ctx); err != nil || a[0].Str != "A" {
+		t.Fatalf("first = %q, %v", a[0].Str, err)
+	}
+	if err := second.Wait(ctx); err != nil || b[0].Str != "B" {
+		t.Fatalf("second = %q, %v", b[0].Str, err)
+	}
+	if got := <-seen; got != [2]bool{true, false} {
+		t.Fatalf("when the push was handled the calls before and after it were ready: %v, want [true false]", got)
+	}
+}

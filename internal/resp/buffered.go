@@ -15,10 +15,47 @@ func (r *Reader) HasValue() bool {
 	if r.r == r.w {
 		return false
 	}
-	p := Reader{buf: r.buf[r.r:r.w], w: r.w - r.r, base: r.base + int64(r.r),
-		lim: r.lim, maxLine: r.maxLine, probe: true}
+	p := r.view()
 	var v Value
 	return p.read(&v, 0, false) != errProbe
+}
+
+// ReadBuffered decodes the next value if HasValue would be true, and
+// reports whether it did; it never reads the stream, and consumes nothing
+// when it does not decode. A scalar is decoded in one pass over a probe
+// view, which gives up before allocating when its payload is not all
+// there; an aggregate, whose elements are allocated as they are decoded,
+// is checked with HasValue first.
+func (r *Reader) ReadBuffered() (v Value, ok bool, err error) {
+	if r.r == r.w {
+		return v, false, nil
+	}
+	switch Kind(r.buf[r.r]) {
+	case Array, Map, Set, Push, Attribute:
+		if !r.HasValue() {
+			return v, false, nil
+		}
+	default:
+		p := r.view()
+		switch err := p.read(&v, 0, true); err {
+		case nil:
+			r.r += p.r
+			r.lineOff = p.lineOff
+			return v, true, nil
+		case errProbe:
+			return Value{}, false, nil
+		}
+		// Malformed: the decoder below finds the same fault without
+		// reading on, and leaves the reader as ReadValue does.
+	}
+	v, err = r.ReadValue()
+	return v, err == nil, err
+}
+
+// view is a probe over what r has buffered.
+func (r *Reader) view() Reader {
+	return Reader{buf: r.buf[r.r:r.w], w: r.w - r.r, base: r.base + int64(r.r),
+		lim: r.lim, maxLine: r.maxLine, probe: true}
 }
 
 // errProbe is what a probe (HasValue) gets where the decoder would read

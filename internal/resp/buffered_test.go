@@ -3,6 +3,8 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -35,6 +37,33 @@ func checkHasValue(t *testing.T, data []byte, lim Limits) {
 	}
 }
 
+// checkReadBuffered checks ReadBuffered against the decoder on every
+// prefix of data: it decodes exactly when HasValue is true, and then gives
+// what ReadValue gives, value or error, having consumed as much; otherwise
+// it consumes nothing.
+func checkReadBuffered(t *testing.T, data []byte, lim Limits) {
+	t.Helper()
+	for k := 0; k <= len(data); k++ {
+		r := buffered(data[:k], lim)
+		has := r.HasValue()
+		v, ok, err := r.ReadBuffered()
+		want := buffered(data[:k], lim)
+		wv, werr := want.ReadValue()
+		if !has {
+			if ok || err != nil || r.Buffered() != k {
+				t.Fatalf("ReadBuffered on %q = %v, %v with %d of %d bytes left, but the value is not all there", data[:k], ok, err, r.Buffered(), k)
+			}
+			continue
+		}
+		if ok != (werr == nil) || fmt.Sprint(err) != fmt.Sprint(werr) || ok && !reflect.DeepEqual(v, wv) {
+			t.Fatalf("ReadBuffered on %q = %+v, %v, %v; ReadValue gives %+v, %v", data[:k], v, ok, err, wv, werr)
+		}
+		if ok && r.Offset() != want.Offset() {
+			t.Fatalf("ReadBuffered on %q consumed up to %d, ReadValue to %d", data[:k], r.Offset(), want.Offset())
+		}
+	}
+}
+
 // tightLimits make the decoder's limits show on short inputs.
 var tightLimits = Limits{MaxDepth: 3, MaxArrayLen: 5, MaxBulkLen: 10}
 
@@ -43,6 +72,8 @@ func TestHasValue(t *testing.T) {
 	for _, s := range fuzzSeeds {
 		checkHasValue(t, []byte(s), lim)
 		checkHasValue(t, []byte(s), tightLimits)
+		checkReadBuffered(t, []byte(s), lim)
+		checkReadBuffered(t, []byte(s), tightLimits)
 	}
 	// What the decoder rejects at once is not waited on.
 	for _, s := range []string{"$99999999999\r\n", "*6\r\n", "*1\r\n*1\r\n*1\r\n*1\r\n", "=3\r\n", "$?\r\n", "$3\nabc"} {
@@ -77,6 +108,18 @@ func TestHasValue(t *testing.T) {
 			t.Errorf("HasValue on %q allocates %v times", s, n)
 		}
 	}
+	// Nor does ReadBuffered on a value not all there, scalar or aggregate,
+	// which it leaves for later.
+	for _, s := range []string{"*2\r\n$5\r\nhello\r\n:7", "$11\r\nhello", "+OK\r", "%1\r\n+a\r\n"} {
+		r := buffered([]byte(s), lim)
+		if n := testing.AllocsPerRun(100, func() {
+			if _, ok, err := r.ReadBuffered(); ok || err != nil {
+				t.Fatalf("ReadBuffered on %q = %v, %v", s, ok, err)
+			}
+		}); n != 0 {
+			t.Errorf("ReadBuffered on %q allocates %v times", s, n)
+		}
+	}
 	// Two values buffered: the first is enough.
 	if !buffered([]byte(":1\r\n:2"), lim).HasValue() {
 		t.Error("HasValue false with a whole value and part of the next buffered")
@@ -103,8 +146,8 @@ func TestSpareCompacts(t *testing.T) {
 	}
 }
 
-// FuzzHasValue checks HasValue against the decoder on every prefix of any
-// input.
+// FuzzHasValue checks HasValue and ReadBuffered against the decoder on
+// every prefix of any input.
 func FuzzHasValue(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
@@ -116,5 +159,7 @@ func FuzzHasValue(f *testing.F) {
 		}
 		checkHasValue(t, data, lim)
 		checkHasValue(t, data, tightLimits)
+		checkReadBuffered(t, data, lim)
+		checkReadBuffered(t, data, tightLimits)
 	})
 }

@@ -75,7 +75,7 @@ type Reader struct {
 	lim     Limits
 	maxLine int
 	lineOff int64 // stream offset of the last line returned by readLine
-	probe   bool  // a view for HasValue: never reads, moves or grows buf
+	probe   bool  // a view for HasValue and ReadBuffered: never reads, moves or grows buf
 }
 
 // NewReader returns a Reader with a 32 KiB buffer.
@@ -527,6 +527,9 @@ func (r *Reader) readPayload(n int, k Kind, keep bool) (string, error) {
 		if r.buf[r.r+3] != ':' {
 			return "", r.verbatimErr(r.r + 3)
 		}
+	}
+	if r.probe && r.w-r.r < n+2 {
+		return "", errProbe // a payload can be found wrong only once all of it is here
 	}
 	if n+2 <= len(r.buf) {
 		if err := r.ensure(n + 2); err != nil {
