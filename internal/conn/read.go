@@ -324,17 +324,16 @@ func (c *Conn) checkIdleLocked() *Error {
 		return &Error{Op: "read", Err: err}
 	}
 	if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
-		return &Error{Op: "read", Err: &resp.ProtocolError{
-			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: k.String()}}
+		return &Error{Op: "read", Err: c.unaskedErr(k.String())}
 	}
 	return nil
 }
 
 // take hands vals, values just read by the holder of the read role, in
-// order, each to the first call in line, or to OnPush.
-// ok is false when the connection failed and reading must stop. idle is
-// true when, with selfRead, the line and the buffer were empty after the
-// last and the role has been given up.
+// order, each to the first call in line, or to OnPush. ok is false when
+// the connection failed and reading must stop. idle is true when, with
+// selfRead, the line and the buffer were empty after the last and the
+// role has been given up.
 func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 	// Storing a reply and taking its call out of line happen under the
 	// lock, so a concurrent fail either sees the call still in line or not
@@ -343,6 +342,7 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 	// them. vals and fin are the role's scratch, done with before the role
 	// is given up.
 	fin := c.fin[:0]
+	var bad error // a value that answers no call
 	c.mu.Lock()
 	for _, v := range vals {
 		if v.Kind == resp.Push {
@@ -358,26 +358,19 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 			continue
 		}
 		if c.err != nil {
-			c.mu.Unlock()
-			c.fin = finishAll(fin)
-			return false, false
+			break
 		}
 		if c.head == len(c.queue) {
-			c.mu.Unlock()
-			c.fin = finishAll(fin)
-			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-				Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: v.Kind.String()}})
-			return false, false
+			bad = c.unaskedErr(v.Kind.String())
+			break
 		}
 		head := c.queue[c.head]
 		if head.start >= c.taken {
 			// Its bytes have not even been handed to the socket: this reply
 			// answers something else, which no call may take.
-			c.mu.Unlock()
-			c.fin = finishAll(fin)
-			c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-				Offset: c.rd.Offset(), Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}})
-			return false, false
+			bad = &resp.ProtocolError{Offset: c.rd.Offset(),
+				Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}
+			break
 		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
@@ -391,9 +384,7 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 				r := make([]resp.Value, n)
 				c.mu.Lock()
 				if c.err != nil {
-					c.mu.Unlock()
-					c.fin = finishAll(fin)
-					return false, false
+					break
 				}
 				head.replies = r
 			}
@@ -416,34 +407,36 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 			}
 		}
 	}
-	clear(vals) // the calls hold their replies now (a failed connection's scratch is left as it is)
-	failed := c.err != nil
+	clear(vals) // the calls hold their replies now
 	// Bytes already here while no call is in line were sent unasked: a
 	// reply can only follow its command into the line. Push messages are
 	// the exception the protocol makes.
-	stray := false
-	if !failed && c.head == len(c.queue) {
-		k, ok := c.rd.PeekKind()
-		stray = ok && k != resp.Push
+	if bad == nil && c.err == nil && c.head == len(c.queue) {
+		if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
+			bad = c.unaskedErr("more data")
+		}
 	}
-	mayIdle := !failed && !stray && c.selfRead && c.head == len(c.queue) && c.rd.Buffered() == 0
+	failed := bad != nil || c.err != nil
+	if !failed && c.selfRead && c.releaseIdleLocked() {
+		// The next holder may take the role as soon as mu is released, so
+		// its scratch is done with first. Few calls are answered when the
+		// line empties, and telling them holds no one up.
+		c.fin = finishAll(fin)
+		c.mu.Unlock()
+		return true, true
+	}
 	c.mu.Unlock()
 	c.fin = finishAll(fin)
-	if stray {
-		c.fail(&Error{Op: "read", Err: &resp.ProtocolError{
-			Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: "more data"}})
+	if bad != nil {
+		c.fail(&Error{Op: "read", Err: bad})
 	}
-	if failed || stray {
-		return false, false
-	}
-	if mayIdle {
-		// The role is given up only now that its scratch is done with;
-		// a call that joined the line meanwhile keeps it here.
-		c.mu.Lock()
-		idle = c.releaseIdleLocked()
-		c.mu.Unlock()
-	}
-	return true, idle
+	return !failed, false
+}
+
+// unaskedErr is the error of a value, found, that came while no call was
+// in line.
+func (c *Conn) unaskedErr(found string) error {
+	return &resp.ProtocolError{Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: found}
 }
 
 // finishAll tells the calls in fin, all answered, that they are, and
