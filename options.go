@@ -121,8 +121,11 @@ type Options struct {
 	// sequential cases where wake-ups are fast. Set -1 where CPU time
 	// counts for more than a round trip's latency.
 	//
-	// The polling yields to other goroutines between reads, and backs off
-	// on a link whose replies take longer than PollWait. A batch still
+	// The polling yields to other goroutines between reads, and, in a
+	// process that may run on one CPU only, offers that CPU to other
+	// threads too, since a server on the same machine would be waiting
+	// for it. It backs off on a link whose replies take longer than
+	// PollWait. A batch still
 	// waiting for more than PollWait/0.5µs replies (200 at the default;
 	// 0.5µs is about the least a server takes per command) is not polled
 	// for until its last ones are near. It applies to plain TCP and Unix

@@ -24,7 +24,8 @@ import (
 // thread awake, so the reply is taken as soon as the kernel has it. The
 // loop yields to other goroutines between attempts, so a caller woken by
 // the previous reply runs on the same thread and writes its next command
-// while the reader waits, and the loop never holds up work the process has.
+// while the reader waits, and the loop never holds up work the process has;
+// in a process confined to one CPU it yields that CPU as well (shareCPU).
 //
 // It only works on a socket whose bytes are the protocol itself (plain TCP
 // or a Unix socket); a TLS connection, or a connection from a custom
@@ -40,6 +41,12 @@ type poller struct {
 	budget, linger time.Duration
 	due            func(maxSoon int) due // whether replies are due, and how soon
 	maxSoon        int                   // replies the server sends within the budget
+
+	// shareCPU is set when the process may run on one CPU only: then the
+	// server, if it runs on this machine, most likely waits for that CPU,
+	// and a poll offers it to other threads between its reads, so that the
+	// reply is made at once rather than after the poll's time slice.
+	shareCPU bool
 
 	// misses counts consecutive polls that ended empty while replies were
 	// due; skip is how many more reads go straight to the runtime's poller.
@@ -106,7 +113,7 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 		return nil
 	}
 	p := &poller{raw: raw, budget: budget, linger: min(budget/lingerShare, maxLinger), due: due, nc: nc,
-		maxSoon: max(1, int(budget/replyCost))}
+		maxSoon: max(1, int(budget/replyCost)), shareCPU: runtime.NumCPU() == 1}
 	p.fn = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides
@@ -211,6 +218,9 @@ func (p *poller) readFor(b []byte, stop <-chan struct{}) (n int, err error, ok b
 			}
 		}
 		runtime.Gosched()
+		if p.shareCPU {
+			yieldCPU()
+		}
 	}
 }
 

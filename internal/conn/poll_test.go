@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,20 +21,33 @@ import (
 )
 
 // TestPollTakesSequentialReplies: a caller sending one command after
-// another on a polled TCP connection gets the right replies. How many of
-// them the polling read takes is BenchmarkPollSequentialReplies'.
+// another on a polled TCP connection gets the right replies, also when
+// the poll offers the CPU to other threads between its reads, as it does
+// in a process that may run on one CPU only. How many of them the polling
+// read takes is BenchmarkPollSequentialReplies'.
 func TestPollTakesSequentialReplies(t *testing.T) {
-	c, _ := dialReal(t, Options{Poll: 20 * time.Millisecond})
-	if c.poll == nil {
-		t.Fatal("no poller on a TCP connection")
-	}
-	ctx := context.Background()
-	const n = 200
-	for i := 1; i <= n; i++ {
-		v, err := c.DoOne(ctx, encode("INCR", "seq"))
-		if err != nil || v.Int != int64(i) {
-			t.Fatalf("INCR %d = %v, %v", i, v.Int, err)
-		}
+	for _, share := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shareCPU=%v", share), func(t *testing.T) {
+			c, _ := dialReal(t, Options{Poll: 20 * time.Millisecond})
+			if c.poll == nil {
+				t.Fatal("no poller on a TCP connection")
+			}
+			if c.poll.shareCPU != (runtime.NumCPU() == 1) {
+				t.Fatalf("shareCPU %v with %d CPUs", c.poll.shareCPU, runtime.NumCPU())
+			}
+			c.poll.shareCPU = share
+			ctx := context.Background()
+			const n = 200
+			for i := 1; i <= n; i++ {
+				v, err := c.DoOne(ctx, encode("INCR", "seq"))
+				if err != nil || v.Int != int64(i) {
+					t.Fatalf("INCR %d = %v, %v", i, v.Int, err)
+				}
+			}
+			if c.poll.hits == 0 {
+				t.Fatalf("no poll took a reply in %d calls back to back", n)
+			}
+		})
 	}
 }
 
