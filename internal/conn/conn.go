@@ -168,6 +168,7 @@ type Conn struct {
 	rd   *resp.Reader // owned by the holder of the read role (reading)
 	poll *poller      // likewise; nil when not polling
 	vals []resp.Value // likewise: scratch for the values take hands out together
+	ends []int64      // likewise: where each of them ends in the stream
 	fin  []*call      // likewise: scratch for the calls they answer
 	opt  Options
 

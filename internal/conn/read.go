@@ -173,18 +173,18 @@ const maxBatch = 128
 // role, together with the whole values buffered behind it (see take). own
 // says that the holder is a caller reading its own reply.
 func (c *Conn) takeBuffered(v resp.Value, own bool) (ok, idle bool) {
-	vals := append(c.vals[:0], v)
+	vals, ends := append(c.vals[:0], v), append(c.ends[:0], c.rd.Offset())
 	var err error
 	for ok := true; ok && len(vals) < maxBatch; {
 		if v, ok, err = c.rd.ReadBuffered(); ok {
-			vals = append(vals, v)
+			vals, ends = append(vals, v), append(ends, c.rd.Offset())
 		}
 	}
-	c.vals = vals
+	c.vals, c.ends = vals, ends
 	if own {
 		c.ownReads += uint64(len(vals))
 	}
-	ok, idle = c.take(vals)
+	ok, idle = c.take(vals, ends)
 	if ok && err != nil {
 		c.fail(&Error{Op: "read", Err: err})
 		return false, false
@@ -324,17 +324,18 @@ func (c *Conn) checkIdleLocked() *Error {
 		return &Error{Op: "read", Err: err}
 	}
 	if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
-		return &Error{Op: "read", Err: c.unaskedErr(k.String())}
+		return &Error{Op: "read", Err: unaskedErr(c.rd.Offset(), k.String())}
 	}
 	return nil
 }
 
 // take hands vals, values just read by the holder of the read role, in
-// order, each to the first call in line, or to OnPush. ok is false when
+// order, each to the first call in line, or to OnPush; ends[i] is the
+// stream offset where vals[i] ends, for errors. ok is false when
 // the connection failed and reading must stop. idle is true when, with
 // selfRead, the line and the buffer were empty after the last and the
 // role has been given up.
-func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
+func (c *Conn) take(vals []resp.Value, ends []int64) (ok, idle bool) {
 	// Storing a reply and taking its call out of line happen under the
 	// lock, so a concurrent fail either sees the call still in line or not
 	// at all, never half done. The calls answered are told after the lock
@@ -344,7 +345,7 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 	fin := c.fin[:0]
 	var bad error // a value that answers no call
 	c.mu.Lock()
-	for _, v := range vals {
+	for i, v := range vals {
 		if v.Kind == resp.Push {
 			if c.opt.OnPush != nil {
 				// A push is handled after the replies before it are
@@ -361,14 +362,14 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 			break
 		}
 		if c.head == len(c.queue) {
-			bad = c.unaskedErr(v.Kind.String())
+			bad = unaskedErr(ends[i], v.Kind.String())
 			break
 		}
 		head := c.queue[c.head]
 		if head.start >= c.taken {
 			// Its bytes have not even been handed to the socket: this reply
 			// answers something else, which no call may take.
-			bad = &resp.ProtocolError{Offset: c.rd.Offset(),
+			bad = &resp.ProtocolError{Offset: ends[i],
 				Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}
 			break
 		}
@@ -413,7 +414,7 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 	// the exception the protocol makes.
 	if bad == nil && c.err == nil && c.head == len(c.queue) {
 		if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
-			bad = c.unaskedErr("more data")
+			bad = unaskedErr(c.rd.Offset(), "more data")
 		}
 	}
 	failed := bad != nil || c.err != nil
@@ -434,9 +435,9 @@ func (c *Conn) take(vals []resp.Value) (ok, idle bool) {
 }
 
 // unaskedErr is the error of a value, found, that came while no call was
-// in line.
-func (c *Conn) unaskedErr(found string) error {
-	return &resp.ProtocolError{Offset: c.rd.Offset(), Expected: "no reply (no command was waiting)", Found: found}
+// in line, at stream offset off.
+func unaskedErr(off int64, found string) error {
+	return &resp.ProtocolError{Offset: off, Expected: "no reply (no command was waiting)", Found: found}
 }
 
 // finishAll tells the calls in fin, all answered, that they are, and

@@ -219,3 +219,33 @@ func TestPushHandledBetweenItsNeighbours(t *testing.T) {
 		t.Fatalf("when the push was handled the calls before and after it were ready: %v, want [true false]", got)
 	}
 }
+
+// TestUnaskedValueAmongReplies: a value that arrives, in one read with the
+// reply before it, while no call is in line ends the connection with a
+// protocol error whose offset points at that value, not past what came
+// with it.
+func TestUnaskedValueAmongReplies(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		if _, err := readCommand(r); err != nil {
+			return
+		}
+		io.WriteString(w, "+A\r\n:7\r\n:8\r\n")
+		drain(r)
+	})
+	c := New(nc, Options{})
+	defer c.Close()
+	if v, err := c.DoOne(context.Background(), encode("PING")); err != nil || v.Str != "A" {
+		t.Fatalf("PING = %q, %v", v.Str, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	var pe *resp.ProtocolError
+	if err := c.Err(); !errors.As(err, &pe) || !strings.Contains(err.Error(), "no command was waiting") {
+		t.Fatalf("err = %v, want a protocol error about a value nobody asked for", err)
+	}
+	if pe.Offset != 4 && pe.Offset != 8 {
+		t.Fatalf("the error is at byte %d; the unasked value is bytes 4 to 8", pe.Offset)
+	}
+}
