@@ -58,8 +58,8 @@ func (r *Reader) view() Reader {
 		lim: r.lim, maxLine: r.maxLine, probe: true}
 }
 
-// errProbe is what a probe (HasValue) gets where the decoder would read
-// the stream.
+// errProbe is what a probe (HasValue, ReadBuffered) gets where the decoder
+// would read the stream.
 var errProbe = errors.New("resp: probe needs more bytes")
 
 // Spare returns the free space at the end of the buffer, moving what is
