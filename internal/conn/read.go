@@ -184,12 +184,7 @@ func (c *Conn) takeBuffered(v resp.Value, own bool) (ok, idle bool) {
 	if own {
 		c.ownReads += uint64(len(vals))
 	}
-	ok, idle = c.take(vals, ends)
-	if ok && err != nil {
-		c.fail(&Error{Op: "read", Err: err})
-		return false, false
-	}
-	return ok, idle
+	return c.take(vals, ends, err)
 }
 
 // readOwn reads the replies of cl, whose caller holds the read role: it
@@ -331,11 +326,14 @@ func (c *Conn) checkIdleLocked() *Error {
 
 // take hands vals, values just read by the holder of the read role, in
 // order, each to the first call in line, or to OnPush; ends[i] is the
-// stream offset where vals[i] ends, for errors. ok is false when
+// stream offset where vals[i] ends, for errors. derr is the error that
+// decoding the value after them gave, if any: the connection then fails
+// once they are handed out, without the role being given up between, so
+// that no other caller reads a stream known to be corrupt. ok is false when
 // the connection failed and reading must stop. idle is true when, with
 // selfRead, the line and the buffer were empty after the last and the
 // role has been given up.
-func (c *Conn) take(vals []resp.Value, ends []int64) (ok, idle bool) {
+func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool) {
 	// Storing a reply and taking its call out of line happen under the
 	// lock, so a concurrent fail either sees the call still in line or not
 	// at all, never half done. The calls answered are told after the lock
@@ -409,6 +407,9 @@ func (c *Conn) take(vals []resp.Value, ends []int64) (ok, idle bool) {
 		}
 	}
 	clear(vals) // the calls hold their replies now
+	if bad == nil {
+		bad = derr
+	}
 	// Bytes already here while no call is in line were sent unasked: a
 	// reply can only follow its command into the line. Push messages are
 	// the exception the protocol makes.
@@ -420,8 +421,8 @@ func (c *Conn) take(vals []resp.Value, ends []int64) (ok, idle bool) {
 	failed := bad != nil || c.err != nil
 	if !failed && c.selfRead && c.releaseIdleLocked() {
 		// The next holder may take the role as soon as mu is released, so
-		// its scratch is done with first. Few calls are answered when the
-		// line empties, and telling them holds no one up.
+		// its scratch is done with first, telling the calls under the
+		// lock: this holds the senders up only when a burst ends.
 		c.fin = finishAll(fin)
 		c.mu.Unlock()
 		return true, true

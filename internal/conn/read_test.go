@@ -249,3 +249,53 @@ func TestUnaskedValueAmongReplies(t *testing.T) {
 		t.Fatalf("the error is at byte %d; the unasked value is bytes 4 to 8", pe.Offset)
 	}
 }
+
+// TestMalformedValueAfterReplyKeepsRole: when the value after a reply is
+// malformed and the line then holds no call, the connection fails before
+// the read role is given up: a role given up first would let the next
+// caller write to, and read from, a stream known to be corrupt. The test
+// holds the role itself and hands the reply out as its holder does.
+func TestMalformedValueAfterReplyKeepsRole(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) { drain(r) })
+	c := New(nc, Options{Poll: time.Second})
+	defer c.Close()
+	if !c.selfRead {
+		t.Fatal("callers do not read their own replies on a polled TCP connection")
+	}
+	// A call in line whose bytes count as written, answered by "+A"
+	// followed by a malformed integer.
+	cl := getCall()
+	cl.replies, cl.n = cl.one[:], 1
+	c.mu.Lock()
+	c.reading = true
+	cl.start, cl.size = c.offset, 14
+	c.queue = append(c.queue, cl)
+	c.offset += 14
+	c.taken, c.written = c.offset, c.offset
+	c.mu.Unlock()
+	c.rd.Commit(copy(c.rd.Spare(), "+A\r\n:abc\r\n"))
+	v, err := c.rd.ReadValue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, idle := c.takeBuffered(v, false)
+	if ok || idle {
+		t.Fatalf("takeBuffered = %v, %v; want the connection failed", ok, idle)
+	}
+	if cl.state.Load() != finished || cl.one[0].Str != "A" {
+		t.Fatalf("the call before the malformed value got %q (state %d)", cl.one[0].Str, cl.state.Load())
+	}
+	c.mu.Lock()
+	reading := c.reading
+	c.mu.Unlock()
+	if !reading {
+		t.Fatal("the read role was given up on a stream known to be corrupt")
+	}
+	var pe *resp.ProtocolError
+	if err := c.Err(); !errors.As(err, &pe) {
+		t.Fatalf("connection error %v, want the decoder's protocol error", err)
+	}
+	// The caller is told as wait would tell it.
+	<-cl.done
+	putCall(cl)
+}
