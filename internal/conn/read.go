@@ -176,6 +176,12 @@ func (c *Conn) takeBuffered(v resp.Value, own bool) (ok, idle bool) {
 	vals, ends := append(c.vals[:0], v), append(c.ends[:0], c.rd.Offset())
 	var err error
 	for ok := true; ok && len(vals) < maxBatch; {
+		// Only scalars join: whether an aggregate is all there takes a
+		// pass over it before the one that decodes it, which for large
+		// replies costs more than the lock it would save.
+		if k, _ := c.rd.PeekKind(); k.Aggregate() {
+			break
+		}
 		if v, ok, err = c.rd.ReadBuffered(); ok {
 			vals, ends = append(vals, v), append(ends, c.rd.Offset())
 		}

@@ -30,12 +30,11 @@ func (r *Reader) ReadBuffered() (v Value, ok bool, err error) {
 	if r.r == r.w {
 		return v, false, nil
 	}
-	switch Kind(r.buf[r.r]) {
-	case Array, Map, Set, Push, Attribute:
+	if Kind(r.buf[r.r]).Aggregate() {
 		if !r.HasValue() {
 			return v, false, nil
 		}
-	default:
+	} else {
 		p := r.view()
 		switch err := p.read(&v, 0, true); err {
 		case nil:

@@ -684,3 +684,12 @@ func (m *runtimeMem) read() {
 	runtime.ReadMemStats(&ms)
 	m.total = ms.TotalAlloc
 }
+
+func TestKindAggregate(t *testing.T) {
+	for _, k := range []Kind{SimpleString, Error, Integer, BulkString, Array, Null, Boolean, Double, BigNumber, BulkError, Verbatim, Map, Set, Attribute, Push} {
+		want := k == Array || k == Map || k == Set || k == Attribute || k == Push
+		if k.Aggregate() != want {
+			t.Errorf("%s: Aggregate() = %v", k, !want)
+		}
+	}
+}

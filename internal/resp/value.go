@@ -30,6 +30,16 @@ const (
 	Push         Kind = '>'
 )
 
+// Aggregate reports whether a value of kind k holds other values: an
+// array, map, set or push, or the attributes that come before a value.
+func (k Kind) Aggregate() bool {
+	switch k {
+	case Array, Map, Set, Push, Attribute:
+		return true
+	}
+	return false
+}
+
 // String returns the spec's name for the kind, e.g. "bulk string".
 func (k Kind) String() string {
 	switch k {
