@@ -352,11 +352,11 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 	for i, v := range vals {
 		if v.Kind == resp.Push {
 			if c.opt.OnPush != nil {
-				// A push is handled after the replies before it are
-				// handed out and before those after it: an invalidation
-				// must not pass the reply it precedes.
+				// A push, an aggregate, only ever comes first in a batch
+				// (takeBuffered), so the replies before it have reached
+				// their calls and those after it have not: an
+				// invalidation must not pass the reply it precedes.
 				c.mu.Unlock()
-				fin = finishAll(fin)
 				c.opt.OnPush(v)
 				c.mu.Lock()
 			}
