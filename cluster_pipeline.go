@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -203,6 +204,7 @@ type part struct {
 	pending conn.Pending
 	size    int  // the bytes of its legs
 	inline  bool // handed to the writer by the caller of sendParts, who waits for it
+	early   bool // sent while the pipeline was routed (earlyParts)
 	pooled  struct{ b, out bool }
 
 	clean bool // every leg ran: the replies are taken in the legs' order
@@ -234,6 +236,10 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		clear(refs)
 		refPools.Recycle(refs)
 	}()
+	var early *earlyParts
+	if r.streamsEarly(p, traits) {
+		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}
+	}
 	off := 0
 	r.mu.RLock()
 	for i := 0; i < n; i++ {
@@ -242,27 +248,29 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		end, slot, known := scanCommand(ci, buf, off, !split)
 		cmd := buf[off:end]
 		offs[i], offs[i+1], off = off, end, end
+		before := len(legs)
 		switch {
 		case ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes:
 			fanned = true
 			for _, m := range r.masters {
 				legs = append(legs, leg{cmd: i, at: len(legs), slot: -1, node: m, fixed: true})
 			}
-			continue
 		case split:
-			before := len(legs)
 			legs = r.appendMultiKeyLegs(legs, i, ci, cmd)
 			fanned = fanned || len(legs)-before > 1
-			continue
-		}
-		if !known {
-			var err error
-			if slot, err = cmdSlot(ci, cmd); err != nil {
-				r.mu.RUnlock()
-				return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
+		default:
+			if !known {
+				var err error
+				if slot, err = cmdSlot(ci, cmd); err != nil {
+					r.mu.RUnlock() // early is nil: see streamsEarly
+					return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
+				}
 			}
+			legs = append(legs, leg{cmd: i, at: len(legs), slot: slot, node: r.ownerLocked(slot)})
 		}
-		legs = append(legs, leg{cmd: i, at: len(legs), slot: slot, node: r.ownerLocked(slot)})
+		if early != nil {
+			early.add(legs, before)
+		}
 	}
 	r.mu.RUnlock()
 	r.pickReplicas(p, legs)
@@ -310,9 +318,16 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			unreached, again = nil, false
 			continue
 		}
-		rd, err := r.sendParts(ctx, p, buf, offs, send, scratch, traits)
-		if err != nil {
-			return r.stopped(p, n, legs, vals, ran, err)
+		var rd *round
+		var restErr error // the legs not sent early could not be sent
+		if early != nil {
+			rd, send, restErr = early.round(r, legs, send, scratch)
+			early = nil
+		} else {
+			var err error
+			if rd, err = r.sendParts(ctx, p, buf, offs, send, scratch, traits); err != nil {
+				return r.stopped(p, n, legs, vals, ran, err)
+			}
 		}
 		if vals == nil {
 			// Zeroed while the nodes work. The replies of split and
@@ -444,6 +459,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if len(pending) == 0 {
 			break
 		}
+		// The parts sent early are in: what could not follow them ends
+		// the pipeline as not sent.
+		unsent = cmp.Or(unsent, restErr)
 		if unsent != nil {
 			return r.stopped(p, n, legs, vals, ran, unsent)
 		}
@@ -729,6 +747,7 @@ const maxMerged = 1 << 16
 
 // partSet groups the legs of a round by node.
 type partSet struct {
+	base   int // the index of its first part in the round
 	parts  []*part
 	byNode map[*Client]*part // once there are more than a few parts
 	last   *part
@@ -751,7 +770,7 @@ func (s *partSet) of(node *Client) *part {
 		}
 	}
 	if pt == nil {
-		pt = &part{node: node, index: uint16(len(s.parts))}
+		pt = &part{node: node, index: uint16(s.base + len(s.parts))}
 		s.parts = append(s.parts, pt)
 		switch {
 		case s.byNode != nil:
@@ -791,12 +810,18 @@ var (
 // largePipeline) or a new one, and the retry of a part whose first attempt
 // failed.
 func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) (*round, error) {
-	var set partSet
+	rd := &round{}
+	return rd, r.sendPartsTo(ctx, rd, p, buf, offs, send, scratch, traits)
+}
+
+// sendPartsTo is sendParts adding the parts to rd, after those it has.
+func (r *clusterRouter) sendPartsTo(ctx context.Context, rd *round, p *Pipeline, buf []byte, offs []int, send, scratch []*leg, traits batchTraits) error {
+	set := partSet{base: len(rd.parts)}
 	for _, l := range send {
 		if l.node == nil {
 			node, err := r.route(ctx, l.slot)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			l.node = node
 		}
@@ -819,7 +844,7 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 	// The whole pipeline for one node goes as it is.
 	whole := len(parts) == 1 && len(p.scripts) == 0 && len(send) == len(offs)-1 &&
 		!slices.ContainsFunc(send, func(l *leg) bool { return l.asking || l.sub != nil })
-	rd := &round{parts: parts}
+	rd.parts = append(rd.parts, parts...)
 	for _, pt := range parts {
 		cn := pt.node.liveShared()
 		switch {
@@ -846,7 +871,7 @@ func (r *clusterRouter) sendParts(ctx context.Context, p *Pipeline, buf []byte, 
 			pt.inline = true
 		}
 	}
-	return rd, nil
+	return nil
 }
 
 // round is the parts of a round on their way (see sendParts); the
@@ -860,17 +885,40 @@ type round struct {
 // nodes' rules allow those that the caller of sendParts handed over, and
 // returns the parts, each with its replies or its failure.
 func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
+	var failed map[*Client][]*part // early parts that failed, by node, in order
 	for _, pt := range rd.parts {
 		if !pt.inline {
 			continue
 		}
-		if err := waitPart(ctx, pt); err != nil {
+		err := waitPart(ctx, pt)
+		switch {
+		case err == nil:
+		case pt.early:
+			if failed == nil {
+				failed = map[*Client][]*part{}
+			}
+			pt.err = err
+			failed[pt.node] = append(failed[pt.node], pt)
+		default:
 			rd.wg.Add(1)
 			go func() {
 				defer rd.wg.Done()
 				pt.out, pt.err = r.resendPart(ctx, pt, err)
 			}()
 		}
+	}
+	for _, pts := range failed {
+		// A node's parts sent early are sent again one after the other,
+		// and none after one that fails again, which would overtake it.
+		rd.wg.Add(1)
+		go func() {
+			defer rd.wg.Done()
+			for _, pt := range pts {
+				if pt.out, pt.err = r.resendPart(ctx, pt, pt.err); pt.err != nil {
+					return
+				}
+			}
+		}()
 	}
 	rd.wg.Wait()
 	for _, pt := range rd.parts {

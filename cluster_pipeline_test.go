@@ -15,7 +15,7 @@ import (
 // cmdSlot finds: for commands of up to nine words, their arguments all
 // keys of one slot, of many slots, or words of no slot in particular.
 func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
-	told := 0
+	told, refused := 0, 0
 	for _, ci := range knownCommands {
 		name := strings.Fields(ci.Name)
 		for extra := 0; extra+len(name) <= 9; extra++ {
@@ -34,6 +34,17 @@ func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
 				w := &cmdBuf{}
 				w.do(args)
 				cmd := w.buf
+				// Routing refuses only commands marked for it, which
+				// keep a pipeline from going out before it is routed.
+				if _, err := cmdSlot(ci, cmd); err != nil {
+					if !ci.has(flagKeysSpan) && !splittable(ci) {
+						t.Fatalf("%q: cmdSlot refuses it (%v), but it is not flagKeysSpan", cmd, err)
+					}
+					refused++
+				}
+				if got := w.cmds[0].info(); w.keysSpan != got.has(flagKeysSpan) {
+					t.Fatalf("%q: keysSpan %v for %s", cmd, w.keysSpan, got.Name)
+				}
 				// What follows a command is not its own.
 				buf := append(append([]byte(nil), cmd...), "*1\r\n$4\r\nPING\r\n"...)
 				end, slot, known := scanCommand(ci, buf, 0, true)
@@ -51,8 +62,8 @@ func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
 			}
 		}
 	}
-	if told == 0 {
-		t.Fatal("scanCommand told no slot")
+	if told == 0 || refused == 0 {
+		t.Fatalf("scanCommand told %d slots; cmdSlot refused %d commands", told, refused)
 	}
 	// Keys in different slots are left to cmdSlot, which names them.
 	w := &cmdBuf{}

@@ -40,6 +40,10 @@ const (
 	// one connection (transactions, database, auth, subscriptions). They
 	// never run on a shared connection. Set at init, not by the server.
 	flagConnState
+	// flagKeysSpan marks commands whose keys may lie in several slots of
+	// a cluster, which refuses them then, and which the cluster client
+	// does not split by slot. Set at init, from the key positions.
+	flagKeysSpan
 )
 
 // connStateCommands are the commands given flagConnState.
@@ -92,6 +96,9 @@ func init() {
 	}
 	names := make([]string, 0, len(commandTable))
 	for name, ci := range commandTable {
+		if ci.has(flagMovableKeys) || (ci.FirstKey > 0 && ci.LastKey != ci.FirstKey && !splittable(ci)) {
+			ci.Flags |= flagKeysSpan
+		}
 		names = append(names, name)
 		for _, w := range strings.Fields(ci.Name) {
 			ci.wire = resp.AppendBulkString(ci.wire, w)
@@ -228,6 +235,7 @@ type cmdBuf struct {
 	blocking bool       // some command may block its connection
 	grace    conn.Grace // the longest a blocking command may keep the server quiet
 	stateAt  int        // 1 + the index of the first connection-state command; 0 if none
+	keysSpan bool       // some command's keys may lie in several slots (flagKeysSpan)
 
 	// state of the command being encoded
 	want, got int
@@ -276,8 +284,9 @@ func (w *cmdBuf) end() {
 	}
 	// One test of the flags for the common command, which only writes or
 	// only reads.
-	if f := w.cur.Flags; f&(flagReadonly|flagBlocking|flagConnState) != flagReadonly {
+	if f := w.cur.Flags; f&(flagReadonly|flagBlocking|flagConnState|flagKeysSpan) != flagReadonly {
 		w.writes = w.writes || f&flagReadonly == 0
+		w.keysSpan = w.keysSpan || f&flagKeysSpan != 0
 		if f&flagBlocking != 0 && blocks(w.cur, w.buf[w.begin:]) {
 			w.cmds[len(w.cmds)-1] |= metaBlocks
 			w.blocking = true
@@ -538,7 +547,7 @@ func (w *cmdBuf) reset() {
 	w.cmds = w.cmds[:0]
 	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
-	w.writes, w.blocking, w.grace, w.stateAt = false, false, 0, 0
+	w.writes, w.blocking, w.grace, w.stateAt, w.keysSpan = false, false, 0, 0, false
 }
 
 // A pipeline's buffers grow through pools of recycled ones once they are

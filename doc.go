@@ -247,7 +247,13 @@
 //     all or nothing, is never split: across slots it is refused with a
 //     *CrossSlotError, and so is any cross-slot transaction.
 //   - A NoTransaction pipeline is split by node; every node's part is sent
-//     at once and the replies come back in the caller's order. Commands of
+//     at once and the replies come back in the caller's order. A large one
+//     (64 KB or more) starts going out while it is still being routed: a
+//     node gets its commands in parts of about 16 KB, one after another
+//     on one connection, so the nodes work while the client routes the
+//     rest. A pipeline with a command whose keys may lie in several slots
+//     (RENAME, EVAL and the like) is routed whole first, so that a
+//     cross-slot refusal still means nothing was sent. Commands of
 //     one slot keep their order, retries included: those behind a command
 //     sent again for TRYAGAIN, or redirected to another node, wait for it;
 //     a command turned away (TRYAGAIN, while its slot's keys are split

@@ -1,0 +1,289 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// earlyIncrs queues, for each of n keys, INCR key twice and GET key on a
+// plain pipeline: sequences whose replies tell whether the commands of a
+// slot ran in order, and exactly once. The pipeline is large enough to be
+// sent while it is routed.
+func earlyIncrs(c *Client, prefix string, n int) (*Pipeline, []string) {
+	p := c.Pipeline(NoTransaction)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = prefix + strconv.Itoa(i)
+		p.Incr(keys[i]).Incr(keys[i]).Get(keys[i])
+	}
+	return p, keys
+}
+
+// checkEarlyIncrs checks the replies of earlyIncrs's pipeline, and that
+// every key holds what they say ran.
+func checkEarlyIncrs(t *testing.T, ctx context.Context, c *Client, keys []string, replies []Value) {
+	t.Helper()
+	for i, k := range keys {
+		a, errA := replies[3*i].Int64()
+		b, errB := replies[3*i+1].Int64()
+		g, errG := replies[3*i+2].Text()
+		if errA != nil || errB != nil || errG != nil || a != 1 || b != 2 || g != "2" {
+			t.Fatalf("%s: replies %d %v, %d %v, %q %v; want 1, 2, \"2\"", k, a, errA, b, errB, g, errG)
+		}
+	}
+	for _, k := range []string{keys[0], keys[len(keys)/2], keys[len(keys)-1]} {
+		if v, err := c.Get(ctx, k); err != nil || v != "2" {
+			t.Fatalf("%s holds %q, %v; want 2", k, v, err)
+		}
+	}
+}
+
+// masters returns the cluster client's masters.
+func masters(c *Client) []*Client {
+	c.cluster.mu.RLock()
+	defer c.cluster.mu.RUnlock()
+	return slices.Clone(c.cluster.masters)
+}
+
+// connectedCluster starts a cluster of three masters and returns a client
+// connected to every one of them, so that parts may go out early.
+func connectedCluster(t *testing.T) (*Client, context.Context) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.DBSize(ctx); err != nil { // a command for every master
+		t.Fatal(err)
+	}
+	return c, ctx
+}
+
+func TestClusterPipelineSentWhileRouted(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	const n = 4000 // 12,000 commands, over 150 KB
+
+	t.Run("every node connected", func(t *testing.T) {
+		before := earlySends.Load()
+		p, keys := earlyIncrs(c, "warm:", n)
+		replies, err := p.Exec(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEarlyIncrs(t, ctx, c, keys, replies)
+		// 150 KB in parts of 16 KB, and one last part per node.
+		if got := earlySends.Load() - before; got < 9 {
+			t.Errorf("%d parts sent early, want at least 9", got)
+		}
+	})
+
+	t.Run("a node without a connection", func(t *testing.T) {
+		// That node's commands wait for the routing to end and go in
+		// the same round as the others' parts, on a new connection.
+		ms := masters(c)
+		if cn := ms[1].shared.Load(); cn != nil {
+			cn.Close()
+		}
+		seen := map[*Client]bool{}
+		beforeEarlySend = func(node *Client, _ int) { seen[node] = true }
+		defer func() { beforeEarlySend = nil }()
+		p, keys := earlyIncrs(c, "cold:", n)
+		replies, err := p.Exec(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEarlyIncrs(t, ctx, c, keys, replies)
+		if seen[ms[1]] || !seen[ms[0]] || !seen[ms[2]] {
+			t.Errorf("parts sent early to the node without a connection: %v; to the others: %v, %v", seen[ms[1]], seen[ms[0]], seen[ms[2]])
+		}
+	})
+
+	t.Run("a command routing could refuse", func(t *testing.T) {
+		// RENAME's keys may lie in two slots: the pipeline is routed
+		// whole first, and refused before anything is sent.
+		before := earlySends.Load()
+		p, keys := earlyIncrs(c, "refused:", n)
+		p.Rename("{a}x", "{b}y")
+		_, err := p.Exec(ctx)
+		var cs *CrossSlotError
+		if !errors.As(err, &cs) || OutcomeOf(err) == OutcomeUnknown {
+			t.Fatalf("err = %v (outcome %v), want a CrossSlotError saying nothing ran", err, OutcomeOf(err))
+		}
+		if got := earlySends.Load() - before; got != 0 {
+			t.Errorf("%d parts sent early before the refusal", got)
+		}
+		for _, k := range []string{keys[0], keys[n-1]} {
+			if ex, err := c.Exists(ctx, k); err != nil || ex != 0 {
+				t.Fatalf("%s exists (%d, %v): a command of a refused pipeline ran", k, ex, err)
+			}
+		}
+	})
+}
+
+// TestClusterEarlyPartsLostConnection has the server drop a node's
+// connection before the client sends its second part early. Once the
+// first part is answered, the parts after it are sent again in order and
+// the pipeline succeeds; while it is in flight, the pipeline may instead
+// fail saying that some of it may have run. Either way no command runs
+// twice or out of order.
+func TestClusterEarlyPartsLostConnection(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	defer func() { beforeEarlySend = nil }()
+	const n = 4000
+	for _, tc := range []struct {
+		name     string
+		answered bool // the first part's replies are in before the drop
+	}{{"first part answered", true}, {"first part in flight", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var victim *Client
+			var killed *conn.Conn
+			dropped := false
+			beforeEarlySend = func(node *Client, k int) {
+				if victim == nil {
+					victim = node
+				}
+				if node != victim || k != 1 || dropped {
+					return
+				}
+				dropped = true
+				// CLIENT ID goes after the first part on the same
+				// connection: once it is answered, so is the part.
+				cn := node.shared.Load()
+				v, err := node.Do(ctx, "CLIENT", "ID")
+				id, _ := v.Int64()
+				if err != nil || id == 0 || cn != node.shared.Load() {
+					t.Errorf("CLIENT ID: %v", err)
+					return
+				}
+				admin, err := NewClient(Options{Addr: node.opt.Addr})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer admin.Close()
+				if !tc.answered {
+					// Kill it while the PING after the part waits.
+					go admin.Do(ctx, "CLIENT", "KILL", "ID", id)
+					node.Do(ctx, "PING")
+					return
+				}
+				// The server has closed the socket when the kill is
+				// answered: the connection finds that out before it
+				// writes the next part.
+				if _, err := admin.Do(ctx, "CLIENT", "KILL", "ID", id); err != nil {
+					t.Error(err)
+				}
+				killed = cn
+			}
+			p, keys := earlyIncrs(c, "lost:"+tc.name+":", n)
+			replies, err := p.Exec(ctx)
+			beforeEarlySend = nil
+			if !dropped {
+				t.Fatal("no connection was dropped")
+			}
+			if err == nil {
+				checkEarlyIncrs(t, ctx, c, keys, replies)
+				if killed != nil && victim.shared.Load() == killed {
+					t.Error("the killed connection is still the node's")
+				}
+				return
+			}
+			if tc.answered {
+				t.Fatalf("err = %v: the parts after one answered were not sent again", err)
+			}
+			if OutcomeOf(err) != OutcomeUnknown {
+				t.Fatalf("err = %v (outcome %v), want an unknown outcome: some parts ran", err, OutcomeOf(err))
+			}
+			for _, k := range keys {
+				v, gerr := c.Get(ctx, k)
+				if gerr != nil && !errors.Is(gerr, ErrNil) {
+					t.Fatal(gerr)
+				}
+				if v != "" && v != "1" && v != "2" {
+					t.Fatalf("%s holds %q: an INCR ran twice", k, v)
+				}
+			}
+		})
+	}
+}
+
+// TestClusterEarlyPartsThenRestNotSent sends parts early, then cannot
+// send the rest: a slot has no known owner and the context ends while
+// the client waits for one. The parts sent early ran; the pipeline says
+// so, and every command it says was not sent did not run.
+func TestClusterEarlyPartsThenRestNotSent(t *testing.T) {
+	c, check := connectedCluster(t)
+	defer func() { beforeEarlySend = nil }()
+	const n = 4000
+	p, keys := earlyIncrs(c, "rest:", n)
+	orphan := keys[n/2]
+	slot := int(hashslot.Slot(orphan))
+	c.cluster.mu.Lock()
+	c.cluster.slots[slot] = nil
+	c.cluster.mu.Unlock()
+	ctx, cancel := context.WithCancel(check)
+	defer cancel()
+	sent := 0
+	seen := map[*Client]bool{}
+	beforeEarlySend = func(node *Client, _ int) {
+		if sent++; sent < 4 {
+			seen[node] = true
+			return
+		}
+		if sent == 4 {
+			// Once a PING after them is answered, so are the parts
+			// sent so far; the rest are not sent.
+			for node := range seen {
+				if _, err := node.Do(check, "PING"); err != nil {
+					t.Error(err)
+				}
+			}
+			cancel()
+		}
+	}
+	replies, err := p.Exec(ctx)
+	beforeEarlySend = nil
+	if err == nil || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("err = %v (outcome %v), want an unknown outcome: parts ran", err, OutcomeOf(err))
+	}
+	if len(replies) != 3*n {
+		t.Fatalf("%d replies for %d commands", len(replies), 3*n)
+	}
+	ran, unsent := 0, 0
+	for i, k := range keys {
+		v, gerr := c.Get(check, k)
+		if gerr != nil && !errors.Is(gerr, ErrNil) {
+			t.Fatal(gerr)
+		}
+		first := replies[3*i]
+		if e := first.Err(); e != nil {
+			if OutcomeOf(e) != OutcomeNotSent {
+				t.Fatalf("%s: first INCR failed with %v (outcome %v)", k, e, OutcomeOf(e))
+			}
+			unsent++
+			if v != "" {
+				t.Fatalf("%s holds %q though its first INCR was not sent", k, v)
+			}
+			continue
+		}
+		ran++
+		if a, err := first.Int64(); err != nil || a != 1 {
+			t.Fatalf("%s: first INCR replied %d, %v", k, a, err)
+		}
+	}
+	if ran == 0 || unsent == 0 {
+		t.Fatalf("%d keys ran, %d not sent; want some of each", ran, unsent)
+	}
+	if e := replies[3*(n/2)].Err(); OutcomeOf(e) != OutcomeNotSent {
+		t.Errorf("the key of the slot without an owner: %v", e)
+	}
+}
