@@ -236,6 +236,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		clear(refs)
 		refPools.Recycle(refs)
 	}()
+	routed := len(p.w.routes) == n // where each command ends and its slot, recorded as it was encoded
 	var early *earlyParts
 	if r.streamsEarly(p, traits) {
 		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}
@@ -245,7 +246,18 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	for i := 0; i < n; i++ {
 		ci := p.w.cmds[i].info()
 		split := ci.RequestPolicy == requestMultiShard && splittable(ci)
-		end, slot, known := scanCommand(ci, buf, off, !split)
+		end, slot, known := 0, -1, true
+		rt := uint16(routeScan)
+		if routed {
+			rt, end = uint16(p.w.routes[i]), int(p.w.routes[i]>>16)
+		}
+		switch rt {
+		case routeScan:
+			end, slot, known = scanCommand(ci, buf, off, !split)
+		case routeKeyless:
+		default:
+			slot = int(rt) - 1
+		}
 		cmd := buf[off:end]
 		offs[i], offs[i+1], off = off, end, end
 		before := len(legs)
@@ -497,6 +509,42 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		i = j
 	}
 	return replies, p.finish(replies, -1)
+}
+
+// What routeOf tells of a command's key, in the low 16 bits of a route
+// (see cmdBuf.routes): routeScan, left to scanCommand; routeKeyless, no
+// key; else 1 + the slot of its one key.
+const (
+	routeScan    = 0
+	routeKeyless = 0xffff
+)
+
+// routeOf tells, as scanCommand would, the slot of the one key of cmd, an
+// encoded command of ci, when the table gives it exactly one key position
+// (most commands), or that it has no key; the rest is left to
+// scanCommand.
+func routeOf(ci *commandInfo, cmd []byte) uint16 {
+	switch {
+	case ci.has(flagMovableKeys):
+		return routeScan
+	case int(ci.id) >= len(knownCommands) || ci.FirstKey <= 0:
+		return routeKeyless
+	case ci.LastKey != ci.FirstKey || ci.RequestPolicy == requestMultiShard:
+		return routeScan
+	}
+	ws, ok := newWords(cmd)
+	if !ok {
+		return routeScan
+	}
+	for i := 0; ; i++ {
+		w, ok := ws.next()
+		if !ok {
+			return routeKeyless // no word where the key goes
+		}
+		if i == ci.FirstKey {
+			return hashslot.SlotBytes(w) + 1
+		}
+	}
 }
 
 // scanCommand walks the encoded command at off in buf, a pipeline's

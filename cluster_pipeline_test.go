@@ -15,7 +15,7 @@ import (
 // cmdSlot finds: for commands of up to nine words, their arguments all
 // keys of one slot, of many slots, or words of no slot in particular.
 func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
-	told, refused := 0, 0
+	told, refused, recorded := 0, 0, 0
 	for _, ci := range knownCommands {
 		name := strings.Fields(ci.Name)
 		for extra := 0; extra+len(name) <= 9; extra++ {
@@ -31,9 +31,27 @@ func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
 				for i := range extra {
 					args = append(args, arg(i))
 				}
-				w := &cmdBuf{}
+				w := &cmdBuf{slots: true}
 				w.do(args)
 				cmd := w.buf
+				// What encoding recorded agrees with scanCommand.
+				got := w.cmds[0].info()
+				if len(w.routes) != 1 || int(w.routes[0]>>16) != len(cmd) {
+					t.Fatalf("%q: routes %v, want one ending at %d", cmd, w.routes, len(cmd))
+				}
+				if rt := uint16(w.routes[0]); rt != routeScan {
+					_, s, k := scanCommand(got, cmd, 0, true)
+					want := uint16(routeKeyless)
+					if s >= 0 {
+						want = uint16(s + 1)
+					}
+					if !k || rt != want {
+						t.Fatalf("%q: recorded route %d; scanCommand tells slot %d (known %v)", cmd, rt, s, k)
+					}
+					if rt != routeKeyless {
+						recorded++
+					}
+				}
 				// Routing refuses only commands marked for it, which
 				// keep a pipeline from going out before it is routed.
 				if _, err := cmdSlot(ci, cmd); err != nil {
@@ -62,8 +80,8 @@ func TestScanCommandAgreesWithCmdSlot(t *testing.T) {
 			}
 		}
 	}
-	if told == 0 || refused == 0 {
-		t.Fatalf("scanCommand told %d slots; cmdSlot refused %d commands", told, refused)
+	if told == 0 || refused == 0 || recorded == 0 {
+		t.Fatalf("scanCommand told %d slots; cmdSlot refused %d commands; %d slots recorded", told, refused, recorded)
 	}
 	// Keys in different slots are left to cmdSlot, which names them.
 	w := &cmdBuf{}

@@ -237,6 +237,12 @@ type cmdBuf struct {
 	stateAt  int        // 1 + the index of the first connection-state command; 0 if none
 	keysSpan bool       // some command's keys may lie in several slots (flagKeysSpan)
 
+	// slots is set for a cluster's plain pipeline: end then records in
+	// routes, for each command, where it ends and what routeOf says of
+	// its key, so that routing does not read the commands again.
+	slots  bool
+	routes []uint64
+
 	// state of the command being encoded
 	want, got int
 	begin     int          // offset in buf of its first byte
@@ -295,6 +301,9 @@ func (w *cmdBuf) end() {
 		if f&flagConnState != 0 && w.stateAt == 0 {
 			w.stateAt = len(w.cmds)
 		}
+	}
+	if w.slots {
+		w.routes = append(w.routes, uint64(len(w.buf))<<16|uint64(routeOf(w.cur, w.buf[w.begin:])))
 	}
 	if w.full != nil && len(w.buf) >= streamChunk {
 		w.full()
@@ -548,6 +557,7 @@ func (w *cmdBuf) reset() {
 	w.err, w.errIdx = nil, 0
 	w.want, w.got = 0, 0
 	w.writes, w.blocking, w.grace, w.stateAt, w.keysSpan = false, false, 0, 0, false
+	w.routes = w.routes[:0]
 }
 
 // A pipeline's buffers grow through pools of recycled ones once they are
@@ -564,8 +574,9 @@ const (
 )
 
 var (
-	bytePools = bufpool.New[byte](minPooledBytes)
-	metaPools = bufpool.New[cmdMeta](minPooledMetas)
+	bytePools  = bufpool.New[byte](minPooledBytes)
+	metaPools  = bufpool.New[cmdMeta](minPooledMetas)
+	routePools = bufpool.New[uint64](minPooledMetas)
 )
 
 // room makes sure a pipeline's buffers have space for the next command
@@ -583,6 +594,9 @@ func (w *cmdBuf) room() {
 	}
 	if len(w.cmds) == cap(w.cmds) {
 		w.cmds = metaPools.Grow(w.cmds, w.lastCmds)
+	}
+	if w.slots && len(w.routes) == cap(w.routes) {
+		w.routes = routePools.Grow(w.routes, w.lastCmds)
 	}
 }
 
@@ -604,6 +618,8 @@ func (w *cmdBuf) release() {
 		metaPools.Recycle(w.cmds)
 		w.cmds = w.firstCmds[:0]
 	}
+	routePools.Recycle(w.routes)
+	w.routes = nil
 }
 
 // bufPool recycles the buffers of single commands. Buffers that grew large

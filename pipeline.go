@@ -87,6 +87,7 @@ func (p *Pipeline) applyOptions(opts []PipelineOption) {
 func (c *Client) Pipeline(opts ...PipelineOption) *Pipeline {
 	p := newPipeline(c, nil, true)
 	p.applyOptions(opts)
+	p.w.slots = c.cluster != nil && !p.transaction
 	p.reset()
 	return p
 }
