@@ -18,12 +18,17 @@ import (
 // sent while it is routed.
 func earlyIncrs(c *Client, prefix string, n int) (*Pipeline, []string) {
 	p := c.Pipeline(NoTransaction)
+	return p, queueIncrs(p, prefix, n)
+}
+
+// queueIncrs queues earlyIncrs's commands on p.
+func queueIncrs(p *Pipeline, prefix string, n int) []string {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = prefix + strconv.Itoa(i)
 		p.Incr(keys[i]).Incr(keys[i]).Get(keys[i])
 	}
-	return p, keys
+	return keys
 }
 
 // checkEarlyIncrs checks the replies of earlyIncrs's pipeline, and that
@@ -83,6 +88,20 @@ func TestClusterPipelineSentWhileRouted(t *testing.T) {
 		// 150 KB in parts of 16 KB, and one last part per node.
 		if got := earlySends.Load() - before; got < 9 {
 			t.Errorf("%d parts sent early, want at least 9", got)
+		}
+	})
+
+	t.Run("a pipeline used again", func(t *testing.T) {
+		// What was recorded of the first batch's commands is not taken
+		// for the second's: their keys, and so their slots, differ.
+		p := c.Pipeline(NoTransaction)
+		for round, n := range []int{n, n / 2, n} {
+			keys := queueIncrs(p, "again"+strconv.Itoa(round)+":", n)
+			replies, err := p.Exec(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEarlyIncrs(t, ctx, c, keys, replies)
 		}
 	})
 
