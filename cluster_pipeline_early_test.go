@@ -306,3 +306,42 @@ func TestClusterEarlyPartsThenRestNotSent(t *testing.T) {
 		t.Errorf("the key of the slot without an owner: %v", e)
 	}
 }
+
+// TestClusterEarlyPartsClientClosed closes the client, from another
+// goroutine, while a large pipeline is being sent early. Close waits for
+// the routing to end, then cuts the parts in flight: Exec returns without
+// hanging, either every reply or an error that does not claim nothing
+// ran, and the client refuses calls after.
+func TestClusterEarlyPartsClientClosed(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	defer func() { beforeEarlySend = nil }()
+	sent := 0
+	closed := make(chan struct{})
+	beforeEarlySend = func(*Client, int) {
+		if sent++; sent == 3 {
+			go func() {
+				defer close(closed)
+				c.Close()
+			}()
+		}
+	}
+	p, keys := earlyIncrs(c, "closed:", 4000)
+	replies, err := p.Exec(ctx)
+	beforeEarlySend = nil
+	if sent < 3 {
+		t.Fatalf("%d parts sent early", sent)
+	}
+	<-closed
+	switch {
+	case err == nil:
+		if len(replies) != 3*len(keys) {
+			t.Fatalf("%d replies for %d commands", len(replies), 3*len(keys))
+		}
+	case OutcomeOf(err) != OutcomeUnknown:
+		t.Fatalf("err = %v (outcome %v): parts were sent before the close, so some may have run", err, OutcomeOf(err))
+	}
+	t.Logf("Exec: %v", err)
+	if _, err := c.Get(ctx, "closed:0"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	}
+}
