@@ -30,8 +30,9 @@ type Client struct {
 	// shared is the connection plain calls use; replaced under dialMu when
 	// it fails. Read without a lock on every call.
 	shared  atomic.Pointer[conn.Conn]
-	dialMu  sync.Mutex   // guards dialing
+	dialMu  sync.Mutex   // guards dialing and noDials
 	dialing *pendingDial // the dial of a new shared connection, or nil
+	noDials bool         // set by Close: no dial starts after it waits for dials
 
 	// life ends when the client is closed, cutting short dials in flight;
 	// Close waits for them with dials.
@@ -218,6 +219,10 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	if cn := c.shared.Load(); cn != nil && cn.Alive() {
 		c.dialMu.Unlock()
 		return cn, nil
+	}
+	if c.noDials {
+		c.dialMu.Unlock()
+		return nil, notSent(ErrClosed)
 	}
 	pd := c.dialing
 	if pd == nil {
@@ -469,6 +474,11 @@ func (c *Client) Close() error {
 	for _, cn := range live {
 		cn.Close()
 	}
+	// A dial is counted in dials under dialMu, and none after this: a
+	// call that comes as Close waits must not add to what it waits for.
+	c.dialMu.Lock()
+	c.noDials = true
+	c.dialMu.Unlock()
 	c.dials.Wait()
 	// A dial that finished as Close began registered its connection after
 	// the list above was taken.

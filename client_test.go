@@ -455,6 +455,52 @@ func TestClosedClient(t *testing.T) {
 	}
 }
 
+// TestCloseWhileCallsDial: calls that keep coming while Close runs, each
+// of which may start a dial of the shared connection, fail with ErrClosed
+// once it has begun, and Close neither panics nor leaves a connection
+// behind. A dial counted as Close waited for dials used to break the
+// WaitGroup's rules ("reused before previous Wait has returned").
+func TestCloseWhileCallsDial(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 100 && time.Now().Before(deadline); i++ {
+		c, err := NewClient(Options{Addr: srv.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				for range 1000 {
+					if _, err := c.Ping(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			if err := <-errs; err != nil && !errors.Is(err, ErrClosed) {
+				t.Fatalf("round %d: a call as Close ran failed with %v, want ErrClosed", i, err)
+			}
+		}
+		if _, err := c.Ping(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("round %d: Ping after Close: %v, want ErrClosed", i, err)
+		}
+		c.mu.Lock()
+		live := len(c.live)
+		c.mu.Unlock()
+		if live != 0 || c.shared.Load() != nil {
+			t.Fatalf("round %d: %d connections live after Close, shared %v", i, live, c.shared.Load())
+		}
+	}
+}
+
 func TestStateCommandsRefusedOnSharedConnection(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
