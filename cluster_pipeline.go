@@ -893,7 +893,8 @@ func (r *clusterRouter) sendPartsTo(ctx context.Context, rd *round, p *Pipeline,
 	whole := len(parts) == 1 && len(p.scripts) == 0 && len(send) == len(offs)-1 &&
 		!slices.ContainsFunc(send, func(l *leg) bool { return l.asking || l.sub != nil })
 	rd.parts = append(rd.parts, parts...)
-	for _, pt := range parts {
+	for i, pt := range parts {
+		quiet := i < len(parts)-1 // see startPart
 		cn := pt.node.liveShared()
 		switch {
 		case traits.blocking || pt.size > largePipeline || cn == nil:
@@ -908,14 +909,14 @@ func (r *clusterRouter) sendPartsTo(ctx context.Context, rd *round, p *Pipeline,
 			go func() {
 				defer rd.wg.Done()
 				encodePart(p, buf, offs, pt, traits, whole)
-				startPart(ctx, pt, cn)
+				startPart(ctx, pt, cn, quiet)
 				if err := waitPart(ctx, pt); err != nil {
 					pt.out, pt.err = r.resendPart(ctx, pt, err)
 				}
 			}()
 		default:
 			encodePart(p, buf, offs, pt, traits, whole)
-			startPart(ctx, pt, cn)
+			startPart(ctx, pt, cn, quiet)
 			pt.inline = true
 		}
 	}
@@ -984,10 +985,23 @@ func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
 // buffers of a loopback connection take in at once.
 const maxInlinePart = 32 << 10
 
+// partStarted, when set, is told of every part that startPart starts,
+// for tests: its node, and whether it is quiet.
+var partStarted func(node *Client, quiet bool)
+
 // startPart hands an encoded part to the writer of its node's shared
-// connection cn, with pooled room for its replies.
-func startPart(ctx context.Context, pt *part, cn *conn.Conn) {
+// connection cn, with pooled room for its replies. A round of several
+// parts is done when the slowest node answers, and it polls for the
+// replies of its last part only: the others are quiet (conn.Graced.Quiet).
+func startPart(ctx context.Context, pt *part, cn *conn.Conn, quiet bool) {
 	pt.out, pt.pooled.out = replyPools.Take(pt.total)[:pt.total], true
+	if partStarted != nil {
+		partStarted(pt.node, quiet)
+	}
+	if quiet {
+		pt.pending, pt.err = cn.Quiet().Start(ctx, pt.b, pt.out)
+		return
+	}
 	pt.pending, pt.err = cn.Start(ctx, pt.b, pt.out)
 }
 

@@ -84,7 +84,7 @@ func (e *earlyParts) add(legs []leg, from int) {
 		en.legs = append(en.legs, int32(j))
 		en.size += len(legBytes(e.buf, e.offs, l))
 		if en.size >= earlyPart {
-			e.send(en, legs)
+			e.send(en, legs, true)
 		}
 	}
 }
@@ -109,10 +109,11 @@ func (e *earlyParts) of(node *Client) *earlyNode {
 	return en
 }
 
-// send sends the legs routed to en since its last part. The first part
-// of a node takes its shared connection, if it has a live one; if not,
-// the node's legs go with the rest of the round.
-func (e *earlyParts) send(en *earlyNode, legs []leg) {
+// send sends the legs routed to en since its last part, quiet or not
+// (see startPart). The first part of a node takes its shared connection,
+// if it has a live one; if not, the node's legs go with the rest of the
+// round.
+func (e *earlyParts) send(en *earlyNode, legs []leg, quiet bool) {
 	if en.cn == nil {
 		if en.cn = en.node.liveShared(); en.cn == nil {
 			en.off, en.legs, en.size = true, nil, 0
@@ -130,7 +131,7 @@ func (e *earlyParts) send(en *earlyNode, legs []leg) {
 	if beforeEarlySend != nil {
 		beforeEarlySend(en.node, en.parts)
 	}
-	startPart(e.ctx, pt, en.cn)
+	startPart(e.ctx, pt, en.cn, quiet)
 	pt.inline, pt.early = true, true
 	e.sent = append(e.sent, earlySent{pt: pt, legs: en.legs})
 	en.legs, en.size = make([]int32, 0, cap(en.legs)), 0
@@ -147,9 +148,17 @@ func (e *earlyParts) send(en *earlyNode, legs []leg) {
 // parts, to be waited for: sent is the legs in the round, and err says
 // why the others were not sent.
 func (e *earlyParts) round(r *clusterRouter, legs []leg, send, scratch []*leg) (rd *round, sent []*leg, err error) {
-	for _, en := range e.nodes {
+	// The round polls for the last part sent, and for the last of the
+	// rest's parts if there are any: the others are quiet.
+	last := -1
+	for i, en := range e.nodes {
 		if !en.off && len(en.legs) > 0 {
-			e.send(en, legs)
+			last = i
+		}
+	}
+	for i, en := range e.nodes {
+		if !en.off && len(en.legs) > 0 {
+			e.send(en, legs, i != last)
 		}
 	}
 	early := make([]bool, len(legs))

@@ -345,3 +345,79 @@ func TestClusterEarlyPartsClientClosed(t *testing.T) {
 		t.Fatalf("Get after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestClusterRoundPollsForOnePart: a round of parts for several nodes
+// polls for the replies of the last part it sends only, and the others
+// are quiet (conn.Graced.Quiet); a round for one node polls for its part,
+// as a call on one node does. A pipeline sent while it is routed polls
+// for the last remainder it sends, and its other parts are quiet. That
+// the quiet parts' replies are not polled for is conn's
+// TestQuietCallsAreNotPolledFor.
+func TestClusterRoundPollsForOnePart(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	type started struct {
+		node  *Client
+		quiet bool
+	}
+	var parts []started
+	partStarted = func(node *Client, quiet bool) { parts = append(parts, started{node, quiet}) }
+	t.Cleanup(func() { partStarted = nil })
+	polled := func() (n int) {
+		for _, p := range parts {
+			if !p.quiet {
+				n++
+			}
+		}
+		return n
+	}
+
+	// One slot: one part, polled for.
+	parts = nil
+	one := c.Pipeline(NoTransaction)
+	one.Set("{poll}a", "1").Get("{poll}a").Get("{poll}b")
+	if _, err := one.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 1 || parts[0].quiet {
+		t.Fatalf("a round for one node started %+v, want one part, polled for", parts)
+	}
+
+	// Keys of every master: a part each, the last polled for.
+	keys := make([]string, 60)
+	for i := range keys {
+		keys[i] = "poll:" + strconv.Itoa(i)
+	}
+	for range 3 {
+		parts = nil
+		vals, err := c.MGet(ctx, keys...)
+		if err != nil || len(vals) != len(keys) {
+			t.Fatal(len(vals), err)
+		}
+		nodes := map[*Client]bool{}
+		for _, p := range parts {
+			nodes[p.node] = true
+		}
+		if len(parts) != 3 || len(nodes) != 3 {
+			t.Fatalf("MGET of keys of three masters started %d parts for %d nodes, want 3 for 3", len(parts), len(nodes))
+		}
+		if polled() != 1 || parts[len(parts)-1].quiet {
+			t.Fatalf("a round for three nodes started %+v, want the last part alone polled for", parts)
+		}
+	}
+
+	// Sent while routed: many parts, the last remainder polled for.
+	parts = nil
+	before := earlySends.Load()
+	p, ikeys := earlyIncrs(c, "pollearly:", 4000)
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEarlyIncrs(t, ctx, c, ikeys, replies)
+	if earlySends.Load()-before < 4 {
+		t.Fatalf("%d parts sent early, want some while routing", earlySends.Load()-before)
+	}
+	if polled() != 1 || parts[len(parts)-1].quiet || len(parts) < 4 {
+		t.Fatalf("a pipeline sent while routed started %d parts, %d of them polled for; want the last alone", len(parts), polled())
+	}
+}

@@ -139,9 +139,10 @@ type call struct {
 	// own is set by callers that wait for the call as soon as it is sent,
 	// and so may read its replies themselves; self says that the caller
 	// holds the read role for it (see Conn.reading), and poll that it
-	// polls before it sleeps. They belong to the caller.
-	own, self, poll bool
-	done            chan struct{} // capacity 1: the reader's completion signal
+	// polls before it sleeps. They belong to the caller. quiet, set before
+	// it is sent, says that nobody polls for its replies (Graced.Quiet).
+	own, self, poll, quiet bool
+	done                   chan struct{} // capacity 1: the reader's completion signal
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -155,7 +156,7 @@ func getCall() *call {
 func putCall(c *call) {
 	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
 	c.grace = 0
-	c.own, c.self, c.poll = false, false, false
+	c.own, c.self, c.poll, c.quiet = false, false, false, false
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }
@@ -326,7 +327,7 @@ func (c *Conn) Close() error {
 
 // DoOne sends one encoded command and waits for its reply.
 func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
-	return Graced{c, 0}.DoOne(ctx, cmd)
+	return Graced{c: c}.DoOne(ctx, cmd)
 }
 
 // Do sends cmds, the encoding of len(replies) commands, and waits for their
@@ -349,7 +350,7 @@ func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error 
 // server works through the batch rather than before the batch is sent.
 // If ctx ends first DoN returns its error at once.
 func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
-	return Graced{c, 0}.DoN(ctx, cmds, n)
+	return Graced{c: c}.DoN(ctx, cmds, n)
 }
 
 // Start is the first half of Do: it puts the batch in line and returns once
@@ -358,24 +359,42 @@ func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Valu
 // returns nil. Sending one batch while the previous one is answered keeps
 // the socket busy in both directions.
 func (c *Conn) Start(ctx context.Context, cmds []byte, replies []resp.Value) (Pending, error) {
-	return Graced{c, 0}.Start(ctx, cmds, replies)
+	return Graced{c: c}.Start(ctx, cmds, replies)
 }
 
 // WithGrace returns the connection for calls whose replies may take g
 // longer than Options.StallTimeout: calls with blocking commands.
-func (c *Conn) WithGrace(g Grace) Graced { return Graced{c, g} }
+func (c *Conn) WithGrace(g Grace) Graced { return Graced{c: c, grace: g} }
 
-// Graced makes calls that carry a Grace. Its methods are those of Conn.
+// Quiet returns the connection for calls whose replies nobody polls for
+// (see Graced.Quiet).
+func (c *Conn) Quiet() Graced { return Graced{c: c, quiet: true} }
+
+// Graced makes calls that carry a Grace, or that are quiet. Its methods
+// are those of Conn.
 type Graced struct {
 	c     *Conn
 	grace Grace
+	quiet bool
+}
+
+// Quiet returns k for calls whose replies nobody polls for: the reader,
+// or their caller, sleeps until the socket has them rather than reading it
+// in a loop. Why: a caller waiting for calls on several connections at once
+// is done when the slowest answers, and a poll per connection multiplies
+// the threads spinning while it waits; where the servers run on the same
+// CPUs, those threads take the CPU time the servers need to make the
+// replies. Such a caller polls for one of its calls at most.
+func (k Graced) Quiet() Graced {
+	k.quiet = true
+	return k
 }
 
 // DoOne is Conn.DoOne for a call with the Grace.
 func (k Graced) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 	c := k.c
 	cl := getCall()
-	cl.replies, cl.n, cl.grace, cl.own = cl.one[:], 1, k.grace, true
+	cl.replies, cl.n, cl.grace, cl.own, cl.quiet = cl.one[:], 1, k.grace, true, k.quiet
 	if err := c.send(ctx, cl, cmd); err != nil {
 		putCall(cl)
 		return resp.Value{}, err
@@ -395,7 +414,7 @@ func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Val
 	}
 	c := k.c
 	cl := getCall()
-	cl.n, cl.grace, cl.own = n, k.grace, true
+	cl.n, cl.grace, cl.own, cl.quiet = n, k.grace, true, k.quiet
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return nil, 0, err
@@ -415,7 +434,7 @@ func (k Graced) Start(ctx context.Context, cmds []byte, replies []resp.Value) (P
 	}
 	c := k.c
 	cl := getCall()
-	cl.replies, cl.n, cl.grace = replies, len(replies), k.grace
+	cl.replies, cl.n, cl.grace, cl.quiet = replies, len(replies), k.grace, k.quiet
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
 		return Pending{}, err

@@ -266,6 +266,83 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 	}
 }
 
+// TestQuietCallsAreNotPolledFor: nobody polls for the replies of a quiet
+// call, neither the reader goroutine (a batch handed over by Start) nor a
+// caller reading its own replies (DoOne, DoN), while the same calls made without
+// Quiet are polled for: the server answers each after a pause well within
+// the poll budget, so a poll takes its reply (hits), and a quiet call's
+// reply is taken by a read that sleeps instead.
+func TestQuietCallsAreNotPolledFor(t *testing.T) {
+	const calls, pause = 10, 10 * time.Millisecond
+	for _, how := range []string{"Start", "DoOne", "DoN"} {
+		for _, quiet := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/quiet=%v", how, quiet), func(t *testing.T) {
+				nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+					for {
+						if _, err := readCommand(r); err != nil {
+							return
+						}
+						time.Sleep(pause)
+						if _, err := io.WriteString(w, "+PONG\r\n"); err != nil {
+							return
+						}
+					}
+				})
+				c := New(nc, Options{Poll: 5 * pause})
+				defer c.Close()
+				k := c.WithGrace(0)
+				if quiet {
+					k = c.Quiet()
+				}
+				ctx := context.Background()
+				for i := range calls {
+					var v resp.Value
+					switch how {
+					case "Start":
+						replies := make([]resp.Value, 1)
+						pending, err := k.Start(ctx, encode("PING"), replies)
+						if err != nil {
+							t.Fatal(err)
+						}
+						want := dueSoon
+						if quiet {
+							want = dueLater
+						}
+						if d := c.due(c.poll.maxSoon); d != want {
+							t.Fatalf("call %d: with its reply due the poller is told %d, want %d", i, d, want)
+						}
+						if err := pending.Wait(ctx); err != nil {
+							t.Fatal(err)
+						}
+						v = replies[0]
+					case "DoOne":
+						var err error
+						if v, err = k.DoOne(ctx, encode("PING")); err != nil {
+							t.Fatal(err)
+						}
+					case "DoN":
+						replies, _, err := k.DoN(ctx, encode("PING"), 1)
+						if err != nil || len(replies) != 1 {
+							t.Fatal(replies, err)
+						}
+						v = replies[0]
+					}
+					if v.Str != "PONG" {
+						t.Fatalf("call %d: reply %+v", i, v)
+					}
+				}
+				c.Close()
+				switch hits := c.poll.hits; {
+				case quiet && hits != 0:
+					t.Fatalf("polls took %d replies of %d quiet calls", hits, calls)
+				case !quiet && hits == 0:
+					t.Fatalf("no poll took a reply of %d calls", calls)
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkPollSequentialReplies: one caller sends one PING after another
 // to a real server; polled/op is the share of replies that the polling
 // read took, the rest waking the reader from the runtime's poller. It

@@ -67,20 +67,20 @@ type due int
 const (
 	dueNone  due = iota // no reply is due
 	dueSoon             // the first call in line waits for a few replies: poll
-	dueLater            // it waits for many, which come over a long time: do not poll
+	dueLater            // it waits for many, which come over a long time, or it is quiet: do not poll
 )
 
 // due reports whether replies are due, some call being in line, and
-// whether the first call waits for more than maxSoon of them. A call's n
-// is set before it joins the line and its got is counted under mu, so the
-// lock is all this needs.
+// whether the first call waits for more than maxSoon of them, or is
+// quiet. A call's n and quiet are set before it joins the line and its
+// got is counted under mu, so the lock is all this needs.
 func (c *Conn) due(maxSoon int) due {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.head == len(c.queue) {
 		return dueNone
 	}
-	if h := c.queue[c.head]; h.n-h.got > maxSoon {
+	if h := c.queue[c.head]; h.quiet || h.n-h.got > maxSoon {
 		return dueLater
 	}
 	return dueSoon
