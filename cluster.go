@@ -308,10 +308,12 @@ func (r *clusterRouter) load() error {
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 		if r.life.Err() != nil {
-			break
+			// Close cut the refresh short: the calls waiting for it fail
+			// as every call on a closed client does.
+			return notSent(ErrClosed)
 		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
 	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node answered: %w", errors.Join(errs...)))
 }

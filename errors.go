@@ -231,13 +231,23 @@ func (e *OutcomeError) Is(target error) bool {
 }
 
 // notAppliedTx marks err as the failure of a transaction that certainly
-// did not run.
-func notAppliedTx(err error) error { return &OutcomeError{Outcome: OutcomeNotApplied, Err: err} }
+// did not run, unless it says so already.
+func notAppliedTx(err error) error {
+	if oe, ok := err.(*OutcomeError); ok && oe.Outcome == OutcomeNotApplied {
+		return err
+	}
+	return &OutcomeError{Outcome: OutcomeNotApplied, Err: err}
+}
 
-// txSendError classifies a failure to run a transactional batch.
+// txSendError classifies a failure to run a transactional batch, unless
+// it is classified already (a cluster classifies again what a node's
+// batch returns).
 func txSendError(err error) error {
 	var ce *conn.Error
 	var ns *notSentError
+	if _, ok := err.(*OutcomeError); ok {
+		return err
+	}
 	switch {
 	case errors.As(err, &ns):
 		return notAppliedTx(err)
