@@ -58,7 +58,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 		if r.Client == "redis-benchmark" {
 			continue
 		}
-		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || (r.RatioVsBestPeer == nil) != (r.Scenario == "S6") {
+		if r.AllocsPerOp == nil || r.BytesPerOp == nil || r.CPUNsPerOp == nil || (r.RatioVsBestPeer == nil) != (r.Scenario == "S6" || r.Client == ceilingName) {
 			t.Errorf("%s %s: missing allocations or ratio: %+v", k, r.Client, r)
 		}
 		// A share of the run's time per server, with room for the
@@ -89,7 +89,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 		"S7 set-P1": 1, "S7 get-P1": 1, "S7 incr-P1": 1, "S7 set-P16": 1, "S7 get-P16": 1, "S7 incr-P16": 1,
 		"S7 set-P100-c1": 1, "S7 get-P100-c1": 1, "S7 incr-P100-c1": 1,
 		"S4 " + watchProcsCase(cfg): 3,
-		"C1 pipeline-100":           3, "C2 g16": 3, "C3 mget-20": 3}
+		"C1 pipeline-100":           4, "C2 g16": 3, "C3 mget-20": 4} // C1 and C3 with the no-work client
 	for _, sp := range costSpecs(cfg.cost) {
 		want["S8 "+sp.name] = 3
 		if sp.every > 0 || sp.idle {
@@ -107,7 +107,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 	md := rp.markdown()
 	for _, s := range []string{"| S1 | seq | redpipe |", "## S1: one pipeline", "## Where redpipe is behind", "## Figures behind design choices", "redis-server 7.",
 		"## S8: client CPU time and latency per call", "| every-1ms | no-client |", "## S4 watch-3proc", "## S6: bound by the server", "S8 runs every library",
-		"| C1 | pipeline-100 | redpipe |", "## Cluster scenarios (C1–C3)", "| C3 | mget-20 | "} {
+		"| C1 | pipeline-100 | redpipe |", "## Cluster scenarios (C1–C3)", "| C3 | mget-20 | ", "| C3 | mget-20 | no-work client |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
@@ -178,14 +178,19 @@ func TestAggregateRatiosAndSpread(t *testing.T) {
 	s := func(ops int, ms int) sample {
 		return sample{ops: ops, dur: time.Duration(ms) * time.Millisecond, hasMem: true, allocs: uint64(2 * ops)}
 	}
-	// Three repetitions of two clients; b is twice as fast in each, while
-	// the machine's speed changes between repetitions.
-	recs := aggregate("SX", "c", []string{"a", "b"}, [][]sample{
-		{s(100, 100), s(200, 100)},
-		{s(100, 50), s(200, 50)},
-		{s(100, 200), s(200, 200)},
+	// Three repetitions of two libraries and a reference (the no-work
+	// client); b is twice as fast as a in each, while the machine's speed
+	// changes between repetitions. The reference, faster than both, is
+	// no peer: it gets no ratio, and the libraries' are to each other.
+	recs := aggregate("SX", "c", []string{"redpipe", "rueidis", ceilingName}, [][]sample{
+		{s(100, 100), s(200, 100), s(800, 100)},
+		{s(100, 50), s(200, 50), s(800, 50)},
+		{s(100, 200), s(200, 200), s(800, 200)},
 	})
 	a, b := recs[0], recs[1]
+	if recs[2].RatioVsBestPeer != nil {
+		t.Errorf("the no-work client has a ratio to the best peer: %v", *recs[2].RatioVsBestPeer)
+	}
 	if a.OpsPerSec != 1000 || a.MinOpsPerSec != 500 || a.MaxOpsPerSec != 2000 {
 		t.Errorf("a: %+v", a)
 	}

@@ -109,3 +109,76 @@ func TestGroupBySlot(t *testing.T) {
 		t.Errorf("groups %+v", groups)
 	}
 }
+
+// TestNoWorkClientChecksItsAnswers: the no-work client, C1's and C3's
+// ceiling, learns a batch's answers from the first call, which it parses
+// and checks, and fails a later call whose answer differs from the first
+// by one byte: a value changed behind its back, or a key gone.
+func TestNoWorkClientChecksItsAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := redistest.StartCluster(t, 0)
+	e := &clusterEnv{cfg: testConfig(t), cl: cl}
+	w, err := newWireCluster(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	keys := keyList("nowork:", 40)
+	vals := make([]string, len(keys))
+	for i, k := range keys {
+		vals[i] = "v:" + k
+	}
+	for range 3 {
+		if err := w.PipelineSetGet(ctx, keys, vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.expectValues(keys, func(i int) string { return vals[i] }); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		got, err := w.MGet(ctx, keys)
+		if err != nil || !slices.Equal(got, vals) {
+			t.Fatalf("MGet = %v, %v; want %v", got, err, vals)
+		}
+	}
+	// A value changed by another client, to a longer one and to a shorter
+	// one: MGET's answer differs. A client that has failed is not used
+	// again: the rest of the answer may still be on its way.
+	set := func(v string) {
+		t.Helper()
+		if err := e.onOwners(keys[3:4], func(int) []string { return []string{"SET", keys[3], v} }, func(int, any) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(vals[3] + ":longer")
+	if _, err := w.MGet(ctx, keys); err == nil {
+		t.Fatal("MGet passed with a value made longer behind its back")
+	}
+	w.Close()
+	if w, err = newWireCluster(cl); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	set(vals[3])
+	if _, err := w.MGet(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	set("v")
+	defer func(d time.Duration) { wireTimeout = d }(wireTimeout)
+	wireTimeout = 200 * time.Millisecond
+	if _, err := w.MGet(ctx, keys); err == nil {
+		t.Fatal("MGet passed with a value made shorter behind its back")
+	}
+	w.Close()
+	if w, err = newWireCluster(cl); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The first MGET learnt the keys' values; a key it did not find fails
+	// the learning itself.
+	if _, err := w.MGet(ctx, append(keyList("nowork:absent:", 2), keys[:5]...)); err == nil {
+		t.Fatal("MGet of keys that do not exist passed")
+	}
+}

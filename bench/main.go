@@ -1,7 +1,9 @@
 // Command bench measures redpipe side by side with go-redis v9 and rueidis
 // on a redis-server of its own, with redis-benchmark on the same server as
 // the limit any client could reach, and then (C1 to C3) on a Redis Cluster
-// of three masters of its own.
+// of three masters of its own, with a client that does no work (it sends
+// bytes encoded once and compares the answers with the first) as the
+// limit of C1 and C3.
 //
 //	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-pollwait D] [-json FILE] [-md FILE]
 //

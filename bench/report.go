@@ -94,14 +94,16 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 				rss = append(rss, s.peakRSS)
 				base = append(base, s.baseRSS)
 			}
-			if len(clients) > 1 {
+			if len(clients) > 1 && !isReference(cl) {
 				best := 0.0
 				for cj := range clients {
-					if cj != ci {
+					if cj != ci && !isReference(clients[cj]) {
 						best = max(best, float64(rep[cj].ops)/rep[cj].dur.Seconds())
 					}
 				}
-				ratios = append(ratios, rate/best)
+				if best > 0 {
+					ratios = append(ratios, rate/best)
+				}
 			}
 		}
 		r := record{
@@ -127,7 +129,7 @@ func aggregate(scenario, name string, clients []string, samples [][]sample) []re
 		}
 		r.RatioVsBestPeer, r.Retries = opt(ratios), opt(retries)
 		r.PeakRSSMiB, r.BaseRSSMiB = opt(rss), opt(base)
-		r.costFields = costFieldsOf(ci, samples)
+		r.costFields = costFieldsOf(clients, ci, samples)
 		if rateNotCompared(samples) {
 			r.RatioVsBestPeer = nil
 		}

@@ -26,8 +26,10 @@ type costFields struct {
 	RSSVsBestPeer     *float64 `json:"rss_vs_best_peer,omitempty"`
 }
 
-// costFieldsOf computes the costFields of client ci from samples[rep][client].
-func costFieldsOf(ci int, samples [][]sample) costFields {
+// costFieldsOf computes the costFields of clients[ci] from
+// samples[rep][client]; its peers are the other libraries, and a
+// reference (isReference) has none.
+func costFieldsOf(clients []string, ci int, samples [][]sample) costFields {
 	// figure returns the median of get over the repetitions where it was
 	// measured, and the median ratio to the lowest peer.
 	figure := func(get func(sample) (float64, bool)) (med, ratio *float64) {
@@ -38,9 +40,12 @@ func costFieldsOf(ci int, samples [][]sample) costFields {
 				continue
 			}
 			vs = append(vs, v)
+			if isReference(clients[ci]) {
+				continue // a reference has no peers
+			}
 			best, found := 0.0, false
 			for cj, s := range rep {
-				if pv, ok := get(s); cj != ci && ok && (!found || pv < best) {
+				if pv, ok := get(s); cj != ci && ok && !isReference(clients[cj]) && (!found || pv < best) {
 					best, found = pv, true
 				}
 			}
