@@ -152,15 +152,22 @@ func TestNoWorkClientChecksItsAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// renew replaces a client that failed with a new one.
+	renew := func(old *wireCluster) *wireCluster {
+		t.Helper()
+		old.Close()
+		w, err := newWireCluster(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Close)
+		return w
+	}
 	set(vals[3] + ":longer")
 	if _, err := w.MGet(ctx, keys); err == nil {
 		t.Fatal("MGet passed with a value made longer behind its back")
 	}
-	w.Close()
-	if w, err = newWireCluster(cl); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w = renew(w)
 	set(vals[3])
 	if _, err := w.MGet(ctx, keys); err != nil {
 		t.Fatal(err)
@@ -171,11 +178,7 @@ func TestNoWorkClientChecksItsAnswers(t *testing.T) {
 	if _, err := w.MGet(ctx, keys); err == nil {
 		t.Fatal("MGet passed with a value made shorter behind its back")
 	}
-	w.Close()
-	if w, err = newWireCluster(cl); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w = renew(w)
 	// The first MGET learnt the keys' values; a key it did not find fails
 	// the learning itself.
 	if _, err := w.MGet(ctx, append(keyList("nowork:absent:", 2), keys[:5]...)); err == nil {
