@@ -233,7 +233,7 @@ func (e *OutcomeError) Is(target error) bool {
 // notAppliedTx marks err as the failure of a transaction that certainly
 // did not run, unless it says so already.
 func notAppliedTx(err error) error {
-	if oe, ok := err.(*OutcomeError); ok && oe.Outcome == OutcomeNotApplied {
+	if _, ok := err.(*OutcomeError); ok {
 		return err
 	}
 	return &OutcomeError{Outcome: OutcomeNotApplied, Err: err}
@@ -241,14 +241,18 @@ func notAppliedTx(err error) error {
 
 // txSendError classifies a failure to run a transactional batch, unless
 // it is classified already (a cluster classifies again what a node's
-// batch returns).
+// batch returns). A last attempt not sent after an earlier one that may
+// have run (uncertainError) is an unknown outcome, not "not applied".
 func txSendError(err error) error {
 	var ce *conn.Error
 	var ns *notSentError
+	var ue *uncertainError
 	if _, ok := err.(*OutcomeError); ok {
 		return err
 	}
 	switch {
+	case errors.As(err, &ue):
+		return &OutcomeError{Outcome: OutcomeUnknown, Err: err}
 	case errors.As(err, &ns):
 		return notAppliedTx(err)
 	case errors.As(err, &ce):
