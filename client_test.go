@@ -459,7 +459,8 @@ func TestClosedClient(t *testing.T) {
 // of which may start a dial of the shared connection, fail with ErrClosed
 // once it has begun, and Close neither panics nor leaves a connection
 // behind. A dial counted as Close waited for dials used to break the
-// WaitGroup's rules ("reused before previous Wait has returned").
+// WaitGroup's rules ("reused before previous Wait has returned"), which
+// the race detector reports at once and a plain run only rarely.
 func TestCloseWhileCallsDial(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := ctxT(t)

@@ -991,8 +991,10 @@ var partStarted func(node *Client, quiet bool)
 
 // startPart hands an encoded part to the writer of its node's shared
 // connection cn, with pooled room for its replies. A round of several
-// parts is done when the slowest node answers, and it polls for the
-// replies of its last part only: the others are quiet (conn.Graced.Quiet).
+// parts is done when the slowest node answers, and of the parts it starts
+// here it polls for the replies of the last only: the others are quiet
+// (conn.Graced.Quiet). A part sent on a connection of its own (sendPart)
+// is read as any call is.
 func startPart(ctx context.Context, pt *part, cn *conn.Conn, quiet bool) {
 	pt.out, pt.pooled.out = replyPools.Take(pt.total)[:pt.total], true
 	if partStarted != nil {

@@ -130,9 +130,10 @@ type Options struct {
 	// 0.5µs is about the least a server takes per command) is not polled
 	// for until its last ones are near. A cluster pipeline, or a call
 	// split by slot (MGET, DEL and the like), whose commands go to several
-	// nodes polls for the replies of the last node it writes to only,
-	// since it waits for the slowest anyway. It applies to plain TCP and
-	// Unix sockets on Unix systems, not to TLS or a custom Dialer.
+	// nodes' shared connections polls for the replies of the last node it
+	// writes to only, since it waits for the slowest anyway. It applies to
+	// plain TCP and Unix sockets on Unix systems, not to TLS or a custom
+	// Dialer.
 	PollWait time.Duration
 
 	// MaxRetries bounds how many times a call is sent again after a

@@ -84,15 +84,16 @@ func newWireCluster(cl *redistest.Cluster) (*wireCluster, error) {
 	}
 	for _, r := range ranges {
 		f, ok := r.([]any)
-		if !ok || len(f) < 3 {
+		var node []any
+		if ok && len(f) >= 3 {
+			node, _ = f[2].([]any)
+		}
+		if len(node) < 2 {
+			w.Close()
 			return nil, fmt.Errorf("CLUSTER SLOTS entry %v", r)
 		}
 		lo, _ := f[0].(int64)
 		hi, _ := f[1].(int64)
-		node, _ := f[2].([]any)
-		if len(node) < 2 {
-			return nil, fmt.Errorf("CLUSTER SLOTS entry %v", r)
-		}
 		host, _ := node[0].(string)
 		port, _ := node[1].(int64)
 		i, known := index[net.JoinHostPort(host, strconv.FormatInt(port, 10))]
@@ -132,8 +133,9 @@ func (w *wireCluster) Concurrent() (clusterClient, error) {
 	return nil, errors.New("the no-work client runs C1 and C3 only")
 }
 
+// Get and Set send a batch of their own each time, checked and not kept.
 func (w *wireCluster) Get(ctx context.Context, key string) (string, error) {
-	vals, err := w.MGet(ctx, []string{key})
+	vals, err := w.mget(ctx, []string{key}, false)
 	if err != nil {
 		return "", err
 	}
@@ -141,7 +143,7 @@ func (w *wireCluster) Get(ctx context.Context, key string) (string, error) {
 }
 
 func (w *wireCluster) Set(ctx context.Context, key, val string) error {
-	return w.PipelineSetGet(ctx, []string{key}, []string{val})
+	return w.pipelineSetGet(ctx, []string{key}, []string{val}, false)
 }
 
 func appendCommand(b []byte, args ...string) []byte {
@@ -154,6 +156,11 @@ func appendCommand(b []byte, args ...string) []byte {
 
 // PipelineSetGet sends SET and GET for every key, grouped by master.
 func (w *wireCluster) PipelineSetGet(ctx context.Context, keys, vals []string) error {
+	return w.pipelineSetGet(ctx, keys, vals, true)
+}
+
+// pipelineSetGet is PipelineSetGet, keeping the batch or not.
+func (w *wireCluster) pipelineSetGet(ctx context.Context, keys, vals []string, keep bool) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -169,7 +176,7 @@ func (w *wireCluster) PipelineSetGet(ctx context.Context, keys, vals []string) e
 		b.count[n] += 2
 		expect[n] = append(expect[n], "OK", vals[i])
 	}
-	return w.learn(ctx, k, b, func(n int, got []resp.Value) error {
+	return w.learn(ctx, k, b, keep, func(n int, got []resp.Value) error {
 		if len(got) != len(expect[n]) {
 			return replyCount(len(got), len(expect[n]))
 		}
@@ -185,6 +192,11 @@ func (w *wireCluster) PipelineSetGet(ctx context.Context, keys, vals []string) e
 // MGet sends one MGET per slot, grouped by master, and returns the
 // values in the order of keys.
 func (w *wireCluster) MGet(ctx context.Context, keys []string) ([]string, error) {
+	return w.mget(ctx, keys, true)
+}
+
+// mget is MGet, keeping the batch or not.
+func (w *wireCluster) mget(ctx context.Context, keys []string, keep bool) ([]string, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -213,7 +225,7 @@ func (w *wireCluster) MGet(ctx context.Context, keys []string) ([]string, error)
 		b.count[n]++
 		sent[n] = append(sent[n], bySlot[s])
 	}
-	err := w.learn(ctx, k, b, func(n int, got []resp.Value) error {
+	err := w.learn(ctx, k, b, keep, func(n int, got []resp.Value) error {
 		if len(got) != len(sent[n]) {
 			return replyCount(len(got), len(sent[n]))
 		}
@@ -237,8 +249,9 @@ func (w *wireCluster) MGet(ctx context.Context, keys []string) ([]string, error)
 }
 
 // learn sends a batch the first time: it parses and checks every master's
-// replies, and keeps the batch with the replies' bytes if they pass.
-func (w *wireCluster) learn(ctx context.Context, k wireKey, b *wireBatch, check func(n int, got []resp.Value) error) error {
+// replies, and keeps the batch with the replies' bytes if they pass and
+// keep says so.
+func (w *wireCluster) learn(ctx context.Context, k wireKey, b *wireBatch, keep bool, check func(n int, got []resp.Value) error) error {
 	if err := w.write(ctx, b); err != nil {
 		return err
 	}
@@ -265,7 +278,9 @@ func (w *wireCluster) learn(ctx context.Context, k wireKey, b *wireBatch, check 
 		}
 		b.want[n] = raw.Bytes()
 	}
-	w.batches[k] = b
+	if keep {
+		w.batches[k] = b
+	}
 	return nil
 }
 

@@ -360,7 +360,7 @@ steal, is time the client kept the server idle. S1's pipelined case,
 S2, S3 and S4's MULTI cases repeat their batch for at
 least a second per run, so that a burst of other work on the machine
 weighs less in one run. "vs best peer" is the client's ops/s over the
-best other client's in the same repetition, median over repetitions (so
+best other library's in the same repetition, median over repetitions (so
 it can fall below 1 for a client whose median ops/s is the highest). S6 runs
 each library in a child process and reports its VmHWM; the million
 prebuilt key strings are part of every child's baseline. For many

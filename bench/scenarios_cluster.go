@@ -446,5 +446,5 @@ batch once, the first time, and keeps the bytes; later calls write them,
 one write per master, and compare each master's answer, read whole, with
 the first answer, which it parsed and checked, byte for byte, instead of
 parsing it. It is not a peer: no ratio is taken against it, and the last
-column gives its rate against the best peer's.
+column gives its median rate over the best peer's median rate.
 `

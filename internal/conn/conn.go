@@ -384,7 +384,8 @@ type Graced struct {
 // is done when the slowest answers, and a poll per connection multiplies
 // the threads spinning while it waits; where the servers run on the same
 // CPUs, those threads take the CPU time the servers need to make the
-// replies. Such a caller polls for one of its calls at most.
+// replies. Such a caller makes one of its calls a plain one, and the
+// others quiet.
 func (k Graced) Quiet() Graced {
 	k.quiet = true
 	return k

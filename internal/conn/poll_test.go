@@ -269,20 +269,30 @@ func TestPollWaitsOutLargeBatches(t *testing.T) {
 // TestQuietCallsAreNotPolledFor: nobody polls for the replies of a quiet
 // call, neither the reader goroutine (a batch handed over by Start) nor a
 // caller reading its own replies (DoOne, DoN), while the same calls made without
-// Quiet are polled for: the server answers each after a pause well within
-// the poll budget, so a poll takes its reply (hits), and a quiet call's
-// reply is taken by a read that sleeps instead.
+// Quiet are polled for: the server answers each well within the poll
+// budget, so a poll takes its reply (hits), and a quiet call's reply is
+// taken by a read that sleeps instead. The server answers after a pause,
+// and a batch handed over by Start only once the test has seen what the
+// poller is told of it.
 func TestQuietCallsAreNotPolledFor(t *testing.T) {
 	const calls, pause = 10, 10 * time.Millisecond
 	for _, how := range []string{"Start", "DoOne", "DoN"} {
 		for _, quiet := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/quiet=%v", how, quiet), func(t *testing.T) {
+				release := make(chan struct{}, calls)
 				nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
 					for {
 						if _, err := readCommand(r); err != nil {
 							return
 						}
-						time.Sleep(pause)
+						if how == "Start" {
+							select {
+							case <-release:
+							case <-time.After(5 * time.Second):
+								return
+							}
+						}
+						time.Sleep(pause) // past the reader's linger after the last reply
 						if _, err := io.WriteString(w, "+PONG\r\n"); err != nil {
 							return
 						}
@@ -311,6 +321,7 @@ func TestQuietCallsAreNotPolledFor(t *testing.T) {
 						if d := c.due(c.poll.maxSoon); d != want {
 							t.Fatalf("call %d: with its reply due the poller is told %d, want %d", i, d, want)
 						}
+						release <- struct{}{}
 						if err := pending.Wait(ctx); err != nil {
 							t.Fatal(err)
 						}
