@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -105,20 +106,11 @@ func newWireCluster(cl *redistest.Cluster) (*wireCluster, error) {
 			w.owner[s] = i
 		}
 	}
-	if slicesHasNegative(w.owner) {
+	if slices.Contains(w.owner, -1) {
 		w.Close()
 		return nil, errors.New("CLUSTER SLOTS leaves slots without a master")
 	}
 	return w, nil
-}
-
-func slicesHasNegative(xs []int) bool {
-	for _, x := range xs {
-		if x < 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func (w *wireCluster) Name() string { return ceilingName }
