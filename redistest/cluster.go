@@ -35,6 +35,12 @@ const (
 // index rule above still holds after it; KillMaster and AddMaster change
 // the counts, after which ReplicasOf says who replicates whom.
 //
+// Before Redis 7.2, a slot move that meets a failover or a config epoch
+// collision can leave the nodes disagreeing on a slot's owner for good.
+// A wait that sees them disagree for a few seconds repairs it as an
+// operator would: the slot's owner takes a new config epoch, and masters
+// with a stale view are told the owner with CLUSTER SETSLOT NODE.
+//
 // The methods that change membership or roles (Failover, KillMaster,
 // Rejoin, AddMaster) write Masters and Replicas: they must not run while
 // another method of the Cluster runs or another goroutine reads those
@@ -50,6 +56,8 @@ type Cluster struct {
 	mu   sync.Mutex
 	ids  map[*Server]string // node ids, kept once a node is gone too
 	gone []*Server          // masters killed by KillMaster and not rejoined
+	// repairs counts the CLUSTER BUMPEPOCH that repairSlots sent.
+	repairs int
 }
 
 // StartCluster starts a cluster with replicas replicas per master, waits

@@ -1,9 +1,11 @@
 package redistest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,6 +159,40 @@ func (v *clusterView) owner(slot int) string {
 	return ""
 }
 
+// owners returns the id of the master that serves each slot in this
+// view, "" for a slot nobody serves.
+func (v *clusterView) owners() []string {
+	out := make([]string, clusterSlots)
+	for _, id := range v.order {
+		for _, slot := range v.slotsOf(id) {
+			if slot >= 0 && slot < clusterSlots && out[slot] == "" {
+				out[slot] = id
+			}
+		}
+	}
+	return out
+}
+
+// slotsOf returns the slots node id serves in this view.
+func (v *clusterView) slotsOf(id string) []int {
+	var out []int
+	for _, r := range v.nodes[id].slots {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for s := a; s <= b; s++ {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // canonical renders what every node must agree on, the membership, roles
 // and slots, in a form that does not depend on who answered.
 func (v *clusterView) canonical() string {
@@ -253,22 +289,45 @@ func (c *Cluster) settled(views map[*Server]*clusterView) (bool, string) {
 func firstDifference(a, b string) string {
 	theirs := strings.Split(b, "\n")
 	for _, line := range strings.Split(a, "\n") {
-		if !slices.Contains(theirs, line) {
-			return "it has no line " + strconv.Quote(line)
+		if slices.Contains(theirs, line) {
+			continue
 		}
+		id, _, _ := strings.Cut(line, " ")
+		for _, t := range theirs {
+			if strings.HasPrefix(t, id+" ") {
+				return "it has " + strconv.Quote(t) + " where the other has " + strconv.Quote(line)
+			}
+		}
+		return "it has no line " + strconv.Quote(line)
 	}
 	return "it has other lines"
 }
 
+// Slot views that still disagree after repairAfter are repaired, at most
+// once every repairEvery.
+const (
+	repairAfter = 3 * time.Second
+	repairEvery = time.Second
+)
+
 // waitSettled waits until the cluster is settled and, if more is given,
-// more holds too.
+// more holds too. Slot owners the nodes still disagree on after
+// repairAfter are repaired with repairSlots.
 func (c *Cluster) waitSettled(ctx context.Context, what string, more func(map[*Server]*clusterView) (bool, string)) error {
+	start := time.Now()
+	var lastRepair time.Time
 	return waitCtx(ctx, what, func() (bool, string) {
 		views, err := c.fetchViews()
 		if err != nil {
 			return false, err.Error()
 		}
 		if ok, state := c.settled(views); !ok {
+			if now := time.Now(); now.Sub(start) >= repairAfter && now.Sub(lastRepair) >= repairEvery {
+				lastRepair = now
+				if err := c.repairSlots(views); err != nil {
+					return false, state + "; " + err.Error()
+				}
+			}
 			return false, state
 		}
 		if more != nil {
@@ -276,6 +335,155 @@ func (c *Cluster) waitSettled(ctx context.Context, what string, more func(map[*S
 		}
 		return true, ""
 	})
+}
+
+// repairSlots mends slot owners that gossip alone would never correct.
+// Before Redis 7.2 the nodes can disagree on a slot's owner for good when
+// a slot move meets a config epoch collision or a failover: a stale owner
+// may carry a higher config epoch than the master that really serves the
+// slot (a node believes a claim only from a higher epoch), and an UPDATE
+// message may even take the slot from its real owner, leaving a slot that
+// no master serves by its own account.
+//
+// The remedy is the one an operator would use. A slot's owner is the one
+// master that serves it by its own account or, when none does, the master
+// most masters' views name. That master takes a config epoch above every
+// other (CLUSTER BUMPEPOCH), so that its claim wins everywhere gossip
+// reaches, and each master whose view differs is told the owner with
+// CLUSTER SETSLOT NODE, the owner first.
+func (c *Cluster) repairSlots(views map[*Server]*clusterView) error {
+	// Not while the nodes are still meeting or some of them are failing:
+	// gossip has work left to do then.
+	for _, v := range views {
+		for _, s := range c.Servers() {
+			if n := v.nodes[c.NodeID(s)]; n == nil || !n.healthy() {
+				return nil
+			}
+		}
+	}
+	plan := planRepair(c.Masters, views)
+	for _, a := range plan.sets {
+		cmds := make([][]string, len(a.slots))
+		for i, slot := range a.slots {
+			cmds[i] = []string{"CLUSTER", "SETSLOT", strconv.Itoa(slot), "NODE", a.owner}
+		}
+		if err := pipelineChecked(a.on, cmds); err != nil {
+			return err
+		}
+	}
+	for _, m := range plan.bumps {
+		if _, err := m.doChecked("CLUSTER", "BUMPEPOCH"); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.repairs += len(plan.bumps)
+	c.mu.Unlock()
+	return nil
+}
+
+// repairPlan is what repairSlots sends: the SETSLOT NODE commands in the
+// order given, then a BUMPEPOCH to each owner of a repaired slot.
+type repairPlan struct {
+	sets  []slotAssignment
+	bumps []*Server
+}
+
+// slotAssignment is CLUSTER SETSLOT <slot> NODE <owner>, for each slot,
+// sent to on.
+type slotAssignment struct {
+	on    *Server
+	owner string
+	slots []int
+}
+
+// planRepair works out the repair of the slots whose owner the views
+// disagree on; see repairSlots.
+func planRepair(masters []*Server, views map[*Server]*clusterView) repairPlan {
+	byID := map[string]*Server{}
+	owners := map[*Server][]string{}
+	var all [][]string
+	for s, v := range views {
+		owners[s] = v.owners()
+		all = append(all, owners[s])
+	}
+	claimed := make([]string, clusterSlots) // the master serving each slot by its own account
+	contested := make([]bool, clusterSlots)
+	for _, m := range masters {
+		v := views[m]
+		if v == nil {
+			continue
+		}
+		byID[v.self] = m
+		for _, slot := range v.slotsOf(v.self) {
+			if claimed[slot] != "" {
+				contested[slot] = true
+			}
+			claimed[slot] = v.self
+		}
+	}
+	var plan repairPlan
+	bumped := map[*Server]bool{}
+	toSet := map[*Server]map[string][]int{} // master -> owner -> slots
+	for slot := range clusterSlots {
+		if contested[slot] {
+			continue
+		}
+		id := claimed[slot]
+		if id == "" {
+			id = majority(masters, owners, slot)
+		}
+		owner := byID[id]
+		if owner == nil || !slices.ContainsFunc(all, func(o []string) bool { return o[slot] != id }) {
+			continue
+		}
+		if !bumped[owner] {
+			bumped[owner] = true
+			plan.bumps = append(plan.bumps, owner)
+		}
+		for _, m := range masters {
+			o := owners[m]
+			if o == nil || (o[slot] == id && (m != owner || claimed[slot] == id)) {
+				continue
+			}
+			if toSet[m] == nil {
+				toSet[m] = map[string][]int{}
+			}
+			toSet[m][id] = append(toSet[m][id], slot)
+		}
+	}
+	// Owners first, so that no master is told of an owner that does not
+	// serve the slot yet.
+	for _, ownerFirst := range []bool{true, false} {
+		for _, m := range masters {
+			for _, id := range slices.Sorted(maps.Keys(toSet[m])) {
+				if (byID[id] == m) == ownerFirst {
+					plan.sets = append(plan.sets, slotAssignment{on: m, owner: id, slots: toSet[m][id]})
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(plan.bumps, func(a, b *Server) int {
+		return cmp.Compare(slices.Index(masters, a), slices.Index(masters, b))
+	})
+	return plan
+}
+
+// majority returns the owner of slot that most masters' views name, or ""
+// if no owner has more than half of them.
+func majority(masters []*Server, owners map[*Server][]string, slot int) string {
+	votes := map[string]int{}
+	for _, m := range masters {
+		if o := owners[m]; o != nil && o[slot] != "" {
+			votes[o[slot]]++
+		}
+	}
+	for id, n := range votes {
+		if 2*n > len(masters) {
+			return id
+		}
+	}
+	return ""
 }
 
 // waitCtx is waitFor bounded by ctx too.

@@ -2,10 +2,13 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTailBufferKeepsTheTail(t *testing.T) {
@@ -137,5 +140,138 @@ func TestDescribeSlots(t *testing.T) {
 		if got := describeSlots(tt.slots); got != tt.want {
 			t.Errorf("describeSlots(%v) = %q, want %q", tt.slots, got, tt.want)
 		}
+	}
+}
+
+// repairCluster is three masters a, b and c, each serving a third of the
+// slots, for planRepair. It returns the masters, their views, in each of
+// which slot 100 is served by the master owners names for it (a, b, c or
+// - for none), and the masters by name.
+func repairCluster(t *testing.T, owners map[string]string) ([]*Server, map[*Server]*clusterView, map[string]*Server) {
+	t.Helper()
+	names := []string{"a", "b", "c"}
+	byName := map[string]*Server{}
+	var masters []*Server
+	for i, n := range names {
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(7000+i)}
+		byName[n] = s
+		masters = append(masters, s)
+	}
+	id := func(n string) string { return strings.Repeat(n, 40) }
+	views := map[*Server]*clusterView{}
+	for _, self := range names {
+		var b strings.Builder
+		for i, n := range names {
+			flags := "master"
+			if n == self {
+				flags = "myself,master"
+			}
+			lo, hi := i*clusterSlots/3, (i+1)*clusterSlots/3-1
+			slots := strconv.Itoa(lo) + "-" + strconv.Itoa(hi)
+			if n == "a" {
+				slots = "0-99 101-" + strconv.Itoa(hi)
+			}
+			if owners[self] == n {
+				slots += " 100"
+			}
+			fmt.Fprintf(&b, "%s 127.0.0.1:%d@%d %s - 0 0 %d connected %s\n", id(n), 7000+i, 17000+i, flags, i+1, slots)
+		}
+		v, err := parseClusterNodes(b.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		views[byName[self]] = v
+	}
+	return masters, views, byName
+}
+
+func TestPlanRepair(t *testing.T) {
+	id := func(n string) string { return strings.Repeat(n, 40) }
+	cases := []struct {
+		name   string
+		owners map[string]string // master -> whom its view names for slot 100
+		sets   []string          // "on:owner:slots"
+		bumps  []string
+	}{
+		{"agreed", map[string]string{"a": "a", "b": "a", "c": "a"}, nil, nil},
+		// c serves slot 100 by its own account; b keeps a stale owner.
+		{"stale owner", map[string]string{"a": "c", "b": "a", "c": "c"}, []string{"b:c:[100]"}, []string{"c"}},
+		// Nobody serves it by its own account: b has it by a majority of
+		// views, and is told first.
+		{"lost slot", map[string]string{"a": "b", "b": "a", "c": "b"}, []string{"b:b:[100]"}, []string{"b"}},
+		{"lost slot, stale elsewhere", map[string]string{"a": "c", "b": "c", "c": "-"}, []string{"c:c:[100]"}, []string{"c"}},
+		// Two masters serve it by their own account: no owner is guessed.
+		{"contested", map[string]string{"a": "a", "b": "b", "c": "a"}, nil, nil},
+		// No owner has a majority.
+		{"no majority", map[string]string{"a": "b", "b": "c", "c": "-"}, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			masters, views, byName := repairCluster(t, tc.owners)
+			name := map[*Server]string{}
+			for n, s := range byName {
+				name[s] = n
+			}
+			plan := planRepair(masters, views)
+			var sets, bumps []string
+			for _, a := range plan.sets {
+				owner := ""
+				for n := range byName {
+					if id(n) == a.owner {
+						owner = n
+					}
+				}
+				sets = append(sets, fmt.Sprintf("%s:%s:%v", name[a.on], owner, a.slots))
+			}
+			for _, s := range plan.bumps {
+				bumps = append(bumps, name[s])
+			}
+			if !reflect.DeepEqual(sets, tc.sets) || !reflect.DeepEqual(bumps, tc.bumps) {
+				t.Errorf("planRepair sets %v and bumps %v, want %v and %v", sets, bumps, tc.sets, tc.bumps)
+			}
+		})
+	}
+}
+
+// TestRepairSlotsMendsALostSlot gives waitSettled a slot its master no
+// longer serves by its own account while the other nodes still name it,
+// a state the cluster never leaves by itself. waitSettled must repair it.
+func TestRepairSlotsMendsALostSlot(t *testing.T) {
+	c := StartCluster(t, 1)
+	const slot = clusterSlots - 1
+	owner := c.Masters[2]
+	ownerID := c.NodeID(owner)
+	if _, err := owner.doChecked("CLUSTER", "DELSLOTS", strconv.Itoa(slot)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The nodes must go on disagreeing without a repair.
+	time.Sleep(repairAfter)
+	views, err := c.fetchViews()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.settled(views); ok {
+		t.Fatalf("the cluster settled without a repair: the state this test builds is not stuck")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.waitSettled(ctx, "the lost slot to be repaired", func(views map[*Server]*clusterView) (bool, string) {
+		for s, v := range views {
+			if got := v.owner(slot); got != ownerID {
+				return false, s.Addr + " sees slot " + strconv.Itoa(slot) + " served by " + c.describeNode(got)
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	repairs := c.repairs
+	c.mu.Unlock()
+	if repairs == 0 {
+		t.Fatal("the cluster settled without a repair")
 	}
 }
