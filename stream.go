@@ -47,6 +47,7 @@ type Stream struct {
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
 	closed   bool
+	busy     bool // handing out replies, from which each may queue commands
 
 	cl *clusterStream // set on a cluster Client: the routing, per node, of what is queued
 }
@@ -145,21 +146,25 @@ func (s *Stream) flush() {
 func (s *Stream) send(ctx context.Context) {
 	p := s.p
 	w := &p.w
-	defer w.reset()
-	if s.closed {
-		return // what is queued after Close is dropped; Close said so
+	if s.busy {
+		// A command queued by each as replies are handed out: it goes
+		// with the next chunk, after the replies before it.
+		return
 	}
-	if s.err != nil || len(w.cmds) == 0 && w.err == nil {
+	if s.closed || s.err != nil || len(w.cmds) == 0 && w.err == nil {
+		w.reset() // what is queued after Close or a failure is dropped; Close said so
 		return
 	}
 	if err := p.refusal(); err != nil {
 		s.fail(err)
+		w.reset()
 		return
 	}
 	if s.d == nil {
 		d, err := p.c.getDedicated(ctx)
 		if err != nil {
 			s.fail(err)
+			w.reset()
 			return
 		}
 		s.d = d
@@ -168,6 +173,9 @@ func (s *Stream) send(ctx context.Context) {
 	ch.base = s.sent
 	ch.cmds, w.cmds = w.cmds, ch.cmds[:0]
 	pending, err := s.d.WithGrace(w.grace).Start(ctx, w.buf, ch.replies)
+	// Start is done with the bytes: the buffer is free for what each
+	// queues while the replies below are handed out.
+	w.reset()
 	if err != nil {
 		s.free = append(s.free, ch)
 		s.fail(err)
@@ -177,7 +185,17 @@ func (s *Stream) send(ctx context.Context) {
 	ch.pending = pending
 	s.sent += len(ch.cmds)
 	s.inflight = append(s.inflight, ch)
-	for len(s.inflight) > 1 && s.err == nil {
+	s.handOut(ctx, 1, true)
+}
+
+// handOut hands out the replies of the oldest chunks until keep are left
+// in flight, or until the stream fails (only its connection counts when
+// stopOnFailure is false). each may queue commands meanwhile; they wait for
+// the next send.
+func (s *Stream) handOut(ctx context.Context, keep int, stopOnFailure bool) {
+	s.busy = true
+	defer func() { s.busy = false }()
+	for len(s.inflight) > keep && !s.broken && (s.err == nil || !stopOnFailure) {
 		s.deliver(ctx)
 	}
 }
@@ -256,16 +274,24 @@ func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
 	if s.cl != nil {
 		return s.cl.finish(ctx, send)
 	}
-	if send {
-		s.send(ctx)
-	}
-	s.p.w.reset()
+	w := &s.p.w
 	// What was sent is waited for even after a refused command, so that
 	// it has all run when Close returns and the connection stays clean;
-	// only a failed connection leaves its replies behind.
-	for len(s.inflight) > 0 && !s.broken {
-		s.deliver(ctx)
+	// only a failed connection leaves its replies behind. What each
+	// queues meanwhile is sent in turn, unless the stream has failed.
+	if !send {
+		w.reset()
 	}
+	for {
+		if send {
+			s.send(ctx)
+		}
+		s.handOut(ctx, 0, false)
+		if !send || s.err != nil || s.broken || len(w.cmds) == 0 && w.err == nil {
+			break
+		}
+	}
+	w.reset()
 	if s.d != nil {
 		// A stream whose connection failed, or left replies unread, is not
 		// reused: Put also asks the connection whether it is idle.

@@ -346,3 +346,88 @@ func TestStreamCancelled(t *testing.T) {
 		t.Fatalf("server holds %d keys", got)
 	}
 }
+
+// TestStreamQueueFromEach: commands that each queues, as replies are handed
+// out from the command methods and from Close, run once each, after what
+// was queued before them, and every reply reaches its own command, on one
+// node and on a cluster. On one node a command queued from each once went
+// out with the bytes of the chunk just sent, which then ran twice.
+func TestStreamQueueFromEach(t *testing.T) {
+	run := func(t *testing.T, c *Client, get func(key string) any) {
+		ctx := ctxT(t)
+		const n, more = 20_000, 3_000 // more: over a chunk, queued from Close
+		var s *Stream
+		var bad error
+		next, ctr, ctr2, oks := 0, int64(0), int64(0), 0
+		s = c.Stream(ctx, func(i int, v Value) error {
+			if i != next && bad == nil {
+				bad = fmt.Errorf("reply %d handed out when %d was due", i, next)
+			}
+			next = i + 1
+			if txt, err := v.Text(); err == nil && txt == "OK" {
+				oks++
+				return nil
+			}
+			got, err := v.Int64()
+			switch {
+			case err != nil:
+				bad = fmt.Errorf("reply %d: %v", i, err)
+			case ctr < n:
+				if ctr++; got != ctr && bad == nil {
+					bad = fmt.Errorf("reply %d: INCR ctr gave %d, want %d", i, got, ctr)
+				}
+			default:
+				if ctr2++; got != ctr2 && bad == nil {
+					bad = fmt.Errorf("reply %d: INCR ctr2 gave %d, want %d", i, got, ctr2)
+				}
+			}
+			if i == 0 {
+				s.Set("follow", "x")
+			}
+			if ctr == n && ctr2 == 0 && got == n {
+				for range more {
+					s.Incr("ctr2")
+				}
+			}
+			return nil
+		})
+		for range n {
+			s.Incr("ctr")
+		}
+		sent, err := s.Close(ctx)
+		if err != nil || sent != n+1+more {
+			t.Fatalf("Close = %d, %v; want %d, nil", sent, err, n+1+more)
+		}
+		if bad != nil {
+			t.Fatal(bad)
+		}
+		if next != n+1+more || oks != 1 {
+			t.Errorf("each saw %d replies, %d of them OK; want %d and 1", next, oks, n+1+more)
+		}
+		for key, want := range map[string]string{"ctr": strconv.Itoa(n), "ctr2": strconv.Itoa(more), "follow": "x"} {
+			if got := get(key); got != want {
+				t.Errorf("%s = %v, want %s", key, got, want)
+			}
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, srv := newTestClient(t, Options{})
+		run(t, c, func(key string) any { return srv.MustDo(t, "GET", key) })
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		cl := redistest.StartCluster(t, 0)
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		run(t, c, func(key string) any {
+			v, err := c.Do(context.Background(), "GET", key)
+			if err != nil {
+				return err
+			}
+			s, _ := v.Text()
+			return s
+		})
+	})
+}
