@@ -165,8 +165,9 @@
 // A call whose connection fails is sent again, up to Options.MaxRetries
 // times with jittered backoff within its context, only when that cannot
 // apply it twice: it certainly was not sent, it only reads, or its context
-// is marked with Idempotent. A transaction is never sent again once EXEC
-// may have reached the server. See the OutcomeOf example.
+// is marked with Idempotent. A transaction that writes is never sent again
+// once EXEC may have reached the server, Idempotent or not. See the
+// OutcomeOf example.
 //
 // # Concurrency and connections
 //

@@ -90,6 +90,22 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("idempotent SET across a cut connection: %v, want it retried", err)
 	}
+
+	// A transaction that writes is not resent once EXEC may have run,
+	// Idempotent or not.
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = cutWhileInFlight(t, px, srv, "exec", func() error {
+		_, err := c.Pipeline().Incr("txn").Exec(Idempotent(ctx))
+		return err
+	})
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+		t.Fatalf("idempotent transaction across a cut connection: %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+	}
+	if v, _ := srv.Do("GET", "txn"); v != "1" {
+		t.Fatalf("txn = %v: the transaction ran %v times, want exactly once", v, v)
+	}
 }
 
 // TestDialRetriedWithinContext: a server that is down when the call starts

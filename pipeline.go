@@ -343,7 +343,14 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		replies = make([]resp.Value, total)
 		err = p.tx.do(ctx, buf, replies, p.transaction, traits.grace)
 	} else {
-		err = c.retry(ctx, traits.readonly, func() (err error) {
+		rctx := ctx
+		if p.transaction && isIdempotent(ctx) {
+			// A transaction is never sent again once EXEC may have reached
+			// the server, whatever the context says: only one that reads
+			// alone is.
+			rctx = context.WithValue(ctx, idempotentKey{}, false)
+		}
+		err = c.retry(rctx, traits.readonly, func() (err error) {
 			replies, errs, err = c.sendBatch(ctx, buf, total, traits)
 			return err
 		})

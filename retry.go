@@ -43,7 +43,9 @@ type idempotentKey struct{}
 // Idempotent marks the calls made with ctx as safe to run twice (SET of a
 // fixed value, say), so the client may resend them after a connection
 // failure whose outcome is unknown. Without it only reads and commands
-// that were certainly not sent are resent.
+// that were certainly not sent are resent. It does not apply to a
+// transaction that writes, which is never sent again once EXEC may have
+// reached the server.
 func Idempotent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, idempotentKey{}, true)
 }
