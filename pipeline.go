@@ -246,7 +246,7 @@ func (p *Pipeline) check() (batchTraits, error) {
 	case p.multi || p.transaction:
 		return t, p.tx.usable()
 	case p.tx.retried && p.w.writes:
-		return t, &UsageError{Msg: "a write in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
+		return t, &UsageError{Msg: "a command that is not read-only in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
 			"and again on every retry: queue it on the Pipeline that Multi returns"}
 	}
 	return t, p.tx.immediate("Exec of a Tx's Pipeline")

@@ -189,9 +189,11 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	switch {
 	case ci.has(flagConnState) && !watch && ci.Name != "UNWATCH":
 		return Value{}, &UsageError{Msg: ci.Name + " cannot run on a Tx; use its Multi, Exec and Close methods"}
-	case t.retried && ci.has(flagWrite):
-		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction would run at once, outside the transaction, " +
-			"and again on every retry: queue it on the Pipeline that Multi returns"}
+	case t.retried && !ci.has(flagReadonly):
+		// Not only writes: EVAL and FCALL carry no write flag, yet their
+		// scripts may write.
+		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction is not read-only: it would run at once, outside the transaction, " +
+			"and again on every retry; queue it on the Pipeline that Multi returns"}
 	}
 	if err := t.connect(ctx); err != nil {
 		return Value{}, err
@@ -255,7 +257,21 @@ func (t *Tx) lost(err error) {
 // (a reply still due, a failed connection). An open Multi pipeline is
 // dropped unsent. Calling Close again does nothing; any other call after
 // Close fails with an error matching ErrClosed.
-func (t *Tx) Close() error { return t.closeWith(context.Background()) }
+func (t *Tx) Close() error {
+	if t.retried && !t.closed {
+		return errTransactionEnds("Close")
+	}
+	return t.closeWith(context.Background())
+}
+
+// errTransactionEnds refuses what, Close or Reset, on the Tx that
+// Transaction hands to fn: it would drop the Multi pipeline fn queued, and
+// Transaction would report a transaction that never ran as done. The
+// session goes on; Transaction ends it.
+func errTransactionEnds(what string) error {
+	return &UsageError{Msg: what + " on the Tx of a Transaction: Transaction ends the session itself; " +
+		"return an error from fn to give up"}
+}
 
 // closeWith is Close bounded by ctx: a caller whose context has ended does
 // not wait for UNWATCH; its connection is closed instead, which ends the
@@ -282,6 +298,9 @@ func (t *Tx) closeWith(ctx context.Context) error {
 func (t *Tx) Reset() error {
 	if t.closed {
 		return t.usable()
+	}
+	if t.retried {
+		return errTransactionEnds("Reset")
 	}
 	if !t.settle(context.Background()) && t.d != nil {
 		t.c.pool.Put(t.d, false)
@@ -383,8 +402,10 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // EXEC's replies; nil if fn opened no Multi.
 //
 // fn reads through the Tx, then calls tx.Multi() and queues the writes; a
-// write on the Tx itself is refused, since it would run outside the
-// transaction and again on every retry. fn should not call Exec itself,
+// command on the Tx itself that is not read-only (a write, a script run
+// with EVAL or FCALL) is refused, since it would run outside the
+// transaction and again on every retry. Close and Reset are refused too:
+// Transaction ends the session itself. fn should not call Exec itself,
 // but may (an ErrWatch it returns is retried too). Any other error from fn
 // ends the loop with that error. A panic in fn closes the session cleanly
 // and goes on up.

@@ -160,6 +160,77 @@ func TestTransactionRefusesWritesOutsideMulti(t *testing.T) {
 	}
 }
 
+// A script run on the Tx of a Transaction may write as surely as SET, though
+// EVAL and FCALL carry no write flag: it is refused too, as are the
+// Script helpers on that Tx. Read-only scripts (EVAL_RO) run.
+func TestTransactionRefusesScriptsOutsideMulti(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "w", "0")
+	incr := NewScript("return redis.call('INCR', KEYS[1])")
+	attempts := 0
+	replies, err := c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: 3}), func(tx *Tx) error {
+		attempts++
+		var ue *UsageError
+		if _, err := tx.Do(ctx, "EVAL", "return redis.call('INCR', KEYS[1])", 1, "side"); !errors.As(err, &ue) {
+			t.Errorf("EVAL on the Tx = %v, want a *UsageError", err)
+		}
+		if _, err := incr.Run(ctx, tx, []string{"side"}); !errors.As(err, &ue) {
+			t.Errorf("Script.Run on the Tx = %v, want a *UsageError", err)
+		}
+		if _, err := tx.Do(ctx, "FCALL", "nosuch", 1, "side"); !errors.As(err, &ue) {
+			t.Errorf("FCALL on the Tx = %v, want a *UsageError", err)
+		}
+		if v, err := tx.Do(ctx, "EVAL_RO", "return redis.call('GET', KEYS[1])", 1, "w"); err != nil || v.String() == "" {
+			t.Errorf("EVAL_RO on the Tx = %v, %v; want it run", v, err)
+		}
+		if attempts < 3 {
+			srv.MustDo(t, "SET", "w", strconv.Itoa(attempts)) // spoils the WATCH
+		}
+		tx.Multi().Set("w", "done")
+		return nil
+	}, "w")
+	if err != nil || len(replies) != 1 || attempts != 3 {
+		t.Fatalf("Transaction = %v, %v after %d attempts; want one reply after 3", replies, err, attempts)
+	}
+	if v, _ := srv.Do("GET", "side"); v != nil {
+		t.Fatalf("side = %v: a script on the Tx ran outside the transaction", v)
+	}
+}
+
+// Close or Reset on the Tx of a Transaction, even a deferred Close out of
+// habit, would drop the Multi pipeline fn queued, and Transaction would
+// report a transaction that never ran as done. Both are refused and the
+// transaction runs.
+func TestTransactionRefusesCloseAndReset(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for name, end := range map[string]func(*Tx) error{"Close": (*Tx).Close, "Reset": (*Tx).Reset} {
+		key := "ended:" + name
+		var endErr error
+		replies, err := c.Transaction(ctx, func(tx *Tx) error {
+			tx.Multi().Set(key, "1")
+			endErr = end(tx)
+			return nil
+		}, key)
+		var ue *UsageError
+		if !errors.As(endErr, &ue) {
+			t.Errorf("%s on the Tx of a Transaction = %v, want a *UsageError", name, endErr)
+		}
+		if err != nil || len(replies) != 1 || !exists(t, srv, key) {
+			t.Errorf("Transaction after %s = %v, %v; want the Multi run", name, replies, err)
+		}
+	}
+	// Once Transaction has returned, the Tx is closed and Close does nothing.
+	var kept *Tx
+	if _, err := c.Transaction(ctx, func(tx *Tx) error { kept = tx; return nil }, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kept.Close(); err != nil {
+		t.Fatalf("Close after Transaction = %v, want nil", err)
+	}
+}
+
 // A Multi pipeline may be discarded and used again, as the Pipeline docs
 // promise; inside Transaction what comes after the Discard is the
 // transaction, never dropped.
