@@ -592,3 +592,29 @@ func TestBlockGrace(t *testing.T) {
 		t.Fatalf("batch grace %v, want no limit once a command may block for ever", time.Duration(w.grace))
 	}
 }
+
+// Script.Run without a script or a Doer to run on is refused with a usage
+// error, a nil *Client or *Tx inside the interface included, which once
+// panicked.
+func TestScriptRunWithoutDoer(t *testing.T) {
+	ctx := context.Background()
+	s := NewScript("return 1")
+	var nilClient *Client
+	var nilTx *Tx
+	var nilScript *Script
+	c, _ := newTestClient(t, Options{})
+	for name, run := range map[string]func() (Value, error){
+		"nil Doer":   func() (Value, error) { return s.Run(ctx, nil, nil) },
+		"nil Client": func() (Value, error) { return s.Run(ctx, nilClient, nil) },
+		"nil Tx":     func() (Value, error) { return s.Run(ctx, nilTx, nil) },
+		"nil Script": func() (Value, error) { return nilScript.Run(ctx, c, nil) },
+	} {
+		var ue *UsageError
+		if _, err := run(); !errors.As(err, &ue) {
+			t.Errorf("%s: Run = %v, want a *UsageError", name, err)
+		}
+	}
+	if v, err := s.Run(ctx, c, nil); err != nil || v.String() != "1" {
+		t.Errorf("Run on a Client = %v, %v", v, err)
+	}
+}

@@ -35,7 +35,7 @@ type Doer interface {
 // Run runs the script with EVALSHA on a Client or a Tx, and with EVAL
 // (which also caches it on the server) if the server answers NOSCRIPT.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
-	if s == nil || on == nil {
+	if s == nil || isNilDoer(on) {
 		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
 	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
@@ -50,6 +50,20 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 		}
 	}
 	return v, err
+}
+
+// isNilDoer reports whether on is nil, or a nil *Client or *Tx in an
+// interface, which is not nil itself.
+func isNilDoer(on Doer) bool {
+	switch d := on.(type) {
+	case nil:
+		return true
+	case *Client:
+		return d == nil
+	case *Tx:
+		return d == nil
+	}
+	return false
 }
 
 func (s *Script) words(cmd, body string, keys []string, args []any) []any {
