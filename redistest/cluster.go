@@ -35,11 +35,12 @@ const (
 // index rule above still holds after it; KillMaster and AddMaster change
 // the counts, after which ReplicasOf says who replicates whom.
 //
-// Before Redis 7.2, a slot move that meets a failover or a config epoch
-// collision can leave the nodes disagreeing on a slot's owner for good.
-// A wait that sees them disagree for a few seconds repairs it as an
-// operator would: the slot's owner takes a new config epoch, and masters
-// with a stale view are told the owner with CLUSTER SETSLOT NODE.
+// A slot that no master serves by its own account while the other nodes
+// still name one stays so for good: gossip spreads only claims. Redis
+// before 7.0.13 could leave one so after a slot move met a failover. A
+// wait that sees the same slots unclaimed for a few seconds repairs them
+// as an operator would, with CLUSTER SETSLOT NODE on the master the
+// others name, and tells Logf.
 //
 // The methods that change membership or roles (Failover, KillMaster,
 // Rejoin, AddMaster) write Masters and Replicas: they must not run while
@@ -49,6 +50,10 @@ type Cluster struct {
 	Masters  []*Server
 	Replicas []*Server
 
+	// Logf, if set, is told of each repair a wait makes (see above);
+	// StartCluster sets it to the test's Logf.
+	Logf func(format string, args ...any)
+
 	// started hands each node the Cluster starts to the test's cleanup;
 	// nil for NewCluster, whose caller calls Stop.
 	started func(*Server)
@@ -56,7 +61,7 @@ type Cluster struct {
 	mu   sync.Mutex
 	ids  map[*Server]string // node ids, kept once a node is gone too
 	gone []*Server          // masters killed by KillMaster and not rejoined
-	// repairs counts the CLUSTER BUMPEPOCH that repairSlots sent.
+	// repairs counts the repairs of unclaimed slots (see repair).
 	repairs int
 }
 
@@ -70,6 +75,7 @@ func StartCluster(t testing.TB, replicas int) *Cluster {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
+	c.Logf = t.Logf
 	return c
 }
 

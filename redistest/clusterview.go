@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +31,7 @@ type viewNode struct {
 	flags  []string // without "myself"
 	master string   // the id of its master, "" for a master
 	slots  []string // the slot fields, "0-5460" or "5461", without migration marks
+	raw    string   // the whole line, for messages
 }
 
 func (n *viewNode) has(flag string) bool { return slices.Contains(n.flags, flag) }
@@ -99,7 +99,7 @@ func parseClusterNodes(text string) (*clusterView, error) {
 		if len(f) < 8 {
 			return nil, fmt.Errorf("CLUSTER NODES line %q has %d fields, want at least 8", strings.TrimSpace(line), len(f))
 		}
-		n := &viewNode{id: f[0], master: f[3]}
+		n := &viewNode{id: f[0], master: f[3], raw: strings.TrimSpace(line)}
 		n.addr, _, _ = strings.Cut(f[1], "@")
 		if n.master == "-" {
 			n.master = ""
@@ -145,18 +145,23 @@ func parseClusterNodes(text string) (*clusterView, error) {
 func (v *clusterView) owner(slot int) string {
 	for _, id := range v.order {
 		for _, r := range v.nodes[id].slots {
-			lo, hi, isRange := strings.Cut(r, "-")
-			if !isRange {
-				hi = lo
-			}
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := strconv.Atoi(hi)
-			if err1 == nil && err2 == nil && a <= slot && slot <= b {
+			if a, b, ok := slotRange(r); ok && a <= slot && slot <= b {
 				return id
 			}
 		}
 	}
 	return ""
+}
+
+// slotRange reads a slot field of CLUSTER NODES, "0-5460" or "5461".
+func slotRange(r string) (first, last int, ok bool) {
+	lo, hi, isRange := strings.Cut(r, "-")
+	if !isRange {
+		hi = lo
+	}
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	return a, b, err1 == nil && err2 == nil
 }
 
 // owners returns the id of the master that serves each slot in this
@@ -177,17 +182,10 @@ func (v *clusterView) owners() []string {
 func (v *clusterView) slotsOf(id string) []int {
 	var out []int
 	for _, r := range v.nodes[id].slots {
-		lo, hi, isRange := strings.Cut(r, "-")
-		if !isRange {
-			hi = lo
-		}
-		a, err1 := strconv.Atoi(lo)
-		b, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		for s := a; s <= b; s++ {
-			out = append(out, s)
+		if a, b, ok := slotRange(r); ok {
+			for s := a; s <= b; s++ {
+				out = append(out, s)
+			}
 		}
 	}
 	return out
@@ -197,15 +195,21 @@ func (v *clusterView) slotsOf(id string) []int {
 // and slots, in a form that does not depend on who answered.
 func (v *clusterView) canonical() string {
 	lines := make([]string, 0, len(v.nodes))
-	for id, n := range v.nodes {
-		role := "slave"
-		if n.isMaster() {
-			role = "master"
-		}
-		lines = append(lines, id+" "+role+" "+n.master+" "+strings.Join(n.slots, ","))
+	for id := range v.nodes {
+		lines = append(lines, v.canonicalLine(id))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// canonicalLine is the line of canonical for node id.
+func (v *clusterView) canonicalLine(id string) string {
+	n := v.nodes[id]
+	role := "slave"
+	if n.isMaster() {
+		role = "master"
+	}
+	return id + " " + role + " " + n.master + " " + strings.Join(n.slots, ",")
 }
 
 // fetchViews asks every live node for its view.
@@ -244,6 +248,7 @@ func (c *Cluster) settled(views map[*Server]*clusterView) (bool, string) {
 	}
 
 	var first string
+	var firstView *clusterView
 	for _, s := range c.Servers() {
 		v := views[s]
 		if v.state != "ok" {
@@ -276,214 +281,176 @@ func (c *Cluster) settled(views map[*Server]*clusterView) (bool, string) {
 		}
 		canon := v.canonical()
 		if first == "" {
-			first = canon
+			first, firstView = canon, v
 		} else if canon != first {
-			return false, s.Addr + " does not yet agree with " + c.Servers()[0].Addr + " on roles and slots: " + firstDifference(first, canon)
+			return false, s.Addr + " does not yet agree with " + c.Servers()[0].Addr + " on roles and slots: " + firstDifference(firstView, v)
 		}
 	}
 	return true, ""
 }
 
-// firstDifference describes the first line of the canonical view a that b
-// does not have.
-func firstDifference(a, b string) string {
-	theirs := strings.Split(b, "\n")
-	for _, line := range strings.Split(a, "\n") {
-		if slices.Contains(theirs, line) {
-			continue
+// firstDifference describes the first node on whose line of CLUSTER NODES
+// (role, master and slots) view b differs from view a, with both lines
+// whole, config epochs included, since those decide whose claim on a slot
+// a node believes.
+func firstDifference(a, b *clusterView) string {
+	ids := slices.Sorted(maps.Keys(a.nodes))
+	for id := range b.nodes {
+		if a.nodes[id] == nil {
+			ids = append(ids, id)
 		}
-		id, _, _ := strings.Cut(line, " ")
-		for _, t := range theirs {
-			if strings.HasPrefix(t, id+" ") {
-				return "it has " + strconv.Quote(t) + " where the other has " + strconv.Quote(line)
-			}
+	}
+	for _, id := range ids {
+		na, nb := a.nodes[id], b.nodes[id]
+		switch {
+		case nb == nil:
+			return "it does not know node " + id
+		case na == nil:
+			return "it knows node " + id + ", which the other does not"
+		case a.canonicalLine(id) != b.canonicalLine(id):
+			return "its line for node " + id + " is " + strconv.Quote(nb.raw) + " where the other's is " + strconv.Quote(na.raw)
 		}
-		return "it has no line " + strconv.Quote(line)
 	}
 	return "it has other lines"
 }
 
-// Slot views that still disagree after repairAfter are repaired, at most
-// once every repairEvery.
-const (
-	repairAfter = 3 * time.Second
-	repairEvery = time.Second
-)
+// repairAfter is how long the same slots must have gone unclaimed before
+// repairSlots acts: three node timeouts, so that gossip has had every
+// chance to settle them first.
+const repairAfter = 6 * time.Second
 
 // waitSettled waits until the cluster is settled and, if more is given,
-// more holds too. Slot owners the nodes still disagree on after
-// repairAfter are repaired with repairSlots.
+// more holds too. Slots that no master claims for repairAfter are given
+// back to their owner with repairSlots.
 func (c *Cluster) waitSettled(ctx context.Context, what string, more func(map[*Server]*clusterView) (bool, string)) error {
-	start := time.Now()
-	var lastRepair time.Time
+	var lost string // the unclaimed slots seen since lostSince, as a plan renders them
+	var lostSince time.Time
 	return waitCtx(ctx, what, func() (bool, string) {
 		views, err := c.fetchViews()
 		if err != nil {
 			return false, err.Error()
 		}
-		if ok, state := c.settled(views); !ok {
-			if now := time.Now(); now.Sub(start) >= repairAfter && now.Sub(lastRepair) >= repairEvery {
-				lastRepair = now
-				if err := c.repairSlots(views); err != nil {
-					return false, state + "; " + err.Error()
-				}
+		ok, state := c.settled(views)
+		if ok {
+			if more != nil {
+				return more(views)
 			}
-			return false, state
+			return true, ""
 		}
-		if more != nil {
-			return more(views)
+		plan := c.planRepair(views)
+		switch {
+		case len(plan) == 0:
+			lost = ""
+		case plan.String() != lost:
+			lost, lostSince = plan.String(), time.Now()
+		case time.Since(lostSince) >= repairAfter:
+			if err := c.repair(plan); err != nil {
+				return false, state + "; " + err.Error()
+			}
+			lost = ""
 		}
-		return true, ""
+		return false, state
 	})
 }
 
-// repairSlots mends slot owners that gossip alone would never correct.
-// Before Redis 7.2 the nodes can disagree on a slot's owner for good when
-// a slot move meets a config epoch collision or a failover: a stale owner
-// may carry a higher config epoch than the master that really serves the
-// slot (a node believes a claim only from a higher epoch), and an UPDATE
-// message may even take the slot from its real owner, leaving a slot that
-// no master serves by its own account.
-//
-// The remedy is the one an operator would use. A slot's owner is the one
-// master that serves it by its own account or, when none does, the master
-// most masters' views name. That master takes a config epoch above every
-// other (CLUSTER BUMPEPOCH), so that its claim wins everywhere gossip
-// reaches, and each master whose view differs is told the owner with
-// CLUSTER SETSLOT NODE, the owner first.
-func (c *Cluster) repairSlots(views map[*Server]*clusterView) error {
-	// Not while the nodes are still meeting or some of them are failing:
-	// gossip has work left to do then.
+// A slot can end up with no master that serves it by its own account
+// while the other nodes still name one: an UPDATE message can take a slot
+// from the master that serves it when a slot move meets a failover or a
+// config epoch collision (fixed in Redis 7.2 and 7.0.13), and an operator
+// can remove a slot with CLUSTER DELSLOTS. Gossip never mends that: only
+// a master's claim on a slot spreads, and nobody claims it. The remedy is
+// the one an operator would use: CLUSTER SETSLOT <slot> NODE <owner> on
+// the master that most masters' views name, after which its claim spreads
+// as any other does.
+
+// repairPlan is, for each master that is to claim slots again, the slots.
+type repairPlan map[*Server][]int
+
+// String renders the plan in a stable form, to tell whether two plans are
+// the same.
+func (p repairPlan) String() string {
+	var parts []string
+	for s, slots := range p {
+		parts = append(parts, s.Addr+" "+describeSlots(slots))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
+}
+
+// planRepair returns the slots no live node serves by its own account,
+// each with the master that more than half of the masters' views name as
+// its owner. It plans nothing while any node is missing or unhealthy in a
+// view, any slot migrates, or two nodes claim one slot: gossip and the
+// operations under way still have work to do then.
+func (c *Cluster) planRepair(views map[*Server]*clusterView) repairPlan {
+	byID := map[string]*Server{}
+	for _, m := range c.Masters {
+		byID[c.NodeID(m)] = m
+	}
+	claimed := make([]bool, clusterSlots)
 	for _, v := range views {
+		if len(v.importing) > 0 || len(v.migrating) > 0 {
+			return nil
+		}
 		for _, s := range c.Servers() {
 			if n := v.nodes[c.NodeID(s)]; n == nil || !n.healthy() {
 				return nil
 			}
 		}
-	}
-	plan := planRepair(c.Masters, views)
-	for _, a := range plan.sets {
-		cmds := make([][]string, len(a.slots))
-		for i, slot := range a.slots {
-			cmds[i] = []string{"CLUSTER", "SETSLOT", strconv.Itoa(slot), "NODE", a.owner}
-		}
-		if err := pipelineChecked(a.on, cmds); err != nil {
-			return err
-		}
-	}
-	for _, m := range plan.bumps {
-		if _, err := m.doChecked("CLUSTER", "BUMPEPOCH"); err != nil {
-			return err
-		}
-	}
-	c.mu.Lock()
-	c.repairs += len(plan.bumps)
-	c.mu.Unlock()
-	return nil
-}
-
-// repairPlan is what repairSlots sends: the SETSLOT NODE commands in the
-// order given, then a BUMPEPOCH to each owner of a repaired slot.
-type repairPlan struct {
-	sets  []slotAssignment
-	bumps []*Server
-}
-
-// slotAssignment is CLUSTER SETSLOT <slot> NODE <owner>, for each slot,
-// sent to on.
-type slotAssignment struct {
-	on    *Server
-	owner string
-	slots []int
-}
-
-// planRepair works out the repair of the slots whose owner the views
-// disagree on; see repairSlots.
-func planRepair(masters []*Server, views map[*Server]*clusterView) repairPlan {
-	byID := map[string]*Server{}
-	owners := map[*Server][]string{}
-	var all [][]string
-	for s, v := range views {
-		owners[s] = v.owners()
-		all = append(all, owners[s])
-	}
-	claimed := make([]string, clusterSlots) // the master serving each slot by its own account
-	contested := make([]bool, clusterSlots)
-	for _, m := range masters {
-		v := views[m]
-		if v == nil {
-			continue
-		}
-		byID[v.self] = m
 		for _, slot := range v.slotsOf(v.self) {
-			if claimed[slot] != "" {
-				contested[slot] = true
+			if slot < 0 || slot >= clusterSlots || claimed[slot] {
+				return nil
 			}
-			claimed[slot] = v.self
+			claimed[slot] = true
 		}
 	}
-	var plan repairPlan
-	bumped := map[*Server]bool{}
-	toSet := map[*Server]map[string][]int{} // master -> owner -> slots
+	var owners [][]string
+	for _, m := range c.Masters {
+		if v := views[m]; v != nil {
+			owners = append(owners, v.owners())
+		}
+	}
+	plan := repairPlan{}
 	for slot := range clusterSlots {
-		if contested[slot] {
+		if claimed[slot] {
 			continue
 		}
-		id := claimed[slot]
-		if id == "" {
-			id = majority(masters, owners, slot)
-		}
-		owner := byID[id]
-		if owner == nil || !slices.ContainsFunc(all, func(o []string) bool { return o[slot] != id }) {
-			continue
-		}
-		if !bumped[owner] {
-			bumped[owner] = true
-			plan.bumps = append(plan.bumps, owner)
-		}
-		for _, m := range masters {
-			o := owners[m]
-			if o == nil || (o[slot] == id && (m != owner || claimed[slot] == id)) {
-				continue
+		votes := map[string]int{}
+		for _, o := range owners {
+			if o[slot] != "" {
+				votes[o[slot]]++
 			}
-			if toSet[m] == nil {
-				toSet[m] = map[string][]int{}
-			}
-			toSet[m][id] = append(toSet[m][id], slot)
 		}
-	}
-	// Owners first, so that no master is told of an owner that does not
-	// serve the slot yet.
-	for _, ownerFirst := range []bool{true, false} {
-		for _, m := range masters {
-			for _, id := range slices.Sorted(maps.Keys(toSet[m])) {
-				if (byID[id] == m) == ownerFirst {
-					plan.sets = append(plan.sets, slotAssignment{on: m, owner: id, slots: toSet[m][id]})
-				}
+		for id, n := range votes {
+			if m := byID[id]; m != nil && 2*n > len(c.Masters) {
+				plan[m] = append(plan[m], slot)
 			}
 		}
 	}
-	slices.SortStableFunc(plan.bumps, func(a, b *Server) int {
-		return cmp.Compare(slices.Index(masters, a), slices.Index(masters, b))
-	})
 	return plan
 }
 
-// majority returns the owner of slot that most masters' views name, or ""
-// if no owner has more than half of them.
-func majority(masters []*Server, owners map[*Server][]string, slot int) string {
-	votes := map[string]int{}
-	for _, m := range masters {
-		if o := owners[m]; o != nil && o[slot] != "" {
-			votes[o[slot]]++
+// repair carries out a plan, and says what it did through Logf.
+func (c *Cluster) repair(plan repairPlan) error {
+	for m, slots := range plan {
+		for chunk := range slices.Chunk(slots, pipelineChunk) {
+			cmds := make([][]string, len(chunk))
+			for i, slot := range chunk {
+				cmds[i] = []string{"CLUSTER", "SETSLOT", strconv.Itoa(slot), "NODE", c.NodeID(m)}
+			}
+			if err := pipelineChecked(m, cmds); err != nil {
+				return err
+			}
 		}
 	}
-	for id, n := range votes {
-		if 2*n > len(masters) {
-			return id
-		}
+	c.mu.Lock()
+	c.repairs++
+	logf := c.Logf
+	c.mu.Unlock()
+	if logf != nil {
+		logf("redistest: no master served %s by its own account for %v: told each owner to claim them", plan, repairAfter)
 	}
-	return ""
+	return nil
 }
 
 // waitCtx is waitFor bounded by ctx too.

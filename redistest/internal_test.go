@@ -143,38 +143,47 @@ func TestDescribeSlots(t *testing.T) {
 	}
 }
 
-// repairCluster is three masters a, b and c, each serving a third of the
-// slots, for planRepair. It returns the masters, their views, in each of
-// which slot 100 is served by the master owners names for it (a, b, c or
-// - for none), and the masters by name.
-func repairCluster(t *testing.T, owners map[string]string) ([]*Server, map[*Server]*clusterView, map[string]*Server) {
+// repairCluster is a cluster of three masters a, b and c, each serving a
+// third of the slots, and one replica r of a, for planRepair: views gives
+// each node's view, in which slot 100 is served by the master owners names
+// for it (a, b, c, or - for none). A master serves slot 100 by its own
+// account when its own view names it.
+func repairCluster(t *testing.T, owners map[string]string) (*Cluster, map[*Server]*clusterView, map[string]*Server) {
 	t.Helper()
-	names := []string{"a", "b", "c"}
+	names := []string{"a", "b", "c", "r"}
+	c := &Cluster{ids: map[*Server]string{}}
 	byName := map[string]*Server{}
-	var masters []*Server
 	for i, n := range names {
 		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(7000+i)}
 		byName[n] = s
-		masters = append(masters, s)
+		c.ids[s] = strings.Repeat(n, 40)
+		if n == "r" {
+			c.Replicas = append(c.Replicas, s)
+		} else {
+			c.Masters = append(c.Masters, s)
+		}
 	}
-	id := func(n string) string { return strings.Repeat(n, 40) }
 	views := map[*Server]*clusterView{}
 	for _, self := range names {
 		var b strings.Builder
 		for i, n := range names {
-			flags := "master"
+			flags, master, slots := "master", "-", ""
+			if n == "r" {
+				flags, master = "slave", c.ids[byName["a"]]
+			} else {
+				lo, hi := i*clusterSlots/3, (i+1)*clusterSlots/3-1
+				slots = strconv.Itoa(lo) + "-" + strconv.Itoa(hi)
+				if n == "a" {
+					slots = "0-99 101-" + strconv.Itoa(hi)
+				}
+				if owners[self] == n {
+					slots += " 100"
+				}
+			}
 			if n == self {
-				flags = "myself,master"
+				flags = "myself," + flags
 			}
-			lo, hi := i*clusterSlots/3, (i+1)*clusterSlots/3-1
-			slots := strconv.Itoa(lo) + "-" + strconv.Itoa(hi)
-			if n == "a" {
-				slots = "0-99 101-" + strconv.Itoa(hi)
-			}
-			if owners[self] == n {
-				slots += " 100"
-			}
-			fmt.Fprintf(&b, "%s 127.0.0.1:%d@%d %s - 0 0 %d connected %s\n", id(n), 7000+i, 17000+i, flags, i+1, slots)
+			fmt.Fprintf(&b, "%s 127.0.0.1:%d@%d %s %s 0 0 %d connected %s\n", c.ids[byName[n]], 7000+i, 17000+i, flags, master, i+1, slots)
 		}
 		v, err := parseClusterNodes(b.String())
 		if err != nil {
@@ -182,61 +191,60 @@ func repairCluster(t *testing.T, owners map[string]string) ([]*Server, map[*Serv
 		}
 		views[byName[self]] = v
 	}
-	return masters, views, byName
+	return c, views, byName
 }
 
 func TestPlanRepair(t *testing.T) {
-	id := func(n string) string { return strings.Repeat(n, 40) }
 	cases := []struct {
 		name   string
-		owners map[string]string // master -> whom its view names for slot 100
-		sets   []string          // "on:owner:slots"
-		bumps  []string
+		owners map[string]string // node -> whom its view names for slot 100
+		want   string            // the plan, by name
 	}{
-		{"agreed", map[string]string{"a": "a", "b": "a", "c": "a"}, nil, nil},
-		// c serves slot 100 by its own account; b keeps a stale owner.
-		{"stale owner", map[string]string{"a": "c", "b": "a", "c": "c"}, []string{"b:c:[100]"}, []string{"c"}},
-		// Nobody serves it by its own account: b has it by a majority of
-		// views, and is told first.
-		{"lost slot", map[string]string{"a": "b", "b": "a", "c": "b"}, []string{"b:b:[100]"}, []string{"b"}},
-		{"lost slot, stale elsewhere", map[string]string{"a": "c", "b": "c", "c": "-"}, []string{"c:c:[100]"}, []string{"c"}},
-		// Two masters serve it by their own account: no owner is guessed.
-		{"contested", map[string]string{"a": "a", "b": "b", "c": "a"}, nil, nil},
-		// No owner has a majority.
-		{"no majority", map[string]string{"a": "b", "b": "c", "c": "-"}, nil, nil},
+		{"agreed", map[string]string{"a": "a", "b": "a", "c": "a", "r": "a"}, ""},
+		// c serves the slot by its own account: gossip spreads that.
+		{"stale views", map[string]string{"a": "c", "b": "a", "c": "c", "r": "a"}, ""},
+		// Nobody serves it by its own account: b, which most masters
+		// name, is told to claim it.
+		{"lost", map[string]string{"a": "b", "b": "a", "c": "b", "r": "b"}, "b"},
+		{"lost, replica differs", map[string]string{"a": "c", "b": "c", "c": "-", "r": "a"}, "c"},
+		// No owner has a majority of the masters' views.
+		{"no majority", map[string]string{"a": "b", "b": "c", "c": "-", "r": "b"}, ""},
+		// Two masters serve it by their own account: nothing is guessed.
+		{"contested", map[string]string{"a": "a", "b": "b", "c": "a", "r": "a"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			masters, views, byName := repairCluster(t, tc.owners)
-			name := map[*Server]string{}
-			for n, s := range byName {
-				name[s] = n
+			c, views, byName := repairCluster(t, tc.owners)
+			want := repairPlan{}
+			if tc.want != "" {
+				want[byName[tc.want]] = []int{100}
 			}
-			plan := planRepair(masters, views)
-			var sets, bumps []string
-			for _, a := range plan.sets {
-				owner := ""
-				for n := range byName {
-					if id(n) == a.owner {
-						owner = n
-					}
-				}
-				sets = append(sets, fmt.Sprintf("%s:%s:%v", name[a.on], owner, a.slots))
-			}
-			for _, s := range plan.bumps {
-				bumps = append(bumps, name[s])
-			}
-			if !reflect.DeepEqual(sets, tc.sets) || !reflect.DeepEqual(bumps, tc.bumps) {
-				t.Errorf("planRepair sets %v and bumps %v, want %v and %v", sets, bumps, tc.sets, tc.bumps)
+			if got := c.planRepair(views); got.String() != want.String() {
+				t.Errorf("planRepair = %q, want %q", got, want)
 			}
 		})
 	}
+	t.Run("NotWhileMigrating", func(t *testing.T) {
+		c, views, byName := repairCluster(t, map[string]string{"a": "b", "b": "a", "c": "b", "r": "b"})
+		views[byName["c"]].importing[7] = c.ids[byName["a"]]
+		if got := c.planRepair(views); len(got) != 0 {
+			t.Errorf("planRepair with a slot importing = %q, want none", got)
+		}
+	})
+	t.Run("NotWhileANodeIsMissing", func(t *testing.T) {
+		c, views, byName := repairCluster(t, map[string]string{"a": "b", "b": "a", "c": "b", "r": "b"})
+		delete(views[byName["b"]].nodes, c.ids[byName["r"]])
+		if got := c.planRepair(views); len(got) != 0 {
+			t.Errorf("planRepair with a node unknown to a view = %q, want none", got)
+		}
+	})
 }
 
-// TestRepairSlotsMendsALostSlot gives waitSettled a slot its master no
+// TestRepairMendsALostSlot gives waitSettled a slot that its master no
 // longer serves by its own account while the other nodes still name it,
 // a state the cluster never leaves by itself. waitSettled must repair it.
-func TestRepairSlotsMendsALostSlot(t *testing.T) {
+func TestRepairMendsALostSlot(t *testing.T) {
+	t.Parallel()
 	c := StartCluster(t, 1)
 	const slot = clusterSlots - 1
 	owner := c.Masters[2]
@@ -244,15 +252,19 @@ func TestRepairSlotsMendsALostSlot(t *testing.T) {
 	if _, err := owner.doChecked("CLUSTER", "DELSLOTS", strconv.Itoa(slot)); err != nil {
 		t.Fatal(err)
 	}
-
-	// The nodes must go on disagreeing without a repair.
-	time.Sleep(repairAfter)
+	// Without a repair the other masters keep naming the owner, which no
+	// longer names itself.
+	time.Sleep(2 * time.Second)
 	views, err := c.fetchViews()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := c.settled(views); ok {
-		t.Fatalf("the cluster settled without a repair: the state this test builds is not stuck")
+	if got := views[owner].owner(slot); got != "" {
+		t.Fatalf("the owner sees slot %d served by %s after DELSLOTS", slot, c.describeNode(got))
+	}
+	if got := views[c.Masters[0]].owner(slot); got != ownerID {
+		t.Fatalf("%s sees slot %d served by %s, want the owner that dropped it: the state this test builds is not stuck",
+			c.Masters[0].Addr, slot, c.describeNode(got))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -271,7 +283,24 @@ func TestRepairSlotsMendsALostSlot(t *testing.T) {
 	c.mu.Lock()
 	repairs := c.repairs
 	c.mu.Unlock()
-	if repairs == 0 {
-		t.Fatal("the cluster settled without a repair")
+	if repairs != 1 {
+		t.Fatalf("the cluster settled after %d repairs, want 1", repairs)
+	}
+}
+
+func TestFirstDifferenceShowsBothLines(t *testing.T) {
+	a, err := parseClusterNodes("aaaa 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-99\nbbbb 127.0.0.1:7001@17001 master - 0 0 2 connected 100-200\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseClusterNodes("aaaa 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\nbbbb 127.0.0.1:7001@17001 myself,master - 0 0 3 connected 101-200\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := firstDifference(a, b)
+	for _, want := range []string{"node aaaa", "connected 0-100", "connected 0-99"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("firstDifference = %q, want it to contain %q", got, want)
+		}
 	}
 }

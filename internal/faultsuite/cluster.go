@@ -106,6 +106,7 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 		return res, err
 	}
 	defer ph.cl.Stop()
+	ph.cl.Logf = cfg.Log
 	cfg.Log("faultsuite: cluster phase: seed %d, %d workers, %v, failovers every %v, nodes %v",
 		cfg.Seed, cfg.Workers, cfg.Duration, cfg.FailoverEvery, ph.cl.Addrs())
 
