@@ -55,6 +55,12 @@ type Client struct {
 	// Set when the client is made.
 	cluster *clusterRouter
 
+	// front is the cluster Client of which this is the client of one node,
+	// nil otherwise. The node's sessions (Watch, Transaction) apply its
+	// decoders and keep to one slot as a cluster requires. Set when the
+	// client is made.
+	front *Client
+
 	// onConnect are commands sent on every new connection after the
 	// handshake, before any call's: READONLY on the client of a cluster
 	// replica that serves reads. Set when the client is made.
@@ -174,7 +180,7 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 // decode applies a registered Decoder to the reply of a single command;
 // a decoder's failure becomes the call's error.
 func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
-	if err != nil || c.decoders.Load() == nil || v.isErr() {
+	if err != nil || c.decoderTable() == nil || v.isErr() {
 		return v, err
 	}
 	name := w.cmds[0].Name()

@@ -115,7 +115,9 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 		r.down = make(map[*Client]time.Time)
 	}
 	r.life, r.endLife = context.WithCancel(context.Background())
-	return &Client{opt: node, cluster: r, live: nil, turnWait: defaultTurnWait}, nil
+	c := &Client{opt: node, cluster: r, live: nil, turnWait: defaultTurnWait}
+	r.front = c
+	return c, nil
 }
 
 // ConnectCluster parses the URL of one or more seed nodes (see ParseURL),
@@ -174,6 +176,7 @@ const maxTryAgain = 50
 // Clients of its nodes. Everything slot-related lives here; the node
 // Clients know nothing of the cluster.
 type clusterRouter struct {
+	front *Client // the cluster's Client, whose decoders its nodes' sessions use too
 	opt   ClusterOptions
 	node  Options  // per-node options; Addr set for each node
 	seeds []string // read-only
@@ -428,6 +431,7 @@ func (r *clusterRouter) nodeLocked(addr string) (*Client, error) {
 	if err != nil {
 		return nil, notSent(err)
 	}
+	node.front = r.front
 	r.nodes[addr] = node
 	return node, nil
 }

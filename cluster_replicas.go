@@ -98,6 +98,7 @@ func (r *clusterRouter) replicaLocked(addr string) (*Client, error) {
 		return nil, notSent(err)
 	}
 	node.onConnect = [][]any{{"READONLY"}}
+	node.front = r.front
 	r.replicas[addr] = node
 	return node, nil
 }

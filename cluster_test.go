@@ -29,6 +29,8 @@ func TestCluster(t *testing.T) {
 	t.Run("Pipeline", func(t *testing.T) { testClusterPipeline(t, c) })
 	t.Run("CrossSlot", func(t *testing.T) { testClusterCrossSlot(t, cl, c) })
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
+	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
+	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
@@ -222,6 +224,111 @@ func testClusterTransaction(t *testing.T, c *Client) {
 	if v, err := c.Get(ctx, "{user1}:visits"); err != nil || v != "1000" {
 		t.Errorf("visits = %q, %v; want 1000", v, err)
 	}
+}
+
+// A session on a cluster keeps to the slot of its watched keys: a command,
+// a pipeline or a transaction with a key elsewhere, on another master or
+// in another slot of the same one, is refused before it is sent with a
+// *CrossSlotError, as the docs promise, rather than sent where the node
+// redirects it or, on the same master, run outside the watch.
+func testClusterTxOneSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	a, a2 := keyIn(100, "tx1:a:"), keyIn(100, "tx1:a2:")
+	same, other := keyIn(101, "tx1:same:"), keyIn(6000, "tx1:other:")
+	for _, k := range []string{same, other} {
+		o1, err1 := cl.SlotOwner(100)
+		o2, err2 := cl.SlotOwner(int(hashslot.Slot(k)))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if (k == same) != (o1 == o2) {
+			t.Fatalf("%s is not where this test needs it", k)
+		}
+	}
+	crossSlot := func(what string, err error) {
+		t.Helper()
+		var cs *CrossSlotError
+		if !errors.As(err, &cs) || !errors.Is(err, ErrNotApplied) {
+			t.Errorf("%s = %v, want a *CrossSlotError", what, err)
+		}
+	}
+	for _, k := range []string{same, other} {
+		calls := 0
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			calls++
+			tx.Multi().Set(k, 1)
+			return nil
+		}, a)
+		crossSlot("Transaction watching "+a+" that sets "+k, err)
+		if calls != 1 {
+			t.Errorf("fn ran %d times, want once", calls)
+		}
+		if n, err := c.Exists(ctx, k); err != nil || n != 0 {
+			t.Errorf("%s exists (%d, %v) after a refused transaction", k, n, err)
+		}
+
+		tx, err := c.Watch(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Get(ctx, k)
+		crossSlot("Get of "+k+" on a session watching "+a, err)
+		crossSlot("Watch of "+k+" on a session watching "+a, tx.Watch(ctx, k))
+		_, err = tx.Pipeline().Get(a).Get(k).Exec(ctx)
+		crossSlot("a Tx pipeline reading "+k, err)
+		_, err = tx.Multi().Set(a, 1).Set(k, 1).Exec(ctx)
+		crossSlot("a Multi setting "+k, err)
+		if replies, err := tx.Multi().Set(a, 2).Set(a2, 2).Exec(ctx); err != nil || len(replies) != 2 {
+			t.Errorf("a Multi in the watched slot = %v, %v", replies, err)
+		}
+		tx.Close()
+		if n, err := c.Exists(ctx, k); err != nil || n != 0 {
+			t.Errorf("%s exists (%d, %v) after refused commands", k, n, err)
+		}
+	}
+}
+
+// A decoder set on the cluster's Client applies to replies in its sessions
+// too, as on one node.
+func testClusterTxDecoders(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	c.SetDecoder("GET", func(Value) (any, error) { return "decoded", nil })
+	defer c.SetDecoder("GET", nil)
+	key := "{txdec}:k"
+	if err := c.Set(ctx, key, "v"); err != nil {
+		t.Fatal(err)
+	}
+	decoded := func(what string, v Value) {
+		t.Helper()
+		if d, err := v.Decoded(); d != "decoded" || err != nil {
+			t.Errorf("%s: Decoded = %v, %v; want the Client's decoder run", what, d, err)
+		}
+	}
+	tx, err := c.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	v, err := tx.Do(ctx, "GET", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded("Do on a Tx", v)
+	replies, err := tx.Pipeline().Get(key).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded("a Tx pipeline", replies[0])
+	replies, err = tx.Multi().Get(key).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded("a Multi", replies[0])
+	replies, err = c.Transaction(ctx, func(tx *Tx) error { tx.Multi().Get(key); return nil }, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded("a Transaction", replies[0])
 }
 
 // waitRefreshed waits for the refresh in flight, if any, to end.

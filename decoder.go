@@ -42,10 +42,19 @@ func (c *Client) decoderMap() map[string]Decoder {
 }
 
 func (c *Client) decoder(name string) Decoder {
-	if m := c.decoders.Load(); m != nil {
+	if m := c.decoderTable(); m != nil {
 		return (*m)[name]
 	}
 	return nil
+}
+
+// decoderTable returns the decoders that apply to c's replies: on the
+// client of a cluster's node, those of the cluster's Client.
+func (c *Client) decoderTable() *map[string]Decoder {
+	if c.front != nil {
+		return c.front.decoders.Load()
+	}
+	return c.decoders.Load()
 }
 
 // decodeReply runs d, command's decoder, on *v, a reply that is not an

@@ -283,7 +283,10 @@
 //     *CrossSlotError, which matches ErrNotApplied. It runs on the slot's
 //     master; when the block is redirected, the whole block moves (with
 //     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
-//     master; Transaction starts again on the new master when its slot
+//     master, which refuses the same way any command, pipeline or Multi
+//     with a key outside the watched slot; decoders set on the cluster's
+//     Client apply to its replies. Transaction starts again on the new
+//     master when its slot
 //     moved or its master could not be reached (a replica promoted in its
 //     place), and waits out a migration in progress.
 //   - Reads go to masters unless ClusterOptions.ReadFromReplicas is set.

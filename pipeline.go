@@ -240,9 +240,17 @@ func (p *Pipeline) check() (batchTraits, error) {
 		// Inside MULTI a blocking command does not block.
 		t.grace = p.w.grace
 	}
-	switch {
-	case p.tx == nil:
+	if p.tx == nil {
 		return t, nil
+	}
+	start, in := 0, "pipeline of a cluster Tx"
+	if p.transaction {
+		start, in = len(multiCmd), "transaction"
+	}
+	if err := p.tx.keepsToSlot(in, p.w.buf, start, p.w.cmds); err != nil {
+		return t, err
+	}
+	switch {
 	case p.multi || p.transaction:
 		return t, p.tx.usable()
 	case p.tx.retried && p.w.writes:
@@ -428,7 +436,7 @@ func (p *Pipeline) finish(replies []Value, errs int) error {
 	// Most batches have no decoder and no error: then each reply is only
 	// looked at for its kind, or not at all when none is known to be an
 	// error.
-	decoding := p.decoders != nil || (p.c != nil && p.c.decoders.Load() != nil)
+	decoding := p.decoders != nil || (p.c != nil && p.c.decoderTable() != nil)
 	if errs == 0 && !decoding {
 		return nil
 	}

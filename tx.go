@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
@@ -39,6 +40,12 @@ type Tx struct {
 	broken   error // the connection failed: the Tx can only be closed or reset
 	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
 	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
+
+	// On a cluster, the slot of the watched keys, to which every command
+	// of the session must keep, and one of those keys; slot is -1 when
+	// the session is free of one.
+	slot    int
+	slotKey string
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
@@ -55,7 +62,12 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 		if err != nil {
 			return err
 		}
-		t = &Tx{c: c, d: d}
+		t = &Tx{c: c, d: d, slot: -1}
+		if c.front != nil && len(keys) > 0 {
+			// The cluster's Watch and Transaction made sure the keys
+			// share one slot, and that c serves it.
+			t.slot, t.slotKey = int(hashslot.Of(keys[0])), keys[0]
+		}
 		if len(keys) > 0 {
 			if err := t.Watch(ctx, keys...); err != nil {
 				t.closeWith(ctx)
@@ -163,6 +175,27 @@ func (t *Tx) refuse(what string) error {
 	return err
 }
 
+// keepsToSlot refuses commands, encoded in buf from start, with a key
+// outside the slot of a cluster session: the node would redirect them
+// elsewhere, outside the watch and the transaction, and a transaction on
+// a cluster touches one slot. in names them for the error.
+func (t *Tx) keepsToSlot(in string, buf []byte, start int, cmds []cmdMeta) error {
+	if t.slot < 0 {
+		return nil
+	}
+	offs := cmdBounds(buf, start, len(cmds))
+	var keys [][]byte
+	for i, m := range cmds {
+		keys, _ = appendKeyWords(keys[:0], m.info(), buf[offs[i]:offs[i+1]])
+		for _, k := range keys {
+			if s := int(hashslot.Of(k)); s != t.slot {
+				return &CrossSlotError{In: in, Keys: []string{t.slotKey, string(k)}, Slots: []int{t.slot, s}}
+			}
+		}
+	}
+	return nil
+}
+
 // connect lends the session a connection if Reset let its last one go.
 func (t *Tx) connect(ctx context.Context) error {
 	if t.d != nil {
@@ -194,6 +227,9 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		// scripts may write.
 		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction is not read-only: it would run at once, outside the transaction, " +
 			"and again on every retry; queue it on the Pipeline that Multi returns"}
+	}
+	if err := t.keepsToSlot("command "+ci.Name, w.buf, 0, w.cmds); err != nil {
+		return Value{}, err
 	}
 	if err := t.connect(ctx); err != nil {
 		return Value{}, err
