@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -574,5 +575,65 @@ func TestPollWaitChoosesPolling(t *testing.T) {
 			t.Errorf("%s: INCR = %d, %v", tc.name, n, err)
 		}
 		c.Close()
+	}
+}
+
+// TestPairsReadAlikeInBothProtocols: what RESP2 sends as one flat array of
+// alternating items, RESP3 sends as a list of pairs (ZRANGE WITHSCORES,
+// HRANDFIELD WITHVALUES). The typed methods and the list and map readers
+// give the same results under both, as their docs show these options.
+func TestPairsReadAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ZADD", "z", "1.5", "a", "2", "b", "-3", "c")
+	srv.MustDo(t, "ZADD", "z2", "1", "a")
+	srv.MustDo(t, "HSET", "h", "f1", "v1", "f2", "v2")
+	type result struct {
+		zrange, zunion, zdiff []string
+		scores, fields        map[string]string
+	}
+	var got [2]result
+	for i, proto := range []int{2, 3} {
+		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		r := &got[i]
+		if r.zrange, err = c.ZRange(ctx, "z", 0, -1, "WITHSCORES"); err != nil {
+			t.Fatalf("RESP%d: ZRange WITHSCORES: %v", proto, err)
+		}
+		if r.zunion, err = c.ZUnion(ctx, 2, "z", "z2", "WITHSCORES"); err != nil {
+			t.Fatalf("RESP%d: ZUnion WITHSCORES: %v", proto, err)
+		}
+		if r.zdiff, err = c.ZDiff(ctx, 2, "z", "z2", "WITHSCORES"); err != nil {
+			t.Fatalf("RESP%d: ZDiff WITHSCORES: %v", proto, err)
+		}
+		v, err := c.ZRangeWithScores(ctx, "z", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.scores, err = v.StringMap(); err != nil {
+			t.Fatalf("RESP%d: ZRangeWithScores StringMap: %v", proto, err)
+		}
+		v, err = c.HRandFieldWithValues(ctx, "h", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.fields, err = v.StringMap(); err != nil {
+			t.Fatalf("RESP%d: HRandFieldWithValues StringMap: %v", proto, err)
+		}
+	}
+	want := result{
+		zrange: []string{"c", "-3", "a", "1.5", "b", "2"},
+		zunion: []string{"c", "-3", "b", "2", "a", "2.5"},
+		zdiff:  []string{"c", "-3", "b", "2"},
+		scores: map[string]string{"a": "1.5", "b": "2", "c": "-3"},
+		fields: map[string]string{"f1": "v1", "f2": "v2"},
+	}
+	for i, r := range got {
+		if !reflect.DeepEqual(r, want) {
+			t.Errorf("RESP%d: %+v, want %+v", i+2, r, want)
+		}
 	}
 }

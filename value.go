@@ -256,8 +256,31 @@ func (v Value) Len() int {
 }
 
 // Strings returns an array or set of strings. A nil or error element is an
-// error that names its position.
-func (v Value) Strings() ([]string, error) { return elemsOf(v, Value.Text) }
+// error that names its position. A RESP3 list of pairs, such as ZRANGE
+// WITHSCORES sends, is read as the flat list RESP2 sends instead:
+// [[a, 1], [b, 2]] as [a 1 b 2].
+func (v Value) Strings() ([]string, error) { return elemsOf(v.unpaired(), Value.Text) }
+
+// unpaired returns v with a list of pairs, an array whose elements are all
+// arrays of two, made flat: that is how RESP3 sends what RESP2 sends as
+// one array of alternating items (ZRANGE WITHSCORES, HRANDFIELD
+// WITHVALUES), and the readers of lists and maps take both alike. Any
+// other reply is returned as it is.
+func (v Value) unpaired() Value {
+	if v.v.Kind != resp.Array || len(v.v.Elems) == 0 {
+		return v
+	}
+	for _, e := range v.v.Elems {
+		if e.Kind != resp.Array || len(e.Elems) != 2 {
+			return v
+		}
+	}
+	flat := make([]resp.Value, 0, 2*len(v.v.Elems))
+	for _, e := range v.v.Elems {
+		flat = append(flat, e.Elems...)
+	}
+	return Value{resp.Value{Kind: resp.Array, Elems: flat}}
+}
 
 // Int64s returns an array of integers.
 func (v Value) Int64s() ([]int64, error) { return elemsOf(v, Value.Int64) }
@@ -280,12 +303,14 @@ func elemsOf[T any](v Value, conv func(Value) (T, error)) ([]T, error) {
 	return out, nil
 }
 
-// pairs returns the key/value elements of a RESP3 map or of a RESP2 flat
-// array of alternating keys and values, which is how RESP2 sends maps.
+// pairs returns the key/value elements of a RESP3 map, of a RESP2 flat
+// array of alternating keys and values, which is how RESP2 sends maps, or
+// of a RESP3 list of pairs (see unpaired).
 func (v Value) pairs() ([]Value, error) {
 	if err := v.check(); err != nil {
 		return nil, err
 	}
+	v = v.unpaired()
 	switch v.v.Kind {
 	case resp.Map:
 		return values(v.v.Elems), nil
