@@ -714,6 +714,9 @@ func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
 		t.Fatalf("Close = %d, %v after %d replies; want 2, nil, 2", sent, err, calls)
 	}
 	s.Incr("m:a")
+	if n := s.Len(); n != 2 {
+		t.Errorf("Len after Close and one more command = %d, want the 2 sent", n)
+	}
 	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) || calls != 2 {
 		t.Fatalf("second Close = %v after %d replies; want ErrClosed and no more replies", err, calls)
 	}

@@ -84,8 +84,13 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 func (s *Stream) Do(args ...any) *Stream { s.p.w.do(args); return s }
 
 // Len reports how many commands the stream has taken: those sent and those
-// still queued.
-func (s *Stream) Len() int { return s.sent + len(s.p.w.cmds) }
+// still queued. After Close, what is queued is dropped and not counted.
+func (s *Stream) Len() int {
+	if s.closed {
+		return s.sent
+	}
+	return s.sent + len(s.p.w.cmds)
+}
 
 // Err returns the error that has stopped the stream, if any: a failed
 // connection, a command that could not be queued, or an error returned by

@@ -108,6 +108,9 @@ func TestStreamSendsWhileQueueing(t *testing.T) {
 	// A closed stream sends nothing more and says so.
 	next = 0
 	s.Incr("after")
+	if got := s.Len(); got != n {
+		t.Errorf("Len after Close and one more command = %d, want the %d sent", got, n)
+	}
 	if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) || next != 0 {
 		t.Fatalf("Close of a closed stream = %v, each saw %d replies; want ErrClosed and none", err, next)
 	}
