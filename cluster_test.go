@@ -245,6 +245,10 @@ func testClusterTxOneSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
 			t.Fatalf("%s is not where this test needs it", k)
 		}
 	}
+	var ue *UsageError
+	if tx, err := c.Watch(ctx); !errors.As(err, &ue) || tx != nil {
+		t.Errorf("Watch with no keys on a cluster = %v, %v; want a *UsageError", tx, err)
+	}
 	crossSlot := func(what string, err error) {
 		t.Helper()
 		var cs *CrossSlotError

@@ -9,6 +9,11 @@ import (
 // watch binds a Tx to the owner of the keys' one slot: the Tx is that
 // node's own.
 func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
+	if len(keys) == 0 {
+		// On one node a session may bind first and watch later; on a
+		// cluster nothing would tell which master to bind.
+		return nil, &UsageError{Msg: "Watch on a cluster needs the keys to watch: their slot chooses the master the session runs on"}
+	}
 	if err := r.ready(ctx); err != nil {
 		return nil, err
 	}

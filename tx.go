@@ -49,7 +49,8 @@ type Tx struct {
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
-// the session. With no keys it just binds the connection.
+// the session. With no keys it just binds the connection; on a cluster,
+// where the keys' slot chooses the master, keys are required.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 	if c.cluster != nil {
 		return c.cluster.watch(ctx, keys)
