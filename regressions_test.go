@@ -26,6 +26,32 @@ func TestStateSubcommandAsBytesRefused(t *testing.T) {
 	}
 }
 
+// SCRIPT DEBUG turns the connection's next EVAL into a debugging session,
+// whose output would reach every caller sharing the connection: it is
+// refused wherever other state-changing commands are.
+func TestScriptDebugRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var ue *UsageError
+	if _, err := c.Do(ctx, "SCRIPT", "DEBUG", "SYNC"); !errors.As(err, &ue) {
+		t.Fatalf("SCRIPT DEBUG on the shared connection: %v, want a usage error", err)
+	}
+	if _, err := c.Pipeline(NoTransaction).Do("script", "debug", "yes").Exec(ctx); !errors.As(err, &ue) {
+		t.Fatalf("SCRIPT DEBUG in a pipeline: %v, want a usage error", err)
+	}
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := tx.Do(ctx, "SCRIPT", "DEBUG", "SYNC"); !errors.As(err, &ue) {
+		t.Fatalf("SCRIPT DEBUG on a Tx: %v, want a usage error", err)
+	}
+	if v, err := c.Do(ctx, "EVAL", "return 1", 0); err != nil || v.String() != "1" {
+		t.Fatalf("EVAL after the refusals = %v, %v; want 1", v, err)
+	}
+}
+
 func TestRefusedWatchIsAnError(t *testing.T) {
 	srv := newACLServer(t, "app", "pw", "+@all", "-watch")
 	c, err := Connect(ctxT(t), "redis://app:pw@"+srv.Addr)
