@@ -86,7 +86,11 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 	offs := cmdBounds(p.w.buf, len(multiCmd), n)
 	var keys [][]byte
 	for i := 0; i < n; i++ {
-		keys, _ = appendKeyWords(keys, p.w.cmds[i].info(), p.w.buf[offs[i]:offs[i+1]])
+		ci := p.w.cmds[i].info()
+		if err := refuseFanOut(ci, "transaction"); err != nil {
+			return nil, notAppliedTx(err)
+		}
+		keys, _ = appendKeyWords(keys, ci, p.w.buf[offs[i]:offs[i+1]])
 	}
 	slot, err := slotOfKeys("transaction", keys)
 	if err != nil {

@@ -31,6 +31,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
+	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
@@ -289,6 +290,68 @@ func testClusterTxOneSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
 		if n, err := c.Exists(ctx, k); err != nil || n != 0 {
 			t.Errorf("%s exists (%d, %v) after refused commands", k, n, err)
 		}
+	}
+}
+
+// A command the cluster runs on every master (DBSIZE, FLUSHALL) cannot be
+// part of a transaction or a session, which run on one: there it would
+// count or flush that master's keys alone, silently. It is refused, and
+// nothing of the transaction runs; outside one it still fans out.
+func testClusterTxFanOut(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := c.Set(ctx, "fan:"+strconv.Itoa(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "every master") {
+			t.Errorf("%s = %v, want a *UsageError", what, err)
+		}
+	}
+	notApplied := func(what string, err error) {
+		t.Helper()
+		refused(what, err)
+		if !errors.Is(err, ErrNotApplied) {
+			t.Errorf("%s = %v, want it to match ErrNotApplied", what, err)
+		}
+	}
+	_, err := c.Pipeline().DBSize().Exec(ctx)
+	notApplied("a transaction of DBSIZE", err)
+	_, err = c.Pipeline().Set("{fan}x", 1).FlushAll().Exec(ctx)
+	notApplied("a transaction of SET and FLUSHALL", err)
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		_, err := tx.DBSize(ctx)
+		refused("DBSIZE on the Tx of a Transaction", err)
+		tx.Multi().Set("{fan}x", 1).Keys("*")
+		return nil
+	}, "{fan}x")
+	notApplied("a Transaction queuing KEYS", err)
+
+	tx, err := c.Watch(ctx, "{fan}x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	_, err = tx.DBSize(ctx)
+	refused("DBSIZE on a session", err)
+	_, err = tx.Multi().FlushAll().Exec(ctx)
+	notApplied("a Multi of FLUSHALL", err)
+	if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+		t.Errorf("PING on a session = %q, %v", s, err)
+	}
+
+	if n, err := c.DBSize(ctx); err != nil || n != 30 {
+		t.Errorf("DBSIZE after the refusals = %d, %v; want the 30 keys, none flushed or set", n, err)
+	}
+	replies, err := c.Pipeline(NoTransaction).DBSize().Exec(ctx)
+	if err != nil || replies[0].String() != "30" {
+		t.Errorf("DBSIZE in a plain pipeline = %v, %v; want 30 from every master", replies, err)
 	}
 }
 

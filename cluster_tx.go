@@ -44,6 +44,19 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 	}
 }
 
+// refuseFanOut refuses, in a transaction or a session (in) on one master of
+// a cluster, a command that the cluster's Client runs on every master and
+// combines (DBSIZE, KEYS, FLUSHALL, SCRIPT LOAD): on one master it would
+// count, find or do that master's part alone, silently. PING and WAIT
+// mean the same on one node.
+func refuseFanOut(ci *commandInfo, in string) error {
+	if !fansOut(ci) || ci.Name == "PING" || ci.Name == "WAIT" {
+		return nil
+	}
+	return &UsageError{Msg: ci.Name + " runs on every master of a cluster, and a " + in + " runs on one, where it would see or change that master's part alone: " +
+		"run it on the Client, outside the " + in}
+}
+
 // clusterTransact is Transaction on a cluster: it runs on the owner of
 // the keys' one slot, as on a single node, and when an attempt met MOVED,
 // ASK, TRYAGAIN or CLUSTERDOWN (nothing then was applied), or could not

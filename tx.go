@@ -176,11 +176,20 @@ func (t *Tx) refuse(what string) error {
 	return err
 }
 
-// keepsToSlot refuses commands, encoded in buf from start, with a key
-// outside the slot of a cluster session: the node would redirect them
-// elsewhere, outside the watch and the transaction, and a transaction on
-// a cluster touches one slot. in names them for the error.
+// keepsToSlot refuses commands, encoded in buf from start, that a cluster
+// session cannot run: one with a key outside its slot, which the node
+// would redirect elsewhere, outside the watch and the transaction (a
+// transaction on a cluster touches one slot), and one the cluster runs on
+// every master (see refuseFanOut). in names them for the error.
 func (t *Tx) keepsToSlot(in string, buf []byte, start int, cmds []cmdMeta) error {
+	if t.c.front == nil {
+		return nil
+	}
+	for _, m := range cmds {
+		if err := refuseFanOut(m.info(), "session"); err != nil {
+			return err
+		}
+	}
 	if t.slot < 0 {
 		return nil
 	}
