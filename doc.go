@@ -116,10 +116,10 @@
 // writes its EXEC, so the goroutines of one process do not spoil each
 // other's WATCH; other clients still meet WATCH and the retries.
 //
-// The Tx that Transaction hands to fn refuses any command that is not
-// read-only, a write or a script run with EVAL or FCALL: one there would
-// run at once, outside the transaction, and again on every retry. It
-// refuses Close and Reset too, which would drop what fn queued.
+// The Tx that Transaction hands to fn refuses any command that may write,
+// a write or a script run with EVAL, EVALSHA or FCALL: one there would run
+// at once, outside the transaction, and again on every retry. It refuses
+// Close and Reset too, which would drop what fn queued.
 //
 // Every error that means a transaction was certainly not applied matches
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which

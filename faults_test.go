@@ -106,6 +106,18 @@ func TestReadsRetriedWritesNot(t *testing.T) {
 	if v, _ := srv.Do("GET", "txn"); v != "1" {
 		t.Fatalf("txn = %v: the transaction ran %v times, want exactly once", v, v)
 	}
+	// One that only reads is sent again, as a read is.
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var replies []Value
+	err = cutWhileInFlight(t, px, srv, "exec", func() (err error) {
+		replies, err = c.Pipeline().Get("txn").Exec(ctx)
+		return err
+	})
+	if err != nil || len(replies) != 1 || replies[0].String() != "1" {
+		t.Fatalf("a read-only transaction across a cut connection = %v, %v; want it retried", replies, err)
+	}
 }
 
 // TestDialRetriedWithinContext: a server that is down when the call starts

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -253,8 +254,8 @@ func (p *Pipeline) check() (batchTraits, error) {
 	switch {
 	case p.multi || p.transaction:
 		return t, p.tx.usable()
-	case p.tx.retried && p.w.writes:
-		return t, &UsageError{Msg: "a command that is not read-only in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
+	case p.tx.retried && p.w.writes && slices.ContainsFunc(p.w.cmds, func(m cmdMeta) bool { return mayWrite(m.info()) }):
+		return t, &UsageError{Msg: "a write in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
 			"and again on every retry: queue it on the Pipeline that Multi returns"}
 	}
 	return t, p.tx.immediate("Exec of a Tx's Pipeline")

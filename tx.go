@@ -176,6 +176,13 @@ func (t *Tx) refuse(what string) error {
 	return err
 }
 
+// mayWrite reports whether a command may change data: a write, or a script
+// or function run with EVAL, EVALSHA or FCALL, which carry no write flag
+// though what they run may write (their _RO forms may not).
+func mayWrite(ci *commandInfo) bool {
+	return ci.has(flagWrite) || ci == cmdEval || ci == cmdEvalsha || ci == cmdFcall
+}
+
 // keepsToSlot refuses commands, encoded in buf from start, that a cluster
 // session cannot run: one with a key outside its slot, which the node
 // would redirect elsewhere, outside the watch and the transaction (a
@@ -232,10 +239,8 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	switch {
 	case ci.has(flagConnState) && !watch && ci.Name != "UNWATCH":
 		return Value{}, &UsageError{Msg: ci.Name + " cannot run on a Tx; use its Multi, Exec and Close methods"}
-	case t.retried && !ci.has(flagReadonly):
-		// Not only writes: EVAL and FCALL carry no write flag, yet their
-		// scripts may write.
-		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction is not read-only: it would run at once, outside the transaction, " +
+	case t.retried && mayWrite(ci):
+		return Value{}, &UsageError{Msg: ci.Name + " on the Tx of a Transaction may write: it would run at once, outside the transaction, " +
 			"and again on every retry; queue it on the Pipeline that Multi returns"}
 	}
 	if err := t.keepsToSlot("command "+ci.Name, w.buf, 0, w.cmds); err != nil {
@@ -448,9 +453,9 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // EXEC's replies; nil if fn opened no Multi.
 //
 // fn reads through the Tx, then calls tx.Multi() and queues the writes; a
-// command on the Tx itself that is not read-only (a write, a script run
-// with EVAL or FCALL) is refused, since it would run outside the
-// transaction and again on every retry. Close and Reset are refused too:
+// command on the Tx itself that may write (a write, a script run with
+// EVAL, EVALSHA or FCALL) is refused, since it would run outside the
+// transaction and again on every retry. fn may watch more keys. Close and Reset are refused too:
 // Transaction ends the session itself. fn should not call Exec itself,
 // but may (an ErrWatch it returns is retried too). Any other error from fn
 // ends the loop with that error. A panic in fn closes the session cleanly

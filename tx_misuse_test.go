@@ -184,6 +184,17 @@ func TestTransactionRefusesScriptsOutsideMulti(t *testing.T) {
 		if v, err := tx.Do(ctx, "EVAL_RO", "return redis.call('GET', KEYS[1])", 1, "w"); err != nil || v.String() == "" {
 			t.Errorf("EVAL_RO on the Tx = %v, %v; want it run", v, err)
 		}
+		// Commands that change no data run: more keys to watch, PING,
+		// TIME, alone or in a pipeline.
+		if err := tx.Watch(ctx, "w2"); err != nil {
+			t.Errorf("Watch on the Tx = %v", err)
+		}
+		if _, err := tx.Ping(ctx); err != nil {
+			t.Errorf("Ping on the Tx = %v", err)
+		}
+		if _, err := tx.Pipeline().Ping().Do("TIME").Get("w").Exec(ctx); err != nil {
+			t.Errorf("a pipeline of PING, TIME and GET on the Tx = %v", err)
+		}
 		if attempts < 3 {
 			srv.MustDo(t, "SET", "w", strconv.Itoa(attempts)) // spoils the WATCH
 		}
