@@ -310,8 +310,9 @@ func (cs *clusterStream) flush(ctx context.Context, all bool) {
 	if !all && len(w.buf) < cs.flushAt {
 		return
 	}
+	prev := cs.busy
 	cs.busy = true
-	defer func() { cs.busy = false }()
+	defer func() { cs.busy = prev }()
 	if err := s.p.refusal(); err != nil {
 		cs.fail(err)
 		w.reset()
@@ -1260,6 +1261,15 @@ func (cs *clusterStream) drain(ctx context.Context) {
 	cs.deliver()
 }
 
+// pass runs f, which may hand replies to each, as busy: what each queues
+// meanwhile waits for the next flush, after the replies before it.
+func (cs *clusterStream) pass(f func()) {
+	prev := cs.busy
+	cs.busy = true
+	defer func() { cs.busy = prev }()
+	f()
+}
+
 // finish routes and sends the rest (unless discarding), waits for every
 // reply, gives the connections back and closes the stream.
 func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
@@ -1268,18 +1278,22 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 	if !send {
 		w.reset()
 	}
+	queued := func() bool { return len(w.cmds) > 0 || w.err != nil }
 	for !s.broken {
-		if len(w.cmds) > 0 || w.err != nil {
+		if queued() {
 			cs.flush(ctx, true) // the rest, and what each queued meanwhile
 		}
 		if cs.count == 0 {
+			if send && s.err == nil && queued() {
+				continue // queued by each as the flush's pass handed out the last replies
+			}
 			break
 		}
 		if s.err != nil || !send {
-			cs.drain(ctx)
+			cs.pass(func() { cs.drain(ctx) })
 			break
 		}
-		cs.progress(ctx)
+		cs.pass(func() { cs.progress(ctx) })
 	}
 	w.reset()
 	for _, nd := range cs.list {

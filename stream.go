@@ -55,7 +55,11 @@ type Stream struct {
 // Stream starts a stream. each receives every reply with its index, i
 // counting from 0 over the whole stream, on the caller's goroutine: from
 // within the command methods, as earlier chunks are answered, and from
-// Close. A nil each drops the replies, keeping only the first error.
+// Close. A nil each drops the replies, keeping only the first error. each
+// may queue more commands on the stream (a crawler following what it
+// read): they go out after those queued before them, Close included. It
+// must not call Close, which is refused there; Discard there stops the
+// stream.
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
@@ -117,17 +121,37 @@ func (s *Stream) Close(ctx context.Context) (int, error) {
 	if s.closed {
 		return 0, &UsageError{Msg: "Stream used after Close", Err: ErrClosed}
 	}
+	if s.inEach() {
+		return 0, &UsageError{Msg: "Stream.Close called from within each, which runs as replies are handed out: " +
+			"call Close once each has returned, or return an error from each to stop the stream"}
+	}
 	return s.finish(ctx, true)
 }
 
 // Discard drops the commands not sent yet, waits for the replies of those
 // sent, with the context the stream was made with, and gives the
-// connection back. It finishes the stream as Close does.
+// connection back. It finishes the stream as Close does. Called from
+// within each, it cannot finish the stream under the replies being handed
+// out: it stops it instead, as an error from each would, and Close then
+// reports that.
 func (s *Stream) Discard() {
-	if !s.closed {
-		s.finish(s.ctx, false)
+	if s.closed {
+		return
 	}
+	if s.inEach() {
+		err := &UsageError{Msg: "Stream.Discard called from within each: the stream was stopped; call Close to finish it"}
+		if s.cl != nil {
+			s.cl.fail(err)
+		} else {
+			s.fail(err)
+		}
+		return
+	}
+	s.finish(s.ctx, false)
 }
+
+// inEach reports whether each is running: replies are being handed out.
+func (s *Stream) inEach() bool { return s.busy || s.cl != nil && s.cl.busy }
 
 // chunk is one sent part of a stream.
 type chunk struct {
@@ -198,8 +222,9 @@ func (s *Stream) send(ctx context.Context) {
 // stopOnFailure is false). each may queue commands meanwhile; they wait for
 // the next send.
 func (s *Stream) handOut(ctx context.Context, keep int, stopOnFailure bool) {
+	prev := s.busy
 	s.busy = true
-	defer func() { s.busy = false }()
+	defer func() { s.busy = prev }()
 	for len(s.inflight) > keep && !s.broken && (s.err == nil || !stopOnFailure) {
 		s.deliver(ctx)
 	}

@@ -412,6 +412,27 @@ func TestStreamQueueFromEach(t *testing.T) {
 				t.Errorf("%s = %v, want %s", key, got, want)
 			}
 		}
+
+		// A command queued on the very last reply Close hands out, here
+		// that of a value larger than a chunk, which Close waits for
+		// alone, is sent too.
+		big := strings.Repeat("v", 3<<20)
+		s = c.Stream(ctx, func(i int, v Value) error {
+			switch i {
+			case 0:
+				s.Set("big", big)
+			case 1:
+				s.Set("last", "y")
+			}
+			return nil
+		})
+		s.Set("first", "x")
+		if sent, err := s.Close(ctx); err != nil || sent != 3 {
+			t.Fatalf("Close = %d, %v; want 3, nil", sent, err)
+		}
+		if got := get("last"); got != "y" {
+			t.Errorf("last = %v, want y: the command queued on the last reply was dropped", got)
+		}
 	}
 	t.Run("Node", func(t *testing.T) {
 		c, srv := newTestClient(t, Options{})
@@ -432,5 +453,71 @@ func TestStreamQueueFromEach(t *testing.T) {
 			s, _ := v.Text()
 			return s
 		})
+	})
+}
+
+// TestStreamCloseFromEach: Close called from within each would finish the
+// stream under the replies being handed out, which then came out of order
+// or twice: it is refused, and the stream goes on. Discard there stops the
+// stream, and the caller's Close reports it. On one node and on a cluster.
+func TestStreamCloseFromEach(t *testing.T) {
+	run := func(t *testing.T, c *Client) {
+		ctx := ctxT(t)
+		const n = 20_000
+		var s *Stream
+		next, closeErr := 0, error(nil)
+		var bad error
+		s = c.Stream(ctx, func(i int, v Value) error {
+			if i != next && bad == nil {
+				bad = fmt.Errorf("reply %d handed out when %d was due", i, next)
+			}
+			next = i + 1
+			if i == 10 {
+				_, closeErr = s.Close(ctx)
+			}
+			return nil
+		})
+		for range n {
+			s.Incr("closed-from-each")
+		}
+		sent, err := s.Close(ctx)
+		var ue *UsageError
+		if !errors.As(closeErr, &ue) {
+			t.Errorf("Close from within each = %v, want a *UsageError", closeErr)
+		}
+		if err != nil || sent != n || next != n || bad != nil {
+			t.Fatalf("Close = %d, %v after %d replies (%v); want %d, nil, all in order", sent, err, next, bad, n)
+		}
+
+		s = c.Stream(ctx, func(i int, v Value) error {
+			if i == 10 {
+				s.Discard()
+			}
+			return nil
+		})
+		for range n {
+			s.Incr("discarded-from-each")
+		}
+		sent, err = s.Close(ctx)
+		if !errors.As(err, &ue) || sent >= n || OutcomeOf(err) != OutcomeUnknown {
+			t.Fatalf("Close after Discard from within each = %d, %v (outcome %v); want fewer than %d sent, a *UsageError of unknown outcome",
+				sent, err, OutcomeOf(err), n)
+		}
+		if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("a second Close = %v, want ErrClosed", err)
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{})
+		run(t, c)
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		cl := redistest.StartCluster(t, 0)
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		run(t, c)
 	})
 }
