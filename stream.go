@@ -91,6 +91,9 @@ func (s *Stream) Do(args ...any) *Stream { s.p.w.do(args); return s }
 // still queued. After Close, what is queued is dropped and not counted.
 func (s *Stream) Len() int {
 	if s.closed {
+		if s.cl != nil {
+			return s.cl.written // what Close counted as sent
+		}
 		return s.sent
 	}
 	return s.sent + len(s.p.w.cmds)

@@ -340,7 +340,8 @@ func (t *Tx) closeWith(ctx context.Context) error {
 	return nil
 }
 
-// Reset leaves the session as Client.Watch with no keys makes it, ready for
+// Reset leaves the session as Client.Watch with no keys makes it (on a
+// cluster, still bound to its slot's master and keeping to that slot), ready for
 // another Watch, as redis-py's reset() does: an open Multi pipeline is
 // dropped unsent, UNWATCH is sent if a watch may be armed, and a connection
 // that failed or still has a reply due is let go (the next call lends
