@@ -350,7 +350,8 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 	errs = -1
 	if p.tx != nil {
 		replies = make([]resp.Value, total)
-		err = p.tx.do(ctx, buf, replies, p.transaction, traits.grace)
+		// Inside MULTI a blocking command does not block.
+		err = p.tx.do(ctx, buf, replies, p.transaction, traits.blocking && !p.transaction, traits.grace)
 	} else {
 		rctx := ctx
 		if p.transaction && isIdempotent(ctx) {

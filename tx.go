@@ -258,6 +258,8 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		t.lost(err)
 		if OutcomeOf(err) == OutcomeNotSent {
 			t.watching = armed
+		} else if w.blocking {
+			t.cutBlocked(ctx, err)
 		}
 		return Value{}, err
 	}
@@ -275,7 +277,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 // blocking commands may keep the server quiet. The batch of a transaction
 // (exec) gives the session's turn away once it is written: the next
 // transaction on the same keys may read while this one's EXEC runs.
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool, grace conn.Grace) error {
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blocking bool, grace conn.Grace) error {
 	if err := t.connect(ctx); err != nil {
 		return err
 	}
@@ -284,12 +286,33 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec bool
 		t.releaseTurn()
 	}
 	if err == nil {
-		err = p.Wait(ctx)
+		if err = p.Wait(ctx); err != nil && blocking {
+			t.cutBlocked(ctx, err)
+		}
 	}
 	if err != nil {
 		t.lost(err)
 	}
 	return err
+}
+
+// cutBlocked closes the session's connection after a call with a blocking
+// command (BLPOP, XREAD BLOCK) ended on ctx while the server may still be
+// blocked in it. Kept, the connection would hold up every later command of
+// the session behind the block, and the block's late reply, carrying what
+// it took (the element BLPOP popped), would be dropped. The watch ends
+// with the connection, so the session can only be closed or reset, as
+// after a failed connection.
+func (t *Tx) cutBlocked(ctx context.Context, err error) {
+	if ctx.Err() == nil || t.d == nil {
+		return // the connection failed, and is gone already
+	}
+	t.c.pool.Put(t.d, false) // closes it
+	t.d = nil
+	t.watching = false
+	if t.broken == nil {
+		t.broken = err
+	}
 }
 
 // lost records a connection failure, after which the session can only be

@@ -1,12 +1,15 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -157,6 +160,59 @@ func TestTransactionRefusesWritesOutsideMulti(t *testing.T) {
 	defer tx.Close()
 	if err := tx.Set(ctx, "n", "3"); err != nil {
 		t.Fatalf("a write on a Watch session: %v", err)
+	}
+}
+
+// A blocking command on a session whose context ends while the server is
+// still blocked in it: the session's connection is closed, so that the
+// block takes nothing (an element pushed later stays in the list) and
+// holds up nothing. The session reports its connection gone, and works
+// again after Reset. Alone and in a session's pipeline.
+func TestTxBlockingCallCancelled(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for name, block := range map[string]func(ctx context.Context, tx *Tx) error{
+		"BLPop": func(ctx context.Context, tx *Tx) error { _, err := tx.BLPop(ctx, 0, "q"); return err },
+		"Pipeline": func(ctx context.Context, tx *Tx) error {
+			_, err := tx.Pipeline(NoTransaction).BLPop(0, "q").Exec(ctx)
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tx, err := c.Watch(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			err = block(short, tx)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("%s past its context = %v, want the deadline", name, err)
+			}
+			srv.MustDo(t, "RPUSH", "q", "kept")
+			waitForServer(t, ctx, "the connection of the block to be closed", func() (bool, string) {
+				n, _ := srv.MustDo(t, "LLEN", "q").(int64)
+				info, _ := srv.MustDo(t, "INFO", "clients").(string)
+				blocked := ""
+				for line := range strings.Lines(info) {
+					if v, ok := strings.CutPrefix(strings.TrimSpace(line), "blocked_clients:"); ok {
+						blocked = v
+					}
+				}
+				return n == 1 && blocked == "0", fmt.Sprintf("LLEN q = %d, %s clients blocked", n, blocked)
+			})
+			if _, err := tx.Get(ctx, "g"); err == nil {
+				t.Fatal("Get on the session after its block was cut = nil error, want the lost connection")
+			}
+			if err := tx.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+				t.Fatalf("Ping after Reset = %q, %v", s, err)
+			}
+			srv.MustDo(t, "DEL", "q")
+		})
 	}
 }
 
