@@ -228,6 +228,9 @@ type cmdBuf struct {
 	cmds   []cmdMeta
 	err    error
 	errIdx int // index of the command err belongs to
+	// errName names that command when it was refused before it was
+	// queued (a Do without a name): the next command queued takes its index.
+	errName string
 
 	// What the commands encoded so far add up to, kept by end() so that a
 	// large batch is not walked again before it is sent.
@@ -432,6 +435,9 @@ func (w *cmdBuf) setErr(err error, idx int) {
 // errCommand names the command the encoding error belongs to, or "" when
 // it came before any command was named.
 func (w *cmdBuf) errCommand() string {
+	if w.errName != "" {
+		return w.errName
+	}
 	if w.errIdx >= 0 && w.errIdx < len(w.cmds) {
 		return w.cmds[w.errIdx].Name()
 	}
@@ -492,19 +498,24 @@ func (w *cmdBuf) args(as []any) {
 	}
 }
 
+func isString(a any) bool { _, ok := a.(string); return ok }
+
 // do encodes a command given as words, looking it up in the table for its
 // arity and flags. Commands the table does not know are sent as they are:
 // the server judges them.
 func (w *cmdBuf) do(args []any) {
-	if len(args) == 0 {
-		w.setErr(&UsageError{Msg: "Do needs a command name"}, len(w.cmds))
+	if len(args) == 0 || !isString(args[0]) {
+		msg := "Do needs a command name"
+		if len(args) > 0 {
+			msg = "the first argument of Do must be the command name as a string"
+		}
+		if w.err == nil {
+			w.errName = "Do"
+		}
+		w.setErr(&UsageError{Msg: msg}, len(w.cmds))
 		return
 	}
-	name, ok := args[0].(string)
-	if !ok {
-		w.setErr(&UsageError{Msg: "the first argument of Do must be the command name as a string"}, len(w.cmds))
-		return
-	}
+	name := args[0].(string)
 	// The subcommand decides the flags of a container command (CLIENT
 	// REPLY is refused on the shared connection, CLIENT ID is not), so it is
 	// read whatever its Go type: a string or []byte here, anything else
@@ -554,7 +565,7 @@ func (w *cmdBuf) do(args []any) {
 func (w *cmdBuf) reset() {
 	w.buf = w.buf[:0]
 	w.cmds = w.cmds[:0]
-	w.err, w.errIdx = nil, 0
+	w.err, w.errIdx, w.errName = nil, 0, ""
 	w.want, w.got = 0, 0
 	w.writes, w.blocking, w.grace, w.stateAt, w.keysSpan = false, false, 0, 0, false
 	w.routes = w.routes[:0]

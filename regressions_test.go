@@ -203,3 +203,27 @@ func TestPipelineDecoderNilOverridesClient(t *testing.T) {
 		t.Fatal("WithDecoder(INFO, nil) did not turn off the client's decoder")
 	}
 }
+
+// A Do refused for its name, queued between other commands, is the command
+// the error names, not the one queued after it, in a pipeline and in a
+// stream.
+func TestDoWithoutNameIsBlamed(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	check := func(what string, err error) {
+		t.Helper()
+		var ce *CommandError
+		var ue *UsageError
+		if !errors.As(err, &ce) || !errors.As(err, &ue) || ce.Index != 1 || ce.Command != "Do" {
+			t.Errorf("%s = %v, want a *CommandError for command 2, Do", what, err)
+		}
+	}
+	_, err := c.Pipeline(NoTransaction).Set("a", 1).Do([]byte("GET"), "a").Incr("n").Exec(ctx)
+	check("a pipeline with Do([]byte)", err)
+	_, err = c.Pipeline().Set("a", 1).Do().Incr("n").Exec(ctx)
+	check("a transaction with an empty Do", err)
+	s := c.Stream(ctx, nil)
+	s.Set("a", 1).Do(42, "a").Incr("n")
+	_, err = s.Close(ctx)
+	check("a stream with Do(42)", err)
+}
