@@ -303,6 +303,21 @@ func ParseURL(rawURL string) (Options, error) {
 	if err != nil {
 		return o, &OptionError{Field: "URL", Msg: "cannot be parsed: " + redactURLError(err, rawURL)}
 	}
+	known := u.Scheme == "redis" || u.Scheme == "rediss" || u.Scheme == "unix"
+	switch {
+	case known && u.Opaque != "":
+		// redis:host:6379, without the slashes: read as it stands it would
+		// connect to localhost.
+		return o, &OptionError{Field: "URL", Msg: "must name its host after //, as in " + u.Scheme + "://host:6379"}
+	case u.Fragment != "" || strings.HasSuffix(rawURL, "#"):
+		// A # in a password must be percent-encoded (%23): unencoded, it
+		// ends the URL there, and the rest is read as another host.
+		return o, &OptionError{Field: "URL", Msg: "has a fragment (#...): percent-encode a # in a user name or password as %23"}
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return o, &OptionError{Field: "URL options", Msg: "cannot be parsed: " + err.Error()}
+	}
 	switch u.Scheme {
 	case "redis", "rediss":
 		o.Network = "tcp"
@@ -332,6 +347,11 @@ func ParseURL(rawURL string) (Options, error) {
 		}
 	case "unix":
 		o.Network = "unix"
+		if h := u.Hostname(); h != "" && h != "localhost" || u.Port() != "" {
+			// unix://tmp/redis.sock names the host "tmp" and the path
+			// /redis.sock: the socket path follows three slashes.
+			return o, &OptionError{Field: "URL", Msg: fmt.Sprintf("must give the socket path after unix:// with no host, as in unix:///path/to/redis.sock, not host %q", u.Host)}
+		}
 		o.Addr = u.Path
 		if o.Addr == "" {
 			return o, &OptionError{Field: "URL path", Msg: "must be the socket path in a unix URL"}
@@ -347,7 +367,7 @@ func ParseURL(rawURL string) (Options, error) {
 			o.Username, o.Password = "", u.User.Username()
 		}
 	}
-	for key, vals := range u.Query() {
+	for key, vals := range query {
 		val := vals[len(vals)-1]
 		field := "URL option " + key
 		bad := func(what string) error {
@@ -410,8 +430,14 @@ func ParseURL(rawURL string) (Options, error) {
 }
 
 // redactURLError renders a url.Parse error without the URL, which may hold
-// a password.
+// a password. Where the URL has user information, or a # that may have cut
+// a password short, the parser's own words may quote part of it (an
+// unencoded # in redis://:se#cret@host leaves "se" read as a port), so
+// they are not given.
 func redactURLError(err error, raw string) string {
+	if strings.ContainsAny(raw, "@#") {
+		return "check the host and port, and percent-encode any # / ? @ in the user name or password (# as %23)"
+	}
 	if ue, ok := err.(*url.Error); ok {
 		return ue.Err.Error()
 	}

@@ -122,7 +122,14 @@ func TestParseURLInvalid(t *testing.T) {
 		{"redis://h/1/2", "URL path", `"1/2"`},
 		{"redis://h/-1", "DB", "-1"},
 		{"unix://", "URL path", "socket"},
-		{"unix://h", "URL path", "socket"},
+		{"unix://h", "URL", "unix:///"},
+		{"unix://tmp/redis.sock", "URL", "unix:///"},
+		{"unix://h:1/s", "URL", "unix:///"},
+		{"redis:myhost:6380", "URL", "redis://"},
+		{"redis://host#frag", "URL", "%23"},
+		{"redis://:secret#x@h", "URL", "%23"},
+		{"redis://h?db=%zz", "URL options", "escape"},
+		{"redis://h?db=2;protocol=3", "URL options", "semicolon"},
 		{"redis://h?db=x", "URL option db", `"x"`},
 		{"redis://h?db=-2", "DB", "-2"},
 		{"redis://h?nosuch=1", "URL option nosuch", "not known"},
@@ -163,6 +170,9 @@ func TestParseURLInvalid(t *testing.T) {
 			}
 			if OutcomeOf(err) != OutcomeNotSent {
 				t.Errorf("OutcomeOf = %v, want not sent", OutcomeOf(err))
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q quotes the password", err)
 			}
 		})
 	}
