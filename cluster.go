@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -140,10 +141,14 @@ func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
 		if i == 0 {
 			opt.Options = o
 		} else {
+			// Every option counts, timeouts and pool sizes too: the
+			// first URL's apply to every node. The TLS configurations
+			// differ by their server names, which follow the hosts.
 			first := opt.Options
+			tlsAlike := (first.TLSConfig == nil) == (o.TLSConfig == nil)
 			first.Addr, o.Addr = "", ""
-			if first.Network != o.Network || first.Username != o.Username || first.Password != o.Password ||
-				(first.TLSConfig == nil) != (o.TLSConfig == nil) || first.Protocol != o.Protocol || first.ClientName != o.ClientName {
+			first.TLSConfig, o.TLSConfig = nil, nil
+			if !tlsAlike || !reflect.DeepEqual(first, o) {
 				return nil, &OptionError{Field: "URL", Msg: fmt.Sprintf("%d differs from the first in more than its host and port", i+1)}
 			}
 		}

@@ -539,6 +539,21 @@ func testClusterRefusals(t *testing.T, c *Client) {
 	if _, err := ConnectCluster(ctx, "redis://localhost:1/2"); err == nil {
 		t.Error("a URL with database 2 accepted on a cluster")
 	}
+	// The seeds' URLs must agree on every option: the first's apply to
+	// every node, so another's would be dropped silently.
+	for _, second := range []string{
+		"redis://127.0.0.1:2?pool_size=3", "redis://127.0.0.1:2?dial_timeout=1s", "rediss://127.0.0.1:2",
+		"redis://u:p@127.0.0.1:2", "redis://127.0.0.1:2?protocol=2",
+	} {
+		var oe *OptionError
+		if _, err := ConnectCluster(ctx, "redis://127.0.0.1:1", second); !errors.As(err, &oe) || !strings.Contains(err.Error(), "differs") {
+			t.Errorf("ConnectCluster with a second seed %s = %v, want an *OptionError", second, err)
+		}
+	}
+	// TLS seeds differ only by the server names that follow their hosts.
+	if _, err := ConnectCluster(ctx, "rediss://127.0.0.1:1?dial_timeout=100ms", "rediss://localhost:2?dial_timeout=100ms"); errors.As(err, new(*OptionError)) {
+		t.Errorf("ConnectCluster with two TLS seeds = %v, want them accepted", err)
+	}
 }
 
 func TestClusterSeedDown(t *testing.T) {
