@@ -355,12 +355,29 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	if c.opt.Dialer != nil {
 		return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr)
 	}
-	if c.opt.TLSConfig != nil {
-		d := tls.Dialer{Config: c.opt.TLSConfig}
-		return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
-	}
 	var d net.Dialer
-	return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+	nc, err := d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+	if err != nil || c.opt.TLSConfig == nil {
+		return nc, err
+	}
+	cfg := c.opt.TLSConfig
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		cfg = cfg.Clone()
+		cfg.ServerName, _, _ = net.SplitHostPort(c.opt.Addr)
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		// A server without TLS on the port reads the handshake as a
+		// command and waits for the rest of it, or answers in plain text.
+		var rh tls.RecordHeaderError
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rh) || errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("TLS handshake with %s failed (does the server accept TLS on this port?): %w", c.opt.Addr, err)
+		}
+		return nil, fmt.Errorf("TLS handshake with %s failed: %w", c.opt.Addr, err)
+	}
+	return tc, nil
 }
 
 // handshake prepares a new connection: HELLO 3 with AUTH and SETNAME, or on

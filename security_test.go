@@ -766,3 +766,21 @@ func TestBinarySafety(t *testing.T) {
 		}
 	})
 }
+
+// A TLS client on a port without TLS: the server reads the handshake as
+// the start of a command and waits for the rest, so the dial ends at its
+// timeout. The error says what likely went wrong.
+func TestTLSClientOnPlainPort(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := NewClient(Options{Addr: srv.Addr, DialTimeout: 300 * time.Millisecond, MaxRetries: -1,
+		TLSConfig: &tls.Config{ServerName: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Ping(ctxT(t))
+	var de *DialError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "does the server accept TLS") || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Ping over TLS to a plain port = %v (outcome %v), want a *DialError that asks whether the server speaks TLS", err, OutcomeOf(err))
+	}
+}
