@@ -361,7 +361,7 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 		return nc, err
 	}
 	cfg := c.opt.TLSConfig
-	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+	if cfg.ServerName == "" {
 		cfg = cfg.Clone()
 		cfg.ServerName, _, _ = net.SplitHostPort(c.opt.Addr)
 	}

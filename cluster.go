@@ -143,7 +143,8 @@ func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
 		} else {
 			// Every option counts, timeouts and pool sizes too: the
 			// first URL's apply to every node. The TLS configurations
-			// differ by their server names, which follow the hosts.
+			// differ by their server names, which follow the hosts; the
+			// first's, like its other options, serves every node.
 			first := opt.Options
 			tlsAlike := (first.TLSConfig == nil) == (o.TLSConfig == nil)
 			first.Addr, o.Addr = "", ""

@@ -267,7 +267,7 @@ type cmdBuf struct {
 // start begins a command of n words (the name included) described by ci.
 func (w *cmdBuf) start(ci *commandInfo, n int) {
 	w.room()
-	w.checkArity(ci, n)
+	w.checkArity(ci, n, len(w.cmds))
 	w.begin, w.cur = len(w.buf), ci
 	w.buf = resp.AppendArrayLen(w.buf, n)
 	w.buf = append(w.buf, ci.wire...)
@@ -275,12 +275,14 @@ func (w *cmdBuf) start(ci *commandInfo, n int) {
 	w.want, w.got = n, ci.nwords
 }
 
-func (w *cmdBuf) checkArity(ci *commandInfo, n int) {
+// checkArity refuses command idx, ci with n words, if the table says it
+// takes another number.
+func (w *cmdBuf) checkArity(ci *commandInfo, n, idx int) {
 	if w.err != nil {
 		return
 	}
 	if (ci.Arity > 0 && n != ci.Arity) || (ci.Arity < 0 && n < -ci.Arity) {
-		w.setErr(&ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}, len(w.cmds))
+		w.setErr(&ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}, idx)
 	}
 }
 
@@ -545,7 +547,7 @@ func (w *cmdBuf) do(args []any) {
 	}
 	// The caller's spelling of the name is sent as given; the table only
 	// tells the arity and flags.
-	w.checkArity(ci, len(args))
+	w.checkArity(ci, len(args), len(w.cmds))
 	w.cur = ci
 	w.buf = resp.AppendArrayLen(w.buf, len(args))
 	w.cmds = append(w.cmds, metaOf(ci))
@@ -555,7 +557,7 @@ func (w *cmdBuf) do(args []any) {
 		if sc := lookupCommand(name, string(wordAt(w.buf[w.begin:], 1))); sc != ci {
 			w.cur = sc
 			w.cmds[len(w.cmds)-1] = metaOf(sc)
-			w.checkArity(sc, len(args))
+			w.checkArity(sc, len(args), len(w.cmds)-1)
 		}
 	}
 	w.end()

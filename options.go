@@ -308,7 +308,11 @@ func ParseURL(rawURL string) (Options, error) {
 	case known && u.Opaque != "":
 		// redis:host:6379, without the slashes: read as it stands it would
 		// connect to localhost.
-		return o, &OptionError{Field: "URL", Msg: "must name its host after //, as in " + u.Scheme + "://host:6379"}
+		example := u.Scheme + "://host:6379"
+		if u.Scheme == "unix" {
+			example = "unix:///path/to/redis.sock"
+		}
+		return o, &OptionError{Field: "URL", Msg: "must name its host after //, as in " + example}
 	case u.Fragment != "" || strings.HasSuffix(rawURL, "#"):
 		// A # in a password must be percent-encoded (%23): unencoded, it
 		// ends the URL there, and the rest is read as another host.

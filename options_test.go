@@ -126,6 +126,7 @@ func TestParseURLInvalid(t *testing.T) {
 		{"unix://tmp/redis.sock", "URL", "unix:///"},
 		{"unix://h:1/s", "URL", "unix:///"},
 		{"redis:myhost:6380", "URL", "redis://"},
+		{"unix:relative.sock", "URL", "unix:///"},
 		{"redis://host#frag", "URL", "%23"},
 		{"redis://:secret#x@h", "URL", "%23"},
 		{"redis://h?db=%zz", "URL options", "escape"},

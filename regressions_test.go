@@ -226,4 +226,17 @@ func TestDoWithoutNameIsBlamed(t *testing.T) {
 	s.Set("a", 1).Do(42, "a").Incr("n")
 	_, err = s.Close(ctx)
 	check("a stream with Do(42)", err)
+
+	var ce *CommandError
+	_, err = c.Pipeline().Set("a", 1).RunScript(nil, nil).Incr("n").Exec(ctx)
+	if !errors.As(err, &ce) || ce.Index != 1 || ce.Command != "RunScript" {
+		t.Errorf("a pipeline with RunScript(nil) = %v, want a *CommandError for command 2, RunScript", err)
+	}
+	// A subcommand read from its encoding is checked for its arity as
+	// itself, and blamed at its own place.
+	var ae *ArityError
+	_, err = c.Pipeline().Set("a", 1).Do("CONFIG", wordArg("GET")).Incr("n").Exec(ctx)
+	if !errors.As(err, &ce) || !errors.As(err, &ae) || ce.Index != 1 || ce.Command != "CONFIG GET" {
+		t.Errorf("a pipeline with CONFIG GET short of words = %v, want an *ArityError for command 2, CONFIG GET", err)
+	}
 }

@@ -80,6 +80,9 @@ func (s *Script) words(cmd, body string, keys []string, args []any) []any {
 // transaction never fails with NOSCRIPT on a server that has not seen it.
 func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
 	if s == nil {
+		if p.w.err == nil {
+			p.w.errName = "RunScript"
+		}
 		p.w.setErr(&UsageError{Msg: "RunScript of a nil *Script"}, len(p.w.cmds))
 		return p
 	}

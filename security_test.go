@@ -194,6 +194,30 @@ func TestTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("server name", func(t *testing.T) {
+		// The host is sent as the server name (SNI), which proxies route
+		// on, even when the certificate is not verified.
+		_, port, _ := net.SplitHostPort(tlsAddr)
+		for _, skip := range []bool{false, true} {
+			var sent string
+			c, err := NewClient(Options{Addr: "localhost:" + port, TLSConfig: &tls.Config{
+				RootCAs: p.roots, InsecureSkipVerify: skip,
+				VerifyConnection: func(cs tls.ConnectionState) error { sent = cs.ServerName; return nil },
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Ping(ctxT(t))
+			c.Close()
+			if !skip && err != nil && strings.Contains(err.Error(), "certificate") {
+				continue // the test certificate may not name localhost
+			}
+			if err != nil || sent != "localhost" {
+				t.Errorf("InsecureSkipVerify %v: Ping = %v, server name sent %q; want localhost", skip, err, sent)
+			}
+		}
+	})
+
 	t.Run("rediss URL", func(t *testing.T) {
 		opt, err := ParseURL("rediss://" + tlsAddr + "/2")
 		if err != nil {

@@ -148,6 +148,9 @@ func (s *Stream) Discard() {
 		} else {
 			s.fail(err)
 		}
+		if s.eachErr == nil {
+			s.eachErr = err // each is not called again, as after an error of its own
+		}
 		return
 	}
 	s.finish(s.ctx, false)

@@ -489,7 +489,11 @@ func TestStreamCloseFromEach(t *testing.T) {
 			t.Fatalf("Close = %d, %v after %d replies (%v); want %d, nil, all in order", sent, err, next, bad, n)
 		}
 
+		after := 0
 		s = c.Stream(ctx, func(i int, v Value) error {
+			if i > 10 {
+				after++
+			}
 			if i == 10 {
 				s.Discard()
 			}
@@ -505,6 +509,9 @@ func TestStreamCloseFromEach(t *testing.T) {
 		}
 		if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
 			t.Fatalf("a second Close = %v, want ErrClosed", err)
+		}
+		if after != 0 {
+			t.Errorf("each was called %d times after Discard from within it, want none", after)
 		}
 	}
 	t.Run("Node", func(t *testing.T) {

@@ -147,6 +147,12 @@ func (t *Tx) usable() error {
 	case t.closed:
 		return &UsageError{Msg: "Tx used after Close", Err: ErrClosed}
 	case t.broken != nil:
+		var bc *blockCutError
+		if errors.As(t.broken, &bc) {
+			// Not the caller's context error: that call ended, this one
+			// was refused.
+			return &UsageError{Msg: "Tx used after " + bc.Error()}
+		}
 		return notAppliedTx(fmt.Errorf("the connection was lost while watching: %w", t.broken))
 	}
 	return nil
@@ -176,11 +182,21 @@ func (t *Tx) refuse(what string) error {
 	return err
 }
 
-// mayWrite reports whether a command may change data: a write, or a script
-// or function run with EVAL, EVALSHA or FCALL, which carry no write flag
-// though what they run may write (their _RO forms may not).
+// mayWrite reports whether a command may change data or have an effect
+// outside the session: any that is not read-only (EVAL, FCALL, PUBLISH and
+// commands the table does not know carry no write flag, yet may), except
+// the few that only look or manage the session itself.
 func mayWrite(ci *commandInfo) bool {
-	return ci.has(flagWrite) || ci == cmdEval || ci == cmdEvalsha || ci == cmdFcall
+	return !ci.has(flagReadonly) && !sessionSafe[ci.Name]
+}
+
+// sessionSafe are commands that are not flagged read-only but change no
+// data and reach nothing outside the session.
+var sessionSafe = map[string]bool{
+	"WATCH": true, "UNWATCH": true, "PING": true, "ECHO": true, "TIME": true,
+	"INFO": true, "CONFIG GET": true, "CLIENT ID": true, "CLIENT INFO": true, "CLIENT GETNAME": true,
+	"COMMAND": true, "COMMAND COUNT": true, "COMMAND INFO": true, "COMMAND DOCS": true, "COMMAND LIST": true, "COMMAND GETKEYS": true,
+	"ROLE": true, "LASTSAVE": true,
 }
 
 // keepsToSlot refuses commands, encoded in buf from start, that a cluster
@@ -286,7 +302,7 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 		t.releaseTurn()
 	}
 	if err == nil {
-		if err = p.Wait(ctx); err != nil && blocking {
+		if err = p.Wait(ctx); err != nil && blocking && OutcomeOf(err) != OutcomeNotSent {
 			t.cutBlocked(ctx, err)
 		}
 	}
@@ -311,8 +327,16 @@ func (t *Tx) cutBlocked(ctx context.Context, err error) {
 	t.d = nil
 	t.watching = false
 	if t.broken == nil {
-		t.broken = err
+		t.broken = &blockCutError{err: err}
 	}
+}
+
+// blockCutError is why a session lost its connection in cutBlocked.
+type blockCutError struct{ err error }
+
+func (e *blockCutError) Error() string {
+	return "a blocking command ended on its context, and its connection was closed to cancel the block (" + e.err.Error() +
+		"); Reset the session to use it again"
 }
 
 // lost records a connection failure, after which the session can only be

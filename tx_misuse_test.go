@@ -202,8 +202,9 @@ func TestTxBlockingCallCancelled(t *testing.T) {
 				}
 				return n == 1 && blocked == "0", fmt.Sprintf("LLEN q = %d, %s clients blocked", n, blocked)
 			})
-			if _, err := tx.Get(ctx, "g"); err == nil {
-				t.Fatal("Get on the session after its block was cut = nil error, want the lost connection")
+			var ue *UsageError
+			if _, err := tx.Get(ctx, "g"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "Reset") || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Get on the session after its block was cut = %v, want a *UsageError that says to Reset", err)
 			}
 			if err := tx.Reset(); err != nil {
 				t.Fatal(err)
@@ -236,6 +237,18 @@ func TestTransactionRefusesScriptsOutsideMulti(t *testing.T) {
 		}
 		if _, err := tx.Do(ctx, "FCALL", "nosuch", 1, "side"); !errors.As(err, &ue) {
 			t.Errorf("FCALL on the Tx = %v, want a *UsageError", err)
+		}
+		// Nor does any other command that is not read-only: PUBLISH
+		// reaches subscribers, and a command the table does not know (a
+		// module's) may write.
+		if _, err := tx.Do(ctx, "PUBLISH", "ch", "m"); !errors.As(err, &ue) {
+			t.Errorf("PUBLISH on the Tx = %v, want a *UsageError", err)
+		}
+		if _, err := tx.Do(ctx, "NOSUCHMODULE.SET", "side", "1"); !errors.As(err, &ue) {
+			t.Errorf("an unknown command on the Tx = %v, want a *UsageError", err)
+		}
+		if _, err := tx.Pipeline().Get("w").Do("PUBLISH", "ch", "m").Exec(ctx); !errors.As(err, &ue) {
+			t.Errorf("PUBLISH in a pipeline on the Tx = %v, want a *UsageError", err)
 		}
 		if v, err := tx.Do(ctx, "EVAL_RO", "return redis.call('GET', KEYS[1])", 1, "w"); err != nil || v.String() == "" {
 			t.Errorf("EVAL_RO on the Tx = %v, %v; want it run", v, err)
