@@ -116,10 +116,12 @@
 // writes its EXEC, so the goroutines of one process do not spoil each
 // other's WATCH; other clients still meet WATCH and the retries.
 //
-// The Tx that Transaction hands to fn refuses any command that may write,
-// a write or a script run with EVAL, EVALSHA or FCALL: one there would run
-// at once, outside the transaction, and again on every retry. It refuses
-// Close and Reset too, which would drop what fn queued.
+// The Tx that Transaction hands to fn runs read-only commands, and WATCH,
+// PING and the few others that change nothing; it refuses the rest (a
+// write, a script run with EVAL, EVALSHA or FCALL, PUBLISH, a command the
+// client does not know), which would run at once, outside the
+// transaction, and again on every retry. It refuses Close and Reset too,
+// which would drop what fn queued.
 //
 // Every error that means a transaction was certainly not applied matches
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which

@@ -501,9 +501,10 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // EXEC's replies; nil if fn opened no Multi.
 //
 // fn reads through the Tx, then calls tx.Multi() and queues the writes; a
-// command on the Tx itself that may write (a write, a script run with
-// EVAL, EVALSHA or FCALL) is refused, since it would run outside the
-// transaction and again on every retry. fn may watch more keys. Close and Reset are refused too:
+// command on the Tx itself that is not read-only (a write, a script run
+// with EVAL, EVALSHA or FCALL, PUBLISH, a command the client does not
+// know) is refused, since it would run outside the transaction and again
+// on every retry. fn may watch more keys, and PING. Close and Reset are refused too:
 // Transaction ends the session itself. fn should not call Exec itself,
 // but may (an ErrWatch it returns is retried too). Any other error from fn
 // ends the loop with that error. A panic in fn closes the session cleanly
