@@ -28,7 +28,10 @@ import (
 //
 // Always Close a Tx (defer tx.Close()): it sends UNWATCH if a watch may
 // still be armed and gives the connection back to the pool. Reset instead
-// leaves it ready for another Watch. A Tx is not safe for concurrent use.
+// leaves it ready for another Watch. A blocking command (BLPOP) whose
+// context ends while the server still blocks in it closes the session's
+// connection, which cancels the block and the watch: the session then
+// refuses calls until Reset. A Tx is not safe for concurrent use.
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
