@@ -3,6 +3,7 @@ package redpipe
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/redpipe/redpipe/internal/resp"
@@ -12,6 +13,9 @@ import (
 // a command whose request_policy says so, or split by slot (MGET, DEL...),
 // following redirections.
 func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Value, error) {
+	if err := oneServerCommand(ci); err != nil {
+		return Value{}, err
+	}
 	if err := r.ready(ctx); err != nil {
 		return Value{}, err
 	}
@@ -38,6 +42,20 @@ func (r *clusterRouter) run(ctx context.Context, w *cmdBuf, ci *commandInfo) (Va
 	}
 	v, err := r.runSlot(ctx, w, ci, slot)
 	return Value{v}, err
+}
+
+// oneServerCommand refuses, on a cluster Client, a command whose reply
+// describes one server in a way the client cannot combine over the
+// masters (INFO, MEMORY STATS, LATENCY ...: response policy "special"), or
+// that walks one server's keys with a cursor (SCAN: request policy
+// "special"). Sent to one master, or to each with one reply kept, it would
+// tell of a part of the cluster as if it were the whole.
+func oneServerCommand(ci *commandInfo) error {
+	if ci.RequestPolicy != requestSpecial && ci.ResponsePolicy != responseSpecial {
+		return nil
+	}
+	return &UsageError{Msg: ci.Name + " describes or walks one server, and a cluster has several: " +
+		"ask each node with a Client of its own (NewClient with the node's address; CLUSTER SHARDS lists them)"}
 }
 
 // runSlot sends one command to the owner of slot, or a read to one of its
@@ -193,7 +211,34 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 			return fail(fmt.Errorf("%w (after %w)", err, unreached))
 		}
 	}
+	if err := partlyFailed(ci, replies); err != nil {
+		return resp.Value{}, err
+	}
 	return combine(ci.ResponsePolicy, replies), nil
+}
+
+// partlyFailed tells of a command that may write (FLUSHALL, FUNCTION LOAD,
+// CONFIG SET) refused by some masters and run by others: the refusal
+// alone (OOM, READONLY) would read as not applied, and a retry would meet
+// the masters where it ran.
+func partlyFailed(ci *commandInfo, replies []resp.Value) error {
+	if ci.has(flagReadonly) {
+		return nil
+	}
+	failed, first := 0, -1
+	for i, v := range replies {
+		if isErrValue(v) {
+			failed++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if failed == 0 || failed == len(replies) {
+		return nil
+	}
+	return &uncertainError{msg: fmt.Sprintf("redpipe: %s was refused by %d of %d masters and ran on the others", ci.Name, failed, len(replies)),
+		err: Value{replies[first]}.Err()}
 }
 
 // combine makes one reply of those of several nodes, by a response
@@ -229,14 +274,21 @@ func combine(p responsePolicy, vs []resp.Value) resp.Value {
 		return aggregate(p, vs)
 	}
 	// The default for a command without keys: the arrays concatenated
-	// (KEYS), or the first reply.
+	// (KEYS), or one reply that is not nil (RANDOMKEY), from a master
+	// taken at random, so that an empty master does not hide the others.
 	if firstErr >= 0 {
 		return vs[firstErr]
 	}
 	var all []resp.Value
 	for _, v := range vs {
 		if v.Kind != resp.Array && v.Kind != resp.Set {
-			return vs[0]
+			from := rand.N(len(vs))
+			for i := range vs {
+				if v := vs[(from+i)%len(vs)]; v.Kind != resp.Null {
+					return v
+				}
+			}
+			return vs[from]
 		}
 		all = append(all, v.Elems...)
 	}

@@ -389,6 +389,11 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 		offs = append(offs, end)
 		cmd := w.buf[offs[k]:end]
 		slot := slotFan
+		if err := oneServerCommand(ci); err != nil {
+			clear(cs.subsOf)
+			cs.fail(&CommandError{Index: s.sent + k, Command: ci.Name, In: "stream", Err: err})
+			return false
+		}
 		switch {
 		case fansOut(ci):
 		case splittable(ci):

@@ -32,6 +32,8 @@ func TestCluster(t *testing.T) {
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
 	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
+	t.Run("OneServerCommands", func(t *testing.T) { testClusterOneServerCommands(t, c) })
+	t.Run("PartlyRefused", func(t *testing.T) { testClusterPartlyRefused(t, cl, c) })
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
@@ -352,6 +354,79 @@ func testClusterTxFanOut(t *testing.T, c *Client) {
 	replies, err := c.Pipeline(NoTransaction).DBSize().Exec(ctx)
 	if err != nil || replies[0].String() != "30" {
 		t.Errorf("DBSIZE in a plain pipeline = %v, %v; want 30 from every master", replies, err)
+	}
+}
+
+// Commands whose reply describes one server and cannot be combined (INFO),
+// or that walk one server's keys (SCAN), are refused on a cluster Client,
+// however they are sent: one master's reply passed for the cluster's, or a
+// cursor of one master sent to another, was a silent wrong answer.
+// RANDOMKEY finds a key whichever master holds it.
+func testClusterOneServerCommands(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	refused := func(what string, err error) {
+		t.Helper()
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "one server") {
+			t.Errorf("%s = %v, want a *UsageError", what, err)
+		}
+	}
+	_, err := c.Info(ctx, "keyspace")
+	refused("Info", err)
+	_, err = c.Scan(ctx, 0)
+	refused("Scan", err)
+	_, err = c.Do(ctx, "MEMORY", "STATS")
+	refused("MEMORY STATS", err)
+	_, err = c.Pipeline(NoTransaction).Get("k").Do("SCAN", 0).Exec(ctx)
+	refused("SCAN in a pipeline", err)
+	_, err = c.Pipeline().Set("{k}1", 1).Do("SCAN", 0).Exec(ctx)
+	refused("SCAN in a transaction", err)
+	s := c.Stream(ctx, nil)
+	s.Get("k").Do("INFO")
+	_, err = s.Close(ctx)
+	refused("INFO in a stream", err)
+	tx, err := c.Watch(ctx, "{k}1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Do(ctx, "SCAN", 0)
+	refused("SCAN on a session", err)
+	tx.Close()
+
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := keyIn(16000, "rk:") // on the last master alone
+	if err := c.Set(ctx, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if k, err := c.RandomKey(ctx); err != nil || k != key {
+			t.Fatalf("RandomKey with one key in the cluster = %q, %v; want %q", k, err, key)
+		}
+	}
+}
+
+// A command that may write, refused by one master (here OOM) and run by
+// the others, is not reported as not applied: a retry would meet the
+// masters where it ran.
+func testClusterPartlyRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	m := cl.Masters[2]
+	m.MustDo(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	m.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
+	defer m.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+	_, err := c.FunctionLoad(ctx, "#!lua name=partlib\nredis.register_function('pf', function() return 1 end)")
+	if err == nil || SafeToRetry(err) || errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), "1 of 3") {
+		t.Fatalf("FUNCTION LOAD refused by one master of three = %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+	}
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "OOM" {
+		t.Errorf("err = %v, want it to wrap the master's OOM", err)
+	}
+	m.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+	if _, err := c.Do(ctx, "FUNCTION", "DELETE", "partlib"); err == nil {
+		t.Error("FUNCTION DELETE of a library one master lacks succeeded")
 	}
 }
 

@@ -50,6 +50,9 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 // count, find or do that master's part alone, silently. PING and WAIT
 // mean the same on one node.
 func refuseFanOut(ci *commandInfo, in string) error {
+	if err := oneServerCommand(ci); err != nil {
+		return err
+	}
 	if !fansOut(ci) || ci.Name == "PING" || ci.Name == "WAIT" {
 		return nil
 	}

@@ -308,6 +308,9 @@ func (w *cmdBuf) end() {
 		}
 	}
 	if w.slots {
+		if err := oneServerCommand(w.cur); err != nil {
+			w.setErr(err, len(w.cmds)-1)
+		}
 		w.routes = append(w.routes, uint64(len(w.buf))<<16|uint64(routeOf(w.cur, w.buf[w.begin:])))
 	}
 	if w.full != nil && len(w.buf) >= streamChunk {

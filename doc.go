@@ -237,8 +237,14 @@
 //     tag. Commands without keys go to any master; those the
 //     server documents as running on every shard (DBSIZE, KEYS, FLUSHALL,
 //     PING, SCRIPT LOAD) go to every master and their replies are combined
-//     (DBSIZE sums, KEYS concatenates, FLUSHALL fails if any master does).
-//     Commands meant for every node, replicas too, go to the masters only.
+//     (DBSIZE sums, KEYS concatenates, RANDOMKEY takes a key from a master
+//     that has one, FLUSHALL fails if any master does; a write refused by
+//     some masters and run by others is of unknown outcome). Commands meant
+//     for every node, replicas too, go to the masters only. Commands that
+//     describe or walk one server (INFO, MEMORY STATS, SCAN) are refused
+//     with a *UsageError: ask each node with a Client of its own. A
+//     transaction or a Watch session, which runs on one master, refuses
+//     the commands for every master.
 //   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
 //     slots are split by slot, as plain calls and in NoTransaction
 //     pipelines: one part per slot, holding that slot's keys in the

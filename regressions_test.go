@@ -240,3 +240,31 @@ func TestDoWithoutNameIsBlamed(t *testing.T) {
 		t.Errorf("a pipeline with CONFIG GET short of words = %v, want an *ArityError for command 2, CONFIG GET", err)
 	}
 }
+
+// WAIT counts the replicas that have the writes of its own connection. A
+// call alone runs on a connection with no writes, where the server would
+// count every replica at once, so it is refused; after the writes in a
+// pipeline, or on the Tx that made them, it runs.
+func TestWaitAloneRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var ue *UsageError
+	if _, err := c.Wait(ctx, 0, 10); !errors.As(err, &ue) {
+		t.Fatalf("Wait alone = %v, want a *UsageError", err)
+	}
+	if _, err := c.Do(ctx, "WAIT", 0, 10); !errors.As(err, &ue) {
+		t.Fatalf("Do WAIT alone = %v, want a *UsageError", err)
+	}
+	replies, err := c.Pipeline(NoTransaction).Set("w", 1).Wait(0, 10).Exec(ctx)
+	if err != nil || len(replies) != 2 || replies[1].String() != "0" {
+		t.Fatalf("Set and Wait in a pipeline = %v, %v; want 0 replicas", replies, err)
+	}
+	tx, err := c.Watch(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if n, err := tx.Wait(ctx, 0, 10); err != nil || n != 0 {
+		t.Fatalf("Wait on a Tx = %d, %v", n, err)
+	}
+}
