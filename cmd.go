@@ -392,16 +392,18 @@ func blockGrace(ci *commandInfo, cmd []byte) conn.Grace {
 	case "WAIT":
 		return timeout(len(ws)-1, time.Millisecond)
 	case "XREAD", "XREADGROUP":
-		first := 1
-		if ci.Name == "XREADGROUP" {
-			first = 4 // past GROUP group consumer, names that may read BLOCK
-		}
-		for i := first; i < len(ws); i++ {
+		// The options come in any order before STREAMS; their values
+		// (a group or consumer named BLOCK) are skipped.
+		for i := 1; i < len(ws); i++ {
 			switch {
 			case bytes.EqualFold(ws[i], []byte("STREAMS")):
 				return 0
 			case bytes.EqualFold(ws[i], []byte("BLOCK")):
 				return timeout(i+1, time.Millisecond)
+			case bytes.EqualFold(ws[i], []byte("COUNT")):
+				i++
+			case bytes.EqualFold(ws[i], []byte("GROUP")):
+				i += 2
 			}
 		}
 		return 0

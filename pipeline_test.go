@@ -564,6 +564,11 @@ func TestBlockGrace(t *testing.T) {
 		{[]any{"XREAD", "COUNT", 5, "BLOCK", 100, "STREAMS", "s", "$"}, ms(100)},
 		{[]any{"XREAD", "block", 0, "STREAMS", "s", "$"}, never},
 		{[]any{"XREADGROUP", "GROUP", "block", "BLOCK", "BLOCK", 40, "STREAMS", "s", ">"}, ms(40)},
+		// The server takes the options in any order.
+		{[]any{"XREADGROUP", "BLOCK", 1000, "GROUP", "g", "c", "STREAMS", "s", ">"}, ms(1000)},
+		{[]any{"XREADGROUP", "COUNT", 1, "BLOCK", 70, "GROUP", "g", "c", "NOACK", "STREAMS", "s", ">"}, ms(70)},
+		{[]any{"XREADGROUP", "NOACK", "GROUP", "count", "block", "BLOCK", 0, "STREAMS", "s", ">"}, never},
+		{[]any{"XREAD", "BLOCK", 20, "COUNT", 5, "STREAMS", "s", "$"}, ms(20)},
 		{[]any{"BLPOP", "a", "soon"}, never},
 		{[]any{"BLPOP", "a", "-1"}, never},
 		// Not blocking at all: no grace.
