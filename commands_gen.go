@@ -643,26 +643,28 @@ func encBitField(w *cmdBuf, key string, args ...any) {
 	w.end()
 }
 
-// BitField performs arbitrary bitfield integer operations on strings.
+// BitField performs arbitrary bitfield integer operations on strings. An
+// element is nil when OVERFLOW FAIL stopped its operation.
 //
 //	BITFIELD key [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> ...]]
 //
 // args holds what follows key in that syntax, such as "INCRBY", "u8", 0, 1.
-func (c *Client) BitField(ctx context.Context, key string, args ...any) ([]int64, error) {
+func (c *Client) BitField(ctx context.Context, key string, args ...any) ([]Value, error) {
 	w := getBuf()
 	encBitField(w, key, args...)
-	return int64sReply(c.run(ctx, w))
+	return valuesReply(c.run(ctx, w))
 }
 
-// BitField performs arbitrary bitfield integer operations on strings.
+// BitField performs arbitrary bitfield integer operations on strings. An
+// element is nil when OVERFLOW FAIL stopped its operation.
 //
 //	BITFIELD key [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> [<GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment>> ...]]
 //
 // args holds what follows key in that syntax, such as "INCRBY", "u8", 0, 1.
-func (t *Tx) BitField(ctx context.Context, key string, args ...any) ([]int64, error) {
+func (t *Tx) BitField(ctx context.Context, key string, args ...any) ([]Value, error) {
 	w := getBuf()
 	encBitField(w, key, args...)
-	return int64sReply(t.run(ctx, w))
+	return valuesReply(t.run(ctx, w))
 }
 
 // BitField queues BITFIELD key followed by args. Its reply comes from Exec.

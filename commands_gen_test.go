@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // encode runs one generated encoder on a fresh buffer.
@@ -200,5 +202,31 @@ func TestUnknownCommandEntries(t *testing.T) {
 	}
 	if n := len(*extraCommands.Load()); n != maxUnknownCommands {
 		t.Fatalf("the registry grew to %d past its bound of %d", n, maxUnknownCommands)
+	}
+}
+
+// BITFIELD under OVERFLOW FAIL answers nil for the operation it stopped
+// and the results of the others, which were applied: the method returns
+// them all rather than an error that hides the applied ones.
+func TestBitFieldOverflowFail(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, proto := range []int{2, 3} {
+		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		key := "bf" + strconv.Itoa(proto)
+		r, err := c.BitField(ctx, key, "INCRBY", "u2", 100, 1, "OVERFLOW", "FAIL", "INCRBY", "u2", 102, 4)
+		if err != nil || len(r) != 2 {
+			t.Fatalf("RESP%d: BitField = %v, %v", proto, r, err)
+		}
+		if n, err := r[0].Int64(); err != nil || n != 1 || !r[1].IsNil() {
+			t.Errorf("RESP%d: BitField = %v, want [1 nil]", proto, r)
+		}
+		if got, err := c.BitFieldRO(ctx, key, "GET", "u2", 100); err != nil || len(got) != 1 || got[0] != 1 {
+			t.Errorf("RESP%d: the applied INCRBY reads back as %v, %v", proto, got, err)
+		}
 	}
 }

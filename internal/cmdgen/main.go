@@ -294,6 +294,7 @@ type wrapper struct {
 	Kind    string
 	Picks   []string
 	Nil     string
+	NilElem string // an element is nil when this
 	Example string
 	Types   map[string]string // docs argument name -> Go type
 	Skip    bool
@@ -348,6 +349,8 @@ func loadWrappers(path string, cmds map[string]*command) ([]*wrapper, error) {
 				w.Picks = strings.Fields(v)
 			case "nil":
 				w.Nil = v
+			case "nilelem":
+				w.NilElem = v
 			case "eg":
 				w.Example = v
 			case "as":
@@ -362,6 +365,9 @@ func loadWrappers(path string, cmds map[string]*command) ([]*wrapper, error) {
 			default:
 				return nil, fail("unknown option %q", opt)
 			}
+		}
+		if w.NilElem != "" && w.Kind != "values" {
+			return nil, fail("nilelem applies to values replies, not %s", w.Kind)
 		}
 		seen[w.GoName] = n
 		listed[w.Cmd] = true
@@ -633,6 +639,9 @@ func restNote(s *signature, w *wrapper) string {
 }
 
 func nilNote(w *wrapper) string {
+	if w.NilElem != "" {
+		return " An element is nil when " + w.NilElem + "."
+	}
 	switch {
 	case w.Nil == "":
 		return ""
