@@ -129,7 +129,25 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	if _, err := chartFormat(*out); err != nil {
 		return fail("-out: %v", err)
 	}
+	if err := writableFile(*out); err != nil {
+		return fail("-out: %v", err)
+	}
 	return benchConfig{Incrs: *n, Depths: ds, Duration: *dur, Chart: *out}, nil
+}
+
+// writableFile reports why a file could not be written at path, if it
+// could not: a folder that does not exist or does not take new files, or
+// a folder in the file's place. It leaves nothing behind.
+func writableFile(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a folder", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".redpipe-bench-*")
+	if err != nil {
+		return fmt.Errorf("cannot write a file in %s: %w", filepath.Dir(path), err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // parseDepths reads "1,10,100" into ascending, distinct depths.

@@ -161,6 +161,10 @@ func TestBenchInterrupted(t *testing.T) {
 // Mistakes on the command line are reported before anything runs.
 func TestBenchFlags(t *testing.T) {
 	getenv := func(string) string { return "" }
+	folderSVG := filepath.Join(t.TempDir(), "chart.svg")
+	if err := os.Mkdir(folderSVG, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args       []string
 		code       int
@@ -176,6 +180,8 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"-depths", ","}, 2, "-depths: no depth given"},
 		{[]string{"-out", "chart.gif"}, 2, "written as .svg or .png"},
 		{[]string{"-out", "chart"}, 2, "written as .svg or .png"},
+		{[]string{"-out", "/nonexistent/dir/chart.svg"}, 2, "cannot write a file in /nonexistent/dir"},
+		{[]string{"-out", folderSVG}, 2, "is a folder"},
 	} {
 		var stdout, stderr bytes.Buffer
 		start := time.Now()
