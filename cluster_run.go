@@ -222,7 +222,9 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 // alone (OOM, READONLY) would read as not applied, and a retry would meet
 // the masters where it ran.
 func partlyFailed(ci *commandInfo, replies []resp.Value) error {
-	if ci.has(flagReadonly) {
+	if !mayWrite(ci) || ci.ResponsePolicy == responseOneSucceeded {
+		// Nothing to undo, or refusals are the rule (SCRIPT KILL: the
+		// masters running no script answer NOTBUSY).
 		return nil
 	}
 	failed, first := 0, -1
@@ -274,21 +276,24 @@ func combine(p responsePolicy, vs []resp.Value) resp.Value {
 		return aggregate(p, vs)
 	}
 	// The default for a command without keys: the arrays concatenated
-	// (KEYS), or one reply that is not nil (RANDOMKEY), from a master
-	// taken at random, so that an empty master does not hide the others.
+	// (KEYS), or one reply that is not nil (RANDOMKEY), taken at random
+	// among those, so that an empty master does not hide the others.
 	if firstErr >= 0 {
 		return vs[firstErr]
 	}
 	var all []resp.Value
 	for _, v := range vs {
 		if v.Kind != resp.Array && v.Kind != resp.Set {
-			from := rand.N(len(vs))
-			for i := range vs {
-				if v := vs[(from+i)%len(vs)]; v.Kind != resp.Null {
-					return v
+			var some []resp.Value
+			for _, v := range vs {
+				if v.Kind != resp.Null {
+					some = append(some, v)
 				}
 			}
-			return vs[from]
+			if len(some) == 0 {
+				return vs[0]
+			}
+			return some[rand.N(len(some))]
 		}
 		all = append(all, v.Elems...)
 	}

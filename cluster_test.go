@@ -685,6 +685,61 @@ func TestClusterCombine(t *testing.T) {
 			t.Errorf("%v of %v = %s, want %s", tc.p, tc.in, s, tc.want)
 		}
 	}
+	// RANDOMKEY: a key from any master that has one, each alike, however
+	// the masters stand.
+	str := func(s string) resp.Value { return resp.Value{Kind: resp.BulkString, Str: s} }
+	null := resp.Value{Kind: resp.Null}
+	if got := combine(responseDefault, []resp.Value{null, null}); got.Kind != resp.Null {
+		t.Errorf("RANDOMKEY of empty masters = %v, want nil", Value{got})
+	}
+	seen := map[string]int{}
+	const draws = 3000
+	for range draws {
+		seen[combine(responseDefault, []resp.Value{str("a"), str("b"), null}).Str]++
+	}
+	if len(seen) != 2 || seen["a"] < draws*2/5 || seen["b"] < draws*2/5 {
+		t.Errorf("RANDOMKEY over [a b nil] drew %v in %d, want a and b alike", seen, draws)
+	}
+}
+
+// SCRIPT KILL on a cluster succeeds when one master kills its script,
+// though the others, running none, refuse with NOTBUSY: its policy asks
+// one success, and the refusals are no partial failure.
+func TestClusterScriptKill(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := clusterCtx(t)
+	busy := cl.Masters[1]
+	busy.MustDo(t, "CONFIG", "SET", "busy-reply-threshold", "50")
+	done := make(chan any, 1)
+	go func() {
+		v, _ := busy.Do("EVAL", "local i = 0 while true do i = i + 1 end", "0")
+		done <- v
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.ScriptKill(ctx)
+		if err == nil {
+			break
+		}
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "NOTBUSY" || time.Now().After(deadline) {
+			t.Fatalf("SCRIPT KILL with a script running on one master = %v, want it to succeed", err)
+		}
+		time.Sleep(20 * time.Millisecond) // no master runs the script yet
+	}
+	select {
+	case v := <-done:
+		if e, ok := v.(redistest.ReplyError); !ok || !strings.Contains(string(e), "killed") {
+			t.Errorf("the killed script answered %v", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the script still runs after SCRIPT KILL")
+	}
 }
 
 func TestParseRedirect(t *testing.T) {
@@ -721,14 +776,11 @@ func TestClusterMasterKilled(t *testing.T) {
 	dead := cl.Masters[0]
 	slot := 7 // the first master's
 	keys := []string{keyIn(slot, "kill:a"), keyIn(slot, "kill:b")}
-	for _, k := range keys {
-		if err := c.Set(ctx, k, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The replica must have the keys before its master dies.
-	if _, err := c.Do(ctx, "WAIT", 1, 5000); err != nil {
-		t.Fatal(err)
+	// The replica must have the keys before its master dies: WAIT after
+	// the writes, on their connection.
+	waited, err := c.Pipeline(NoTransaction).Set(keys[0], keys[0]).Set(keys[1], keys[1]).Wait(1, 5000).Exec(ctx)
+	if err != nil || waited[2].String() != "1" {
+		t.Fatalf("SETs and WAIT = %v, %v; want the replica to have them", waited, err)
 	}
 	// A client that knows the layout from before and runs only
 	// transactions, which no pipeline of its own sets right.

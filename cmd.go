@@ -203,7 +203,12 @@ func unknownCommand(name string) *commandInfo {
 	if len(*extraCommands.Load()) >= maxUnknownCommands {
 		return unlistedCommand
 	}
-	return addCommand(&commandInfo{Name: name})
+	ci := &commandInfo{Name: name}
+	if name == "WAITAOF" {
+		// Newer than the table, and blocking as WAIT is.
+		ci.Flags |= flagBlocking
+	}
+	return addCommand(ci)
 }
 
 // addCommand numbers an entry made after init and publishes it; the

@@ -166,6 +166,10 @@
 // fails the calls instead of holding them; a blocking command is allowed
 // its own timeout on top.
 //
+// WAIT counts the replicas that have the writes of its own connection: it
+// is refused as a call alone, and belongs after the writes in a
+// NoTransaction Pipeline or on the Tx that made them.
+//
 // A call whose connection fails is sent again, up to Options.MaxRetries
 // times with jittered backoff within its context, only when that cannot
 // apply it twice: it certainly was not sent, it only reads, or its context

@@ -255,6 +255,9 @@ func TestWaitAloneRefused(t *testing.T) {
 	if _, err := c.Do(ctx, "WAIT", 0, 10); !errors.As(err, &ue) {
 		t.Fatalf("Do WAIT alone = %v, want a *UsageError", err)
 	}
+	if _, err := c.Do(ctx, "WAITAOF", 0, 0, 10); !errors.As(err, &ue) {
+		t.Fatalf("Do WAITAOF alone = %v, want a *UsageError", err)
+	}
 	replies, err := c.Pipeline(NoTransaction).Set("w", 1).Wait(0, 10).Exec(ctx)
 	if err != nil || len(replies) != 2 || replies[1].String() != "0" {
 		t.Fatalf("Set and Wait in a pipeline = %v, %v; want 0 replicas", replies, err)

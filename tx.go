@@ -199,7 +199,7 @@ var sessionSafe = map[string]bool{
 	"WATCH": true, "UNWATCH": true, "PING": true, "ECHO": true, "TIME": true,
 	"INFO": true, "CONFIG GET": true, "CLIENT ID": true, "CLIENT INFO": true, "CLIENT GETNAME": true,
 	"COMMAND": true, "COMMAND COUNT": true, "COMMAND INFO": true, "COMMAND DOCS": true, "COMMAND LIST": true, "COMMAND GETKEYS": true,
-	"ROLE": true, "LASTSAVE": true,
+	"ROLE": true, "LASTSAVE": true, "SCRIPT EXISTS": true, "SLOWLOG GET": true, "SLOWLOG LEN": true,
 }
 
 // keepsToSlot refuses commands, encoded in buf from start, that a cluster

@@ -334,9 +334,10 @@ func TestClusterWithReplicas(t *testing.T) {
 
 	const key = "greeting"
 	owner := slotOwner(t, c, key)
-	owner.MustDo(t, "SET", key, "hello")
-	if v := owner.MustDo(t, "WAIT", "1", "5000"); v != int64(1) {
-		t.Fatalf("WAIT = %#v, want 1 replica", v)
+	// WAIT counts the writes of its own connection: it follows the SET on
+	// the same one.
+	if v, err := owner.Pipeline([]string{"SET", key, "hello"}, []string{"WAIT", "1", "5000"}); err != nil || v[1] != int64(1) {
+		t.Fatalf("SET and WAIT = %#v, %v; want 1 replica", v, err)
 	}
 	replica := c.Replicas[indexOf(c.Masters, owner)]
 	replies, err := replica.Pipeline([]string{"READONLY"}, []string{"GET", key})

@@ -139,8 +139,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 // could not: a folder that does not exist or does not take new files, or
 // a folder in the file's place. It leaves nothing behind.
 func writableFile(path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%s is a folder", path)
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("%s is a folder", path)
+		}
+		// It will be overwritten: opening it for writing, without
+		// truncating it, tells whether it can be.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".redpipe-bench-*")
 	if err != nil {

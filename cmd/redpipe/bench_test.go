@@ -165,11 +165,20 @@ func TestBenchFlags(t *testing.T) {
 	if err := os.Mkdir(folderSVG, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	type flagCase struct {
 		args       []string
 		code       int
 		wantStderr string
-	}{
+	}
+	var more []flagCase
+	if os.Geteuid() != 0 { // root writes to a read-only file all the same
+		readOnlySVG := filepath.Join(t.TempDir(), "kept.svg")
+		if err := os.WriteFile(readOnlySVG, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		more = append(more, flagCase{[]string{"-out", readOnlySVG}, 2, "permission denied"})
+	}
+	for _, tc := range append([]flagCase{
 		{[]string{"-h"}, 0, "usage: redpipe bench"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
@@ -182,7 +191,7 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"-out", "chart"}, 2, "written as .svg or .png"},
 		{[]string{"-out", "/nonexistent/dir/chart.svg"}, 2, "cannot write a file in /nonexistent/dir"},
 		{[]string{"-out", folderSVG}, 2, "is a folder"},
-	} {
+	}, more...) {
 		var stdout, stderr bytes.Buffer
 		start := time.Now()
 		code := run(context.Background(), append([]string{"bench"}, tc.args...), getenv, &stdout, &stderr)

@@ -366,8 +366,8 @@ func loadWrappers(path string, cmds map[string]*command) ([]*wrapper, error) {
 				return nil, fail("unknown option %q", opt)
 			}
 		}
-		if w.NilElem != "" && w.Kind != "values" {
-			return nil, fail("nilelem applies to values replies, not %s", w.Kind)
+		if w.NilElem != "" && (w.Kind != "values" || w.Nil != "") {
+			return nil, fail("nilelem applies to values replies without nil=")
 		}
 		seen[w.GoName] = n
 		listed[w.Cmd] = true
