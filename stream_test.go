@@ -439,12 +439,7 @@ func TestStreamQueueFromEach(t *testing.T) {
 		run(t, c, func(key string) any { return srv.MustDo(t, "GET", key) })
 	})
 	t.Run("Cluster", func(t *testing.T) {
-		cl := redistest.StartCluster(t, 0)
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c, _ := connectedCluster(t)
 		run(t, c, func(key string) any {
 			v, err := c.Do(context.Background(), "GET", key)
 			if err != nil {
@@ -519,12 +514,7 @@ func TestStreamCloseFromEach(t *testing.T) {
 		run(t, c)
 	})
 	t.Run("Cluster", func(t *testing.T) {
-		cl := redistest.StartCluster(t, 0)
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c, _ := connectedCluster(t)
 		run(t, c)
 	})
 }
