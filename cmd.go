@@ -731,3 +731,25 @@ func valueReply(v Value, err error) (Value, error) {
 	}
 	return v, v.Err()
 }
+
+// scriptReply is valueReply for a script or function that may write (EVAL,
+// EVALSHA, FCALL). An error reply may follow writes the script made: one
+// it returns (redis.error_reply, a pcall's error passed on) bears no mark
+// of that, and its prefix (OOM, WRONGTYPE) would read as not applied. Only
+// NOSCRIPT, answered before any script runs, keeps its own outcome.
+func scriptReply(v Value, err error) (Value, error) {
+	if err != nil {
+		return v, err
+	}
+	return v, scriptErr(v.Err())
+}
+
+// scriptErr makes the error of a script's reply one of unknown outcome,
+// unless it is NOSCRIPT (see scriptReply).
+func scriptErr(err error) error {
+	var se *Error
+	if err == nil || errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
+		return err
+	}
+	return &uncertainError{msg: "redpipe: the script failed, maybe after some of its writes", err: err}
+}

@@ -2302,7 +2302,7 @@ func encEval(w *cmdBuf, script string, numkeys int64, args ...any) {
 func (c *Client) Eval(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEval(w, script, numkeys, args...)
-	return valueReply(c.run(ctx, w))
+	return scriptReply(c.run(ctx, w))
 }
 
 // Eval executes a Lua script server side.
@@ -2313,7 +2313,7 @@ func (c *Client) Eval(ctx context.Context, script string, numkeys int64, args ..
 func (t *Tx) Eval(ctx context.Context, script string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEval(w, script, numkeys, args...)
-	return valueReply(t.run(ctx, w))
+	return scriptReply(t.run(ctx, w))
 }
 
 // Eval queues EVAL script numkeys followed by args. Its reply comes from
@@ -2347,7 +2347,7 @@ func encEvalSha(w *cmdBuf, sha1 string, numkeys int64, args ...any) {
 func (c *Client) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEvalSha(w, sha1, numkeys, args...)
-	return valueReply(c.run(ctx, w))
+	return scriptReply(c.run(ctx, w))
 }
 
 // EvalSha executes a Lua script server side.
@@ -2358,7 +2358,7 @@ func (c *Client) EvalSha(ctx context.Context, sha1 string, numkeys int64, args .
 func (t *Tx) EvalSha(ctx context.Context, sha1 string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encEvalSha(w, sha1, numkeys, args...)
-	return valueReply(t.run(ctx, w))
+	return scriptReply(t.run(ctx, w))
 }
 
 // EvalSha queues EVALSHA sha1 numkeys followed by args. Its reply comes
@@ -2694,7 +2694,7 @@ func encFCall(w *cmdBuf, function string, numkeys int64, args ...any) {
 func (c *Client) FCall(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encFCall(w, function, numkeys, args...)
-	return valueReply(c.run(ctx, w))
+	return scriptReply(c.run(ctx, w))
 }
 
 // FCall invokes a function.
@@ -2705,7 +2705,7 @@ func (c *Client) FCall(ctx context.Context, function string, numkeys int64, args
 func (t *Tx) FCall(ctx context.Context, function string, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encFCall(w, function, numkeys, args...)
-	return valueReply(t.run(ctx, w))
+	return scriptReply(t.run(ctx, w))
 }
 
 // FCall queues FCALL function numkeys followed by args. Its reply comes

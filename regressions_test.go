@@ -126,6 +126,33 @@ func TestScriptErrorsAreUncertain(t *testing.T) {
 	if v, _ := c.Get(ctx, "ctr"); v != "1" {
 		t.Fatalf("ctr = %q", v)
 	}
+	// An error the script returns, rather than raises, bears no mark of
+	// the writes before it: any error of a script that may write is of
+	// unknown outcome, through Eval, EvalSha, FCall and Script.Run.
+	// NOSCRIPT, answered before any script runs, is not applied.
+	for i, src := range []string{
+		`redis.call('INCR', KEYS[1]); return redis.error_reply('OOM not really')`,
+		`redis.call('INCR', KEYS[1]); return redis.pcall('LPUSH', KEYS[2], 'a')`,
+		`redis.call('INCR', KEYS[1]); return {err='NOPERM made up'}`,
+	} {
+		_, err := c.Eval(ctx, src, 2, "ctr", "str")
+		_, err2 := NewScript(src).Run(ctx, c, []string{"ctr", "str"})
+		for _, e := range []error{err, err2} {
+			if e == nil || OutcomeOf(e) != OutcomeUnknown || SafeToRetry(e) || !errors.As(e, &se) {
+				t.Errorf("script %d: %v (outcome %v), want the server's error, of unknown outcome", i, e, OutcomeOf(e))
+			}
+		}
+	}
+	if v, _ := c.Get(ctx, "ctr"); v != "7" {
+		t.Fatalf("ctr = %q, want 7: each script ran its INCR", v)
+	}
+	if _, err := c.EvalSha(ctx, strings.Repeat("0", 40), 0); !errors.As(err, &se) || se.Prefix != "NOSCRIPT" || OutcomeOf(err) != OutcomeNotApplied {
+		t.Fatalf("EvalSha of an unknown script = %v (outcome %v), want NOSCRIPT, not applied", err, OutcomeOf(err))
+	}
+	c.Do(ctx, "FUNCTION", "LOAD", "REPLACE", "#!lua name=errlib\nredis.register_function('ef', function(keys) redis.call('INCR', keys[1]); return redis.error_reply('WRONGTYPE made up') end)")
+	if _, err := c.FCall(ctx, "ef", 1, "ctr"); OutcomeOf(err) != OutcomeUnknown || !errors.As(err, &se) {
+		t.Fatalf("FCall of a function that wrote, then returned an error = %v (outcome %v), want unknown", err, OutcomeOf(err))
+	}
 }
 
 func TestBlockingAndLargeCommandsLeaveTheSharedConnection(t *testing.T) {

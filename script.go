@@ -49,6 +49,9 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 			err = v.Err()
 		}
 	}
+	if _, isReply := err.(*Error); isReply {
+		err = scriptErr(err) // the script's own error may follow its writes
+	}
 	return v, err
 }
 

@@ -107,6 +107,7 @@ var replyKinds = map[string]struct{ results, conv string }{
 	"values":    {"([]Value, error)", "valuesReply"},
 	"stringmap": {"(map[string]string, error)", "stringMapReply"},
 	"value":     {"(Value, error)", "valueReply"},
+	"script":    {"(Value, error)", "scriptReply"},
 }
 
 func main() {
