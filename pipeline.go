@@ -180,8 +180,15 @@ func (p *Pipeline) reset() {
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
-func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
+func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
 	multi := p.multi
+	if multi {
+		defer func() {
+			if err == nil || !SafeToRetry(err) {
+				p.tx.execRan = true
+			}
+		}()
+	}
 	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()
 	traits, err := p.check()

@@ -43,6 +43,7 @@ type Tx struct {
 	broken   error // the connection failed: the Tx can only be closed or reset
 	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
 	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan  bool  // the Exec of a Multi pipeline may have applied
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -597,7 +598,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
 	turn, err := c.turns.take(ctx, keys, c.turnWait)
 	if err != nil {
-		return v, nil, 0, err
+		return v, nil, 0, notAppliedTx(err)
 	}
 	// The attempt's time, which the pause after a conflict is measured
 	// in, runs from WATCH to EXEC: a wait for the turn is not part of it.
@@ -608,14 +609,14 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		if turn != nil {
 			c.turns.give(turn)
 		}
-		return v, nil, 0, err
+		return v, nil, 0, notAppliedTx(err)
 	}
 	t.turn, t.retried = turn, true
 	defer t.closeWith(ctx)
 	v, err = fn(t)
 	if err != nil {
 		var zero T
-		return zero, nil, 0, err
+		return zero, nil, 0, fnError(t, err)
 	}
 	if n := t.unsent(); n > 0 {
 		// fn ran its own Exec and then queued more, which nothing will
@@ -633,6 +634,27 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		return zero, nil, 0, err
 	}
 	return v, replies, 0, nil
+}
+
+// fnError classifies the error fn returned. If an Exec fn ran itself may
+// have applied, the attempt may have changed data, whatever fn met after
+// it (a watch conflict on a second Multi): it is of unknown outcome, and
+// neither retried nor reported as not applied, so the cause is kept as
+// text alone, since its own type would still say not applied. Otherwise
+// nothing of the transaction was applied, which an error of the client's
+// own (a lost connection, a refused read) is marked as; fn's own errors
+// are returned as they are.
+func fnError(t *Tx, err error) error {
+	if t.execRan {
+		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then failed",
+			err: errors.New(err.Error())}
+	}
+	var ce *conn.Error
+	var se *Error
+	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || errors.As(err, &ce) || errors.As(err, &se) {
+		return notAppliedTx(err)
+	}
+	return err
 }
 
 // unsent counts the commands queued on Multi pipelines after their Exec.

@@ -620,3 +620,65 @@ func TestTxWatchingAndPipelineCommands(t *testing.T) {
 		t.Fatal("Watching after UNWATCH")
 	}
 }
+
+// An Exec that fn runs itself may apply. If fn then fails, on a watch
+// conflict of a second Multi say, the attempt is not run again, which
+// would apply the first Exec again, and the error says the outcome is
+// unknown rather than not applied.
+func TestTransactionAfterOwnExecApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := WithTxOptions(ctxT(t), TxOptions{MaxAttempts: 3})
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		if _, err := tx.Multi().Incr("own").Exec(ctx); err != nil {
+			return err
+		}
+		if err := tx.Watch(ctx, "spoiled"); err != nil {
+			return err
+		}
+		srv.MustDo(t, "SET", "spoiled", strconv.Itoa(calls))
+		_, err := tx.Multi().Incr("second").Exec(ctx)
+		return err
+	}, "own")
+	if v, _ := srv.Do("GET", "own"); v != "1" || calls != 1 {
+		t.Fatalf("own = %v after %d runs of fn, want 1 after one", v, calls)
+	}
+	if err == nil || errors.Is(err, ErrNotApplied) || errors.Is(err, ErrWatch) || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Transaction = %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
+	}
+}
+
+// What keeps a Transaction from reaching EXEC, a server that cannot be
+// reached or a connection lost while fn reads, leaves it certainly not
+// applied, and its error says so as a transactional Pipeline's does. fn's
+// own errors are its own.
+func TestTransactionFailedBeforeExecIsNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "n", "1")
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal")
+		_, err := tx.Get(ctx, "n")
+		return err
+	}, "n")
+	if !errors.Is(err, ErrNotApplied) {
+		t.Errorf("Transaction whose connection was lost as fn read = %v, want it to match ErrNotApplied", err)
+	}
+	mine := errors.New("insufficient funds")
+	if _, err := c.Transaction(ctx, func(tx *Tx) error { return mine }, "n"); err != mine {
+		t.Errorf("Transaction whose fn failed = %v, want fn's own error as it is", err)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = c.Transaction(short, func(tx *Tx) error { tx.Multi().Incr("n"); return nil }, "n")
+	if !errors.Is(err, ErrNotApplied) {
+		t.Errorf("Transaction with the server down = %v, want it to match ErrNotApplied", err)
+	}
+	if _, err := c.Pipeline().Incr("n").Exec(short); !errors.Is(err, ErrNotApplied) {
+		t.Errorf("a transactional Pipeline with the server down = %v, want it to match ErrNotApplied", err)
+	}
+}
