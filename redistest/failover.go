@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +12,9 @@ import (
 // ReplicasOf returns the replicas of master, as master sees them, in the
 // order of Replicas.
 func (c *Cluster) ReplicasOf(master *Server) ([]*Server, error) {
+	if master == nil {
+		return nil, errNilServer
+	}
 	if !slices.Contains(c.Masters, master) {
 		return nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
 	}
@@ -27,6 +31,10 @@ func (c *Cluster) ReplicasOf(master *Server) ([]*Server, error) {
 	}
 	return out, nil
 }
+
+// errNilServer refuses a nil *Server, such as the result of a failed call
+// passed on.
+var errNilServer = errors.New("redistest: nil *Server given for a node of the cluster")
 
 // manualFailoverWait is how long one CLUSTER FAILOVER is given, past the
 // server's own 5s limit on a manual failover; manualFailoverAttempts
@@ -131,6 +139,9 @@ func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, erro
 // Rejoin waits until the cluster has settled with it, and appends it to
 // Replicas.
 func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
+	if s == nil {
+		return errNilServer
+	}
 	c.mu.Lock()
 	i := slices.Index(c.gone, s)
 	c.mu.Unlock()
@@ -209,6 +220,9 @@ func hasRoles(want map[*Server]string) (bool, string) {
 // says why it cannot be failed over: it is not a master, or it has no
 // replica (for what).
 func (c *Cluster) masterWithReplicas(master *Server, what string) (int, []*Server, error) {
+	if master == nil {
+		return 0, nil, errNilServer
+	}
 	i := slices.Index(c.Masters, master)
 	if i < 0 {
 		return 0, nil, fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)

@@ -1,6 +1,7 @@
 package redistest_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -480,4 +481,26 @@ func waitGone(pid int, timeout time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// A nil *Server, such as the result of a failed call passed on, is refused
+// with an error by the Cluster methods that take a node, not a panic.
+func TestClusterRefusesNilServer(t *testing.T) {
+	c := &redistest.Cluster{}
+	ctx := context.Background()
+	if _, err := c.ReplicasOf(nil); err == nil {
+		t.Error("ReplicasOf(nil) = nil error")
+	}
+	if _, err := c.Failover(ctx, nil); err == nil {
+		t.Error("Failover(nil) = nil error")
+	}
+	if _, err := c.KillMaster(ctx, nil); err == nil {
+		t.Error("KillMaster(nil) = nil error")
+	}
+	if err := c.Rejoin(ctx, nil); err == nil {
+		t.Error("Rejoin(nil) = nil error")
+	}
+	if err := c.MoveSlots(ctx, nil, nil, 1); err == nil {
+		t.Error("MoveSlots(nil, nil) = nil error")
+	}
 }
