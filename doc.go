@@ -127,8 +127,10 @@
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
 // names each refused command), a transaction refused before it was sent
 // (a wrong number of arguments, a misuse), a connection lost before EXEC
-// was sent. A connection lost after EXEC was sent gives an *OutcomeError
-// that says the outcome is unknown.
+// was sent, by Transaction too (a server it could not reach, a read of fn
+// that failed). A connection lost after EXEC was sent gives an
+// *OutcomeError that says the outcome is unknown, and so does a failure of
+// fn after an Exec it ran itself.
 //
 // # Errors, timeouts and retries
 //
@@ -157,6 +159,11 @@
 //	ErrClosed          the Client, Tx or Stream was closed              no, or unknown if in flight
 //	*DecodeError       a registered Decoder failed on a reply           yes
 //	*TypeError         a Value accessor asked for another type          (a reply, not a failure)
+//
+// The error of a script or function that may write (Eval, EvalSha, FCall,
+// Script.Run) is of unknown outcome whatever its prefix, since it may
+// follow the script's writes; only NOSCRIPT, answered before any script
+// runs, is not applied.
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,
