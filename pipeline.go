@@ -182,7 +182,7 @@ func (p *Pipeline) reset() {
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
 	multi := p.multi
-	if multi {
+	if multi && len(p.w.cmds) > 0 {
 		defer func() {
 			if err == nil || !SafeToRetry(err) {
 				p.tx.execRan = true

@@ -510,9 +510,10 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // know) is refused, since it would run outside the transaction and again
 // on every retry. fn may watch more keys, and PING. Close and Reset are refused too:
 // Transaction ends the session itself. fn should not call Exec itself,
-// but may (an ErrWatch it returns is retried too). Any other error from fn
-// ends the loop with that error. A panic in fn closes the session cleanly
-// and goes on up.
+// but may: an ErrWatch it returns is retried too, unless an Exec of fn's
+// may have applied, after which the attempt is of unknown outcome and not
+// run again. Any other error from fn ends the loop with that error. A
+// panic in fn closes the session cleanly and goes on up.
 //
 // Transactions of one Client on the same keys (the same keys in the same
 // order) take turns: the next one starts once the last has written its
@@ -598,7 +599,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
 	turn, err := c.turns.take(ctx, keys, c.turnWait)
 	if err != nil {
-		return v, nil, 0, notAppliedTx(err)
+		return v, nil, 0, err
 	}
 	// The attempt's time, which the pause after a conflict is measured
 	// in, runs from WATCH to EXEC: a wait for the turn is not part of it.
@@ -609,7 +610,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		if turn != nil {
 			c.turns.give(turn)
 		}
-		return v, nil, 0, notAppliedTx(err)
+		return v, nil, 0, err
 	}
 	t.turn, t.retried = turn, true
 	defer t.closeWith(ctx)
@@ -628,31 +629,30 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	if t.multi == nil {
 		return v, nil, 0, nil
 	}
+	ran := t.execRan
 	replies, err = t.multi.Exec(ctx)
 	if err != nil {
 		var zero T
+		if ran {
+			return zero, nil, 0, fnError(t, err)
+		}
 		return zero, nil, 0, err
 	}
 	return v, replies, 0, nil
 }
 
-// fnError classifies the error fn returned. If an Exec fn ran itself may
-// have applied, the attempt may have changed data, whatever fn met after
-// it (a watch conflict on a second Multi): it is of unknown outcome, and
-// neither retried nor reported as not applied, so the cause is kept as
-// text alone, since its own type would still say not applied. Otherwise
-// nothing of the transaction was applied, which an error of the client's
-// own (a lost connection, a refused read) is marked as; fn's own errors
-// are returned as they are.
+// fnError classifies a failure of an attempt after fn returned err, or
+// after the Exec that followed fn failed with err. If an Exec fn ran itself
+// may have applied, the attempt may have changed data, whatever came after
+// it (a watch conflict on a second Multi): the failure is of unknown
+// outcome, neither retried nor reported as not applied. The cause is then
+// kept as text alone, since its own type could still say not applied (a
+// watch conflict) or redirect a cluster's attempt elsewhere (MOVED), which
+// would run fn again.
 func fnError(t *Tx, err error) error {
 	if t.execRan {
-		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then failed",
+		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then the attempt failed",
 			err: errors.New(err.Error())}
-	}
-	var ce *conn.Error
-	var se *Error
-	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || errors.As(err, &ce) || errors.As(err, &se) {
-		return notAppliedTx(err)
 	}
 	return err
 }

@@ -647,38 +647,47 @@ func TestTransactionAfterOwnExecApplied(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNotApplied) || errors.Is(err, ErrWatch) || OutcomeOf(err) != OutcomeUnknown {
 		t.Fatalf("Transaction = %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
 	}
-}
 
-// What keeps a Transaction from reaching EXEC, a server that cannot be
-// reached or a connection lost while fn reads, leaves it certainly not
-// applied, and its error says so as a transactional Pipeline's does. fn's
-// own errors are its own.
-func TestTransactionFailedBeforeExecIsNotApplied(t *testing.T) {
-	c, srv := newTestClient(t, Options{MaxRetries: -1})
-	ctx := ctxT(t)
-	srv.MustDo(t, "SET", "n", "1")
-	_, err := c.Transaction(ctx, func(tx *Tx) error {
-		srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal")
-		_, err := tx.Get(ctx, "n")
-		return err
-	}, "n")
-	if !errors.Is(err, ErrNotApplied) {
-		t.Errorf("Transaction whose connection was lost as fn read = %v, want it to match ErrNotApplied", err)
+	// The same when the conflict meets the Exec that follows fn.
+	calls = 0
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		if _, err := tx.Multi().Incr("own2").Exec(ctx); err != nil {
+			return err
+		}
+		if err := tx.Watch(ctx, "spoiled"); err != nil {
+			return err
+		}
+		srv.MustDo(t, "SET", "spoiled", strconv.Itoa(calls))
+		tx.Multi().Incr("second")
+		return nil
+	}, "own2")
+	if v, _ := srv.Do("GET", "own2"); v != "1" || calls != 1 {
+		t.Fatalf("own2 = %v after %d runs of fn, want 1 after one", v, calls)
 	}
-	mine := errors.New("insufficient funds")
-	if _, err := c.Transaction(ctx, func(tx *Tx) error { return mine }, "n"); err != mine {
-		t.Errorf("Transaction whose fn failed = %v, want fn's own error as it is", err)
+	if err == nil || errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Transaction = %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
 	}
-	if err := srv.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err = c.Transaction(short, func(tx *Tx) error { tx.Multi().Incr("n"); return nil }, "n")
-	if !errors.Is(err, ErrNotApplied) {
-		t.Errorf("Transaction with the server down = %v, want it to match ErrNotApplied", err)
-	}
-	if _, err := c.Pipeline().Incr("n").Exec(short); !errors.Is(err, ErrNotApplied) {
-		t.Errorf("a transactional Pipeline with the server down = %v, want it to match ErrNotApplied", err)
+
+	// An empty Multi of fn's applies nothing: a conflict after it is
+	// retried as any.
+	calls = 0
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		if _, err := tx.Multi().Exec(ctx); err != nil {
+			return err
+		}
+		// EXEC ended the watch: watch again, and spoil it once.
+		if err := tx.Watch(ctx, "empty"); err != nil {
+			return err
+		}
+		if calls == 1 {
+			srv.MustDo(t, "SET", "empty", "spoiled")
+		}
+		tx.Multi().Incr("third")
+		return nil
+	}, "empty")
+	if err != nil || calls != 2 {
+		t.Fatalf("Transaction after an empty Multi = %v after %d runs of fn, want success after 2", err, calls)
 	}
 }
