@@ -151,7 +151,7 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	if ci.has(flagConnState) {
 		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connection; " + connStateHint(ci.Name)}
 	}
-	if ci == cmdWait || ci.Name == "WAITAOF" {
+	if ci.has(flagBlocking) && (ci == cmdWait || ci.Name == "WAITAOF") {
 		// Run alone it goes on a connection of its own, which has made no
 		// writes: the server would count every replica at once.
 		return Value{}, &UsageError{Msg: ci.Name + " counts the replicas that have the writes of its own connection, and a call alone has none: " +
