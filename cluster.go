@@ -607,7 +607,16 @@ func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) 
 // unreachable tells a failure to reach a node (refused, unknown, timed out
 // before anything was sent) after which a refresh may find another route.
 func unreachable(ctx context.Context, err error) bool {
-	return ctx.Err() == nil && OutcomeOf(err) == OutcomeNotSent && !errors.Is(err, ErrClosed)
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+		return false
+	}
+	// A transaction is reported not applied when it was not even sent:
+	// what counts here is the cause.
+	var oc *OutcomeError
+	if errors.As(err, &oc) && oc.Outcome != OutcomeUnknown {
+		err = oc.Err
+	}
+	return OutcomeOf(err) == OutcomeNotSent
 }
 
 // maxCrossSlotKeys bounds the keys a CrossSlotError names.

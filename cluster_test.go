@@ -842,3 +842,40 @@ func TestClusterMasterKilled(t *testing.T) {
 		t.Errorf("Get after the failover = %q, %v", v, err)
 	}
 }
+
+// A Transaction whose master dies while fn reads starts again on the
+// replica promoted in its place: the read's failure says not applied, and
+// the attempt's connection was never written to, so the cluster moves the
+// transaction rather than giving up.
+func TestClusterTransactionAcrossFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key := keyIn(7, "txfail:") // the first master's
+	dead := cl.Masters[0]
+	replies, err := c.Pipeline(NoTransaction).Set(key, 1).Wait(1, 5000).Exec(ctx)
+	if err != nil || replies[1].String() != "1" {
+		t.Fatalf("SET and WAIT = %v, %v", replies, err)
+	}
+	calls := 0
+	replies, err = c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		if calls == 1 {
+			if _, err := cl.KillMaster(ctx, dead); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Get(ctx, key); err != nil {
+			return err
+		}
+		tx.Multi().Incr(key)
+		return nil
+	}, key)
+	if err != nil || calls != 2 || len(replies) != 1 || replies[0].String() != "2" {
+		t.Fatalf("Transaction across a failover = %v, %v after %d runs of fn; want [2] after 2", replies, err, calls)
+	}
+}

@@ -127,9 +127,11 @@
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which
 // names each refused command), a transaction refused before it was sent
 // (a wrong number of arguments, a misuse), a connection lost before EXEC
-// was sent. A connection lost after EXEC was sent gives an *OutcomeError
-// that says the outcome is unknown. A Transaction that fails after an Exec
-// fn ran itself is of unknown outcome too (OutcomeOf), and is not retried.
+// was sent, by Transaction too (a server it could not reach, a read of fn
+// that failed). A connection lost after EXEC was sent gives an
+// *OutcomeError that says the outcome is unknown. A Transaction that fails
+// after an Exec fn ran itself is of unknown outcome too (OutcomeOf), and
+// is not retried.
 //
 // # Errors, timeouts and retries
 //

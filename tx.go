@@ -599,7 +599,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
 	turn, err := c.turns.take(ctx, keys, c.turnWait)
 	if err != nil {
-		return v, nil, 0, err
+		return v, nil, 0, notAppliedTx(err)
 	}
 	// The attempt's time, which the pause after a conflict is measured
 	// in, runs from WATCH to EXEC: a wait for the turn is not part of it.
@@ -610,7 +610,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		if turn != nil {
 			c.turns.give(turn)
 		}
-		return v, nil, 0, err
+		return v, nil, 0, notAppliedTx(err)
 	}
 	t.turn, t.retried = turn, true
 	defer t.closeWith(ctx)
@@ -648,11 +648,20 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 // outcome, neither retried nor reported as not applied. The cause is then
 // kept as text alone, since its own type could still say not applied (a
 // watch conflict) or redirect a cluster's attempt elsewhere (MOVED), which
-// would run fn again.
+// would run fn again. Otherwise nothing of the transaction was applied,
+// which a failure the client reports as not sent or not applied (a read
+// refused, a connection that could not be had), or the session's own lost
+// connection, is marked as; fn's own errors are returned as they are.
 func fnError(t *Tx, err error) error {
 	if t.execRan {
 		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then the attempt failed",
 			err: errors.New(err.Error())}
+	}
+	if errors.Is(err, ErrNotApplied) {
+		return err // a watch conflict, an EXECABORT: it says so already
+	}
+	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || t.broken != nil && errors.Is(err, t.broken) {
+		return notAppliedTx(err)
 	}
 	return err
 }

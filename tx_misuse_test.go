@@ -691,3 +691,44 @@ func TestTransactionAfterOwnExecApplied(t *testing.T) {
 		t.Fatalf("Transaction after an empty Multi = %v after %d runs of fn, want success after 2", err, calls)
 	}
 }
+
+// What keeps a Transaction from reaching EXEC, a server that cannot be
+// reached or a connection lost while fn reads, leaves it certainly not
+// applied, and its error says so as a transactional Pipeline's does. fn's
+// own errors are its own.
+func TestTransactionFailedBeforeExecIsNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "n", "1")
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal")
+		_, err := tx.Get(ctx, "n")
+		return err
+	}, "n")
+	if !errors.Is(err, ErrNotApplied) {
+		t.Errorf("Transaction whose connection was lost as fn read = %v, want it to match ErrNotApplied", err)
+	}
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		_, err := tx.Do(ctx, "LPUSH", "n", "x") // refused: a write on the Tx
+		return err
+	}, "n")
+	if !errors.Is(err, ErrNotApplied) || strings.Count(err.Error(), "not applied") != 1 {
+		t.Errorf("Transaction whose fn met a refusal = %v, want it to match ErrNotApplied, said once", err)
+	}
+	mine := errors.New("insufficient funds")
+	if _, err := c.Transaction(ctx, func(tx *Tx) error { return mine }, "n"); err != mine {
+		t.Errorf("Transaction whose fn failed = %v, want fn's own error as it is", err)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = c.Transaction(short, func(tx *Tx) error { tx.Multi().Incr("n"); return nil }, "n")
+	if !errors.Is(err, ErrNotApplied) {
+		t.Errorf("Transaction with the server down = %v, want it to match ErrNotApplied", err)
+	}
+	if _, err := c.Pipeline().Incr("n").Exec(short); !errors.Is(err, ErrNotApplied) {
+		t.Errorf("a transactional Pipeline with the server down = %v, want it to match ErrNotApplied", err)
+	}
+}
