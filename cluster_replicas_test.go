@@ -146,9 +146,20 @@ func waitReaders(t *testing.T, c *Client) {
 					missing++
 				}
 			}
+			leftOut := r.leftOut
 			r.mu.RUnlock()
-			if missing == 0 {
+			r.refMu.Lock()
+			inFlight := r.refreshing != nil
+			r.refMu.Unlock()
+			// A refresh still in flight, one the recheck of left-out
+			// replicas started, may yet apply a layout read before they
+			// were healthy.
+			if missing == 0 && !leftOut && !inFlight {
 				return
+			}
+			if inFlight {
+				waitRefreshed(t, r)
+				continue
 			}
 		}
 		if err := r.awaitRefresh(ctx); err != nil && ctx.Err() != nil {
