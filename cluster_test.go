@@ -762,6 +762,21 @@ func TestParseRedirect(t *testing.T) {
 	}
 }
 
+// setReplicated sets keys to values, given as key, value, ..., and waits
+// until their master's replica has them: WAIT after the writes, on their
+// connection, so that a master killed next loses nothing.
+func setReplicated(t *testing.T, ctx context.Context, c *Client, kvs ...string) {
+	t.Helper()
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i+1 < len(kvs); i += 2 {
+		p.Set(kvs[i], kvs[i+1])
+	}
+	replies, err := p.Wait(1, 5000).Exec(ctx)
+	if err != nil || replies[len(replies)-1].String() != "1" {
+		t.Fatalf("SETs and WAIT = %v, %v; want the replica to have them", replies, err)
+	}
+}
+
 // A master that dies is found out by the refused connection, not by a
 // timer: the next call refreshes the layout and reaches the replica that
 // took over.
@@ -776,12 +791,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	dead := cl.Masters[0]
 	slot := 7 // the first master's
 	keys := []string{keyIn(slot, "kill:a"), keyIn(slot, "kill:b")}
-	// The replica must have the keys before its master dies: WAIT after
-	// the writes, on their connection.
-	waited, err := c.Pipeline(NoTransaction).Set(keys[0], keys[0]).Set(keys[1], keys[1]).Wait(1, 5000).Exec(ctx)
-	if err != nil || waited[2].String() != "1" {
-		t.Fatalf("SETs and WAIT = %v, %v; want the replica to have them", waited, err)
-	}
+	setReplicated(t, ctx, c, keys[0], keys[0], keys[1], keys[1])
 	// A client that knows the layout from before and runs only
 	// transactions, which no pipeline of its own sets right.
 	txc, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -857,12 +867,9 @@ func TestClusterTransactionAcrossFailover(t *testing.T) {
 	defer c.Close()
 	key := keyIn(7, "txfail:") // the first master's
 	dead := cl.Masters[0]
-	replies, err := c.Pipeline(NoTransaction).Set(key, 1).Wait(1, 5000).Exec(ctx)
-	if err != nil || replies[1].String() != "1" {
-		t.Fatalf("SET and WAIT = %v, %v", replies, err)
-	}
+	setReplicated(t, ctx, c, key, "1")
 	calls := 0
-	replies, err = c.Transaction(ctx, func(tx *Tx) error {
+	replies, err := c.Transaction(ctx, func(tx *Tx) error {
 		calls++
 		if calls == 1 {
 			if _, err := cl.KillMaster(ctx, dead); err != nil {
