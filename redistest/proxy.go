@@ -28,6 +28,15 @@ const (
 	s2c = 1
 )
 
+// check panics on a Direction that names neither direction, or bits
+// outside Both: a proxy told to stall or hold "nothing" would let a fault
+// test pass without injecting its fault.
+func (d Direction) check(method string) {
+	if d&Both == 0 || d&^Both != 0 {
+		panic(fmt.Sprintf("redistest: Proxy.%s: direction %d is none of ClientToServer, ServerToClient and Both", method, int(d)))
+	}
+}
+
 func (d Direction) has(i int) bool {
 	if i == c2s {
 		return d&ClientToServer != 0
@@ -102,8 +111,12 @@ type proxyConn struct {
 }
 
 // NewProxy starts a proxy on a free loopback port that forwards every
-// connection made to it to target. Close it when done.
+// connection made to it to target, a host:port address. Close it when
+// done.
 func NewProxy(target string) (*Proxy, error) {
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return nil, fmt.Errorf("redistest: proxy: target %q is not a host:port address: %w", target, err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("redistest: proxy: %w", err)
@@ -321,8 +334,10 @@ func (p *Proxy) broadcastLocked() {
 // current and new. While stalled the proxy reads nothing more from that
 // side, so the sender's bytes pile up in the kernel and then its writes
 // block, as behind a dead link; a chunk already read is held and delivered
-// on resume.
+// on resume. It panics on a dir other than ClientToServer,
+// ServerToClient or Both.
 func (p *Proxy) Stall(dir Direction, on bool) {
+	dir.check("Stall")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range p.stalled {
@@ -342,8 +357,12 @@ func (p *Proxy) SetLatency(d time.Duration) {
 }
 
 // Cut ends every current connection, on both its sides, the way how says.
-// Connections made afterwards are not affected.
+// Connections made afterwards are not affected. It panics on a mode other
+// than CutRST or CutFIN.
 func (p *Proxy) Cut(how CutMode) {
+	if how != CutRST && how != CutFIN {
+		panic(fmt.Sprintf("redistest: Proxy.Cut: mode %d is neither CutRST nor CutFIN", int(how)))
+	}
 	for _, pc := range p.snapshot() {
 		switch how {
 		case CutRST:
@@ -364,8 +383,10 @@ func (p *Proxy) Cut(how CutMode) {
 // connection, and the first n on every new one, then stops forwarding that
 // direction while keeping the sockets open: a command or a reply cut off in
 // the middle, from a peer that neither finishes nor hangs up. Reset lifts
-// it and delivers what was held back.
+// it and delivers what was held back. It panics on a dir other than
+// ClientToServer, ServerToClient or Both.
 func (p *Proxy) PassBytes(n int64, dir Direction) {
+	dir.check("PassBytes")
 	n = max(n, 0)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -383,8 +404,10 @@ func (p *Proxy) PassBytes(n int64, dir Direction) {
 // Hold stops forwarding dir on every current connection, keeping its
 // sockets open, and leaves connections made afterwards alone: the network
 // of one connection fails silently while a new one would work. Reset
-// lifts it and delivers what was held back.
+// lifts it and delivers what was held back. It panics on a dir other
+// than ClientToServer, ServerToClient or Both.
 func (p *Proxy) Hold(dir Direction) {
+	dir.check("Hold")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range p.limit {

@@ -308,3 +308,44 @@ func TestProxyServerDown(t *testing.T) {
 		t.Fatalf("after Restart: %q, %v", got, err)
 	}
 }
+
+// TestProxyMisuse: a proxy for no address is refused when made, and a
+// fault asked for in no direction, or of no known kind, panics rather than
+// do nothing, so that a fault test cannot pass without its fault.
+func TestProxyMisuse(t *testing.T) {
+	for _, target := range []string{"", "localhost", "127.0.0.1"} {
+		if p, err := redistest.NewProxy(target); err == nil || !strings.Contains(err.Error(), "host:port") {
+			if p != nil {
+				p.Close()
+			}
+			t.Errorf("NewProxy(%q) = %v; want an error asking for host:port", target, err)
+		}
+	}
+	p := redistest.StartProxy(t, "127.0.0.1:1")
+	for _, tc := range []struct {
+		name, want string
+		fn         func()
+	}{
+		{"Stall(0)", "Proxy.Stall: direction 0", func() { p.Stall(0, true) }},
+		{"Stall(8)", "Proxy.Stall: direction 8", func() { p.Stall(8, true) }},
+		{"Hold(0)", "Proxy.Hold: direction 0", func() { p.Hold(0) }},
+		{"PassBytes(1, -1)", "Proxy.PassBytes: direction -1", func() { p.PassBytes(1, -1) }},
+		{"Cut(2)", "Proxy.Cut: mode 2", func() { p.Cut(2) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if s, _ := r.(string); !strings.Contains(s, tc.want) {
+					t.Errorf("panic %v; want one saying %q", r, tc.want)
+				}
+			}()
+			tc.fn()
+		})
+	}
+	// The valid forms still work.
+	p.Stall(redistest.Both, true)
+	p.Stall(redistest.Both, false)
+	p.Hold(redistest.ServerToClient)
+	p.PassBytes(1, redistest.ClientToServer)
+	p.Cut(redistest.CutFIN)
+}
