@@ -131,11 +131,16 @@ func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
 	var opt ClusterOptions
 	for i, u := range urls {
 		o, err := ParseURL(u)
+		if err == nil && o.DB != 0 {
+			err = &OptionError{Field: "URL database", Msg: fmt.Sprintf("must be 0 on a cluster, not %d", o.DB)}
+		}
+		if oe := (*OptionError)(nil); errors.As(err, &oe) && len(urls) > 1 {
+			// Say which seed: the error may withhold the URL itself,
+			// which can hold a password.
+			oe.Field = fmt.Sprintf("seed %d of %d: %s", i+1, len(urls), oe.Field)
+		}
 		if err != nil {
 			return nil, err
-		}
-		if o.DB != 0 {
-			return nil, &OptionError{Field: "URL database", Msg: fmt.Sprintf("must be 0 on a cluster, not %d", o.DB)}
 		}
 		addr := o.Addr
 		if i == 0 {

@@ -631,6 +631,27 @@ func testClusterRefusals(t *testing.T, c *Client) {
 	}
 }
 
+// TestConnectClusterNamesTheSeed: of several seed URLs, the one that is
+// malformed or names a database is named by its place, since the error
+// may withhold the URL itself; with one seed the error is ParseURL's.
+func TestConnectClusterNamesTheSeed(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		urls []string
+		want string
+	}{
+		{[]string{"redis://127.0.0.1:1", "redis://127.0.0.1:2?x=1"}, "redpipe: option seed 2 of 2: URL option x is not known"},
+		{[]string{"redis://127.0.0.1:1", "redis://127.0.0.1:2", "bogus"}, "redpipe: option seed 3 of 3: URL scheme must be"},
+		{[]string{"redis://127.0.0.1:1/1", "redis://127.0.0.1:2"}, "redpipe: option seed 1 of 2: URL database must be 0"},
+		{[]string{"redis://127.0.0.1:1?x=1"}, "redpipe: option URL option x is not known"},
+	} {
+		var oe *OptionError
+		if _, err := ConnectCluster(ctx, tc.urls...); !errors.As(err, &oe) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("ConnectCluster(%q) = %v; want an *OptionError starting %q", tc.urls, err, tc.want)
+		}
+	}
+}
+
 func TestClusterSeedDown(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
