@@ -508,7 +508,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		case legs[i].sub != nil:
 			replies[legs[i].cmd] = Value{joinSplit(ci, legs[i:j], vals[i:j], nil)}
 		default:
-			replies[legs[i].cmd] = Value{combine(ci.ResponsePolicy, vals[i:j])}
+			replies[legs[i].cmd] = Value{fanOutReply(ci, vals[i:j])}
 		}
 		i = j
 	}
@@ -623,9 +623,10 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 // that did not get through keeps the last redirection it got as its reply
 // (OutcomeNotApplied), or, if no node answered it, an error reply whose
 // Err says it was not sent (OutcomeNotSent); a command split by slot has
-// its parts' replies joined (joinSplit). The error is a *CommandError for
-// the first command that did not get through and wraps err; if some part
-// ran it tells OutcomeUnknown, since the others did run.
+// its parts' replies joined (joinSplit), and so has a command for every
+// master (joinFanOut). The error is a *CommandError for the first command
+// that did not get through and wraps err; if some part ran it tells
+// OutcomeUnknown, since the others did run.
 func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
 	if vals == nil {
 		vals = make([]resp.Value, len(legs)) // nothing was sent
@@ -649,10 +650,61 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 		}
 	}
 	joinSplits(p, legs, vals, replies, err)
+	joinFanOuts(p, legs, vals, replies, unsent)
 	if ran {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}
 	return replies, &CommandError{Index: first, Command: p.w.cmds[first].Name(), In: "pipeline", Err: err}
+}
+
+// joinFanOuts puts in replies the reply of every command for every master
+// of a pipeline that stopped, from its legs and vals, their replies;
+// unsent is the reply of a leg that did not get through.
+func joinFanOuts(p *Pipeline, legs []leg, vals []resp.Value, replies []Value, unsent resp.Value) {
+	for i := 0; i < len(legs); {
+		j := i + 1
+		for j < len(legs) && legs[j].cmd == legs[i].cmd {
+			j++
+		}
+		if legs[i].fixed {
+			replies[legs[i].cmd] = Value{joinFanOut(p.w.cmds[legs[i].cmd].info(), legs[i:j], vals[i:j], unsent)}
+		}
+		i = j
+	}
+}
+
+// joinFanOut makes the reply of a command for every master, ci, from its
+// legs and vals, their replies, when some legs may not have got through;
+// unsent is the reply of one that no master answered. With every leg
+// through, the replies are combined (fanOutReply). Otherwise a read, or a
+// write that no master ran, has the reply of the first leg that did not
+// get through, as the command would on that master alone; a write that
+// some master ran has an error that says it reached only some of them, of
+// unknown outcome, since that leg's reply (not sent, say) would read as
+// nothing applied.
+func joinFanOut(ci *commandInfo, legs []leg, vals []resp.Value, unsent resp.Value) resp.Value {
+	missed, reached, ran := -1, 0, false
+	for k := range legs {
+		if !legs[k].done || vals[k].Kind == 0 {
+			if missed < 0 {
+				missed = k
+			}
+			continue
+		}
+		reached++
+		ran = ran || !isErrValue(vals[k])
+	}
+	if missed < 0 {
+		return fanOutReply(ci, vals)
+	}
+	v := vals[missed]
+	if v.Kind == 0 {
+		v = unsent
+	}
+	if !ran || !mayWrite(ci) {
+		return v
+	}
+	return madeErrorValue(reachedSome(ci, reached, len(legs), Value{v}.Err()))
 }
 
 // overtakers tells, among the legs of one part, those that a later

@@ -2,11 +2,14 @@ package redpipe
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -196,4 +199,151 @@ func BenchmarkClusterParallel(b *testing.B) {
 			}
 		})
 	})
+}
+
+// A write for every master queued in a plain pipeline, refused by one
+// master (OOM) and run by the others, has a reply of unknown outcome, as
+// when it is called alone: the refusal alone would read as not applied.
+// The pipeline's other commands, a read for every master among them, are
+// answered as usual.
+func testClusterPipelinePartlyRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := keyIn(100, "refused:") // on the first master, which takes writes
+	allow := refuseWrites(t, cl.Masters[2])
+	replies, err := c.Pipeline(NoTransaction).
+		FunctionLoad("#!lua name=pipelib\nredis.register_function('pipef', function() return 1 end)").
+		Set(key, 1).
+		DBSize().
+		Exec(ctx)
+	allow()
+	if len(replies) != 3 {
+		t.Fatalf("Exec = %v, %v; want 3 replies", replies, err)
+	}
+	refusal := replies[0].Err()
+	wantPartlyRun(t, "the reply of FUNCTION LOAD refused by one master of three", refusal, "1 of 3")
+	wantOOM(t, "the reply of FUNCTION LOAD", refusal)
+	wantPartlyRun(t, "Exec's error", err, "1 of 3")
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "FUNCTION LOAD" {
+		t.Errorf("Exec's error = %#v, want a *CommandError for command 0, FUNCTION LOAD", err)
+	}
+	if s, err := replies[1].Text(); err != nil || s != "OK" {
+		t.Errorf("SET = %q, %v; want OK", s, err)
+	}
+	if n, err := replies[2].Int64(); err != nil || n != 1 {
+		t.Errorf("DBSIZE = %d, %v; want 1, the sum over the masters", n, err)
+	}
+	if _, err := c.Do(ctx, "FUNCTION", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A write for every master in a plain pipeline that one master could not
+// be reached for (its dials refused) while the others ran it has a reply
+// of unknown outcome that says how many masters it reached, not the
+// unreached master's "not sent" nor another master's success; a read for
+// every master has an error, not the sum over some masters. So has the
+// same write called alone.
+func testClusterPipelineFanOutUnreached(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	down := cl.Masters[2].Addr
+	var refusing atomic.Bool
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if refusing.Load() && addr == down {
+			return nil, errors.New("dial refused by the test")
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: []string{cl.Masters[0].Addr}, MaxRedirects: 1,
+		Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key := keyIn(100, "unreached:") // on the first master
+	if err := c.Set(ctx, key, 0); err != nil {
+		t.Fatal(err)
+	}
+	refusing.Store(true)
+	replies, err := c.Pipeline(NoTransaction).
+		ScriptLoad("return 'unreached'").
+		DBSize().
+		Set(key, 1).
+		Exec(ctx)
+	if len(replies) != 3 {
+		t.Fatalf("Exec = %v, %v; want 3 replies", replies, err)
+	}
+	wantPartlyRun(t, "the reply of SCRIPT LOAD that reached two masters of three", replies[0].Err(), "2 of 3")
+	if n, err := replies[1].Int64(); err == nil {
+		t.Errorf("DBSIZE that reached two masters of three = %d, want an error", n)
+	}
+	if s, err := replies[2].Text(); err != nil || s != "OK" {
+		t.Errorf("SET on a master reached = %q, %v; want OK", s, err)
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || OutcomeOf(err) != OutcomeUnknown {
+		t.Errorf("Exec's error = %v (outcome %v), want a *CommandError for command 0 of unknown outcome", err, OutcomeOf(err))
+	}
+	_, err = c.ScriptLoad(ctx, "return 'unreached alone'")
+	wantPartlyRun(t, "SCRIPT LOAD alone that reached two masters of three", err, "2 of 3")
+}
+
+// The reply of a command for every master, from the masters' replies:
+// combined, unless a write ran on some masters only, when it is an error
+// of unknown outcome that wraps the first failure.
+func TestFanOutReply(t *testing.T) {
+	ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
+	oom := resp.Value{Kind: resp.Error, Str: "OOM command not allowed when used memory > 'maxmemory'."}
+	notBusy := resp.Value{Kind: resp.Error, Str: "NOTBUSY No scripts in execution right now."}
+	num := func(n int64) resp.Value { return resp.Value{Kind: resp.Integer, Int: n} }
+	unsent := madeErrorValue(notSent(errors.New("not sent before the pipeline stopped")))
+	load := lookupCommand("FUNCTION", "LOAD")
+	dbsize := lookupCommand("DBSIZE", "")
+	kill := lookupCommand("SCRIPT", "KILL")
+	const succeeds = Outcome(-1)
+	for _, tc := range []struct {
+		name    string
+		ci      *commandInfo
+		vals    []resp.Value
+		done    []bool  // nil: every leg got through
+		outcome Outcome // of the reply's error; succeeds for none
+		want    string  // in the reply's error, or its text
+	}{
+		{"write run everywhere", load, []resp.Value{ok, ok, ok}, nil, succeeds, "OK"},
+		{"write refused by one master", load, []resp.Value{ok, oom, ok}, nil, OutcomeUnknown, "refused by 1 of 3 masters"},
+		{"write refused by every master", load, []resp.Value{oom, oom, oom}, nil, OutcomeNotApplied, "OOM"},
+		{"read refused by one master", dbsize, []resp.Value{num(1), oom, num(2)}, nil, OutcomeNotApplied, "OOM"},
+		{"SCRIPT KILL refused where no script runs", kill, []resp.Value{notBusy, ok, notBusy}, nil, succeeds, "OK"},
+		{"write that reached some masters", load, []resp.Value{ok, {}, ok}, []bool{true, false, true}, OutcomeUnknown, "reached 2 of 3 masters only"},
+		{"write refused by the masters it reached", load, []resp.Value{oom, {}, oom}, []bool{true, false, true}, OutcomeNotSent, "not sent"},
+		{"read that reached some masters", dbsize, []resp.Value{num(1), {}, num(2)}, []bool{true, false, true}, OutcomeNotSent, "not sent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v Value
+			if tc.done == nil {
+				v = Value{fanOutReply(tc.ci, tc.vals)}
+			} else {
+				legs := make([]leg, len(tc.vals))
+				for k := range legs {
+					legs[k] = leg{at: k, slot: -1, fixed: true, done: tc.done[k]}
+				}
+				v = Value{joinFanOut(tc.ci, legs, tc.vals, unsent)}
+			}
+			err := v.Err()
+			switch {
+			case tc.outcome == succeeds:
+				if err != nil || v.String() != tc.want {
+					t.Errorf("reply = %v, want %s", v, tc.want)
+				}
+			case err == nil || OutcomeOf(err) != tc.outcome || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("reply = %v, error %v (outcome %v); want an error of outcome %v that says %q", v, err, OutcomeOf(err), tc.outcome, tc.want)
+			case tc.outcome == OutcomeUnknown && errors.Is(err, ErrNotApplied):
+				t.Errorf("reply's error = %v matches ErrNotApplied", err)
+			}
+		})
+	}
 }

@@ -181,6 +181,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		}
 		wg.Wait()
 		var unreached error
+		left := 0 // masters not reached
 		for i, err := range errs {
 			switch {
 			case err == nil:
@@ -188,6 +189,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 				replies = append(replies, got[i])
 			case unreachable(ctx, err):
 				unreached = err
+				left++
 			case len(replies) > 0 || len(masters) > 1:
 				// Other masters may have run it.
 				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " failed on " + masters[i].opt.Addr, err: err}
@@ -200,7 +202,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		}
 		fail := func(err error) (resp.Value, error) {
 			if len(replies) > 0 {
-				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " ran on some masters only", err: err}
+				return resp.Value{}, reachedSome(ci, len(replies), len(replies)+left, err)
 			}
 			return resp.Value{}, err
 		}
@@ -215,6 +217,25 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		return resp.Value{}, err
 	}
 	return combine(ci.ResponsePolicy, replies), nil
+}
+
+// reachedSome is the error of a command for every master that reached
+// reached of all of them and not the others, for cause: it may have run
+// on those it reached, whatever cause says of the rest.
+func reachedSome(ci *commandInfo, reached, all int, cause error) error {
+	return &uncertainError{msg: fmt.Sprintf("redpipe: %s reached %d of %d masters only", ci.Name, reached, all), err: cause}
+}
+
+// fanOutReply makes the reply of a command for every master, in a
+// pipeline or a stream, from the masters' replies, vs: combined by its
+// response policy, or, when some masters refused a write that the others
+// ran (see partlyFailed), an error reply of unknown outcome that wraps the
+// first refusal, which alone would read as not applied.
+func fanOutReply(ci *commandInfo, vs []resp.Value) resp.Value {
+	if err := partlyFailed(ci, vs); err != nil {
+		return madeErrorValue(err)
+	}
+	return combine(ci.ResponsePolicy, vs)
 }
 
 // partlyFailed tells of a command that may write (FLUSHALL, FUNCTION LOAD,

@@ -999,7 +999,7 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 		return
 	}
 	delete(cs.fans, i)
-	cs.answer(e, combine(e.meta.info().ResponsePolicy, vs))
+	cs.answer(e, fanOutReply(e.meta.info(), vs))
 }
 
 // redirect holds back command i, e, or its part leg, encoded as b, which

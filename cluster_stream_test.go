@@ -35,6 +35,7 @@ func TestClusterStream(t *testing.T) {
 	t.Run("ConnectionLost", func(t *testing.T) { testClusterStreamConnectionLost(t, cl, c) })
 	t.Run("Unreachable", func(t *testing.T) { testClusterStreamUnreachable(t, cl) })
 	t.Run("Misuse", func(t *testing.T) { testClusterStreamMisuse(t, cl, c) })
+	t.Run("PartlyRefused", func(t *testing.T) { testClusterStreamPartlyRefused(t, cl, c) })
 }
 
 // streamCtx is the context of one cluster stream test.
@@ -1234,5 +1235,55 @@ func TestHeldFront(t *testing.T) {
 		if n != tc.n || to != tc.to {
 			t.Errorf("%s: %d to %s, want %d to %s", tc.name, n, names[to], tc.n, names[tc.to])
 		}
+	}
+}
+
+// A write for every master in a stream, refused by one master (OOM) and
+// run by the others, is handed to each with a reply of unknown outcome,
+// as when it is called alone: the refusal alone would read as not
+// applied. Close reports it as the first command's error.
+func testClusterStreamPartlyRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	refusing := cl.Masters[2]
+	var key string
+	for slot := 0; key == ""; slot += 1000 {
+		owner, err := cl.SlotOwner(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner != refusing {
+			key = keyIn(slot, "refused:")
+		}
+	}
+	allow := refuseWrites(t, refusing)
+	var got []Value
+	s := c.Stream(ctx, func(i int, v Value) error {
+		got = append(got, v)
+		return nil
+	})
+	s.FunctionLoad("#!lua name=streamlib\nredis.register_function('streamf', function() return 1 end)").
+		Set(key, 1).
+		DBSize()
+	n, err := s.Close(ctx)
+	allow()
+	if n != 3 || len(got) != 3 {
+		t.Fatalf("Close = %d, %v, with %d replies handed out; want 3", n, err, len(got))
+	}
+	refusal := got[0].Err()
+	wantPartlyRun(t, "the reply of FUNCTION LOAD refused by one master of three", refusal, "1 of 3")
+	wantOOM(t, "the reply of FUNCTION LOAD", refusal)
+	wantPartlyRun(t, "Close's error", err, "1 of 3")
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "FUNCTION LOAD" {
+		t.Errorf("Close's error = %#v, want a *CommandError for command 0, FUNCTION LOAD", err)
+	}
+	if s, err := got[1].Text(); err != nil || s != "OK" {
+		t.Errorf("SET = %q, %v; want OK", s, err)
+	}
+	if _, err := got[2].Int64(); err != nil {
+		t.Errorf("DBSIZE: %v", err)
+	}
+	if _, err := c.Do(ctx, "FUNCTION", "FLUSH"); err != nil {
+		t.Fatal(err)
 	}
 }

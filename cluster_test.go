@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ func TestCluster(t *testing.T) {
 	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
 	t.Run("OneServerCommands", func(t *testing.T) { testClusterOneServerCommands(t, c) })
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterPartlyRefused(t, cl, c) })
+	t.Run("PipelinePartlyRefused", func(t *testing.T) { testClusterPipelinePartlyRefused(t, cl, c) })
+	t.Run("PipelineFanOutUnreached", func(t *testing.T) { testClusterPipelineFanOutUnreached(t, cl) })
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
@@ -412,10 +415,7 @@ func testClusterOneServerCommands(t *testing.T, c *Client) {
 // masters where it ran.
 func testClusterPartlyRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
 	ctx := clusterCtx(t)
-	m := cl.Masters[2]
-	m.MustDo(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	m.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
-	defer m.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+	allow := refuseWrites(t, cl.Masters[2])
 	_, err := c.FunctionLoad(ctx, "#!lua name=partlib\nredis.register_function('pf', function() return 1 end)")
 	if err == nil || SafeToRetry(err) || errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), "1 of 3") {
 		t.Fatalf("FUNCTION LOAD refused by one master of three = %v (outcome %v), want an error of unknown outcome", err, OutcomeOf(err))
@@ -424,9 +424,41 @@ func testClusterPartlyRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if !errors.As(err, &se) || se.Prefix != "OOM" {
 		t.Errorf("err = %v, want it to wrap the master's OOM", err)
 	}
-	m.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+	allow()
 	if _, err := c.Do(ctx, "FUNCTION", "DELETE", "partlib"); err == nil {
 		t.Error("FUNCTION DELETE of a library one master lacks succeeded")
+	}
+}
+
+// refuseWrites makes master m refuse, with OOM, the writes that need
+// memory (FUNCTION LOAD, SET) until allow is called or the test ends.
+func refuseWrites(t *testing.T, m *redistest.Server) (allow func()) {
+	t.Helper()
+	m.MustDo(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	m.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
+	var once sync.Once
+	allow = func() { once.Do(func() { m.MustDo(t, "CONFIG", "SET", "maxmemory", "0") }) }
+	t.Cleanup(allow)
+	return allow
+}
+
+// wantPartlyRun checks err, the error of a write for every master that
+// ran on some of them only: it must not read as not applied, nor as safe
+// to retry, and its message must say how many masters (count, "1 of 3").
+func wantPartlyRun(t *testing.T, what string, err error, count string) {
+	t.Helper()
+	if err == nil || errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) ||
+		!strings.Contains(err.Error(), count) {
+		t.Errorf("%s = %v (outcome %v), want an error of unknown outcome that says %q", what, err, OutcomeOf(err), count)
+	}
+}
+
+// wantOOM checks that err wraps a master's OOM refusal.
+func wantOOM(t *testing.T, what string, err error) {
+	t.Helper()
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "OOM" {
+		t.Errorf("%s = %v, want it to wrap the master's OOM (*Error)", what, err)
 	}
 }
 

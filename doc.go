@@ -251,12 +251,13 @@
 //     PING, SCRIPT LOAD) go to every master and their replies are combined
 //     (DBSIZE sums, KEYS concatenates, RANDOMKEY takes a key from a master
 //     that has one, FLUSHALL fails if any master does; a write refused by
-//     some masters and run by others is of unknown outcome). Commands meant
-//     for every node, replicas too, go to the masters only. Commands that
-//     describe or walk one server (INFO, MEMORY STATS, SCAN) are refused
-//     with a *UsageError: ask each node with a Client of its own. A
-//     transaction or a Watch session, which runs on one master, refuses
-//     the commands for every master.
+//     some masters and run by others is of unknown outcome, alone, in a
+//     pipeline or in a stream, and its error wraps the first refusal).
+//     Commands meant for every node, replicas too, go to the masters only.
+//     Commands that describe or walk one server (INFO, MEMORY STATS, SCAN)
+//     are refused with a *UsageError: ask each node with a Client of its
+//     own. A transaction or a Watch session, which runs on one master,
+//     refuses the commands for every master.
 //   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
 //     slots are split by slot, as plain calls and in NoTransaction
 //     pipelines: one part per slot, holding that slot's keys in the
@@ -293,9 +294,10 @@
 //     A pipeline that stops before every command got through (out of
 //     redirections, or its context ended) returns the replies of those
 //     that did; each other command has the redirection it last got, or an
-//     error reply whose Err says it was not sent, and the error is a
-//     *CommandError for the first of them, of unknown outcome once any
-//     command ran.
+//     error reply whose Err says it was not sent (a write for every master
+//     that reached some masters only has one of unknown outcome that says
+//     so), and the error is a *CommandError for the first of them, of
+//     unknown outcome once any command ran.
 //     A connection failure is retried by the single-node rules
 //     (SafeToRetry, Idempotent), never blindly.
 //   - A transaction (a default Pipeline, Watch, Transaction) must touch one

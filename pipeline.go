@@ -174,6 +174,9 @@ func (p *Pipeline) reset() {
 // the batch. A command's own error (WRONGTYPE...) stays in its reply, and
 // Exec also returns the first such error as a *CommandError naming the
 // command's position, unless the pipeline was made with ErrorsInReplies.
+// On a cluster, a write for every master that some masters refused while
+// the others ran it has an error reply of unknown outcome (OutcomeOf) that
+// wraps the first refusal, as when it is called alone.
 //
 // A transaction returns either every reply of EXEC, or an error that says
 // nothing was applied (errors.Is(err, ErrNotApplied)): a watch conflict

@@ -71,7 +71,9 @@ func (v Value) IsNil() bool { return v.v.Kind == resp.Null || v.v.Kind == 0 }
 // Err returns the server's error if the reply is one, as an *Error, and nil
 // otherwise. A nil reply is not an error here; see ErrNil. The reply of a
 // cluster command split by slot one of whose parts failed may hold an
-// error that wraps the part's *Error and says what became of the rest.
+// error that wraps the part's *Error and says what became of the rest;
+// so may that of a write for every master (FUNCTION LOAD, FLUSHALL) in a
+// pipeline or a stream that some masters refused and others ran.
 func (v Value) Err() error {
 	if v.isErr() {
 		return v.replyErr()
