@@ -481,11 +481,22 @@ func (c *Client) closeConn(cn *conn.Conn) error {
 
 // Close closes every connection of the client, failing the calls in flight
 // with ErrClosed, and waits for their goroutines to end. Calls after Close
-// fail with ErrClosed.
+// fail with ErrClosed. On the Client of one node that ForEachMaster hands
+// out it is refused with a *UsageError: that Client's connections belong
+// to the cluster Client, whose Close closes them.
 func (c *Client) Close() error {
+	if c.front != nil {
+		return &UsageError{Msg: "Close on the Client of one node of a cluster, which belongs to the cluster Client: " +
+			"it stays open until the cluster Client is closed"}
+	}
 	if c.cluster != nil {
 		return c.cluster.close()
 	}
+	return c.close()
+}
+
+// close is Close for a single-node client, the cluster's nodes included.
+func (c *Client) close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -524,7 +524,7 @@ func (r *clusterRouter) close() error {
 	r.endLife()
 	r.wg.Wait()
 	for _, n := range nodes {
-		n.Close()
+		n.close()
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func oneServerCommand(ci *commandInfo) error {
 		return nil
 	}
 	return &UsageError{Msg: ci.Name + " describes or walks one server, and a cluster has several: " +
-		"ask each node with a Client of its own (NewClient with the node's address; CLUSTER SHARDS lists them)"}
+		"run it on each master with ForEachMaster"}
 }
 
 // runSlot sends one command to the owner of slot, or a read to one of its

@@ -370,8 +370,8 @@ func testClusterOneServerCommands(t *testing.T, c *Client) {
 	refused := func(what string, err error) {
 		t.Helper()
 		var ue *UsageError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "one server") {
-			t.Errorf("%s = %v, want a *UsageError", what, err)
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "one server") || !strings.Contains(err.Error(), "ForEachMaster") {
+			t.Errorf("%s = %v, want a *UsageError that points at ForEachMaster", what, err)
 		}
 	}
 	_, err := c.Info(ctx, "keyspace")

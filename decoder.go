@@ -17,8 +17,13 @@ type Decoder func(Value) (any, error)
 
 // SetDecoder registers d for the replies of command (any case) on every
 // call and pipeline of the client; nil removes it. Register decoders before
-// sharing the client between goroutines.
+// sharing the client between goroutines. On the Client of one node that
+// ForEachMaster hands out, it registers d on the cluster Client, whose
+// decoders that node's replies use.
 func (c *Client) SetDecoder(command string, d Decoder) {
+	if c.front != nil {
+		c = c.front
+	}
 	c.decMu.Lock()
 	defer c.decMu.Unlock()
 	m := make(map[string]Decoder, len(c.decoderMap())+1)

@@ -255,9 +255,18 @@
 //     pipeline or in a stream, and its error wraps the first refusal).
 //     Commands meant for every node, replicas too, go to the masters only.
 //     Commands that describe or walk one server (INFO, MEMORY STATS, SCAN)
-//     are refused with a *UsageError: ask each node with a Client of its
-//     own. A transaction or a Watch session, which runs on one master,
-//     refuses the commands for every master.
+//     are refused with a *UsageError: run them on each master with
+//     ForEachMaster. A transaction or a Watch session, which runs on one
+//     master, refuses the commands for every master.
+//   - ForEachMaster calls a function for every master at once, each with
+//     a Client of that master alone, which shares the cluster Client's
+//     connections and options: to SCAN every master, read each one's INFO,
+//     or get each master's answer to what a cluster Client asks of any one
+//     (CONFIG GET, CLIENT LIST, ROLE). The masters are those of the layout
+//     when it starts. A node's Client talks to its one server: a key
+//     another master serves gets the MOVED error as its reply, which is
+//     not followed. It belongs to the cluster Client, which closes it;
+//     Close on it is refused.
 //   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
 //     slots are split by slot, as plain calls and in NoTransaction
 //     pipelines: one part per slot, holding that slot's keys in the

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -104,4 +106,63 @@ func ExampleClient_Stream_cluster() {
 	// Output:
 	// sent: 100000 in order: true
 	// 100 1000
+}
+
+// ForEachMaster calls a function for every master of a cluster at once,
+// each with a Client of that master alone. Here each walks its master's
+// keys with SCAN, which a cluster Client refuses: a cursor belongs to one
+// server.
+func ExampleClient_ForEachMaster() {
+	ctx := context.Background()
+	cl := must(redistest.NewCluster(0)) // three masters; in real code, your own seeds
+	defer cl.Stop()
+	c := must(redpipe.NewClusterClient(redpipe.ClusterOptions{Addrs: cl.Addrs()}))
+	defer c.Close()
+
+	p := c.Pipeline(redpipe.NoTransaction)
+	for i := range 100 {
+		p.Set("user:"+strconv.Itoa(i), i) // over every master
+	}
+	must(p.Exec(ctx))
+
+	var mu sync.Mutex // the calls run at the same time
+	var keys []string
+	masters := 0
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *redpipe.Client) error {
+		var found []string
+		cursor := int64(0)
+		for {
+			v, err := node.Scan(ctx, cursor, "MATCH", "user:*", "COUNT", 100)
+			if err != nil {
+				return err
+			}
+			reply, err := v.Slice() // the next cursor and a page of keys
+			if err != nil {
+				return err
+			}
+			page, err := reply[1].Strings()
+			if err != nil {
+				return err
+			}
+			found = append(found, page...)
+			if cursor, err = reply[0].Int64(); err != nil {
+				return err
+			}
+			if cursor == 0 {
+				break
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, found...)
+		masters++
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err) // each master's failure, prefixed with its address
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // SCAN may return a key more than once
+	fmt.Println(masters, "masters,", len(keys), "keys, the first", keys[0])
+	// Output: 3 masters, 100 keys, the first user:0
 }

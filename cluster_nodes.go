@@ -1,0 +1,151 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ForEachMaster calls fn for every master of a cluster, all at once, each
+// with a Client of that master alone, and returns when every call has. It
+// runs what a cluster Client refuses because it describes or walks one
+// server (INFO, SCAN, MEMORY STATS, LATENCY), and gets each master's
+// answer to what a cluster Client asks of any one master (CONFIG GET,
+// CLIENT LIST, ROLE):
+//
+//	var mu sync.Mutex
+//	memory := map[string]string{} // by master
+//	err := c.ForEachMaster(ctx, func(ctx context.Context, node *redpipe.Client) error {
+//		info, err := node.Info(ctx, "memory")
+//		if err != nil {
+//			return err
+//		}
+//		mu.Lock()
+//		defer mu.Unlock()
+//		memory[node.Options().Addr] = info
+//		return nil
+//	})
+//
+// The masters are those of the cluster's layout when ForEachMaster starts
+// (it loads the layout first if no call has), each called once whatever
+// moves while fn runs; replicas are not called. Each fn runs in a
+// goroutine of its own, with ctx, so what the calls share needs a lock. A
+// panic in fn goes on up in the caller's goroutine once every other call
+// has returned.
+//
+// The error is nil when every fn returned nil; otherwise it joins each
+// failure (errors.Join) prefixed with its node's address, so that
+// errors.Is and errors.As reach every one. A master that cannot be
+// reached fails fn's calls as any call to it fails (a *DialError), and
+// starts a refresh of the layout, so that a later ForEachMaster finds the
+// replica promoted in its place. fn is not called, and a *UsageError is
+// returned, when fn is nil; ctx's error when ctx has ended already;
+// ErrClosed when c is closed.
+//
+// The node Client shares the cluster Client's connections, options and
+// decoders (SetDecoder on it sets them for the cluster Client). It talks
+// to its one server and follows no redirection: a command on a key of a
+// slot another master serves gets that master's MOVED error, and is not
+// sent on. It may be kept after fn returns, and stays a client of that
+// server until the cluster Client is closed; its calls then fail with
+// ErrClosed. Close on it is refused with a *UsageError: its connections
+// belong to the cluster Client. Its own ForEachMaster calls fn once, with
+// itself.
+//
+// On a Client of one server, ForEachMaster calls fn once, with c.
+func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context, node *Client) error) error {
+	if fn == nil {
+		return &UsageError{Msg: "ForEachMaster needs a function"}
+	}
+	if err := ctx.Err(); err != nil {
+		return notSent(err)
+	}
+	if c.cluster == nil {
+		if c.isClosed() {
+			return notSent(ErrClosed)
+		}
+		// One call needs no goroutine of its own, and its panic then
+		// reaches the caller with its stack.
+		if err := fn(ctx, c); err != nil {
+			return errors.Join(nodeFailed(c, err))
+		}
+		return nil
+	}
+	masters, err := c.cluster.masterList(ctx)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(masters))
+	var (
+		wg       sync.WaitGroup
+		panicMu  sync.Mutex
+		panicked bool
+		panicVal any
+	)
+	for i, node := range masters {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					panicMu.Lock()
+					if !panicked {
+						panicked, panicVal = true, p
+					}
+					panicMu.Unlock()
+				}
+			}()
+			errs[i] = fn(ctx, node)
+		})
+	}
+	wg.Wait()
+	if panicked {
+		panic(panicVal)
+	}
+	var failed []error
+	refresh := false
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		refresh = refresh || unreachable(ctx, err)
+		failed = append(failed, nodeFailed(masters[i], err))
+	}
+	if refresh {
+		c.cluster.triggerRefresh()
+	}
+	return errors.Join(failed...)
+}
+
+// nodeFailed names the node whose fn returned err.
+func nodeFailed(node *Client, err error) error {
+	return fmt.Errorf("redpipe: node %s: %w", node.opt.Addr, err)
+}
+
+// masterList returns the clients of the masters of the current layout,
+// each once, after loading the layout if no refresh has yet succeeded.
+func (r *clusterRouter) masterList(ctx context.Context) ([]*Client, error) {
+	if err := r.ready(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return nil, notSent(ErrClosed)
+	}
+	masters := make([]*Client, 0, len(r.masters))
+	seen := make(map[*Client]bool, len(r.masters))
+	for _, m := range r.masters {
+		if !seen[m] {
+			seen[m] = true
+			masters = append(masters, m)
+		}
+	}
+	return masters, nil
+}
+
+// isClosed reports whether Close has run on c, a single-node client.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}

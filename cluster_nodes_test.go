@@ -1,0 +1,575 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// The ForEachMaster tests share one cluster of three masters, run in turn.
+func TestForEachMasterCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Run("EachMasterOnce", func(t *testing.T) { testForEachMasterOnce(t, cl, c) })
+	t.Run("InfoAndScan", func(t *testing.T) { testForEachMasterInfoAndScan(t, cl, c) })
+	t.Run("Errors", func(t *testing.T) { testForEachMasterErrors(t, cl, c) })
+	t.Run("MovedNotFollowed", func(t *testing.T) { testForEachMasterMoved(t, cl, c) })
+	t.Run("CloseRefused", func(t *testing.T) { testForEachMasterCloseRefused(t, c) })
+	t.Run("Nested", func(t *testing.T) { testForEachMasterNested(t, cl, c) })
+	t.Run("Misuse", func(t *testing.T) { testForEachMasterMisuse(t, c) })
+	t.Run("Decoders", func(t *testing.T) { testForEachMasterDecoders(t, c) })
+	t.Run("Panic", func(t *testing.T) { testForEachMasterPanic(t, c) })
+	t.Run("AfterClose", func(t *testing.T) { testForEachMasterAfterClose(t, cl) })
+}
+
+func masterAddrs(cl *redistest.Cluster) []string {
+	var addrs []string
+	for _, m := range cl.Masters {
+		addrs = append(addrs, m.Addr)
+	}
+	slices.Sort(addrs)
+	return addrs
+}
+
+// within fails the test if f does not return within d: a call that
+// deadlocks fails rather than hangs.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}
+
+// fn is called once per master, with a Client of that master, and the
+// calls run at the same time: each waits here for all the others.
+func testForEachMasterOnce(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	var (
+		mu    sync.Mutex
+		addrs []string
+	)
+	arrived := make(chan struct{}, len(cl.Masters))
+	all := make(chan struct{})
+	var once sync.Once
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		if node == c || node.cluster != nil {
+			return errors.New("fn got the cluster Client, not a node's")
+		}
+		mu.Lock()
+		addrs = append(addrs, node.Options().Addr)
+		mu.Unlock()
+		arrived <- struct{}{}
+		if len(arrived) == len(cl.Masters) {
+			once.Do(func() { close(all) })
+		}
+		select {
+		case <-all:
+		case <-time.After(5 * time.Second):
+			return errors.New("the other masters' calls did not run meanwhile")
+		}
+		role, err := node.Role(ctx)
+		if err != nil {
+			return err
+		}
+		if r, _ := role.Slice(); len(r) == 0 || r[0].String() != "master" {
+			return fmt.Errorf("ROLE = %v", role)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(addrs)
+	if want := masterAddrs(cl); !slices.Equal(addrs, want) {
+		t.Errorf("fn got the masters %v, want each of %v once", addrs, want)
+	}
+}
+
+// INFO and SCAN, refused on the cluster Client, run on each master, and a
+// SCAN of every master finds every key once, on the master of its slot.
+func testForEachMasterInfoAndScan(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	p := c.Pipeline(NoTransaction)
+	for i := range n {
+		p.Set("scan:"+strconv.Itoa(i), i)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		where = map[string][]string{} // key -> the masters whose SCAN returned it
+		sizes int64
+	)
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		addr := node.Options().Addr
+		info, err := node.Info(ctx, "server")
+		if err != nil {
+			return err
+		}
+		_, port, _ := strings.Cut(addr, ":")
+		if !strings.Contains(info, "tcp_port:"+port+"\r\n") {
+			return fmt.Errorf("INFO server of %s does not give its port:\n%s", addr, info)
+		}
+		size, err := node.DBSize(ctx)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{} // one server's SCAN may return a key twice
+		for cursor := int64(0); ; {
+			v, err := node.Scan(ctx, cursor, "MATCH", "scan:*", "COUNT", 50)
+			if err != nil {
+				return err
+			}
+			parts, err := v.Slice()
+			if err != nil || len(parts) != 2 {
+				return fmt.Errorf("SCAN reply %v", v)
+			}
+			keys, err := parts[1].Strings()
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				seen[k] = true
+			}
+			if cursor, err = parts[0].Int64(); err != nil {
+				return err
+			}
+			if cursor == 0 {
+				break
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sizes += size
+		for k := range seen {
+			where[k] = append(where[k], addr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sizes != n {
+		t.Errorf("the masters' DBSIZEs sum to %d, want %d", sizes, n)
+	}
+	if len(where) != n {
+		t.Errorf("SCAN over the masters found %d keys, want %d", len(where), n)
+	}
+	for i := range n {
+		k := "scan:" + strconv.Itoa(i)
+		owner, err := cl.SlotOwner(int(hashslot.Slot(k)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := where[k]; len(got) != 1 || got[0] != owner.Addr {
+			t.Fatalf("key %s found on %v, want on its slot's master %s alone", k, got, owner.Addr)
+		}
+	}
+}
+
+type nodeTestError struct{ addr string }
+
+func (e *nodeTestError) Error() string { return "test failure of " + e.addr }
+
+// The failures of two masters are both reported, each with its address,
+// and errors.Is and errors.As reach each.
+func testForEachMasterErrors(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	addrs := masterAddrs(cl)
+	errFirst := errors.New("the first master failed")
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		switch node.Options().Addr {
+		case addrs[0]:
+			return fmt.Errorf("wrapped: %w", errFirst)
+		case addrs[1]:
+			return &nodeTestError{addr: addrs[1]}
+		}
+		_, err := node.Do(ctx, "CONFIG", "GET", "maxmemory")
+		return err
+	})
+	if err == nil {
+		t.Fatal("ForEachMaster = nil, want the failures of two masters")
+	}
+	if !errors.Is(err, errFirst) {
+		t.Errorf("err = %v, does not match the first master's failure", err)
+	}
+	var ne *nodeTestError
+	if !errors.As(err, &ne) || ne.addr != addrs[1] {
+		t.Errorf("err = %v, does not reach the second master's *nodeTestError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{addrs[0] + ": wrapped: the first master failed", addrs[1] + ": test failure of"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("err = %q, want it to contain %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, addrs[2]) {
+		t.Errorf("err = %q names %s, which succeeded", msg, addrs[2])
+	}
+
+	// A server's error reply too.
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		_, err := node.Do(ctx, "CONFIG", "GET")
+		return err
+	})
+	var ae *ArityError
+	if !errors.As(err, &ae) || strings.Count(err.Error(), "wrong number of arguments") != len(addrs) {
+		t.Errorf("CONFIG GET with no parameter on every master = %v, want one *ArityError per master", err)
+	}
+}
+
+// A node's Client talks to its server alone: a key of another master's
+// slot gets that master's MOVED as the reply, and nothing is sent on.
+func testForEachMasterMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	key := keyIn(16000, "moved:") // the last master's
+	owner, err := cl.SlotOwner(16000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Del(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	owner.MustDo(t, "CONFIG", "RESETSTAT")
+	before := c.cluster.refreshes.Load()
+	var mu sync.Mutex
+	moved := 0
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		err := node.Set(ctx, key, "from "+node.Options().Addr)
+		if node.Options().Addr == owner.Addr {
+			return err
+		}
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "MOVED" || !strings.HasSuffix(se.Msg, owner.Addr) {
+			return fmt.Errorf("SET of another master's key = %v, want its MOVED to %s", err, owner.Addr)
+		}
+		mu.Lock()
+		moved++
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved != len(cl.Masters)-1 {
+		t.Errorf("%d masters answered MOVED, want %d", moved, len(cl.Masters)-1)
+	}
+	if v, err := c.Get(ctx, key); err != nil || v != "from "+owner.Addr {
+		t.Errorf("Get(%s) = %q, %v; want the owner's SET alone", key, v, err)
+	}
+	if stats := owner.MustDo(t, "INFO", "commandstats").(string); !strings.Contains(stats, "cmdstat_set:calls=1,") {
+		t.Errorf("the owner ran SET other than once:\n%s", stats)
+	}
+	if got := c.cluster.refreshes.Load(); got != before {
+		t.Errorf("%d layout refreshes after the MOVED replies of node Clients, want none", got-before)
+	}
+}
+
+// Close on a node's Client is refused, and the node and the cluster
+// Client go on working.
+func testForEachMasterCloseRefused(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	var kept []*Client
+	var mu sync.Mutex
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		err := node.Close()
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "belongs to the cluster Client") {
+			return fmt.Errorf("Close on a node = %v, want a *UsageError", err)
+		}
+		if _, err := node.Ping(ctx); err != nil {
+			return fmt.Errorf("Ping after the refused Close: %w", err)
+		}
+		mu.Lock()
+		kept = append(kept, node)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range kept {
+		if _, err := node.Ping(ctx); err != nil {
+			t.Errorf("Ping on %s's Client kept after fn: %v", node.Options().Addr, err)
+		}
+	}
+	if err := c.Set(ctx, "close:k", 1); err != nil {
+		t.Errorf("Set on the cluster Client after Close on its nodes: %v", err)
+	}
+}
+
+// ForEachMaster on a node's Client calls fn once, with that Client; on
+// the cluster Client from within fn it calls every master again. Neither
+// deadlocks.
+func testForEachMasterNested(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	var mu sync.Mutex
+	inner, outer := 0, 0
+	within(t, 10*time.Second, "nested ForEachMaster", func() {
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+			calls := 0
+			err := node.ForEachMaster(ctx, func(ctx context.Context, n *Client) error {
+				calls++
+				if n != node {
+					return errors.New("the node's ForEachMaster gave another Client")
+				}
+				_, err := n.Info(ctx, "server")
+				return err
+			})
+			if err != nil || calls != 1 {
+				return fmt.Errorf("the node's ForEachMaster = %v after %d calls, want one call", err, calls)
+			}
+			return c.ForEachMaster(ctx, func(ctx context.Context, n *Client) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if n == node {
+					outer++
+				}
+				inner++
+				return nil
+			})
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	m := len(cl.Masters)
+	if inner != m*m || outer != m {
+		t.Errorf("the cluster's ForEachMaster within fn made %d calls, %d on fn's own node; want %d and %d", inner, outer, m*m, m)
+	}
+}
+
+func testForEachMasterMisuse(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	var ue *UsageError
+	if err := c.ForEachMaster(ctx, nil); !errors.As(err, &ue) {
+		t.Errorf("ForEachMaster(nil) = %v, want a *UsageError", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	var called atomic.Bool
+	err := c.ForEachMaster(cancelled, func(context.Context, *Client) error { called.Store(true); return nil })
+	if !errors.Is(err, context.Canceled) || called.Load() {
+		t.Errorf("ForEachMaster with a cancelled context = %v, fn called %v; want context.Canceled and no call", err, called.Load())
+	}
+	// The refusal of one-server commands points at ForEachMaster.
+	if _, err := c.Info(ctx); !errors.As(err, &ue) || !strings.Contains(err.Error(), "ForEachMaster") {
+		t.Errorf("Info on the cluster Client = %v, want a *UsageError naming ForEachMaster", err)
+	}
+}
+
+// A node's replies use the cluster Client's decoders, and SetDecoder on a
+// node sets them there.
+func testForEachMasterDecoders(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	defer c.SetDecoder("ECHO", nil)
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		node.SetDecoder("ECHO", func(v Value) (any, error) { return "decoded " + v.String(), nil })
+		v, err := node.Do(ctx, "ECHO", "x")
+		if err != nil {
+			return err
+		}
+		if d, err := v.Decoded(); d != "decoded x" || err != nil {
+			return fmt.Errorf("ECHO on the node decoded as %v, %v", d, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Do(ctx, "ECHO", "y")
+	if d, _ := v.Decoded(); err != nil || d != "decoded y" {
+		t.Errorf("ECHO on the cluster Client decoded as %v, %v; want the decoder set on a node", d, err)
+	}
+}
+
+// A panic in fn reaches the caller, once every call has returned.
+func testForEachMasterPanic(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	var mu sync.Mutex
+	returned := 0
+	defer func() {
+		if p := recover(); p != "boom" {
+			t.Errorf("recovered %v, want fn's panic", p)
+		}
+		if returned != 2 {
+			t.Errorf("%d calls had returned when the panic went on, want the 2 others", returned)
+		}
+	}()
+	var first sync.Once
+	c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		panics := false
+		first.Do(func() { panics = true })
+		if panics {
+			panic("boom")
+		}
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		returned++
+		mu.Unlock()
+		return nil
+	})
+	t.Error("ForEachMaster returned although fn panicked")
+}
+
+// Once the cluster Client is closed, a node's Client kept from fn fails
+// with ErrClosed, and ForEachMaster calls nothing.
+func testForEachMasterAfterClose(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept *Client
+	var once sync.Once
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		once.Do(func() { kept = node })
+		_, err := node.Ping(ctx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kept.Ping(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Ping on a node's Client after the cluster Client's Close = %v, want ErrClosed", err)
+	}
+	if _, err := kept.Pipeline(NoTransaction).Ping().Exec(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("a pipeline on a node's Client after the cluster Client's Close = %v, want ErrClosed", err)
+	}
+	var called atomic.Bool
+	err = c.ForEachMaster(ctx, func(context.Context, *Client) error { called.Store(true); return nil })
+	if !errors.Is(err, ErrClosed) || called.Load() {
+		t.Errorf("ForEachMaster after Close = %v, fn called %v; want ErrClosed and no call", err, called.Load())
+	}
+	var nodeCalled atomic.Bool
+	err = kept.ForEachMaster(ctx, func(context.Context, *Client) error { nodeCalled.Store(true); return nil })
+	if !errors.Is(err, ErrClosed) || nodeCalled.Load() {
+		t.Errorf("ForEachMaster on a node's Client after Close = %v, fn called %v; want ErrClosed and no call", err, nodeCalled.Load())
+	}
+}
+
+// On a single node, fn is called once with the Client itself.
+func TestForEachMasterSingleNode(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := clusterCtx(t)
+	c, err := NewClient(Options{Addr: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	calls := 0
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		calls++
+		if node != c {
+			return errors.New("fn got another Client")
+		}
+		_, err := node.Scan(ctx, 0)
+		return err
+	})
+	if err != nil || calls != 1 {
+		t.Fatalf("ForEachMaster = %v after %d calls, want one call and no error", err, calls)
+	}
+	errFn := errors.New("fn failed")
+	err = c.ForEachMaster(ctx, func(context.Context, *Client) error { return errFn })
+	if !errors.Is(err, errFn) || !strings.Contains(err.Error(), srv.Addr) {
+		t.Errorf("ForEachMaster = %v, want fn's error with the address %s", err, srv.Addr)
+	}
+	var ue *UsageError
+	if err := c.ForEachMaster(ctx, nil); !errors.As(err, &ue) {
+		t.Errorf("ForEachMaster(nil) = %v, want a *UsageError", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	called := false
+	err = c.ForEachMaster(cancelled, func(context.Context, *Client) error { called = true; return nil })
+	if !errors.Is(err, context.Canceled) || called {
+		t.Errorf("ForEachMaster with a cancelled context = %v, fn called %v", err, called)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close on a single-node Client: %v", err)
+	}
+	err = c.ForEachMaster(ctx, func(context.Context, *Client) error { called = true; return nil })
+	if !errors.Is(err, ErrClosed) || called {
+		t.Errorf("ForEachMaster after Close = %v, fn called %v; want ErrClosed and no call", err, called)
+	}
+}
+
+// A master that died fails fn's calls on it, naming it, and starts a
+// refresh: the next ForEachMaster calls the replica promoted in its place.
+func TestForEachMasterFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ping := func(ctx context.Context, node *Client) error {
+		_, err := node.Ping(ctx)
+		return err
+	}
+	if err := c.ForEachMaster(ctx, ping); err != nil {
+		t.Fatal(err)
+	}
+	dead := cl.Masters[0]
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.cluster.refreshes.Load()
+	err = c.ForEachMaster(ctx, ping)
+	if err == nil || !strings.Contains(err.Error(), dead.Addr) || strings.Count(err.Error(), "redpipe: node ") != 1 {
+		t.Fatalf("ForEachMaster after %s died = %v, want the failure of that master alone", dead.Addr, err)
+	}
+	if !errors.As(err, new(*DialError)) {
+		t.Errorf("err = %v, want the *DialError of any call to a server that is down", err)
+	}
+	waitRefreshed(t, c.cluster)
+	if c.cluster.refreshes.Load() == before {
+		t.Error("no refresh after a master could not be reached")
+	}
+	var mu sync.Mutex
+	var addrs []string
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		mu.Lock()
+		addrs = append(addrs, node.Options().Addr)
+		mu.Unlock()
+		return ping(ctx, node)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(addrs)
+	if want := masterAddrs(cl); !slices.Equal(addrs, want) || !slices.Contains(addrs, promoted.Addr) {
+		t.Errorf("fn got %v after the failover, want %v with the promoted %s", addrs, want, promoted.Addr)
+	}
+}
