@@ -47,7 +47,9 @@ import (
 // decoders (SetDecoder on it sets them for the cluster Client). It talks
 // to its one server and follows no redirection: a command on a key of a
 // slot another master serves gets that master's MOVED error, and is not
-// sent on. It may be kept after fn returns, and stays a client of that
+// sent on. Its Watch sessions and Transactions stand for that node too,
+// and run DBSIZE or INFO there, which those of the cluster Client refuse.
+// It may be kept after fn returns, and stays a client of that
 // server until the cluster Client is closed; its calls then fail with
 // ErrClosed. Close on it is refused with a *UsageError: its connections
 // belong to the cluster Client. Its own ForEachMaster calls fn once, with

@@ -33,6 +33,7 @@ func TestForEachMasterCluster(t *testing.T) {
 	t.Run("Misuse", func(t *testing.T) { testForEachMasterMisuse(t, c) })
 	t.Run("Decoders", func(t *testing.T) { testForEachMasterDecoders(t, c) })
 	t.Run("Panic", func(t *testing.T) { testForEachMasterPanic(t, c) })
+	t.Run("Sessions", func(t *testing.T) { testForEachMasterSessions(t, c) })
 	t.Run("AfterClose", func(t *testing.T) { testForEachMasterAfterClose(t, cl) })
 }
 
@@ -571,5 +572,56 @@ func TestForEachMasterFailover(t *testing.T) {
 	slices.Sort(addrs)
 	if want := masterAddrs(cl); !slices.Equal(addrs, want) || !slices.Contains(addrs, promoted.Addr) {
 		t.Errorf("fn got %v after the failover, want %v with the promoted %s", addrs, want, promoted.Addr)
+	}
+}
+
+// testForEachMasterSessions: a Watch session or a Transaction on a node's
+// Client stands for that node, so it runs what a session of the cluster
+// Client refuses as meaning the whole cluster (DBSIZE, INFO), and gets
+// that node's answer; the cluster Client's own sessions still refuse them.
+func testForEachMasterSessions(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		want, err := node.DBSize(ctx)
+		if err != nil {
+			return err
+		}
+		tx, err := node.Watch(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Close()
+		if got, err := tx.DBSize(ctx); err != nil || got != want {
+			return fmt.Errorf("DBSIZE in a session = %d, %v; want the node's %d", got, err, want)
+		}
+		if info, err := tx.Info(ctx, "server"); err != nil || !strings.Contains(info, "tcp_port:") {
+			return fmt.Errorf("INFO in a session = %.40q, %v", info, err)
+		}
+		var got int64
+		if _, err := node.Transaction(ctx, func(tx *Tx) error {
+			got, err = tx.DBSize(ctx)
+			return err
+		}); err != nil || got != want {
+			return fmt.Errorf("DBSIZE in a Transaction = %d, %v; want the node's %d", got, err, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Watch(ctx, "sessions:k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	var ue *UsageError
+	if _, err := tx.DBSize(ctx); !errors.As(err, &ue) {
+		t.Errorf("DBSIZE in a session of the cluster Client = %v; want a *UsageError", err)
+	}
+	if _, err := c.Transaction(ctx, func(tx *Tx) error {
+		_, err := tx.DBSize(ctx)
+		return err
+	}, "sessions:k"); !errors.As(err, &ue) {
+		t.Errorf("DBSIZE in a Transaction of the cluster Client = %v; want a *UsageError", err)
 	}
 }

@@ -36,6 +36,9 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 		}
 		rd, ok := clusterRedirectErr(err, node.opt.Addr)
 		if !ok {
+			if t != nil {
+				t.clustered = true
+			}
 			return t, err
 		}
 		if node, err = r.followTx(ctx, rd, slot, &redirects, &tries, err); err != nil {
@@ -80,9 +83,13 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	if err != nil {
 		return zero, nil, err
 	}
+	inner := func(t *Tx) (T, error) {
+		t.clustered = true
+		return fn(t)
+	}
 	redirects, tries := 0, 0
 	for {
-		v, replies, err := transact(ctx, node, fn, keys)
+		v, replies, err := transact(ctx, node, inner, keys)
 		if err != nil && unreachable(ctx, err) {
 			// Its WATCH was not sent: nothing of fn's ran on the server.
 			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {

@@ -50,6 +50,13 @@ type Tx struct {
 	// the session is free of one.
 	slot    int
 	slotKey string
+
+	// clustered is set on a session of a cluster Client (its Watch or
+	// Transaction), which stands for the whole cluster: commands the
+	// cluster runs on every master are refused in it. A session on the
+	// Client of one node that ForEachMaster hands out stands for that
+	// node, and runs them there.
+	clustered bool
 }
 
 // Watch lends a dedicated connection, sends WATCH keys on it and returns
@@ -206,14 +213,15 @@ var sessionSafe = map[string]bool{
 // keepsToSlot refuses commands, encoded in buf from start, that a cluster
 // session cannot run: one with a key outside its slot, which the node
 // would redirect elsewhere, outside the watch and the transaction (a
-// transaction on a cluster touches one slot), and one the cluster runs on
-// every master (see refuseFanOut). in names them for the error.
+// transaction on a cluster touches one slot), and, in a session of the
+// cluster Client, one the cluster runs on every master (see
+// refuseFanOut). in names them for the error.
 func (t *Tx) keepsToSlot(in string, buf []byte, start int, cmds []cmdMeta) error {
 	if t.c.front == nil {
 		return nil
 	}
-	for _, m := range cmds {
-		if err := refuseFanOut(m.info(), "session"); err != nil {
+	for i := 0; t.clustered && i < len(cmds); i++ {
+		if err := refuseFanOut(cmds[i].info(), "session"); err != nil {
 			return err
 		}
 	}
