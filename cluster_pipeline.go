@@ -183,7 +183,7 @@ type leg struct {
 	at     int         // its own index among the pipeline's legs, and of its reply
 	slot   int         // -1 for none
 	asking bool        // send ASKING before it
-	fixed  bool        // a leg of a command for every master: it stays on its node
+	fixed  bool        // a leg of a command for every master: it stays on its node while that is a master
 	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
 	probe  bool        // it waited: it goes alone of its slot's until it gets through
 	done   bool
@@ -218,7 +218,9 @@ type part struct {
 // execPlain runs a plain pipeline: split by node, every node's part sent
 // at once, the replies put back in the caller's order. Commands redirected
 // by MOVED or ASK, and those of a node that could not be reached, are sent
-// again as a pipeline, in their order, to where they now belong.
+// again as a pipeline, in their order, to where they now belong: for a
+// command for every master whose master died, the replica promoted in its
+// place (see readyAgain).
 func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batchTraits) ([]Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
@@ -330,7 +332,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, last))
 				}
 			}
-			r.readyAgain(pending)
+			pending = r.readyAgain(pending, legs, vals)
 			unreached, again = nil, false
 			continue
 		}
@@ -508,7 +510,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		case legs[i].sub != nil:
 			replies[legs[i].cmd] = Value{joinSplit(ci, legs[i:j], vals[i:j], nil)}
 		default:
-			replies[legs[i].cmd] = Value{fanOutReply(ci, vals[i:j])}
+			replies[legs[i].cmd] = Value{fanOutReply(ci, fanVals(vals[i:j]))}
 		}
 		i = j
 	}
@@ -681,21 +683,26 @@ func joinFanOuts(p *Pipeline, legs []leg, vals []resp.Value, replies []Value, un
 // get through, as the command would on that master alone; a write that
 // some master ran has an error that says it reached only some of them, of
 // unknown outcome, since that leg's reply (not sent, say) would read as
-// nothing applied.
+// nothing applied. A leg done with no reply had no master left to go to
+// (see readyAgain): it counts for none.
 func joinFanOut(ci *commandInfo, legs []leg, vals []resp.Value, unsent resp.Value) resp.Value {
-	missed, reached, ran := -1, 0, false
+	missed, reached, all, ran := -1, 0, 0, false
 	for k := range legs {
-		if !legs[k].done || vals[k].Kind == 0 {
+		switch {
+		case !legs[k].done:
 			if missed < 0 {
 				missed = k
 			}
+		case vals[k].Kind == 0:
 			continue
+		default:
+			reached++
+			ran = ran || !isErrValue(vals[k])
 		}
-		reached++
-		ran = ran || !isErrValue(vals[k])
+		all++
 	}
 	if missed < 0 {
-		return fanOutReply(ci, vals)
+		return fanOutReply(ci, fanVals(vals))
 	}
 	v := vals[missed]
 	if v.Kind == 0 {
@@ -704,7 +711,18 @@ func joinFanOut(ci *commandInfo, legs []leg, vals []resp.Value, unsent resp.Valu
 	if !ran || !mayWrite(ci) {
 		return v
 	}
-	return madeErrorValue(reachedSome(ci, reached, len(legs), Value{v}.Err()))
+	return madeErrorValue(reachedSome(ci, reached, all, Value{v}.Err()))
+}
+
+// fanVals returns the replies of the legs of a command for every master,
+// vals, without the none of those that had no master left to go to (see
+// readyAgain).
+func fanVals(vals []resp.Value) []resp.Value {
+	none := func(v resp.Value) bool { return v.Kind == 0 }
+	if !slices.ContainsFunc(vals, none) {
+		return vals
+	}
+	return slices.DeleteFunc(slices.Clone(vals), none)
 }
 
 // overtakers tells, among the legs of one part, those that a later
@@ -828,21 +846,66 @@ func pick(pending []*leg) []*leg {
 	return send
 }
 
-// readyAgain readies the pending legs after a pause: each goes where the
-// layout now says, without ASKING, unless it is a leg of a command for
-// every master, which stays on its node. A leg that waited goes first and
-// alone of its slot's, so that the slot's later commands are not sent, to
-// be redirected again, as long as it meets TRYAGAIN.
-func (r *clusterRouter) readyAgain(pending []*leg) {
+// readyAgain readies the pending legs after a pause, and returns those
+// still pending: each goes where the layout now says, without ASKING. A
+// leg of a command for every master stays on its node while that node is
+// a master. One whose node is a master no more, and that no node
+// answered (it could not be reached: a master that died, whose slots a
+// replica took over), goes where a call alone would send it (fanOut): to
+// a master of the new layout that no leg of its command went to, the
+// replica promoted in its node's place. Were every master to have one
+// already, the command reaches every master without it: it is done, with
+// no reply (see fanVals). Only a leg of which nothing ran waits for a
+// pause, and no two legs of a command go to one master, so the command
+// runs once on each. A leg that waited goes first and alone of its
+// slot's, so that the slot's later commands are not sent, to be
+// redirected again, as long as it meets TRYAGAIN. legs are the
+// pipeline's, and vals their replies.
+func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value) []*leg {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	left := false // some leg of a command for every master has no master left
 	for _, l := range pending {
 		l.probe, l.wait = l.wait, false
-		if !l.fixed {
+		switch {
+		case !l.fixed:
 			l.asking = false
 			l.node = r.ownerLocked(l.slot)
+		case (vals == nil || vals[l.at].Kind == 0) && !slices.Contains(r.masters, l.node):
+			if m := r.unvisitedLocked(legs, l); m != nil {
+				l.node = m
+			} else {
+				l.done, left = true, true
+			}
 		}
 	}
+	if left {
+		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
+	}
+	return pending
+}
+
+// unvisitedLocked returns a master that no leg of l's command, a command
+// for every master, goes to; nil if every master has one. Those legs are
+// next to l in legs.
+func (r *clusterRouter) unvisitedLocked(legs []leg, l *leg) *Client {
+	first, end := l.at, l.at+1
+	for first > 0 && legs[first-1].cmd == l.cmd {
+		first--
+	}
+	for end < len(legs) && legs[end].cmd == l.cmd {
+		end++
+	}
+masters:
+	for _, m := range r.masters {
+		for k := first; k < end; k++ {
+			if legs[k].node == m {
+				continue masters
+			}
+		}
+		return m
+	}
+	return nil
 }
 
 // maxMerged bounds the parts of a round whose replies are taken in the

@@ -255,7 +255,7 @@ func TestPickKeepsSlotOrder(t *testing.T) {
 	if got := cmds(pick(pending)); !slices.Equal(got, []int{3, 5}) {
 		t.Errorf("second pick sends %v, want [3 5]", got)
 	}
-	r.readyAgain(pending)
+	pending = r.readyAgain(pending, nil, nil)
 	for _, l := range pending {
 		if l.asking || l.wait {
 			t.Errorf("command %d still has asking %v, wait %v after a pause", l.cmd, l.asking, l.wait)

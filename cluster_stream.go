@@ -92,10 +92,12 @@ import (
 // outcome is unknown once anything was written. A node that cannot be
 // reached before anything was written to it (a refused dial) refreshes
 // the layout, and its commands go where the new layout says, as a
-// redirection. A command redirected more than ClusterOptions.MaxRedirects
-// times (or retried on TRYAGAIN and CLUSTERDOWN more than a few dozen)
-// stops the stream with a *CommandError naming it: going on without it
-// would run later commands of its slot before it.
+// redirection; a command for every master goes to the master that took
+// the place of one that died (see refan). A command redirected more than
+// ClusterOptions.MaxRedirects times (or retried on TRYAGAIN and
+// CLUSTERDOWN more than a few dozen) stops the stream with a
+// *CommandError naming it: going on without it would run later commands
+// of its slot before it.
 
 // streamWindowCmds bounds the window of a cluster stream in commands;
 // its commands' encodings are bounded too, to four passes (see
@@ -134,6 +136,7 @@ type clusterStream struct {
 	flight  []slotFlight         // per slot; made with the first pass
 	held    map[int]*heldSlot    // slots with held commands; -1 for keyless ones
 	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
+	fanTo   map[int][]*Client    // the masters that commands for every master not yet answered go to, by index
 	splits  map[int]*splitCmd    // the commands split by slot, by index
 	touched []int                // slots whose held commands may be free to go
 	asked   []int                // slots whose held commands follow an ASK just read
@@ -433,6 +436,10 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 		cs.kept += len(b)
 		switch {
 		case slot == slotFan && len(r.masters) > 0:
+			if cs.fanTo == nil {
+				cs.fanTo = map[int][]*Client{}
+			}
+			cs.fanTo[i] = r.masters // never changed in place: a refresh makes a new one
 			for _, m := range r.masters {
 				cs.put(cs.node(m), i, -1, b, false)
 				cs.entry(i).legs++
@@ -625,9 +632,10 @@ func (cs *clusterStream) entry(i int) *streamCmd {
 // writeOut writes every node's chunk of the pass. A node that cannot be
 // reached, before anything was written to it, refreshes the layout, and
 // its commands go back among the held ones, to go where the new layout
-// says.
+// says; the legs of its commands for every master go where refan says.
 func (cs *clusterStream) writeOut(ctx context.Context) {
 	s := cs.s
+	var fan []fanLeg
 	for {
 		var unreached error
 		for _, nd := range cs.list {
@@ -643,14 +651,14 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 			if nd.d == nil {
 				d, err := nd.c.getDedicated(ctx)
 				if err != nil {
-					if !unreachable(ctx, err) || cs.fanned(ch) {
+					if !unreachable(ctx, err) {
 						cs.drop(ch)
 						cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
 						continue
 					}
 					unreached = err
 					cs.redirected.unreached++
-					cs.rehold(ch, err)
+					fan = cs.rehold(ch, err, fan)
 					continue
 				}
 				nd.d = d
@@ -684,18 +692,60 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 			cs.fail(fmt.Errorf("%w (after %w)", err, unreached))
 			return
 		}
+		// Before the held commands, so that a script or a function
+		// loaded, or a flush, still comes ahead of the commands queued
+		// after it that go to the same node.
+		cs.refan(fan)
+		clear(fan)
+		fan = fan[:0]
 		cs.release(ctx)
 	}
 }
 
-// fanned tells a chunk holding a leg of a command for every master.
-func (cs *clusterStream) fanned(ch *nodeChunk) bool {
-	for _, cc := range ch.cmds {
-		if cc.leg < 0 && cs.entry(cc.i).legs > 0 {
-			return true
-		}
+// fanLeg is the leg of command i, a command for every master, encoded as
+// b, that could not be written to the master from: nothing of it ran.
+type fanLeg struct {
+	i    int
+	b    []byte
+	from *Client
+}
+
+// refan places the legs of commands for every master whose nodes could
+// not be reached, once the layout has been refreshed. A leg goes back to
+// its node while that node is a master. Otherwise (a master that died,
+// whose slots a replica took over) it goes where a call alone would send
+// it (fanOut): to a master of the new layout that no leg of its command
+// went to, the replica promoted in its node's place; were every master to
+// have one already, the command reaches every master without it, and the
+// leg is answered with no reply (see fanVals). So the command runs once
+// on each master.
+func (cs *clusterStream) refan(fan []fanLeg) {
+	if len(fan) == 0 || cs.s.err != nil {
+		return
 	}
-	return false
+	r := cs.r
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, f := range fan {
+		to := f.from
+		if !slices.Contains(r.masters, to) {
+			went := slices.DeleteFunc(slices.Clone(cs.fanTo[f.i]), func(m *Client) bool { return m == f.from })
+			to = nil
+			for _, m := range r.masters {
+				if !slices.Contains(went, m) {
+					to = m
+					went = append(went, m)
+					break
+				}
+			}
+			cs.fanTo[f.i] = went
+		}
+		if to == nil {
+			cs.fanReply(f.i, cs.entry(f.i), resp.Value{})
+			continue
+		}
+		cs.put(cs.node(to), f.i, -1, f.b, false)
+	}
 }
 
 // drop forgets a chunk that will not be written: the stream has failed.
@@ -707,8 +757,9 @@ func (cs *clusterStream) drop(ch *nodeChunk) {
 }
 
 // rehold puts the commands of a chunk that could not be written back
-// among the held ones, each counting a redirection.
-func (cs *clusterStream) rehold(ch *nodeChunk, cause error) {
+// among the held ones, each counting a redirection, but for the legs of
+// commands for every master, which it appends to fan and returns.
+func (cs *clusterStream) rehold(ch *nodeChunk, cause error, fan []fanLeg) []fanLeg {
 	for _, cc := range ch.cmds {
 		slot := cs.unitSlot(cc.i, cc.leg)
 		if slot >= 0 {
@@ -719,9 +770,18 @@ func (cs *clusterStream) rehold(ch *nodeChunk, cause error) {
 		if int(*redirects) > cs.r.opt.MaxRedirects {
 			cs.fail(&CommandError{Index: cc.i, Command: cs.entry(cc.i).meta.Name(), In: "stream", Err: cs.r.gaveUp(int(*redirects)-1, cause)})
 		}
-		cs.hold(slot, heldCmd{i: cc.i, leg: cc.leg, b: slices.Clone(ch.buf[cc.start:cc.end])})
+		b := slices.Clone(ch.buf[cc.start:cc.end])
+		if e := cs.entry(cc.i); cc.leg < 0 && e.legs > 0 {
+			if e.ch == ch {
+				e.ch = nil
+			}
+			fan = append(fan, fanLeg{i: cc.i, b: b, from: ch.node.c})
+			continue
+		}
+		cs.hold(slot, heldCmd{i: cc.i, leg: cc.leg, b: b})
 	}
 	cs.recycle(ch)
+	return fan
 }
 
 // progress makes the oldest command of the window answered, waiting for
@@ -987,7 +1047,8 @@ func (cs *clusterStream) answer(e *streamCmd, v resp.Value) {
 }
 
 // fanReply takes in one master's reply to command i, which went to every
-// master; with the last, the replies are combined by its response policy.
+// master, or none (a zero v) for a leg left with no master to go to (see
+// refan); with the last, the replies are combined by its response policy.
 func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 	e.legs--
 	if cs.fans == nil {
@@ -999,7 +1060,8 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 		return
 	}
 	delete(cs.fans, i)
-	cs.answer(e, fanOutReply(e.meta.info(), vs))
+	delete(cs.fanTo, i)
+	cs.answer(e, fanOutReply(e.meta.info(), fanVals(vs)))
 }
 
 // redirect holds back command i, e, or its part leg, encoded as b, which
@@ -1320,6 +1382,6 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 	}
 	cs.win, cs.held, cs.flight, cs.free, cs.count = nil, nil, nil, nil, 0
 	cs.asked, cs.waiting = nil, nil
-	cs.splits, cs.fans = nil, nil
+	cs.splits, cs.fans, cs.fanTo = nil, nil, nil
 	return cs.written, s.result()
 }

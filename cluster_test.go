@@ -939,3 +939,187 @@ func TestClusterTransactionAcrossFailover(t *testing.T) {
 		t.Fatalf("Transaction across a failover = %v, %v after %d runs of fn; want [2] after 2", replies, err, calls)
 	}
 }
+
+// A command for every master, in a NoTransaction pipeline or a Stream,
+// whose master has died goes, once the refused connection has refreshed
+// the layout, to the replica promoted in its place, as it would alone:
+// nothing fails, SCRIPT LOAD and DBSIZE run once on every master of the
+// new layout, and DBSIZE counts the keys of all of them.
+func TestClusterFanOutAcrossFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	dead := cl.Masters[0]
+	key := keyIn(7, "fanfail:") // the first master's
+	// A client for each subtest, all with the layout from before.
+	clients := make([]*Client, 2)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	setReplicated(t, ctx, clients[0], key, "before", keyIn(8000, "fanfail:"), "1", keyIn(15000, "fanfail:"), "2")
+	if _, err := clients[1].DBSize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.KillMaster(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("Pipeline", func(t *testing.T) {
+		c := clients[0]
+		wantStale(t, c, dead)
+		resetStats(t, cl.Masters...)
+		replies, err := c.Pipeline(NoTransaction).
+			Set(key, "after").
+			ScriptLoad("return 'a pipeline across a failover'").
+			DBSize().
+			Get(key).
+			Exec(ctx)
+		if err != nil {
+			t.Fatalf("Exec after the failover = %v, %v", replies, err)
+		}
+		checkFanOut(t, cl.Masters, replies, 3)
+	})
+	t.Run("Stream", func(t *testing.T) {
+		c := clients[1]
+		wantStale(t, c, dead)
+		resetStats(t, cl.Masters...)
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.Set(key, "again").
+			ScriptLoad("return 'a stream across a failover'").
+			DBSize().
+			Get(key)
+		if _, err := s.Close(ctx); err != nil || len(replies) != 4 {
+			t.Fatalf("Close after the failover = %v with replies %v", err, replies)
+		}
+		if s.cl.redirected.unreached == 0 {
+			t.Errorf("the dead master went unnoticed: %+v", s.cl.redirected)
+		}
+		checkFanOut(t, cl.Masters, replies, 3)
+	})
+}
+
+// A master that handed every slot it served to another master and then
+// died leaves the legs of a command for every master bound for it, in a
+// pipeline or a stream, with no master to go to: the master serving its
+// slots has a leg of its own. The command has reached every master
+// without it, as a call alone would have, and DBSIZE counts the keys of
+// the masters left.
+func TestClusterFanOutMasterRetired(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	retired, heir := cl.Masters[2], cl.Masters[0]
+	clients := make([]*Client, 2)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.DBSize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	var slots []int
+	clients[0].cluster.mu.RLock()
+	for s, m := range clients[0].cluster.slots {
+		if m.opt.Addr == retired.Addr {
+			slots = append(slots, s)
+		}
+	}
+	clients[0].cluster.mu.RUnlock()
+	key := keyIn(slots[0], "retired:")
+	if err := clients[0].MSet(ctx, key, "before", keyIn(7, "retired:"), 1, keyIn(8000, "retired:"), 2); err != nil {
+		t.Fatal(err)
+	}
+	// Left with no slot, it stays a master rather than become a replica
+	// of the heir.
+	retired.MustDo(t, "CONFIG", "SET", "cluster-allow-replica-migration", "no")
+	if err := cl.MoveSlots(ctx, retired, heir, slots...); err != nil {
+		t.Fatal(err)
+	}
+	if err := retired.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	left := []*redistest.Server{cl.Masters[0], cl.Masters[1]}
+	t.Run("Pipeline", func(t *testing.T) {
+		c := clients[0]
+		wantStale(t, c, retired)
+		resetStats(t, left...)
+		replies, err := c.Pipeline(NoTransaction).
+			Set(key, "after").
+			ScriptLoad("return 'a pipeline after a master retired'").
+			DBSize().
+			Get(key).
+			Exec(ctx)
+		if err != nil {
+			t.Fatalf("Exec after the master retired = %v, %v", replies, err)
+		}
+		checkFanOut(t, left, replies, 3)
+	})
+	t.Run("Stream", func(t *testing.T) {
+		c := clients[1]
+		wantStale(t, c, retired)
+		resetStats(t, left...)
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.Set(key, "again").
+			ScriptLoad("return 'a stream after a master retired'").
+			DBSize().
+			Get(key)
+		if _, err := s.Close(ctx); err != nil || len(replies) != 4 {
+			t.Fatalf("Close after the master retired = %v with replies %v", err, replies)
+		}
+		if s.cl.redirected.unreached == 0 {
+			t.Errorf("the dead master went unnoticed: %+v", s.cl.redirected)
+		}
+		checkFanOut(t, left, replies, 3)
+	})
+}
+
+// wantStale stops a test of what a client does when it meets a node gone
+// from the layout if the client already knows: gone must still be among
+// its masters.
+func wantStale(t *testing.T, c *Client, gone *redistest.Server) {
+	t.Helper()
+	if !slices.ContainsFunc(masters(c), func(m *Client) bool { return m.opt.Addr == gone.Addr }) {
+		t.Fatalf("the client learnt that %s is gone before the test: nothing left to test", gone.Addr)
+	}
+}
+
+// checkFanOut checks the replies of SET key, SCRIPT LOAD, DBSIZE and GET
+// key, on a cluster of masters holding keys keys in all: the script is
+// loaded on every master, SCRIPT LOAD and DBSIZE ran once on each, DBSIZE
+// counts the keys of all, and GET reads what SET wrote.
+func checkFanOut(t *testing.T, masters []*redistest.Server, replies []Value, keys int64) {
+	t.Helper()
+	sha := replies[1].String()
+	var n int64
+	for _, m := range masters {
+		if got := fmt.Sprint(m.MustDo(t, "SCRIPT", "EXISTS", sha)); got != "[1]" {
+			t.Errorf("SCRIPT EXISTS on master %s = %s, want [1]", m.Addr, got)
+		}
+		for _, cmd := range []string{"script|load", "dbsize"} {
+			if c := calls(t, m, cmd); c != 1 {
+				t.Errorf("master %s ran %s %d times, want once", m.Addr, cmd, c)
+			}
+		}
+		n += m.MustDo(t, "DBSIZE").(int64)
+	}
+	if got, err := replies[2].Int64(); err != nil || got != n || n != keys {
+		t.Errorf("DBSIZE = %v, %v; want the %d keys of the masters (%d)", replies[2], err, n, keys)
+	}
+	if set, got := replies[0].String(), replies[3].String(); set != "OK" || got == "before" {
+		t.Errorf("SET = %s, then GET = %q; want OK, then the value set", set, got)
+	}
+}

@@ -298,7 +298,11 @@
 //     and CLUSTERDOWN are retried with backoff within the context. Only
 //     the redirected commands of a pipeline are sent again, as a pipeline,
 //     in their order. A node that cannot be reached also refreshes the
-//     layout. ClusterOptions.MaxRedirects bounds the redirections of a
+//     layout; a command for every master that could not reach a master
+//     that died then goes, alone, in a pipeline or in a stream, to the
+//     replica promoted in its place, never twice to one master, and is
+//     not sent again if it may have reached the dead one.
+//     ClusterOptions.MaxRedirects bounds the redirections of a
 //     call; running out gives an error that says so and wraps the last.
 //     A pipeline that stops before every command got through (out of
 //     redirections, or its context ended) returns the replies of those
