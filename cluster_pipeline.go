@@ -184,7 +184,7 @@ type leg struct {
 	slot   int         // -1 for none
 	asking bool        // send ASKING before it
 	fixed  bool        // a leg of a command for every master: it stays on its node while that is a master
-	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached)
+	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached, READONLY)
 	probe  bool        // it waited: it goes alone of its slot's until it gets through
 	done   bool
 	part   uint16 // the index of its part in the round that sent it last
@@ -219,8 +219,9 @@ type part struct {
 // at once, the replies put back in the caller's order. Commands redirected
 // by MOVED or ASK, and those of a node that could not be reached, are sent
 // again as a pipeline, in their order, to where they now belong: for a
-// command for every master whose master died, the replica promoted in its
-// place (see readyAgain).
+// command for every master whose master died, or refused it with READONLY
+// (a failover made it a replica), the replica promoted in its place (see
+// readyAgain).
 func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batchTraits) ([]Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
@@ -308,17 +309,22 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	errs := 0 // replies that are errors, -1 once some part had any
 	redirects, tries := 0, 0
 	var last, unreached error
-	again := false // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
-	ran := false   // some part has been sent
+	again := false   // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
+	demoted := false // some leg of a command for every master met READONLY
+	ran := false     // some part has been sent
 	for len(pending) > 0 {
 		send := pending
 		if !all {
 			send = pick(pending)
 		}
 		all = false
-		if len(send) == 0 {
+		if len(send) == 0 || demoted {
 			// Every pending leg waits, or is held behind one that does:
-			// pause, then send them again where the layout now says.
+			// pause, then send them again where the layout now says. A
+			// leg refused with READONLY pauses every pending leg, not
+			// only itself: the commands after its command that its node
+			// redirected to the master that took its place would
+			// otherwise run there before it.
 			if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
 				return r.ranOut(p, n, legs, vals, ran, redirects+tries-1, last)
 			}
@@ -326,6 +332,10 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				if err := r.awaitRefresh(ctx); err != nil {
 					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, unreached))
 				}
+			} else if demoted {
+				// Failed, the refresh leaves the layout as it was, and
+				// the refused legs their refusals (see readyAgain).
+				_ = r.awaitRefresh(ctx)
 			}
 			if again {
 				if err := backoff(ctx, tries); err != nil {
@@ -333,7 +343,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				}
 			}
 			pending = r.readyAgain(pending, legs, vals)
-			unreached, again = nil, false
+			unreached, again, demoted = nil, false, false
 			continue
 		}
 		var rd *round
@@ -426,6 +436,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					continue
 				}
 				vals[l.at] = v
+				if l.fixed && isReadonly(v) {
+					// Its node is a master no more: it waits for the
+					// layout to tell where to go (see readyAgain).
+					l.wait = true
+					demoted, last = true, newError(v.Str)
+					r.triggerRefresh()
+					continue
+				}
 				if !redirected[j] {
 					l.done, l.asking, l.probe = true, false, false
 					continue
@@ -483,7 +501,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if unsent != nil {
 			return r.stopped(p, n, legs, vals, ran, unsent)
 		}
-		if moved || unreachedNow {
+		if moved || unreachedNow || demoted {
 			redirects++
 		}
 		if waited {
@@ -851,35 +869,48 @@ func pick(pending []*leg) []*leg {
 // leg of a command for every master stays on its node while that node is
 // a master. One whose node is a master no more, and that no node
 // answered (it could not be reached: a master that died, whose slots a
-// replica took over), goes where a call alone would send it (fanOut): to
-// a master of the new layout that no leg of its command went to, the
-// replica promoted in its node's place. Were every master to have one
-// already, the command reaches every master without it: it is done, with
-// no reply (see fanVals). Only a leg of which nothing ran waits for a
-// pause, and no two legs of a command go to one master, so the command
-// runs once on each. A leg that waited goes first and alone of its
-// slot's, so that the slot's later commands are not sent, to be
-// redirected again, as long as it meets TRYAGAIN. legs are the
-// pipeline's, and vals their replies.
+// replica took over) or that its node refused with READONLY (a failover
+// made that node a replica, which ran nothing of it), goes where a call
+// alone would send it (fanOut): to a master of the new layout that no leg
+// of its command went to, the replica promoted in its node's place. Were
+// every master to have one already, the command reaches every master
+// without it: it is done, with no reply (see fanVals). One refused by a
+// node that is still a master is done, the refusal its reply. Only a leg
+// of which nothing ran waits for a pause, and no two legs of a command go
+// to one master, so the command runs once on each. A leg that waited goes
+// first and alone of its slot's, so that the slot's later commands are
+// not sent, to be redirected again, as long as it meets TRYAGAIN. legs
+// are the pipeline's, and vals their replies.
 func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value) []*leg {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	left := false // some leg of a command for every master has no master left
+	dropped := false // some leg is done
 	for _, l := range pending {
 		l.probe, l.wait = l.wait, false
+		// Refused by its node, it waited for the layout: nothing of it
+		// ran.
+		refused := l.fixed && vals != nil && isReadonly(vals[l.at])
 		switch {
 		case !l.fixed:
 			l.asking = false
 			l.node = r.ownerLocked(l.slot)
-		case (vals == nil || vals[l.at].Kind == 0) && !slices.Contains(r.masters, l.node):
+		case slices.Contains(r.masters, l.node):
+			if refused {
+				l.done, dropped = true, true
+			}
+		case refused || vals == nil || vals[l.at].Kind == 0:
+			if vals != nil {
+				// Its refusal is not the reply of the next node.
+				vals[l.at] = resp.Value{}
+			}
 			if m := r.unvisitedLocked(legs, l); m != nil {
 				l.node = m
 			} else {
-				l.done, left = true, true
+				l.done, dropped = true, true
 			}
 		}
 	}
-	if left {
+	if dropped {
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 	}
 	return pending

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -266,5 +267,56 @@ func TestPickKeepsSlotOrder(t *testing.T) {
 	}
 	if got := cmds(pick(pending)); !slices.Equal(got, []int{0, 3, 4, 5}) {
 		t.Errorf("pick after the pause sends %v, want [0 3 4 5]: the command that waited alone of slot 5", got)
+	}
+}
+
+// After a pause, the leg of a command for every master that its node
+// refused with READONLY goes, if that node is a master no more, to the
+// master that no leg of the command went to, without the refusal as its
+// reply; is done with no reply when every master has a leg of the command;
+// and is done with the refusal as its reply when its node is still a
+// master.
+func TestReadyAgainAfterReadonly(t *testing.T) {
+	nodes := make([]*Client, 4)
+	for i := range nodes {
+		c, err := NewClient(Options{Addr: "127.0.0.1:" + strconv.Itoa(i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes[i] = c
+	}
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	refusal := resp.Value{Kind: resp.Error, Str: "READONLY You can't write against a read only replica."}
+	for _, tc := range []struct {
+		name    string
+		masters []*Client // after the refresh
+		node    *Client   // where the refused leg goes; nil if it is done
+		reply   resp.Value
+	}{
+		{"failed over", []*Client{d, b, c}, d, resp.Value{}},
+		{"slots handed to a master", []*Client{b, c}, nil, resp.Value{}},
+		{"still a master", []*Client{a, b, c}, nil, refusal},
+	} {
+		r := &clusterRouter{masters: tc.masters}
+		// FLUSHALL: a refused it, b and c ran it.
+		legs := []leg{
+			{cmd: 0, at: 0, slot: -1, node: a, fixed: true, wait: true},
+			{cmd: 0, at: 1, slot: -1, node: b, fixed: true, done: true},
+			{cmd: 0, at: 2, slot: -1, node: c, fixed: true, done: true},
+		}
+		ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
+		vals := []resp.Value{refusal, ok, ok}
+		pending := r.readyAgain([]*leg{&legs[0]}, legs, vals)
+		l := &legs[0]
+		switch {
+		case tc.node != nil && (len(pending) != 1 || l.done || l.node != tc.node):
+			t.Errorf("%s: the refused leg is done %v, goes to %s; want it pending for %s", tc.name, l.done, l.node.opt.Addr, tc.node.opt.Addr)
+		case tc.node == nil && (len(pending) != 0 || !l.done):
+			t.Errorf("%s: the refused leg is pending, to %s; want it done", tc.name, l.node.opt.Addr)
+		}
+		if vals[0].Kind != tc.reply.Kind || vals[0].Str != tc.reply.Str {
+			t.Errorf("%s: the refused leg's reply is %+v, want %+v", tc.name, vals[0], tc.reply)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	"github.com/redpipe/redpipe/internal/resp"
@@ -153,13 +154,16 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 
 // fanOut sends a command to every master at once and combines their
 // replies by its response_policy. A command for all nodes (SCRIPT LOAD,
-// CONFIG SET) goes to the masters only for now. Masters that cannot be
-// reached (a master that died) send the call through a refresh, after
-// which it goes to the masters that have not answered yet: the replica
-// promoted in a dead master's place.
+// CONFIG SET) goes to the masters only for now. A master that cannot be
+// reached (one that died), or that refuses the command with READONLY (a
+// master no more: a failover made it a replica, which ran nothing of it),
+// sends the call through a refresh, after which it goes to the masters
+// that no attempt has reached: the replica promoted in that node's place.
+// A node that refused it and is still a master after the refresh keeps
+// its refusal as its reply.
 func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
 	var replies []resp.Value
-	answered := map[*Client]bool{}
+	answered := map[*Client]bool{} // the nodes it reached: never sent to twice
 	for redirects := 0; ; redirects++ {
 		r.mu.RLock()
 		var masters []*Client
@@ -181,9 +185,13 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		}
 		wg.Wait()
 		var unreached error
-		left := 0 // masters not reached
+		left := 0         // masters not reached
+		var demoted []int // the masters that refused it as a replica does
 		for i, err := range errs {
 			switch {
+			case err == nil && isReadonly(got[i]):
+				answered[masters[i]] = true
+				demoted = append(demoted, i)
 			case err == nil:
 				answered[masters[i]] = true
 				replies = append(replies, got[i])
@@ -197,26 +205,57 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 				return resp.Value{}, err
 			}
 		}
-		if unreached == nil {
+		if unreached == nil && demoted == nil {
 			break
 		}
+		// refused gives the masters that refused it their refusals as
+		// replies, which they keep unless the layout says they are
+		// masters no more.
+		refused := func() {
+			for _, i := range demoted {
+				replies = append(replies, got[i])
+			}
+		}
 		fail := func(err error) (resp.Value, error) {
+			refused()
 			if len(replies) > 0 {
 				return resp.Value{}, reachedSome(ci, len(replies), len(replies)+left, err)
 			}
 			return resp.Value{}, err
 		}
 		if redirects >= r.opt.MaxRedirects {
+			if unreached == nil {
+				refused()
+				break
+			}
 			return fail(r.gaveUp(redirects, unreached))
 		}
 		if err := r.awaitRefresh(ctx); err != nil {
+			if unreached == nil {
+				refused()
+				break
+			}
 			return fail(fmt.Errorf("%w (after %w)", err, unreached))
 		}
+		r.mu.RLock()
+		for _, i := range demoted {
+			if slices.Contains(r.masters, masters[i]) {
+				replies = append(replies, got[i])
+			}
+		}
+		r.mu.RUnlock()
 	}
 	if err := partlyFailed(ci, replies); err != nil {
 		return resp.Value{}, err
 	}
 	return combine(ci.ResponsePolicy, replies), nil
+}
+
+// isReadonly tells the READONLY refusal of a replica, which runs nothing
+// of the command: given to a command for every master, it says the node
+// is a master no more.
+func isReadonly(v resp.Value) bool {
+	return isErrValue(v) && newError(v.Str).Prefix == "READONLY"
 }
 
 // reachedSome is the error of a command for every master that reached

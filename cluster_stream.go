@@ -93,7 +93,9 @@ import (
 // reached before anything was written to it (a refused dial) refreshes
 // the layout, and its commands go where the new layout says, as a
 // redirection; a command for every master goes to the master that took
-// the place of one that died (see refan). A command redirected more than
+// the place of one that died (see refan). So does one that a master
+// refused with READONLY, which runs nothing: a failover made that node a
+// replica (see refanDemoted). A command redirected more than
 // ClusterOptions.MaxRedirects times (or retried on TRYAGAIN and
 // CLUSTERDOWN more than a few dozen) stops the stream with a
 // *CommandError naming it: going on without it would run later commands
@@ -137,6 +139,7 @@ type clusterStream struct {
 	held    map[int]*heldSlot    // slots with held commands; -1 for keyless ones
 	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
 	fanTo   map[int][]*Client    // the masters that commands for every master not yet answered go to, by index
+	demoted []fanLeg             // legs of commands for every master refused with READONLY, for the next release to place
 	splits  map[int]*splitCmd    // the commands split by slot, by index
 	touched []int                // slots whose held commands may be free to go
 	asked   []int                // slots whose held commands follow an ASK just read
@@ -703,22 +706,25 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 }
 
 // fanLeg is the leg of command i, a command for every master, encoded as
-// b, that could not be written to the master from: nothing of it ran.
+// b, that the master from did not run: it could not be written to it, or
+// from refused it with refusal, a READONLY reply (zero for none).
 type fanLeg struct {
-	i    int
-	b    []byte
-	from *Client
+	i       int
+	b       []byte
+	from    *Client
+	refusal resp.Value
 }
 
-// refan places the legs of commands for every master whose nodes could
-// not be reached, once the layout has been refreshed. A leg goes back to
-// its node while that node is a master. Otherwise (a master that died,
-// whose slots a replica took over) it goes where a call alone would send
-// it (fanOut): to a master of the new layout that no leg of its command
-// went to, the replica promoted in its node's place; were every master to
-// have one already, the command reaches every master without it, and the
-// leg is answered with no reply (see fanVals). So the command runs once
-// on each master.
+// refan places the legs of commands for every master that their nodes
+// did not run, once the layout has been refreshed. A leg goes back to its
+// node while that node is a master, or, if the node refused it, keeps the
+// refusal as its reply. Otherwise (a master that died, whose slots a
+// replica took over, or one that a failover made a replica) it goes where
+// a call alone would send it (fanOut): to a master of the new layout that
+// no leg of its command went to, the replica promoted in its node's
+// place; were every master to have one already, the command reaches every
+// master without it, and the leg is answered with no reply (see fanVals).
+// So the command runs once on each master.
 func (cs *clusterStream) refan(fan []fanLeg) {
 	if len(fan) == 0 || cs.s.err != nil {
 		return
@@ -728,7 +734,8 @@ func (cs *clusterStream) refan(fan []fanLeg) {
 	defer r.mu.RUnlock()
 	for _, f := range fan {
 		to := f.from
-		if !slices.Contains(r.masters, to) {
+		switch {
+		case !slices.Contains(r.masters, to):
 			went := slices.DeleteFunc(slices.Clone(cs.fanTo[f.i]), func(m *Client) bool { return m == f.from })
 			to = nil
 			for _, m := range r.masters {
@@ -739,6 +746,9 @@ func (cs *clusterStream) refan(fan []fanLeg) {
 				}
 			}
 			cs.fanTo[f.i] = went
+		case f.refusal.Kind != 0:
+			cs.fanReply(f.i, cs.entry(f.i), f.refusal)
+			continue
 		}
 		if to == nil {
 			cs.fanReply(f.i, cs.entry(f.i), resp.Value{})
@@ -746,6 +756,30 @@ func (cs *clusterStream) refan(fan []fanLeg) {
 		}
 		cs.put(cs.node(to), f.i, -1, f.b, false)
 	}
+}
+
+// refanDemoted places the legs that take1 found refused with READONLY,
+// once a refresh has told where they now go (see refan): before the held
+// commands, which the refusing nodes redirected to the masters that took
+// their places, so that a flush or a script load still comes ahead of the
+// commands queued after it there. A stream that failed or is draining
+// sends nothing again: each leg keeps its refusal as its reply.
+func (cs *clusterStream) refanDemoted(ctx context.Context) {
+	fan := cs.demoted
+	if cs.s.err == nil && !cs.draining {
+		// Waiting for the layout is a pause.
+		cs.forgetAsks()
+		// Failed, the refresh leaves the layout as it was, and the legs
+		// their refusals.
+		_ = cs.r.awaitRefresh(ctx)
+		cs.refan(fan)
+	} else {
+		for _, f := range fan {
+			cs.fanReply(f.i, cs.entry(f.i), f.refusal)
+		}
+	}
+	clear(fan)
+	cs.demoted = fan[:0]
 }
 
 // drop forgets a chunk that will not be written: the stream has failed.
@@ -939,6 +973,10 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 			e.ch = nil
 		}
 		if cc.leg < 0 && e.legs > 0 {
+			if isReadonly(v) && s.err == nil && !cs.draining {
+				cs.refused(cc.i, e, ch, cc, v)
+				continue
+			}
 			cs.fanReply(cc.i, e, v)
 			continue
 		}
@@ -960,6 +998,22 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 		stale := rd.kind == "ASK" && time.Since(ch.sent) > askFreshFor
 		cs.redirect(cc.i, cc.leg, e, ch.buf[cc.start:cc.end], rd, v, stale)
 	}
+}
+
+// refused takes in the READONLY refusal v of the leg cc, in chunk ch, of
+// command i, e, a command for every master: the node is a master no more
+// (a failover made it a replica), and ran nothing of it. The leg waits
+// for the next release, which refreshes the layout and places it (see
+// refanDemoted); it counts as a redirection.
+func (cs *clusterStream) refused(i int, e *streamCmd, ch *nodeChunk, cc chunkCmd, v resp.Value) {
+	e.redirects++
+	if int(e.redirects) > cs.r.opt.MaxRedirects {
+		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: cs.r.gaveUp(int(e.redirects)-1, newError(v.Str))})
+		cs.fanReply(i, e, v)
+		return
+	}
+	cs.demoted = append(cs.demoted, fanLeg{i: i, b: slices.Clone(ch.buf[cc.start:cc.end]), from: ch.node.c, refusal: v})
+	cs.r.triggerRefresh()
 }
 
 // overtake settles the held commands of slot, hs, earlier than command
@@ -1122,13 +1176,17 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 	}
 }
 
-// release sends the held commands of the touched slots, and of the slots
-// whose backoff is over, that may go (see heldFront). Then every held
-// command still holding an ASK forgets it: it was not followed at once.
-// A slot whose owner is not known waits for a refresh of the layout, and
-// goes after the ASKs are forgotten.
+// release places first the legs of commands for every master refused
+// with READONLY (see refanDemoted), then sends the held commands of the
+// touched slots, and of the slots whose backoff is over, that may go (see
+// heldFront). Then every held command still holding an ASK forgets it: it
+// was not followed at once. A slot whose owner is not known waits for a
+// refresh of the layout, and goes after the ASKs are forgotten.
 func (cs *clusterStream) release(ctx context.Context) {
 	defer cs.forgetAsks()
+	if len(cs.demoted) > 0 {
+		cs.refanDemoted(ctx)
+	}
 	if cs.s.err != nil || cs.draining || len(cs.held) == 0 {
 		cs.touched = cs.touched[:0]
 		return

@@ -1087,6 +1087,142 @@ func TestClusterFanOutMasterRetired(t *testing.T) {
 	})
 }
 
+// A master that a graceful failover turned into a replica of the replica
+// promoted in its place refuses a write for every master with READONLY,
+// having run nothing of it. A client whose layout is from before the
+// failover then sends that leg, alone, in a NoTransaction pipeline or in a
+// stream, to the promoted replica once the refusal has refreshed the
+// layout: FLUSHALL succeeds and runs once on every master of the new
+// layout, and a SET queued after it on a key of the promoted replica,
+// which the former master redirected, still runs after it. The layout so
+// refreshed, the next command for every master, SCRIPT LOAD, which a
+// replica would take, reaches the promoted replica too.
+func TestClusterFanOutAfterGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	key := keyIn(7, "graceful:") // the first master's
+	// A client for each subtest, all with the layout from before.
+	clients := make([]*Client, 3)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.DBSize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	promoted, err := cl.Failover(fctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One that knows the new layout fills every master before each
+	// flush.
+	filler, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	fill := func(t *testing.T, c *Client) {
+		t.Helper()
+		if err := filler.MSet(ctx, key, "before", keyIn(8000, "graceful:"), 1, keyIn(15000, "graceful:"), 2); err != nil {
+			t.Fatal(err)
+		}
+		wantStale(t, c, old)
+		resetStats(t, cl.Masters...)
+	}
+	// checkFlushed checks that FLUSHALL ran once on every master of the
+	// new layout and left it empty, but for key, set to kept after it,
+	// unless kept is "".
+	checkFlushed := func(t *testing.T, kept string) {
+		t.Helper()
+		for _, m := range cl.Masters {
+			if n := calls(t, m, "flushall"); n != 1 {
+				t.Errorf("master %s ran FLUSHALL %d times, want once", m.Addr, n)
+			}
+			want := int64(0)
+			if kept != "" && m == promoted {
+				want = 1
+			}
+			if n := m.MustDo(t, "DBSIZE").(int64); n != want {
+				t.Errorf("master %s holds %d keys after FLUSHALL, want %d", m.Addr, n, want)
+			}
+		}
+		if kept != "" {
+			if v, _ := promoted.Do("GET", key); v != kept {
+				t.Errorf("GET %s on the promoted master = %v, want %q, set after FLUSHALL", key, v, kept)
+			}
+		}
+	}
+	checkLoaded := func(t *testing.T, sha string) {
+		t.Helper()
+		for _, m := range cl.Masters {
+			if got := fmt.Sprint(m.MustDo(t, "SCRIPT", "EXISTS", sha)); got != "[1]" {
+				t.Errorf("SCRIPT EXISTS on master %s = %s, want [1]", m.Addr, got)
+			}
+			if n := calls(t, m, "script|load"); n != 1 {
+				t.Errorf("master %s ran SCRIPT LOAD %d times, want once", m.Addr, n)
+			}
+		}
+	}
+	t.Run("Alone", func(t *testing.T) {
+		c := clients[0]
+		fill(t, c)
+		if err := c.FlushAll(ctx); err != nil {
+			t.Fatalf("FlushAll after the failover: %v", err)
+		}
+		checkFlushed(t, "")
+		sha, err := c.ScriptLoad(ctx, "return 'alone after a failover'")
+		if err != nil {
+			t.Fatalf("ScriptLoad after the failover: %v", err)
+		}
+		checkLoaded(t, sha)
+	})
+	t.Run("Pipeline", func(t *testing.T) {
+		c := clients[1]
+		fill(t, c)
+		replies, err := c.Pipeline(NoTransaction).FlushAll().Set(key, "after").Exec(ctx)
+		if err != nil || fmt.Sprint(replies) != "[OK OK]" {
+			t.Fatalf("FLUSHALL and SET after the failover = %v, %v", replies, err)
+		}
+		checkFlushed(t, "after")
+		replies, err = c.Pipeline(NoTransaction).ScriptLoad("return 'a pipeline after a failover'").Exec(ctx)
+		if err != nil {
+			t.Fatalf("SCRIPT LOAD after the failover = %v, %v", replies, err)
+		}
+		checkLoaded(t, replies[0].String())
+	})
+	t.Run("Stream", func(t *testing.T) {
+		c := clients[2]
+		fill(t, c)
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.FlushAll().Set(key, "again")
+		if _, err := s.Close(ctx); err != nil || fmt.Sprint(replies) != "[OK OK]" {
+			t.Fatalf("Close after the failover = %v with replies %v", err, replies)
+		}
+		checkFlushed(t, "again")
+		replies = nil
+		s = c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.ScriptLoad("return 'a stream after a failover'")
+		if _, err := s.Close(ctx); err != nil || len(replies) != 1 {
+			t.Fatalf("Close after the failover = %v with replies %v", err, replies)
+		}
+		checkLoaded(t, replies[0].String())
+	})
+}
+
 // wantStale stops a test of what a client does when it meets a node gone
 // from the layout if the client already knows: gone must still be among
 // its masters.

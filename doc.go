@@ -301,7 +301,15 @@
 //     layout; a command for every master that could not reach a master
 //     that died then goes, alone, in a pipeline or in a stream, to the
 //     replica promoted in its place, never twice to one master, and is
-//     not sent again if it may have reached the dead one.
+//     not sent again if it may have reached the dead one. So does one
+//     that a node the layout called a master refuses with READONLY: a
+//     failover made that node a replica, which ran nothing of it (a
+//     node still a master after the refresh keeps the refusal as its
+//     reply). The refresh sends later commands for every master to the
+//     new master too; until something refreshes the layout (a MOVED, a
+//     READONLY, a node that cannot be reached), a command that a replica
+//     runs rather than refuses (SCRIPT LOAD, CONFIG SET, DBSIZE) goes to
+//     such a former master instead.
 //     ClusterOptions.MaxRedirects bounds the redirections of a
 //     call; running out gives an error that says so and wraps the last.
 //     A pipeline that stops before every command got through (out of
