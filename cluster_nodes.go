@@ -35,8 +35,12 @@ import (
 // has returned.
 //
 // The error is nil when every fn returned nil; otherwise it joins each
-// failure (errors.Join) prefixed with its node's address, so that
-// errors.Is and errors.As reach every one. A master that cannot be
+// failure (as errors.Join does) prefixed with its node's address, so that
+// errors.Is and errors.As reach every one. OutcomeOf tells of the calls
+// as a whole: OutcomeNotSent or OutcomeNotApplied only when every call
+// failed so, OutcomeUnknown as soon as one returned nil or failed with an
+// unknown outcome, since that one may have changed its master's data and
+// running ForEachMaster again would run it twice. A master that cannot be
 // reached fails fn's calls as any call to it fails (a *DialError), and
 // starts a refresh of the layout, so that a later ForEachMaster finds the
 // replica promoted in its place. fn is not called, and a *UsageError is
@@ -70,7 +74,7 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 		// One call needs no goroutine of its own, and its panic then
 		// reaches the caller with its stack.
 		if err := fn(ctx, c); err != nil {
-			return errors.Join(nodeFailed(c, err))
+			return nodesFailed([]error{nodeFailed(c, err)}, 1)
 		}
 		return nil
 	}
@@ -115,13 +119,51 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 	if refresh {
 		c.cluster.triggerRefresh()
 	}
-	return errors.Join(failed...)
+	if len(failed) == 0 {
+		return nil
+	}
+	return nodesFailed(failed, len(masters))
 }
 
 // nodeFailed names the node whose fn returned err.
 func nodeFailed(node *Client, err error) error {
 	return fmt.Errorf("redpipe: node %s: %w", node.opt.Addr, err)
 }
+
+// nodesError is the error of a ForEachMaster some of whose calls of fn
+// failed: it joins their failures, and holds the outcome of the calls as
+// a whole, which OutcomeOf reports. Joined alone, the failures would read
+// as the first certain outcome among them: a refusal on one master would
+// say "not applied" of calls that ran on the others.
+type nodesError struct {
+	errs    []error // each failure, named by its node; read-only
+	outcome Outcome
+}
+
+// nodesFailed makes the error of the calls of fn of which failed are the
+// failures, out of calls in all. The outcome is certain only when every
+// call failed with a certain one: OutcomeNotSent when each was not sent,
+// OutcomeNotApplied when each was not sent or not applied.
+func nodesFailed(failed []error, calls int) error {
+	e := &nodesError{errs: failed, outcome: OutcomeNotSent}
+	if len(failed) < calls {
+		e.outcome = OutcomeUnknown // a call that returned nil ran
+	}
+	for _, err := range failed {
+		switch o := OutcomeOf(err); {
+		case o == OutcomeUnknown:
+			e.outcome = OutcomeUnknown
+		case o == OutcomeNotApplied && e.outcome == OutcomeNotSent:
+			e.outcome = OutcomeNotApplied
+		}
+	}
+	return e
+}
+
+// Error lists the failures one a line, as errors.Join does.
+func (e *nodesError) Error() string { return errors.Join(e.errs...).Error() }
+
+func (e *nodesError) Unwrap() []error { return e.errs }
 
 // masterList returns the clients of the masters of the current layout,
 // each once, after loading the layout if no refresh has yet succeeded.

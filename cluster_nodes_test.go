@@ -27,6 +27,7 @@ func TestForEachMasterCluster(t *testing.T) {
 	t.Run("EachMasterOnce", func(t *testing.T) { testForEachMasterOnce(t, cl, c) })
 	t.Run("InfoAndScan", func(t *testing.T) { testForEachMasterInfoAndScan(t, cl, c) })
 	t.Run("Errors", func(t *testing.T) { testForEachMasterErrors(t, cl, c) })
+	t.Run("Outcome", func(t *testing.T) { testForEachMasterOutcome(t, cl, c) })
 	t.Run("MovedNotFollowed", func(t *testing.T) { testForEachMasterMoved(t, cl, c) })
 	t.Run("CloseRefused", func(t *testing.T) { testForEachMasterCloseRefused(t, c) })
 	t.Run("Nested", func(t *testing.T) { testForEachMasterNested(t, cl, c) })
@@ -242,6 +243,91 @@ func testForEachMasterErrors(t *testing.T, cl *redistest.Cluster, c *Client) {
 	var ae *ArityError
 	if !errors.As(err, &ae) || strings.Count(err.Error(), "wrong number of arguments") != len(addrs) {
 		t.Errorf("CONFIG GET with no parameter on every master = %v, want one *ArityError per master", err)
+	}
+}
+
+// OutcomeOf tells of the calls as a whole: a certain outcome only when
+// every call failed with one, unknown as soon as a call ran (returned nil)
+// or failed with an unknown outcome, whatever the failures of the others
+// say; errors.Is still reaches each failure.
+func testForEachMasterOutcome(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	addrs := masterAddrs(cl)
+	notApplied := func() error { return fmt.Errorf("fn gave up: %w", ErrNotApplied) }
+	notSent := func(ctx context.Context, node *Client) error {
+		_, err := node.Do(ctx, "GET") // an *ArityError: nothing sent
+		return err
+	}
+	// ran writes a key of the node's own slots, which it certainly runs.
+	ran := func(ctx context.Context, node *Client) error {
+		for slot := range hashslot.Count {
+			if c.cluster.owner(slot) == node {
+				return node.Set(ctx, keyIn(slot, "outcome:"), node.Options().Addr)
+			}
+		}
+		return fmt.Errorf("%s serves no slot", node.Options().Addr)
+	}
+	unknown := errors.New("lost track of what ran")
+	cases := []struct {
+		name string
+		fns  [3]func(ctx context.Context, node *Client) error // by master, in the order of addrs
+		want Outcome
+	}{
+		{"not applied on one, ran on the others",
+			[3]func(context.Context, *Client) error{
+				func(context.Context, *Client) error { return notApplied() }, ran, ran},
+			OutcomeUnknown},
+		{"not sent on one, ran on the others",
+			[3]func(context.Context, *Client) error{notSent, ran, ran},
+			OutcomeUnknown},
+		{"not sent on one, unknown on another",
+			[3]func(context.Context, *Client) error{notSent,
+				func(context.Context, *Client) error { return unknown }, notSent},
+			OutcomeUnknown},
+		{"not sent on one, not applied on the others",
+			[3]func(context.Context, *Client) error{notSent,
+				func(context.Context, *Client) error { return notApplied() },
+				func(context.Context, *Client) error { return notApplied() }},
+			OutcomeNotApplied},
+		{"not sent on every one",
+			[3]func(context.Context, *Client) error{notSent, notSent, notSent},
+			OutcomeNotSent},
+	}
+	for _, tc := range cases {
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+			return tc.fns[slices.Index(addrs, node.Options().Addr)](ctx, node)
+		})
+		if err == nil {
+			t.Errorf("%s: ForEachMaster = nil, want the failures", tc.name)
+			continue
+		}
+		if got := OutcomeOf(err); got != tc.want {
+			t.Errorf("%s: OutcomeOf = %v, want %v (%v)", tc.name, got, tc.want, err)
+		}
+		if got, want := SafeToRetry(err), tc.want != OutcomeUnknown; got != want {
+			t.Errorf("%s: SafeToRetry = %v, want %v", tc.name, got, want)
+		}
+		if strings.Contains(tc.name, "not applied") && !errors.Is(err, ErrNotApplied) {
+			t.Errorf("%s: err = %v, does not reach the failure that matches ErrNotApplied", tc.name, err)
+		}
+		if strings.Contains(tc.name, "unknown") && !errors.Is(err, unknown) {
+			t.Errorf("%s: err = %v, does not reach fn's own error", tc.name, err)
+		}
+	}
+	// A ForEachMaster within fn counts as that call's failure.
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		if node.Options().Addr != addrs[0] {
+			return notSent(ctx, node)
+		}
+		return c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+			if node.Options().Addr == addrs[0] {
+				return notSent(ctx, node)
+			}
+			return ran(ctx, node)
+		})
+	})
+	if got := OutcomeOf(err); got != OutcomeUnknown {
+		t.Errorf("OutcomeOf of a ForEachMaster whose fn's own ran on some masters = %v, want unknown (%v)", got, err)
 	}
 }
 

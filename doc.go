@@ -164,7 +164,9 @@
 // The error of a script or function that may write (Eval, EvalSha, FCall,
 // Script.Run) is of unknown outcome whatever its prefix, since it may
 // follow the script's writes; only NOSCRIPT, answered before any script
-// runs, is not applied.
+// runs, is not applied. The error of ForEachMaster joins those of its
+// calls of fn, one per master, and is of unknown outcome as soon as one
+// call returned nil or failed with an unknown outcome.
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,

@@ -376,9 +376,13 @@ func OutcomeOf(err error) Outcome {
 		cmd *CommandError
 	)
 	var ce2 *uncertainError
+	var nodes *nodesError
 	switch {
 	case errors.As(err, &ce2):
 		return OutcomeUnknown
+	case errors.As(err, &nodes):
+		// ForEachMaster's: the outcome of its calls as a whole.
+		return nodes.outcome
 	case errors.As(err, &ns), errors.As(err, &ue), errors.As(err, &ae), errors.As(err, &ge), errors.As(err, &oe):
 		return OutcomeNotSent
 	case errors.Is(err, ErrNotApplied):
