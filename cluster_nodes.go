@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/redpipe/redpipe/internal/conn"
 )
 
 // ForEachMaster calls fn for every master of a cluster, all at once, each
@@ -113,7 +115,7 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 		if err == nil {
 			continue
 		}
-		refresh = refresh || unreachable(ctx, err)
+		refresh = refresh || unreachable(ctx, err) && connFailed(err)
 		failed = append(failed, nodeFailed(masters[i], err))
 	}
 	if refresh {
@@ -123,6 +125,17 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 		return nil
 	}
 	return nodesFailed(failed, len(masters))
+}
+
+// connFailed tells, of an error of fn that says nothing was sent, one
+// that comes of the connection to its node: a dial that failed, a
+// connection that did. A call the client refused (*UsageError,
+// *ArityError), or one whose own context ended before it was sent, says
+// nothing of whether the node can be reached.
+func connFailed(err error) bool {
+	var de *DialError
+	var ce *conn.Error
+	return errors.As(err, &de) || errors.As(err, &ce) && ce.Op != "send"
 }
 
 // nodeFailed names the node whose fn returned err.

@@ -28,6 +28,7 @@ func TestForEachMasterCluster(t *testing.T) {
 	t.Run("InfoAndScan", func(t *testing.T) { testForEachMasterInfoAndScan(t, cl, c) })
 	t.Run("Errors", func(t *testing.T) { testForEachMasterErrors(t, cl, c) })
 	t.Run("Outcome", func(t *testing.T) { testForEachMasterOutcome(t, cl, c) })
+	t.Run("NoRefreshForRefusals", func(t *testing.T) { testForEachMasterNoRefresh(t, c) })
 	t.Run("MovedNotFollowed", func(t *testing.T) { testForEachMasterMoved(t, cl, c) })
 	t.Run("CloseRefused", func(t *testing.T) { testForEachMasterCloseRefused(t, c) })
 	t.Run("Nested", func(t *testing.T) { testForEachMasterNested(t, cl, c) })
@@ -328,6 +329,50 @@ func testForEachMasterOutcome(t *testing.T, cl *redistest.Cluster, c *Client) {
 	})
 	if got := OutcomeOf(err); got != OutcomeUnknown {
 		t.Errorf("OutcomeOf of a ForEachMaster whose fn's own ran on some masters = %v, want unknown (%v)", got, err)
+	}
+}
+
+// Failures of fn that say nothing of whether its master can be reached
+// (a call the client refused, fn's own context, fn's own error marked not
+// sent) start no refresh of the layout: only a master that cannot be
+// reached does.
+func testForEachMasterNoRefresh(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	if err := c.cluster.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitRefreshed(t, c.cluster)
+	before := c.cluster.refreshes.Load()
+	fns := map[string]func(ctx context.Context, node *Client) error{
+		"an *ArityError": func(ctx context.Context, node *Client) error {
+			_, err := node.Do(ctx, "GET")
+			return err
+		},
+		"an *ArgError": func(ctx context.Context, node *Client) error {
+			_, err := node.Do(ctx, "GET", time.Second)
+			return err
+		},
+		"a *UsageError": func(ctx context.Context, node *Client) error {
+			_, err := node.Do(ctx, "SELECT", 1)
+			return err
+		},
+		"fn's own ended context": func(ctx context.Context, node *Client) error {
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			_, err := node.Ping(ended)
+			return err
+		},
+	}
+	for what, fn := range fns {
+		err := c.ForEachMaster(ctx, fn)
+		if OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("%s: ForEachMaster = %v, want an error of every call, not sent", what, err)
+		}
+		waitRefreshed(t, c.cluster)
+		if got := c.cluster.refreshes.Load(); got != before {
+			t.Errorf("%s on every master started %d layout refreshes, want none", what, got-before)
+			before = got
+		}
 	}
 }
 
