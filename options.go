@@ -3,6 +3,7 @@ package redpipe
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -298,10 +299,34 @@ func (o Options) String() string {
 // -1 where the option takes it). An unknown option is an error, so a typo
 // is not silently ignored. The password never appears in an error.
 func ParseURL(rawURL string) (Options, error) {
-	var o Options
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return o, &OptionError{Field: "URL", Msg: "cannot be parsed: " + redactURLError(err, rawURL)}
+		return Options{}, &OptionError{Field: "URL", Msg: "cannot be parsed: " + redactURLError(err, rawURL)}
+	}
+	// An @ after the host most likely ends a password that holds an
+	// unencoded / or ?, where the parser ended the host instead: the host,
+	// path and query may then hold pieces of that password
+	// (redis://user:12345/rest@host reads as host "user", port 12345 and
+	// path "rest@host"), and an error quotes none of them.
+	hide := strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@")
+	o, err := parseURL(u, rawURL, hide)
+	var oe *OptionError
+	if hide && errors.As(err, &oe) {
+		oe.Msg += " (parts of the URL are not shown, as the @ after its host may end a password: " +
+			"percent-encode any / ? # @ in the user name or password, as %2F %3F %23 %40)"
+	}
+	return o, err
+}
+
+// parseURL is ParseURL on u, parsed from rawURL. With hide, its errors
+// quote no part of the URL.
+func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
+	var o Options
+	quote := func(s string) string {
+		if hide {
+			return "<not shown>"
+		}
+		return strconv.Quote(s)
 	}
 	known := u.Scheme == "redis" || u.Scheme == "rediss" || u.Scheme == "unix"
 	switch {
@@ -320,7 +345,11 @@ func ParseURL(rawURL string) (Options, error) {
 	}
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return o, &OptionError{Field: "URL options", Msg: "cannot be parsed: " + err.Error()}
+		msg := "cannot be parsed"
+		if !hide {
+			msg += ": " + err.Error()
+		}
+		return o, &OptionError{Field: "URL options", Msg: msg}
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
@@ -333,16 +362,16 @@ func ParseURL(rawURL string) (Options, error) {
 			port = "6379"
 		}
 		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
-			return o, &OptionError{Field: "URL port", Msg: fmt.Sprintf("must appear once after the host, not in %q", u.Host)}
+			return o, &OptionError{Field: "URL port", Msg: "must appear once after the host, not in " + quote(u.Host)}
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return o, &OptionError{Field: "URL port", Msg: fmt.Sprintf("must be a number from 1 to 65535, not %q", port)}
+			return o, &OptionError{Field: "URL port", Msg: "must be a number from 1 to 65535, not " + quote(port)}
 		}
 		o.Addr = net.JoinHostPort(host, port)
 		if p := strings.Trim(u.Path, "/"); p != "" {
 			db, err := strconv.Atoi(p)
 			if err != nil {
-				return o, &OptionError{Field: "URL path", Msg: fmt.Sprintf("must be a database number, not %q", p)}
+				return o, &OptionError{Field: "URL path", Msg: "must be a database number, not " + quote(p)}
 			}
 			o.DB = db
 		}
@@ -354,7 +383,7 @@ func ParseURL(rawURL string) (Options, error) {
 		if h := u.Hostname(); h != "" && h != "localhost" || u.Port() != "" {
 			// unix://tmp/redis.sock names the host "tmp" and the path
 			// /redis.sock: the socket path follows three slashes.
-			return o, &OptionError{Field: "URL", Msg: fmt.Sprintf("must give the socket path after unix:// with no host, as in unix:///path/to/redis.sock, not host %q", u.Host)}
+			return o, &OptionError{Field: "URL", Msg: "must give the socket path after unix:// with no host, as in unix:///path/to/redis.sock, not host " + quote(u.Host)}
 		}
 		o.Addr = u.Path
 		if o.Addr == "" {
@@ -374,8 +403,11 @@ func ParseURL(rawURL string) (Options, error) {
 	for key, vals := range query {
 		val := vals[len(vals)-1]
 		field := "URL option " + key
+		if hide {
+			field = "URL option"
+		}
 		bad := func(what string) error {
-			return &OptionError{Field: field, Msg: fmt.Sprintf("must be %s, not %q", what, val)}
+			return &OptionError{Field: field, Msg: "must be " + what + ", not " + quote(val)}
 		}
 		switch key {
 		case "db":

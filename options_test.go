@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -176,6 +177,47 @@ func TestParseURLInvalid(t *testing.T) {
 				t.Errorf("error %q quotes the password", err)
 			}
 		})
+	}
+}
+
+// A password with an unencoded / or ? ends the URL's host there, and the
+// rest of it is read as the path or the query, the @ with it: an error
+// then quotes none of the URL's parts, alone or named as a cluster's seed.
+func TestParseURLPasswordCutShort(t *testing.T) {
+	cases := []struct {
+		url    string
+		pieces []string // parts of the password
+	}{
+		{"redis://default:12345/s3cret@cache.example:6379", []string{"s3cret"}}, // the path
+		{"redis://:1234?s3cret@cache.example", []string{"s3cret"}},              // an option's name
+		{"redis://:1234?db=s3cret&x@cache.example", []string{"s3cret"}},         // an option's value
+		{"redis://:1234?db=s3cret%zz@cache.example", []string{"%zz"}},           // the query's syntax
+		{"redis://u:99999/s3cret@cache.example", []string{"99999"}},             // the port
+		{"redis://u:s3cret:1/x@cache.example", []string{"s3cret"}},              // the host
+		{"unix://u:4321/s3cret@/tmp/redis.sock", []string{"4321"}},              // a unix URL's host
+	}
+	for _, tc := range cases {
+		_, err := ParseURL(tc.url)
+		var oe *OptionError
+		if !errors.As(err, &oe) {
+			t.Errorf("ParseURL(%q) = %v, want an *OptionError", tc.url, err)
+			continue
+		}
+		_, cerr := ConnectCluster(context.Background(), "redis://cache.example:6379", tc.url)
+		if !errors.As(cerr, &oe) || !strings.Contains(cerr.Error(), "seed 2 of 2") {
+			t.Errorf("ConnectCluster with %q = %v, want an *OptionError naming the second seed", tc.url, cerr)
+			continue
+		}
+		for _, msg := range []string{err.Error(), cerr.Error()} {
+			for _, piece := range tc.pieces {
+				if strings.Contains(msg, piece) {
+					t.Errorf("the error for %q shows %q, part of the password: %s", tc.url, piece, msg)
+				}
+			}
+			if !strings.Contains(msg, "percent-encode") {
+				t.Errorf("the error for %q = %s, want it to say to percent-encode the password", tc.url, msg)
+			}
+		}
 	}
 }
 
