@@ -45,9 +45,12 @@ import (
 // running ForEachMaster again would run it twice. A master that cannot be
 // reached fails fn's calls as any call to it fails (a *DialError), and
 // starts a refresh of the layout, so that a later ForEachMaster finds the
-// replica promoted in its place. fn is not called, and a *UsageError is
-// returned, when fn is nil; ctx's error when ctx has ended already;
-// ErrClosed when c is closed.
+// replica promoted in its place. So does a READONLY refusal of a write
+// without keys (FLUSHALL, FUNCTION LOAD), given by a master that a
+// graceful failover made a replica; fn's reads cannot tell such a node,
+// which answers them as a replica until a refresh. fn is not called, and
+// a *UsageError is returned, when fn is nil; ctx's error when ctx has
+// ended already; ErrClosed when c is closed.
 //
 // The node Client shares the cluster Client's connections, options and
 // decoders (SetDecoder on it sets them for the cluster Client). It talks
@@ -115,7 +118,7 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 		if err == nil {
 			continue
 		}
-		refresh = refresh || unreachable(ctx, err) && connFailed(err)
+		refresh = refresh || unreachable(ctx, err) && connFailed(err) || demotedMaster(err)
 		failed = append(failed, nodeFailed(masters[i], err))
 	}
 	if refresh {
@@ -136,6 +139,26 @@ func connFailed(err error) bool {
 	var de *DialError
 	var ce *conn.Error
 	return errors.As(err, &de) || errors.As(err, &ce) && ce.Op != "send"
+}
+
+// demotedMaster tells an error of fn that holds a READONLY refusal: a
+// master refuses no write so, and a replica does, so the node is a master
+// no more (a failover has made it its successor's replica).
+func demotedMaster(err error) bool {
+	var se *Error
+	if errors.As(err, &se) && se.Prefix == "READONLY" {
+		return true
+	}
+	// A transaction's writes are refused as they are queued.
+	var ae *ExecAbortError
+	if errors.As(err, &ae) {
+		for _, f := range ae.Failed {
+			if errors.As(f.Err, &se) && se.Prefix == "READONLY" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // nodeFailed names the node whose fn returned err.

@@ -706,6 +706,55 @@ func TestForEachMasterFailover(t *testing.T) {
 	}
 }
 
+// A master that a graceful failover made a replica refuses fn's writes
+// with READONLY, which starts a refresh: the next ForEachMaster calls the
+// replica promoted in its place, and not the former master.
+func TestForEachMasterGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var addrs []string
+	run := func() error {
+		addrs = nil
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+			mu.Lock()
+			addrs = append(addrs, node.Options().Addr)
+			mu.Unlock()
+			// A write without keys, which a replica refuses rather than
+			// redirects.
+			return node.FlushAll(ctx)
+		})
+		slices.Sort(addrs)
+		return err
+	}
+	if err := run(); err != nil {
+		t.Fatal(err)
+	}
+	demoted := cl.Masters[0]
+	promoted, err := cl.Failover(ctx, demoted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layout still names the former master: its refusal is fn's.
+	err = run()
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "READONLY" || !strings.Contains(err.Error(), demoted.Addr) {
+		t.Fatalf("ForEachMaster after %s handed its slots to %s = %v, want the READONLY refusal of the former master", demoted.Addr, promoted.Addr, err)
+	}
+	waitRefreshed(t, c.cluster)
+	if err := run(); err != nil {
+		t.Fatalf("ForEachMaster once the READONLY refusal had its refresh = %v", err)
+	}
+	if want := masterAddrs(cl); !slices.Equal(addrs, want) || slices.Contains(addrs, demoted.Addr) {
+		t.Errorf("fn got %v after the failover, want %v, with %s in place of %s", addrs, want, promoted.Addr, demoted.Addr)
+	}
+}
+
 // testForEachMasterSessions: a Watch session or a Transaction on a node's
 // Client stands for that node, so it runs what a session of the cluster
 // Client refuses as meaning the whole cluster (DBSIZE, INFO), and gets
