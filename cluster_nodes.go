@@ -42,7 +42,9 @@ import (
 // as a whole: OutcomeNotSent or OutcomeNotApplied only when every call
 // failed so, OutcomeUnknown as soon as one returned nil or failed with an
 // unknown outcome, since that one may have changed its master's data and
-// running ForEachMaster again would run it twice. A master that cannot be
+// running ForEachMaster again would run it twice. Then the error matches
+// neither ErrNotApplied nor ErrWatch, whatever one call's failure says:
+// errors.As still finds that failure's own error. A master that cannot be
 // reached fails fn's calls as any call to it fails (a *DialError), and
 // starts a refresh of the layout, so that a later ForEachMaster finds the
 // replica promoted in its place. So does a READONLY refusal of a write
@@ -199,7 +201,33 @@ func nodesFailed(failed []error, calls int) error {
 // Error lists the failures one a line, as errors.Join does.
 func (e *nodesError) Error() string { return errors.Join(e.errs...).Error() }
 
-func (e *nodesError) Unwrap() []error { return e.errs }
+// Is reaches every failure, as errors.Join's error does, but for what
+// says nothing was applied (ErrNotApplied, ErrWatch): that holds of the
+// calls as a whole only when the outcome does, and one master's refusal
+// must not say it of calls that ran on the others. So the failures are
+// not handed to errors.Is through an Unwrap method, which would reach
+// them whatever Is says.
+func (e *nodesError) Is(target error) bool {
+	if e.outcome == OutcomeUnknown && errors.Is(target, ErrNotApplied) {
+		return false
+	}
+	for _, err := range e.errs {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// As finds the first failure that errors.As matches target with.
+func (e *nodesError) As(target any) bool {
+	for _, err := range e.errs {
+		if errors.As(err, target) {
+			return true
+		}
+	}
+	return false
+}
 
 // masterList returns the clients of the masters of the current layout,
 // each once, after loading the layout if no refresh has yet succeeded.

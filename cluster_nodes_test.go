@@ -269,6 +269,7 @@ func testForEachMasterOutcome(t *testing.T, cl *redistest.Cluster, c *Client) {
 		return fmt.Errorf("%s serves no slot", node.Options().Addr)
 	}
 	unknown := errors.New("lost track of what ran")
+	watched := func(context.Context, *Client) error { return fmt.Errorf("fn's transaction: %w", ErrWatch) }
 	cases := []struct {
 		name string
 		fns  [3]func(ctx context.Context, node *Client) error // by master, in the order of addrs
@@ -293,6 +294,12 @@ func testForEachMasterOutcome(t *testing.T, cl *redistest.Cluster, c *Client) {
 		{"not sent on every one",
 			[3]func(context.Context, *Client) error{notSent, notSent, notSent},
 			OutcomeNotSent},
+		{"watch conflict on one, ran on the others",
+			[3]func(context.Context, *Client) error{ran, watched, ran},
+			OutcomeUnknown},
+		{"watch conflict on every one",
+			[3]func(context.Context, *Client) error{watched, watched, watched},
+			OutcomeNotApplied},
 	}
 	for _, tc := range cases {
 		err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
@@ -308,8 +315,17 @@ func testForEachMasterOutcome(t *testing.T, cl *redistest.Cluster, c *Client) {
 		if got, want := SafeToRetry(err), tc.want != OutcomeUnknown; got != want {
 			t.Errorf("%s: SafeToRetry = %v, want %v", tc.name, got, want)
 		}
-		if strings.Contains(tc.name, "not applied") && !errors.Is(err, ErrNotApplied) {
-			t.Errorf("%s: err = %v, does not reach the failure that matches ErrNotApplied", tc.name, err)
+		// What says nothing was applied holds of the whole only when the
+		// outcome does.
+		if got, want := errors.Is(err, ErrNotApplied), tc.want == OutcomeNotApplied; got != want {
+			t.Errorf("%s: errors.Is(err, ErrNotApplied) = %v, want %v (%v)", tc.name, got, want, err)
+		}
+		if got, want := errors.Is(err, ErrWatch), tc.want == OutcomeNotApplied && strings.Contains(tc.name, "watch"); got != want {
+			t.Errorf("%s: errors.Is(err, ErrWatch) = %v, want %v (%v)", tc.name, got, want, err)
+		}
+		var ae *ArityError
+		if strings.Contains(tc.name, "not sent") && !errors.As(err, &ae) {
+			t.Errorf("%s: err = %v, errors.As does not reach the *ArityError of a call not sent", tc.name, err)
 		}
 		if strings.Contains(tc.name, "unknown") && !errors.Is(err, unknown) {
 			t.Errorf("%s: err = %v, does not reach fn's own error", tc.name, err)
