@@ -36,7 +36,17 @@ type uncertainError struct {
 }
 
 func (e *uncertainError) Error() string { return e.msg + ": " + e.err.Error() }
-func (e *uncertainError) Unwrap() error { return e.err }
+
+// Is reaches the cause, but for what says nothing was applied
+// (ErrNotApplied, ErrWatch), which the cause may say of its own part
+// while other commands ran. So the cause is not handed to errors.Is
+// through an Unwrap method, which would reach it whatever Is says.
+func (e *uncertainError) Is(target error) bool {
+	return !errors.Is(target, ErrNotApplied) && errors.Is(e.err, target)
+}
+
+// As finds the cause, or what it wraps, as errors.As does through Unwrap.
+func (e *uncertainError) As(target any) bool { return errors.As(e.err, target) }
 
 type idempotentKey struct{}
 

@@ -88,3 +88,29 @@ func TestRetryable(t *testing.T) {
 		t.Error("ErrWatch does not match ErrNotApplied")
 	}
 }
+
+// TestUncertainErrorSaysNothingApplied: an error of unknown outcome never
+// matches what says nothing was applied (ErrNotApplied, ErrWatch), though
+// its cause may say so of its own part while other commands ran; errors.Is
+// and errors.As still reach the cause for anything else.
+func TestUncertainErrorSaysNothingApplied(t *testing.T) {
+	abort := &ExecAbortError{Err: newError("EXECABORT Transaction discarded because of previous errors.")}
+	for _, cause := range []error{ErrWatch, fmt.Errorf("attempt: %w", ErrNotApplied), abort,
+		&OutcomeError{Outcome: OutcomeNotApplied, Err: errors.New("lost before EXEC")}} {
+		err := fmt.Errorf("call: %w", &uncertainError{msg: "redpipe: other commands ran", err: cause})
+		if errors.Is(err, ErrNotApplied) || errors.Is(err, ErrWatch) {
+			t.Errorf("%v matches ErrNotApplied or ErrWatch", err)
+		}
+		if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+			t.Errorf("%v: outcome %v, SafeToRetry %v; want unknown, false", err, OutcomeOf(err), SafeToRetry(err))
+		}
+	}
+	err := &uncertainError{msg: "redpipe: other commands ran", err: fmt.Errorf("part: %w", abort)}
+	if ae := (*ExecAbortError)(nil); !errors.As(err, &ae) || ae != abort {
+		t.Errorf("errors.As(%v, *ExecAbortError) does not reach the cause", err)
+	}
+	err = &uncertainError{msg: "redpipe: other commands ran", err: fmt.Errorf("part: %w", context.Canceled)}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("errors.Is(%v, context.Canceled) = false; want the cause reached", err)
+	}
+}
