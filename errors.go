@@ -360,7 +360,10 @@ var refusedFirst = map[string]bool{
 
 // OutcomeOf tells from an error returned by redpipe whether the command or
 // batch was certainly not sent, certainly not applied, or may have run.
-// A nil error is not an outcome and reports OutcomeUnknown.
+// A nil error is not an outcome and reports OutcomeUnknown. An error of
+// unknown outcome because other commands of a batch, or other masters,
+// may have run does not match ErrNotApplied or ErrWatch, whatever its
+// cause says of its own part; errors.As still finds that cause.
 func OutcomeOf(err error) Outcome {
 	if err == nil {
 		return OutcomeUnknown
