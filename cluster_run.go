@@ -101,6 +101,15 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 		case err != nil:
 			return resp.Value{}, err
 		case !isRedirect:
+			if isReadonly(v) {
+				// A master refuses no write with READONLY: a failover
+				// made the node a replica, which answers a keyed
+				// command with MOVED but a keyless one (a script with
+				// no keys, sent to any master) with this. The reply
+				// stands, as a script may have run before its write
+				// was refused, but the next call must not go there.
+				r.triggerRefresh()
+			}
 			return v, nil
 		}
 		last = newError(v.Str)

@@ -1259,3 +1259,50 @@ func checkFanOut(t *testing.T, masters []*redistest.Server, replies []Value, key
 		t.Errorf("SET = %s, then GET = %q; want OK, then the value set", set, got)
 	}
 }
+
+// TestClusterKeylessWriteAfterGracefulFailover: a keyless write (a script
+// with no keys, which goes to any master) that meets READONLY on a master
+// a graceful failover made a replica refreshes the layout, so that the
+// calls after it go to the masters of the new layout and succeed.
+func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.DBSize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := cl.Failover(fctx, old); err != nil {
+		t.Fatal(err)
+	}
+	wantStale(t, c, old)
+	// A script with a shebang and no no-writes flag may write: a replica
+	// refuses it before it runs.
+	const script = "#!lua\nreturn 1"
+	refused := false
+	for i := 0; i < 200 && !refused; i++ {
+		_, err := c.Eval(ctx, script, 0)
+		var se *Error
+		switch {
+		case errors.As(err, &se) && se.Prefix == "READONLY":
+			refused = true
+		case err != nil:
+			t.Fatalf("EVAL %d: %v", i, err)
+		}
+	}
+	if !refused {
+		t.Fatalf("200 keyless EVALs met no READONLY from %s, which the client still takes for a master", old.Addr)
+	}
+	waitRefreshed(t, c.cluster)
+	for i := range 60 {
+		if _, err := c.Eval(ctx, script, 0); err != nil {
+			t.Fatalf("EVAL %d after the READONLY: %v; want the refreshed layout to send it to a master", i, err)
+		}
+	}
+}
