@@ -34,7 +34,8 @@ import (
 // moves while fn runs; replicas are not called. Each fn runs in a
 // goroutine of its own, with ctx, so what the calls share needs a lock. A
 // panic in fn goes on up in the caller's goroutine once every other call
-// has returned.
+// has returned. A call of fn that ends its goroutine with runtime.Goexit
+// (testing.T's FailNow does) is a failure, of unknown outcome.
 //
 // The error is nil when every fn returned nil; otherwise it joins each
 // failure (as errors.Join does) prefixed with its node's address, so that
@@ -98,6 +99,7 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 	)
 	for i, node := range masters {
 		wg.Go(func() {
+			returned := false
 			defer func() {
 				if p := recover(); p != nil {
 					panicMu.Lock()
@@ -105,9 +107,14 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 						panicked, panicVal = true, p
 					}
 					panicMu.Unlock()
+				} else if !returned {
+					// runtime.Goexit, as t.FailNow calls: fn stopped
+					// part way, which is no success.
+					errs[i] = &uncertainError{msg: "redpipe: fn did not return", err: errGoexit}
 				}
 			}()
 			errs[i] = fn(ctx, node)
+			returned = true
 		})
 	}
 	wg.Wait()
@@ -162,6 +169,10 @@ func demotedMaster(err error) bool {
 	}
 	return false
 }
+
+// errGoexit is the cause of a call of fn that ended its goroutine with
+// runtime.Goexit (as testing's FailNow does) instead of returning.
+var errGoexit = errors.New("it ended its goroutine with runtime.Goexit, as testing.T's FailNow does from a goroutine other than the test's")
 
 // nodeFailed names the node whose fn returned err.
 func nodeFailed(node *Client, err error) error {

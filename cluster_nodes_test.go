@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ func TestForEachMasterCluster(t *testing.T) {
 	t.Run("Misuse", func(t *testing.T) { testForEachMasterMisuse(t, c) })
 	t.Run("Decoders", func(t *testing.T) { testForEachMasterDecoders(t, c) })
 	t.Run("Panic", func(t *testing.T) { testForEachMasterPanic(t, c) })
+	t.Run("Goexit", func(t *testing.T) { testForEachMasterGoexit(t, c) })
 	t.Run("Sessions", func(t *testing.T) { testForEachMasterSessions(t, c) })
 	t.Run("AfterClose", func(t *testing.T) { testForEachMasterAfterClose(t, cl) })
 }
@@ -584,6 +586,25 @@ func testForEachMasterPanic(t *testing.T, c *Client) {
 		return nil
 	})
 	t.Error("ForEachMaster returned although fn panicked")
+}
+
+// A call of fn that ends its goroutine with runtime.Goexit, as
+// testing.T's FailNow does from a goroutine of its own, fails that call,
+// with an unknown outcome, rather than pass for one that returned nil.
+func testForEachMasterGoexit(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	var first sync.Once
+	err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		exits := false
+		first.Do(func() { exits = true })
+		if exits {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "runtime.Goexit") || OutcomeOf(err) != OutcomeUnknown {
+		t.Errorf("ForEachMaster whose fn called runtime.Goexit on one master = %v (outcome %v); want that call failed, outcome unknown", err, OutcomeOf(err))
+	}
 }
 
 // Once the cluster Client is closed, a node's Client kept from fn fails
