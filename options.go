@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -216,7 +217,8 @@ func (o Options) validate() error {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return bad("Addr", "port %q must be a number from 1 to 65535", port)
 		}
-		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		if _, err := netip.ParseAddr(host); strings.Contains(host, ":") && err != nil {
+			// An IPv6 address with a zone (fe80::1%eth0) parses here.
 			return bad("Addr", "host %q is neither a name nor an IP address", host)
 		}
 	}
@@ -361,7 +363,8 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 		if port == "" {
 			port = "6379"
 		}
-		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		if _, err := netip.ParseAddr(host); strings.Contains(host, ":") && err != nil {
+			// An IPv6 address with a zone (fe80::1%eth0) parses here.
 			return o, &OptionError{Field: "URL port", Msg: "must appear once after the host, not in " + quote(u.Host)}
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {

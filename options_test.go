@@ -35,6 +35,8 @@ func TestParseURLValid(t *testing.T) {
 		{url: "redis://h/", want: Options{Network: "tcp", Addr: "h:6379"}},
 		{url: "redis://h/15", want: Options{Network: "tcp", Addr: "h:6379", DB: 15}},
 		{url: "redis://[::1]:7000/1", want: Options{Network: "tcp", Addr: "[::1]:7000", DB: 1}},
+		{url: "redis://[fe80::1%25eth0]:7000", want: Options{Network: "tcp", Addr: "[fe80::1%eth0]:7000"}},
+		{url: "redis://[fe80::1%25lo]/2", want: Options{Network: "tcp", Addr: "[fe80::1%lo]:6379", DB: 2}},
 		{url: "redis://127.0.0.1:6380", want: Options{Network: "tcp", Addr: "127.0.0.1:6380"}},
 		{url: "rediss://h", want: Options{Network: "tcp", Addr: "h:6379"}, wantTLS: "h"},
 		{url: "rediss://u:pw@cache.example:6380/2", want: Options{Network: "tcp", Addr: "cache.example:6380", Username: "u", Password: "pw", DB: 2}, wantTLS: "cache.example"},
