@@ -967,41 +967,51 @@ func TestClusterFanOutAcrossFailover(t *testing.T) {
 	if _, err := cl.KillMaster(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
+	testFanOutAfterLoss(t, clients, dead, cl.Masters, key, "across a failover")
+}
+
+// testFanOutAfterLoss runs SET key, SCRIPT LOAD, DBSIZE and GET key in a
+// NoTransaction pipeline on clients[0] and in a stream on clients[1], both
+// with the layout from before gone was lost, and checks their replies
+// with checkFanOut against masters, those of the new layout; what tells
+// of the loss, in the script and in errors.
+func testFanOutAfterLoss(t *testing.T, clients []*Client, gone *redistest.Server, masters []*redistest.Server, key, what string) {
+	ctx := clusterCtx(t)
 	t.Run("Pipeline", func(t *testing.T) {
 		c := clients[0]
-		wantStale(t, c, dead)
-		resetStats(t, cl.Masters...)
+		wantStale(t, c, gone)
+		resetStats(t, masters...)
 		replies, err := c.Pipeline(NoTransaction).
 			Set(key, "after").
-			ScriptLoad("return 'a pipeline across a failover'").
+			ScriptLoad("return 'a pipeline " + what + "'").
 			DBSize().
 			Get(key).
 			Exec(ctx)
 		if err != nil {
-			t.Fatalf("Exec after the failover = %v, %v", replies, err)
+			t.Fatalf("Exec %s = %v, %v", what, replies, err)
 		}
-		checkFanOut(t, cl.Masters, replies, 3)
+		checkFanOut(t, masters, replies, 3)
 	})
 	t.Run("Stream", func(t *testing.T) {
 		c := clients[1]
-		wantStale(t, c, dead)
-		resetStats(t, cl.Masters...)
+		wantStale(t, c, gone)
+		resetStats(t, masters...)
 		var replies []Value
 		s := c.Stream(ctx, func(i int, v Value) error {
 			replies = append(replies, v)
 			return nil
 		})
 		s.Set(key, "again").
-			ScriptLoad("return 'a stream across a failover'").
+			ScriptLoad("return 'a stream " + what + "'").
 			DBSize().
 			Get(key)
 		if _, err := s.Close(ctx); err != nil || len(replies) != 4 {
-			t.Fatalf("Close after the failover = %v with replies %v", err, replies)
+			t.Fatalf("Close %s = %v with replies %v", what, err, replies)
 		}
 		if s.cl.redirected.unreached == 0 {
-			t.Errorf("the dead master went unnoticed: %+v", s.cl.redirected)
+			t.Errorf("the lost master went unnoticed: %+v", s.cl.redirected)
 		}
-		checkFanOut(t, cl.Masters, replies, 3)
+		checkFanOut(t, masters, replies, 3)
 	})
 }
 
@@ -1049,42 +1059,7 @@ func TestClusterFanOutMasterRetired(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := []*redistest.Server{cl.Masters[0], cl.Masters[1]}
-	t.Run("Pipeline", func(t *testing.T) {
-		c := clients[0]
-		wantStale(t, c, retired)
-		resetStats(t, left...)
-		replies, err := c.Pipeline(NoTransaction).
-			Set(key, "after").
-			ScriptLoad("return 'a pipeline after a master retired'").
-			DBSize().
-			Get(key).
-			Exec(ctx)
-		if err != nil {
-			t.Fatalf("Exec after the master retired = %v, %v", replies, err)
-		}
-		checkFanOut(t, left, replies, 3)
-	})
-	t.Run("Stream", func(t *testing.T) {
-		c := clients[1]
-		wantStale(t, c, retired)
-		resetStats(t, left...)
-		var replies []Value
-		s := c.Stream(ctx, func(i int, v Value) error {
-			replies = append(replies, v)
-			return nil
-		})
-		s.Set(key, "again").
-			ScriptLoad("return 'a stream after a master retired'").
-			DBSize().
-			Get(key)
-		if _, err := s.Close(ctx); err != nil || len(replies) != 4 {
-			t.Fatalf("Close after the master retired = %v with replies %v", err, replies)
-		}
-		if s.cl.redirected.unreached == 0 {
-			t.Errorf("the dead master went unnoticed: %+v", s.cl.redirected)
-		}
-		checkFanOut(t, left, replies, 3)
-	})
+	testFanOutAfterLoss(t, clients, retired, left, key, "after a master retired")
 }
 
 // A master that a graceful failover turned into a replica of the replica
