@@ -951,19 +951,8 @@ func TestClusterFanOutAcrossFailover(t *testing.T) {
 	dead := cl.Masters[0]
 	key := keyIn(7, "fanfail:") // the first master's
 	// A client for each subtest, all with the layout from before.
-	clients := make([]*Client, 2)
-	for i := range clients {
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		clients[i] = c
-	}
+	clients := loadedClients(t, ctx, cl, 2)
 	setReplicated(t, ctx, clients[0], key, "before", keyIn(8000, "fanfail:"), "1", keyIn(15000, "fanfail:"), "2")
-	if _, err := clients[1].DBSize(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := cl.KillMaster(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
@@ -1025,18 +1014,7 @@ func TestClusterFanOutMasterRetired(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	retired, heir := cl.Masters[2], cl.Masters[0]
-	clients := make([]*Client, 2)
-	for i := range clients {
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.DBSize(ctx); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := loadedClients(t, ctx, cl, 2)
 	var slots []int
 	clients[0].cluster.mu.RLock()
 	for s, m := range clients[0].cluster.slots {
@@ -1078,18 +1056,7 @@ func TestClusterFanOutAfterGracefulFailover(t *testing.T) {
 	old := cl.Masters[0]
 	key := keyIn(7, "graceful:") // the first master's
 	// A client for each subtest, all with the layout from before.
-	clients := make([]*Client, 3)
-	for i := range clients {
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.DBSize(ctx); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := loadedClients(t, ctx, cl, 3)
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	promoted, err := cl.Failover(fctx, old)
@@ -1198,6 +1165,25 @@ func TestClusterFanOutAfterGracefulFailover(t *testing.T) {
 	})
 }
 
+// loadedClients returns n cluster Clients of cl, each with the layout
+// loaded, as it is now, closed at the end of the test.
+func loadedClients(t *testing.T, ctx context.Context, cl *redistest.Cluster, n int) []*Client {
+	t.Helper()
+	clients := make([]*Client, n)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.DBSize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	return clients
+}
+
 // wantStale stops a test of what a client does when it meets a node gone
 // from the layout if the client already knows: gone must still be among
 // its masters.
@@ -1243,14 +1229,7 @@ func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	old := cl.Masters[0]
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.DBSize(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := loadedClients(t, ctx, cl, 1)[0]
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if _, err := cl.Failover(fctx, old); err != nil {
