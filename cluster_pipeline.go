@@ -342,7 +342,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, last))
 				}
 			}
-			pending = r.readyAgain(pending, legs, vals)
+			pending = r.readyAgain(pending, legs, vals, cmp.Or(unreached, last))
 			unreached, again, demoted = nil, false, false
 			continue
 		}
@@ -875,16 +875,22 @@ func pick(pending []*leg) []*leg {
 // of its command went to, the replica promoted in its node's place. Were
 // every master to have one already, the command reaches every master
 // without it: it is done, with no reply (see fanVals). One refused by a
-// node that is still a master is done, the refusal its reply. Only a leg
-// of which nothing ran waits for a pause, and no two legs of a command go
-// to one master, so the command runs once on each. A leg that waited goes
-// first and alone of its slot's, so that the slot's later commands are
-// not sent, to be redirected again, as long as it meets TRYAGAIN. legs
-// are the pipeline's, and vals their replies.
-func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value) []*leg {
+// node that is still a master is done, the refusal its reply. So is one
+// whose new master already ran a later command of the pipeline (a MOVED
+// had sent a command of its slot there before the layout was refreshed):
+// sent now, it would run after that command, undoing what a write did or
+// changing what a read saw; one that no node answered has an error reply
+// that says it was not sent, for cause. Only a leg of which nothing ran
+// waits for a pause, and no two legs of a command go to one master, so
+// the command runs once on each. A leg that waited goes first and alone
+// of its slot's, so that the slot's later commands are not sent, to be
+// redirected again, as long as it meets TRYAGAIN. legs are the
+// pipeline's, and vals their replies.
+func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value, cause error) []*leg {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	dropped := false // some leg is done
+	dropped := false        // some leg is done
+	var ran map[*Client]int // the last command that ran on each node, once needed
 	for _, l := range pending {
 		l.probe, l.wait = l.wait, false
 		// Refused by its node, it waited for the layout: nothing of it
@@ -899,11 +905,24 @@ func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value
 				l.done, dropped = true, true
 			}
 		case refused || vals == nil || vals[l.at].Kind == 0:
+			m := r.unvisitedLocked(legs, l)
+			if m != nil && vals != nil {
+				if ran == nil {
+					ran = lastRan(legs, vals)
+				}
+				if last, ok := ran[m]; ok && last > l.cmd {
+					if !refused {
+						vals[l.at] = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, in place of %s, which later commands of the pipeline ran on first: %w", m.opt.Addr, l.node.opt.Addr, cause)))
+					}
+					l.done, dropped = true, true
+					continue
+				}
+			}
 			if vals != nil {
 				// Its refusal is not the reply of the next node.
 				vals[l.at] = resp.Value{}
 			}
-			if m := r.unvisitedLocked(legs, l); m != nil {
+			if m != nil {
 				l.node = m
 			} else {
 				l.done, dropped = true, true
@@ -914,6 +933,21 @@ func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 	}
 	return pending
+}
+
+// lastRan returns, for each node, the last command of a pipeline that ran
+// on it, by the pipeline's legs and vals, their replies: the greatest
+// index of a command with a leg done there with a reply.
+func lastRan(legs []leg, vals []resp.Value) map[*Client]int {
+	ran := map[*Client]int{}
+	for k := range legs {
+		if l := &legs[k]; l.done && vals[k].Kind != 0 {
+			if last, ok := ran[l.node]; !ok || l.cmd > last {
+				ran[l.node] = l.cmd
+			}
+		}
+	}
+	return ran
 }
 
 // unvisitedLocked returns a master that no leg of l's command, a command

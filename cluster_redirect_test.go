@@ -256,7 +256,7 @@ func TestPickKeepsSlotOrder(t *testing.T) {
 	if got := cmds(pick(pending)); !slices.Equal(got, []int{3, 5}) {
 		t.Errorf("second pick sends %v, want [3 5]", got)
 	}
-	pending = r.readyAgain(pending, nil, nil)
+	pending = r.readyAgain(pending, nil, nil, nil)
 	for _, l := range pending {
 		if l.asking || l.wait {
 			t.Errorf("command %d still has asking %v, wait %v after a pause", l.cmd, l.asking, l.wait)
@@ -307,7 +307,7 @@ func TestReadyAgainAfterReadonly(t *testing.T) {
 		}
 		ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
 		vals := []resp.Value{refusal, ok, ok}
-		pending := r.readyAgain([]*leg{&legs[0]}, legs, vals)
+		pending := r.readyAgain([]*leg{&legs[0]}, legs, vals, nil)
 		l := &legs[0]
 		switch {
 		case tc.node != nil && (len(pending) != 1 || l.done || l.node != tc.node):
@@ -317,6 +317,79 @@ func TestReadyAgainAfterReadonly(t *testing.T) {
 		}
 		if vals[0].Kind != tc.reply.Kind || vals[0].Str != tc.reply.Str {
 			t.Errorf("%s: the refused leg's reply is %+v, want %+v", tc.name, vals[0], tc.reply)
+		}
+	}
+}
+
+// A leg of a command for every master whose node is a master no more does
+// not go to the master that took its place once a later command of the
+// pipeline ran there: refused, it keeps its refusal; not reached, it has
+// an error reply that says it was not sent. An earlier command that ran
+// there does not hold it back, nor a later one that ran elsewhere.
+func TestReadyAgainAfterLaterCommand(t *testing.T) {
+	nodes := make([]*Client, 4)
+	for i := range nodes {
+		c, err := NewClient(Options{Addr: "127.0.0.1:" + strconv.Itoa(i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes[i] = c
+	}
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	refusal := resp.Value{Kind: resp.Error, Str: "READONLY You can't write against a read only replica."}
+	ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
+	for _, tc := range []struct {
+		name    string
+		reply   resp.Value // the leg's reply from a; zero if a was not reached
+		set     int        // the index of the SET that ran on setOn: 0, before FLUSHALL, or 2, after
+		setOn   *Client
+		goes    bool // the leg goes to d
+		outcome Outcome
+	}{
+		{"refused, SET after it on the new master", refusal, 2, d, false, OutcomeNotApplied},
+		{"not reached, SET after it on the new master", resp.Value{}, 2, d, false, OutcomeNotSent},
+		{"refused, SET before it on the new master", refusal, 0, d, true, 0},
+		{"not reached, SET after it elsewhere", resp.Value{}, 2, b, true, 0},
+	} {
+		r := &clusterRouter{masters: []*Client{d, b, c}} // d took a's place
+		// FLUSHALL, command 1: a did not run it, b and c did.
+		at := 0
+		if tc.set == 0 {
+			at = 1
+		}
+		legs := []leg{
+			{cmd: 1, at: at, slot: -1, node: a, fixed: true, wait: true},
+			{cmd: 1, at: at + 1, slot: -1, node: b, fixed: true, done: true},
+			{cmd: 1, at: at + 2, slot: -1, node: c, fixed: true, done: true},
+		}
+		set := leg{cmd: tc.set, slot: 7, node: tc.setOn, done: true}
+		if tc.set == 0 {
+			legs = append([]leg{set}, legs...)
+		} else {
+			set.at = 3
+			legs = append(legs, set)
+		}
+		vals := []resp.Value{ok, ok, ok, ok}
+		vals[at] = tc.reply
+		l := &legs[at]
+		pending := r.readyAgain([]*leg{l}, legs, vals, errors.New("dial tcp: connection refused"))
+		if tc.goes {
+			if len(pending) != 1 || l.done || l.node != d || vals[at].Kind != 0 {
+				t.Errorf("%s: the leg is done %v, goes to %s, reply %+v; want it pending for %s", tc.name, l.done, l.node.opt.Addr, vals[at], d.opt.Addr)
+			}
+			continue
+		}
+		if len(pending) != 0 || !l.done {
+			t.Errorf("%s: the leg is pending, to %s; want it done", tc.name, l.node.opt.Addr)
+			continue
+		}
+		err := Value{vals[at]}.Err()
+		if tc.reply.Kind != 0 && vals[at].Str != tc.reply.Str {
+			t.Errorf("%s: the leg's reply is %+v, want its refusal", tc.name, vals[at])
+		}
+		if got := OutcomeOf(err); got != tc.outcome {
+			t.Errorf("%s: the leg's reply %v has outcome %v, want %v", tc.name, err, got, tc.outcome)
 		}
 	}
 }

@@ -236,6 +236,7 @@ type streamNode struct {
 	inflight []*nodeChunk // written, not yet answered; oldest first
 	out      *nodeChunk   // being filled by a pass
 	broken   bool         // its connection failed, or a wait on it ended: replies may be unread
+	last     int          // 1 + the greatest index of a command put in its chunks; 0 for none
 }
 
 // nodeChunk is what one node gets in one pass.
@@ -587,6 +588,7 @@ func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) 
 	ch.buf = append(ch.buf, b...)
 	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
 	cs.entry(i).ch = ch
+	nd.last = max(nd.last, i+1)
 }
 
 // chunk returns an empty chunk for nd.
@@ -706,13 +708,15 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 }
 
 // fanLeg is the leg of command i, a command for every master, encoded as
-// b, that the master from did not run: it could not be written to it, or
-// from refused it with refusal, a READONLY reply (zero for none).
+// b, that the master from did not run: it could not be written to it,
+// for cause, or from refused it with refusal, a READONLY reply (zero for
+// none).
 type fanLeg struct {
 	i       int
 	b       []byte
 	from    *Client
 	refusal resp.Value
+	cause   error
 }
 
 // refan places the legs of commands for every master that their nodes
@@ -724,7 +728,12 @@ type fanLeg struct {
 // no leg of its command went to, the replica promoted in its node's
 // place; were every master to have one already, the command reaches every
 // master without it, and the leg is answered with no reply (see fanVals).
-// So the command runs once on each master.
+// So the command runs once on each master. A leg does not go to a master
+// that a later command of the stream was sent to (a MOVED had sent a
+// command of its slot there before the layout was refreshed): it would
+// run after that command, undoing what a write did or changing what a
+// read saw. It keeps its refusal as its reply, or, not written, has an
+// error reply that says it was not sent.
 func (cs *clusterStream) refan(fan []fanLeg) {
 	if len(fan) == 0 || cs.s.err != nil {
 		return
@@ -746,6 +755,14 @@ func (cs *clusterStream) refan(fan []fanLeg) {
 				}
 			}
 			cs.fanTo[f.i] = went
+			if to != nil && cs.node(to).last > f.i+1 {
+				v := f.refusal
+				if v.Kind == 0 {
+					v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, in place of %s, which later commands of the stream were sent to first: %w", to.opt.Addr, f.from.opt.Addr, f.cause)))
+				}
+				cs.fanReply(f.i, cs.entry(f.i), v)
+				continue
+			}
 		case f.refusal.Kind != 0:
 			cs.fanReply(f.i, cs.entry(f.i), f.refusal)
 			continue
@@ -809,7 +826,7 @@ func (cs *clusterStream) rehold(ch *nodeChunk, cause error, fan []fanLeg) []fanL
 			if e.ch == ch {
 				e.ch = nil
 			}
-			fan = append(fan, fanLeg{i: cc.i, b: b, from: ch.node.c})
+			fan = append(fan, fanLeg{i: cc.i, b: b, from: ch.node.c, cause: cause})
 			continue
 		}
 		cs.hold(slot, heldCmd{i: cc.i, leg: cc.leg, b: b})

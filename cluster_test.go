@@ -1260,3 +1260,116 @@ func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
 		}
 	}
 }
+
+// movedOnly makes c's layout what a MOVED reply for slot naming to leaves
+// it until the refresh that reply starts is over: the slot goes to to,
+// while c's masters are still those from before.
+func movedOnly(t *testing.T, c *Client, slot int, to *redistest.Server) {
+	t.Helper()
+	node, err := c.cluster.nodeAt(to.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cluster.mu.Lock()
+	c.cluster.slots[slot] = node
+	c.cluster.mu.Unlock()
+}
+
+// A leg of a write for every master that a former master refused with
+// READONLY does not go to the replica promoted in its place once a later
+// command of the same pipeline or stream has run there: sent after it, it
+// would undo or precede what that command did. A client whose masters are
+// from before a graceful failover, and which a MOVED reply has just told
+// that a slot of the former master is now the promoted replica's, sends
+// a SET on that slot queued after FLUSHALL straight to the promoted
+// replica, while FLUSHALL's leg meets READONLY on the former master.
+// FLUSHALL then has an error of unknown outcome (it ran on the other
+// masters), and the SET stays. A SET queued before FLUSHALL does not stop
+// it: FLUSHALL reaches the promoted replica after it.
+func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	slot := 7 // the first master's
+	key := keyIn(slot, "overtaken:")
+	clients := make([]*Client, 3)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.DBSize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	promoted, err := cl.Failover(fctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prepare := func(t *testing.T, c *Client) {
+		t.Helper()
+		promoted.MustDo(t, "SET", key, "before")
+		wantStale(t, c, old)
+		movedOnly(t, c, slot, promoted)
+		resetStats(t, cl.Masters...)
+	}
+	// checkKept checks that FLUSHALL's reply is an error of unknown
+	// outcome, that it did not run on the promoted replica, and that key
+	// holds what the SET queued after it wrote.
+	checkKept := func(t *testing.T, flush Value, kept string) {
+		t.Helper()
+		if err := flush.Err(); err == nil || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+			t.Errorf("FLUSHALL = %v (outcome %v); want an error of unknown outcome", flush, OutcomeOf(err))
+		}
+		if n := calls(t, promoted, "flushall"); n != 0 {
+			t.Errorf("the promoted master ran FLUSHALL %d times after the SET queued after it", n)
+		}
+		if v, _ := promoted.Do("GET", key); v != kept {
+			t.Errorf("GET %s on the promoted master = %v, want %q, set after FLUSHALL", key, v, kept)
+		}
+	}
+	t.Run("Pipeline", func(t *testing.T) {
+		c := clients[0]
+		prepare(t, c)
+		replies, err := c.Pipeline(NoTransaction).FlushAll().Set(key, "after").Exec(ctx)
+		if err == nil || len(replies) != 2 || replies[1].String() != "OK" {
+			t.Fatalf("FLUSHALL and SET = %v, %v; want SET to run and an error for FLUSHALL", replies, err)
+		}
+		checkKept(t, replies[0], "after")
+	})
+	t.Run("Stream", func(t *testing.T) {
+		c := clients[1]
+		prepare(t, c)
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.FlushAll().Set(key, "again")
+		s.Close(ctx)
+		if len(replies) != 2 || replies[1].String() != "OK" {
+			t.Fatalf("FLUSHALL and SET = %v; want SET to run and an error for FLUSHALL", replies)
+		}
+		checkKept(t, replies[0], "again")
+	})
+	t.Run("Before", func(t *testing.T) {
+		c := clients[2]
+		prepare(t, c)
+		replies, err := c.Pipeline(NoTransaction).Set(key, "first").FlushAll().Exec(ctx)
+		if err != nil || fmt.Sprint(replies) != "[OK OK]" {
+			t.Fatalf("SET and FLUSHALL = %v, %v", replies, err)
+		}
+		for _, m := range cl.Masters {
+			if n := calls(t, m, "flushall"); n != 1 {
+				t.Errorf("master %s ran FLUSHALL %d times, want once", m.Addr, n)
+			}
+		}
+		if n := promoted.MustDo(t, "DBSIZE").(int64); n != 0 {
+			t.Errorf("the promoted master holds %d keys after FLUSHALL, want 0", n)
+		}
+	})
+}
