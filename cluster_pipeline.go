@@ -825,7 +825,10 @@ func legKeys(p *Pipeline, buf []byte, offs []int, l *leg) ([][]byte, bool) {
 // key would otherwise let the later one run first. Legs redirected by ASK
 // go out at once, in the round after the redirection, never after a
 // pause, when the migration the ASK was about may be over and another
-// under way.
+// under way. A leg of a command for every master, which every slot's
+// commands are ordered with, goes only when every leg before it does: a
+// flush sent again to the master that took the place of one that died
+// would otherwise run before a write queued ahead of it that waits there.
 func pick(pending []*leg) []*leg {
 	type slotState struct {
 		node    *Client
@@ -833,9 +836,9 @@ func pick(pending []*leg) []*leg {
 	}
 	var state map[int]slotState
 	send := make([]*leg, 0, len(pending))
-	for _, l := range pending {
+	for k, l := range pending {
 		if l.slot < 0 {
-			if !l.wait {
+			if !l.wait && (!l.fixed || len(send) == k) {
 				send = append(send, l)
 			}
 			continue

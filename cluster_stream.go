@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -95,9 +96,10 @@ import (
 // redirection; a command for every master goes to the master that took
 // the place of one that died (see refan). So does one that a master
 // refused with READONLY, which runs nothing: a failover made that node a
-// replica (see refanDemoted). A command redirected more than
-// ClusterOptions.MaxRedirects times (or retried on TRYAGAIN and
-// CLUSTERDOWN more than a few dozen) stops the stream with a
+// replica (see refanDemoted). Such a leg goes in the stream's order among
+// the commands released with it, or not at all (see refan). A command
+// redirected more than ClusterOptions.MaxRedirects times (or retried on
+// TRYAGAIN and CLUSTERDOWN more than a few dozen) stops the stream with a
 // *CommandError naming it: going on without it would run later commands
 // of its slot before it.
 
@@ -140,6 +142,7 @@ type clusterStream struct {
 	fans    map[int][]resp.Value // the replies so far of commands for every master, by index
 	fanTo   map[int][]*Client    // the masters that commands for every master not yet answered go to, by index
 	demoted []fanLeg             // legs of commands for every master refused with READONLY, for the next release to place
+	refans  []fanLeg             // legs of commands for every master to place, the layout refreshed (see refan)
 	splits  map[int]*splitCmd    // the commands split by slot, by index
 	touched []int                // slots whose held commands may be free to go
 	asked   []int                // slots whose held commands follow an ASK just read
@@ -237,6 +240,8 @@ type streamNode struct {
 	out      *nodeChunk   // being filled by a pass
 	broken   bool         // its connection failed, or a wait on it ended: replies may be unread
 	last     int          // 1 + the greatest index of a command put in its chunks; 0 for none
+	mark     int          // the commands of out when the release under way began (see refan)
+	markLast int          // last then
 }
 
 // nodeChunk is what one node gets in one pass.
@@ -697,10 +702,8 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 			cs.fail(fmt.Errorf("%w (after %w)", err, unreached))
 			return
 		}
-		// Before the held commands, so that a script or a function
-		// loaded, or a flush, still comes ahead of the commands queued
-		// after it that go to the same node.
-		cs.refan(fan)
+		// Placed by the release, among the held commands (see refan).
+		cs.refans = append(cs.refans, fan...)
 		clear(fan)
 		fan = fan[:0]
 		cs.release(ctx)
@@ -720,29 +723,43 @@ type fanLeg struct {
 }
 
 // refan places the legs of commands for every master that their nodes
-// did not run, once the layout has been refreshed. A leg goes back to its
-// node while that node is a master, or, if the node refused it, keeps the
-// refusal as its reply. Otherwise (a master that died, whose slots a
-// replica took over, or one that a failover made a replica) it goes where
-// a call alone would send it (fanOut): to a master of the new layout that
-// no leg of its command went to, the replica promoted in its node's
-// place; were every master to have one already, the command reaches every
-// master without it, and the leg is answered with no reply (see fanVals).
-// So the command runs once on each master. A leg does not go to a master
-// that a later command of the stream was sent to (a MOVED had sent a
-// command of its slot there before the layout was refreshed): it would
-// run after that command, undoing what a write did or changing what a
-// read saw. It keeps its refusal as its reply, or, not written, has an
-// error reply that says it was not sent.
-func (cs *clusterStream) refan(fan []fanLeg) {
-	if len(fan) == 0 || cs.s.err != nil {
+// did not run (refans), once the layout has been refreshed and the held
+// commands released. A leg goes back to its node while that node is a
+// master, or, if the node refused it, keeps the refusal as its reply.
+// Otherwise (a master that died, whose slots a replica took over, or one
+// that a failover made a replica) it goes where a call alone would send
+// it (fanOut): to a master of the new layout that no leg of its command
+// went to, the replica promoted in its node's place; were every master to
+// have one already, the command reaches every master without it, and the
+// leg is answered with no reply (see fanVals). So the command runs once
+// on each master.
+//
+// A leg keeps its place in the stream's order on its node: the commands
+// this release puts on that node go in the stream's order, the leg among
+// them (see sortFrom), so that the commands queued before a flush or a
+// script load that the same node redirected, or could not take, still run
+// before it there, and those queued after it, after it. A leg that cannot
+// keep its place does not go: one of the commands before it that its
+// node now serves is not on its way there (held still, or on another
+// node, which will redirect it), or one after it went there before this
+// release (a MOVED had sent a command of its slot there before the layout
+// was refreshed). It keeps its refusal as its reply, or, not written, has
+// an error reply that says it was not sent.
+func (cs *clusterStream) refan() {
+	fan := cs.refans
+	defer func() {
+		clear(fan)
+		cs.refans = fan[:0]
+	}()
+	if cs.s.err != nil {
 		return
 	}
+	slices.SortStableFunc(fan, func(a, b fanLeg) int { return cmp.Compare(a.i, b.i) })
 	r := cs.r
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	var sort []*streamNode
 	for _, f := range fan {
-		to := f.from
+		r.mu.RLock()
+		to, refused := f.from, false
 		switch {
 		case !slices.Contains(r.masters, to):
 			went := slices.DeleteFunc(slices.Clone(cs.fanTo[f.i]), func(m *Client) bool { return m == f.from })
@@ -755,32 +772,99 @@ func (cs *clusterStream) refan(fan []fanLeg) {
 				}
 			}
 			cs.fanTo[f.i] = went
-			if to != nil && cs.node(to).last > f.i+1 {
-				v := f.refusal
-				if v.Kind == 0 {
-					v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, in place of %s, which later commands of the stream were sent to first: %w", to.opt.Addr, f.from.opt.Addr, f.cause)))
-				}
-				cs.fanReply(f.i, cs.entry(f.i), v)
-				continue
-			}
 		case f.refusal.Kind != 0:
+			refused = true
+		}
+		r.mu.RUnlock()
+		switch {
+		case refused:
 			cs.fanReply(f.i, cs.entry(f.i), f.refusal)
-			continue
-		}
-		if to == nil {
+		case to == nil:
 			cs.fanReply(f.i, cs.entry(f.i), resp.Value{})
-			continue
+		case cs.node(to).markLast > f.i+1 || !cs.onTheirWay(f.i, to):
+			v := f.refusal
+			if v.Kind == 0 {
+				v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, in place of %s, as it could not keep its place there among the commands of the stream: %w", to.opt.Addr, f.from.opt.Addr, f.cause)))
+			}
+			cs.fanReply(f.i, cs.entry(f.i), v)
+		default:
+			nd := cs.node(to)
+			cs.put(nd, f.i, -1, f.b, false)
+			if !slices.Contains(sort, nd) {
+				sort = append(sort, nd)
+			}
 		}
-		cs.put(cs.node(to), f.i, -1, f.b, false)
+	}
+	for _, nd := range sort {
+		nd.out.sortFrom(nd.mark)
 	}
 }
 
-// refanDemoted places the legs that take1 found refused with READONLY,
-// once a refresh has told where they now go (see refan): before the held
-// commands, which the refusing nodes redirected to the masters that took
-// their places, so that a flush or a script load still comes ahead of the
-// commands queued after it there. A stream that failed or is draining
-// sends nothing again: each leg keeps its refusal as its reply.
+// onTheirWay tells whether every command earlier than command i, not yet
+// answered, of a slot that to serves, or that no node serves, is on its
+// way to to: in one of its chunks. Commands for every master are placed
+// in order (see refan), and keyless ones go to any master; where the
+// parts of a command split by slot are is not kept: none may be bound for
+// to.
+func (cs *clusterStream) onTheirWay(i int, to *Client) bool {
+	r := cs.r
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	bound := func(slot int) bool {
+		owner := r.slots[slot]
+		return owner == to || owner == nil
+	}
+	for k := cs.done; k < i; k++ {
+		e := cs.entry(k)
+		switch {
+		case e.final:
+		case cs.splits[k] != nil:
+			for _, l := range cs.splits[k].legs {
+				if !l.done && bound(l.sub.slot) {
+					return false
+				}
+			}
+		case e.legs > 0 || e.slot < 0:
+		case bound(int(e.slot)) && (e.ch == nil || e.ch.node.c != to):
+			return false
+		}
+	}
+	return true
+}
+
+// sortFrom puts the commands of ch from the mark-th on in the stream's
+// order, each after its ASKING; those of one slot are in that order
+// already.
+func (ch *nodeChunk) sortFrom(mark int) {
+	seg := ch.cmds[mark:]
+	byIndex := func(a, b chunkCmd) int { return cmp.Compare(a.i, b.i) }
+	if slices.IsSortedFunc(seg, byIndex) {
+		return
+	}
+	base := seg[0].start
+	if seg[0].asking {
+		base -= len(askingCmd)
+	}
+	old := slices.Clone(ch.buf[base:])
+	sorted := slices.Clone(seg)
+	slices.SortStableFunc(sorted, byIndex)
+	ch.buf = ch.buf[:base]
+	for k, cc := range sorted {
+		b := old[cc.start-base : cc.end-base]
+		if cc.asking {
+			ch.buf = append(ch.buf, askingCmd...)
+		}
+		cc.start = len(ch.buf)
+		ch.buf = append(ch.buf, b...)
+		cc.end = len(ch.buf)
+		seg[k] = cc
+	}
+}
+
+// refanDemoted readies for refan the legs that take1 found refused with
+// READONLY, once a refresh has told where they now go. A stream that
+// failed or is draining sends nothing again: each leg keeps its refusal
+// as its reply.
 func (cs *clusterStream) refanDemoted(ctx context.Context) {
 	fan := cs.demoted
 	if cs.s.err == nil && !cs.draining {
@@ -789,7 +873,7 @@ func (cs *clusterStream) refanDemoted(ctx context.Context) {
 		// Failed, the refresh leaves the layout as it was, and the legs
 		// their refusals.
 		_ = cs.r.awaitRefresh(ctx)
-		cs.refan(fan)
+		cs.refans = append(cs.refans, fan...)
 	} else {
 		for _, f := range fan {
 			cs.fanReply(f.i, cs.entry(f.i), f.refusal)
@@ -1193,17 +1277,47 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 	}
 }
 
-// release places first the legs of commands for every master refused
-// with READONLY (see refanDemoted), then sends the held commands of the
-// touched slots, and of the slots whose backoff is over, that may go (see
-// heldFront). Then every held command still holding an ASK forgets it: it
-// was not followed at once. A slot whose owner is not known waits for a
-// refresh of the layout, and goes after the ASKs are forgotten.
+// release sends the held commands of the touched slots, and of the slots
+// whose backoff is over, that may go (see heldFront), and places the legs
+// of commands for every master that their nodes did not run: refused
+// with READONLY, once a refresh has told where they now go (see
+// refanDemoted), or not written, the layout refreshed (see refan). Then
+// every held command still holding an ASK forgets it: it was not followed
+// at once. A slot whose owner is not known waits for a refresh of the
+// layout, and goes after the ASKs are forgotten.
 func (cs *clusterStream) release(ctx context.Context) {
 	defer cs.forgetAsks()
 	if len(cs.demoted) > 0 {
 		cs.refanDemoted(ctx)
 	}
+	if len(cs.refans) == 0 {
+		cs.releaseHeld(ctx)
+		return
+	}
+	// What the chunks hold before this release stays ahead of the legs;
+	// the held commands it sends go in the stream's order with them (see
+	// refan), those of every slot with one earlier than a leg included.
+	last := 0
+	for _, f := range cs.refans {
+		last = max(last, f.i)
+	}
+	for _, nd := range cs.list {
+		nd.mark, nd.markLast = 0, nd.last
+		if nd.out != nil {
+			nd.mark = len(nd.out.cmds)
+		}
+	}
+	for slot, hs := range cs.held {
+		if hs.cmds[0].i < last {
+			cs.touched = append(cs.touched, slot)
+		}
+	}
+	cs.releaseHeld(ctx)
+	cs.refan()
+}
+
+// releaseHeld is release for the held commands alone.
+func (cs *clusterStream) releaseHeld(ctx context.Context) {
 	if cs.s.err != nil || cs.draining || len(cs.held) == 0 {
 		cs.touched = cs.touched[:0]
 		return

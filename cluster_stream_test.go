@@ -1306,3 +1306,37 @@ func testClusterStreamPartlyRefused(t *testing.T, cl *redistest.Cluster, c *Clie
 		t.Fatal(err)
 	}
 }
+
+// sortFrom puts the commands of a chunk from a mark on in the stream's
+// order, each after its ASKING, leaving those before the mark as they
+// are, and the parts of one command in their order.
+func TestChunkSortFrom(t *testing.T) {
+	ch := &nodeChunk{}
+	add := func(i, leg int, asking bool, words ...string) {
+		if asking {
+			ch.buf = append(ch.buf, askingCmd...)
+			ch.asks++
+		}
+		start := len(ch.buf)
+		ch.buf = append(ch.buf, encodeWords(words...)...)
+		ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
+	}
+	add(9, -1, false, "SET", "x", "9")
+	add(5, -1, true, "SET", "a", "5")
+	add(7, 0, false, "DEL", "b")
+	add(7, 1, false, "DEL", "c")
+	add(2, -1, false, "FLUSHALL")
+	add(6, -1, true, "SET", "a", "6")
+	ch.sortFrom(1)
+	want := &nodeChunk{}
+	ch, got := want, ch
+	add(9, -1, false, "SET", "x", "9")
+	add(2, -1, false, "FLUSHALL")
+	add(5, -1, true, "SET", "a", "5")
+	add(6, -1, true, "SET", "a", "6")
+	add(7, 0, false, "DEL", "b")
+	add(7, 1, false, "DEL", "c")
+	if string(got.buf) != string(want.buf) || !slices.Equal(got.cmds, want.cmds) || got.asks != want.asks {
+		t.Errorf("sorted chunk\n%q %+v\nwant\n%q %+v", got.buf, got.cmds, want.buf, want.cmds)
+	}
+}

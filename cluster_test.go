@@ -1373,3 +1373,126 @@ func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
 		}
 	})
 }
+
+// A command for every master whose leg goes, after a failover, to the
+// replica promoted in its node's place keeps its place among the commands
+// around it there: those queued before it still run before it, and those
+// queued after it, after it, in a NoTransaction pipeline and in a stream,
+// for a master that a graceful failover made a replica (READONLY) as for
+// one that died. So FLUSHALL removes the keys set before it, and leaves
+// those set after it.
+func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	// Clients with the layout from before now, two for each failover.
+	stale := func() []*Client {
+		clients := make([]*Client, 2)
+		for i := range clients {
+			c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			if _, err := c.DBSize(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clients[i] = c
+		}
+		return clients
+	}
+	// check checks that FLUSHALL ran times times on every master, and
+	// that m holds the keys of want, to their values, and no other.
+	check := func(t *testing.T, m *redistest.Server, times int64, want map[string]string) {
+		t.Helper()
+		for _, m := range cl.Masters {
+			if n := calls(t, m, "flushall"); n != times {
+				t.Errorf("master %s ran FLUSHALL %d times, want %d", m.Addr, n, times)
+			}
+		}
+		if n := m.MustDo(t, "DBSIZE").(int64); n != int64(len(want)) {
+			t.Errorf("master %s holds %d keys, want %d: %v", m.Addr, n, len(want), want)
+		}
+		for k, v := range want {
+			if got, _ := m.Do("GET", k); got != v {
+				t.Errorf("GET %s on %s = %v, want %q", k, m.Addr, got, v)
+			}
+		}
+	}
+	stream := func(t *testing.T, c *Client, queue func(s *Stream)) []Value {
+		t.Helper()
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		queue(s)
+		if _, err := s.Close(ctx); err != nil {
+			t.Fatalf("Close = %v with replies %v", err, replies)
+		}
+		return replies
+	}
+
+	demoted := cl.Masters[0]
+	clients := stale()
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	took, err := cl.Failover(fctx, demoted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after := keyIn(7, "order:before"), keyIn(7, "order:after") // the demoted master's
+	t.Run("ReadonlyPipeline", func(t *testing.T) {
+		c := clients[0]
+		wantStale(t, c, demoted)
+		resetStats(t, cl.Masters...)
+		replies, err := c.Pipeline(NoTransaction).
+			Set(before, 1).FlushAll().Set(after, 2).FlushAll().Set(after, 3).
+			Exec(ctx)
+		if err != nil || fmt.Sprint(replies) != "[OK OK OK OK OK]" {
+			t.Fatalf("Exec = %v, %v", replies, err)
+		}
+		check(t, took, 2, map[string]string{after: "3"})
+	})
+	t.Run("ReadonlyStream", func(t *testing.T) {
+		c := clients[1]
+		wantStale(t, c, demoted)
+		resetStats(t, cl.Masters...)
+		replies := stream(t, c, func(s *Stream) {
+			s.Set(before, 1).FlushAll().Set(after, 2).FlushAll().Set(after, 3)
+		})
+		if fmt.Sprint(replies) != "[OK OK OK OK OK]" {
+			t.Fatalf("replies = %v", replies)
+		}
+		check(t, took, 2, map[string]string{after: "3"})
+	})
+
+	dead := cl.Masters[1]
+	clients = stale()
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := keyIn(8000, "order:a"), keyIn(8000, "order:b") // the dead master's
+	t.Run("DeadPipeline", func(t *testing.T) {
+		c := clients[0]
+		wantStale(t, c, dead)
+		resetStats(t, cl.Masters...)
+		replies, err := c.Pipeline(NoTransaction).Set(a, 1).Set(b, 2).FlushAll().Set(a, 3).Exec(ctx)
+		if err != nil || fmt.Sprint(replies) != "[OK OK OK OK]" {
+			t.Fatalf("Exec = %v, %v", replies, err)
+		}
+		check(t, promoted, 1, map[string]string{a: "3"})
+	})
+	t.Run("DeadStream", func(t *testing.T) {
+		c := clients[1]
+		wantStale(t, c, dead)
+		resetStats(t, cl.Masters...)
+		replies := stream(t, c, func(s *Stream) {
+			s.Set(a, 1).Set(b, 2).FlushAll().Set(a, 3)
+		})
+		if fmt.Sprint(replies) != "[OK OK OK OK]" {
+			t.Fatalf("replies = %v", replies)
+		}
+		check(t, promoted, 1, map[string]string{a: "3"})
+	})
+}

@@ -307,14 +307,17 @@
 //     that a node the layout called a master refuses with READONLY: a
 //     failover made that node a replica, which ran nothing of it (a
 //     node still a master after the refresh keeps the refusal as its
-//     reply). In a pipeline or a stream, such a command does not go to
-//     the new master once a later command of the batch was sent there (a
-//     MOVED had sent it before the refresh): it would run after that
-//     command. It keeps the refusal, or an error reply that says it was
-//     not sent, and a write then has an error of unknown outcome, having
-//     run on the other masters. The refresh sends later commands for
-//     every master to the new master too; until something refreshes the
-//     layout (a MOVED, a READONLY, a node that cannot be reached), a
+//     reply). In a pipeline or a stream, it keeps its place there among
+//     the commands of the batch that the same node redirected or could
+//     not take: those before it run before it, those after it after it.
+//     It does not go to the new master once a later command of the batch
+//     was sent there (a MOVED had sent it before the refresh), nor, in a
+//     stream, while an earlier one bound there is held back: it would run
+//     out of order. It then keeps the refusal, or an error reply that
+//     says it was not sent, and a write has an error of unknown outcome,
+//     having run on the other masters. The refresh sends later commands
+//     for every master to the new master too; until something refreshes
+//     the layout (a MOVED, a READONLY, a node that cannot be reached), a
 //     command that a replica runs rather than refuses (SCRIPT LOAD,
 //     CONFIG SET, DBSIZE) goes to such a former master instead.
 //     ClusterOptions.MaxRedirects bounds the redirections of a
