@@ -1496,3 +1496,67 @@ func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 		check(t, promoted, 1, map[string]string{a: "3"})
 	})
 }
+
+// A stream of thousands of SETs with FLUSHALL among them, from clients
+// whose layout is from before a graceful failover: the former master
+// redirects the SETs of its slots, one MOVED at a time, to the promoted
+// replica, where later SETs of those slots then go at once, and refuses
+// FLUSHALL's leg with READONLY. FLUSHALL then either runs on the promoted
+// replica in its place among the SETs there, so that exactly the keys set
+// after it remain, or reports an unknown outcome; it never succeeds with
+// keys set before it left, or keys set after it gone.
+func TestClusterStreamFlushAllAcrossGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	clients := make([]*Client, 3)
+	for i := range clients {
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.DBSize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := cl.Failover(fctx, old); err != nil {
+		t.Fatal(err)
+	}
+	const n, at = 20000, 7000 // commands, and the index of FLUSHALL
+	for round, c := range clients {
+		var flush Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			if i == at {
+				flush = v
+			} else if v.String() != "OK" {
+				t.Errorf("round %d: command %d = %v, want OK", round, i, v)
+			}
+			return nil
+		})
+		for i := 0; i < n; i++ {
+			if i == at {
+				s.FlushAll()
+				continue
+			}
+			s.Set(fmt.Sprintf("flushbusy:%d:%d", round, i), i)
+		}
+		s.Close(ctx)
+		var keys int64
+		for _, m := range cl.Masters {
+			keys += m.MustDo(t, "DBSIZE").(int64)
+		}
+		switch err := flush.Err(); {
+		case err == nil && keys != n-at-1:
+			t.Errorf("round %d: FLUSHALL = OK, and %d keys left, want the %d set after it", round, keys, n-at-1)
+		case err != nil && OutcomeOf(err) != OutcomeUnknown:
+			t.Errorf("round %d: FLUSHALL = %v, of outcome %v; want OK or an unknown outcome", round, err, OutcomeOf(err))
+		}
+		for _, m := range cl.Masters {
+			m.MustDo(t, "FLUSHALL")
+		}
+	}
+}
