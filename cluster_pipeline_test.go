@@ -347,3 +347,51 @@ func TestFanOutReply(t *testing.T) {
 		})
 	}
 }
+
+// A master that a stream could not reach once (a dial refused), and that
+// is still a master once the layout is refreshed, gets again what the
+// stream had for it, in the stream's order: the leg of FLUSHALL, then the
+// SET queued after it, which the refused dial sent back among the held
+// commands. That SET, never written, does not stop the leg.
+func testClusterStreamFanOutRedialed(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	down := cl.Masters[2].Addr
+	var refuse, refusals atomic.Int32 // dials of down to refuse, and refused
+	refuse.Store(1 << 20)
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == down && refuse.Add(-1) >= 0 {
+			refusals.Add(1)
+			return nil, errors.New("dial refused by the test")
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The layout, learnt without a connection to down.
+	key := keyIn(100, "redialed:") // on the first master
+	if err := c.Set(ctx, key, 0); err != nil {
+		t.Fatal(err)
+	}
+	refuse.Store(1)
+	refusals.Store(0)
+	after := keyIn(16000, "redialed:") // down's
+	var replies []Value
+	s := c.Stream(ctx, func(i int, v Value) error {
+		replies = append(replies, v)
+		return nil
+	})
+	s.FlushAll().Set(after, "after")
+	if _, err := s.Close(ctx); err != nil || len(replies) != 2 || replies[0].String() != "OK" || replies[1].String() != "OK" {
+		t.Fatalf("Close = %v with replies %v; want FLUSHALL and SET to succeed", err, replies)
+	}
+	if refusals.Load() != 1 || s.cl.redirected.unreached != 1 {
+		t.Errorf("%d dials refused, %d met by the stream; want 1", refusals.Load(), s.cl.redirected.unreached)
+	}
+	if v, err := c.Get(ctx, after); err != nil || v != "after" {
+		t.Errorf("GET %s = %q, %v; want what the SET after FLUSHALL wrote", after, v, err)
+	}
+}

@@ -239,9 +239,9 @@ type streamNode struct {
 	inflight []*nodeChunk // written, not yet answered; oldest first
 	out      *nodeChunk   // being filled by a pass
 	broken   bool         // its connection failed, or a wait on it ended: replies may be unread
-	last     int          // 1 + the greatest index of a command put in its chunks; 0 for none
+	wrote    int          // 1 + the greatest index of a command written to it; 0 for none
 	mark     int          // the commands of out when the release under way began (see refan)
-	markLast int          // last then
+	markLast int          // 1 + the greatest index of a command written to it or in out then
 }
 
 // nodeChunk is what one node gets in one pass.
@@ -593,7 +593,6 @@ func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) 
 	ch.buf = append(ch.buf, b...)
 	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
 	cs.entry(i).ch = ch
-	nd.last = max(nd.last, i+1)
 }
 
 // chunk returns an empty chunk for nd.
@@ -693,6 +692,7 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 					e.written = true
 					cs.written++
 				}
+				nd.wrote = max(nd.wrote, cc.i+1)
 			}
 		}
 		if unreached == nil || s.err != nil {
@@ -784,7 +784,11 @@ func (cs *clusterStream) refan() {
 		case cs.node(to).markLast > f.i+1 || !cs.onTheirWay(f.i, to):
 			v := f.refusal
 			if v.Kind == 0 {
-				v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, in place of %s, as it could not keep its place there among the commands of the stream: %w", to.opt.Addr, f.from.opt.Addr, f.cause)))
+				where := to.opt.Addr + " again"
+				if to != f.from {
+					where = to.opt.Addr + ", in place of " + f.from.opt.Addr
+				}
+				v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, as it could not keep its place there among the commands of the stream: %w", where, f.cause)))
 			}
 			cs.fanReply(f.i, cs.entry(f.i), v)
 		default:
@@ -1302,9 +1306,12 @@ func (cs *clusterStream) release(ctx context.Context) {
 		last = max(last, f.i)
 	}
 	for _, nd := range cs.list {
-		nd.mark, nd.markLast = 0, nd.last
+		nd.mark, nd.markLast = 0, nd.wrote
 		if nd.out != nil {
 			nd.mark = len(nd.out.cmds)
+			for _, cc := range nd.out.cmds {
+				nd.markLast = max(nd.markLast, cc.i+1)
+			}
 		}
 	}
 	for slot, hs := range cs.held {

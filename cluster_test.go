@@ -37,6 +37,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterPartlyRefused(t, cl, c) })
 	t.Run("PipelinePartlyRefused", func(t *testing.T) { testClusterPipelinePartlyRefused(t, cl, c) })
 	t.Run("PipelineFanOutUnreached", func(t *testing.T) { testClusterPipelineFanOutUnreached(t, cl) })
+	t.Run("StreamFanOutRedialed", func(t *testing.T) { testClusterStreamFanOutRedialed(t, cl) })
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
