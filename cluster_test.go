@@ -1293,18 +1293,7 @@ func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
 	old := cl.Masters[0]
 	slot := 7 // the first master's
 	key := keyIn(slot, "overtaken:")
-	clients := make([]*Client, 3)
-	for i := range clients {
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.DBSize(ctx); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := loadedClients(t, ctx, cl, 3)
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	promoted, err := cl.Failover(fctx, old)
@@ -1385,22 +1374,6 @@ func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
 func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
-	// Clients with the layout from before now, two for each failover.
-	stale := func() []*Client {
-		clients := make([]*Client, 2)
-		for i := range clients {
-			c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			if _, err := c.DBSize(ctx); err != nil {
-				t.Fatal(err)
-			}
-			clients[i] = c
-		}
-		return clients
-	}
 	// check checks that FLUSHALL ran times times on every master, and
 	// that m holds the keys of want, to their values, and no other.
 	check := func(t *testing.T, m *redistest.Server, times int64, want map[string]string) {
@@ -1434,7 +1407,7 @@ func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 	}
 
 	demoted := cl.Masters[0]
-	clients := stale()
+	clients := loadedClients(t, ctx, cl, 2) // with the layout from before the failover
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	took, err := cl.Failover(fctx, demoted)
@@ -1468,7 +1441,7 @@ func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 	})
 
 	dead := cl.Masters[1]
-	clients = stale()
+	clients = loadedClients(t, ctx, cl, 2)
 	promoted, err := cl.KillMaster(ctx, dead)
 	if err != nil {
 		t.Fatal(err)
@@ -1510,18 +1483,7 @@ func TestClusterStreamFlushAllAcrossGracefulFailover(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	old := cl.Masters[0]
-	clients := make([]*Client, 3)
-	for i := range clients {
-		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.DBSize(ctx); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := loadedClients(t, ctx, cl, 3)
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if _, err := cl.Failover(fctx, old); err != nil {
