@@ -221,7 +221,9 @@ type part struct {
 // again as a pipeline, in their order, to where they now belong: for a
 // command for every master whose master died, or refused it with READONLY
 // (a failover made it a replica), the replica promoted in its place (see
-// readyAgain).
+// readyAgain). A command that MOVED or ASK sends to a node that a later
+// command for every master touching keys already went to is not sent
+// again: it keeps the redirection as its reply (see barriers).
 func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batchTraits) ([]Value, error) {
 	n := len(p.w.cmds)
 	buf := p.w.buf
@@ -312,6 +314,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	again := false   // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
 	demoted := false // some leg of a command for every master met READONLY
 	ran := false     // some part has been sent
+	var bars barriers
 	for len(pending) > 0 {
 		send := pending
 		if !all {
@@ -386,6 +389,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				return nil, pt.err
 			}
 		}
+		if fanned {
+			bars = bars.add(p, parts)
+		}
 		var unsent error
 		moved, waited, unreachedNow := false, false, false
 		for i, pt := range parts {
@@ -459,18 +465,28 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				l.asking = false
 				switch rd.kind {
 				case "MOVED":
-					moved = true
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
 						return r.stopped(p, n, legs, vals, ran, err)
 					}
+					if bars.passed(node, l) {
+						// It keeps the redirection as its reply: see
+						// barriers.
+						l.done = true
+						continue
+					}
+					moved = true
 					l.node = node
 				case "ASK":
-					moved = true
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
 						return r.stopped(p, n, legs, vals, ran, err)
 					}
+					if bars.passed(node, l) {
+						l.done = true
+						continue
+					}
+					moved = true
 					l.node, l.asking = node, true
 				default:
 					waited, again, l.wait = true, true, true
@@ -936,6 +952,52 @@ func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 	}
 	return pending
+}
+
+// barriers holds, for each node, the last command for every master that
+// reads or changes keys (FLUSHALL, DBSIZE, KEYS...) that a pipeline sent
+// there and that the node did not refuse. A keyed command queued before
+// it that MOVED or ASK sends to that node must not go: it would run
+// after it, surviving a flush queued after it, or missing from a count.
+// It keeps the redirection as its reply instead, and so reads as not
+// applied, which is true. Commands for every master that touch no key
+// (SCRIPT LOAD, CONFIG SET, PING) are no barrier.
+type barriers map[*Client]int
+
+// add returns b with the legs of commands for every master of parts, the
+// parts of a round, that their nodes answered.
+func (b barriers) add(p *Pipeline, parts []*part) barriers {
+	for _, pt := range parts {
+		if pt.err != nil {
+			continue
+		}
+		for j, l := range pt.legs {
+			if !l.fixed || isReadonly(pt.replies[j]) || !touchesKeys(p.w.cmds[l.cmd].info()) {
+				continue
+			}
+			if b == nil {
+				b = barriers{}
+			}
+			if last, ok := b[pt.node]; !ok || l.cmd > last {
+				b[pt.node] = l.cmd
+			}
+		}
+	}
+	return b
+}
+
+// passed tells whether a command for every master queued after l's, a
+// keyed leg, has been sent to node.
+func (b barriers) passed(node *Client, l *leg) bool {
+	last, ok := b[node]
+	return ok && l.slot >= 0 && last > l.cmd
+}
+
+// touchesKeys tells whether ci, a command for every master, which names
+// no key, reads or changes the keys of the node it runs on: the server's
+// table flags it as a read or a write.
+func touchesKeys(ci *commandInfo) bool {
+	return ci.has(flagWrite | flagReadonly)
 }
 
 // lastRan returns, for each node, the last command of a pipeline that ran

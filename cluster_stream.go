@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +59,10 @@ import (
 // still holds its keys. The refused command is then not sent again if
 // that later one shares a key with it: it keeps its redirection as its
 // reply, and nothing of it runs (see overtake), as in a pipeline. So
-// commands on one key keep their order even then. (A slot that leaves a
+// commands on one key keep their order even then. Nor is a command that
+// MOVED or ASK sent back sent again to a node that a later command for
+// every master touching keys (FLUSHALL, DBSIZE...) went to first: it too
+// keeps its redirection as its reply (see barred). (A slot that leaves a
 // node and comes back to it is the other case; see poll.)
 //
 // An ASK is followed at once or not at all. The command goes to the
@@ -242,6 +246,7 @@ type streamNode struct {
 	wrote    int          // 1 + the greatest index of a command written to it; 0 for none
 	mark     int          // the commands of out when the release under way began (see refan)
 	markLast int          // 1 + the greatest index of a command written to it or in out then
+	fanned   int          // 1 + the greatest index of a command for every master that touches keys put to it; 0 for none
 }
 
 // nodeChunk is what one node gets in one pass.
@@ -450,7 +455,7 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 			}
 			cs.fanTo[i] = r.masters // never changed in place: a refresh makes a new one
 			for _, m := range r.masters {
-				cs.put(cs.node(m), i, -1, b, false)
+				cs.putFan(cs.node(m), i, b)
 				cs.entry(i).legs++
 			}
 		case slot == slotSplit:
@@ -593,6 +598,39 @@ func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) 
 	ch.buf = append(ch.buf, b...)
 	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
 	cs.entry(i).ch = ch
+}
+
+// putFan puts the leg of command i, a command for every master encoded as
+// b, in the chunk of nd, and notes there whether it touches keys (see
+// barred).
+func (cs *clusterStream) putFan(nd *streamNode, i int, b []byte) {
+	cs.put(nd, i, -1, b, false)
+	if touchesKeys(cs.entry(i).meta.info()) {
+		nd.fanned = max(nd.fanned, i+1)
+	}
+}
+
+// barred settles the held commands at the front of hs, of a slot that
+// owner serves, that MOVED or ASK sent to a node that a later command for
+// every master that touches keys (FLUSHALL, DBSIZE, KEYS...) was put to
+// before them: sent now, they would run after it, a write surviving a
+// flush queued after it, a count missing it. Each keeps its redirection
+// as its reply, as in a pipeline (see barriers): nothing of it ran.
+func (cs *clusterStream) barred(hs *heldSlot, owner *Client) {
+	k := 0
+	for ; k < len(hs.cmds); k++ {
+		h := hs.cmds[k]
+		to := cmp.Or(h.ask, owner)
+		if to == nil || !strings.HasPrefix(h.refusal, "MOVED ") && !strings.HasPrefix(h.refusal, "ASK ") {
+			break
+		}
+		if nd := cs.nodes[to]; nd == nil || nd.fanned <= h.i+1 {
+			break
+		}
+		cs.settle(h.i, h.leg, cs.entry(h.i), resp.Value{Kind: resp.Error, Str: h.refusal}, nil)
+	}
+	clear(hs.cmds[:k])
+	hs.cmds = hs.cmds[k:]
 }
 
 // chunk returns an empty chunk for nd.
@@ -793,7 +831,7 @@ func (cs *clusterStream) refan() {
 			cs.fanReply(f.i, cs.entry(f.i), v)
 		default:
 			nd := cs.node(to)
-			cs.put(nd, f.i, -1, f.b, false)
+			cs.putFan(nd, f.i, f.b)
 			if !slices.Contains(sort, nd) {
 				sort = append(sort, nd)
 			}
@@ -1418,6 +1456,10 @@ func (cs *clusterStream) sendHeld(slot int, hs *heldSlot, now time.Time) bool {
 			again = again || h.again
 		}
 	} else {
+		if cs.barred(hs, owner); len(hs.cmds) == 0 {
+			delete(cs.held, slot)
+			return true
+		}
 		f := &cs.flight[slot]
 		var askTo *Client
 		if f.n > 0 && f.ask != 0 {

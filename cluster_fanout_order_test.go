@@ -1,0 +1,148 @@
+package redpipe
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestClusterFanOutAfterMoved checks that a keyed command queued before a
+// command for every master that reads or changes the keys, and redirected
+// by MOVED, does not run after that command on the slot's new master: a
+// SET queued before FLUSHALL either is flushed or keeps its MOVED as its
+// reply, not applied; one queued before DBSIZE is counted or not applied.
+func TestClusterFanOutAfterMoved(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	from, to := cl.Masters[0], cl.Masters[1]
+	c := loadedClients(t, ctx, cl, 1)[0]
+	slots := []int{42, 43, 44, 45}
+	for _, slot := range slots {
+		if owner, err := cl.SlotOwner(slot); err != nil || owner != from {
+			t.Fatalf("slot %d is not the first master's: %v", slot, err)
+		}
+	}
+	if err := cl.MoveSlots(ctx, from, to, slots...); err != nil {
+		t.Fatal(err)
+	}
+
+	// stale makes the client route slot to the master it left, as one
+	// that has not heard of the move does.
+	stale := func(slot int) {
+		t.Helper()
+		waitRefreshed(t, c.cluster)
+		r := c.cluster
+		r.mu.Lock()
+		r.slots[slot], _ = r.nodeLocked(from.Addr)
+		r.mu.Unlock()
+		if got := r.owner(slot).opt.Addr; got != from.Addr {
+			t.Fatalf("slot %d is routed to %s, want the stale %s", slot, got, from.Addr)
+		}
+	}
+	notApplied := func(what string, v Value) bool {
+		t.Helper()
+		err := v.Err()
+		if err == nil {
+			return false
+		}
+		if OutcomeOf(err) != OutcomeNotApplied {
+			t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
+		}
+		return true
+	}
+
+	t.Run("FlushAll", func(t *testing.T) {
+		k := keyIn(slots[0], "fanorder:flush:")
+		stale(slots[0])
+		replies, err := c.Pipeline(NoTransaction).Set(k, "v").FlushAll().Exec(ctx)
+		if len(replies) != 2 {
+			t.Fatalf("Exec = %v, %v", replies, err)
+		}
+		if replies[1].Err() != nil {
+			t.Fatalf("FLUSHALL: %v", replies[1].Err())
+		}
+		t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
+		setNot := notApplied("SET before FLUSHALL", replies[0])
+		_, gerr := c.Get(ctx, k)
+		switch {
+		case gerr == nil:
+			t.Errorf("%s survived a FLUSHALL queued after its SET (SET: %v, Exec: %v)", k, replies[0], err)
+		case !errors.Is(gerr, ErrNil):
+			t.Fatal(gerr)
+		case !setNot && err != nil:
+			t.Errorf("Exec = %v with every reply OK", err)
+		}
+	})
+
+	t.Run("DBSize", func(t *testing.T) {
+		if err := c.FlushAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		k := keyIn(slots[1], "fanorder:dbsize:")
+		stale(slots[1])
+		replies, err := c.Pipeline(NoTransaction).Set(k, "v").DBSize().Exec(ctx)
+		if len(replies) != 2 {
+			t.Fatalf("Exec = %v, %v", replies, err)
+		}
+		n, nerr := replies[1].Int64()
+		if nerr != nil {
+			t.Fatalf("DBSIZE: %v", nerr)
+		}
+		t.Logf("SET: %v; DBSIZE: %v", replies[0], replies[1])
+		want := int64(1)
+		if notApplied("SET before DBSIZE", replies[0]) {
+			want = 0
+		}
+		if n != want {
+			t.Errorf("DBSIZE after SET = %d, want %d (SET: %v, Exec: %v)", n, want, replies[0], err)
+		}
+		if _, err := c.Get(ctx, k); (err == nil) != (want == 1) {
+			t.Errorf("GET %s after the pipeline: %v, with SET %v", k, err, replies[0])
+		}
+	})
+
+	t.Run("ScriptLoad", func(t *testing.T) {
+		// A command for every master that touches no key does not hold
+		// back a redirected one.
+		k := keyIn(slots[2], "fanorder:script:")
+		stale(slots[2])
+		replies, err := c.Pipeline(NoTransaction).Set(k, strconv.Itoa(7)).ScriptLoad("return 7").Exec(ctx)
+		if err != nil || len(replies) != 2 || replies[0].String() != "OK" {
+			t.Fatalf("Exec = %v, %v", replies, err)
+		}
+		if v, err := c.Get(ctx, k); err != nil || v != "7" {
+			t.Errorf("GET %s = %v, %v; want 7", k, v, err)
+		}
+	})
+
+	t.Run("StreamFlushAll", func(t *testing.T) {
+		k := keyIn(slots[3], "fanorder:stream:")
+		stale(slots[3])
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.Set(k, "v").FlushAll()
+		_, err := s.Close(ctx)
+		if len(replies) != 2 {
+			t.Fatalf("Close = %v with replies %v", err, replies)
+		}
+		if replies[1].Err() != nil {
+			t.Fatalf("FLUSHALL: %v", replies[1].Err())
+		}
+		t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
+		setNot := notApplied("SET before FLUSHALL", replies[0])
+		_, gerr := c.Get(ctx, k)
+		switch {
+		case gerr == nil:
+			t.Errorf("%s survived a FLUSHALL queued after its SET (SET: %v, Close: %v)", k, replies[0], err)
+		case !errors.Is(gerr, ErrNil):
+			t.Fatal(gerr)
+		case !setNot && err != nil:
+			t.Errorf("Close = %v with every reply OK", err)
+		}
+	})
+}
