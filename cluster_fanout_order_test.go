@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"testing"
@@ -57,23 +58,7 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 		k := keyIn(slots[0], "fanorder:flush:")
 		stale(slots[0])
 		replies, err := c.Pipeline(NoTransaction).Set(k, "v").FlushAll().Exec(ctx)
-		if len(replies) != 2 {
-			t.Fatalf("Exec = %v, %v", replies, err)
-		}
-		if replies[1].Err() != nil {
-			t.Fatalf("FLUSHALL: %v", replies[1].Err())
-		}
-		t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
-		setNot := notApplied("SET before FLUSHALL", replies[0])
-		_, gerr := c.Get(ctx, k)
-		switch {
-		case gerr == nil:
-			t.Errorf("%s survived a FLUSHALL queued after its SET (SET: %v, Exec: %v)", k, replies[0], err)
-		case !errors.Is(gerr, ErrNil):
-			t.Fatal(gerr)
-		case !setNot && err != nil:
-			t.Errorf("Exec = %v with every reply OK", err)
-		}
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec", notApplied)
 	})
 
 	t.Run("DBSize", func(t *testing.T) {
@@ -127,22 +112,30 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 		})
 		s.Set(k, "v").FlushAll()
 		_, err := s.Close(ctx)
-		if len(replies) != 2 {
-			t.Fatalf("Close = %v with replies %v", err, replies)
-		}
-		if replies[1].Err() != nil {
-			t.Fatalf("FLUSHALL: %v", replies[1].Err())
-		}
-		t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
-		setNot := notApplied("SET before FLUSHALL", replies[0])
-		_, gerr := c.Get(ctx, k)
-		switch {
-		case gerr == nil:
-			t.Errorf("%s survived a FLUSHALL queued after its SET (SET: %v, Close: %v)", k, replies[0], err)
-		case !errors.Is(gerr, ErrNil):
-			t.Fatal(gerr)
-		case !setNot && err != nil:
-			t.Errorf("Close = %v with every reply OK", err)
-		}
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Close", notApplied)
 	})
+}
+
+// checkSetThenFlush checks the replies of SET k then FLUSHALL, run by
+// how (Exec or Close) with err: FLUSHALL succeeded, and k is gone whether
+// SET ran before it or says, through notApplied, that it did not run.
+func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, replies []Value, err error, how string, notApplied func(string, Value) bool) {
+	t.Helper()
+	if len(replies) != 2 {
+		t.Fatalf("%s = %v with replies %v", how, err, replies)
+	}
+	if replies[1].Err() != nil {
+		t.Fatalf("FLUSHALL: %v", replies[1].Err())
+	}
+	t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
+	setNot := notApplied("SET before FLUSHALL", replies[0])
+	_, gerr := c.Get(ctx, k)
+	switch {
+	case gerr == nil:
+		t.Errorf("%s survived a FLUSHALL queued after its SET (SET: %v, %s: %v)", k, replies[0], how, err)
+	case !errors.Is(gerr, ErrNil):
+		t.Fatal(gerr)
+	case !setNot && err != nil:
+		t.Errorf("%s = %v with every reply OK", how, err)
+	}
 }

@@ -277,16 +277,7 @@ func TestPickKeepsSlotOrder(t *testing.T) {
 // and is done with the refusal as its reply when its node is still a
 // master.
 func TestReadyAgainAfterReadonly(t *testing.T) {
-	nodes := make([]*Client, 4)
-	for i := range nodes {
-		c, err := NewClient(Options{Addr: "127.0.0.1:" + strconv.Itoa(i+1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		nodes[i] = c
-	}
-	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	a, b, c, d := fourNodes(t)
 	refusal := resp.Value{Kind: resp.Error, Str: "READONLY You can't write against a read only replica."}
 	for _, tc := range []struct {
 		name    string
@@ -327,16 +318,7 @@ func TestReadyAgainAfterReadonly(t *testing.T) {
 // an error reply that says it was not sent. An earlier command that ran
 // there does not hold it back, nor a later one that ran elsewhere.
 func TestReadyAgainAfterLaterCommand(t *testing.T) {
-	nodes := make([]*Client, 4)
-	for i := range nodes {
-		c, err := NewClient(Options{Addr: "127.0.0.1:" + strconv.Itoa(i+1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		nodes[i] = c
-	}
-	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
+	a, b, c, d := fourNodes(t)
 	refusal := resp.Value{Kind: resp.Error, Str: "READONLY You can't write against a read only replica."}
 	ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
 	for _, tc := range []struct {
@@ -392,4 +374,20 @@ func TestReadyAgainAfterLaterCommand(t *testing.T) {
 			t.Errorf("%s: the leg's reply %v has outcome %v, want %v", tc.name, err, got, tc.outcome)
 		}
 	}
+}
+
+// fourNodes returns four node clients for readyAgain's tests, which
+// route legs without sending them: no server is behind them.
+func fourNodes(t *testing.T) (a, b, c, d *Client) {
+	t.Helper()
+	nodes := make([]*Client, 4)
+	for i := range nodes {
+		n, err := NewClient(Options{Addr: "127.0.0.1:" + strconv.Itoa(i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes[i] = n
+	}
+	return nodes[0], nodes[1], nodes[2], nodes[3]
 }
