@@ -697,11 +697,7 @@ func TestForEachMasterSingleNode(t *testing.T) {
 func TestForEachMasterFailover(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := loadedClients(t, ctx, cl, 1)[0]
 	ping := func(ctx context.Context, node *Client) error {
 		_, err := node.Ping(ctx)
 		return err
@@ -749,11 +745,7 @@ func TestForEachMasterFailover(t *testing.T) {
 func TestForEachMasterGracefulFailover(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := loadedClients(t, ctx, cl, 1)[0]
 	var mu sync.Mutex
 	var addrs []string
 	run := func() error {
