@@ -112,10 +112,10 @@ type Options struct {
 	// spends less CPU time per call than the wake-ups would cost. Where
 	// wake-ups are fast (CPUs kept busy by other work, or a server sharing
 	// the client's CPU) it buys little, and the poll keeps a CPU busy for
-	// the whole wait. Only calls that follow others within PollWait are
-	// polled for: a caller who paces its calls further apart sleeps on
-	// each reply at once, as a poll per call would cost it more than the
-	// wake-up it saves. (A call alone in line is read by its own caller,
+	// the whole wait. Only calls sent within PollWait of the last reply
+	// are polled for, however long that last call took: a caller who
+	// pauses longer between calls sleeps on each reply at once, as a poll
+	// per call would cost it more than the wake-up it saves. (A call alone in line is read by its own caller,
 	// polling or asleep, so no other goroutine has to hand it over.) The S8
 	// table in bench/RESULTS.md (#s8-client-cpu-time-and-latency-per-call)
 	// gives the CPU time and latency per call of each case, paced and back
@@ -127,15 +127,14 @@ type Options struct {
 	// process that may run on one CPU only, offers that CPU to other
 	// threads too, since a server on the same machine would be waiting
 	// for it. It backs off on a link whose replies take longer than
-	// PollWait. A batch still
-	// waiting for more than PollWait/0.5µs replies (200 at the default;
-	// 0.5µs is about the least a server takes per command) is not polled
-	// for until its last ones are near. A cluster pipeline, or a call
-	// split by slot (MGET, DEL and the like), whose commands go to several
-	// nodes' shared connections polls for the replies of the last node it
-	// writes to only, since it waits for the slowest anyway. It applies to
-	// plain TCP and Unix sockets on Unix systems, not to TLS or a custom
-	// Dialer.
+	// PollWait. A batch still waiting for more than PollWait/0.5µs
+	// replies (200 at the default; 0.5µs is about the least a server
+	// takes per command) is not polled for until its last ones are near.
+	// A cluster pipeline, or a call split by slot (MGET, DEL and the
+	// like), whose commands go to several nodes' shared connections polls
+	// for the replies of the last node it writes to only, since it waits
+	// for the slowest anyway. It applies to plain TCP and Unix sockets on
+	// Unix systems, not to TLS or a custom Dialer.
 	PollWait time.Duration
 
 	// MaxRetries bounds how many times a call is sent again after a

@@ -222,7 +222,7 @@ type Conn struct {
 	selfRead bool
 	readTurn chan struct{} // capacity 1
 	ownReads uint64        // values callers read for their own calls, for tests
-	claimed  time.Time     // when a caller last took the role
+	released time.Time     // when the role was last given up, the line empty
 
 	// A caller asleep in the socket's read for its own reply (sleepRead)
 	// is woken when its context ends by a read deadline in the past, set

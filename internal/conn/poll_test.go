@@ -354,6 +354,64 @@ func TestQuietCallsAreNotPolledFor(t *testing.T) {
 	}
 }
 
+// TestPollForLongCallsBackToBack: whether a call is polled for depends on
+// the gap since the last call ended, not since it began. A caller whose
+// calls each keep the server busy for most of the budget (a batch of a
+// hundred commands, say) and who sends the next at once is calling back
+// to back, and polls for its replies, though each call starts more than
+// the budget after the last one started; a caller who waits longer than
+// the budget between calls sleeps on its reply instead.
+func TestPollForLongCallsBackToBack(t *testing.T) {
+	const (
+		budget = 150 * time.Millisecond
+		delay  = 100 * time.Millisecond // the server's time per call
+		calls  = 5
+	)
+	for _, tc := range []struct {
+		name  string
+		pause time.Duration // between a reply and the next call
+		poll  bool
+	}{
+		{"back to back", 0, true},
+		{"short pause", budget / 2, true}, // a call every delay+budget/2
+		{"paced", budget * 3 / 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+				for {
+					if _, err := readCommand(r); err != nil {
+						return
+					}
+					time.Sleep(delay)
+					if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
+						return
+					}
+				}
+			})
+			c := New(nc, Options{Poll: budget})
+			defer c.Close()
+			ctx := context.Background()
+			for i := range calls {
+				if i > 0 {
+					time.Sleep(tc.pause)
+				}
+				if v, err := c.DoOne(ctx, encode("SET", "k", "v")); err != nil || v.Str != "OK" {
+					t.Fatalf("call %d = %q, %v", i, v.Str, err)
+				}
+			}
+			c.Close()
+			// The first call follows none, so it is never polled for; a
+			// poll may miss a reply the scheduler delays past the budget.
+			switch hits := c.poll.hits; {
+			case tc.poll && hits < calls/2:
+				t.Fatalf("polls took %d replies of %d calls, each sent within %v of the last reply; want at least %d", hits, calls, tc.pause, calls/2)
+			case !tc.poll && hits != 0:
+				t.Fatalf("polls took %d replies of %d calls paced %v apart, beyond the %v budget; want none", hits, calls, tc.pause, budget)
+			}
+		})
+	}
+}
+
 // BenchmarkPollSequentialReplies: one caller sends one PING after another
 // to a real server; polled/op is the share of replies that the polling
 // read took, the rest waking the reader from the runtime's poller. It

@@ -464,5 +464,6 @@ func (c *Conn) releaseIdleLocked() bool {
 		return false
 	}
 	c.reading = false
+	c.released = time.Now()
 	return true
 }

@@ -127,24 +127,25 @@ func notSent(err error) error {
 // call is written.
 func (c *Conn) enqueueLocked(cl *call, size int) error {
 	if c.err == nil && !c.reading {
-		// A call that comes within the poll budget of the last one to
-		// take the role is the next call of a caller calling back to
-		// back. Its caller polls for its reply, which comes within the
-		// budget if the last one did; a caller who paces its calls sleeps
-		// on it instead, since a poll per call would cost it more CPU
-		// time than the wake-up it saves. It skips the check
-		// (checkIdleLocked): a syscall per call costs more than the check
-		// could find in so short a gap, and a reader goroutine watching
-		// the socket would not have seen an end much sooner either.
-		now := time.Now()
-		cl.poll = now.Sub(c.claimed) <= c.poll.budget
+		// A call that comes within the poll budget of the end of the
+		// last one is the next call of a caller calling back to back.
+		// Its caller polls for its reply, which comes within the budget
+		// if the last one did; a caller who paces its calls sleeps on it
+		// instead, since a poll per call would cost it more CPU time than
+		// the wake-up it saves. The gap is counted from the end of the
+		// last call, not its start, so that a caller whose batches each
+		// keep the server busy for most of the budget still counts as
+		// back to back. It skips the check (checkIdleLocked): a syscall
+		// per call costs more than the check could find in so short a
+		// gap, and a reader goroutine watching the socket would not have
+		// seen an end much sooner either.
+		cl.poll = time.Since(c.released) <= c.poll.budget
 		if !cl.poll {
 			if err := c.checkIdleLocked(); err != nil {
 				c.failLocked(err)
 				return unsent(err)
 			}
 		}
-		c.claimed = now
 		c.reading = true
 		cl.self = true
 	}
