@@ -336,18 +336,29 @@ func blocks(ci *commandInfo, cmd []byte) bool {
 	if ci.Name != "XREAD" && ci.Name != "XREADGROUP" {
 		return true
 	}
-	return hasWord(cmd, "BLOCK")
+	return xreadBlock(slices.Collect(words(cmd))) > 0
 }
 
-// hasWord reports whether an encoded command holds word as one of its
-// words, in any case.
-func hasWord(cmd []byte, word string) bool {
-	for w := range words(cmd) {
-		if bytes.EqualFold(w, []byte(word)) {
-			return true
+// xreadBlock returns the index in ws, the words of an XREAD or XREADGROUP,
+// of the timeout that BLOCK gives among the options before STREAMS (which
+// may be len(ws) when it is missing), or 0 when there is no BLOCK. The
+// options come in any order; their values, and the keys and IDs after
+// STREAMS, are not options, so a group, consumer or stream named BLOCK
+// is not taken for one.
+func xreadBlock(ws [][]byte) int {
+	for i := 1; i < len(ws); i++ {
+		switch {
+		case bytes.EqualFold(ws[i], []byte("STREAMS")):
+			return 0
+		case bytes.EqualFold(ws[i], []byte("BLOCK")):
+			return i + 1
+		case bytes.EqualFold(ws[i], []byte("COUNT")):
+			i++
+		case bytes.EqualFold(ws[i], []byte("GROUP")):
+			i += 2
 		}
 	}
-	return false
+	return 0
 }
 
 // wordAt returns word i (0 for the first) of an encoded command, or nil if
@@ -397,19 +408,8 @@ func blockGrace(ci *commandInfo, cmd []byte) conn.Grace {
 	case "WAIT":
 		return timeout(len(ws)-1, time.Millisecond)
 	case "XREAD", "XREADGROUP":
-		// The options come in any order before STREAMS; their values
-		// (a group or consumer named BLOCK) are skipped.
-		for i := 1; i < len(ws); i++ {
-			switch {
-			case bytes.EqualFold(ws[i], []byte("STREAMS")):
-				return 0
-			case bytes.EqualFold(ws[i], []byte("BLOCK")):
-				return timeout(i+1, time.Millisecond)
-			case bytes.EqualFold(ws[i], []byte("COUNT")):
-				i++
-			case bytes.EqualFold(ws[i], []byte("GROUP")):
-				i += 2
-			}
+		if i := xreadBlock(ws); i > 0 {
+			return timeout(i, time.Millisecond)
 		}
 		return 0
 	}

@@ -164,7 +164,12 @@ func TestBlocksOnlyWhenItMayBlock(t *testing.T) {
 	w.do([]any{"BLPOP", "q", 1})
 	w.do([]any{"GET", "block"})
 	w.do([]any{"XREADGROUP", "GROUP", "g", "c", "STREAMS", "blocks", ">"})
-	want := []bool{false, true, true, false, false}
+	// A stream, group or consumer named BLOCK is not the option.
+	w.do([]any{"XREAD", "STREAMS", "BLOCK", "0"})
+	w.do([]any{"XREAD", "COUNT", 5, "STREAMS", "a", "BLOCK", "0", "0"})
+	w.do([]any{"XREADGROUP", "GROUP", "BLOCK", "block", "STREAMS", "s", ">"})
+	w.do([]any{"XREADGROUP", "GROUP", "BLOCK", "block", "BLOCK", 5, "STREAMS", "s", ">"})
+	want := []bool{false, true, true, false, false, false, false, false, true}
 	for i, wb := range want {
 		if got := w.blocks(i); got != wb {
 			t.Errorf("command %d (%s): blocks = %v, want %v", i, w.cmds[i].Name(), got, wb)
