@@ -135,7 +135,8 @@ func (c *Conn) enqueueLocked(cl *call, size int) error {
 		// the wake-up it saves. The gap is counted from the end of the
 		// last call, not its start, so that a caller whose batches each
 		// keep the server busy for most of the budget still counts as
-		// back to back. It skips the check (checkIdleLocked): a syscall
+		// back to back (see "Figures behind design choices" in
+		// bench/RESULTS.md). It skips the check (checkIdleLocked): a syscall
 		// per call costs more than the check could find in so short a
 		// gap, and a reader goroutine watching the socket would not have
 		// seen an end much sooner either.
