@@ -637,3 +637,58 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		}
 	}
 }
+
+// A RESP3 boolean reads as the integer 1 or 0 that RESP2 sends in its
+// place, through every accessor that takes an integer.
+func TestBooleansReadAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	type result struct {
+		text string
+		f    float64
+		n    int64
+		b    bool
+	}
+	var got [2][]result
+	for i, proto := range []int{2, 3} {
+		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		var replies []Value
+		for _, b := range []string{"true", "false"} {
+			v, err := c.Do(ctx, "DEBUG", "PROTOCOL", b)
+			if err != nil {
+				t.Fatalf("RESP%d: DEBUG PROTOCOL %s: %v", proto, b, err)
+			}
+			replies = append(replies, v)
+		}
+		// A script under RESP3 answers a RESP3 caller with booleans.
+		for _, b := range []string{"true", "false"} {
+			v, err := c.Eval(ctx, "redis.setresp(3); return "+b, 0)
+			if err != nil {
+				t.Fatalf("RESP%d: Eval of %s: %v", proto, b, err)
+			}
+			replies = append(replies, v)
+		}
+		for _, v := range replies {
+			var r result
+			var errs [4]error
+			r.text, errs[0] = v.Text()
+			r.f, errs[1] = v.Float64()
+			r.n, errs[2] = v.Int64()
+			r.b, errs[3] = v.Bool()
+			if err := errors.Join(errs[:]...); err != nil {
+				t.Errorf("RESP%d: %v: %v", proto, v, err)
+			}
+			got[i] = append(got[i], r)
+		}
+	}
+	want := []result{{"1", 1, 1, true}, {"0", 0, 0, false}, {"1", 1, 1, true}, {"0", 0, 0, false}}
+	for i, r := range got {
+		if !reflect.DeepEqual(r, want) {
+			t.Errorf("RESP%d: %+v, want %+v", i+2, r, want)
+		}
+	}
+}

@@ -121,7 +121,8 @@ func (v Value) typeErr(want string) error {
 }
 
 // Text returns a string, bulk string, verbatim string or big number reply
-// as a string; an integer, double or boolean reply as its decimal text.
+// as a string; an integer, double or boolean reply as its decimal text. A
+// boolean reads as 1 or 0, the integer RESP2 sends for it.
 func (v Value) Text() (string, error) {
 	// The common kinds are answered here, in a method small enough to be
 	// inlined: a caller checking a batch's replies then reads the fields in
@@ -147,7 +148,7 @@ func (v Value) text() (string, error) {
 	case resp.Double:
 		return formatDouble(v.v.Float()), nil
 	case resp.Boolean:
-		return strconv.FormatBool(v.v.Int != 0), nil
+		return strconv.FormatInt(v.v.Int, 10), nil
 	}
 	return "", v.typeErr("string")
 }
@@ -195,7 +196,8 @@ func (v Value) int64() (int64, error) {
 }
 
 // Float64 returns a double or integer reply, or a string reply holding a
-// number (ZSCORE under RESP2, INCRBYFLOAT).
+// number (ZSCORE under RESP2, INCRBYFLOAT). A boolean reads as 1 or 0, as
+// the integer RESP2 sends for it.
 func (v Value) Float64() (float64, error) {
 	if err := v.check(); err != nil {
 		return 0, err
@@ -203,7 +205,7 @@ func (v Value) Float64() (float64, error) {
 	switch v.v.Kind {
 	case resp.Double:
 		return v.v.Float(), nil
-	case resp.Integer:
+	case resp.Integer, resp.Boolean:
 		return float64(v.v.Int), nil
 	case resp.SimpleString, resp.BulkString, resp.BigNumber:
 		f, err := parseDouble(v.v.Str)
