@@ -692,3 +692,64 @@ func TestBooleansReadAlikeInBothProtocols(t *testing.T) {
 		}
 	}
 }
+
+// A RESP3 double reads as the text the server sends for the same reply
+// under RESP2, not as the number formatted again: redis 7.0 writes 0.1 as
+// 0.10000000000000001 under both protocols, every version writes a
+// timestamp score as 1700000000 (not 1.7e+09), and a score read as text
+// must not depend on the protocol.
+func TestDoublesReadAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ZADD", "z", "0.1", "a", "1.1", "b", "1700000000", "c", "inf", "d")
+	srv.MustDo(t, "GEOADD", "g", "13.361389", "38.115556", "Palermo")
+	type result struct {
+		zrange, mscore, pos []string
+		scores              map[string]string
+	}
+	var got [2]result
+	for i, proto := range []int{2, 3} {
+		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		r := &got[i]
+		if r.zrange, err = c.ZRange(ctx, "z", 0, -1, "WITHSCORES"); err != nil {
+			t.Fatalf("RESP%d: ZRange WITHSCORES: %v", proto, err)
+		}
+		v, err := c.ZRangeWithScores(ctx, "z", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.scores, err = v.StringMap(); err != nil {
+			t.Fatalf("RESP%d: ZRangeWithScores StringMap: %v", proto, err)
+		}
+		scores, err := c.ZMScore(ctx, "z", "a", "b", "c", "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.mscore, err = NewValue(scores).Strings(); err != nil {
+			t.Fatalf("RESP%d: ZMScore as text: %v", proto, err)
+		}
+		pos, err := c.GeoPos(ctx, "g", "Palermo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.pos, err = NewValue(pos).Strings(); err != nil {
+			t.Fatalf("RESP%d: GeoPos as text: %v", proto, err)
+		}
+	}
+	if !reflect.DeepEqual(got[0], got[1]) {
+		t.Errorf("RESP2 and RESP3 differ:\nRESP2 %+v\nRESP3 %+v", got[0], got[1])
+	}
+	if got[1].mscore[2] != "1700000000" {
+		t.Errorf("a timestamp score reads as %q, want 1700000000", got[1].mscore[2])
+	}
+	// Whatever text this server version writes, it is the scores'.
+	for i, want := range []float64{0.1, 1.1, 1700000000, math.Inf(1)} {
+		if f, err := strconv.ParseFloat(got[1].mscore[i], 64); err != nil || f != want {
+			t.Errorf("score %d reads as %q, want %v", i, got[1].mscore[i], want)
+		}
+	}
+}

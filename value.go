@@ -146,6 +146,9 @@ func (v Value) text() (string, error) {
 	case resp.Integer:
 		return strconv.FormatInt(v.v.Int, 10), nil
 	case resp.Double:
+		if v.v.Str != "" {
+			return v.v.Str, nil // as the server wrote it, and as RESP2 sends it
+		}
 		return formatDouble(v.v.Float()), nil
 	case resp.Boolean:
 		return strconv.FormatInt(v.v.Int, 10), nil

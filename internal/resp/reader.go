@@ -221,6 +221,9 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 			return err
 		}
 		v.Int = int64(math.Float64bits(f))
+		if keep {
+			v.Str = doubleText(line[1:], f)
+		}
 	case BigNumber:
 		i := 1
 		if len(line) > 1 && (line[1] == '-' || line[1] == '+') {
@@ -369,6 +372,101 @@ func intern(b []byte) string {
 		return "PONG"
 	}
 	return string(b)
+}
+
+// doubleText is what a Double read from text b keeps as its Str: the
+// server's own text, which is what it sends for the same reply under RESP2
+// and which formatting f again may not give back (7.0 sends 0.1 as
+// 0.10000000000000001, and every server sends 1700000000 where the
+// shortest 'g' format is 1.7e+09). It is "" when b is the shortest 'g'
+// format of f, which needs no allocation to keep, and the common names of
+// infinity and NaN are constants.
+func doubleText(b []byte, f float64) string {
+	switch string(b) {
+	case "inf":
+		return "inf"
+	case "-inf":
+		return "-inf"
+	case "nan":
+		return "nan"
+	}
+	switch shortestForm(b) {
+	case formShortest:
+		return ""
+	case formOther:
+		return string(b)
+	}
+	var buf [32]byte
+	if string(strconv.AppendFloat(buf[:0], f, 'g', -1, 64)) == string(b) {
+		return ""
+	}
+	return string(b)
+}
+
+// The answers of shortestForm.
+const (
+	formUnknown  = iota // only formatting the number can tell
+	formShortest        // b is the shortest 'g' format of its value
+	formOther           // b is not
+)
+
+// shortestForm tells, without formatting the number, whether b is the
+// shortest 'g' format of the number it denotes, for the forms servers send
+// most: plain decimals without an exponent. One of at most 15 significant
+// digits is the shortest text of its value (distinct decimals of 15 digits
+// are distinct doubles), so it is the 'g' format if it is written as 'g'
+// writes: no '+', no leading or trailing zero, and a decimal exponent from
+// -4 to 5; outside that range 'g' writes an exponent, which b lacks.
+func shortestForm(b []byte) int {
+	i := 0
+	if len(b) > 0 && b[0] == '-' {
+		i++
+	}
+	intStart := i
+	for i < len(b) && b[i]-'0' <= 9 {
+		i++
+	}
+	intDigits := b[intStart:i]
+	var frac []byte
+	if i < len(b) && b[i] == '.' {
+		i++
+		fracStart := i
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+		frac = b[fracStart:i]
+		if len(frac) == 0 || frac[len(frac)-1] == '0' {
+			return formOther // "1." or "1.50"
+		}
+	}
+	switch {
+	case i < len(b):
+		return formUnknown // an exponent, or a '+'
+	case len(intDigits) == 0:
+		return formOther // ".5"
+	case len(intDigits) > 1 && intDigits[0] == '0':
+		return formOther // "01"
+	}
+	var sig, exp int
+	if intDigits[0] != '0' {
+		sig, exp = len(intDigits)+len(frac), len(intDigits)-1
+	} else {
+		if len(frac) == 0 {
+			return formShortest // "0" or "-0"
+		}
+		zeros := 0
+		for frac[zeros] == '0' {
+			zeros++
+		}
+		sig, exp = len(frac)-zeros, -zeros-1
+	}
+	switch {
+	case exp < -4 || exp > 5:
+		return formOther
+	case sig > 15:
+		return formUnknown
+	}
+	return formShortest
 }
 
 // lineErr reports a problem at line[i]; i == len(line) points at the CR.

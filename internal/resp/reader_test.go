@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -17,6 +19,14 @@ func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 func str(k Kind, s string) Value { return Value{Kind: k, Str: s} }
 func num(i int64) Value          { return Value{Kind: Integer, Int: i} }
+
+// dbl is a double read from the wire in a form other than its shortest,
+// which keeps the server's text.
+func dbl(text string, f float64) Value {
+	v := DoubleValue(f)
+	v.Str = text
+	return v
+}
 func agg(k Kind, e ...Value) Value {
 	if e == nil {
 		e = []Value{}
@@ -60,12 +70,14 @@ func TestReadValue(t *testing.T) {
 		{"false", "#f\r\n", Value{Kind: Boolean}},
 		{"double", ",1.23\r\n", DoubleValue(1.23)},
 		{"double int", ",10\r\n", DoubleValue(10)},
-		{"double neg exp", ",-1.5e-3\r\n", DoubleValue(-1.5e-3)},
-		{"double exp plus", ",1E+2\r\n", DoubleValue(100)},
-		{"double fraction only", ",.5\r\n", DoubleValue(0.5)},
-		{"double inf", ",inf\r\n", DoubleValue(math.Inf(1))},
-		{"double -inf", ",-inf\r\n", DoubleValue(math.Inf(-1))},
-		{"double overflow", ",1e400\r\n", DoubleValue(math.Inf(1))},
+		{"double neg exp", ",-1.5e-3\r\n", dbl("-1.5e-3", -1.5e-3)},
+		{"double exp plus", ",1E+2\r\n", dbl("1E+2", 100)},
+		{"double fraction only", ",.5\r\n", dbl(".5", 0.5)},
+		{"double inf", ",inf\r\n", dbl("inf", math.Inf(1))},
+		{"double -inf", ",-inf\r\n", dbl("-inf", math.Inf(-1))},
+		{"double overflow", ",1e400\r\n", dbl("1e400", math.Inf(1))},
+		// The text RESP2 sends for the same number: Text returns it.
+		{"double 17 digits", ",0.10000000000000001\r\n", dbl("0.10000000000000001", 0.1)},
 		{"big number", "(3492890328409238509324850943850943825024385\r\n", str(BigNumber, "3492890328409238509324850943850943825024385")},
 		{"big number neg", "(-1\r\n", str(BigNumber, "-1")},
 		{"bulk error", "!21\r\nSYNTAX invalid syntax\r\n", str(BulkError, "SYNTAX invalid syntax")},
@@ -99,7 +111,7 @@ func TestReadValue(t *testing.T) {
 				t.Errorf("%s/%s: %v", tt.name, how, err)
 				continue
 			}
-			if !reflect.DeepEqual(got, tt.want) && !(tt.want.Kind == Double && got.Equal(tt.want)) {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("%s/%s:\n got %#v\nwant %#v", tt.name, how, got, tt.want)
 			}
 			if off := r.Offset(); off != int64(len(tt.input)) {
@@ -651,6 +663,7 @@ func TestReaderAllocs(t *testing.T) {
 		{"$0\r\n\r\n", 0},
 		{"$5\r\nhello\r\n", 1},
 		{",nan\r\n", 0},
+		{",0.10000000000000001\r\n", 1},   // the text, as it is not the shortest
 		{"=15\r\ntxt:Some string\r\n", 2}, // payload and Aux for the format
 		{"|1\r\n+a\r\n:1\r\n:2\r\n", 2},   // Aux and its attribute list
 		{"*3\r\n:1\r\n:2\r\n:3\r\n", 1},
@@ -690,6 +703,50 @@ func TestKindAggregate(t *testing.T) {
 		want := k == Array || k == Map || k == Set || k == Attribute || k == Push
 		if k.Aggregate() != want {
 			t.Errorf("%s: Aggregate() = %v", k, !want)
+		}
+	}
+}
+
+// doubleText keeps a double's text exactly when it is not the shortest 'g'
+// format of its value, whichever way it finds out: checked here against
+// that definition for the forms servers write (C's %.17g, shortest digits
+// laid out plainly, integers) and odd ones.
+func TestDoubleText(t *testing.T) {
+	texts := []string{
+		"0", "-0", "1", "-3", "10", "1.5", "0.1", "0.0001", "0.00001", "123456", "1234567",
+		"1700000000", "0.10000000000000001", "1.1000000000000001", "2.2999999999999998",
+		"1e+18", "1e18", "1E+2", ".5", "1.", "1.50", "01", "+1", "-1.5e-3", "inf", "-inf", "nan",
+		"Inf", "123456.78901234", "0.000123456789012345", "9007199254740993", "1e400",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		f := math.Float64frombits(rng.Uint64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		switch rng.IntN(4) {
+		case 1:
+			f = math.Round(f) // integers, mostly huge
+		case 2:
+			f = float64(rng.Int64N(1e12)) / float64(int64(1)<<rng.IntN(30)) // moderate magnitudes
+		case 3:
+			f = float64(rng.Int64N(1e15))
+		}
+		texts = append(texts,
+			strconv.FormatFloat(f, 'g', 17, 64), strconv.FormatFloat(f, 'g', -1, 64),
+			strconv.FormatFloat(f, 'f', -1, 64), strconv.FormatFloat(f, 'e', -1, 64))
+	}
+	for _, text := range texts {
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			t.Fatalf("%q: %v", text, err)
+		}
+		want := text
+		if strconv.FormatFloat(f, 'g', -1, 64) == text {
+			want = ""
+		}
+		if got := doubleText([]byte(text), f); got != want {
+			t.Errorf("doubleText(%q) = %q, want %q", text, got, want)
 		}
 	}
 }

@@ -87,8 +87,10 @@ type Value struct {
 	Kind Kind
 	// Str holds the text of SimpleString, Error, BulkError (the whole text,
 	// e.g. "ERR bad thing"), BulkString, Verbatim (the text after the
-	// "txt:" prefix) and BigNumber (the digits, with any sign). It is empty
-	// for the other kinds.
+	// "txt:" prefix) and BigNumber (the digits, with any sign). For a
+	// Double read from the wire it holds the server's text of the number
+	// unless that is the shortest 'g' format of its value (strconv's
+	// FormatFloat(f, 'g', -1, 64)). It is empty for the other kinds.
 	Str string
 	// Int holds an Integer, a Boolean as 1 or 0, or the IEEE 754 bits of a
 	// Double (math.Float64bits; read it with Float, build one with
@@ -151,11 +153,11 @@ func (v Value) Format() string {
 // Equal reports whether v and w are the same reply. Unlike ==, it compares
 // the elements and attributes, and it treats two NaN doubles as equal
 // because a NaN from the wire is one value, not an absence of one. Doubles
-// compare as numbers, so 0 equals -0. A nil and an empty slice are equal,
-// and so are a nil Aux and an empty one; Extra is not compared, as it is
-// not part of the reply.
+// compare as numbers, whatever the server's text of them, so 0 equals -0.
+// A nil and an empty slice are equal, and so are a nil Aux and an empty
+// one; Extra is not compared, as it is not part of the reply.
 func (v Value) Equal(w Value) bool {
-	if v.Kind != w.Kind || v.Str != w.Str || v.Format() != w.Format() {
+	if v.Kind != w.Kind || (v.Str != w.Str && v.Kind != Double) || v.Format() != w.Format() {
 		return false
 	}
 	if v.Kind == Double {
