@@ -586,10 +586,12 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.MustDo(t, "ZADD", "z", "1.5", "a", "2", "b", "-3", "c")
 	srv.MustDo(t, "ZADD", "z2", "1", "a")
+	srv.MustDo(t, "ZADD", "ids", "10", "1", "20", "2")
 	srv.MustDo(t, "HSET", "h", "f1", "v1", "f2", "v2")
 	type result struct {
 		zrange, zunion, zdiff []string
 		scores, fields        map[string]string
+		ids                   []int64
 	}
 	var got [2]result
 	for i, proto := range []int{2, 3} {
@@ -623,6 +625,13 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		if r.fields, err = v.StringMap(); err != nil {
 			t.Fatalf("RESP%d: HRandFieldWithValues StringMap: %v", proto, err)
 		}
+		v, err = c.ZRangeWithScores(ctx, "ids", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.ids, err = v.Int64s(); err != nil {
+			t.Fatalf("RESP%d: ZRangeWithScores Int64s: %v", proto, err)
+		}
 	}
 	want := result{
 		zrange: []string{"c", "-3", "a", "1.5", "b", "2"},
@@ -630,6 +639,7 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		zdiff:  []string{"c", "-3", "b", "2"},
 		scores: map[string]string{"a": "1.5", "b": "2", "c": "-3"},
 		fields: map[string]string{"f1": "v1", "f2": "v2"},
+		ids:    []int64{1, 10, 2, 20},
 	}
 	for i, r := range got {
 		if !reflect.DeepEqual(r, want) {

@@ -289,8 +289,9 @@ func (v Value) unpaired() Value {
 	return Value{resp.Value{Kind: resp.Array, Elems: flat}}
 }
 
-// Int64s returns an array of integers.
-func (v Value) Int64s() ([]int64, error) { return elemsOf(v, Value.Int64) }
+// Int64s returns an array or set of integers. Like Strings, it reads a
+// RESP3 list of pairs as the flat list RESP2 sends.
+func (v Value) Int64s() ([]int64, error) { return elemsOf(v.unpaired(), Value.Int64) }
 
 // elemsOf converts every element of an array or set reply with conv; an
 // element it refuses is an error that names its position.
