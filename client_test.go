@@ -763,3 +763,30 @@ func TestDoublesReadAlikeInBothProtocols(t *testing.T) {
 		}
 	}
 }
+
+// A RESP3 verbatim string holding a number reads as that number, as the
+// bulk string RESP2 sends in its place does.
+func TestVerbatimNumbersReadAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, proto := range []int{2, 3} {
+		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := ctxT(t)
+		v, err := c.Eval(ctx, "return {verbatim_string={format='txt', string='123'}}", 0)
+		if err != nil {
+			t.Fatalf("RESP%d: Eval: %v", proto, err)
+		}
+		if proto == 3 && v.Kind() != KindVerbatim {
+			t.Fatalf("RESP3: the script's reply is a %v, want a verbatim string", v.Kind())
+		}
+		if n, err := v.Int64(); err != nil || n != 123 {
+			t.Errorf("RESP%d: Int64 = %d, %v; want 123", proto, n, err)
+		}
+		if f, err := v.Float64(); err != nil || f != 123 {
+			t.Errorf("RESP%d: Float64 = %v, %v; want 123", proto, f, err)
+		}
+	}
+}

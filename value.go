@@ -166,7 +166,8 @@ func (v Value) Bytes() ([]byte, error) {
 }
 
 // Int64 returns an integer reply, or a string reply that holds a decimal
-// integer (GET of a counter).
+// integer (GET of a counter). A verbatim string is a string here too, as
+// RESP2 sends it as a bulk string.
 func (v Value) Int64() (int64, error) {
 	if v.v.Kind == resp.Integer { // inlined, as in Text
 		return v.v.Int, nil
@@ -183,7 +184,7 @@ func (v Value) int64() (int64, error) {
 		return v.v.Int, nil
 	case resp.Boolean:
 		return v.v.Int, nil
-	case resp.SimpleString, resp.BulkString, resp.BigNumber:
+	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		n, err := strconv.ParseInt(v.v.Str, 10, 64)
 		if err != nil {
 			return 0, fmt.Errorf("redpipe: reply %q is not an integer", clip(v.v.Str))
@@ -199,8 +200,8 @@ func (v Value) int64() (int64, error) {
 }
 
 // Float64 returns a double or integer reply, or a string reply holding a
-// number (ZSCORE under RESP2, INCRBYFLOAT). A boolean reads as 1 or 0, as
-// the integer RESP2 sends for it.
+// number (ZSCORE under RESP2, INCRBYFLOAT). As in Int64, a verbatim string
+// is a string, and a boolean reads as 1 or 0, as RESP2 sends them.
 func (v Value) Float64() (float64, error) {
 	if err := v.check(); err != nil {
 		return 0, err
@@ -210,7 +211,7 @@ func (v Value) Float64() (float64, error) {
 		return v.v.Float(), nil
 	case resp.Integer, resp.Boolean:
 		return float64(v.v.Int), nil
-	case resp.SimpleString, resp.BulkString, resp.BigNumber:
+	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		f, err := parseDouble(v.v.Str)
 		if err != nil {
 			return 0, fmt.Errorf("redpipe: reply %q is not a number", clip(v.v.Str))
