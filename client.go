@@ -186,7 +186,11 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 // decode applies a registered Decoder to the reply of a single command;
 // a decoder's failure becomes the call's error.
 func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
-	if err != nil || c.decoderTable() == nil || v.isErr() {
+	if err == nil && v.isErr() {
+		markScriptErr(&v, w.cmds[0].Name())
+		return v, nil
+	}
+	if err != nil || c.decoderTable() == nil {
 		return v, err
 	}
 	name := w.cmds[0].Name()

@@ -687,6 +687,11 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 	}
 	joinSplits(p, legs, vals, replies, err)
 	joinFanOuts(p, legs, vals, replies, unsent)
+	for i := range replies {
+		if replies[i].isErr() {
+			markScriptErr(&replies[i], p.w.cmds[i].Name())
+		}
+	}
 	if ran {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}

@@ -391,3 +391,29 @@ func fourNodes(t *testing.T) (a, b, c, d *Client) {
 	}
 	return nodes[0], nodes[1], nodes[2], nodes[3]
 }
+
+// A cluster pipeline that stopped before every command got through gives
+// the error a script returned after its writes as of unknown outcome, as
+// a pipeline that ran to its end does, and keeps the redirection of a
+// command that did not get through as it is: not applied.
+func TestPartialScriptErrorReply(t *testing.T) {
+	a, _, _, _ := fourNodes(t)
+	p := a.Pipeline(NoTransaction).Eval("redis.call('INCR', KEYS[1]); return redis.error_reply('OOM not really')", 1, "{p}n").Incr("{q}n")
+	defer p.Discard()
+	legs := []leg{{cmd: 0, at: 0, slot: 1, done: true}, {cmd: 1, at: 1, slot: 2}}
+	vals := []resp.Value{
+		{Kind: resp.Error, Str: "OOM not really"},
+		{Kind: resp.Error, Str: "MOVED 2 127.0.0.1:2"},
+	}
+	replies, err := partial(p, 2, legs, vals, true, errors.New("gave up"))
+	if len(replies) != 2 || err == nil {
+		t.Fatalf("partial = %v, %v", replies, err)
+	}
+	var se *Error
+	if e := replies[0].Err(); !errors.As(e, &se) || se.Prefix != "OOM" || OutcomeOf(e) != OutcomeUnknown {
+		t.Errorf("the script's reply = %v (outcome %v), want its OOM, of unknown outcome", e, OutcomeOf(e))
+	}
+	if e := replies[1].Err(); !errors.As(e, &se) || se.Prefix != "MOVED" || OutcomeOf(e) != OutcomeNotApplied {
+		t.Errorf("the redirected command's reply = %v (outcome %v), want its MOVED, not applied", e, OutcomeOf(e))
+	}
+}

@@ -41,6 +41,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Moved", func(t *testing.T) { testClusterMoved(t, cl, c) })
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
+	t.Run("ScriptErrorReplies", func(t *testing.T) { testClusterScriptErrorReplies(t, c) })
 }
 
 func clusterCtx(t *testing.T) context.Context {
@@ -1521,5 +1522,113 @@ func TestClusterStreamFlushAllAcrossGracefulFailover(t *testing.T) {
 		for _, m := range cl.Masters {
 			m.MustDo(t, "FLUSHALL")
 		}
+	}
+}
+
+// The error reply of a script that wrote, then returned an error whose
+// prefix alone would say it was refused (OOM), is of unknown outcome in
+// every form a script runs in on a cluster, as Eval's is: a call alone
+// through Do, a pipeline (RunScript, Do), a transaction, a stream, a Tx's
+// Multi, and the Client of one master that ForEachMaster hands out. Only
+// NOSCRIPT, answered before any script runs, stays not applied.
+func testClusterScriptErrorReplies(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	const src = "redis.call('INCR', KEYS[1]); return redis.error_reply('OOM not really')"
+	s := NewScript(src)
+	key := "{scripterr}n"
+	if _, err := c.Del(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	want := func(how string, v Value) {
+		t.Helper()
+		runs++
+		err := v.Err()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "OOM" || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+			t.Errorf("%s: reply %v, error %v (outcome %v); want the script's OOM, of unknown outcome: its INCR ran",
+				how, v, err, OutcomeOf(err))
+		}
+	}
+	v, err := c.Do(ctx, "EVAL", src, 1, key)
+	if err != nil {
+		t.Fatalf("Do EVAL: %v", err)
+	}
+	want("Do EVAL", v)
+	for _, tc := range []struct {
+		name string
+		opts []PipelineOption
+	}{
+		{"NoTransaction pipeline", []PipelineOption{NoTransaction}},
+		{"NoTransaction pipeline with ErrorsInReplies", []PipelineOption{NoTransaction, ErrorsInReplies}},
+		{"transaction", nil},
+		{"transaction with ErrorsInReplies", []PipelineOption{ErrorsInReplies}},
+	} {
+		replies, err := c.Pipeline(tc.opts...).RunScript(s, []string{key}).Do("EVAL", src, 1, key).Get(key).Exec(ctx)
+		if len(replies) != 3 {
+			t.Fatalf("a %s = %v, %v", tc.name, replies, err)
+		}
+		if OutcomeOf(err) == OutcomeNotApplied || errors.Is(err, ErrNotApplied) {
+			t.Errorf("a %s: Exec's error %v says not applied", tc.name, err)
+		}
+		want("RunScript in a "+tc.name, replies[0])
+		want("EVAL in a "+tc.name, replies[1])
+	}
+	st := c.Stream(ctx, func(i int, v Value) error {
+		if i < 2 {
+			want(fmt.Sprintf("command %d of a stream", i), v)
+		}
+		return nil
+	}, ErrorsInReplies)
+	st.Eval(src, 1, key).EvalSha(s.Hash(), 1, key).Get(key)
+	if n, err := st.Close(ctx); n != 3 || err != nil {
+		t.Fatalf("the stream's Close = %d, %v", n, err)
+	}
+	tx, err := c.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = tx.Do(ctx, "EVALSHA", s.Hash(), 1, key)
+	if err != nil {
+		t.Fatalf("Tx.Do EVALSHA: %v", err)
+	}
+	want("EVALSHA on a Tx", v)
+	tx.Close() // the script's write spoilt the watch
+	tx, err = c.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies, err := tx.Multi().RunScript(s, []string{key}).Exec(ctx)
+	if len(replies) != 1 {
+		t.Fatalf("a Tx's Multi = %v, %v", replies, err)
+	}
+	want("RunScript in a Tx's Multi", replies[0])
+	tx.Close()
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		if node != c.cluster.owner(int(hashslot.Slot(key))) {
+			return nil
+		}
+		v, err := node.Do(ctx, "EVALSHA", s.Hash(), 1, key)
+		if err != nil {
+			return err
+		}
+		want("EVALSHA on the Client of its master", v)
+		replies, err := node.Pipeline(NoTransaction, ErrorsInReplies).RunScript(s, []string{key}).Exec(ctx)
+		if err != nil || len(replies) != 1 {
+			return fmt.Errorf("a pipeline of the Client of the master = %v, %v", replies, err)
+		}
+		want("RunScript in a pipeline of the Client of its master", replies[0])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Get(ctx, key); err != nil || n != strconv.Itoa(runs) {
+		t.Fatalf("GET %s = %q, %v; want %d: every script ran its INCR once", key, n, err, runs)
+	}
+	// NOSCRIPT is answered before any script runs.
+	replies, _ = c.Pipeline(NoTransaction, ErrorsInReplies).EvalSha(strings.Repeat("0", 40), 1, key).Exec(ctx)
+	if err := replies[0].Err(); OutcomeOf(err) != OutcomeNotApplied {
+		t.Errorf("EVALSHA of an unknown script in a pipeline = %v (outcome %v), want NOSCRIPT, not applied", err, OutcomeOf(err))
 	}
 }

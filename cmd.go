@@ -745,11 +745,35 @@ func scriptReply(v Value, err error) (Value, error) {
 }
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
-// unless it is NOSCRIPT (see scriptReply).
+// unless it is NOSCRIPT (see scriptReply) or says so already.
 func scriptErr(err error) error {
 	var se *Error
-	if err == nil || errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
+	if _, ok := err.(*uncertainError); ok || err == nil || errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
 		return err
 	}
 	return &uncertainError{msg: "redpipe: the script failed, maybe after some of its writes", err: err}
+}
+
+// markScriptErr gives v, the reply of the command name, the error of
+// unknown outcome that scriptErr makes, when v is the server's error reply
+// to a script or function that may write (EVAL, EVALSHA, FCALL), wherever
+// the reply is handed out: a call alone through Do, a pipeline, a
+// transaction, a stream. Read as it came, an error the script returned
+// after its writes (OOM, WRONGTYPE) would say they were not applied. The
+// reply keeps the server's text. NOSCRIPT keeps its own outcome, and so
+// do MOVED, ASK, TRYAGAIN and CLUSTERDOWN: a cluster node answers them
+// before running anything, and a cluster pipeline or stream keeps one as
+// the reply of a command it did not send on. It returns v's error.
+func markScriptErr(v *Value, name string) error {
+	err := v.Err()
+	se, ok := err.(*Error)
+	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || se.Prefix == "NOSCRIPT" {
+		return err
+	}
+	if _, redirects := parseRedirect(se.Msg, ""); redirects {
+		return err
+	}
+	err = scriptErr(err)
+	setExtra(v, madeErr{err})
+	return err
 }

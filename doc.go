@@ -162,11 +162,14 @@
 //	*TypeError         a Value accessor asked for another type          (a reply, not a failure)
 //
 // The error of a script or function that may write (Eval, EvalSha, FCall,
-// Script.Run) is of unknown outcome whatever its prefix, since it may
-// follow the script's writes; only NOSCRIPT, answered before any script
-// runs, is not applied. The error of ForEachMaster joins those of its
-// calls of fn, one per master, and is of unknown outcome as soon as one
-// call returned nil or failed with an unknown outcome.
+// Script.Run, and EVAL, EVALSHA or FCALL through Do, a pipeline, a
+// transaction or a stream, whose error reply's Err says so) is of unknown
+// outcome whatever its prefix, since it may follow the script's writes;
+// only NOSCRIPT, answered before any script runs, is not applied, and on
+// a cluster the redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN). The
+// error of ForEachMaster joins those of its calls of fn, one per master,
+// and is of unknown outcome as soon as one call returned nil or failed
+// with an unknown outcome.
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,

@@ -462,11 +462,12 @@ func (p *Pipeline) finish(replies []Value, errs int) error {
 }
 
 // checkReply applies the decoder of command name to its reply v, unless v
-// is an error, and makes the reply's error (the server's or the decoder's)
-// the batch's *first, as a *CommandError for command i, if there is none
-// yet and the pipeline does not leave errors in replies.
+// is an error (made one of unknown outcome for a script that may write:
+// see markScriptErr), and makes the reply's error (the server's or the
+// decoder's) the batch's *first, as a *CommandError for command i, if
+// there is none yet and the pipeline does not leave errors in replies.
 func (p *Pipeline) checkReply(v *Value, i int, name string, first *error) {
-	err := v.Err()
+	err := markScriptErr(v, name)
 	if err == nil {
 		err = decodeReply(v, name, p.decoder(name))
 	}
