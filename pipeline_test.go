@@ -623,3 +623,26 @@ func TestScriptRunWithoutDoer(t *testing.T) {
 		t.Errorf("Run on a Client = %v, %v", v, err)
 	}
 }
+
+// A zero Script, made without NewScript, has no digest: Run and RunScript
+// refuse it with a usage error naming what is wrong, and send nothing,
+// rather than running an empty script or failing with NOSCRIPT.
+func TestZeroScriptRefused(t *testing.T) {
+	ctx := ctxT(t)
+	c, _ := newTestClient(t, Options{})
+	var zero Script
+	var ue *UsageError
+	if v, err := zero.Run(ctx, c, nil); !errors.As(err, &ue) || !strings.Contains(err.Error(), "NewScript") {
+		t.Errorf("Run of a zero Script = %v, %v; want a *UsageError that names NewScript", v, err)
+	}
+	for name, opts := range map[string][]PipelineOption{"transaction": nil, "NoTransaction pipeline": {NoTransaction}} {
+		replies, err := c.Pipeline(opts...).Set("zs", 1).RunScript(&zero, nil).Exec(ctx)
+		var ce *CommandError
+		if !errors.As(err, &ce) || !errors.As(err, &ue) || ce.Index != 1 || ce.Command != "RunScript" || !strings.Contains(err.Error(), "NewScript") {
+			t.Errorf("RunScript of a zero Script in a %s = %v, %v; want a *CommandError for command 2, RunScript, that names NewScript", name, replies, err)
+		}
+	}
+	if n, err := c.Exists(ctx, "zs"); err != nil || n != 0 {
+		t.Errorf("EXISTS zs = %d, %v; want 0: nothing of the refused pipelines is sent", n, err)
+	}
+}

@@ -35,7 +35,9 @@ type Doer interface {
 // Run runs the script with EVALSHA on a Client or a Tx, and with EVAL
 // (which also caches it on the server) if the server answers NOSCRIPT.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
-	if s == nil || isNilDoer(on) {
+	if s == nil || s.sha == "" || isNilDoer(on) {
+		// A zero Script has no digest: EVALSHA would be answered NOSCRIPT
+		// and EVAL would run an empty script, silently.
 		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
 	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
@@ -82,11 +84,13 @@ func (s *Script) words(cmd, body string, keys []string, args []any) []any {
 // write, before MULTI) and runs it with EVALSHA, so a pipeline or
 // transaction never fails with NOSCRIPT on a server that has not seen it.
 func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
-	if s == nil {
+	if s == nil || s.sha == "" {
 		if p.w.err == nil {
 			p.w.errName = "RunScript"
 		}
-		p.w.setErr(&UsageError{Msg: "RunScript of a nil *Script"}, len(p.w.cmds))
+		// A zero Script has no digest: its EVALSHA would fail with
+		// NOSCRIPT whatever was loaded.
+		p.w.setErr(&UsageError{Msg: "RunScript needs a script made by NewScript, not a nil or zero *Script"}, len(p.w.cmds))
 		return p
 	}
 	p.scripts = append(p.scripts, s)
