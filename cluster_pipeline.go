@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/redpipe/redpipe/internal/bufpool"
@@ -119,6 +120,24 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 			return nil, txSendError(err)
 		}
 		rd, last, isRedirect := txRedirect(out, n, node.opt.Addr)
+		if refusal, refused := txReadonly(out, n); !isRedirect && refused {
+			// A replica refused the block: a failover made the node one
+			// (a block without keys went to any master of a stale
+			// layout), and nothing of the block ran. It goes again to a
+			// master of the refreshed layout.
+			if redirects < r.opt.MaxRedirects {
+				redirects++
+				if err := r.awaitRefresh(ctx); err != nil {
+					return nil, notAppliedTx(fmt.Errorf("%w (after %w)", err, refusal))
+				}
+				if node, err = r.route(ctx, slot); err != nil {
+					return nil, notAppliedTx(err)
+				}
+				asking = false
+				continue
+			}
+			r.triggerRefresh()
+		}
 		if !isRedirect {
 			results, err := p.execResult(out, n)
 			if err != nil {
@@ -169,6 +188,30 @@ func txRedirect(out []resp.Value, n int, from string) (redirect, error, bool) {
 		}
 	}
 	return redirect{}, nil, false
+}
+
+// txReadonly tells whether the replies of MULTI, n queued commands and
+// EXEC say a replica refused the block with READONLY: a write as it was
+// queued, or EXEC itself ("EXECABORT Transaction discarded because of:
+// READONLY ...") when the node became a replica after the writes were
+// queued. EXEC then discarded the block: nothing of it ran.
+func txReadonly(out []resp.Value, n int) (error, bool) {
+	if len(out) != n+2 {
+		return nil, false
+	}
+	exec := out[n+1]
+	if !isErrValue(exec) || newError(exec.Str).Prefix != "EXECABORT" {
+		return nil, false
+	}
+	if strings.Contains(exec.Str, "READONLY") {
+		return newError(exec.Str), true
+	}
+	for _, q := range out[1 : n+1] {
+		if isReadonly(q) {
+			return newError(q.Str), true
+		}
+	}
+	return nil, false
 }
 
 // leg is one command of a plain pipeline on its way to one node; a
@@ -451,6 +494,12 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					continue
 				}
 				if !redirected[j] {
+					if isReadonly(v) {
+						// As for a call alone (see runSlot): the reply
+						// stands, but a failover made the node a replica,
+						// which the next batch must not take for a master.
+						r.triggerRefresh()
+					}
 					l.done, l.asking, l.probe = true, false, false
 					continue
 				}

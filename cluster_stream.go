@@ -1130,6 +1130,12 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 		}
 		rd, isRedirect := redirectOf(v, ch.node.c.opt.Addr)
 		if !isRedirect || s.err != nil || cs.draining {
+			if !isRedirect && isReadonly(v) {
+				// As for a call alone (see runSlot): the reply stands,
+				// but a failover made the node a replica, which the
+				// commands queued next must not take for a master.
+				cs.r.triggerRefresh()
+			}
 			if !isRedirect && slot >= 0 && len(cs.held) > 0 {
 				if hs := cs.held[slot]; hs != nil && hs.cmds[0].i < cc.i {
 					cs.overtake(slot, hs, cc.i, e, ch.buf[cc.start:cc.end])

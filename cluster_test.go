@@ -1263,6 +1263,85 @@ func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
 	}
 }
 
+// TestClusterKeylessScriptBatchesAfterGracefulFailover: a script with no
+// keys that may write goes to any master in a transaction, a pipeline or a
+// stream, as alone. A master that a graceful failover made a replica
+// refuses it with READONLY; the refusal refreshes the layout, as for a call
+// alone, so that the batches after it go to the masters of the new layout.
+// A transaction so refused, of which nothing ran, goes again to one of
+// them at once.
+func TestClusterKeylessScriptBatchesAfterGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	clients := loadedClients(t, ctx, cl, 3)
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := cl.Failover(fctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		wantStale(t, c, old)
+	}
+	// A script with a shebang and no no-writes flag may write: a replica
+	// refuses it before it runs.
+	const script = "#!lua\nreturn 1"
+	t.Run("Transaction", func(t *testing.T) {
+		c := clients[0]
+		resetStats(t, old)
+		for i := range 60 {
+			if replies, err := c.Pipeline().Eval(script, 0).Exec(ctx); err != nil || fmt.Sprint(replies) != "[1]" {
+				t.Fatalf("transaction %d = %v, %v; want it sent again to a master of the new layout", i, replies, err)
+			}
+		}
+		if cmdStat(t, old, "eval", "rejected_calls") == 0 {
+			t.Fatalf("60 transactions never went to %s, which the client took for a master: nothing tested", old.Addr)
+		}
+	})
+	// In a pipeline or a stream the refusal stands, as for a call alone:
+	// it is the script's reply.
+	batches := map[string]func(c *Client) error{
+		"Pipeline": func(c *Client) error {
+			replies, err := c.Pipeline(NoTransaction).Eval(script, 0).Exec(ctx)
+			if err == nil && fmt.Sprint(replies) != "[1]" {
+				err = fmt.Errorf("replies %v", replies)
+			}
+			return err
+		},
+		"Stream": func(c *Client) error {
+			s := c.Stream(ctx, nil)
+			s.Eval(script, 0)
+			_, err := s.Close(ctx)
+			return err
+		},
+	}
+	for i, name := range []string{"Pipeline", "Stream"} {
+		t.Run(name, func(t *testing.T) {
+			c, batch := clients[1+i], batches[name]
+			refused := false
+			for i := 0; i < 200 && !refused; i++ {
+				err := batch(c)
+				var se *Error
+				switch {
+				case errors.As(err, &se) && se.Prefix == "READONLY":
+					refused = true
+				case err != nil:
+					t.Fatalf("batch %d: %v", i, err)
+				}
+			}
+			if !refused {
+				t.Fatalf("200 batches met no READONLY from %s, which the client still takes for a master", old.Addr)
+			}
+			waitRefreshed(t, c.cluster)
+			for i := range 60 {
+				if err := batch(c); err != nil {
+					t.Fatalf("batch %d after the READONLY: %v; want the refreshed layout to send it to a master", i, err)
+				}
+			}
+		})
+	}
+}
+
 // movedOnly makes c's layout what a MOVED reply for slot naming to leaves
 // it until the refresh that reply starts is over: the slot goes to to,
 // while c's masters are still those from before.
