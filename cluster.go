@@ -58,7 +58,10 @@ type ClusterOptions struct {
 	// every few seconds. A read whose replica cannot be reached, fails, or
 	// answers LOADING, MASTERDOWN or CLUSTERDOWN is sent to the master
 	// instead and the replica is left out for a few seconds; a failure
-	// also refreshes the layout. A replica's MOVED is followed as any.
+	// also refreshes the layout. A read that a replica answers NOSCRIPT
+	// (EVALSHA_RO: SCRIPT LOAD goes to the masters only) is sent to the
+	// master, the replica staying in. A replica's MOVED is followed as
+	// any.
 	ReadFromReplicas bool
 
 	// SelectReplica, with ReadFromReplicas, chooses the replica a read

@@ -226,7 +226,10 @@ func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
 // off from its master and set not to serve stale data), CLUSTERDOWN (it
 // may be the one cut off: the master has the last word). The replica is
 // then left out of reads for replicaPause, and a failure starts a refresh
-// of the layout.
+// of the layout. A read refused with NOSCRIPT (EVALSHA_RO) goes to the
+// master too, the replica staying in: SCRIPT LOAD goes to the masters
+// only, and the server does not pass loaded scripts on to its replicas, so
+// the master alone can say whether it has the script.
 func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Value, err error) bool {
 	switch {
 	case err != nil:
@@ -237,6 +240,8 @@ func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Val
 	case isErrValue(v):
 		switch newError(v.Str).Prefix {
 		case "LOADING", "MASTERDOWN", "CLUSTERDOWN":
+		case "NOSCRIPT":
+			return true
 		default:
 			return false
 		}

@@ -55,6 +55,7 @@ func TestClusterReplicas(t *testing.T) {
 	t.Run("Moved", func(t *testing.T) { testReplicaMoved(t, cl) })
 	t.Run("Concurrent", func(t *testing.T) { testReplicaConcurrent(t, cl) })
 	t.Run("Loading", func(t *testing.T) { testReplicaLoading(t, cl) })
+	t.Run("ScriptsLoadedOnMasters", func(t *testing.T) { testReplicaScripts(t, cl) })
 	t.Run("Failover", func(t *testing.T) { testReplicaFailover(t, cl) })
 	t.Run("Killed", func(t *testing.T) { testReplicaKilled(t, cl) })
 }
@@ -803,5 +804,48 @@ func testReplicaMoved(t *testing.T, cl *redistest.Cluster) {
 	}
 	if n := calls(t, to, "get"); n != 1 {
 		t.Errorf("the new master ran %d GET, want 1", n)
+	}
+}
+
+// SCRIPT LOAD goes to the masters only, so a replica may lack a script
+// its master has: EVALSHA_RO, a read sent to a replica, that meets
+// NOSCRIPT there goes to the master, alone and in a pipeline, and the
+// replica still serves reads. A script no master has either is NOSCRIPT,
+// as the master says.
+func testReplicaScripts(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true})
+	k := replicaOneSlot[0]
+	master := ownerOfKey(t, cl, k)
+	replica := replicaOf(t, cl, master)
+	sha, err := c.ScriptLoad(ctx, "return redis.call('GET', KEYS[1]) .. ' by script'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(replica.MustDo(t, "SCRIPT", "EXISTS", sha)); got != "[0]" {
+		t.Fatalf("SCRIPT EXISTS on the replica = %s: the replica has the script, nothing to test", got)
+	}
+	resetStats(t, master, replica)
+	want := "v:" + k + " by script"
+	if v, err := c.EvalShaRO(ctx, sha, 1, k); err != nil || v.String() != want {
+		t.Errorf("EvalShaRO = %v, %v; want %q", v, err, want)
+	}
+	replies, err := c.Pipeline(NoTransaction).EvalShaRO(sha, 1, k).Get(k).Exec(ctx)
+	if err != nil || len(replies) != 2 || replies[0].String() != want {
+		t.Errorf("EVALSHA_RO in a pipeline = %v, %v; want %q first", replies, err, want)
+	}
+	if n := calls(t, master, "evalsha_ro"); n != 2 {
+		t.Errorf("the master ran EVALSHA_RO %d times, want 2", n)
+	}
+	var se *Error
+	if _, err := c.EvalShaRO(ctx, strings.Repeat("0", 40), 1, k); !errors.As(err, &se) || se.Prefix != "NOSCRIPT" {
+		t.Errorf("EvalShaRO of a script no node has = %v, want NOSCRIPT", err)
+	}
+	resetStats(t, master, replica)
+	if v, err := c.Get(ctx, k); err != nil || v != "v:"+k {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	if calls(t, replica, "get") != 1 {
+		t.Errorf("GET after the NOSCRIPT of the replica did not go to the replica: it is left out of reads")
 	}
 }
