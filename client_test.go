@@ -578,6 +578,18 @@ func TestPollWaitChoosesPolling(t *testing.T) {
 	}
 }
 
+// protocolClient returns a client of the server at addr speaking RESP
+// version proto, closed when the test ends.
+func protocolClient(t *testing.T, addr string, proto int) *Client {
+	t.Helper()
+	c, err := NewClient(Options{Addr: addr, Protocol: proto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // TestPairsReadAlikeInBothProtocols: what RESP2 sends as one flat array of
 // alternating items, RESP3 sends as a list of pairs (ZRANGE WITHSCORES,
 // HRANDFIELD WITHVALUES). The typed methods and the list and map readers
@@ -595,12 +607,8 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 	}
 	var got [2]result
 	for i, proto := range []int{2, 3} {
-		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxT(t)
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		var err error
 		r := &got[i]
 		if r.zrange, err = c.ZRange(ctx, "z", 0, -1, "WITHSCORES"); err != nil {
 			t.Fatalf("RESP%d: ZRange WITHSCORES: %v", proto, err)
@@ -660,12 +668,7 @@ func TestBooleansReadAlikeInBothProtocols(t *testing.T) {
 	}
 	var got [2][]result
 	for i, proto := range []int{2, 3} {
-		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxT(t)
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
 		var replies []Value
 		for _, b := range []string{"true", "false"} {
 			v, err := c.Do(ctx, "DEBUG", "PROTOCOL", b)
@@ -718,12 +721,8 @@ func TestDoublesReadAlikeInBothProtocols(t *testing.T) {
 	}
 	var got [2]result
 	for i, proto := range []int{2, 3} {
-		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxT(t)
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		var err error
 		r := &got[i]
 		if r.zrange, err = c.ZRange(ctx, "z", 0, -1, "WITHSCORES"); err != nil {
 			t.Fatalf("RESP%d: ZRange WITHSCORES: %v", proto, err)
@@ -769,12 +768,7 @@ func TestDoublesReadAlikeInBothProtocols(t *testing.T) {
 func TestVerbatimNumbersReadAlikeInBothProtocols(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, proto := range []int{2, 3} {
-		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxT(t)
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
 		v, err := c.Eval(ctx, "return {verbatim_string={format='txt', string='123'}}", 0)
 		if err != nil {
 			t.Fatalf("RESP%d: Eval: %v", proto, err)

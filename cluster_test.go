@@ -1053,18 +1053,10 @@ func TestClusterFanOutMasterRetired(t *testing.T) {
 // refreshed, the next command for every master, SCRIPT LOAD, which a
 // replica would take, reaches the promoted replica too.
 func TestClusterFanOutAfterGracefulFailover(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
-	ctx := clusterCtx(t)
-	old := cl.Masters[0]
-	key := keyIn(7, "graceful:") // the first master's
 	// A client for each subtest, all with the layout from before.
-	clients := loadedClients(t, ctx, cl, 3)
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	promoted, err := cl.Failover(fctx, old)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := gracefulFailover(t, 3)
+	ctx, cl, old, promoted, clients := f.ctx, f.cl, f.old, f.promoted, f.clients
+	key := keyIn(7, "graceful:") // the first master's
 	// One that knows the new layout fills every master before each
 	// flush.
 	filler, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1186,6 +1178,33 @@ func loadedClients(t *testing.T, ctx context.Context, cl *redistest.Cluster, n i
 	return clients
 }
 
+// failedOver is a cluster whose first master, old, a graceful failover has
+// just made a replica of promoted, and clients that still take old for a
+// master.
+type failedOver struct {
+	ctx           context.Context
+	cl            *redistest.Cluster
+	old, promoted *redistest.Server
+	clients       []*Client
+}
+
+// gracefulFailover starts a cluster with a replica per master, makes n
+// clients that know its layout (loadedClients), then fails its first master
+// over gracefully.
+func gracefulFailover(t *testing.T, n int) failedOver {
+	t.Helper()
+	f := failedOver{cl: redistest.StartCluster(t, 1), ctx: clusterCtx(t)}
+	f.old = f.cl.Masters[0]
+	f.clients = loadedClients(t, f.ctx, f.cl, n)
+	fctx, cancel := context.WithTimeout(f.ctx, 60*time.Second)
+	defer cancel()
+	var err error
+	if f.promoted, err = f.cl.Failover(fctx, f.old); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // wantStale stops a test of what a client does when it meets a node gone
 // from the layout if the client already knows: gone must still be among
 // its masters.
@@ -1228,37 +1247,42 @@ func checkFanOut(t *testing.T, masters []*redistest.Server, replies []Value, key
 // a graceful failover made a replica refreshes the layout, so that the
 // calls after it go to the masters of the new layout and succeed.
 func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
-	ctx := clusterCtx(t)
-	old := cl.Masters[0]
-	c := loadedClients(t, ctx, cl, 1)[0]
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if _, err := cl.Failover(fctx, old); err != nil {
-		t.Fatal(err)
-	}
+	f := gracefulFailover(t, 1)
+	ctx, old, c := f.ctx, f.old, f.clients[0]
 	wantStale(t, c, old)
 	// A script with a shebang and no no-writes flag may write: a replica
 	// refuses it before it runs.
 	const script = "#!lua\nreturn 1"
+	refusedThenServed(t, c, old, "EVAL", func() error {
+		_, err := c.Eval(ctx, script, 0)
+		return err
+	})
+}
+
+// refusedThenServed makes call, a keyless write on c, until old, a master
+// a graceful failover made a replica and which c still takes for a master,
+// refuses it with READONLY (at most 200 times); once that refusal has
+// refreshed c's layout, 60 more calls must all succeed.
+func refusedThenServed(t *testing.T, c *Client, old *redistest.Server, what string, call func() error) {
+	t.Helper()
 	refused := false
 	for i := 0; i < 200 && !refused; i++ {
-		_, err := c.Eval(ctx, script, 0)
+		err := call()
 		var se *Error
 		switch {
 		case errors.As(err, &se) && se.Prefix == "READONLY":
 			refused = true
 		case err != nil:
-			t.Fatalf("EVAL %d: %v", i, err)
+			t.Fatalf("%s %d: %v", what, i, err)
 		}
 	}
 	if !refused {
-		t.Fatalf("200 keyless EVALs met no READONLY from %s, which the client still takes for a master", old.Addr)
+		t.Fatalf("200 keyless calls (%s) met no READONLY from %s, which the client still takes for a master", what, old.Addr)
 	}
 	waitRefreshed(t, c.cluster)
 	for i := range 60 {
-		if _, err := c.Eval(ctx, script, 0); err != nil {
-			t.Fatalf("EVAL %d after the READONLY: %v; want the refreshed layout to send it to a master", i, err)
+		if err := call(); err != nil {
+			t.Fatalf("%s %d after the READONLY: %v; want the refreshed layout to send it to a master", what, i, err)
 		}
 	}
 }
@@ -1271,15 +1295,8 @@ func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
 // A transaction so refused, of which nothing ran, goes again to one of
 // them at once.
 func TestClusterKeylessScriptBatchesAfterGracefulFailover(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
-	ctx := clusterCtx(t)
-	old := cl.Masters[0]
-	clients := loadedClients(t, ctx, cl, 3)
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if _, err := cl.Failover(fctx, old); err != nil {
-		t.Fatal(err)
-	}
+	f := gracefulFailover(t, 3)
+	ctx, old, clients := f.ctx, f.old, f.clients
 	for _, c := range clients {
 		wantStale(t, c, old)
 	}
@@ -1318,26 +1335,7 @@ func TestClusterKeylessScriptBatchesAfterGracefulFailover(t *testing.T) {
 	for i, name := range []string{"Pipeline", "Stream"} {
 		t.Run(name, func(t *testing.T) {
 			c, batch := clients[1+i], batches[name]
-			refused := false
-			for i := 0; i < 200 && !refused; i++ {
-				err := batch(c)
-				var se *Error
-				switch {
-				case errors.As(err, &se) && se.Prefix == "READONLY":
-					refused = true
-				case err != nil:
-					t.Fatalf("batch %d: %v", i, err)
-				}
-			}
-			if !refused {
-				t.Fatalf("200 batches met no READONLY from %s, which the client still takes for a master", old.Addr)
-			}
-			waitRefreshed(t, c.cluster)
-			for i := range 60 {
-				if err := batch(c); err != nil {
-					t.Fatalf("batch %d after the READONLY: %v; want the refreshed layout to send it to a master", i, err)
-				}
-			}
+			refusedThenServed(t, c, old, name, func() error { return batch(c) })
 		})
 	}
 }
@@ -1368,18 +1366,10 @@ func movedOnly(t *testing.T, c *Client, slot int, to *redistest.Server) {
 // masters), and the SET stays. A SET queued before FLUSHALL does not stop
 // it: FLUSHALL reaches the promoted replica after it.
 func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
-	ctx := clusterCtx(t)
-	old := cl.Masters[0]
+	f := gracefulFailover(t, 3)
+	ctx, cl, old, promoted, clients := f.ctx, f.cl, f.old, f.promoted, f.clients
 	slot := 7 // the first master's
 	key := keyIn(slot, "overtaken:")
-	clients := loadedClients(t, ctx, cl, 3)
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	promoted, err := cl.Failover(fctx, old)
-	if err != nil {
-		t.Fatal(err)
-	}
 	prepare := func(t *testing.T, c *Client) {
 		t.Helper()
 		promoted.MustDo(t, "SET", key, "before")
@@ -1560,15 +1550,8 @@ func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 // after it remain, or reports an unknown outcome; it never succeeds with
 // keys set before it left, or keys set after it gone.
 func TestClusterStreamFlushAllAcrossGracefulFailover(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
-	ctx := clusterCtx(t)
-	old := cl.Masters[0]
-	clients := loadedClients(t, ctx, cl, 3)
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if _, err := cl.Failover(fctx, old); err != nil {
-		t.Fatal(err)
-	}
+	f := gracefulFailover(t, 3)
+	ctx, cl, clients := f.ctx, f.cl, f.clients
 	const n, at = 20000, 7000 // commands, and the index of FLUSHALL
 	for round, c := range clients {
 		var flush Value

@@ -216,12 +216,7 @@ func TestUnknownCommandEntries(t *testing.T) {
 func TestBitFieldOverflowFail(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, proto := range []int{2, 3} {
-		c, err := NewClient(Options{Addr: srv.Addr, Protocol: proto})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := ctxT(t)
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
 		key := "bf" + strconv.Itoa(proto)
 		r, err := c.BitField(ctx, key, "INCRBY", "u2", 100, 1, "OVERFLOW", "FAIL", "INCRBY", "u2", 102, 4)
 		if err != nil || len(r) != 2 {
