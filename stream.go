@@ -115,7 +115,8 @@ func (s *Stream) Err() error {
 // ctx, and gives the connection back. It returns how many commands were
 // sent in all, and the first of: a failure of the connection or a command
 // that could not be queued, an error returned by each (after which each
-// is not called again, though the replies are still read), and the first
+// is not called again, though the replies are still read; it is of
+// unknown outcome whatever it wraps, since the commands ran), and the first
 // command's error as a *CommandError unless the option ErrorsInReplies was
 // given. When the stream failed part way, the error's outcome (OutcomeOf)
 // is OutcomeUnknown once any chunk went out. After Close the stream is finished:
@@ -283,11 +284,13 @@ func (s *Stream) deliver(ctx context.Context) {
 
 // hand applies the decoder of command i, named name, to its reply v,
 // notes the reply's error, and gives v to each, unless each has failed.
+// An error of each is of unknown outcome whatever it says of its own
+// part, since the stream's commands run all the same.
 func (s *Stream) hand(i int, name string, v Value) {
 	s.p.checkReply(&v, i, name, &s.cmdErr)
 	if s.eachErr == nil && s.each != nil {
 		if e := s.each(i, v); e != nil {
-			s.eachErr = fmt.Errorf("redpipe: stream reply %d (%s): %w", i, name, e)
+			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name), err: e}
 		}
 	}
 }

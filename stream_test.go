@@ -518,3 +518,48 @@ func TestStreamCloseFromEach(t *testing.T) {
 		run(t, c)
 	})
 }
+
+// TestStreamEachErrorOutcome: an error from each stops the calls of each,
+// not the stream, whose commands run all the same. Whatever the error of
+// each says of its own (here that of a call each made, refused before it
+// was sent), Close's error is of unknown outcome and not safe to retry:
+// it once said OutcomeNotSent, and a caller retrying on SafeToRetry would
+// have run the whole stream twice. On one node and on a cluster.
+func TestStreamEachErrorOutcome(t *testing.T) {
+	run := func(t *testing.T, c *Client) {
+		ctx := ctxT(t)
+		const n = 20_000
+		s := c.Stream(ctx, func(i int, v Value) error {
+			if i == 100 {
+				_, err := c.Do(ctx, "SET", "only-key") // refused: one word short
+				return err
+			}
+			return nil
+		})
+		for range n {
+			s.Incr("each-err")
+		}
+		sent, err := s.Close(ctx)
+		var ae *ArityError
+		if !errors.As(err, &ae) || sent != n {
+			t.Fatalf("Close = %d, %v; want %d sent and the arity error each returned", sent, err, n)
+		}
+		if o := OutcomeOf(err); o != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+			t.Fatalf("Close = %v: outcome %v, safe to retry %v; want unknown: %d commands ran", err, o, SafeToRetry(err), n)
+		}
+		if o := OutcomeOf(s.Err()); o != OutcomeUnknown {
+			t.Fatalf("Err = %v: outcome %v, want unknown", s.Err(), o)
+		}
+		if v, err := c.Get(ctx, "each-err"); err != nil || v != strconv.Itoa(n) {
+			t.Fatalf("each-err = %q, %v; want %d", v, err, n)
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{})
+		run(t, c)
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		c, _ := connectedCluster(t)
+		run(t, c)
+	})
+}
