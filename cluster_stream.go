@@ -1551,11 +1551,14 @@ func heldFront(cmds []heldCmd, owner *Client, inFlight bool, askTo *Client, paus
 func (cs *clusterStream) deliver() {
 	for cs.count > 0 && cs.win[cs.head].final {
 		e := &cs.win[cs.head]
-		cs.s.hand(cs.done, e.meta.Name(), Value{e.reply})
+		i, name, v := cs.done, e.meta.Name(), Value{e.reply}
+		// Out of the window before each sees it: should each panic, and
+		// the stream be closed after, the reply is not handed out again.
 		*e = streamCmd{}
 		cs.head = (cs.head + 1) & (len(cs.win) - 1)
 		cs.count--
 		cs.done++
+		cs.s.hand(i, name, v)
 	}
 }
 

@@ -563,3 +563,84 @@ func TestStreamEachErrorOutcome(t *testing.T) {
 		run(t, c)
 	})
 }
+
+// TestStreamEachPanics: a panic in each reaches the caller of the command
+// method (or Close) that handed the reply out; the stream then takes it
+// for an error of each: each is not called again, no reply is handed out
+// twice, the commands queued still run, and Close, deferred or called after a
+// recover, reads every reply, gives the connections back and reports it.
+// Before, Close called each again on the replies that followed, on a
+// cluster with the very reply it had panicked on, and reported nothing.
+// On one node and on a cluster.
+func TestStreamEachPanics(t *testing.T) {
+	run := func(t *testing.T, c *Client, pooled func() bool) {
+		ctx := ctxT(t)
+		const n, at = 20_000, 100
+		boom := errors.New("boom")
+		total := 0
+		for _, deferred := range []bool{false, true} {
+			var s *Stream
+			calls, after := 0, 0
+			seen := make(map[int]bool)
+			var twice []int
+			s = c.Stream(ctx, func(i int, v Value) error {
+				calls++
+				if seen[i] {
+					twice = append(twice, i)
+				}
+				seen[i] = true
+				if calls > at+1 || i > at {
+					after++
+				}
+				if i == at {
+					panic(boom)
+				}
+				return nil
+			})
+			var sent, queued int
+			var err error
+			var recovered any
+			func() {
+				defer func() { recovered = recover() }()
+				if deferred {
+					defer func() { sent, err = s.Close(ctx) }()
+				}
+				for range n {
+					queued++ // before: the command that meets the panic was queued
+					s.Incr("each-panics")
+				}
+				if !deferred {
+					s.Close(ctx)
+				}
+			}()
+			if recovered != boom {
+				t.Fatalf("deferred Close %v: recovered %v, want the panic of each", deferred, recovered)
+			}
+			if !deferred {
+				sent, err = s.Close(ctx)
+			}
+			if after > 0 || len(twice) > 0 {
+				t.Errorf("deferred Close %v: each was called %d times after it panicked; replies handed out twice: %v", deferred, after, twice)
+			}
+			total += queued
+			if err == nil || !strings.Contains(err.Error(), "panicked") || OutcomeOf(err) != OutcomeUnknown || sent != queued {
+				t.Errorf("deferred Close %v: Close = %d, %v (outcome %v); want the %d queued sent, an error that says each panicked, of unknown outcome",
+					deferred, sent, err, OutcomeOf(err), queued)
+			}
+			if !pooled() {
+				t.Errorf("deferred Close %v: the stream's connections did not go back to the pool", deferred)
+			}
+		}
+		if v, err := c.Get(ctx, "each-panics"); err != nil || v != strconv.Itoa(total) {
+			t.Fatalf("each-panics = %q, %v; want %d: every command queued runs", v, err, total)
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{})
+		run(t, c, func() bool { open, idle := c.pool.Stats(); return open == 1 && idle == 1 })
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		c, _ := connectedCluster(t)
+		run(t, c, func() bool { idle(t, c); return true })
+	})
+}
