@@ -253,6 +253,7 @@ type cmdBuf struct {
 
 	// state of the command being encoded
 	want, got int
+	open      bool         // set by start and do, cleared by end: see unfinished
 	begin     int          // offset in buf of its first byte
 	cur       *commandInfo // its table entry
 
@@ -271,6 +272,8 @@ type cmdBuf struct {
 
 // start begins a command of n words (the name included) described by ci.
 func (w *cmdBuf) start(ci *commandInfo, n int) {
+	w.unfinished()
+	w.open = true
 	w.room()
 	w.checkArity(ci, n, len(w.cmds))
 	w.begin, w.cur = len(w.buf), ci
@@ -293,6 +296,7 @@ func (w *cmdBuf) checkArity(ci *commandInfo, n, idx int) {
 
 // end closes the current command.
 func (w *cmdBuf) end() {
+	w.open = false
 	if w.got != w.want {
 		// A builder miscounted: refuse rather than send a corrupt stream.
 		w.setErr(&UsageError{Msg: "internal: command " + w.cmds[len(w.cmds)-1].Name() +
@@ -437,6 +441,21 @@ func longerGrace(a, b conn.Grace) conn.Grace {
 	return max(a, b)
 }
 
+// unfinished refuses the batch when its last command was begun and never
+// ended: a method of one of its arguments (MarshalBinary, MarshalText,
+// String) panicked, and the caller recovered and went on, or a deferred
+// Close or Exec is sending what was queued. Its bytes stop short of what
+// its header announces, and sent, they would make the server take the
+// next command for the rest of it, or wait for ever for that rest.
+func (w *cmdBuf) unfinished() {
+	if !w.open {
+		return
+	}
+	w.open = false
+	w.setErr(&UsageError{Msg: "the encoding of " + w.cur.Name + " did not finish: a method of one of its arguments " +
+		"(MarshalBinary, MarshalText, String) panicked"}, len(w.cmds)-1)
+}
+
 // setErr keeps the first encoding error and the index of its command.
 func (w *cmdBuf) setErr(err error, idx int) {
 	if w.err == nil {
@@ -516,6 +535,7 @@ func isString(a any) bool { _, ok := a.(string); return ok }
 // arity and flags. Commands the table does not know are sent as they are:
 // the server judges them.
 func (w *cmdBuf) do(args []any) {
+	w.unfinished()
 	if len(args) == 0 || !isString(args[0]) {
 		msg := "Do needs a command name"
 		if len(args) > 0 {
@@ -545,6 +565,7 @@ func (w *cmdBuf) do(args []any) {
 	}
 	w.room()
 	ci := lookupCommand(name, sub)
+	w.open = true
 	w.begin = len(w.buf)
 	if ci == nil {
 		w.cur = unknownCommand(name)
@@ -578,7 +599,7 @@ func (w *cmdBuf) reset() {
 	w.buf = w.buf[:0]
 	w.cmds = w.cmds[:0]
 	w.err, w.errIdx, w.errName = nil, 0, ""
-	w.want, w.got = 0, 0
+	w.want, w.got, w.open = 0, 0, false
 	w.writes, w.blocking, w.grace, w.stateAt, w.keysSpan = false, false, 0, 0, false
 	w.routes = w.routes[:0]
 }

@@ -42,8 +42,10 @@
 // Bytes returns), a type with none of those methods and a value whose
 // marshaler fails, each with an *ArgError naming the command and the
 // argument's position, which wraps the marshaler's error if there is one.
-// A refused command is not sent, nor is the pipeline holding it (a Stream
-// stops before the chunk holding it).
+// A marshaler that panics leaves its command half encoded: once the panic
+// is recovered, the pipeline or Stream holding it refuses it with a
+// *UsageError. A refused command is not sent, nor is the pipeline holding
+// it (a Stream stops before the chunk holding it).
 //
 // Because an argument's methods may be called, an argument of type any
 // escapes to the heap: one that is not a constant costs at most one small

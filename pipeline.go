@@ -280,6 +280,7 @@ func (p *Pipeline) refusal() error {
 		return p.broken
 	}
 	w := &p.w
+	w.unfinished()
 	base, queue := 0, "pipeline"
 	if p.stream != nil {
 		base, queue = p.stream.sent, "stream"

@@ -644,3 +644,90 @@ func TestStreamEachPanics(t *testing.T) {
 		run(t, c, func() bool { idle(t, c); return true })
 	})
 }
+
+// panickyArg is an argument whose encoding panics.
+type panickyArg struct{}
+
+func (panickyArg) String() string { panic("panickyArg") }
+
+// TestStreamArgumentPanics: a command whose argument's String method
+// panics is left half encoded. Close, deferred or called after a recover,
+// refuses it as it refuses any command that cannot be queued: the stream
+// stops before the chunk holding it, with an error that names it, and
+// the connection goes on. It was sent as it was: its header announced a
+// word it did not have, so the server took the next command for it and
+// dropped the connection, or, with nothing after it, waited for the rest
+// until ReplyTimeout or the context ended, and replies already in were
+// lost with the chunk. So with a pipeline, on the shared connection. On
+// one node and on a cluster.
+func TestStreamArgumentPanics(t *testing.T) {
+	run := func(t *testing.T, c *Client) {
+		const n = 3000
+		for _, deferred := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+			next := 0
+			var bad error
+			s := c.Stream(ctx, func(i int, v Value) error {
+				if txt, _ := v.Text(); (i != next || txt != "OK") && bad == nil {
+					bad = fmt.Errorf("reply %d = %v when %d was due", i, v, next)
+				}
+				next++
+				return nil
+			})
+			var sent int
+			var err error
+			start := time.Now()
+			func() {
+				defer func() { recover() }()
+				if deferred {
+					defer func() { sent, err = s.Close(ctx) }()
+				}
+				for i := range n {
+					s.Set("arg-panics:"+strconv.Itoa(i), "v")
+				}
+				s.Set("arg-panics", panickyArg{})
+			}()
+			if !deferred {
+				s.Incr("arg-panics:after")
+				sent, err = s.Close(ctx)
+			}
+			cancel()
+			var ce *CommandError
+			var ue *UsageError
+			if !errors.As(err, &ce) || !errors.As(err, &ue) || ce.Index != n || ce.Command != "SET" || !strings.Contains(err.Error(), "panicked") {
+				t.Errorf("deferred Close %v: Close = %d, %v after %v; want a *UsageError for command %d, SET, that says its encoding panicked",
+					deferred, sent, err, time.Since(start).Round(time.Millisecond), n)
+			}
+			if bad != nil || next != sent || sent > n {
+				t.Errorf("deferred Close %v: %d sent, %d replies handed out (%v); want every reply of what was sent, in order, and none after command %d",
+					deferred, sent, next, bad, n)
+			}
+		}
+		ctx := ctxT(t)
+		if err := c.Set(ctx, "arg-panics:later", 1); err != nil {
+			t.Fatalf("a call after the streams: %v", err)
+		}
+
+		p := c.Pipeline(NoTransaction)
+		func() {
+			defer func() { recover() }()
+			p.Set("arg-panics:p", 1).Set("arg-panics:p", panickyArg{})
+		}()
+		_, err := p.Incr("arg-panics:p").Exec(ctx)
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Index != 1 || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("Exec of a pipeline with a command half encoded = %v (outcome %v); want a *CommandError for command 2, not sent", err, OutcomeOf(err))
+		}
+		if v, err := c.Do(ctx, "EXISTS", "arg-panics:p"); err != nil || v.String() != "0" {
+			t.Errorf("EXISTS arg-panics:p = %v, %v; want 0: nothing of the pipeline runs", v, err)
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{ReplyTimeout: -1})
+		run(t, c)
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		c, _ := connectedCluster(t)
+		run(t, c)
+	})
+}
