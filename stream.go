@@ -63,7 +63,12 @@ type Stream struct {
 // stream. A panic in each goes on to the caller of the method that handed
 // the reply out, and the stream takes it for an error of each: each is
 // not called again, and Close, deferred or called after a recover, still
-// reads the replies, gives the connection back and reports it.
+// reads the replies, gives the connection back and reports it. each may
+// call the Client: a plain call goes on the shared connection, but one
+// that needs a connection of its own (Watch, a blocking command, a large
+// pipeline, another stream) waits for one from the pool, in which the
+// stream holds one (on a cluster, one per node), until its own context
+// ends if the pool (Options.PoolSize) has none left.
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
