@@ -60,10 +60,11 @@ type Stream struct {
 // may queue more commands on the stream (a crawler following what it
 // read): they go out after those queued before them, Close included. It
 // must not call Close, which is refused there; Discard there stops the
-// stream. A panic in each goes on to the caller of the method that handed
-// the reply out, and the stream takes it for an error of each: each is
-// not called again, and Close, deferred or called after a recover, still
-// reads the replies, gives the connection back and reports it. each may
+// stream. A panic in each, or in a Decoder, goes on to the caller of the
+// method that handed the reply out, and the stream takes it for an error
+// of each: each is not called again, and Close, deferred or called after
+// a recover, still reads the replies, gives the connection back and
+// reports it. each may
 // call the Client: a plain call goes on the shared connection, but one
 // that needs a connection of its own (Watch, a blocking command, a large
 // pipeline, another stream) waits for one from the pool, in which the
@@ -293,35 +294,27 @@ func (s *Stream) deliver(ctx context.Context) {
 
 // hand applies the decoder of command i, named name, to its reply v,
 // notes the reply's error, and gives v to each, unless each has failed.
+// An error of each is of unknown outcome whatever it says of its own
+// part, since the stream's commands run all the same. A panic of the
+// decoder or of each goes on to the caller, and the stream takes it for
+// an error of each, so that Close, deferred or called after a recover,
+// does not call each again and reports it.
 func (s *Stream) hand(i int, name string, v Value) {
-	s.p.checkReply(&v, i, name, &s.cmdErr)
-	if s.eachErr == nil && s.each != nil {
-		s.call(i, name, v)
-	}
-}
-
-// errEachPanicked is the cause of the error of a stream whose each
-// panicked.
-var errEachPanicked = errors.New("each panicked; it is not called again")
-
-// call gives reply v of command i, named name, to each. An error of each
-// is of unknown outcome whatever it says of its own part, since the
-// stream's commands run all the same. A panic of each goes on to the
-// caller, and the stream takes it for an error of each, so that Close,
-// deferred or called after a recover, does not call each again and
-// reports it.
-func (s *Stream) call(i int, name string, v Value) {
-	returned := false
+	who := "its decoder"
 	defer func() {
-		if !returned && s.eachErr == nil {
-			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name), err: errEachPanicked}
+		if who != "" && s.eachErr == nil {
+			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name),
+				err: errors.New(who + " panicked; each is not called again")}
 		}
 	}()
-	e := s.each(i, v)
-	returned = true
-	if e != nil {
-		s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name), err: e}
+	s.p.checkReply(&v, i, name, &s.cmdErr)
+	if s.eachErr == nil && s.each != nil {
+		who = "each"
+		if e := s.each(i, v); e != nil {
+			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name), err: e}
+		}
 	}
+	who = ""
 }
 
 // result is the error Close returns: the stream's, then that of each,

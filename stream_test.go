@@ -571,7 +571,8 @@ func TestStreamEachErrorOutcome(t *testing.T) {
 // recover, reads every reply, gives the connections back and reports it.
 // Before, Close called each again on the replies that followed, on a
 // cluster with the very reply it had panicked on, and reported nothing.
-// On one node and on a cluster.
+// So for a panic of a Decoder, after which each once went on with the
+// rest of the chunk's replies skipped. On one node and on a cluster.
 func TestStreamEachPanics(t *testing.T) {
 	run := func(t *testing.T, c *Client, pooled func() bool) {
 		ctx := ctxT(t)
@@ -633,6 +634,31 @@ func TestStreamEachPanics(t *testing.T) {
 		}
 		if v, err := c.Get(ctx, "each-panics"); err != nil || v != strconv.Itoa(total) {
 			t.Fatalf("each-panics = %q, %v; want %d: every command queued runs", v, err, total)
+		}
+
+		// So does a panic of a decoder, before each is given the reply.
+		calls, queued := 0, 0
+		s := c.Stream(ctx, func(i int, v Value) error { calls++; return nil },
+			WithDecoder("INCR", func(v Value) (any, error) {
+				if n, _ := v.Int64(); n == at+1 {
+					panic(boom)
+				}
+				return nil, nil
+			}))
+		func() {
+			defer func() { recover() }()
+			for range n {
+				queued++
+				s.Incr("decoder-panics")
+			}
+		}()
+		sent, err := s.Close(ctx)
+		if calls != at || err == nil || !strings.Contains(err.Error(), "decoder panicked") || sent != queued {
+			t.Errorf("a decoder panicked on reply %d: each was called %d times, Close = %d, %v; want %d calls, the %d queued sent, an error that says the decoder panicked",
+				at, calls, sent, err, at, queued)
+		}
+		if !pooled() {
+			t.Errorf("after a decoder panicked, the stream's connections did not go back to the pool")
 		}
 	}
 	t.Run("Node", func(t *testing.T) {
