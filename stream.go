@@ -110,11 +110,22 @@ func (s *Stream) Len() int {
 }
 
 // Err returns the error that has stopped the stream, if any: a failed
-// connection, a command that could not be queued, or an error returned by
-// each. A loader may check it to stop queueing early; Close returns it
+// connection, a command that could not be queued (from the moment it is
+// queued: the stream stops there), or an error returned by each. A loader may check it to stop queueing early; Close returns it
 // too. A command's own error reply does not stop the stream and is not
 // reported here.
 func (s *Stream) Err() error {
+	if s.err == nil && !s.closed {
+		// A command refused as it was queued stops the stream now rather
+		// than when its chunk fills: nothing queued with it would be sent.
+		if err := s.p.refusal(); err != nil {
+			if s.cl != nil {
+				s.cl.fail(err)
+			} else {
+				s.fail(err)
+			}
+		}
+	}
 	if s.err != nil {
 		return s.err
 	}

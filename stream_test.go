@@ -247,11 +247,41 @@ func TestStreamRefusals(t *testing.T) {
 		t.Fatalf("after a refused command the pool has %d connections, %d idle; want the stream's back", open, idle)
 	}
 
+	// Err reports the refusal as soon as the command is queued, not once
+	// its chunk fills; it once said nil until then.
+	s, _ = streamUnderWay(t, c, ctx, "r2:")
+	s.Set("r2:more", "v").Do("SET", "only-key")
+	sent = s.sent
+	if err := s.Err(); !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 10_001 || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Err after an arity error = %v; want an arity error of command 10001, of unknown outcome", err)
+	}
+	if n, err := s.Close(ctx); !errors.As(err, &ce) || ce.Index != 10_001 || n != sent {
+		t.Fatalf("Close = %d, %v; want the %d sent and the arity error of command 10001", n, err, sent)
+	}
+
 	s = c.Stream(ctx, nil)
 	s.Do("SELECT", 2)
+	if err := s.Err(); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Err after SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
+	}
 	if _, err := s.Close(ctx); !errors.As(err, new(*UsageError)) || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("SELECT in a stream: %v (%v); want a usage error, not sent", err, OutcomeOf(err))
 	}
+
+	t.Run("Cluster", func(t *testing.T) {
+		c, ctx := connectedCluster(t)
+		s := c.Stream(ctx, nil)
+		for i := range 100 {
+			s.Set("rc:"+strconv.Itoa(i), "v")
+		}
+		s.Do("SET", "only-key")
+		if err := s.Err(); !errors.As(err, &ae) || !errors.As(err, &ce) || ce.Index != 100 || OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("Err after an arity error = %v; want an arity error of command 100, not sent", err)
+		}
+		if n, err := s.Close(ctx); !errors.As(err, &ce) || ce.Index != 100 || n != 0 {
+			t.Fatalf("Close = %d, %v; want none sent and the arity error of command 100", n, err)
+		}
+	})
 }
 
 // TestStreamDiscard: Discard keeps what was sent (it ran) and drops the
