@@ -64,12 +64,12 @@ type Stream struct {
 // method that handed the reply out, and the stream takes it for an error
 // of each: each is not called again, and Close, deferred or called after
 // a recover, still reads the replies, gives the connection back and
-// reports it. each may
-// call the Client: a plain call goes on the shared connection, but one
-// that needs a connection of its own (Watch, a blocking command, a large
-// pipeline, another stream) waits for one from the pool, in which the
-// stream holds one (on a cluster, one per node), until its own context
-// ends if the pool (Options.PoolSize) has none left.
+// reports it. each may call the Client: a plain call goes on the shared
+// connection, but one that needs a connection of its own (Watch, a
+// blocking command, a large pipeline, another stream) waits for one from
+// the pool, in which the stream holds one (on a cluster, one per node),
+// until its own context ends if the pool (Options.PoolSize) has none
+// left.
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
@@ -111,9 +111,9 @@ func (s *Stream) Len() int {
 
 // Err returns the error that has stopped the stream, if any: a failed
 // connection, a command that could not be queued (from the moment it is
-// queued: the stream stops there), or an error returned by each. A loader may check it to stop queueing early; Close returns it
-// too. A command's own error reply does not stop the stream and is not
-// reported here.
+// queued: the stream stops there), or an error returned by each. A loader
+// may check it to stop queueing early; Close returns it too. A command's
+// own error reply does not stop the stream and is not reported here.
 func (s *Stream) Err() error {
 	if s.err == nil && !s.closed {
 		// A command refused as it was queued stops the stream now rather
