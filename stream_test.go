@@ -539,14 +539,7 @@ func TestStreamCloseFromEach(t *testing.T) {
 			t.Errorf("each was called %d times after Discard from within it, want none", after)
 		}
 	}
-	t.Run("Node", func(t *testing.T) {
-		c, _ := newTestClient(t, Options{})
-		run(t, c)
-	})
-	t.Run("Cluster", func(t *testing.T) {
-		c, _ := connectedCluster(t)
-		run(t, c)
-	})
+	onNodeAndCluster(t, run)
 }
 
 // TestStreamEachErrorOutcome: an error from each stops the calls of each,
@@ -584,14 +577,7 @@ func TestStreamEachErrorOutcome(t *testing.T) {
 			t.Fatalf("each-err = %q, %v; want %d", v, err, n)
 		}
 	}
-	t.Run("Node", func(t *testing.T) {
-		c, _ := newTestClient(t, Options{})
-		run(t, c)
-	})
-	t.Run("Cluster", func(t *testing.T) {
-		c, _ := connectedCluster(t)
-		run(t, c)
-	})
+	onNodeAndCluster(t, run)
 }
 
 // TestStreamEachPanics: a panic in each reaches the caller of the command
@@ -780,6 +766,19 @@ func TestStreamArgumentPanics(t *testing.T) {
 	}
 	t.Run("Node", func(t *testing.T) {
 		c, _ := newTestClient(t, Options{ReplyTimeout: -1})
+		run(t, c)
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		c, _ := connectedCluster(t)
+		run(t, c)
+	})
+}
+
+// onNodeAndCluster runs run with a client of one node, then with one of a
+// cluster, each in a subtest.
+func onNodeAndCluster(t *testing.T, run func(t *testing.T, c *Client)) {
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{})
 		run(t, c)
 	})
 	t.Run("Cluster", func(t *testing.T) {
