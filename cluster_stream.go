@@ -314,7 +314,7 @@ func (cs *clusterStream) flush(ctx context.Context, all bool) {
 		return
 	}
 	if s.closed || s.err != nil || len(w.cmds) == 0 && w.err == nil {
-		w.reset() // what is queued after Close or a failure is dropped
+		s.drop() // what is queued after Close or a failure is dropped; Close or Err says so
 		return
 	}
 	if cs.flushAt == 0 {

@@ -48,6 +48,7 @@ type Stream struct {
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
 	closed   bool
+	late     int  // commands queued after Close, dropped as the buffer filled
 	busy     bool // handing out replies, from which each may queue commands
 
 	cl *clusterStream // set on a cluster Client: the routing, per node, of what is queued
@@ -114,6 +115,9 @@ func (s *Stream) Len() int {
 // queued: the stream stops there), or an error returned by each. A loader
 // may check it to stop queueing early; Close returns it too. A command's
 // own error reply does not stop the stream and is not reported here.
+// After Close, commands queued on the stream are dropped, not sent: Err
+// then reports them, as a *UsageError matching ErrClosed, unless the
+// stream had failed before.
 func (s *Stream) Err() error {
 	if s.err == nil && !s.closed {
 		// A command refused as it was queued stops the stream now rather
@@ -129,7 +133,21 @@ func (s *Stream) Err() error {
 	if s.err != nil {
 		return s.err
 	}
-	return s.eachErr
+	if s.eachErr != nil {
+		return s.eachErr
+	}
+	if n := s.late + len(s.p.w.cmds); s.closed && n > 0 {
+		return &UsageError{Msg: strconv.Itoa(n) + " commands queued on the Stream after Close were dropped, not sent", Err: ErrClosed}
+	}
+	return nil
+}
+
+// drop drops what is queued, counting it if the stream was closed.
+func (s *Stream) drop() {
+	if s.closed {
+		s.late += len(s.p.w.cmds)
+	}
+	s.p.w.reset()
 }
 
 // Close sends what is still queued, waits for every reply, bounded by
@@ -209,7 +227,7 @@ func (s *Stream) send(ctx context.Context) {
 		return
 	}
 	if s.closed || s.err != nil || len(w.cmds) == 0 && w.err == nil {
-		w.reset() // what is queued after Close or a failure is dropped; Close said so
+		s.drop() // what is queued after Close or a failure is dropped; Close or Err says so
 		return
 	}
 	if err := p.refusal(); err != nil {

@@ -786,3 +786,44 @@ func onNodeAndCluster(t *testing.T, run func(t *testing.T, c *Client)) {
 		run(t, c)
 	})
 }
+
+// TestStreamQueuedAfterClose: commands queued on a stream after its Close
+// are dropped, not sent, and Err says so with a *UsageError matching
+// ErrClosed, counting them, also once they filled a chunk; before, Err
+// said nil, and a loader checking it could not tell they were lost.
+func TestStreamQueuedAfterClose(t *testing.T) {
+	onNodeAndCluster(t, func(t *testing.T, c *Client) {
+		ctx := ctxT(t)
+		s := c.Stream(ctx, nil)
+		s.Set("before-close", "1")
+		if sent, err := s.Close(ctx); err != nil || sent != 1 {
+			t.Fatalf("Close = %d, %v", sent, err)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("Err after a clean Close = %v, want nil", err)
+		}
+		check := func(n int) {
+			t.Helper()
+			var ue *UsageError
+			err := s.Err()
+			if !errors.As(err, &ue) || !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), strconv.Itoa(n)+" commands") {
+				t.Fatalf("Err after %d commands queued after Close = %v; want a *UsageError for ErrClosed counting them", n, err)
+			}
+		}
+		for range 3 {
+			s.Set("after-close", "x")
+		}
+		check(3)
+		const many = 20_000 // more than a chunk: the buffer fills and is dropped
+		for range many {
+			s.Set("after-close", "0123456789abcdef")
+		}
+		check(3 + many)
+		if s.Len() != 1 {
+			t.Fatalf("Len = %d, want the 1 command sent", s.Len())
+		}
+		if n, err := c.Exists(ctx, "after-close"); err != nil || n != 0 {
+			t.Fatalf("EXISTS after-close = %d, %v; want nothing sent", n, err)
+		}
+	})
+}
