@@ -99,11 +99,13 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 func (s *Stream) Do(args ...any) *Stream { s.p.w.do(args); return s }
 
 // Len reports how many commands the stream has taken: those sent and those
-// still queued. After Close, what is queued is dropped and not counted.
+// still queued. Once the stream has failed (Err), or after Close, what is
+// queued is dropped and not counted: Len is then what Close reports as
+// sent.
 func (s *Stream) Len() int {
-	if s.closed {
+	if s.closed || s.err != nil {
 		if s.cl != nil {
-			return s.cl.written // what Close counted as sent
+			return s.cl.written // what Close counts as sent
 		}
 		return s.sent
 	}

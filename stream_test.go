@@ -827,3 +827,33 @@ func TestStreamQueuedAfterClose(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamLenAfterFailure: once a stream has failed, what is queued is
+// dropped, so Len no longer counts it and agrees with what Close reports
+// as sent; before, it went on counting the commands queued before and
+// after the one that stopped the stream.
+func TestStreamLenAfterFailure(t *testing.T) {
+	onNodeAndCluster(t, func(t *testing.T, c *Client) {
+		ctx := ctxT(t)
+		s := c.Stream(ctx, nil)
+		for range 10 {
+			s.Set("len-after-failure", "1")
+		}
+		s.Do("SET", "only-key") // refused: one word short
+		for range 5 {
+			s.Set("len-after-failure", "2")
+		}
+		var ae *ArityError
+		if err := s.Err(); !errors.As(err, &ae) {
+			t.Fatalf("Err = %v, want the arity error", err)
+		}
+		n := s.Len()
+		sent, err := s.Close(ctx)
+		if !errors.As(err, &ae) {
+			t.Fatalf("Close = %d, %v; want the arity error", sent, err)
+		}
+		if n != sent || s.Len() != sent {
+			t.Fatalf("Len = %d once the stream failed and %d after Close, which sent %d; want them equal", n, s.Len(), sent)
+		}
+	})
+}
