@@ -858,6 +858,11 @@ func testClusterStreamMisuse(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if OutcomeOf(err) != OutcomeUnknown {
 		t.Fatalf("OutcomeOf = %v, want unknown: %d commands had been sent", OutcomeOf(err), written)
 	}
+	// The refusal speaks of the command, not of the stream, part of
+	// which was sent.
+	if msg := err.Error(); strings.Contains(msg, "nothing was sent") || !strings.Contains(msg, "the command was not sent") {
+		t.Fatalf("RENAME across slots: %q; want it to say the command, not the stream, was not sent", msg)
+	}
 	if n, _ := c.Do(ctx, "EXISTS", "m:x:29999"); n.String() != "0" {
 		t.Fatal("a command queued after the refused one was sent")
 	}

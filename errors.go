@@ -66,7 +66,12 @@ func (e *CrossSlotError) Error() string {
 		b.WriteString(", or use MSET; MSETNX is not split by slot, because it sets all of its keys or none, " +
 			"which parts run on different nodes could not promise")
 	}
-	b.WriteString("; nothing was sent")
+	if strings.HasPrefix(e.In, "command ") {
+		// In a stream that stops there, what went before it was sent.
+		b.WriteString("; the command was not sent")
+	} else {
+		b.WriteString("; nothing was sent")
+	}
 	return b.String()
 }
 
