@@ -256,6 +256,25 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	}
 }
 
+// customDial calls Options.Dialer, whose panic becomes the dial's error.
+// The dial may run on a goroutine of the client's own (the shared
+// connection's, a cluster's part for one node), where the panic could not
+// be recovered and would end the program; in the caller's, it would leave
+// the pool's slot for the connection taken for good.
+func (c *Client) customDial(ctx context.Context) (nc net.Conn, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			nc = nil
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("the Dialer panicked: %w", e)
+			} else {
+				err = fmt.Errorf("the Dialer panicked: %v", p)
+			}
+		}
+	}()
+	return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr)
+}
+
 // pendingDial is a dial of the shared connection that callers wait for.
 type pendingDial struct {
 	done chan struct{} // closed when cn and err are set
@@ -363,7 +382,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 
 func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	if c.opt.Dialer != nil {
-		return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr)
+		return c.customDial(ctx)
 	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, c.opt.Network, c.opt.Addr)

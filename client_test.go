@@ -784,3 +784,70 @@ func TestVerbatimNumbersReadAlikeInBothProtocols(t *testing.T) {
 		}
 	}
 }
+
+// TestDialerPanics: a custom Dialer that panics fails that dial with an
+// error that says so, of a command not sent. The shared connection is
+// dialed on a goroutine of the client's own, where the panic would have
+// ended the program, and a pooled connection's dial that panicked kept
+// its slot in the pool for good: with PoolSize 1, every later Watch then
+// waited for a connection that could never come.
+func TestDialerPanics(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	var panics sync.Map // a value to panic with, under "v"; none: dial
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if p, ok := panics.Load("v"); ok {
+			panic(p)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, PoolSize: 1, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	boom := errors.New("boom")
+	panics.Store("v", boom)
+	call := func(name string, f func() error) {
+		t.Helper()
+		var err error
+		if p := probeRecover(func() { err = f() }); p != nil {
+			t.Fatalf("%s: the Dialer's panic reached the caller: %v", name, p)
+		}
+		var de *DialError
+		if !errors.As(err, &de) || !errors.Is(err, boom) || !strings.Contains(err.Error(), "Dialer panicked") || OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("%s = %v (outcome %v); want a *DialError that says the Dialer panicked, wraps its value, not sent", name, err, OutcomeOf(err))
+		}
+	}
+	call("Get", func() error { _, err := c.Get(ctx, "k"); return err })
+	for range 3 {
+		call("Watch", func() error { _, err := c.Watch(ctx); return err })
+	}
+	panics.Store("v", "not an error")
+	if _, err := c.Watch(ctx); err == nil || !strings.Contains(err.Error(), "Dialer panicked: not an error") {
+		t.Fatalf("Watch = %v; want an error that says the Dialer panicked, with its value", err)
+	}
+
+	panics.Delete("v")
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	tx, err := c.Watch(wctx, "k")
+	if err != nil {
+		t.Fatalf("Watch once the Dialer works: %v; want a session (the pool's one slot was kept by a dial that panicked)", err)
+	}
+	tx.Close()
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatalf("Set once the Dialer works: %v", err)
+	}
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Errorf("pool: %d open, %d idle; want the one session's connection, idle", open, idle)
+	}
+}
+
+// probeRecover runs f and returns what it panicked with, or nil.
+func probeRecover(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
+}

@@ -47,7 +47,10 @@ type Options struct {
 	// DialTimeout bounds one dial and handshake (default 5s). The call's
 	// context can only shorten it.
 	DialTimeout time.Duration
-	// Dialer, when set, replaces the default net.Dialer (and TLS).
+	// Dialer, when set, replaces the default net.Dialer (and TLS). A
+	// panic in it fails that dial with a *DialError that says so, and
+	// wraps the panic's value if it is an error: dials also run on the
+	// client's own goroutines, where a panic could not be recovered.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// PoolSize bounds the dedicated connections lent for WATCH, blocking
