@@ -80,18 +80,31 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 			// share one slot, and that c serves it.
 			t.slot, t.slotKey = int(hashslot.Of(keys[0])), keys[0]
 		}
-		if len(keys) > 0 {
-			if err := t.Watch(ctx, keys...); err != nil {
-				t.closeWith(ctx)
-				return err
-			}
-		}
-		return nil
+		return t.firstWatch(ctx, keys)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// firstWatch sends the WATCH of a session being made, if there are keys.
+// If it fails, or a Decoder registered for WATCH panics, the session is
+// closed: the caller never gets it, so nothing else would give its
+// connection back to the pool.
+func (t *Tx) firstWatch(ctx context.Context, keys []string) (err error) {
+	if len(keys) == 0 {
+		return nil
+	}
+	watched := false
+	defer func() {
+		if !watched {
+			t.closeWith(ctx)
+		}
+	}()
+	err = t.Watch(ctx, keys...)
+	watched = err == nil
+	return err
 }
 
 // Watch adds keys to the watched set. It is refused while a Multi pipeline
@@ -613,14 +626,19 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	// in, runs from WATCH to EXEC: a wait for the turn is not part of it.
 	start := time.Now()
 	defer func() { took = time.Since(start) }()
-	t, err := c.Watch(ctx, keys...)
-	if err != nil {
-		if turn != nil {
+	// Until the session holds the turn, this call gives it back, also
+	// when Watch panics (a Decoder registered for WATCH).
+	held := false
+	defer func() {
+		if !held && turn != nil {
 			c.turns.give(turn)
 		}
+	}()
+	t, err := c.Watch(ctx, keys...)
+	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
 	}
-	t.turn, t.retried = turn, true
+	t.turn, t.retried, held = turn, true, true
 	defer t.closeWith(ctx)
 	v, err = fn(t)
 	if err != nil {

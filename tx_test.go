@@ -718,3 +718,44 @@ func TestTurnsAvoidRetriesWithinAClient(t *testing.T) {
 	}
 	t.Logf("%d transactions, %d retries", workers*each, retries)
 }
+
+// TestWatchDecoderPanics: a Decoder registered for WATCH that panics on
+// the first WATCH of a session, in Watch or Transaction, reaches the
+// caller, who never gets the session. Its connection goes back to the
+// pool and a Transaction's turn on its keys is given back: with PoolSize
+// 1, every later session used to wait for the connection the panic kept,
+// and every later Transaction on the keys for the turn.
+func TestWatchDecoderPanics(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"Watch", func() { c.Watch(ctx, "wd") }},
+		{"Transaction", func() { c.Transaction(ctx, func(*Tx) error { return nil }, "wd") }},
+	} {
+		c.SetDecoder("WATCH", func(Value) (any, error) { panic(boom) })
+		if p := probeRecover(tc.f); p != boom {
+			t.Fatalf("%s: recovered %v, want the decoder's panic", tc.name, p)
+		}
+		c.SetDecoder("WATCH", nil)
+		c.turns.mu.Lock()
+		turns := len(c.turns.set)
+		c.turns.mu.Unlock()
+		if turns != 0 {
+			t.Errorf("%s: a turn on the keys is still held after the panic", tc.name)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		tx, err := c.Watch(wctx, "wd")
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: Watch after the panic: %v; want a session (the panic kept the pool's one connection)", tc.name, err)
+		}
+		tx.Close()
+		if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+			t.Fatalf("%s: pool: %d open, %d idle; want the one connection, idle", tc.name, open, idle)
+		}
+	}
+}
