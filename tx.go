@@ -379,7 +379,9 @@ func (t *Tx) lost(err error) {
 // connection goes back to the pool, or is closed if anything is left on it
 // (a reply still due, a failed connection). An open Multi pipeline is
 // dropped unsent. Calling Close again does nothing; any other call after
-// Close fails with an error matching ErrClosed.
+// Close fails with an error matching ErrClosed. If a Decoder registered for
+// UNWATCH panics, the session is closed all the same, its connection with
+// it, and the panic goes on up.
 func (t *Tx) Close() error {
 	if t.retried && !t.closed {
 		return errTransactionEnds("Close")
@@ -403,12 +405,19 @@ func (t *Tx) closeWith(ctx context.Context) error {
 	if t.closed {
 		return nil
 	}
-	clean := t.settle(ctx)
-	t.closed = true
-	if t.d != nil {
-		t.c.pool.Put(t.d, clean)
-		t.d = nil
-	}
+	// Deferred, so that a panic in settle (a Decoder registered for
+	// UNWATCH) closes the session too: its connection, in a state the
+	// panic left unknown, is then closed rather than kept by a session
+	// nobody may close again (Transaction's, or one closed by a defer).
+	clean := false
+	defer func() {
+		t.closed = true
+		if t.d != nil {
+			t.c.pool.Put(t.d, clean)
+			t.d = nil
+		}
+	}()
+	clean = t.settle(ctx)
 	return nil
 }
 

@@ -759,3 +759,50 @@ func TestWatchDecoderPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestUnwatchDecoderPanics: a Decoder registered for UNWATCH that panics
+// on the UNWATCH that Close sends, or Transaction when it ends a session
+// whose fn failed, reaches the caller; the session is closed all the same
+// and its connection, whose state the panic left unknown, is closed
+// rather than kept. Transaction used to keep the connection for good:
+// with PoolSize 1 every later session waited for it.
+func TestUnwatchDecoderPanics(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	boom := errors.New("boom")
+	var tx *Tx
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"Close", func() { tx.Close() }},
+		{"Transaction", func() { c.Transaction(ctx, func(*Tx) error { return errors.New("fn failed") }, "ud") }},
+	} {
+		var err error
+		if tx, err = c.Watch(ctx, "ud"); err != nil {
+			t.Fatal(err)
+		}
+		if tc.name != "Close" {
+			tx.Close()
+		}
+		c.SetDecoder("UNWATCH", func(Value) (any, error) { panic(boom) })
+		p := probeRecover(tc.f)
+		c.SetDecoder("UNWATCH", nil)
+		if p != boom {
+			t.Fatalf("%s: recovered %v, want the decoder's panic", tc.name, p)
+		}
+		if _, err := tx.Get(ctx, "ud"); tc.name == "Close" && !errors.Is(err, ErrClosed) {
+			t.Errorf("Get after the Close that panicked: %v; want ErrClosed", err)
+		}
+		if open, idle := c.pool.Stats(); open != 0 || idle != 0 {
+			t.Errorf("%s: pool: %d open, %d idle; want the session's connection closed", tc.name, open, idle)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		tx2, err := c.Watch(wctx, "ud")
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: Watch after the panic: %v; want a session (the panic kept the pool's one connection)", tc.name, err)
+		}
+		tx2.Close()
+	}
+}
