@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -1692,5 +1693,45 @@ func testClusterScriptErrorReplies(t *testing.T, c *Client) {
 	replies, _ = c.Pipeline(NoTransaction, ErrorsInReplies).EvalSha(strings.Repeat("0", 40), 1, key).Exec(ctx)
 	if err := replies[0].Err(); OutcomeOf(err) != OutcomeNotApplied {
 		t.Errorf("EVALSHA of an unknown script in a pipeline = %v (outcome %v), want NOSCRIPT, not applied", err, OutcomeOf(err))
+	}
+}
+
+// TestClusterDialerPanics: on a cluster, connections to the nodes are
+// dialed on the client's own goroutines (the refresh of the layout, the
+// shared connection of each node), where a panicking Dialer used to end
+// the program. The dial fails instead, with an error that says so, and
+// the client works once the Dialer does.
+func TestClusterDialerPanics(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	boom := errors.New("boom")
+	var panicking sync.Map
+	panicking.Store("on", true)
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, ok := panicking.Load("on"); ok {
+			panic(boom)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, boom) || !strings.Contains(err.Error(), "Dialer panicked") {
+		t.Fatalf("Get while the Dialer panics = %v; want an error that says the Dialer panicked, wrapping its value", err)
+	}
+	panicking.Delete("on")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Set(ctx, "k", "v")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Set once the Dialer works: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
