@@ -13,6 +13,13 @@ import (
 // name on a Client (SetDecoder) or on one Pipeline (WithDecoder); the
 // decoded value is then available from the reply's Decoded method. A
 // decoder runs only on replies that are not errors.
+//
+// A decoder runs once the command has run, so its panic goes on up from
+// the call that got the reply (Do, a typed method, Exec, Transaction)
+// with the command applied, a transaction's EXEC included: the connection has read the reply and stays in use, a
+// Pipeline is empty afterwards, as after any Exec, and the batch's later
+// replies are left undecoded and lost with it. In a Stream it also stops
+// the calls of each, and Close reports it (see Stream).
 type Decoder func(Value) (any, error)
 
 // SetDecoder registers d for the replies of command (any case) on every
