@@ -286,19 +286,26 @@ type pendingDial struct {
 // DialTimeout and the client's life, not by the first caller's context.
 func (c *Client) dialShared(pd *pendingDial) {
 	defer c.dials.Done()
-	cn, err := c.dial(c.life)
-	var old *conn.Conn
-	c.dialMu.Lock()
-	if err == nil {
-		old = c.shared.Swap(cn)
-	}
-	c.dialing = nil
-	c.dialMu.Unlock()
-	if old != nil {
-		c.closeConn(old)
-	}
-	pd.cn, pd.err = cn, err
-	close(pd.done)
+	var cn *conn.Conn
+	// Kept if the Dialer ends the goroutine (runtime.Goexit, as t.FailNow
+	// calls): the waiters are then told, and the next call dials again,
+	// rather than every call waiting for a dial that never ends.
+	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the Dialer did not return")})
+	defer func() {
+		var old *conn.Conn
+		c.dialMu.Lock()
+		if err == nil {
+			old = c.shared.Swap(cn)
+		}
+		c.dialing = nil
+		c.dialMu.Unlock()
+		if old != nil {
+			c.closeConn(old)
+		}
+		pd.cn, pd.err = cn, err
+		close(pd.done)
+	}()
+	cn, err = c.dial(c.life)
 }
 
 // dedicated is a connection lent by the pool.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -850,4 +851,35 @@ func probeRecover(f func()) (p any) {
 	defer func() { p = recover() }()
 	f()
 	return nil
+}
+
+// TestDialerGoexit: a Dialer that ends its goroutine (runtime.Goexit, as
+// t.FailNow calls) while dialing the shared connection fails that dial.
+// The dial was left pending for good: every later plain call waited for
+// it until its context ended.
+func TestDialerGoexit(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	var exits sync.Map
+	exits.Store("on", true)
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, ok := exits.LoadAndDelete("on"); ok {
+			runtime.Goexit()
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.Get(gctx, "k"); !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Get while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", err, OutcomeOf(err))
+	}
+	if err := c.Set(gctx, "k", "v"); err != nil {
+		t.Fatalf("Set once the Dialer returns: %v", err)
+	}
 }
