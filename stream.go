@@ -125,11 +125,7 @@ func (s *Stream) Err() error {
 		// A command refused as it was queued stops the stream now rather
 		// than when its chunk fills: nothing queued with it would be sent.
 		if err := s.p.refusal(); err != nil {
-			if s.cl != nil {
-				s.cl.fail(err)
-			} else {
-				s.fail(err)
-			}
+			s.stop(err)
 		}
 	}
 	if s.err != nil {
@@ -185,17 +181,23 @@ func (s *Stream) Discard() {
 	}
 	if s.inEach() {
 		err := &UsageError{Msg: "Stream.Discard called from within each: the stream was stopped; call Close to finish it"}
-		if s.cl != nil {
-			s.cl.fail(err)
-		} else {
-			s.fail(err)
-		}
+		s.stop(err)
 		if s.eachErr == nil {
 			s.eachErr = err // each is not called again, as after an error of its own
 		}
 		return
 	}
 	s.finish(s.ctx, false)
+}
+
+// stop fails the stream with err, through its routing on a cluster, which
+// counts what it has written.
+func (s *Stream) stop(err error) {
+	if s.cl != nil {
+		s.cl.fail(err)
+		return
+	}
+	s.fail(err)
 }
 
 // inEach reports whether each is running: replies are being handed out.
