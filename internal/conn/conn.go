@@ -138,11 +138,12 @@ type call struct {
 
 	// own is set by callers that wait for the call as soon as it is sent,
 	// and so may read its replies themselves; self says that the caller
-	// holds the read role for it (see Conn.reading), and poll that it
-	// polls before it sleeps. They belong to the caller. quiet, set before
-	// it is sent, says that nobody polls for its replies (Graced.Quiet).
-	own, self, poll, quiet bool
-	done                   chan struct{} // capacity 1: the reader's completion signal
+	// holds the read role for it (see Conn.reading), poll that it polls
+	// before it sleeps, and tail that it polls once its last replies are
+	// near. They belong to the caller. quiet, set before it is sent, says
+	// that nobody polls for its replies (Graced.Quiet).
+	own, self, poll, tail, quiet bool
+	done                         chan struct{} // capacity 1: the reader's completion signal
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -156,7 +157,7 @@ func getCall() *call {
 func putCall(c *call) {
 	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
 	c.grace = 0
-	c.own, c.self, c.poll, c.quiet = false, false, false, false
+	c.own, c.self, c.poll, c.tail, c.quiet = false, false, false, false, false
 	c.one[0] = resp.Value{}
 	callPool.Put(c)
 }

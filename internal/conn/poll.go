@@ -265,6 +265,18 @@ func (p *poller) waitRead(b []byte) (n int, err error) {
 	return 0, p.readErr()
 }
 
+// writeNow writes what the socket takes of b without waiting, and reports
+// how much that was; an error is left for the blocking write that follows
+// to meet and report.
+func (p *poller) writeNow(b []byte) int {
+	var n int
+	p.raw.Write(func(fd uintptr) bool {
+		n, _ = syscall.Write(int(fd), b)
+		return true // never wait
+	})
+	return max(n, 0)
+}
+
 // readErr is the error of a failed read syscall, as the blocking read
 // reports it, addresses and all.
 func (p *poller) readErr() error {

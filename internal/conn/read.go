@@ -194,7 +194,8 @@ func (c *Conn) takeBuffered(v resp.Value, own bool) (ok, idle bool) {
 }
 
 // readOwn reads the replies of cl, whose caller holds the read role: it
-// polls for them first if cl.poll says so, then sleeps on the socket. It
+// polls for them first if cl.poll says so, or once its last replies are
+// near if cl.tail does, and otherwise sleeps on the socket. It
 // stops when ctx ends, or when a reply does not fit the buffer, and then
 // gives the role on to the reader goroutine, which reads what cl still
 // waits for. It decodes only a value that is wholly buffered, so that
@@ -222,6 +223,10 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 		}
 		var n int
 		var err error
+		if cl.tail && came && cl.n-cl.got <= c.poll.maxSoon {
+			cl.tail = false
+			cl.poll = c.poll.mayPoll()
+		}
 		if cl.poll {
 			var ok bool
 			if n, err, ok = c.poll.readFor(b, stop); !ok {

@@ -3,12 +3,14 @@
 package conn
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -258,4 +260,127 @@ func peekSocket(t *testing.T, nc net.Conn) (n int, end bool) {
 		return 0, false
 	}
 	return n, n == 0
+}
+
+// TestCallerReadsOwnLargeBatch: a lone caller's batch large enough to be
+// written from its own buffer (DirectWrite) is read by the caller too when
+// the socket takes it whole at once, and so are the batches after it.
+func TestCallerReadsOwnLargeBatch(t *testing.T) {
+	c, _ := dialReal(t, Options{Poll: time.Millisecond})
+	ctx := context.Background()
+	const n, batches = 2000, 5
+	var batch []byte
+	for i := range n {
+		batch = append(batch, encode("ECHO", fmt.Sprint(i))...)
+	}
+	if len(batch) < inlineMax {
+		t.Fatalf("a batch of %d bytes is written inline, not directly", len(batch))
+	}
+	for range batches {
+		replies, _, err := c.DoN(ctx, batch, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range replies {
+			if v.Str != fmt.Sprint(i) {
+				t.Fatalf("reply %d = %q", i, v.Str)
+			}
+		}
+	}
+	if c.ownReads != n*batches {
+		t.Fatalf("callers read %d of %d replies themselves", c.ownReads, n*batches)
+	}
+}
+
+// TestLargeBatchReadWhileItIsWritten: a server that answers each command
+// before it reads the next (a fake: a real one buffers its replies) and a
+// batch larger than the sockets hold. The caller cannot write it all at
+// once, and the replies that pile up meanwhile must be read, or the server
+// stops reading and the write waits for ever: the caller gives the read
+// role to the reader goroutine before it waits to write the rest.
+func TestLargeBatchReadWhileItIsWritten(t *testing.T) {
+	const n = 16 << 10
+	reply := strings.Repeat("r", 8<<10)
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		for {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			fmt.Fprintf(bw, "$%d\r\n%s\r\n", len(reply), reply)
+			// Send what is answered once no command waits, and whenever
+			// 32 KiB are: a write that the client does not read blocks.
+			if r.Buffered() == 0 || bw.Buffered() >= 32<<10 {
+				if bw.Flush() != nil {
+					return
+				}
+			}
+		}
+	})
+	// One part, so that it goes the way of the batches that fit the
+	// sockets (MaxPending).
+	c := New(nc, Options{Poll: time.Millisecond, MaxPending: 64 << 20})
+	defer c.Close()
+	arg := strings.Repeat("a", 1<<10)
+	var batch []byte
+	for range n {
+		batch = append(batch, encode("GET", arg)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != reply {
+		t.Fatalf("first call = %.10q, %v", v.Str, err)
+	}
+	replies, _, err := c.DoN(ctx, batch, n)
+	if err != nil {
+		t.Fatalf("a batch of %d bytes whose replies pile up while it is written: %v", len(batch), err)
+	}
+	for i, v := range replies {
+		if v.Str != reply {
+			t.Fatalf("reply %d = %.10q", i, v.Str)
+		}
+	}
+}
+
+// TestLargeBatchPollsForItsLastReplies: a batch sent back to back that
+// waits for more replies than come within the poll budget sleeps for them
+// at first, and polls once only its last few are due, as the reader
+// goroutine would: the server here holds its last replies back a while.
+func TestLargeBatchPollsForItsLastReplies(t *testing.T) {
+	const n, last = 100, 5
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		io.WriteString(w, "+first\r\n")
+		for i := range n {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			if i == n-last {
+				time.Sleep(20 * time.Millisecond)
+			}
+			io.WriteString(w, ":1\r\n")
+		}
+		drain(r)
+	})
+	c := New(nc, Options{Poll: time.Second, DirectWrite: 64})
+	defer c.Close()
+	c.poll.maxSoon = last // replies that come within the budget
+	ctx := context.Background()
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "first" {
+		t.Fatalf("first call = %q, %v", v.Str, err)
+	}
+	hits := c.poll.hits
+	var batch []byte
+	for range n {
+		batch = append(batch, encode("INCR", "k")...)
+	}
+	if _, _, err := c.DoN(ctx, batch, n); err != nil {
+		t.Fatal(err)
+	}
+	if c.ownReads != n+1 {
+		t.Fatalf("callers read %d of %d replies themselves", c.ownReads, n+1)
+	}
+	if c.poll.hits == hits {
+		t.Fatal("the last replies of a batch sent back to back were not polled for")
+	}
 }

@@ -185,6 +185,12 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 		return err
 	}
 	if c.takeDirectLocked(b) {
+		if cl.self && cl.own {
+			c.pollOwnLocked(cl)
+			c.mu.Unlock()
+			c.writeOwn(ctx, cl, b)
+			return nil
+		}
 		c.passReadLocked(cl)
 		c.mu.Unlock()
 		c.writeDirect(ctx, b)
@@ -198,9 +204,7 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 			if !cl.own {
 				c.passReadLocked(cl) // its caller waits for it later, if at all
 			} else {
-				// No poll for replies that are not all soon, or when polls
-				// have been coming up empty.
-				cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.mayPoll()
+				c.pollOwnLocked(cl)
 			}
 		}
 		c.writeInline()
@@ -210,6 +214,16 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 	c.mu.Unlock()
 	c.wake()
 	return nil
+}
+
+// pollOwnLocked settles how the caller of cl, who keeps the read role
+// for it, waits for its replies; mu is held. It polls at once only for
+// replies that all come soon, and unless polls have been coming up empty;
+// a call sent back to back that waits for more polls once its last
+// replies are near (tail), as the reader goroutine would.
+func (c *Conn) pollOwnLocked(cl *call) {
+	cl.tail = cl.poll && cl.n > c.poll.maxSoon
+	cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.mayPoll()
 }
 
 // passReadLocked hands the read role to the reader goroutine if cl's
@@ -306,6 +320,27 @@ func (c *Conn) writeInline() {
 	}
 }
 
+// writeOwn is writeDirect for a caller who holds the read role for b's
+// replies. It keeps the role only if the socket takes b whole at once, and
+// then reads its replies itself, which spares the hand-off from the reader
+// goroutine, a thread wake-up per batch. A caller blocked in a write reads
+// nothing, and a server that stops reading while its replies wait to be
+// read would then wait for it for ever; so when the socket takes only part
+// of b, the role goes to the reader goroutine before the caller waits to
+// write the rest.
+func (c *Conn) writeOwn(ctx context.Context, cl *call, b []byte) {
+	n := c.poll.writeNow(b)
+	if n == len(b) {
+		c.endDirect(n)
+		return
+	}
+	c.mu.Lock()
+	c.written += int64(n)
+	c.passReadLocked(cl)
+	c.mu.Unlock()
+	c.writeDirect(ctx, b[n:])
+}
+
 // writeDirect writes a large send from the caller's buffer; the caller
 // holds the write role. Why: copying a batch of megabytes for the writer
 // goroutine costs about as much as the kernel's own copy of it, and the
@@ -344,6 +379,13 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 		c.failWrite(n, err)
 		return
 	}
+	c.endDirect(n)
+}
+
+// endDirect gives up the write role after a direct write whose last n
+// bytes the socket took, and kicks the writer for what was queued
+// meanwhile.
+func (c *Conn) endDirect(n int) {
 	c.mu.Lock()
 	c.written += int64(n)
 	c.writing = false
