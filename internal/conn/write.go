@@ -323,7 +323,8 @@ func (c *Conn) writeInline() {
 // writeOwn is writeDirect for a caller who holds the read role for b's
 // replies. It keeps the role only if the socket takes b whole at once, and
 // then reads its replies itself, which spares the hand-off from the reader
-// goroutine, a thread wake-up per batch. A caller blocked in a write reads
+// goroutine, a thread wake-up per batch (see "Figures behind design
+// choices" in bench/RESULTS.md). A caller blocked in a write reads
 // nothing, and a server that stops reading while its replies wait to be
 // read would then wait for it for ever; so when the socket takes only part
 // of b, the role goes to the reader goroutine before the caller waits to
