@@ -256,23 +256,34 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	}
 }
 
-// customDial calls Options.Dialer, whose panic becomes the dial's error.
-// The dial may run on a goroutine of the client's own (the shared
-// connection's, a cluster's part for one node), where the panic could not
-// be recovered and would end the program; in the caller's, it would leave
-// the pool's slot for the connection taken for good.
-func (c *Client) customDial(ctx context.Context) (nc net.Conn, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			nc = nil
-			if e, ok := p.(error); ok {
-				err = fmt.Errorf("the Dialer panicked: %w", e)
-			} else {
-				err = fmt.Errorf("the Dialer panicked: %v", p)
+// userDial runs dial, which calls the user's code (Options.Dialer, or the
+// callbacks of Options.TLSConfig such as VerifyConnection), on a goroutine
+// of its own, where a panic or a runtime.Goexit (t.FailNow calls it)
+// becomes the dial's error. Dials run on the client's own goroutines too
+// (the shared connection's; on a cluster, those that send to several
+// masters at once), where a panic would end the program and a Goexit
+// would end the goroutine with neither a connection nor an error for what
+// waits on it; on the caller's, either would keep the pool's slot for the
+// connection taken for good.
+func userDial(what string, dial func() (net.Conn, error)) (nc net.Conn, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err = fmt.Errorf("%s did not return: %w", what, errGoexit)
+		defer func() {
+			if p := recover(); p != nil {
+				nc = nil
+				if e, ok := p.(error); ok {
+					err = fmt.Errorf("%s panicked: %w", what, e)
+				} else {
+					err = fmt.Errorf("%s panicked: %v", what, p)
+				}
 			}
-		}
+		}()
+		nc, err = dial()
 	}()
-	return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr)
+	<-done
+	return nc, err
 }
 
 // pendingDial is a dial of the shared connection that callers wait for.
@@ -287,10 +298,11 @@ type pendingDial struct {
 func (c *Client) dialShared(pd *pendingDial) {
 	defer c.dials.Done()
 	var cn *conn.Conn
-	// Kept if the Dialer ends the goroutine (runtime.Goexit, as t.FailNow
-	// calls): the waiters are then told, and the next call dials again,
-	// rather than every call waiting for a dial that never ends.
-	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the Dialer did not return")})
+	// Kept should the dial end the goroutine, which userDial keeps the
+	// user's code from doing: the waiters are then told, and the next call
+	// dials again, rather than every call waiting for a dial that never
+	// ends.
+	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the dial did not return")})
 	defer func() {
 		var old *conn.Conn
 		c.dialMu.Lock()
@@ -387,15 +399,33 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	return cn, nil
 }
 
+// dialNet connects to the server: through Options.Dialer, or a net.Dialer
+// and, with a TLSConfig, the TLS handshake.
 func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
-	if c.opt.Dialer != nil {
-		return c.customDial(ctx)
+	switch {
+	case c.opt.Dialer != nil:
+		return userDial("the Dialer", func() (net.Conn, error) { return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr) })
+	case c.opt.TLSConfig != nil:
+		return userDial("the TLS handshake", func() (net.Conn, error) { return c.dialTLS(ctx) })
 	}
 	var d net.Dialer
+	return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+}
+
+func (c *Client) dialTLS(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
 	nc, err := d.DialContext(ctx, c.opt.Network, c.opt.Addr)
-	if err != nil || c.opt.TLSConfig == nil {
-		return nc, err
+	if err != nil {
+		return nil, err
 	}
+	// Deferred, so that a callback that panics or ends the goroutine
+	// leaves no socket open.
+	done := false
+	defer func() {
+		if !done {
+			nc.Close()
+		}
+	}()
 	cfg := c.opt.TLSConfig
 	if cfg.ServerName == "" {
 		cfg = cfg.Clone()
@@ -403,7 +433,6 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	}
 	tc := tls.Client(nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		nc.Close()
 		// A server without TLS on the port reads the handshake as a
 		// command and waits for the rest of it, or answers in plain text.
 		var rh tls.RecordHeaderError
@@ -413,6 +442,7 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("TLS handshake with %s failed: %w", c.opt.Addr, err)
 	}
+	done = true
 	return tc, nil
 }
 

@@ -854,9 +854,12 @@ func probeRecover(f func()) (p any) {
 }
 
 // TestDialerGoexit: a Dialer that ends its goroutine (runtime.Goexit, as
-// t.FailNow calls) while dialing the shared connection fails that dial.
-// The dial was left pending for good: every later plain call waited for
-// it until its context ended.
+// t.FailNow calls) fails that dial. The dial of the shared connection was
+// left pending for good: every later plain call waited for it until its
+// context ended. The dial of a pooled connection ended the caller's
+// goroutine and kept the connection's slot in the pool for good: with
+// PoolSize 1, every later Watch waited for a connection that could never
+// come.
 func TestDialerGoexit(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := ctxT(t)
@@ -869,17 +872,36 @@ func TestDialerGoexit(t *testing.T) {
 		}
 		return d.DialContext(ctx, network, addr)
 	}
-	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, MaxRetries: -1})
+	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, PoolSize: 1, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := c.Get(gctx, "k"); !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
+	if _, err := c.Get(gctx, "k"); err == nil || !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("Get while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", err, OutcomeOf(err))
 	}
 	if err := c.Set(gctx, "k", "v"); err != nil {
 		t.Fatalf("Set once the Dialer returns: %v", err)
 	}
+
+	exits.Store("on", true)
+	res := make(chan error, 1)
+	go func() {
+		err := errors.New("Watch ended the calling goroutine")
+		defer func() { res <- err }()
+		var tx *Tx
+		if tx, err = c.Watch(gctx); err == nil {
+			tx.Close()
+		}
+	}()
+	if err := <-res; err == nil || !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Watch while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", err, OutcomeOf(err))
+	}
+	tx, err := c.Watch(gctx, "k")
+	if err != nil {
+		t.Fatalf("Watch once the Dialer returns: %v; want a session (the pool's one slot was kept by a dial that ended its goroutine)", err)
+	}
+	tx.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -1733,5 +1734,88 @@ func TestClusterDialerPanics(t *testing.T) {
 			t.Fatalf("Set once the Dialer works: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestClusterDialerGoexit: a Dialer that ends its goroutine
+// (runtime.Goexit, as t.FailNow calls) fails that dial, on whichever
+// goroutine the dial runs. The cluster client dials a connection of its
+// own from the goroutines that send a command for every master, and the
+// parts of a pipeline that need one: a Goexit there ended the goroutine
+// with neither a reply nor an error, so that a command for every master
+// counted as done with an empty reply, and a pipeline panicked on the
+// replies that never came. A stream's dial ended the caller's goroutine.
+func TestClusterDialerGoexit(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	var exits sync.Map
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, ok := exits.Load("on"); ok {
+			runtime.Goexit()
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), MaxRedirects: 1, Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The layout's refresh, which dials the seeds' shared connections,
+	// ends all the same: its waiters are not left hanging.
+	exits.Store("on", true)
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = c.Get(gctx, "k")
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Get while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", err, OutcomeOf(err))
+	}
+	exits.Delete("on")
+	// The layout and the masters' shared connections come while the
+	// Dialer works: what follows needs connections of their own.
+	if err := c.ForEachMaster(ctx, func(ctx context.Context, n *Client) error { _, err := n.Ping(ctx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	exits.Store("on", true)
+	// Over largePipeline, it goes on a connection of its own.
+	big := "return 1 --" + strings.Repeat("x", largePipeline)
+	for _, tc := range []struct {
+		name string
+		f    func() error
+	}{
+		{"SCRIPT LOAD", func() error { _, err := c.Do(ctx, "SCRIPT", "LOAD", big); return err }},
+		// A blocking command takes connections of their own for the
+		// whole pipeline.
+		{"BLPOP in a pipeline", func() error { _, err := c.Pipeline(NoTransaction).BLPop(0.01, "dg").Exec(ctx); return err }},
+		{"BLPOP and DBSIZE in a pipeline", func() error {
+			_, err := c.Pipeline(NoTransaction).BLPop(0.01, "dg").DBSize().Exec(ctx)
+			return err
+		}},
+		// A stream dials on the caller's goroutine, which the Dialer
+		// ended.
+		{"DBSIZE in a stream", func() error {
+			_, err := c.Stream(ctx, nil).DBSize().Close(ctx)
+			return err
+		}},
+	} {
+		res := make(chan error, 1)
+		go func() {
+			err := errors.New("it ended the calling goroutine")
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("it panicked: %v", p)
+				}
+				res <- err
+			}()
+			err = tc.f()
+		}()
+		err := <-res
+		if err == nil || !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", tc.name, err, OutcomeOf(err))
+		}
+	}
+	exits.Delete("on")
+	if _, err := c.Do(ctx, "SCRIPT", "LOAD", big); err != nil {
+		t.Fatalf("SCRIPT LOAD once the Dialer returns: %v", err)
 	}
 }

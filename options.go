@@ -42,7 +42,9 @@ type Options struct {
 	// to RESP2 on servers without HELLO; 2 forces RESP2; 3 requires RESP3.
 	Protocol int
 
-	// TLSConfig turns on TLS when non-nil.
+	// TLSConfig turns on TLS when non-nil. A panic in one of its
+	// callbacks (VerifyConnection, GetClientCertificate...) fails that
+	// dial as one in Dialer does.
 	TLSConfig *tls.Config
 	// DialTimeout bounds one dial and handshake (default 5s). The call's
 	// context can only shorten it.
@@ -50,7 +52,10 @@ type Options struct {
 	// Dialer, when set, replaces the default net.Dialer (and TLS). A
 	// panic in it fails that dial with a *DialError that says so, and
 	// wraps the panic's value if it is an error: dials also run on the
-	// client's own goroutines, where a panic could not be recovered.
+	// client's own goroutines, where a panic could not be recovered. So
+	// does a call of runtime.Goexit in it (t.FailNow calls it): the
+	// Dialer runs on a goroutine of its own, which that ends, never the
+	// caller's.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// PoolSize bounds the dedicated connections lent for WATCH, blocking

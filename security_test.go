@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -806,5 +807,80 @@ func TestTLSClientOnPlainPort(t *testing.T) {
 	var de *DialError
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), "does the server accept TLS") || OutcomeOf(err) != OutcomeNotSent {
 		t.Fatalf("Ping over TLS to a plain port = %v (outcome %v), want a *DialError that asks whether the server speaks TLS", err, OutcomeOf(err))
+	}
+}
+
+// TestTLSCallbackPanics: a TLSConfig callback (VerifyConnection here) that
+// panics, or ends its goroutine with runtime.Goexit as t.FailNow does,
+// fails that dial with a *DialError that says so, as a Dialer's does. The
+// handshake of the shared connection runs on a goroutine of the client's
+// own, where the panic ended the program; that of a pooled connection, on
+// the caller's, kept the connection's slot in the pool for good.
+func TestTLSCallbackPanics(t *testing.T) {
+	p := newTestPKI(t)
+	_, tlsAddr := startTLSServer(t, p)
+	ctx := ctxT(t)
+	boom := errors.New("boom")
+	var mode atomic.Value // what VerifyConnection does: "panic", "exit" or "" to pass
+	mode.Store("")
+	c, err := NewClient(Options{Addr: tlsAddr, PoolSize: 1, MaxRetries: -1, TLSConfig: &tls.Config{
+		RootCAs: p.roots,
+		VerifyConnection: func(tls.ConnectionState) error {
+			switch mode.Load() {
+			case "panic":
+				panic(boom)
+			case "exit":
+				runtime.Goexit()
+			}
+			return nil
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range []struct{ mode, says string }{{"panic", "TLS handshake panicked: boom"}, {"exit", "TLS handshake did not return"}} {
+		mode.Store(m.mode)
+		for _, tc := range []struct {
+			name string
+			f    func() error
+		}{
+			{"Get", func() error { _, err := c.Get(ctx, "k"); return err }},
+			{"Watch", func() error {
+				tx, err := c.Watch(ctx)
+				if err == nil {
+					tx.Close()
+				}
+				return err
+			}},
+		} {
+			res := make(chan error, 1)
+			go func() {
+				err := errors.New("it ended the calling goroutine")
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("it panicked: %v", p)
+					}
+					res <- err
+				}()
+				err = tc.f()
+			}()
+			err := <-res
+			var de *DialError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), m.says) || OutcomeOf(err) != OutcomeNotSent || m.mode == "panic" && !errors.Is(err, boom) {
+				t.Errorf("%s while VerifyConnection does %q = %v (outcome %v); want a *DialError that says %q, not sent", tc.name, m.mode, err, OutcomeOf(err), m.says)
+			}
+		}
+	}
+	mode.Store("")
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	tx, err := c.Watch(wctx, "k")
+	if err != nil {
+		t.Fatalf("Watch once the handshake works: %v; want a session (the pool's one slot was kept by a failed dial)", err)
+	}
+	tx.Close()
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatalf("Set once the handshake works: %v", err)
 	}
 }
