@@ -427,7 +427,9 @@ func (t *Tx) closeWith(ctx context.Context) error {
 // dropped unsent, UNWATCH is sent if a watch may be armed, and a connection
 // that failed or still has a reply due is let go (the next call lends
 // another). Close still ends the session. Reset after Close fails with an
-// error matching ErrClosed.
+// error matching ErrClosed. If a Decoder registered for UNWATCH panics,
+// the panic goes on up and the session is reset all the same: the server
+// ran UNWATCH before the Decoder saw its reply.
 func (t *Tx) Reset() error {
 	if t.closed {
 		return t.usable()

@@ -760,6 +760,46 @@ func TestWatchDecoderPanics(t *testing.T) {
 	}
 }
 
+// TestResetUnwatchDecoderPanics: a Decoder registered for UNWATCH that
+// panics on the UNWATCH that Reset sends reaches the caller, and the
+// session is reset all the same: the panic comes after the server ran
+// UNWATCH, so the session keeps its connection, clean, for the next
+// Watch, and Close gives it back to the pool.
+func TestResetUnwatchDecoderPanics(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	boom := errors.New("boom")
+	tx, err := c.Watch(ctx, "rd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	c.SetDecoder("UNWATCH", func(Value) (any, error) { panic(boom) })
+	p := probeRecover(func() { tx.Reset() })
+	c.SetDecoder("UNWATCH", nil)
+	if p != boom {
+		t.Fatalf("Reset: recovered %v, want the decoder's panic", p)
+	}
+	if tx.Watching() {
+		t.Errorf("Watching after the Reset that panicked = true; want false (UNWATCH ran)")
+	}
+	if err := c.Set(ctx, "rd", "other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Watch(ctx, "rd"); err != nil {
+		t.Fatalf("Watch after the Reset that panicked: %v; want the session usable", err)
+	}
+	if _, err := tx.Multi().Set("rd", "mine").Exec(ctx); err != nil {
+		t.Fatalf("Exec after the Reset that panicked: %v; want it applied (the change before the new Watch does not count)", err)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Errorf("pool: %d open, %d idle; want the session's connection back, idle", open, idle)
+	}
+}
+
 // TestUnwatchDecoderPanics: a Decoder registered for UNWATCH that panics
 // on the UNWATCH that Close sends, or Transaction when it ends a session
 // whose fn failed, reaches the caller; the session is closed all the same
