@@ -286,6 +286,62 @@ func userDial(what string, dial func() (net.Conn, error)) (nc net.Conn, err erro
 	return nc, err
 }
 
+// userConn is a connection of a type of the user's, that Options.Dialer
+// returned. Its methods are the user's code, which the connection's reader
+// and writer goroutines call: a panic there, which would end the program,
+// becomes the method's error, which fails the connection. A Write that
+// panicked reports all its bytes written: some may have been, and the
+// commands they carry must not pass for not sent.
+type userConn struct{ net.Conn }
+
+func (u userConn) Read(b []byte) (n int, err error) {
+	defer recoverConn(&err, "Read")
+	return u.Conn.Read(b)
+}
+
+func (u userConn) Write(b []byte) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			n, err = len(b), connPanicked("Write", p)
+		}
+	}()
+	return u.Conn.Write(b)
+}
+
+func (u userConn) Close() (err error) {
+	defer recoverConn(&err, "Close")
+	return u.Conn.Close()
+}
+
+func (u userConn) SetDeadline(t time.Time) (err error) {
+	defer recoverConn(&err, "SetDeadline")
+	return u.Conn.SetDeadline(t)
+}
+
+func (u userConn) SetReadDeadline(t time.Time) (err error) {
+	defer recoverConn(&err, "SetReadDeadline")
+	return u.Conn.SetReadDeadline(t)
+}
+
+func (u userConn) SetWriteDeadline(t time.Time) (err error) {
+	defer recoverConn(&err, "SetWriteDeadline")
+	return u.Conn.SetWriteDeadline(t)
+}
+
+// recoverConn, deferred by a method of userConn, makes its panic its error.
+func recoverConn(err *error, method string) {
+	if p := recover(); p != nil {
+		*err = connPanicked(method, p)
+	}
+}
+
+func connPanicked(method string, p any) error {
+	if e, ok := p.(error); ok {
+		return fmt.Errorf("the %s of the connection the Dialer returned panicked: %w", method, e)
+	}
+	return fmt.Errorf("the %s of the connection the Dialer returned panicked: %v", method, p)
+}
+
 // pendingDial is a dial of the shared connection that callers wait for.
 type pendingDial struct {
 	done chan struct{} // closed when cn and err are set
@@ -404,7 +460,12 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	switch {
 	case c.opt.Dialer != nil:
-		return userDial("the Dialer", func() (net.Conn, error) { return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr) })
+		nc, err := userDial("the Dialer", func() (net.Conn, error) { return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr) })
+		switch nc.(type) {
+		case nil, *net.TCPConn, *net.UnixConn, *tls.Conn:
+			return nc, err
+		}
+		return userConn{nc}, err
 	case c.opt.TLSConfig != nil:
 		return userDial("the TLS handshake", func() (net.Conn, error) { return c.dialTLS(ctx) })
 	}

@@ -853,6 +853,66 @@ func probeRecover(f func()) (p any) {
 	return nil
 }
 
+// panickyConn panics in the method named by its panics, after the
+// socket's own Read, before its own Write.
+type panickyConn struct {
+	net.Conn
+	panics *sync.Map // the method to panic in, under "in"
+}
+
+func (pc panickyConn) Read(b []byte) (int, error) {
+	n, err := pc.Conn.Read(b)
+	if m, _ := pc.panics.Load("in"); m == "Read" {
+		panic("boom in Read")
+	}
+	return n, err
+}
+
+func (pc panickyConn) Write(b []byte) (int, error) {
+	if m, _ := pc.panics.Load("in"); m == "Write" {
+		panic(errors.New("boom in Write"))
+	}
+	return pc.Conn.Write(b)
+}
+
+// TestDialerConnPanics: a connection of a type of the user's, that the
+// Dialer returned, whose Read or Write panics fails the connection with an
+// error that says so, of unknown outcome: its reader and writer run on
+// goroutines of the client's own, where the panic ended the program.
+func TestDialerConnPanics(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	var panics sync.Map
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return panickyConn{nc, &panics}, nil
+	}
+	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range []string{"Read", "Write"} {
+		if err := c.Set(ctx, "k", "v"); err != nil {
+			t.Fatalf("Set before %s panics: %v", m, err)
+		}
+		panics.Store("in", m)
+		_, err := c.Get(ctx, "k")
+		panics.Delete("in")
+		want := "the " + m + " of the connection the Dialer returned panicked: boom in " + m
+		if err == nil || !strings.Contains(err.Error(), want) || OutcomeOf(err) != OutcomeUnknown {
+			t.Errorf("Get while %s panics = %v (outcome %v); want an error that says %q, outcome unknown", m, err, OutcomeOf(err), want)
+		}
+	}
+	if s, err := c.Get(ctx, "k"); err != nil || s != "v" {
+		t.Fatalf("Get once the connection works = %q, %v; want v", s, err)
+	}
+}
+
 // TestDialerGoexit: a Dialer that ends its goroutine (runtime.Goexit, as
 // t.FailNow calls) fails that dial. The dial of the shared connection was
 // left pending for good: every later plain call waited for it until its

@@ -55,7 +55,8 @@ type Options struct {
 	// client's own goroutines, where a panic could not be recovered. So
 	// does a call of runtime.Goexit in it (t.FailNow calls it): the
 	// Dialer runs on a goroutine of its own, which that ends, never the
-	// caller's.
+	// caller's. A panic in a method of the connection it returns, of a
+	// type of its own, fails that connection with an error that says so.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// PoolSize bounds the dedicated connections lent for WATCH, blocking
