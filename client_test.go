@@ -853,26 +853,36 @@ func probeRecover(f func()) (p any) {
 	return nil
 }
 
-// panickyConn panics in the method named by its panics, after the
-// socket's own Read, before its own Write.
-type panickyConn struct {
+// misbehavingConn misbehaves in the method named under "in": it panics,
+// or with "exit" under "do" ends its goroutine; after the socket's own
+// Read, before its own Write.
+type misbehavingConn struct {
 	net.Conn
-	panics *sync.Map // the method to panic in, under "in"
+	m *sync.Map
 }
 
-func (pc panickyConn) Read(b []byte) (int, error) {
-	n, err := pc.Conn.Read(b)
-	if m, _ := pc.panics.Load("in"); m == "Read" {
+func (mc misbehavingConn) misbehave(method string) {
+	if in, _ := mc.m.Load("in"); in != method {
+		return
+	}
+	if do, _ := mc.m.Load("do"); do == "exit" {
+		runtime.Goexit()
+	}
+	if method == "Read" {
 		panic("boom in Read")
 	}
+	panic(errors.New("boom in Write"))
+}
+
+func (mc misbehavingConn) Read(b []byte) (int, error) {
+	n, err := mc.Conn.Read(b)
+	mc.misbehave("Read")
 	return n, err
 }
 
-func (pc panickyConn) Write(b []byte) (int, error) {
-	if m, _ := pc.panics.Load("in"); m == "Write" {
-		panic(errors.New("boom in Write"))
-	}
-	return pc.Conn.Write(b)
+func (mc misbehavingConn) Write(b []byte) (int, error) {
+	mc.misbehave("Write")
+	return mc.Conn.Write(b)
 }
 
 // TestDialerConnPanics: a connection of a type of the user's, that the
@@ -880,38 +890,76 @@ func (pc panickyConn) Write(b []byte) (int, error) {
 // error that says so, of unknown outcome: its reader and writer run on
 // goroutines of the client's own, where the panic ended the program.
 func TestDialerConnPanics(t *testing.T) {
+	testDialerConn(t, "panic", func(m string) string {
+		return "the " + m + " of the connection the Dialer returned panicked: boom in " + m
+	})
+}
+
+// TestDialerConnGoexit: a connection of a type of the user's, that the
+// Dialer returned, whose Read or Write ends its goroutine (runtime.Goexit,
+// as t.FailNow calls) fails the connection with an error that says so, of
+// unknown outcome. The connection's reader or writer ended, and the
+// connection was left for alive: its calls waited until their contexts
+// ended, those to come too.
+func TestDialerConnGoexit(t *testing.T) {
+	testDialerConn(t, "exit", func(m string) string {
+		return "the net.Conn's " + m + " ended its goroutine (runtime.Goexit"
+	})
+}
+
+func testDialerConn(t *testing.T, do string, says func(method string) string) {
 	srv := redistest.Start(t)
 	ctx := ctxT(t)
-	var panics sync.Map
+	var m sync.Map
+	m.Store("do", do)
 	var d net.Dialer
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return panickyConn{nc, &panics}, nil
+		return misbehavingConn{nc, &m}, nil
 	}
 	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, m := range []string{"Read", "Write"} {
+	for _, method := range []string{"Read", "Write"} {
 		if err := c.Set(ctx, "k", "v"); err != nil {
-			t.Fatalf("Set before %s panics: %v", m, err)
+			t.Fatalf("Set before %s misbehaves: %v", method, err)
 		}
-		panics.Store("in", m)
-		_, err := c.Get(ctx, "k")
-		panics.Delete("in")
-		want := "the " + m + " of the connection the Dialer returned panicked: boom in " + m
-		if err == nil || !strings.Contains(err.Error(), want) || OutcomeOf(err) != OutcomeUnknown {
-			t.Errorf("Get while %s panics = %v (outcome %v); want an error that says %q, outcome unknown", m, err, OutcomeOf(err), want)
+		m.Store("in", method)
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		res := make(chan error, 1)
+		go func() {
+			err := errEndedCaller
+			defer func() { res <- err }()
+			_, err = c.Get(gctx, "k")
+		}()
+		err := <-res
+		cancel()
+		m.Delete("in")
+		want := says(method)
+		switch {
+		case err == errEndedCaller && do == "exit" && method == "Write":
+			// A lone call writes on its own goroutine, which the
+			// connection's Write ended, as it asked.
+		case err == nil || !strings.Contains(err.Error(), want) || OutcomeOf(err) != OutcomeUnknown:
+			t.Errorf("Get while %s does %q = %v (outcome %v); want an error that says %q, outcome unknown", method, do, err, OutcomeOf(err), want)
 		}
-	}
-	if s, err := c.Get(ctx, "k"); err != nil || s != "v" {
-		t.Fatalf("Get once the connection works = %q, %v; want v", s, err)
+		gctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		s, err := c.Get(gctx, "k")
+		cancel()
+		if err != nil || s != "v" {
+			t.Fatalf("Get after %s did %q = %q, %v; want v, on a new connection", method, do, s, err)
+		}
 	}
 }
+
+// errEndedCaller is what a call reports in tests that it did not return:
+// its goroutine ended.
+var errEndedCaller = errors.New("it ended the calling goroutine")
 
 // TestDialerGoexit: a Dialer that ends its goroutine (runtime.Goexit, as
 // t.FailNow calls) fails that dial. The dial of the shared connection was

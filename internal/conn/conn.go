@@ -16,6 +16,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -477,6 +478,22 @@ func (p Pending) Ready() bool {
 func (c *Conn) fail(err *Error) {
 	c.mu.Lock()
 	c.failLocked(err)
+}
+
+// ended, deferred where the reader, the writer or a caller writing inline
+// calls the net.Conn's Read or Write (method), fails the connection if
+// that did not return: a net.Conn of the user's ended the goroutine
+// (runtime.Goexit, as testing.T's FailNow calls). Left alive, the
+// connection would keep the calls in line, and every later one, waiting
+// for what nothing will read or write. A panic goes on up as it came.
+func (c *Conn) ended(returned *bool, op, method string) {
+	if *returned {
+		return
+	}
+	if p := recover(); p != nil {
+		panic(p)
+	}
+	c.fail(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
 }
 
 // failWrite is fail for the holder of the write role, whose write ended in

@@ -134,6 +134,13 @@ func finish(cl *call, err error) {
 // lives.
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
+	returned := false
+	defer c.ended(&returned, "read", "Read")
+	c.readReplies()
+	returned = true
+}
+
+func (c *Conn) readReplies() {
 	for {
 		if c.selfRead {
 			select {

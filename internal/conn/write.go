@@ -310,7 +310,10 @@ func (c *Conn) writeInline() {
 	c.writing = true
 	buf := c.takeLocked()
 	c.mu.Unlock()
+	returned := false
+	defer c.ended(&returned, "write", "Write")
 	n, err := c.nc.Write(buf)
+	returned = true
 	if err != nil {
 		c.failWrite(n, err)
 		return
@@ -521,6 +524,13 @@ func (c *Conn) sweepLocked() {
 
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
+	returned := false
+	defer c.ended(&returned, "write", "Write")
+	c.writeQueued()
+	returned = true
+}
+
+func (c *Conn) writeQueued() {
 	for {
 		select {
 		case <-c.kick:
