@@ -246,6 +246,8 @@ type part struct {
 	b       []byte       // the encoded commands
 	total   int          // how many commands b holds: script loads, ASKING and legs
 	loads   int          // script loads before the legs
+	role    bool         // ROLE follows the script loads: some leg is of a command for every master
+	replica bool         // the node said it was a replica (see partReplies)
 	asking  bool         // some leg goes after an ASKING
 	out     []resp.Value // the replies to b
 	pending conn.Pending
@@ -1349,9 +1351,15 @@ func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTrait
 	}
 	pt.traits = traits
 	pt.traits.readonly = readonly
-	if whole {
+	// A node asked for a command for every master tells whether it still
+	// is one (see fanOut).
+	pt.role = slices.ContainsFunc(pt.legs, func(l *leg) bool { return l.fixed })
+	if whole && !pt.role {
 		pt.b, pt.total = buf, len(pt.legs)
 		return
+	}
+	if pt.role {
+		size += len(roleCmd)
 	}
 	var loads [][]byte
 	seen := map[*Script]bool{}
@@ -1370,6 +1378,10 @@ func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTrait
 	}
 	pt.loads = len(loads)
 	pt.total = len(loads)
+	if pt.role {
+		b = append(b, roleCmd...)
+		pt.total++
+	}
 	for i := 0; i < len(pt.legs); {
 		l := pt.legs[i]
 		if l.asking {
@@ -1410,7 +1422,9 @@ func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]
 }
 
 // partReplies takes the replies of a part's legs from those of its
-// commands, past the script loads and ASKING's.
+// commands, past the script loads, ROLE and ASKING's. A leg of a command
+// for every master that a node ran as a replica gets a READONLY refusal
+// in place of the replica's reply (see replicaNow).
 func partReplies(pt *part) {
 	if pt.err != nil {
 		return
@@ -1421,18 +1435,29 @@ func partReplies(pt *part) {
 			return
 		}
 	}
-	if !pt.asking {
-		pt.replies = pt.out[pt.loads:]
-		return
-	}
-	pt.replies = make([]resp.Value, 0, len(pt.legs))
 	k := pt.loads
-	for _, l := range pt.legs {
-		if l.asking {
+	if pt.role {
+		pt.replica = isReplicaRole(pt.out[k])
+		k++
+	}
+	if !pt.asking {
+		pt.replies = pt.out[k:]
+	} else {
+		pt.replies = make([]resp.Value, 0, len(pt.legs))
+		for _, l := range pt.legs {
+			if l.asking {
+				k++
+			}
+			pt.replies = append(pt.replies, pt.out[k])
 			k++
 		}
-		pt.replies = append(pt.replies, pt.out[k])
-		k++
+	}
+	if pt.replica {
+		for j, l := range pt.legs {
+			if l.fixed {
+				pt.replies[j] = replicaNow(pt.node.opt.Addr)
+			}
+		}
 	}
 }
 

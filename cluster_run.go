@@ -170,9 +170,17 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 // that no attempt has reached: the replica promoted in that node's place.
 // A node that refused it and is still a master after the refresh keeps
 // its refusal as its reply.
+//
+// A replica refuses only writes: one that a graceful failover made of a
+// master answers DBSIZE, KEYS or SCRIPT LOAD from, or into, its own data
+// set, while the replica promoted in its place would never get the
+// command. So each master is asked for its ROLE along with the command,
+// on the same connection, and one that says it is a replica now counts as
+// not reached. A node that refuses ROLE (an ACL without it) is taken at
+// the layout's word.
 func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
 	var replies []resp.Value
-	answered := map[*Client]bool{} // the nodes it reached: never sent to twice
+	answered := map[*Client]bool{} // the masters it reached: never sent to twice
 	for redirects := 0; ; redirects++ {
 		r.mu.RLock()
 		var masters []*Client
@@ -184,12 +192,13 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		r.mu.RUnlock()
 		got := make([]resp.Value, len(masters))
 		errs := make([]error, len(masters))
+		replica := make([]bool, len(masters))
 		var wg sync.WaitGroup
 		for i, node := range masters {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got[i], errs[i] = r.send1(ctx, node, w, ci, false)
+				got[i], replica[i], errs[i] = r.sendToMaster(ctx, node, w, ci)
 			}()
 		}
 		wg.Wait()
@@ -198,6 +207,13 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		var demoted []int // the masters that refused it as a replica does
 		for i, err := range errs {
 			switch {
+			case err == nil && replica[i]:
+				// What it ran, it ran as a replica, which refuses any
+				// write: sent again, to it or to the replica promoted in
+				// its place, it is not applied twice.
+				unreached = fmt.Errorf("redpipe: %s is a replica now, which the cluster layout lists as a master: "+
+					"a failover is under way; try again once the cluster has settled", masters[i].opt.Addr)
+				left++
 			case err == nil && isReadonly(got[i]):
 				answered[masters[i]] = true
 				demoted = append(demoted, i)
@@ -258,6 +274,50 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 		return resp.Value{}, err
 	}
 	return combine(ci.ResponsePolicy, replies), nil
+}
+
+// roleCmd asks a node whether it is a master, ahead of a command for
+// every master (see fanOut).
+var roleCmd = encodeWords("ROLE")
+
+// sendToMaster runs a command for every master on node, by its retry
+// rules, after ROLE on the same connection, and tells whether the node
+// said it was a replica when it ran the command.
+func (r *clusterRouter) sendToMaster(ctx context.Context, node *Client, w *cmdBuf, ci *commandInfo) (v resp.Value, replica bool, err error) {
+	readonly := ci.has(flagReadonly)
+	buf := make([]byte, 0, len(roleCmd)+len(w.buf))
+	buf = append(append(buf, roleCmd...), w.buf...)
+	traits := batchTraits{readonly: readonly, blocking: w.blocks(0), grace: w.grace}
+	var out []resp.Value
+	err = node.retry(ctx, readonly, func() (err error) {
+		out, _, err = node.sendBatch(ctx, buf, 2, traits)
+		return err
+	})
+	if err != nil {
+		return resp.Value{}, false, err
+	}
+	return out[1], isReplicaRole(out[0]), nil
+}
+
+// replicaNow is the reply of a command for every master that the node at
+// addr, listed as a master, ran as a replica: a READONLY refusal, as a
+// replica gives a write, so that the command goes where a refusal sends
+// it, to the master that took the node's place (see readyAgain). A
+// replica refuses every write: what it ran (a read, or one of its own
+// settings) changed no data.
+func replicaNow(addr string) resp.Value {
+	return resp.Value{Kind: resp.Error, Str: "READONLY " + addr + " is a replica now, which the cluster layout still lists as a master: " +
+		"a failover is under way; try again once the cluster has settled"}
+}
+
+// isReplicaRole tells a reply of ROLE that names a role other than
+// master. An error (ROLE refused by an ACL, or renamed) tells nothing.
+func isReplicaRole(v resp.Value) bool {
+	if v.Kind != resp.Array || len(v.Elems) == 0 {
+		return false
+	}
+	role := v.Elems[0]
+	return (role.Kind == resp.BulkString || role.Kind == resp.SimpleString) && role.Str != "master"
 }
 
 // isReadonly tells the READONLY refusal of a replica, which runs nothing

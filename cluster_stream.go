@@ -255,7 +255,7 @@ type nodeChunk struct {
 	pending conn.Pending
 	buf     []byte
 	cmds    []chunkCmd
-	asks    int // ASKING commands in buf, each with a reply of its own
+	asks    int // ASKING and ROLE commands in buf, each with a reply of its own
 	replies []resp.Value
 	sent    time.Time // when it was handed to the connection
 }
@@ -276,6 +276,7 @@ type chunkCmd struct {
 	leg        int // the part; -1 for a whole command
 	start, end int
 	asking     bool // after ASKING
+	role       bool // after ROLE: a leg of a command for every master (see putFan)
 }
 
 // streamStore is what a cluster stream allocates in proportion to its
@@ -601,10 +602,21 @@ func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) 
 }
 
 // putFan puts the leg of command i, a command for every master encoded as
-// b, in the chunk of nd, and notes there whether it touches keys (see
+// b, in the chunk of nd, after ROLE, which tells whether nd still is a
+// master (see fanOut), and notes there whether it touches keys (see
 // barred).
 func (cs *clusterStream) putFan(nd *streamNode, i int, b []byte) {
-	cs.put(nd, i, -1, b, false)
+	ch := nd.out
+	if ch == nil {
+		ch = cs.chunk(nd)
+		nd.out = ch
+	}
+	ch.buf = append(ch.buf, roleCmd...)
+	ch.asks++
+	start := len(ch.buf)
+	ch.buf = append(ch.buf, b...)
+	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: -1, start: start, end: len(ch.buf), role: true})
+	cs.entry(i).ch = ch
 	if touchesKeys(cs.entry(i).meta.info()) {
 		nd.fanned = max(nd.fanned, i+1)
 	}
@@ -875,8 +887,8 @@ func (cs *clusterStream) onTheirWay(i int, to *Client) bool {
 }
 
 // sortFrom puts the commands of ch from the mark-th on in the stream's
-// order, each after its ASKING; those of one slot are in that order
-// already.
+// order, each after its ASKING or ROLE; those of one slot are in that
+// order already.
 func (ch *nodeChunk) sortFrom(mark int) {
 	seg := ch.cmds[mark:]
 	byIndex := func(a, b chunkCmd) int { return cmp.Compare(a.i, b.i) }
@@ -884,8 +896,11 @@ func (ch *nodeChunk) sortFrom(mark int) {
 		return
 	}
 	base := seg[0].start
-	if seg[0].asking {
+	switch {
+	case seg[0].asking:
 		base -= len(askingCmd)
+	case seg[0].role:
+		base -= len(roleCmd)
 	}
 	old := slices.Clone(ch.buf[base:])
 	sorted := slices.Clone(seg)
@@ -893,8 +908,11 @@ func (ch *nodeChunk) sortFrom(mark int) {
 	ch.buf = ch.buf[:base]
 	for k, cc := range sorted {
 		b := old[cc.start-base : cc.end-base]
-		if cc.asking {
+		switch {
+		case cc.asking:
 			ch.buf = append(ch.buf, askingCmd...)
+		case cc.role:
+			ch.buf = append(ch.buf, roleCmd...)
 		}
 		cc.start = len(ch.buf)
 		ch.buf = append(ch.buf, b...)
@@ -1106,11 +1124,21 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 	s := cs.s
 	j := 0
 	for _, cc := range ch.cmds {
-		if cc.asking {
+		replica := false
+		switch {
+		case cc.asking:
 			j++ // ASKING's own reply
+		case cc.role:
+			replica = isReplicaRole(ch.replies[j])
+			j++
 		}
 		v := ch.replies[j]
 		j++
+		if replica {
+			// A READONLY refusal sends the leg where a refusal does, to
+			// the master that took the node's place (see replicaNow).
+			v = replicaNow(ch.node.c.opt.Addr)
+		}
 		e := cs.entry(cc.i)
 		if e.ch == ch {
 			e.ch = nil
