@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -138,4 +140,93 @@ func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, r
 	case !setNot && err != nil:
 		t.Errorf("%s = %v with every reply OK", how, err)
 	}
+}
+
+// TestClusterFanOutAfterPause checks that a keyed command queued before a
+// command for every master that changes the keys, and refused with
+// CLUSTERDOWN by a master that ran the later command's leg (a node whose
+// cluster is down refuses keyed commands only), does not run after that
+// command once the pause is over: a SET queued before FLUSHALL either is
+// flushed or keeps its refusal as its reply, not applied.
+func TestClusterFanOutAfterPause(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	down := cl.Masters[0]
+	c := loadedClients(t, ctx, cl, 1)[0]
+	const lost = 100 // a slot of down that it gives up for a while
+	if owner, err := cl.SlotOwner(lost); err != nil || owner != down {
+		t.Fatalf("slot %d is not the first master's: %v", lost, err)
+	}
+	notApplied := func(what string, v Value) bool {
+		t.Helper()
+		err := v.Err()
+		if err == nil {
+			return false
+		}
+		if OutcomeOf(err) != OutcomeNotApplied {
+			t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
+		}
+		return true
+	}
+	// state waits, at most 10s, for down to say its cluster is in state.
+	state := func(t *testing.T, want string) {
+		t.Helper()
+		for i := 0; ; i++ {
+			info, _ := down.MustDo(t, "CLUSTER", "INFO").(string)
+			if strings.Contains(info, "cluster_state:"+want) {
+				return
+			}
+			if i == 500 {
+				t.Fatalf("after 10s %s still does not report cluster_state:%s", down.Addr, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// pause makes down refuse keyed commands with CLUSTERDOWN for a
+	// while, as its cluster no more covers every slot, and returns a
+	// channel that tells when it serves them again.
+	pause := func(t *testing.T) <-chan error {
+		t.Helper()
+		down.MustDo(t, "CLUSTER", "DELSLOTS", strconv.Itoa(lost))
+		state(t, "fail")
+		back := make(chan error, 1)
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_, err := down.Do("CLUSTER", "ADDSLOTS", strconv.Itoa(lost))
+			back <- err
+		}()
+		return back
+	}
+	resume := func(t *testing.T, back <-chan error) {
+		t.Helper()
+		select {
+		case err := <-back:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("CLUSTER ADDSLOTS did not end")
+		}
+		state(t, "ok")
+	}
+	t.Run("Pipeline", func(t *testing.T) {
+		k := keyIn(7, "fanpause:pipeline:") // down's
+		back := pause(t)
+		replies, err := c.Pipeline(NoTransaction).Set(k, "v").FlushAll().Exec(ctx)
+		resume(t, back)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec", notApplied)
+	})
+	t.Run("Stream", func(t *testing.T) {
+		k := keyIn(7, "fanpause:stream:")
+		back := pause(t)
+		var replies []Value
+		s := c.Stream(ctx, func(i int, v Value) error {
+			replies = append(replies, v)
+			return nil
+		})
+		s.Set(k, "v").FlushAll()
+		_, err := s.Close(ctx)
+		resume(t, back)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Close", notApplied)
+	})
 }

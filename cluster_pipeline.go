@@ -391,6 +391,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				}
 			}
 			pending = r.readyAgain(pending, legs, vals, cmp.Or(unreached, last))
+			pending = bars.drop(pending, vals, cmp.Or(unreached, last))
 			unreached, again, demoted = nil, false, false
 			continue
 		}
@@ -1047,6 +1048,33 @@ func (b barriers) add(p *Pipeline, parts []*part) barriers {
 func (b barriers) passed(node *Client, l *leg) bool {
 	last, ok := b[node]
 	return ok && l.slot >= 0 && last > l.cmd
+}
+
+// drop settles the pending keyed legs, readied after a pause, whose node
+// a later command for every master touching keys has been sent to: a
+// leg that the node refused with TRYAGAIN or CLUSTERDOWN while it ran
+// that later command, or one that MOVED or ASK had sent there, would run
+// after it. Each keeps its refusal as its reply, as a redirected one does
+// (see barriers); one that no node answered gets an error reply that says
+// it was not sent, for cause. It returns the legs still pending.
+func (b barriers) drop(pending []*leg, vals []resp.Value, cause error) []*leg {
+	if len(b) == 0 {
+		return pending
+	}
+	dropped := false
+	for _, l := range pending {
+		if l.fixed || !b.passed(l.node, l) {
+			continue
+		}
+		if vals != nil && vals[l.at].Kind == 0 {
+			vals[l.at] = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, which a later command for every master of the pipeline ran on first: %w", l.node.opt.Addr, cause)))
+		}
+		l.done, l.asking, dropped = true, false, true
+	}
+	if dropped {
+		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
+	}
+	return pending
 }
 
 // touchesKeys tells whether ci, a command for every master, which names

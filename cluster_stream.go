@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -623,23 +622,30 @@ func (cs *clusterStream) putFan(nd *streamNode, i int, b []byte) {
 }
 
 // barred settles the held commands at the front of hs, of a slot that
-// owner serves, that MOVED or ASK sent to a node that a later command for
-// every master that touches keys (FLUSHALL, DBSIZE, KEYS...) was put to
-// before them: sent now, they would run after it, a write surviving a
-// flush queued after it, a count missing it. Each keeps its redirection
-// as its reply, as in a pipeline (see barriers): nothing of it ran.
+// owner serves, that MOVED or ASK sent to a node, or that TRYAGAIN or
+// CLUSTERDOWN held back for a pause on it, that a later command for every
+// master that touches keys (FLUSHALL, DBSIZE, KEYS...) was put to before
+// them: sent now, they would run after it, a write surviving a flush
+// queued after it, a count missing it. Each keeps its refusal as its
+// reply, as in a pipeline (see barriers): nothing of it ran. One never
+// written (its node could not be reached, or it waited behind others)
+// gets an error reply that says it was not sent.
 func (cs *clusterStream) barred(hs *heldSlot, owner *Client) {
 	k := 0
 	for ; k < len(hs.cmds); k++ {
 		h := hs.cmds[k]
 		to := cmp.Or(h.ask, owner)
-		if to == nil || !strings.HasPrefix(h.refusal, "MOVED ") && !strings.HasPrefix(h.refusal, "ASK ") {
+		if to == nil {
 			break
 		}
 		if nd := cs.nodes[to]; nd == nil || nd.fanned <= h.i+1 {
 			break
 		}
-		cs.settle(h.i, h.leg, cs.entry(h.i), resp.Value{Kind: resp.Error, Str: h.refusal}, nil)
+		v := resp.Value{Kind: resp.Error, Str: h.refusal}
+		if h.refusal == "" {
+			v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s, as a later command for every master of the stream went there first", to.opt.Addr)))
+		}
+		cs.settle(h.i, h.leg, cs.entry(h.i), v, nil)
 	}
 	clear(hs.cmds[:k])
 	hs.cmds = hs.cmds[k:]
