@@ -1,9 +1,13 @@
 package redpipe
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // A master that a graceful failover made a replica still answers the
@@ -107,4 +111,46 @@ func TestClusterFanOutAcceptedByDemotedMaster(t *testing.T) {
 		}
 		checkBatch(t, replies)
 	})
+}
+
+// With ReadFromReplicas, a read that SelectReplica sends to the master,
+// and the commands of a pipeline that writes to their slot, go to the
+// master by a master's client, which never sends READONLY. A client whose
+// layout is from before a graceful failover sends them to the former
+// master, now a replica: in a cluster a replica redirects every keyed
+// command of such a connection to its master with MOVED before running
+// it, so the replica promoted in its place serves them, and the former
+// master serves none.
+func TestClusterMasterReadsAfterGracefulFailover(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true, SelectReplica: func(int, []string) int { return -1 }})
+	old := cl.Masters[0]
+	k := keyIn(7, "masterread:") // old's
+	fctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	promoted, err := cl.Failover(fctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStale(t, c, old)
+	promoted.MustDo(t, "SET", k, "fresh")
+	resetStats(t, old, promoted)
+	if v, err := c.Get(ctx, k); err != nil || v != "fresh" {
+		t.Errorf("Get = %q, %v; want the promoted master's value", v, err)
+	}
+	replies, err := c.Pipeline(NoTransaction).Set(k, "piped").Get(k).Exec(ctx)
+	if err != nil || fmt.Sprint(replies) != "[OK piped]" {
+		t.Errorf("SET then GET in a pipeline = %v, %v", replies, err)
+	}
+	// The former master runs the SET too, replicated from the promoted
+	// one: only its reads tell.
+	if n := calls(t, old, "get"); n != 0 {
+		t.Errorf("the former master, now a replica, served GET %d times", n)
+	}
+	for _, cmd := range []string{"get", "set"} {
+		if n := calls(t, promoted, cmd); n == 0 {
+			t.Errorf("the promoted master ran no %s", cmd)
+		}
+	}
 }
