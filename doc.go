@@ -298,8 +298,13 @@
 //     sent again for TRYAGAIN, or redirected to another node, wait for it;
 //     a command turned away (TRYAGAIN, while its slot's keys are split
 //     between two nodes) is not sent again once a later command on its
-//     keys has run, and keeps the redirection as its reply; and an ASK is
-//     followed at once or not at all, never after a pause.
+//     keys has run, and keeps the redirection as its reply; a command
+//     held back by a pause (TRYAGAIN, CLUSTERDOWN, a node that could not
+//     be reached) is not sent again to a node that a later command for
+//     every master that reads or changes keys (FLUSHALL, DBSIZE, KEYS)
+//     went to meanwhile, and keeps its refusal, or an error reply that
+//     says it was not sent; and an ASK is followed at once or not at all,
+//     never after a pause.
 //   - MOVED updates the slot at once and starts one refresh of the layout
 //     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
 //     and CLUSTERDOWN are retried with backoff within the context. Only
@@ -320,11 +325,14 @@
 //     stream, while an earlier one bound there is held back: it would run
 //     out of order. It then keeps the refusal, or an error reply that
 //     says it was not sent, and a write has an error of unknown outcome,
-//     having run on the other masters. The refresh sends later commands
-//     for every master to the new master too; until something refreshes
-//     the layout (a MOVED, a READONLY, a node that cannot be reached), a
-//     command that a replica runs rather than refuses (SCRIPT LOAD,
-//     CONFIG SET, DBSIZE) goes to such a former master instead.
+//     having run on the other masters. A replica refuses writes only, so
+//     every node a command for every master goes to is asked for its ROLE
+//     before it, on the same connection: one that says it is a replica
+//     counts as having refused the command with READONLY, and a command
+//     that a replica runs rather than refuses (SCRIPT LOAD, CONFIG SET,
+//     DBSIZE, KEYS) reaches the new master too, the former master's
+//     answer not taken for the shard's. A node whose ACL refuses ROLE is
+//     taken at the layout's word.
 //     ClusterOptions.MaxRedirects bounds the redirections of a
 //     call; running out gives an error that says so and wraps the last.
 //     A pipeline that stops before every command got through (out of
