@@ -154,3 +154,41 @@ func TestClusterMasterReadsAfterGracefulFailover(t *testing.T) {
 		}
 	}
 }
+
+// A user whose ACL refuses ROLE still runs commands for every master,
+// alone, in a pipeline and in a stream: each master's ROLE refusal is
+// set aside and the node taken for a master, as the layout says.
+func TestClusterFanOutWithoutRole(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	for _, m := range cl.Masters {
+		m.MustDo(t, "ACL", "SETUSER", "norole", "on", ">pw", "~*", "&*", "+@all", "-role")
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{Username: "norole", Password: "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if v, err := c.Do(ctx, "ROLE"); err == nil && v.Err() == nil {
+		t.Fatalf("ROLE = %v for the user, not refused: nothing tested", v)
+	}
+	if err := c.MSet(ctx, keyIn(7, "norole:"), 1, keyIn(8000, "norole:"), 2, keyIn(15000, "norole:"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.DBSize(ctx); err != nil || n != 3 {
+		t.Errorf("DBSize = %d, %v; want 3", n, err)
+	}
+	replies, err := c.Pipeline(NoTransaction).DBSize().Exec(ctx)
+	if err != nil || fmt.Sprint(replies) != "[3]" {
+		t.Errorf("DBSIZE in a pipeline = %v, %v; want [3]", replies, err)
+	}
+	var got []Value
+	s := c.Stream(ctx, func(i int, v Value) error {
+		got = append(got, v)
+		return nil
+	})
+	s.DBSize()
+	if _, err := s.Close(ctx); err != nil || fmt.Sprint(got) != "[3]" {
+		t.Errorf("DBSIZE in a stream = %v, %v; want [3]", got, err)
+	}
+}
