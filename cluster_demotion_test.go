@@ -2,11 +2,14 @@ package redpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
 
@@ -190,5 +193,36 @@ func TestClusterFanOutWithoutRole(t *testing.T) {
 	s.DBSize()
 	if _, err := s.Close(ctx); err != nil || fmt.Sprint(got) != "[3]" {
 		t.Errorf("DBSIZE in a stream = %v, %v; want [3]", got, err)
+	}
+}
+
+// The reply that stands for a command for every master run by a node that
+// said it was a replica sends the command on as a READONLY refusal does,
+// but, kept as its reply, does not say that nothing ran: the replica ran
+// what it takes.
+func TestReplicaNowReply(t *testing.T) {
+	v := replicaNow("127.0.0.1:7000")
+	if !isReadonly(v) {
+		t.Errorf("%q does not read as a READONLY refusal", v.Str)
+	}
+	err := Value{v}.Err()
+	if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+		t.Errorf("%v: outcome %v, want unknown", err, OutcomeOf(err))
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:7000") || !strings.Contains(err.Error(), "try again") {
+		t.Errorf("%v: does not name the node or say what to do", err)
+	}
+	for _, role := range []struct {
+		v       resp.Value
+		replica bool
+	}{
+		{resp.Value{Kind: resp.Array, Elems: []resp.Value{{Kind: resp.BulkString, Str: "master"}, {Kind: resp.Integer, Int: 1}}}, false},
+		{resp.Value{Kind: resp.Array, Elems: []resp.Value{{Kind: resp.BulkString, Str: "slave"}, {Kind: resp.BulkString, Str: "127.0.0.1"}}}, true},
+		{resp.Value{Kind: resp.Error, Str: "NOPERM User norole has no permissions to run the 'role' command"}, false},
+		{resp.Value{Kind: resp.Array}, false},
+	} {
+		if got := isReplicaRole(role.v); got != role.replica {
+			t.Errorf("isReplicaRole(%+v) = %v, want %v", role.v, got, role.replica)
+		}
 	}
 }

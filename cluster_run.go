@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -302,12 +303,15 @@ func (r *clusterRouter) sendToMaster(ctx context.Context, node *Client, w *cmdBu
 // replicaNow is the reply of a command for every master that the node at
 // addr, listed as a master, ran as a replica: a READONLY refusal, as a
 // replica gives a write, so that the command goes where a refusal sends
-// it, to the master that took the node's place (see readyAgain). A
-// replica refuses every write: what it ran (a read, or one of its own
-// settings) changed no data.
+// it, to the master that took the node's place (see readyAgain). Kept as
+// the reply, when the layout still lists the node as a master, it is of
+// unknown outcome: the replica ran what it takes (a read, or a setting
+// of its own, CONFIG SET), if nothing of the shard's data.
 func replicaNow(addr string) resp.Value {
-	return resp.Value{Kind: resp.Error, Str: "READONLY " + addr + " is a replica now, which the cluster layout still lists as a master: " +
-		"a failover is under way; try again once the cluster has settled"}
+	return madeErrorValue(&uncertainError{
+		msg: "READONLY " + addr + " ran it as a replica, which the cluster layout still lists as a master",
+		err: errors.New("a failover is under way; try again once the cluster has settled"),
+	})
 }
 
 // isReplicaRole tells a reply of ROLE that names a role other than
