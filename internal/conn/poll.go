@@ -60,13 +60,13 @@ type poller struct {
 	// stats, read by benchmarks once the reader has stopped
 	hits, emptyDue, emptyLinger uint64
 
-	// The read callback and its results, set up once so that a poll does
-	// not allocate a closure per attempt. Used by the holder of the read
-	// role only.
-	p          []byte
-	n          int
-	err        error
-	fn, fnWait func(fd uintptr) bool
+	// The read and write callbacks and their results, set up once so that
+	// a poll does not allocate a closure per attempt. Used by the holder
+	// of the read role only.
+	p                   []byte
+	n                   int
+	err                 error
+	fn, fnWait, fnWrite func(fd uintptr) bool
 }
 
 // maxSkip bounds how many reads in a row go without polling after misses:
@@ -121,6 +121,10 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 	p.fnWait = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return p.err != syscall.EAGAIN && p.err != syscall.EINTR
+	}
+	p.fnWrite = func(fd uintptr) bool {
+		p.n, p.err = syscall.Write(int(fd), p.p)
+		return true // never wait
 	}
 	return p
 }
@@ -267,14 +271,13 @@ func (p *poller) waitRead(b []byte) (n int, err error) {
 
 // writeNow writes what the socket takes of b without waiting, and reports
 // how much that was; an error is left for the blocking write that follows
-// to meet and report.
+// to meet and report. Its caller holds the read role as well as the write
+// role, which keeps p.p and p.n its own.
 func (p *poller) writeNow(b []byte) int {
-	var n int
-	p.raw.Write(func(fd uintptr) bool {
-		n, _ = syscall.Write(int(fd), b)
-		return true // never wait
-	})
-	return max(n, 0)
+	p.p = b
+	defer func() { p.p = nil }()
+	p.raw.Write(p.fnWrite)
+	return max(p.n, 0)
 }
 
 // readErr is the error of a failed read syscall, as the blocking read
