@@ -931,13 +931,7 @@ func testDialerConn(t *testing.T, do string, says func(method string) string) {
 		}
 		m.Store("in", method)
 		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		res := make(chan error, 1)
-		go func() {
-			err := errEndedCaller
-			defer func() { res <- err }()
-			_, err = c.Get(gctx, "k")
-		}()
-		err := <-res
+		err := callAlone(func() error { _, err := c.Get(gctx, "k"); return err })
 		cancel()
 		m.Delete("in")
 		want := says(method)
@@ -957,9 +951,27 @@ func testDialerConn(t *testing.T, do string, says func(method string) string) {
 	}
 }
 
-// errEndedCaller is what a call reports in tests that it did not return:
+// errEndedCaller is what callAlone reports of a call that did not return:
 // its goroutine ended.
 var errEndedCaller = errors.New("it ended the calling goroutine")
+
+// callAlone runs f on a goroutine of its own, which user code may end
+// (runtime.Goexit) or panic on, and returns f's error, errEndedCaller if
+// the goroutine ended, or an error saying that f panicked.
+func callAlone(f func() error) error {
+	res := make(chan error, 1)
+	go func() {
+		err := errEndedCaller
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("it panicked: %v", p)
+			}
+			res <- err
+		}()
+		err = f()
+	}()
+	return <-res
+}
 
 // TestDialerGoexit: a Dialer that ends its goroutine (runtime.Goexit, as
 // t.FailNow calls) fails that dial. The dial of the shared connection was

@@ -1821,18 +1821,7 @@ func TestClusterDialerGoexit(t *testing.T) {
 			return err
 		}},
 	} {
-		res := make(chan error, 1)
-		go func() {
-			err := errors.New("it ended the calling goroutine")
-			defer func() {
-				if p := recover(); p != nil {
-					err = fmt.Errorf("it panicked: %v", p)
-				}
-				res <- err
-			}()
-			err = tc.f()
-		}()
-		err := <-res
+		err := callAlone(tc.f)
 		if err == nil || !strings.Contains(err.Error(), "Dialer did not return") || OutcomeOf(err) != OutcomeNotSent {
 			t.Errorf("%s while the Dialer ends its goroutine = %v (outcome %v); want an error that says the Dialer did not return, not sent", tc.name, err, OutcomeOf(err))
 		}

@@ -854,18 +854,7 @@ func TestTLSCallbackPanics(t *testing.T) {
 				return err
 			}},
 		} {
-			res := make(chan error, 1)
-			go func() {
-				err := errors.New("it ended the calling goroutine")
-				defer func() {
-					if p := recover(); p != nil {
-						err = fmt.Errorf("it panicked: %v", p)
-					}
-					res <- err
-				}()
-				err = tc.f()
-			}()
-			err := <-res
+			err := callAlone(tc.f)
 			var de *DialError
 			if !errors.As(err, &de) || !strings.Contains(err.Error(), m.says) || OutcomeOf(err) != OutcomeNotSent || m.mode == "panic" && !errors.Is(err, boom) {
 				t.Errorf("%s while VerifyConnection does %q = %v (outcome %v); want a *DialError that says %q, not sent", tc.name, m.mode, err, OutcomeOf(err), m.says)
