@@ -44,23 +44,12 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 			t.Fatalf("slot %d is routed to %s, want the stale %s", slot, got, from.Addr)
 		}
 	}
-	notApplied := func(what string, v Value) bool {
-		t.Helper()
-		err := v.Err()
-		if err == nil {
-			return false
-		}
-		if OutcomeOf(err) != OutcomeNotApplied {
-			t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
-		}
-		return true
-	}
 
 	t.Run("FlushAll", func(t *testing.T) {
 		k := keyIn(slots[0], "fanorder:flush:")
 		stale(slots[0])
 		replies, err := c.Pipeline(NoTransaction).Set(k, "v").FlushAll().Exec(ctx)
-		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec", notApplied)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec")
 	})
 
 	t.Run("DBSize", func(t *testing.T) {
@@ -79,7 +68,7 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 		}
 		t.Logf("SET: %v; DBSIZE: %v", replies[0], replies[1])
 		want := int64(1)
-		if notApplied("SET before DBSIZE", replies[0]) {
+		if refusedNotApplied(t, "SET before DBSIZE", replies[0]) {
 			want = 0
 		}
 		if n != want {
@@ -114,14 +103,14 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 		})
 		s.Set(k, "v").FlushAll()
 		_, err := s.Close(ctx)
-		checkSetThenFlush(t, ctx, c, k, replies, err, "Close", notApplied)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Close")
 	})
 }
 
 // checkSetThenFlush checks the replies of SET k then FLUSHALL, run by
 // how (Exec or Close) with err: FLUSHALL succeeded, and k is gone whether
-// SET ran before it or says, through notApplied, that it did not run.
-func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, replies []Value, err error, how string, notApplied func(string, Value) bool) {
+// SET ran before it or was refused, with nothing applied.
+func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, replies []Value, err error, how string) {
 	t.Helper()
 	if len(replies) != 2 {
 		t.Fatalf("%s = %v with replies %v", how, err, replies)
@@ -130,7 +119,7 @@ func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, r
 		t.Fatalf("FLUSHALL: %v", replies[1].Err())
 	}
 	t.Logf("SET: %v; FLUSHALL: %v", replies[0], replies[1])
-	setNot := notApplied("SET before FLUSHALL", replies[0])
+	setNot := refusedNotApplied(t, "SET before FLUSHALL", replies[0])
 	_, gerr := c.Get(ctx, k)
 	switch {
 	case gerr == nil:
@@ -156,17 +145,6 @@ func TestClusterFanOutAfterPause(t *testing.T) {
 	const lost = 100 // a slot of down that it gives up for a while
 	if owner, err := cl.SlotOwner(lost); err != nil || owner != down {
 		t.Fatalf("slot %d is not the first master's: %v", lost, err)
-	}
-	notApplied := func(what string, v Value) bool {
-		t.Helper()
-		err := v.Err()
-		if err == nil {
-			return false
-		}
-		if OutcomeOf(err) != OutcomeNotApplied {
-			t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
-		}
-		return true
 	}
 	// state waits, at most 10s, for down to say its cluster is in state.
 	state := func(t *testing.T, want string) {
@@ -214,7 +192,7 @@ func TestClusterFanOutAfterPause(t *testing.T) {
 		back := pause(t)
 		replies, err := c.Pipeline(NoTransaction).Set(k, "v").FlushAll().Exec(ctx)
 		resume(t, back)
-		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec", notApplied)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Exec")
 	})
 	t.Run("Stream", func(t *testing.T) {
 		k := keyIn(7, "fanpause:stream:")
@@ -227,6 +205,20 @@ func TestClusterFanOutAfterPause(t *testing.T) {
 		s.Set(k, "v").FlushAll()
 		_, err := s.Close(ctx)
 		resume(t, back)
-		checkSetThenFlush(t, ctx, c, k, replies, err, "Close", notApplied)
+		checkSetThenFlush(t, ctx, c, k, replies, err, "Close")
 	})
+}
+
+// refusedNotApplied reports whether v, the reply of what, is an error, and
+// fails t unless that error says nothing was applied.
+func refusedNotApplied(t *testing.T, what string, v Value) bool {
+	t.Helper()
+	err := v.Err()
+	if err == nil {
+		return false
+	}
+	if OutcomeOf(err) != OutcomeNotApplied {
+		t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
+	}
+	return true
 }
