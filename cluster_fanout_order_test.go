@@ -96,13 +96,7 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 	t.Run("StreamFlushAll", func(t *testing.T) {
 		k := keyIn(slots[3], "fanorder:stream:")
 		stale(slots[3])
-		var replies []Value
-		s := c.Stream(ctx, func(i int, v Value) error {
-			replies = append(replies, v)
-			return nil
-		})
-		s.Set(k, "v").FlushAll()
-		_, err := s.Close(ctx)
+		replies, err := streamSetThenFlush(ctx, c, k)
 		checkSetThenFlush(t, ctx, c, k, replies, err, "Close")
 	})
 }
@@ -197,13 +191,7 @@ func TestClusterFanOutAfterPause(t *testing.T) {
 	t.Run("Stream", func(t *testing.T) {
 		k := keyIn(7, "fanpause:stream:")
 		back := pause(t)
-		var replies []Value
-		s := c.Stream(ctx, func(i int, v Value) error {
-			replies = append(replies, v)
-			return nil
-		})
-		s.Set(k, "v").FlushAll()
-		_, err := s.Close(ctx)
+		replies, err := streamSetThenFlush(ctx, c, k)
 		resume(t, back)
 		checkSetThenFlush(t, ctx, c, k, replies, err, "Close")
 	})
@@ -221,4 +209,17 @@ func refusedNotApplied(t *testing.T, what string, v Value) bool {
 		t.Errorf("%s: %v, of outcome %v, want OK or not applied", what, err, OutcomeOf(err))
 	}
 	return true
+}
+
+// streamSetThenFlush sends SET k then FLUSHALL on a stream of c, and
+// returns their replies and Close's error.
+func streamSetThenFlush(ctx context.Context, c *Client, k string) ([]Value, error) {
+	var replies []Value
+	s := c.Stream(ctx, func(i int, v Value) error {
+		replies = append(replies, v)
+		return nil
+	})
+	s.Set(k, "v").FlushAll()
+	_, err := s.Close(ctx)
+	return replies, err
 }
