@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,5 +226,47 @@ func TestReplicaNowReply(t *testing.T) {
 		if got := isReplicaRole(role.v); got != role.replica {
 			t.Errorf("isReplicaRole(%+v) = %v, want %v", role.v, got, role.replica)
 		}
+	}
+}
+
+// A command for every master that a node listed as a master ran as a
+// replica (CONFIG SET, which a replica applies to itself) ran somewhere:
+// when the masters it was then sent to cannot be reached, its error must
+// not say that it was not sent.
+func TestClusterFanOutRunOnReplicaThenUnreached(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	ctx := clusterCtx(t)
+	old := cl.Masters[0]
+	var d net.Dialer
+	var only atomic.Pointer[string] // when set, the one address dials reach
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if a := only.Load(); a != nil && addr != *a {
+			return nil, fmt.Errorf("dials to %s are cut", addr)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: []string{old.Addr}, MaxRedirects: 1,
+		Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	oldAddr := old.Addr
+	only.Store(&oldAddr)
+	if err := c.Set(ctx, keyIn(7, "runonreplica:"), "x"); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := cl.Failover(fctx, old); err != nil {
+		t.Fatal(err)
+	}
+	wantStale(t, c, old)
+	err = c.ConfigSet(ctx, "slowlog-max-len", "777")
+	if got := fmt.Sprint(old.MustDo(t, "CONFIG", "GET", "slowlog-max-len")); !strings.Contains(got, "777") {
+		t.Skipf("the former master did not run CONFIG SET (%s): nothing to test", got)
+	}
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("CONFIG SET that the former master ran as a replica = %v (outcome %v); want an error of unknown outcome", err, OutcomeOf(err))
 	}
 }

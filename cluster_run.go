@@ -182,6 +182,7 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
 	var replies []resp.Value
 	answered := map[*Client]bool{} // the masters it reached: never sent to twice
+	asReplica := false             // some node ran it as a replica: it ran somewhere
 	for redirects := 0; ; redirects++ {
 		r.mu.RLock()
 		var masters []*Client
@@ -215,6 +216,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 				unreached = fmt.Errorf("redpipe: %s is a replica now, which the cluster layout lists as a master: "+
 					"a failover is under way; try again once the cluster has settled", masters[i].opt.Addr)
 				left++
+				asReplica = true
 			case err == nil && isReadonly(got[i]):
 				answered[masters[i]] = true
 				demoted = append(demoted, i)
@@ -224,7 +226,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 			case unreachable(ctx, err):
 				unreached = err
 				left++
-			case len(replies) > 0 || len(masters) > 1:
+			case len(replies) > 0 || len(masters) > 1 || asReplica:
 				// Other masters may have run it.
 				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " failed on " + masters[i].opt.Addr, err: err}
 			default:
@@ -246,6 +248,11 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 			refused()
 			if len(replies) > 0 {
 				return resp.Value{}, reachedSome(ci, len(replies), len(replies)+left, err)
+			}
+			if asReplica {
+				// What a replica takes (a read, CONFIG SET of its own
+				// settings) it ran.
+				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " ran on a node that said it was a replica, and reached no master", err: err}
 			}
 			return resp.Value{}, err
 		}
