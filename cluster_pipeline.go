@@ -227,6 +227,7 @@ type leg struct {
 	slot   int         // -1 for none
 	asking bool        // send ASKING before it
 	fixed  bool        // a leg of a command for every master: it stays on its node while that is a master
+	asRep  bool        // a node listed as a master ran it as a replica (see replicaNow): it ran somewhere
 	wait   bool        // it is sent again only after a pause (TRYAGAIN, CLUSTERDOWN, a node not reached, READONLY)
 	probe  bool        // it waited: it goes alone of its slot's until it gets through
 	done   bool
@@ -774,11 +775,13 @@ func joinFanOuts(p *Pipeline, legs []leg, vals []resp.Value, replies []Value, un
 // get through, as the command would on that master alone; a write that
 // some master ran has an error that says it reached only some of them, of
 // unknown outcome, since that leg's reply (not sent, say) would read as
-// nothing applied. A leg done with no reply had no master left to go to
-// (see readyAgain): it counts for none.
+// nothing applied. So has one that a node listed as a master ran as a
+// replica, before it was sent on. A leg done with no reply had no master
+// left to go to (see readyAgain): it counts for none.
 func joinFanOut(ci *commandInfo, legs []leg, vals []resp.Value, unsent resp.Value) resp.Value {
 	missed, reached, all, ran := -1, 0, 0, false
 	for k := range legs {
+		ran = ran || legs[k].asRep
 		switch {
 		case !legs[k].done:
 			if missed < 0 {
@@ -1484,6 +1487,7 @@ func partReplies(pt *part) {
 		for j, l := range pt.legs {
 			if l.fixed {
 				pt.replies[j] = replicaNow(pt.node.opt.Addr)
+				l.asRep = true
 			}
 		}
 	}
