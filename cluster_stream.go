@@ -246,6 +246,7 @@ type streamNode struct {
 	mark     int          // the commands of out when the release under way began (see refan)
 	markLast int          // 1 + the greatest index of a command written to it or in out then
 	fanned   int          // 1 + the greatest index of a command for every master that touches keys put to it; 0 for none
+	wroteFan int          // fanned, of the commands written to it
 }
 
 // nodeChunk is what one node gets in one pass.
@@ -724,6 +725,9 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 					unreached = err
 					cs.redirected.unreached++
 					fan = cs.rehold(ch, err, fan)
+					// Its commands for every master did not go there
+					// before those held back with them.
+					nd.fanned = nd.wroteFan
 					continue
 				}
 				nd.d = d
@@ -749,6 +753,9 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 					cs.written++
 				}
 				nd.wrote = max(nd.wrote, cc.i+1)
+				if cc.role && touchesKeys(cs.entry(cc.i).meta.info()) {
+					nd.wroteFan = max(nd.wroteFan, cc.i+1)
+				}
 			}
 		}
 		if unreached == nil || s.err != nil {
