@@ -586,19 +586,30 @@ func (cs *clusterStream) node(c *Client) *streamNode {
 // put appends command i (or its part leg), encoded as b, to the chunk nd
 // gets in this pass, after ASKING when asking.
 func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) {
+	cs.putAfter(nd, chunkCmd{i: i, leg: leg, asking: asking}, b)
+}
+
+// putAfter puts cc, encoded as b, in the chunk of nd, after the ASKING or
+// ROLE that cc asks for; that command has a reply of its own.
+func (cs *clusterStream) putAfter(nd *streamNode, cc chunkCmd, b []byte) {
 	ch := nd.out
 	if ch == nil {
 		ch = cs.chunk(nd)
 		nd.out = ch
 	}
-	if asking {
+	switch {
+	case cc.asking:
 		ch.buf = append(ch.buf, askingCmd...)
 		ch.asks++
+	case cc.role:
+		ch.buf = append(ch.buf, roleCmd...)
+		ch.asks++
 	}
-	start := len(ch.buf)
+	cc.start = len(ch.buf)
 	ch.buf = append(ch.buf, b...)
-	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: leg, start: start, end: len(ch.buf), asking: asking})
-	cs.entry(i).ch = ch
+	cc.end = len(ch.buf)
+	ch.cmds = append(ch.cmds, cc)
+	cs.entry(cc.i).ch = ch
 }
 
 // putFan puts the leg of command i, a command for every master encoded as
@@ -606,17 +617,7 @@ func (cs *clusterStream) put(nd *streamNode, i, leg int, b []byte, asking bool) 
 // master (see fanOut), and notes there whether it touches keys (see
 // barred).
 func (cs *clusterStream) putFan(nd *streamNode, i int, b []byte) {
-	ch := nd.out
-	if ch == nil {
-		ch = cs.chunk(nd)
-		nd.out = ch
-	}
-	ch.buf = append(ch.buf, roleCmd...)
-	ch.asks++
-	start := len(ch.buf)
-	ch.buf = append(ch.buf, b...)
-	ch.cmds = append(ch.cmds, chunkCmd{i: i, leg: -1, start: start, end: len(ch.buf), role: true})
-	cs.entry(i).ch = ch
+	cs.putAfter(nd, chunkCmd{i: i, leg: -1, role: true}, b)
 	if touchesKeys(cs.entry(i).meta.info()) {
 		nd.fanned = max(nd.fanned, i+1)
 	}

@@ -230,7 +230,7 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 		}
 		var n int
 		var err error
-		if cl.tail && came && cl.n-cl.got <= c.poll.maxSoon {
+		if cl.tail && cl.n-cl.got <= c.poll.maxSoon {
 			cl.tail = false
 			cl.poll = c.poll.mayPoll()
 		}
