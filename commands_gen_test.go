@@ -1,10 +1,13 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -227,6 +230,205 @@ func TestBitFieldOverflowFail(t *testing.T) {
 		}
 		if got, err := c.BitFieldRO(ctx, key, "GET", "u2", 100); err != nil || len(got) != 1 || got[0] != 1 {
 			t.Errorf("RESP%d: the applied INCRBY reads back as %v, %v", proto, got, err)
+		}
+	}
+}
+
+// TestTypedRepliesAlikeInBothProtocols runs typed methods whose replies
+// differ in shape between RESP2 and RESP3, or that answer nil or an empty
+// aggregate, on one call and in both kinds of pipeline, and checks that
+// each gives the same result under both protocols: a nil reply is ErrNil,
+// an empty one an empty result, and a list of pairs reads as RESP2's flat
+// list.
+func TestTypedRepliesAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	seed := func() {
+		srv.MustDo(t, "FLUSHALL")
+		srv.MustDo(t, "ZADD", "z", "1.5", "a", "inf", "b", "-inf", "c", "2", "d")
+		srv.MustDo(t, "RPUSH", "l", "a", "b", "a", "c")
+		srv.MustDo(t, "SADD", "s", "x")
+		srv.MustDo(t, "HSET", "h", "f", "v")
+		srv.MustDo(t, "SET", "k", "old")
+		srv.MustDo(t, "XADD", "x", "1-1", "a", "1")
+		srv.MustDo(t, "XADD", "x", "1-2", "b", "2")
+		srv.MustDo(t, "XGROUP", "CREATE", "x", "g", "0")
+		srv.MustDo(t, "XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">")
+		srv.MustDo(t, "XDEL", "x", "1-1")
+	}
+	strs := func(v Value, err error) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		return v.Strings()
+	}
+	texts := func(vs []Value, err error) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			if v.IsNil() {
+				out[i] = "nil"
+				continue
+			}
+			if out[i], err = v.Text(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	str := func(s string, err error) (any, error) { return s, err }
+	num := func(n int64, err error) (any, error) { return n, err }
+	flt := func(f float64, err error) (any, error) { return f, err }
+	list := func(ss []string, err error) (any, error) { return ss, err }
+	type call struct {
+		name string
+		run  func(context.Context, *Client) (any, error)
+		want any // nil: the reply is nil, and the method returns ErrNil
+	}
+	calls := []call{
+		{"ZSCORE inf", func(ctx context.Context, c *Client) (any, error) { return flt(c.ZScore(ctx, "z", "b")) }, math.Inf(1)},
+		{"ZSCORE -inf", func(ctx context.Context, c *Client) (any, error) { return flt(c.ZScore(ctx, "z", "c")) }, math.Inf(-1)},
+		{"ZSCORE missing member", func(ctx context.Context, c *Client) (any, error) { return flt(c.ZScore(ctx, "z", "q")) }, nil},
+		{"ZADD NX INCR of a member", func(ctx context.Context, c *Client) (any, error) {
+			return flt(c.ZAddIncr(ctx, "z", "NX", "INCR", 1, "a"))
+		}, nil},
+		{"ZMSCORE", func(ctx context.Context, c *Client) (any, error) { return texts(c.ZMScore(ctx, "z", "a", "q", "b")) }, []string{"1.5", "nil", "inf"}},
+		{"ZPOPMIN", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMin(ctx, "z")) }, []string{"c", "-inf"}},
+		{"ZPOPMIN count", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMin(ctx, "z", 2)) }, []string{"a", "1.5", "d", "2"}},
+		{"ZPOPMAX count of one", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMax(ctx, "z", 1)) }, []string{"b", "inf"}},
+		{"ZPOPMAX of a missing key", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMax(ctx, "q")) }, []string{}},
+		{"ZMPOP of empty sets", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZMPop(ctx, 1, "q", "MIN")) }, nil},
+		{"BZPOPMIN timeout", func(ctx context.Context, c *Client) (any, error) { return texts(c.BZPopMin(ctx, 0.01, "q")) }, nil},
+		{"LRANGE of a missing key", func(ctx context.Context, c *Client) (any, error) { return list(c.LRange(ctx, "q", 0, -1)) }, []string{}},
+		{"LPOP count of a missing key", func(ctx context.Context, c *Client) (any, error) { return list(c.LPopCount(ctx, "q", 2)) }, nil},
+		{"LPOS COUNT", func(ctx context.Context, c *Client) (any, error) { return strs(c.LPos(ctx, "l", "a", "COUNT", 0)) }, []string{"0", "2"}},
+		{"LPOS COUNT no match", func(ctx context.Context, c *Client) (any, error) { return strs(c.LPos(ctx, "l", "q", "COUNT", 0)) }, []string{}},
+		{"LPOS no match", func(ctx context.Context, c *Client) (any, error) { return strs(c.LPos(ctx, "l", "q")) }, nil},
+		{"LMPOP of empty lists", func(ctx context.Context, c *Client) (any, error) { return strs(c.LMPop(ctx, 1, "q", "LEFT")) }, nil},
+		{"BLPOP timeout", func(ctx context.Context, c *Client) (any, error) { return texts(c.BLPop(ctx, 0.01, "q")) }, nil},
+		{"MGET with a missing key", func(ctx context.Context, c *Client) (any, error) { return texts(c.MGet(ctx, "k", "q")) }, []string{"old", "nil"}},
+		{"SMEMBERS", func(ctx context.Context, c *Client) (any, error) { return list(c.SMembers(ctx, "s")) }, []string{"x"}},
+		{"SMEMBERS of a missing key", func(ctx context.Context, c *Client) (any, error) { return list(c.SMembers(ctx, "q")) }, []string{}},
+		{"SPOP count of a missing key", func(ctx context.Context, c *Client) (any, error) { return list(c.SPopN(ctx, "q", 2)) }, []string{}},
+		{"HGETALL of a missing key", func(ctx context.Context, c *Client) (any, error) { return c.HGetAll(ctx, "q") }, map[string]string{}},
+		{"HRANDFIELD WITHVALUES", func(ctx context.Context, c *Client) (any, error) { return strs(c.HRandFieldWithValues(ctx, "h", 1)) }, []string{"f", "v"}},
+		{"SET GET of a missing key", func(ctx context.Context, c *Client) (any, error) { return str(c.SetGet(ctx, "q-set", "v")) }, nil},
+		{"SET GET", func(ctx context.Context, c *Client) (any, error) { return str(c.SetGet(ctx, "k", "new")) }, "old"},
+		{"GETEX of a missing key", func(ctx context.Context, c *Client) (any, error) { return str(c.GetEx(ctx, "q")) }, nil},
+		{"OBJECT ENCODING of a missing key", func(ctx context.Context, c *Client) (any, error) { return str(c.ObjectEncoding(ctx, "q")) }, nil},
+		{"MEMORY USAGE of a missing key", func(ctx context.Context, c *Client) (any, error) { return num(c.MemoryUsage(ctx, "q")) }, nil},
+		{"TTL of a missing key", func(ctx context.Context, c *Client) (any, error) { return num(c.TTL(ctx, "q")) }, int64(-2)},
+		{"PTTL without expiry", func(ctx context.Context, c *Client) (any, error) { return num(c.PTTL(ctx, "k")) }, int64(-1)},
+		{"EXPIRETIME without expiry", func(ctx context.Context, c *Client) (any, error) { return num(c.ExpireTime(ctx, "k")) }, int64(-1)},
+		{"GEODIST of a missing member", func(ctx context.Context, c *Client) (any, error) { return flt(c.GeoDist(ctx, "q", "a", "b")) }, nil},
+		{"XRANGE", func(ctx context.Context, c *Client) (any, error) {
+			v, err := c.XRange(ctx, "x", "-", "+")
+			if err != nil {
+				return nil, err
+			}
+			m, err := v.Map()
+			if err != nil {
+				return nil, err
+			}
+			return m["1-2"].Strings()
+		}, []string{"b", "2"}},
+		{"XREADGROUP of a deleted pending entry", func(ctx context.Context, c *Client) (any, error) {
+			v, err := c.XReadGroup(ctx, "g", "c", "STREAMS", "x", "0")
+			if err != nil {
+				return nil, err
+			}
+			streams, err := v.Map()
+			if err != nil {
+				return nil, err
+			}
+			entries, err := streams["x"].Map()
+			if err != nil {
+				return nil, err
+			}
+			return []bool{entries["1-1"].IsNil(), entries["1-2"].IsNil()}, nil
+		}, []bool{true, false}},
+	}
+	run := func(proto int, c *Client) map[string]any {
+		got := make(map[string]any)
+		ctx := ctxT(t)
+		seed()
+		for _, tc := range calls {
+			x, err := tc.run(ctx, c)
+			switch {
+			case tc.want == nil && errors.Is(err, ErrNil):
+				got[tc.name] = nil
+			case err != nil:
+				t.Errorf("RESP%d: %s: %v", proto, tc.name, err)
+			default:
+				got[tc.name] = x
+			}
+		}
+		return got
+	}
+	for _, proto := range []int{2, 3} {
+		c := protocolClient(t, srv.Addr, proto)
+		got := run(proto, c)
+		for _, tc := range calls {
+			if x, ok := got[tc.name]; ok && !reflect.DeepEqual(x, tc.want) {
+				t.Errorf("RESP%d: %s = %#v, want %#v", proto, tc.name, x, tc.want)
+			}
+		}
+	}
+}
+
+// TestTypedReadsOfPipelinedRepliesAlikeInBothProtocols reads the replies of
+// commands whose shape differs between RESP2 and RESP3 from a transaction
+// and from a plain pipeline, with the accessors the typed methods use.
+func TestTypedReadsOfPipelinedRepliesAlikeInBothProtocols(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ZADD", "z", "1.5", "a", "inf", "b")
+	srv.MustDo(t, "HSET", "h", "f", "v")
+	srv.MustDo(t, "SADD", "s", "x")
+	type result struct {
+		zrange []string
+		score  float64
+		hash   map[string]string
+		set    []string
+		mget   []Value
+		empty  []string
+		config map[string]string
+		nilErr error
+	}
+	want := result{
+		zrange: []string{"a", "1.5", "b", "inf"}, score: math.Inf(1),
+		hash: map[string]string{"f": "v"}, set: []string{"x"}, empty: []string{},
+		config: map[string]string{"maxmemory": "0"}, nilErr: ErrNil,
+	}
+	for _, proto := range []int{2, 3} {
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		for _, p := range []*Pipeline{c.Pipeline(), c.Pipeline(NoTransaction)} {
+			kind := p.kind()
+			rs, err := p.ZRangeWithScores("z", 0, -1).ZScore("z", "b").HGetAll("h").SMembers("s").
+				MGet("q").LRange("q", 0, -1).ConfigGet("maxmemory").ZScore("z", "q").Exec(ctx)
+			if err != nil || len(rs) != 8 {
+				t.Fatalf("RESP%d %s: %d replies, %v", proto, kind, len(rs), err)
+			}
+			var r result
+			errs := make([]error, 7)
+			r.zrange, errs[0] = rs[0].Strings()
+			r.score, errs[1] = rs[1].Float64()
+			r.hash, errs[2] = rs[2].StringMap()
+			r.set, errs[3] = rs[3].Strings()
+			r.mget, errs[4] = rs[4].Slice()
+			r.empty, errs[5] = rs[5].Strings()
+			r.config, errs[6] = rs[6].StringMap()
+			_, r.nilErr = rs[7].Float64()
+			if err := errors.Join(errs...); err != nil {
+				t.Errorf("RESP%d %s: %v", proto, kind, err)
+			}
+			if len(r.mget) != 1 || !r.mget[0].IsNil() {
+				t.Errorf("RESP%d %s: MGET of a missing key = %v, want [nil]", proto, kind, r.mget)
+			}
+			r.mget = nil
+			if !reflect.DeepEqual(r, want) {
+				t.Errorf("RESP%d %s: %+v, want %+v", proto, kind, r, want)
+			}
 		}
 	}
 }
