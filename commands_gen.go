@@ -3323,7 +3323,7 @@ func encGeoHash(w *cmdBuf, key string, members ...any) {
 }
 
 // GeoHash returns members of a geospatial index as standard geohash
-// strings.
+// strings. An element is nil when its member or the key does not exist.
 //
 //	GEOHASH key member [member ...]
 func (c *Client) GeoHash(ctx context.Context, key string, members ...any) ([]Value, error) {
@@ -3333,7 +3333,7 @@ func (c *Client) GeoHash(ctx context.Context, key string, members ...any) ([]Val
 }
 
 // GeoHash returns members of a geospatial index as standard geohash
-// strings.
+// strings. An element is nil when its member or the key does not exist.
 //
 //	GEOHASH key member [member ...]
 func (t *Tx) GeoHash(ctx context.Context, key string, members ...any) ([]Value, error) {
@@ -3365,6 +3365,7 @@ func encGeoPos(w *cmdBuf, key string, members ...any) {
 }
 
 // GeoPos returns longitude and latitude of members of a geospatial index.
+// An element is nil when its member or the key does not exist.
 //
 //	GEOPOS key member [member ...]
 func (c *Client) GeoPos(ctx context.Context, key string, members ...any) ([]Value, error) {
@@ -3374,6 +3375,7 @@ func (c *Client) GeoPos(ctx context.Context, key string, members ...any) ([]Valu
 }
 
 // GeoPos returns longitude and latitude of members of a geospatial index.
+// An element is nil when its member or the key does not exist.
 //
 //	GEOPOS key member [member ...]
 func (t *Tx) GeoPos(ctx context.Context, key string, members ...any) ([]Value, error) {
@@ -4056,7 +4058,8 @@ func encHMGet(w *cmdBuf, key string, fields ...string) {
 	w.end()
 }
 
-// HMGet returns the values of all the given hash fields.
+// HMGet returns the values of all the given hash fields. An element is nil
+// when its field or the key does not exist.
 //
 //	HMGET key field [field ...]
 func (c *Client) HMGet(ctx context.Context, key string, fields ...string) ([]Value, error) {
@@ -4065,7 +4068,8 @@ func (c *Client) HMGet(ctx context.Context, key string, fields ...string) ([]Val
 	return valuesReply(c.run(ctx, w))
 }
 
-// HMGet returns the values of all the given hash fields.
+// HMGet returns the values of all the given hash fields. An element is nil
+// when its field or the key does not exist.
 //
 //	HMGET key field [field ...]
 func (t *Tx) HMGet(ctx context.Context, key string, fields ...string) ([]Value, error) {
@@ -5735,7 +5739,8 @@ func encMGet(w *cmdBuf, keys ...string) {
 	w.end()
 }
 
-// MGet returns the values of all the given keys.
+// MGet returns the values of all the given keys. An element is nil when its
+// key does not exist or does not hold a string.
 //
 //	MGET key [key ...]
 func (c *Client) MGet(ctx context.Context, keys ...string) ([]Value, error) {
@@ -5744,7 +5749,8 @@ func (c *Client) MGet(ctx context.Context, keys ...string) ([]Value, error) {
 	return valuesReply(c.run(ctx, w))
 }
 
-// MGet returns the values of all the given keys.
+// MGet returns the values of all the given keys. An element is nil when its
+// key does not exist or does not hold a string.
 //
 //	MGET key [key ...]
 func (t *Tx) MGet(ctx context.Context, keys ...string) ([]Value, error) {
@@ -8508,7 +8514,8 @@ func encSortRO(w *cmdBuf, key string, args ...any) {
 }
 
 // SortRO sorts the elements in a list, sets or sorted set. Read-only
-// variant of SORT.
+// variant of SORT. An element is nil when a GET pattern names a key or
+// field that does not exist.
 //
 //	SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]
 //
@@ -8520,7 +8527,8 @@ func (c *Client) SortRO(ctx context.Context, key string, args ...any) ([]Value, 
 }
 
 // SortRO sorts the elements in a list, sets or sorted set. Read-only
-// variant of SORT.
+// variant of SORT. An element is nil when a GET pattern names a key or
+// field that does not exist.
 //
 //	SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]
 //
@@ -9934,7 +9942,8 @@ func encXRead(w *cmdBuf, args ...any) {
 
 // XRead returns never seen elements in multiple streams, with IDs greater
 // than the ones reported by the caller for each stream. Can block. The
-// reply is nil when BLOCK is given and no entry came in time.
+// reply is nil when no stream has an entry past its ID (with BLOCK, none
+// came in time).
 //
 //	XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]
 //
@@ -9948,7 +9957,8 @@ func (c *Client) XRead(ctx context.Context, args ...any) (Value, error) {
 
 // XRead returns never seen elements in multiple streams, with IDs greater
 // than the ones reported by the caller for each stream. Can block. The
-// reply is nil when BLOCK is given and no entry came in time.
+// reply is nil when no stream has an entry past its ID (with BLOCK, none
+// came in time).
 //
 //	XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]
 //
@@ -9985,7 +9995,8 @@ func encXReadGroup(w *cmdBuf, group, consumer string, args ...any) {
 
 // XReadGroup returns new entries from a stream using a consumer group, or
 // access the history of the pending entries for a given consumer. Can
-// block. The reply is nil when BLOCK is given and no entry came in time.
+// block. The reply is nil when no stream has an entry new to the group, for
+// the ID ">" (with BLOCK, none came in time).
 //
 //	XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]
 //
@@ -9999,7 +10010,8 @@ func (c *Client) XReadGroup(ctx context.Context, group, consumer string, args ..
 
 // XReadGroup returns new entries from a stream using a consumer group, or
 // access the history of the pending entries for a given consumer. Can
-// block. The reply is nil when BLOCK is given and no entry came in time.
+// block. The reply is nil when no stream has an entry new to the group, for
+// the ID ">" (with BLOCK, none came in time).
 //
 //	XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]
 //
@@ -10702,7 +10714,7 @@ func encZMScore(w *cmdBuf, key string, members ...any) {
 }
 
 // ZMScore returns the score associated with the given members in a sorted
-// set.
+// set. An element is nil when its member or the key does not exist.
 //
 //	ZMSCORE key member [member ...]
 func (c *Client) ZMScore(ctx context.Context, key string, members ...any) ([]Value, error) {
@@ -10712,7 +10724,7 @@ func (c *Client) ZMScore(ctx context.Context, key string, members ...any) ([]Val
 }
 
 // ZMScore returns the score associated with the given members in a sorted
-// set.
+// set. An element is nil when its member or the key does not exist.
 //
 //	ZMSCORE key member [member ...]
 func (t *Tx) ZMScore(ctx context.Context, key string, members ...any) ([]Value, error) {

@@ -333,6 +333,10 @@ func TestTypedRepliesAlikeInBothProtocols(t *testing.T) {
 			}
 			return m["1-2"].Strings()
 		}, []string{"b", "2"}},
+		{"XREAD past the last entry", func(ctx context.Context, c *Client) (any, error) { return strs(c.XRead(ctx, "STREAMS", "x", "1-2")) }, nil},
+		{"XREADGROUP with nothing new", func(ctx context.Context, c *Client) (any, error) {
+			return strs(c.XReadGroup(ctx, "g", "c", "STREAMS", "x", ">"))
+		}, nil},
 		{"XREADGROUP of a deleted pending entry", func(ctx context.Context, c *Client) (any, error) {
 			v, err := c.XReadGroup(ctx, "g", "c", "STREAMS", "x", "0")
 			if err != nil {
