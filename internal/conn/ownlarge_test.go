@@ -203,12 +203,16 @@ func TestOwnLargeBatchStoppedWhileWritten(t *testing.T) {
 // run in part, so it does not fail as unsent; a call queued behind it,
 // none of whose bytes were written, does.
 func TestOwnLargeBatchConnectionEndsWhileWritten(t *testing.T) {
+	hangUp := make(chan struct{})
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
 		readCommand(r)
 		io.WriteString(w, "+first\r\n")
-		time.Sleep(50 * time.Millisecond) // the batch fills the socket meanwhile
+		<-hangUp // the batch fills the socket meanwhile
 		io.CopyN(io.Discard, w.(io.Reader), 1<<20)
 	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hangUp) }) }
+	t.Cleanup(release) // before the server's, which waits for it
 	c := New(nc, Options{MaxPending: 64 << 20, Poll: time.Millisecond})
 	defer c.Close()
 	ctx := context.Background()
@@ -220,6 +224,7 @@ func TestOwnLargeBatchConnectionEndsWhileWritten(t *testing.T) {
 	untilWriting(t, c)
 	var ce *Error
 	behind, err := c.Start(ctx, encode("ECHO", "behind"), make([]resp.Value, 1))
+	release()
 	if err == nil {
 		err = behind.Wait(ctx)
 	}
