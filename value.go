@@ -252,7 +252,10 @@ func (v Value) Slice() ([]Value, error) {
 }
 
 // Len returns the number of elements of an aggregate reply (pairs, for a
-// map) and 0 for any other reply.
+// map) and 0 for any other reply. It counts what the server sent, which
+// depends on the protocol: HGETALL's map, or ZRANGE WITHSCORES's list of
+// pairs, comes under RESP2 as a flat array of twice as many elements.
+// Map, StringMap and Strings read both forms alike.
 func (v Value) Len() int {
 	switch v.v.Kind {
 	case resp.Map:
