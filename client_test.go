@@ -605,6 +605,8 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		zrange, zunion, zdiff []string
 		scores, fields        map[string]string
 		ids                   []int64
+		scored, viaValue      []Scored
+		rand                  []Scored
 	}
 	var got [2]result
 	for i, proto := range []int{2, 3} {
@@ -620,12 +622,21 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		if r.zdiff, err = c.ZDiff(ctx, 2, "z", "z2", "WITHSCORES"); err != nil {
 			t.Fatalf("RESP%d: ZDiff WITHSCORES: %v", proto, err)
 		}
-		v, err := c.ZRangeWithScores(ctx, "z", 0, -1)
+		if r.scored, err = c.ZRangeWithScores(ctx, "z", 0, -1); err != nil {
+			t.Fatalf("RESP%d: ZRangeWithScores: %v", proto, err)
+		}
+		if r.rand, err = c.ZRandMemberWithScores(ctx, "z2", 1); err != nil {
+			t.Fatalf("RESP%d: ZRandMemberWithScores: %v", proto, err)
+		}
+		v, err := c.Do(ctx, "ZRANGE", "z", 0, -1, "WITHSCORES")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r.scores, err = v.StringMap(); err != nil {
-			t.Fatalf("RESP%d: ZRangeWithScores StringMap: %v", proto, err)
+			t.Fatalf("RESP%d: ZRANGE WITHSCORES StringMap: %v", proto, err)
+		}
+		if r.viaValue, err = v.Scored(); err != nil {
+			t.Fatalf("RESP%d: ZRANGE WITHSCORES Scored: %v", proto, err)
 		}
 		v, err = c.HRandFieldWithValues(ctx, "h", 5)
 		if err != nil {
@@ -634,12 +645,12 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		if r.fields, err = v.StringMap(); err != nil {
 			t.Fatalf("RESP%d: HRandFieldWithValues StringMap: %v", proto, err)
 		}
-		v, err = c.ZRangeWithScores(ctx, "ids", 0, -1)
+		v, err = c.Do(ctx, "ZRANGE", "ids", 0, -1, "WITHSCORES")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r.ids, err = v.Int64s(); err != nil {
-			t.Fatalf("RESP%d: ZRangeWithScores Int64s: %v", proto, err)
+			t.Fatalf("RESP%d: ZRANGE WITHSCORES Int64s: %v", proto, err)
 		}
 	}
 	want := result{
@@ -649,10 +660,77 @@ func TestPairsReadAlikeInBothProtocols(t *testing.T) {
 		scores: map[string]string{"a": "1.5", "b": "2", "c": "-3"},
 		fields: map[string]string{"f1": "v1", "f2": "v2"},
 		ids:    []int64{1, 10, 2, 20},
+		scored: []Scored{{"c", -3}, {"a", 1.5}, {"b", 2}},
+		rand:   []Scored{{"a", 1}},
 	}
+	want.viaValue = want.scored
 	for i, r := range got {
 		if !reflect.DeepEqual(r, want) {
 			t.Errorf("RESP%d: %+v, want %+v", i+2, r, want)
+		}
+	}
+}
+
+// TestScoredMembers: the WithScores methods and ZPOPMIN/ZPOPMAX return
+// members with their scores in the server's order under both protocols,
+// infinities included, as Value.Scored reads them from a pipeline's
+// replies; a reply that is not members and scores is an error that says
+// where, never a wrong pair.
+func TestScoredMembers(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ZADD", "z", "-inf", "low", "0.5", "half", "2", "two", "+inf", "high")
+	srv.MustDo(t, "HSET", "h", "f", "not a number")
+	srv.MustDo(t, "RPUSH", "odd", "a", "b", "c")
+	all := []Scored{{"low", math.Inf(-1)}, {"half", 0.5}, {"two", 2}, {"high", math.Inf(1)}}
+	rev := []Scored{all[3], all[2], all[1], all[0]}
+	for _, proto := range []int{2, 3} {
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		for _, tt := range []struct {
+			name string
+			got  func() ([]Scored, error)
+			want []Scored
+		}{
+			{"ZRangeWithScores", func() ([]Scored, error) { return c.ZRangeWithScores(ctx, "z", 0, -1) }, all},
+			{"ZRangeWithScores BYSCORE LIMIT", func() ([]Scored, error) {
+				return c.ZRangeWithScores(ctx, "z", "(0", "+inf", "BYSCORE", "LIMIT", 0, 2)
+			}, all[1:3]},
+			{"ZRangeByScoreWithScores", func() ([]Scored, error) { return c.ZRangeByScoreWithScores(ctx, "z", "-inf", 1) }, all[:2]},
+			{"ZRevRangeWithScores", func() ([]Scored, error) { return c.ZRevRangeWithScores(ctx, "z", 0, -1) }, rev},
+			{"ZRevRangeByScoreWithScores", func() ([]Scored, error) { return c.ZRevRangeByScoreWithScores(ctx, "z", "+inf", 1) }, rev[:2]},
+			{"ZRangeWithScores of a missing key", func() ([]Scored, error) { return c.ZRangeWithScores(ctx, "q", 0, -1) }, []Scored{}},
+		} {
+			got, err := tt.got()
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("RESP%d %s = %v, %v; want %v", proto, tt.name, got, err, tt.want)
+			}
+		}
+		for _, p := range []*Pipeline{c.Pipeline(), c.Pipeline(NoTransaction)} {
+			rs, err := p.ZRevRangeWithScores("z", 0, 1).ZRangeWithScores("z", 0, -1).Exec(ctx)
+			if err != nil || len(rs) != 2 {
+				t.Fatalf("RESP%d %s: %d replies, %v", proto, p.kind(), len(rs), err)
+			}
+			for i, want := range [][]Scored{rev[:2], all} {
+				if got, err := rs[i].Scored(); err != nil || !reflect.DeepEqual(got, want) {
+					t.Errorf("RESP%d %s reply %d: Scored = %v, %v; want %v", proto, p.kind(), i, got, err, want)
+				}
+			}
+		}
+		for _, tt := range []struct {
+			args []any
+			want string
+		}{
+			{[]any{"HGETALL", "h"}, "score of member 0"},
+			{[]any{"LRANGE", "odd", 0, -1}, "array of 3 elements is not a list of pairs"},
+			{[]any{"GET", "q"}, ErrNil.Error()},
+			{[]any{"ZADD", "h", 1, "m"}, "WRONGTYPE"},
+		} {
+			v, err := c.Do(ctx, tt.args...)
+			if err == nil {
+				_, err = v.Scored()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("RESP%d %v: Scored error = %v; want one saying %q", proto, tt.args, err, tt.want)
+			}
 		}
 	}
 }
@@ -728,12 +806,12 @@ func TestDoublesReadAlikeInBothProtocols(t *testing.T) {
 		if r.zrange, err = c.ZRange(ctx, "z", 0, -1, "WITHSCORES"); err != nil {
 			t.Fatalf("RESP%d: ZRange WITHSCORES: %v", proto, err)
 		}
-		v, err := c.ZRangeWithScores(ctx, "z", 0, -1)
+		v, err := c.Do(ctx, "ZRANGE", "z", 0, -1, "WITHSCORES")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r.scores, err = v.StringMap(); err != nil {
-			t.Fatalf("RESP%d: ZRangeWithScores StringMap: %v", proto, err)
+			t.Fatalf("RESP%d: ZRANGE WITHSCORES StringMap: %v", proto, err)
 		}
 		scores, err := c.ZMScore(ctx, "z", "a", "b", "c", "d")
 		if err != nil {

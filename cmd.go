@@ -732,6 +732,13 @@ func int64sReply(v Value, err error) ([]int64, error) {
 	return v.Int64s()
 }
 
+func scoredReply(v Value, err error) ([]Scored, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.Scored()
+}
+
 func valuesReply(v Value, err error) ([]Value, error) {
 	if err != nil {
 		return nil, err

@@ -10761,10 +10761,10 @@ func encZPopMax(w *cmdBuf, key string, args ...any) {
 //	ZPOPMAX key [count]
 //
 // args holds the optional count, if any.
-func (c *Client) ZPopMax(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) ZPopMax(ctx context.Context, key string, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZPopMax(w, key, args...)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZPopMax removes and returns members with the highest scores in a sorted
@@ -10773,20 +10773,21 @@ func (c *Client) ZPopMax(ctx context.Context, key string, args ...any) (Value, e
 //	ZPOPMAX key [count]
 //
 // args holds the optional count, if any.
-func (t *Tx) ZPopMax(ctx context.Context, key string, args ...any) (Value, error) {
+func (t *Tx) ZPopMax(ctx context.Context, key string, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZPopMax(w, key, args...)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZPopMax queues ZPOPMAX key followed by args. Its reply comes from Exec.
+// Value.Scored reads it.
 func (p *Pipeline) ZPopMax(key string, args ...any) *Pipeline {
 	encZPopMax(&p.w, key, args...)
 	return p
 }
 
 // ZPopMax queues ZPOPMAX key followed by args. Its reply goes to the
-// stream's function.
+// stream's function. Value.Scored reads it.
 func (s *Stream) ZPopMax(key string, args ...any) *Stream {
 	encZPopMax(&s.p.w, key, args...)
 	return s
@@ -10806,10 +10807,10 @@ func encZPopMin(w *cmdBuf, key string, args ...any) {
 //	ZPOPMIN key [count]
 //
 // args holds the optional count, if any.
-func (c *Client) ZPopMin(ctx context.Context, key string, args ...any) (Value, error) {
+func (c *Client) ZPopMin(ctx context.Context, key string, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZPopMin(w, key, args...)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZPopMin removes and returns members with the lowest scores in a sorted
@@ -10818,20 +10819,21 @@ func (c *Client) ZPopMin(ctx context.Context, key string, args ...any) (Value, e
 //	ZPOPMIN key [count]
 //
 // args holds the optional count, if any.
-func (t *Tx) ZPopMin(ctx context.Context, key string, args ...any) (Value, error) {
+func (t *Tx) ZPopMin(ctx context.Context, key string, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZPopMin(w, key, args...)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZPopMin queues ZPOPMIN key followed by args. Its reply comes from Exec.
+// Value.Scored reads it.
 func (p *Pipeline) ZPopMin(key string, args ...any) *Pipeline {
 	encZPopMin(&p.w, key, args...)
 	return p
 }
 
 // ZPopMin queues ZPOPMIN key followed by args. Its reply goes to the
-// stream's function.
+// stream's function. Value.Scored reads it.
 func (s *Stream) ZPopMin(key string, args ...any) *Stream {
 	encZPopMin(&s.p.w, key, args...)
 	return s
@@ -10889,31 +10891,31 @@ func encZRandMemberWithScores(w *cmdBuf, key string, count int64) {
 // sorted set.
 //
 //	ZRANDMEMBER key count WITHSCORES
-func (c *Client) ZRandMemberWithScores(ctx context.Context, key string, count int64) (Value, error) {
+func (c *Client) ZRandMemberWithScores(ctx context.Context, key string, count int64) ([]Scored, error) {
 	w := getBuf()
 	encZRandMemberWithScores(w, key, count)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZRandMemberWithScores returns one or multiple random elements from a
 // sorted set.
 //
 //	ZRANDMEMBER key count WITHSCORES
-func (t *Tx) ZRandMemberWithScores(ctx context.Context, key string, count int64) (Value, error) {
+func (t *Tx) ZRandMemberWithScores(ctx context.Context, key string, count int64) ([]Scored, error) {
 	w := getBuf()
 	encZRandMemberWithScores(w, key, count)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZRandMemberWithScores queues ZRANDMEMBER key count WITHSCORES. Its reply
-// comes from Exec.
+// comes from Exec. Value.Scored reads it.
 func (p *Pipeline) ZRandMemberWithScores(key string, count int64) *Pipeline {
 	encZRandMemberWithScores(&p.w, key, count)
 	return p
 }
 
 // ZRandMemberWithScores queues ZRANDMEMBER key count WITHSCORES. Its reply
-// goes to the stream's function.
+// goes to the stream's function. Value.Scored reads it.
 func (s *Stream) ZRandMemberWithScores(key string, count int64) *Stream {
 	encZRandMemberWithScores(&s.p.w, key, count)
 	return s
@@ -10985,10 +10987,10 @@ func encZRangeWithScores(w *cmdBuf, key string, start, stop any, args ...any) {
 //
 // args holds what follows WITHSCORES in that syntax, such as "BYSCORE",
 // "LIMIT", 0, 10.
-func (c *Client) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) (Value, error) {
+func (c *Client) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRangeWithScores(w, key, start, stop, args...)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZRangeWithScores returns a range of members in a sorted set.
@@ -10997,21 +10999,21 @@ func (c *Client) ZRangeWithScores(ctx context.Context, key string, start, stop a
 //
 // args holds what follows WITHSCORES in that syntax, such as "BYSCORE",
 // "LIMIT", 0, 10.
-func (t *Tx) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) (Value, error) {
+func (t *Tx) ZRangeWithScores(ctx context.Context, key string, start, stop any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRangeWithScores(w, key, start, stop, args...)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZRangeWithScores queues ZRANGE key start stop WITHSCORES followed by
-// args. Its reply comes from Exec.
+// args. Its reply comes from Exec. Value.Scored reads it.
 func (p *Pipeline) ZRangeWithScores(key string, start, stop any, args ...any) *Pipeline {
 	encZRangeWithScores(&p.w, key, start, stop, args...)
 	return p
 }
 
 // ZRangeWithScores queues ZRANGE key start stop WITHSCORES followed by
-// args. Its reply goes to the stream's function.
+// args. Its reply goes to the stream's function. Value.Scored reads it.
 func (s *Stream) ZRangeWithScores(key string, start, stop any, args ...any) *Stream {
 	encZRangeWithScores(&s.p.w, key, start, stop, args...)
 	return s
@@ -11129,10 +11131,10 @@ func encZRangeByScoreWithScores(w *cmdBuf, key string, min, max any, args ...any
 //	ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (c *Client) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) (Value, error) {
+func (c *Client) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRangeByScoreWithScores(w, key, min, max, args...)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZRangeByScoreWithScores returns a range of members in a sorted set, by
@@ -11141,21 +11143,22 @@ func (c *Client) ZRangeByScoreWithScores(ctx context.Context, key string, min, m
 //	ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (t *Tx) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) (Value, error) {
+func (t *Tx) ZRangeByScoreWithScores(ctx context.Context, key string, min, max any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRangeByScoreWithScores(w, key, min, max, args...)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZRangeByScoreWithScores queues ZRANGEBYSCORE key min max WITHSCORES
-// followed by args. Its reply comes from Exec.
+// followed by args. Its reply comes from Exec. Value.Scored reads it.
 func (p *Pipeline) ZRangeByScoreWithScores(key string, min, max any, args ...any) *Pipeline {
 	encZRangeByScoreWithScores(&p.w, key, min, max, args...)
 	return p
 }
 
 // ZRangeByScoreWithScores queues ZRANGEBYSCORE key min max WITHSCORES
-// followed by args. Its reply goes to the stream's function.
+// followed by args. Its reply goes to the stream's function. Value.Scored
+// reads it.
 func (s *Stream) ZRangeByScoreWithScores(key string, min, max any, args ...any) *Stream {
 	encZRangeByScoreWithScores(&s.p.w, key, min, max, args...)
 	return s
@@ -11478,31 +11481,31 @@ func encZRevRangeWithScores(w *cmdBuf, key string, start, stop int64) {
 // with scores ordered from high to low.
 //
 //	ZREVRANGE key start stop WITHSCORES
-func (c *Client) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) (Value, error) {
+func (c *Client) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) ([]Scored, error) {
 	w := getBuf()
 	encZRevRangeWithScores(w, key, start, stop)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZRevRangeWithScores returns a range of members in a sorted set, by index,
 // with scores ordered from high to low.
 //
 //	ZREVRANGE key start stop WITHSCORES
-func (t *Tx) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) (Value, error) {
+func (t *Tx) ZRevRangeWithScores(ctx context.Context, key string, start, stop int64) ([]Scored, error) {
 	w := getBuf()
 	encZRevRangeWithScores(w, key, start, stop)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZRevRangeWithScores queues ZREVRANGE key start stop WITHSCORES. Its reply
-// comes from Exec.
+// comes from Exec. Value.Scored reads it.
 func (p *Pipeline) ZRevRangeWithScores(key string, start, stop int64) *Pipeline {
 	encZRevRangeWithScores(&p.w, key, start, stop)
 	return p
 }
 
 // ZRevRangeWithScores queues ZREVRANGE key start stop WITHSCORES. Its reply
-// goes to the stream's function.
+// goes to the stream's function. Value.Scored reads it.
 func (s *Stream) ZRevRangeWithScores(key string, start, stop int64) *Stream {
 	encZRevRangeWithScores(&s.p.w, key, start, stop)
 	return s
@@ -11623,10 +11626,10 @@ func encZRevRangeByScoreWithScores(w *cmdBuf, key string, max, min any, args ...
 //	ZREVRANGEBYSCORE key max min WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (c *Client) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) (Value, error) {
+func (c *Client) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRevRangeByScoreWithScores(w, key, max, min, args...)
-	return valueReply(c.run(ctx, w))
+	return scoredReply(c.run(ctx, w))
 }
 
 // ZRevRangeByScoreWithScores returns a range of members in a sorted set, by
@@ -11635,21 +11638,22 @@ func (c *Client) ZRevRangeByScoreWithScores(ctx context.Context, key string, max
 //	ZREVRANGEBYSCORE key max min WITHSCORES [LIMIT offset count]
 //
 // args holds what follows WITHSCORES in that syntax.
-func (t *Tx) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) (Value, error) {
+func (t *Tx) ZRevRangeByScoreWithScores(ctx context.Context, key string, max, min any, args ...any) ([]Scored, error) {
 	w := getBuf()
 	encZRevRangeByScoreWithScores(w, key, max, min, args...)
-	return valueReply(t.run(ctx, w))
+	return scoredReply(t.run(ctx, w))
 }
 
 // ZRevRangeByScoreWithScores queues ZREVRANGEBYSCORE key max min WITHSCORES
-// followed by args. Its reply comes from Exec.
+// followed by args. Its reply comes from Exec. Value.Scored reads it.
 func (p *Pipeline) ZRevRangeByScoreWithScores(key string, max, min any, args ...any) *Pipeline {
 	encZRevRangeByScoreWithScores(&p.w, key, max, min, args...)
 	return p
 }
 
 // ZRevRangeByScoreWithScores queues ZREVRANGEBYSCORE key max min WITHSCORES
-// followed by args. Its reply goes to the stream's function.
+// followed by args. Its reply goes to the stream's function. Value.Scored
+// reads it.
 func (s *Stream) ZRevRangeByScoreWithScores(key string, max, min any, args ...any) *Stream {
 	encZRevRangeByScoreWithScores(&s.p.w, key, max, min, args...)
 	return s

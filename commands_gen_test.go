@@ -281,6 +281,7 @@ func TestTypedRepliesAlikeInBothProtocols(t *testing.T) {
 	num := func(n int64, err error) (any, error) { return n, err }
 	flt := func(f float64, err error) (any, error) { return f, err }
 	list := func(ss []string, err error) (any, error) { return ss, err }
+	scored := func(ms []Scored, err error) (any, error) { return ms, err }
 	type call struct {
 		name string
 		run  func(context.Context, *Client) (any, error)
@@ -294,10 +295,10 @@ func TestTypedRepliesAlikeInBothProtocols(t *testing.T) {
 			return flt(c.ZAddIncr(ctx, "z", "NX", "INCR", 1, "a"))
 		}, nil},
 		{"ZMSCORE", func(ctx context.Context, c *Client) (any, error) { return texts(c.ZMScore(ctx, "z", "a", "q", "b")) }, []string{"1.5", "nil", "inf"}},
-		{"ZPOPMIN", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMin(ctx, "z")) }, []string{"c", "-inf"}},
-		{"ZPOPMIN count", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMin(ctx, "z", 2)) }, []string{"a", "1.5", "d", "2"}},
-		{"ZPOPMAX count of one", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMax(ctx, "z", 1)) }, []string{"b", "inf"}},
-		{"ZPOPMAX of a missing key", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZPopMax(ctx, "q")) }, []string{}},
+		{"ZPOPMIN", func(ctx context.Context, c *Client) (any, error) { return scored(c.ZPopMin(ctx, "z")) }, []Scored{{"c", math.Inf(-1)}}},
+		{"ZPOPMIN count", func(ctx context.Context, c *Client) (any, error) { return scored(c.ZPopMin(ctx, "z", 2)) }, []Scored{{"a", 1.5}, {"d", 2}}},
+		{"ZPOPMAX count of one", func(ctx context.Context, c *Client) (any, error) { return scored(c.ZPopMax(ctx, "z", 1)) }, []Scored{{"b", math.Inf(1)}}},
+		{"ZPOPMAX of a missing key", func(ctx context.Context, c *Client) (any, error) { return scored(c.ZPopMax(ctx, "q")) }, []Scored{}},
 		{"ZMPOP of empty sets", func(ctx context.Context, c *Client) (any, error) { return strs(c.ZMPop(ctx, 1, "q", "MIN")) }, nil},
 		{"BZPOPMIN timeout", func(ctx context.Context, c *Client) (any, error) { return texts(c.BZPopMin(ctx, 0.01, "q")) }, nil},
 		{"LRANGE of a missing key", func(ctx context.Context, c *Client) (any, error) { return list(c.LRange(ctx, "q", 0, -1)) }, []string{}},

@@ -335,6 +335,38 @@ func (v Value) pairs() ([]Value, error) {
 	return nil, v.typeErr("map")
 }
 
+// Scored is a sorted set member with its score, as the replies of
+// ZRANGE WITHSCORES, ZPOPMIN and the like give them.
+type Scored struct {
+	Member string
+	Score  float64
+}
+
+// Scored reads a reply of members and their scores, in the order the
+// server sent them: a RESP2 flat array of alternating members and scores,
+// or the RESP3 list of pairs, alike. A score of inf or -inf reads as an
+// infinity. An element that is not a member followed by its score is an
+// error that names its position.
+func (v Value) Scored() ([]Scored, error) {
+	kv, err := v.pairs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Scored, len(kv)/2)
+	for i := range out {
+		m, err := kv[2*i].Text()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: member %d: %w", i, err)
+		}
+		f, err := kv[2*i+1].Float64()
+		if err != nil {
+			return nil, fmt.Errorf("redpipe: score of member %d: %w", i, err)
+		}
+		out[i] = Scored{Member: m, Score: f}
+	}
+	return out, nil
+}
+
 // Map returns a map reply (or a RESP2 array of alternating keys and
 // values) keyed by the keys' text.
 func (v Value) Map() (map[string]Value, error) {

@@ -105,6 +105,7 @@ var replyKinds = map[string]struct{ results, conv string }{
 	"strings":   {"([]string, error)", "stringsReply"},
 	"int64s":    {"([]int64, error)", "int64sReply"},
 	"values":    {"([]Value, error)", "valuesReply"},
+	"scored":    {"([]Scored, error)", "scoredReply"},
 	"stringmap": {"(map[string]string, error)", "stringMapReply"},
 	"value":     {"(Value, error)", "valueReply"},
 	"script":    {"(Value, error)", "scriptReply"},
@@ -591,7 +592,7 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 
 	for _, q := range queues {
 		b.WriteString("\n")
-		writeDoc(b, fmt.Sprintf("%s queues %s. %s", w.GoName, shortLine, q.reply))
+		writeDoc(b, fmt.Sprintf("%s queues %s. %s%s", w.GoName, shortLine, q.reply, readNote(w)))
 		fmt.Fprintf(b, "func (%s %s) %s(%s) %s {\n\t%s(&%s", q.name, q.typ, w.GoName, params, q.typ, enc, q.buf)
 		if args != "" {
 			b.WriteString(", " + args)
@@ -606,6 +607,15 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 var queues = []struct{ name, typ, buf, reply string }{
 	{"p", "*Pipeline", "p.w", "Its reply comes from Exec."},
 	{"s", "*Stream", "s.p.w", "Its reply goes to the stream's function."},
+}
+
+// readNote tells, for a queued command whose typed method returns what no
+// single Value method obviously gives, which Value method reads its reply.
+func readNote(w *wrapper) string {
+	if w.Kind == "scored" {
+		return " Value.Scored reads it."
+	}
+	return ""
 }
 
 // restNote tells what the final args parameter holds.
