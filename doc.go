@@ -55,9 +55,10 @@
 // # Replies
 //
 // A Value is one reply. Its accessors (Text, Bytes, Int64, Float64, Bool,
-// Slice, Strings, Map, StringMap, IsNil, Err) convert it without type
-// assertions and return an error instead of panicking on a reply of another
-// type. A nil reply is ErrNil for the command that got it. A server error is
+// Slice, Strings, Map, StringMap, Scored, IsNil, Err) convert it without
+// type assertions and return an error instead of panicking on a reply of
+// another type. They read what RESP2 and RESP3 send differently (a map
+// or a flat array, a list of pairs) alike. A nil reply is ErrNil for the command that got it. A server error is
 // an *Error, whose Prefix (ERR, WRONGTYPE, NOSCRIPT, MOVED...) says what
 // happened:
 //
