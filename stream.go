@@ -65,12 +65,14 @@ type Stream struct {
 // method that handed the reply out, and the stream takes it for an error
 // of each: each is not called again, and Close, deferred or called after
 // a recover, still reads the replies, gives the connection back and
-// reports it. each may call the Client: a plain call goes on the shared
-// connection, but one that needs a connection of its own (Watch, a
-// blocking command, a large pipeline, another stream) waits for one from
-// the pool, in which the stream holds one (on a cluster, one per node),
-// until its own context ends if the pool (Options.PoolSize) has none
-// left.
+// reports it; when Close (or Discard) handed the reply out, the stream is
+// finished so before the panic goes on up, and so when each or a Decoder
+// ends its goroutine (runtime.Goexit, as t.FailNow calls). each may call
+// the Client: a plain call goes on the shared connection, but one that
+// needs a connection of its own (Watch, a blocking command, a large
+// pipeline, another stream) waits for one from the pool, in which the
+// stream holds one (on a cluster, one per node), until its own context
+// ends if the pool (Options.PoolSize) has none left.
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
@@ -326,22 +328,29 @@ func (s *Stream) deliver(ctx context.Context) {
 }
 
 // hand applies the decoder of command i, named name, to its reply v,
-// notes the reply's error, and gives v to each, unless each has failed.
+// notes the reply's error, and gives v to each; once each has failed it
+// does nothing.
 // An error of each is of unknown outcome whatever it says of its own
 // part, since the stream's commands run all the same. A panic of the
 // decoder or of each goes on to the caller, and the stream takes it for
 // an error of each, so that Close, deferred or called after a recover,
 // does not call each again and reports it.
 func (s *Stream) hand(i int, name string, v Value) {
+	if s.eachErr != nil {
+		// Nobody sees the reply, nor its error, which Close would not
+		// report over that of each: its decoder, which may panic again,
+		// is not run.
+		return
+	}
 	who := "its decoder"
 	defer func() {
 		if who != "" && s.eachErr == nil {
 			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name),
-				err: errors.New(who + " panicked; each is not called again")}
+				err: errors.New(who + " panicked, or ended its goroutine; each is not called again")}
 		}
 	}()
 	s.p.checkReply(&v, i, name, &s.cmdErr)
-	if s.eachErr == nil && s.each != nil {
+	if s.each != nil {
 		who = "each"
 		if e := s.each(i, v); e != nil {
 			s.eachErr = &uncertainError{msg: fmt.Sprintf("redpipe: stream reply %d (%s)", i, name), err: e}
@@ -363,8 +372,25 @@ func (s *Stream) result() error {
 }
 
 // finish sends the rest (unless discarding), waits for every reply, gives
-// the connection back and closes the stream.
+// the connection back and closes the stream. each or a Decoder may panic,
+// or end the goroutine, as it hands the replies out: the stream is then
+// finished all the same, without them (see hand), before that goes on up,
+// so that a deferred Close, which nothing calls again, does not keep the
+// connection (on a cluster, one per node) out of the pool for good.
 func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
+	ended := false
+	defer func() {
+		if !ended && !s.closed {
+			s.end(ctx, send)
+		}
+	}()
+	n, err := s.end(ctx, send)
+	ended = true
+	return n, err
+}
+
+// end is finish, but for what a panic or a Goexit of user code leaves.
+func (s *Stream) end(ctx context.Context, send bool) (int, error) {
 	if s.cl != nil {
 		return s.cl.finish(ctx, send)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -684,6 +685,89 @@ func TestStreamEachPanics(t *testing.T) {
 	t.Run("Cluster", func(t *testing.T) {
 		c, _ := connectedCluster(t)
 		run(t, c, func() bool { idle(t, c); return true })
+	})
+}
+
+// TestStreamPanicInClose: each, or a Decoder, that panics or ends its
+// goroutine (runtime.Goexit, as t.FailNow calls) on a reply that a
+// deferred Close hands out. The stream is finished before that goes on
+// up: every command queued runs, the connections go back to the pool, Err
+// reports it, and a second Close says the stream is closed. Before, the
+// deferred Close was left half done and nothing called it again: its
+// connection was kept out of the pool for good, and with PoolSize 1 every
+// later Watch or stream waited for one until its context ended. On one
+// node and on a cluster.
+func TestStreamPanicInClose(t *testing.T) {
+	run := func(t *testing.T, c *Client, pooled func() bool) {
+		ctx := ctxT(t)
+		const n, at = 50, 20 // well within a chunk: Close hands out every reply
+		for _, goexit := range []bool{false, true} {
+			for _, inDecoder := range []bool{false, true} {
+				name := fmt.Sprintf("goexit %v, in a decoder %v", goexit, inDecoder)
+				key := fmt.Sprintf("close-panics:%v:%v", goexit, inDecoder)
+				boom := func() {
+					if goexit {
+						runtime.Goexit()
+					}
+					panic("boom")
+				}
+				var opts []PipelineOption
+				if inDecoder {
+					opts = append(opts, WithDecoder("INCR", func(v Value) (any, error) {
+						if got, _ := v.Int64(); got == at+1 {
+							boom()
+						}
+						return nil, nil
+					}))
+				}
+				s := c.Stream(ctx, func(i int, v Value) error {
+					if !inDecoder && i == at {
+						boom()
+					}
+					return nil
+				}, opts...)
+				err := callAlone(func() error {
+					defer s.Close(ctx)
+					for range n {
+						s.Incr(key)
+					}
+					return nil
+				})
+				want := "it panicked: boom"
+				if goexit {
+					want = errEndedCaller.Error()
+				}
+				if err == nil || err.Error() != want {
+					t.Errorf("%s: the deferred Close = %v, want %q", name, err, want)
+				}
+				if !pooled() {
+					t.Errorf("%s: the stream's connections did not go back to the pool", name)
+				}
+				if v, err := c.Get(ctx, key); err != nil || v != strconv.Itoa(n) {
+					t.Errorf("%s: %s = %q, %v; want %d: every command queued runs", name, key, v, err, n)
+				}
+				if err := s.Err(); err == nil || !strings.Contains(err.Error(), "ended its goroutine") || OutcomeOf(err) != OutcomeUnknown {
+					t.Errorf("%s: Err = %v (outcome %v); want an error that says so, of unknown outcome", name, err, OutcomeOf(err))
+				}
+				if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
+					t.Errorf("%s: a second Close = %v, want ErrClosed", name, err)
+				}
+			}
+		}
+		// The pool's connections are all there to lend.
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := c.Stream(short, nil).Incr("after-close-panics").Close(short); err != nil {
+			t.Fatalf("a stream after them: %v", err)
+		}
+	}
+	t.Run("Node", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{PoolSize: 1})
+		run(t, c, func() bool { open, idle := c.pool.Stats(); return open == 1 && idle == 1 })
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		c, _ := connectedCluster(t)
+		run(t, c, func() bool { idle(t, c); return !t.Failed() })
 	})
 }
 
