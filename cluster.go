@@ -615,7 +615,7 @@ func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) 
 // unreachable tells a failure to reach a node (refused, unknown, timed out
 // before anything was sent) after which a refresh may find another route.
 func unreachable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) || refusedByClient(err) {
 		return false
 	}
 	// A transaction is reported not applied when it was not even sent:
@@ -625,6 +625,17 @@ func unreachable(ctx context.Context, err error) bool {
 		err = oc.Err
 	}
 	return OutcomeOf(err) == OutcomeNotSent
+}
+
+// refusedByClient tells a call the client refused before sending it: a
+// misuse (*UsageError), a wrong number of arguments, an argument it could
+// not encode. Not sent, it says nothing of whether a node can be reached,
+// and sent anywhere again it is refused again.
+func refusedByClient(err error) bool {
+	var ue *UsageError
+	var ae *ArityError
+	var ge *ArgError
+	return errors.As(err, &ue) || errors.As(err, &ae) || errors.As(err, &ge)
 }
 
 // maxCrossSlotKeys bounds the keys a CrossSlotError names.

@@ -33,6 +33,7 @@ func TestCluster(t *testing.T) {
 	t.Run("CrossSlot", func(t *testing.T) { testClusterCrossSlot(t, cl, c) })
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
+	t.Run("TxRefused", func(t *testing.T) { testClusterTxRefused(t, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
 	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
 	t.Run("OneServerCommands", func(t *testing.T) { testClusterOneServerCommands(t, c) })
@@ -233,6 +234,59 @@ func testClusterTransaction(t *testing.T, c *Client) {
 	}
 	if v, err := c.Get(ctx, "{user1}:visits"); err != nil || v != "1000" {
 		t.Errorf("visits = %q, %v; want 1000", v, err)
+	}
+}
+
+// A Transaction on a cluster whose fn returns a call the client refused
+// (a write on the Tx of a Transaction), or whose Multi pipeline the client
+// refuses (a command on the Tx after Multi, a wrong number of arguments),
+// fails at once with that refusal, not applied, as on one node. Such an
+// error says nothing was sent, and was taken for a master that could not
+// be reached: fn ran again after a refresh of the layout, six times in
+// all, and the error said the redirections had run out.
+func testClusterTxRefused(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	key := "{txrefused}:k"
+	if _, err := c.Exists(ctx, key); err != nil { // the layout is loaded
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(tx *Tx) error
+		want any
+	}{
+		{"fn returns the refusal of a write on the Tx", func(tx *Tx) error {
+			_, err := tx.Do(ctx, "SET", key, "1")
+			return err
+		}, new(*UsageError)},
+		{"a command on the Tx after Multi", func(tx *Tx) error {
+			tx.Multi().Set(key, "1")
+			tx.Get(ctx, key)
+			return nil
+		}, new(*UsageError)},
+		{"a wrong number of arguments in the Multi", func(tx *Tx) error {
+			tx.Multi().Do("SET", key)
+			return nil
+		}, new(*ArityError)},
+	} {
+		calls := 0
+		refreshes := c.cluster.refreshes.Load()
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			calls++
+			return tc.fn(tx)
+		}, key)
+		if !errors.As(err, tc.want) || !errors.Is(err, ErrNotApplied) || strings.Contains(err.Error(), "gave up") {
+			t.Errorf("%s: Transaction = %v; want the refusal, not applied", tc.name, err)
+		}
+		if calls != 1 {
+			t.Errorf("%s: fn ran %d times, want once", tc.name, calls)
+		}
+		if n := c.cluster.refreshes.Load() - refreshes; n != 0 {
+			t.Errorf("%s: %d refreshes of the layout, want none", tc.name, n)
+		}
+	}
+	if n, err := c.Exists(ctx, key); err != nil || n != 0 {
+		t.Errorf("%s exists (%d, %v) after refused transactions", key, n, err)
 	}
 }
 
