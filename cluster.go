@@ -615,7 +615,7 @@ func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) 
 // unreachable tells a failure to reach a node (refused, unknown, timed out
 // before anything was sent) after which a refresh may find another route.
 func unreachable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, ErrClosed) || refusedByClient(err) {
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) || refusedByClient(err) || contextEnded(err) {
 		return false
 	}
 	// A transaction is reported not applied when it was not even sent:
@@ -636,6 +636,16 @@ func refusedByClient(err error) bool {
 	var ae *ArityError
 	var ge *ArgError
 	return errors.As(err, &ue) || errors.As(err, &ae) || errors.As(err, &ge)
+}
+
+// contextEnded tells a call stopped, before it was sent, by the end of a
+// context other than the caller's: one that a Transaction's fn gave its
+// own reads. That says nothing of the node either, unlike a dial or a
+// handshake cut short by Options.DialTimeout.
+func contextEnded(err error) bool {
+	var he *HandshakeError
+	return (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) &&
+		!connFailed(err) && !errors.As(err, &he)
 }
 
 // maxCrossSlotKeys bounds the keys a CrossSlotError names.

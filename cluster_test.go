@@ -238,14 +238,17 @@ func testClusterTransaction(t *testing.T, c *Client) {
 }
 
 // A Transaction on a cluster whose fn returns a call the client refused
-// (a write on the Tx of a Transaction), or whose Multi pipeline the client
-// refuses (a command on the Tx after Multi, a wrong number of arguments),
-// fails at once with that refusal, not applied, as on one node. Such an
-// error says nothing was sent, and was taken for a master that could not
-// be reached: fn ran again after a refresh of the layout, six times in
-// all, and the error said the redirections had run out.
+// (a write on the Tx of a Transaction) or one stopped by the end of fn's
+// own context, or whose Multi pipeline the client refuses (a command on
+// the Tx after Multi, a wrong number of arguments), fails at once with
+// that error, not applied, as on one node. Such an error says nothing was
+// sent, and was taken for a master that could not be reached: fn ran
+// again after a refresh of the layout, six times in all, and the error
+// said the redirections had run out.
 func testClusterTxRefused(t *testing.T, c *Client) {
 	ctx := clusterCtx(t)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
 	key := "{txrefused}:k"
 	if _, err := c.Exists(ctx, key); err != nil { // the layout is loaded
 		t.Fatal(err)
@@ -268,6 +271,20 @@ func testClusterTxRefused(t *testing.T, c *Client) {
 			tx.Multi().Do("SET", key)
 			return nil
 		}, new(*ArityError)},
+		// So is a call stopped before it was sent by the end of a context
+		// of fn's own, on the Tx or on the Client.
+		{"fn returns a read on the Tx cut by its own context", func(tx *Tx) error {
+			_, err := tx.Get(ended, key)
+			return err
+		}, new(*ConnError)},
+		{"fn returns a Watch cut by its own context", func(tx *Tx) error {
+			_, err := c.Watch(ended, key)
+			return err
+		}, new(*notSentError)},
+		{"fn runs Exec under its own context, which ended", func(tx *Tx) error {
+			_, err := tx.Multi().Set(key, "1").Exec(ended)
+			return err
+		}, new(*ConnError)},
 	} {
 		calls := 0
 		refreshes := c.cluster.refreshes.Load()
