@@ -534,7 +534,10 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // the session, and Exec the pipeline fn opened with Multi. When a watched
 // key changed (ErrWatch) it runs fn again, up to the options' attempts,
 // pausing between attempts, and never past ctx's deadline. It returns
-// EXEC's replies; nil if fn opened no Multi.
+// EXEC's replies; nil if fn opened no Multi. When a command of the
+// transaction failed as it ran (WRONGTYPE), or its Decoder did, the others
+// were applied: it returns EXEC's replies with the *CommandError of the
+// first, as Exec does, and TransactionValue fn's value.
 //
 // fn reads through the Tx, then calls tx.Multi() and queues the writes; a
 // command on the Tx itself that is not read-only (a write, a script run
@@ -603,7 +606,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 			return v, replies, nil
 		}
 		if !errors.Is(err, ErrWatch) {
-			return zero, nil, err
+			return v, replies, err // zero and nil unless the transaction was applied
 		}
 		last = err
 		if attempt >= o.MaxAttempts {
@@ -672,6 +675,13 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		var zero T
 		if ran {
 			return zero, nil, 0, fnError(t, err)
+		}
+		if replies != nil {
+			// EXEC ran the transaction; a command of it failed as it ran
+			// (WRONGTYPE), or its Decoder did. The others were applied:
+			// their replies, and fn's value, go back with the error, as
+			// Exec gives them.
+			return v, replies, 0, err
 		}
 		return zero, nil, 0, err
 	}

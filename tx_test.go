@@ -449,6 +449,49 @@ func TestTransactionValue(t *testing.T) {
 	}
 }
 
+// TestTransactionCommandFailedAsItRan: a transaction that EXEC ran, one
+// command of which failed as it ran (WRONGTYPE) or whose Decoder failed,
+// was applied but for that command. Transaction returns EXEC's replies
+// with the *CommandError of the first, as Exec does, and TransactionValue
+// fn's value; it is not run again. Both once returned nil, and the caller
+// of an applied transaction could not tell what its other commands did.
+func TestTransactionCommandFailedAsItRan(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "ran:str", "x"); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	replies, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		tx.Multi().Incr("ran:n").LPush("ran:str", "a").Get("ran:str")
+		return nil
+	}, "ran:n")
+	var ce *CommandError
+	var se *Error
+	if !errors.As(err, &ce) || ce.Index != 1 || !errors.As(err, &se) || se.Prefix != "WRONGTYPE" || calls != 1 {
+		t.Fatalf("Transaction = %v after %d calls of fn; want the WRONGTYPE of command 1, fn run once", err, calls)
+	}
+	if got := fmt.Sprint(replies); len(replies) != 3 || replies[0].String() != "1" || replies[2].String() != "x" || replies[1].Err() == nil {
+		t.Fatalf("Transaction's replies = %s; want EXEC's three, the second an error", got)
+	}
+
+	// A Decoder that fails: GET ran, and so did the INCR before it.
+	c.SetDecoder("GET", func(v Value) (any, error) { return nil, errors.New("undecodable") })
+	got, err := TransactionValue(ctx, c, func(tx *Tx) (string, error) {
+		tx.Multi().Incr("ran:n").Get("ran:str")
+		return "fn's value", nil
+	}, "ran:n")
+	var de *DecodeError
+	if !errors.As(err, &de) || !errors.As(err, &ce) || ce.Index != 1 || got != "fn's value" {
+		t.Fatalf("TransactionValue = %q, %v; want fn's value and the decoding error of command 1", got, err)
+	}
+	c.SetDecoder("GET", nil)
+	if n, err := c.Get(ctx, "ran:n"); err != nil || n != "2" {
+		t.Fatalf("ran:n = %q, %v; want 2: each transaction ran once", n, err)
+	}
+}
+
 // TestCleanAfterEveryFailure: after a watch conflict, an EXECABORT, a
 // cancelled context while watching and a panic inside fn, the next
 // connection from the pool has no WATCH and no MULTI, and the panic
