@@ -305,6 +305,22 @@ func testClusterTxRefused(t *testing.T, c *Client) {
 	if n, err := c.Exists(ctx, key); err != nil || n != 0 {
 		t.Errorf("%s exists (%d, %v) after refused transactions", key, n, err)
 	}
+
+	// A Transaction without keys, as Watch without keys, is refused:
+	// nothing says which master it runs on. It ran on any one, where a
+	// read of a key elsewhere was answered MOVED, and a Multi of keys in
+	// several slots was sent, refused and moved, fn running again, rather
+	// than refused before anything was sent.
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		tx.Multi().Set("{txrefused}:a", 1).Set("{txrefused}:b:other", 1).Set("{txrefusedb}:c", 1)
+		return nil
+	})
+	var ue *UsageError
+	if !errors.As(err, &ue) || calls != 0 {
+		t.Errorf("Transaction without keys = %v after %d calls of fn; want a *UsageError, fn not run", err, calls)
+	}
 }
 
 // A session on a cluster keeps to the slot of its watched keys: a command,

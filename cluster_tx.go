@@ -72,6 +72,13 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
 	}
+	if len(keys) == 0 {
+		// As for Watch: nothing would tell which master to run on. Run on
+		// any one, the session would see the keys of the others answered
+		// MOVED, and a Multi with keys elsewhere would be sent, refused
+		// and moved, running fn again each time.
+		return zero, nil, &UsageError{Msg: "Transaction on a cluster needs the keys to watch: their slot chooses the master it runs on"}
+	}
 	if err := r.ready(ctx); err != nil {
 		return zero, nil, err
 	}

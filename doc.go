@@ -352,10 +352,11 @@
 //     ASKING before MULTI for ASK). Watch returns the Tx of the slot's
 //     master, which refuses the same way any command, pipeline or Multi
 //     with a key outside the watched slot; decoders set on the cluster's
-//     Client apply to its replies. Transaction starts again on the new
-//     master when its slot
-//     moved or its master could not be reached (a replica promoted in its
-//     place), and waits out a migration in progress.
+//     Client apply to its replies. Watch and Transaction need the keys to
+//     watch, whose slot chooses the master: without them they are refused
+//     with a *UsageError. Transaction starts again on the new master when
+//     its slot moved or its master could not be reached (a replica
+//     promoted in its place), and waits out a migration in progress.
 //   - Reads go to masters unless ClusterOptions.ReadFromReplicas is set.
 //     Then read-only commands with keys (GET, HGETALL, MGET of one slot,
 //     EVAL_RO) go to a healthy replica of their slot's master, chosen at
