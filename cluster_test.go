@@ -34,6 +34,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxRefused", func(t *testing.T) { testClusterTxRefused(t, c) })
+	t.Run("TxAppliedRedirectReply", func(t *testing.T) { testClusterTxAppliedRedirectReply(t, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
 	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
 	t.Run("OneServerCommands", func(t *testing.T) { testClusterOneServerCommands(t, c) })
@@ -320,6 +321,34 @@ func testClusterTxRefused(t *testing.T, c *Client) {
 	var ue *UsageError
 	if !errors.As(err, &ue) || calls != 0 {
 		t.Errorf("Transaction without keys = %v after %d calls of fn; want a *UsageError, fn not run", err, calls)
+	}
+}
+
+// A Transaction that EXEC applied, one command of which has a reply that
+// reads as a redirection (a script's own error, MOVED to a node that does
+// not exist), is not moved and run again: it returns EXEC's replies with
+// that command's error, of unknown outcome. It was taken for a transaction
+// the node had refused: fn ran again, the INCR was applied three times,
+// and the error said the transaction was not applied, not even sent.
+func testClusterTxAppliedRedirectReply(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	key := "{txmovedreply}:n"
+	calls := 0
+	replies, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		tx.Multi().Incr(key).Do("EVAL", "return redis.error_reply('MOVED 1 127.0.0.1:1')", 1, key)
+		return nil
+	}, key)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) || calls != 1 {
+		t.Errorf("Transaction = %v (outcome %v) after %d calls of fn; want the error of command 1, of unknown outcome, fn run once",
+			err, OutcomeOf(err), calls)
+	}
+	if len(replies) != 2 || replies[0].String() != "1" {
+		t.Errorf("replies = %v; want EXEC's two", replies)
+	}
+	if n, err := c.Get(ctx, key); err != nil || n != "1" {
+		t.Errorf("%s = %q, %v; want 1: the transaction ran once", key, n, err)
 	}
 }
 

@@ -105,7 +105,10 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 			continue
 		}
 		rd, ok := clusterRedirectErr(err, node.opt.Addr)
-		if !ok {
+		if !ok || !SafeToRetry(err) {
+			// Only an attempt that certainly was not applied moves: the
+			// redirection of an applied one is a reply of its own (a
+			// script's error), and running fn again would apply it twice.
 			return v, replies, err
 		}
 		if node, err = r.followTx(ctx, rd, slot, &redirects, &tries, err); err != nil {
