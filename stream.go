@@ -48,6 +48,7 @@ type Stream struct {
 	eachErr  error    // what each returned; each is not called after it
 	cmdErr   error    // the first command's own error
 	closed   bool
+	untold   bool // closed as each or a Decoder panicked in Close: the next Close reports it
 	late     int  // commands queued after Close, dropped as the buffer filled
 	busy     bool // handing out replies, from which each may queue commands
 
@@ -159,9 +160,17 @@ func (s *Stream) drop() {
 // command's error as a *CommandError unless the option ErrorsInReplies was
 // given. When the stream failed part way, the error's outcome (OutcomeOf)
 // is OutcomeUnknown once any chunk went out. After Close the stream is finished:
-// a second Close reports ErrClosed.
+// a second Close reports ErrClosed, unless each or a Decoder panicked in
+// the first, which then returned nothing: the second reports what it
+// would have.
 func (s *Stream) Close(ctx context.Context) (int, error) {
 	if s.closed {
+		if s.untold {
+			// The Close that each or a Decoder panicked in finished the
+			// stream; this one, called after a recover, reports it.
+			s.untold = false
+			return s.Len(), s.result()
+		}
 		return 0, &UsageError{Msg: "Stream used after Close", Err: ErrClosed}
 	}
 	if s.inEach() {
@@ -382,6 +391,7 @@ func (s *Stream) finish(ctx context.Context, send bool) (int, error) {
 	defer func() {
 		if !ended && !s.closed {
 			s.end(ctx, send)
+			s.untold = send
 		}
 	}()
 	n, err := s.end(ctx, send)

@@ -691,8 +691,8 @@ func TestStreamEachPanics(t *testing.T) {
 // TestStreamPanicInClose: each, or a Decoder, that panics or ends its
 // goroutine (runtime.Goexit, as t.FailNow calls) on a reply that a
 // deferred Close hands out. The stream is finished before that goes on
-// up: every command queued runs, the connections go back to the pool, Err
-// reports it, and a second Close says the stream is closed. Before, the
+// up: every command queued runs, the connections go back to the pool, and
+// Err and a Close called after a recover report it. Before, the
 // deferred Close was left half done and nothing called it again: its
 // connection was kept out of the pool for good, and with PoolSize 1 every
 // later Watch or stream waited for one until its context ended. On one
@@ -749,8 +749,13 @@ func TestStreamPanicInClose(t *testing.T) {
 				if err := s.Err(); err == nil || !strings.Contains(err.Error(), "ended its goroutine") || OutcomeOf(err) != OutcomeUnknown {
 					t.Errorf("%s: Err = %v (outcome %v); want an error that says so, of unknown outcome", name, err, OutcomeOf(err))
 				}
+				// Close called after a recover reports what the one that
+				// panicked could not; the next says the stream is closed.
+				if sent, err := s.Close(ctx); sent != n || err == nil || !strings.Contains(err.Error(), "ended its goroutine") {
+					t.Errorf("%s: a second Close = %d, %v; want the %d sent and the error", name, sent, err, n)
+				}
 				if _, err := s.Close(ctx); !errors.Is(err, ErrClosed) {
-					t.Errorf("%s: a second Close = %v, want ErrClosed", name, err)
+					t.Errorf("%s: a third Close = %v, want ErrClosed", name, err)
 				}
 			}
 		}
