@@ -24,7 +24,11 @@ const streamChunk = 64 << 10
 // while the caller is still encoding.
 //
 // A stream is not a transaction, and what it sent has run. It is not safe
-// for concurrent use.
+// for concurrent use. Its commands run one after the other on its
+// connection, so a blocking command in it (BLPOP, XREAD with BLOCK)
+// holds back every command queued after it until it returns: one that
+// waits for what a later command of the same stream would push waits
+// out its own timeout, or the context if it has none.
 //
 // On a cluster Client a stream loads every master at once: each command
 // goes to the master of its slot, over one connection per node, and the
