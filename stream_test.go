@@ -309,6 +309,27 @@ func TestStreamDiscard(t *testing.T) {
 	}
 }
 
+// TestStreamBlockingCommandHoldsBackTheRest: a blocking command in a
+// stream runs on the stream's connection, so the command queued after it
+// that would feed it runs only once it has timed out, as the Stream doc
+// says.
+func TestStreamBlockingCommandHoldsBackTheRest(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var got []Value
+	s := c.Stream(ctx, func(i int, v Value) error { got = append(got, v); return nil })
+	s.BLPop(0.2, "sb:q").RPush("sb:q", "x").LLen("sb:q")
+	if n, err := s.Close(ctx); n != 3 || err != nil {
+		t.Fatalf("Close = %d, %v", n, err)
+	}
+	if len(got) != 3 || !got[0].IsNil() {
+		t.Fatalf("replies %v: want BLPOP's timeout (nil) first", got)
+	}
+	if n, err := got[2].Int64(); n != 1 || err != nil {
+		t.Fatalf("LLEN after the stream = %d, %v; want 1: the RPUSH ran after the BLPOP gave up", n, err)
+	}
+}
+
 // TestStreamConnectionLost: the connection dies with chunks in flight;
 // Close returns, the outcome is unknown, and the client goes on.
 func TestStreamConnectionLost(t *testing.T) {
