@@ -295,7 +295,12 @@ type DialError struct {
 func (e *DialError) Error() string { return fmt.Sprintf("redpipe: dial %s: %v", e.Addr, e.Err) }
 func (e *DialError) Unwrap() error { return e.Err }
 
-// DecodeError is a reply a Decoder could not decode.
+// DecodeError is a reply a Decoder could not decode. The command ran: its
+// reply came. errors.Is and errors.As reach the Decoder's error, Err,
+// except for what would tell the command's outcome otherwise: a Decoder
+// that returns an error of redpipe's own (ErrWatch, a *UsageError from a
+// call it made, a MOVED *Error) speaks of its own call, and taken for the
+// command's it would report not applied what ran, or send it again.
 type DecodeError struct {
 	Command string
 	Err     error
@@ -305,7 +310,24 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("redpipe: decoding the reply of %s: %v", e.Command, e.Err)
 }
 
-func (e *DecodeError) Unwrap() error { return e.Err }
+// Is reaches Err, but for ErrNotApplied and ErrWatch. Err is not handed
+// to errors.Is through an Unwrap method, which would reach it whatever Is
+// says.
+func (e *DecodeError) Is(target error) bool {
+	return !errors.Is(target, ErrNotApplied) && errors.Is(e.Err, target)
+}
+
+// As finds what Err is or wraps, as errors.As does through Unwrap, but for
+// the errors that tell an outcome (see OutcomeOf) or a redirection.
+func (e *DecodeError) As(target any) bool {
+	switch target.(type) {
+	case **Error, **CommandError, **ExecAbortError, **CrossSlotError, **OutcomeError, **TxRetryError,
+		**UsageError, **ArityError, **ArgError, **OptionError, **DialError, **HandshakeError,
+		**notSentError, **conn.Error, **uncertainError, **nodesError:
+		return false
+	}
+	return errors.As(e.Err, target)
+}
 
 // OptionError is an invalid option or URL.
 type OptionError struct {

@@ -492,6 +492,69 @@ func TestTransactionCommandFailedAsItRan(t *testing.T) {
 	}
 }
 
+// decoderOwnError is an error type of a Decoder's own, which errors.As
+// must still find through a *DecodeError.
+type decoderOwnError struct{ why string }
+
+func (e *decoderOwnError) Error() string { return e.why }
+
+// TestDecoderErrorTellsNoOutcome: a Decoder's error speaks of the
+// decoding, not of the command, which ran. One that wraps redpipe's own
+// errors (ErrWatch, a *UsageError of a call the Decoder made) did make
+// Transaction run an applied transaction again and again, and made Exec,
+// Transaction and a plain call report as not applied or not sent a
+// command that ran. The Decoder's own errors are still found.
+func TestDecoderErrorTellsNoOutcome(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	mine := errors.New("the decoder's own")
+	c.SetDecoder("GET", func(v Value) (any, error) {
+		return nil, fmt.Errorf("odd reply: %w; %w", mine, ErrWatch)
+	})
+	_, misuse := c.Do(ctx) // a *UsageError, not sent
+	c.SetDecoder("INCR", func(v Value) (any, error) {
+		return nil, fmt.Errorf("lookup: %w; %w", misuse, &decoderOwnError{"own"})
+	})
+	calls := 0
+	_, txErr := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		tx.Multi().Set("dec:n", "1").Get("dec:n")
+		return nil
+	}, "dec:n")
+	if calls != 1 {
+		t.Errorf("fn ran %d times: the transaction was applied each time", calls)
+	}
+	_, pipeErr := c.Pipeline().Set("dec:m", "1").Get("dec:m").Exec(ctx)
+	_, callErr := c.Incr(ctx, "dec:i")
+	for _, tt := range []struct {
+		name string
+		err  error
+		own  func(error) bool
+	}{
+		{"Transaction", txErr, func(err error) bool { return errors.Is(err, mine) }},
+		{"Exec", pipeErr, func(err error) bool { return errors.Is(err, mine) }},
+		{"Incr", callErr, func(err error) bool { var oe *decoderOwnError; return errors.As(err, &oe) && oe.why == "own" }},
+	} {
+		var de *DecodeError
+		var ue *UsageError
+		switch {
+		case !errors.As(tt.err, &de):
+			t.Errorf("%s: %v, want a *DecodeError", tt.name, tt.err)
+		case errors.Is(tt.err, ErrWatch), errors.Is(tt.err, ErrNotApplied), errors.As(tt.err, &ue):
+			t.Errorf("%s: %v reads as not applied or not sent", tt.name, tt.err)
+		case OutcomeOf(tt.err) != OutcomeUnknown, SafeToRetry(tt.err):
+			t.Errorf("%s: outcome %v, safe to retry %v; want unknown, not safe", tt.name, OutcomeOf(tt.err), SafeToRetry(tt.err))
+		case !tt.own(tt.err):
+			t.Errorf("%s: %v: the decoder's own error is not found", tt.name, tt.err)
+		}
+	}
+	c.SetDecoder("GET", nil)
+	c.SetDecoder("INCR", nil)
+	if n, err := c.Get(ctx, "dec:i"); err != nil || n != "1" {
+		t.Fatalf("dec:i = %q, %v; want 1", n, err)
+	}
+}
+
 // TestCleanAfterEveryFailure: after a watch conflict, an EXECABORT, a
 // cancelled context while watching and a panic inside fn, the next
 // connection from the pool has no WATCH and no MULTI, and the panic
