@@ -74,6 +74,11 @@ func (s *Server) Do(args ...string) (any, error) {
 //
 //	s.Pipeline([]string{"AUTH", "secret"}, []string{"GET", "k"})
 func (s *Server) Pipeline(cmds ...[]string) ([]any, error) {
+	// Refused rather than sent: after Stop the port is free, and another
+	// process may have taken it.
+	if err := s.haltedErr(); err != nil {
+		return nil, err
+	}
 	return roundTrip(s.Addr, cmds)
 }
 

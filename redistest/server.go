@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,6 +74,29 @@ type Server struct {
 	mu      sync.Mutex
 	proc    *process // the current or last process; nil before the first start
 	dirGone bool     // Stop removed Dir
+
+	// halted says whether Stop was called, and whether by the cleanup of
+	// the test that started the server, so that a call made afterwards
+	// says so. Written with mu held; read without it, by Do.
+	halted atomic.Int32
+}
+
+// Values of Server.halted.
+const (
+	haltNone    int32 = iota // running, killed or crashed: not stopped
+	haltStopped              // Stop was called; Restart may start it again
+	haltEnded                // the test that started it has ended
+)
+
+// haltedErr says why s must not be used, if it was stopped.
+func (s *Server) haltedErr() error {
+	switch s.halted.Load() {
+	case haltStopped:
+		return fmt.Errorf("redistest: redis-server on %s was stopped by Stop; Restart starts it again", s.Addr)
+	case haltEnded:
+		return fmt.Errorf("redistest: redis-server on %s was stopped when the test that started it ended; start one in the test that uses it", s.Addr)
+	}
+	return nil
 }
 
 // process is one run of redis-server. done is closed once the process has
@@ -126,7 +150,7 @@ func Start(t testing.TB, args ...string) *Server {
 // does not abort other cleanups.
 func stopAtCleanup(t testing.TB, s *Server) {
 	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
+		if err := s.stop(haltEnded); err != nil {
 			t.Errorf("redistest: stopping redis-server on %s: %v", s.Addr, err)
 		}
 	})
@@ -338,11 +362,11 @@ func answersPing(addr string) bool {
 // renamed command) there is no way to ask, and the answer is taken as ours
 // as long as our process is alive.
 func (s *Server) isOurs(p *process) (bool, error) {
-	v, err := s.Do("INFO", "server")
+	replies, err := roundTrip(s.Addr, [][]string{{"INFO", "server"}})
 	if err != nil {
 		return false, nil // not answering after all; keep polling
 	}
-	info, ok := v.(string)
+	info, ok := replies[0].(string)
 	if !ok {
 		return !p.exited(), nil
 	}
@@ -365,10 +389,21 @@ func infoField(info, key string) string {
 
 // Stop stops the server: SIGTERM, then SIGKILL if it has not exited within
 // 5 seconds. It then removes Dir. Stop may be called more than once, and on
-// a server that was killed or crashed.
+// a server that was killed or crashed. Do and Pipeline on a stopped server
+// fail at once with an error that says it was stopped.
 func (s *Server) Stop() error {
+	return s.stop(haltStopped)
+}
+
+// stop is Stop, noting why in halted: haltStopped, or haltEnded from the
+// test's cleanup, after which Restart refuses, since no cleanup is left
+// to stop what it would start.
+func (s *Server) stop(why int32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.halted.Load() != haltEnded {
+		s.halted.Store(why)
+	}
 	var errs []error
 	if p := s.proc; p != nil && !p.exited() {
 		if err := terminate(p.cmd.Process); err != nil {
@@ -411,10 +446,13 @@ func (s *Server) Kill() error {
 // Restart starts the server again, on the same port and with the same
 // arguments, after Kill, Stop or a crash, and waits until it answers. Data
 // is not kept: nothing is persisted. A server started by Start is still
-// stopped by its cleanup.
+// stopped by its cleanup, and cannot be restarted once that has run.
 func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.halted.Load() == haltEnded {
+		return s.haltedErr()
+	}
 	if s.proc != nil && !s.proc.exited() {
 		return fmt.Errorf("redistest: redis-server on %s is still running; Kill or Stop it before Restart", s.Addr)
 	}
@@ -424,6 +462,7 @@ func (s *Server) Restart() error {
 		}
 		s.dirGone = false
 	}
+	s.halted.Store(haltNone)
 	return s.launch()
 }
 

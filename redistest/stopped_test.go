@@ -1,0 +1,82 @@
+package redistest_test
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestDoAfterStopIsRefused: once stopped, a server's port is free for any
+// process to take, so Do must say the server was stopped rather than talk
+// to whatever listens there now.
+func TestDoAfterStopIsRefused(t *testing.T) {
+	t.Parallel()
+	s, err := redistest.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A stranger takes the port and answers every line with PONG.
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		t.Fatalf("the port of the stopped server cannot be taken: %v", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					c.Write([]byte("+PONG\r\n"))
+				}
+			}()
+		}
+	}()
+	v, err := s.Do("PING")
+	ln.Close()
+	if err == nil || !strings.Contains(err.Error(), "stopped by Stop") {
+		t.Fatalf("Do after Stop = %#v, %v; want an error saying the server was stopped", v, err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("Do after Restart = %#v, %v", v, err)
+	}
+}
+
+// TestRestartAfterItsTestEnded: a server from Start used after its test
+// is over, as by a goroutine the test left running, must not come back:
+// no cleanup is left to stop it.
+func TestRestartAfterItsTestEnded(t *testing.T) {
+	t.Parallel()
+	var s *redistest.Server
+	t.Run("owner", func(t *testing.T) { s = redistest.Start(t) })
+	pid := s.Pid()
+	err := s.Restart()
+	if err == nil {
+		s.Stop()
+		t.Fatal("Restart after the test that started the server ended started a process no cleanup stops")
+	}
+	if !strings.Contains(err.Error(), "test that started it ended") || s.Pid() != pid {
+		t.Errorf("Restart: %v, pid %d (was %d); want a refusal naming the ended test", err, s.Pid(), pid)
+	}
+	if _, err := s.Do("PING"); err == nil || !strings.Contains(err.Error(), "test that started it ended") {
+		t.Errorf("Do after the test ended: %v", err)
+	}
+}
