@@ -63,6 +63,7 @@ type Cluster struct {
 	gone []*Server          // masters killed by KillMaster and not rejoined
 	// repairs counts the repairs of unclaimed slots (see repair).
 	repairs int
+	stopped bool // Stop was called
 }
 
 // StartCluster starts a cluster with replicas replicas per master, waits
@@ -154,6 +155,7 @@ func (c *Cluster) Servers() []*Server {
 // from StartCluster are stopped by the test's cleanup and need not call it.
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
+	c.stopped = true
 	gone := slices.Clone(c.gone)
 	c.mu.Unlock()
 	var errs []error
@@ -161,6 +163,25 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, s.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// checkRunning refuses to start a node for a cluster that was stopped, by
+// Stop or by the cleanup of the test that started it: nothing would stop
+// the new process, and the wait for the cluster to take it in would only
+// time out.
+func (c *Cluster) checkRunning() error {
+	c.mu.Lock()
+	stopped := c.stopped
+	c.mu.Unlock()
+	if stopped {
+		return errors.New("redistest: the cluster was stopped by Stop")
+	}
+	for _, s := range c.Servers() {
+		if err := s.haltedErr(); err != nil {
+			return fmt.Errorf("redistest: a node of the cluster was stopped: %w", err)
+		}
+	}
+	return nil
 }
 
 // NodeID returns the cluster node id of s, or "" if s is not a node of

@@ -142,6 +142,9 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	if s == nil {
 		return errNilServer
 	}
+	if err := c.checkRunning(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	i := slices.Index(c.gone, s)
 	c.mu.Unlock()
@@ -169,6 +172,9 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 // cluster. It serves no slot: give it some with MoveSlots. It is appended
 // to Masters and returned.
 func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
+	if err := c.checkRunning(); err != nil {
+		return nil, err
+	}
 	s, err := startServer(nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("redistest: starting a cluster node: %w", err)

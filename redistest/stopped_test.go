@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -78,5 +79,56 @@ func TestRestartAfterItsTestEnded(t *testing.T) {
 	}
 	if _, err := s.Do("PING"); err == nil || !strings.Contains(err.Error(), "test that started it ended") {
 		t.Errorf("Do after the test ended: %v", err)
+	}
+}
+
+// TestStoppedClusterStartsNoNode: AddMaster and Rejoin on a cluster that
+// was stopped, or whose test has ended, refuse at once rather than start
+// a process nobody stops and then wait for a cluster that is gone.
+func TestStoppedClusterStartsNoNode(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := redistest.NewCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	killed := c.Masters[0]
+	if _, err := c.KillMaster(ctx, killed); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelShort()
+	nodes := len(c.Servers())
+	if s, err := c.AddMaster(short); err == nil || !strings.Contains(err.Error(), "cluster was stopped") {
+		if s != nil {
+			s.Stop()
+		}
+		t.Errorf("AddMaster after Stop: %v; want a refusal", err)
+	}
+	if n := len(c.Servers()); n != nodes {
+		t.Errorf("AddMaster after Stop left %d nodes, was %d", n, nodes)
+	}
+	pid := killed.Pid()
+	if err := c.Rejoin(short, killed); err == nil || !strings.Contains(err.Error(), "cluster was stopped") {
+		t.Errorf("Rejoin after Stop: %v; want a refusal", err)
+	}
+	if killed.Pid() != pid {
+		killed.Stop()
+		t.Errorf("Rejoin after Stop restarted the killed master")
+	}
+
+	var owned *redistest.Cluster
+	t.Run("owner", func(t *testing.T) { owned = redistest.StartCluster(t, 0) })
+	if s, err := owned.AddMaster(short); err == nil || !strings.Contains(err.Error(), "test that started it ended") {
+		if s != nil {
+			s.Stop()
+		}
+		t.Errorf("AddMaster after the cluster's test ended: %v; want a refusal", err)
 	}
 }
