@@ -117,6 +117,30 @@ func TestEmptyArgAndOverride(t *testing.T) {
 	}
 }
 
+// TestClusterEnabledGetsItsOwnBusPort: a server the caller puts in
+// cluster mode gets a bus port chosen free like its client port. Left to
+// Redis, the bus port is the client port plus 10000, which redis-server
+// refuses above 55535, a fifth of the ports the kernel hands out.
+func TestClusterEnabledGetsItsOwnBusPort(t *testing.T) {
+	t.Parallel()
+	for range 20 {
+		s := redistest.Start(t, "--cluster-enabled", "yes")
+		if s.BusPort == 0 || s.BusPort == s.Port {
+			t.Fatalf("server on port %d has bus port %d", s.Port, s.BusPort)
+		}
+		if v := s.MustDo(t, "CONFIG", "GET", "cluster-port"); fmt.Sprint(v) != fmt.Sprintf("[cluster-port %d]", s.BusPort) {
+			t.Fatalf("CONFIG GET cluster-port = %#v, want %d", v, s.BusPort)
+		}
+		if err := s.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-enabled", "no")
+	if s.BusPort != 0 {
+		t.Errorf("server with cluster mode turned off again has bus port %d", s.BusPort)
+	}
+}
+
 func TestReservedOptionsAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, opt := range []string{"--port", "--bind", "--daemonize", "--BIND"} {

@@ -62,8 +62,8 @@ func LookPath() (string, error) {
 type Server struct {
 	Addr string // "127.0.0.1:PORT"
 	Port int
-	// BusPort is the cluster bus port of a node started by StartCluster,
-	// and 0 for other servers.
+	// BusPort is the cluster bus port of a node started by StartCluster
+	// or with "--cluster-enabled", "yes", and 0 for other servers.
 	BusPort int
 	Dir     string // its working directory (a temporary directory)
 
@@ -160,7 +160,21 @@ func stopAtCleanup(t testing.TB, s *Server) {
 // that manage lifetimes themselves: the caller must call Stop. On error no
 // process is left running and no directory is left behind.
 func StartServer(args ...string) (*Server, error) {
-	return startServer(args, false)
+	return startServer(args, enablesCluster(args))
+}
+
+// enablesCluster reports whether args turn cluster mode on. Such a server
+// needs a bus port of its own too: by default Redis takes the port 10000
+// above the client port, which may be in use, and which does not exist
+// for a client port above 55535, where redis-server refuses to start.
+func enablesCluster(args []string) bool {
+	on := false
+	for i := 0; i+1 < len(args); i++ {
+		if strings.EqualFold(args[i], "--cluster-enabled") {
+			on = strings.EqualFold(args[i+1], "yes")
+		}
+	}
+	return on
 }
 
 // startServer starts a server, as a cluster node with a cluster bus port
