@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,30 @@ func TestDemoOnUserServer(t *testing.T) {
 	}
 	if v, err := srv.Do("KEYS", prefix+"*"); err != nil || len(v.([]any)) != 0 {
 		t.Errorf("demo keys left behind: %v, %v", v, err)
+	}
+}
+
+// A REDIS_URL naming a cluster node is refused before anything runs, with
+// a message that says so, rather than failing partway on MOVED or
+// CROSSSLOT.
+func TestClusterNodeInRedisURLIsRefused(t *testing.T) {
+	srv := redistest.Start(t, "--cluster-enabled", "yes")
+	getenv := func(name string) string {
+		if name == "REDIS_URL" {
+			return srv.URL()
+		}
+		return ""
+	}
+	chart := filepath.Join(t.TempDir(), "chart.svg")
+	for _, args := range [][]string{
+		{"demo"},
+		{"bench", "-n", "10", "-depths", "1", "-duration", "10ms", "-out", chart},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, getenv, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "is a node of a Redis Cluster") || !strings.Contains(stderr.String(), "demo -cluster") {
+			t.Errorf("run(%q) on a cluster node = %d, stderr:\n%s", args, code, stderr.String())
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -48,6 +49,15 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 		return err
 	}
 	defer c.Close()
+	if !throwaway {
+		// A cluster node runs commands on its own slots only and answers
+		// the rest with MOVED or CROSSSLOT, so the run would stop partway
+		// with an error that does not say why. A server whose ACL refuses
+		// INFO is taken for a single one.
+		if info, ierr := c.Info(ctx, "cluster"); ierr == nil && strings.Contains(info, "cluster_enabled:1") {
+			return fmt.Errorf("%s is a node of a Redis Cluster, and this command needs a single server; only redpipe demo -cluster runs on a cluster, given a node's URL", redact(rawURL))
+		}
+	}
 	return fn(c, throwaway)
 }
 
