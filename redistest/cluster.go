@@ -33,7 +33,8 @@ const (
 // the cluster has settled, and Masters and Replicas always hold the nodes
 // in their current roles: Failover swaps a master and its replica, so the
 // index rule above still holds after it; KillMaster and AddMaster change
-// the counts, after which ReplicasOf says who replicates whom.
+// the counts, after which ReplicasOf says who replicates whom. Given a
+// context that is already done, they change nothing.
 //
 // A slot that no master serves by its own account while the other nodes
 // still name one stays so for good: gossip spreads only claims. Redis

@@ -459,3 +459,44 @@ func wantRole(t *testing.T, s *redistest.Server, role string) {
 		t.Errorf("%s is not a %s:\n%s", s.Addr, role, info)
 	}
 }
+
+// TestDoneContextChangesNothing: a change asked for under a context that
+// is already done is refused before it reaches a server, so Masters and
+// Replicas still name the nodes in their roles.
+func TestDoneContextChangesNothing(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m := c.Masters[0]
+	masters := slices.Clone(c.Masters)
+
+	if _, err := c.Failover(ctx, m); !errors.Is(err, context.Canceled) {
+		t.Errorf("Failover: %v; want context.Canceled", err)
+	}
+	if _, err := c.KillMaster(ctx, m); !errors.Is(err, context.Canceled) {
+		t.Errorf("KillMaster: %v; want context.Canceled", err)
+	}
+	if s, err := c.AddMaster(ctx); !errors.Is(err, context.Canceled) || s != nil {
+		t.Errorf("AddMaster: %v, %v; want context.Canceled and no node", s, err)
+	}
+	if err := c.MoveSlots(ctx, m, c.Masters[1], 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("MoveSlots: %v; want context.Canceled", err)
+	}
+	if !slices.Equal(c.Masters, masters) {
+		t.Errorf("Masters changed: %v", c.Addrs())
+	}
+	if v, err := m.Do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("the master does not answer: %v, %v", v, err)
+	}
+	wantOwner(t, c, 0, m)
+	// A failover, had it been asked for, completes within a second or two.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		wantRole(t, m, "master")
+		if t.Failed() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

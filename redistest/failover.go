@@ -52,6 +52,9 @@ const (
 // master in the replica's place in Replicas, and returns the promoted
 // replica.
 func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error) {
+	if err := notStarted(ctx, "Failover"); err != nil {
+		return nil, err
+	}
 	i, replicas, err := c.masterWithReplicas(master, "to fail over to")
 	if err != nil {
 		return nil, err
@@ -94,6 +97,9 @@ func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error)
 // Failure detection and the election take a few seconds: the cluster
 // node timeout (2 s), then the replica's election delay.
 func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, error) {
+	if err := notStarted(ctx, "KillMaster"); err != nil {
+		return nil, err
+	}
 	i, replicas, err := c.masterWithReplicas(master, "to take over if it is killed")
 	if err != nil {
 		return nil, err
@@ -142,6 +148,9 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	if s == nil {
 		return errNilServer
 	}
+	if err := notStarted(ctx, "Rejoin"); err != nil {
+		return err
+	}
 	if err := c.checkRunning(); err != nil {
 		return err
 	}
@@ -172,6 +181,9 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 // cluster. It serves no slot: give it some with MoveSlots. It is appended
 // to Masters and returned.
 func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
+	if err := notStarted(ctx, "AddMaster"); err != nil {
+		return nil, err
+	}
 	if err := c.checkRunning(); err != nil {
 		return nil, err
 	}
@@ -195,6 +207,17 @@ func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// notStarted refuses to begin a change of the cluster under a context
+// that is already done: the change would go ahead in the servers while
+// the wait for it gave up at once, leaving Masters and Replicas out of
+// step with the roles the nodes then take.
+func notStarted(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redistest: %s not started: %w", op, err)
+	}
+	return nil
 }
 
 // roleOf returns the role INFO replication gives s: "master" or "slave".
