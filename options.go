@@ -309,6 +309,9 @@ func (o Options) String() string {
 // -1 where the option takes it). An unknown option is an error, so a typo
 // is not silently ignored. The password never appears in an error.
 func ParseURL(rawURL string) (Options, error) {
+	if err := schemeMissing(rawURL); err != nil {
+		return Options{}, err
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return Options{}, &OptionError{Field: "URL", Msg: "cannot be parsed: " + redactURLError(err, rawURL)}
@@ -326,6 +329,29 @@ func ParseURL(rawURL string) (Options, error) {
 			"percent-encode any / ? # @ in the user name or password, as %2F %3F %23 %40)"
 	}
 	return o, err
+}
+
+// schemeMissing reports a URL without a scheme, an address as
+// host:port or a bare host name, which the URL parser reads as a scheme of
+// that name, or refuses for the colon in its path, neither of which says
+// what to write instead. One with an @ may hold a password: it is not
+// quoted.
+func schemeMissing(rawURL string) error {
+	if rawURL == "" || strings.Contains(rawURL, "://") {
+		return nil
+	}
+	lower := strings.ToLower(rawURL)
+	for _, known := range []string{"redis:", "rediss:", "unix:"} {
+		if strings.HasPrefix(lower, known) {
+			return nil // its own errors say what is wrong with it
+		}
+	}
+	in, example := strconv.Quote(rawURL), "redis://"+rawURL
+	if strings.ContainsAny(rawURL, "@/?#") {
+		in, example = "it", "redis://host:6379"
+	}
+	return &OptionError{Field: "URL scheme", Msg: "is missing in " + in +
+		": write it as " + example + " (rediss:// for TLS, unix:///path/to/redis.sock for a socket)"}
 }
 
 // parseURL is ParseURL on u, parsed from rawURL. With hide, its errors

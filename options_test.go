@@ -114,8 +114,11 @@ func TestParseURLInvalid(t *testing.T) {
 		mentioned string // something the message must mention
 	}{
 		{"http://h", "URL scheme", `"http"`},
-		{"h:6379", "URL scheme", `"h"`},
-		{"localhost", "URL scheme", `""`},
+		{"h:6379", "URL scheme", "write it as redis://h:6379"},
+		{"localhost", "URL scheme", "write it as redis://localhost"},
+		{"127.0.0.1:6379", "URL scheme", "write it as redis://127.0.0.1:6379"},
+		{"[::1]:6379", "URL scheme", "write it as redis://[::1]:6379"},
+		{"user:secret@h:6379", "URL scheme", "write it as redis://host:6379"},
 		{"redis://h:abc", "URL", "port"},
 		{"redis://h:6379:1", "URL*|Addr", "h:6379"},
 		{"redis://h:99999", "URL*", "99999"},
