@@ -793,7 +793,7 @@ func TestConnectClusterNamesTheSeed(t *testing.T) {
 		want string
 	}{
 		{[]string{"redis://127.0.0.1:1", "redis://127.0.0.1:2?x=1"}, "redpipe: option seed 2 of 2: URL option x is not known"},
-		{[]string{"redis://127.0.0.1:1", "redis://127.0.0.1:2", "bogus"}, "redpipe: option seed 3 of 3: URL scheme must be"},
+		{[]string{"redis://127.0.0.1:1", "redis://127.0.0.1:2", "bogus"}, "redpipe: option seed 3 of 3: URL scheme is missing"},
 		{[]string{"redis://127.0.0.1:1/1", "redis://127.0.0.1:2"}, "redpipe: option seed 1 of 2: URL database must be 0"},
 		{[]string{"redis://127.0.0.1:1?x=1"}, "redpipe: option URL option x is not known"},
 	} {
