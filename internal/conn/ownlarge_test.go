@@ -318,3 +318,38 @@ func TestOwnLargeBatchUnixSocket(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestOwnLargeBatchSocketClosedBeforeWrite: the socket of a connection is
+// closed (by Close, on another goroutine) after a lone caller's large
+// batch joined the line and before the caller writes it, the last read
+// having taken more bytes than the batch has. The batch fails with the
+// connection. The caller took the count of that last read for what its
+// write took, and sliced the batch past its end: a panic.
+func TestOwnLargeBatchSocketClosedBeforeWrite(t *testing.T) {
+	reply := strings.Repeat("r", 40<<10)
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		// One write, which the caller polling for it reads at once.
+		io.WriteString(w, fmt.Sprintf("$%d\r\n%s\r\n", len(reply), reply))
+		drain(r)
+	})
+	// A poll budget long enough that the batch counts as sent back to back,
+	// so that nothing reads the socket before it is written.
+	c := New(nc, Options{Poll: time.Hour, ReadBuffer: 64 << 10})
+	defer c.Close()
+	ctx := context.Background()
+	if v, err := c.DoOne(ctx, encode("GET", "r")); err != nil || v.Str != reply {
+		t.Fatalf("first call = %.10q, %v", v.Str, err)
+	}
+	const n = 800
+	batch := ownBatch(t, "b", n)
+	if len(batch) >= len(reply) {
+		t.Fatalf("a batch of %d bytes is no smaller than the last read", len(batch))
+	}
+	nc.Close() // as Close does once the batch is in line
+	_, _, err := c.DoN(ctx, batch, n)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Op == "send" {
+		t.Fatalf("batch on a closed socket = %v; want a connection error", err)
+	}
+}

@@ -276,7 +276,11 @@ func (p *poller) waitRead(b []byte) (n int, err error) {
 func (p *poller) writeNow(b []byte) int {
 	p.p = b
 	defer func() { p.p = nil }()
-	p.raw.Write(p.fnWrite)
+	if err := p.raw.Write(p.fnWrite); err != nil {
+		// The callback did not run (the socket was closed meanwhile):
+		// p.n is still the count of the last read.
+		return 0
+	}
 	return max(p.n, 0)
 }
 

@@ -574,3 +574,35 @@ func TestPollReportsEndAndReset(t *testing.T) {
 		t.Fatalf("poll of a reset stream = %v (%T), %v; want a read *net.OpError matching ECONNRESET", err, err, ok)
 	}
 }
+
+// TestWriteNowOnClosedSocket: a write that does not wait, on a socket
+// closed meanwhile (Close, from another goroutine), reports nothing
+// written, however much the last read took. It reported the count of
+// that read: more than the batch, which the caller then sliced past its
+// end (a panic), or part of it, which it took for written.
+func TestWriteNowOnClosedSocket(t *testing.T) {
+	nc, sc := socketPair(t, "tcp", "127.0.0.1:0")
+	const read = 40 << 10
+	if _, err := sc.Write(make([]byte, read)); err != nil {
+		t.Fatal(err)
+	}
+	p := newPoller(nc, time.Second, func(int) due { return dueSoon })
+	buf := make([]byte, 64<<10)
+	got := 0
+	for deadline := time.Now().Add(10 * time.Second); got < read && time.Now().Before(deadline); {
+		n, err := p.readNow(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	if got != read {
+		t.Fatalf("read %d of %d bytes", got, read)
+	}
+	nc.Close()
+	for _, size := range []int{100, read - 1, read, read + 1} {
+		if n := p.writeNow(make([]byte, size)); n != 0 {
+			t.Errorf("writeNow of %d bytes on a closed socket = %d; want 0", size, n)
+		}
+	}
+}
