@@ -496,6 +496,21 @@ func (c *Conn) ended(returned *bool, op, method string) {
 	c.fail(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
 }
 
+// endedLocked is ended for a method of the net.Conn called with mu held
+// (a Set...Deadline of a net.Conn of the user's): it releases mu before
+// it fails the connection. Left held, mu would keep every later call, and
+// Close, waiting for ever.
+func (c *Conn) endedLocked(returned *bool, method string) {
+	if *returned {
+		return
+	}
+	if p := recover(); p != nil {
+		panic(p)
+	}
+	c.mu.Unlock()
+	c.fail(&Error{Op: "read", Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
+}
+
 // failWrite is fail for the holder of the write role, whose write ended in
 // err after the socket accepted n bytes of it: the calls from there on were
 // not sent. It gives up the role and fails the connection in one hold of

@@ -51,14 +51,17 @@ func (c *Conn) stalledLocked(err error) error {
 // StallTimeout and the call's Grace from now. It clears it when no call
 // is in line or the first one may wait without limit. mu is held.
 func (c *Conn) armLocked() {
+	var t time.Time
 	if c.head < len(c.queue) {
 		if g := c.queue[c.head].grace; g >= 0 {
 			c.armedFor = c.opt.StallTimeout + time.Duration(g)
-			c.nc.SetReadDeadline(time.Now().Add(c.armedFor))
-			return
+			t = time.Now().Add(c.armedFor)
 		}
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	returned := false
+	defer c.endedLocked(&returned, "SetReadDeadline")
+	c.nc.SetReadDeadline(t)
+	returned = true
 }
 
 // due tells the poller what the connection waits for.

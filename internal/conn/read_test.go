@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
 )
 
 func TestAbandonedCallKeepsOrder(t *testing.T) {
@@ -298,4 +302,67 @@ func TestMalformedValueAfterReplyKeepsRole(t *testing.T) {
 	// The caller is told as wait would tell it.
 	<-cl.done
 	putCall(cl)
+}
+
+// exitingDeadlineConn is a net.Conn of the user's whose SetReadDeadline
+// ends its goroutine (runtime.Goexit, as t.FailNow calls) for the
+// deadlines exitOn picks, once exit is set.
+type exitingDeadlineConn struct {
+	net.Conn
+	exit   *atomic.Bool
+	exitOn func(time.Time) bool
+}
+
+func (d exitingDeadlineConn) SetReadDeadline(t time.Time) error {
+	if d.exit.Load() && d.exitOn(t) {
+		runtime.Goexit()
+	}
+	return d.Conn.SetReadDeadline(t)
+}
+
+// TestReadDeadlineEndingGoroutine: a net.Conn of the user's whose
+// SetReadDeadline ends its goroutine, on a connection with a stall limit,
+// which arms it on the caller's goroutine when a call joins an empty line
+// and clears it on the reader's before a read with no call in line. The
+// connection fails, and Close returns. The goroutine ended holding the
+// connection's lock, so every later call, and Close, waited for ever.
+func TestReadDeadlineEndingGoroutine(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		exitOn func(time.Time) bool
+	}{
+		{"caller", func(t time.Time) bool { return !t.IsZero() }},
+		{"reader", time.Time.IsZero},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			nc, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exit atomic.Bool
+			c := New(exitingDeadlineConn{nc, &exit, tc.exitOn}, Options{StallTimeout: 10 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "PONG" {
+				t.Fatalf("PING = %q, %v", v.Str, err)
+			}
+			exit.Store(true)
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				c.DoOne(ctx, encode("PING")) // may end this goroutine
+			}()
+			signalled(t, ended, "the call to return or end its goroutine")
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				c.Close()
+			}()
+			signalled(t, closed, "Close to return")
+			if err := c.Err(); err == nil || !strings.Contains(err.Error(), "SetReadDeadline ended its goroutine") {
+				t.Fatalf("connection error = %v; want one that says SetReadDeadline ended its goroutine", err)
+			}
+		})
+	}
 }
