@@ -462,7 +462,9 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	case c.opt.Dialer != nil:
 		nc, err := userDial("the Dialer", func() (net.Conn, error) { return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr) })
 		switch nc.(type) {
-		case nil, *net.TCPConn, *net.UnixConn, *tls.Conn:
+		case nil, *net.TCPConn, *net.UnixConn:
+			// Sockets of the standard library's alone: a *tls.Conn may
+			// run over a connection of the user's.
 			return nc, err
 		}
 		return userConn{nc}, err

@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -933,14 +934,18 @@ func probeRecover(f func()) (p any) {
 
 // misbehavingConn misbehaves in the method named under "in": it panics,
 // or with "exit" under "do" ends its goroutine; after the socket's own
-// Read, before its own Write.
+// Read, before its own Write. With "once" set, it does so once only.
 type misbehavingConn struct {
 	net.Conn
 	m *sync.Map
 }
 
 func (mc misbehavingConn) misbehave(method string) {
-	if in, _ := mc.m.Load("in"); in != method {
+	if _, once := mc.m.Load("once"); once {
+		if !mc.m.CompareAndDelete("in", method) {
+			return
+		}
+	} else if in, _ := mc.m.Load("in"); in != method {
 		return
 	}
 	if do, _ := mc.m.Load("do"); do == "exit" {
@@ -987,18 +992,55 @@ func TestDialerConnGoexit(t *testing.T) {
 
 func testDialerConn(t *testing.T, do string, says func(method string) string) {
 	srv := redistest.Start(t)
+	testDialerConnOver(t, srv.Addr, func(_ context.Context, nc net.Conn) (net.Conn, error) { return nc, nil }, do, false, says)
+}
+
+// TestDialerTLSConnPanics: a Dialer that returns a *tls.Conn over a
+// connection of a type of the user's, whose Read or Write panics (once: a
+// Write that always panics would stop the *tls.Conn's Close too, which
+// writes before it closes): the connection fails as with the user's
+// connection alone. The *tls.Conn was taken for the standard library's
+// own and not guarded, so the panic, on the connection's reader
+// goroutine, ended the program.
+func TestDialerTLSConnPanics(t *testing.T) {
+	p := newTestPKI(t)
+	_, tlsAddr := startTLSServer(t, p)
+	host, _, _ := net.SplitHostPort(tlsAddr)
+	overTLS := func(ctx context.Context, nc net.Conn) (net.Conn, error) {
+		tc := tls.Client(nc, &tls.Config{RootCAs: p.roots, ServerName: host})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, err
+		}
+		return tc, nil
+	}
+	testDialerConnOver(t, tlsAddr, overTLS, "panic", true, func(m string) string {
+		return "the " + m + " of the connection the Dialer returned panicked: boom in " + m
+	})
+}
+
+// testDialerConnOver is testDialerConn for a server at addr, reached
+// through a Dialer that returns wrap of a misbehavingConn, which
+// misbehaves once only if once is set.
+func testDialerConnOver(t *testing.T, addr string, wrap func(context.Context, net.Conn) (net.Conn, error), do string, once bool, says func(method string) string) {
 	ctx := ctxT(t)
 	var m sync.Map
 	m.Store("do", do)
+	if once {
+		m.Store("once", true)
+	}
 	var d net.Dialer
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return misbehavingConn{nc, &m}, nil
+		wc, err := wrap(ctx, misbehavingConn{nc, &m})
+		if err != nil {
+			nc.Close()
+		}
+		return wc, err
 	}
-	c, err := NewClient(Options{Addr: srv.Addr, Dialer: dial, MaxRetries: -1})
+	c, err := NewClient(Options{Addr: addr, Dialer: dial, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
