@@ -338,3 +338,54 @@ func TestOwnLargeBatchSlowRepliesWithinStallLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnLargeBatchPushLargerThanBuffer: a push message larger than the
+// read buffer comes in the middle of the replies of a large batch its
+// caller reads itself, on a connection with no push handler: the caller
+// hands the read role to the reader goroutine, which drops the push, and
+// every reply still reaches its own command, as do those of the next
+// batch. (A fake server: a real one sends pushes when it will.)
+func TestOwnLargeBatchPushLargerThanBuffer(t *testing.T) {
+	const n = 1000
+	push := fmt.Sprintf(">2\r\n+invalidate\r\n*1\r\n$%d\r\n%s\r\n", 64<<10, strings.Repeat("k", 64<<10))
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		readCommand(r)
+		io.WriteString(w, "+first\r\n")
+		for range 2 {
+			var out strings.Builder
+			for i := range n {
+				cmd, err := readCommand(r)
+				if err != nil {
+					return
+				}
+				if i == n/2 {
+					out.WriteString(push)
+				}
+				fmt.Fprintf(&out, "+%s\r\n", cmd[1])
+			}
+			io.WriteString(w, out.String())
+		}
+		drain(r)
+	})
+	c := New(nc, Options{Poll: time.Millisecond, ReadBuffer: 4 << 10})
+	defer c.Close()
+	ctx := context.Background()
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "first" {
+		t.Fatalf("first call = %q, %v", v.Str, err)
+	}
+	for b := range 2 {
+		tag := fmt.Sprint(b, "/")
+		replies, _, err := c.DoN(ctx, ownBatch(t, tag, n), n)
+		if err != nil {
+			t.Fatalf("batch %d: %v", b, err)
+		}
+		for i, v := range replies {
+			if v.Str != fmt.Sprint(tag, i) {
+				t.Fatalf("reply %d of batch %d = %.20q", i, b, v.Str)
+			}
+		}
+	}
+	if c.ownReads == 0 {
+		t.Fatal("the caller read none of its replies itself")
+	}
+}
