@@ -389,3 +389,61 @@ func TestOwnLargeBatchPushLargerThanBuffer(t *testing.T) {
 		t.Fatal("the caller read none of its replies itself")
 	}
 }
+
+// TestOwnLargeBatchClosedWhileUnderWay: Close while a lone caller's large
+// batch is read by its caller, and while the caller still writes the part
+// the socket did not take at once. The batch fails with ErrClosed, not as
+// unsent (some of it was written); a call queued behind the write, none
+// of whose bytes were, fails as unsent; Close returns with the reader and
+// writer stopped. (Fake servers: one that never answers, one that reads
+// nothing.)
+func TestOwnLargeBatchClosedWhileUnderWay(t *testing.T) {
+	check := func(t *testing.T, what string, err error, unsent bool) {
+		t.Helper()
+		var ce *Error
+		if !errors.Is(err, ErrClosed) || !errors.As(err, &ce) || ce.Unsent != unsent {
+			t.Errorf("%s = %v; want ErrClosed with Unsent %v", what, err, unsent)
+		}
+	}
+	t.Run("read", func(t *testing.T) {
+		nc := fakeServer(t, func(r *resp.Reader, w io.Writer) { drain(r) })
+		c := New(nc, Options{Poll: time.Millisecond})
+		res := make(chan error, 1)
+		go func() {
+			_, _, err := c.DoN(context.Background(), ownBatch(t, "x", 1000), 1000)
+			res <- err
+		}()
+		waitFor(t, "the caller to write its batch and read for it", func() (bool, string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.written > 0 && len(c.readTurn) == 0 && c.reading, fmt.Sprintf("%d bytes written", c.written)
+		})
+		c.Close()
+		select {
+		case err := <-res:
+			check(t, "batch", err, false)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the batch did not end with the connection")
+		}
+	})
+	t.Run("write", func(t *testing.T) {
+		nc, release, _ := dialHeld(t)
+		defer close(release) // lets the server end at once
+		c := New(nc, Options{MaxPending: 64 << 20, Poll: time.Millisecond})
+		res := make(chan error, 1)
+		go func() { _, err := c.DoOne(context.Background(), bigSet()); res <- err }()
+		untilWriting(t, c)
+		behind, err := c.Start(context.Background(), encode("ECHO", "behind"), make([]resp.Value, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		select {
+		case err := <-res:
+			check(t, "batch", err, false)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the write did not end with the connection")
+		}
+		check(t, "call behind", behind.Wait(context.Background()), true)
+	})
+}
