@@ -469,20 +469,23 @@ func (c *Conn) wake() {
 // its own call: the call never reaches the socket, so no reply answers it.
 func (c *Conn) drop(cl *call) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	// With no error yet, a call not taken is still in line: the reader
 	// takes out only calls whose bytes were taken, and only fail takes out
 	// the rest, setting the error first.
 	// A call of no bytes is left alone: it may be overtaken by a direct
 	// write, and the sweep only looks past what was taken.
 	if c.err != nil || cl.start < c.taken || cl.size == 0 || !cl.state.CompareAndSwap(waiting, dropped) {
+		c.mu.Unlock()
 		return false
 	}
 	c.dropped++
 	c.droppedBytes += cl.size
 	if 2*c.droppedBytes >= int64(len(c.wbuf)) {
+		// Not deferred: the sweep may arm the stall limit, and a net.Conn
+		// of the user's that ends the goroutine there has mu released.
 		c.sweepLocked()
 	}
+	c.mu.Unlock()
 	return true
 }
 
@@ -494,6 +497,7 @@ func (c *Conn) drop(cl *call) bool {
 // have put only some of its bytes in yet, and is last in line).
 func (c *Conn) sweepLocked() {
 	q := c.queue
+	first := q[c.head]
 	i := c.head + sort.Search(len(q)-c.head, func(k int) bool { return q[c.head+k].start >= c.taken })
 	kept, cut := i, int64(0)
 	for _, cl := range q[i:] {
@@ -518,6 +522,12 @@ func (c *Conn) sweepLocked() {
 	c.dropped, c.droppedBytes = 0, 0
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0
+	}
+	if c.opt.StallTimeout > 0 && (c.head == len(c.queue) || c.queue[c.head] != first) {
+		// The stall limit was armed for the first call, which is gone:
+		// left as it is, it would end a connection on which nothing is
+		// due, the reader asleep in its read.
+		c.armLocked()
 	}
 	c.roomMadeLocked()
 }

@@ -548,3 +548,48 @@ func TestLeftCallsKeepRepliesInOrder(t *testing.T) {
 		t.Fatalf("ECHO after the rest = %q, %v", v.Str, err)
 	}
 }
+
+// TestLeftFirstCallClearsStallDeadline: a call that joins an empty line
+// arms the stall limit for the reader, already asleep in its read; when
+// its caller leaves before its bytes are written, it leaves the line, and
+// the limit must go with it: nothing is due, and the connection stays up
+// however long it is idle. The limit stayed armed, and the connection
+// failed once it passed ("no reply ... while replies were due"). The
+// writer still holding the write role with nothing in line, the moment
+// after a write all of whose replies came before it returned, is set by
+// hand: a real write leaves it for too short a time to aim at.
+func TestLeftFirstCallClearsStallDeadline(t *testing.T) {
+	const stall = 100 * time.Millisecond
+	c, _ := dialReal(t, Options{OnPush: func(resp.Value) {}, StallTimeout: stall})
+	ctx := context.Background()
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "PONG" {
+		t.Fatalf("PING = %q, %v", v.Str, err)
+	}
+	c.mu.Lock()
+	c.writing = true
+	c.mu.Unlock()
+	cctx, cancel := context.WithCancel(ctx)
+	p, err := c.Start(cctx, encode("PING"), make([]resp.Value, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := p.Wait(cctx); !isNotSentCanceled(err) {
+		t.Fatalf("call left before it was written = %v; want a not-sent error", err)
+	}
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+	time.Sleep(3 * stall)
+	if !c.Alive() {
+		t.Fatalf("connection with no call in line failed: %v", c.Err())
+	}
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "PONG" {
+		t.Fatalf("PING after = %q, %v", v.Str, err)
+	}
+}
+
+func isNotSentCanceled(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce) && ce.Op == "send" && ce.Unsent && errors.Is(err, context.Canceled)
+}
