@@ -354,6 +354,8 @@ func TestReadDeadlineEndingGoroutine(t *testing.T) {
 				c.DoOne(ctx, encode("PING")) // may end this goroutine
 			}()
 			signalled(t, ended, "the call to return or end its goroutine")
+			// The reader's goroutine ends after it handed the reply out.
+			waitFor(t, "the connection to fail", func() (bool, string) { return !c.Alive(), "alive" })
 			closed := make(chan struct{})
 			go func() {
 				defer close(closed)
