@@ -293,8 +293,8 @@ func TestLargeBatchesAmongPushes(t *testing.T) {
 // survives and the next call gets its own reply. (A fake server: a real
 // one cannot be made to pause between replies of one batch.)
 func TestOwnLargeBatchSlowRepliesWithinStallLimit(t *testing.T) {
-	const n, chunks = 1000, 8
-	const stall = 150 * time.Millisecond
+	const n, chunks = 1000, 16
+	const stall = 300 * time.Millisecond
 	for _, poll := range []time.Duration{time.Hour, 10 * time.Microsecond} {
 		t.Run(fmt.Sprint("poll=", poll), func(t *testing.T) {
 			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
@@ -305,7 +305,7 @@ func TestOwnLargeBatchSlowRepliesWithinStallLimit(t *testing.T) {
 						return
 					}
 					if i%(n/chunks) == 0 {
-						time.Sleep(stall / 3)
+						time.Sleep(stall / 6)
 					}
 					io.WriteString(w, ":1\r\n")
 				}
