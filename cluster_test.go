@@ -35,6 +35,7 @@ func TestCluster(t *testing.T) {
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxRefused", func(t *testing.T) { testClusterTxRefused(t, c) })
 	t.Run("TxAppliedRedirectReply", func(t *testing.T) { testClusterTxAppliedRedirectReply(t, c) })
+	t.Run("TxReadsMoved", func(t *testing.T) { testClusterTxReadsMoved(t, cl, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
 	t.Run("TxFanOut", func(t *testing.T) { testClusterTxFanOut(t, c) })
 	t.Run("OneServerCommands", func(t *testing.T) { testClusterOneServerCommands(t, c) })
@@ -349,6 +350,60 @@ func testClusterTxAppliedRedirectReply(t *testing.T, c *Client) {
 	}
 	if n, err := c.Get(ctx, key); err != nil || n != "1" {
 		t.Errorf("%s = %q, %v; want 1: the transaction ran once", key, n, err)
+	}
+}
+
+// A Transaction whose fn reads with a pipeline of its Tx, and returns that
+// pipeline's error, moves with its slot: the read, answered MOVED, changed
+// nothing, and the Tx refuses writes outside Multi. The pipeline's error
+// is a *CommandError, whose outcome is unknown for a plain pipeline; taken
+// for an applied transaction's, it made the Transaction give up with the
+// MOVED of its read while the slot was moved under it.
+func testClusterTxReadsMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	key := "{txreadsmoved}:n"
+	slot := int(hashslot.Slot(key))
+	from, err := cl.SlotOwner(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := cl.Masters[0]
+	if to == from {
+		to = cl.Masters[1]
+	}
+	if err := c.Set(ctx, key, 5); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cl.MoveSlots(context.Background(), to, from, slot); err != nil {
+			t.Errorf("moving slot %d back: %v", slot, err)
+		}
+	}()
+	calls := 0
+	replies, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		if calls == 1 {
+			// Watched on its master, the slot moves before fn reads.
+			if err := cl.MoveSlots(ctx, from, to, slot); err != nil {
+				return err
+			}
+		}
+		got, err := tx.Pipeline().Get(key).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := got[0].Int64()
+		if err != nil {
+			return err
+		}
+		tx.Multi().Set(key, n+1)
+		return nil
+	}, key)
+	if err != nil || len(replies) != 1 || calls != 2 {
+		t.Fatalf("Transaction = %v, %v after %d calls of fn; want it run again where the slot went, and applied", replies, err, calls)
+	}
+	if n, err := c.Get(ctx, key); err != nil || n != "6" {
+		t.Errorf("%s = %q, %v; want 6", key, n, err)
 	}
 }
 

@@ -192,6 +192,16 @@ func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
 			}
 		}()
 	}
+	if p.tx != nil && p.tx.retried && !p.transaction {
+		// A Pipeline of a Transaction's Tx only reads (see check): its
+		// error, a *CommandError of a read answered MOVED or WRONGTYPE
+		// included, says nothing was applied if fn returns it.
+		defer func() {
+			if err != nil {
+				p.tx.readErr = err
+			}
+		}()
+	}
 	defer p.endMulti() // whatever happens, a Multi is used once
 	defer p.reset()
 	traits, err := p.check()

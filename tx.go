@@ -44,6 +44,7 @@ type Tx struct {
 	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
 	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
 	execRan  bool  // the Exec of a Multi pipeline may have applied
+	readErr  error // the last error of a Pipeline of a Transaction's Tx, which only reads
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -697,8 +698,9 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 // watch conflict) or redirect a cluster's attempt elsewhere (MOVED), which
 // would run fn again. Otherwise nothing of the transaction was applied,
 // which a failure the client reports as not sent or not applied (a read
-// refused, a connection that could not be had), or the session's own lost
-// connection, is marked as; fn's own errors are returned as they are.
+// refused, a connection that could not be had), the session's own lost
+// connection, or the error of a Pipeline of the session, which only reads,
+// is marked as; fn's own errors are returned as they are.
 func fnError(t *Tx, err error) error {
 	if t.execRan {
 		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then the attempt failed",
@@ -707,7 +709,8 @@ func fnError(t *Tx, err error) error {
 	if errors.Is(err, ErrNotApplied) {
 		return err // a watch conflict, an EXECABORT: it says so already
 	}
-	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || t.broken != nil && errors.Is(err, t.broken) {
+	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || t.broken != nil && errors.Is(err, t.broken) ||
+		t.readErr != nil && errors.Is(err, t.readErr) {
 		return notAppliedTx(err)
 	}
 	return err
