@@ -123,7 +123,9 @@ func nameWords(cmd string) int { return strings.Count(cmd, " ") + 1 }
 // arguments cannot be encoded: its type has no encoding or is refused (a
 // time.Duration, a nil pointer, a Value), or its MarshalBinary or
 // MarshalText failed, in which case errors.Is and errors.As reach the
-// marshaler's error through Err.
+// marshaler's error through Err, except for what would tell the command's
+// outcome otherwise (ErrWatch, a MOVED *Error of a call the marshaler
+// made): the command was not sent, whatever that error says of its own.
 type ArgError struct {
 	Command string // upper case command name
 	Index   int    // position of the argument, 1 being the first after the name
@@ -134,7 +136,16 @@ func (e *ArgError) Error() string {
 	return fmt.Sprintf("redpipe: argument %d of %s: %v", e.Index, e.Command, e.Err)
 }
 
-func (e *ArgError) Unwrap() error { return e.Err }
+// Is reaches Err, but for ErrNotApplied and ErrWatch: taken for the
+// command's, a marshaler's ErrWatch made Transaction run fn again and
+// again for an argument that cannot be encoded.
+func (e *ArgError) Is(target error) bool {
+	return !errors.Is(target, ErrNotApplied) && errors.Is(e.Err, target)
+}
+
+// As finds what Err is or wraps, but for the errors that tell an outcome
+// or a redirection (see ownOutcome).
+func (e *ArgError) As(target any) bool { return !ownOutcome(target) && errors.As(e.Err, target) }
 
 // TypeError is returned by a Value accessor asked for a type the reply does
 // not hold, such as Int64 on an array.
@@ -319,14 +330,20 @@ func (e *DecodeError) Is(target error) bool {
 
 // As finds what Err is or wraps, as errors.As does through Unwrap, but for
 // the errors that tell an outcome (see OutcomeOf) or a redirection.
-func (e *DecodeError) As(target any) bool {
+func (e *DecodeError) As(target any) bool { return !ownOutcome(target) && errors.As(e.Err, target) }
+
+// ownOutcome tells a target of errors.As among redpipe's errors that tell
+// a command's outcome or a redirection: found in an error of the user's
+// code that a DecodeError or an ArgError holds, it would speak of another
+// call than the command's.
+func ownOutcome(target any) bool {
 	switch target.(type) {
 	case **Error, **CommandError, **ExecAbortError, **CrossSlotError, **OutcomeError, **TxRetryError,
 		**UsageError, **ArityError, **ArgError, **OptionError, **DialError, **HandshakeError,
 		**notSentError, **conn.Error, **uncertainError, **nodesError:
-		return false
+		return true
 	}
-	return errors.As(e.Err, target)
+	return false
 }
 
 // OptionError is an invalid option or URL.

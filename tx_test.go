@@ -952,3 +952,38 @@ func TestUnwatchDecoderPanics(t *testing.T) {
 		tx2.Close()
 	}
 }
+
+// watchArg is an argument whose MarshalBinary fails with an error that
+// wraps ErrWatch, as one that ran a Transaction of its own to find its
+// value would, and wraps an error of its own type too.
+type watchArg struct{}
+
+func (watchArg) MarshalBinary() ([]byte, error) {
+	return nil, fmt.Errorf("looking the value up: %w; %w", ErrWatch, &decoderOwnError{"marshaler's own"})
+}
+
+// TestArgErrorTellsNoOutcome: a marshaler's error speaks of the
+// marshaler, not of the command, which was not sent. One that wraps
+// ErrWatch made Transaction run fn again until it gave up, sixteen times,
+// and report a watch conflict; the *ArgError is now returned at once. The
+// marshaler's own errors are still found.
+func TestArgErrorTellsNoOutcome(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		tx.Multi().Set("argwatch:k", watchArg{})
+		return nil
+	}, "argwatch:k")
+	var ae *ArgError
+	var re *TxRetryError
+	var own *decoderOwnError
+	if calls != 1 || !errors.As(err, &ae) || errors.As(err, &re) || !errors.As(err, &own) || OutcomeOf(err) != OutcomeNotSent {
+		t.Errorf("Transaction = %v (outcome %v) after %d calls of fn; want the *ArgError, not sent, fn run once, the marshaler's own error found",
+			err, OutcomeOf(err), calls)
+	}
+	if err := c.Set(ctx, "argwatch:k", watchArg{}); errors.Is(err, ErrWatch) || errors.Is(err, ErrNotApplied) || !errors.As(err, &ae) {
+		t.Errorf("Set = %v; want an *ArgError that does not match ErrWatch", err)
+	}
+}
