@@ -320,6 +320,44 @@ func (d exitingDeadlineConn) SetReadDeadline(t time.Time) error {
 	return d.Conn.SetReadDeadline(t)
 }
 
+// TestReadDeadlineEndingSendInParts: a send written in parts whose
+// caller's goroutine ends in the user's SetReadDeadline as it joins the
+// line never gives back the turn of sends in parts. A later send in parts
+// on the failed connection waited for that turn until its context ended
+// (for ever without a deadline); it now fails at once, as not sent.
+func TestReadDeadlineEndingSendInParts(t *testing.T) {
+	srv := redistest.Start(t)
+	nc, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exit atomic.Bool
+	c := New(exitingDeadlineConn{nc, &exit, func(t time.Time) bool { return !t.IsZero() }},
+		Options{StallTimeout: 10 * time.Second, MaxPending: 1 << 10})
+	defer c.Close()
+	var batch []byte
+	for i := range 200 {
+		batch = append(batch, encode("ECHO", fmt.Sprint(i))...)
+	}
+	exit.Store(true)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		c.DoN(context.Background(), batch, 200) // ends this goroutine
+	}()
+	signalled(t, ended, "the send in parts to end its goroutine")
+	exit.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err = c.DoN(ctx, batch, 200)
+	var ce *Error
+	if !errors.As(err, &ce) || !ce.Unsent || ctx.Err() != nil {
+		t.Fatalf("a later send in parts = %v after %v; want the connection's error, not sent, before its context ends",
+			err, time.Since(start).Round(time.Millisecond))
+	}
+}
+
 // TestReadDeadlineEndingGoroutine: a net.Conn of the user's whose
 // SetReadDeadline ends its goroutine, on a connection with a stall limit,
 // which arms it on the caller's goroutine when a call joins an empty line

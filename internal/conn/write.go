@@ -54,6 +54,12 @@ func (c *Conn) takeSendSem(ctx context.Context) error {
 	case c.sendSem <- struct{}{}:
 	case <-ctx.Done():
 		return notSent(ctx.Err())
+	case <-c.closed:
+		// The connection failed. The send that holds the turn gives it
+		// back then, unless user code ended its goroutine (a net.Conn's
+		// SetReadDeadline calling runtime.Goexit as the send joined the
+		// line): waiting would then last as long as ctx.
+		return unsent(c.Err())
 	}
 	if err := ctx.Err(); err != nil {
 		<-c.sendSem
