@@ -70,9 +70,9 @@ type Stream struct {
 // method that handed the reply out, and the stream takes it for an error
 // of each: each is not called again, and Close, deferred or called after
 // a recover, still reads the replies, gives the connection back and
-// reports it; when Close (or Discard) handed the reply out, the stream is
-// finished so before the panic goes on up, and so when each or a Decoder
-// ends its goroutine (runtime.Goexit, as t.FailNow calls). each may call
+// reports it. When Close (or Discard) handed the reply out, the stream is
+// finished anyway before the panic goes on up, and likewise when each or a
+// Decoder ends its goroutine (runtime.Goexit, as t.FailNow calls). each may call
 // the Client: a plain call goes on the shared connection, but one that
 // needs a connection of its own (Watch, a blocking command, a large
 // pipeline, another stream) waits for one from the pool, in which the
