@@ -69,6 +69,9 @@ type Client struct {
 	mu     sync.Mutex // guards live and closed
 	live   map[*conn.Conn]struct{}
 	closed bool
+	// closeDone is closed when the first Close has finished, so that
+	// another, made at the same time, returns no sooner.
+	closeDone chan struct{}
 }
 
 // NewClient makes a Client. It checks the options but does not connect:
@@ -86,7 +89,8 @@ func NewClient(opt Options) (*Client, error) {
 			MaxArrayLen: opt.MaxReplyElems,
 			MaxDepth:    opt.MaxReplyDepth,
 		}},
-		live: make(map[*conn.Conn]struct{}),
+		live:      make(map[*conn.Conn]struct{}),
+		closeDone: make(chan struct{}),
 	}
 	c.turnWait = defaultTurnWait
 	c.life, c.endLife = context.WithCancel(context.Background())
@@ -604,7 +608,8 @@ func (c *Client) closeConn(cn *conn.Conn) error {
 
 // Close closes every connection of the client, failing the calls in flight
 // with ErrClosed, and waits for their goroutines to end. Calls after Close
-// fail with ErrClosed. On the Client of one node that ForEachMaster hands
+// fail with ErrClosed. Another Close, at the same time or later, returns
+// nil once the first has returned. On the Client of one node that ForEachMaster hands
 // out it is refused with a *UsageError: that Client's connections belong
 // to the cluster Client, whose Close closes them.
 func (c *Client) Close() error {
@@ -623,9 +628,13 @@ func (c *Client) close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		// Close promises that the client's goroutines have ended: the
+		// first Close may still be waiting for them.
+		<-c.closeDone
 		return nil
 	}
 	c.closed = true
+	defer close(c.closeDone)
 	c.endLife()
 	live := make([]*conn.Conn, 0, len(c.live))
 	for cn := range c.live {

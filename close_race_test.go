@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,5 +150,61 @@ func closeRaces(t *testing.T, rounds int, dial func() (*Client, error)) {
 				t.Fatalf("round %d: a call did not return after Close", round)
 			}
 		}
+	}
+}
+
+// TestCloseTwiceWaitsForTheFirst closes a client twice at once while a
+// dial of its shared connection is held up in the Dialer: the second Close
+// returns no sooner than the first, which waits for that dial, so that
+// neither returns while a goroutine of the client is still running.
+func TestCloseTwiceWaitsForTheFirst(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	c, err := NewClient(Options{Addr: srv.Addr, Dialer: func(_ context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release // a Dialer that does not heed its context
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, "PING")
+		called <- err
+	}()
+	<-entered
+	first, second := make(chan struct{}), make(chan struct{})
+	go func() { c.Close(); close(first) }()
+	for i := 0; i < 1000 && !c.isClosed(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if !c.isClosed() {
+		close(release)
+		t.Fatal("the first Close did not begin")
+	}
+	go func() { c.Close(); close(second) }()
+	select {
+	case <-second:
+		t.Error("the second Close returned while the first still waited for a dial")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	for _, done := range []chan struct{}{first, second} {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("Close did not return")
+		}
+	}
+	if err := <-called; !errors.Is(err, ErrClosed) {
+		t.Errorf("call cut short by Close: %v, want ErrClosed", err)
 	}
 }
