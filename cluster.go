@@ -210,6 +210,9 @@ type clusterRouter struct {
 	nodes   map[string]*Client // node clients by address, kept until Close
 	loaded  bool               // a map has been applied
 	closed  bool
+	// closeDone is closed when the first Close has finished, so that
+	// another, made at the same time, returns no sooner.
+	closeDone chan struct{}
 
 	// Replica reads (cluster_replicas.go); all nil without
 	// ReadFromReplicas. Commands routed by readers are read-only: a
@@ -507,10 +510,18 @@ func (r *clusterRouter) moved(slot int, addr string) (*Client, error) {
 func (r *clusterRouter) close() error {
 	r.mu.Lock()
 	if r.closed {
+		done := r.closeDone
 		r.mu.Unlock()
+		if done != nil {
+			// Close promises that the client's goroutines have ended:
+			// the first Close may still be waiting for them.
+			<-done
+		}
 		return nil
 	}
 	r.closed = true
+	r.closeDone = make(chan struct{})
+	defer close(r.closeDone)
 	nodes := make([]*Client, 0, len(r.nodes)+len(r.replicas))
 	for _, n := range r.nodes {
 		nodes = append(nodes, n)

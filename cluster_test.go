@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1931,6 +1932,76 @@ func TestClusterDialerPanics(t *testing.T) {
 			t.Fatalf("Set once the Dialer works: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestClusterCloseTwiceWaitsForTheFirst: of two Closes of a cluster
+// client made at once, while a seed's dial is held up in the Dialer, the
+// second returned at once, before the first, which waits for that dial:
+// a goroutine of the client was still running after both.
+func TestClusterCloseTwiceWaitsForTheFirst(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	var hold atomic.Bool
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	defer let()
+	var d net.Dialer
+	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
+		if hold.Load() {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release // a Dialer that does not heed its context
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{Dialer: dial}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	called := make(chan error, 1)
+	go func() {
+		// The first call loads the layout over a seed's shared
+		// connection, whose dial Close waits for.
+		_, err := c.Get(ctx, "ct:k")
+		called <- err
+	}()
+	within := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			let()
+			t.Fatalf("no %s after 10s", what)
+		}
+	}
+	within(entered, "dial")
+	first, second := make(chan struct{}), make(chan struct{})
+	go func() { c.Close(); close(first) }()
+	closing := func() bool {
+		c.cluster.mu.RLock()
+		defer c.cluster.mu.RUnlock()
+		return c.cluster.closed
+	}
+	for i := 0; i < 1000 && !closing(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { c.Close(); close(second) }()
+	select {
+	case <-second:
+		t.Error("the second Close returned while the first still waited for a dial")
+	case <-time.After(100 * time.Millisecond):
+	}
+	let()
+	within(first, "return of the first Close")
+	within(second, "return of the second Close")
+	if err := <-called; !errors.Is(err, ErrClosed) {
+		t.Errorf("call cut short by Close: %v, want ErrClosed", err)
 	}
 }
 
