@@ -226,7 +226,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 			case unreachable(ctx, err):
 				unreached = err
 				left++
-			case len(replies) > 0 || len(masters) > 1 || asReplica:
+			case len(replies) > 0 || asReplica || ranElsewhere(i, got, replica, errs):
 				// Other masters may have run it.
 				return resp.Value{}, &uncertainError{msg: "redpipe: " + ci.Name + " failed on " + masters[i].opt.Addr, err: err}
 			default:
@@ -287,6 +287,24 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 // roleCmd asks a node whether it is a master, ahead of a command for
 // every master (see fanOut).
 var roleCmd = encodeWords("ROLE")
+
+// ranElsewhere tells, of a command for every master that failed on
+// masters[i], whether some other master may have run it: one answered
+// (a READONLY refusal aside), or failed with an outcome that is unknown.
+// When none may have, the failure alone tells the outcome: a closed
+// Client fails every master with ErrClosed before any is sent anything.
+func ranElsewhere(i int, got []resp.Value, replica []bool, errs []error) bool {
+	for j, err := range errs {
+		switch {
+		case j == i:
+		case err == nil && (replica[j] || !isReadonly(got[j])):
+			return true
+		case err != nil && !SafeToRetry(err):
+			return true
+		}
+	}
+	return false
+}
 
 // sendToMaster runs a command for every master on node, by its retry
 // rules, after ROLE on the same connection, and tells whether the node
