@@ -354,18 +354,25 @@ func testMultiKeyRefusals(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 }
 
-// moveKeysOf moves the slot of key to another master, with its keys.
-func moveSlotOf(t *testing.T, ctx context.Context, cl *redistest.Cluster, key string) {
+// ownerAndOther returns the master that serves slot and another master.
+func ownerAndOther(t *testing.T, cl *redistest.Cluster, slot int) (from, to *redistest.Server) {
 	t.Helper()
-	slot := int(hashslot.Slot(key))
 	from, err := cl.SlotOwner(slot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	to := cl.Masters[0]
+	to = cl.Masters[0]
 	if to == from {
 		to = cl.Masters[1]
 	}
+	return from, to
+}
+
+// moveSlotOf moves the slot of key to another master, with its keys.
+func moveSlotOf(t *testing.T, ctx context.Context, cl *redistest.Cluster, key string) {
+	t.Helper()
+	slot := int(hashslot.Slot(key))
+	from, to := ownerAndOther(t, cl, slot)
 	if err := cl.MoveSlots(ctx, from, to, slot); err != nil {
 		t.Fatal(err)
 	}

@@ -47,14 +47,7 @@ func splitSlot(t *testing.T, cl *redistest.Cluster, c *Client, stay, moved strin
 	if err := c.MSet(ctx, stay, 0, moved, 0); err != nil {
 		t.Fatal(err)
 	}
-	from, err := cl.SlotOwner(slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := cl.Masters[0]
-	if to == from {
-		to = cl.Masters[1]
-	}
+	from, to := ownerAndOther(t, cl, slot)
 	m, err := cl.BeginMigration(ctx, from, to, slot)
 	if err != nil {
 		t.Fatal(err)

@@ -268,14 +268,7 @@ func testClusterStreamMoves(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	a, b := cl.Masters[0], cl.Masters[1]
 	mig := int(hashslot.Slot("{mig}"))
-	from, err := cl.SlotOwner(mig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := cl.Masters[0]
-	if to == from {
-		to = cl.Masters[1]
-	}
+	from, to := ownerAndOther(t, cl, mig)
 	// A range of a's slots without the migrated one.
 	moving := movingSlots(t, c, a, 300, mig)
 	keys := keysOver("moves:", 10_000)

@@ -364,14 +364,7 @@ func testClusterTxReadsMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
 	ctx := clusterCtx(t)
 	key := "{txreadsmoved}:n"
 	slot := int(hashslot.Slot(key))
-	from, err := cl.SlotOwner(slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := cl.Masters[0]
-	if to == from {
-		to = cl.Masters[1]
-	}
+	from, to := ownerAndOther(t, cl, slot)
 	if err := c.Set(ctx, key, 5); err != nil {
 		t.Fatal(err)
 	}
