@@ -139,9 +139,7 @@ func (e *ArgError) Error() string {
 // Is reaches Err, but for ErrNotApplied and ErrWatch: taken for the
 // command's, a marshaler's ErrWatch made Transaction run fn again and
 // again for an argument that cannot be encoded.
-func (e *ArgError) Is(target error) bool {
-	return !errors.Is(target, ErrNotApplied) && errors.Is(e.Err, target)
-}
+func (e *ArgError) Is(target error) bool { return causeIs(e.Err, target) }
 
 // As finds what Err is or wraps, but for the errors that tell an outcome
 // or a redirection (see ownOutcome).
@@ -324,13 +322,18 @@ func (e *DecodeError) Error() string {
 // Is reaches Err, but for ErrNotApplied and ErrWatch. Err is not handed
 // to errors.Is through an Unwrap method, which would reach it whatever Is
 // says.
-func (e *DecodeError) Is(target error) bool {
-	return !errors.Is(target, ErrNotApplied) && errors.Is(e.Err, target)
-}
+func (e *DecodeError) Is(target error) bool { return causeIs(e.Err, target) }
 
 // As finds what Err is or wraps, as errors.As does through Unwrap, but for
 // the errors that tell an outcome (see OutcomeOf) or a redirection.
 func (e *DecodeError) As(target any) bool { return !ownOutcome(target) && errors.As(e.Err, target) }
+
+// causeIs is errors.Is(cause, target) for an error that holds cause but
+// must not say, through it, that nothing was applied (ErrNotApplied,
+// ErrWatch): cause speaks of its own part or its own call.
+func causeIs(cause, target error) bool {
+	return !errors.Is(target, ErrNotApplied) && errors.Is(cause, target)
+}
 
 // ownOutcome tells a target of errors.As among redpipe's errors that tell
 // a command's outcome or a redirection: found in an error of the user's

@@ -41,9 +41,7 @@ func (e *uncertainError) Error() string { return e.msg + ": " + e.err.Error() }
 // (ErrNotApplied, ErrWatch), which the cause may say of its own part
 // while other commands ran. So the cause is not handed to errors.Is
 // through an Unwrap method, which would reach it whatever Is says.
-func (e *uncertainError) Is(target error) bool {
-	return !errors.Is(target, ErrNotApplied) && errors.Is(e.err, target)
-}
+func (e *uncertainError) Is(target error) bool { return causeIs(e.err, target) }
 
 // As finds the cause, or what it wraps, as errors.As does through Unwrap.
 func (e *uncertainError) As(target any) bool { return errors.As(e.err, target) }
