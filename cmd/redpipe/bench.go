@@ -116,8 +116,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))
 	}
-	if *n < 1 {
-		return fail("-n must be at least 1, got %d", *n)
+	if *n < 1 || *n > maxBatch {
+		return fail("-n must be from 1 to %d (one pipeline holds all of them, and their replies, in memory), got %d", maxBatch, *n)
 	}
 	if *dur <= 0 {
 		return fail("-duration must be positive, got %v", *dur)
@@ -159,6 +159,11 @@ func writableFile(path string) error {
 	return os.Remove(f.Name())
 }
 
+// maxBatch bounds -n and each depth: one pipeline of that many INCRs, with
+// its replies, takes about 100 MB, which a machine running a benchmark can
+// spare; a larger one could take more memory than it has.
+const maxBatch = 1_000_000
+
 // parseDepths reads "1,10,100" into ascending, distinct depths.
 func parseDepths(s string) ([]int, error) {
 	var ds []int
@@ -170,6 +175,9 @@ func parseDepths(s string) ([]int, error) {
 		d, err := strconv.Atoi(f)
 		if err != nil || d < 1 {
 			return nil, fmt.Errorf("%q is not a positive whole number", f)
+		}
+		if d > maxBatch {
+			return nil, fmt.Errorf("%d is more than %d, the most one pipeline may hold here", d, maxBatch)
 		}
 		ds = append(ds, d)
 	}
