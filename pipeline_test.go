@@ -646,3 +646,38 @@ func TestZeroScriptRefused(t *testing.T) {
 		t.Errorf("EXISTS zs = %d, %v; want 0: nothing of the refused pipelines is sent", n, err)
 	}
 }
+
+// A push message the server writes inside EXEC's array (redis 7.0 does so
+// for DEBUG PROTOCOL push queued in MULTI, without counting it, and puts
+// the command's own reply after it) is not taken for a reply of the
+// transaction: every reply would then belong to the command before it.
+// Exec fails as of unknown outcome, since the transaction ran, and the
+// connection, whose replies are out of step, is replaced.
+func TestPushInsideExecArray(t *testing.T) {
+	c, _ := newTestClient(t, Options{Protocol: 3})
+	ctx := ctxT(t)
+	id := func() int64 {
+		v, err := c.Do(ctx, "CLIENT", "ID")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return must(v.Int64())
+	}
+	before := id()
+	replies, err := c.Pipeline().Do("DEBUG", "PROTOCOL", "push").Do("DEBUG", "PROTOCOL", "attrib").Exec(ctx)
+	if err == nil {
+		t.Fatalf("Exec = %v, nil error; want an error: the first reply is the push message, not DEBUG's reply", replies)
+	}
+	if replies != nil || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+		t.Errorf("Exec = %v, %v (outcome %v); want no replies and an error of unknown outcome", replies, err, OutcomeOf(err))
+	}
+	if !strings.Contains(err.Error(), "push") {
+		t.Errorf("error %q does not say a push message came where it may not", err)
+	}
+	if after := id(); after == before {
+		t.Errorf("the connection that read the misplaced push (client id %d) is still in use", before)
+	}
+	if s, err := c.Echo(ctx, "next"); err != nil || s != "next" {
+		t.Errorf("ECHO after the misplaced push = %q, %v", s, err)
+	}
+}

@@ -275,6 +275,15 @@ func (r *Reader) read(v *Value, depth int, keep bool) error {
 			v.Str = s
 		}
 	case Array, Map, Set, Push:
+		if k == Push && depth > 0 {
+			// A push is out of band and comes only between replies. One
+			// inside an aggregate (Redis 7.0 writes DEBUG PROTOCOL push
+			// queued in MULTI into EXEC's array, uncounted, with the
+			// command's own reply after it) would be taken for an
+			// element, and every later element and reply would belong to
+			// the one before it.
+			return r.lineErr(line, 0, "a value other than a push inside an aggregate (push messages come only between replies)")
+		}
 		n, err := r.aggLen(line, depth, k == Array)
 		if err != nil {
 			return err

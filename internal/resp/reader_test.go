@@ -256,6 +256,11 @@ func TestReadMalformed(t *testing.T) {
 		{".\r\n", 0, "streamed types are not supported", "'.'"},
 		{"\x00\r\n", 0, "RESP type byte", `'\x00'`},
 		{"\xff\r\n", 0, "RESP type byte", `'\xff'`},
+		{"*2\r\n>1\r\n+invalidate\r\n+OK\r\n", 4, "a value other than a push inside an aggregate", "'>'"},
+		{"%1\r\n+k\r\n>0\r\n", 8, "a value other than a push inside an aggregate", "'>'"},
+		{"*1\r\n|1\r\n+k\r\n:1\r\n>0\r\n", 16, "a value other than a push inside an aggregate", "'>'"},
+		{"|1\r\n+k\r\n>0\r\n+OK\r\n", 8, "a value other than a push inside an aggregate", "'>'"},
+		{">1\r\n>0\r\n", 4, "a value other than a push inside an aggregate", "'>'"},
 	}
 	for _, tt := range tests {
 		for _, skip := range []bool{false, true} {
