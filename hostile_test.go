@@ -488,3 +488,110 @@ func TestHostileHalfReplyThenSilence(t *testing.T) {
 		expectRecovery(t, c, fs, closed)
 	})
 }
+
+// scriptedTxServer is a fake server whose connections answer MULTI with
+// multi, every command queued after it with queued, EXEC with exec, and
+// PING and ECHO as a healthy server does.
+func scriptedTxServer(t *testing.T, multi, queued, exec string) *fakeServer {
+	return startFakeServer(t, func(n int, fc *fakeConn) {
+		if !fc.handshake("") {
+			return
+		}
+		inMulti := false
+		for range 1000 {
+			cmd, err := fc.readCommand()
+			if err != nil {
+				return
+			}
+			var reply string
+			switch name := strings.ToUpper(cmd[0]); {
+			case name == "MULTI":
+				reply, inMulti = multi, true
+			case name == "EXEC":
+				reply, inMulti = exec, false
+			case inMulti:
+				reply = queued
+			case name == "PING":
+				reply = "+PONG\r\n"
+			case name == "WATCH" || name == "UNWATCH":
+				reply = "+OK\r\n"
+			case name == "ECHO":
+				reply = "$" + strconv.Itoa(len(cmd[1])) + "\r\n" + cmd[1] + "\r\n"
+			default:
+				reply = "-ERR fake server does not know " + cmd[0] + "\r\n"
+			}
+			if fc.send(reply) != nil {
+				return
+			}
+		}
+	})
+}
+
+// Replies to a transaction that no server sends (EXEC answered with
+// something other than an array, nil or an error, or with an array of
+// another length than the commands queued; a command queued answered with
+// something other than QUEUED or an error; MULTI answered with something
+// other than OK or an error) fail the transaction as of unknown outcome,
+// saying what came, and the connection that read them, whose stream may
+// be out of step, is not used again: neither the shared connection of a
+// client's pipelines nor the one a Tx gives back to the pool.
+func TestHostileTransactionReplies(t *testing.T) {
+	cases := []struct {
+		name, multi, queued, exec, want string
+	}{
+		{"EXEC status", "+OK\r\n", "+QUEUED\r\n", "+OK\r\n", `EXEC was answered with a simple string "OK"`},
+		{"EXEC map", "+OK\r\n", "+QUEUED\r\n", "%1\r\n+a\r\n+b\r\n", "EXEC was answered with a map"},
+		{"EXEC set", "+OK\r\n", "+QUEUED\r\n", "~2\r\n+OK\r\n+OK\r\n", "EXEC was answered with a set"},
+		{"EXEC short", "+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n", "EXEC returned 1 replies for 2 commands"},
+		{"EXEC long", "+OK\r\n", "+QUEUED\r\n", "*3\r\n+OK\r\n+OK\r\n+OK\r\n", "EXEC returned 3 replies for 2 commands"},
+		{"not queued", "+OK\r\n", "+OK\r\n", "*2\r\n+OK\r\n+OK\r\n", `command 1 (SET) of the transaction was answered with a simple string "OK", not QUEUED`},
+		{"MULTI integer", ":1\r\n", "+QUEUED\r\n", "*2\r\n+OK\r\n+OK\r\n", "MULTI was answered with an integer, not OK"},
+	}
+	for _, tc := range cases {
+		check := func(t *testing.T, replies []Value, err error) {
+			t.Helper()
+			if err == nil || replies != nil {
+				t.Fatalf("Exec = %v, %v; want an error", replies, err)
+			}
+			if OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+				t.Errorf("Exec error %v: outcome %v, want unknown: the server may have run the commands", err, OutcomeOf(err))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Exec error %q does not say %q", err, tc.want)
+			}
+		}
+		t.Run(tc.name+"/pipeline", func(t *testing.T) {
+			fs := scriptedTxServer(t, tc.multi, tc.queued, tc.exec)
+			c := newFakeClient(t, fs)
+			ctx := ctxT(t)
+			replies, err := c.Pipeline().Set("k", "1").Get("k").Exec(ctx)
+			check(t, replies, err)
+			if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+				t.Fatalf("Ping after the transaction = %q, %v", s, err)
+			}
+			if n := fs.Accepts(); n != 2 {
+				t.Errorf("%d connections accepted, want 2: the one that read the unexpected replies is dropped", n)
+			}
+		})
+		t.Run(tc.name+"/Tx", func(t *testing.T) {
+			fs := scriptedTxServer(t, tc.multi, tc.queued, tc.exec)
+			c := newFakeClient(t, fs)
+			ctx := ctxT(t)
+			tx, err := c.Watch(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			replies, err := tx.Multi().Set("k", "1").Get("k").Exec(ctx)
+			check(t, replies, err)
+			tx.Close()
+			tx, err = c.Watch(ctx, "k")
+			if err != nil {
+				t.Fatalf("Watch after the transaction: %v", err)
+			}
+			tx.Close()
+			if n := fs.Accepts(); n != 2 {
+				t.Errorf("%d connections accepted, want 2: the one that read the unexpected replies goes back to no pool", n)
+			}
+		})
+	}
+}

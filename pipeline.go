@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -368,11 +369,15 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 	}
 	var replies []resp.Value
 	var err error
+	var check func([]resp.Value) error
+	if p.transaction {
+		check = func(out []resp.Value) error { return p.execShape(out[skip:]) }
+	}
 	errs = -1
 	if p.tx != nil {
 		replies = make([]resp.Value, total)
 		// Inside MULTI a blocking command does not block.
-		err = p.tx.do(ctx, buf, replies, p.transaction, traits.blocking && !p.transaction, traits.grace)
+		err = p.tx.do(ctx, buf, replies, p.transaction, traits.blocking && !p.transaction, traits.grace, check)
 	} else {
 		rctx := ctx
 		if p.transaction && isIdempotent(ctx) {
@@ -382,7 +387,7 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 			rctx = context.WithValue(ctx, idempotentKey{}, false)
 		}
 		err = c.retry(rctx, traits.readonly, func() (err error) {
-			replies, errs, err = c.sendBatch(ctx, buf, total, traits)
+			replies, errs, err = c.sendChecked(ctx, buf, total, traits, check)
 			return err
 		})
 	}
@@ -405,20 +410,84 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 // connection, or on a dedicated one when the batch is large or may block,
 // and returns their replies and how many are errors.
 func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, traits batchTraits) ([]resp.Value, int, error) {
+	return c.sendChecked(ctx, buf, n, traits, nil)
+}
+
+// sendChecked is sendBatch with a check of the replies, if check is not
+// nil: replies it finds wrong fail the connection that read them (see
+// conn.Conn.Fail), whose error is returned.
+func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batchTraits, check func([]resp.Value) error) ([]resp.Value, int, error) {
+	var cn *conn.Conn
+	var d *dedicated
+	var replies []resp.Value
+	var errs int
+	var err error
 	if traits.blocking || len(buf) > largePipeline {
-		d, err := c.getDedicated(ctx)
-		if err != nil {
+		if d, err = c.getDedicated(ctx); err != nil {
 			return nil, 0, err
 		}
-		replies, errs, err := d.WithGrace(traits.grace).DoN(ctx, buf, n)
+		cn = d.Conn
+		replies, errs, err = d.WithGrace(traits.grace).DoN(ctx, buf, n)
+	} else {
+		if cn, err = c.sharedConn(ctx); err != nil {
+			return nil, 0, err
+		}
+		replies, errs, err = cn.DoN(ctx, buf, n)
+	}
+	if err == nil && check != nil {
+		if e := check(replies); e != nil {
+			replies, errs, err = nil, 0, cn.Fail(e)
+		}
+	}
+	if d != nil {
 		c.pool.Put(d, err == nil)
-		return replies, errs, err
 	}
-	cn, err := c.sharedConn(ctx)
-	if err != nil {
-		return nil, 0, err
+	return replies, errs, err
+}
+
+// execShape tells what is wrong with out, the replies of MULTI, of each
+// command queued and of EXEC, if they are not what a server sends for a
+// transaction: OK, then QUEUED or an error for each command, then nil, an
+// error, or an array of one reply per command. A stream with anything
+// else is out of step, or the server did not queue the commands as it
+// said. Behind a refused MULTI the commands ran on their own, and their
+// replies may be anything; execResult reports that.
+func (p *Pipeline) execShape(out []resp.Value) error {
+	n := len(p.w.cmds)
+	if len(out) != n+2 || out[0].Kind == resp.Error || out[0].Kind == resp.BulkError {
+		return nil
 	}
-	return cn.DoN(ctx, buf, n)
+	if m := out[0]; m.Kind != resp.SimpleString || m.Str != "OK" {
+		return fmt.Errorf("MULTI was answered with %v, not OK", replyDesc(m))
+	}
+	for i, q := range out[1 : 1+n] {
+		if q.Kind != resp.Error && q.Kind != resp.BulkError && (q.Kind != resp.SimpleString || q.Str != "QUEUED") {
+			return fmt.Errorf("command %d (%s) of the transaction was answered with %v, not QUEUED", i+1, p.w.cmds[i].Name(), replyDesc(q))
+		}
+	}
+	switch e := out[1+n]; e.Kind {
+	case resp.Null, resp.Error, resp.BulkError:
+	case resp.Array:
+		if len(e.Elems) != n {
+			return fmt.Errorf("EXEC returned %d replies for %d commands", len(e.Elems), n)
+		}
+	default:
+		return fmt.Errorf("EXEC was answered with %v, not an array of replies", replyDesc(e))
+	}
+	return nil
+}
+
+// replyDesc names a reply's kind, with its text if it is a short status,
+// for an error that says what came instead of what was expected.
+func replyDesc(v resp.Value) string {
+	if v.Kind == resp.SimpleString {
+		return "a simple string " + strconv.Quote(clip(v.Str))
+	}
+	k := v.Kind.String()
+	if strings.ContainsRune("aeiou", rune(k[0])) {
+		return "an " + k
+	}
+	return "a " + k
 }
 
 // execResult reads the replies of MULTI, the queued commands and EXEC.

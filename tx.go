@@ -318,8 +318,10 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 // do runs a batch on the session's connection; grace is how long its
 // blocking commands may keep the server quiet. The batch of a transaction
 // (exec) gives the session's turn away once it is written: the next
-// transaction on the same keys may read while this one's EXEC runs.
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blocking bool, grace conn.Grace) error {
+// transaction on the same keys may read while this one's EXEC runs. A
+// check that finds the replies wrong fails the connection (see
+// Conn.Fail).
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blocking bool, grace conn.Grace, check func([]resp.Value) error) error {
 	if err := t.connect(ctx); err != nil {
 		return err
 	}
@@ -330,6 +332,11 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	if err == nil {
 		if err = p.Wait(ctx); err != nil && blocking && OutcomeOf(err) != OutcomeNotSent {
 			t.cutBlocked(ctx, err)
+		}
+	}
+	if err == nil && check != nil {
+		if e := check(replies); e != nil {
+			err = t.d.Fail(e)
 		}
 	}
 	if err != nil {

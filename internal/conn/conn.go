@@ -472,6 +472,18 @@ func (p Pending) Ready() bool {
 	return p.cl == nil || p.cl.state.Load() == finished
 }
 
+// Fail ends the connection for a reply that its owner found cannot be
+// what the server sends for the command it came for (a transaction's
+// replies that are not those of MULTI, QUEUED and EXEC): such a stream
+// may be out of step, and a later reply could then reach the wrong call.
+// Every call in line fails as after a malformed reply, and the socket is
+// closed. It returns the error of the call whose reply it was.
+func (c *Conn) Fail(err error) *Error {
+	e := &Error{Op: "read", Err: err}
+	c.fail(e)
+	return e
+}
+
 // fail makes err the connection's sticky error, closes the socket and fails
 // every call in line. Calls none of whose bytes the socket accepted are
 // marked unsent; the rest may or may not have run.
