@@ -339,7 +339,7 @@ func (c *Conn) checkIdleLocked() *Error {
 	if err != nil {
 		return &Error{Op: "read", Err: err}
 	}
-	if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
+	if k, ok := c.rd.NextKind(); ok && k != resp.Push {
 		return &Error{Op: "read", Err: unaskedErr(c.rd.Offset(), k.String())}
 	}
 	return nil
@@ -435,7 +435,7 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 	// reply can only follow its command into the line. Push messages are
 	// the exception the protocol makes.
 	if bad == nil && c.err == nil && c.head == len(c.queue) {
-		if k, ok := c.rd.PeekKind(); ok && k != resp.Push {
+		if k, ok := c.rd.NextKind(); ok && k != resp.Push {
 			bad = unaskedErr(c.rd.Offset(), "more data")
 		}
 	}

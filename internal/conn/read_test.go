@@ -406,3 +406,58 @@ func TestReadDeadlineEndingGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// TestAttributedPushIsNotUnasked: a push message with attributes before
+// it, which RESP3 allows before any value, is a push all the same: one
+// arriving just behind the last reply due, or while no call is in line,
+// is handed to OnPush (or dropped) like any other, not taken for a reply
+// nobody asked for, which would fail a healthy connection. Both when the
+// reader goroutine reads and when callers read their own replies.
+func TestAttributedPushIsNotUnasked(t *testing.T) {
+	const push = "|1\r\n+ttl\r\n:3600\r\n|1\r\n+k\r\n*0\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+	for _, selfRead := range []bool{false, true} {
+		nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			io.WriteString(w, "+A\r\n"+push) // in one write, behind the reply
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			io.WriteString(w, "+B\r\n")
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(w, push) // while no call is in line
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			io.WriteString(w, "+C\r\n")
+			drain(r)
+		})
+		var pushes atomic.Int32
+		var attrs atomic.Int32
+		opt := Options{OnPush: func(v resp.Value) {
+			pushes.Add(1)
+			attrs.Add(int32(len(v.Attrs())))
+		}}
+		if selfRead {
+			opt = Options{Poll: time.Millisecond}
+		}
+		c := New(nc, opt)
+		defer c.Close()
+		if c.selfRead != selfRead {
+			t.Fatalf("selfRead = %v, want %v", c.selfRead, selfRead)
+		}
+		for _, want := range []string{"A", "B", "C"} {
+			if want == "C" {
+				time.Sleep(60 * time.Millisecond) // the push has come meanwhile
+			}
+			v, err := c.DoOne(context.Background(), encode("ECHO", want))
+			if err != nil || v.Str != want {
+				t.Fatalf("selfRead %v: ECHO %s = %q, %v", selfRead, want, v.Str, err)
+			}
+		}
+		if !selfRead && (pushes.Load() != 2 || attrs.Load() != 8) {
+			t.Errorf("OnPush got %d pushes with %d attribute keys and values; want 2 with 8", pushes.Load(), attrs.Load())
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -162,4 +163,40 @@ func FuzzHasValue(f *testing.F) {
 		checkReadBuffered(t, data, lim)
 		checkReadBuffered(t, data, tightLimits)
 	})
+}
+
+// NextKind tells the kind of the value whose bytes come next, past the
+// attributes before it when they are all buffered, and says Attribute
+// when they are not, or are malformed: only what follows an attribute
+// tells which value it belongs to.
+func TestNextKind(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Kind
+		ok   bool
+	}{
+		{"", 0, false},
+		{"+OK\r\n", SimpleString, true},
+		{">", Push, true},
+		{"|1\r\n+a\r\n:1\r\n>2\r\n", Push, true},
+		{"|1\r\n+a\r\n:1\r\n>", Push, true},
+		{"|1\r\n+a\r\n:1\r\n|1\r\n+b\r\n*1\r\n:2\r\n>1\r\n+x\r\n", Push, true},
+		{"|1\r\n+a\r\n:1\r\n$1\r\nx\r\n", BulkString, true},
+		{"|1\r\n+a\r\n:1\r\n", Attribute, true},
+		{"|1\r\n+a\r\n", Attribute, true},
+		{"|1\r\n+a\r\n:", Attribute, true},
+		{"|x\r\n+a\r\n:1\r\n>0\r\n", Attribute, true},
+		{strings.Repeat("|0\r\n", maxAttrPeek) + ">0\r\n", Attribute, true},
+		{strings.Repeat("|0\r\n", maxAttrPeek-1) + ">0\r\n", Push, true},
+	}
+	for _, tt := range tests {
+		r := buffered([]byte(tt.in), Limits{})
+		k, ok := r.NextKind()
+		if k != tt.want || ok != tt.ok {
+			t.Errorf("NextKind of %q = %v, %v; want %v, %v", tt.in, k, ok, tt.want, tt.ok)
+		}
+		if r.Offset() != 0 || r.Buffered() != len(tt.in) {
+			t.Errorf("NextKind of %q consumed bytes: offset %d, %d buffered", tt.in, r.Offset(), r.Buffered())
+		}
+	}
 }

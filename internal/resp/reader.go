@@ -123,6 +123,45 @@ func (r *Reader) PeekKind() (k Kind, ok bool) {
 	return Kind(r.buf[r.r]), true
 }
 
+// NextKind is PeekKind past attributes: the type byte of the value whose
+// bytes come next, past the attribute maps before it that are wholly
+// buffered. It reports Attribute when one is not, or is malformed, since
+// only what follows an attribute tells which value it belongs to; ok is
+// false when nothing is buffered. Like PeekKind it never reads the stream.
+//
+// Why: a push message may carry attributes too, and one that arrives
+// while no reply is due must not be taken for an unasked reply.
+func (r *Reader) NextKind() (k Kind, ok bool) {
+	if k, ok = r.PeekKind(); !ok || k != Attribute {
+		return k, ok
+	}
+	p := r.view()
+	for range maxAttrPeek {
+		if p.r == p.w {
+			return Attribute, true
+		}
+		if k = Kind(p.buf[p.r]); k != Attribute {
+			return k, true
+		}
+		line, err := p.readLine()
+		if err != nil {
+			return Attribute, true
+		}
+		n, err := p.aggLen(line, 0, false)
+		if err != nil {
+			return Attribute, true
+		}
+		if _, err = p.readElems(nil, 2*n, 1, false); err != nil {
+			return Attribute, true
+		}
+	}
+	return Attribute, true
+}
+
+// maxAttrPeek bounds the attribute maps NextKind looks past; a value
+// preceded by more is reported as an attribute, as one not all buffered.
+const maxAttrPeek = 16
+
 // ReadValue reads one whole value. It returns io.EOF only when the stream
 // ends cleanly between values; a stream that ends inside a value gives
 // io.ErrUnexpectedEOF.
