@@ -200,8 +200,10 @@ func (e *CommandError) Unwrap() error { return e.Err }
 
 // ExecAbortError is a transaction the server refused at EXEC because some
 // commands were refused when queued (an unknown command, a wrong number of
-// arguments): nothing was applied. Failed names each refused command and
-// its cause.
+// arguments), or, with every command queued, because of the server's
+// state at EXEC (out of memory): nothing was applied. Failed names each
+// refused command and its cause; it is empty in the second case, where
+// the cause is in Err's text, which the error's own text then gives.
 type ExecAbortError struct {
 	Failed []CommandError
 	Err    *Error // the EXECABORT reply itself
@@ -210,6 +212,13 @@ type ExecAbortError struct {
 func (e *ExecAbortError) Error() string {
 	var b strings.Builder
 	b.WriteString("redpipe: transaction not applied: the server refused it (EXECABORT)")
+	if len(e.Failed) == 0 && e.Err != nil {
+		// Refused at EXEC itself, every command having been queued (the
+		// server ran out of memory meanwhile): its reply holds the only
+		// cause.
+		b.WriteString(": ")
+		b.WriteString(e.Err.Msg)
+	}
 	for i := range e.Failed {
 		b.WriteString("; ")
 		b.WriteString(e.Failed[i].Error())

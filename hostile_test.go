@@ -595,3 +595,31 @@ func TestHostileTransactionReplies(t *testing.T) {
 		})
 	}
 }
+
+// An EXECABORT that the server gives at EXEC itself, every command having
+// been queued (redis 7 refuses EXEC so when the server ran out of memory,
+// or lost its replicas, after the commands were queued), carries the only
+// cause in its own text: the error says it, as well as not applied. A
+// fake server, as a real one cannot be made to change state between the
+// commands of one write.
+func TestHostileExecAbortAtExec(t *testing.T) {
+	const cause = "OOM command not allowed when used memory > 'maxmemory'."
+	for _, exec := range []string{
+		"-EXECABORT Transaction discarded because of: " + cause + "\r\n",
+		"!" + strconv.Itoa(len("EXECABORT Transaction discarded because of: "+cause)) + "\r\nEXECABORT Transaction discarded because of: " + cause + "\r\n",
+	} {
+		fs := scriptedTxServer(t, "+OK\r\n", "+QUEUED\r\n", exec)
+		c := newFakeClient(t, fs)
+		replies, err := c.Pipeline().Set("k", "1").Get("k").Exec(ctxT(t))
+		var ae *ExecAbortError
+		if !errors.As(err, &ae) || !errors.Is(err, ErrNotApplied) || replies != nil {
+			t.Fatalf("Exec = %v, %v; want an *ExecAbortError, not applied", replies, err)
+		}
+		if len(ae.Failed) != 0 {
+			t.Errorf("Failed = %v; want none: every command was queued", ae.Failed)
+		}
+		if !strings.Contains(err.Error(), cause) {
+			t.Errorf("error %q does not give the server's cause, %q", err, cause)
+		}
+	}
+}
