@@ -786,6 +786,31 @@ func TestBooleansReadAlikeInBothProtocols(t *testing.T) {
 	}
 }
 
+// Int64 of an integer too large for an int64 (a big number, a string of
+// digits, a double of integral value) says it is outside the range, not
+// that it is no integer; and a double of -2^63, an int64, reads as one.
+func TestInt64OutOfRange(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "SET", "big", "99999999999999999999")
+	srv.MustDo(t, "SET", "word", "12a")
+	srv.MustDo(t, "ZADD", "z", "-9223372036854775808", "min", "1e20", "huge", "1.5", "frac")
+	c, ctx := protocolClient(t, srv.Addr, 3), ctxT(t)
+	replies, err := c.Pipeline(NoTransaction).Get("big").Do("DEBUG", "PROTOCOL", "bignum").ZScore("z", "huge").
+		Get("word").ZScore("z", "frac").ZScore("z", "min").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"outside the int64 range", "outside the int64 range", "outside the int64 range",
+		"is not an integer", "is not an integer"} {
+		if n, err := replies[i].Int64(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Int64 of %v (%v) = %d, %v; want an error saying %q", replies[i], replies[i].Kind(), n, err, want)
+		}
+	}
+	if n, err := replies[5].Int64(); err != nil || n != math.MinInt64 {
+		t.Errorf("Int64 of the double %v = %d, %v; want %d", replies[5], n, err, int64(math.MinInt64))
+	}
+}
+
 // A RESP3 double reads as the text the server sends for the same reply
 // under RESP2, not as the number formatted again: redis 7.0 writes 0.1 as
 // 0.10000000000000001 under both protocols, every version writes a

@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -186,15 +187,23 @@ func (v Value) int64() (int64, error) {
 		return v.v.Int, nil
 	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		n, err := strconv.ParseInt(v.v.Str, 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, fmt.Errorf("redpipe: reply %q is an integer outside the int64 range", clip(v.v.Str))
+		}
 		if err != nil {
 			return 0, fmt.Errorf("redpipe: reply %q is not an integer", clip(v.v.Str))
 		}
 		return n, nil
 	case resp.Double:
-		if f := v.v.Float(); f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-			return int64(f), nil
+		f := v.v.Float()
+		switch {
+		case f != math.Trunc(f) || math.IsInf(f, 0):
+			return 0, fmt.Errorf("redpipe: reply %v is not an integer", f)
+		case f < -(1<<63) || f >= 1<<63:
+			// -2^63 is an int64; 2^63 is not.
+			return 0, fmt.Errorf("redpipe: reply %v is an integer outside the int64 range", f)
 		}
-		return 0, fmt.Errorf("redpipe: reply %v is not an integer", v.v.Float())
+		return int64(f), nil
 	}
 	return 0, v.typeErr("int64")
 }
