@@ -1170,3 +1170,24 @@ func TestDialerGoexit(t *testing.T) {
 	}
 	tx.Close()
 }
+
+// A TypeError names the reply's kind with the right article.
+func TestTypeErrorWording(t *testing.T) {
+	for v, want := range map[*Value]string{
+		ptr(NewValue([]any{"a"})): "redpipe: cannot read an array reply as int64",
+		ptr(NewValue(7)):          "redpipe: cannot read an integer reply as slice",
+		ptr(NewValue(1.5)):        "redpipe: cannot read a double reply as slice",
+	} {
+		var err error
+		if v.Kind() == KindArray {
+			_, err = v.Int64()
+		} else {
+			_, err = v.Slice()
+		}
+		if err == nil || err.Error() != want {
+			t.Errorf("%v: error %v, want %q", v, err, want)
+		}
+	}
+}
+
+func ptr[T any](x T) *T { return &x }

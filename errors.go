@@ -153,7 +153,15 @@ type TypeError struct {
 }
 
 func (e *TypeError) Error() string {
-	return fmt.Sprintf("redpipe: cannot read a %s reply as %s", e.Got, e.Want)
+	return fmt.Sprintf("redpipe: cannot read %s reply as %s", withArticle(e.Got), e.Want)
+}
+
+// withArticle puts "a" or "an" before a kind's name ("an array", "a map").
+func withArticle(name string) string {
+	if name != "" && strings.IndexByte("aeiou", name[0]) >= 0 {
+		return "an " + name
+	}
+	return "a " + name
 }
 
 // UsageError is a call the API refuses because of how it is used: a command

@@ -483,11 +483,7 @@ func replyDesc(v resp.Value) string {
 	if v.Kind == resp.SimpleString {
 		return "a simple string " + strconv.Quote(clip(v.Str))
 	}
-	k := v.Kind.String()
-	if strings.ContainsRune("aeiou", rune(k[0])) {
-		return "an " + k
-	}
-	return "a " + k
+	return withArticle(v.Kind.String())
 }
 
 // execResult reads the replies of MULTI, the queued commands and EXEC.
