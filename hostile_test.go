@@ -623,3 +623,60 @@ func TestHostileExecAbortAtExec(t *testing.T) {
 		}
 	}
 }
+
+// Attributes before MULTI's, each QUEUED, EXEC's array and its elements,
+// and push messages between those replies, leave every reply with its
+// command: the elements of EXEC's array, with their own attributes, are
+// the replies, and the connection stays in use. A fake server, as a real
+// one sends attributes and pushes only for DEBUG PROTOCOL.
+func TestHostileTransactionAttributesAndPushes(t *testing.T) {
+	const push = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+	const attr = "|1\r\n+ttl\r\n:3600\r\n"
+	fs := scriptedTxServer(t, push+attr+"+OK\r\n"+push, attr+push+"+QUEUED\r\n"+push,
+		attr+"*2\r\n"+attr+"+OK\r\n$1\r\n1\r\n"+push)
+	c := newFakeClient(t, fs)
+	ctx := ctxT(t)
+	for round := range 2 {
+		replies, err := c.Pipeline().Set("k", "1").Get("k").Exec(ctx)
+		if err != nil || len(replies) != 2 || replies[0].String() != "OK" || replies[1].String() != "1" {
+			t.Fatalf("round %d: Exec = %v, %v; want [OK 1]", round, replies, err)
+		}
+		if a := replies[0].Attrs(); len(a) != 2 || a[0].String() != "ttl" || a[1].String() != "3600" {
+			t.Errorf("round %d: attributes of SET's reply = %v, want [ttl 3600]", round, a)
+		}
+		if a := replies[1].Attrs(); a != nil {
+			t.Errorf("round %d: attributes of GET's reply = %v, want none", round, a)
+		}
+	}
+	if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+		t.Fatalf("Ping = %q, %v", s, err)
+	}
+	if n := fs.Accepts(); n != 1 {
+		t.Errorf("%d connections accepted, want 1", n)
+	}
+}
+
+// A watch conflict reads as ErrWatch, not applied, whether EXEC's nil
+// comes as RESP3's null, RESP2's nil array or nil bulk string, with or
+// without attributes, on a Tx; and the session's connection stays in use.
+func TestHostileExecNilForms(t *testing.T) {
+	for _, exec := range []string{"_\r\n", "*-1\r\n", "$-1\r\n", "|1\r\n+a\r\n+b\r\n_\r\n", "|1\r\n+a\r\n+b\r\n*-1\r\n"} {
+		fs := scriptedTxServer(t, "+OK\r\n", "+QUEUED\r\n", exec)
+		c := newFakeClient(t, fs)
+		ctx := ctxT(t)
+		for range 2 {
+			tx, err := c.Watch(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			replies, err := tx.Multi().Set("k", "1").Exec(ctx)
+			if !errors.Is(err, ErrWatch) || !errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeNotApplied || replies != nil {
+				t.Errorf("EXEC answered %q: Exec = %v, %v; want ErrWatch", exec, replies, err)
+			}
+			tx.Close()
+		}
+		if n := fs.Accepts(); n != 1 {
+			t.Errorf("EXEC answered %q: %d connections accepted, want 1", exec, n)
+		}
+	}
+}
