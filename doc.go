@@ -132,7 +132,11 @@
 // (a wrong number of arguments, a misuse), a connection lost before EXEC
 // was sent, by Transaction too (a server it could not reach, a read of fn
 // that failed). A connection lost after EXEC was sent gives an
-// *OutcomeError that says the outcome is unknown. A Transaction that fails
+// *OutcomeError that says the outcome is unknown; so do replies to a
+// transaction that no server sends (EXEC answered with anything but nil,
+// an error or one reply per command; a command queued answered with
+// anything but QUEUED or an error; a push message inside EXEC's array),
+// after which the connection that read them is closed, not used again. A Transaction that fails
 // after an Exec fn ran itself is of unknown outcome too (OutcomeOf), and
 // is not retried.
 //
