@@ -1881,6 +1881,22 @@ func testClusterScriptErrorReplies(t *testing.T, c *Client) {
 	if n, err := c.Get(ctx, key); err != nil || n != strconv.Itoa(runs) {
 		t.Fatalf("GET %s = %q, %v; want %d: every script ran its INCR once", key, n, err, runs)
 	}
+	// A script's own NOSCRIPT, after its write, is its reply: Script.Run
+	// does not run it again with EVAL.
+	own := NewScript("redis.call('INCR', KEYS[1]); return redis.error_reply('NOSCRIPT made up')")
+	for i := range 2 { // not loaded on the slot's master, then loaded
+		before, err := c.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = own.Run(ctx, c, []string{key})
+		if OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+			t.Errorf("Run %d of a script that returns NOSCRIPT after its write = %v (outcome %v), want unknown", i+1, err, OutcomeOf(err))
+		}
+		if after, err := c.Get(ctx, key); err != nil || after != strconv.Itoa(must(strconv.Atoi(before))+1) {
+			t.Errorf("Run %d of a script that returns NOSCRIPT after its write: %s went from %s to %s, %v; want one INCR", i+1, key, before, after, err)
+		}
+	}
 	// NOSCRIPT is answered before any script runs.
 	replies, _ = c.Pipeline(NoTransaction, ErrorsInReplies).EvalSha(strings.Repeat("0", 40), 1, key).Exec(ctx)
 	if err := replies[0].Err(); OutcomeOf(err) != OutcomeNotApplied {

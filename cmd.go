@@ -764,7 +764,8 @@ func valueReply(v Value, err error) (Value, error) {
 // EVALSHA, FCALL). An error reply may follow writes the script made: one
 // it returns (redis.error_reply, a pcall's error passed on) bears no mark
 // of that, and its prefix (OOM, WRONGTYPE) would read as not applied. Only
-// NOSCRIPT, answered before any script runs, keeps its own outcome.
+// the server's own NOSCRIPT, answered before any script runs, keeps its
+// own outcome.
 func scriptReply(v Value, err error) (Value, error) {
 	if err != nil {
 		return v, err
@@ -773,13 +774,33 @@ func scriptReply(v Value, err error) (Value, error) {
 }
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
-// unless it is NOSCRIPT (see scriptReply) or says so already.
+// unless it is the server's NOSCRIPT (see noScript) or says so already.
 func scriptErr(err error) error {
-	var se *Error
-	if _, ok := err.(*uncertainError); ok || err == nil || errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
+	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) {
 		return err
 	}
+	return scriptFailed(err)
+}
+
+// scriptFailed is err, a script's error, as one of unknown outcome.
+func scriptFailed(err error) error {
 	return &uncertainError{msg: "redpipe: the script failed, maybe after some of its writes", err: err}
+}
+
+// noScriptMsg begins the text of the server's NOSCRIPT reply, the same
+// since EVALSHA came (Redis 2.6).
+const noScriptMsg = "NOSCRIPT No matching script"
+
+// noScript tells whether err is the server's reply to EVALSHA of a script
+// it does not have, which ran nothing. A script may return an error of
+// its own that starts with NOSCRIPT after its writes (redis.error_reply):
+// taken for the server's, it would read as not applied, and Script.Run
+// would run it again with EVAL. Only the server's wording counts, on the
+// error itself rather than one that wraps it: a script would have to
+// copy that wording to be mistaken for it.
+func noScript(err error) bool {
+	se, ok := err.(*Error)
+	return ok && se.Prefix == "NOSCRIPT" && strings.HasPrefix(se.Msg, noScriptMsg)
 }
 
 // markScriptErr gives v, the reply of the command name, the error of
@@ -792,16 +813,20 @@ func scriptErr(err error) error {
 // do MOVED, ASK, TRYAGAIN and CLUSTERDOWN: a cluster node answers them
 // before running anything, and a cluster pipeline or stream keeps one as
 // the reply of a command it did not send on. It returns v's error.
+//
+// Only EVALSHA is answered NOSCRIPT by the server, and only in its words
+// (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
+// script or function returned, maybe after its writes.
 func markScriptErr(v *Value, name string) error {
 	err := v.Err()
 	se, ok := err.(*Error)
-	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || se.Prefix == "NOSCRIPT" {
+	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) {
 		return err
 	}
 	if _, redirects := parseRedirect(se.Msg, ""); redirects {
 		return err
 	}
-	err = scriptErr(err)
+	err = scriptFailed(err)
 	setExtra(v, madeErr{err})
 	return err
 }

@@ -172,8 +172,10 @@
 // Script.Run, and EVAL, EVALSHA or FCALL through Do, a pipeline, a
 // transaction or a stream, whose error reply's Err says so) is of unknown
 // outcome whatever its prefix, since it may follow the script's writes;
-// only NOSCRIPT, answered before any script runs, is not applied, and on
-// a cluster the redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN). The
+// only the server's NOSCRIPT to EVALSHA, answered before any script runs,
+// is not applied (a NOSCRIPT the script returns in other words is its
+// own), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
+// CLUSTERDOWN). The
 // error of ForEachMaster joins those of its calls of fn, one per master,
 // and is of unknown outcome as soon as one call returned nil or failed
 // with an unknown outcome.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
-	"errors"
 )
 
 // Script is a Lua script run by its SHA1 digest (EVALSHA), so its text
@@ -34,6 +33,10 @@ type Doer interface {
 
 // Run runs the script with EVALSHA on a Client or a Tx, and with EVAL
 // (which also caches it on the server) if the server answers NOSCRIPT.
+// An error the script returns itself, NOSCRIPT included, is its reply and
+// of unknown outcome: the script is not run again. Only a script that
+// returns the server's very words ("NOSCRIPT No matching script...")
+// cannot be told from the server, so a script should not.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
 	if s == nil || s.sha == "" || isNilDoer(on) {
 		// A zero Script has no digest: EVALSHA would be answered NOSCRIPT
@@ -44,8 +47,10 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 	if err == nil {
 		err = v.Err()
 	}
-	var se *Error
-	if errors.As(err, &se) && se.Prefix == "NOSCRIPT" {
+	if noScript(err) {
+		// The server's own NOSCRIPT, not one the script returned after
+		// its writes (which markScriptErr has made of unknown outcome):
+		// nothing ran, and EVAL runs the script once.
 		v, err = on.Do(ctx, s.words("EVAL", s.src, keys, args)...)
 		if err == nil {
 			err = v.Err()

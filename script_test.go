@@ -1,0 +1,87 @@
+package redpipe
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+)
+
+// A script that writes, then returns an error of its own that starts with
+// NOSCRIPT, ran: Script.Run does not take that error for the server's and
+// run the script again with EVAL, and wherever the script runs (Run on a
+// Client or a Tx, Eval, FCall, Do, a pipeline, a transaction) its error
+// is of unknown outcome, not "not applied". The server's own NOSCRIPT
+// still makes Run fall back to EVAL, once.
+func TestScriptOwnNoScriptError(t *testing.T) {
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			c, _ := newTestClient(t, Options{Protocol: proto})
+			ctx := ctxT(t)
+			const src = "redis.call('INCR', KEYS[1]); return redis.error_reply('NOSCRIPT made up')"
+			s := NewScript(src)
+			runs := 0
+			check := func(how string, err error) {
+				t.Helper()
+				runs++
+				var se *Error
+				if !errors.As(err, &se) || se.Msg != "NOSCRIPT made up" || OutcomeOf(err) != OutcomeUnknown ||
+					SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+					t.Errorf("%s: %v (outcome %v); want the script's NOSCRIPT, of unknown outcome: its INCR ran", how, err, OutcomeOf(err))
+				}
+				if n, err := c.Get(ctx, "n"); err != nil || n != strconv.Itoa(runs) {
+					t.Fatalf("%s: n = %q, %v; want %d: the script ran more than once", how, n, err, runs)
+				}
+			}
+			// Not loaded yet: EVALSHA is refused by the server and EVAL runs it.
+			_, err := s.Run(ctx, c, []string{"n"})
+			check("Run of a script the server did not have", err)
+			// Loaded: EVALSHA runs it, and its NOSCRIPT is its reply.
+			_, err = s.Run(ctx, c, []string{"n"})
+			check("Run of a loaded script", err)
+			tx, err := c.Watch(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Run(ctx, tx, []string{"n"})
+			tx.Close()
+			check("Run on a Tx", err)
+			_, err = c.Eval(ctx, src, 1, "n")
+			check("Eval", err)
+			_, err = c.EvalSha(ctx, s.Hash(), 1, "n")
+			check("EvalSha", err)
+			v, err := c.Do(ctx, "EVAL", src, 1, "n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("Do EVAL", v.Err())
+			for name, opts := range map[string][]PipelineOption{"transaction": nil, "pipeline": {NoTransaction}} {
+				replies, err := c.Pipeline(opts...).RunScript(s, []string{"n"}).Exec(ctx)
+				if len(replies) != 1 || errors.Is(err, ErrNotApplied) {
+					t.Fatalf("RunScript in a %s = %v, %v", name, replies, err)
+				}
+				check("RunScript in a "+name, replies[0].Err())
+			}
+			const lib = "#!lua name=nslib\nredis.register_function('nsf', function(keys) " +
+				"redis.call('INCR', keys[1]); return redis.error_reply('NOSCRIPT made up') end)"
+			if _, err := c.Do(ctx, "FUNCTION", "LOAD", "REPLACE", lib); err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.FCall(ctx, "nsf", 1, "n")
+			check("FCall", err)
+
+			// The server's NOSCRIPT ran nothing.
+			if err := c.ScriptFlush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var se *Error
+			if _, err := c.EvalSha(ctx, s.Hash(), 1, "n"); !errors.As(err, &se) || se.Prefix != "NOSCRIPT" || OutcomeOf(err) != OutcomeNotApplied {
+				t.Errorf("EvalSha of a flushed script = %v (outcome %v), want NOSCRIPT, not applied", err, OutcomeOf(err))
+			}
+			inc := NewScript("return redis.call('INCR', KEYS[1])")
+			if v, err := inc.Run(ctx, c, []string{"m"}); err != nil || v.String() != "1" {
+				t.Errorf("Run of a script the server did not have = %v, %v; want 1 from one run by EVAL", v, err)
+			}
+		})
+	}
+}
