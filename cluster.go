@@ -573,6 +573,45 @@ func redirectOf(v resp.Value, from string) (rd redirect, ok bool) {
 	return parseRedirect(v.Str, from)
 }
 
+// redirectOfCmd is redirectOf for the reply v of the command name. A
+// script or function (EVAL, EVALSHA, FCALL, and their read-only forms)
+// may return an error of its own that starts with TRYAGAIN or CLUSTERDOWN
+// after its writes: followed, it would run again, up to the bound on
+// retries, and be reported as refused. Its reply is such a redirection
+// only in the server's words (serverRedirect).
+func redirectOfCmd(v resp.Value, from, name string) (redirect, bool) {
+	rd, ok := redirectOf(v, from)
+	if ok && runsCode(name) && !serverRedirect(rd, v.Str) {
+		return redirect{}, false
+	}
+	return rd, ok
+}
+
+// runsCode tells a command that runs a script or function, whose error
+// reply may be one the code returned.
+func runsCode(name string) bool {
+	switch name {
+	case "EVAL", "EVALSHA", "FCALL", "EVAL_RO", "EVALSHA_RO", "FCALL_RO":
+		return true
+	}
+	return false
+}
+
+// serverRedirect tells whether rd, read from msg, is in the words a
+// cluster node uses when it turns a command away before running it: the
+// form of MOVED and ASK, which parseRedirect checks, and the fixed text
+// of TRYAGAIN and CLUSTERDOWN, unchanged since Redis 3.
+func serverRedirect(rd redirect, msg string) bool {
+	switch rd.kind {
+	case "TRYAGAIN":
+		return strings.HasPrefix(msg, "TRYAGAIN Multiple keys request during rehashing of slot")
+	case "CLUSTERDOWN":
+		return strings.HasPrefix(msg, "CLUSTERDOWN The cluster is down") ||
+			strings.HasPrefix(msg, "CLUSTERDOWN Hash slot not served")
+	}
+	return true
+}
+
 func parseRedirect(msg, from string) (rd redirect, ok bool) {
 	f := strings.Fields(msg)
 	if len(f) == 0 {

@@ -479,7 +479,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					back[j], redirected[j] = true, true
 					continue
 				}
-				rds[j], redirected[j] = redirectOf(pt.replies[j], pt.node.opt.Addr)
+				rds[j], redirected[j] = redirectOfCmd(pt.replies[j], pt.node.opt.Addr, p.w.cmds[pt.legs[j].cmd].Name())
 			}
 			ot := overtakers{p: p, buf: buf, offs: offs, pt: pt, redirected: redirected}
 			for j, l := range pt.legs {

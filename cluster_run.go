@@ -84,7 +84,7 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 				continue
 			}
 		}
-		rd, isRedirect := redirectOf(v, node.opt.Addr)
+		rd, isRedirect := redirectOfCmd(v, node.opt.Addr, ci.Name)
 		switch {
 		case err != nil && unreachable(ctx, err):
 			last = err

@@ -48,6 +48,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Ask", func(t *testing.T) { testClusterAsk(t, cl, c) })
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
 	t.Run("ScriptErrorReplies", func(t *testing.T) { testClusterScriptErrorReplies(t, c) })
+	t.Run("ScriptRedirectLookalikes", func(t *testing.T) { testClusterScriptRedirectLookalikes(t, c) })
 }
 
 func clusterCtx(t *testing.T) context.Context {
@@ -1901,6 +1902,57 @@ func testClusterScriptErrorReplies(t *testing.T, c *Client) {
 	replies, _ = c.Pipeline(NoTransaction, ErrorsInReplies).EvalSha(strings.Repeat("0", 40), 1, key).Exec(ctx)
 	if err := replies[0].Err(); OutcomeOf(err) != OutcomeNotApplied {
 		t.Errorf("EVALSHA of an unknown script in a pipeline = %v (outcome %v), want NOSCRIPT, not applied", err, OutcomeOf(err))
+	}
+}
+
+// A script that writes, then returns an error of its own that starts with
+// TRYAGAIN or CLUSTERDOWN, ran: the cluster client does not take that for
+// the node's refusal and send the script again (it once ran such a script
+// 51 times and reported it refused, or retried CLUSTERDOWN until the
+// context ended and reported it not sent), in any form it runs in. Its
+// error is of unknown outcome.
+func testClusterScriptRedirectLookalikes(t *testing.T, c *Client) {
+	for _, text := range []string{"TRYAGAIN the lock is taken", "CLUSTERDOWN made up"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		src := "redis.call('INCR', KEYS[1]); return redis.error_reply('" + text + "')"
+		s := NewScript(src)
+		key := "{lookalike}n"
+		if _, err := c.Del(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		runs := 0
+		want := func(how string, err error) {
+			t.Helper()
+			runs++
+			var se *Error
+			if !errors.As(err, &se) || se.Msg != text || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+				t.Errorf("%s of a script that returns %q after its write: %v (outcome %v); want its error, of unknown outcome",
+					how, text, err, OutcomeOf(err))
+			}
+			if n, err := c.Get(ctx, key); err != nil || n != strconv.Itoa(runs) {
+				t.Fatalf("%s of a script that returns %q after its write: %s = %q, %v; want %d: it ran more than once",
+					how, text, key, n, err, runs)
+			}
+		}
+		_, err := c.Eval(ctx, src, 1, key)
+		want("Eval", err)
+		_, err = s.Run(ctx, c, []string{key})
+		want("Script.Run", err)
+		for name, opts := range map[string][]PipelineOption{"transaction": nil, "NoTransaction pipeline": {NoTransaction}} {
+			replies, err := c.Pipeline(opts...).RunScript(s, []string{key}).Exec(ctx)
+			if len(replies) != 1 {
+				t.Fatalf("a %s: %v, %v", name, replies, err)
+			}
+			want("RunScript in a "+name, replies[0].Err())
+		}
+		var streamed error
+		st := c.Stream(ctx, func(i int, v Value) error { streamed = v.Err(); return nil }, ErrorsInReplies)
+		st.Eval(src, 1, key)
+		if n, err := st.Close(ctx); n != 1 || err != nil {
+			t.Fatalf("the stream's Close = %d, %v", n, err)
+		}
+		want("EVAL in a stream", streamed)
 	}
 }
 

@@ -810,9 +810,10 @@ func noScript(err error) bool {
 // transaction, a stream. Read as it came, an error the script returned
 // after its writes (OOM, WRONGTYPE) would say they were not applied. The
 // reply keeps the server's text. NOSCRIPT keeps its own outcome, and so
-// do MOVED, ASK, TRYAGAIN and CLUSTERDOWN: a cluster node answers them
-// before running anything, and a cluster pipeline or stream keeps one as
-// the reply of a command it did not send on. It returns v's error.
+// do MOVED, ASK, TRYAGAIN and CLUSTERDOWN in the server's words
+// (serverRedirect): a cluster node answers them before running anything,
+// and a cluster pipeline or stream keeps one as the reply of a command it
+// did not send on. It returns v's error.
 //
 // Only EVALSHA is answered NOSCRIPT by the server, and only in its words
 // (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
@@ -823,7 +824,7 @@ func markScriptErr(v *Value, name string) error {
 	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) {
 		return err
 	}
-	if _, redirects := parseRedirect(se.Msg, ""); redirects {
+	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) {
 		return err
 	}
 	err = scriptFailed(err)

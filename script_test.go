@@ -85,3 +85,32 @@ func TestScriptOwnNoScriptError(t *testing.T) {
 		})
 	}
 }
+
+// On a single node too, a script's own error that reads as a cluster's
+// redirection (TRYAGAIN, CLUSTERDOWN) is of unknown outcome in the reply
+// of EVAL through Do or a pipeline: the script ran. Only the server's
+// words would say it was turned away.
+func TestScriptRedirectLookalikeError(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for _, text := range []string{"TRYAGAIN the lock is taken", "CLUSTERDOWN made up"} {
+		src := "redis.call('INCR', KEYS[1]); return redis.error_reply('" + text + "')"
+		v, err := c.Do(ctx, "EVAL", src, 1, "n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies, _ := c.Pipeline(NoTransaction).Eval(src, 1, "n").Exec(ctx)
+		if len(replies) != 1 {
+			t.Fatalf("a pipeline of EVAL = %v", replies)
+		}
+		for _, e := range []error{v.Err(), replies[0].Err()} {
+			var se *Error
+			if !errors.As(e, &se) || se.Msg != text || OutcomeOf(e) != OutcomeUnknown || errors.Is(e, ErrNotApplied) {
+				t.Errorf("a script that returns %q after its write: %v (outcome %v); want its error, of unknown outcome", text, e, OutcomeOf(e))
+			}
+		}
+	}
+	if n, err := c.Get(ctx, "n"); err != nil || n != "4" {
+		t.Errorf("n = %q, %v; want 4: each script ran once", n, err)
+	}
+}
