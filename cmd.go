@@ -3,6 +3,7 @@ package redpipe
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"iter"
 	"slices"
 	"strconv"
@@ -316,6 +317,9 @@ func (w *cmdBuf) end() {
 			w.stateAt = len(w.cmds)
 		}
 	}
+	if w.err == nil && runsCode(w.cur.Name) {
+		w.checkNumKeys(len(w.cmds) - 1)
+	}
 	if w.slots {
 		if err := oneServerCommand(w.cur); err != nil {
 			w.setErr(err, len(w.cmds)-1)
@@ -325,6 +329,24 @@ func (w *cmdBuf) end() {
 	if w.full != nil && len(w.buf) >= streamChunk {
 		w.full()
 	}
+}
+
+// checkNumKeys refuses command idx, the current one, a script or function
+// call (EVAL, EVALSHA, FCALL and their read-only forms), if the server
+// would refuse its numkeys: not a count, or more than the words after it.
+// Sent, the server's refusal would read as the script's own error, which
+// may follow its writes, though nothing ran.
+func (w *cmdBuf) checkNumKeys(idx int) {
+	ws, ok := newWords(w.buf[w.begin:])
+	if !ok || ws.n < 3 {
+		return // the arity check speaks for it
+	}
+	if _, st := numKeys(nil, ws, 2, true); st != keysInvalid {
+		return
+	}
+	word, _ := ws.at(2)
+	w.setErr(&ArgError{Command: w.cur.Name, Index: 2, Err: fmt.Errorf(
+		"numkeys %q must be the number of keys that follow it, from 0 to %d (the words after it)", word, ws.n-3)}, idx)
 }
 
 // blocks reports whether command i may block the connection it runs on.

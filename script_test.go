@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -112,5 +113,53 @@ func TestScriptRedirectLookalikeError(t *testing.T) {
 	}
 	if n, err := c.Get(ctx, "n"); err != nil || n != "4" {
 		t.Errorf("n = %q, %v; want 4: each script ran once", n, err)
+	}
+}
+
+// A script or function call whose numkeys the server would refuse (not a
+// count, or more than the words after it) is refused before it is sent,
+// with an *ArgError that names numkeys, in every form: sent, the server's
+// refusal read as the script's own error, "maybe after some of its
+// writes", though nothing ran.
+func TestScriptNumKeysRefused(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const src = "return redis.call('INCR', KEYS[1])"
+	srv.MustDo(t, "CONFIG", "RESETSTAT")
+	check := func(how string, err error) {
+		t.Helper()
+		var ae *ArgError
+		if !errors.As(err, &ae) || ae.Index != 2 || !strings.Contains(err.Error(), "numkeys") || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s: %v (outcome %v); want an *ArgError for numkeys, not sent", how, err, OutcomeOf(err))
+		}
+	}
+	for _, args := range [][]any{
+		{"EVAL", src, -1, "n"},
+		{"EVAL", src, "x", "n"},
+		{"EVAL", src, 2, "n"},
+		{"EVALSHA", NewScript(src).Hash(), 3, "n", "m"},
+		{"EVAL_RO", "return 1", 1},
+		{"FCALL", "f", 2, "n"},
+	} {
+		_, err := c.Do(ctx, args...)
+		check(fmt.Sprint("Do ", args), err)
+	}
+	_, err := c.Eval(ctx, src, 2, "n")
+	check("Eval", err)
+	for name, opts := range map[string][]PipelineOption{"transaction": nil, "pipeline": {NoTransaction}} {
+		_, err := c.Pipeline(opts...).Incr("n").Eval(src, 5, "n").Exec(ctx)
+		check("Eval in a "+name, err)
+	}
+	for _, cmd := range []string{"eval", "evalsha", "eval_ro", "fcall", "incr", "multi"} {
+		if n := cmdCalls(t, srv, cmd); n != 0 {
+			t.Errorf("the server ran %s %d times; want nothing sent", cmd, n)
+		}
+	}
+	// Valid counts still go: no keys, and as many as follow.
+	if v, err := c.Eval(ctx, "return #KEYS", 0); err != nil || v.String() != "0" {
+		t.Errorf("Eval with no keys = %v, %v", v, err)
+	}
+	if v, err := c.Do(ctx, "EVAL", "return #KEYS", 2, "a", "b"); err != nil || v.String() != "2" {
+		t.Errorf("EVAL with every word a key = %v, %v", v, err)
 	}
 }
