@@ -143,6 +143,7 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 			if err != nil {
 				return nil, err
 			}
+			p.blameLoads(p.loadErrs, results, nil)
 			replies := values(results)
 			if len(replies) != n {
 				return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
@@ -417,7 +418,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				vals = make([]resp.Value, len(legs))
 			}
 		}
-		parts := r.awaitParts(ctx, rd)
+		parts := r.awaitParts(ctx, p, rd)
 		// A part that failed sending reads to a replica goes to the
 		// masters; one that may have run on a master ends the pipeline.
 		offReplica := make([]bool, len(parts))
@@ -1269,7 +1270,7 @@ type round struct {
 // awaitParts waits for the replies of a round's parts, retrying as their
 // nodes' rules allow those that the caller of sendParts handed over, and
 // returns the parts, each with its replies or its failure.
-func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
+func (r *clusterRouter) awaitParts(ctx context.Context, p *Pipeline, rd *round) []*part {
 	var failed map[*Client][]*part // early parts that failed, by node, in order
 	for _, pt := range rd.parts {
 		if !pt.inline {
@@ -1311,7 +1312,7 @@ func (r *clusterRouter) awaitParts(ctx context.Context, rd *round) []*part {
 			bytePools.Recycle(pt.b)
 		}
 		pt.b, pt.pooled.b = nil, false
-		partReplies(pt)
+		partReplies(p, pt)
 	}
 	return rd.parts
 }
@@ -1455,17 +1456,14 @@ func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]
 // partReplies takes the replies of a part's legs from those of its
 // commands, past the script loads, ROLE and ASKING's. A leg of a command
 // for every master that a node ran as a replica gets a READONLY refusal
-// in place of the replica's reply (see replicaNow).
-func partReplies(pt *part) {
+// in place of the replica's reply (see replicaNow). A script that failed
+// to load there leaves its error in the NOSCRIPT of the legs that run it
+// (see blameLoads): the rest of the part ran all the same.
+func partReplies(p *Pipeline, pt *part) {
 	if pt.err != nil {
 		return
 	}
-	for i := 0; i < pt.loads; i++ {
-		if e := (Value{pt.out[i]}).Err(); e != nil {
-			pt.err = &uncertainError{msg: "redpipe: loading a script before the pipeline failed on " + pt.node.opt.Addr + ", and the batch ran", err: e}
-			return
-		}
-	}
+	failed := loadErrs(p.scripts, pt.out[:pt.loads])
 	k := pt.loads
 	if pt.role {
 		pt.replica = isReplicaRole(pt.out[k])
@@ -1491,6 +1489,7 @@ func partReplies(pt *part) {
 			}
 		}
 	}
+	p.blameLoads(failed, pt.replies, func(j int) int { return pt.legs[j].cmd })
 }
 
 // recycleParts gives back the pooled replies of a round's parts, once

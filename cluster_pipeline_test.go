@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -238,6 +239,56 @@ func testClusterPipelinePartlyRefused(t *testing.T, cl *redistest.Cluster, c *Cl
 	}
 	if _, err := c.Do(ctx, "FUNCTION", "FLUSH"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A plain pipeline whose script one master refuses to load (its ACL, set
+// node by node, denies SCRIPT LOAD) keeps every reply: that master ran the
+// rest of its part, and the other masters theirs. The command that runs
+// the script there has the load's error in its NOSCRIPT reply, not
+// applied; the others are answered as usual. It used to lose every reply,
+// that master's commands included, for one error of unknown outcome.
+func testClusterPipelineScriptLoadRefused(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	ka := keyIn(100, "loadrefused:")
+	from, other := ownerAndOther(t, cl, 100)
+	kb := ka
+	for i := 0; ; i++ {
+		kb = "loadrefused:" + strconv.Itoa(i)
+		if owner, err := cl.SlotOwner(int(hashslot.Slot(kb))); err == nil && owner == other {
+			break
+		}
+	}
+	if _, err := c.Del(ctx, ka, kb); err != nil {
+		t.Fatal(err)
+	}
+	// A script no node has seen yet, so that EVALSHA finds none where the
+	// load is refused.
+	s := NewScript("return redis.call('INCR', KEYS[1]) -- " + t.Name())
+	from.MustDo(t, "ACL", "SETUSER", "default", "-script|load")
+	defer from.MustDo(t, "ACL", "SETUSER", "default", "+script|load")
+	replies, err := c.Pipeline(NoTransaction).Set(ka, 1).RunScript(s, []string{ka}).Incr(ka).RunScript(s, []string{kb}).Exec(ctx)
+	if len(replies) != 4 {
+		t.Fatalf("Exec = %v, %v; want 4 replies", replies, err)
+	}
+	if replies[0].String() != "OK" || replies[2].String() != "2" || replies[3].String() != "1" {
+		t.Errorf("replies %v; want OK, the refused script's error, 2, 1", replies)
+	}
+	rerr := replies[1].Err()
+	var se *Error
+	if !errors.As(rerr, &se) || se.Prefix != "NOSCRIPT" || !strings.Contains(rerr.Error(), "NOPERM") || OutcomeOf(rerr) != OutcomeNotApplied {
+		t.Errorf("the reply of the script on the master that refused its load = %v (outcome %v); want NOSCRIPT that gives the NOPERM, not applied",
+			rerr, OutcomeOf(rerr))
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 || SafeToRetry(err) {
+		t.Errorf("Exec's error = %v; want a *CommandError for command 2, of unknown outcome", err)
+	}
+	// So in a transaction on that master: EXEC ran the rest.
+	replies, err = c.Pipeline().Incr(ka).RunScript(s, []string{ka}).Exec(ctx)
+	if len(replies) != 2 || replies[0].String() != "3" || !errors.As(replies[1].Err(), &se) || se.Prefix != "NOSCRIPT" ||
+		!strings.Contains(replies[1].Err().Error(), "NOPERM") || !errors.As(err, &ce) || ce.Index != 1 {
+		t.Errorf("a transaction whose script the master refused to load = %v, %v; want 3 and NOSCRIPT that gives the NOPERM", replies, err)
 	}
 }
 

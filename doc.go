@@ -239,7 +239,9 @@
 //
 // A Script runs by EVALSHA and falls back to EVAL on NOSCRIPT; in a
 // pipeline or transaction it is loaded in the same write first, so it never
-// fails with NOSCRIPT. A Decoder registered for a command (Client.SetDecoder,
+// fails with NOSCRIPT, unless that load fails (a script that does not
+// compile, a user not allowed SCRIPT LOAD): the rest of the batch runs as
+// sent, and the script's reply is NOSCRIPT with the load's error. A Decoder registered for a command (Client.SetDecoder,
 // or WithDecoder on one pipeline) turns its replies into the Go value of
 // your choosing, available from Value.Decoded; DecodeInfo is one for INFO.
 //

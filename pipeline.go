@@ -42,10 +42,12 @@ type Pipeline struct {
 	transaction     bool
 	errorsInReplies bool
 	decoders        map[string]Decoder
-	scripts         []*Script // scripts to load before the batch
-	multi           bool      // made by Tx.Multi: always sends MULTI/EXEC, even empty
-	broken          error     // a misuse that no reset clears: a nested or finished Multi
-	stream          *Stream   // set for the queue of a Stream
+	scripts         []*Script         // scripts to load before the batch
+	scriptAt        []int             // the index of the command that runs each of scripts
+	loadErrs        map[*Script]error // the scripts whose load failed, set by sendOn
+	multi           bool              // made by Tx.Multi: always sends MULTI/EXEC, even empty
+	broken          error             // a misuse that no reset clears: a nested or finished Multi
+	stream          *Stream           // set for the queue of a Stream
 }
 
 // PipelineOption changes how a Pipeline runs. Options are given when the
@@ -164,7 +166,7 @@ func (p *Pipeline) reset() {
 	if p.transaction {
 		p.w.buf = append(p.w.buf, multiCmd...)
 	}
-	p.scripts = p.scripts[:0]
+	p.scripts, p.scriptAt, p.loadErrs = p.scripts[:0], p.scriptAt[:0], nil
 }
 
 // Exec sends the queued commands in one write and returns their replies in
@@ -234,6 +236,7 @@ func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
 	} else {
 		results = out
 	}
+	p.blameLoads(p.loadErrs, results, nil)
 	replies := values(results)
 	if len(replies) != n {
 		return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
@@ -323,7 +326,8 @@ func (p *Pipeline) kind() string {
 }
 
 // send writes the whole batch (script loads, MULTI, the commands, EXEC) and
-// returns the replies that follow the script loads.
+// returns the replies that follow the script loads; the loads that failed
+// are left in p.loadErrs (see blameLoads).
 //
 // errs is how many of the replies are errors, or -1 when that is not known.
 func (p *Pipeline) send(ctx context.Context, traits batchTraits) (_ []resp.Value, errs int, _ error) {
@@ -397,12 +401,7 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		}
 		return nil, 0, err
 	}
-	for i := 0; i < extra; i++ {
-		if e := (Value{replies[i]}).Err(); e != nil {
-			// The batch behind the load ran all the same.
-			return nil, 0, &uncertainError{msg: "redpipe: loading a script before the " + p.kind() + " failed, and the batch ran", err: e}
-		}
-	}
+	p.loadErrs = loadErrs(p.scripts, replies[:extra])
 	return replies[skip:], errs, nil
 }
 

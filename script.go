@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/redpipe/redpipe/internal/resp"
 )
 
 // Script is a Lua script run by its SHA1 digest (EVALSHA), so its text
@@ -88,6 +92,9 @@ func (s *Script) words(cmd, body string, keys []string, args []any) []any {
 // RunScript queues the script. Exec loads it (SCRIPT LOAD, in the same
 // write, before MULTI) and runs it with EVALSHA, so a pipeline or
 // transaction never fails with NOSCRIPT on a server that has not seen it.
+// If the load fails (the script does not compile, say), the rest of the
+// batch runs all the same, and the script's reply is NOSCRIPT, not
+// applied, with the load's error in its text.
 func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
 	if s == nil || s.sha == "" {
 		if p.w.err == nil {
@@ -99,6 +106,61 @@ func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
 		return p
 	}
 	p.scripts = append(p.scripts, s)
+	p.scriptAt = append(p.scriptAt, len(p.w.cmds))
 	p.w.do(s.words("EVALSHA", s.sha, keys, args))
 	return p
+}
+
+// loadErrs reads the replies of the script loads sent before a batch, one
+// per script of scripts in the order of their first appearance, and
+// returns the errors of those that failed, or nil if none did. A failed
+// load does not stop the batch behind it, which the server runs all the
+// same: its replies stand (see blameLoads).
+func loadErrs(scripts []*Script, loads []resp.Value) map[*Script]error {
+	if !hasErrors(loads) {
+		return nil
+	}
+	var failed map[*Script]error
+	seen := make(map[*Script]bool, len(loads))
+	k := 0
+	for _, s := range scripts {
+		if seen[s] || k >= len(loads) {
+			continue
+		}
+		seen[s] = true
+		if err := (Value{loads[k]}).Err(); err != nil {
+			if failed == nil {
+				failed = make(map[*Script]error)
+			}
+			failed[s] = err
+		}
+		k++
+	}
+	return failed
+}
+
+// blameLoads gives the reply of each command queued by RunScript whose
+// script failed to load (failed, made by loadErrs) and that the server
+// then answered NOSCRIPT an error that says why, the load's, while still
+// NOSCRIPT: the script did not run. replies are the batch's, one per
+// command, or, with cmds, those of the commands cmds gives, a cluster
+// node's part.
+func (p *Pipeline) blameLoads(failed map[*Script]error, replies []resp.Value, cmds func(j int) int) {
+	if len(failed) == 0 {
+		return
+	}
+	for j := range replies {
+		cmd := j
+		if cmds != nil {
+			cmd = cmds(j)
+		}
+		k := slices.Index(p.scriptAt, cmd)
+		if k < 0 {
+			continue
+		}
+		cause := failed[p.scripts[k]]
+		if err := (Value{replies[j]}).Err(); cause != nil && noScript(err) {
+			replies[j] = madeErrorValue(fmt.Errorf("redpipe: the script did not run: loading it before the %s failed: %v (EVALSHA then found no script: %w)", p.kind(), cause, err))
+		}
+	}
 }

@@ -163,3 +163,48 @@ func TestScriptNumKeysRefused(t *testing.T) {
 		t.Errorf("EVAL with every word a key = %v, %v", v, err)
 	}
 }
+
+// A script that cannot be loaded before a pipeline or transaction (it does
+// not compile) does not cost the batch its replies: the server ran the
+// rest, and Exec returns every reply. The command that runs the script has
+// the load's error in its reply, still NOSCRIPT and not applied, and Exec
+// names it as the batch's first error. It used to return no reply at all
+// and an error of unknown outcome, though EXEC's replies told what ran.
+func TestScriptLoadFailureKeepsReplies(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	bad := NewScript("return redis.call('INCR', KEYS[1]")
+	good := NewScript("return redis.call('INCR', KEYS[1])")
+	check := func(how string, replies []Value, err error, at int) {
+		t.Helper()
+		if len(replies) != 4 {
+			t.Fatalf("%s: %v, %v; want 4 replies", how, replies, err)
+		}
+		if replies[0].String() != "OK" || replies[1].String() != "1" || replies[3].String() != "1" {
+			t.Errorf("%s: replies %v; want OK, 1, the script's error, 1", how, replies)
+		}
+		rerr := replies[2].Err()
+		var se *Error
+		if !errors.As(rerr, &se) || se.Prefix != "NOSCRIPT" || !strings.Contains(rerr.Error(), "Error compiling script") ||
+			OutcomeOf(rerr) != OutcomeNotApplied {
+			t.Errorf("%s: the script's reply %v (outcome %v); want NOSCRIPT that gives the load's error, not applied", how, rerr, OutcomeOf(rerr))
+		}
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Index != at || errors.Is(err, ErrNotApplied) || SafeToRetry(err) {
+			t.Errorf("%s: Exec's error %v; want a *CommandError for command %d, the others having run", how, err, at+1)
+		}
+	}
+	for name, opts := range map[string][]PipelineOption{"transaction": nil, "pipeline": {NoTransaction}} {
+		c.Del(ctx, "a", "b")
+		replies, err := c.Pipeline(opts...).Set("s", 1).RunScript(good, []string{"a"}).RunScript(bad, []string{"b"}).Incr("b").Exec(ctx)
+		check("a "+name, replies, err, 2)
+	}
+	c.Del(ctx, "a", "b")
+	tx, err := c.Watch(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	replies, err := tx.Multi().Set("s", 1).RunScript(good, []string{"a"}).RunScript(bad, []string{"b"}).Incr("b").Exec(ctx)
+	check("a Tx's Multi", replies, err, 2)
+}
