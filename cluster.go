@@ -590,11 +590,8 @@ func redirectOfCmd(v resp.Value, from, name string) (redirect, bool) {
 // runsCode tells a command that runs a script or function, whose error
 // reply may be one the code returned.
 func runsCode(name string) bool {
-	switch name {
-	case "EVAL", "EVALSHA", "FCALL", "EVAL_RO", "EVALSHA_RO", "FCALL_RO":
-		return true
-	}
-	return false
+	ci := commandTable[name]
+	return ci != nil && ci.has(flagRunsCode)
 }
 
 // serverRedirect tells whether rd, read from msg, is in the words a

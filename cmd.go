@@ -45,6 +45,9 @@ const (
 	// a cluster, which refuses them then, and which the cluster client
 	// does not split by slot. Set at init, from the key positions.
 	flagKeysSpan
+	// flagRunsCode marks the commands that run a script or function,
+	// whose error reply may be the code's own (see runsCode). Set at init.
+	flagRunsCode
 )
 
 // connStateCommands are the commands given flagConnState.
@@ -55,6 +58,9 @@ var connStateCommands = []string{
 	"CLIENT REPLY", "CLIENT TRACKING", "CLIENT SETNAME", "CLIENT NO-EVICT",
 	"CLIENT CACHING", "READONLY", "READWRITE", "ASKING", "SCRIPT DEBUG",
 }
+
+// codeCommands are the commands given flagRunsCode.
+var codeCommands = []string{"EVAL", "EVALSHA", "FCALL", "EVAL_RO", "EVALSHA_RO", "FCALL_RO"}
 
 // commandInfo describes one command (or subcommand) as the server's
 // COMMAND INFO does. The generated table holds one per command.
@@ -93,6 +99,11 @@ func init() {
 	for _, name := range connStateCommands {
 		if ci := commandTable[name]; ci != nil {
 			ci.Flags |= flagConnState
+		}
+	}
+	for _, name := range codeCommands {
+		if ci := commandTable[name]; ci != nil {
+			ci.Flags |= flagRunsCode
 		}
 	}
 	names := make([]string, 0, len(commandTable))
@@ -317,7 +328,7 @@ func (w *cmdBuf) end() {
 			w.stateAt = len(w.cmds)
 		}
 	}
-	if w.err == nil && runsCode(w.cur.Name) {
+	if w.cur.Flags&flagRunsCode != 0 && w.err == nil {
 		w.checkNumKeys(len(w.cmds) - 1)
 	}
 	if w.slots {
