@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -54,7 +55,13 @@ func (c *Conn) armLocked() {
 	var t time.Time
 	if c.head < len(c.queue) {
 		if g := c.queue[c.head].grace; g >= 0 {
+			// A StallTimeout near the largest Duration, given to mean
+			// "practically never", plus a blocking command's grace would
+			// wrap to a deadline in the past and fail the call at once.
 			c.armedFor = c.opt.StallTimeout + time.Duration(g)
+			if c.armedFor < c.opt.StallTimeout {
+				c.armedFor = math.MaxInt64
+			}
 			t = time.Now().Add(c.armedFor)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -458,6 +459,26 @@ func TestAttributedPushIsNotUnasked(t *testing.T) {
 		}
 		if !selfRead && (pushes.Load() != 2 || attrs.Load() != 8) {
 			t.Errorf("OnPush got %d pushes with %d attribute keys and values; want 2 with 8", pushes.Load(), attrs.Load())
+		}
+	}
+}
+
+// TestHugeStallTimeoutWithGrace: a StallTimeout near the largest Duration
+// (a caller's way of saying "never") plus the Grace of a blocking command
+// wrapped to a negative limit, which armed a read deadline in the past: a
+// BLPOP with a 50ms timeout failed at once as stalled, and took its
+// connection with it.
+func TestHugeStallTimeoutWithGrace(t *testing.T) {
+	for _, stall := range []time.Duration{math.MaxInt64, math.MaxInt64 - time.Second} {
+		c, _ := dialReal(t, Options{StallTimeout: stall})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := c.WithGrace(Grace(50*time.Millisecond)).DoOne(ctx, encode("BLPOP", "empty-list", "0.05"))
+		cancel()
+		if err != nil || v.Kind != resp.Null {
+			t.Fatalf("StallTimeout %v: BLPOP of an empty list = %v, %v; want a nil reply after its timeout", stall, v, err)
+		}
+		if !c.Alive() {
+			t.Fatalf("StallTimeout %v: the connection failed after a BLPOP that timed out", stall)
 		}
 	}
 }
