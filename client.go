@@ -34,8 +34,8 @@ type Client struct {
 	dialing *pendingDial // the dial of a new shared connection, or nil
 	noDials bool         // set by Close: no dial starts after it waits for dials
 
-	// life ends when the client is closed, cutting short dials in flight;
-	// Close waits for them with dials.
+	// life ends when the client is closed, cutting short dials in flight,
+	// dedicated ones included; Close waits for them with dials.
 	life    context.Context
 	endLife context.CancelFunc
 	dials   sync.WaitGroup
@@ -424,16 +424,31 @@ func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 // blocking command carries its own timeout on top of it. Errors are marked
 // not sent: no command has been written yet.
 func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
+	// Counted under mu, before Close sets closed and waits for dials, so
+	// that Close does not return while a dial of a call's is still running.
 	c.mu.Lock()
 	closed := c.closed
+	if !closed {
+		c.dials.Add(1)
+	}
 	c.mu.Unlock()
 	if closed {
 		return nil, notSent(ErrClosed)
 	}
+	defer c.dials.Done()
 	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
 	defer cancel()
+	// A dedicated connection is dialed under its caller's context, which
+	// Close cannot end: the client's life ends that dial too, or a call in
+	// flight would go on connecting and waiting for a TLS handshake after
+	// Close, until DialTimeout.
+	stop := context.AfterFunc(c.life, cancel)
+	defer stop()
 	nc, err := c.dialNet(ctx)
 	if err != nil {
+		if c.life.Err() != nil {
+			return nil, notSent(ErrClosed)
+		}
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: err})
 	}
 	opt := c.connOpt
@@ -454,6 +469,9 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	c.mu.Unlock()
 	if err := c.handshake(ctx, cn); err != nil {
 		c.closeConn(cn)
+		if c.life.Err() != nil {
+			return nil, notSent(ErrClosed)
+		}
 		return nil, notSent(err)
 	}
 	return cn, nil
@@ -646,7 +664,8 @@ func (c *Client) close() error {
 	for _, cn := range live {
 		cn.Close()
 	}
-	// A dial is counted in dials under dialMu, and none after this: a
+	// A dial is counted in dials under dialMu (the shared connection's,
+	// none after this) or under mu (every dial, none once closed is set): a
 	// call that comes as Close waits must not add to what it waits for.
 	c.dialMu.Lock()
 	c.noDials = true

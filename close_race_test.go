@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,5 +207,66 @@ func TestCloseTwiceWaitsForTheFirst(t *testing.T) {
 	}
 	if err := <-called; !errors.Is(err, ErrClosed) {
 		t.Errorf("call cut short by Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseEndsDedicatedDial closes a client while a call's dial of a
+// dedicated connection (WATCH) is held up in a Dialer that heeds its
+// context. That dial ran under the caller's context alone: Close returned
+// with the Dialer still running, and the call went on waiting until
+// DialTimeout. Close now ends the dial, waits for it, and the call fails
+// with ErrClosed.
+func TestCloseEndsDedicatedDial(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var hold, returned atomic.Bool
+	entered := make(chan struct{}, 1)
+	c, err := NewClient(Options{Addr: srv.Addr, DialTimeout: 10 * time.Minute,
+		Dialer: func(dctx context.Context, network, addr string) (net.Conn, error) {
+			if !hold.Load() {
+				var d net.Dialer
+				return d.DialContext(dctx, network, addr)
+			}
+			defer returned.Store(true)
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-dctx.Done()
+			return nil, dctx.Err()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do(ctx, "PING"); err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	called := make(chan error, 1)
+	go func() {
+		tx, err := c.Watch(ctx, "k")
+		if err == nil {
+			tx.Close()
+		}
+		called <- err
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("Watch did not dial")
+	}
+	c.Close()
+	if !returned.Load() {
+		t.Error("Close returned while the Dialer of a call's dial was still running")
+	}
+	select {
+	case err := <-called:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Watch cut short by Close = %v, want ErrClosed", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Watch still dialing long after Close (DialTimeout is 10m)")
 	}
 }
