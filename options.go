@@ -35,7 +35,9 @@ type Options struct {
 	// DB is selected on every connection (default 0).
 	DB int
 	// ClientName is set on every connection with HELLO SETNAME (or CLIENT
-	// SETNAME), as CLIENT LIST shows it. Empty means none.
+	// SETNAME), as CLIENT LIST shows it. Empty means none. The server
+	// takes printable ASCII only ('!' to '~'), so NewClient refuses other
+	// bytes.
 	ClientName string
 
 	// Protocol is the RESP version: 0 (default) tries RESP3 and falls back
@@ -275,8 +277,10 @@ func (o Options) validate() error {
 	if o.MaxReplyDepth < 0 {
 		return bad("MaxReplyDepth", "must not be negative, not %d", o.MaxReplyDepth)
 	}
-	if strings.ContainsAny(o.ClientName, " \r\n") {
-		return bad("ClientName", "must not contain spaces or newlines: %q", o.ClientName)
+	// The server refuses any byte outside '!'..'~', and would refuse every
+	// connection's handshake for it.
+	if i := strings.IndexFunc(o.ClientName, func(r rune) bool { return r < '!' || r > '~' }); i >= 0 {
+		return bad("ClientName", "must be printable ASCII, without spaces or newlines, as the server requires: %q", o.ClientName)
 	}
 	return nil
 }

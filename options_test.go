@@ -158,6 +158,8 @@ func TestParseURLInvalid(t *testing.T) {
 		{"redis://h?idle_check_after=-1ms", "IdleCheckAfter", "-1ms"},
 		{"redis://h?client_name=a%20b", "ClientName", "space"},
 		{"redis://h?client_name=a%0Db", "ClientName", "newline"},
+		{"redis://h?client_name=a%09b", "ClientName", "printable"},
+		{"redis://h?client_name=na%C3%AFve", "ClientName", "printable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.url, func(t *testing.T) {
@@ -256,6 +258,11 @@ func TestOptionsInvalid(t *testing.T) {
 		{"Addr without a port", Options{Addr: "localhost"}, "Addr"},
 		{"ClientName with a space", Options{ClientName: "my app"}, "ClientName"},
 		{"ClientName with a newline", Options{ClientName: "app\n"}, "ClientName"},
+		{"ClientName with a tab", Options{ClientName: "my\tapp"}, "ClientName"},
+		{"ClientName with a NUL", Options{ClientName: "app\x00"}, "ClientName"},
+		{"ClientName with a DEL", Options{ClientName: "app\x7f"}, "ClientName"},
+		{"ClientName not ASCII", Options{ClientName: "naïve"}, "ClientName"},
+		{"ClientName not UTF-8", Options{ClientName: "app\xff"}, "ClientName"},
 		{"ReplyTimeout -5s", Options{ReplyTimeout: -5 * time.Second}, "ReplyTimeout"},
 		{"PollWait -5µs", Options{PollWait: -5 * time.Microsecond}, "PollWait"},
 		{"PollWait 2ms", Options{PollWait: 2 * time.Millisecond}, "PollWait"},
@@ -666,5 +673,24 @@ func TestClientNameShown(t *testing.T) {
 				t.Fatalf("CLIENT GETNAME on a dedicated connection = %v, %v", v, err)
 			}
 		})
+	}
+}
+
+// TestClientNameEveryPrintableByte: a name of every byte the server takes
+// in a client name ('!' to '~') passes the options' check and is set. A
+// byte outside that range, which passed the check unless it was a space
+// or a newline, failed every connection's handshake.
+func TestClientNameEveryPrintableByte(t *testing.T) {
+	var name []byte
+	for b := byte('!'); b <= '~'; b++ {
+		name = append(name, b)
+	}
+	c, _ := newTestClient(t, Options{ClientName: string(name)})
+	v, err := c.Pipeline(NoTransaction).Do("CLIENT", "GETNAME").Exec(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := v[0].Text(); s != string(name) {
+		t.Fatalf("CLIENT GETNAME = %q, want %q", s, name)
 	}
 }
