@@ -311,7 +311,9 @@ func (o Options) String() string {
 // client_name, dial_timeout (a Go duration such as 500ms), pool_size,
 // max_idle, max_idle_time, max_conn_age, idle_check_after (durations, and
 // -1 where the option takes it). An unknown option is an error, so a typo
-// is not silently ignored. The password never appears in an error.
+// is not silently ignored, and so is an option given twice, or a db
+// option that names another database than the path, since neither says
+// which one is meant. The password never appears in an error.
 func ParseURL(rawURL string) (Options, error) {
 	if err := schemeMissing(rawURL); err != nil {
 		return Options{}, err
@@ -391,6 +393,7 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 		}
 		return o, &OptionError{Field: "URL options", Msg: msg}
 	}
+	pathDB := "" // the database the path gives, if it gives one
 	switch u.Scheme {
 	case "redis", "rediss":
 		o.Network = "tcp"
@@ -414,7 +417,7 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 			if err != nil {
 				return o, &OptionError{Field: "URL path", Msg: "must be a database number, not " + quote(p)}
 			}
-			o.DB = db
+			o.DB, pathDB = db, p
 		}
 		if u.Scheme == "rediss" {
 			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -450,11 +453,20 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 		bad := func(what string) error {
 			return &OptionError{Field: field, Msg: "must be " + what + ", not " + quote(val)}
 		}
+		if len(vals) > 1 {
+			// Clients differ on which one counts (redis-py takes the
+			// first), so neither is taken for the other.
+			return o, &OptionError{Field: field, Msg: "is given " + strconv.Itoa(len(vals)) + " times: give it once"}
+		}
 		switch key {
 		case "db":
 			n, err := strconv.Atoi(val)
 			if err != nil {
 				return o, bad("a database number")
+			}
+			if pathDB != "" && n != o.DB {
+				return o, &OptionError{Field: field, Msg: "gives database " + quote(val) + " and the URL path " + quote(pathDB) +
+					": give the database once"}
 			}
 			o.DB = n
 		case "protocol":
