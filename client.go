@@ -82,6 +82,10 @@ func NewClient(opt Options) (*Client, error) {
 	if err := opt.validate(); err != nil {
 		return nil, err
 	}
+	// Options are a copy, and so is the TLS configuration they point to:
+	// a change the caller makes to it later, while the client dials
+	// with it, would otherwise reach the client halfway, and race.
+	opt.TLSConfig = cloneTLS(opt.TLSConfig)
 	c := &Client{
 		opt: opt,
 		connOpt: conn.Options{Limits: resp.Limits{
@@ -126,8 +130,21 @@ func Connect(ctx context.Context, rawURL string) (*Client, error) {
 	return c, nil
 }
 
-// Options returns the client's options with defaults filled in.
-func (c *Client) Options() Options { return c.opt }
+// Options returns the client's options with defaults filled in. Its
+// TLSConfig is a copy: changing it changes nothing in the client.
+func (c *Client) Options() Options {
+	o := c.opt
+	o.TLSConfig = cloneTLS(o.TLSConfig)
+	return o
+}
+
+// cloneTLS copies a TLS configuration, if there is one.
+func cloneTLS(cfg *tls.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	return cfg.Clone()
+}
 
 // Do runs any command given as its words, such as
 // c.Do(ctx, "OBJECT", "ENCODING", "k"), including commands redpipe has no

@@ -107,6 +107,7 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 	}
 	node.Addr = opt.Addrs[0]
 	node = node.defaults()
+	node.TLSConfig = cloneTLS(node.TLSConfig) // as NewClient does
 	r := &clusterRouter{
 		opt:   opt,
 		node:  node,

@@ -44,9 +44,10 @@ type Options struct {
 	// to RESP2 on servers without HELLO; 2 forces RESP2; 3 requires RESP3.
 	Protocol int
 
-	// TLSConfig turns on TLS when non-nil. A panic in one of its
-	// callbacks (VerifyConnection, GetClientCertificate...) fails that
-	// dial as one in Dialer does.
+	// TLSConfig turns on TLS when non-nil. NewClient keeps a copy of it:
+	// changes made to it afterwards do not reach the client. A panic in
+	// one of its callbacks (VerifyConnection, GetClientCertificate...)
+	// fails that dial as one in Dialer does.
 	TLSConfig *tls.Config
 	// DialTimeout bounds one dial and handshake (default 5s). The call's
 	// context can only shorten it.

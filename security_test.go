@@ -219,6 +219,26 @@ func TestTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("config changed after NewClient", func(t *testing.T) {
+		// The client keeps the TLS configuration it was made with, as it
+		// keeps the rest of its Options: a change to the caller's, or to
+		// the one Options returns, reaches no dial of the client's.
+		cfg := &tls.Config{RootCAs: p.roots}
+		c, err := NewClient(Options{Addr: tlsAddr, DialTimeout: 5 * time.Second, TLSConfig: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cfg.RootCAs = p.otherRoots
+		c.Options().TLSConfig.RootCAs = p.otherRoots
+		if _, err := c.Ping(ctxT(t)); err != nil {
+			t.Fatalf("Ping after the caller's TLSConfig changed = %v, want the client's own configuration used", err)
+		}
+		if got := c.Options().TLSConfig; got == cfg || got.RootCAs != p.roots {
+			t.Errorf("Options().TLSConfig is the caller's, or changed with it")
+		}
+	})
+
 	t.Run("rediss URL", func(t *testing.T) {
 		opt, err := ParseURL("rediss://" + tlsAddr + "/2")
 		if err != nil {
