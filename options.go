@@ -278,6 +278,9 @@ func (o Options) validate() error {
 	if o.MaxReplyDepth < 0 {
 		return bad("MaxReplyDepth", "must not be negative, not %d", o.MaxReplyDepth)
 	}
+	if err := o.Tx.validate("Tx."); err != nil {
+		return err
+	}
 	// The server refuses any byte outside '!'..'~', and would refuse every
 	// connection's handshake for it.
 	if i := strings.IndexFunc(o.ClientName, func(r rune) bool { return r < '!' || r > '~' }); i >= 0 {

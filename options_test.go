@@ -279,6 +279,11 @@ func TestOptionsInvalid(t *testing.T) {
 		{"negative MaxReplyBytes", Options{MaxReplyBytes: -1}, "MaxReplyBytes"},
 		{"negative MaxReplyElems", Options{MaxReplyElems: -1}, "MaxReplyElems"},
 		{"negative MaxReplyDepth", Options{MaxReplyDepth: -1}, "MaxReplyDepth"},
+		{"Tx.MaxAttempts -1", Options{Tx: TxOptions{MaxAttempts: -1}}, "Tx.MaxAttempts"},
+		{"negative Tx.MinBackoff", Options{Tx: TxOptions{MinBackoff: -time.Millisecond}}, "Tx.MinBackoff"},
+		{"negative Tx.MaxBackoff", Options{Tx: TxOptions{MaxBackoff: -1}}, "Tx.MaxBackoff"},
+		{"negative Tx.WatchDelay", Options{Tx: TxOptions{WatchDelay: -time.Second}}, "Tx.WatchDelay"},
+		{"Tx.MaxBackoff under MinBackoff", Options{Tx: TxOptions{MinBackoff: time.Second, MaxBackoff: time.Millisecond}}, "Tx.MaxBackoff"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

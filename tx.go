@@ -481,7 +481,9 @@ func (t *Tx) settle(ctx context.Context) bool {
 }
 
 // TxOptions bound the retries of Client.Transaction. The zero value means
-// the documented defaults.
+// the documented defaults. A negative field is refused with an
+// *OptionError: by NewClient in Options.Tx, by Transaction under
+// WithTxOptions.
 type TxOptions struct {
 	// MaxAttempts is how many times fn runs at most (default 16). The
 	// context's deadline may stop it sooner.
@@ -499,6 +501,29 @@ type TxOptions struct {
 	// OnRetry, when set, is called before each retry with the number of
 	// the attempt that failed (from 1) and its error.
 	OnRetry func(attempt int, err error)
+}
+
+// validate names the first field of o that is wrong, prefixed with in
+// ("Tx." in Options). Negative values are refused rather than read as the
+// defaults: -1 means "none" for Options.MaxRetries, and a MaxAttempts of
+// -1 taken for 16 would run fn again where none was asked for.
+func (o TxOptions) validate(in string) error {
+	bad := func(field, format string, args ...any) error {
+		return &OptionError{Field: in + field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case o.MaxAttempts < 0:
+		return bad("MaxAttempts", "must be 1 or more (0 means the default, 16; 1 runs fn once), not %d", o.MaxAttempts)
+	case o.MinBackoff < 0:
+		return bad("MinBackoff", "must not be negative, not %v", o.MinBackoff)
+	case o.MaxBackoff < 0:
+		return bad("MaxBackoff", "must not be negative, not %v", o.MaxBackoff)
+	case o.WatchDelay < 0:
+		return bad("WatchDelay", "must not be negative, not %v", o.WatchDelay)
+	case o.MaxBackoff > 0 && o.MinBackoff > o.MaxBackoff:
+		return bad("MaxBackoff", "must not be less than MinBackoff (%v), not %v", o.MinBackoff, o.MaxBackoff)
+	}
+	return nil
 }
 
 func (o TxOptions) defaults() TxOptions {
@@ -590,22 +615,30 @@ func WithTxOptions(ctx context.Context, o TxOptions) context.Context {
 	return context.WithValue(ctx, txOptionsKey{}, o)
 }
 
-// txOptions are the retry options for a Transaction under ctx.
-func (c *Client) txOptions(ctx context.Context) TxOptions {
+// txOptions are the retry options for a Transaction under ctx. Those of
+// WithTxOptions are checked here, as nothing checked them before; the
+// client's were checked by NewClient.
+func (c *Client) txOptions(ctx context.Context) (TxOptions, error) {
 	if o, ok := ctx.Value(txOptionsKey{}).(TxOptions); ok {
-		return o.defaults()
+		if err := o.validate("TxOptions."); err != nil {
+			return TxOptions{}, err
+		}
+		return o.defaults(), nil
 	}
-	return c.opt.Tx.defaults()
+	return c.opt.Tx.defaults(), nil
 }
 
 func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
 	if c.cluster != nil {
 		return clusterTransact(ctx, c.cluster, fn, keys)
 	}
-	o := c.txOptions(ctx)
 	var zero T
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
+	}
+	o, err := c.txOptions(ctx)
+	if err != nil {
+		return zero, nil, err
 	}
 	var last error
 	for attempt := 1; ; attempt++ {

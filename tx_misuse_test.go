@@ -732,3 +732,32 @@ func TestTransactionFailedBeforeExecIsNotApplied(t *testing.T) {
 		t.Errorf("a transactional Pipeline with the server down = %v, want it to match ErrNotApplied", err)
 	}
 }
+
+// TestTransactionRefusesNegativeTxOptions: TxOptions under WithTxOptions
+// with a negative field are refused before fn runs. A MaxAttempts of -1,
+// which Options.MaxRetries would read as "none", was taken for the
+// default of 16, and the others for their defaults.
+func TestTransactionRefusesNegativeTxOptions(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	for _, tc := range []struct {
+		o     TxOptions
+		field string
+	}{
+		{TxOptions{MaxAttempts: -1}, "TxOptions.MaxAttempts"},
+		{TxOptions{MinBackoff: -time.Millisecond}, "TxOptions.MinBackoff"},
+		{TxOptions{MaxBackoff: -time.Millisecond}, "TxOptions.MaxBackoff"},
+		{TxOptions{WatchDelay: -time.Millisecond}, "TxOptions.WatchDelay"},
+		{TxOptions{MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "TxOptions.MaxBackoff"},
+	} {
+		calls := 0
+		_, err := c.Transaction(WithTxOptions(ctxT(t), tc.o), func(tx *Tx) error {
+			calls++
+			_, err := tx.Multi().Incr("n").Exec(ctxT(t))
+			return err
+		}, "n")
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != tc.field || calls != 0 {
+			t.Errorf("Transaction with %+v = %v after %d runs of fn; want an *OptionError for %s, fn not run", tc.o, err, calls, tc.field)
+		}
+	}
+}
