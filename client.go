@@ -500,13 +500,33 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 	switch {
 	case c.opt.Dialer != nil:
 		nc, err := userDial("the Dialer", func() (net.Conn, error) { return c.opt.Dialer(ctx, c.opt.Network, c.opt.Addr) })
-		switch nc.(type) {
-		case nil, *net.TCPConn, *net.UnixConn:
-			// Sockets of the standard library's alone: a *tls.Conn may
-			// run over a connection of the user's.
-			return nc, err
+		if err != nil {
+			if nc != nil {
+				userConn{nc}.Close() // nothing else would close it
+			}
+			return nil, err
 		}
-		return userConn{nc}, err
+		// A nil connection without an error, taken for a connection, would
+		// crash the client's own goroutines at their first read or
+		// write, where no panic can be recovered.
+		errNil := errors.New("the Dialer returned neither a connection nor an error")
+		switch v := nc.(type) {
+		case nil:
+			return nil, errNil
+		case *net.TCPConn:
+			// Sockets of the standard library's alone are used as they
+			// are: a *tls.Conn may run over a connection of the user's.
+			if v == nil {
+				return nil, errNil
+			}
+			return v, nil
+		case *net.UnixConn:
+			if v == nil {
+				return nil, errNil
+			}
+			return v, nil
+		}
+		return userConn{nc}, nil
 	case c.opt.TLSConfig != nil:
 		return userDial("the TLS handshake", func() (net.Conn, error) { return c.dialTLS(ctx) })
 	}

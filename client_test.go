@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -947,6 +948,70 @@ func TestDialerPanics(t *testing.T) {
 	}
 	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
 		t.Errorf("pool: %d open, %d idle; want the one session's connection, idle", open, idle)
+	}
+}
+
+// nilConn is a connection type of the user's, handed back as a typed nil.
+type nilConn struct{ net.Conn }
+
+// closeCounter counts its Close calls.
+type closeCounter struct {
+	net.Conn
+	closes *atomic.Int32
+}
+
+func (cc closeCounter) Close() error { cc.closes.Add(1); return cc.Conn.Close() }
+
+// TestDialerNilConn: a Dialer that returns no connection and no error
+// fails the dial with an error that says so, of a command not sent. The
+// client took the nil for a connection: its first write, on the client's
+// own goroutine for the shared connection, crashed the program with a nil
+// dereference. A connection returned with an error is closed, as nothing
+// else would close it.
+func TestDialerNilConn(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	var closes atomic.Int32
+	for _, tc := range []struct {
+		name string
+		conn func() (net.Conn, error)
+		says string
+	}{
+		{"nil", func() (net.Conn, error) { return nil, nil }, "neither a connection nor an error"},
+		{"nil *net.TCPConn", func() (net.Conn, error) { return (*net.TCPConn)(nil), nil }, "neither a connection nor an error"},
+		{"nil *net.UnixConn", func() (net.Conn, error) { return (*net.UnixConn)(nil), nil }, "neither a connection nor an error"},
+		{"nil of the user's type", func() (net.Conn, error) { return (*nilConn)(nil), nil }, "panicked"},
+		{"a connection and an error", func() (net.Conn, error) {
+			nc, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				return nil, err
+			}
+			return closeCounter{nc, &closes}, errors.New("refused by the Dialer")
+		}, "refused by the Dialer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewClient(Options{Addr: srv.Addr, MaxRetries: -1,
+				Dialer: func(context.Context, string, string) (net.Conn, error) { return tc.conn() }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, call := range []struct {
+				name string
+				f    func() error
+			}{
+				{"Get", func() error { _, err := c.Get(ctx, "k"); return err }},
+				{"Watch", func() error { _, err := c.Watch(ctx, "k"); return err }},
+			} {
+				err := call.f()
+				if err == nil || !strings.Contains(err.Error(), tc.says) || OutcomeOf(err) != OutcomeNotSent {
+					t.Errorf("%s = %v (outcome %v); want an error that says %q, not sent", call.name, err, OutcomeOf(err), tc.says)
+				}
+			}
+		})
+	}
+	if n := closes.Load(); n != 2 {
+		t.Errorf("%d of the 2 connections returned with an error were closed", n)
 	}
 }
 

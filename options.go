@@ -60,6 +60,8 @@ type Options struct {
 	// Dialer runs on a goroutine of its own, which that ends, never the
 	// caller's. A panic in a method of the connection it returns, of a
 	// type of its own, fails that connection with an error that says so.
+	// A nil connection without an error fails the dial too, and a
+	// connection returned with an error is closed.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// PoolSize bounds the dedicated connections lent for WATCH, blocking
