@@ -663,6 +663,10 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 		timer := time.NewTimer(pause)
 		select {
 		case <-timer.C:
+		case <-c.life.Done():
+			// Closed: the next attempt fails at once with ErrClosed,
+			// rather than after a pause as long as WatchDelay may make it.
+			timer.Stop()
 		case <-ctx.Done():
 			timer.Stop()
 			return zero, nil, &TxRetryError{Attempts: attempt, Err: fmt.Errorf("%w (stopped: %w)", last, ctx.Err())}

@@ -761,3 +761,46 @@ func TestTransactionRefusesNegativeTxOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsTransactionPause closes the client while Transaction
+// pauses between attempts after a watch conflict. The pause (WatchDelay
+// here) ran to its end whatever Close did: the call stayed in flight,
+// for ten minutes with this WatchDelay, before its next attempt found the
+// client closed. It now ends at Close, with ErrClosed.
+func TestCloseEndsTransactionPause(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	// No deadline, which would leave no time for the pause; the test's
+	// own waits are bounded by bound.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bound := time.After(30 * time.Second)
+	pausing := make(chan struct{})
+	opts := TxOptions{MaxAttempts: 3, WatchDelay: 10 * time.Minute, OnRetry: func(int, error) { close(pausing) }}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(WithTxOptions(ctx, opts), func(tx *Tx) error {
+			srv.MustDo(t, "SET", "watched", "changed") // spoils the watch
+			_, err := tx.Multi().Incr("n").Exec(ctx)
+			return err
+		}, "watched")
+		done <- err
+	}()
+	select {
+	case <-pausing:
+	case err := <-done:
+		t.Fatalf("Transaction = %v before any watch conflict", err)
+	case <-bound:
+		t.Fatal("no watch conflict")
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Transaction cut short by Close = %v, want ErrClosed", err)
+		}
+	case <-bound:
+		cancel()
+		<-done
+		t.Fatal("Transaction still pausing long after Close")
+	}
+}
