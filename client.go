@@ -664,9 +664,12 @@ func (c *Client) closeConn(cn *conn.Conn) error {
 // Close closes every connection of the client, failing the calls in flight
 // with ErrClosed, and waits for their goroutines to end. Calls after Close
 // fail with ErrClosed. Another Close, at the same time or later, returns
-// nil once the first has returned. On the Client of one node that ForEachMaster hands
-// out it is refused with a *UsageError: that Client's connections belong
-// to the cluster Client, whose Close closes them.
+// nil once the first has returned. It waits for dials in flight too, which
+// it cuts short through their context: a Dialer, or a callback of
+// TLSConfig, must not call Close, whose wait would then never end. On the
+// Client of one node that ForEachMaster hands out it is refused with a
+// *UsageError: that Client's connections belong to the cluster Client,
+// whose Close closes them.
 func (c *Client) Close() error {
 	if c.front != nil {
 		return &UsageError{Msg: "Close on the Client of one node of a cluster, which belongs to the cluster Client: " +
