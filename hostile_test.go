@@ -335,6 +335,51 @@ func TestHostileDeepNesting(t *testing.T) {
 	expectRecovery(t, c, fs, closed)
 }
 
+// TestHostileDeepNestingAtTheCap: with MaxReplyDepth at its largest, a
+// reply nested that deep is read, on the stack every goroutine may grow
+// to, and one a level deeper is refused. NewClient took any depth, and a
+// reply nested a few million deep then ended the program with a stack
+// overflow, which no recover catches.
+func TestHostileDeepNestingAtTheCap(t *testing.T) {
+	if _, err := NewClient(Options{MaxReplyDepth: maxReplyDepth + 1}); err == nil {
+		t.Fatalf("NewClient with MaxReplyDepth %d succeeded, want an *OptionError", maxReplyDepth+1)
+	}
+	deep := func(depth int) string { return strings.Repeat("*1\r\n", depth) + ":7\r\n" }
+	fs := startFakeServer(t, func(n int, fc *fakeConn) {
+		if !fc.handshake("") {
+			return
+		}
+		for _, reply := range []string{deep(maxReplyDepth), deep(maxReplyDepth + 1)} {
+			if _, err := fc.readCommand(); err != nil || fc.send(reply) != nil {
+				return
+			}
+		}
+		fc.hold()
+	})
+	c, err := NewClient(Options{Addr: fs.Addr(), MaxRetries: -1, MaxReplyDepth: maxReplyDepth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	v, err := c.Do(ctx, "PING")
+	if err != nil {
+		t.Fatalf("a reply nested %d deep, the limit: %v", maxReplyDepth, err)
+	}
+	levels := 0
+	for ; levels <= maxReplyDepth && v.Len() == 1; levels++ {
+		elems, _ := v.Slice()
+		v = elems[0]
+	}
+	if n, err := v.Int64(); levels != maxReplyDepth || err != nil || n != 7 {
+		t.Fatalf("read %d levels down to %v, %v; want %d levels down to 7", levels, n, err, maxReplyDepth)
+	}
+	var le *resp.LimitError
+	if _, err := c.Do(ctx, "PING"); !errors.As(err, &le) || le.What != "nesting depth" {
+		t.Fatalf("a reply nested %d deep: %v, want a *resp.LimitError for the nesting depth", maxReplyDepth+1, err)
+	}
+}
+
 // TestHostileStrayReply: the server sends a reply nobody asked for, right
 // behind the handshake reply and in the same write, so that it starts
 // arriving before the client sends any command. Replies are matched to

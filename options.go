@@ -99,7 +99,8 @@ type Options struct {
 	// MaxReplyElems bounds the elements of one aggregate reply (default
 	// 2^32-1).
 	MaxReplyElems int64
-	// MaxReplyDepth bounds the nesting of aggregate replies (default 128).
+	// MaxReplyDepth bounds the nesting of aggregate replies (default 128,
+	// at most 65536).
 	MaxReplyDepth int
 
 	// ReplyTimeout ends a connection when replies are due on it and no
@@ -161,6 +162,12 @@ type Options struct {
 	// Tx bounds the retries of Client.Transaction (see TxOptions).
 	Tx TxOptions
 }
+
+// maxReplyDepth bounds Options.MaxReplyDepth. The reader takes one call
+// per level of nesting; a broken or hostile server's reply nested millions
+// deep would exceed the goroutine's stack, a fatal error no recover
+// catches. Replies of real servers nest a few levels.
+const maxReplyDepth = 1 << 16
 
 // defaults returns o with zero fields set to their defaults. It does not
 // validate; validate does.
@@ -279,6 +286,10 @@ func (o Options) validate() error {
 	}
 	if o.MaxReplyDepth < 0 {
 		return bad("MaxReplyDepth", "must not be negative, not %d", o.MaxReplyDepth)
+	}
+	if o.MaxReplyDepth > maxReplyDepth {
+		return bad("MaxReplyDepth", "must be at most %d, not %d: each level of a reply is read one call deeper, "+
+			"and a reply nested deeper would end the program with a stack overflow", maxReplyDepth, o.MaxReplyDepth)
 	}
 	if err := o.Tx.validate("Tx."); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -279,6 +280,8 @@ func TestOptionsInvalid(t *testing.T) {
 		{"negative MaxReplyBytes", Options{MaxReplyBytes: -1}, "MaxReplyBytes"},
 		{"negative MaxReplyElems", Options{MaxReplyElems: -1}, "MaxReplyElems"},
 		{"negative MaxReplyDepth", Options{MaxReplyDepth: -1}, "MaxReplyDepth"},
+		{"MaxReplyDepth over 65536", Options{MaxReplyDepth: 1<<16 + 1}, "MaxReplyDepth"},
+		{"MaxReplyDepth the largest int", Options{MaxReplyDepth: math.MaxInt}, "MaxReplyDepth"},
 		{"Tx.MaxAttempts -1", Options{Tx: TxOptions{MaxAttempts: -1}}, "Tx.MaxAttempts"},
 		{"negative Tx.MinBackoff", Options{Tx: TxOptions{MinBackoff: -time.Millisecond}}, "Tx.MinBackoff"},
 		{"negative Tx.MaxBackoff", Options{Tx: TxOptions{MaxBackoff: -1}}, "Tx.MaxBackoff"},
