@@ -69,7 +69,9 @@ type Options struct {
 	// for plain calls are not counted.
 	PoolSize int
 	// MaxIdle is how many dedicated connections stay open while unused
-	// (default PoolSize; -1 keeps none, closing each as it comes back).
+	// (default PoolSize; -1 keeps none, closing each as it comes back). It
+	// may not exceed a PoolSize given; with the default PoolSize, it is
+	// brought down to that.
 	MaxIdle int
 	// MaxIdleTime closes a dedicated connection left unused for this long
 	// instead of lending it again (default 30m; -1 means never). The pool
@@ -183,6 +185,10 @@ func (o Options) defaults() Options {
 	}
 	if o.PoolSize == 0 {
 		o.PoolSize = 10 * runtime.GOMAXPROCS(0)
+		// The default depends on the machine: a MaxIdle above it is
+		// brought down to it, not refused, so that options accepted on a
+		// machine with many CPUs are not refused on one with few.
+		o.MaxIdle = min(o.MaxIdle, o.PoolSize)
 	}
 	if o.MaxIdle == 0 {
 		o.MaxIdle = o.PoolSize

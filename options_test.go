@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,6 +354,33 @@ func TestOptionsDefaults(t *testing.T) {
 	c2.Close()
 	if o := c2.Options(); o.Addr != "/tmp/r.sock" || o.DialTimeout != 5*time.Second {
 		t.Errorf("unix defaults: %+v", optionFields(o))
+	}
+}
+
+// TestMaxIdleOverDefaultPoolSize: a MaxIdle above the default PoolSize,
+// which is 10 per CPU, is brought down to it. It was refused, so the same
+// Options, or URL, that worked on a machine with many CPUs failed
+// NewClient on one with fewer. Above a PoolSize given, it is still refused.
+func TestMaxIdleOverDefaultPoolSize(t *testing.T) {
+	def := 10 * runtime.GOMAXPROCS(0)
+	c, err := NewClient(Options{MaxIdle: def + 1})
+	if err != nil {
+		t.Fatalf("NewClient with MaxIdle %d over the default PoolSize %d: %v", def+1, def, err)
+	}
+	c.Close()
+	if o := c.Options(); o.PoolSize != def || o.MaxIdle != def {
+		t.Errorf("PoolSize %d, MaxIdle %d; want both %d", o.PoolSize, o.MaxIdle, def)
+	}
+	opt, err := ParseURL("redis://h?max_idle=" + strconv.Itoa(def+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = NewClient(opt); err != nil {
+		t.Fatalf("NewClient with max_idle=%d in the URL: %v", def+1, err)
+	}
+	c.Close()
+	if _, err := NewClient(Options{PoolSize: def, MaxIdle: def + 1}); err == nil {
+		t.Errorf("NewClient with MaxIdle %d over the PoolSize %d it was given succeeded", def+1, def)
 	}
 }
 
