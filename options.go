@@ -330,7 +330,9 @@ func (o Options) String() string {
 // name alone, as in redis://secret@host, is the short form of
 // redis://:secret@host: a password for the default user.
 //
-// The port defaults to 6379. Query options: db, protocol (2 or 3),
+// The port defaults to 6379. An IPv6 host is written in brackets, as in
+// redis://[::1]:6379; without them it is refused, since its last group
+// cannot be told from a port. Query options: db, protocol (2 or 3),
 // client_name, dial_timeout (a Go duration such as 500ms), pool_size,
 // max_idle, max_idle_time, max_conn_age, idle_check_after (durations, and
 // -1 where the option takes it). An unknown option is an error, so a typo
@@ -426,6 +428,17 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 		}
 		if port == "" {
 			port = "6379"
+		}
+		if !strings.HasPrefix(u.Host, "[") && strings.Count(u.Host, ":") > 1 {
+			// Unbracketed, an IPv6 address cannot be told from its port:
+			// redis://::1:6380 would connect to port 6380 of ::1, though it
+			// may mean the address ::1:6380 on the default port.
+			_, whole := netip.ParseAddr(u.Host)
+			_, part := netip.ParseAddr(host)
+			if whole == nil || part == nil {
+				return o, &OptionError{Field: "URL host", Msg: "must be in brackets when it is an IPv6 address, as in " +
+					u.Scheme + "://[::1]:6379, not " + quote(u.Host)}
+			}
 		}
 		if _, err := netip.ParseAddr(host); strings.Contains(host, ":") && err != nil {
 			// An IPv6 address with a zone (fe80::1%eth0) parses here.
