@@ -69,9 +69,10 @@ type ClusterOptions struct {
 	// of the slot's replicas that may serve it, at least one, in the
 	// layout's order, and returns the index of the one to use. An index
 	// out of range, -1 say, sends the read to the master. Nil picks a
-	// replica at random. It is called for every read, from many
-	// goroutines at once: it must be quick and safe for concurrent use,
-	// and must neither change nor keep the slice.
+	// replica at random. It is called for every read, once per slot of a
+	// pipeline (the reads of one slot in a pipeline go to one node), from
+	// many goroutines at once: it must be quick and safe for concurrent
+	// use, and must neither change nor keep the slice.
 	SelectReplica func(slot int, replicas []string) int
 }
 

@@ -180,9 +180,11 @@ func (r *clusterRouter) routeRead(ctx context.Context, slot int, read bool) (nod
 }
 
 // pickReplicas sends to replicas the legs of a plain pipeline that may be
-// read from one. A slot the pipeline writes to keeps all its commands on
-// its master, so that they run in their order; so does every slot when
-// the pipeline may write where its keys cannot be told.
+// read from one, those of a slot to one replica (or all to the master), as
+// SelectReplica chose for the first of them. A slot the pipeline writes to
+// keeps all its commands on its master, so that they run in their order;
+// so does every slot when the pipeline may write where its keys cannot be
+// told.
 func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
 	if !r.opt.ReadFromReplicas {
 		return
@@ -208,12 +210,24 @@ func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
 	if everywhere {
 		return
 	}
+	// One choice per slot: the legs of a slot go in one round only while
+	// they share a node (see pick), so reads of one slot spread over its
+	// replicas would go one round trip after another.
+	var chosen map[int]*Client
 	for i := range legs {
 		l := &legs[i]
 		if l.fixed || l.asking || l.slot < 0 || written[l.slot] || !p.w.cmds[l.cmd].info().has(flagReadonly) || p.w.blocks(l.cmd) {
 			continue
 		}
-		if node := r.readNode(l.slot); node != nil {
+		node, ok := chosen[l.slot]
+		if !ok {
+			if chosen == nil {
+				chosen = map[int]*Client{}
+			}
+			node = r.readNode(l.slot)
+			chosen[l.slot] = node
+		}
+		if node != nil {
 			l.node = node
 		}
 	}

@@ -849,3 +849,64 @@ func testReplicaScripts(t *testing.T, cl *redistest.Cluster) {
 		t.Errorf("GET after the NOSCRIPT of the replica did not go to the replica: it is left out of reads")
 	}
 }
+
+// The reads of one slot in a pipeline go to one node, whichever replica is
+// chosen for the first: spread over a shard's replicas, they would go one
+// round trip after another, as the legs of a slot go in one round only
+// while they share a node.
+func TestClusterReplicaPipelineReadsOneNodePerSlot(t *testing.T) {
+	cl := redistest.StartCluster(t, 2)
+	ctx := clusterCtx(t)
+	keys := make([]string, 40)
+	for i := range keys {
+		keys[i] = "{rps}:" + strconv.Itoa(i)
+	}
+	master := ownerOfKey(t, cl, keys[0])
+	cmds := make([][]string, 0, len(keys)+1)
+	for _, k := range keys {
+		cmds = append(cmds, []string{"SET", k, "v:" + k})
+	}
+	replies, err := master.Pipeline(append(cmds, []string{"WAIT", "2", "10000"})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := replies[len(replies)-1].(int64); n < 2 {
+		t.Fatalf("WAIT on %s: %v, want 2 replicas", master.Addr, replies[len(replies)-1])
+	}
+	replicas, err := cl.ReplicasOf(master)
+	if err != nil || len(replicas) != 2 {
+		t.Fatalf("replicas of %s: %v, %v; want 2", master.Addr, replicas, err)
+	}
+	// Round robin: each call picks the replica the last did not.
+	var turn atomic.Int64
+	roundRobin := func(_ int, rs []string) int { return int(turn.Add(1)) % len(rs) }
+	for _, opt := range []ClusterOptions{
+		{ReadFromReplicas: true},
+		{ReadFromReplicas: true, SelectReplica: roundRobin},
+	} {
+		c := newReplicaClient(t, cl, opt)
+		for attempt := 0; attempt < 3; attempt++ {
+			resetStats(t, replicas...)
+			p := c.Pipeline(NoTransaction)
+			for _, k := range keys {
+				p.Get(k)
+			}
+			vs, err := p.Exec(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				if got := vs[i].String(); got != "v:"+k {
+					t.Fatalf("Get(%s) = %q", k, got)
+				}
+			}
+			var ran []int64
+			for _, r := range replicas {
+				ran = append(ran, calls(t, r, "get"))
+			}
+			if !slices.Contains(ran, int64(len(keys))) {
+				t.Fatalf("selector set %t, attempt %d: the replicas ran %v GET, want all %d on one", opt.SelectReplica != nil, attempt, ran, len(keys))
+			}
+		}
+	}
+}

@@ -369,8 +369,9 @@
 //     Then read-only commands with keys (GET, HGETALL, MGET of one slot,
 //     EVAL_RO) go to a healthy replica of their slot's master, chosen at
 //     random or by ClusterOptions.SelectReplica, over connections that
-//     send READONLY; a pipeline may mix replicas and masters, but a slot
-//     it writes to keeps all its commands on the master, in order.
+//     send READONLY; a pipeline may mix replicas and masters, sends the
+//     reads of one slot to one node, and keeps all the commands of a slot
+//     it writes to on the master, in order.
 //     Writes, transactions, Watch, Transaction, scripts run by Script and
 //     blocking reads always go to masters. A read whose replica cannot be
 //     reached, fails or is still loading goes to the master instead. A
