@@ -378,7 +378,13 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 		}
 		return topology.ParseSlots(v, addr)
 	}
-	return topology.ParseShards(v, addr)
+	m, err := topology.ParseShards(v, addr)
+	if err == nil && r.node.TLSConfig != nil {
+		// A node may listen for plain connections too, on the port
+		// listed first.
+		m.UseTLSPorts()
+	}
+	return m, err
 }
 
 // apply makes m the slot map.

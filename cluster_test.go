@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -2136,5 +2137,68 @@ func TestClusterDialerGoexit(t *testing.T) {
 	exits.Delete("on")
 	if _, err := c.Do(ctx, "SCRIPT", "LOAD", big); err != nil {
 		t.Fatalf("SCRIPT LOAD once the Dialer returns: %v", err)
+	}
+}
+
+// A cluster whose nodes take TLS, and plain connections too: CLUSTER
+// SHARDS lists both ports of a node, and a client over TLS goes to the TLS
+// one. Here a node of its own that serves every slot.
+func TestClusterOverTLS(t *testing.T) {
+	p := newTestPKI(t)
+	var srv *redistest.Server
+	var tlsAddr string
+	var lastErr error
+	// The TLS port is found free here but bound later by the server.
+	for range 3 {
+		port := freeLoopbackPort(t)
+		s, err := redistest.StartServer("--cluster-enabled", "yes", "--tls-cluster", "yes",
+			"--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", p.certFile,
+			"--tls-key-file", p.keyFile,
+			"--tls-ca-cert-file", p.caFile,
+			"--tls-auth-clients", "no",
+		)
+		if err == nil {
+			t.Cleanup(func() { s.Stop() })
+			srv, tlsAddr = s, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			break
+		}
+		lastErr = err
+	}
+	if srv == nil {
+		t.Fatalf("starting redis-server with TLS: %v", lastErr)
+	}
+	srv.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(hashslot.Count-1))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, _ := srv.MustDo(t, "CLUSTER", "INFO").(string)
+		if strings.Contains(info, "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node did not serve its slots within 10s:\n%s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c, err := NewClusterClient(ClusterOptions{
+		Addrs:   []string{tlsAddr},
+		Options: Options{TLSConfig: &tls.Config{RootCAs: p.roots}, DialTimeout: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := clusterCtx(t)
+	if err := c.Set(ctx, "tls:k", "v"); err != nil {
+		t.Fatalf("Set over TLS: %v", err)
+	}
+	if v, err := c.Get(ctx, "tls:k"); err != nil || v != "v" {
+		t.Fatalf("Get over TLS = %q, %v", v, err)
+	}
+	c.cluster.mu.RLock()
+	got := c.cluster.slots[0].opt.Addr
+	c.cluster.mu.RUnlock()
+	if got != tlsAddr {
+		t.Errorf("slot 0 is routed to %s, want the TLS port, %s", got, tlsAddr)
 	}
 }

@@ -137,6 +137,37 @@ shard 2 slots [{100 100}]
 	}
 }
 
+// A node that lists a TLS port beside its plain one is reached on the TLS
+// port by a client over TLS; one that lists a single port, or cannot be
+// reached, keeps its address.
+func TestUseTLSPorts(t *testing.T) {
+	reply := arr(obj(true, "slots", slots(0, 16383), "nodes", arr(
+		obj(true, "id", "m", "port", 7001, "tls-port", 8001, "endpoint", "10.0.0.1", "role", "master"),
+		obj(true, "id", "r1", "port", 7002, "endpoint", "", "role", "replica"),
+		obj(true, "id", "r2", "tls-port", 8003, "endpoint", "r2.example", "role", "replica"),
+		obj(true, "id", "r3", "port", 7004, "tls-port", 8004, "endpoint", "?", "role", "replica"),
+		obj(true, "id", "r4", "port", 7005, "tls-port", 8005, "endpoint", "::1", "role", "replica"),
+	)))
+	m, err := ParseShards(reply, "seed.example:6379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := func() string {
+		var out []string
+		for _, n := range m.Nodes() {
+			out = append(out, n.ID+"="+n.Addr)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := addrs(), "m=10.0.0.1:7001 r1=seed.example:7002 r2=r2.example:8003 r3= r4=[::1]:7005"; got != want {
+		t.Errorf("parsed: %s, want %s", got, want)
+	}
+	m.UseTLSPorts()
+	if got, want := addrs(), "m=10.0.0.1:8001 r1=seed.example:7002 r2=r2.example:8003 r3= r4=[::1]:8005"; got != want {
+		t.Errorf("after UseTLSPorts: %s, want %s", got, want)
+	}
+}
+
 func TestParseSlotsEdgeCases(t *testing.T) {
 	for _, resp3 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("resp3=%v", resp3), func(t *testing.T) {

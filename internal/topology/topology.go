@@ -181,6 +181,22 @@ func wrap(err error, context string) error {
 	return err
 }
 
+// UseTLSPorts makes the Addr of every node that reports a TLS port use
+// it, for a client that connects over TLS. CLUSTER SHARDS lists a node's
+// plain port and its TLS port alike, and Addr takes the plain one, where
+// a TLS handshake cannot succeed. Nodes read from CLUSTER SLOTS, which
+// gives one port (the one for the asking connection's kind), keep theirs.
+func (m *Map) UseTLSPorts() {
+	for _, n := range m.Nodes() {
+		if n.TLSPort == 0 || n.Addr == "" {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(n.Addr); err == nil {
+			n.Addr = net.JoinHostPort(host, strconv.Itoa(n.TLSPort))
+		}
+	}
+}
+
 // resolve fills in n.Addr from its endpoint and ports. origin is the host,
 // or host:port, the reply came from.
 func (n *Node) resolve(origin string) {
