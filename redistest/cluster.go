@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func startCluster(replicas int, started func(*Server)) (c *Cluster, err error) {
 		}()
 	}
 	start := func() (*Server, error) {
-		s, err := startServer(nil, true)
+		s, err := startMember()
 		if err != nil {
 			return nil, fmt.Errorf("redistest: starting cluster node: %w", err)
 		}
@@ -207,6 +208,42 @@ func (c *Cluster) noteID(s *Server) (string, error) {
 	c.ids[s] = id
 	c.mu.Unlock()
 	return id, nil
+}
+
+// keepRoles sets the node at addr so that a master that gives away its
+// last slot stays a master, with no slot, as AddMaster makes one, rather
+// than becoming a replica of the node that took the slot (Redis 7.0's
+// cluster-allow-replica-migration, on by default, which would also move
+// replicas to a master left without any). So a node changes role only by
+// Failover and KillMaster, and Masters and Replicas stay true; without
+// it, the source of a MoveSlots of a master's last slots becomes a
+// replica in the middle of the move, which then fails. A server too old
+// to know the setting is left as it is.
+func keepRoles(addr string) error {
+	replies, err := roundTrip(addr, [][]string{{"CONFIG", "SET", "cluster-allow-replica-migration", "no"}})
+	if err != nil {
+		return fmt.Errorf("redistest: setting up cluster node %s: %w", addr, err)
+	}
+	if e, ok := replies[0].(ReplyError); ok && !strings.Contains(string(e), "Unknown option") {
+		return fmt.Errorf("redistest: setting up cluster node %s: CONFIG SET cluster-allow-replica-migration: %v", addr, e)
+	}
+	return nil
+}
+
+// startMember starts a node for a Cluster (see keepRoles).
+func startMember() (*Server, error) {
+	s, err := startServer(nil, true)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.member = true
+	s.mu.Unlock()
+	if err := keepRoles(s.Addr); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
 }
 
 // form builds the cluster the way redis-cli --cluster create does, with

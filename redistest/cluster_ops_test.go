@@ -500,3 +500,43 @@ func TestDoneContextChangesNothing(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A master that gives away its last slot stays a master, with no slot, as
+// one that AddMaster started: it can be given slots again, and Masters
+// still tells the truth.
+func TestMoveLastSlotKeepsMaster(t *testing.T) {
+	c := redistest.StartCluster(t, 0)
+	ctx := opContext(t)
+	n, err := c.AddMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Masters[0]
+	slot, err := firstSlotOf(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, move := range [][2]*redistest.Server{{m, n}, {n, m}, {m, n}} {
+		if err := c.MoveSlots(ctx, move[0], move[1], slot); err != nil {
+			t.Fatalf("move %d, from %s to %s: %v", i, move[0].Addr, move[1].Addr, err)
+		}
+		wantOwner(t, c, slot, move[1])
+		for _, s := range c.Masters {
+			if role, _ := s.MustDo(t, "ROLE").([]any); len(role) == 0 || role[0] != "master" {
+				t.Fatalf("after move %d, %s, in Masters, has role %v", i, s.Addr, role)
+			}
+		}
+	}
+}
+
+// firstSlotOf returns the lowest slot m serves.
+func firstSlotOf(c *redistest.Cluster, m *redistest.Server) (int, error) {
+	for slot := 0; slot < 16384; slot++ {
+		if owner, err := c.SlotOwner(slot); err != nil {
+			return 0, err
+		} else if owner == m {
+			return slot, nil
+		}
+	}
+	return 0, fmt.Errorf("%s serves no slot", m.Addr)
+}

@@ -187,7 +187,7 @@ func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
 	if err := c.checkRunning(); err != nil {
 		return nil, err
 	}
-	s, err := startServer(nil, true)
+	s, err := startMember()
 	if err != nil {
 		return nil, fmt.Errorf("redistest: starting a cluster node: %w", err)
 	}

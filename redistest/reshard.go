@@ -34,7 +34,9 @@ func SlotRange(first, last int) []int {
 // MoveSlots moves slots, with their keys, from one master to another the
 // way redis-cli --cluster reshard does, while clients may go on using the
 // cluster: it is BeginMigration followed by Migration.Finish. It returns
-// once every node agrees that to serves the slots.
+// once every node agrees that to serves the slots. A master that gives
+// away its last slot stays a master, with none, as AddMaster makes one
+// (the nodes of a Cluster are set so); it can be given slots again.
 //
 // Clients see what they would in production: ASK redirections for keys
 // already moved while a slot migrates, TRYAGAIN for multi-key commands

@@ -74,6 +74,9 @@ type Server struct {
 	mu      sync.Mutex
 	proc    *process // the current or last process; nil before the first start
 	dirGone bool     // Stop removed Dir
+	// member says that s is a node of a Cluster, which every start keeps
+	// a master without slots a master (see keepRoles).
+	member bool
 
 	// halted says whether Stop was called, and whether by the cleanup of
 	// the test that started the server, so that a call made afterwards
@@ -320,6 +323,12 @@ func (s *Server) launch() error {
 	if err := s.waitReady(p, mark); err != nil {
 		p.kill()
 		return err
+	}
+	if s.member {
+		if err := keepRoles(s.Addr); err != nil {
+			p.kill()
+			return err
+		}
 	}
 	return nil
 }
