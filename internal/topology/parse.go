@@ -14,8 +14,9 @@ import (
 // "nodes", a list of maps describing each node. origin is the address of
 // the node that replied, used for nodes with an empty or null endpoint.
 //
-// A shard must have at most one master; its other nodes are its replicas.
-// A slot claimed by two shards is an error.
+// A shard must have at most one master that has not failed: a failed one
+// beside it is left out of the map (see eitherMaster). Its other nodes are
+// its replicas. A slot claimed by two shards is an error.
 func ParseShards(v resp.Value, origin string) (*Map, error) {
 	if err := replyError(v, "CLUSTER SHARDS"); err != nil {
 		return nil, err
@@ -86,10 +87,9 @@ func parseShard(v resp.Value, origin string) (*Shard, error) {
 					s.Replicas = append(s.Replicas, n)
 					continue
 				}
-				if s.Master != nil {
-					return nil, malformed("two masters, " + s.Master.ID + " and " + n.ID)
+				if s.Master, err = eitherMaster(s.Master, n); err != nil {
+					return nil, err
 				}
-				s.Master = n
 			}
 		}
 	}
@@ -97,6 +97,27 @@ func parseShard(v resp.Value, origin string) (*Shard, error) {
 		return nil, malformed(`want fields "slots" and "nodes"`)
 	}
 	return s, nil
+}
+
+// eitherMaster returns which of two nodes of one shard that both say they
+// are its master is: the one that has not failed. Servers that group nodes
+// by shard id (Redis 7.2 and later) keep listing a master that failed, as
+// a master, beside the replica promoted in its place, until it comes back
+// as a replica. Of two that failed, the one further on in replication was
+// master last. Two that have not failed are an error: nothing tells which
+// one serves the slots. a may be nil.
+func eitherMaster(a, b *Node) (*Node, error) {
+	switch {
+	case a == nil:
+		return b, nil
+	case a.Health != HealthFailed && b.Health != HealthFailed:
+		return nil, malformed("two masters, " + a.ID + " and " + b.ID)
+	case a.Health != HealthFailed:
+		return a, nil
+	case b.Health != HealthFailed || b.ReplOffset > a.ReplOffset:
+		return b, nil
+	}
+	return a, nil
 }
 
 // parseRanges reads a flat list of inclusive start and end slots.

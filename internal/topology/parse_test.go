@@ -137,6 +137,49 @@ shard 2 slots [{100 100}]
 	}
 }
 
+// Redis 7.2 and later list a master that failed as a master of its shard,
+// beside the replica promoted in its place, until it comes back as a
+// replica: the shard's master is the one that has not failed, and the
+// failed one is neither master nor replica. Of masters that all failed,
+// the one further on in replication was master last.
+func TestParseShardsFailedMasterBesideItsSuccessor(t *testing.T) {
+	for _, resp3 := range []bool{false, true} {
+		o := func(kv ...any) resp.Value { return obj(resp3, kv...) }
+		old := o("id", "old", "port", 7001, "endpoint", "h", "role", "master", "replication-offset", 100, "health", "fail")
+		older := o("id", "older", "port", 7004, "endpoint", "h", "role", "master", "replication-offset", 50, "health", "failed")
+		promoted := o("id", "new", "port", 7002, "endpoint", "h", "role", "master", "replication-offset", 300, "health", "online")
+		replica := o("id", "r", "port", 7003, "endpoint", "h", "role", "replica", "replication-offset", 300, "health", "online")
+		for _, tc := range []struct {
+			nodes    []resp.Value
+			master   string
+			replicas string
+		}{
+			{[]resp.Value{old, replica, promoted}, "new", "r"},
+			{[]resp.Value{promoted, old, replica}, "new", "r"},
+			{[]resp.Value{older, old, promoted, replica}, "new", "r"},
+			{[]resp.Value{older, old, replica}, "old", "r"},
+			{[]resp.Value{old, older, replica}, "old", "r"},
+		} {
+			m, err := ParseShards(arr(o("slots", slots(0, 16383), "nodes", arr(tc.nodes...))), "h:1")
+			if err != nil {
+				t.Errorf("resp3 %v, %d nodes: %v", resp3, len(tc.nodes), err)
+				continue
+			}
+			s := m.Shards[0]
+			var replicas []string
+			for _, r := range s.Replicas {
+				replicas = append(replicas, r.ID)
+			}
+			if s.Master == nil || s.Master.ID != tc.master || strings.Join(replicas, " ") != tc.replicas {
+				t.Errorf("resp3 %v:\n%swant master %s, replicas %s", resp3, describeMap(m), tc.master, tc.replicas)
+			}
+			if m.Master(0) != s.Master {
+				t.Errorf("resp3 %v: Master(0) = %v", resp3, m.Master(0))
+			}
+		}
+	}
+}
+
 // A node that lists a TLS port beside its plain one is reached on the TLS
 // port by a client over TLS; one that lists a single port, or cannot be
 // reached, keeps its address.
