@@ -78,8 +78,9 @@ type ClusterOptions struct {
 
 // NewClusterClient makes a Client of a Redis Cluster. It checks the
 // options but does not connect: the first call discovers the cluster's
-// layout from the seeds (CLUSTER SHARDS, or CLUSTER SLOTS on servers
-// without it). Use ConnectCluster to fail fast.
+// layout from the seeds (CLUSTER SHARDS, or CLUSTER SLOTS where that is
+// refused: on servers without it, or for a user whose ACL allows only
+// CLUSTER SLOTS). Use ConnectCluster to fail fast.
 //
 // The Client has the same methods as one of a single node; see the
 // package documentation, section Cluster, for what differs.
@@ -356,7 +357,8 @@ func encodeWords(ws ...string) []byte {
 }
 
 // fetch asks one node for the layout: CLUSTER SHARDS, or CLUSTER SLOTS
-// when the node does not know it.
+// when the node refuses it: a server older than 7.0 does not know it, and
+// an ACL written for clients that use CLUSTER SLOTS may allow only that.
 func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 	node, err := r.nodeAt(addr)
 	if err != nil {
@@ -369,14 +371,15 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 		return nil, err
 	}
 	if e := (Value{v}).Err(); e != nil {
-		if se := e.(*Error); se.Prefix != "ERR" {
-			return nil, e
-		}
 		v, err = node.doRaw(ctx, clusterSlotsCmd, true)
 		if err != nil {
 			return nil, err
 		}
-		return topology.ParseSlots(v, addr)
+		m, err := topology.ParseSlots(v, addr)
+		if err != nil && isErrValue(v) {
+			return nil, fmt.Errorf("%w, after CLUSTER SHARDS: %w", err, e)
+		}
+		return m, err
 	}
 	m, err := topology.ParseShards(v, addr)
 	if err == nil && r.node.TLSConfig != nil {

@@ -2202,3 +2202,41 @@ func TestClusterOverTLS(t *testing.T) {
 		t.Errorf("slot 0 is routed to %s, want the TLS port, %s", got, tlsAddr)
 	}
 }
+
+// A user whose ACL allows CLUSTER SLOTS but not CLUSTER SHARDS, as rules
+// written for clients that use the older command do, gets the layout from
+// CLUSTER SLOTS; one allowed neither is told of both refusals.
+func TestClusterLayoutFromSlotsWhenShardsRefused(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	for _, s := range cl.Servers() {
+		s.MustDo(t, "ACL", "SETUSER", "slots-only", "on", ">pw", "~*", "+@all", "-cluster|shards")
+		s.MustDo(t, "ACL", "SETUSER", "neither", "on", ">pw", "~*", "+@all", "-cluster|shards", "-cluster|slots")
+	}
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Username: "slots-only", Password: "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, k := range []string{"acl:a", "acl:b", "acl:c", "acl:d"} {
+		if err := c.Set(ctx, k, k); err != nil {
+			t.Fatalf("Set(%s) as a user without CLUSTER SHARDS: %v", k, err)
+		}
+		if v, err := c.Get(ctx, k); err != nil || v != k {
+			t.Fatalf("Get(%s) = %q, %v", k, v, err)
+		}
+	}
+
+	n, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Username: "neither", Password: "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	err = n.Set(ctx, "acl:a", "x")
+	if err == nil || !strings.Contains(err.Error(), "'cluster|slots'") || !strings.Contains(err.Error(), "'cluster|shards'") {
+		t.Errorf("Set as a user allowed neither = %v, want an error naming both refusals", err)
+	}
+	if OutcomeOf(err) != OutcomeNotSent {
+		t.Errorf("OutcomeOf(%v) = %v, want not sent", err, OutcomeOf(err))
+	}
+}

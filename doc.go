@@ -255,7 +255,7 @@
 //	replies, err := c.Pipeline(redpipe.NoTransaction).Set("a", 1).Incr("b").Get("a").Exec(ctx)
 //
 // The client learns which master serves each of the 16384 hash slots
-// (CLUSTER SHARDS, or CLUSTER SLOTS on older servers) and sends each
+// (CLUSTER SHARDS, or CLUSTER SLOTS where that is refused) and sends each
 // command to the master of its keys' slot, over one single-node client per
 // node, with the Options given for all of them. Keys sharing a {hash tag}
 // ({user1}:cart, {user1}:total) are in one slot.
