@@ -23,6 +23,7 @@ import (
 type ClusterOptions struct {
 	// Addrs are seed nodes, host:port, asked for the cluster's layout
 	// until one answers. One is enough; more survive a seed that is down.
+	// None may be empty.
 	Addrs []string
 
 	// Options apply to the connections to every node (auth, TLS,
@@ -101,7 +102,13 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 		return nil, &OptionError{Field: "SelectReplica", Msg: "is set but ReadFromReplicas is off"}
 	}
 	node := opt.Options
-	for _, a := range opt.Addrs {
+	for i, a := range opt.Addrs {
+		if a == "" {
+			// Options.Addr's default, localhost:6379, could be another
+			// cluster's node: an empty seed is more likely a list made
+			// from an empty setting.
+			return nil, &OptionError{Field: "Addrs", Msg: fmt.Sprintf("seed %d of %d is empty", i+1, len(opt.Addrs))}
+		}
 		node.Addr = a
 		if err := node.defaults().validate(); err != nil {
 			return nil, err

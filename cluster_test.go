@@ -2240,3 +2240,18 @@ func TestClusterLayoutFromSlotsWhenShardsRefused(t *testing.T) {
 		t.Errorf("OutcomeOf(%v) = %v, want not sent", err, OutcomeOf(err))
 	}
 }
+
+// An empty seed is refused rather than read as Options.Addr's default,
+// localhost:6379, which may be a node of some other cluster.
+func TestClusterEmptySeedRefused(t *testing.T) {
+	for _, addrs := range [][]string{{""}, {"127.0.0.1:7000", ""}} {
+		c, err := NewClusterClient(ClusterOptions{Addrs: addrs})
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != "Addrs" || !strings.Contains(oe.Msg, "empty") {
+			t.Errorf("NewClusterClient with seeds %q = %v, want an *OptionError for Addrs saying a seed is empty", addrs, err)
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+}
