@@ -98,6 +98,11 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 	if opt.MaxRedirects == 0 {
 		opt.MaxRedirects = 5
 	}
+	if opt.Network == "unix" {
+		// Every node but the seed is reached at the host:port the
+		// layout gives, which a unix socket cannot dial.
+		return nil, &OptionError{Field: "Network", Msg: "must be tcp on a cluster, whose nodes are reached at the host and port they report, not unix"}
+	}
 	if opt.SelectReplica != nil && !opt.ReadFromReplicas {
 		return nil, &OptionError{Field: "SelectReplica", Msg: "is set but ReadFromReplicas is off"}
 	}

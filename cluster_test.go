@@ -2241,6 +2241,19 @@ func TestClusterLayoutFromSlotsWhenShardsRefused(t *testing.T) {
 	}
 }
 
+// A cluster over unix sockets is refused: the nodes the layout names are
+// reached at their host and port.
+func TestClusterUnixNetworkRefused(t *testing.T) {
+	c, err := NewClusterClient(ClusterOptions{Addrs: []string{"/tmp/redis.sock"}, Options: Options{Network: "unix"}})
+	var oe *OptionError
+	if !errors.As(err, &oe) || oe.Field != "Network" {
+		t.Errorf("NewClusterClient over unix = %v, want an *OptionError for Network", err)
+	}
+	if c != nil {
+		c.Close()
+	}
+}
+
 // An empty seed is refused rather than read as Options.Addr's default,
 // localhost:6379, which may be a node of some other cluster.
 func TestClusterEmptySeedRefused(t *testing.T) {
