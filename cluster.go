@@ -50,8 +50,11 @@ type ClusterOptions struct {
 	// Replicas apply writes after their master has acknowledged them: a
 	// read from a replica may miss a write that has just succeeded, even
 	// the caller's own (no read-your-writes), and may see older data than
-	// a read before it. Leave this off where a read must see the latest
-	// write, or read in a transaction, which runs on the master.
+	// a read before it. While a slot moves to another master, a replica of
+	// the slot's former master answers that a key already moved does not
+	// exist (ErrNil), where its master would redirect the read: replicas
+	// do not know of migrations. Leave this off where a read must see the
+	// latest write, or read in a transaction, which runs on the master.
 	//
 	// Only the replicas the cluster reports healthy are read from; one
 	// still syncing with its master is left out until a refresh finds it

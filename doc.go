@@ -376,7 +376,9 @@
 //     blocking reads always go to masters. A read whose replica cannot be
 //     reached, fails or is still loading goes to the master instead. A
 //     replica lags behind its master: a read from one may not see a write
-//     that has just succeeded, even the caller's own.
+//     that has just succeeded, even the caller's own; and while a slot
+//     moves to another master, a replica of the former one reads a key
+//     already moved as missing.
 //   - A Stream bulk-loads every master at once: each command goes to the
 //     master of its slot, over one connection per node for the whole
 //     stream, each node's share sent in chunks while the caller goes on
