@@ -373,9 +373,9 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 	}
 	var replies []resp.Value
 	var err error
-	var check func([]resp.Value) error
+	var check execCheck
 	if p.transaction {
-		check = func(out []resp.Value) error { return p.execShape(out[skip:]) }
+		check = execCheck{p: p, skip: skip}
 	}
 	errs = -1
 	if p.tx != nil {
@@ -409,13 +409,27 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 // connection, or on a dedicated one when the batch is large or may block,
 // and returns their replies and how many are errors.
 func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, traits batchTraits) ([]resp.Value, int, error) {
-	return c.sendChecked(ctx, buf, n, traits, nil)
+	return c.sendChecked(ctx, buf, n, traits, execCheck{})
 }
 
-// sendChecked is sendBatch with a check of the replies, if check is not
-// nil: replies it finds wrong fail the connection that read them (see
-// conn.Conn.Fail), whose error is returned.
-func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batchTraits, check func([]resp.Value) error) ([]resp.Value, int, error) {
+// execCheck checks the replies of a transaction's batch (see execShape).
+// The zero value, for a batch that is no transaction, checks nothing.
+type execCheck struct {
+	p    *Pipeline
+	skip int // the replies before MULTI's: script loads, ASKING
+}
+
+func (k execCheck) of(out []resp.Value) error {
+	if k.p == nil {
+		return nil
+	}
+	return k.p.execShape(out[k.skip:])
+}
+
+// sendChecked is sendBatch with a check of the replies: replies it finds
+// wrong fail the connection that read them (see conn.Conn.Fail), whose
+// error is returned.
+func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batchTraits, check execCheck) ([]resp.Value, int, error) {
 	var cn *conn.Conn
 	var d *dedicated
 	var replies []resp.Value
@@ -433,8 +447,8 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		}
 		replies, errs, err = cn.DoN(ctx, buf, n)
 	}
-	if err == nil && check != nil {
-		if e := check(replies); e != nil {
+	if err == nil {
+		if e := check.of(replies); e != nil {
 			replies, errs, err = nil, 0, cn.Fail(e)
 		}
 	}

@@ -321,7 +321,7 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 // transaction on the same keys may read while this one's EXEC runs. A
 // check that finds the replies wrong fails the connection (see
 // Conn.Fail).
-func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blocking bool, grace conn.Grace, check func([]resp.Value) error) error {
+func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blocking bool, grace conn.Grace, check execCheck) error {
 	if err := t.connect(ctx); err != nil {
 		return err
 	}
@@ -334,8 +334,8 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 			t.cutBlocked(ctx, err)
 		}
 	}
-	if err == nil && check != nil {
-		if e := check(replies); e != nil {
+	if err == nil {
+		if e := check.of(replies); e != nil {
 			err = t.d.Fail(e)
 		}
 	}
