@@ -175,10 +175,9 @@
 // only the server's NOSCRIPT to EVALSHA, answered before any script runs,
 // is not applied (a NOSCRIPT the script returns in other words is its
 // own), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
-// CLUSTERDOWN). The
-// error of ForEachMaster joins those of its calls of fn, one per master,
-// and is of unknown outcome as soon as one call returned nil or failed
-// with an unknown outcome.
+// CLUSTERDOWN) in the server's words. The error of ForEachMaster joins
+// those of its calls of fn, one per master, and is of unknown outcome as
+// soon as one call returned nil or failed with an unknown outcome.
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,
@@ -241,9 +240,11 @@
 // pipeline or transaction it is loaded in the same write first, so it never
 // fails with NOSCRIPT, unless that load fails (a script that does not
 // compile, a user not allowed SCRIPT LOAD): the rest of the batch runs as
-// sent, and the script's reply is NOSCRIPT with the load's error. A Decoder registered for a command (Client.SetDecoder,
-// or WithDecoder on one pipeline) turns its replies into the Go value of
-// your choosing, available from Value.Decoded; DecodeInfo is one for INFO.
+// sent, and the script's reply is NOSCRIPT with the load's error.
+//
+// A Decoder registered for a command (Client.SetDecoder, or WithDecoder on
+// one pipeline) turns its replies into the Go value of your choosing,
+// available from Value.Decoded; DecodeInfo is one for INFO.
 //
 // # Cluster
 //
