@@ -1690,8 +1690,8 @@ func encCommandGetKeys(w *cmdBuf, args ...any) {
 //
 //	COMMAND GETKEYS
 //
-// args holds the arguments after the command name; the server's
-// documentation does not list them.
+// args holds the arguments after the command name, such as "SET", "k", "v";
+// the server's documentation does not list them.
 func (c *Client) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandGetKeys(w, args...)
@@ -1702,8 +1702,8 @@ func (c *Client) CommandGetKeys(ctx context.Context, args ...any) ([]string, err
 //
 //	COMMAND GETKEYS
 //
-// args holds the arguments after the command name; the server's
-// documentation does not list them.
+// args holds the arguments after the command name, such as "SET", "k", "v";
+// the server's documentation does not list them.
 func (t *Tx) CommandGetKeys(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandGetKeys(w, args...)
@@ -1737,8 +1737,8 @@ func encCommandGetKeysAndFlags(w *cmdBuf, args ...any) {
 //
 //	COMMAND GETKEYSANDFLAGS
 //
-// args holds the arguments after the command name; the server's
-// documentation does not list them.
+// args holds the arguments after the command name, such as "SET", "k", "v";
+// the server's documentation does not list them.
 func (c *Client) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encCommandGetKeysAndFlags(w, args...)
@@ -1750,8 +1750,8 @@ func (c *Client) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value
 //
 //	COMMAND GETKEYSANDFLAGS
 //
-// args holds the arguments after the command name; the server's
-// documentation does not list them.
+// args holds the arguments after the command name, such as "SET", "k", "v";
+// the server's documentation does not list them.
 func (t *Tx) CommandGetKeysAndFlags(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	encCommandGetKeysAndFlags(w, args...)

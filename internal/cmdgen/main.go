@@ -286,8 +286,9 @@ func readJSON(path string, v any) error {
 //
 // with options args=NAMES (the docs arguments to take, in order, made
 // required; a final ... keeps the rest as args), nil=WHEN (when the reply
-// is nil), eg=EXAMPLE (what args may hold) and as=NAME:TYPE (the Go type
-// of a parameter, where the docs' type is wrong). A GoName of "-" records a
+// is nil), eg=EXAMPLE (what args may hold), note=SENTENCE (a misuse the
+// doc comment warns of) and as=NAME:TYPE (the Go type of a parameter,
+// where the docs' type is wrong). A GoName of "-" records a
 // command left out on purpose, the third field saying why.
 type wrapper struct {
 	Line    int
@@ -298,6 +299,7 @@ type wrapper struct {
 	Nil     string
 	NilElem string // an element is nil when this
 	Example string
+	Note    string            // a sentence for the doc comment: a misuse to avoid
 	Types   map[string]string // docs argument name -> Go type
 	Skip    bool
 }
@@ -355,6 +357,8 @@ func loadWrappers(path string, cmds map[string]*command) ([]*wrapper, error) {
 				w.NilElem = v
 			case "eg":
 				w.Example = v
+			case "note":
+				w.Note = v
 			case "as":
 				name, typ, _ := strings.Cut(v, ":")
 				if goTypeEnc[typ] == "" {
@@ -572,6 +576,9 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 	if s.HasRest {
 		notes = append(notes, restNote(s, w))
 	}
+	if w.Note != "" {
+		notes = append(notes, w.Note)
+	}
 	if len(notes) > 0 {
 		doc.WriteString("//\n")
 		writeDoc(&doc, strings.Join(notes, " "))
@@ -621,6 +628,9 @@ func readNote(w *wrapper) string {
 // restNote tells what the final args parameter holds.
 func restNote(s *signature, w *wrapper) string {
 	if s.Rest == nil {
+		if w.Example != "" {
+			return "args holds the arguments after the command name, such as " + w.Example + "; the server's documentation does not list them."
+		}
 		return "args holds the arguments after the command name; the server's documentation does not list them."
 	}
 	if r := s.Rest; len(r) == 1 && r[0].optional() && !r[0].multiple() && r[0].Token == "" {

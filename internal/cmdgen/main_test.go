@@ -222,3 +222,35 @@ func TestPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestNoteAndExampleInDoc: a note= sentence ends the doc comment of the
+// Client and Tx methods, and an eg= example shows even for a command whose
+// docs list no arguments (COMMAND GETKEYS), where args holds a whole
+// command that the reader cannot guess.
+func TestNoteAndExampleInDoc(t *testing.T) {
+	dir := t.TempDir()
+	wrappers := filepath.Join(dir, "wrappers.txt")
+	lines := "COMMAND GETKEYS\tCommandGetKeys\tstrings\teg=\"SET\", \"k\", \"v\"\n" +
+		"ZADD\tZAdd\tint\tnote=With INCR the reply is a score: call ZAddIncr instead.\n"
+	if err := os.WriteFile(wrappers, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("spec", dir, wrappers); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "commands_gen.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Doc comments as one line each, whatever their wrapping.
+	text := strings.Join(strings.Fields(strings.ReplaceAll(string(src), "\n//", "")), " ")
+	for _, want := range []string{
+		`args holds the arguments after the command name, such as "SET", "k", "v"; the server's documentation does not list them. func (c *Client) CommandGetKeys(`,
+		`With INCR the reply is a score: call ZAddIncr instead. func (c *Client) ZAdd(`,
+		`With INCR the reply is a score: call ZAddIncr instead. func (t *Tx) ZAdd(`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the generated docs do not say %q", want)
+		}
+	}
+}
