@@ -874,7 +874,8 @@ func encBLMPop(w *cmdBuf, timeout float64, numkeys int64, args ...any) {
 //
 //	BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "jobs", "LEFT",
+// "COUNT", 10.
 func (c *Client) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBLMPop(w, timeout, numkeys, args...)
@@ -886,7 +887,8 @@ func (c *Client) BLMPop(ctx context.Context, timeout float64, numkeys int64, arg
 //
 //	BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "jobs", "LEFT",
+// "COUNT", 10.
 func (t *Tx) BLMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBLMPop(w, timeout, numkeys, args...)
@@ -1064,7 +1066,8 @@ func encBZMPop(w *cmdBuf, timeout float64, numkeys int64, args ...any) {
 //
 //	BZMPOP timeout numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "scores", "MIN",
+// "COUNT", 10.
 func (c *Client) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBZMPop(w, timeout, numkeys, args...)
@@ -1076,7 +1079,8 @@ func (c *Client) BZMPop(ctx context.Context, timeout float64, numkeys int64, arg
 //
 //	BZMPOP timeout numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "scores", "MIN",
+// "COUNT", 10.
 func (t *Tx) BZMPop(ctx context.Context, timeout float64, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encBZMPop(w, timeout, numkeys, args...)
@@ -1405,7 +1409,7 @@ func encClientList(w *cmdBuf, args ...any) {
 //
 //	CLIENT LIST [TYPE <NORMAL | MASTER | REPLICA | PUBSUB>] [ID client-id [client-id ...]]
 //
-// args holds the arguments of that syntax, such as "NORMAL".
+// args holds the arguments of that syntax, such as "TYPE", "normal".
 func (c *Client) ClientList(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encClientList(w, args...)
@@ -1416,7 +1420,7 @@ func (c *Client) ClientList(ctx context.Context, args ...any) (string, error) {
 //
 //	CLIENT LIST [TYPE <NORMAL | MASTER | REPLICA | PUBSUB>] [ID client-id [client-id ...]]
 //
-// args holds the arguments of that syntax, such as "NORMAL".
+// args holds the arguments of that syntax, such as "TYPE", "normal".
 func (t *Tx) ClientList(ctx context.Context, args ...any) (string, error) {
 	w := getBuf()
 	encClientList(w, args...)
@@ -1824,7 +1828,8 @@ func encCommandList(w *cmdBuf, args ...any) {
 //
 //	COMMAND LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>]
 //
-// args holds the arguments of that syntax, such as "MODULE", "module-name".
+// args holds the arguments of that syntax, such as "FILTERBY", "ACLCAT",
+// "geo".
 func (c *Client) CommandList(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandList(w, args...)
@@ -1835,7 +1840,8 @@ func (c *Client) CommandList(ctx context.Context, args ...any) ([]string, error)
 //
 //	COMMAND LIST [FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>]
 //
-// args holds the arguments of that syntax, such as "MODULE", "module-name".
+// args holds the arguments of that syntax, such as "FILTERBY", "ACLCAT",
+// "geo".
 func (t *Tx) CommandList(ctx context.Context, args ...any) ([]string, error) {
 	w := getBuf()
 	encCommandList(w, args...)
@@ -3462,7 +3468,7 @@ func encGeoSearchStore(w *cmdBuf, destination, source string, args ...any) {
 //	GEOSEARCHSTORE destination source <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [STOREDIST]
 //
 // args holds what follows source in that syntax, such as "FROMMEMBER",
-// "member".
+// "Palermo", "BYRADIUS", 200, "km".
 func (c *Client) GeoSearchStore(ctx context.Context, destination, source string, args ...any) (int64, error) {
 	w := getBuf()
 	encGeoSearchStore(w, destination, source, args...)
@@ -3476,7 +3482,7 @@ func (c *Client) GeoSearchStore(ctx context.Context, destination, source string,
 //	GEOSEARCHSTORE destination source <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [STOREDIST]
 //
 // args holds what follows source in that syntax, such as "FROMMEMBER",
-// "member".
+// "Palermo", "BYRADIUS", 200, "km".
 func (t *Tx) GeoSearchStore(ctx context.Context, destination, source string, args ...any) (int64, error) {
 	w := getBuf()
 	encGeoSearchStore(w, destination, source, args...)
@@ -5100,7 +5106,8 @@ func encLMPop(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "jobs", "LEFT",
+// "COUNT", 10.
 func (c *Client) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encLMPop(w, numkeys, args...)
@@ -5112,7 +5119,8 @@ func (c *Client) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, 
 //
 //	LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "jobs", "LEFT",
+// "COUNT", 10.
 func (t *Tx) LMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encLMPop(w, numkeys, args...)
@@ -7768,11 +7776,13 @@ func encSet(w *cmdBuf, key string, value any, args ...any) {
 }
 
 // Set sets the string value of a key. It returns ErrNil when NX or XX kept
-// the key from being set, or GET found no old value.
+// the key from being set.
 //
 //	SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
-// args holds what follows value in that syntax, such as "EX", 10.
+// args holds what follows value in that syntax, such as "EX", 10. With GET
+// it drops the old value and returns ErrNil only when there was none,
+// whether or not the key was set: call SetGet instead.
 func (c *Client) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
@@ -7780,11 +7790,13 @@ func (c *Client) Set(ctx context.Context, key string, value any, args ...any) er
 }
 
 // Set sets the string value of a key. It returns ErrNil when NX or XX kept
-// the key from being set, or GET found no old value.
+// the key from being set.
 //
 //	SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
-// args holds what follows value in that syntax, such as "EX", 10.
+// args holds what follows value in that syntax, such as "EX", 10. With GET
+// it drops the old value and returns ErrNil only when there was none,
+// whether or not the key was set: call SetGet instead.
 func (t *Tx) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
@@ -7814,24 +7826,26 @@ func encSetGet(w *cmdBuf, key string, value any, args ...any) {
 	w.end()
 }
 
-// SetGet sets the string value of a key. It returns ErrNil when there was
-// no old value, or NX or XX kept the key from being set.
+// SetGet sets the string value of a key. It returns ErrNil when the key did
+// not exist, and so was set unless XX was given.
 //
 //	SET key value GET [NX | XX] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
-// args holds what follows GET in that syntax, such as "EX", 10.
+// args holds what follows GET in that syntax, such as "EX", 10. With NX, a
+// key that existed is left as it was and its value is returned.
 func (c *Client) SetGet(ctx context.Context, key string, value any, args ...any) (string, error) {
 	w := getBuf()
 	encSetGet(w, key, value, args...)
 	return textReply(c.run(ctx, w))
 }
 
-// SetGet sets the string value of a key. It returns ErrNil when there was
-// no old value, or NX or XX kept the key from being set.
+// SetGet sets the string value of a key. It returns ErrNil when the key did
+// not exist, and so was set unless XX was given.
 //
 //	SET key value GET [NX | XX] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]
 //
-// args holds what follows GET in that syntax, such as "EX", 10.
+// args holds what follows GET in that syntax, such as "EX", 10. With NX, a
+// key that existed is left as it was and its value is returned.
 func (t *Tx) SetGet(ctx context.Context, key string, value any, args ...any) (string, error) {
 	w := getBuf()
 	encSetGet(w, key, value, args...)
@@ -8111,7 +8125,8 @@ func encSInterCard(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	SINTERCARD numkeys key [key ...] [LIMIT limit]
 //
-// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+// args holds what follows numkeys in that syntax, such as "online",
+// "admins", "LIMIT", 10.
 func (c *Client) SInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encSInterCard(w, numkeys, args...)
@@ -8123,7 +8138,8 @@ func (c *Client) SInterCard(ctx context.Context, numkeys int64, args ...any) (in
 //
 //	SINTERCARD numkeys key [key ...] [LIMIT limit]
 //
-// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+// args holds what follows numkeys in that syntax, such as "online",
+// "admins", "LIMIT", 10.
 func (t *Tx) SInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encSInterCard(w, numkeys, args...)
@@ -9197,6 +9213,10 @@ func encWait(w *cmdBuf, numreplicas, timeout int64) {
 // in the context of the current connection.
 //
 //	WAIT numreplicas timeout
+//
+// A Client refuses it, as a call of its own has no writes to wait for:
+// queue it after the writes in a NoTransaction Pipeline, or call it on the
+// Tx that made them.
 func (c *Client) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error) {
 	w := getBuf()
 	encWait(w, numreplicas, timeout)
@@ -9207,6 +9227,10 @@ func (c *Client) Wait(ctx context.Context, numreplicas, timeout int64) (int64, e
 // in the context of the current connection.
 //
 //	WAIT numreplicas timeout
+//
+// A Client refuses it, as a call of its own has no writes to wait for:
+// queue it after the writes in a NoTransaction Pipeline, or call it on the
+// Tx that made them.
 func (t *Tx) Wait(ctx context.Context, numreplicas, timeout int64) (int64, error) {
 	w := getBuf()
 	encWait(w, numreplicas, timeout)
@@ -9385,7 +9409,8 @@ func encXClaim(w *cmdBuf, key, group, consumer, minIdleTime string, args ...any)
 //
 //	XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]
 //
-// args holds what follows min-idle-time in that syntax, such as "IDLE", 10.
+// args holds what follows min-idle-time in that syntax, such as
+// "1700000000000-0", "IDLE", 10.
 func (c *Client) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
 	w := getBuf()
 	encXClaim(w, key, group, consumer, minIdleTime, args...)
@@ -9397,7 +9422,8 @@ func (c *Client) XClaim(ctx context.Context, key, group, consumer, minIdleTime s
 //
 //	XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]
 //
-// args holds what follows min-idle-time in that syntax, such as "IDLE", 10.
+// args holds what follows min-idle-time in that syntax, such as
+// "1700000000000-0", "IDLE", 10.
 func (t *Tx) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
 	w := getBuf()
 	encXClaim(w, key, group, consumer, minIdleTime, args...)
@@ -10148,7 +10174,8 @@ func encXTrim(w *cmdBuf, key, strategy string, args ...any) {
 //
 //	XTRIM key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]
 //
-// args holds what follows strategy in that syntax, such as "LIMIT", 10.
+// args holds what follows strategy in that syntax, such as "~", 1000,
+// "LIMIT", 100.
 func (c *Client) XTrim(ctx context.Context, key, strategy string, args ...any) (int64, error) {
 	w := getBuf()
 	encXTrim(w, key, strategy, args...)
@@ -10160,7 +10187,8 @@ func (c *Client) XTrim(ctx context.Context, key, strategy string, args ...any) (
 //
 //	XTRIM key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]
 //
-// args holds what follows strategy in that syntax, such as "LIMIT", 10.
+// args holds what follows strategy in that syntax, such as "~", 1000,
+// "LIMIT", 100.
 func (t *Tx) XTrim(ctx context.Context, key, strategy string, args ...any) (int64, error) {
 	w := getBuf()
 	encXTrim(w, key, strategy, args...)
@@ -10195,6 +10223,7 @@ func encZAdd(w *cmdBuf, key string, args ...any) {
 //	ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]
 //
 // args holds what follows key in that syntax, such as 1.5, "ada", 2, "bob".
+// With INCR the reply is a score, or nil: call ZAddIncr instead.
 func (c *Client) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encZAdd(w, key, args...)
@@ -10207,6 +10236,7 @@ func (c *Client) ZAdd(ctx context.Context, key string, args ...any) (int64, erro
 //	ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]
 //
 // args holds what follows key in that syntax, such as 1.5, "ada", 2, "bob".
+// With INCR the reply is a score, or nil: call ZAddIncr instead.
 func (t *Tx) ZAdd(ctx context.Context, key string, args ...any) (int64, error) {
 	w := getBuf()
 	encZAdd(w, key, args...)
@@ -10366,7 +10396,8 @@ func encZDiff(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	ZDIFF numkeys key [key ...] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WITHSCORES".
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WITHSCORES".
 func (c *Client) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZDiff(w, numkeys, args...)
@@ -10377,7 +10408,8 @@ func (c *Client) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]strin
 //
 //	ZDIFF numkeys key [key ...] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WITHSCORES".
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WITHSCORES".
 func (t *Tx) ZDiff(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZDiff(w, numkeys, args...)
@@ -10494,7 +10526,8 @@ func encZInter(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (c *Client) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZInter(w, numkeys, args...)
@@ -10505,7 +10538,8 @@ func (c *Client) ZInter(ctx context.Context, numkeys int64, args ...any) ([]stri
 //
 //	ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (t *Tx) ZInter(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZInter(w, numkeys, args...)
@@ -10538,7 +10572,8 @@ func encZInterCard(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	ZINTERCARD numkeys key [key ...] [LIMIT limit]
 //
-// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "LIMIT", 10.
 func (c *Client) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterCard(w, numkeys, args...)
@@ -10550,7 +10585,8 @@ func (c *Client) ZInterCard(ctx context.Context, numkeys int64, args ...any) (in
 //
 //	ZINTERCARD numkeys key [key ...] [LIMIT limit]
 //
-// args holds what follows numkeys in that syntax, such as "LIMIT", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "LIMIT", 10.
 func (t *Tx) ZInterCard(ctx context.Context, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterCard(w, numkeys, args...)
@@ -10585,7 +10621,8 @@ func encZInterStore(w *cmdBuf, destination string, numkeys int64, args ...any) {
 //
 //	ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (c *Client) ZInterStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterStore(w, destination, numkeys, args...)
@@ -10597,7 +10634,8 @@ func (c *Client) ZInterStore(ctx context.Context, destination string, numkeys in
 //
 //	ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (t *Tx) ZInterStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZInterStore(w, destination, numkeys, args...)
@@ -10673,7 +10711,8 @@ func encZMPop(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	ZMPOP numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "scores", "MIN",
+// "COUNT", 10.
 func (c *Client) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encZMPop(w, numkeys, args...)
@@ -10685,7 +10724,8 @@ func (c *Client) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, 
 //
 //	ZMPOP numkeys key [key ...] <MIN | MAX> [COUNT count]
 //
-// args holds what follows numkeys in that syntax, such as "COUNT", 10.
+// args holds what follows numkeys in that syntax, such as "scores", "MIN",
+// "COUNT", 10.
 func (t *Tx) ZMPop(ctx context.Context, numkeys int64, args ...any) (Value, error) {
 	w := getBuf()
 	encZMPop(w, numkeys, args...)
@@ -11801,7 +11841,8 @@ func encZUnion(w *cmdBuf, numkeys int64, args ...any) {
 //
 //	ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (c *Client) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZUnion(w, numkeys, args...)
@@ -11812,7 +11853,8 @@ func (c *Client) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]stri
 //
 //	ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>] [WITHSCORES]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (t *Tx) ZUnion(ctx context.Context, numkeys int64, args ...any) ([]string, error) {
 	w := getBuf()
 	encZUnion(w, numkeys, args...)
@@ -11846,7 +11888,8 @@ func encZUnionStore(w *cmdBuf, destination string, numkeys int64, args ...any) {
 //
 //	ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (c *Client) ZUnionStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZUnionStore(w, destination, numkeys, args...)
@@ -11858,7 +11901,8 @@ func (c *Client) ZUnionStore(ctx context.Context, destination string, numkeys in
 //
 //	ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE <SUM | MIN | MAX>]
 //
-// args holds what follows numkeys in that syntax, such as "WEIGHTS", 10.
+// args holds what follows numkeys in that syntax, such as "z1", "z2",
+// "WEIGHTS", 1, 2.
 func (t *Tx) ZUnionStore(ctx context.Context, destination string, numkeys int64, args ...any) (int64, error) {
 	w := getBuf()
 	encZUnionStore(w, destination, numkeys, args...)
