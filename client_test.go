@@ -593,6 +593,34 @@ func protocolClient(t *testing.T, addr string, proto int) *Client {
 	return c
 }
 
+// TestEmptyListsReadAsEmpty: an empty list reply reads as an empty slice,
+// not nil, with Slice and the typed methods that return []Value, as it
+// does with Strings; nil would read as no reply at all.
+func TestEmptyListsReadAsEmpty(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "GEOADD", "g", "13.361389", "38.115556", "Palermo")
+	for _, proto := range []int{2, 3} {
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		sorted, err := c.SortRO(ctx, "q")
+		if err != nil || sorted == nil || len(sorted) != 0 {
+			t.Errorf("RESP%d: SortRO of a missing key = %#v, %v; want an empty slice", proto, sorted, err)
+		}
+		pos, err := c.GeoPos(ctx, "g")
+		if err != nil || pos == nil || len(pos) != 0 {
+			t.Errorf("RESP%d: GeoPos of no member = %#v, %v; want an empty slice", proto, pos, err)
+		}
+		for _, args := range [][]any{{"LRANGE", "q", 0, -1}, {"SMEMBERS", "q"}, {"HGETALL", "q"}} {
+			v, err := c.Do(ctx, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vs, err := v.Slice(); err != nil || vs == nil || len(vs) != 0 {
+				t.Errorf("RESP%d: Slice of %v = %#v, %v; want an empty slice", proto, args, vs, err)
+			}
+		}
+	}
+}
+
 // TestPairsReadAlikeInBothProtocols: what RESP2 sends as one flat array of
 // alternating items, RESP3 sends as a list of pairs (ZRANGE WITHSCORES,
 // HRANDFIELD WITHVALUES). The typed methods and the list and map readers

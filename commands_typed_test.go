@@ -825,13 +825,8 @@ func checkTyped(name string, ft reflect.Type, res reflect.Value, typedErr error,
 		return ""
 	}
 	got := res.Interface()
-	switch v := got.(type) {
-	case Value:
+	if v, ok := got.(Value); ok {
 		got = v.String()
-	case []Value:
-		if len(v) == 0 {
-			got = []Value{} // Slice gives nil for an empty list
-		}
 	}
 	if !reflect.DeepEqual(got, want) {
 		return fmt.Sprintf("typed result differs from the raw reply, want %#v", want)

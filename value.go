@@ -248,13 +248,18 @@ func (v Value) Bool() (bool, error) {
 }
 
 // Slice returns the elements of an array, set or push reply. A map reply
-// gives its keys and values interleaved.
+// gives its keys and values interleaved. An empty reply gives an empty
+// slice, not nil, as Strings and the other list readers do: nil stays
+// the mark of no list at all.
 func (v Value) Slice() ([]Value, error) {
 	if err := v.check(); err != nil {
 		return nil, err
 	}
 	switch v.v.Kind {
 	case resp.Array, resp.Set, resp.Push, resp.Map:
+		if len(v.v.Elems) == 0 {
+			return []Value{}, nil
+		}
 		return values(v.v.Elems), nil
 	}
 	return nil, v.typeErr("slice")
