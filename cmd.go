@@ -344,16 +344,19 @@ func (w *cmdBuf) end() {
 
 // checkNumKeys refuses command idx, the current one, a script or function
 // call (EVAL, EVALSHA, FCALL and their read-only forms), if the server
-// would refuse its numkeys: not a count, or more than the words after it.
-// Sent, the server's refusal would read as the script's own error, which
-// may follow its writes, though nothing ran.
+// would refuse its numkeys: not a count as the server writes one (no
+// sign, no leading zero), or more than the words after it. Sent, the
+// server's refusal would read as the script's own error, which may follow
+// its writes, though nothing ran.
 func (w *cmdBuf) checkNumKeys(idx int) {
 	ws, ok := newWords(w.buf[w.begin:])
 	if !ok || ws.n < 3 {
 		return // the arity check speaks for it
 	}
 	word, _ := ws.at(2)
-	if k, ok := parseCount(word); ok && k <= ws.n-3 {
+	// The server reads a count with no leading zero ("01" is not a
+	// number to it), which parseCount, for routing, does not mind.
+	if k, ok := parseCount(word); ok && k <= ws.n-3 && (len(word) == 1 || word[0] != '0') {
 		return // as numKeys would find it, without collecting the keys
 	}
 	w.setErr(&ArgError{Command: w.cur.Name, Index: 2, Err: fmt.Errorf(

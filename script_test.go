@@ -137,6 +137,9 @@ func TestScriptNumKeysRefused(t *testing.T) {
 		{"EVAL", src, -1, "n"},
 		{"EVAL", src, "x", "n"},
 		{"EVAL", src, 2, "n"},
+		// The server reads no leading zero in a count.
+		{"EVAL", src, "01", "n"},
+		{"FCALL", "f", "00"},
 		{"EVALSHA", NewScript(src).Hash(), 3, "n", "m"},
 		{"EVAL_RO", "return 1", 1},
 		{"FCALL", "f", 2, "n"},
@@ -161,6 +164,9 @@ func TestScriptNumKeysRefused(t *testing.T) {
 	}
 	if v, err := c.Do(ctx, "EVAL", "return #KEYS", 2, "a", "b"); err != nil || v.String() != "2" {
 		t.Errorf("EVAL with every word a key = %v, %v", v, err)
+	}
+	if v, err := c.Do(ctx, "EVAL", "return #KEYS", "0"); err != nil || v.String() != "0" {
+		t.Errorf("EVAL with numkeys \"0\" = %v, %v", v, err)
 	}
 }
 
