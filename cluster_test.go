@@ -36,6 +36,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxRefused", func(t *testing.T) { testClusterTxRefused(t, c) })
+	t.Run("TxNegativeOptions", func(t *testing.T) { testClusterTxNegativeOptions(t, c) })
 	t.Run("TxAppliedRedirectReply", func(t *testing.T) { testClusterTxAppliedRedirectReply(t, c) })
 	t.Run("TxReadsMoved", func(t *testing.T) { testClusterTxReadsMoved(t, cl, c) })
 	t.Run("TxDecoders", func(t *testing.T) { testClusterTxDecoders(t, c) })
@@ -51,6 +52,25 @@ func TestCluster(t *testing.T) {
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
 	t.Run("ScriptErrorReplies", func(t *testing.T) { testClusterScriptErrorReplies(t, c) })
 	t.Run("ScriptRedirectLookalikes", func(t *testing.T) { testClusterScriptRedirectLookalikes(t, c) })
+}
+
+// testClusterTxNegativeOptions: on a cluster too, TxOptions with a
+// negative field under WithTxOptions are refused with the *OptionError
+// itself, fn not run. The refusal, made by the Transaction of the keys'
+// node, was taken for a node that could not be reached: the layout was
+// fetched again five times, and the error said the client gave up after
+// five redirections.
+func testClusterTxNegativeOptions(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	calls := 0
+	_, err := c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: -1}), func(tx *Tx) error {
+		calls++
+		_, err := tx.Multi().Incr("{neg}n").Exec(ctx)
+		return err
+	}, "{neg}n")
+	if oe, ok := err.(*OptionError); !ok || oe.Field != "TxOptions.MaxAttempts" || calls != 0 {
+		t.Errorf("Transaction with a MaxAttempts of -1 = %v after %d runs of fn; want the *OptionError for TxOptions.MaxAttempts, fn not run", err, calls)
+	}
 }
 
 func clusterCtx(t *testing.T) context.Context {

@@ -72,6 +72,15 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
 	}
+	if o, ok := ctx.Value(txOptionsKey{}).(TxOptions); ok {
+		// Refused here, once: from the node's Transaction, the refusal
+		// of what was never sent would pass for a node that could not be
+		// reached, and the layout would be fetched again for each
+		// redirection allowed before it was returned.
+		if err := o.validate("TxOptions."); err != nil {
+			return zero, nil, err
+		}
+	}
 	if len(keys) == 0 {
 		// As for Watch: nothing would tell which master to run on. Run on
 		// any one, the session would see the keys of the others answered
