@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"reflect"
@@ -379,7 +380,7 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(r.life, r.node.DialTimeout+r.node.ReplyTimeout)
+	ctx, cancel := context.WithTimeout(r.life, r.fetchTimeout())
 	defer cancel()
 	v, err := node.doRaw(ctx, clusterShardsCmd, true)
 	if err != nil {
@@ -403,6 +404,18 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 		m.UseTLSPorts()
 	}
 	return m, err
+}
+
+// fetchTimeout bounds one fetch of the layout: a dial and a reply. A
+// ReplyTimeout near the largest Duration, given to mean "practically
+// never", would wrap with DialTimeout to a timeout already past, and no
+// fetch could succeed.
+func (r *clusterRouter) fetchTimeout() time.Duration {
+	d := r.node.DialTimeout + r.node.ReplyTimeout
+	if r.node.DialTimeout > 0 && r.node.ReplyTimeout > 0 && d < 0 {
+		return math.MaxInt64
+	}
+	return d
 }
 
 // apply makes m the slot map.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"slices"
@@ -52,6 +53,27 @@ func TestCluster(t *testing.T) {
 	t.Run("Refusals", func(t *testing.T) { testClusterRefusals(t, c) })
 	t.Run("ScriptErrorReplies", func(t *testing.T) { testClusterScriptErrorReplies(t, c) })
 	t.Run("ScriptRedirectLookalikes", func(t *testing.T) { testClusterScriptRedirectLookalikes(t, c) })
+	t.Run("LongestReplyTimeout", func(t *testing.T) { testClusterLongestReplyTimeout(t, cl) })
+}
+
+// testClusterLongestReplyTimeout: a cluster Client with a ReplyTimeout of
+// the largest Duration, which a Client of one node takes as "practically
+// never", learns the layout and runs its calls. Added to DialTimeout for
+// the fetch of the layout, it wrapped to a timeout already past: every
+// call failed with "cluster layout unknown: no node answered".
+func testClusterLongestReplyTimeout(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{ReplyTimeout: math.MaxInt64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "longest", 1); err != nil {
+		t.Fatalf("SET with a ReplyTimeout of %v = %v", time.Duration(math.MaxInt64), err)
+	}
+	if v, err := c.Get(ctx, "longest"); err != nil || v != "1" {
+		t.Fatalf("GET = %q, %v; want 1", v, err)
+	}
 }
 
 // testClusterTxNegativeOptions: on a cluster too, TxOptions with a
