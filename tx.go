@@ -481,9 +481,9 @@ func (t *Tx) settle(ctx context.Context) bool {
 }
 
 // TxOptions bound the retries of Client.Transaction. The zero value means
-// the documented defaults. A negative field is refused with an
-// *OptionError: by NewClient in Options.Tx, by Transaction under
-// WithTxOptions.
+// the documented defaults. A negative field, or a MaxBackoff below a
+// MinBackoff given, is refused with an *OptionError: by NewClient (or
+// NewClusterClient) in Options.Tx, by Transaction under WithTxOptions.
 type TxOptions struct {
 	// MaxAttempts is how many times fn runs at most (default 16). The
 	// context's deadline may stop it sooner.
