@@ -641,6 +641,29 @@ func TestHostileTransactionReplies(t *testing.T) {
 	}
 }
 
+// A transaction that only reads, which a client sends again after its
+// connection failed, is not sent again after replies that no server
+// sends, any more than after a malformed reply: the server would answer
+// the same. It went out on a new connection for each retry allowed
+// (four in all, by the default MaxRetries), and its error then said that
+// an earlier attempt may have run.
+func TestHostileTransactionRepliesNotRetried(t *testing.T) {
+	fs := scriptedTxServer(t, "+OK\r\n", "+QUEUED\r\n", "*3\r\n+OK\r\n+OK\r\n+OK\r\n")
+	c, err := NewClient(Options{Addr: fs.Addr(), ReplyTimeout: 500 * time.Millisecond, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	replies, err := c.Pipeline().Get("k").Get("j").Exec(ctxT(t))
+	if err == nil || replies != nil || !strings.Contains(err.Error(), "EXEC returned 3 replies for 2 commands") ||
+		strings.Contains(err.Error(), "earlier attempt") {
+		t.Errorf("Exec = %v, %v; want the error of the one attempt, which says what EXEC returned", replies, err)
+	}
+	if n := fs.Accepts(); n != 1 {
+		t.Errorf("%d connections accepted, want 1: the transaction was sent again", n)
+	}
+}
+
 // An EXECABORT that the server gives at EXEC itself, every command having
 // been queued (redis 7 refuses EXEC so when the server ran out of memory,
 // or lost its replicas, after the commands were queued), carries the only

@@ -471,23 +471,34 @@ func (p *Pipeline) execShape(out []resp.Value) error {
 		return nil
 	}
 	if m := out[0]; m.Kind != resp.SimpleString || m.Str != "OK" {
-		return fmt.Errorf("MULTI was answered with %v, not OK", replyDesc(m))
+		return unexpected("MULTI was answered with %v, not OK", replyDesc(m))
 	}
 	for i, q := range out[1 : 1+n] {
 		if q.Kind != resp.Error && q.Kind != resp.BulkError && (q.Kind != resp.SimpleString || q.Str != "QUEUED") {
-			return fmt.Errorf("command %d (%s) of the transaction was answered with %v, not QUEUED", i+1, p.w.cmds[i].Name(), replyDesc(q))
+			return unexpected("command %d (%s) of the transaction was answered with %v, not QUEUED", i+1, p.w.cmds[i].Name(), replyDesc(q))
 		}
 	}
 	switch e := out[1+n]; e.Kind {
 	case resp.Null, resp.Error, resp.BulkError:
 	case resp.Array:
 		if len(e.Elems) != n {
-			return fmt.Errorf("EXEC returned %d replies for %d commands", len(e.Elems), n)
+			return unexpected("EXEC returned %d replies for %d commands", len(e.Elems), n)
 		}
 	default:
-		return fmt.Errorf("EXEC was answered with %v, not an array of replies", replyDesc(e))
+		return unexpected("EXEC was answered with %v, not an array of replies", replyDesc(e))
 	}
 	return nil
+}
+
+// unexpectedReplies is what execShape finds wrong. Like a malformed
+// reply, it is the server's doing, and sent again the batch would get
+// the same answer: it is not retried (see brokenServer).
+type unexpectedReplies struct{ msg string }
+
+func (e *unexpectedReplies) Error() string { return e.msg }
+
+func unexpected(format string, args ...any) error {
+	return &unexpectedReplies{msg: fmt.Sprintf(format, args...)}
 }
 
 // replyDesc names a reply's kind, with its text if it is a short status,

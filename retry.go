@@ -93,12 +93,13 @@ func retryable(ctx context.Context, err error, readonly bool) bool {
 }
 
 // brokenServer tells a reply the server should never have sent (malformed,
-// or over the configured limits): sending the command again would get the
-// same answer.
+// over the configured limits, or not the replies of a transaction):
+// sending the command again would get the same answer.
 func brokenServer(err error) bool {
 	var pe *resp.ProtocolError
 	var le *resp.LimitError
-	return errors.As(err, &pe) || errors.As(err, &le)
+	var ue *unexpectedReplies
+	return errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &ue)
 }
 
 // backoff waits before retry number n (from 1), jittered, within ctx.
