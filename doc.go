@@ -195,8 +195,10 @@
 // times with jittered backoff within its context, only when that cannot
 // apply it twice: it certainly was not sent, it only reads, or its context
 // is marked with Idempotent. A transaction that writes is never sent again
-// once EXEC may have reached the server, Idempotent or not. See the
-// OutcomeOf example.
+// once EXEC may have reached the server, Idempotent or not. Nothing is
+// sent again after a reply that no server sends (malformed, over a limit
+// of Options, or not the replies of a transaction), which it would get
+// again. See the OutcomeOf example.
 //
 // # Concurrency and connections
 //
