@@ -426,7 +426,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			if pt.err == nil {
 				continue
 			}
-			if r.isReplica(pt.node) && r.offReplica(ctx, pt.node, resp.Value{}, pt.err) {
+			if r.isReplica(pt.node) && r.offReplica(ctx, pt.node, resp.Value{}, pt.err, "") {
 				offReplica[i] = true
 				continue
 			}
@@ -476,7 +476,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			redirected := make([]bool, len(pt.legs)) // or sent back from a replica: it did not run
 			back := make([]bool, len(pt.legs))
 			for j := range pt.legs {
-				if onReplica && r.offReplica(ctx, pt.node, pt.replies[j], nil) {
+				if onReplica && r.offReplica(ctx, pt.node, pt.replies[j], nil, p.w.cmds[pt.legs[j].cmd].Name()) {
 					back[j], redirected[j] = true, true
 					continue
 				}

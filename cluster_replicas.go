@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
@@ -243,8 +244,10 @@ func (r *clusterRouter) pickReplicas(p *Pipeline, legs []leg) {
 // of the layout. A read refused with NOSCRIPT (EVALSHA_RO) goes to the
 // master too, the replica staying in: SCRIPT LOAD goes to the masters
 // only, and the server does not pass loaded scripts on to its replicas, so
-// the master alone can say whether it has the script.
-func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Value, err error) bool {
+// the master alone can say whether it has the script. name is the read's
+// command: the error of a script or function (EVAL_RO, FCALL_RO) counts
+// only in the server's words (see serverRefusal).
+func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Value, err error, name string) bool {
 	switch {
 	case err != nil:
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
@@ -252,7 +255,13 @@ func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Val
 		}
 		r.triggerRefresh()
 	case isErrValue(v):
-		switch newError(v.Str).Prefix {
+		prefix := newError(v.Str).Prefix
+		if runsCode(name) && !serverRefusal(prefix, v.Str) {
+			// The code's own error, which it returned after running:
+			// its reply, and no sign that the replica cannot serve.
+			return false
+		}
+		switch prefix {
 		case "LOADING", "MASTERDOWN", "CLUSTERDOWN":
 		case "NOSCRIPT":
 			return true
@@ -267,6 +276,28 @@ func (r *clusterRouter) offReplica(ctx context.Context, node *Client, v resp.Val
 		r.down[node] = time.Now().Add(replicaPause)
 	}
 	r.mu.Unlock()
+	return true
+}
+
+// serverRefusal tells whether msg, an error reply that starts with
+// prefix, is in the words a server uses when it turns a read away before
+// running it, for the prefixes that send a read from a replica to its
+// master (see offReplica). A script may return an error of its own that
+// starts the same way: taken for the replica's refusal, it would run the
+// script again on the master and leave the replica out of reads for
+// replicaPause.
+func serverRefusal(prefix, msg string) bool {
+	switch prefix {
+	case "CLUSTERDOWN":
+		return serverRedirect(redirect{kind: prefix}, msg)
+	case "LOADING":
+		// The server's name comes first: Redis, or that of a fork.
+		return strings.HasSuffix(msg, " is loading the dataset in memory")
+	case "MASTERDOWN":
+		return strings.HasSuffix(msg, " is down and replica-serve-stale-data is set to 'no'.")
+	case "NOSCRIPT":
+		return strings.HasPrefix(msg, noScriptMsg)
+	}
 	return true
 }
 

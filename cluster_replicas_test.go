@@ -56,8 +56,43 @@ func TestClusterReplicas(t *testing.T) {
 	t.Run("Concurrent", func(t *testing.T) { testReplicaConcurrent(t, cl) })
 	t.Run("Loading", func(t *testing.T) { testReplicaLoading(t, cl) })
 	t.Run("ScriptsLoadedOnMasters", func(t *testing.T) { testReplicaScripts(t, cl) })
+	t.Run("ScriptErrorLookalikes", func(t *testing.T) { testReplicaScriptErrorLookalikes(t, cl) })
 	t.Run("Failover", func(t *testing.T) { testReplicaFailover(t, cl) })
 	t.Run("Killed", func(t *testing.T) { testReplicaKilled(t, cl) })
+}
+
+// testReplicaScriptErrorLookalikes: a read-only script that returns an
+// error of its own starting as a replica's refusal does (CLUSTERDOWN,
+// LOADING, MASTERDOWN, NOSCRIPT) has that error for its reply, from the
+// replica it ran on. It was taken for the replica's refusal: the script
+// ran again on the master, and the replica was left out of reads for
+// replicaPause, its slots' reads going to the master meanwhile.
+func testReplicaScriptErrorLookalikes(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true})
+	k := replicaOneSlot[0]
+	master := ownerOfKey(t, cl, k)
+	replica := replicaOf(t, cl, master)
+	for _, text := range []string{"CLUSTERDOWN made up", "LOADING made up", "MASTERDOWN made up", "NOSCRIPT made up"} {
+		resetStats(t, cl.Servers()...)
+		v, err := c.Do(ctx, "EVAL_RO", "return redis.error_reply('"+text+"')", 1, k)
+		var se *Error
+		if err != nil || !errors.As(v.Err(), &se) || se.Msg != text {
+			t.Errorf("EVAL_RO of a script that returns %q = %v, %v; want its error", text, v, err)
+		}
+		if got, err := c.Get(ctx, k); err != nil || got != "v:"+k {
+			t.Fatalf("GET %s = %q, %v", k, got, err)
+		}
+		for _, want := range []struct {
+			s   *redistest.Server
+			cmd string
+			n   int64
+		}{{replica, "eval_ro", 1}, {master, "eval_ro", 0}, {replica, "get", 1}, {master, "get", 0}} {
+			if n := calls(t, want.s, want.cmd); n != want.n {
+				t.Errorf("after a script that returns %q: %s ran %s %d times, want %d", text, want.s.Addr, want.cmd, n, want.n)
+			}
+		}
+	}
 }
 
 // seedReplicaKeys sets each key to prefix + key (padded to size bytes when

@@ -77,7 +77,7 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 		if onReplica {
 			// Whatever comes next goes to a master.
 			onReplica = false
-			if r.offReplica(ctx, node, v, err) {
+			if r.offReplica(ctx, node, v, err, ci.Name) {
 				if node, err = r.route(ctx, slot); err != nil {
 					return resp.Value{}, err
 				}
