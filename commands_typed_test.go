@@ -706,7 +706,7 @@ func typedWords(c *Client, method string, args []any) ([]any, error) {
 	if !m.IsValid() {
 		return nil, errors.New("Pipeline has no such method")
 	}
-	m.Call(typedIn(nil, m.Type(), args))
+	m.Call(typedIn(context.Background(), m.Type(), args))
 	if p.w.err != nil {
 		return nil, p.w.err
 	}
@@ -740,10 +740,11 @@ func typedWords(c *Client, method string, args []any) ([]any, error) {
 }
 
 // typedIn converts the arguments of a case to the parameters of a method,
-// with ctx first if ctx is not nil.
+// with ctx first if the method takes a context (a Pipeline's queueing
+// methods do not).
 func typedIn(ctx context.Context, ft reflect.Type, args []any) []reflect.Value {
 	var in []reflect.Value
-	if ctx != nil {
+	if ft.NumIn() > 0 && ft.In(0) == reflect.TypeFor[context.Context]() {
 		in = append(in, reflect.ValueOf(ctx))
 	}
 	first := len(in)
