@@ -44,7 +44,7 @@ type Tx struct {
 	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
 	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
 	execRan  bool  // the Exec of a Multi pipeline may have applied
-	readErr  error // the last error of a Pipeline of a Transaction's Tx, which only reads
+	readErr  error // the last error of a command or Pipeline of a Transaction's Tx, which only read
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -298,6 +298,13 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	v, err := t.d.WithGrace(w.grace).DoOne(ctx, w.buf)
 	if err != nil {
 		t.lost(err)
+		if t.retried {
+			// The Tx of a Transaction runs no command that may write (see
+			// mayWrite): its failure, a read abandoned on its context
+			// after it was sent included, says nothing was applied if fn
+			// returns it.
+			t.readErr = err
+		}
 		if OutcomeOf(err) == OutcomeNotSent {
 			t.watching = armed
 		} else if w.blocking {
@@ -743,8 +750,8 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 // would run fn again. Otherwise nothing of the transaction was applied,
 // which a failure the client reports as not sent or not applied (a read
 // refused, a connection that could not be had), the session's own lost
-// connection, or the error of a Pipeline of the session, which only reads,
-// is marked as; fn's own errors are returned as they are.
+// connection, or the error of a command or a Pipeline of the session,
+// which only read, is marked as; fn's own errors are returned as they are.
 func fnError(t *Tx, err error) error {
 	if t.execRan {
 		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then the attempt failed",

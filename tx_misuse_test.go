@@ -733,6 +733,54 @@ func TestTransactionFailedBeforeExecIsNotApplied(t *testing.T) {
 	}
 }
 
+// TestTransactionReadAbandonedIsNotApplied: a read on the Tx of a
+// Transaction that ends on its context after it was sent (a blocking
+// XREAD, a GET the paused server has not answered) is of unknown outcome
+// as a call, yet fn can only have read: when fn returns it, Transaction
+// says the transaction was not applied, as it does for the same read in a
+// Pipeline of the Tx. It reported the read's own unknown outcome.
+func TestTransactionReadAbandonedIsNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		id := strconv.FormatInt(clientID(t, ctx, tx), 10)
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			waitBlockedIn(t, ctx, srv, "xread", id)
+			cancel()
+		}()
+		_, err := tx.Do(rctx, "XREAD", "BLOCK", "0", "STREAMS", "abandoned", "$")
+		return err
+	}, "abandoned")
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeNotApplied || calls != 1 {
+		t.Errorf("Transaction whose blocking read was cancelled = %v (outcome %v) after %d calls of fn; "+
+			"want the cancellation, not applied, fn run once", err, OutcomeOf(err), calls)
+	}
+
+	calls = 0
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		// Every client is paused, the one that would unpause included:
+		// the pause ends by itself, long after the read's deadline.
+		srv.MustDo(t, "CLIENT", "PAUSE", "500", "ALL")
+		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, err := tx.Get(rctx, "abandoned")
+		if OutcomeOf(err) != OutcomeUnknown {
+			t.Errorf("GET that timed out on a paused server = %v (outcome %v), want an unknown outcome", err, OutcomeOf(err))
+		}
+		return err
+	}, "abandoned")
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotApplied) || calls != 1 {
+		t.Errorf("Transaction whose read timed out = %v (outcome %v) after %d calls of fn; "+
+			"want the deadline, not applied, fn run once", err, OutcomeOf(err), calls)
+	}
+	assertCleanConnection(t, ctx, c, "abandoned")
+}
+
 // TestTransactionRefusesNegativeTxOptions: TxOptions under WithTxOptions
 // with a negative field are refused before fn runs. A MaxAttempts of -1,
 // which Options.MaxRetries would read as "none", was taken for the
