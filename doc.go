@@ -137,8 +137,8 @@
 // an error or one reply per command; a command queued answered with
 // anything but QUEUED or an error; a push message inside EXEC's array),
 // after which the connection that read them is closed, not used again.
-// A Transaction that fails after an Exec fn ran itself is of unknown
-// outcome too (OutcomeOf), and is not retried.
+// A Transaction that fails after an Exec fn ran itself, which may have
+// applied, is of unknown outcome too (OutcomeOf), and is not retried.
 //
 // # Errors, timeouts and retries
 //

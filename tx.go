@@ -713,10 +713,15 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	}
 	if n := t.unsent(); n > 0 {
 		// fn ran its own Exec and then queued more, which nothing will
-		// send. That Exec may have applied: no retry is safe.
+		// send. If that Exec may have applied, no retry is safe; if it
+		// certainly did not (a watch conflict fn went past), nothing of
+		// the attempt was, which the caller is told.
 		var zero T
-		return zero, nil, 0, &uncertainError{msg: "redpipe: fn ran Exec on its Multi pipeline itself",
-			err: &UsageError{Msg: fmt.Sprintf("%d commands queued on a Multi pipeline after its Exec were not sent; call Multi again for another transaction", n)}}
+		ue := &UsageError{Msg: fmt.Sprintf("%d commands queued on a Multi pipeline after its Exec were not sent; call Multi again for another transaction", n)}
+		if !t.execRan {
+			return zero, nil, 0, notAppliedTx(ue)
+		}
+		return zero, nil, 0, &uncertainError{msg: "redpipe: fn ran Exec on its Multi pipeline itself", err: ue}
 	}
 	if t.multi == nil {
 		return v, nil, 0, nil

@@ -377,6 +377,27 @@ func TestTransactionCommandsAfterOwnExec(t *testing.T) {
 	if attempts != 1 || !exists(t, srv, "first") || exists(t, srv, "second") {
 		t.Fatalf("attempts=%d first=%v second=%v", attempts, exists(t, srv, "first"), exists(t, srv, "second"))
 	}
+
+	// fn's own Exec met a watch conflict, which fn went past: nothing was
+	// applied, and the error says so rather than an unknown outcome.
+	attempts = 0
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		srv.MustDo(t, "SET", "first", "other")
+		p := tx.Multi().Set("first", "mine")
+		if _, err := p.Exec(ctx); !errors.Is(err, ErrWatch) {
+			t.Errorf("fn's own Exec after a conflict = %v, want ErrWatch", err)
+		}
+		p.Set("second", "2")
+		return nil
+	}, "first")
+	if !errors.As(err, &ue) || !errors.Is(err, ErrNotApplied) || !SafeToRetry(err) || attempts != 1 {
+		t.Fatalf("Transaction whose fn queued after its own Exec that was not applied = %v (outcome %v) after %d attempts; "+
+			"want the usage error, not applied, fn run once", err, OutcomeOf(err), attempts)
+	}
+	if v := srv.MustDo(t, "GET", "first"); v != "other" || exists(t, srv, "second") {
+		t.Fatalf("first = %v, second exists %v; want other, no second", v, exists(t, srv, "second"))
+	}
 }
 
 // Reset leaves the session reusable, as redis-py users loop with it:
