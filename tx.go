@@ -596,6 +596,12 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // for longer than 50ms (a slow fn, a Transaction nested in fn). Other
 // clients still meet WATCH, the retries and the backoff.
 //
+// fn holds one of the pool's connections (Options.PoolSize) while it
+// runs. A Transaction or Watch nested in fn needs another: when every
+// connection is held by an fn that waits for one, as with a PoolSize of 1,
+// or as many such fns running at once as PoolSize, the nested call waits
+// until its context ends, and forever under a context without a deadline.
+//
 // The retries follow Options.Tx, or the TxOptions that WithTxOptions put
 // on ctx for this call.
 func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...string) ([]Value, error) {
