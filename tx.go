@@ -666,12 +666,14 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 		if attempt >= o.MaxAttempts {
 			return zero, nil, &TxRetryError{Attempts: attempt, Err: last}
 		}
-		if o.OnRetry != nil {
-			o.OnRetry(attempt, err)
-		}
 		pause := o.pause(attempt, took)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause {
 			return zero, nil, &TxRetryError{Attempts: attempt, Err: fmt.Errorf("%w (the context's deadline leaves no time to retry)", last)}
+		}
+		// Only once a retry is to follow: a count of OnRetry calls is a
+		// count of retries.
+		if o.OnRetry != nil {
+			o.OnRetry(attempt, err)
 		}
 		timer := time.NewTimer(pause)
 		select {

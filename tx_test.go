@@ -421,6 +421,43 @@ func TestTransactionHelperGivesUp(t *testing.T) {
 	assertCleanConnection(t, ctx, c, "hot")
 }
 
+// TestOnRetryOnlyBeforeARetry: OnRetry is called once per retry. When a
+// conflict's pause would outlast the context's deadline, Transaction gives
+// up without a retry, and OnRetry is not called: it was, so a count of its
+// calls, the count of retries it is for, was one too many.
+func TestOnRetryOnlyBeforeARetry(t *testing.T) {
+	c, srv := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t) // a deadline far shorter than the WatchDelay below
+	attempts, retries := 0, 0
+	opts := TxOptions{MaxAttempts: 5, WatchDelay: time.Hour, OnRetry: func(int, error) { retries++ }}
+	_, err := c.Transaction(WithTxOptions(ctx, opts), func(tx *Tx) error {
+		attempts++
+		srv.MustDo(t, "INCR", "retried") // spoils the watch
+		tx.Multi().Set("retried", 0)
+		return nil
+	}, "retried")
+	var re *TxRetryError
+	if !errors.As(err, &re) || re.Attempts != 1 || !errors.Is(err, ErrWatch) || attempts != 1 || retries != 0 {
+		t.Fatalf("Transaction = %v after %d attempts and %d calls of OnRetry; "+
+			"want a TxRetryError after 1 attempt, with no retry and no call of OnRetry", err, attempts, retries)
+	}
+
+	// A retry that happens is announced.
+	attempts, retries = 0, 0
+	opts.WatchDelay = time.Millisecond
+	_, err = c.Transaction(WithTxOptions(ctx, opts), func(tx *Tx) error {
+		attempts++
+		if attempts == 1 {
+			srv.MustDo(t, "INCR", "retried")
+		}
+		tx.Multi().Set("retried", 0)
+		return nil
+	}, "retried")
+	if err != nil || attempts != 2 || retries != 1 {
+		t.Fatalf("Transaction = %v after %d attempts and %d calls of OnRetry; want success after 2, with 1 call", err, attempts, retries)
+	}
+}
+
 func TestTransactionValue(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
