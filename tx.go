@@ -141,6 +141,14 @@ func (t *Tx) Multi() *Pipeline {
 	p := newPipeline(t.c, t, true)
 	p.multi = true
 	p.reset()
+	if t.closed {
+		// Refused as every call after Close is, and left off the Tx:
+		// kept as its open Multi, it would have the next Multi refused
+		// as a second one instead.
+		p.broken = t.usable()
+		p.multi = false
+		return p
+	}
 	if t.multi != nil {
 		p.broken = t.refuse("MULTI")
 		p.multi = false // its Exec must not close the open one

@@ -495,7 +495,14 @@ func TestClosedTxMatchesErrClosed(t *testing.T) {
 		"Get":   func() error { _, err := tx.Get(ctx, "k"); return err }(),
 		"Watch": tx.Watch(ctx, "k"),
 		"Multi": func() error { _, err := tx.Multi().Set("k", "1").Exec(ctx); return err }(),
-		"open":  func() error { _, err := open.Exec(ctx); return err }(),
+		// A Multi after Close, left unsent, made the next one a second
+		// Multi, refused for that alone, not matching ErrClosed.
+		"Multi again": func() error {
+			tx.Multi().Set("k", "1")
+			_, err := tx.Multi().Set("k", "2").Exec(ctx)
+			return err
+		}(),
+		"open": func() error { _, err := open.Exec(ctx); return err }(),
 		"Pipeline": func() error {
 			_, err := tx.Pipeline().Get("k").Exec(ctx)
 			return err
@@ -509,7 +516,7 @@ func TestClosedTxMatchesErrClosed(t *testing.T) {
 		if !errors.As(err, &ue) {
 			t.Errorf("%s after Close = %v, want a *UsageError", name, err)
 		}
-		if name != "Multi" && name != "open" && !strings.Contains(err.Error(), "after Close") {
+		if name != "Multi" && name != "Multi again" && name != "open" && !strings.Contains(err.Error(), "after Close") {
 			t.Errorf("%s after Close = %q, want the usage message", name, err)
 		}
 	}
