@@ -435,6 +435,7 @@ func (t *Tx) closeWith(ctx context.Context) error {
 	clean := false
 	defer func() {
 		t.closed = true
+		t.watching = false // unwatched, or its connection closed
 		if t.d != nil {
 			t.c.pool.Put(t.d, clean)
 			t.d = nil
@@ -464,6 +465,7 @@ func (t *Tx) Reset() error {
 		t.c.pool.Put(t.d, false)
 		t.d = nil
 	}
+	t.watching = false // unwatched, or its connection let go
 	t.broken = nil
 	return nil
 }

@@ -649,6 +649,38 @@ func TestTxWatchingAndPipelineCommands(t *testing.T) {
 	}
 }
 
+// TestTxNotWatchingAfterLostConnection: a session whose connection failed
+// while it watched can have no watch armed once Reset let that connection
+// go, or Close closed it, and Watching says so. It went on saying true.
+func TestTxNotWatchingAfterLostConnection(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for _, end := range []string{"Reset", "Close"} {
+		if err := tx.Watch(ctx, "lost"); err != nil {
+			t.Fatal(err)
+		}
+		srv.MustDo(t, "CLIENT", "KILL", "TYPE", "normal")
+		if _, err := tx.Get(ctx, "lost"); err == nil {
+			t.Fatal("Get on a killed connection succeeded")
+		}
+		if end == "Reset" {
+			if err := tx.Reset(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			tx.Close()
+		}
+		if tx.Watching() {
+			t.Errorf("Watching after %s of a session whose connection failed", end)
+		}
+	}
+}
+
 // An Exec that fn runs itself may apply. If fn then fails, on a watch
 // conflict of a second Multi say, the attempt is not run again, which
 // would apply the first Exec again, and the error says the outcome is
