@@ -702,7 +702,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 // attemptTx is one round of the loop; the deferred Close also runs when fn
 // panics, so the connection never goes back with a WATCH armed.
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
-	turn, err := c.turns.take(ctx, keys, c.turnWait)
+	turn, err := c.turns.take(ctx, keys, c.turnWait, c.life.Done())
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
 	}

@@ -912,3 +912,49 @@ func TestCloseEndsTransactionPause(t *testing.T) {
 		t.Fatal("Transaction still pausing long after Close")
 	}
 }
+
+// TestCloseEndsTurnWait: Close ends the wait of a Transaction for its turn
+// on keys that another Transaction of the client holds, which then fails
+// with ErrClosed, not sent. The wait ran to its end whatever Close did
+// (turnWait, an hour here to show it).
+func TestCloseEndsTurnWait(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	c.turnWait = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bound := time.After(30 * time.Second)
+	holding, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			close(holding)
+			<-release
+			return nil
+		}, "turned")
+		first <- err
+	}()
+	defer func() {
+		close(release)
+		<-first
+	}()
+	<-holding
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(ctx, func(tx *Tx) error { return nil }, "turned")
+		second <- err
+	}()
+	waitForServer(t, ctxT(t), "the second transaction to wait for the turn", func() (bool, string) {
+		n := blockedTakingTurns()
+		return n == 1, strconv.Itoa(n) + " goroutines waiting for a turn"
+	})
+	c.Close()
+	select {
+	case err := <-second:
+		if !errors.Is(err, ErrClosed) || OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("Transaction waiting for its turn at Close = %v (outcome %v), want ErrClosed, not sent", err, OutcomeOf(err))
+		}
+	case <-bound:
+		cancel()
+		t.Fatal("Transaction still waiting for its turn long after Close")
+	}
+}

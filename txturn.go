@@ -36,10 +36,10 @@ type turn struct {
 }
 
 // take waits until no other Transaction of this client on the same keys is
-// between its WATCH and the writing of its EXEC, for at most wait. It
-// returns the turn to give back, or nil when there are no keys or the wait
-// ran out.
-func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration) (*turn, error) {
+// between its WATCH and the writing of its EXEC, for at most wait, and not
+// past closed, which ends when the client is closed. It returns the turn
+// to give back, or nil when there are no keys or the wait ran out.
+func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, closed <-chan struct{}) (*turn, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -75,6 +75,9 @@ func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration) (*
 	case <-ctx.Done():
 		ts.leave(t)
 		return nil, notSent(ctx.Err())
+	case <-closed:
+		ts.leave(t)
+		return nil, notSent(ErrClosed)
 	}
 }
 
