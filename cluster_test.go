@@ -2187,29 +2187,7 @@ func TestClusterDialerGoexit(t *testing.T) {
 // one. Here a node of its own that serves every slot.
 func TestClusterOverTLS(t *testing.T) {
 	p := newTestPKI(t)
-	var srv *redistest.Server
-	var tlsAddr string
-	var lastErr error
-	// The TLS port is found free here but bound later by the server.
-	for range 3 {
-		port := freeLoopbackPort(t)
-		s, err := redistest.StartServer("--cluster-enabled", "yes", "--tls-cluster", "yes",
-			"--tls-port", strconv.Itoa(port),
-			"--tls-cert-file", p.certFile,
-			"--tls-key-file", p.keyFile,
-			"--tls-ca-cert-file", p.caFile,
-			"--tls-auth-clients", "no",
-		)
-		if err == nil {
-			t.Cleanup(func() { s.Stop() })
-			srv, tlsAddr = s, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-			break
-		}
-		lastErr = err
-	}
-	if srv == nil {
-		t.Fatalf("starting redis-server with TLS: %v", lastErr)
-	}
+	srv, tlsAddr := startTLSServer(t, p, "--cluster-enabled", "yes", "--tls-cluster", "yes")
 	srv.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(hashslot.Count-1))
 	deadline := time.Now().Add(10 * time.Second)
 	for {

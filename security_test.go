@@ -138,8 +138,8 @@ func freeLoopbackPort(t *testing.T) int {
 // startTLSServer starts redis-server with TLS on a port of its own and
 // returns it with that port's address. redistest needs the plain port to
 // see that the server is up, so the server keeps it; the tests below only
-// use the TLS port.
-func startTLSServer(t *testing.T, p testPKI) (*redistest.Server, string) {
+// use the TLS port. args are more options for the server.
+func startTLSServer(t *testing.T, p testPKI, args ...string) (*redistest.Server, string) {
 	t.Helper()
 	var lastErr error
 	// The TLS port is found free here but bound later by the server; if
@@ -147,13 +147,13 @@ func startTLSServer(t *testing.T, p testPKI) (*redistest.Server, string) {
 	// port is tried.
 	for range 3 {
 		port := freeLoopbackPort(t)
-		srv, err := redistest.StartServer(
+		srv, err := redistest.StartServer(append([]string{
 			"--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", p.certFile,
 			"--tls-key-file", p.keyFile,
 			"--tls-ca-cert-file", p.caFile,
 			"--tls-auth-clients", "no",
-		)
+		}, args...)...)
 		if err == nil {
 			t.Cleanup(func() { srv.Stop() })
 			return srv, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
