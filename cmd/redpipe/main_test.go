@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +130,38 @@ func TestClusterNodeInRedisURLIsRefused(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr.String(), "is a node of a Redis Cluster") || !strings.Contains(stderr.String(), "demo -cluster") {
 			t.Errorf("run(%q) on a cluster node = %d, stderr:\n%s", args, code, stderr.String())
 		}
+	}
+}
+
+// A REDIS_URL naming a replica is refused before anything runs, with a
+// message that names its master, rather than failing at the first write
+// with READONLY. The replica's data is left as it was.
+func TestReplicaInRedisURLIsRefused(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	getenv := func(name string) string {
+		if name == "REDIS_URL" {
+			return replica.URL()
+		}
+		return ""
+	}
+	chart := filepath.Join(t.TempDir(), "chart.svg")
+	for _, args := range [][]string{
+		{"demo"},
+		{"bench", "-n", "10", "-depths", "1", "-duration", "10ms", "-out", chart},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, getenv, &stdout, &stderr)
+		want := "is a read-only replica, and this command writes; give REDIS_URL the URL of its master, " + master.Addr + ", instead"
+		if code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("run(%q) on a replica = %d, stderr:\n%s\nwant %q", args, code, stderr.String(), want)
+		}
+		if strings.Contains(stdout.String(), "== 1.") || strings.Contains(stdout.String(), "one by one") {
+			t.Errorf("run(%q) on a replica started its steps:\n%s", args, stdout.String())
+		}
+	}
+	if _, err := os.Stat(chart); err == nil {
+		t.Errorf("the bench on a replica wrote a chart")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strings"
 
@@ -57,8 +58,34 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 		if info, ierr := c.Info(ctx, "cluster"); ierr == nil && strings.Contains(info, "cluster_enabled:1") {
 			return fmt.Errorf("%s is a node of a Redis Cluster, and this command needs a single server; only redpipe demo -cluster runs on a cluster, given a node's URL", redact(rawURL))
 		}
+		// A replica refuses every write with READONLY, which would stop
+		// the run at its first SET with an error that names no server.
+		if info, ierr := c.Info(ctx, "replication"); ierr == nil {
+			if err := replicaError(rawURL, info); err != nil {
+				return err
+			}
+		}
 	}
 	return fn(c, throwaway)
+}
+
+// replicaError returns why the server whose INFO replication is info
+// cannot be written to, if it is a replica, naming its master.
+func replicaError(rawURL, info string) error {
+	fields := map[string]string{}
+	for line := range strings.Lines(info) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	if fields["role"] != "slave" {
+		return nil
+	}
+	master := "its master"
+	if h, p := fields["master_host"], fields["master_port"]; h != "" && p != "" {
+		master = "its master, " + net.JoinHostPort(h, p) + ","
+	}
+	return fmt.Errorf("%s is a read-only replica, and this command writes; give REDIS_URL the URL of %s instead", redact(rawURL), master)
 }
 
 // redact hides the password of a URL shown to the user.
