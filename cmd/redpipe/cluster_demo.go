@@ -98,7 +98,7 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 		fmt.Fprintln(w, "No seed URLs given: starting a throwaway cluster of three masters (redistest)...")
 		cl, err := redistest.NewCluster(0)
 		if err != nil {
-			return err
+			return noServerError(err, "give the seed URLs of a cluster you have")
 		}
 		defer func() {
 			if serr := cl.Stop(); serr != nil && err == nil {

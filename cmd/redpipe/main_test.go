@@ -165,6 +165,31 @@ func TestReplicaInRedisURLIsRefused(t *testing.T) {
 	}
 }
 
+// Without redis-server installed, a command that needs a throwaway server
+// says how to install it and what to give instead, in words for a user of
+// the command rather than for a test of the module.
+func TestWithoutRedisServer(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	chart := filepath.Join(t.TempDir(), "chart.svg")
+	for _, tc := range []struct {
+		args    []string
+		instead string
+	}{
+		{[]string{"demo"}, "or set REDIS_URL to a server you have"},
+		{[]string{"demo", "-cluster"}, "or give the seed URLs of a cluster you have"},
+		{[]string{"bench", "-out", chart}, "or set REDIS_URL to a server you have"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, func(string) string { return "" }, &stdout, &stderr)
+		got := stderr.String()
+		if code != 1 || !strings.Contains(got, "redis-server is not installed") ||
+			!strings.Contains(got, "apt-get install redis-server") || !strings.Contains(got, tc.instead) ||
+			strings.Contains(got, "make test") {
+			t.Errorf("run(%q) without redis-server = %d, stderr:\n%s", tc.args, code, got)
+		}
+	}
+}
+
 // Without REDIS_URL the demo starts its own server and stops it again.
 func TestDemoThrowawayServerStops(t *testing.T) {
 	var out bytes.Buffer

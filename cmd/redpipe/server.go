@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"os/exec"
 	"strings"
 
 	"github.com/redpipe/redpipe"
@@ -30,7 +32,7 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 	if throwaway {
 		srv, serr := redistest.StartServer()
 		if serr != nil {
-			return serr
+			return noServerError(serr, "set REDIS_URL to a server you have")
 		}
 		defer func() {
 			if serr := srv.Stop(); serr != nil && err == nil {
@@ -86,6 +88,17 @@ func replicaError(rawURL, info string) error {
 		master = "its master, " + net.JoinHostPort(h, p) + ","
 	}
 	return fmt.Errorf("%s is a read-only replica, and this command writes; give REDIS_URL the URL of %s instead", redact(rawURL), master)
+}
+
+// noServerError is err, the failure to start a throwaway server, told to
+// a user of the command rather than to a test: when redis-server is not
+// installed it says how to install it, or else what to give instead.
+func noServerError(err error, instead string) error {
+	if !errors.Is(err, exec.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("redis-server is not installed (not found in PATH), and it is needed to start a throwaway server: "+
+		"install it (apt-get install redis-server on Debian or Ubuntu, brew install redis on macOS), or %s", instead)
 }
 
 // redact hides the password of a URL shown to the user.
