@@ -127,7 +127,11 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 	defer c.Close()
 	d.c = c
 	defer d.closeNodes()
-	if err := d.loadNodes(ctx, seeds[0]); err != nil {
+	opt, err := redpipe.ParseURL(seeds[0])
+	if err != nil {
+		return err
+	}
+	if err := d.loadNodes(ctx, opt); err != nil {
 		return err
 	}
 	if d.cl == nil {
@@ -175,14 +179,20 @@ func (d *clusterDemo) cleanup(ctx context.Context) error {
 
 // loadNodes learns the masters and their slots from the cluster, the way
 // the client does (CLUSTER SHARDS, or CLUSTER SLOTS before Redis 7), and
-// connects to each with the options of the first seed URL.
-func (d *clusterDemo) loadNodes(ctx context.Context, seed string) error {
-	opt, err := redpipe.ParseURL(seed)
+// connects to each with opt, the options of the first seed URL.
+func (d *clusterDemo) loadNodes(ctx context.Context, opt redpipe.Options) (err error) {
+	seedHost, _, err := net.SplitHostPort(opt.Addr)
 	if err != nil {
 		return err
 	}
 	byAddr := map[string]*demoNode{}
-	add := func(addr string, lo, hi int) {
+	add := func(host, port string, lo, hi int) {
+		// A node that knows no address of its own, as one alone in its
+		// cluster, lists none; the seed is where we reached it.
+		if host == "" || host == "?" {
+			host = seedHost
+		}
+		addr := net.JoinHostPort(host, port)
 		n := byAddr[addr]
 		if n == nil {
 			n = &demoNode{addr: addr}
@@ -191,7 +201,7 @@ func (d *clusterDemo) loadNodes(ctx context.Context, seed string) error {
 		}
 		n.ranges = append(n.ranges, [2]int{lo, hi})
 	}
-	if err := clusterShards(ctx, d.c, add); err != nil {
+	if err := clusterShards(ctx, d.c, opt.TLSConfig != nil, add); err != nil {
 		if err := clusterSlots(ctx, d.c, add); err != nil {
 			return fmt.Errorf("reading the cluster's layout: %w", err)
 		}
@@ -220,8 +230,8 @@ func (d *clusterDemo) closeNodes() {
 }
 
 // clusterShards reads CLUSTER SHARDS and calls add for each slot range of
-// each master that is online.
-func clusterShards(ctx context.Context, c *redpipe.Client, add func(addr string, lo, hi int)) error {
+// each master that is online, at its TLS port if overTLS is set.
+func clusterShards(ctx context.Context, c *redpipe.Client, overTLS bool, add func(host, port string, lo, hi int)) error {
 	v, err := c.Do(ctx, "CLUSTER", "SHARDS")
 	if err != nil {
 		return err
@@ -255,12 +265,14 @@ func clusterShards(ctx context.Context, c *redpipe.Client, add func(addr string,
 			if host == "" || host == "?" {
 				host = node["ip"]
 			}
+			// A node that takes TLS and plain connections lists both
+			// ports; a TLS handshake on the plain one fails.
 			port := node["port"]
-			if port == "" {
-				port = node["tls-port"]
+			if tp := node["tls-port"]; tp != "" && (overTLS || port == "") {
+				port = tp
 			}
 			for i := 0; i < len(slots); i += 2 {
-				add(net.JoinHostPort(host, port), int(slots[i]), int(slots[i+1]))
+				add(host, port, int(slots[i]), int(slots[i+1]))
 			}
 		}
 	}
@@ -268,7 +280,7 @@ func clusterShards(ctx context.Context, c *redpipe.Client, add func(addr string,
 }
 
 // clusterSlots is clusterShards for servers before Redis 7.
-func clusterSlots(ctx context.Context, c *redpipe.Client, add func(addr string, lo, hi int)) error {
+func clusterSlots(ctx context.Context, c *redpipe.Client, add func(host, port string, lo, hi int)) error {
 	v, err := c.Do(ctx, "CLUSTER", "SLOTS")
 	if err != nil {
 		return err
@@ -293,7 +305,7 @@ func clusterSlots(ctx context.Context, c *redpipe.Client, add func(addr string, 
 		if err := errors.Join(err1, err2); err != nil {
 			return fmt.Errorf("CLUSTER SLOTS: range %v", r)
 		}
-		add(net.JoinHostPort(host, strconv.FormatInt(port, 10)), int(lo), int(hi))
+		add(host, strconv.FormatInt(port, 10), int(lo), int(hi))
 	}
 	return nil
 }
