@@ -83,7 +83,7 @@ func runBenchCmd(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return 2
 	}
-	cfg.URL = getenv("REDIS_URL")
+	cfg.URL = redisURL(getenv)
 	cfg.Out = stdout
 	cfg.Progress = stderr
 	cfg.ProgressTTY = isTerminal(stderr)

@@ -114,6 +114,15 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 	} else {
 		shown := make([]string, len(seeds))
 		for i, s := range seeds {
+			// A URL that cannot be used is refused before the note,
+			// which would show it as if it were; with the seed's
+			// number, as ConnectCluster says it.
+			if _, err := redpipe.ParseURL(s); err != nil {
+				if oe := (*redpipe.OptionError)(nil); errors.As(err, &oe) && len(seeds) > 1 {
+					oe.Field = fmt.Sprintf("seed %d of %d: %s", i+1, len(seeds), oe.Field)
+				}
+				return err
+			}
 			shown[i] = redact(s)
 		}
 		fmt.Fprintf(w, "Using the cluster of %s. Only keys under %s are touched, and no slot is moved.\n",

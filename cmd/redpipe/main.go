@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"golang.org/x/term"
@@ -97,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		err := runDemo(ctx, demoConfig{
-			URL:         getenv("REDIS_URL"),
+			URL:         redisURL(getenv),
 			Incrs:       100_000,
 			Out:         stdout,
 			Progress:    stderr,
@@ -113,6 +114,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "redpipe: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// redisURL returns REDIS_URL without the spaces or line end around it,
+// which a file the variable was read from may leave. Set to nothing but
+// those, it counts as not set.
+func redisURL(getenv func(string) string) string {
+	return strings.TrimSpace(getenv("REDIS_URL"))
 }
 
 func isTerminal(w io.Writer) bool {

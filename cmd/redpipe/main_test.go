@@ -165,6 +165,66 @@ func TestReplicaInRedisURLIsRefused(t *testing.T) {
 	}
 }
 
+// A REDIS_URL or seed URL that cannot be parsed is refused before the
+// command says it uses it, and the refusal of a seed does not speak of
+// REDIS_URL, which demo -cluster does not read.
+func TestUnparsableURLs(t *testing.T) {
+	chart := filepath.Join(t.TempDir(), "chart.svg")
+	for _, tc := range []struct {
+		redisURL string
+		args     []string
+	}{
+		{"redis://127.0.0.1:1 x", []string{"demo"}},
+		{"redis://127.0.0.1:1 x", []string{"bench", "-out", chart}},
+		{" ", []string{"demo", "-cluster", "redis://127.0.0.1:1 x"}},
+		{"", []string{"demo", "-cluster", "redis://127.0.0.1:1", "redis://127.0.0.1:2 x"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		getenv := func(name string) string {
+			if name == "REDIS_URL" {
+				return tc.redisURL
+			}
+			return ""
+		}
+		code := run(context.Background(), tc.args, getenv, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "cannot be parsed") {
+			t.Errorf("run(%q) with REDIS_URL %q = %d, stderr:\n%s", tc.args, tc.redisURL, code, stderr.String())
+		}
+		if out := stdout.String(); strings.Contains(out, "Using") || strings.Contains(out, "REDIS_URL") {
+			t.Errorf("run(%q) with REDIS_URL %q announced the server:\n%s", tc.args, tc.redisURL, out)
+		}
+		if len(tc.args) > 3 && !strings.Contains(stderr.String(), "seed 2 of 2") {
+			t.Errorf("run(%q) does not say which seed:\n%s", tc.args, stderr.String())
+		}
+	}
+}
+
+// Spaces or a line end around REDIS_URL, as a file it was read from may
+// leave, are not part of the URL; nothing but spaces is no URL at all,
+// and a throwaway server is used.
+func TestRedisURLSpaces(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		redisURL, want string
+	}{
+		{" " + srv.URL() + "\n", "Using REDIS_URL=" + srv.URL() + "."},
+		{" \t\n", "REDIS_URL is not set: using a throwaway redis-server"},
+	} {
+		chart := filepath.Join(t.TempDir(), "chart.svg")
+		var stdout, stderr bytes.Buffer
+		getenv := func(name string) string {
+			if name == "REDIS_URL" {
+				return tc.redisURL
+			}
+			return ""
+		}
+		args := []string{"bench", "-n", "10", "-depths", "1", "-duration", "10ms", "-out", chart}
+		if code := run(context.Background(), args, getenv, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("bench with REDIS_URL %q = %d, want 0 and %q; stdout:\n%s\nstderr:\n%s", tc.redisURL, code, tc.want, stdout.String(), stderr.String())
+		}
+	}
+}
+
 // Without redis-server installed, a command that needs a throwaway server
 // says how to install it and what to give instead, in words for a user of
 // the command rather than for a test of the module.

@@ -45,6 +45,11 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 		rawURL = srv.URL()
 		fmt.Fprintf(w, notes.throwaway, rawURL)
 	} else {
+		// A URL that cannot be used is refused before the note, which
+		// would show it as if it were.
+		if _, err := redpipe.ParseURL(rawURL); err != nil {
+			return err
+		}
 		fmt.Fprintf(w, notes.user, redact(rawURL))
 	}
 	c, err := redpipe.Connect(ctx, rawURL)
@@ -105,7 +110,7 @@ func noServerError(err error, instead string) error {
 func redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "(the URL in REDIS_URL)"
+		return "(a URL that cannot be parsed)"
 	}
 	return u.Redacted()
 }
