@@ -47,6 +47,10 @@ commands:
          (redpipe bench -h for its flags)
   help   print this text
 
+exit status:
+  0 done, 1 failed, 2 a mistake on the command line, 130 interrupted
+  (SIGINT), 143 terminated (SIGTERM); a throwaway server is stopped first
+
 environment:
   REDIS_URL   server for demo and bench, such as redis://localhost:6379/0.
               Without it, they start a throwaway redis-server and stop it at
@@ -55,17 +59,30 @@ environment:
               demo -cluster does not read it: it takes seed URLs instead.
 `
 
-// exitInterrupted is the shell's convention for a program ended by SIGINT.
-const exitInterrupted = 130
+// The shell's convention for a program ended by a signal is 128 plus its
+// number: 130 for SIGINT, 143 for SIGTERM.
+const (
+	exitInterrupted = 128 + int(syscall.SIGINT)
+	exitTerminated  = 128 + int(syscall.SIGTERM)
+)
+
+// signalled is why the run's context ended when a signal ended it, so that
+// the exit code can say which.
+type signalled struct{ sig os.Signal }
+
+func (s *signalled) Error() string { return "received " + s.sig.String() }
 
 func main() {
 	// SIGINT and SIGTERM cancel the context instead of killing the process,
 	// so that the deferred cleanup (stopping a throwaway server, deleting
 	// demo keys) still runs.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills at once
+		sig := <-sigs
+		cancel(&signalled{sig})
+		signal.Stop(sigs) // a second Ctrl-C kills at once
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }

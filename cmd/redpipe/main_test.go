@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -305,6 +309,67 @@ func TestDemoInterrupted(t *testing.T) {
 	if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		nc.Close()
 		t.Errorf("the throwaway server at %s still accepts connections", addr)
+	}
+}
+
+// The command run as a process, sent SIGINT or SIGTERM during the demo,
+// stops its throwaway server and exits with the shell's code for that
+// signal, saying which it was.
+func TestDemoSignalled(t *testing.T) {
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+		says string
+	}{
+		{syscall.SIGINT, 130, "redpipe demo: interrupted"},
+		{syscall.SIGTERM, 143, "redpipe demo: terminated"},
+	} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "demo")
+			cmd.Env = append(os.Environ(), runMainEnv+"=1", "REDIS_URL=")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Signal once the demo's steps are under way.
+			var out strings.Builder
+			lines := bufio.NewScanner(stdout)
+			for lines.Scan() {
+				out.WriteString(lines.Text() + "\n")
+				if strings.HasPrefix(lines.Text(), "== 2.") {
+					break
+				}
+			}
+			if err := cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			rest, _ := io.ReadAll(stdout)
+			out.Write(rest)
+			err = cmd.Wait()
+			if ctx.Err() != nil {
+				t.Fatalf("the demo did not end within 60s of %v; stdout:\n%s", tc.sig, out.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); code != tc.code || !strings.Contains(stderr.String(), tc.says) {
+				t.Errorf("after %v: exit code %d (%v), want %d and %q; stderr:\n%s", tc.sig, code, err, tc.code, tc.says, stderr.String())
+			}
+			got := out.String()
+			_, rest2, _ := strings.Cut(got, "throwaway redis-server at redis://")
+			addr, _, _ := strings.Cut(rest2, ",")
+			if addr == "" || !strings.HasSuffix(got, "Stopped the throwaway redis-server.\n") {
+				t.Fatalf("the server was not stopped:\n%s", got)
+			}
+			if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				nc.Close()
+				t.Errorf("the throwaway server at %s still accepts connections", addr)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -126,6 +127,10 @@ func exitCode(ctx context.Context, cmd string, err error, stderr io.Writer) int 
 		// Ctrl-C also reaches a throwaway redis-server in our process
 		// group, so the error may be its closed connection rather than
 		// the cancelled context.
+		if s := (*signalled)(nil); errors.As(context.Cause(ctx), &s) && s.sig == syscall.SIGTERM {
+			fmt.Fprintf(stderr, "redpipe %s: terminated\n", cmd)
+			return exitTerminated
+		}
 		fmt.Fprintf(stderr, "redpipe %s: interrupted\n", cmd)
 		return exitInterrupted
 	default:
