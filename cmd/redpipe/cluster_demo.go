@@ -131,7 +131,7 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 
 	c, err := redpipe.ConnectCluster(ctx, seeds...)
 	if err != nil {
-		return err
+		return authHint(err, "the seed URLs")
 	}
 	defer c.Close()
 	d.c = c

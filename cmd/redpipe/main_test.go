@@ -229,6 +229,43 @@ func TestRedisURLSpaces(t *testing.T) {
 	}
 }
 
+// A server that needs a password, given a URL without one or with a wrong
+// one, is refused with the server's words and how to give the password in
+// the URL, for REDIS_URL and for the seeds of demo -cluster alike.
+func TestPasswordHints(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "sekret")
+	node := redistest.Start(t, "--cluster-enabled", "yes", "--requirepass", "sekret")
+	wrong := func(s *redistest.Server) string { return "redis://:wrong@" + s.Addr }
+	const (
+		needs   = "The server needs a password: give it in "
+		refused = "The server refused the user name or password in "
+	)
+	for _, tc := range []struct {
+		redisURL string
+		args     []string
+		want     string
+	}{
+		{srv.URL(), []string{"demo"}, needs + "REDIS_URL, as redis://:PASSWORD@host:port"},
+		{wrong(srv), []string{"demo"}, refused + "REDIS_URL"},
+		{"", []string{"demo", "-cluster", node.URL()}, needs + "the seed URLs, as redis://:PASSWORD@host:port"},
+		{"", []string{"demo", "-cluster", wrong(node)}, refused + "the seed URLs"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var stdout, stderr bytes.Buffer
+		getenv := func(name string) string {
+			if name == "REDIS_URL" {
+				return tc.redisURL
+			}
+			return ""
+		}
+		code := run(ctx, tc.args, getenv, &stdout, &stderr)
+		cancel()
+		if code != 1 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("run(%q) with REDIS_URL %q = %d, want 1 and %q; stderr:\n%s", tc.args, tc.redisURL, code, tc.want, stderr.String())
+		}
+	}
+}
+
 // Without redis-server installed, a command that needs a throwaway server
 // says how to install it and what to give instead, in words for a user of
 // the command rather than for a test of the module.

@@ -55,7 +55,7 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 	}
 	c, err := redpipe.Connect(ctx, rawURL)
 	if err != nil {
-		return err
+		return authHint(err, "REDIS_URL")
 	}
 	defer c.Close()
 	if !throwaway {
@@ -105,6 +105,23 @@ func noServerError(err error, instead string) error {
 	}
 	return fmt.Errorf("redis-server is not installed (not found in PATH), and it is needed to start a throwaway server: "+
 		"install it (apt-get install redis-server on Debian or Ubuntu, brew install redis on macOS), or %s", instead)
+}
+
+// authHint adds to err, when the server refused the connection for want
+// of a password or for a wrong one, how to give one in the URLs named by
+// where: the server's own words name a command the user never typed.
+func authHint(err error, where string) error {
+	var se *redpipe.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Prefix {
+	case "NOAUTH":
+		return fmt.Errorf("%w\nThe server needs a password: give it in %s, as redis://:PASSWORD@host:port, or redis://USER:PASSWORD@host:port for an ACL user", err, where)
+	case "WRONGPASS":
+		return fmt.Errorf("%w\nThe server refused the user name or password in %s; a password with # / ? @ or %% in it must be percent-encoded (# as %%23)", err, where)
+	}
+	return err
 }
 
 // redact hides the password of a URL shown to the user.
