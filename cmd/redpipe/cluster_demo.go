@@ -131,6 +131,11 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 
 	c, err := redpipe.ConnectCluster(ctx, seeds...)
 	if err != nil {
+		if se := (*redpipe.Error)(nil); errors.As(err, &se) && strings.Contains(se.Msg, "cluster support disabled") {
+			// The server's words say what it is not, not what to run
+			// on it instead.
+			return fmt.Errorf("%w\nA seed is a single server, not a node of a Redis Cluster: run redpipe demo with REDIS_URL set to its URL instead", err)
+		}
 		return authHint(err, "the seed URLs")
 	}
 	defer c.Close()

@@ -173,6 +173,20 @@ func TestClusterDemoOnUserCluster(t *testing.T) {
 	}
 }
 
+// A seed that is a single server, not a cluster node, is refused with
+// what to run on it instead.
+func TestClusterDemoOnSingleServer(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"demo", "-cluster", srv.URL()}, func(string) string { return "" }, &stdout, &stderr)
+	want := "A seed is a single server, not a node of a Redis Cluster: run redpipe demo with REDIS_URL set to its URL instead"
+	if code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit code %d, stderr:\n%s\nwant 1 and %q", code, stderr.String(), want)
+	}
+}
+
 // A seed that cannot be reached ends the walkthrough with an error and
 // exit code 1.
 func TestClusterDemoUnreachableSeed(t *testing.T) {
