@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -151,9 +152,17 @@ func writableFile(path string) error {
 		}
 		return f.Close()
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".redpipe-bench-*")
+	dir := filepath.Dir(path)
+	// The probe's error would name the probe, a file the user never
+	// asked for.
+	if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot write a file in %s: there is no such folder", dir)
+	} else if err == nil && !fi.IsDir() {
+		return fmt.Errorf("cannot write a file in %s: it is a file, not a folder", dir)
+	}
+	f, err := os.CreateTemp(dir, ".redpipe-bench-*")
 	if err != nil {
-		return fmt.Errorf("cannot write a file in %s: %w", filepath.Dir(path), err)
+		return fmt.Errorf("cannot write a file in %s: %w", dir, err)
 	}
 	f.Close()
 	return os.Remove(f.Name())

@@ -161,6 +161,11 @@ func TestBenchInterrupted(t *testing.T) {
 // Mistakes on the command line are reported before anything runs.
 func TestBenchFlags(t *testing.T) {
 	getenv := func(string) string { return "" }
+	// A file where the chart's folder should be.
+	readme := filepath.Join(t.TempDir(), "README")
+	if err := os.WriteFile(readme, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	folderSVG := filepath.Join(t.TempDir(), "chart.svg")
 	if err := os.Mkdir(folderSVG, 0o755); err != nil {
 		t.Fatal(err)
@@ -191,7 +196,8 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"-depths", ","}, 2, "-depths: no depth given"},
 		{[]string{"-out", "chart.gif"}, 2, "written as .svg or .png"},
 		{[]string{"-out", "chart"}, 2, "written as .svg or .png"},
-		{[]string{"-out", "/nonexistent/dir/chart.svg"}, 2, "cannot write a file in /nonexistent/dir"},
+		{[]string{"-out", "/nonexistent/dir/chart.svg"}, 2, "-out: cannot write a file in /nonexistent/dir: there is no such folder\n"},
+		{[]string{"-out", filepath.Join(readme, "chart.svg")}, 2, "-out: cannot write a file in " + readme + ": it is a file, not a folder\n"},
 		{[]string{"-out", folderSVG}, 2, "is a folder"},
 	}, more...) {
 		var stdout, stderr bytes.Buffer
