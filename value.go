@@ -474,8 +474,9 @@ func (v Value) format(b *strings.Builder) {
 }
 
 // NewValue makes a Value from a Go value, for tests and reply decoders:
-// nil, string, []byte, integers, float64, bool, error, []Value and
-// []any. Other types panic, as this is meant for literals.
+// nil, string, []byte, integers of any size (an unsigned one beyond the
+// int64 range becomes a big number), float32 and float64, bool, error,
+// []Value and []any. Other types panic, as this is meant for literals.
 func NewValue(x any) Value {
 	switch x := x.(type) {
 	case nil:
@@ -487,9 +488,27 @@ func NewValue(x any) Value {
 	case []byte:
 		return Value{resp.Value{Kind: resp.BulkString, Str: string(x)}}
 	case int:
-		return Value{resp.Value{Kind: resp.Integer, Int: int64(x)}}
+		return intValue(int64(x))
+	case int8:
+		return intValue(int64(x))
+	case int16:
+		return intValue(int64(x))
+	case int32:
+		return intValue(int64(x))
 	case int64:
-		return Value{resp.Value{Kind: resp.Integer, Int: x}}
+		return intValue(x)
+	case uint:
+		return uintValue(uint64(x))
+	case uint8:
+		return uintValue(uint64(x))
+	case uint16:
+		return uintValue(uint64(x))
+	case uint32:
+		return uintValue(uint64(x))
+	case uint64:
+		return uintValue(x)
+	case float32:
+		return Value{resp.DoubleValue(float64(x))}
 	case float64:
 		return Value{resp.DoubleValue(x)}
 	case bool:
@@ -514,6 +533,17 @@ func NewValue(x any) Value {
 		return Value{resp.Value{Kind: resp.Array, Elems: elems}}
 	}
 	panic(fmt.Sprintf("redpipe: NewValue of unsupported type %T", x))
+}
+
+func intValue(n int64) Value { return Value{resp.Value{Kind: resp.Integer, Int: n}} }
+
+// uintValue makes an integer reply of n, or a big number when n is beyond
+// the int64 range of a RESP integer, as the server itself would send it.
+func uintValue(n uint64) Value {
+	if n > math.MaxInt64 {
+		return Value{resp.Value{Kind: resp.BigNumber, Str: strconv.FormatUint(n, 10)}}
+	}
+	return intValue(int64(n))
 }
 
 func formatDouble(f float64) string {
