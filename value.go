@@ -210,7 +210,11 @@ func (v Value) int64() (int64, error) {
 
 // Float64 returns a double or integer reply, or a string reply holding a
 // number (ZSCORE under RESP2, INCRBYFLOAT). As in Int64, a verbatim string
-// is a string, and a boolean reads as 1 or 0, as RESP2 sends them.
+// is a string, and a boolean reads as 1 or 0, as RESP2 sends them. The
+// text of a number is read as the server writes one: decimal digits with
+// an optional sign, fraction and exponent, or inf, -inf or nan, the text
+// RESP2 sends for a double that RESP3 sends as a double; a number beyond
+// the float64 range, such as a huge big number, is an error.
 func (v Value) Float64() (float64, error) {
 	if err := v.check(); err != nil {
 		return 0, err
@@ -222,6 +226,9 @@ func (v Value) Float64() (float64, error) {
 		return float64(v.v.Int), nil
 	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		f, err := parseDouble(v.v.Str)
+		if errors.Is(err, errFloatRange) {
+			return 0, fmt.Errorf("redpipe: reply %q is a number outside the float64 range", clip(v.v.Str))
+		}
 		if err != nil {
 			return 0, fmt.Errorf("redpipe: reply %q is not a number", clip(v.v.Str))
 		}
@@ -556,14 +563,71 @@ func formatDouble(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
+// errFloatRange marks text that is a number too large for a float64.
+var errFloatRange = errors.New("outside the float64 range")
+
+// parseDouble reads the text of a number as the server writes one: an
+// optional sign, decimal digits with an optional fraction and exponent,
+// or inf or nan in any case with an optional sign (a NaN double comes
+// under RESP2 as "nan" or "-nan"). strconv alone would also take hex
+// floats, underscores between digits and "infinity", none of which a
+// server means as a number, and so read "1_0" as 10.
 func parseDouble(s string) (float64, error) {
-	switch strings.ToLower(s) {
-	case "inf", "+inf":
-		return math.Inf(1), nil
-	case "-inf":
-		return math.Inf(-1), nil
+	body := s
+	if body != "" && (body[0] == '+' || body[0] == '-') {
+		body = body[1:]
 	}
-	return strconv.ParseFloat(s, 64)
+	switch strings.ToLower(body) {
+	case "inf":
+		if s[0] == '-' {
+			return math.Inf(-1), nil
+		}
+		return math.Inf(1), nil
+	case "nan":
+		return math.NaN(), nil
+	}
+	if !decimalNumber(body) {
+		return 0, strconv.ErrSyntax
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0) {
+		return 0, errFloatRange
+	}
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, err
+	}
+	// An underflow reads as the zero or the tiny number it rounds to.
+	return f, nil
+}
+
+// decimalNumber reports whether s is digits with an optional fraction and
+// exponent, with at least one digit before the exponent.
+func decimalNumber(s string) bool {
+	i, digits := 0, 0
+	for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i]-'0' <= 9; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 // clip shortens a reply quoted in an error message.

@@ -2,8 +2,66 @@ package redpipe
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
+
+// Float64 reads text as the server writes numbers: it refuses what only
+// Go's parser takes (underscores, hex floats, "Infinity") instead of
+// reading "1_0" as 10, takes "-nan", the text of a NaN double under
+// RESP2, and says a number too large for a float64 is out of range rather
+// than not a number.
+func TestFloat64ReadsNumbersAsTheServerWritesThem(t *testing.T) {
+	for _, proto := range []int{2, 3} {
+		c, _ := newTestClient(t, Options{Protocol: proto})
+		ctx := ctxT(t)
+		for _, tc := range []struct {
+			text    string
+			want    float64
+			wantErr string
+		}{
+			{"1.5", 1.5, ""},
+			{"-0", 0, ""},
+			{"+2e3", 2000, ""},
+			{".5", 0.5, ""},
+			{"5.", 5, ""},
+			{"-INF", math.Inf(-1), ""},
+			{"nan", math.NaN(), ""},
+			{"-nan", math.NaN(), ""},
+			{"1e-400", 0, ""},
+			{"1_0", 0, "is not a number"},
+			{"0x1p4", 0, "is not a number"},
+			{"Infinity", 0, "is not a number"},
+			{"1e", 0, "is not a number"},
+			{" 1", 0, "is not a number"},
+			{"1e400", 0, "outside the float64 range"},
+		} {
+			if _, err := c.Do(ctx, "SET", "k", tc.text); err != nil {
+				t.Fatal(err)
+			}
+			v, err := c.Do(ctx, "GET", "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := v.Float64()
+			switch {
+			case tc.wantErr == "" && (err != nil || f != tc.want && !(math.IsNaN(f) && math.IsNaN(tc.want))):
+				t.Errorf("RESP%d Float64 of %q = %v, %v; want %v", proto, tc.text, f, err, tc.want)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("RESP%d Float64 of %q = %v, %v; want an error saying %q", proto, tc.text, f, err, tc.wantErr)
+			}
+		}
+
+		v, err := c.Do(ctx, "EVAL", "return {big_number='1'..string.rep('0', 400)}", "0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := v.Float64()
+		if err == nil || !strings.Contains(err.Error(), "outside the float64 range") {
+			t.Errorf("RESP%d Float64 of a 401-digit big number = %v, %v; want an out-of-range error", proto, f, err)
+		}
+	}
+}
 
 // NewValue takes integers of every size, as its doc says, instead of
 // panicking on all but int and int64.
