@@ -123,7 +123,10 @@ func (v Value) typeErr(want string) error {
 
 // Text returns a string, bulk string, verbatim string or big number reply
 // as a string; an integer, double or boolean reply as its decimal text. A
-// boolean reads as 1 or 0, the integer RESP2 sends for it.
+// boolean reads as 1 or 0, the integer RESP2 sends for it. A double reads
+// as the server wrote it, which is also what RESP2 sends for it; one built
+// with NewValue as its shortest form, with inf, -inf and nan as RESP3
+// spells them. String shows a double the same way.
 func (v Value) Text() (string, error) {
 	// The common kinds are answered here, in a method small enough to be
 	// inlined: a caller checking a batch's replies then reads the fields in
@@ -147,14 +150,22 @@ func (v Value) text() (string, error) {
 	case resp.Integer:
 		return strconv.FormatInt(v.v.Int, 10), nil
 	case resp.Double:
-		if v.v.Str != "" {
-			return v.v.Str, nil // as the server wrote it, and as RESP2 sends it
-		}
-		return formatDouble(v.v.Float()), nil
+		return v.doubleText(), nil
 	case resp.Boolean:
 		return strconv.FormatInt(v.v.Int, 10), nil
 	}
 	return "", v.typeErr("string")
+}
+
+// doubleText is the text of a double reply: the server's own, which is
+// also what it sends for the same reply under RESP2, or, for a double
+// built with NewValue or whose text is the shortest form of its value,
+// that form with infinities and NaN spelled as RESP3 spells them.
+func (v Value) doubleText() string {
+	if v.v.Str != "" {
+		return v.v.Str
+	}
+	return formatDouble(v.v.Float())
 }
 
 // Bytes is Text as a byte slice, a copy the caller owns.
@@ -198,10 +209,10 @@ func (v Value) int64() (int64, error) {
 		f := v.v.Float()
 		switch {
 		case f != math.Trunc(f) || math.IsInf(f, 0):
-			return 0, fmt.Errorf("redpipe: reply %v is not an integer", f)
+			return 0, fmt.Errorf("redpipe: reply %s is not an integer", v.doubleText())
 		case f < -(1<<63) || f >= 1<<63:
 			// -2^63 is an int64; 2^63 is not.
-			return 0, fmt.Errorf("redpipe: reply %v is an integer outside the int64 range", f)
+			return 0, fmt.Errorf("redpipe: reply %s is an integer outside the int64 range", v.doubleText())
 		}
 		return int64(f), nil
 	}
@@ -452,7 +463,7 @@ func (v Value) format(b *strings.Builder) {
 	case resp.Boolean:
 		b.WriteString(strconv.FormatBool(v.v.Int != 0))
 	case resp.Double:
-		b.WriteString(formatDouble(v.v.Float()))
+		b.WriteString(v.doubleText())
 	case resp.Array, resp.Set, resp.Push:
 		b.WriteByte('[')
 		for i, e := range values(v.v.Elems) {
@@ -553,12 +564,16 @@ func uintValue(n uint64) Value {
 	return intValue(int64(n))
 }
 
+// formatDouble spells f as the server does in RESP3, where infinities
+// are inf and -inf and NaN is nan, rather than as strconv does.
 func formatDouble(f float64) string {
 	switch {
 	case math.IsInf(f, 1):
 		return "inf"
 	case math.IsInf(f, -1):
 		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }

@@ -6,6 +6,74 @@ import (
 	"testing"
 )
 
+// A NaN or infinite double reads alike from a RESP3 server, from a RESP2
+// one (which sends its text as a bulk string) and when built: Text and
+// String agree, both spell it as the server does, and Float64 gives the
+// number back under either protocol.
+func TestDoubleTextAgreesAcrossProtocolsAndNewValue(t *testing.T) {
+	scripts := map[string]string{
+		"nan":  "return {double=0/0}",
+		"inf":  "return {double=1/0}",
+		"-inf": "return {double=-1/0}",
+		"0.1":  "return {double=0.1}",
+	}
+	texts := map[int]map[string]string{}
+	for _, proto := range []int{2, 3} {
+		c, _ := newTestClient(t, Options{Protocol: proto})
+		ctx := ctxT(t)
+		texts[proto] = map[string]string{}
+		for name, script := range scripts {
+			v, err := c.Do(ctx, "EVAL", script, "0")
+			if err != nil {
+				t.Fatalf("RESP%d %s: %v", proto, name, err)
+			}
+			s, err := v.Text()
+			if err != nil {
+				t.Fatalf("RESP%d %s: Text: %v", proto, name, err)
+			}
+			if got := v.String(); got != s {
+				t.Errorf("RESP%d %s: String() = %q, Text() = %q", proto, name, got, s)
+			}
+			f, err := v.Float64()
+			if err != nil {
+				t.Errorf("RESP%d %s (%v reply %q): Float64: %v", proto, name, v.Kind(), s, err)
+			}
+			if name == "nan" && !math.IsNaN(f) {
+				t.Errorf("RESP%d nan: Float64 = %v, want NaN", proto, f)
+			}
+			texts[proto][name] = s
+		}
+	}
+	for name := range scripts {
+		if texts[2][name] != texts[3][name] {
+			t.Errorf("%s: RESP2 text %q, RESP3 text %q", name, texts[2][name], texts[3][name])
+		}
+	}
+
+	for _, tc := range []struct {
+		f    float64
+		want string
+	}{
+		{math.NaN(), "nan"},
+		{math.Inf(1), "inf"},
+		{math.Inf(-1), "-inf"},
+		{1.5, "1.5"},
+	} {
+		v := NewValue(tc.f)
+		s, err := v.Text()
+		if err != nil || s != tc.want {
+			t.Errorf("NewValue(%v).Text() = %q, %v; want %q", tc.f, s, err, tc.want)
+		}
+		if got := v.String(); got != tc.want {
+			t.Errorf("NewValue(%v).String() = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+	_, err := NewValue(math.NaN()).Int64()
+	if err == nil || !strings.Contains(err.Error(), "reply nan is not an integer") {
+		t.Errorf("Int64 of a NaN double: %v", err)
+	}
+}
+
 // Float64 reads text as the server writes numbers: it refuses what only
 // Go's parser takes (underscores, hex floats, "Infinity") instead of
 // reading "1_0" as 10, takes "-nan", the text of a NaN double under
