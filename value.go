@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/redpipe/redpipe/internal/resp"
@@ -444,20 +446,33 @@ func (v Value) Attrs() []Value { return values(v.v.Attrs()) }
 
 // String formats the reply for people, roughly as redis-cli does: strings
 // as they are, nil as "nil", errors with an "(error)" mark, aggregates in
-// brackets. It is not a conversion: use Text for that.
+// brackets. Inside an aggregate, a string or error text that is empty,
+// reads "nil", or holds a space, a bracket, a quote or a byte that does
+// not print, or, in a map, a colon, is quoted as Go quotes strings, so
+// that ["a b"] does not print as [a b], the form of two elements. It is
+// not a conversion: use Text for that.
 func (v Value) String() string {
 	var b strings.Builder
-	v.format(&b)
+	v.format(&b, top)
 	return b.String()
 }
 
-func (v Value) format(b *strings.Builder) {
+// Where format writes a value: at the top, where text is written as it
+// is, or in an array or a map, where some text needs quotes.
+const (
+	top = iota
+	inArray
+	inMap
+)
+
+// format writes v for String, in the place where says.
+func (v Value) format(b *strings.Builder, where int) {
 	switch v.v.Kind {
 	case resp.Null, 0:
 		b.WriteString("nil")
 	case resp.Error, resp.BulkError:
 		b.WriteString("(error) ")
-		b.WriteString(v.v.Str)
+		writeText(b, v.v.Str, where)
 	case resp.Integer:
 		b.WriteString(strconv.FormatInt(v.v.Int, 10))
 	case resp.Boolean:
@@ -470,7 +485,7 @@ func (v Value) format(b *strings.Builder) {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			e.format(b)
+			e.format(b, inArray)
 		}
 		b.WriteByte(']')
 	case resp.Map:
@@ -483,12 +498,39 @@ func (v Value) format(b *strings.Builder) {
 			default:
 				b.WriteByte(' ')
 			}
-			e.format(b)
+			e.format(b, inMap)
 		}
 		b.WriteByte(']')
 	default:
-		b.WriteString(v.v.Str)
+		writeText(b, v.v.Str, where)
 	}
+}
+
+// writeText writes s, quoted if it is in an aggregate and would
+// otherwise be mistaken for another element, for nil, or for the
+// aggregate's own punctuation, or would not print. A colon, common in
+// key names, needs quotes only in a map, where it parts keys from values.
+func writeText(b *strings.Builder, s string, where int) {
+	if where != top && needsQuotes(s, where == inMap) {
+		b.WriteString(strconv.Quote(s))
+		return
+	}
+	b.WriteString(s)
+}
+
+func needsQuotes(s string, colon bool) bool {
+	if s == "" || s == "nil" || !utf8.ValidString(s) {
+		return true
+	}
+	for _, r := range s {
+		switch {
+		case r == ' ', r == '[', r == ']', r == '"', r == ':' && colon:
+			return true
+		case !unicode.IsPrint(r):
+			return true
+		}
+	}
+	return false
 }
 
 // NewValue makes a Value from a Go value, for tests and reply decoders:

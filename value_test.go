@@ -1,7 +1,9 @@
 package redpipe
 
 import (
+	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -157,5 +159,50 @@ func TestNewValueIntegersOfEverySize(t *testing.T) {
 	}
 	if f, err := NewValue(float32(1.5)).Float64(); err != nil || f != 1.5 {
 		t.Errorf("NewValue(float32(1.5)).Float64() = %v, %v", f, err)
+	}
+}
+
+// String keeps the shape of an aggregate visible: an element whose text
+// holds a space, is empty, reads "nil" or does not print is quoted, so
+// that it cannot pass for two elements, for none or for a nil reply, and
+// so is a key or value of a map that holds a colon.
+// Strings outside an aggregate print as they are.
+func TestStringQuotesAmbiguousElements(t *testing.T) {
+	for _, proto := range []int{2, 3} {
+		c, _ := newTestClient(t, Options{Protocol: proto})
+		ctx := ctxT(t)
+		v, err := c.Do(ctx, "EVAL", `return {1, "x y", "", "nil", "a\0b\n", "[z]", "user:1", {"k:v", redis.error_reply("ERR no way")}, false}`, "0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `[1 "x y" "" "nil" "a\x00b\n" "[z]" user:1 [k:v (error) "ERR no way"] nil]`
+		if got := v.String(); got != want {
+			t.Errorf("RESP%d: String() = %s\nwant %s", proto, got, want)
+		}
+		if _, err := c.Do(ctx, "HSET", "h", "a:b", "c", "d", "e f"); err != nil {
+			t.Fatal(err)
+		}
+		v, err = c.Do(ctx, "HGETALL", "h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMap := map[int]string{2: `[a:b c d "e f"]`, 3: `map["a:b":c d:"e f"]`}[proto]
+		if got := v.String(); got != wantMap {
+			t.Errorf("RESP%d: String() of HGETALL = %s, want %s", proto, got, wantMap)
+		}
+		v, err = c.Do(ctx, "EVAL", `return "x y"`, "0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.String(); got != "x y" {
+			t.Errorf("RESP%d: String() of a plain string = %q, want it as it is", proto, got)
+		}
+	}
+	v := NewValue([]any{"a b", nil, []any{"", 2}})
+	if got, want := v.String(), `["a b" nil ["" 2]]`; got != want {
+		t.Errorf("built: String() = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprintf("%q", v), strconv.Quote(`["a b" nil ["" 2]]`); got != want {
+		t.Errorf("built: %%q = %s, want %s", got, want)
 	}
 }
