@@ -402,7 +402,9 @@ func (v Value) Scored() ([]Scored, error) {
 }
 
 // Map returns a map reply (or a RESP2 array of alternating keys and
-// values) keyed by the keys' text.
+// values) keyed by the keys' text. A key that comes more than once, as a
+// field may in the reply of HRANDFIELD with a negative count, keeps the
+// value that comes last; read the reply with Slice to see every pair.
 func (v Value) Map() (map[string]Value, error) {
 	kv, err := v.pairs()
 	if err != nil {
@@ -419,7 +421,8 @@ func (v Value) Map() (map[string]Value, error) {
 	return out, nil
 }
 
-// StringMap is Map with every value read as text (HGETALL, CONFIG GET).
+// StringMap is Map with every value read as text (HGETALL, CONFIG GET),
+// and as in Map, a key that comes more than once keeps its last value.
 func (v Value) StringMap() (map[string]string, error) {
 	kv, err := v.pairs()
 	if err != nil {
