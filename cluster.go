@@ -691,7 +691,7 @@ func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) 
 	case "CLUSTERDOWN":
 		r.triggerRefresh()
 	}
-	if err := backoff(ctx, try); err != nil {
+	if err := backoff(ctx, r.life, try); err != nil {
 		return nil, false, err
 	}
 	node, err := r.route(ctx, slot)

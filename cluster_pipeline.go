@@ -388,7 +388,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				_ = r.awaitRefresh(ctx)
 			}
 			if again {
-				if err := backoff(ctx, tries); err != nil {
+				if err := backoff(ctx, r.life, tries); err != nil {
 					return r.stopped(p, n, legs, vals, ran, fmt.Errorf("%w (after %w)", err, last))
 				}
 			}

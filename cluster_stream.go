@@ -1019,7 +1019,7 @@ func (cs *clusterStream) progress(ctx context.Context) {
 				touch(int(e.slot))
 			}
 			if !until.IsZero() {
-				if err := sleepUntil(ctx, until); err != nil {
+				if err := sleepUntil(ctx, cs.r.life, until); err != nil {
 					cs.fail(err)
 					return
 				}

@@ -102,9 +102,10 @@ func brokenServer(err error) bool {
 	return errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &ue)
 }
 
-// backoff waits before retry number n (from 1), jittered, within ctx.
-func backoff(ctx context.Context, n int) error {
-	return sleepUntil(ctx, time.Now().Add(backoffDelay(n)))
+// backoff waits before retry number n (from 1), jittered, within ctx and
+// the life of the client that retries.
+func backoff(ctx, life context.Context, n int) error {
+	return sleepUntil(ctx, life, time.Now().Add(backoffDelay(n)))
 }
 
 // backoffDelay is the pause before the nth retry: it doubles with n, and
@@ -114,8 +115,10 @@ func backoffDelay(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// sleepUntil waits until t, or until ctx ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
+// sleepUntil waits until t, or until ctx ends, or until life (a client's,
+// ended by Close) ends: a call must not go on waiting to retry on a client
+// that can no longer send it, so it fails at once with ErrClosed.
+func sleepUntil(ctx, life context.Context, t time.Time) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return nil
@@ -127,6 +130,8 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-life.Done():
+		return notSent(ErrClosed)
 	}
 }
 
@@ -139,7 +144,19 @@ func (c *Client) retry(ctx context.Context, readonly bool, f func() error) error
 		if err != nil && earlier == nil && OutcomeOf(err) == OutcomeUnknown {
 			earlier = err
 		}
-		if err == nil || attempt > max(c.opt.MaxRetries, 0) || !retryable(ctx, err, readonly) || backoff(ctx, attempt) != nil {
+		stop := err == nil || attempt > max(c.opt.MaxRetries, 0) || !retryable(ctx, err, readonly)
+		if !stop {
+			if berr := backoff(ctx, c.life, attempt); berr != nil {
+				stop = true
+				if errors.Is(berr, ErrClosed) {
+					// Closed during the pause: the call fails as one
+					// made on a closed client, not with the error of an
+					// attempt that could have been retried.
+					err = berr
+				}
+			}
+		}
+		if stop {
 			if err != nil && earlier != nil && earlier != err {
 				// The last attempt was not sent, but an earlier one may
 				// have run: the caller must not take it as not applied.

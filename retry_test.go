@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
+	"github.com/redpipe/redpipe/redistest"
 )
 
 func TestOutcomeOf(t *testing.T) {
@@ -112,5 +116,63 @@ func TestUncertainErrorSaysNothingApplied(t *testing.T) {
 	err = &uncertainError{msg: "redpipe: other commands ran", err: fmt.Errorf("part: %w", context.Canceled)}
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("errors.Is(%v, context.Canceled) = false; want the cause reached", err)
+	}
+}
+
+// A pause before a retry went on after Close, up to its end: the client's
+// life now ends it, and the wait fails with ErrClosed. The pause here is
+// an hour, so that only the end of life can end it within the test.
+func TestSleepUntilEndsAtClose(t *testing.T) {
+	life, endLife := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sleepUntil(context.Background(), life, time.Now().Add(time.Hour)) }()
+	endLife()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("sleepUntil ended by the client's life = %v (%v), want ErrClosed, not sent", err, OutcomeOf(err))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sleepUntil still waiting 30s after the client's life ended (it waits an hour)")
+	}
+}
+
+// A call that retries a failed dial and is in its backoff when the client
+// is closed fails with ErrClosed, not with the dial's error.
+func TestRetryBackoffEndsAtClose(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var dials atomic.Int32
+	second := make(chan struct{})
+	c, err := NewClient(Options{Addr: srv.Addr, MaxRetries: 1000,
+		Dialer: func(context.Context, string, string) (net.Conn, error) {
+			if dials.Add(1) == 2 {
+				close(second)
+			}
+			return nil, errors.New("refused by the test's dialer")
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	called := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, "PING")
+		called <- err
+	}()
+	select {
+	case <-second:
+	case <-ctx.Done():
+		t.Fatal("the call did not retry its dial")
+	}
+	c.Close()
+	select {
+	case err := <-called:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("call retrying when Close came = %v, want ErrClosed", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("call still retrying long after Close")
 	}
 }
