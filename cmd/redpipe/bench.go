@@ -532,15 +532,42 @@ func writeChart(cfg benchConfig, res benchResult) error {
 	}
 	p.Draw(draw.New(canvas))
 
-	f, err := os.Create(cfg.Chart)
+	return replaceFile(cfg.Chart, func(w io.Writer) error {
+		_, err := canvas.WriteTo(w)
+		return err
+	})
+}
+
+// replaceFile writes path through write into a new file of the same
+// folder, renamed over path once complete, so that a failed write, or a
+// second Ctrl-C that kills the tool halfway, leaves the chart of the last
+// run as it was rather than cut short or empty. The new file is removed
+// if anything fails. It keeps the mode of the file it replaces.
+func replaceFile(path string, write func(io.Writer) error) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
-	if _, err := canvas.WriteTo(f); err != nil {
-		f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	mode := fs.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := f.Chmod(mode); err != nil {
 		return err
 	}
-	return f.Close()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // decades widens [lo, hi] to whole powers of ten, so that a log axis

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -233,5 +235,49 @@ func TestSIRate(t *testing.T) {
 		if got := siRate(v); got != want {
 			t.Errorf("siRate(%v) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// The chart used to be written in place: a write that failed halfway left
+// the chart of the last run truncated. It is now written to a new file,
+// renamed over the chart once complete; on failure the chart stays as it
+// was and the new file is removed.
+func TestReplaceFileKeepsOldOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "chart.svg")
+	if err := os.WriteFile(path, []byte("the last run's chart"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("disk full")
+	err := replaceFile(path, func(w io.Writer) error {
+		if _, err := io.WriteString(w, "half a ch"); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Errorf("replaceFile with a failing write = %v, want its error", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "the last run's chart" {
+		t.Errorf("chart after a failed write = %q, %v; want the last run's, untouched", b, err)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("files left in the folder after a failed write: %v, want the chart alone", es)
+	}
+
+	if err := replaceFile(path, func(w io.Writer) error {
+		_, err := io.WriteString(w, "the new chart")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "the new chart" {
+		t.Errorf("chart after a write = %q, %v; want the new one", b, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("chart's mode after a write = %v, %v; want the old chart's, -rw-r-----", fi.Mode(), err)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("files left in the folder after a write: %v, want the chart alone", es)
 	}
 }
