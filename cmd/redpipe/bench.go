@@ -105,7 +105,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	depths := fs.String("depths", "1,10,100,1000,10000", "comma-separated pipeline depths (INCRs per pipeline) to sweep")
 	out := fs.String("out", "redpipe-bench.svg", "chart file; .svg or .png")
 	dur := fs.Duration("duration", time.Second, "how long each depth runs, with and without a transaction")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return benchConfig{}, err
 	}
 	fail := func(format string, a ...any) (benchConfig, error) {
@@ -114,8 +115,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		fs.Usage()
 		return benchConfig{}, err
 	}
-	if fs.NArg() > 0 {
-		return fail("unexpected argument %q", fs.Arg(0))
+	if len(rest) > 0 {
+		return fail("unexpected argument %q", rest[0])
 	}
 	if *n < 1 || *n > maxBatch {
 		return fail("-n must be from 1 to %d (one pipeline holds all of them, and their replies, in memory), got %d", maxBatch, *n)

@@ -100,21 +100,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.SetOutput(stderr)
 		fs.Usage = func() { fmt.Fprint(stderr, usage) }
 		cluster := fs.Bool("cluster", false, "walk through a Redis Cluster")
-		if err := fs.Parse(args[1:]); err != nil {
+		rest, err := parseInterspersed(fs, args[1:])
+		if err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0
 			}
 			return 2
 		}
 		if *cluster {
-			err := runClusterDemo(ctx, clusterDemoConfig{Seeds: fs.Args(), Out: stdout})
+			for _, seed := range rest {
+				if strings.HasPrefix(seed, "-") {
+					fmt.Fprintf(stderr, "redpipe demo -cluster: %q is not a seed URL (redis://host:port)\n\n%s", seed, usage)
+					return 2
+				}
+			}
+			err = runClusterDemo(ctx, clusterDemoConfig{Seeds: rest, Out: stdout})
 			return exitCode(ctx, "demo -cluster", err, stderr)
 		}
-		if fs.NArg() > 0 {
-			fmt.Fprintf(stderr, "redpipe demo: unexpected argument %q\n\n%s", fs.Arg(0), usage)
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "redpipe demo: unexpected argument %q\n\n%s", rest[0], usage)
 			return 2
 		}
-		err := runDemo(ctx, demoConfig{
+		err = runDemo(ctx, demoConfig{
 			URL:         redisURL(getenv),
 			Incrs:       100_000,
 			Out:         stdout,
@@ -130,6 +137,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		fmt.Fprintf(stderr, "redpipe: unknown command %q\n\n%s", args[0], usage)
 		return 2
+	}
+}
+
+// parseInterspersed parses the flags of fs wherever they stand among args
+// and returns the other arguments in their order. The flag package stops
+// at the first argument that is not a flag, which left a -h typed after
+// the seed URLs to be taken for one, and dialed. After "--" the next
+// argument is not read as a flag, even if it looks like one.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return rest, nil
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 }
 

@@ -427,6 +427,13 @@ func TestDispatch(t *testing.T) {
 		{[]string{"demo", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"demo", "-nope"}, 2, "", "flag provided but not defined: -nope"},
 		{[]string{"help"}, 0, "usage: redpipe", ""},
+		// -h after a seed URL or another argument asks for the usage, as
+		// before them, rather than being taken for a seed and dialed.
+		{[]string{"demo", "-cluster", "redis://127.0.0.1:1", "-h"}, 0, "", "usage: redpipe"},
+		{[]string{"demo", "-cluster", "redis://127.0.0.1:1", "--help"}, 0, "", "usage: redpipe"},
+		{[]string{"demo", "extra", "-h"}, 0, "", "usage: redpipe"},
+		{[]string{"demo", "-cluster", "--", "-h"}, 2, "", `"-h" is not a seed URL`},
+		{[]string{"bench", "extra", "-h"}, 0, "", "usage: redpipe bench"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), tc.args, getenv, &stdout, &stderr)
