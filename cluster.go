@@ -612,18 +612,42 @@ func redirectOf(v resp.Value, from string) (rd redirect, ok bool) {
 	return parseRedirect(v.Str, from)
 }
 
-// redirectOfCmd is redirectOf for the reply v of the command name. A
-// script or function (EVAL, EVALSHA, FCALL, and their read-only forms)
-// may return an error of its own that starts with TRYAGAIN or CLUSTERDOWN
-// after its writes: followed, it would run again, up to the bound on
-// retries, and be reported as refused. Its reply is such a redirection
-// only in the server's words (serverRedirect).
-func redirectOfCmd(v resp.Value, from, name string) (redirect, bool) {
-	rd, ok := redirectOf(v, from)
-	if ok && runsCode(name) && !serverRedirect(rd, v.Str) {
+// redirectOfCmd is redirectOf for the reply v of the command name, sent
+// for slot (-1 for none). A script or function (EVAL, EVALSHA, FCALL, and
+// their read-only forms) may return an error of its own that starts with
+// TRYAGAIN, CLUSTERDOWN, MOVED or ASK after its writes: followed, it would
+// run again, up to the bound on retries, at an address of its choosing,
+// and be reported as refused. Its reply is such a redirection only in the
+// server's words (serverRedirect), and a MOVED or ASK only for the slot
+// of the command's keys, the one the server checks before running it: one
+// for another slot is marked as the script's own error (see
+// markForeignRedirect).
+func redirectOfCmd(v *resp.Value, from, name string, slot int) (redirect, bool) {
+	rd, ok := redirectOf(*v, from)
+	if ok && runsCode(name) && (!serverRedirect(rd, v.Str) || markForeignRedirect(v, name, slot)) {
 		return redirect{}, false
 	}
 	return rd, ok
+}
+
+// markForeignRedirect tells whether v, the error reply of the script or
+// function call name sent for slot (-1 for none), reads as a MOVED or ASK
+// for another slot, which no server sends for that command: the script
+// returned it, maybe after its writes. If so, and the call may write, v
+// gets the error of unknown outcome that markScriptErr, which cannot tell
+// it from the server's, would not give it.
+func markForeignRedirect(v *resp.Value, name string, slot int) bool {
+	rd, ok := parseRedirect(v.Str, "")
+	if !ok || rd.kind != "MOVED" && rd.kind != "ASK" || rd.slot == slot ||
+		v.Kind != resp.Error && v.Kind != resp.BulkError || v.Aux != nil && v.Aux.Extra != nil {
+		return false
+	}
+	if name == "EVAL" || name == "EVALSHA" || name == "FCALL" {
+		w := Value{*v}
+		setExtra(&w, madeErr{scriptFailed(newError(v.Str))})
+		*v = w.v
+	}
+	return true
 }
 
 // runsCode tells a command that runs a script or function, whose error

@@ -148,6 +148,11 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 			if len(replies) != n {
 				return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
 			}
+			for i := range replies {
+				if name := p.w.cmds[i].Name(); runsCode(name) {
+					markForeignRedirect(&replies[i].v, name, slot)
+				}
+			}
 			return replies, p.finish(replies, -1)
 		}
 		// Nothing of the block was applied.
@@ -480,7 +485,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					back[j], redirected[j] = true, true
 					continue
 				}
-				rds[j], redirected[j] = redirectOfCmd(pt.replies[j], pt.node.opt.Addr, p.w.cmds[pt.legs[j].cmd].Name())
+				rds[j], redirected[j] = redirectOfCmd(&pt.replies[j], pt.node.opt.Addr, p.w.cmds[pt.legs[j].cmd].Name(), pt.legs[j].slot)
 			}
 			ot := overtakers{p: p, buf: buf, offs: offs, pt: pt, redirected: redirected}
 			for j, l := range pt.legs {

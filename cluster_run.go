@@ -84,7 +84,7 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 				continue
 			}
 		}
-		rd, isRedirect := redirectOfCmd(v, node.opt.Addr, ci.Name)
+		rd, isRedirect := redirectOfCmd(&v, node.opt.Addr, ci.Name, slot)
 		switch {
 		case err != nil && unreachable(ctx, err):
 			last = err

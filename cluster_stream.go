@@ -1170,7 +1170,7 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 			cs.flight[slot].n--
 			cs.touched = append(cs.touched, slot)
 		}
-		rd, isRedirect := redirectOfCmd(v, ch.node.c.opt.Addr, e.meta.Name())
+		rd, isRedirect := redirectOfCmd(&v, ch.node.c.opt.Addr, e.meta.Name(), slot)
 		if !isRedirect || s.err != nil || cs.draining {
 			if !isRedirect && isReadonly(v) {
 				// As for a call alone (see runSlot): the reply stands,

@@ -1954,14 +1954,35 @@ func testClusterScriptErrorReplies(t *testing.T, c *Client) {
 // the node's refusal and send the script again (it once ran such a script
 // 51 times and reported it refused, or retried CLUSTERDOWN until the
 // context ended and reported it not sent), in any form it runs in. Its
-// error is of unknown outcome.
+// error is of unknown outcome. So is one shaped as MOVED or ASK that
+// names another slot than its key's, and a master that does not own
+// that key: the server's MOVED and ASK name the slot of the command's
+// keys, and the client once followed the script's own, ran it again on
+// the master it named, and again where that master's MOVED sent it.
 func testClusterScriptRedirectLookalikes(t *testing.T, c *Client) {
-	for _, text := range []string{"TRYAGAIN the lock is taken", "CLUSTERDOWN made up"} {
+	const key = "{lookalike}n"
+	slot := int(hashslot.Slot(key))
+	if _, err := c.Del(clusterCtx(t), key); err != nil { // the layout is known after it
+		t.Fatal(err)
+	}
+	owner, other := c.cluster.owner(slot).opt.Addr, ""
+	c.cluster.mu.RLock()
+	for _, m := range c.cluster.masters {
+		if m.opt.Addr != owner {
+			other = m.opt.Addr
+		}
+	}
+	c.cluster.mu.RUnlock()
+	if other == "" {
+		t.Fatal("no master but the key's owner")
+	}
+	elsewhere := strconv.Itoa((slot + 1) % 16384)
+	for _, text := range []string{"TRYAGAIN the lock is taken", "CLUSTERDOWN made up",
+		"MOVED " + elsewhere + " " + other, "ASK " + elsewhere + " " + other} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		src := "redis.call('INCR', KEYS[1]); return redis.error_reply('" + text + "')"
 		s := NewScript(src)
-		key := "{lookalike}n"
 		if _, err := c.Del(ctx, key); err != nil {
 			t.Fatal(err)
 		}
