@@ -149,8 +149,8 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 				return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
 			}
 			for i := range replies {
-				if name := p.w.cmds[i].Name(); runsCode(name) {
-					markForeignRedirect(&replies[i].v, name, slot)
+				if ci := p.w.cmds[i].info(); ci.has(flagRunsCode) && isErrValue(replies[i].v) {
+					markForeignRedirect(&replies[i].v, ci.Name, slot)
 				}
 			}
 			return replies, p.finish(replies, -1)
