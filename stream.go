@@ -271,9 +271,12 @@ func (s *Stream) send(ctx context.Context) {
 	// queues while the replies below are handed out.
 	w.reset()
 	if err != nil {
+		// This chunk is not in line, but those before it are: their
+		// replies may be in already, or still come, and Close waits for
+		// them with its own context. Should the connection have failed,
+		// that wait ends at once with its error.
 		s.free = append(s.free, ch)
 		s.fail(err)
-		s.broken = true
 		return
 	}
 	ch.pending = pending

@@ -371,13 +371,14 @@ func TestStreamConnectionLost(t *testing.T) {
 }
 
 // TestStreamCancelled: the stream's context ends while commands are being
-// queued; Close reports it and the connection, with replies unread, is not
-// lent again.
+// queued; Close reports it and the connection, if replies were left
+// unread, is not lent again.
 func TestStreamCancelled(t *testing.T) {
 	c, srv := newTestClient(t, Options{PoolSize: 1})
 	ctx := ctxT(t)
 	sctx, cancel := context.WithCancel(ctx)
-	s := c.Stream(sctx, nil)
+	seen := 0
+	s := c.Stream(sctx, func(int, Value) error { seen++; return nil })
 	for i := range 5_000 {
 		s.Set("c:"+strconv.Itoa(i), "v")
 	}
@@ -388,11 +389,14 @@ func TestStreamCancelled(t *testing.T) {
 	if !errors.Is(s.Err(), context.Canceled) {
 		t.Fatalf("Err = %v after the stream's context ended, want context.Canceled", s.Err())
 	}
-	if _, err := s.Close(sctx); !errors.Is(err, context.Canceled) {
+	sent, err := s.Close(sctx)
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Close = %v, want context.Canceled", err)
 	}
-	if _, idle := c.pool.Stats(); idle != 0 {
-		t.Fatalf("%d idle connections after a cancelled stream; its connection must be closed", idle)
+	// The replies of the chunk in flight as the context ended may all be
+	// in, and then handed out: only then may the connection be lent again.
+	if _, idle := c.pool.Stats(); idle != 0 && seen != sent {
+		t.Fatalf("%d idle connections after a cancelled stream that left %d of %d replies unread; its connection must be closed", idle, sent-seen, sent)
 	}
 	if _, err := c.Stream(ctx, nil).Incr("n").Close(ctx); err != nil {
 		t.Fatalf("a stream after a cancelled one: %v", err)
@@ -964,6 +968,89 @@ func TestStreamLenAfterFailure(t *testing.T) {
 		}
 		if n != sent || s.Len() != sent {
 			t.Fatalf("Len = %d once the stream failed and %d after Close, which sent %d; want them equal", n, s.Len(), sent)
+		}
+	})
+}
+
+// TestStreamStoppedBetweenChunks: a stream stops as it sends a chunk (its
+// context ended, or its Client was closed, between two chunks) while the
+// chunk before is answered: each still gets those replies, in order, and
+// Close counts them as sent. Before, the stream took the failed send for
+// a failed connection and dropped the replies already in, though the
+// commands had run.
+func TestStreamStoppedBetweenChunks(t *testing.T) {
+	// answered queues INCRs until a chunk has gone out, then waits for its
+	// replies; it returns how many commands were sent.
+	answered := func(t *testing.T, s *Stream) int {
+		t.Helper()
+		for i := 0; s.sent == 0 && i < 100_000; i++ {
+			s.Incr("between")
+		}
+		if s.sent == 0 || len(s.inflight) != 1 {
+			t.Fatalf("%d sent, %d chunks in flight after queueing; want one chunk out", s.sent, len(s.inflight))
+		}
+		for deadline := time.Now().Add(10 * time.Second); !s.inflight[0].pending.Ready(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the chunk sent has no replies 10s on")
+			}
+		}
+		return s.sent
+	}
+	// more queues until the stream fails, as it sends the next chunk.
+	more := func(t *testing.T, s *Stream) {
+		t.Helper()
+		for i := 0; s.Err() == nil && i < 100_000; i++ {
+			s.Incr("between")
+		}
+		if s.Err() == nil {
+			t.Fatal("the stream goes on after its context ended or its Client closed")
+		}
+	}
+	counter := func(t *testing.T) (func(int, Value) error, *int) {
+		seen := 0
+		return func(i int, v Value) error {
+			if i != seen {
+				t.Errorf("reply %d handed out when %d was due", i, seen)
+			}
+			if n, err := v.Int64(); err != nil || n != int64(i+1) {
+				t.Errorf("reply %d = %d, %v; want %d", i, n, err, i+1)
+			}
+			seen++
+			return nil
+		}, &seen
+	}
+
+	t.Run("ContextEnded", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{PoolSize: 1})
+		ctx := ctxT(t)
+		sctx, cancel := context.WithCancel(ctx)
+		each, seen := counter(t)
+		s := c.Stream(sctx, each)
+		sent := answered(t, s)
+		cancel()
+		more(t, s)
+		n, err := s.Close(ctx)
+		if n != sent || !errors.Is(err, context.Canceled) || *seen != sent {
+			t.Fatalf("Close = %d, %v; each saw %d replies; want the %d sent, context.Canceled, and each to see them all", n, err, *seen, sent)
+		}
+		// Every reply was read: the connection went back clean.
+		if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+			t.Fatalf("pool has %d connections, %d idle; want the stream's back", open, idle)
+		}
+	})
+	t.Run("ClientClosed", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{})
+		ctx := ctxT(t)
+		each, seen := counter(t)
+		s := c.Stream(ctx, each)
+		sent := answered(t, s)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		more(t, s)
+		n, err := s.Close(ctx)
+		if n != sent || !errors.Is(err, ErrClosed) || *seen != sent {
+			t.Fatalf("Close = %d, %v; each saw %d replies; want the %d sent, ErrClosed, and each to see them all", n, err, *seen, sent)
 		}
 	})
 }
