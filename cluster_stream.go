@@ -741,7 +741,9 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 			ch.sent = time.Now()
 			pending, err := nd.d.WithGrace(cs.grace).Start(ctx, ch.buf, ch.replies)
 			if err != nil {
-				nd.broken, s.broken = true, true
+				// The chunks before it on this node, and those on the
+				// others, are still in line: Close waits for their replies
+				// (see drain), at once should the connection have failed.
 				cs.drop(ch)
 				cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
 				continue

@@ -1382,3 +1382,55 @@ func TestClusterStreamUnreachedBeforeFanOut(t *testing.T) {
 		t.Errorf("no dial to %s was cut: nothing tested", x.Addr)
 	}
 }
+
+// TestClusterStreamStoppedBetweenPasses: the stream's context ends between
+// two passes while a node still has commands on their way, held back by a
+// blocking command: the pass that fails to go out stops the stream, but
+// Close still waits for those in flight, with its own context, and hands
+// out their replies: they ran. Before, Close took the pass that could not
+// be sent for a failed connection, dropped every reply still to come and
+// closed the connections.
+func TestClusterStreamStoppedBetweenPasses(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	seen := 0
+	s := c.Stream(sctx, func(i int, v Value) error {
+		if i != seen {
+			t.Errorf("reply %d handed out when %d was due", i, seen)
+		}
+		seen++
+		return nil
+	})
+	s.BLPop(0.5, "between:q")
+	for i := 0; s.cl.written == 0 && i < 100_000; i++ {
+		s.Incr("between:" + strconv.Itoa(i%1000))
+	}
+	written := s.cl.written
+	if written == 0 || s.Err() != nil {
+		t.Fatalf("after queueing: %d written, Err %v; want a pass out", written, s.Err())
+	}
+	cancel()
+	for i := 0; s.Err() == nil && i < 1_000_000; i++ {
+		s.Incr("between:" + strconv.Itoa(i%1000))
+	}
+	if !errors.Is(s.Err(), context.Canceled) {
+		t.Fatalf("Err = %v once the stream's context ended; want context.Canceled", s.Err())
+	}
+	n, err := s.Close(ctx)
+	if n != written || !errors.Is(err, context.Canceled) || seen != written {
+		t.Fatalf("Close = %d, %v; each saw %d replies; want the %d written, context.Canceled, and each to see them all", n, err, seen, written)
+	}
+	total := 0
+	for i := range 1000 {
+		v, err := c.Get(ctx, "between:"+strconv.Itoa(i))
+		if err != nil && !errors.Is(err, ErrNil) {
+			t.Fatal(err)
+		}
+		k, _ := strconv.Atoi(v)
+		total += k
+	}
+	if total != written-1 {
+		t.Fatalf("the server ran %d INCRs; %d were written", total, written-1)
+	}
+}
