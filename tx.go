@@ -327,7 +327,12 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	case ci.Name == "UNWATCH":
 		t.watching = false
 	}
-	return t.c.decode(w, r, nil)
+	r, err = t.c.decode(w, r, nil)
+	if err != nil && t.retried {
+		// A reply its Decoder refused is of a read too: as above.
+		t.readErr = err
+	}
+	return r, err
 }
 
 // do runs a batch on the session's connection; grace is how long its

@@ -841,6 +841,38 @@ func TestTransactionReadAbandonedIsNotApplied(t *testing.T) {
 	assertCleanConnection(t, ctx, c, "abandoned")
 }
 
+// TestTransactionReadDecodeFailureIsNotApplied: a read on the Tx of a
+// Transaction whose reply its Decoder refuses ran, yet only read: when fn
+// returns that *DecodeError, Transaction says the transaction was not
+// applied, as it does for the same read in a Pipeline of the Tx. It
+// reported an unknown outcome, the DecodeError's own.
+func TestTransactionReadDecodeFailureIsNotApplied(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	refused := errors.New("refused by the decoder")
+	c.SetDecoder("GET", func(Value) (any, error) { return nil, refused })
+	for _, viaPipeline := range []bool{false, true} {
+		calls := 0
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			calls++
+			if viaPipeline {
+				p := tx.Pipeline()
+				p.Do("GET", "decoded")
+				_, err := p.Exec(ctx)
+				return err
+			}
+			_, err := tx.Do(ctx, "GET", "decoded")
+			return err
+		}, "decoded")
+		var de *DecodeError
+		if !errors.As(err, &de) || !errors.Is(err, refused) || !errors.Is(err, ErrNotApplied) || calls != 1 {
+			t.Errorf("Transaction whose read failed to decode (pipeline %v) = %v (outcome %v) after %d calls of fn; "+
+				"want the DecodeError, not applied, fn run once", viaPipeline, err, OutcomeOf(err), calls)
+		}
+	}
+	assertCleanConnection(t, ctx, c, "decoded")
+}
+
 // TestTransactionRefusesNegativeTxOptions: TxOptions under WithTxOptions
 // with a negative field are refused before fn runs. A MaxAttempts of -1,
 // which Options.MaxRetries would read as "none", was taken for the
