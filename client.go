@@ -208,7 +208,7 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 // a decoder's failure becomes the call's error.
 func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
 	if err == nil && v.isErr() {
-		markScriptErr(&v, w.cmds[0].Name())
+		markScriptErr(&v, w.cmds[0].Name(), false)
 		return v, nil
 	}
 	if err != nil || c.decoderTable() == nil {

@@ -748,7 +748,7 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 	joinFanOuts(p, legs, vals, replies, unsent)
 	for i := range replies {
 		if replies[i].isErr() {
-			markScriptErr(&replies[i], p.w.cmds[i].Name())
+			markScriptErr(&replies[i], p.w.cmds[i].Name(), false)
 		}
 	}
 	if ran {

@@ -854,13 +854,17 @@ func noScript(err error) bool {
 // Only EVALSHA is answered NOSCRIPT by the server, and only in its words
 // (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
 // script or function returned, maybe after its writes.
-func markScriptErr(v *Value, name string) error {
+//
+// inExec says v is among the replies of a transaction's EXEC. A server
+// redirects or refuses a transaction as a whole, before EXEC runs any of
+// it, so a redirection there is the script's own, whatever its words.
+func markScriptErr(v *Value, name string, inExec bool) error {
 	err := v.Err()
 	se, ok := err.(*Error)
 	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) {
 		return err
 	}
-	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) {
+	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) && !inExec {
 		return err
 	}
 	err = scriptFailed(err)

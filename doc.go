@@ -175,7 +175,9 @@
 // only the server's NOSCRIPT to EVALSHA, answered before any script runs,
 // is not applied (a NOSCRIPT the script returns in other words is its
 // own), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
-// CLUSTERDOWN) in the server's words. The error of ForEachMaster joins
+// CLUSTERDOWN) in the server's words, outside a transaction: in the
+// replies of EXEC, which a server redirects as a whole before running any
+// of it, they are the script's own. The error of ForEachMaster joins
 // those of its calls of fn, one per master, and is of unknown outcome as
 // soon as one call returned nil or failed with an unknown outcome.
 //

@@ -567,7 +567,7 @@ func (p *Pipeline) finish(replies []Value, errs int) error {
 // decoder's) the batch's *first, as a *CommandError for command i, if
 // there is none yet and the pipeline does not leave errors in replies.
 func (p *Pipeline) checkReply(v *Value, i int, name string, first *error) {
-	err := markScriptErr(v, name)
+	err := markScriptErr(v, name, p.transaction)
 	if err == nil {
 		err = decodeReply(v, name, p.decoder(name))
 	}

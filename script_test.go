@@ -116,6 +116,38 @@ func TestScriptRedirectLookalikeError(t *testing.T) {
 	}
 }
 
+// In the replies of a transaction's EXEC, a script's error that reads as
+// a redirection in the server's own words (MOVED or ASK for any slot,
+// TRYAGAIN of a rehashing) is the script's, of unknown outcome: a server
+// redirects or refuses a transaction as a whole, before EXEC runs
+// anything, never one command in EXEC's replies. Read as the server's,
+// it said the script was not applied, though its INCR was.
+func TestScriptRedirectLookalikeErrorInExec(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	texts := []string{
+		"MOVED 3999 127.0.0.1:1",
+		"ASK 3999 127.0.0.1:1",
+		"TRYAGAIN Multiple keys request during rehashing of slot",
+	}
+	for _, text := range texts {
+		src := "redis.call('INCR', KEYS[1]); return redis.error_reply('" + text + "')"
+		replies, err := c.Pipeline(ErrorsInReplies).Eval(src, 1, "n").Exec(ctx)
+		if err != nil || len(replies) != 1 {
+			t.Fatalf("a transaction of EVAL = %v, %v", replies, err)
+		}
+		e := replies[0].Err()
+		var se *Error
+		if !errors.As(e, &se) || se.Msg != text || OutcomeOf(e) != OutcomeUnknown || errors.Is(e, ErrNotApplied) {
+			t.Errorf("a script in a transaction that returns %q after its write: %v (outcome %v); want its error, of unknown outcome",
+				text, e, OutcomeOf(e))
+		}
+	}
+	if n, err := c.Get(ctx, "n"); err != nil || n != strconv.Itoa(len(texts)) {
+		t.Errorf("n = %q, %v; want %d: each script ran once", n, err, len(texts))
+	}
+}
+
 // A script or function call whose numkeys the server would refuse (not a
 // count, or more than the words after it) is refused before it is sent,
 // with an *ArgError that names numkeys, in every form: sent, the server's
