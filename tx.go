@@ -328,9 +328,18 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		t.watching = false
 	}
 	r, err = t.c.decode(w, r, nil)
-	if err != nil && t.retried {
-		// A reply its Decoder refused is of a read too: as above.
-		t.readErr = err
+	if t.retried {
+		// A reply its Decoder refused, or the server's error reply, is of
+		// a read too: as above. The reply keeps its error, so that its Err
+		// gives fn the very error fnError looks for.
+		switch {
+		case err != nil:
+			t.readErr = err
+		case r.isErr():
+			e := r.Err()
+			setExtra(&r, madeErr{e})
+			t.readErr = e
+		}
 	}
 	return r, err
 }

@@ -873,6 +873,34 @@ func TestTransactionReadDecodeFailureIsNotApplied(t *testing.T) {
 	assertCleanConnection(t, ctx, c, "decoded")
 }
 
+// TestTransactionReadErrorReplyIsNotApplied: a read on the Tx of a
+// Transaction that the server answers with an error of its own (here ERR,
+// whose outcome alone is unknown) only read: when fn returns the reply's
+// Err, Transaction says the transaction was not applied, as it does for
+// the same read in a Pipeline of the Tx. It reported an unknown outcome.
+func TestTransactionReadErrorReplyIsNotApplied(t *testing.T) {
+	c, _ := newTestClient(t, Options{PoolSize: 2})
+	ctx := ctxT(t)
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		v, err := tx.Do(ctx, "LRANGE", "erred", "first", "last")
+		if err != nil {
+			return err
+		}
+		if v.Err() == nil {
+			t.Errorf("LRANGE with words for indexes = %v, want an error reply", v)
+		}
+		return v.Err()
+	}, "erred")
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "ERR" || !errors.Is(err, ErrNotApplied) || calls != 1 {
+		t.Errorf("Transaction whose read was refused = %v (outcome %v) after %d calls of fn; "+
+			"want the server's ERR, not applied, fn run once", err, OutcomeOf(err), calls)
+	}
+	assertCleanConnection(t, ctx, c, "erred")
+}
+
 // TestTransactionRefusesNegativeTxOptions: TxOptions under WithTxOptions
 // with a negative field are refused before fn runs. A MaxAttempts of -1,
 // which Options.MaxRetries would read as "none", was taken for the

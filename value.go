@@ -100,7 +100,9 @@ func (v Value) replyErr() error {
 
 // madeErr is kept in the Aux of an error reply that the client made
 // rather than read, such as the reply of a split cluster command one of
-// whose parts failed; Err and the accessors return its err.
+// whose parts failed, or whose error it settled when it read it (a
+// script's, a read's on the Tx of a Transaction); Err and the accessors
+// return its err.
 type madeErr struct{ err error }
 
 // madeErrorValue makes an error reply that stands for err.
