@@ -118,23 +118,7 @@ func TestDemoOnUserServer(t *testing.T) {
 // CROSSSLOT.
 func TestClusterNodeInRedisURLIsRefused(t *testing.T) {
 	srv := redistest.Start(t, "--cluster-enabled", "yes")
-	getenv := func(name string) string {
-		if name == "REDIS_URL" {
-			return srv.URL()
-		}
-		return ""
-	}
-	chart := filepath.Join(t.TempDir(), "chart.svg")
-	for _, args := range [][]string{
-		{"demo"},
-		{"bench", "-n", "10", "-depths", "1", "-duration", "10ms", "-out", chart},
-	} {
-		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), args, getenv, &stdout, &stderr)
-		if code != 1 || !strings.Contains(stderr.String(), "is a node of a Redis Cluster") || !strings.Contains(stderr.String(), "demo -cluster") {
-			t.Errorf("run(%q) on a cluster node = %d, stderr:\n%s", args, code, stderr.String())
-		}
-	}
+	refusedBeforeSteps(t, srv.URL(), "is a node of a Redis Cluster", "demo -cluster")
 }
 
 // A REDIS_URL naming a replica is refused before anything runs, with a
@@ -143,9 +127,18 @@ func TestClusterNodeInRedisURLIsRefused(t *testing.T) {
 func TestReplicaInRedisURLIsRefused(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	refusedBeforeSteps(t, replica.URL(),
+		"is a read-only replica, and this command writes; give REDIS_URL the URL of its master, "+master.Addr+", instead")
+}
+
+// refusedBeforeSteps runs demo and bench with REDIS_URL set to url and
+// checks that each fails with every one of wants in its error, before its
+// first step, and that the bench writes no chart.
+func refusedBeforeSteps(t *testing.T, url string, wants ...string) {
+	t.Helper()
 	getenv := func(name string) string {
 		if name == "REDIS_URL" {
-			return replica.URL()
+			return url
 		}
 		return ""
 	}
@@ -156,16 +149,20 @@ func TestReplicaInRedisURLIsRefused(t *testing.T) {
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), args, getenv, &stdout, &stderr)
-		want := "is a read-only replica, and this command writes; give REDIS_URL the URL of its master, " + master.Addr + ", instead"
-		if code != 1 || !strings.Contains(stderr.String(), want) {
-			t.Errorf("run(%q) on a replica = %d, stderr:\n%s\nwant %q", args, code, stderr.String(), want)
+		if code != 1 {
+			t.Errorf("run(%q) = %d, want 1; stderr:\n%s", args, code, stderr.String())
+		}
+		for _, want := range wants {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("run(%q): stderr does not say %q:\n%s", args, want, stderr.String())
+			}
 		}
 		if strings.Contains(stdout.String(), "== 1.") || strings.Contains(stdout.String(), "one by one") {
-			t.Errorf("run(%q) on a replica started its steps:\n%s", args, stdout.String())
+			t.Errorf("run(%q) started its steps:\n%s", args, stdout.String())
 		}
 	}
 	if _, err := os.Stat(chart); err == nil {
-		t.Errorf("the bench on a replica wrote a chart")
+		t.Errorf("the bench wrote a chart")
 	}
 }
 
