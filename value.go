@@ -648,7 +648,7 @@ func parseDouble(s string) (float64, error) {
 	case "nan":
 		return math.NaN(), nil
 	}
-	if !decimalNumber(body) {
+	if n, missing := resp.ScanDecimal(body); missing != "" || n != len(body) {
 		return 0, strconv.ErrSyntax
 	}
 	f, err := strconv.ParseFloat(s, 64)
@@ -660,36 +660,6 @@ func parseDouble(s string) (float64, error) {
 	}
 	// An underflow reads as the zero or the tiny number it rounds to.
 	return f, nil
-}
-
-// decimalNumber reports whether s is digits with an optional fraction and
-// exponent, with at least one digit before the exponent.
-func decimalNumber(s string) bool {
-	i, digits := 0, 0
-	for ; i < len(s) && s[i]-'0' <= 9; i++ {
-		digits++
-	}
-	if i < len(s) && s[i] == '.' {
-		for i++; i < len(s) && s[i]-'0' <= 9; i++ {
-			digits++
-		}
-	}
-	if digits == 0 {
-		return false
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for ; i < len(s) && s[i]-'0' <= 9; i++ {
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
 }
 
 // clip shortens a reply quoted in an error message.

@@ -561,6 +561,41 @@ func (r *Reader) parseInt(line []byte, what string) (int64, error) {
 	return int64(u), nil
 }
 
+// ScanDecimal reads the start of s, which has no sign, as the digits of a
+// decimal number: digits with an optional fraction, at least one digit in
+// all, then an optional exponent with an optional sign. It returns where
+// the number ends, and what was missing there ("digit in double" or
+// "digit in double exponent"), or "" once it read one. The server writes
+// numbers so; strconv alone would also take hex, underscores and
+// "infinity".
+func ScanDecimal[T string | []byte](s T) (end int, missing string) {
+	i, digits := 0, 0
+	for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i]-'0' <= 9; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return i, "digit in double"
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			i++
+		}
+		start := i
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		}
+		if i == start {
+			return i, "digit in double exponent"
+		}
+	}
+	return i, ""
+}
+
 // parseDouble checks the RESP3 double grammar, which is stricter than
 // strconv's (no hex, underscores or "infinity"), then converts.
 func (r *Reader) parseDouble(line []byte) (float64, error) {
@@ -578,29 +613,10 @@ func (r *Reader) parseDouble(line []byte) (float64, error) {
 	case "nan", "NaN", "NAN":
 		return math.NaN(), nil
 	}
-	digits := 0
-	for ; i < len(b) && b[i]-'0' <= 9; i++ {
-		digits++
-	}
-	if i < len(b) && b[i] == '.' {
-		for i++; i < len(b) && b[i]-'0' <= 9; i++ {
-			digits++
-		}
-	}
-	if digits == 0 {
-		return 0, r.lineErr(line, 1+i, "digit in double")
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '-' || b[i] == '+') {
-			i++
-		}
-		start := i
-		for ; i < len(b) && b[i]-'0' <= 9; i++ {
-		}
-		if i == start {
-			return 0, r.lineErr(line, 1+i, "digit in double exponent")
-		}
+	n, missing := ScanDecimal(b[i:])
+	i += n
+	if missing != "" {
+		return 0, r.lineErr(line, 1+i, missing)
 	}
 	if i < len(b) {
 		return 0, r.lineErr(line, 1+i, "CRLF after double")
