@@ -750,7 +750,7 @@ func TestScoredMembers(t *testing.T) {
 			want string
 		}{
 			{[]any{"HGETALL", "h"}, "score of member 0"},
-			{[]any{"LRANGE", "odd", 0, -1}, "array of 3 elements is not a list of pairs"},
+			{[]any{"LRANGE", "odd", 0, -1}, "3 elements are not a list of pairs"},
 			{[]any{"GET", "q"}, ErrNil.Error()},
 			{[]any{"ZADD", "h", 1, "m"}, "WRONGTYPE"},
 		} {

@@ -2,7 +2,6 @@ package redpipe
 
 import (
 	"bufio"
-	"fmt"
 	"strings"
 
 	"github.com/redpipe/redpipe/internal/resp"
@@ -140,7 +139,7 @@ func DecodeInfo(v Value) (any, error) {
 		default:
 			k, val, ok := strings.Cut(line, ":")
 			if !ok {
-				return nil, fmt.Errorf("INFO line %q has no colon", clip(line))
+				return nil, v.unreadable("INFO sections", nil, "line %q has no colon", clip(line))
 			}
 			if out[section] == nil {
 				out[section] = make(map[string]string)

@@ -166,7 +166,8 @@
 //	*CrossSlotError    keys of one call in different cluster slots      no; matches ErrNotApplied
 //	ErrClosed          the Client, Tx or Stream was closed              no, or unknown if in flight
 //	*DecodeError       a registered Decoder failed on a reply           yes
-//	*TypeError         a Value accessor asked for another type          (a reply, not a failure)
+//	*TypeError         a reply not readable as the type asked for       (a reply, not a failure)
+//	                   ("abc" by Int64); Err holds strconv's cause
 //
 // The error of a script or function that may write (Eval, EvalSha, FCall,
 // Script.Run, and EVAL, EVALSHA or FCALL through Do, a pipeline, a

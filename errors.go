@@ -145,16 +145,33 @@ func (e *ArgError) Is(target error) bool { return causeIs(e.Err, target) }
 // or a redirection (see ownOutcome).
 func (e *ArgError) As(target any) bool { return !ownOutcome(target) && errors.As(e.Err, target) }
 
-// TypeError is returned by a Value accessor asked for a type the reply does
-// not hold, such as Int64 on an array.
+// TypeError is returned by a Value accessor, a typed command's method or
+// DecodeInfo that cannot read the reply as the type asked for: Int64 on an
+// array, or on a bulk string "abc", Bool on a bulk string, Map on an array
+// of an odd number of elements. Err, reached with errors.Is and errors.As,
+// holds the cause when there is one: a *strconv.NumError for text that is
+// not a number of the type asked for, matching strconv.ErrSyntax, or
+// strconv.ErrRange for a number beyond its range.
 type TypeError struct {
 	Want string // what the accessor converts to
 	Got  string // what the reply is
+	Err  error  // the cause, or nil
+
+	why string // what in the reply stood in the way, for Error
 }
 
 func (e *TypeError) Error() string {
-	return fmt.Sprintf("redpipe: cannot read %s reply as %s", withArticle(e.Got), e.Want)
+	msg := fmt.Sprintf("redpipe: cannot read %s reply as %s", withArticle(e.Got), e.Want)
+	switch {
+	case e.why != "":
+		msg += ": " + e.why
+	case e.Err != nil:
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
+
+func (e *TypeError) Unwrap() error { return e.Err }
 
 // withArticle puts "a" or "an" before a kind's name ("an array", "a map").
 func withArticle(name string) string {

@@ -125,6 +125,14 @@ func (v Value) typeErr(want string) error {
 	return &TypeError{Want: want, Got: v.Kind().String()}
 }
 
+// unreadable is the *TypeError of a reply of a kind want can be read from
+// whose content cannot be: text that is not a number, say. cause, if not
+// nil, is kept for errors.Is and errors.As; the message says what in the
+// reply stood in the way.
+func (v Value) unreadable(want string, cause error, format string, args ...any) error {
+	return &TypeError{Want: want, Got: v.Kind().String(), Err: cause, why: fmt.Sprintf(format, args...)}
+}
+
 // Text returns a string, bulk string, verbatim string or big number reply
 // as a string; an integer, double or boolean reply as its decimal text. A
 // boolean reads as 1 or 0, the integer RESP2 sends for it. A double reads
@@ -203,20 +211,20 @@ func (v Value) int64() (int64, error) {
 	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		n, err := strconv.ParseInt(v.v.Str, 10, 64)
 		if errors.Is(err, strconv.ErrRange) {
-			return 0, fmt.Errorf("redpipe: reply %q is an integer outside the int64 range", clip(v.v.Str))
+			return 0, v.unreadable("int64", err, "%q is an integer outside the int64 range", clip(v.v.Str))
 		}
 		if err != nil {
-			return 0, fmt.Errorf("redpipe: reply %q is not an integer", clip(v.v.Str))
+			return 0, v.unreadable("int64", err, "%q is not an integer", clip(v.v.Str))
 		}
 		return n, nil
 	case resp.Double:
 		f := v.v.Float()
 		switch {
 		case f != math.Trunc(f) || math.IsInf(f, 0):
-			return 0, fmt.Errorf("redpipe: reply %s is not an integer", v.doubleText())
+			return 0, v.unreadable("int64", nil, "%s is not an integer", v.doubleText())
 		case f < -(1<<63) || f >= 1<<63:
 			// -2^63 is an int64; 2^63 is not.
-			return 0, fmt.Errorf("redpipe: reply %s is an integer outside the int64 range", v.doubleText())
+			return 0, v.unreadable("int64", strconv.ErrRange, "%s is an integer outside the int64 range", v.doubleText())
 		}
 		return int64(f), nil
 	}
@@ -242,10 +250,12 @@ func (v Value) Float64() (float64, error) {
 	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
 		f, err := parseDouble(v.v.Str)
 		if errors.Is(err, errFloatRange) {
-			return 0, fmt.Errorf("redpipe: reply %q is a number outside the float64 range", clip(v.v.Str))
+			return 0, v.unreadable("float64", &strconv.NumError{Func: "ParseFloat", Num: v.v.Str, Err: strconv.ErrRange},
+				"%q is a number outside the float64 range", clip(v.v.Str))
 		}
 		if err != nil {
-			return 0, fmt.Errorf("redpipe: reply %q is not a number", clip(v.v.Str))
+			return 0, v.unreadable("float64", &strconv.NumError{Func: "ParseFloat", Num: v.v.Str, Err: strconv.ErrSyntax},
+				"%q is not a number", clip(v.v.Str))
 		}
 		return f, nil
 	}
@@ -265,6 +275,9 @@ func (v Value) Bool() (bool, error) {
 		if v.v.Str == "OK" {
 			return true, nil
 		}
+		// Another status, such as QUEUED, is most likely the reply of
+		// another command: its text helps tell which.
+		return false, v.unreadable("bool", nil, "%q is not OK", clip(v.v.Str))
 	}
 	return false, v.typeErr("bool")
 }
@@ -354,7 +367,7 @@ func elemsOf[T any](v Value, conv func(Value) (T, error)) ([]T, error) {
 // pairs returns the key/value elements of a RESP3 map, of a RESP2 flat
 // array of alternating keys and values, which is how RESP2 sends maps, or
 // of a RESP3 list of pairs (see unpaired).
-func (v Value) pairs() ([]Value, error) {
+func (v Value) pairs(want string) ([]Value, error) {
 	if err := v.check(); err != nil {
 		return nil, err
 	}
@@ -364,11 +377,11 @@ func (v Value) pairs() ([]Value, error) {
 		return values(v.v.Elems), nil
 	case resp.Array:
 		if len(v.v.Elems)%2 != 0 {
-			return nil, fmt.Errorf("redpipe: array of %d elements is not a list of pairs", len(v.v.Elems))
+			return nil, v.unreadable(want, nil, "%d elements are not a list of pairs", len(v.v.Elems))
 		}
 		return values(v.v.Elems), nil
 	}
-	return nil, v.typeErr("map")
+	return nil, v.typeErr(want)
 }
 
 // Scored is a sorted set member with its score, as the replies of
@@ -384,7 +397,7 @@ type Scored struct {
 // infinity. An element that is not a member followed by its score is an
 // error that names its position.
 func (v Value) Scored() ([]Scored, error) {
-	kv, err := v.pairs()
+	kv, err := v.pairs("scored members")
 	if err != nil {
 		return nil, err
 	}
@@ -408,7 +421,7 @@ func (v Value) Scored() ([]Scored, error) {
 // field may in the reply of HRANDFIELD with a negative count, keeps the
 // value that comes last; read the reply with Slice to see every pair.
 func (v Value) Map() (map[string]Value, error) {
-	kv, err := v.pairs()
+	kv, err := v.pairs("map")
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +439,7 @@ func (v Value) Map() (map[string]Value, error) {
 // StringMap is Map with every value read as text (HGETALL, CONFIG GET),
 // and as in Map, a key that comes more than once keeps its last value.
 func (v Value) StringMap() (map[string]string, error) {
-	kv, err := v.pairs()
+	kv, err := v.pairs("map")
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,14 @@
 package redpipe
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // A NaN or infinite double reads alike from a RESP3 server, from a RESP2
@@ -71,7 +74,7 @@ func TestDoubleTextAgreesAcrossProtocolsAndNewValue(t *testing.T) {
 		}
 	}
 	_, err := NewValue(math.NaN()).Int64()
-	if err == nil || !strings.Contains(err.Error(), "reply nan is not an integer") {
+	if err == nil || !strings.Contains(err.Error(), "nan is not an integer") {
 		t.Errorf("Int64 of a NaN double: %v", err)
 	}
 }
@@ -204,5 +207,88 @@ func TestStringQuotesAmbiguousElements(t *testing.T) {
 	}
 	if got, want := fmt.Sprintf("%q", v), strconv.Quote(`["a b" nil ["" 2]]`); got != want {
 		t.Errorf("built: %%q = %s, want %s", got, want)
+	}
+}
+
+// Every reader of a reply that cannot read it as the type asked for
+// returns a *TypeError, which names the reply's kind, the type wanted and
+// what stood in the way, and keeps strconv's cause for errors.Is and
+// errors.As: a string that is not a number is no different from an array
+// read as one, for a caller who tests errors with errors.As.
+func TestAccessorsReportTypeErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "SET", "word", "abc")
+	srv.MustDo(t, "SET", "big", "99999999999999999999")
+	srv.MustDo(t, "SET", "huge", "1e400")
+	srv.MustDo(t, "RPUSH", "odd", "a", "1", "b")
+	srv.MustDo(t, "RPUSH", "mixed", "1", "abc")
+	srv.MustDo(t, "ZADD", "z", "1.5", "frac")
+	for _, proto := range []int{2, 3} {
+		c, ctx := protocolClient(t, srv.Addr, proto), ctxT(t)
+		rs, err := c.Pipeline(NoTransaction).Get("word").Get("big").Get("huge").Do("LRANGE", "odd", 0, -1).
+			Do("LRANGE", "mixed", 0, -1).Ping().ZScore("z", "frac").Exec(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		word, big, huge, odd, mixed, pong, frac := rs[0], rs[1], rs[2], rs[3], rs[4], rs[5], rs[6]
+		fracKind := "bulk string"
+		if proto == 3 {
+			fracKind = "double"
+		}
+		for _, tt := range []struct {
+			what  string
+			read  func() error
+			got   string // the kind the error names
+			want  string // the type it names
+			says  string // in the message
+			cause error  // reached with errors.Is, if not nil
+		}{
+			{"Int64 of \"abc\"", func() error { _, err := word.Int64(); return err }, "bulk string", "int64", `"abc" is not an integer`, strconv.ErrSyntax},
+			{"Int64 of 20 nines", func() error { _, err := big.Int64(); return err }, "bulk string", "int64", "outside the int64 range", strconv.ErrRange},
+			{"Int64 of 1.5", func() error { _, err := frac.Int64(); return err }, fracKind, "int64", "1.5", nil},
+			{"Float64 of \"abc\"", func() error { _, err := word.Float64(); return err }, "bulk string", "float64", `"abc" is not a number`, strconv.ErrSyntax},
+			{"Float64 of 1e400", func() error { _, err := huge.Float64(); return err }, "bulk string", "float64", "outside the float64 range", strconv.ErrRange},
+			{"Bool of \"abc\"", func() error { _, err := word.Bool(); return err }, "bulk string", "bool", "", nil},
+			{"Bool of PONG", func() error { _, err := pong.Bool(); return err }, "simple string", "bool", `"PONG" is not OK`, nil},
+			{"Slice of \"abc\"", func() error { _, err := word.Slice(); return err }, "bulk string", "slice", "", nil},
+			{"Text of an array", func() error { _, err := odd.Text(); return err }, "array", "string", "", nil},
+			{"Bytes of an array", func() error { _, err := odd.Bytes(); return err }, "array", "string", "", nil},
+			{"Map of 3 elements", func() error { _, err := odd.Map(); return err }, "array", "map", "3 elements are not a list of pairs", nil},
+			{"StringMap of 3 elements", func() error { _, err := odd.StringMap(); return err }, "array", "map", "3 elements are not a list of pairs", nil},
+			{"Scored of 3 elements", func() error { _, err := odd.Scored(); return err }, "array", "scored members", "3 elements are not a list of pairs", nil},
+			{"Scored of \"abc\"", func() error { _, err := word.Scored(); return err }, "bulk string", "scored members", "", nil},
+			{"Int64s of [1 abc]", func() error { _, err := mixed.Int64s(); return err }, "bulk string", "int64", `element 1: redpipe: cannot read a bulk string reply as int64: "abc" is not an integer`, strconv.ErrSyntax},
+			{"Strings of \"abc\"", func() error { _, err := word.Strings(); return err }, "bulk string", "slice", "", nil},
+			{"Scored of [a 1 b abc]", func() error {
+				_, err := NewValue([]any{"a", "1", "b", "abc"}).Scored()
+				return err
+			}, "bulk string", "float64", `score of member 1: redpipe: cannot read a bulk string reply as float64: "abc" is not a number`, strconv.ErrSyntax},
+			{"DecodeInfo of \"abc\"", func() error { _, err := DecodeInfo(word); return err }, "bulk string", "INFO sections", `line "abc" has no colon`, nil},
+		} {
+			err := tt.read()
+			var te *TypeError
+			if !errors.As(err, &te) || te.Got != tt.got || te.Want != tt.want {
+				t.Errorf("RESP%d %s: error %v (%T); want a *TypeError of %s reply read as %s", proto, tt.what, err, err, withArticle(tt.got), tt.want)
+				continue
+			}
+			if !strings.Contains(err.Error(), tt.says) || !strings.Contains(err.Error(), "cannot read "+withArticle(tt.got)+" reply as "+tt.want) {
+				t.Errorf("RESP%d %s: error %q; want it to name the kind, the type and say %q", proto, tt.what, err, tt.says)
+			}
+			if tt.cause != nil && !errors.Is(err, tt.cause) {
+				t.Errorf("RESP%d %s: error %v does not match %v", proto, tt.what, err, tt.cause)
+			}
+			var ne *strconv.NumError
+			if tt.cause != nil && tt.got == "bulk string" && (!errors.As(err, &ne) || ne.Num == "") {
+				t.Errorf("RESP%d %s: error %v holds no *strconv.NumError", proto, tt.what, err)
+			}
+		}
+		// A Decoder's TypeError reaches the caller through its DecodeError.
+		c.SetDecoder("GET", DecodeInfo)
+		_, err = c.Get(ctx, "word")
+		var de *DecodeError
+		var te *TypeError
+		if !errors.As(err, &de) || !errors.As(err, &te) || te.Want != "INFO sections" {
+			t.Errorf("RESP%d GET decoded by DecodeInfo: %v; want a DecodeError holding a *TypeError", proto, err)
+		}
 	}
 }
