@@ -191,7 +191,10 @@ func (v Value) Bytes() ([]byte, error) {
 
 // Int64 returns an integer reply, or a string reply that holds a decimal
 // integer (GET of a counter). A verbatim string is a string here too, as
-// RESP2 sends it as a bulk string.
+// RESP2 sends it as a bulk string. The text of a string is read as the
+// server reads a counter's for INCR: an optional '-' and decimal digits,
+// without a '+', spaces, leading zeros or "-0", so that what the server
+// would not count with is not read as an integer either.
 func (v Value) Int64() (int64, error) {
 	if v.v.Kind == resp.Integer { // inlined, as in Text
 		return v.v.Int, nil
@@ -209,7 +212,14 @@ func (v Value) int64() (int64, error) {
 	case resp.Boolean:
 		return v.v.Int, nil
 	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.BigNumber:
-		n, err := strconv.ParseInt(v.v.Str, 10, 64)
+		var n int64
+		var err error
+		if v.v.Kind == resp.BigNumber {
+			// The RESP reader checked its digits, and RESP allows a '+'.
+			n, err = strconv.ParseInt(v.v.Str, 10, 64)
+		} else {
+			n, err = parseServerInt(v.v.Str)
+		}
 		if errors.Is(err, strconv.ErrRange) {
 			return 0, v.unreadable("int64", err, "%q is an integer outside the int64 range", clip(v.v.Str))
 		}
@@ -673,6 +683,30 @@ func parseDouble(s string) (float64, error) {
 	}
 	// An underflow reads as the zero or the tiny number it rounds to.
 	return f, nil
+}
+
+// parseServerInt reads s as the server reads the value of a key for INCR
+// (string2ll): "0", or an optional '-' then digits that do not start with
+// 0, in the int64 range. strconv.ParseInt would also take "+1", "01" and
+// "-0", whose keys INCR refuses. Its errors are strconv's.
+func parseServerInt(s string) (int64, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	digits := s
+	if digits != "" && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if digits == "" || digits[0] < '1' || digits[0] > '9' {
+		return 0, &strconv.NumError{Func: "ParseInt", Num: s, Err: strconv.ErrSyntax}
+	}
+	for i := 1; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, &strconv.NumError{Func: "ParseInt", Num: s, Err: strconv.ErrSyntax}
+		}
+	}
+	// Only digits are left, with an optional '-': strconv gives the range.
+	return strconv.ParseInt(s, 10, 64)
 }
 
 // clip shortens a reply quoted in an error message.

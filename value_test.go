@@ -292,3 +292,38 @@ func TestAccessorsReportTypeErrors(t *testing.T) {
 		}
 	}
 }
+
+// Int64 reads the text of a string as the server reads a counter's: it
+// takes what INCRBY takes and refuses what INCRBY refuses ("+1", "01",
+// "-0", spaces), so that a value the server would not count with is not
+// read as an integer either. The server itself is the judge here.
+func TestInt64ReadsTextAsTheServerCounts(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for _, text := range []string{
+		"0", "1", "-1", "10", "-10", "9223372036854775807", "-9223372036854775808",
+		"+1", "01", "-01", "00", "-0", "+0", " 1", "1 ", "-", "+", "", "1-", "--1", "0x10", "1_0", "1.0",
+		"9223372036854775808", "-9223372036854775809",
+	} {
+		if err := c.Set(ctx, "n", text); err != nil {
+			t.Fatal(err)
+		}
+		_, srvErr := c.IncrBy(ctx, "n", 0)
+		v, err := c.Do(ctx, "GET", "n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := v.Int64()
+		switch {
+		case srvErr == nil && (err != nil || strconv.FormatInt(n, 10) != text):
+			t.Errorf("Int64 of %q = %d, %v; the server counts with it", text, n, err)
+		case srvErr != nil && err == nil:
+			t.Errorf("Int64 of %q = %d; the server refuses to count with it (%v)", text, n, srvErr)
+		case srvErr != nil:
+			var te *TypeError
+			if !errors.As(err, &te) || !errors.Is(err, strconv.ErrSyntax) && !errors.Is(err, strconv.ErrRange) {
+				t.Errorf("Int64 of %q: error %v; want a *TypeError holding strconv's cause", text, err)
+			}
+		}
+	}
+}
