@@ -215,6 +215,9 @@ func (c *Client) decode(w *cmdBuf, v Value, err error) (Value, error) {
 		return v, err
 	}
 	name := w.cmds[0].Name()
+	if w.decodeAs != "" {
+		name = w.decodeAs
+	}
 	return v, decodeReply(&v, name, c.decoder(name))
 }
 

@@ -257,6 +257,11 @@ type cmdBuf struct {
 	stateAt  int        // 1 + the index of the first connection-state command; 0 if none
 	keysSpan bool       // some command's keys may lie in several slots (flagKeysSpan)
 
+	// decodeAs, if set, names the command whose Decoder decodes the reply
+	// of a single command, in place of its own: Script.Run's EVAL stands
+	// for the EVALSHA the caller asked for.
+	decodeAs string
+
 	// slots is set for a cluster's plain pipeline: end then records in
 	// routes, for each command, where it ends and what routeOf says of
 	// its key, so that routing does not read the commands again.
@@ -637,6 +642,7 @@ func (w *cmdBuf) reset() {
 	w.err, w.errIdx, w.errName = nil, 0, ""
 	w.want, w.got, w.open = 0, 0, false
 	w.writes, w.blocking, w.grace, w.stateAt, w.keysSpan = false, false, 0, 0, false
+	w.decodeAs = ""
 	w.routes = w.routes[:0]
 }
 

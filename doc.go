@@ -249,7 +249,9 @@
 //
 // A Decoder registered for a command (Client.SetDecoder, or WithDecoder on
 // one pipeline) turns its replies into the Go value of your choosing,
-// available from Value.Decoded; DecodeInfo is one for INFO.
+// available from Value.Decoded; DecodeInfo is one for INFO. The reply of
+// Script.Run is decoded by EVALSHA's Decoder, also when it fell back to
+// EVAL.
 //
 // # Cluster
 //

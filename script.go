@@ -40,7 +40,9 @@ type Doer interface {
 // An error the script returns itself, NOSCRIPT included, is its reply and
 // of unknown outcome: the script is not run again. Only a script that
 // returns the server's very words ("NOSCRIPT No matching script...")
-// cannot be told from the server, so a script should not.
+// cannot be told from the server, so a script should not. On a Client or
+// a Tx, the reply is decoded by the Decoder registered for EVALSHA, also
+// when it is EVAL's.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {
 	if s == nil || s.sha == "" || isNilDoer(on) {
 		// A zero Script has no digest: EVALSHA would be answered NOSCRIPT
@@ -54,8 +56,10 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 	if noScript(err) {
 		// The server's own NOSCRIPT, not one the script returned after
 		// its writes (which markScriptErr has made of unknown outcome):
-		// nothing ran, and EVAL runs the script once.
-		v, err = on.Do(ctx, s.words("EVAL", s.src, keys, args)...)
+		// nothing ran, and EVAL runs the script once. Its reply is
+		// decoded as EVALSHA's would have been, the command the caller
+		// asked for.
+		v, err = doAs(ctx, on, "EVALSHA", s.words("EVAL", s.src, keys, args))
 		if err == nil {
 			err = v.Err()
 		}
@@ -64,6 +68,25 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 		err = scriptErr(err) // the script's own error may follow its writes
 	}
 	return v, err
+}
+
+// doAs runs args on on, as its Do does, with the reply decoded by the
+// Decoder of the command decodeAs on a Client or a Tx. Another Doer runs
+// them through its Do.
+func doAs(ctx context.Context, on Doer, decodeAs string, args []any) (Value, error) {
+	var run func(context.Context, *cmdBuf) (Value, error)
+	switch d := on.(type) {
+	case *Client:
+		run = d.run
+	case *Tx:
+		run = d.run
+	default:
+		return on.Do(ctx, args...)
+	}
+	w := getBuf()
+	w.do(args)
+	w.decodeAs = decodeAs
+	return run(ctx, w)
 }
 
 // isNilDoer reports whether on is nil, or a nil *Client or *Tx in an

@@ -246,3 +246,64 @@ func TestScriptLoadFailureKeepsReplies(t *testing.T) {
 	replies, err := tx.Multi().Set("s", 1).RunScript(good, []string{"a"}).RunScript(bad, []string{"b"}).Incr("b").Exec(ctx)
 	check("a Tx's Multi", replies, err, 2)
 }
+
+// Script.Run hands out its reply decoded by the Decoder registered for
+// EVALSHA, the command it runs, also when the server had lost the script
+// (SCRIPT FLUSH after it was loaded) and Run ran it with EVAL instead:
+// the caller sees one call either way, not a reply left undecoded or
+// decoded by EVAL's Decoder. On a Client and on a Tx, and a Decoder's
+// failure is the call's error either way.
+func TestScriptRunDecodesTheFallbackReply(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	c.SetDecoder("EVALSHA", func(v Value) (any, error) {
+		s, err := v.Text()
+		if s == "refuse" {
+			return nil, errors.New("refused")
+		}
+		return "by EVALSHA's decoder: " + s, err
+	})
+	c.SetDecoder("EVAL", func(v Value) (any, error) { return "by EVAL's decoder", nil })
+	s := NewScript("redis.call('INCR', KEYS[1]); return ARGV[1]")
+	tx, err := c.Watch(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	runs := 0
+	for _, on := range []struct {
+		name string
+		d    Doer
+	}{{"Client", c}, {"Tx", tx}} {
+		for _, flushed := range []bool{false, true} {
+			if flushed {
+				if err := c.ScriptFlush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := c.ScriptLoad(ctx, s.Source()); err != nil {
+				t.Fatal(err)
+			}
+			how := fmt.Sprintf("Run on a %s, script flushed: %v", on.name, flushed)
+			v, err := s.Run(ctx, on.d, []string{"n"}, "x")
+			runs++
+			got, derr := v.Decoded()
+			if err != nil || derr != nil || got != "by EVALSHA's decoder: x" {
+				t.Errorf("%s: %v, decoded %v, %v; want it decoded by EVALSHA's decoder", how, err, got, derr)
+			}
+			if flushed {
+				if err := c.ScriptFlush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = s.Run(ctx, on.d, []string{"n"}, "refuse")
+			runs++
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Err.Error() != "refused" {
+				t.Errorf("%s of a reply its decoder refuses: %v; want a *DecodeError", how, err)
+			}
+			if n, err := c.Get(ctx, "n"); err != nil || n != strconv.Itoa(runs) {
+				t.Fatalf("%s: n = %q, %v; want %d", how, n, err, runs)
+			}
+		}
+	}
+}
