@@ -725,11 +725,34 @@ func putBuf(w *cmdBuf) {
 // Reply conversions used by the generated methods. Each passes a transport
 // error through, then a server error, then converts.
 
+// okReply reads the reply of a command that answers OK. Any other reply
+// that is not an error or nil is refused with a *TypeError rather than
+// taken for success: QUEUED, an integer or another command's text would
+// mean the command did not run as asked, or that its reply is another's.
+// REPLICAOF's "OK Already connected to specified master" is an OK.
 func okReply(v Value, err error) error {
 	if err != nil {
 		return err
 	}
-	return v.check()
+	if v.v.Kind == resp.SimpleString && (v.v.Str == "OK" || strings.HasPrefix(v.v.Str, "OK ")) {
+		return nil
+	}
+	if err := v.check(); err != nil {
+		return err
+	}
+	if v.v.Kind == resp.SimpleString {
+		return v.unreadable("OK", nil, "%q is not OK", clip(v.v.Str))
+	}
+	return v.typeErr("OK")
+}
+
+// setReply is okReply for SET, which with GET answers the key's old
+// value instead of OK.
+func setReply(v Value, err error) error {
+	if err == nil && v.v.Kind == resp.BulkString {
+		return nil
+	}
+	return okReply(v, err)
 }
 
 func textReply(v Value, err error) (string, error) {

@@ -7786,7 +7786,7 @@ func encSet(w *cmdBuf, key string, value any, args ...any) {
 func (c *Client) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
-	return okReply(c.run(ctx, w))
+	return setReply(c.run(ctx, w))
 }
 
 // Set sets the string value of a key. It returns ErrNil when NX or XX kept
@@ -7800,7 +7800,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, args ...any) er
 func (t *Tx) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
-	return okReply(t.run(ctx, w))
+	return setReply(t.run(ctx, w))
 }
 
 // Set queues SET key value followed by args. Its reply comes from Exec.

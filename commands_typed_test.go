@@ -979,3 +979,76 @@ func typedExpect(typ reflect.Type, raw Value, doc string) (any, error) {
 	}
 	return nil, fmt.Errorf("no rule for %v", typ)
 }
+
+// A typed method of a command that answers OK takes the server's OK, and
+// REPLICAOF's longer "OK Already connected to specified master", for
+// success, and SET's old value when given GET; NX kept from setting is
+// ErrNil, as before.
+func TestOKMethodsTakeTheServersOK(t *testing.T) {
+	master, replica := redistest.Start(t), redistest.Start(t)
+	c, _ := newTestClient(t, Options{})
+	r := protocolClient(t, replica.Addr, 3)
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if err := c.Set(ctx, "k", "w", "GET"); err != nil {
+		t.Fatalf("Set with GET of a key that held a value: %v; want success", err)
+	}
+	if err := c.Set(ctx, "k", "x", "NX"); !errors.Is(err, ErrNil) {
+		t.Fatalf("Set NX of a key that exists: %v; want ErrNil", err)
+	}
+	for i := range 2 { // the second answers "OK Already connected..."
+		if err := r.ReplicaOf(ctx, "127.0.0.1", master.Port); err != nil {
+			t.Fatalf("ReplicaOf, time %d: %v", i+1, err)
+		}
+	}
+	if err := r.ReplicaOf(ctx, "NO", "ONE"); err != nil {
+		t.Fatalf("ReplicaOf NO ONE: %v", err)
+	}
+}
+
+// A typed method of a command that answers OK refuses any other reply that
+// is not an error or nil with a *TypeError that names it, rather than
+// report success: QUEUED would say the command was only queued, and an
+// integer or another text that the reply is another command's. Only a
+// scripted server sends such replies to SET and FLUSHALL.
+func TestOKMethodsRefuseOtherReplies(t *testing.T) {
+	for _, tt := range []struct {
+		reply, got, says string
+	}{
+		{"+QUEUED\r\n", "simple string", `"QUEUED" is not OK`},
+		{"+PONG\r\n", "simple string", `"PONG" is not OK`},
+		{"+OKAY\r\n", "simple string", `"OKAY" is not OK`},
+		{":1\r\n", "integer", ""},
+		{"*0\r\n", "array", ""},
+		{"#t\r\n", "boolean", ""},
+	} {
+		fs := startFakeServer(t, func(n int, fc *fakeConn) {
+			if !fc.handshake("") {
+				return
+			}
+			for range 2 {
+				if _, err := fc.readCommand(); err != nil || fc.send(tt.reply) != nil {
+					return
+				}
+			}
+		})
+		c := newFakeClient(t, fs)
+		ctx := ctxT(t)
+		for _, call := range []struct {
+			name string
+			run  func() error
+		}{
+			{"FlushAll", func() error { return c.FlushAll(ctx) }},
+			{"Set", func() error { return c.Set(ctx, "k", "v") }},
+		} {
+			err := call.run()
+			var te *TypeError
+			if !errors.As(err, &te) || te.Want != "OK" || te.Got != tt.got || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("%s answered %q: %v; want a *TypeError saying %s reply is not OK", call.name, tt.reply, err, withArticle(tt.got))
+			}
+		}
+		fs.close()
+	}
+}

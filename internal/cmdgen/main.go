@@ -97,6 +97,7 @@ var forbidden = map[string]bool{
 // method and the conversion that produces them.
 var replyKinds = map[string]struct{ results, conv string }{
 	"ok":        {"error", "okReply"},
+	"setok":     {"error", "setReply"},
 	"status":    {"(string, error)", "textReply"},
 	"text":      {"(string, error)", "textReply"},
 	"int":       {"(int64, error)", "intReply"},
