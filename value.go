@@ -485,6 +485,58 @@ func (v Value) String() string {
 	return b.String()
 }
 
+// Format prints v under fmt's verbs as a reply reads, never as the
+// fields that hold it: %v and %s print String, with %q, %x and %X
+// applied to it; %#v adds the reply's kind, which String does not tell
+// ("42" is an integer or text), quoting text: redpipe.Value(bulk string
+// "42"). %d, %b, %o and %O print what Int64 returns, the floating-point
+// verbs what Float64 returns and %t what Bool returns, with fmt's flags,
+// width and precision; a reply they cannot read prints as fmt prints a
+// wrong verb, %!d(redpipe.Value=abc).
+func (v Value) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 'v':
+		if f.Flag('#') {
+			fmt.Fprintf(f, "redpipe.Value(%s)", v.goString())
+			return
+		}
+		fmt.Fprintf(f, fmt.FormatString(f, 's'), v.String())
+		return
+	case 's', 'q', 'x', 'X':
+		fmt.Fprintf(f, fmt.FormatString(f, verb), v.String())
+		return
+	case 'd', 'b', 'o', 'O':
+		if n, err := v.Int64(); err == nil {
+			fmt.Fprintf(f, fmt.FormatString(f, verb), n)
+			return
+		}
+	case 'e', 'E', 'f', 'F', 'g', 'G':
+		if x, err := v.Float64(); err == nil {
+			fmt.Fprintf(f, fmt.FormatString(f, verb), x)
+			return
+		}
+	case 't':
+		if b, err := v.Bool(); err == nil {
+			fmt.Fprintf(f, fmt.FormatString(f, verb), b)
+			return
+		}
+	}
+	fmt.Fprintf(f, "%%!%c(redpipe.Value=%s)", verb, v.String())
+}
+
+// goString is what %#v prints inside redpipe.Value(...): the kind, then
+// the text quoted or the rest as String prints it.
+func (v Value) goString() string {
+	switch v.v.Kind {
+	case resp.Null, 0:
+		return "nil"
+	case resp.SimpleString, resp.BulkString, resp.Verbatim, resp.Error, resp.BulkError:
+		kind := resp.Kind(v.v.Kind).String()
+		return kind + " " + strconv.Quote(v.v.Str)
+	}
+	return v.Kind().String() + " " + v.String()
+}
+
 // Where format writes a value: at the top, where text is written as it
 // is, or in an array or a map, where some text needs quotes.
 const (

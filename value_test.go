@@ -327,3 +327,57 @@ func TestInt64ReadsTextAsTheServerCounts(t *testing.T) {
 		}
 	}
 }
+
+// A Value prints under every fmt verb as the reply reads, never as the
+// fields that hold it: %v, %s, %q print String; %#v adds the kind, which
+// tells an integer from text; %d, %f and %t print what Int64, Float64 and
+// Bool read, with flags and width, and a reply they cannot read prints as
+// fmt prints a wrong verb.
+func TestValueFormat(t *testing.T) {
+	c, _ := newTestClient(t, Options{Protocol: 3})
+	ctx := ctxT(t)
+	rs, err := c.Pipeline(NoTransaction).Set("n", "42").Get("n").Incr("n").Do("RPUSH", "l", "a b", 7).
+		Do("LRANGE", "l", 0, -1).Get("missing").Do("ZADD", "z", 1.5, "m").ZScore("z", "m").Ping().Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, integer, list, missing, double, pong := rs[1], rs[2], rs[4], rs[5], rs[7], rs[8]
+	for _, tt := range []struct {
+		format string
+		v      any
+		want   string
+	}{
+		{"%v", text, "42"},
+		{"%s", list, `["a b" 7]`},
+		{"%q", text, `"42"`},
+		{"%q", list, `"[\"a b\" 7]"`},
+		{"%+v", integer, "43"},
+		{"[%5v]", integer, "[   43]"},
+		{"[%-5s]", text, "[42   ]"},
+		{"%x", pong, "504f4e47"},
+		{"%#v", text, `redpipe.Value(bulk string "42")`},
+		{"%#v", integer, "redpipe.Value(integer 43)"},
+		{"%#v", list, `redpipe.Value(array ["a b" 7])`},
+		{"%#v", missing, "redpipe.Value(nil)"},
+		{"%#v", double, "redpipe.Value(double 1.5)"},
+		{"%#v", pong, `redpipe.Value(simple string "PONG")`},
+		{"%#v", []Value{integer, missing}, "[]redpipe.Value{redpipe.Value(integer 43), redpipe.Value(nil)}"},
+		{"%d", integer, "43"},
+		{"%d", text, "42"},
+		{"%05d", integer, "00043"},
+		{"%x", integer, "3433"}, // the text, as fmt prints a Stringer
+		{"%.2f", double, "1.50"},
+		{"%g", integer, "43"},
+		{"%t", integer, "true"},
+		{"%d", list, `%!d(redpipe.Value=["a b" 7])`},
+		{"%d", double, "%!d(redpipe.Value=1.5)"},
+		{"%d", missing, "%!d(redpipe.Value=nil)"},
+		{"%f", pong, "%!f(redpipe.Value=PONG)"},
+		{"%t", text, "%!t(redpipe.Value=42)"},
+		{"%v", []Value{integer, missing}, "[43 nil]"},
+	} {
+		if got := fmt.Sprintf(tt.format, tt.v); got != tt.want {
+			t.Errorf("Sprintf(%q, %s) = %q, want %q", tt.format, tt.v, got, tt.want)
+		}
+	}
+}
