@@ -21,7 +21,10 @@ const (
 	keysUnknown
 	// keysInvalid: the arguments contradict themselves (a numkeys larger
 	// than the arguments that follow it, XREAD without STREAMS), so the
-	// server will refuse the command wherever it goes.
+	// server finds no keys in them either and will refuse the command
+	// wherever it goes. A command the server refuses to run but finds
+	// keys in (SORT k STORE) has them found here too, so that it goes
+	// where the server would redirect it.
 	keysInvalid
 )
 
@@ -49,7 +52,11 @@ var containerCommands = func() map[string]bool {
 // itself finds the slot of a command, with one exception: the shard
 // channels of SPUBLISH, SSUBSCRIBE and SUNSUBSCRIBE count as keys here, as
 // the cluster routes them by their slot, while GETKEYS says these
-// commands have no keys. The patterns of SORT BY and GET are not keys.
+// commands have no keys; and the server looks for XREADGROUP's STREAMS
+// without reading the options before it, so that it takes a group or
+// consumer named "streams" after COUNT, BLOCK or NOACK for the keyword,
+// where this reads the options. The patterns of SORT BY and GET are not
+// keys.
 // GEORADIUS with both STORE and STOREDIST has both destinations as keys,
 // as for the server. On any status but keysFound, dst comes back as it
 // was given.
@@ -132,7 +139,10 @@ func numKeys(dst []int, ws wordReader, i int, zero bool) ([]int, keyStatus) {
 // streamsKeys reads the keys of XREAD and XREADGROUP: after STREAMS come
 // the keys, then as many IDs. The words before STREAMS are options, some
 // with arguments that are skipped, so that a group or consumer named
-// "streams" is not taken for the keyword.
+// "streams" is not taken for the keyword. With an odd number of words
+// after STREAMS the server takes the first half, rounded down, for keys
+// (and then refuses the command): so does this, so that the refusal
+// comes from the node of those keys rather than as a redirection.
 func streamsKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 	ws.next() // the command name
 	for ws.i < ws.n {
@@ -144,7 +154,7 @@ func streamsKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 			ws.skip(2)
 		case equalFold(w, "STREAMS"):
 			rest := ws.n - ws.i
-			if rest == 0 || rest%2 != 0 {
+			if rest < 2 {
 				return dst, keysInvalid
 			}
 			for j := range rest / 2 {
@@ -159,10 +169,15 @@ func streamsKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 // migrateKeys reads the keys of MIGRATE host port key|"" db timeout
 // [COPY] [REPLACE] [AUTH password | AUTH2 username password] [KEYS key
 // ...]: the key at 3, or with KEYS (and an empty key at 3) the words after
-// it.
+// it. The server looks for the word KEYS between the host and the last
+// word before it reads the options: without one there, the word at 3,
+// empty or not, is the key, even with KEYS as the last word.
 func migrateKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 	if ws.n < 6 {
 		return dst, keysInvalid
+	}
+	if !hasWord(ws, "KEYS", 2, ws.n-2) {
+		return append(dst, 3), keysFound
 	}
 	ws.skip(3)
 	key, _ := ws.next()
@@ -187,10 +202,30 @@ func migrateKeys(dst []int, ws wordReader) ([]int, keyStatus) {
 	return append(dst, 3), keysFound
 }
 
-// sortStoreKey adds the destination of SORT ... STORE destination. The
-// options before it are read with their arguments, so that a pattern or
-// a limit spelt "store" is not taken for the keyword; given twice, the
-// last STORE counts, as for the server.
+// hasWord reports whether one of the words from first to last of ws, the
+// next one not after first, is upper in any case.
+func hasWord(ws wordReader, upper string, first, last int) bool {
+	ws.skip(first - ws.i)
+	for ws.i <= last {
+		w, ok := ws.next()
+		if !ok {
+			return false
+		}
+		if equalFold(w, upper) {
+			return true
+		}
+	}
+	return false
+}
+
+// sortStoreKey adds the destination of SORT ... STORE destination, read
+// as the server reads it to find the slot: the options BY, GET and LIMIT
+// are read with their arguments, so that a pattern or a limit spelt
+// "store" is not taken for the keyword; given twice, the last STORE
+// counts; a STORE that is the last word is ignored; and the word after
+// STORE is read as an option too, so that in SORT k STORE get STORE d the
+// destination is get. The server refuses to run those last forms, but
+// from the node of the keys it finds, not with a redirection.
 func sortStoreKey(dst []int, ws wordReader) ([]int, keyStatus) {
 	ws.skip(2) // SORT key
 	store := 0
@@ -198,11 +233,9 @@ func sortStoreKey(dst []int, ws wordReader) ([]int, keyStatus) {
 		w, _ := ws.next()
 		switch {
 		case equalFold(w, "STORE"):
-			if ws.i == ws.n {
-				return dst, keysInvalid
+			if ws.i < ws.n {
+				store = ws.i
 			}
-			store = ws.i
-			ws.skip(1)
 		case equalFold(w, "BY"), equalFold(w, "GET"):
 			ws.skip(1)
 		case equalFold(w, "LIMIT"):
@@ -219,22 +252,18 @@ func sortStoreKey(dst []int, ws wordReader) ([]int, keyStatus) {
 // options, which start at word i: the word after the first STORE and the
 // word after the first STOREDIST. The server finds them that way, both
 // when both are given (it checks the slot of each, though only the last
-// one is written).
+// one is written). It does not look at the last word, so that a keyword
+// there, which it refuses to run, adds no key.
 func geoStoreKeys(dst []int, ws wordReader, i int) ([]int, keyStatus) {
 	ws.skip(i)
 	store, storedist := 0, 0
-	for ws.i < ws.n {
+	for ws.i < ws.n-1 {
 		w, _ := ws.next()
 		switch {
 		case store == 0 && equalFold(w, "STORE"):
 			store = ws.i
 		case storedist == 0 && equalFold(w, "STOREDIST"):
 			storedist = ws.i
-		default:
-			continue
-		}
-		if ws.i == ws.n {
-			return dst, keysInvalid
 		}
 	}
 	if store > 0 && storedist > 0 && storedist < store {
