@@ -132,8 +132,13 @@ func init() {
 
 // lookupCommand finds the table entry for a command line given as its first
 // words, without allocating for names of ordinary length. Containers such
-// as CONFIG resolve to their subcommand when one is given.
+// as CONFIG resolve to their subcommand when one is given. A name with a
+// space finds nothing: the table names subcommands "CONFIG GET", but the
+// server reads a word "CONFIG GET" as a command name it does not know.
 func lookupCommand(name, sub string) *commandInfo {
+	if strings.IndexByte(name, ' ') >= 0 {
+		return nil
+	}
 	var buf [48]byte
 	key := appendUpper(buf[:0], name)
 	ci := commandTable[string(key)]

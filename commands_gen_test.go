@@ -182,8 +182,8 @@ func TestBlocksOnlyWhenItMayBlock(t *testing.T) {
 
 // TestUnknownCommandEntries: a command the table does not know gets an
 // entry of its own, found again by its name in any case, whose name
-// errors carry; past the bound, new names share one nameless entry
-// instead of growing the registry.
+// errors carry, a subcommand's name as one word too; past the bound, new
+// names share one nameless entry instead of growing the registry.
 func TestUnknownCommandEntries(t *testing.T) {
 	a := unknownCommand("my.module.cmd")
 	if b := unknownCommand("MY.MODULE.CMD"); a != b || a.Name != "MY.MODULE.CMD" || commandByID(a.id) != a {
@@ -193,6 +193,13 @@ func TestUnknownCommandEntries(t *testing.T) {
 	w.do([]any{"my.module.cmd", "x"})
 	if w.err != nil || w.cmds[0].Name() != "MY.MODULE.CMD" {
 		t.Fatalf("Do of an unknown command recorded %q (%v)", w.cmds[0].Name(), w.err)
+	}
+	// A subcommand's table name as one word is no command the server
+	// knows: it is sent as given, not checked against the subcommand.
+	w = cmdBuf{}
+	w.do([]any{"object encoding", "k"})
+	if ci := w.cmds[0].info(); w.err != nil || ci.Name != "OBJECT ENCODING" || ci.Arity != 0 || int(ci.id) < len(knownCommands) {
+		t.Fatalf("Do of a subcommand's name as one word recorded %+v (%v)", ci, w.err)
 	}
 	defer func(n int) { maxUnknownCommands = n }(maxUnknownCommands)
 	maxUnknownCommands = len(*extraCommands.Load()) + 2

@@ -631,7 +631,8 @@ var serverFlags = map[string]cmdFlags{
 // option. Each goes to the node of the keys the server finds, whose
 // refusal is the reply, rather than to any master, which would redirect
 // it first; none is refused here as CROSSSLOT for keys the server does
-// not see.
+// not see. A name with a space is no command to the server, which says
+// so.
 func TestClusterRoutesByServerKeys(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
@@ -650,6 +651,7 @@ func TestClusterRoutesByServerKeys(t *testing.T) {
 		{[]any{"GEORADIUSBYMEMBER", "{k}a", "m", 200, "km", "storedist"}, "syntax error"},
 		{[]any{"XREAD", "STREAMS", "{k}a", "{k}b", "0"}, "Unbalanced"},
 		{[]any{"MIGRATE", "127.0.0.1", 1, "{k}a", 0, 100, "KEYS"}, "KEYS option"},
+		{[]any{"OBJECT ENCODING", "{k}a"}, "unknown command"},
 	} {
 		// A command without keys goes to a master picked at random:
 		// several tries make it near certain that one lands elsewhere.
