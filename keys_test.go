@@ -661,6 +661,12 @@ func TestClusterRoutesByServerKeys(t *testing.T) {
 				t.Errorf("%q: %v, %v; want the server's error %q", tt.args, v, err, tt.want)
 				break
 			}
+			// A pipeline's error is its command's: the reply is what counts.
+			vs, _ := c.Pipeline(NoTransaction).Do(tt.args...).Exec(ctx)
+			if len(vs) != 1 || vs[0].Err() == nil || !strings.Contains(vs[0].Err().Error(), tt.want) {
+				t.Errorf("%q in a pipeline: %v; want the server's error %q", tt.args, vs, tt.want)
+				break
+			}
 		}
 	}
 	for _, s := range cl.Servers() {
