@@ -37,6 +37,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Transaction", func(t *testing.T) { testClusterTransaction(t, c) })
 	t.Run("TxOneSlot", func(t *testing.T) { testClusterTxOneSlot(t, cl, c) })
 	t.Run("TxRefused", func(t *testing.T) { testClusterTxRefused(t, c) })
+	t.Run("TxStale", func(t *testing.T) { testClusterTxStale(t, c) })
 	t.Run("TxNegativeOptions", func(t *testing.T) { testClusterTxNegativeOptions(t, c) })
 	t.Run("TxAppliedRedirectReply", func(t *testing.T) { testClusterTxAppliedRedirectReply(t, c) })
 	t.Run("TxReadsMoved", func(t *testing.T) { testClusterTxReadsMoved(t, cl, c) })
@@ -282,6 +283,34 @@ func testClusterTransaction(t *testing.T, c *Client) {
 	}
 	if v, err := c.Get(ctx, "{user1}:visits"); err != nil || v != "1000" {
 		t.Errorf("visits = %q, %v; want 1000", v, err)
+	}
+}
+
+// testClusterTxStale: on a cluster as on one node, a Tx kept from an
+// earlier attempt of a Transaction and used in a later one fails the
+// Transaction with an error matching ErrClosed, not applied, instead of a
+// success for a Multi that went nowhere.
+func testClusterTxStale(t *testing.T, c *Client) {
+	ctx := clusterCtx(t)
+	key := "{txstale}:k"
+	var stale *Tx
+	attempts := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		if attempts == 1 {
+			stale = tx
+			if err := c.Set(ctx, key, "other"); err != nil { // between WATCH and EXEC: a retry
+				return err
+			}
+		}
+		stale.Multi().Set(key, "mine")
+		return nil
+	}, key)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), "earlier attempt") || attempts != 2 {
+		t.Errorf("Multi on the Tx of an earlier attempt: Transaction = %v after %d attempts; want the misuse, matching ErrClosed, not applied, after 2", err, attempts)
+	}
+	if v, err := c.Get(ctx, key); v != "other" || err != nil {
+		t.Errorf("%s = %q, %v; want other", key, v, err)
 	}
 }
 

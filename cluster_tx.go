@@ -99,13 +99,17 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	if err != nil {
 		return zero, nil, err
 	}
+	// One call for every node the attempts run on: a Tx kept from an
+	// attempt on the slot's last owner is as stale as one of this node.
+	call := &txCall{}
+	defer call.end()
 	inner := func(t *Tx) (T, error) {
 		t.clustered = true
 		return fn(t)
 	}
 	redirects, tries := 0, 0
 	for {
-		v, replies, err := transact(ctx, node, inner, keys)
+		v, replies, err := transactOn(ctx, node, inner, keys, call)
 		if err != nil && unreachable(ctx, err) {
 			// Its WATCH was not sent: nothing of fn's ran on the server.
 			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {

@@ -124,7 +124,10 @@
 // write, a script run with EVAL, EVALSHA or FCALL, PUBLISH, a command the
 // client does not know), which would run at once, outside the
 // transaction, and again on every retry. It refuses Close and Reset too,
-// which would drop what fn queued.
+// which would drop what fn queued. fn gets a new Tx on every attempt: one
+// kept from an earlier attempt is closed, and using it, or its pipelines,
+// fails with an error matching ErrClosed, and so does the Transaction,
+// not applied.
 //
 // Every error that means a transaction was certainly not applied matches
 // ErrNotApplied: a watch conflict, an EXECABORT (*ExecAbortError, which

@@ -256,6 +256,12 @@ type batchTraits struct {
 // cannot run now, and tells its traits.
 func (p *Pipeline) check() (batchTraits, error) {
 	t := batchTraits{readonly: true}
+	if p.tx != nil && p.tx.closed {
+		// Before the refusal of a finished Multi: a pipeline of a closed
+		// Tx says the Tx is closed, and one of a Transaction's ended
+		// attempt fails the attempt under way.
+		return t, p.tx.usable()
+	}
 	if err := p.refusal(); err != nil {
 		return t, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -40,11 +41,12 @@ type Tx struct {
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	broken   error // the connection failed: the Tx can only be closed or reset
-	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
-	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
-	execRan  bool  // the Exec of a Multi pipeline may have applied
-	readErr  error // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	broken   error   // the connection failed: the Tx can only be closed or reset
+	turn     *turn   // a Transaction's turn on its keys, given back once EXEC is written
+	retried  bool    // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan  bool    // the Exec of a Multi pipeline may have applied
+	readErr  error   // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	call     *txCall // the call of Transaction the session was made for, if any
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -177,6 +179,8 @@ func (t *Tx) Do(ctx context.Context, args ...any) (Value, error) {
 // usable tells why the session cannot send, if it cannot.
 func (t *Tx) usable() error {
 	switch {
+	case t.closed && t.call != nil:
+		return t.call.staleUse()
 	case t.closed:
 		return &UsageError{Msg: "Tx used after Close", Err: ErrClosed}
 	case t.broken != nil:
@@ -278,6 +282,11 @@ func (t *Tx) connect(ctx context.Context) error {
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	defer putBuf(w)
+	if t.closed {
+		// Before the encoding's error: the use of a session of an ended
+		// attempt must reach its Transaction whatever the arguments.
+		return Value{}, t.usable()
+	}
 	if w.err != nil {
 		return Value{}, w.err
 	}
@@ -446,6 +455,9 @@ func (t *Tx) closeWith(ctx context.Context) error {
 	// UNWATCH) closes the session too: its connection, in a state the
 	// panic left unknown, is then closed rather than kept by a session
 	// nobody may close again (Transaction's, or one closed by a defer).
+	if t.call != nil {
+		t.call.retire(t)
+	}
 	clean := false
 	defer func() {
 		t.closed = true
@@ -614,6 +626,12 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // run again. Any other error from fn ends the loop with that error. A
 // panic in fn closes the session cleanly and goes on up.
 //
+// fn is given a new Tx on every attempt, closed when the attempt ends. A
+// Tx, or a pipeline of one, that fn keeps and uses in a later attempt is
+// refused with an error matching ErrClosed, and so is the attempt, not
+// applied and not run again, even if fn drops that error: what fn meant
+// went to a session that sends nothing.
+//
 // Transactions of one Client on the same keys (the same keys in the same
 // order) take turns: the next one starts once the last has written its
 // EXEC, rather than spoiling each other's WATCH, and a turn is not waited
@@ -669,6 +687,15 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 	if c.cluster != nil {
 		return clusterTransact(ctx, c.cluster, fn, keys)
 	}
+	call := &txCall{}
+	defer call.end()
+	return transactOn(ctx, c, fn, keys, call)
+}
+
+// transactOn runs the attempts of Transaction on the Client of one node.
+// A cluster's Transaction, which may move from node to node, runs them
+// all under one call.
+func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call *txCall) (T, []Value, error) {
 	var zero T
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
@@ -679,7 +706,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 	}
 	var last error
 	for attempt := 1; ; attempt++ {
-		v, replies, took, err := attemptTx(ctx, c, fn, keys)
+		v, replies, took, err := attemptTx(ctx, c, fn, keys, call)
 		if err == nil {
 			return v, replies, nil
 		}
@@ -715,7 +742,7 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 
 // attemptTx is one round of the loop; the deferred Close also runs when fn
 // panics, so the connection never goes back with a WATCH armed.
-func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (v T, replies []Value, took time.Duration, err error) {
+func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call *txCall) (v T, replies []Value, took time.Duration, err error) {
 	turn, err := c.turns.take(ctx, keys, c.turnWait, c.life.Done())
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
@@ -736,9 +763,15 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
 	}
-	t.turn, t.retried, held = turn, true, true
+	t.turn, t.retried, t.call, held = turn, true, call, true
 	defer t.closeWith(ctx)
 	v, err = fn(t)
+	if misuse := call.failure(); misuse != nil {
+		// Before fn's own error, which may be the refusal it was given,
+		// or nothing at all if it dropped it.
+		var zero T
+		return zero, nil, 0, fnError(t, misuse)
+	}
 	if err != nil {
 		var zero T
 		return zero, nil, 0, fnError(t, err)
@@ -811,4 +844,77 @@ func (t *Tx) unsent() int {
 		n += p.Len()
 	}
 	return n
+}
+
+// txCall is what the sessions made by one call of Transaction share. fn
+// is given a new Tx on every attempt, and the one of an ended attempt is
+// closed, with its pipelines. A Tx that fn kept from an earlier attempt
+// and uses in a later one is refused, as any closed Tx is, and that use
+// also fails the attempt under way: fn may drop the refusal, and the work
+// it meant, queued where nothing sends it, would be reported applied.
+type txCall struct {
+	mu     sync.Mutex  // a kept Tx may be used on any goroutine, even after Transaction returned
+	ended  bool        // Transaction returned
+	misuse error       // the first use of a closed session of the call while it ran
+	stale  []*Pipeline // the Multi pipelines of ended attempts, which nothing sends any more
+}
+
+// staleUse refuses a call on a session of c that is closed, and records it
+// for the attempt under way.
+func (c *txCall) staleUse() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return &UsageError{Msg: "the Tx of a Transaction used after Transaction returned: it is closed when its attempt ends", Err: ErrClosed}
+	}
+	err := &UsageError{Msg: "the Tx of an earlier attempt of a Transaction used: it was closed when that attempt ended; " +
+		"fn gets a new Tx on every attempt and must use that one", Err: ErrClosed}
+	if c.misuse == nil {
+		c.misuse = err
+	}
+	return err
+}
+
+// retire keeps the Multi pipelines of t, whose attempt ends, emptied: a
+// command queued on one later is a misuse of a later attempt.
+func (c *txCall) retire(t *Tx) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.multi != nil {
+		c.stale = append(c.stale, t.multi) // settle empties it
+	}
+	for _, p := range t.spent {
+		// What fn queued after its own Exec was the ended attempt's
+		// (see unsent), not a later one's.
+		p.reset()
+		c.stale = append(c.stale, p)
+	}
+}
+
+// failure tells why the attempt under way must fail, once fn returned: fn
+// used a session of an ended attempt, or queued commands on the Multi
+// pipeline of one.
+func (c *txCall) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.misuse != nil {
+		return c.misuse
+	}
+	n := 0
+	for _, p := range c.stale {
+		n += p.Len()
+	}
+	if n == 0 {
+		return nil
+	}
+	return &UsageError{Msg: fmt.Sprintf("%d commands queued on the Multi pipeline of an earlier attempt of a Transaction, which nothing sends: "+
+		"fn gets a new Tx on every attempt and must queue on the Multi of that one", n), Err: ErrClosed}
+}
+
+// end marks the call returned: a session of it used later is told so.
+func (c *txCall) end() {
+	c.mu.Lock()
+	c.ended = true
+	c.stale = nil
+	c.mu.Unlock()
 }

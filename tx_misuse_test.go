@@ -481,7 +481,9 @@ func TestTxResetReusesSession(t *testing.T) {
 }
 
 // Every call on a closed Tx fails with an error matching ErrClosed that
-// still says what was misused.
+// still says what was misused, the Exec of a Multi pipeline left open at
+// Close included (it said the pipeline was finished, not matching
+// ErrClosed).
 func TestClosedTxMatchesErrClosed(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
@@ -509,7 +511,7 @@ func TestClosedTxMatchesErrClosed(t *testing.T) {
 		}(),
 	}
 	for name, err := range errs {
-		if !errors.Is(err, ErrClosed) && name != "open" {
+		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
 		var ue *UsageError
@@ -1016,5 +1018,85 @@ func TestCloseEndsTurnWait(t *testing.T) {
 	case <-bound:
 		cancel()
 		t.Fatal("Transaction still waiting for its turn long after Close")
+	}
+}
+
+// fn is given a new Tx on every attempt of a Transaction. A Tx, or a
+// pipeline of one, that fn kept from an earlier attempt is closed: using
+// it in a later attempt is refused with an error matching ErrClosed that
+// says so, and fails the Transaction, not applied, even when fn drops the
+// refusal. Such a use was refused with "Tx used after Close" alone, and a
+// Multi on the old Tx, or commands queued on its Multi pipeline, went
+// nowhere while the Transaction reported success.
+func TestTransactionStaleTxFromEarlierAttempt(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	uses := map[string]func(stale *Tx, staleMulti *Pipeline, tx *Tx, key string){
+		"Multi": func(stale *Tx, _ *Pipeline, _ *Tx, key string) { stale.Multi().Set(key, "mine") },
+		"Get": func(stale *Tx, _ *Pipeline, tx *Tx, key string) {
+			stale.Get(ctx, key)
+			tx.Multi().Set(key, "mine")
+		},
+		"Do": func(stale *Tx, _ *Pipeline, tx *Tx, key string) {
+			stale.Do(ctx, "GET", key)
+			tx.Multi().Set(key, "mine")
+		},
+		"Pipeline": func(stale *Tx, _ *Pipeline, tx *Tx, key string) {
+			stale.Pipeline().Get(key).Exec(ctx)
+			tx.Multi().Set(key, "mine")
+		},
+		"Multi pipeline": func(_ *Tx, staleMulti *Pipeline, _ *Tx, key string) { staleMulti.Set(key, "mine") },
+		"Multi pipeline Exec": func(_ *Tx, staleMulti *Pipeline, _ *Tx, key string) {
+			staleMulti.Set(key, "mine").Exec(ctx)
+		},
+	}
+	for name, use := range uses {
+		key := "stale:" + name
+		var stale *Tx
+		var staleMulti *Pipeline
+		attempts := 0
+		replies, err := c.Transaction(ctx, func(tx *Tx) error {
+			attempts++
+			if attempts == 1 {
+				stale, staleMulti = tx, tx.Multi().Set(key, "first")
+				srv.MustDo(t, "SET", key, "other") // between WATCH and EXEC: a retry
+				return nil
+			}
+			use(stale, staleMulti, tx, key)
+			return nil
+		}, key)
+		var ue *UsageError
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotApplied) || !errors.As(err, &ue) || !strings.Contains(err.Error(), "earlier attempt") {
+			t.Errorf("%s on the Tx of an earlier attempt: Transaction = %v, %v; want the misuse, matching ErrClosed, not applied", name, replies, err)
+		}
+		if v := srv.MustDo(t, "GET", key); v != "other" || attempts != 2 {
+			t.Errorf("%s on the Tx of an earlier attempt: %s = %v after %d attempts; want other, after 2", name, key, v, attempts)
+		}
+	}
+
+	// After Transaction returned, its Tx and pipelines say so.
+	var kept *Tx
+	var keptMulti *Pipeline
+	if _, err := c.Transaction(ctx, func(tx *Tx) error {
+		kept, keptMulti = tx, tx.Multi().Set("stale:after", "1")
+		return nil
+	}, "stale:after"); err != nil {
+		t.Fatal(err)
+	}
+	errs := map[string]error{
+		"Get":   func() error { _, err := kept.Get(ctx, "stale:after"); return err }(),
+		"Multi": func() error { _, err := kept.Multi().Set("stale:after", "2").Exec(ctx); return err }(),
+		"Multi pipeline": func() error {
+			_, err := keptMulti.Set("stale:after", "3").Exec(ctx)
+			return err
+		}(),
+	}
+	for name, err := range errs {
+		if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "after Transaction returned") {
+			t.Errorf("%s on the Tx of a Transaction that returned = %v; want ErrClosed, saying so", name, err)
+		}
+	}
+	if v := srv.MustDo(t, "GET", "stale:after"); v != "1" {
+		t.Errorf("stale:after = %v, want 1", v)
 	}
 }
