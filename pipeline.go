@@ -186,7 +186,7 @@ func (p *Pipeline) reset() {
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
-func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
+func (p *Pipeline) Exec(ctx context.Context) (execReplies []Value, err error) {
 	multi := p.multi
 	if multi && len(p.w.cmds) > 0 {
 		defer func() {
@@ -194,6 +194,11 @@ func (p *Pipeline) Exec(ctx context.Context) (_ []Value, err error) {
 				p.tx.execRan = true
 			}
 		}()
+	}
+	if multi && p.tx.retried {
+		// Transaction reports how the last Exec fn ran itself ended, if
+		// fn opens no other Multi after it.
+		defer func() { p.tx.execErr, p.tx.execOut = err, execReplies }()
 	}
 	if p.tx != nil && p.tx.retried && !p.transaction {
 		// A Pipeline of a Transaction's Tx only reads (see check): its

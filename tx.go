@@ -41,11 +41,13 @@ type Tx struct {
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	broken   error   // the connection failed: the Tx can only be closed or reset
-	turn     *turn   // a Transaction's turn on its keys, given back once EXEC is written
-	retried  bool    // made by Transaction, which may run fn again: writes outside Multi are refused
-	execRan  bool    // the Exec of a Multi pipeline may have applied
-	readErr  error   // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	broken   error // the connection failed: the Tx can only be closed or reset
+	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
+	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan  bool  // the Exec of a Multi pipeline may have applied
+	readErr  error // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	execErr  error // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
+	execOut  []Value
 	call     *txCall // the call of Transaction the session was made for, if any
 
 	// On a cluster, the slot of the watched keys, to which every command
@@ -623,8 +625,11 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // Transaction ends the session itself. fn should not call Exec itself,
 // but may: an ErrWatch it returns is retried too, unless an Exec of fn's
 // may have applied, after which the attempt is of unknown outcome and not
-// run again. Any other error from fn ends the loop with that error. A
-// panic in fn closes the session cleanly and goes on up.
+// run again. When fn returns nil after its own Exec failed, and opened no
+// Multi after it, the attempt ends as that Exec did: a watch conflict is
+// retried, never reported as done. Any other error from fn ends the loop
+// with that error. A panic in fn closes the session cleanly and goes on
+// up.
 //
 // fn is given a new Tx on every attempt, closed when the attempt ends. A
 // Tx, or a pipeline of one, that fn keeps and uses in a later attempt is
@@ -789,7 +794,20 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		return zero, nil, 0, &uncertainError{msg: "redpipe: fn ran Exec on its Multi pipeline itself", err: ue}
 	}
 	if t.multi == nil {
-		return v, nil, 0, nil
+		switch {
+		case t.execErr == nil:
+			return v, nil, 0, nil
+		case t.execOut != nil:
+			// fn's own Exec was applied, and a command of it failed as it
+			// ran: as when Transaction runs Exec.
+			return v, t.execOut, 0, t.execErr
+		}
+		// The last Exec fn ran itself failed, and fn went on to return
+		// nil: that transaction did not apply (or may not have), which
+		// the caller is told, and a watch conflict is retried, rather
+		// than a success reported for work that never ran.
+		var zero T
+		return zero, nil, 0, fnError(t, t.execErr)
 	}
 	ran := t.execRan
 	replies, err = t.multi.Exec(ctx)

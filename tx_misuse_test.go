@@ -1100,3 +1100,47 @@ func TestTransactionStaleTxFromEarlierAttempt(t *testing.T) {
 		t.Errorf("stale:after = %v, want 1", v)
 	}
 }
+
+// fn that runs Exec on its Multi pipeline itself, meets a watch conflict
+// and returns nil has not had its transaction applied: Transaction runs
+// it again, and reports the conflict when no attempt is left, instead of
+// a success for a transaction that never ran (nil replies, nil error).
+func TestTransactionOwnExecFailedIsNotSuccess(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	attempts := 0
+	own := func(tx *Tx) error {
+		attempts++
+		if attempts == 1 {
+			srv.MustDo(t, "SET", "own", "other")
+		}
+		tx.Multi().Set("own", "mine").Exec(ctx) // its error dropped
+		return nil
+	}
+	if _, err := c.Transaction(ctx, own, "own"); err != nil || attempts != 2 {
+		t.Fatalf("Transaction = %v after %d attempts; want success on the second", err, attempts)
+	}
+	if v := srv.MustDo(t, "GET", "own"); v != "mine" {
+		t.Fatalf("own = %v, want mine", v)
+	}
+
+	attempts = 0
+	_, err := c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: 1}), own, "own")
+	if !errors.Is(err, ErrWatch) || attempts != 1 {
+		t.Fatalf("Transaction of one attempt = %v after %d attempts; want ErrWatch after 1", err, attempts)
+	}
+	if v := srv.MustDo(t, "GET", "own"); v != "other" {
+		t.Fatalf("own = %v, want other", v)
+	}
+
+	// Applied, with a command that failed as it ran: as when Transaction
+	// runs the Exec, the replies come back with that command's error.
+	replies, err := c.Transaction(ctx, func(tx *Tx) error {
+		tx.Multi().Set("own", "x").Incr("own").Exec(ctx)
+		return nil
+	}, "own")
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 || len(replies) != 2 || replies[0].String() != "OK" {
+		t.Fatalf("Transaction whose own Exec had a command fail = %v, %v; want both replies and the *CommandError of the INCR", replies, err)
+	}
+}
