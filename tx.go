@@ -625,9 +625,10 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // Transaction ends the session itself. fn should not call Exec itself,
 // but may: an ErrWatch it returns is retried too, unless an Exec of fn's
 // may have applied, after which the attempt is of unknown outcome and not
-// run again. When fn returns nil after its own Exec failed, and opened no
-// Multi after it, the attempt ends as that Exec did: a watch conflict is
-// retried, never reported as done. Any other error from fn ends the loop
+// run again. When fn returns nil after its own Exec failed, the attempt
+// ends as that Exec did: a watch conflict is retried, never reported as
+// done. A Multi that fn opens after its own Exec is refused unless fn
+// watched again in between, since EXEC ended the watch on keys. Any other error from fn ends the loop
 // with that error. A panic in fn closes the session cleanly and goes on
 // up.
 //
@@ -808,6 +809,19 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		// than a success reported for work that never ran.
 		var zero T
 		return zero, nil, 0, fnError(t, t.execErr)
+	}
+	if len(keys) > 0 && len(t.spent) > 0 && !t.watching {
+		// fn ran Exec itself, whose EXEC ended the watch on keys, and
+		// opened another Multi without watching again: sent, it would
+		// apply whatever the keys became since fn read them. After a
+		// watch conflict that is the attempt's conflict, retried; else
+		// a misuse.
+		var zero T
+		if t.execErr != nil {
+			return zero, nil, 0, fnError(t, t.execErr)
+		}
+		return zero, nil, 0, fnError(t, &UsageError{Msg: "fn ran Exec on a Multi pipeline itself, which ended the watch on the Transaction's keys, " +
+			"then opened another Multi without watching again: call tx.Watch before it, or queue everything on one Multi"})
 	}
 	ran := t.execRan
 	replies, err = t.multi.Exec(ctx)

@@ -1144,3 +1144,52 @@ func TestTransactionOwnExecFailedIsNotSuccess(t *testing.T) {
 		t.Fatalf("Transaction whose own Exec had a command fail = %v, %v; want both replies and the *CommandError of the INCR", replies, err)
 	}
 }
+
+// EXEC ends every WATCH. fn that runs Exec itself, then opens another
+// Multi without watching again, would have that Multi applied whatever
+// the keys became: it was sent unguarded and reported done, a lost
+// update. After a watch conflict of fn's own Exec the attempt is retried;
+// after an Exec that applied, the Transaction fails with an error of
+// unknown outcome that names the misuse, the second Multi unsent.
+func TestTransactionMultiAfterOwnExecUnwatched(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	attempts := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		n, err := tx.Get(ctx, "unguarded")
+		if err != nil && !errors.Is(err, ErrNil) {
+			return err
+		}
+		if attempts == 1 {
+			srv.MustDo(t, "SET", "unguarded", "10")
+		}
+		if _, err := tx.Multi().Set("unguarded", n+"1").Exec(ctx); errors.Is(err, ErrWatch) {
+			tx.Multi().Set("unguarded", n+"2") // fn's own retry, on the value it read before
+		}
+		return nil
+	}, "unguarded")
+	if err != nil || attempts != 2 {
+		t.Fatalf("Transaction = %v after %d attempts; want success on the second", err, attempts)
+	}
+	if v := srv.MustDo(t, "GET", "unguarded"); v != "101" {
+		t.Fatalf("unguarded = %v, want 101, written on the value read in the second attempt", v)
+	}
+
+	attempts = 0
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		attempts++
+		if _, err := tx.Multi().Set("first", "1").Exec(ctx); err != nil {
+			return err
+		}
+		srv.MustDo(t, "SET", "unguarded", "other")
+		tx.Multi().Set("unguarded", "mine")
+		return nil
+	}, "unguarded")
+	if err == nil || !strings.Contains(err.Error(), "without watching again") || OutcomeOf(err) != OutcomeUnknown || attempts != 1 {
+		t.Fatalf("Transaction = %v (outcome %v) after %d attempts; want the misuse, of unknown outcome, after 1", err, OutcomeOf(err), attempts)
+	}
+	if v := srv.MustDo(t, "GET", "unguarded"); v != "other" {
+		t.Fatalf("unguarded = %v, want other: the second Multi was sent unwatched", v)
+	}
+}
