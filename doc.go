@@ -109,7 +109,8 @@
 // finished, since EXEC ends the watch. tx.Reset drops an open Multi, sends
 // UNWATCH and leaves the Tx ready for another Watch, for code that loops
 // on one session as redis-py's reset() does; Close ends it, and any call
-// after Close fails with an error matching ErrClosed.
+// after Close fails with an error matching ErrClosed. Calls on one Tx from
+// several goroutines take turns, one at a time on its connection.
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline, as

@@ -187,6 +187,17 @@ func (p *Pipeline) reset() {
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) (execReplies []Value, err error) {
+	if p.tx != nil {
+		// Released last, once the deferred calls below have settled the
+		// Tx's state.
+		if err := p.tx.acquire(ctx); err != nil {
+			if p.transaction {
+				return nil, notAppliedTx(err)
+			}
+			return nil, err
+		}
+		defer p.tx.release()
+	}
 	multi := p.multi
 	if multi && len(p.w.cmds) > 0 {
 		defer func() {

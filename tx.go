@@ -32,7 +32,12 @@ import (
 // leaves it ready for another Watch. A blocking command (BLPOP) whose
 // context ends while the server still blocks in it closes the session's
 // connection, which cancels the block and the watch: the session then
-// refuses calls until Reset. A Tx is not safe for concurrent use.
+// refuses calls until Reset.
+//
+// A Tx runs one call at a time: calls from several goroutines (fn reading
+// two keys at once, say) take turns, each waiting for the last within its
+// own context, so that the session's state (the open Multi, the watch)
+// changes between calls only, never under one.
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
@@ -41,12 +46,13 @@ type Tx struct {
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	broken   error // the connection failed: the Tx can only be closed or reset
-	turn     *turn // a Transaction's turn on its keys, given back once EXEC is written
-	retried  bool  // made by Transaction, which may run fn again: writes outside Multi are refused
-	execRan  bool  // the Exec of a Multi pipeline may have applied
-	readErr  error // the last error of a command or Pipeline of a Transaction's Tx, which only read
-	execErr  error // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
+	lock     chan struct{} // holds a token while a call runs on the session; every field is used under it
+	broken   error         // the connection failed: the Tx can only be closed or reset
+	turn     *turn         // a Transaction's turn on its keys, given back once EXEC is written
+	retried  bool          // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan  bool          // the Exec of a Multi pipeline may have applied
+	readErr  error         // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	execErr  error         // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
 	execOut  []Value
 	call     *txCall // the call of Transaction the session was made for, if any
 
@@ -79,7 +85,7 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 		if err != nil {
 			return err
 		}
-		t = &Tx{c: c, d: d, slot: -1}
+		t = &Tx{c: c, d: d, slot: -1, lock: make(chan struct{}, 1)}
 		if c.front != nil && len(keys) > 0 {
 			// The cluster's Watch and Transaction made sure the keys
 			// share one slot, and that c serves it.
@@ -133,7 +139,29 @@ func (t *Tx) Unwatch(ctx context.Context) error {
 
 // Watching reports whether a WATCH may be armed on the session: from a
 // WATCH the server accepted until EXEC, UNWATCH, Reset or Close.
-func (t *Tx) Watching() bool { return t.watching }
+func (t *Tx) Watching() bool {
+	t.acquire(context.Background())
+	defer t.release()
+	return t.watching
+}
+
+// acquire waits for the session's other calls to end, no longer than ctx
+// lasts; release ends the call.
+func (t *Tx) acquire(ctx context.Context) error {
+	select {
+	case t.lock <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case t.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return notSent(ctx.Err())
+	}
+}
+
+func (t *Tx) release() { <-t.lock }
 
 // Multi starts the transaction: the returned Pipeline buffers commands, and
 // its Exec sends MULTI, the commands and EXEC on this connection in one
@@ -142,6 +170,8 @@ func (t *Tx) Watching() bool { return t.watching }
 // Calling Multi again while one is open is refused: the second pipeline's
 // Exec reports it, and the open one is refused too until it is Discarded.
 func (t *Tx) Multi() *Pipeline {
+	t.acquire(context.Background())
+	defer t.release()
 	p := newPipeline(t.c, t, true)
 	p.multi = true
 	p.reset()
@@ -283,6 +313,16 @@ func (t *Tx) connect(ctx context.Context) error {
 }
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
+	if err := t.acquire(ctx); err != nil {
+		putBuf(w)
+		return Value{}, err
+	}
+	defer t.release()
+	return t.runHeld(ctx, w)
+}
+
+// runHeld is run by a call that holds the session.
+func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 	defer putBuf(w)
 	if t.closed {
 		// Before the encoding's error: the use of a session of an ended
@@ -431,10 +471,12 @@ func (t *Tx) lost(err error) {
 // UNWATCH panics, the session is closed all the same, its connection with
 // it, and the panic goes on up.
 func (t *Tx) Close() error {
+	t.acquire(context.Background())
+	defer t.release()
 	if t.retried && !t.closed {
 		return errTransactionEnds("Close")
 	}
-	return t.closeWith(context.Background())
+	return t.closeHeld(context.Background())
 }
 
 // errTransactionEnds refuses what, Close or Reset, on the Tx that
@@ -450,6 +492,15 @@ func errTransactionEnds(what string) error {
 // not wait for UNWATCH; its connection is closed instead, which ends the
 // WATCH as surely.
 func (t *Tx) closeWith(ctx context.Context) error {
+	// Not bounded by ctx: the session must be closed, after the call
+	// under way, which its own context bounds.
+	t.acquire(context.Background())
+	defer t.release()
+	return t.closeHeld(ctx)
+}
+
+// closeHeld is closeWith for a call that holds the session.
+func (t *Tx) closeHeld(ctx context.Context) error {
 	if t.closed {
 		return nil
 	}
@@ -483,6 +534,8 @@ func (t *Tx) closeWith(ctx context.Context) error {
 // the panic goes on up and the session is reset all the same: the server
 // ran UNWATCH before the Decoder saw its reply.
 func (t *Tx) Reset() error {
+	t.acquire(context.Background())
+	defer t.release()
 	if t.closed {
 		return t.usable()
 	}
@@ -518,7 +571,10 @@ func (t *Tx) settle(ctx context.Context) bool {
 			clean = false
 		} else {
 			uctx, cancel := context.WithTimeout(ctx, t.c.opt.DialTimeout)
-			clean = t.Unwatch(uctx) == nil
+			w := getBuf()
+			w.start(cmdUnwatch, 1)
+			w.end()
+			clean = okReply(t.runHeld(uctx, w)) == nil
 			cancel()
 		}
 	}

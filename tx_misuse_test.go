@@ -1193,3 +1193,56 @@ func TestTransactionMultiAfterOwnExecUnwatched(t *testing.T) {
 		t.Fatalf("unguarded = %v, want other: the second Multi was sent unwatched", v)
 	}
 }
+
+// Calls on one Tx from several goroutines take turns: fn may read on two
+// at once, or open its Multi on one while reading on another, and each
+// call sees the session as the last left it. The Multi and the read
+// raced on the session's state (a data race under -race), and a read
+// could pass the check for an open Multi as the Multi opened.
+func TestTxCallsFromSeveralGoroutines(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "par:a", "1")
+	srv.MustDo(t, "SET", "par:b", "2")
+	for i := range 20 {
+		key := "par:" + strconv.Itoa(i)
+		var getErr error
+		replies, err := c.Transaction(ctx, func(tx *Tx) error {
+			done := make(chan error, 2)
+			for _, k := range []string{"par:a", "par:b"} {
+				go func() {
+					v, err := tx.Get(ctx, k)
+					if err == nil && v != map[string]string{"par:a": "1", "par:b": "2"}[k] {
+						err = fmt.Errorf("%s read %q", k, v)
+					}
+					done <- err
+				}()
+			}
+			for range 2 {
+				if err := <-done; err != nil {
+					return err
+				}
+			}
+			go func() { tx.Multi().Set(key, "1"); done <- nil }()
+			go func() { _, getErr = tx.Get(ctx, "par:a"); done <- nil }()
+			<-done
+			<-done
+			return nil
+		}, "par:a", "par:b")
+		// The read went first, and the Multi was applied; or the Multi,
+		// and the read was refused with it.
+		var ue *UsageError
+		switch {
+		case getErr == nil && err == nil && len(replies) == 1:
+			if !exists(t, srv, key) {
+				t.Fatalf("round %d: applied, yet %s is missing", i, key)
+			}
+		case errors.As(getErr, &ue) && errors.Is(err, ErrNotApplied):
+			if exists(t, srv, key) {
+				t.Fatalf("round %d: not applied, yet %s exists", i, key)
+			}
+		default:
+			t.Fatalf("round %d: Transaction = %v, %v; the read = %v", i, replies, err, getErr)
+		}
+	}
+}
