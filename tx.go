@@ -46,15 +46,15 @@ type Tx struct {
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	lock     chan struct{} // holds a token while a call runs on the session; every field is used under it
+	lock     chan struct{} // holds a token while a call runs on the session, which alone changes its state
 	broken   error         // the connection failed: the Tx can only be closed or reset
 	turn     *turn         // a Transaction's turn on its keys, given back once EXEC is written
 	retried  bool          // made by Transaction, which may run fn again: writes outside Multi are refused
 	execRan  bool          // the Exec of a Multi pipeline may have applied
 	readErr  error         // the last error of a command or Pipeline of a Transaction's Tx, which only read
 	execErr  error         // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
-	execOut  []Value
-	call     *txCall // the call of Transaction the session was made for, if any
+	execOut  []Value       // the replies of that Exec
+	call     *txCall       // the call of Transaction the session was made for, if any
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -504,13 +504,13 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 	if t.closed {
 		return nil
 	}
+	if t.call != nil {
+		t.call.retire(t)
+	}
 	// Deferred, so that a panic in settle (a Decoder registered for
 	// UNWATCH) closes the session too: its connection, in a state the
 	// panic left unknown, is then closed rather than kept by a session
 	// nobody may close again (Transaction's, or one closed by a defer).
-	if t.call != nil {
-		t.call.retire(t)
-	}
 	clean := false
 	defer func() {
 		t.closed = true
@@ -684,9 +684,9 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // run again. When fn returns nil after its own Exec failed, the attempt
 // ends as that Exec did: a watch conflict is retried, never reported as
 // done. A Multi that fn opens after its own Exec is refused unless fn
-// watched again in between, since EXEC ended the watch on keys. Any other error from fn ends the loop
-// with that error. A panic in fn closes the session cleanly and goes on
-// up.
+// watched again in between, since EXEC ended the watch on keys. Any other
+// error from fn ends the loop with that error. A panic in fn closes the
+// session cleanly and goes on up.
 //
 // fn is given a new Tx on every attempt, closed when the attempt ends. A
 // Tx, or a pipeline of one, that fn keeps and uses in a later attempt is
