@@ -186,10 +186,9 @@ func (p *Pipeline) reset() {
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
-func (p *Pipeline) Exec(ctx context.Context) (execReplies []Value, err error) {
+func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if p.tx != nil {
-		// Released last, once the deferred calls below have settled the
-		// Tx's state.
+		// Released once exec has settled the Tx's state.
 		if err := p.tx.acquire(ctx); err != nil {
 			if p.transaction {
 				return nil, notAppliedTx(err)
@@ -198,6 +197,11 @@ func (p *Pipeline) Exec(ctx context.Context) (execReplies []Value, err error) {
 		}
 		defer p.tx.release()
 	}
+	return p.exec(ctx)
+}
+
+// exec is Exec, by a call that holds the pipeline's Tx if it has one.
+func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
 	multi := p.multi
 	if multi && len(p.w.cmds) > 0 {
 		defer func() {

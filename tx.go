@@ -838,6 +838,16 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		var zero T
 		return zero, nil, 0, fnError(t, err)
 	}
+	// What fn left is read, and its Multi sent, under the session's lock:
+	// a call that fn left running on another goroutine, its own Exec of
+	// the Multi say, ends first, and is seen, or comes after and finds
+	// the Multi finished, rather than applying it between the look at
+	// the Multi and its Exec, which would then say not applied.
+	if err := t.acquire(ctx); err != nil {
+		var zero T
+		return zero, nil, 0, fnError(t, err)
+	}
+	defer t.release() // before the deferred closeWith, which takes it again
 	if n := t.unsent(); n > 0 {
 		// fn ran its own Exec and then queued more, which nothing will
 		// send. If that Exec may have applied, no retry is safe; if it
@@ -880,7 +890,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 			"then opened another Multi without watching again: call tx.Watch before it, or queue everything on one Multi"})
 	}
 	ran := t.execRan
-	replies, err = t.multi.Exec(ctx)
+	replies, err = t.multi.exec(ctx)
 	if err != nil {
 		var zero T
 		if ran {

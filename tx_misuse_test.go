@@ -1246,3 +1246,35 @@ func TestTxCallsFromSeveralGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// fn may leave a call running on another goroutine when it returns: here
+// its own Exec of its Multi, which the server takes a while to run. The
+// Transaction looked at the Multi, found it open, then ran Exec on it
+// after fn's had applied it, and said not applied, as for a finished
+// Multi. Whichever Exec comes first now, the Transaction's or fn's, what
+// each reports is true.
+func TestTransactionExecLeftRunningByFn(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for i := range 3 {
+		key := "left:" + strconv.Itoa(i)
+		done := make(chan error, 1)
+		replies, err := c.Transaction(ctx, func(tx *Tx) error {
+			p := tx.Multi().Do("DEBUG", "SLEEP", "0.2").Set(key, "1")
+			go func() {
+				_, err := p.Exec(ctx)
+				done <- err
+			}()
+			time.Sleep(20 * time.Millisecond) // lets that Exec start first, most of the time
+			return nil
+		}, key)
+		leftErr := <-done
+		applied := exists(t, srv, key)
+		switch {
+		case err == nil && !applied, errors.Is(err, ErrNotApplied) && applied:
+			t.Fatalf("round %d: Transaction = %v, %v, yet %s applied: %v (fn's own Exec: %v)", i, replies, err, key, applied, leftErr)
+		case leftErr == nil && !applied, errors.Is(leftErr, ErrNotApplied) && applied && err != nil:
+			t.Fatalf("round %d: fn's own Exec = %v, yet %s applied: %v (Transaction: %v)", i, leftErr, key, applied, err)
+		}
+	}
+}
