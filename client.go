@@ -276,7 +276,7 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	case <-pd.done:
 		return pd.cn, pd.err
 	case <-ctx.Done():
-		return nil, notSent(ctx.Err())
+		return nil, notSent(conn.ContextErr(ctx))
 	}
 }
 
@@ -433,8 +433,12 @@ func pingDedicated(ctx context.Context, d *dedicated) error {
 // getDedicated lends a pooled connection; its failures are marked not sent.
 func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 	d, err := c.pool.Get(ctx)
-	if errors.Is(err, pool.ErrClosed) {
+	switch {
+	case errors.Is(err, pool.ErrClosed):
 		err = ErrClosed
+	case err != nil && err == ctx.Err():
+		// The pool waited for a connection until ctx ended.
+		err = conn.ContextErr(ctx)
 	}
 	return d, notSent(err)
 }

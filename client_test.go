@@ -1284,3 +1284,81 @@ func TestTypeErrorWording(t *testing.T) {
 }
 
 func ptr[T any](x T) *T { return &x }
+
+// TestContextCauseInErrors: a call stopped by a context ended with a
+// cause says why in its error, wherever the call waited: for its reply
+// (the proxy holds the replies back), for the dial of the shared
+// connection (a Dialer that waits), or for a connection of the pool. Its
+// outcome is what it was: the SET and the transaction ran on the server,
+// as another client sees, and their errors say the outcome is unknown,
+// even when the cause is the watch conflict of another transaction
+// (a caller that gives up its other calls for it): the cause is in the
+// text, not reached by errors.Is. The next call gets its own reply.
+func TestContextCauseInErrors(t *testing.T) {
+	c, px, srv := proxiedClient(t, Options{PoolSize: 1})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "warm", "w"); err != nil {
+		t.Fatal(err)
+	}
+	checkCause := func(what string, err, want error, outcome Outcome) {
+		t.Helper()
+		switch {
+		case err == nil || !strings.Contains(err.Error(), ErrWatch.Error()):
+			t.Errorf("%s: err = %v; want the cause, %q, in it", what, err, ErrWatch)
+		case !errors.Is(err, want):
+			t.Errorf("%s: err = %v; want it to match %v", what, err, want)
+		case OutcomeOf(err) != outcome:
+			t.Errorf("%s: err = %v, of outcome %v; want %v", what, err, OutcomeOf(err), outcome)
+		case outcome == OutcomeUnknown && (errors.Is(err, ErrWatch) || errors.Is(err, ErrNotApplied)):
+			t.Errorf("%s: err = %v matches ErrWatch or ErrNotApplied, though the command ran", what, err)
+		}
+	}
+
+	px.Stall(redistest.ServerToClient, true)
+	cctx, cancel := context.WithCancelCause(ctx)
+	time.AfterFunc(100*time.Millisecond, func() { cancel(ErrWatch) })
+	checkCause("SET waiting for its reply", c.Set(cctx, "k", "v"), context.Canceled, OutcomeUnknown)
+	tctx, tcancel := context.WithTimeoutCause(ctx, 100*time.Millisecond, ErrWatch)
+	_, err := c.Pipeline().Set("t", "v").Exec(tctx)
+	tcancel()
+	checkCause("transaction waiting for EXEC's reply", err, context.DeadlineExceeded, OutcomeUnknown)
+	px.Reset()
+	waitForServer(t, ctx, "the SET and the transaction to run", func() (bool, string) {
+		k, _ := srv.Do("GET", "k")
+		tv, _ := srv.Do("GET", "t")
+		return k == "v" && tv == "v", fmt.Sprintf("k = %v, t = %v", k, tv)
+	})
+	if v, err := c.Get(ctx, "warm"); err != nil || v != "w" {
+		t.Fatalf("GET after the abandoned calls = %q, %v; want w", v, err)
+	}
+
+	tx, err := c.Watch(ctx, "k") // holds the pool's only connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, tcancel = context.WithTimeoutCause(ctx, 50*time.Millisecond, ErrWatch)
+	_, err = c.Watch(tctx, "k")
+	tcancel()
+	checkCause("Watch waiting for the pool", err, context.DeadlineExceeded, OutcomeNotSent)
+	tx.Close()
+
+	gate := make(chan struct{})
+	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	c2, err := NewClient(Options{Addr: srv.Addr, Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	defer close(gate)
+	tctx, tcancel = context.WithTimeoutCause(ctx, 50*time.Millisecond, ErrWatch)
+	checkCause("SET waiting for the dial", c2.Set(tctx, "d", "v"), context.DeadlineExceeded, OutcomeNotSent)
+	tcancel()
+}

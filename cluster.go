@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/internal/topology"
@@ -268,7 +269,7 @@ func (r *clusterRouter) awaitRefresh(ctx context.Context) error {
 	select {
 	case <-ch:
 	case <-ctx.Done():
-		return notSent(ctx.Err())
+		return notSent(conn.ContextErr(ctx))
 	}
 	r.refMu.Lock()
 	defer r.refMu.Unlock()

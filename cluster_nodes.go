@@ -72,8 +72,8 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 	if fn == nil {
 		return &UsageError{Msg: "ForEachMaster needs a function"}
 	}
-	if err := ctx.Err(); err != nil {
-		return notSent(err)
+	if ctx.Err() != nil {
+		return notSent(conn.ContextErr(ctx))
 	}
 	if c.cluster == nil {
 		if c.isClosed() {

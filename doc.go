@@ -188,7 +188,10 @@
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,
-// never given to another call). Options.DialTimeout bounds a dial and
+// never given to another call). The error's text gives the cause of a
+// context ended with one (context.WithCancelCause, WithTimeoutCause);
+// errors.Is finds context.Canceled or context.DeadlineExceeded in it, not
+// the cause, which context.Cause gives. Options.DialTimeout bounds a dial and
 // handshake. Options.ReplyTimeout ends a connection on which replies are
 // due and no byte has come for that long, so a stalled server or network
 // fails the calls instead of holding them; a blocking command is allowed

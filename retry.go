@@ -129,7 +129,7 @@ func sleepUntil(ctx, life context.Context, t time.Time) error {
 	case <-tm.C:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return conn.ContextErr(ctx)
 	case <-life.Done():
 		return notSent(ErrClosed)
 	}

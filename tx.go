@@ -797,7 +797,7 @@ func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), 
 			timer.Stop()
 		case <-ctx.Done():
 			timer.Stop()
-			return zero, nil, &TxRetryError{Attempts: attempt, Err: fmt.Errorf("%w (stopped: %w)", last, ctx.Err())}
+			return zero, nil, &TxRetryError{Attempts: attempt, Err: fmt.Errorf("%w (stopped: %w)", last, conn.ContextErr(ctx))}
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redpipe/redpipe/internal/conn"
 )
 
 // Transactions of one Client on the same keys take turns. Two of them
@@ -74,7 +76,7 @@ func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, cl
 		return nil, nil
 	case <-ctx.Done():
 		ts.leave(t)
-		return nil, notSent(ctx.Err())
+		return nil, notSent(conn.ContextErr(ctx))
 	case <-closed:
 		ts.leave(t)
 		return nil, notSent(ErrClosed)

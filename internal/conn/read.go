@@ -111,10 +111,10 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		case <-cl.done:
 		case <-done:
 			if c.drop(cl) {
-				return notSent(ctx.Err())
+				return notSent(ContextErr(ctx))
 			}
 			if cl.state.CompareAndSwap(waiting, abandoned) {
-				return ctx.Err()
+				return ContextErr(ctx)
 			}
 			<-cl.done // finished meanwhile: take the result
 		}

@@ -21,8 +21,8 @@ func (c *Conn) send(ctx context.Context, cl *call, b []byte) error {
 	if len(b) > c.opt.MaxPending {
 		return c.sendLarge(ctx, cl, b)
 	}
-	if err := ctx.Err(); err != nil {
-		return notSent(err)
+	if ctx.Err() != nil {
+		return notSent(ContextErr(ctx))
 	}
 	c.mu.Lock()
 	for {
@@ -53,7 +53,7 @@ func (c *Conn) takeSendSem(ctx context.Context) error {
 	select {
 	case c.sendSem <- struct{}{}:
 	case <-ctx.Done():
-		return notSent(ctx.Err())
+		return notSent(ContextErr(ctx))
 	case <-c.closed:
 		// The connection failed. The send that holds the turn gives it
 		// back then, unless user code ended its goroutine (a net.Conn's
@@ -61,9 +61,9 @@ func (c *Conn) takeSendSem(ctx context.Context) error {
 		// line): waiting would then last as long as ctx.
 		return unsent(c.Err())
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		<-c.sendSem
-		return notSent(err)
+		return notSent(ContextErr(ctx))
 	}
 	return nil
 }
@@ -105,8 +105,8 @@ func (c *Conn) awaitRoomLocked(ctx context.Context) error {
 	case <-c.closed:
 	case <-ctx.Done():
 	}
-	if err := ctx.Err(); err != nil {
-		return notSent(err)
+	if ctx.Err() != nil {
+		return notSent(ContextErr(ctx))
 	}
 	c.mu.Lock()
 	return nil
@@ -274,7 +274,7 @@ func (c *Conn) sendParts(ctx context.Context, cl *call, b []byte) error {
 		case <-c.closed:
 			return nil // the call has been failed with the connection's error
 		case <-ctx.Done():
-			c.fail(&Error{Op: "write", Err: fmt.Errorf("send cut short: %w", ctx.Err())})
+			c.fail(&Error{Op: "write", Err: fmt.Errorf("send cut short: %w", ContextErr(ctx))})
 			return nil
 		}
 		part = b
@@ -382,7 +382,7 @@ func (c *Conn) writeDirect(ctx context.Context, b []byte) {
 				c.handOver(n, rest)
 				return
 			}
-			err = fmt.Errorf("send cut short: %w", ctx.Err())
+			err = fmt.Errorf("send cut short: %w", ContextErr(ctx))
 		}
 	}
 	if err != nil {
