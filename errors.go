@@ -258,8 +258,8 @@ func (e *ExecAbortError) Is(target error) bool { return target == ErrNotApplied 
 // OutcomeError is a transaction that failed before the server could rule
 // on it (a lost connection, a refusal before sending) and says what became
 // of it: OutcomeNotApplied when it certainly did not run, and then it
-// matches ErrNotApplied, or OutcomeUnknown when the connection failed after
-// EXEC may have reached the server.
+// matches ErrNotApplied, or OutcomeUnknown when the connection failed, or
+// the caller's context ended, after EXEC may have reached the server.
 type OutcomeError struct {
 	Outcome Outcome
 	Err     error
@@ -269,7 +269,16 @@ func (e *OutcomeError) Error() string {
 	if e.Outcome != OutcomeUnknown {
 		return "redpipe: transaction not applied: " + e.Err.Error()
 	}
-	return "redpipe: transaction outcome unknown (the connection failed after it was sent): " + e.Err.Error()
+	var ce *conn.Error
+	switch {
+	case errors.As(e.Err, &ce):
+		return "redpipe: transaction outcome unknown (the connection failed after it was sent): " + e.Err.Error()
+	case errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded):
+		// The connection is fine: the caller stopped waiting for EXEC's
+		// reply, which is read and dropped when it comes.
+		return "redpipe: transaction outcome unknown (its context ended after it was sent): " + e.Err.Error()
+	}
+	return "redpipe: transaction outcome unknown: " + e.Err.Error()
 }
 
 func (e *OutcomeError) Unwrap() error { return e.Err }
