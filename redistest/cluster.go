@@ -30,11 +30,11 @@ const (
 //
 // Tests change the cluster as production does: MoveSlots and
 // BeginMigration reshard it, Failover and KillMaster promote a replica,
-// AddMaster grows it, Rejoin brings a killed master back. Each waits until
-// the cluster has settled, and Masters and Replicas always hold the nodes
-// in their current roles: Failover swaps a master and its replica, so the
-// index rule above still holds after it; KillMaster and AddMaster change
-// the counts, after which ReplicasOf says who replicates whom. Given a
+// AddMaster grows it, RemoveMaster shrinks it, Rejoin brings a killed
+// master back. Each waits until the cluster has settled, and Masters and
+// Replicas always hold the nodes in their current roles: Failover swaps a
+// master and its replica, so the index rule above still holds after it;
+// KillMaster, AddMaster and RemoveMaster change the counts, after which ReplicasOf says who replicates whom. Given a
 // context that is already done, they change nothing.
 //
 // A slot that no master serves by its own account while the other nodes
@@ -45,7 +45,7 @@ const (
 // others name, and tells Logf.
 //
 // The methods that change membership or roles (Failover, KillMaster,
-// Rejoin, AddMaster) write Masters and Replicas: they must not run while
+// Rejoin, AddMaster, RemoveMaster) write Masters and Replicas: they must not run while
 // another method of the Cluster runs or another goroutine reads those
 // fields. Clients of the cluster may run throughout.
 type Cluster struct {

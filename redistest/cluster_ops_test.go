@@ -540,3 +540,39 @@ func firstSlotOf(c *redistest.Cluster, m *redistest.Server) (int, error) {
 	}
 	return 0, fmt.Errorf("%s serves no slot", m.Addr)
 }
+
+// RemoveMaster takes a master that serves no slot out of the cluster:
+// it is stopped, no node knows it any more, and Masters no longer lists
+// it. A master that still serves slots, or the last one, is refused.
+func TestRemoveMaster(t *testing.T) {
+	c := redistest.StartCluster(t, 0)
+	ctx := opContext(t)
+	if err := c.RemoveMaster(ctx, c.Masters[0]); err == nil || !strings.Contains(err.Error(), "serves slots") {
+		t.Errorf("RemoveMaster of a master with slots: %v; want a refusal", err)
+	}
+	if len(c.Masters) != 3 {
+		t.Fatalf("Masters after a refused RemoveMaster: %v", c.Addrs())
+	}
+	n, err := c.AddMaster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.NodeID(n)
+	if err := c.RemoveMaster(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(c.Masters, n) || len(c.Masters) != 3 || c.NodeID(n) != "" {
+		t.Errorf("after RemoveMaster: Masters %v, its id %q", c.Addrs(), c.NodeID(n))
+	}
+	if _, err := n.Do("PING"); err == nil {
+		t.Errorf("the removed node %s still answers", n.Addr)
+	}
+	for _, s := range c.Servers() {
+		if nodes, _ := s.MustDo(t, "CLUSTER", "NODES").(string); strings.Contains(nodes, id) {
+			t.Errorf("%s still knows the removed node:\n%s", s.Addr, nodes)
+		}
+	}
+	if err := c.RemoveMaster(ctx, n); err == nil {
+		t.Error("a second RemoveMaster of the same node succeeded")
+	}
+}

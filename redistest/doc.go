@@ -41,7 +41,8 @@
 //   - Failover promotes a replica with CLUSTER FAILOVER, KillMaster kills a
 //     master and waits for the election of a replica, and Rejoin brings
 //     the killed master back as a replica;
-//   - AddMaster adds an empty master.
+//   - AddMaster adds an empty master, and RemoveMaster takes one that
+//     serves no slot out of the cluster, stopping it.
 //
 // Each returns once every node agrees on the new state, or fails with an
 // error saying what did not happen in time.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -207,6 +208,58 @@ func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// RemoveMaster takes master, which must serve no slot (move them away
+// first with MoveSlots) and have no replica, out of the cluster as an
+// operator removes a node: it stops the node, has every other node
+// forget it with CLUSTER FORGET, and waits until the cluster has settled
+// without it. master leaves Masters; its address may later be taken by
+// another node.
+func (c *Cluster) RemoveMaster(ctx context.Context, master *Server) error {
+	if err := notStarted(ctx, "RemoveMaster"); err != nil {
+		return err
+	}
+	if master == nil {
+		return errNilServer
+	}
+	i := slices.Index(c.Masters, master)
+	if i < 0 {
+		return fmt.Errorf("redistest: %s is not a master of the cluster", master.Addr)
+	}
+	if len(c.Masters) == 1 {
+		return fmt.Errorf("redistest: %s is the last master of the cluster", master.Addr)
+	}
+	replicas, err := c.ReplicasOf(master)
+	if err != nil {
+		return err
+	}
+	if len(replicas) > 0 {
+		return fmt.Errorf("redistest: master %s has %d replicas", master.Addr, len(replicas))
+	}
+	v, err := fetchView(master)
+	if err != nil {
+		return err
+	}
+	if self := v.nodes[v.self]; self == nil || len(self.slots) > 0 {
+		return fmt.Errorf("redistest: master %s still serves slots: move them away first", master.Addr)
+	}
+	id := c.NodeID(master)
+	if err := master.Stop(); err != nil {
+		return err
+	}
+	c.Masters = slices.Delete(c.Masters, i, i+1)
+	c.mu.Lock()
+	delete(c.ids, master) // a node that still knows it is then unsettled
+	c.mu.Unlock()
+	for _, s := range c.Servers() {
+		// Each forgets it for a minute, long enough for all to: gossip
+		// from one that still knows it would bring it back.
+		if _, err := s.doChecked("CLUSTER", "FORGET", id); err != nil && !strings.Contains(err.Error(), "Unknown node") {
+			return err
+		}
+	}
+	return c.waitSettled(ctx, "the cluster to settle without the removed "+master.Addr, nil)
 }
 
 // notStarted refuses to begin a change of the cluster under a context
