@@ -66,6 +66,12 @@ type Client struct {
 	// replica that serves reads. Set when the client is made.
 	onConnect [][]any
 
+	// released is set, and never cleared, on the client of a node of a
+	// cluster once the node has left the cluster's layout: it starts no
+	// connection, and its calls fail with errReleased, not sent, which the
+	// cluster Client reroutes. See release.
+	released atomic.Bool
+
 	mu     sync.Mutex // guards live and closed
 	live   map[*conn.Conn]struct{}
 	closed bool
@@ -252,17 +258,19 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 // the last one failed, one dial starts and every caller waits for it, each
 // for no longer than its own context allows.
 func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
-	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+	// A released client's connection serves the calls in line only: a
+	// new one goes on by the layout (see release).
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !c.released.Load() {
 		return cn, nil
 	}
 	c.dialMu.Lock()
-	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !c.noDials {
 		c.dialMu.Unlock()
 		return cn, nil
 	}
 	if c.noDials {
 		c.dialMu.Unlock()
-		return nil, notSent(ErrClosed)
+		return nil, c.closedErr()
 	}
 	pd := c.dialing
 	if pd == nil {
@@ -435,7 +443,7 @@ func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 	d, err := c.pool.Get(ctx)
 	switch {
 	case errors.Is(err, pool.ErrClosed):
-		err = ErrClosed
+		return d, c.closedErr()
 	case err != nil && err == ctx.Err():
 		// The pool waited for a connection until ctx ended.
 		err = conn.ContextErr(ctx)
@@ -457,7 +465,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	}
 	c.mu.Unlock()
 	if closed {
-		return nil, notSent(ErrClosed)
+		return nil, c.closedErr()
 	}
 	defer c.dials.Done()
 	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
@@ -471,7 +479,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	nc, err := c.dialNet(ctx)
 	if err != nil {
 		if c.life.Err() != nil {
-			return nil, notSent(ErrClosed)
+			return nil, c.closedErr()
 		}
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: err})
 	}
@@ -487,14 +495,14 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	if c.closed {
 		c.mu.Unlock()
 		cn.Close()
-		return nil, notSent(ErrClosed)
+		return nil, c.closedErr()
 	}
 	c.live[cn] = struct{}{}
 	c.mu.Unlock()
 	if err := c.handshake(ctx, cn); err != nil {
 		c.closeConn(cn)
 		if c.life.Err() != nil {
-			return nil, notSent(ErrClosed)
+			return nil, c.closedErr()
 		}
 		return nil, notSent(err)
 	}
@@ -680,7 +688,7 @@ func (c *Client) closeConn(cn *conn.Conn) error {
 func (c *Client) Close() error {
 	if c.front != nil {
 		return &UsageError{Msg: "Close on the Client of one node of a cluster, which belongs to the cluster Client: " +
-			"it stays open until the cluster Client is closed"}
+			"it stays open until the cluster Client is closed or the node leaves the cluster's layout"}
 	}
 	if c.cluster != nil {
 		return c.cluster.close()

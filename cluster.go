@@ -227,8 +227,12 @@ type clusterRouter struct {
 	slots   [hashslot.Count]*Client
 	masters []*Client          // masters serving slots, in the map's order
 	known   []string           // every node address of the last map
-	nodes   map[string]*Client // node clients by address, kept until Close
-	loaded  bool               // a map has been applied
+	nodes   map[string]*Client // node clients by address, while in the layout
+	// retired are the clients of nodes gone from the layout, released and
+	// waiting for their calls in flight to end before they are closed
+	// (see retireLocked).
+	retired []*Client
+	loaded  bool // a map has been applied
 	closed  bool
 	// closeDone is closed when the first Close has finished, so that
 	// another, made at the same time, returns no sooner.
@@ -238,7 +242,7 @@ type clusterRouter struct {
 	// ReadFromReplicas. Commands routed by readers are read-only: a
 	// write is routed by slots alone.
 	readers  *[hashslot.Count]*replicaSet // the replicas reads of a slot may go to; nil entry for none
-	replicas map[string]*Client           // replica clients by address (READONLY on every connection), kept until Close
+	replicas map[string]*Client           // replica clients by address (READONLY on every connection), while in the layout
 	down     map[*Client]time.Time        // replicas left out of reads until then, after a failure
 	leftOut  bool                         // the last map has replicas not read from for their health
 
@@ -247,6 +251,10 @@ type clusterRouter struct {
 	lastRefresh time.Time     // when the last refresh started
 	refreshErr  error         // the last refresh's failure, nil on success
 	recheck     *time.Timer   // the next refresh to look at replicas left out, if one is due
+	// releaseTimer is the next look at the retired clients, if one is due.
+	releaseTimer *time.Timer
+
+	releaseMu sync.Mutex // held while retired clients are closed, by closeRetired and Close
 
 	refreshes atomic.Int64 // refreshes run, for tests
 }
@@ -322,6 +330,7 @@ func (r *clusterRouter) refresh(ch chan struct{}, delay time.Duration) {
 	r.refreshErr, r.refreshing = err, nil
 	r.refMu.Unlock()
 	r.recheckReplicas()
+	r.closeRetired()
 	close(ch)
 }
 
@@ -457,6 +466,14 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 			return err
 		}
 	}
+	keep := make(map[string]bool, len(known)+len(masters))
+	for _, a := range known {
+		keep[a] = true
+	}
+	for _, n := range masters {
+		keep[n.opt.Addr] = true // a master marked failed still serves
+	}
+	r.retireLocked(keep)
 	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
 	r.everLoaded.Store(true)
 	return nil
@@ -529,11 +546,14 @@ func (r *clusterRouter) route(ctx context.Context, slot int) (*Client, error) {
 // moved records that slot is served by addr, as a MOVED reply said, and
 // starts a refresh to learn what else changed.
 func (r *clusterRouter) moved(slot int, addr string) (*Client, error) {
-	node, err := r.nodeAt(addr)
+	// Under the lock that apply holds, so that the slot does not get the
+	// client of a node that a refresh has just released.
+	r.mu.Lock()
+	node, err := r.nodeLocked(addr)
 	if err != nil {
+		r.mu.Unlock()
 		return nil, err
 	}
-	r.mu.Lock()
 	if slot >= 0 && slot < hashslot.Count {
 		r.slots[slot] = node
 		if r.readers != nil {
@@ -570,9 +590,19 @@ func (r *clusterRouter) close() error {
 		nodes = append(nodes, n)
 	}
 	r.mu.Unlock()
+	// A look at the retired clients under way puts back those it leaves.
+	r.releaseMu.Lock()
+	r.mu.Lock()
+	nodes = append(nodes, r.retired...)
+	r.retired = nil
+	r.mu.Unlock()
+	r.releaseMu.Unlock()
 	r.refMu.Lock()
 	if r.recheck != nil {
 		r.recheck.Stop()
+	}
+	if r.releaseTimer != nil {
+		r.releaseTimer.Stop()
 	}
 	r.refMu.Unlock()
 	r.endLife()

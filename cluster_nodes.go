@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 )
@@ -62,8 +63,11 @@ import (
 // sent on. Its Watch sessions and Transactions stand for that node too,
 // and run DBSIZE or INFO there, which those of the cluster Client refuse.
 // It may be kept after fn returns, and stays a client of that
-// server until the cluster Client is closed; its calls then fail with
-// ErrClosed. Close on it is refused with a *UsageError: its connections
+// server until the cluster Client is closed, its calls then failing with
+// ErrClosed, or until a refresh finds the node gone from the cluster's
+// layout (removed, or replaced at another address): its calls in flight
+// then finish, and later ones fail, not sent, with a *DialError that says
+// the client was released. Close on it is refused with a *UsageError: its connections
 // belong to the cluster Client. Its own ForEachMaster calls fn once, with
 // itself.
 //
@@ -267,4 +271,119 @@ func (c *Client) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
+}
+
+// errReleased is the cause of the failure of a call on the client of a
+// node that has left the cluster's layout (a node removed, or replaced at
+// another address). Nothing of the call was sent: the cluster Client
+// routes it by the new layout.
+var errReleased = errors.New("the node is no longer in the cluster's layout, and its client was released")
+
+// closedErr is the error of a call that c can no longer send, as it was
+// closed, or released.
+func (c *Client) closedErr() error {
+	if c.released.Load() {
+		return notSent(&DialError{Addr: c.opt.Addr, Err: errReleased})
+	}
+	return notSent(ErrClosed)
+}
+
+// release stops c, the client of a node that has left the cluster's
+// layout, from opening connections: calls that come from now on fail
+// with errReleased, not sent. What is in flight goes on: the pool closes
+// its idle connections now and those lent as they come back, and the
+// shared connection stays until idle (see closeIfDone).
+func (c *Client) release() {
+	c.released.Store(true)
+	c.dialMu.Lock()
+	c.noDials = true
+	c.dialMu.Unlock()
+	c.pool.Close()
+}
+
+// closeIfDone closes c, released, once no call is in flight on it: no
+// dial of the shared connection, nothing in line on that connection, no
+// pooled connection lent. It reports whether c is closed. A call that
+// took the shared connection just before it closes fails not sent.
+func (c *Client) closeIfDone() bool {
+	c.dialMu.Lock()
+	dialing := c.dialing != nil
+	c.dialMu.Unlock()
+	if dialing {
+		return false
+	}
+	if cn := c.shared.Load(); cn != nil && !cn.CloseIdle(&DialError{Addr: c.opt.Addr, Err: errReleased}) {
+		return false
+	}
+	if open, _ := c.pool.Stats(); open > 0 {
+		return false
+	}
+	c.close()
+	return true
+}
+
+// releaseCheck is how often the clients of nodes gone from the layout
+// are looked at, until each has no call in flight and is closed.
+var releaseCheck = 200 * time.Millisecond
+
+// retireLocked takes the clients of the nodes that are not in keep out of
+// the router, releases them, and keeps them in r.retired until they can
+// be closed; r.mu is held for writing. A node that comes back later gets
+// a client of its own.
+func (r *clusterRouter) retireLocked(keep map[string]bool) {
+	for addr, n := range r.nodes {
+		if !keep[addr] {
+			delete(r.nodes, addr)
+			n.release()
+			r.retired = append(r.retired, n)
+		}
+	}
+	for addr, n := range r.replicas {
+		if !keep[addr] {
+			delete(r.replicas, addr)
+			delete(r.down, n)
+			n.release()
+			r.retired = append(r.retired, n)
+		}
+	}
+}
+
+// closeRetired closes the retired clients that have no call in flight,
+// and looks again in releaseCheck while some remain. It holds releaseMu
+// throughout, so that Close, which takes it too, finds each retired
+// client either closed or back in r.retired.
+func (r *clusterRouter) closeRetired() {
+	r.releaseMu.Lock()
+	defer r.releaseMu.Unlock()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	retired := r.retired
+	r.retired = nil
+	r.mu.Unlock()
+	var left []*Client
+	for _, n := range retired {
+		if !n.closeIfDone() {
+			left = append(left, n)
+		}
+	}
+	r.mu.Lock()
+	r.retired = append(r.retired, left...)
+	again := len(r.retired) > 0 && !r.closed
+	r.mu.Unlock()
+	if !again {
+		return
+	}
+	r.refMu.Lock()
+	defer r.refMu.Unlock()
+	if r.releaseTimer == nil {
+		r.releaseTimer = time.AfterFunc(releaseCheck, func() {
+			r.refMu.Lock()
+			r.releaseTimer = nil
+			r.refMu.Unlock()
+			r.closeRetired()
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strconv"
@@ -832,5 +833,279 @@ func testForEachMasterSessions(t *testing.T, c *Client) {
 		return err
 	}, "sessions:k"); !errors.As(err, &ue) {
 		t.Errorf("DBSIZE in a Transaction of the cluster Client = %v; want a *UsageError", err)
+	}
+}
+
+// nodeClients returns the node clients the router holds, as masters and
+// as replicas, and those released but not yet closed.
+func nodeClients(r *clusterRouter) (held map[string]*Client, retired []*Client) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	held = map[string]*Client{}
+	for a, n := range r.nodes {
+		held[a] = n
+	}
+	for a, n := range r.replicas {
+		held["replica "+a] = n
+	}
+	return held, slices.Clone(r.retired)
+}
+
+// A long-lived cluster Client whose cluster's nodes come and go (a master
+// added, given the slots of another, which is then removed) holds the
+// clients, and the connections, of the nodes of the current layout only.
+// It kept one for every address the cluster ever named, until Close.
+// Traffic all along gets right replies, and a failure that says not
+// applied is one: the INCR did not run.
+func TestClusterReleasesNodesGoneFromLayout(t *testing.T) {
+	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
+	releaseCheck = 20 * time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	owned := map[*redistest.Server][2]int{}
+	for i, m := range cl.Masters {
+		owned[m] = [2]int{i * hashslot.Count / 3, (i+1)*hashslot.Count/3 - 1}
+	}
+
+	// Callers INCR keys of their own, spread over the slots, and check
+	// each reply against the count they keep.
+	var (
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		calls    atomic.Int64
+		failures atomic.Int64
+	)
+	for g := range 8 {
+		key := keyIn(g*hashslot.Count/8+g, "release:")
+		wg.Go(func() {
+			var want int64 // the count if every INCR that may have run did
+			uncertain := false
+			for i := 0; i < 100000 && !stop.Load(); i++ {
+				n, err := c.Incr(ctx, key)
+				calls.Add(1)
+				switch {
+				case err != nil:
+					failures.Add(1)
+					if o := OutcomeOf(err); o == OutcomeUnknown {
+						uncertain = true
+					} else if ctx.Err() == nil {
+						t.Logf("INCR %s: %v (%v)", key, err, o)
+					}
+					time.Sleep(5 * time.Millisecond)
+				case n == want+1, uncertain && n == want+2:
+					want, uncertain = n, false
+				default:
+					t.Errorf("INCR %s = %d, want %d (an INCR reported not sent or not applied ran, or a reply went astray)", key, n, want+1)
+					return
+				}
+			}
+		})
+	}
+
+	seen := map[*Client]string{}
+	note := func() {
+		held, _ := nodeClients(r)
+		for a, n := range held {
+			seen[n] = a
+		}
+	}
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	note()
+	const rounds = 3
+	for round := range rounds {
+		old := cl.Masters[0]
+		nu, err := cl.AddMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rg := owned[old]
+		if err := cl.MoveSlots(ctx, old, nu, redistest.SlotRange(rg[0], rg[1])...); err != nil {
+			t.Fatal(err)
+		}
+		owned[nu] = rg
+		note()
+		if err := cl.RemoveMaster(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		// The callers' redirections have refreshed the layout since
+		// the move; one more sees the node removed.
+		time.Sleep(refreshCooldown)
+		if err := r.awaitRefresh(ctx); err != nil {
+			t.Fatalf("round %d: refresh: %v", round, err)
+		}
+		note()
+	}
+	stop.Store(true)
+	wg.Wait()
+	if calls.Load() == failures.Load() {
+		t.Fatalf("every one of %d INCRs failed", calls.Load())
+	}
+	t.Logf("%d INCRs, %d failed", calls.Load(), failures.Load())
+
+	// What the router holds is the clients of the nodes of the cluster,
+	// now all added by the test; the others are closed once idle.
+	want := map[string]bool{}
+	for _, a := range cl.Addrs() {
+		want[a] = true
+	}
+	var held map[string]*Client
+	var retired []*Client
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		held, retired = nodeClients(r)
+		if len(retired) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(retired) > 0 {
+		t.Errorf("%d clients of nodes gone from the layout are still open 10s after traffic stopped", len(retired))
+	}
+	if len(held) > len(want) {
+		t.Errorf("after %d nodes were replaced, the client holds %d node clients for a cluster of %d nodes: %v", rounds, len(held), len(want), slices.Sorted(maps.Keys(held)))
+	}
+	for a := range held {
+		if !want[a] {
+			t.Errorf("the client holds a client of %s, which is no node of the cluster", a)
+		}
+	}
+	for n, a := range seen {
+		if held[a] == n {
+			continue
+		}
+		n.mu.Lock()
+		closed, live := n.closed, len(n.live)
+		n.mu.Unlock()
+		if !closed || live > 0 {
+			t.Errorf("the client of %s, gone from the layout: closed %v, %d connections open", a, closed, live)
+		}
+	}
+
+	// A node at an address that comes back gets a client of its own.
+	for n, a := range seen {
+		if want[a] {
+			continue
+		}
+		fresh, err := r.nodeAt(a)
+		if err != nil || fresh == n || fresh.released.Load() {
+			t.Errorf("nodeAt(%s) after its node left = %p (released %v), %v; want a new client, not %p", a, fresh, fresh != nil && fresh.released.Load(), err, n)
+		}
+		break
+	}
+}
+
+// The client of a node that leaves the layout is closed only once its
+// calls in flight have their replies, on the shared connection and on a
+// pooled one alike. A call that comes after the release fails not sent,
+// and through the cluster Client it goes on to the node of the layout.
+func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
+	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
+	releaseCheck = 20 * time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := cl.Masters[0]
+	node, err := r.nodeAt(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		what string
+		v    Value
+		err  error
+	}
+	results := make(chan result, 2)
+	go func() {
+		// Blocking: on a pooled connection. Slot 0 is m's.
+		v, err := node.Do(ctx, "BLPOP", keyIn(0, "inflight:"), "2")
+		results <- result{"BLPOP", v, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		list, _ := m.MustDo(t, "CLIENT", "LIST").(string)
+		if strings.Contains(list, "cmd=blpop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BLPOP did not reach %s:\n%s", m.Addr, list)
+		}
+	}
+	go func() {
+		// On the shared connection; the server answers nobody meanwhile.
+		v, err := node.Do(ctx, "DEBUG", "SLEEP", "0.5")
+		results <- result{"DEBUG SLEEP", v, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if cn := node.shared.Load(); cn != nil && cn.Pending() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("DEBUG SLEEP is not in line on the shared connection")
+		}
+	}
+
+	// As a refresh that no longer finds m would.
+	keep := map[string]bool{}
+	for _, s := range cl.Masters[1:] {
+		keep[s.Addr] = true
+	}
+	r.mu.Lock()
+	r.retireLocked(keep)
+	r.mu.Unlock()
+	r.closeRetired()
+
+	_, err = node.Do(ctx, "PING")
+	var de *DialError
+	if !errors.Is(err, errReleased) || !errors.As(err, &de) || OutcomeOf(err) != OutcomeNotSent {
+		t.Errorf("a call on the released client = %v (outcome %v); want a *DialError that says it was released, not sent", err, OutcomeOf(err))
+	}
+	for range 2 {
+		res := <-results
+		if res.err != nil {
+			t.Errorf("%s in flight at the release = %v; want its reply", res.what, res.err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, retired := nodeClients(r)
+		if len(retired) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the released client is not closed 10s after its calls ended")
+		}
+	}
+	node.mu.Lock()
+	closed, live := node.closed, len(node.live)
+	node.mu.Unlock()
+	if !closed || live != 0 {
+		t.Errorf("the released client: closed %v, %d connections open", closed, live)
+	}
+
+	// The slot table still names the released client until a refresh:
+	// the call through it fails not sent, and goes on by the layout to
+	// m, which a new client serves.
+	key := keyIn(0, "released:")
+	if err := c.Set(ctx, key, "v"); err != nil {
+		t.Fatalf("SET of a key of %s after its client was released: %v", m.Addr, err)
+	}
+	if v, err := m.Do("GET", key); err != nil || v != "v" {
+		t.Errorf("GET %s on %s = %v, %v", key, m.Addr, v, err)
+	}
+	if fresh, _ := r.nodeAt(m.Addr); fresh == node || fresh.released.Load() {
+		t.Errorf("the client of %s after the refresh is the released one", m.Addr)
 	}
 }

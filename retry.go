@@ -82,9 +82,9 @@ func retryable(ctx context.Context, err error, readonly bool) bool {
 			return se.Prefix == "LOADING"
 		}
 		var cv *tls.CertificateVerificationError
-		return !errors.Is(err, ErrClosed) && !errors.As(err, &cv) && !brokenServer(err)
+		return !errors.Is(err, ErrClosed) && !errors.Is(err, errReleased) && !errors.As(err, &cv) && !brokenServer(err)
 	case errors.As(err, &ce):
-		if ce.Op == "send" || errors.Is(err, conn.ErrClosed) || brokenServer(err) {
+		if ce.Op == "send" || errors.Is(err, conn.ErrClosed) || errors.Is(err, errReleased) || brokenServer(err) {
 			return false
 		}
 		return ce.Unsent || readonly || isIdempotent(ctx)
@@ -152,7 +152,7 @@ func (c *Client) retry(ctx context.Context, readonly bool, f func() error) error
 					// Closed during the pause: the call fails as one
 					// made on a closed client, not with the error of an
 					// attempt that could have been retried.
-					err = berr
+					err = c.closedErr()
 				}
 			}
 		}

@@ -327,6 +327,23 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// CloseIdle closes the connection, as Close does but with err for the
+// calls that come later, if it is idle; it reports whether the connection
+// is closed (or had failed already). The check and the close are one step
+// under the lock that every call takes to join the line, so a call joins
+// before it, and keeps the connection open, or after it, and fails not
+// sent: none is cut short after its bytes went out.
+func (c *Conn) CloseIdle(err error) bool {
+	c.mu.Lock()
+	if c.err == nil && (len(c.wbuf) != 0 || c.head != len(c.queue) || c.writing) {
+		c.mu.Unlock()
+		return false
+	}
+	c.failLocked(&Error{Op: "close", Err: err})
+	c.wg.Wait()
+	return true
+}
+
 // DoOne sends one encoded command and waits for its reply.
 func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 	return Graced{c: c}.DoOne(ctx, cmd)

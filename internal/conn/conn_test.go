@@ -246,3 +246,41 @@ func TestPendingReady(t *testing.T) {
 		t.Fatalf("ECHO = %q, %v", echoed[0].Str, err)
 	}
 }
+
+// CloseIdle leaves a connection with a call in line open, and the call
+// gets its reply; once idle it closes it, and a call after that fails
+// with the error given, marked unsent.
+func TestCloseIdle(t *testing.T) {
+	c, _ := dialReal(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	released := errors.New("released")
+	done := make(chan error, 1)
+	go func() {
+		// WAIT for a replica that a lone server does not have blocks
+		// for its timeout, then answers 0.
+		v, err := c.DoOne(ctx, encode("WAIT", "1", "300"))
+		if err == nil && (v.Kind != resp.Integer || v.Int != 0) {
+			err = fmt.Errorf("reply %v", v)
+		}
+		done <- err
+	}()
+	waitPending(t, c, 1)
+	if c.CloseIdle(released) {
+		t.Fatal("CloseIdle closed a connection with a call in line")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the call in line when CloseIdle was refused: %v", err)
+	}
+	if !c.CloseIdle(released) {
+		t.Fatal("CloseIdle left an idle connection open")
+	}
+	_, err := c.DoOne(ctx, encode("PING"))
+	var ce *Error
+	if !errors.As(err, &ce) || !ce.Unsent || !errors.Is(err, released) || errors.Is(err, ErrClosed) {
+		t.Fatalf("a call after CloseIdle = %v; want the error given, unsent", err)
+	}
+	if !c.CloseIdle(released) {
+		t.Fatal("CloseIdle on a closed connection reports it open")
+	}
+}
