@@ -2238,17 +2238,8 @@ func TestClusterDialerGoexit(t *testing.T) {
 func TestClusterOverTLS(t *testing.T) {
 	p := newTestPKI(t)
 	srv, tlsAddr := startTLSServer(t, p, "--cluster-enabled", "yes", "--tls-cluster", "yes")
-	srv.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(hashslot.Count-1))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info, _ := srv.MustDo(t, "CLUSTER", "INFO").(string)
-		if strings.Contains(info, "cluster_state:ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node did not serve its slots within 10s:\n%s", info)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := srv.ServeAllSlots(clusterCtx(t)); err != nil {
+		t.Fatal(err)
 	}
 	c, err := NewClusterClient(ClusterOptions{
 		Addrs:   []string{tlsAddr},

@@ -303,3 +303,29 @@ func (c *Cluster) form(perMaster int) error {
 func waitFor(what string, cond func() (bool, string)) error {
 	return waitCtx(context.Background(), what, cond)
 }
+
+// ServeAllSlots gives every hash slot to s, a node started with
+// --cluster-enabled yes that is alone in a cluster of its own, and waits
+// until it reports cluster_state:ok: a one-node cluster, for a test that
+// needs no more than that (a cluster over TLS, a node that lists no
+// address of its own). A server that is no cluster node, or whose slots
+// are taken already, refuses, and so does ServeAllSlots.
+func (s *Server) ServeAllSlots(ctx context.Context) error {
+	if err := notStarted(ctx, "ServeAllSlots"); err != nil {
+		return err
+	}
+	if _, err := s.doChecked("CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(clusterSlots-1)); err != nil {
+		return err
+	}
+	return waitCtx(ctx, s.Addr+" to serve every slot", func() (bool, string) {
+		v, err := s.doChecked("CLUSTER", "INFO")
+		if err != nil {
+			return false, err.Error()
+		}
+		info, _ := v.(string)
+		if state := infoField(info, "cluster_state"); state != "ok" {
+			return false, "cluster_state:" + state
+		}
+		return true, ""
+	})
+}

@@ -576,3 +576,34 @@ func TestRemoveMaster(t *testing.T) {
 		t.Error("a second RemoveMaster of the same node succeeded")
 	}
 }
+
+// ServeAllSlots makes a lone cluster node a cluster of one that serves
+// every slot; a server that is no cluster node, and one whose slots are
+// taken, refuse it, and a done context changes nothing.
+func TestServeAllSlots(t *testing.T) {
+	t.Parallel()
+	ctx := opContext(t)
+	s := redistest.Start(t, "--cluster-enabled", "yes")
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.ServeAllSlots(done); !errors.Is(err, context.Canceled) {
+		t.Errorf("ServeAllSlots under a done context: %v; want context.Canceled", err)
+	}
+	if info, _ := s.MustDo(t, "CLUSTER", "INFO").(string); !strings.Contains(info, "cluster_slots_assigned:0") {
+		t.Fatalf("slots assigned under a done context:\n%s", info)
+	}
+	if err := s.ServeAllSlots(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.MustDo(t, "CLUSTER", "INFO").(string)
+	if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
+		t.Errorf("after ServeAllSlots:\n%s", info)
+	}
+	if err := s.ServeAllSlots(ctx); err == nil {
+		t.Error("ServeAllSlots on a node whose slots are taken succeeded")
+	}
+	plain := redistest.Start(t)
+	if err := plain.ServeAllSlots(ctx); err == nil {
+		t.Error("ServeAllSlots on a server that is no cluster node succeeded")
+	}
+}

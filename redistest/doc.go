@@ -28,6 +28,10 @@
 // either direction, adds latency, cuts connections with a reset or a FIN,
 // passes only the first N bytes, or drops every connection at once.
 //
+// A node started with --cluster-enabled yes is a cluster of its own;
+// Server.ServeAllSlots gives it every slot and waits until it serves them,
+// for tests that need a cluster of one node.
+//
 // StartCluster builds a three-master Redis Cluster, optionally with
 // replicas, without needing redis-cli. Tests then put it through what
 // production does, while their clients run:

@@ -101,16 +101,10 @@ func newTLSFiles(t *testing.T) tlsFiles {
 // cluster, and waits until it serves them.
 func serveAllSlots(t *testing.T, srv *redistest.Server) {
 	t.Helper()
-	srv.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		info, _ := srv.MustDo(t, "CLUSTER", "INFO").(string)
-		if strings.Contains(info, "cluster_state:ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node did not serve its slots within 10s:\n%s", info)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.ServeAllSlots(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
