@@ -66,6 +66,10 @@ type Client struct {
 	// replica that serves reads. Set when the client is made.
 	onConnect [][]any
 
+	// replica is set on the client of a cluster replica that serves
+	// reads, when it is made.
+	replica bool
+
 	// released is set, and never cleared, on the client of a node of a
 	// cluster once the node has left the cluster's layout: it starts no
 	// connection, and its calls fail with errReleased, not sent, which the

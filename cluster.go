@@ -428,15 +428,28 @@ func (r *clusterRouter) fetchTimeout() time.Duration {
 	return d
 }
 
-// apply makes m the slot map.
+// apply makes m the slot map, and releases the clients of the nodes it
+// no longer lists.
 func (r *clusterRouter) apply(m *topology.Map) error {
 	if m.Served() == 0 {
 		return errors.New("redpipe: the cluster serves no slot")
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	gone, err := r.applyLocked(m)
+	r.mu.Unlock()
+	for _, n := range gone {
+		// Closing idle connections waits for their goroutines: not
+		// under the lock every call takes.
+		n.pool.Close()
+	}
+	return err
+}
+
+// applyLocked is apply with r.mu held for writing; it returns the clients
+// released, whose pools are to be closed.
+func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 	if r.closed {
-		return notSent(ErrClosed)
+		return nil, notSent(ErrClosed)
 	}
 	var slots [hashslot.Count]*Client
 	var masters []*Client
@@ -452,7 +465,7 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 		}
 		node, err := r.nodeLocked(s.Master.Addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		masters = append(masters, node)
 		for _, rg := range s.Slots {
@@ -463,7 +476,7 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 	}
 	if r.readers != nil {
 		if err := r.applyReplicasLocked(m); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	keep := make(map[string]bool, len(known)+len(masters))
@@ -473,10 +486,10 @@ func (r *clusterRouter) apply(m *topology.Map) error {
 	for _, n := range masters {
 		keep[n.opt.Addr] = true // a master marked failed still serves
 	}
-	r.retireLocked(keep)
+	gone := r.retireLocked(keep)
 	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
 	r.everLoaded.Store(true)
-	return nil
+	return gone, nil
 }
 
 // nodeAt returns the client of the node at addr, making it if needed.

@@ -290,15 +290,15 @@ func (c *Client) closedErr() error {
 
 // release stops c, the client of a node that has left the cluster's
 // layout, from opening connections: calls that come from now on fail
-// with errReleased, not sent. What is in flight goes on: the pool closes
-// its idle connections now and those lent as they come back, and the
-// shared connection stays until idle (see closeIfDone).
+// with errReleased, not sent. What is in flight goes on: its caller then
+// closes the pool, which closes its idle connections at once and those
+// lent as they come back, and the shared connection stays until idle
+// (see closeIfDone).
 func (c *Client) release() {
 	c.released.Store(true)
 	c.dialMu.Lock()
 	c.noDials = true
 	c.dialMu.Unlock()
-	c.pool.Close()
 }
 
 // closeIfDone closes c, released, once no call is in flight on it: no
@@ -328,24 +328,29 @@ var releaseCheck = 200 * time.Millisecond
 
 // retireLocked takes the clients of the nodes that are not in keep out of
 // the router, releases them, and keeps them in r.retired until they can
-// be closed; r.mu is held for writing. A node that comes back later gets
-// a client of its own.
-func (r *clusterRouter) retireLocked(keep map[string]bool) {
+// be closed; r.mu is held for writing. It returns them: the caller closes
+// their pools once it has let go of r.mu. A node that comes back later
+// gets a client of its own.
+func (r *clusterRouter) retireLocked(keep map[string]bool) []*Client {
+	var gone []*Client
 	for addr, n := range r.nodes {
 		if !keep[addr] {
 			delete(r.nodes, addr)
-			n.release()
-			r.retired = append(r.retired, n)
+			gone = append(gone, n)
 		}
 	}
 	for addr, n := range r.replicas {
 		if !keep[addr] {
 			delete(r.replicas, addr)
 			delete(r.down, n)
-			n.release()
-			r.retired = append(r.retired, n)
+			gone = append(gone, n)
 		}
 	}
+	for _, n := range gone {
+		n.release()
+	}
+	r.retired = append(r.retired, gone...)
+	return gone
 }
 
 // closeRetired closes the retired clients that have no call in flight,

@@ -1064,8 +1064,11 @@ func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
 		keep[s.Addr] = true
 	}
 	r.mu.Lock()
-	r.retireLocked(keep)
+	gone := r.retireLocked(keep)
 	r.mu.Unlock()
+	for _, n := range gone {
+		n.pool.Close()
+	}
 	r.closeRetired()
 
 	_, err = node.Do(ctx, "PING")

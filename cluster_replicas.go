@@ -99,20 +99,17 @@ func (r *clusterRouter) replicaLocked(addr string) (*Client, error) {
 		return nil, notSent(err)
 	}
 	node.onConnect = [][]any{{"READONLY"}}
+	node.replica = true
 	node.front = r.front
 	r.replicas[addr] = node
 	return node, nil
 }
 
 // isReplica tells whether node is the client of a replica, one that
-// serves reads only.
+// serves reads only; so it stays once a refresh has released it, while
+// the reads it sent before come back.
 func (r *clusterRouter) isReplica(node *Client) bool {
-	if !r.opt.ReadFromReplicas || node == nil {
-		return false
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.replicas[node.opt.Addr] == node
+	return node != nil && node.replica
 }
 
 // readNode returns the replica that a read-only command of slot goes to,
