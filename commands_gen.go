@@ -6574,7 +6574,7 @@ func encPing(w *cmdBuf, args ...any) {
 	w.end()
 }
 
-// Ping pes the server.
+// Ping pings the server.
 //
 //	PING [message]
 //
@@ -6585,7 +6585,7 @@ func (c *Client) Ping(ctx context.Context, args ...any) (string, error) {
 	return textReply(c.run(ctx, w))
 }
 
-// Ping pes the server.
+// Ping pings the server.
 //
 //	PING [message]
 //

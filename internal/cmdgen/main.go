@@ -715,7 +715,7 @@ func thirdPerson(verb string) string {
 		return "returns"
 	case lower == "a" || lower == "an" || lower == "internal":
 		return "is " + lower
-	case strings.HasSuffix(lower, "ing"): // "Deleting all functions"
+	case strings.HasSuffix(lower, "ing") && len(lower) > 5: // "Deleting all functions", but not "Ping"
 		return strings.TrimSuffix(lower, "ing") + "es"
 	case strings.HasSuffix(lower, "s") && !strings.HasSuffix(lower, "ss"):
 		return lower // already "Returns", "Sets"

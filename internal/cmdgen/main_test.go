@@ -105,6 +105,8 @@ func TestDescribe(t *testing.T) {
 		"Incrementally iterate the keys space":                                        "incrementally iterates the keys space",
 		"Echo the given string":                                                       "echoes the given string",
 		"Modify or create the rules for a specific ACL user.":                         "modifies or creates the rules for a specific ACL user",
+		"Ping the server":        "pings the server",
+		"Deleting all functions": "deletes all functions",
 	} {
 		if got := describe(summary); got != want {
 			t.Errorf("describe(%q) = %q, want %q", summary, got, want)
