@@ -694,11 +694,12 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // applied and not run again, even if fn drops that error: what fn meant
 // went to a session that sends nothing.
 //
-// Transactions of one Client on the same keys (the same keys in the same
-// order) take turns: the next one starts once the last has written its
-// EXEC, rather than spoiling each other's WATCH, and a turn is not waited
-// for longer than 50ms (a slow fn, a Transaction nested in fn). Other
-// clients still meet WATCH, the retries and the backoff.
+// Transactions of one Client on the same keys (in any order, but all of
+// them: a set that shares only some keys does not wait) take turns: the
+// next one starts once the last has written its EXEC, rather than
+// spoiling each other's WATCH, and a turn is not waited for longer than
+// 50ms (a slow fn, a Transaction nested in fn). Other clients still
+// meet WATCH, the retries and the backoff.
 //
 // fn holds one of the pool's connections (Options.PoolSize) while it
 // runs. A Transaction or Watch nested in fn needs another: when every

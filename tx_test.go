@@ -759,6 +759,56 @@ func TestTransactionsTakeTurns(t *testing.T) {
 	}
 }
 
+// TestTransactionsOnKeysInAnotherOrderTakeTurns: the same keys given in
+// another order, or one of them twice, are the same keys, as the package
+// documentation says: the second Transaction waits for the first's turn
+// instead of spoiling its WATCH.
+func TestTransactionsOnKeysInAnotherOrderTakeTurns(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	c.turnWait = time.Minute // only the turn order is under test here
+	ctx := ctxT(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			close(entered)
+			<-release
+			tx.Multi().Incr("{k}a")
+			return nil
+		}, "{k}a", "{k}b")
+		first <- err
+	}()
+	<-entered
+	var secondIn atomic.Bool
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			select {
+			case <-release:
+			default:
+				secondIn.Store(true)
+			}
+			tx.Multi().Incr("{k}b")
+			return nil
+		}, "{k}b", "{k}a", "{k}b")
+		second <- err
+	}()
+	waitForServer(t, ctx, "the second transaction to wait for the turn or run", func() (bool, string) {
+		blocked := blockedTakingTurns()
+		return blocked == 1 || secondIn.Load(), fmt.Sprintf("%d blocked waiting", blocked)
+	})
+	if secondIn.Load() {
+		t.Fatal("a transaction on the same keys in another order ran while the first was between WATCH and EXEC")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // blockedTakingTurns counts the goroutines blocked in turns.take, waiting
 // for a turn, from a dump of every goroutine's stack.
 func blockedTakingTurns() int {

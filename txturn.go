@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +48,11 @@ func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, cl
 	}
 	key := keys[0]
 	if len(keys) > 1 {
-		key = strings.Join(keys, "\x00")
+		// The same keys given in another order, or one of them twice, are
+		// the same keys: WATCH spoils alike whatever their order.
+		sorted := slices.Clone(keys)
+		slices.Sort(sorted)
+		key = strings.Join(slices.Compact(sorted), "\x00")
 	}
 	ts.mu.Lock()
 	if ts.set == nil {
