@@ -53,18 +53,20 @@ func ExampleServer_Pipeline() {
 }
 
 // A cluster for a demo program; tests use StartCluster, which stops the
-// nodes by itself. This example is compiled but not run.
+// nodes by itself.
 func ExampleNewCluster() {
 	cluster, err := redistest.NewCluster(1)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer cluster.Stop()
-	fmt.Println("seed nodes:", cluster.Addrs())
+	seeds := cluster.Addrs() // host:port of every node, masters first
+	fmt.Println(len(seeds), "seed nodes:", len(cluster.Masters), "masters,", len(cluster.Replicas), "replicas")
+	// Output: 6 seed nodes: 3 masters, 3 replicas
 }
 
 // Resharding and failing over a cluster while the code under test runs
-// against it. This example is compiled but not run.
+// against it.
 func ExampleCluster_MoveSlots() {
 	cluster, err := redistest.NewCluster(1)
 	if err != nil {
@@ -96,5 +98,10 @@ func ExampleCluster_MoveSlots() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("now serving slots 0-100:", promoted.Addr)
+	owner, err := cluster.SlotOwner(0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("slots 0-100 served by the promoted replica:", owner == promoted)
+	// Output: slots 0-100 served by the promoted replica: true
 }
