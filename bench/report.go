@@ -499,6 +499,10 @@ measures them again where there is one.
   for encoding the commands. BenchmarkPipelineIncr100k in the root module
   times that batch after collections (after-collections) and without
   (back-to-back).
+- One send at a time only while a send goes out in parts (internal/conn,
+  Conn.sendSem and inParts): taking the channel for every command, not
+  only while a large send is handed over in parts, cost 64 to 512
+  concurrent callers 5 to 13% of their throughput.
 `
 
 // tieRatio is how far below the best peer redpipe's throughput must fall

@@ -179,9 +179,10 @@ type Conn struct {
 	// other command lands between its parts, and by whoever waits for one
 	// to end. A send that fits in one part appends under mu alone unless
 	// inParts says such a send is under way: taking a channel per command
-	// cost 64 to 512 concurrent callers 5 to 13% of their throughput. It
-	// is a channel so that a caller waiting behind a large send can leave
-	// when its context ends.
+	// cost concurrent callers a share of their throughput (see "Figures
+	// behind design choices" in bench/RESULTS.md). It is a channel so
+	// that a caller waiting behind a large send can leave when its context
+	// ends.
 	sendSem chan struct{}
 
 	mu      sync.Mutex // guards the fields below it
