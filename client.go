@@ -164,7 +164,10 @@ func cloneTLS(cfg *tls.Config) *tls.Config {
 // pointer, a Value, another type or a failing marshaler is refused with an
 // *ArgError and nothing is sent (see the package documentation). A command
 // the server's table knows is checked for its number of arguments before it
-// is sent.
+// is sent. The server's error reply (WRONGTYPE...) is returned as the
+// Value, whose Err gives it, with a nil error, which is kept for a command
+// that got no reply; a script's error reply (EVAL, EVALSHA, FCALL) comes
+// the same way, its Err of unknown outcome.
 func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	w.do(args)

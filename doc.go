@@ -17,7 +17,10 @@
 // # Commands
 //
 // Every command of the server's table has a typed method, generated from
-// the server's own COMMAND DOCS and COMMAND INFO, that returns a Go value:
+// the server's own COMMAND DOCS and COMMAND INFO, that returns a Go value,
+// but for the CLUSTER commands, HELP subcommands, a few deprecated or
+// internal ones, and those that change a connection's state (SELECT,
+// MULTI, SUBSCRIBE...), which redpipe manages itself and refuses:
 //
 //	err := c.Set(ctx, "k", "v")
 //	n, err := c.Incr(ctx, "counter")
@@ -26,6 +29,11 @@
 // Do runs any command, typed or not, and returns the raw reply as a Value:
 //
 //	v, err := c.Do(ctx, "OBJECT", "ENCODING", "k")
+//
+// The server's error reply is a reply too: Do returns it as the Value,
+// whose Err gives the *Error, with a nil error, which is kept for a call
+// that got no reply (refused before it was sent, a failed connection, an
+// ended context). A typed method returns the *Error as its error.
 //
 // A command with the wrong number of arguments is refused before it is sent
 // with an *ArityError that names it.

@@ -201,7 +201,9 @@ func (t *Tx) Pipeline(opts ...PipelineOption) *Pipeline {
 	return p
 }
 
-// Do runs any command on the session's connection immediately.
+// Do runs any command on the session's connection immediately. As with
+// Client.Do, the server's error reply is returned as the Value, with a
+// nil error.
 func (t *Tx) Do(ctx context.Context, args ...any) (Value, error) {
 	w := getBuf()
 	w.do(args)
