@@ -12,7 +12,8 @@
 // Connect takes a URL (redis://, rediss:// for TLS, unix://); NewClient
 // takes Options, whose zero value means the documented defaults. Every new
 // connection says HELLO 3 (with AUTH and SETNAME when configured), falling
-// back to RESP2 on servers without HELLO, then SELECTs the database.
+// back to RESP2 on servers without HELLO (Options.Protocol 2 goes
+// straight to RESP2), then SELECTs the database unless it is 0.
 //
 // # Commands
 //
@@ -55,20 +56,15 @@
 // *UsageError. A refused command is not sent, nor is the pipeline holding
 // it (a Stream stops before the chunk holding it).
 //
-// Because an argument's methods may be called, an argument of type any
-// escapes to the heap: one that is not a constant costs at most one small
-// allocation (its interface box, not a copy of its bytes) when it is
-// passed. Arguments typed string or int64 cost nothing.
-//
 // # Replies
 //
 // A Value is one reply. Its accessors (Text, Bytes, Int64, Float64, Bool,
 // Slice, Strings, Map, StringMap, Scored, IsNil, Err) convert it without
 // type assertions and return an error instead of panicking on a reply of
 // another type. They read what RESP2 and RESP3 send differently (a map
-// or a flat array, a list of pairs) alike. A nil reply is ErrNil for the command that got it. A server error is
-// an *Error, whose Prefix (ERR, WRONGTYPE, NOSCRIPT, MOVED...) says what
-// happened:
+// or a flat array, a list of pairs) alike. A nil reply is ErrNil for the
+// command that got it. A server error is an *Error, whose Prefix (ERR,
+// WRONGTYPE, NOSCRIPT, MOVED...) says what happened:
 //
 //	var se *redpipe.Error
 //	if errors.As(err, &se) && se.Prefix == "WRONGTYPE" { ... }
@@ -242,6 +238,11 @@
 // wake, as on most virtual machines, and buys little where they are fast
 // (Options.PollWait says when; -1 turns it off). How the engine writes,
 // reads and keeps its buffers is described in docs/engine.md.
+//
+// Because an argument's methods may be called, an argument of type any
+// escapes to the heap: one that is not a constant costs at most one small
+// allocation (its interface box, not a copy of its bytes) when it is
+// passed. Arguments typed string or int64 cost nothing.
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool
