@@ -15,8 +15,8 @@ import (
 // the whole batch. Test for it with errors.Is.
 var ErrNil = errors.New("redpipe: nil reply")
 
-// ErrClosed is the error of calls on a Client or Tx that has been closed,
-// and of calls in flight when it was.
+// ErrClosed is the error of calls on a Client, Tx or Stream that has been
+// closed, and of calls in flight when it was.
 var ErrClosed = conn.ErrClosed
 
 // ConnError is a failure of a connection: every call in line on it fails
@@ -194,7 +194,9 @@ func (e *UsageError) Unwrap() error { return e.Err }
 
 // ErrNotApplied is matched (errors.Is) by every error that means a
 // transaction was certainly not applied: a watch conflict (ErrWatch), an
-// EXECABORT (*ExecAbortError), a connection lost before EXEC was sent.
+// EXECABORT (*ExecAbortError), a transaction refused before it was sent
+// (a *CrossSlotError, a wrong number of arguments, a misuse), a
+// connection lost before EXEC was sent.
 var ErrNotApplied = errors.New("redpipe: transaction not applied")
 
 // ErrWatch is the error of a transaction whose EXEC found a watched key
