@@ -104,7 +104,9 @@ func setExtra(v *Value, x any) {
 type decodeFailure struct{ err error }
 
 // Decoded returns what the command's registered Decoder made of the reply,
-// or nil and no error when no decoder ran.
+// or nil and the Decoder's own error when it failed (the call or Exec
+// reports it wrapped in a *DecodeError), or nil and no error when no
+// decoder ran: none registered, or an error reply.
 func (v Value) Decoded() (any, error) {
 	if v.v.Aux == nil {
 		return nil, nil
