@@ -30,7 +30,8 @@ type ClusterOptions struct {
 
 	// Options apply to the connections to every node (auth, TLS,
 	// timeouts, pool sizes, retries). Addr is ignored and DB must be 0:
-	// a cluster has only database 0.
+	// a cluster has only database 0. Network may not be unix: the nodes are
+	// reached at the host and port the layout gives.
 	Options
 
 	// MaxRedirects bounds how many times one command, or one round of a
