@@ -80,7 +80,8 @@
 // Exec returns one reply per command, in order; each command's error and
 // nil stay in its own reply, and Exec also returns the first command error
 // (a *CommandError naming its position) unless the pipeline was made with
-// ErrorsInReplies. The pipeline is empty after Exec and can be reused.
+// ErrorsInReplies. The pipeline is empty after Exec and can be reused
+// (but for a Tx's Multi pipeline, below).
 //
 // A batch too large to hold in memory (a bulk load of millions of
 // commands) goes through c.Stream(ctx, each) instead: it sends chunks of

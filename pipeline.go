@@ -32,7 +32,9 @@ var (
 //
 // A Pipeline is transactional by default: Exec wraps the commands in
 // MULTI/EXEC, in the same write. Make one with NoTransaction for a plain
-// batch. After Exec or Discard the Pipeline is empty and can be used again.
+// batch. After Exec or Discard the Pipeline is empty and can be used again,
+// but for the Multi pipeline of a Tx, which its Exec finishes (see
+// Tx.Multi).
 // A Pipeline is not safe for concurrent use.
 type Pipeline struct {
 	c  *Client
