@@ -132,12 +132,13 @@ type Options struct {
 	// the whole wait. Only calls sent within PollWait of the last reply
 	// are polled for, however long that last call took: a caller who
 	// pauses longer between calls sleeps on each reply at once, as a poll
-	// per call would cost it more than the wake-up it saves. (A call alone in line is read by its own caller,
-	// polling or asleep, so no other goroutine has to hand it over.) The S8
-	// table in bench/RESULTS.md (#s8-client-cpu-time-and-latency-per-call)
-	// gives the CPU time and latency per call of each case, paced and back
-	// to back, beside other clients, and bench/RESULTS-pinned.md the
-	// sequential cases where wake-ups are fast. Set -1 where CPU time
+	// per call would cost it more than the wake-up it saves. (A call alone
+	// in line is read by its own caller, polling or asleep, so no other
+	// goroutine has to hand it over.) The S8 table in bench/RESULTS.md
+	// (#s8-client-cpu-time-and-latency-per-call) gives the CPU time and
+	// latency per call of each case, paced and back to back, beside other
+	// clients, and bench/RESULTS-pinned.md the sequential cases where
+	// wake-ups are fast. Set -1 where CPU time
 	// counts for more than a round trip's latency.
 	//
 	// The polling yields to other goroutines between reads, and, in a
