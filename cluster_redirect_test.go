@@ -410,3 +410,34 @@ func TestPartialScriptErrorReply(t *testing.T) {
 		t.Errorf("the redirected command's reply = %v (outcome %v), want its MOVED, not applied", e, OutcomeOf(e))
 	}
 }
+
+// A call that runs out of its one redirection says so in the singular:
+// "after 1 redirection or retry", not "1 redirections or retries".
+func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	dead := cl.Masters[2]
+	deadKey := keyIn(16000, "dead:")
+	if owner, err := cl.SlotOwner(16000); err != nil || owner != dead {
+		t.Fatalf("slot 16000 is not served by %s (%v)", dead.Addr, err)
+	}
+	// The others must not find the dead master failed while the call runs.
+	for _, m := range cl.Masters {
+		m.MustDo(t, "CONFIG", "SET", "cluster-node-timeout", "60000")
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), MaxRedirects: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctx, deadKey); !errors.Is(err, ErrNil) {
+		t.Fatal(err)
+	}
+	if err := dead.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(ctx, deadKey)
+	if err == nil || !strings.Contains(err.Error(), "gave up after 1 redirection or retry (MaxRedirects 1)") {
+		t.Fatalf("GET on a dead master with MaxRedirects 1 = %v; want it to give up after 1 redirection or retry", err)
+	}
+}

@@ -133,7 +133,8 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 }
 
 func (r *clusterRouter) gaveUp(n int, last error) error {
-	return fmt.Errorf("redpipe: cluster: gave up after %d redirections or retries (MaxRedirects %d): %w", n, r.opt.MaxRedirects, last)
+	return fmt.Errorf("redpipe: cluster: gave up after %s (MaxRedirects %d): %w",
+		plural(n, "redirection or retry", "redirections or retries"), r.opt.MaxRedirects, last)
 }
 
 // send1 runs one command on a node client, by that client's retry rules,

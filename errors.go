@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -410,7 +411,7 @@ type TxRetryError struct {
 }
 
 func (e *TxRetryError) Error() string {
-	return fmt.Sprintf("redpipe: transaction gave up after %d attempts: %v", e.Attempts, e.Err)
+	return fmt.Sprintf("redpipe: transaction gave up after %s: %v", plural(e.Attempts, "attempt", "attempts"), e.Err)
 }
 
 func (e *TxRetryError) Unwrap() error { return e.Err }
@@ -507,4 +508,12 @@ func OutcomeOf(err error) Outcome {
 func SafeToRetry(err error) bool {
 	o := OutcomeOf(err)
 	return err != nil && (o == OutcomeNotSent || o == OutcomeNotApplied)
+}
+
+// plural writes n and the noun that goes with it: "1 attempt", "2 attempts".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }

@@ -1074,3 +1074,26 @@ func TestArgErrorTellsNoOutcome(t *testing.T) {
 		t.Errorf("Set = %v; want an *ArgError that does not match ErrWatch", err)
 	}
 }
+
+// A Transaction allowed one attempt that meets a conflict says it gave up
+// after 1 attempt, in the singular.
+func TestTransactionGaveUpAfterOneAttempt(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	other, err := NewClient(c.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, err = c.Transaction(WithTxOptions(ctx, TxOptions{MaxAttempts: 1}), func(tx *Tx) error {
+		if _, err := other.Incr(ctx, "k"); err != nil {
+			return err
+		}
+		tx.Multi().Set("k", 0)
+		return nil
+	}, "k")
+	var re *TxRetryError
+	if !errors.As(err, &re) || re.Attempts != 1 || !strings.Contains(err.Error(), "gave up after 1 attempt:") {
+		t.Fatalf("Transaction with MaxAttempts 1 on a conflict = %v; want a *TxRetryError that gave up after 1 attempt", err)
+	}
+}
