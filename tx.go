@@ -857,7 +857,8 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		// certainly did not (a watch conflict fn went past), nothing of
 		// the attempt was, which the caller is told.
 		var zero T
-		ue := &UsageError{Msg: fmt.Sprintf("%d commands queued on a Multi pipeline after its Exec were not sent; call Multi again for another transaction", n)}
+		ue := &UsageError{Msg: fmt.Sprintf("not sent: %s queued on a Multi pipeline after its Exec; call Multi again for another transaction",
+			plural(n, "command", "commands"))}
 		if !t.execRan {
 			return zero, nil, 0, notAppliedTx(ue)
 		}

@@ -368,7 +368,7 @@ func TestTransactionCommandsAfterOwnExec(t *testing.T) {
 		return nil
 	}, "first")
 	var ue *UsageError
-	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not sent") {
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not sent: 1 command queued") {
 		t.Fatalf("Transaction = %v, want a usage error about the unsent command", err)
 	}
 	if errors.Is(err, ErrNotApplied) || SafeToRetry(err) || OutcomeOf(err) != OutcomeUnknown {
