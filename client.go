@@ -16,10 +16,12 @@ import (
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
-// Client is a handle to one Redis server. It is safe for concurrent use and
-// meant to be long-lived: make one and share it.
+// Client is a handle to one Redis server, or to a Redis Cluster when
+// NewClusterClient or ConnectCluster made it, with the same methods. It is
+// safe for concurrent use and meant to be long-lived: make one and share
+// it.
 //
-// Plain calls share one connection: calls made at the same time by many
+// Plain calls share one connection (on a cluster, one per node): calls made at the same time by many
 // goroutines go out in one write and their replies are handed back in order
 // (auto-pipelining). WATCH sessions, blocking commands and large pipelines
 // get a connection of their own from a bounded pool.
