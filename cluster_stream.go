@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -385,7 +384,7 @@ func (cs *clusterStream) fail(err error) {
 		return
 	}
 	if cs.written > 0 {
-		err = &uncertainError{msg: "redpipe: stream stopped after " + strconv.Itoa(cs.written) + " commands were sent", err: err}
+		err = &uncertainError{msg: "redpipe: stream stopped after " + plural(cs.written, "command was sent", "commands were sent"), err: err}
 	}
 	s.err = err
 }

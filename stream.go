@@ -305,7 +305,7 @@ func (s *Stream) fail(err error) {
 		return // the first error stands
 	}
 	if s.sent > 0 {
-		err = &uncertainError{msg: "redpipe: stream stopped after " + strconv.Itoa(s.sent) + " commands were sent", err: err}
+		err = &uncertainError{msg: "redpipe: stream stopped after " + plural(s.sent, "command was sent", "commands were sent"), err: err}
 	}
 	s.err = err
 }

@@ -1054,3 +1054,19 @@ func TestStreamStoppedBetweenChunks(t *testing.T) {
 		}
 	})
 }
+
+// A stream stopped once its one command was sent says so in the singular,
+// on one node and on a cluster: "after 1 command was sent".
+func TestStreamStoppedAfterOneCommand(t *testing.T) {
+	single, _ := newTestClient(t, Options{})
+	cluster, ctx := connectedCluster(t)
+	for name, c := range map[string]*Client{"one node": single, "cluster": cluster} {
+		var s *Stream
+		s = c.Stream(ctx, func(int, Value) error { s.Discard(); return nil })
+		s.Set("stopped", 1)
+		n, err := s.Close(ctx)
+		if n != 1 || err == nil || !strings.Contains(err.Error(), "stream stopped after 1 command was sent:") {
+			t.Errorf("%s: a stream whose each stops it after its one command = %d, %v; want 1 and an error that says 1 command was sent", name, n, err)
+		}
+	}
+}
