@@ -148,6 +148,10 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 // ConnectCluster parses the URL of one or more seed nodes (see ParseURL),
 // makes a Client of their cluster and loads its layout. The URLs must
 // agree on everything but the host and port; the database must be 0.
+// The first URL's options serve every node: over TLS (rediss://), every
+// node's certificate is checked against the first URL's host name. To
+// check each node's against the host it is reached at, give
+// NewClusterClient a TLSConfig whose ServerName is empty.
 func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
 	if len(urls) == 0 {
 		return nil, &OptionError{Field: "URL", Msg: "needs at least one seed node"}
