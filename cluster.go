@@ -83,6 +83,17 @@ type ClusterOptions struct {
 	SelectReplica func(slot int, replicas []string) int
 }
 
+// String shows the seeds and the options of every node, with the password
+// hidden as Options.String hides it. Without it, the String of the
+// embedded Options would stand for the whole and leave out the seeds.
+func (o ClusterOptions) String() string {
+	return fmt.Sprintf("redpipe.ClusterOptions{Addrs:%q Options:%s MaxRedirects:%d ReadFromReplicas:%t SelectReplica:%t}",
+		o.Addrs, o.Options.String(), o.MaxRedirects, o.ReadFromReplicas, o.SelectReplica != nil)
+}
+
+// GoString is String, so that %#v does not show the password.
+func (o ClusterOptions) GoString() string { return o.String() }
+
 // NewClusterClient makes a Client of a Redis Cluster. It checks the
 // options but does not connect: the first call discovers the cluster's
 // layout from the seeds (CLUSTER SHARDS, or CLUSTER SLOTS where that is

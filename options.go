@@ -320,6 +320,10 @@ func (o Options) String() string {
 		o.Network, o.Addr, o.Username, pw, o.DB, o.ClientName, o.Protocol, o.TLSConfig != nil, o.DialTimeout, o.PoolSize, o.MaxIdle)
 }
 
+// GoString is String, so that %#v, which would otherwise print every
+// field, does not show the password either.
+func (o Options) GoString() string { return o.String() }
+
 // ParseURL turns a URL into Options:
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value&...]

@@ -740,3 +740,24 @@ func TestClientNameEveryPrintableByte(t *testing.T) {
 		t.Fatalf("CLIENT GETNAME = %q, want %q", s, name)
 	}
 }
+
+func TestOptionsFormatsHidePassword(t *testing.T) {
+	o := Options{Addr: "h:1", Password: "pw-in-format-test"}
+	co := ClusterOptions{Addrs: []string{"seed-a:7000"}, Options: o, MaxRedirects: 3}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		for _, v := range []any{o, &o, co, &co} {
+			s := fmt.Sprintf(verb, v)
+			if strings.Contains(s, "pw-in-format-test") {
+				t.Errorf("%s of %T shows the password: %s", verb, v, s)
+			}
+			if !strings.Contains(s, `"h:1"`) {
+				t.Errorf("%s of %T does not show the address: %s", verb, v, s)
+			}
+		}
+		// The seeds are the cluster's own: the embedded Options' String
+		// must not stand for the whole.
+		if s := fmt.Sprintf(verb, co); !strings.Contains(s, "seed-a:7000") || !strings.Contains(s, "MaxRedirects:3") {
+			t.Errorf("%s of ClusterOptions leaves out its own fields: %s", verb, s)
+		}
+	}
+}
