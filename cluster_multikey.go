@@ -197,10 +197,16 @@ func (r *clusterRouter) runSplit(ctx context.Context, w *cmdBuf, ci *commandInfo
 	var ce *CommandError
 	if replies != nil && errors.As(err, &ce) {
 		// Out of redirections: a write some parts of which ran says so,
-		// anything else gives up as an unsplit command does.
+		// anything else gives up as an unsplit command does. The
+		// stand-in pipeline's word that other commands ran is of the
+		// parts of this one command: a read's, which changed nothing,
+		// or none.
 		var ue *uncertainError
 		if e := replies[0].Err(); errors.As(e, &ue) {
 			return Value{}, e
+		}
+		if u, ok := ce.Err.(*uncertainError); ok {
+			return Value{}, u.err
 		}
 		return Value{}, ce.Err
 	}

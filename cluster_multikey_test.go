@@ -34,6 +34,7 @@ func TestClusterMultiKey(t *testing.T) {
 	t.Run("HalfMigrated", func(t *testing.T) { testMultiKeyHalfMigrated(t, cl, c) })
 	t.Run("TryAgainOrder", func(t *testing.T) { testMultiKeyTryAgainOrder(t, cl, c) })
 	t.Run("PartialFailure", func(t *testing.T) { testMultiKeyPartialFailure(t, cl, c) })
+	t.Run("RanOutUnrun", func(t *testing.T) { testMultiKeyRanOutUnrun(t, cl, c) })
 	t.Run("SingleSlotAllocs", func(t *testing.T) { testMultiKeySingleSlotAllocs(t, c, one) })
 }
 
@@ -651,6 +652,69 @@ func testMultiKeyPartialFailure(t *testing.T, cl *redistest.Cluster, admin *Clie
 	}
 	if n, _ := admin.Exists(ctx, "ok:2", "no:1"); n != 1 {
 		t.Errorf("after the partly refused UNLINK %d of its keys are left, want 1", n)
+	}
+}
+
+// A split command every part of which ran out of redirections ran
+// nowhere: alone, it fails as a command of one slot does, not applied,
+// and in a pipeline of nothing else the error does not say that other
+// commands ran.
+func testMultiKeyRanOutUnrun(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	// Two slots of one master, both migrating: their keys a and b are
+	// moved, c is on neither node. The source sends DEL a b c by ASK, as
+	// it has none of them; the target refuses it with TRYAGAIN, as it
+	// lacks c; and so on until the redirections run out.
+	tags := []string{"{ro}"}
+	slots := []int{int(hashslot.Slot(tags[0]))}
+	from, to := ownerAndOther(t, cl, slots[0])
+	for i := 0; len(tags) < 2 && i < 10000; i++ {
+		tag := "{ro" + strconv.Itoa(i) + "}"
+		slot := int(hashslot.Slot(tag))
+		if owner, err := cl.SlotOwner(slot); err == nil && owner == from && slot != slots[0] {
+			tags, slots = append(tags, tag), append(slots, slot)
+		}
+	}
+	if len(tags) < 2 {
+		t.Fatal("no second slot of the same master")
+	}
+	var keys []string
+	for _, tag := range tags {
+		setEach(t, ctx, []string{tag + "a", tag + "b"}, c)
+		keys = append(keys, tag+"a", tag+"b", tag+"c")
+	}
+	m, err := cl.BeginMigration(ctx, from, to, slots...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.MoveKeys(ctx, 4); err != nil || n != 4 {
+		t.Fatalf("MoveKeys: %d, %v", n, err)
+	}
+	defer func() {
+		if err := m.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Exists(ctx, keys...); err != nil || n != 4 {
+			t.Errorf("after the migration Exists = %d, %v; want 4: a DEL ran", n, err)
+		}
+	}()
+	var ue *uncertainError
+	var se *Error
+	_, err = c.Del(ctx, keys...)
+	if errors.As(err, &ue) || !errors.As(err, &se) || OutcomeOf(err) != OutcomeNotApplied || strings.Contains(err.Error(), "ran") {
+		t.Errorf("Del of two slots, out of redirections: %v, OutcomeOf %v; want not applied, as for one slot", err, OutcomeOf(err))
+	}
+	_, err = c.MGet(ctx, keys...)
+	if errors.As(err, &ue) || !errors.As(err, &se) || OutcomeOf(err) != OutcomeNotApplied || strings.Contains(err.Error(), "pipeline") {
+		t.Errorf("MGet of two slots, out of redirections: %v, OutcomeOf %v", err, OutcomeOf(err))
+	}
+	replies, err := c.Pipeline(NoTransaction).Del(keys...).Exec(ctx)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || errors.As(err, &ue) || strings.Contains(err.Error(), "ran") {
+		t.Errorf("a pipeline of that Del alone: %v", err)
+	}
+	if len(replies) != 1 || OutcomeOf(replies[0].Err()) != OutcomeNotApplied {
+		t.Errorf("the reply of that Del in a pipeline: %v", replies)
 	}
 }
 

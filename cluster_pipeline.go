@@ -720,8 +720,9 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 // Err says it was not sent (OutcomeNotSent); a command split by slot has
 // its parts' replies joined (joinSplit), and so has a command for every
 // master (joinFanOut). The error is a *CommandError for the first command
-// that did not get through and wraps err; if some part ran it tells
-// OutcomeUnknown, since the others did run.
+// that did not get through and wraps err; if some command ran, or may
+// have, it says so and tells OutcomeUnknown. A part sent is not enough:
+// every command in it may have been redirected, and then nothing ran.
 func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
 	if vals == nil {
 		vals = make([]resp.Value, len(legs)) // nothing was sent
@@ -751,10 +752,17 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 			markScriptErr(&replies[i], p.w.cmds[i].Name(), false)
 		}
 	}
-	if ran {
+	if ran && slices.ContainsFunc(replies, mayHaveRun) {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}
 	return replies, &CommandError{Index: first, Command: p.w.cmds[first].Name(), In: "pipeline", Err: err}
+}
+
+// mayHaveRun tells whether the command of reply v ran, or may have: its
+// reply is no error, or one that does not say nothing was applied.
+func mayHaveRun(v Value) bool {
+	e := v.Err()
+	return e == nil || OutcomeOf(e) == OutcomeUnknown
 }
 
 // joinFanOuts puts in replies the reply of every command for every master
