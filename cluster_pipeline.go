@@ -1029,13 +1029,14 @@ func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value
 }
 
 // barriers holds, for each node, the last command for every master that
-// reads or changes keys (FLUSHALL, DBSIZE, KEYS...) that a pipeline sent
-// there and that the node did not refuse. A keyed command queued before
-// it that MOVED or ASK sends to that node must not go: it would run
-// after it, surviving a flush queued after it, or missing from a count.
-// It keeps the redirection as its reply instead, and so reads as not
-// applied, which is true. Commands for every master that touch no key
-// (SCRIPT LOAD, CONFIG SET, PING) are no barrier.
+// reads or changes keys (FLUSHALL, DBSIZE, KEYS...), or WAIT, that a
+// pipeline sent there and that the node did not refuse. A keyed command
+// queued before it that MOVED or ASK sends to that node must not go: it
+// would run after it, surviving a flush queued after it, missing from a
+// count, or from the writes WAIT said the replicas have. It keeps the
+// redirection as its reply instead, and so reads as not applied, which
+// is true. Commands for every master that touch no key (SCRIPT LOAD,
+// CONFIG SET, PING) are no barrier.
 type barriers map[*Client]int
 
 // add returns b with the legs of commands for every master of parts, the
@@ -1096,9 +1097,12 @@ func (b barriers) drop(pending []*leg, vals []resp.Value, cause error) []*leg {
 
 // touchesKeys tells whether ci, a command for every master, which names
 // no key, reads or changes the keys of the node it runs on: the server's
-// table flags it as a read or a write.
+// table flags it as a read or a write. WAIT counts too: it tells how many
+// replicas have the writes sent before it on its connection, and a write
+// that a redirection sends on to a node after WAIT ran there, which WAIT
+// then never waited for, would pass for one of them.
 func touchesKeys(ci *commandInfo) bool {
-	return ci.has(flagWrite | flagReadonly)
+	return ci.has(flagWrite|flagReadonly) || ci == cmdWait
 }
 
 // lastRan returns, for each node, the last command of a pipeline that ran
