@@ -950,6 +950,50 @@ func TestClusterSeedDown(t *testing.T) {
 	}
 }
 
+// A cluster Transaction that never reached a master to run on says it was
+// not applied, as the Transaction of one node does when it cannot start:
+// no layout could be had, or its context ended first.
+func TestClusterTransactionNotStarted(t *testing.T) {
+	ctx := clusterCtx(t)
+	fn := func(tx *Tx) error {
+		tx.Multi().Incr("{ns}n")
+		return nil
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNotApplied) || OutcomeOf(err) == OutcomeUnknown {
+			t.Errorf("%s: %v, OutcomeOf %v; want it to match ErrNotApplied", what, err, OutcomeOf(err))
+		}
+	}
+	// What one node says, for the same failures.
+	one, err := NewClient(Options{Addr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	_, err = one.Transaction(ctx, fn, "{ns}n")
+	check("one node that cannot be reached", err)
+
+	down, err := NewClusterClient(ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	_, err = down.Transaction(ctx, fn, "{ns}n")
+	check("a cluster none of whose seeds can be reached", err)
+
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = c.Transaction(ended, fn, "{ns}n")
+	check("a context ended before the layout was learned", err)
+}
+
 func TestClusterCombine(t *testing.T) {
 	ints := func(ns ...int64) []resp.Value {
 		vs := make([]resp.Value, len(ns))

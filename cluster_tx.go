@@ -89,7 +89,7 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 		return zero, nil, &UsageError{Msg: "Transaction on a cluster needs the keys to watch: their slot chooses the master it runs on"}
 	}
 	if err := r.ready(ctx); err != nil {
-		return zero, nil, err
+		return zero, nil, notRunTx(err)
 	}
 	slot, err := slotOfKeys("transaction", keys)
 	if err != nil {
@@ -97,7 +97,7 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	}
 	node, err := r.route(ctx, slot)
 	if err != nil {
-		return zero, nil, err
+		return zero, nil, notRunTx(err)
 	}
 	// One call for every node the attempts run on: a Tx kept from an
 	// attempt on the slot's last owner is as stale as one of this node.
@@ -113,7 +113,7 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 		if err != nil && unreachable(ctx, err) {
 			// Its WATCH was not sent: nothing of fn's ran on the server.
 			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {
-				return zero, nil, err
+				return zero, nil, notRunTx(err)
 			}
 			continue
 		}
@@ -125,9 +125,21 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 			return v, replies, err
 		}
 		if node, err = r.followTx(ctx, rd, slot, &redirects, &tries, err); err != nil {
-			return zero, nil, err
+			return zero, nil, notRunTx(err)
 		}
 	}
+}
+
+// notRunTx marks err, why a cluster Transaction found no master to run an
+// attempt on, before any or after those that were not applied, as not
+// applied, as the Transaction of one node does when it cannot start one:
+// errors.Is(err, ErrNotApplied) holds on a cluster too. One that says so
+// already is left as it is.
+func notRunTx(err error) error {
+	if errors.Is(err, ErrNotApplied) {
+		return err
+	}
+	return notAppliedTx(err)
 }
 
 // reroute finds the slot's owner again after its node could not be
