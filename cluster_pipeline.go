@@ -398,7 +398,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				}
 			}
 			pending = r.readyAgain(pending, legs, vals, cmp.Or(unreached, last))
-			pending = bars.drop(pending, vals, cmp.Or(unreached, last))
+			pending = bars.drop(p, pending, vals, cmp.Or(unreached, last))
 			unreached, again, demoted = nil, false, false
 			continue
 		}
@@ -528,7 +528,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					if err != nil {
 						return r.stopped(p, n, legs, vals, ran, err)
 					}
-					if bars.passed(node, l) {
+					if bars.passed(p, node, l) {
 						// It keeps the redirection as its reply: see
 						// barriers.
 						l.done = true
@@ -541,7 +541,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					if err != nil {
 						return r.stopped(p, n, legs, vals, ran, err)
 					}
-					if bars.passed(node, l) {
+					if bars.passed(p, node, l) {
 						l.done = true
 						continue
 					}
@@ -1029,15 +1029,20 @@ func (r *clusterRouter) readyAgain(pending []*leg, legs []leg, vals []resp.Value
 }
 
 // barriers holds, for each node, the last command for every master that
-// reads or changes keys (FLUSHALL, DBSIZE, KEYS...), or WAIT, that a
-// pipeline sent there and that the node did not refuse. A keyed command
-// queued before it that MOVED or ASK sends to that node must not go: it
-// would run after it, surviving a flush queued after it, missing from a
-// count, or from the writes WAIT said the replicas have. It keeps the
-// redirection as its reply instead, and so reads as not applied, which
-// is true. Commands for every master that touch no key (SCRIPT LOAD,
-// CONFIG SET, PING) are no barrier.
-type barriers map[*Client]int
+// reads or changes keys (FLUSHALL, DBSIZE, KEYS...), and the last WAIT,
+// that a pipeline sent there and that the node did not refuse. A keyed
+// command queued before it that MOVED or ASK sends to that node must not
+// go: it would run after it, surviving a flush queued after it, missing
+// from a count, or, a write, from those WAIT said the replicas have. It
+// keeps the redirection as its reply instead, and so reads as not
+// applied, which is true. Commands for every master that touch no key
+// (SCRIPT LOAD, CONFIG SET, PING) are no barrier, and WAIT is none to a
+// read.
+type barriers map[*Client]barrier
+
+// barrier is the index of the last command for every master touching
+// keys, and of the last WAIT, that a node ran of a pipeline; -1 for none.
+type barrier struct{ keys, wait int }
 
 // add returns b with the legs of commands for every master of parts, the
 // parts of a round, that their nodes answered.
@@ -1047,41 +1052,57 @@ func (b barriers) add(p *Pipeline, parts []*part) barriers {
 			continue
 		}
 		for j, l := range pt.legs {
-			if !l.fixed || isReadonly(pt.replies[j]) || !touchesKeys(p.w.cmds[l.cmd].info()) {
+			if !l.fixed || isReadonly(pt.replies[j]) {
+				continue
+			}
+			ci := p.w.cmds[l.cmd].info()
+			wait := ci == cmdWait
+			if !wait && !touchesKeys(ci) {
 				continue
 			}
 			if b == nil {
 				b = barriers{}
 			}
-			if last, ok := b[pt.node]; !ok || l.cmd > last {
-				b[pt.node] = l.cmd
+			last, ok := b[pt.node]
+			if !ok {
+				last = barrier{keys: -1, wait: -1}
 			}
+			if wait {
+				last.wait = max(last.wait, l.cmd)
+			} else {
+				last.keys = max(last.keys, l.cmd)
+			}
+			b[pt.node] = last
 		}
 	}
 	return b
 }
 
 // passed tells whether a command for every master queued after l's, a
-// keyed leg, has been sent to node.
-func (b barriers) passed(node *Client, l *leg) bool {
+// keyed leg of p, has been sent to node that l's command must not run
+// after: one that touches keys, or WAIT if l's command may write.
+func (b barriers) passed(p *Pipeline, node *Client, l *leg) bool {
 	last, ok := b[node]
-	return ok && l.slot >= 0 && last > l.cmd
+	if !ok || l.slot < 0 {
+		return false
+	}
+	return last.keys > l.cmd || last.wait > l.cmd && mayWrite(p.w.cmds[l.cmd].info())
 }
 
-// drop settles the pending keyed legs, readied after a pause, whose node
-// a later command for every master touching keys has been sent to: a
-// leg that the node refused with TRYAGAIN or CLUSTERDOWN while it ran
-// that later command, or one that MOVED or ASK had sent there, would run
-// after it. Each keeps its refusal as its reply, as a redirected one does
+// drop settles the pending keyed legs of p, readied after a pause, whose
+// node a later command for every master touching keys, or a later WAIT
+// for a write, has been sent to: a leg that the node refused with
+// TRYAGAIN or CLUSTERDOWN while it ran that later command, or one that
+// MOVED or ASK had sent there, would run after it. Each keeps its refusal as its reply, as a redirected one does
 // (see barriers); one that no node answered gets an error reply that says
 // it was not sent, for cause. It returns the legs still pending.
-func (b barriers) drop(pending []*leg, vals []resp.Value, cause error) []*leg {
+func (b barriers) drop(p *Pipeline, pending []*leg, vals []resp.Value, cause error) []*leg {
 	if len(b) == 0 {
 		return pending
 	}
 	dropped := false
 	for _, l := range pending {
-		if l.fixed || !b.passed(l.node, l) {
+		if l.fixed || !b.passed(p, l.node, l) {
 			continue
 		}
 		if vals != nil && vals[l.at].Kind == 0 {
@@ -1100,7 +1121,8 @@ func (b barriers) drop(pending []*leg, vals []resp.Value, cause error) []*leg {
 // table flags it as a read or a write. WAIT counts too: it tells how many
 // replicas have the writes sent before it on its connection, and a write
 // that a redirection sends on to a node after WAIT ran there, which WAIT
-// then never waited for, would pass for one of them.
+// then never waited for, would pass for one of them. (A pipeline lets a
+// read go after WAIT: see barriers.)
 func touchesKeys(ci *commandInfo) bool {
 	return ci.has(flagWrite|flagReadonly) || ci == cmdWait
 }

@@ -16,7 +16,8 @@ import (
 // slot's new master: WAIT counts the replicas that have the writes sent
 // before it on its connection, so its count would pass for one of a write
 // it never waited for. The new master's one replica is stopped: a WAIT
-// that covers the SET cannot count it.
+// that covers the SET cannot count it. A read, which WAIT does not count,
+// still follows its MOVED.
 func TestClusterWaitAfterMoved(t *testing.T) {
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
@@ -36,11 +37,15 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 	}
 	// The client routes the slot to the master it left, as one that has
 	// not heard of the move does.
-	waitRefreshed(t, c.cluster)
-	r := c.cluster
-	r.mu.Lock()
-	r.slots[slot], _ = r.nodeLocked(from.Addr)
-	r.mu.Unlock()
+	stale := func(slot int, from *redistest.Server) {
+		t.Helper()
+		waitRefreshed(t, c.cluster)
+		r := c.cluster
+		r.mu.Lock()
+		r.slots[slot], _ = r.nodeLocked(from.Addr)
+		r.mu.Unlock()
+	}
+	stale(slot, from)
 	replicas, err := cl.ReplicasOf(to)
 	if err != nil || len(replicas) != 1 {
 		t.Fatalf("replicas of the new master: %v, %v", replicas, err)
@@ -49,7 +54,12 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
 
 	replies, err := c.Pipeline(NoTransaction, ErrorsInReplies).Set(key, "v").Wait(1, 200).Exec(ctx)
 	if err != nil || len(replies) != 2 {
@@ -66,5 +76,22 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 		if _, err := c.Get(ctx, key); !errors.Is(err, ErrNil) {
 			t.Errorf("GET after a SET not applied: %v", err)
 		}
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+
+	read := "{waitmoved:read}r"
+	rslot := int(hashslot.Slot(read))
+	if err := c.Set(ctx, read, "before"); err != nil {
+		t.Fatal(err)
+	}
+	rfrom, rto := ownerAndOther(t, cl, rslot)
+	if err := cl.MoveSlots(ctx, rfrom, rto, rslot); err != nil {
+		t.Fatal(err)
+	}
+	stale(rslot, rfrom)
+	replies, err = c.Pipeline(NoTransaction, ErrorsInReplies).Get(read).Wait(0, 0).Exec(ctx)
+	if err != nil || len(replies) != 2 || replies[0].String() != "before" {
+		t.Errorf("GET before WAIT, MOVED = %v, %v; want the value, read where MOVED said", replies, err)
 	}
 }

@@ -336,11 +336,11 @@
 //     redirected (MOVED, ASK) or held back by a pause (TRYAGAIN,
 //     CLUSTERDOWN, a node that could not be reached) is not sent again to
 //     a node that a later command for every master that reads or changes
-//     keys (FLUSHALL, DBSIZE, KEYS), or a later WAIT, went to meanwhile,
-//     and keeps its refusal, or an error reply that says it was not sent
-//     (WAIT counts the replicas that have the writes sent before it, and
-//     would not have waited for it); and an ASK is followed at once or
-//     not at all, never after a pause.
+//     keys (FLUSHALL, DBSIZE, KEYS), or, a write, a later WAIT, went to
+//     meanwhile, and keeps its refusal, or an error reply that says it
+//     was not sent (WAIT counts the replicas that have the writes sent
+//     before it, and would not have waited for it); and an ASK is
+//     followed at once or not at all, never after a pause.
 //   - MOVED updates the slot at once and starts one refresh of the layout
 //     (concurrent ones join it); ASK resends with ASKING first; TRYAGAIN
 //     and CLUSTERDOWN are retried with backoff within the context. Only
