@@ -11,33 +11,29 @@ import (
 	"github.com/redpipe/redpipe/redistest"
 )
 
-// TestClusterWaitAfterMoved checks that a write queued before WAIT in a
-// pipeline, and redirected by MOVED, does not run after WAIT on the
-// slot's new master: WAIT counts the replicas that have the writes sent
-// before it on its connection, so its count would pass for one of a write
-// it never waited for. The new master's one replica is stopped: a WAIT
-// that covers the SET cannot count it. A read, which WAIT does not count,
-// still follows its MOVED.
-func TestClusterWaitAfterMoved(t *testing.T) {
-	cl := redistest.StartCluster(t, 1)
+// waitAfterMoved starts a cluster with a replica per master and a client
+// of it, moves the slot of key to another master behind the client's
+// back, so that the client routes it to the master it left, and stops
+// the one replica of the new master: a WAIT that covers a write of key
+// cannot count it. cont lets the replica go on.
+func waitAfterMoved(t *testing.T, key string) (cl *redistest.Cluster, c *Client, stale func(c *Client, slot int, from *redistest.Server), cont func()) {
+	t.Helper()
 	ctx := clusterCtx(t)
+	cl = redistest.StartCluster(t, 1)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	key := "{waitmoved}k"
-	slot := int(hashslot.Slot(key))
+	t.Cleanup(func() { c.Close() })
 	if _, err := c.Exists(ctx, key); err != nil {
 		t.Fatal(err) // the client learns the layout
 	}
+	slot := int(hashslot.Slot(key))
 	from, to := ownerAndOther(t, cl, slot)
 	if err := cl.MoveSlots(ctx, from, to, slot); err != nil {
 		t.Fatal(err)
 	}
-	// The client routes the slot to the master it left, as one that has
-	// not heard of the move does.
-	stale := func(slot int, from *redistest.Server) {
+	stale = func(c *Client, slot int, from *redistest.Server) {
 		t.Helper()
 		waitRefreshed(t, c.cluster)
 		r := c.cluster
@@ -45,7 +41,7 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 		r.slots[slot], _ = r.nodeLocked(from.Addr)
 		r.mu.Unlock()
 	}
-	stale(slot, from)
+	stale(c, slot, from)
 	replicas, err := cl.ReplicasOf(to)
 	if err != nil || len(replicas) != 1 {
 		t.Fatalf("replicas of the new master: %v, %v", replicas, err)
@@ -55,12 +51,26 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := true
-	defer func() {
+	cont = func() {
 		if stopped {
+			stopped = false
 			syscall.Kill(pid, syscall.SIGCONT)
 		}
-	}()
+	}
+	t.Cleanup(cont)
+	return cl, c, stale, cont
+}
 
+// TestClusterWaitAfterMoved checks that a write queued before WAIT in a
+// pipeline, and redirected by MOVED, does not run after WAIT on the
+// slot's new master: WAIT counts the replicas that have the writes sent
+// before it on its connection, so its count would pass for one of a
+// write it never waited for. A read, which WAIT does not count, still
+// follows its MOVED.
+func TestClusterWaitAfterMoved(t *testing.T) {
+	ctx := clusterCtx(t)
+	key := "{waitmoved}k"
+	cl, c, stale, cont := waitAfterMoved(t, key)
 	replies, err := c.Pipeline(NoTransaction, ErrorsInReplies).Set(key, "v").Wait(1, 200).Exec(ctx)
 	if err != nil || len(replies) != 2 {
 		t.Fatalf("Exec = %v, %v", replies, err)
@@ -77,8 +87,7 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 			t.Errorf("GET after a SET not applied: %v", err)
 		}
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	stopped = false
+	cont()
 
 	read := "{waitmoved:read}r"
 	rslot := int(hashslot.Slot(read))
@@ -89,9 +98,34 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 	if err := cl.MoveSlots(ctx, rfrom, rto, rslot); err != nil {
 		t.Fatal(err)
 	}
-	stale(rslot, rfrom)
+	stale(c, rslot, rfrom)
 	replies, err = c.Pipeline(NoTransaction, ErrorsInReplies).Get(read).Wait(0, 0).Exec(ctx)
 	if err != nil || len(replies) != 2 || replies[0].String() != "before" {
 		t.Errorf("GET before WAIT, MOVED = %v, %v; want the value, read where MOVED said", replies, err)
+	}
+}
+
+// TestClusterStreamWaitAfterMoved is TestClusterWaitAfterMoved for a
+// write of a stream.
+func TestClusterStreamWaitAfterMoved(t *testing.T) {
+	ctx := clusterCtx(t)
+	key := "{waitmoved}k"
+	_, c, _, _ := waitAfterMoved(t, key)
+	var replies []Value
+	st := c.Stream(ctx, func(i int, v Value) error {
+		replies = append(replies, v)
+		return nil
+	})
+	st.Set(key, "v").Wait(1, 200)
+	if _, err := st.Close(ctx); len(replies) != 2 {
+		t.Fatalf("stream: %v, Close: %v", replies, err)
+	}
+	if n, _ := replies[1].Int64(); replies[0].Err() == nil && n != 0 {
+		t.Errorf("SET ran, and WAIT says %d replica has it, while the one replica of its master was stopped", n)
+	}
+	if refusedNotApplied(t, "SET before WAIT", replies[0]) {
+		if _, err := c.Get(ctx, key); !errors.Is(err, ErrNil) {
+			t.Errorf("GET after a SET not applied: %v", err)
+		}
 	}
 }
