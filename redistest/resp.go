@@ -57,7 +57,9 @@ func (e ReplyError) Prefix() string {
 //   - error replies as a ReplyError value, with a nil error,
 //   - RESP3 booleans as bool, doubles as float64, big numbers as string.
 //
-// The returned error reports only failures to connect, write or read. Each
+// The returned error reports only failures to connect, write or read; when
+// the server's process has exited, it says so and whether Kill or a crash
+// ended it. Each
 // call uses its own unauthenticated connection; use Pipeline to
 // authenticate first or to run commands that depend on connection state.
 func (s *Server) Do(args ...string) (any, error) {
@@ -79,8 +81,26 @@ func (s *Server) Pipeline(cmds ...[]string) ([]any, error) {
 	if err := s.haltedErr(); err != nil {
 		return nil, err
 	}
-	return roundTrip(s.Addr, cmds)
+	replies, err := roundTrip(s.Addr, cmds)
+	if err != nil {
+		// A refused dial alone does not say that the server is gone, nor
+		// whether a crash or the test's own Kill ended it.
+		if why := s.exitedErr(); why != nil {
+			return nil, &notRunningError{why: why, err: err}
+		}
+	}
+	return replies, err
 }
+
+// notRunningError is a failed call to a server whose process has exited:
+// the message says so, and the network error stays reachable.
+type notRunningError struct {
+	why error // Server.exitedErr
+	err error // from roundTrip
+}
+
+func (e *notRunningError) Error() string { return e.why.Error() }
+func (e *notRunningError) Unwrap() error { return e.err }
 
 // MustDo is Do for test setup: it fails the test on a connection failure or
 // an error reply, and otherwise returns the reply.

@@ -71,9 +71,12 @@ type Server struct {
 	extra []string // the caller's arguments, replayed by Restart
 	out   *tailBuffer
 
-	mu      sync.Mutex
-	proc    *process // the current or last process; nil before the first start
-	dirGone bool     // Stop removed Dir
+	mu sync.Mutex
+	// proc is the current or last process; nil before the first start.
+	// Written with mu held; loaded without it by Pipeline, which must
+	// not wait for a Restart in progress to say why a call failed.
+	proc    atomic.Pointer[process]
+	dirGone bool // Stop removed Dir
 	// member says that s is a node of a Cluster, which every start keeps
 	// a master without slots a master (see keepRoles).
 	member bool
@@ -102,12 +105,30 @@ func (s *Server) haltedErr() error {
 	return nil
 }
 
+// exitedErr says why s does not answer when its process has exited
+// without Stop: Kill ended it, or it ended by itself (a crash, SHUTDOWN, a
+// kill from outside). It is nil while the process runs, after Stop, and
+// before the first start.
+func (s *Server) exitedErr() error {
+	p := s.proc.Load()
+	if p == nil || !p.exited() || s.halted.Load() != haltNone {
+		return nil
+	}
+	if p.killed.Load() {
+		return fmt.Errorf("redistest: redis-server on %s is not running: Kill ended it; Restart starts it again", s.Addr)
+	}
+	return fmt.Errorf("redistest: redis-server on %s is not running: it exited by itself (%v), as in a crash or after SHUTDOWN; Output has its log, and Restart starts it again", s.Addr, p.err)
+}
+
 // process is one run of redis-server. done is closed once the process has
 // exited and been reaped, and its output fully copied.
 type process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // the result of Wait; read only after done is closed
+	// killed says that Kill or Stop ended the process, rather than a
+	// crash, a SHUTDOWN or a signal from outside.
+	killed atomic.Bool
 }
 
 func (p *process) exited() bool {
@@ -318,7 +339,7 @@ func (s *Server) launch() error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	s.proc = p
+	s.proc.Store(p)
 
 	if err := s.waitReady(p, mark); err != nil {
 		p.kill()
@@ -428,7 +449,8 @@ func (s *Server) stop(why int32) error {
 		s.halted.Store(why)
 	}
 	var errs []error
-	if p := s.proc; p != nil && !p.exited() {
+	if p := s.proc.Load(); p != nil && !p.exited() {
+		p.killed.Store(true)
 		if err := terminate(p.cmd.Process); err != nil {
 			p.cmd.Process.Kill()
 		}
@@ -457,10 +479,12 @@ func (s *Server) stop(why int32) error {
 func (s *Server) Kill() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.proc == nil || s.proc.exited() {
+	p := s.proc.Load()
+	if p == nil || p.exited() {
 		return nil
 	}
-	if err := s.proc.kill(); err != nil {
+	p.killed.Store(true)
+	if err := p.kill(); err != nil {
 		return fmt.Errorf("redistest: killing redis-server on %s: %w", s.Addr, err)
 	}
 	return nil
@@ -476,7 +500,7 @@ func (s *Server) Restart() error {
 	if s.halted.Load() == haltEnded {
 		return s.haltedErr()
 	}
-	if s.proc != nil && !s.proc.exited() {
+	if p := s.proc.Load(); p != nil && !p.exited() {
 		return fmt.Errorf("redistest: redis-server on %s is still running; Kill or Stop it before Restart", s.Addr)
 	}
 	if s.dirGone {
@@ -497,12 +521,11 @@ func (s *Server) URL() string {
 // Pid returns the process id of the current or, once it has exited, the
 // last redis-server process.
 func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
+	p := s.proc.Load()
+	if p == nil {
 		return 0
 	}
-	return s.proc.cmd.Process.Pid
+	return p.cmd.Process.Pid
 }
 
 // Output returns the tail of what the server has printed across all its

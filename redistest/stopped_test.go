@@ -3,6 +3,7 @@ package redistest_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -134,5 +135,43 @@ func TestStoppedClusterStartsNoNode(t *testing.T) {
 			s.Stop()
 		}
 		t.Errorf("AddMaster after the cluster's test ended: %v; want a refusal", err)
+	}
+}
+
+// TestDoOnExitedServerSaysWhy: a call to a server whose process is gone
+// names what ended it, a crash or the test's own Kill, instead of only the
+// refused dial, which reads as a network fault.
+func TestDoOnExitedServerSaysWhy(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	// The server crashes by itself. Until the process is gone and reaped
+	// the refused dial cannot be told from a network fault, so the call
+	// is repeated, for a bounded time.
+	s.Do("DEBUG", "SEGFAULT")
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err = s.Do("PING")
+		if err != nil && strings.Contains(err.Error(), "not running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Do after a crash: %v; want it to say the server is not running", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(err.Error(), "exited by itself (signal: segmentation fault)") || !strings.Contains(err.Error(), "Restart") {
+		t.Errorf("Do after a crash: %v; want it to say the server crashed", err)
+	}
+	if _, ok := errors.AsType[*net.OpError](err); !ok {
+		t.Errorf("Do after a crash: %v; the network error is not reachable with errors.As", err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Do("PING"); err == nil || !strings.Contains(err.Error(), "Kill ended it") {
+		t.Errorf("Do after Kill: %v; want it to say Kill ended the server", err)
 	}
 }
