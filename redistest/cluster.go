@@ -34,8 +34,11 @@ const (
 // master back. Each waits until the cluster has settled, and Masters and
 // Replicas always hold the nodes in their current roles: Failover swaps a
 // master and its replica, so the index rule above still holds after it;
-// KillMaster, AddMaster and RemoveMaster change the counts, after which ReplicasOf says who replicates whom. Given a
-// context that is already done, they change nothing.
+// KillMaster, AddMaster and RemoveMaster change the counts, after which
+// ReplicasOf says who replicates whom. Given a context that is already
+// done, they change nothing. A wait gives up at once, naming the node,
+// when a node other than one KillMaster killed is not running: crashed,
+// or killed with Server.Kill.
 //
 // A slot that no master serves by its own account while the other nodes
 // still name one stays so for good: gossip spreads only claims. Redis
@@ -281,7 +284,7 @@ func (c *Cluster) form(perMaster int) error {
 		id := c.NodeID(c.Masters[k/perMaster])
 		// REPLICATE fails with "Unknown node" until gossip has told the
 		// replica about its master, so it is retried.
-		err := waitFor("replica "+r.Addr+" to accept CLUSTER REPLICATE", func() (bool, string) {
+		err := c.wait(context.Background(), "replica "+r.Addr+" to accept CLUSTER REPLICATE", func() (bool, string) {
 			v, err := r.Do("CLUSTER", "REPLICATE", id)
 			if err != nil {
 				return false, err.Error()
@@ -296,12 +299,6 @@ func (c *Cluster) form(perMaster int) error {
 		}
 	}
 	return c.waitSettled(context.Background(), "the new cluster to settle", nil)
-}
-
-// waitFor polls cond until it holds or clusterTimeout passes; cond's string
-// describes the last state seen, for the error.
-func waitFor(what string, cond func() (bool, string)) error {
-	return waitCtx(context.Background(), what, cond)
 }
 
 // ServeAllSlots gives every hash slot to s, a node started with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -605,5 +606,31 @@ func TestServeAllSlots(t *testing.T) {
 	plain := redistest.Start(t)
 	if err := plain.ServeAllSlots(ctx); err == nil {
 		t.Error("ServeAllSlots on a server that is no cluster node succeeded")
+	}
+}
+
+// TestCrashedNodeEndsWait: a node that crashes by itself cannot answer
+// again, so an operation waiting for the cluster to settle gives up at
+// once and says which node is gone, rather than polling the refused
+// dial until its timeout.
+func TestCrashedNodeEndsWait(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 0)
+	crashed := c.Masters[1]
+	proc, err := os.FindProcess(crashed.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// AddMaster asks only the new node and the first master before it
+	// waits for every node to know the new one.
+	_, err = c.AddMaster(opContext(t))
+	if err == nil {
+		t.Fatal("AddMaster succeeded with a node of the cluster killed")
+	}
+	if strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), crashed.Addr+" is not running: it exited by itself") {
+		t.Errorf("AddMaster with a crashed node: %v; want it to give up at once, naming the node", err)
 	}
 }

@@ -69,7 +69,7 @@ func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error)
 			return nil, err
 		}
 		actx, cancel := context.WithTimeout(ctx, manualFailoverWait)
-		err = waitCtx(actx, "replica "+r.Addr+" to take over from "+master.Addr+" after CLUSTER FAILOVER", func() (bool, string) {
+		err = c.wait(actx, "replica "+r.Addr+" to take over from "+master.Addr+" after CLUSTER FAILOVER", func() (bool, string) {
 			return hasRoles(map[*Server]string{r: "master", master: "slave"})
 		})
 		cancel()
@@ -114,7 +114,7 @@ func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, erro
 	c.Masters = slices.Delete(c.Masters, i, i+1)
 
 	var promoted *Server
-	err = waitCtx(ctx, "a replica of the killed master "+master.Addr+" to be promoted", func() (bool, string) {
+	err = c.wait(ctx, "a replica of the killed master "+master.Addr+" to be promoted", func() (bool, string) {
 		state := ""
 		for _, r := range replicas {
 			role, err := roleOf(r)
@@ -164,7 +164,7 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	if err := s.Restart(); err != nil {
 		return err
 	}
-	err := waitCtx(ctx, "the restarted "+s.Addr+" to become a replica", func() (bool, string) {
+	err := c.wait(ctx, "the restarted "+s.Addr+" to become a replica", func() (bool, string) {
 		return hasRoles(map[*Server]string{s: "slave"})
 	})
 	if err != nil {
