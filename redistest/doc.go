@@ -19,9 +19,10 @@
 //
 //	srv := redistest.Start(t, "--requirepass", "secret")
 //
-// Servers are always real processes. When redis-server is not installed,
-// Start fails the test with a message saying how to install it rather than
-// skipping it: a skipped client test looks like a passing one.
+// Servers are always real processes, of Redis 7.0 or newer. When
+// redis-server is not installed, or is older, Start fails the test with a
+// message saying how to install one rather than skipping it: a skipped
+// client test looks like a passing one.
 //
 // Fault tests can crash a server with Kill and bring it back on the same
 // port with Restart, and put a Proxy between client and server that stalls

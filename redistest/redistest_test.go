@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -160,6 +161,48 @@ func TestStartFailureShowsServerOutput(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Bad directive") {
 		t.Errorf("error does not show the server's complaint: %v", err)
+	}
+}
+
+// TestTooOldServerSaysSo: a redis-server older than 7.0 refuses an option
+// the package sets, and the error must say that the server is too old and
+// what to install, not only echo its complaint about a config line. The
+// machine has no old server, so a script stands in for one: it answers as
+// Redis 6.0 does to an option it does not know.
+func TestTooOldServerSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+echo
+echo "*** FATAL CONFIG FILE ERROR (Redis 6.0.16) ***"
+echo "Reading the configuration file, at line 9"
+echo ">>> 'enable-debug-command \"local\"'"
+echo "Bad directive or wrong number of arguments"
+exit 1
+`
+	if err := os.WriteFile(filepath.Join(dir, "redis-server"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	_, err := redistest.StartServer()
+	if err == nil {
+		t.Fatal("StartServer with a server that refuses to start succeeded")
+	}
+	for _, want := range []string{"too old", "enable-debug-command", "Redis 7.0 or newer", "apt-get install", "Bad directive"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("StartServer with an old server: %v; want it to say %q", err, want)
+		}
+	}
+}
+
+// TestUnknownOptionOfTheCallerIsNotAge: an option the caller passed that
+// the server does not know is the caller's mistake, not the server's age.
+func TestUnknownOptionOfTheCallerIsNotAge(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--no-such-directive", "x"}, {"--enable-debug-command", "local", "extra"}} {
+		_, err := redistest.StartServer(args...)
+		if err == nil || strings.Contains(err.Error(), "too old") || !strings.Contains(err.Error(), "FATAL CONFIG FILE ERROR") {
+			t.Errorf("StartServer(%q) = %v; want the server's complaint, not that it is too old", args, err)
+		}
 	}
 }
 

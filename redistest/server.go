@@ -292,6 +292,11 @@ func freePorts(n int) ([]int, error) {
 // a full sync at once instead of waiting 5 s for more replicas to batch
 // with, which would otherwise dominate the time to set up a replica.
 func (s *Server) commandArgs() []string {
+	return append(s.ownArgs(), s.extra...)
+}
+
+// ownArgs returns the options that commandArgs puts before the caller's.
+func (s *Server) ownArgs() []string {
 	args := []string{
 		"--port", strconv.Itoa(s.Port),
 		"--bind", "127.0.0.1",
@@ -312,7 +317,7 @@ func (s *Server) commandArgs() []string {
 			"--cluster-port", strconv.Itoa(s.BusPort),
 		)
 	}
-	return append(args, s.extra...)
+	return args
 }
 
 // launch starts a process on s.Port and waits until it answers. On failure
@@ -364,6 +369,9 @@ func (s *Server) waitReady(p *process, mark int64) error {
 			if strings.Contains(out, "Address already in use") {
 				return fmt.Errorf("redistest: redis-server could not listen on %s: %w%s", s.Addr, errPortTaken, formatOutput(out))
 			}
+			if opt := unknownOwnOption(out, s.ownArgs(), s.extra); opt != "" {
+				return fmt.Errorf("redistest: %s is too old: it does not know the option %s, which redistest sets; redistest needs Redis 7.0 or newer first in PATH (Debian 12 and Ubuntu 24.04 ship one: `apt-get install -y redis-server`)%s", s.bin, opt, formatOutput(out))
+			}
 			return fmt.Errorf("redistest: redis-server on %s exited before it was ready (%v)%s", s.Addr, p.err, formatOutput(out))
 		}
 		if answersPing(s.Addr) {
@@ -380,6 +388,33 @@ func (s *Server) waitReady(p *process, mark int64) error {
 		}
 		time.Sleep(readyPoll)
 	}
+}
+
+// unknownOwnOption returns the option of own, the package's own options
+// such as enable-debug-command, that the output of a server that refused to start
+// names as a bad directive, and "" if it names none or one the caller
+// passed in extra. A server refuses options newer than itself so, and
+// without this the only hint that it is too old is one config line in its
+// output.
+func unknownOwnOption(out string, own, extra []string) string {
+	if !strings.Contains(out, "Bad directive") {
+		return ""
+	}
+	for line := range strings.Lines(out) {
+		rest, ok := strings.CutPrefix(line, ">>> '")
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimRight(rest, "'\r\n"), " ")
+		if !slices.ContainsFunc(own, func(o string) bool { return strings.EqualFold(o, "--"+name) }) {
+			return ""
+		}
+		if slices.ContainsFunc(extra, func(a string) bool { return strings.EqualFold(a, "--"+name) }) {
+			return ""
+		}
+		return name
+	}
+	return ""
 }
 
 // answersPing reports whether something on addr answers an inline PING with
