@@ -77,9 +77,14 @@ type Cluster struct {
 // not form.
 func StartCluster(t testing.TB, replicas int) *Cluster {
 	t.Helper()
+	mustNotHaveEnded(t, "StartCluster")
 	c, err := startCluster(replicas, func(s *Server) { stopAtCleanup(t, s) })
 	if err != nil {
 		t.Fatalf("%v", err)
+	}
+	if err := testEnded(t, "StartCluster"); err != nil {
+		c.Stop()
+		panic(err)
 	}
 	c.Logf = t.Logf
 	return c

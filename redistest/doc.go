@@ -57,7 +57,10 @@
 // test did. The package deliberately does not import the client it helps to
 // test, so that client's own tests can import this package.
 //
-// Processes are stopped by t.Cleanup, including when a start fails halfway.
+// Processes are stopped by t.Cleanup, including when a start fails halfway,
+// so Start, StartCluster and StartProxy must be called while the test
+// runs: called after it ended, from a goroutine it left behind, they start
+// nothing and panic.
 // On Linux each child is also tied to the test binary with a parent-death
 // signal, so killing a hung test binary does not leave servers behind.
 package redistest

@@ -138,11 +138,16 @@ func NewProxy(target string) (*Proxy, error) {
 // start and closes it in t.Cleanup.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
+	mustNotHaveEnded(t, "StartProxy")
 	p, err := NewProxy(target)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { p.Close() })
+	if err := testEnded(t, "StartProxy"); err != nil {
+		p.Close()
+		panic(err)
+	}
 	return p
 }
 

@@ -336,6 +336,56 @@ func TestLookPathWithoutRedis(t *testing.T) {
 	}
 }
 
+// TestStartAfterTestEnded: a goroutine the test left behind that starts a
+// server, a cluster or a proxy after the test ended is refused with a
+// panic that says so: the test's cleanups have run, so nothing would stop
+// what it started or remove its directory, and t.Fatalf would panic too,
+// without the message.
+func TestStartAfterTestEnded(t *testing.T) {
+	t.Parallel()
+	var ended testing.TB
+	t.Run("ended", func(t *testing.T) { ended = t })
+	starts := []struct {
+		name  string
+		start func(testing.TB)
+	}{
+		{"Start", func(tb testing.TB) { redistest.Start(tb) }},
+		{"StartCluster", func(tb testing.TB) { redistest.StartCluster(tb, 0) }},
+		{"StartProxy", func(tb testing.TB) { redistest.StartProxy(tb, "127.0.0.1:1") }},
+	}
+	for _, st := range starts {
+		ft := &endedTB{TB: ended, live: t}
+		var got any
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() { got = recover() }()
+			st.start(ft)
+		}()
+		<-done
+		want := st.name + " called after " + ended.Name() + " ended"
+		if err, _ := got.(error); err == nil || !strings.Contains(err.Error(), want) || ft.cleanups != 0 {
+			t.Errorf("%s for an ended test: panic %v, %d cleanups registered; want it refused with %q", st.name, got, ft.cleanups, want)
+		}
+	}
+}
+
+// endedTB is a test that has ended. It hands cleanups to the live test so
+// that nothing is left behind.
+type endedTB struct {
+	testing.TB
+	live     testing.TB
+	cleanups int
+}
+
+func (f *endedTB) Helper()                         {}
+func (f *endedTB) Logf(format string, args ...any) { f.live.Logf(format, args...) }
+
+func (f *endedTB) Cleanup(fn func()) {
+	f.cleanups++
+	f.live.Cleanup(fn)
+}
+
 // fakeTB records a fatal failure instead of failing the real test.
 type fakeTB struct {
 	testing.TB

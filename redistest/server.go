@@ -159,15 +159,42 @@ func (p *process) kill() error {
 // process (--port, --bind, --daemonize, --cluster-port) are refused.
 //
 // If redis-server is not installed, or does not start, Start fails the test
-// with t.Fatalf; it never skips.
+// with t.Fatalf; it never skips. It must be called while the test runs:
+// once the test has ended, as from a goroutine it left behind, Start
+// starts nothing and panics with an error that says so.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	mustNotHaveEnded(t, "Start")
 	s, err := StartServer(args...)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	stopAtCleanup(t, s)
+	if err := testEnded(t, "Start"); err != nil {
+		s.stop(haltEnded)
+		panic(err)
+	}
 	return s
+}
+
+// testEnded refuses to start anything for a test that has ended, as from
+// a goroutine the test left running: its cleanups have run or are
+// running, so one registered now might never run, and the process and
+// its directory would outlive the test. It is checked again after a
+// start, since the test may end meanwhile.
+func testEnded(t testing.TB, fn string) error {
+	if t.Context().Err() != nil {
+		return fmt.Errorf("redistest: %s called after %s ended, whose cleanup would not stop what it starts; call it from the test while it runs", fn, t.Name())
+	}
+	return nil
+}
+
+// mustNotHaveEnded panics with testEnded's error: once a test has ended,
+// t.Fatalf panics too, but without the message that says what went wrong.
+func mustNotHaveEnded(t testing.TB, fn string) {
+	if err := testEnded(t, fn); err != nil {
+		panic(err)
+	}
 }
 
 // stopAtCleanup registers s.Stop with t. A failure to stop is reported but
