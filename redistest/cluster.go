@@ -15,6 +15,11 @@ import (
 const (
 	clusterMasters = 3
 	clusterSlots   = 16384
+	// maxReplicas keeps a cluster within the 1000 nodes the Redis Cluster
+	// specification is designed for. Far more would exhaust the machine's
+	// processes and ports before the cluster formed, and a count near
+	// the largest int would overflow the count of nodes.
+	maxReplicas = (1000 - clusterMasters) / clusterMasters
 	// clusterTimeout bounds each wait while the cluster forms. With a node
 	// timeout of 2 s, gossip settles in a second or two on a quiet machine.
 	clusterTimeout = 20 * time.Second
@@ -71,7 +76,8 @@ type Cluster struct {
 	stopped bool // Stop was called
 }
 
-// StartCluster starts a cluster with replicas replicas per master, waits
+// StartCluster starts a cluster with replicas replicas per master, from 0
+// to 332 (1000 nodes in all), waits
 // until every node reports cluster_state:ok and agrees on the membership,
 // and stops every node in t.Cleanup. It fails the test if the cluster does
 // not form.
@@ -106,6 +112,9 @@ func NewCluster(replicas int) (*Cluster, error) {
 func startCluster(replicas int, started func(*Server)) (c *Cluster, err error) {
 	if replicas < 0 {
 		return nil, fmt.Errorf("redistest: negative number of replicas %d", replicas)
+	}
+	if replicas > maxReplicas {
+		return nil, fmt.Errorf("redistest: %d replicas per master is more than the %d that keep a cluster within the 1000 nodes Redis Cluster is designed for", replicas, maxReplicas)
 	}
 	c = &Cluster{started: started, ids: map[*Server]string{}}
 	if started == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -521,6 +522,24 @@ func TestNewClusterRefusesNegativeReplicas(t *testing.T) {
 		t.Fatal("NewCluster(-1) succeeded")
 	} else if !strings.Contains(err.Error(), "negative number of replicas") {
 		t.Errorf("NewCluster(-1): %v", err)
+	}
+}
+
+// TestNewClusterRefusesHugeReplicas: a count of replicas past what a
+// cluster is designed for is refused before any process starts, rather
+// than overflowing into a cluster without replicas or starting processes
+// until the machine runs out.
+func TestNewClusterRefusesHugeReplicas(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1 << 62, math.MaxInt, 333} {
+		c, err := redistest.NewCluster(n)
+		if err == nil {
+			c.Stop()
+			t.Fatalf("NewCluster(%d) succeeded, with %d replicas", n, len(c.Replicas))
+		}
+		if !strings.Contains(err.Error(), "more than the 332") {
+			t.Errorf("NewCluster(%d): %v", n, err)
+		}
 	}
 }
 
