@@ -387,6 +387,30 @@ func (f *endedTB) Cleanup(fn func()) {
 	f.live.Cleanup(fn)
 }
 
+// TestLookPathNotExecutable: a redis-server in PATH that exec.LookPath
+// passes over, as it may not be run, is named in the error, which would
+// otherwise send the reader to install what they can see is there.
+func TestLookPathNotExecutable(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "redis-server")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	_, err := redistest.LookPath()
+	if err == nil {
+		t.Fatal("LookPath found a file that is not executable")
+	}
+	for _, want := range []string{bin + " is not an executable file", "chmod +x", "apt-get install"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("LookPath() error = %v; want it to say %q", err, want)
+		}
+	}
+	if !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("LookPath() error %v does not wrap exec.ErrNotFound", err)
+	}
+}
+
 // fakeTB records a fatal failure instead of failing the real test.
 type fakeTB struct {
 	testing.TB

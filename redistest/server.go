@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,10 @@ const (
 	outputLines = 20
 )
 
-const installHint = "redistest: redis-server not found in PATH; install it with `apt-get update && apt-get install -y redis-server` (Debian/Ubuntu) or run `make test`, which installs it"
+const (
+	installHint = "redistest: redis-server not found in PATH; " + installHow
+	installHow  = "install it with `apt-get update && apt-get install -y redis-server` (Debian/Ubuntu) or run `make test`, which installs it"
+)
 
 // errPortTaken marks a start that failed only because another process got
 // the port first, which is worth retrying on another port.
@@ -43,9 +47,20 @@ var errPortTaken = errors.New("port already in use")
 // notFoundError keeps the cause from exec.LookPath reachable with errors.Is
 // while the message stays the install hint, which is what a reader of a
 // failed test needs.
-type notFoundError struct{ err error }
+type notFoundError struct {
+	err error
+	// unusable names a file called redis-server in PATH that cannot be
+	// run, which a reader told only "not found" would look at in vain.
+	unusable string
+}
 
-func (e *notFoundError) Error() string { return installHint }
+func (e *notFoundError) Error() string {
+	if e.unusable != "" {
+		return "redistest: redis-server not found in PATH: " + e.unusable + " is not an executable file; if it is the server, `chmod +x` it, or " + installHow
+	}
+	return installHint
+}
+
 func (e *notFoundError) Unwrap() error { return e.err }
 
 // LookPath returns the path of redis-server, or an error that says how to
@@ -53,9 +68,24 @@ func (e *notFoundError) Unwrap() error { return e.err }
 func LookPath() (string, error) {
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		return "", &notFoundError{err}
+		return "", &notFoundError{err: err, unusable: unusableInPath("redis-server")}
 	}
 	return path, nil
+}
+
+// unusableInPath returns the first file called name in PATH that
+// exec.LookPath passed over, not being an executable regular file, or "".
+func unusableInPath(name string) string {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if !filepath.IsAbs(dir) {
+			continue // exec.LookPath refuses relative entries for a reason of its own
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 // Server is one redis-server process listening on a loopback port.
