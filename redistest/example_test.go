@@ -1,9 +1,14 @@
 package redistest_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"net"
+	"os"
+	"time"
 
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -50,6 +55,47 @@ func ExampleServer_Pipeline() {
 	// Output:
 	// NOAUTH
 	// OK OK v
+}
+
+// A Proxy between a client and a server does to the connection what a bad
+// network would. Here it holds the server's replies back, as a link that
+// went silent, then lets them through. A test points the client under
+// test at px.Addr instead of the raw connection used here.
+func ExampleProxy() {
+	srv, err := redistest.StartServer()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop()
+	px, err := redistest.NewProxy(srv.Addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer px.Close()
+
+	conn, err := net.Dial("tcp", px.Addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+
+	px.Stall(redistest.ServerToClient, true)
+	fmt.Fprint(conn, "PING\r\n")
+	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_, err = r.ReadString('\n')
+	fmt.Println("reply while stalled:", errors.Is(err, os.ErrDeadlineExceeded))
+
+	px.Stall(redistest.ServerToClient, false)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, err := r.ReadString('\n')
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("reply after: %q\n", reply)
+	// Output:
+	// reply while stalled: true
+	// reply after: "+PONG\r\n"
 }
 
 // A cluster for a demo program; tests use StartCluster, which stops the

@@ -75,6 +75,12 @@ const (
 // server would: hold bytes back, slow them down, reset or close the
 // connections, let a command or a reply through only in part.
 //
+// Hold, PassBytes, Cut and DropAll act on the current connections: those
+// the proxy has accepted and connected to the server, which Conns counts.
+// A client's dial can return before its connection is one of them, so a
+// test that means to act on it waits until Conns counts it, or until a
+// reply has come through it.
+//
 // The proxy forwards bytes as they come and never rewrites or drops them:
 // whatever it holds back it delivers after Reset, unless the connection is
 // closed first. So a client that sees a reply that is not its own has a bug
