@@ -154,6 +154,31 @@ func TestReservedOptionsAreRefused(t *testing.T) {
 	}
 }
 
+// TestReservedOptionsInOneArgumentAreRefused: redis-server reads an
+// argument such as "--daemonize yes" as a whole line of configuration, so
+// a reserved option and its value in one argument must be refused as when
+// they come apart: a server that daemonized would outlive the test, one
+// on another port would never be found.
+func TestReservedOptionsInOneArgumentAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--cluster-port 0", "--PORT\t1", `--"bind" 127.0.0.2`, "--save \"\"\nport 1", "--daemonize yes"} {
+		s, err := redistest.StartServer(arg)
+		if err == nil {
+			s.Stop()
+			t.Fatalf("StartServer(%q) succeeded", arg)
+		}
+		if !strings.Contains(err.Error(), "cannot be overridden") && !strings.Contains(err.Error(), "line break") {
+			t.Errorf("StartServer(%q): %v; want it refused", arg, err)
+		}
+	}
+	// Read as the server reads it, cluster mode turned on in one argument
+	// gets a bus port of its own too.
+	s := redistest.Start(t, "--cluster-enabled yes")
+	if s.BusPort == 0 {
+		t.Error("a server given \"--cluster-enabled yes\" has no bus port of its own")
+	}
+}
+
 func TestStartFailureShowsServerOutput(t *testing.T) {
 	t.Parallel()
 	_, err := redistest.StartServer("--no-such-directive", "x")

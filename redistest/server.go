@@ -186,7 +186,9 @@ func (p *process) kill() error {
 // own options so that they can override them, for example
 // "--requirepass", "secret" or "--rename-command", "HELLO", "". The options
 // that decide where the server listens and whether it stays a child
-// process (--port, --bind, --daemonize, --cluster-port) are refused.
+// process (--port, --bind, --daemonize, --cluster-port) are refused, also
+// in one argument with their value, such as "--daemonize yes", which the
+// server reads as one line of configuration.
 //
 // If redis-server is not installed, or does not start, Start fails the test
 // with t.Fatalf; it never skips. It must be called while the test runs:
@@ -250,12 +252,38 @@ func StartServer(args ...string) (*Server, error) {
 // for a client port above 55535, where redis-server refuses to start.
 func enablesCluster(args []string) bool {
 	on := false
-	for i := 0; i+1 < len(args); i++ {
-		if strings.EqualFold(args[i], "--cluster-enabled") {
-			on = strings.EqualFold(args[i+1], "yes")
+	for _, opt := range splitOptions(args) {
+		if len(opt) > 1 && opt[0] == "cluster-enabled" {
+			on = strings.EqualFold(opt[1], "yes")
 		}
 	}
 	return on
+}
+
+// splitOptions groups args as redis-server reads its command line: an
+// argument that begins with "--" starts an option, and the line of
+// configuration it makes holds its own words, the first of which names
+// the option, then the arguments up to the next option. Each option is
+// returned as its lower-cased name and then its values, so that
+// "--daemonize yes" as one argument is read as the server reads it.
+func splitOptions(args []string) [][]string {
+	var opts [][]string
+	for _, a := range args {
+		rest, ok := strings.CutPrefix(a, "--")
+		if !ok {
+			if n := len(opts); n > 0 {
+				opts[n-1] = append(opts[n-1], a)
+			}
+			continue
+		}
+		words := strings.Fields(rest)
+		if len(words) == 0 {
+			words = []string{""}
+		}
+		words[0] = strings.ToLower(strings.Trim(words[0], `"'`))
+		opts = append(opts, words)
+	}
+	return opts
 }
 
 // startServer starts a server, as a cluster node with a cluster bus port
@@ -310,8 +338,13 @@ var reservedOptions = []string{"--port", "--bind", "--daemonize", "--cluster-por
 
 func checkArgs(args []string) error {
 	for _, a := range args {
+		if strings.HasPrefix(a, "--") && strings.ContainsAny(a, "\r\n") {
+			return fmt.Errorf("redistest: option %q holds a line break, which would start another line of configuration; pass each option as its own argument", a)
+		}
+	}
+	for _, opt := range splitOptions(args) {
 		for _, r := range reservedOptions {
-			if strings.EqualFold(a, r) {
+			if opt[0] == strings.TrimPrefix(r, "--") {
 				return fmt.Errorf("redistest: option %s is set by redistest and cannot be overridden", r)
 			}
 		}
