@@ -453,40 +453,16 @@ func (c *Cluster) repair(plan repairPlan) error {
 	return nil
 }
 
-// waitCtx polls cond until it holds, ctx is done or clusterTimeout
-// passes; cond's string describes the last state seen, for the error.
-func waitCtx(ctx context.Context, what string, cond func() (bool, string)) error {
-	return waitUnless(ctx, what, nil, cond)
-}
-
-// wait is waitCtx that gives up at once when a node of the cluster is not
-// running: no state that needs every node to answer can come then, and
-// the node's end, not a timeout on a refused dial, is what the test must
-// hear of.
+// wait polls cond until it holds, ctx is done or clusterTimeout passes;
+// cond's string describes the last state seen, for the error. It gives
+// up at once when a node of the cluster is not running: no state that
+// needs every node to answer can come then, and the node's end, not a
+// timeout on a refused dial, is what the test must hear of.
 func (c *Cluster) wait(ctx context.Context, what string, cond func() (bool, string)) error {
-	return waitUnless(ctx, what, c.nodeDown, cond)
-}
-
-// nodeDown returns why a node of the cluster, other than a master killed
-// by KillMaster, is not running, or nil if every one is.
-func (c *Cluster) nodeDown() error {
-	for _, s := range c.Servers() {
-		if err := s.exitedErr(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// waitUnless is waitCtx that checks abort, if given, before each look at
-// cond, and gives up with its error.
-func waitUnless(ctx context.Context, what string, abort func() error, cond func() (bool, string)) error {
 	deadline := time.Now().Add(clusterTimeout)
 	for {
-		if abort != nil {
-			if err := abort(); err != nil {
-				return fmt.Errorf("redistest: gave up waiting for %s: %w", what, err)
-			}
+		if err := c.nodeDown(); err != nil {
+			return fmt.Errorf("redistest: gave up waiting for %s: %w", what, err)
 		}
 		ok, state := cond()
 		if ok {
@@ -505,4 +481,15 @@ func waitUnless(ctx context.Context, what string, abort func() error, cond func(
 		}
 		t.Stop()
 	}
+}
+
+// nodeDown returns why a node of the cluster, other than a master killed
+// by KillMaster, is not running, or nil if every one is.
+func (c *Cluster) nodeDown() error {
+	for _, s := range c.Servers() {
+		if err := s.exitedErr(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
