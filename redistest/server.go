@@ -147,7 +147,7 @@ func (s *Server) exitedErr() error {
 	if p.killed.Load() {
 		return fmt.Errorf("redistest: redis-server on %s is not running: Kill ended it; Restart starts it again", s.Addr)
 	}
-	return fmt.Errorf("redistest: redis-server on %s is not running: it exited by itself (%v), as in a crash or after SHUTDOWN; Output has its log, and Restart starts it again", s.Addr, p.err)
+	return fmt.Errorf("redistest: redis-server on %s is not running: it exited by itself (%s), as in a crash or after SHUTDOWN; Output has its log, and Restart starts it again", s.Addr, p.status())
 }
 
 // process is one run of redis-server. done is closed once the process has
@@ -159,6 +159,15 @@ type process struct {
 	// killed says that Kill or Stop ended the process, rather than a
 	// crash, a SHUTDOWN or a signal from outside.
 	killed atomic.Bool
+}
+
+// status describes how the process ended, once it has: Wait's error, or
+// "exit status 0" where Wait has none to give.
+func (p *process) status() string {
+	if p.err == nil {
+		return "exit status 0"
+	}
+	return p.err.Error()
 }
 
 func (p *process) exited() bool {
@@ -462,7 +471,7 @@ func (s *Server) waitReady(p *process, mark int64) error {
 			if opt := unknownOwnOption(out, s.ownArgs(), s.extra); opt != "" {
 				return fmt.Errorf("redistest: %s is too old: it does not know the option %s, which redistest sets; redistest needs Redis 7.0 or newer first in PATH (Debian 12 and Ubuntu 24.04 ship one: `apt-get install -y redis-server`)%s", s.bin, opt, formatOutput(out))
 			}
-			return fmt.Errorf("redistest: redis-server on %s exited before it was ready (%v)%s", s.Addr, p.err, formatOutput(out))
+			return fmt.Errorf("redistest: redis-server on %s exited before it was ready (%s)%s", s.Addr, p.status(), formatOutput(out))
 		}
 		if answersPing(s.Addr) {
 			ours, err := s.isOurs(p)

@@ -175,3 +175,25 @@ func TestDoOnExitedServerSaysWhy(t *testing.T) {
 		t.Errorf("Do after Kill: %v; want it to say Kill ended the server", err)
 	}
 }
+
+// TestDoAfterShutdownSaysHow: a server that ends itself cleanly, with
+// SHUTDOWN, says that it exited with status 0, not with a nil error.
+func TestDoAfterShutdownSaysHow(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	s.Do("SHUTDOWN", "NOSAVE")
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err = s.Do("PING")
+		if err != nil && strings.Contains(err.Error(), "not running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Do after SHUTDOWN: %v; want it to say the server is not running", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(err.Error(), "exited by itself (exit status 0)") {
+		t.Errorf("Do after SHUTDOWN: %v; want it to say the server exited with status 0", err)
+	}
+}
