@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -588,6 +589,29 @@ func TestNewClusterRefusesHugeReplicas(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "more than the 332") {
 			t.Errorf("NewCluster(%d): %v", n, err)
+		}
+	}
+}
+
+// TestSlotRangeReachingPastTheSlots: a range past the cluster's slots ends
+// one slot outside them, which BeginMigration refuses by number, instead
+// of listing every int up to last, or looping forever at math.MaxInt.
+func TestSlotRangeReachingPastTheSlots(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		first, last int
+		want        []int
+	}{
+		{16380, 20000, []int{16380, 16381, 16382, 16383, 16384}},
+		{-5000, 1, []int{-1, 0, 1}},
+		{16383, math.MaxInt, []int{16383, 16384}},
+		{math.MinInt, -2, []int{math.MinInt}},
+		{20000, math.MaxInt, []int{20000}},
+		{3, 2, nil},
+		{7, 7, []int{7}},
+	} {
+		if got := redistest.SlotRange(tc.first, tc.last); !slices.Equal(got, tc.want) {
+			t.Fatalf("SlotRange(%d, %d) = %v, want %v", tc.first, tc.last, got, tc.want)
 		}
 	}
 }

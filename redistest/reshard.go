@@ -22,10 +22,20 @@ const (
 )
 
 // SlotRange returns the slots from first to last, inclusive, for MoveSlots
-// and BeginMigration.
+// and BeginMigration. A range that reaches past the slots a cluster has
+// stops one slot outside them, and one wholly outside is its first slot
+// alone: those then refuse it by that number, and a range such as
+// SlotRange(0, math.MaxInt) neither runs forever nor fills memory.
 func SlotRange(first, last int) []int {
+	if first > last {
+		return nil
+	}
+	lo, hi := max(first, -1), min(last, clusterSlots)
+	if lo > hi {
+		return []int{first} // wholly outside the slots
+	}
 	var slots []int
-	for s := first; s <= last; s++ {
+	for s := lo; s <= hi; s++ {
 		slots = append(slots, s)
 	}
 	return slots
