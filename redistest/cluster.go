@@ -328,7 +328,7 @@ func (s *Server) ServeAllSlots(ctx context.Context) error {
 	if _, err := s.doChecked("CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(clusterSlots-1)); err != nil {
 		return err
 	}
-	return waitCtx(ctx, s.Addr+" to serve every slot", func() (bool, string) {
+	return waitUntil(ctx, s.Addr+" to serve every slot", s.exitedErr, func() (bool, string) {
 		v, err := s.doChecked("CLUSTER", "INFO")
 		if err != nil {
 			return false, err.Error()

@@ -459,9 +459,15 @@ func (c *Cluster) repair(plan repairPlan) error {
 // needs every node to answer can come then, and the node's end, not a
 // timeout on a refused dial, is what the test must hear of.
 func (c *Cluster) wait(ctx context.Context, what string, cond func() (bool, string)) error {
+	return waitUntil(ctx, what, c.nodeDown, cond)
+}
+
+// waitUntil is the loop of Cluster.wait, for any set of servers: down
+// tells why one of them is not running, or nil.
+func waitUntil(ctx context.Context, what string, down func() error, cond func() (bool, string)) error {
 	deadline := time.Now().Add(clusterTimeout)
 	for {
-		if err := c.nodeDown(); err != nil {
+		if err := down(); err != nil {
 			return fmt.Errorf("redistest: gave up waiting for %s: %w", what, err)
 		}
 		ok, state := cond()
