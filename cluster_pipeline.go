@@ -425,8 +425,13 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		}
 		parts := r.awaitParts(ctx, p, rd)
 		// A part that failed sending reads to a replica goes to the
-		// masters; one that may have run on a master ends the pipeline.
+		// masters; one that may have run on a master ends the pipeline,
+		// once the replies of the other parts are in: they ran, and the
+		// caller gets them. The commands of the failed part get an error
+		// reply of unknown outcome and are not sent again.
 		offReplica := make([]bool, len(parts))
+		lostPart := make([]bool, len(parts))
+		var lost error // the first part that failed so
 		for i, pt := range parts {
 			if pt.err == nil {
 				continue
@@ -436,10 +441,18 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			if !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
-				if ran || len(parts) > 1 {
-					return nil, &uncertainError{msg: "redpipe: the part of the batch sent to " + pt.node.opt.Addr + " failed while other parts may have run", err: pt.err}
+				if !ran && len(parts) == 1 {
+					// No other node answered: as on one node.
+					return nil, pt.err
 				}
-				return nil, pt.err
+				lostPart[i] = true
+				e := &uncertainError{msg: "redpipe: cluster: the part of the pipeline sent to " + pt.node.opt.Addr + " failed after it may have reached the node", err: pt.err}
+				lost = cmp.Or(lost, error(e))
+				v := madeErrorValue(e)
+				for _, l := range pt.legs {
+					vals[l.at] = v
+					l.asking = false
+				}
 			}
 		}
 		if fanned {
@@ -448,6 +461,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		var unsent error
 		moved, waited, unreachedNow := false, false, false
 		for i, pt := range parts {
+			if lostPart[i] {
+				continue
+			}
 			if offReplica[i] {
 				// Reads, sent again to the masters.
 				for _, l := range pt.legs {
@@ -566,6 +582,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 		}
 		recycleParts(parts)
+		if lost != nil {
+			return partial(p, n, legs, vals, true, lost)
+		}
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {
 			break

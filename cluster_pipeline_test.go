@@ -3,11 +3,13 @@ package redpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
@@ -444,5 +446,121 @@ func testClusterStreamFanOutRedialed(t *testing.T, cl *redistest.Cluster) {
 	}
 	if v, err := c.Get(ctx, after); err != nil || v != "after" {
 		t.Errorf("GET %s = %q, %v; want what the SET after FLUSHALL wrote", after, v, err)
+	}
+}
+
+// testClusterPipelinePartLost: one master holds the writes of a plain
+// pipeline (CLIENT PAUSE WRITE) while the other masters answer theirs,
+// until the pipeline's context ends, or until the held master's
+// connection is killed. Exec returns a reply for every command: those of
+// the masters that answered, and for each command the held master had,
+// an error reply of unknown outcome; the error names the first of them.
+// After a deadline unknown is the truth: once the pause ends, the held
+// master runs them.
+func testClusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client) {
+	for _, kill := range []bool{false, true} {
+		name := "deadline"
+		if kill {
+			name = "kill"
+		}
+		t.Run(name, func(t *testing.T) { clusterPipelinePartLost(t, cl, c, kill) })
+	}
+}
+
+func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kill bool) {
+	ctx := clusterCtx(t)
+	// Masters[i] serves the i-th third of the slots.
+	a, a2 := keyIn(100, "lost:a"), keyIn(101, "lost:a")
+	b, b2 := keyIn(6000, "lost:b"), keyIn(6001, "lost:b")
+	k, k2 := keyIn(12000, "lost:c"), keyIn(12001, "lost:c")
+	if _, err := c.Del(ctx, a, a2, b, b2, k, k2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, b2, "x"); err != nil {
+		t.Fatal(err)
+	}
+	held := cl.Masters[1]
+	unpause := pauseWrites(t, held)
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if kill {
+		pctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := c.Pipeline(NoTransaction).
+			Set(a, "1"). // 0: Masters[0]
+			Set(b, "1"). // 1: held
+			Set(k, "1"). // 2: Masters[2]
+			Del(a2, b2). // 3: split over Masters[0] and the held one
+			MGet(a, k).  // 4: split over Masters[0] and Masters[2]
+			Incr(k2).    // 5: Masters[2]
+			Exec(pctx)
+		done <- result{replies, err}
+	}()
+	if kill {
+		waitForServer(t, ctx, "the pipeline's SET held by the paused master", func() (bool, string) {
+			var seen []string
+			for _, cli := range serverClients(t, held) {
+				if cli["cmd"] == "set" {
+					return true, ""
+				}
+				seen = append(seen, cli["cmd"])
+			}
+			return false, fmt.Sprint("commands: ", seen)
+		})
+		held.MustDo(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return")
+	}
+	replies, err := res.replies, res.err
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 1 || OutcomeOf(err) != OutcomeUnknown || !kill && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exec with a master held: %v (%v); want a *CommandError for command 1 of unknown outcome", err, OutcomeOf(err))
+	}
+	if !strings.Contains(err.Error(), held.Addr) {
+		t.Errorf("Exec's error %q does not name the held master %s", err, held.Addr)
+	}
+	if len(replies) != 6 {
+		t.Fatalf("%d replies %v, want 6: the other masters' replies were dropped", len(replies), replies)
+	}
+	for i, want := range map[int]string{0: "OK", 2: "OK", 4: "[1 1]", 5: "1"} {
+		if got := replies[i].String(); got != want {
+			t.Errorf("reply %d = %s, want %s", i, got, want)
+		}
+	}
+	for _, i := range []int{1, 3} {
+		if e := replies[i].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+			t.Errorf("reply %d of the held master = %v (%v); want an error of unknown outcome", i, replies[i], OutcomeOf(e))
+		}
+	}
+	// What the masters that answered ran is there.
+	for _, kv := range []struct {
+		srv       *redistest.Server
+		key, want string
+	}{{cl.Masters[0], a, "1"}, {cl.Masters[2], k, "1"}, {cl.Masters[2], k2, "1"}} {
+		if got, err := kv.srv.Do("GET", kv.key); err != nil || got != kv.want {
+			t.Errorf("GET %s on %s = %v, %v; want %s", kv.key, kv.srv.Addr, got, err, kv.want)
+		}
+	}
+	unpause()
+	if !kill {
+		// Held, not refused: the master runs them once it goes on.
+		waitForServer(t, ctx, "the held writes to run", func() (bool, string) {
+			got, err := held.Do("GET", b)
+			n, _ := held.Do("EXISTS", b2)
+			return got == "1" && n == int64(0), fmt.Sprint(got, err, n)
+		})
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

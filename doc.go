@@ -372,8 +372,10 @@
 //     ClusterOptions.MaxRedirects bounds the redirections of a
 //     call; running out gives an error that says so and wraps the last.
 //     A pipeline that stops before every command got through (out of
-//     redirections, or its context ended) returns the replies of those
-//     that did; each other command has the redirection it last got, or an
+//     redirections, its context ended, or a node's connection failed
+//     while its part was in flight) returns the replies of those that
+//     did; each other command has the redirection it last got, an error
+//     reply of unknown outcome if it was in flight on that node, or an
 //     error reply whose Err says it was not sent (a write for every master
 //     that reached some masters only has one of unknown outcome that says
 //     so), and the error is a *CommandError for the first of them, of
