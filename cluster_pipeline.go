@@ -159,12 +159,12 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 		if rd.kind == "MOVED" || rd.kind == "ASK" {
 			redirects++
 			if redirects > r.opt.MaxRedirects {
-				return nil, notAppliedTx(r.gaveUp(redirects-1, last))
+				return nil, notAppliedTx(r.gaveUp(redirects-1, tries, last))
 			}
 		} else {
 			tries++
 			if tries > maxTryAgain {
-				return nil, notAppliedTx(r.gaveUp(tries-1, last))
+				return nil, notAppliedTx(r.gaveUp(redirects, tries-1, last))
 			}
 		}
 		node, asking, err = r.follow(ctx, rd, slot, tries)
@@ -362,6 +362,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	all := !r.opt.ReadFromReplicas
 	errs := 0 // replies that are errors, -1 once some part had any
 	redirects, tries := 0, 0
+	// The last round's redirections, or TRYAGAIN and CLUSTERDOWN, which
+	// count in redirects and tries before they are followed.
+	var unfollowed struct{ redirects, tries int }
 	var last, unreached error
 	again := false   // some pending leg waits for a TRYAGAIN or CLUSTERDOWN backoff
 	demoted := false // some leg of a command for every master met READONLY
@@ -381,7 +384,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			// redirected to the master that took its place would
 			// otherwise run there before it.
 			if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
-				return r.ranOut(p, n, legs, vals, ran, redirects+tries-1, last)
+				return r.ranOut(p, n, legs, vals, ran, redirects-unfollowed.redirects, tries-unfollowed.tries, last)
 			}
 			if unreached != nil {
 				if err := r.awaitRefresh(ctx); err != nil {
@@ -446,7 +449,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					return nil, pt.err
 				}
 				lostPart[i] = true
-				e := &uncertainError{msg: "redpipe: cluster: the part of the pipeline sent to " + pt.node.opt.Addr + " failed after it may have reached the node", err: pt.err}
+				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: pt.err}
 				lost = cmp.Or(lost, error(e))
 				v := madeErrorValue(e)
 				for _, l := range pt.legs {
@@ -595,14 +598,17 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if unsent != nil {
 			return r.stopped(p, n, legs, vals, ran, unsent)
 		}
+		unfollowed.redirects, unfollowed.tries = 0, 0
 		if moved || unreachedNow || demoted {
 			redirects++
+			unfollowed.redirects = 1
 		}
 		if waited {
 			tries++
+			unfollowed.tries = 1
 		}
 		if redirects > r.opt.MaxRedirects || tries > maxTryAgain {
-			return r.ranOut(p, n, legs, vals, ran, redirects+tries-1, last)
+			return r.ranOut(p, n, legs, vals, ran, redirects-unfollowed.redirects, tries-unfollowed.tries, last)
 		}
 	}
 	if !fanned {
@@ -716,9 +722,10 @@ func hasErrors(vs []resp.Value) bool {
 	return false
 }
 
-// ranOut ends a pipeline whose redirections ran out (see partial).
-func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, rounds int, last error) ([]Value, error) {
-	return partial(p, n, legs, vals, ran, r.gaveUp(rounds, last))
+// ranOut ends a pipeline whose redirections ran out (see partial):
+// redirects and tries are the rounds of them it followed.
+func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, redirects, tries int, last error) ([]Value, error) {
+	return partial(p, n, legs, vals, ran, r.gaveUp(redirects, tries, last))
 }
 
 // stopped ends a pipeline that err stopped before every command got

@@ -411,8 +411,12 @@ func TestPartialScriptErrorReply(t *testing.T) {
 	}
 }
 
-// A call that runs out of its one redirection says so in the singular:
-// "after 1 redirection or retry", not "1 redirections or retries".
+// A call that runs out of its one redirection says so, in the singular,
+// next to the limit: "after 1 redirection (MaxRedirects 1)". A pipeline
+// that also met TRYAGAIN names its retries apart, beside their own
+// bound, instead of adding them to its redirections ("after 3
+// redirections or retries (MaxRedirects 1)", which read as if the limit
+// had been broken); and a stream says what a call does.
 func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
@@ -433,11 +437,40 @@ func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
 	if _, err := c.Get(ctx, deadKey); !errors.Is(err, ErrNil) {
 		t.Fatal(err)
 	}
+	// A slot of Masters[0] half moved to Masters[1]: an MGET of a key on
+	// each side gets TRYAGAIN for as long as the migration lasts.
+	tag := "{t0}"
+	for i := 1; hashslot.Slot(tag) >= 5000; i++ {
+		tag = "{t" + strconv.Itoa(i) + "}"
+	}
+	slot := int(hashslot.Slot(tag))
+	if err := c.MSet(ctx, tag+"a", "a", tag+"b", "b"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cl.BeginMigration(ctx, cl.Masters[0], cl.Masters[1], slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.MoveKeys(ctx, 1); err != nil || n != 1 {
+		t.Fatalf("MoveKeys: %d, %v", n, err)
+	}
 	if err := dead.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	const once = "gave up after 1 redirection (MaxRedirects 1): "
 	_, err = c.Get(ctx, deadKey)
-	if err == nil || !strings.Contains(err.Error(), "gave up after 1 redirection or retry (MaxRedirects 1)") {
-		t.Fatalf("GET on a dead master with MaxRedirects 1 = %v; want it to give up after 1 redirection or retry", err)
+	if err == nil || !strings.Contains(err.Error(), once) {
+		t.Errorf("GET on a dead master with MaxRedirects 1 = %v; want it to say %q", err, once)
+	}
+	// Two rounds: each meets the dead master and TRYAGAIN; the first's
+	// are followed, the second's are not.
+	_, err = c.Pipeline(NoTransaction).Get(deadKey).MGet(tag+"a", tag+"b").Exec(ctx)
+	const both = "gave up after 1 redirection (MaxRedirects 1) and 1 retry after TRYAGAIN or CLUSTERDOWN (at most 50): "
+	if err == nil || !strings.Contains(err.Error(), both) {
+		t.Errorf("a pipeline on a dead master and a migrating slot = %v; want it to say %q", err, both)
+	}
+	_, err = c.Stream(ctx, nil).Get(deadKey).Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), once) {
+		t.Errorf("a stream on a dead master = %v; want it to say %q", err, once)
 	}
 }

@@ -90,7 +90,7 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 			last = err
 			redirects++
 			if redirects > r.opt.MaxRedirects {
-				return resp.Value{}, r.gaveUp(redirects-1, last)
+				return resp.Value{}, r.gaveUp(redirects-1, tries, last)
 			}
 			if err := r.awaitRefresh(ctx); err != nil {
 				return resp.Value{}, fmt.Errorf("%w (after %w)", err, last)
@@ -117,12 +117,12 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 		if rd.kind == "MOVED" || rd.kind == "ASK" {
 			redirects++
 			if redirects > r.opt.MaxRedirects {
-				return resp.Value{}, r.gaveUp(redirects-1, last)
+				return resp.Value{}, r.gaveUp(redirects-1, tries, last)
 			}
 		} else {
 			tries++
 			if tries > maxTryAgain {
-				return resp.Value{}, r.gaveUp(tries-1, last)
+				return resp.Value{}, r.gaveUp(redirects, tries-1, last)
 			}
 		}
 		node, asking, err = r.follow(ctx, rd, slot, tries)
@@ -132,9 +132,25 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 	}
 }
 
-func (r *clusterRouter) gaveUp(n int, last error) error {
-	return fmt.Errorf("redpipe: cluster: gave up after %s (MaxRedirects %d): %w",
-		plural(n, "redirection or retry", "redirections or retries"), r.opt.MaxRedirects, last)
+// gaveUp is the error of a call that stopped following redirections,
+// last being the last it got, which it did not follow. redirects and
+// tries are those it followed, each named next to the limit that bounds
+// it: redirections (MOVED, ASK, a node not reached, READONLY from a
+// former master) by ClusterOptions.MaxRedirects, and retries after
+// TRYAGAIN or CLUSTERDOWN by maxTryAgain. Added up, they would read as
+// if MaxRedirects had been exceeded.
+func (r *clusterRouter) gaveUp(redirects, tries int, last error) error {
+	var what string
+	if redirects > 0 || tries == 0 {
+		what = fmt.Sprintf("%s (MaxRedirects %d)", plural(redirects, "redirection", "redirections"), r.opt.MaxRedirects)
+	}
+	if tries > 0 {
+		if what != "" {
+			what += " and "
+		}
+		what += fmt.Sprintf("%s after TRYAGAIN or CLUSTERDOWN (at most %d)", plural(tries, "retry", "retries"), maxTryAgain)
+	}
+	return fmt.Errorf("redpipe: cluster: gave up after %s: %w", what, last)
 }
 
 // send1 runs one command on a node client, by that client's retry rules,
@@ -262,7 +278,7 @@ func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) 
 				refused()
 				break
 			}
-			return fail(r.gaveUp(redirects, unreached))
+			return fail(r.gaveUp(redirects, 0, unreached))
 		}
 		if err := r.awaitRefresh(ctx); err != nil {
 			if unreached == nil {

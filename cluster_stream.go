@@ -975,10 +975,10 @@ func (cs *clusterStream) rehold(ch *nodeChunk, cause error, fan []fanLeg) []fanL
 		if slot >= 0 {
 			cs.flight[slot].n--
 		}
-		redirects, _ := cs.counters(cc.i, cc.leg)
+		redirects, tries := cs.counters(cc.i, cc.leg)
 		*redirects++
 		if int(*redirects) > cs.r.opt.MaxRedirects {
-			cs.fail(&CommandError{Index: cc.i, Command: cs.entry(cc.i).meta.Name(), In: "stream", Err: cs.r.gaveUp(int(*redirects)-1, cause)})
+			cs.fail(&CommandError{Index: cc.i, Command: cs.entry(cc.i).meta.Name(), In: "stream", Err: cs.r.gaveUp(int(*redirects)-1, int(*tries), cause)})
 		}
 		b := slices.Clone(ch.buf[cc.start:cc.end])
 		if e := cs.entry(cc.i); cc.leg < 0 && e.legs > 0 {
@@ -1200,7 +1200,7 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 func (cs *clusterStream) refused(i int, e *streamCmd, ch *nodeChunk, cc chunkCmd, v resp.Value) {
 	e.redirects++
 	if int(e.redirects) > cs.r.opt.MaxRedirects {
-		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: cs.r.gaveUp(int(e.redirects)-1, newError(v.Str))})
+		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: cs.r.gaveUp(int(e.redirects)-1, int(e.tries), newError(v.Str))})
 		cs.fanReply(i, e, v)
 		return
 	}
@@ -1318,8 +1318,8 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 	r := cs.r
 	last := newError(v.Str)
 	redirects, tries := cs.counters(i, leg)
-	gaveUp := func(n int) {
-		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: r.gaveUp(n, last)})
+	gaveUp := func(redirects, tries int) {
+		cs.fail(&CommandError{Index: i, Command: e.meta.Name(), In: "stream", Err: r.gaveUp(redirects, tries, last)})
 		cs.settle(i, leg, e, v, nil)
 	}
 	h := heldCmd{i: i, leg: leg, b: slices.Clone(b), refusal: v.Str}
@@ -1327,7 +1327,7 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 	case "MOVED", "ASK":
 		*redirects++
 		if int(*redirects) > r.opt.MaxRedirects {
-			gaveUp(int(*redirects) - 1)
+			gaveUp(int(*redirects)-1, int(*tries))
 			return
 		}
 		if leg < 0 && e.slot < 0 && rd.slot >= 0 && rd.slot < hashslot.Count {
@@ -1353,7 +1353,7 @@ func (cs *clusterStream) redirect(i, leg int, e *streamCmd, b []byte, rd redirec
 	default:
 		*tries++
 		if *tries > maxTryAgain {
-			gaveUp(int(*tries) - 1)
+			gaveUp(int(*redirects), int(*tries)-1)
 			return
 		}
 		cs.redirected.again++

@@ -29,7 +29,7 @@ func (r *clusterRouter) watch(ctx context.Context, keys []string) (*Tx, error) {
 	for {
 		t, err := node.Watch(ctx, keys...)
 		if err != nil && unreachable(ctx, err) {
-			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {
+			if node, err = r.reroute(ctx, slot, &redirects, tries, err); err != nil {
 				return nil, err
 			}
 			continue
@@ -112,7 +112,7 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 		v, replies, err := transactOn(ctx, node, inner, keys, call)
 		if err != nil && unreachable(ctx, err) {
 			// Its WATCH was not sent: nothing of fn's ran on the server.
-			if node, err = r.reroute(ctx, slot, &redirects, err); err != nil {
+			if node, err = r.reroute(ctx, slot, &redirects, tries, err); err != nil {
 				return zero, nil, notRunTx(err)
 			}
 			continue
@@ -144,10 +144,10 @@ func notRunTx(err error) error {
 
 // reroute finds the slot's owner again after its node could not be
 // reached, as a refresh sees it; it counts as a redirection.
-func (r *clusterRouter) reroute(ctx context.Context, slot int, redirects *int, last error) (*Client, error) {
+func (r *clusterRouter) reroute(ctx context.Context, slot int, redirects *int, tries int, last error) (*Client, error) {
 	*redirects++
 	if *redirects > r.opt.MaxRedirects {
-		return nil, r.gaveUp(*redirects-1, last)
+		return nil, r.gaveUp(*redirects-1, tries, last)
 	}
 	if err := r.awaitRefresh(ctx); err != nil {
 		return nil, fmt.Errorf("%w (after %w)", err, last)
@@ -161,13 +161,13 @@ func (r *clusterRouter) followTx(ctx context.Context, rd redirect, slot int, red
 	if rd.kind == "MOVED" {
 		*redirects++
 		if *redirects > r.opt.MaxRedirects {
-			return nil, r.gaveUp(*redirects-1, last)
+			return nil, r.gaveUp(*redirects-1, *tries, last)
 		}
 		return r.moved(rd.slot, rd.addr)
 	}
 	*tries++
 	if *tries > maxTryAgain {
-		return nil, r.gaveUp(*tries-1, last)
+		return nil, r.gaveUp(*redirects, *tries-1, last)
 	}
 	rd.kind = "TRYAGAIN"
 	node, _, err := r.follow(ctx, rd, slot, *tries)

@@ -370,7 +370,9 @@
 //     answer not taken for the shard's. A node whose ACL refuses ROLE is
 //     taken at the layout's word.
 //     ClusterOptions.MaxRedirects bounds the redirections of a
-//     call; running out gives an error that says so and wraps the last.
+//     call; running out gives an error that says so and wraps the last,
+//     and counts the retries after TRYAGAIN or CLUSTERDOWN, bounded
+//     apart, on their own.
 //     A pipeline that stops before every command got through (out of
 //     redirections, its context ended, or a node's connection failed
 //     while its part was in flight) returns the replies of those that
