@@ -215,8 +215,9 @@ func (r *clusterRouter) runSplit(ctx context.Context, w *cmdBuf, ci *commandInfo
 
 // joinSplit makes the reply of a split command, ci, from those of its
 // legs, all of them in the order they were made, and vals, their replies.
-// A leg that did not get through has a redirection or nothing as its
-// reply, and gaveUp, if not nil, is why.
+// A leg that did not get through has as its reply a redirection, an
+// error of unknown outcome (its node failed while it was in flight), or
+// nothing, and gaveUp, if not nil, is why.
 //
 // When a part failed: a read, or a write none of whose parts ran, has
 // that part's error as its reply, as the command would on one node. A
