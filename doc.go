@@ -200,7 +200,8 @@
 // handshake. Options.ReplyTimeout ends a connection on which replies are
 // due and no byte has come for that long, so a stalled server or network
 // fails the calls instead of holding them; a blocking command is allowed
-// its own timeout on top.
+// its own timeout on top. A command the server takes longer than that to
+// run is taken for a stall and fails too, with an unknown outcome.
 //
 // WAIT counts the replicas that have the writes of its own connection: it
 // is refused as a call alone, and belongs after the writes in a

@@ -116,6 +116,14 @@ type Options struct {
 	// wait for ever, is not limited. The connection's failure fails every
 	// call in line with it. Each call still returns at its own context's
 	// deadline.
+	//
+	// Silence is all it sees: a live server that takes longer than
+	// ReplyTimeout to run one command (a long script, KEYS on a large
+	// database, DEBUG SLEEP) is taken for a stalled one. That command
+	// fails with an unknown outcome, the server having likely run it, and
+	// the calls in line behind it fail with it; one that only reads is
+	// sent again (MaxRetries), and the server runs it again each time.
+	// Set ReplyTimeout above the longest command you run, or -1.
 	ReplyTimeout time.Duration
 
 	// PollWait is how long a connection keeps reading its socket without

@@ -317,3 +317,35 @@ func TestReplyTimeoutAllowsBlockingCommands(t *testing.T) {
 		}
 	})
 }
+
+// TestReplyTimeoutEndsSlowCommand: ReplyTimeout cannot tell a live server
+// busy with a slow command from a stalled one, as its documentation says.
+// DEBUG SLEEP 0.3 under ReplyTimeout 100ms fails with the stall guard's
+// error and an unknown outcome, and once the server is done the next call
+// works on a new connection; under ReplyTimeout 2s, the same command succeeds.
+func TestReplyTimeoutEndsSlowCommand(t *testing.T) {
+	bg := context.Background()
+	t.Run("shorter than the command", func(t *testing.T) {
+		c, srv := newTestClient(t, Options{ReplyTimeout: 100 * time.Millisecond, MaxRetries: -1})
+		ctx := ctxT(t)
+		took, err := stalledCall(t, c, func() error { _, err := c.Do(bg, "DEBUG", "SLEEP", "0.3"); return err })
+		expectStallError(t, took, err, 100*time.Millisecond)
+		if o := OutcomeOf(err); o != OutcomeUnknown {
+			t.Errorf("outcome of the slow command = %v, want %v", o, OutcomeUnknown)
+		}
+		// The server answers others once it has slept: a dial before
+		// then would be taken for a stall as well.
+		if _, err := srv.Do("PING"); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := c.Do(ctx, "ECHO", "next"); err != nil || v.String() != "next" {
+			t.Fatalf("the next call = %q, %v", v.String(), err)
+		}
+	})
+	t.Run("longer than the command", func(t *testing.T) {
+		c, _ := newTestClient(t, Options{ReplyTimeout: 2 * time.Second, MaxRetries: -1})
+		if v, err := c.Do(ctxT(t), "DEBUG", "SLEEP", "0.3"); err != nil || v.String() != "OK" {
+			t.Fatalf("DEBUG SLEEP 0.3 under ReplyTimeout 2s = %q, %v", v.String(), err)
+		}
+	})
+}
