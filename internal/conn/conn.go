@@ -211,6 +211,14 @@ type Conn struct {
 	// buffer last written, belongs to the holder; both are guarded by mu.
 	writing bool
 	spare   []byte
+	// unsettled holds the calls in line when the connection failed whose
+	// first bytes a write under way had taken but the socket had not yet
+	// been seen to accept, and failed the error they get: the holder of
+	// the write role settles them (settleLocked) once its write returns
+	// and written says how far it went, so that those it never wrote fail
+	// as not sent rather than of unknown outcome.
+	unsettled []*call
+	failed    *Error
 	// reading is held by whoever reads the socket: the reader goroutine,
 	// or a caller that sent a lone call and polls for its reply itself,
 	// which saves handing each reply from one goroutine to another, and
@@ -523,7 +531,14 @@ func (c *Conn) ended(returned *bool, op, method string) {
 	if p := recover(); p != nil {
 		panic(p)
 	}
-	c.fail(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
+	c.mu.Lock()
+	if op == "write" {
+		// The write may have put any of its bytes on the wire; it gives up
+		// the role, which nothing else would.
+		c.written = c.taken
+		c.writing = false
+	}
+	c.failLocked(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
 }
 
 // endedLocked is ended for a method of the net.Conn called with mu held
@@ -555,10 +570,11 @@ func (c *Conn) failWrite(n int, err error) {
 // failLocked is fail with mu held; it releases mu.
 func (c *Conn) failLocked(err *Error) {
 	if c.err != nil {
-		c.mu.Unlock()
+		c.settleLocked()
 		return
 	}
 	c.err = err
+	c.failed = err
 	c.dead.Store(true)
 	if c.unwatch != nil {
 		c.unwatch()
@@ -566,18 +582,47 @@ func (c *Conn) failLocked(err *Error) {
 	}
 	calls := c.queue[c.head:]
 	c.queue, c.head = nil, 0
-	// A write under way may have put any of the bytes it took on the wire.
-	sent := c.written
 	if c.writing {
-		sent = c.taken
+		// A write under way may put any of the bytes it took on the wire
+		// before it returns: the calls among them wait for its count.
+		var later []*call
+		for i, cl := range calls {
+			if cl.start >= c.written && cl.start < c.taken {
+				later = append(later, cl)
+				calls[i] = nil
+			}
+		}
+		c.unsettled = later
 	}
 	c.wbuf = nil
+	sent := c.written
 	c.mu.Unlock()
 
 	close(c.closed)
 	c.nc.Close()
 	for _, cl := range calls {
-		e := *err
+		if cl != nil {
+			e := *err
+			e.Unsent = cl.start >= sent
+			finish(cl, &e)
+		}
+	}
+}
+
+// settleLocked fails the unsettled calls, if the write that kept them so
+// has returned; mu is held, and released. Only the bytes the socket
+// accepted count as sent: those of a write that failed stopped at its
+// count, which written now includes.
+func (c *Conn) settleLocked() {
+	if c.writing || c.unsettled == nil {
+		c.mu.Unlock()
+		return
+	}
+	calls, sent, failed := c.unsettled, c.written, c.failed
+	c.unsettled = nil
+	c.mu.Unlock()
+	for _, cl := range calls {
+		e := *failed
 		e.Unsent = cl.start >= sent
 		finish(cl, &e)
 	}

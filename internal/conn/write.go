@@ -400,7 +400,7 @@ func (c *Conn) endDirect(n int) {
 	c.written += int64(n)
 	c.writing = false
 	more := len(c.wbuf) > 0
-	c.mu.Unlock()
+	c.settleLocked()
 	if more {
 		c.wake()
 	}
@@ -420,7 +420,7 @@ func (c *Conn) handOver(n int, rest []byte) {
 		c.taken -= int64(len(rest))
 	}
 	c.writing = false
-	c.mu.Unlock()
+	c.settleLocked()
 	c.wake()
 }
 
@@ -450,7 +450,7 @@ func (c *Conn) release(buf []byte) bool {
 	c.spare = buf[:0]
 	c.writing = false
 	more := len(c.wbuf) > 0
-	c.mu.Unlock()
+	c.settleLocked()
 	return more
 }
 

@@ -593,3 +593,113 @@ func isNotSentCanceled(err error) bool {
 	var ce *Error
 	return errors.As(err, &ce) && ce.Op == "send" && ce.Unsent && errors.Is(err, context.Canceled)
 }
+
+// TestCloseDuringBlockedWriteSettlesByWhatWasWritten: the server stops
+// reading (the proxy holds what the client sends) while calls of one size
+// join the line one after another, until the queue is full; the proxy
+// then lets through just enough for the writer to take the whole queue,
+// and the write of it blocks. Close then fails every call: those of which
+// the socket accepted a byte (and the server did not answer already) as of
+// unknown outcome, the others, those the blocked write still held
+// included, as not sent. Bounded in calls and time.
+func TestCloseDuringBlockedWriteSettlesByWhatWasWritten(t *testing.T) {
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	nc, err := net.Dial("tcp", px.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(nc, Options{DirectWrite: -1})
+	defer c.Close()
+	ping := encode("PING")
+	if v, err := c.DoOne(context.Background(), ping); err != nil || v.Str != "PONG" {
+		t.Fatalf("PING = %q, %v", v.Str, err)
+	}
+	px.PassBytes(0, redistest.ClientToServer)
+
+	const maxCalls = 2000
+	val := strings.Repeat("v", 64<<10)
+	cmd := func(k int) []byte { return encode("SET", fmt.Sprintf("k%05d", k), val) }
+	size := int64(len(cmd(0)))
+	offsets := func() (written, taken int64) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.written, c.taken
+	}
+	full := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.writing && int64(len(c.wbuf))+size > int64(c.maxQueued)
+	}
+	// blocked waits until what the writer has written stays put.
+	blocked := func() {
+		var last int64 = -1
+		for range 50 {
+			time.Sleep(20 * time.Millisecond)
+			if w, _ := offsets(); w == last {
+				return
+			} else {
+				last = w
+			}
+		}
+	}
+	// Each call joins the line before the next is made, so the k-th starts
+	// at len(ping) + k*size in the stream.
+	var errs []chan error
+	for k := 0; k < maxCalls && !full(); k++ {
+		ch := make(chan error, 1)
+		errs = append(errs, ch)
+		go func() {
+			_, err := c.DoOne(context.Background(), cmd(k))
+			ch <- err
+		}()
+		waitFor(t, fmt.Sprintf("call %d in line or the queue full", k), func() (bool, string) {
+			n := c.Pending()
+			return n == k+1 || full(), fmt.Sprintf("%d calls in line", n)
+		})
+	}
+	if !full() {
+		t.Fatalf("the queue is not full after %d calls", len(errs))
+	}
+	blocked()
+	// Enough for the write under way to end, so that the writer takes
+	// the full queue, of which the socket can then accept little.
+	w, tk := offsets()
+	px.PassBytes(tk-w+1<<20, redistest.ClientToServer)
+	waitFor(t, "the writer holding most of the queue", func() (bool, string) {
+		w, tk := offsets()
+		return tk-w > 2<<20, fmt.Sprintf("the socket accepted %d bytes, the writer took %d", w, tk)
+	})
+	blocked()
+	c.Close()
+	written, taken := offsets()
+	t.Logf("%d calls; the socket accepted %d bytes, the writer took %d", len(errs), written, taken)
+	answered, unknown, unsent := 0, 0, 0
+	for k, ch := range errs {
+		var err error
+		select {
+		case err = <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("call %d still waiting 10s after Close", k)
+		}
+		start := int64(len(ping)) + int64(k)*size
+		if err == nil && start < written {
+			answered++ // the server had it, and answered before the close
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || !errors.Is(err, ErrClosed) {
+			t.Fatalf("call %d failed with %v, want the connection's close", k, err)
+		}
+		if want := start >= written; ce.Unsent != want {
+			t.Errorf("call %d, bytes %d to %d: Unsent = %v, want %v (the socket accepted %d bytes, the writer took %d)",
+				k, start, start+size, ce.Unsent, want, written, taken)
+		}
+		if ce.Unsent {
+			unsent++
+		} else {
+			unknown++
+		}
+	}
+	t.Logf("%d answered, %d of unknown outcome, %d not sent", answered, unknown, unsent)
+}
