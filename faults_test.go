@@ -391,3 +391,78 @@ func TestWriteRefusedIsNotSent(t *testing.T) {
 		})
 	}
 }
+
+// TestCutWhileWritesBlocked: the server stops reading (the proxy stalls
+// what the client sends) while 200 goroutines each send a 100 KB SET on
+// the shared connection, more than the socket and the queue take, and
+// then the connection is cut, by a reset and by an orderly close. Every
+// call in line or waiting for room fails, as not sent or of unknown
+// outcome, some of them as not sent; no key of a call that failed as not
+// sent exists on the server; and the next call works on a new connection.
+// Bounded in calls and time.
+func TestCutWhileWritesBlocked(t *testing.T) {
+	const calls = 200
+	for name, how := range map[string]redistest.CutMode{"reset": redistest.CutRST, "close": redistest.CutFIN} {
+		t.Run(name, func(t *testing.T) {
+			c, px, srv := proxiedClient(t, Options{ReplyTimeout: -1, MaxRetries: -1})
+			ctx := ctxT(t)
+			if err := c.Set(ctx, "warm", 1); err != nil {
+				t.Fatal(err)
+			}
+			px.Stall(redistest.ClientToServer, true)
+			val := strings.Repeat("v", 100<<10)
+			errs := make([]chan error, calls)
+			for g := range calls {
+				errs[g] = make(chan error, 1)
+				go func() { errs[g] <- c.Set(ctx, "cw:"+strconv.Itoa(g), val) }()
+			}
+			// The queue is full once the calls in line stop coming, and the
+			// calls not in line then wait for room.
+			last, same := -1, 0
+			waitForServer(t, ctx, "the queue to fill", func() (bool, string) {
+				n := c.shared.Load().Pending()
+				if n == last {
+					same++
+				} else {
+					last, same = n, 0
+				}
+				time.Sleep(20 * time.Millisecond)
+				return same >= 5 && n < calls, fmt.Sprintf("%d calls in line", n)
+			})
+			px.Cut(how)
+			px.Reset()
+			counts := map[Outcome]int{}
+			for g, ch := range errs {
+				var err error
+				select {
+				case err = <-ch:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("call %d still waiting 10s after the cut", g)
+				}
+				o := OutcomeOf(err)
+				counts[o]++
+				switch {
+				case err == nil:
+					// Only a call that had not joined the line by the cut,
+					// sent on the next connection, may succeed.
+					if v, err := srv.Do("EXISTS", "cw:"+strconv.Itoa(g)); err != nil || v != int64(1) {
+						t.Errorf("call %d succeeded, but its key does not exist: %v, %v", g, v, err)
+					}
+				case o == OutcomeNotSent:
+					if v, err := srv.Do("EXISTS", "cw:"+strconv.Itoa(g)); err != nil || v != int64(0) {
+						t.Errorf("call %d failed as not sent, but its key exists: %v, %v", g, v, err)
+					}
+				case o != OutcomeUnknown:
+					t.Errorf("call %d failed with %v, of outcome %v", g, err, o)
+				}
+			}
+			t.Logf("outcomes: %v", counts)
+			if counts[OutcomeNotSent] == 0 {
+				t.Errorf("no call failed as not sent, though some waited for room in the queue")
+			}
+			if err := c.Set(ctx, "after", 1); err != nil {
+				t.Fatalf("the call after the cut: %v", err)
+			}
+		})
+	}
+}
