@@ -546,7 +546,7 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	}
 	queued, exec := out[1:1+n], Value{out[1+n]}
 	if p.tx != nil {
-		p.tx.watching = false // EXEC ends every WATCH, whatever its outcome
+		p.tx.watching.Store(false) // EXEC ends every WATCH, whatever its outcome
 	}
 	if e := exec.Err(); e != nil {
 		se := e.(*Error)

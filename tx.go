@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -37,24 +38,34 @@ import (
 // A Tx runs one call at a time: calls from several goroutines (fn reading
 // two keys at once, say) take turns, each waiting for the last within its
 // own context, so that the session's state (the open Multi, the watch)
-// changes between calls only, never under one.
+// changes between calls only, never under one. Watching does not wait;
+// Close and Reset wait for the call under way, except a blocking command,
+// which they end (see Close).
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
 
-	watching bool        // a WATCH may be armed on the connection
+	// A WATCH may be armed on the connection. Written by the call that
+	// holds lock; read by Watching without it, which must not wait for a
+	// blocking call of another goroutine, nor for the call of a Decoder
+	// that asks.
+	watching atomic.Bool
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
 	lock     chan struct{} // holds a token while a call runs on the session, which alone changes its state
-	broken   error         // the connection failed: the Tx can only be closed or reset
-	turn     *turn         // a Transaction's turn on its keys, given back once EXEC is written
-	retried  bool          // made by Transaction, which may run fn again: writes outside Multi are refused
-	execRan  bool          // the Exec of a Multi pipeline may have applied
-	readErr  error         // the last error of a command or Pipeline of a Transaction's Tx, which only read
-	execErr  error         // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
-	execOut  []Value       // the replies of that Exec
-	call     *txCall       // the call of Transaction the session was made for, if any
+	// The connection of a call with a blocking command while it runs,
+	// else nil: set by that call, which holds lock; read without it by
+	// Close and Reset, which fail it to end the block (see acquireEnding).
+	blocked atomic.Pointer[dedicated]
+	broken  error   // the connection failed: the Tx can only be closed or reset
+	turn    *turn   // a Transaction's turn on its keys, given back once EXEC is written
+	retried bool    // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan bool    // the Exec of a Multi pipeline may have applied
+	readErr error   // the last error of a command or Pipeline of a Transaction's Tx, which only read
+	execErr error   // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
+	execOut []Value // the replies of that Exec
+	call    *txCall // the call of Transaction the session was made for, if any
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -139,11 +150,7 @@ func (t *Tx) Unwatch(ctx context.Context) error {
 
 // Watching reports whether a WATCH may be armed on the session: from a
 // WATCH the server accepted until EXEC, UNWATCH, Reset or Close.
-func (t *Tx) Watching() bool {
-	t.acquire(context.Background())
-	defer t.release()
-	return t.watching
-}
+func (t *Tx) Watching() bool { return t.watching.Load() }
 
 // acquire waits for the session's other calls to end, no longer than ctx
 // lasts; release ends the call.
@@ -162,6 +169,37 @@ func (t *Tx) acquire(ctx context.Context) error {
 }
 
 func (t *Tx) release() { <-t.lock }
+
+// errTxEnding fails the blocking call of a session that Close or Reset
+// ends from another goroutine.
+var errTxEnding = fmt.Errorf("the Tx was closed or reset while this blocking call ran: %w", ErrClosed)
+
+// acquireEnding is acquire for Close and Reset, which have no context to
+// bound their wait: a blocking command of another goroutine with no
+// timeout (BLPOP k 0) would keep them waiting for ever. Its connection is
+// failed instead, which ends the block, as closing the connection under it
+// did before calls took turns. A call that does not block is waited for.
+func (t *Tx) acquireEnding() {
+	for {
+		select {
+		case t.lock <- struct{}{}:
+			return
+		default:
+		}
+		if d := t.blocked.Load(); d != nil {
+			d.Fail(errTxEnding)
+		}
+		// A blocking call may start after the look: it is looked for
+		// again until the session is free.
+		tm := time.NewTimer(20 * time.Millisecond)
+		select {
+		case t.lock <- struct{}{}:
+			tm.Stop()
+			return
+		case <-tm.C:
+		}
+	}
+}
 
 // Multi starts the transaction: the returned Pipeline buffers commands, and
 // its Exec sends MULTI, the commands and EXEC on this connection in one
@@ -352,11 +390,17 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 	if err := t.connect(ctx); err != nil {
 		return Value{}, err
 	}
-	armed := t.watching
+	armed := t.watching.Load()
 	if watch {
-		t.watching = true // before sending: a call abandoned on its context may still arm it
+		t.watching.Store(true) // before sending: a call abandoned on its context may still arm it
+	}
+	if w.blocking {
+		t.blocked.Store(t.d)
 	}
 	v, err := t.d.WithGrace(w.grace).DoOne(ctx, w.buf)
+	if w.blocking {
+		t.blocked.Store(nil)
+	}
 	if err != nil {
 		t.lost(err)
 		if t.retried {
@@ -367,7 +411,7 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 			t.readErr = err
 		}
 		if OutcomeOf(err) == OutcomeNotSent {
-			t.watching = armed
+			t.watching.Store(armed)
 		} else if w.blocking {
 			t.cutBlocked(ctx, err)
 		}
@@ -376,9 +420,9 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 	r := Value{v}
 	switch {
 	case r.Err() != nil:
-		t.watching = armed // refused: a WATCH the server turned down arms nothing
+		t.watching.Store(armed) // refused: a WATCH the server turned down arms nothing
 	case ci.Name == "UNWATCH":
-		t.watching = false
+		t.watching.Store(false)
 	}
 	r, err = t.c.decode(w, r, nil)
 	if t.retried {
@@ -407,6 +451,9 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	if err := t.connect(ctx); err != nil {
 		return err
 	}
+	if blocking {
+		t.blocked.Store(t.d)
+	}
 	p, err := t.d.WithGrace(grace).Start(ctx, buf, replies)
 	if exec {
 		t.releaseTurn()
@@ -415,6 +462,9 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 		if err = p.Wait(ctx); err != nil && blocking && OutcomeOf(err) != OutcomeNotSent {
 			t.cutBlocked(ctx, err)
 		}
+	}
+	if blocking {
+		t.blocked.Store(nil)
 	}
 	if err == nil {
 		if e := check.of(replies); e != nil {
@@ -440,7 +490,7 @@ func (t *Tx) cutBlocked(ctx context.Context, err error) {
 	}
 	t.c.pool.Put(t.d, false) // closes it
 	t.d = nil
-	t.watching = false
+	t.watching.Store(false)
 	if t.broken == nil {
 		t.broken = &blockCutError{err: err}
 	}
@@ -471,9 +521,12 @@ func (t *Tx) lost(err error) {
 // dropped unsent. Calling Close again does nothing; any other call after
 // Close fails with an error matching ErrClosed. If a Decoder registered for
 // UNWATCH panics, the session is closed all the same, its connection with
-// it, and the panic goes on up.
+// it, and the panic goes on up. A blocking command (BLPOP, XREAD BLOCK)
+// that another goroutine runs on the session is ended by closing its
+// connection, its call failing with an error matching ErrClosed, rather
+// than waited for: with no timeout it would never end; Reset does the same.
 func (t *Tx) Close() error {
-	t.acquire(context.Background())
+	t.acquireEnding()
 	defer t.release()
 	if t.retried && !t.closed {
 		return errTransactionEnds("Close")
@@ -495,8 +548,8 @@ func errTransactionEnds(what string) error {
 // WATCH as surely.
 func (t *Tx) closeWith(ctx context.Context) error {
 	// Not bounded by ctx: the session must be closed, after the call
-	// under way, which its own context bounds.
-	t.acquire(context.Background())
+	// under way, which its own context bounds, or whose block is ended.
+	t.acquireEnding()
 	defer t.release()
 	return t.closeHeld(ctx)
 }
@@ -516,7 +569,7 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 	clean := false
 	defer func() {
 		t.closed = true
-		t.watching = false // unwatched, or its connection closed
+		t.watching.Store(false) // unwatched, or its connection closed
 		if t.d != nil {
 			t.c.pool.Put(t.d, clean)
 			t.d = nil
@@ -536,7 +589,7 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 // the panic goes on up and the session is reset all the same: the server
 // ran UNWATCH before the Decoder saw its reply.
 func (t *Tx) Reset() error {
-	t.acquire(context.Background())
+	t.acquireEnding()
 	defer t.release()
 	if t.closed {
 		return t.usable()
@@ -548,7 +601,7 @@ func (t *Tx) Reset() error {
 		t.c.pool.Put(t.d, false)
 		t.d = nil
 	}
-	t.watching = false // unwatched, or its connection let go
+	t.watching.Store(false) // unwatched, or its connection let go
 	t.broken = nil
 	return nil
 }
@@ -568,7 +621,7 @@ func (t *Tx) settle(ctx context.Context) bool {
 		return false
 	}
 	clean := t.broken == nil && t.d.Idle()
-	if clean && t.watching {
+	if clean && t.watching.Load() {
 		if ctx.Err() != nil {
 			clean = false
 		} else {
@@ -580,7 +633,7 @@ func (t *Tx) settle(ctx context.Context) bool {
 			cancel()
 		}
 	}
-	return clean && !t.watching
+	return clean && !t.watching.Load()
 }
 
 // TxOptions bound the retries of Client.Transaction. The zero value means
@@ -880,7 +933,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		var zero T
 		return zero, nil, 0, fnError(t, t.execErr)
 	}
-	if len(keys) > 0 && len(t.spent) > 0 && !t.watching {
+	if len(keys) > 0 && len(t.spent) > 0 && !t.watching.Load() {
 		// fn ran Exec itself, whose EXEC ended the watch on keys, and
 		// opened another Multi without watching again: sent, it would
 		// apply whatever the keys became since fn read them. After a

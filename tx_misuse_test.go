@@ -1278,3 +1278,90 @@ func TestTransactionExecLeftRunningByFn(t *testing.T) {
 		}
 	}
 }
+
+// blockedClients reads blocked_clients from the server's INFO.
+func blockedClients(t *testing.T, srv *redistest.Server) string {
+	t.Helper()
+	info, _ := srv.MustDo(t, "INFO", "clients").(string)
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "blocked_clients:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// A blocking command with no timeout, run on a Tx by one goroutine, kept
+// Watching, Close and Reset of another waiting for ever once calls took
+// turns under the session's lock: Watching now reads without the lock,
+// and Close and Reset end the block by failing its connection.
+func TestTxEndsBlockOfAnotherGoroutine(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	for _, end := range []string{"Close", "Reset"} {
+		t.Run(end, func(t *testing.T) {
+			tx, err := c.Watch(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			// Ended by the test's end at worst, so that a failure here
+			// leaves no goroutine behind.
+			bctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			blocked := make(chan error, 1)
+			go func() {
+				_, err := tx.Do(bctx, "XREAD", "BLOCK", "0", "STREAMS", "none", "$")
+				blocked <- err
+			}()
+			waitForServer(t, ctx, "the XREAD to block", func() (bool, string) {
+				n := blockedClients(t, srv)
+				return n == "1", n + " clients blocked"
+			})
+			done := make(chan bool, 1)
+			go func() { done <- tx.Watching() }()
+			select {
+			case w := <-done:
+				if !w {
+					t.Fatal("Watching = false during the block, after WATCH w")
+				}
+			case <-time.After(10 * time.Second):
+				cancel()
+				t.Fatal("Watching still waits for the blocking call of another goroutine")
+			}
+			ended := make(chan error, 1)
+			go func() {
+				if end == "Close" {
+					ended <- tx.Close()
+				} else {
+					ended <- tx.Reset()
+				}
+			}()
+			select {
+			case err := <-ended:
+				if err != nil {
+					t.Fatalf("%s = %v", end, err)
+				}
+			case <-time.After(10 * time.Second):
+				cancel()
+				<-ended
+				t.Fatalf("%s still waits for the blocking call of another goroutine", end)
+			}
+			if err := <-blocked; !errors.Is(err, ErrClosed) || bctx.Err() != nil {
+				t.Fatalf("the blocking call ended by %s = %v, want an error matching ErrClosed", end, err)
+			}
+			if tx.Watching() {
+				t.Fatalf("Watching = true after %s", end)
+			}
+			waitForServer(t, ctx, "the block to end", func() (bool, string) {
+				n := blockedClients(t, srv)
+				return n == "0", n + " clients blocked"
+			})
+			if end == "Reset" {
+				if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+					t.Fatalf("Ping after Reset = %q, %v", s, err)
+				}
+			}
+		})
+	}
+}
