@@ -164,7 +164,7 @@ func (t *Tx) acquire(ctx context.Context) error {
 	case t.lock <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return notSent(ctx.Err())
+		return notSent(conn.ContextErr(ctx))
 	}
 }
 

@@ -1365,3 +1365,35 @@ func TestTxEndsBlockOfAnotherGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// A call that waits for its turn on a Tx while another goroutine's call
+// runs, and whose context ends with a cause, gives that cause in its
+// error's text, as every other call stopped by such a context does.
+func TestTxTurnWaitGivesContextCause(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := tx.Do(ctx, "XREAD", "BLOCK", "0", "STREAMS", "none", "$")
+		blocked <- err
+	}()
+	defer func() {
+		tx.Close() // ends the block
+		<-blocked
+	}()
+	waitForServer(t, ctx, "the XREAD to block", func() (bool, string) {
+		n := blockedClients(t, srv)
+		return n == "1", n + " clients blocked"
+	})
+	cause := errors.New("another read failed")
+	wctx, cancel := context.WithCancelCause(ctx)
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	_, err = tx.Get(wctx, "k")
+	if !errors.Is(err, context.Canceled) || !strings.Contains(fmt.Sprint(err), cause.Error()) || OutcomeOf(err) != OutcomeNotSent {
+		t.Fatalf("Get waiting for its turn = %v (outcome %v), want context canceled with its cause %q, not sent", err, OutcomeOf(err), cause)
+	}
+}
