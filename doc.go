@@ -115,7 +115,9 @@
 // UNWATCH and leaves the Tx ready for another Watch, for code that loops
 // on one session as redis-py's reset() does; Close ends it, and any call
 // after Close fails with an error matching ErrClosed. Calls on one Tx from
-// several goroutines take turns, one at a time on its connection.
+// several goroutines take turns, one at a time on its connection, except
+// that Close and Reset end a blocking command (BLPOP) that another
+// goroutine runs on it, rather than wait for it.
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline, as
