@@ -101,15 +101,15 @@ func clusterTransact[T any](ctx context.Context, r *clusterRouter, fn func(*Tx) 
 	}
 	// One call for every node the attempts run on: a Tx kept from an
 	// attempt on the slot's last owner is as stale as one of this node.
-	call := &txCall{}
-	defer call.end()
+	var call *txCall // made with the first session (see attemptTx)
+	defer func() { call.end() }()
 	inner := func(t *Tx) (T, error) {
 		t.clustered = true
 		return fn(t)
 	}
 	redirects, tries := 0, 0
 	for {
-		v, replies, err := transactOn(ctx, node, inner, keys, call)
+		v, replies, err := transactOn(ctx, node, inner, keys, &call)
 		if err != nil && unreachable(ctx, err) {
 			// Its WATCH was not sent: nothing of fn's ran on the server.
 			if node, err = r.reroute(ctx, slot, &redirects, tries, err); err != nil {

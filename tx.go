@@ -53,7 +53,12 @@ type Tx struct {
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
 	closed   bool
-	lock     chan struct{} // holds a token while a call runs on the session, which alone changes its state
+	// The session's lock: busy while a call runs on it, which alone
+	// changes its state; freed, if a call waits, is closed when it ends.
+	// Both guarded by lockMu (see acquire).
+	lockMu sync.Mutex
+	busy   bool
+	freed  chan struct{}
 	// The connection of a call with a blocking command while it runs,
 	// else nil: set by that call, which holds lock; read without it by
 	// Close and Reset, which fail it to end the block (see acquireEnding).
@@ -66,6 +71,7 @@ type Tx struct {
 	execErr error   // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
 	execOut []Value // the replies of that Exec
 	call    *txCall // the call of Transaction the session was made for, if any
+	first   txCall  // that call, if this is the first session it made
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -96,7 +102,7 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 		if err != nil {
 			return err
 		}
-		t = &Tx{c: c, d: d, slot: -1, lock: make(chan struct{}, 1)}
+		t = &Tx{c: c, d: d, slot: -1}
 		if c.front != nil && len(keys) > 0 {
 			// The cluster's Watch and Transaction made sure the keys
 			// share one slot, and that c serves it.
@@ -155,20 +161,45 @@ func (t *Tx) Watching() bool { return t.watching.Load() }
 // acquire waits for the session's other calls to end, no longer than ctx
 // lasts; release ends the call.
 func (t *Tx) acquire(ctx context.Context) error {
-	select {
-	case t.lock <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case t.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return notSent(conn.ContextErr(ctx))
+	for {
+		wake := t.tryAcquire()
+		if wake == nil {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return notSent(conn.ContextErr(ctx))
+		}
 	}
 }
 
-func (t *Tx) release() { <-t.lock }
+// tryAcquire takes the session if no call runs on it, and returns nil;
+// else it returns a channel closed when that call ends. The channel is
+// made only when a call has to wait, so that a session whose calls do
+// not overlap, every Transaction's, costs no allocation for it.
+func (t *Tx) tryAcquire() <-chan struct{} {
+	t.lockMu.Lock()
+	defer t.lockMu.Unlock()
+	if !t.busy {
+		t.busy = true
+		return nil
+	}
+	if t.freed == nil {
+		t.freed = make(chan struct{})
+	}
+	return t.freed
+}
+
+func (t *Tx) release() {
+	t.lockMu.Lock()
+	t.busy = false
+	if t.freed != nil {
+		close(t.freed) // every waiter looks again; one takes the session
+		t.freed = nil
+	}
+	t.lockMu.Unlock()
+}
 
 // errTxEnding fails the blocking call of a session that Close or Reset
 // ends from another goroutine.
@@ -181,10 +212,9 @@ var errTxEnding = fmt.Errorf("the Tx was closed or reset while this blocking cal
 // did before calls took turns. A call that does not block is waited for.
 func (t *Tx) acquireEnding() {
 	for {
-		select {
-		case t.lock <- struct{}{}:
+		wake := t.tryAcquire()
+		if wake == nil {
 			return
-		default:
 		}
 		if d := t.blocked.Load(); d != nil {
 			d.Fail(errTxEnding)
@@ -193,11 +223,10 @@ func (t *Tx) acquireEnding() {
 		// again until the session is free.
 		tm := time.NewTimer(20 * time.Millisecond)
 		select {
-		case t.lock <- struct{}{}:
-			tm.Stop()
-			return
+		case <-wake:
 		case <-tm.C:
 		}
+		tm.Stop()
 	}
 }
 
@@ -805,15 +834,15 @@ func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), ke
 	if c.cluster != nil {
 		return clusterTransact(ctx, c.cluster, fn, keys)
 	}
-	call := &txCall{}
-	defer call.end()
-	return transactOn(ctx, c, fn, keys, call)
+	var call *txCall // made with the first session (see attemptTx)
+	defer func() { call.end() }()
+	return transactOn(ctx, c, fn, keys, &call)
 }
 
 // transactOn runs the attempts of Transaction on the Client of one node.
 // A cluster's Transaction, which may move from node to node, runs them
 // all under one call.
-func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call *txCall) (T, []Value, error) {
+func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call **txCall) (T, []Value, error) {
 	var zero T
 	if fn == nil {
 		return zero, nil, &UsageError{Msg: "Transaction needs a function"}
@@ -860,7 +889,7 @@ func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), 
 
 // attemptTx is one round of the loop; the deferred Close also runs when fn
 // panics, so the connection never goes back with a WATCH armed.
-func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call *txCall) (v T, replies []Value, took time.Duration, err error) {
+func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call **txCall) (v T, replies []Value, took time.Duration, err error) {
 	turn, err := c.turns.take(ctx, keys, c.turnWait, c.life.Done())
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
@@ -881,10 +910,15 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
 	}
-	t.turn, t.retried, t.call, held = turn, true, call, true
+	if *call == nil {
+		// Kept in the first session, which the later ones point to: one
+		// allocation less for every Transaction.
+		*call = &t.first
+	}
+	t.turn, t.retried, t.call, held = turn, true, *call, true
 	defer t.closeWith(ctx)
 	v, err = fn(t)
-	if misuse := call.failure(); misuse != nil {
+	if misuse := t.call.failure(); misuse != nil {
 		// Before fn's own error, which may be the refusal it was given,
 		// or nothing at all if it dropped it.
 		var zero T
@@ -1012,6 +1046,9 @@ type txCall struct {
 	ended  bool        // Transaction returned
 	misuse error       // the first use of a closed session of the call while it ran
 	stale  []*Pipeline // the Multi pipelines of ended attempts, which nothing sends any more
+	// The first of stale, held here: an attempt that succeeds ends with
+	// one, and then costs no allocation for it.
+	staleBuf [2]*Pipeline
 }
 
 // staleUse refuses a call on a session of c that is closed, and records it
@@ -1035,6 +1072,9 @@ func (c *txCall) staleUse() error {
 func (c *txCall) retire(t *Tx) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stale == nil {
+		c.stale = c.staleBuf[:0]
+	}
 	if t.multi != nil {
 		c.stale = append(c.stale, t.multi) // settle empties it
 	}
@@ -1067,7 +1107,11 @@ func (c *txCall) failure() error {
 }
 
 // end marks the call returned: a session of it used later is told so.
+// A nil c, of a Transaction that made no session, has nothing to mark.
 func (c *txCall) end() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	c.ended = true
 	c.stale = nil
