@@ -46,9 +46,9 @@ type Tx struct {
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
 
 	// A WATCH may be armed on the connection. Written by the call that
-	// holds lock; read by Watching without it, which must not wait for a
-	// blocking call of another goroutine, nor for the call of a Decoder
-	// that asks.
+	// holds the session's lock; read by Watching without it, which must
+	// not wait for a blocking call of another goroutine, nor for the call
+	// of a Decoder that asks.
 	watching atomic.Bool
 	multi    *Pipeline   // the open Multi pipeline, until its Exec
 	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
@@ -60,8 +60,9 @@ type Tx struct {
 	busy   bool
 	freed  chan struct{}
 	// The connection of a call with a blocking command while it runs,
-	// else nil: set by that call, which holds lock; read without it by
-	// Close and Reset, which fail it to end the block (see acquireEnding).
+	// else nil: set by that call, which holds the session's lock; read
+	// without it by Close and Reset, which fail it to end the block (see
+	// acquireEnding).
 	blocked atomic.Pointer[dedicated]
 	broken  error   // the connection failed: the Tx can only be closed or reset
 	turn    *turn   // a Transaction's turn on its keys, given back once EXEC is written
@@ -176,8 +177,7 @@ func (t *Tx) acquire(ctx context.Context) error {
 
 // tryAcquire takes the session if no call runs on it, and returns nil;
 // else it returns a channel closed when that call ends. The channel is
-// made only when a call has to wait, so that a session whose calls do
-// not overlap, every Transaction's, costs no allocation for it.
+// made only when a call has to wait, which most sessions never do.
 func (t *Tx) tryAcquire() <-chan struct{} {
 	t.lockMu.Lock()
 	defer t.lockMu.Unlock()
@@ -911,8 +911,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		return v, nil, 0, notAppliedTx(err)
 	}
 	if *call == nil {
-		// Kept in the first session, which the later ones point to: one
-		// allocation less for every Transaction.
+		// Kept in the first session, which the later ones point to.
 		*call = &t.first
 	}
 	t.turn, t.retried, t.call, held = turn, true, *call, true
@@ -1046,8 +1045,8 @@ type txCall struct {
 	ended  bool        // Transaction returned
 	misuse error       // the first use of a closed session of the call while it ran
 	stale  []*Pipeline // the Multi pipelines of ended attempts, which nothing sends any more
-	// The first of stale, held here: an attempt that succeeds ends with
-	// one, and then costs no allocation for it.
+	// Room for the first of stale: most calls retire one pipeline, the
+	// Multi their last attempt executed.
 	staleBuf [2]*Pipeline
 }
 
