@@ -1397,3 +1397,36 @@ func TestTxTurnWaitGivesContextCause(t *testing.T) {
 		t.Fatalf("Get waiting for its turn = %v (outcome %v), want context canceled with its cause %q, not sent", err, OutcomeOf(err), cause)
 	}
 }
+
+// A Decoder may ask the Tx whose call it decodes whether it is watching:
+// Watching took the session's lock, which that call holds, and waited for
+// ever.
+func TestTxWatchingFromDecoder(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "dw", "1")
+	var tx *Tx
+	c.SetDecoder("GET", func(Value) (any, error) { return tx.Watching(), nil })
+	var err error
+	tx, err = c.Watch(ctx, "dw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Value, 1)
+	go func() {
+		v, _ := tx.Do(ctx, "GET", "dw")
+		done <- v
+	}()
+	select {
+	case v := <-done:
+		if x, err := v.Decoded(); x != true {
+			t.Fatalf("Watching from the Decoder of a GET on a watching session = %v, %v; want true", x, err)
+		}
+	case <-time.After(10 * time.Second):
+		// Not closed: Close would wait for the call stuck in its Decoder.
+		t.Fatal("Watching from a Decoder waits for the call it decodes")
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
