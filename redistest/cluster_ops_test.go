@@ -634,3 +634,59 @@ func TestCrashedNodeEndsWait(t *testing.T) {
 		t.Errorf("AddMaster with a crashed node: %v; want it to give up at once, naming the node", err)
 	}
 }
+
+// TestKilledMasterNamesRejoin: a master killed by KillMaster comes back
+// through Rejoin, which a bare Restart would defeat, so a call to it says
+// so; and a crash of that node while Rejoin waits for it ends the wait
+// with the crash, not with the wait's timeout.
+func TestKilledMasterNamesRejoin(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 1)
+	m := c.Masters[1]
+	if _, err := c.KillMaster(opContext(t), m); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Do("PING")
+	if err == nil || !strings.Contains(err.Error(), "KillMaster ended it") || !strings.Contains(err.Error(), "Cluster.Rejoin") || strings.Contains(err.Error(), "Restart") {
+		t.Errorf("Do on the killed master: %v; want it to name KillMaster and Rejoin, not Restart", err)
+	}
+
+	// Every other node sleeps through Rejoin's restart, so that the node
+	// cannot learn that it is now a replica; as soon as the restart is
+	// done, which ends with turning off replica migration, it crashes.
+	var sleepers sync.WaitGroup
+	for _, s := range c.Servers() {
+		sleepers.Go(func() { s.Do("DEBUG", "SLEEP", "4") })
+	}
+	defer sleepers.Wait()
+	time.Sleep(200 * time.Millisecond)
+	stop := make(chan struct{})
+	crashed := make(chan bool, 1)
+	go func() {
+		for deadline := time.Now().Add(opTimeout); time.Now().Before(deadline); {
+			select {
+			case <-stop:
+				crashed <- false
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if v, err := m.Do("CONFIG", "GET", "cluster-allow-replica-migration"); err == nil && fmt.Sprint(v) == fmt.Sprint([]any{"cluster-allow-replica-migration", "no"}) {
+				m.Do("DEBUG", "SEGFAULT")
+				crashed <- true
+				return
+			}
+		}
+		crashed <- false
+	}()
+	err = c.Rejoin(opContext(t), m)
+	close(stop)
+	if !<-crashed {
+		t.Fatalf("the rejoining node was never seen answering; Rejoin: %v", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), m.Addr+" is not running") || strings.Contains(err.Error(), "timed out") {
+		t.Errorf("Rejoin of a node that crashes: %v; want it to say that the node is not running", err)
+	}
+	if err != nil && !strings.Contains(err.Error(), "Cluster.Rejoin") {
+		t.Errorf("Rejoin of a node that crashes: %v; want it to name Rejoin as the way back", err)
+	}
+}

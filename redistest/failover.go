@@ -105,7 +105,9 @@ func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
+	master.killedMaster.Store(true)
 	if err := master.Kill(); err != nil {
+		master.killedMaster.Store(false)
 		return nil, err
 	}
 	c.mu.Lock()
@@ -164,7 +166,16 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	if err := s.Restart(); err != nil {
 		return err
 	}
-	err := c.wait(ctx, "the restarted "+s.Addr+" to become a replica", func() (bool, string) {
+	// s is not yet among the nodes the cluster's wait checks: a crash of
+	// s itself must end the wait too, rather than let it run to its
+	// timeout on a refused dial.
+	down := func() error {
+		if err := s.exitedErr(); err != nil {
+			return err
+		}
+		return c.nodeDown()
+	}
+	err := waitUntil(ctx, "the restarted "+s.Addr+" to become a replica", down, func() (bool, string) {
 		return hasRoles(map[*Server]string{s: "slave"})
 	})
 	if err != nil {
@@ -173,6 +184,7 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	c.mu.Lock()
 	c.gone = slices.Delete(c.gone, i, i+1)
 	c.mu.Unlock()
+	s.killedMaster.Store(false)
 	c.Replicas = append(c.Replicas, s)
 	return c.waitSettled(ctx, "the cluster to settle with "+s.Addr+" back as a replica", nil)
 }

@@ -110,6 +110,12 @@ type Server struct {
 	// member says that s is a node of a Cluster, which every start keeps
 	// a master without slots a master (see keepRoles).
 	member bool
+	// killedMaster says that Cluster.KillMaster killed s and Rejoin has
+	// not yet brought it back, so that a failed call names Rejoin, not
+	// Restart, as the way back: a bare Restart leaves the cluster's lists
+	// without it and makes a later Rejoin refuse a running node. Written
+	// by KillMaster and Rejoin; read without mu by Do.
+	killedMaster atomic.Bool
 
 	// halted says whether Stop was called, and whether by the cleanup of
 	// the test that started the server, so that a call made afterwards
@@ -144,10 +150,18 @@ func (s *Server) exitedErr() error {
 	if p == nil || !p.exited() || s.halted.Load() != haltNone {
 		return nil
 	}
-	if p.killed.Load() {
-		return fmt.Errorf("redistest: redis-server on %s is not running: Kill ended it; Restart starts it again", s.Addr)
+	back := "Restart starts it again"
+	if s.killedMaster.Load() {
+		back = "Cluster.Rejoin brings it back as a replica"
 	}
-	return fmt.Errorf("redistest: redis-server on %s is not running: it exited by itself (%s), as in a crash or after SHUTDOWN; Output has its log, and Restart starts it again", s.Addr, p.status())
+	if p.killed.Load() {
+		by := "Kill"
+		if s.killedMaster.Load() {
+			by = "Cluster.KillMaster"
+		}
+		return fmt.Errorf("redistest: redis-server on %s is not running: %s ended it; %s", s.Addr, by, back)
+	}
+	return fmt.Errorf("redistest: redis-server on %s is not running: it exited by itself (%s), as in a crash or after SHUTDOWN; Output has its log, and %s", s.Addr, p.status(), back)
 }
 
 // process is one run of redis-server. done is closed once the process has
