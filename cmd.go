@@ -752,12 +752,28 @@ func okReply(v Value, err error) error {
 }
 
 // setReply is okReply for SET, which with GET answers the key's old
-// value instead of OK.
-func setReply(v Value, err error) error {
-	if err == nil && v.v.Kind == resp.BulkString {
+// value instead of OK. withGet comes from setHasGet: without GET a bulk
+// string is no reply of this SET, and is refused as okReply refuses it.
+func setReply(v Value, err error, withGet bool) error {
+	if withGet && err == nil && v.v.Kind == resp.BulkString {
 		return nil
 	}
 	return okReply(v, err)
+}
+
+// setHasGet says whether the SET just encoded in w has GET among the
+// words after its key and value. It reads the encoding, so an argument of
+// any type whose text is GET counts, as it does for the server; the
+// values of SET's other options are numbers, never GET.
+func setHasGet(w *cmdBuf) bool {
+	i := 0
+	for word := range words(w.buf[w.begin:]) {
+		if i >= 3 && bytes.EqualFold(word, []byte("GET")) {
+			return true
+		}
+		i++
+	}
+	return false
 }
 
 func textReply(v Value, err error) (string, error) {

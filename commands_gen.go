@@ -7786,7 +7786,9 @@ func encSet(w *cmdBuf, key string, value any, args ...any) {
 func (c *Client) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
-	return setReply(c.run(ctx, w))
+	probe := setHasGet(w)
+	v, err := c.run(ctx, w)
+	return setReply(v, err, probe)
 }
 
 // Set sets the string value of a key. It returns ErrNil when NX or XX kept
@@ -7800,7 +7802,9 @@ func (c *Client) Set(ctx context.Context, key string, value any, args ...any) er
 func (t *Tx) Set(ctx context.Context, key string, value any, args ...any) error {
 	w := getBuf()
 	encSet(w, key, value, args...)
-	return setReply(t.run(ctx, w))
+	probe := setHasGet(w)
+	v, err := t.run(ctx, w)
+	return setReply(v, err, probe)
 }
 
 // Set queues SET key value followed by args. Its reply comes from Exec.

@@ -1011,8 +1011,10 @@ func TestOKMethodsTakeTheServersOK(t *testing.T) {
 // A typed method of a command that answers OK refuses any other reply that
 // is not an error or nil with a *TypeError that names it, rather than
 // report success: QUEUED would say the command was only queued, and an
-// integer or another text that the reply is another command's. Only a
-// scripted server sends such replies to SET and FLUSHALL.
+// integer or another text that the reply is another command's. A bulk
+// string answers SET only with GET among its arguments: without GET it too
+// is refused. Only a scripted server sends such replies to SET and
+// FLUSHALL.
 func TestOKMethodsRefuseOtherReplies(t *testing.T) {
 	for _, tt := range []struct {
 		reply, got, says string
@@ -1023,6 +1025,7 @@ func TestOKMethodsRefuseOtherReplies(t *testing.T) {
 		{":1\r\n", "integer", ""},
 		{"*0\r\n", "array", ""},
 		{"#t\r\n", "boolean", ""},
+		{"$2\r\nOK\r\n", "bulk string", ""},
 	} {
 		fs := startFakeServer(t, func(n int, fc *fakeConn) {
 			if !fc.handshake("") {
@@ -1050,5 +1053,27 @@ func TestOKMethodsRefuseOtherReplies(t *testing.T) {
 			}
 		}
 		fs.close()
+	}
+
+	// With GET, in any case and of any type, the bulk string is the old
+	// value: success.
+	fs := startFakeServer(t, func(n int, fc *fakeConn) {
+		if !fc.handshake("") {
+			return
+		}
+		for range 2 {
+			if _, err := fc.readCommand(); err != nil || fc.send("$3\r\nold\r\n") != nil {
+				return
+			}
+		}
+	})
+	defer fs.close()
+	c := newFakeClient(t, fs)
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v", "get"); err != nil {
+		t.Errorf(`Set with "get" answered a bulk string: %v; want success`, err)
+	}
+	if err := c.Set(ctx, "k", "v", "EX", 10, []byte("GET")); err != nil {
+		t.Errorf(`Set with []byte("GET") answered a bulk string: %v; want success`, err)
 	}
 }

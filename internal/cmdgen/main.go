@@ -94,22 +94,24 @@ var forbidden = map[string]bool{
 }
 
 // replyKinds maps a reply kind of wrappers.txt to the Go results of the
-// method and the conversion that produces them.
-var replyKinds = map[string]struct{ results, conv string }{
-	"ok":        {"error", "okReply"},
-	"setok":     {"error", "setReply"},
-	"status":    {"(string, error)", "textReply"},
-	"text":      {"(string, error)", "textReply"},
-	"int":       {"(int64, error)", "intReply"},
-	"bool":      {"(bool, error)", "boolReply"},
-	"float":     {"(float64, error)", "floatReply"},
-	"strings":   {"([]string, error)", "stringsReply"},
-	"int64s":    {"([]int64, error)", "int64sReply"},
-	"values":    {"([]Value, error)", "valuesReply"},
-	"scored":    {"([]Scored, error)", "scoredReply"},
-	"stringmap": {"(map[string]string, error)", "stringMapReply"},
-	"value":     {"(Value, error)", "valueReply"},
-	"script":    {"(Value, error)", "scriptReply"},
+// method and the conversion that produces them. A kind with a probe also calls it on the encoded command before sending
+// it, and passes its result to the conversion after the reply: SET answers
+// a bulk string only when GET is among its arguments.
+var replyKinds = map[string]struct{ results, conv, probe string }{
+	"ok":        {"error", "okReply", ""},
+	"setok":     {"error", "setReply", "setHasGet"},
+	"status":    {"(string, error)", "textReply", ""},
+	"text":      {"(string, error)", "textReply", ""},
+	"int":       {"(int64, error)", "intReply", ""},
+	"bool":      {"(bool, error)", "boolReply", ""},
+	"float":     {"(float64, error)", "floatReply", ""},
+	"strings":   {"([]string, error)", "stringsReply", ""},
+	"int64s":    {"([]int64, error)", "int64sReply", ""},
+	"values":    {"([]Value, error)", "valuesReply", ""},
+	"scored":    {"([]Scored, error)", "scoredReply", ""},
+	"stringmap": {"(map[string]string, error)", "stringMapReply", ""},
+	"value":     {"(Value, error)", "valueReply", ""},
+	"script":    {"(Value, error)", "scriptReply", ""},
 }
 
 func main() {
@@ -594,6 +596,10 @@ func genWrapper(b *bytes.Buffer, c *command, w *wrapper, s *signature) {
 		fmt.Fprintf(b, ") %s {\n\tw := getBuf()\n\t%s(w", kind.results, enc)
 		if args != "" {
 			b.WriteString(", " + args)
+		}
+		if kind.probe != "" {
+			fmt.Fprintf(b, ")\n\tprobe := %s(w)\n\tv, err := %s.run(ctx, w)\n\treturn %s(v, err, probe)\n}\n", kind.probe, strings.Fields(recv)[0], kind.conv)
+			continue
 		}
 		fmt.Fprintf(b, ")\n\treturn %s(%s.run(ctx, w))\n}\n", kind.conv, strings.Fields(recv)[0])
 	}
