@@ -223,7 +223,7 @@ func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
 		// included, says nothing was applied if fn returns it.
 		defer func() {
 			if err != nil {
-				p.tx.readErr = err
+				err = p.tx.noteRead(err)
 			}
 		}()
 	}

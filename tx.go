@@ -432,17 +432,17 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 	}
 	if err != nil {
 		t.lost(err)
+		if OutcomeOf(err) == OutcomeNotSent {
+			t.watching.Store(armed)
+		} else if w.blocking {
+			t.cutBlocked(ctx, err)
+		}
 		if t.retried {
 			// The Tx of a Transaction runs no command that may write (see
 			// mayWrite): its failure, a read abandoned on its context
 			// after it was sent included, says nothing was applied if fn
 			// returns it.
-			t.readErr = err
-		}
-		if OutcomeOf(err) == OutcomeNotSent {
-			t.watching.Store(armed)
-		} else if w.blocking {
-			t.cutBlocked(ctx, err)
+			err = t.noteRead(err)
 		}
 		return Value{}, err
 	}
@@ -460,7 +460,7 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 		// gives fn the very error fnError looks for.
 		switch {
 		case err != nil:
-			t.readErr = err
+			err = t.noteRead(err)
 		case r.isErr():
 			e := r.Err()
 			setExtra(&r, madeErr{e})
@@ -1010,6 +1010,9 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 // refused, a connection that could not be had), the session's own lost
 // connection, or the error of a command or a Pipeline of the session,
 // which only read, is marked as; fn's own errors are returned as they are.
+// The session's read error matches only as the very value the session
+// gave fn (see noteRead), never as another error that wraps the same
+// sentinel.
 func fnError(t *Tx, err error) error {
 	if t.execRan {
 		return &uncertainError{msg: "redpipe: fn ran Exec on a Multi pipeline itself, which may have applied, then the attempt failed",
@@ -1024,6 +1027,26 @@ func fnError(t *Tx, err error) error {
 	}
 	return err
 }
+
+// noteRead keeps err, the failure of a read of a Transaction's Tx, as the
+// one fnError marks not applied if fn returns it, and returns the error
+// to give fn in its place. That is a value of its own, so that only this
+// very error matches: err may be a sentinel that other failures share
+// (the context's bare error, a Decoder's), and fn may return one of
+// those from a call outside the Tx, a write of unknown outcome say,
+// which must not be reported not applied.
+func (t *Tx) noteRead(err error) error {
+	own := &readError{err: err}
+	t.readErr = own
+	return own
+}
+
+// readError is the failure of a read of a Transaction's Tx, as fn gets it:
+// the same text and cause, in a value no other failure shares.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // unsent counts the commands queued on Multi pipelines after their Exec.
 func (t *Tx) unsent() int {

@@ -1131,3 +1131,67 @@ func TestTransactionAllocations(t *testing.T) {
 		t.Errorf("a Transaction of one read and one SET allocated %v times, want at most 10", n)
 	}
 }
+
+// TestTransactionFnErrorOfAWriteIsNotNotApplied: a read of fn's Tx
+// abandoned on its deadline fails with context.DeadlineExceeded, and so
+// does a write fn then makes through the Client, abandoned on its own
+// deadline after the server received it. fn returns the write's error:
+// it is fn's own, of something that ran, and must not be reported not
+// applied because it wraps the same sentinel as the Tx's read error.
+func TestTransactionFnErrorOfAWriteIsNotNotApplied(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	// The write sets its key, then keeps the server busy past its
+	// caller's deadline; the script is bounded by its own clock.
+	const slowSet = `redis.call('SET', KEYS[1], 'written')
+local t0 = redis.call('TIME')
+repeat
+	local t = redis.call('TIME')
+until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000
+return 1`
+	calls := 0
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		calls++
+		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, rerr := tx.Do(rctx, "XREAD", "BLOCK", 5000, "STREAMS", "{t}stream", "$")
+		if !errors.Is(rerr, context.DeadlineExceeded) {
+			return fmt.Errorf("the read: %v; want it abandoned on its deadline", rerr)
+		}
+		wctx, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel2()
+		_, werr := c.Do(wctx, "EVAL", slowSet, 1, "{t}written")
+		return fmt.Errorf("the write: %w", werr)
+	}, "{t}watched")
+	if calls != 1 {
+		t.Errorf("fn ran %d times", calls)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, gerr := c.Get(ctx, "{t}written")
+		if gerr == nil && v == "written" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET of the written key: %q, %v; the write did not run, so the test proves nothing", v, gerr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Transaction: %v; want fn's error", err)
+	}
+	if errors.Is(err, ErrNotApplied) || OutcomeOf(err) == OutcomeNotApplied || OutcomeOf(err) == OutcomeNotSent {
+		t.Errorf("Transaction: %v (OutcomeOf %v); it says not applied of a write that was applied", err, OutcomeOf(err))
+	}
+
+	// The read's own error, returned by fn, still says not applied.
+	_, err = c.Transaction(ctx, func(tx *Tx) error {
+		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, rerr := tx.Do(rctx, "XREAD", "BLOCK", 5000, "STREAMS", "{t}stream", "$")
+		return fmt.Errorf("the read: %w", rerr)
+	}, "{t}watched")
+	if !errors.Is(err, ErrNotApplied) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Transaction whose fn returned its Tx's read error: %v; want it not applied", err)
+	}
+}
