@@ -173,7 +173,10 @@ func (p *Pipeline) reset() {
 
 // Exec sends the queued commands in one write and returns their replies in
 // order, one Value per command; the pipeline is empty again afterwards,
-// whatever happens. An empty pipeline makes no round trip.
+// whatever happens, but for the Multi pipeline of a Tx whose Exec gave up
+// waiting for another goroutine's call on that Tx (its context ended
+// first): nothing was sent, and the Multi stays open, with its commands,
+// for an Exec or a Discard. An empty pipeline makes no round trip.
 //
 // A nil reply stays with its command (Value.IsNil) and is never an error of
 // the batch. A command's own error (WRONGTYPE...) stays in its reply, and
@@ -192,9 +195,15 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if p.tx != nil {
 		// Released once exec has settled the Tx's state.
 		if err := p.tx.acquire(ctx); err != nil {
+			// Nothing was sent.
 			if p.transaction {
+				// A Multi pipeline is the Tx's state too, which only the
+				// call that holds the Tx may change: it stays open.
 				return nil, notAppliedTx(err)
 			}
+			// No other call of the Tx uses a pipeline of its own: it
+			// is emptied, as a failed Exec empties it.
+			p.reset()
 			return nil, err
 		}
 		defer p.tx.release()

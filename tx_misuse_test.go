@@ -1430,3 +1430,52 @@ func TestTxWatchingFromDecoder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An Exec of a Tx's pipeline whose context ends while another call holds
+// the Tx (a BLPOP, here) sends nothing, and empties the pipeline as any
+// failed Exec does: its commands were left queued, and a later Exec sent
+// them, after the first had reported them not sent.
+func TestTxPipelineExecThatGaveUpWaitingIsEmptied(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "wait:watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	held := make(chan error, 1)
+	go func() {
+		_, err := tx.Do(ctx, "BLPOP", "wait:never-pushed", "2")
+		held <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if list, _ := srv.Do("CLIENT", "LIST"); strings.Contains(fmt.Sprint(list), "cmd=blpop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the BLPOP never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	p := tx.Pipeline().Set("wait:k", "1").Incr("wait:n")
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Exec(short); OutcomeOf(err) != OutcomeNotSent || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Exec while the Tx is held: %v (OutcomeOf %v); want not sent, with the deadline", err, OutcomeOf(err))
+	}
+	if n := p.Len(); n != 0 {
+		t.Errorf("the pipeline holds %d commands after its Exec failed; want it emptied", n)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("BLPOP: %v", err)
+	}
+	if replies, err := p.Exec(ctx); err != nil || len(replies) != 0 {
+		t.Errorf("Exec of the emptied pipeline = %v, %v; want nothing sent", replies, err)
+	}
+	for _, k := range []string{"wait:k", "wait:n"} {
+		if exists(t, srv, k) {
+			t.Errorf("%s exists: a command reported not sent was sent", k)
+		}
+	}
+}
