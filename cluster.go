@@ -9,6 +9,7 @@ import (
 	"net"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -862,6 +863,20 @@ func crossSlot[K string | []byte](in string, keys []K) *CrossSlotError {
 	return e
 }
 
+// slotArg returns the slot that cmd, a command of flagSlotArg, names in
+// the word after its name, or an *ArgError, before anything is sent, if that
+// is no slot: no master serves it, and any master would answer of its
+// own keys.
+func slotArg(ci *commandInfo, cmd []byte) (int, error) {
+	w := wordAt(cmd, ci.nwords)
+	n, err := strconv.Atoi(string(w))
+	if err != nil || n < 0 || n >= hashslot.Count {
+		return -1, &ArgError{Command: ci.Name, Index: ci.nwords,
+			Err: fmt.Errorf("%q is not a slot: a cluster's slots are 0 to %d", clip(string(w)), hashslot.Count-1)}
+	}
+	return n, nil
+}
+
 // cmdSlot is commandSlot for one command of a call or a plain pipeline,
 // which a *CrossSlotError names "command NAME". The name is put together
 // only for the error.
@@ -880,6 +895,9 @@ func commandSlot(ci *commandInfo, cmd []byte, in string) (int, error) {
 	var pos [8]int
 	keys, st := commandKeys(pos[:0], ci, cmd)
 	if st != keysFound || len(keys) == 0 {
+		if ci.has(flagSlotArg) {
+			return slotArg(ci, cmd)
+		}
 		return -1, nil
 	}
 	ws, ok := newWords(cmd)

@@ -649,7 +649,7 @@ const (
 // scanCommand.
 func routeOf(ci *commandInfo, cmd []byte) uint16 {
 	switch {
-	case ci.has(flagMovableKeys):
+	case ci.has(flagMovableKeys | flagSlotArg):
 		return routeScan
 	case int(ci.id) >= len(knownCommands) || ci.FirstKey <= 0:
 		return routeKeyless
@@ -675,7 +675,8 @@ func routeOf(ci *commandInfo, cmd []byte) uint16 {
 // buffer: it returns where the command ends and, in the same walk, the
 // slot of its keys, -1 for none. known is false when the slot is left to
 // cmdSlot: keys that move with the arguments, keys in different slots
-// (cmdSlot names them), or hash false (a command to be split by slot).
+// (cmdSlot names them), a slot named as an argument (flagSlotArg), or
+// hash false (a command to be split by slot).
 // The keys are those commandKeys finds for a command with fixed key
 // positions; the table's container entries (CONFIG, OBJECT...) have none.
 func scanCommand(ci *commandInfo, buf []byte, off int, hash bool) (end, slot int, known bool) {
@@ -686,7 +687,7 @@ func scanCommand(ci *commandInfo, buf []byte, off int, hash bool) (end, slot int
 	first, last, step := -1, -1, 1
 	known = true
 	switch {
-	case !hash || ci.has(flagMovableKeys):
+	case !hash || ci.has(flagMovableKeys|flagSlotArg):
 		known = false
 	case ci.FirstKey > 0 && int(ci.id) < len(knownCommands):
 		first, last, step = ci.FirstKey, ci.LastKey, max(ci.Step, 1)

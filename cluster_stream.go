@@ -487,6 +487,9 @@ func streamSlot(ci *commandInfo, cmd []byte) (int, error) {
 	var pos [8]int
 	if keys, st := commandKeys(pos[:0], ci, cmd); st == keysFound && len(keys) <= 1 {
 		if len(keys) == 0 {
+			if ci.has(flagSlotArg) {
+				return slotArg(ci, cmd)
+			}
 			return -1, nil
 		}
 		if ws, ok := newWords(cmd); ok {

@@ -31,6 +31,7 @@ func TestCluster(t *testing.T) {
 	}
 	defer c.Close()
 	t.Run("Routing", func(t *testing.T) { testClusterRouting(t, cl, c) })
+	t.Run("SlotArgument", func(t *testing.T) { testClusterSlotArgument(t, cl, c) })
 	t.Run("AllShards", func(t *testing.T) { testClusterAllShards(t, cl, c) })
 	t.Run("Pipeline", func(t *testing.T) { testClusterPipeline(t, c) })
 	t.Run("CrossSlot", func(t *testing.T) { testClusterCrossSlot(t, cl, c) })
@@ -147,6 +148,95 @@ func testClusterRouting(t *testing.T, cl *redistest.Cluster, c *Client) {
 	}
 	if got := perNode[cl.Masters[0]] + perNode[cl.Masters[1]] + perNode[cl.Masters[2]]; got != n {
 		t.Errorf("the masters hold %d keys, want %d", got, n)
+	}
+}
+
+// testClusterSlotArgument: CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT name
+// a slot and no key, and went to any master, which answered 0 and no keys
+// for a slot another master serves. They go to the master of the slot
+// they name, by Do, in a pipeline and in a stream, and a number that is no slot is
+// refused before anything is sent.
+func testClusterSlotArgument(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	slot := 16000
+	owner, err := cl.SlotOwner(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner == cl.Masters[0] {
+		t.Fatalf("slot %d is served by the first master: pick a slot of another", slot)
+	}
+	tag := keyIn(slot, "slotarg")
+	keys := []string{"{" + tag + "}:a", "{" + tag + "}:b", "{" + tag + "}:c"}
+	for _, k := range keys {
+		if err := c.Set(ctx, k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := owner.MustDo(t, "CLUSTER", "COUNTKEYSINSLOT", strconv.Itoa(slot)); n != int64(len(keys)) {
+		t.Fatalf("the owner counts %v keys in slot %d; want %d", n, slot, len(keys))
+	}
+	wantKeys := func(what string, v Value) {
+		t.Helper()
+		got, err := v.Strings()
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, keys) {
+			t.Errorf("%s = %q, %v; want %q", what, got, err, keys)
+		}
+	}
+	// Any master but the owner answers too, wrongly: ask several times.
+	for i := range 6 {
+		if n, err := c.Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot); err != nil || n.String() != strconv.Itoa(len(keys)) {
+			t.Fatalf("Do CLUSTER COUNTKEYSINSLOT %d, time %d = %v, %v; want %d", slot, i+1, n, err, len(keys))
+		}
+		v, err := c.Do(ctx, "cluster", "getkeysinslot", strconv.Itoa(slot), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKeys(fmt.Sprintf("Do CLUSTER GETKEYSINSLOT %d, time %d", slot, i+1), v)
+	}
+
+	p := c.Pipeline(NoTransaction)
+	for range 6 {
+		p.Do("CLUSTER", "COUNTKEYSINSLOT", slot).Do("CLUSTER", "GETKEYSINSLOT", slot, 10)
+	}
+	p.Get(keys[0])
+	replies, err := p.Exec(ctx)
+	if err != nil || len(replies) != 13 {
+		t.Fatalf("pipeline = %v, %v", replies, err)
+	}
+	for i := 0; i < 12; i += 2 {
+		if replies[i].String() != strconv.Itoa(len(keys)) {
+			t.Errorf("pipeline: CLUSTER COUNTKEYSINSLOT %d, reply %d = %v; want %d", slot, i, replies[i], len(keys))
+		}
+		wantKeys(fmt.Sprintf("pipeline: CLUSTER GETKEYSINSLOT %d, reply %d", slot, i+1), replies[i+1])
+	}
+
+	var streamed []Value
+	st := c.Stream(ctx, func(i int, v Value) error { streamed = append(streamed, v); return nil })
+	for range 3 {
+		st.Do("CLUSTER", "COUNTKEYSINSLOT", slot)
+	}
+	if n, err := st.Close(ctx); err != nil || n != 3 || len(streamed) != 3 {
+		t.Fatalf("stream = %d, %v; replies %v", n, err, streamed)
+	}
+	for i, v := range streamed {
+		if v.String() != strconv.Itoa(len(keys)) {
+			t.Errorf("stream: CLUSTER COUNTKEYSINSLOT %d, reply %d = %v; want %d", slot, i, v, len(keys))
+		}
+	}
+
+	for _, bad := range []any{hashslot.Count, -1, "many"} {
+		_, err := c.Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", bad)
+		var ae *ArgError
+		if !errors.As(err, &ae) || OutcomeOf(err) != OutcomeNotSent || !strings.Contains(err.Error(), "not a slot") {
+			t.Errorf("Do CLUSTER COUNTKEYSINSLOT %v = %v; want an *ArgError saying it is not a slot", bad, err)
+		}
+		_, err = c.Pipeline(NoTransaction).Get(keys[0]).Do("CLUSTER", "GETKEYSINSLOT", bad, 10).Exec(ctx)
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Index != 1 || !errors.As(err, &ae) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("pipeline with CLUSTER GETKEYSINSLOT %v = %v; want an *ArgError of command 1, nothing sent", bad, err)
+		}
 	}
 }
 

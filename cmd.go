@@ -43,11 +43,19 @@ const (
 	flagConnState
 	// flagKeysSpan marks commands whose keys may lie in several slots of
 	// a cluster, which refuses them then, and which the cluster client
-	// does not split by slot. Set at init, from the key positions.
+	// does not split by slot; and those of flagSlotArg, whose argument
+	// may be no slot. Routing may refuse them, so a pipeline that holds
+	// one is routed whole before any of it is sent. Set at init, from
+	// the key positions.
 	flagKeysSpan
 	// flagRunsCode marks the commands that run a script or function,
 	// whose error reply may be the code's own (see runsCode). Set at init.
 	flagRunsCode
+	// flagSlotArg marks the commands that name a slot, rather than a
+	// key, after their name: a cluster sends them to the master of that
+	// slot, since any other answers of its own keys, none (see slotArg).
+	// Set at init.
+	flagSlotArg
 )
 
 // connStateCommands are the commands given flagConnState.
@@ -58,6 +66,9 @@ var connStateCommands = []string{
 	"CLIENT REPLY", "CLIENT TRACKING", "CLIENT SETNAME", "CLIENT NO-EVICT",
 	"CLIENT CACHING", "READONLY", "READWRITE", "ASKING", "SCRIPT DEBUG",
 }
+
+// slotArgCommands are the commands given flagSlotArg.
+var slotArgCommands = []string{"CLUSTER COUNTKEYSINSLOT", "CLUSTER GETKEYSINSLOT"}
 
 // codeCommands are the commands given flagRunsCode.
 var codeCommands = []string{"EVAL", "EVALSHA", "FCALL", "EVAL_RO", "EVALSHA_RO", "FCALL_RO"}
@@ -104,6 +115,11 @@ func init() {
 	for _, name := range codeCommands {
 		if ci := commandTable[name]; ci != nil {
 			ci.Flags |= flagRunsCode
+		}
+	}
+	for _, name := range slotArgCommands {
+		if ci := commandTable[name]; ci != nil {
+			ci.Flags |= flagSlotArg | flagKeysSpan
 		}
 	}
 	names := make([]string, 0, len(commandTable))
