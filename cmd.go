@@ -782,14 +782,20 @@ func setReply(v Value, err error, withGet bool) error {
 // any type whose text is GET counts, as it does for the server; the
 // values of SET's other options are numbers, never GET.
 func setHasGet(w *cmdBuf) bool {
-	i := 0
-	for word := range words(w.buf[w.begin:]) {
-		if i >= 3 && bytes.EqualFold(word, []byte("GET")) {
+	ws, ok := newWords(w.buf[w.begin:])
+	if !ok || ws.n <= 3 {
+		return false // SET key value, the common case: no word to look at
+	}
+	ws.skip(3)
+	for {
+		word, ok := ws.next()
+		if !ok {
+			return false
+		}
+		if equalFold(word, "GET") {
 			return true
 		}
-		i++
 	}
-	return false
 }
 
 func textReply(v Value, err error) (string, error) {
