@@ -523,22 +523,35 @@ func (c *Conn) fail(err *Error) {
 // that did not return: a net.Conn of the user's ended the goroutine
 // (runtime.Goexit, as testing.T's FailNow calls). Left alive, the
 // connection would keep the calls in line, and every later one, waiting
-// for what nothing will read or write. A panic goes on up as it came.
+// for what nothing will read or write. A panic goes on up as it came;
+// one of Write fails the connection first, since the caller that wrote
+// may recover from it and the role would stay held.
 func (c *Conn) ended(returned *bool, op, method string) {
 	if *returned {
 		return
 	}
-	if p := recover(); p != nil {
+	p := recover()
+	if p != nil && op != "write" {
 		panic(p)
 	}
 	c.mu.Lock()
 	if op == "write" {
 		// The write may have put any of its bytes on the wire; it gives up
-		// the role, which nothing else would.
+		// the role, which nothing else would: a caller that recovers from
+		// a panic of its inline write would otherwise leave every later
+		// call, and any call a close left to the write to settle, waiting
+		// for ever.
 		c.written = c.taken
 		c.writing = false
 	}
-	c.failLocked(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)", method)})
+	how := "ended its goroutine (runtime.Goexit, as testing.T's FailNow calls)"
+	if p != nil {
+		how = fmt.Sprintf("panicked: %v", p)
+	}
+	c.failLocked(&Error{Op: op, Err: fmt.Errorf("the net.Conn's %s %s", method, how)})
+	if p != nil {
+		panic(p)
+	}
 }
 
 // endedLocked is ended for a method of the net.Conn called with mu held

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -702,4 +703,71 @@ func TestCloseDuringBlockedWriteSettlesByWhatWasWritten(t *testing.T) {
 		}
 	}
 	t.Logf("%d answered, %d of unknown outcome, %d not sent", answered, unknown, unsent)
+}
+
+// endingWriteConn is a net.Conn of the user's whose Write, once how is
+// set, ends its goroutine (runtime.Goexit, as t.FailNow calls) or panics.
+type endingWriteConn struct {
+	net.Conn
+	how *atomic.Value
+}
+
+func (d endingWriteConn) Write(b []byte) (int, error) {
+	switch d.how.Load() {
+	case "goexit":
+		runtime.Goexit()
+	case "panic":
+		panic("write refused")
+	}
+	return d.Conn.Write(b)
+}
+
+// TestWriteEndingGoroutineFailsConnection: a caller's inline write whose
+// Write, of a net.Conn of the user's, ends the goroutine, or panics and
+// the caller recovers, gives up the write role and fails the connection.
+// After a panic the role used to stay held, and the next call waited for
+// a write that nothing would make until its context ended. Bounded in
+// time.
+func TestWriteEndingGoroutineFailsConnection(t *testing.T) {
+	for _, how := range []string{"goexit", "panic"} {
+		t.Run(how, func(t *testing.T) {
+			srv := redistest.Start(t)
+			nc, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mode atomic.Value
+			mode.Store("")
+			c := New(endingWriteConn{nc, &mode}, Options{DirectWrite: 1 << 10})
+			defer c.Close()
+			if v, err := c.DoOne(context.Background(), encode("PING")); err != nil || v.Str != "PONG" {
+				t.Fatalf("PING = %q, %v", v.Str, err)
+			}
+			mode.Store(how)
+			done := make(chan any, 1)
+			go func() {
+				defer func() { done <- recover() }()
+				c.DoOne(context.Background(), encode("SET", "k", strings.Repeat("v", 8<<10)))
+			}()
+			select {
+			case p := <-done:
+				if (p != nil) != (how == "panic") {
+					t.Fatalf("the writing caller ended with %v", p)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the writing caller still running after 10s")
+			}
+			mode.Store("")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = c.DoOne(ctx, encode("PING"))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Op != "write" || !ce.Unsent || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("PING after the write ended: %v, want the failed write's error, not sent", err)
+			}
+			if err := c.Err(); err == nil {
+				t.Fatal("the connection did not fail")
+			}
+		})
+	}
 }
