@@ -230,7 +230,7 @@ func joinSplit(ci *commandInfo, legs []leg, vals []resp.Value, gaveUp error) res
 	succeeded := 0
 	for k := range legs {
 		if !legs[k].done || vals[k].Kind == 0 || isErrValue(vals[k]) {
-			if failed < 0 {
+			if failed < 0 || mayHaveRunFirst(vals, k, failed) {
 				failed = k
 			}
 			continue
@@ -287,6 +287,16 @@ func joinSplit(ci *commandInfo, legs []leg, vals []resp.Value, gaveUp error) res
 	}
 	// all_succeeded (MSET): every part said OK.
 	return vals[0]
+}
+
+// mayHaveRunFirst tells whether the failed leg k is to be told of before
+// the one chosen so far, chosen: k may have run (its part failed in
+// flight), chosen did not. Reported first, a leg that did not run would
+// have its command read as not applied, or not sent, when part of it may
+// have run.
+func mayHaveRunFirst(vals []resp.Value, k, chosen int) bool {
+	maybe := func(v resp.Value) bool { return v.Kind != 0 && mayHaveRun(Value{v}) }
+	return maybe(vals[k]) && !maybe(vals[chosen])
 }
 
 // joinSplits puts in replies the joined reply of every split command of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strconv"
@@ -877,6 +878,18 @@ func TestJoinSplit(t *testing.T) {
 	e = (Value{joinSplit(cmdDel, stuck, []resp.Value{num(1), {Kind: resp.Error, Str: "MOVED 1 127.0.0.1:1"}}, gaveUp)}).Err()
 	if !errors.Is(e, gaveUp) || OutcomeOf(e) != OutcomeUnknown {
 		t.Errorf("DEL with a stuck part: %v", e)
+	}
+	// A write none of whose parts got through, one of them lost in flight:
+	// it may have run, whichever part failed first.
+	lostErr := &uncertainError{msg: "redpipe: cluster: the commands in flight on 127.0.0.1:1 failed", err: io.ErrUnexpectedEOF}
+	lost := madeErrorValue(lostErr)
+	for _, first := range []resp.Value{{}, {Kind: resp.Error, Str: "MOVED 0 127.0.0.1:2"}} {
+		both := legs(2)
+		both[0].done, both[1].done = false, false
+		e = (Value{joinSplit(cmdMset, both, []resp.Value{first, lost}, lostErr)}).Err()
+		if OutcomeOf(e) != OutcomeUnknown || !strings.Contains(fmt.Sprint(e), "in flight") {
+			t.Errorf("MSET whose parts were %v and lost in flight: %v, OutcomeOf %v", Value{first}, e, OutcomeOf(e))
+		}
 	}
 	// A reply of the wrong shape is an error, not a panic.
 	if e := (Value{join(cmdMget, arr(str("a")), num(1))}).Err(); e == nil {

@@ -813,7 +813,8 @@ func joinFanOuts(p *Pipeline, legs []leg, vals []resp.Value, replies []Value, un
 // unsent is the reply of one that no master answered. With every leg
 // through, the replies are combined (fanOutReply). Otherwise a read, or a
 // write that no master ran, has the reply of the first leg that did not
-// get through, as the command would on that master alone; a write that
+// get through, as the command would on that master alone, one whose part
+// failed in flight (it may have run) before any other; a write that
 // some master ran has an error that says it reached only some of them, of
 // unknown outcome, since that leg's reply (not sent, say) would read as
 // nothing applied. So has one that a node listed as a master ran as a
@@ -825,7 +826,7 @@ func joinFanOut(ci *commandInfo, legs []leg, vals []resp.Value, unsent resp.Valu
 		ran = ran || legs[k].asRep
 		switch {
 		case !legs[k].done:
-			if missed < 0 {
+			if missed < 0 || mayHaveRunFirst(vals, k, missed) {
 				missed = k
 			}
 		case vals[k].Kind == 0:

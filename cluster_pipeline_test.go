@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -354,6 +355,8 @@ func TestFanOutReply(t *testing.T) {
 	notBusy := resp.Value{Kind: resp.Error, Str: "NOTBUSY No scripts in execution right now."}
 	num := func(n int64) resp.Value { return resp.Value{Kind: resp.Integer, Int: n} }
 	unsent := madeErrorValue(notSent(errors.New("not sent before the pipeline stopped")))
+	lost := madeErrorValue(&uncertainError{msg: "redpipe: cluster: the commands in flight on 127.0.0.1:1 failed", err: io.ErrUnexpectedEOF})
+	moved := resp.Value{Kind: resp.Error, Str: "MOVED 1 127.0.0.1:2"}
 	load := lookupCommand("FUNCTION", "LOAD")
 	dbsize := lookupCommand("DBSIZE", "")
 	kill := lookupCommand("SCRIPT", "KILL")
@@ -374,6 +377,8 @@ func TestFanOutReply(t *testing.T) {
 		{"write that reached some masters", load, []resp.Value{ok, {}, ok}, []bool{true, false, true}, OutcomeUnknown, "reached 2 of 3 masters only"},
 		{"write refused by the masters it reached", load, []resp.Value{oom, {}, oom}, []bool{true, false, true}, OutcomeNotSent, "not sent"},
 		{"read that reached some masters", dbsize, []resp.Value{num(1), {}, num(2)}, []bool{true, false, true}, OutcomeNotSent, "not sent"},
+		{"write not sent to one master and lost in flight on another", load, []resp.Value{{}, lost}, []bool{false, false}, OutcomeUnknown, "in flight"},
+		{"write redirected on one master and lost in flight on another", load, []resp.Value{moved, lost, ok}, []bool{false, false, true}, OutcomeUnknown, "in flight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var v Value
