@@ -586,7 +586,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		}
 		recycleParts(parts)
 		if lost != nil {
-			return partial(p, n, legs, vals, true, lost)
+			// ran, not true: lost says already that the lost part may
+			// have run; that other commands ran only some answer says.
+			return partial(p, n, legs, vals, ran, lost)
 		}
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {

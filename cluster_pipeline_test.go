@@ -573,3 +573,40 @@ func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kil
 		t.Fatal(err)
 	}
 }
+
+// testClusterPipelineEveryPartLost: two masters hold the writes of a
+// plain pipeline (CLIENT PAUSE WRITE), one part on each, until the
+// pipeline's context ends. No command is known to have run: the error is
+// of unknown outcome, for the commands in flight, and does not say that
+// other commands of the pipeline ran, which it used to.
+func testClusterPipelineEveryPartLost(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	a, b := keyIn(100, "everylost:a"), keyIn(6000, "everylost:b")
+	if _, err := c.Del(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	unpause0, unpause1 := pauseWrites(t, cl.Masters[0]), pauseWrites(t, cl.Masters[1])
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	replies, err := c.Pipeline(NoTransaction).Set(a, "1").Set(b, "1").Exec(pctx)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || OutcomeOf(err) != OutcomeUnknown || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exec with every master held: %v (%v); want a *CommandError for command 0 of unknown outcome", err, OutcomeOf(err))
+	}
+	if strings.Contains(err.Error(), "other commands of the pipeline ran") {
+		t.Errorf("Exec's error %q says other commands ran; none answered", err)
+	}
+	if len(replies) != 2 {
+		t.Fatalf("%d replies %v, want 2", len(replies), replies)
+	}
+	for i, r := range replies {
+		if e := r.Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+			t.Errorf("reply %d = %v (%v); want an error of unknown outcome", i, r, OutcomeOf(e))
+		}
+	}
+	unpause0()
+	unpause1()
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

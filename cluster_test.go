@@ -48,6 +48,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterPartlyRefused(t, cl, c) })
 	t.Run("PipelinePartlyRefused", func(t *testing.T) { testClusterPipelinePartlyRefused(t, cl, c) })
 	t.Run("PipelinePartLost", func(t *testing.T) { testClusterPipelinePartLost(t, cl, c) })
+	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })
 	t.Run("PipelineScriptLoadRefused", func(t *testing.T) { testClusterPipelineScriptLoadRefused(t, cl, c) })
 	t.Run("PipelineFanOutUnreached", func(t *testing.T) { testClusterPipelineFanOutUnreached(t, cl) })
 	t.Run("StreamFanOutRedialed", func(t *testing.T) { testClusterStreamFanOutRedialed(t, cl) })
