@@ -35,14 +35,7 @@ func TestClusterFanOutAfterMoved(t *testing.T) {
 	// that has not heard of the move does.
 	stale := func(slot int) {
 		t.Helper()
-		waitRefreshed(t, c.cluster)
-		r := c.cluster
-		r.mu.Lock()
-		r.slots[slot], _ = r.nodeLocked(from.Addr)
-		r.mu.Unlock()
-		if got := r.owner(slot).opt.Addr; got != from.Addr {
-			t.Fatalf("slot %d is routed to %s, want the stale %s", slot, got, from.Addr)
-		}
+		routeStale(t, c, slot, from.Addr)
 	}
 
 	t.Run("FlushAll", func(t *testing.T) {

@@ -859,6 +859,21 @@ func waitRefreshed(t *testing.T, r *clusterRouter) {
 	}
 }
 
+// routeStale makes c route slot to addr, the master that slot left, as a
+// client that has not heard of the move does, once the refresh in flight
+// has ended.
+func routeStale(t *testing.T, c *Client, slot int, addr string) {
+	t.Helper()
+	waitRefreshed(t, c.cluster)
+	r := c.cluster
+	r.mu.Lock()
+	r.slots[slot], _ = r.nodeLocked(addr)
+	r.mu.Unlock()
+	if got := r.owner(slot).opt.Addr; got != addr {
+		t.Fatalf("slot %d is routed to %s, want the stale %s", slot, got, addr)
+	}
+}
+
 func testClusterMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
 	ctx := clusterCtx(t)
 	from := cl.Masters[0]
@@ -908,9 +923,7 @@ func testClusterMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if _, err := c2.Get(ctx, "warm"); !errors.Is(err, ErrNil) {
 		t.Fatal(err)
 	}
-	c2.cluster.mu.Lock()
-	c2.cluster.slots[slot], _ = c2.cluster.nodeLocked(from.Addr)
-	c2.cluster.mu.Unlock()
+	routeStale(t, c2, slot, from.Addr)
 	replies, err = c2.Pipeline().Incr(keys[0]).Get(keys[0]).Exec(ctx)
 	if err != nil || fmt.Sprint(replies) != "[2 2]" {
 		t.Errorf("transaction after MOVED: %v, %v", replies, err)

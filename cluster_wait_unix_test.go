@@ -35,11 +35,7 @@ func waitAfterMoved(t *testing.T, key string) (cl *redistest.Cluster, c *Client,
 	}
 	stale = func(c *Client, slot int, from *redistest.Server) {
 		t.Helper()
-		waitRefreshed(t, c.cluster)
-		r := c.cluster
-		r.mu.Lock()
-		r.slots[slot], _ = r.nodeLocked(from.Addr)
-		r.mu.Unlock()
+		routeStale(t, c, slot, from.Addr)
 	}
 	stale(c, slot, from)
 	replicas, err := cl.ReplicasOf(to)

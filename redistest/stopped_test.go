@@ -144,21 +144,8 @@ func TestStoppedClusterStartsNoNode(t *testing.T) {
 func TestDoOnExitedServerSaysWhy(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
-	// The server crashes by itself. Until the process is gone and reaped
-	// the refused dial cannot be told from a network fault, so the call
-	// is repeated, for a bounded time.
-	s.Do("DEBUG", "SEGFAULT")
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		_, err = s.Do("PING")
-		if err != nil && strings.Contains(err.Error(), "not running") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Do after a crash: %v; want it to say the server is not running", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.Do("DEBUG", "SEGFAULT") // the server crashes by itself
+	err := pingUntilNotRunning(t, s, "a crash")
 	if !strings.Contains(err.Error(), "exited by itself (signal: segmentation fault)") || !strings.Contains(err.Error(), "Restart") {
 		t.Errorf("Do after a crash: %v; want it to say the server crashed", err)
 	}
@@ -182,18 +169,26 @@ func TestDoAfterShutdownSaysHow(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
 	s.Do("SHUTDOWN", "NOSAVE")
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		_, err = s.Do("PING")
-		if err != nil && strings.Contains(err.Error(), "not running") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Do after SHUTDOWN: %v; want it to say the server is not running", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	err := pingUntilNotRunning(t, s, "SHUTDOWN")
 	if !strings.Contains(err.Error(), "exited by itself (exit status 0)") {
 		t.Errorf("Do after SHUTDOWN: %v; want it to say the server exited with status 0", err)
+	}
+}
+
+// pingUntilNotRunning pings s, whose process is ending after what, until
+// the error says it is not running, for a bounded time: until the process
+// is gone and reaped, a refused dial cannot be told from a network fault.
+// It returns that error.
+func pingUntilNotRunning(t *testing.T, s *redistest.Server, what string) error {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err := s.Do("PING")
+		if err != nil && strings.Contains(err.Error(), "not running") {
+			return err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Do after %s: %v; want it to say the server is not running", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
