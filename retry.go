@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
@@ -16,7 +17,17 @@ import (
 // a dial, a handshake, a wait for a pooled connection.
 type notSentError struct{ err error }
 
-func (e *notSentError) Error() string { return e.err.Error() }
+// Error says "not sent" of a context that ended before the command went
+// out, as the engine says it of one that ended while it waited to be
+// written, so that the same event reads the same wherever it was met.
+func (e *notSentError) Error() string {
+	msg := e.err.Error()
+	if (errors.Is(e.err, context.Canceled) || errors.Is(e.err, context.DeadlineExceeded)) &&
+		!strings.HasPrefix(msg, "redpipe:") {
+		return "redpipe: not sent: " + msg
+	}
+	return msg
+}
 func (e *notSentError) Unwrap() error { return e.err }
 
 func notSent(err error) error {
