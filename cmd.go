@@ -327,7 +327,12 @@ func (w *cmdBuf) checkArity(ci *commandInfo, n, idx int) {
 	if w.err != nil {
 		return
 	}
-	if (ci.Arity > 0 && n != ci.Arity) || (ci.Arity < 0 && n < -ci.Arity) {
+	// A command of keys each followed by its values (MSET) takes them
+	// whole: cut short, its last key has no value, which one server
+	// refuses by its arity while a cluster, finding keys of several
+	// slots, would refuse it as CROSSSLOT.
+	if (ci.Arity > 0 && n != ci.Arity) || (ci.Arity < 0 && n < -ci.Arity) ||
+		(ci.Step > 1 && ci.LastKey == -1 && (n-ci.FirstKey)%ci.Step != 0) {
 		w.setErr(&ArityError{Command: ci.Name, Arity: ci.Arity, Got: n}, idx)
 	}
 }

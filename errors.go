@@ -110,6 +110,13 @@ type ArityError struct {
 }
 
 func (e *ArityError) Error() string {
+	if ci := commandTable[e.Command]; ci != nil && ci.Step > 1 && e.Arity < 0 && e.Got >= -e.Arity {
+		want := "a value after each key"
+		if ci.Step > 2 {
+			want = "groups of " + strconv.Itoa(ci.Step) + " words, each a key and its values"
+		}
+		return fmt.Sprintf("redpipe: wrong number of arguments for %s: got %d, want %s", e.Command, e.Got-nameWords(e.Command), want)
+	}
 	if e.Arity < 0 {
 		return fmt.Sprintf("redpipe: wrong number of arguments for %s: got %d, want at least %d (arity %d, counting the command name)",
 			e.Command, e.Got-nameWords(e.Command), -e.Arity-nameWords(e.Command), e.Arity)

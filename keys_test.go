@@ -2,6 +2,7 @@ package redpipe
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -674,5 +675,70 @@ func TestClusterRoutesByServerKeys(t *testing.T) {
 		if strings.Contains(info, "errorstat_MOVED") {
 			t.Errorf("%s redirected commands: %s", s.Addr, info)
 		}
+	}
+}
+
+// A command of keys each followed by its value (MSET, MSETNX) cut short
+// after a key is refused before it is sent, with an *ArityError that says
+// a value is missing, as the server refuses it by its arity. On a cluster
+// it went out unsplit and, its keys lying in several slots, came back
+// CROSSSLOT. Whole pairs still go out.
+func TestKeyValueCommandsTakeWholePairs(t *testing.T) {
+	srv := redistest.Start(t)
+	cl := redistest.StartCluster(t, 0)
+	ctx := ctxT(t)
+	one, err := NewClient(Options{Addr: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	cc, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	var names []string
+	for name, ci := range commandTable {
+		if ci.Step > 1 && ci.LastKey == -1 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if !slices.Contains(names, "MSET") || !slices.Contains(names, "MSETNX") {
+		t.Fatalf("commands of key and value pairs in the table: %v; want MSET and MSETNX among them", names)
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var ae *ArityError
+		if !errors.As(err, &ae) || !strings.Contains(err.Error(), "want a value after each key") || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s: err = %v; want an *ArityError, not sent, saying a value after each key is wanted", what, err)
+		}
+	}
+	for _, name := range names {
+		short := []any{name, "{t}a", "1", "{t}b"}
+		// The server refuses the same line by its arity.
+		if r, err := srv.Do(name, "{t}a", "1", "{t}b"); err != nil || !strings.Contains(fmt.Sprint(r), "wrong number of arguments") {
+			t.Errorf("the server's reply to %v: %v, %v; want a wrong number of arguments", short, r, err)
+		}
+		for _, c := range []struct {
+			what string
+			c    *Client
+		}{{"one server", one}, {"cluster", cc}} {
+			_, err := c.c.Do(ctx, short...)
+			refused(c.what+": Do "+fmt.Sprint(short), err)
+			_, err = c.c.Do(ctx, name, "a", "1", "b")
+			refused(c.what+": Do of keys in several slots", err)
+			_, err = c.c.Pipeline(NoTransaction).Do(short...).Exec(ctx)
+			refused(c.what+": plain pipeline", err)
+			_, err = c.c.Pipeline().Do(short...).Exec(ctx)
+			refused(c.what+": transaction", err)
+			if v, err := c.c.Do(ctx, name, "{t}a", "1", "{t}b", "2"); err != nil || v.Err() != nil {
+				t.Errorf("%s: %s of whole pairs = %v, %v", c.what, name, v, err)
+			}
+		}
+	}
+	if n, err := srv.Do("EXISTS", "{t}b"); err != nil || n != int64(1) {
+		t.Errorf("EXISTS {t}b on the server = %v, %v; want 1, set by the whole pairs only", n, err)
 	}
 }
