@@ -530,32 +530,45 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 			}
 			return nil, err
 		}
-		// A nil connection without an error, taken for a connection, would
-		// crash the client's own goroutines at their first read or
-		// write, where no panic can be recovered.
-		errNil := errors.New("the Dialer returned neither a connection nor an error")
-		switch v := nc.(type) {
-		case nil:
-			return nil, errNil
-		case *net.TCPConn:
-			// Sockets of the standard library's alone are used as they
-			// are: a *tls.Conn may run over a connection of the user's.
-			if v == nil {
-				return nil, errNil
-			}
-			return v, nil
-		case *net.UnixConn:
-			if v == nil {
-				return nil, errNil
-			}
-			return v, nil
+		_, isTLS := nc.(*tls.Conn)
+		nc, err = checkDialed(nc)
+		if err != nil || c.opt.TLSConfig == nil || isTLS {
+			return nc, err
 		}
-		return userConn{nc}, nil
+		// The Dialer gave the path to the server (a tunnel, a proxy),
+		// and TLSConfig asks for TLS: left out, the password and every
+		// command would go over it in plain text.
+		return userDial("the TLS handshake", func() (net.Conn, error) { return c.handshakeTLS(ctx, nc) })
 	case c.opt.TLSConfig != nil:
 		return userDial("the TLS handshake", func() (net.Conn, error) { return c.dialTLS(ctx) })
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, c.opt.Network, c.opt.Addr)
+}
+
+// checkDialed takes what Options.Dialer returned without an error for a
+// connection. A nil one, taken for a connection, would crash the
+// client's own goroutines at their first read or write, where no panic
+// can be recovered. Sockets of the standard library's alone are used as
+// they are; any other connection, a *tls.Conn included, which may run
+// over one of the user's, is guarded as a userConn.
+func checkDialed(nc net.Conn) (net.Conn, error) {
+	errNil := errors.New("the Dialer returned neither a connection nor an error")
+	switch v := nc.(type) {
+	case nil:
+		return nil, errNil
+	case *net.TCPConn:
+		if v == nil {
+			return nil, errNil
+		}
+		return v, nil
+	case *net.UnixConn:
+		if v == nil {
+			return nil, errNil
+		}
+		return v, nil
+	}
+	return userConn{nc}, nil
 }
 
 func (c *Client) dialTLS(ctx context.Context) (net.Conn, error) {
@@ -564,6 +577,12 @@ func (c *Client) dialTLS(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.handshakeTLS(ctx, nc)
+}
+
+// handshakeTLS runs the TLS handshake of Options.TLSConfig over nc, which
+// it closes if the handshake fails.
+func (c *Client) handshakeTLS(ctx context.Context, nc net.Conn) (net.Conn, error) {
 	// Deferred, so that a callback that panics or ends the goroutine
 	// leaves no socket open.
 	done := false

@@ -52,7 +52,10 @@ type Options struct {
 	// DialTimeout bounds one dial and handshake (default 5s). The call's
 	// context can only shorten it.
 	DialTimeout time.Duration
-	// Dialer, when set, replaces the default net.Dialer (and TLS). A
+	// Dialer, when set, replaces the default net.Dialer. With a
+	// TLSConfig too, the TLS handshake runs over the connection it
+	// returns, unless that is a *tls.Conn already: a Dialer that reaches
+	// the server through a tunnel or a proxy does not turn TLS off. A
 	// panic in it fails that dial with a *DialError that says so, and
 	// wraps the panic's value if it is an error: dials also run on the
 	// client's own goroutines, where a panic could not be recovered. So

@@ -830,6 +830,104 @@ func TestTLSClientOnPlainPort(t *testing.T) {
 	}
 }
 
+// TestTLSThroughDialer: with both a Dialer and a TLSConfig, the TLS
+// handshake runs over the Dialer's connection, as with a Dialer that
+// reaches the server through a tunnel; a Dialer that returns a *tls.Conn
+// of its own is not wrapped a second time. The Dialer replaced TLS: the
+// client spoke plain text over it, the password included, and a
+// rediss:// URL given a Dialer connected without TLS to a plain port.
+func TestTLSThroughDialer(t *testing.T) {
+	p := newTestPKI(t)
+	_, tlsAddr := startTLSServer(t, p)
+	plain := redistest.Start(t)
+	ctx := ctxT(t)
+	var nd net.Dialer
+	var dials atomic.Int32
+	tunnel := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return nd.DialContext(ctx, network, addr)
+	}
+	verified := func(n *atomic.Int32) *tls.Config {
+		return &tls.Config{RootCAs: p.roots, VerifyConnection: func(tls.ConnectionState) error {
+			n.Add(1)
+			return nil
+		}}
+	}
+
+	t.Run("plain Dialer", func(t *testing.T) {
+		var handshakes atomic.Int32
+		dials.Store(0)
+		c, err := NewClient(Options{Addr: tlsAddr, Dialer: tunnel, TLSConfig: verified(&handshakes), MaxRetries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Set(ctx, "tls:dialer", "yes"); err != nil {
+			t.Fatalf("Set over TLS through a Dialer: %v", err)
+		}
+		tx, err := c.Watch(ctx, "tls:dialer") // a dedicated connection
+		if err != nil {
+			t.Fatalf("Watch over TLS through a Dialer: %v", err)
+		}
+		if s, err := tx.Get(ctx, "tls:dialer"); err != nil || s != "yes" {
+			t.Fatalf("Get on the Tx = %q, %v", s, err)
+		}
+		tx.Close()
+		if d, h := dials.Load(), handshakes.Load(); d != 2 || h != 2 {
+			t.Fatalf("%d dials through the Dialer and %d verified TLS handshakes, want 2 of each", d, h)
+		}
+	})
+
+	t.Run("Dialer that does TLS", func(t *testing.T) {
+		var own, client atomic.Int32
+		host, _, _ := net.SplitHostPort(tlsAddr)
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := verified(&own)
+			cfg.ServerName = host
+			tc := tls.Client(nc, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				nc.Close()
+				return nil, err
+			}
+			return tc, nil
+		}
+		c, err := NewClient(Options{Addr: tlsAddr, Dialer: dial, TLSConfig: verified(&client), MaxRetries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if s, err := c.Ping(ctx); err != nil || s != "PONG" {
+			t.Fatalf("Ping through a Dialer that returns a *tls.Conn = %q, %v", s, err)
+		}
+		if o, cl := own.Load(), client.Load(); o != 1 || cl != 0 {
+			t.Fatalf("the Dialer made %d TLS handshakes and the client %d, want 1 and 0", o, cl)
+		}
+	})
+
+	t.Run("plain port", func(t *testing.T) {
+		dials.Store(0)
+		c, err := NewClient(Options{Addr: plain.Addr, Dialer: tunnel, DialTimeout: 300 * time.Millisecond, MaxRetries: -1,
+			TLSConfig: &tls.Config{RootCAs: p.roots, ServerName: "127.0.0.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := c.Ping(ctx)
+		var de *DialError
+		if !errors.As(err, &de) || !strings.Contains(err.Error(), "does the server accept TLS") || OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("Ping with a TLSConfig, through a Dialer, to a plain port = %q, %v (outcome %v); "+
+				"want a *DialError that asks whether the server speaks TLS, nothing sent in plain text", s, err, OutcomeOf(err))
+		}
+		if d := dials.Load(); d != 1 {
+			t.Fatalf("%d dials through the Dialer, want 1", d)
+		}
+	})
+}
+
 // TestTLSCallbackPanics: a TLSConfig callback (VerifyConnection here) that
 // panics, or ends its goroutine with runtime.Goexit as t.FailNow does,
 // fails that dial with a *DialError that says so, as a Dialer's does. The
