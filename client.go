@@ -477,6 +477,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		return nil, c.closedErr()
 	}
 	defer c.dials.Done()
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
 	defer cancel()
 	// A dedicated connection is dialed under its caller's context, which
@@ -490,7 +491,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		if c.life.Err() != nil {
 			return nil, c.closedErr()
 		}
-		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: err})
+		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: c.dialTimedOut(ctx, caller, err)})
 	}
 	opt := c.connOpt
 	if c.opt.PollWait > 0 && c.opt.Dialer == nil {
@@ -513,9 +514,28 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		if c.life.Err() != nil {
 			return nil, c.closedErr()
 		}
+		var he *HandshakeError
+		if errors.As(err, &he) {
+			he.Err = c.dialTimedOut(ctx, caller, he.Err)
+		}
 		return nil, notSent(err)
 	}
 	return cn, nil
+}
+
+// dialTimedOut names DialTimeout in err, the error of a dial or handshake
+// under ctx, if DialTimeout ended it rather than the caller's context:
+// what the context's end leaves in err ("context deadline exceeded",
+// "i/o timeout") reads as the caller's deadline, of a caller who may have
+// set none, when a server slow to answer, or one that took the
+// connection and never answered, is what happened.
+func (c *Client) dialTimedOut(ctx, caller context.Context, err error) error {
+	var ne net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+	if !timeout || ctx.Err() != context.DeadlineExceeded || caller.Err() != nil {
+		return err
+	}
+	return fmt.Errorf("DialTimeout (%v) ran out before the connection was ready: %w", c.opt.DialTimeout, err)
 }
 
 // dialNet connects to the server: through Options.Dialer, or a net.Dialer

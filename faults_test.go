@@ -188,6 +188,45 @@ func TestDialRetriedWithinContext(t *testing.T) {
 	}
 }
 
+// TestDialTimeoutNamed: a server that takes the connection and never
+// answers its HELLO fails the dial once DialTimeout runs out, with an
+// error that names DialTimeout, for the shared connection and a pooled
+// one alike. The error said only "context deadline exceeded", which reads
+// as the caller's own deadline, though the caller had set none that
+// near. A caller whose own deadline ends the dial first is not told of
+// DialTimeout.
+func TestDialTimeoutNamed(t *testing.T) {
+	srv := redistest.Start(t)
+	p := redistest.StartProxy(t, srv.Addr)
+	p.Stall(redistest.ServerToClient, true) // HELLO is read, its reply never comes
+	c, err := NewClient(Options{Addr: p.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	check := func(what string, err error) {
+		t.Helper()
+		var he *HandshakeError
+		if !errors.As(err, &he) || he.Step != "HELLO" || !errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), "DialTimeout (200ms) ran out") || OutcomeOf(err) != OutcomeNotSent {
+			t.Fatalf("%s against a server that never answers = %v (outcome %v); "+
+				"want a *HandshakeError at HELLO, not sent, that names DialTimeout", what, err, OutcomeOf(err))
+		}
+	}
+	_, err = c.Ping(ctx)
+	check("Ping", err)
+	_, err = c.Watch(ctx, "k")
+	check("Watch", err)
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Watch(short, "k")
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "DialTimeout") {
+		t.Fatalf("Watch whose own deadline ends the dial = %v; want the deadline's error, DialTimeout unnamed", err)
+	}
+}
+
 // TestPoolExhaustion: with every dedicated connection lent, a waiter
 // leaves at its deadline; when they come back, many contending
 // transactions all finish, and nothing deadlocks.
