@@ -193,6 +193,44 @@ func TestIdleCheckReplacesDeadConnection(t *testing.T) {
 	}
 }
 
+// TestIdleCheckRefusedStillAlive: the idle check's PING refused by the
+// server (an ACL user without the right to PING) is a reply, which proves
+// the connection alive: it is lent again, not closed and replaced by a
+// new dial before every session.
+func TestIdleCheckRefusedStillAlive(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "noping", "on", ">noping-pw", "~*", "+@all", "-ping")
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "noping", Password: "noping-pw", PoolSize: 2,
+		IdleCheckAfter: time.Nanosecond, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	var first string
+	for i := range 3 {
+		tx, err := c.Watch(ctx, "k")
+		if err != nil {
+			t.Fatalf("Watch %d: %v", i, err)
+		}
+		addr := tx.d.LocalAddr().String()
+		if i == 0 {
+			first = addr
+		}
+		_, err = tx.Multi().Set("k", i).Exec(ctx)
+		tx.Close()
+		if err != nil {
+			t.Fatalf("Exec %d: %v", i, err)
+		}
+		if addr != first {
+			t.Fatalf("session %d was lent connection %s, not %s, idle since the last: its check's refused PING closed it", i, addr, first)
+		}
+	}
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("pool open=%d idle=%d, want the one connection, idle", open, idle)
+	}
+}
+
 // TestMaxIdleNone: with MaxIdle -1 a dedicated connection is closed as soon
 // as its session ends; none stays idle, in the pool or on the server.
 func TestMaxIdleNone(t *testing.T) {
