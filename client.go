@@ -494,6 +494,13 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: c.dialTimedOut(ctx, caller, err)})
 	}
 	opt := c.connOpt
+	// The handshake's replies are read under the default limits: the
+	// server's HELLO reply, with a map of seven fields and a list of its
+	// modules, each a map with a list of its arguments, would break
+	// limits set for the caller's data (a MaxReplyDepth of 2 or 3, say)
+	// on one server and not another, and no connection could be made.
+	// The caller's limits apply from the first reply after it.
+	opt.Limits = resp.Limits{}
 	if c.opt.PollWait > 0 && c.opt.Dialer == nil {
 		opt.Poll = c.opt.PollWait
 	}
@@ -519,6 +526,9 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 			he.Err = c.dialTimedOut(ctx, caller, he.Err)
 		}
 		return nil, notSent(err)
+	}
+	if c.connOpt.Limits != opt.Limits {
+		cn.SetLimits(c.connOpt.Limits)
 	}
 	return cn, nil
 }

@@ -704,6 +704,73 @@ func TestSizeLimitDepth(t *testing.T) {
 	}
 }
 
+// TestSizeLimitsSpareHandshake: reply limits set for the caller's data,
+// below what the server's HELLO reply holds (a map of seven fields, its
+// version string, its modules), leave the connection's setup alone and
+// apply from the first reply after it, on the shared connection and a
+// pooled one. Every connection failed at HELLO with a *resp.LimitError,
+// so no call could be made; a MaxReplyDepth of 3 fails so only on a
+// server with modules loaded.
+func TestSizeLimitsSpareHandshake(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "SET", "k", "v")
+	srv.MustDo(t, "SET", "five", "12345")
+	srv.MustDo(t, "RPUSH", "list", "1", "2", "3", "4", "5")
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		over func(c *Client) error // the first call, whose reply is over the limit
+	}{
+		{"MaxReplyDepth 1", Options{MaxReplyDepth: 1}, func(c *Client) error {
+			_, err := c.Eval(ctx, "return {{1}}", 0)
+			return err
+		}},
+		{"MaxReplyElems 4", Options{MaxReplyElems: 4}, func(c *Client) error {
+			_, err := c.LRange(ctx, "list", 0, -1)
+			return err
+		}},
+		{"MaxReplyBytes 4", Options{MaxReplyBytes: 4}, func(c *Client) error {
+			_, err := c.Get(ctx, "five")
+			return err
+		}},
+	} {
+		for _, poll := range []time.Duration{0, -1} { // the caller reads its reply, or the reader goroutine
+			t.Run(fmt.Sprintf("%s PollWait %v", tc.name, poll), func(t *testing.T) {
+				opt := tc.opt
+				opt.Addr, opt.MaxRetries, opt.PollWait = srv.Addr, -1, poll
+				c, err := NewClient(opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				var le *resp.LimitError
+				var he *HandshakeError
+				if err := tc.over(c); !errors.As(err, &le) || errors.As(err, &he) {
+					t.Fatalf("first call, its reply over the limit: err = %v, want a *resp.LimitError from its reply, not from the setup", err)
+				}
+				if le.Limit > 5 {
+					t.Fatalf("the limit hit was %d (%v), not the one set", le.Limit, le)
+				}
+				if s, err := c.Get(ctx, "k"); err != nil || s != "v" {
+					t.Fatalf("GET over a new connection after the limit = %q, %v", s, err)
+				}
+				tx, err := c.Watch(ctx, "k")
+				if err != nil {
+					t.Fatalf("Watch: %v", err)
+				}
+				defer tx.Close()
+				if s, err := tx.Get(ctx, "k"); err != nil || s != "v" {
+					t.Fatalf("GET on the Tx = %q, %v", s, err)
+				}
+				if err := tc.over(c); !errors.As(err, &le) {
+					t.Fatalf("a reply over the limit after the Watch: err = %v, want a *resp.LimitError", err)
+				}
+			})
+		}
+	}
+}
+
 // TestBinarySafety sends keys and values that hold protocol bytes, NULs,
 // invalid UTF-8 and reply lookalikes through every path that carries them,
 // and checks they come back byte for byte.

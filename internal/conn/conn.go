@@ -291,6 +291,12 @@ func New(nc net.Conn, opt Options) *Conn {
 	return c
 }
 
+// SetLimits replaces the limits its replies are read under (see
+// resp.Reader.SetLimits): a reply that starts to arrive after it returns
+// is read under them. Set while no reply is due, they apply from the next
+// reply on, as a connection's setup may need other limits than its calls.
+func (c *Conn) SetLimits(lim resp.Limits) { c.rd.SetLimits(lim) }
+
 // Err returns the sticky error that ended the connection, or nil while it
 // is usable.
 func (c *Conn) Err() error {

@@ -53,6 +53,7 @@ func (r *Reader) ReadBuffered() (v Value, ok bool, err error) {
 
 // view is a probe over what r has buffered.
 func (r *Reader) view() Reader {
+	r.adopt()
 	return Reader{buf: r.buf[r.r:r.w], w: r.w - r.r, base: r.base + int64(r.r),
 		lim: r.lim, maxLine: r.maxLine, probe: true}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -76,6 +77,9 @@ type Reader struct {
 	maxLine int
 	lineOff int64 // stream offset of the last line returned by readLine
 	probe   bool  // a view for HasValue and ReadBuffered: never reads, moves or grows buf
+	// next holds limits SetLimits gave, until the reading goroutine takes
+	// them into lim and maxLine, which it alone uses. Nil in a view.
+	next *atomic.Pointer[Limits]
 }
 
 // NewReader returns a Reader with a 32 KiB buffer.
@@ -93,6 +97,27 @@ func NewReaderSize(r io.Reader, size int, lim Limits) *Reader {
 		buf:     make([]byte, size),
 		lim:     lim,
 		maxLine: int(max(lim.MaxBulkLen, minMaxLine)),
+		next:    new(atomic.Pointer[Limits]),
+	}
+}
+
+// SetLimits replaces the reader's limits. It may be called while another
+// goroutine reads: the reader takes the new limits before it checks the
+// next line it reads against them, a line that has arrived already
+// included, so a value whose first byte arrives after SetLimits returns is
+// read under them.
+func (r *Reader) SetLimits(lim Limits) {
+	lim = lim.normalized()
+	r.next.Store(&lim)
+}
+
+// adopt takes the limits SetLimits gave, if any.
+func (r *Reader) adopt() {
+	if r.next == nil || r.next.Load() == nil {
+		return
+	}
+	if lim := r.next.Swap(nil); lim != nil {
+		r.lim, r.maxLine = *lim, int(max(lim.MaxBulkLen, minMaxLine))
 	}
 }
 
@@ -637,6 +662,7 @@ func (r *Reader) parseDouble(line []byte) (float64, error) {
 func (r *Reader) readLine() ([]byte, error) {
 	scanned := 0
 	for {
+		r.adopt() // every check that a line, or what it heads, may make comes after
 		if i := bytes.IndexByte(r.buf[r.r+scanned:r.w], '\n'); i >= 0 {
 			end := r.r + scanned + i
 			r.lineOff = r.base + int64(r.r)

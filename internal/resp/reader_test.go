@@ -390,6 +390,37 @@ func TestReadLineLimit(t *testing.T) {
 	}
 }
 
+// TestSetLimits: limits given by SetLimits apply from the next value,
+// ReadBuffered's included, and from a value whose bytes arrive while
+// another goroutine waits in a read begun under the old limits.
+func TestSetLimits(t *testing.T) {
+	r := NewReader(strings.NewReader("*3\r\n:1\r\n:2\r\n:3\r\n*3\r\n:1\r\n:2\r\n:3\r\n$4\r\nabcd\r\n"), Limits{})
+	if _, err := r.ReadValue(); err != nil {
+		t.Fatalf("under the first limits: %v", err)
+	}
+	r.SetLimits(Limits{MaxArrayLen: 2, MaxBulkLen: 3})
+	var le *LimitError
+	if _, _, err := r.ReadBuffered(); !errors.As(err, &le) || le.What != "array length" || le.Limit != 2 {
+		t.Fatalf("ReadBuffered after SetLimits: %v, want the array over the new limit", err)
+	}
+
+	pr, pw := io.Pipe()
+	r = NewReaderSize(pr, 16, Limits{})
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.ReadValue()
+		got <- err
+	}()
+	// The reader waits for the value's first byte, under the old limits.
+	r.SetLimits(Limits{MaxDepth: 1})
+	if _, err := pw.Write([]byte("*1\r\n*1\r\n:1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.As(err, &le) || le.What != "nesting depth" || le.Limit != 1 {
+		t.Fatalf("a value that arrived after SetLimits: %v, want it over the new depth limit", err)
+	}
+}
+
 // A hostile header must not make the reader allocate for data that has not
 // arrived.
 func TestHugeHeadersDoNotPreallocate(t *testing.T) {
