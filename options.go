@@ -106,6 +106,10 @@ type Options struct {
 	MaxReplyElems int64
 	// MaxReplyDepth bounds the nesting of aggregate replies (default 128,
 	// at most 65536).
+	//
+	// The three limits apply to the replies of calls. The replies of a
+	// connection's setup (HELLO, whose size and nesting grow with the
+	// server's modules, AUTH, SELECT) are read under the defaults.
 	MaxReplyDepth int
 
 	// ReplyTimeout ends a connection when replies are due on it and no
