@@ -722,8 +722,31 @@ func helloUnknown(e *Error) bool {
 	return e.Prefix == "NOPROTO" || (e.Prefix == "ERR" && strings.Contains(strings.ToLower(e.Msg), "unknown command"))
 }
 
+// handshakeError is the failure of a step of a connection's setup. A
+// refusal by the server that comes of the options says which to change:
+// the server's own words speak of its commands (NOAUTH's of the AUTH
+// option of HELLO), which the caller never wrote.
 func handshakeError(step string, err error) error {
-	return &HandshakeError{Step: step, Err: err}
+	he := &HandshakeError{Step: step, Err: err}
+	var se *Error
+	if !errors.As(err, &se) {
+		return he
+	}
+	switch {
+	case se.Prefix == "NOAUTH":
+		he.hint = "the server requires a password: set Options.Password, and Options.Username for a user other than default, " +
+			"or give them in the URL as redis://user:password@host"
+	case se.Prefix == "WRONGPASS":
+		he.hint = "check Options.Username and Options.Password, or those of the URL: the server refused them, " +
+			"or the user is off"
+	case step == "SELECT" && strings.Contains(se.Msg, "out of range"):
+		he.hint = "Options.DB, or the URL's database, is past the databases the server has (its databases setting, 16 by default)"
+	case step == "CLIENT SETNAME" && se.Prefix == "NOPERM":
+		he.hint = "the user may not name its connection: leave Options.ClientName empty, or allow it CLIENT SETNAME"
+	case se.Prefix == "NOPERM":
+		he.hint = "the user may not run " + step + ", which the options ask for on every connection"
+	}
+	return he
 }
 
 // closeConn closes a connection and forgets it.

@@ -340,10 +340,16 @@ func txSendError(err error) error {
 type HandshakeError struct {
 	Step string // HELLO, AUTH, CLIENT SETNAME or SELECT
 	Err  error
+
+	hint string // what to change, where the server's refusal tells it
 }
 
 func (e *HandshakeError) Error() string {
-	return "redpipe: connection setup failed at " + e.Step + ": " + e.Err.Error()
+	msg := "redpipe: connection setup failed at " + e.Step + ": " + e.Err.Error()
+	if e.hint != "" {
+		msg += " (" + e.hint + ")"
+	}
+	return msg
 }
 
 func (e *HandshakeError) Unwrap() error { return e.Err }

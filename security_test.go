@@ -429,6 +429,75 @@ func TestACLWrongAndMissingPassword(t *testing.T) {
 	})
 }
 
+// TestHandshakeErrorsSayWhatToDo: a connection setup the server refuses
+// for what the options say names the option to change, beside the
+// server's own words, which speak of its commands: NOAUTH's tell of the
+// AUTH option of HELLO, which the caller never wrote. The server's *Error
+// stays reachable.
+func TestHandshakeErrorsSayWhatToDo(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "unnamed", "on", ">unnamed-pw", "~*", "+@all", "-client|setname")
+	srv.MustDo(t, "ACL", "SETUSER", "db0only", "on", ">db0only-pw", "~*", "+@all", "-select")
+	ctx := ctxT(t)
+	ping := func(t *testing.T, opt Options) error {
+		t.Helper()
+		opt.Addr, opt.MaxRetries = srv.Addr, -1
+		c, err := NewClient(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Ping(ctx)
+		return err
+	}
+	check := func(t *testing.T, err error, step, prefix, says string) {
+		t.Helper()
+		var he *HandshakeError
+		var se *Error
+		if !errors.As(err, &he) || he.Step != step || !errors.As(err, &se) || se.Prefix != prefix {
+			t.Fatalf("err = %v, want a *HandshakeError at %s wrapping a %s *Error", err, step, prefix)
+		}
+		if !strings.Contains(err.Error(), says) {
+			t.Fatalf("error %q does not say what to do: %q", err, says)
+		}
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		check(t, ping(t, Options{Username: "unnamed", Password: "wrong"}), "HELLO", "WRONGPASS", "check Options.Username and Options.Password")
+	})
+	t.Run("database out of range", func(t *testing.T) {
+		check(t, ping(t, Options{DB: 99}), "SELECT", "ERR", "Options.DB, or the URL's database, is past the databases the server has")
+	})
+	t.Run("CLIENT SETNAME not allowed", func(t *testing.T) {
+		check(t, ping(t, Options{Username: "unnamed", Password: "unnamed-pw", ClientName: "n", Protocol: 2}),
+			"CLIENT SETNAME", "NOPERM", "leave Options.ClientName empty")
+	})
+	t.Run("SELECT not allowed", func(t *testing.T) {
+		check(t, ping(t, Options{Username: "db0only", Password: "db0only-pw", DB: 1}), "SELECT", "NOPERM", "may not run SELECT")
+	})
+	t.Run("password required while the client runs", func(t *testing.T) {
+		// Retried, the PING sent on the closed connection dials again.
+		c, err := NewClient(Options{Addr: srv.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// On one connection: the password is required from now on, and
+		// every connection of the client is closed.
+		if _, err := srv.Pipeline([]string{"CONFIG", "SET", "requirepass", "now-required"},
+			[]string{"CLIENT", "KILL", "TYPE", "normal"}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			srv.Pipeline([]string{"AUTH", "now-required"}, []string{"CONFIG", "SET", "requirepass", ""})
+		})
+		_, err = c.Ping(ctx)
+		check(t, err, "HELLO", "NOAUTH", "the server requires a password: set Options.Password")
+	})
+}
+
 // TestUsernameWithoutPassword: a Username given without a Password still
 // logs in as that user, with an empty password, rather than leaving the
 // connection to the default user and its rights.
