@@ -269,11 +269,11 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	// A released client's connection serves the calls in line only: a
 	// new one goes on by the layout (see release).
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !c.released.Load() {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.ReadOnly() && !c.released.Load() {
 		return cn, nil
 	}
 	c.dialMu.Lock()
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !c.noDials {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.ReadOnly() && !c.noDials {
 		c.dialMu.Unlock()
 		return cn, nil
 	}
@@ -408,13 +408,44 @@ func (c *Client) dialShared(pd *pendingDial) {
 		}
 		c.dialing = nil
 		c.dialMu.Unlock()
-		if old != nil {
+		switch {
+		case old == nil:
+		case old.Alive():
+			c.retire(old)
+		default:
 			c.closeConn(old)
 		}
 		pd.cn, pd.err = cn, err
 		close(pd.done)
 	}()
 	cn, err = c.dial(c.life)
+}
+
+// errReplaced fails a call that took a shared connection as another
+// replaced it, and found it closed: nothing of it was sent.
+var errReplaced = errors.New("the connection was replaced, its server having refused a write as a read-only replica")
+
+// retire closes old, a shared connection that a new one has replaced
+// while it still works (its server became a replica), once the calls in
+// line on it have their replies: cut short, they would fail although
+// their replies were on the way. It is counted in dials, so that Close,
+// which ends it, waits for it.
+func (c *Client) retire(old *conn.Conn) {
+	c.dials.Add(1) // in dialShared, itself counted: Close cannot be done waiting
+	go func() {
+		defer c.dials.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for !old.CloseIdle(errReplaced) {
+			select {
+			case <-tick.C:
+			case <-c.life.Done():
+				c.closeConn(old)
+				return
+			}
+		}
+		c.closeConn(old) // forgets it; closing it again does nothing
+	}()
 }
 
 // dedicated is a connection lent by the pool.
@@ -424,6 +455,11 @@ type dedicated struct {
 }
 
 func (d *dedicated) Close() error { return d.c.closeConn(d.Conn) }
+
+// Idle is the pool's test of a connection given back: one whose server
+// refused a write as a read-only replica is not lent again, as the master
+// the client is for may be found at Addr by a new connection.
+func (d *dedicated) Idle() bool { return d.Conn.Idle() && !d.Conn.ReadOnly() }
 
 func (c *Client) dialDedicated(ctx context.Context) (*dedicated, error) {
 	cn, err := c.dial(ctx)
@@ -507,6 +543,10 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	if c.opt.ReplyTimeout > 0 {
 		opt.StallTimeout = c.opt.ReplyTimeout
 	}
+	// A client of one server whose master moved, as after a failover
+	// behind a DNS name, replaces a connection refused with READONLY;
+	// those of a cluster follow its layout instead.
+	opt.NoteReadOnly = c.cluster == nil && c.front == nil && !c.replica
 	cn := conn.New(nc, opt)
 	c.mu.Lock()
 	if c.closed {

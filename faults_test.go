@@ -227,6 +227,87 @@ func TestDialTimeoutNamed(t *testing.T) {
 	}
 }
 
+// TestMasterMovedBehindName: the client reaches its server by a name (a
+// Dialer here, as DNS would) that moves to another server when the first
+// becomes a replica, as in a failover. The write refused with READONLY
+// is the last one sent to the replica: the shared connection is replaced,
+// and a pooled one is not lent again, so the next calls reach the new
+// master. The shared connection stayed, and every write was refused
+// until it broke.
+func TestMasterMovedBehindName(t *testing.T) {
+	const name = "moved-behind-name"
+	a, b := redistest.Start(t), redistest.Start(t)
+	var target atomic.Value
+	target.Store(a.Addr)
+	var nd net.Dialer
+	c, err := NewClient(Options{Addr: "redis.example:6379", ClientName: name, MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return nd.DialContext(ctx, network, target.Load().(string))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "on a"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Watch(ctx, "k") // a pooled connection to a, idle once closed
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Close()
+
+	target.Store(b.Addr)
+	host, port, _ := net.SplitHostPort(b.Addr)
+	a.MustDo(t, "REPLICAOF", host, port)
+
+	var se *Error
+	if err := c.Set(ctx, "k", "refused"); !errors.As(err, &se) || se.Prefix != "READONLY" {
+		t.Fatalf("Set on the connection to the new replica = %v, want its READONLY refusal", err)
+	}
+	if err := c.Set(ctx, "k", "on b"); err != nil {
+		t.Fatalf("Set after the READONLY refusal: %v; want it sent to the new master on a new connection", err)
+	}
+	if got := b.MustDo(t, "GET", "k"); got != "on b" {
+		t.Fatalf("GET on the new master = %v, want \"on b\"", got)
+	}
+
+	// The pooled connection to a is lent once, refused, and dropped.
+	tx, err = c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Multi().Set("k", "refused in a transaction").Exec(ctx)
+	tx.Close()
+	if err == nil || !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("Exec on the pooled connection to the new replica = %v, want its READONLY refusal", err)
+	}
+	tx, err = c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Multi().Set("k", "in a transaction on b").Exec(ctx)
+	tx.Close()
+	if err != nil {
+		t.Fatalf("Exec after the READONLY refusal: %v; want it run on the new master", err)
+	}
+	if got := b.MustDo(t, "GET", "k"); got != "in a transaction on b" {
+		t.Fatalf("GET on the new master = %v, want the transaction's value", got)
+	}
+
+	// No connection of the client's is left on the replica.
+	waitForServer(t, ctx, "the client's connections to the replica to close", func() (bool, string) {
+		var left []string
+		for _, cl := range serverClients(t, a) {
+			if cl["name"] == name {
+				left = append(left, cl["addr"])
+			}
+		}
+		return len(left) == 0, fmt.Sprint(left)
+	})
+}
+
 // TestPoolExhaustion: with every dedicated connection lent, a waiter
 // leaves at its deadline; when they come back, many contending
 // transactions all finish, and nothing deadlocks.

@@ -20,7 +20,11 @@ type Options struct {
 	// Network is "tcp" (default) or "unix".
 	Network string
 	// Addr is host:port for tcp (default "localhost:6379") or the socket
-	// path for unix.
+	// path for unix. A connection whose server refuses a write with
+	// READONLY, having become a replica (a failover behind a DNS name,
+	// say), is replaced: the refused call fails with that *Error, and the
+	// calls after it go over a new connection to whatever Addr reaches
+	// then.
 	Addr string
 
 	// Username and Password authenticate every connection with HELLO (or

@@ -87,6 +87,10 @@ type Options struct {
 	// reports and leaves the socket usable, which a TLS connection does
 	// not promise (its state is corrupt after a timed-out write).
 	DirectWrite int
+	// NoteReadOnly has the connection note a READONLY refusal among its
+	// replies, which ReadOnly then reports: the server it reached is a
+	// replica now.
+	NoteReadOnly bool
 	// Poll is how long the reader, or a caller reading its own reply,
 	// reads the socket without sleeping before it waits in the runtime's
 	// poller (see poller); zero or less turns polling off, and with it
@@ -249,7 +253,10 @@ type Conn struct {
 	space  chan struct{} // capacity 1: the writer drained wbuf
 	closed chan struct{} // closed on failure, stops the writer
 	dead   atomic.Bool   // set with err, read without the lock on every call
-	wg     sync.WaitGroup
+	// readOnly is set by the holder of the read role on a READONLY
+	// refusal, with Options.NoteReadOnly; read without the lock.
+	readOnly atomic.Bool
+	wg       sync.WaitGroup
 }
 
 // New starts the reader and writer of a connection on nc, which the Conn
@@ -308,6 +315,11 @@ func (c *Conn) Err() error {
 // Alive reports whether the connection has not failed. It is cheap enough
 // to check before every call.
 func (c *Conn) Alive() bool { return !c.dead.Load() }
+
+// ReadOnly reports whether a reply was a READONLY refusal, with
+// Options.NoteReadOnly: the server is a replica, no longer the master the
+// connection was made to reach.
+func (c *Conn) ReadOnly() bool { return c.readOnly.Load() }
 
 // Idle reports whether the connection is usable and has nothing in flight:
 // no unsent bytes and no call in line, abandoned ones included. Only an

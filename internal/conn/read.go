@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe/internal/resp"
@@ -398,6 +399,9 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 			bad = &resp.ProtocolError{Offset: ends[i],
 				Expected: "no reply (the waiting command was not sent yet)", Found: v.Kind.String()}
 			break
+		}
+		if v.Kind == resp.Error && c.opt.NoteReadOnly && strings.HasPrefix(v.Str, "READONLY ") {
+			c.readOnly.Store(true)
 		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
