@@ -32,9 +32,10 @@ type Client struct {
 	// shared is the connection plain calls use; replaced under dialMu when
 	// it fails. Read without a lock on every call.
 	shared  atomic.Pointer[conn.Conn]
-	dialMu  sync.Mutex   // guards dialing and noDials
+	dialMu  sync.Mutex   // guards dialing, noDials and aging
 	dialing *pendingDial // the dial of a new shared connection, or nil
 	noDials bool         // set by Close: no dial starts after it waits for dials
+	aging   *time.Timer  // marks the shared connection aged at MaxConnAge
 
 	// life ends when the client is closed, cutting short dials in flight,
 	// dedicated ones included; Close waits for them with dials.
@@ -216,6 +217,12 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 		return Value{}, err
 	}
 	v, err := cn.DoOne(ctx, w.buf)
+	if err != nil && replaced(err) {
+		if cn, err = c.sharedConn(ctx); err != nil {
+			return Value{}, err
+		}
+		v, err = cn.DoOne(ctx, w.buf)
+	}
 	return Value{v}, err
 }
 
@@ -269,11 +276,12 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	// A released client's connection serves the calls in line only: a
 	// new one goes on by the layout (see release).
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.ReadOnly() && !c.released.Load() {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.Stale() && !c.released.Load() {
 		return cn, nil
 	}
 	c.dialMu.Lock()
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.ReadOnly() && !c.noDials {
+	cn := c.shared.Load()
+	if cn != nil && cn.Alive() && !cn.Stale() && !c.noDials {
 		c.dialMu.Unlock()
 		return cn, nil
 	}
@@ -289,6 +297,13 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 		go c.dialShared(pd)
 	}
 	c.dialMu.Unlock()
+	// A connection open for MaxConnAge serves on until the one dialed to
+	// replace it is ready: otherwise every call would wait out that dial,
+	// or fail with it, at each MaxConnAge. One whose server refused a
+	// write with READONLY does not: it reaches a replica.
+	if cn != nil && cn.Alive() && !cn.ReadOnly() && !c.released.Load() {
+		return cn, nil
+	}
 	select {
 	case <-pd.done:
 		return pd.cn, pd.err
@@ -405,6 +420,13 @@ func (c *Client) dialShared(pd *pendingDial) {
 		c.dialMu.Lock()
 		if err == nil {
 			old = c.shared.Swap(cn)
+			c.ageLocked(cn, c.opt.MaxConnAge)
+		} else if cur := c.shared.Load(); cur != nil && cur.Alive() && !cur.ReadOnly() && !c.noDials {
+			// An aged connection serves on (see sharedConn), and its
+			// replacement is dialed again later rather than by every call
+			// that comes meanwhile.
+			cur.SetAged(false)
+			c.ageLocked(cur, min(c.opt.MaxConnAge, time.Second))
 		}
 		c.dialing = nil
 		c.dialMu.Unlock()
@@ -421,22 +443,52 @@ func (c *Client) dialShared(pd *pendingDial) {
 	cn, err = c.dial(c.life)
 }
 
-// errReplaced fails a call that took a shared connection as another
-// replaced it, and found it closed: nothing of it was sent.
-var errReplaced = errors.New("the connection was replaced, its server having refused a write as a read-only replica")
+// ageLocked marks cn aged after d, a replacement of the shared
+// connection then to be dialed, or never if d is 0 (no MaxConnAge). It is
+// called with dialMu held.
+func (c *Client) ageLocked(cn *conn.Conn, d time.Duration) {
+	if c.aging != nil {
+		c.aging.Stop()
+		c.aging = nil
+	}
+	if d > 0 {
+		c.aging = time.AfterFunc(d, func() { cn.SetAged(true) })
+	}
+}
+
+// errReplaced and errAged fail a call that took a shared connection as
+// another replaced it, and found it closed: nothing of it was sent.
+var (
+	errReplaced = errors.New("the connection was replaced, its server having refused a write as a read-only replica")
+	errAged     = errors.New("the connection was replaced, having been open for Options.MaxConnAge")
+)
+
+// replaced tells the failure of a call that took the shared connection
+// just as a new one replaced it, and joined its line once it was closed:
+// nothing of it was sent, and it belongs on the new one. The replacement
+// is the client's own doing, so such a call neither counts it against
+// MaxRetries nor waits out a backoff.
+func replaced(err error) bool {
+	var ce *conn.Error
+	return errors.As(err, &ce) && ce.Unsent && (errors.Is(err, errReplaced) || errors.Is(err, errAged))
+}
 
 // retire closes old, a shared connection that a new one has replaced
-// while it still works (its server became a replica), once the calls in
-// line on it have their replies: cut short, they would fail although
-// their replies were on the way. It is counted in dials, so that Close,
-// which ends it, waits for it.
+// while it still works (its server became a replica, or it reached
+// MaxConnAge), once the calls in line on it have their replies: cut
+// short, they would fail although their replies were on the way. It is
+// counted in dials, so that Close, which ends it, waits for it.
 func (c *Client) retire(old *conn.Conn) {
+	why := errAged
+	if old.ReadOnly() {
+		why = errReplaced
+	}
 	c.dials.Add(1) // in dialShared, itself counted: Close cannot be done waiting
 	go func() {
 		defer c.dials.Done()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
-		for !old.CloseIdle(errReplaced) {
+		for !old.CloseIdle(why) {
 			select {
 			case <-tick.C:
 			case <-c.life.Done():
@@ -845,6 +897,10 @@ func (c *Client) close() error {
 	// call that comes as Close waits must not add to what it waits for.
 	c.dialMu.Lock()
 	c.noDials = true
+	if c.aging != nil {
+		c.aging.Stop()
+		c.aging = nil
+	}
 	c.dialMu.Unlock()
 	c.dials.Wait()
 	// A dial that finished as Close began registered its connection after

@@ -1428,9 +1428,9 @@ func waitPart(ctx context.Context, pt *part) error {
 }
 
 // liveShared returns the client's shared connection if it has one that
-// has not failed, without dialing.
+// has not failed and is not to be replaced (MaxConnAge), without dialing.
 func (c *Client) liveShared() *conn.Conn {
-	if cn := c.shared.Load(); cn != nil && cn.Alive() {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.Stale() {
 		return cn
 	}
 	return nil

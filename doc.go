@@ -257,7 +257,9 @@
 // for Options.MaxIdleTime, or open for Options.MaxConnAge, is closed rather
 // than lent; one unused for Options.IdleCheckAfter is checked with a PING
 // first, under the caller's context, and replaced if it does not answer, so
-// a connection that died unseen while idle does not fail the caller.
+// a connection that died unseen while idle does not fail the caller. The
+// shared connection, once open for Options.MaxConnAge, is replaced by a
+// new one, and closed when the calls in line on it have their replies.
 //
 // # Scripts and decoders
 //

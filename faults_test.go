@@ -586,3 +586,123 @@ func TestCutWhileWritesBlocked(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConnAgeMovesSharedConnection: the client reaches its server by a
+// name (a Dialer here, as DNS would) that comes to point to another
+// server. With MaxConnAge, the shared connection, which carries the
+// plain calls and pipelines, moves there in time, as the pooled ones do;
+// it stayed on the first server for as long as it worked. Eight callers
+// calling meanwhile, with no retries allowed, see no failure: the calls
+// that met the old connection closed go on the new one. The old one is
+// closed, and the client holds one shared connection at a time. When the
+// name then points nowhere, the aged connection serves on: the calls
+// neither fail nor wait for the dials, which are not made again by every
+// call.
+func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
+	const name = "max-conn-age"
+	a, b := redistest.Start(t), redistest.Start(t)
+	var target atomic.Value
+	target.Store(a.Addr)
+	var nd net.Dialer
+	var dials atomic.Int64
+	c, err := NewClient(Options{Addr: "redis.example:6379", ClientName: name, MaxRetries: -1, MaxConnAge: 100 * time.Millisecond,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			dials.Add(1)
+			return nd.DialContext(ctx, network, target.Load().(string))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "on a"); err != nil {
+		t.Fatal(err)
+	}
+	b.MustDo(t, "SET", "k", "on b")
+	target.Store(b.Addr)
+
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	stop := make(chan struct{})
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				if g%2 == 0 {
+					_, err = c.Incr(ctx, "n")
+				} else {
+					_, err = c.Pipeline(NoTransaction).Incr("n").Incr("n").Exec(ctx)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
+					return
+				}
+				calls.Add(int64(1 + g%2))
+			}
+		}()
+	}
+	waitForServer(t, ctx, "GET to reach the server the name points to now", func() (bool, string) {
+		v, err := c.Get(ctx, "k")
+		return v == "on b", fmt.Sprint(v, err)
+	})
+	// Replaced twice more while the callers go on.
+	time.Sleep(250 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	na, _ := a.MustDo(t, "GET", "n").(string)
+	nb, _ := b.MustDo(t, "GET", "n").(string)
+	ia, _ := strconv.Atoi(na)
+	ib, _ := strconv.Atoi(nb)
+	if int64(ia+ib) != calls.Load() {
+		t.Errorf("INCRs on the servers: %d on a, %d on b; want %d in all, the calls acknowledged", ia, ib, calls.Load())
+	}
+	waitForServer(t, ctx, "the client's connections to the first server to close, and one shared one to the second", func() (bool, string) {
+		var onA, onB []string
+		for _, cl := range serverClients(t, a) {
+			if cl["name"] == name {
+				onA = append(onA, cl["addr"])
+			}
+		}
+		for _, cl := range serverClients(t, b) {
+			if cl["name"] == name {
+				onB = append(onB, cl["addr"])
+			}
+		}
+		return len(onA) == 0 && len(onB) == 1, fmt.Sprintf("on a %v, on b %v", onA, onB)
+	})
+
+	// A port nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Store(ln.Addr().String())
+	ln.Close()
+	before := dials.Load()
+	calls.Store(0)
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		if _, err := c.Incr(ctx, "m"); err != nil {
+			t.Fatalf("INCR with the name pointing nowhere, after %d calls: %v; want it served by the aged connection", calls.Load(), err)
+		}
+		calls.Add(1)
+	}
+	if got := b.MustDo(t, "GET", "m"); got != strconv.FormatInt(calls.Load(), 10) {
+		t.Errorf("INCRs on b = %v; want %d", got, calls.Load())
+	}
+	// About one dial per MaxConnAge, not one per call.
+	if n := dials.Load() - before; n < 1 || n > 20 {
+		t.Errorf("%d dials in half a second of %d calls, with MaxConnAge 100ms; want a few", n, calls.Load())
+	}
+}

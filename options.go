@@ -85,12 +85,15 @@ type Options struct {
 	// has no timer of its own: it closes such connections the next time
 	// one is taken from it or given back, or at Close.
 	MaxIdleTime time.Duration
-	// MaxConnAge closes a dedicated connection once it has been open this
-	// long (default 0: no limit): when it comes back to the pool, or when
-	// it is next taken from the idle ones; it is never lent again. A
-	// session that holds it is not cut short. It lets connections move, in
-	// time, to whichever server a DNS name or load balancer at Addr points
-	// to now.
+	// MaxConnAge bounds how long a connection is used (default 0: no
+	// limit). A dedicated connection open this long is closed when it
+	// comes back to the pool, or when it is next taken from the idle ones;
+	// it is never lent again, and a session that holds it is not cut
+	// short. The shared connection is replaced: calls made from then on
+	// go over a new one, and the old one is closed once the calls in line
+	// on it have their replies, none of them failing for it. It lets
+	// connections move, in time, to whichever server a DNS name or load
+	// balancer at Addr points to now.
 	MaxConnAge time.Duration
 	// IdleCheckAfter: a dedicated connection idle for this long is checked
 	// with a PING, under the caller's context, before it is lent (default

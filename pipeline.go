@@ -483,6 +483,14 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 			return nil, 0, err
 		}
 		replies, errs, err = cn.DoN(ctx, buf, n)
+		if err != nil && replaced(err) {
+			// See replaced: the batch goes on the connection that took
+			// the place of the one it met closed.
+			if cn, err = c.sharedConn(ctx); err != nil {
+				return nil, 0, err
+			}
+			replies, errs, err = cn.DoN(ctx, buf, n)
+		}
 	}
 	if err == nil {
 		if e := check.of(replies); e != nil {

@@ -253,10 +253,12 @@ type Conn struct {
 	space  chan struct{} // capacity 1: the writer drained wbuf
 	closed chan struct{} // closed on failure, stops the writer
 	dead   atomic.Bool   // set with err, read without the lock on every call
-	// readOnly is set by the holder of the read role on a READONLY
-	// refusal, with Options.NoteReadOnly; read without the lock.
-	readOnly atomic.Bool
-	wg       sync.WaitGroup
+	// stale tells why the connection, though it works, is to be replaced
+	// by a new one: staleReadOnly, set by the holder of the read role on a
+	// READONLY refusal (with Options.NoteReadOnly), and staleAged, set by
+	// SetAged. Read without the lock.
+	stale atomic.Uint32
+	wg    sync.WaitGroup
 }
 
 // New starts the reader and writer of a connection on nc, which the Conn
@@ -316,10 +318,29 @@ func (c *Conn) Err() error {
 // to check before every call.
 func (c *Conn) Alive() bool { return !c.dead.Load() }
 
+const (
+	staleReadOnly = 1 << iota
+	staleAged
+)
+
 // ReadOnly reports whether a reply was a READONLY refusal, with
 // Options.NoteReadOnly: the server is a replica, no longer the master the
 // connection was made to reach.
-func (c *Conn) ReadOnly() bool { return c.readOnly.Load() }
+func (c *Conn) ReadOnly() bool { return c.stale.Load()&staleReadOnly != 0 }
+
+// SetAged marks the connection as open for long enough, its owner to
+// replace it, or takes the mark back.
+func (c *Conn) SetAged(aged bool) {
+	if aged {
+		c.stale.Or(staleAged)
+	} else {
+		c.stale.And(^uint32(staleAged))
+	}
+}
+
+// Stale reports whether the connection is to be replaced although it
+// works: it was refused with READONLY, or marked aged.
+func (c *Conn) Stale() bool { return c.stale.Load() != 0 }
 
 // Idle reports whether the connection is usable and has nothing in flight:
 // no unsent bytes and no call in line, abandoned ones included. Only an

@@ -401,7 +401,7 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 			break
 		}
 		if v.Kind == resp.Error && c.opt.NoteReadOnly && strings.HasPrefix(v.Str, "READONLY ") {
-			c.readOnly.Store(true)
+			c.stale.Or(staleReadOnly)
 		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
