@@ -733,6 +733,21 @@ func serverRedirect(rd redirect, msg string) bool {
 	return true
 }
 
+// splitEndpoint splits the address of a MOVED or ASK. A node writes an
+// IPv6 address as it is, without brackets ("MOVED 3999 ::1:7001"), which
+// net.SplitHostPort refuses for its many colons: the port is then what
+// follows the last one.
+func splitEndpoint(addr string) (host, port string, ok bool) {
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		return host, port, true
+	}
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 || i == len(addr)-1 || strings.ContainsAny(addr, "[]") {
+		return "", "", false
+	}
+	return addr[:i], addr[i+1:], true
+}
+
 func parseRedirect(msg, from string) (rd redirect, ok bool) {
 	f := strings.Fields(msg)
 	if len(f) == 0 {
@@ -749,8 +764,8 @@ func parseRedirect(msg, from string) (rd redirect, ok bool) {
 		if _, err := fmt.Sscan(f[1], &slot); err != nil {
 			return rd, false
 		}
-		host, port, err := net.SplitHostPort(f[2])
-		if err != nil {
+		host, port, ok := splitEndpoint(f[2])
+		if !ok {
 			return rd, false
 		}
 		if host == "" {

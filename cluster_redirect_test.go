@@ -474,3 +474,84 @@ func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
 		t.Errorf("a stream on a dead master = %v; want it to say %q", err, once)
 	}
 }
+
+// TestClusterRedirectToIPv6Node: a node announces its address as the
+// server writes an IPv6 one in MOVED, without brackets ("MOVED 12182
+// ::ffff:127.0.0.1:7001", the IPv4-mapped form reaching the loopback
+// these nodes listen on). A call, a pipeline and a transaction whose slot
+// moved follow it to the new owner rather than fail with the MOVED.
+func TestClusterRedirectToIPv6Node(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := ctxT(t)
+	const ip = "::ffff:127.0.0.1"
+	for _, s := range cl.Masters {
+		s.MustDo(t, "CONFIG", "SET", "cluster-announce-ip", ip)
+	}
+	// Every node must list every master at its announced address, linked.
+	for i := 0; ; i++ {
+		ready := true
+		for _, s := range cl.Masters {
+			nodes, ok := s.MustDo(t, "CLUSTER", "NODES").(string)
+			if !ok || strings.Count(nodes, " "+ip+":") != len(cl.Masters) || strings.Contains(nodes, "disconnected") {
+				ready = false
+			}
+		}
+		if ready {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("the nodes do not all announce %s:\n%v", ip, cl.Masters[0].MustDo(t, "CLUSTER", "NODES"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Three keys in three slots, each then given to another master while
+	// the client's map still has the old owner: their slots are empty, so
+	// CLUSTER SETSLOT NODE on every master moves them.
+	keys := []string{"plain", "piped", "{tx}a"}
+	moved := make([]*redistest.Server, len(keys))
+	for i, k := range keys {
+		if err := c.Set(ctx, k, "before"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Del(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		slot := int(hashslot.Of([]byte(k)))
+		from, err := cl.SlotOwner(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved[i] = cl.Masters[0]
+		if moved[i] == from {
+			moved[i] = cl.Masters[1]
+		}
+		for _, s := range cl.Masters {
+			s.MustDo(t, "CLUSTER", "SETSLOT", strconv.Itoa(slot), "NODE", cl.NodeID(moved[i]))
+		}
+		v, err := from.Do("GET", k)
+		if e, ok := v.(redistest.ReplyError); err != nil || !ok || !strings.HasPrefix(string(e), "MOVED "+strconv.Itoa(slot)+" "+ip+":") {
+			t.Fatalf("GET %s from its old owner = %v, %v; want a MOVED to %s", k, v, err, ip)
+		}
+	}
+
+	if err := c.Set(ctx, keys[0], "after"); err != nil {
+		t.Errorf("SET of a moved slot: %v", err)
+	}
+	if rs, err := c.Pipeline(NoTransaction).Set(keys[1], "after").Exec(ctx); err != nil {
+		t.Errorf("pipeline of a moved slot = %v, %v", rs, err)
+	}
+	if rs, err := c.Pipeline().Set(keys[2], "after").Exec(ctx); err != nil {
+		t.Errorf("transaction of a moved slot = %v, %v", rs, err)
+	}
+	for i, k := range keys {
+		if v, err := moved[i].Do("GET", k); err != nil || v != "after" {
+			t.Errorf("GET %s from its new owner = %v, %v; want after", k, v, err)
+		}
+	}
+}

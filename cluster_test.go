@@ -1198,6 +1198,14 @@ func TestParseRedirect(t *testing.T) {
 	}{
 		{"MOVED 3999 127.0.0.1:6381", redirect{"MOVED", 3999, "127.0.0.1:6381"}, true},
 		{"ASK 12 :7001", redirect{"ASK", 12, "10.0.0.9:7001"}, true},
+		// A node's IPv6 address comes without brackets.
+		{"MOVED 3999 ::1:6381", redirect{"MOVED", 3999, "[::1]:6381"}, true},
+		{"ASK 7 2001:db8::7:7001", redirect{"ASK", 7, "[2001:db8::7]:7001"}, true},
+		{"MOVED 3999 ::ffff:127.0.0.1:6381", redirect{"MOVED", 3999, "[::ffff:127.0.0.1]:6381"}, true},
+		{"MOVED 3999 [::1]:6381", redirect{"MOVED", 3999, "[::1]:6381"}, true},
+		{"MOVED 3999 ::1:", redirect{}, false},
+		{"MOVED 3999 [::1:6381", redirect{}, false},
+		{"MOVED 3999 127.0.0.1", redirect{}, false},
 		{"TRYAGAIN Multiple keys request during rehashing of slot", redirect{"TRYAGAIN", -1, ""}, true},
 		{"CLUSTERDOWN The cluster is down", redirect{"CLUSTERDOWN", -1, ""}, true},
 		{"MOVED x 127.0.0.1:1", redirect{}, false},
