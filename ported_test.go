@@ -54,6 +54,29 @@ func TestPortedTypedEdgeCases(t *testing.T) {
 				t.Errorf("Get of an empty value = %q, %v; want \"\", nil", got, err)
 			}
 
+			// An empty element is an empty string, not nil.
+			if _, err := c.RPush(ctx, "withempty", ""); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.BRPopLPush(ctx, "withempty", "withempty2", 1); err != nil || got != "" {
+				t.Errorf("BRPOPLPUSH of an empty element = %q, %v", got, err)
+			}
+			if got, err := c.LPop(ctx, "withempty2"); err != nil || got != "" {
+				t.Errorf("LPOP of an empty element = %q, %v", got, err)
+			}
+			// SETRANGE past the end pads with NUL bytes.
+			if n, err := c.SetRange(ctx, "padded", 6, "Redis"); err != nil || n != 11 {
+				t.Errorf("SETRANGE of a missing key at 6 = %d, %v", n, err)
+			}
+			if got, err := c.Get(ctx, "padded"); err != nil || got != "\x00\x00\x00\x00\x00\x00Redis" {
+				t.Errorf("Get of a padded value = %q, %v", got, err)
+			}
+			if ok, err := c.Copy(ctx, "padded", "padded", "DB", 1); err != nil || !ok {
+				t.Errorf("COPY to another database = %v, %v", ok, err)
+			}
+			_, err := c.Copy(ctx, "padded", "padded")
+			serverErr(t, "COPY onto itself", err, "ERR", "source and destination objects are the same")
+
 			// Scores at the edges of float64 come back as sent.
 			for _, f := range []float64{math.Inf(1), math.Inf(-1), 1e300, -1e-300, 5e-324,
 				math.MaxFloat64, 0.1, 1e21, 123456789012345678} {
@@ -111,7 +134,7 @@ func TestPortedTypedEdgeCases(t *testing.T) {
 			if _, err := c.RPush(ctx, "list", "a"); err != nil {
 				t.Fatal(err)
 			}
-			_, err := c.SetGet(ctx, "list", "v")
+			_, err = c.SetGet(ctx, "list", "v")
 			serverErr(t, "SetGet of a list", err, "WRONGTYPE", "")
 
 			// LPOS, as go-redis and redis-py test it.
@@ -246,6 +269,28 @@ func TestPortedTypedEdgeCases(t *testing.T) {
 				t.Errorf("XPENDING IDLE = %v, %v; want []", v, err)
 			}
 
+			// XAUTOCLAIM and XCLAIM of an entry deleted while pending.
+			if _, err := c.XReadGroup(ctx, "g", "alice", "STREAMS", "xs", ">"); err != nil {
+				t.Fatal(err)
+			}
+			gone, err := c.XAdd(ctx, "xs", "*", "f", "v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.XReadGroup(ctx, "g", "alice", "STREAMS", "xs", ">"); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := c.XDel(ctx, "xs", gone); err != nil || n != 1 {
+				t.Fatalf("XDEL = %d, %v", n, err)
+			}
+			if v, err := c.XAutoClaim(ctx, "xs", "g", "bob", "0", "0"); err != nil {
+				t.Error(err)
+			} else if vs, _ := v.Slice(); len(vs) != 3 {
+				t.Errorf("XAUTOCLAIM = %v, want the cursor, the entries and the deleted IDs", v)
+			} else if ids, err := vs[2].Strings(); err != nil || !reflect.DeepEqual(ids, []string{gone}) {
+				t.Errorf("XAUTOCLAIM's deleted IDs = %v, %v; want [%s]", ids, err, gone)
+			}
+
 			// ZADD's options.
 			_, err = c.ZAdd(ctx, "za", "NX", "XX", 1, "a")
 			serverErr(t, "ZADD NX XX", err, "ERR", "not compatible")
@@ -265,6 +310,16 @@ func TestPortedTypedEdgeCases(t *testing.T) {
 			}
 			if f, err := c.ZAddIncr(ctx, "za", math.Inf(1), "a"); err != nil || !math.IsInf(f, 1) {
 				t.Errorf("ZADD INCR +Inf = %v, %v", f, err)
+			}
+
+			if _, err := c.ZAdd(ctx, "zr", 1, "a", 2, "b", 3, "c"); err != nil {
+				t.Fatal(err)
+			}
+			if ss, err := c.ZRange(ctx, "zr", "+inf", "-inf", "BYSCORE", "REV", "LIMIT", 0, 2); err != nil || !reflect.DeepEqual(ss, []string{"c", "b"}) {
+				t.Errorf("ZRANGE BYSCORE REV LIMIT = %v, %v", ss, err)
+			}
+			if ss, err := c.ZRange(ctx, "zr", "(1", "+inf", "BYSCORE", "WITHSCORES"); err != nil || !reflect.DeepEqual(ss, []string{"b", "2", "c", "3"}) {
+				t.Errorf("ZRANGE BYSCORE WITHSCORES = %v, %v", ss, err)
 			}
 
 			// GEO.
