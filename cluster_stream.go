@@ -3,6 +3,7 @@ package redpipe
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -92,7 +93,12 @@ import (
 // Failures. A connection that fails, or a wait that the context ends,
 // stops the stream as it stops a single-node one: the commands in flight
 // may or may not have run, so nothing is sent again, and the error's
-// outcome is unknown once anything was written. A node that cannot be
+// outcome is unknown once anything was written. Only that node is given
+// up (see await): each of its commands in flight gets an error reply of
+// unknown outcome, while the other nodes' replies are still taken in,
+// and each gets them all in the stream's order, up to the last command
+// written, those that were not sent with an error reply that says so
+// (see settleUnsent). A node that cannot be
 // reached before anything was written to it (a refused dial) refreshes
 // the layout, and its commands go where the new layout says, as a
 // redirection; a command for every master goes to the master that took
@@ -156,9 +162,10 @@ type clusterStream struct {
 	subsOf  map[int][]subCommand // scratch of take: the parts of the commands split
 	free    []*nodeChunk
 
-	written  int  // commands written at least once
-	draining bool // finishing: replies are taken as they come, none is sent again
-	busy     bool // in a pass, which each may be called from
+	written  int   // commands written at least once
+	stopped  error // what stopped the stream, before fail said that commands were sent
+	draining bool  // finishing: replies are taken as they come, none is sent again
+	busy     bool  // in a pass, which each may be called from
 
 	redirected streamRedirects // for tests
 }
@@ -241,6 +248,7 @@ type streamNode struct {
 	inflight []*nodeChunk // written, not yet answered; oldest first
 	out      *nodeChunk   // being filled by a pass
 	broken   bool         // its connection failed, or a wait on it ended: replies may be unread
+	cause    error        // why it broke
 	wrote    int          // 1 + the greatest index of a command written to it; 0 for none
 	mark     int          // the commands of out when the release under way began (see refan)
 	markLast int          // 1 + the greatest index of a command written to it or in out then
@@ -383,6 +391,7 @@ func (cs *clusterStream) fail(err error) {
 	if s.err != nil {
 		return
 	}
+	cs.stopped = err
 	if cs.written > 0 {
 		err = &uncertainError{msg: "redpipe: stream stopped after " + plural(cs.written, "command was sent", "commands were sent"), err: err}
 	}
@@ -1054,7 +1063,7 @@ func (cs *clusterStream) progress(ctx context.Context) {
 // the nodes.
 func (cs *clusterStream) poll(ctx context.Context) {
 	for _, nd := range cs.list {
-		for len(nd.inflight) > 0 && nd.inflight[0].pending.Ready() && !cs.s.broken {
+		for len(nd.inflight) > 0 && nd.inflight[0].pending.Ready() {
 			cs.await(ctx, nd.inflight[0])
 		}
 	}
@@ -1111,27 +1120,145 @@ func (cs *clusterStream) awaited(i int, e *streamCmd) *nodeChunk {
 }
 
 // await waits for the replies of the chunks of ch's node up to ch, in
-// order, and takes them in.
+// order, and takes them in. A wait that fails (the connection failed, or
+// ctx ended) stops the stream and breaks the node: its chunks still in
+// flight are settled at once (see lost), each without waiting for what
+// has not come, while the other nodes' replies are still taken in as
+// they come.
 func (cs *clusterStream) await(ctx context.Context, ch *nodeChunk) {
 	nd := ch.node
 	for len(nd.inflight) > 0 {
 		c0 := nd.inflight[0]
 		nd.inflight[0] = nil
 		nd.inflight = nd.inflight[1:]
-		if err := c0.pending.Wait(ctx); err != nil {
-			// The reader may still write into its replies: the chunk is
-			// dropped, not reused, and the connection is not lent again.
-			nd.broken, cs.s.broken = true, true
-			for _, cc := range c0.cmds {
-				cs.entry(cc.i).ch = nil
-			}
-			cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
-			return
+		wctx := ctx
+		if nd.broken {
+			wctx = endedCtx
 		}
-		cs.take1(c0)
-		cs.recycle(c0)
+		if err := c0.pending.Wait(wctx); err != nil {
+			if !nd.broken {
+				nd.broken, nd.cause = true, err
+				cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
+				if n := len(nd.inflight); n > 0 {
+					// The node's later chunks are settled now too.
+					ch = nd.inflight[n-1]
+				}
+			}
+			cs.lost(c0, err)
+		} else {
+			cs.take1(c0)
+			cs.recycle(c0)
+		}
 		if c0 == ch {
 			return
+		}
+	}
+}
+
+// endedCtx is a context that has ended: a wait with it takes in replies
+// that have come and gives up at once on the rest.
+var endedCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// lost settles the commands of ch, a chunk of a broken node whose wait
+// failed with err, so that the replies of the commands after them can be
+// handed out: each gets an error reply of unknown outcome (it may have
+// run), or one that says it was not sent when err says that none of the
+// chunk reached the server. The chunk is not reused: the connection's
+// reader may still write into its replies.
+func (cs *clusterStream) lost(ch *nodeChunk, err error) {
+	nd := ch.node
+	var v resp.Value
+	if OutcomeOf(err) == OutcomeNotSent {
+		v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s before the stream stopped: %w", nd.c.opt.Addr, nd.cause)))
+	} else {
+		v = madeErrorValue(&uncertainError{msg: "redpipe: cluster: the stream's commands in flight on " + nd.c.opt.Addr + " failed", err: nd.cause})
+	}
+	for _, cc := range ch.cmds {
+		e := cs.entry(cc.i)
+		if e.ch == ch {
+			e.ch = nil
+		}
+		if cc.leg < 0 && e.legs > 0 {
+			cs.fanReply(cc.i, e, v)
+			continue
+		}
+		if slot := cs.unitSlot(cc.i, cc.leg); slot >= 0 {
+			cs.flight[slot].n--
+		}
+		cs.settle(cc.i, cc.leg, e, v, nd.c)
+	}
+}
+
+// settleUnsent gives each command of the window still without a reply
+// once nothing is in flight, at the end of a stream that stopped, the
+// reply of one that will not be sent, up to the last command written: a
+// held command that a redirection sent back keeps it as its reply
+// (nothing of it ran), and any other, or leg of a command for every
+// master left to place, an error reply that says it was not sent, for
+// cause; a refused leg keeps its refusal. So the replies that the nodes
+// gave to the commands after it are handed out too, in order. The
+// commands after the last one written are dropped, as on one node, where
+// what was not sent gets no reply.
+func (cs *clusterStream) settleUnsent(cause error) {
+	end := cs.done // 1 + the greatest index written
+	for _, nd := range cs.list {
+		end = max(end, nd.wrote)
+	}
+	var unsent resp.Value
+	notSentValue := func() resp.Value {
+		if unsent.Kind == 0 {
+			unsent = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent before the stream stopped: %w", cause)))
+		}
+		return unsent
+	}
+	for _, hs := range cs.held {
+		for _, h := range hs.cmds {
+			if h.i >= end {
+				continue
+			}
+			v := resp.Value{Kind: resp.Error, Str: h.refusal}
+			if h.refusal == "" {
+				v = notSentValue()
+			}
+			cs.settle(h.i, h.leg, cs.entry(h.i), v, nil)
+		}
+	}
+	clear(cs.held)
+	for _, fan := range [2]*[]fanLeg{&cs.demoted, &cs.refans} {
+		for _, f := range *fan {
+			if f.i >= end {
+				continue
+			}
+			v := f.refusal
+			if v.Kind == 0 {
+				v = notSentValue()
+			}
+			cs.fanReply(f.i, cs.entry(f.i), v)
+		}
+		clear(*fan)
+		*fan = (*fan)[:0]
+	}
+	for i := cs.done; i < end; i++ {
+		e := cs.entry(i)
+		e.ch = nil
+		switch sc := cs.splits[i]; {
+		case e.final:
+		case sc != nil:
+			for leg := range sc.legs {
+				if !sc.legs[leg].done {
+					cs.settle(i, leg, e, notSentValue(), nil)
+				}
+			}
+		case e.legs > 0:
+			for e.legs > 0 {
+				cs.fanReply(i, e, notSentValue())
+			}
+		default:
+			cs.answer(e, notSentValue())
 		}
 	}
 }
@@ -1609,15 +1736,23 @@ func (cs *clusterStream) deliver() {
 }
 
 // drain waits for every chunk in flight and takes in its replies as they
-// are, redirections included, and hands out what it can in order: the
-// end of a stream that failed or was discarded.
+// are, redirections included, settles the commands that will not be sent
+// (see settleUnsent), and hands out every reply in order: the end of a
+// stream that failed or was discarded. A node whose wait fails is broken
+// (see await): its commands in flight are of unknown outcome, and the
+// other nodes' replies are still taken in.
 func (cs *clusterStream) drain(ctx context.Context) {
 	cs.draining = true
 	for _, nd := range cs.list {
-		if n := len(nd.inflight); n > 0 && !cs.s.broken {
+		if n := len(nd.inflight); n > 0 {
 			cs.await(ctx, nd.inflight[n-1])
 		}
 	}
+	cause := cs.stopped
+	if cause == nil {
+		cause = errors.New("redpipe: the stream was discarded")
+	}
+	cs.settleUnsent(cause)
 	cs.deliver()
 }
 
@@ -1639,7 +1774,7 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 		w.reset()
 	}
 	queued := func() bool { return len(w.cmds) > 0 || w.err != nil }
-	for !s.broken {
+	for {
 		if queued() {
 			cs.flush(ctx, true) // the rest, and what each queued meanwhile
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/resp"
 	"github.com/redpipe/redpipe/redistest"
@@ -38,6 +40,8 @@ func TestClusterStream(t *testing.T) {
 	t.Run("Unreachable", func(t *testing.T) { testClusterStreamUnreachable(t, cl) })
 	t.Run("Misuse", func(t *testing.T) { testClusterStreamMisuse(t, cl, c) })
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterStreamPartlyRefused(t, cl, c) })
+	t.Run("PartLost", func(t *testing.T) { testClusterStreamPartLost(t, cl, c) })
+	t.Run("PartLostLoad", func(t *testing.T) { testClusterStreamPartLostLoad(t, cl, c) })
 }
 
 // streamCtx is the context of one cluster stream test.
@@ -1432,5 +1436,329 @@ func TestClusterStreamStoppedBetweenPasses(t *testing.T) {
 	}
 	if total != written-1 {
 		t.Fatalf("the server ran %d INCRs; %d were written", total, written-1)
+	}
+}
+
+// testClusterStreamPartLost: one master holds the writes of a stream
+// (CLIENT PAUSE WRITE) while the other masters answer theirs, until the
+// context of Close ends, or until the held master's connection is
+// killed. each still gets a reply for every command, in the stream's
+// order: those the other masters gave, and for each command the held
+// master had, an error reply of unknown outcome. The other masters' data
+// shows that what they answered ran.
+func testClusterStreamPartLost(t *testing.T, cl *redistest.Cluster, c *Client) {
+	for _, kill := range []bool{false, true} {
+		name := "deadline"
+		if kill {
+			name = "kill"
+		}
+		t.Run(name, func(t *testing.T) { clusterStreamPartLost(t, cl, c, kill) })
+	}
+}
+
+func clusterStreamPartLost(t *testing.T, cl *redistest.Cluster, c *Client, kill bool) {
+	ctx := streamCtx(t)
+	// Masters[i] serves the i-th third of the slots.
+	a, a2 := keyIn(100, "slost:a"), keyIn(101, "slost:a")
+	b, b2 := keyIn(6000, "slost:b"), keyIn(6001, "slost:b")
+	k, k2 := keyIn(12000, "slost:c"), keyIn(12001, "slost:c")
+	if _, err := c.Del(ctx, a, a2, b, b2, k, k2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, b2, "x"); err != nil {
+		t.Fatal(err)
+	}
+	held := cl.Masters[1]
+	known := clientIDs(t, held)
+	unpause := pauseWrites(t, held)
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if kill {
+		cctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	type reply struct {
+		i int
+		v Value
+	}
+	var got []reply
+	s := c.Stream(ctx, func(i int, v Value) error {
+		got = append(got, reply{i, v})
+		return nil
+	})
+	s.Set(a, "1"). // 0: Masters[0]
+			Set(b, "1"). // 1: held
+			Set(k, "1"). // 2: Masters[2]
+			Del(a2, b2). // 3: split over Masters[0] and the held one
+			MGet(a, k).  // 4: split over Masters[0] and Masters[2]
+			Incr(k2).    // 5: Masters[2]
+			Set(b2, "2") // 6: held
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := s.Close(cctx)
+		done <- result{n, err}
+	}()
+	if kill {
+		// Only the stream's connection, which holds its part: the
+		// client's idle ones stay as they are.
+		if err := killHeld(held, known, 4000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Close did not return")
+	}
+	if res.n != 7 || OutcomeOf(res.err) != OutcomeUnknown || !strings.Contains(fmt.Sprint(res.err), held.Addr) ||
+		!kill && !errors.Is(res.err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a master held = %d, %v (%v); want 7 sent and an error of unknown outcome naming %s", res.n, res.err, OutcomeOf(res.err), held.Addr)
+	}
+	if len(got) != 7 {
+		t.Fatalf("each got %d replies %v, want 7: the other masters' replies were dropped", len(got), got)
+	}
+	for j, r := range got {
+		if r.i != j {
+			t.Fatalf("reply %d handed out at position %d: %v", r.i, j, got)
+		}
+	}
+	for i, want := range map[int]string{0: "OK", 2: "OK", 4: "[1 1]", 5: "1"} {
+		if v := got[i].v.String(); v != want {
+			t.Errorf("reply %d = %s, want %s", i, v, want)
+		}
+	}
+	for _, i := range []int{1, 3, 6} {
+		if e := got[i].v.Err(); e == nil || OutcomeOf(e) != OutcomeUnknown || !strings.Contains(e.Error(), held.Addr) {
+			t.Errorf("reply %d of the held master = %v (%v); want an error of unknown outcome naming %s", i, got[i].v, OutcomeOf(e), held.Addr)
+		}
+	}
+	// What the masters that answered ran is there.
+	for _, kv := range []struct {
+		srv       *redistest.Server
+		key, want string
+	}{{cl.Masters[0], a, "1"}, {cl.Masters[2], k, "1"}, {cl.Masters[2], k2, "1"}} {
+		if v, err := kv.srv.Do("GET", kv.key); err != nil || v != kv.want {
+			t.Errorf("GET %s on %s = %v, %v; want %s", kv.key, kv.srv.Addr, v, err, kv.want)
+		}
+	}
+	// The held master's connection, with replies unread, was closed:
+	// whether the paused server ran any of its commands is its own
+	// affair, which is why their replies are of unknown outcome.
+	unpause()
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
+// testClusterStreamPartLostLoad: a stream of counters (see counters) over
+// keys of every master, many passes long, loses its connection to one
+// master part way: each still gets one reply for every command taken, in
+// order. Those of the other masters are their counters' right values, and
+// the servers hold what they say; those of the lost master are errors of
+// unknown outcome, and those never written, errors that say they were not
+// sent.
+func testClusterStreamPartLostLoad(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lost := cl.Masters[1]
+	l := counters{keys: keysOver("sloadlost:", 2000), rounds: 40}
+	// By the client's layout, which FlushAll has just used.
+	lostSlots := map[uint16]bool{}
+	for _, k := range l.keys {
+		if owner := c.cluster.owner(int(hashslot.Slot(k))); owner == nil || owner.opt.Addr == lost.Addr {
+			lostSlots[hashslot.Slot(k)] = true
+		}
+	}
+	onLost := func(i int) bool { return lostSlots[hashslot.Slot(l.keys[i%len(l.keys)])] }
+	next, answered, unknown := 0, map[string]int{}, 0
+	var bad error
+	each := func(i int, v Value) error {
+		if i != next && bad == nil {
+			bad = fmt.Errorf("reply %d handed out when %d was due", i, next)
+		}
+		next = i + 1
+		k := l.keys[i%len(l.keys)]
+		switch e := v.Err(); {
+		case e != nil && OutcomeOf(e) == OutcomeUnknown && onLost(i):
+			unknown++
+		case e != nil && OutcomeOf(e) == OutcomeNotSent:
+		case e != nil:
+			if bad == nil {
+				bad = fmt.Errorf("reply %d (%s) = %v (%v)", i, k, e, OutcomeOf(e))
+			}
+		default:
+			if err := l.check(i, v); err != nil && bad == nil {
+				bad = err
+			}
+			answered[k] = i / len(l.keys) // the last round of k that ran
+		}
+		return nil
+	}
+	known := clientIDs(t, lost)
+	unpause := pauseWrites(t, lost)
+	s := c.Stream(ctx, each)
+	// The kill comes from another goroutine, once several passes are out:
+	// the queuing call waits for the held master once the window is full.
+	var queued atomic.Int64
+	killed := make(chan error, 1)
+	go func() {
+		for k := 0; k < 4000 && queued.Load() < 3*streamWindowCmds/4; k++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+		killed <- killHeld(lost, known, 4000)
+	}()
+	n := l.len()
+	for i := 0; i < n && s.Err() == nil; i += 100 {
+		l.queue(s, i, i+100)
+		queued.Store(int64(i + 100))
+	}
+	if err := <-killed; err != nil {
+		t.Fatal(err)
+	}
+	sent, err := s.Close(ctx)
+	unpause()
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || !strings.Contains(err.Error(), lost.Addr) {
+		t.Fatalf("Close = %d, %v (%v); want an error of unknown outcome naming %s", sent, err, OutcomeOf(err), lost.Addr)
+	}
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if next < sent || unknown == 0 || len(answered) == 0 {
+		t.Fatalf("each got %d replies, %d of unknown outcome, %d keys answered; %d commands were sent", next, unknown, len(answered), sent)
+	}
+	// The servers hold what the replies said ran, key by key.
+	p := c.Pipeline(NoTransaction)
+	keys := slices.Collect(maps.Keys(answered))
+	for _, k := range keys {
+		p.Get(k)
+	}
+	replies, err := p.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, k := range keys {
+		if got, want := replies[j].String(), strconv.Itoa(min(answered[k], l.rounds-2)); got != want {
+			t.Fatalf("after the stream %s = %s, want %s, as its replies said", k, got, want)
+		}
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
+// clientIDs returns the ids of the connections srv has.
+func clientIDs(t *testing.T, srv *redistest.Server) map[string]bool {
+	ids := map[string]bool{}
+	for _, cli := range serverClients(t, srv) {
+		ids[cli["id"]] = true
+	}
+	return ids
+}
+
+// killHeld kills the connection of srv, a master whose writes are paused,
+// that is not among known and holds a command that the pause holds back:
+// a stream's, which the stream dialed. It looks up to tries times, 5ms
+// apart; it may run on a goroutine other than the test's.
+func killHeld(srv *redistest.Server, known map[string]bool, tries int) error {
+	seen := ""
+	for range tries {
+		list, err := srv.Do("CLIENT", "LIST")
+		if err != nil {
+			return err
+		}
+		seen = fmt.Sprint(list)
+		for line := range strings.Lines(seen) {
+			f := map[string]string{}
+			for _, w := range strings.Fields(line) {
+				if k, v, ok := strings.Cut(w, "="); ok {
+					f[k] = v
+				}
+			}
+			if !known[f["id"]] && f["cmd"] != "client|list" && (f["argv-mem"] != "0" || f["qbuf"] != "0") {
+				_, err := srv.Do("CLIENT", "KILL", "ID", f["id"])
+				return err
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("no held command on a new connection to %s; last seen: %s", srv.Addr, seen)
+}
+
+// A stream that stops settles every command it took up to the last one
+// it wrote: one held after TRYAGAIN keeps that refusal as its reply, one
+// never written (its pass failed to go out) says it was not sent, one in
+// flight on a node whose connection failed is of unknown outcome, and one
+// answered keeps its answer. Left without a reply, the first would hold
+// back the replies of all the others, which came. One taken after the
+// last written gets none, as on one node.
+func TestClusterStreamStoppedSettlesAll(t *testing.T) {
+	hr := newHeldRig(t)
+	cs := hr.cs
+	cs.r.slots[rigSlot+4] = hr.b
+	nd := cs.nodes[hr.b]
+	hr.queue(rigSlot)     // 0: refused with TRYAGAIN, held
+	hr.queue(rigSlot + 4) // 1: answered by b
+	hr.write()
+	hr.queue(rigSlot + 4) // 2: in a pass that did not go out
+	cs.drop(nd.out)
+	nd.out = nil
+	hr.queue(rigSlot + 4) // 3: lost on b
+	hr.write()
+	nd.wrote = 4
+	hr.queue(rigSlot + 4) // 4: taken after the last written
+	hr.answer(hr.a, try)
+	if hs := cs.held[rigSlot]; hs == nil || len(hs.cmds) != 1 || hs.cmds[0].i != 0 {
+		t.Fatalf("held after TRYAGAIN: %+v", cs.held)
+	}
+	hr.answer(hr.b, "1")
+	// b's connection fails before 3's reply.
+	failure := &conn.Error{Op: "read", Err: errors.New("connection reset by the test")}
+	nd.broken, nd.cause = true, failure
+	cs.fail(failure)
+	cs.lost(nd.inflight[0], failure)
+	nd.inflight = nil
+	cs.drop(nd.out)
+	nd.out = nil
+	cs.settleUnsent(failure)
+	want := []struct {
+		reply   string
+		fails   bool
+		outcome Outcome
+	}{
+		{try, true, OutcomeNotApplied},
+		{"1", false, 0},
+		{"not sent before the stream stopped", true, OutcomeNotSent},
+		{"in flight on 127.0.0.1:2 failed", true, OutcomeUnknown},
+	}
+	for i, w := range want {
+		e := cs.entry(i)
+		v := Value{e.reply}
+		if !e.final {
+			t.Errorf("command %d has no reply", i)
+			continue
+		}
+		err := v.Err()
+		switch {
+		case !w.fails:
+			if err != nil || v.String() != w.reply {
+				t.Errorf("reply %d = %v, want %s", i, v, w.reply)
+			}
+		case err == nil || !strings.Contains(err.Error(), w.reply) || OutcomeOf(err) != w.outcome:
+			t.Errorf("reply %d = %v (%v); want an error that says %q, of outcome %v", i, v, OutcomeOf(err), w.reply, w.outcome)
+		}
+	}
+	if e := cs.entry(4); e.final {
+		t.Errorf("command 4, taken after the last written, has a reply: %v", Value{e.reply})
+	}
+	if len(cs.held) != 0 {
+		t.Errorf("held commands left: %+v", cs.held)
 	}
 }

@@ -434,7 +434,12 @@
 //     one, up to a bound, and then the queuing call waits, within the
 //     stream's context. A connection that fails, or a context that ends,
 //     stops the stream as on one node: nothing is sent again, and the
-//     outcome of what was in flight is unknown (OutcomeOf). A node that
+//     outcome of what was in flight is unknown (OutcomeOf). each still
+//     gets, in order, the replies the other nodes gave, an error reply of
+//     unknown outcome for each command in flight on the node that
+//     failed, and for each command before the last one written that
+//     was not sent, or not sent again, the redirection it got or an
+//     error reply that says it was not sent. A node that
 //     cannot be reached before anything was written to it refreshes the
 //     layout, and its commands go where the new one says. Multi-key
 //     commands are split by slot as in a pipeline, each part keeping the
