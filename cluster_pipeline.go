@@ -462,6 +462,12 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			bars = bars.add(p, parts)
 		}
 		var unsent error
+		// A redirection that could not be followed (the client was
+		// closed, or the address it names is refused) ends the pipeline
+		// once every part of the round has been taken in: the replies
+		// of the parts after it, and of the legs after it in its part,
+		// are those of commands that ran.
+		var unfollowable error
 		moved, waited, unreachedNow := false, false, false
 		for i, pt := range parts {
 			if lostPart[i] {
@@ -541,11 +547,17 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				}
 				last = newError(v.Str)
 				l.asking = false
+				if unfollowable != nil {
+					// The pipeline stops with this round: the leg keeps
+					// its redirection as its reply (see partial).
+					continue
+				}
 				switch rd.kind {
 				case "MOVED":
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
-						return r.stopped(p, n, legs, vals, ran, err)
+						unfollowable = err
+						continue
 					}
 					if bars.passed(p, node, l) {
 						// It keeps the redirection as its reply: see
@@ -558,7 +570,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				case "ASK":
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
-						return r.stopped(p, n, legs, vals, ran, err)
+						unfollowable = err
+						continue
 					}
 					if bars.passed(p, node, l) {
 						l.done = true
@@ -589,6 +602,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			// ran, not true: lost says already that the lost part may
 			// have run; that other commands ran only some answer says.
 			return partial(p, n, legs, vals, ran, lost)
+		}
+		if unfollowable != nil {
+			return r.stopped(p, n, legs, vals, ran, unfollowable)
 		}
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {

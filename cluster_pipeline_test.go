@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -609,4 +611,160 @@ func testClusterPipelineEveryPartLost(t *testing.T, cl *redistest.Cluster, c *Cl
 	if err := c.FlushAll(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testClusterPipelineRedirectUnusable: a round of a plain pipeline in
+// which one node redirects a command by MOVED to an address the client
+// refuses (port 0) while the other commands of the round run, on that
+// node and on two real masters. The pipeline stops there, but every
+// command that ran has its reply, the redirected one keeps its MOVED, and
+// the error names it. Before, execPlain returned from within its pass over
+// the round's parts: the replies of the parts not yet taken, and of the
+// commands after the MOVED on its node, read as not sent, while the
+// masters had run them.
+//
+// No real server names such an address, so the node that does is a fake
+// (fakeClusterNode), which claims one slot in a layout that otherwise
+// lists the real masters, and a seed only it is.
+func testClusterPipelineRedirectUnusable(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	const fakeSlot = 6000
+	a, k, k2 := keyIn(100, "unusable:a"), keyIn(12000, "unusable:c"), keyIn(12001, "unusable:c")
+	f1, f2, f3 := keyIn(fakeSlot, "unusable:f"), keyIn(fakeSlot, "unusable:g"), keyIn(fakeSlot, "unusable:h")
+	if _, err := c.Del(ctx, a, k, k2); err != nil {
+		t.Fatal(err)
+	}
+	fake := startFakeClusterNode(t, cl, fakeSlot, map[string]string{f2: "-MOVED " + strconv.Itoa(fakeSlot) + " 127.0.0.1:0\r\n"})
+	fc, err := NewClusterClient(ClusterOptions{Addrs: []string{fake.Addr()}, Options: Options{MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	replies, err := fc.Pipeline(NoTransaction).
+		Set(a, "1").  // 0: Masters[0]
+		Set(f1, "1"). // 1: the fake
+		Set(f2, "1"). // 2: the fake, MOVED to 127.0.0.1:0
+		Set(f3, "1"). // 3: the fake
+		Set(k, "1").  // 4: Masters[2]
+		Incr(k2).     // 5: Masters[2]
+		Exec(ctx)
+	var ce *CommandError
+	var oe *OptionError
+	if !errors.As(err, &ce) || ce.Index != 2 || !errors.As(err, &oe) || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Exec = %v (%v); want a *CommandError for command 2 that wraps the *OptionError of its address, of unknown outcome", err, OutcomeOf(err))
+	}
+	if len(replies) != 6 {
+		t.Fatalf("%d replies %v, want 6", len(replies), replies)
+	}
+	for i, want := range map[int]string{0: "OK", 1: "OK", 3: "OK", 4: "OK", 5: "1"} {
+		if got := replies[i].String(); got != want {
+			t.Errorf("reply %d = %s (%v), want %s", i, got, replies[i].Err(), want)
+		}
+	}
+	if e := replies[2].Err(); e == nil || !strings.HasPrefix(e.Error(), "MOVED") || OutcomeOf(e) != OutcomeNotApplied {
+		t.Errorf("reply 2 = %v (%v); want its MOVED, not applied", replies[2], OutcomeOf(e))
+	}
+	// What the replies say ran, ran.
+	for _, kv := range []struct {
+		srv       *redistest.Server
+		key, want string
+	}{{cl.Masters[0], a, "1"}, {cl.Masters[2], k, "1"}, {cl.Masters[2], k2, "1"}} {
+		if got, err := kv.srv.Do("GET", kv.key); err != nil || got != kv.want {
+			t.Errorf("GET %s on %s = %v, %v; want %s", kv.key, kv.srv.Addr, got, err, kv.want)
+		}
+	}
+	if got, want := fake.applied(), []string{f1, f3}; !slices.Equal(got, want) {
+		t.Errorf("the fake node applied %v, want %v", got, want)
+	}
+	if _, err := c.Del(ctx, a, k, k2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeClusterNode is a scripted stand-in for a cluster master, for
+// redirections no real server sends. It answers CLUSTER SLOTS with the
+// layout of a real cluster in which it serves one slot, and SET with
+// +OK, or with the reply given for its key.
+type fakeClusterNode struct {
+	*fakeServer
+	mu  sync.Mutex
+	set []string // the keys it answered +OK, in order
+}
+
+func startFakeClusterNode(t *testing.T, cl *redistest.Cluster, slot int, replies map[string]string) *fakeClusterNode {
+	t.Helper()
+	layout, err := cl.Masters[0].Do("CLUSTER", "SLOTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := &fakeClusterNode{}
+	var slots []byte // CLUSTER SLOTS, once the address is known
+	ready := make(chan struct{})
+	fn.fakeServer = startFakeServer(t, func(n int, fc *fakeConn) {
+		<-ready
+		if !fc.handshake("") {
+			return
+		}
+		for range 10000 {
+			cmd, err := fc.readCommand()
+			if err != nil {
+				return
+			}
+			var reply string
+			switch {
+			case len(cmd) == 2 && strings.EqualFold(cmd[0], "CLUSTER") && strings.EqualFold(cmd[1], "SLOTS"):
+				reply = string(slots)
+			case len(cmd) == 3 && strings.EqualFold(cmd[0], "SET"):
+				reply = replies[cmd[1]]
+				if reply == "" {
+					reply = "+OK\r\n"
+					fn.mu.Lock()
+					fn.set = append(fn.set, cmd[1])
+					fn.mu.Unlock()
+				}
+			default:
+				reply = "-ERR fake cluster node does not know " + cmd[0] + "\r\n"
+			}
+			if fc.send(reply) != nil {
+				return
+			}
+		}
+	})
+	host, port, _ := net.SplitHostPort(fn.Addr())
+	p, _ := strconv.Atoi(port)
+	bulk := func(s string) string { return "$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }
+	node := func(host string, port int64, id string) string {
+		return "*3\r\n" + bulk(host) + ":" + strconv.FormatInt(port, 10) + "\r\n" + bulk(id)
+	}
+	var entries []string
+	entry := func(first, last int64, master string) {
+		entries = append(entries, fmt.Sprintf("*3\r\n:%d\r\n:%d\r\n%s", first, last, master))
+	}
+	for _, e := range layout.([]any) {
+		r := e.([]any)
+		first, last, m := r[0].(int64), r[1].(int64), r[2].([]any)
+		master := node(m[0].(string), m[1].(int64), m[2].(string))
+		switch {
+		case int64(slot) < first || int64(slot) > last:
+			entry(first, last, master)
+		default:
+			if first < int64(slot) {
+				entry(first, int64(slot)-1, master)
+			}
+			if int64(slot) < last {
+				entry(int64(slot)+1, last, master)
+			}
+		}
+	}
+	entry(int64(slot), int64(slot), node(host, int64(p), strings.Repeat("f", 40)))
+	slots = []byte("*" + strconv.Itoa(len(entries)) + "\r\n" + strings.Join(entries, ""))
+	close(ready)
+	return fn
+}
+
+// applied returns the keys the node answered SET for with +OK.
+func (fn *fakeClusterNode) applied() []string {
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	return slices.Clone(fn.set)
 }

@@ -49,6 +49,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PipelinePartlyRefused", func(t *testing.T) { testClusterPipelinePartlyRefused(t, cl, c) })
 	t.Run("PipelinePartLost", func(t *testing.T) { testClusterPipelinePartLost(t, cl, c) })
 	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })
+	t.Run("PipelineRedirectUnusable", func(t *testing.T) { testClusterPipelineRedirectUnusable(t, cl, c) })
 	t.Run("PipelineScriptLoadRefused", func(t *testing.T) { testClusterPipelineScriptLoadRefused(t, cl, c) })
 	t.Run("PipelineFanOutUnreached", func(t *testing.T) { testClusterPipelineFanOutUnreached(t, cl) })
 	t.Run("StreamFanOutRedialed", func(t *testing.T) { testClusterStreamFanOutRedialed(t, cl) })
