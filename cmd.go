@@ -67,6 +67,18 @@ var connStateCommands = []string{
 	"CLIENT CACHING", "READONLY", "READWRITE", "ASKING", "SCRIPT DEBUG",
 }
 
+// newerConnStateCommands change the state of their connection on servers
+// newer than the table, which does not list them: found as the CLIENT
+// container, they would run on the shared connection, whose every caller
+// would then have its keys' access times left alone (NO-TOUCH) or its
+// library named. lookupCommand finds them by their own entries, flagged
+// flagConnState and without an arity, which the server judges.
+var newerConnStateCommands = []string{"CLIENT NO-TOUCH", "CLIENT SETINFO"}
+
+// newerCommands holds the entries of newerConnStateCommands that the table
+// lacks, by name; read-only after init.
+var newerCommands = map[string]*commandInfo{}
+
 // slotArgCommands are the commands given flagSlotArg.
 var slotArgCommands = []string{"CLUSTER COUNTKEYSINSLOT", "CLUSTER GETKEYSINSLOT"}
 
@@ -143,6 +155,19 @@ func init() {
 	unknownMu.Lock()
 	// Nameless, so that no command by a name can take it.
 	unlistedCommand = addCommand(&commandInfo{})
+	for _, name := range newerConnStateCommands {
+		if commandTable[name] != nil {
+			continue
+		}
+		ci := &commandInfo{Name: name, Flags: flagConnState, Group: "connection"}
+		for _, w := range strings.Fields(name) {
+			ci.wire = resp.AppendBulkString(ci.wire, w)
+			ci.nwords++
+		}
+		ci = addCommand(ci)
+		unknownCommands.Delete(name) // found as a subcommand, not as a name with a space
+		newerCommands[name] = ci
+	}
 	unknownMu.Unlock()
 }
 
@@ -164,6 +189,9 @@ func lookupCommand(name, sub string) *commandInfo {
 	key = append(key, ' ')
 	key = appendUpper(key, sub)
 	if sc := commandTable[string(key)]; sc != nil {
+		return sc
+	}
+	if sc := newerCommands[string(key)]; sc != nil {
 		return sc
 	}
 	return ci

@@ -742,3 +742,50 @@ func TestKeyValueCommandsTakeWholePairs(t *testing.T) {
 		t.Errorf("EXISTS {t}b on the server = %v, %v; want 1, set by the whole pairs only", n, err)
 	}
 }
+
+// Subcommands that change their connection's state on servers newer than
+// the table (CLIENT NO-TOUCH, CLIENT SETINFO) are refused where any such
+// command is, before they are sent: found as the CLIENT container they
+// went out on the shared connection, and on such a server would have
+// changed it for every caller. (The server here is older than they are,
+// so a command sent would be answered with its refusal, an error reply,
+// not a *UsageError.)
+func TestNewerConnStateCommandsAreRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	args := map[string][]any{
+		"CLIENT NO-TOUCH": {"CLIENT", "NO-TOUCH", "ON"},
+		"CLIENT SETINFO":  {"client", "setinfo", "lib-name", "mine"},
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var ue *UsageError
+		if !errors.As(err, &ue) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s: err = %v; want a *UsageError, not sent", what, err)
+		}
+	}
+	for _, name := range newerConnStateCommands {
+		a, ok := args[name]
+		if !ok {
+			t.Fatalf("no command line for %s", name)
+		}
+		_, err := c.Do(ctx, a...)
+		refused(name+" on the Client", err)
+		_, err = c.Pipeline(NoTransaction).Do(a...).Exec(ctx)
+		refused(name+" in a pipeline", err)
+		tx, err := c.Watch(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Do(ctx, a...)
+		refused(name+" on a Tx", err)
+		tx.Close()
+	}
+	// A name with a space is still no command to the server.
+	if v, err := c.Do(ctx, "CLIENT NO-TOUCH", "ON"); err != nil || !strings.Contains(fmt.Sprint(v), "unknown command") {
+		t.Errorf(`Do("CLIENT NO-TOUCH", "ON") = %v, %v; want the server's unknown command`, v, err)
+	}
+	if id, err := c.Do(ctx, "CLIENT", "ID"); err != nil || id.Err() != nil {
+		t.Errorf("CLIENT ID = %v, %v", id, err)
+	}
+}
