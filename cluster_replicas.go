@@ -300,13 +300,19 @@ func serverRefusal(prefix, msg string) bool {
 
 // recheckReplicas arranges a refresh in replicaRecheck when the last map
 // left replicas out for their health, so that they serve reads once they
-// can. Without it nothing would look again until a redirection.
+// can. Without it nothing would look again until a redirection. A map
+// that leaves none out calls off the refresh an earlier one arranged,
+// which would have nothing to look at.
 func (r *clusterRouter) recheckReplicas() {
 	r.refMu.Lock()
 	defer r.refMu.Unlock()
 	r.mu.RLock()
 	due := r.leftOut && !r.closed
 	r.mu.RUnlock()
+	if !due && r.recheck != nil {
+		r.recheck.Stop()
+		r.recheck = nil
+	}
 	if !due || r.recheck != nil {
 		return
 	}

@@ -974,3 +974,44 @@ func TestClusterReplicaPipelineReadsOneNodePerSlot(t *testing.T) {
 		}
 	}
 }
+
+// A map that leaves no replica out calls off the refresh that an earlier
+// one, which left some out for their health, arranged: it would look for
+// nothing, and it came at any time after the replicas were all in, as
+// during a failover a test then made, whose new master the client then
+// knew before the test could see it stale.
+func TestReplicaRecheckCalledOffWhenNoneLeftOut(t *testing.T) {
+	defer func(d time.Duration) { replicaRecheck = d }(replicaRecheck)
+	replicaRecheck = 200 * time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	c := newReplicaClient(t, cl, ClusterOptions{})
+	r := c.cluster
+	if err := r.ready(clusterCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	setLeftOut := func(v bool) {
+		r.mu.Lock()
+		r.leftOut = v
+		r.mu.Unlock()
+	}
+	pending := func() bool {
+		r.refMu.Lock()
+		defer r.refMu.Unlock()
+		return r.recheck != nil
+	}
+	setLeftOut(true)
+	r.recheckReplicas()
+	if !pending() {
+		t.Fatal("no refresh arranged for a map that left replicas out")
+	}
+	setLeftOut(false)
+	r.recheckReplicas()
+	if pending() {
+		t.Error("the refresh arranged is still pending after a map that left none out")
+	}
+	before := r.refreshes.Load()
+	time.Sleep(3 * replicaRecheck)
+	if n := r.refreshes.Load() - before; n != 0 {
+		t.Errorf("%d refreshes ran after the recheck was called off; want none", n)
+	}
+}
