@@ -769,8 +769,9 @@ func TestSharedSlot(t *testing.T) {
 		// The values are not keys.
 		{cmdMset, enc("MSET", "a", "b", "a", "c"), slotA, true},
 		{cmdMset, enc("MSET", "a", "1", "b", "2"), slotA, false},
-		// A key without its value: not split, the server refuses it.
-		{cmdMset, enc("MSET", "a", "1", "b"), slotA, true},
+		// A key without its value, which encoding refuses (see
+		// TestKeyValueCommandsTakeWholePairs): not split either.
+		{cmdMset, []byte("*4\r\n$4\r\nMSET\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n"), slotA, true},
 		{cmdDel, []byte("*2\r\n$3\r\nDEL\r\n$9\r\nbroken"), slotA, true},
 	} {
 		slot, shared := sharedSlot(tc.ci, tc.cmd)
