@@ -117,7 +117,9 @@
 // after Close fails with an error matching ErrClosed. Calls on one Tx from
 // several goroutines take turns, one at a time on its connection, except
 // that Close and Reset end a blocking command (BLPOP) that another
-// goroutine runs on it, rather than wait for it.
+// goroutine runs on it, rather than wait for it, and that Multi, which
+// sends nothing, opens the transaction at once rather than wait: its Exec
+// waits within its context.
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline, as

@@ -48,8 +48,11 @@ type Pipeline struct {
 	scriptAt        []int             // the index of the command that runs each of scripts
 	loadErrs        map[*Script]error // the scripts whose load failed, set by sendOn
 	multi           bool              // made by Tx.Multi: always sends MULTI/EXEC, even empty
-	broken          error             // a misuse that no reset clears: a nested or finished Multi
-	stream          *Stream           // set for the queue of a Stream
+	// A misuse that no reset clears: a nested or finished Multi. On a
+	// pipeline of a Tx, guarded by the Tx's lockMu: a call on the Tx, or
+	// Multi, may refuse the open Multi from another goroutine.
+	broken error
+	stream *Stream // set for the queue of a Stream
 }
 
 // PipelineOption changes how a Pipeline runs. Options are given when the
@@ -128,6 +131,10 @@ func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 // transaction.
 func (p *Pipeline) Discard() {
 	p.reset()
+	if p.tx != nil {
+		p.tx.lockMu.Lock()
+		defer p.tx.lockMu.Unlock()
+	}
 	if p.multi {
 		p.broken = nil // a refusal on the Tx is discarded with what it would have joined
 	}
@@ -141,10 +148,12 @@ func (p *Pipeline) endMulti() {
 	if !p.multi {
 		return
 	}
+	p.tx.lockMu.Lock()
 	p.multi = false
 	p.broken = &UsageError{Msg: "this Multi pipeline is finished (executed, or its Tx reset or closed); call Multi again"}
-	if p.tx.multi == p {
-		p.tx.multi = nil
+	open := p.tx.multi.CompareAndSwap(p, nil)
+	p.tx.lockMu.Unlock()
+	if open {
 		p.tx.spent = append(p.tx.spent, p)
 	}
 }
@@ -327,7 +336,14 @@ func (p *Pipeline) check() (batchTraits, error) {
 // command that would change the connection's state under the batch. A
 // stream numbers its commands from the first it sent.
 func (p *Pipeline) refusal() error {
-	if p.broken != nil {
+	if p.tx != nil {
+		p.tx.lockMu.Lock()
+		broken := p.broken
+		p.tx.lockMu.Unlock()
+		if broken != nil {
+			return broken
+		}
+	} else if p.broken != nil {
 		return p.broken
 	}
 	w := &p.w

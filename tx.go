@@ -40,7 +40,9 @@ import (
 // own context, so that the session's state (the open Multi, the watch)
 // changes between calls only, never under one. Watching does not wait;
 // Close and Reset wait for the call under way, except a blocking command,
-// which they end (see Close).
+// which they end (see Close). Multi, which sends nothing and has no
+// context, does not wait either: it opens the transaction at once, and its
+// Exec waits for the call under way within Exec's context.
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
@@ -50,12 +52,20 @@ type Tx struct {
 	// not wait for a blocking call of another goroutine, nor for the call
 	// of a Decoder that asks.
 	watching atomic.Bool
-	multi    *Pipeline   // the open Multi pipeline, until its Exec
-	spent    []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
-	closed   bool
+	// The open Multi pipeline, until its Exec. Multi, which has no
+	// context to bound a wait, opens it without waiting for the call
+	// under way: it is stored under lockMu, by Multi or by the call that
+	// holds the session, and read by that call without it.
+	multi atomic.Pointer[Pipeline]
+	spent []*Pipeline // Multi pipelines executed, whose later commands would go nowhere
+	// Written under lockMu by the call that holds the session; read by
+	// that call, or under lockMu by Multi.
+	closed bool
 	// The session's lock: busy while a call runs on it, which alone
-	// changes its state; freed, if a call waits, is closed when it ends.
-	// Both guarded by lockMu (see acquire).
+	// changes its state (but for the open Multi, above); freed, if a call
+	// waits, is closed when it ends. Both guarded by lockMu (see acquire).
+	// lockMu also guards the broken field of the session's pipelines,
+	// which Multi, Discard and the holder's calls set.
 	lockMu sync.Mutex
 	busy   bool
 	freed  chan struct{}
@@ -236,26 +246,31 @@ func (t *Tx) acquireEnding() {
 // finished, since EXEC ends the watch, and Multi starts the next one.
 // Calling Multi again while one is open is refused: the second pipeline's
 // Exec reports it, and the open one is refused too until it is Discarded.
+//
+// Multi sends nothing and does not wait for a call that another goroutine
+// runs on the Tx (a BLPOP with no timeout, say): the transaction is open
+// when it returns, so that what the Tx is asked to run after it is
+// refused, and its Exec waits for that call within Exec's context.
 func (t *Tx) Multi() *Pipeline {
-	t.acquire(context.Background())
-	defer t.release()
 	p := newPipeline(t.c, t, true)
-	p.multi = true
 	p.reset()
-	if t.closed {
+	t.lockMu.Lock()
+	closed := t.closed
+	switch {
+	case closed:
+	case t.multi.Load() != nil:
+		p.broken = t.refuseLocked("MULTI") // and p.multi stays false: its Exec must not close the open one
+	default:
+		p.multi = true
+		t.multi.Store(p)
+	}
+	t.lockMu.Unlock()
+	if closed {
 		// Refused as every call after Close is, and left off the Tx:
 		// kept as its open Multi, it would have the next Multi refused
 		// as a second one instead.
 		p.broken = t.usable()
-		p.multi = false
-		return p
 	}
-	if t.multi != nil {
-		p.broken = t.refuse("MULTI")
-		p.multi = false // its Exec must not close the open one
-		return p
-	}
-	t.multi = p
 	return p
 }
 
@@ -302,20 +317,23 @@ func (t *Tx) immediate(what string) error {
 	if err := t.usable(); err != nil {
 		return err
 	}
-	if t.multi != nil {
-		return t.refuse(what)
+	if t.multi.Load() != nil {
+		t.lockMu.Lock()
+		defer t.lockMu.Unlock()
+		return t.refuseLocked(what)
 	}
 	return nil
 }
 
-// refuse turns down what, run on the Tx while a Multi pipeline is open, and
-// refuses that open transaction as well: it was meant to include what, and
-// applying it without would be applying half of it.
-func (t *Tx) refuse(what string) error {
+// refuseLocked turns down what, run on the Tx while a Multi pipeline is
+// open, and refuses that open transaction as well: it was meant to include
+// what, and applying it without would be applying half of it. The caller
+// holds lockMu.
+func (t *Tx) refuseLocked(what string) error {
 	err := &UsageError{Msg: what + " on a Tx while its Multi pipeline is open: queue commands on the Pipeline that Multi returned; " +
 		"that transaction is now refused unless Discarded"}
-	if t.multi.broken == nil {
-		t.multi.broken = err
+	if m := t.multi.Load(); m.broken == nil {
+		m.broken = err
 	}
 	return err
 }
@@ -597,7 +615,9 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 	// nobody may close again (Transaction's, or one closed by a defer).
 	clean := false
 	defer func() {
+		t.lockMu.Lock()
 		t.closed = true
+		t.lockMu.Unlock()
 		t.watching.Store(false) // unwatched, or its connection closed
 		if t.d != nil {
 			t.c.pool.Put(t.d, clean)
@@ -640,7 +660,7 @@ func (t *Tx) Reset() error {
 // armed. It reports whether the connection is clean: usable, nothing in
 // flight, no watch armed.
 func (t *Tx) settle(ctx context.Context) bool {
-	if p := t.multi; p != nil {
+	if p := t.multi.Load(); p != nil {
 		p.reset()
 		p.endMulti()
 	}
@@ -937,6 +957,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		return zero, nil, 0, fnError(t, err)
 	}
 	defer t.release() // before the deferred closeWith, which takes it again
+	multi := t.multi.Load()
 	if n := t.unsent(); n > 0 {
 		// fn ran its own Exec and then queued more, which nothing will
 		// send. If that Exec may have applied, no retry is safe; if it
@@ -950,7 +971,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		}
 		return zero, nil, 0, &uncertainError{msg: "redpipe: fn ran Exec on its Multi pipeline itself", err: ue}
 	}
-	if t.multi == nil {
+	if multi == nil {
 		switch {
 		case t.execErr == nil:
 			return v, nil, 0, nil
@@ -980,7 +1001,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 			"then opened another Multi without watching again: call tx.Watch before it, or queue everything on one Multi"})
 	}
 	ran := t.execRan
-	replies, err = t.multi.exec(ctx)
+	replies, err = multi.exec(ctx)
 	if err != nil {
 		var zero T
 		if ran {
@@ -1097,8 +1118,8 @@ func (c *txCall) retire(t *Tx) {
 	if c.stale == nil {
 		c.stale = c.staleBuf[:0]
 	}
-	if t.multi != nil {
-		c.stale = append(c.stale, t.multi) // settle empties it
+	if m := t.multi.Load(); m != nil {
+		c.stale = append(c.stale, m) // settle empties it
 	}
 	for _, p := range t.spent {
 		// What fn queued after its own Exec was the ended attempt's

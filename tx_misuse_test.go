@@ -1479,3 +1479,111 @@ func TestTxPipelineExecThatGaveUpWaitingIsEmptied(t *testing.T) {
 		}
 	}
 }
+
+// waitBlocked waits until the server has n clients blocked.
+func waitBlocked(t *testing.T, ctx context.Context, srv *redistest.Server, n string) {
+	t.Helper()
+	waitForServer(t, ctx, n+" clients blocked", func() (bool, string) {
+		got := blockedClients(t, srv)
+		return got == n, got + " clients blocked"
+	})
+}
+
+// Multi takes no context, and waited for its turn behind a blocking
+// command that another goroutine ran on the Tx: behind BLPOP with no
+// timeout, for ever. It now opens the transaction at once; its Exec,
+// which has a context, takes the turn, and what the Tx runs after Multi
+// is refused as before.
+func TestTxMultiDoesNotWaitForBlockingCall(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "mb:w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := tx.Do(ctx, "BLPOP", "mb:never-pushed", "0")
+		blocked <- err
+	}()
+	ended := false
+	defer func() {
+		tx.Close() // ends the block
+		if !ended {
+			<-blocked
+		}
+	}()
+	waitBlocked(t, ctx, srv, "1")
+
+	opened := make(chan *Pipeline, 1)
+	go func() { opened <- tx.Multi() }()
+	var p *Pipeline
+	select {
+	case p = <-opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Multi waits for the blocking call of another goroutine")
+	}
+	p.Set("mb:k", "1")
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Exec(short); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Exec of the Multi while the BLPOP holds the Tx = %v; want the deadline, not applied", err)
+	}
+	// A second Multi, made while the BLPOP still blocks, is refused, and
+	// refuses the open one, once the BLPOP has ended.
+	p2 := tx.Multi().Set("mb:k2", "1")
+	srv.MustDo(t, "RPUSH", "mb:never-pushed", "x")
+	ended = true
+	if err := <-blocked; err != nil {
+		t.Fatalf("BLPOP = %v", err)
+	}
+	var ue *UsageError
+	if _, err := p2.Exec(ctx); !errors.As(err, &ue) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Exec of a second Multi while one is open = %v; want a *UsageError, not applied", err)
+	}
+	if _, err := p.Exec(ctx); !errors.As(err, &ue) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Exec of the Multi after a second Multi = %v; want it refused with a *UsageError, not applied", err)
+	}
+	for _, k := range []string{"mb:k", "mb:k2"} {
+		if exists(t, srv, k) {
+			t.Fatalf("%s exists: a refused transaction was applied", k)
+		}
+	}
+}
+
+// Multi while another goroutine's call holds the Tx opens the
+// transaction at once: a call that comes after it is refused, and the
+// Multi's Exec runs once the call under way has ended.
+func TestTxMultiWhileAnotherCallRuns(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "mr:w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	held := make(chan error, 1)
+	go func() {
+		_, err := tx.Do(ctx, "BLPOP", "mr:list", "5")
+		held <- err
+	}()
+	waitBlocked(t, ctx, srv, "1")
+	p := tx.Multi().Set("mr:k", "1")
+	var ue *UsageError
+	if _, err := tx.Get(ctx, "mr:w"); !errors.As(err, &ue) {
+		t.Fatalf("Get after Multi = %v; want a *UsageError", err)
+	}
+	p.Discard() // the Get refused the transaction with it
+	p.Set("mr:k", "1")
+	srv.MustDo(t, "RPUSH", "mr:list", "x")
+	replies, err := p.Exec(ctx)
+	if err != nil || len(replies) != 1 {
+		t.Fatalf("Exec of the Multi = %v, %v", replies, err)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("BLPOP = %v", err)
+	}
+	if !exists(t, srv, "mr:k") {
+		t.Fatal("mr:k is missing after its transaction was applied")
+	}
+}
