@@ -19,6 +19,9 @@ import (
 // Pipeline is empty afterwards, as after any Exec, and the batch's later
 // replies are left undecoded and lost with it. In a Stream it also stops
 // the calls of each, and Close reports it (see Stream).
+//
+// A decoder for a call on a Tx runs once that call has given the Tx up,
+// and may call the Tx, Close included (see Tx).
 type Decoder func(Value) (any, error)
 
 // SetDecoder registers d for the replies of command (any case) on every

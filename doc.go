@@ -119,7 +119,8 @@
 // that Close and Reset end a blocking command (BLPOP) that another
 // goroutine runs on it, rather than wait for it, and that Multi, which
 // sends nothing, opens the transaction at once rather than wait: its Exec
-// waits within its context.
+// waits within its context. A call gives the Tx up before its Decoders
+// run, so a Decoder may use the Tx whose reply it decodes.
 //
 // Client.Transaction runs that loop for you, retrying on ErrWatch with a
 // bound on attempts, jittered backoff and the context's deadline, as

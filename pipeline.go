@@ -202,7 +202,8 @@ func (p *Pipeline) reset() {
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if p.tx != nil {
-		// Released once exec has settled the Tx's state.
+		// Released once exec has settled the Tx's state, before the
+		// replies are decoded.
 		if err := p.tx.acquire(ctx); err != nil {
 			// Nothing was sent.
 			if p.transaction {
@@ -215,13 +216,66 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 			p.reset()
 			return nil, err
 		}
-		defer p.tx.release()
+		h := txHold{t: p.tx, held: true}
+		defer h.release()
+		return p.exec(ctx, &h)
 	}
-	return p.exec(ctx)
+	return p.exec(ctx, nil)
 }
 
-// exec is Exec, by a call that holds the pipeline's Tx if it has one.
-func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
+// exec is Exec, by a call that holds the pipeline's Tx, by h, if it has
+// one. h is released before the Decoders run, once the Tx's state is
+// settled (see txHold).
+func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
+	// Emptied once the Decoders, which name the commands, have run; a
+	// Multi pipeline before the Tx is given up (below).
+	emptied := false
+	defer func() {
+		if !emptied {
+			p.reset()
+		}
+	}()
+	multi := p.multi
+	replies, errs, decoded, err := p.execSend(ctx)
+	if err != nil || decoded || len(replies) == 0 {
+		return replies, err
+	}
+	var names []string
+	if multi {
+		// The Tx looks at its spent Multi pipelines (see Tx.unsent), so
+		// this one is emptied before the Tx is given up; the Decoders
+		// have the names of its commands.
+		if p.decodes(replies) {
+			names = p.Commands()
+		}
+		p.reset()
+		emptied = true
+	}
+	h.release()
+	if multi && names == nil {
+		return replies, nil // nothing to decode, no error reply
+	}
+	err = p.finishNamed(replies, errs, names)
+	if err != nil && p.tx != nil && p.tx.retried {
+		// A command's error, or its Decoder's, noted as execSend notes
+		// the errors of the send.
+		switch {
+		case multi:
+			p.tx.lockMu.Lock()
+			p.tx.execErr = err
+			p.tx.lockMu.Unlock()
+		case !p.transaction:
+			err = p.tx.noteRead(err)
+		}
+	}
+	return replies, err
+}
+
+// execSend is exec up to the decoding of the replies, which it returns
+// with how many are errors (see finish) and the Tx's state settled;
+// decoded says that they were decoded already (on a cluster, part by
+// part).
+func (p *Pipeline) execSend(ctx context.Context) (execReplies []Value, errs int, decoded bool, err error) {
 	multi := p.multi
 	if multi && len(p.w.cmds) > 0 {
 		defer func() {
@@ -233,7 +287,11 @@ func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
 	if multi && p.tx.retried {
 		// Transaction reports how the last Exec fn ran itself ended, if
 		// fn opens no other Multi after it.
-		defer func() { p.tx.execErr, p.tx.execOut = err, execReplies }()
+		defer func() {
+			p.tx.lockMu.Lock()
+			p.tx.execErr, p.tx.execOut = err, execReplies
+			p.tx.lockMu.Unlock()
+		}()
 	}
 	if p.tx != nil && p.tx.retried && !p.transaction {
 		// A Pipeline of a Transaction's Tx only reads (see check): its
@@ -246,32 +304,32 @@ func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
 		}()
 	}
 	defer p.endMulti() // whatever happens, a Multi is used once
-	defer p.reset()
 	traits, err := p.check()
 	if err != nil {
 		if p.transaction && !errors.Is(err, ErrNotApplied) {
 			// Refused before a byte was sent: certainly not applied.
-			return nil, notAppliedTx(err)
+			return nil, 0, false, notAppliedTx(err)
 		}
-		return nil, err
+		return nil, 0, false, err
 	}
 	n := len(p.w.cmds)
 	if n == 0 && !multi {
-		return nil, nil
+		return nil, 0, false, nil
 	}
 	if p.c != nil && p.c.cluster != nil && p.tx == nil {
-		return p.c.cluster.exec(ctx, p, traits)
+		replies, err := p.c.cluster.exec(ctx, p, traits)
+		return replies, 0, true, err
 	}
 	out, errs, err := p.send(ctx, traits)
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
 	var results []resp.Value
 	if p.transaction {
 		errs = -1 // EXEC's elements were not counted
 		results, err = p.execResult(out, n)
 		if err != nil {
-			return nil, err
+			return nil, 0, false, err
 		}
 	} else {
 		results = out
@@ -279,9 +337,9 @@ func (p *Pipeline) exec(ctx context.Context) (execReplies []Value, err error) {
 	p.blameLoads(p.loadErrs, results, nil)
 	replies := values(results)
 	if len(replies) != n {
-		return nil, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
+		return nil, 0, false, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
 	}
-	return replies, p.finish(replies, errs)
+	return replies, errs, false, nil
 }
 
 // batchTraits are what one look over a batch's commands tells the sending
@@ -606,20 +664,42 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 // finish applies the reply decoders and picks the batch's first error;
 // errs is how many replies are errors, or -1 if not known.
 func (p *Pipeline) finish(replies []Value, errs int) error {
+	return p.finishNamed(replies, errs, nil)
+}
+
+// finishNamed is finish for the commands named by names, or by the
+// queued commands if names is nil.
+func (p *Pipeline) finishNamed(replies []Value, errs int, names []string) error {
 	// Most batches have no decoder and no error: then each reply is only
 	// looked at for its kind, or not at all when none is known to be an
 	// error.
-	decoding := p.decoders != nil || (p.c != nil && p.c.decoderTable() != nil)
+	decoding := p.hasDecoders()
 	if errs == 0 && !decoding {
 		return nil
 	}
 	var first error
 	for i := range replies {
 		if decoding || replies[i].isErr() {
-			p.checkReply(&replies[i], i, p.w.cmds[i].Name(), &first)
+			name := ""
+			if names != nil {
+				name = names[i]
+			} else {
+				name = p.w.cmds[i].Name()
+			}
+			p.checkReply(&replies[i], i, name, &first)
 		}
 	}
 	return first
+}
+
+func (p *Pipeline) hasDecoders() bool {
+	return p.decoders != nil || (p.c != nil && p.c.decoderTable() != nil)
+}
+
+// decodes reports whether finish has work to do on replies: a Decoder to
+// run, or an error reply.
+func (p *Pipeline) decodes(replies []Value) bool {
+	return p.hasDecoders() || slices.ContainsFunc(replies, Value.isErr)
 }
 
 // checkReply applies the decoder of command name to its reply v, unless v

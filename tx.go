@@ -43,6 +43,13 @@ import (
 // which they end (see Close). Multi, which sends nothing and has no
 // context, does not wait either: it opens the transaction at once, and its
 // Exec waits for the call under way within Exec's context.
+//
+// A call gives the Tx up before the Decoders of its replies run, its work
+// on the session done: a Decoder may call the Tx it decodes for (Close
+// included), and another goroutine's call may run before the decoded call
+// returns. The Decoder of the UNWATCH that Close or Reset sends is the
+// exception: they hold the Tx through it, and a call on the Tx from it is
+// refused with a *UsageError.
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
@@ -65,19 +72,27 @@ type Tx struct {
 	// changes its state (but for the open Multi, above); freed, if a call
 	// waits, is closed when it ends. Both guarded by lockMu (see acquire).
 	// lockMu also guards the broken field of the session's pipelines,
-	// which Multi, Discard and the holder's calls set.
+	// which Multi, Discard and the holder's calls set, and decoding.
 	lockMu sync.Mutex
 	busy   bool
 	freed  chan struct{}
+	// The holder decodes the reply of UNWATCH that Close (closing set)
+	// or Reset sent: a call made meanwhile is refused rather than waiting
+	// for a holder that may be the very goroutine making it (see
+	// tryAcquire). Guarded by lockMu.
+	decoding bool
+	closing  bool
 	// The connection of a call with a blocking command while it runs,
 	// else nil: set by that call, which holds the session's lock; read
 	// without it by Close and Reset, which fail it to end the block (see
 	// acquireEnding).
 	blocked atomic.Pointer[dedicated]
-	broken  error   // the connection failed: the Tx can only be closed or reset
-	turn    *turn   // a Transaction's turn on its keys, given back once EXEC is written
-	retried bool    // made by Transaction, which may run fn again: writes outside Multi are refused
-	execRan bool    // the Exec of a Multi pipeline may have applied
+	broken  error // the connection failed: the Tx can only be closed or reset
+	turn    *turn // a Transaction's turn on its keys, given back once EXEC is written
+	retried bool  // made by Transaction, which may run fn again: writes outside Multi are refused
+	execRan bool  // the Exec of a Multi pipeline may have applied
+	// Written and read under lockMu: a call sets them once the session
+	// is free again, after its Decoders ran (see txHold).
 	readErr error   // the last error of a command or Pipeline of a Transaction's Tx, which only read
 	execErr error   // the error of the last Exec of a Multi pipeline fn ran itself, nil if it succeeded
 	execOut []Value // the replies of that Exec
@@ -173,9 +188,9 @@ func (t *Tx) Watching() bool { return t.watching.Load() }
 // lasts; release ends the call.
 func (t *Tx) acquire(ctx context.Context) error {
 	for {
-		wake := t.tryAcquire()
+		wake, err := t.tryAcquire()
 		if wake == nil {
-			return nil
+			return err
 		}
 		select {
 		case <-wake:
@@ -188,17 +203,35 @@ func (t *Tx) acquire(ctx context.Context) error {
 // tryAcquire takes the session if no call runs on it, and returns nil;
 // else it returns a channel closed when that call ends. The channel is
 // made only when a call has to wait, which most sessions never do.
-func (t *Tx) tryAcquire() <-chan struct{} {
+//
+// A call's Decoders run once the call has given the session up (see
+// txHold), so that they may use it, but for the Decoder of the UNWATCH
+// that Close or Reset sends, which runs while they hold it: a call made
+// then is refused, since it may come from that Decoder, on the goroutine
+// that would have to return for it to go on.
+func (t *Tx) tryAcquire() (<-chan struct{}, error) {
 	t.lockMu.Lock()
 	defer t.lockMu.Unlock()
 	if !t.busy {
 		t.busy = true
-		return nil
+		return nil, nil
+	}
+	if t.decoding {
+		what := "Reset"
+		if t.closing {
+			what = "Close"
+		}
+		err := &UsageError{Msg: "a call on a Tx while the Decoder of the UNWATCH of its " + what + " runs: " +
+			"calls on a Tx cannot be made from a Decoder of its own call"}
+		if t.closing {
+			err.Err = ErrClosed
+		}
+		return nil, err
 	}
 	if t.freed == nil {
 		t.freed = make(chan struct{})
 	}
-	return t.freed
+	return t.freed, nil
 }
 
 func (t *Tx) release() {
@@ -220,11 +253,11 @@ var errTxEnding = fmt.Errorf("the Tx was closed or reset while this blocking cal
 // timeout (BLPOP k 0) would keep them waiting for ever. Its connection is
 // failed instead, which ends the block, as closing the connection under it
 // did before calls took turns. A call that does not block is waited for.
-func (t *Tx) acquireEnding() {
+func (t *Tx) acquireEnding() error {
 	for {
-		wake := t.tryAcquire()
+		wake, err := t.tryAcquire()
 		if wake == nil {
-			return
+			return err
 		}
 		if d := t.blocked.Load(); d != nil {
 			d.Fail(errTxEnding)
@@ -404,12 +437,36 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		putBuf(w)
 		return Value{}, err
 	}
-	defer t.release()
-	return t.runHeld(ctx, w)
+	h := txHold{t: t, held: true}
+	defer h.release()
+	return t.runHeld(ctx, w, &h)
 }
 
-// runHeld is run by a call that holds the session.
-func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
+// txHold is a call's hold on its session, which the call gives up before
+// its Decoders run: a Decoder runs on the call's goroutine, so a call it
+// makes on the same Tx (Close, a read, a Multi and its Exec) would wait
+// for ever for the turn of the very call that waits for the Decoder. The
+// call has done all it does with the session by then; what it keeps for
+// a Transaction afterwards (readErr, execErr) is written under lockMu.
+type txHold struct {
+	t    *Tx
+	held bool
+}
+
+// release gives the session up, once; a nil hold, of a call that keeps
+// the session after the reply (Close and Reset, which send UNWATCH), does
+// nothing.
+func (h *txHold) release() {
+	if h != nil && h.held {
+		h.held = false
+		h.t.release()
+	}
+}
+
+// runHeld is run by a call that holds the session, by h; h is released
+// before the reply is decoded, unless it is nil: the caller goes on with
+// the session, and the reply is decoded under the caller's hold.
+func (t *Tx) runHeld(ctx context.Context, w *cmdBuf, h *txHold) (Value, error) {
 	defer putBuf(w)
 	if t.closed {
 		// Before the encoding's error: the use of a session of an ended
@@ -471,7 +528,12 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 	case ci.Name == "UNWATCH":
 		t.watching.Store(false)
 	}
-	r, err = t.c.decode(w, r, nil)
+	if h != nil {
+		h.release()
+		r, err = t.c.decode(w, r, nil)
+	} else {
+		r, err = t.decodeHeld(w, r)
+	}
 	if t.retried {
 		// A reply its Decoder refused, or the server's error reply, is of
 		// a read too: as above. The reply keeps its error, so that its Err
@@ -482,10 +544,28 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf) (Value, error) {
 		case r.isErr():
 			e := r.Err()
 			setExtra(&r, madeErr{e})
+			t.lockMu.Lock()
 			t.readErr = e
+			t.lockMu.Unlock()
 		}
 	}
 	return r, err
+}
+
+// decodeHeld decodes r, the reply of w, for Close or Reset, which hold the
+// session through it: a call made on the session meanwhile, from the
+// Decoder or not, is refused (see tryAcquire). The mark is taken off also
+// when the Decoder panics, which Close and Reset let go on up.
+func (t *Tx) decodeHeld(w *cmdBuf, r Value) (Value, error) {
+	t.lockMu.Lock()
+	t.decoding = true
+	t.lockMu.Unlock()
+	defer func() {
+		t.lockMu.Lock()
+		t.decoding = false
+		t.lockMu.Unlock()
+	}()
+	return t.c.decode(w, r, nil)
 }
 
 // do runs a batch on the session's connection; grace is how long its
@@ -573,7 +653,12 @@ func (t *Tx) lost(err error) {
 // connection, its call failing with an error matching ErrClosed, rather
 // than waited for: with no timeout it would never end; Reset does the same.
 func (t *Tx) Close() error {
-	t.acquireEnding()
+	if err := t.acquireEnding(); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil // the Close under way closes the session
+		}
+		return err
+	}
 	defer t.release()
 	if t.retried && !t.closed {
 		return errTransactionEnds("Close")
@@ -596,7 +681,9 @@ func errTransactionEnds(what string) error {
 func (t *Tx) closeWith(ctx context.Context) error {
 	// Not bounded by ctx: the session must be closed, after the call
 	// under way, which its own context bounds, or whose block is ended.
-	t.acquireEnding()
+	if err := t.acquireEnding(); err != nil {
+		return err // made by a Decoder of UNWATCH as Close or Reset runs, which ends the session
+	}
 	defer t.release()
 	return t.closeHeld(ctx)
 }
@@ -616,7 +703,7 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 	clean := false
 	defer func() {
 		t.lockMu.Lock()
-		t.closed = true
+		t.closed, t.closing = true, false
 		t.lockMu.Unlock()
 		t.watching.Store(false) // unwatched, or its connection closed
 		if t.d != nil {
@@ -624,6 +711,9 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 			t.d = nil
 		}
 	}()
+	t.lockMu.Lock()
+	t.closing = true
+	t.lockMu.Unlock()
 	clean = t.settle(ctx)
 	return nil
 }
@@ -638,7 +728,9 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 // the panic goes on up and the session is reset all the same: the server
 // ran UNWATCH before the Decoder saw its reply.
 func (t *Tx) Reset() error {
-	t.acquireEnding()
+	if err := t.acquireEnding(); err != nil {
+		return err
+	}
 	defer t.release()
 	if t.closed {
 		return t.usable()
@@ -678,7 +770,7 @@ func (t *Tx) settle(ctx context.Context) bool {
 			w := getBuf()
 			w.start(cmdUnwatch, 1)
 			w.end()
-			clean = okReply(t.runHeld(uctx, w)) == nil
+			clean = okReply(t.runHeld(uctx, w, nil)) == nil
 			cancel()
 		}
 	}
@@ -956,7 +1048,13 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		var zero T
 		return zero, nil, 0, fnError(t, err)
 	}
-	defer t.release() // before the deferred closeWith, which takes it again
+	// Released before the deferred closeWith, which takes it again, or
+	// by the Exec below before its Decoders run.
+	h := txHold{t: t, held: true}
+	defer h.release()
+	t.lockMu.Lock()
+	execErr, execOut := t.execErr, t.execOut
+	t.lockMu.Unlock()
 	multi := t.multi.Load()
 	if n := t.unsent(); n > 0 {
 		// fn ran its own Exec and then queued more, which nothing will
@@ -973,19 +1071,19 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	}
 	if multi == nil {
 		switch {
-		case t.execErr == nil:
+		case execErr == nil:
 			return v, nil, 0, nil
-		case t.execOut != nil:
+		case execOut != nil:
 			// fn's own Exec was applied, and a command of it failed as it
 			// ran: as when Transaction runs Exec.
-			return v, t.execOut, 0, t.execErr
+			return v, execOut, 0, execErr
 		}
 		// The last Exec fn ran itself failed, and fn went on to return
 		// nil: that transaction did not apply (or may not have), which
 		// the caller is told, and a watch conflict is retried, rather
 		// than a success reported for work that never ran.
 		var zero T
-		return zero, nil, 0, fnError(t, t.execErr)
+		return zero, nil, 0, fnError(t, execErr)
 	}
 	if len(keys) > 0 && len(t.spent) > 0 && !t.watching.Load() {
 		// fn ran Exec itself, whose EXEC ended the watch on keys, and
@@ -994,14 +1092,14 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 		// watch conflict that is the attempt's conflict, retried; else
 		// a misuse.
 		var zero T
-		if t.execErr != nil {
-			return zero, nil, 0, fnError(t, t.execErr)
+		if execErr != nil {
+			return zero, nil, 0, fnError(t, execErr)
 		}
 		return zero, nil, 0, fnError(t, &UsageError{Msg: "fn ran Exec on a Multi pipeline itself, which ended the watch on the Transaction's keys, " +
 			"then opened another Multi without watching again: call tx.Watch before it, or queue everything on one Multi"})
 	}
 	ran := t.execRan
-	replies, err = multi.exec(ctx)
+	replies, err = multi.exec(ctx, &h)
 	if err != nil {
 		var zero T
 		if ran {
@@ -1042,8 +1140,11 @@ func fnError(t *Tx, err error) error {
 	if errors.Is(err, ErrNotApplied) {
 		return err // a watch conflict, an EXECABORT: it says so already
 	}
+	t.lockMu.Lock()
+	readErr := t.readErr
+	t.lockMu.Unlock()
 	if o := OutcomeOf(err); o == OutcomeNotSent || o == OutcomeNotApplied || t.broken != nil && errors.Is(err, t.broken) ||
-		t.readErr != nil && errors.Is(err, t.readErr) {
+		readErr != nil && errors.Is(err, readErr) {
 		return notAppliedTx(err)
 	}
 	return err
@@ -1058,7 +1159,9 @@ func fnError(t *Tx, err error) error {
 // which must not be reported not applied.
 func (t *Tx) noteRead(err error) error {
 	own := &readError{err: err}
+	t.lockMu.Lock()
 	t.readErr = own
+	t.lockMu.Unlock()
 	return own
 }
 

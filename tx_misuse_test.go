@@ -1587,3 +1587,189 @@ func TestTxMultiWhileAnotherCallRuns(t *testing.T) {
 		t.Fatal("mr:k is missing after its transaction was applied")
 	}
 }
+
+// A Decoder runs on the goroutine of the call whose reply it decodes,
+// which held the Tx: a call on that Tx from the Decoder waited for the
+// turn that its own call held, Close and Reset for ever, the others until
+// their context ended. The Tx is now free while a Decoder runs: the
+// call's work on it is done, and what the Decoder asks runs after it.
+func TestTxCallsFromOwnDecoder(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "SET", "od:v", "1")
+	calls := map[string]func(context.Context, *Tx) (Value, error){
+		"Get": func(ctx context.Context, tx *Tx) (Value, error) { return tx.Do(ctx, "GET", "od:v") },
+		"Pipeline Exec": func(ctx context.Context, tx *Tx) (Value, error) {
+			r, err := tx.Pipeline().Get("od:v").Exec(ctx)
+			if len(r) != 1 {
+				return Value{}, fmt.Errorf("%d replies, %w", len(r), err)
+			}
+			return r[0], err
+		},
+		"Multi Exec": func(ctx context.Context, tx *Tx) (Value, error) {
+			r, err := tx.Multi().Get("od:v").Exec(ctx)
+			if len(r) != 1 {
+				return Value{}, fmt.Errorf("%d replies, %w", len(r), err)
+			}
+			return r[0], err
+		},
+	}
+	// Each action runs under a context without a deadline, as a Decoder,
+	// which is given none, may well use.
+	bg := context.Background()
+	actions := map[string]struct {
+		do    func(*Tx) error
+		check func(t *testing.T, ctx context.Context, tx *Tx)
+	}{
+		"Close": {func(tx *Tx) error { return tx.Close() }, func(t *testing.T, ctx context.Context, tx *Tx) {
+			if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
+				t.Errorf("Ping after Close = %v; want ErrClosed", err)
+			}
+		}},
+		"Reset": {func(tx *Tx) error { return tx.Reset() }, func(t *testing.T, ctx context.Context, tx *Tx) {
+			if tx.Watching() {
+				t.Error("Watching after Reset")
+			}
+			if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+				t.Errorf("Ping after Reset = %q, %v", s, err)
+			}
+		}},
+		"Unwatch": {func(tx *Tx) error { return tx.Unwatch(bg) }, func(t *testing.T, ctx context.Context, tx *Tx) {
+			if tx.Watching() {
+				t.Error("Watching after Unwatch")
+			}
+		}},
+		"Ping": {func(tx *Tx) error { _, err := tx.Ping(bg); return err }, nil},
+		"Pipeline Exec": {func(tx *Tx) error {
+			_, err := tx.Pipeline().Exists("od:v").Exec(bg)
+			return err
+		}, nil},
+		"Multi Exec": {func(tx *Tx) error {
+			_, err := tx.Multi().Set("od:set", "1").Exec(bg)
+			return err
+		}, func(t *testing.T, ctx context.Context, tx *Tx) {
+			if !exists(t, srv, "od:set") {
+				t.Error("od:set is missing: the Decoder's transaction was not applied")
+			}
+		}},
+	}
+	for cname, call := range calls {
+		for aname, a := range actions {
+			t.Run(cname+"/"+aname, func(t *testing.T) {
+				ctx := ctxT(t)
+				srv.MustDo(t, "DEL", "od:set")
+				c, err := NewClient(Options{Addr: srv.Addr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				var tx *Tx
+				ran := make(chan error, 1)
+				c.SetDecoder("GET", func(v Value) (any, error) {
+					select {
+					case ran <- a.do(tx):
+					default: // once only
+					}
+					return v.Text()
+				})
+				if tx, err = c.Watch(ctx, "od:w"); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					v, err := call(ctx, tx)
+					if err == nil {
+						if x, _ := v.Decoded(); x != "1" {
+							err = fmt.Errorf("decoded %v, want 1", x)
+						}
+					}
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("the call whose Decoder ran %s = %v", aname, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s from the Decoder of a %s on the same Tx never returns", aname, cname)
+				}
+				if err := <-ran; err != nil {
+					t.Fatalf("%s from the Decoder = %v", aname, err)
+				}
+				if a.check != nil {
+					a.check(t, ctx, tx)
+				}
+				if err := tx.Close(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// Close and Reset send UNWATCH, and hold the Tx while a Decoder of
+// UNWATCH runs, since they go on with it afterwards: a call on the Tx
+// from that Decoder waited for them for ever. It is now refused with a
+// *UsageError, and Close from it returns at once, the Close under way
+// closing the session.
+func TestTxCallsFromDecoderOfUnwatch(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, end := range []string{"Close", "Reset"} {
+		t.Run(end, func(t *testing.T) {
+			ctx := ctxT(t)
+			c, err := NewClient(Options{Addr: srv.Addr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var tx *Tx
+			var pingErr, closeErr error
+			c.SetDecoder("UNWATCH", func(v Value) (any, error) {
+				_, pingErr = tx.Ping(context.Background())
+				closeErr = tx.Close()
+				return nil, nil
+			})
+			if tx, err = c.Watch(ctx, "du:w"); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				if end == "Close" {
+					done <- tx.Close()
+				} else {
+					done <- tx.Reset()
+				}
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s = %v", end, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s never returns when the Decoder of its UNWATCH uses the Tx", end)
+			}
+			var ue *UsageError
+			if !errors.As(pingErr, &ue) || !strings.Contains(pingErr.Error(), "Decoder of its own call") || errors.Is(pingErr, ErrClosed) != (end == "Close") {
+				t.Errorf("Ping from the Decoder of UNWATCH in %s = %v; want a *UsageError naming the Decoder", end, pingErr)
+			}
+			if end == "Close" {
+				if closeErr != nil {
+					t.Errorf("Close from the Decoder of UNWATCH in Close = %v, want nil", closeErr)
+				}
+				if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
+					t.Errorf("Ping after Close = %v; want ErrClosed", err)
+				}
+				return
+			}
+			if !errors.As(closeErr, &ue) {
+				t.Errorf("Close from the Decoder of UNWATCH in Reset = %v; want a *UsageError", closeErr)
+			}
+			if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
+				t.Errorf("Ping after Reset = %q, %v", s, err)
+			}
+			c.SetDecoder("UNWATCH", nil)
+			if err := tx.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
