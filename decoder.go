@@ -21,7 +21,10 @@ import (
 // the calls of each, and Close reports it (see Stream).
 //
 // A decoder for a call on a Tx runs once that call has given the Tx up,
-// and may call the Tx, Close included (see Tx).
+// and may call the Tx, Close included (see Tx). A decoder must not Exec
+// the Pipeline whose replies it decodes, which is refused with a
+// *UsageError, and its Discard does nothing: Exec empties the pipeline
+// once its decoders have run.
 type Decoder func(Value) (any, error)
 
 // SetDecoder registers d for the replies of command (any case) on every

@@ -51,8 +51,9 @@ type Pipeline struct {
 	// A misuse that no reset clears: a nested or finished Multi. On a
 	// pipeline of a Tx, guarded by the Tx's lockMu: a call on the Tx, or
 	// Multi, may refuse the open Multi from another goroutine.
-	broken error
-	stream *Stream // set for the queue of a Stream
+	broken   error
+	stream   *Stream // set for the queue of a Stream
+	decoding bool    // Exec runs the Decoders of its replies, which must not Exec or Discard the pipeline under it
 }
 
 // PipelineOption changes how a Pipeline runs. Options are given when the
@@ -129,7 +130,13 @@ func (p *Pipeline) Do(args ...any) *Pipeline { p.w.do(args); return p }
 // Discard empties the pipeline without sending anything. A Tx's Multi
 // pipeline stays open, so commands queued after Discard are the
 // transaction.
+//
+// Called from a Decoder of the pipeline's own Exec, Discard does nothing:
+// Exec empties the pipeline once its Decoders have run.
 func (p *Pipeline) Discard() {
+	if p.decoding {
+		return
+	}
 	p.reset()
 	if p.tx != nil {
 		p.tx.lockMu.Lock()
@@ -201,6 +208,10 @@ func (p *Pipeline) reset() {
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
+	if p.decoding {
+		// It would send the batch being decoded again.
+		return nil, &UsageError{Msg: "Exec of a Pipeline from a Decoder of its own Exec"}
+	}
 	if p.tx != nil {
 		// Released once exec has settled the Tx's state, before the
 		// replies are decoded.
@@ -252,6 +263,8 @@ func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
 		emptied = true
 	}
 	h.release()
+	p.decoding = true
+	defer func() { p.decoding = false }()
 	if multi && names == nil {
 		return replies, nil // nothing to decode, no error reply
 	}

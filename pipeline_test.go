@@ -681,3 +681,82 @@ func TestPushInsideExecArray(t *testing.T) {
 		t.Errorf("ECHO after the misplaced push = %q, %v", s, err)
 	}
 }
+
+// A Pipeline is used from a Decoder of its own Exec: Exec sent the batch
+// being decoded again (on a Tx it waited for the Tx its own Exec held),
+// and Discard emptied the commands the Decoders were being run for,
+// which panicked with an index out of range.
+func TestPipelineUsedFromOwnDecoder(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "pd:w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for _, kind := range []string{"Client", "Tx", "Multi"} {
+		for _, use := range []string{"Exec", "Discard"} {
+			t.Run(kind+"/"+use, func(t *testing.T) {
+				srv.MustDo(t, "DEL", "pd:n")
+				var p *Pipeline
+				var useErr error
+				calls := 0
+				incrDec := func(v Value) (any, error) {
+					calls++
+					if calls == 1 {
+						if use == "Exec" {
+							_, useErr = p.Exec(context.Background())
+						} else {
+							p.Discard()
+						}
+					}
+					return v.Int64()
+				}
+				dec := WithDecoder("INCR", incrDec)
+				switch kind {
+				case "Client":
+					p = c.Pipeline(NoTransaction, dec)
+				case "Tx":
+					p = tx.Pipeline(dec)
+				case "Multi":
+					// Multi takes no options: the client's Decoder.
+					c.SetDecoder("INCR", incrDec)
+					defer c.SetDecoder("INCR", nil)
+					p = tx.Multi()
+				}
+				p.Incr("pd:n").Incr("pd:n")
+				done := make(chan error, 1)
+				go func() {
+					defer func() {
+						if r := recover(); r != nil {
+							done <- fmt.Errorf("panic: %v", r)
+						}
+					}()
+					replies, err := p.Exec(ctx)
+					if err == nil && len(replies) != 2 {
+						err = fmt.Errorf("%d replies", len(replies))
+					}
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("Exec whose Decoder runs %s on the pipeline = %v", use, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("Exec whose Decoder runs %s on the pipeline never returns", use)
+				}
+				var ue *UsageError
+				if use == "Exec" && !errors.As(useErr, &ue) {
+					t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", useErr)
+				}
+				if n, _ := srv.MustDo(t, "GET", "pd:n").(string); n != "2" {
+					t.Errorf("pd:n = %q after one Exec of two INCR; want 2", n)
+				}
+				if calls != 2 {
+					t.Errorf("the Decoder ran %d times, want 2", calls)
+				}
+			})
+		}
+	}
+}
