@@ -1773,3 +1773,36 @@ func TestTxCallsFromDecoderOfUnwatch(t *testing.T) {
 		})
 	}
 }
+
+// Discard of an open Multi pipeline on one goroutine, while a call on the
+// Tx on another is refused and refuses that Multi, changed the same
+// field of the pipeline, one of them without the Tx's lock: a data race.
+func TestTxMultiDiscardWhileRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "dr:w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	p := tx.Multi()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			p.Discard()
+		}
+	}()
+	var ue *UsageError
+	for range 50 {
+		if _, err := tx.Get(ctx, "dr:w"); !errors.As(err, &ue) {
+			t.Errorf("Get while a Multi is open = %v; want a *UsageError", err)
+			break
+		}
+	}
+	<-done
+	p.Discard()
+	if _, err := p.Set("dr:k", "1").Exec(ctx); err != nil {
+		t.Fatalf("Exec of the Multi after Discard = %v", err)
+	}
+}
