@@ -898,10 +898,13 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // meet WATCH, the retries and the backoff.
 //
 // fn holds one of the pool's connections (Options.PoolSize) while it
-// runs. A Transaction or Watch nested in fn needs another: when every
-// connection is held by an fn that waits for one, as with a PoolSize of 1,
-// or as many such fns running at once as PoolSize, the nested call waits
-// until its context ends, and forever under a context without a deadline.
+// runs. A Transaction or Watch nested in fn needs another, and so does a
+// call that fn makes on the Client with a connection of its own: a
+// blocking command (BLPOP), a pipeline too large for the shared
+// connection, a Stream. When every connection is held by an fn that waits
+// for one, as with a PoolSize of 1, or as many such fns running at once
+// as PoolSize, that call waits until its context ends, and forever under
+// a context without a deadline.
 //
 // The retries follow Options.Tx, or the TxOptions that WithTxOptions put
 // on ctx for this call.
