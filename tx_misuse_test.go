@@ -1806,3 +1806,55 @@ func TestTxMultiDiscardWhileRefused(t *testing.T) {
 		t.Fatalf("Exec of the Multi after Discard = %v", err)
 	}
 }
+
+// The Decoder of a read that fn makes on a Transaction's Tx, and the one
+// of a reply of the EXEC that Transaction sends, may call that Tx: Close
+// is refused as it is from fn, and a read runs. Both waited for the turn
+// that the decoded call held, Close for ever.
+func TestTransactionTxCalledFromDecoder(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "td:a", "1")
+	var tx *Tx
+	var closeErr, pingErr error
+	c.SetDecoder("GET", func(v Value) (any, error) {
+		closeErr = tx.Close()
+		_, pingErr = tx.Ping(context.Background())
+		return v.Text()
+	})
+	done := make(chan error, 1)
+	go func() {
+		replies, err := c.Transaction(ctx, func(t *Tx) error {
+			tx = t
+			if _, err := t.Get(ctx, "td:a"); err != nil {
+				return err
+			}
+			var ue *UsageError
+			if !errors.As(closeErr, &ue) || pingErr != nil {
+				return fmt.Errorf("from the Decoder of fn's read: Close = %v, want a *UsageError; Ping = %v", closeErr, pingErr)
+			}
+			closeErr, pingErr = nil, nil
+			t.Multi().Set("td:b", "2").Get("td:a")
+			return nil
+		}, "td:a")
+		if err == nil && len(replies) != 2 {
+			err = fmt.Errorf("%d replies", len(replies))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Transaction = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Transaction whose Decoder calls its Tx never returns")
+	}
+	var ue *UsageError
+	if !errors.As(closeErr, &ue) || pingErr != nil {
+		t.Fatalf("from the Decoder of a reply of EXEC: Close = %v, want a *UsageError; Ping = %v", closeErr, pingErr)
+	}
+	if !exists(t, srv, "td:b") {
+		t.Fatal("td:b is missing after the Transaction")
+	}
+}
