@@ -1858,3 +1858,48 @@ func TestTransactionTxCalledFromDecoder(t *testing.T) {
 		t.Fatal("td:b is missing after the Transaction")
 	}
 }
+
+// Close from another goroutine while a Decoder of a call on the Tx runs
+// closes the session without waiting for the Decoder, whose call has
+// done its work on the Tx: that call still returns its decoded reply.
+func TestTxCloseWhileDecoderRuns(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "cd:a", "1")
+	entered, leave := make(chan struct{}), make(chan struct{})
+	c.SetDecoder("GET", func(v Value) (any, error) {
+		close(entered)
+		<-leave
+		return v.Text()
+	})
+	tx, err := c.Watch(ctx, "cd:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Value, 1)
+	go func() {
+		v, _ := tx.Do(ctx, "GET", "cd:a")
+		got <- v
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- tx.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close while a Decoder runs = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Close waits for a Decoder of a call that has done its work on the Tx")
+		close(leave)
+		<-closed
+		return
+	}
+	close(leave)
+	if x, err := (<-got).Decoded(); x != "1" || err != nil {
+		t.Errorf("the decoded reply = %v, %v; want 1", x, err)
+	}
+	if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Ping after Close = %v; want ErrClosed", err)
+	}
+}
