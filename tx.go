@@ -1005,7 +1005,7 @@ func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), 
 // attemptTx is one round of the loop; the deferred Close also runs when fn
 // panics, so the connection never goes back with a WATCH armed.
 func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string, call **txCall) (v T, replies []Value, took time.Duration, err error) {
-	turn, err := c.turns.take(ctx, keys, c.turnWait, c.life.Done())
+	turn, err := c.turns.take(ctx, keys, c.turnWait, c.life.Done(), c.closedErr)
 	if err != nil {
 		return v, nil, 0, notAppliedTx(err)
 	}

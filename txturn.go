@@ -40,9 +40,10 @@ type turn struct {
 
 // take waits until no other Transaction of this client on the same keys is
 // between its WATCH and the writing of its EXEC, for at most wait, and not
-// past closed, which ends when the client is closed. It returns the turn
-// to give back, or nil when there are no keys or the wait ran out.
-func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, closed <-chan struct{}) (*turn, error) {
+// past closed, which ends when the client is closed, failing then with
+// closedErr's error. It returns the turn to give back, or nil when there
+// are no keys or the wait ran out.
+func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, closed <-chan struct{}, closedErr func() error) (*turn, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -84,7 +85,10 @@ func (ts *turns) take(ctx context.Context, keys []string, wait time.Duration, cl
 		return nil, notSent(conn.ContextErr(ctx))
 	case <-closed:
 		ts.leave(t)
-		return nil, notSent(ErrClosed)
+		// The client of a cluster's node that a refresh released is
+		// closed too once idle: its error says so, and the cluster's
+		// Transaction goes on by the layout instead of failing as closed.
+		return nil, closedErr()
 	}
 }
 
