@@ -80,8 +80,12 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 		return notSent(conn.ContextErr(ctx))
 	}
 	if c.cluster == nil {
-		if c.isClosed() {
-			return notSent(ErrClosed)
+		if c.released.Load() || c.isClosed() {
+			// A node client that a refresh released says so, as its
+			// other calls do, rather than handing fn a client whose
+			// calls all fail, or, once closed, passing for a closed
+			// cluster Client.
+			return c.closedErr()
 		}
 		// One call needs no goroutine of its own, and its panic then
 		// reaches the caller with its stack.

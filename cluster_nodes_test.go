@@ -1112,3 +1112,131 @@ func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
 		t.Errorf("the client of %s after the refresh is the released one", m.Addr)
 	}
 }
+
+// releaseAsRefresh releases the client of m as a refresh that no longer
+// finds m in the layout would, and closes it if it has nothing in flight.
+// The slot table still names it, as a call routed just before the
+// refresh has it.
+func releaseAsRefresh(t *testing.T, cl *redistest.Cluster, r *clusterRouter, m *redistest.Server) {
+	t.Helper()
+	keep := map[string]bool{}
+	for _, s := range cl.Servers() {
+		if s != m {
+			keep[s.Addr] = true
+		}
+	}
+	r.mu.Lock()
+	gone := r.retireLocked(keep)
+	r.mu.Unlock()
+	for _, n := range gone {
+		n.pool.Close()
+	}
+	r.closeRetired()
+}
+
+// A cluster Transaction that waits for its turn on the client of a node
+// (another Transaction on the same keys holds it) when a refresh releases
+// that client, closed then as it has nothing in flight, goes on by the
+// layout and is applied once. It failed with an error matching ErrClosed,
+// as if the cluster Client had been closed.
+func TestClusterTransactionWaitingForTurnOnReleasedNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := cl.Masters[0] // slot 0's
+	node, err := r.nodeAt(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keyIn(0, "turn:")
+	// As a Transaction on the key that has its turn and has yet to lend
+	// a connection; the wait for it is longer than the test.
+	node.turnWait = time.Minute
+	held, err := node.turns.take(ctx, []string{key}, time.Second, node.life.Done(), node.closedErr)
+	if err != nil || held == nil {
+		t.Fatalf("taking the turn: %v, %v", held, err)
+	}
+	defer node.turns.give(held)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			tx.Multi().Incr(key)
+			return nil
+		}, key)
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); blockedTakingTurns() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the Transaction does not wait for its turn")
+		}
+	}
+	releaseAsRefresh(t, cl, r, m)
+	if !node.isClosed() {
+		t.Fatal("the released client, with nothing in flight, is not closed")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Transaction waiting for its turn on a released client = %v (outcome %v); want it run by the layout", err, OutcomeOf(err))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the Transaction did not return")
+	}
+	if v, err := m.Do("GET", key); err != nil || v != "1" {
+		t.Errorf("GET %s on %s = %v, %v; want 1", key, m.Addr, v, err)
+	}
+}
+
+// ForEachMaster on the client of a node that a refresh released fails,
+// not sent, with the *DialError that says so, as the client's other calls
+// do, and does not call fn. Once the client was closed it said ErrClosed,
+// as if the cluster Client had been closed.
+func TestForEachMasterOnReleasedNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var kept *Client
+	var mu sync.Mutex
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if node.opt.Addr == cl.Masters[0].Addr {
+			kept = node
+		}
+		return nil
+	})
+	if err != nil || kept == nil {
+		t.Fatalf("ForEachMaster: %v; client of %s kept: %v", err, cl.Masters[0].Addr, kept != nil)
+	}
+	releaseAsRefresh(t, cl, c.cluster, cl.Masters[0])
+	if !kept.isClosed() {
+		t.Fatal("the released client, with nothing in flight, is not closed")
+	}
+	called := false
+	err = kept.ForEachMaster(ctx, func(context.Context, *Client) error {
+		called = true
+		return nil
+	})
+	var de *DialError
+	if called || !errors.Is(err, errReleased) || !errors.As(err, &de) || errors.Is(err, ErrClosed) || OutcomeOf(err) != OutcomeNotSent {
+		t.Errorf("ForEachMaster on a released node client = %v (outcome %v, fn called %v); want a *DialError that says it was released, not sent, fn not called",
+			err, OutcomeOf(err), called)
+	}
+	// The cluster Client goes on.
+	if err := c.Set(ctx, keyIn(0, "after:"), "v"); err != nil {
+		t.Errorf("SET through the cluster Client after the release: %v", err)
+	}
+}
