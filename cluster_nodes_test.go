@@ -1240,3 +1240,76 @@ func TestForEachMasterOnReleasedNode(t *testing.T) {
 		t.Errorf("SET through the cluster Client after the release: %v", err)
 	}
 }
+
+// A Watch session that holds a connection of a node's client when a
+// refresh releases it goes on there to its end and runs its transaction,
+// and a stream begun before the release gets every reply, in order. The
+// client is closed once the session has given its connection back, and
+// the cluster Client then reaches the node through a new client.
+func TestClusterReleaseKeepsSessionsAndStreams(t *testing.T) {
+	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
+	releaseCheck = 20 * time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := cl.Masters[0]
+	node, err := r.nodeAt(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keyIn(0, "session:")
+	tx, err := c.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	st := c.Stream(ctx, func(i int, v Value) error {
+		n, err := v.Int64()
+		got = append(got, n)
+		return err
+	})
+	skey := keyIn(1, "stream:")
+	st.Do("INCR", skey)
+
+	releaseAsRefresh(t, cl, r, m)
+	if node.isClosed() {
+		t.Fatal("the released client was closed while a session held a connection of it")
+	}
+	for range 99 {
+		st.Do("INCR", skey)
+	}
+	if n, err := st.Close(ctx); err != nil || n != 100 {
+		t.Errorf("a stream across the release: %d sent, %v", n, err)
+	}
+	for i, n := range got {
+		if n != int64(i+1) {
+			t.Fatalf("stream reply %d = %d, want %d", i, n, i+1)
+		}
+	}
+	replies, err := tx.Multi().Incr(key).Exec(ctx)
+	if err != nil || len(replies) != 1 {
+		t.Fatalf("a Watch session's transaction across the release: %v, %v", replies, err)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !node.isClosed(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the released client is not closed once its session and stream ended")
+		}
+	}
+	if n, err := c.Incr(ctx, key); err != nil || n != 2 {
+		t.Errorf("INCR %s through the cluster Client after the release = %d, %v; want 2", key, n, err)
+	}
+	if v, err := m.Do("GET", skey); err != nil || v != "100" {
+		t.Errorf("GET %s on %s = %v, %v; want 100", skey, m.Addr, v, err)
+	}
+}
