@@ -1313,3 +1313,185 @@ func TestClusterReleaseKeepsSessionsAndStreams(t *testing.T) {
 		t.Errorf("GET %s on %s = %v, %v; want 100", skey, m.Addr, v, err)
 	}
 }
+
+// releaseCounter is a key that callers increment, with what they were
+// told of their increments.
+type releaseCounter struct {
+	key       string
+	mu        sync.Mutex
+	acked     int64 // increments that succeeded
+	uncertain int64 // increments that failed and may have run
+}
+
+func (k *releaseCounter) note(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case err == nil:
+		k.acked++
+	case !SafeToRetry(err):
+		k.uncertain++
+	}
+}
+
+// Through a master killed and rejoining as a replica, then made master
+// again at its address by a failover, with reads from replicas and the
+// layout refreshed as fast as the cooldown lets: INCRs by plain calls,
+// Transactions and pipelines leave every counter at a value their replies
+// account for (an increment said not sent or not applied did not run),
+// ForEachMaster keeps working, the clients released are all closed, and
+// the address back in the layout has a client of its own that works.
+func TestClusterReleaseAcrossFailoverAndRejoin(t *testing.T) {
+	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
+	releaseCheck = 20 * time.Millisecond
+	cl := redistest.StartCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), ReadFromReplicas: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counters := make([]*releaseCounter, 12)
+	for i := range counters {
+		counters[i] = &releaseCounter{key: keyIn(i*hashslot.Count/12+1, "failover:")}
+	}
+	var (
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		fanOuts atomic.Int64
+	)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; i < 100000 && !stop.Load(); i++ {
+				k := counters[(g*3+i)%len(counters)]
+				_, err := c.Incr(ctx, k.key)
+				k.note(err)
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	for g := range 2 {
+		wg.Go(func() {
+			for i := 0; i < 100000 && !stop.Load(); i++ {
+				k := counters[(g*5+i)%len(counters)]
+				_, err := c.Transaction(ctx, func(tx *Tx) error {
+					if _, err := tx.Get(ctx, k.key); err != nil && !errors.Is(err, ErrNil) {
+						return err
+					}
+					tx.Multi().Incr(k.key)
+					return nil
+				}, k.key)
+				k.note(err)
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := 0; i < 100000 && !stop.Load(); i++ {
+			ks := []*releaseCounter{counters[i%12], counters[(i+4)%12], counters[(i+8)%12]}
+			p := c.Pipeline(NoTransaction)
+			for _, k := range ks {
+				p.Incr(k.key).Get(k.key)
+			}
+			vs, err := p.Exec(ctx)
+			for j, k := range ks {
+				e := err
+				if 2*j < len(vs) && vs[2*j].Kind() != 0 {
+					e = vs[2*j].Err()
+				}
+				k.note(e)
+			}
+			if err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := 0; i < 100000 && !stop.Load(); i++ {
+			r.triggerRefresh()
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	wg.Go(func() {
+		for i := 0; i < 100000 && !stop.Load(); i++ {
+			err := c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+				_, err := node.Do(ctx, "DBSIZE")
+				return err
+			})
+			if err == nil {
+				fanOuts.Add(1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	dead := cl.Masters[0]
+	first, err := r.nodeAt(dead.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Rejoin(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Failover(ctx, promoted); err != nil {
+		t.Fatal(err)
+	}
+	before := fanOuts.Load()
+	for deadline := time.Now().Add(20 * time.Second); fanOuts.Load() < before+3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ForEachMaster succeeded in 20s after %s became master again", dead.Addr)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+
+	var acked int64
+	for _, k := range counters {
+		v, err := c.Get(ctx, k.key)
+		var n int64
+		if err == nil {
+			n, err = strconv.ParseInt(v, 10, 64)
+		}
+		if err != nil && !errors.Is(err, ErrNil) {
+			t.Fatalf("GET %s: %v", k.key, err)
+		}
+		if n < k.acked || n > k.acked+k.uncertain {
+			t.Errorf("%s = %d; %d increments succeeded and %d may have run", k.key, n, k.acked, k.uncertain)
+		}
+		acked += k.acked
+	}
+	if acked == 0 {
+		t.Fatal("no increment succeeded")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, retired := nodeClients(r); len(retired) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("clients released are still open 10s after traffic stopped")
+		}
+	}
+	if !first.released.Load() || !first.isClosed() {
+		t.Errorf("the client of %s from before it was killed: released %v, closed %v; want both", dead.Addr, first.released.Load(), first.isClosed())
+	}
+	node, err := r.nodeAt(dead.Addr)
+	if err != nil || node == first || node.released.Load() {
+		t.Fatalf("the client of %s, master again: %v (released %v)", dead.Addr, err, node != nil && node.released.Load())
+	}
+	if _, err := node.Do(ctx, "PING"); err != nil {
+		t.Errorf("PING through the client of %s, master again: %v", dead.Addr, err)
+	}
+}
