@@ -1443,6 +1443,13 @@ func TestClusterReleaseAcrossFailoverAndRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The cluster lists dead as failed until it rejoins: a refresh
+	// meanwhile releases its client.
+	for deadline := time.Now().Add(10 * time.Second); !first.released.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client of the killed %s is not released 10s after the cluster settled without it", dead.Addr)
+		}
+	}
 	if err := cl.Rejoin(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
