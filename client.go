@@ -537,6 +537,13 @@ func pingDedicated(ctx context.Context, d *dedicated) error {
 
 // getDedicated lends a pooled connection; its failures are marked not sent.
 func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
+	if c.released.Load() {
+		// Refused from the release on, as on the shared connection: the
+		// pool is closed only once the router has let go of its lock,
+		// and until then it would lend an idle connection, or dial one,
+		// to an address the layout no longer lists.
+		return nil, c.closedErr()
+	}
 	d, err := c.pool.Get(ctx)
 	switch {
 	case errors.Is(err, pool.ErrClosed):

@@ -1502,3 +1502,71 @@ func TestClusterReleaseAcrossFailoverAndRejoin(t *testing.T) {
 		t.Errorf("PING through the client of %s, master again: %v", dead.Addr, err)
 	}
 }
+
+// Once a refresh has released the client of a node, a call on it that
+// needs a connection of its own (a Watch session, a blocking command)
+// fails at once, not sent, with the *DialError that says so, as one on
+// the shared connection does, even before the refresh has closed the
+// client's pool: it neither takes an idle pooled connection nor dials a
+// new one to an address the layout no longer lists. It took the idle one
+// and ran there.
+func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := cl.Masters[0]
+	node, err := r.nodeAt(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := node.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, idle := node.pool.Stats(); idle != 1 {
+		t.Fatalf("%d idle pooled connections, want 1", idle)
+	}
+	// As a refresh does under the router's lock, before it lets go of it
+	// and closes the pool.
+	keep := map[string]bool{}
+	for _, s := range cl.Masters[1:] {
+		keep[s.Addr] = true
+	}
+	r.mu.Lock()
+	gone := r.retireLocked(keep)
+	r.mu.Unlock()
+	defer func() {
+		for _, n := range gone {
+			n.pool.Close()
+		}
+	}()
+
+	released := func(what string, err error) {
+		t.Helper()
+		var de *DialError
+		if !errors.Is(err, errReleased) || !errors.As(err, &de) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s on the released client = %v (outcome %v); want a *DialError that says it was released, not sent", what, err, OutcomeOf(err))
+		}
+	}
+	tx, err = node.Watch(ctx, keyIn(0, "lend:"))
+	if tx != nil {
+		tx.Close()
+	}
+	released("Watch", err)
+	_, err = node.Do(ctx, "BLPOP", keyIn(0, "lend:"), "0.01")
+	released("BLPOP", err)
+	if open, _ := node.pool.Stats(); open > 1 {
+		t.Errorf("the released client's pool has %d connections; it dialed", open)
+	}
+}
