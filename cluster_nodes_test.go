@@ -1570,3 +1570,111 @@ func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
 		t.Errorf("the released client's pool has %d connections; it dialed", open)
 	}
 }
+
+// Close of the cluster Client while refreshes release node clients that
+// have calls in flight, and while the look at the released clients is
+// due, returns once every call has, and closes every client: the
+// released ones included, whether they were idle yet or not. Calls that
+// end with Close fail as calls on a closed client do, or as not sent.
+func TestClusterCloseDuringRelease(t *testing.T) {
+	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
+	releaseCheck = time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	for round := range 5 {
+		ctx := clusterCtx(t)
+		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.cluster
+		if err := r.ready(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var seen []*Client
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for g := range 6 {
+			wg.Go(func() {
+				key := keyIn(g*hashslot.Count/6, "closing:")
+				for i := 0; i < 100000; i++ {
+					_, err := c.Incr(ctx, key)
+					if err != nil {
+						if !errors.Is(err, ErrClosed) && !SafeToRetry(err) {
+							t.Errorf("round %d: INCR as Close ran = %v; want an error of a closed client, or not sent", round, err)
+						}
+						return
+					}
+				}
+			})
+		}
+		// Releases of every master's client in turn, as refreshes that
+		// lost and found them would.
+		wg.Go(func() {
+			for i := 0; i < 100000; i++ {
+				m := cl.Masters[i%len(cl.Masters)]
+				r.mu.Lock()
+				if r.closed {
+					r.mu.Unlock()
+					return
+				}
+				n := r.nodes[m.Addr]
+				keep := map[string]bool{}
+				for _, s := range cl.Masters {
+					if s != m {
+						keep[s.Addr] = true
+					}
+				}
+				gone := r.retireLocked(keep)
+				// The layout still names m: a fresh client serves it.
+				for s := range r.slots {
+					if r.slots[s] == n {
+						r.slots[s], _ = r.nodeLocked(m.Addr)
+					}
+				}
+				r.mu.Unlock()
+				for _, g := range gone {
+					g.pool.Close()
+				}
+				mu.Lock()
+				seen = append(seen, gone...)
+				mu.Unlock()
+				r.closeRetired()
+				time.Sleep(time.Millisecond)
+			}
+		})
+		time.Sleep(time.Duration(50+50*round) * time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("round %d: Close = %v", round, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("round %d: Close did not return", round)
+		}
+		wg.Wait()
+		mu.Lock()
+		if len(seen) == 0 {
+			t.Errorf("round %d: no client was released before Close", round)
+		}
+		for _, n := range seen {
+			n.mu.Lock()
+			ok, live := n.closed, len(n.live)
+			n.mu.Unlock()
+			if !ok || live != 0 {
+				t.Errorf("round %d: a released client after Close: closed %v, %d connections", round, ok, live)
+			}
+		}
+		mu.Unlock()
+		held, retired := nodeClients(r)
+		for a, n := range held {
+			if !n.isClosed() {
+				t.Errorf("round %d: the client of %s is open after Close", round, a)
+			}
+		}
+		if len(retired) != 0 {
+			t.Errorf("round %d: %d released clients still listed after Close", round, len(retired))
+		}
+	}
+}
