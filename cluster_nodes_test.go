@@ -1678,3 +1678,69 @@ func TestClusterCloseDuringRelease(t *testing.T) {
 		}
 	}
 }
+
+// A storm of refreshes, each releasing a client made since the last (as a
+// MOVED to a node the layout does not list makes one), keeps the list of
+// released clients short and their connections closed: it does not grow
+// with the number of refreshes.
+func TestClusterReleaseStormStaysBounded(t *testing.T) {
+	defer func(d time.Duration) { refreshCooldown = d }(refreshCooldown)
+	refreshCooldown = 5 * time.Millisecond
+	cl := redistest.StartCluster(t, 0)
+	other := redistest.Start(t) // a server at an address the layout never lists
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const storm = 100
+	most := 0
+	var made []*Client
+	start := r.refreshes.Load()
+	for i := 0; i < storm; i++ {
+		n, err := r.nodeAt(other.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Do(ctx, "PING"); err != nil {
+			t.Fatalf("PING through a client of %s: %v", other.Addr, err)
+		}
+		made = append(made, n)
+		if err := r.awaitRefresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, retired := nodeClients(r)
+		most = max(most, len(retired))
+	}
+	if got := r.refreshes.Load() - start; got < storm {
+		t.Fatalf("%d refreshes, want %d", got, storm)
+	}
+	if most > 2 {
+		t.Errorf("up to %d released clients waiting to be closed during %d refreshes; want at most 2", most, storm)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, retired := nodeClients(r); len(retired) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("released clients still open 10s after the storm")
+		}
+	}
+	for i, n := range made {
+		n.mu.Lock()
+		closed, live := n.closed, len(n.live)
+		n.mu.Unlock()
+		if !closed || live != 0 {
+			t.Fatalf("client %d of %s: closed %v, %d connections open", i, other.Addr, closed, live)
+		}
+	}
+	info, err := other.Do("INFO", "clients")
+	if s, _ := info.(string); err != nil || !strings.Contains(s, "connected_clients:1\r") {
+		t.Errorf("INFO clients on %s after the storm = %q, %v; want only the test's own connection", other.Addr, info, err)
+	}
+}
