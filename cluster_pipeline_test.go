@@ -768,3 +768,72 @@ func (fn *fakeClusterNode) applied() []string {
 	defer fn.mu.Unlock()
 	return slices.Clone(fn.set)
 }
+
+// A pipeline part routed to the client of a node that a refresh has
+// released does not join the line of that client's shared connection,
+// which serves only the calls already in it: it fails not sent there, as
+// a plain call does, and goes on by the layout through a new client. It
+// was sent on the released connection, to an address the layout no
+// longer listed.
+func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	m := cl.Masters[0] // slots 0 and 1
+	k0, k1 := keyIn(0, "released-part:"), keyIn(1, "released-part:")
+	if err := c.Set(ctx, k0, "1"); err != nil {
+		t.Fatal(err)
+	}
+	node, err := r.nodeAt(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node.liveShared() == nil {
+		t.Fatalf("the client of %s has no live shared connection", m.Addr)
+	}
+	// Released as a refresh does, its shared connection still open, as
+	// while calls are in line on it; the slot table still names it, as
+	// for a pipeline routed just before the release.
+	keep := map[string]bool{}
+	for _, s := range cl.Masters[1:] {
+		keep[s.Addr] = true
+	}
+	r.mu.Lock()
+	gone := r.retireLocked(keep)
+	r.mu.Unlock()
+	for _, n := range gone {
+		n.pool.Close()
+	}
+
+	var mu sync.Mutex
+	var on []*Client
+	partStarted = func(n *Client, quiet bool) {
+		mu.Lock()
+		on = append(on, n)
+		mu.Unlock()
+	}
+	t.Cleanup(func() { partStarted = nil })
+	vs, err := c.Pipeline(NoTransaction).Incr(k0).Incr(k1).Exec(ctx)
+	partStarted = nil
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("pipeline after the release: %v, %v", vs, err)
+	}
+	if n, err := vs[0].Int64(); err != nil || n != 2 {
+		t.Errorf("INCR %s = %v, %v; want 2", k0, n, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range on {
+		if n == node {
+			t.Fatal("a part was sent on the shared connection of the released client")
+		}
+	}
+	if fresh, err := r.nodeAt(m.Addr); err != nil || fresh == node {
+		t.Errorf("the client of %s after the pipeline: %v; want a new one", m.Addr, err)
+	}
+}
