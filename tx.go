@@ -992,8 +992,10 @@ func transactOn[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), 
 		select {
 		case <-timer.C:
 		case <-c.life.Done():
-			// Closed: the next attempt fails at once with ErrClosed,
-			// rather than after a pause as long as WatchDelay may make it.
+			// Closed: the next attempt fails at once, with ErrClosed or,
+			// on the client of a node a refresh released, with the error
+			// that says so, rather than after a pause as long as
+			// WatchDelay may make it.
 			timer.Stop()
 		case <-ctx.Done():
 			timer.Stop()
