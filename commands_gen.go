@@ -9347,12 +9347,12 @@ func (s *Stream) XAdd(key string, args ...any) *Stream {
 
 // encXAutoClaim encodes XAUTOCLAIM key group consumer min-idle-time start
 // followed by args.
-func encXAutoClaim(w *cmdBuf, key, group, consumer, minIdleTime string, start any, args ...any) {
+func encXAutoClaim(w *cmdBuf, key, group, consumer string, minIdleTime int64, start any, args ...any) {
 	w.start(cmdXautoclaim, 6+len(args))
 	w.key(key)
 	w.str(group)
 	w.str(consumer)
-	w.str(minIdleTime)
+	w.int(minIdleTime)
 	w.arg(start)
 	w.args(args)
 	w.end()
@@ -9364,7 +9364,7 @@ func encXAutoClaim(w *cmdBuf, key, group, consumer, minIdleTime string, start an
 //	XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 //
 // args holds what follows start in that syntax, such as "COUNT", 10.
-func (c *Client) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime string, start any, args ...any) (Value, error) {
+func (c *Client) XAutoClaim(ctx context.Context, key, group, consumer string, minIdleTime int64, start any, args ...any) (Value, error) {
 	w := getBuf()
 	encXAutoClaim(w, key, group, consumer, minIdleTime, start, args...)
 	return valueReply(c.run(ctx, w))
@@ -9376,7 +9376,7 @@ func (c *Client) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTi
 //	XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 //
 // args holds what follows start in that syntax, such as "COUNT", 10.
-func (t *Tx) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime string, start any, args ...any) (Value, error) {
+func (t *Tx) XAutoClaim(ctx context.Context, key, group, consumer string, minIdleTime int64, start any, args ...any) (Value, error) {
 	w := getBuf()
 	encXAutoClaim(w, key, group, consumer, minIdleTime, start, args...)
 	return valueReply(t.run(ctx, w))
@@ -9384,26 +9384,26 @@ func (t *Tx) XAutoClaim(ctx context.Context, key, group, consumer, minIdleTime s
 
 // XAutoClaim queues XAUTOCLAIM key group consumer min-idle-time start
 // followed by args. Its reply comes from Exec.
-func (p *Pipeline) XAutoClaim(key, group, consumer, minIdleTime string, start any, args ...any) *Pipeline {
+func (p *Pipeline) XAutoClaim(key, group, consumer string, minIdleTime int64, start any, args ...any) *Pipeline {
 	encXAutoClaim(&p.w, key, group, consumer, minIdleTime, start, args...)
 	return p
 }
 
 // XAutoClaim queues XAUTOCLAIM key group consumer min-idle-time start
 // followed by args. Its reply goes to the stream's function.
-func (s *Stream) XAutoClaim(key, group, consumer, minIdleTime string, start any, args ...any) *Stream {
+func (s *Stream) XAutoClaim(key, group, consumer string, minIdleTime int64, start any, args ...any) *Stream {
 	encXAutoClaim(&s.p.w, key, group, consumer, minIdleTime, start, args...)
 	return s
 }
 
 // encXClaim encodes XCLAIM key group consumer min-idle-time followed by
 // args.
-func encXClaim(w *cmdBuf, key, group, consumer, minIdleTime string, args ...any) {
+func encXClaim(w *cmdBuf, key, group, consumer string, minIdleTime int64, args ...any) {
 	w.start(cmdXclaim, 5+len(args))
 	w.key(key)
 	w.str(group)
 	w.str(consumer)
-	w.str(minIdleTime)
+	w.int(minIdleTime)
 	w.args(args)
 	w.end()
 }
@@ -9415,7 +9415,7 @@ func encXClaim(w *cmdBuf, key, group, consumer, minIdleTime string, args ...any)
 //
 // args holds what follows min-idle-time in that syntax, such as
 // "1700000000000-0", "IDLE", 10.
-func (c *Client) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
+func (c *Client) XClaim(ctx context.Context, key, group, consumer string, minIdleTime int64, args ...any) (Value, error) {
 	w := getBuf()
 	encXClaim(w, key, group, consumer, minIdleTime, args...)
 	return valueReply(c.run(ctx, w))
@@ -9428,7 +9428,7 @@ func (c *Client) XClaim(ctx context.Context, key, group, consumer, minIdleTime s
 //
 // args holds what follows min-idle-time in that syntax, such as
 // "1700000000000-0", "IDLE", 10.
-func (t *Tx) XClaim(ctx context.Context, key, group, consumer, minIdleTime string, args ...any) (Value, error) {
+func (t *Tx) XClaim(ctx context.Context, key, group, consumer string, minIdleTime int64, args ...any) (Value, error) {
 	w := getBuf()
 	encXClaim(w, key, group, consumer, minIdleTime, args...)
 	return valueReply(t.run(ctx, w))
@@ -9436,14 +9436,14 @@ func (t *Tx) XClaim(ctx context.Context, key, group, consumer, minIdleTime strin
 
 // XClaim queues XCLAIM key group consumer min-idle-time followed by args.
 // Its reply comes from Exec.
-func (p *Pipeline) XClaim(key, group, consumer, minIdleTime string, args ...any) *Pipeline {
+func (p *Pipeline) XClaim(key, group, consumer string, minIdleTime int64, args ...any) *Pipeline {
 	encXClaim(&p.w, key, group, consumer, minIdleTime, args...)
 	return p
 }
 
 // XClaim queues XCLAIM key group consumer min-idle-time followed by args.
 // Its reply goes to the stream's function.
-func (s *Stream) XClaim(key, group, consumer, minIdleTime string, args ...any) *Stream {
+func (s *Stream) XClaim(key, group, consumer string, minIdleTime int64, args ...any) *Stream {
 	encXClaim(&s.p.w, key, group, consumer, minIdleTime, args...)
 	return s
 }

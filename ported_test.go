@@ -283,7 +283,7 @@ func TestPortedTypedEdgeCases(t *testing.T) {
 			if n, err := c.XDel(ctx, "xs", gone); err != nil || n != 1 {
 				t.Fatalf("XDEL = %d, %v", n, err)
 			}
-			if v, err := c.XAutoClaim(ctx, "xs", "g", "bob", "0", "0"); err != nil {
+			if v, err := c.XAutoClaim(ctx, "xs", "g", "bob", 0, "0"); err != nil {
 				t.Error(err)
 			} else if vs, _ := v.Slice(); len(vs) != 3 {
 				t.Errorf("XAUTOCLAIM = %v, want the cursor, the entries and the deleted IDs", v)
@@ -662,5 +662,37 @@ func TestPortedReplyShapes(t *testing.T) {
 		if v, err := c.Do(ctx, "DEBUG", "PROTOCOL", "null"); err != nil || !v.IsNil() {
 			t.Errorf("RESP%d null = %v, %v", proto, v, err)
 		}
+	}
+}
+
+// XCLAIM and XAUTOCLAIM take their min-idle-time as a count of
+// milliseconds, typed int64 as other millisecond arguments are: an entry
+// delivered just now is not idle for a minute, and is claimed with 0.
+func TestXClaimMinIdleTimeInMilliseconds(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	id, err := c.XAdd(ctx, "xc", "*", "f", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.XGroupCreate(ctx, "xc", "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "XREADGROUP", "GROUP", "g", "alice", "STREAMS", "xc", ">"); err != nil {
+		t.Fatal(err)
+	}
+	const minute = int64(time.Minute / time.Millisecond)
+	if v, err := c.XClaim(ctx, "xc", "g", "bob", minute, id, "JUSTID"); err != nil || v.Len() != 0 {
+		t.Errorf("XClaim idle a minute = %v, %v; want nothing claimed", v, err)
+	}
+	if v, err := c.XAutoClaim(ctx, "xc", "g", "bob", minute, "0", "JUSTID"); err != nil {
+		t.Errorf("XAutoClaim idle a minute: %v", err)
+	} else if parts, err := v.Slice(); err != nil || len(parts) < 2 || parts[1].Len() != 0 {
+		t.Errorf("XAutoClaim idle a minute = %v, %v; want nothing claimed", v, err)
+	}
+	if v, err := c.XClaim(ctx, "xc", "g", "bob", 0, id, "JUSTID"); err != nil {
+		t.Errorf("XClaim idle 0: %v", err)
+	} else if ids, err := v.Strings(); err != nil || len(ids) != 1 || ids[0] != id {
+		t.Errorf("XClaim idle 0 = %v, %v; want %s claimed", v, err, id)
 	}
 }
