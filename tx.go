@@ -753,7 +753,10 @@ func (t *Tx) Reset() error {
 // flight, no watch armed.
 func (t *Tx) settle(ctx context.Context) bool {
 	if p := t.multi.Load(); p != nil {
-		p.reset()
+		// Finished, not emptied: Close and Reset may run on another
+		// goroutine than the one that queues on the pipeline, whose
+		// buffers only that one touches. Its Exec is refused, and
+		// empties it.
 		p.endMulti()
 	}
 	t.spent = nil
@@ -1227,7 +1230,12 @@ func (c *txCall) retire(t *Tx) {
 		c.stale = c.staleBuf[:0]
 	}
 	if m := t.multi.Load(); m != nil {
-		c.stale = append(c.stale, m) // settle empties it
+		// Emptied here, not by settle, which Close and Reset of a Tx
+		// that is no Transaction's run too, on any goroutine: retire
+		// runs on Transaction's own, once fn, which queued on the
+		// pipeline, has returned.
+		m.reset()
+		c.stale = append(c.stale, m)
 	}
 	for _, p := range t.spent {
 		// What fn queued after its own Exec was the ended attempt's

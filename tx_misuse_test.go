@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1901,5 +1902,80 @@ func TestTxCloseWhileDecoderRuns(t *testing.T) {
 	}
 	if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("Ping after Close = %v; want ErrClosed", err)
+	}
+}
+
+// Close and Reset on one goroutine, while another queues on the Tx's open
+// Multi pipeline and a third reads on the Tx, emptied that pipeline's
+// buffers under its owner, handing them back to the buffer pools as the
+// owner went on writing into them: a data race, and a pipeline whose
+// commands could end up in another's batch. Close and Reset now finish the
+// Multi without touching what it holds; its Exec is refused, not applied.
+func TestTxMultiQueuedWhileClosedOrReset(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx, "qc:w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	// Values large enough that the Multi's buffer grows through the pools.
+	val := strings.Repeat("v", 200)
+	const rounds, perRound = 60, 40
+	outcome := make([]error, rounds)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range rounds {
+			m := tx.Multi()
+			for range perRound {
+				m.RPush("qc:l:"+strconv.Itoa(i), val)
+			}
+			replies, err := m.Exec(ctx)
+			if err == nil && len(replies) != perRound {
+				err = fmt.Errorf("%d replies for %d commands", len(replies), perRound)
+			}
+			outcome[i] = err
+		}
+		close(done)
+	}()
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			tx.Get(ctx, "qc:w")
+		}
+	}()
+resets:
+	for range 200 {
+		select {
+		case <-done:
+			break resets
+		default:
+		}
+		if err := tx.Reset(); err != nil {
+			t.Errorf("Reset = %v", err)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tx.Close() // the rounds left, if any, meet a closed Tx
+	wg.Wait()
+	for i, err := range outcome {
+		n, _ := srv.MustDo(t, "LLEN", "qc:l:"+strconv.Itoa(i)).(int64)
+		switch {
+		case err == nil && n != perRound:
+			t.Errorf("round %d: Exec succeeded, and the list has %d elements, want %d", i, n, perRound)
+		case err != nil && !errors.Is(err, ErrNotApplied):
+			t.Errorf("round %d: Exec = %v; want success or not applied", i, err)
+		case err != nil && n != 0:
+			t.Errorf("round %d: Exec = %v, not applied, and the list has %d elements", i, err, n)
+		}
 	}
 }
