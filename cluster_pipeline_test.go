@@ -837,3 +837,79 @@ func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
 		t.Errorf("the client of %s after the pipeline: %v; want a new one", m.Addr, err)
 	}
 }
+
+// A cluster Client's pipeline runs its Decoders as the replies of each
+// node come in, within the send: a Decoder's Discard emptied the commands
+// being decoded, which panicked with an index out of range, and its Exec
+// sent the batch again, as a one-node Client's did before it refused
+// them.
+func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
+	srv := redistest.Start(t, "--cluster-enabled", "yes")
+	ctx := clusterCtx(t)
+	if err := srv.ServeAllSlots(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, kind := range []string{"plain", "transaction"} {
+		for _, use := range []string{"Exec", "Discard"} {
+			t.Run(kind+"/"+use, func(t *testing.T) {
+				srv.MustDo(t, "DEL", "{cd}n")
+				var p *Pipeline
+				var useErr error
+				calls := 0
+				dec := WithDecoder("INCR", func(v Value) (any, error) {
+					calls++
+					if calls == 1 {
+						if use == "Exec" {
+							_, useErr = p.Exec(context.Background())
+						} else {
+							p.Discard()
+						}
+					}
+					return v.Int64()
+				})
+				if kind == "plain" {
+					p = c.Pipeline(NoTransaction, dec)
+				} else {
+					p = c.Pipeline(dec)
+				}
+				p.Incr("{cd}n").Incr("{cd}n")
+				done := make(chan error, 1)
+				go func() {
+					defer func() {
+						if r := recover(); r != nil {
+							done <- fmt.Errorf("panic: %v", r)
+						}
+					}()
+					replies, err := p.Exec(ctx)
+					if err == nil && len(replies) != 2 {
+						err = fmt.Errorf("%d replies", len(replies))
+					}
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("Exec whose Decoder runs %s on the pipeline = %v", use, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("Exec whose Decoder runs %s on the pipeline never returns", use)
+				}
+				var ue *UsageError
+				if use == "Exec" && !errors.As(useErr, &ue) {
+					t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", useErr)
+				}
+				if n, _ := srv.MustDo(t, "GET", "{cd}n").(string); n != "2" {
+					t.Errorf("{cd}n = %q after one Exec of two INCR; want 2", n)
+				}
+				if calls != 2 {
+					t.Errorf("the Decoder ran %d times, want 2", calls)
+				}
+			})
+		}
+	}
+}

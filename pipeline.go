@@ -330,7 +330,7 @@ func (p *Pipeline) execSend(ctx context.Context) (execReplies []Value, errs int,
 		return nil, 0, false, nil
 	}
 	if p.c != nil && p.c.cluster != nil && p.tx == nil {
-		replies, err := p.c.cluster.exec(ctx, p, traits)
+		replies, err := p.clusterExec(ctx, traits)
 		return replies, 0, true, err
 	}
 	out, errs, err := p.send(ctx, traits)
@@ -353,6 +353,15 @@ func (p *Pipeline) execSend(ctx context.Context) (execReplies []Value, errs int,
 		return nil, 0, false, fmt.Errorf("redpipe: EXEC returned %d replies for %d commands", len(replies), n)
 	}
 	return replies, errs, false, nil
+}
+
+// clusterExec sends the batch of a cluster Client, which runs the
+// Decoders within, as each node's replies come in: a Decoder of the
+// batch must not Exec or Discard it under them (see Exec).
+func (p *Pipeline) clusterExec(ctx context.Context, traits batchTraits) ([]Value, error) {
+	p.decoding = true
+	defer func() { p.decoding = false }()
+	return p.c.cluster.exec(ctx, p, traits)
 }
 
 // batchTraits are what one look over a batch's commands tells the sending
