@@ -274,8 +274,13 @@ func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
 		// the errors of the send.
 		switch {
 		case multi:
+			// Unless a later Exec, run once the Tx was given up (by a
+			// Decoder of this one, say), noted its own outcome since:
+			// the error goes with the replies it was found in.
 			p.tx.lockMu.Lock()
-			p.tx.execErr = err
+			if out := p.tx.execOut; len(out) > 0 && &out[0] == &replies[0] {
+				p.tx.execErr = err
+			}
 			p.tx.lockMu.Unlock()
 		case !p.transaction:
 			err = p.tx.noteRead(err)

@@ -1979,3 +1979,61 @@ resets:
 		}
 	}
 }
+
+// fn's own Exec, whose Decoder runs another Multi and its Exec on the Tx
+// and then fails: the failure was noted for the Transaction after the
+// Decoder's Exec had noted its replies, so the Transaction returned the
+// error of fn's INCR with the reply of the Decoder's SET in its place.
+// What the Transaction reports of the last Exec is now that Exec's own
+// error and replies.
+func TestTransactionOwnExecDecoderRunsAnotherExec(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var tx *Tx
+	var innerErr error
+	ran := false
+	c.SetDecoder("INCR", func(v Value) (any, error) {
+		if !ran {
+			ran = true
+			_, innerErr = tx.Multi().Set("de:s", "x").Exec(context.Background())
+		}
+		return nil, errors.New("the INCR decoder refuses")
+	})
+	done := make(chan struct{})
+	var replies []Value
+	var err error
+	go func() {
+		defer close(done)
+		replies, err = c.Transaction(ctx, func(t *Tx) error {
+			tx = t
+			t.Multi().Incr("de:n").Exec(ctx) // its error dropped: the Transaction tells the last Exec's
+			return nil
+		}, "de:n")
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Transaction whose Decoder runs an Exec on its Tx never returns")
+	}
+	if innerErr != nil {
+		t.Fatalf("Exec from the Decoder = %v", innerErr)
+	}
+	if !exists(t, srv, "de:s") || !exists(t, srv, "de:n") {
+		t.Fatal("a key of the two transactions is missing")
+	}
+	if errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Transaction = %v; want no error that says not applied, both transactions were", err)
+	}
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		// The error of the INCR, then with the INCR's own reply.
+		if len(replies) != 1 || ce.Command != "INCR" {
+			t.Fatalf("Transaction = %q, %v; the error of a command with the replies of another transaction", replies, err)
+		}
+		if n, e := replies[ce.Index].Int64(); e != nil || n != 1 {
+			t.Fatalf("Transaction = %q, %v; the error of a command with the replies of another transaction", replies, err)
+		}
+	} else if err != nil || replies != nil {
+		t.Fatalf("Transaction = %q, %v; want the Decoder's transaction, the last, as it ended", replies, err)
+	}
+}
