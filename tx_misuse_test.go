@@ -1908,9 +1908,10 @@ func TestTxCloseWhileDecoderRuns(t *testing.T) {
 // Close and Reset on one goroutine, while another queues on the Tx's open
 // Multi pipeline and a third reads on the Tx, emptied that pipeline's
 // buffers under its owner, handing them back to the buffer pools as the
-// owner went on writing into them: a data race, and a pipeline whose
-// commands could end up in another's batch. Close and Reset now finish the
-// Multi without touching what it holds; its Exec is refused, not applied.
+// owner went on writing into them: a data race, which panicked with an
+// index out of range in the owner's next command. Close and Reset now
+// finish the Multi without touching what it holds; its Exec is refused,
+// not applied.
 func TestTxMultiQueuedWhileClosedOrReset(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
