@@ -36,6 +36,10 @@ type Client struct {
 	dialing *pendingDial // the dial of a new shared connection, or nil
 	noDials bool         // set by Close: no dial starts after it waits for dials
 	aging   *time.Timer  // marks the shared connection aged at MaxConnAge
+	// retiring counts the replaced shared connections that retire has
+	// yet to close, calls being in line on them; written by retire's
+	// goroutines, read by closeIfDone.
+	retiring atomic.Int32
 
 	// life ends when the client is closed, cutting short dials in flight,
 	// dedicated ones included; Close waits for them with dials.
@@ -428,13 +432,18 @@ func (c *Client) dialShared(pd *pendingDial) {
 			cur.SetAged(false)
 			c.ageLocked(cur, min(c.opt.MaxConnAge, time.Second))
 		}
+		// Counted before dialing is cleared, both under dialMu, so that
+		// closeIfDone sees the one or the other.
+		retiring := old != nil && old.Alive()
+		if retiring {
+			c.retiring.Add(1)
+		}
 		c.dialing = nil
 		c.dialMu.Unlock()
 		switch {
-		case old == nil:
-		case old.Alive():
+		case retiring:
 			c.retire(old)
-		default:
+		case old != nil:
 			c.closeConn(old)
 		}
 		pd.cn, pd.err = cn, err
@@ -477,7 +486,8 @@ func replaced(err error) bool {
 // while it still works (its server became a replica, or it reached
 // MaxConnAge), once the calls in line on it have their replies: cut
 // short, they would fail although their replies were on the way. It is
-// counted in dials, so that Close, which ends it, waits for it.
+// counted in dials, so that Close, which ends it, waits for it, and in
+// retiring, which its caller added to, so that closeIfDone waits for it.
 func (c *Client) retire(old *conn.Conn) {
 	why := errAged
 	if old.ReadOnly() {
@@ -486,6 +496,7 @@ func (c *Client) retire(old *conn.Conn) {
 	c.dials.Add(1) // in dialShared, itself counted: Close cannot be done waiting
 	go func() {
 		defer c.dials.Done()
+		defer c.retiring.Add(-1)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for !old.CloseIdle(why) {

@@ -306,14 +306,17 @@ func (c *Client) release() {
 }
 
 // closeIfDone closes c, released, once no call is in flight on it: no
-// dial of the shared connection, nothing in line on that connection, no
-// pooled connection lent. It reports whether c is closed. A call that
+// dial of the shared connection, nothing in line on that connection or on
+// one it replaced, no pooled connection lent. It reports whether c is closed. A call that
 // took the shared connection just before it closes fails not sent.
 func (c *Client) closeIfDone() bool {
 	c.dialMu.Lock()
 	dialing := c.dialing != nil
 	c.dialMu.Unlock()
-	if dialing {
+	// A shared connection replaced while calls were in line on it is
+	// closed by retire once they have their replies: closing the client
+	// now would cut them short.
+	if dialing || c.retiring.Load() > 0 {
 		return false
 	}
 	if cn := c.shared.Load(); cn != nil && !cn.CloseIdle(&DialError{Addr: c.opt.Addr, Err: errReleased}) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"runtime"
 	"slices"
 	"strconv"
@@ -1742,5 +1743,82 @@ func TestClusterReleaseStormStaysBounded(t *testing.T) {
 	info, err := other.Do("INFO", "clients")
 	if s, _ := info.(string); err != nil || !strings.Contains(s, "connected_clients:1\r") {
 		t.Errorf("INFO clients on %s after the storm = %q, %v; want only the test's own connection", other.Addr, info, err)
+	}
+}
+
+// TestReleasedClientWaitsForRetiredConnection: the shared connection of
+// a node's client reached MaxConnAge and was replaced while a call was in
+// line on it, its reply held up on the way; then the node left the
+// layout. Its client is closed only once that call has its reply: closed
+// before, the call failed with its outcome unknown, though it ran.
+func TestReleasedClientWaitsForRetiredConnection(t *testing.T) {
+	s := redistest.Start(t)
+	// The first connection goes through p, whose replies the test holds
+	// up; the next ones straight to the server.
+	p := redistest.StartProxy(t, s.Addr)
+	var nd net.Dialer
+	var dials atomic.Int64
+	node, err := NewClient(Options{Addr: s.Addr, MaxRetries: -1, MaxConnAge: time.Hour,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				addr = p.Addr
+			}
+			return nd.DialContext(ctx, network, addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	ctx := ctxT(t)
+	if _, err := node.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := node.shared.Load()
+	p.Stall(redistest.ServerToClient, true)
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := node.Incr(ctx, "retired")
+		done <- result{n, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); old.Pending() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("INCR is not in line on the shared connection")
+		}
+	}
+	old.SetAged(true) // as the aging timer does at MaxConnAge
+	if _, err := node.sharedConn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); node.shared.Load() == old; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the aged connection was not replaced")
+		}
+	}
+	node.release()
+	closed := false
+	for range 20 {
+		if closed = node.closeIfDone(); closed {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.Stall(redistest.ServerToClient, false)
+	for deadline := time.Now().Add(10 * time.Second); !closed; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the released client was not closed once its calls were answered")
+		}
+		closed = node.closeIfDone()
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != 1 {
+			t.Fatalf("INCR on the replaced connection = %d, %v; want 1: it ran, and its reply was on the way", r.n, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("INCR did not return")
 	}
 }
