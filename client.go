@@ -216,19 +216,28 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 	if w.blocks(0) || len(w.buf) > largePipeline {
 		return c.runDedicated(ctx, w)
 	}
-	cn, err := c.sharedConn(ctx)
-	if err != nil {
-		return Value{}, err
-	}
-	v, err := cn.DoOne(ctx, w.buf)
-	if err != nil && replaced(err) {
-		if cn, err = c.sharedConn(ctx); err != nil {
+	for {
+		cn, err := c.sharedConn(ctx)
+		if err != nil {
 			return Value{}, err
 		}
-		v, err = cn.DoOne(ctx, w.buf)
+		if sharedTaken != nil {
+			sharedTaken(c, cn)
+		}
+		v, err := cn.DoOne(ctx, w.buf)
+		if err == nil || !replaced(err) {
+			return Value{v}, err
+		}
+		// See replaced. The connection that took its place may itself be
+		// replaced before the call joins its line, with a short
+		// MaxConnAge; each turn follows a dial that succeeded, so the
+		// turns end with the replacements.
 	}
-	return Value{v}, err
 }
+
+// sharedTaken, when set, runs as a call that took the shared connection is
+// about to join its line: for tests.
+var sharedTaken func(c *Client, cn *conn.Conn)
 
 // decode applies a registered Decoder to the reply of a single command;
 // a decoder's failure becomes the call's error.

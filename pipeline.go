@@ -580,17 +580,19 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		cn = d.Conn
 		replies, errs, err = d.WithGrace(traits.grace).DoN(ctx, buf, n)
 	} else {
-		if cn, err = c.sharedConn(ctx); err != nil {
-			return nil, 0, err
-		}
-		replies, errs, err = cn.DoN(ctx, buf, n)
-		if err != nil && replaced(err) {
-			// See replaced: the batch goes on the connection that took
-			// the place of the one it met closed.
+		for {
 			if cn, err = c.sharedConn(ctx); err != nil {
 				return nil, 0, err
 			}
+			if sharedTaken != nil {
+				sharedTaken(c, cn)
+			}
 			replies, errs, err = cn.DoN(ctx, buf, n)
+			if err == nil || !replaced(err) {
+				break
+			}
+			// See replaced, and runOnce: the batch goes on the
+			// connection that took the place of the one it met closed.
 		}
 	}
 	if err == nil {

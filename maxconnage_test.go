@@ -1,0 +1,184 @@
+package redpipe
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestMaxConnAgeTinyNoCallFails: with a MaxConnAge short enough that the
+// shared connection is replaced over and over, often while a call is
+// between taking it and joining its line, no plain call or pipeline
+// fails, with no retries allowed, and every acknowledged INCR is counted
+// by the server once.
+func TestMaxConnAgeTinyNoCallFails(t *testing.T) {
+	s := redistest.Start(t)
+	for _, age := range []time.Duration{time.Millisecond, 3 * time.Millisecond} {
+		t.Run(age.String(), func(t *testing.T) {
+			c, err := NewClient(Options{Addr: s.Addr, MaxRetries: -1, MaxConnAge: age})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := ctxT(t)
+			key := "tiny-age-" + age.String()
+			var calls atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			end := time.Now().Add(700 * time.Millisecond)
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 200_000 && time.Now().Before(end); i++ {
+						var err error
+						if g%2 == 0 {
+							_, err = c.Incr(ctx, key)
+						} else {
+							_, err = c.Pipeline(NoTransaction).Incr(key).Incr(key).Exec(ctx)
+						}
+						if err != nil {
+							errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
+							return
+						}
+						calls.Add(int64(1 + g%2))
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if got, want := s.MustDo(t, "GET", key), fmt.Sprint(calls.Load()); got != want {
+				t.Errorf("INCRs on the server = %v; want %s, the calls acknowledged", got, want)
+			}
+		})
+	}
+}
+
+// TestClusterMaxConnAgeTinyNoCallFails: the clients of a cluster's nodes
+// replace their shared connections at MaxConnAge as a single server's
+// client does. With a MaxConnAge short enough that they are replaced
+// over and over, no plain call, no pipeline spread over the masters and
+// no large one, whose parts go out while it is routed, fails, with no
+// retries allowed, and every acknowledged INCR is counted once.
+func TestClusterMaxConnAgeTinyNoCallFails(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{MaxRetries: -1, MaxConnAge: 2 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	keys := testKeys(3000)
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	end := time.Now().Add(1500 * time.Millisecond)
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100_000 && time.Now().Before(end); i++ {
+				var err error
+				switch g % 3 {
+				case 0:
+					_, err = c.Incr(ctx, keys[i%len(keys)])
+				case 1:
+					_, err = c.Pipeline(NoTransaction).Incr(keys[i%len(keys)]).Incr(keys[(i+7)%len(keys)]).Incr(keys[(i+13)%len(keys)]).Exec(ctx)
+				default:
+					p := c.Pipeline(NoTransaction)
+					for _, k := range keys {
+						p.Incr(k)
+					}
+					_, err = p.Exec(ctx)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
+					return
+				}
+				calls.Add([]int64{1, 3, int64(len(keys))}[g%3])
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var sum int64
+	for _, k := range keys {
+		v, err := c.Get(ctx, k)
+		if err != nil && !errors.Is(err, ErrNil) {
+			t.Fatal(err)
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		sum += n
+	}
+	if sum != calls.Load() {
+		t.Errorf("INCRs on the servers = %d; want %d, the calls acknowledged", sum, calls.Load())
+	}
+}
+
+// TestSharedConnectionReplacedTwiceBeforeCall: a call takes the shared
+// connection, which is replaced (MaxConnAge ran out, and the new one is
+// ready) and closed before the call joins its line; the call takes the
+// new one, and that one too is replaced before the call joins its line.
+// Not sent either time, the call goes on the connection that replaced
+// the last, with no retries allowed: the replacements are the client's
+// own doing. It failed, the second time, with the replacement's error.
+func TestSharedConnectionReplacedTwiceBeforeCall(t *testing.T) {
+	s := redistest.Start(t)
+	c, err := NewClient(Options{Addr: s.Addr, MaxRetries: -1, MaxConnAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	replace := 0
+	sharedTaken = func(cc *Client, cn *conn.Conn) {
+		if cc != c || replace == 0 {
+			return
+		}
+		replace--
+		cn.SetAged(true) // as the aging timer does at MaxConnAge
+		if _, err := c.sharedConn(ctx); err != nil {
+			t.Error(err)
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); cn.Alive(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Error("the aged connection was not closed once idle")
+				return
+			}
+		}
+	}
+	defer func() { sharedTaken = nil }()
+
+	replace = 2
+	if n, err := c.Incr(ctx, "replaced-twice"); err != nil || n != 1 {
+		t.Errorf("INCR = %d, %v; want 1", n, err)
+	}
+	replace = 2
+	if r, err := c.Pipeline(NoTransaction).Incr("replaced-twice").Incr("replaced-twice").Exec(ctx); err != nil || len(r) != 2 {
+		t.Errorf("plain pipeline = %v, %v; want two replies", r, err)
+	}
+	replace = 2
+	if r, err := c.Pipeline().Incr("replaced-twice").Exec(ctx); err != nil || len(r) != 1 {
+		t.Errorf("transaction = %v, %v; want one reply", r, err)
+	}
+	if got := s.MustDo(t, "GET", "replaced-twice"); got != "4" {
+		t.Errorf("replaced-twice = %v; want 4, each INCR run once", got)
+	}
+}
