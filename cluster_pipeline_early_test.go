@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/hashslot"
@@ -419,5 +420,67 @@ func TestClusterRoundPollsForOnePart(t *testing.T) {
 	}
 	if polled() != 1 || parts[len(parts)-1].quiet || len(parts) < 4 {
 		t.Fatalf("a pipeline sent while routed started %d parts, %d of them polled for; want the last alone", len(parts), polled())
+	}
+}
+
+// TestClusterEarlyPartsConnectionReplaced: a node's shared connection
+// reaches MaxConnAge and is replaced between two parts of a large plain
+// pipeline sent early, so that the second part meets it closed by the
+// client, not sent. That part, and those after it, go on the new
+// connection, with no retries allowed: the replacement is the client's
+// own doing, and they were not sent; they failed the pipeline.
+func TestClusterEarlyPartsConnectionReplaced(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{MaxRetries: -1, MaxConnAge: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.DBSize(ctx); err != nil { // a command for every master
+		t.Fatal(err)
+	}
+	defer func() { beforeEarlySend = nil }()
+	var victim *Client
+	var old *conn.Conn
+	beforeEarlySend = func(node *Client, k int) {
+		if victim == nil {
+			victim = node
+		}
+		if node != victim || k != 1 || old != nil {
+			return
+		}
+		old = node.shared.Load()
+		// CLIENT ID goes after the first part on the same connection:
+		// once it is answered, so is the part, and the connection is
+		// idle.
+		if _, err := node.Do(ctx, "CLIENT", "ID"); err != nil || node.shared.Load() != old {
+			t.Errorf("CLIENT ID: %v", err)
+			return
+		}
+		old.SetAged(true) // as the aging timer does at MaxConnAge
+		if _, err := node.sharedConn(ctx); err != nil {
+			t.Error(err)
+			return
+		}
+		for end := time.Now().Add(5 * time.Second); old.Alive() && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+		if old.Alive() {
+			t.Error("the aged connection was not closed once idle")
+		}
+	}
+	p, keys := earlyIncrs(c, "replaced:", 4000)
+	replies, err := p.Exec(ctx)
+	beforeEarlySend = nil
+	if old == nil {
+		t.Fatal("no part was sent early after the first on a node")
+	}
+	if err != nil {
+		t.Fatalf("Exec = %v (outcome %v); want the parts that met the replaced connection sent on the new one", err, OutcomeOf(err))
+	}
+	checkEarlyIncrs(t, ctx, c, keys, replies)
+	if victim.shared.Load() == old {
+		t.Error("the aged connection is still the node's")
 	}
 }
