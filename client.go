@@ -698,7 +698,8 @@ func (c *Client) dialNet(ctx context.Context) (net.Conn, error) {
 // checkDialed takes what Options.Dialer returned without an error for a
 // connection. A nil one, taken for a connection, would crash the
 // client's own goroutines at their first read or write, where no panic
-// can be recovered. Sockets of the standard library's alone are used as
+// can be recovered; a nil one of a type of the standard library's is
+// told as nil too. Sockets of the standard library's alone are used as
 // they are; any other connection, a *tls.Conn included, which may run
 // over one of the user's, is guarded as a userConn.
 func checkDialed(nc net.Conn) (net.Conn, error) {
@@ -716,6 +717,12 @@ func checkDialed(nc net.Conn) (net.Conn, error) {
 			return nil, errNil
 		}
 		return v, nil
+	case *tls.Conn:
+		// A nil one is told as nil, as the sockets' are; any other is
+		// guarded below, as it may run over a connection of the user's.
+		if v == nil {
+			return nil, errNil
+		}
 	}
 	return userConn{nc}, nil
 }

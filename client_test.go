@@ -1008,6 +1008,7 @@ func TestDialerNilConn(t *testing.T) {
 		{"nil", func() (net.Conn, error) { return nil, nil }, "neither a connection nor an error"},
 		{"nil *net.TCPConn", func() (net.Conn, error) { return (*net.TCPConn)(nil), nil }, "neither a connection nor an error"},
 		{"nil *net.UnixConn", func() (net.Conn, error) { return (*net.UnixConn)(nil), nil }, "neither a connection nor an error"},
+		{"nil *tls.Conn", func() (net.Conn, error) { return (*tls.Conn)(nil), nil }, "neither a connection nor an error"},
 		{"nil of the user's type", func() (net.Conn, error) { return (*nilConn)(nil), nil }, "panicked"},
 		{"a connection and an error", func() (net.Conn, error) {
 			nc, err := net.Dial("tcp", srv.Addr)
