@@ -1,8 +1,10 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -180,5 +182,135 @@ func TestSharedConnectionReplacedTwiceBeforeCall(t *testing.T) {
 	}
 	if got := s.MustDo(t, "GET", "replaced-twice"); got != "4" {
 		t.Errorf("replaced-twice = %v; want 4, each INCR run once", got)
+	}
+}
+
+// TestMaxConnAgeCloseDuringReplacement: Close comes while the dial that
+// replaces an aged shared connection is in flight, with a Dialer that
+// heeds its context and with one that returns a connection after Close
+// began. Close returns, the calls after it fail with ErrClosed, and no
+// connection of the client is left open on the server.
+func TestMaxConnAgeCloseDuringReplacement(t *testing.T) {
+	s := redistest.Start(t)
+	for _, heeds := range []bool{true, false} {
+		t.Run(fmt.Sprintf("heeds context %v", heeds), func(t *testing.T) {
+			name := fmt.Sprintf("close-replacing-%v", heeds)
+			var nd net.Dialer
+			var dials atomic.Int64
+			entered := make(chan struct{})
+			release := make(chan struct{})
+			c, err := NewClient(Options{Addr: s.Addr, ClientName: name, MaxRetries: -1, MaxConnAge: 5 * time.Millisecond,
+				Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					if dials.Add(1) == 2 {
+						close(entered)
+						if heeds {
+							<-ctx.Done()
+							return nil, ctx.Err()
+						}
+						<-release
+						return nd.DialContext(context.Background(), network, addr)
+					}
+					return nd.DialContext(ctx, network, addr)
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t)
+			for i := 0; ; i++ {
+				if _, err := c.Incr(ctx, name); err != nil {
+					t.Fatalf("INCR %d: %v", i, err)
+				}
+				select {
+				case <-entered:
+				case <-time.After(time.Millisecond):
+					if i < 10_000 {
+						continue
+					}
+					t.Fatal("no dial replaced the aged connection")
+				}
+				break
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- c.Close() }()
+			if !heeds {
+				time.Sleep(20 * time.Millisecond)
+				close(release)
+			}
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return")
+			}
+			if _, err := c.Incr(ctx, name); !errors.Is(err, ErrClosed) {
+				t.Errorf("INCR after Close = %v; want ErrClosed", err)
+			}
+			waitForServer(t, ctx, "the client's connections to close", func() (bool, string) {
+				var open []string
+				for _, cl := range serverClients(t, s) {
+					if cl["name"] == name {
+						open = append(open, cl["addr"])
+					}
+				}
+				return len(open) == 0, fmt.Sprint(open)
+			})
+		})
+	}
+}
+
+// TestMaxConnAgeCutsHonest: the shared connection is replaced every few
+// milliseconds while a proxy between client and server cuts every
+// connection now and then, some as they are replaced. With no retries
+// allowed, calls fail, but none that says it was not sent ran: the
+// server's count of INCRs lies between those acknowledged and those plus
+// the ones whose outcome is unknown.
+func TestMaxConnAgeCutsHonest(t *testing.T) {
+	s := redistest.Start(t)
+	p := redistest.StartProxy(t, s.Addr)
+	c, err := NewClient(Options{Addr: p.Addr, MaxRetries: -1, MaxConnAge: 3 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	const key = "cuts-honest"
+	var acked, unknown, notSent atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(800 * time.Millisecond)
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200_000 && time.Now().Before(end); i++ {
+				var err error
+				n := int64(1 + g%2)
+				if g%2 == 0 {
+					_, err = c.Incr(ctx, key)
+				} else {
+					_, err = c.Pipeline(NoTransaction).Incr(key).Incr(key).Exec(ctx)
+				}
+				switch {
+				case err == nil:
+					acked.Add(n)
+				case OutcomeOf(err) == OutcomeNotSent:
+					notSent.Add(n)
+				default:
+					unknown.Add(n)
+				}
+			}
+		}()
+	}
+	for k := 0; k < 100 && time.Now().Before(end); k++ {
+		time.Sleep(time.Duration(10+k%7*5) * time.Millisecond)
+		p.Cut(redistest.CutMode(k % 2))
+	}
+	wg.Wait()
+	got, _ := strconv.ParseInt(fmt.Sprint(s.MustDo(t, "GET", key)), 10, 64)
+	t.Logf("acknowledged %d, unknown %d, not sent %d; on the server %d", acked.Load(), unknown.Load(), notSent.Load(), got)
+	if got < acked.Load() || got > acked.Load()+unknown.Load() {
+		t.Errorf("INCRs on the server = %d; want from %d, those acknowledged, to %d, with those of unknown outcome (%d said not sent)",
+			got, acked.Load(), acked.Load()+unknown.Load(), notSent.Load())
 	}
 }
