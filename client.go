@@ -429,6 +429,9 @@ func (c *Client) dialShared(pd *pendingDial) {
 	// ends.
 	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the dial did not return")})
 	defer func() {
+		if sharedDialed != nil {
+			sharedDialed(c)
+		}
 		var old *conn.Conn
 		c.dialMu.Lock()
 		if err == nil {
@@ -461,15 +464,21 @@ func (c *Client) dialShared(pd *pendingDial) {
 	cn, err = c.dial(c.life)
 }
 
+// sharedDialed, when set, runs as a dial of the shared connection ends,
+// before its outcome is recorded: for tests.
+var sharedDialed func(c *Client)
+
 // ageLocked marks cn aged after d, a replacement of the shared
-// connection then to be dialed, or never if d is 0 (no MaxConnAge). It is
+// connection then to be dialed, or never if d is 0 (no MaxConnAge) or
+// Close has begun: a dial that succeeded as Close began comes here after
+// Close stopped the timer, which would otherwise fire after it. It is
 // called with dialMu held.
 func (c *Client) ageLocked(cn *conn.Conn, d time.Duration) {
 	if c.aging != nil {
 		c.aging.Stop()
 		c.aging = nil
 	}
-	if d > 0 {
+	if d > 0 && !c.noDials {
 		c.aging = time.AfterFunc(d, func() { cn.SetAged(true) })
 	}
 }

@@ -314,3 +314,61 @@ func TestMaxConnAgeCutsHonest(t *testing.T) {
 			got, acked.Load(), acked.Load()+unknown.Load(), notSent.Load())
 	}
 }
+
+// TestMaxConnAgeNoTimerAfterClose: a dial of the shared connection that
+// succeeded just as Close began records its connection once Close has
+// stopped the aging timer. It arms no new one: a timer armed then was
+// left to fire after Close, marking a closed connection.
+func TestMaxConnAgeNoTimerAfterClose(t *testing.T) {
+	s := redistest.Start(t)
+	c, err := NewClient(Options{Addr: s.Addr, MaxRetries: -1, MaxConnAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	var once sync.Once
+	sharedDialed = func(cc *Client) {
+		if cc != c {
+			return
+		}
+		once.Do(func() {
+			go func() { closed <- c.Close() }()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+				c.dialMu.Lock()
+				stopped := c.noDials
+				c.dialMu.Unlock()
+				if stopped {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Error("Close did not stop the dials")
+					return
+				}
+			}
+		})
+	}
+	defer func() { sharedDialed = nil }()
+	c.shared.Load().SetAged(true) // as the aging timer does at MaxConnAge
+	if _, err := c.sharedConn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	c.dialMu.Lock()
+	aging := c.aging
+	c.dialMu.Unlock()
+	if aging != nil {
+		aging.Stop()
+		t.Error("an aging timer was armed after Close")
+	}
+}
