@@ -1437,7 +1437,28 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 	}
 	delete(cs.fans, i)
 	delete(cs.fanTo, i)
-	cs.answer(e, fanOutReply(e.meta.info(), fanVals(vs)))
+	cs.answer(e, fanOutReply(e.meta.info(), mayHaveRunAhead(fanVals(vs))))
+}
+
+// mayHaveRunAhead puts the first error reply of vs, the replies of the
+// legs of a command for every master, that does not say nothing ran (a
+// leg lost in flight, see lost) in the place of the first error reply,
+// and returns vs. The replies are in the order they came, and the reply
+// of a command whose every leg failed is the first error: a refusal
+// (OOM, READONLY) that came before the loss of a leg that did run would
+// read as not applied.
+func mayHaveRunAhead(vs []resp.Value) []resp.Value {
+	first := slices.IndexFunc(vs, isErrValue)
+	if first < 0 || mayHaveRun(Value{vs[first]}) {
+		return vs
+	}
+	for k := first + 1; k < len(vs); k++ {
+		if isErrValue(vs[k]) && mayHaveRun(Value{vs[k]}) {
+			vs[first], vs[k] = vs[k], vs[first]
+			break
+		}
+	}
+	return vs
 }
 
 // redirect holds back command i, e, or its part leg, encoded as b, which

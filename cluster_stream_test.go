@@ -42,6 +42,7 @@ func TestClusterStream(t *testing.T) {
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterStreamPartlyRefused(t, cl, c) })
 	t.Run("PartLost", func(t *testing.T) { testClusterStreamPartLost(t, cl, c) })
 	t.Run("PartLostLoad", func(t *testing.T) { testClusterStreamPartLostLoad(t, cl, c) })
+	t.Run("PartLostFanOut", func(t *testing.T) { testClusterStreamPartLostFanOut(t, cl, c) })
 }
 
 // streamCtx is the context of one cluster stream test.
@@ -1761,4 +1762,109 @@ func TestClusterStreamStoppedSettlesAll(t *testing.T) {
 	if len(cs.held) != 0 {
 		t.Errorf("held commands left: %+v", cs.held)
 	}
+}
+
+// testClusterStreamPartLostFanOut: a command for every master (FUNCTION
+// LOAD) that two masters refuse with OOM, while the third holds its leg
+// in flight (DEBUG SLEEP) past the context of Close and runs it when it
+// wakes; reads on the two refusing masters come first. Its reply is of unknown outcome: that leg may have run, and did.
+// Before, the refusal of the first master to answer was the reply, which
+// read as not applied while the third master had loaded the library.
+func testClusterStreamPartLostFanOut(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	const lib = "#!lua name=slostfan\nredis.register_function('slostfan', function() return 1 end)"
+	a, b, k := keyIn(100, "slostfan:a"), keyIn(6000, "slostfan:b"), keyIn(12000, "slostfan:c")
+	// A stream over every master first, so that the next one finds a
+	// connection to each in the pool: a dial to the sleeping master
+	// would fail before anything was written.
+	warm := c.Stream(ctx, nil)
+	warm.Set(a, "1").Set(b, "1").Set(k, "1")
+	if _, err := warm.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refusing := []*redistest.Server{cl.Masters[0], cl.Masters[2]}
+	for _, m := range refusing {
+		m.MustDo(t, "CONFIG", "SET", "maxmemory", "1")
+	}
+	defer func() {
+		for _, m := range refusing {
+			m.MustDo(t, "CONFIG", "SET", "maxmemory", "0")
+		}
+	}()
+	sleeper := cl.Masters[1]
+	slept := make(chan error, 1)
+	go func() {
+		_, err := sleeper.Do("DEBUG", "SLEEP", "2")
+		slept <- err
+	}()
+	// DEBUG SLEEP holds the server, and a command sent now waits for
+	// it: it has begun once a PING goes unanswered for a while.
+	if err := awaitAsleep(sleeper.Addr, 200); err != nil {
+		t.Fatal(err)
+	}
+	var got []Value
+	s := c.Stream(ctx, func(i int, v Value) error {
+		got = append(got, v)
+		return nil
+	})
+	// The reads first, so that the refusals are taken in before the
+	// wait on the sleeping master ends: the nodes are waited for in the
+	// order the stream first used them.
+	s.Get(a).Get(k).Do("FUNCTION", "LOAD", lib)
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	n, err := s.Close(cctx)
+	if n != 3 || OutcomeOf(err) != OutcomeUnknown || !strings.Contains(fmt.Sprint(err), sleeper.Addr) {
+		t.Fatalf("Close = %d, %v (%v); want 3 sent and an error of unknown outcome naming %s", n, err, OutcomeOf(err), sleeper.Addr)
+	}
+	if err := <-slept; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].String() != "1" || got[1].String() != "1" {
+		t.Fatalf("each got %d replies %v, want 3, the reads 1 and 1", len(got), got)
+	}
+	if e := got[2].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+		t.Errorf("FUNCTION LOAD refused by two masters and lost on %s = %v (%v); want an error of unknown outcome", sleeper.Addr, got[2], OutcomeOf(e))
+	}
+	// The sleeping master ran it once awake; the others did not.
+	for _, m := range cl.Masters {
+		v, err := m.Do("FUNCTION", "LIST", "LIBRARYNAME", "slostfan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded := fmt.Sprint(v) != "[]"
+		if want := m == sleeper; loaded != want {
+			t.Errorf("library loaded on %s: %v, want %v", m.Addr, loaded, want)
+		}
+		m.MustDo(t, "FUNCTION", "FLUSH")
+	}
+	if _, err := c.Del(ctx, a, b, k); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
+// awaitAsleep returns once the server at addr leaves a PING unanswered
+// for 50ms (DEBUG SLEEP holds it), trying up to tries times.
+func awaitAsleep(addr string, tries int) error {
+	for range tries {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		nc.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err = nc.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+		if err == nil {
+			_, err = nc.Read(make([]byte, 16))
+		}
+		nc.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%s kept answering PING: DEBUG SLEEP did not begin", addr)
 }
