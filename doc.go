@@ -437,13 +437,14 @@
 //     one, up to a bound, and then the queuing call waits, within the
 //     stream's context. A connection that fails, or a context that ends,
 //     stops the stream as on one node: nothing is sent again, and the
-//     outcome of what was in flight is unknown (OutcomeOf). each still
-//     gets, in order, the replies the other nodes gave, an error reply of
-//     unknown outcome for each command in flight on the node that
-//     failed, and for each command before the last one written that
-//     was not sent, or not sent again, the redirection it got or an
-//     error reply that says it was not sent. A node that
-//     cannot be reached before anything was written to it refreshes the
+//     outcome of what was in flight is unknown (OutcomeOf). The stream's
+//     function still gets, in order, the replies the other nodes gave;
+//     an error reply of unknown outcome for each command written to the
+//     node that failed and not answered, and one that says it was not
+//     sent for each of its commands still waiting to be written; and,
+//     for each command before the last one written that was not sent,
+//     or not sent again, the redirection it got or an error reply that
+//     says it was not sent. A node that cannot be reached before anything was written to it refreshes the
 //     layout, and its commands go where the new one says. Multi-key
 //     commands are split by slot as in a pipeline, each part keeping the
 //     order of its slot; one whose keys are in different slots and that
