@@ -1007,24 +1007,9 @@ func TestClusterReleasesNodesGoneFromLayout(t *testing.T) {
 // pooled one alike. A call that comes after the release fails not sent,
 // and through the cluster Client it goes on to the node of the layout.
 func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
-	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
-	releaseCheck = 20 * time.Millisecond
-	cl := redistest.StartCluster(t, 0)
+	cl, c, node := releaseFixture(t)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := c.cluster
-	if err := r.ready(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m := cl.Masters[0]
-	node, err := r.nodeAt(m.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, m := c.cluster, cl.Masters[0]
 	type result struct {
 		what string
 		v    Value
@@ -1072,7 +1057,7 @@ func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
 	}
 	r.closeRetired()
 
-	_, err = node.Do(ctx, "PING")
+	_, err := node.Do(ctx, "PING")
 	var de *DialError
 	if !errors.Is(err, errReleased) || !errors.As(err, &de) || OutcomeOf(err) != OutcomeNotSent {
 		t.Errorf("a call on the released client = %v (outcome %v); want a *DialError that says it was released, not sent", err, OutcomeOf(err))
@@ -1248,24 +1233,9 @@ func TestForEachMasterOnReleasedNode(t *testing.T) {
 // client is closed once the session has given its connection back, and
 // the cluster Client then reaches the node through a new client.
 func TestClusterReleaseKeepsSessionsAndStreams(t *testing.T) {
-	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
-	releaseCheck = 20 * time.Millisecond
-	cl := redistest.StartCluster(t, 0)
+	cl, c, node := releaseFixture(t)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := c.cluster
-	if err := r.ready(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m := cl.Masters[0]
-	node, err := r.nodeAt(m.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, m := c.cluster, cl.Masters[0]
 	key := keyIn(0, "session:")
 	tx, err := c.Watch(ctx, key)
 	if err != nil {
@@ -1821,4 +1791,28 @@ func TestReleasedClientWaitsForRetiredConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("INCR did not return")
 	}
+}
+
+// releaseFixture starts a cluster of three masters and a client of it
+// whose released node clients are looked at every 20ms, and returns them
+// with the client of the first master.
+func releaseFixture(t *testing.T) (*redistest.Cluster, *Client, *Client) {
+	t.Helper()
+	old := releaseCheck
+	releaseCheck = 20 * time.Millisecond
+	t.Cleanup(func() { releaseCheck = old })
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.cluster.ready(clusterCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	node, err := c.cluster.nodeAt(cl.Masters[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, c, node
 }
