@@ -1126,17 +1126,9 @@ func releaseAsRefresh(t *testing.T, cl *redistest.Cluster, r *clusterRouter, m *
 // layout and is applied once. It failed with an error matching ErrClosed,
 // as if the cluster Client had been closed.
 func TestClusterTransactionWaitingForTurnOnReleasedNode(t *testing.T) {
-	cl := redistest.StartCluster(t, 0)
+	cl, c := readyCluster(t)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	r := c.cluster
-	if err := r.ready(ctx); err != nil {
-		t.Fatal(err)
-	}
 	m := cl.Masters[0] // slot 0's
 	node, err := r.nodeAt(m.Addr)
 	if err != nil {
@@ -1482,17 +1474,9 @@ func TestClusterReleaseAcrossFailoverAndRejoin(t *testing.T) {
 // new one to an address the layout no longer lists. It took the idle one
 // and ran there.
 func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
-	cl := redistest.StartCluster(t, 0)
+	cl, c := readyCluster(t)
 	ctx := clusterCtx(t)
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	r := c.cluster
-	if err := r.ready(ctx); err != nil {
-		t.Fatal(err)
-	}
 	m := cl.Masters[0]
 	node, err := r.nodeAt(m.Addr)
 	if err != nil {
@@ -1801,6 +1785,18 @@ func releaseFixture(t *testing.T) (*redistest.Cluster, *Client, *Client) {
 	old := releaseCheck
 	releaseCheck = 20 * time.Millisecond
 	t.Cleanup(func() { releaseCheck = old })
+	cl, c := readyCluster(t)
+	node, err := c.cluster.nodeAt(cl.Masters[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, c, node
+}
+
+// readyCluster starts a cluster of three masters and a client of it that
+// knows the layout.
+func readyCluster(t *testing.T) (*redistest.Cluster, *Client) {
+	t.Helper()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
@@ -1810,9 +1806,5 @@ func releaseFixture(t *testing.T) (*redistest.Cluster, *Client, *Client) {
 	if err := c.cluster.ready(clusterCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	node, err := c.cluster.nodeAt(cl.Masters[0].Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cl, c, node
+	return cl, c
 }
