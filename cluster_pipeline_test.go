@@ -861,54 +861,14 @@ func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
 				var p *Pipeline
 				var useErr error
 				calls := 0
-				dec := WithDecoder("INCR", func(v Value) (any, error) {
-					calls++
-					if calls == 1 {
-						if use == "Exec" {
-							_, useErr = p.Exec(context.Background())
-						} else {
-							p.Discard()
-						}
-					}
-					return v.Int64()
-				})
+				dec := WithDecoder("INCR", ownDecoderUse(&p, use, &useErr, &calls))
 				if kind == "plain" {
 					p = c.Pipeline(NoTransaction, dec)
 				} else {
 					p = c.Pipeline(dec)
 				}
 				p.Incr("{cd}n").Incr("{cd}n")
-				done := make(chan error, 1)
-				go func() {
-					defer func() {
-						if r := recover(); r != nil {
-							done <- fmt.Errorf("panic: %v", r)
-						}
-					}()
-					replies, err := p.Exec(ctx)
-					if err == nil && len(replies) != 2 {
-						err = fmt.Errorf("%d replies", len(replies))
-					}
-					done <- err
-				}()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Fatalf("Exec whose Decoder runs %s on the pipeline = %v", use, err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatalf("Exec whose Decoder runs %s on the pipeline never returns", use)
-				}
-				var ue *UsageError
-				if use == "Exec" && !errors.As(useErr, &ue) {
-					t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", useErr)
-				}
-				if n, _ := srv.MustDo(t, "GET", "{cd}n").(string); n != "2" {
-					t.Errorf("{cd}n = %q after one Exec of two INCR; want 2", n)
-				}
-				if calls != 2 {
-					t.Errorf("the Decoder ran %d times, want 2", calls)
-				}
+				checkExecFromOwnDecoder(t, ctx, srv, "{cd}n", p, use, &useErr, &calls)
 			})
 		}
 	}

@@ -701,17 +701,7 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 				var p *Pipeline
 				var useErr error
 				calls := 0
-				incrDec := func(v Value) (any, error) {
-					calls++
-					if calls == 1 {
-						if use == "Exec" {
-							_, useErr = p.Exec(context.Background())
-						} else {
-							p.Discard()
-						}
-					}
-					return v.Int64()
-				}
+				incrDec := ownDecoderUse(&p, use, &useErr, &calls)
 				dec := WithDecoder("INCR", incrDec)
 				switch kind {
 				case "Client":
@@ -725,38 +715,64 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 					p = tx.Multi()
 				}
 				p.Incr("pd:n").Incr("pd:n")
-				done := make(chan error, 1)
-				go func() {
-					defer func() {
-						if r := recover(); r != nil {
-							done <- fmt.Errorf("panic: %v", r)
-						}
-					}()
-					replies, err := p.Exec(ctx)
-					if err == nil && len(replies) != 2 {
-						err = fmt.Errorf("%d replies", len(replies))
-					}
-					done <- err
-				}()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Fatalf("Exec whose Decoder runs %s on the pipeline = %v", use, err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatalf("Exec whose Decoder runs %s on the pipeline never returns", use)
-				}
-				var ue *UsageError
-				if use == "Exec" && !errors.As(useErr, &ue) {
-					t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", useErr)
-				}
-				if n, _ := srv.MustDo(t, "GET", "pd:n").(string); n != "2" {
-					t.Errorf("pd:n = %q after one Exec of two INCR; want 2", n)
-				}
-				if calls != 2 {
-					t.Errorf("the Decoder ran %d times, want 2", calls)
-				}
+				checkExecFromOwnDecoder(t, ctx, srv, "pd:n", p, use, &useErr, &calls)
 			})
 		}
+	}
+}
+
+// ownDecoderUse is an INCR Decoder that, the first time it runs, runs use
+// ("Exec" or "Discard") on *p, the pipeline whose replies it decodes,
+// keeping what Exec returned in *useErr; *calls counts its runs.
+func ownDecoderUse(p **Pipeline, use string, useErr *error, calls *int) Decoder {
+	return func(v Value) (any, error) {
+		*calls++
+		if *calls == 1 {
+			if use == "Exec" {
+				_, *useErr = (*p).Exec(context.Background())
+			} else {
+				(*p).Discard()
+			}
+		}
+		return v.Int64()
+	}
+}
+
+// checkExecFromOwnDecoder runs Exec of p, two INCR of key whose Decoder
+// is ownDecoderUse's, and checks that it returns their two replies, that
+// the Decoder's Exec was refused with a *UsageError, that the server ran
+// the INCRs once, and that the Decoder ran for each.
+func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.Server, key string, p *Pipeline, use string, useErr *error, calls *int) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("panic: %v", r)
+			}
+		}()
+		replies, err := p.Exec(ctx)
+		if err == nil && len(replies) != 2 {
+			err = fmt.Errorf("%d replies", len(replies))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Exec whose Decoder runs %s on the pipeline = %v", use, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Exec whose Decoder runs %s on the pipeline never returns", use)
+	}
+	var ue *UsageError
+	if use == "Exec" && !errors.As(*useErr, &ue) {
+		t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", *useErr)
+	}
+	if n, _ := srv.MustDo(t, "GET", key).(string); n != "2" {
+		t.Errorf("%s = %q after one Exec of two INCR; want 2", key, n)
+	}
+	if *calls != 2 {
+		t.Errorf("the Decoder ran %d times, want 2", *calls)
 	}
 }
