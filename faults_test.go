@@ -298,12 +298,7 @@ func TestMasterMovedBehindName(t *testing.T) {
 
 	// No connection of the client's is left on the replica.
 	waitForServer(t, ctx, "the client's connections to the replica to close", func() (bool, string) {
-		var left []string
-		for _, cl := range serverClients(t, a) {
-			if cl["name"] == name {
-				left = append(left, cl["addr"])
-			}
-		}
+		left := namedClientAddrs(t, a, name)
 		return len(left) == 0, fmt.Sprint(left)
 	})
 }
@@ -669,17 +664,7 @@ func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
 		t.Errorf("INCRs on the servers: %d on a, %d on b; want %d in all, the calls acknowledged", ia, ib, calls.Load())
 	}
 	waitForServer(t, ctx, "the client's connections to the first server to close, and one shared one to the second", func() (bool, string) {
-		var onA, onB []string
-		for _, cl := range serverClients(t, a) {
-			if cl["name"] == name {
-				onA = append(onA, cl["addr"])
-			}
-		}
-		for _, cl := range serverClients(t, b) {
-			if cl["name"] == name {
-				onB = append(onB, cl["addr"])
-			}
-		}
+		onA, onB := namedClientAddrs(t, a, name), namedClientAddrs(t, b, name)
 		return len(onA) == 0 && len(onB) == 1, fmt.Sprintf("on a %v, on b %v", onA, onB)
 	})
 

@@ -248,12 +248,7 @@ func TestMaxConnAgeCloseDuringReplacement(t *testing.T) {
 				t.Errorf("INCR after Close = %v; want ErrClosed", err)
 			}
 			waitForServer(t, ctx, "the client's connections to close", func() (bool, string) {
-				var open []string
-				for _, cl := range serverClients(t, s) {
-					if cl["name"] == name {
-						open = append(open, cl["addr"])
-					}
-				}
+				open := namedClientAddrs(t, s, name)
 				return len(open) == 0, fmt.Sprint(open)
 			})
 		})

@@ -98,6 +98,19 @@ func serverClients(t *testing.T, srv *redistest.Server) []map[string]string {
 	return clients
 }
 
+// namedClientAddrs returns the addresses of srv's clients whose
+// connections are named name (Options.ClientName).
+func namedClientAddrs(t *testing.T, srv *redistest.Server, name string) []string {
+	t.Helper()
+	var addrs []string
+	for _, cl := range serverClients(t, srv) {
+		if cl["name"] == name {
+			addrs = append(addrs, cl["addr"])
+		}
+	}
+	return addrs
+}
+
 // waitForServer checks cond until it holds, failing the test if ctx ends
 // first with what cond last saw.
 func waitForServer(t *testing.T, ctx context.Context, what string, cond func() (ok bool, seen string)) {
@@ -238,15 +251,8 @@ func TestMaxIdleNone(t *testing.T) {
 	c, srv := newTestClient(t, Options{MaxIdle: -1, ClientName: name})
 	ctx := ctxT(t)
 	named := func() (int, string) {
-		n := 0
-		var addrs []string
-		for _, cl := range serverClients(t, srv) {
-			if cl["name"] == name {
-				n++
-				addrs = append(addrs, cl["addr"])
-			}
-		}
-		return n, strings.Join(addrs, " ")
+		addrs := namedClientAddrs(t, srv, name)
+		return len(addrs), strings.Join(addrs, " ")
 	}
 	if _, err := c.Ping(ctx); err != nil { // the shared connection
 		t.Fatal(err)
