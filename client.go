@@ -486,8 +486,8 @@ func (c *Client) ageLocked(cn *conn.Conn, d time.Duration) {
 // errReplaced and errAged fail a call that took a shared connection as
 // another replaced it, and found it closed: nothing of it was sent.
 var (
-	errReplaced = errors.New("the connection was replaced, its server having refused a write as a read-only replica")
-	errAged     = errors.New("the connection was replaced, having been open for Options.MaxConnAge")
+	errReplaced = errors.New("redpipe: the connection was replaced, its server having refused a write as a read-only replica")
+	errAged     = errors.New("redpipe: the connection was replaced, having been open for Options.MaxConnAge")
 )
 
 // replaced tells the failure of a call that took the shared connection
