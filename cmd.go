@@ -915,10 +915,18 @@ func scriptReply(v Value, err error) (Value, error) {
 }
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
-// unless it is the server's NOSCRIPT (see noScript) or says so already.
+// unless it is the server's NOSCRIPT (see noScript), a redirection in the
+// server's words (see serverRedirect), or says so already.
 func scriptErr(err error) error {
 	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) {
 		return err
+	}
+	if se, ok := err.(*Error); ok {
+		// A cluster node's redirection in the server's words came before
+		// anything ran, as markScriptErr keeps it for Do.
+		if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) {
+			return err
+		}
 	}
 	return scriptFailed(err)
 }

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // A script that writes, then returns an error of its own that starts with
@@ -304,6 +307,60 @@ func TestScriptRunDecodesTheFallbackReply(t *testing.T) {
 			if n, err := c.Get(ctx, "n"); err != nil || n != strconv.Itoa(runs) {
 				t.Fatalf("%s: n = %q, %v; want %d", how, n, err, runs)
 			}
+		}
+	}
+}
+
+// A plain Client on a cluster node that does not serve the key is
+// answered MOVED before any script runs. Eval, EvalSha, FCall and
+// Script.Run report that as not applied, as Do does, and not as the
+// script's error of unknown outcome.
+func TestScriptServerRedirectNotApplied(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := ctxT(t)
+	const key = "n"
+	owner, err := cl.SlotOwner(int(hashslot.Slot(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other *redistest.Server
+	for _, m := range cl.Masters {
+		if m != owner {
+			other = m
+			break
+		}
+	}
+	c, err := NewClient(Options{Addr: other.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := NewScript("return redis.call('INCR', KEYS[1])")
+	if _, err := c.ScriptLoad(ctx, s.Source()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "FUNCTION", "LOAD", "#!lua name=redir\nredis.register_function('incr', function(keys) return redis.call('INCR', keys[1]) end)"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Do(ctx, "EVALSHA", s.Hash(), 1, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]func() error{
+		"Do":  func() error { return v.Err() },
+		"Run": func() error { _, err := s.Run(ctx, c, []string{key}); return err },
+		"Eval": func() error {
+			_, err := c.Eval(ctx, s.Source(), 1, key)
+			return err
+		},
+		"EvalSha": func() error { _, err := c.EvalSha(ctx, s.Hash(), 1, key); return err },
+		"FCall":   func() error { _, err := c.FCall(ctx, "incr", 1, key); return err },
+	}
+	for how, run := range runs {
+		err := run()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "MOVED" || OutcomeOf(err) != OutcomeNotApplied || !SafeToRetry(err) {
+			t.Errorf("%s: %v (outcome %v); want the server's MOVED, not applied", how, err, OutcomeOf(err))
 		}
 	}
 }
