@@ -1175,7 +1175,7 @@ func (cs *clusterStream) lost(ch *nodeChunk, err error) {
 	if OutcomeOf(err) == OutcomeNotSent {
 		v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s before the stream stopped: %w", nd.c.opt.Addr, nd.cause)))
 	} else {
-		v = madeErrorValue(&uncertainError{msg: "redpipe: cluster: the stream's commands in flight on " + nd.c.opt.Addr + " failed", err: nd.cause})
+		v = madeErrorValue(&uncertainError{msg: "redpipe: cluster", err: &lostError{addr: nd.c.opt.Addr, cause: nd.cause}})
 	}
 	for _, cc := range ch.cmds {
 		e := cs.entry(cc.i)
@@ -1437,7 +1437,64 @@ func (cs *clusterStream) fanReply(i int, e *streamCmd, v resp.Value) {
 	}
 	delete(cs.fans, i)
 	delete(cs.fanTo, i)
-	cs.answer(e, fanOutReply(e.meta.info(), mayHaveRunAhead(fanVals(vs))))
+	cs.answer(e, joinFanReplies(e.meta.info(), fanVals(vs)))
+}
+
+// joinFanReplies makes the reply of a command for every master, ci, from
+// vs, its legs' replies in the order they came. When some legs got no
+// answer from their master (lost in flight, or not sent) while a master
+// ran it, a write has an error of unknown outcome that says it reached
+// only some of them, as a cluster pipeline's does (see joinFanOut): the
+// masters that got no answer did not refuse it, so the text of
+// partlyFailed would be wrong of them, and the reply of one of them
+// alone would read as nothing applied when it is not sent. Otherwise the
+// replies are combined by fanOutReply, a leg lost in flight first.
+func joinFanReplies(ci *commandInfo, vs []resp.Value) resp.Value {
+	missed, n, ran := -1, 0, false
+	for k, v := range vs {
+		switch {
+		case unanswered(v):
+			n++
+			if missed < 0 || mayHaveRunFirst(vs, k, missed) {
+				missed = k
+			}
+		case !isErrValue(v):
+			ran = true
+		}
+	}
+	if missed >= 0 && ran && mayWrite(ci) {
+		return madeErrorValue(reachedSome(ci, len(vs)-n, len(vs), Value{vs[missed]}.Err()))
+	}
+	return fanOutReply(ci, mayHaveRunAhead(vs))
+}
+
+// lostError is the cause of the error reply of a command, or of a leg of
+// one, that was in flight on the node at addr when its connection failed
+// or the stream's context ended, for cause: it may have run there.
+type lostError struct {
+	addr  string
+	cause error
+}
+
+func (e *lostError) Error() string {
+	return "the stream's commands in flight on " + e.addr + " failed: " + e.cause.Error()
+}
+
+func (e *lostError) Unwrap() error { return e.cause }
+
+// unanswered tells the error reply that the stream made for a command, or
+// a leg of one, that its node did not answer: lost in flight (see lost),
+// or not sent.
+func unanswered(v resp.Value) bool {
+	if !isErrValue(v) || v.Aux == nil {
+		return false
+	}
+	m, ok := v.Aux.Extra.(madeErr)
+	if !ok {
+		return false
+	}
+	var le *lostError
+	return errors.As(m.err, &le) || OutcomeOf(m.err) == OutcomeNotSent
 }
 
 // mayHaveRunAhead puts the first error reply of vs, the replies of the

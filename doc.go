@@ -444,8 +444,11 @@
 //     sent for each of its commands still waiting to be written; and,
 //     for each command before the last one written that was not sent,
 //     or not sent again, the redirection it got or an error reply that
-//     says it was not sent. A node that cannot be reached before anything was written to it refreshes the
-//     layout, and its commands go where the new one says. Multi-key
+//     says it was not sent. A write for every master that reached some
+//     masters only has, as in a pipeline, an error reply of unknown
+//     outcome that says so. A node that cannot be reached before anything
+//     was written to it refreshes the layout, and its commands go where
+//     the new one says. Multi-key
 //     commands are split by slot as in a pipeline, each part keeping the
 //     order of its slot; one whose keys are in different slots and that
 //     is not split (RENAME a b, MSETNX) stops the stream with a
