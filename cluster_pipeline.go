@@ -468,6 +468,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		// of the parts after it, and of the legs after it in its part,
 		// are those of commands that ran.
 		var unfollowable error
+		unfollowableAt := -1 // the command whose redirection that was
 		moved, waited, unreachedNow := false, false, false
 		for i, pt := range parts {
 			if lostPart[i] {
@@ -556,7 +557,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				case "MOVED":
 					node, err := r.moved(rd.slot, rd.addr)
 					if err != nil {
-						unfollowable = err
+						unfollowable, unfollowableAt = err, l.cmd
 						continue
 					}
 					if bars.passed(p, node, l) {
@@ -570,7 +571,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				case "ASK":
 					node, err := r.nodeAt(rd.addr)
 					if err != nil {
-						unfollowable = err
+						unfollowable, unfollowableAt = err, l.cmd
 						continue
 					}
 					if bars.passed(p, node, l) {
@@ -601,10 +602,14 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if lost != nil {
 			// ran, not true: lost says already that the lost part may
 			// have run; that other commands ran only some answer says.
-			return partial(p, n, legs, vals, ran, lost)
+			return partial(p, n, legs, vals, ran, lost, -1)
 		}
 		if unfollowable != nil {
-			return r.stopped(p, n, legs, vals, ran, unfollowable)
+			// The error is of the command whose redirection could not
+			// be followed, not of an earlier one redirected in this
+			// round too, or still waiting: those keep their
+			// redirections as their replies.
+			return partial(p, n, legs, vals, ran, unfollowable, unfollowableAt)
 		}
 		pending = slices.DeleteFunc(pending, func(l *leg) bool { return l.done })
 		if len(pending) == 0 {
@@ -744,7 +749,7 @@ func hasErrors(vs []resp.Value) bool {
 // ranOut ends a pipeline whose redirections ran out (see partial):
 // redirects and tries are the rounds of them it followed.
 func (r *clusterRouter) ranOut(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, redirects, tries int, last error) ([]Value, error) {
-	return partial(p, n, legs, vals, ran, r.gaveUp(redirects, tries, last))
+	return partial(p, n, legs, vals, ran, r.gaveUp(redirects, tries, last), -1)
 }
 
 // stopped ends a pipeline that err stopped before every command got
@@ -755,7 +760,7 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 	if !ran {
 		return nil, err
 	}
-	return partial(p, n, legs, vals, ran, err)
+	return partial(p, n, legs, vals, ran, err, -1)
 }
 
 // partial returns the replies of a pipeline that stopped, for err, before
@@ -764,11 +769,12 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 // (OutcomeNotApplied), or, if no node answered it, an error reply whose
 // Err says it was not sent (OutcomeNotSent); a command split by slot has
 // its parts' replies joined (joinSplit), and so has a command for every
-// master (joinFanOut). The error is a *CommandError for the first command
-// that did not get through and wraps err; if some command ran, or may
-// have, it says so and tells OutcomeUnknown. A part sent is not enough:
-// every command in it may have been redirected, and then nothing ran.
-func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error) ([]Value, error) {
+// master (joinFanOut). The error is a *CommandError that wraps err, for
+// command at, the one err is about, or, with at negative, for the first
+// command that did not get through; if some command ran, or may have, it
+// says so and tells OutcomeUnknown. A part sent is not enough: every
+// command in it may have been redirected, and then nothing ran.
+func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error, at int) ([]Value, error) {
 	if vals == nil {
 		vals = make([]resp.Value, len(legs)) // nothing was sent
 	}
@@ -799,6 +805,9 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 	}
 	if ran && slices.ContainsFunc(replies, mayHaveRun) {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
+	}
+	if at >= 0 {
+		first = at
 	}
 	return replies, &CommandError{Index: first, Command: p.w.cmds[first].Name(), In: "pipeline", Err: err}
 }

@@ -679,6 +679,58 @@ func testClusterPipelineRedirectUnusable(t *testing.T, cl *redistest.Cluster, c 
 	if _, err := c.Del(ctx, a, k, k2); err != nil {
 		t.Fatal(err)
 	}
+
+	// Two commands redirected in the round: the first to a real master,
+	// which the client follows, the second to the refused address. The
+	// error names the second, whose redirection could not be followed;
+	// the first keeps its MOVED too, as the pipeline stops before it is
+	// sent again. Before, the error named the first.
+	g1, g2, g3 := keyIn(fakeSlot, "unusable:g1"), keyIn(fakeSlot, "unusable:g2"), keyIn(fakeSlot, "unusable:g3")
+	fake2 := startFakeClusterNode(t, cl, fakeSlot, map[string]string{
+		g1: "-MOVED " + strconv.Itoa(fakeSlot) + " " + cl.Masters[1].Addr + "\r\n",
+		g3: "-MOVED " + strconv.Itoa(fakeSlot) + " 127.0.0.1:0\r\n",
+	})
+	fc2, err := NewClusterClient(ClusterOptions{Addrs: []string{fake2.Addr()}, Options: Options{MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc2.Close()
+	replies, err = fc2.Pipeline(NoTransaction).
+		Set(a, "2").  // 0: Masters[0]
+		Set(g1, "2"). // 1: the fake, MOVED to Masters[1]
+		Set(g2, "2"). // 2: the fake
+		Set(g3, "2"). // 3: the fake, MOVED to 127.0.0.1:0
+		Set(k, "2").  // 4: Masters[2]
+		Exec(ctx)
+	if !errors.As(err, &ce) || ce.Index != 3 || !errors.As(err, &oe) || OutcomeOf(err) != OutcomeUnknown {
+		index := -1
+		if ce != nil {
+			index = ce.Index
+		}
+		t.Fatalf("Exec = %v (index %d, %v); want a *CommandError for command 3 that wraps the *OptionError of its address, of unknown outcome", err, index, OutcomeOf(err))
+	}
+	if len(replies) != 5 {
+		t.Fatalf("%d replies %v, want 5", len(replies), replies)
+	}
+	for i, want := range map[int]string{0: "OK", 2: "OK", 4: "OK"} {
+		if got := replies[i].String(); got != want {
+			t.Errorf("reply %d = %s (%v), want %s", i, got, replies[i].Err(), want)
+		}
+	}
+	for _, i := range []int{1, 3} {
+		if e := replies[i].Err(); e == nil || !strings.HasPrefix(e.Error(), "MOVED") || OutcomeOf(e) != OutcomeNotApplied {
+			t.Errorf("reply %d = %v (%v); want its MOVED, not applied", i, replies[i], OutcomeOf(e))
+		}
+	}
+	if got, want := fake2.applied(), []string{g2}; !slices.Equal(got, want) {
+		t.Errorf("the second fake node applied %v, want %v", got, want)
+	}
+	if got, err := cl.Masters[1].Do("EXISTS", g1); err != nil || got != int64(0) {
+		t.Errorf("EXISTS %s on %s = %v, %v; want 0: the pipeline stopped before sending it there", g1, cl.Masters[1].Addr, got, err)
+	}
+	if _, err := c.Del(ctx, a, k); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // fakeClusterNode is a scripted stand-in for a cluster master, for

@@ -398,7 +398,7 @@ func TestPartialScriptErrorReply(t *testing.T) {
 		{Kind: resp.Error, Str: "OOM not really"},
 		{Kind: resp.Error, Str: "MOVED 2 127.0.0.1:2"},
 	}
-	replies, err := partial(p, 2, legs, vals, true, errors.New("gave up"))
+	replies, err := partial(p, 2, legs, vals, true, errors.New("gave up"), -1)
 	if len(replies) != 2 || err == nil {
 		t.Fatalf("partial = %v, %v", replies, err)
 	}
