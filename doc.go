@@ -388,8 +388,9 @@
 //     reply of unknown outcome if it was in flight on that node, or an
 //     error reply whose Err says it was not sent (a write for every master
 //     that reached some masters only has one of unknown outcome that says
-//     so), and the error is a *CommandError for the first of them, of
-//     unknown outcome once any command ran.
+//     so), and the error is a *CommandError for the first of them, or for
+//     the one whose redirection could not be followed (an address the
+//     client refuses), of unknown outcome once any command ran.
 //     A connection failure is retried by the single-node rules
 //     (SafeToRetry, Idempotent), never blindly.
 //   - A transaction (a default Pipeline, Watch, Transaction) must touch one
