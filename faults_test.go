@@ -616,52 +616,29 @@ func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
 	b.MustDo(t, "SET", "k", "on b")
 	target.Store(b.Addr)
 
-	var calls atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	stop := make(chan struct{})
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100_000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var err error
-				if g%2 == 0 {
-					_, err = c.Incr(ctx, "n")
-				} else {
-					_, err = c.Pipeline(NoTransaction).Incr("n").Incr("n").Exec(ctx)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
-					return
-				}
-				calls.Add(int64(1 + g%2))
+	// Replaced a few times while they call, as the GET below waits.
+	acked := make(chan int64, 1)
+	go func() {
+		acked <- callers(t, 8, time.Second, 100_000, func(g, _ int) (int64, error) {
+			if g%2 == 0 {
+				_, err := c.Incr(ctx, "n")
+				return 1, err
 			}
-		}()
-	}
+			_, err := c.Pipeline(NoTransaction).Incr("n").Incr("n").Exec(ctx)
+			return 2, err
+		})
+	}()
 	waitForServer(t, ctx, "GET to reach the server the name points to now", func() (bool, string) {
 		v, err := c.Get(ctx, "k")
 		return v == "on b", fmt.Sprint(v, err)
 	})
-	// Replaced twice more while the callers go on.
-	time.Sleep(250 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	n := <-acked
 	na, _ := a.MustDo(t, "GET", "n").(string)
 	nb, _ := b.MustDo(t, "GET", "n").(string)
 	ia, _ := strconv.Atoi(na)
 	ib, _ := strconv.Atoi(nb)
-	if int64(ia+ib) != calls.Load() {
-		t.Errorf("INCRs on the servers: %d on a, %d on b; want %d in all, the calls acknowledged", ia, ib, calls.Load())
+	if int64(ia+ib) != n {
+		t.Errorf("INCRs on the servers: %d on a, %d on b; want %d in all, the calls acknowledged", ia, ib, n)
 	}
 	waitForServer(t, ctx, "the client's connections to the first server to close, and one shared one to the second", func() (bool, string) {
 		onA, onB := namedClientAddrs(t, a, name), namedClientAddrs(t, b, name)
@@ -676,18 +653,17 @@ func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
 	target.Store(ln.Addr().String())
 	ln.Close()
 	before := dials.Load()
-	calls.Store(0)
-	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+	calls := 0
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); calls++ {
 		if _, err := c.Incr(ctx, "m"); err != nil {
-			t.Fatalf("INCR with the name pointing nowhere, after %d calls: %v; want it served by the aged connection", calls.Load(), err)
+			t.Fatalf("INCR with the name pointing nowhere, after %d calls: %v; want it served by the aged connection", calls, err)
 		}
-		calls.Add(1)
 	}
-	if got := b.MustDo(t, "GET", "m"); got != strconv.FormatInt(calls.Load(), 10) {
-		t.Errorf("INCRs on b = %v; want %d", got, calls.Load())
+	if got := b.MustDo(t, "GET", "m"); got != strconv.Itoa(calls) {
+		t.Errorf("INCRs on b = %v; want %d", got, calls)
 	}
 	// About one dial per MaxConnAge, not one per call.
 	if n := dials.Load() - before; n < 1 || n > 20 {
-		t.Errorf("%d dials in half a second of %d calls, with MaxConnAge 100ms; want a few", n, calls.Load())
+		t.Errorf("%d dials in half a second of %d calls, with MaxConnAge 100ms; want a few", n, calls)
 	}
 }

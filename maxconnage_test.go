@@ -31,35 +31,15 @@ func TestMaxConnAgeTinyNoCallFails(t *testing.T) {
 			defer c.Close()
 			ctx := ctxT(t)
 			key := "tiny-age-" + age.String()
-			var calls atomic.Int64
-			var wg sync.WaitGroup
-			errs := make(chan error, 8)
-			end := time.Now().Add(700 * time.Millisecond)
-			for g := range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < 200_000 && time.Now().Before(end); i++ {
-						var err error
-						if g%2 == 0 {
-							_, err = c.Incr(ctx, key)
-						} else {
-							_, err = c.Pipeline(NoTransaction).Incr(key).Incr(key).Exec(ctx)
-						}
-						if err != nil {
-							errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
-							return
-						}
-						calls.Add(int64(1 + g%2))
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			if got, want := s.MustDo(t, "GET", key), fmt.Sprint(calls.Load()); got != want {
+			calls := callers(t, 8, 700*time.Millisecond, 200_000, func(g, _ int) (int64, error) {
+				if g%2 == 0 {
+					_, err := c.Incr(ctx, key)
+					return 1, err
+				}
+				_, err := c.Pipeline(NoTransaction).Incr(key).Incr(key).Exec(ctx)
+				return 2, err
+			})
+			if got, want := s.MustDo(t, "GET", key), fmt.Sprint(calls); got != want {
 				t.Errorf("INCRs on the server = %v; want %s, the calls acknowledged", got, want)
 			}
 		})
@@ -81,41 +61,22 @@ func TestClusterMaxConnAgeTinyNoCallFails(t *testing.T) {
 	defer c.Close()
 	ctx := ctxT(t)
 	keys := testKeys(3000)
-	var calls atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	end := time.Now().Add(1500 * time.Millisecond)
-	for g := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100_000 && time.Now().Before(end); i++ {
-				var err error
-				switch g % 3 {
-				case 0:
-					_, err = c.Incr(ctx, keys[i%len(keys)])
-				case 1:
-					_, err = c.Pipeline(NoTransaction).Incr(keys[i%len(keys)]).Incr(keys[(i+7)%len(keys)]).Incr(keys[(i+13)%len(keys)]).Exec(ctx)
-				default:
-					p := c.Pipeline(NoTransaction)
-					for _, k := range keys {
-						p.Incr(k)
-					}
-					_, err = p.Exec(ctx)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
-					return
-				}
-				calls.Add([]int64{1, 3, int64(len(keys))}[g%3])
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	calls := callers(t, 6, 1500*time.Millisecond, 100_000, func(g, i int) (int64, error) {
+		switch g % 3 {
+		case 0:
+			_, err := c.Incr(ctx, keys[i%len(keys)])
+			return 1, err
+		case 1:
+			_, err := c.Pipeline(NoTransaction).Incr(keys[i%len(keys)]).Incr(keys[(i+7)%len(keys)]).Incr(keys[(i+13)%len(keys)]).Exec(ctx)
+			return 3, err
+		}
+		p := c.Pipeline(NoTransaction)
+		for _, k := range keys {
+			p.Incr(k)
+		}
+		_, err := p.Exec(ctx)
+		return int64(len(keys)), err
+	})
 	var sum int64
 	for _, k := range keys {
 		v, err := c.Get(ctx, k)
@@ -125,8 +86,8 @@ func TestClusterMaxConnAgeTinyNoCallFails(t *testing.T) {
 		n, _ := strconv.ParseInt(v, 10, 64)
 		sum += n
 	}
-	if sum != calls.Load() {
-		t.Errorf("INCRs on the servers = %d; want %d, the calls acknowledged", sum, calls.Load())
+	if sum != calls {
+		t.Errorf("INCRs on the servers = %d; want %d, the calls acknowledged", sum, calls)
 	}
 }
 
@@ -366,4 +327,34 @@ func TestMaxConnAgeNoTimerAfterClose(t *testing.T) {
 		aging.Stop()
 		t.Error("an aging timer was armed after Close")
 	}
+}
+
+// callers runs n callers at once, each calling call(g, i) for its calls
+// i = 0, 1, ... until d has passed or it made limit calls, and stopping
+// at the first that fails, which fails the test. It returns the sum of
+// what the calls that succeeded returned: the INCRs they acknowledged.
+func callers(t *testing.T, n int, d time.Duration, limit int, call func(g, i int) (int64, error)) int64 {
+	t.Helper()
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	end := time.Now().Add(d)
+	for g := range n {
+		wg.Go(func() {
+			for i := 0; i < limit && time.Now().Before(end); i++ {
+				k, err := call(g, i)
+				if err != nil {
+					errs <- fmt.Errorf("caller %d, call %d: %w", g, i, err)
+					return
+				}
+				acked.Add(k)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	return acked.Load()
 }
