@@ -1045,13 +1045,7 @@ func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
 	}
 
 	// As a refresh that no longer finds m would.
-	keep := map[string]bool{}
-	for _, s := range cl.Masters[1:] {
-		keep[s.Addr] = true
-	}
-	r.mu.Lock()
-	gone := r.retireLocked(keep)
-	r.mu.Unlock()
+	gone := retireNode(r, cl, cl.Masters[0])
 	for _, n := range gone {
 		n.pool.Close()
 	}
@@ -1105,15 +1099,7 @@ func TestClusterReleaseWaitsForCallsInFlight(t *testing.T) {
 // refresh has it.
 func releaseAsRefresh(t *testing.T, cl *redistest.Cluster, r *clusterRouter, m *redistest.Server) {
 	t.Helper()
-	keep := map[string]bool{}
-	for _, s := range cl.Servers() {
-		if s != m {
-			keep[s.Addr] = true
-		}
-	}
-	r.mu.Lock()
-	gone := r.retireLocked(keep)
-	r.mu.Unlock()
+	gone := retireNode(r, cl, m)
 	for _, n := range gone {
 		n.pool.Close()
 	}
@@ -1494,13 +1480,7 @@ func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
 	}
 	// As a refresh does under the router's lock, before it lets go of it
 	// and closes the pool.
-	keep := map[string]bool{}
-	for _, s := range cl.Masters[1:] {
-		keep[s.Addr] = true
-	}
-	r.mu.Lock()
-	gone := r.retireLocked(keep)
-	r.mu.Unlock()
+	gone := retireNode(r, cl, cl.Masters[0])
 	defer func() {
 		for _, n := range gone {
 			n.pool.Close()
@@ -1807,4 +1787,19 @@ func readyCluster(t *testing.T) (*redistest.Cluster, *Client) {
 		t.Fatal(err)
 	}
 	return cl, c
+}
+
+// retireNode takes the client of gone's node out of r as a refresh that
+// no longer finds gone in the layout does, under the router's lock, and
+// returns the clients it released, whose pools the caller closes.
+func retireNode(r *clusterRouter, cl *redistest.Cluster, gone *redistest.Server) []*Client {
+	keep := map[string]bool{}
+	for _, s := range cl.Servers() {
+		if s != gone {
+			keep[s.Addr] = true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.retireLocked(keep)
 }

@@ -851,13 +851,7 @@ func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
 	// Released as a refresh does, its shared connection still open, as
 	// while calls are in line on it; the slot table still names it, as
 	// for a pipeline routed just before the release.
-	keep := map[string]bool{}
-	for _, s := range cl.Masters[1:] {
-		keep[s.Addr] = true
-	}
-	r.mu.Lock()
-	gone := r.retireLocked(keep)
-	r.mu.Unlock()
+	gone := retireNode(r, cl, cl.Masters[0])
 	for _, n := range gone {
 		n.pool.Close()
 	}
