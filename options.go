@@ -49,7 +49,11 @@ type Options struct {
 	Protocol int
 
 	// TLSConfig turns on TLS when non-nil. NewClient keeps a copy of it:
-	// changes made to it afterwards do not reach the client. A panic in
+	// changes made to it afterwards do not reach the client. Without a
+	// ServerName, the server's certificate is checked against Addr's
+	// host; over a unix socket, whose path names no host, NewClient
+	// refuses a TLSConfig without one (unless InsecureSkipVerify is set
+	// or a Dialer makes the connection). A panic in
 	// one of its callbacks (VerifyConnection, GetClientCertificate...)
 	// fails that dial as one in Dialer does.
 	TLSConfig *tls.Config
@@ -270,6 +274,13 @@ func (o Options) validate() error {
 			// An IPv6 address with a zone (fe80::1%eth0) parses here.
 			return bad("Addr", "host %q is neither a name nor an IP address", host)
 		}
+	}
+	if o.Network == "unix" && o.TLSConfig != nil && o.Dialer == nil &&
+		o.TLSConfig.ServerName == "" && !o.TLSConfig.InsecureSkipVerify {
+		// Over TCP the name comes from Addr's host; a socket's path has
+		// none, and every handshake would fail with crypto/tls's words.
+		return bad("TLSConfig", "needs a ServerName over a unix socket, the name the server's certificate is for: "+
+			"a socket's path has no host to take it from")
 	}
 	if o.DB < 0 {
 		return bad("DB", "must be 0 or more, not %d", o.DB)

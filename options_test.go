@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -267,6 +268,7 @@ func TestOptionsInvalid(t *testing.T) {
 		{"bad Network", Options{Network: "udp"}, "Network"},
 		{"Network in capitals", Options{Network: "TCP"}, "Network"},
 		{"unix without a path", Options{Network: "unix"}, "Addr"},
+		{"TLS over a unix socket without a ServerName", Options{Network: "unix", Addr: "/tmp/redis.sock", TLSConfig: &tls.Config{}}, "TLSConfig"},
 		{"Addr without a port", Options{Addr: "localhost"}, "Addr"},
 		{"ClientName with a space", Options{ClientName: "my app"}, "ClientName"},
 		{"ClientName with a newline", Options{ClientName: "app\n"}, "ClientName"},
@@ -308,6 +310,26 @@ func TestOptionsInvalid(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TLS over a unix socket has no host in Addr to check the server's
+// certificate against: it needs a ServerName, unless the certificate is
+// not checked or a Dialer makes the connection.
+func TestTLSOverUnixSocketNeedsServerName(t *testing.T) {
+	dialer := func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }
+	for _, opt := range []Options{
+		{Network: "unix", Addr: "/tmp/redis.sock", TLSConfig: &tls.Config{ServerName: "redis.internal"}},
+		{Network: "unix", Addr: "/tmp/redis.sock", TLSConfig: &tls.Config{InsecureSkipVerify: true}},
+		{Network: "unix", Addr: "/tmp/redis.sock", TLSConfig: &tls.Config{}, Dialer: dialer},
+		{Addr: "redis.internal:6379", TLSConfig: &tls.Config{}},
+	} {
+		c, err := NewClient(opt)
+		if err != nil {
+			t.Errorf("NewClient(%s, ServerName %q) = %v", opt, opt.TLSConfig.ServerName, err)
+			continue
+		}
+		c.Close()
 	}
 }
 
