@@ -283,13 +283,23 @@ func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
 	return Value{v}, err
 }
 
+// liveShared returns the client's shared connection if it has one that
+// has not failed and is not to be replaced (MaxConnAge), without
+// dialing. A released client's has none to give: its connection serves
+// the calls in line only, and a new call, or a pipeline's part, goes the
+// way that fails not sent and follows the layout (see release).
+func (c *Client) liveShared() *conn.Conn {
+	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.Stale() && !c.released.Load() {
+		return cn
+	}
+	return nil
+}
+
 // sharedConn returns the connection for plain calls. If there is none, or
 // the last one failed, one dial starts and every caller waits for it, each
 // for no longer than its own context allows.
 func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
-	// A released client's connection serves the calls in line only: a
-	// new one goes on by the layout (see release).
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.Stale() && !c.released.Load() {
+	if cn := c.liveShared(); cn != nil {
 		return cn, nil
 	}
 	c.dialMu.Lock()

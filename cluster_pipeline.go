@@ -1452,18 +1452,6 @@ func waitPart(ctx context.Context, pt *part) error {
 	return err
 }
 
-// liveShared returns the client's shared connection if it has one that
-// has not failed and is not to be replaced (MaxConnAge), without
-// dialing. A released client's has none to give: its connection serves
-// the calls in line only (see sharedConn), and a part goes the way that
-// fails not sent and follows the layout.
-func (c *Client) liveShared() *conn.Conn {
-	if cn := c.shared.Load(); cn != nil && cn.Alive() && !cn.Stale() && !c.released.Load() {
-		return cn
-	}
-	return nil
-}
-
 // encodePart encodes one node's part: script loads first, then each
 // command, with ASKING before those redirected by ASK. whole says the
 // part is the pipeline's every command, as they are in buf.
