@@ -432,7 +432,14 @@ func TestOwnLargeBatchClosedWhileUnderWay(t *testing.T) {
 		c := New(nc, Options{MaxPending: 64 << 20, Poll: time.Millisecond})
 		res := make(chan error, 1)
 		go func() { _, err := c.DoOne(context.Background(), bigSet()); res <- err }()
-		untilWriting(t, c)
+		// The write role is taken before any byte goes out: a Close in
+		// between rightly fails the batch as unsent. Wait for the part
+		// the socket took.
+		waitFor(t, "the socket to take part of the batch", func() (bool, string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.writing && c.written > 0, fmt.Sprintf("writing %v, %d bytes written", c.writing, c.written)
+		})
 		behind, err := c.Start(context.Background(), encode("ECHO", "behind"), make([]resp.Value, 1))
 		if err != nil {
 			t.Fatal(err)
