@@ -36,6 +36,12 @@ type Client struct {
 	dialing *pendingDial // the dial of a new shared connection, or nil
 	noDials bool         // set by Close: no dial starts after it waits for dials
 	aging   *time.Timer  // marks the shared connection aged at MaxConnAge
+	// roDial is the shared connection dialed to replace one refused with
+	// READONLY, and roDialed when that dial began; guarded by dialMu.
+	// Should it be refused with READONLY too before readOnlyRedial has
+	// passed, it is kept (see sharedConn).
+	roDial   *conn.Conn
+	roDialed time.Time
 	// retiring counts the replaced shared connections that retire has
 	// yet to close, calls being in line on them; written by retire's
 	// goroutines, read by closeIfDone.
@@ -304,6 +310,14 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	}
 	c.dialMu.Lock()
 	cn := c.shared.Load()
+	if cn != nil && cn.Alive() && cn.ReadOnly() && cn == c.roDial && time.Since(c.roDialed) < readOnlyRedial {
+		// Dialed just now to replace a connection refused with READONLY,
+		// and refused so too: Addr reaches a replica still, perhaps on
+		// purpose. Dialing again at every refused write would cost a
+		// connection per write and find the same server; the next
+		// refusal after readOnlyRedial tries again.
+		cn.ClearReadOnly()
+	}
 	if cn != nil && cn.Alive() && !cn.Stale() && !c.noDials {
 		c.dialMu.Unlock()
 		return cn, nil
@@ -314,7 +328,7 @@ func (c *Client) sharedConn(ctx context.Context) (*conn.Conn, error) {
 	}
 	pd := c.dialing
 	if pd == nil {
-		pd = &pendingDial{done: make(chan struct{})}
+		pd = &pendingDial{done: make(chan struct{}), readOnly: cn != nil && cn.Alive() && cn.ReadOnly()}
 		c.dialing = pd
 		c.dials.Add(1)
 		go c.dialShared(pd)
@@ -423,10 +437,15 @@ func connPanicked(method string, p any) error {
 
 // pendingDial is a dial of the shared connection that callers wait for.
 type pendingDial struct {
-	done chan struct{} // closed when cn and err are set
-	cn   *conn.Conn
-	err  error
+	done     chan struct{} // closed when cn and err are set
+	cn       *conn.Conn
+	err      error
+	readOnly bool // it replaces a connection refused with READONLY
 }
+
+// readOnlyRedial is how soon a shared connection dialed to replace one
+// refused with READONLY may itself be replaced for that reason.
+var readOnlyRedial = time.Second
 
 // dialShared dials on behalf of every waiter, so it is bounded by
 // DialTimeout and the client's life, not by the first caller's context.
@@ -438,6 +457,7 @@ func (c *Client) dialShared(pd *pendingDial) {
 	// dials again, rather than every call waiting for a dial that never
 	// ends.
 	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the dial did not return")})
+	began := time.Now()
 	defer func() {
 		if sharedDialed != nil {
 			sharedDialed(c)
@@ -447,6 +467,11 @@ func (c *Client) dialShared(pd *pendingDial) {
 		if err == nil {
 			old = c.shared.Swap(cn)
 			c.ageLocked(cn, c.opt.MaxConnAge)
+			if pd.readOnly {
+				c.roDial, c.roDialed = cn, began
+			} else {
+				c.roDial = nil
+			}
 		} else if cur := c.shared.Load(); cur != nil && cur.Alive() && !cur.ReadOnly() && !c.noDials {
 			// An aged connection serves on (see sharedConn), and its
 			// replacement is dialed again later rather than by every call

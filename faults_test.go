@@ -303,6 +303,73 @@ func TestMasterMovedBehindName(t *testing.T) {
 	})
 }
 
+// TestReadOnlyRedialBounded: a client whose Addr reaches a replica, on
+// purpose or while a name still points at a demoted master, gets each
+// write's READONLY refusal, but dials a new shared connection for them no
+// more than once per readOnlyRedial, instead of once per refused write;
+// once the name points at a master, the next refusal after that time
+// moves the client there.
+func TestReadOnlyRedialBounded(t *testing.T) {
+	defer func(d time.Duration) { readOnlyRedial = d }(readOnlyRedial)
+	readOnlyRedial = 300 * time.Millisecond
+	master, replica := redistest.Start(t), redistest.Start(t)
+	host, port, _ := net.SplitHostPort(master.Addr)
+	replica.MustDo(t, "REPLICAOF", host, port)
+	var target atomic.Value
+	target.Store(replica.Addr)
+	var dials atomic.Int64
+	var nd net.Dialer
+	c, err := NewClient(Options{Addr: "redis.example:6379", MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			dials.Add(1)
+			return nd.DialContext(ctx, network, target.Load().(string))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const writes = 40
+	began, first := time.Now(), dials.Load()
+	for i := range writes {
+		var se *Error
+		if err := c.Set(ctx, "k", "v"); !errors.As(err, &se) || se.Prefix != "READONLY" {
+			t.Fatalf("Set %d on the replica = %v, want its READONLY refusal", i, err)
+		}
+		if _, err := c.Exists(ctx, "k"); err != nil {
+			t.Fatalf("EXISTS %d on the replica: %v", i, err)
+		}
+	}
+	// One dial for the first refusal, and one per readOnlyRedial after.
+	elapsed := time.Since(began)
+	if got, most := dials.Load()-first, 1+int64(elapsed/readOnlyRedial)+1; got > most {
+		t.Fatalf("%d refused writes in %v made %d dials, want at most %d", writes, elapsed, got, most)
+	}
+
+	target.Store(master.Addr)
+	time.Sleep(readOnlyRedial) // the refusals after it replace the connection
+	moved := false
+	for i := 0; i < 3 && !moved; i++ {
+		err := c.Set(ctx, "k", "on the master")
+		var se *Error
+		switch {
+		case err == nil:
+			moved = true
+		case !errors.As(err, &se) || se.Prefix != "READONLY":
+			t.Fatalf("Set = %v, want success or a READONLY refusal", err)
+		}
+	}
+	if !moved {
+		t.Fatal("writes still refused after the name moved to the master")
+	}
+	if got := master.MustDo(t, "GET", "k"); got != "on the master" {
+		t.Fatalf("GET on the master = %v", got)
+	}
+}
+
 // TestPoolExhaustion: with every dedicated connection lent, a waiter
 // leaves at its deadline; when they come back, many contending
 // transactions all finish, and nothing deadlocks.

@@ -24,7 +24,9 @@ type Options struct {
 	// READONLY, having become a replica (a failover behind a DNS name,
 	// say), is replaced: the refused call fails with that *Error, and the
 	// calls after it go over a new connection to whatever Addr reaches
-	// then.
+	// then. Should that reach a replica too (a name not yet moved, or a
+	// replica on purpose), its refusals are only returned, and it is
+	// replaced again no sooner than a second later.
 	Addr string
 
 	// Username and Password authenticate every connection with HELLO (or

@@ -328,6 +328,10 @@ const (
 // connection was made to reach.
 func (c *Conn) ReadOnly() bool { return c.stale.Load()&staleReadOnly != 0 }
 
+// ClearReadOnly takes back the mark of a READONLY refusal, its owner
+// having chosen to keep the connection: the next refusal sets it again.
+func (c *Conn) ClearReadOnly() { c.stale.And(^uint32(staleReadOnly)) }
+
 // SetAged marks the connection as open for long enough, its owner to
 // replace it, or takes the mark back.
 func (c *Conn) SetAged(aged bool) {
