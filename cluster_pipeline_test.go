@@ -888,7 +888,7 @@ func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
 // node come in, within the send: a Decoder's Discard emptied the commands
 // being decoded, which panicked with an index out of range, and its Exec
 // sent the batch again, as a one-node Client's did before it refused
-// them.
+// them. A command it queued was dropped unsaid.
 func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
 	srv := redistest.Start(t, "--cluster-enabled", "yes")
 	ctx := clusterCtx(t)
@@ -901,13 +901,13 @@ func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
 	}
 	defer c.Close()
 	for _, kind := range []string{"plain", "transaction"} {
-		for _, use := range []string{"Exec", "Discard"} {
+		for _, use := range []string{"Exec", "Discard", "Queue"} {
 			t.Run(kind+"/"+use, func(t *testing.T) {
-				srv.MustDo(t, "DEL", "{cd}n")
+				srv.MustDo(t, "DEL", "{cd}n", "{cd}n:queued")
 				var p *Pipeline
 				var useErr error
 				calls := 0
-				dec := WithDecoder("INCR", ownDecoderUse(&p, use, &useErr, &calls))
+				dec := WithDecoder("INCR", ownDecoderUse(&p, use, "{cd}n", &useErr, &calls))
 				if kind == "plain" {
 					p = c.Pipeline(NoTransaction, dec)
 				} else {

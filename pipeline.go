@@ -706,7 +706,7 @@ func (p *Pipeline) finishNamed(replies []Value, errs int, names []string) error 
 	if errs == 0 && !decoding {
 		return nil
 	}
-	var first error
+	var first, misuse error
 	for i := range replies {
 		if decoding || replies[i].isErr() {
 			name := ""
@@ -715,10 +715,35 @@ func (p *Pipeline) finishNamed(replies []Value, errs int, names []string) error 
 			} else {
 				name = p.w.cmds[i].Name()
 			}
+			queued, refused := len(p.w.cmds), p.w.err
 			p.checkReply(&replies[i], i, name, &first)
+			if misuse == nil && (len(p.w.cmds) > queued || p.w.err != refused) {
+				misuse = p.queuedByDecoder(i, name, queued)
+			}
 		}
 	}
+	if misuse != nil {
+		// Reported whatever ErrorsInReplies says: no reply carries it.
+		return misuse
+	}
 	return first
+}
+
+// queuedByDecoder is the error of an Exec during which the Decoder of
+// command i, name, queued commands on the pipeline, from the queued-th
+// on: this Exec does not send them, and empties the pipeline once its
+// Decoders have run (a Multi's Exec finishes it: its next Exec refuses
+// them), so they would go nowhere unsaid.
+func (p *Pipeline) queuedByDecoder(i int, name string, queued int) error {
+	what := "a command"
+	if len(p.w.cmds) > queued {
+		what = p.w.cmds[queued].Name()
+	} else if n := p.w.errCommand(); n != "" {
+		what = n
+	}
+	return &CommandError{Index: i, Command: name, In: p.kind(), Err: &UsageError{Msg: what +
+		" queued on a Pipeline by a Decoder of that Pipeline's own Exec, which does not send it: " +
+		"queue it on another Pipeline, or on this one once Exec has returned"}}
 }
 
 func (p *Pipeline) hasDecoders() bool {

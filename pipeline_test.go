@@ -685,7 +685,8 @@ func TestPushInsideExecArray(t *testing.T) {
 // A Pipeline is used from a Decoder of its own Exec: Exec sent the batch
 // being decoded again (on a Tx it waited for the Tx its own Exec held),
 // and Discard emptied the commands the Decoders were being run for,
-// which panicked with an index out of range.
+// which panicked with an index out of range. A command the Decoder queued
+// was dropped by the Exec that ran it, which said nothing of it.
 func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
@@ -695,13 +696,13 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 	}
 	defer tx.Close()
 	for _, kind := range []string{"Client", "Tx", "Multi"} {
-		for _, use := range []string{"Exec", "Discard"} {
+		for _, use := range []string{"Exec", "Discard", "Queue"} {
 			t.Run(kind+"/"+use, func(t *testing.T) {
-				srv.MustDo(t, "DEL", "pd:n")
+				srv.MustDo(t, "DEL", "pd:n", "pd:n:queued")
 				var p *Pipeline
 				var useErr error
 				calls := 0
-				incrDec := ownDecoderUse(&p, use, &useErr, &calls)
+				incrDec := ownDecoderUse(&p, use, "pd:n", &useErr, &calls)
 				dec := WithDecoder("INCR", incrDec)
 				switch kind {
 				case "Client":
@@ -723,15 +724,19 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 
 // ownDecoderUse is an INCR Decoder that, the first time it runs, runs use
 // ("Exec" or "Discard") on *p, the pipeline whose replies it decodes,
-// keeping what Exec returned in *useErr; *calls counts its runs.
-func ownDecoderUse(p **Pipeline, use string, useErr *error, calls *int) Decoder {
+// keeping what Exec returned in *useErr, or queues ("Queue") an INCR of
+// key+":queued" on it; *calls counts its runs.
+func ownDecoderUse(p **Pipeline, use, key string, useErr *error, calls *int) Decoder {
 	return func(v Value) (any, error) {
 		*calls++
 		if *calls == 1 {
-			if use == "Exec" {
+			switch use {
+			case "Exec":
 				_, *useErr = (*p).Exec(context.Background())
-			} else {
+			case "Discard":
 				(*p).Discard()
+			case "Queue":
+				(*p).Incr(key + ":queued")
 			}
 		}
 		return v.Int64()
@@ -741,7 +746,10 @@ func ownDecoderUse(p **Pipeline, use string, useErr *error, calls *int) Decoder 
 // checkExecFromOwnDecoder runs Exec of p, two INCR of key whose Decoder
 // is ownDecoderUse's, and checks that it returns their two replies, that
 // the Decoder's Exec was refused with a *UsageError, that the server ran
-// the INCRs once, and that the Decoder ran for each.
+// the INCRs once, and that the Decoder ran for each. For "Queue", Exec
+// must also return a *CommandError for the first INCR, wrapping a
+// *UsageError, and the INCR the Decoder queued must go nowhere: not by
+// that Exec, nor by the next.
 func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.Server, key string, p *Pipeline, use string, useErr *error, calls *int) {
 	t.Helper()
 	done := make(chan error, 1)
@@ -752,8 +760,16 @@ func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.S
 			}
 		}()
 		replies, err := p.Exec(ctx)
-		if err == nil && len(replies) != 2 {
-			err = fmt.Errorf("%d replies", len(replies))
+		if len(replies) != 2 {
+			err = fmt.Errorf("%d replies (error %v)", len(replies), err)
+		} else if use == "Queue" {
+			var ce *CommandError
+			var ue *UsageError
+			if !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "INCR" || !errors.As(err, &ue) || !strings.Contains(err.Error(), "queued") {
+				err = fmt.Errorf("error %v; want a *CommandError for the first INCR wrapping a *UsageError that says a command was queued", err)
+			} else {
+				err = nil
+			}
 		}
 		done <- err
 	}()
@@ -768,6 +784,14 @@ func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.S
 	var ue *UsageError
 	if use == "Exec" && !errors.As(*useErr, &ue) {
 		t.Errorf("Exec from a Decoder of the pipeline's own Exec = %v; want a *UsageError", *useErr)
+	}
+	if use == "Queue" {
+		if replies, err := p.Exec(ctx); len(replies) != 0 {
+			t.Errorf("the next Exec = %v, %v; want the command the Decoder queued not sent", replies, err)
+		}
+		if n := srv.MustDo(t, "EXISTS", key+":queued"); n != int64(0) {
+			t.Errorf("EXISTS %s:queued = %v: the command a Decoder queued was sent", key, n)
+		}
 	}
 	if n, _ := srv.MustDo(t, "GET", key).(string); n != "2" {
 		t.Errorf("%s = %q after one Exec of two INCR; want 2", key, n)
