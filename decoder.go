@@ -2,7 +2,11 @@ package redpipe
 
 import (
 	"bufio"
+	"fmt"
+	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redpipe/redpipe/internal/resp"
 )
@@ -36,7 +40,18 @@ type Decoder func(Value) (any, error)
 // sharing the client between goroutines. On the Client of one node that
 // ForEachMaster hands out, it registers d on the cluster Client, whose
 // decoders that node's replies use.
-func (c *Client) SetDecoder(command string, d Decoder) {
+//
+// command is named as the replies are: one word ("GET", "JSON.GET" for a
+// module's command), or a container and one of its subcommands that
+// redpipe knows, with one space ("CONFIG GET"). A name that no reply can
+// carry ("CONFIG|GET", two spaces, a subcommand the table lacks, whose
+// replies go by the container's name) is refused with a *UsageError that
+// names it, and nothing is registered or removed.
+func (c *Client) SetDecoder(command string, d Decoder) error {
+	name, err := decoderName(command)
+	if err != nil {
+		return err
+	}
 	if c.front != nil {
 		c = c.front
 	}
@@ -46,13 +61,59 @@ func (c *Client) SetDecoder(command string, d Decoder) {
 	for k, v := range c.decoderMap() {
 		m[k] = v
 	}
-	name := strings.ToUpper(command)
 	if d == nil {
 		delete(m, name)
 	} else {
 		m[name] = d
 	}
 	c.decoders.Store(&m)
+	return nil
+}
+
+// decoderName returns command as the replies a Decoder registered for it
+// are matched by (see cmdMeta.Name): upper case, one word or a known
+// subcommand after its container. A name that none can match is refused,
+// since its Decoder would be kept and never run.
+func decoderName(command string) (string, error) {
+	name := strings.ToUpper(command)
+	refuse := func(why string) (string, error) {
+		return "", &UsageError{Msg: fmt.Sprintf("a Decoder for %q would never run, since no command's replies go by that name: %s; "+
+			"name one word, as \"GET\", or a container and its subcommand with one space, as \"CONFIG GET\"", command, why)}
+	}
+	if name == "" {
+		return refuse("the name is empty")
+	}
+	if i := strings.IndexFunc(name, func(r rune) bool { return r == '|' || r != ' ' && (unicode.IsSpace(r) || unicode.IsControl(r)) }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return refuse(fmt.Sprintf("command names hold no %q", r))
+	}
+	words := strings.Split(name, " ")
+	if slices.Contains(words, "") {
+		return refuse("its words are not separated by exactly one space")
+	}
+	switch {
+	case len(words) == 1:
+		// Any one word: commands of modules and of newer servers, which
+		// the table does not know, are named as they are called.
+		return name, nil
+	case len(words) > 2:
+		return refuse("a command is named by at most two words, a container and its subcommand")
+	case commandTable[name] != nil || newerCommands[name] != nil:
+		return name, nil
+	case !isContainer(words[0]):
+		return refuse(words[0] + " has no subcommands that redpipe knows")
+	}
+	return refuse(fmt.Sprintf("%s is no subcommand of %s that redpipe knows, whose replies go by the name %q", words[1], words[0], words[0]))
+}
+
+// isContainer reports whether the table knows subcommands of name.
+func isContainer(name string) bool {
+	for k := range commandTable {
+		if strings.HasPrefix(k, name) && len(k) > len(name) && k[len(name)] == ' ' {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Client) decoderMap() map[string]Decoder {

@@ -274,7 +274,9 @@
 //
 // A Decoder registered for a command (Client.SetDecoder, or WithDecoder on
 // one pipeline) turns its replies into the Go value of your choosing,
-// available from Value.Decoded; DecodeInfo is one for INFO. The reply of
+// available from Value.Decoded; DecodeInfo is one for INFO. Name the
+// command as its replies are named, "GET" or "CONFIG GET": a name that
+// none can carry ("CONFIG|GET") is refused with a *UsageError. The reply of
 // Script.Run is decoded by EVALSHA's Decoder, also when it fell back to
 // EVAL.
 //

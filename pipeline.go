@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
@@ -72,13 +71,23 @@ var NoTransaction = PipelineOption{func(p *Pipeline) { p.transaction = false }}
 var ErrorsInReplies = PipelineOption{func(p *Pipeline) { p.errorsInReplies = true }}
 
 // WithDecoder registers a reply decoder for one command on this pipeline,
-// overriding one registered on the Client. See Decoder.
+// overriding one registered on the Client. See Decoder. command is named
+// as for Client.SetDecoder: a pipeline made with a name that no reply can
+// carry refuses every Exec with the *UsageError that SetDecoder returns,
+// and sends nothing.
 func WithDecoder(command string, d Decoder) PipelineOption {
+	name, err := decoderName(command)
 	return PipelineOption{func(p *Pipeline) {
+		if err != nil {
+			if p.broken == nil {
+				p.broken = err
+			}
+			return
+		}
 		if p.decoders == nil {
 			p.decoders = make(map[string]Decoder)
 		}
-		p.decoders[strings.ToUpper(command)] = d
+		p.decoders[name] = d
 	}}
 }
 

@@ -355,6 +355,70 @@ func TestDecoders(t *testing.T) {
 	}
 }
 
+// A Decoder registered under a name that no reply carries ("CONFIG|GET",
+// two spaces, a subcommand the table lacks) was kept without a word and
+// never ran. SetDecoder refuses it, naming it, and a pipeline made with
+// it refuses its Exec before sending anything; a name as replies carry
+// it, in any case, is taken and its Decoder runs.
+func TestDecoderNameMatchingNoCommandIsRefused(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	dec := func(Value) (any, error) { return "decoded", nil }
+	for _, name := range []string{"CONFIG|GET", "config|get", "CONFIG  GET", " GET", "GET ", "GET\tX", "CONFIG\tGET",
+		"GET X", "CONFIG NOSUCH", "CONFIG GET X", ""} {
+		err := c.SetDecoder(name, dec)
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), strconv.Quote(name)) || !strings.Contains(err.Error(), `"CONFIG GET"`) {
+			t.Errorf("SetDecoder(%q) = %v; want a *UsageError that names it and the form expected", name, err)
+		}
+		if c.decoderTable() != nil && len(*c.decoderTable()) != 0 {
+			t.Fatalf("SetDecoder(%q) registered %v", name, *c.decoderTable())
+		}
+		srv.MustDo(t, "DEL", "dn:n")
+		for _, opts := range [][]PipelineOption{{NoTransaction}, nil} {
+			replies, err := c.Pipeline(append(opts, WithDecoder(name, dec))...).Incr("dn:n").Exec(ctx)
+			if !errors.As(err, &ue) || replies != nil || !strings.Contains(err.Error(), strconv.Quote(name)) {
+				t.Errorf("Exec of a pipeline WithDecoder(%q) = %v, %v; want a *UsageError that names it", name, replies, err)
+			}
+			if opts == nil && !errors.Is(err, ErrNotApplied) {
+				t.Errorf("Exec of a transaction WithDecoder(%q) = %v; want it not applied", name, err)
+			}
+		}
+		if n := srv.MustDo(t, "EXISTS", "dn:n"); n != int64(0) {
+			t.Errorf("a pipeline WithDecoder(%q) sent its INCR", name)
+		}
+	}
+	for _, tc := range []struct{ name, cmd, sub string }{
+		{"config get", "CONFIG", "GET"}, {"Config Get", "CONFIG", "GET"}, {"echo", "ECHO", "x"},
+		{"CLIENT NO-TOUCH", "", ""}, {"JSON.GET", "", ""},
+	} {
+		if err := c.SetDecoder(tc.name, dec); err != nil {
+			t.Errorf("SetDecoder(%q) = %v", tc.name, err)
+			continue
+		}
+		if tc.cmd != "" {
+			args := []any{tc.cmd, tc.sub}
+			if tc.cmd == "CONFIG" {
+				args = append(args, "maxmemory")
+			}
+			v, err := c.Do(ctx, args...)
+			if d, _ := v.Decoded(); err != nil || d != "decoded" {
+				t.Errorf("Do(%v) with a Decoder registered as %q = %v, %v, decoded %v", args, tc.name, v, err, d)
+			}
+			replies, err := c.Pipeline(NoTransaction, WithDecoder(tc.name, nil)).Do(args...).Exec(ctx)
+			if d, _ := replies[0].Decoded(); err != nil || d != nil {
+				t.Errorf("a pipeline WithDecoder(%q, nil) decoded %v (%v)", tc.name, d, err)
+			}
+		}
+		if err := c.SetDecoder(tc.name, nil); err != nil {
+			t.Errorf("SetDecoder(%q, nil) = %v", tc.name, err)
+		}
+	}
+	if m := c.decoderTable(); m != nil && len(*m) != 0 {
+		t.Errorf("decoders left after their removal: %v", *m)
+	}
+}
+
 func TestPipelineRefusesStateCommands(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
