@@ -47,9 +47,9 @@ import (
 // A call gives the Tx up before the Decoders of its replies run, its work
 // on the session done: a Decoder may call the Tx it decodes for (Close
 // included), and another goroutine's call may run before the decoded call
-// returns. The Decoder of the UNWATCH that Close or Reset sends is the
-// exception: they hold the Tx through it, and a call on the Tx from it is
-// refused with a *UsageError.
+// returns. So do Close and Reset for the Decoder of the UNWATCH they send:
+// it runs once the session is closed, or reset, and a call on the Tx made
+// meanwhile, from it or from another goroutine, finds it so.
 type Tx struct {
 	c *Client
 	d *dedicated // nil once Reset let a failed connection go: the next call lends another
@@ -72,16 +72,10 @@ type Tx struct {
 	// changes its state (but for the open Multi, above); freed, if a call
 	// waits, is closed when it ends. Both guarded by lockMu (see acquire).
 	// lockMu also guards the broken field of the session's pipelines,
-	// which Multi, Discard and the holder's calls set, and decoding.
+	// which Multi, Discard and the holder's calls set.
 	lockMu sync.Mutex
 	busy   bool
 	freed  chan struct{}
-	// The holder decodes the reply of UNWATCH that Close (closing set)
-	// or Reset sent: a call made meanwhile is refused rather than waiting
-	// for a holder that may be the very goroutine making it (see
-	// tryAcquire). Guarded by lockMu.
-	decoding bool
-	closing  bool
 	// The connection of a call with a blocking command while it runs,
 	// else nil: set by that call, which holds the session's lock; read
 	// without it by Close and Reset, which fail it to end the block (see
@@ -188,9 +182,9 @@ func (t *Tx) Watching() bool { return t.watching.Load() }
 // lasts; release ends the call.
 func (t *Tx) acquire(ctx context.Context) error {
 	for {
-		wake, err := t.tryAcquire()
+		wake := t.tryAcquire()
 		if wake == nil {
-			return err
+			return nil
 		}
 		select {
 		case <-wake:
@@ -205,33 +199,19 @@ func (t *Tx) acquire(ctx context.Context) error {
 // made only when a call has to wait, which most sessions never do.
 //
 // A call's Decoders run once the call has given the session up (see
-// txHold), so that they may use it, but for the Decoder of the UNWATCH
-// that Close or Reset sends, which runs while they hold it: a call made
-// then is refused, since it may come from that Decoder, on the goroutine
-// that would have to return for it to go on.
-func (t *Tx) tryAcquire() (<-chan struct{}, error) {
+// txHold), so that they may use it without waiting for their own call:
+// a call that waits here waits for a holder that does not wait for it.
+func (t *Tx) tryAcquire() <-chan struct{} {
 	t.lockMu.Lock()
 	defer t.lockMu.Unlock()
 	if !t.busy {
 		t.busy = true
-		return nil, nil
-	}
-	if t.decoding {
-		what := "Reset"
-		if t.closing {
-			what = "Close"
-		}
-		err := &UsageError{Msg: "a call on a Tx while the Decoder of the UNWATCH of its " + what + " runs: " +
-			"calls on a Tx cannot be made from a Decoder of its own call"}
-		if t.closing {
-			err.Err = ErrClosed
-		}
-		return nil, err
+		return nil
 	}
 	if t.freed == nil {
 		t.freed = make(chan struct{})
 	}
-	return t.freed, nil
+	return t.freed
 }
 
 func (t *Tx) release() {
@@ -253,11 +233,11 @@ var errTxEnding = fmt.Errorf("the Tx was closed or reset while this blocking cal
 // timeout (BLPOP k 0) would keep them waiting for ever. Its connection is
 // failed instead, which ends the block, as closing the connection under it
 // did before calls took turns. A call that does not block is waited for.
-func (t *Tx) acquireEnding() error {
+func (t *Tx) acquireEnding() {
 	for {
-		wake, err := t.tryAcquire()
+		wake := t.tryAcquire()
 		if wake == nil {
-			return err
+			return
 		}
 		if d := t.blocked.Load(); d != nil {
 			d.Fail(errTxEnding)
@@ -453,9 +433,9 @@ type txHold struct {
 	held bool
 }
 
-// release gives the session up, once; a nil hold, of a call that keeps
-// the session after the reply (Close and Reset, which send UNWATCH), does
-// nothing.
+// release gives the session up, once; a nil hold, of a call that goes on
+// with the session after the reply (Close and Reset, which send UNWATCH),
+// does nothing.
 func (h *txHold) release() {
 	if h != nil && h.held {
 		h.held = false
@@ -464,8 +444,9 @@ func (h *txHold) release() {
 }
 
 // runHeld is run by a call that holds the session, by h; h is released
-// before the reply is decoded, unless it is nil: the caller goes on with
-// the session, and the reply is decoded under the caller's hold.
+// before the reply is decoded, unless it is nil: the caller (Close or
+// Reset) goes on with the session, and gets the reply undecoded, to
+// decode once it has given the session up (see decodeUnwatch).
 func (t *Tx) runHeld(ctx context.Context, w *cmdBuf, h *txHold) (Value, error) {
 	defer putBuf(w)
 	if t.closed {
@@ -528,12 +509,11 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf, h *txHold) (Value, error) {
 	case ci.Name == "UNWATCH":
 		t.watching.Store(false)
 	}
-	if h != nil {
-		h.release()
-		r, err = t.c.decode(w, r, nil)
-	} else {
-		r, err = t.decodeHeld(w, r)
+	if h == nil {
+		return r, nil
 	}
+	h.release()
+	r, err = t.c.decode(w, r, nil)
 	if t.retried {
 		// A reply its Decoder refused, or the server's error reply, is of
 		// a read too: as above. The reply keeps its error, so that its Err
@@ -552,20 +532,17 @@ func (t *Tx) runHeld(ctx context.Context, w *cmdBuf, h *txHold) (Value, error) {
 	return r, err
 }
 
-// decodeHeld decodes r, the reply of w, for Close or Reset, which hold the
-// session through it: a call made on the session meanwhile, from the
-// Decoder or not, is refused (see tryAcquire). The mark is taken off also
-// when the Decoder panics, which Close and Reset let go on up.
-func (t *Tx) decodeHeld(w *cmdBuf, r Value) (Value, error) {
-	t.lockMu.Lock()
-	t.decoding = true
-	t.lockMu.Unlock()
-	defer func() {
-		t.lockMu.Lock()
-		t.decoding = false
-		t.lockMu.Unlock()
-	}()
-	return t.c.decode(w, r, nil)
+// decodeUnwatch runs the Decoder of UNWATCH on unwatched, the reply of
+// the UNWATCH that Close or Reset sent (nil if they sent none), once they
+// have closed or reset the session and given it up, as every call gives
+// it up before its Decoders run: a call on the Tx meanwhile, from the
+// Decoder or from another goroutine, finds the session closed, or reset,
+// rather than refused or waiting for ever. What the Decoder returns is
+// kept nowhere, as Close and Reset return no reply; its panic goes on up.
+func (t *Tx) decodeUnwatch(unwatched *Value) {
+	if unwatched != nil && !unwatched.isErr() {
+		decodeReply(unwatched, "UNWATCH", t.c.decoder("UNWATCH"))
+	}
 }
 
 // do runs a batch on the session's connection; grace is how long its
@@ -646,24 +623,23 @@ func (t *Tx) lost(err error) {
 // connection goes back to the pool, or is closed if anything is left on it
 // (a reply still due, a failed connection). An open Multi pipeline is
 // dropped unsent. Calling Close again does nothing; any other call after
-// Close fails with an error matching ErrClosed. If a Decoder registered for
-// UNWATCH panics, the session is closed all the same, its connection with
-// it, and the panic goes on up. A blocking command (BLPOP, XREAD BLOCK)
+// Close fails with an error matching ErrClosed. A Decoder registered for
+// UNWATCH runs once the session is closed: if it panics, the panic goes
+// on up. A blocking command (BLPOP, XREAD BLOCK)
 // that another goroutine runs on the session is ended by closing its
 // connection, its call failing with an error matching ErrClosed, rather
 // than waited for: with no timeout it would never end; Reset does the same.
 func (t *Tx) Close() error {
-	if err := t.acquireEnding(); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil // the Close under way closes the session
-		}
-		return err
-	}
-	defer t.release()
+	t.acquireEnding()
+	h := txHold{t: t, held: true}
+	defer h.release()
 	if t.retried && !t.closed {
 		return errTransactionEnds("Close")
 	}
-	return t.closeHeld(context.Background())
+	unwatched := t.closeHeld(context.Background())
+	h.release()
+	t.decodeUnwatch(unwatched)
+	return nil
 }
 
 // errTransactionEnds refuses what, Close or Reset, on the Tx that
@@ -678,32 +654,35 @@ func errTransactionEnds(what string) error {
 // closeWith is Close bounded by ctx: a caller whose context has ended does
 // not wait for UNWATCH; its connection is closed instead, which ends the
 // WATCH as surely.
-func (t *Tx) closeWith(ctx context.Context) error {
+func (t *Tx) closeWith(ctx context.Context) {
 	// Not bounded by ctx: the session must be closed, after the call
 	// under way, which its own context bounds, or whose block is ended.
-	if err := t.acquireEnding(); err != nil {
-		return err // made by a Decoder of UNWATCH as Close or Reset runs, which ends the session
-	}
-	defer t.release()
-	return t.closeHeld(ctx)
+	t.acquireEnding()
+	h := txHold{t: t, held: true}
+	defer h.release()
+	unwatched := t.closeHeld(ctx)
+	h.release()
+	t.decodeUnwatch(unwatched)
 }
 
-// closeHeld is closeWith for a call that holds the session.
-func (t *Tx) closeHeld(ctx context.Context) error {
+// closeHeld is closeWith for a call that holds the session, up to the
+// Decoder of the UNWATCH it sent, whose reply it returns (see
+// decodeUnwatch).
+func (t *Tx) closeHeld(ctx context.Context) (unwatched *Value) {
 	if t.closed {
 		return nil
 	}
 	if t.call != nil {
 		t.call.retire(t)
 	}
-	// Deferred, so that a panic in settle (a Decoder registered for
-	// UNWATCH) closes the session too: its connection, in a state the
-	// panic left unknown, is then closed rather than kept by a session
-	// nobody may close again (Transaction's, or one closed by a defer).
+	// Deferred, so that a panic in settle closes the session too: its
+	// connection, in a state the panic left unknown, is then closed
+	// rather than kept by a session nobody may close again
+	// (Transaction's, or one closed by a defer).
 	clean := false
 	defer func() {
 		t.lockMu.Lock()
-		t.closed, t.closing = true, false
+		t.closed = true
 		t.lockMu.Unlock()
 		t.watching.Store(false) // unwatched, or its connection closed
 		if t.d != nil {
@@ -711,11 +690,8 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 			t.d = nil
 		}
 	}()
-	t.lockMu.Lock()
-	t.closing = true
-	t.lockMu.Unlock()
-	clean = t.settle(ctx)
-	return nil
+	clean, unwatched = t.settle(ctx)
+	return unwatched
 }
 
 // Reset leaves the session as Client.Watch with no keys makes it (on a
@@ -724,34 +700,37 @@ func (t *Tx) closeHeld(ctx context.Context) error {
 // dropped unsent, UNWATCH is sent if a watch may be armed, and a connection
 // that failed or still has a reply due is let go (the next call lends
 // another). Close still ends the session. Reset after Close fails with an
-// error matching ErrClosed. If a Decoder registered for UNWATCH panics,
-// the panic goes on up and the session is reset all the same: the server
-// ran UNWATCH before the Decoder saw its reply.
+// error matching ErrClosed. A Decoder registered for UNWATCH runs once
+// the session is reset, and may use it: if it panics, the panic goes on
+// up, the session reset all the same.
 func (t *Tx) Reset() error {
-	if err := t.acquireEnding(); err != nil {
-		return err
-	}
-	defer t.release()
+	t.acquireEnding()
+	h := txHold{t: t, held: true}
+	defer h.release()
 	if t.closed {
 		return t.usable()
 	}
 	if t.retried {
 		return errTransactionEnds("Reset")
 	}
-	if !t.settle(context.Background()) && t.d != nil {
+	clean, unwatched := t.settle(context.Background())
+	if !clean && t.d != nil {
 		t.c.pool.Put(t.d, false)
 		t.d = nil
 	}
 	t.watching.Store(false) // unwatched, or its connection let go
 	t.broken = nil
+	h.release()
+	t.decodeUnwatch(unwatched)
 	return nil
 }
 
 // settle ends what the session has under way: it drops an open Multi,
 // gives back a turn, and sends UNWATCH, bounded by ctx, if a watch may be
 // armed. It reports whether the connection is clean: usable, nothing in
-// flight, no watch armed.
-func (t *Tx) settle(ctx context.Context) bool {
+// flight, no watch armed; and returns the reply of the UNWATCH it sent,
+// undecoded (see decodeUnwatch).
+func (t *Tx) settle(ctx context.Context) (clean bool, unwatched *Value) {
 	if p := t.multi.Load(); p != nil {
 		// Finished, not emptied: Close and Reset may run on another
 		// goroutine than the one that queues on the pipeline, whose
@@ -762,9 +741,9 @@ func (t *Tx) settle(ctx context.Context) bool {
 	t.spent = nil
 	t.releaseTurn()
 	if t.d == nil {
-		return false
+		return false, nil
 	}
-	clean := t.broken == nil && t.d.Idle()
+	clean = t.broken == nil && t.d.Idle()
 	if clean && t.watching.Load() {
 		if ctx.Err() != nil {
 			clean = false
@@ -773,11 +752,14 @@ func (t *Tx) settle(ctx context.Context) bool {
 			w := getBuf()
 			w.start(cmdUnwatch, 1)
 			w.end()
-			clean = okReply(t.runHeld(uctx, w, nil)) == nil
+			r, err := t.runHeld(uctx, w, nil)
 			cancel()
+			if clean = okReply(r, err) == nil; err == nil {
+				unwatched = &r
+			}
 		}
 	}
-	return clean && !t.watching.Load()
+	return clean && !t.watching.Load(), unwatched
 }
 
 // TxOptions bound the retries of Client.Transaction. The zero value means

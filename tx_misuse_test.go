@@ -1707,11 +1707,15 @@ func TestTxCallsFromOwnDecoder(t *testing.T) {
 	}
 }
 
-// Close and Reset send UNWATCH, and hold the Tx while a Decoder of
-// UNWATCH runs, since they go on with it afterwards: a call on the Tx
-// from that Decoder waited for them for ever. It is now refused with a
-// *UsageError, and Close from it returns at once, the Close under way
-// closing the session.
+// Close and Reset send UNWATCH, and held the Tx while a Decoder of
+// UNWATCH ran, since they went on with it afterwards: a call on the Tx
+// from that Decoder waited for them for ever, and then was refused with a
+// *UsageError that blamed the Decoder, as was a call from another
+// goroutine, which had done nothing wrong and, after Reset, would have
+// run. The Decoder now runs once the session is closed, or reset, and
+// given up: a call from it, or from another goroutine meanwhile, finds
+// the session closed (an error matching ErrClosed) or reset (it runs),
+// and Close from it closes the session.
 func TestTxCallsFromDecoderOfUnwatch(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, end := range []string{"Close", "Reset"} {
@@ -1723,9 +1727,21 @@ func TestTxCallsFromDecoderOfUnwatch(t *testing.T) {
 			}
 			defer c.Close()
 			var tx *Tx
-			var pingErr, closeErr error
+			var pingErr, otherErr, closeErr error
+			var ping, other string
 			c.SetDecoder("UNWATCH", func(v Value) (any, error) {
-				_, pingErr = tx.Ping(context.Background())
+				// Another goroutine's call, made while this Decoder runs.
+				otherDone := make(chan struct{})
+				go func() {
+					defer close(otherDone)
+					other, otherErr = tx.Ping(ctx)
+				}()
+				select {
+				case <-otherDone:
+				case <-time.After(10 * time.Second):
+					otherErr = errors.New("still waiting after 10s")
+				}
+				ping, pingErr = tx.Ping(context.Background())
 				closeErr = tx.Close()
 				return nil, nil
 			})
@@ -1745,31 +1761,31 @@ func TestTxCallsFromDecoderOfUnwatch(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s = %v", end, err)
 				}
-			case <-time.After(10 * time.Second):
+			case <-time.After(20 * time.Second):
 				t.Fatalf("%s never returns when the Decoder of its UNWATCH uses the Tx", end)
 			}
-			var ue *UsageError
-			if !errors.As(pingErr, &ue) || !strings.Contains(pingErr.Error(), "Decoder of its own call") || errors.Is(pingErr, ErrClosed) != (end == "Close") {
-				t.Errorf("Ping from the Decoder of UNWATCH in %s = %v; want a *UsageError naming the Decoder", end, pingErr)
-			}
-			if end == "Close" {
-				if closeErr != nil {
-					t.Errorf("Close from the Decoder of UNWATCH in Close = %v, want nil", closeErr)
-				}
-				if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
-					t.Errorf("Ping after Close = %v; want ErrClosed", err)
-				}
-				return
-			}
-			if !errors.As(closeErr, &ue) {
-				t.Errorf("Close from the Decoder of UNWATCH in Reset = %v; want a *UsageError", closeErr)
-			}
-			if s, err := tx.Ping(ctx); err != nil || s != "PONG" {
-				t.Errorf("Ping after Reset = %q, %v", s, err)
-			}
 			c.SetDecoder("UNWATCH", nil)
-			if err := tx.Close(); err != nil {
-				t.Fatal(err)
+			if closeErr != nil {
+				t.Errorf("Close from the Decoder of UNWATCH in %s = %v, want nil", end, closeErr)
+			}
+			if _, err := tx.Ping(ctx); !errors.Is(err, ErrClosed) {
+				t.Errorf("Ping after the Decoder closed the Tx = %v; want ErrClosed", err)
+			}
+			for _, call := range []struct {
+				who   string
+				reply string
+				err   error
+			}{{"the Decoder of UNWATCH", ping, pingErr}, {"another goroutine", other, otherErr}} {
+				if end == "Reset" {
+					if call.err != nil || call.reply != "PONG" {
+						t.Errorf("Ping from %s in Reset = %q, %v; want PONG: the session is reset", call.who, call.reply, call.err)
+					}
+					continue
+				}
+				var ue *UsageError
+				if !errors.As(call.err, &ue) || !errors.Is(call.err, ErrClosed) || strings.Contains(call.err.Error(), "Decoder") {
+					t.Errorf("Ping from %s in Close = %q, %v; want a *UsageError matching ErrClosed that says the Tx is closed", call.who, call.reply, call.err)
+				}
 			}
 		})
 	}
