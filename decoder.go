@@ -29,10 +29,11 @@ import (
 // the Pipeline whose replies it decodes, which is refused with a
 // *UsageError, and its Discard does nothing: Exec empties the pipeline
 // once its decoders have run. For the same reason, commands a decoder
-// queues on that Pipeline are not sent: Exec returns its replies with a
-// *CommandError, for the command whose decoder did it, that wraps a
-// *UsageError, whatever ErrorsInReplies says. Queue them on another
-// Pipeline, or on this one once Exec has returned.
+// queues on that Pipeline are not sent: Exec returns its replies with an
+// error of unknown outcome (the batch ran) that wraps a *CommandError,
+// for the command whose decoder did it, and a *UsageError, whatever
+// ErrorsInReplies says. Queue them on another Pipeline, or on this one
+// once Exec has returned.
 type Decoder func(Value) (any, error)
 
 // SetDecoder registers d for the replies of command (any case) on every

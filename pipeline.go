@@ -750,9 +750,10 @@ func (p *Pipeline) queuedByDecoder(i int, name string, queued int) error {
 	} else if n := p.w.errCommand(); n != "" {
 		what = n
 	}
-	return &CommandError{Index: i, Command: name, In: p.kind(), Err: &UsageError{Msg: what +
+	// The batch ran: a *UsageError alone would say it was not sent.
+	return &uncertainError{msg: "redpipe: the batch ran, but", err: &CommandError{Index: i, Command: name, In: p.kind(), Err: &UsageError{Msg: what +
 		" queued on a Pipeline by a Decoder of that Pipeline's own Exec, which does not send it: " +
-		"queue it on another Pipeline, or on this one once Exec has returned"}}
+		"queue it on another Pipeline, or on this one once Exec has returned"}}}
 }
 
 func (p *Pipeline) hasDecoders() bool {

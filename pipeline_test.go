@@ -829,8 +829,10 @@ func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.S
 		} else if use == "Queue" {
 			var ce *CommandError
 			var ue *UsageError
-			if !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "INCR" || !errors.As(err, &ue) || !strings.Contains(err.Error(), "queued") {
-				err = fmt.Errorf("error %v; want a *CommandError for the first INCR wrapping a *UsageError that says a command was queued", err)
+			if !errors.As(err, &ce) || ce.Index != 0 || ce.Command != "INCR" || !errors.As(err, &ue) || !strings.Contains(err.Error(), "queued") ||
+				SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+				err = fmt.Errorf("error %v (outcome %v); want a *CommandError for the first INCR wrapping a *UsageError that says a command was queued, "+
+					"and not that the batch did not run", err, OutcomeOf(err))
 			} else {
 				err = nil
 			}
