@@ -92,6 +92,11 @@ type Tx struct {
 	execOut []Value // the replies of that Exec
 	call    *txCall // the call of Transaction the session was made for, if any
 	first   txCall  // that call, if this is the first session it made
+	// Transaction has taken its last look at the session, and sends no
+	// Multi opened since: Multi refuses one, and late counts them. Both
+	// guarded by lockMu.
+	finished bool
+	late     int
 
 	// On a cluster, the slot of the watched keys, to which every command
 	// of the session must keep, and one of those keys; slot is -1 when
@@ -271,6 +276,12 @@ func (t *Tx) Multi() *Pipeline {
 	closed := t.closed
 	switch {
 	case closed:
+	case t.finished:
+		// Opened by a goroutine fn left running, or by a Decoder of the
+		// EXEC that Transaction sent: left off the Tx, which nothing
+		// would send, and refused as a closed Tx's is.
+		p.broken = errLateMulti
+		t.late++
 	case t.multi.Load() != nil:
 		p.broken = t.refuseLocked("MULTI") // and p.multi stays false: its Exec must not close the open one
 	default:
@@ -286,6 +297,11 @@ func (t *Tx) Multi() *Pipeline {
 	}
 	return p
 }
+
+// errLateMulti refuses a Multi opened on the Tx of a Transaction once
+// Transaction, fn having returned, took its last look at the session.
+var errLateMulti = &UsageError{Msg: "Multi on the Tx of a Transaction after fn returned, which Transaction does not send: " +
+	"open the Multi in fn, before it returns, or run another Transaction", Err: ErrClosed}
 
 // Pipeline returns a plain (non-transactional) batch on this connection,
 // for reading many watched values in one round trip before Multi.
@@ -869,6 +885,13 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // error from fn ends the loop with that error. A panic in fn closes the
 // session cleanly and goes on up.
 //
+// Transaction sends the Multi that fn leaves open when it returns, and
+// no later one: a Multi opened on fn's Tx after that, by a goroutine fn
+// left running or by a Decoder of the EXEC that Transaction sends, is
+// refused (its Exec fails with a *UsageError matching ErrClosed), and
+// Transaction, if it has not returned yet, returns EXEC's replies with
+// an error of unknown outcome that wraps that *UsageError.
+//
 // fn is given a new Tx on every attempt, closed when the attempt ends. A
 // Tx, or a pipeline of one, that fn keeps and uses in a later attempt is
 // refused with an error matching ErrClosed, and so is the attempt, not
@@ -1044,6 +1067,7 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 	defer h.release()
 	t.lockMu.Lock()
 	execErr, execOut := t.execErr, t.execOut
+	t.finished = true
 	t.lockMu.Unlock()
 	multi := t.multi.Load()
 	if n := t.unsent(); n > 0 {
@@ -1103,6 +1127,15 @@ func attemptTx[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), k
 			return v, replies, 0, err
 		}
 		return zero, nil, 0, err
+	}
+	t.lockMu.Lock()
+	late := t.late
+	t.lockMu.Unlock()
+	if late > 0 {
+		// A Decoder of EXEC opened it, or a goroutine fn left running
+		// did meanwhile: its Exec is refused, but a Multi left for
+		// Transaction to send is told of here. The transaction ran.
+		return v, replies, 0, &uncertainError{msg: "redpipe: the transaction ran, but", err: errLateMulti}
 	}
 	return v, replies, 0, nil
 }

@@ -2054,3 +2054,81 @@ func TestTransactionOwnExecDecoderRunsAnotherExec(t *testing.T) {
 		t.Fatalf("Transaction = %q, %v; want the Decoder's transaction, the last, as it ended", replies, err)
 	}
 }
+
+// A Multi opened on the Tx of a Transaction once Transaction has taken
+// its last look at it, by a Decoder of the EXEC that Transaction sends or
+// by a goroutine fn left running, was left behind: with no Exec, its
+// commands went nowhere and Transaction said nothing; with one, it ran
+// as a transaction of its own, without the watch that EXEC had ended.
+// That Multi is now refused, as one on a closed Tx is: its Exec fails
+// with a *UsageError matching ErrClosed, and Transaction returns its
+// replies with an error of unknown outcome that wraps it.
+func TestTransactionMultiOpenedAfterItsLastLook(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	for _, by := range []string{"Decoder/Exec", "Decoder/no Exec", "goroutine/Exec"} {
+		t.Run(by, func(t *testing.T) {
+			ctx := ctxT(t)
+			srv.MustDo(t, "DEL", "lm:a", "lm:b")
+			var tx *Tx
+			var lateErr error
+			lateRan := false
+			late := func() {
+				p := tx.Multi().Set("lm:b", "late")
+				if strings.HasSuffix(by, "/Exec") {
+					_, lateErr = p.Exec(context.Background())
+					lateRan = true
+				}
+			}
+			if err := c.SetDecoder("INCR", func(v Value) (any, error) {
+				if strings.HasPrefix(by, "Decoder") {
+					late()
+					return v.Int64()
+				}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					late()
+				}()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					lateErr = errors.New("the goroutine's Exec still waits after 10s")
+				}
+				return v.Int64()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer c.SetDecoder("INCR", nil)
+			done := make(chan struct{})
+			var replies []Value
+			var err error
+			go func() {
+				defer close(done)
+				replies, err = c.Transaction(ctx, func(t *Tx) error {
+					tx = t
+					t.Multi().Incr("lm:a")
+					return nil
+				}, "lm:a")
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("Transaction never returns")
+			}
+			var ue *UsageError
+			if !errors.As(err, &ue) || !errors.Is(err, ErrClosed) || OutcomeOf(err) != OutcomeUnknown || len(replies) != 1 {
+				t.Errorf("Transaction = %v, %v (outcome %v); want its one reply and an error of unknown outcome wrapping a *UsageError matching ErrClosed",
+					replies, err, OutcomeOf(err))
+			}
+			if lateRan && (!errors.As(lateErr, &ue) || !errors.Is(lateErr, ErrClosed)) {
+				t.Errorf("Exec of the Multi opened after Transaction's last look = %v; want a *UsageError matching ErrClosed", lateErr)
+			}
+			if !exists(t, srv, "lm:a") {
+				t.Error("lm:a is missing: the Transaction did not apply")
+			}
+			if exists(t, srv, "lm:b") {
+				t.Error("lm:b is set: the Multi opened after Transaction's last look ran")
+			}
+		})
+	}
+}
