@@ -759,7 +759,7 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Close()
-	for _, kind := range []string{"Client", "Tx", "Multi"} {
+	for _, kind := range []string{"Client", "Client transaction", "Tx", "Multi"} {
 		for _, use := range []string{"Exec", "Discard", "Queue"} {
 			t.Run(kind+"/"+use, func(t *testing.T) {
 				srv.MustDo(t, "DEL", "pd:n", "pd:n:queued")
@@ -771,6 +771,8 @@ func TestPipelineUsedFromOwnDecoder(t *testing.T) {
 				switch kind {
 				case "Client":
 					p = c.Pipeline(NoTransaction, dec)
+				case "Client transaction":
+					p = c.Pipeline(dec)
 				case "Tx":
 					p = tx.Pipeline(dec)
 				case "Multi":
