@@ -428,7 +428,10 @@ func TestClusterRoundPollsForOnePart(t *testing.T) {
 // pipeline sent early, so that the second part meets it closed by the
 // client, not sent. That part, and those after it, go on the new
 // connection, with no retries allowed: the replacement is the client's
-// own doing, and they were not sent; they failed the pipeline.
+// own doing, and they were not sent; they failed the pipeline. Nor do
+// they refresh the layout, which the replacement says nothing of: they
+// were taken for parts whose node could not be reached, which waited for
+// a refresh and counted as a redirection.
 func TestClusterEarlyPartsConnectionReplaced(t *testing.T) {
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
@@ -471,6 +474,7 @@ func TestClusterEarlyPartsConnectionReplaced(t *testing.T) {
 		}
 	}
 	p, keys := earlyIncrs(c, "replaced:", 4000)
+	refreshes := c.cluster.refreshes.Load()
 	replies, err := p.Exec(ctx)
 	beforeEarlySend = nil
 	if old == nil {
@@ -478,6 +482,9 @@ func TestClusterEarlyPartsConnectionReplaced(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("Exec = %v (outcome %v); want the parts that met the replaced connection sent on the new one", err, OutcomeOf(err))
+	}
+	if n := c.cluster.refreshes.Load() - refreshes; n != 0 {
+		t.Errorf("%d refreshes of the layout during Exec; want none, the layout being as it was", n)
 	}
 	checkEarlyIncrs(t, ctx, c, keys, replies)
 	if victim.shared.Load() == old {
