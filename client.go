@@ -795,6 +795,14 @@ func (c *Client) handshakeTLS(ctx context.Context, nc net.Conn) (net.Conn, error
 	if cfg.ServerName == "" {
 		cfg = cfg.Clone()
 		cfg.ServerName, _, _ = net.SplitHostPort(c.opt.Addr)
+		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+			// A socket's path has no host (NewClient refuses that
+			// without a Dialer; a Dialer may have returned a plain
+			// connection all the same): crypto/tls's own words would not
+			// say which option to set.
+			return nil, fmt.Errorf("TLS handshake with %s not begun: Options.TLSConfig has no ServerName, and Addr has no host to take it from; "+
+				"set TLSConfig.ServerName to the name the server's certificate is for", c.opt.Addr)
+		}
 	}
 	tc := tls.Client(nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,6 +331,40 @@ func TestTLSOverUnixSocketNeedsServerName(t *testing.T) {
 			continue
 		}
 		c.Close()
+	}
+}
+
+// TestTLSOverUnixDialerNeedsServerName: a Dialer for a unix socket's
+// Addr that returns a plain connection, with a TLSConfig that has no
+// ServerName: the dial fails with words that name the option to set,
+// not crypto/tls's, and the connection is closed.
+func TestTLSOverUnixDialerNeedsServerName(t *testing.T) {
+	s := redistest.Start(t)
+	var nd net.Dialer
+	var dialed atomic.Pointer[net.Conn]
+	c, err := NewClient(Options{Network: "unix", Addr: "/tmp/redpipe-no-such.sock", TLSConfig: &tls.Config{}, MaxRetries: -1,
+		Dialer: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			nc, err := nd.DialContext(ctx, "tcp", s.Addr)
+			if err == nil {
+				dialed.Store(&nc)
+			}
+			return nc, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Ping(ctxT(t))
+	var de *DialError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "set TLSConfig.ServerName") {
+		t.Fatalf("Ping = %v, want a *DialError that says to set TLSConfig.ServerName", err)
+	}
+	p := dialed.Load()
+	if p == nil {
+		t.Fatal("the Dialer was not called")
+	}
+	if _, err := (*p).Write([]byte("PING\r\n")); err == nil {
+		t.Error("the Dialer's connection is still open")
 	}
 }
 
