@@ -227,6 +227,27 @@ func TestDialTimeoutNamed(t *testing.T) {
 	}
 }
 
+// behindName makes a Client of opt for a name, as a DNS name a failover
+// moves: its Dialer reaches the address in target, first at first, and
+// counts its dials. The client is closed when the test ends.
+func behindName(t *testing.T, opt Options, first string) (c *Client, target *atomic.Value, dials *atomic.Int64) {
+	t.Helper()
+	target, dials = new(atomic.Value), new(atomic.Int64)
+	target.Store(first)
+	var nd net.Dialer
+	opt.Addr = "redis.example:6379"
+	opt.Dialer = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		dials.Add(1)
+		return nd.DialContext(ctx, network, target.Load().(string))
+	}
+	c, err := NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, target, dials
+}
+
 // TestMasterMovedBehindName: the client reaches its server by a name (a
 // Dialer here, as DNS would) that moves to another server when the first
 // becomes a replica, as in a failover. The write refused with READONLY
@@ -237,17 +258,7 @@ func TestDialTimeoutNamed(t *testing.T) {
 func TestMasterMovedBehindName(t *testing.T) {
 	const name = "moved-behind-name"
 	a, b := redistest.Start(t), redistest.Start(t)
-	var target atomic.Value
-	target.Store(a.Addr)
-	var nd net.Dialer
-	c, err := NewClient(Options{Addr: "redis.example:6379", ClientName: name, MaxRetries: -1,
-		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return nd.DialContext(ctx, network, target.Load().(string))
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, target, _ := behindName(t, Options{ClientName: name, MaxRetries: -1}, a.Addr)
 	ctx := ctxT(t)
 	if err := c.Set(ctx, "k", "on a"); err != nil {
 		t.Fatal(err)
@@ -315,19 +326,7 @@ func TestReadOnlyRedialBounded(t *testing.T) {
 	master, replica := redistest.Start(t), redistest.Start(t)
 	host, port, _ := net.SplitHostPort(master.Addr)
 	replica.MustDo(t, "REPLICAOF", host, port)
-	var target atomic.Value
-	target.Store(replica.Addr)
-	var dials atomic.Int64
-	var nd net.Dialer
-	c, err := NewClient(Options{Addr: "redis.example:6379", MaxRetries: -1,
-		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			dials.Add(1)
-			return nd.DialContext(ctx, network, target.Load().(string))
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, target, dials := behindName(t, Options{MaxRetries: -1}, replica.Addr)
 	ctx := ctxT(t)
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -663,19 +662,7 @@ func TestCutWhileWritesBlocked(t *testing.T) {
 func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
 	const name = "max-conn-age"
 	a, b := redistest.Start(t), redistest.Start(t)
-	var target atomic.Value
-	target.Store(a.Addr)
-	var nd net.Dialer
-	var dials atomic.Int64
-	c, err := NewClient(Options{Addr: "redis.example:6379", ClientName: name, MaxRetries: -1, MaxConnAge: 100 * time.Millisecond,
-		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			dials.Add(1)
-			return nd.DialContext(ctx, network, target.Load().(string))
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, target, dials := behindName(t, Options{ClientName: name, MaxRetries: -1, MaxConnAge: 100 * time.Millisecond}, a.Addr)
 	ctx := ctxT(t)
 	if err := c.Set(ctx, "k", "on a"); err != nil {
 		t.Fatal(err)
