@@ -41,9 +41,12 @@ const (
 // master and its replica, so the index rule above still holds after it;
 // KillMaster, AddMaster and RemoveMaster change the counts, after which
 // ReplicasOf says who replicates whom. Given a context that is already
-// done, they change nothing. A wait gives up at once, naming the node,
-// when a node other than one KillMaster killed is not running: crashed,
-// or killed with Server.Kill.
+// done, they change nothing. Nor do they while a node other than one
+// KillMaster killed is not running: stopped (by Stop, Server.Stop or the
+// end of the test that started the cluster), crashed, or killed with
+// Server.Kill; they say which node. A wait, that of Migration.Finish
+// included, gives up at once, naming the node, when one goes down
+// meanwhile, as when the test ends while another goroutine reshards.
 //
 // A slot that no master serves by its own account while the other nodes
 // still name one stays so for good: gossip spreads only claims. Redis
@@ -184,10 +187,10 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-// checkRunning refuses to start a node for a cluster that was stopped, by
-// Stop or by the cleanup of the test that started it: nothing would stop
-// the new process, and the wait for the cluster to take it in would only
-// time out.
+// checkRunning says whether the cluster, or a node of it, was stopped, by
+// Stop or by the cleanup of the test that started it. No change may
+// begin then: a node started for it would be stopped by nobody, and a
+// wait for the stopped nodes to answer would only time out.
 func (c *Cluster) checkRunning() error {
 	c.mu.Lock()
 	stopped := c.stopped

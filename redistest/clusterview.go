@@ -490,8 +490,13 @@ func waitUntil(ctx context.Context, what string, down func() error, cond func() 
 }
 
 // nodeDown returns why a node of the cluster, other than a master killed
-// by KillMaster, is not running, or nil if every one is.
+// by KillMaster, is not running, or nil if every one is: the cluster or
+// the node was stopped, by Stop or by the end of the test that started
+// it, or the node's process exited.
 func (c *Cluster) nodeDown() error {
+	if err := c.checkRunning(); err != nil {
+		return err
+	}
 	for _, s := range c.Servers() {
 		if err := s.exitedErr(); err != nil {
 			return err

@@ -53,7 +53,7 @@ const (
 // master in the replica's place in Replicas, and returns the promoted
 // replica.
 func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error) {
-	if err := notStarted(ctx, "Failover"); err != nil {
+	if err := c.begin(ctx, "Failover"); err != nil {
 		return nil, err
 	}
 	i, replicas, err := c.masterWithReplicas(master, "to fail over to")
@@ -98,7 +98,7 @@ func (c *Cluster) Failover(ctx context.Context, master *Server) (*Server, error)
 // Failure detection and the election take a few seconds: the cluster
 // node timeout (2 s), then the replica's election delay.
 func (c *Cluster) KillMaster(ctx context.Context, master *Server) (*Server, error) {
-	if err := notStarted(ctx, "KillMaster"); err != nil {
+	if err := c.begin(ctx, "KillMaster"); err != nil {
 		return nil, err
 	}
 	i, replicas, err := c.masterWithReplicas(master, "to take over if it is killed")
@@ -151,10 +151,7 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 	if s == nil {
 		return errNilServer
 	}
-	if err := notStarted(ctx, "Rejoin"); err != nil {
-		return err
-	}
-	if err := c.checkRunning(); err != nil {
+	if err := c.begin(ctx, "Rejoin"); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -194,10 +191,7 @@ func (c *Cluster) Rejoin(ctx context.Context, s *Server) error {
 // cluster. It serves no slot: give it some with MoveSlots. It is appended
 // to Masters and returned.
 func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
-	if err := notStarted(ctx, "AddMaster"); err != nil {
-		return nil, err
-	}
-	if err := c.checkRunning(); err != nil {
+	if err := c.begin(ctx, "AddMaster"); err != nil {
 		return nil, err
 	}
 	s, err := startMember()
@@ -229,7 +223,7 @@ func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
 // without it. master leaves Masters; its address may later be taken by
 // another node.
 func (c *Cluster) RemoveMaster(ctx context.Context, master *Server) error {
-	if err := notStarted(ctx, "RemoveMaster"); err != nil {
+	if err := c.begin(ctx, "RemoveMaster"); err != nil {
 		return err
 	}
 	if master == nil {
@@ -272,6 +266,21 @@ func (c *Cluster) RemoveMaster(ctx context.Context, master *Server) error {
 		}
 	}
 	return c.waitSettled(ctx, "the cluster to settle without the removed "+master.Addr, nil)
+}
+
+// begin refuses to begin op, a change of the cluster, under a context
+// that is already done (see notStarted) or while a node of the cluster
+// is not running: the wait that ends the change would give up at once,
+// and a failover or an election would go ahead in the servers without
+// Masters and Replicas following it.
+func (c *Cluster) begin(ctx context.Context, op string) error {
+	if err := notStarted(ctx, op); err != nil {
+		return err
+	}
+	if err := c.nodeDown(); err != nil {
+		return fmt.Errorf("redistest: %s not started: %w", op, err)
+	}
+	return nil
 }
 
 // notStarted refuses to begin a change of the cluster under a context

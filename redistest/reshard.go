@@ -75,6 +75,9 @@ type Migration struct {
 // SETSLOT IMPORTING on to, then CLUSTER SETSLOT MIGRATING on from. No key
 // moves yet. from must serve every slot given.
 func (c *Cluster) BeginMigration(ctx context.Context, from, to *Server, slots ...int) (*Migration, error) {
+	if err := c.begin(ctx, "BeginMigration"); err != nil {
+		return nil, err
+	}
 	switch {
 	case !slices.Contains(c.Masters, from) || !slices.Contains(c.Masters, to):
 		return nil, errors.New("redistest: slots move between two masters of the cluster")

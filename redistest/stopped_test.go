@@ -192,3 +192,43 @@ func pingUntilNotRunning(t *testing.T, s *redistest.Server, what string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStoppedNodeEndsWait: a stopped node never answers again, so a change
+// of the cluster refuses to begin while one is stopped, saying which, and
+// a wait that finds one stopped meanwhile gives up at once rather than
+// poll the stopped node until its timeout.
+func TestStoppedNodeEndsWait(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 1)
+	m := c.Masters[0]
+	// The wait of Finish asks every node, the replicas too; the slots it
+	// gives away are asked of the masters alone.
+	mig, err := c.BeginMigration(opContext(t), m, c.Masters[1], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := c.Replicas[2]
+	if err := stopped.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	said := stopped.Addr + " was stopped by Stop"
+	if err := mig.Finish(opContext(t)); err == nil || strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), said) {
+		t.Errorf("Finish with a node stopped: %v; want it to give up at once, saying %q", err, said)
+	}
+
+	// Failover would have the replica take over from m before its wait
+	// gave up, leaving Masters and Replicas behind the servers' roles.
+	if _, err := c.Failover(opContext(t), m); err == nil || !strings.Contains(err.Error(), "Failover not started") || !strings.Contains(err.Error(), said) {
+		t.Errorf("Failover with a node stopped: %v; want a refusal saying %q", err, said)
+	}
+	if err := c.MoveSlots(opContext(t), c.Masters[1], m, 0); err == nil || !strings.Contains(err.Error(), "not started") || !strings.Contains(err.Error(), said) {
+		t.Errorf("MoveSlots with a node stopped: %v; want a refusal saying %q", err, said)
+	}
+	v, err := m.Do("INFO", "replication")
+	if s, _ := v.(string); err != nil || !strings.Contains(s, "role:master") {
+		t.Errorf("%s after the refused Failover: %v, %v; want role:master", m.Addr, v, err)
+	}
+	if owner, err := c.SlotOwner(0); err != nil || owner != c.Masters[1] {
+		t.Errorf("slot 0 after the refused MoveSlots is served by %v (%v), want %s", owner, err, c.Masters[1].Addr)
+	}
+}
