@@ -180,6 +180,27 @@ func TestReservedOptionsInOneArgumentAreRefused(t *testing.T) {
 	}
 }
 
+// TestArgumentBeforeAnyOptionIsRefused: redis-server takes a word that
+// does not begin with "--" for a value of the option before it, which
+// would be the package's own last option, so a forgotten "--" or a
+// configuration file given as the first argument must be refused with
+// words about the caller's argument, not the server's complaint about an
+// option the caller never wrote.
+func TestArgumentBeforeAnyOptionIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"requirepass", "secret"}, {"/etc/redis/redis.conf"}, {""}} {
+		s, err := redistest.StartServer(args...)
+		if err == nil {
+			s.Stop()
+			t.Errorf("StartServer(%q) succeeded", args)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("argument %q comes before any option", args[0])) || !strings.Contains(msg, "--include") || strings.Contains(msg, "repl-diskless-sync-delay") {
+			t.Errorf("StartServer(%q): %v; want it refused, naming the argument", args, err)
+		}
+	}
+}
+
 func TestStartFailureShowsServerOutput(t *testing.T) {
 	t.Parallel()
 	_, err := redistest.StartServer("--no-such-directive", "x")
