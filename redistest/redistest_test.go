@@ -489,6 +489,14 @@ func TestClusterServesKeysOnTheRightMaster(t *testing.T) {
 		}
 	}
 
+	// A slot outside the cluster's is no master's, and is said to be
+	// out of range rather than served by no node.
+	for _, slot := range []int{-1, 16384} {
+		if s, err := c.SlotOwner(slot); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("SlotOwner(%d) = %v, %v; want an error saying it is out of range", slot, s, err)
+		}
+	}
+
 	const key = "user:1000"
 	owner := slotOwner(t, c, key)
 	if v := owner.MustDo(t, "SET", key, "alice"); v != "OK" {
@@ -732,5 +740,9 @@ func TestClusterRefusesNilServer(t *testing.T) {
 	}
 	if err := c.MoveSlots(ctx, nil, nil, 1); err == nil {
 		t.Error("MoveSlots(nil, nil) = nil error")
+	}
+	// With no master to ask, SlotOwner says so rather than index one.
+	if _, err := c.SlotOwner(0); err == nil {
+		t.Error("SlotOwner on a cluster without masters = nil error")
 	}
 }

@@ -254,6 +254,12 @@ func (m *Migration) Finish(ctx context.Context) error {
 // SlotOwner returns the master that serves slot, as the first master
 // sees it.
 func (c *Cluster) SlotOwner(slot int) (*Server, error) {
+	if slot < 0 || slot >= clusterSlots {
+		return nil, fmt.Errorf("redistest: slot %d is out of range: a cluster has slots 0 to %d", slot, clusterSlots-1)
+	}
+	if len(c.Masters) == 0 {
+		return nil, errors.New("redistest: the cluster has no master to ask")
+	}
 	v, err := fetchView(c.Masters[0])
 	if err != nil {
 		return nil, err
