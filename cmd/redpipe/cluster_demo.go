@@ -136,7 +136,7 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 			// on it instead.
 			return fmt.Errorf("%w\nA seed is a single server, not a node of a Redis Cluster: run redpipe demo with REDIS_URL set to its URL instead", err)
 		}
-		return authHint(err, "the seed URLs")
+		return tlsHint(authHint(err, "the seed URLs"))
 	}
 	defer c.Close()
 	d.c = c

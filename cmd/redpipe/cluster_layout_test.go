@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,33 +138,7 @@ func TestClusterDemoOnSingleNodeCluster(t *testing.T) {
 // starting a TLS handshake on the plain one.
 func TestClusterDemoNodesOverTLS(t *testing.T) {
 	files := newTLSFiles(t)
-	var srv *redistest.Server
-	var tlsAddr string
-	var lastErr error
-	// The port is free when picked but bound only later, by the server,
-	// so another process may take it first.
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		_, port, _ := net.SplitHostPort(addr)
-		s, err := redistest.StartServer("--cluster-enabled", "yes", "--tls-cluster", "yes",
-			"--tls-port", port,
-			"--tls-cert-file", files.cert, "--tls-key-file", files.key,
-			"--tls-ca-cert-file", files.ca, "--tls-auth-clients", "no")
-		if err == nil {
-			t.Cleanup(func() { s.Stop() })
-			srv, tlsAddr = s, addr
-			break
-		}
-		lastErr = err
-	}
-	if srv == nil {
-		t.Fatalf("starting redis-server with TLS: %v", lastErr)
-	}
+	srv, tlsAddr := startTLSServer(t, files, "--cluster-enabled", "yes", "--tls-cluster", "yes")
 	serveAllSlots(t, srv)
 
 	opt := redpipe.Options{
@@ -193,4 +168,34 @@ func TestClusterDemoNodesOverTLS(t *testing.T) {
 	if _, err := d.nodes[0].c.Ping(ctx); err != nil {
 		t.Errorf("PING on the walkthrough's connection to the master: %v", err)
 	}
+}
+
+// startTLSServer starts a redis-server that takes TLS, with the
+// certificate of files, on a port of its own as well as plain connections
+// on its Port, with extra arguments args; it returns the server and the
+// address of its TLS port. The server is stopped when the test ends.
+func startTLSServer(t *testing.T, files tlsFiles, args ...string) (*redistest.Server, string) {
+	t.Helper()
+	var lastErr error
+	// The port is free when picked but bound only later, by the server,
+	// so another process may take it first.
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		s, err := redistest.StartServer(slices.Concat(args, []string{"--tls-port", port,
+			"--tls-cert-file", files.cert, "--tls-key-file", files.key,
+			"--tls-ca-cert-file", files.ca, "--tls-auth-clients", "no"})...)
+		if err == nil {
+			t.Cleanup(func() { s.Stop() })
+			return s, addr
+		}
+		lastErr = err
+	}
+	t.Fatalf("starting redis-server with TLS: %v", lastErr)
+	return nil, ""
 }

@@ -57,6 +57,10 @@ environment:
               the end. On your own server, they only touch keys under
               redpipe:demo: and redpipe:bench:, and never flush the database.
               demo -cluster does not read it: it takes seed URLs instead.
+  SSL_CERT_FILE
+              on Linux, a PEM file of the certificate authorities to trust
+              for rediss:// URLs instead of the system's, for a server whose
+              certificate a private CA signed.
 `
 
 // The shell's convention for a program ended by a signal is 128 plus its

@@ -263,6 +263,34 @@ func TestPasswordHints(t *testing.T) {
 	}
 }
 
+// A rediss:// server whose certificate a private CA signed fails the
+// handshake with crypto/tls's words, which say what failed but not how
+// to trust that CA: the command adds how, for REDIS_URL and for the
+// seed URLs of demo -cluster alike.
+func TestTLSUnknownAuthorityHint(t *testing.T) {
+	_, tlsAddr := startTLSServer(t, newTLSFiles(t))
+	url := "rediss://" + tlsAddr
+	for _, tc := range []struct {
+		args     []string
+		redisURL string
+	}{
+		{[]string{"demo"}, url},
+		{[]string{"demo", "-cluster", url}, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, func(k string) string {
+			if k == "REDIS_URL" {
+				return tc.redisURL
+			}
+			return ""
+		}, &stdout, &stderr)
+		got := stderr.String()
+		if code != 1 || !strings.Contains(got, "unknown authority") || !strings.Contains(got, "set SSL_CERT_FILE to that authority's certificate") {
+			t.Errorf("run(%q) with REDIS_URL %q = %d, want 1 and a hint naming SSL_CERT_FILE; stderr:\n%s", tc.args, tc.redisURL, code, got)
+		}
+	}
+}
+
 // Without redis-server installed, a command that needs a throwaway server
 // says how to install it and what to give instead, in words for a user of
 // the command rather than for a test of the module.

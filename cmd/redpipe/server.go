@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -55,7 +56,7 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 	}
 	c, err := redpipe.Connect(ctx, rawURL)
 	if err != nil {
-		return authHint(err, "REDIS_URL")
+		return tlsHint(authHint(err, "REDIS_URL"))
 	}
 	defer c.Close()
 	if !throwaway {
@@ -122,6 +123,20 @@ func authHint(err error, where string) error {
 		return fmt.Errorf("%w\nThe server refused the user name or password in %s; a password with # / ? @ or %% in it must be percent-encoded (# as %%23)", err, where)
 	}
 	return err
+}
+
+// tlsHint adds to err, when the server's TLS certificate is signed by an
+// authority this machine does not trust, as a private CA's is, how to
+// trust it: the handshake's own words say what failed, not what to do,
+// and the command has no flag for it since Go reads the roots it trusts
+// from the environment.
+func tlsHint(err error) error {
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		return err
+	}
+	return fmt.Errorf("%w\nThe server's certificate is signed by an authority this machine does not trust, such as a private CA: "+
+		"on Linux, set SSL_CERT_FILE to that authority's certificate, a PEM file (SSL_CERT_FILE=ca.pem redpipe ...); elsewhere, add it to the system's trusted certificates", err)
 }
 
 // redact hides the password of a URL shown to the user.
