@@ -370,6 +370,12 @@ func TestLookPathWithoutRedis(t *testing.T) {
 	if _, err := redistest.StartServer(); err == nil || !strings.Contains(err.Error(), "apt-get install") {
 		t.Errorf("StartServer() error = %v, want the install hint", err)
 	}
+	// The package runs in the tests of other modules, whose make test
+	// installs nothing: the hint names a way that works there, and this
+	// repository's make target only as this repository's.
+	if msg := err.Error(); !strings.Contains(msg, "brew install redis") || strings.Contains(msg, "or run `make test`") || !strings.Contains(msg, "in redpipe's own repository, `make deps`") {
+		t.Errorf("LookPath() error = %v, want a hint that holds outside this repository", err)
+	}
 
 	// Start must fail the test with the hint rather than skip it.
 	ft := &fakeTB{TB: t}

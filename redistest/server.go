@@ -37,7 +37,9 @@ const (
 
 const (
 	installHint = "redistest: redis-server not found in PATH; " + installHow
-	installHow  = "install it with `apt-get update && apt-get install -y redis-server` (Debian/Ubuntu) or run `make test`, which installs it"
+	// The package is used in other modules' tests, whose make test knows
+	// nothing of redis-server: this repository's make is named as such.
+	installHow = "install Redis 7.0 or newer: `apt-get update && apt-get install -y redis-server` on Debian or Ubuntu, `brew install redis` on macOS (in redpipe's own repository, `make deps` does it)"
 )
 
 // errPortTaken marks a start that failed only because another process got
