@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -492,7 +493,7 @@ func (s *Server) waitReady(p *process, mark int64) error {
 		if p.exited() {
 			out := s.out.since(mark)
 			if strings.Contains(out, "Address already in use") {
-				return fmt.Errorf("redistest: redis-server could not listen on %s: %w%s", s.Addr, errPortTaken, formatOutput(out))
+				return s.portTakenErr(out)
 			}
 			if opt := unknownOwnOption(out, s.ownArgs(), s.extra); opt != "" {
 				return fmt.Errorf("redistest: %s is too old: it does not know the option %s, which redistest sets; redistest needs Redis 7.0 or newer first in PATH (Debian 12 and Ubuntu 24.04 ship one: `apt-get install -y redis-server`)%s", s.bin, opt, formatOutput(out))
@@ -513,6 +514,37 @@ func (s *Server) waitReady(p *process, mark int64) error {
 		}
 		time.Sleep(readyPoll)
 	}
+}
+
+// takenPortLine matches the line in which redis-server says which port it
+// could not bind, and captures the port.
+var takenPortLine = regexp.MustCompile(`listening socket \S+:(\d+): bind: Address already in use`)
+
+// portTakenErr is the error of a server that exited because a port it was
+// to listen on is taken, out being its output. A port the package picked,
+// the client port or the cluster bus port, was taken since it was found
+// free: that is errPortTaken, and another pick of ports is worth a try.
+// A port the caller's arguments name, such as --tls-port, would be taken
+// again on every try, so the error names it and its option instead.
+func (s *Server) portTakenErr(out string) error {
+	port := 0
+	if m := takenPortLine.FindStringSubmatch(out); m != nil {
+		port, _ = strconv.Atoi(m[1])
+	}
+	if port == 0 || port == s.Port || port == s.BusPort {
+		addr := s.Addr
+		if port != 0 {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		}
+		return fmt.Errorf("redistest: redis-server could not listen on %s: %w%s", addr, errPortTaken, formatOutput(out))
+	}
+	given := "a port given in the arguments"
+	for _, opt := range splitOptions(s.extra) {
+		if len(opt) > 1 && opt[1] == strconv.Itoa(port) {
+			given = "the port of --" + opt[0]
+		}
+	}
+	return fmt.Errorf("redistest: redis-server could not listen on port %d, %s: another process holds it; give one that is free%s", port, given, formatOutput(out))
 }
 
 // unknownOwnOption returns the option of own, the package's own options

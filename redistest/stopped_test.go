@@ -3,8 +3,18 @@ package redistest_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +241,83 @@ func TestStoppedNodeEndsWait(t *testing.T) {
 	if owner, err := c.SlotOwner(0); err != nil || owner != c.Masters[1] {
 		t.Errorf("slot 0 after the refused MoveSlots is served by %v (%v), want %s", owner, err, c.Masters[1].Addr)
 	}
+}
+
+// TestTakenPortIsNamed: a port taken by another process is named in the
+// error, and only a port the package picked is worth another pick. A
+// cluster bus port taken while the node was down is the bus port, not the
+// client port; a --tls-port of the caller's would be taken again on every
+// try, so the error says it is the caller's to change.
+func TestTakenPortIsNamed(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, "--cluster-enabled", "yes")
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	bus := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.BusPort))
+	ln, err := net.Listen("tcp", bus)
+	if err != nil {
+		t.Fatalf("the bus port of the killed node cannot be taken: %v", err)
+	}
+	err = s.Restart()
+	ln.Close()
+	if err == nil || !strings.Contains(err.Error(), "could not listen on "+bus+": port already in use") {
+		t.Errorf("Restart with the bus port %s taken: %v; want an error naming it", bus, err)
+	}
+
+	cert := selfSignedCert(t)
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	srv, err := redistest.StartServer("--tls-port", port, "--tls-cert-file", cert.cert, "--tls-key-file", cert.key, "--tls-ca-cert-file", cert.cert)
+	if err == nil {
+		srv.Stop()
+		t.Fatalf("StartServer with --tls-port %s taken succeeded", port)
+	}
+	if want := "could not listen on port " + port + ", the port of --tls-port: another process holds it"; !strings.Contains(err.Error(), want) {
+		t.Errorf("StartServer with --tls-port %s taken: %v; want %q", port, err, want)
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 that is its own
+// authority, and its key, as PEM files.
+func selfSignedCert(t *testing.T) (files struct{ cert, key string }) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, kind string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	files.cert = write("cert.pem", "CERTIFICATE", der)
+	files.key = write("key.pem", "PRIVATE KEY", keyDER)
+	return files
 }
