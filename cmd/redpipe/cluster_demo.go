@@ -136,6 +136,12 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 			// on it instead.
 			return fmt.Errorf("%w\nA seed is a single server, not a node of a Redis Cluster: run redpipe demo with REDIS_URL set to its URL instead", err)
 		}
+		// A Sentinel does not know CLUSTER either, and says only that.
+		if se := (*redpipe.Error)(nil); errors.As(err, &se) && strings.Contains(se.Msg, "unknown command") {
+			if s := sentinelSeed(ctx, seeds); s != "" {
+				return fmt.Errorf("%w\n%s is a Redis Sentinel, not a node of a Redis Cluster: give the URLs of a cluster's nodes, or run redpipe demo with REDIS_URL set to the URL of a master the Sentinel monitors", err, redact(s))
+			}
+		}
 		return tlsHint(authHint(err, "the seed URLs"))
 	}
 	defer c.Close()
@@ -163,6 +169,25 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 		}()
 	}
 	return d.run(ctx)
+}
+
+// sentinelSeed returns the first of seeds that is a Redis Sentinel, or ""
+// if none is, or none answers within a few seconds.
+func sentinelSeed(ctx context.Context, seeds []string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, s := range seeds {
+		c, err := redpipe.Connect(ctx, s)
+		if err != nil {
+			continue
+		}
+		info, err := c.Info(ctx, "server")
+		c.Close()
+		if err == nil && strings.Contains(info, "redis_mode:sentinel") {
+			return s
+		}
+	}
+	return ""
 }
 
 func (d *clusterDemo) run(ctx context.Context) error {

@@ -60,6 +60,12 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 	}
 	defer c.Close()
 	if !throwaway {
+		// A Sentinel knows a handful of commands of its own, so the run
+		// would stop at its first with "unknown command", which does not
+		// say that REDIS_URL names a Sentinel rather than a server.
+		if info, ierr := c.Info(ctx, "server"); ierr == nil && strings.Contains(info, "redis_mode:sentinel") {
+			return sentinelError(ctx, c, rawURL)
+		}
 		// A cluster node runs commands on its own slots only and answers
 		// the rest with MOVED or CROSSSLOT, so the run would stop partway
 		// with an error that does not say why. A server whose ACL refuses
@@ -95,6 +101,27 @@ func replicaError(rawURL, info string) error {
 		master = "its master, " + net.JoinHostPort(h, p) + ","
 	}
 	return fmt.Errorf("%s is a read-only replica, and this command writes; give REDIS_URL the URL of %s instead", redact(rawURL), master)
+}
+
+// sentinelError says that the server at rawURL, whose client c is, is a
+// Redis Sentinel, and names the masters it monitors, whose URLs REDIS_URL
+// wants instead.
+func sentinelError(ctx context.Context, c *redpipe.Client, rawURL string) error {
+	masters := "the master it monitors"
+	if v, err := c.Do(ctx, "SENTINEL", "MASTERS"); err == nil {
+		list, _ := v.Slice()
+		var named []string
+		for _, m := range list {
+			f, err := m.StringMap()
+			if err == nil && f["ip"] != "" && f["port"] != "" {
+				named = append(named, fmt.Sprintf("%s (at %s)", f["name"], net.JoinHostPort(f["ip"], f["port"])))
+			}
+		}
+		if len(named) > 0 {
+			masters = "a master it monitors: " + strings.Join(named, ", ")
+		}
+	}
+	return fmt.Errorf("%s is a Redis Sentinel, which tells where masters are but holds no data; give REDIS_URL the URL of %s", redact(rawURL), masters)
 }
 
 // noServerError is err, the failure to start a throwaway server, told to
