@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -432,6 +433,40 @@ func TestDemoSignalled(t *testing.T) {
 				t.Errorf("the throwaway server at %s still accepts connections", addr)
 			}
 		})
+	}
+}
+
+// A throwaway server that ends during the run, as one the system kills
+// when short of memory does, fails the run with the client's error, which
+// reads as a network fault; the command adds that the server ended, with
+// what it printed last.
+func TestThrowawayServerEndsMidRun(t *testing.T) {
+	var out, stderr bytes.Buffer
+	var once sync.Once
+	// The progress bar writes to stderr once the slow INCR loop runs,
+	// on the demo's goroutine: the moment to shut the server down.
+	progress := writerFunc(func(p []byte) (int, error) {
+		once.Do(func() {
+			_, rest, _ := strings.Cut(out.String(), "throwaway redis-server at redis://")
+			addr, _, _ := strings.Cut(rest, ",")
+			nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Errorf("dialing the throwaway server at %q: %v", addr, err)
+				return
+			}
+			defer nc.Close()
+			io.WriteString(nc, "SHUTDOWN NOSAVE\r\n")
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, nc) // until the server closes it
+		})
+		return len(p), nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := runDemo(ctx, demoConfig{Incrs: 100_000, Out: &out, Progress: progress})
+	code := exitCode(ctx, "demo", err, &stderr)
+	if got := stderr.String(); code != 1 || !strings.Contains(got, "ended during the run") || !strings.Contains(got, "User requested shutdown") {
+		t.Errorf("demo whose server shut down = %d, want 1 and that the server ended, with its last lines; stderr:\n%s", code, got)
 	}
 }
 

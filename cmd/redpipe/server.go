@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redpipe/redpipe"
 	"github.com/redpipe/redpipe/redistest"
@@ -37,6 +38,9 @@ func withServer(ctx context.Context, rawURL string, w io.Writer, notes serverNot
 			return noServerError(serr, "set REDIS_URL to a server you have")
 		}
 		defer func() {
+			if err != nil && ctx.Err() == nil {
+				err = goneHint(err, "throwaway redis-server", srv)
+			}
 			if serr := srv.Stop(); serr != nil && err == nil {
 				err = serr
 			}
@@ -122,6 +126,34 @@ func sentinelError(ctx context.Context, c *redpipe.Client, rawURL string) error 
 		}
 	}
 	return fmt.Errorf("%s is a Redis Sentinel, which tells where masters are but holds no data; give REDIS_URL the URL of %s", redact(rawURL), masters)
+}
+
+// goneHint adds to err, the failure of a run on servers the command
+// started, that one of them no longer takes connections, and what it
+// printed last: the client's own error, a reset connection or an end of
+// file, reads as a fault of the network or of the client, when the server
+// was killed, as by the system short of memory, or crashed. what names
+// the servers for the user. It is called before the servers are stopped.
+func goneHint(err error, what string, servers ...*redistest.Server) error {
+	for _, s := range servers {
+		nc, derr := net.DialTimeout("tcp", s.Addr, time.Second)
+		if derr == nil {
+			nc.Close()
+			continue
+		}
+		var lines []string
+		for line := range strings.Lines(s.Output()) {
+			if line = strings.TrimSpace(line); line != "" {
+				lines = append(lines, line)
+			}
+		}
+		last := "; it printed nothing"
+		if len(lines) > 0 {
+			last = "; its last lines:\n\t" + strings.Join(lines[max(0, len(lines)-10):], "\n\t")
+		}
+		return fmt.Errorf("%w\nThe %s at %s ended during the run: killed (as by the system when short of memory), crashed or shut down%s", err, what, s.Addr, last)
+	}
+	return err
 }
 
 // noServerError is err, the failure to start a throwaway server, told to
