@@ -264,6 +264,12 @@ func (d *demo) flushKeys(ctx context.Context) error {
 
 const seqKey = "OUR-SEQUENCE-KEY"
 
+// watchRounds bounds the WATCH loop. It loses its first round on purpose;
+// a key that changes in every round after that is another client's
+// doing, as a second demo's on the same server, and would keep the loop
+// going for as long as that client runs.
+const watchRounds = 10
+
 // Seed: the client-side INCR with WATCH. The first round is made to lose a
 // race on purpose, so that the retry path is seen at work: another client
 // changes the key between the GET and the EXEC.
@@ -300,6 +306,9 @@ func (d *demo) watchLoop(ctx context.Context) error {
 	for n := 1; ; n++ {
 		replies, err := round(n)
 		if errors.Is(err, redpipe.ErrWatch) {
+			if n == watchRounds {
+				return fmt.Errorf("%s changed during each of %d rounds: another client writes it, such as a second redpipe demo on this server: %w", key, n, err)
+			}
 			fmt.Fprintf(d.w, "  round %d: EXEC  ->  nil: the watched key changed, nothing applied; retrying\n", n)
 			continue
 		}

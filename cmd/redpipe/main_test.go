@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -433,6 +434,41 @@ func TestDemoSignalled(t *testing.T) {
 				t.Errorf("the throwaway server at %s still accepts connections", addr)
 			}
 		})
+	}
+}
+
+// The WATCH loop retries while the watched key changes under it, but not
+// forever: a client that changes the key in every round, as a second demo
+// on the same server would, ends it with an error that says so. The
+// interfering client stops after 50 rounds, so that a loop without a
+// bound ends too, with success.
+func TestWatchLoopGivesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := redpipe.Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out strings.Builder
+	rounds := 0
+	// The demo prints each round's GET between it and the EXEC: the
+	// moment for another client to change the key.
+	w := writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), ": WATCH ") && rounds < 50 {
+			rounds++
+			srv.MustDo(t, "INCR", k(seqKey))
+		}
+		return out.Write(p)
+	})
+	d := &demo{c: c, w: w, disposable: true}
+	err = d.watchLoop(ctx)
+	if !errors.Is(err, redpipe.ErrWatch) || !strings.Contains(err.Error(), "another client writes it") {
+		t.Errorf("watch loop against a key changed in every round: %v after %d rounds; want an error saying another client writes it\n%s", err, rounds, out.String())
+	}
+	if rounds != watchRounds {
+		t.Errorf("the loop ran %d rounds, want %d", rounds, watchRounds)
 	}
 }
 
