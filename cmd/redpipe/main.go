@@ -48,8 +48,9 @@ commands:
   help   print this text
 
 exit status:
-  0 done, 1 failed, 2 a mistake on the command line, 130 interrupted
-  (SIGINT), 143 terminated (SIGTERM); a throwaway server is stopped first
+  0 done, 1 failed, 2 a mistake on the command line, 129 hung up
+  (SIGHUP), 130 interrupted (SIGINT), 143 terminated (SIGTERM); a
+  throwaway server is stopped first
 
 environment:
   REDIS_URL   server for demo and bench, such as redis://localhost:6379/0.
@@ -64,8 +65,9 @@ environment:
 `
 
 // The shell's convention for a program ended by a signal is 128 plus its
-// number: 130 for SIGINT, 143 for SIGTERM.
+// number: 129 for SIGHUP, 130 for SIGINT, 143 for SIGTERM.
 const (
+	exitHungUp      = 128 + int(syscall.SIGHUP)
 	exitInterrupted = 128 + int(syscall.SIGINT)
 	exitTerminated  = 128 + int(syscall.SIGTERM)
 )
@@ -77,12 +79,18 @@ type signalled struct{ sig os.Signal }
 func (s *signalled) Error() string { return "received " + s.sig.String() }
 
 func main() {
-	// SIGINT and SIGTERM cancel the context instead of killing the process,
-	// so that the deferred cleanup (stopping a throwaway server, deleting
-	// demo keys) still runs.
+	// SIGINT, SIGTERM and SIGHUP cancel the context instead of killing the
+	// process, so that the deferred cleanup (stopping a throwaway server,
+	// deleting demo keys) still runs.
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	caught := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	// Under nohup SIGHUP is ignored from the start, and stays so: Notify
+	// would install a handler and undo that.
+	if !signal.Ignored(syscall.SIGHUP) {
+		caught = append(caught, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, caught...)
 	go func() {
 		sig := <-sigs
 		cancel(&signalled{sig})

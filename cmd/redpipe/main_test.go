@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -376,7 +377,7 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 }
 
-// The command run as a process, sent SIGINT or SIGTERM during the demo,
+// The command run as a process, sent SIGINT, SIGTERM or SIGHUP during the demo,
 // stops its throwaway server and exits with the shell's code for that
 // signal, saying which it was.
 func TestDemoSignalled(t *testing.T) {
@@ -387,8 +388,15 @@ func TestDemoSignalled(t *testing.T) {
 	}{
 		{syscall.SIGINT, 130, "redpipe demo: interrupted"},
 		{syscall.SIGTERM, 143, "redpipe demo: terminated"},
+		// A closed terminal or a dropped ssh session: without a handler
+		// the command died at once, its server's directory left behind,
+		// and, where no parent-death signal ties it, the server too.
+		{syscall.SIGHUP, 129, "redpipe demo: hung up"},
 	} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
+			if tc.sig == syscall.SIGHUP && signal.Ignored(syscall.SIGHUP) {
+				t.Skip("this test binary runs with SIGHUP ignored, as under nohup, and so would the command, which then keeps ignoring it (TestDemoUnderNohupIgnoresHangUp)")
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "demo")
@@ -503,6 +511,46 @@ func TestThrowawayServerEndsMidRun(t *testing.T) {
 	code := exitCode(ctx, "demo", err, &stderr)
 	if got := stderr.String(); code != 1 || !strings.Contains(got, "ended during the run") || !strings.Contains(got, "User requested shutdown") {
 		t.Errorf("demo whose server shut down = %d, want 1 and that the server ended, with its last lines; stderr:\n%s", code, got)
+	}
+}
+
+// Under nohup, SIGHUP is ignored from the start, and must stay so: the
+// command run so, sent SIGHUP during the demo, runs it to its end.
+func TestDemoUnderNohupIgnoresHangUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The shell ignores SIGHUP, as nohup does, and the command inherits
+	// that through exec.
+	cmd := exec.CommandContext(ctx, "sh", "-c", `trap "" HUP; exec "$0" demo`, os.Args[0])
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "REDIS_URL=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+		if strings.HasPrefix(lines.Text(), "== 2.") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("the demo did not end within 2 minutes; stdout:\n%s", out.String())
+	}
+	if err != nil || !strings.HasSuffix(out.String(), "Stopped the throwaway redis-server.\n") {
+		t.Errorf("the demo under nohup, sent SIGHUP: %v; want it to run to its end; stderr:\n%s\nstdout:\n%s", err, stderr.String(), out.String())
 	}
 }
 

@@ -218,9 +218,15 @@ func exitCode(ctx context.Context, cmd string, err error, stderr io.Writer) int 
 		// Ctrl-C also reaches a throwaway redis-server in our process
 		// group, so the error may be its closed connection rather than
 		// the cancelled context.
-		if s := (*signalled)(nil); errors.As(context.Cause(ctx), &s) && s.sig == syscall.SIGTERM {
-			fmt.Fprintf(stderr, "redpipe %s: terminated\n", cmd)
-			return exitTerminated
+		if s := (*signalled)(nil); errors.As(context.Cause(ctx), &s) {
+			switch s.sig {
+			case syscall.SIGTERM:
+				fmt.Fprintf(stderr, "redpipe %s: terminated\n", cmd)
+				return exitTerminated
+			case syscall.SIGHUP:
+				fmt.Fprintf(stderr, "redpipe %s: hung up\n", cmd)
+				return exitHungUp
+			}
 		}
 		fmt.Fprintf(stderr, "redpipe %s: interrupted\n", cmd)
 		return exitInterrupted
