@@ -96,11 +96,15 @@ func runClusterDemo(ctx context.Context, cfg clusterDemoConfig) (err error) {
 	seeds := cfg.Seeds
 	if len(seeds) == 0 {
 		fmt.Fprintln(w, "No seed URLs given: starting a throwaway cluster of three masters (redistest)...")
-		cl, err := redistest.NewCluster(0)
-		if err != nil {
-			return noServerError(err, "give the seed URLs of a cluster you have")
+		// Not err: the deferred func below must set the function's own.
+		cl, cerr := redistest.NewCluster(0)
+		if cerr != nil {
+			return noServerError(cerr, "give the seed URLs of a cluster you have")
 		}
 		defer func() {
+			if err != nil && ctx.Err() == nil {
+				err = goneHint(err, "node of the throwaway cluster", cl.Servers()...)
+			}
 			if serr := cl.Stop(); serr != nil && err == nil {
 				err = serr
 			}

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +114,44 @@ func TestClusterDemo(t *testing.T) {
 			nc.Close()
 			t.Errorf("the throwaway master at %s still accepts connections", addr)
 		}
+	}
+}
+
+// A node of the throwaway cluster that ends during the walkthrough, as
+// one the system kills when short of memory does, fails it with the
+// client's error, which reads as a network fault; the command adds which
+// node ended, with what it printed last.
+func TestClusterDemoNodeEndsMidRun(t *testing.T) {
+	var once sync.Once
+	var out bytes.Buffer
+	// Each write to the walkthrough's output is on its goroutine: at the
+	// second step's heading, the first master is shut down.
+	w := writerFunc(func(p []byte) (int, error) {
+		out.Write(p)
+		if strings.HasPrefix(string(p), "\n== 2.") {
+			once.Do(func() {
+				_, rest, _ := strings.Cut(out.String(), "Started it at ")
+				addr, _, _ := strings.Cut(rest, ",")
+				nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Errorf("dialing the first master at %q: %v", addr, err)
+					return
+				}
+				defer nc.Close()
+				io.WriteString(nc, "SHUTDOWN NOSAVE\r\n")
+				nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				io.Copy(io.Discard, nc) // until the server closes it
+			})
+		}
+		return len(p), nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := runClusterDemo(ctx, clusterDemoConfig{Out: w})
+	var stderr bytes.Buffer
+	code := exitCode(ctx, "demo -cluster", err, &stderr)
+	if got := stderr.String(); code != 1 || !strings.Contains(got, "node of the throwaway cluster at ") || !strings.Contains(got, "ended during the run") || !strings.Contains(got, "User requested shutdown") {
+		t.Errorf("walkthrough whose master shut down = %d, want 1 and that the node ended, with its last lines; stderr:\n%s\nstdout:\n%s", code, got, out.String())
 	}
 }
 
