@@ -211,12 +211,11 @@ func (p *process) kill() error {
 // Extra args are passed to redis-server as they are, after the package's
 // own options so that they can override them, for example
 // "--requirepass", "secret" or "--rename-command", "HELLO", "". The first
-// must be an option, beginning with "--": a configuration file is read
-// with "--include", its path. The options that decide where the server
-// listens and whether it stays a child process (--port, --bind,
-// --daemonize, --cluster-port) are refused, also in one argument with
-// their value, such as "--daemonize yes", which the server reads as one
-// line of configuration.
+// must be an option, beginning with "--": no configuration file is read.
+// The options that decide where the server listens and whether it stays
+// a child process (--port, --bind, --daemonize, --cluster-port) are
+// refused, also in one argument with their value, such as "--daemonize
+// yes", which the server reads as one line of configuration.
 //
 // If redis-server is not installed, or does not start, Start fails the test
 // with t.Fatalf; it never skips. It must be called while the test runs:
@@ -371,7 +370,7 @@ func checkArgs(args []string) error {
 	// wrote. A redis-server reads a configuration file only as its first
 	// argument, which is the package's.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
-		return fmt.Errorf("redistest: argument %q comes before any option; each option begins with --, as in \"--requirepass\", \"secret\", and a configuration file is read with \"--include\", \"/path/to/redis.conf\"", args[0])
+		return fmt.Errorf("redistest: argument %q comes before any option; each option begins with --, as in \"--requirepass\", \"secret\", and a configuration file is not read: pass its options instead", args[0])
 	}
 	for _, a := range args {
 		if strings.HasPrefix(a, "--") && strings.ContainsAny(a, "\r\n") {
