@@ -299,11 +299,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	}()
 	routed := len(p.w.routes) == n // where each command ends and its slot, recorded as it was encoded
 	var early *earlyParts
-	if r.streamsEarly(p, traits) {
-		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}
-	}
 	off := 0
 	r.mu.RLock()
+	if r.streamsEarlyLocked(p, traits) {
+		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}
+	}
 	for i := 0; i < n; i++ {
 		ci := p.w.cmds[i].info()
 		split := ci.RequestPolicy == requestMultiShard && splittable(ci)
@@ -335,7 +335,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			if !known {
 				var err error
 				if slot, err = cmdSlot(ci, cmd); err != nil {
-					r.mu.RUnlock() // early is nil: see streamsEarly
+					r.mu.RUnlock() // early is nil: see streamsEarlyLocked
 					return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
 				}
 			}

@@ -58,13 +58,14 @@ type earlySent struct {
 	legs []int32
 }
 
-// streamsEarly tells whether a plain pipeline's first round goes out while
+// streamsEarlyLocked tells whether a plain pipeline's first round goes out while
 // it is routed: a pipeline several early parts long, for a cluster of
 // several masters, read from masters only (replica reads are chosen once
 // every command is routed), of commands that neither block nor need
 // scripts loaded first, and none of which routing could refuse for keys
 // in several slots, since that refusal promises that nothing was sent.
-func (r *clusterRouter) streamsEarly(p *Pipeline, traits batchTraits) bool {
+// r.mu is held, for the masters.
+func (r *clusterRouter) streamsEarlyLocked(p *Pipeline, traits batchTraits) bool {
 	return !r.opt.ReadFromReplicas && len(p.scripts) == 0 && !traits.blocking && !p.w.keysSpan &&
 		len(p.w.buf) >= 4*earlyPart && len(r.masters) > 1
 }

@@ -3,6 +3,7 @@ package redpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -72,6 +73,41 @@ func connectedCluster(t *testing.T) (*Client, context.Context) {
 		t.Fatal(err)
 	}
 	return c, ctx
+}
+
+// TestClusterPipelineEarlyDuringRefresh: whether a pipeline's parts go out
+// while it is routed depends on the masters, which a refresh replaces
+// meanwhile; the race detector holds that they are read under the
+// router's lock.
+func TestClusterPipelineEarlyDuringRefresh(t *testing.T) {
+	c, ctx := connectedCluster(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 500; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := c.cluster.load(); err != nil {
+				t.Errorf("refresh: %v", err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for round := range 10 {
+		p := c.Pipeline(NoTransaction)
+		for i := range 2000 {
+			p.Set(fmt.Sprintf("early-refresh:%d", i), "x")
+		}
+		replies, err := p.Exec(ctx)
+		if err != nil || len(replies) != 2000 {
+			t.Fatalf("round %d: %d replies, %v", round, len(replies), err)
+		}
+	}
 }
 
 func TestClusterPipelineSentWhileRouted(t *testing.T) {
