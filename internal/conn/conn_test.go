@@ -101,13 +101,10 @@ func TestCloseFailsPendingAndStopsGoroutines(t *testing.T) {
 	}
 	// The reader, writer and the test's own goroutine are gone; the fake
 	// server's goroutine ends at cleanup.
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before+1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before+1 {
-		t.Fatalf("%d goroutines after Close, %d before", n, before)
-	}
+	waitFor(t, "the connection's goroutines to end", func() (bool, string) {
+		n := runtime.NumGoroutine()
+		return n <= before+1, fmt.Sprintf("%d goroutines after Close, %d before", n, before)
+	})
 }
 
 // TestStartThenWait: batches handed over with Start are answered in order

@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func TestContextErrorsGiveTheCause(t *testing.T) {
 		}
 	}
 
-	c, _ := dialReal(t, Options{})
+	c, srv := dialReal(t, Options{})
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(cause)
 	_, err := c.DoOne(ctx, encode("SET", "k", "v"))
@@ -41,8 +42,13 @@ func TestContextErrorsGiveTheCause(t *testing.T) {
 		_, err := c.DoOne(ctx, encode("BLPOP", "nothing", "0"))
 		done <- err
 	}()
-	waitPending(t, c, 1)
-	time.Sleep(20 * time.Millisecond) // the write goes out, the server blocks
+	// In line is not yet written: a call that leaves before its bytes are
+	// taken is not sent. Cancel once the server blocks on it.
+	waitFor(t, "the server to block on the BLPOP", func() (bool, string) {
+		v, err := srv.Do("INFO", "clients")
+		s, _ := v.(string)
+		return err == nil && strings.Contains(s, "blocked_clients:1\r\n"), fmt.Sprintf("%q, %v", s, err)
+	})
 	cancel(cause)
 	err = <-done
 	hasCause(t, "cancelled while the reply was due", err, context.Canceled)

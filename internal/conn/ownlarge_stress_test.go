@@ -291,10 +291,14 @@ func TestLargeBatchesAmongPushes(t *testing.T) {
 // counts from the last byte, whether the caller sleeps for its replies,
 // polls for them, or polls for its last ones only; the connection
 // survives and the next call gets its own reply. (A fake server: a real
-// one cannot be made to pause between replies of one batch.)
+// one cannot be made to pause between replies of one batch.) Each pause is
+// a small share of the limit, so that a loaded machine, which may hold the
+// fake server back a while, does not stretch one past it; their sum is
+// over the limit however late the replies come.
 func TestOwnLargeBatchSlowRepliesWithinStallLimit(t *testing.T) {
-	const n, chunks = 1000, 16
-	const stall = 300 * time.Millisecond
+	const n, chunks = 1000, 20
+	const stall = time.Second
+	const pause = stall / 16 // 20 of them: 1.25 times the limit in all
 	for _, poll := range []time.Duration{time.Hour, 10 * time.Microsecond} {
 		t.Run(fmt.Sprint("poll=", poll), func(t *testing.T) {
 			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
@@ -305,7 +309,7 @@ func TestOwnLargeBatchSlowRepliesWithinStallLimit(t *testing.T) {
 						return
 					}
 					if i%(n/chunks) == 0 {
-						time.Sleep(stall / 6)
+						time.Sleep(pause)
 					}
 					io.WriteString(w, ":1\r\n")
 				}

@@ -140,20 +140,28 @@ func TestOwnReadStall(t *testing.T) {
 
 // TestOwnReadStallCountsFromLastByte: a reply that comes in parts, each
 // within the stall limit of the last but the whole over a longer time,
-// does not end the connection of a caller asleep on it.
+// does not end the connection of a caller asleep on it. The pauses are a
+// small share of the limit, so that a loaded machine, which may hold the
+// fake server back a while, does not stretch one past it; their sum is
+// over the limit however late the parts come.
 func TestOwnReadStallCountsFromLastByte(t *testing.T) {
+	const stall = time.Second
+	parts := []string{"$10\r\nab", "cd", "ef", "gh", "ij\r\n"}
+	const pause = 300 * time.Millisecond // four of them: more than the limit in all
 	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
 		readCommand(r)
-		for _, part := range []string{"$6\r\nab", "cd", "ef\r\n"} {
+		for i, part := range parts {
+			if i > 0 {
+				time.Sleep(pause)
+			}
 			io.WriteString(w, part)
-			time.Sleep(150 * time.Millisecond)
 		}
 		drain(r)
 	})
-	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: 250 * time.Millisecond})
+	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: stall})
 	defer c.Close()
 	v, err := c.DoOne(context.Background(), encode("GET", "k"))
-	if err != nil || v.Str != "abcdef" {
+	if err != nil || v.Str != "abcdefghij" {
 		t.Fatalf("reply = %q, %v", v.Str, err)
 	}
 }
