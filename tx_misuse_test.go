@@ -1435,7 +1435,9 @@ func TestTxWatchingFromDecoder(t *testing.T) {
 // An Exec of a Tx's pipeline whose context ends while another call holds
 // the Tx (a BLPOP, here) sends nothing, and empties the pipeline as any
 // failed Exec does: its commands were left queued, and a later Exec sent
-// them, after the first had reported them not sent.
+// them, after the first had reported them not sent. The BLPOP has no
+// timeout and ends when the test pushes to its list: one that timed out
+// on its own could end before the Exec gave up, on a slow machine.
 func TestTxPipelineExecThatGaveUpWaitingIsEmptied(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
@@ -1446,7 +1448,7 @@ func TestTxPipelineExecThatGaveUpWaitingIsEmptied(t *testing.T) {
 	defer tx.Close()
 	held := make(chan error, 1)
 	go func() {
-		_, err := tx.Do(ctx, "BLPOP", "wait:never-pushed", "2")
+		_, err := tx.Do(ctx, "BLPOP", "wait:list", "0")
 		held <- err
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -1468,6 +1470,7 @@ func TestTxPipelineExecThatGaveUpWaitingIsEmptied(t *testing.T) {
 	if n := p.Len(); n != 0 {
 		t.Errorf("the pipeline holds %d commands after its Exec failed; want it emptied", n)
 	}
+	srv.MustDo(t, "RPUSH", "wait:list", "x")
 	if err := <-held; err != nil {
 		t.Fatalf("BLPOP: %v", err)
 	}
