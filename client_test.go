@@ -521,12 +521,16 @@ func TestStateCommandsRefusedOnSharedConnection(t *testing.T) {
 	}
 }
 
+// TestBlockingCommandUsesDedicatedConnection: a BLPOP with no timeout
+// holds neither the shared connection nor its own reply until the push: a
+// BLPOP that timed out on its own could end before the test pushed, on a
+// slow machine, and a Ping stuck behind it would only be late.
 func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	res := make(chan []Value, 1)
 	go func() {
-		v, err := c.BLPop(ctx, 2, "queue")
+		v, err := c.BLPop(ctx, 0, "queue")
 		if err != nil {
 			t.Error(err)
 		}
