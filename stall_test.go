@@ -40,22 +40,22 @@ func stallTestDuration(t *testing.T) time.Duration {
 // holds both directions) while 512 goroutines send 4 KB SETs with 10ms
 // deadlines, and with ReplyTimeout off nothing ends the connection. The
 // heap must stay within the connection's queue bound (4 MiB) plus 64 MiB,
-// every call must return by its deadline (give or take a generous slack)
-// with an error that says it was not sent or may have run, and once the
-// server reads again the client works. Bounded in goroutines, sends and
-// time.
+// every call must return while the server still reads nothing, with an
+// error that says it was not sent or may have run, and once the server
+// reads again the client works. Bounded in goroutines, sends and time.
+//
+// No call is held to a bound on its own time: on a loaded machine (other
+// test binaries, the race detector, 512 goroutines on one CPU) a call has
+// returned 6s after its 10ms deadline with nothing wrong but the wait for
+// a CPU. A call that waited for the server instead would never return
+// while the stall lasts, and the stall lasts until every call returned.
 func TestStalledServerKeepsMemoryBounded(t *testing.T) {
 	const (
 		senders  = 512
 		maxSends = 100_000 // per sender
 		timeout  = 10 * time.Millisecond
-		// A loaded machine (other test binaries, the race detector) has
-		// held every call of this process back by 2.5s at once; a call
-		// that waited for the server would still be caught, since the
-		// stall outlasts this.
-		slack = 5 * time.Second
-		queue = 4 << 20 // the connection's bound on queued bytes
-		limit = queue + 64<<20
+		queue    = 4 << 20 // the connection's bound on queued bytes
+		limit    = queue + 64<<20
 	)
 	c, px, _ := proxiedClient(t, Options{ReplyTimeout: -1})
 	ctx := ctxT(t)
@@ -92,7 +92,7 @@ func TestStalledServerKeepsMemoryBounded(t *testing.T) {
 		}
 	}()
 	val := strings.Repeat("v", 4<<10)
-	var notSent, unknown, sends atomic.Int64
+	var notSent, unknown, sends, slowest atomic.Int64
 	var wg sync.WaitGroup
 	for g := range senders {
 		wg.Add(1)
@@ -123,9 +123,8 @@ func TestStalledServerKeepsMemoryBounded(t *testing.T) {
 					t.Errorf("SET while stalled: %v (outcome %v), want not sent or unknown", err, OutcomeOf(err))
 					return
 				}
-				if took > timeout+slack {
-					t.Errorf("SET with a %v deadline returned after %v", timeout, took)
-					return
+				if int64(took) > slowest.Load() {
+					slowest.Store(int64(took)) // for the log: a lost update does no harm
 				}
 			}
 		}()
@@ -135,10 +134,16 @@ func TestStalledServerKeepsMemoryBounded(t *testing.T) {
 	case <-stop:
 	}
 	halt()
-	wg.Wait()
+	returned := make(chan struct{})
+	go func() { wg.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(60 * time.Second):
+		t.Fatal("calls still waiting 60s after the last was made, with the server stalled: they wait for its replies, not their deadline")
+	}
 	<-sampled
-	t.Logf("%d sends: %d not sent, %d of unknown outcome; heap grew by at most %d MiB (from %d MiB)",
-		sends.Load(), notSent.Load(), unknown.Load(), peak.Load()>>20, base>>20)
+	t.Logf("%d sends: %d not sent, %d of unknown outcome, the slowest returned after %v; heap grew by at most %d MiB (from %d MiB)",
+		sends.Load(), notSent.Load(), unknown.Load(), time.Duration(slowest.Load()), peak.Load()>>20, base>>20)
 	if peak.Load() > limit {
 		t.Fatalf("the heap grew by %d MiB while the server was stalled, more than the queue bound plus 64 MiB (%d MiB)",
 			peak.Load()>>20, limit>>20)
