@@ -76,6 +76,9 @@ type Tx struct {
 	lockMu sync.Mutex
 	busy   bool
 	freed  chan struct{}
+	// A command that runs at once on the session (see run) holds it:
+	// nothing it does ends an open Multi. Guarded by lockMu.
+	immediateHeld bool
 	// The connection of a call with a blocking command while it runs,
 	// else nil: set by that call, which holds the session's lock; read
 	// without it by Close and Reset, which fail it to end the block (see
@@ -187,7 +190,7 @@ func (t *Tx) Watching() bool { return t.watching.Load() }
 // lasts; release ends the call.
 func (t *Tx) acquire(ctx context.Context) error {
 	for {
-		wake := t.tryAcquire()
+		wake := t.tryAcquire(false)
 		if wake == nil {
 			return nil
 		}
@@ -199,18 +202,57 @@ func (t *Tx) acquire(ctx context.Context) error {
 	}
 }
 
+// acquireImmediate is acquire for w, a command that runs at once on the
+// session (see run). Made while a Multi pipeline is open and another such
+// command holds the session (a BLPOP with no timeout, say), w is refused
+// at once, as it would be once its turn came: nothing that command does
+// ends the Multi, and w's wait for it could outlast w's context, which
+// would hide the misuse behind a timeout, the Multi left open. Behind a
+// call that may end the Multi (its Exec, Close, Reset) w waits.
+func (t *Tx) acquireImmediate(ctx context.Context, w *cmdBuf) error {
+	for {
+		wake := t.tryAcquire(true)
+		if wake == nil {
+			return nil
+		}
+		if err := t.refusedBehindImmediate(w); err != nil {
+			return err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return notSent(conn.ContextErr(ctx))
+		}
+	}
+}
+
+// refusedBehindImmediate is the refusal of w, waiting for the session, if
+// a command that runs at once holds it while a Multi pipeline is open (see
+// acquireImmediate). A closed session and an encoding error are left for
+// runHeld to report, as they come first there.
+func (t *Tx) refusedBehindImmediate(w *cmdBuf) error {
+	t.lockMu.Lock()
+	defer t.lockMu.Unlock()
+	if !t.busy || !t.immediateHeld || t.closed || w.err != nil || t.multi.Load() == nil {
+		return nil
+	}
+	return t.refuseLocked(w.cmds[0].info().Name)
+}
+
 // tryAcquire takes the session if no call runs on it, and returns nil;
 // else it returns a channel closed when that call ends. The channel is
 // made only when a call has to wait, which most sessions never do.
+// immediate says that the call is a command that runs at once (see run).
 //
 // A call's Decoders run once the call has given the session up (see
 // txHold), so that they may use it without waiting for their own call:
 // a call that waits here waits for a holder that does not wait for it.
-func (t *Tx) tryAcquire() <-chan struct{} {
+func (t *Tx) tryAcquire(immediate bool) <-chan struct{} {
 	t.lockMu.Lock()
 	defer t.lockMu.Unlock()
 	if !t.busy {
 		t.busy = true
+		t.immediateHeld = immediate
 		return nil
 	}
 	if t.freed == nil {
@@ -222,6 +264,7 @@ func (t *Tx) tryAcquire() <-chan struct{} {
 func (t *Tx) release() {
 	t.lockMu.Lock()
 	t.busy = false
+	t.immediateHeld = false
 	if t.freed != nil {
 		close(t.freed) // every waiter looks again; one takes the session
 		t.freed = nil
@@ -240,7 +283,7 @@ var errTxEnding = fmt.Errorf("the Tx was closed or reset while this blocking cal
 // did before calls took turns. A call that does not block is waited for.
 func (t *Tx) acquireEnding() {
 	for {
-		wake := t.tryAcquire()
+		wake := t.tryAcquire(false)
 		if wake == nil {
 			return
 		}
@@ -429,7 +472,7 @@ func (t *Tx) connect(ctx context.Context) error {
 }
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
-	if err := t.acquire(ctx); err != nil {
+	if err := t.acquireImmediate(ctx, w); err != nil {
 		putBuf(w)
 		return Value{}, err
 	}

@@ -1557,7 +1557,11 @@ func TestTxMultiDoesNotWaitForBlockingCall(t *testing.T) {
 
 // Multi while another goroutine's call holds the Tx opens the
 // transaction at once: a call that comes after it is refused, and the
-// Multi's Exec runs once the call under way has ended.
+// Multi's Exec runs once the call under way has ended. The call is
+// refused while the one under way still runs (a BLPOP with no timeout,
+// here): it waited for its turn to be told, and behind such a BLPOP failed
+// when its context ended, as not sent, the misuse unreported and the
+// Multi left open.
 func TestTxMultiWhileAnotherCallRuns(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
@@ -1568,7 +1572,7 @@ func TestTxMultiWhileAnotherCallRuns(t *testing.T) {
 	defer tx.Close()
 	held := make(chan error, 1)
 	go func() {
-		_, err := tx.Do(ctx, "BLPOP", "mr:list", "5")
+		_, err := tx.Do(ctx, "BLPOP", "mr:list", "0") // until the push below
 		held <- err
 	}()
 	waitBlocked(t, ctx, srv, "1")
