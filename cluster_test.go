@@ -2301,8 +2301,13 @@ func TestClusterCloseTwiceWaitsForTheFirst(t *testing.T) {
 		defer c.cluster.mu.RUnlock()
 		return c.cluster.closed
 	}
-	for i := 0; i < 1000 && !closing(); i++ {
-		time.Sleep(time.Millisecond)
+	// The second Close must come after the first has begun: else it
+	// would be the first, and the test would prove nothing.
+	for deadline := time.Now().Add(10 * time.Second); !closing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			let()
+			t.Fatal("the first Close did not begin within 10s")
+		}
 	}
 	go func() { c.Close(); close(second) }()
 	select {
