@@ -127,6 +127,10 @@ func NewClient(opt Options) (*Client, error) {
 		MaxIdle:     max(opt.MaxIdle, 0),     // -1: none
 		MaxIdleTime: max(opt.MaxIdleTime, 0), // -1: never
 		MaxAge:      opt.MaxConnAge,
+		// A connection its server closed while idle (its timeout
+		// setting, CLIENT KILL) is seen closed before it is lent: one
+		// read that does not wait, with no round trip.
+		Alive: (*dedicated).CheckIdle,
 	}
 	if opt.IdleCheckAfter >= 0 {
 		pc.Check, pc.CheckAfter = pingDedicated, opt.IdleCheckAfter
@@ -222,6 +226,7 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 	if w.blocks(0) || len(w.buf) > largePipeline {
 		return c.runDedicated(ctx, w)
 	}
+	redialed := false
 	for {
 		cn, err := c.sharedConn(ctx)
 		if err != nil {
@@ -231,7 +236,7 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 			sharedTaken(c, cn)
 		}
 		v, err := cn.DoOne(ctx, w.buf)
-		if err == nil || !replaced(err) {
+		if err == nil || !replaced(err) && !closedIdle(err, &redialed) {
 			return Value{v}, err
 		}
 		// See replaced. The connection that took its place may itself be
@@ -533,6 +538,23 @@ var (
 func replaced(err error) bool {
 	var ce *conn.Error
 	return errors.As(err, &ce) && ce.Unsent && (errors.Is(err, errReplaced) || errors.Is(err, errAged))
+}
+
+// closedIdle tells the failure of a call that found the shared connection
+// closed by its server while no call was in line on it (its timeout
+// setting, CLIENT KILL), before it joined the line: nothing of it was
+// sent, and it belongs on a new connection, as when the connection was
+// replaced. It is a failure the client expects of a connection left
+// unused, not a sign of trouble, so the call takes a new connection once
+// without counting it against MaxRetries or waiting out a backoff. Only
+// once: a server that closes every new connection as soon as it is made
+// fails the call, which retry may then send again as not sent.
+func closedIdle(err error, redialed *bool) bool {
+	if *redialed || !conn.ClosedIdle(err) {
+		return false
+	}
+	*redialed = true
+	return true
 }
 
 // retire closes old, a shared connection that a new one has replaced

@@ -230,7 +230,11 @@
 // whose context ends before any of its bytes were handed to the socket is
 // taken out of line and never written, and its error says it was not sent
 // (OutcomeOf). Any read, write or protocol error ends the connection and
-// fails the calls in line with it; the next call dials a new one.
+// fails the calls in line with it; the next call dials a new one. A call
+// that finds its connection closed by the server while nothing was in
+// line on it (the server's timeout setting, CLIENT KILL) goes over a new
+// one, as nothing of it was sent, without counting as a retry; so does a
+// pooled connection, which is looked at before it is lent.
 //
 // The bytes waiting to be written on one connection are bounded (4 MiB):
 // when the server stops reading, callers wait for room or for their

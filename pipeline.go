@@ -589,6 +589,7 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		cn = d.Conn
 		replies, errs, err = d.WithGrace(traits.grace).DoN(ctx, buf, n)
 	} else {
+		redialed := false
 		for {
 			if cn, err = c.sharedConn(ctx); err != nil {
 				return nil, 0, err
@@ -597,11 +598,12 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 				sharedTaken(c, cn)
 			}
 			replies, errs, err = cn.DoN(ctx, buf, n)
-			if err == nil || !replaced(err) {
+			if err == nil || !replaced(err) && !closedIdle(err, &redialed) {
 				break
 			}
-			// See replaced, and runOnce: the batch goes on the
-			// connection that took the place of the one it met closed.
+			// See replaced and closedIdle, and runOnce: the batch goes
+			// on the connection that took the place of the one it met
+			// closed.
 		}
 	}
 	if err == nil {

@@ -345,12 +345,57 @@ func (c *Conn) checkIdleLocked() *Error {
 	n, err := c.poll.readNow(c.rd.Spare())
 	c.rd.Commit(n)
 	if err != nil {
-		return &Error{Op: "read", Err: err}
+		return &Error{Op: "read", Err: &closedIdleError{err}}
 	}
 	if k, ok := c.rd.NextKind(); ok && k != resp.Push {
 		return &Error{Op: "read", Err: unaskedErr(c.rd.Offset(), k.String())}
 	}
 	return nil
+}
+
+// closedIdleError is the cause of a connection that checkIdleLocked found
+// closed or failed: no call was in line on it then, so nothing of the call
+// that found it was sent, and it belongs on a new connection.
+type closedIdleError struct{ err error }
+
+func (e *closedIdleError) Error() string {
+	return "the server closed the connection while no call was in line on it (its idle timeout, CLIENT KILL, a restart): " + e.err.Error()
+}
+
+func (e *closedIdleError) Unwrap() error { return e.err }
+
+// ClosedIdle reports whether err is the failure of a connection found
+// closed while no call was in line on it, before the call that found it
+// joined the line (see CheckIdle): nothing of that call was sent.
+func ClosedIdle(err error) bool {
+	var ce *Error
+	var ci *closedIdleError
+	return errors.As(err, &ce) && ce.Unsent && errors.As(err, &ci)
+}
+
+// CheckIdle reports whether a connection with no call in line is still
+// usable, reading without waiting what its socket got while nobody read
+// it, as a call that takes the read role does before it joins the line:
+// one that its server closed in the ordinary way (an idle timeout, CLIENT
+// KILL) fails then, with an error that ClosedIdle recognizes. A
+// connection whose reader holds the read role has seen such an end
+// already, or will; it is usable until then.
+func (c *Conn) CheckIdle() bool {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return false
+	}
+	if c.reading {
+		c.mu.Unlock()
+		return true
+	}
+	if err := c.checkIdleLocked(); err != nil {
+		c.failLocked(err)
+		return false
+	}
+	c.mu.Unlock()
+	return true
 }
 
 // take hands vals, values just read by the holder of the read role, in

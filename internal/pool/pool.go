@@ -51,6 +51,12 @@ type Config[C Conn] struct {
 	// connection that fails it is closed, and Get looks for another.
 	Check      func(context.Context, C) error
 	CheckAfter time.Duration
+	// Alive, when set, is asked before an idle connection that is not
+	// to be Checked is lent: it looks, without waiting, whether the
+	// connection is still open (one its server closed in the ordinary
+	// way is seen so at once). One that is not is closed, and Get looks
+	// for another.
+	Alive func(C) bool
 	// Now is the clock (time.Now when nil); tests set their own.
 	Now func() time.Time
 }
@@ -136,10 +142,10 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 
 		if found {
 			if p.cfg.Check == nil || now.Sub(since) < p.cfg.CheckAfter {
-				return c, nil
-			}
-			err := p.cfg.Check(ctx, c)
-			if err == nil {
+				if p.cfg.Alive == nil || p.cfg.Alive(c) {
+					return c, nil
+				}
+			} else if p.cfg.Check(ctx, c) == nil {
 				return c, nil
 			}
 			p.mu.Lock()

@@ -364,3 +364,46 @@ func TestCheckHonoursContext(t *testing.T) {
 		t.Fatalf("open=%d idle=%d, want none", open, idle)
 	}
 }
+
+// TestAliveBeforeLend: an idle connection too recent to be Checked is
+// asked Alive before it is lent; one found closed is closed and dropped,
+// and the next idle one, or a new one, is lent instead. One due for a
+// Check is not asked Alive too.
+func TestAliveBeforeLend(t *testing.T) {
+	clk := newClock()
+	gone := map[*testConn]bool{}
+	var asked []int // ids; only the test's goroutine runs Alive
+	alive := func(c *testConn) bool {
+		asked = append(asked, c.id)
+		return !gone[c]
+	}
+	checks := 0
+	check := func(context.Context, *testConn) error { checks++; return nil }
+	p, dials := newTimedPool(t, clk, Config[*testConn]{Size: 3, MaxIdle: 3, Alive: alive, Check: check, CheckAfter: 5 * time.Second})
+
+	a, b := mustGet(t, p), mustGet(t, p)
+	if len(asked) != 0 {
+		t.Fatalf("new connections were asked Alive: %v", asked)
+	}
+	p.Put(a, true)
+	p.Put(b, true) // taken first
+	gone[b] = true
+	if got := mustGet(t, p); got != a || !b.closed.Load() || dials.Load() != 2 {
+		t.Fatalf("lent %d, want %d; closed the one found closed %v; %d dials", got.id, a.id, b.closed.Load(), dials.Load())
+	}
+	if len(asked) != 2 || asked[0] != b.id || asked[1] != a.id {
+		t.Fatalf("asked %v, want %d then %d", asked, b.id, a.id)
+	}
+	p.Put(a, true)
+	gone[a] = true
+	if got := mustGet(t, p); got == a || !a.closed.Load() || dials.Load() != 3 {
+		t.Fatalf("lent the one found closed %v, closed %v, %d dials; want a new one", got == a, a.closed.Load(), dials.Load())
+	}
+	c := mustGet(t, p)
+	p.Put(c, true)
+	clk.Advance(5 * time.Second)
+	asked = nil
+	if got := mustGet(t, p); got != c || len(asked) != 0 || checks != 1 {
+		t.Fatalf("a connection due for a Check: lent %d (want %d), asked Alive %v, %d checks", got.id, c.id, asked, checks)
+	}
+}
