@@ -674,6 +674,9 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		}
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: c.dialTimedOut(ctx, caller, err)})
 	}
+	if netDialed != nil {
+		netDialed(nc)
+	}
 	opt := c.connOpt
 	// The handshake's replies are read under the default limits: the
 	// server's HELLO reply, with a map of seven fields and a list of its
@@ -717,6 +720,10 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	}
 	return cn, nil
 }
+
+// netDialed, when set, runs as a dial has opened its socket, before
+// anything is sent on it: for tests.
+var netDialed func(nc net.Conn)
 
 // dialTimedOut names DialTimeout in err, the error of a dial or handshake
 // under ctx, if DialTimeout ended it rather than the caller's context:
@@ -927,12 +934,21 @@ func helloUnknown(e *Error) bool {
 // the server's own words speak of its commands (NOAUTH's of the AUTH
 // option of HELLO), which the caller never wrote.
 func handshakeError(step string, err error) error {
+	var ur *conn.UnaskedReplyError
+	if errors.As(err, &ur) {
+		// The server's refusal came before the step's own reply could
+		// (its maxclients reached, as it accepted the connection): it is
+		// the step's refusal all the same, as when it comes after.
+		err = newError(ur.Msg)
+	}
 	he := &HandshakeError{Step: step, Err: err}
 	var se *Error
 	if !errors.As(err, &se) {
 		return he
 	}
 	switch {
+	case strings.Contains(se.Msg, "max number of clients reached"):
+		he.hint = "the server has as many connections as its maxclients setting allows: close some, or raise maxclients"
 	case se.Prefix == "NOAUTH":
 		he.hint = "the server requires a password: set Options.Password, and Options.Username for a user other than default, " +
 			"or give them in the URL as redis://user:password@host"

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,6 +295,96 @@ func TestClientPauseHoldsCalls(t *testing.T) {
 	}
 	if v, err := c.Get(ctx, "paused"); err != nil || v != strconv.Itoa(n+1) {
 		t.Errorf("GET paused = %q, %v; want %d (the abandoned INCR ran)", v, err, n+1)
+	}
+}
+
+// TestMaxClientsReached: a server that has reached maxclients refuses a
+// new connection with its own error, which it sends as it accepts the
+// connection, before the client has said anything; the call gets that
+// error, in the server's words, as the refusal of the connection's setup,
+// not sent, with what to do about it, as when the refusal comes after
+// HELLO was sent. Once a client leaves, the next call connects. From
+// redis-py's and coredis's handling of "max number of clients reached" as
+// a connection error. It runs with the connection read by its callers
+// (the default) and by a goroutine of its own (a Dialer); each dial waits
+// until the server's refusal has come, the order in which a connection
+// read by its callers took the refusal for a malformed reply.
+func TestMaxClientsReached(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, how := range []string{"callers read", "reader goroutine"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := ctxT(t)
+			srv.MustDo(t, "CONFIG", "SET", "maxclients", "2")
+			defer srv.Do("CONFIG", "SET", "maxclients", "10000")
+			var held []net.Conn
+			for range 2 {
+				nc, err := net.Dial("tcp", srv.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nc.Close()
+				if _, err := nc.Write([]byte("PING\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 64)
+				n, err := nc.Read(buf)
+				if err != nil || string(buf[:n]) != "+PONG\r\n" {
+					t.Fatalf("PING on a held connection = %q, %v", buf[:n], err)
+				}
+				held = append(held, nc)
+			}
+			var full atomic.Bool
+			full.Store(true)
+			opt := Options{Addr: srv.Addr, MaxRetries: -1}
+			if how == "reader goroutine" {
+				opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					var d net.Dialer
+					nc, err := d.DialContext(ctx, network, addr)
+					if err == nil && full.Load() {
+						awaitReadable(t, nc)
+					}
+					return nc, err
+				}
+			} else {
+				netDialed = func(nc net.Conn) {
+					if full.Load() {
+						awaitReadable(t, nc)
+					}
+				}
+				defer func() { netDialed = nil }()
+			}
+			c, err := NewClient(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, call := range []struct {
+				what string
+				do   func() error
+			}{
+				{"SET", func() error { return c.Set(ctx, "k", "v") }},
+				{"Watch", func() error { _, err := c.Watch(ctx, "k"); return err }},
+			} {
+				err := call.do()
+				var he *HandshakeError
+				var se *Error
+				if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "ERR" || se.Msg != "ERR max number of clients reached" {
+					t.Errorf("%s on a full server = %v; want a *HandshakeError with the server's max number of clients error", call.what, err)
+				}
+				if !strings.Contains(fmt.Sprint(err), "maxclients") {
+					t.Errorf("%s on a full server = %v; want it to name the maxclients setting", call.what, err)
+				}
+				if OutcomeOf(err) != OutcomeNotSent {
+					t.Errorf("%s on a full server: %v has outcome %v, want not sent", call.what, err, OutcomeOf(err))
+				}
+			}
+			full.Store(false)
+			held[0].Close()
+			waitUntil(t, ctx, "a call to connect once a client left", func() bool { return c.Set(ctx, "k", "v") == nil })
+			if got, err := c.Get(ctx, "k"); err != nil || got != "v" {
+				t.Errorf("GET k = %q, %v", got, err)
+			}
+		})
 	}
 }
 

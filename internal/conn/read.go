@@ -348,9 +348,28 @@ func (c *Conn) checkIdleLocked() *Error {
 		return &Error{Op: "read", Err: &closedIdleError{err}}
 	}
 	if k, ok := c.rd.NextKind(); ok && k != resp.Push {
-		return &Error{Op: "read", Err: unaskedErr(c.rd.Offset(), k.String())}
+		off := c.rd.Offset()
+		if k == resp.Error || k == resp.BulkError {
+			// The server's word before it closes a connection it will
+			// not serve: kept if it is all there.
+			if v, ok, err := c.rd.ReadBuffered(); ok && err == nil {
+				return &Error{Op: "read", Err: &UnaskedReplyError{Msg: v.Str}}
+			}
+		}
+		return &Error{Op: "read", Err: unaskedErr(off, k.String())}
 	}
 	return nil
+}
+
+// UnaskedReplyError is an error reply that came while no command was
+// waiting on the connection, which fails with it as with any reply no
+// call asked for. A server sends one before it closes a connection it
+// will not serve (its maxclients reached, protected mode), before the
+// client has said anything: Msg keeps its words.
+type UnaskedReplyError struct{ Msg string }
+
+func (e *UnaskedReplyError) Error() string {
+	return "the server sent an error while no command was waiting: " + e.Msg
 }
 
 // closedIdleError is the cause of a connection that checkIdleLocked found
@@ -435,6 +454,9 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 		}
 		if c.head == len(c.queue) {
 			bad = unaskedErr(ends[i], v.Kind.String())
+			if v.Kind == resp.Error || v.Kind == resp.BulkError {
+				bad = &UnaskedReplyError{Msg: v.Str}
+			}
 			break
 		}
 		head := c.queue[c.head]
