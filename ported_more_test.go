@@ -119,12 +119,12 @@ func TestServerTimeoutClosesIdleConnections(t *testing.T) {
 
 // TestDatabaseKeptAfterReconnect: a client of a database other than 0
 // whose connections the server killed (CLIENT KILL TYPE normal) selects
-// that database again on the new ones, shared and pooled: its reads and
-// writes never land in database 0. From redis-py's cases of a connection
+// that database again on the new ones, shared and pooled, and names them
+// again: its reads and writes never land in database 0. From redis-py's cases of a connection
 // re-established with the pool's db, and coredis's connection tests that
 // check db in every new connection.
 func TestDatabaseKeptAfterReconnect(t *testing.T) {
-	c, srv := newTestClient(t, Options{DB: 5})
+	c, srv := newTestClient(t, Options{DB: 5, ClientName: "five"})
 	ctx := ctxT(t)
 	if err := c.Set(ctx, "k", "five"); err != nil {
 		t.Fatal(err)
@@ -155,8 +155,8 @@ func TestDatabaseKeptAfterReconnect(t *testing.T) {
 			t.Errorf("round %d: transaction after the kill: %v", round, err)
 		}
 		tx.Close()
-		if info, err := c.ClientInfo(ctx); err != nil || !strings.Contains(info, " db=5 ") {
-			t.Errorf("round %d: CLIENT INFO = %q, %v; want db=5", round, info, err)
+		if info, err := c.ClientInfo(ctx); err != nil || !strings.Contains(info, " db=5 ") || !strings.Contains(info, " name=five ") {
+			t.Errorf("round %d: CLIENT INFO = %q, %v; want db=5 and name=five", round, info, err)
 		}
 	}
 	out, err := srv.Pipeline([]string{"DBSIZE"}, []string{"SELECT", "5"}, []string{"MGET", "k", "w", "t"})
@@ -432,6 +432,61 @@ func TestConnectionStateCommandsRefused(t *testing.T) {
 	}
 }
 
+// TestScriptKilledInTransaction: a script stopped by SCRIPT KILL inside
+// MULTI/EXEC fails its own command only; EXEC ran the others, whose
+// replies come back with a *CommandError for the script, of unknown
+// outcome. A Script run on a Watch session after SCRIPT FLUSH loads
+// itself again there. From coredis's and redis-py's script cases in
+// pipelines (test_script_object_in_pipeline, the error-in-lua cases).
+func TestScriptKilledInTransaction(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	done := make(chan error, 1)
+	var replies []Value
+	go func() {
+		var err error
+		replies, err = c.Pipeline().Set("a", 1).
+			Eval("local i = 0 while i < 2e9 do i = i + 1 end return i", 0).
+			Set("b", 1).Exec(ctx)
+		done <- err
+	}()
+	waitUntil(t, ctx, "the script to run", func() bool {
+		v, err := srv.Do("SCRIPT", "KILL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, notBusy := v.(redistest.ReplyError)
+		return !notBusy
+	})
+	err := <-done
+	var cmd *CommandError
+	if !errors.As(err, &cmd) || cmd.Index != 1 || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Exec of a transaction whose script was killed = %v (outcome %v); want a *CommandError for command 1, of unknown outcome", err, OutcomeOf(err))
+	}
+	if len(replies) != 3 || replies[0].String() != "OK" || replies[2].String() != "OK" || replies[1].Err() == nil {
+		t.Errorf("replies = %v; want OK, the script's error, OK", replies)
+	}
+	if n := must(c.Exists(ctx, "a", "b")); n != 2 {
+		t.Errorf("EXISTS a b = %d, want 2: EXEC ran the commands around the script", n)
+	}
+
+	s := NewScript(multiplyScript)
+	tx, err := c.Watch(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := c.ScriptFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Run(ctx, tx, []string{"a"}, 3); err != nil || must(v.Int64()) != 3 {
+		t.Errorf("Script.Run on a Tx after SCRIPT FLUSH = %v, %v; want 3", v, err)
+	}
+	if _, err := tx.Multi().Set("a", 2).Exec(ctx); err != nil {
+		t.Errorf("the Tx's transaction after the script: %v", err)
+	}
+}
+
 const multiplyScript = "return tonumber(redis.call('GET', KEYS[1])) * tonumber(ARGV[1])"
 
 // TestScriptFlushBetweenCalls: a script flushed from the server's cache
@@ -614,5 +669,64 @@ func TestLockPattern(t *testing.T) {
 			t.Fatalf("round %d: %d takers won the lock, want 1", round, won)
 		}
 		c.Del(ctx, "lock")
+	}
+}
+
+// TestWatchSessionClosedByServerTimeout: a Watch session left idle past
+// the server's timeout setting has its connection closed, and with it the
+// WATCH: the next call on the Tx fails instead of running unwatched, and
+// its transaction is not applied (ErrNotApplied), since nothing of it was
+// sent. So is a Transaction whose fn waits longer than the timeout
+// between its read and its Exec, which the caller may run again. From
+// redis-py's cases of a pipeline whose watched connection was lost
+// (test_watch_reset_unwatch, the connection-error cases of
+// test_pipeline.py) with the server's idle timeout as the cause.
+func TestWatchSessionClosedByServerTimeout(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	srv.MustDo(t, "CONFIG", "SET", "timeout", "1")
+	defer srv.Do("CONFIG", "SET", "timeout", "0")
+	closed := func() bool { return normalClients(t, srv) == 1 }
+
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	waitUntil(t, ctx, "the server to close the idle connections", closed)
+	_, err = tx.Multi().Set("k", "2").Exec(ctx)
+	if !errors.Is(err, ErrNotApplied) || OutcomeOf(err) == OutcomeUnknown {
+		t.Errorf("Exec on a Tx whose connection the server closed = %v (outcome %v); want not applied", err, OutcomeOf(err))
+	}
+	if got, err := c.Get(ctx, "k"); err != nil || got != "1" {
+		t.Errorf("k = %q, %v; want 1, unchanged", got, err)
+	}
+
+	// Transaction retries watch conflicts only: an attempt whose
+	// connection was lost is returned, not applied, for the caller to run
+	// again (redis-py turns such a loss into a WatchError, which its
+	// transaction helper retries).
+	attempts := 0
+	incr := func(tx *Tx) error {
+		attempts++
+		if _, err := tx.Get(ctx, "k"); err != nil {
+			return err
+		}
+		if attempts == 1 {
+			waitUntil(t, ctx, "the server to close the idle connections", closed)
+		}
+		tx.Multi().Incr("k")
+		return nil
+	}
+	_, err = c.Transaction(ctx, incr, "k")
+	if !errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeNotApplied || attempts != 1 {
+		t.Errorf("Transaction whose connection the server closed = %v (outcome %v, %d attempts); want not applied after 1", err, OutcomeOf(err), attempts)
+	}
+	replies, err := c.Transaction(ctx, incr, "k")
+	if err != nil || len(replies) != 1 || must(replies[0].Int64()) != 2 {
+		t.Errorf("Transaction run again = %v, %v; want [2]", replies, err)
 	}
 }
