@@ -730,3 +730,79 @@ func TestWatchSessionClosedByServerTimeout(t *testing.T) {
 		t.Errorf("Transaction run again = %v, %v; want [2]", replies, err)
 	}
 }
+
+// TestPipelineCommandNotPermitted: a user whose ACL refuses one command
+// of a batch gets NOPERM for that command alone: in a transaction the
+// server refuses it as it is queued and EXEC aborts the whole (an
+// *ExecAbortError naming it, nothing applied); in a NoTransaction
+// pipeline the others run; in a script, the refusal comes as the
+// script runs, of unknown outcome. From coredis's
+// test_pipeline_no_permission and redis-py's ACL cases of
+// test_commands.py.
+func TestPipelineCommandNotPermitted(t *testing.T) {
+	srv := newACLServer(t, "limited", "pw", "+@all", "-incr")
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "limited", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+
+	_, err = c.Pipeline().Set("a", 1).Incr("b").Set("c", 1).Exec(ctx)
+	var ea *ExecAbortError
+	if !errors.As(err, &ea) || !errors.Is(err, ErrNotApplied) || len(ea.Failed) != 1 || ea.Failed[0].Index != 1 {
+		t.Fatalf("transaction with a command not permitted = %v; want an *ExecAbortError naming command 1, not applied", err)
+	}
+	serverErr(t, "the refused command's cause", ea.Failed[0].Err, "NOPERM", "incr")
+	if n := must(c.Exists(ctx, "a", "c")); n != 0 {
+		t.Errorf("EXISTS a c = %d after an aborted transaction, want 0", n)
+	}
+
+	replies, err := c.Pipeline(NoTransaction).Set("a", 1).Incr("b").Set("c", 1).Exec(ctx)
+	var cmd *CommandError
+	if !errors.As(err, &cmd) || cmd.Index != 1 || len(replies) != 3 || replies[0].String() != "OK" || replies[2].String() != "OK" {
+		t.Fatalf("pipeline with a command not permitted = %v, %v; want a *CommandError for command 1 and the others' replies", replies, err)
+	}
+	serverErr(t, "the refused command's reply", replies[1].Err(), "NOPERM", "incr")
+	if OutcomeOf(replies[1].Err()) != OutcomeNotApplied {
+		t.Errorf("NOPERM of a plain command: outcome %v, want not applied", OutcomeOf(replies[1].Err()))
+	}
+
+	_, err = c.Eval(ctx, "redis.call('SET', 'd', 1) return redis.call('INCR', 'b')", 0)
+	var se *Error
+	if !errors.As(err, &se) || !strings.Contains(se.Msg, "script") || OutcomeOf(err) != OutcomeUnknown {
+		t.Errorf("a script refused a command as it ran = %v (outcome %v); want the server's error, of unknown outcome", err, OutcomeOf(err))
+	}
+	if got, err := c.Get(ctx, "d"); err != nil || got != "1" {
+		t.Errorf("GET d = %q, %v; the script wrote it before its refused command", got, err)
+	}
+}
+
+// TestClientKillsItsOwnConnectionAlone: CLIENT KILL ... SKIPME no of the
+// client's own shared connection, run alone, gets its reply (one client
+// killed), and the client goes on over a new connection. The server
+// closes the connection just after that reply, and a call sent meanwhile
+// may reach it closing: a read is sent again (MaxRetries), as the next
+// call here is; a write would fail with an unknown outcome. From
+// redis-py's test_client_kill_filter_by_id with SKIPME no.
+func TestClientKillsItsOwnConnectionAlone(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	id := must(c.ClientID(ctx))
+	v, err := c.ClientKill(ctx, "ID", id, "SKIPME", "no")
+	if err != nil || must(v.Int64()) != 1 {
+		t.Fatalf("CLIENT KILL of its own connection = %v, %v; want 1", v, err)
+	}
+	if got, err := c.Get(ctx, "k"); err != nil || got != "v" {
+		t.Errorf("GET after the client killed its own connection = %q, %v", got, err)
+	}
+	if n := must(c.ClientID(ctx)); n == id {
+		t.Errorf("the shared connection is still %d after it was killed", id)
+	}
+	if err := c.Set(ctx, "k", "w"); err != nil {
+		t.Errorf("SET on the new connection: %v", err)
+	}
+}
