@@ -806,3 +806,34 @@ func TestClientKillsItsOwnConnectionAlone(t *testing.T) {
 		t.Errorf("SET on the new connection: %v", err)
 	}
 }
+
+// TestStreamIdlePastServerTimeout: a Stream whose connection sat idle,
+// every chunk sent answered, past the server's timeout setting, has its
+// connection closed by the server. A Stream runs on one connection to
+// keep its order, and stops when that connection fails: Close reports
+// the commands sent before, which ran, with the connection's error, and
+// the command queued after is not sent. From coredis's and redis-py's
+// cases of a connection dropped while idle, applied to redpipe's Stream.
+func TestStreamIdlePastServerTimeout(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	big := strings.Repeat("x", 64<<10)
+	s := c.Stream(ctx, nil)
+	for i := range 4 {
+		s.Do("SET", fmt.Sprint("before", i), big)
+	}
+	srv.MustDo(t, "CONFIG", "SET", "timeout", "1")
+	defer srv.Do("CONFIG", "SET", "timeout", "0")
+	// The server closes a connection only once it has answered all it
+	// read and heard nothing more for its timeout.
+	waitUntil(t, ctx, "the server to close the idle connections", func() bool { return normalClients(t, srv) == 1 })
+	s.Do("SET", "after", 1)
+	n, err := s.Close(ctx)
+	var ce *ConnError
+	if n != 4 || !errors.As(err, &ce) {
+		t.Errorf("Close = %d, %v; want 4 sent and the connection's error", n, err)
+	}
+	if got := must(c.Exists(ctx, "before0", "before1", "before2", "before3", "after")); got != 4 {
+		t.Errorf("EXISTS of the keys before and after = %d, want the 4 before", got)
+	}
+}
