@@ -516,11 +516,13 @@ func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kil
 		waitForServer(t, ctx, "the pipeline's SET held by the paused master", func() (bool, string) {
 			var seen []string
 			for _, cli := range serverClients(t, held) {
-				if cli["cmd"] == "set" {
+				// Held, not an idle connection whose last command was a
+				// SET.
+				if cli["cmd"] == "set" && strings.Contains(cli["flags"], "b") {
 					id = cli["id"]
 					return true, ""
 				}
-				seen = append(seen, cli["cmd"])
+				seen = append(seen, cli["cmd"]+" flags="+cli["flags"])
 			}
 			return false, fmt.Sprint("commands: ", seen)
 		})

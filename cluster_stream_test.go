@@ -646,10 +646,11 @@ func testClusterStreamConnectionLost(t *testing.T, cl *redistest.Cluster, c *Cli
 	waitForServer(t, ctx, "a SET of the stream held by the paused master", func() (bool, string) {
 		var seen []string
 		for _, cli := range serverClients(t, node) {
-			if cli["cmd"] == "set" {
+			// Held, not an idle connection whose last command was a SET.
+			if cli["cmd"] == "set" && strings.Contains(cli["flags"], "b") {
 				return true, ""
 			}
-			seen = append(seen, cli["cmd"])
+			seen = append(seen, cli["cmd"]+" flags="+cli["flags"])
 		}
 		return false, fmt.Sprint("commands: ", seen)
 	})
