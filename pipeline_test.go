@@ -419,6 +419,63 @@ func TestDecoderNameMatchingNoCommandIsRefused(t *testing.T) {
 	}
 }
 
+// A Decoder is found by the name its reply carries (cmdMeta.Name), and
+// SetDecoder takes a name only in the form decoderName makes of it: the
+// two must agree for every command a reply can come from, or a Decoder
+// would be refused for a command that has replies, or kept for a name no
+// reply carries. Every entry of the table and every newer command the
+// table lacks is taken, spelled in upper or lower case, under the very
+// name that a command line of its words, sent by Do, carries; and so is a
+// command the table does not know (a module's, a newer server's).
+func TestDecoderNamesMatchReplyNames(t *testing.T) {
+	entries := make(map[string]*commandInfo, len(commandTable)+len(newerCommands))
+	for name, ci := range commandTable {
+		entries[name] = ci
+	}
+	for name, ci := range newerCommands {
+		entries[name] = ci
+	}
+	for name, ci := range entries {
+		for _, spelled := range []string{name, strings.ToLower(name)} {
+			if got, err := decoderName(spelled); err != nil || got != name {
+				t.Errorf("decoderName(%q) = %q, %v; want %q", spelled, got, err, name)
+			}
+		}
+		// The command line of its words, in lower case, and as many
+		// arguments as its arity asks.
+		words := strings.Fields(strings.ToLower(name))
+		n := max(ci.Arity, -ci.Arity, len(words)+1)
+		args := make([]any, 0, n)
+		for _, w := range words {
+			args = append(args, w)
+		}
+		for len(args) < n {
+			args = append(args, "x")
+		}
+		var w cmdBuf
+		w.do(args)
+		if len(w.cmds) != 1 {
+			t.Errorf("Do%v queued %d commands", args, len(w.cmds))
+			continue
+		}
+		if got := w.cmds[0].Name(); got != name {
+			t.Errorf("the reply of Do%v carries the name %q; a Decoder for %q would not run", args, got, name)
+		}
+	}
+	for _, spelled := range []string{"json.get", "FT.SEARCH", "Bf.Add", "waitaof", "hgetex"} {
+		name, err := decoderName(spelled)
+		if err != nil {
+			t.Errorf("decoderName(%q) = %v", spelled, err)
+			continue
+		}
+		var w cmdBuf
+		w.do([]any{spelled, "k", "v"})
+		if got := w.cmds[0].Name(); got != name {
+			t.Errorf("the reply of %s carries the name %q, but its Decoder is kept as %q", spelled, got, name)
+		}
+	}
+}
+
 func TestPipelineRefusesStateCommands(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
