@@ -242,7 +242,8 @@ func commandByID(id uint32) *commandInfo {
 
 // unknownCommands caches the entries made for commands the table does not
 // know (module commands, newer servers), bounded so that arbitrary names
-// cannot grow it forever: past the bound they share one entry.
+// cannot grow it forever: past the bound they share one entry, but for
+// the names Decoders are registered for (see keepUnknownName).
 var unknownCommands sync.Map // upper-case name -> *commandInfo
 
 // maxUnknownCommands is the bound (a variable for tests).
@@ -264,12 +265,35 @@ func unknownCommand(name string) *commandInfo {
 	if len(*extraCommands.Load()) >= maxUnknownCommands {
 		return unlistedCommand
 	}
+	return addCommand(unknownEntry(name))
+}
+
+// unknownEntry makes the entry of name, upper case, a command the table
+// does not know.
+func unknownEntry(name string) *commandInfo {
 	ci := &commandInfo{Name: name}
 	if name == "WAITAOF" {
 		// Newer than the table, and blocking as WAIT is.
 		ci.Flags |= flagBlocking
 	}
-	return addCommand(ci)
+	return ci
+}
+
+// keepUnknownName makes sure that name, upper case and one word, a command
+// the table does not know that a Decoder is registered for, has an entry
+// of its own whatever maxUnknownCommands says, so that its replies carry
+// the name the Decoder is found by: past the bound they would carry none,
+// and the Decoder would never run. Such names are the program's own, as
+// many as it registers Decoders for, not arbitrary ones.
+func keepUnknownName(name string) {
+	if _, ok := unknownCommands.Load(name); ok {
+		return
+	}
+	unknownMu.Lock()
+	defer unknownMu.Unlock()
+	if _, ok := unknownCommands.Load(name); !ok {
+		addCommand(unknownEntry(name))
+	}
 }
 
 // addCommand numbers an entry made after init and publishes it; the

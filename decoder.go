@@ -96,6 +96,9 @@ func decoderName(command string) (string, error) {
 	case len(words) == 1:
 		// Any one word: commands of modules and of newer servers, which
 		// the table does not know, are named as they are called.
+		if commandTable[name] == nil {
+			keepUnknownName(name)
+		}
 		return name, nil
 	case len(words) > 2:
 		return refuse("a command is named by at most two words, a container and its subcommand")

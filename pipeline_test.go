@@ -476,6 +476,40 @@ func TestDecoderNamesMatchReplyNames(t *testing.T) {
 	}
 }
 
+// Past maxUnknownCommands, a command the table does not know is recorded
+// under one nameless entry, so that arbitrary names cannot grow the
+// registry for ever. A Decoder registered for such a command (a module's,
+// a newer server's) was taken, and then never ran: its replies carried no
+// name. The name a Decoder is registered under keeps an entry of its own,
+// whatever the bound, and its replies carry it. The server here knows GET
+// and STRLEN as DNGET and DNSTRLEN, names the table lacks.
+func TestDecoderOfUnknownCommandPastBound(t *testing.T) {
+	c, _ := newTestClient(t, Options{}, "--rename-command", "GET", "DNGET", "--rename-command", "STRLEN", "DNSTRLEN")
+	ctx := ctxT(t)
+	defer func(n int) { maxUnknownCommands = n }(maxUnknownCommands)
+	unknownMu.Lock()
+	maxUnknownCommands = len(*extraCommands.Load())
+	unknownMu.Unlock()
+	if err := c.Set(ctx, "dn:k", "value"); err != nil {
+		t.Fatal(err)
+	}
+	dec := func(v Value) (any, error) { return "decoded " + v.String(), nil }
+	if err := c.SetDecoder("dnget", dec); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Do(ctx, "dnget", "dn:k")
+	if d, _ := v.Decoded(); err != nil || d != "decoded value" {
+		t.Errorf("DNGET with a Decoder registered by SetDecoder = %v, %v, decoded %v; want it decoded", v, err, d)
+	}
+	replies, err := c.Pipeline(NoTransaction, WithDecoder("DnStrlen", dec)).Do("dnstrlen", "dn:k").Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := replies[0].Decoded(); d != "decoded 5" {
+		t.Errorf("DNSTRLEN in a pipeline WithDecoder = %v, decoded %v; want it decoded", replies[0], d)
+	}
+}
+
 func TestPipelineRefusesStateCommands(t *testing.T) {
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
