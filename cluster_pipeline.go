@@ -1524,12 +1524,14 @@ func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTrait
 
 // resendPart sends a part again, by its node's retry rules, after its
 // first attempt, sent by sendParts, failed with err. A part that met its
-// node's shared connection closed as another replaced it (MaxConnAge)
-// was not sent and goes on the new one first, as a call on one node does
-// (see replaced): that is neither a retry nor a sign that the node cannot
-// be reached, which would refresh the layout and count as a redirection.
+// node's shared connection closed as another replaced it (MaxConnAge),
+// or closed by the node while idle (its timeout setting, CLIENT KILL),
+// was not sent and goes on a new one first, as a call on one node does
+// (see replaced and closedIdle): that is neither a retry nor a sign that
+// the node cannot be reached, which would refresh the layout and count as
+// a redirection.
 func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]resp.Value, error) {
-	if replaced(err) {
+	if replaced(err) || conn.ClosedIdle(err) {
 		out, _, err2 := pt.node.sendBatch(ctx, pt.b, pt.total, pt.traits)
 		if err2 == nil {
 			return out, nil
