@@ -232,8 +232,8 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if sharedTaken != nil {
-			sharedTaken(c, cn)
+		if f := sharedTaken.get(); f != nil {
+			f(c, cn)
 		}
 		v, err := cn.DoOne(ctx, w.buf)
 		if err == nil || !replaced(err) && !closedIdle(err, &redialed) {
@@ -248,7 +248,23 @@ func (c *Client) runOnce(ctx context.Context, w *cmdBuf) (Value, error) {
 
 // sharedTaken, when set, runs as a call that took the shared connection is
 // about to join its line: for tests.
-var sharedTaken func(c *Client, cn *conn.Conn)
+var sharedTaken hook[func(c *Client, cn *conn.Conn)]
+
+// hook is a function that tests set to run at a point of the client's
+// work, nil when unset. It is read under the race detector's eye by
+// goroutines a test may not know of, such as a dial or a retiring
+// connection's, so it is set and read atomically.
+type hook[F any] struct{ f atomic.Pointer[F] }
+
+func (h *hook[F]) get() F {
+	if p := h.f.Load(); p != nil {
+		return *p
+	}
+	var none F
+	return none
+}
+
+func (h *hook[F]) set(f F) { h.f.Store(&f) }
 
 // decode applies a registered Decoder to the reply of a single command;
 // a decoder's failure becomes the call's error.
@@ -464,8 +480,8 @@ func (c *Client) dialShared(pd *pendingDial) {
 	err := notSent(&DialError{Addr: c.opt.Addr, Err: errors.New("the dial did not return")})
 	began := time.Now()
 	defer func() {
-		if sharedDialed != nil {
-			sharedDialed(c)
+		if f := sharedDialed.get(); f != nil {
+			f(c)
 		}
 		var old *conn.Conn
 		c.dialMu.Lock()
@@ -506,7 +522,7 @@ func (c *Client) dialShared(pd *pendingDial) {
 
 // sharedDialed, when set, runs as a dial of the shared connection ends,
 // before its outcome is recorded: for tests.
-var sharedDialed func(c *Client)
+var sharedDialed hook[func(c *Client)]
 
 // ageLocked marks cn aged after d, a replacement of the shared
 // connection then to be dialed, or never if d is 0 (no MaxConnAge) or
@@ -674,8 +690,8 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		}
 		return nil, notSent(&DialError{Addr: c.opt.Addr, Err: c.dialTimedOut(ctx, caller, err)})
 	}
-	if netDialed != nil {
-		netDialed(nc)
+	if f := netDialed.get(); f != nil {
+		f(nc)
 	}
 	opt := c.connOpt
 	// The handshake's replies are read under the default limits: the
@@ -723,7 +739,7 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 
 // netDialed, when set, runs as a dial has opened its socket, before
 // anything is sent on it: for tests.
-var netDialed func(nc net.Conn)
+var netDialed hook[func(nc net.Conn)]
 
 // dialTimedOut names DialTimeout in err, the error of a dial or handshake
 // under ctx, if DialTimeout ended it rather than the caller's context:

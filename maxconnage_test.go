@@ -110,7 +110,7 @@ func TestSharedConnectionReplacedTwiceBeforeCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	replace := 0
-	sharedTaken = func(cc *Client, cn *conn.Conn) {
+	sharedTaken.set(func(cc *Client, cn *conn.Conn) {
 		if cc != c || replace == 0 {
 			return
 		}
@@ -126,8 +126,8 @@ func TestSharedConnectionReplacedTwiceBeforeCall(t *testing.T) {
 				return
 			}
 		}
-	}
-	defer func() { sharedTaken = nil }()
+	})
+	defer sharedTaken.set(nil)
 
 	replace = 2
 	if n, err := c.Incr(ctx, "replaced-twice"); err != nil || n != 1 {
@@ -287,7 +287,7 @@ func TestMaxConnAgeNoTimerAfterClose(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	var once sync.Once
-	sharedDialed = func(cc *Client) {
+	sharedDialed.set(func(cc *Client) {
 		if cc != c {
 			return
 		}
@@ -306,8 +306,8 @@ func TestMaxConnAgeNoTimerAfterClose(t *testing.T) {
 				}
 			}
 		})
-	}
-	defer func() { sharedDialed = nil }()
+	})
+	defer sharedDialed.set(nil)
 	c.shared.Load().SetAged(true) // as the aging timer does at MaxConnAge
 	if _, err := c.sharedConn(ctx); err != nil {
 		t.Fatal(err)

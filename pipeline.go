@@ -594,8 +594,8 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 			if cn, err = c.sharedConn(ctx); err != nil {
 				return nil, 0, err
 			}
-			if sharedTaken != nil {
-				sharedTaken(c, cn)
+			if f := sharedTaken.get(); f != nil {
+				f(c, cn)
 			}
 			replies, errs, err = cn.DoN(ctx, buf, n)
 			if err == nil || !replaced(err) && !closedIdle(err, &redialed) {

@@ -346,12 +346,12 @@ func TestMaxClientsReached(t *testing.T) {
 					return nc, err
 				}
 			} else {
-				netDialed = func(nc net.Conn) {
+				netDialed.set(func(nc net.Conn) {
 					if full.Load() {
 						awaitReadable(t, nc)
 					}
-				}
-				defer func() { netDialed = nil }()
+				})
+				defer netDialed.set(nil)
 			}
 			c, err := NewClient(opt)
 			if err != nil {
