@@ -137,6 +137,7 @@ type call struct {
 	got     int
 	errs    int // how many of them are errors
 	err     error
+	sent    int64 // set with an err of the connection: how many of its bytes the socket accepted
 
 	one   [1]resp.Value // storage for single-command calls
 	state atomic.Int32
@@ -160,7 +161,7 @@ func getCall() *call {
 }
 
 func putCall(c *call) {
-	c.replies, c.n, c.got, c.errs, c.err = nil, 0, 0, 0, nil
+	c.replies, c.n, c.got, c.errs, c.err, c.sent = nil, 0, 0, 0, nil, 0
 	c.grace = 0
 	c.own, c.self, c.poll, c.tail, c.quiet = false, false, false, false, false
 	c.one[0] = resp.Value{}
@@ -424,6 +425,12 @@ func (c *Conn) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Valu
 	return Graced{c: c}.DoN(ctx, cmds, n)
 }
 
+// DoNCut is DoN that, when the connection fails partway, returns what
+// the batch got (see Graced.DoNCut).
+func (c *Conn) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs, cut int, err error) {
+	return Graced{c: c}.DoNCut(ctx, cmds, n)
+}
+
 // Start is the first half of Do: it puts the batch in line and returns once
 // its bytes are with the writer, so cmds may be reused at once. The reader
 // fills replies meanwhile; they belong to the caller only after Wait
@@ -481,22 +488,46 @@ func (k Graced) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 
 // DoN is Conn.DoN for a call with the Grace.
 func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs int, err error) {
+	replies, errs, _, err = k.DoNCut(ctx, cmds, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	return replies, errs, nil
+}
+
+// DoNCut is DoN that, when the connection fails before every reply is
+// in, also returns what the batch got: the replies read before the
+// failure, in order (fewer than n; the commands they answer ran), how
+// many of them are errors, and cut, how many bytes of cmds the socket
+// had accepted (the commands that begin at or after it were not sent;
+// those before it, unanswered, may have run). A batch that failed any
+// other way (its context ended, nothing was sent) returns no replies.
+func (k Graced) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs, cut int, err error) {
 	if n <= 0 {
-		return nil, 0, nil
+		return nil, 0, 0, nil
 	}
 	c := k.c
 	cl := getCall()
 	cl.n, cl.grace, cl.own, cl.quiet = n, k.grace, true, k.quiet
 	if err := c.send(ctx, cl, cmds); err != nil {
 		putCall(cl)
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	if err := c.wait(ctx, cl); err != nil {
-		return nil, 0, err
+	if err, held := c.waitHeld(ctx, cl); err != nil {
+		if held {
+			// Stored under the lock that failed the call: no reply
+			// comes after (see take).
+			if cl.got > 0 {
+				replies, errs = cl.replies[:cl.got:cl.got], cl.errs
+			}
+			cut = int(cl.sent)
+			putCall(cl)
+		}
+		return replies, errs, cut, err
 	}
 	replies, errs = cl.replies, cl.errs
 	putCall(cl)
-	return replies, errs, nil
+	return replies, errs, len(cmds), nil
 }
 
 // Start is Conn.Start for a call with the Grace.
@@ -524,14 +555,31 @@ type Pending struct {
 // Wait blocks until the batch's replies are in, or ctx ends (the call is
 // then abandoned, as in Do).
 func (p Pending) Wait(ctx context.Context) error {
+	_, err := p.WaitGot(ctx)
+	return err
+}
+
+// WaitGot is Wait that, when the connection fails before every reply is
+// in, also tells how many replies it stored, from the first, before the
+// failure: the commands they answer ran, and the replies are the
+// caller's. If the batch failed any other way (its context ended: the
+// reader may still write into the replies), got is 0; if it did not
+// fail, got is the number of replies.
+func (p Pending) WaitGot(ctx context.Context) (got int, err error) {
 	if p.cl == nil {
-		return nil
+		return 0, nil
 	}
-	if err := p.c.wait(ctx, p.cl); err != nil {
-		return err
+	err, held := p.c.waitHeld(ctx, p.cl)
+	if err != nil {
+		if held {
+			got = p.cl.got
+			putCall(p.cl)
+		}
+		return got, err
 	}
+	got = p.cl.got
 	putCall(p.cl)
-	return nil
+	return got, nil
 }
 
 // Ready reports whether the batch's replies are in (or its connection has
@@ -660,6 +708,7 @@ func (c *Conn) failLocked(err *Error) {
 		if cl != nil {
 			e := *err
 			e.Unsent = cl.start >= sent
+			cl.sent = min(max(sent-cl.start, 0), cl.size)
 			finish(cl, &e)
 		}
 	}
@@ -680,6 +729,7 @@ func (c *Conn) settleLocked() {
 	for _, cl := range calls {
 		e := *failed
 		e.Unsent = cl.start >= sent
+		cl.sent = min(max(sent-cl.start, 0), cl.size)
 		finish(cl, &e)
 	}
 }

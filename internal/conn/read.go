@@ -102,6 +102,18 @@ func (c *Conn) due(maxSoon int) due {
 // any other is abandoned: it stays in line and the reader drops its
 // replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
+	err, held := c.waitHeld(ctx, cl)
+	if held {
+		putCall(cl)
+	}
+	return err
+}
+
+// waitHeld is wait, but a call that the failure of the connection
+// finished is left to the caller, held, for what it got before (see
+// Graced.DoNCut and Pending.WaitGot); the caller recycles it with putCall. The call is recycled, or
+// abandoned to the reader, otherwise.
+func (c *Conn) waitHeld(ctx context.Context, cl *call) (err error, held bool) {
 	if cl.self {
 		c.readOwn(ctx, cl)
 	}
@@ -112,20 +124,18 @@ func (c *Conn) wait(ctx context.Context, cl *call) error {
 		case <-cl.done:
 		case <-done:
 			if c.drop(cl) {
-				return notSent(ContextErr(ctx))
+				return notSent(ContextErr(ctx)), false
 			}
 			if cl.state.CompareAndSwap(waiting, abandoned) {
-				return ContextErr(ctx)
+				return ContextErr(ctx), false
 			}
 			<-cl.done // finished meanwhile: take the result
 		}
 	}
 	if cl.err != nil {
-		err := cl.err
-		putCall(cl)
-		return err
+		return cl.err, true
 	}
-	return nil
+	return nil, false
 }
 
 // finish hands a call its outcome.
