@@ -83,6 +83,19 @@
 // ErrorsInReplies. The pipeline is empty after Exec and can be reused
 // (but for a Tx's Multi pipeline, below).
 //
+// A plain pipeline whose connection fails after some of its replies were
+// read (the server killed or the connection cut, ReplyTimeout) still
+// returns one reply per command: those read, which ran, in their places;
+// for each command sent and not answered an error reply of unknown
+// outcome, and for each never written one whose Err says it was not sent
+// (OutcomeOf, SafeToRetry); both hold the *ConnError, its Unsent telling
+// which. Exec's error, whatever ErrorsInReplies says, is then a
+// *CommandError for the first command not answered, of unknown outcome,
+// whose text tells which commands ran, which may have, and which were not
+// sent. A failure before any reply came returns no replies and the
+// connection's error, as does a failed transaction, whose EXEC is all or
+// nothing.
+//
 // A batch too large to hold in memory (a bulk load of millions of
 // commands) goes through c.Stream(ctx, each) instead: it sends chunks of
 // commands while they are still being queued, on a connection of its own,

@@ -211,11 +211,23 @@ func (p *Pipeline) reset() {
 // the others ran it has an error reply of unknown outcome (OutcomeOf) that
 // wraps the first refusal, as when it is called alone.
 //
+// If the connection of a plain batch of a Client fails after some of its
+// replies were read, Exec returns a reply for every command all the same:
+// those read, which ran, in their places; for a command sent but not
+// answered an error reply of unknown outcome, and for one never written
+// an error reply that says it was not sent (OutcomeOf tells which, and
+// errors.As finds the *ConnError, whose Unsent says the same). The error
+// is then a *CommandError for the first command not answered, of unknown
+// outcome whatever ErrorsInReplies says, whose text tells where the batch
+// was cut. If no reply came, Exec returns no replies and the connection's
+// error.
+//
 // A transaction returns either every reply of EXEC, or an error that says
 // nothing was applied (errors.Is(err, ErrNotApplied)): a watch conflict
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
 // If the connection fails after the batch was written, the outcome is
-// unknown and the error says so.
+// unknown and the error says so; no reply is returned, whatever replies
+// of MULTI and QUEUED came first.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if p.decoding {
 		// It would send the batch being decoded again.
@@ -257,6 +269,15 @@ func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
 	}()
 	multi := p.multi
 	replies, errs, decoded, err := p.execSend(ctx)
+	if err != nil && replies != nil && !decoded {
+		// A plain batch of a Client whose connection failed partway:
+		// the replies read are decoded as they would have been, and the
+		// batch's error is the failure's, whatever they hold.
+		p.decoding = true
+		defer func() { p.decoding = false }()
+		p.finishNamed(replies, errs, nil)
+		return replies, err
+	}
 	if err != nil || decoded || len(replies) == 0 {
 		return replies, err
 	}
@@ -349,6 +370,12 @@ func (p *Pipeline) execSend(ctx context.Context) (execReplies []Value, errs int,
 	}
 	out, errs, err := p.send(ctx, traits)
 	if err != nil {
+		if out != nil {
+			// A plain batch whose connection failed partway: a reply
+			// per command all the same (see cutReplies).
+			p.blameLoads(p.loadErrs, out, nil)
+			return values(out), -1, false, err
+		}
 		return nil, 0, false, err
 	}
 	var results []resp.Value
@@ -520,7 +547,7 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 	}
 	var replies []resp.Value
 	var err error
-	var check execCheck
+	check := execCheck{keep: !p.transaction}
 	if p.transaction {
 		check = execCheck{p: p, skip: skip}
 	}
@@ -546,10 +573,111 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		if p.transaction {
 			return nil, 0, txSendError(err)
 		}
+		if cut, ok := err.(*cutError); ok {
+			if len(cut.replies) <= skip {
+				// No command of the batch was answered: the error says
+				// what became of it.
+				return nil, 0, cut.err
+			}
+			p.loadErrs = loadErrs(p.scripts, cut.replies[:extra])
+			return p.cutReplies(cut, skip, len(buf)-len(p.w.buf))
+		}
 		return nil, 0, err
 	}
 	p.loadErrs = loadErrs(p.scripts, replies[:extra])
 	return replies[skip:], errs, nil
+}
+
+// cutError is the failure of the connection under a plain batch after
+// some of its replies were read, which it holds, with sent, how many
+// bytes of the batch the socket had accepted. To every other reader
+// (retry, OutcomeOf) it is the connection's error; sendOn makes a reply
+// of it for each command (see cutReplies).
+type cutError struct {
+	replies []resp.Value
+	sent    int
+	err     error
+}
+
+func (e *cutError) Error() string { return e.err.Error() }
+func (e *cutError) Unwrap() error { return e.err }
+
+// cutReplies returns the replies of a plain batch that cut stopped
+// partway, one per command, and the error of the batch. A command
+// answered before the cut has its reply: it ran. One written but not
+// answered has an error reply of unknown outcome, and one never written
+// an error reply that says it was not sent; both wrap the connection's
+// error (a *ConnError, its Unsent telling which). The batch's error, of
+// unknown outcome, is a *CommandError for the first command not
+// answered. The batch's bytes start at offset at in those that were
+// written (after the script loads, say), skip replies in.
+func (p *Pipeline) cutReplies(cut *cutError, skip, at int) ([]resp.Value, int, error) {
+	n := len(p.w.cmds)
+	got := len(cut.replies) - skip
+	begun := commandsBegun(p.w.buf, n, cut.sent-at)
+	ce := cut.err
+	var connErr *conn.Error
+	if !errors.As(ce, &connErr) {
+		connErr = &conn.Error{Op: "read", Err: ce}
+	}
+	replies := make([]resp.Value, n)
+	copy(replies, cut.replies[skip:])
+	if got < begun {
+		e := *connErr
+		e.Unsent = false
+		v := madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the command was sent, but the connection failed before its reply", err: &e})
+		for i := got; i < begun; i++ {
+			replies[i] = v
+		}
+	}
+	if begun < n {
+		e := *connErr
+		e.Unsent = true
+		v := madeErrorValue(notSent(fmt.Errorf("redpipe: not sent: the connection failed before the command was written: %w", &e)))
+		for i := max(got, begun); i < n; i++ {
+			replies[i] = v
+		}
+	}
+	msg := fmt.Sprintf("redpipe: the connection failed after the replies of the first %s of %d, which ran", plural(got, "command", "commands"), n)
+	if got < begun {
+		msg += "; " + commandSpan(got+1, begun, "was sent and may have run", "were sent and may have run")
+	}
+	if begun < n {
+		msg += "; " + commandSpan(max(got, begun)+1, n, "was not sent", "were not sent")
+	}
+	return replies, -1, &CommandError{Index: got, Command: p.w.cmds[got].Name(), In: p.kind(), Err: &uncertainError{msg: msg, err: ce}}
+}
+
+// commandSpan names the commands from to to, counted from 1, with what
+// is said of them: "command 3 was not sent", "commands 3 to 7 were not
+// sent".
+func commandSpan(from, to int, one, many string) string {
+	if from == to {
+		return fmt.Sprintf("command %d %s", from, one)
+	}
+	return fmt.Sprintf("commands %d to %d %s", from, to, many)
+}
+
+// commandsBegun tells how many of the n commands encoded in buf begin
+// before its offset sent: the socket accepted at least their first byte.
+func commandsBegun(buf []byte, n, sent int) int {
+	off := 0
+	for i := 0; i < n; i++ {
+		if off >= sent {
+			return i
+		}
+		ws, ok := newWords(buf[off:])
+		if !ok {
+			panic("redpipe: internal: a pipeline's buffer does not hold its commands")
+		}
+		for {
+			if _, ok := ws.next(); !ok {
+				break
+			}
+		}
+		off += ws.p
+	}
+	return n
 }
 
 // sendBatch sends a client pipeline's bytes, n commands, on the shared
@@ -564,6 +692,9 @@ func (c *Client) sendBatch(ctx context.Context, buf []byte, n int, traits batchT
 type execCheck struct {
 	p    *Pipeline
 	skip int // the replies before MULTI's: script loads, ASKING
+	// keep, for a plain batch, returns the replies read before its
+	// connection failed, in a *cutError.
+	keep bool
 }
 
 func (k execCheck) of(out []resp.Value) error {
@@ -580,14 +711,14 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 	var cn *conn.Conn
 	var d *dedicated
 	var replies []resp.Value
-	var errs int
+	var errs, sent int
 	var err error
 	if traits.blocking || len(buf) > largePipeline {
 		if d, err = c.getDedicated(ctx); err != nil {
 			return nil, 0, err
 		}
 		cn = d.Conn
-		replies, errs, err = d.WithGrace(traits.grace).DoN(ctx, buf, n)
+		replies, errs, sent, err = d.WithGrace(traits.grace).DoNCut(ctx, buf, n)
 	} else {
 		redialed := false
 		for {
@@ -597,7 +728,7 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 			if f := sharedTaken.get(); f != nil {
 				f(c, cn)
 			}
-			replies, errs, err = cn.DoN(ctx, buf, n)
+			replies, errs, sent, err = cn.DoNCut(ctx, buf, n)
 			if err == nil || !replaced(err) && !closedIdle(err, &redialed) {
 				break
 			}
@@ -610,6 +741,11 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		if e := check.of(replies); e != nil {
 			replies, errs, err = nil, 0, cn.Fail(e)
 		}
+	} else if len(replies) > 0 {
+		if check.keep {
+			err = &cutError{replies: replies, sent: sent, err: err}
+		}
+		replies, errs = nil, 0
 	}
 	if d != nil {
 		c.pool.Put(d, err == nil)

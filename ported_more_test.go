@@ -172,10 +172,10 @@ func TestDatabaseKeptAfterReconnect(t *testing.T) {
 }
 
 // TestClientKillsItsOwnConnectionInPipeline: a pipeline that holds CLIENT
-// KILL ... SKIPME no of its own connection fails with the connection's
-// error, of unknown outcome, since the server answers the commands up to
-// the kill and closes the connection without running those after it; in
-// a transaction, which runs whole while the server cuts EXEC's reply
+// KILL ... SKIPME no of its own connection keeps the replies of the
+// commands up to the kill, which the server answers before it closes the
+// connection without running those after it; they and Exec have errors
+// of unknown outcome that hold the connection's; in a transaction, which runs whole while the server cuts EXEC's reply
 // short, with an *OutcomeError of unknown outcome. The client goes on
 // over a new connection. From redis-py's
 // test_client_kill and coredis's kill of the client's own connection,
@@ -207,14 +207,21 @@ func TestClientKillsItsOwnConnectionInPipeline(t *testing.T) {
 				}
 			} else {
 				// The connection ends before the batch has every reply:
-				// Exec returns no replies and the connection's error, of
-				// unknown outcome, as for any connection lost in the
-				// middle of a pipeline (the cluster client, which keeps
-				// the replies of the nodes that answered, is the one
-				// that returns some).
+				// Exec keeps those read (the SET before, and the kill,
+				// which the server answers before it closes), and the
+				// SET after has an error reply of unknown outcome, as
+				// has Exec, for that command, holding the connection's
+				// error.
 				var ce *ConnError
-				if replies != nil || !errors.As(err, &ce) || OutcomeOf(err) != OutcomeUnknown {
-					t.Fatalf("Exec = %v, %v (outcome %v); want no replies and a *ConnError of unknown outcome", replies, err, OutcomeOf(err))
+				var cmd *CommandError
+				if len(replies) != 3 || !errors.As(err, &ce) || !errors.As(err, &cmd) || cmd.Index != 2 || OutcomeOf(err) != OutcomeUnknown {
+					t.Fatalf("Exec = %v, %v (outcome %v); want 3 replies and a *CommandError for command 2, of unknown outcome, holding a *ConnError", replies, err, OutcomeOf(err))
+				}
+				if replies[0].String() != "OK" || replies[1].Err() != nil {
+					t.Errorf("the replies of the SET before and of the kill = %v; want them as the server sent them", replies[:2])
+				}
+				if e := replies[2].Err(); !errors.As(e, &ce) || OutcomeOf(e) != OutcomeUnknown {
+					t.Errorf("the reply of the SET after = %v (outcome %v); want an error of unknown outcome holding a *ConnError", e, OutcomeOf(e))
 				}
 				if _, err := c.Get(ctx, "after"); !errors.Is(err, ErrNil) {
 					t.Errorf("GET after = %v; want ErrNil, the server having closed before running it", err)

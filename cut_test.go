@@ -1,0 +1,287 @@
+package redpipe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// killBlockedClient waits until a client of srv is blocked in BLPOP and
+// kills its connection with CLIENT KILL, from another connection.
+func killBlockedClient(t *testing.T, ctx context.Context, srv *redistest.Server) {
+	t.Helper()
+	var id string
+	waitForServer(t, ctx, "a client blocked in BLPOP", func() (bool, string) {
+		clients := serverClients(t, srv)
+		for _, cl := range clients {
+			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
+				id = cl["id"]
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(clients)
+	})
+	srv.MustDo(t, "CLIENT", "KILL", "ID", id)
+}
+
+// checkRan checks that replies[:k] are the OK of SETs that ran, and that
+// the server holds exactly k keys: theirs.
+func checkRan(t *testing.T, srv *redistest.Server, replies []Value, k int, key func(int) string) {
+	t.Helper()
+	for i := 0; i < k; i++ {
+		if err := replies[i].Err(); err != nil || replies[i].String() != "OK" {
+			t.Errorf("reply %d, of a SET answered before the cut = %q, %v; want OK", i, replies[i].String(), err)
+		}
+		if n, _ := srv.MustDo(t, "EXISTS", key(i)).(int64); n != 1 {
+			t.Errorf("the key of SET %d, answered, is not on the server", i)
+		}
+	}
+	if n, _ := srv.MustDo(t, "DBSIZE").(int64); n != int64(k) {
+		t.Errorf("the server holds %d keys, want %d: those of the SETs answered", n, k)
+	}
+}
+
+// checkCutErr checks the error of a batch cut after the replies of its
+// first at commands: of unknown outcome, never not applied, for command
+// at, and the connection's failure.
+func checkCutErr(t *testing.T, err error, at int, name string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("Exec of a pipeline whose connection was killed returned no error")
+	}
+	if o := OutcomeOf(err); o != OutcomeUnknown || SafeToRetry(err) || errors.Is(err, ErrNotApplied) {
+		t.Errorf("Exec error %v: outcome %v, SafeToRetry %v; want unknown, not safe", err, o, SafeToRetry(err))
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != at || ce.Command != name {
+		t.Errorf("Exec error %v: want a *CommandError for command %d (%s), the first not answered", err, at, name)
+	}
+	var connErr *ConnError
+	if !errors.As(err, &connErr) {
+		t.Errorf("Exec error %v does not hold the connection's *ConnError", err)
+	}
+}
+
+// TestPipelineCutKeepsRepliesRead: a plain pipeline whose connection the
+// server kills (CLIENT KILL) while a BLPOP holds it halfway keeps the
+// replies of the SETs before it, which ran, and gives the BLPOP and the
+// SETs after it, sent but never answered, error replies of unknown
+// outcome. The Exec error says so, for the BLPOP. The server holds
+// exactly the keys of the SETs answered.
+func TestPipelineCutKeepsRepliesRead(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < 5; i++ {
+		p.Set(key(i), "v")
+	}
+	p.Do("BLPOP", "cut:list", "0")
+	for i := 6; i < 11; i++ {
+		p.Set(key(i), "v")
+	}
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	killBlockedClient(t, ctx, srv)
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was killed")
+	}
+
+	checkCutErr(t, r.err, 5, "BLPOP")
+	if len(r.replies) != 11 {
+		t.Fatalf("Exec returned %d replies for 11 commands (error %v); want every one, the first 5 as read", len(r.replies), r.err)
+	}
+	checkRan(t, srv, r.replies, 5, key)
+	for i := 5; i < 11; i++ {
+		err := r.replies[i].Err()
+		var connErr *ConnError
+		if err == nil || OutcomeOf(err) != OutcomeUnknown || !errors.As(err, &connErr) || connErr.Unsent {
+			t.Errorf("reply %d, sent and not answered = %q, %v: want an error of unknown outcome holding the *ConnError", i, r.replies[i].String(), err)
+		}
+	}
+
+	// The client goes on over a new connection.
+	if err := c.Set(ctx, "after", "v"); err != nil {
+		t.Fatalf("SET after the cut: %v", err)
+	}
+}
+
+// replyWatch is a Dialer whose connections note what they read, so that a
+// test can wait for the client to have read the replies it expects
+// before it cuts the connection.
+type replyWatch struct {
+	mu   sync.Mutex
+	read []byte
+}
+
+func (w *replyWatch) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: nc, w: w}, nil
+}
+
+// count tells how many times s was read, over every connection.
+func (w *replyWatch) count(s string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Count(w.read, []byte(s))
+}
+
+type watchedConn struct {
+	net.Conn
+	w *replyWatch
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.w.mu.Lock()
+	c.w.read = append(c.w.read, p[:n]...)
+	c.w.mu.Unlock()
+	return n, err
+}
+
+// TestLargePipelineCutTellsUnsent: a pipeline too large for the shared
+// connection, cut by the network (a Proxy that passes its first MiB and
+// then closes both sides) while a BLPOP holds it on the server, keeps the
+// replies of the SETs before the BLPOP. The commands the socket took are
+// of unknown outcome, those it never took (the client was still writing)
+// say they were not sent, and are safe to send again. The server holds
+// exactly the keys of the SETs answered.
+func TestLargePipelineCutTellsUnsent(t *testing.T) {
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	w := &replyWatch{}
+	c, err := NewClient(Options{Addr: px.Addr, Dialer: w.dial, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+
+	const n = 262
+	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < 5; i++ {
+		p.Set(key(i), "v")
+	}
+	p.Do("BLPOP", "cut:list", "0")
+	for i := 6; i < n; i++ {
+		p.Set(key(i), big)
+	}
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	waitForServer(t, ctx, "the replies of the SETs before the BLPOP", func() (bool, string) {
+		got := w.count("+OK\r\n")
+		return got >= 5, fmt.Sprintf("%d replies OK read", got)
+	})
+	// FIN, so that the client reads the end of the stream after the
+	// replies it read, before its write meets the reset that follows.
+	px.Cut(redistest.CutFIN)
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was cut")
+	}
+
+	checkCutErr(t, r.err, 5, "BLPOP")
+	t.Logf("Exec error: %v", r.err)
+	if !strings.Contains(fmt.Sprint(r.err), "were not sent") {
+		t.Errorf("Exec error %q does not say which commands were not sent", r.err)
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one, the first 5 as read", len(r.replies), n, r.err)
+	}
+	checkRan(t, srv, r.replies, 5, key)
+	unsent := 0
+	for i := 5; i < n; i++ {
+		err := r.replies[i].Err()
+		var connErr *ConnError
+		if err == nil || !errors.As(err, &connErr) {
+			t.Fatalf("reply %d, not answered = %q, %v: want an error holding the *ConnError", i, r.replies[i].String(), err)
+		}
+		switch o := OutcomeOf(err); {
+		case o == OutcomeNotSent && connErr.Unsent && SafeToRetry(err):
+			unsent++
+		case o == OutcomeUnknown && !connErr.Unsent && !SafeToRetry(err):
+			if unsent > 0 {
+				t.Fatalf("reply %d is of unknown outcome after %d not sent: the socket takes a batch in order", i, unsent)
+			}
+		default:
+			t.Fatalf("reply %d = %v: outcome %v, Unsent %v, SafeToRetry %v", i, err, o, connErr.Unsent, SafeToRetry(err))
+		}
+	}
+	if unsent == 0 {
+		t.Fatal("no command was reported not sent: the batch did not outgrow the sockets, and the test does not test what it means to")
+	}
+	if r.replies[5].Err() == nil || OutcomeOf(r.replies[5].Err()) != OutcomeUnknown {
+		t.Errorf("the BLPOP, which the server took, = %v; want unknown outcome", r.replies[5].Err())
+	}
+}
+
+// TestPipelineStalledKeepsRepliesRead: a plain pipeline whose replies
+// stop coming halfway (a Proxy passes those of the first 3 SETs, then
+// holds the rest back), so that the stall guard (ReplyTimeout) ends its
+// connection, keeps the 3 replies read; the SETs after them, sent and not
+// answered, are of unknown outcome (the server did run them).
+func TestPipelineStalledKeepsRepliesRead(t *testing.T) {
+	c, px, srv := proxiedClient(t, Options{ReplyTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("stall:%d", i) }
+	if _, err := c.Ping(ctx); err != nil { // the shared connection, whose handshake is done
+		t.Fatal(err)
+	}
+	px.PassBytes(int64(3*len("+OK\r\n")), redistest.ServerToClient)
+
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < 7; i++ {
+		p.Set(key(i), "v")
+	}
+	replies, err := p.Exec(ctx)
+	checkCutErr(t, err, 3, "SET")
+	if len(replies) != 7 {
+		t.Fatalf("Exec returned %d replies for 7 commands (error %v); want every one, the first 3 as read", len(replies), err)
+	}
+	for i := 0; i < 7; i++ {
+		if n, _ := srv.MustDo(t, "EXISTS", key(i)).(int64); n != 1 {
+			t.Errorf("the key of SET %d is not on the server, which ran every SET", i)
+		}
+		e := replies[i].Err()
+		switch {
+		case i < 3 && (e != nil || replies[i].String() != "OK"):
+			t.Errorf("reply %d, of a SET answered before the stall = %q, %v; want OK", i, replies[i].String(), e)
+		case i >= 3 && (e == nil || OutcomeOf(e) != OutcomeUnknown || SafeToRetry(e)):
+			t.Errorf("reply %d, sent and not answered = %q, %v: want an error of unknown outcome", i, replies[i].String(), e)
+		}
+	}
+}
