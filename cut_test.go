@@ -285,3 +285,56 @@ func TestPipelineStalledKeepsRepliesRead(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamCutHandsOutRepliesRead: a Stream whose connection the server
+// kills while a BLPOP holds it halfway hands each the replies of the SETs
+// before the BLPOP, which ran, and Close reports the failure, of unknown
+// outcome. The server holds exactly the keys of the SETs answered.
+func TestStreamCutHandsOutRepliesRead(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+
+	var got []Value // written by each, read once Close has returned
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if i != len(got) {
+			return fmt.Errorf("reply %d handed out after %d replies", i, len(got))
+		}
+		got = append(got, v)
+		return nil
+	})
+	for i := 0; i < 5; i++ {
+		s.Do("SET", key(i), "v")
+	}
+	s.Do("BLPOP", "cut:list", "0")
+	for i := 6; i < 11; i++ {
+		s.Do("SET", key(i), "v")
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := s.Close(ctx)
+		done <- result{n, err}
+	}()
+	killBlockedClient(t, ctx, srv)
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Close did not return after the stream's connection was killed")
+	}
+	if r.err == nil || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) || errors.Is(r.err, ErrNotApplied) {
+		t.Errorf("Close = %d, %v; want an error of unknown outcome", r.n, r.err)
+	}
+	var connErr *ConnError
+	if !errors.As(r.err, &connErr) {
+		t.Errorf("Close error %v does not hold the connection's *ConnError", r.err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("each had %d replies; want the 5 of the SETs answered before the connection was killed", len(got))
+	}
+	checkRan(t, srv, got, 5, key)
+}

@@ -103,7 +103,9 @@
 // memory stays at a few chunks and the server works while the caller
 // encodes. s.Close(ctx) sends the rest, waits for every reply and returns
 // how many commands were sent and the first error. A stream is never a
-// transaction.
+// transaction. If its connection fails, each has had every reply read
+// before the failure, and the error, of unknown outcome, holds the
+// *ConnError.
 //
 // # Transactions and optimistic locking
 //

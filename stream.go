@@ -23,8 +23,10 @@ const streamChunk = 64 << 10
 // Memory stays at a few chunks whatever the length, and the server works
 // while the caller is still encoding.
 //
-// A stream is not a transaction, and what it sent has run. It is not safe
-// for concurrent use. Its commands run one after the other on its
+// A stream is not a transaction, and what it sent has run. If its
+// connection fails, each has had every reply read before the failure, and
+// Close's error, of unknown outcome, holds the *ConnError: the commands
+// sent after those may have run. It is not safe for concurrent use. Its commands run one after the other on its
 // connection, so a blocking command in it (BLPOP, XREAD with BLOCK)
 // holds back every command queued after it until it returns: one that
 // waits for what a later command of the same stream would push waits
@@ -329,8 +331,14 @@ func (s *Stream) chunk(n int) *chunk {
 func (s *Stream) deliver(ctx context.Context) {
 	ch := s.inflight[0]
 	s.inflight = s.inflight[1:]
-	if err := ch.pending.Wait(ctx); err != nil {
-		// The reader may still write into replies: the chunk is dropped.
+	if got, err := ch.pending.WaitGot(ctx); err != nil {
+		// The replies read before the connection failed are those of
+		// commands that ran: each has them, in order, as it would have.
+		// The rest will not come. (Had ctx ended instead, got is 0: the
+		// reader may still write into replies.) The chunk is dropped.
+		for i, v := range values(ch.replies[:got]) {
+			s.hand(ch.base+i, ch.cmds[i].Name(), v)
+		}
 		s.fail(err)
 		s.broken = true
 		return
