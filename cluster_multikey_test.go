@@ -737,11 +737,17 @@ func testMultiKeySingleSlotAllocs(t *testing.T, c, one *Client) {
 	}
 	mgetOne := measure(func() error { _, err := one.MGet(ctx, keys...); return err })
 	mget := measure(func() error { _, err := c.MGet(ctx, keys...); return err })
+	exists1 := measure(func() error { _, err := c.Exists(ctx, keys[0]); return err })
+	exists := measure(func() error { _, err := c.Exists(ctx, keys...); return err })
+	if raceEnabled {
+		// The command buffers come from a sync.Pool, which then drops
+		// some at random: the counts say nothing.
+		t.Logf("under the race detector: MGet %v (one node %v), Exists %v (one key %v) allocations", mget, mgetOne, exists, exists1)
+		return
+	}
 	if mget > mgetOne {
 		t.Errorf("MGet of %d keys of one slot allocated %v times on the cluster, %v on one node", len(keys), mget, mgetOne)
 	}
-	exists1 := measure(func() error { _, err := c.Exists(ctx, keys[0]); return err })
-	exists := measure(func() error { _, err := c.Exists(ctx, keys...); return err })
 	if exists > exists1 {
 		t.Errorf("Exists of %d keys of one slot allocated %v times, of one key %v", len(keys), exists, exists1)
 	}
