@@ -216,9 +216,9 @@ type Conn struct {
 	// buffer last written, belongs to the holder; both are guarded by mu.
 	writing bool
 	spare   []byte
-	// unsettled holds the calls in line when the connection failed whose
-	// first bytes a write under way had taken but the socket had not yet
-	// been seen to accept, and failed the error they get: the holder of
+	// unsettled holds the calls in line when the connection failed some
+	// of whose bytes a write under way had taken but the socket had not
+	// yet been seen to accept, and failed the error they get: the holder of
 	// the write role settles them (settleLocked) once its write returns
 	// and written says how far it went, so that those it never wrote fail
 	// as not sent rather than of unknown outcome.
@@ -688,10 +688,13 @@ func (c *Conn) failLocked(err *Error) {
 	c.queue, c.head = nil, 0
 	if c.writing {
 		// A write under way may put any of the bytes it took on the wire
-		// before it returns: the calls among them wait for its count.
+		// before it returns: the calls among them wait for its count,
+		// those an earlier write began included (the rest of a batch its
+		// caller writes itself, the later parts of a send in parts), so
+		// that the bytes of theirs it writes count as sent.
 		var later []*call
 		for i, cl := range calls {
-			if cl.start >= c.written && cl.start < c.taken {
+			if cl.start < c.taken && (cl.start >= c.written || cl.start+cl.size > c.written) {
 				later = append(later, cl)
 				calls[i] = nil
 			}
