@@ -35,16 +35,7 @@ func cmdBounds(buf []byte, start, n int) []int {
 	off := start
 	for i := 0; i < n; i++ {
 		offs[i] = off
-		ws, ok := newWords(buf[off:])
-		if !ok {
-			panic("redpipe: internal: a pipeline's buffer does not hold its commands")
-		}
-		for {
-			if _, ok := ws.next(); !ok {
-				break
-			}
-		}
-		off += ws.p
+		off = cmdEnd(buf, off)
 	}
 	offs[n] = off
 	return offs

@@ -514,7 +514,7 @@ func streamSlot(ci *commandInfo, cmd []byte) (int, error) {
 func cmdEnd(buf []byte, off int) int {
 	ws, ok := newWords(buf[off:])
 	if !ok {
-		panic("redpipe: internal: a stream's buffer does not hold its commands")
+		panic("redpipe: internal: a batch's buffer does not hold its commands")
 	}
 	for {
 		if _, ok := ws.next(); !ok {

@@ -666,16 +666,7 @@ func commandsBegun(buf []byte, n, sent int) int {
 		if off >= sent {
 			return i
 		}
-		ws, ok := newWords(buf[off:])
-		if !ok {
-			panic("redpipe: internal: a pipeline's buffer does not hold its commands")
-		}
-		for {
-			if _, ok := ws.next(); !ok {
-				break
-			}
-		}
-		off += ws.p
+		off = cmdEnd(buf, off)
 	}
 	return n
 }
