@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +19,20 @@ import (
 // kills its connection with CLIENT KILL, from another connection.
 func killBlockedClient(t *testing.T, ctx context.Context, srv *redistest.Server) {
 	t.Helper()
+	killBlockedIn(t, ctx, srv, "blpop")
+}
+
+// killBlockedIn waits until a client of srv is blocked in cmd (lower
+// case, as CLIENT LIST names it) and kills its connection with CLIENT
+// KILL, from another connection; it returns the client's id. killed
+// are the ids of clients already killed, which it passes over.
+func killBlockedIn(t *testing.T, ctx context.Context, srv *redistest.Server, cmd string, killed ...string) string {
+	t.Helper()
 	var id string
-	waitForServer(t, ctx, "a client blocked in BLPOP", func() (bool, string) {
+	waitForServer(t, ctx, "a client blocked in "+cmd, func() (bool, string) {
 		clients := serverClients(t, srv)
 		for _, cl := range clients {
-			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
+			if cl["cmd"] == cmd && strings.Contains(cl["flags"], "b") && !slices.Contains(killed, cl["id"]) {
 				id = cl["id"]
 				return true, ""
 			}
@@ -30,6 +40,7 @@ func killBlockedClient(t *testing.T, ctx context.Context, srv *redistest.Server)
 		return false, fmt.Sprint(clients)
 	})
 	srv.MustDo(t, "CLIENT", "KILL", "ID", id)
+	return id
 }
 
 // checkRan checks that replies[:k] are the OK of SETs that ran, and that
@@ -337,4 +348,62 @@ func TestStreamCutHandsOutRepliesRead(t *testing.T) {
 		t.Fatalf("each had %d replies; want the 5 of the SETs answered before the connection was killed", len(got))
 	}
 	checkRan(t, srv, got, 5, key)
+}
+
+// TestReadPipelineCutTwiceKeepsRepliesRead: a plain pipeline of reads,
+// which the retry rules send again after its connection fails, is cut
+// twice (CLIENT KILL while an XREAD BLOCK holds it halfway, on each
+// attempt). The error of the last attempt says an earlier one may have
+// run, and wraps the cut: the replies the last attempt read are returned
+// all the same, in their places, and the commands after them are of
+// unknown outcome.
+func TestReadPipelineCutTwiceKeepsRepliesRead(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: 1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+	for i := 0; i < 4; i++ {
+		srv.MustDo(t, "SET", key(i), fmt.Sprint("v", i))
+	}
+
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < 4; i++ {
+		p.Get(key(i))
+	}
+	p.Do("XREAD", "BLOCK", "0", "STREAMS", "cut:stream", "$")
+	p.Get(key(0))
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	first := killBlockedIn(t, ctx, srv, "xread") // the first attempt
+	killBlockedIn(t, ctx, srv, "xread", first)   // the retry
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was killed twice")
+	}
+
+	checkCutErr(t, r.err, 4, "XREAD")
+	if !strings.Contains(fmt.Sprint(r.err), "earlier attempt") {
+		t.Errorf("Exec error %q does not say the batch was sent twice: the test does not test what it means to", r.err)
+	}
+	if len(r.replies) != 6 {
+		t.Fatalf("Exec returned %d replies for 6 commands (error %v); want every one, the first 4 as read", len(r.replies), r.err)
+	}
+	for i := 0; i < 4; i++ {
+		if got, err := r.replies[i].Err(), r.replies[i].String(); got != nil || err != fmt.Sprint("v", i) {
+			t.Errorf("reply %d, of a GET answered before the cut = %q, %v; want %q", i, err, got, fmt.Sprint("v", i))
+		}
+	}
+	for i := 4; i < 6; i++ {
+		if err := r.replies[i].Err(); err == nil || OutcomeOf(err) != OutcomeUnknown {
+			t.Errorf("reply %d, sent and not answered = %q, %v: want an error of unknown outcome", i, r.replies[i].String(), err)
+		}
+	}
 }

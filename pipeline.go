@@ -573,14 +573,17 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		if p.transaction {
 			return nil, 0, txSendError(err)
 		}
-		if cut, ok := err.(*cutError); ok {
+		// The cut of the last attempt, which the retry rules may have
+		// wrapped (an earlier attempt was cut too, say).
+		var cut *cutError
+		if errors.As(err, &cut) {
 			if len(cut.replies) <= skip {
 				// No command of the batch was answered: the error says
 				// what became of it.
-				return nil, 0, cut.err
+				return nil, 0, unwrapCut(err)
 			}
 			p.loadErrs = loadErrs(p.scripts, cut.replies[:extra])
-			return p.cutReplies(cut, skip, len(buf)-len(p.w.buf))
+			return p.cutReplies(cut, unwrapCut(err), skip, len(buf)-len(p.w.buf))
 		}
 		return nil, 0, err
 	}
@@ -602,6 +605,18 @@ type cutError struct {
 func (e *cutError) Error() string { return e.err.Error() }
 func (e *cutError) Unwrap() error { return e.err }
 
+// unwrapCut returns err with its *cutError, which holds replies the
+// caller has taken out of it, replaced by the connection's error it
+// wraps, when that is err itself; an err that wraps a *cutError (the
+// retry rules said an earlier attempt may have run) is returned as it
+// is: only its text and its unwrapping tell.
+func unwrapCut(err error) error {
+	if cut, ok := err.(*cutError); ok {
+		return cut.err
+	}
+	return err
+}
+
 // cutReplies returns the replies of a plain batch that cut stopped
 // partway, one per command, and the error of the batch. A command
 // answered before the cut has its reply: it ran. One written but not
@@ -610,12 +625,13 @@ func (e *cutError) Unwrap() error { return e.err }
 // error (a *ConnError, its Unsent telling which). The batch's error, of
 // unknown outcome, is a *CommandError for the first command not
 // answered. The batch's bytes start at offset at in those that were
-// written (after the script loads, say), skip replies in.
-func (p *Pipeline) cutReplies(cut *cutError, skip, at int) ([]resp.Value, int, error) {
+// written (after the script loads, say), skip replies in. cause is the
+// error of the send that ended with cut: cut's own, or one that wraps it.
+func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.Value, int, error) {
 	n := len(p.w.cmds)
 	got := len(cut.replies) - skip
 	begun := commandsBegun(p.w.buf, n, cut.sent-at)
-	ce := cut.err
+	ce := cause
 	var connErr *conn.Error
 	if !errors.As(ce, &connErr) {
 		connErr = &conn.Error{Op: "read", Err: ce}
