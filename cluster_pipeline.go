@@ -3,6 +3,7 @@ package redpipe
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -256,6 +257,14 @@ type part struct {
 
 	clean bool // every leg ran: the replies are taken in the legs' order
 	next  int  // the next of replies to take
+
+	// A part whose connection failed after some of its replies were
+	// read (see cutPartReplies): replies holds those of its first
+	// answered legs, which ran; of the others, the first begun were
+	// written and may have run, and the rest were not sent.
+	cut      bool
+	answered int
+	begun    int
 }
 
 // execPlain runs a plain pipeline: split by node, every node's part sent
@@ -422,7 +431,12 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		// masters; one that may have run on a master ends the pipeline,
 		// once the replies of the other parts are in: they ran, and the
 		// caller gets them. The commands of the failed part get an error
-		// reply of unknown outcome and are not sent again.
+		// reply of unknown outcome and are not sent again; but for a part
+		// whose connection failed after some of its replies were read
+		// (see cutPartReplies): its legs answered have their replies,
+		// taken in as any part's are below, and those never written an
+		// error reply that says they were not sent, as on one node. Those
+		// are not sent again either: the pipeline ends.
 		offReplica := make([]bool, len(parts))
 		lostPart := make([]bool, len(parts))
 		var lost error // the first part that failed so
@@ -431,22 +445,40 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			if r.isReplica(pt.node) && r.offReplica(ctx, pt.node, resp.Value{}, pt.err, "") {
+				// The reads not answered go to the masters.
 				offReplica[i] = true
+				for _, l := range pt.legs[pt.answered:] {
+					l.node, l.asking = nil, false
+				}
+				pt.legs = pt.legs[:pt.answered]
 				continue
 			}
 			if !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
-				if !ran && len(parts) == 1 {
+				if !ran && len(parts) == 1 && pt.answered == 0 {
 					// No other node answered: as on one node.
-					return nil, pt.err
+					return nil, unwrapCut(pt.err)
 				}
 				lostPart[i] = true
-				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: pt.err}
+				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: unwrapCut(pt.err)}
+				if pt.answered > 0 {
+					e.msg = fmt.Sprintf("redpipe: cluster: the connection to %s failed after the replies of the first %s of %d sent there, which ran",
+						pt.node.opt.Addr, plural(pt.answered, "command", "commands"), len(pt.legs))
+				}
 				lost = cmp.Or(lost, error(e))
 				v := madeErrorValue(e)
-				for _, l := range pt.legs {
-					vals[l.at] = v
+				var unsentV resp.Value
+				for j, l := range pt.legs[pt.answered:] {
 					l.asking = false
+					if !pt.cut || pt.answered+j < pt.begun {
+						vals[l.at] = v
+						continue
+					}
+					if unsentV.Kind == 0 {
+						unsentV = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s: the connection failed before the command was written: %w", pt.node.opt.Addr, unsentConnErr(pt.err))))
+					}
+					vals[l.at] = unsentV
 				}
+				pt.legs = pt.legs[:pt.answered]
 			}
 		}
 		if fanned {
@@ -462,17 +494,10 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		unfollowableAt := -1 // the command whose redirection that was
 		moved, waited, unreachedNow := false, false, false
 		for i, pt := range parts {
-			if lostPart[i] {
+			if (lostPart[i] || offReplica[i]) && len(pt.legs) == 0 {
 				continue
 			}
-			if offReplica[i] {
-				// Reads, sent again to the masters.
-				for _, l := range pt.legs {
-					l.node, l.asking = nil, false
-				}
-				continue
-			}
-			if pt.err != nil {
+			if pt.err != nil && !pt.cut {
 				if !unreachable(ctx, pt.err) {
 					// Not sent, but no refresh will help: the context
 					// ended, or the client was closed.
@@ -488,7 +513,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			}
 			ran = true
 			onReplica := r.isReplica(pt.node)
-			if !onReplica && !hasErrors(pt.replies) && len(parts) <= maxMerged {
+			if !onReplica && !pt.cut && !hasErrors(pt.replies) && len(parts) <= maxMerged {
 				// The common part: every command ran (see below).
 				pt.clean = true
 				continue
@@ -647,6 +672,20 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		i = j
 	}
 	return replies, p.finish(replies, -1)
+}
+
+// unsentConnErr returns the connection's error in err, the failure of a
+// part partway, made to say that the command it goes with was not sent
+// (its Unsent set), as the error of a command never written says on one
+// node (see cutReplies).
+func unsentConnErr(err error) error {
+	var ce *conn.Error
+	if !errors.As(err, &ce) {
+		return unwrapCut(err)
+	}
+	e := *ce
+	e.Unsent = true
+	return &e
 }
 
 // What routeOf tells of a command's key, in the low 16 bits of a route
@@ -1094,7 +1133,7 @@ type barrier struct{ keys, wait int }
 // parts of a round, that their nodes answered.
 func (b barriers) add(p *Pipeline, parts []*part) barriers {
 	for _, pt := range parts {
-		if pt.err != nil {
+		if pt.err != nil && !pt.cut {
 			continue
 		}
 		for j, l := range pt.legs {
@@ -1393,11 +1432,11 @@ func (r *clusterRouter) awaitParts(ctx context.Context, p *Pipeline, rd *round) 
 	}
 	rd.wg.Wait()
 	for _, pt := range rd.parts {
+		partReplies(p, pt) // before b goes: a part cut partway needs it
 		if pt.pooled.b {
 			bytePools.Recycle(pt.b)
 		}
 		pt.b, pt.pooled.b = nil, false
-		partReplies(p, pt)
 	}
 	return rd.parts
 }
@@ -1431,13 +1470,21 @@ func startPart(ctx context.Context, pt *part, cn *conn.Conn, quiet bool) {
 
 // waitPart waits for the replies of a part that startPart handed over,
 // and returns the failure of that attempt, for a retry.
+//
+// If the connection failed after some replies were read, the error is a
+// *cutError that holds them, as sendChecked's is: the reader is done
+// with them, and they are the part's.
 func waitPart(ctx context.Context, pt *part) error {
 	err := pt.err
+	got, sent := 0, 0
 	if err == nil {
-		err = pt.pending.Wait(ctx)
+		got, sent, err = pt.pending.WaitCut(ctx)
 	}
 	if err != nil {
-		// The reader may still fill out.
+		if got > 0 {
+			err = &cutError{replies: pt.out[:got:got], sent: sent, err: err}
+		}
+		// The reader may still fill out the rest.
 		pt.out, pt.pooled.out = nil, false
 	}
 	return err
@@ -1523,7 +1570,7 @@ func encodePart(p *Pipeline, buf []byte, offs []int, pt *part, traits batchTrait
 // a redirection.
 func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]resp.Value, error) {
 	if replaced(err) || conn.ClosedIdle(err) {
-		out, _, err2 := pt.node.sendBatch(ctx, pt.b, pt.total, pt.traits)
+		out, _, err2 := pt.node.sendChecked(ctx, pt.b, pt.total, pt.traits, keepCut)
 		if err2 == nil {
 			return out, nil
 		}
@@ -1536,7 +1583,7 @@ func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]
 			tried = true
 			return err
 		}
-		out, _, err2 = pt.node.sendBatch(ctx, pt.b, pt.total, pt.traits)
+		out, _, err2 = pt.node.sendChecked(ctx, pt.b, pt.total, pt.traits, keepCut)
 		return err2
 	})
 	return out, e
@@ -1550,6 +1597,10 @@ func (r *clusterRouter) resendPart(ctx context.Context, pt *part, err error) ([]
 // (see blameLoads): the rest of the part ran all the same.
 func partReplies(p *Pipeline, pt *part) {
 	if pt.err != nil {
+		var cut *cutError
+		if errors.As(pt.err, &cut) {
+			cutPartReplies(p, pt, cut)
+		}
 		return
 	}
 	failed := loadErrs(p.scripts, pt.out[:pt.loads])
@@ -1581,6 +1632,56 @@ func partReplies(p *Pipeline, pt *part) {
 	p.blameLoads(failed, pt.replies, func(j int) int { return pt.legs[j].cmd })
 }
 
+// cutPartReplies takes the replies of the legs of a part whose connection
+// failed after the replies of its first commands were read, as
+// partReplies does: cut holds them and tells how many bytes of pt.b the
+// socket took. The legs answered, a prefix of pt.legs, ran; so did
+// nothing after them that was not written (its ASKING may have been).
+func cutPartReplies(p *Pipeline, pt *part, cut *cutError) {
+	got := len(cut.replies)
+	begun := commandsBegun(pt.b, pt.total, cut.sent)
+	pt.cut = true
+	k := pt.loads
+	if pt.role {
+		pt.replica = k < got && isReplicaRole(cut.replies[k])
+		k++
+	}
+	for _, l := range pt.legs {
+		if l.asking {
+			k++
+		}
+		if k >= begun {
+			break
+		}
+		pt.begun++
+		if k < got {
+			pt.answered++
+		}
+		k++
+	}
+	if pt.answered == 0 {
+		return
+	}
+	pt.replies = make([]resp.Value, 0, pt.answered)
+	k = pt.loads
+	if pt.role {
+		k++
+	}
+	for _, l := range pt.legs[:pt.answered] {
+		if l.asking {
+			k++
+		}
+		v := cut.replies[k]
+		if pt.replica && l.fixed {
+			v = replicaNow(pt.node.opt.Addr)
+			l.asRep = true
+		}
+		pt.replies = append(pt.replies, v)
+		k++
+	}
+	p.blameLoads(loadErrs(p.scripts, cut.replies[:pt.loads]), pt.replies, func(j int) int { return pt.legs[j].cmd })
+}
+
 // recycleParts gives back the pooled replies of a round's parts, once
 // the legs' own are copied out of them.
 func recycleParts(parts []*part) {
@@ -1597,8 +1698,12 @@ func recycleParts(parts []*part) {
 func (r *clusterRouter) sendPart(ctx context.Context, node *Client, b []byte, n int, traits batchTraits) ([]resp.Value, error) {
 	var out []resp.Value
 	err := node.retry(ctx, traits.readonly, func() (err error) {
-		out, _, err = node.sendBatch(ctx, b, n, traits)
+		out, _, err = node.sendChecked(ctx, b, n, traits, keepCut)
 		return err
 	})
 	return out, err
 }
+
+// keepCut makes sendChecked keep the replies a part read before its
+// connection failed, in a *cutError (see cutPartReplies).
+var keepCut = execCheck{keep: true}

@@ -578,6 +578,109 @@ func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kil
 	}
 }
 
+// testClusterPipelinePartCut: the connection of one master's part of a
+// plain pipeline is killed (CLIENT KILL) after that master answered its
+// first commands, a GET and its leg of an MGET split by slot, while it
+// holds the next one: a SET under CLIENT PAUSE WRITE, on the node's
+// shared connection, or a BLPOP, on connections of the batch's own. The
+// replies that master sent before the cut are the caller's, in their
+// places, as on one node: the GET's value, and the MGET whole, its other
+// leg answered by another master. The held command and the leg of a DEL
+// behind it, sent and not answered, are of unknown outcome (the DEL's
+// other leg ran: its reply says so), and the other masters' replies are
+// there. The servers hold what the replies say ran. Before, every command
+// of the cut part was of unknown outcome, those answered included.
+func testClusterPipelinePartCut(t *testing.T, cl *redistest.Cluster, c *Client) {
+	for _, mode := range []string{"paused", "blocked"} {
+		t.Run(mode, func(t *testing.T) { clusterPipelinePartCut(t, cl, c, mode) })
+	}
+}
+
+func clusterPipelinePartCut(t *testing.T, cl *redistest.Cluster, c *Client, mode string) {
+	ctx := clusterCtx(t)
+	// Masters[i] serves the i-th third of the slots.
+	a, a2 := keyIn(100, "cut:a"), keyIn(101, "cut:a")
+	b, b2, b3, list := keyIn(6000, "cut:b"), keyIn(6001, "cut:b"), keyIn(6002, "cut:b"), keyIn(6003, "cut:l")
+	k, k2 := keyIn(12000, "cut:c"), keyIn(12001, "cut:c")
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MSet(ctx, a2, "z", b2, "x", b3, "w", k, "y"); err != nil {
+		t.Fatal(err)
+	}
+	held := cl.Masters[1]
+	p := c.Pipeline(NoTransaction).
+		Set(a, "1"). // 0: Masters[0]
+		Get(b2).     // 1: held, answered
+		MGet(b2, k)  // 2: split over the held master, answered, and Masters[2]
+	heldCmd := "set"
+	if mode == "paused" {
+		pauseWrites(t, held)
+		p.Set(b, "1") // 3: held by the pause
+	} else {
+		heldCmd = "blpop"
+		p.Do("BLPOP", list, "0") // 3: blocks
+	}
+	p.Del(a2, b3). // 4: split over Masters[0], which runs it, and the held master, behind 3
+			Incr(k2) // 5: Masters[2]
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	killBlockedIn(t, ctx, held, heldCmd)
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return")
+	}
+	replies, err := res.replies, res.err
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 3 || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Fatalf("Exec with a part cut: %v (%v); want a *CommandError for command 3 of unknown outcome", err, OutcomeOf(err))
+	}
+	if !strings.Contains(err.Error(), held.Addr) {
+		t.Errorf("Exec's error %q does not name the master whose connection was cut, %s", err, held.Addr)
+	}
+	if len(replies) != 6 {
+		t.Fatalf("%d replies %v, want 6", len(replies), replies)
+	}
+	for i, want := range map[int]string{0: "OK", 1: "x", 5: "1"} {
+		if got, err := replies[i].String(), replies[i].Err(); got != want || err != nil {
+			t.Errorf("reply %d = %q, %v; want %s", i, got, err, want)
+		}
+	}
+	if got, err := replies[2].Strings(); err != nil || !slices.Equal(got, []string{"x", "y"}) {
+		t.Errorf("reply 2, of an MGET whose legs were answered before the cut = %q, %v; want [x y]", got, err)
+	}
+	for _, i := range []int{3, 4} {
+		if e := replies[i].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown || SafeToRetry(e) {
+			t.Errorf("reply %d, sent to the cut master and not answered = %v (%v); want an error of unknown outcome", i, replies[i], OutcomeOf(e))
+		}
+	}
+	// What ran is there; what was cut did not run.
+	for _, kv := range []struct {
+		srv  *redistest.Server
+		key  string
+		want int64
+	}{{cl.Masters[0], a, 1}, {cl.Masters[0], a2, 0}, {held, b, 0}, {held, b3, 1}, {cl.Masters[2], k2, 1}} {
+		if n, err := kv.srv.Do("EXISTS", kv.key); err != nil || n != kv.want {
+			t.Errorf("EXISTS %s on %s = %v, %v; want %d", kv.key, kv.srv.Addr, n, err, kv.want)
+		}
+	}
+	if mode == "paused" {
+		held.MustDo(t, "CLIENT", "UNPAUSE")
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // testClusterPipelineEveryPartLost: two masters hold the writes of a
 // plain pipeline (CLIENT PAUSE WRITE), one part on each, until the
 // pipeline's context ends. No command is known to have run: the error is
@@ -918,6 +1021,74 @@ func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
 				p.Incr("{cd}n").Incr("{cd}n")
 				checkExecFromOwnDecoder(t, ctx, srv, "{cd}n", p, use, &useErr, &calls)
 			})
+		}
+	}
+}
+
+// TestCutPartRepliesOffsets: the replies of a cluster pipeline's part
+// cut partway are matched to its legs past what goes before them on the
+// wire (a script load, ROLE, an ASKING), and a leg counts as sent only
+// when its own command's first byte was, not its ASKING's. The part is
+// encoded as the client encodes it; the cut, the replies read and the
+// bytes the socket took, is made up, at each place it can fall.
+func TestCutPartRepliesOffsets(t *testing.T) {
+	p := newPipeline(nil, nil, false)
+	p.reset()
+	p.Set("a", "1").Get("b").Set("c", "1").Do("DBSIZE")
+	p.scripts = []*Script{NewScript("return 1")}
+	buf := p.w.buf
+	offs := cmdBounds(buf, 0, 4)
+	ok := resp.Value{Kind: resp.SimpleString, Str: "OK"}
+	// On the wire: SCRIPT LOAD, ROLE, SET a, ASKING, GET b, SET c, DBSIZE.
+	wire := []resp.Value{
+		{Kind: resp.BulkString, Str: "sha"},
+		{Kind: resp.Array, Elems: []resp.Value{{Kind: resp.BulkString, Str: "master"}}},
+		ok, ok,
+		{Kind: resp.BulkString, Str: "bval"},
+		ok,
+		{Kind: resp.Integer, Int: 7},
+	}
+	for got := 0; got <= len(wire); got++ {
+		for sentCmds := got; sentCmds <= len(wire); sentCmds++ {
+			legs := []leg{{cmd: 0, at: 0}, {cmd: 1, at: 1, asking: true}, {cmd: 2, at: 2}, {cmd: 3, at: 3, fixed: true}}
+			pt := &part{}
+			for i := range legs {
+				pt.legs = append(pt.legs, &legs[i])
+			}
+			encodePart(p, buf, offs, pt, batchTraits{}, false)
+			if pt.total != len(wire) {
+				t.Fatalf("the part holds %d commands, want %d", pt.total, len(wire))
+			}
+			sent := len(pt.b)
+			if sentCmds < len(wire) {
+				// Up to the middle of command sentCmds.
+				off := 0
+				for range sentCmds {
+					off = cmdEnd(pt.b, off)
+				}
+				sent = off + 1
+			}
+			cutPartReplies(p, pt, &cutError{replies: wire[:got], sent: sent, err: errors.New("cut")})
+			// The legs' own commands are wire[2], [4], [5] and [6].
+			own := []int{2, 4, 5, 6}
+			answered, begun := 0, 0
+			for _, k := range own {
+				if k < got {
+					answered++
+				}
+				if k <= sentCmds {
+					begun++
+				}
+			}
+			if pt.answered != answered || pt.begun != begun || len(pt.replies) != answered {
+				t.Fatalf("got %d replies, %d commands begun: answered %d, begun %d, %d replies; want %d, %d",
+					got, sentCmds+1, pt.answered, pt.begun, len(pt.replies), answered, begun)
+			}
+			for j := range pt.replies {
+				if want := wire[own[j]]; pt.replies[j].Kind != want.Kind || pt.replies[j].Str != want.Str || pt.replies[j].Int != want.Int {
+					t.Fatalf("got %d replies: leg %d has %v, want %v", got, j, pt.replies[j], want)
+				}
+			}
 		}
 	}
 }

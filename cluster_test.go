@@ -48,6 +48,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterPartlyRefused(t, cl, c) })
 	t.Run("PipelinePartlyRefused", func(t *testing.T) { testClusterPipelinePartlyRefused(t, cl, c) })
 	t.Run("PipelinePartLost", func(t *testing.T) { testClusterPipelinePartLost(t, cl, c) })
+	t.Run("PipelinePartCut", func(t *testing.T) { testClusterPipelinePartCut(t, cl, c) })
 	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })
 	t.Run("PipelineRedirectUnusable", func(t *testing.T) { testClusterPipelineRedirectUnusable(t, cl, c) })
 	t.Run("PipelineScriptLoadRefused", func(t *testing.T) { testClusterPipelineScriptLoadRefused(t, cl, c) })

@@ -566,20 +566,29 @@ func (p Pending) Wait(ctx context.Context) error {
 // reader may still write into the replies), got is 0; if it did not
 // fail, got is the number of replies.
 func (p Pending) WaitGot(ctx context.Context) (got int, err error) {
+	got, _, err = p.WaitCut(ctx)
+	return got, err
+}
+
+// WaitCut is WaitGot that also tells, when the connection failed before
+// every reply was in, how many bytes of the batch the socket had
+// accepted (as DoNCut's cut): the commands that begin at or after them
+// were not sent.
+func (p Pending) WaitCut(ctx context.Context) (got, sent int, err error) {
 	if p.cl == nil {
-		return 0, nil
+		return 0, 0, nil
 	}
 	err, held := p.c.waitHeld(ctx, p.cl)
 	if err != nil {
 		if held {
-			got = p.cl.got
+			got, sent = p.cl.got, int(p.cl.sent)
 			putCall(p.cl)
 		}
-		return got, err
+		return got, sent, err
 	}
 	got = p.cl.got
 	putCall(p.cl)
-	return got, nil
+	return got, 0, nil
 }
 
 // Ready reports whether the batch's replies are in (or its connection has
