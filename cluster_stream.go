@@ -1135,7 +1135,7 @@ func (cs *clusterStream) await(ctx context.Context, ch *nodeChunk) {
 		if nd.broken {
 			wctx = endedCtx
 		}
-		if err := c0.pending.Wait(wctx); err != nil {
+		if got, sent, err := c0.pending.WaitCut(wctx); err != nil {
 			if !nd.broken {
 				nd.broken, nd.cause = true, err
 				cs.fail(fmt.Errorf("redpipe: cluster node %s: %w", nd.c.opt.Addr, err))
@@ -1144,7 +1144,14 @@ func (cs *clusterStream) await(ctx context.Context, ch *nodeChunk) {
 					ch = nd.inflight[n-1]
 				}
 			}
-			cs.lost(c0, err)
+			if got > 0 {
+				// The connection failed after the replies of the
+				// chunk's first commands were read: they ran, and are
+				// taken in as those of a chunk answered whole (the
+				// stream has stopped: a redirection is a reply).
+				cs.takeCut(c0, got)
+			}
+			cs.lost(c0, err, sent)
 		} else {
 			cs.take1(c0)
 			cs.recycle(c0)
@@ -1163,21 +1170,50 @@ var endedCtx = func() context.Context {
 	return ctx
 }()
 
+// takeCut takes in, as take1 does, the replies of the commands of ch
+// that its first got replies answer, and leaves ch the others, for lost.
+func (cs *clusterStream) takeCut(ch *nodeChunk, got int) {
+	answered, j := 0, 0
+	for _, cc := range ch.cmds {
+		if cc.asking || cc.role {
+			j++
+		}
+		if j >= got {
+			break
+		}
+		answered++
+		j++
+	}
+	rest := ch.cmds[answered:]
+	ch.cmds = ch.cmds[:answered]
+	cs.take1(ch)
+	ch.cmds = rest
+}
+
 // lost settles the commands of ch, a chunk of a broken node whose wait
 // failed with err, so that the replies of the commands after them can be
 // handed out: each gets an error reply of unknown outcome (it may have
 // run), or one that says it was not sent when err says that none of the
-// chunk reached the server. The chunk is not reused: the connection's
-// reader may still write into its replies.
-func (cs *clusterStream) lost(ch *nodeChunk, err error) {
+// chunk reached the server, or when it begins at or past sent, the bytes
+// of the chunk the socket took (0 when that is not known). The chunk is
+// not reused: the connection's reader may still write into its replies.
+func (cs *clusterStream) lost(ch *nodeChunk, err error, sent int) {
 	nd := ch.node
-	var v resp.Value
+	var v, unsent resp.Value
 	if OutcomeOf(err) == OutcomeNotSent {
 		v = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s before the stream stopped: %w", nd.c.opt.Addr, nd.cause)))
+		unsent = v
 	} else {
 		v = madeErrorValue(&uncertainError{msg: "redpipe: cluster", err: &lostError{addr: nd.c.opt.Addr, cause: nd.cause}})
 	}
 	for _, cc := range ch.cmds {
+		v := v
+		if sent > 0 && cc.start >= sent {
+			if unsent.Kind == 0 {
+				unsent = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s: the connection failed before the command was written: %w", nd.c.opt.Addr, unsentConnErr(nd.cause))))
+			}
+			v = unsent
+		}
 		e := cs.entry(cc.i)
 		if e.ch == ch {
 			e.ch = nil

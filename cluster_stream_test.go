@@ -41,6 +41,7 @@ func TestClusterStream(t *testing.T) {
 	t.Run("Misuse", func(t *testing.T) { testClusterStreamMisuse(t, cl, c) })
 	t.Run("PartlyRefused", func(t *testing.T) { testClusterStreamPartlyRefused(t, cl, c) })
 	t.Run("PartLost", func(t *testing.T) { testClusterStreamPartLost(t, cl, c) })
+	t.Run("PartCut", func(t *testing.T) { testClusterStreamPartCut(t, cl, c) })
 	t.Run("PartLostLoad", func(t *testing.T) { testClusterStreamPartLostLoad(t, cl, c) })
 	t.Run("PartLostFanOut", func(t *testing.T) { testClusterStreamPartLostFanOut(t, cl, c) })
 }
@@ -1557,6 +1558,90 @@ func clusterStreamPartLost(t *testing.T, cl *redistest.Cluster, c *Client, kill 
 	idle(t, c)
 }
 
+// testClusterStreamPartCut: the connection of a cluster stream to one
+// master is killed (CLIENT KILL) after that master answered its first
+// commands, a GET and its leg of an MGET split by slot, while it holds
+// the next, a SET under CLIENT PAUSE WRITE. each gets the replies that
+// master sent before the cut, in the stream's order with the others:
+// the GET's value and the MGET whole. The commands it held, sent and not
+// answered, are of unknown outcome, and Close fails as before. Before,
+// the whole chunk of the cut master was of unknown outcome, its replies
+// read included.
+func testClusterStreamPartCut(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := streamCtx(t)
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, "scut:a")
+	b, b2, b3 := keyIn(6000, "scut:b"), keyIn(6001, "scut:b"), keyIn(6002, "scut:b")
+	k, k2 := keyIn(12000, "scut:c"), keyIn(12001, "scut:c")
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MSet(ctx, b2, "x", k, "y"); err != nil {
+		t.Fatal(err)
+	}
+	held := cl.Masters[1]
+	unpause := pauseWrites(t, held)
+	var got []Value // written by each, read once Close has returned
+	s := c.Stream(ctx, func(i int, v Value) error {
+		if i != len(got) {
+			return fmt.Errorf("reply %d handed out after %d replies", i, len(got))
+		}
+		got = append(got, v)
+		return nil
+	})
+	s.Set(a, "1"). // 0: Masters[0]
+			Get(b2).     // 1: held, answered
+			MGet(b2, k). // 2: split over the held master, answered, and Masters[2]
+			Set(b, "1"). // 3: held by the pause
+			Incr(k2).    // 4: Masters[2]
+			Set(b3, "1") // 5: held, behind 3
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := s.Close(ctx)
+		done <- result{n, err}
+	}()
+	killBlockedIn(t, ctx, held, "set")
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Close did not return")
+	}
+	if res.n != 6 || OutcomeOf(res.err) != OutcomeUnknown || !strings.Contains(fmt.Sprint(res.err), held.Addr) {
+		t.Fatalf("Close with a master's connection cut = %d, %v (%v); want 6 sent and an error of unknown outcome naming %s", res.n, res.err, OutcomeOf(res.err), held.Addr)
+	}
+	if len(got) != 6 {
+		t.Fatalf("each got %d replies %v, want 6", len(got), got)
+	}
+	for i, want := range map[int]string{0: "OK", 1: "x", 4: "1"} {
+		if v, err := got[i].String(), got[i].Err(); v != want || err != nil {
+			t.Errorf("reply %d = %q, %v; want %s", i, v, err, want)
+		}
+	}
+	if v, err := got[2].Strings(); err != nil || !slices.Equal(v, []string{"x", "y"}) {
+		t.Errorf("reply 2, of an MGET whose legs were answered before the cut = %q, %v; want [x y]", v, err)
+	}
+	for _, i := range []int{3, 5} {
+		if e := got[i].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+			t.Errorf("reply %d, held by the cut master = %v (%v); want an error of unknown outcome", i, got[i], OutcomeOf(e))
+		}
+	}
+	unpause()
+	for _, key := range []string{b, b3} {
+		if n, err := held.Do("EXISTS", key); err != nil || n != int64(0) {
+			t.Errorf("EXISTS %s on the cut master = %v, %v; want 0: its connection was killed before it ran", key, n, err)
+		}
+	}
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle(t, c)
+}
+
 // testClusterStreamPartLostLoad: a stream of counters (see counters) over
 // keys of every master, many passes long, loses its connection to one
 // master part way: each still gets one reply for every command taken, in
@@ -1725,7 +1810,7 @@ func TestClusterStreamStoppedSettlesAll(t *testing.T) {
 	failure := &conn.Error{Op: "read", Err: errors.New("connection reset by the test")}
 	nd.broken, nd.cause = true, failure
 	cs.fail(failure)
-	cs.lost(nd.inflight[0], failure)
+	cs.lost(nd.inflight[0], failure, 0)
 	nd.inflight = nil
 	cs.drop(nd.out)
 	nd.out = nil
