@@ -407,3 +407,61 @@ func TestReadPipelineCutTwiceKeepsRepliesRead(t *testing.T) {
 		}
 	}
 }
+
+// TestTxPipelineCutKeepsRepliesRead: the plain Pipeline of a Watch
+// session whose connection the server kills (CLIENT KILL) while a BLPOP
+// holds it halfway keeps the replies of the SETs before the BLPOP, which
+// ran, as a Client's does: the BLPOP and the SETs after it, sent and not
+// answered, have error replies of unknown outcome, and Exec's error says
+// so, for the BLPOP. Before, Exec returned no replies. The server holds
+// exactly the keys of the SETs answered.
+func TestTxPipelineCutKeepsRepliesRead(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+	tx, err := c.Watch(ctx, "cut:watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+
+	p := tx.Pipeline(NoTransaction)
+	for i := 0; i < 5; i++ {
+		p.Set(key(i), "v")
+	}
+	p.Do("BLPOP", "cut:list", "0")
+	for i := 6; i < 11; i++ {
+		p.Set(key(i), "v")
+	}
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	killBlockedClient(t, ctx, srv)
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was killed")
+	}
+
+	checkCutErr(t, r.err, 5, "BLPOP")
+	if len(r.replies) != 11 {
+		t.Fatalf("Exec returned %d replies for 11 commands (error %v); want every one, the first 5 as read", len(r.replies), r.err)
+	}
+	checkRan(t, srv, r.replies, 5, key)
+	for i := 5; i < 11; i++ {
+		if err := r.replies[i].Err(); err == nil || OutcomeOf(err) != OutcomeUnknown {
+			t.Errorf("reply %d, sent and not answered = %q, %v: want an error of unknown outcome", i, r.replies[i].String(), err)
+		}
+	}
+	// The session lost its watch with its connection: it says so.
+	if _, err := tx.Get(ctx, key(0)); err == nil {
+		t.Error("GET on the session after its connection was killed succeeded; want the failure")
+	}
+}

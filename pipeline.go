@@ -270,9 +270,11 @@ func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
 	multi := p.multi
 	replies, errs, decoded, err := p.execSend(ctx)
 	if err != nil && replies != nil && !decoded {
-		// A plain batch of a Client whose connection failed partway:
-		// the replies read are decoded as they would have been, and the
-		// batch's error is the failure's, whatever they hold.
+		// A plain batch whose connection failed partway: the replies
+		// read are decoded as they would have been, once the Tx, if any,
+		// is given up, and the batch's error is the failure's, whatever
+		// they hold.
+		h.release()
 		p.decoding = true
 		defer func() { p.decoding = false }()
 		p.finishNamed(replies, errs, nil)

@@ -621,8 +621,9 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	if exec {
 		t.releaseTurn()
 	}
+	got, sent := 0, 0
 	if err == nil {
-		if err = p.Wait(ctx); err != nil && blocking && OutcomeOf(err) != OutcomeNotSent {
+		if got, sent, err = p.WaitCut(ctx); err != nil && blocking && OutcomeOf(err) != OutcomeNotSent {
 			t.cutBlocked(ctx, err)
 		}
 	}
@@ -636,6 +637,11 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	}
 	if err != nil {
 		t.lost(err)
+		if check.keep && got > 0 {
+			// A plain batch keeps the replies read before its connection
+			// failed, as on the Client (see sendChecked).
+			err = &cutError{replies: replies[:got:got], sent: sent, err: err}
+		}
 	}
 	return err
 }
