@@ -465,3 +465,55 @@ func TestTxPipelineCutKeepsRepliesRead(t *testing.T) {
 		t.Error("GET on the session after its connection was killed succeeded; want the failure")
 	}
 }
+
+// TestStreamCutEachPanics: each panics on one of the replies a Stream
+// hands out after its connection was killed (CLIENT KILL while a BLPOP
+// held it halfway). Close, called again after the recover, reports the
+// connection's failure, of unknown outcome: the commands after the
+// replies read may have run. Before, it reported only that each had
+// panicked, as if the stream had run through.
+func TestStreamCutEachPanics(t *testing.T) {
+	c, srv := newTestClient(t, Options{MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut:%d", i) }
+
+	handed := 0 // written by each, read once Close has returned
+	s := c.Stream(ctx, func(i int, v Value) error {
+		handed++
+		if i == 2 {
+			panic("each panics on reply 2")
+		}
+		return nil
+	})
+	for i := 0; i < 5; i++ {
+		s.Do("SET", key(i), "v")
+	}
+	s.Do("BLPOP", "cut:list", "0")
+	s.Do("SET", key(6), "v")
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if recover() == nil {
+				done <- errors.New("the first Close did not panic")
+				return
+			}
+			_, err := s.Close(ctx)
+			done <- err
+		}()
+		s.Close(ctx)
+	}()
+	killBlockedClient(t, ctx, srv)
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("Close did not return after the stream's connection was killed")
+	}
+	if handed != 3 {
+		t.Errorf("each was called %d times; want 3, up to its panic", handed)
+	}
+	var connErr *ConnError
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || !errors.As(err, &connErr) {
+		t.Fatalf("Close after each panicked on a reply read before the cut = %v (%v); want the connection's failure, of unknown outcome", err, OutcomeOf(err))
+	}
+}

@@ -336,11 +336,14 @@ func (s *Stream) deliver(ctx context.Context) {
 		// commands that ran: each has them, in order, as it would have.
 		// The rest will not come. (Had ctx ended instead, got is 0: the
 		// reader may still write into replies.) The chunk is dropped.
+		// The failure is the stream's before each sees a reply: should
+		// each or a Decoder panic on one, Close, called after a recover,
+		// reports it, not the panic, and the connection is not reused.
+		s.fail(err)
+		s.broken = true
 		for i, v := range values(ch.replies[:got]) {
 			s.hand(ch.base+i, ch.cmds[i].Name(), v)
 		}
-		s.fail(err)
-		s.broken = true
 		return
 	}
 	for i, v := range values(ch.replies) {
