@@ -92,9 +92,13 @@
 // which. Exec's error, whatever ErrorsInReplies says, is then a
 // *CommandError for the first command not answered, of unknown outcome,
 // whose text tells which commands ran, which may have, and which were not
-// sent. A failure before any reply came returns no replies and the
-// connection's error, as does a failed transaction, whose EXEC is all or
-// nothing.
+// sent. The plain Pipeline of a Tx does the same, and so does each
+// node's part of a cluster pipeline: its commands answered before the
+// connection to that node failed have their replies, those written after
+// them are of unknown outcome and those never written not sent, and the
+// pipeline sends none of them again. A failure before any reply came
+// returns no replies and the connection's error, as does a failed
+// transaction, whose EXEC is all or nothing.
 //
 // A batch too large to hold in memory (a bulk load of millions of
 // commands) goes through c.Stream(ctx, each) instead: it sends chunks of
@@ -103,9 +107,11 @@
 // memory stays at a few chunks and the server works while the caller
 // encodes. s.Close(ctx) sends the rest, waits for every reply and returns
 // how many commands were sent and the first error. A stream is never a
-// transaction. If its connection fails, each has had every reply read
-// before the failure, and the error, of unknown outcome, holds the
-// *ConnError.
+// transaction. If its connection fails (on a cluster, its connection to
+// one node), each has had every reply read before the failure, in order,
+// and the error, of unknown outcome, holds the *ConnError; so it does
+// when each, or a Decoder, panicked on one of those replies and Close is
+// called again after the recover.
 //
 // # Transactions and optimistic locking
 //

@@ -211,8 +211,9 @@ func (p *Pipeline) reset() {
 // the others ran it has an error reply of unknown outcome (OutcomeOf) that
 // wraps the first refusal, as when it is called alone.
 //
-// If the connection of a plain batch of a Client fails after some of its
-// replies were read, Exec returns a reply for every command all the same:
+// If the connection of a plain batch (of a Client, of a Tx, or, on a
+// cluster, of one node's part of it) fails after some of its replies were
+// read, Exec returns a reply for every command all the same:
 // those read, which ran, in their places; for a command sent but not
 // answered an error reply of unknown outcome, and for one never written
 // an error reply that says it was not sent (OutcomeOf tells which, and
