@@ -461,7 +461,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				lostPart[i] = true
 				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: unwrapCut(pt.err)}
 				if pt.answered > 0 {
-					e.msg = fmt.Sprintf("redpipe: cluster: the connection to %s failed after the replies of the first %s of %d sent there, which ran",
+					e.msg = fmt.Sprintf("redpipe: cluster: the connection to %s failed after it answered the first %s of the %d of the pipeline's part there, which ran",
 						pt.node.opt.Addr, plural(pt.answered, "command", "commands"), len(pt.legs))
 				}
 				lost = cmp.Or(lost, error(e))

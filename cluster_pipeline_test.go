@@ -681,6 +681,79 @@ func clusterPipelinePartCut(t *testing.T, cl *redistest.Cluster, c *Client, mode
 	}
 }
 
+// testClusterPipelinePartCutMoved: a master whose part of a plain
+// pipeline is cut (CLIENT KILL while a BLPOP holds it) had answered a
+// SET before the cut with MOVED: its slot had moved to another master,
+// which the client had not heard of. The SET keeps its redirection as its
+// reply (nothing of it ran), and is not sent on to the new owner, as the
+// commands of the part behind it were not: the pipeline stops with the
+// round. The SET answered before it has its reply.
+func testClusterPipelinePartCutMoved(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	held, to := cl.Masters[1], cl.Masters[0]
+	const movedSlot = 6100
+	b, m, list := keyIn(6000, "cutm:b"), keyIn(movedSlot, "cutm:m"), keyIn(6003, "cutm:l")
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.MoveSlots(ctx, held, to, movedSlot); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cl.MoveSlots(ctx, to, held, movedSlot); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if owner := c.cluster.owner(movedSlot); owner == nil || owner.opt.Addr != held.Addr {
+		t.Fatalf("the client routes slot %d to %v, not to %s: it heard of the move, and the test does not test what it means to", movedSlot, owner, held.Addr)
+	}
+	p := c.Pipeline(NoTransaction).
+		Set(b, "1").            // 0: held, answered
+		Set(m, "1").            // 1: held, answered MOVED
+		Do("BLPOP", list, "0"). // 2: blocks
+		Set(b, "2")             // 3: behind it
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	killBlockedIn(t, ctx, held, "blpop")
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return")
+	}
+	replies, err := res.replies, res.err
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Fatalf("Exec with a part cut: %v (%v); want an error of unknown outcome", err, OutcomeOf(err))
+	}
+	if len(replies) != 4 {
+		t.Fatalf("%d replies %v, want 4", len(replies), replies)
+	}
+	if got, e := replies[0].String(), replies[0].Err(); got != "OK" || e != nil {
+		t.Errorf("reply 0, answered before the cut = %q, %v; want OK", got, e)
+	}
+	if e := replies[1].Err(); e == nil || !strings.HasPrefix(e.Error(), "MOVED") || OutcomeOf(e) != OutcomeNotApplied {
+		t.Errorf("reply 1, answered MOVED before the cut = %v (%v); want the MOVED, not applied", replies[1], OutcomeOf(e))
+	}
+	for _, i := range []int{2, 3} {
+		if e := replies[i].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+			t.Errorf("reply %d, sent to the cut master and not answered = %v (%v); want an error of unknown outcome", i, replies[i], OutcomeOf(e))
+		}
+	}
+	if n, err := to.Do("EXISTS", m); err != nil || n != int64(0) {
+		t.Errorf("EXISTS %s on its new owner = %v, %v; want 0: the SET redirected before the cut is not sent again", m, n, err)
+	}
+	if got, err := held.Do("GET", b); err != nil || got != "1" {
+		t.Errorf("GET %s on the cut master = %v, %v; want 1", b, got, err)
+	}
+}
+
 // testClusterPipelineEveryPartLost: two masters hold the writes of a
 // plain pipeline (CLIENT PAUSE WRITE), one part on each, until the
 // pipeline's context ends. No command is known to have run: the error is
