@@ -488,6 +488,16 @@ func OutcomeOf(err error) Outcome {
 	var nodes *nodesError
 	switch {
 	case errors.As(err, &ce2):
+		var oe *OutcomeError
+		var inner *uncertainError
+		if errors.As(err, &oe) && oe.Outcome != OutcomeUnknown && errors.As(oe.Err, &inner) && inner == ce2 {
+			// A transaction's verdict that nothing of it was applied,
+			// over the unknown outcome of what it wraps: a read of fn's
+			// that may have run, say, when nothing fn ran could write
+			// and no EXEC was sent. errors.Is finds ErrNotApplied in it,
+			// and OutcomeOf says the same.
+			return oe.Outcome
+		}
 		return OutcomeUnknown
 	case errors.As(err, &nodes):
 		// ForEachMaster's: the outcome of its calls as a whole.

@@ -2139,3 +2139,46 @@ func TestTransactionMultiOpenedAfterItsLastLook(t *testing.T) {
 		})
 	}
 }
+
+// fn reads with a Pipeline of its Tx whose Decoder queues a command on
+// that same Pipeline, and returns the error of its Exec: of unknown
+// outcome on its own, since the reads ran, and a read's failure, which
+// Transaction reports as not applied, since fn ran nothing that writes
+// and Transaction sent no EXEC. The error said both: errors.Is found
+// ErrNotApplied, while OutcomeOf read the unknown outcome inside and
+// SafeToRetry said no. A transaction's verdict that nothing was applied
+// now decides OutcomeOf too.
+func TestTransactionReadQueuedByDecoderNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "SET", "rq:k", "v")
+	var p *Pipeline
+	queued := false
+	dec := WithDecoder("GET", func(v Value) (any, error) {
+		if !queued {
+			queued = true
+			p.Get("rq:queued") // on the Pipeline being decoded: not sent
+		}
+		return v.Text()
+	})
+	var readErr error
+	_, err := c.Transaction(ctx, func(tx *Tx) error {
+		p = tx.Pipeline(dec)
+		_, readErr = p.Get("rq:k").Exec(ctx)
+		if readErr == nil {
+			return errors.New("the Exec whose Decoder queued on its own Pipeline returned no error")
+		}
+		tx.Multi().Set("rq:k", "written")
+		return readErr
+	}, "rq:k")
+	if OutcomeOf(readErr) != OutcomeUnknown {
+		t.Errorf("the Exec's error %v is of outcome %v; want unknown, its reads ran", readErr, OutcomeOf(readErr))
+	}
+	if !errors.Is(err, ErrNotApplied) || OutcomeOf(err) != OutcomeNotApplied || !SafeToRetry(err) {
+		t.Errorf("Transaction = %v: errors.Is ErrNotApplied %v, outcome %v, SafeToRetry %v; want not applied by all three",
+			err, errors.Is(err, ErrNotApplied), OutcomeOf(err), SafeToRetry(err))
+	}
+	if got := srv.MustDo(t, "GET", "rq:k"); got != "v" {
+		t.Errorf("rq:k = %v; want v, the transaction not applied", got)
+	}
+}
