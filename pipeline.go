@@ -236,8 +236,16 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	}
 	if p.tx != nil {
 		// Released once exec has settled the Tx's state, before the
-		// replies are decoded.
-		if err := p.tx.acquire(ctx); err != nil {
+		// replies are decoded. A plain Pipeline of the Tx cannot end an
+		// open Multi, which refuses it: it takes the Tx as a command on
+		// it does (see Tx.acquireImmediate).
+		var err error
+		if p.transaction {
+			err = p.tx.acquire(ctx)
+		} else {
+			err = p.tx.acquireImmediate(ctx, func() (string, bool) { return txPipelineExec, p.refusal() == nil && p.plainTxRefusal() == nil })
+		}
+		if err != nil {
 			// Nothing was sent.
 			if p.transaction {
 				// A Multi pipeline is the Tx's state too, which only the
@@ -438,21 +446,35 @@ func (p *Pipeline) check() (batchTraits, error) {
 	if p.tx == nil {
 		return t, nil
 	}
-	start, in := 0, "pipeline of a cluster Tx"
 	if p.transaction {
-		start, in = len(multiCmd), "transaction"
+		if err := p.tx.keepsToSlot("transaction", p.w.buf, len(multiCmd), p.w.cmds); err != nil {
+			return t, err
+		}
+		return t, p.tx.usable()
 	}
-	if err := p.tx.keepsToSlot(in, p.w.buf, start, p.w.cmds); err != nil {
+	if err := p.plainTxRefusal(); err != nil {
 		return t, err
 	}
-	switch {
-	case p.multi || p.transaction:
-		return t, p.tx.usable()
-	case p.tx.retried && p.w.writes && slices.ContainsFunc(p.w.cmds, func(m cmdMeta) bool { return mayWrite(m.info()) }):
-		return t, &UsageError{Msg: "a write in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
+	return t, p.tx.immediate(txPipelineExec)
+}
+
+// txPipelineExec names the Exec of a plain Pipeline of a Tx in the
+// refusal of an open Multi.
+const txPipelineExec = "Exec of a Tx's Pipeline"
+
+// plainTxRefusal tells why the session cannot run p, a plain Pipeline of
+// it, whatever its state: a command outside the slot of a cluster
+// session, or a write on the Tx of a Transaction. Both are fixed when the
+// pipeline is made, so it may be asked without holding the session.
+func (p *Pipeline) plainTxRefusal() error {
+	if err := p.tx.keepsToSlot("pipeline of a cluster Tx", p.w.buf, 0, p.w.cmds); err != nil {
+		return err
+	}
+	if p.tx.retried && p.w.writes && slices.ContainsFunc(p.w.cmds, func(m cmdMeta) bool { return mayWrite(m.info()) }) {
+		return &UsageError{Msg: "a write in a Pipeline of the Tx of a Transaction would run at once, outside the transaction, " +
 			"and again on every retry: queue it on the Pipeline that Multi returns"}
 	}
-	return t, p.tx.immediate("Exec of a Tx's Pipeline")
+	return nil
 }
 
 // refusal tells why the queued commands cannot be sent, or returns nil:

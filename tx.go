@@ -76,8 +76,9 @@ type Tx struct {
 	lockMu sync.Mutex
 	busy   bool
 	freed  chan struct{}
-	// A command that runs at once on the session (see run) holds it:
-	// nothing it does ends an open Multi. Guarded by lockMu.
+	// A call that cannot end an open Multi holds the session: a command
+	// that runs at once (see run), or the Exec of a plain Pipeline of the
+	// session. Guarded by lockMu.
 	immediateHeld bool
 	// The connection of a call with a blocking command while it runs,
 	// else nil: set by that call, which holds the session's lock; read
@@ -202,21 +203,28 @@ func (t *Tx) acquire(ctx context.Context) error {
 	}
 }
 
-// acquireImmediate is acquire for w, a command that runs at once on the
-// session (see run). Made while a Multi pipeline is open and another such
-// command holds the session (a BLPOP with no timeout, say), w is refused
-// at once, as it would be once its turn came: nothing that command does
-// ends the Multi, and w's wait for it could outlast w's context, which
-// would hide the misuse behind a timeout, the Multi left open. Behind a
-// call that may end the Multi (its Exec, Close, Reset) w waits.
-func (t *Tx) acquireImmediate(ctx context.Context, w *cmdBuf) error {
+// acquireImmediate is acquire for a call that cannot end an open Multi
+// pipeline: a command that runs at once on the session (see run), or the
+// Exec of a plain Pipeline of it. Made while
+// a Multi pipeline is open and another such call holds the session (a
+// BLPOP with no timeout, say), it is refused at once, as it would be once
+// its turn came: nothing that call does ends the Multi, and the wait for
+// it could outlast the context, which would hide the misuse behind a
+// timeout, the Multi left open. Behind a call that may end the Multi (its
+// Exec, Close, Reset) it waits. refusable, asked only when the call has
+// to wait, names the call for its refusal, and tells that nothing else
+// refuses it before the open Multi does (an encoding error, say), which
+// is left for its turn to report, as it comes first there.
+func (t *Tx) acquireImmediate(ctx context.Context, refusable func() (what string, ok bool)) error {
 	for {
 		wake := t.tryAcquire(true)
 		if wake == nil {
 			return nil
 		}
-		if err := t.refusedBehindImmediate(w); err != nil {
-			return err
+		if what, ok := refusable(); ok {
+			if err := t.refusedBehindImmediate(what); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-wake:
@@ -226,17 +234,17 @@ func (t *Tx) acquireImmediate(ctx context.Context, w *cmdBuf) error {
 	}
 }
 
-// refusedBehindImmediate is the refusal of w, waiting for the session, if
-// a command that runs at once holds it while a Multi pipeline is open (see
-// acquireImmediate). A closed session and an encoding error are left for
-// runHeld to report, as they come first there.
-func (t *Tx) refusedBehindImmediate(w *cmdBuf) error {
+// refusedBehindImmediate is the refusal of what, a call waiting for the
+// session, if a call that cannot end an open Multi pipeline holds it
+// while one is open (see acquireImmediate). A closed session is left for
+// the call's turn to report, as it comes first there.
+func (t *Tx) refusedBehindImmediate(what string) error {
 	t.lockMu.Lock()
 	defer t.lockMu.Unlock()
-	if !t.busy || !t.immediateHeld || t.closed || w.err != nil || t.multi.Load() == nil {
+	if !t.busy || !t.immediateHeld || t.closed || t.multi.Load() == nil {
 		return nil
 	}
-	return t.refuseLocked(w.cmds[0].info().Name)
+	return t.refuseLocked(what)
 }
 
 // tryAcquire takes the session if no call runs on it, and returns nil;
@@ -472,7 +480,13 @@ func (t *Tx) connect(ctx context.Context) error {
 }
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
-	if err := t.acquireImmediate(ctx, w); err != nil {
+	refusable := func() (string, bool) {
+		if w.err != nil {
+			return "", false
+		}
+		return w.cmds[0].info().Name, true
+	}
+	if err := t.acquireImmediate(ctx, refusable); err != nil {
 		putBuf(w)
 		return Value{}, err
 	}

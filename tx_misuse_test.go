@@ -2182,3 +2182,65 @@ func TestTransactionReadQueuedByDecoderNotApplied(t *testing.T) {
 		t.Errorf("rq:k = %v; want v, the transaction not applied", got)
 	}
 }
+
+// A Pipeline of the Tx is refused once a Multi is open, as a command on
+// the Tx is, and it can no more end that Multi than such a command can.
+// Behind a BLPOP with no timeout, on the Tx itself or inside another
+// Pipeline of it, its Exec waited for its turn until its context ended
+// and failed as not sent, the misuse unreported and the Multi left open,
+// to be applied by its Exec; and a command on the Tx behind such a
+// Pipeline's Exec waited the same way. Both are now refused at once, and
+// the open transaction with them.
+func TestTxPipelineWhileMultiAndAnotherCallRuns(t *testing.T) {
+	for _, holder := range []string{"command", "Pipeline"} {
+		for _, waiter := range []string{"command", "Pipeline"} {
+			if holder == "command" && waiter == "command" {
+				continue // TestTxMultiWhileAnotherCallRuns
+			}
+			t.Run(holder+" holds/"+waiter+" waits", func(t *testing.T) {
+				c, srv := newTestClient(t, Options{})
+				ctx := ctxT(t)
+				tx, err := c.Watch(ctx, "pm:w")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Close()
+				held := make(chan error, 1)
+				go func() {
+					var err error
+					if holder == "command" {
+						_, err = tx.Do(ctx, "BLPOP", "pm:list", "0") // until the push below
+					} else {
+						_, err = tx.Pipeline().Do("BLPOP", "pm:list", "0").Exec(ctx)
+					}
+					held <- err
+				}()
+				waitBlocked(t, ctx, srv, "1")
+				p := tx.Multi().Set("pm:k", "1")
+				// Bounded, so that a call that waits instead fails; the
+				// refusal comes without waiting at all.
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if waiter == "command" {
+					_, err = tx.Get(wctx, "pm:w")
+				} else {
+					_, err = tx.Pipeline().Get("pm:w").Exec(wctx)
+				}
+				var ue *UsageError
+				if !errors.As(err, &ue) {
+					t.Fatalf("%s on the Tx after Multi, behind a blocked %s = %v; want a *UsageError", waiter, holder, err)
+				}
+				srv.MustDo(t, "RPUSH", "pm:list", "x")
+				if err := <-held; err != nil {
+					t.Fatalf("BLPOP = %v", err)
+				}
+				if _, err := p.Exec(ctx); !errors.As(err, &ue) || !errors.Is(err, ErrNotApplied) {
+					t.Fatalf("Exec of the Multi the refused %s was meant for = %v; want it refused too, not applied", waiter, err)
+				}
+				if exists(t, srv, "pm:k") {
+					t.Fatal("pm:k is set: the Multi was applied without the call refused after it")
+				}
+			})
+		}
+	}
+}
