@@ -803,7 +803,9 @@ func (r *clusterRouter) stopped(p *Pipeline, n int, legs []leg, vals []resp.Valu
 // command at, the one err is about, or, with at negative, for the first
 // command that did not get through; if some command ran, or may have, it
 // says so and tells OutcomeUnknown. A part sent is not enough: every
-// command in it may have been redirected, and then nothing ran.
+// command in it may have been redirected, and then nothing ran. The
+// replies go through the pipeline's Decoders, as those of one that ran
+// through do.
 func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err error, at int) ([]Value, error) {
 	if vals == nil {
 		vals = make([]resp.Value, len(legs)) // nothing was sent
@@ -828,11 +830,12 @@ func partial(p *Pipeline, n int, legs []leg, vals []resp.Value, ran bool, err er
 	}
 	joinSplits(p, legs, vals, replies, err)
 	joinFanOuts(p, legs, vals, replies, unsent)
-	for i := range replies {
-		if replies[i].isErr() {
-			markScriptErr(&replies[i], p.w.cmds[i].Name(), false)
-		}
-	}
+	// The replies are decoded, once each, as those of a pipeline that ran
+	// through are (and as on one node those read before a connection
+	// failed are): a script's error reply is made one of unknown outcome
+	// (see markScriptErr), any other reply goes through its Decoder. The
+	// pipeline's error is err, whatever they hold.
+	p.finish(replies, -1)
 	if ran && slices.ContainsFunc(replies, mayHaveRun) {
 		err = &uncertainError{msg: "redpipe: cluster: other commands of the pipeline ran", err: err}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -678,6 +679,106 @@ func clusterPipelinePartCut(t *testing.T, cl *redistest.Cluster, c *Client, mode
 	}
 	if err := c.FlushAll(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testClusterPipelinePartCutDecoded: a plain pipeline with Decoders (a
+// pipeline's own, WithDecoder, and the client's, SetDecoder) whose part on
+// one master is cut (CLIENT KILL while a BLPOP holds it) after that master
+// answered its first commands. The replies that came, from the cut master
+// and from the others, a split MGET's joined reply among them, are
+// decoded as those of a pipeline that ran through, and as on one node
+// those read before a cut are: each once. The commands not answered keep
+// their error replies, which no Decoder sees. Before, the replies of a
+// cluster pipeline that stopped partway went through no Decoder.
+func testClusterPipelinePartCutDecoded(t *testing.T, cl *redistest.Cluster, c *Client) {
+	ctx := clusterCtx(t)
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, "cutd:a")
+	b, b2, list := keyIn(6000, "cutd:b"), keyIn(6001, "cutd:b"), keyIn(6003, "cutd:l")
+	k, k2 := keyIn(12000, "cutd:c"), keyIn(12001, "cutd:c")
+	if err := c.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MSet(ctx, a, "va", b2, "vb", k, "vk"); err != nil {
+		t.Fatal(err)
+	}
+	held := cl.Masters[1]
+	// Counted per reply: a reply decoded twice would show.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	count := func(what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[what]++
+	}
+	getDec := func(v Value) (any, error) {
+		s, err := v.Text()
+		count("GET " + s)
+		return "get:" + s, err
+	}
+	mgetDec := func(v Value) (any, error) {
+		ss, err := v.Strings()
+		count("MGET " + strings.Join(ss, ","))
+		return "mget:" + strings.Join(ss, ","), err
+	}
+	if err := c.SetDecoder("INCR", func(v Value) (any, error) {
+		n, err := v.Int64()
+		count(fmt.Sprint("INCR ", n))
+		return n * 10, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.SetDecoder("INCR", nil)
+	p := c.Pipeline(NoTransaction, WithDecoder("GET", getDec), WithDecoder("MGET", mgetDec)).
+		Get(a).                 // 0: Masters[0]
+		Get(b2).                // 1: held, answered
+		MGet(b2, k).            // 2: split over the held master, answered, and Masters[2]
+		Do("BLPOP", list, "0"). // 3: held, blocks
+		Get(b).                 // 4: held, behind it
+		Incr(k2)                // 5: Masters[2]
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- result{replies, err}
+	}()
+	killBlockedIn(t, ctx, held, "blpop")
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return")
+	}
+	replies, err := res.replies, res.err
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 3 || OutcomeOf(err) != OutcomeUnknown {
+		t.Fatalf("Exec with a part cut: %v (%v); want a *CommandError for command 3 of unknown outcome", err, OutcomeOf(err))
+	}
+	if len(replies) != 6 {
+		t.Fatalf("%d replies %v, want 6", len(replies), replies)
+	}
+	for i, want := range map[int]any{0: "get:va", 1: "get:vb", 2: "mget:vb,vk", 5: int64(10)} {
+		if got, err := replies[i].Decoded(); got != want || err != nil {
+			t.Errorf("reply %d (%v) decoded = %v, %v; want %v", i, replies[i], got, err, want)
+		}
+	}
+	for _, i := range []int{3, 4} {
+		if e := replies[i].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+			t.Errorf("reply %d, sent to the cut master and not answered = %v (%v); want an error of unknown outcome", i, replies[i], OutcomeOf(e))
+		}
+		if got, err := replies[i].Decoded(); got != nil || err != nil {
+			t.Errorf("reply %d, an error, decoded = %v, %v; want no decoding", i, got, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]int{"GET va": 1, "GET vb": 1, "MGET vb,vk": 1, "INCR 1": 1}
+	if !maps.Equal(seen, want) {
+		t.Errorf("the Decoders saw %v; want each reply once: %v", seen, want)
 	}
 }
 
