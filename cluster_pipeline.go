@@ -1639,7 +1639,9 @@ func partReplies(p *Pipeline, pt *part) {
 // failed after the replies of its first commands were read, as
 // partReplies does: cut holds them and tells how many bytes of pt.b the
 // socket took. The legs answered, a prefix of pt.legs, ran; so did
-// nothing after them that was not written (its ASKING may have been).
+// nothing after them that was not written (its ASKING may have been),
+// unless an earlier attempt, sent again by the retry rules, may have run
+// them (see cutAgain).
 func cutPartReplies(p *Pipeline, pt *part, cut *cutError) {
 	got := len(cut.replies)
 	begun := commandsBegun(pt.b, pt.total, cut.sent)
@@ -1661,6 +1663,11 @@ func cutPartReplies(p *Pipeline, pt *part, cut *cutError) {
 			pt.answered++
 		}
 		k++
+	}
+	if cutAgain(pt.err) {
+		// An earlier attempt may have written the whole part, and run
+		// what the last did not write.
+		pt.begun = len(pt.legs)
 	}
 	if pt.answered == 0 {
 		return

@@ -782,6 +782,116 @@ func testClusterPipelinePartCutDecoded(t *testing.T, cl *redistest.Cluster, c *C
 	}
 }
 
+// testClusterPipelinePartCutTwice: a cluster pipeline's part on one
+// master, SETs marked Idempotent that the node's retry rules send again
+// after its connection fails, runs whole on the first attempt (the
+// master kills the connection, CLIENT KILL, while the BLPOP at the end of
+// the part blocks). The retry is cut by the network partway through its
+// write (a Proxy in front of that master passes its first MiB, then
+// closes both sides), after the master answered its first SETs. The SETs
+// the retry never wrote ran all the same, on the first attempt: their
+// replies are of unknown outcome, not "not sent". Before, they said they
+// were not sent (OutcomeNotSent, SafeToRetry), while the master held
+// their keys.
+func testClusterPipelinePartCutTwice(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	held := cl.Masters[1]
+	px := redistest.StartProxy(t, held.Addr)
+	w := &writeWatch{}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == held.Addr {
+			return w.dial(ctx, network, px.Addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Dialer: dial, MaxRetries: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, "cut2:a")
+	tag := keyIn(6000, "cut2:t")
+	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
+	defer func() {
+		for _, m := range cl.Masters {
+			m.MustDo(t, "FLUSHALL")
+		}
+	}()
+
+	const n = 262
+	big := strings.Repeat("x", 256<<10)        // n of them are far more than the sockets hold
+	p := c.Pipeline(NoTransaction).Set(a, "1") // 0: Masters[0]
+	for i := 1; i < n; i++ {
+		p.Set(key(i), big) // 1 to n-1: held
+	}
+	p.Do("BLPOP", "{"+tag+"}:list", "0") // n: held, blocks
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(Idempotent(ctx))
+		done <- result{replies, err}
+	}()
+	// The first attempt ran every SET and blocks in the BLPOP, its last
+	// command: the retry, on a new connection, gets its first MiB through.
+	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
+		for _, c := range serverClients(t, held) {
+			if c["cmd"] == "blpop" && strings.Contains(c["flags"], "b") {
+				return true, ""
+			}
+		}
+		return false, "none"
+	})
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	killBlockedIn(t, ctx, held, "blpop")
+	waitForServer(t, ctx, "the replies of the retry's first SETs", func() (bool, string) {
+		got := w.count("+OK\r\n")
+		return got > n-1, fmt.Sprintf("%d replies OK read", got)
+	})
+	px.Cut(redistest.CutFIN)
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its part's connection was cut twice")
+	}
+	replies, err := res.replies, res.err
+	t.Logf("Exec error: %v", err)
+
+	if !w.cutAgain(int64((n - 1) * len(big))) {
+		t.Fatal("the part was not written whole and then, sent again, cut partway through its write: the test does not test what it means to")
+	}
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || !strings.Contains(err.Error(), "earlier attempt") {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome that says an earlier attempt may have run", err, OutcomeOf(err))
+	}
+	if len(replies) != n+1 {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(replies), n+1, err)
+	}
+	if got, e := replies[0].String(), replies[0].Err(); got != "OK" || e != nil {
+		t.Errorf("reply 0, of another master = %q, %v; want OK", got, e)
+	}
+	answered := 0
+	for i := 1; i < n; i++ {
+		e := replies[i].Err()
+		if e == nil {
+			answered++
+			continue
+		}
+		if k, _ := held.MustDo(t, "EXISTS", key(i)).(int64); k != 1 {
+			t.Fatalf("the key of SET %d is not on %s, which ran every SET of the part on the first attempt", i, held.Addr)
+		}
+		if o := OutcomeOf(e); o != OutcomeUnknown || SafeToRetry(e) {
+			t.Fatalf("reply %d = %v: outcome %v, SafeToRetry %v; want unknown, not safe: the first attempt ran it", i, e, o, SafeToRetry(e))
+		}
+	}
+	if answered == 0 || answered == n-1 {
+		t.Fatalf("the retry had %d of its SETs answered: the test does not test what it means to", answered)
+	}
+}
+
 // testClusterPipelinePartCutMoved: a master whose part of a plain
 // pipeline is cut (CLIENT KILL while a BLPOP holds it) had answered a
 // SET before the cut with MOVED: its slot had moved to another master,

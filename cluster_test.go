@@ -51,6 +51,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PipelinePartCut", func(t *testing.T) { testClusterPipelinePartCut(t, cl, c) })
 	t.Run("PipelinePartCutMoved", func(t *testing.T) { testClusterPipelinePartCutMoved(t, cl, c) })
 	t.Run("PipelinePartCutDecoded", func(t *testing.T) { testClusterPipelinePartCutDecoded(t, cl, c) })
+	t.Run("PipelinePartCutTwice", func(t *testing.T) { testClusterPipelinePartCutTwice(t, cl) })
 	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })
 	t.Run("PipelineRedirectUnusable", func(t *testing.T) { testClusterPipelineRedirectUnusable(t, cl, c) })
 	t.Run("PipelineScriptLoadRefused", func(t *testing.T) { testClusterPipelineScriptLoadRefused(t, cl, c) })

@@ -517,3 +517,156 @@ func TestStreamCutEachPanics(t *testing.T) {
 		t.Fatalf("Close after each panicked on a reply read before the cut = %v (%v); want the connection's failure, of unknown outcome", err, OutcomeOf(err))
 	}
 }
+
+// writeWatch is a Dialer whose connections note what they read, as
+// replyWatch's do, and how many bytes each took from the client.
+type writeWatch struct {
+	replyWatch
+	wrote []int64 // per connection, in the order they were made
+}
+
+func (w *writeWatch) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := w.replyWatch.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wrote = append(w.wrote, 0)
+	return &countedConn{Conn: nc, w: w, i: len(w.wrote) - 1}, nil
+}
+
+// last returns how many connections were made, and how many bytes the
+// last took.
+func (w *writeWatch) last() (int, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.wrote) == 0 {
+		return 0, 0
+	}
+	return len(w.wrote), w.wrote[len(w.wrote)-1]
+}
+
+// cutAgain tells whether one connection took total bytes or more (a
+// batch written whole) and a later one took some but fewer (its retry,
+// cut while it wrote).
+func (w *writeWatch) cutAgain(total int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	whole := false
+	for _, n := range w.wrote {
+		switch {
+		case n >= total:
+			whole = true
+		case whole && n > 0:
+			return true
+		}
+	}
+	return false
+}
+
+type countedConn struct {
+	net.Conn
+	w *writeWatch
+	i int
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.w.mu.Lock()
+	c.w.wrote[c.i] += int64(n)
+	c.w.mu.Unlock()
+	return n, err
+}
+
+// TestIdempotentPipelineCutTwiceNotSentAgain: a plain pipeline of SETs
+// marked Idempotent, which the retry rules send again after its
+// connection fails, runs whole on the first attempt (the server kills
+// the connection, CLIENT KILL, while the BLPOP at its end blocks). The
+// retry is cut by the network partway through its write (a Proxy passes
+// its first MiB, then closes both sides), after the server answered its
+// first SETs. The SETs the retry never wrote ran all the same, on the
+// first attempt: their replies are of unknown outcome, not "not sent".
+// Before, they said they were not sent (OutcomeNotSent, SafeToRetry),
+// while the server held their keys.
+func TestIdempotentPipelineCutTwiceNotSentAgain(t *testing.T) {
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	w := &writeWatch{}
+	c, err := NewClient(Options{Addr: px.Addr, Dialer: w.dial, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut2:%d", i) }
+
+	const n = 262
+	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < n-1; i++ {
+		p.Set(key(i), big)
+	}
+	p.Do("BLPOP", "cut2:list", "0")
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(Idempotent(ctx))
+		done <- result{replies, err}
+	}()
+	// The first attempt ran every SET and blocks in the BLPOP, its last
+	// command: the retry, on a new connection, gets its first MiB through.
+	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
+		for _, cl := range serverClients(t, srv) {
+			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
+				return true, ""
+			}
+		}
+		return false, "none"
+	})
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	killBlockedIn(t, ctx, srv, "blpop")
+	waitForServer(t, ctx, "the replies of the retry's first SETs", func() (bool, string) {
+		got := w.count("+OK\r\n")
+		return got > n-1, fmt.Sprintf("%d replies OK read", got)
+	})
+	px.Cut(redistest.CutFIN)
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was cut twice")
+	}
+	t.Logf("Exec error: %v", r.err)
+
+	conns, wrote := w.last()
+	if conns != 2 || wrote >= int64((n-1)*len(big)) {
+		t.Fatalf("%d connections, the last of which took %d bytes: the retry was not cut partway through its write, and the test does not test what it means to", conns, wrote)
+	}
+	if r.err == nil || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) || !strings.Contains(r.err.Error(), "earlier attempt") {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome that says an earlier attempt may have run", r.err, OutcomeOf(r.err))
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	answered := 0
+	for i := 0; i < n-1; i++ {
+		e := r.replies[i].Err()
+		if e == nil {
+			answered++
+			continue
+		}
+		if n, _ := srv.MustDo(t, "EXISTS", key(i)).(int64); n != 1 {
+			t.Fatalf("the key of SET %d is not on the server, which ran every SET on the first attempt", i)
+		}
+		if o := OutcomeOf(e); o != OutcomeUnknown || SafeToRetry(e) {
+			t.Fatalf("reply %d = %v: outcome %v, SafeToRetry %v; want unknown, not safe: the first attempt ran it", i, e, o, SafeToRetry(e))
+		}
+	}
+	if answered == 0 || answered == n-1 {
+		t.Fatalf("the retry had %d of its SETs answered: the test does not test what it means to", answered)
+	}
+}

@@ -642,6 +642,17 @@ func unwrapCut(err error) error {
 	return err
 }
 
+// cutAgain tells whether err, the failure of a batch that holds a
+// *cutError, wraps it as the retry rules do when the batch was sent more
+// than once and an earlier attempt may have run (see Client.retry): the
+// cut tells what the last attempt wrote, not what the earlier ones did,
+// which may be the whole batch. A command the last attempt did not write
+// is then of unknown outcome, not "not sent".
+func cutAgain(err error) bool {
+	var cut *cutError
+	return errors.As(err, &cut) && err != error(cut)
+}
+
 // cutReplies returns the replies of a plain batch that cut stopped
 // partway, one per command, and the error of the batch. A command
 // answered before the cut has its reply: it ran. One written but not
@@ -671,10 +682,17 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 			replies[i] = v
 		}
 	}
+	// An earlier attempt, cut too, may have written, and run, what the
+	// last one did not (see cutAgain).
+	again := cutAgain(cause)
 	if begun < n {
 		e := *connErr
 		e.Unsent = true
 		v := madeErrorValue(notSent(fmt.Errorf("redpipe: not sent: the connection failed before the command was written: %w", &e)))
+		if again {
+			e.Unsent = false
+			v = madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the last attempt did not send the command, but an earlier one may have run it", err: &e})
+		}
 		for i := max(got, begun); i < n; i++ {
 			replies[i] = v
 		}
@@ -684,7 +702,11 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 		msg += "; " + commandSpan(got+1, begun, "was sent and may have run", "were sent and may have run")
 	}
 	if begun < n {
-		msg += "; " + commandSpan(max(got, begun)+1, n, "was not sent", "were not sent")
+		if again {
+			msg += "; " + commandSpan(max(got, begun)+1, n, "was not sent again, but an earlier attempt may have run it", "were not sent again, but an earlier attempt may have run them")
+		} else {
+			msg += "; " + commandSpan(max(got, begun)+1, n, "was not sent", "were not sent")
+		}
 	}
 	return replies, -1, &CommandError{Index: got, Command: p.w.cmds[got].Name(), In: p.kind(), Err: &uncertainError{msg: msg, err: ce}}
 }
