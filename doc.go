@@ -89,16 +89,20 @@
 // for each command sent and not answered an error reply of unknown
 // outcome, and for each never written one whose Err says it was not sent
 // (OutcomeOf, SafeToRetry); both hold the *ConnError, its Unsent telling
-// which. Exec's error, whatever ErrorsInReplies says, is then a
-// *CommandError for the first command not answered, of unknown outcome,
-// whose text tells which commands ran, which may have, and which were not
-// sent. The plain Pipeline of a Tx does the same, and so does each
-// node's part of a cluster pipeline: its commands answered before the
-// connection to that node failed have their replies, those written after
-// them are of unknown outcome and those never written not sent, and the
-// pipeline sends none of them again. A failure before any reply came
-// returns no replies and the connection's error, as does a failed
-// transaction, whose EXEC is all or nothing.
+// which (a command that a retry did not write, but an earlier attempt
+// may have, is of unknown outcome). Exec's error, whatever
+// ErrorsInReplies says, is then a *CommandError for the first command not
+// answered, of unknown outcome, whose text tells which commands ran,
+// which may have, and which were not sent. The replies go through the
+// Decoders, as those of a pipeline that ran through do. The plain
+// Pipeline of a Tx does the same, and so does each node's part of a
+// cluster pipeline: its commands answered before the connection to that
+// node failed have their replies, those written after them are of
+// unknown outcome and those never written not sent, and the pipeline
+// sends none of them again (but for reads a replica did not answer,
+// which go to the masters). A failure before any reply came returns no
+// replies and the connection's error, as does a failed transaction, whose
+// EXEC is all or nothing.
 //
 // A batch too large to hold in memory (a bulk load of millions of
 // commands) goes through c.Stream(ctx, each) instead: it sends chunks of

@@ -217,11 +217,15 @@ func (p *Pipeline) reset() {
 // those read, which ran, in their places; for a command sent but not
 // answered an error reply of unknown outcome, and for one never written
 // an error reply that says it was not sent (OutcomeOf tells which, and
-// errors.As finds the *ConnError, whose Unsent says the same). The error
-// is then a *CommandError for the first command not answered, of unknown
-// outcome whatever ErrorsInReplies says, whose text tells where the batch
-// was cut. If no reply came, Exec returns no replies and the connection's
-// error.
+// errors.As finds the *ConnError, whose Unsent says the same). A batch
+// that the retry rules sent again (reads, or Idempotent) may have run
+// whole on an earlier attempt: a command its last attempt never wrote is
+// then of unknown outcome too. The error is then a *CommandError for the
+// first command not answered, of unknown outcome whatever ErrorsInReplies
+// says, whose text tells where the batch was cut. If no reply came, Exec
+// returns no replies and the connection's error. The replies returned go
+// through the Decoders, on one node as on a cluster, as those of a batch
+// that ran through do.
 //
 // A transaction returns either every reply of EXEC, or an error that says
 // nothing was applied (errors.Is(err, ErrNotApplied)): a watch conflict
