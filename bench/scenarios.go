@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -73,10 +74,13 @@ func tinyConfig() config {
 		s5Gs:     []int{4, 16},
 		s5Ops:    800,
 		s6Ops:    2000,
-		s7N:      map[int]int{1: 1000, 16: 2000},
-		s7OneN:   map[int]int{100: 2000},
-		cluster:  tinyClusterConfig(),
-		cost:     tinyCostConfig(),
+		// Enough requests that redis-benchmark's run lasts some
+		// milliseconds: it times in whole ones, and a run under one
+		// gives a rate of inf.
+		s7N:     map[int]int{1: 1000, 16: 20000},
+		s7OneN:  map[int]int{100: 20000},
+		cluster: tinyClusterConfig(),
+		cost:    tinyCostConfig(),
 	}
 }
 
@@ -676,6 +680,9 @@ func runBenchmarkTool(ctx context.Context, e *env, depth, n, conns int) (map[str
 		v, err := strconv.ParseFloat(row[1], 64)
 		if err != nil {
 			return nil, fmt.Errorf("redis-benchmark -P %d: rps %q: %w", depth, row[1], err)
+		}
+		if math.IsInf(v, 0) {
+			return nil, fmt.Errorf("redis-benchmark -P %d -n %d: its %s run lasted under the millisecond it times in (rate %q); give it more requests", depth, n, row[0], row[1])
 		}
 		rps[strings.ToLower(row[0])] = v
 	}
