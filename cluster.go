@@ -391,6 +391,43 @@ var (
 	askingCmd        = encodeWords("ASKING")
 )
 
+// askingRefused returns the error of a command that a node redirected
+// after refusing the ASKING sent before it, asking being ASKING's reply,
+// or nil if the node took ASKING. Without ASKING a node importing a slot
+// answers MOVED, back to the node that said ASK: followed, the two would
+// send the command to each other until MaxRedirects, and the error would
+// tell of redirections, not of the refusal. The command did not run: the
+// error wraps the server's refusal (NOPERM, for an ACL without ASKING),
+// and says what to grant. A command that ran all the same (its slot's
+// move ended meanwhile) keeps its reply: callers ask only of a redirect.
+func askingRefused(asking resp.Value, addr, user string) error {
+	if !isErrValue(asking) {
+		return nil
+	}
+	return &askingError{addr: addr, user: user, err: newError(asking.Str)}
+}
+
+// askingError is a command not run because its node refused ASKING.
+type askingError struct {
+	addr, user string
+	err        *Error
+}
+
+func (e *askingError) Error() string {
+	msg := "redpipe: cluster: node " + e.addr + " refused ASKING, which a command redirected there by ASK (its slot is moving) must follow, " +
+		"so the command did not run: " + e.err.Msg
+	if e.err.Prefix == "NOPERM" {
+		user := e.user
+		if user == "" {
+			user = "default"
+		}
+		msg += "; allow the user ASKING (ACL SETUSER " + user + " +asking, or the @connection category)"
+	}
+	return msg
+}
+
+func (e *askingError) Unwrap() error { return e.err }
+
 func encodeWords(ws ...string) []byte {
 	b := resp.AppendArrayLen(nil, len(ws))
 	for _, w := range ws {

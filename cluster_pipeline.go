@@ -148,6 +148,13 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 			return replies, p.finish(replies, -1)
 		}
 		// Nothing of the block was applied.
+		if asking {
+			// A block refused after a refused ASKING would only come back
+			// here by MOVED (see askingRefused).
+			if err := askingRefused(p.asked, node.opt.Addr, node.opt.Username); err != nil {
+				return nil, notAppliedTx(err)
+			}
+		}
 		if rd.kind == "MOVED" || rd.kind == "ASK" {
 			redirects++
 			if redirects > r.opt.MaxRedirects {
@@ -1616,12 +1623,22 @@ func partReplies(p *Pipeline, pt *part) {
 		pt.replies = pt.out[k:]
 	} else {
 		pt.replies = make([]resp.Value, 0, len(pt.legs))
+		addr := pt.node.opt.Addr
 		for _, l := range pt.legs {
+			var asked resp.Value
 			if l.asking {
+				asked = pt.out[k]
 				k++
 			}
-			pt.replies = append(pt.replies, pt.out[k])
+			v := pt.out[k]
 			k++
+			if _, redirected := redirectOf(v, addr); l.asking && redirected {
+				// Not followed: see askingRefused.
+				if err := askingRefused(asked, addr, pt.node.opt.Username); err != nil {
+					v = madeErrorValue(err)
+				}
+			}
+			pt.replies = append(pt.replies, v)
 		}
 	}
 	if pt.replica {

@@ -176,6 +176,11 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 	if err != nil {
 		return resp.Value{}, err
 	}
+	if _, redirected := redirectOf(out[1], node.opt.Addr); redirected {
+		if err := askingRefused(out[0], node.opt.Addr, node.opt.Username); err != nil {
+			return resp.Value{}, err
+		}
+	}
 	return out[1], nil
 }
 

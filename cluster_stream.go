@@ -1306,15 +1306,23 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 	j := 0
 	for _, cc := range ch.cmds {
 		replica := false
+		var asked resp.Value
 		switch {
 		case cc.asking:
-			j++ // ASKING's own reply
+			asked = ch.replies[j] // ASKING's own reply
+			j++
 		case cc.role:
 			replica = isReplicaRole(ch.replies[j])
 			j++
 		}
 		v := ch.replies[j]
 		j++
+		if _, redirected := redirectOf(v, ch.node.c.opt.Addr); cc.asking && redirected {
+			// Not followed: see askingRefused.
+			if err := askingRefused(asked, ch.node.c.opt.Addr, ch.node.c.opt.Username); err != nil {
+				v = madeErrorValue(err)
+			}
+		}
 		if replica {
 			// A READONLY refusal sends the leg where a refusal does, to
 			// the master that took the node's place (see replicaNow).

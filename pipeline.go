@@ -46,6 +46,7 @@ type Pipeline struct {
 	scripts         []*Script         // scripts to load before the batch
 	scriptAt        []int             // the index of the command that runs each of scripts
 	loadErrs        map[*Script]error // the scripts whose load failed, set by sendOn
+	asked           resp.Value        // the reply of the ASKING that sendOn sent, zero for none
 	multi           bool              // made by Tx.Multi: always sends MULTI/EXEC, even empty
 	// A misuse that no reset clears: a nested or finished Multi. On a
 	// pipeline of a Tx, guarded by the Tx's lockMu: a call on the Tx, or
@@ -617,6 +618,10 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		return nil, 0, err
 	}
 	p.loadErrs = loadErrs(p.scripts, replies[:extra])
+	p.asked = resp.Value{}
+	if asking {
+		p.asked = replies[extra]
+	}
 	return replies[skip:], errs, nil
 }
 

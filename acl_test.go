@@ -1,0 +1,104 @@
+package redpipe
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/hashslot"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// A user whose ACL refuses ASKING cannot follow an ASK: the node that
+// imports the slot answers the command that comes without it with MOVED,
+// back to the node that said ASK. The command did not run, and the error
+// says so, with the node's NOPERM and what to grant, in a call alone, a
+// transaction, a plain pipeline and a stream, instead of "gave up after 5
+// redirections" after sending the command back and forth between the two.
+func TestClusterAskingRefusedByACL(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	for _, s := range cl.Servers() {
+		s.MustDo(t, "ACL", "SETUSER", "noask", "on", ">pw", "~*", "+@all", "-asking")
+	}
+	ctx := clusterCtx(t)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Username: "noask", Password: "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stay, moved := "{noask}:stay", "{noask}:moved"
+	slot := int(hashslot.Slot(moved))
+	if err := c.MSet(ctx, stay, "s", moved, "m"); err != nil {
+		t.Fatal(err)
+	}
+	from, to := ownerAndOther(t, cl, slot)
+	m, err := cl.BeginMigration(ctx, from, to, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Finish(ctx)
+	from.MustDo(t, "MIGRATE", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "KEYS", moved)
+	from.MustDo(t, "CONFIG", "RESETSTAT")
+	to.MustDo(t, "CONFIG", "RESETSTAT")
+
+	check := func(what string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "NOPERM" {
+			t.Errorf("%s: err = %v, want one that wraps the NOPERM refusal of ASKING", what, err)
+			return
+		}
+		for _, want := range []string{"refused ASKING", "did not run", "ACL SETUSER noask +asking"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not say %q", what, err, want)
+			}
+		}
+	}
+	_, err = c.Get(ctx, moved)
+	check("GET", err)
+	if OutcomeOf(err) != OutcomeNotApplied {
+		t.Errorf("GET: OutcomeOf(%v) = %v, want not applied", err, OutcomeOf(err))
+	}
+
+	_, err = c.Pipeline().Set(moved, "tx").Incr(stay + "n").Exec(ctx)
+	check("transaction", err)
+	if !errors.Is(err, ErrNotApplied) {
+		t.Errorf("transaction: %v does not match ErrNotApplied", err)
+	}
+
+	replies, err := c.Pipeline(NoTransaction).Set(moved, "plain").Get(stay).Exec(ctx)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Index != 0 || len(replies) != 2 {
+		t.Fatalf("plain pipeline = %v, %v; want the SET's error, at index 0", replies, err)
+	}
+	check("SET of a plain pipeline", replies[0].Err())
+	if OutcomeOf(replies[0].Err()) != OutcomeNotApplied {
+		t.Errorf("SET of a plain pipeline: OutcomeOf(%v) = %v, want not applied", replies[0].Err(), OutcomeOf(replies[0].Err()))
+	}
+	if s, err := replies[1].Text(); err != nil || s != "s" {
+		t.Errorf("GET of a plain pipeline = %q, %v, want \"s\"", s, err)
+	}
+
+	var got []Value
+	st := c.Stream(ctx, func(i int, v Value) error { got = append(got, v); return nil })
+	st.Do("SET", moved, "stream").Do("GET", stay)
+	if _, err := st.Close(ctx); err == nil {
+		t.Errorf("stream Close = nil, want the error of its SET")
+	}
+	if len(got) != 2 {
+		t.Fatalf("the stream handed out %d replies, want 2", len(got))
+	}
+	check("SET of a stream", got[0].Err())
+
+	// Nothing ran: the key moved is as it was, and the nodes redirected
+	// each command no more than the once it took to find the refusal.
+	if v, err := to.Pipeline([]string{"ASKING"}, []string{"GET", moved}); err != nil || len(v) != 2 || v[1] != "m" {
+		t.Errorf("%s = %v, %v on the node it moved to, want \"m\": a refused command ran", moved, v, err)
+	}
+	// Five: one for each command but the transaction's, whose two
+	// commands were both refused as they were queued.
+	if n := errorCount(to, "MOVED"); n > 5 {
+		t.Errorf("the importing node sent %d MOVED, want 5, one per command: the client went back and forth", n)
+	}
+}
