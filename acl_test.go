@@ -102,3 +102,35 @@ func TestClusterAskingRefusedByACL(t *testing.T) {
 		t.Errorf("the importing node sent %d MOVED, want 5, one per command: the client went back and forth", n)
 	}
 }
+
+// A user allowed a few commands one by one (+get +set +incr), as narrow
+// ACLs are written, lacks MULTI and EXEC: a transactional pipeline, the
+// default, has its MULTI refused and its commands run one by one. The
+// error says so, of unknown outcome, and what to grant or do instead.
+func TestMultiRefusedByACLSaysWhatToGrant(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+get", "+set", "+incr")
+	ctx := ctxT(t)
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "app", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Pipeline().Set("app:a", "1").Incr("app:n").Exec(ctx)
+	var se *Error
+	if !errors.As(err, &se) || se.Prefix != "NOPERM" || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Exec = %v (outcome %v), want MULTI's NOPERM, of unknown outcome", err, OutcomeOf(err))
+	}
+	for _, want := range []string{"MULTI was refused", "ACL SETUSER app +multi +exec", "@transaction", "NoTransaction"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	// Ran indeed: the error's unknown outcome is no mere caution.
+	if v := srv.MustDo(t, "GET", "app:n"); v != "1" {
+		t.Errorf("app:n = %v, want 1: the INCR behind the refused MULTI ran", v)
+	}
+	if replies, err := c.Pipeline(NoTransaction).Set("app:a", "2").Incr("app:n").Exec(ctx); err != nil || len(replies) != 2 {
+		t.Errorf("the same commands with NoTransaction = %v, %v", replies, err)
+	}
+}

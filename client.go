@@ -907,7 +907,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 		case errors.As(err, &se) && o.Protocol == 0 && helloUnknown(se):
 			resp2 = true
 		default:
-			return handshakeError("HELLO", err)
+			return handshakeError("HELLO", o.Username, err)
 		}
 	}
 	if resp2 {
@@ -917,23 +917,23 @@ func (c *Client) handshake(ctx context.Context, cn *conn.Conn) error {
 				args = []any{"AUTH", o.Username, o.Password}
 			}
 			if err := exchange(args...); err != nil {
-				return handshakeError("AUTH", err)
+				return handshakeError("AUTH", o.Username, err)
 			}
 		}
 		if o.ClientName != "" {
 			if err := exchange("CLIENT", "SETNAME", o.ClientName); err != nil {
-				return handshakeError("CLIENT SETNAME", err)
+				return handshakeError("CLIENT SETNAME", o.Username, err)
 			}
 		}
 	}
 	if o.DB != 0 {
 		if err := exchange("SELECT", o.DB); err != nil {
-			return handshakeError("SELECT", err)
+			return handshakeError("SELECT", o.Username, err)
 		}
 	}
 	for _, args := range c.onConnect {
 		if err := exchange(args...); err != nil {
-			return handshakeError(fmt.Sprint(args[0]), err)
+			return handshakeError(fmt.Sprint(args[0]), o.Username, err)
 		}
 	}
 	return nil
@@ -945,11 +945,12 @@ func helloUnknown(e *Error) bool {
 	return e.Prefix == "NOPROTO" || (e.Prefix == "ERR" && strings.Contains(strings.ToLower(e.Msg), "unknown command"))
 }
 
-// handshakeError is the failure of a step of a connection's setup. A
-// refusal by the server that comes of the options says which to change:
-// the server's own words speak of its commands (NOAUTH's of the AUTH
-// option of HELLO), which the caller never wrote.
-func handshakeError(step string, err error) error {
+// handshakeError is the failure of a step of a connection's setup, as
+// user. A refusal by the server that comes of the options says which to
+// change, or what to grant the user: the server's own words speak of its
+// commands (NOAUTH's of the AUTH option of HELLO), which the caller never
+// wrote, and NOPERM's name the command, not the rule that allows it.
+func handshakeError(step, user string, err error) error {
 	var ur *conn.UnaskedReplyError
 	if errors.As(err, &ur) {
 		// The server's refusal came before the step's own reply could
@@ -973,12 +974,33 @@ func handshakeError(step string, err error) error {
 			"or the user is off"
 	case step == "SELECT" && strings.Contains(se.Msg, "out of range"):
 		he.hint = "Options.DB, or the URL's database, is past the databases the server has (its databases setting, 16 by default)"
-	case step == "CLIENT SETNAME" && se.Prefix == "NOPERM":
-		he.hint = "the user may not name its connection: leave Options.ClientName empty, or allow it CLIENT SETNAME"
-	case se.Prefix == "NOPERM":
-		he.hint = "the user may not run " + step + ", which the options ask for on every connection"
+	case se.Prefix != "NOPERM":
+	case step == "CLIENT SETNAME":
+		he.hint = "the user may not name its connection: leave Options.ClientName empty, or allow it CLIENT SETNAME (" + aclGrant(user, step) + ")"
+	case step == "SELECT":
+		he.hint = "the user may not run SELECT, which Options.DB (the URL's database) asks for on every connection: " +
+			"leave it 0, or allow the user SELECT (" + aclGrant(user, step) + ")"
+	case step == "READONLY":
+		he.hint = "the user may not run READONLY, which ClusterOptions.ReadFromReplicas sends on every connection to a replica: " +
+			"allow it (" + aclGrant(user, step) + "), or turn ReadFromReplicas off"
+	default:
+		he.hint = "the user may not run " + step + ", which the options ask for on every connection: allow it (" + aclGrant(user, step) + ")"
 	}
 	return he
+}
+
+// aclGrant is the ACL rule that allows user the commands named, as
+// "ACL SETUSER app +select": a subcommand is written after its command
+// and a bar (client|setname), in lower case as the server lists them.
+func aclGrant(user string, commands ...string) string {
+	if user == "" {
+		user = "default"
+	}
+	rule := "ACL SETUSER " + user
+	for _, c := range commands {
+		rule += " +" + strings.ReplaceAll(strings.ToLower(c), " ", "|")
+	}
+	return rule
 }
 
 // closeConn closes a connection and forgets it.

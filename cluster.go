@@ -457,6 +457,12 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 		}
 		m, err := topology.ParseSlots(v, addr)
 		if err != nil && isErrValue(v) {
+			var se *Error
+			if errors.As(e, &se) && se.Prefix == "NOPERM" && newError(v.Str).Prefix == "NOPERM" {
+				// Without either the client cannot learn where the slots are.
+				return nil, fmt.Errorf("%w, after CLUSTER SHARDS: %w (allow the user one of them, %s or %s)",
+					err, e, aclGrant(r.node.Username, "CLUSTER SHARDS"), aclGrant(r.node.Username, "CLUSTER SLOTS"))
+			}
 			return nil, fmt.Errorf("%w, after CLUSTER SHARDS: %w", err, e)
 		}
 		return m, err

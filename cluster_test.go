@@ -2464,6 +2464,9 @@ func TestClusterLayoutFromSlotsWhenShardsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "'cluster|slots'") || !strings.Contains(err.Error(), "'cluster|shards'") {
 		t.Errorf("Set as a user allowed neither = %v, want an error naming both refusals", err)
 	}
+	if want := "allow the user one of them, ACL SETUSER neither +cluster|shards or ACL SETUSER neither +cluster|slots"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Set as a user allowed neither = %v, want an error that says what to grant: %q", err, want)
+	}
 	if OutcomeOf(err) != OutcomeNotSent {
 		t.Errorf("OutcomeOf(%v) = %v, want not sent", err, OutcomeOf(err))
 	}

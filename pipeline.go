@@ -872,7 +872,14 @@ func replyDesc(v resp.Value) string {
 func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	if err := (Value{out[0]}).Err(); err != nil {
 		// The server then ran each command on its own as it arrived.
-		return nil, &uncertainError{msg: "redpipe: MULTI was refused, so the commands behind it ran outside a transaction", err: err}
+		msg := "redpipe: MULTI was refused, so the commands behind it ran outside a transaction"
+		if se := err.(*Error); se.Prefix == "NOPERM" && p.c != nil {
+			// A user allowed the commands but not the @transaction
+			// category, as rules that list commands one by one are.
+			msg += " (allow the user MULTI and EXEC, " + aclGrant(p.c.opt.Username, "MULTI", "EXEC") +
+				" or the @transaction category, or make the pipeline with NoTransaction)"
+		}
+		return nil, &uncertainError{msg: msg, err: err}
 	}
 	queued, exec := out[1:1+n], Value{out[1+n]}
 	if p.tx != nil {

@@ -469,10 +469,10 @@ func TestHandshakeErrorsSayWhatToDo(t *testing.T) {
 	})
 	t.Run("CLIENT SETNAME not allowed", func(t *testing.T) {
 		check(t, ping(t, Options{Username: "unnamed", Password: "unnamed-pw", ClientName: "n", Protocol: 2}),
-			"CLIENT SETNAME", "NOPERM", "leave Options.ClientName empty")
+			"CLIENT SETNAME", "NOPERM", "leave Options.ClientName empty, or allow it CLIENT SETNAME (ACL SETUSER unnamed +client|setname)")
 	})
 	t.Run("SELECT not allowed", func(t *testing.T) {
-		check(t, ping(t, Options{Username: "db0only", Password: "db0only-pw", DB: 1}), "SELECT", "NOPERM", "may not run SELECT")
+		check(t, ping(t, Options{Username: "db0only", Password: "db0only-pw", DB: 1}), "SELECT", "NOPERM", "leave it 0, or allow the user SELECT (ACL SETUSER db0only +select)")
 	})
 	t.Run("password required while the client runs", func(t *testing.T) {
 		// Retried, the PING sent on the closed connection dials again.
