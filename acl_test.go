@@ -1,9 +1,12 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
@@ -132,5 +135,82 @@ func TestMultiRefusedByACLSaysWhatToGrant(t *testing.T) {
 	}
 	if replies, err := c.Pipeline(NoTransaction).Set("app:a", "2").Incr("app:n").Exec(ctx); err != nil || len(replies) != 2 {
 		t.Errorf("the same commands with NoTransaction = %v, %v", replies, err)
+	}
+}
+
+// A cluster whose nodes refuse the client's password, changed on the
+// server (ACL SETUSER resetpass) or its user deleted, answered: a call
+// fails at once with the node's WRONGPASS and the hint of the handshake,
+// after one dial, instead of taking the refusal for a node out of reach,
+// dialing every node for a layout they would refuse too, waiting for
+// that refresh and failing with "cluster layout unknown" and a refusal
+// per node. Calls in a row do not pile up dials either.
+func TestClusterPasswordChangedFailsAtOnce(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	for _, s := range cl.Servers() {
+		s.MustDo(t, "ACL", "SETUSER", "app", "on", ">old-pw", "~*", "+@all")
+	}
+	ctx := clusterCtx(t)
+	var dials atomic.Int64
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Username: "app", Password: "old-pw",
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	keys := []string{"pw:a", "pw:b", "pw:c", "pw:d"}
+	for _, k := range keys {
+		if err := c.Set(ctx, k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range cl.Servers() {
+		s.MustDo(t, "ACL", "SETUSER", "app", "resetpass", ">new-pw")
+		s.MustDo(t, "CLIENT", "KILL", "USER", "app")
+	}
+	r := c.cluster
+	waitUntil(t, ctx, "the client to see its connections closed", func() bool {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		for _, n := range r.nodes {
+			if cn := n.shared.Load(); cn != nil && cn.Alive() {
+				return false
+			}
+		}
+		return true
+	})
+	refreshes := r.refreshes.Load()
+	check := func(what string, err error) {
+		t.Helper()
+		var he *HandshakeError
+		var se *Error
+		if !errors.As(err, &he) || !errors.As(err, &se) || se.Prefix != "WRONGPASS" || OutcomeOf(err) == OutcomeUnknown {
+			t.Errorf("%s: err = %v (outcome %v), want the node's WRONGPASS at setup, not run", what, err, OutcomeOf(err))
+			return
+		}
+		if strings.Contains(err.Error(), "layout unknown") || strings.Count(err.Error(), "WRONGPASS") != 1 {
+			t.Errorf("%s: err = %v, want the one refusal, not the layout's", what, err)
+		}
+	}
+	const calls = 8
+	before := dials.Load()
+	for i := range calls {
+		check("SET", c.Set(ctx, keys[i%len(keys)], "w"))
+	}
+	_, err = c.Pipeline().Set(keys[0], "tx").Exec(ctx)
+	check("transaction", err)
+	_, err = c.Pipeline(NoTransaction).Set(keys[0], "p").Set(keys[1], "p").Exec(ctx)
+	check("plain pipeline", err)
+	// A dial a call, with one the pipeline's for each node it has commands
+	// for: no call dials every node for the layout.
+	if n := dials.Load() - before; n > calls+1+2 {
+		t.Errorf("%d calls dialed %d times, want no more than one dial each", calls+2, n)
+	}
+	if n := r.refreshes.Load() - refreshes; n != 0 {
+		t.Errorf("the calls refreshed the layout %d times, want none: the nodes answered", n)
 	}
 }

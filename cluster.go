@@ -381,7 +381,7 @@ func (r *clusterRouter) load() error {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
-	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node answered: %w", errors.Join(errs...)))
+	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node gave it: %w", errors.Join(errs...)))
 }
 
 // Encoded CLUSTER SHARDS, CLUSTER SLOTS and ASKING.
@@ -844,7 +844,7 @@ func (r *clusterRouter) follow(ctx context.Context, rd redirect, slot, try int) 
 // unreachable tells a failure to reach a node (refused, unknown, timed out
 // before anything was sent) after which a refresh may find another route.
 func unreachable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, ErrClosed) || refusedByClient(err) || contextEnded(err) {
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) || refusedByClient(err) || contextEnded(err) || refusedSetup(err) {
 		return false
 	}
 	// A transaction is reported not applied when it was not even sent:
@@ -854,6 +854,18 @@ func unreachable(ctx context.Context, err error) bool {
 		err = oc.Err
 	}
 	return OutcomeOf(err) == OutcomeNotSent
+}
+
+// refusedSetup tells a call whose new connection the node refused to set
+// up, by its reply to a step of the handshake: a wrong password (changed
+// on the server, or the user deleted or turned off), an ACL without
+// SELECT. The node answered, the layout is not in question, and a refresh
+// would meet the same refusal at every node, each call dialing them all
+// and waiting for it before it failed with their refusals one by one.
+func refusedSetup(err error) bool {
+	var he *HandshakeError
+	var se *Error
+	return errors.As(err, &he) && errors.As(he.Err, &se)
 }
 
 // refusedByClient tells a call the client refused before sending it: a
