@@ -49,7 +49,9 @@ type ClusterOptions struct {
 	// that writes to a slot keeps all that slot's commands on its master,
 	// in order. Transactions, Watch, writes, scripts run by Script (EVALSHA
 	// may write), commands without keys and those for every shard always
-	// go to masters. Connections to replicas send READONLY first.
+	// go to masters. Connections to replicas send READONLY first: for a
+	// user whose ACL refuses it, every replica fails, and reads go to the
+	// masters (see the package documentation, Users with narrow ACLs).
 	//
 	// Replicas apply writes after their master has acknowledged them: a
 	// read from a replica may miss a write that has just succeeded, even

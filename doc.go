@@ -488,6 +488,46 @@
 //     chunk is sent, and so does a command that runs out of redirections.
 //     A Stream sends every command to a master, reads included.
 //
+// # Users with narrow ACLs
+//
+// Besides the commands you call, redpipe sends some of its own, which a
+// user whose ACL allows commands one by one (+get +set) must be allowed
+// too. HELLO and AUTH, which open every connection, any user may run.
+//
+//	CLIENT SETNAME  every connection, with Options.ClientName           +client|setname
+//	SELECT          every connection, with Options.DB other than 0      +select
+//	MULTI, EXEC     transactional pipelines (the default), Tx.Multi     +multi +exec
+//	WATCH, UNWATCH  Watch, Transaction with keys; UNWATCH when a Tx     +watch +unwatch
+//	                whose watch is armed is closed or reset
+//	PING            pooled connections idle for Options.IdleCheckAfter  +ping
+//	EVALSHA, EVAL   Script.Run, which falls back to EVAL                +evalsha +eval
+//	SCRIPT LOAD     scripts queued in a pipeline or transaction         +script|load
+//	CLUSTER SHARDS  a cluster's layout (or CLUSTER SLOTS)               +cluster|shards
+//	ASKING          a cluster command redirected by ASK                 +asking
+//	READONLY        replica connections, with ReadFromReplicas          +readonly
+//	ROLE            a cluster command for every master                  +role
+//
+// MULTI, EXEC, WATCH and UNWATCH make the @transaction category; ASKING,
+// READONLY, SELECT and CLIENT SETNAME are in @connection. Some refusals
+// cost nothing but a check: a PING refused still proves the connection
+// answers, and a master that refuses ROLE is taken at the layout's word.
+// The others fail with the server's NOPERM, wrapped in an error that says
+// which rule to add: a connection whose setup is refused is not made (a
+// *HandshakeError, not sent); a refused MULTI lets the server run the
+// commands behind it one by one, so that Exec's error is of unknown
+// outcome (grant @transaction, or use NoTransaction); a refused UNWATCH
+// costs the session its connection, which is closed rather than pooled
+// with its watch; a command redirected by ASK whose ASKING is refused is
+// not run. A refused SCRIPT LOAD leaves NOSCRIPT, with the refusal, as the
+// reply of the script's commands, unless the server has the script
+// already. Connections to replicas that refuse READONLY are not made, and
+// reads go to the masters.
+//
+// A user deleted, turned off or whose password changed on the server
+// fails each call with the server's WRONGPASS when a new connection is
+// made (the server closes those of a deleted user), after one dial, and
+// in a cluster without taking the node for one out of reach.
+//
 // # Testing
 //
 // Package redistest starts real redis-server processes on free loopback

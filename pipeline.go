@@ -876,8 +876,11 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 		if se := err.(*Error); se.Prefix == "NOPERM" && p.c != nil {
 			// A user allowed the commands but not the @transaction
 			// category, as rules that list commands one by one are.
-			msg += " (allow the user MULTI and EXEC, " + aclGrant(p.c.opt.Username, "MULTI", "EXEC") +
-				" or the @transaction category, or make the pipeline with NoTransaction)"
+			msg += " (allow the user MULTI and EXEC, " + aclGrant(p.c.opt.Username, "MULTI", "EXEC") + " or the @transaction category"
+			if p.tx == nil {
+				msg += ", or make the pipeline with NoTransaction"
+			}
+			msg += ")"
 		}
 		return nil, &uncertainError{msg: msg, err: err}
 	}
