@@ -214,3 +214,83 @@ func TestClusterPasswordChangedFailsAtOnce(t *testing.T) {
 		t.Errorf("the calls refreshed the layout %d times, want none: the nodes answered", n)
 	}
 }
+
+// A script the user's ACL refuses as a whole, EVALSHA or EVAL itself or
+// a key it is given outside the user's patterns, is refused before it
+// runs: not applied, not "the script failed, maybe after some of its
+// writes". A script whose own command is refused as it runs, or that
+// returns such a refusal of one of its commands itself, may have written
+// before: unknown.
+func TestScriptRefusedByACLNotApplied(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "+@all", "-evalsha", "-eval")
+	srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+@all", "-set")
+	ctx := ctxT(t)
+	client := func(user string) *Client {
+		c, err := NewClient(Options{Addr: srv.Addr, Username: user, Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	want := func(what string, err error, outcome Outcome) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) {
+			t.Errorf("%s: err = %v, want the server's refusal", what, err)
+			return
+		}
+		if OutcomeOf(err) != outcome {
+			t.Errorf("%s: OutcomeOf(%v) = %v, want %v", what, err, OutcomeOf(err), outcome)
+		}
+		if got := strings.Contains(err.Error(), "maybe after some of its writes"); got != (outcome == OutcomeUnknown) {
+			t.Errorf("%s: error %q, want it to say the script may have written only if it may have", what, err)
+		}
+	}
+	s := NewScript("redis.call('INCR', KEYS[1]) return 1")
+
+	c := client("noscripts")
+	_, err := s.Run(ctx, c, []string{"app:n"})
+	want("Script.Run without EVALSHA and EVAL", err, OutcomeNotApplied)
+	_, err = c.Eval(ctx, s.Source(), 1, "app:n")
+	want("EVAL without EVAL", err, OutcomeNotApplied)
+	replies, _ := c.Pipeline(NoTransaction).RunScript(s, []string{"app:n"}).Exec(ctx)
+	if len(replies) != 1 {
+		t.Fatalf("a plain pipeline of one script gave %d replies", len(replies))
+	}
+	want("a script of a plain pipeline without EVALSHA", replies[0].Err(), OutcomeNotApplied)
+
+	c = client("app")
+	_, err = s.Run(ctx, c, []string{"other:n"})
+	want("Script.Run of a key outside ~app:*", err, OutcomeNotApplied)
+	if v, _ := srv.Do("EXISTS", "app:n", "other:n"); v != int64(0) {
+		t.Fatalf("a refused script ran: EXISTS = %v", v)
+	}
+	_, err = c.Eval(ctx, "redis.call('INCR', KEYS[1]) return redis.call('SET', KEYS[1], 1)", 1, "app:n")
+	want("a script whose SET is refused as it runs", err, OutcomeUnknown)
+	_, err = c.Eval(ctx, "redis.call('INCR', KEYS[1]) return redis.error_reply(\"NOPERM this user has no permissions to run the 'set' command\")", 1, "app:n")
+	want("a script that returns a refusal of its SET", err, OutcomeUnknown)
+	if v, _ := srv.Do("GET", "app:n"); v != "2" {
+		t.Errorf("app:n = %v, want 2: the scripts that failed as they ran wrote it", v)
+	}
+}
+
+// refusedCall knows the server's refusal of a script call in the words of
+// Redis 7.0 and of later versions, and no other NOPERM.
+func TestRefusedCallWording(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"NOPERM this user has no permissions to run the 'evalsha' command":                             true,
+		"NOPERM User app has no permissions to run the 'fcall' command":                                true,
+		"NOPERM this user has no permissions to access one of the keys used as arguments":              true,
+		"NOPERM User app has no permissions to run the 'set' command":                                  false,
+		"NOPERM No permissions to access a key":                                                        false,
+		"NOPERM User app has no permissions to run the 'set' command script: abc, on @user_script:1.":  false,
+		"NOPERM User app has no permissions to run the 'eval' command script: abc, on @user_script:1.": false,
+		"ERR The user executing the script can't run this command or subcommand script: abc":           false,
+	} {
+		if got := refusedCall(newError(msg)); got != want {
+			t.Errorf("refusedCall(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

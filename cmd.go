@@ -942,7 +942,7 @@ func scriptReply(v Value, err error) (Value, error) {
 // unless it is the server's NOSCRIPT (see noScript), a redirection in the
 // server's words (see serverRedirect), or says so already.
 func scriptErr(err error) error {
-	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) {
+	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) {
 		return err
 	}
 	if se, ok := err.(*Error); ok {
@@ -976,6 +976,37 @@ func noScript(err error) bool {
 	return ok && se.Prefix == "NOSCRIPT" && strings.HasPrefix(se.Msg, noScriptMsg)
 }
 
+// refusedCall tells whether err is the server's refusal, by the user's
+// ACL, of a script or function call as a whole, answered before anything
+// ran: of the command, "NOPERM this user has no permissions to run the
+// 'evalsha' command" (from Redis 7.2 "User app has no permissions..."),
+// or of a key it was given, "NOPERM this user has no permissions to
+// access one of the keys used as arguments" (7.0). A refusal of a command
+// the script calls names that command, never one that runs code, or
+// comes with " script: " and, in 7.0, other words. From 7.2 a key refused
+// inside a script reads as one refused outside ("No permissions to access
+// a key"), which a script may pass on from a pcall after its writes: that
+// one keeps the unknown outcome. Only the server's wording counts, as for
+// NOSCRIPT (see noScript).
+func refusedCall(err error) bool {
+	se, ok := err.(*Error)
+	if !ok || se.Prefix != "NOPERM" || strings.Contains(se.Msg, " script: ") {
+		return false
+	}
+	if se.Msg == "NOPERM this user has no permissions to access one of the keys used as arguments" {
+		return true
+	}
+	if !strings.HasPrefix(se.Msg, "NOPERM this user has ") && !strings.HasPrefix(se.Msg, "NOPERM User ") {
+		return false
+	}
+	for _, name := range codeCommands {
+		if strings.HasSuffix(se.Msg, " has no permissions to run the '"+strings.ToLower(name)+"' command") {
+			return true
+		}
+	}
+	return false
+}
+
 // markScriptErr gives v, the reply of the command name, the error of
 // unknown outcome that scriptErr makes, when v is the server's error reply
 // to a script or function that may write (EVAL, EVALSHA, FCALL), wherever
@@ -998,7 +1029,7 @@ func noScript(err error) bool {
 func markScriptErr(v *Value, name string, inExec bool) error {
 	err := v.Err()
 	se, ok := err.(*Error)
-	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) {
+	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) || refusedCall(err) {
 		return err
 	}
 	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) && !inExec {

@@ -214,7 +214,10 @@
 // outcome whatever its prefix, since it may follow the script's writes;
 // only the server's NOSCRIPT to EVALSHA, answered before any script runs,
 // is not applied (a NOSCRIPT the script returns in other words is its
-// own), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
+// own), and so is the NOPERM of a user's ACL that refuses the call itself
+// or a key it is given, in the server's words, which name EVAL, EVALSHA or
+// FCALL (a command the script calls, refused as it runs, is of unknown
+// outcome), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
 // CLUSTERDOWN) in the server's words, outside a transaction: in the
 // replies of EXEC, which a server redirects as a whole before running any
 // of it, they are the script's own. The error of ForEachMaster joins
