@@ -507,7 +507,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 			if pt.err != nil && !pt.cut {
 				if !unreachable(ctx, pt.err) {
 					// Not sent, but no refresh will help: the context
-					// ended, or the client was closed.
+					// ended, the client was closed, or the node refused
+					// the connection's setup (see refusedSetup).
 					unsent = pt.err
 					continue
 				}
