@@ -294,3 +294,22 @@ func TestRefusedCallWording(t *testing.T) {
 		}
 	}
 }
+
+// The setup of a replica connection refused at READONLY, which replica
+// reads send on it, names the option that asks for it and the rule to
+// grant; a refused command the client's options add to every connection
+// names its rule.
+func TestHandshakeNopermNamesTheRule(t *testing.T) {
+	for _, tc := range []struct{ step, user, want string }{
+		{"READONLY", "app", "ClusterOptions.ReadFromReplicas sends on every connection to a replica: allow it (ACL SETUSER app +readonly), or turn ReadFromReplicas off"},
+		{"SELECT", "", "allow the user SELECT (ACL SETUSER default +select)"},
+		{"CLIENT SETNAME", "app", "ACL SETUSER app +client|setname"},
+		{"PING", "app", "the user may not run PING, which the options ask for on every connection: allow it (ACL SETUSER app +ping)"},
+	} {
+		err := handshakeError(tc.step, tc.user, newError("NOPERM this user has no permissions to run the '"+strings.ToLower(tc.step)+"' command"))
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "NOPERM" || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("handshakeError(%s) = %v, want the NOPERM and %q", tc.step, err, tc.want)
+		}
+	}
+}
