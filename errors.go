@@ -337,8 +337,10 @@ func txSendError(err error) error {
 
 // HandshakeError is a failure to prepare a new connection: a wrong
 // password, a missing ACL permission, a database that does not exist.
+// Its text says what to change, or, for a command the user's ACL refuses,
+// the rule that allows it.
 type HandshakeError struct {
-	Step string // HELLO, AUTH, CLIENT SETNAME or SELECT
+	Step string // HELLO, AUTH, CLIENT SETNAME, SELECT, or READONLY on a connection to a cluster's replica
 	Err  error
 
 	hint string // what to change, where the server's refusal tells it
