@@ -873,7 +873,7 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	if err := (Value{out[0]}).Err(); err != nil {
 		// The server then ran each command on its own as it arrived.
 		msg := "redpipe: MULTI was refused, so the commands behind it ran outside a transaction"
-		if se := err.(*Error); se.Prefix == "NOPERM" && p.c != nil {
+		if se := (*Error)(nil); errors.As(err, &se) && se.Prefix == "NOPERM" && p.c != nil {
 			// A user allowed the commands but not the @transaction
 			// category, as rules that list commands one by one are.
 			msg += " (allow the user MULTI and EXEC, " + aclGrant(p.c.opt.Username, "MULTI", "EXEC") + " or the @transaction category"
