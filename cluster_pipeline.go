@@ -1695,11 +1695,20 @@ func cutPartReplies(p *Pipeline, pt *part, cut *cutError) {
 	if pt.role {
 		k++
 	}
+	addr := pt.node.opt.Addr
 	for _, l := range pt.legs[:pt.answered] {
+		var asked resp.Value
 		if l.asking {
+			asked = cut.replies[k]
 			k++
 		}
 		v := cut.replies[k]
+		if _, redirected := redirectOf(v, addr); l.asking && redirected {
+			// Not followed: see askingRefused.
+			if err := askingRefused(asked, addr, pt.node.opt.Username); err != nil {
+				v = madeErrorValue(err)
+			}
+		}
 		if pt.replica && l.fixed {
 			v = replicaNow(pt.node.opt.Addr)
 			l.asRep = true
