@@ -195,6 +195,9 @@ func TestClusterPasswordChangedFailsAtOnce(t *testing.T) {
 		if strings.Contains(err.Error(), "layout unknown") || strings.Count(err.Error(), "WRONGPASS") != 1 {
 			t.Errorf("%s: err = %v, want the one refusal, not the layout's", what, err)
 		}
+		if !strings.Contains(err.Error(), "the password changed on the server, or the user is off or deleted") {
+			t.Errorf("%s: err = %v, want it to name a password changed on the server", what, err)
+		}
 	}
 	const calls = 8
 	before := dials.Load()

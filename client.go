@@ -971,7 +971,7 @@ func handshakeError(step, user string, err error) error {
 			"or give them in the URL as redis://user:password@host"
 	case se.Prefix == "WRONGPASS":
 		he.hint = "check Options.Username and Options.Password, or those of the URL: the server refused them, " +
-			"or the user is off"
+			"or the password changed on the server, or the user is off or deleted"
 	case step == "SELECT" && strings.Contains(se.Msg, "out of range"):
 		he.hint = "Options.DB, or the URL's database, is past the databases the server has (its databases setting, 16 by default)"
 	case se.Prefix != "NOPERM":
