@@ -409,6 +409,23 @@ func askingRefused(asking resp.Value, addr, user string) error {
 	return &askingError{addr: addr, user: user, err: newError(asking.Str)}
 }
 
+// afterAsking returns v, the reply of a command that node got after
+// ASKING, whose reply asked is, or, if the node refused ASKING and
+// redirected the command, an error reply that says so (see
+// askingRefused), which is not followed.
+func afterAsking(asked, v resp.Value, node *Client) resp.Value {
+	if !isErrValue(asked) || !isErrValue(v) {
+		return v
+	}
+	addr := node.opt.Addr
+	if _, redirected := redirectOf(v, addr); redirected {
+		if err := askingRefused(asked, addr, node.opt.Username); err != nil {
+			return madeErrorValue(err)
+		}
+	}
+	return v
+}
+
 // askingError is a command not run because its node refused ASKING.
 type askingError struct {
 	addr, user string

@@ -1624,22 +1624,14 @@ func partReplies(p *Pipeline, pt *part) {
 		pt.replies = pt.out[k:]
 	} else {
 		pt.replies = make([]resp.Value, 0, len(pt.legs))
-		addr := pt.node.opt.Addr
 		for _, l := range pt.legs {
-			var asked resp.Value
+			v := pt.out[k]
 			if l.asking {
-				asked = pt.out[k]
+				v = afterAsking(v, pt.out[k+1], pt.node)
 				k++
 			}
-			v := pt.out[k]
-			k++
-			if _, redirected := redirectOf(v, addr); l.asking && redirected {
-				// Not followed: see askingRefused.
-				if err := askingRefused(asked, addr, pt.node.opt.Username); err != nil {
-					v = madeErrorValue(err)
-				}
-			}
 			pt.replies = append(pt.replies, v)
+			k++
 		}
 	}
 	if pt.replica {
@@ -1695,19 +1687,11 @@ func cutPartReplies(p *Pipeline, pt *part, cut *cutError) {
 	if pt.role {
 		k++
 	}
-	addr := pt.node.opt.Addr
 	for _, l := range pt.legs[:pt.answered] {
-		var asked resp.Value
-		if l.asking {
-			asked = cut.replies[k]
-			k++
-		}
 		v := cut.replies[k]
-		if _, redirected := redirectOf(v, addr); l.asking && redirected {
-			// Not followed: see askingRefused.
-			if err := askingRefused(asked, addr, pt.node.opt.Username); err != nil {
-				v = madeErrorValue(err)
-			}
+		if l.asking {
+			v = afterAsking(v, cut.replies[k+1], pt.node)
+			k++
 		}
 		if pt.replica && l.fixed {
 			v = replicaNow(pt.node.opt.Addr)

@@ -1306,23 +1306,18 @@ func (cs *clusterStream) take1(ch *nodeChunk) {
 	j := 0
 	for _, cc := range ch.cmds {
 		replica := false
-		var asked resp.Value
 		switch {
 		case cc.asking:
-			asked = ch.replies[j] // ASKING's own reply
-			j++
+			j++ // ASKING's own reply, read with the command's below
 		case cc.role:
 			replica = isReplicaRole(ch.replies[j])
 			j++
 		}
 		v := ch.replies[j]
-		j++
-		if _, redirected := redirectOf(v, ch.node.c.opt.Addr); cc.asking && redirected {
-			// Not followed: see askingRefused.
-			if err := askingRefused(asked, ch.node.c.opt.Addr, ch.node.c.opt.Username); err != nil {
-				v = madeErrorValue(err)
-			}
+		if cc.asking {
+			v = afterAsking(ch.replies[j-1], v, ch.node.c)
 		}
+		j++
 		if replica {
 			// A READONLY refusal sends the leg where a refusal does, to
 			// the master that took the node's place (see replicaNow).
