@@ -247,6 +247,11 @@ type clusterRouter struct {
 	masters []*Client          // masters serving slots, in the map's order
 	known   []string           // every node address of the last map
 	nodes   map[string]*Client // node clients by address, while in the layout
+	// noAddr are the shards of the last map that serve slots and whose
+	// master has no address a client can reach (endpoint "?"). Their
+	// slots have no client in slots, and commands for every master are
+	// refused while there are any (see unaddressedLocked).
+	noAddr []*topology.Shard
 	// retired are the clients of nodes gone from the layout, released and
 	// waiting for their calls in flight to end before they are closed
 	// (see retireLocked).
@@ -533,11 +538,15 @@ func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 	var slots [hashslot.Count]*Client
 	var masters []*Client
 	var known []string
+	var noAddr []*topology.Shard
 	for _, s := range m.Shards {
 		for _, n := range append([]*topology.Node{s.Master}, s.Replicas...) {
 			if n != nil && n.Addr != "" && n.Health != topology.HealthFailed {
 				known = append(known, n.Addr)
 			}
+		}
+		if s.Master != nil && s.Master.Addr == "" && len(s.Slots) > 0 {
+			noAddr = append(noAddr, s)
 		}
 		if s.Master == nil || s.Master.Addr == "" || len(s.Slots) == 0 {
 			continue
@@ -566,7 +575,7 @@ func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 		keep[n.opt.Addr] = true // a master marked failed still serves
 	}
 	gone := r.retireLocked(keep)
-	r.slots, r.masters, r.known, r.loaded = slots, masters, known, true
+	r.slots, r.masters, r.known, r.noAddr, r.loaded = slots, masters, known, noAddr, true
 	r.everLoaded.Store(true)
 	return gone, nil
 }
@@ -590,6 +599,12 @@ func (r *clusterRouter) nodeLocked(addr string) (*Client, error) {
 	}
 	if r.closed {
 		return nil, notSent(ErrClosed)
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "?" {
+		// A MOVED or ASK to a node whose endpoint is unknown: there is
+		// no host to dial (and "?" is no name to look up).
+		p, _ := strconv.Atoi(port)
+		return nil, notSent(&DialError{Addr: addr, Err: &noEndpointError{port: p, slot: -1}})
 	}
 	opt := r.node
 	opt.Addr = addr
@@ -632,7 +647,96 @@ func (r *clusterRouter) route(ctx context.Context, slot int) (*Client, error) {
 	if node := r.owner(slot); node != nil {
 		return node, nil
 	}
-	return nil, notSent(&Error{Prefix: "CLUSTERDOWN", Msg: fmt.Sprintf("CLUSTERDOWN no node serves hash slot %d", slot)})
+	return nil, r.noOwner(slot)
+}
+
+// noOwner is the error of a command for slot (-1 for none) that has no
+// client to go to: the master serving it gives no address, or no node
+// serves it.
+func (r *clusterRouter) noOwner(slot int) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.noAddr {
+		if slot < 0 || s.Serves(uint16(slot)) {
+			return unaddressed(s, slot)
+		}
+	}
+	return notSent(&Error{Prefix: "CLUSTERDOWN", Msg: fmt.Sprintf("CLUSTERDOWN no node serves hash slot %d", slot)})
+}
+
+// unaddressedLocked is the error of a command for every master while
+// one of them gives no address, nil if each gives one; r.mu is held.
+// Sent to the others alone, it would pass for the whole cluster's: a
+// DBSIZE that leaves a shard out, a FLUSHALL that leaves its keys.
+func (r *clusterRouter) unaddressedLocked() error {
+	if len(r.noAddr) == 0 {
+		return nil
+	}
+	return unaddressed(r.noAddr[0], -1)
+}
+
+// everyMasterAddressed is unaddressedLocked for a command for every
+// master about to be sent, after a refresh when some master gives no
+// address, to see whether it has been given one since.
+func (r *clusterRouter) everyMasterAddressed(ctx context.Context) error {
+	r.mu.RLock()
+	err := r.unaddressedLocked()
+	r.mu.RUnlock()
+	if err == nil {
+		return nil
+	}
+	if err := r.awaitRefresh(ctx); err != nil {
+		return err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.unaddressedLocked()
+}
+
+// unaddressed is the error of a command that would go to s's master,
+// which gives no address, for slot (-1 for a command for every master).
+func unaddressed(s *topology.Shard, slot int) error {
+	n := s.Master
+	port := n.Port
+	if port == 0 {
+		port = n.TLSPort
+	}
+	if slot < 0 && len(s.Slots) > 0 {
+		slot = int(s.Slots[0].First)
+	}
+	return notSent(&DialError{Addr: net.JoinHostPort(n.Endpoint, strconv.Itoa(port)),
+		Err: &noEndpointError{id: n.ID, ip: n.IP, port: port, slot: slot}})
+}
+
+// noEndpointError says why a node cannot be reached: the cluster gives
+// "?" for its endpoint, which Redis does when cluster-preferred-endpoint-type
+// is hostname and the node has no cluster-announce-hostname. The client
+// does not guess a host for it: its IP may be one that clients cannot
+// reach, the reason hostnames were chosen.
+type noEndpointError struct {
+	id, ip string // "" when not known (a MOVED or ASK names neither)
+	port   int
+	slot   int // a hash slot it serves, -1 when not known
+}
+
+func (e *noEndpointError) Error() string {
+	var b strings.Builder
+	b.WriteString("the cluster gives no address for ")
+	if e.id != "" {
+		b.WriteString("node " + e.id + " (")
+		if e.ip != "" {
+			b.WriteString("ip " + e.ip + ", ")
+		}
+		b.WriteString("port " + strconv.Itoa(e.port) + ")")
+	} else {
+		b.WriteString("the node on port " + strconv.Itoa(e.port))
+	}
+	if e.slot >= 0 {
+		b.WriteString(", the master of hash slot " + strconv.Itoa(e.slot))
+	}
+	b.WriteString(`: its endpoint is "?", as when cluster-preferred-endpoint-type is hostname and the node has no cluster-announce-hostname; ` +
+		"set cluster-announce-hostname on that node, or cluster-preferred-endpoint-type to ip on every node")
+	return b.String()
 }
 
 // moved records that slot is served by addr, as a MOVED reply said, and
@@ -644,6 +748,8 @@ func (r *clusterRouter) moved(slot int, addr string) (*Client, error) {
 	node, err := r.nodeLocked(addr)
 	if err != nil {
 		r.mu.Unlock()
+		// What else changed (a node given no address) a refresh tells.
+		r.triggerRefresh()
 		return nil, err
 	}
 	if slot >= 0 && slot < hashslot.Count {

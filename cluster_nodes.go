@@ -54,7 +54,9 @@ import (
 // graceful failover made a replica; fn's reads cannot tell such a node,
 // which answers them as a replica until a refresh. fn is not called, and
 // a *UsageError is returned, when fn is nil; ctx's error when ctx has
-// ended already; ErrClosed when c is closed.
+// ended already; ErrClosed when c is closed; a *DialError, not sent, when
+// a master serving slots gives no address (its endpoint is "?": see the
+// error's text for the setting to change), since fn would miss its data.
 //
 // The node Client shares the cluster Client's connections, options and
 // decoders (SetDecoder on it sets them for the cluster Client). It talks
@@ -252,6 +254,9 @@ func (e *nodesError) As(target any) bool {
 // each once, after loading the layout if no refresh has yet succeeded.
 func (r *clusterRouter) masterList(ctx context.Context) ([]*Client, error) {
 	if err := r.ready(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.everyMasterAddressed(ctx); err != nil {
 		return nil, err
 	}
 	r.mu.RLock()

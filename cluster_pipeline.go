@@ -308,6 +308,16 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	var early *earlyParts
 	off := 0
 	r.mu.RLock()
+	if err := r.unaddressedLocked(); err != nil {
+		// A command for every master is refused before anything is
+		// sent, as routing refuses one with keys in several slots.
+		for i := range n {
+			if ci := p.w.cmds[i].info(); fansOut(ci) {
+				r.mu.RUnlock()
+				return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
+			}
+		}
+	}
 	if r.streamsEarlyLocked(p, traits) {
 		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}
 	}

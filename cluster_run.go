@@ -202,6 +202,9 @@ func (r *clusterRouter) send1(ctx context.Context, node *Client, w *cmdBuf, ci *
 // not reached. A node that refuses ROLE (an ACL without it) is taken at
 // the layout's word.
 func (r *clusterRouter) fanOut(ctx context.Context, w *cmdBuf, ci *commandInfo) (resp.Value, error) {
+	if err := r.everyMasterAddressed(ctx); err != nil {
+		return resp.Value{}, err
+	}
 	var replies []resp.Value
 	answered := map[*Client]bool{} // the masters it reached: never sent to twice
 	asReplica := false             // some node ran it as a replica: it ran somewhere

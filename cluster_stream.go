@@ -422,6 +422,14 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 		}
 		switch {
 		case fansOut(ci):
+			cs.r.mu.RLock()
+			err := cs.r.unaddressedLocked()
+			cs.r.mu.RUnlock()
+			if err != nil {
+				clear(cs.subsOf)
+				cs.fail(&CommandError{Index: s.sent + k, Command: ci.Name, In: "stream", Err: err})
+				return false
+			}
 		case splittable(ci):
 			var shared bool
 			if slot, shared = sharedSlot(ci, cmd); !shared {
@@ -1709,7 +1717,7 @@ func (cs *clusterStream) releaseHeld(ctx context.Context) {
 			continue
 		}
 		if !cs.sendHeld(slot, hs, time.Now()) {
-			cs.fail(notSent(&Error{Prefix: "CLUSTERDOWN", Msg: fmt.Sprintf("CLUSTERDOWN no node serves hash slot %d", slot)}))
+			cs.fail(cs.r.noOwner(slot))
 		}
 	}
 }

@@ -89,6 +89,16 @@ type Shard struct {
 	Replicas []*Node
 }
 
+// Serves tells whether s serves slot.
+func (s *Shard) Serves(slot uint16) bool {
+	for _, r := range s.Slots {
+		if r.First <= slot && slot <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
 // Map is the cluster as one node described it.
 type Map struct {
 	Shards []*Shard // in reply order

@@ -1,0 +1,144 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redpipe/redpipe/internal/topology"
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// waitEndpoints waits until every master of cl lists, in CLUSTER SHARDS,
+// the endpoint want(s) for each master s.
+func waitEndpoints(t *testing.T, ctx context.Context, cl *redistest.Cluster, want func(s *redistest.Server) string) {
+	t.Helper()
+	waitUntil(t, ctx, "every master to list the endpoints set", func() bool {
+		for _, asked := range cl.Masters {
+			c, err := NewClient(Options{Addr: asked.Addr, Protocol: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := c.doRaw(ctx, clusterShardsCmd, true)
+			c.Close()
+			if err != nil {
+				return false
+			}
+			m, err := topology.ParseShards(v, asked.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range cl.Masters {
+				n := m.Node(cl.NodeID(s))
+				if n == nil || n.Endpoint != want(s) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// A master whose endpoint is "?" (cluster-preferred-endpoint-type
+// hostname, and no cluster-announce-hostname on it) cannot be reached.
+// A command for its slots says so and what to set, rather than that the
+// cluster is down; a command for every master (DBSIZE, FLUSHALL,
+// ForEachMaster), in a call, a pipeline or a stream, is refused before
+// anything is sent, rather than run on the other masters as if they
+// were the whole cluster; a MOVED to it dials no "?". Once it announces
+// a hostname, the client finds it.
+func TestClusterMasterWithoutEndpoint(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	ctx := clusterCtx(t)
+	hidden := cl.Masters[2]
+	for _, s := range cl.Masters {
+		if s != hidden {
+			s.MustDo(t, "CONFIG", "SET", "cluster-announce-hostname", "localhost")
+		}
+		s.MustDo(t, "CONFIG", "SET", "cluster-preferred-endpoint-type", "hostname")
+	}
+	waitEndpoints(t, ctx, cl, func(s *redistest.Server) string {
+		if s == hidden {
+			return "?"
+		}
+		return "localhost"
+	})
+	hiddenKey, shownKey := keyIn(16000, "hidden"), keyIn(10, "shown")
+	hidden.MustDo(t, "SET", hiddenKey, "v")
+	cl.Masters[0].MustDo(t, "SET", shownKey, "v")
+
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const fix = "set cluster-announce-hostname on that node"
+	check := func(what string, err error) {
+		t.Helper()
+		var de *DialError
+		if err == nil || !errors.As(err, &de) || !strings.Contains(err.Error(), fix) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s = %v (outcome %v); want a *DialError, not sent, saying to %s", what, err, OutcomeOf(err), fix)
+		}
+	}
+	_, err = c.Get(ctx, hiddenKey)
+	check("GET of a slot of the master without an endpoint", err)
+	if err != nil && (!strings.Contains(err.Error(), cl.NodeID(hidden)) || !strings.Contains(err.Error(), "hash slot 16000")) {
+		t.Errorf("GET = %v; want it to name node %s and hash slot 16000", err, cl.NodeID(hidden))
+	}
+	_, err = c.Pipeline(NoTransaction).Get(shownKey).Get(hiddenKey).Exec(ctx)
+	check("a pipeline with a key of that master", err)
+
+	n, err := c.DBSize(ctx)
+	check("DBSIZE (found "+strconv.FormatInt(n, 10)+" keys of 2)", err)
+	_, err = c.Do(ctx, "FLUSHALL")
+	check("FLUSHALL", err)
+	_, err = c.Pipeline(NoTransaction).Get(shownKey).Do("FLUSHALL").Exec(ctx)
+	check("FLUSHALL in a pipeline", err)
+	_, err = c.Stream(ctx, nil).Do("FLUSHALL").Close(ctx)
+	check("FLUSHALL in a stream", err)
+	var calls atomic.Int32
+	err = c.ForEachMaster(ctx, func(ctx context.Context, node *Client) error {
+		calls.Add(1)
+		return nil
+	})
+	check("ForEachMaster", err)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("ForEachMaster called fn %d times; want none", n)
+	}
+	for _, s := range []*redistest.Server{cl.Masters[0], hidden} {
+		if v := s.MustDo(t, "DBSIZE"); v != int64(1) {
+			t.Errorf("DBSIZE on %s = %v after the refused FLUSHALLs; want 1", s.Addr, v)
+		}
+	}
+
+	// A MOVED to the master without an endpoint: "MOVED 20 ?:port".
+	movedKey := keyIn(20, "moved")
+	for _, s := range cl.Masters {
+		s.MustDo(t, "CLUSTER", "SETSLOT", "20", "NODE", cl.NodeID(hidden))
+	}
+	v, _ := cl.Masters[0].Do("GET", movedKey)
+	if e, ok := v.(redistest.ReplyError); !ok || !strings.HasPrefix(string(e), "MOVED 20 ?:") {
+		t.Fatalf("GET from the former owner = %v; want a MOVED to ?", v)
+	}
+	_, err = c.Get(ctx, movedKey)
+	check("GET of a slot moved to the master without an endpoint", err)
+	c.cluster.mu.RLock()
+	for addr := range c.cluster.nodes {
+		if strings.HasPrefix(addr, "?") {
+			t.Errorf("a client was made for %s", addr)
+		}
+	}
+	c.cluster.mu.RUnlock()
+
+	hidden.MustDo(t, "CONFIG", "SET", "cluster-announce-hostname", "localhost")
+	waitEndpoints(t, ctx, cl, func(*redistest.Server) string { return "localhost" })
+	if n, err := c.DBSize(ctx); err != nil || n != 2 {
+		t.Errorf("DBSIZE once every master has a hostname = %d, %v; want 2", n, err)
+	}
+	if v, err := c.Get(ctx, hiddenKey); err != nil || v != "v" {
+		t.Errorf("GET %s once its master has a hostname = %q, %v", hiddenKey, v, err)
+	}
+}
