@@ -136,6 +136,10 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 		}
 		node.Addr = a
 		if err := node.defaults().validate(); err != nil {
+			if oe := (*OptionError)(nil); errors.As(err, &oe) && oe.Field == "Addr" {
+				// The seeds are Addrs; Options.Addr is ignored.
+				return nil, &OptionError{Field: "Addrs", Msg: fmt.Sprintf("seed %d of %d: %s", i+1, len(opt.Addrs), strings.TrimPrefix(oe.Msg, "is "))}
+			}
 			return nil, err
 		}
 	}

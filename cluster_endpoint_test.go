@@ -142,3 +142,29 @@ func TestClusterMasterWithoutEndpoint(t *testing.T) {
 		t.Errorf("GET %s once its master has a hostname = %q, %v", hiddenKey, v, err)
 	}
 }
+
+// A seed that is not host:port is refused as a seed (Addrs, which one),
+// not as Options.Addr, which a cluster Client ignores, and the error says
+// how to write it: a port added, an IPv6 address put in brackets.
+func TestClusterSeedNotHostPort(t *testing.T) {
+	for _, tc := range []struct{ seed, want string }{
+		{"localhost", "add the port, as in localhost:6379"},
+		{"10.0.0.1", "add the port, as in 10.0.0.1:6379"},
+		{"::1:7000", "brackets before the port, as in [::1]:7000"},
+		{"::1", "brackets before the port, as in [::1]:6379"},
+		{"[::1]", "add the port, as in [::1]:6379"},
+	} {
+		c, err := NewClusterClient(ClusterOptions{Addrs: []string{"127.0.0.1:7000", tc.seed}})
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != "Addrs" || !strings.Contains(oe.Msg, "seed 2 of 2") || !strings.Contains(oe.Msg, tc.want) {
+			t.Errorf("NewClusterClient with seed %q = %v; want an *OptionError for Addrs naming seed 2 of 2 and saying to %q", tc.seed, err, tc.want)
+		}
+		if c != nil {
+			c.Close()
+		}
+		_, err = NewClient(Options{Addr: tc.seed})
+		if !errors.As(err, &oe) || oe.Field != "Addr" || !strings.Contains(oe.Msg, tc.want) {
+			t.Errorf("NewClient with Addr %q = %v; want an *OptionError for Addr saying to %q", tc.seed, err, tc.want)
+		}
+	}
+}

@@ -252,6 +252,27 @@ func (o Options) defaults() Options {
 }
 
 // validate checks o after defaults and names the first field that is wrong.
+// addrHint says how to write addr, which net.SplitHostPort refused, as
+// host:port.
+func addrHint(addr string) string {
+	if strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
+		return "add the port, as in " + addr + ":6379"
+	}
+	if strings.Count(addr, ":") > 1 && !strings.ContainsAny(addr, "[]") {
+		i := strings.LastIndexByte(addr, ':')
+		if _, err := netip.ParseAddr(addr[:i]); err == nil && i < len(addr)-1 {
+			return "put an IPv6 address in brackets before the port, as in [" + addr[:i] + "]" + addr[i:]
+		}
+		if _, err := netip.ParseAddr(addr); err == nil {
+			return "put an IPv6 address in brackets before the port, as in [" + addr + "]:6379"
+		}
+	}
+	if !strings.ContainsAny(addr, ":[]") {
+		return "add the port, as in " + addr + ":6379"
+	}
+	return "write it as host:port, as in localhost:6379 or [::1]:6379"
+}
+
 func (o Options) validate() error {
 	bad := func(field, format string, args ...any) error {
 		return &OptionError{Field: field, Msg: fmt.Sprintf(format, args...)}
@@ -267,7 +288,7 @@ func (o Options) validate() error {
 	if strings.HasPrefix(o.Network, "tcp") {
 		host, port, err := net.SplitHostPort(o.Addr)
 		if err != nil {
-			return bad("Addr", "%q is not host:port", o.Addr)
+			return bad("Addr", "%q is not host:port: %s", o.Addr, addrHint(o.Addr))
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return bad("Addr", "port %q must be a number from 1 to 65535", port)
