@@ -83,6 +83,11 @@ type Client struct {
 	// reads, when it is made.
 	replica bool
 
+	// noTLSPort is set, by the cluster router, on the client over TLS of
+	// a node whose port came from a layout that listed no TLS port for
+	// it: a handshake that fails there most likely met a plain port.
+	noTLSPort atomic.Bool
+
 	// released is set, and never cleared, on the client of a node of a
 	// cluster once the node has left the cluster's layout: it starts no
 	// connection, and its calls fail with errReleased, not sent, which the
@@ -856,6 +861,10 @@ func (c *Client) handshakeTLS(ctx context.Context, nc net.Conn) (net.Conn, error
 		var rh tls.RecordHeaderError
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rh) || errors.As(err, &ne) && ne.Timeout() {
+			if c.noTLSPort.Load() {
+				return nil, fmt.Errorf("TLS handshake with %s failed: the cluster lists this port for the node and no TLS port, "+
+					"as its nodes do without tls-cluster yes; set tls-cluster yes on every node so that they list their TLS ports: %w", c.opt.Addr, err)
+			}
 			return nil, fmt.Errorf("TLS handshake with %s failed (does the server accept TLS on this port?): %w", c.opt.Addr, err)
 		}
 		return nil, fmt.Errorf("TLS handshake with %s failed: %w", c.opt.Addr, err)

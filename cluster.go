@@ -559,6 +559,7 @@ func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		r.markNoTLSPort(node, s.Master)
 		masters = append(masters, node)
 		for _, rg := range s.Slots {
 			for i := int(rg.First); i <= int(rg.Last); i++ {
@@ -582,6 +583,19 @@ func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 	r.slots, r.masters, r.known, r.noAddr, r.loaded = slots, masters, known, noAddr, true
 	r.everLoaded.Store(true)
 	return gone, nil
+}
+
+// markNoTLSPort tells the client of n, over TLS, whether the layout
+// gave a plain port for n and no TLS port: CLUSTER SHARDS from nodes
+// without tls-cluster yes, which know no TLS port of one another. That
+// port may still take TLS (a proxy in front of the node, announced with
+// cluster-announce-port), so the client tries it, and only says so if
+// its handshake fails. CLUSTER SLOTS gives one port, the one for the
+// asking connection's kind, and is taken at its word.
+func (r *clusterRouter) markNoTLSPort(node *Client, n *topology.Node) {
+	if r.node.TLSConfig != nil {
+		node.noTLSPort.Store(n.TLSPort == 0 && n.Health != topology.HealthUnknown)
+	}
 }
 
 // nodeAt returns the client of the node at addr, making it if needed.
