@@ -392,7 +392,7 @@ func (r *clusterRouter) load() error {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
-	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node gave it: %w", errors.Join(errs...)))
+	return notSent(fmt.Errorf("redpipe: cluster layout unknown: no node gave one: %w", errors.Join(errs...)))
 }
 
 // Encoded CLUSTER SHARDS, CLUSTER SLOTS and ASKING.
@@ -491,7 +491,10 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 				return nil, fmt.Errorf("%w, after CLUSTER SHARDS: %w (allow the user one of them, %s or %s)",
 					err, e, aclGrant(r.node.Username, "CLUSTER SHARDS"), aclGrant(r.node.Username, "CLUSTER SLOTS"))
 			}
-			return nil, fmt.Errorf("%w, after CLUSTER SHARDS: %w", err, e)
+			err = fmt.Errorf("%w, after CLUSTER SHARDS: %w", err, e)
+			if strings.Contains(e.Error(), "cluster support disabled") {
+				err = fmt.Errorf("%w: %s is a single server, not a node of a Redis Cluster: make its Client with NewClient", err, addr)
+			}
 		}
 		return m, err
 	}
@@ -520,7 +523,8 @@ func (r *clusterRouter) fetchTimeout() time.Duration {
 // no longer lists.
 func (r *clusterRouter) apply(m *topology.Map) error {
 	if m.Served() == 0 {
-		return errors.New("redpipe: the cluster serves no slot")
+		return errors.New("redpipe: the cluster serves no slot: its masters have not been given the hash slots yet " +
+			"(CLUSTER ADDSLOTSRANGE, or redis-cli --cluster create)")
 	}
 	r.mu.Lock()
 	gone, err := r.applyLocked(m)

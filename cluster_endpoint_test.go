@@ -168,3 +168,29 @@ func TestClusterSeedNotHostPort(t *testing.T) {
 		}
 	}
 }
+
+// A seed that answers with no usable layout is not reported as one that
+// did not answer, and the error says what to do: a cluster node that
+// serves no slot yet (a cluster not created), a server not in cluster
+// mode.
+func TestClusterSeedWithoutLayout(t *testing.T) {
+	ctx := clusterCtx(t)
+	for _, tc := range []struct {
+		name string
+		srv  *redistest.Server
+		want string
+	}{
+		{"a cluster node without slots", redistest.Start(t, "--cluster-enabled", "yes"), "(CLUSTER ADDSLOTSRANGE, or redis-cli --cluster create)"},
+		{"a server not in cluster mode", redistest.Start(t), "is a single server, not a node of a Redis Cluster: make its Client with NewClient"},
+	} {
+		c, err := NewClusterClient(ClusterOptions{Addrs: []string{tc.srv.Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Set(ctx, "k", "v")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "no node answered") || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("SET with %s as the seed = %v; want an error, not sent, that says %q", tc.name, err, tc.want)
+		}
+		c.Close()
+	}
+}

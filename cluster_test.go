@@ -69,7 +69,7 @@ func TestCluster(t *testing.T) {
 // the largest Duration, which a Client of one node takes as "practically
 // never", learns the layout and runs its calls. Added to DialTimeout for
 // the fetch of the layout, it wrapped to a timeout already past: every
-// call failed with "cluster layout unknown: no node gave it".
+// call failed with "cluster layout unknown: no node answered" (now "no node gave one").
 func testClusterLongestReplyTimeout(t *testing.T, cl *redistest.Cluster) {
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{ReplyTimeout: math.MaxInt64}})
