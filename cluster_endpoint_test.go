@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/internal/topology"
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -192,5 +193,98 @@ func TestClusterSeedWithoutLayout(t *testing.T) {
 			t.Errorf("SET with %s as the seed = %v; want an error, not sent, that says %q", tc.name, err, tc.want)
 		}
 		c.Close()
+	}
+}
+
+// Nodes that give clients a hostname (cluster-preferred-endpoint-type
+// hostname), or no endpoint at all (unknown-endpoint: the host the client
+// asked, with the port given), are reached by it, in the layout and in
+// MOVED alike ("MOVED 14716 localhost:7001", "MOVED 14716 :7001"): a call,
+// a pipeline and a transaction follow a slot that moved, and each node
+// has one client, under the name the cluster gives, not a second one
+// under its IP or the seed's spelling.
+func TestClusterHostnameAndUnknownEndpoints(t *testing.T) {
+	for _, mode := range []string{"hostname", "unknown-endpoint"} {
+		t.Run(mode, func(t *testing.T) {
+			cl := redistest.StartCluster(t, 0)
+			ctx := clusterCtx(t)
+			for _, s := range cl.Masters {
+				s.MustDo(t, "CONFIG", "SET", "cluster-announce-hostname", "localhost")
+				s.MustDo(t, "CONFIG", "SET", "cluster-preferred-endpoint-type", mode)
+			}
+			want := "localhost"
+			if mode == "unknown-endpoint" {
+				want = ""
+			}
+			waitEndpoints(t, ctx, cl, func(*redistest.Server) string { return want })
+			// The seed as an IP: the layout names the nodes localhost
+			// (hostname), or by the seed's host (unknown-endpoint).
+			seed := cl.Masters[0].Addr
+			if mode == "unknown-endpoint" {
+				seed = "localhost:" + strconv.Itoa(cl.Masters[0].Port)
+			}
+			c, err := NewClusterClient(ClusterOptions{Addrs: []string{seed}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			keys := []string{"plain", "piped", "{tx}a"}
+			for _, k := range keys {
+				if err := c.Set(ctx, k, "before"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Del(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			moved := make([]*redistest.Server, len(keys))
+			for i, k := range keys {
+				slot := int(hashslot.Of([]byte(k)))
+				from, err := cl.SlotOwner(slot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				moved[i] = cl.Masters[0]
+				if moved[i] == from {
+					moved[i] = cl.Masters[1]
+				}
+				for _, s := range cl.Masters {
+					s.MustDo(t, "CLUSTER", "SETSLOT", strconv.Itoa(slot), "NODE", cl.NodeID(moved[i]))
+				}
+				wantMoved := "MOVED " + strconv.Itoa(slot) + " " + want + ":" + strconv.Itoa(moved[i].Port)
+				if v, _ := from.Do("GET", k); v != redistest.ReplyError(wantMoved) {
+					t.Fatalf("GET %s from its old owner = %v; want %s", k, v, wantMoved)
+				}
+			}
+			if err := c.Set(ctx, keys[0], "after"); err != nil {
+				t.Errorf("SET of a moved slot: %v", err)
+			}
+			if rs, err := c.Pipeline(NoTransaction).Set(keys[1], "after").Exec(ctx); err != nil {
+				t.Errorf("pipeline of a moved slot = %v, %v", rs, err)
+			}
+			if rs, err := c.Pipeline().Set(keys[2], "after").Exec(ctx); err != nil {
+				t.Errorf("transaction of a moved slot = %v, %v", rs, err)
+			}
+			for i, k := range keys {
+				if v, err := moved[i].Do("GET", k); err != nil || v != "after" {
+					t.Errorf("GET %s from its new owner = %v, %v; want after", k, v, err)
+				}
+			}
+			// Once the refresh the MOVED replies started is over, a
+			// client per node, each under its name.
+			waitUntil(t, ctx, "one client per node, named localhost", func() bool {
+				c.cluster.mu.RLock()
+				defer c.cluster.mu.RUnlock()
+				if len(c.cluster.nodes) != len(cl.Masters) {
+					return false
+				}
+				for _, s := range cl.Masters {
+					if c.cluster.nodes["localhost:"+strconv.Itoa(s.Port)] == nil {
+						return false
+					}
+				}
+				return true
+			})
+		})
 	}
 }
