@@ -510,14 +510,26 @@ func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
 // fetchTimeout bounds one fetch of the layout: a dial and a reply. A
 // ReplyTimeout near the largest Duration, given to mean "practically
 // never", would wrap with DialTimeout to a timeout already past, and no
-// fetch could succeed.
+// fetch could succeed. A ReplyTimeout of -1, none, leaves the reply the
+// default ReplyTimeout: added as it is, it would leave the dial, the
+// handshake and the reply less than DialTimeout, which a slow link
+// exceeds; and a fetch needs some bound, or a node that never answers
+// would hold up the refresh, and every one after it, for good.
 func (r *clusterRouter) fetchTimeout() time.Duration {
-	d := r.node.DialTimeout + r.node.ReplyTimeout
-	if r.node.DialTimeout > 0 && r.node.ReplyTimeout > 0 && d < 0 {
+	reply := r.node.ReplyTimeout
+	if reply < 0 {
+		reply = fetchReplyTimeout
+	}
+	d := r.node.DialTimeout + reply
+	if r.node.DialTimeout > 0 && d < 0 {
 		return math.MaxInt64
 	}
 	return d
 }
+
+// fetchReplyTimeout is how long a fetch of the layout waits for the
+// reply when ReplyTimeout is -1: ReplyTimeout's default.
+const fetchReplyTimeout = 10 * time.Second
 
 // apply makes m the slot map, and releases the clients of the nodes it
 // no longer lists.
