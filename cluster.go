@@ -607,7 +607,8 @@ func (r *clusterRouter) applyLocked(m *topology.Map) ([]*Client, error) {
 // port may still take TLS (a proxy in front of the node, announced with
 // cluster-announce-port), so the client tries it, and only says so if
 // its handshake fails. CLUSTER SLOTS gives one port, the one for the
-// asking connection's kind, and is taken at its word.
+// asking connection's kind, and is taken at its word: its nodes are
+// those with no health, which CLUSTER SHARDS always reports.
 func (r *clusterRouter) markNoTLSPort(node *Client, n *topology.Node) {
 	if r.node.TLSConfig != nil {
 		node.noTLSPort.Store(n.TLSPort == 0 && n.Health != topology.HealthUnknown)
