@@ -350,6 +350,16 @@
 //     another master serves gets the MOVED error as its reply, which is
 //     not followed. It belongs to the cluster Client, which closes it;
 //     Close on it is refused.
+//   - Each node is reached where the cluster says, as its
+//     cluster-preferred-endpoint-type has it: at its IP, at its hostname,
+//     or, with unknown-endpoint, at the host the client asked, with the
+//     port given; MOVED and ASK alike. Over TLS, at the TLS port CLUSTER
+//     SHARDS lists, which nodes know of one another with tls-cluster yes.
+//     A master the cluster gives "?" for (hostnames preferred, and none
+//     announced by it) cannot be reached: a command for its slots fails,
+//     not sent, with a *DialError that says which setting to change, and
+//     so, before anything is sent, does a command for every master, or
+//     ForEachMaster, rather than leave its shard out.
 //   - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys are in several
 //     slots are split by slot, as plain calls and in NoTransaction
 //     pipelines: one part per slot, holding that slot's keys in the
