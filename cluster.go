@@ -373,12 +373,20 @@ func (r *clusterRouter) load() error {
 	rand.Shuffle(len(known), func(i, j int) { known[i], known[j] = known[j], known[i] })
 	var errs []error
 	seen := map[string]bool{}
+	var asked []string
 	for _, addr := range append(known, r.seeds...) {
-		if seen[addr] {
-			continue
+		if !seen[addr] {
+			seen[addr] = true
+			asked = append(asked, addr)
 		}
-		seen[addr] = true
-		m, err := r.fetch(addr)
+	}
+	for _, addr := range asked {
+		// The next node is a failed fetch's retry: retried by the
+		// single-node rules, one that cannot be reached (a host down,
+		// a process hung) would hold the refresh up until its bound,
+		// DialTimeout and ReplyTimeout, and not one DialTimeout, before
+		// a node that answers is asked. A lone node is retried.
+		m, err := r.fetch(addr, len(asked) == 1)
 		if err == nil {
 			err = r.apply(m)
 		}
@@ -467,19 +475,32 @@ func encodeWords(ws ...string) []byte {
 // fetch asks one node for the layout: CLUSTER SHARDS, or CLUSTER SLOTS
 // when the node refuses it: a server older than 7.0 does not know it, and
 // an ACL written for clients that use CLUSTER SLOTS may allow only that.
-func (r *clusterRouter) fetch(addr string) (*topology.Map, error) {
+//
+// With retry, a failure to reach the node is retried by its rules;
+// without, the fetch fails at once.
+func (r *clusterRouter) fetch(addr string, retry bool) (*topology.Map, error) {
 	node, err := r.nodeAt(addr)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(r.life, r.fetchTimeout())
 	defer cancel()
-	v, err := node.doRaw(ctx, clusterShardsCmd, true)
+	do := func(cmd []byte) (resp.Value, error) {
+		if retry {
+			return node.doRaw(ctx, cmd, true)
+		}
+		out, _, err := node.sendBatch(ctx, cmd, 1, batchTraits{readonly: true})
+		if err != nil {
+			return resp.Value{}, err
+		}
+		return out[0], nil
+	}
+	v, err := do(clusterShardsCmd)
 	if err != nil {
 		return nil, err
 	}
 	if e := (Value{v}).Err(); e != nil {
-		v, err = node.doRaw(ctx, clusterSlotsCmd, true)
+		v, err = do(clusterSlotsCmd)
 		if err != nil {
 			return nil, err
 		}

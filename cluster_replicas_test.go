@@ -256,7 +256,7 @@ func everyViewReady(t *testing.T, r *clusterRouter) bool {
 	known := slices.Clone(r.known)
 	r.mu.RUnlock()
 	for _, addr := range known {
-		m, err := r.fetch(addr)
+		m, err := r.fetch(addr, true)
 		if err != nil {
 			return false
 		}
