@@ -54,6 +54,7 @@ type Client struct {
 	dials   sync.WaitGroup
 
 	pool *pool.Pool[*dedicated]
+	lent lentCounts // the pool's connections lent, by use (see lend.go)
 
 	decMu    sync.Mutex                         // serialises SetDecoder
 	decoders atomic.Pointer[map[string]Decoder] // copy-on-write, read on every reply
@@ -304,14 +305,18 @@ func connStateHint(name string) string {
 // its own, so it does not hold up the shared one. A blocking command's own
 // timeout is added to the stall guard's.
 func (c *Client) runDedicated(ctx context.Context, w *cmdBuf) (Value, error) {
-	d, err := c.getDedicated(ctx)
+	use := lendLarge
+	if w.blocks(0) {
+		use = lendBlocking
+	}
+	d, err := c.getDedicated(ctx, use)
 	if err != nil {
 		return Value{}, err
 	}
 	v, err := d.WithGrace(w.grace).DoOne(ctx, w.buf)
 	// A call abandoned on ctx leaves its reply unread: Put sees the
 	// connection is not idle and closes it.
-	c.pool.Put(d, err == nil)
+	c.putDedicated(d, err == nil)
 	return Value{v}, err
 }
 
@@ -610,7 +615,8 @@ func (c *Client) retire(old *conn.Conn) {
 // dedicated is a connection lent by the pool.
 type dedicated struct {
 	*conn.Conn
-	c *Client
+	c   *Client
+	use lendUse // what it is lent for; set by getDedicated
 }
 
 func (d *dedicated) Close() error { return d.c.closeConn(d.Conn) }
@@ -642,8 +648,9 @@ func pingDedicated(ctx context.Context, d *dedicated) error {
 	return err
 }
 
-// getDedicated lends a pooled connection; its failures are marked not sent.
-func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
+// getDedicated lends a pooled connection for use; its failures are marked
+// not sent. putDedicated gives it back.
+func (c *Client) getDedicated(ctx context.Context, use lendUse) (*dedicated, error) {
 	if c.released.Load() {
 		// Refused from the release on, as on the shared connection: the
 		// pool is closed only once the router has let go of its lock,
@@ -652,14 +659,24 @@ func (c *Client) getDedicated(ctx context.Context) (*dedicated, error) {
 		return nil, c.closedErr()
 	}
 	d, err := c.pool.Get(ctx)
+	if err == nil {
+		d.use = use
+		c.lent[use].Add(1)
+		return d, nil
+	}
+	if size, ok := poolExhausted(err); ok {
+		// The pool waited for a connection until ctx ended, every one
+		// lent: say to what, which is most often a session never closed.
+		return nil, notSent(c.exhausted(ctx, size))
+	}
 	switch {
 	case errors.Is(err, pool.ErrClosed):
-		return d, c.closedErr()
-	case err != nil && err == ctx.Err():
+		return nil, c.closedErr()
+	case err == ctx.Err():
 		// The pool waited for a connection until ctx ended.
 		err = conn.ContextErr(ctx)
 	}
-	return d, notSent(err)
+	return nil, notSent(err)
 }
 
 // dial opens, registers and handshakes a connection. Every connection,

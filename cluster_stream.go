@@ -735,7 +735,7 @@ func (cs *clusterStream) writeOut(ctx context.Context) {
 				continue
 			}
 			if nd.d == nil {
-				d, err := nd.c.getDedicated(ctx)
+				d, err := nd.c.getDedicated(ctx, lendStream)
 				if err != nil {
 					if !unreachable(ctx, err) {
 						cs.drop(ch)
@@ -1920,7 +1920,7 @@ func (cs *clusterStream) finish(ctx context.Context, send bool) (int, error) {
 		if nd.d != nil {
 			// A connection with replies unread is closed: Put asks it
 			// whether it is idle.
-			nd.c.pool.Put(nd.d, !nd.broken && len(nd.inflight) == 0)
+			nd.c.putDedicated(nd.d, !nd.broken && len(nd.inflight) == 0)
 			nd.d = nil
 		}
 		nd.inflight, nd.out = nil, nil

@@ -285,7 +285,11 @@
 //
 // WATCH sessions, blocking commands (BLPOP and the like) and large
 // pipelines run on dedicated connections from a bounded pool
-// (Options.PoolSize); a caller waiting for one honours its context. A
+// (Options.PoolSize); a caller waiting for one honours its context, and
+// if every connection is still lent when the context ends, its error
+// matches ErrPoolExhausted as well as the context's error, and says how
+// many connections are lent and to what (a Tx or Stream never closed
+// holds one for good). A
 // connection goes back to the pool only clean: no reply still due, no
 // WATCH armed, no MULTI open. Otherwise it is closed. At most
 // Options.MaxIdle stay open while unused (-1 keeps none). One left unused

@@ -777,7 +777,11 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 	var errs, sent int
 	var err error
 	if traits.blocking || len(buf) > largePipeline {
-		if d, err = c.getDedicated(ctx); err != nil {
+		use := lendLarge
+		if traits.blocking {
+			use = lendBlocking
+		}
+		if d, err = c.getDedicated(ctx, use); err != nil {
 			return nil, 0, err
 		}
 		cn = d.Conn
@@ -811,7 +815,7 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		replies, errs = nil, 0
 	}
 	if d != nil {
-		c.pool.Put(d, err == nil)
+		c.putDedicated(d, err == nil)
 	}
 	return replies, errs, err
 }

@@ -79,7 +79,8 @@ type Stream struct {
 // needs a connection of its own (Watch, a blocking command, a large
 // pipeline, another stream) waits for one from the pool, in which the
 // stream holds one (on a cluster, one per node), until its own context
-// ends if the pool (Options.PoolSize) has none left.
+// ends if the pool (Options.PoolSize) has none left (an error matching
+// ErrPoolExhausted).
 //
 // The rule for contexts: ctx bounds the sends and waits that the command
 // methods make while commands are queued; Close(ctx) bounds its own. Close
@@ -257,7 +258,7 @@ func (s *Stream) send(ctx context.Context) {
 		return
 	}
 	if s.d == nil {
-		d, err := p.c.getDedicated(ctx)
+		d, err := p.c.getDedicated(ctx, lendStream)
 		if err != nil {
 			s.fail(err)
 			w.reset()
@@ -443,7 +444,7 @@ func (s *Stream) end(ctx context.Context, send bool) (int, error) {
 	if s.d != nil {
 		// A stream whose connection failed, or left replies unread, is not
 		// reused: Put also asks the connection whether it is idle.
-		s.p.c.pool.Put(s.d, !s.broken && len(s.inflight) == 0)
+		s.p.c.putDedicated(s.d, !s.broken && len(s.inflight) == 0)
 		s.d = nil
 	}
 	s.closed = true

@@ -127,7 +127,7 @@ func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
 	// WATCH changes no data, so a connection that turns out dead (closed by
 	// the server while idle in the pool) is retried like a read.
 	err := c.retry(ctx, true, func() error {
-		d, err := c.getDedicated(ctx)
+		d, err := c.getDedicated(ctx, lendSession)
 		if err != nil {
 			return err
 		}
@@ -471,7 +471,7 @@ func (t *Tx) connect(ctx context.Context) error {
 	if t.d != nil {
 		return nil
 	}
-	d, err := t.c.getDedicated(ctx)
+	d, err := t.c.getDedicated(ctx, lendSession)
 	if err != nil {
 		return err
 	}
@@ -671,7 +671,7 @@ func (t *Tx) cutBlocked(ctx context.Context, err error) {
 	if ctx.Err() == nil || t.d == nil {
 		return // the connection failed, and is gone already
 	}
-	t.c.pool.Put(t.d, false) // closes it
+	t.c.putDedicated(t.d, false) // closes it
 	t.d = nil
 	t.watching.Store(false)
 	if t.broken == nil {
@@ -765,7 +765,7 @@ func (t *Tx) closeHeld(ctx context.Context) (unwatched *Value) {
 		t.lockMu.Unlock()
 		t.watching.Store(false) // unwatched, or its connection closed
 		if t.d != nil {
-			t.c.pool.Put(t.d, clean)
+			t.c.putDedicated(t.d, clean)
 			t.d = nil
 		}
 	}()
@@ -794,7 +794,7 @@ func (t *Tx) Reset() error {
 	}
 	clean, unwatched := t.settle(context.Background())
 	if !clean && t.d != nil {
-		t.c.pool.Put(t.d, false)
+		t.c.putDedicated(t.d, false)
 		t.d = nil
 	}
 	t.watching.Store(false) // unwatched, or its connection let go
@@ -975,7 +975,8 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // connection, a Stream. When every connection is held by an fn that waits
 // for one, as with a PoolSize of 1, or as many such fns running at once
 // as PoolSize, that call waits until its context ends, and forever under
-// a context without a deadline.
+// a context without a deadline; its error then matches ErrPoolExhausted
+// and says what holds the pool's connections.
 //
 // The retries follow Options.Tx, or the TxOptions that WithTxOptions put
 // on ctx for this call.

@@ -16,12 +16,26 @@ package pool
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 )
 
 // ErrClosed is returned by Get on a closed pool.
 var ErrClosed = errors.New("pool closed")
+
+// ExhaustedError is Get's error when its context ended while it waited
+// for a connection, every one of the pool's being lent.
+type ExhaustedError struct {
+	Size int   // the pool's size: how many were lent
+	Err  error // the context's error
+}
+
+func (e *ExhaustedError) Error() string {
+	return "every one of the pool's " + strconv.Itoa(e.Size) + " connections is lent: " + e.Err.Error()
+}
+
+func (e *ExhaustedError) Unwrap() error { return e.Err }
 
 // Conn is what the pool holds.
 type Conn interface {
@@ -95,7 +109,8 @@ func New[C Conn](cfg Config[C]) *Pool[C] {
 
 // Get lends a connection: an idle one, or a new one if the pool is below
 // its size. When every connection is lent it waits for one to come back,
-// for as long as ctx allows. An idle connection that is too old, or fails
+// for as long as ctx allows, and fails with an *ExhaustedError if ctx
+// ends while every connection is lent. An idle connection that is too old, or fails
 // its check, is closed and another is looked for, so its failure is not
 // the caller's; only ctx ending during a check is.
 func (p *Pool[C]) Get(ctx context.Context) (C, error) {
@@ -172,7 +187,10 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 			}
 			return c, nil
 		case <-ctx.Done():
-			return zero, ctx.Err()
+			if len(p.slots) < cap(p.slots) {
+				return zero, ctx.Err() // a slot was free as it ended
+			}
+			return zero, &ExhaustedError{Size: p.cfg.Size, Err: ctx.Err()}
 		case <-wake:
 			// A connection came back or a slot was freed; look again.
 		}

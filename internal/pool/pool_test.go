@@ -82,8 +82,14 @@ func TestExhaustedPoolWaitersHonourContext(t *testing.T) {
 	// Every connection is lent: a waiter gives up at its deadline.
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
-	if _, err := p.Get(short); !errors.Is(err, context.DeadlineExceeded) {
+	_, err := p.Get(short)
+	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Get on an exhausted pool: %v, want DeadlineExceeded", err)
+	}
+	// And it says the pool was exhausted, for the caller to say by what.
+	var ee *ExhaustedError
+	if !errors.As(err, &ee) || ee.Size != 2 {
+		t.Fatalf("Get on an exhausted pool: %v, want an *ExhaustedError of size 2", err)
 	}
 	// Many waiters, then the connections come back: each waiter gets one
 	// in turn, and nothing deadlocks.

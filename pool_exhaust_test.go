@@ -1,0 +1,118 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// TestPoolExhaustedSays: a call that waits for a pooled connection until
+// its context ends, every connection being lent, gets an error that says
+// the pool is exhausted, how many connections are lent and to what, and
+// what to do; it still matches the context's error and is not sent.
+func TestPoolExhaustedSays(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := NewClient(Options{Addr: srv.Addr, PoolSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// A session never closed (a forgotten defer tx.Close()), and a Stream
+	// holding a connection.
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	st := c.Stream(ctx, func(int, Value) error { return nil })
+	defer st.Close(ctx)
+	// Past one chunk, the stream sends and so holds a connection.
+	big := strings.Repeat("x", 1<<10)
+	for i := 0; i < 100; i++ {
+		st.Do("ECHO", big)
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, call := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"Watch", func(ctx context.Context) error { _, err := c.Watch(ctx, "k"); return err }},
+		{"BLPOP", func(ctx context.Context) error { _, err := c.Do(ctx, "BLPOP", "list", 0); return err }},
+	} {
+		short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := call.run(short)
+		stop()
+		if err == nil {
+			t.Fatalf("%s with the pool exhausted: no error", call.name)
+		}
+		t.Logf("%s: %v", call.name, err)
+		if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != OutcomeNotSent {
+			t.Errorf("%s: %v: want an error matching ErrPoolExhausted and context.DeadlineExceeded, not sent", call.name, err)
+		}
+		for _, want := range []string{"2 (Options.PoolSize)", "1 to Watch sessions", "1 to Streams", "tx.Close", "raise Options.PoolSize"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", call.name, err, want)
+			}
+		}
+	}
+}
+
+// TestPoolExhaustedNested: a Transaction, Watch or blocking command called
+// inside a Transaction's fn with a PoolSize of 1 waits for the connection
+// fn's own Transaction holds; when its context ends, the error says the
+// pool is exhausted and by what, rather than only that the context ended.
+func TestPoolExhaustedNested(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := NewClient(Options{Addr: srv.Addr, PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	for _, inner := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"Transaction", func(ctx context.Context) error {
+			_, err := c.Transaction(ctx, func(*Tx) error { return nil }, "b")
+			return err
+		}},
+		{"Watch", func(ctx context.Context) error { _, err := c.Watch(ctx, "b"); return err }},
+		{"BLPOP", func(ctx context.Context) error { _, err := c.Do(ctx, "BLPOP", "list", 0); return err }},
+	} {
+		var innerErr error
+		_, err := c.Transaction(ctx, func(tx *Tx) error {
+			short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer stop()
+			innerErr = inner.run(short)
+			return innerErr
+		}, "a")
+		t.Logf("%s: %v", inner.name, innerErr)
+		if !errors.Is(innerErr, ErrPoolExhausted) || !errors.Is(innerErr, context.DeadlineExceeded) {
+			t.Errorf("%s inside fn: %v: want an error matching ErrPoolExhausted and context.DeadlineExceeded", inner.name, innerErr)
+		}
+		if !strings.Contains(fmt.Sprint(innerErr), "1 to Watch sessions or Transactions") {
+			t.Errorf("%s inside fn: %v does not say what holds the pool", inner.name, innerErr)
+		}
+		if !errors.Is(err, ErrPoolExhausted) {
+			t.Errorf("Transaction whose fn returned %v: %v", innerErr, err)
+		}
+	}
+	// Nothing is left lent: the next call gets the connection.
+	if _, err := c.Do(ctx, "BLPOP", "list", 0.01); err != nil && !errors.Is(err, ErrNil) {
+		t.Fatalf("BLPOP after: %v", err)
+	}
+}
