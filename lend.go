@@ -75,11 +75,18 @@ func (c *Client) exhausted(ctx context.Context, size int) error {
 	}
 	b.WriteString(": the pool is exhausted, all " + strconv.Itoa(size) + " (Options.PoolSize) lent")
 	sep := ": "
+	var counted int64
 	for u := range lendUses {
 		if n := c.lent[u].Load(); n > 0 {
 			b.WriteString(sep + strconv.FormatInt(n, 10) + " to " + lendNames[u])
 			sep = ", "
+			counted += n
 		}
+	}
+	if rest := int64(size) - counted; rest > 0 {
+		// Counted apart from the pool's slots: a connection being
+		// dialed, checked before it is lent, or closed as it comes back.
+		b.WriteString(sep + strconv.FormatInt(rest, 10) + " being dialed, checked or closed")
 	}
 	b.WriteString("; Close each Tx (defer tx.Close()) and Stream once done with it; " +
 		"a Watch, Transaction, blocking command or Stream called inside a Transaction's fn waits for a connection " +

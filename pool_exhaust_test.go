@@ -116,3 +116,56 @@ func TestPoolExhaustedNested(t *testing.T) {
 		t.Fatalf("BLPOP after: %v", err)
 	}
 }
+
+// TestPoolExhaustedManyWaiters: many callers wait for the one pooled
+// connection, which a forgotten Tx holds, each until its own context
+// ends; each gets its context's error (the exhausted pool's, when it
+// waited), none is left waiting, and
+// once the Tx is closed the connection is lent again.
+func TestPoolExhaustedManyWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := NewClient(Options{Addr: srv.Addr, PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const waiters = 200
+	errs := make(chan error, waiters)
+	for i := range waiters {
+		go func() {
+			short, stop := context.WithTimeout(ctx, time.Duration(1+i%20)*time.Millisecond)
+			defer stop()
+			_, err := c.Watch(short, "k")
+			errs <- err
+		}()
+	}
+	for range waiters {
+		select {
+		case err := <-errs:
+			// A context may end before its call reaches the pool, on a
+			// slow machine: that error need not speak of the pool.
+			if !errors.Is(err, context.DeadlineExceeded) || OutcomeOf(err) != OutcomeNotSent {
+				t.Fatalf("a waiter: %v, want its context's error, not sent", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("waiters still waiting after their contexts ended")
+		}
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err = c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatalf("Watch once the Tx is closed: %v", err)
+	}
+	tx.Close()
+	if open, idle := c.pool.Stats(); open != 1 || idle != 1 {
+		t.Fatalf("pool: %d open, %d idle; want the one connection, idle", open, idle)
+	}
+}
