@@ -169,3 +169,40 @@ func TestPoolExhaustedManyWaiters(t *testing.T) {
 		t.Fatalf("pool: %d open, %d idle; want the one connection, idle", open, idle)
 	}
 }
+
+// TestPoolExhaustedCluster: on a cluster, each master's client has a pool
+// of its own; a wait for one of them that outlasts its context names the
+// node whose pool is exhausted.
+func TestPoolExhaustedCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 0)
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{PoolSize: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tx, err := c.Watch(ctx, "{a}k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	_, err = c.Watch(short, "{a}other")
+	if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Watch with the node's pool exhausted: %v", err)
+	}
+	if !strings.Contains(err.Error(), " of node ") || !strings.Contains(err.Error(), "1 to Watch sessions or Transactions") {
+		t.Fatalf("Watch with the node's pool exhausted: %v does not name the node and what holds its pool", err)
+	}
+	t.Log(err)
+	// Another master's pool is its own.
+	other, stop2 := context.WithTimeout(ctx, 30*time.Second)
+	defer stop2()
+	tx2, err := c.Watch(other, "{b}k")
+	if err != nil {
+		t.Fatalf("Watch on another master: %v", err)
+	}
+	tx2.Close()
+}
