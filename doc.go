@@ -204,6 +204,8 @@
 //	*ConnError         the connection failed; Unsent says if before     unknown, unless Unsent
 //	*CrossSlotError    keys of one call in different cluster slots      no; matches ErrNotApplied
 //	ErrClosed          the Client, Tx or Stream was closed              no, or unknown if in flight
+//	ErrPoolExhausted   the context ended while every pooled connection  no; matches the context's error
+//	                   was lent; the text says to what
 //	*DecodeError       a registered Decoder failed on a reply           yes
 //	*TypeError         a reply not readable as the type asked for       (a reply, not a failure)
 //	                   ("abc" by Int64); Err holds strconv's cause
