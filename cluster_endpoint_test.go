@@ -137,8 +137,27 @@ func TestClusterMasterWithoutEndpoint(t *testing.T) {
 	}
 	c.cluster.mu.RUnlock()
 
+	// A second client, to try a stream as the first to find out.
+	c2, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_, err = c2.Stream(ctx, nil).Do("DBSIZE").Close(ctx)
+	check("DBSIZE in a stream", err)
+
 	hidden.MustDo(t, "CONFIG", "SET", "cluster-announce-hostname", "localhost")
 	waitEndpoints(t, ctx, cl, func(*redistest.Server) string { return "localhost" })
+	// A pipeline and a stream are the first to find out: nothing else
+	// has refreshed the layout since the node got its hostname, and the
+	// refusal they met before must not stand for good.
+	if rs, err := c.Pipeline(NoTransaction).Do("DBSIZE").Exec(ctx); err != nil || len(rs) != 1 || rs[0].String() != "2" {
+		t.Errorf("DBSIZE in a pipeline once every master has a hostname = %v, %v; want 2", rs, err)
+	}
+	var streamed Value
+	if _, err := c2.Stream(ctx, func(_ int, v Value) error { streamed = v; return nil }).Do("DBSIZE").Close(ctx); err != nil || streamed.String() != "2" {
+		t.Errorf("DBSIZE in a stream once every master has a hostname = %v, %v; want 2", streamed, err)
+	}
 	if n, err := c.DBSize(ctx); err != nil || n != 2 {
 		t.Errorf("DBSIZE once every master has a hostname = %d, %v; want 2", n, err)
 	}

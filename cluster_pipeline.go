@@ -308,15 +308,32 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 	var early *earlyParts
 	off := 0
 	r.mu.RLock()
-	if err := r.unaddressedLocked(); err != nil {
-		// A command for every master is refused before anything is
-		// sent, as routing refuses one with keys in several slots.
-		for i := range n {
-			if ci := p.w.cmds[i].info(); fansOut(ci) {
-				r.mu.RUnlock()
-				return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
-			}
+	for refreshed := false; ; refreshed = true {
+		err := r.unaddressedLocked()
+		if err == nil {
+			break
 		}
+		i := firstFanOut(p.w.cmds)
+		if i < 0 {
+			break
+		}
+		r.mu.RUnlock()
+		if !refreshed {
+			// As for a call (see everyMasterAddressed): the master may
+			// have been given an address since the layout was loaded,
+			// and nothing else may refresh it, so a refusal taken from
+			// it would stand for good.
+			err = r.everyMasterAddressed(ctx)
+		}
+		if err != nil {
+			// A command for every master is refused before anything is
+			// sent, as routing refuses one with keys in several slots.
+			ci := p.w.cmds[i].info()
+			return nil, &CommandError{Index: i, Command: ci.Name, In: "pipeline", Err: err}
+		}
+		// Routed under the hold of the lock that finds every master
+		// addressed, lest a refresh in between leave one out.
+		r.mu.RLock()
 	}
 	if r.streamsEarlyLocked(p, traits) {
 		early = &earlyParts{ctx: ctx, p: p, buf: buf, offs: offs, traits: traits}

@@ -303,6 +303,17 @@ func fansOut(ci *commandInfo) bool {
 	return ci.RequestPolicy == requestAllShards || ci.RequestPolicy == requestAllNodes
 }
 
+// firstFanOut returns the index of the first of cmds that goes to every
+// master, -1 for none.
+func firstFanOut(cmds []cmdMeta) int {
+	for i := range cmds {
+		if fansOut(cmds[i].info()) {
+			return i
+		}
+	}
+	return -1
+}
+
 // What take finds in place of a slot for a command that goes to every
 // master, or that is split by slot.
 const (
@@ -422,10 +433,9 @@ func (cs *clusterStream) take(ctx context.Context) bool {
 		}
 		switch {
 		case fansOut(ci):
-			cs.r.mu.RLock()
-			err := cs.r.unaddressedLocked()
-			cs.r.mu.RUnlock()
-			if err != nil {
+			// Refreshed first when some master gives no address: it may
+			// have one since, and nothing else may refresh the layout.
+			if err := cs.r.everyMasterAddressed(ctx); err != nil {
 				clear(cs.subsOf)
 				cs.fail(&CommandError{Index: s.sent + k, Command: ci.Name, In: "stream", Err: err})
 				return false
