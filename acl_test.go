@@ -3,11 +3,13 @@ package redpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/hashslot"
 	"github.com/redpipe/redpipe/redistest"
@@ -183,6 +185,11 @@ func TestClusterPasswordChangedFailsAtOnce(t *testing.T) {
 		}
 		return true
 	})
+	// A refused setup starts a refresh in the background, which a call
+	// never waits for: held back by the cooldown here, it cannot run
+	// while the calls below are counted.
+	defer func(d time.Duration) { refreshCooldown = d }(refreshCooldown)
+	refreshCooldown = time.Hour
 	refreshes := r.refreshes.Load()
 	check := func(what string, err error) {
 		t.Helper()
@@ -314,5 +321,73 @@ func TestHandshakeNopermNamesTheRule(t *testing.T) {
 		if !errors.As(err, &se) || se.Prefix != "NOPERM" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("handshakeError(%s) = %v, want the NOPERM and %q", tc.step, err, tc.want)
 		}
+	}
+}
+
+// ACL rules live on each node, and a node restarted from its config comes
+// back without those set by ACL SETUSER: a master killed, replaced by its
+// replica and restarted refuses the client's user (WRONGPASS) where the
+// layout the client learned before still sends the slot. The refusal
+// comes from one node of a layout that changed, not from every node:
+// the client must learn the new layout and follow the slot to the
+// promoted replica, as after any failover, rather than fail each call
+// with the old master's refusal for ever.
+func TestClusterFollowsFailoverPastNodeRefusingSetup(t *testing.T) {
+	cl := redistest.StartCluster(t, 1)
+	for _, s := range append(cl.Servers(), cl.Replicas...) {
+		s.MustDo(t, "ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Username: "app", Password: "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.cluster
+	if err := r.ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dead := cl.Masters[0]
+	key := ""
+	for slot := range hashslot.Count {
+		if n := r.owner(slot); n != nil && n.opt.Addr == dead.Addr {
+			key = keyIn(slot, "acl:failover:")
+			break
+		}
+	}
+	if key == "" {
+		t.Fatalf("no slot served by %s in the client's layout", dead.Addr)
+	}
+	if err := c.Set(ctx, key, "v"); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.KillMaster(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Rejoin(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	if v := dead.MustDo(t, "ACL", "LIST"); strings.Contains(fmt.Sprint(v), "user app ") {
+		t.Fatalf("the restarted %s still knows the user app: %v", dead.Addr, v)
+	}
+	var last error
+	for i := 0; i < 200; i++ {
+		_, last = c.Get(ctx, key)
+		if last == nil || errors.Is(last, ErrNil) {
+			break
+		}
+		var he *HandshakeError
+		if !errors.As(last, &he) || ctx.Err() != nil {
+			t.Fatalf("Get %s after the failover = %v, want it served by %s", key, last, promoted.Addr)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if last != nil && !errors.Is(last, ErrNil) {
+		t.Fatalf("Get %s still fails after the failover with %v: the client never followed the slot to %s", key, last, promoted.Addr)
 	}
 }

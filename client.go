@@ -751,6 +751,16 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 		if errors.As(err, &he) {
 			he.Err = c.dialTimedOut(ctx, caller, he.Err)
 		}
+		if c.front != nil && !c.replica && refusedSetup(err) {
+			// The call fails with the refusal at once (see refusedSetup),
+			// but the layout is asked for all the same, in the background
+			// and no more often than any refresh: ACL rules are the
+			// node's own, and a master restarted without them, or an
+			// address now of another server, refuses the slots the
+			// layout moved elsewhere since (a replica promoted in its
+			// place), which no MOVED will ever tell.
+			c.front.cluster.triggerRefresh()
+		}
 		return nil, notSent(err)
 	}
 	if c.connOpt.Limits != opt.Limits {

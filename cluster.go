@@ -1040,9 +1040,12 @@ func unreachable(ctx context.Context, err error) bool {
 // refusedSetup tells a call whose new connection the node refused to set
 // up, by its reply to a step of the handshake: a wrong password (changed
 // on the server, or the user deleted or turned off), an ACL without
-// SELECT. The node answered, the layout is not in question, and a refresh
-// would meet the same refusal at every node, each call dialing them all
-// and waiting for it before it failed with their refusals one by one.
+// SELECT. The node answered, and a refresh would most often meet the
+// same refusal at every node: a call that waited for it would dial them
+// all before it failed with their refusals one by one. The call fails
+// with the node's refusal at once; the dial that met it starts a refresh
+// in the background all the same (see Client.dial), for the node may
+// refuse what it no longer serves.
 func refusedSetup(err error) bool {
 	var he *HandshakeError
 	var se *Error

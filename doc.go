@@ -545,7 +545,11 @@
 // A user deleted, turned off or whose password changed on the server
 // fails each call with the server's WRONGPASS when a new connection is
 // made (the server closes those of a deleted user), after one dial, and
-// in a cluster without taking the node for one out of reach.
+// in a cluster without waiting for the layout. ACL rules are each node's
+// own: keep them alike on every node, and saved (ACL SAVE, an aclfile),
+// or a node restarted from its config refuses the user. The layout is
+// then asked for in the background, so that the slots of a master that
+// refuses, but that a failover has replaced, follow the promoted replica.
 //
 // # Testing
 //
