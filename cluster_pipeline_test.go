@@ -826,40 +826,7 @@ func testClusterPipelinePartCutTwice(t *testing.T, cl *redistest.Cluster) {
 		p.Set(key(i), big) // 1 to n-1: held
 	}
 	p.Do("BLPOP", "{"+tag+"}:list", "0") // n: held, blocks
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(Idempotent(ctx))
-		done <- result{replies, err}
-	}()
-	// The first attempt ran every SET and blocks in the BLPOP, its last
-	// command: the retry, on a new connection, gets its first MiB through.
-	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
-		for _, c := range serverClients(t, held) {
-			if c["cmd"] == "blpop" && strings.Contains(c["flags"], "b") {
-				return true, ""
-			}
-		}
-		return false, "none"
-	})
-	px.PassBytes(1<<20, redistest.ClientToServer)
-	killBlockedIn(t, ctx, held, "blpop")
-	waitForServer(t, ctx, "the replies of the retry's first SETs", func() (bool, string) {
-		got := w.count("+OK\r\n")
-		return got > n-1, fmt.Sprintf("%d replies OK read", got)
-	})
-	px.Cut(redistest.CutFIN)
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its part's connection was cut twice")
-	}
-	replies, err := res.replies, res.err
-	t.Logf("Exec error: %v", err)
+	replies, err := execCutTwice(t, ctx, p, held, px, w, n)
 
 	if !w.cutAgain(int64((n - 1) * len(big))) {
 		t.Fatal("the part was not written whole and then, sent again, cut partway through its write: the test does not test what it means to")

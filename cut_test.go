@@ -579,6 +579,51 @@ func (c *countedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// execCutTwice runs p, whose last command is a BLPOP that blocks on srv,
+// marked Idempotent so that its connection's failure sends it again, and
+// returns what Exec returns once both attempts are cut: the first by the
+// server, which kills the connection while the BLPOP blocks (every
+// command before it ran); the retry by the network, px passing its first
+// MiB to srv and closing both sides once the retry's first n-1 replies
+// of OK are read (w watches the client's connections).
+func execCutTwice(t *testing.T, ctx context.Context, p *Pipeline, srv *redistest.Server, px *redistest.Proxy, w *writeWatch, n int) ([]Value, error) {
+	t.Helper()
+	type result struct {
+		replies []Value
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := p.Exec(Idempotent(ctx))
+		done <- result{replies, err}
+	}()
+	// The first attempt ran every SET and blocks in the BLPOP, its last
+	// command: the retry, on a new connection, gets its first MiB through.
+	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
+		for _, cl := range serverClients(t, srv) {
+			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
+				return true, ""
+			}
+		}
+		return false, "none"
+	})
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	killBlockedIn(t, ctx, srv, "blpop")
+	waitForServer(t, ctx, "the replies of the retry's first SETs", func() (bool, string) {
+		got := w.count("+OK\r\n")
+		return got > n-1, fmt.Sprintf("%d replies OK read", got)
+	})
+	px.Cut(redistest.CutFIN)
+	select {
+	case r := <-done:
+		t.Logf("Exec error: %v", r.err)
+		return r.replies, r.err
+	case <-ctx.Done():
+		t.Fatal("Exec did not return after its connection was cut twice")
+		return nil, nil
+	}
+}
+
 // TestIdempotentPipelineCutTwiceNotSentAgain: a plain pipeline of SETs
 // marked Idempotent, which the retry rules send again after its
 // connection fails, runs whole on the first attempt (the server kills
@@ -608,53 +653,21 @@ func TestIdempotentPipelineCutTwiceNotSentAgain(t *testing.T) {
 		p.Set(key(i), big)
 	}
 	p.Do("BLPOP", "cut2:list", "0")
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(Idempotent(ctx))
-		done <- result{replies, err}
-	}()
-	// The first attempt ran every SET and blocks in the BLPOP, its last
-	// command: the retry, on a new connection, gets its first MiB through.
-	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
-		for _, cl := range serverClients(t, srv) {
-			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
-				return true, ""
-			}
-		}
-		return false, "none"
-	})
-	px.PassBytes(1<<20, redistest.ClientToServer)
-	killBlockedIn(t, ctx, srv, "blpop")
-	waitForServer(t, ctx, "the replies of the retry's first SETs", func() (bool, string) {
-		got := w.count("+OK\r\n")
-		return got > n-1, fmt.Sprintf("%d replies OK read", got)
-	})
-	px.Cut(redistest.CutFIN)
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was cut twice")
-	}
-	t.Logf("Exec error: %v", r.err)
+	replies, err := execCutTwice(t, ctx, p, srv, px, w, n)
 
 	conns, wrote := w.last()
 	if conns != 2 || wrote >= int64((n-1)*len(big)) {
 		t.Fatalf("%d connections, the last of which took %d bytes: the retry was not cut partway through its write, and the test does not test what it means to", conns, wrote)
 	}
-	if r.err == nil || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) || !strings.Contains(r.err.Error(), "earlier attempt") {
-		t.Fatalf("Exec error %v (%v): want one of unknown outcome that says an earlier attempt may have run", r.err, OutcomeOf(r.err))
+	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || !strings.Contains(err.Error(), "earlier attempt") {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome that says an earlier attempt may have run", err, OutcomeOf(err))
 	}
-	if len(r.replies) != n {
-		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	if len(replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(replies), n, err)
 	}
 	answered := 0
 	for i := 0; i < n-1; i++ {
-		e := r.replies[i].Err()
+		e := replies[i].Err()
 		if e == nil {
 			answered++
 			continue
