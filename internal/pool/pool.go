@@ -187,8 +187,15 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 			}
 			return c, nil
 		case <-ctx.Done():
-			if len(p.slots) < cap(p.slots) {
-				return zero, ctx.Err() // a slot was free as it ended
+			// Exhausted only if, as it ended, no slot was free and no
+			// connection had come back: a Put since the look above
+			// makes both this case and wake ready, and select picks
+			// either.
+			p.mu.Lock()
+			lent := len(p.idle) == 0 && len(p.slots) == cap(p.slots)
+			p.mu.Unlock()
+			if !lent {
+				return zero, ctx.Err()
 			}
 			return zero, &ExhaustedError{Size: p.cfg.Size, Err: ctx.Err()}
 		case <-wake:

@@ -413,3 +413,39 @@ func TestAliveBeforeLend(t *testing.T) {
 		t.Fatalf("a connection due for a Check: lent %d (want %d), asked Alive %v, %d checks", got.id, c.id, asked, checks)
 	}
 }
+
+// TestNotExhaustedWhenOneCameBack: a Get whose context ends after a
+// connection came back to the pool, as it was about to wait, gets the
+// context's error, or the connection, but never the error that says
+// every connection is lent: one was idle in the pool.
+func TestNotExhaustedWhenOneCameBack(t *testing.T) {
+	p, _ := newTestPool(1)
+	a, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Get chooses at random between the ended context and the connection
+	// come back, both ready as it looks: enough rounds see both.
+	for round := range 64 {
+		ctx, cancel := context.WithCancel(context.Background())
+		got, err := p.Get(onWait(ctx, func() {
+			p.Put(a, true)
+			cancel()
+		}))
+		cancel()
+		var ee *ExhaustedError
+		if errors.As(err, &ee) {
+			t.Fatalf("round %d: %v, with the one connection idle in the pool", round, err)
+		}
+		if err == nil {
+			a = got
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: %v, want the connection or context.Canceled", round, err)
+		}
+		if a, err = p.Get(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
