@@ -976,7 +976,9 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // for one, as with a PoolSize of 1, or as many such fns running at once
 // as PoolSize, that call waits until its context ends, and forever under
 // a context without a deadline; its error then matches ErrPoolExhausted
-// and says what holds the pool's connections.
+// and says what holds the pool's connections. (A Transaction nested on
+// the same keys first waits for their turn, see above: if its context
+// ends there, its error is the context's alone.)
 //
 // The retries follow Options.Tx, or the TxOptions that WithTxOptions put
 // on ctx for this call.
