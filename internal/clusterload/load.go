@@ -83,14 +83,18 @@ type Counts struct {
 	Calls, Checked                     int64
 	Misordered, Lost, Duplicated, Hung int64
 	OK, Unknown, NotSent, NotApplied   int64 // calls and pipelined commands, by outcome
+	// Partial counts the replies checked of batches that failed: those a
+	// pipeline cut partway returned, and those a stream handed out
+	// before it stopped.
+	Partial int64
 }
 
 // Anomalies is the sum of what must be zero.
 func (c Counts) Anomalies() int64 { return c.Misordered + c.Lost + c.Duplicated + c.Hung }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d calls, %d commands checked, %d misordered, %d lost, %d duplicated, %d hung (outcomes: %d ok, %d unknown, %d not sent, %d not applied)",
-		c.Calls, c.Checked, c.Misordered, c.Lost, c.Duplicated, c.Hung, c.OK, c.Unknown, c.NotSent, c.NotApplied)
+	return fmt.Sprintf("%d calls, %d commands checked, %d misordered, %d lost, %d duplicated, %d hung (outcomes: %d ok, %d unknown, %d not sent, %d not applied; %d replies of failed batches checked)",
+		c.Calls, c.Checked, c.Misordered, c.Lost, c.Duplicated, c.Hung, c.OK, c.Unknown, c.NotSent, c.NotApplied, c.Partial)
 }
 
 // outcome is what the client said about a call or a command.
@@ -131,7 +135,7 @@ type Load struct {
 	wg   sync.WaitGroup
 	ws   []*worker
 
-	calls, checked                     atomic.Int64
+	calls, checked, partial            atomic.Int64
 	misordered, lost, duplicated, hung atomic.Int64
 	outcomes                           [len(outcomeNames)]atomic.Int64
 	reports                            atomic.Int64
@@ -266,6 +270,7 @@ func (l *Load) Counts() Counts {
 		Misordered: l.misordered.Load(), Lost: l.lost.Load(), Duplicated: l.duplicated.Load(), Hung: l.hung.Load(),
 		OK: l.outcomes[ok].Load(), Unknown: l.outcomes[unknown].Load(),
 		NotSent: l.outcomes[notSent].Load(), NotApplied: l.outcomes[notApplied].Load(),
+		Partial: l.partial.Load(),
 	}
 }
 
@@ -617,12 +622,14 @@ func (w *worker) pipeline() bool {
 		w.anomaly("misordered", "a pipeline of %d commands got %d replies", n, len(replies))
 		replies = nil
 	}
-	return w.checkAll(ops, replies, len(ops), batch, c.start)
+	return w.checkAll(ops, replies, len(ops), batch, c.start, err != nil)
 }
 
 // checkAll checks the replies of a batch of ops in its order: the first
 // answered ones by their replies, the rest by the batch's outcome.
-func (w *worker) checkAll(ops []op, replies []redpipe.Value, answered int, batch outcome, start time.Time) bool {
+// failed says the batch as a whole failed: its replies checked count as
+// partial ones.
+func (w *worker) checkAll(ops []op, replies []redpipe.Value, answered int, batch outcome, start time.Time, failed bool) bool {
 	allOK := true
 	for i, o := range ops {
 		out := batch
@@ -632,6 +639,9 @@ func (w *worker) checkAll(ops []op, replies []redpipe.Value, answered int, batch
 			out = outcomeOf(v.Err())
 		}
 		w.l.outcomes[out].Add(1)
+		if failed && out == ok {
+			w.l.partial.Add(1)
+		}
 		if out != ok {
 			allOK = false
 		}
@@ -680,15 +690,15 @@ func (w *worker) stream() bool {
 	switch {
 	case skipped >= 0:
 		w.anomaly("misordered", "a stream of %d commands handed out reply %d when %d was due", len(ops), skipped, due)
-		return w.checkAll(ops, nil, 0, unknown, c.start)
+		return w.checkAll(ops, nil, 0, unknown, c.start, true)
 	case len(replies) > len(ops):
 		w.anomaly("misordered", "a stream of %d commands handed out %d replies", len(ops), len(replies))
-		return w.checkAll(ops, nil, 0, unknown, c.start)
+		return w.checkAll(ops, nil, 0, unknown, c.start, true)
 	case err == nil && len(replies) < len(ops):
 		w.anomaly("lost", "a stream of %d commands closed without error after %d replies", len(ops), len(replies))
 		out = unknown
 	}
-	return w.checkAll(ops, replies, len(replies), out, c.start)
+	return w.checkAll(ops, replies, len(replies), out, c.start, err != nil)
 }
 
 // check applies what the client said of one command of a pipeline.

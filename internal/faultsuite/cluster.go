@@ -56,11 +56,15 @@ var hotGroups = [][]int{{10, 11, 12, 13}, {4000, 4001}, {6000, 6001, 6002}, {120
 type clusterResult struct {
 	Reshards, Failovers, Checked       int64
 	Misordered, Lost, Duplicated, Hung int64
+	// Partial counts the replies checked of pipelines cut partway and of
+	// streams that stopped; NotSent the commands the client said it
+	// never wrote.
+	Partial, NotSent int64
 }
 
 func (r clusterResult) String() string {
-	return fmt.Sprintf("cluster faults: %d reshards, %d failovers, %d commands checked, %d misordered, %d lost, %d duplicated, %d hung",
-		r.Reshards, r.Failovers, r.Checked, r.Misordered, r.Lost, r.Duplicated, r.Hung)
+	return fmt.Sprintf("cluster faults: %d reshards, %d failovers, %d commands checked, %d misordered, %d lost, %d duplicated, %d hung; partial replies checked: %d (%d not sent)",
+		r.Reshards, r.Failovers, r.Checked, r.Misordered, r.Lost, r.Duplicated, r.Hung, r.Partial, r.NotSent)
 }
 
 // problems says why the run fails, if it does.
@@ -150,6 +154,7 @@ func (ph *clusterPhase) result() clusterResult {
 	if ph.load != nil {
 		n := ph.load.Counts()
 		r.Checked, r.Misordered, r.Lost, r.Duplicated = n.Checked, n.Misordered, n.Lost, n.Duplicated
+		r.Partial, r.NotSent = n.Partial, n.NotSent
 		r.Hung += n.Hung
 	}
 	return r

@@ -51,7 +51,7 @@ func TestClusterPhaseShort(t *testing.T) {
 	for _, p := range res.problems(cfg) {
 		t.Error(p)
 	}
-	line := regexp.MustCompile(`^cluster faults: \d+ reshards, \d+ failovers, \d+ commands checked, 0 misordered, 0 lost, 0 duplicated, 0 hung$`)
+	line := regexp.MustCompile(`^cluster faults: \d+ reshards, \d+ failovers, \d+ commands checked, 0 misordered, 0 lost, 0 duplicated, 0 hung; partial replies checked: \d+ \(\d+ not sent\)$`)
 	if !line.MatchString(res.String()) {
 		t.Errorf("last line %q is not of the documented form", res)
 	}
@@ -72,6 +72,7 @@ func TestCheckerCatches(t *testing.T) {
 		"tx:full:a", "v", "tx:full:b", "v", "tx:full:n", "1",
 		"tx:half:a", "v",
 		"xf:refused", "1",
+		"ps:ok", "v", "ps:unsent", "v",
 		accountKey(1, 0), "990") // 10 gone from the accounts' sum
 	s.incrs = []incrEntry{
 		{key: "in:ok", out: applied},
@@ -80,6 +81,12 @@ func TestCheckerCatches(t *testing.T) {
 		{key: "in:lost", out: applied},   // misaligned: its reply was not its own
 		{key: "in:maybe", out: unknown},  // fine either way
 		{key: "in:gone", out: applied},   // misaligned too
+	}
+	s.sets = []setEntry{
+		{key: "ps:ok", val: "v", out: applied},
+		{key: "ps:unsent", val: "v", out: notSent}, // duplicated
+		{key: "ps:lost", val: "v", out: applied},   // misaligned: its OK was not its own
+		{key: "ps:maybe", val: "v", out: unknown},  // fine either way
 	}
 	s.txs = []txEntry{
 		{prefix: "tx:full", val: "v", out: applied},
@@ -91,10 +98,10 @@ func TestCheckerCatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := s.result()
-	if r.Duplicated != 3 || r.Misaligned != 2 || r.HalfApplied != 2 {
-		t.Errorf("checker found %d duplicated, %d misaligned, %d half-applied; want 3, 2, 2", r.Duplicated, r.Misaligned, r.HalfApplied)
+	if r.Duplicated != 4 || r.Misaligned != 3 || r.HalfApplied != 2 {
+		t.Errorf("checker found %d duplicated, %d misaligned, %d half-applied; want 4, 3, 2", r.Duplicated, r.Misaligned, r.HalfApplied)
 	}
-	if want := int64(6 + 3*3 + 3); r.Checked != want {
+	if want := int64(6 + 4 + 3*3 + 3); r.Checked != want {
 		t.Errorf("checked %d commands, want %d", r.Checked, want)
 	}
 	// Entries of a closed epoch are dropped, not checked against the next

@@ -11,10 +11,12 @@
 //
 // Its last line is always
 //
-//	faults: N injected, M commands checked, a misaligned, b duplicated, c half-applied, d hung, e leaked
+//	faults: N injected, M commands checked, a misaligned, b duplicated, c half-applied, d hung, e leaked; partial replies checked: P (Q not sent)
 //
-// and it exits non-zero unless a to e are all zero and N and M reach the
-// minimums (by default 100 faults and 200,000 commands for runs of 60s or
+// P counts the replies checked of pipelines whose connection failed
+// partway, each checked as on success, and Q their commands the client
+// said it never wrote, whose effects must be absent. It exits non-zero
+// unless a to e are all zero and N and M reach the minimums (by default 100 faults and 200,000 commands for runs of 60s or
 // more, none for shorter runs).
 //
 // The cluster phase runs a cluster client against three masters with a
@@ -26,10 +28,12 @@
 //
 // Its last line is always
 //
-//	cluster faults: N reshards, M failovers, K commands checked, a misordered, b lost, c duplicated, d hung
+//	cluster faults: N reshards, M failovers, K commands checked, a misordered, b lost, c duplicated, d hung; partial replies checked: P (Q not sent)
 //
-// and it exits non-zero unless a to d are all zero and N, M and K reach
-// the minimums (by default 20 reshards, 4 failovers and 100,000 commands
+// P counts the replies checked of pipelines cut partway and of streams
+// that stopped, and Q the commands the client said it never wrote, whose
+// effects must be absent. It exits non-zero unless a to d are all zero
+// and N, M and K reach the minimums (by default 20 reshards, 4 failovers and 100,000 commands
 // for runs of 60s or more, none for shorter runs).
 package main
 

@@ -70,11 +70,14 @@ const (
 type result struct {
 	Faults, Checked                                   int64
 	Misaligned, Duplicated, HalfApplied, Hung, Leaked int64
+	// Partial counts the replies checked of pipelines cut partway, and
+	// NotSent the commands of those the client said it never wrote.
+	Partial, NotSent int64
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("faults: %d injected, %d commands checked, %d misaligned, %d duplicated, %d half-applied, %d hung, %d leaked",
-		r.Faults, r.Checked, r.Misaligned, r.Duplicated, r.HalfApplied, r.Hung, r.Leaked)
+	return fmt.Sprintf("faults: %d injected, %d commands checked, %d misaligned, %d duplicated, %d half-applied, %d hung, %d leaked; partial replies checked: %d (%d not sent)",
+		r.Faults, r.Checked, r.Misaligned, r.Duplicated, r.HalfApplied, r.Hung, r.Leaked, r.Partial, r.NotSent)
 }
 
 // problems says why the run fails, if it does.
@@ -128,6 +131,13 @@ type incrEntry struct {
 	reported bool // already counted as duplicated from its reply
 }
 
+// setEntry is a SET of a pipeline that was cut partway: its key holds its
+// value if and only if it ran.
+type setEntry struct {
+	key, val string
+	out      outcome
+}
+
 type txEntry struct {
 	prefix string // keys prefix:a, prefix:b, prefix:n
 	val    string
@@ -157,11 +167,16 @@ type suite struct {
 	faults, checked                            atomic.Int64
 	misaligned, duplicated, half, hung, leaked atomic.Int64
 	reports                                    atomic.Int64
-	outcomes                                   [len(outcomeNames)]atomic.Int64
+	// partial counts the replies checked of pipelines cut partway, and
+	// notSent their commands the client said it never wrote, whose
+	// effect the epoch's check finds absent.
+	partial, notSent atomic.Int64
+	outcomes         [len(outcomeNames)]atomic.Int64
 
 	logMu    sync.Mutex
 	logEpoch int64 // entries of other epochs are dropped; -1 while checking
 	incrs    []incrEntry
+	sets     []setEntry
 	txs      []txEntry
 	xfers    []xferEntry
 
@@ -182,6 +197,7 @@ func (s *suite) result() result {
 		Faults: s.faults.Load(), Checked: s.checked.Load(),
 		Misaligned: s.misaligned.Load(), Duplicated: s.duplicated.Load(), HalfApplied: s.half.Load(),
 		Hung: s.hung.Load(), Leaked: s.leaked.Load(),
+		Partial: s.partial.Load(), NotSent: s.notSent.Load(),
 	}
 }
 
@@ -477,8 +493,8 @@ func (s *suite) mget(keys []string) ([]any, error) {
 // has not been killed since e began.
 func (s *suite) checkEpoch(e int64) error {
 	s.logMu.Lock()
-	incrs, txs, xfers := s.incrs, s.txs, s.xfers
-	s.incrs, s.txs, s.xfers = nil, nil, nil
+	incrs, sets, txs, xfers := s.incrs, s.sets, s.txs, s.xfers
+	s.incrs, s.sets, s.txs, s.xfers = nil, nil, nil, nil
 	s.logEpoch = -1
 	s.logMu.Unlock()
 
@@ -507,6 +523,31 @@ func (s *suite) checkEpoch(e int64) error {
 			s.report(&s.misaligned, "misaligned", "INCR %s replied 1 but never ran: the reply was another command's", en.key)
 		case n < 0:
 			s.report(&s.misaligned, "misaligned", "INCR %s holds %v", en.key, vals[i])
+		}
+		s.checked.Add(1)
+	}
+
+	// SETs of cut pipelines: their value if they ran, nothing if not.
+	keys = keys[:0]
+	for _, en := range sets {
+		keys = append(keys, en.key)
+	}
+	vals, err = s.mget(keys)
+	if err != nil {
+		return err
+	}
+	for i, en := range sets {
+		switch {
+		case vals[i] == en.val:
+			if en.out.certainlyNot() {
+				s.report(&s.duplicated, "duplicated", "SET %s applied though the client said %s", en.key, outcomeNames[en.out])
+			}
+		case vals[i] == nil:
+			if en.out == applied {
+				s.report(&s.misaligned, "misaligned", "SET %s replied OK but never ran: the reply was another command's", en.key)
+			}
+		default:
+			s.report(&s.misaligned, "misaligned", "SET %s holds %v, want %q or nothing", en.key, vals[i], en.val)
 		}
 		s.checked.Add(1)
 	}
@@ -579,8 +620,8 @@ func (s *suite) checkEpoch(e int64) error {
 	if missing > 0 || sum != accounts*initialBalance {
 		s.report(&s.half, "half-applied", "epoch %d: the accounts add up to %d with %d missing, want %d", e, sum, missing, accounts*initialBalance)
 	}
-	s.cfg.Log("[%5.1fs] epoch %d checked: %d counters, %d transactions, %d transfers, balance %d",
-		time.Since(s.start).Seconds(), e, len(incrs), len(txs), len(xfers), sum)
+	s.cfg.Log("[%5.1fs] epoch %d checked: %d counters, %d SETs of cut pipelines, %d transactions, %d transfers, balance %d",
+		time.Since(s.start).Seconds(), e, len(incrs), len(sets), len(txs), len(xfers), sum)
 	return nil
 }
 

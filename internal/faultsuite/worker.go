@@ -238,28 +238,69 @@ func (w *worker) pipeline() bool {
 	c := w.newCall()
 	replies, err := p.Exec(c.ctx)
 	out := w.done(c, "pipeline", err)
-	if err == nil && len(replies) != len(items) {
-		w.misaligned("pipeline of %d commands got %d replies", len(items), len(replies))
+	// A batch cut partway still has a reply per command (see Exec): the
+	// ones read ran and are checked as on success, the others say whether
+	// they may have run.
+	partial := err != nil && len(replies) == len(items)
+	if len(replies) != len(items) && (err == nil || len(replies) != 0) {
+		w.misaligned("pipeline of %d commands got %d replies (%v)", len(items), len(replies), err)
 		return false
 	}
 	var incrs []incrEntry
+	var sets []setEntry
+	checked := 0
+	cut, sawNotSent := false, false
 	for i, it := range items {
-		if it.kind == 'i' {
-			reported := err == nil && w.checkIncr(it.key, replies[i])
-			incrs = append(incrs, incrEntry{key: it.key, out: out, reported: reported})
-		}
-		if err != nil {
+		if err != nil && !partial {
+			// No reply at all: the batch's error tells for each.
+			if it.kind == 'i' {
+				incrs = append(incrs, incrEntry{key: it.key, out: out})
+			}
 			continue
 		}
 		v := replies[i]
+		if rerr := v.Err(); partial && errors.As(rerr, new(*redpipe.ConnError)) {
+			// Sent but unanswered (maybe ran) or never written (must
+			// not have run): the final check of the epoch holds the
+			// writes to it. The cut is one point in the batch: what was
+			// read comes before it, what was not sent after it.
+			o := outcomeOf(rerr)
+			if o == unknown && sawNotSent {
+				w.misaligned("pipeline command %d of %d is of unknown outcome after one not sent (%v)", i+1, len(items), rerr)
+			}
+			cut = true
+			if o == notSent {
+				sawNotSent = true
+				w.s.notSent.Add(1)
+			}
+			switch it.kind {
+			case 'i':
+				incrs = append(incrs, incrEntry{key: it.key, out: o})
+			case 's':
+				sets = append(sets, setEntry{key: it.key, val: it.token, out: o})
+			}
+			continue
+		}
+		if cut {
+			w.misaligned("pipeline command %d of %d got %s after the connection failed", i+1, len(items), v)
+		}
+		if partial {
+			w.s.partial.Add(1)
+		}
 		switch it.kind {
 		case 'e':
 			if !isStr(v, it.token) {
 				w.misaligned("pipeline ECHO %s got %s", it.token, v)
 			}
+		case 'i':
+			incrs = append(incrs, incrEntry{key: it.key, out: applied, reported: w.checkIncr(it.key, v)})
+			continue // counted when its effect is checked
 		case 's':
 			if !isStr(v, "OK") {
 				w.misaligned("pipeline SET %s got %s", it.key, v)
+			}
+			if partial {
+				sets = append(sets, setEntry{key: it.key, val: it.token, out: applied})
 			}
 		case 'g':
 			// The SET just before it on the same connection succeeded,
@@ -268,14 +309,15 @@ func (w *worker) pipeline() bool {
 				w.misaligned("pipeline GET %s got %s, want %q", it.key, v, it.token)
 			}
 		}
+		checked++
 	}
-	if len(incrs) > 0 {
-		w.s.record(e, func() { w.s.incrs = append(w.s.incrs, incrs...) })
+	if len(incrs) > 0 || len(sets) > 0 {
+		w.s.record(e, func() {
+			w.s.incrs = append(w.s.incrs, incrs...)
+			w.s.sets = append(w.s.sets, sets...)
+		})
 	}
-	if err == nil {
-		// INCRs are counted when their effect is checked.
-		w.s.checked.Add(int64(len(items) - len(incrs)))
-	}
+	w.s.checked.Add(int64(checked))
 	return err == nil
 }
 
