@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe"
@@ -213,16 +214,29 @@ type item struct {
 	token string
 }
 
+// bigEvery and echoPadding make the large pipelines: about 80 ECHOs of
+// 32 KiB each, some MiB on the wire each way.
+const bigEvery = 40
+
+var echoPadding = ":" + strings.Repeat("e", 128<<10)
+
 // pipeline runs a plain batch of ECHOs, INCRs and SET+GET pairs.
 func (w *worker) pipeline() bool {
 	e := w.s.epoch.Load()
 	p := w.s.client.Pipeline(redpipe.NoTransaction, redpipe.ErrorsInReplies)
 	n := 10 + w.rng.IntN(111)
+	// One pipeline in bigEvery carries large ECHOs, more than the sockets
+	// on the way hold while a fault stops the traffic: a cut then comes
+	// while it is still being written, and its last commands are not sent.
+	pad := ""
+	if w.rng.IntN(bigEvery) == 0 {
+		pad = echoPadding
+	}
 	items := make([]item, 0, n+n/4)
 	for len(items) < n {
 		switch r := w.rng.IntN(100); {
 		case r < 70:
-			tok := w.name("pe", e)
+			tok := w.name("pe", e) + pad
 			p.Echo(tok)
 			items = append(items, item{kind: 'e', token: tok})
 		case r < 85:
