@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redpipe/redpipe"
@@ -15,7 +16,9 @@ import (
 // masters with a replica each, whose hot slots move from master to master
 // all along while a checked workload runs on them, and whose masters are
 // failed over every FailoverEvery, by turns gracefully (CLUSTER FAILOVER)
-// and by a kill, after which the killed master rejoins as a replica.
+// and by a kill, after which the killed master rejoins as a replica; in
+// between, the client's connections to a master are closed from the
+// server's side every cutEvery.
 type clusterConfig struct {
 	Duration      time.Duration
 	FailoverEvery time.Duration
@@ -46,6 +49,12 @@ const (
 	// clusterOpTimeout bounds one reshard or failover, waits for the
 	// cluster to settle included.
 	clusterOpTimeout = time.Minute
+	// cutEvery is the time between two cuts of the workload's connections
+	// to a master, which lives on: commands sent on them may have run,
+	// those not yet written certainly did not.
+	cutEvery = 700 * time.Millisecond
+	// loadName names the workload's connections, for the cuts to find.
+	loadName = "faultload"
 )
 
 // hotGroups are the hot slots, in groups that move together; each starts
@@ -94,6 +103,7 @@ type clusterPhase struct {
 	start time.Time
 
 	reshards, failovers, hung int64
+	cuts                      int64 // connections of the workload cut
 }
 
 // runCluster runs the cluster phase and returns its counts; an error means
@@ -116,7 +126,7 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 
 	client, err := redpipe.NewClusterClient(redpipe.ClusterOptions{
 		Addrs:   ph.cl.Addrs(),
-		Options: redpipe.Options{ReplyTimeout: time.Second, DialTimeout: time.Second},
+		Options: redpipe.Options{ReplyTimeout: time.Second, DialTimeout: time.Second, ClientName: loadName},
 	})
 	if err != nil {
 		return res, err
@@ -145,7 +155,7 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 	if err := ph.load.Check(ctx, ph.cl); err != nil {
 		return res, err
 	}
-	cfg.Log("[%5.1fs] done: %d reshards, %d failovers; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.load.Counts())
+	cfg.Log("[%5.1fs] done: %d reshards, %d failovers, %d connections cut; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.cuts, ph.load.Counts())
 	return res, nil
 }
 
@@ -166,6 +176,7 @@ func (ph *clusterPhase) drive() error {
 	deadline := ph.start.Add(ph.cfg.Duration)
 	nextFailover := ph.start.Add(ph.cfg.FailoverEvery)
 	nextProgress := ph.start.Add(5 * time.Second)
+	nextCut := ph.start.Add(cutEvery)
 	// The bound on iterations is a backstop: each step takes a few
 	// milliseconds at least, and the deadline ends the loop.
 	for i := 0; time.Now().Before(deadline) && i < 1<<20; i++ {
@@ -182,12 +193,16 @@ func (ph *clusterPhase) drive() error {
 		} else {
 			err = ph.reshard(ctx, i)
 		}
+		if now := time.Now(); err == nil && now.After(nextCut) {
+			ph.cut()
+			nextCut = now.Add(cutEvery)
+		}
 		cancel()
 		if err != nil {
 			return err
 		}
 		if now := time.Now(); now.After(nextProgress) {
-			ph.cfg.Log("[%5.1fs] %d reshards, %d failovers; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.load.Counts())
+			ph.cfg.Log("[%5.1fs] %d reshards, %d failovers, %d connections cut; %s", time.Since(ph.start).Seconds(), ph.reshards, ph.failovers, ph.cuts, ph.load.Counts())
 			nextProgress = now.Add(5 * time.Second)
 		}
 	}
@@ -261,6 +276,37 @@ func (ph *clusterPhase) failover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// cut closes the workload's connections to one master, from the server's
+// side, while the master lives on: a pipeline then stops partway with its
+// replies read so far, and its commands not answered may have run, or not
+// (see redpipe.Pipeline.Exec). A master that does not answer is skipped:
+// the next failover or reshard says what is wrong with it.
+func (ph *clusterPhase) cut() {
+	m := ph.cl.Masters[ph.rng.IntN(len(ph.cl.Masters))]
+	v, err := m.Do("CLIENT", "LIST", "TYPE", "normal")
+	list, ok := v.(string)
+	if err != nil || !ok {
+		return
+	}
+	for _, line := range strings.Split(list, "\n") {
+		var id string
+		named := false
+		for _, f := range strings.Fields(line) {
+			switch {
+			case strings.HasPrefix(f, "id="):
+				id = f[len("id="):]
+			case f == "name="+loadName:
+				named = true
+			}
+		}
+		if named && id != "" {
+			if n, err := m.Do("CLIENT", "KILL", "ID", id); err == nil && n == int64(1) {
+				ph.cuts++
+			}
+		}
+	}
 }
 
 // servedBy returns the hot slots m serves.

@@ -22,7 +22,8 @@
 // The cluster phase runs a cluster client against three masters with a
 // replica each, moving slots between the masters all along and failing
 // over a master every -failover-every, by turns gracefully and by killing
-// it (it then rejoins as a replica):
+// it (it then rejoins as a replica), and closing the client's connections
+// to a master that lives on every 700ms:
 //
 //	go run ./internal/faultsuite -phase cluster -duration 60s
 //
