@@ -73,6 +73,10 @@ type Config struct {
 	Prefix string
 	// Log describes the first anomalies, one line each; nil for none.
 	Log func(format string, args ...any)
+	// LargeEvery, when above 0, makes one pipeline in LargeEvery one of
+	// largeMin to largeMax commands, a quarter of them SETs of padding as
+	// in streams: a node's part of it goes out in several passes.
+	LargeEvery int
 }
 
 // maxReports bounds the anomalies described; the counts keep going.
@@ -611,7 +615,14 @@ func queueOps[B batch[B]](b B, l *Load, w int, ops []op) {
 func (w *worker) pipeline() bool {
 	l := w.l
 	n := 4 + w.rng.IntN(20)
+	large := l.cfg.LargeEvery > 0 && w.rng.IntN(l.cfg.LargeEvery) == 0
+	if large {
+		n = largeMin + w.rng.IntN(largeMax-largeMin+1)
+	}
 	ops := w.newOps(n)
+	if large {
+		w.pad(ops)
+	}
 	p := l.cfg.Client.Pipeline(redpipe.NoTransaction)
 	queueOps(p, l, w.id, ops)
 	w.batches, w.kind = w.batches+1, "pipeline"
@@ -662,17 +673,27 @@ const (
 
 var padding = strings.Repeat("p", padSize)
 
+// largeMin and largeMax bound the commands of a large pipeline (see
+// Config.LargeEvery).
+const largeMin, largeMax = 200, 400
+
+// pad makes about a quarter of the reads and INCRs of ops SETs of
+// padding, leaving the registers' writes as they are.
+func (w *worker) pad(ops []op) {
+	for i := range ops {
+		if w.rng.IntN(4) == 0 && ops[i].kind != 's' && ops[i].kind != 'm' {
+			ops[i] = op{kind: 'p', slot: ops[i].slot}
+		}
+	}
+}
+
 // stream runs a Stream of thousands of commands of the pipelines' mix,
 // and checks each reply in the stream's order, those the stream did not
 // hand out (it stopped) by what Close said.
 func (w *worker) stream() bool {
 	l := w.l
 	ops := w.newOps(streamMin + w.rng.IntN(streamMax-streamMin+1))
-	for i := range ops {
-		if w.rng.IntN(4) == 0 && ops[i].kind != 's' && ops[i].kind != 'm' {
-			ops[i] = op{kind: 'p', slot: ops[i].slot}
-		}
-	}
+	w.pad(ops)
 	w.batches, w.kind = w.batches+1, "stream"
 	c := w.newCall()
 	replies := make([]redpipe.Value, 0, len(ops))

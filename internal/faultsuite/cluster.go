@@ -27,7 +27,10 @@ type clusterConfig struct {
 	MinReshards   int64
 	MinFailovers  int64
 	MinCommands   int64
-	Log           func(format string, args ...any)
+	// LargeEvery, when above 0, makes one pipeline in LargeEvery large
+	// (see clusterload.Config.LargeEvery).
+	LargeEvery int
+	Log        func(format string, args ...any)
 }
 
 func defaultClusterConfig() clusterConfig {
@@ -121,8 +124,12 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 	}
 	defer ph.cl.Stop()
 	ph.cl.Logf = cfg.Log
-	cfg.Log("faultsuite: cluster phase: seed %d, %d workers, %v, failovers every %v, nodes %v",
-		cfg.Seed, cfg.Workers, cfg.Duration, cfg.FailoverEvery, ph.cl.Addrs())
+	large := "no large pipelines"
+	if cfg.LargeEvery > 0 {
+		large = fmt.Sprintf("large pipelines 1 in %d", cfg.LargeEvery)
+	}
+	cfg.Log("faultsuite: cluster phase: seed %d, %d workers, %v, failovers every %v, %s, nodes %v",
+		cfg.Seed, cfg.Workers, cfg.Duration, cfg.FailoverEvery, large, ph.cl.Addrs())
 
 	client, err := redpipe.NewClusterClient(redpipe.ClusterOptions{
 		Addrs:   ph.cl.Addrs(),
@@ -138,7 +145,7 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 	}
 	ph.load, err = clusterload.Start(clusterload.Config{
 		Client: client, Workers: cfg.Workers, Slots: hot, Seed: cfg.Seed,
-		Log: cfg.Log,
+		Log: cfg.Log, LargeEvery: cfg.LargeEvery,
 	})
 	if err != nil {
 		return res, err

@@ -55,6 +55,7 @@ func main() {
 	minFaults := flag.Int64("min-faults", -1, "faults that must be injected (default: 100 when -duration is 60s or more, else 0)")
 	minCommands := flag.Int64("min-commands", -1, "commands that must be checked (default: 200000, or 100000 for the cluster phase, when -duration is 60s or more, else 0)")
 	flag.DurationVar(&ccfg.FailoverEvery, "failover-every", ccfg.FailoverEvery, "cluster phase: time between two failovers")
+	flag.IntVar(&ccfg.LargeEvery, "large-pipelines", 0, "cluster phase: one pipeline in this many has hundreds of commands, sent in several passes (0: none)")
 	minReshards := flag.Int64("min-reshards", -1, "cluster phase: reshards that must be done (default: 20 when -duration is 60s or more, else 0)")
 	minFailovers := flag.Int64("min-failovers", -1, "cluster phase: failovers that must be done (default: 4 when -duration is 60s or more, else 0)")
 	flag.Parse()
