@@ -79,7 +79,10 @@ type Options struct {
 
 	// PoolSize bounds the dedicated connections lent for WATCH, blocking
 	// commands and large pipelines (default 10 per CPU). Shared connections
-	// for plain calls are not counted.
+	// for plain calls are not counted. Calls that need a new dedicated
+	// connection while one is being dialed wait for that dial, and share
+	// its failure: a server that refuses connections, or the password,
+	// gets one dial rather than one a call.
 	PoolSize int
 	// MaxIdle is how many dedicated connections stay open while unused
 	// (default PoolSize; -1 keeps none, closing each as it comes back). It

@@ -11,6 +11,14 @@
 // for CheckAfter is checked before it is lent. The pool has no goroutine of
 // its own: it looks at its idle connections whenever one is taken or given
 // back.
+//
+// Dials that would fail the same way share the failure. While a dial is in
+// flight, its outcome unknown, a Get that would dial waits for it instead
+// (for as long as its context allows): if that dial fails, every Get that
+// waited returns its error, so a server that refuses connections, or
+// refuses the handshake, meets one dial rather than one from every
+// caller; if it succeeds, those that waited dial at once, side by side,
+// so that the pool still grows to its size under load.
 package pool
 
 import (
@@ -85,6 +93,22 @@ type Pool[C Conn] struct {
 	born   map[C]time.Time // when each open connection was dialed; only with MaxAge
 	closed bool
 	wake   chan struct{} // closed by Put to wake waiting Gets; nil when none waits
+
+	// probe is the dial in flight that other Gets wait for, nil when
+	// none is; set and cleared by the Get that makes it.
+	probe *probe
+	// waiting counts the Gets waiting for a probe.
+	waiting int
+}
+
+// probe is a dial whose outcome Gets that would dial wait for.
+type probe struct {
+	done chan struct{} // closed when err is set
+	// err is the dial's failure, to be shared; nil when the dial
+	// succeeded, or failed for a reason of its caller's own (its context
+	// ended), which tells the others nothing of the server.
+	err error
+	ok  bool // the dial succeeded
 }
 
 // idleConn is a connection waiting in the pool, and when it came back.
@@ -112,12 +136,19 @@ func New[C Conn](cfg Config[C]) *Pool[C] {
 // for as long as ctx allows, and fails with an *ExhaustedError if ctx
 // ends while every connection is lent. An idle connection that is too old, or fails
 // its check, is closed and another is looked for, so its failure is not
-// the caller's; only ctx ending during a check is.
+// the caller's; only ctx ending during a check is. A Get that would dial
+// while another's dial is in flight waits for that one (see the package
+// documentation), and returns its error, the same value, if it fails for
+// any reason but the end of that caller's context.
 func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 	var zero C
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
+	// cleared is set once a dial this Get waited for has succeeded: the
+	// server takes connections, and this Get dials without waiting for
+	// another, so that successful dials run side by side.
+	cleared := false
 	for {
 		now := p.cfg.Now()
 		p.mu.Lock()
@@ -145,12 +176,22 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 		}
 		// Take the wake channel under the same lock that saw no idle
 		// connection, so a Put right after cannot be missed.
-		var wake chan struct{}
+		var (
+			wake  chan struct{}
+			slots = p.slots
+			pr    *probe
+		)
 		if !found {
 			if p.wake == nil {
 				p.wake = make(chan struct{})
 			}
 			wake = p.wake
+			if p.probe != nil && !cleared {
+				// Another's dial is in flight: wait for its outcome
+				// (or an idle connection) rather than dial beside it.
+				pr, slots = p.probe, nil
+				p.waiting++
+			}
 		}
 		p.mu.Unlock()
 		p.discard(stale...)
@@ -173,20 +214,28 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 			continue
 		}
 
+		var probeDone chan struct{}
+		if pr != nil {
+			probeDone = pr.done
+		}
 		select {
-		case p.slots <- struct{}{}:
-			c, err := p.cfg.Dial(ctx)
-			if err != nil {
-				<-p.slots
-				return zero, err
+		case slots <- struct{}{}:
+			c, again, err := p.dial(ctx, cleared)
+			if again {
+				continue
 			}
-			if p.born != nil {
-				p.mu.Lock()
-				p.born[c] = p.cfg.Now()
-				p.mu.Unlock()
+			return c, err
+		case <-probeDone:
+			p.unwait()
+			if pr.err != nil {
+				return zero, pr.err
 			}
-			return c, nil
+			cleared = pr.ok
 		case <-ctx.Done():
+			if pr != nil {
+				p.unwait()
+				return zero, ctx.Err() // waiting for another's dial
+			}
 			// Exhausted only if, as it ended, no slot was free and no
 			// connection had come back: a Put since the look above
 			// makes both this case and wake ready, and select picks
@@ -200,8 +249,76 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 			return zero, &ExhaustedError{Size: p.cfg.Size, Err: ctx.Err()}
 		case <-wake:
 			// A connection came back or a slot was freed; look again.
+			if pr != nil {
+				p.unwait()
+			}
 		}
 	}
+}
+
+// dial makes a connection with the slot its caller took. Unless cleared
+// (a dial it waited for succeeded), the caller becomes the probe that
+// others wait for, or, should another have become it meanwhile, gives
+// the slot back and reports again, to wait for that one.
+func (p *Pool[C]) dial(ctx context.Context, cleared bool) (c C, again bool, err error) {
+	var pr *probe
+	if !cleared {
+		p.mu.Lock()
+		if p.probe != nil {
+			p.mu.Unlock()
+			<-p.slots
+			return c, true, nil
+		}
+		pr = &probe{done: make(chan struct{})}
+		p.probe = pr
+		p.mu.Unlock()
+	}
+	// The probe is ended however Dial ends: a panic there would otherwise
+	// leave every later Get waiting for it.
+	returned := false
+	defer func() {
+		if pr == nil {
+			return
+		}
+		p.mu.Lock()
+		p.probe = nil
+		p.mu.Unlock()
+		switch {
+		case !returned:
+			// Dial panicked: the others learn nothing, and look again.
+		case err == nil:
+			pr.ok = true
+		case ctx.Err() == nil:
+			pr.err = err
+		}
+		close(pr.done)
+	}()
+	c, err = p.cfg.Dial(ctx)
+	returned = true
+	if err != nil {
+		<-p.slots
+		return c, false, err
+	}
+	if p.born != nil {
+		p.mu.Lock()
+		p.born[c] = p.cfg.Now()
+		p.mu.Unlock()
+	}
+	return c, false, nil
+}
+
+// unwait counts a Get that waited for a probe as no longer waiting.
+func (p *Pool[C]) unwait() {
+	p.mu.Lock()
+	p.waiting--
+	p.mu.Unlock()
+}
+
+// Waiting tells how many Gets wait for another's dial.
+func (p *Pool[C]) Waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiting
 }
 
 // Put gives a connection back. It is kept only if reusable is true, the
