@@ -518,6 +518,8 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 		if fanned {
 			bars = bars.add(p, parts)
 		}
+		vs := r.partVerdicts(ctx, p, parts, lostPart, offReplica)
+		ot := overtakers{p: p, buf: buf, offs: offs, parts: parts, vs: vs}
 		var unsent error
 		// A redirection that could not be followed (the client was
 		// closed, or the address it names is refused) ends the pipeline
@@ -547,24 +549,13 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			ran = true
-			onReplica := r.isReplica(pt.node)
-			if !onReplica && !pt.cut && !hasErrors(pt.replies) && len(parts) <= maxMerged {
+			if vs[i].clean {
 				// The common part: every command ran (see below).
 				pt.clean = true
 				continue
 			}
 			errs = -1
-			rds := make([]redirect, len(pt.legs))
-			redirected := make([]bool, len(pt.legs)) // or sent back from a replica: it did not run
-			back := make([]bool, len(pt.legs))
-			for j := range pt.legs {
-				if onReplica && r.offReplica(ctx, pt.node, pt.replies[j], nil, p.w.cmds[pt.legs[j].cmd].Name()) {
-					back[j], redirected[j] = true, true
-					continue
-				}
-				rds[j], redirected[j] = redirectOfCmd(&pt.replies[j], pt.node.opt.Addr, p.w.cmds[pt.legs[j].cmd].Name(), pt.legs[j].slot)
-			}
-			ot := overtakers{p: p, buf: buf, offs: offs, pt: pt, redirected: redirected}
+			rds, redirected, back := vs[i].rds, vs[i].redirected, vs[i].back
 			for j, l := range pt.legs {
 				v, rd := pt.replies[j], rds[j]
 				if back[j] {
@@ -590,7 +581,7 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					l.done, l.asking, l.probe = true, false, false
 					continue
 				}
-				if ot.overtaken(j) {
+				if ot.overtaken(l) {
 					// Sent again, it would run after a later command on
 					// its keys: it keeps the redirection as its reply
 					// (nothing of it ran) instead.
@@ -956,58 +947,131 @@ func fanVals(vals []resp.Value) []resp.Value {
 	return slices.DeleteFunc(slices.Clone(vals), none)
 }
 
-// overtakers tells, among the legs of one part, those that a later
-// command of their slot that ran (its reply is no redirection) overtook:
-// it shares a key with them, as when a multi-key command gets TRYAGAIN on
-// a slot whose keys are split between two nodes while a later command on
-// one of its keys is served. It looks at the keys of the legs that ran
-// only when some redirected leg has a later one of its slot that ran, and
-// then once.
-type overtakers struct {
-	p          *Pipeline
-	buf        []byte
-	offs       []int
-	pt         *part
+// partVerdict is what the replies of one part of a round say of its
+// legs, read once before any is taken in (see partVerdicts).
+type partVerdict struct {
+	ran   bool // its legs were sent, and those not redirected ran
+	clean bool // every leg ran: no reply is an error
+	// Of each leg, when the part is neither clean nor not run: its
+	// redirection, if redirected; whether it was redirected (or sent
+	// back from a replica: it did not run); whether it was sent back
+	// from a replica.
+	rds        []redirect
 	redirected []bool
-
-	lastBySlot map[int]int    // slot: the last leg of it that ran
-	lastByKey  map[string]int // key: the last leg that ran on it
-	lastBlind  map[int]int    // slot: the last leg of it that ran, whose keys cannot be told
+	back       []bool
 }
 
-func (o *overtakers) overtaken(j int) bool {
-	l := o.pt.legs[j]
+// partVerdicts reads the redirections in the replies of the parts of a
+// round, all of them before any leg is taken in: whether a redirected
+// leg can be sent again depends on the legs of its keys that ran in
+// every part of the round, of its node or another (see overtakers). It
+// skips, as execPlain does, the parts lost or sent back from a replica
+// with no leg left, and those not sent. redirectOfCmd may rewrite a
+// reply, so it is called once per leg, here.
+func (r *clusterRouter) partVerdicts(ctx context.Context, p *Pipeline, parts []*part, lostPart, offReplica []bool) []partVerdict {
+	vs := make([]partVerdict, len(parts))
+	for i, pt := range parts {
+		if (lostPart[i] || offReplica[i]) && len(pt.legs) == 0 {
+			continue
+		}
+		if pt.err != nil && !pt.cut {
+			continue
+		}
+		v := &vs[i]
+		v.ran = true
+		onReplica := r.isReplica(pt.node)
+		if !onReplica && !pt.cut && !hasErrors(pt.replies) && len(parts) <= maxMerged {
+			v.clean = true
+			continue
+		}
+		v.rds = make([]redirect, len(pt.legs))
+		v.redirected = make([]bool, len(pt.legs))
+		v.back = make([]bool, len(pt.legs))
+		for j := range pt.legs {
+			if onReplica && r.offReplica(ctx, pt.node, pt.replies[j], nil, p.w.cmds[pt.legs[j].cmd].Name()) {
+				v.back[j], v.redirected[j] = true, true
+				continue
+			}
+			v.rds[j], v.redirected[j] = redirectOfCmd(&pt.replies[j], pt.node.opt.Addr, p.w.cmds[pt.legs[j].cmd].Name(), pt.legs[j].slot)
+		}
+	}
+	return vs
+}
+
+// overtakers tells, among the redirected legs of a round, those that a
+// later command of their slot that ran (its reply is no redirection)
+// overtook: it shares a key with them, as when a multi-key command gets
+// TRYAGAIN on a slot whose keys are split between two nodes while a
+// later command on one of its keys is served, or when a large pipeline
+// goes to a node in several parts and a command of a later part ran
+// while an earlier one on its key, in an earlier part, was redirected.
+// It looks at every part of the round, and compares legs by their place
+// among the pipeline's legs (at), which follows the order of the
+// commands. It looks at the keys of the legs that ran only when some
+// redirected leg has a later one of its slot that ran, and then once.
+type overtakers struct {
+	p     *Pipeline
+	buf   []byte
+	offs  []int
+	parts []*part
+	vs    []partVerdict
+
+	lastBySlot map[int]int    // slot: the at of the last leg of it that ran
+	lastByKey  map[string]int // key: the at of the last leg that ran on it
+	lastBlind  map[int]int    // slot: the at of the last leg of it that ran, whose keys cannot be told
+}
+
+// eachRan calls f with each leg of the round that ran.
+func (o *overtakers) eachRan(f func(l *leg)) {
+	for i, pt := range o.parts {
+		v := o.vs[i]
+		if !v.ran {
+			continue
+		}
+		for j, l := range pt.legs {
+			if v.clean || !v.redirected[j] {
+				f(l)
+			}
+		}
+	}
+}
+
+func (o *overtakers) overtaken(l *leg) bool {
 	if l.slot < 0 {
 		return false
 	}
 	if o.lastBySlot == nil {
 		o.lastBySlot = map[int]int{}
-		for k, lk := range o.pt.legs {
-			if !o.redirected[k] && lk.slot >= 0 {
-				o.lastBySlot[lk.slot] = k
+		o.eachRan(func(lk *leg) {
+			if lk.slot >= 0 && lk.at >= o.lastBySlot[lk.slot] {
+				o.lastBySlot[lk.slot] = lk.at
 			}
-		}
+		})
 	}
-	if last, ok := o.lastBySlot[l.slot]; !ok || last < j {
+	if last, ok := o.lastBySlot[l.slot]; !ok || last < l.at {
 		return false
 	}
 	if o.lastByKey == nil {
 		o.lastByKey, o.lastBlind = map[string]int{}, map[int]int{}
-		for k, lk := range o.pt.legs {
-			if o.redirected[k] || lk.slot < 0 {
-				continue
+		o.eachRan(func(lk *leg) {
+			if lk.slot < 0 {
+				return
 			}
 			keys, ok := legKeys(o.p, o.buf, o.offs, lk)
 			if !ok {
-				o.lastBlind[lk.slot] = k
-				continue
+				if lk.at >= o.lastBlind[lk.slot] {
+					o.lastBlind[lk.slot] = lk.at
+				}
+				return
 			}
 			for _, key := range keys {
-				o.lastByKey[string(key)] = k
+				if lk.at >= o.lastByKey[string(key)] {
+					o.lastByKey[string(key)] = lk.at
+				}
 			}
-		}
+		})
 	}
-	if last, ok := o.lastBlind[l.slot]; ok && last > j {
+	if last, ok := o.lastBlind[l.slot]; ok && last > l.at {
 		return true
 	}
 	keys, ok := legKeys(o.p, o.buf, o.offs, l)
@@ -1015,7 +1079,7 @@ func (o *overtakers) overtaken(j int) bool {
 		return true
 	}
 	for _, key := range keys {
-		if last, ok := o.lastByKey[string(key)]; ok && last > j {
+		if last, ok := o.lastByKey[string(key)]; ok && last > l.at {
 			return true
 		}
 	}
