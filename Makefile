@@ -85,7 +85,7 @@ fault: deps
 
 fault-short: deps
 	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000
-	$(GO) run ./internal/faultsuite -phase cluster -duration 15s -failover-every 5s -min-reshards 5 -min-failovers 2 -min-commands 20000
+	$(GO) run ./internal/faultsuite -phase cluster -duration 15s -failover-every 5s -large-pipelines 10 -min-reshards 5 -min-failovers 2 -min-commands 20000
 
 # Many goroutines against one server for two minutes: invariants, errors,
 # heap and RSS growth.
