@@ -81,7 +81,7 @@ bench-pinned: deps
 # anomalies.
 fault: deps
 	$(GO) run ./internal/faultsuite -duration 90s
-	$(GO) run ./internal/faultsuite -phase cluster -duration 60s
+	$(GO) run ./internal/faultsuite -phase cluster -duration 60s -large-pipelines 10
 
 fault-short: deps
 	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000
