@@ -288,7 +288,7 @@ func (p *Pool[C]) dial(ctx context.Context, cleared bool) (c C, again bool, err 
 			// Dial panicked: the others learn nothing, and look again.
 		case err == nil:
 			pr.ok = true
-		case ctx.Err() == nil:
+		case ctx.Err() == nil && !pastDeadline(ctx):
 			pr.err = err
 		}
 		close(pr.done)
@@ -305,6 +305,16 @@ func (p *Pool[C]) dial(ctx context.Context, cleared bool) (c C, again bool, err 
 		p.mu.Unlock()
 	}
 	return c, false, nil
+}
+
+// pastDeadline tells whether ctx's deadline has come, whether or not
+// ctx says so yet. A dial under a deadline fails with a timeout as the
+// deadline comes (the socket's deadline is set from it), which may be
+// before the context's own timer ends it: that failure is the caller's,
+// and says nothing of the server.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // unwait counts a Get that waited for a probe as no longer waiting.

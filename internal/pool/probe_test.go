@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,4 +174,48 @@ func TestDialWaitHonoursContext(t *testing.T) {
 	}
 	close(g.release)
 	waitUntil(t, "the first dial to end", func() bool { open, _ := g.Stats(); return open == 1 && g.now.Load() == 0 })
+}
+
+// deadlineCtx is a context whose deadline has come while it does not say
+// so yet: as a context is between the moment its deadline passes and the
+// moment its timer ends it, when a socket's deadline, set from it, may
+// already have failed a dial with a timeout.
+type deadlineCtx struct{ context.Context }
+
+func (deadlineCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Second), true }
+
+// TestDialTimeoutOfCallerNotShared: a dial that failed with a timeout at
+// its own caller's deadline, before that caller's context said it had
+// ended, tells nothing of the server either: the Gets that waited for it
+// dial again rather than return another caller's timeout.
+func TestDialTimeoutOfCallerNotShared(t *testing.T) {
+	const n = 5
+	g := newGatedPool(n)
+	dial := g.Pool.cfg.Dial
+	g.Pool.cfg.Dial = func(ctx context.Context) (*testConn, error) {
+		c, err := dial(ctx)
+		if d, ok := ctx.Deadline(); err == nil && ok && !time.Now().Before(d) {
+			return nil, os.ErrDeadlineExceeded // the socket's deadline
+		}
+		return c, err
+	}
+	var firstErr error
+	firstDone := make(chan struct{})
+	go func() {
+		defer close(firstDone)
+		_, firstErr = g.Get(deadlineCtx{context.Background()})
+	}()
+	waitUntil(t, "the first dial", func() bool { return g.dials.Load() == 1 })
+	wait := g.getAll(t, context.Background(), n-1)
+	waitUntil(t, "the others to wait for it", func() bool { return g.Waiting() == n-1 })
+	close(g.release)
+	<-firstDone
+	if !errors.Is(firstErr, os.ErrDeadlineExceeded) {
+		t.Fatalf("the Get past its deadline = %v, want its dial's timeout", firstErr)
+	}
+	for i, err := range wait() {
+		if err != nil {
+			t.Fatalf("Get %d = %v, want a connection: the timeout was another caller's", i, err)
+		}
+	}
 }
