@@ -494,22 +494,14 @@ func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kil
 		pctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := c.Pipeline(NoTransaction).
-			Set(a, "1"). // 0: Masters[0]
-			Set(b, "1"). // 1: held
-			Set(k, "1"). // 2: Masters[2]
-			Del(a2, b2). // 3: split over Masters[0] and the held one
-			MGet(a, k).  // 4: split over Masters[0] and Masters[2]
-			Incr(k2).    // 5: Masters[2]
-			Exec(pctx)
-		done <- result{replies, err}
-	}()
+	p := c.Pipeline(NoTransaction).
+		Set(a, "1"). // 0: Masters[0]
+		Set(b, "1"). // 1: held
+		Set(k, "1"). // 2: Masters[2]
+		Del(a2, b2). // 3: split over Masters[0] and the held one
+		MGet(a, k).  // 4: split over Masters[0] and Masters[2]
+		Incr(k2)     // 5: Masters[2]
+	done := execAsync(pctx, p)
 	if kill {
 		// Only the connection that holds the pipeline's part: the
 		// client's idle ones stay as they are.
@@ -529,12 +521,7 @@ func clusterPipelinePartLost(t *testing.T, cl *redistest.Cluster, c *Client, kil
 		})
 		held.MustDo(t, "CLIENT", "KILL", "ID", id)
 	}
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return")
-	}
+	res := awaitExec(t, ctx, done, "its part's connection was cut")
 	replies, err := res.replies, res.err
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Index != 1 || OutcomeOf(err) != OutcomeUnknown || !kill && !errors.Is(err, context.DeadlineExceeded) {
@@ -624,22 +611,9 @@ func clusterPipelinePartCut(t *testing.T, cl *redistest.Cluster, c *Client, mode
 	}
 	p.Del(a2, b3). // 4: split over Masters[0], which runs it, and the held master, behind 3
 			Incr(k2) // 5: Masters[2]
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	killBlockedIn(t, ctx, held, heldCmd)
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return")
-	}
+	res := awaitExec(t, ctx, done, "its part's connection was cut")
 	replies, err := res.replies, res.err
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Index != 3 || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
@@ -737,22 +711,9 @@ func testClusterPipelinePartCutDecoded(t *testing.T, cl *redistest.Cluster, c *C
 		Do("BLPOP", list, "0"). // 3: held, blocks
 		Get(b).                 // 4: held, behind it
 		Incr(k2)                // 5: Masters[2]
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	killBlockedIn(t, ctx, held, "blpop")
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return")
-	}
+	res := awaitExec(t, ctx, done, "its part's connection was cut")
 	replies, err := res.replies, res.err
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Index != 3 || OutcomeOf(err) != OutcomeUnknown {
@@ -890,22 +851,9 @@ func testClusterPipelinePartCutMoved(t *testing.T, cl *redistest.Cluster, c *Cli
 		Set(m, "1").            // 1: held, answered MOVED
 		Do("BLPOP", list, "0"). // 2: blocks
 		Set(b, "2")             // 3: behind it
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	killBlockedIn(t, ctx, held, "blpop")
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return")
-	}
+	res := awaitExec(t, ctx, done, "its part's connection was cut")
 	replies, err := res.replies, res.err
 	if err == nil || OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
 		t.Fatalf("Exec with a part cut: %v (%v); want an error of unknown outcome", err, OutcomeOf(err))

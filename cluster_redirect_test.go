@@ -76,15 +76,7 @@ func tryAgains(t *testing.T, s *redistest.Server) int {
 func execAround(t *testing.T, p *Pipeline, from *redistest.Server, m *redistest.Migration, n int) ([]Value, error) {
 	t.Helper()
 	ctx := clusterCtx(t)
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	for deadline := time.Now().Add(10 * time.Second); tryAgains(t, from) < n; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s sent no more than %d TRYAGAIN replies within 10s", from.Addr, tryAgains(t, from))

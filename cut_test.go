@@ -100,22 +100,9 @@ func TestPipelineCutKeepsRepliesRead(t *testing.T) {
 	for i := 6; i < 11; i++ {
 		p.Set(key(i), "v")
 	}
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	killBlockedClient(t, ctx, srv)
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was killed")
-	}
+	r := awaitExec(t, ctx, done, "its connection was killed")
 
 	checkCutErr(t, r.err, 5, "BLPOP")
 	if len(r.replies) != 11 {
@@ -202,15 +189,7 @@ func TestLargePipelineCutTellsUnsent(t *testing.T) {
 		p.Set(key(i), big)
 	}
 	px.PassBytes(1<<20, redistest.ClientToServer)
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	waitForServer(t, ctx, "the replies of the SETs before the BLPOP", func() (bool, string) {
 		got := w.count("+OK\r\n")
 		return got >= 5, fmt.Sprintf("%d replies OK read", got)
@@ -218,12 +197,7 @@ func TestLargePipelineCutTellsUnsent(t *testing.T) {
 	// FIN, so that the client reads the end of the stream after the
 	// replies it read, before its write meets the reset that follows.
 	px.Cut(redistest.CutFIN)
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was cut")
-	}
+	r := awaitExec(t, ctx, done, "its connection was cut")
 
 	checkCutErr(t, r.err, 5, "BLPOP")
 	t.Logf("Exec error: %v", r.err)
@@ -371,23 +345,10 @@ func TestReadPipelineCutTwiceKeepsRepliesRead(t *testing.T) {
 	}
 	p.Do("XREAD", "BLOCK", "0", "STREAMS", "cut:stream", "$")
 	p.Get(key(0))
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	first := killBlockedIn(t, ctx, srv, "xread") // the first attempt
 	killBlockedIn(t, ctx, srv, "xread", first)   // the retry
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was killed twice")
-	}
+	r := awaitExec(t, ctx, done, "its connection was killed twice")
 
 	checkCutErr(t, r.err, 4, "XREAD")
 	if !strings.Contains(fmt.Sprint(r.err), "earlier attempt") {
@@ -433,22 +394,9 @@ func TestTxPipelineCutKeepsRepliesRead(t *testing.T) {
 	for i := 6; i < 11; i++ {
 		p.Set(key(i), "v")
 	}
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(ctx)
-		done <- result{replies, err}
-	}()
+	done := execAsync(ctx, p)
 	killBlockedClient(t, ctx, srv)
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was killed")
-	}
+	r := awaitExec(t, ctx, done, "its connection was killed")
 
 	checkCutErr(t, r.err, 5, "BLPOP")
 	if len(r.replies) != 11 {
@@ -588,15 +536,7 @@ func (c *countedConn) Write(p []byte) (int, error) {
 // of OK are read (w watches the client's connections).
 func execCutTwice(t *testing.T, ctx context.Context, p *Pipeline, srv *redistest.Server, px *redistest.Proxy, w *writeWatch, n int) ([]Value, error) {
 	t.Helper()
-	type result struct {
-		replies []Value
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		replies, err := p.Exec(Idempotent(ctx))
-		done <- result{replies, err}
-	}()
+	done := execAsync(Idempotent(ctx), p)
 	// The first attempt ran every SET and blocks in the BLPOP, its last
 	// command: the retry, on a new connection, gets its first MiB through.
 	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
@@ -614,13 +554,38 @@ func execCutTwice(t *testing.T, ctx context.Context, p *Pipeline, srv *redistest
 		return got > n-1, fmt.Sprintf("%d replies OK read", got)
 	})
 	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its connection was cut twice")
+	t.Logf("Exec error: %v", r.err)
+	return r.replies, r.err
+}
+
+// execResult is what an Exec run by execAsync returned.
+type execResult struct {
+	replies []Value
+	err     error
+}
+
+// execAsync runs p's Exec under ctx on a goroutine of its own, for a test
+// to cut its connection meanwhile; awaitExec waits for it.
+func execAsync(ctx context.Context, p *Pipeline) <-chan execResult {
+	done := make(chan execResult, 1)
+	go func() {
+		replies, err := p.Exec(ctx)
+		done <- execResult{replies, err}
+	}()
+	return done
+}
+
+// awaitExec waits for the Exec that execAsync started, failing the test
+// if ctx ends first; after names what should have ended it.
+func awaitExec(t *testing.T, ctx context.Context, done <-chan execResult, after string) execResult {
+	t.Helper()
 	select {
 	case r := <-done:
-		t.Logf("Exec error: %v", r.err)
-		return r.replies, r.err
+		return r
 	case <-ctx.Done():
-		t.Fatal("Exec did not return after its connection was cut twice")
-		return nil, nil
+		t.Fatalf("Exec did not return after %s", after)
+		return execResult{}
 	}
 }
 
