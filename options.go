@@ -600,6 +600,10 @@ func parseURL(u *url.URL, rawURL string, hide bool) (Options, error) {
 			if val == "-1" {
 				d, err = -1, nil
 			}
+			if err != nil && key == "max_conn_age" {
+				// MaxConnAge has no -1: its "no limit" is 0.
+				return o, bad("a duration such as 10m, or 0 for no limit")
+			}
 			if err != nil {
 				return o, bad("a duration such as 10m, or -1")
 			}

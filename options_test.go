@@ -167,6 +167,8 @@ func TestParseURLInvalid(t *testing.T) {
 		{"redis://h?max_idle_time=5", "URL option max_idle_time", "duration"},
 		{"redis://h?max_idle_time=-5s", "MaxIdleTime", "-5s"},
 		{"redis://h?max_conn_age=forever", "URL option max_conn_age", `"forever"`},
+		{"redis://h?max_conn_age=forever", "URL option max_conn_age", "0 for no limit"},
+		{"redis://h?max_idle_time=forever", "URL option max_idle_time", "or -1"},
 		{"redis://h?max_conn_age=-1", "MaxConnAge", "negative"},
 		{"redis://h?idle_check_after=1", "URL option idle_check_after", "duration"},
 		{"redis://h?idle_check_after=-1ms", "IdleCheckAfter", "-1ms"},
