@@ -234,12 +234,13 @@ func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 		case <-ctx.Done():
 			if pr != nil {
 				p.unwait()
-				return zero, ctx.Err() // waiting for another's dial
 			}
 			// Exhausted only if, as it ended, no slot was free and no
 			// connection had come back: a Put since the look above
 			// makes both this case and wake ready, and select picks
-			// either.
+			// either. A Get that waited for another's dial did not
+			// look at the slots, but one whose dial holds the last of
+			// them waited for a full pool all the same.
 			p.mu.Lock()
 			lent := len(p.idle) == 0 && len(p.slots) == cap(p.slots)
 			p.mu.Unlock()

@@ -219,3 +219,28 @@ func TestDialTimeoutOfCallerNotShared(t *testing.T) {
 		}
 	}
 }
+
+// TestDialWaitOnFullPoolIsExhausted: a Get that waits for another's dial
+// when that dial holds the pool's last slot waits, in fact, for a full
+// pool: if its context ends there, the pool says it was exhausted, as it
+// says to a Get that waits with every connection lent, so that the
+// Client's error counts the connection being dialed.
+func TestDialWaitOnFullPoolIsExhausted(t *testing.T) {
+	g := newGatedPool(1)
+	defer func() {
+		close(g.release)
+		waitUntil(t, "the first dial to end", func() bool { return g.now.Load() == 0 })
+	}()
+	go g.Get(context.Background())
+	waitUntil(t, "the first dial", func() bool { return g.dials.Load() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := g.Get(ctx); done <- err }()
+	waitUntil(t, "a Get to wait for it", func() bool { return g.Waiting() == 1 })
+	cancel()
+	err := <-done
+	var ee *ExhaustedError
+	if !errors.As(err, &ee) || ee.Size != 1 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get = %v, want an *ExhaustedError of size 1 wrapping context.Canceled", err)
+	}
+}
