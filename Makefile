@@ -84,8 +84,8 @@ fault: deps
 	$(GO) run ./internal/faultsuite -phase cluster -duration 60s -large-pipelines 10
 
 fault-short: deps
-	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000
-	$(GO) run ./internal/faultsuite -phase cluster -duration 15s -failover-every 5s -large-pipelines 10 -min-reshards 5 -min-failovers 2 -min-commands 20000
+	$(GO) run ./internal/faultsuite -duration 20s -min-faults 20 -min-commands 20000 -min-partial 1
+	$(GO) run ./internal/faultsuite -phase cluster -duration 15s -failover-every 5s -large-pipelines 10 -min-reshards 5 -min-failovers 2 -min-commands 20000 -min-partial 1
 
 # Many goroutines against one server for two minutes: invariants, errors,
 # heap and RSS growth.

@@ -27,6 +27,12 @@ type clusterConfig struct {
 	MinReshards   int64
 	MinFailovers  int64
 	MinCommands   int64
+	// MinPartial, when above 0, is how many replies of pipelines cut
+	// partway, or of streams that stopped, must be checked; and some
+	// connection of the workload must have been cut from the server's
+	// side. Without them the run says nothing of what a batch cut on a
+	// live master keeps.
+	MinPartial int64
 	// LargeEvery, when above 0, makes one pipeline in LargeEvery large
 	// (see clusterload.Config.LargeEvery).
 	LargeEvery int
@@ -72,6 +78,9 @@ type clusterResult struct {
 	// streams that stopped; NotSent the commands the client said it
 	// never wrote.
 	Partial, NotSent int64
+	// Cuts counts the workload's connections closed from the server's
+	// side; the progress lines show it, the last line does not.
+	Cuts int64
 }
 
 func (r clusterResult) String() string {
@@ -93,6 +102,12 @@ func (r clusterResult) problems(cfg clusterConfig) []string {
 	}
 	if r.Checked < cfg.MinCommands {
 		out = append(out, fmt.Sprintf("only %d commands checked, want at least %d", r.Checked, cfg.MinCommands))
+	}
+	if r.Partial < cfg.MinPartial {
+		out = append(out, fmt.Sprintf("only %d replies of batches cut partway checked, want at least %d", r.Partial, cfg.MinPartial))
+	}
+	if cfg.MinPartial > 0 && r.Cuts == 0 {
+		out = append(out, "no connection of the workload was cut from the server's side: CLIENT LIST showed none named "+loadName)
 	}
 	return out
 }
@@ -167,7 +182,7 @@ func runCluster(cfg clusterConfig) (res clusterResult, err error) {
 }
 
 func (ph *clusterPhase) result() clusterResult {
-	r := clusterResult{Reshards: ph.reshards, Failovers: ph.failovers, Hung: ph.hung}
+	r := clusterResult{Reshards: ph.reshards, Failovers: ph.failovers, Hung: ph.hung, Cuts: ph.cuts}
 	if ph.load != nil {
 		n := ph.load.Counts()
 		r.Checked, r.Misordered, r.Lost, r.Duplicated = n.Checked, n.Misordered, n.Lost, n.Duplicated

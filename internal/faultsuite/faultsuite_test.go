@@ -280,3 +280,47 @@ func TestOutcomeAgreesWithErrNotApplied(t *testing.T) {
 		t.Errorf("the transaction ran: k = %v", v)
 	}
 }
+
+// TestProblemsWantCutPipelines: a run asked for replies of cut pipelines
+// fails if none was checked, or if none of its commands was said not sent
+// (single phase) or no connection was cut (cluster phase): else the
+// checks of what a cut pipeline keeps could go unexercised, and the run
+// pass all the same.
+func TestProblemsWantCutPipelines(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.MinPartial = 1
+	for _, c := range []struct {
+		r    result
+		want int
+	}{
+		{result{Partial: 0, NotSent: 0}, 2},
+		{result{Partial: 5, NotSent: 0}, 1},
+		{result{Partial: 0, NotSent: 3}, 1},
+		{result{Partial: 5, NotSent: 3}, 0},
+	} {
+		if got := c.r.problems(cfg); len(got) != c.want {
+			t.Errorf("%+v: problems %q, want %d", c.r, got, c.want)
+		}
+	}
+	if got := (result{}).problems(defaultConfig()); len(got) != 0 {
+		t.Errorf("with no minimum: problems %q", got)
+	}
+	ccfg := defaultClusterConfig()
+	ccfg.MinPartial = 1
+	for _, c := range []struct {
+		r    clusterResult
+		want int
+	}{
+		{clusterResult{Partial: 0, Cuts: 0}, 2},
+		{clusterResult{Partial: 5, Cuts: 0}, 1},
+		{clusterResult{Partial: 0, Cuts: 3}, 1},
+		{clusterResult{Partial: 5, Cuts: 3}, 0},
+	} {
+		if got := c.r.problems(ccfg); len(got) != c.want {
+			t.Errorf("%+v: problems %q, want %d", c.r, got, c.want)
+		}
+	}
+	if got := (clusterResult{}).problems(defaultClusterConfig()); len(got) != 0 {
+		t.Errorf("with no minimum: problems %q", got)
+	}
+}

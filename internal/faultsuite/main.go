@@ -16,8 +16,9 @@
 // P counts the replies checked of pipelines whose connection failed
 // partway, each checked as on success, and Q their commands the client
 // said it never wrote, whose effects must be absent. It exits non-zero
-// unless a to e are all zero and N and M reach the minimums (by default 100 faults and 200,000 commands for runs of 60s or
-// more, none for shorter runs).
+// unless a to e are all zero and N, M and P reach the minimums, with Q
+// above zero when P has one (by default 100 faults, 200,000 commands and
+// one partial reply for runs of 60s or more, none for shorter runs).
 //
 // The cluster phase runs a cluster client against three masters with a
 // replica each, moving slots between the masters all along and failing
@@ -34,8 +35,9 @@
 // P counts the replies checked of pipelines cut partway and of streams
 // that stopped, and Q the commands the client said it never wrote, whose
 // effects must be absent. It exits non-zero unless a to d are all zero
-// and N, M and K reach the minimums (by default 20 reshards, 4 failovers and 100,000 commands
-// for runs of 60s or more, none for shorter runs).
+// and N, M, K and P reach the minimums, with some connection cut when P
+// has one (by default 20 reshards, 4 failovers, 100,000 commands and one
+// partial reply for runs of 60s or more, none for shorter runs).
 package main
 
 import (
@@ -58,6 +60,7 @@ func main() {
 	flag.IntVar(&ccfg.LargeEvery, "large-pipelines", 0, "cluster phase: one pipeline in this many has hundreds of commands, sent in several passes (0: none)")
 	minReshards := flag.Int64("min-reshards", -1, "cluster phase: reshards that must be done (default: 20 when -duration is 60s or more, else 0)")
 	minFailovers := flag.Int64("min-failovers", -1, "cluster phase: failovers that must be done (default: 4 when -duration is 60s or more, else 0)")
+	minPartial := flag.Int64("min-partial", -1, "replies of pipelines cut partway that must be checked, with, in the single phase, some command of them said not sent, and in the cluster phase some connection cut from the server's side (default: 1 when -duration is 60s or more, else 0)")
 	flag.Parse()
 	logf := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
@@ -66,12 +69,13 @@ func main() {
 	var err error
 	switch *phase {
 	case "single":
-		cfg.MinFaults, cfg.MinCommands = *minFaults, *minCommands
+		cfg.MinFaults, cfg.MinCommands, cfg.MinPartial = *minFaults, *minCommands, *minPartial
 		if cfg.Duration >= 60*time.Second {
 			cfg.MinFaults = orDefault(cfg.MinFaults, 100)
 			cfg.MinCommands = orDefault(cfg.MinCommands, 200000)
+			cfg.MinPartial = orDefault(cfg.MinPartial, 1)
 		}
-		cfg.MinFaults, cfg.MinCommands = max(cfg.MinFaults, 0), max(cfg.MinCommands, 0)
+		cfg.MinFaults, cfg.MinCommands, cfg.MinPartial = max(cfg.MinFaults, 0), max(cfg.MinCommands, 0), max(cfg.MinPartial, 0)
 		cfg.Log = logf
 		var res result
 		res, err = run(cfg)
@@ -83,13 +87,15 @@ func main() {
 				ccfg.Workers = cfg.Workers
 			}
 		})
-		ccfg.MinReshards, ccfg.MinFailovers, ccfg.MinCommands = *minReshards, *minFailovers, *minCommands
+		ccfg.MinReshards, ccfg.MinFailovers, ccfg.MinCommands, ccfg.MinPartial = *minReshards, *minFailovers, *minCommands, *minPartial
 		if ccfg.Duration >= 60*time.Second {
 			ccfg.MinReshards = orDefault(ccfg.MinReshards, 20)
 			ccfg.MinFailovers = orDefault(ccfg.MinFailovers, 4)
 			ccfg.MinCommands = orDefault(ccfg.MinCommands, 100000)
+			ccfg.MinPartial = orDefault(ccfg.MinPartial, 1)
 		}
 		ccfg.MinReshards, ccfg.MinFailovers, ccfg.MinCommands = max(ccfg.MinReshards, 0), max(ccfg.MinFailovers, 0), max(ccfg.MinCommands, 0)
+		ccfg.MinPartial = max(ccfg.MinPartial, 0)
 		var res clusterResult
 		res, err = runCluster(ccfg)
 		last, problems = res, res.problems(ccfg)

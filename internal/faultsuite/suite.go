@@ -25,6 +25,11 @@ type config struct {
 	Seed        uint64
 	MinFaults   int64
 	MinCommands int64
+	// MinPartial, when above 0, is how many replies of pipelines cut
+	// partway must be checked, and some command of those must have been
+	// said not sent: without them the run says nothing of the replies a
+	// cut pipeline keeps.
+	MinPartial int64
 	// EpochMin and EpochMax bound the time between two kills of the
 	// server.
 	EpochMin, EpochMax time.Duration
@@ -91,6 +96,12 @@ func (r result) problems(cfg config) []string {
 	}
 	if r.Checked < cfg.MinCommands {
 		out = append(out, fmt.Sprintf("only %d commands checked, want at least %d", r.Checked, cfg.MinCommands))
+	}
+	if r.Partial < cfg.MinPartial {
+		out = append(out, fmt.Sprintf("only %d replies of pipelines cut partway checked, want at least %d: no fault cut a pipeline after some of its replies", r.Partial, cfg.MinPartial))
+	}
+	if cfg.MinPartial > 0 && r.NotSent == 0 {
+		out = append(out, "no command of a cut pipeline was said not sent: no fault cut a large pipeline while it was written, and what the client says of such commands went unchecked")
 	}
 	return out
 }
