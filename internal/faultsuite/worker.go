@@ -214,8 +214,9 @@ type item struct {
 	token string
 }
 
-// bigEvery and echoPadding make the large pipelines: about 80 ECHOs of
-// 32 KiB each, some MiB on the wire each way.
+// bigEvery and echoPadding make the large pipelines: their ECHOs (about
+// 45 on average, up to some 90) carry 128 KiB each, some MiB on the wire
+// each way.
 const bigEvery = 40
 
 var echoPadding = ":" + strings.Repeat("e", 128<<10)
