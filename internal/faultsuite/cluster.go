@@ -104,7 +104,7 @@ func (r clusterResult) problems(cfg clusterConfig) []string {
 		out = append(out, fmt.Sprintf("only %d commands checked, want at least %d", r.Checked, cfg.MinCommands))
 	}
 	if r.Partial < cfg.MinPartial {
-		out = append(out, fmt.Sprintf("only %d replies of batches cut partway checked, want at least %d", r.Partial, cfg.MinPartial))
+		out = append(out, fmt.Sprintf("only %d replies of failed batches checked, want at least %d", r.Partial, cfg.MinPartial))
 	}
 	if cfg.MinPartial > 0 && r.Cuts == 0 {
 		out = append(out, "no connection of the workload was cut from the server's side: CLIENT LIST showed none named "+loadName)
