@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,4 +207,51 @@ func TestPoolExhaustedCluster(t *testing.T) {
 		t.Fatalf("Watch on another master: %v", err)
 	}
 	tx2.Close()
+}
+
+// TestPoolExhaustedWhileDialing: with the pool's one connection being
+// dialed, a call that waits for that dial until its context ends is told
+// that the pool is exhausted, the connection counted as being dialed, as
+// when it waits for a connection lent.
+func TestPoolExhaustedWhileDialing(t *testing.T) {
+	srv := redistest.Start(t)
+	release := make(chan struct{})
+	var dials atomic.Int64
+	c, err := NewClient(Options{Addr: srv.Addr, PoolSize: 1, MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { _, err := c.Do(ctx, "BLPOP", "dialing:list", "0.01"); first <- err }()
+	waitUntil(t, ctx, "the first dial", func() bool { return dials.Load() == 1 })
+
+	short, stop := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { _, err := c.Do(short, "BLPOP", "dialing:list", "0.01"); second <- err }()
+	waitUntil(t, ctx, "the second call to wait for the first dial", func() bool { return c.pool.Waiting() == 1 })
+	stop()
+	err = <-second
+	t.Logf("BLPOP: %v", err)
+	if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, context.Canceled) || OutcomeOf(err) != OutcomeNotSent ||
+		!strings.Contains(err.Error(), "1 being dialed") {
+		t.Errorf("BLPOP waiting for the dial of the pool's one connection = %v; want the pool exhausted, 1 being dialed, not sent", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("the first BLPOP = %v", err)
+	}
 }
