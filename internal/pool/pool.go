@@ -106,7 +106,8 @@ type probe struct {
 	done chan struct{} // closed when err is set
 	// err is the dial's failure, to be shared; nil when the dial
 	// succeeded, or failed for a reason of its caller's own (its context
-	// ended), which tells the others nothing of the server.
+	// ended, or its deadline came), which tells the others nothing of
+	// the server.
 	err error
 	ok  bool // the dial succeeded
 }
@@ -139,7 +140,8 @@ func New[C Conn](cfg Config[C]) *Pool[C] {
 // the caller's; only ctx ending during a check is. A Get that would dial
 // while another's dial is in flight waits for that one (see the package
 // documentation), and returns its error, the same value, if it fails for
-// any reason but the end of that caller's context.
+// any reason but the end of that caller's context, or its deadline
+// come.
 func (p *Pool[C]) Get(ctx context.Context) (C, error) {
 	var zero C
 	if err := ctx.Err(); err != nil {
