@@ -78,6 +78,9 @@ func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context,
 	if fn == nil {
 		return &UsageError{Msg: "ForEachMaster needs a function"}
 	}
+	if ctx == nil {
+		return nilContext("ForEachMaster")
+	}
 	if ctx.Err() != nil {
 		return notSent(conn.ContextErr(ctx))
 	}

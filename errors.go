@@ -200,6 +200,15 @@ func (e *UsageError) Error() string { return "redpipe: " + e.Msg }
 
 func (e *UsageError) Unwrap() error { return e.Err }
 
+// nilContext is the error of a call given a nil context.Context, refused
+// before anything is sent: the engine reads the context's deadline and
+// waits on its Done channel, and would otherwise panic deep inside, far
+// from the call that passed it.
+func nilContext(call string) error {
+	return &UsageError{Msg: call + " was given a nil context.Context: pass context.Background(), " +
+		"or context.TODO() where no context is at hand yet"}
+}
+
 // ErrNotApplied is matched (errors.Is) by every error that means a
 // transaction was certainly not applied: a watch conflict (ErrWatch), an
 // EXECABORT (*ExecAbortError), a transaction refused before it was sent

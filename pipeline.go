@@ -239,6 +239,19 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 		// It would send the batch being decoded again.
 		return nil, &UsageError{Msg: "Exec of a Pipeline from a Decoder of its own Exec"}
 	}
+	if ctx == nil {
+		err := nilContext("Pipeline.Exec")
+		if p.multi {
+			// Nothing was sent: the Multi stays open, with its commands,
+			// as when its Exec gives up waiting for the Tx.
+			return nil, notAppliedTx(err)
+		}
+		p.reset()
+		if p.transaction {
+			return nil, notAppliedTx(err)
+		}
+		return nil, err
+	}
 	if p.tx != nil {
 		// Released once exec has settled the Tx's state, before the
 		// replies are decoded. A plain Pipeline of the Tx cannot end an

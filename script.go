@@ -49,6 +49,9 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 		// and EVAL would run an empty script, silently.
 		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
 	}
+	if ctx == nil {
+		return Value{}, nilContext("Script.Run")
+	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
 	if err == nil {
 		err = v.Err()

@@ -101,6 +101,12 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 	if c.cluster != nil {
 		s.cl = &clusterStream{s: s, r: c.cluster}
 	}
+	if ctx == nil {
+		// Nothing is ever sent: Close reports this. Discard, which waits
+		// with the stream's context, has nothing to wait for.
+		s.stop(nilContext("Client.Stream"))
+		s.ctx = context.Background()
+	}
 	return s
 }
 
@@ -179,6 +185,11 @@ func (s *Stream) Close(ctx context.Context) (int, error) {
 			return s.Len(), s.result()
 		}
 		return 0, &UsageError{Msg: "Stream used after Close", Err: ErrClosed}
+	}
+	if ctx == nil {
+		// As a Close refused from within each, it leaves the stream as it
+		// is, for a Close with a context to finish.
+		return 0, nilContext("Stream.Close")
 	}
 	if s.inEach() {
 		return 0, &UsageError{Msg: "Stream.Close called from within each, which runs as replies are handed out: " +

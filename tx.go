@@ -120,6 +120,9 @@ type Tx struct {
 // the session. With no keys it just binds the connection; on a cluster,
 // where the keys' slot chooses the master, keys are required.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
+	if ctx == nil {
+		return nil, nilContext("Watch")
+	}
 	if c.cluster != nil {
 		return c.cluster.watch(ctx, keys)
 	}
@@ -480,6 +483,14 @@ func (t *Tx) connect(ctx context.Context) error {
 }
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
+	if ctx == nil {
+		name := "a command"
+		if w.err == nil {
+			name = w.cmds[0].info().Name
+		}
+		putBuf(w)
+		return Value{}, nilContext(name + " on a Tx")
+	}
 	refusable := func() (string, bool) {
 		if w.err != nil {
 			return "", false
@@ -1020,6 +1031,10 @@ func (c *Client) txOptions(ctx context.Context) (TxOptions, error) {
 }
 
 func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
+	if ctx == nil {
+		var zero T
+		return zero, nil, notAppliedTx(nilContext("Transaction"))
+	}
 	if c.cluster != nil {
 		return clusterTransact(ctx, c.cluster, fn, keys)
 	}

@@ -1,0 +1,154 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestNilContext: every call that takes a context refuses a nil one with a
+// *UsageError that says what to pass, before anything is sent, rather than
+// panicking deep in the engine with a nil pointer dereference. Transactions
+// refused so are not applied; a Multi pipeline stays open with its
+// commands, and a Stream's Close refused so leaves the stream for a Close
+// with a context.
+func TestNilContext(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	testNilContext(t, c)
+
+	// Connect takes a context too.
+	var nilCtx context.Context
+	if _, err := Connect(nilCtx, "redis://"+srv.Addr); !isNilContextErr(err) {
+		t.Errorf("Connect(nil) = %v; want the nil context refused", err)
+	}
+	if _, err := ConnectCluster(nilCtx, "redis://"+srv.Addr); !isNilContextErr(err) {
+		t.Errorf("ConnectCluster(nil) = %v; want the nil context refused", err)
+	}
+}
+
+// isNilContextErr reports whether err is the refusal of a nil context:
+// a *UsageError, not sent, that says what to pass instead.
+func isNilContextErr(err error) bool {
+	var ue *UsageError
+	return errors.As(err, &ue) && OutcomeOf(err) != OutcomeUnknown &&
+		strings.Contains(err.Error(), "nil context.Context: pass context.Background()")
+}
+
+// testNilContext runs the calls of TestNilContext on c, a Client of one
+// server or of a cluster.
+func testNilContext(t *testing.T, c *Client) {
+	ctx := ctxT(t)
+	var nilCtx context.Context // a nil context, as a caller's unset field would hold
+	const key = "{nilctx}k"
+	if _, err := c.Del(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	notSet := func(what string) {
+		t.Helper()
+		if n, err := c.Exists(ctx, key); err != nil || n != 0 {
+			t.Errorf("after %s: EXISTS %s = %d, %v; want 0: nothing may be sent", what, key, n, err)
+		}
+	}
+	check := func(what string, err error, tx bool) {
+		t.Helper()
+		if !isNilContextErr(err) {
+			t.Errorf("%s with a nil context = %v; want a *UsageError that says to pass context.Background()", what, err)
+		}
+		if OutcomeOf(err) == OutcomeUnknown || (tx && !errors.Is(err, ErrNotApplied)) {
+			t.Errorf("%s with a nil context: outcome %v, ErrNotApplied %t; want it not sent (not applied for a transaction)",
+				what, OutcomeOf(err), errors.Is(err, ErrNotApplied))
+		}
+		notSet(what)
+	}
+
+	_, err := c.Do(nilCtx, "SET", key, "v")
+	check("Do", err, false)
+	check("Set", c.Set(nilCtx, key, "v"), false)
+	_, err = c.Get(nilCtx, key)
+	check("Get", err, false)
+
+	p := c.Pipeline(NoTransaction).Set(key, "v")
+	_, err = p.Exec(nilCtx)
+	check("NoTransaction Pipeline.Exec", err, false)
+	if p.Len() != 0 {
+		t.Errorf("a Pipeline refused a nil context holds %d commands; want it emptied, as after any Exec", p.Len())
+	}
+	_, err = c.Pipeline().Set(key, "v").Exec(nilCtx)
+	check("Pipeline.Exec", err, true)
+
+	_, err = NewScript("return redis.call('SET', KEYS[1], 'v')").Run(nilCtx, c, []string{key})
+	check("Script.Run", err, false)
+
+	_, err = c.Transaction(nilCtx, func(tx *Tx) error {
+		tx.Multi().Set(key, "v")
+		return nil
+	}, key)
+	check("Transaction", err, true)
+	_, err = TransactionValue(nilCtx, c, func(tx *Tx) (int, error) {
+		tx.Multi().Set(key, "v")
+		return 1, nil
+	}, key)
+	check("TransactionValue", err, true)
+
+	_, err = c.Watch(nilCtx, key)
+	check("Watch", err, false)
+
+	tx, err := c.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	check("Tx.Set", tx.Set(nilCtx, key, "v"), false)
+	_, err = tx.Do(nilCtx, "SET", key, "v")
+	check("Tx.Do", err, false)
+	check("Tx.Watch", tx.Watch(nilCtx, key), false)
+	check("Tx.Unwatch", tx.Unwatch(nilCtx), false)
+	_, err = tx.Pipeline().Set(key, "v").Exec(nilCtx)
+	check("Tx.Pipeline().Exec", err, false)
+	if !tx.Watching() {
+		t.Errorf("the Tx stopped watching after calls refused a nil context")
+	}
+	m := tx.Multi().Set(key, "v")
+	_, err = m.Exec(nilCtx)
+	check("Tx.Multi().Exec", err, true)
+	// The Multi stays open, with its command, for an Exec with a context.
+	if replies, err := m.Exec(ctx); err != nil || len(replies) != 1 {
+		t.Fatalf("Exec of the Multi after a nil context was refused = %v, %v; want the SET applied", replies, err)
+	}
+	if got, err := c.Get(ctx, key); err != nil || got != "v" {
+		t.Errorf("GET after the Multi ran = %q, %v; want v", got, err)
+	}
+	if _, err := c.Del(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+
+	err = c.ForEachMaster(nilCtx, func(context.Context, *Client) error { return nil })
+	check("ForEachMaster", err, false)
+
+	// A Stream made with a nil context sends nothing; its Close says why.
+	got := 0
+	s := c.Stream(nilCtx, func(int, Value) error { got++; return nil })
+	s.Set(key, "v")
+	check("Stream.Err", s.Err(), false)
+	n, err := s.Close(ctx)
+	check("Stream.Close of a Stream made with a nil context", err, false)
+	if n != 0 || got != 0 {
+		t.Errorf("a Stream made with a nil context sent %d commands, handed out %d replies; want none", n, got)
+	}
+	c.Stream(nilCtx, func(int, Value) error { return nil }).Set(key, "v").Discard()
+	notSet("Discard of a Stream made with a nil context")
+
+	// Close with a nil context is refused; the stream waits for a Close
+	// with one, which sends what it holds.
+	s = c.Stream(ctx, func(int, Value) error { got++; return nil })
+	s.Set(key, "v")
+	_, err = s.Close(nilCtx)
+	check("Stream.Close", err, false)
+	if n, err := s.Close(ctx); err != nil || n != 1 || got != 1 {
+		t.Errorf("Close with a context after Close(nil) = %d, %v with %d replies; want 1 command sent and answered", n, err, got)
+	}
+	if v, err := c.Get(ctx, key); err != nil || v != "v" {
+		t.Errorf("GET after the Stream closed = %q, %v; want v", v, err)
+	}
+}
