@@ -54,6 +54,24 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ProtocolRefusal is the cause of a connection's failure after its server
+// answered a command with "ERR Protocol error": the server could not read
+// what was sent (an argument longer than its proto-max-bulk-len, 512 MB
+// unless configured otherwise), and closes the connection once it has
+// said so, without reading further. Err is how the connection then
+// failed, as the client saw it.
+type ProtocolRefusal struct {
+	Reply string // the server's error reply, "ERR Protocol error: ..."
+	Err   error
+}
+
+func (e *ProtocolRefusal) Error() string {
+	return "the server refused what was sent on the connection with \"" + e.Reply + "\" and closed it " +
+		"(is an argument longer than the server's proto-max-bulk-len, 512 MB by default?): " + e.Err.Error()
+}
+
+func (e *ProtocolRefusal) Unwrap() error { return e.Err }
+
 // Options tune a connection.
 type Options struct {
 	Limits resp.Limits
@@ -224,6 +242,11 @@ type Conn struct {
 	// as not sent rather than of unknown outcome.
 	unsettled []*call
 	failed    *Error
+	// refusal is the server's "ERR Protocol error" reply, set under mu by
+	// the holder of the read role when one comes: the server closes the
+	// connection after it, and the failure that follows names it as its
+	// cause.
+	refusal string
 	// reading is held by whoever reads the socket: the reader goroutine,
 	// or a caller that sent a lone call and polls for its reply itself,
 	// which saves handing each reply from one goroutine to another, and
@@ -685,6 +708,11 @@ func (c *Conn) failLocked(err *Error) {
 	if c.err != nil {
 		c.settleLocked()
 		return
+	}
+	if c.refusal != "" && err.Op != "close" {
+		// The server said why it closes the connection: that is the cause
+		// to give, rather than the reset or end of stream that follows.
+		err = &Error{Op: err.Op, Err: &ProtocolRefusal{Reply: c.refusal, Err: err.Err}, Unsent: err.Unsent}
 	}
 	c.err = err
 	c.failed = err

@@ -480,6 +480,9 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 		if v.Kind == resp.Error && c.opt.NoteReadOnly && strings.HasPrefix(v.Str, "READONLY ") {
 			c.stale.Or(staleReadOnly)
 		}
+		if v.Kind == resp.Error && c.refusal == "" && protocolRefusal(v.Str) {
+			c.refusal = v.Str
+		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
 				// A large batch's slice is a large allocation: it is made
@@ -543,6 +546,10 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 	}
 	return !failed, false
 }
+
+// protocolRefusal reports whether s, an error reply, is the server's
+// refusal of the bytes it was sent, after which it closes the connection.
+func protocolRefusal(s string) bool { return strings.HasPrefix(s, "ERR Protocol error") }
 
 // unaskedErr is the error of a value, found, that came while no call was
 // in line, at stream offset off.

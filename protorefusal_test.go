@@ -1,0 +1,100 @@
+package redpipe
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestProtocolRefusalNamed: an argument longer than the server's
+// proto-max-bulk-len is answered "ERR Protocol error: invalid bulk
+// length", after which the server closes the connection. The commands
+// sent behind it then fail with an error that gives that reply and what
+// likely caused it, not only the reset of the connection that follows;
+// in a plain pipeline, in a transaction, whose EXEC never ran, and in a
+// Stream. The server is paused for writes while each batch is written, so
+// that it reads the whole batch before it refuses it: a server that
+// refuses while the client still writes resets the connection under the
+// write, and the client never reads the reply.
+func TestProtocolRefusalNamed(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "SET", "proto-max-bulk-len", "1mb")
+	big := strings.Repeat("x", 1<<20+1)
+	t.Cleanup(func() { srv.Do("CLIENT", "UNPAUSE") })
+
+	// held runs send while the server holds writes, and lets them go once
+	// the server has read the whole batch into the query buffer of the
+	// client sending it.
+	held := func(send func() error) error {
+		srv.MustDo(t, "CLIENT", "PAUSE", "60000", "WRITE")
+		done := make(chan error, 1)
+		go func() { done <- send() }()
+		waitUntil(t, ctx, "the batch read by the server", func() bool {
+			v, err := srv.Do("CLIENT", "LIST")
+			if err != nil {
+				return false
+			}
+			s, _ := v.(string)
+			for _, line := range strings.Split(s, "\n") {
+				for _, f := range strings.Fields(line) {
+					if q, ok := strings.CutPrefix(f, "qbuf="); ok {
+						if n, _ := strconv.Atoi(q); n > len(big) {
+							return true
+						}
+					}
+				}
+			}
+			return false
+		})
+		srv.MustDo(t, "CLIENT", "UNPAUSE")
+		return <-done
+	}
+	named := func(what string, err error) {
+		t.Helper()
+		var ce *ConnError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), `"ERR Protocol error: invalid bulk length"`) ||
+			!strings.Contains(err.Error(), "proto-max-bulk-len") {
+			t.Errorf("%s = %v; want the connection's failure to give the server's protocol error and its likely cause", what, err)
+		}
+	}
+
+	var replies []Value
+	err := held(func() (err error) {
+		replies, err = c.Pipeline(NoTransaction).Set("k", "1").Set("big", big).Get("k").Exec(ctx)
+		return err
+	})
+	named("Exec of a plain pipeline", err)
+	if OutcomeOf(err) != OutcomeUnknown {
+		t.Errorf("Exec of a plain pipeline: outcome %v; want unknown", OutcomeOf(err))
+	}
+	if len(replies) == 3 {
+		if replies[0].Err() != nil {
+			t.Errorf("reply 0 = %v; want OK", replies[0])
+		}
+		var se *Error
+		if !errors.As(replies[1].Err(), &se) || !strings.HasPrefix(se.Error(), "ERR Protocol error") {
+			t.Errorf("reply 1 = %v; want the server's protocol error", replies[1])
+		}
+		named("reply 2", replies[2].Err())
+	} else {
+		t.Errorf("Exec of a plain pipeline returned %d replies; want 3", len(replies))
+	}
+
+	err = held(func() error {
+		_, err := c.Pipeline().Set("k", "2").Set("big", big).Exec(ctx)
+		return err
+	})
+	named("Exec of a transaction", err)
+
+	err = held(func() error {
+		_, err := c.Stream(ctx, func(int, Value) error { return nil }).Set("k", "3").Set("big", big).Get("k").Close(ctx)
+		return err
+	})
+	named("Close of a Stream", err)
+
+	if v, err := c.Get(ctx, "k"); err != nil || v != "3" {
+		t.Errorf("GET k = %q, %v; want 3 (the commands before the refused one ran)", v, err)
+	}
+}
