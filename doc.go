@@ -267,7 +267,14 @@
 // that finds its connection closed by the server while nothing was in
 // line on it (the server's timeout setting, CLIENT KILL) goes over a new
 // one, as nothing of it was sent, without counting as a retry; so does a
-// pooled connection, which is looked at before it is lent.
+// pooled connection, which is looked at before it is lent. A server that
+// cannot read what it was sent (an argument longer than its
+// proto-max-bulk-len, 512 MB by default) answers "ERR Protocol error" and
+// closes the connection: that reply is the command's, and the *ConnError
+// of the calls behind it, and of a transaction or Stream holding it,
+// gives it as the cause when the client read it before the connection
+// was reset (a server that refuses while the client still writes resets
+// the connection under the write).
 //
 // The bytes waiting to be written on one connection are bounded (4 MiB):
 // when the server stops reading, callers wait for room or for their
