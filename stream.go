@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redpipe/redpipe/internal/conn"
 	"github.com/redpipe/redpipe/internal/resp"
@@ -151,7 +150,8 @@ func (s *Stream) Err() error {
 		return s.eachErr
 	}
 	if n := s.late + len(s.p.w.cmds); s.closed && n > 0 {
-		return &UsageError{Msg: strconv.Itoa(n) + " commands queued on the Stream after Close were dropped, not sent", Err: ErrClosed}
+		return &UsageError{Msg: plural(n, "command queued on the Stream after Close or Discard was dropped, not sent",
+			"commands queued on the Stream after Close or Discard were dropped, not sent"), Err: ErrClosed}
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (s *Stream) Close(ctx context.Context) (int, error) {
 			s.untold = false
 			return s.Len(), s.result()
 		}
-		return 0, &UsageError{Msg: "Stream used after Close", Err: ErrClosed}
+		return 0, &UsageError{Msg: "Stream used after Close or Discard, which finished it: make another with Client.Stream", Err: ErrClosed}
 	}
 	if ctx == nil {
 		// As a Close refused from within each, it leaves the stream as it
