@@ -107,7 +107,13 @@ func (o ClusterOptions) GoString() string { return o.String() }
 // package documentation, section Cluster, for what differs.
 func NewClusterClient(opt ClusterOptions) (*Client, error) {
 	if len(opt.Addrs) == 0 {
-		return nil, &OptionError{Field: "Addrs", Msg: "needs at least one seed node"}
+		msg := "needs at least one seed node"
+		if opt.Addr != "" {
+			// Options.Addr names a single server's address; a cluster
+			// client reads its seeds from Addrs alone.
+			msg += fmt.Sprintf(": Options.Addr is not read on a cluster, give it as Addrs: []string{%q}", opt.Addr)
+		}
+		return nil, &OptionError{Field: "Addrs", Msg: msg}
 	}
 	if opt.DB != 0 {
 		return nil, &OptionError{Field: "DB", Msg: fmt.Sprintf("must be 0 on a cluster, not %d", opt.DB)}

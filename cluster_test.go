@@ -2500,3 +2500,18 @@ func TestClusterEmptySeedRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSeedInAddrRefused: ClusterOptions whose only address is in
+// the embedded Options.Addr, where a single server's client takes it, are
+// refused with an error that says to give it in Addrs: "needs at least one
+// seed node" alone left the caller to wonder where the one given went.
+func TestClusterSeedInAddrRefused(t *testing.T) {
+	c, err := NewClusterClient(ClusterOptions{Options: Options{Addr: "127.0.0.1:7000"}})
+	var oe *OptionError
+	if !errors.As(err, &oe) || oe.Field != "Addrs" || !strings.Contains(oe.Msg, `Addrs: []string{"127.0.0.1:7000"}`) {
+		t.Errorf("NewClusterClient with Options.Addr and no Addrs = %v, want an *OptionError for Addrs saying to give the address there", err)
+	}
+	if c != nil {
+		c.Close()
+	}
+}
