@@ -47,7 +47,10 @@ type Decoder func(Value) (any, error)
 // redpipe knows, with one space ("CONFIG GET"). A name that no reply can
 // carry ("CONFIG|GET", two spaces, a subcommand the table lacks, whose
 // replies go by the container's name) is refused with a *UsageError that
-// names it, and nothing is registered or removed.
+// names it, and nothing is registered or removed; so is a command that
+// changes a connection's state (SELECT, MULTI, EXEC, CLIENT REPLY...),
+// which redpipe refuses or sends itself, and whose replies reach no
+// Decoder, but for WATCH and UNWATCH, which run on a Tx.
 func (c *Client) SetDecoder(command string, d Decoder) error {
 	name, err := decoderName(command)
 	if err != nil {
@@ -91,6 +94,14 @@ func decoderName(command string) (string, error) {
 	words := strings.Split(name, " ")
 	if slices.Contains(words, "") {
 		return refuse("its words are not separated by exactly one space")
+	}
+	if ci := commandTable[name]; ci != nil && ci.has(flagConnState) && name != "WATCH" && name != "UNWATCH" || newerCommands[name] != nil {
+		// Refused as a call and in every batch; those redpipe sends
+		// itself (MULTI, EXEC, SELECT, HELLO...) have replies that reach
+		// no caller. Only WATCH and UNWATCH run on a Tx.
+		return "", &UsageError{Msg: fmt.Sprintf("a Decoder for %q would never run: %s changes the state of a connection and is refused "+
+			"as a call and in every Pipeline, Tx and Stream (%s), and the replies of those redpipe sends itself reach no Decoder; "+
+			"register Decoders for the commands you run", command, name, connStateHint(name))}
 	}
 	switch {
 	case len(words) == 1:

@@ -390,7 +390,7 @@ func TestDecoderNameMatchingNoCommandIsRefused(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, cmd, sub string }{
 		{"config get", "CONFIG", "GET"}, {"Config Get", "CONFIG", "GET"}, {"echo", "ECHO", "x"},
-		{"CLIENT NO-TOUCH", "", ""}, {"JSON.GET", "", ""},
+		{"JSON.GET", "", ""},
 	} {
 		if err := c.SetDecoder(tc.name, dec); err != nil {
 			t.Errorf("SetDecoder(%q) = %v", tc.name, err)
@@ -436,6 +436,15 @@ func TestDecoderNamesMatchReplyNames(t *testing.T) {
 		entries[name] = ci
 	}
 	for name, ci := range entries {
+		if ci.has(flagConnState) && name != "WATCH" && name != "UNWATCH" {
+			// Refused everywhere, or sent by redpipe alone: no reply of
+			// it reaches a Decoder (see TestDecoderOfRefusedCommandRefused).
+			var ue *UsageError
+			if _, err := decoderName(strings.ToLower(name)); !errors.As(err, &ue) {
+				t.Errorf("decoderName(%q) = %v; want a *UsageError", name, err)
+			}
+			continue
+		}
 		for _, spelled := range []string{name, strings.ToLower(name)} {
 			if got, err := decoderName(spelled); err != nil || got != name {
 				t.Errorf("decoderName(%q) = %q, %v; want %q", spelled, got, err, name)
@@ -957,5 +966,46 @@ func checkExecFromOwnDecoder(t *testing.T, ctx context.Context, srv *redistest.S
 	}
 	if *calls != 2 {
 		t.Errorf("the Decoder ran %d times, want 2", *calls)
+	}
+}
+
+// TestDecoderOfRefusedCommandRefused: a Decoder for a command that changes
+// a connection's state (SELECT, MULTI, EXEC, CLIENT REPLY...), which is
+// refused as a call and in every batch, or sent by redpipe itself with a
+// reply that reaches no caller, would never run: SetDecoder and
+// WithDecoder refuse it with a *UsageError that says why, as they refuse
+// names no reply carries, rather than keep it in silence. WATCH and
+// UNWATCH, which run on a Tx, keep theirs.
+func TestDecoderOfRefusedCommandRefused(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	d := func(Value) (any, error) { return "decoded", nil }
+	for _, name := range []string{"EXEC", "multi", "SELECT", "HELLO", "client reply", "CLIENT NO-TOUCH"} {
+		var ue *UsageError
+		err := c.SetDecoder(name, d)
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "would never run") {
+			t.Errorf("SetDecoder(%q) = %v; want a *UsageError saying it would never run", name, err)
+		}
+		if _, err := c.Pipeline(WithDecoder(name, d)).Ping().Exec(ctx); !errors.As(err, &ue) {
+			t.Errorf("Exec of a pipeline WithDecoder(%q) = %v; want its *UsageError", name, err)
+		}
+	}
+	if m := c.decoderTable(); m != nil && len(*m) != 0 {
+		t.Errorf("decoders kept for commands refused: %v", *m)
+	}
+	for _, name := range []string{"WATCH", "UNWATCH"} {
+		if err := c.SetDecoder(name, d); err != nil {
+			t.Errorf("SetDecoder(%q) = %v; want it kept, for the Tx calls", name, err)
+		}
+	}
+	tx, err := c.Watch(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if v, err := tx.Do(ctx, "UNWATCH"); err != nil {
+		t.Fatal(err)
+	} else if got, _ := v.Decoded(); got != "decoded" {
+		t.Errorf("UNWATCH on a Tx decoded %v; want its Decoder to run", got)
 	}
 }
