@@ -98,3 +98,40 @@ func TestProtocolRefusalNamed(t *testing.T) {
 		t.Errorf("GET k = %q, %v; want 3 (the commands before the refused one ran)", v, err)
 	}
 }
+
+// TestProtocolRefusalLookalike: a script may return an error in the
+// server's words, "ERR Protocol error: ...", and the server goes on: the
+// connection's later failure (here its client killed under a BLPOP) is
+// not laid to a refusal once another reply has come after it.
+func TestProtocolRefusalLookalike(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	v, err := tx.Do(ctx, "EVAL", "return redis.error_reply('ERR Protocol error: a script said so')", "0")
+	if err != nil || v.Err() == nil {
+		t.Fatalf("EVAL of a script returning an error = %v, %v", v, err)
+	}
+	id, err := tx.ClientID(ctx) // a reply after the script's
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.BLPop(ctx, 20, "nosuchlist")
+		done <- err
+	}()
+	waitUntil(t, ctx, "the BLPOP blocked", func() bool {
+		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
+		s, _ := v.(string)
+		return err == nil && strings.Contains(s, "cmd=blpop")
+	})
+	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	err = <-done
+	if err == nil || strings.Contains(err.Error(), "refused what was sent") {
+		t.Errorf("BLPOP on a killed connection = %v; want its failure, not laid to the script's error", err)
+	}
+}

@@ -242,10 +242,10 @@ type Conn struct {
 	// as not sent rather than of unknown outcome.
 	unsettled []*call
 	failed    *Error
-	// refusal is the server's "ERR Protocol error" reply, set under mu by
-	// the holder of the read role when one comes: the server closes the
-	// connection after it, and the failure that follows names it as its
-	// cause.
+	// refusal is the server's "ERR Protocol error" reply, when it is the
+	// last reply read, set under mu by the holder of the read role: the
+	// server closes the connection after it, and the failure that follows
+	// names it as its cause.
 	refusal string
 	// reading is held by whoever reads the socket: the reader goroutine,
 	// or a caller that sent a lone call and polls for its reply itself,

@@ -480,8 +480,13 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 		if v.Kind == resp.Error && c.opt.NoteReadOnly && strings.HasPrefix(v.Str, "READONLY ") {
 			c.stale.Or(staleReadOnly)
 		}
-		if v.Kind == resp.Error && c.refusal == "" && protocolRefusal(v.Str) {
+		if v.Kind == resp.Error && protocolRefusal(v.Str) {
 			c.refusal = v.Str
+		} else if c.refusal != "" {
+			// The server went on after it: it was no refusal of the
+			// server's own (a script may return any error), and a later
+			// failure has another cause.
+			c.refusal = ""
 		}
 		if head.state.Load() != abandoned {
 			if head.replies == nil {
