@@ -930,7 +930,8 @@ func valueReply(v Value, err error) (Value, error) {
 // it returns (redis.error_reply, a pcall's error passed on) bears no mark
 // of that, and its prefix (OOM, WRONGTYPE) would read as not applied. Only
 // the server's own NOSCRIPT, answered before any script runs, keeps its
-// own outcome.
+// own outcome, and so do the server's refusals of the call as a whole
+// (refusedCall, busyRefusal).
 func scriptReply(v Value, err error) (Value, error) {
 	if err != nil {
 		return v, err
@@ -939,10 +940,11 @@ func scriptReply(v Value, err error) (Value, error) {
 }
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
-// unless it is the server's NOSCRIPT (see noScript), a redirection in the
+// unless it is the server's NOSCRIPT (see noScript), its refusal of the
+// call as a whole (refusedCall, busyRefusal), a redirection in the
 // server's words (see serverRedirect), or says so already.
 func scriptErr(err error) error {
-	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) {
+	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) || busyRefusal(err) {
 		return err
 	}
 	if se, ok := err.(*Error); ok {
@@ -1007,6 +1009,25 @@ func refusedCall(err error) bool {
 	return false
 }
 
+// busyRefusal tells whether err is the server's BUSY, in its words: the
+// server was running another script or function (or a module's command)
+// and refused the call before running any of it, "BUSY Redis is busy
+// running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+// (FUNCTION KILL for a function; Valkey names itself). Nothing ran, and
+// the call may be sent again once that script ends or is killed. A
+// script's own error in those words cannot be told from it, as for
+// NOSCRIPT (see noScript). In the replies of EXEC it is always the
+// script's own: a busy server refuses EXEC as a whole.
+func busyRefusal(err error) bool {
+	se, ok := err.(*Error)
+	if !ok || se.Prefix != "BUSY" || strings.Contains(se.Msg, " script: ") {
+		return false
+	}
+	server, rest, ok := strings.Cut(strings.TrimPrefix(se.Msg, "BUSY "), " ")
+	return ok && server != "" && (strings.HasPrefix(rest, "is busy running a script. You can only call ") ||
+		rest == "is busy running a module command.")
+}
+
 // markScriptErr gives v, the reply of the command name, the error of
 // unknown outcome that scriptErr makes, when v is the server's error reply
 // to a script or function that may write (EVAL, EVALSHA, FCALL), wherever
@@ -1017,7 +1038,9 @@ func refusedCall(err error) bool {
 // do MOVED, ASK, TRYAGAIN and CLUSTERDOWN in the server's words
 // (serverRedirect): a cluster node answers them before running anything,
 // and a cluster pipeline or stream keeps one as the reply of a command it
-// did not send on. It returns v's error.
+// did not send on, and so do the server's refusals of the call as a
+// whole: a user's ACL (refusedCall), a server busy with another script
+// (busyRefusal). It returns v's error.
 //
 // Only EVALSHA is answered NOSCRIPT by the server, and only in its words
 // (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
@@ -1029,7 +1052,8 @@ func refusedCall(err error) bool {
 func markScriptErr(v *Value, name string, inExec bool) error {
 	err := v.Err()
 	se, ok := err.(*Error)
-	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) || refusedCall(err) {
+	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) || refusedCall(err) ||
+		!inExec && busyRefusal(err) {
 		return err
 	}
 	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) && !inExec {

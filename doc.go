@@ -219,8 +219,11 @@
 // own), and so is the NOPERM of a user's ACL that refuses the call itself
 // or a key it is given, in the server's words, which name EVAL, EVALSHA or
 // FCALL (a command the script calls, refused as it runs, is of unknown
-// outcome), and on a cluster the redirections (MOVED, ASK, TRYAGAIN,
-// CLUSTERDOWN) in the server's words, outside a transaction: in the
+// outcome), and so is the server's BUSY, in its words, to a call made
+// while another script ran ("BUSY Redis is busy running a script..."),
+// which may be sent again once that one has ended, and on a cluster the
+// redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) in the server's
+// words, outside a transaction: in the
 // replies of EXEC, which a server redirects as a whole before running any
 // of it, they are the script's own. The error of ForEachMaster joins
 // those of its calls of fn, one per master, and is of unknown outcome as

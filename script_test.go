@@ -364,3 +364,84 @@ func TestScriptServerRedirectNotApplied(t *testing.T) {
 		}
 	}
 }
+
+// A script or function called while the server runs another one is
+// refused with BUSY before any of it runs: in the server's words that
+// error is not applied and safe to send again, wherever the call was made
+// (Script.Run, Eval, EvalSha, FCall, Do, a pipeline, a stream), not "the
+// script failed, maybe after some of its writes". A BUSY the script
+// returns itself, in other words, stays of unknown outcome.
+func TestScriptBusyNotApplied(t *testing.T) {
+	c, srv := newTestClient(t, Options{}, "--lua-time-limit", "50")
+	ctx := ctxT(t)
+	s := NewScript("return redis.call('INCR', KEYS[1])")
+	if _, err := s.Run(ctx, c, []string{"other"}); err != nil { // loaded: EVALSHA finds it
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "FUNCTION", "LOAD", "#!lua name=busylib\nredis.register_function('incr', function(keys) return redis.call('INCR', keys[1]) end)"); err != nil {
+		t.Fatal(err)
+	}
+	own := NewScript("redis.call('INCR', KEYS[1]); return redis.error_reply('BUSY made up')")
+	if _, err := own.Run(ctx, c, []string{"own"}); OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("a script's own BUSY after its write = %v (outcome %v), want unknown outcome", err, OutcomeOf(err))
+	}
+
+	// Another client runs a script that loops until SCRIPT KILL ends it.
+	looper, err := NewClient(Options{Addr: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer looper.Close()
+	loopDone := make(chan error, 1)
+	go func() {
+		_, err := looper.Eval(ctx, "while true do end", 0)
+		loopDone <- err
+	}()
+	var se *Error
+	waitUntil(t, ctx, "the server to answer BUSY", func() bool {
+		_, err := c.Get(ctx, "n")
+		return errors.As(err, &se) && se.Prefix == "BUSY"
+	})
+
+	check := func(how string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "BUSY" || OutcomeOf(err) != OutcomeNotApplied || !SafeToRetry(err) ||
+			strings.Contains(err.Error(), "maybe after some of its writes") {
+			t.Errorf("%s while another script runs = %v (outcome %v); want the server's BUSY, not applied", how, err, OutcomeOf(err))
+		}
+	}
+	_, err = s.Run(ctx, c, []string{"n"})
+	check("Script.Run", err)
+	_, err = c.Eval(ctx, s.Source(), 1, "n")
+	check("Eval", err)
+	_, err = c.EvalSha(ctx, s.Hash(), 1, "n")
+	check("EvalSha", err)
+	_, err = c.FCall(ctx, "incr", 1, "n")
+	check("FCall", err)
+	v, err := c.Do(ctx, "EVALSHA", s.Hash(), 1, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Do EVALSHA", v.Err())
+	replies, err := c.Pipeline(NoTransaction).RunScript(s, []string{"n"}).Do("EVAL", s.Source(), 1, "n").Exec(ctx)
+	if len(replies) != 2 {
+		t.Fatalf("RunScript in a pipeline = %v, %v", replies, err)
+	}
+	check("RunScript in a pipeline", replies[0].Err())
+	check("EVAL in a pipeline", replies[1].Err())
+	var streamed []Value
+	if _, err := c.Stream(ctx, func(_ int, v Value) error { streamed = append(streamed, v); return nil }, ErrorsInReplies).
+		Do("EVALSHA", s.Hash(), 1, "n").Close(ctx); err != nil || len(streamed) != 1 {
+		t.Fatalf("EVALSHA in a stream = %v, %v", streamed, err)
+	}
+	check("EVALSHA in a stream", streamed[0].Err())
+
+	waitUntil(t, ctx, "SCRIPT KILL to end the loop", func() bool { return c.ScriptKill(ctx) == nil })
+	if err := <-loopDone; err == nil {
+		t.Fatal("the looping script ended without an error; want the one SCRIPT KILL gives it")
+	}
+	if n, err := c.Get(ctx, "n"); !errors.Is(err, ErrNil) {
+		t.Errorf("n = %q, %v; want no such key: no call refused with BUSY ran", n, err)
+	}
+}
