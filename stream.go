@@ -151,7 +151,8 @@ func (s *Stream) Err() error {
 	}
 	if n := s.late + len(s.p.w.cmds); s.closed && n > 0 {
 		return &UsageError{Msg: plural(n, "command queued on the Stream after Close or Discard was dropped, not sent",
-			"commands queued on the Stream after Close or Discard were dropped, not sent"), Err: ErrClosed}
+			"commands queued on the Stream after Close or Discard were dropped, not sent") +
+			": queue every command before Close, or start a new Stream for the rest", Err: ErrClosed}
 	}
 	return nil
 }

@@ -920,11 +920,18 @@ func TestStreamQueuedAfterClose(t *testing.T) {
 			t.Helper()
 			var ue *UsageError
 			err := s.Err()
-			if !errors.As(err, &ue) || !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), strconv.Itoa(n)+" commands") {
-				t.Fatalf("Err after %d commands queued after Close = %v; want a *UsageError for ErrClosed counting them", n, err)
+			count := strconv.Itoa(n) + " commands queued on the Stream after Close or Discard were dropped"
+			if n == 1 {
+				count = "1 command queued on the Stream after Close or Discard was dropped"
+			}
+			if !errors.As(err, &ue) || !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), count) ||
+				!strings.Contains(err.Error(), "start a new Stream") {
+				t.Fatalf("Err after %d commands queued after Close = %v; want a *UsageError for ErrClosed counting them (%q) and saying what to do", n, err, count)
 			}
 		}
-		for range 3 {
+		s.Set("after-close", "x")
+		check(1)
+		for range 2 {
 			s.Set("after-close", "x")
 		}
 		check(3)

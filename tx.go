@@ -1357,8 +1357,8 @@ func (c *txCall) failure() error {
 	if n == 0 {
 		return nil
 	}
-	return &UsageError{Msg: fmt.Sprintf("%d commands queued on the Multi pipeline of an earlier attempt of a Transaction, which nothing sends: "+
-		"fn gets a new Tx on every attempt and must queue on the Multi of that one", n), Err: ErrClosed}
+	return &UsageError{Msg: plural(n, "command", "commands") + " queued on the Multi pipeline of an earlier attempt of a Transaction, which nothing sends: " +
+		"fn gets a new Tx on every attempt and must queue on the Multi of that one", Err: ErrClosed}
 }
 
 // end marks the call returned: a session of it used later is told so.
