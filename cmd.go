@@ -941,10 +941,10 @@ func scriptReply(v Value, err error) (Value, error) {
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
 // unless it is the server's NOSCRIPT (see noScript), its refusal of the
-// call as a whole (refusedCall, busyRefusal), a redirection in the
+// call as a whole (refusedCall, busyRefusal, notCompiled), a redirection in the
 // server's words (see serverRedirect), or says so already.
 func scriptErr(err error) error {
-	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) || busyRefusal(err) {
+	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) || busyRefusal(err) || notCompiled(err) {
 		return err
 	}
 	if se, ok := err.(*Error); ok {
@@ -1028,6 +1028,21 @@ func busyRefusal(err error) bool {
 		rest == "is busy running a module command.")
 }
 
+// compileErrPrefix begins the text of the server's reply to EVAL of a
+// script that does not compile, the same since Redis 2.6.
+const compileErrPrefix = "ERR Error compiling script "
+
+// notCompiled tells whether err is the server's reply to EVAL of a script
+// that does not compile ("ERR Error compiling script (new function):
+// user_script:1: ..."): the script never ran, in a transaction's EXEC
+// too, where EVAL compiles it. Only EVAL is answered so (SCRIPT LOAD
+// compiles what EVALSHA runs), and only the server's words count, as for
+// NOSCRIPT (see noScript).
+func notCompiled(err error) bool {
+	se, ok := err.(*Error)
+	return ok && se.Prefix == "ERR" && strings.HasPrefix(se.Msg, compileErrPrefix) && !strings.Contains(se.Msg, " script: ")
+}
+
 // markScriptErr gives v, the reply of the command name, the error of
 // unknown outcome that scriptErr makes, when v is the server's error reply
 // to a script or function that may write (EVAL, EVALSHA, FCALL), wherever
@@ -1040,7 +1055,8 @@ func busyRefusal(err error) bool {
 // and a cluster pipeline or stream keeps one as the reply of a command it
 // did not send on, and so do the server's refusals of the call as a
 // whole: a user's ACL (refusedCall), a server busy with another script
-// (busyRefusal). It returns v's error.
+// (busyRefusal), a script EVAL could not compile (notCompiled). It
+// returns v's error.
 //
 // Only EVALSHA is answered NOSCRIPT by the server, and only in its words
 // (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
@@ -1053,7 +1069,7 @@ func markScriptErr(v *Value, name string, inExec bool) error {
 	err := v.Err()
 	se, ok := err.(*Error)
 	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) || refusedCall(err) ||
-		!inExec && busyRefusal(err) {
+		!inExec && busyRefusal(err) || name == "EVAL" && notCompiled(err) {
 		return err
 	}
 	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) && !inExec {

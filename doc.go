@@ -221,7 +221,9 @@
 // FCALL (a command the script calls, refused as it runs, is of unknown
 // outcome), and so is the server's BUSY, in its words, to a call made
 // while another script ran ("BUSY Redis is busy running a script..."),
-// which may be sent again once that one has ended, and on a cluster the
+// which may be sent again once that one has ended, and so is the server's
+// error for a script EVAL could not compile ("ERR Error compiling
+// script..."), which never ran, and on a cluster the
 // redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) in the server's
 // words, outside a transaction: in the
 // replies of EXEC, which a server redirects as a whole before running any

@@ -445,3 +445,65 @@ func TestScriptBusyNotApplied(t *testing.T) {
 		t.Errorf("n = %q, %v; want no such key: no call refused with BUSY ran", n, err)
 	}
 }
+
+// A script that does not compile never ran: the server's error for it
+// ("ERR Error compiling script ...") is not applied, through Script.Run,
+// Eval, Do, a pipeline, a transaction's EXEC (where EVAL compiles it) and
+// a stream, rather than "the script failed, maybe after some of its
+// writes". An error in the same words that a script returns after its
+// writes through EVALSHA stays of unknown outcome.
+func TestScriptCompileErrorNotApplied(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const src = "redis.call('INCR', KEYS[1]) return ("
+	check := func(how string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || !strings.HasPrefix(se.Msg, "ERR Error compiling script") || OutcomeOf(err) != OutcomeNotApplied ||
+			!SafeToRetry(err) || strings.Contains(err.Error(), "maybe after some of its writes") {
+			t.Errorf("%s of a script that does not compile = %v (outcome %v); want the server's error, not applied", how, err, OutcomeOf(err))
+		}
+	}
+	_, err := NewScript(src).Run(ctx, c, []string{"n"})
+	check("Script.Run", err)
+	_, err = c.Eval(ctx, src, 1, "n")
+	check("Eval", err)
+	v, err := c.Do(ctx, "EVAL", src, 1, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Do EVAL", v.Err())
+	for name, opts := range map[string][]PipelineOption{"transaction": nil, "pipeline": {NoTransaction}} {
+		replies, err := c.Pipeline(opts...).Set("k", "v").Do("EVAL", src, 1, "n").Exec(ctx)
+		if len(replies) != 2 || OutcomeOf(err) != OutcomeUnknown {
+			t.Fatalf("EVAL in a %s = %v, %v (outcome %v); want both replies, of unknown outcome as a whole: SET ran", name, replies, err, OutcomeOf(err))
+		}
+		check("EVAL in a "+name, replies[1].Err())
+	}
+	var streamed []Value
+	if _, err := c.Stream(ctx, func(_ int, v Value) error { streamed = append(streamed, v); return nil }, ErrorsInReplies).
+		Do("EVAL", src, 1, "n").Close(ctx); err != nil || len(streamed) != 1 {
+		t.Fatalf("EVAL in a stream = %v, %v", streamed, err)
+	}
+	check("EVAL in a stream", streamed[0].Err())
+	if n, err := c.Get(ctx, "n"); !errors.Is(err, ErrNil) {
+		t.Errorf("n = %q, %v; want no such key: no script that failed to compile ran", n, err)
+	}
+
+	// A script that returns those words itself ran. Run by EVALSHA, which
+	// the server never answers so, its error is of unknown outcome.
+	own := NewScript("redis.call('INCR', KEYS[1]); return redis.error_reply('ERR Error compiling script (new function): made up')")
+	if _, err := c.ScriptLoad(ctx, own.Source()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Run(ctx, c, []string{"own"}); OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("Script.Run of a script returning a compile error of its own after its write = %v (outcome %v), want unknown outcome", err, OutcomeOf(err))
+	}
+	if _, err := c.EvalSha(ctx, own.Hash(), 1, "own"); OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("EvalSha of a script returning a compile error of its own after its write = %v (outcome %v), want unknown outcome", err, OutcomeOf(err))
+	}
+	replies, err := c.Pipeline(NoTransaction).Do("EVALSHA", own.Hash(), 1, "own").Exec(ctx)
+	if len(replies) != 1 || OutcomeOf(replies[0].Err()) != OutcomeUnknown {
+		t.Errorf("EVALSHA in a pipeline of a script returning a compile error of its own = %v, %v; want a reply of unknown outcome", replies, err)
+	}
+}
