@@ -83,7 +83,16 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 		if err := refuseFanOut(ci, "transaction"); err != nil {
 			return nil, notAppliedTx(err)
 		}
+		before := len(keys)
 		keys, _ = appendKeyWords(keys, ci, p.w.buf[offs[i]:offs[i+1]])
+		if !splittable(ci) {
+			// A command whose own keys span slots (a script's) is refused
+			// by a NoTransaction pipeline too: name it, rather than
+			// suggest one.
+			if _, err := slotOfKeys("command "+ci.Name+" of the transaction", keys[before:]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	slot, err := slotOfKeys("transaction", keys)
 	if err != nil {

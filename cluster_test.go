@@ -346,9 +346,20 @@ func testClusterCrossSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if _, err := c.Do(ctx, "RENAME", "cross:a", "cross:b"); !errors.As(err, &cs) {
 		t.Errorf("RENAME across slots: %v", err)
 	}
+	// A script whose own keys span slots, in a transaction, is named: a
+	// NoTransaction pipeline would refuse it too, so the error does not
+	// suggest one.
+	script := NewScript("return redis.call('SET', KEYS[1], redis.call('GET', KEYS[2]))")
+	_, err = c.Pipeline().Set("{cross:a}:x", 1).RunScript(script, []string{"cross:a", "cross:b"}).Exec(ctx)
+	if !errors.As(err, &cs) || !errors.Is(err, ErrNotApplied) || OutcomeOf(err) == OutcomeUnknown ||
+		!strings.Contains(err.Error(), "the keys of the command EVALSHA of the transaction are in different hash slots") ||
+		strings.Contains(err.Error(), "NoTransaction") || !strings.Contains(err.Error(), "nothing was sent") {
+		t.Errorf("transaction of a script whose keys span slots: %v; want a *CrossSlotError naming EVALSHA, not applied, "+
+			"suggesting no NoTransaction pipeline", err)
+	}
 	for _, m := range cl.Masters {
 		stats := m.MustDo(t, "INFO", "commandstats").(string)
-		for _, cmd := range []string{"cmdstat_multi", "cmdstat_set", "cmdstat_incr", "cmdstat_exec", "cmdstat_watch", "cmdstat_rename"} {
+		for _, cmd := range []string{"cmdstat_multi", "cmdstat_set", "cmdstat_incr", "cmdstat_exec", "cmdstat_watch", "cmdstat_rename", "cmdstat_evalsha", "cmdstat_script"} {
 			if strings.Contains(stats, cmd+":") {
 				t.Errorf("%s reached %s:\n%s", cmd, m.Addr, stats)
 			}

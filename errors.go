@@ -41,7 +41,7 @@ type ConnError = conn.Error
 // UNLINK, EXISTS and TOUCH outside a transaction are split by slot
 // instead; MSETNX is refused.) It matches ErrNotApplied.
 type CrossSlotError struct {
-	In    string   // "command GET", "transaction", "WATCH"
+	In    string   // "command GET", "command EVAL of the transaction", "transaction", "WATCH"
 	Keys  []string // keys of different slots (up to a few)
 	Slots []int    // the slot of each of Keys
 }
@@ -67,7 +67,7 @@ func (e *CrossSlotError) Error() string {
 		b.WriteString(", or use MSET; MSETNX is not split by slot, because it sets all of its keys or none, " +
 			"which parts run on different nodes could not promise")
 	}
-	if strings.HasPrefix(e.In, "command ") {
+	if strings.HasPrefix(e.In, "command ") && !strings.HasSuffix(e.In, " of the transaction") {
 		// In a stream that stops there, what went before it was sent.
 		b.WriteString("; the command was not sent")
 	} else {
