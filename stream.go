@@ -185,7 +185,8 @@ func (s *Stream) Close(ctx context.Context) (int, error) {
 			s.untold = false
 			return s.Len(), s.result()
 		}
-		return 0, &UsageError{Msg: "Stream used after Close or Discard, which finished it: make another with Client.Stream", Err: ErrClosed}
+		return 0, &UsageError{Msg: "Stream.Close called on a stream that Close or Discard already finished, which sent nothing more: " +
+			"finish a Stream once, and start a new one for more commands", Err: ErrClosed}
 	}
 	if ctx == nil {
 		// As a Close refused from within each, it leaves the stream as it

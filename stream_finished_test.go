@@ -26,8 +26,8 @@ func TestStreamUsedAfterDiscard(t *testing.T) {
 		t.Errorf("Err after Discard and two commands = %v; want it to count 2 commands", err)
 	}
 	n, err := s.Close(ctx)
-	if n != 0 || !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "after Close or Discard") {
-		t.Errorf("Close after Discard = %d, %v; want ErrClosed, saying the Stream was used after Close or Discard", n, err)
+	if n != 0 || !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "Close or Discard already finished") {
+		t.Errorf("Close after Discard = %d, %v; want ErrClosed, saying Close or Discard finished the Stream", n, err)
 	}
 	if k, err := c.Exists(ctx, "a", "b", "c"); err != nil || k != 0 {
 		t.Errorf("EXISTS a b c = %d, %v; want 0: nothing of a discarded Stream is sent", k, err)

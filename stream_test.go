@@ -916,6 +916,16 @@ func TestStreamQueuedAfterClose(t *testing.T) {
 		if err := s.Err(); err != nil {
 			t.Fatalf("Err after a clean Close = %v, want nil", err)
 		}
+		// A second Close, or a Close after Discard, says what happened.
+		discarded := c.Stream(ctx, nil)
+		discarded.Discard()
+		for name, st := range map[string]*Stream{"a second Close": s, "Close after Discard": discarded} {
+			var ue *UsageError
+			if sent, err := st.Close(ctx); sent != 0 || !errors.As(err, &ue) || !errors.Is(err, ErrClosed) ||
+				!strings.Contains(err.Error(), "Close or Discard already finished") || !strings.Contains(err.Error(), "start a new one") {
+				t.Fatalf("%s = %d, %v; want a *UsageError for ErrClosed that says the stream was finished and what to do", name, sent, err)
+			}
+		}
 		check := func(n int) {
 			t.Helper()
 			var ue *UsageError
