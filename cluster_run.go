@@ -140,6 +140,12 @@ func (r *clusterRouter) runSlot(ctx context.Context, w *cmdBuf, ci *commandInfo,
 // TRYAGAIN or CLUSTERDOWN by maxTryAgain. Added up, they would read as
 // if MaxRedirects had been exceeded.
 func (r *clusterRouter) gaveUp(redirects, tries int, last error) error {
+	return r.gaveUpAfter(redirects, tries, "TRYAGAIN or CLUSTERDOWN", last)
+}
+
+// gaveUpAfter is gaveUp for a call whose retries, bounded by maxTryAgain,
+// followed the replies waited names.
+func (r *clusterRouter) gaveUpAfter(redirects, tries int, waited string, last error) error {
 	var what string
 	if redirects > 0 || tries == 0 {
 		what = fmt.Sprintf("%s (MaxRedirects %d)", plural(redirects, "redirection", "redirections"), r.opt.MaxRedirects)
@@ -148,7 +154,7 @@ func (r *clusterRouter) gaveUp(redirects, tries int, last error) error {
 		if what != "" {
 			what += " and "
 		}
-		what += fmt.Sprintf("%s after TRYAGAIN or CLUSTERDOWN (at most %d)", plural(tries, "retry", "retries"), maxTryAgain)
+		what += fmt.Sprintf("%s after %s (at most %d)", plural(tries, "retry", "retries"), waited, maxTryAgain)
 	}
 	return fmt.Errorf("redpipe: cluster: gave up after %s: %w", what, last)
 }

@@ -996,6 +996,20 @@ func testClusterAsk(t *testing.T, cl *redistest.Cluster, c *Client) {
 	if v, err := c.Get(ctx, "{ask}:tx"); err != nil || v != "6" {
 		t.Errorf("Get during the migration = %q, %v", v, err)
 	}
+	// A WATCH session cannot follow ASK: it waits for the migration to
+	// end, and when it gives up its error says that ASK is what it
+	// waited on, not TRYAGAIN or CLUSTERDOWN alone. (It gives up after
+	// maxTryAgain retries, some seconds, under a context of its own.)
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if tx, err := c.Watch(wctx, "{ask}:tx"); err == nil || !strings.Contains(err.Error(), "retries after TRYAGAIN, CLUSTERDOWN or ASK") ||
+		!strings.Contains(err.Error(), "cannot follow ASK") {
+		if tx != nil {
+			tx.Close()
+		}
+		t.Errorf("Watch of a key that moved to a slot's importing node = %v; want it to give up, naming ASK as what it waited on", err)
+	}
+	ctx = clusterCtx(t) // the wait took some of the first
 	if err := m.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func notRunTx(err error) error {
 func (r *clusterRouter) reroute(ctx context.Context, slot int, redirects *int, tries int, last error) (*Client, error) {
 	*redirects++
 	if *redirects > r.opt.MaxRedirects {
-		return nil, r.gaveUp(*redirects-1, tries, last)
+		return nil, r.gaveUpAfter(*redirects-1, tries, txWaits, last)
 	}
 	if err := r.awaitRefresh(ctx); err != nil {
 		return nil, fmt.Errorf("%w (after %w)", err, last)
@@ -155,19 +155,24 @@ func (r *clusterRouter) reroute(ctx context.Context, slot int, redirects *int, t
 	return r.route(ctx, slot)
 }
 
+// txWaits names what the retries of a WATCH session or a cluster
+// Transaction wait out, for gaveUpAfter: ASK among them, which would read
+// as never followed.
+const txWaits = "TRYAGAIN, CLUSTERDOWN or ASK (a WATCH session runs on one node and cannot follow ASK: it waits for the slot's migration to end)"
+
 // followTx is follow for a WATCH session, which cannot send ASKING before
 // its commands: ASK waits for the migration to end, as TRYAGAIN does.
 func (r *clusterRouter) followTx(ctx context.Context, rd redirect, slot int, redirects, tries *int, last error) (*Client, error) {
 	if rd.kind == "MOVED" {
 		*redirects++
 		if *redirects > r.opt.MaxRedirects {
-			return nil, r.gaveUp(*redirects-1, *tries, last)
+			return nil, r.gaveUpAfter(*redirects-1, *tries, txWaits, last)
 		}
 		return r.moved(rd.slot, rd.addr)
 	}
 	*tries++
 	if *tries > maxTryAgain {
-		return nil, r.gaveUp(*redirects, *tries-1, last)
+		return nil, r.gaveUpAfter(*redirects, *tries-1, txWaits, last)
 	}
 	rd.kind = "TRYAGAIN"
 	node, _, err := r.follow(ctx, rd, slot, *tries)
