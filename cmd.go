@@ -941,10 +941,12 @@ func scriptReply(v Value, err error) (Value, error) {
 
 // scriptErr makes the error of a script's reply one of unknown outcome,
 // unless it is the server's NOSCRIPT (see noScript), its refusal of the
-// call as a whole (refusedCall, busyRefusal, notCompiled), a redirection in the
-// server's words (see serverRedirect), or says so already.
+// call as a whole (refusedCall, busyRefusal, notCompiled, noFunction), a
+// redirection in the server's words (see serverRedirect), or says so
+// already.
 func scriptErr(err error) error {
-	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) || busyRefusal(err) || notCompiled(err) {
+	if _, ok := err.(*uncertainError); ok || err == nil || noScript(err) || refusedCall(err) || busyRefusal(err) ||
+		notCompiled(err) || noFunction(err) {
 		return err
 	}
 	if se, ok := err.(*Error); ok {
@@ -1043,6 +1045,19 @@ func notCompiled(err error) bool {
 	return ok && se.Prefix == "ERR" && strings.HasPrefix(se.Msg, compileErrPrefix) && !strings.Contains(se.Msg, " script: ")
 }
 
+// noFunctionMsg is the server's reply to FCALL of a function it does not
+// have, the same since functions came (Redis 7.0).
+const noFunctionMsg = "ERR Function not found"
+
+// noFunction tells whether err is the server's reply to FCALL of a
+// function no library loaded on it registers: nothing ran. Only FCALL is
+// answered so, and only the server's words count, as for NOSCRIPT (see
+// noScript).
+func noFunction(err error) bool {
+	se, ok := err.(*Error)
+	return ok && se.Prefix == "ERR" && se.Msg == noFunctionMsg
+}
+
 // markScriptErr gives v, the reply of the command name, the error of
 // unknown outcome that scriptErr makes, when v is the server's error reply
 // to a script or function that may write (EVAL, EVALSHA, FCALL), wherever
@@ -1055,8 +1070,8 @@ func notCompiled(err error) bool {
 // and a cluster pipeline or stream keeps one as the reply of a command it
 // did not send on, and so do the server's refusals of the call as a
 // whole: a user's ACL (refusedCall), a server busy with another script
-// (busyRefusal), a script EVAL could not compile (notCompiled). It
-// returns v's error.
+// (busyRefusal), a script EVAL could not compile (notCompiled), a
+// function FCALL could not find (noFunction). It returns v's error.
 //
 // Only EVALSHA is answered NOSCRIPT by the server, and only in its words
 // (noScript): a NOSCRIPT to EVAL or FCALL, or in other words, is one the
@@ -1069,7 +1084,7 @@ func markScriptErr(v *Value, name string, inExec bool) error {
 	err := v.Err()
 	se, ok := err.(*Error)
 	if !ok || name != "EVALSHA" && name != "EVAL" && name != "FCALL" || name == "EVALSHA" && noScript(err) || refusedCall(err) ||
-		!inExec && busyRefusal(err) || name == "EVAL" && notCompiled(err) {
+		!inExec && busyRefusal(err) || name == "EVAL" && notCompiled(err) || name == "FCALL" && noFunction(err) {
 		return err
 	}
 	if rd, redirects := parseRedirect(se.Msg, ""); redirects && serverRedirect(rd, se.Msg) && !inExec {

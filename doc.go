@@ -223,7 +223,8 @@
 // while another script ran ("BUSY Redis is busy running a script..."),
 // which may be sent again once that one has ended, and so is the server's
 // error for a script EVAL could not compile ("ERR Error compiling
-// script..."), which never ran, and on a cluster the
+// script..."), which never ran, and its "ERR Function not found" to
+// FCALL, and on a cluster the
 // redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) in the server's
 // words, outside a transaction: in the
 // replies of EXEC, which a server redirects as a whole before running any

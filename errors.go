@@ -530,7 +530,7 @@ func OutcomeOf(err error) Outcome {
 	case errors.As(err, &se):
 		// A script reports the error of the command that stopped it, after
 		// the writes it made before; Redis tags those with "script:".
-		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") || notCompiled(se) {
+		if refusedFirst[se.Prefix] && !strings.Contains(se.Msg, " script: ") || notCompiled(se) || noFunction(se) {
 			return OutcomeNotApplied
 		}
 	}

@@ -507,3 +507,52 @@ func TestScriptCompileErrorNotApplied(t *testing.T) {
 		t.Errorf("EVALSHA in a pipeline of a script returning a compile error of its own = %v, %v; want a reply of unknown outcome", replies, err)
 	}
 }
+
+// FCALL of a function the server does not have ran nothing: the server's
+// "ERR Function not found" is not applied, through FCall, Do, a pipeline
+// and a stream, rather than "the script failed, maybe after some of its
+// writes". The same words returned by a script run with EVALSHA stay of
+// unknown outcome.
+func TestScriptFunctionNotFoundNotApplied(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	check := func(how string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || se.Msg != "ERR Function not found" || OutcomeOf(err) != OutcomeNotApplied || !SafeToRetry(err) ||
+			strings.Contains(err.Error(), "maybe after some of its writes") {
+			t.Errorf("%s of a function the server does not have = %v (outcome %v); want the server's error, not applied", how, err, OutcomeOf(err))
+		}
+	}
+	_, err := c.FCall(ctx, "nosuchfn", 1, "n")
+	check("FCall", err)
+	v, err := c.Do(ctx, "FCALL", "nosuchfn", 1, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Do FCALL", v.Err())
+	for name, opts := range map[string][]PipelineOption{"transaction": nil, "pipeline": {NoTransaction}} {
+		replies, err := c.Pipeline(opts...).Set("k", "v").FCall("nosuchfn", 1, "n").Exec(ctx)
+		if len(replies) != 2 || OutcomeOf(err) != OutcomeUnknown {
+			t.Fatalf("FCALL in a %s = %v, %v (outcome %v); want both replies, of unknown outcome as a whole: SET ran", name, replies, err, OutcomeOf(err))
+		}
+		check("FCALL in a "+name, replies[1].Err())
+	}
+	var streamed []Value
+	if _, err := c.Stream(ctx, func(_ int, v Value) error { streamed = append(streamed, v); return nil }, ErrorsInReplies).
+		Do("FCALL", "nosuchfn", 1, "n").Close(ctx); err != nil || len(streamed) != 1 {
+		t.Fatalf("FCALL in a stream = %v, %v", streamed, err)
+	}
+	check("FCALL in a stream", streamed[0].Err())
+
+	own := NewScript("redis.call('INCR', KEYS[1]); return redis.error_reply('ERR Function not found')")
+	if _, err := c.ScriptLoad(ctx, own.Source()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Run(ctx, c, []string{"own"}); OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("Script.Run of a script returning \"ERR Function not found\" after its write = %v (outcome %v), want unknown outcome", err, OutcomeOf(err))
+	}
+	if n, err := c.Get(ctx, "own"); err != nil || n != "1" {
+		t.Errorf("own = %q, %v; want 1: the script ran once", n, err)
+	}
+}
