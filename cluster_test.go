@@ -625,6 +625,10 @@ func testClusterTxOneSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
 			return nil
 		}, a)
 		crossSlot("Transaction watching "+a+" that sets "+k, err)
+		if err == nil || !strings.Contains(err.Error(), "the keys of the transaction and those the session watches") ||
+			strings.Contains(err.Error(), "NoTransaction") {
+			t.Errorf("Transaction watching %s that sets %s = %v; want an error that says which key is the session's", a, k, err)
+		}
 		if calls != 1 {
 			t.Errorf("fn ran %d times, want once", calls)
 		}
@@ -638,6 +642,13 @@ func testClusterTxOneSlot(t *testing.T, cl *redistest.Cluster, c *Client) {
 		}
 		_, err = tx.Get(ctx, k)
 		crossSlot("Get of "+k+" on a session watching "+a, err)
+		// The error tells the key the session watches from the command's,
+		// and suggests no NoTransaction pipeline, which the session binds
+		// to its slot too.
+		if err == nil || !strings.Contains(err.Error(), "the keys of the command GET and those the session watches are in different hash slots") ||
+			strings.Contains(err.Error(), "NoTransaction") {
+			t.Errorf("Get of %s on a session watching %s = %v; want an error that says which key is the session's", k, a, err)
+		}
 		crossSlot("Watch of "+k+" on a session watching "+a, tx.Watch(ctx, k))
 		_, err = tx.Pipeline().Get(a).Get(k).Exec(ctx)
 		crossSlot("a Tx pipeline reading "+k, err)

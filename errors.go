@@ -41,7 +41,7 @@ type ConnError = conn.Error
 // UNLINK, EXISTS and TOUCH outside a transaction are split by slot
 // instead; MSETNX is refused.) It matches ErrNotApplied.
 type CrossSlotError struct {
-	In    string   // "command GET", "command EVAL of the transaction", "transaction", "WATCH"
+	In    string   // "command GET", "command EVAL of the transaction", "transaction", "WATCH", "command GET and those the session watches"
 	Keys  []string // keys of different slots (up to a few)
 	Slots []int    // the slot of each of Keys
 }

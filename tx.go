@@ -462,7 +462,10 @@ func (t *Tx) keepsToSlot(in string, buf []byte, start int, cmds []cmdMeta) error
 		keys, _ = appendKeyWords(keys[:0], m.info(), buf[offs[i]:offs[i+1]])
 		for _, k := range keys {
 			if s := int(hashslot.Of(k)); s != t.slot {
-				return &CrossSlotError{In: in, Keys: []string{t.slotKey, string(k)}, Slots: []int{t.slot, s}}
+				// The first key is the session's, not one of the
+				// command's: the error says so, and suggests no
+				// NoTransaction pipeline, bound to that slot too.
+				return &CrossSlotError{In: in + " and those the session watches", Keys: []string{t.slotKey, string(k)}, Slots: []int{t.slot, s}}
 			}
 		}
 	}
