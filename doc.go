@@ -213,24 +213,29 @@
 // The error of a script or function that may write (Eval, EvalSha, FCall,
 // Script.Run, and EVAL, EVALSHA or FCALL through Do, a pipeline, a
 // transaction or a stream, whose error reply's Err says so) is of unknown
-// outcome whatever its prefix, since it may follow the script's writes;
-// only the server's NOSCRIPT to EVALSHA, answered before any script runs,
-// is not applied (a NOSCRIPT the script returns in other words is its
-// own), and so is the NOPERM of a user's ACL that refuses the call itself
-// or a key it is given, in the server's words, which name EVAL, EVALSHA or
-// FCALL (a command the script calls, refused as it runs, is of unknown
-// outcome), and so is the server's BUSY, in its words, to a call made
-// while another script ran ("BUSY Redis is busy running a script..."),
-// which may be sent again once that one has ended, and so is the server's
-// error for a script EVAL could not compile ("ERR Error compiling
-// script..."), which never ran, and its "ERR Function not found" to
-// FCALL, and on a cluster the
-// redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) in the server's
-// words, outside a transaction: in the
-// replies of EXEC, which a server redirects as a whole before running any
-// of it, they are the script's own. The error of ForEachMaster joins
-// those of its calls of fn, one per master, and is of unknown outcome as
-// soon as one call returned nil or failed with an unknown outcome.
+// outcome whatever its prefix, since it may follow the script's writes.
+// Only the server's refusals of the call itself, in the server's words,
+// answered before any of the script runs, are not applied:
+//   - NOSCRIPT to EVALSHA (a NOSCRIPT the script returns in other words is
+//     its own);
+//   - the NOPERM of a user's ACL that refuses the call itself or a key it
+//     is given, which names EVAL, EVALSHA or FCALL (a command the script
+//     calls, refused as it runs, is of unknown outcome);
+//   - BUSY, to a call made while another script ran ("BUSY Redis is busy
+//     running a script..."): send it again once that one has ended;
+//   - the error of a script EVAL could not compile ("ERR Error compiling
+//     script..."), and "ERR Function not found" to FCALL;
+//   - on a cluster, the redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN),
+//     outside a transaction: in the replies of EXEC, which a server
+//     redirects as a whole before running any of it, they are the
+//     script's own.
+//
+// A script that returns one of those errors itself, in the very same
+// words, cannot be told from the server, so a script should not.
+//
+// The error of ForEachMaster joins those of its calls of fn, one per
+// master, and is of unknown outcome as soon as one call returned nil or
+// failed with an unknown outcome.
 //
 // Every call honours its context: when it ends, the call returns at once
 // with the context's error (its reply, if one comes, is read and dropped,
