@@ -391,3 +391,67 @@ func TestClusterFollowsFailoverPastNodeRefusingSetup(t *testing.T) {
 		t.Fatalf("Get %s still fails after the failover with %v: the client never followed the slot to %s", key, last, promoted.Addr)
 	}
 }
+
+// Behind a MULTI the server refused (the user's ACL lacks it), the
+// commands ran one by one: Exec returns their replies, in order and
+// decoded, each telling what its command did (a command the ACL refuses
+// too has its own NOPERM), with the refusal, of unknown outcome, as its
+// error. The server holds what the replies say ran. Same for the Multi
+// of a Tx.
+func TestMultiRefusedReturnsTheReplies(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.MustDo(t, "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+get", "+set", "+incr", "+watch", "+unwatch")
+	ctx := ctxT(t)
+	c, err := NewClient(Options{Addr: srv.Addr, Username: "app", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	check := func(what string, replies []Value, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.As(err, &se) || se.Prefix != "NOPERM" || OutcomeOf(err) != OutcomeUnknown || errors.Is(err, ErrNotApplied) ||
+			!strings.Contains(err.Error(), "MULTI was refused") {
+			t.Errorf("%s: Exec error = %v (outcome %v), want MULTI's NOPERM, of unknown outcome", what, err, OutcomeOf(err))
+		}
+		if len(replies) != 4 {
+			t.Fatalf("%s: Exec returned %d replies for 4 commands that ran outside a transaction (error %v)", what, len(replies), err)
+		}
+		if replies[0].String() != "OK" || replies[0].Err() != nil {
+			t.Errorf("%s: reply of SET = %q, %v; want OK", what, replies[0].String(), replies[0].Err())
+		}
+		if n, err := replies[1].Int64(); err != nil || n != 1 {
+			t.Errorf("%s: reply of INCR = %v, %v; want 1", what, n, err)
+		}
+		var re *Error
+		if e := replies[2].Err(); !errors.As(e, &re) || re.Prefix != "NOPERM" {
+			t.Errorf("%s: reply of DEL, which the ACL refuses = %q, %v; want its NOPERM", what, replies[2].String(), e)
+		}
+		if d, err := replies[3].Decoded(); d != "decoded" || err != nil {
+			t.Errorf("%s: reply of GET, decoded = %v, %v; want what its Decoder made", what, d, err)
+		}
+		if v := srv.MustDo(t, "GET", "app:n"); v != "1" {
+			t.Errorf("%s: app:n = %v on the server, want 1, as the reply of INCR says", what, v)
+		}
+		srv.MustDo(t, "FLUSHALL")
+	}
+	mark := func(Value) (any, error) { return "decoded", nil }
+	double := WithDecoder("GET", mark)
+
+	replies, err := c.Pipeline(double).Set("app:a", "1").Incr("app:n").Del("app:a").Get("app:a").Exec(ctx)
+	check("pipeline", replies, err)
+
+	tx, err := c.Watch(ctx, "app:n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	m := tx.Multi()
+	m.Set("app:a", "1").Incr("app:n").Del("app:a").Get("app:a")
+	// The Tx's Multi has no decoder option of its own: the Client's.
+	if err := c.SetDecoder("GET", mark); err != nil {
+		t.Fatal(err)
+	}
+	replies, err = m.Exec(ctx)
+	check("Multi of a Tx", replies, err)
+}

@@ -142,6 +142,14 @@ func (r *clusterRouter) execTx(ctx context.Context, p *Pipeline, traits batchTra
 		if !isRedirect {
 			results, err := p.execResult(out, n)
 			if err != nil {
+				if results != nil {
+					// MULTI was refused and the commands ran on their
+					// own: their replies go with the refusal.
+					p.blameLoads(p.loadErrs, results, nil)
+					replies := values(results)
+					p.finish(replies, -1)
+					return replies, err
+				}
 				return nil, err
 			}
 			p.blameLoads(p.loadErrs, results, nil)

@@ -233,7 +233,12 @@ func (p *Pipeline) reset() {
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
 // If the connection fails after the batch was written, the outcome is
 // unknown and the error says so; no reply is returned, whatever replies
-// of MULTI and QUEUED came first.
+// of MULTI and QUEUED came first. A server that refuses MULTI itself (a
+// user whose ACL lacks it) runs each command behind it on its own, as it
+// comes, outside any transaction: Exec then returns their replies, in
+// order and decoded, each telling what its command did, with the refusal
+// as its error, of unknown outcome (the batch was neither applied whole
+// nor refused whole), which says what to grant or do instead.
 func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 	if p.decoding {
 		// It would send the batch being decoded again.
@@ -297,14 +302,22 @@ func (p *Pipeline) exec(ctx context.Context, h *txHold) ([]Value, error) {
 	multi := p.multi
 	replies, errs, decoded, err := p.execSend(ctx)
 	if err != nil && replies != nil && !decoded {
-		// A plain batch whose connection failed partway: the replies
-		// read are decoded as they would have been, once the Tx, if any,
-		// is given up, and the batch's error is the failure's, whatever
+		// A plain batch whose connection failed partway, or a
+		// transaction whose MULTI the server refused: the replies read
+		// are decoded as they would have been, once the Tx, if any, is
+		// given up, and the batch's error is the failure's, whatever
 		// they hold.
+		var names []string
+		if multi {
+			// Emptied before the Tx is given up, as below.
+			names = p.Commands()
+			p.reset()
+			emptied = true
+		}
 		h.release()
 		p.decoding = true
 		defer func() { p.decoding = false }()
-		p.finishNamed(replies, errs, nil)
+		p.finishNamed(replies, errs, names)
 		return replies, err
 	}
 	if err != nil || decoded || len(replies) == 0 {
@@ -412,6 +425,12 @@ func (p *Pipeline) execSend(ctx context.Context) (execReplies []Value, errs int,
 		errs = -1 // EXEC's elements were not counted
 		results, err = p.execResult(out, n)
 		if err != nil {
+			if results != nil {
+				// MULTI was refused and the commands ran on their own:
+				// their replies go with the refusal.
+				p.blameLoads(p.loadErrs, results, nil)
+				return values(results), -1, false, err
+			}
 			return nil, 0, false, err
 		}
 	} else {
@@ -886,6 +905,8 @@ func replyDesc(v resp.Value) string {
 }
 
 // execResult reads the replies of MULTI, the queued commands and EXEC.
+// If the server refused MULTI, it returns the commands' own replies, of
+// commands that ran one by one, with the refusal as its error.
 func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 	if err := (Value{out[0]}).Err(); err != nil {
 		// The server then ran each command on its own as it arrived.
@@ -899,7 +920,9 @@ func (p *Pipeline) execResult(out []resp.Value, n int) ([]resp.Value, error) {
 			}
 			msg += ")"
 		}
-		return nil, &uncertainError{msg: msg, err: err}
+		// Their replies are returned with the refusal: each tells what
+		// its command did.
+		return out[1 : 1+n : 1+n], &uncertainError{msg: msg, err: err}
 	}
 	queued, exec := out[1:1+n], Value{out[1+n]}
 	if p.tx != nil {
