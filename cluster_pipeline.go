@@ -515,6 +515,9 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					e.msg = fmt.Sprintf("redpipe: cluster: the connection to %s failed after it answered the first %s of the %d of the pipeline's part there, which ran",
 						pt.node.opt.Addr, plural(pt.answered, "command", "commands"), len(pt.legs))
 				}
+				if pt.cut && pt.begun < len(pt.legs) {
+					e.msg += fmt.Sprintf(" (the last %d of the %d there were not sent)", len(pt.legs)-pt.begun, len(pt.legs))
+				}
 				lost = cmp.Or(lost, error(e))
 				v := madeErrorValue(e)
 				var unsentV resp.Value
@@ -1592,7 +1595,9 @@ func startPart(ctx context.Context, pt *part, cn *conn.Conn, quiet bool) {
 //
 // If the connection failed after some replies were read, the error is a
 // *cutError that holds them, as sendChecked's is: the reader is done
-// with them, and they are the part's.
+// with them, and they are the part's. One that failed before any reply,
+// once some of the part's bytes were written, is a *cutError too, of no
+// reply: it tells which commands were never written.
 func waitPart(ctx context.Context, pt *part) error {
 	err := pt.err
 	got, sent := 0, 0
@@ -1600,7 +1605,7 @@ func waitPart(ctx context.Context, pt *part) error {
 		got, sent, err = pt.pending.WaitCut(ctx)
 	}
 	if err != nil {
-		if got > 0 {
+		if got > 0 || sent > 0 {
 			err = &cutError{replies: pt.out[:got:got], sent: sent, err: err}
 		}
 		// The reader may still fill out the rest.

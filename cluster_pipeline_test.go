@@ -1291,3 +1291,99 @@ func TestCutPartRepliesOffsets(t *testing.T) {
 		}
 	}
 }
+
+// testClusterPipelinePartCutBeforeReply: a cluster pipeline's part on one
+// master is cut by the network before that master answered any of it (a
+// BLPOP first holds it, and a Proxy in front of the master passes the
+// part's first MiB, then closes both sides). The commands of the part
+// that the socket took are of unknown outcome; those it never took (the
+// client was still writing them) say they were not sent, and are safe to
+// send again, as when some replies came before the cut. The other
+// master's command has its reply. Before, every command of the part was
+// of unknown outcome.
+func testClusterPipelinePartCutBeforeReply(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	held := cl.Masters[1]
+	px := redistest.StartProxy(t, held.Addr)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == held.Addr {
+			addr = px.Addr
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, "cut0:a")
+	tag := keyIn(6000, "cut0:t")
+	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
+	defer func() {
+		for _, m := range cl.Masters {
+			m.MustDo(t, "FLUSHALL")
+		}
+	}()
+
+	const n = 262
+	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
+	p := c.Pipeline(NoTransaction).
+		Set(a, "1").                       // 0: Masters[0]
+		Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
+	for i := 2; i < n; i++ {
+		p.Set(key(i), big) // 2 to n-1: held, behind the BLPOP
+	}
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	done := execAsync(ctx, p)
+	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
+		for _, cl := range serverClients(t, held) {
+			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
+				return true, ""
+			}
+		}
+		return false, "none"
+	})
+	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its part's connection was cut")
+	t.Logf("Exec error: %v", r.err)
+
+	if r.err == nil || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome", r.err, OutcomeOf(r.err))
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	if got, e := r.replies[0].String(), r.replies[0].Err(); got != "OK" || e != nil {
+		t.Errorf("reply 0, of another master = %q, %v; want OK", got, e)
+	}
+	if e := r.replies[1].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+		t.Errorf("reply 1, the BLPOP the master took = %v (%v); want unknown outcome", e, OutcomeOf(e))
+	}
+	unsent := 0
+	for i := 2; i < n; i++ {
+		e := r.replies[i].Err()
+		if e == nil {
+			t.Fatalf("reply %d, behind the BLPOP, = %q: want an error", i, r.replies[i].String())
+		}
+		switch o := OutcomeOf(e); {
+		case o == OutcomeNotSent && SafeToRetry(e):
+			unsent++
+		case o == OutcomeUnknown && !SafeToRetry(e):
+			if unsent > 0 {
+				t.Fatalf("reply %d is of unknown outcome after %d not sent: the socket takes a part in order", i, unsent)
+			}
+		default:
+			t.Fatalf("reply %d = %v: outcome %v, SafeToRetry %v", i, e, o, SafeToRetry(e))
+		}
+	}
+	if unsent == 0 {
+		t.Fatal("no command was reported not sent: the part did not outgrow the sockets, and the test does not test what it means to")
+	}
+	// None of the SETs ran: the BLPOP held them until the cut.
+	for i := 2; i < n; i++ {
+		if k, _ := held.MustDo(t, "EXISTS", key(i)).(int64); k != 0 {
+			t.Fatalf("the key of SET %d is on %s, though the BLPOP before it never returned", i, held.Addr)
+		}
+	}
+}

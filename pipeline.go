@@ -658,8 +658,9 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 }
 
 // cutError is the failure of the connection under a plain batch after
-// some of its replies were read, which it holds, with sent, how many
-// bytes of the batch the socket had accepted. To every other reader
+// some of its replies were read, or some of its bytes written, which it
+// holds (the replies, none or a few), with sent, how many bytes of the
+// batch the socket had accepted. To every other reader
 // (retry, OutcomeOf) it is the connection's error; sendOn makes a reply
 // of it for each command (see cutReplies).
 type cutError struct {
@@ -840,7 +841,10 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 		if e := check.of(replies); e != nil {
 			replies, errs, err = nil, 0, cn.Fail(e)
 		}
-	} else if len(replies) > 0 {
+	} else if len(replies) > 0 || sent > 0 {
+		// sent is set only for a connection that failed under the
+		// batch: with no reply read, the cut tells a cluster part which
+		// of its commands were never written (see cutPartReplies).
 		if check.keep {
 			err = &cutError{replies: replies, sent: sent, err: err}
 		}
