@@ -104,6 +104,22 @@
 // replies and the connection's error, as does a failed transaction, whose
 // EXEC is all or nothing.
 //
+// A plain pipeline whose context ends (its deadline, a cancel) once some
+// of its replies were read returns the same: the replies read in their
+// places, error replies of unknown outcome for the commands sent (or
+// queued to be: on the connection callers share, the server may still
+// run them), and, on a connection of the pipeline's own (a large or
+// blocking pipeline, closed then), not-sent ones for those never written;
+// errors.Is finds the context's error in Exec's error and in each of
+// them, and the text says that the context ended. No reply left unread
+// reaches another call. So do the plain Pipeline of a Tx and each node's
+// part of a cluster pipeline.
+//
+// A server that refuses MULTI (an ACL without it) runs the commands of a
+// transactional pipeline one by one, outside any transaction: Exec
+// returns their replies, each telling what its command did, with the
+// refusal as its error, of unknown outcome.
+//
 // A batch too large to hold in memory (a bulk load of millions of
 // commands) goes through c.Stream(ctx, each) instead: it sends chunks of
 // commands while they are still being queued, on a connection of its own,

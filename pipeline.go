@@ -228,6 +228,18 @@ func (p *Pipeline) reset() {
 // through the Decoders, on one node as on a cluster, as those of a batch
 // that ran through do.
 //
+// The same holds for a plain batch whose context ends (deadline or
+// cancel) once some of its replies were read: Exec returns those in
+// their places, and for every other command an error reply of unknown
+// outcome (sent: the server may run it yet), or, where the batch had a
+// connection of its own (a large or blocking batch), which is then
+// closed, one that says not sent for a command never written. The error
+// is a *CommandError for the first command not answered, whose text says
+// that the context ended; errors.Is finds the context's error in it, and
+// in each of those error replies. The replies not read are never handed
+// to another call: a shared connection's reader drops them, and a
+// batch's own connection is closed.
+//
 // A transaction returns either every reply of EXEC, or an error that says
 // nothing was applied (errors.Is(err, ErrNotApplied)): a watch conflict
 // (ErrWatch) or an *ExecAbortError carrying each refused command's cause.
@@ -710,16 +722,30 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 	got := len(cut.replies) - skip
 	begun := commandsBegun(p.w.buf, n, cut.sent-at)
 	ce := cause
+	// A batch whose context ended as its replies came may have left its
+	// connection as it was, to the reader (a shared one): the replies of
+	// the commands not answered then wrap the context's error alone.
+	what := "the connection failed"
+	ended := errors.Is(ce, context.Canceled) || errors.Is(ce, context.DeadlineExceeded)
+	if ended {
+		what = "the context ended"
+	}
 	var connErr *conn.Error
-	if !errors.As(ce, &connErr) {
+	if !errors.As(ce, &connErr) && !ended {
 		connErr = &conn.Error{Op: "read", Err: ce}
+	}
+	inner := func(unsent bool) error {
+		if connErr == nil {
+			return ce
+		}
+		e := *connErr
+		e.Unsent = unsent
+		return &e
 	}
 	replies := make([]resp.Value, n)
 	copy(replies, cut.replies[skip:])
 	if got < begun {
-		e := *connErr
-		e.Unsent = false
-		v := madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the command was sent, but the connection failed before its reply", err: &e})
+		v := madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the command was sent, but " + what + " before its reply", err: inner(false)})
 		for i := got; i < begun; i++ {
 			replies[i] = v
 		}
@@ -728,18 +754,15 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 	// last one did not (see cutAgain).
 	again := cutAgain(cause)
 	if begun < n {
-		e := *connErr
-		e.Unsent = true
-		v := madeErrorValue(notSent(fmt.Errorf("redpipe: not sent: the connection failed before the command was written: %w", &e)))
+		v := madeErrorValue(notSent(fmt.Errorf("redpipe: not sent: %s before the command was written: %w", what, inner(true))))
 		if again {
-			e.Unsent = false
-			v = madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the last attempt did not send the command, but an earlier one may have run it", err: &e})
+			v = madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the last attempt did not send the command, but an earlier one may have run it", err: inner(false)})
 		}
 		for i := max(got, begun); i < n; i++ {
 			replies[i] = v
 		}
 	}
-	msg := fmt.Sprintf("redpipe: the connection failed after the replies of the first %s of %d, which ran", plural(got, "command", "commands"), n)
+	msg := fmt.Sprintf("redpipe: %s after the replies of the first %s of %d, which ran", what, plural(got, "command", "commands"), n)
 	if got < begun {
 		msg += "; " + commandSpan(got+1, begun, "was sent and may have run", "were sent and may have run")
 	}
@@ -818,7 +841,9 @@ func (c *Client) sendChecked(ctx context.Context, buf []byte, n int, traits batc
 			return nil, 0, err
 		}
 		cn = d.Conn
-		replies, errs, sent, err = d.WithGrace(traits.grace).DoNCut(ctx, buf, n)
+		// Sole: a batch cut short by ctx ends the connection, which is
+		// closed after, and its commands never written say so.
+		replies, errs, sent, err = d.WithGrace(traits.grace).Sole().DoNCut(ctx, buf, n)
 	} else {
 		redialed := false
 		for {

@@ -471,12 +471,26 @@ func (c *Conn) WithGrace(g Grace) Graced { return Graced{c: c, grace: g} }
 // (see Graced.Quiet).
 func (c *Conn) Quiet() Graced { return Graced{c: c, quiet: true} }
 
-// Graced makes calls that carry a Grace, or that are quiet. Its methods
-// are those of Conn.
+// Graced makes calls that carry a Grace, or that are quiet, or sole.
+// Its methods are those of Conn.
 type Graced struct {
 	c     *Conn
 	grace Grace
 	quiet bool
+	sole  bool
+}
+
+// Sole returns k for the calls of the connection's only user, who ends
+// the connection when one of them is cut short. A DoNCut whose context
+// ends once some of its bytes were taken fails the connection at once,
+// with the context's error, and returns what it got as after any failure
+// of the connection: cut then counts only the bytes the socket accepted,
+// the commands after them were not sent, and never will be. Why: left in
+// line, the call's bytes would still be written, and the connection,
+// which its user closes next, would end at an unknown point of them.
+func (k Graced) Sole() Graced {
+	k.sole = true
+	return k
 }
 
 // Quiet returns k for calls whose replies nobody polls for: the reader,
@@ -523,8 +537,12 @@ func (k Graced) DoN(ctx context.Context, cmds []byte, n int) (replies []resp.Val
 // failure, in order (fewer than n; the commands they answer ran), how
 // many of them are errors, and cut, how many bytes of cmds the socket
 // had accepted (the commands that begin at or after it were not sent;
-// those before it, unanswered, may have run). A batch that failed any
-// other way (its context ended, nothing was sent) returns no replies.
+// those before it, unanswered, may have run). So does a batch whose
+// context ended once some of its replies were read, with its context's
+// error: the reader stores no reply for it after, and cut is all of
+// cmds, which the connection, living on, writes (unless k is Sole: see
+// Graced.Sole). A batch that failed any other way (nothing was sent, or
+// its context ended before any reply) returns no replies.
 func (k Graced) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.Value, errs, cut int, err error) {
 	if n <= 0 {
 		return nil, 0, 0, nil
@@ -536,7 +554,7 @@ func (k Graced) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.
 		putCall(cl)
 		return nil, 0, 0, err
 	}
-	if err, held := c.waitHeld(ctx, cl); err != nil {
+	if err, held, kp := c.waitHeld(ctx, cl, k.sole); err != nil {
 		if held {
 			// Stored under the lock that failed the call: no reply
 			// comes after (see take).
@@ -545,6 +563,9 @@ func (k Graced) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.
 			}
 			cut = int(cl.sent)
 			putCall(cl)
+		} else if kp.got > 0 {
+			// Abandoned as ctx ended: its bytes are all in the stream.
+			replies, errs, cut = kp.replies[:kp.got:kp.got], kp.errs, len(cmds)
 		}
 		return replies, errs, cut, err
 	}
@@ -585,9 +606,11 @@ func (p Pending) Wait(ctx context.Context) error {
 // WaitGot is Wait that, when the connection fails before every reply is
 // in, also tells how many replies it stored, from the first, before the
 // failure: the commands they answer ran, and the replies are the
-// caller's. If the batch failed any other way (its context ended: the
-// reader may still write into the replies), got is 0; if it did not
-// fail, got is the number of replies.
+// caller's. So it does when ctx ends first, with ctx's error: the reader
+// stores no reply for the batch after (it reads and drops the rest), so
+// the first got are the caller's; the rest of replies may not be reused.
+// If the batch failed any other way (nothing was sent), got is 0; if it
+// did not fail, got is the number of replies.
 func (p Pending) WaitGot(ctx context.Context) (got int, err error) {
 	got, _, err = p.WaitCut(ctx)
 	return got, err
@@ -596,16 +619,19 @@ func (p Pending) WaitGot(ctx context.Context) (got int, err error) {
 // WaitCut is WaitGot that also tells, when the connection failed before
 // every reply was in, how many bytes of the batch the socket had
 // accepted (as DoNCut's cut): the commands that begin at or after them
-// were not sent.
+// were not sent. When ctx ended once some replies were read, sent is the
+// whole batch, which the connection, living on, writes.
 func (p Pending) WaitCut(ctx context.Context) (got, sent int, err error) {
 	if p.cl == nil {
 		return 0, 0, nil
 	}
-	err, held := p.c.waitHeld(ctx, p.cl)
+	err, held, k := p.c.waitHeld(ctx, p.cl, false)
 	if err != nil {
 		if held {
 			got, sent = p.cl.got, int(p.cl.sent)
 			putCall(p.cl)
+		} else if k.got > 0 {
+			got, sent = k.got, int(k.size)
 		}
 		return got, sent, err
 	}

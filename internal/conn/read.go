@@ -102,18 +102,35 @@ func (c *Conn) due(maxSoon int) due {
 // any other is abandoned: it stays in line and the reader drops its
 // replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
-	err, held := c.waitHeld(ctx, cl)
+	err, held, _ := c.waitHeld(ctx, cl, false)
 	if held {
 		putCall(cl)
 	}
 	return err
 }
 
+// kept is what a call abandoned when its context ended had got: the
+// first got of its replies, errs of them errors, are the caller's (the
+// reader stores no more), and its size bytes are in the stream, or will
+// be, as the connection lives on.
+type kept struct {
+	replies   []resp.Value
+	got, errs int
+	size      int64
+}
+
 // waitHeld is wait, but a call that the failure of the connection
 // finished is left to the caller, held, for what it got before (see
-// Graced.DoNCut and Pending.WaitGot); the caller recycles it with putCall. The call is recycled, or
-// abandoned to the reader, otherwise.
-func (c *Conn) waitHeld(ctx context.Context, cl *call) (err error, held bool) {
+// Graced.DoNCut and Pending.WaitCut); the caller recycles it with
+// putCall. The call is recycled, or abandoned to the reader, otherwise:
+// then k says what it got before.
+//
+// sole says that the caller is the connection's only user, who ends it
+// when a call of its is cut short: on ctx's end a call whose bytes were
+// taken fails the connection at once, with ctx's error, and is held as
+// after any failure, so that its bytes that the socket never accepted,
+// and never will, count as not sent.
+func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (err error, held bool, k kept) {
 	if cl.self {
 		c.readOwn(ctx, cl)
 	}
@@ -124,18 +141,44 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call) (err error, held bool) {
 		case <-cl.done:
 		case <-done:
 			if c.drop(cl) {
-				return notSent(ContextErr(ctx)), false
+				return notSent(ContextErr(ctx)), false, kept{}
 			}
-			if cl.state.CompareAndSwap(waiting, abandoned) {
-				return ContextErr(ctx), false
+			if sole {
+				c.fail(&Error{Op: "close", Err: fmt.Errorf("redpipe: connection closed as a call's context ended: %w", ContextErr(ctx))})
+			} else if k, ok := c.abandon(cl); ok {
+				return ContextErr(ctx), false, k
 			}
-			<-cl.done // finished meanwhile: take the result
+			// Finished meanwhile, or by the connection's failure (its
+			// writer settles it once its write returns, which the
+			// closed socket ends): take the result.
+			<-cl.done
 		}
 	}
 	if cl.err != nil {
-		return cl.err, true
+		return cl.err, true, kept{}
 	}
-	return nil, false
+	return nil, false, kept{}
+}
+
+// abandon leaves cl, whose caller's context ended, to the reader, which
+// drops its replies, and returns what it got until then. Under mu, where
+// the reader stores replies, no reply is stored after. It does nothing
+// and reports false if cl was answered whole (it is finished, or about
+// to be), or the connection failed (cl is then finished, or settled
+// soon, with the count of its bytes sent).
+func (c *Conn) abandon(cl *call) (kept, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || cl.got == cl.n || cl.state.Load() != waiting {
+		return kept{}, false
+	}
+	// Read before it is abandoned: from then on the reader may recycle
+	// it, without mu, once its last reply is in.
+	k := kept{replies: cl.replies, got: cl.got, errs: cl.errs, size: cl.size}
+	if !cl.state.CompareAndSwap(waiting, abandoned) {
+		return kept{}, false
+	}
+	return k, true
 }
 
 // finish hands a call its outcome.
