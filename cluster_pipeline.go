@@ -512,8 +512,12 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				lostPart[i] = true
 				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: unwrapCut(pt.err)}
 				if pt.answered > 0 {
-					e.msg = fmt.Sprintf("redpipe: cluster: the connection to %s failed after it answered the first %s of the %d of the pipeline's part there, which ran",
-						pt.node.opt.Addr, plural(pt.answered, "command", "commands"), len(pt.legs))
+					what := "the connection to " + pt.node.opt.Addr + " failed after it"
+					if errors.Is(pt.err, context.Canceled) || errors.Is(pt.err, context.DeadlineExceeded) {
+						what = "the context ended after " + pt.node.opt.Addr
+					}
+					e.msg = fmt.Sprintf("redpipe: cluster: %s answered the first %s of the %d of the pipeline's part there, which ran",
+						what, plural(pt.answered, "command", "commands"), len(pt.legs))
 				}
 				if pt.cut && pt.begun < len(pt.legs) {
 					e.msg += fmt.Sprintf(" (the last %d of the %d there were not sent)", len(pt.legs)-pt.begun, len(pt.legs))

@@ -365,3 +365,79 @@ func TestTxPipelineCancelledKeepsRepliesRead(t *testing.T) {
 	})
 	checkRan(t, srv, r.replies, 5, key)
 }
+
+// testClusterPipelinePartCancelled: a cluster pipeline whose context is
+// cancelled while a BLPOP holds its part on one master, once that master
+// answered the part's first commands and the other masters their parts,
+// returns a reply per command: those read, from every master, in their
+// places, and for the BLPOP and the command behind it, an error reply of
+// unknown outcome that matches context.Canceled, as does Exec's error.
+// The held master holds what its replies say ran, and not what the BLPOP
+// held back. Before, Exec returned no reply, only the context's error.
+func testClusterPipelinePartCancelled(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	w := &takenWatch{}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Dialer: w.dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer func() {
+		for _, m := range cl.Masters {
+			m.MustDo(t, "FLUSHALL")
+		}
+	}()
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, "ctxcut:a")
+	b, b2, b3, list := keyIn(6000, "ctxcut:b"), keyIn(6001, "ctxcut:b"), keyIn(6002, "ctxcut:b"), keyIn(6003, "ctxcut:l")
+	k := keyIn(12000, "ctxcut:c")
+	held := cl.Masters[1]
+	held.MustDo(t, "SET", b2, "x")
+	w.mark()
+	p := c.Pipeline(NoTransaction).
+		IncrBy(a, 5).           // 0: Masters[0]
+		Get(b2).                // 1: held, answered
+		Set(b, "1").            // 2: held, answered
+		Do("BLPOP", list, "0"). // 3: held, blocks
+		Set(b3, "1").           // 4: held, behind the BLPOP
+		IncrBy(k, 7)            // 5: Masters[2]
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := execAsync(cctx, p)
+	waitBlockedIn(t, ctx, held, "blpop", "")
+	w.awaitTaken(t, ctx, ":5\r\n", 1)
+	w.awaitTaken(t, ctx, "$1\r\nx\r\n+OK\r\n", 1)
+	w.awaitTaken(t, ctx, ":7\r\n", 1)
+	cancel()
+	r := awaitExec(t, ctx, done, "its context was cancelled")
+	t.Logf("Exec error: %v", r.err)
+
+	if r.err == nil || !errors.Is(r.err, context.Canceled) || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome matching context.Canceled", r.err, OutcomeOf(r.err))
+	}
+	if len(r.replies) != 6 {
+		t.Fatalf("Exec returned %d replies for 6 commands (error %v); want every one", len(r.replies), r.err)
+	}
+	for i, want := range map[int]string{0: "5", 1: "x", 2: "OK", 5: "7"} {
+		if got, e := r.replies[i].String(), r.replies[i].Err(); got != want || e != nil {
+			t.Errorf("reply %d, read before the cancel = %q, %v; want %s", i, got, e, want)
+		}
+	}
+	checkUnknown(t, r.replies, 3, 5)
+	waitForServer(t, ctx, "the blocked client gone", func() (bool, string) {
+		for _, cl := range serverClients(t, held) {
+			if cl["cmd"] == "blpop" {
+				return false, "still there"
+			}
+		}
+		return true, ""
+	})
+	for _, kv := range []struct {
+		key  string
+		want int64
+	}{{b, 1}, {b3, 0}} {
+		if n, _ := held.MustDo(t, "EXISTS", kv.key).(int64); n != kv.want {
+			t.Errorf("EXISTS %s on the held master = %d; want %d", kv.key, n, kv.want)
+		}
+	}
+}
