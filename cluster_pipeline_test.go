@@ -818,6 +818,7 @@ func testClusterPipelinePartCutTwice(t *testing.T, cl *redistest.Cluster) {
 	if answered == 0 || answered == n-1 {
 		t.Fatalf("the retry had %d of its SETs answered: the test does not test what it means to", answered)
 	}
+	checkNoCutRecord(t, err, replies)
 }
 
 // testClusterPipelinePartCutMoved: a master whose part of a plain

@@ -647,4 +647,22 @@ func TestIdempotentPipelineCutTwiceNotSentAgain(t *testing.T) {
 	if answered == 0 || answered == n-1 {
 		t.Fatalf("the retry had %d of its SETs answered: the test does not test what it means to", answered)
 	}
+	checkNoCutRecord(t, err, replies)
+}
+
+// checkNoCutRecord checks that neither err nor any error reply among
+// replies holds the record of a cut (*cutError), which keeps the replies
+// of the attempt it was read in alive for as long as the caller keeps the
+// error: the caller has those replies already.
+func checkNoCutRecord(t *testing.T, err error, replies []Value) {
+	t.Helper()
+	var cut *cutError
+	if errors.As(err, &cut) {
+		t.Errorf("Exec error %v holds the record of the cut, with %d replies", err, len(cut.replies))
+	}
+	for i, v := range replies {
+		if e := v.Err(); e != nil && errors.As(e, &cut) {
+			t.Fatalf("reply %d = %v holds the record of the cut, with %d replies", i, e, len(cut.replies))
+		}
+	}
 }

@@ -657,7 +657,7 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 				return nil, 0, unwrapCut(err)
 			}
 			p.loadErrs = loadErrs(p.scripts, cut.replies[:extra])
-			return p.cutReplies(cut, unwrapCut(err), skip, len(buf)-len(p.w.buf))
+			return p.cutReplies(cut, err, skip, len(buf)-len(p.w.buf))
 		}
 		return nil, 0, err
 	}
@@ -685,13 +685,22 @@ func (e *cutError) Error() string { return e.err.Error() }
 func (e *cutError) Unwrap() error { return e.err }
 
 // unwrapCut returns err with its *cutError, which holds replies the
-// caller has taken out of it, replaced by the connection's error it
-// wraps, when that is err itself; an err that wraps a *cutError (the
-// retry rules said an earlier attempt may have run) is returned as it
-// is: only its text and its unwrapping tell.
+// caller has taken out of it (and, through them, the buffers they were
+// read into), replaced by the connection's error it wraps: err itself,
+// or the error that the retry rules wrapped in an *uncertainError to say
+// that an earlier attempt may have run (see Client.retry), which is
+// made again around the connection's error. Its text, errors.Is, As and
+// OutcomeOf say the same of the error returned as of err; only the
+// record of the cut, which the caller keeps no longer, is gone. Ask
+// cutAgain of err before.
 func unwrapCut(err error) error {
-	if cut, ok := err.(*cutError); ok {
-		return cut.err
+	switch e := err.(type) {
+	case *cutError:
+		return e.err
+	case *uncertainError:
+		if inner := unwrapCut(e.err); inner != e.err {
+			return &uncertainError{msg: e.msg, err: inner}
+		}
 	}
 	return err
 }
@@ -721,7 +730,10 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 	n := len(p.w.cmds)
 	got := len(cut.replies) - skip
 	begun := commandsBegun(p.w.buf, n, cut.sent-at)
-	ce := cause
+	// An earlier attempt, cut too, may have written, and run, what the
+	// last one did not (see cutAgain).
+	again := cutAgain(cause)
+	ce := unwrapCut(cause)
 	// A batch whose context ended as its replies came may have left its
 	// connection as it was, to the reader (a shared one): the replies of
 	// the commands not answered then wrap the context's error alone.
@@ -750,9 +762,6 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 			replies[i] = v
 		}
 	}
-	// An earlier attempt, cut too, may have written, and run, what the
-	// last one did not (see cutAgain).
-	again := cutAgain(cause)
 	if begun < n {
 		v := madeErrorValue(notSent(fmt.Errorf("redpipe: not sent: %s before the command was written: %w", what, inner(true))))
 		if again {
