@@ -346,10 +346,10 @@ func (s *Stream) deliver(ctx context.Context) {
 	ch := s.inflight[0]
 	s.inflight = s.inflight[1:]
 	if got, err := ch.pending.WaitGot(ctx); err != nil {
-		// The replies read before the connection failed are those of
-		// commands that ran: each has them, in order, as it would have.
-		// The rest will not come. (Had ctx ended instead, got is 0: the
-		// reader may still write into replies.) The chunk is dropped.
+		// The replies read before the connection failed, or ctx ended,
+		// are those of commands that ran: each has them, in order, as
+		// it would have. The rest will not come (the reader drops them,
+		// had ctx ended). The chunk is dropped.
 		// The failure is the stream's before each sees a reply: should
 		// each or a Decoder panic on one, Close, called after a recover,
 		// reports it, not the panic, and the connection is not reused.

@@ -554,7 +554,7 @@ func (k Graced) DoNCut(ctx context.Context, cmds []byte, n int) (replies []resp.
 		putCall(cl)
 		return nil, 0, 0, err
 	}
-	if err, held, kp := c.waitHeld(ctx, cl, k.sole); err != nil {
+	if kp, held, err := c.waitHeld(ctx, cl, k.sole); err != nil {
 		if held {
 			// Stored under the lock that failed the call: no reply
 			// comes after (see take).
@@ -625,7 +625,7 @@ func (p Pending) WaitCut(ctx context.Context) (got, sent int, err error) {
 	if p.cl == nil {
 		return 0, 0, nil
 	}
-	err, held, k := p.c.waitHeld(ctx, p.cl, false)
+	k, held, err := p.c.waitHeld(ctx, p.cl, false)
 	if err != nil {
 		if held {
 			got, sent = p.cl.got, int(p.cl.sent)

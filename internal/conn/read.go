@@ -102,7 +102,7 @@ func (c *Conn) due(maxSoon int) due {
 // any other is abandoned: it stays in line and the reader drops its
 // replies.
 func (c *Conn) wait(ctx context.Context, cl *call) error {
-	err, held, _ := c.waitHeld(ctx, cl, false)
+	_, held, err := c.waitHeld(ctx, cl, false)
 	if held {
 		putCall(cl)
 	}
@@ -130,7 +130,7 @@ type kept struct {
 // taken fails the connection at once, with ctx's error, and is held as
 // after any failure, so that its bytes that the socket never accepted,
 // and never will, count as not sent.
-func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (err error, held bool, k kept) {
+func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (k kept, held bool, err error) {
 	if cl.self {
 		c.readOwn(ctx, cl)
 	}
@@ -141,12 +141,12 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (err error, he
 		case <-cl.done:
 		case <-done:
 			if c.drop(cl) {
-				return notSent(ContextErr(ctx)), false, kept{}
+				return kept{}, false, notSent(ContextErr(ctx))
 			}
 			if sole {
 				c.fail(&Error{Op: "close", Err: fmt.Errorf("redpipe: connection closed as a call's context ended: %w", ContextErr(ctx))})
 			} else if k, ok := c.abandon(cl); ok {
-				return ContextErr(ctx), false, k
+				return k, false, ContextErr(ctx)
 			}
 			// Finished meanwhile, or by the connection's failure (its
 			// writer settles it once its write returns, which the
@@ -155,9 +155,9 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (err error, he
 		}
 	}
 	if cl.err != nil {
-		return cl.err, true, kept{}
+		return kept{}, true, cl.err
 	}
-	return nil, false, kept{}
+	return kept{}, false, nil
 }
 
 // abandon leaves cl, whose caller's context ended, to the reader, which
