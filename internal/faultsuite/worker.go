@@ -274,7 +274,7 @@ func (w *worker) pipeline() bool {
 			continue
 		}
 		v := replies[i]
-		if rerr := v.Err(); partial && errors.As(rerr, new(*redpipe.ConnError)) {
+		if rerr := v.Err(); partial && cutShort(rerr) {
 			// Sent but unanswered (maybe ran) or never written (must
 			// not have run): the final check of the epoch holds the
 			// writes to it. The cut is one point in the batch: what was
@@ -427,4 +427,13 @@ func (w *worker) balance(ctx context.Context, tx *redpipe.Tx, key string) (int, 
 	}
 	w.misaligned("GET %s in a transfer got %s", key, v)
 	return 0, fmt.Errorf("GET %s got %s", key, v)
+}
+
+// cutShort reports whether err, a reply's error in a batch that failed
+// partway, stands for the failure rather than for the server's answer: the
+// connection failed, or the call's context ended, before that command's
+// reply was read.
+func cutShort(err error) bool {
+	return errors.As(err, new(*redpipe.ConnError)) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
