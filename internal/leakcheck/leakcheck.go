@@ -21,9 +21,14 @@ import (
 // goroutine after its function ran.
 const settle = 5 * time.Second
 
-// Main runs the tests, then the leak check, and exits.
-func Main(m *testing.M) {
+// Main runs the tests, then each teardown (which stops what the tests
+// shared, such as servers started once for many of them), then the leak
+// check, and exits.
+func Main(m *testing.M, teardown ...func()) {
 	code := m.Run()
+	for _, f := range teardown {
+		f()
+	}
 	if code == 0 {
 		if leaked := Check(settle); leaked != "" {
 			fmt.Fprintf(os.Stderr, "leakcheck: goroutines still running after the tests:\n\n%s\n", leaked)
