@@ -23,9 +23,11 @@ func earlyIncrs(c *Client, prefix string, n int) (*Pipeline, []string) {
 	return p, queueIncrs(p, prefix, n)
 }
 
-// queueIncrs queues earlyIncrs's commands on p.
+// queueIncrs queues earlyIncrs's commands on p. The keys are new ones,
+// not those of an earlier call or test run: the cluster may be shared.
 func queueIncrs(p *Pipeline, prefix string, n int) []string {
 	keys := make([]string, n)
+	prefix += freshNamespace()
 	for i := range keys {
 		keys[i] = prefix + strconv.Itoa(i)
 		p.Incr(keys[i]).Incr(keys[i]).Get(keys[i])
@@ -62,7 +64,12 @@ func masters(c *Client) []*Client {
 // connectedCluster starts a cluster of three masters and returns a client
 // connected to every one of them, so that parts may go out early.
 func connectedCluster(t *testing.T) (*Client, context.Context) {
-	cl := redistest.StartCluster(t, 0)
+	return connectedTo(t, redistest.StartCluster(t, 0))
+}
+
+// connectedTo returns a client of cl connected to every master, as
+// connectedCluster does.
+func connectedTo(t *testing.T, cl *redistest.Cluster) (*Client, context.Context) {
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
@@ -80,7 +87,7 @@ func connectedCluster(t *testing.T) (*Client, context.Context) {
 // meanwhile; the race detector holds that they are read under the
 // router's lock.
 func TestClusterPipelineEarlyDuringRefresh(t *testing.T) {
-	c, ctx := connectedCluster(t)
+	c, ctx := connectedTo(t, sharedCluster(t))
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -111,7 +118,7 @@ func TestClusterPipelineEarlyDuringRefresh(t *testing.T) {
 }
 
 func TestClusterPipelineSentWhileRouted(t *testing.T) {
-	c, ctx := connectedCluster(t)
+	c, ctx := connectedTo(t, sharedCluster(t))
 	const n = 4000 // 12,000 commands, over 150 KB
 
 	t.Run("every node connected", func(t *testing.T) {
@@ -192,7 +199,7 @@ func TestClusterPipelineSentWhileRouted(t *testing.T) {
 // fail saying that some of it may have run. Either way no command runs
 // twice or out of order.
 func TestClusterEarlyPartsLostConnection(t *testing.T) {
-	c, ctx := connectedCluster(t)
+	c, ctx := connectedTo(t, sharedCluster(t))
 	defer func() { beforeEarlySend = nil }()
 	const n = 4000
 	for _, tc := range []struct {
@@ -277,7 +284,7 @@ func TestClusterEarlyPartsLostConnection(t *testing.T) {
 // the client waits for one. The parts sent early ran; the pipeline says
 // so, and every command it says was not sent did not run.
 func TestClusterEarlyPartsThenRestNotSent(t *testing.T) {
-	c, check := connectedCluster(t)
+	c, check := connectedTo(t, sharedCluster(t))
 	defer func() { beforeEarlySend = nil }()
 	const n = 4000
 	p, keys := earlyIncrs(c, "rest:", n)
@@ -350,7 +357,7 @@ func TestClusterEarlyPartsThenRestNotSent(t *testing.T) {
 // hanging, either every reply or an error that does not claim nothing
 // ran, and the client refuses calls after.
 func TestClusterEarlyPartsClientClosed(t *testing.T) {
-	c, ctx := connectedCluster(t)
+	c, ctx := connectedTo(t, sharedCluster(t))
 	defer func() { beforeEarlySend = nil }()
 	sent := 0
 	closed := make(chan struct{})
@@ -391,7 +398,7 @@ func TestClusterEarlyPartsClientClosed(t *testing.T) {
 // the quiet parts' replies are not polled for is conn's
 // TestQuietCallsAreNotPolledFor.
 func TestClusterRoundPollsForOnePart(t *testing.T) {
-	c, ctx := connectedCluster(t)
+	c, ctx := connectedTo(t, sharedCluster(t))
 	type started struct {
 		node  *Client
 		quiet bool
@@ -469,7 +476,7 @@ func TestClusterRoundPollsForOnePart(t *testing.T) {
 // were taken for parts whose node could not be reached, which waited for
 // a refresh and counted as a redirection.
 func TestClusterEarlyPartsConnectionReplaced(t *testing.T) {
-	cl := redistest.StartCluster(t, 0)
+	cl := sharedCluster(t)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{MaxRetries: -1, MaxConnAge: time.Hour}})
 	if err != nil {

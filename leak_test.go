@@ -6,4 +6,4 @@ import (
 	"github.com/redpipe/redpipe/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m, stopShared) }
