@@ -22,6 +22,7 @@ import (
 // transaction, a plain pipeline and a stream, instead of "gave up after 5
 // redirections" after sending the command back and forth between the two.
 func TestClusterAskingRefusedByACL(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	for _, s := range cl.Servers() {
 		s.MustDo(t, "ACL", "SETUSER", "noask", "on", ">pw", "~*", "+@all", "-asking")
@@ -333,6 +334,7 @@ func TestHandshakeNopermNamesTheRule(t *testing.T) {
 // promoted replica, as after any failover, rather than fail each call
 // with the old master's refusal for ever.
 func TestClusterFollowsFailoverPastNodeRefusingSetup(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	for _, s := range append(cl.Servers(), cl.Replicas...) {
 		s.MustDo(t, "ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")

@@ -289,6 +289,7 @@ func TestSelectIsolatesKeys(t *testing.T) {
 // TestManyCallersGetTheirOwnReplies: 1000 goroutines × 100 commands on one
 // client, each with unique values, every reply checked against its call.
 func TestManyCallersGetTheirOwnReplies(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	const goroutines, perG = 1000, 100

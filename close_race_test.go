@@ -90,6 +90,7 @@ var closeRaceWorks = []closeRaceWork{
 // transaction says once what became of it, and no goroutine is left
 // behind (TestMain).
 func TestCloseRacesEveryAPI(t *testing.T) {
+	t.Parallel()
 	t.Run("node", func(t *testing.T) {
 		srv := redistest.Start(t)
 		closeRaces(t, 30, func() (*Client, error) { return NewClient(Options{Addr: srv.Addr}) })

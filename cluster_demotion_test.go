@@ -23,6 +23,7 @@ import (
 // and KEYS count its keys and a script loaded, or a setting changed, is
 // there for the commands that follow.
 func TestClusterFanOutAcceptedByDemotedMaster(t *testing.T) {
+	t.Parallel()
 	f := gracefulFailover(t, 6)
 	ctx, cl, old, promoted, clients := f.ctx, f.cl, f.old, f.promoted, f.clients
 	const prefix = "demoted:"
@@ -127,6 +128,7 @@ func TestClusterFanOutAcceptedByDemotedMaster(t *testing.T) {
 // it, so the replica promoted in its place serves them, and the former
 // master serves none.
 func TestClusterMasterReadsAfterGracefulFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	c := newReplicaClient(t, cl, ClusterOptions{ReadFromReplicas: true, SelectReplica: func(int, []string) int { return -1 }})
@@ -164,6 +166,7 @@ func TestClusterMasterReadsAfterGracefulFailover(t *testing.T) {
 // alone, in a pipeline and in a stream: each master's ROLE refusal is
 // set aside and the node taken for a master, as the layout says.
 func TestClusterFanOutWithoutRole(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	for _, m := range cl.Masters {
@@ -234,6 +237,7 @@ func TestReplicaNowReply(t *testing.T) {
 // when the masters it was then sent to cannot be reached, its error must
 // not say that it was not sent.
 func TestClusterFanOutRunOnReplicaThenUnreached(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	old := cl.Masters[0]

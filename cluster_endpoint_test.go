@@ -52,6 +52,7 @@ func waitEndpoints(t *testing.T, ctx context.Context, cl *redistest.Cluster, wan
 // were the whole cluster; a MOVED to it dials no "?". Once it announces
 // a hostname, the client finds it.
 func TestClusterMasterWithoutEndpoint(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	hidden := cl.Masters[2]
@@ -226,6 +227,7 @@ func TestClusterSeedWithoutLayout(t *testing.T) {
 // has one client, under the name the cluster gives, not a second one
 // under its IP or the seed's spelling.
 func TestClusterHostnameAndUnknownEndpoints(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"hostname", "unknown-endpoint"} {
 		t.Run(mode, func(t *testing.T) {
 			cl := redistest.StartCluster(t, 0)

@@ -17,6 +17,7 @@ import (
 // SET queued before FLUSHALL either is flushed or keeps its MOVED as its
 // reply, not applied; one queued before DBSIZE is counted or not applied.
 func TestClusterFanOutAfterMoved(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	from, to := cl.Masters[0], cl.Masters[1]
@@ -125,6 +126,7 @@ func checkSetThenFlush(t *testing.T, ctx context.Context, c *Client, k string, r
 // command once the pause is over: a SET queued before FLUSHALL either is
 // flushed or keeps its refusal as its reply, not applied.
 func TestClusterFanOutAfterPause(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	down := cl.Masters[0]

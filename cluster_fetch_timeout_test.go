@@ -17,6 +17,7 @@ import (
 // layout unknown" and a deadline exceeded, where the default ReplyTimeout
 // worked. The proxy's delay stands for the slow link.
 func TestClusterLayoutWithoutReplyTimeout(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--cluster-enabled", "yes")
 	ctx := clusterCtx(t)
 	if err := srv.ServeAllSlots(ctx); err != nil {
@@ -44,6 +45,7 @@ func TestClusterLayoutWithoutReplyTimeout(t *testing.T) {
 // it held the client's first calls up that long, and every refresh that
 // asked a node so hung first.
 func TestClusterHungSeedAskedOnce(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 // refreshed for it, which would cost every node a CLUSTER SHARDS each
 // time the client comes back from a pause, and count as a redirection.
 func TestClusterIdleClosedConnections(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{MaxRetries: -1}})

@@ -80,6 +80,7 @@ func flatten(groups [][]int) []int {
 // acknowledged write is missing, no INCR ran twice, every read found the
 // writes before it and none after, and no call returned late.
 func TestClusterReshardUnderLoad(t *testing.T) {
+	t.Parallel()
 	const loadFor = 10 * time.Second
 	cl := redistest.StartCluster(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -119,6 +120,7 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 // data), no acknowledged write is lost, and traffic to the killed master's
 // slots resumes once its replica is promoted; how soon is logged.
 func TestClusterFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

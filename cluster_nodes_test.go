@@ -21,6 +21,7 @@ import (
 
 // The ForEachMaster tests share one cluster of three masters, run in turn.
 func TestForEachMasterCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
 	if err != nil {
@@ -697,6 +698,7 @@ func TestForEachMasterSingleNode(t *testing.T) {
 // A master that died fails fn's calls on it, naming it, and starts a
 // refresh: the next ForEachMaster calls the replica promoted in its place.
 func TestForEachMasterFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	c := loadedClients(t, ctx, cl, 1)[0]
@@ -745,6 +747,7 @@ func TestForEachMasterFailover(t *testing.T) {
 // with READONLY, which starts a refresh: the next ForEachMaster calls the
 // replica promoted in its place, and not the former master.
 func TestForEachMasterGracefulFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	c := loadedClients(t, ctx, cl, 1)[0]
@@ -1112,6 +1115,7 @@ func releaseAsRefresh(t *testing.T, cl *redistest.Cluster, r *clusterRouter, m *
 // layout and is applied once. It failed with an error matching ErrClosed,
 // as if the cluster Client had been closed.
 func TestClusterTransactionWaitingForTurnOnReleasedNode(t *testing.T) {
+	t.Parallel()
 	cl, c := readyCluster(t)
 	ctx := clusterCtx(t)
 	r := c.cluster
@@ -1165,6 +1169,7 @@ func TestClusterTransactionWaitingForTurnOnReleasedNode(t *testing.T) {
 // do, and does not call fn. Once the client was closed it said ErrClosed,
 // as if the cluster Client had been closed.
 func TestForEachMasterOnReleasedNode(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1460,6 +1465,7 @@ func TestClusterReleaseAcrossFailoverAndRejoin(t *testing.T) {
 // new one to an address the layout no longer lists. It took the idle one
 // and ran there.
 func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
+	t.Parallel()
 	cl, c := readyCluster(t)
 	ctx := clusterCtx(t)
 	r := c.cluster

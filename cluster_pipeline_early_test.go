@@ -87,6 +87,7 @@ func connectedTo(t *testing.T, cl *redistest.Cluster) (*Client, context.Context)
 // meanwhile; the race detector holds that they are read under the
 // router's lock.
 func TestClusterPipelineEarlyDuringRefresh(t *testing.T) {
+	t.Parallel()
 	c, ctx := connectedTo(t, sharedCluster(t))
 	stop := make(chan struct{})
 	done := make(chan struct{})

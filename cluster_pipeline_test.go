@@ -1195,6 +1195,7 @@ func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
 // sent the batch again, as a one-node Client's did before it refused
 // them. A command it queued was dropped unsaid.
 func TestClusterPipelineUsedFromOwnDecoder(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--cluster-enabled", "yes")
 	ctx := clusterCtx(t)
 	if err := srv.ServeAllSlots(ctx); err != nil {

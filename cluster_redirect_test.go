@@ -20,6 +20,7 @@ import (
 // different nodes go one node at a time, in their order. A pipeline that
 // stops before every command got through says which did.
 func TestClusterRedirects(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
@@ -410,6 +411,7 @@ func TestPartialScriptErrorReply(t *testing.T) {
 // redirections or retries (MaxRedirects 1)", which read as if the limit
 // had been broken); and a stream says what a call does.
 func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	dead := cl.Masters[2]
@@ -473,6 +475,7 @@ func TestClusterGaveUpAfterOneRedirection(t *testing.T) {
 // these nodes listen on). A call, a pipeline and a transaction whose slot
 // moved follow it to the new owner rather than fail with the MOVED.
 func TestClusterRedirectToIPv6Node(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := ctxT(t)
 	const ip = "::ffff:127.0.0.1"

@@ -919,6 +919,7 @@ func testReplicaScripts(t *testing.T, cl *redistest.Cluster) {
 // round trip after another, as the legs of a slot go in one round only
 // while they share a node.
 func TestClusterReplicaPipelineReadsOneNodePerSlot(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 2)
 	ctx := clusterCtx(t)
 	keys := make([]string, 40)

@@ -11,6 +11,7 @@ import (
 // called on a closed cluster Client, which no master was sent, says so:
 // ErrClosed, not sent, safe to retry on a new Client.
 func TestClusterFanOutAfterClose(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	c := loadedClients(t, ctx, cl, 1)[0]

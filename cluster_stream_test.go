@@ -1353,6 +1353,7 @@ func TestChunkSortFrom(t *testing.T) {
 // once the master can be reached: that later command, which was not
 // written either, goes after it, as the stream's order has it.
 func TestClusterStreamUnreachedBeforeFanOut(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	x := cl.Masters[1]
@@ -1398,6 +1399,7 @@ func TestClusterStreamUnreachedBeforeFanOut(t *testing.T) {
 // be sent for a failed connection, dropped every reply still to come and
 // closed the connections.
 func TestClusterStreamStoppedBetweenPasses(t *testing.T) {
+	t.Parallel()
 	c, ctx := connectedCluster(t)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

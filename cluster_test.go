@@ -24,6 +24,7 @@ import (
 // The cluster tests share one cluster of three masters, run in turn:
 // those that move slots leave the cluster consistent for the next.
 func TestCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1]})
 	if err != nil {
@@ -1080,6 +1081,7 @@ func TestConnectClusterNamesTheSeed(t *testing.T) {
 }
 
 func TestClusterSeedDown(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	// The first seed refuses connections: the next one is asked.
@@ -1103,6 +1105,7 @@ func TestClusterSeedDown(t *testing.T) {
 // not applied, as the Transaction of one node does when it cannot start:
 // no layout could be had, or its context ended first.
 func TestClusterTransactionNotStarted(t *testing.T) {
+	t.Parallel()
 	ctx := clusterCtx(t)
 	fn := func(tx *Tx) error {
 		tx.Multi().Incr("{ns}n")
@@ -1198,6 +1201,7 @@ func TestClusterCombine(t *testing.T) {
 // though the others, running none, refuse with NOTBUSY: its policy asks
 // one success, and the refusals are no partial failure.
 func TestClusterScriptKill(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
@@ -1281,6 +1285,7 @@ func setReplicated(t *testing.T, ctx context.Context, c *Client, kvs ...string) 
 // timer: the next call refreshes the layout and reaches the replica that
 // took over.
 func TestClusterMasterKilled(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1358,6 +1363,7 @@ func TestClusterMasterKilled(t *testing.T) {
 // the attempt's connection was never written to, so the cluster moves the
 // transaction rather than giving up.
 func TestClusterTransactionAcrossFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1393,6 +1399,7 @@ func TestClusterTransactionAcrossFailover(t *testing.T) {
 // nothing fails, SCRIPT LOAD and DBSIZE run once on every master of the
 // new layout, and DBSIZE counts the keys of all of them.
 func TestClusterFanOutAcrossFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	dead := cl.Masters[0]
@@ -1466,6 +1473,7 @@ func testFanOutAfterLoss(t *testing.T, clients []*Client, gone *redistest.Server
 // master is not sent to the heir, which ran DBSIZE first: it would run
 // after it.
 func TestClusterFanOutMasterRetired(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	retired, heir := cl.Masters[2], cl.Masters[0]
@@ -1506,6 +1514,7 @@ func TestClusterFanOutMasterRetired(t *testing.T) {
 // refreshed, the next command for every master, SCRIPT LOAD, which a
 // replica would take, reaches the promoted replica too.
 func TestClusterFanOutAfterGracefulFailover(t *testing.T) {
+	t.Parallel()
 	// A client for each subtest, all with the layout from before.
 	f := gracefulFailover(t, 3)
 	ctx, cl, old, promoted, clients := f.ctx, f.cl, f.old, f.promoted, f.clients
@@ -1715,6 +1724,7 @@ func checkFanOut(t *testing.T, masters []*redistest.Server, replies []Value, err
 // a graceful failover made a replica refreshes the layout, so that the
 // calls after it go to the masters of the new layout and succeed.
 func TestClusterKeylessWriteAfterGracefulFailover(t *testing.T) {
+	t.Parallel()
 	f := gracefulFailover(t, 1)
 	ctx, old, c := f.ctx, f.old, f.clients[0]
 	wantStale(t, c, old)
@@ -1763,6 +1773,7 @@ func refusedThenServed(t *testing.T, c *Client, old *redistest.Server, what stri
 // A transaction so refused, of which nothing ran, goes again to one of
 // them at once.
 func TestClusterKeylessScriptBatchesAfterGracefulFailover(t *testing.T) {
+	t.Parallel()
 	f := gracefulFailover(t, 3)
 	ctx, old, clients := f.ctx, f.old, f.clients
 	for _, c := range clients {
@@ -1834,6 +1845,7 @@ func movedOnly(t *testing.T, c *Client, slot int, to *redistest.Server) {
 // masters), and the SET stays. A SET queued before FLUSHALL does not stop
 // it: FLUSHALL reaches the promoted replica after it.
 func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
+	t.Parallel()
 	f := gracefulFailover(t, 3)
 	ctx, cl, old, promoted, clients := f.ctx, f.cl, f.old, f.promoted, f.clients
 	slot := 7 // the first master's
@@ -1910,6 +1922,7 @@ func TestClusterFanOutNotAfterLaterCommands(t *testing.T) {
 // one that died. So FLUSHALL removes the keys set before it, and leaves
 // those set after it.
 func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 1)
 	ctx := clusterCtx(t)
 	// check checks that FLUSHALL ran times times on every master, and
@@ -2018,6 +2031,7 @@ func TestClusterFanOutKeepsOrderAcrossFailover(t *testing.T) {
 // after it remain, or reports an unknown outcome; it never succeeds with
 // keys set before it left, or keys set after it gone.
 func TestClusterStreamFlushAllAcrossGracefulFailover(t *testing.T) {
+	t.Parallel()
 	f := gracefulFailover(t, 3)
 	ctx, cl, clients := f.ctx, f.cl, f.clients
 	const n, at = 20000, 7000 // commands, and the index of FLUSHALL
@@ -2257,6 +2271,7 @@ func testClusterScriptRedirectLookalikes(t *testing.T, c *Client) {
 // the program. The dial fails instead, with an error that says so, and
 // the client works once the Dialer does.
 func TestClusterDialerPanics(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	boom := errors.New("boom")
@@ -2296,6 +2311,7 @@ func TestClusterDialerPanics(t *testing.T) {
 // second returned at once, before the first, which waits for that dial:
 // a goroutine of the client was still running after both.
 func TestClusterCloseTwiceWaitsForTheFirst(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	var hold atomic.Bool
@@ -2375,6 +2391,7 @@ func TestClusterCloseTwiceWaitsForTheFirst(t *testing.T) {
 // counted as done with an empty reply, and a pipeline panicked on the
 // replies that never came. A stream's dial ended the caller's goroutine.
 func TestClusterDialerGoexit(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	var exits sync.Map
@@ -2442,6 +2459,7 @@ func TestClusterDialerGoexit(t *testing.T) {
 // SHARDS lists both ports of a node, and a client over TLS goes to the TLS
 // one. Here a node of its own that serves every slot.
 func TestClusterOverTLS(t *testing.T) {
+	t.Parallel()
 	p := newTestPKI(t)
 	srv, tlsAddr := startTLSServer(t, p, "--cluster-enabled", "yes", "--tls-cluster", "yes")
 	if err := srv.ServeAllSlots(clusterCtx(t)); err != nil {
@@ -2474,6 +2492,7 @@ func TestClusterOverTLS(t *testing.T) {
 // written for clients that use the older command do, gets the layout from
 // CLUSTER SLOTS; one allowed neither is told of both refusals.
 func TestClusterLayoutFromSlotsWhenShardsRefused(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	for _, s := range cl.Servers() {
 		s.MustDo(t, "ACL", "SETUSER", "slots-only", "on", ">pw", "~*", "+@all", "-cluster|shards")

@@ -13,6 +13,7 @@ import (
 // setting to change, rather than only asking whether the server takes
 // TLS on a port the caller never gave.
 func TestClusterOverTLSWithoutTLSPorts(t *testing.T) {
+	t.Parallel()
 	p := newTestPKI(t)
 	srv, tlsAddr := startTLSServer(t, p, "--cluster-enabled", "yes")
 	if err := srv.ServeAllSlots(clusterCtx(t)); err != nil {

@@ -64,6 +64,7 @@ func waitAfterMoved(t *testing.T, key string) (cl *redistest.Cluster, c *Client,
 // write it never waited for. A read, which WAIT does not count, still
 // follows its MOVED.
 func TestClusterWaitAfterMoved(t *testing.T) {
+	t.Parallel()
 	ctx := clusterCtx(t)
 	key := "{waitmoved}k"
 	cl, c, stale, cont := waitAfterMoved(t, key)
@@ -104,6 +105,7 @@ func TestClusterWaitAfterMoved(t *testing.T) {
 // TestClusterStreamWaitAfterMoved is TestClusterWaitAfterMoved for a
 // write of a stream.
 func TestClusterStreamWaitAfterMoved(t *testing.T) {
+	t.Parallel()
 	ctx := clusterCtx(t)
 	key := "{waitmoved}k"
 	_, c, _, _ := waitAfterMoved(t, key)

@@ -337,6 +337,7 @@ func typedCases(sha, sDump, fDump, migrateHost string, migratePort int) []typedC
 // method's Go type reads without loss, and a nil reply must be ErrNil (or
 // a nil Value) as the method's documentation says.
 func TestTypedMethodsMatchRawReplies(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	other := redistest.Start(t)
 	docs := typedMethodDocs(t)

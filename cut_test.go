@@ -167,6 +167,7 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 // say they were not sent, and are safe to send again. The server holds
 // exactly the keys of the SETs answered.
 func TestLargePipelineCutTellsUnsent(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	px := redistest.StartProxy(t, srv.Addr)
 	w := &replyWatch{}
@@ -600,6 +601,7 @@ func awaitExec(t *testing.T, ctx context.Context, done <-chan execResult, after 
 // Before, they said they were not sent (OutcomeNotSent, SafeToRetry),
 // while the server held their keys.
 func TestIdempotentPipelineCutTwiceNotSentAgain(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	px := redistest.StartProxy(t, srv.Addr)
 	w := &writeWatch{}

@@ -169,6 +169,7 @@ func TestPoolDialFailureShared(t *testing.T) {
 // opened at once on a node that refuses the client's password, changed
 // on the server, each get its WRONGPASS, with a dial or so between them.
 func TestClusterPoolDialFailureShared(t *testing.T) {
+	t.Parallel()
 	const n = 100
 	cl := redistest.StartCluster(t, 0)
 	for _, s := range cl.Servers() {

@@ -256,6 +256,7 @@ func behindName(t *testing.T, opt Options, first string) (c *Client, target *ato
 // master. The shared connection stayed, and every write was refused
 // until it broke.
 func TestMasterMovedBehindName(t *testing.T) {
+	t.Parallel()
 	const name = "moved-behind-name"
 	a, b := redistest.Start(t), redistest.Start(t)
 	c, target, _ := behindName(t, Options{ClientName: name, MaxRetries: -1}, a.Addr)
@@ -582,6 +583,7 @@ func TestWriteRefusedIsNotSent(t *testing.T) {
 // sent exists on the server; and the next call works on a new connection.
 // Bounded in calls and time.
 func TestCutWhileWritesBlocked(t *testing.T) {
+	t.Parallel()
 	const calls = 200
 	for name, how := range map[string]redistest.CutMode{"reset": redistest.CutRST, "close": redistest.CutFIN} {
 		t.Run(name, func(t *testing.T) {
@@ -660,6 +662,7 @@ func TestCutWhileWritesBlocked(t *testing.T) {
 // neither fail nor wait for the dials, which are not made again by every
 // call.
 func TestMaxConnAgeMovesSharedConnection(t *testing.T) {
+	t.Parallel()
 	const name = "max-conn-age"
 	a, b := redistest.Start(t), redistest.Start(t)
 	c, target, dials := behindName(t, Options{ClientName: name, MaxRetries: -1, MaxConnAge: 100 * time.Millisecond}, a.Addr)

@@ -480,6 +480,7 @@ func strayRound(t *testing.T, stray string, round int) int {
 }
 
 func TestHostileHalfReplyThenSilence(t *testing.T) {
+	t.Parallel()
 	t.Run("call deadline", func(t *testing.T) {
 		closed := make(chan bool, 1)
 		fs := startFakeServer(t, hostileFirst("$10\r\nabc", closed))

@@ -635,6 +635,7 @@ var serverFlags = map[string]cmdFlags{
 // not see. A name with a space is no command to the server, which says
 // so.
 func TestClusterRoutesByServerKeys(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := clusterCtx(t)
 	c := newReplicaClient(t, cl, ClusterOptions{})
@@ -684,6 +685,7 @@ func TestClusterRoutesByServerKeys(t *testing.T) {
 // it went out unsplit and, its keys lying in several slots, came back
 // CROSSSLOT. Whole pairs still go out.
 func TestKeyValueCommandsTakeWholePairs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cl := redistest.StartCluster(t, 0)
 	ctx := ctxT(t)

@@ -6,4 +6,7 @@ import (
 	"github.com/redpipe/redpipe/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m, stopShared) }
+func TestMain(m *testing.M) {
+	allowWaitingParallel()
+	leakcheck.Main(m, stopShared)
+}

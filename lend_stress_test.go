@@ -157,6 +157,7 @@ func TestLendCountsAfterClose(t *testing.T) {
 // node clients of a cluster, whose Streams and pipelines lend one
 // connection per node.
 func TestLendCountsReturnToZeroCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{PoolSize: 2}})
 	if err != nil {

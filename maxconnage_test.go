@@ -21,6 +21,7 @@ import (
 // fails, with no retries allowed, and every acknowledged INCR is counted
 // by the server once.
 func TestMaxConnAgeTinyNoCallFails(t *testing.T) {
+	t.Parallel()
 	s := redistest.Start(t)
 	for _, age := range []time.Duration{time.Millisecond, 3 * time.Millisecond} {
 		t.Run(age.String(), func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestMaxConnAgeTinyNoCallFails(t *testing.T) {
 // no large one, whose parts go out while it is routed, fails, with no
 // retries allowed, and every acknowledged INCR is counted once.
 func TestClusterMaxConnAgeTinyNoCallFails(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs(), Options: Options{MaxRetries: -1, MaxConnAge: 2 * time.Millisecond}})
 	if err != nil {

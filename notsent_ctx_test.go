@@ -17,6 +17,7 @@ import (
 // OutcomeNotSent (or, for a transaction, OutcomeNotApplied, which it
 // also is).
 func TestNotSentByContextReadsAlike(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cl := redistest.StartCluster(t, 0)
 	ended, cancel := context.WithCancelCause(context.Background())

@@ -176,6 +176,7 @@ func TestPoolExhaustedManyWaiters(t *testing.T) {
 // of its own; a wait for one of them that outlasts its context names the
 // node whose pool is exhausted.
 func TestPoolExhaustedCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{PoolSize: 1}})
 	if err != nil {

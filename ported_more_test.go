@@ -53,6 +53,7 @@ func normalClients(t *testing.T, srv *redistest.Server) int {
 // replaced on its next use. It runs with the connection read by its
 // callers (the default) and by a goroutine of its own (a Dialer).
 func TestServerTimeoutClosesIdleConnections(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	for _, how := range []string{"callers read", "reader goroutine"} {
 		t.Run(how, func(t *testing.T) {
@@ -446,6 +447,7 @@ func TestConnectionStateCommandsRefused(t *testing.T) {
 // itself again there. From coredis's and redis-py's script cases in
 // pipelines (test_script_object_in_pipeline, the error-in-lua cases).
 func TestScriptKilledInTransaction(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	done := make(chan error, 1)
@@ -559,6 +561,7 @@ func TestScriptFlushBetweenCalls(t *testing.T) {
 // coredis's test_script_kill_no_scripts and redis-py's
 // test_script_kill_in_use / test_eval_same_slot busy cases.
 func TestScriptKilled(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	err := c.ScriptKill(ctx)
@@ -689,6 +692,7 @@ func TestLockPattern(t *testing.T) {
 // (test_watch_reset_unwatch, the connection-error cases of
 // test_pipeline.py) with the server's idle timeout as the cause.
 func TestWatchSessionClosedByServerTimeout(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	if err := c.Set(ctx, "k", "1"); err != nil {
@@ -822,6 +826,7 @@ func TestClientKillsItsOwnConnectionAlone(t *testing.T) {
 // the command queued after is not sent. From coredis's and redis-py's
 // cases of a connection dropped while idle, applied to redpipe's Stream.
 func TestStreamIdlePastServerTimeout(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	big := strings.Repeat("x", 64<<10)

@@ -316,6 +316,7 @@ func TestScriptRunDecodesTheFallbackReply(t *testing.T) {
 // Script.Run report that as not applied, as Do does, and not as the
 // script's error of unknown outcome.
 func TestScriptServerRedirectNotApplied(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 0)
 	ctx := ctxT(t)
 	const key = "n"

@@ -205,6 +205,7 @@ func expectStallError(t *testing.T, took time.Duration, err error, limit time.Du
 // large for the shared connection, a read on a Tx, a Stream, each made
 // with no deadline, fail instead of waiting for ever.
 func TestReplyTimeoutOnDedicatedConnections(t *testing.T) {
+	t.Parallel()
 	const rt = 500 * time.Millisecond
 	opt := Options{ReplyTimeout: rt, MaxRetries: -1, PoolSize: 1}
 	bg := context.Background()
@@ -268,6 +269,7 @@ func TestReplyTimeoutOnDedicatedConnections(t *testing.T) {
 // byte, not before and not never; on a server that answers, commands that
 // block longer than ReplyTimeout, BLPOP 0 included, are not cut.
 func TestReplyTimeoutAllowsBlockingCommands(t *testing.T) {
+	t.Parallel()
 	bg := context.Background()
 	t.Run("stalled", func(t *testing.T) {
 		c, px, _ := proxiedClient(t, Options{ReplyTimeout: time.Second, MaxRetries: -1, PoolSize: 1})

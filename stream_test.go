@@ -48,6 +48,7 @@ func commandCalls(t *testing.T, srv *redistest.Server, cmd string) int {
 // its buffers stay at a few chunks, where a plain pipeline's would hold
 // the whole batch.
 func TestStreamSendsWhileQueueing(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	const n = 200_000
@@ -224,6 +225,7 @@ func streamUnderWay(t *testing.T, c *Client, ctx context.Context, prefix string)
 // its chunk: what went before ran, nothing after, and the error says the
 // outcome is unknown once something was sent.
 func TestStreamRefusals(t *testing.T) {
+	t.Parallel()
 	c, srv := newTestClient(t, Options{})
 	ctx := ctxT(t)
 	s, sent := streamUnderWay(t, c, ctx, "r:")
@@ -412,6 +414,7 @@ func TestStreamCancelled(t *testing.T) {
 // node and on a cluster. On one node a command queued from each once went
 // out with the bytes of the chunk just sent, which then ran twice.
 func TestStreamQueueFromEach(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client, get func(key string) any) {
 		ctx := ctxT(t)
 		const n, more = 20_000, 3_000 // more: over a chunk, queued from Close
@@ -512,6 +515,7 @@ func TestStreamQueueFromEach(t *testing.T) {
 // or twice: it is refused, and the stream goes on. Discard there stops the
 // stream, and the caller's Close reports it. On one node and on a cluster.
 func TestStreamCloseFromEach(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client) {
 		ctx := ctxT(t)
 		const n = 20_000
@@ -575,6 +579,7 @@ func TestStreamCloseFromEach(t *testing.T) {
 // it once said OutcomeNotSent, and a caller retrying on SafeToRetry would
 // have run the whole stream twice. On one node and on a cluster.
 func TestStreamEachErrorOutcome(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client) {
 		ctx := ctxT(t)
 		const n = 20_000
@@ -616,6 +621,7 @@ func TestStreamEachErrorOutcome(t *testing.T) {
 // So for a panic of a Decoder, after which each once went on with the
 // rest of the chunk's replies skipped. On one node and on a cluster.
 func TestStreamEachPanics(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client, pooled func() bool) {
 		ctx := ctxT(t)
 		const n, at = 20_000, 100
@@ -723,6 +729,7 @@ func TestStreamEachPanics(t *testing.T) {
 // later Watch or stream waited for one until its context ended. On one
 // node and on a cluster.
 func TestStreamPanicInClose(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client, pooled func() bool) {
 		ctx := ctxT(t)
 		const n, at = 50, 20 // well within a chunk: Close hands out every reply
@@ -817,6 +824,7 @@ func (panickyArg) String() string { panic("panickyArg") }
 // lost with the chunk. So with a pipeline, on the shared connection. On
 // one node and on a cluster.
 func TestStreamArgumentPanics(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, c *Client) {
 		const n = 3000
 		for _, deferred := range []bool{false, true} {
@@ -906,6 +914,7 @@ func onNodeAndCluster(t *testing.T, run func(t *testing.T, c *Client)) {
 // ErrClosed, counting them, also once they filled a chunk; before, Err
 // said nil, and a loader checking it could not tell they were lost.
 func TestStreamQueuedAfterClose(t *testing.T) {
+	t.Parallel()
 	onNodeAndCluster(t, func(t *testing.T, c *Client) {
 		ctx := ctxT(t)
 		s := c.Stream(ctx, nil)
@@ -964,6 +973,7 @@ func TestStreamQueuedAfterClose(t *testing.T) {
 // as sent; before, it went on counting the commands queued before and
 // after the one that stopped the stream.
 func TestStreamLenAfterFailure(t *testing.T) {
+	t.Parallel()
 	onNodeAndCluster(t, func(t *testing.T, c *Client) {
 		ctx := ctxT(t)
 		s := c.Stream(ctx, nil)
@@ -1075,6 +1085,7 @@ func TestStreamStoppedBetweenChunks(t *testing.T) {
 // A stream stopped once its one command was sent says so in the singular,
 // on one node and on a cluster: "after 1 command was sent".
 func TestStreamStoppedAfterOneCommand(t *testing.T) {
+	t.Parallel()
 	single, _ := newTestClient(t, Options{})
 	cluster, ctx := connectedCluster(t)
 	for name, c := range map[string]*Client{"one node": single, "cluster": cluster} {
