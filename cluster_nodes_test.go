@@ -1219,7 +1219,7 @@ func TestClusterReleaseKeepsSessionsAndStreams(t *testing.T) {
 	cl, c, node := releaseFixture(t)
 	ctx := clusterCtx(t)
 	r, m := c.cluster, cl.Masters[0]
-	key := keyIn(0, "session:")
+	key := keyIn(0, "session:"+freshNamespace())
 	tx, err := c.Watch(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -1230,7 +1230,7 @@ func TestClusterReleaseKeepsSessionsAndStreams(t *testing.T) {
 		got = append(got, n)
 		return err
 	})
-	skey := keyIn(1, "stream:")
+	skey := keyIn(1, "stream:"+freshNamespace())
 	st.Do("INCR", skey)
 
 	releaseAsRefresh(t, cl, r, m)
@@ -1520,7 +1520,7 @@ func TestClusterReleasedClientLendsNoConnection(t *testing.T) {
 func TestClusterCloseDuringRelease(t *testing.T) {
 	defer func(d time.Duration) { releaseCheck = d }(releaseCheck)
 	releaseCheck = time.Millisecond
-	cl := redistest.StartCluster(t, 0)
+	cl := sharedCluster(t)
 	for round := range 5 {
 		ctx := clusterCtx(t)
 		c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1627,7 +1627,7 @@ func TestClusterCloseDuringRelease(t *testing.T) {
 func TestClusterReleaseStormStaysBounded(t *testing.T) {
 	defer func(d time.Duration) { refreshCooldown = d }(refreshCooldown)
 	refreshCooldown = 5 * time.Millisecond
-	cl := redistest.StartCluster(t, 0)
+	cl := sharedCluster(t)
 	other := redistest.Start(t) // a server at an address the layout never lists
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
@@ -1771,7 +1771,7 @@ func releaseFixture(t *testing.T) (*redistest.Cluster, *Client, *Client) {
 	old := releaseCheck
 	releaseCheck = 20 * time.Millisecond
 	t.Cleanup(func() { releaseCheck = old })
-	cl, c := readyCluster(t)
+	cl, c := readyClusterOn(t, sharedCluster(t))
 	node, err := c.cluster.nodeAt(cl.Masters[0].Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -1783,7 +1783,12 @@ func releaseFixture(t *testing.T) (*redistest.Cluster, *Client, *Client) {
 // knows the layout.
 func readyCluster(t *testing.T) (*redistest.Cluster, *Client) {
 	t.Helper()
-	cl := redistest.StartCluster(t, 0)
+	return readyClusterOn(t, redistest.StartCluster(t, 0))
+}
+
+// readyClusterOn is readyCluster on a cluster the caller has.
+func readyClusterOn(t *testing.T, cl *redistest.Cluster) (*redistest.Cluster, *Client) {
+	t.Helper()
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {
 		t.Fatal(err)

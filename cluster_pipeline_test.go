@@ -1133,7 +1133,7 @@ func (fn *fakeClusterNode) applied() []string {
 // was sent on the released connection, to an address the layout no
 // longer listed.
 func TestClusterPipelinePartOnReleasedNode(t *testing.T) {
-	cl := redistest.StartCluster(t, 0)
+	cl := sharedCluster(t)
 	ctx := clusterCtx(t)
 	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()})
 	if err != nil {

@@ -984,7 +984,7 @@ func TestClusterReplicaPipelineReadsOneNodePerSlot(t *testing.T) {
 func TestReplicaRecheckCalledOffWhenNoneLeftOut(t *testing.T) {
 	defer func(d time.Duration) { replicaRecheck = d }(replicaRecheck)
 	replicaRecheck = 200 * time.Millisecond
-	cl := redistest.StartCluster(t, 0)
+	cl := sharedCluster(t)
 	c := newReplicaClient(t, cl, ClusterOptions{})
 	r := c.cluster
 	if err := r.ready(clusterCtx(t)); err != nil {
