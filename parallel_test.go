@@ -8,9 +8,9 @@ import (
 // waitingParallel is how many tests that call t.Parallel run at once
 // unless -parallel says otherwise. Those tests spend their time waiting
 // for servers (a cluster to form, a replica to take over, a server-side
-// timeout to pass), not on the CPU: the whole package keeps two CPUs a
-// third busy. The default of -parallel, GOMAXPROCS, would run only two of
-// them at once on a machine of two.
+// timeout to pass), not on the CPU: under -race the whole package keeps
+// a third of one CPU busy on average. The default of -parallel,
+// GOMAXPROCS, would run only two of them at once on a machine of two.
 const waitingParallel = 4
 
 // allowWaitingParallel raises the default of -parallel to waitingParallel;

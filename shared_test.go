@@ -14,8 +14,9 @@ import (
 // only need a healthy cluster, and neither stop, reshard, fail over nor
 // reconfigure it, nor count its INFO or commandstats, share one, started
 // by the first of them and stopped by TestMain. Such a test closes its
-// clients, keeps to keys of its own (named after the test) and never
-// flushes the cluster; it may run alongside another.
+// clients, never flushes the cluster, and checks only keys no other test
+// writes, made new on every run (freshNamespace) where it counts on their
+// values: it may run alongside another, and again with -count.
 var shared struct {
 	mu sync.Mutex
 	cl *redistest.Cluster
