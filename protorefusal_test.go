@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redpipe/redpipe/internal/conn"
 )
 
 // TestProtocolRefusalNamed: an argument longer than the server's
@@ -135,3 +137,43 @@ func TestProtocolRefusalLookalike(t *testing.T) {
 		t.Errorf("BLPOP on a killed connection = %v; want its failure, not laid to the script's error", err)
 	}
 }
+
+// TestProtocolRefusalLookalikeLast: a script's "ERR Protocol error: ..."
+// that is the last reply read on its connection is no refusal either: the
+// server went on, and the session's connection, killed later (here under
+// a BLPOP sent after it), fails with its own cause. Only a call large
+// enough to hold an argument over proto-max-bulk-len can be refused so.
+func TestProtocolRefusalLookalikeLast(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	id, err := tx.ClientID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tx.Do(ctx, "EVAL", "return redis.error_reply('ERR Protocol error: a script said so')", "0")
+	if err != nil || v.Err() == nil {
+		t.Fatalf("EVAL of a script returning an error = %v, %v", v, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.BLPop(ctx, 20, "nosuchlist")
+		done <- err
+	}()
+	waitUntil(t, ctx, "the BLPOP blocked", func() bool {
+		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
+		s, _ := v.(string)
+		return err == nil && strings.Contains(s, "cmd=blpop")
+	})
+	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	err = <-done
+	var pr *conn.ProtocolRefusal
+	if err == nil || errors.As(err, &pr) || strings.Contains(err.Error(), "refused what was sent") {
+		t.Errorf("BLPOP on a killed connection = %v; want its failure, not laid to the script's error read before it", err)
+	}
+}
+

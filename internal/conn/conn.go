@@ -242,10 +242,11 @@ type Conn struct {
 	// as not sent rather than of unknown outcome.
 	unsettled []*call
 	failed    *Error
-	// refusal is the server's "ERR Protocol error" reply, when it is the
-	// last reply read, set under mu by the holder of the read role: the
-	// server closes the connection after it, and the failure that follows
-	// names it as its cause.
+	// refusal is the server's "ERR Protocol error" reply to a call large
+	// enough to be refused (see minRefused), when it is the last reply
+	// read, set under mu by the holder of the read role: the server closes
+	// the connection after it, and the failure that follows names it as
+	// its cause.
 	refusal string
 	// reading is held by whoever reads the socket: the reader goroutine,
 	// or a caller that sent a lone call and polls for its reply itself,

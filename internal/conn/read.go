@@ -523,7 +523,7 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 		if v.Kind == resp.Error && c.opt.NoteReadOnly && strings.HasPrefix(v.Str, "READONLY ") {
 			c.stale.Or(staleReadOnly)
 		}
-		if v.Kind == resp.Error && protocolRefusal(v.Str) {
+		if v.Kind == resp.Error && protocolRefusal(v.Str) && head.size > minRefused {
 			c.refusal = v.Str
 		} else if c.refusal != "" {
 			// The server went on after it: it was no refusal of the
@@ -598,6 +598,17 @@ func (c *Conn) take(vals []resp.Value, ends []int64, derr error) (ok, idle bool)
 // protocolRefusal reports whether s, an error reply, is the server's
 // refusal of the bytes it was sent, after which it closes the connection.
 func protocolRefusal(s string) bool { return strings.HasPrefix(s, "ERR Protocol error") }
+
+// minRefused is the size a call must exceed for its "ERR Protocol error"
+// to be taken for the server's refusal. What a client that writes
+// well-formed commands gets refused is an argument longer than the
+// server's proto-max-bulk-len, which the server allows no lower than
+// 1 MiB. A shorter call's is a script's or a function's own words
+// (redis.error_reply), after which the server goes on: kept while it is
+// the last reply read, it would be laid to the connection's later failure
+// however long after, on a session or a pooled connection that sat idle
+// until the server's timeout or a CLIENT KILL closed it.
+const minRefused = 1 << 20
 
 // unaskedErr is the error of a value, found, that came while no call was
 // in line, at stream offset off.
