@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
 )
@@ -177,3 +178,61 @@ func TestProtocolRefusalLookalikeLast(t *testing.T) {
 	}
 }
 
+// TestProtocolRefusalNamedWhenFoundIdle: a connection whose server refused
+// a batch, answered to the last reply, and closed it, is found closed by
+// the next call, before that call is written (PollWait is short, so that
+// the call looks at the idle connection first): that call's error gives
+// the refusal as the cause too, not an idle timeout or a CLIENT KILL.
+func TestProtocolRefusalNamedWhenFoundIdle(t *testing.T) {
+	c, srv := newTestClient(t, Options{PollWait: time.Microsecond})
+	ctx := ctxT(t)
+	srv.MustDo(t, "CONFIG", "SET", "proto-max-bulk-len", "1mb")
+	big := strings.Repeat("x", 1<<20+1)
+	t.Cleanup(func() { srv.Do("CLIENT", "UNPAUSE") })
+	tx, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	id, err := tx.ClientID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func() string {
+		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
+		if err != nil {
+			t.Fatalf("CLIENT LIST: %v", err)
+		}
+		s, _ := v.(string)
+		return s
+	}
+	// The server holds writes until it has read the whole batch, so that it
+	// refuses it once the client is done writing (see
+	// TestProtocolRefusalNamed).
+	srv.MustDo(t, "CLIENT", "PAUSE", "60000", "WRITE")
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.Pipeline(ErrorsInReplies).Set("k", "1").Set("big", big).Exec(ctx)
+		done <- err
+	}()
+	waitUntil(t, ctx, "the batch read by the server", func() bool {
+		for _, f := range strings.Fields(client()) {
+			if q, ok := strings.CutPrefix(f, "qbuf="); ok {
+				if n, _ := strconv.Atoi(q); n > len(big) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	srv.MustDo(t, "CLIENT", "UNPAUSE")
+	if err := <-done; err != nil {
+		t.Fatalf("Exec of the refused batch = %v; want its replies, the refusal among them", err)
+	}
+	waitUntil(t, ctx, "the connection closed by the server", func() bool { return client() == "" })
+	_, err = tx.Get(ctx, "k")
+	var pr *conn.ProtocolRefusal
+	if !errors.As(err, &pr) || !strings.Contains(err.Error(), `"ERR Protocol error: invalid bulk length"`) {
+		t.Errorf("GET on the connection the server closed after its refusal = %v; want the refusal given as the cause", err)
+	}
+}

@@ -730,17 +730,24 @@ func (c *Conn) failWrite(n int, err error) {
 	c.failLocked(&Error{Op: "write", Err: err})
 }
 
+// causeLocked is err as the connection fails with it; mu is held. When
+// the server's protocol refusal is the last reply read, the server said
+// why it closes the connection: that is the cause to give, rather than the
+// reset or end of stream that follows.
+func (c *Conn) causeLocked(err *Error) *Error {
+	if _, named := err.Err.(*ProtocolRefusal); named || c.refusal == "" || err.Op == "close" {
+		return err
+	}
+	return &Error{Op: err.Op, Err: &ProtocolRefusal{Reply: c.refusal, Err: err.Err}, Unsent: err.Unsent}
+}
+
 // failLocked is fail with mu held; it releases mu.
 func (c *Conn) failLocked(err *Error) {
 	if c.err != nil {
 		c.settleLocked()
 		return
 	}
-	if c.refusal != "" && err.Op != "close" {
-		// The server said why it closes the connection: that is the cause
-		// to give, rather than the reset or end of stream that follows.
-		err = &Error{Op: err.Op, Err: &ProtocolRefusal{Reply: c.refusal, Err: err.Err}, Unsent: err.Unsent}
-	}
+	err = c.causeLocked(err)
 	c.err = err
 	c.failed = err
 	c.dead.Store(true)

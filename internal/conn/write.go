@@ -149,6 +149,9 @@ func (c *Conn) enqueueLocked(cl *call, size int) error {
 		cl.poll = time.Since(c.released) <= c.poll.budget
 		if !cl.poll {
 			if err := c.checkIdleLocked(); err != nil {
+				// Named as the connection fails, so that this call,
+				// which found it closed, gives the same cause.
+				err = c.causeLocked(err)
 				c.failLocked(err)
 				return unsent(err)
 			}
