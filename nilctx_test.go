@@ -152,3 +152,50 @@ func testNilContext(t *testing.T, c *Client) {
 		t.Errorf("GET after the Stream closed = %q, %v; want v", v, err)
 	}
 }
+
+// TestNilContextRefusesOpenMulti: a call on a Tx given a nil context while
+// its Multi pipeline is open refuses that transaction, as every call the
+// Tx is asked to run outside it does: the transaction was meant to include
+// it, and applying it without would be applying half of it.
+func TestNilContextRefusesOpenMulti(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var nilCtx context.Context
+	const key = "nilctx:multi"
+	unset := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNotApplied) {
+			t.Errorf("%s: Exec of the open Multi = %v; want it refused, not applied", what, err)
+		}
+		if n, err := c.Exists(ctx, key); err != nil || n != 0 {
+			t.Errorf("%s: EXISTS %s = %d, %v; want 0: the transaction is refused", what, key, n, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		call func(tx *Tx) error
+	}{
+		{"Tx.Get", func(tx *Tx) error { _, err := tx.Get(nilCtx, key); return err }},
+		{"Tx.Do", func(tx *Tx) error { _, err := tx.Do(nilCtx, "GET", key); return err }},
+		{"Tx.Pipeline().Exec", func(tx *Tx) error { _, err := tx.Pipeline().Get(key).Exec(nilCtx); return err }},
+	} {
+		tx, err := c.Watch(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := tx.Multi().Set(key, "v")
+		if err := tc.call(tx); !isNilContextErr(err) {
+			t.Errorf("%s with a nil context while a Multi is open = %v; want the nil context refused", tc.name, err)
+		}
+		_, err = m.Exec(ctx)
+		unset(tc.name, err)
+		tx.Close()
+
+		_, err = c.Transaction(ctx, func(tx *Tx) error {
+			tx.Multi().Set(key, "v")
+			tc.call(tx) // its error left unchecked
+			return nil
+		}, key)
+		unset("Transaction whose fn ran "+tc.name, err)
+	}
+}

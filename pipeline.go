@@ -263,6 +263,11 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 			// as when its Exec gives up waiting for the Tx.
 			return nil, notAppliedTx(err)
 		}
+		if p.tx != nil && !p.transaction && p.refusal() == nil && p.plainTxRefusal() == nil {
+			// As any Exec of a plain Pipeline of the Tx, it refuses the
+			// Tx's open Multi, if any.
+			err = p.tx.refuseNilContext(txPipelineExec)
+		}
 		p.reset()
 		if p.transaction {
 			return nil, notAppliedTx(err)

@@ -486,19 +486,19 @@ func (t *Tx) connect(ctx context.Context) error {
 }
 
 func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
-	if ctx == nil {
-		name := "a command"
-		if w.err == nil {
-			name = w.cmds[0].info().Name
-		}
-		putBuf(w)
-		return Value{}, nilContext(name + " on a Tx")
-	}
 	refusable := func() (string, bool) {
 		if w.err != nil {
 			return "", false
 		}
 		return w.cmds[0].info().Name, true
+	}
+	if ctx == nil {
+		name, ok := refusable()
+		putBuf(w)
+		if !ok {
+			return Value{}, nilContext("a command on a Tx")
+		}
+		return Value{}, t.refuseNilContext(name)
 	}
 	if err := t.acquireImmediate(ctx, refusable); err != nil {
 		putBuf(w)
@@ -507,6 +507,19 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	h := txHold{t: t, held: true}
 	defer h.release()
 	return t.runHeld(ctx, w, &h)
+}
+
+// refuseNilContext is the refusal of what, a call on the Tx given a nil
+// context. Like any call the Tx is asked to run outside its open Multi
+// pipeline, it refuses that transaction too (see refuseLocked), which
+// would otherwise be applied without what was meant to go with it.
+func (t *Tx) refuseNilContext(what string) error {
+	t.lockMu.Lock()
+	if !t.closed && t.multi.Load() != nil {
+		t.refuseLocked(what)
+	}
+	t.lockMu.Unlock()
+	return nilContext(what + " on a Tx")
 }
 
 // txHold is a call's hold on its session, which the call gives up before
