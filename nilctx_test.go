@@ -178,6 +178,10 @@ func TestNilContextRefusesOpenMulti(t *testing.T) {
 		{"Tx.Get", func(tx *Tx) error { _, err := tx.Get(nilCtx, key); return err }},
 		{"Tx.Do", func(tx *Tx) error { _, err := tx.Do(nilCtx, "GET", key); return err }},
 		{"Tx.Pipeline().Exec", func(tx *Tx) error { _, err := tx.Pipeline().Get(key).Exec(nilCtx); return err }},
+		{"Script.Run on a Tx", func(tx *Tx) error {
+			_, err := NewScript("return redis.call('GET', KEYS[1])").Run(nilCtx, tx, []string{key})
+			return err
+		}},
 	} {
 		tx, err := c.Watch(ctx, key)
 		if err != nil {

@@ -52,6 +52,10 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
 	}
 	if ctx == nil {
+		if t, ok := on.(*Tx); ok {
+			// It refuses the Tx's open Multi, as its EVALSHA would.
+			return Value{}, t.refuseNilContext("Script.Run")
+		}
 		return Value{}, nilContext("Script.Run")
 	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
