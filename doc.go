@@ -260,8 +260,9 @@
 // errors.Is finds context.Canceled or context.DeadlineExceeded in it, not
 // the cause, which context.Cause gives. A nil context is refused, not
 // sent, with a *UsageError that says to pass context.Background(); a
-// transaction refused so is not applied, and a Stream made with one sends
-// nothing. Options.DialTimeout bounds a dial and
+// transaction refused so is not applied, a call on a Tx refused so
+// refuses its open Multi as any call on the Tx does, and a Stream made
+// with one sends nothing. Options.DialTimeout bounds a dial and
 // handshake. Options.ReplyTimeout ends a connection on which replies are
 // due and no byte has come for that long, so a stalled server or network
 // fails the calls instead of holding them; a blocking command is allowed
