@@ -203,3 +203,48 @@ func TestNilContextRefusesOpenMulti(t *testing.T) {
 		unset("Transaction whose fn ran "+tc.name, err)
 	}
 }
+
+// TestNilContextOnStaleTx: the Tx of an earlier attempt of a Transaction,
+// or a pipeline of it, used with a nil context fails the Transaction, not
+// applied, as its use with a context does (see
+// TestTransactionStaleTxFromEarlierAttempt), even when fn drops the
+// refusal.
+func TestNilContextOnStaleTx(t *testing.T) {
+	c, srv := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	var nilCtx context.Context
+	uses := map[string]func(stale *Tx, staleMulti *Pipeline, key string){
+		"Get": func(stale *Tx, _ *Pipeline, key string) { stale.Get(nilCtx, key) },
+		"Do":  func(stale *Tx, _ *Pipeline, key string) { stale.Do(nilCtx, "GET", key) },
+		"Pipeline": func(stale *Tx, _ *Pipeline, key string) {
+			stale.Pipeline().Get(key).Exec(nilCtx)
+		},
+		"Multi pipeline Exec": func(_ *Tx, staleMulti *Pipeline, _ string) { staleMulti.Exec(nilCtx) },
+		"Script.Run": func(stale *Tx, _ *Pipeline, key string) {
+			NewScript("return redis.call('GET', KEYS[1])").Run(nilCtx, stale, []string{key})
+		},
+	}
+	for name, use := range uses {
+		key := "nilctx:stale:" + name
+		var stale *Tx
+		var staleMulti *Pipeline
+		attempts := 0
+		replies, err := c.Transaction(ctx, func(tx *Tx) error {
+			attempts++
+			if attempts == 1 {
+				stale, staleMulti = tx, tx.Multi().Set(key, "first")
+				srv.MustDo(t, "SET", key, "other") // between WATCH and EXEC: a retry
+				return nil
+			}
+			use(stale, staleMulti, key) // its error dropped
+			tx.Multi().Set(key, "mine")
+			return nil
+		}, key)
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), "earlier attempt") {
+			t.Errorf("%s with a nil context on the Tx of an earlier attempt: Transaction = %v, %v; want the misuse, not applied", name, replies, err)
+		}
+		if v := srv.MustDo(t, "GET", key); v != "other" || attempts != 2 {
+			t.Errorf("%s with a nil context on the Tx of an earlier attempt: %s = %v after %d attempts; want other, after 2", name, key, v, attempts)
+		}
+	}
+}

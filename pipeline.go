@@ -263,10 +263,11 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 			// as when its Exec gives up waiting for the Tx.
 			return nil, notAppliedTx(err)
 		}
-		if p.tx != nil && !p.transaction && p.refusal() == nil && p.plainTxRefusal() == nil {
+		if p.tx != nil {
 			// As any Exec of a plain Pipeline of the Tx, it refuses the
-			// Tx's open Multi, if any.
-			err = p.tx.refuseNilContext(txPipelineExec)
+			// Tx's open Multi, if any; a pipeline of the Tx of an ended
+			// attempt of a Transaction fails that Transaction.
+			p.tx.nilContextUse(txPipelineExec, !p.transaction && p.refusal() == nil && p.plainTxRefusal() == nil)
 		}
 		p.reset()
 		if p.transaction {

@@ -54,7 +54,7 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 	if ctx == nil {
 		if t, ok := on.(*Tx); ok {
 			// It refuses the Tx's open Multi, as its EVALSHA would.
-			return Value{}, t.refuseNilContext("Script.Run")
+			t.nilContextUse("Script.Run", true)
 		}
 		return Value{}, nilContext("Script.Run")
 	}

@@ -496,9 +496,10 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		name, ok := refusable()
 		putBuf(w)
 		if !ok {
-			return Value{}, nilContext("a command on a Tx")
+			name = "a command" // an encoding error is left to a call with a context
 		}
-		return Value{}, t.refuseNilContext(name)
+		t.nilContextUse(name, ok)
+		return Value{}, nilContext(name + " on a Tx")
 	}
 	if err := t.acquireImmediate(ctx, refusable); err != nil {
 		putBuf(w)
@@ -509,17 +510,23 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 	return t.runHeld(ctx, w, &h)
 }
 
-// refuseNilContext is the refusal of what, a call on the Tx given a nil
-// context. Like any call the Tx is asked to run outside its open Multi
-// pipeline, it refuses that transaction too (see refuseLocked), which
-// would otherwise be applied without what was meant to go with it.
-func (t *Tx) refuseNilContext(what string) error {
+// nilContextUse is what a call on the Tx refused for its nil context, what,
+// does to the Tx as any call would. Made while a Multi pipeline is open,
+// it refuses that transaction (see refuseLocked) if refusesMulti, as
+// every call the Tx is asked to run outside it does: it would otherwise
+// be applied without what was meant to go with it. Made on the Tx of an
+// ended attempt of a Transaction, it fails that Transaction, as every use
+// of such a Tx does (see txCall.staleUse).
+func (t *Tx) nilContextUse(what string, refusesMulti bool) {
 	t.lockMu.Lock()
-	if !t.closed && t.multi.Load() != nil {
+	closed := t.closed
+	if !closed && refusesMulti && t.multi.Load() != nil {
 		t.refuseLocked(what)
 	}
 	t.lockMu.Unlock()
-	return nilContext(what + " on a Tx")
+	if closed && t.call != nil {
+		t.call.staleUse()
+	}
 }
 
 // txHold is a call's hold on its session, which the call gives up before
