@@ -1017,17 +1017,27 @@ func refusedCall(err error) bool {
 // running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 // (FUNCTION KILL for a function; Valkey names itself). Nothing ran, and
 // the call may be sent again once that script ends or is killed. A
-// script's own error in those words cannot be told from it, as for
-// NOSCRIPT (see noScript). In the replies of EXEC it is always the
-// script's own: a busy server refuses EXEC as a whole.
+// script's own error in those very words cannot be told from it, as for
+// NOSCRIPT (see noScript); one that only begins like it ("... You can only
+// call me later") is the script's, so the whole text must match. In the
+// replies of EXEC it is always the script's own: a busy server refuses
+// EXEC as a whole.
 func busyRefusal(err error) bool {
 	se, ok := err.(*Error)
-	if !ok || se.Prefix != "BUSY" || strings.Contains(se.Msg, " script: ") {
+	if !ok || se.Prefix != "BUSY" {
 		return false
 	}
 	server, rest, ok := strings.Cut(strings.TrimPrefix(se.Msg, "BUSY "), " ")
-	return ok && server != "" && (strings.HasPrefix(rest, "is busy running a script. You can only call ") ||
-		rest == "is busy running a module command.")
+	return ok && server != "" && slices.Contains(busyTexts, rest)
+}
+
+// busyTexts are the words of the server's BUSY after its name, the same
+// from Redis 7.0 to 7.4 and in Valkey: while a script of EVAL runs, while
+// a function runs, and while a module's command holds the server.
+var busyTexts = []string{
+	"is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+	"is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+	"is busy running a module command.",
 }
 
 // compileErrPrefix begins the text of the server's reply to EVAL of a

@@ -238,7 +238,10 @@
 //     is given, which names EVAL, EVALSHA or FCALL (a command the script
 //     calls, refused as it runs, is of unknown outcome);
 //   - BUSY, to a call made while another script ran ("BUSY Redis is busy
-//     running a script..."): send it again once that one has ended;
+//     running a script. You can only call SCRIPT KILL or SHUTDOWN
+//     NOSAVE.", whole): send it again once that one has ended. In the
+//     replies of EXEC, which a busy server refuses as a whole, it is the
+//     script's own;
 //   - the error of a script EVAL could not compile ("ERR Error compiling
 //     script..."), and "ERR Function not found" to FCALL;
 //   - on a cluster, the redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN),

@@ -557,3 +557,29 @@ func TestScriptFunctionNotFoundNotApplied(t *testing.T) {
 		t.Errorf("own = %q, %v; want 1: the script ran once", n, err)
 	}
 }
+
+// A script's own error that begins as one of the server's refusals of the
+// call but goes on in other words, returned after the script's writes, is
+// of unknown outcome: only the server's whole text counts. The server's
+// BUSY ends "You can only call SCRIPT KILL or SHUTDOWN NOSAVE." (or
+// FUNCTION KILL), never anything else.
+func TestScriptOwnBusyInOtherWords(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	own := NewScript("redis.call('INCR', KEYS[1]); " +
+		"return redis.error_reply('BUSY Redis is busy running a script. You can only call me later.')")
+	_, err := own.Run(ctx, c, []string{"own"})
+	if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || !strings.Contains(err.Error(), "maybe after some of its writes") {
+		t.Errorf("Script.Run of a script returning a BUSY of its own after its write = %v (outcome %v); want unknown outcome", err, OutcomeOf(err))
+	}
+	v, err := c.Do(ctx, "EVALSHA", own.Hash(), 1, "own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if OutcomeOf(v.Err()) != OutcomeUnknown {
+		t.Errorf("EVALSHA of a script returning a BUSY of its own after its write = %v (outcome %v); want unknown outcome", v.Err(), OutcomeOf(v.Err()))
+	}
+	if n, err := c.Get(ctx, "own"); err != nil || n != "2" {
+		t.Errorf("own = %q, %v; want 2: the script ran twice", n, err)
+	}
+}
