@@ -1041,8 +1041,10 @@ var busyTexts = []string{
 }
 
 // compileErrPrefix begins the text of the server's reply to EVAL of a
-// script that does not compile, the same since Redis 2.6.
-const compileErrPrefix = "ERR Error compiling script "
+// script that does not compile, up to Lua's own message, the same since
+// Redis 2.6 and in Valkey. A script's error that only begins like it
+// ("ERR Error compiling script failed") is the script's own.
+const compileErrPrefix = "ERR Error compiling script (new function): "
 
 // notCompiled tells whether err is the server's reply to EVAL of a script
 // that does not compile ("ERR Error compiling script (new function):

@@ -243,7 +243,8 @@
 //     replies of EXEC, which a busy server refuses as a whole, it is the
 //     script's own;
 //   - the error of a script EVAL could not compile ("ERR Error compiling
-//     script..."), and "ERR Function not found" to FCALL;
+//     script (new function): " and Lua's message), and "ERR Function not
+//     found" to FCALL;
 //   - on a cluster, the redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN),
 //     outside a transaction: in the replies of EXEC, which a server
 //     redirects as a whole before running any of it, they are the

@@ -42,7 +42,7 @@ type Doer interface {
 // returns the server's very words ("NOSCRIPT No matching script...")
 // cannot be told from the server, so a script should not. A script that
 // does not compile never ran: its error, the server's ("ERR Error
-// compiling script..."), is not applied. On a Client or
+// compiling script (new function): ..."), is not applied. On a Client or
 // a Tx, the reply is decoded by the Decoder registered for EVALSHA, also
 // when it is EVAL's.
 func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (Value, error) {

@@ -583,3 +583,29 @@ func TestScriptOwnBusyInOtherWords(t *testing.T) {
 		t.Errorf("own = %q, %v; want 2: the script ran twice", n, err)
 	}
 }
+
+// A script's own error that begins as the server's compile error but does
+// not go on as the server's does ("(new function): " and Lua's message),
+// returned by EVAL after the script's writes, is of unknown outcome.
+func TestScriptOwnCompileErrorInOtherWords(t *testing.T) {
+	c, _ := newTestClient(t, Options{})
+	ctx := ctxT(t)
+	const src = "redis.call('INCR', KEYS[1]); return redis.error_reply('ERR Error compiling script failed, said the script')"
+	// First: the server has not seen the script, so Script.Run runs it
+	// with EVAL after NOSCRIPT.
+	_, err := NewScript(src).Run(ctx, c, []string{"own"})
+	if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) {
+		t.Errorf("Script.Run (EVAL after NOSCRIPT) of a script returning a compile error of its own after its write = %v (outcome %v); want unknown outcome", err, OutcomeOf(err))
+	}
+	_, err = c.Eval(ctx, src, 1, "own")
+	if OutcomeOf(err) != OutcomeUnknown || SafeToRetry(err) || !strings.Contains(err.Error(), "maybe after some of its writes") {
+		t.Errorf("Eval of a script returning a compile error of its own after its write = %v (outcome %v); want unknown outcome", err, OutcomeOf(err))
+	}
+	replies, err := c.Pipeline(NoTransaction).Do("EVAL", src, 1, "own").Exec(ctx)
+	if len(replies) != 1 || OutcomeOf(replies[0].Err()) != OutcomeUnknown {
+		t.Errorf("EVAL in a pipeline of a script returning a compile error of its own = %v, %v; want a reply of unknown outcome", replies, err)
+	}
+	if n, err := c.Get(ctx, "own"); err != nil || n != "3" {
+		t.Errorf("own = %q, %v; want 3: the script ran three times", n, err)
+	}
+}
