@@ -785,14 +785,48 @@ var netDialed hook[func(nc net.Conn)]
 // "i/o timeout") reads as the caller's deadline, of a caller who may have
 // set none, when a server slow to answer, or one that took the
 // connection and never answered, is what happened.
+//
+// A timeout that the caller's context ended, or whose deadline passed,
+// is made to match that context's error for errors.Is, which it may not:
+// net.Dialer sets the socket's connect deadline from the context's, and
+// when that fires before the context's own timer has ended it, the dial
+// returns the socket's "i/o timeout" (os.ErrDeadlineExceeded), not
+// context.DeadlineExceeded.
 func (c *Client) dialTimedOut(ctx, caller context.Context, err error) error {
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-	if !timeout || ctx.Err() != context.DeadlineExceeded || caller.Err() != nil {
+	if !timeout {
+		return err
+	}
+	cerr := conn.ContextErr(caller)
+	if d, ok := caller.Deadline(); cerr == nil && ok && !time.Now().Before(d) {
+		cerr = context.DeadlineExceeded // passed, though its timer has not run yet
+	}
+	if cerr != nil {
+		if errors.Is(err, cerr) {
+			return err
+		}
+		return &dialEndedError{err: err, ctx: cerr}
+	}
+	if ctx.Err() != context.DeadlineExceeded {
 		return err
 	}
 	return fmt.Errorf("DialTimeout (%v) ran out before the connection was ready: %w", c.opt.DialTimeout, err)
 }
+
+// dialEndedError is the error of a dial or handshake that the caller's
+// context ended, when it does not say so itself: its text is the dial's,
+// with the context's error after it, and errors.Is and As reach both.
+type dialEndedError struct {
+	err error // the dial's or handshake's
+	ctx error // the caller's context's
+}
+
+func (e *dialEndedError) Error() string {
+	return e.err.Error() + " (the call's context ended: " + e.ctx.Error() + ")"
+}
+
+func (e *dialEndedError) Unwrap() []error { return []error{e.err, e.ctx} }
 
 // dialNet connects to the server: through Options.Dialer, or a net.Dialer
 // and, with a TLSConfig, the TLS handshake.
