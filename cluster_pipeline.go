@@ -510,10 +510,18 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 					return nil, unwrapCut(pt.err)
 				}
 				lostPart[i] = true
+				// A part whose context ended, on the connection it shares
+				// or on one of its own, which was closed then (see
+				// conn.Graced.Sole), says so rather than that the
+				// connection failed.
+				ended := errors.Is(pt.err, context.Canceled) || errors.Is(pt.err, context.DeadlineExceeded)
 				e := &uncertainError{msg: "redpipe: cluster: the commands in flight on " + pt.node.opt.Addr + " failed", err: unwrapCut(pt.err)}
+				if ended {
+					e.msg = "redpipe: cluster: the context ended while commands were in flight on " + pt.node.opt.Addr
+				}
 				if pt.answered > 0 {
 					what := "the connection to " + pt.node.opt.Addr + " failed after it"
-					if errors.Is(pt.err, context.Canceled) || errors.Is(pt.err, context.DeadlineExceeded) {
+					if ended {
 						what = "the context ended after " + pt.node.opt.Addr
 					}
 					e.msg = fmt.Sprintf("redpipe: cluster: %s answered the first %s of the %d of the pipeline's part there, which ran",
@@ -532,7 +540,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 						continue
 					}
 					if unsentV.Kind == 0 {
-						unsentV = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s: the connection failed before the command was written: %w", pt.node.opt.Addr, unsentConnErr(pt.err))))
+						what := "the connection failed"
+						if ended {
+							what = "the context ended"
+						}
+						unsentV = madeErrorValue(notSent(fmt.Errorf("redpipe: cluster: not sent to %s: %s before the command was written: %w", pt.node.opt.Addr, what, unsentConnErr(pt.err))))
 					}
 					vals[l.at] = unsentV
 				}

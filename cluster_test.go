@@ -56,6 +56,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PipelinePartCutTwice", func(t *testing.T) { testClusterPipelinePartCutTwice(t, cl) })
 	t.Run("PipelinePartCutBeforeReply", func(t *testing.T) { testClusterPipelinePartCutBeforeReply(t, cl) })
 	t.Run("PipelinePartCancelled", func(t *testing.T) { testClusterPipelinePartCancelled(t, cl) })
+	t.Run("PipelinePartCancelledBeforeReply", func(t *testing.T) { testClusterPipelinePartCancelledBeforeReply(t, cl) })
 	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })
 	t.Run("PipelineRedirectUnusable", func(t *testing.T) { testClusterPipelineRedirectUnusable(t, cl, c) })
 	t.Run("PipelineScriptLoadRefused", func(t *testing.T) { testClusterPipelineScriptLoadRefused(t, cl, c) })

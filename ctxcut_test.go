@@ -441,3 +441,91 @@ func testClusterPipelinePartCancelled(t *testing.T, cl *redistest.Cluster) {
 		}
 	}
 }
+
+// testClusterPipelinePartCancelledBeforeReply: a cluster pipeline whose
+// context is cancelled while a BLPOP holds its part on one master, and
+// the network (a Proxy in front of that master that passes the part's
+// first MiB) holds the rest of the part's write, on the connection the
+// part has of its own. The commands of the part that the socket took are
+// of unknown outcome; those it never took say they were not sent, and
+// that the context ended before they were written, as on one node; all
+// of them match context.Canceled. The other master's command has its
+// reply.
+func testClusterPipelinePartCancelledBeforeReply(t *testing.T, cl *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	held := cl.Masters[1]
+	px := redistest.StartProxy(t, held.Addr)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == held.Addr {
+			addr = px.Addr
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Dialer: dial, MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := keyIn(100, "ctxcut0:a")
+	tag := keyIn(6000, "ctxcut0:t")
+	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
+	defer func() {
+		for _, m := range cl.Masters {
+			m.MustDo(t, "FLUSHALL")
+		}
+	}()
+
+	const n = 262
+	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
+	p := c.Pipeline(NoTransaction).
+		Set(a, "1").                       // 0: Masters[0]
+		Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
+	for i := 2; i < n; i++ {
+		p.Set(key(i), big) // 2 to n-1: held, behind the BLPOP
+	}
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := execAsync(cctx, p)
+	waitBlockedIn(t, ctx, held, "blpop", "")
+	cancel()
+	r := awaitExec(t, ctx, done, "its context was cancelled")
+	t.Logf("Exec error: %v", r.err)
+
+	if r.err == nil || !errors.Is(r.err, context.Canceled) || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome matching context.Canceled", r.err, OutcomeOf(r.err))
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	if got, e := r.replies[0].String(), r.replies[0].Err(); got != "OK" || e != nil {
+		t.Errorf("reply 0, of another master = %q, %v; want OK", got, e)
+	}
+	unsent := 0
+	for i := 1; i < n; i++ {
+		e := r.replies[i].Err()
+		if e == nil || !errors.Is(e, context.Canceled) {
+			t.Fatalf("reply %d, not answered = %q, %v: want an error matching context.Canceled", i, r.replies[i].String(), e)
+		}
+		switch o := OutcomeOf(e); {
+		case o == OutcomeNotSent && SafeToRetry(e):
+			if unsent == 0 {
+				t.Logf("reply %d: %v", i, e)
+			}
+			unsent++
+			if strings.Contains(e.Error(), "connection failed") || !strings.Contains(e.Error(), "context ended") {
+				t.Fatalf("reply %d, not sent = %q: want it to say that the context ended, not that the connection failed", i, e)
+			}
+		case o == OutcomeUnknown && !SafeToRetry(e):
+			if unsent > 0 {
+				t.Fatalf("reply %d is of unknown outcome after %d not sent: the socket takes a part in order", i, unsent)
+			}
+		default:
+			t.Fatalf("reply %d = %v: outcome %v, SafeToRetry %v", i, e, o, SafeToRetry(e))
+		}
+	}
+	if unsent == 0 {
+		t.Fatal("no command was reported not sent: the part did not outgrow the sockets, and the test does not test what it means to")
+	}
+	px.Cut(redistest.CutFIN)
+}
