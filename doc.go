@@ -111,7 +111,10 @@
 // run them), and, on a connection of the pipeline's own (a large or
 // blocking pipeline, closed then), not-sent ones for those never written;
 // errors.Is finds the context's error in Exec's error and in each of
-// them, and the text says that the context ended. No reply left unread
+// them, and the text says that the context ended. (They hold a
+// *ConnError only where the pipeline's own connection was closed: the
+// connection callers share did not fail. To tell such a reply from an
+// error reply of the server's, look for either.) No reply left unread
 // reaches another call. So do the plain Pipeline of a Tx and each node's
 // part of a cluster pipeline.
 //

@@ -274,7 +274,7 @@ func (w *worker) pipeline() bool {
 			continue
 		}
 		v := replies[i]
-		if rerr := v.Err(); partial && cutShort(rerr) {
+		if rerr := v.Err(); partial && isCut(rerr) {
 			// Sent but unanswered (maybe ran) or never written (must
 			// not have run): the final check of the epoch holds the
 			// writes to it. The cut is one point in the batch: what was
@@ -297,7 +297,7 @@ func (w *worker) pipeline() bool {
 			continue
 		}
 		if cut {
-			w.misaligned("pipeline command %d of %d got %s after the connection failed", i+1, len(items), v)
+			w.misaligned("pipeline command %d of %d got %s after the cut", i+1, len(items), v)
 		}
 		if partial {
 			w.s.partial.Add(1)
@@ -334,6 +334,17 @@ func (w *worker) pipeline() bool {
 	}
 	w.s.checked.Add(int64(checked))
 	return err == nil
+}
+
+// isCut tells whether err, the error reply of a command of a plain
+// pipeline that failed partway, is that of a command the cut left
+// unanswered: it holds the *ConnError of the connection that failed, or,
+// where the pipeline's context ended while its replies came, the
+// context's error (the connection the pipeline shared lives on). A reply
+// of the server's own is neither.
+func isCut(err error) bool {
+	return errors.As(err, new(*redpipe.ConnError)) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // txPipeline writes three keys of its own in MULTI/EXEC, with a few ECHOs
@@ -427,13 +438,4 @@ func (w *worker) balance(ctx context.Context, tx *redpipe.Tx, key string) (int, 
 	}
 	w.misaligned("GET %s in a transfer got %s", key, v)
 	return 0, fmt.Errorf("GET %s got %s", key, v)
-}
-
-// cutShort reports whether err, a reply's error in a batch that failed
-// partway, stands for the failure rather than for the server's answer: the
-// connection failed, or the call's context ended, before that command's
-// reply was read.
-func cutShort(err error) bool {
-	return errors.As(err, new(*redpipe.ConnError)) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
