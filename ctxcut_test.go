@@ -126,21 +126,13 @@ func checkUnknown(t *testing.T, replies []Value, from, to int) {
 	}
 }
 
-// TestPipelineCancelledKeepsRepliesRead: a plain pipeline whose context
-// is cancelled while a BLPOP holds it halfway, once the replies of the
-// SETs before it were read, keeps those replies, which ran, and gives the
-// BLPOP and the SETs after it, sent and not answered, error replies of
-// unknown outcome. The Exec error matches context.Canceled and says so,
-// for the BLPOP. The server holds exactly the keys of the SETs answered:
-// the connection, of the pipeline alone, was closed. Before, Exec
-// returned no reply, only the context's error.
-func TestPipelineCancelledKeepsRepliesRead(t *testing.T) {
-	w := &takenWatch{}
-	c, srv := newTestClient(t, Options{Dialer: w.dial, MaxRetries: -1})
-	ctx := ctxT(t)
-	key := func(i int) string { return fmt.Sprintf("ctxcut:%d", i) }
-
-	p := c.Pipeline(NoTransaction)
+// cancelBehindBLPOP queues on p five SETs of key(0) to key(4), a BLPOP
+// that blocks, and five SETs of key(6) to key(10); runs it, cancels its
+// context once the client has taken the five OKs, and checks what Exec
+// returns: a reply per command, the first five as read, the rest of
+// unknown outcome, with an error naming the BLPOP.
+func cancelBehindBLPOP(t *testing.T, ctx context.Context, srv *redistest.Server, w *takenWatch, p *Pipeline, key func(int) string) execResult {
+	t.Helper()
 	for i := 0; i < 5; i++ {
 		p.Set(key(i), "v")
 	}
@@ -163,8 +155,13 @@ func TestPipelineCancelledKeepsRepliesRead(t *testing.T) {
 		t.Fatalf("Exec returned %d replies for 11 commands (error %v); want every one, the first 5 as read", len(r.replies), r.err)
 	}
 	checkUnknown(t, r.replies, 5, 11)
-	// The connection was closed: the block is over, and nothing after
-	// it ran.
+	return r
+}
+
+// waitBLPOPGone waits until no client of srv is blocked in BLPOP: the
+// connection that ran it was closed.
+func waitBLPOPGone(t *testing.T, ctx context.Context, srv *redistest.Server) {
+	t.Helper()
 	waitForServer(t, ctx, "the blocked client gone", func() (bool, string) {
 		for _, cl := range serverClients(t, srv) {
 			if cl["cmd"] == "blpop" {
@@ -173,6 +170,27 @@ func TestPipelineCancelledKeepsRepliesRead(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestPipelineCancelledKeepsRepliesRead: a plain pipeline whose context
+// is cancelled while a BLPOP holds it halfway, once the replies of the
+// SETs before it were read, keeps those replies, which ran, and gives the
+// BLPOP and the SETs after it, sent and not answered, error replies of
+// unknown outcome. The Exec error matches context.Canceled and says so,
+// for the BLPOP. The server holds exactly the keys of the SETs answered:
+// the connection, of the pipeline alone, was closed. Before, Exec
+// returned no reply, only the context's error.
+func TestPipelineCancelledKeepsRepliesRead(t *testing.T) {
+	w := &takenWatch{}
+	c, srv := newTestClient(t, Options{Dialer: w.dial, MaxRetries: -1})
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("ctxcut:%d", i) }
+
+	p := c.Pipeline(NoTransaction)
+	r := cancelBehindBLPOP(t, ctx, srv, w, p, key)
+	// The connection was closed: the block is over, and nothing after
+	// it ran.
+	waitBLPOPGone(t, ctx, srv)
 	checkRan(t, srv, r.replies, 5, key)
 	if err := c.Set(ctx, "after", "v"); err != nil {
 		t.Fatalf("SET after the cancelled pipeline: %v", err)
@@ -249,14 +267,7 @@ func TestLargePipelineCancelledTellsUnsent(t *testing.T) {
 	// The Proxy, holding what it took, keeps its side open: closed, it
 	// ends the server's connection too.
 	px.Cut(redistest.CutFIN)
-	waitForServer(t, ctx, "the blocked client gone", func() (bool, string) {
-		for _, cl := range serverClients(t, srv) {
-			if cl["cmd"] == "blpop" {
-				return false, "still there"
-			}
-		}
-		return true, ""
-	})
+	waitBLPOPGone(t, ctx, srv)
 	checkRan(t, srv, r.replies, 5, key)
 }
 
@@ -333,36 +344,8 @@ func TestTxPipelineCancelledKeepsRepliesRead(t *testing.T) {
 	defer tx.Close()
 
 	p := tx.Pipeline(NoTransaction)
-	for i := 0; i < 5; i++ {
-		p.Set(key(i), "v")
-	}
-	p.Do("BLPOP", "ctxcut:list", "0")
-	for i := 6; i < 11; i++ {
-		p.Set(key(i), "v")
-	}
-	w.mark()
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := execAsync(cctx, p)
-	waitBlockedIn(t, ctx, srv, "blpop", "")
-	w.awaitTaken(t, ctx, "+OK\r\n", 5)
-	cancel()
-	r := awaitExec(t, ctx, done, "its context was cancelled")
-	t.Logf("Exec error: %v", r.err)
-
-	checkCtxCutErr(t, r.err, 5, "BLPOP")
-	if len(r.replies) != 11 {
-		t.Fatalf("Exec returned %d replies for 11 commands (error %v); want every one, the first 5 as read", len(r.replies), r.err)
-	}
-	checkUnknown(t, r.replies, 5, 11)
-	waitForServer(t, ctx, "the blocked client gone", func() (bool, string) {
-		for _, cl := range serverClients(t, srv) {
-			if cl["cmd"] == "blpop" {
-				return false, "still there"
-			}
-		}
-		return true, ""
-	})
+	r := cancelBehindBLPOP(t, ctx, srv, w, p, key)
+	waitBLPOPGone(t, ctx, srv)
 	checkRan(t, srv, r.replies, 5, key)
 }
 
