@@ -353,7 +353,10 @@
 // pipeline or transaction it is loaded in the same write first, so it never
 // fails with NOSCRIPT, unless that load fails (a script that does not
 // compile, a user not allowed SCRIPT LOAD): the rest of the batch runs as
-// sent, and the script's reply is NOSCRIPT with the load's error.
+// sent, and the script's reply is NOSCRIPT with the load's error. Nor can
+// it survive a SCRIPT FLUSH that runs between the load and the EVALSHA (a
+// SCRIPT FLUSH in the same batch, or from another connection while a large
+// batch is written): its reply is then the server's NOSCRIPT, not applied.
 //
 // A Decoder registered for a command (Client.SetDecoder, or WithDecoder on
 // one pipeline) turns its replies into the Go value of your choosing,

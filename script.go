@@ -126,7 +126,8 @@ func (s *Script) words(cmd, body string, keys []string, args []any) []any {
 // transaction never fails with NOSCRIPT on a server that has not seen it.
 // If the load fails (the script does not compile, say), the rest of the
 // batch runs all the same, and the script's reply is NOSCRIPT, not
-// applied, with the load's error in its text.
+// applied, with the load's error in its text. A SCRIPT FLUSH that runs
+// between the load and the EVALSHA also leaves NOSCRIPT, not applied.
 func (p *Pipeline) RunScript(s *Script, keys []string, args ...any) *Pipeline {
 	if s == nil || s.sha == "" {
 		if p.w.err == nil {
