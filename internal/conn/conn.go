@@ -428,8 +428,9 @@ func (c *Conn) DoOne(ctx context.Context, cmd []byte) (resp.Value, error) {
 
 // Do sends cmds, the encoding of len(replies) commands, and waits for their
 // replies, which it stores in replies. If ctx ends first Do returns its error
-// at once; the reader may still store into replies afterwards, so the caller
-// must not reuse the slice then.
+// at once, and the reader stores nothing into replies after that: it reads
+// and drops the rest (those stored before are the caller's, see
+// Pending.WaitGot).
 func (c *Conn) Do(ctx context.Context, cmds []byte, replies []resp.Value) error {
 	p, err := c.Start(ctx, cmds, replies)
 	if err != nil {
