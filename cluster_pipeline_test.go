@@ -1294,17 +1294,17 @@ func TestCutPartRepliesOffsets(t *testing.T) {
 	}
 }
 
-// testClusterPipelinePartCutBeforeReply: a cluster pipeline's part on one
-// master is cut by the network before that master answered any of it (a
-// BLPOP first holds it, and a Proxy in front of the master passes the
-// part's first MiB, then closes both sides). The commands of the part
-// that the socket took are of unknown outcome; those it never took (the
-// client was still writing them) say they were not sent, and are safe to
-// send again, as when some replies came before the cut. The other
-// master's command has its reply. Before, every command of the part was
-// of unknown outcome.
-func testClusterPipelinePartCutBeforeReply(t *testing.T, cl *redistest.Cluster) {
-	ctx := clusterCtx(t)
+// heldPartLen is the length of heldPartPipeline's pipeline.
+const heldPartLen = 262
+
+// heldPartPipeline makes a client of cl that reaches Masters[1] through a
+// Proxy passing 1 MiB of what the client sends, and on it a plain
+// pipeline of heldPartLen commands: a SET for Masters[0], then, for
+// Masters[1], a BLPOP that blocks and SETs of key(2) to key(n-1), each of
+// 256 KiB, far more than the sockets hold. The keys begin with prefix;
+// the masters are flushed when the test ends.
+func heldPartPipeline(t *testing.T, cl *redistest.Cluster, prefix string) (*redistest.Proxy, *Pipeline, func(int) string) {
+	t.Helper()
 	held := cl.Masters[1]
 	px := redistest.StartProxy(t, held.Addr)
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -1317,35 +1317,43 @@ func testClusterPipelinePartCutBeforeReply(t *testing.T, cl *redistest.Cluster) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	// Masters[i] serves the i-th third of the slots.
-	a := keyIn(100, "cut0:a")
-	tag := keyIn(6000, "cut0:t")
-	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
-	defer func() {
+	t.Cleanup(func() {
+		c.Close()
 		for _, m := range cl.Masters {
 			m.MustDo(t, "FLUSHALL")
 		}
-	}()
-
-	const n = 262
-	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
+	})
+	// Masters[i] serves the i-th third of the slots.
+	a := keyIn(100, prefix+":a")
+	tag := keyIn(6000, prefix+":t")
+	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
+	big := strings.Repeat("x", 256<<10)
 	p := c.Pipeline(NoTransaction).
 		Set(a, "1").                       // 0: Masters[0]
 		Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
-	for i := 2; i < n; i++ {
+	for i := 2; i < heldPartLen; i++ {
 		p.Set(key(i), big) // 2 to n-1: held, behind the BLPOP
 	}
 	px.PassBytes(1<<20, redistest.ClientToServer)
+	return px, p, key
+}
+
+// testClusterPipelinePartCutBeforeReply: a cluster pipeline's part on one
+// master is cut by the network before that master answered any of it (a
+// BLPOP first holds it, and a Proxy in front of the master passes the
+// part's first MiB, then closes both sides). The commands of the part
+// that the socket took are of unknown outcome; those it never took (the
+// client was still writing them) say they were not sent, and are safe to
+// send again, as when some replies came before the cut. The other
+// master's command has its reply. Before, every command of the part was
+// of unknown outcome.
+func testClusterPipelinePartCutBeforeReply(t *testing.T, cl *redistest.Cluster) {
+	const n = heldPartLen
+	ctx := clusterCtx(t)
+	held := cl.Masters[1]
+	px, p, key := heldPartPipeline(t, cl, "cut0")
 	done := execAsync(ctx, p)
-	waitForServer(t, ctx, "a client blocked in blpop", func() (bool, string) {
-		for _, cl := range serverClients(t, held) {
-			if cl["cmd"] == "blpop" && strings.Contains(cl["flags"], "b") {
-				return true, ""
-			}
-		}
-		return false, "none"
-	})
+	waitBlockedIn(t, ctx, held, "blpop", "")
 	px.Cut(redistest.CutFIN)
 	r := awaitExec(t, ctx, done, "its part's connection was cut")
 	t.Logf("Exec error: %v", r.err)

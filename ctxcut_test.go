@@ -435,38 +435,10 @@ func testClusterPipelinePartCancelled(t *testing.T, cl *redistest.Cluster) {
 // of them match context.Canceled. The other master's command has its
 // reply.
 func testClusterPipelinePartCancelledBeforeReply(t *testing.T, cl *redistest.Cluster) {
+	const n = heldPartLen
 	ctx := clusterCtx(t)
 	held := cl.Masters[1]
-	px := redistest.StartProxy(t, held.Addr)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if addr == held.Addr {
-			addr = px.Addr
-		}
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}
-	c, err := NewClusterClient(ClusterOptions{Addrs: cl.Addrs()[:1], Options: Options{Dialer: dial, MaxRetries: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	a := keyIn(100, "ctxcut0:a")
-	tag := keyIn(6000, "ctxcut0:t")
-	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
-	defer func() {
-		for _, m := range cl.Masters {
-			m.MustDo(t, "FLUSHALL")
-		}
-	}()
-
-	const n = 262
-	big := strings.Repeat("x", 256<<10) // n of them are far more than the sockets hold
-	p := c.Pipeline(NoTransaction).
-		Set(a, "1").                       // 0: Masters[0]
-		Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
-	for i := 2; i < n; i++ {
-		p.Set(key(i), big) // 2 to n-1: held, behind the BLPOP
-	}
-	px.PassBytes(1<<20, redistest.ClientToServer)
+	px, p, _ := heldPartPipeline(t, cl, "ctxcut0")
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := execAsync(cctx, p)
