@@ -1,6 +1,7 @@
 package redpipe
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redpipe/redpipe/internal/conn"
+	"github.com/redpipe/redpipe/redistest"
 )
 
 // TestProtocolRefusalNamed: an argument longer than the server's
@@ -122,18 +124,7 @@ func TestProtocolRefusalLookalike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := tx.BLPop(ctx, 20, "nosuchlist")
-		done <- err
-	}()
-	waitUntil(t, ctx, "the BLPOP blocked", func() bool {
-		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
-		s, _ := v.(string)
-		return err == nil && strings.Contains(s, "cmd=blpop")
-	})
-	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
-	err = <-done
+	err = blpopKilled(t, ctx, srv, tx, id)
 	if err == nil || strings.Contains(err.Error(), "refused what was sent") {
 		t.Errorf("BLPOP on a killed connection = %v; want its failure, not laid to the script's error", err)
 	}
@@ -160,18 +151,7 @@ func TestProtocolRefusalLookalikeLast(t *testing.T) {
 	if err != nil || v.Err() == nil {
 		t.Fatalf("EVAL of a script returning an error = %v, %v", v, err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := tx.BLPop(ctx, 20, "nosuchlist")
-		done <- err
-	}()
-	waitUntil(t, ctx, "the BLPOP blocked", func() bool {
-		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
-		s, _ := v.(string)
-		return err == nil && strings.Contains(s, "cmd=blpop")
-	})
-	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
-	err = <-done
+	err = blpopKilled(t, ctx, srv, tx, id)
 	var pr *conn.ProtocolRefusal
 	if err == nil || errors.As(err, &pr) || strings.Contains(err.Error(), "refused what was sent") {
 		t.Errorf("BLPOP on a killed connection = %v; want its failure, not laid to the script's error read before it", err)
@@ -235,4 +215,23 @@ func TestProtocolRefusalNamedWhenFoundIdle(t *testing.T) {
 	if !errors.As(err, &pr) || !strings.Contains(err.Error(), `"ERR Protocol error: invalid bulk length"`) {
 		t.Errorf("GET on the connection the server closed after its refusal = %v; want the refusal given as the cause", err)
 	}
+}
+
+// blpopKilled sends a BLPOP on tx, whose connection has the client id id
+// on srv, kills that connection once the BLPOP blocks, and returns the
+// BLPOP's error.
+func blpopKilled(t *testing.T, ctx context.Context, srv *redistest.Server, tx *Tx, id int64) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.BLPop(ctx, 20, "nosuchlist")
+		done <- err
+	}()
+	waitUntil(t, ctx, "the BLPOP blocked", func() bool {
+		v, err := srv.Do("CLIENT", "LIST", "ID", strconv.FormatInt(id, 10))
+		s, _ := v.(string)
+		return err == nil && strings.Contains(s, "cmd=blpop")
+	})
+	srv.MustDo(t, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10))
+	return <-done
 }
