@@ -209,27 +209,12 @@ func TestLargePipelineCutTellsUnsent(t *testing.T) {
 		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one, the first 5 as read", len(r.replies), n, r.err)
 	}
 	checkRan(t, srv, r.replies, 5, key)
-	unsent := 0
-	for i := 5; i < n; i++ {
-		err := r.replies[i].Err()
+	checkCutInOrder(t, r.replies, 5, func(i int, err error, notSent bool) {
 		var connErr *ConnError
-		if err == nil || !errors.As(err, &connErr) {
-			t.Fatalf("reply %d, not answered = %q, %v: want an error holding the *ConnError", i, r.replies[i].String(), err)
+		if !errors.As(err, &connErr) || connErr.Unsent != notSent {
+			t.Fatalf("reply %d, not answered = %v: want an error holding the *ConnError, Unsent %v", i, err, notSent)
 		}
-		switch o := OutcomeOf(err); {
-		case o == OutcomeNotSent && connErr.Unsent && SafeToRetry(err):
-			unsent++
-		case o == OutcomeUnknown && !connErr.Unsent && !SafeToRetry(err):
-			if unsent > 0 {
-				t.Fatalf("reply %d is of unknown outcome after %d not sent: the socket takes a batch in order", i, unsent)
-			}
-		default:
-			t.Fatalf("reply %d = %v: outcome %v, Unsent %v, SafeToRetry %v", i, err, o, connErr.Unsent, SafeToRetry(err))
-		}
-	}
-	if unsent == 0 {
-		t.Fatal("no command was reported not sent: the batch did not outgrow the sockets, and the test does not test what it means to")
-	}
+	})
 	if r.replies[5].Err() == nil || OutcomeOf(r.replies[5].Err()) != OutcomeUnknown {
 		t.Errorf("the BLPOP, which the server took, = %v; want unknown outcome", r.replies[5].Err())
 	}
@@ -666,5 +651,38 @@ func checkNoCutRecord(t *testing.T, err error, replies []Value) {
 		if e := v.Err(); e != nil && errors.As(e, &cut) {
 			t.Fatalf("reply %d = %v holds the record of the cut, with %d replies", i, e, len(cut.replies))
 		}
+	}
+}
+
+// checkCutInOrder checks replies[from:], those of a batch's commands left
+// unanswered by a cut: each is an error, of unknown outcome and not safe
+// to retry up to a point, then not sent and safe to retry, as the socket
+// takes a batch in order; and some were not sent, or the batch did not
+// outgrow the sockets and the test does not test what it means to. each,
+// if given, checks every error further, told whether it says not sent.
+func checkCutInOrder(t *testing.T, replies []Value, from int, each func(i int, err error, notSent bool)) {
+	t.Helper()
+	unsent := 0
+	for i := from; i < len(replies); i++ {
+		err := replies[i].Err()
+		if err == nil {
+			t.Fatalf("reply %d, not answered = %q: want an error", i, replies[i].String())
+		}
+		switch o := OutcomeOf(err); {
+		case o == OutcomeNotSent && SafeToRetry(err):
+			unsent++
+		case o == OutcomeUnknown && !SafeToRetry(err):
+			if unsent > 0 {
+				t.Fatalf("reply %d is of unknown outcome after %d not sent: the socket takes a batch in order", i, unsent)
+			}
+		default:
+			t.Fatalf("reply %d = %v: outcome %v, SafeToRetry %v", i, err, o, SafeToRetry(err))
+		}
+		if each != nil {
+			each(i, err, OutcomeOf(err) == OutcomeNotSent)
+		}
+	}
+	if unsent == 0 {
+		t.Fatal("no command was reported not sent: the batch did not outgrow the sockets, and the test does not test what it means to")
 	}
 }
