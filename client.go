@@ -729,8 +729,9 @@ func (c *Client) dial(ctx context.Context) (*conn.Conn, error) {
 	// on one server and not another, and no connection could be made.
 	// The caller's limits apply from the first reply after it.
 	opt.Limits = resp.Limits{}
-	if c.opt.PollWait > 0 && c.opt.Dialer == nil {
-		opt.Poll = c.opt.PollWait
+	if c.opt.Dialer == nil {
+		opt.Poll = max(c.opt.PollWait, 0)
+		opt.SelfRead = true
 	}
 	if c.opt.ReplyTimeout > 0 {
 		opt.StallTimeout = c.opt.ReplyTimeout

@@ -552,20 +552,22 @@ func TestBlockingCommandUsesDedicatedConnection(t *testing.T) {
 }
 
 // TestPollWaitChoosesPolling: the shared connection polls its socket by
-// default; PollWait -1 turns that off, and a custom Dialer's connection,
-// whose Read may be more than the socket's, is never polled.
+// default; PollWait -1 turns that off, though a lone call's caller still
+// reads its reply itself, asleep on the socket. A custom Dialer's
+// connection, whose Read may be more than the socket's, is never polled,
+// and read by the reader goroutine alone.
 func TestPollWaitChoosesPolling(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := ctxT(t)
 	var d net.Dialer
 	for _, tc := range []struct {
-		name string
-		opt  Options
-		want bool
+		name       string
+		opt        Options
+		want, self bool
 	}{
-		{"default", Options{}, true},
-		{"PollWait -1", Options{PollWait: -1}, false},
-		{"custom Dialer", Options{Dialer: d.DialContext}, false},
+		{"default", Options{}, true, true},
+		{"PollWait -1", Options{PollWait: -1}, false, true},
+		{"custom Dialer", Options{Dialer: d.DialContext}, false, false},
 	} {
 		tc.opt.Addr = srv.Addr
 		c, err := NewClient(tc.opt)
@@ -578,6 +580,9 @@ func TestPollWaitChoosesPolling(t *testing.T) {
 		}
 		if got := cn.Polls(); got != tc.want {
 			t.Errorf("%s: polls %v, want %v", tc.name, got, tc.want)
+		}
+		if got := cn.ReadsOwn(); got != tc.self {
+			t.Errorf("%s: callers read their own replies %v, want %v", tc.name, got, tc.self)
 		}
 		if n, err := c.Incr(ctx, "poll"); err != nil || n < 1 {
 			t.Errorf("%s: INCR = %d, %v", tc.name, n, err)

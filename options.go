@@ -169,8 +169,9 @@ type Options struct {
 	// (#s8-client-cpu-time-and-latency-per-call) gives the CPU time and
 	// latency per call of each case, paced and back to back, beside other
 	// clients, and bench/RESULTS-pinned.md the sequential cases where
-	// wake-ups are fast. Set -1 where CPU time
-	// counts for more than a round trip's latency.
+	// wake-ups are fast. Set -1 where CPU time counts for more than a
+	// round trip's latency; a lone call's caller then still reads its
+	// reply itself, asleep on the socket.
 	//
 	// The polling yields to other goroutines between reads, and, in a
 	// process that may run on one CPU only, offers that CPU to other

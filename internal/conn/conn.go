@@ -112,8 +112,14 @@ type Options struct {
 	// Poll is how long the reader, or a caller reading its own reply,
 	// reads the socket without sleeping before it waits in the runtime's
 	// poller (see poller); zero or less turns polling off, and with it
-	// callers reading their own replies.
+	// callers reading their own replies unless SelfRead is set.
 	Poll time.Duration
+	// SelfRead has a caller whose call is alone in line read its reply
+	// itself, sleeping on the socket, when Poll is off too: that saves
+	// handing each reply from the reader goroutine to its caller, a
+	// second wake-up per call. Like polling, it needs a plain TCP or Unix
+	// socket, and no OnPush.
+	SelfRead bool
 }
 
 // queuedPerPending is how many times MaxPending may wait for the writer.
@@ -315,7 +321,9 @@ func New(nc net.Conn, opt Options) *Conn {
 		closed:    make(chan struct{}),
 		readTurn:  make(chan struct{}, 1),
 	}
-	c.poll = newPoller(nc, opt.Poll, c.due)
+	if opt.Poll > 0 || opt.SelfRead {
+		c.poll = newPoller(nc, opt.Poll, c.due)
+	}
 	c.selfRead = c.poll != nil && opt.OnPush == nil
 	c.reading = !c.selfRead
 	c.rd = resp.NewReaderSize(stallGuard{c}, opt.ReadBuffer, opt.Limits)
@@ -381,7 +389,11 @@ func (c *Conn) Idle() bool {
 }
 
 // Polls reports whether the reader polls the socket (Options.Poll).
-func (c *Conn) Polls() bool { return c.poll != nil }
+func (c *Conn) Polls() bool { return c.poll != nil && c.poll.budget > 0 }
+
+// ReadsOwn reports whether a lone call's caller reads its reply itself
+// (Options.SelfRead, or Poll).
+func (c *Conn) ReadsOwn() bool { return c.selfRead }
 
 // Pending returns the number of calls in line for replies.
 func (c *Conn) Pending() int {

@@ -37,10 +37,14 @@ import (
 // (one every millisecond, say) do not pay for a linger after every reply.
 type poller struct {
 	raw            syscall.RawConn
-	nc             net.Conn // for the addresses in errors
-	budget, linger time.Duration
-	due            func(maxSoon int) due // whether replies are due, and how soon
-	maxSoon        int                   // replies the server sends within the budget
+	nc             net.Conn      // for the addresses in errors
+	budget, linger time.Duration // a budget of 0 never polls: the poller only reads without waiting, or sleeps
+
+	// gap is how soon after the last reply a call counts as sent back to
+	// back: the budget, or backToBack when it is 0.
+	gap     time.Duration
+	due     func(maxSoon int) due // whether replies are due, and how soon
+	maxSoon int                   // replies the server sends within the budget
 
 	// shareCPU is set when the process may run on one CPU only: then the
 	// server, if it runs on this machine, most likely waits for that CPU,
@@ -69,6 +73,11 @@ type poller struct {
 	fn, fnWait, fnWrite func(fd uintptr) bool
 }
 
+// backToBack is the gap for a poller that never polls: the default
+// PollWait, so that a caller's calls count as back to back alike with
+// polling and without.
+const backToBack = 100 * time.Microsecond
+
 // maxSkip bounds how many reads in a row go without polling after misses:
 // the link may become fast again (a failover to a nearby server).
 const maxSkip = 64
@@ -96,9 +105,7 @@ const (
 const replyCost = 500 * time.Nanosecond
 
 func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *poller {
-	if budget <= 0 {
-		return nil
-	}
+	budget = max(budget, 0)
 	var sc syscall.Conn
 	switch c := nc.(type) {
 	case *net.TCPConn:
@@ -113,7 +120,10 @@ func newPoller(nc net.Conn, budget time.Duration, due func(maxSoon int) due) *po
 		return nil
 	}
 	p := &poller{raw: raw, budget: budget, linger: min(budget/lingerShare, maxLinger), due: due, nc: nc,
-		maxSoon: max(1, int(budget/replyCost)), shareCPU: runtime.NumCPU() == 1}
+		maxSoon: max(1, int(budget/replyCost)), shareCPU: runtime.NumCPU() == 1, gap: budget}
+	if budget == 0 {
+		p.gap = backToBack
+	}
 	p.fn = func(fd uintptr) bool {
 		p.n, p.err = syscall.Read(int(fd), p.p)
 		return true // never wait: the loop decides
@@ -145,6 +155,9 @@ func (p *poller) read(b []byte) (n int, err error, ok bool) {
 // own reply; a read it turns away after empty polls counts as one skipped,
 // as it does in read.
 func (p *poller) mayPoll() bool {
+	if p.budget == 0 {
+		return false
+	}
 	if p.skip > 0 {
 		p.skip--
 		return false
@@ -155,6 +168,9 @@ func (p *poller) mayPoll() bool {
 // readFor is read for a caller polling for its own reply: it also gives up
 // once stop, the caller's context's Done channel, is closed.
 func (p *poller) readFor(b []byte, stop <-chan struct{}) (n int, err error, ok bool) {
+	if p.budget == 0 {
+		return 0, nil, false
+	}
 	if p.skip > 0 {
 		p.skip--
 		return 0, nil, false

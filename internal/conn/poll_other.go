@@ -11,7 +11,7 @@ import (
 // poller.
 type poller struct {
 	hits, emptyDue, emptyLinger uint64
-	budget                      time.Duration
+	budget, gap                 time.Duration
 	maxSoon                     int
 }
 

@@ -532,11 +532,13 @@ func TestPollLeavesDeadlineToStallGuard(t *testing.T) {
 
 // TestPollOnlyPlainSockets: polling reads the socket under the Conn's
 // net.Conn, so it is only done where that is the whole protocol: plain
-// TCP and Unix sockets, not wrappers (TLS, a custom Dialer's conn).
+// TCP and Unix sockets, not wrappers (TLS, a custom Dialer's conn). With
+// a budget of 0 the poller of a plain socket only sleeps on it: it never
+// polls, even with bytes waiting.
 func TestPollOnlyPlainSockets(t *testing.T) {
-	tcp, _ := socketPair(t, "tcp", "127.0.0.1:0")
+	tcp, peer := socketPair(t, "tcp", "127.0.0.1:0")
 	unix, _ := socketPair(t, "unix", filepath.Join(t.TempDir(), "s"))
-	due := func(int) due { return dueNone }
+	none := func(int) due { return dueNone }
 	for _, tc := range []struct {
 		name   string
 		nc     net.Conn
@@ -548,9 +550,37 @@ func TestPollOnlyPlainSockets(t *testing.T) {
 		{"wrapped tcp", struct{ net.Conn }{tcp}, time.Millisecond, false},
 		{"tcp with polling off", tcp, 0, false},
 	} {
-		if got := newPoller(tc.nc, tc.budget, due) != nil; got != tc.want {
+		p := newPoller(tc.nc, tc.budget, none)
+		if got := p != nil && p.budget > 0; got != tc.want {
 			t.Errorf("%s: polling %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	p := newPoller(tcp, 0, func(int) due { return dueSoon })
+	if p == nil {
+		t.Fatal("no poller to sleep on a plain socket with polling off")
+	}
+	if _, err := peer.Write([]byte("+OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 16)
+	if n, err := p.waitRead(b); err != nil || string(b[:n]) != "+OK\r\n" {
+		t.Fatalf("sleeping read = %q, %v", b[:n], err)
+	}
+	if _, err := peer.Write([]byte("+OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reply to arrive", func() (bool, string) {
+		n, _ := peekSocket(t, tcp)
+		return n > 0, fmt.Sprintf("%d bytes", n)
+	})
+	if p.mayPoll() {
+		t.Fatal("a poller with no budget may poll")
+	}
+	if n, err, ok := p.read(b); ok || n != 0 || err != nil {
+		t.Fatalf("a poller with no budget polled: %d bytes, %v", n, err)
+	}
+	if p.hits+p.emptyDue+p.emptyLinger != 0 {
+		t.Fatalf("a poller with no budget counted polls: %d hits, %d empty, %d lingers", p.hits, p.emptyDue, p.emptyLinger)
 	}
 }
 

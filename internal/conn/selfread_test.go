@@ -18,6 +18,50 @@ import (
 	"github.com/redpipe/redpipe/internal/resp"
 )
 
+// ownReadModes are the two ways a caller reads its own reply: polling the
+// socket for a while, or asleep on it from the start (SelfRead without
+// Poll, as PollWait -1 makes it).
+var ownReadModes = []struct {
+	name string
+	opt  Options
+}{
+	{"poll", Options{Poll: time.Millisecond}},
+	{"sleep", Options{SelfRead: true}},
+}
+
+// TestCallerReadsOwnReplyWithoutPolling: with SelfRead and no Poll, a lone
+// call's caller reads its reply itself, asleep on the socket, and never
+// polls; without SelfRead the reader goroutine reads every reply.
+func TestCallerReadsOwnReplyWithoutPolling(t *testing.T) {
+	for _, self := range []bool{true, false} {
+		t.Run(fmt.Sprintf("SelfRead=%v", self), func(t *testing.T) {
+			c, _ := dialReal(t, Options{SelfRead: self})
+			ctx := context.Background()
+			const calls = 200
+			for i := range calls {
+				want := fmt.Sprint(i)
+				v, err := c.DoOne(ctx, encode("ECHO", want))
+				if err != nil || v.Str != want {
+					t.Fatalf("ECHO %s = %q, %v", want, v.Str, err)
+				}
+			}
+			if c.Polls() {
+				t.Fatal("the connection says it polls")
+			}
+			want := uint64(0)
+			if self {
+				want = calls
+				if p := c.poll; p.hits+p.emptyDue+p.emptyLinger != 0 {
+					t.Fatalf("the connection polled: %d hits, %d empty polls, %d lingers", p.hits, p.emptyDue, p.emptyLinger)
+				}
+			}
+			if c.ownReads != want {
+				t.Fatalf("callers read %d of %d replies themselves, want %d", c.ownReads, calls, want)
+			}
+		})
+	}
+}
+
 // TestCallerReadsOwnReply: with polling, a lone call's caller reads its
 // reply itself, and a call sent with Start, which is waited for later,
 // leaves it to the reader goroutine.
@@ -67,52 +111,61 @@ func TestCallerReadsOwnReply(t *testing.T) {
 func TestOwnReadLeavesWhenContextEnds(t *testing.T) {
 	for _, poll := range []bool{false, true} {
 		for _, partial := range []bool{false, true} {
-			t.Run(fmt.Sprintf("poll=%v/partial=%v", poll, partial), func(t *testing.T) {
-				release := make(chan struct{})
-				nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-					if poll {
+			for _, never := range []bool{false, true} {
+				if poll && never {
+					continue
+				}
+				t.Run(fmt.Sprintf("poll=%v/partial=%v/neverPoll=%v", poll, partial, never), func(t *testing.T) {
+					release := make(chan struct{})
+					nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+						if poll {
+							readCommand(r)
+							io.WriteString(w, "+warm\r\n")
+						}
 						readCommand(r)
-						io.WriteString(w, "+warm\r\n")
+						if partial {
+							io.WriteString(w, "$10\r\nhello") // half a reply: nothing to decode yet
+						}
+						<-release
+						if partial {
+							io.WriteString(w, "world\r\n")
+						} else {
+							io.WriteString(w, "+late\r\n")
+						}
+						readCommand(r)
+						io.WriteString(w, "+mine\r\n")
+						drain(r)
+					})
+					// A call that follows another within the budget polls; the
+					// first sleeps.
+					const budget = 10 * time.Second
+					opt := Options{Poll: budget}
+					if never {
+						opt = Options{SelfRead: true}
 					}
-					readCommand(r)
-					if partial {
-						io.WriteString(w, "$10\r\nhello") // half a reply: nothing to decode yet
+					c := New(nc, opt)
+					defer c.Close()
+					if poll {
+						if v, err := c.DoOne(context.Background(), encode("GET", "w")); err != nil || v.Str != "warm" {
+							t.Fatalf("first call = %q, %v", v.Str, err)
+						}
 					}
-					<-release
-					if partial {
-						io.WriteString(w, "world\r\n")
-					} else {
-						io.WriteString(w, "+late\r\n")
+					ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+					defer cancel()
+					start := time.Now()
+					if _, err := c.DoOne(ctx, encode("GET", "k")); !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("err = %v, want the context's", err)
 					}
-					readCommand(r)
-					io.WriteString(w, "+mine\r\n")
-					drain(r)
+					if took := time.Since(start); took >= budget {
+						t.Fatalf("the call returned after %v, once the poll budget had run out, not when its context ended", took)
+					}
+					close(release)
+					v, err := c.DoOne(context.Background(), encode("GET", "j"))
+					if err != nil || v.Str != "mine" {
+						t.Fatalf("next call = %q, %v; want its own reply", v.Str, err)
+					}
 				})
-				// A call that follows another within the budget polls; the
-				// first sleeps.
-				const budget = 10 * time.Second
-				c := New(nc, Options{Poll: budget})
-				defer c.Close()
-				if poll {
-					if v, err := c.DoOne(context.Background(), encode("GET", "w")); err != nil || v.Str != "warm" {
-						t.Fatalf("first call = %q, %v", v.Str, err)
-					}
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-				defer cancel()
-				start := time.Now()
-				if _, err := c.DoOne(ctx, encode("GET", "k")); !errors.Is(err, context.DeadlineExceeded) {
-					t.Fatalf("err = %v, want the context's", err)
-				}
-				if took := time.Since(start); took >= budget {
-					t.Fatalf("the call returned after %v, once the poll budget had run out, not when its context ended", took)
-				}
-				close(release)
-				v, err := c.DoOne(context.Background(), encode("GET", "j"))
-				if err != nil || v.Str != "mine" {
-					t.Fatalf("next call = %q, %v; want its own reply", v.Str, err)
-				}
-			})
+			}
 		}
 	}
 }
@@ -121,20 +174,26 @@ func TestOwnReadLeavesWhenContextEnds(t *testing.T) {
 // the connection when nothing comes for the stall limit, as the reader
 // goroutine would.
 func TestOwnReadStall(t *testing.T) {
-	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-		readCommand(r)
-		io.WriteString(w, "$10\r\nhello") // then nothing
-		drain(r)
-	})
-	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: 50 * time.Millisecond})
-	defer c.Close()
-	_, err := c.DoOne(context.Background(), encode("GET", "k"))
-	var ce *Error
-	if !errors.As(err, &ce) || ce.Op != "read" || ce.Unsent || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("err = %v, want a read *Error for the stall", err)
-	}
-	if c.Alive() {
-		t.Fatal("connection alive after a stall")
+	for _, mode := range ownReadModes {
+		t.Run(mode.name, func(t *testing.T) {
+			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+				readCommand(r)
+				io.WriteString(w, "$10\r\nhello") // then nothing
+				drain(r)
+			})
+			opt := mode.opt
+			opt.StallTimeout = 50 * time.Millisecond
+			c := New(nc, opt)
+			defer c.Close()
+			_, err := c.DoOne(context.Background(), encode("GET", "k"))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Op != "read" || ce.Unsent || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("err = %v, want a read *Error for the stall", err)
+			}
+			if c.Alive() {
+				t.Fatal("connection alive after a stall")
+			}
+		})
 	}
 }
 
@@ -158,29 +217,37 @@ func TestOwnReadStallCountsFromLastByte(t *testing.T) {
 		}
 		drain(r)
 	})
-	c := New(nc, Options{Poll: time.Millisecond, StallTimeout: stall})
+	c := New(nc, Options{SelfRead: true, StallTimeout: stall})
 	defer c.Close()
 	v, err := c.DoOne(context.Background(), encode("GET", "k"))
 	if err != nil || v.Str != "abcdefghij" {
 		t.Fatalf("reply = %q, %v", v.Str, err)
 	}
+	if c.ownReads != 1 {
+		t.Fatalf("callers read %d replies themselves, want 1", c.ownReads)
+	}
 }
 
 // TestOwnReadWholeReplyInParts: a reply that arrives in parts, the rest
-// after the caller's poll budget, is finished by the reader goroutine.
+// after the caller's poll budget, is read whole, by the caller or the
+// reader goroutine.
 func TestOwnReadWholeReplyInParts(t *testing.T) {
-	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-		readCommand(r)
-		io.WriteString(w, "*2\r\n$5\r\nhel")
-		time.Sleep(20 * time.Millisecond)
-		io.WriteString(w, "lo\r\n:7\r\n")
-		drain(r)
-	})
-	c := New(nc, Options{Poll: time.Millisecond})
-	defer c.Close()
-	v, err := c.DoOne(context.Background(), encode("X"))
-	if err != nil || len(v.Elems) != 2 || v.Elems[0].Str != "hello" || v.Elems[1].Int != 7 {
-		t.Fatalf("reply = %v, %v", v, err)
+	for _, mode := range ownReadModes {
+		t.Run(mode.name, func(t *testing.T) {
+			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+				readCommand(r)
+				io.WriteString(w, "*2\r\n$5\r\nhel")
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(w, "lo\r\n:7\r\n")
+				drain(r)
+			})
+			c := New(nc, mode.opt)
+			defer c.Close()
+			v, err := c.DoOne(context.Background(), encode("X"))
+			if err != nil || len(v.Elems) != 2 || v.Elems[0].Str != "hello" || v.Elems[1].Int != 7 {
+				t.Fatalf("reply = %v, %v", v, err)
+			}
+		})
 	}
 }
 
@@ -214,41 +281,47 @@ func TestIdleSocketCheckedBeforeCall(t *testing.T) {
 			}
 		}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			answered, sent := make(chan struct{}), make(chan struct{})
-			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
-				readCommand(r)
-				io.WriteString(w, "+first\r\n")
-				<-answered
-				io.WriteString(w, tc.after)
-				if tc.hangUp {
-					w.(io.Closer).Close()
+	for _, mode := range []string{"poll", "sleep"} {
+		for _, tc := range cases {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				answered, sent := make(chan struct{}), make(chan struct{})
+				nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+					readCommand(r)
+					io.WriteString(w, "+first\r\n")
+					<-answered
+					io.WriteString(w, tc.after)
+					if tc.hangUp {
+						w.(io.Closer).Close()
+					}
+					close(sent)
+					if _, err := readCommand(r); err == nil {
+						io.WriteString(w, "+second\r\n")
+					}
+					drain(r)
+				})
+				const budget = 100 * time.Microsecond
+				opt := Options{Poll: budget}
+				if mode == "sleep" {
+					opt = Options{SelfRead: true} // the gap is backToBack, as long
 				}
-				close(sent)
-				if _, err := readCommand(r); err == nil {
-					io.WriteString(w, "+second\r\n")
+				c := New(nc, opt)
+				defer c.Close()
+				ctx := context.Background()
+				if v, err := c.DoOne(ctx, encode("GET", "a")); err != nil || v.Str != "first" {
+					t.Fatalf("first call = %q, %v", v.Str, err)
 				}
-				drain(r)
+				close(answered)
+				signalled(t, sent, "the server's bytes after the first reply")
+				waitFor(t, "the bytes to arrive", func() (bool, string) {
+					n, end := peekSocket(t, nc)
+					return n > 0 || end, fmt.Sprintf("%d bytes", n)
+				})
+				// A call within the poll budget of the last skips the check.
+				time.Sleep(10 * budget)
+				v, err := c.DoOne(ctx, encode("GET", "b"))
+				tc.check(t, v, err)
 			})
-			const budget = 100 * time.Microsecond
-			c := New(nc, Options{Poll: budget})
-			defer c.Close()
-			ctx := context.Background()
-			if v, err := c.DoOne(ctx, encode("GET", "a")); err != nil || v.Str != "first" {
-				t.Fatalf("first call = %q, %v", v.Str, err)
-			}
-			close(answered)
-			signalled(t, sent, "the server's bytes after the first reply")
-			waitFor(t, "the bytes to arrive", func() (bool, string) {
-				n, end := peekSocket(t, nc)
-				return n > 0 || end, fmt.Sprintf("%d bytes", n)
-			})
-			// A call within the poll budget of the last skips the check.
-			time.Sleep(10 * budget)
-			v, err := c.DoOne(ctx, encode("GET", "b"))
-			tc.check(t, v, err)
-		})
+		}
 	}
 }
 
@@ -274,7 +347,13 @@ func peekSocket(t *testing.T, nc net.Conn) (n int, end bool) {
 // written from its own buffer (DirectWrite) is read by the caller too when
 // the socket takes it whole at once, and so are the batches after it.
 func TestCallerReadsOwnLargeBatch(t *testing.T) {
-	c, _ := dialReal(t, Options{Poll: time.Millisecond})
+	for _, mode := range ownReadModes {
+		t.Run(mode.name, func(t *testing.T) { callerReadsOwnLargeBatch(t, mode.opt) })
+	}
+}
+
+func callerReadsOwnLargeBatch(t *testing.T, opt Options) {
+	c, _ := dialReal(t, opt)
 	ctx := context.Background()
 	const n, batches = 2000, 5
 	var batch []byte

@@ -146,8 +146,9 @@ func (c *Conn) enqueueLocked(cl *call, size int) error {
 		// per call costs more than the check could find in so short a
 		// gap, and a reader goroutine watching the socket would not have
 		// seen an end much sooner either.
-		cl.poll = time.Since(c.released) <= c.poll.budget
-		if !cl.poll {
+		gap := time.Since(c.released)
+		cl.poll = c.poll.budget > 0 && gap <= c.poll.budget
+		if gap > c.poll.gap {
 			if err := c.checkIdleLocked(); err != nil {
 				// Named as the connection fails, so that this call,
 				// which found it closed, gives the same cause.
