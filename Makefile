@@ -75,6 +75,15 @@ bench: deps
 bench-pinned: deps
 	cd bench && $(GO) run -exec 'taskset -c 0' . -scenarios S1,S2 -reps 9 -md RESULTS-pinned.md -json results-pinned.json
 
+# bench-fastwake runs the cases that depend on the host's state with
+# every CPU on, the guest's idle CPUs made to poll for 200µs before they
+# halt, so that a thread wakes without the hypervisor: the fast-wake state
+# on a virtual machine whose idle CPUs use the haltpoll cpuidle driver. It
+# needs root, and restores the setting after.
+.PHONY: bench-fastwake
+bench-fastwake: deps
+	cd bench && $(GO) run . -haltpoll 200us -scenarios S1,S2,S8 -reps 5 -md RESULTS-fastwake.md -json results-fastwake.json
+
 # The fault suite: the client through a fault-injecting proxy, with the
 # server killed every few seconds; then the cluster client while slots move
 # between masters and masters fail over. Each phase's last line counts its

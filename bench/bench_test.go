@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -254,6 +256,78 @@ func TestReportSaysWhenPinned(t *testing.T) {
 		}
 		if got := strings.Contains(md, "PollWait set to -1"); got != (tc.pollWait != "") {
 			t.Errorf("-pollwait %q: PollWait line %v", tc.pollWait, got)
+		}
+	}
+}
+
+// TestHaltPollFlag: -haltpoll takes a duration from 0 to 1s; setting it
+// writes the guest's setting in nanoseconds and restoring puts back what
+// was there; a machine without the setting gets an error that says what
+// the flag needs, and nothing is written.
+func TestHaltPollFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"200us": 200 * time.Microsecond, "0": 0, "1s": time.Second} {
+		if got, set, err := parseHaltPoll(in); err != nil || !set || got != want {
+			t.Errorf("parseHaltPoll(%q) = %v, %v, %v; want %v", in, got, set, err, want)
+		}
+	}
+	if _, set, err := parseHaltPoll(""); set || err != nil {
+		t.Errorf(`parseHaltPoll("") = %v, %v; want it left alone`, set, err)
+	}
+	for _, in := range []string{"-1us", "2s", "fast", "200"} {
+		if _, _, err := parseHaltPoll(in); err == nil || !strings.Contains(err.Error(), "-haltpoll") {
+			t.Errorf("parseHaltPoll(%q) = %v, want an error naming -haltpoll", in, err)
+		}
+	}
+
+	path := filepath.Join(t.TempDir(), "guest_halt_poll_ns")
+	if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restore, err := setHaltPoll(path, 200*time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := readHaltPoll(path); !ok || d != 200*time.Microsecond {
+		t.Fatalf("after -haltpoll 200us the setting reads %v, %v", d, ok)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := readHaltPoll(path); !ok || d != 0 {
+		t.Fatalf("after the run the setting reads %v, %v; want it back at 0", d, ok)
+	}
+
+	missing := filepath.Join(t.TempDir(), "none")
+	if _, err := setHaltPoll(missing, time.Millisecond); err == nil || !strings.Contains(err.Error(), "haltpoll cpuidle driver") {
+		t.Fatalf("setHaltPoll on a machine without the setting = %v, want an error that says what it needs", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("setHaltPoll wrote %s on a machine without the setting: %v", missing, err)
+	}
+}
+
+// TestReportSaysHaltPoll: the report says the guest's halt-polling, and
+// which state it puts the host in, when the machine has the setting, and
+// whether -haltpoll set it.
+func TestReportSaysHaltPoll(t *testing.T) {
+	for _, tc := range []struct {
+		m         machine
+		set       bool
+		want, not string
+	}{
+		{machine{HaltPollKnown: true}, false, "- guest halt-polling: off, the machine's own", "fast-wake"},
+		{machine{HaltPollKnown: true, HaltPoll: 200 * time.Microsecond}, true, "- guest halt-polling: 200µs, set for this run", "slow-wake"},
+		{machine{}, false, "", "- guest halt-polling"},
+	} {
+		md := (&report{Machine: tc.m, HaltPollSet: tc.set}).markdown()
+		line := ""
+		for _, l := range strings.Split(md, "\n") {
+			if strings.HasPrefix(l, "- guest halt-polling") {
+				line = l
+			}
+		}
+		if !strings.HasPrefix(line, tc.want) || tc.not != "" && strings.Contains(line, tc.not) {
+			t.Errorf("%+v, set %v: the report's line %q, want it to start %q without %q", tc.m, tc.set, line, tc.want, tc.not)
 		}
 	}
 }

@@ -32,6 +32,12 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		os.Exit(childMain(os.Args[1:]))
 	}
+	os.Exit(benchCLI())
+}
+
+// benchCLI runs the benchmarks as the flags say, and returns the exit
+// code once the guest's halt-polling, if -haltpoll set it, is restored.
+func benchCLI() (exit int) {
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run, from "+strings.Join(scenarioNames, ",")+" (default all)")
 	flag.StringVar(scen, "scenario", "", "the same as -scenarios")
 	reps := flag.Int("reps", 5, "repetitions of every case, at least 1")
@@ -39,6 +45,7 @@ func main() {
 	mdOut := flag.String("md", "", "write the markdown report to this file")
 	s8Scale := flag.Float64("s8-scale", 1, "multiply S8's durations (3s, 10s and the idle 10s) by this")
 	pollWait := flag.String("pollwait", "", "redpipe's Options.PollWait for this run, a duration or -1 for none (default redpipe's own), to compare polling policies")
+	haltPoll := flag.String("haltpoll", "", "set the guest's halt-polling (an idle CPU polls this long before it halts, from 0 to 1s) for this run and restore it after: 200us puts a virtual machine with the haltpoll cpuidle driver in the fast-wake state, 0 in the slow one; needs root")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -46,12 +53,31 @@ func main() {
 	cfg.pollWait = *pollWait
 	if !(*s8Scale > 0) {
 		fmt.Fprintln(os.Stderr, "bench: -s8-scale must be above 0")
-		os.Exit(2)
+		return 2
 	}
 	cfg.cost = cfg.cost.scaled(*s8Scale)
 	if _, err := parsePollWait(*pollWait); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(2)
+		return 2
+	}
+	hp, setHP, err := parseHaltPoll(*haltPoll)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	if setHP {
+		restore, err := setHaltPoll(haltPollPath, hp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 2
+		}
+		cfg.haltPollSet = true
+		defer func() {
+			if err := restore(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				exit = 1
+			}
+		}()
 	}
 	if *pollWait != "" {
 		// The children read it from their environment, as the parent's
@@ -62,8 +88,9 @@ func main() {
 	}
 	if err := benchMain(cfg, *scen, *jsonOut, *mdOut); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func benchMain(cfg config, scen, jsonOut, mdOut string) error {
@@ -136,7 +163,7 @@ func run(ctx context.Context, cfg config, scenarios []string, logw io.Writer) (r
 	}()
 	e := &env{cfg: cfg, srv: srv}
 	benchServer = srv
-	rp = &report{Started: time.Now(), Reps: cfg.reps, PollWait: cfg.pollWait}
+	rp = &report{Started: time.Now(), Reps: cfg.reps, PollWait: cfg.pollWait, HaltPollSet: cfg.haltPollSet}
 	info, err := e.do("INFO", "server")
 	if err != nil {
 		return nil, err

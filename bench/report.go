@@ -166,6 +166,10 @@ type machine struct {
 	Libraries  []string
 	LoadBefore string // /proc/loadavg when the run started
 	LoadAfter  string
+	// HaltPoll is the guest's halt-polling (haltPollPath) when the run
+	// started, if HaltPollKnown.
+	HaltPoll      time.Duration
+	HaltPollKnown bool
 }
 
 func describeMachine(redisVersion string) machine {
@@ -175,6 +179,7 @@ func describeMachine(redisVersion string) machine {
 	}
 	m.Kernel = firstLine("/proc/sys/kernel/osrelease")
 	m.LoadBefore = loadAvg()
+	m.HaltPoll, m.HaltPollKnown = readHaltPoll(haltPollPath)
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
 			switch d.Path {
@@ -247,7 +252,8 @@ type report struct {
 	Machine machine
 	Records []record
 
-	PollWait string // redpipe's PollWait if -pollwait set it, else ""
+	PollWait    string // redpipe's PollWait if -pollwait set it, else ""
+	HaltPollSet bool   // -haltpoll set Machine.HaltPoll
 }
 
 // grouped formats a rate with thousands separators, which is how the
@@ -290,6 +296,7 @@ func (rp *report) markdown() string {
 		fmt.Fprintf(&b, "- pinned: this run, the servers included, could use only %d of the machine's %d CPUs (taskset), so client and server take turns on one CPU and a thread wakes without an idle CPU to start; see `make bench-pinned`\n",
 			m.CPUs, m.AllCPUs)
 	}
+	b.WriteString(haltPollLine(m.HaltPoll, m.HaltPollKnown, rp.HaltPollSet))
 	if rp.PollWait != "" {
 		fmt.Fprintf(&b, "- redpipe's Options.PollWait set to %s for this run (-pollwait)\n", rp.PollWait)
 	}
@@ -375,8 +382,12 @@ reply sleeps and the CPU it slept on goes idle, waking it costs about
 as much as the round trip itself (on a virtual machine, the hypervisor
 restarts the idle CPU); when the CPUs stay busy, or client and server
 share one, wake-ups are fast. RESULTS.md is taken as the host comes;
-RESULTS-pinned.md (make bench-pinned) runs S1 and S2 with every
-process on one CPU, the fast state.
+its header says the guest's halt-polling where the machine has it (0:
+an idle CPU halts at once, the slow state). RESULTS-fastwake.md (make
+bench-fastwake) runs S1, S2 and S8 with idle CPUs polling 200µs before
+they halt, the fast state on both CPUs, and RESULTS-pinned.md (make
+bench-pinned) runs S1 and S2 with every process on one CPU, the fast
+state another way.
 `
 
 // designFigures are the figures behind design choices that the code's

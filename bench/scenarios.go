@@ -22,23 +22,24 @@ import (
 // config sizes every scenario. fullConfig is what the command runs;
 // tests use tinyConfig so that the verification code runs in seconds.
 type config struct {
-	reps     int
-	pollWait string        // -pollwait, for the report; the clients read it from pollWaitEnv
-	minDur   time.Duration // S1 pipelined, S2, S3 and S4's multi cases repeat until this long
-	s1Ops    int
-	s2Pairs  int
-	s3Depths []int
-	s4Depths []int
-	watchG   int // goroutines contending in watch-contended
-	watchN   int // increments per goroutine
-	s5Gs     []int
-	s5Ops    int
-	s6Ops    int
-	s7N      map[int]int // redis-benchmark -n for each -P depth
-	s7OneN   map[int]int // the same with one connection (-c 1)
-	exe      string      // the binary S6 re-executes as its child
-	cluster  clusterConfig
-	cost     costConfig // S8 and S4's cross-process watch case
+	reps        int
+	pollWait    string        // -pollwait, for the report; the clients read it from pollWaitEnv
+	haltPollSet bool          // -haltpoll set the guest's halt-polling for the run
+	minDur      time.Duration // S1 pipelined, S2, S3 and S4's multi cases repeat until this long
+	s1Ops       int
+	s2Pairs     int
+	s3Depths    []int
+	s4Depths    []int
+	watchG      int // goroutines contending in watch-contended
+	watchN      int // increments per goroutine
+	s5Gs        []int
+	s5Ops       int
+	s6Ops       int
+	s7N         map[int]int // redis-benchmark -n for each -P depth
+	s7OneN      map[int]int // the same with one connection (-c 1)
+	exe         string      // the binary S6 re-executes as its child
+	cluster     clusterConfig
+	cost        costConfig // S8 and S4's cross-process watch case
 }
 
 func fullConfig() config {
