@@ -165,11 +165,15 @@ type Options struct {
 	// pauses longer between calls sleeps on each reply at once, as a poll
 	// per call would cost it more than the wake-up it saves. (A call alone
 	// in line is read by its own caller, polling or asleep, so no other
-	// goroutine has to hand it over.) The S8 table in bench/RESULTS.md
+	// goroutine has to hand it over.) And since a host changes state, a
+	// connection times the calls of a caller calling back to back, now
+	// and then a few of them asleep rather than polling (or the other way
+	// round), and takes the way that got replies clearly sooner. The S8
+	// table in bench/RESULTS.md
 	// (#s8-client-cpu-time-and-latency-per-call) gives the CPU time and
 	// latency per call of each case, paced and back to back, beside other
-	// clients, and bench/RESULTS-pinned.md the sequential cases where
-	// wake-ups are fast. Set -1 where CPU time counts for more than a
+	// clients, and bench/RESULTS-fastwake.md and bench/RESULTS-pinned.md
+	// the sequential cases where wake-ups are fast. Set -1 where CPU time counts for more than a
 	// round trip's latency; a lone call's caller then still reads its
 	// reply itself, asleep on the socket.
 	//

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -63,6 +64,10 @@ type poller struct {
 
 	// stats, read by benchmarks once the reader has stopped
 	hits, emptyDue, emptyLinger uint64
+
+	// way chooses between polling and sleeping for the calls sent back
+	// to back whose callers read their own replies.
+	way wayChooser
 
 	// The read and write callbacks and their results, set up once so that
 	// a poll does not allocate a closure per attempt. Used by the holder
@@ -163,6 +168,104 @@ func (p *poller) mayPoll() bool {
 		return false
 	}
 	return true
+}
+
+// pollOwn reports whether the caller of a call sent back to back, which
+// waits for few replies and reads them itself, polls for them; it is
+// mayPoll, with the way chosen (wayChooser). The call is timed, unless
+// the link is being skipped after empty polls, until the line is idle
+// again (timed).
+func (p *poller) pollOwn() bool {
+	if !p.mayPoll() {
+		p.way.sent = time.Time{}
+		return false
+	}
+	p.way.sent = time.Now()
+	return !p.way.sleeping()
+}
+
+// timed ends the timing of the call pollOwn started, if one is timed,
+// when its reply came at now.
+func (p *poller) timed(now time.Time) {
+	if p.way.sent.IsZero() {
+		return
+	}
+	p.way.took(now.Sub(p.way.sent))
+	p.way.sent = time.Time{}
+}
+
+// untimed drops the timing of a call whose reply someone else reads.
+func (p *poller) untimed() { p.way.sent = time.Time{} }
+
+// wayChooser chooses whether callers sent back to back poll for their
+// replies or sleep on them. Which gets a reply sooner depends on the host,
+// and changes with its state: where a sleeping thread is slow to wake (a
+// virtual CPU gone idle, which the hypervisor must restart) polling wins
+// by the cost of a wake-up, and spends less CPU time than that wake-up
+// would; where wake-ups are fast, a poll's reads of the socket cost more
+// than they save, and can delay the reply they wait for. So it times
+// calls the way it chose, and now and then a few the other way, and
+// switches when the other way was clearly quicker. Trials that do not
+// switch come at longer and longer intervals, so that a host that stays
+// in one state pays for them ever less.
+type wayChooser struct {
+	sleep    bool // the chosen way
+	trial    bool // a trial of the other way is under way
+	left     int  // calls the chosen way before the next trial
+	interval int  // the calls between trials, doubled by each that does not switch
+	kept     [wayTrial]time.Duration
+	nk       int // calls timed the chosen way since it was chosen
+	tried    [wayTrial]time.Duration
+	nt       int
+	sent     time.Time // when the call being timed was sent; zero if none is
+
+	trials, switches int // for tests
+}
+
+const (
+	// wayTrial is how many calls a trial takes, and how many of the
+	// chosen way's last calls it is weighed against, by their medians,
+	// which a call held up by something else does not move.
+	wayTrial = 16
+	// wayFirst and wayLast bound the interval between trials.
+	wayFirst, wayLast = 64, 4096
+)
+
+// sleeping reports whether the next call sent back to back sleeps.
+func (w *wayChooser) sleeping() bool { return w.sleep != w.trial }
+
+// took counts the round trip d of a call sent back to back.
+func (w *wayChooser) took(d time.Duration) {
+	if w.interval == 0 {
+		w.interval, w.left = wayFirst, wayFirst
+	}
+	if w.trial {
+		w.tried[w.nt] = d
+		if w.nt++; w.nt < wayTrial {
+			return
+		}
+		w.trial, w.nt = false, 0
+		w.trials++
+		if median(&w.tried) < median(&w.kept)*7/8 {
+			w.sleep, w.nk, w.interval = !w.sleep, 0, wayFirst
+			w.switches++
+		} else {
+			w.interval = min(2*w.interval, wayLast)
+		}
+		w.left = w.interval
+		return
+	}
+	w.kept[w.nk%wayTrial] = d
+	w.nk++
+	if w.left--; w.left <= 0 && w.nk >= wayTrial {
+		w.trial = true
+	}
+}
+
+// median returns the median of ds, which it sorts.
+func median(ds *[wayTrial]time.Duration) time.Duration {
+	slices.Sort(ds[:])
+	return (ds[wayTrial/2-1] + ds[wayTrial/2]) / 2
 }
 
 // readFor is read for a caller polling for its own reply: it also gives up

@@ -28,3 +28,9 @@ func (p *poller) readNow([]byte) (int, error) { return 0, nil }
 func (p *poller) waitRead([]byte) (int, error) { return 0, nil }
 
 func (p *poller) writeNow([]byte) int { return 0 }
+
+func (p *poller) pollOwn() bool { return false }
+
+func (p *poller) timed(time.Time) {}
+
+func (p *poller) untimed() {}

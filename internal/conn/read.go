@@ -321,6 +321,7 @@ func (c *Conn) readOwn(ctx context.Context, cl *call) {
 		c.rd.Commit(n)
 		came = came || n > 0
 	}
+	c.poll.untimed()
 	c.readTurn <- struct{}{}
 }
 
@@ -634,5 +635,6 @@ func (c *Conn) releaseIdleLocked() bool {
 	}
 	c.reading = false
 	c.released = time.Now()
+	c.poll.timed(c.released)
 	return true
 }

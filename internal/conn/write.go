@@ -233,7 +233,7 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 // replies are near (tail), as the reader goroutine would.
 func (c *Conn) pollOwnLocked(cl *call) {
 	cl.tail = cl.poll && cl.n > c.poll.maxSoon
-	cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.mayPoll()
+	cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.pollOwn()
 }
 
 // passReadLocked hands the read role to the reader goroutine if cl's
@@ -241,6 +241,7 @@ func (c *Conn) pollOwnLocked(cl *call) {
 func (c *Conn) passReadLocked(cl *call) {
 	if cl.self {
 		cl.self = false
+		c.poll.untimed()
 		c.readTurn <- struct{}{}
 	}
 }

@@ -1,0 +1,118 @@
+//go:build unix
+
+package conn
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// feed has w time n calls, each taking d.
+func feed(w *wayChooser, n int, d time.Duration) {
+	for range n {
+		w.took(d)
+	}
+}
+
+// TestWayChooserSwitches: the chooser polls first, tries sleeping after
+// wayFirst calls, and switches when the trial's median round trip is
+// clearly shorter; a trial that is not clearly shorter keeps the way and
+// doubles the interval, up to wayLast; one slow call in a trial, or among
+// the calls it is weighed against, does not decide it.
+func TestWayChooserSwitches(t *testing.T) {
+	var w wayChooser
+	if w.sleeping() {
+		t.Fatal("a new chooser sleeps; it polls first")
+	}
+	feed(&w, wayFirst-1, 20*time.Microsecond)
+	if w.sleeping() {
+		t.Fatalf("trial began after %d calls, before %d", wayFirst-1, wayFirst)
+	}
+	w.took(20 * time.Microsecond)
+	if !w.sleeping() {
+		t.Fatalf("no trial after %d calls", wayFirst)
+	}
+	// A trial that is quicker, one call of it held up for 10ms.
+	feed(&w, wayTrial-1, 10*time.Microsecond)
+	w.took(10 * time.Millisecond)
+	if !w.sleep || w.switches != 1 || !w.sleeping() {
+		t.Fatalf("after a quicker trial: sleep %v, %d switches; want it to sleep", w.sleep, w.switches)
+	}
+	// Sleeping now; a poll trial that is only a little quicker does not
+	// switch back, and the next trial comes after twice as many calls.
+	feed(&w, wayFirst, 10*time.Microsecond)
+	if w.sleeping() {
+		t.Fatal("no poll trial after the switch")
+	}
+	feed(&w, wayTrial, 9500*time.Nanosecond)
+	if !w.sleep || w.switches != 1 || w.interval != 2*wayFirst {
+		t.Fatalf("after a trial a little quicker: sleep %v, %d switches, interval %d; want no switch and %d", w.sleep, w.switches, w.interval, 2*wayFirst)
+	}
+	feed(&w, 2*wayFirst-1, 10*time.Microsecond)
+	if !w.sleeping() {
+		t.Fatalf("a trial began before %d calls", 2*wayFirst)
+	}
+	// Trials that never switch come ever less often, up to wayLast.
+	for range 12 {
+		feed(&w, w.left, 10*time.Microsecond)
+		if w.sleeping() {
+			t.Fatal("no trial when the interval was over")
+		}
+		feed(&w, wayTrial, 10*time.Microsecond)
+	}
+	if w.interval != wayLast || w.switches != 1 {
+		t.Fatalf("interval %d, %d switches after trials that never won; want %d and 1", w.interval, w.switches, wayLast)
+	}
+	// Once the host changes, polling wins its next trial, one slow call
+	// of the chosen way notwithstanding.
+	feed(&w, w.left-1, 40*time.Microsecond)
+	w.took(5 * time.Millisecond)
+	feed(&w, wayTrial, 15*time.Microsecond)
+	if w.sleep || w.switches != 2 || w.interval != wayFirst {
+		t.Fatalf("after the host changed: sleep %v, %d switches, interval %d; want polling again, at %d", w.sleep, w.switches, w.interval, wayFirst)
+	}
+}
+
+// TestCallsBackToBackFollowTheWayChosen: a caller calling back to back
+// polls for its reply or sleeps on it as the chooser says, and its calls
+// are timed, so that trials come.
+func TestCallsBackToBackFollowTheWayChosen(t *testing.T) {
+	c, _ := dialReal(t, Options{Poll: 10 * time.Millisecond})
+	ctx := context.Background()
+	call := func(n int) {
+		t.Helper()
+		for i := range n {
+			want := fmt.Sprint(i)
+			if v, err := c.DoOne(ctx, encode("ECHO", want)); err != nil || v.Str != want {
+				t.Fatalf("ECHO %s = %q, %v", want, v.Str, err)
+			}
+		}
+	}
+	call(1) // the first call, not back to back, sleeps
+	w := &c.poll.way
+	// No trial for the next 200 calls, which sleep.
+	w.sleep, w.interval, w.left = true, wayLast, wayLast
+	hits, own := c.poll.hits, c.ownReads
+	call(200)
+	if c.poll.hits != hits {
+		t.Fatalf("%d calls polled while the chooser said to sleep", c.poll.hits-hits)
+	}
+	if c.ownReads-own != 200 {
+		t.Fatalf("callers read %d of 200 replies themselves", c.ownReads-own)
+	}
+	if w.nk < 200 {
+		t.Fatalf("%d of the 200 calls were timed", w.nk)
+	}
+	// Polling, with trials from the start: the first wayFirst calls poll,
+	// whatever the trials decide after.
+	*w = wayChooser{}
+	call(1000)
+	if c.poll.hits-hits < wayFirst/2 {
+		t.Fatalf("%d of 1000 calls found their replies polling", c.poll.hits-hits)
+	}
+	if w.trials == 0 {
+		t.Fatal("no trial in 1000 calls back to back")
+	}
+}
