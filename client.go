@@ -148,8 +148,8 @@ func NewClient(opt Options) (*Client, error) {
 // Connect parses a URL (see ParseURL), makes a Client and checks that it
 // can connect and authenticate.
 func Connect(ctx context.Context, rawURL string) (*Client, error) {
-	if ctx == nil {
-		return nil, nilContext("Connect")
+	if badContext(ctx) {
+		return nil, nilContext(ctx, "Connect")
 	}
 	opt, err := ParseURL(rawURL)
 	if err != nil {
@@ -208,8 +208,8 @@ func (c *Client) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		return Value{}, w.err
 	}
 	ci := w.cmds[0].info()
-	if ctx == nil {
-		return Value{}, nilContext(ci.Name + " on the Client")
+	if badContext(ctx) {
+		return Value{}, nilContext(ctx, ci.Name+" on the Client")
 	}
 	if ci.has(flagConnState) {
 		return Value{}, &UsageError{Msg: ci.Name + " changes the state of a connection and cannot run on the client's shared connection; " + connStateHint(ci.Name)}

@@ -177,8 +177,8 @@ func NewClusterClient(opt ClusterOptions) (*Client, error) {
 // check each node's against the host it is reached at, give
 // NewClusterClient a TLSConfig whose ServerName is empty.
 func ConnectCluster(ctx context.Context, urls ...string) (*Client, error) {
-	if ctx == nil {
-		return nil, nilContext("ConnectCluster")
+	if badContext(ctx) {
+		return nil, nilContext(ctx, "ConnectCluster")
 	}
 	if len(urls) == 0 {
 		return nil, &OptionError{Field: "URL", Msg: "needs at least one seed node"}

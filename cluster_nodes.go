@@ -76,10 +76,10 @@ import (
 // On a Client of one server, ForEachMaster calls fn once, with c.
 func (c *Client) ForEachMaster(ctx context.Context, fn func(ctx context.Context, node *Client) error) error {
 	if fn == nil {
-		return &UsageError{Msg: "ForEachMaster needs a function"}
+		return &UsageError{Msg: "ForEachMaster was given a nil function: pass a func(ctx context.Context, node *Client) error to call for each master"}
 	}
-	if ctx == nil {
-		return nilContext("ForEachMaster")
+	if badContext(ctx) {
+		return nilContext(ctx, "ForEachMaster")
 	}
 	if ctx.Err() != nil {
 		return notSent(conn.ContextErr(ctx))

@@ -32,7 +32,7 @@ func TestCluster(t *testing.T) {
 	}
 	defer c.Close()
 	t.Run("Routing", func(t *testing.T) { testClusterRouting(t, cl, c) })
-	t.Run("NilContext", func(t *testing.T) { testNilContext(t, c) })
+	t.Run("NilContext", func(t *testing.T) { testNilContext(t, c, nil, "") })
 	t.Run("SlotArgument", func(t *testing.T) { testClusterSlotArgument(t, cl, c) })
 	t.Run("AllShards", func(t *testing.T) { testClusterAllShards(t, cl, c) })
 	t.Run("Pipeline", func(t *testing.T) { testClusterPipeline(t, c) })

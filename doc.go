@@ -269,7 +269,11 @@
 // sent, with a *UsageError that says to pass context.Background(); a
 // transaction refused so is not applied, a call on a Tx refused so
 // refuses its open Multi as any call on the Tx does, and a Stream made
-// with one sends nothing. Options.DialTimeout bounds a dial and
+// with one sends nothing. So is what Idempotent or WithTxOptions returns
+// for a nil context, with an error that names them (a context derived
+// from it is done from the start). A nil function given to Transaction,
+// TransactionValue or ForEachMaster, or a nil Client to TransactionValue,
+// is refused likewise, never a panic. Options.DialTimeout bounds a dial and
 // handshake. Options.ReplyTimeout ends a connection on which replies are
 // due and no byte has come for that long, so a stalled server or network
 // fails the calls instead of holding them; a blocking command is allowed

@@ -200,14 +200,52 @@ func (e *UsageError) Error() string { return "redpipe: " + e.Msg }
 
 func (e *UsageError) Unwrap() error { return e.Err }
 
-// nilContext is the error of a call given a nil context.Context, refused
-// before anything is sent: the engine reads the context's deadline and
-// waits on its Done channel, and would otherwise panic deep inside, far
-// from the call that passed it.
-func nilContext(call string) error {
+// nilContext is the error of a call given a nil context.Context, or the
+// context that Idempotent or WithTxOptions made of a nil one (see
+// badContext), refused before anything is sent: the engine reads the
+// context's deadline and waits on its Done channel, and would otherwise
+// panic deep inside, far from the call that passed it.
+func nilContext(ctx context.Context, call string) error {
+	if m, ok := ctx.(*fromNilContext); ok {
+		return &UsageError{Msg: call + " was given the context that " + m.maker + " made of a nil context.Context: " +
+			"pass context.Background() to " + m.maker + ", or context.TODO() where no context is at hand yet"}
+	}
 	return &UsageError{Msg: call + " was given a nil context.Context: pass context.Background(), " +
 		"or context.TODO() where no context is at hand yet"}
 }
+
+// badContext reports whether a call must refuse ctx with nilContext: it
+// is nil, or what Idempotent or WithTxOptions returned for a nil one.
+func badContext(ctx context.Context) bool {
+	if ctx == nil {
+		return true
+	}
+	_, ok := ctx.(*fromNilContext)
+	return ok
+}
+
+// fromNilContext is what Idempotent and WithTxOptions return when given a
+// nil context, which context.WithValue would panic on, far from the call
+// that passed it, and which they have no error to refuse with. Every call
+// of redpipe given it refuses it as it refuses a nil context, with a
+// *UsageError naming maker. It is a context cancelled from the start (its
+// cause names maker too), so that a context derived from it, which those
+// calls cannot tell from another, and whatever else it is handed to, stop
+// at once instead of running unbounded: a call given one fails, not sent,
+// as the context's error.
+type fromNilContext struct {
+	context.Context
+	maker string // "Idempotent", "WithTxOptions"
+}
+
+func madeFromNil(maker string) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(&UsageError{Msg: maker + " was given a nil context.Context: pass context.Background(), " +
+		"or context.TODO() where no context is at hand yet"})
+	return &fromNilContext{Context: ctx, maker: maker}
+}
+
+func (c *fromNilContext) String() string { return "redpipe." + c.maker + "(nil)" }
 
 // ErrNotApplied is matched (errors.Is) by every error that means a
 // transaction was certainly not applied: a watch conflict (ErrWatch), an

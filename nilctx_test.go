@@ -15,10 +15,16 @@ import (
 // with a context.
 func TestNilContext(t *testing.T) {
 	c, srv := newTestClient(t, Options{})
-	testNilContext(t, c)
+	testNilContext(t, c, nil, "")
+	// Idempotent and WithTxOptions, which have no error to return, make
+	// of a nil context one that every call refuses alike, naming them.
+	var nilCtx context.Context
+	t.Run("Idempotent", func(t *testing.T) { testNilContext(t, c, Idempotent(nilCtx), "Idempotent") })
+	t.Run("WithTxOptions", func(t *testing.T) {
+		testNilContext(t, c, WithTxOptions(nilCtx, TxOptions{MaxAttempts: 1}), "WithTxOptions")
+	})
 
 	// Connect takes a context too.
-	var nilCtx context.Context
 	if _, err := Connect(nilCtx, "redis://"+srv.Addr); !isNilContextErr(err) {
 		t.Errorf("Connect(nil) = %v; want the nil context refused", err)
 	}
@@ -36,10 +42,11 @@ func isNilContextErr(err error) bool {
 }
 
 // testNilContext runs the calls of TestNilContext on c, a Client of one
-// server or of a cluster.
-func testNilContext(t *testing.T, c *Client) {
+// server or of a cluster, with nilCtx: nil, as a caller's unset field
+// would hold, or what maker (Idempotent, WithTxOptions) made of nil, which
+// the refusals name.
+func testNilContext(t *testing.T, c *Client, nilCtx context.Context, maker string) {
 	ctx := ctxT(t)
-	var nilCtx context.Context // a nil context, as a caller's unset field would hold
 	const key = "{nilctx}k"
 	if _, err := c.Del(ctx, key); err != nil {
 		t.Fatal(err)
@@ -52,7 +59,7 @@ func testNilContext(t *testing.T, c *Client) {
 	}
 	check := func(what string, err error, tx bool) {
 		t.Helper()
-		if !isNilContextErr(err) {
+		if !isNilContextErr(err) || !strings.Contains(err.Error(), maker) {
 			t.Errorf("%s with a nil context = %v; want a *UsageError that says to pass context.Background()", what, err)
 		}
 		if OutcomeOf(err) == OutcomeUnknown || (tx && !errors.Is(err, ErrNotApplied)) {

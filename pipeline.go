@@ -256,8 +256,8 @@ func (p *Pipeline) Exec(ctx context.Context) ([]Value, error) {
 		// It would send the batch being decoded again.
 		return nil, &UsageError{Msg: "Exec of a Pipeline from a Decoder of its own Exec"}
 	}
-	if ctx == nil {
-		err := nilContext("Pipeline.Exec")
+	if badContext(ctx) {
+		err := nilContext(ctx, "Pipeline.Exec")
 		if p.multi {
 			// Nothing was sent: the Multi stays open, with its commands,
 			// as when its Exec gives up waiting for the Tx.

@@ -65,7 +65,14 @@ type idempotentKey struct{}
 // that were certainly not sent are resent. It does not apply to a
 // transaction that writes, which is never sent again once EXEC may have
 // reached the server.
+//
+// Given a nil ctx, it returns a context that every call refuses as it
+// refuses a nil one, with a *UsageError that names Idempotent, before
+// anything is sent (a context derived from it is done from the start).
 func Idempotent(ctx context.Context) context.Context {
+	if ctx == nil {
+		return madeFromNil("Idempotent")
+	}
 	return context.WithValue(ctx, idempotentKey{}, true)
 }
 

@@ -51,12 +51,12 @@ func (s *Script) Run(ctx context.Context, on Doer, keys []string, args ...any) (
 		// and EVAL would run an empty script, silently.
 		return Value{}, &UsageError{Msg: "Script.Run needs a script made by NewScript and a Client or Tx to run on"}
 	}
-	if ctx == nil {
+	if badContext(ctx) {
 		if t, ok := on.(*Tx); ok {
 			// It refuses the Tx's open Multi, as its EVALSHA would.
 			t.nilContextUse("Script.Run", true)
 		}
-		return Value{}, nilContext("Script.Run")
+		return Value{}, nilContext(ctx, "Script.Run")
 	}
 	v, err := on.Do(ctx, s.words("EVALSHA", s.sha, keys, args)...)
 	if err == nil {

@@ -100,10 +100,10 @@ func (c *Client) Stream(ctx context.Context, each func(i int, v Value) error, op
 	if c.cluster != nil {
 		s.cl = &clusterStream{s: s, r: c.cluster}
 	}
-	if ctx == nil {
+	if badContext(ctx) {
 		// Nothing is ever sent: Close reports this. Discard, which waits
 		// with the stream's context, has nothing to wait for.
-		s.stop(nilContext("Client.Stream"))
+		s.stop(nilContext(ctx, "Client.Stream"))
 		s.ctx = context.Background()
 	}
 	return s
@@ -188,10 +188,10 @@ func (s *Stream) Close(ctx context.Context) (int, error) {
 		return 0, &UsageError{Msg: "Stream.Close called on a stream that Close or Discard already finished, which sent nothing more: " +
 			"finish a Stream once, and start a new one for more commands", Err: ErrClosed}
 	}
-	if ctx == nil {
+	if badContext(ctx) {
 		// As a Close refused from within each, it leaves the stream as it
 		// is, for a Close with a context to finish.
-		return 0, nilContext("Stream.Close")
+		return 0, nilContext(ctx, "Stream.Close")
 	}
 	if s.inEach() {
 		return 0, &UsageError{Msg: "Stream.Close called from within each, which runs as replies are handed out: " +

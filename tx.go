@@ -120,8 +120,8 @@ type Tx struct {
 // the session. With no keys it just binds the connection; on a cluster,
 // where the keys' slot chooses the master, keys are required.
 func (c *Client) Watch(ctx context.Context, keys ...string) (*Tx, error) {
-	if ctx == nil {
-		return nil, nilContext("Watch")
+	if badContext(ctx) {
+		return nil, nilContext(ctx, "Watch")
 	}
 	if c.cluster != nil {
 		return c.cluster.watch(ctx, keys)
@@ -492,14 +492,14 @@ func (t *Tx) run(ctx context.Context, w *cmdBuf) (Value, error) {
 		}
 		return w.cmds[0].info().Name, true
 	}
-	if ctx == nil {
+	if badContext(ctx) {
 		name, ok := refusable()
 		putBuf(w)
 		if !ok {
 			name = "a command" // an encoding error is left to a call with a context
 		}
 		t.nilContextUse(name, ok)
-		return Value{}, nilContext(name + " on a Tx")
+		return Value{}, nilContext(ctx, name+" on a Tx")
 	}
 	if err := t.acquireImmediate(ctx, refusable); err != nil {
 		putBuf(w)
@@ -1018,7 +1018,7 @@ func (o TxOptions) pause(attempt int, took time.Duration) time.Duration {
 // on ctx for this call.
 func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...string) ([]Value, error) {
 	if fn == nil {
-		return nil, &UsageError{Msg: "Transaction needs a function"}
+		return nil, noTxFunc("Transaction", "func(*Tx) error")
 	}
 	_, replies, err := transact(ctx, c, func(t *Tx) (struct{}, error) { return struct{}{}, fn(t) }, keys)
 	return replies, err
@@ -1027,16 +1027,35 @@ func (c *Client) Transaction(ctx context.Context, fn func(*Tx) error, keys ...st
 // TransactionValue is Transaction for an fn that computes a value, which it
 // returns once the transaction is applied (redis-py's value_from_callable).
 func TransactionValue[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys ...string) (T, error) {
+	if c == nil {
+		var zero T
+		return zero, notAppliedTx(&UsageError{Msg: "TransactionValue was given a nil *Client: pass the Client to run the transaction on"})
+	}
+	if fn == nil {
+		var zero T
+		return zero, noTxFunc("TransactionValue", "func(*Tx) (T, error)")
+	}
 	v, _, err := transact(ctx, c, fn, keys)
 	return v, err
+}
+
+// noTxFunc is the refusal of a Transaction given no function: not
+// applied, as nothing was sent.
+func noTxFunc(call, want string) error {
+	return notAppliedTx(&UsageError{Msg: call + " was given a nil function: pass a " + want +
+		" that reads what it needs on the Tx and queues the transaction on its Multi"})
 }
 
 type txOptionsKey struct{}
 
 // WithTxOptions returns a context under which Transaction and
 // TransactionValue retry by o instead of the client's Options.Tx, as
-// Idempotent marks the calls made under a context.
+// Idempotent marks the calls made under a context. Given a nil ctx, it
+// returns a context that every call refuses, as Idempotent does.
 func WithTxOptions(ctx context.Context, o TxOptions) context.Context {
+	if ctx == nil {
+		return madeFromNil("WithTxOptions")
+	}
 	return context.WithValue(ctx, txOptionsKey{}, o)
 }
 
@@ -1054,9 +1073,9 @@ func (c *Client) txOptions(ctx context.Context) (TxOptions, error) {
 }
 
 func transact[T any](ctx context.Context, c *Client, fn func(*Tx) (T, error), keys []string) (T, []Value, error) {
-	if ctx == nil {
+	if badContext(ctx) {
 		var zero T
-		return zero, nil, notAppliedTx(nilContext("Transaction"))
+		return zero, nil, notAppliedTx(nilContext(ctx, "Transaction"))
 	}
 	if c.cluster != nil {
 		return clusterTransact(ctx, c.cluster, fn, keys)
