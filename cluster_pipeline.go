@@ -505,8 +505,11 @@ func (r *clusterRouter) execPlain(ctx context.Context, p *Pipeline, traits batch
 				continue
 			}
 			if !unreachable(ctx, pt.err) && OutcomeOf(pt.err) != OutcomeNotSent {
-				if !ran && len(parts) == 1 && pt.answered == 0 {
-					// No other node answered: as on one node.
+				if !ran && len(parts) == 1 && pt.answered == 0 && (!pt.cut || pt.begun == 0) {
+					// No other node answered, and none of the part was
+					// written: as on one node, the error alone. One
+					// written in part says, as on one node, which of its
+					// commands were not sent.
 					return nil, unwrapCut(pt.err)
 				}
 				lostPart[i] = true

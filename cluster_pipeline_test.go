@@ -1305,6 +1305,14 @@ const heldPartLen = 262
 // the masters are flushed when the test ends.
 func heldPartPipeline(t *testing.T, cl *redistest.Cluster, prefix string) (*redistest.Proxy, *Pipeline, func(int) string) {
 	t.Helper()
+	return heldPartPipelineOf(t, cl, prefix, true)
+}
+
+// heldPartPipelineOf is heldPartPipeline, without the SET for Masters[0]
+// unless other: the pipeline, of heldPartLen-1 commands then, has a part
+// on Masters[1] alone.
+func heldPartPipelineOf(t *testing.T, cl *redistest.Cluster, prefix string, other bool) (*redistest.Proxy, *Pipeline, func(int) string) {
+	t.Helper()
 	held := cl.Masters[1]
 	px := redistest.StartProxy(t, held.Addr)
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -1328,14 +1336,51 @@ func heldPartPipeline(t *testing.T, cl *redistest.Cluster, prefix string) (*redi
 	tag := keyIn(6000, prefix+":t")
 	key := func(i int) string { return fmt.Sprintf("{%s}:%d", tag, i) }
 	big := strings.Repeat("x", 256<<10)
-	p := c.Pipeline(NoTransaction).
-		Set(a, "1").                       // 0: Masters[0]
-		Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
+	p := c.Pipeline(NoTransaction)
+	if other {
+		p.Set(a, "1") // 0: Masters[0]
+	}
+	p.Do("BLPOP", "{"+tag+"}:list", "0") // 1: held, blocks
 	for i := 2; i < heldPartLen; i++ {
 		p.Set(key(i), big) // 2 to n-1: held, behind the BLPOP
 	}
 	px.PassBytes(1<<20, redistest.ClientToServer)
 	return px, p, key
+}
+
+// testClusterPipelineOnePartCutBeforeReply: a cluster pipeline whose
+// only part, on one master, is cut by the network before that master
+// answered any of it (see testClusterPipelinePartCutBeforeReply) returns
+// a reply per command, as on one node: those the socket took of unknown
+// outcome, the rest not sent. Before, Exec returned only the
+// connection's error, as one node then did.
+func testClusterPipelineOnePartCutBeforeReply(t *testing.T, cl *redistest.Cluster) {
+	const n = heldPartLen - 1
+	ctx := clusterCtx(t)
+	held := cl.Masters[1]
+	px, p, key := heldPartPipelineOf(t, cl, "cut1", false)
+	done := execAsync(ctx, p)
+	waitBlockedIn(t, ctx, held, "blpop", "")
+	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its part's connection was cut")
+	t.Logf("Exec error: %v", r.err)
+
+	if r.err == nil || OutcomeOf(r.err) != OutcomeUnknown || SafeToRetry(r.err) {
+		t.Fatalf("Exec error %v (%v): want one of unknown outcome", r.err, OutcomeOf(r.err))
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	if e := r.replies[0].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+		t.Errorf("reply 0, the BLPOP the master took = %v (%v); want unknown outcome", e, OutcomeOf(e))
+	}
+	checkCutInOrder(t, r.replies, 0, nil)
+	// None of the SETs ran: the BLPOP held them until the cut.
+	for i := 2; i < heldPartLen; i++ {
+		if k, _ := held.MustDo(t, "EXISTS", key(i)).(int64); k != 0 {
+			t.Fatalf("the key of SET %d is on %s, though the BLPOP before it never returned", i, held.Addr)
+		}
+	}
 }
 
 // testClusterPipelinePartCutBeforeReply: a cluster pipeline's part on one

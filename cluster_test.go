@@ -55,6 +55,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PipelinePartCutDecoded", func(t *testing.T) { testClusterPipelinePartCutDecoded(t, cl, c) })
 	t.Run("PipelinePartCutTwice", func(t *testing.T) { testClusterPipelinePartCutTwice(t, cl) })
 	t.Run("PipelinePartCutBeforeReply", func(t *testing.T) { testClusterPipelinePartCutBeforeReply(t, cl) })
+	t.Run("PipelineOnePartCutBeforeReply", func(t *testing.T) { testClusterPipelineOnePartCutBeforeReply(t, cl) })
 	t.Run("PipelinePartCancelled", func(t *testing.T) { testClusterPipelinePartCancelled(t, cl) })
 	t.Run("PipelinePartCancelledBeforeReply", func(t *testing.T) { testClusterPipelinePartCancelledBeforeReply(t, cl) })
 	t.Run("PipelineEveryPartLost", func(t *testing.T) { testClusterPipelineEveryPartLost(t, cl, c) })

@@ -100,16 +100,21 @@
 // node failed have their replies, those written after them are of
 // unknown outcome and those never written not sent, and the pipeline
 // sends none of them again (but for reads a replica did not answer,
-// which go to the masters). A failure before any reply came returns no
-// replies and the connection's error, as does a failed transaction, whose
-// EXEC is all or nothing.
+// which go to the masters). So does a failure before any reply came,
+// once some of the batch was written (a BLPOP at its head holding the
+// rest): each command has an error reply, of unknown outcome for those
+// the socket took and not sent for the rest. A failure before any byte
+// of the batch was written returns no replies and the connection's
+// error, which says it was not sent; a failed transaction returns no
+// replies either, its EXEC being all or nothing.
 //
 // A plain pipeline whose context ends (its deadline, a cancel) once some
-// of its replies were read returns the same: the replies read in their
-// places, error replies of unknown outcome for the commands sent (or
-// queued to be: on the connection callers share, the server may still
-// run them), and, on a connection of the pipeline's own (a large or
-// blocking pipeline, closed then), not-sent ones for those never written;
+// of its replies were read, or, on a connection of its own, once some
+// of it was written, returns the same: the replies read in their places,
+// error replies of unknown outcome for the commands sent (or queued to
+// be: on the connection callers share, the server may still run them),
+// and, on a connection of the pipeline's own (a large or blocking
+// pipeline, closed then), not-sent ones for those never written;
 // errors.Is finds the context's error in Exec's error and in each of
 // them, and the text says that the context ended. (They hold a
 // *ConnError only where the pipeline's own connection was closed: the

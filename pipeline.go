@@ -657,13 +657,18 @@ func (p *Pipeline) sendOn(ctx context.Context, traits batchTraits, c *Client, as
 		// wrapped (an earlier attempt was cut too, say).
 		var cut *cutError
 		if errors.As(err, &cut) {
-			if len(cut.replies) <= skip {
-				// No command of the batch was answered: the error says
-				// what became of it.
+			at := len(buf) - len(p.w.buf) // where the batch's own bytes begin
+			if len(cut.replies) <= skip && cut.sent <= at {
+				// No command of the batch was answered, nor written:
+				// the error says what became of it.
 				return nil, 0, unwrapCut(err)
 			}
-			p.loadErrs = loadErrs(p.scripts, cut.replies[:extra])
-			return p.cutReplies(cut, err, skip, len(buf)-len(p.w.buf))
+			// Some commands were answered, or only written (a BLPOP
+			// held them, the connection failed before any reply came):
+			// each gets its reply, or the error that says whether it
+			// may have run, as a cluster part's do.
+			p.loadErrs = loadErrs(p.scripts, cut.replies[:min(extra, len(cut.replies))])
+			return p.cutReplies(cut, err, skip, at)
 		}
 		return nil, 0, err
 	}
@@ -734,7 +739,7 @@ func cutAgain(err error) bool {
 // error of the send that ended with cut: cut's own, or one that wraps it.
 func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.Value, int, error) {
 	n := len(p.w.cmds)
-	got := len(cut.replies) - skip
+	got := max(len(cut.replies)-skip, 0)
 	begun := commandsBegun(p.w.buf, n, cut.sent-at)
 	// An earlier attempt, cut too, may have written, and run, what the
 	// last one did not (see cutAgain).
@@ -761,7 +766,9 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 		return &e
 	}
 	replies := make([]resp.Value, n)
-	copy(replies, cut.replies[skip:])
+	if got > 0 {
+		copy(replies, cut.replies[skip:])
+	}
 	if got < begun {
 		v := madeErrorValue(&uncertainError{msg: "redpipe: outcome unknown: the command was sent, but " + what + " before its reply", err: inner(false)})
 		for i := got; i < begun; i++ {
@@ -778,6 +785,9 @@ func (p *Pipeline) cutReplies(cut *cutError, cause error, skip, at int) ([]resp.
 		}
 	}
 	msg := fmt.Sprintf("redpipe: %s after the replies of the first %s of %d, which ran", what, plural(got, "command", "commands"), n)
+	if got == 0 {
+		msg = fmt.Sprintf("redpipe: %s before any of the %d commands was answered", what, n)
+	}
 	if got < begun {
 		msg += "; " + commandSpan(got+1, begun, "was sent and may have run", "were sent and may have run")
 	}

@@ -685,9 +685,10 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	}
 	if err != nil {
 		t.lost(err)
-		if check.keep && got > 0 {
+		if check.keep && (got > 0 || sent > 0) {
 			// A plain batch keeps the replies read before its connection
-			// failed, as on the Client (see sendChecked).
+			// failed, or how much of it was written, as on the Client
+			// (see sendChecked).
 			err = &cutError{replies: replies[:got:got], sent: sent, err: err}
 		}
 	}

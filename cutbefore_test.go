@@ -1,0 +1,175 @@
+package redpipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/redpipe/redpipe/redistest"
+)
+
+// heldLen is the length of the pipelines that queueHeld makes.
+const heldLen = 262
+
+// queueHeld queues on p pre SETs of key(0) to key(pre-1), a BLPOP of
+// list that blocks, and then SETs of key(pre+1) to key(n-1), each of 256
+// KiB. With n heldLen, far more than the sockets hold: behind a Proxy
+// passing the client's first MiB, the client is still writing them when
+// the BLPOP blocks.
+func queueHeld(p *Pipeline, pre, n int, list string, key func(int) string) {
+	for i := 0; i < pre; i++ {
+		p.Set(key(i), "v")
+	}
+	p.Do("BLPOP", list, "0")
+	big := strings.Repeat("x", 256<<10)
+	for i := pre + 1; i < n; i++ {
+		p.Set(key(i), big)
+	}
+}
+
+// checkHeldCut checks what Exec returned for a pipeline of queueHeld, of
+// n commands, cut (by the network, or by its context if ended) while its
+// BLPOP blocked: one reply per command, the pre SETs as read, the BLPOP
+// and the commands behind it that the socket took of unknown outcome,
+// the rest not sent, and Exec's error for the BLPOP, which says which
+// were not sent. srv, once the BLPOP's connection is gone (px, if not
+// nil, is cut for that), holds the keys of the pre SETs, and none of
+// those said not sent.
+func checkHeldCut(t *testing.T, ctx context.Context, srv *redistest.Server, px *redistest.Proxy, r execResult, pre, n int, ended bool, key func(int) string) {
+	t.Helper()
+	if ended {
+		checkCtxCutErr(t, r.err, pre, "BLPOP")
+	} else {
+		checkCutErr(t, r.err, pre, "BLPOP")
+	}
+	if !strings.Contains(fmt.Sprint(r.err), "were not sent") {
+		t.Errorf("Exec error %q does not say which commands were not sent", r.err)
+	}
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	if e := r.replies[pre].Err(); e == nil || OutcomeOf(e) != OutcomeUnknown {
+		t.Errorf("reply %d, the BLPOP the server took = %v (%v); want unknown outcome", pre, e, OutcomeOf(e))
+	}
+	var unsent []int
+	checkCutInOrder(t, r.replies, pre, func(i int, e error, notSent bool) {
+		if ended {
+			if !errors.Is(e, context.Canceled) {
+				t.Fatalf("reply %d, not answered = %v: want an error matching context.Canceled", i, e)
+			}
+			if notSent && !strings.Contains(e.Error(), "context ended") {
+				t.Fatalf("reply %d, not sent = %q: want it to say that the context ended", i, e)
+			}
+		}
+		var connErr *ConnError
+		if !errors.As(e, &connErr) || connErr.Unsent != notSent {
+			t.Fatalf("reply %d, not answered = %v: want an error holding the *ConnError, Unsent %v", i, e, notSent)
+		}
+		if notSent {
+			unsent = append(unsent, i)
+		}
+	})
+	if px != nil {
+		// The Proxy, holding what it took, keeps its side open after a
+		// cancel: closed, it ends the server's connection too.
+		px.Cut(redistest.CutFIN)
+	}
+	waitBLPOPGone(t, ctx, srv)
+	checkRan(t, srv, r.replies, pre, key)
+	for _, i := range unsent {
+		if n, _ := srv.MustDo(t, "EXISTS", key(i)).(int64); n != 0 {
+			t.Fatalf("the key of SET %d, said not sent, is on the server", i)
+		}
+	}
+}
+
+// heldClient is a Client of a new server reached through a Proxy that
+// passes the client's first MiB on each connection, with no retries.
+func heldClient(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Client, *redistest.Server, *redistest.Proxy) {
+	t.Helper()
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	c, err := NewClient(Options{Addr: px.Addr, Dialer: dial, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	return c, srv, px
+}
+
+// TestLargePipelineCutBeforeReply: a pipeline too large for the shared
+// connection, cut by the network (a Proxy that passes its first MiB, then
+// closes both sides) while the BLPOP it begins with holds it on the
+// server, before any reply came, returns a reply per command, as a
+// cluster pipeline's part does: the commands the socket took are of
+// unknown outcome, those it never took (the client was still writing)
+// say they were not sent, and are safe to send again. Before, Exec
+// returned no reply, only the connection's error, of unknown outcome.
+func TestLargePipelineCutBeforeReply(t *testing.T) {
+	t.Parallel()
+	c, srv, px := heldClient(t, nil)
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("cut0:%d", i) }
+	p := c.Pipeline(NoTransaction)
+	queueHeld(p, 0, heldLen, "cut0:list", key)
+	done := execAsync(ctx, p)
+	waitBlockedIn(t, ctx, srv, "blpop", "")
+	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its connection was cut")
+	t.Logf("Exec error: %v", r.err)
+	if !strings.Contains(fmt.Sprint(r.err), "before any of the") {
+		t.Errorf("Exec error %q does not say that no command was answered", r.err)
+	}
+	checkHeldCut(t, ctx, srv, px, r, 0, heldLen, false, key)
+}
+
+// TestLargePipelineCancelledBeforeReply: the same pipeline, whose context
+// is cancelled while the BLPOP holds it, before any reply came, on the
+// connection of its own that is closed then: its commands the socket
+// never took say they were not sent, and that the context ended; all of
+// them match context.Canceled. Before, Exec returned only the context's
+// error.
+func TestLargePipelineCancelledBeforeReply(t *testing.T) {
+	t.Parallel()
+	c, srv, px := heldClient(t, nil)
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("ctxcut0:%d", i) }
+	p := c.Pipeline(NoTransaction)
+	queueHeld(p, 0, heldLen, "ctxcut0:list", key)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := execAsync(cctx, p)
+	waitBlockedIn(t, ctx, srv, "blpop", "")
+	cancel()
+	r := awaitExec(t, ctx, done, "its context was cancelled")
+	t.Logf("Exec error: %v", r.err)
+	checkHeldCut(t, ctx, srv, px, r, 0, heldLen, true, key)
+}
+
+// TestTxPipelineCutBeforeReply: the plain Pipeline of a Watch session,
+// cut by the network while the BLPOP it begins with holds it, before
+// any reply came, returns a reply per command as a Client's does.
+// Before, Exec returned only the connection's error.
+func TestTxPipelineCutBeforeReply(t *testing.T) {
+	t.Parallel()
+	c, srv, px := heldClient(t, nil)
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("txcut0:%d", i) }
+	tx, err := c.Watch(ctx, "txcut0:watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	p := tx.Pipeline(NoTransaction)
+	queueHeld(p, 0, heldLen, "txcut0:list", key)
+	done := execAsync(ctx, p)
+	waitBlockedIn(t, ctx, srv, "blpop", "")
+	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its connection was cut")
+	t.Logf("Exec error: %v", r.err)
+	checkHeldCut(t, ctx, srv, px, r, 0, heldLen, false, key)
+}
