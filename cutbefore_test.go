@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/redpipe/redpipe/redistest"
 )
@@ -172,4 +175,187 @@ func TestTxPipelineCutBeforeReply(t *testing.T) {
 	r := awaitExec(t, ctx, done, "its connection was cut")
 	t.Logf("Exec error: %v", r.err)
 	checkHeldCut(t, ctx, srv, px, r, 0, heldLen, false, key)
+}
+
+// stallConn is a connection whose writes, once stall(n) is called, let
+// n more bytes through and then block, as behind a network that stopped
+// taking them, until the write deadline passes or the connection is
+// closed: a stalled socket, which a real server cannot make on demand to
+// the byte (on loopback, the kernel's buffers take megabytes).
+type stallConn struct {
+	net.Conn
+	mu       sync.Mutex
+	budget   int64 // bytes still let through; -1: no limit
+	deadline time.Time
+	closed   bool
+	changed  chan struct{} // closed and replaced when the fields above change
+	blocked  bool          // a write waits for budget
+}
+
+func newStallConn(nc net.Conn) *stallConn {
+	return &stallConn{Conn: nc, budget: -1, changed: make(chan struct{})}
+}
+
+// changedLocked wakes a write that waits; mu is held.
+func (c *stallConn) changedLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *stallConn) stall(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.budget = n
+	c.changedLocked()
+}
+
+func (c *stallConn) isBlocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blocked
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return total, net.ErrClosed
+		}
+		k := int64(len(p))
+		if c.budget >= 0 {
+			k = min(k, c.budget)
+		}
+		if k == 0 {
+			dl, changed := c.deadline, c.changed
+			c.blocked = true
+			c.mu.Unlock()
+			var timeout <-chan time.Time
+			if !dl.IsZero() {
+				d := time.Until(dl)
+				if d <= 0 {
+					c.mu.Lock()
+					c.blocked = false
+					c.mu.Unlock()
+					return total, os.ErrDeadlineExceeded
+				}
+				tm := time.NewTimer(d)
+				timeout = tm.C
+				defer tm.Stop()
+			}
+			select {
+			case <-changed:
+			case <-timeout:
+			}
+			c.mu.Lock()
+			c.blocked = false
+			c.mu.Unlock()
+			continue
+		}
+		if c.budget >= 0 {
+			c.budget -= k
+		}
+		c.mu.Unlock()
+		n, err := c.Conn.Write(p[:k])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.setWriteDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.setWriteDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *stallConn) setWriteDeadline(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	c.changedLocked()
+}
+
+func (c *stallConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.changedLocked()
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// TestTxBlockingPipelineCancelledTellsUnsent: the plain Pipeline of a
+// Watch session holding a BLPOP, whose context is cancelled while the
+// BLPOP holds it on the server and the network (a stalled socket, see
+// stallConn) holds the rest of its write, which the client had all
+// handed to its writer. The session's connection is closed to end the
+// block, so the commands it never wrote never will be: they say they
+// were not sent, and that the context ended; the BLPOP and what the
+// socket took behind it are of unknown outcome, and the SETs answered
+// before it (if any) have their replies. Before, every command not
+// answered was of unknown outcome, or, with none answered, Exec returned
+// only the context's error.
+func TestTxBlockingPipelineCancelledTellsUnsent(t *testing.T) {
+	t.Parallel()
+	for _, pre := range []int{0, 5} {
+		t.Run(fmt.Sprintf("after%d", pre), func(t *testing.T) {
+			w := &takenWatch{}
+			var mu sync.Mutex
+			var conns []*stallConn
+			dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := w.dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				sc := newStallConn(nc)
+				mu.Lock()
+				conns = append(conns, sc)
+				mu.Unlock()
+				return sc, nil
+			}
+			c, srv := newTestClient(t, Options{Dialer: dial, MaxRetries: -1})
+			ctx := ctxT(t)
+			key := func(i int) string { return fmt.Sprintf("txctxcut:%d", i) }
+			tx, err := c.Watch(ctx, "txctxcut:watched")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			mu.Lock()
+			dialed := conns
+			mu.Unlock()
+			if len(dialed) != 1 {
+				t.Fatalf("%d connections dialed for the session; want 1", len(dialed))
+			}
+			sc := dialed[0]
+			// The BLPOP and the start of a SET of 256 KiB get through, not
+			// the two after it; the batch, under the writer's part size (1 MiB),
+			// is handed to it whole.
+			const n = 4
+			sc.stall(200 << 10)
+			p := tx.Pipeline(NoTransaction)
+			queueHeld(p, pre, pre+n, "txctxcut:list", key)
+			w.mark()
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			done := execAsync(cctx, p)
+			waitBlockedIn(t, ctx, srv, "blpop", "")
+			if pre > 0 {
+				w.awaitTaken(t, ctx, "+OK\r\n", pre)
+			}
+			waitForServer(t, ctx, "the session's write stalled", func() (bool, string) { return sc.isBlocked(), "" })
+			cancel()
+			r := awaitExec(t, ctx, done, "its context was cancelled")
+			t.Logf("Exec error: %v", r.err)
+			checkHeldCut(t, ctx, srv, nil, r, pre, pre+n, true, key)
+		})
+	}
 }

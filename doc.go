@@ -114,7 +114,8 @@
 // error replies of unknown outcome for the commands sent (or queued to
 // be: on the connection callers share, the server may still run them),
 // and, on a connection of the pipeline's own (a large or blocking
-// pipeline, closed then), not-sent ones for those never written;
+// pipeline, closed then; a blocking one of a Tx, whose connection is
+// closed to end the block), not-sent ones for those never written;
 // errors.Is finds the context's error in Exec's error and in each of
 // them, and the text says that the context ended. (They hold a
 // *ConnError only where the pipeline's own connection was closed: the

@@ -665,7 +665,15 @@ func (t *Tx) do(ctx context.Context, buf []byte, replies []resp.Value, exec, blo
 	if blocking {
 		t.blocked.Store(t.d)
 	}
-	p, err := t.d.WithGrace(grace).Start(ctx, buf, replies)
+	k := t.d.WithGrace(grace)
+	if blocking && check.keep {
+		// A plain batch that may block, whose connection cutBlocked
+		// closes when ctx ends: Sole fails it at once instead, so that
+		// the commands never written are known, and say they were not
+		// sent, as those of a Client's batch on a connection of its own.
+		k = k.Sole()
+	}
+	p, err := k.Start(ctx, buf, replies)
 	if exec {
 		t.releaseTurn()
 	}

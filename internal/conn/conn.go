@@ -495,8 +495,9 @@ type Graced struct {
 }
 
 // Sole returns k for the calls of the connection's only user, who ends
-// the connection when one of them is cut short. A DoNCut whose context
-// ends once some of its bytes were taken fails the connection at once,
+// the connection when one of them is cut short. A DoNCut (or the
+// WaitCut of a Start) whose context ends once some of its bytes were
+// taken fails the connection at once,
 // with the context's error, and returns what it got as after any failure
 // of the connection: cut then counts only the bytes the socket accepted,
 // the commands after them were not sent, and never will be. Why: left in
@@ -600,14 +601,15 @@ func (k Graced) Start(ctx context.Context, cmds []byte, replies []resp.Value) (P
 		putCall(cl)
 		return Pending{}, err
 	}
-	return Pending{c, cl}, nil
+	return Pending{c, cl, k.sole}, nil
 }
 
 // Pending is a batch handed to the connection by Start whose replies are
 // still to come. Wait must be called once.
 type Pending struct {
-	c  *Conn
-	cl *call
+	c    *Conn
+	cl   *call
+	sole bool // started by a Sole Graced: a wait cut short ends the connection
 }
 
 // Wait blocks until the batch's replies are in, or ctx ends (the call is
@@ -634,12 +636,14 @@ func (p Pending) WaitGot(ctx context.Context) (got int, err error) {
 // every reply was in, how many bytes of the batch the socket had
 // accepted (as DoNCut's cut): the commands that begin at or after them
 // were not sent. When ctx ended once some replies were read, sent is the
-// whole batch, which the connection, living on, writes.
+// whole batch, which the connection, living on, writes; unless the batch
+// was started Sole, whose end of ctx fails the connection as DoNCut's
+// does (see Graced.Sole), and sent counts what the socket accepted.
 func (p Pending) WaitCut(ctx context.Context) (got, sent int, err error) {
 	if p.cl == nil {
 		return 0, 0, nil
 	}
-	k, held, err := p.c.waitHeld(ctx, p.cl, false)
+	k, held, err := p.c.waitHeld(ctx, p.cl, p.sole)
 	if err != nil {
 		if held {
 			got, sent = p.cl.got, int(p.cl.sent)

@@ -17,7 +17,8 @@ import (
 // TestSoleCallCutByContextCountsExactly: a large batch of SETs, each of
 // its own key, on a connection of its caller's alone (Graced.Sole), whose
 // context ends at a random point of its write or of its replies: the
-// caller writing it itself, or the writer goroutine in parts. Once the
+// caller writing it itself, or the writer goroutine in parts, through
+// DoNCut or through Start and WaitCut. Once the
 // server is done with the connection, which the call closed, it holds
 // the keys of the SETs answered, and no key of a SET that the count of
 // bytes sent says was never written: a SET half written counts as sent.
@@ -42,12 +43,15 @@ func TestSoleCallCutByContextCountsExactly(t *testing.T) {
 	stop := time.Now().Add(20 * time.Second)
 	rng := rand.New(rand.NewPCG(14, 14))
 	for _, tc := range []struct {
-		how string
-		opt Options
+		how   string
+		opt   Options
+		start bool // sent by Start and waited for by WaitCut
 	}{
-		{"written by its caller", Options{MaxPending: 256 << 10}},
-		{"by the writer, in parts", Options{MaxPending: 64 << 10, DirectWrite: -1}},
-		{"its caller reading its replies", Options{Poll: time.Millisecond}},
+		{"written by its caller", Options{MaxPending: 256 << 10}, false},
+		{"by the writer, in parts", Options{MaxPending: 64 << 10, DirectWrite: -1}, false},
+		{"its caller reading its replies", Options{Poll: time.Millisecond}, false},
+		{"started, written by its caller", Options{MaxPending: 256 << 10}, true},
+		{"started, by the writer, in parts", Options{MaxPending: 64 << 10, DirectWrite: -1}, true},
 	} {
 		opt := tc.opt
 		for round := 0; round < 8 && time.Now().Before(stop); round++ {
@@ -59,7 +63,22 @@ func TestSoleCallCutByContextCountsExactly(t *testing.T) {
 			nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
 			c := New(nc, opt)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(30000))*time.Microsecond)
-			replies, _, sent, err := c.WithGrace(0).Sole().DoNCut(ctx, batch, n)
+			var replies []resp.Value
+			var sent int
+			if tc.start {
+				buf := make([]resp.Value, n)
+				var pd Pending
+				var got int
+				if pd, err = c.WithGrace(0).Sole().Start(ctx, batch, buf); err == nil {
+					got, sent, err = pd.WaitCut(ctx)
+					if err == nil {
+						sent = len(batch)
+					}
+				}
+				replies = buf[:got]
+			} else {
+				replies, _, sent, err = c.WithGrace(0).Sole().DoNCut(ctx, batch, n)
+			}
 			cancel()
 			c.Close()
 			waitFor(t, "the server to be done with the closed connection", func() (bool, string) {
