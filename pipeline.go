@@ -72,7 +72,9 @@ var NoTransaction = PipelineOption{func(p *Pipeline) { p.transaction = false }}
 var ErrorsInReplies = PipelineOption{func(p *Pipeline) { p.errorsInReplies = true }}
 
 // WithDecoder registers a reply decoder for one command on this pipeline,
-// overriding one registered on the Client. See Decoder. command is named
+// overriding one registered on the Client; a nil d turns the Client's
+// off for this pipeline, whose replies to command are then left as they
+// came (Decoded returns nil). See Decoder. command is named
 // as for Client.SetDecoder: a pipeline made with a name that no reply can
 // carry refuses every Exec with the *UsageError that SetDecoder returns,
 // and sends nothing.
