@@ -359,3 +359,62 @@ func TestTxBlockingPipelineCancelledTellsUnsent(t *testing.T) {
 		})
 	}
 }
+
+// TestLargePipelineCutWithRepliesHeld: a pipeline too large for the
+// shared connection whose first SETs the server runs while the network
+// holds their replies back (a Proxy passing the client's first MiB and
+// none of the server's replies), and that is then cut, before any reply
+// reached the client. The SETs that ran are among those of unknown
+// outcome, and no SET that says it was not sent ran: the labels agree
+// with what the server holds.
+func TestLargePipelineCutWithRepliesHeld(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	px := redistest.StartProxy(t, srv.Addr)
+	// No PING on the pooled connection before it is lent: the proxy
+	// would hold its reply back.
+	c, err := NewClient(Options{Addr: px.Addr, MaxRetries: -1, IdleCheckAfter: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	key := func(i int) string { return fmt.Sprintf("held:%d", i) }
+	big := strings.Repeat("x", 256<<10)
+	// A first large pipeline leaves its connection in the pool, where the
+	// second takes it, with the proxy's limits on it.
+	if _, err := c.Pipeline(NoTransaction).Set("held:warm", big).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.MustDo(t, "FLUSHALL")
+	const n = 40
+	p := c.Pipeline(NoTransaction)
+	for i := 0; i < n; i++ {
+		p.Set(key(i), big)
+	}
+	px.PassBytes(0, redistest.ServerToClient)
+	px.PassBytes(1<<20, redistest.ClientToServer)
+	done := execAsync(ctx, p)
+	// The first MiB holds three whole SETs of 256 KiB.
+	waitForServer(t, ctx, "the SETs of the first MiB run", func() (bool, string) {
+		k, _ := srv.MustDo(t, "DBSIZE").(int64)
+		return k == 3, fmt.Sprintf("%d keys", k)
+	})
+	px.Cut(redistest.CutFIN)
+	r := awaitExec(t, ctx, done, "its connection was cut")
+	t.Logf("Exec error: %v", r.err)
+
+	checkCutErr(t, r.err, 0, "SET")
+	if len(r.replies) != n {
+		t.Fatalf("Exec returned %d replies for %d commands (error %v); want every one", len(r.replies), n, r.err)
+	}
+	checkCutInOrder(t, r.replies, 0, func(i int, e error, notSent bool) {
+		ran, _ := srv.MustDo(t, "EXISTS", key(i)).(int64)
+		if notSent && ran != 0 {
+			t.Fatalf("reply %d says the SET was not sent, but the server holds its key", i)
+		}
+		if i < 3 && notSent {
+			t.Fatalf("reply %d says the SET was not sent, but the server ran it", i)
+		}
+	})
+}
