@@ -667,6 +667,26 @@ func TestCloseDuringBlockedWriteSettlesByWhatWasWritten(t *testing.T) {
 	// the full queue, of which the socket can then accept little.
 	w, tk := offsets()
 	px.PassBytes(tk-w+1<<20, redistest.ClientToServer)
+	// The kernel wakes a writer blocked on a full socket only once much of
+	// the socket's buffer is free, which on a loaded machine, with larger
+	// buffers, may take more than that: more is passed, a little at a
+	// time, until the writer has taken the queue.
+	for i := 0; ; i++ {
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, now := offsets(); now > tk {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, now := offsets(); now > tk {
+			break
+		}
+		if i == 16 {
+			t.Fatalf("the writer took nothing more after 16 more passes of 256 KiB (the socket accepted %d bytes, the writer took %d)", w, tk)
+		}
+		px.PassBytes(256<<10, redistest.ClientToServer)
+	}
 	waitFor(t, "the writer holding most of the queue", func() (bool, string) {
 		w, tk := offsets()
 		return tk-w > 2<<20, fmt.Sprintf("the socket accepted %d bytes, the writer took %d", w, tk)
