@@ -172,13 +172,18 @@ func (p *poller) mayPoll() bool {
 
 // pollOwn reports whether the caller of a call sent back to back, which
 // waits for few replies and reads them itself, polls for them; it is
-// mayPoll, with the way chosen (wayChooser). The call is timed, unless
-// the link is being skipped after empty polls, until the line is idle
-// again (timed).
-func (p *poller) pollOwn() bool {
+// mayPoll, with the way chosen (wayChooser). With timed, the call is
+// timed, unless the link is being skipped after empty polls, until the
+// line is idle again (timed), and it may be one of a trial. A call whose
+// round trip says nothing of how soon a reply is taken (see
+// Conn.pollOwnLocked) goes untimed, the chosen way.
+func (p *poller) pollOwn(timed bool) bool {
+	p.way.sent = time.Time{}
 	if !p.mayPoll() {
-		p.way.sent = time.Time{}
 		return false
+	}
+	if !timed {
+		return !p.way.sleep
 	}
 	p.way.sent = time.Now()
 	return !p.way.sleeping()

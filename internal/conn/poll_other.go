@@ -29,7 +29,7 @@ func (p *poller) waitRead([]byte) (int, error) { return 0, nil }
 
 func (p *poller) writeNow([]byte) int { return 0 }
 
-func (p *poller) pollOwn() bool { return false }
+func (p *poller) pollOwn(bool) bool { return false }
 
 func (p *poller) timed(time.Time) {}
 

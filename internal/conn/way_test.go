@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/redpipe/redpipe/internal/resp"
 )
 
 // feed has w time n calls, each taking d.
@@ -114,5 +116,49 @@ func TestCallsBackToBackFollowTheWayChosen(t *testing.T) {
 	}
 	if w.trials == 0 {
 		t.Fatal("no trial in 1000 calls back to back")
+	}
+}
+
+// TestWayTimesOnlyCallsThatTellWakeUps: quiet calls and blocking ones
+// (calls with a Grace), sent back to back, are not timed for the choice
+// between polling and sleeping: a quiet call sleeps whichever way is
+// chosen, and a blocking command's reply comes when the server has
+// something to give. Plain calls sent back to back are timed.
+func TestWayTimesOnlyCallsThatTellWakeUps(t *testing.T) {
+	c, _ := dialReal(t, Options{Poll: 10 * time.Millisecond})
+	ctx := context.Background()
+	const n = 100
+	var push []string
+	for i := range n {
+		push = append(push, fmt.Sprint(i))
+	}
+	if v, err := c.DoOne(ctx, encode(append([]string{"RPUSH", "queue"}, push...)...)); err != nil || v.Int != n {
+		t.Fatalf("RPUSH = %v, %v", v.Int, err)
+	}
+	w := &c.poll.way
+	w.interval, w.left = wayLast, wayLast // no trial: every timed call counts in nk
+	for _, tc := range []struct {
+		name  string
+		k     Graced
+		cmd   func(i int) []byte
+		timed bool
+	}{
+		{"quiet", c.Quiet(), func(i int) []byte { return encode("ECHO", fmt.Sprint(i)) }, false},
+		{"blocking", c.WithGrace(Grace(time.Second)), func(int) []byte { return encode("BLPOP", "queue", "1") }, false},
+		{"plain", Graced{c: c}, func(i int) []byte { return encode("ECHO", fmt.Sprint(i)) }, true},
+	} {
+		before := w.nk
+		for i := range n {
+			v, err := tc.k.DoOne(ctx, tc.cmd(i))
+			if err != nil || v.Kind == resp.Null || v.Kind == resp.Error {
+				t.Fatalf("%s call %d = %v %q, %v", tc.name, i, v.Kind, v.Str, err)
+			}
+		}
+		switch timed := w.nk - before; {
+		case !tc.timed && timed != 0:
+			t.Errorf("%d of %d %s calls back to back were timed; want none", timed, n, tc.name)
+		case tc.timed && timed < n/2:
+			t.Errorf("%d of %d %s calls back to back were timed; want most", timed, n, tc.name)
+		}
 	}
 }

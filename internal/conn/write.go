@@ -231,9 +231,17 @@ func (c *Conn) sendLocked(ctx context.Context, cl *call, b []byte) error {
 // replies that all come soon, and unless polls have been coming up empty;
 // a call sent back to back that waits for more polls once its last
 // replies are near (tail), as the reader goroutine would.
+//
+// A quiet call, or one with a Grace (a blocking command), is not timed
+// for the choice between polling and sleeping: a quiet call's caller
+// sleeps whichever way is chosen (due says dueLater), and a blocking
+// command is answered when the server has something to give, not when
+// the reply is taken. Timed, either would pass for a call of the way
+// chosen, or of a trial, and a worker calling BLPOP back to back would
+// have the connection switch ways as its queue fills and empties.
 func (c *Conn) pollOwnLocked(cl *call) {
 	cl.tail = cl.poll && cl.n > c.poll.maxSoon
-	cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.pollOwn()
+	cl.poll = cl.poll && cl.n <= c.poll.maxSoon && c.poll.pollOwn(!cl.quiet && cl.grace == 0)
 }
 
 // passReadLocked hands the read role to the reader goroutine if cl's
