@@ -40,15 +40,24 @@ func checkEchoes(replies []resp.Value, tag string, pad string) error {
 // through DoNCut, Start and WaitCut, and DoOne, the batches small and
 // large (written by their callers, and handed to the writer when the
 // deadline stops that write), quiet or not, with the reader goroutine
-// alone and with callers reading their own replies. Each reply a call
-// gets, whole or kept when its context ended, must be its own, in its
-// place; a call cut by its context after some replies says its bytes are
+// alone and with callers reading their own replies, polling or asleep.
+// Each reply a call gets, whole or kept when its context ended, must be
+// its own, in its place; a call cut by its context after some replies says its bytes are
 // all in the stream; and the connection, which nothing failed, lives on
 // in step: the next call gets its own reply.
 func TestCallsCutByContextKeepTheirOwnReplies(t *testing.T) {
-	for _, poll := range []time.Duration{0, 200 * time.Microsecond} {
-		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) {
-			c, _ := dialReal(t, Options{Poll: poll, StallTimeout: time.Minute, MaxPending: 4 << 20})
+	for _, mode := range []struct {
+		name string
+		opt  Options
+	}{
+		{"reader goroutine", Options{}},
+		{"poll", Options{Poll: 200 * time.Microsecond}},
+		{"sleep", Options{SelfRead: true}}, // as PollWait -1 makes it
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			opt := mode.opt
+			opt.StallTimeout, opt.MaxPending = time.Minute, 4<<20
+			c, _ := dialReal(t, opt)
 			const callers, rounds = 8, 150
 			stop := time.Now().Add(5 * time.Second) // a bound in time as well as in count
 			var kept, whole, cut atomic.Int64

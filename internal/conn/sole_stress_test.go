@@ -50,6 +50,7 @@ func TestSoleCallCutByContextCountsExactly(t *testing.T) {
 		{"written by its caller", Options{MaxPending: 256 << 10}, false},
 		{"by the writer, in parts", Options{MaxPending: 64 << 10, DirectWrite: -1}, false},
 		{"its caller reading its replies", Options{Poll: time.Millisecond}, false},
+		{"its caller reading its replies asleep", Options{SelfRead: true}, false},
 		{"started, written by its caller", Options{MaxPending: 256 << 10}, true},
 		{"started, by the writer, in parts", Options{MaxPending: 64 << 10, DirectWrite: -1}, true},
 	} {
