@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,14 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		os.Exit(childMain(os.Args[1:]))
+	}
+	if how := os.Getenv(haltPollEndEnv); how != "" {
+		// The bench command as TestHaltPollRestoredHoweverTheRunEnds
+		// runs it, its setting a file of the test's, its run ended as the
+		// test says.
+		haltPollPath = os.Getenv(haltPollFileEnv)
+		runBench = func(config, string, string, string) error { return endedRun(how) }
+		os.Exit(benchCLI())
 	}
 	os.Exit(m.Run())
 }
@@ -329,5 +341,100 @@ func TestReportSaysHaltPoll(t *testing.T) {
 		if !strings.HasPrefix(line, tc.want) || tc.not != "" && strings.Contains(line, tc.not) {
 			t.Errorf("%+v, set %v: the report's line %q, want it to start %q without %q", tc.m, tc.set, line, tc.want, tc.not)
 		}
+	}
+}
+
+// The environment of the bench command that
+// TestHaltPollRestoredHoweverTheRunEnds runs: how its run ends, the file
+// that stands for the guest's setting, and the file its run creates once
+// it is under way.
+const (
+	haltPollEndEnv     = "REDPIPE_BENCH_TEST_RUN_ENDS"
+	haltPollFileEnv    = "REDPIPE_BENCH_TEST_HALTPOLL_FILE"
+	haltPollStartedEnv = "REDPIPE_BENCH_TEST_STARTED"
+)
+
+// endedRun stands in for the benchmarks: it checks that the setting is
+// the one -haltpoll asked for, says it is under way, and ends as how
+// says: an error, a panic off the main goroutine (as a client's would
+// be), or waiting for the test's signal.
+func endedRun(how string) error {
+	if d, ok := readHaltPoll(haltPollPath); !ok || d != 200*time.Microsecond {
+		return fmt.Errorf("SETTING NOT APPLIED: it reads %v, %v during the run", d, ok)
+	}
+	if err := os.WriteFile(os.Getenv(haltPollStartedEnv), nil, 0o644); err != nil {
+		return err
+	}
+	switch how {
+	case "error":
+		return errors.New("the run failed")
+	case "panic":
+		go panic("a client panicked")
+	}
+	time.Sleep(30 * time.Second) // the signal comes first
+	return errors.New("no signal came")
+}
+
+// TestHaltPollRestoredHoweverTheRunEnds: the guest's halt-polling that
+// -haltpoll set is put back however the run ends: an error, a panic in
+// any goroutine, an interrupt, or SIGTERM (a timeout, a CI job
+// cancelled), where the command exits non-zero.
+func TestHaltPollRestoredHoweverTheRunEnds(t *testing.T) {
+	for _, how := range []string{"error", "panic", "interrupt", "SIGTERM"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			path, started := filepath.Join(dir, "guest_halt_poll_ns"), filepath.Join(dir, "started")
+			if err := os.WriteFile(path, []byte("0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(exe, "-haltpoll", "200us", "-reps", "1")
+			cmd.Env = append(os.Environ(), haltPollEndEnv+"="+how, haltPollFileEnv+"="+path, haltPollStartedEnv+"="+started)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			if sig := map[string]os.Signal{"interrupt": os.Interrupt, "SIGTERM": syscall.SIGTERM}[how]; sig != nil {
+				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if _, err := os.Stat(started); err == nil {
+						break
+					}
+					select {
+					case err := <-exited:
+						t.Fatalf("the command exited (%v) before its run began:\n%s", err, out.String())
+					default:
+					}
+					if time.Now().After(deadline) {
+						cmd.Process.Kill()
+						t.Fatalf("the run did not begin:\n%s", out.String())
+					}
+				}
+				if err := cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var werr error
+			select {
+			case werr = <-exited:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				t.Fatalf("the command did not exit:\n%s", out.String())
+			}
+			if werr == nil {
+				t.Errorf("the command exited 0 after its run ended by %s", how)
+			}
+			if strings.Contains(out.String(), "SETTING NOT APPLIED") {
+				t.Errorf("the run did not see the setting -haltpoll asked for:\n%s", out.String())
+			}
+			if d, ok := readHaltPoll(path); !ok || d != 0 {
+				t.Fatalf("after a run ended by %s the setting reads %v, %v; want it back at 0 (the command: %v)\n%s", how, d, ok, werr, out.String())
+			}
+		})
 	}
 }

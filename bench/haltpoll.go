@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -14,7 +17,7 @@ import (
 // wake a thread on it, which costs about as much as a loopback round
 // trip: with the setting at 0 the host is in the slow-wake state, and
 // with it at a few hundred microseconds in the fast one (see -haltpoll).
-const haltPollPath = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+var haltPollPath = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
 
 // readHaltPoll reads the setting at path; ok is false when the machine
 // has none.
@@ -61,6 +64,77 @@ func setHaltPoll(path string, d time.Duration) (restore func() error, err error)
 		}
 		return nil
 	}, nil
+}
+
+// haltPollSetEnv, set in the environment of the child that runs the
+// benchmarks for -haltpoll, tells it that its parent set the guest's
+// halt-polling for the run, for the report.
+const haltPollSetEnv = "REDPIPE_BENCH_HALTPOLL_SET"
+
+// runHaltPolled sets the guest's halt-polling at path to d, runs the
+// benchmarks in a child process, this same binary with args (the flags
+// but -haltpoll), and puts the setting back once the child has ended,
+// however it ended; it returns the exit code. Why a child: the setting
+// holds for the whole machine after the run, and every later run would
+// be taken in a state its report does not say was set. In one process a
+// panic in any goroutine but the main one (a client's, a scenario's) or a
+// signal it does not catch (SIGTERM from a timeout or a cancelled job)
+// ends it without its deferred calls, where here the child's end is all
+// this process sees: it catches the signals that would end it, from
+// before the setting changes until it is put back, and passes them on to
+// the child. Only SIGKILL leaves the setting as -haltpoll made it.
+func runHaltPolled(path string, d time.Duration, args []string) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -haltpoll: finding this program to run as its child:", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	restore, err := setHaltPoll(path, d)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	exit := runSignalled(exe, args, sigs)
+	if err := restore(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return max(exit, 1)
+	}
+	return exit
+}
+
+// runSignalled runs exe with args, its output this process's, passes on to
+// it the signals that come on sigs, and returns its exit code once it
+// has ended (1 if a signal ended it). An interrupt from the terminal
+// reaches the child as well; the second it gets then changes nothing
+// while the run is under way, which a first interrupt cancels.
+func runSignalled(exe string, args []string, sigs <-chan os.Signal) int {
+	cmd := exec.Command(exe, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), haltPollSetEnv+"=1")
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -haltpoll: starting the run:", err)
+		return 1
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			cmd.Process.Signal(s)
+		case <-done:
+			if code := cmd.ProcessState.ExitCode(); code >= 0 {
+				return code
+			}
+			fmt.Fprintln(os.Stderr, "bench: the run ended:", cmd.ProcessState)
+			return 1
+		}
+	}
 }
 
 // haltPollLine is the report's line on the setting, "" if the machine

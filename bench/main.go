@@ -5,7 +5,7 @@
 // bytes encoded once and compares the answers with the first) as the
 // limit of C1 and C3.
 //
-//	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-pollwait D] [-json FILE] [-md FILE]
+//	go run . [-scenarios S1,S3] [-reps N] [-s8-scale F] [-pollwait D] [-haltpoll D] [-json FILE] [-md FILE]
 //
 // It prints a markdown report and exits non-zero if any client returned a
 // wrong answer, whatever its speed.
@@ -36,8 +36,9 @@ func main() {
 }
 
 // benchCLI runs the benchmarks as the flags say, and returns the exit
-// code once the guest's halt-polling, if -haltpoll set it, is restored.
-func benchCLI() (exit int) {
+// code; with -haltpoll, once the guest's halt-polling is put back (see
+// runHaltPolled).
+func benchCLI() int {
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run, from "+strings.Join(scenarioNames, ",")+" (default all)")
 	flag.StringVar(scen, "scenario", "", "the same as -scenarios")
 	reps := flag.Int("reps", 5, "repetitions of every case, at least 1")
@@ -66,19 +67,17 @@ func benchCLI() (exit int) {
 		return 2
 	}
 	if setHP {
-		restore, err := setHaltPoll(haltPollPath, hp)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 2
-		}
-		cfg.haltPollSet = true
-		defer func() {
-			if err := restore(); err != nil {
-				fmt.Fprintln(os.Stderr, "bench:", err)
-				exit = 1
+		// The run is a child process with the same flags but this one;
+		// this process sets the guest's halt-polling around it.
+		var args []string
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name != "haltpoll" {
+				args = append(args, "-"+f.Name+"="+f.Value.String())
 			}
-		}()
+		})
+		return runHaltPolled(haltPollPath, hp, append(args, flag.Args()...))
 	}
+	cfg.haltPollSet = os.Getenv(haltPollSetEnv) != ""
 	if *pollWait != "" {
 		// The children read it from their environment, as the parent's
 		// own clients do.
@@ -86,12 +85,15 @@ func benchCLI() (exit int) {
 	} else {
 		os.Unsetenv(pollWaitEnv)
 	}
-	if err := benchMain(cfg, *scen, *jsonOut, *mdOut); err != nil {
+	if err := runBench(cfg, *scen, *jsonOut, *mdOut); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
 	return 0
 }
+
+// runBench is benchMain, or a stand-in for tests of what ends a run.
+var runBench = benchMain
 
 func benchMain(cfg config, scen, jsonOut, mdOut string) error {
 	if cfg.reps < 1 {
