@@ -118,7 +118,7 @@ type Options struct {
 	// itself, sleeping on the socket, when Poll is off too: that saves
 	// handing each reply from the reader goroutine to its caller, a
 	// second wake-up per call. Like polling, it needs a plain TCP or Unix
-	// socket, and no OnPush.
+	// socket on a Unix system, and no OnPush.
 	SelfRead bool
 }
 
@@ -255,13 +255,15 @@ type Conn struct {
 	// its cause.
 	refusal string
 	// reading is held by whoever reads the socket: the reader goroutine,
-	// or a caller that sent a lone call and polls for its reply itself,
-	// which saves handing each reply from one goroutine to another, and
-	// on a host slow to wake threads, the wake-up of a sleeping reader.
-	// Only the holder touches rd and poll. When the line empties the
-	// holder gives the role up, and the next caller takes it; a caller
-	// that cannot poll for its replies hands it to the reader goroutine
-	// through readTurn. Without selfRead the reader goroutine always
+	// or a caller that sent a lone call and reads its reply itself,
+	// polling or asleep on the socket, which saves handing each reply
+	// from one goroutine to another, and when it polls on a host slow to
+	// wake threads, the wake-up of a sleeping reader. Only the holder
+	// touches rd and poll. When the line empties the holder gives the
+	// role up, and the next caller takes it; a caller that does not wait
+	// for its replies at once, or cannot read them (its context ended, a
+	// write the socket did not take whole, a reply larger than the
+	// buffer), hands it to the reader goroutine through readTurn. Without selfRead the reader goroutine always
 	// holds it and reads without pause (push messages need a reader that
 	// is always there). Guarded by mu.
 	reading  bool
