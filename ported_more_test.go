@@ -51,14 +51,19 @@ func normalClients(t *testing.T, srv *redistest.Server) int {
 // it sends anything on it. From redis-py's and coredis's cases of a
 // connection that the server dropped while it sat in the pool and is
 // replaced on its next use. It runs with the connection read by its
-// callers (the default) and by a goroutine of its own (a Dialer).
+// callers (the default), by its callers asleep on the socket (PollWait
+// -1: nothing watches an idle connection then either) and by a goroutine
+// of its own (a Dialer).
 func TestServerTimeoutClosesIdleConnections(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	for _, how := range []string{"callers read", "reader goroutine"} {
+	for _, how := range []string{"callers read", "callers read asleep", "reader goroutine"} {
 		t.Run(how, func(t *testing.T) {
 			opt := Options{Addr: srv.Addr, MaxRetries: -1}
-			if how == "reader goroutine" {
+			switch how {
+			case "callers read asleep":
+				opt.PollWait = -1
+			case "reader goroutine":
 				var d net.Dialer
 				opt.Dialer = d.DialContext
 			}
@@ -88,7 +93,7 @@ func TestServerTimeoutClosesIdleConnections(t *testing.T) {
 				}
 				// A reader goroutine sees the end by itself, soon after.
 				cn := c.shared.Load()
-				return how == "callers read" || cn == nil || !cn.Alive()
+				return how != "reader goroutine" || cn == nil || !cn.Alive()
 			}
 			waitUntil(t, ctx, "the server to close the idle connections", closed)
 
