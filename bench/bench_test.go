@@ -377,10 +377,10 @@ func endedRun(how string) error {
 
 // TestHaltPollRestoredHoweverTheRunEnds: the guest's halt-polling that
 // -haltpoll set is put back however the run ends: an error, a panic in
-// any goroutine, an interrupt, or SIGTERM (a timeout, a CI job
-// cancelled), where the command exits non-zero.
+// any goroutine, an interrupt, SIGTERM (a timeout, a CI job cancelled)
+// or SIGQUIT, where the command exits non-zero.
 func TestHaltPollRestoredHoweverTheRunEnds(t *testing.T) {
-	for _, how := range []string{"error", "panic", "interrupt", "SIGTERM"} {
+	for _, how := range []string{"error", "panic", "interrupt", "SIGTERM", "SIGQUIT"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			path, started := filepath.Join(dir, "guest_halt_poll_ns"), filepath.Join(dir, "started")
@@ -400,7 +400,7 @@ func TestHaltPollRestoredHoweverTheRunEnds(t *testing.T) {
 			}
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
-			if sig := map[string]os.Signal{"interrupt": os.Interrupt, "SIGTERM": syscall.SIGTERM}[how]; sig != nil {
+			if sig := map[string]os.Signal{"interrupt": os.Interrupt, "SIGTERM": syscall.SIGTERM, "SIGQUIT": syscall.SIGQUIT}[how]; sig != nil {
 				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 					if _, err := os.Stat(started); err == nil {
 						break

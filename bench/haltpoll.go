@@ -90,7 +90,7 @@ func runHaltPolled(path string, d time.Duration, args []string) int {
 		return 1
 	}
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 	restore, err := setHaltPoll(path, d)
 	if err != nil {
