@@ -4,7 +4,9 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -163,5 +165,65 @@ func TestWayTimesOnlyCallsThatTellWakeUps(t *testing.T) {
 		case tc.timed && timed < n/2:
 			t.Errorf("%d of %d %s calls back to back were timed; want most", timed, n, tc.name)
 		}
+	}
+}
+
+// TestWayLeavesCallsReadByOthersUntimed: a call sent back to back whose
+// reply its caller does not read itself, as its context ended first or
+// it was sent with Start, is not timed: its reply is read by the reader
+// goroutine, which gives the role up when it likes, and the round trip
+// would be that of the context, or of the hand-off. Both ways are tried.
+func TestWayLeavesCallsReadByOthersUntimed(t *testing.T) {
+	for _, sleep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sleep=%v", sleep), func(t *testing.T) {
+			release := make(chan struct{})
+			nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+				readCommand(r)
+				io.WriteString(w, "+first\r\n")
+				readCommand(r)
+				<-release
+				io.WriteString(w, "+late\r\n")
+				readCommand(r)
+				io.WriteString(w, "+started\r\n")
+				drain(r)
+			})
+			// A budget far longer than the calls take: every call after
+			// the first is sent back to back.
+			c := New(nc, Options{Poll: time.Minute})
+			defer c.Close()
+			ctx := context.Background()
+			if v, err := c.DoOne(ctx, encode("GET", "a")); err != nil || v.Str != "first" {
+				t.Fatalf("first call = %q, %v", v.Str, err)
+			}
+			w := &c.poll.way
+			w.sleep, w.interval, w.left = sleep, wayLast, wayLast
+			cut, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if _, err := c.DoOne(cut, encode("GET", "b")); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("call cut by its context: %v, want its context's error", err)
+			}
+			close(release)
+			waitFor(t, "the reader goroutine to take the late reply", func() (bool, string) {
+				n := c.Pending()
+				return n == 0, fmt.Sprintf("%d calls in line", n)
+			})
+			p, err := c.Start(ctx, encode("GET", "c"), make([]resp.Value, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the line to empty", func() (bool, string) {
+				n := c.Pending()
+				return n == 0, fmt.Sprintf("%d calls in line", n)
+			})
+			c.mu.Lock()
+			nk, timing := w.nk, !w.sent.IsZero()
+			c.mu.Unlock()
+			if nk != 0 || timing {
+				t.Fatalf("%d calls timed, one still timed %v, after a call cut by its context and one sent with Start; want none", nk, timing)
+			}
+		})
 	}
 }
