@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +227,47 @@ func TestWayLeavesCallsReadByOthersUntimed(t *testing.T) {
 				t.Fatalf("%d calls timed, one still timed %v, after a call cut by its context and one sent with Start; want none", nk, timing)
 			}
 		})
+	}
+}
+
+// TestWayLeavesPartlyWrittenCallUntimed: a call sent back to back that
+// its caller writes itself, but that the socket takes only part of at
+// once, leaves its reply to the reader goroutine while the caller writes
+// the rest (see writeOwn), and is not timed.
+func TestWayLeavesPartlyWrittenCallUntimed(t *testing.T) {
+	nc := fakeServer(t, func(r *resp.Reader, w io.Writer) {
+		for {
+			if _, err := readCommand(r); err != nil {
+				return
+			}
+			io.WriteString(w, "+OK\r\n")
+		}
+	})
+	nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	c := New(nc, Options{Poll: time.Minute, MaxPending: 64 << 20})
+	defer c.Close()
+	ctx := context.Background()
+	if v, err := c.DoOne(ctx, encode("PING")); err != nil || v.Str != "OK" {
+		t.Fatalf("first call = %q, %v", v.Str, err)
+	}
+	w := &c.poll.way
+	w.interval, w.left = wayLast, wayLast
+	own := c.ownReads
+	replies, _, err := c.DoN(ctx, encode("SET", "k", strings.Repeat("v", 4<<20)), 1)
+	if err != nil || replies[0].Str != "OK" {
+		t.Fatalf("SET of 4 MiB = %v, %v", replies, err)
+	}
+	waitFor(t, "the line to empty", func() (bool, string) {
+		n := c.Pending()
+		return n == 0, fmt.Sprintf("%d calls in line", n)
+	})
+	if c.ownReads != own {
+		t.Fatal("the caller read its reply itself: the socket took the whole write at once, and the test needs it to take part")
+	}
+	c.mu.Lock()
+	nk, timing := w.nk, !w.sent.IsZero()
+	c.mu.Unlock()
+	if nk != 0 || timing {
+		t.Fatalf("%d calls timed, one still timed %v, after a call whose reply the reader goroutine read; want none", nk, timing)
 	}
 }
