@@ -79,7 +79,8 @@ bench-pinned: deps
 # every CPU on, the guest's idle CPUs made to poll for 200µs before they
 # halt, so that a thread wakes without the hypervisor: the fast-wake state
 # on a virtual machine whose idle CPUs use the haltpoll cpuidle driver. It
-# needs root, and restores the setting after.
+# needs root, and puts the setting back however the run ends (an error, a
+# panic, an interrupt or SIGTERM; SIGKILL aside).
 .PHONY: bench-fastwake
 bench-fastwake: deps
 	cd bench && $(GO) run . -haltpoll 200us -scenarios S1,S2,S8 -reps 5 -md RESULTS-fastwake.md -json results-fastwake.json
