@@ -499,12 +499,14 @@ type Graced struct {
 // Sole returns k for the calls of the connection's only user, who ends
 // the connection when one of them is cut short. A DoNCut (or the
 // WaitCut of a Start) whose context ends once some of its bytes were
-// taken fails the connection at once,
-// with the context's error, and returns what it got as after any failure
-// of the connection: cut then counts only the bytes the socket accepted,
-// the commands after them were not sent, and never will be. Why: left in
-// line, the call's bytes would still be written, and the connection,
-// which its user closes next, would end at an unknown point of them.
+// taken, and before its last reply was read, fails the connection at
+// once, with the context's error, and returns what it got as after any
+// failure of the connection: cut then counts only the bytes the socket
+// accepted, the commands after them were not sent, and never will be.
+// One answered whole returns its replies, and the connection lives on.
+// Why: left in line, the call's bytes would still be written, and the
+// connection, which its user closes next, would end at an unknown point
+// of them.
 func (k Graced) Sole() Graced {
 	k.sole = true
 	return k

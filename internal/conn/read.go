@@ -144,7 +144,7 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (k kept, held 
 				return kept{}, false, notSent(ContextErr(ctx))
 			}
 			if sole {
-				c.fail(&Error{Op: "close", Err: fmt.Errorf("redpipe: connection closed as a call's context ended: %w", ContextErr(ctx))})
+				c.cutSole(cl, ContextErr(ctx))
 			} else if k, ok := c.abandon(cl); ok {
 				return k, false, ContextErr(ctx)
 			}
@@ -158,6 +158,23 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (k kept, held 
 		return kept{}, true, cl.err
 	}
 	return kept{}, false, nil
+}
+
+// cutSole fails the connection under cl, a call of its sole user (see
+// Graced.Sole) whose context ended with err, unless cl was answered whole
+// meanwhile (it is finished, or about to be): only a call cut short ends
+// the connection. Why: the wait selects at random between the call's end
+// and its context's, and a call that ran through would otherwise take
+// with it a connection its user goes on with (a Tx's session, and its
+// WATCH). Under mu, where the reader stores replies, no reply is stored
+// after the check.
+func (c *Conn) cutSole(cl *call, err error) {
+	c.mu.Lock()
+	if c.err == nil && (cl.got == cl.n || cl.state.Load() != waiting) {
+		c.mu.Unlock()
+		return
+	}
+	c.failLocked(&Error{Op: "close", Err: fmt.Errorf("redpipe: connection closed as a call's context ended: %w", err)})
 }
 
 // abandon leaves cl, whose caller's context ended, to the reader, which
