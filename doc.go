@@ -277,7 +277,9 @@
 // refuses its open Multi as any call on the Tx does, and a Stream made
 // with one sends nothing. So is what Idempotent or WithTxOptions returns
 // for a nil context, with an error that names them (a context derived
-// from it is done from the start). A nil function given to Transaction,
+// from it is done from the start, but one made by context.WithoutCancel,
+// which is never done and carries neither Idempotent's mark nor the
+// TxOptions). A nil function given to Transaction,
 // TransactionValue or ForEachMaster, or a nil Client to TransactionValue,
 // is refused likewise, never a panic. Options.DialTimeout bounds a dial and
 // handshake. Options.ReplyTimeout ends a connection on which replies are

@@ -68,7 +68,8 @@ type idempotentKey struct{}
 //
 // Given a nil ctx, it returns a context that every call refuses as it
 // refuses a nil one, with a *UsageError that names Idempotent, before
-// anything is sent (a context derived from it is done from the start).
+// anything is sent (a context derived from it is done from the start,
+// but one made by context.WithoutCancel, which runs calls unmarked).
 func Idempotent(ctx context.Context) context.Context {
 	if ctx == nil {
 		return madeFromNil("Idempotent")
