@@ -263,9 +263,10 @@ type Conn struct {
 	// role up, and the next caller takes it; a caller that does not wait
 	// for its replies at once, or cannot read them (its context ended, a
 	// write the socket did not take whole, a reply larger than the
-	// buffer), hands it to the reader goroutine through readTurn. Without selfRead the reader goroutine always
-	// holds it and reads without pause (push messages need a reader that
-	// is always there). Guarded by mu.
+	// buffer), hands it to the reader goroutine through readTurn.
+	// Without selfRead the reader goroutine always holds it and reads
+	// without pause (push messages need a reader that is always there).
+	// Guarded by mu.
 	reading  bool
 	selfRead bool
 	readTurn chan struct{} // capacity 1

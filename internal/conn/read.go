@@ -170,7 +170,7 @@ func (c *Conn) waitHeld(ctx context.Context, cl *call, sole bool) (k kept, held 
 // after the check.
 func (c *Conn) cutSole(cl *call, err error) {
 	c.mu.Lock()
-	if c.err == nil && (cl.got == cl.n || cl.state.Load() != waiting) {
+	if c.err == nil && answeredLocked(cl) {
 		c.mu.Unlock()
 		return
 	}
@@ -186,7 +186,7 @@ func (c *Conn) cutSole(cl *call, err error) {
 func (c *Conn) abandon(cl *call) (kept, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil || cl.got == cl.n || cl.state.Load() != waiting {
+	if c.err != nil || answeredLocked(cl) {
 		return kept{}, false
 	}
 	// Read before it is abandoned: from then on the reader may recycle
@@ -197,6 +197,10 @@ func (c *Conn) abandon(cl *call) (kept, bool) {
 	}
 	return k, true
 }
+
+// answeredLocked reports whether cl has all its replies: it is finished,
+// or about to be, by whoever read the last. mu is held.
+func answeredLocked(cl *call) bool { return cl.got == cl.n || cl.state.Load() != waiting }
 
 // finish hands a call its outcome.
 func finish(cl *call, err error) {
